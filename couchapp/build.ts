@@ -1,0 +1,68 @@
+/**
+ * Compiles the TypeScript design-document parts into one CouchDB design document
+ * (`dist/couchapp/design.json`): each function is bundled with what it imports, self-contained,
+ * ES2019, with no Node APIs, and wrapped in the `function (...) {...}` form CouchDB evaluates.
+ */
+import { buildSync } from 'esbuild';
+import { createHash } from 'crypto';
+import { mkdirSync, readdirSync, writeFileSync } from 'fs';
+import { join } from 'path';
+
+export const DESIGN_ID = '_design/app';
+const SOURCE_DIR = join(__dirname, '..', '..', 'couchapp');
+export const OUTPUT_FILE = join(__dirname, 'design.json');
+
+export interface DesignDoc {
+  _id: string;
+  _rev?: string;
+  language: 'javascript';
+  validate_doc_update: string;
+  views: Record<string, { map: string; reduce?: string }>;
+  /** sha256 of the compiled functions: the push skips an unchanged design. */
+  build_hash: string;
+}
+
+/** Bundles `entry` and returns the source of an expression whose `.default` is the module's default export. */
+function bundle(entry: string): string {
+  const result = buildSync({
+    entryPoints: [entry],
+    bundle: true,
+    write: false,
+    format: 'iife',
+    globalName: '__module',
+    target: 'es2019',
+    platform: 'neutral',
+    mainFields: ['main', 'module'],
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: 'none',
+  });
+  return result.outputFiles[0].text.trim();
+}
+
+function wrap(params: string, entry: string, call: string): string {
+  return 'function (' + params + ') {\n' + bundle(entry) + '\nreturn __module.default(' + call + ');\n}';
+}
+
+export function buildDesignDoc(): DesignDoc {
+  const views: DesignDoc['views'] = {};
+  const viewDir = join(SOURCE_DIR, 'views');
+  for (const file of readdirSync(viewDir).sort()) {
+    if (!file.endsWith('.ts') || file === 'types.ts') continue;
+    views[file.replace(/\.ts$/, '')] = { map: wrap('doc', join(viewDir, file), 'doc, emit') };
+  }
+  const validate = wrap(
+    'newDoc, oldDoc, userCtx, secObj',
+    join(SOURCE_DIR, 'validate_doc_update.ts'),
+    'newDoc, oldDoc, userCtx, secObj',
+  );
+  const hash = createHash('sha256').update(JSON.stringify({ validate, views })).digest('hex');
+  return { _id: DESIGN_ID, language: 'javascript', validate_doc_update: validate, views, build_hash: hash };
+}
+
+if (require.main === module) {
+  const doc = buildDesignDoc();
+  mkdirSync(__dirname, { recursive: true });
+  writeFileSync(OUTPUT_FILE, JSON.stringify(doc, null, 1));
+  console.log('couchapp: built ' + DESIGN_ID + ' (' + Object.keys(doc.views).length + ' views) → ' + OUTPUT_FILE);
+}

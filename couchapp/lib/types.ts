@@ -1,0 +1,72 @@
+/** The registry document: one per package, in the shape of the classic npm registry ("packument"). */
+
+export interface Person {
+  name: string;
+  email?: string;
+}
+
+export interface Dist {
+  tarball: string;
+  shasum: string;
+  integrity: string;
+  [key: string]: unknown;
+}
+
+export interface VersionManifest {
+  name: string;
+  version: string;
+  dist: Dist;
+  deprecated?: string;
+  _npmUser?: Person;
+  maintainers?: Person[];
+  [key: string]: unknown;
+}
+
+export interface AttachmentStub {
+  content_type?: string;
+  data?: string;
+  digest?: string;
+  length?: number;
+  revpos?: number;
+  stub?: boolean;
+  follows?: boolean;
+}
+
+export interface UnpublishedInfo {
+  time: string;
+  name: string;
+  versions: string[];
+}
+
+export interface PackageDoc {
+  _id: string;
+  _rev?: string;
+  _deleted?: boolean;
+  _attachments?: Record<string, AttachmentStub>;
+  name: string;
+  description?: string;
+  'dist-tags': Record<string, string>;
+  versions: Record<string, VersionManifest>;
+  /** `created`, `modified`, one entry per version ever published, `unpublished` for a tombstone. */
+  time: Record<string, string | UnpublishedInfo>;
+  maintainers: Person[];
+  users?: Record<string, boolean>;
+  readme?: string;
+  readmeFilename?: string;
+  keywords?: string[];
+  [key: string]: unknown;
+}
+
+export interface UserCtx {
+  name: string | null;
+  roles: string[];
+  db?: string;
+}
+
+export interface SecurityObject {
+  admins?: { names?: string[]; roles?: string[] };
+  members?: { names?: string[]; roles?: string[] };
+}
+
+/** Keys of `time` that are not versions. */
+export const TIME_KEYS = ['created', 'modified', 'unpublished'];

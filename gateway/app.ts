@@ -1,0 +1,75 @@
+/** The gateway's Express application: the npm API in front of CouchDB. */
+import express, { NextFunction, Request, Response } from 'express';
+import { authenticate } from './auth';
+import { Context } from './context';
+import { distTagRoutes } from './controllers/dist-tags';
+import { packageRoutes } from './controllers/packages';
+import { userRoutes } from './controllers/users';
+import { viewRoutes } from './controllers/views';
+import { HttpError } from './errors';
+
+export function createApp(ctx: Context): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('trust proxy', false);
+
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      ctx.log.debug({ method: req.method, url: req.originalUrl.split('?')[0], status: res.statusCode, ms: Math.round(ms) }, 'request');
+    });
+    next();
+  });
+
+  app.get('/-/ping', (_req, res) => res.json({}));
+
+  app.use(
+    express.json({
+      limit: ctx.config.maxPublishBytes,
+      strict: false,
+      type: ['application/json', 'application/*+json', 'text/plain'],
+    }),
+  );
+  app.use(authenticate(ctx.couch, ctx.tokens));
+
+  app.use(userRoutes(ctx));
+  app.use(distTagRoutes(ctx));
+  app.use(viewRoutes(ctx));
+  app.use(packageRoutes(ctx));
+
+  app.use((req, res) => {
+    res.status(404).json({ error: 'Nothing here: ' + req.method + ' ' + req.path + ' is not part of the npm registry API.' });
+  });
+
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (err instanceof HttpError) {
+      res.set(err.headers).status(err.status).json({ error: err.message });
+      return;
+    }
+    const e = err as { type?: string; status?: number; message?: string; limit?: number };
+    if (e.type === 'entity.too.large') {
+      const mb = Math.round((ctx.config.maxPublishBytes / 1024 / 1024) * 10) / 10;
+      res.status(413).json({ error: 'The request body is larger than this registry accepts (' + mb + ' MiB, MAX_PUBLISH_BYTES). Make the package smaller or ask an admin to raise the limit.' });
+      return;
+    }
+    if (e.type === 'entity.parse.failed') {
+      res.status(400).json({ error: 'The request body is not valid JSON: ' + e.message });
+      return;
+    }
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+      res.status(e.status).json({ error: e.message || 'Bad request.' });
+      return;
+    }
+    ctx.log.error({ err, method: req.method, url: req.originalUrl.split('?')[0] }, 'request failed');
+    res.status(500).json({ error: 'The registry failed to handle this request; the error is logged. Try again later.' });
+  });
+
+  return app;
+}

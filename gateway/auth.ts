@@ -1,0 +1,80 @@
+/**
+ * Who is asking: a Bearer token (from `npm login`) or Basic credentials checked by CouchDB. The result
+ * is `res.locals.user`; requests without credentials are anonymous. Wrong credentials are answered
+ * with 401 at once, so that npm asks the user to log in again instead of acting anonymously.
+ */
+import { NextFunction, Request, Response } from 'express';
+import { Couch, Identity } from './couch';
+import { forbidden, unauthorized } from './errors';
+import { TokenStore } from './tokens';
+
+export interface AuthenticatedUser extends Identity {
+  readonly: boolean;
+  via: 'token' | 'basic';
+}
+
+interface UserDoc {
+  name: string;
+  roles?: string[];
+}
+
+export function currentUser(res: Response): AuthenticatedUser | undefined {
+  return res.locals.user as AuthenticatedUser | undefined;
+}
+
+/** The logged-in user, or a 401 that tells the npm user how to log in. */
+export function requireUser(res: Response): AuthenticatedUser {
+  const user = currentUser(res);
+  if (!user) throw unauthorized('You must be logged in to do this: run `npm login --registry <this registry>`.');
+  return user;
+}
+
+export function requireWriter(res: Response): AuthenticatedUser {
+  const user = requireUser(res);
+  if (user.readonly) throw forbidden('This token is read-only; log in with a full token to publish or change packages.');
+  return user;
+}
+
+export function authenticate(couch: Couch, tokens: TokenStore) {
+  const usersDb = couch.use<UserDoc>('_users');
+
+  async function rolesOf(name: string): Promise<string[] | null> {
+    try {
+      const doc = await usersDb.get('org.couchdb.user:' + name);
+      return doc.roles || [];
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw err;
+    }
+  }
+
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    try {
+      const header = req.headers.authorization;
+      if (!header) return next();
+      const [scheme, value = ''] = header.split(' ', 2);
+      if (/^bearer$/i.test(scheme)) {
+        const record = await tokens.lookup(value.trim());
+        if (!record) throw unauthorized('This token is not valid (revoked or unknown): run `npm login` again.');
+        const roles = await rolesOf(record.user);
+        if (!roles) throw unauthorized('The user of this token no longer exists: run `npm login` again.');
+        res.locals.user = { name: record.user, roles, readonly: record.readonly, via: 'token' } satisfies AuthenticatedUser;
+        res.locals.tokenRecord = record;
+        return next();
+      }
+      if (/^basic$/i.test(scheme)) {
+        const decoded = Buffer.from(value, 'base64').toString('utf8');
+        const colon = decoded.indexOf(':');
+        const name = colon === -1 ? decoded : decoded.slice(0, colon);
+        const password = colon === -1 ? '' : decoded.slice(colon + 1);
+        const identity = name && password ? await couch.checkPassword(name, password) : null;
+        if (!identity) throw unauthorized('Wrong user name or password.');
+        res.locals.user = { ...identity, readonly: false, via: 'basic' } satisfies AuthenticatedUser;
+        return next();
+      }
+      throw unauthorized('Unsupported authorization scheme "' + scheme + '": use a Bearer token or Basic credentials.');
+    } catch (err) {
+      next(err);
+    }
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * Every setting of the registry, read from the environment, with safe defaults. The README's
+ * configuration table documents the same list.
+ */
+import { resolve } from 'path';
+
+export type SignupMode = 'open' | 'closed';
+
+export interface Config {
+  /** Gateway port (`PORT`, default 5080). */
+  port: number;
+  /** Gateway bind address (`HOST`, default 127.0.0.1). */
+  host: string;
+  /** A real CouchDB with admin credentials (`COUCHDB_URL`); unset runs the embedded server. */
+  couchdbUrl?: string;
+  /** Port of the embedded server (`COUCHDB_PORT`, default 5984). */
+  couchdbPort: number;
+  /** Storage of the embedded server and generated secrets (`DATA_DIR`, default ./data). */
+  dataDir: string;
+  /** Base of tarball URLs (`REGISTRY_PUBLIC_URL`, default http://HOST:PORT). */
+  publicUrl?: string;
+  /** Admin password of the embedded server (`REGISTRY_ADMIN_PASSWORD`); generated once when unset. */
+  adminPassword?: string;
+  /** `open`: anyone may create an account; `closed`: only admins create users (`REGISTRY_SIGNUP`). */
+  signup: SignupMode;
+  /** Name of the registry database (`REGISTRY_DB`, default `registry`); tokens live in `<name>-tokens`. */
+  registryDb: string;
+  /** Largest accepted publish body in bytes (`MAX_PUBLISH_BYTES`, default 100 MiB). */
+  maxPublishBytes: number;
+  /** Log level for pino (`LOG_LEVEL`, default info). */
+  logLevel: string;
+}
+
+function integer(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(key + ' must be a non-negative integer, got "' + raw + '"');
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const signup = (env.REGISTRY_SIGNUP || 'open').toLowerCase();
+  if (signup !== 'open' && signup !== 'closed') {
+    throw new Error('REGISTRY_SIGNUP must be "open" or "closed", got "' + env.REGISTRY_SIGNUP + '"');
+  }
+  const registryDb = env.REGISTRY_DB || 'registry';
+  if (!/^[a-z][a-z0-9_$()+/-]*$/.test(registryDb)) {
+    throw new Error('REGISTRY_DB must be a valid CouchDB database name (lower case, starting with a letter)');
+  }
+  return {
+    port: integer(env, 'PORT', 5080),
+    host: env.HOST || '127.0.0.1',
+    couchdbUrl: env.COUCHDB_URL || undefined,
+    couchdbPort: integer(env, 'COUCHDB_PORT', 5984),
+    dataDir: resolve(env.DATA_DIR || './data'),
+    publicUrl: env.REGISTRY_PUBLIC_URL ? env.REGISTRY_PUBLIC_URL.replace(/\/+$/, '') : undefined,
+    adminPassword: env.REGISTRY_ADMIN_PASSWORD || undefined,
+    signup: signup as SignupMode,
+    registryDb,
+    maxPublishBytes: integer(env, 'MAX_PUBLISH_BYTES', 100 * 1024 * 1024),
+    logLevel: env.LOG_LEVEL || 'info',
+  };
+}

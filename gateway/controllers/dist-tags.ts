@@ -1,0 +1,73 @@
+/** `npm dist-tag ls/add/rm`: `/-/package/<name>/dist-tags[/<tag>]`. */
+import { Request, Response, Router } from 'express';
+import { distTagProblem } from '../../couchapp/lib/names';
+import { PackageDoc } from '../../couchapp/lib/types';
+import { requireWriter } from '../auth';
+import { Context, fromCouch, isConflict, readPackage } from '../context';
+import { badRequest, forbidden, HttpError, notFound } from '../errors';
+import { isTombstone } from '../packument';
+
+const PATH = /^\/-\/package\/(.+)\/dist-tags(?:\/([^/]+))?\/?$/;
+
+export function distTagRoutes(ctx: Context): Router {
+  const router = Router();
+
+  async function live(name: string): Promise<PackageDoc> {
+    const doc = await readPackage(ctx, name);
+    if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
+    return doc;
+  }
+
+  async function change(res: Response, name: string, edit: (tags: Record<string, string>, doc: PackageDoc) => void): Promise<void> {
+    const user = requireWriter(res);
+    for (let attempt = 1; ; attempt++) {
+      const doc = await live(name);
+      const tags = { ...doc['dist-tags'] };
+      edit(tags, doc);
+      try {
+        const next: PackageDoc = { ...doc, 'dist-tags': tags, time: { ...doc.time, modified: new Date().toISOString() } };
+        await ctx.couch.putAs(user, ctx.config.registryDb, next);
+        res.status(201).json({ ok: true, 'dist-tags': tags });
+        return;
+      } catch (err) {
+        if (isConflict(err) && attempt < 3) continue;
+        throw fromCouch(err);
+      }
+    }
+  }
+
+  async function handle(req: Request, res: Response): Promise<void> {
+    const match = PATH.exec(req.path) as RegExpExecArray;
+    const name = decodeURIComponent(match[1]);
+    const tag = match[2] === undefined ? undefined : decodeURIComponent(match[2]);
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      const doc = await live(name);
+      if (tag === undefined) res.json(doc['dist-tags']);
+      else if (doc['dist-tags'][tag]) res.json(doc['dist-tags'][tag]);
+      else throw notFound('"' + name + '" has no dist-tag "' + tag + '".');
+      return;
+    }
+    if (tag === undefined) throw new HttpError(405, 'Name a tag: /-/package/<name>/dist-tags/<tag>.');
+    const problem = distTagProblem(tag);
+    if (problem) throw badRequest('Invalid dist-tag "' + tag + '": ' + problem + '.');
+    if (req.method === 'PUT' || req.method === 'POST') {
+      const version = req.body;
+      if (typeof version !== 'string') throw badRequest('The body must be the version as a JSON string, e.g. "1.2.3".');
+      await change(res, name, (tags, doc) => {
+        if (!doc.versions[version]) throw badRequest('"' + name + '" has no version ' + version + ' to tag.');
+        tags[tag] = version;
+      });
+    } else if (req.method === 'DELETE') {
+      if (tag === 'latest') throw forbidden('The "latest" tag cannot be removed; point it at another version instead.');
+      await change(res, name, (tags) => {
+        if (!tags[tag]) throw notFound('"' + name + '" has no dist-tag "' + tag + '".');
+        delete tags[tag];
+      });
+    } else {
+      throw new HttpError(405, 'Use GET, PUT or DELETE on dist-tags.');
+    }
+  }
+
+  router.all(PATH, (req, res, next) => handle(req, res).catch(next));
+  return router;
+}

@@ -1,0 +1,202 @@
+/**
+ * The package area of the npm API: packuments (full and abbreviated), single versions, tarballs,
+ * publish, metadata updates (deprecate, owner, star, unpublish of a version) and unpublish.
+ */
+import { Request, Response, Router } from 'express';
+import { PackageDoc } from '../../couchapp/lib/types';
+import { requireUser, requireWriter } from '../auth';
+import { Context, fromCouch, isConflict, readPackage } from '../context';
+import { badRequest, conflict, HttpError, notFound } from '../errors';
+import { parsePackagePath } from '../paths';
+import {
+  abbreviatedPackument, applyPublish, applyUpdate, assertValidName, fullPackument, isTombstone, resolveVersion,
+  tarballUrl, tombstone, withoutTarball,
+} from '../packument';
+
+const ABBREVIATED = 'application/vnd.npm.install-v1+json';
+const WRITE_ATTEMPTS = 3;
+
+function notFoundPackage(name: string): HttpError {
+  return notFound('Package "' + name + '" is not in this registry. Check the name, or publish it with `npm publish`.');
+}
+
+function unpublishedError(doc: PackageDoc): HttpError {
+  const info = doc.time.unpublished as { time?: string };
+  return notFound(
+    'Package "' + doc.name + '" was unpublished' + (info && info.time ? ' on ' + info.time : '') +
+      '. Its version numbers cannot be reused; its maintainers may publish new versions.',
+  );
+}
+
+async function loadLive(ctx: Context, name: string): Promise<PackageDoc> {
+  const doc = await readPackage(ctx, name);
+  if (!doc) throw notFoundPackage(name);
+  if (isTombstone(doc)) throw unpublishedError(doc);
+  return doc;
+}
+
+/** Sends JSON with an ETag; answers 304 when the client already has it. */
+function sendJson(req: Request, res: Response, body: unknown, etag: string, contentType = 'application/json'): void {
+  res.setHeader('ETag', etag);
+  res.setHeader('Cache-Control', 'max-age=0, must-revalidate');
+  if (req.headers['if-none-match'] === etag) {
+    res.status(304).end();
+    return;
+  }
+  res.type(contentType).send(JSON.stringify(body));
+}
+
+/** Reads, changes and writes a package as `user`, re-reading when a concurrent write got there first. */
+async function writeWithRetry(
+  ctx: Context,
+  user: { name: string; roles: string[] },
+  name: string,
+  change: (existing: PackageDoc | null) => PackageDoc | null,
+): Promise<{ id: string; rev: string } | null> {
+  for (let attempt = 1; ; attempt++) {
+    const next = change(await readPackage(ctx, name));
+    if (!next) return null;
+    try {
+      return await ctx.couch.putAs(user, ctx.config.registryDb, next);
+    } catch (err) {
+      if (isConflict(err) && attempt < WRITE_ATTEMPTS) continue;
+      throw fromCouch(err);
+    }
+  }
+}
+
+function checkRev(doc: PackageDoc, rev: string | undefined): void {
+  if (rev && rev !== doc._rev) {
+    throw conflict('"' + doc.name + '" changed since you read it (revision ' + rev + ' is not current); run the command again.');
+  }
+}
+
+export function packageRoutes(ctx: Context): Router {
+  const router = Router();
+
+  async function getPackument(req: Request, res: Response, name: string): Promise<void> {
+    const doc = await loadLive(ctx, name);
+    if (req.query.write === 'true') {
+      requireUser(res);
+      sendJson(req, res, fullPackument(doc, ctx.baseUrl), '"' + doc._rev + '-w"');
+      return;
+    }
+    const accept = String(req.headers.accept || '');
+    if (accept.includes(ABBREVIATED)) {
+      res.setHeader('Vary', 'Accept');
+      sendJson(req, res, abbreviatedPackument(doc, ctx.baseUrl), '"' + doc._rev + '-a"', ABBREVIATED);
+    } else {
+      res.setHeader('Vary', 'Accept');
+      sendJson(req, res, fullPackument(doc, ctx.baseUrl), '"' + doc._rev + '-f"');
+    }
+  }
+
+  async function getVersion(req: Request, res: Response, name: string, spec: string): Promise<void> {
+    const doc = await loadLive(ctx, name);
+    const manifest = resolveVersion(doc, spec);
+    if (!manifest) {
+      throw notFound('"' + name + '" has no version or dist-tag "' + spec + '" (versions: ' + Object.keys(doc.versions).join(', ') + ').');
+    }
+    const body = { ...manifest, dist: { ...manifest.dist, tarball: tarballUrl(ctx.baseUrl, name, manifest.version) } };
+    sendJson(req, res, body, '"' + doc._rev + '-v-' + manifest.version + '"');
+  }
+
+  async function getTarball(req: Request, res: Response, name: string, file: string): Promise<void> {
+    if (!file.endsWith('.tgz') || file.includes('/') || file.startsWith('.')) throw notFound('No such tarball: ' + file);
+    const path = '/' + encodeURIComponent(ctx.config.registryDb) + '/' + encodeURIComponent(name) + '/' + encodeURIComponent(file);
+    const headers: Record<string, string> = {};
+    if (typeof req.headers['if-none-match'] === 'string') headers['if-none-match'] = req.headers['if-none-match'];
+    const upstream = await ctx.couch.streamGet(path, headers);
+    if (upstream.statusCode === 404) {
+      upstream.resume();
+      throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
+    }
+    if (upstream.statusCode !== 200 && upstream.statusCode !== 304) {
+      upstream.resume();
+      throw new HttpError(502, 'The registry database failed to send the tarball (' + upstream.statusCode + '). Try again later.');
+    }
+    res.status(upstream.statusCode);
+    for (const header of ['etag', 'content-length', 'last-modified']) {
+      const value = upstream.headers[header];
+      if (value !== undefined) res.setHeader(header, value);
+    }
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
+    if (req.method === 'HEAD' || upstream.statusCode === 304) {
+      upstream.resume();
+      res.end();
+      return;
+    }
+    upstream.pipe(res);
+    res.on('close', () => upstream.destroy());
+  }
+
+  async function put(req: Request, res: Response, name: string, rev: string | undefined): Promise<void> {
+    const user = requireWriter(res);
+    const body = req.body as Record<string, unknown>;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body must be a JSON object.');
+    assertValidName(name);
+    const now = new Date().toISOString();
+    const isPublish = !rev && body._attachments !== undefined;
+    if (isPublish) {
+      const result = await writeWithRetry(ctx, user, name, (existing) =>
+        applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl }),
+      );
+      ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}) }, 'published');
+      res.status(201).json({ ok: true, success: true, id: result?.id, rev: result?.rev });
+      return;
+    }
+    const expectedRev = rev || (typeof body._rev === 'string' ? body._rev : undefined);
+    const result = await writeWithRetry(ctx, user, name, (existing) => {
+      if (!existing || isTombstone(existing)) throw notFoundPackage(name);
+      checkRev(existing, expectedRev);
+      return applyUpdate(existing, body, user, now);
+    });
+    res.status(200).json({ ok: true, success: true, id: result?.id, rev: result?.rev });
+  }
+
+  async function unpublishAll(res: Response, name: string, rev: string): Promise<void> {
+    const user = requireWriter(res);
+    const now = new Date().toISOString();
+    await writeWithRetry(ctx, user, name, (existing) => {
+      if (!existing || isTombstone(existing)) throw notFoundPackage(name);
+      checkRev(existing, rev);
+      return tombstone(existing, user, now);
+    });
+    ctx.log.info({ user: user.name, package: name }, 'unpublished');
+    res.status(200).json({ ok: true, success: true });
+  }
+
+  async function deleteTarball(res: Response, name: string, file: string): Promise<void> {
+    const user = requireWriter(res);
+    await writeWithRetry(ctx, user, name, (existing) => {
+      if (!existing) throw notFoundPackage(name);
+      return withoutTarball(existing, file);
+    });
+    res.status(200).json({ ok: true, success: true });
+  }
+
+  router.all('*', (req, res, next) => {
+    const parsed = parsePackagePath(req.path);
+    if (!parsed || parsed.name.startsWith('-') || parsed.name.startsWith('_')) return next();
+    const { name, rest } = parsed;
+    const method = req.method;
+    let handled: Promise<void> | undefined;
+    if (method === 'GET' || method === 'HEAD') {
+      if (rest.length === 0) handled = getPackument(req, res, name);
+      else if (rest.length === 1) handled = getVersion(req, res, name, rest[0]);
+      else if (rest.length === 2 && rest[0] === '-') handled = getTarball(req, res, name, rest[1]);
+    } else if (method === 'PUT') {
+      if (rest.length === 0) handled = put(req, res, name, undefined);
+      else if (rest.length === 2 && rest[0] === '-rev') handled = put(req, res, name, rest[1]);
+    } else if (method === 'DELETE') {
+      if (rest.length === 2 && rest[0] === '-rev') handled = unpublishAll(res, name, rest[1]);
+      else if (rest.length === 4 && rest[0] === '-' && rest[2] === '-rev') handled = deleteTarball(res, name, rest[1]);
+      else if (rest.length === 2 && rest[0] === '-') handled = deleteTarball(res, name, rest[1]);
+    }
+    if (!handled) return next();
+    handled.catch(next);
+  });
+
+  return router;
+}

@@ -1,0 +1,128 @@
+/**
+ * Accounts: `npm adduser` / `npm login --auth-type=legacy` (the CouchDB-style
+ * `PUT /-/user/org.couchdb.user:NAME`), `npm whoami`, user look-up for `npm owner`, and
+ * `npm logout` (revokes the token it used). Users are CouchDB `_users` documents.
+ */
+import { Request, Response, Router } from 'express';
+import Nano from 'nano';
+import { currentUser, requireUser } from '../auth';
+import { Context, fromCouch } from '../context';
+import { badRequest, conflict, forbidden, notFound, unauthorized } from '../errors';
+
+interface UserDoc {
+  _id: string;
+  _rev?: string;
+  name: string;
+  type: 'user';
+  roles: string[];
+  email?: string;
+  password?: string;
+}
+
+const USER_PREFIX = 'org.couchdb.user:';
+const USER_PATH = /^\/-\/user\/org\.couchdb\.user:([^/]+)(?:\/-rev\/([^/]+))?\/?$/;
+const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,213}$/i;
+
+export function userRoutes(ctx: Context): Router {
+  const router = Router();
+  const users: Nano.DocumentScope<UserDoc> = ctx.couch.use<UserDoc>('_users');
+
+  async function readUser(name: string): Promise<UserDoc | null> {
+    try {
+      return await users.get(USER_PREFIX + name);
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw fromCouch(err);
+    }
+  }
+
+  async function issueToken(res: Response, name: string, status: number, extra: Record<string, unknown> = {}): Promise<void> {
+    const { token } = await ctx.tokens.create(name);
+    ctx.log.info({ user: name }, 'token issued');
+    res.status(status).json({ ok: true, id: USER_PREFIX + name, token, ...extra });
+  }
+
+  /** PUT /-/user/org.couchdb.user:NAME[/-rev/REV]: sign up, or log in and get a token. */
+  function pathParts(req: Request): { name: string; rev?: string } {
+    const match = USER_PATH.exec(req.path) as RegExpExecArray;
+    return { name: decodeURIComponent(match[1]), rev: match[2] };
+  }
+
+  async function login(req: Request, res: Response): Promise<void> {
+    const { name, rev } = pathParts(req);
+    const body = req.body as Record<string, unknown>;
+    if (typeof body !== 'object' || body === null) throw badRequest('The body must be a JSON object with "name" and "password".');
+    if (body.name !== name) throw badRequest('The user name in the body must match the URL.');
+    if (!USER_NAME.test(name)) {
+      throw badRequest('User names may contain letters, digits, ".", "_" and "-", and start with a letter or digit.');
+    }
+    const caller = currentUser(res);
+    const existing = await readUser(name);
+    if (existing) {
+      // The second step of npm's legacy login sends the credentials as Basic auth.
+      if (caller && caller.name === name && caller.via === 'basic') return issueToken(res, name, 201);
+      if (typeof body.password === 'string' && body.password && (await ctx.couch.checkPassword(name, body.password))) {
+        return issueToken(res, name, 201);
+      }
+      if (rev) throw unauthorized('Wrong user name or password for "' + name + '".');
+      throw conflict('User "' + name + '" already exists; log in with its password.');
+    }
+    if (rev) throw notFound('There is no user "' + name + '".');
+    const isAdmin = !!caller && caller.roles.includes('_admin');
+    if (ctx.config.signup === 'closed' && !isAdmin) {
+      throw forbidden('Sign-up is closed on this registry: ask an administrator to create your account.');
+    }
+    if (typeof body.password !== 'string' || body.password.length < 4) {
+      throw badRequest('Choose a password of at least 4 characters.');
+    }
+    const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', roles: [], password: body.password };
+    if (typeof body.email === 'string' && body.email) doc.email = body.email;
+    try {
+      await users.insert(doc);
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 409) throw conflict('User "' + name + '" already exists.');
+      throw fromCouch(err);
+    }
+    ctx.log.info({ user: name }, 'user created');
+    return issueToken(res, name, 201);
+  }
+
+  router.put(USER_PATH, (req, res, next) => login(req, res).catch(next));
+
+  router.get(USER_PATH, (req, res, next) => {
+    (async () => {
+      const { name } = pathParts(req);
+      const doc = await readUser(name);
+      if (!doc) throw notFound('There is no user "' + name + '".');
+      const caller = currentUser(res);
+      const body: Record<string, unknown> = { _id: doc._id, _rev: doc._rev, name: doc.name, type: 'user' };
+      // npm owner add records the new owner's email; it is shown to logged-in users only.
+      if (doc.email && caller) body.email = doc.email;
+      res.json(body);
+    })().catch(next);
+  });
+
+  router.get('/-/whoami', (req, res, next) => {
+    try {
+      res.json({ username: requireUser(res).name });
+    } catch (err) {
+      next(err);
+    }
+  });
+
+  router.delete('/-/user/token/:token', (req, res, next) => {
+    (async () => {
+      const user = requireUser(res);
+      const token = decodeURIComponent(req.params.token);
+      const record = await ctx.tokens.lookup(token);
+      if (!record || (record.user !== user.name && !user.roles.includes('_admin'))) {
+        throw notFound('No such token of yours; it may already be revoked.');
+      }
+      await ctx.tokens.revoke(token);
+      ctx.log.info({ user: user.name }, 'token revoked');
+      res.json({ ok: true });
+    })().catch(next);
+  });
+
+  return router;
+}

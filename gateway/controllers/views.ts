@@ -1,0 +1,31 @@
+/** Read-only views of the registry for the npm CLI: `npm stars` reads `/-/_view/starredByUser`. */
+import { Router } from 'express';
+import { DESIGN_NAME } from '../setup';
+import { Context, fromCouch } from '../context';
+import { badRequest } from '../errors';
+
+const PUBLIC_VIEWS = ['starredByUser', 'byMaintainer'];
+
+export function viewRoutes(ctx: Context): Router {
+  const router = Router();
+  router.get('/-/_view/:view', (req, res, next) => {
+    (async () => {
+      const view = req.params.view;
+      if (!PUBLIC_VIEWS.includes(view)) throw badRequest('Unknown view "' + view + '"; available: ' + PUBLIC_VIEWS.join(', ') + '.');
+      let key: unknown;
+      try {
+        key = typeof req.query.key === 'string' ? JSON.parse(req.query.key) : undefined;
+      } catch {
+        throw badRequest('"key" must be JSON, e.g. key="alice".');
+      }
+      if (typeof key !== 'string') throw badRequest('Give the user as key="<name>".');
+      try {
+        const result = await ctx.registry.view(DESIGN_NAME, view, { key, limit: 10000 });
+        res.json({ rows: result.rows.map((r) => ({ id: r.id, key: r.key, value: r.value })) });
+      } catch (err) {
+        throw fromCouch(err);
+      }
+    })().catch(next);
+  });
+  return router;
+}

@@ -1,0 +1,87 @@
+/**
+ * The gateway's access to CouchDB: `nano` with admin credentials for set-up and reads, and
+ * writes made as the real user through proxy authentication, so that `validate_doc_update` sees who
+ * asked. Tarballs are streamed from CouchDB to the client without being held in memory.
+ */
+import http from 'http';
+import https from 'https';
+import Nano from 'nano';
+import { proxyHeaders } from '../couchdb/proxy-auth';
+
+export interface Identity {
+  name: string;
+  roles: string[];
+}
+
+export interface CouchFailure {
+  statusCode: number;
+  error: string;
+  reason: string;
+}
+
+/** The status, `error` and `reason` of a failed nano request, or of a failure to reach CouchDB (502). */
+export function couchFailure(err: unknown): CouchFailure {
+  const e = err as { statusCode?: number; error?: string; reason?: string; message?: string };
+  if (typeof e.statusCode === 'number') {
+    return { statusCode: e.statusCode, error: e.error || 'error', reason: e.reason || e.message || 'CouchDB refused the request' };
+  }
+  return { statusCode: 502, error: 'unreachable', reason: 'CouchDB could not be reached: ' + (e.message || String(err)) };
+}
+
+export class Couch {
+  readonly server: Nano.ServerScope;
+  readonly url: URL;
+  private readonly authorization: string;
+
+  constructor(
+    adminUrl: string,
+    private readonly proxySecret: string,
+  ) {
+    this.url = new URL(adminUrl);
+    this.authorization =
+      'Basic ' + Buffer.from(decodeURIComponent(this.url.username) + ':' + decodeURIComponent(this.url.password)).toString('base64');
+    this.server = Nano({ url: adminUrl });
+  }
+
+  /** A nano database handle with admin rights. */
+  use<T>(db: string): Nano.DocumentScope<T> {
+    return this.server.use<T>(db);
+  }
+
+  /** Writes a document as `who` (proxy authentication), so that CouchDB validates it as that user. */
+  async putAs(who: Identity, db: string, doc: { _id: string } & object): Promise<{ id: string; rev: string }> {
+    return this.server.relax({
+      method: 'PUT',
+      db,
+      doc: doc._id,
+      body: doc,
+      headers: proxyHeaders(this.proxySecret, who.name, who.roles),
+    }) as Promise<{ id: string; rev: string }>;
+  }
+
+  /** Checks a name and password with CouchDB; returns the user, or null when they do not match. */
+  async checkPassword(name: string, password: string): Promise<Identity | null> {
+    const response = await fetch(new URL('/_session', this.url.origin), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ name, password }),
+    });
+    if (response.status === 401) return null;
+    if (!response.ok) throw new Error('CouchDB _session answered ' + response.status);
+    const body = (await response.json()) as { name: string; roles: string[] };
+    return { name: body.name, roles: body.roles || [] };
+  }
+
+  /** Opens a GET of a CouchDB path as admin and hands back the raw response for streaming. */
+  streamGet(path: string, headers: Record<string, string> = {}): Promise<http.IncomingMessage> {
+    const client = this.url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const request = client.get(
+        new URL(path, this.url.origin),
+        { headers: { ...headers, authorization: this.authorization } },
+        resolve,
+      );
+      request.on('error', reject);
+    });
+  }
+}

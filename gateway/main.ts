@@ -1,0 +1,38 @@
+/** `npm start`: runs the registry with the configuration from the environment. */
+import pino from 'pino';
+import { loadConfig } from './config';
+import { startRegistry } from './registry';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = pino({ level: config.logLevel });
+  const registry = await startRegistry(config, log);
+  const lines = [
+    '',
+    'npm registry ready at ' + registry.url,
+    '  use it:   npm config set registry ' + registry.url + '/',
+    '  account:  npm adduser --registry ' + registry.url + '/',
+    '  Fauxton:  ' + registry.fauxtonUrl + '  (log in as "' + registry.adminName + '")',
+  ];
+  if (registry.generatedAdminPassword) {
+    lines.push(
+      '  admin password (generated now, shown once, kept in ' + config.dataDir + '/admin-password): ' +
+        registry.generatedAdminPassword,
+    );
+  } else if (!config.couchdbUrl && !config.adminPassword) {
+    lines.push('  admin password: see ' + config.dataDir + '/admin-password');
+  }
+  process.stdout.write(lines.join('\n') + '\n\n');
+  const stop = async (signal: string) => {
+    log.info({ signal }, 'stopping');
+    await registry.close();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop('SIGINT'));
+  process.once('SIGTERM', () => void stop('SIGTERM'));
+}
+
+main().catch((err: Error) => {
+  process.stderr.write('The registry could not start: ' + err.message + '\n');
+  process.exit(1);
+});

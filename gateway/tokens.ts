@@ -1,0 +1,66 @@
+/**
+ * Access tokens. A token is shown to its owner once; CouchDB keeps only its SHA-256, as the id of a
+ * document in the tokens database (readable by admins only), so a revoked token is refused at once
+ * by every gateway.
+ */
+import { createHash, randomBytes } from 'crypto';
+import Nano from 'nano';
+import { Couch } from './couch';
+
+export interface TokenRecord {
+  _id: string;
+  _rev?: string;
+  type: 'token';
+  user: string;
+  created: string;
+  readonly: boolean;
+  cidr_whitelist: string[];
+  /** The first characters of the token, to recognise it in a list. */
+  preview: string;
+}
+
+export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
+
+export class TokenStore {
+  private readonly db: Nano.DocumentScope<TokenRecord>;
+
+  constructor(couch: Couch, dbName: string) {
+    this.db = couch.use<TokenRecord>(dbName);
+  }
+
+  async create(user: string, options: { readonly?: boolean; cidr?: string[] } = {}): Promise<{ token: string; record: TokenRecord }> {
+    const token = 'cnr_' + randomBytes(30).toString('base64url');
+    const record: TokenRecord = {
+      _id: hashToken(token),
+      type: 'token',
+      user,
+      created: new Date().toISOString(),
+      readonly: !!options.readonly,
+      cidr_whitelist: options.cidr || [],
+      preview: token.slice(0, 10),
+    };
+    await this.db.insert(record);
+    return { token, record };
+  }
+
+  async lookup(token: string): Promise<TokenRecord | null> {
+    try {
+      return await this.db.get(hashToken(token));
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw err;
+    }
+  }
+
+  /** Removes a token; true when it existed. */
+  async revoke(token: string): Promise<boolean> {
+    const record = await this.lookup(token);
+    if (!record) return false;
+    try {
+      await this.db.destroy(record._id, record._rev as string);
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+    }
+    return true;
+  }
+}
