@@ -6,11 +6,13 @@
 import { buildSync } from 'esbuild';
 import { createHash } from 'crypto';
 import { mkdirSync, readdirSync, writeFileSync } from 'fs';
-import { join } from 'path';
+import { basename, dirname, join } from 'path';
 
 export const DESIGN_ID = '_design/app';
-const SOURCE_DIR = join(__dirname, '..', '..', 'couchapp');
-export const OUTPUT_FILE = join(__dirname, 'design.json');
+/** The repository root, whether this runs compiled (dist/couchapp) or from source (couchapp). */
+const ROOT = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', '..') : join(__dirname, '..');
+const SOURCE_DIR = join(ROOT, 'couchapp');
+export const OUTPUT_FILE = join(ROOT, 'dist', 'couchapp', 'design.json');
 
 export interface DesignDoc {
   _id: string;
@@ -62,7 +64,7 @@ export function buildDesignDoc(): DesignDoc {
 
 if (require.main === module) {
   const doc = buildDesignDoc();
-  mkdirSync(__dirname, { recursive: true });
+  mkdirSync(dirname(OUTPUT_FILE), { recursive: true });
   writeFileSync(OUTPUT_FILE, JSON.stringify(doc, null, 1));
   console.log('couchapp: built ' + DESIGN_ID + ' (' + Object.keys(doc.views).length + ' views) → ' + OUTPUT_FILE);
 }

@@ -97,10 +97,10 @@ export default function validate_doc_update(
   const nameProblem = packageNameProblem(newDoc.name, isNew);
   if (nameProblem) forbidden('Invalid package name "' + String(newDoc.name) + '": ' + nameProblem + '.');
   if (newDoc._id !== newDoc.name) forbidden('The document _id must equal the package name "' + newDoc.name + '".');
-  if (oldDoc && oldDoc.users && newDoc.users) {
-    // maintainers may not star or unstar for others
-    const before = oldDoc.users;
-    const after = newDoc.users;
+  if (oldDoc) {
+    // maintainers may not star or unstar for others either
+    const before = oldDoc.users || {};
+    const after = newDoc.users || {};
     const keys = Object.keys(before).concat(Object.keys(after));
     for (const k of keys) {
       if (k !== user && !!before[k] !== !!after[k]) forbidden('You can only star or unstar a package for yourself.');

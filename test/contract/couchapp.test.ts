@@ -1,0 +1,102 @@
+/**
+ * The compiled design document, run inside the CouchDB in use (embedded by default, COUCHDB_URL when
+ * given): validate_doc_update decides on direct writes with proxy authentication, the views answer,
+ * and pushing an unchanged design is a no-op.
+ */
+import { proxyHeaders } from '../../couchdb/proxy-auth';
+import { Couch } from '../../gateway/couch';
+import { loadDesignDoc, pushDesign } from '../../gateway/setup';
+import { startTestRegistry, TestRegistry } from '../helpers/registry';
+import { manifest, tarballOf } from '../unit/fixtures';
+
+let registry: TestRegistry;
+let secret: string;
+
+beforeAll(async () => {
+  registry = await startTestRegistry();
+  if (process.env.COUCHDB_URL) {
+    const response = await fetch(new URL('/_node/_local/_config/chttpd_auth/secret', process.env.COUCHDB_URL).toString().replace(/\/\/[^@]*@/, '//'), {
+      headers: { authorization: 'Basic ' + Buffer.from(decodeURIComponent(new URL(process.env.COUCHDB_URL).username) + ':' + decodeURIComponent(new URL(process.env.COUCHDB_URL).password)).toString('base64') },
+    });
+    secret = await response.json();
+  } else {
+    secret = require('fs').readFileSync(registry.dataDir + '/proxy-secret', 'utf8').trim();
+  }
+});
+afterAll(() => registry.stop());
+
+async function putAs(user: string | null, doc: Record<string, unknown>) {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (user) Object.assign(headers, proxyHeaders(secret, user, []));
+  const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/' + encodeURIComponent(String(doc._id)), {
+    method: 'PUT',
+    headers,
+    body: JSON.stringify(doc),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, string> };
+}
+
+function newPackage(name: string, version: string, owner: string) {
+  const now = new Date().toISOString();
+  return {
+    _id: name,
+    name,
+    'dist-tags': { latest: version },
+    versions: { [version]: manifest(name, version) },
+    time: { created: now, modified: now, [version]: now },
+    maintainers: [{ name: owner }],
+    _attachments: { [name.split('/').pop() + '-' + version + '.tgz']: { content_type: 'application/octet-stream', data: tarballOf(name, version).toString('base64') } },
+  };
+}
+
+describe('validate_doc_update inside CouchDB', () => {
+  it('refuses anonymous writes with 401 and accepts a publisher who is the maintainer', async () => {
+    expect((await putAs(null, newPackage('direct-a', '1.0.0', 'alice'))).status).toBe(401);
+    const created = await putAs('alice', newPackage('direct-a', '1.0.0', 'alice'));
+    expect(created.status).toBe(201);
+  });
+
+  it('refuses a proxy token made with the wrong secret (the request is anonymous)', async () => {
+    const headers = { 'content-type': 'application/json', ...proxyHeaders('not-the-secret', 'alice', ['_admin']) };
+    const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/forged', {
+      method: 'PUT', headers, body: JSON.stringify(newPackage('forged', '1.0.0', 'alice')),
+    });
+    expect(response.status).toBe(401);
+  });
+
+  it('refuses a non-maintainer and a changed manifest with 403 and a reason', async () => {
+    await putAs('alice', newPackage('direct-b', '1.0.0', 'alice'));
+    const current = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/direct-b')).json()) as Record<string, any>;
+    const byBob = await putAs('bob', { ...current, description: 'taken over' });
+    expect(byBob.status).toBe(403);
+    expect(byBob.body.reason).toContain('not a maintainer');
+    const changed = JSON.parse(JSON.stringify(current));
+    changed.versions['1.0.0'].scripts = { postinstall: 'curl evil' };
+    const byAlice = await putAs('alice', changed);
+    expect(byAlice.status).toBe(403);
+    expect(byAlice.body.reason).toContain('already published');
+    const stored = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/direct-b')).json()) as Record<string, any>;
+    expect(stored._rev).toBe(current._rev);
+  });
+
+  it('answers the views, and a design push without changes does nothing', async () => {
+    await putAs('carol', newPackage('@carol/views', '1.0.0', 'carol'));
+    const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_design/app/_view/byMaintainer?key=%22carol%22');
+    const view = (await response.json()) as { rows: { value: string }[] };
+    expect(view.rows.map((r) => r.value)).toEqual(['@carol/views']);
+    const couch = new Couch(registry.adminCouchUrl, secret);
+    expect(await pushDesign(couch, registry.registryDb, loadDesignDoc())).toBe(false);
+  });
+
+  it('replaces a changed design through a staging copy, leaving no staging document behind', async () => {
+    const couch = new Couch(registry.adminCouchUrl, secret);
+    const design = loadDesignDoc();
+    const changed = { ...design, build_hash: design.build_hash + '-changed', views: { ...design.views, extra: { map: 'function (doc) { emit(doc._id, null); }' } } };
+    expect(await pushDesign(couch, registry.registryDb, changed)).toBe(true);
+    const staging = await couch.use(registry.registryDb).get('_design/app-staging').catch((e) => e.statusCode);
+    expect(staging).toBe(404);
+    const live = (await couch.use(registry.registryDb).get('_design/app')) as any;
+    expect(Object.keys(live.views)).toContain('extra');
+    expect(await pushDesign(couch, registry.registryDb, design)).toBe(true);
+  });
+});

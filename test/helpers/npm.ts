@@ -1,0 +1,104 @@
+/**
+ * Runs the real npm (and yarn, pnpm) CLIs against a registry, each test with its own user config,
+ * cache and folders, so nothing leaks between tests or into the machine's npm settings.
+ */
+import { spawn } from 'child_process';
+import { createHash } from 'crypto';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface NpmClient {
+  home: string;
+  userconfig: string;
+  env: NodeJS.ProcessEnv;
+  npm(args: string[], cwd?: string): Promise<CliResult>;
+  /** `npm adduser`/`npm login --auth-type=legacy`, answering the prompts on a real terminal. */
+  loginLegacy(command: 'adduser' | 'login', name: string, password: string, email?: string): Promise<CliResult>;
+}
+
+const BIN = join(__dirname, '..', '..', 'node_modules', '.bin');
+
+export function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs || 120_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+    child.stdin.end(options.input || '');
+  });
+}
+
+export function npmClient(registryUrl: string): NpmClient {
+  const home = mkdtempSync(join(tmpdir(), 'npm-client-'));
+  const userconfig = join(home, '.npmrc');
+  writeFileSync(userconfig, 'registry=' + registryUrl + '/\n');
+  const env: NodeJS.ProcessEnv = {
+    PATH: BIN + ':' + process.env.PATH,
+    HOME: home,
+    npm_config_userconfig: userconfig,
+    npm_config_cache: join(home, 'cache'),
+    npm_config_prefix: join(home, 'prefix'),
+    npm_config_registry: registryUrl + '/',
+    npm_config_audit: 'false',
+    npm_config_fund: 'false',
+    npm_config_update_notifier: 'false',
+    npm_config_loglevel: 'warn',
+    NO_COLOR: '1',
+  };
+  return {
+    home,
+    userconfig,
+    env,
+    npm: (args, cwd = home) => run('npm', args, { cwd, env }),
+    loginLegacy: (command, name, password, email = name + '@example.com') =>
+      new Promise((resolve, reject) => {
+        // `script` gives npm the terminal its prompts require.
+        const child = spawn('script', ['-qfec', 'npm ' + command + ' --auth-type=legacy', '/dev/null'], { cwd: home, env, stdio: ['pipe', 'pipe', 'pipe'] });
+        const answers: [RegExp, string][] = [[/Username:/, name], [/Password:/, password], [/Email/, email]];
+        let pending = '';
+        let all = '';
+        child.stdout.on('data', (data) => {
+          pending += data;
+          all += data;
+          while (answers.length && answers[0][0].test(pending)) {
+            const [prompt, answer] = answers.shift() as [RegExp, string];
+            pending = pending.split(prompt).slice(1).join('');
+            child.stdin.write(answer + '\r');
+          }
+        });
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        child.on('error', reject);
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code: code ?? -1, stdout: all.replace(new RegExp(password, 'g'), '***'), stderr: '' });
+        });
+      }),
+  };
+}
+
+/** Writes a package folder with a package.json and an index.js; returns its path. */
+export function makePackage(parent: string, manifest: Record<string, unknown>, files: Record<string, string> = {}): string {
+  const dir = join(parent, 'pkg-' + String(manifest.name).replace(/[@/]/g, '_') + '-' + String(manifest.version));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ main: 'index.js', license: 'MIT', ...manifest }, null, 2));
+  writeFileSync(join(dir, 'index.js'), files['index.js'] || 'module.exports = ' + JSON.stringify(String(manifest.name) + '@' + String(manifest.version)) + ';\n');
+  for (const [file, content] of Object.entries(files)) writeFileSync(join(dir, file), content);
+  return dir;
+}
+
+export const sha1 = (data: Buffer) => createHash('sha1').update(data).digest('hex');
+export const sha512 = (data: Buffer) => 'sha512-' + createHash('sha512').update(data).digest('base64');

@@ -1,0 +1,158 @@
+import validate from '../../couchapp/validate_doc_update';
+import { PackageDoc } from '../../couchapp/lib/types';
+import { clone, manifest, packageDoc } from './fixtures';
+
+const alice = { name: 'alice', roles: [] };
+const bob = { name: 'bob', roles: [] };
+const admin = { name: 'root', roles: ['_admin'] };
+const anonymous = { name: null, roles: [] };
+
+function attempt(newDoc: PackageDoc, oldDoc: PackageDoc | null, user: { name: string | null; roles: string[] }) {
+  try {
+    validate(newDoc, oldDoc, user);
+    return 'ok';
+  } catch (e) {
+    return e as Record<string, string>;
+  }
+}
+
+/** A new publish of `version` on top of `old` (or a new package), with an inline tarball. */
+function publish(old: PackageDoc | null, name: string, version: string, user = 'alice'): PackageDoc {
+  const doc = old ? clone(old) : { ...packageDoc(name, [], user), _attachments: {}, versions: {}, 'dist-tags': {} };
+  delete doc._rev;
+  doc.versions[version] = manifest(name, version);
+  doc.time[version] = '2026-02-01T00:00:00.000Z';
+  doc['dist-tags'].latest = version;
+  (doc._attachments as Record<string, object>)[name.split('/').pop() + '-' + version + '.tgz'] = { content_type: 'application/octet-stream', data: 'AAAA' };
+  return doc;
+}
+
+describe('validate_doc_update', () => {
+  it('lets the first publisher create a package and become its maintainer', () => {
+    expect(attempt(publish(null, 'fresh', '1.0.0'), null, alice)).toBe('ok');
+  });
+
+  it('refuses anonymous writers with 401', () => {
+    expect(attempt(publish(null, 'fresh', '1.0.0'), null, anonymous)).toEqual({ unauthorized: expect.stringContaining('npm login') });
+  });
+
+  it('refuses a new package whose maintainers do not include the publisher', () => {
+    expect(attempt(publish(null, 'fresh', '1.0.0', 'alice'), null, bob)).toEqual({ forbidden: expect.stringContaining('maintainers') });
+  });
+
+  it('lets only maintainers publish new versions, and says who to ask', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    expect(attempt(publish(old, 'pkg', '1.1.0'), old, alice)).toBe('ok');
+    const refused = attempt(publish(old, 'pkg', '1.1.0'), old, bob) as { forbidden: string };
+    expect(refused.forbidden).toContain('not a maintainer');
+    expect(refused.forbidden).toContain('npm owner add bob pkg');
+  });
+
+  it('never lets a published manifest change, except its deprecation message', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    const changed = clone(old);
+    changed.versions['1.0.0'].dependencies = { evil: '*' };
+    expect(attempt(changed, old, alice)).toEqual({ forbidden: expect.stringContaining('already published') });
+    const deprecated = clone(old);
+    deprecated.versions['1.0.0'].deprecated = 'use 2.x';
+    expect(attempt(deprecated, old, alice)).toBe('ok');
+  });
+
+  it('never lets a published tarball change', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    const replaced = clone(old);
+    (replaced._attachments as Record<string, object>)['pkg-1.0.0.tgz'] = { content_type: 'application/octet-stream', data: 'BBBB' };
+    expect(attempt(replaced, old, alice)).toEqual({ forbidden: expect.stringContaining('cannot change') });
+    const otherDigest = clone(old);
+    (otherDigest._attachments as Record<string, { digest: string }>)['pkg-1.0.0.tgz'].digest = 'md5-other';
+    expect(attempt(otherDigest, old, alice)).toEqual({ forbidden: expect.stringContaining('cannot change') });
+  });
+
+  it('refuses re-publishing a version that was unpublished', () => {
+    const old = packageDoc('pkg', ['1.0.0', '1.1.0']);
+    delete old.versions['1.1.0'];
+    delete (old._attachments as Record<string, object>)['pkg-1.1.0.tgz'];
+    old['dist-tags'].latest = '1.0.0';
+    expect(attempt(publish(old, 'pkg', '1.1.0'), old, alice)).toEqual({ forbidden: expect.stringContaining('never reused') });
+  });
+
+  it('keeps the publish times of unpublished versions', () => {
+    const old = packageDoc('pkg', ['1.0.0', '1.1.0']);
+    const next = clone(old);
+    delete next.versions['1.1.0'];
+    delete (next._attachments as Record<string, object>)['pkg-1.1.0.tgz'];
+    next['dist-tags'].latest = '1.0.0';
+    expect(attempt(next, old, alice)).toBe('ok');
+    delete next.time['1.1.0'];
+    expect(attempt(next, old, alice)).toEqual({ forbidden: expect.stringContaining('kept forever') });
+  });
+
+  it('requires a new version to come with its own tarball, and integrity and shasum', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    const noTarball = publish(old, 'pkg', '1.1.0');
+    delete (noTarball._attachments as Record<string, object>)['pkg-1.1.0.tgz'];
+    expect(attempt(noTarball, old, alice)).toEqual({ forbidden: expect.stringContaining('together with its tarball') });
+    const noIntegrity = publish(old, 'pkg', '1.1.0');
+    noIntegrity.versions['1.1.0'].dist.integrity = 'md5-nope';
+    expect(attempt(noIntegrity, old, alice)).toEqual({ forbidden: expect.stringContaining('dist.integrity') });
+    const noShasum = publish(old, 'pkg', '1.1.0');
+    noShasum.versions['1.1.0'].dist.shasum = '';
+    expect(attempt(noShasum, old, alice)).toEqual({ forbidden: expect.stringContaining('dist.shasum') });
+  });
+
+  it('refuses attachments that belong to no version', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    const stray = clone(old);
+    (stray._attachments as Record<string, object>)['../../etc.tgz'] = { data: 'AAAA' };
+    expect(attempt(stray, old, alice)).toEqual({ forbidden: expect.stringContaining('does not belong') });
+  });
+
+  it('checks names: valid, lower case for new packages, equal to the _id', () => {
+    expect(attempt(publish(null, 'Upper', '1.0.0'), null, alice)).toEqual({ forbidden: expect.stringContaining('lower case') });
+    expect(attempt(publish(null, '../x', '1.0.0'), null, alice)).toEqual({ forbidden: expect.stringContaining('Invalid package name') });
+    const mismatched = publish(null, 'good', '1.0.0');
+    mismatched._id = 'other';
+    expect(attempt(mismatched, null, alice)).toEqual({ forbidden: expect.stringContaining('_id') });
+    expect(attempt(publish(null, '@acme/widget', '1.0.0'), null, alice)).toBe('ok');
+  });
+
+  it('requires dist-tags to point at existing versions', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    const next = clone(old);
+    next['dist-tags'].beta = '9.9.9';
+    expect(attempt(next, old, alice)).toEqual({ forbidden: expect.stringContaining('not a published version') });
+  });
+
+  it('lets anyone star or unstar for themselves only', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    const starred = clone(old);
+    starred.users = { bob: true };
+    expect(attempt(starred, old, bob)).toBe('ok');
+    const forOthers = clone(old);
+    forOthers.users = { carol: true };
+    expect(attempt(forOthers, old, bob)).toEqual({ forbidden: expect.stringContaining('not a maintainer') });
+    expect(attempt(forOthers, old, alice)).toEqual({ forbidden: expect.stringContaining('for yourself') });
+  });
+
+  it('refuses deletion to users but lets admins repair anything', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    expect(attempt({ ...clone(old), _deleted: true }, old, alice)).toEqual({ forbidden: expect.stringContaining('never deleted') });
+    expect(attempt({ ...clone(old), _deleted: true }, old, admin)).toBe('ok');
+    const broken = clone(old);
+    broken.versions['1.0.0'].dependencies = { fixed: '1' };
+    expect(attempt(broken, old, admin)).toBe('ok');
+  });
+
+  it('lets maintainers leave a tombstone (no versions) and publish new versions after it', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    const tomb = clone(old);
+    tomb.versions = {};
+    tomb['dist-tags'] = {};
+    tomb._attachments = {};
+    tomb.time.unpublished = { time: '2026-03-01T00:00:00.000Z', name: 'alice', versions: ['1.0.0'] };
+    expect(attempt(tomb, old, alice)).toBe('ok');
+    expect(attempt(publish(tomb, 'pkg', '1.0.0'), tomb, alice)).toEqual({ forbidden: expect.stringContaining('never reused') });
+    expect(attempt(publish(tomb, 'pkg', '2.0.0'), tomb, alice)).toBe('ok');
+    expect(attempt(publish(tomb, 'pkg', '2.0.0', 'bob'), tomb, bob)).toEqual({ forbidden: expect.stringContaining('not a maintainer') });
+  });
+});

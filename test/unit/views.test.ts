@@ -1,0 +1,44 @@
+import byMaintainer from '../../couchapp/views/byMaintainer';
+import modified from '../../couchapp/views/modified';
+import search from '../../couchapp/views/search';
+import starredByUser from '../../couchapp/views/starredByUser';
+import { packageDoc } from './fixtures';
+
+function rows(map: (doc: any, emit: (k: unknown, v: unknown) => void) => void, doc: unknown) {
+  const out: [unknown, unknown][] = [];
+  map(doc, (k, v) => out.push([k, v]));
+  return out;
+}
+
+describe('views', () => {
+  const doc = { ...packageDoc('@acme/fast-json', ['1.0.0']), keywords: ['JSON', 'parser'], description: 'A fast JSON parser', users: { bob: true, carol: false } };
+
+  it('byMaintainer emits each maintainer with the package name', () => {
+    expect(rows(byMaintainer, doc)).toEqual([['alice', '@acme/fast-json']]);
+    expect(rows(byMaintainer, { ...doc, versions: {} })).toEqual([]);
+  });
+
+  it('modified emits the modification time', () => {
+    expect(rows(modified, doc)).toEqual([['2026-01-01T00:00:00.000Z', '@acme/fast-json']]);
+  });
+
+  it('starredByUser emits only real stars', () => {
+    expect(rows(starredByUser, doc)).toEqual([['bob', '@acme/fast-json']]);
+  });
+
+  it('search emits lean terms ranked by where they come from', () => {
+    const emitted = Object.fromEntries(rows(search, doc) as [string, number][]);
+    expect(emitted['@acme/fast-json']).toBe(0);
+    expect(emitted.fast).toBe(1);
+    expect(emitted.json).toBe(1);
+    expect(emitted.parser).toBe(2);
+    expect(emitted.a).toBeUndefined();
+    for (const value of Object.values(emitted)) expect(typeof value).toBe('number');
+  });
+
+  it('ignores design documents and other shapes', () => {
+    for (const map of [byMaintainer, modified, search, starredByUser]) {
+      expect(rows(map, { _id: '_design/app', views: {} })).toEqual([]);
+    }
+  });
+});
