@@ -9,6 +9,7 @@ import { forbidden, unauthorized } from './errors';
 import { TokenStore } from './tokens';
 
 export interface AuthenticatedUser extends Identity {
+  email?: string;
   readonly: boolean;
   via: 'token' | 'basic';
 }
@@ -16,6 +17,7 @@ export interface AuthenticatedUser extends Identity {
 interface UserDoc {
   name: string;
   roles?: string[];
+  email?: string;
 }
 
 export function currentUser(res: Response): AuthenticatedUser | undefined {
@@ -38,10 +40,9 @@ export function requireWriter(res: Response): AuthenticatedUser {
 export function authenticate(couch: Couch, tokens: TokenStore) {
   const usersDb = couch.use<UserDoc>('_users');
 
-  async function rolesOf(name: string): Promise<string[] | null> {
+  async function userDoc(name: string): Promise<UserDoc | null> {
     try {
-      const doc = await usersDb.get('org.couchdb.user:' + name);
-      return doc.roles || [];
+      return await usersDb.get('org.couchdb.user:' + name);
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) return null;
       throw err;
@@ -56,9 +57,9 @@ export function authenticate(couch: Couch, tokens: TokenStore) {
       if (/^bearer$/i.test(scheme)) {
         const record = await tokens.lookup(value.trim());
         if (!record) throw unauthorized('This token is not valid (revoked or unknown): run `npm login` again.');
-        const roles = await rolesOf(record.user);
-        if (!roles) throw unauthorized('The user of this token no longer exists: run `npm login` again.');
-        res.locals.user = { name: record.user, roles, readonly: record.readonly, via: 'token' } satisfies AuthenticatedUser;
+        const doc = await userDoc(record.user);
+        if (!doc) throw unauthorized('The user of this token no longer exists: run `npm login` again.');
+        res.locals.user = { name: record.user, roles: doc.roles || [], email: doc.email, readonly: record.readonly, via: 'token' } satisfies AuthenticatedUser;
         res.locals.tokenRecord = record;
         return next();
       }
@@ -69,7 +70,8 @@ export function authenticate(couch: Couch, tokens: TokenStore) {
         const password = colon === -1 ? '' : decoded.slice(colon + 1);
         const identity = name && password ? await couch.checkPassword(name, password) : null;
         if (!identity) throw unauthorized('Wrong user name or password.');
-        res.locals.user = { ...identity, readonly: false, via: 'basic' } satisfies AuthenticatedUser;
+        const doc = identity.roles.includes('_admin') ? null : await userDoc(identity.name);
+        res.locals.user = { ...identity, email: doc?.email, readonly: false, via: 'basic' } satisfies AuthenticatedUser;
         return next();
       }
       throw unauthorized('Unsupported authorization scheme "' + scheme + '": use a Bearer token or Basic credentials.');

@@ -48,15 +48,26 @@ export class Couch {
     return this.server.use<T>(db);
   }
 
-  /** Writes a document as `who` (proxy authentication), so that CouchDB validates it as that user. */
+  /**
+   * Writes a document as `who` (proxy authentication), so that CouchDB validates it as that user.
+   * The request carries the proxy headers only, never the admin credentials (nano would add them).
+   */
   async putAs(who: Identity, db: string, doc: { _id: string } & object): Promise<{ id: string; rev: string }> {
-    return this.server.relax({
+    const url = new URL('/' + encodeURIComponent(db) + '/' + encodeURIComponent(doc._id), this.url.origin);
+    const response = await fetch(url, {
       method: 'PUT',
-      db,
-      doc: doc._id,
-      body: doc,
-      headers: proxyHeaders(this.proxySecret, who.name, who.roles),
-    }) as Promise<{ id: string; rev: string }>;
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) },
+      body: JSON.stringify(doc),
+    });
+    const body = (await response.json().catch(() => ({}))) as { id?: string; rev?: string; error?: string; reason?: string };
+    if (!response.ok) {
+      throw Object.assign(new Error(body.reason || 'CouchDB answered ' + response.status), {
+        statusCode: response.status,
+        error: body.error || 'error',
+        reason: body.reason || 'CouchDB answered ' + response.status,
+      });
+    }
+    return { id: body.id as string, rev: body.rev as string };
   }
 
   /** Checks a name and password with CouchDB; returns the user, or null when they do not match. */

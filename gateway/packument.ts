@@ -282,6 +282,9 @@ export function applyUpdate(
     changed = true;
   }
   if (!changed) throw badRequest('Nothing to change: the body has none of maintainers, users, versions, dist-tags.');
+  const onlyStars = body.users !== undefined && body.maintainers === undefined && body.versions === undefined && body['dist-tags'] === undefined;
+  // A star is not a change of the package: it leaves everything else (and `modified`) as it was.
+  if (onlyStars) return { ...existing, users: doc.users };
   for (const tag of Object.keys(doc['dist-tags'])) if (!doc.versions[doc['dist-tags'][tag]]) delete doc['dist-tags'][tag];
   const remaining = Object.keys(doc.versions);
   if (remaining.length === 0) return tombstone(existing, user, now);

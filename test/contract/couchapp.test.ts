@@ -79,6 +79,15 @@ describe('validate_doc_update inside CouchDB', () => {
     expect(stored._rev).toBe(current._rev);
   });
 
+  it('the gateway\'s writes reach validate_doc_update as the user, not as admin', async () => {
+    const couch = new Couch(registry.adminCouchUrl, secret);
+    await couch.putAs({ name: 'alice', roles: [] }, registry.registryDb, newPackage('via-gateway', '1.0.0', 'alice'));
+    const current = (await couch.use(registry.registryDb).get('via-gateway')) as any;
+    const refused = await couch.putAs({ name: 'mallory', roles: [] }, registry.registryDb, { ...current, description: 'mine now' }).catch((e) => e);
+    expect(refused.statusCode).toBe(403);
+    expect(refused.reason).toContain('not a maintainer');
+  });
+
   it('answers the views, and a design push without changes does nothing', async () => {
     await putAs('carol', newPackage('@carol/views', '1.0.0', 'carol'));
     const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_design/app/_view/byMaintainer?key=%22carol%22');

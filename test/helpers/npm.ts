@@ -56,7 +56,6 @@ export function npmClient(registryUrl: string): NpmClient {
     npm_config_audit: 'false',
     npm_config_fund: 'false',
     npm_config_update_notifier: 'false',
-    npm_config_loglevel: 'warn',
     NO_COLOR: '1',
   };
   return {
