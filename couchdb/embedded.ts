@@ -5,7 +5,8 @@
  * design-document code runs in this process.
  */
 import express from 'express';
-import { mkdirSync } from 'fs';
+import { pbkdf2Sync, randomBytes, timingSafeEqual } from 'crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'fs';
 import { Server } from 'http';
 import { AddressInfo } from 'net';
 import { join } from 'path';
@@ -90,24 +91,49 @@ function databaseAdminGuard(sessionOf: (req: express.Request) => Promise<CouchSe
   };
 }
 
+const ADMIN_HASH = /^-pbkdf2-([\da-f]+),([\da-f]+),(\d+)$/;
+const PBKDF2_ITERATIONS = 10000;
+
+/** CouchDB's admin password hash: `-pbkdf2-<derived key>,<salt>,<iterations>` (PBKDF2-SHA1, 20 bytes). */
+export function hashAdminPassword(password: string, salt = randomBytes(16).toString('hex'), iterations = PBKDF2_ITERATIONS): string {
+  return '-pbkdf2-' + pbkdf2Sync(password, salt, iterations, 20, 'sha1').toString('hex') + ',' + salt + ',' + iterations;
+}
+
+function adminHashMatches(hash: unknown, password: string): boolean {
+  const match = typeof hash === 'string' ? ADMIN_HASH.exec(hash) : null;
+  if (!match) return false;
+  const expected = Buffer.from(hashAdminPassword(password, match[2], Number(match[3])));
+  const given = Buffer.from(hash as string);
+  return expected.length === given.length && timingSafeEqual(expected, given);
+}
+
+/**
+ * Writes express-pouchdb's configuration file before it starts: the admin (hashed, never in clear)
+ * and the log level. Its own `set` rewrites the file through one shared temporary file, which races
+ * with the rewrite it does at start-up, so the file is prepared here instead.
+ */
+function writeServerConfig(file: string, adminName: string, adminPassword: string): void {
+  const config = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, Record<string, unknown>>) : {};
+  const admins = (config.admins = config.admins || {});
+  if (!adminHashMatches(admins[adminName], adminPassword)) admins[adminName] = hashAdminPassword(adminPassword);
+  config.log = { ...(config.log || {}), level: 'warning' };
+  const temp = file + '.registry-tmp';
+  writeFileSync(temp, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
+  renameSync(temp, file);
+}
+
 export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<EmbeddedCouch> {
   const dir = join(options.dataDir, 'couchdb');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const configPath = join(dir, 'config.json');
+  writeServerConfig(configPath, options.adminName, options.adminPassword);
   const LocalPouch = PouchDB.defaults({ prefix: dir + '/' });
   const couchApp = expressPouchDB(LocalPouch, {
-    configPath: join(dir, 'config.json'),
+    configPath,
     logPath: join(dir, 'log.txt'),
     mode: 'fullCouchDB',
     overrideMode: { exclude: EXCLUDED_PARTS },
   });
-  await new Promise<void>((resolve, reject) =>
-    couchApp.couchConfig.set('admins', options.adminName, options.adminPassword, (err: Error | null) =>
-      err ? reject(err) : resolve(),
-    ),
-  );
-  await new Promise<void>((resolve, reject) =>
-    couchApp.couchConfig.set('log', 'level', 'warning', (err: Error | null) => (err ? reject(err) : resolve())),
-  );
 
   const app = express();
   app.disable('x-powered-by');

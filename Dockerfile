@@ -1,0 +1,16 @@
+# The registry gateway. With COUCHDB_URL set it uses that CouchDB (see docker-compose.yml).
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY couchapp ./couchapp
+COPY couchdb ./couchdb
+COPY gateway ./gateway
+COPY replication ./replication
+COPY test ./test
+RUN npm run build && npm prune --omit=dev
+ENV HOST=0.0.0.0 PORT=5080 NODE_ENV=production
+EXPOSE 5080
+USER node
+CMD ["node", "dist/gateway/main.js"]
