@@ -9,7 +9,7 @@ async function main(): Promise<void> {
   const registry = await startRegistry(config, log);
   const lines = [
     '',
-    'npm registry ready at ' + registry.url,
+    'npm registry ready at ' + registry.url + (registry.localUrl !== registry.url ? ' (listening on ' + registry.localUrl + ')' : ''),
     '  use it:   npm config set registry ' + registry.url + '/',
     '  account:  npm adduser --registry ' + registry.url + '/',
     '  Fauxton:  ' + registry.fauxtonUrl + '  (log in as "' + registry.adminName + '")',

@@ -19,8 +19,10 @@ import { TokenStore } from './tokens';
 export const EMBEDDED_ADMIN = 'admin';
 
 export interface RunningRegistry {
-  /** The registry URL for npm. */
+  /** The registry URL for npm (REGISTRY_PUBLIC_URL when set). */
   url: string;
+  /** The address the gateway listens on. */
+  localUrl: string;
   /** Fauxton, the CouchDB admin UI. */
   fauxtonUrl: string;
   /** The CouchDB URL without credentials. */
@@ -100,7 +102,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   const couch = new Couch(adminUrl, proxySecret);
   let server: Server | undefined;
   try {
-    const { designChanged } = await setupDatabases(couch, config.registryDb);
+    const { designChanged } = await setupDatabases(couch, config.registryDb, config.signup);
     const tokens = new TokenStore(couch, config.registryDb + '-tokens');
     const context = {
       config,
@@ -124,6 +126,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const running = server;
     return {
       url: context.baseUrl,
+      localUrl: url,
       fauxtonUrl: couchOrigin + '/_utils/',
       couchUrl: couchOrigin,
       adminName,

@@ -64,12 +64,15 @@ export async function pushDesign(couch: Couch, dbName: string, design: DesignDoc
 }
 
 /** Creates what the registry needs in CouchDB; safe to run at every start. */
-export async function setupDatabases(couch: Couch, registryDb: string): Promise<{ designChanged: boolean }> {
+export async function setupDatabases(couch: Couch, registryDb: string, signup: 'open' | 'closed'): Promise<{ designChanged: boolean }> {
   for (const name of ['_users', '_replicator', registryDb, registryDb + '-tokens']) await ensureDatabase(couch, name);
   // The registry is readable by everyone; writes are decided by validate_doc_update.
   await putSecurity(couch, registryDb, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: [] } });
   // Token hashes are for admins (the gateway) only.
   await putSecurity(couch, registryDb + '-tokens', { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
+  // Closed sign-up holds at the database too: only admins may create users in _users directly.
+  const userMembers = signup === 'closed' ? { names: [], roles: ['_admin'] } : { names: [], roles: [] };
+  await putSecurity(couch, '_users', { admins: { names: [], roles: ['_admin'] }, members: userMembers });
   const designChanged = await pushDesign(couch, registryDb, loadDesignDoc());
   return { designChanged };
 }

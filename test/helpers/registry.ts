@@ -49,7 +49,7 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
     if (options.raw !== undefined) body = options.raw;
     else if (options.body !== undefined) body = JSON.stringify(options.body);
     if (body !== undefined && !headers['content-type']) headers['content-type'] = 'application/json';
-    const response = await fetch(running.url + path, { method, headers, body: body as BodyInit | undefined });
+    const response = await fetch(running.localUrl + path, { method, headers, body: body as BodyInit | undefined });
     const text = await response.text();
     let parsed: any = text;
     try {
