@@ -30,17 +30,23 @@ export function couchFailure(err: unknown): CouchFailure {
 
 export class Couch {
   readonly server: Nano.ServerScope;
+  /** The CouchDB origin, without credentials. */
   readonly url: URL;
-  private readonly authorization: string;
+  private readonly adminHeaders: Record<string, string>;
 
+  /**
+   * `adminUrl` carries the admin's name (and password, used only to read the proxy secret at start).
+   * Requests authenticate as that admin through proxy authentication: an HMAC check in CouchDB instead
+   * of a password hash on every request.
+   */
   constructor(
     adminUrl: string,
     private readonly proxySecret: string,
   ) {
-    this.url = new URL(adminUrl);
-    this.authorization =
-      'Basic ' + Buffer.from(decodeURIComponent(this.url.username) + ':' + decodeURIComponent(this.url.password)).toString('base64');
-    this.server = Nano({ url: adminUrl });
+    const parsed = new URL(adminUrl);
+    this.url = new URL(parsed.origin);
+    this.adminHeaders = proxyHeaders(proxySecret, decodeURIComponent(parsed.username) || 'admin', ['_admin']);
+    this.server = Nano({ url: parsed.origin, headers: this.adminHeaders } as Nano.Configuration);
   }
 
   /** A nano database handle with admin rights. */
@@ -89,7 +95,7 @@ export class Couch {
     return new Promise((resolve, reject) => {
       const request = client.get(
         new URL(path, this.url.origin),
-        { headers: { ...headers, authorization: this.authorization } },
+        { headers: { ...headers, ...this.adminHeaders } },
         resolve,
       );
       request.on('error', reject);

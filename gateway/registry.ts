@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
 import { Server } from 'http';
 import { AddressInfo } from 'net';
 import { join } from 'path';
+import Nano from 'nano';
 import pino, { Logger } from 'pino';
 import { PackageDoc } from '../couchapp/lib/types';
 import { EmbeddedCouch, startEmbeddedCouch } from '../couchdb/embedded';
@@ -46,10 +47,11 @@ function fileSecret(dataDir: string, file: string, bytes = 24): { value: string;
 
 /** Reads CouchDB's proxy-authentication secret, and checks that proxy authentication is switched on. */
 async function realCouchProxySecret(adminUrl: string): Promise<string> {
-  const probe = new Couch(adminUrl, '');
+  // The secret is not known yet: this one look-up uses the admin's password.
+  const probe = Nano({ url: adminUrl });
   const config = async (path: string): Promise<string | null> => {
     try {
-      return (await probe.server.relax({ path: '_node/_local/_config/' + path })) as string;
+      return (await probe.relax({ path: '_node/_local/_config/' + path })) as string;
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) return null;
       throw new Error('Cannot read the CouchDB configuration at ' + new URL(adminUrl).origin + ': ' + (err as Error).message);
