@@ -124,6 +124,15 @@ export default function validate_doc_update(
   const tags = newDoc['dist-tags'];
   if (typeof tags !== 'object' || tags === null || Array.isArray(tags)) forbidden('"dist-tags" must be an object.');
 
+  if (newDoc.url !== undefined) {
+    if (typeof newDoc.url !== 'string' || !/^https?:\/\/[^\s/]+/.test(newDoc.url)) {
+      forbidden('"url" of a foreign package must be the http(s) URL of the registry that hosts it.');
+    }
+    if (Object.keys(newDoc.versions).length > 0) {
+      forbidden('"' + newDoc.name + '" is registered as hosted at ' + newDoc.url + '; it cannot have versions here. Remove the entry first.');
+    }
+  }
+
   const oldVersions = (oldDoc && !oldDoc._deleted && oldDoc.versions) || {};
   const everPublished = publishedVersions(oldDoc && !oldDoc._deleted ? oldDoc : null);
   const newAttachments = newDoc._attachments || {};

@@ -4,6 +4,8 @@ import { authenticate } from './auth';
 import { Context } from './context';
 import { distTagRoutes } from './controllers/dist-tags';
 import { packageRoutes } from './controllers/packages';
+import { searchRoutes } from './controllers/search';
+import { tokenRoutes } from './controllers/tokens';
 import { userRoutes } from './controllers/users';
 import { viewRoutes } from './controllers/views';
 import { HttpError } from './errors';
@@ -32,9 +34,11 @@ export function createApp(ctx: Context): express.Express {
       type: ['application/json', 'application/*+json', 'text/plain'],
     }),
   );
-  app.use(authenticate(ctx.couch, ctx.tokens));
+  app.use(authenticate(ctx.couch, ctx.tokens, ctx.throttle));
 
   app.use(userRoutes(ctx));
+  app.use(tokenRoutes(ctx));
+  app.use(searchRoutes(ctx));
   app.use(distTagRoutes(ctx));
   app.use(viewRoutes(ctx));
   app.use(packageRoutes(ctx));

@@ -6,6 +6,7 @@
 import { NextFunction, Request, Response } from 'express';
 import { Couch, Identity } from './couch';
 import { forbidden, unauthorized } from './errors';
+import { inCidr, LoginThrottle } from './throttle';
 import { TokenStore } from './tokens';
 
 export interface AuthenticatedUser extends Identity {
@@ -37,7 +38,12 @@ export function requireWriter(res: Response): AuthenticatedUser {
   return user;
 }
 
-export function authenticate(couch: Couch, tokens: TokenStore) {
+/** The client's address, as the socket sees it (no proxy headers are trusted). */
+export function clientAddress(req: Request): string {
+  return (req.socket.remoteAddress || '').replace(/^::ffff:/, '');
+}
+
+export function authenticate(couch: Couch, tokens: TokenStore, throttle: LoginThrottle) {
   const usersDb = couch.use<UserDoc>('_users');
 
   async function userDoc(name: string): Promise<UserDoc | null> {
@@ -57,6 +63,9 @@ export function authenticate(couch: Couch, tokens: TokenStore) {
       if (/^bearer$/i.test(scheme)) {
         const record = await tokens.lookup(value.trim());
         if (!record) throw unauthorized('This token is not valid (revoked or unknown): run `npm login` again.');
+        if (record.cidr_whitelist.length && !record.cidr_whitelist.some((cidr) => inCidr(clientAddress(req), cidr))) {
+          throw forbidden('This token may only be used from ' + record.cidr_whitelist.join(', ') + '; this request comes from ' + clientAddress(req) + '.');
+        }
         const doc = await userDoc(record.user);
         if (!doc) throw unauthorized('The user of this token no longer exists: run `npm login` again.');
         res.locals.user = { name: record.user, roles: doc.roles || [], email: doc.email, readonly: record.readonly, via: 'token' } satisfies AuthenticatedUser;
@@ -68,8 +77,13 @@ export function authenticate(couch: Couch, tokens: TokenStore) {
         const colon = decoded.indexOf(':');
         const name = colon === -1 ? decoded : decoded.slice(0, colon);
         const password = colon === -1 ? '' : decoded.slice(colon + 1);
+        throttle.check(name, clientAddress(req));
         const identity = name && password ? await couch.checkPassword(name, password) : null;
-        if (!identity) throw unauthorized('Wrong user name or password.');
+        if (!identity) {
+          throttle.fail(name, clientAddress(req));
+          throw unauthorized('Wrong user name or password.');
+        }
+        throttle.succeed(name);
         const doc = identity.roles.includes('_admin') ? null : await userDoc(identity.name);
         res.locals.user = { ...identity, email: doc?.email, readonly: false, via: 'basic' } satisfies AuthenticatedUser;
         return next();

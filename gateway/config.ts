@@ -27,6 +27,12 @@ export interface Config {
   registryDb: string;
   /** Largest accepted publish body in bytes (`MAX_PUBLISH_BYTES`, default 100 MiB). */
   maxPublishBytes: number;
+  /** Registry that names unknown here are forwarded to (`UPSTREAM_REGISTRY`); off when unset. */
+  upstreamRegistry?: string;
+  /** `proxy`: served through the gateway; `redirect`: 302 to the upstream (`UPSTREAM_MODE`, default proxy). */
+  upstreamMode: 'proxy' | 'redirect';
+  /** How long to wait for the upstream before answering 502/504 (`UPSTREAM_TIMEOUT_MS`, default 10000). */
+  upstreamTimeoutMs: number;
   /** Log level for pino (`LOG_LEVEL`, default info). */
   logLevel: string;
 }
@@ -48,6 +54,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!/^[a-z][a-z0-9_$()+/-]*$/.test(registryDb)) {
     throw new Error('REGISTRY_DB must be a valid CouchDB database name (lower case, starting with a letter)');
   }
+  const upstreamMode = (env.UPSTREAM_MODE || 'proxy').toLowerCase();
+  if (upstreamMode !== 'proxy' && upstreamMode !== 'redirect') {
+    throw new Error('UPSTREAM_MODE must be "proxy" or "redirect", got "' + env.UPSTREAM_MODE + '"');
+  }
+  if (env.UPSTREAM_REGISTRY && !/^https?:\/\/[^/]+/.test(env.UPSTREAM_REGISTRY)) {
+    throw new Error('UPSTREAM_REGISTRY must be an http(s) URL, got "' + env.UPSTREAM_REGISTRY + '"');
+  }
   return {
     port: integer(env, 'PORT', 5080),
     host: env.HOST || '127.0.0.1',
@@ -59,6 +72,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signup: signup as SignupMode,
     registryDb,
     maxPublishBytes: integer(env, 'MAX_PUBLISH_BYTES', 100 * 1024 * 1024),
+    upstreamRegistry: env.UPSTREAM_REGISTRY ? env.UPSTREAM_REGISTRY.replace(/\/+$/, '') : undefined,
+    upstreamMode: upstreamMode as 'proxy' | 'redirect',
+    upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 10000),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

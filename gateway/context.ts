@@ -5,12 +5,14 @@ import { PackageDoc } from '../couchapp/lib/types';
 import { Config } from './config';
 import { Couch, couchFailure } from './couch';
 import { HttpError } from './errors';
+import { LoginThrottle } from './throttle';
 import { TokenStore } from './tokens';
 
 export interface Context {
   config: Config;
   couch: Couch;
   tokens: TokenStore;
+  throttle: LoginThrottle;
   registry: Nano.DocumentScope<PackageDoc>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;

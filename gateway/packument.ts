@@ -25,6 +25,50 @@ export function tarballUrl(baseUrl: string, name: string, version: string): stri
   return baseUrl + '/' + name + '/-/' + tarballFileName(name, version);
 }
 
+/** A package hosted by another registry, registered here with that registry's `url`. */
+export function isForeign(doc: PackageDoc): boolean {
+  return typeof doc.url === 'string' && Object.keys(doc.versions || {}).length === 0 && !isTombstone(doc);
+}
+
+/**
+ * Registers (or updates) a foreign package: `{name, maintainers, url, description?, keywords?}`.
+ * Requests for it are redirected to `url`, the registry that hosts it.
+ */
+export function applyForeign(existing: PackageDoc | null, name: string, body: Record<string, unknown>, now: string): PackageDoc {
+  if (body.name !== name) throw badRequest('The body is for "' + String(body.name) + '" but was sent to "' + name + '".');
+  const nameProblem = packageNameProblem(name, !existing);
+  if (nameProblem) throw badRequest('Invalid package name "' + name + '": ' + nameProblem + '.');
+  if (typeof body.url !== 'string' || !/^https?:\/\/[^\s/]+/.test(body.url)) {
+    throw badRequest('"url" must be the http(s) URL of the registry that hosts "' + name + '".');
+  }
+  if (!Array.isArray(body.maintainers) || body.maintainers.length === 0) {
+    throw badRequest('"maintainers" must list at least one user who may change this entry.');
+  }
+  const maintainers = body.maintainers.map((m) => {
+    const person = typeof m === 'string' ? { name: m } : m;
+    if (!isObject(person) || typeof person.name !== 'string' || !person.name) throw badRequest('Each maintainer needs a "name".');
+    return personOf(person as { name: string; email?: string });
+  });
+  if (existing && !isTombstone(existing) && Object.keys(existing.versions).length > 0) {
+    throw forbidden('"' + name + '" is published in this registry; it cannot become a foreign package.');
+  }
+  const doc: PackageDoc = {
+    ...(existing || {}),
+    _id: name,
+    name,
+    url: body.url.replace(/\/+$/, ''),
+    maintainers,
+    'dist-tags': {},
+    versions: {},
+    time: { ...(existing ? existing.time : { created: now }), modified: now },
+    _attachments: {},
+  };
+  delete doc.time.unpublished;
+  if (typeof body.description === 'string') doc.description = body.description;
+  if (Array.isArray(body.keywords)) doc.keywords = body.keywords.filter((k): k is string => typeof k === 'string');
+  return doc;
+}
+
 export function isTombstone(doc: PackageDoc): boolean {
   return !!doc.time && typeof doc.time.unpublished === 'object' && Object.keys(doc.versions || {}).length === 0;
 }
@@ -164,6 +208,9 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
   const { name, body, user, now, baseUrl } = input;
   const nameProblem = packageNameProblem(name, !existing);
   if (nameProblem) throw badRequest('Invalid package name "' + name + '": ' + nameProblem + '.');
+  if (existing && isForeign(existing)) {
+    throw forbidden('"' + name + '" is registered as hosted at ' + String(existing.url) + '; publish it there, or have a maintainer remove this entry with `npm unpublish ' + name + ' --force`.');
+  }
   const parsed = parsePublish(input);
   const doc: PackageDoc = existing
     ? { ...existing, versions: { ...existing.versions }, time: { ...existing.time }, 'dist-tags': { ...existing['dist-tags'] } }
@@ -298,8 +345,10 @@ export function applyUpdate(
 /** Whole-package unpublish: no versions, no tarballs; the times stay so that no version number is reused. */
 export function tombstone(existing: PackageDoc, user: { name: string }, now: string): PackageDoc {
   const unpublished: UnpublishedInfo = { time: now, name: user.name, versions: Object.keys(existing.versions) };
+  const { url, ...rest } = existing;
+  void url;
   return {
-    ...existing,
+    ...rest,
     versions: {},
     'dist-tags': {},
     _attachments: {},

@@ -15,6 +15,7 @@ import { createApp } from './app';
 import { Config } from './config';
 import { Couch } from './couch';
 import { setupDatabases } from './setup';
+import { LoginThrottle } from './throttle';
 import { TokenStore } from './tokens';
 
 export const EMBEDDED_ADMIN = 'admin';
@@ -110,6 +111,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       config,
       couch,
       tokens,
+      throttle: new LoginThrottle(),
       registry: couch.use<PackageDoc>(config.registryDb),
       baseUrl: '',
       log,

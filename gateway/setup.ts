@@ -70,6 +70,8 @@ export async function setupDatabases(couch: Couch, registryDb: string, signup: '
   await putSecurity(couch, registryDb, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: [] } });
   // Token hashes are for admins (the gateway) only.
   await putSecurity(couch, registryDb + '-tokens', { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
+  // Token look-up by user (npm token list).
+  await couch.server.relax({ method: 'POST', db: registryDb + '-tokens', path: '_index', body: { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' } });
   // Closed sign-up holds at the database too: only admins may create users in _users directly.
   const userMembers = signup === 'closed' ? { names: [], roles: ['_admin'] } : { names: [], roles: [] };
   await putSecurity(couch, '_users', { admins: { names: [], roles: ['_admin'] }, members: userMembers });

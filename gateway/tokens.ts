@@ -17,6 +17,7 @@ export interface TokenRecord {
   cidr_whitelist: string[];
   /** The first characters of the token, to recognise it in a list. */
   preview: string;
+  name?: string;
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -28,7 +29,7 @@ export class TokenStore {
     this.db = couch.use<TokenRecord>(dbName);
   }
 
-  async create(user: string, options: { readonly?: boolean; cidr?: string[] } = {}): Promise<{ token: string; record: TokenRecord }> {
+  async create(user: string, options: { readonly?: boolean; cidr?: string[]; name?: string } = {}): Promise<{ token: string; record: TokenRecord }> {
     const token = 'cnr_' + randomBytes(30).toString('base64url');
     const record: TokenRecord = {
       _id: hashToken(token),
@@ -39,6 +40,7 @@ export class TokenStore {
       cidr_whitelist: options.cidr || [],
       preview: token.slice(0, 10),
     };
+    if (options.name) record.name = options.name;
     await this.db.insert(record);
     return { token, record };
   }
@@ -50,6 +52,26 @@ export class TokenStore {
       if ((err as { statusCode?: number }).statusCode === 404) return null;
       throw err;
     }
+  }
+
+  /** The tokens of a user, newest first (a Mango query on the `user` index made at set-up). */
+  async listByUser(user: string): Promise<TokenRecord[]> {
+    const result = await this.db.find({ selector: { type: 'token', user }, limit: 10000 });
+    return (result.docs as TokenRecord[]).sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  /** Removes the token whose key (hash) is `key` if it belongs to `user`; true when it did. */
+  async revokeKey(key: string, user: string | null): Promise<boolean> {
+    let record: TokenRecord;
+    try {
+      record = await this.db.get(key);
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return false;
+      throw err;
+    }
+    if (record.type !== 'token' || (user !== null && record.user !== user)) return false;
+    await this.db.destroy(record._id, record._rev as string);
+    return true;
   }
 
   /** Removes a token; true when it existed. */

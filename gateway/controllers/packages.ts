@@ -8,9 +8,10 @@ import { requireUser, requireWriter } from '../auth';
 import { Context, fromCouch, isConflict, readPackage } from '../context';
 import { badRequest, conflict, HttpError, notFound } from '../errors';
 import { parsePackagePath } from '../paths';
+import { forwardToUpstream, postToUpstream, upstreamPath } from '../upstream';
 import {
-  abbreviatedPackument, applyPublish, applyUpdate, assertValidName, fullPackument, isTombstone, resolveVersion,
-  tarballUrl, tombstone, withoutTarball,
+  abbreviatedPackument, applyForeign, applyPublish, applyUpdate, assertValidName, fullPackument, isForeign, isTombstone,
+  resolveVersion, tarballUrl, tombstone, withoutTarball,
 } from '../packument';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
@@ -31,6 +32,25 @@ function unpublishedError(doc: PackageDoc): HttpError {
 async function loadLive(ctx: Context, name: string): Promise<PackageDoc> {
   const doc = await readPackage(ctx, name);
   if (!doc) throw notFoundPackage(name);
+  if (isTombstone(doc)) throw unpublishedError(doc);
+  return doc;
+}
+
+/**
+ * The local package for a read, or null when the request was answered elsewhere: a foreign package
+ * redirects to the registry that hosts it, a name unknown here goes to the upstream. A name that
+ * exists here (even unpublished) is never forwarded.
+ */
+async function loadForRead(ctx: Context, req: Request, res: Response, name: string, rest: string[]): Promise<PackageDoc | null> {
+  const doc = await readPackage(ctx, name);
+  if (!doc) {
+    if (await forwardToUpstream(ctx.config, ctx.baseUrl, req, res, name, rest)) return null;
+    throw notFoundPackage(name);
+  }
+  if (isForeign(doc)) {
+    res.redirect(302, String(doc.url).replace(/\/+$/, '') + upstreamPath(name, rest));
+    return null;
+  }
   if (isTombstone(doc)) throw unpublishedError(doc);
   return doc;
 }
@@ -75,7 +95,8 @@ export function packageRoutes(ctx: Context): Router {
   const router = Router();
 
   async function getPackument(req: Request, res: Response, name: string): Promise<void> {
-    const doc = await loadLive(ctx, name);
+    const doc = await loadForRead(ctx, req, res, name, []);
+    if (!doc) return;
     if (req.query.write === 'true') {
       requireUser(res);
       sendJson(req, res, fullPackument(doc, ctx.baseUrl), '"' + doc._rev + '-w"');
@@ -92,7 +113,8 @@ export function packageRoutes(ctx: Context): Router {
   }
 
   async function getVersion(req: Request, res: Response, name: string, spec: string): Promise<void> {
-    const doc = await loadLive(ctx, name);
+    const doc = await loadForRead(ctx, req, res, name, [spec]);
+    if (!doc) return;
     const manifest = resolveVersion(doc, spec);
     if (!manifest) {
       throw notFound('"' + name + '" has no version or dist-tag "' + spec + '" (versions: ' + Object.keys(doc.versions).join(', ') + ').');
@@ -109,6 +131,7 @@ export function packageRoutes(ctx: Context): Router {
     const upstream = await ctx.couch.streamGet(path, headers);
     if (upstream.statusCode === 404) {
       upstream.resume();
+      if (!(await loadForRead(ctx, req, res, name, ['-', file]))) return;
       throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
     }
     if (upstream.statusCode !== 200 && upstream.statusCode !== 304) {
@@ -137,6 +160,12 @@ export function packageRoutes(ctx: Context): Router {
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body must be a JSON object.');
     assertValidName(name);
     const now = new Date().toISOString();
+    if (!rev && body.url !== undefined && body._attachments === undefined && body.versions === undefined) {
+      const result = await writeWithRetry(ctx, user, name, (existing) => applyForeign(existing, name, body, now));
+      ctx.log.info({ user: user.name, package: name, url: body.url }, 'foreign package registered');
+      res.status(201).json({ ok: true, success: true, id: result?.id, rev: result?.rev });
+      return;
+    }
     const isPublish = !rev && body._attachments !== undefined;
     if (isPublish) {
       const result = await writeWithRetry(ctx, user, name, (existing) =>
@@ -175,6 +204,12 @@ export function packageRoutes(ctx: Context): Router {
     });
     res.status(200).json({ ok: true, success: true });
   }
+
+  router.post(['/-/npm/v1/security/advisories/bulk', '/-/npm/v1/security/audits/quick'], (req, res, next) => {
+    postToUpstream(ctx.config, req.path, req.body)
+      .then((answer) => res.status(answer.status).json(answer.body))
+      .catch(next);
+  });
 
   router.all('*', (req, res, next) => {
     const parsed = parsePackagePath(req.path);

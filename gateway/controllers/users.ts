@@ -5,7 +5,7 @@
  */
 import { Request, Response, Router } from 'express';
 import Nano from 'nano';
-import { currentUser, requireUser } from '../auth';
+import { clientAddress, currentUser, requireUser } from '../auth';
 import { Context, fromCouch } from '../context';
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../errors';
 
@@ -61,9 +61,13 @@ export function userRoutes(ctx: Context): Router {
     if (existing) {
       // The second step of npm's legacy login sends the credentials as Basic auth.
       if (caller && caller.name === name && caller.via === 'basic') return issueToken(res, name, 201);
+      const address = clientAddress(req);
+      ctx.throttle.check(name, address);
       if (typeof body.password === 'string' && body.password && (await ctx.couch.checkPassword(name, body.password))) {
+        ctx.throttle.succeed(name);
         return issueToken(res, name, 201);
       }
+      ctx.throttle.fail(name, address);
       if (rev) throw unauthorized('Wrong user name or password for "' + name + '".');
       throw conflict('User "' + name + '" already exists; log in with its password.');
     }

@@ -1,0 +1,92 @@
+/**
+ * `npm search`: `GET /-/v1/search?text=&size=&from=` over local packages, from the couchapp's
+ * `search` view (terms of names, keywords and descriptions). Every term must match (as a prefix);
+ * packages rank by where their terms matched, an exact name first.
+ */
+import { Router } from 'express';
+import { PackageDoc } from '../../couchapp/lib/types';
+import { terms } from '../../couchapp/views/search';
+import { Context, fromCouch } from '../context';
+import { badRequest } from '../errors';
+import { DESIGN_NAME } from '../setup';
+
+const MAX_SIZE = 250;
+
+interface Hit {
+  name: string;
+  /** Sum over the query terms of the best rank each matched with (0 best). */
+  rank: number;
+  exact: boolean;
+}
+
+export function searchRoutes(ctx: Context): Router {
+  const router = Router();
+
+  router.get('/-/v1/search', (req, res, next) => {
+    (async () => {
+      const text = typeof req.query.text === 'string' ? req.query.text.trim() : '';
+      const size = req.query.size === undefined ? 20 : Number(req.query.size);
+      const from = req.query.from === undefined ? 0 : Number(req.query.from);
+      if (!text) throw badRequest('Give search terms: `npm search <terms>` (query parameter "text").');
+      if (!Number.isInteger(size) || size < 1 || size > MAX_SIZE) throw badRequest('"size" must be a whole number from 1 to ' + MAX_SIZE + '.');
+      if (!Number.isInteger(from) || from < 0) throw badRequest('"from" must be a whole number of at least 0.');
+      const started = Date.now();
+      const wanted = text.toLowerCase().split(/\s+/).filter(Boolean).slice(0, 10);
+      const exactName = wanted.length === 1 ? wanted[0] : null;
+      let hits: Map<string, Hit> | null = null;
+      for (const word of wanted) {
+        const parts = word.startsWith('@') || word.includes('/') ? [word] : terms(word).length ? terms(word) : [word];
+        for (const term of parts) {
+          let rows;
+          try {
+            rows = (await ctx.registry.view<number>(DESIGN_NAME, 'search', { startkey: term, endkey: term + '\ufff0', limit: 5000 })).rows;
+          } catch (err) {
+            throw fromCouch(err);
+          }
+          const best = new Map<string, number>();
+          for (const row of rows) {
+            const rank = (row.value as number) + (row.key === term ? 0 : 0.5);
+            if (!best.has(row.id) || (best.get(row.id) as number) > rank) best.set(row.id, rank);
+          }
+          const next = new Map<string, Hit>();
+          for (const [id, rank] of best) {
+            const previous: Hit | undefined = hits ? hits.get(id) : { name: id, rank: 0, exact: false };
+            if (previous) next.set(id, { name: id, rank: previous.rank + rank, exact: id === exactName });
+          }
+          hits = next;
+        }
+      }
+      const ranked = [...(hits || new Map<string, Hit>()).values()].sort(
+        (a, b) => Number(b.exact) - Number(a.exact) || a.rank - b.rank || a.name.localeCompare(b.name),
+      );
+      const page = ranked.slice(from, from + size);
+      const docs = page.length ? await ctx.registry.fetch({ keys: page.map((h) => h.name) }) : { rows: [] };
+      const objects = [];
+      for (let i = 0; i < page.length; i++) {
+        const row = docs.rows[i] as { doc?: PackageDoc };
+        const doc = row && row.doc;
+        if (!doc) continue;
+        const latest = doc.versions[doc['dist-tags'].latest] || {};
+        const score = 1 / (1 + page[i].rank);
+        objects.push({
+          package: {
+            name: doc.name,
+            scope: doc.name.startsWith('@') ? doc.name.slice(1, doc.name.indexOf('/')) : 'unscoped',
+            version: doc['dist-tags'].latest,
+            description: doc.description,
+            keywords: doc.keywords,
+            date: doc.time.modified,
+            links: { npm: ctx.baseUrl + '/' + doc.name },
+            publisher: (latest as { _npmUser?: unknown })._npmUser,
+            maintainers: doc.maintainers,
+          },
+          score: { final: score, detail: { quality: score, popularity: 0, maintenance: 0 } },
+          searchScore: page[i].exact ? 100000 + score : score,
+        });
+      }
+      res.json({ objects, total: ranked.length, time: new Date(started).toUTCString() });
+    })().catch(next);
+  });
+
+  return router;
+}

@@ -1,0 +1,89 @@
+/**
+ * `npm token list/create/revoke` (`/-/npm/v1/tokens`) and `npm profile get` (`/-/npm/v1/user`).
+ * Creating a token asks for the password again; a token is shown once and stored as its hash.
+ */
+import { Router } from 'express';
+import Nano from 'nano';
+import { clientAddress, requireUser } from '../auth';
+import { Context } from '../context';
+import { badRequest, notFound, unauthorized } from '../errors';
+import { inCidr } from '../throttle';
+import { TokenRecord } from '../tokens';
+
+const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
+
+function listed(record: TokenRecord) {
+  return {
+    key: record._id,
+    token: record.preview,
+    name: record.name,
+    created: record.created,
+    updated: record.created,
+    readonly: record.readonly,
+    cidr_whitelist: record.cidr_whitelist.length ? record.cidr_whitelist : null,
+  };
+}
+
+export function tokenRoutes(ctx: Context): Router {
+  const router = Router();
+  const users = ctx.couch.use<{ name: string; email?: string; roles?: string[] }>('_users');
+
+  router.get('/-/npm/v1/tokens', (req, res, next) => {
+    (async () => {
+      const user = requireUser(res);
+      const records = await ctx.tokens.listByUser(user.name);
+      res.json({ objects: records.map(listed), total: records.length, urls: {} });
+    })().catch(next);
+  });
+
+  router.post('/-/npm/v1/tokens', (req, res, next) => {
+    (async () => {
+      const user = requireUser(res);
+      const body = (req.body || {}) as Record<string, unknown>;
+      if (typeof body.password !== 'string' || !body.password) {
+        throw badRequest('Creating a token needs your password: `npm token create --password <password>` or answer the prompt.');
+      }
+      const address = clientAddress(req);
+      ctx.throttle.check(user.name, address);
+      if (!(await ctx.couch.checkPassword(user.name, body.password))) {
+        ctx.throttle.fail(user.name, address);
+        throw unauthorized('Wrong password for "' + user.name + '".');
+      }
+      const cidr = body.cidr_whitelist === undefined || body.cidr_whitelist === null ? [] : body.cidr_whitelist;
+      if (!Array.isArray(cidr) || !cidr.every((c) => typeof c === 'string' && CIDR.test(c) && inCidr(c.split('/')[0], c))) {
+        throw badRequest('"cidr_whitelist" must be a list of IPv4 CIDR blocks such as 192.168.0.0/24.');
+      }
+      const readonly = body.readonly === true || body.packages_and_scopes_permission === 'read-only';
+      const name = typeof body.name === 'string' ? body.name.slice(0, 100) : undefined;
+      const { token, record } = await ctx.tokens.create(user.name, { readonly, cidr: cidr as string[], name });
+      ctx.log.info({ user: user.name, readonly, cidr }, 'token created');
+      res.status(201).json({ ...listed(record), token });
+    })().catch(next);
+  });
+
+  router.delete('/-/npm/v1/tokens/token/:key', (req, res, next) => {
+    (async () => {
+      const user = requireUser(res);
+      const key = req.params.key;
+      const removed = /^[0-9a-f]{64}$/.test(key) && (await ctx.tokens.revokeKey(key, user.roles.includes('_admin') ? null : user.name));
+      if (!removed) throw notFound('No token of yours has the key "' + key + '"; see `npm token list`.');
+      ctx.log.info({ user: user.name }, 'token revoked');
+      res.status(204).end();
+    })().catch(next);
+  });
+
+  router.get('/-/npm/v1/user', (req, res, next) => {
+    (async () => {
+      const user = requireUser(res);
+      let doc: Nano.DocumentGetResponse & { name: string; email?: string };
+      try {
+        doc = await users.get('org.couchdb.user:' + user.name);
+      } catch {
+        throw notFound('No profile for "' + user.name + '".');
+      }
+      res.json({ name: doc.name, email: doc.email || null, email_verified: false, tfa: false, created: null, updated: null, fullname: null, homepage: null });
+    })().catch(next);
+  });
+
+  return router;
+}

@@ -1,0 +1,151 @@
+/**
+ * Foreign packages and forwarding to an upstream, against a real Verdaccio: names unknown here are
+ * proxied (or redirected) to it and install with npm; a name published here is never forwarded;
+ * foreign packages redirect to the registry that hosts them; audit answers clearly; an unreachable
+ * upstream fails fast while local packages are still served.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { startTestRegistry, TestRegistry } from '../helpers/registry';
+import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
+
+let verdaccio: Verdaccio;
+let proxied: TestRegistry;
+let redirecting: TestRegistry;
+let localToken: string;
+
+function clientWithToken(url: string, token: string): NpmClient {
+  const client = npmClient(url);
+  writeFileSync(client.userconfig, 'registry=' + url + '/\n' + url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
+  return client;
+}
+
+function project(client: NpmClient, name: string, dependencies: Record<string, string>): string {
+  const dir = join(client.home, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true, dependencies }));
+  return dir;
+}
+
+beforeAll(async () => {
+  verdaccio = await startVerdaccio();
+  const upstreamPublisher = clientWithToken(verdaccio.url, await verdaccio.adduser('upstreamer', 'upstream-password'));
+  for (const manifest of [
+    { name: 'upstream-dep', version: '1.0.0' },
+    { name: 'upstream-only', version: '1.4.0', dependencies: { 'upstream-dep': '^1.0.0' } },
+    { name: 'shared-name', version: '1.0.0' },
+    { name: 'hosted-there', version: '3.0.0' },
+  ]) {
+    const published = await upstreamPublisher.npm(['publish'], makePackage(upstreamPublisher.home, manifest));
+    if (published.code !== 0) throw new Error('publish to Verdaccio failed: ' + published.stderr);
+  }
+  proxied = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'proxy', UPSTREAM_TIMEOUT_MS: '3000' });
+  redirecting = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'redirect' });
+  localToken = await proxied.signup('local');
+  const local = clientWithToken(proxied.url, localToken);
+  const published = await local.npm(['publish'], makePackage(local.home, { name: 'shared-name', version: '5.0.0', description: 'ours' }));
+  if (published.code !== 0) throw new Error(published.stderr);
+});
+
+afterAll(async () => {
+  await proxied?.stop();
+  await redirecting?.stop();
+  await verdaccio?.stop();
+});
+
+describe('proxy mode', () => {
+  it('npm install gets an upstream package and its dependency through this registry', async () => {
+    const client = npmClient(proxied.url);
+    const dir = project(client, 'proxy-app', { 'upstream-only': '^1.0.0' });
+    const install = await client.npm(['install'], dir);
+    expect(install.code).toBe(0);
+    expect(readFileSync(join(dir, 'node_modules/upstream-only/index.js'), 'utf8')).toContain('upstream-only@1.4.0');
+    expect(readFileSync(join(dir, 'node_modules/upstream-dep/index.js'), 'utf8')).toContain('upstream-dep@1.0.0');
+    const lock = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8'));
+    expect(lock.packages['node_modules/upstream-only'].resolved).toBe(proxied.url + '/upstream-only/-/upstream-only-1.4.0.tgz');
+  });
+
+  it('a name published here is never forwarded', async () => {
+    const doc = await proxied.request('GET', '/shared-name');
+    expect(Object.keys(doc.body.versions)).toEqual(['5.0.0']);
+    expect(doc.body.description).toBe('ours');
+    expect(doc.headers.get('x-registry-upstream')).toBeNull();
+  });
+
+  it('an unknown name everywhere is a 404 that says both were asked', async () => {
+    const res = await proxied.request('GET', '/nowhere-at-all');
+    expect(res.status).toBe(404);
+    expect(res.body.error).toContain('neither in this registry nor in its upstream');
+  });
+});
+
+describe('redirect mode', () => {
+  it('redirects unknown names to the upstream and npm installs from there', async () => {
+    const res = await fetch(redirecting.localUrl + '/upstream-only', { redirect: 'manual' });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe(verdaccio.url + '/upstream-only');
+    const client = npmClient(redirecting.url);
+    const dir = project(client, 'redirect-app', { 'upstream-only': '1.4.0' });
+    expect((await client.npm(['install'], dir)).code).toBe(0);
+    expect(readFileSync(join(dir, 'node_modules/upstream-only/index.js'), 'utf8')).toContain('upstream-only@1.4.0');
+  });
+});
+
+describe('foreign packages', () => {
+  it('registers a package hosted elsewhere; reads redirect there and npm installs it', async () => {
+    const registered = await proxied.request('PUT', '/hosted-there', {
+      token: localToken,
+      body: { name: 'hosted-there', maintainers: ['local'], description: 'lives in Verdaccio', url: verdaccio.url },
+    });
+    expect(registered.status).toBe(201);
+    const res = await fetch(proxied.localUrl + '/hosted-there', { redirect: 'manual' });
+    expect(res.status).toBe(302);
+    expect(res.headers.get('location')).toBe(verdaccio.url + '/hosted-there');
+    const tarball = await fetch(proxied.localUrl + '/hosted-there/-/hosted-there-3.0.0.tgz', { redirect: 'manual' });
+    expect(tarball.headers.get('location')).toBe(verdaccio.url + '/hosted-there/-/hosted-there-3.0.0.tgz');
+    const client = npmClient(proxied.url);
+    const dir = project(client, 'foreign-app', { 'hosted-there': '^3.0.0' });
+    expect((await client.npm(['install'], dir)).code).toBe(0);
+    expect(readFileSync(join(dir, 'node_modules/hosted-there/index.js'), 'utf8')).toContain('hosted-there@3.0.0');
+  });
+
+  it('needs name, maintainers and url, and only its maintainers may change it', async () => {
+    expect((await proxied.request('PUT', '/foreign-bad', { token: localToken, body: { name: 'foreign-bad', url: verdaccio.url } })).status).toBe(400);
+    expect((await proxied.request('PUT', '/foreign-bad', { token: localToken, body: { name: 'foreign-bad', maintainers: ['local'], url: 'ftp://x' } })).status).toBe(400);
+    const other = await proxied.signup('other');
+    const hijack = await proxied.request('PUT', '/hosted-there', { token: other, body: { name: 'hosted-there', maintainers: ['other'], url: 'http://127.0.0.1:1' } });
+    expect(hijack.status).toBe(403);
+    expect(hijack.body.error).toContain('not a maintainer');
+    const publishOver = await clientWithToken(proxied.url, localToken).npm(['publish'], makePackage(join(proxied.dataDir, 'x'), { name: 'hosted-there', version: '9.0.0' }));
+    expect(publishOver.code).not.toBe(0);
+    expect(publishOver.stderr).toContain('registered as hosted at');
+  });
+});
+
+describe('audit and an unreachable upstream', () => {
+  it('without an upstream, audit answers with a clear error at once', async () => {
+    const plain = await startTestRegistry();
+    try {
+      const res = await plain.request('POST', '/-/npm/v1/security/advisories/bulk', { body: { 'shared-name': ['5.0.0'] } });
+      expect(res.status).toBe(503);
+      expect(res.body.error).toContain('UPSTREAM_REGISTRY');
+    } finally {
+      await plain.stop();
+    }
+  });
+
+  it('when the upstream is down, local packages are served and unknown names fail fast naming it', async () => {
+    await verdaccio.stop();
+    const started = Date.now();
+    const res = await proxied.request('GET', '/never-mirrored');
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(res.status).toBe(502);
+    expect(res.body.error).toContain(verdaccio.url);
+    const local = await proxied.request('GET', '/shared-name');
+    expect(local.status).toBe(200);
+    const audit = await proxied.request('POST', '/-/npm/v1/security/advisories/bulk', { body: { 'shared-name': ['5.0.0'] } });
+    expect(audit.status).toBe(502);
+    expect(audit.body.error).toContain('unreachable');
+  });
+});

@@ -1,0 +1,92 @@
+/** A real Verdaccio 6.8.0 (installed from npm) on loopback, as an upstream registry for the tests. */
+import { spawn, ChildProcess } from 'child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'fs';
+import { createServer } from 'net';
+import { tmpdir } from 'os';
+import { dirname, join } from 'path';
+
+export interface Verdaccio {
+  url: string;
+  /** Creates a user and returns its token. */
+  adduser(name: string, password: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+export async function startVerdaccio(): Promise<Verdaccio> {
+  const dir = mkdtempSync(join(tmpdir(), 'verdaccio-'));
+  const port = await freePort();
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, [
+    'storage: ' + join(dir, 'storage'),
+    'auth:',
+    '  htpasswd:',
+    '    file: ' + join(dir, 'htpasswd'),
+    '    max_users: 100',
+    'uplinks: {}',
+    'packages:',
+    "  '**':",
+    '    access: $all',
+    '    publish: $authenticated',
+    'log: { type: stdout, format: pretty, level: error }',
+    'security:',
+    '  api:',
+    '    legacy: true',
+    '',
+  ].join('\n'));
+  const pkg = require.resolve('verdaccio/package.json');
+  const declared = (require(pkg) as { bin: string | Record<string, string> }).bin;
+  const bin = join(dirname(pkg), typeof declared === 'string' ? declared : declared.verdaccio);
+  const child: ChildProcess = spawn(process.execPath, [bin, '--config', config, '--listen', '127.0.0.1:' + port], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VERDACCIO_HANDLE_KILL_SIGNALS: 'true' } });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const url = 'http://127.0.0.1:' + port;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      const res = await fetch(url + '/-/ping');
+      if (res.ok) break;
+    } catch {
+      /* not up yet */
+    }
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error('Verdaccio did not start: ' + output);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    async adduser(name, password) {
+      const res = await fetch(url + '/-/user/org.couchdb.user:' + name, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name, password, email: name + '@example.com' }),
+      });
+      const body = (await res.json()) as { token?: string };
+      if (!body.token) throw new Error('Verdaccio adduser failed: ' + res.status + ' ' + JSON.stringify(body));
+      return body.token;
+    },
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) {
+          rmSync(dir, { recursive: true, force: true });
+          return resolve();
+        }
+        child.once('exit', () => {
+          rmSync(dir, { recursive: true, force: true });
+          resolve();
+        });
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      }),
+  };
+}
