@@ -4,13 +4,17 @@
  * packages rank by where their terms matched, an exact name first.
  */
 import { Router } from 'express';
-import { PackageDoc } from '../../couchapp/lib/types';
+import { PackageDoc, Person } from '../../couchapp/lib/types';
 import { terms } from '../../couchapp/views/search';
 import { Context, fromCouch } from '../context';
 import { badRequest } from '../errors';
 import { DESIGN_NAME } from '../setup';
 
 const MAX_SIZE = 250;
+
+function asSearchPerson(person: Person | undefined): { username: string; email?: string } | undefined {
+  return person ? { username: person.name, email: person.email } : undefined;
+}
 
 interface Hit {
   name: string;
@@ -77,8 +81,9 @@ export function searchRoutes(ctx: Context): Router {
             keywords: doc.keywords,
             date: doc.time.modified,
             links: { npm: ctx.baseUrl + '/' + doc.name },
-            publisher: (latest as { _npmUser?: unknown })._npmUser,
-            maintainers: doc.maintainers,
+            // The search API names people by `username`.
+            publisher: asSearchPerson((latest as { _npmUser?: Person })._npmUser),
+            maintainers: (doc.maintainers || []).map(asSearchPerson),
           },
           score: { final: score, detail: { quality: score, popularity: 0, maintenance: 0 } },
           searchScore: page[i].exact ? 100000 + score : score,

@@ -1,0 +1,129 @@
+/**
+ * Tokens, profile, throttling and search, through the npm CLI where it has a command, over HTTP where
+ * it has none.
+ */
+import { writeFileSync } from 'fs';
+import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { startTestRegistry, TestRegistry } from '../helpers/registry';
+
+let registry: TestRegistry;
+let alice: NpmClient;
+
+beforeAll(async () => {
+  registry = await startTestRegistry();
+  alice = npmClient(registry.url);
+  const token = await registry.signup('alice', 'alice-password');
+  writeFileSync(alice.userconfig, 'registry=' + registry.url + '/\n' + registry.url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
+});
+afterAll(() => registry.stop());
+
+describe('tokens', () => {
+  it('npm token create, list and revoke; a revoked token is refused at once', async () => {
+    const created = await alice.npm(['token', 'create', '--password', 'alice-password', '--name', 'ci']);
+    expect(created.code).toBe(0);
+    const token = /Created token (\S+)/.exec(created.stdout)?.[1] as string;
+    expect(token).toMatch(/^cnr_/);
+    expect((await registry.request('GET', '/-/whoami', { token })).body).toEqual({ username: 'alice' });
+
+    const list = await alice.npm(['token', 'list', '--json']);
+    const tokens = JSON.parse(list.stdout) as { key: string; token: string; readonly: boolean }[];
+    expect(tokens.length).toBe(2);
+    const entry = tokens.find((t) => token.startsWith(t.token)) as { key: string };
+    expect(entry).toBeDefined();
+    expect(JSON.stringify(tokens)).not.toContain(token);
+
+    expect((await alice.npm(['token', 'revoke', entry.key.slice(0, 12)])).code).toBe(0);
+    const after = await registry.request('GET', '/-/whoami', { token });
+    expect(after.status).toBe(401);
+    expect(after.body.error).toContain('revoked');
+  });
+
+  it('token create needs the right password', async () => {
+    const wrong = await alice.npm(['token', 'create', '--password', 'not-it']);
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toMatch(/401/);
+  });
+
+  it('a read-only token reads but cannot publish', async () => {
+    const created = await alice.npm(['token', 'create', '--password', 'alice-password', '--packages-and-scopes-permission', 'read-only']);
+    const token = /Created token (\S+)/.exec(created.stdout)?.[1] as string;
+    const reader = npmClient(registry.url);
+    writeFileSync(reader.userconfig, 'registry=' + registry.url + '/\n' + registry.url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
+    expect((await reader.npm(['whoami'])).stdout.trim()).toBe('alice');
+    const publish = await reader.npm(['publish'], makePackage(reader.home, { name: 'ro-attempt', version: '1.0.0' }));
+    expect(publish.code).not.toBe(0);
+    expect(publish.stderr).toContain('read-only');
+    expect((await registry.request('GET', '/ro-attempt')).status).toBe(404);
+  });
+
+  it('a CIDR-bound token works from inside the block and is refused from outside', async () => {
+    const inside = await registry.request('POST', '/-/npm/v1/tokens', { token: await registry.signup('carol'), body: { password: 'password-carol', cidr_whitelist: ['127.0.0.0/8'] } });
+    expect(inside.status).toBe(201);
+    expect((await registry.request('GET', '/-/whoami', { token: inside.body.token })).status).toBe(200);
+    const outside = await registry.request('POST', '/-/npm/v1/tokens', { headers: { authorization: 'Basic ' + Buffer.from('carol:password-carol').toString('base64') }, body: { password: 'password-carol', cidr_whitelist: ['10.1.0.0/16'] } });
+    expect(outside.status).toBe(201);
+    const refused = await registry.request('GET', '/-/whoami', { token: outside.body.token });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error).toContain('10.1.0.0/16');
+    expect((await registry.request('POST', '/-/npm/v1/tokens', { token: inside.body.token, body: { password: 'password-carol', cidr_whitelist: ['nonsense'] } })).status).toBe(400);
+  });
+});
+
+describe('profile and login throttling', () => {
+  it('npm profile get shows the user', async () => {
+    const profile = await alice.npm(['profile', 'get', '--json']);
+    expect(profile.code).toBe(0);
+    expect(JSON.parse(profile.stdout)).toMatchObject({ name: 'alice', email: 'alice@example.com' });
+  });
+
+  it('failed logins are throttled per user with 429 and Retry-After', async () => {
+    await registry.signup('dora', 'dora-password');
+    const basic = (password: string) => ({ authorization: 'Basic ' + Buffer.from('dora:' + password).toString('base64') });
+    let last;
+    for (let i = 0; i < 11; i++) last = await registry.request('GET', '/-/whoami', { headers: basic('guess-' + i) });
+    expect(last!.status).toBe(429);
+    expect(Number(last!.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect((await registry.request('GET', '/-/whoami', { headers: basic('dora-password') })).status).toBe(429);
+    const legacy = await registry.request('PUT', '/-/user/org.couchdb.user:dora', { body: { name: 'dora', password: 'dora-password' } });
+    expect(legacy.status).toBe(429);
+  });
+});
+
+describe('search', () => {
+  beforeAll(async () => {
+    for (const manifest of [
+      { name: 'color-convert', version: '1.0.0', description: 'Convert between color formats', keywords: ['color', 'rgb'] },
+      { name: 'color', version: '2.0.0', description: 'Color conversion and manipulation' },
+      { name: '@paint/brush', version: '1.0.0', description: 'Draws with a color', keywords: ['paint'] },
+      { name: 'unrelated', version: '1.0.0', description: 'Nothing to see' },
+    ]) {
+      const published = await alice.npm(['publish'], makePackage(alice.home, manifest));
+      expect(published.code).toBe(0);
+    }
+  });
+
+  it('npm search finds by name, keyword and description, exact name first', async () => {
+    const result = await alice.npm(['search', 'color', '--json']);
+    expect(result.code).toBe(0);
+    const names = (JSON.parse(result.stdout) as { name: string }[]).map((p) => p.name);
+    expect(names[0]).toBe('color');
+    expect(names).toEqual(expect.arrayContaining(['color-convert', '@paint/brush']));
+    expect(names).not.toContain('unrelated');
+    const text = await alice.npm(['search', 'rgb']);
+    expect(text.stdout).toContain('color-convert');
+  });
+
+  it('pages with size and from, and refuses bad parameters', async () => {
+    const all = await registry.request('GET', '/-/v1/search?text=color&size=250');
+    expect(all.body.total).toBe(3);
+    const page = await registry.request('GET', '/-/v1/search?text=color&size=1&from=1');
+    expect(page.body.objects).toHaveLength(1);
+    expect(page.body.objects[0].package.name).toBe(all.body.objects[1].package.name);
+    expect((await registry.request('GET', '/-/v1/search?text=color&size=251')).status).toBe(400);
+    expect((await registry.request('GET', '/-/v1/search?text=')).status).toBe(400);
+    const both = await registry.request('GET', '/-/v1/search?text=color%20paint');
+    expect(both.body.objects.map((o: { package: { name: string } }) => o.package.name)).toEqual(['@paint/brush']);
+  });
+});
+
+
