@@ -7,6 +7,8 @@ import { packageRoutes } from './controllers/packages';
 import { searchRoutes } from './controllers/search';
 import { tokenRoutes } from './controllers/tokens';
 import { userRoutes } from './controllers/users';
+import { webLoginRoutes } from './controllers/weblogin';
+import { WebLoginStore } from './weblogin';
 import { viewRoutes } from './controllers/views';
 import { HttpError } from './errors';
 
@@ -38,6 +40,7 @@ export function createApp(ctx: Context): express.Express {
 
   app.use(userRoutes(ctx));
   app.use(tokenRoutes(ctx));
+  app.use(webLoginRoutes(ctx, new WebLoginStore(ctx.couch, ctx.config.registryDb + '-tokens')));
   app.use(searchRoutes(ctx));
   app.use(distTagRoutes(ctx));
   app.use(viewRoutes(ctx));

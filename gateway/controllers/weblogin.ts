@@ -1,0 +1,138 @@
+/**
+ * Web login for npm 9–11: `POST /-/v1/login` answers `{loginUrl, doneUrl}`; `loginUrl` is a page of
+ * this registry with a login form (and a sign-up form when sign-up is open); `doneUrl` answers 202
+ * with `Retry-After` until the user has logged in on the page, then 200 `{token}`, once.
+ */
+import express, { Request, Response, Router } from 'express';
+import { clientAddress } from '../auth';
+import { Context, fromCouch } from '../context';
+import { HttpError, notFound } from '../errors';
+import { WebLoginSession, WebLoginStore } from '../weblogin';
+
+const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,213}$/i;
+
+const escape = (text: string) =>
+  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
+
+function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escape(title)}</title>
+<style>
+  body { font: 16px/1.5 system-ui, sans-serif; max-width: 26rem; margin: 3rem auto; padding: 0 1rem; color: #222; }
+  h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 2rem; }
+  label { display: block; margin: .6rem 0 .2rem; } input { width: 100%; padding: .45rem; box-sizing: border-box; }
+  button { margin-top: 1rem; padding: .5rem 1.2rem; } .error { color: #b00020; } .ok { color: #1b5e20; }
+  form { border: 1px solid #ddd; border-radius: 6px; padding: 0 1rem 1rem; } form + form { margin-top: 1.5rem; }
+</style></head><body>${body}</body></html>`;
+}
+
+function forms(session: WebLoginSession, signupOpen: boolean, error?: string): string {
+  const login = `<form method="post" id="login"><h2>Log in</h2><input type="hidden" name="action" value="login">
+<label for="login-name">User name</label><input id="login-name" name="name" autocomplete="username" required>
+<label for="login-password">Password</label><input id="login-password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Log in</button></form>`;
+  const signup = signupOpen
+    ? `<form method="post" id="signup"><h2>Create an account</h2><input type="hidden" name="action" value="signup">
+<label for="signup-name">User name</label><input id="signup-name" name="name" autocomplete="username" required>
+<label for="signup-email">Email</label><input id="signup-email" name="email" type="email" autocomplete="email" required>
+<label for="signup-password">Password (at least 4 characters)</label><input id="signup-password" name="password" type="password" autocomplete="new-password" required>
+<button type="submit">Create account</button></form>`
+    : '';
+  const first = session.create ? signup + login : login + signup;
+  return page('Log in to the npm registry', `<h1>Log in to the npm registry</h1>
+<p>Your terminal is waiting for this login.</p>${error ? `<p class="error" role="alert">${escape(error)}</p>` : ''}${first}`);
+}
+
+export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
+  const router = Router();
+  const users = ctx.couch.use<{ _id: string; name: string; password: string; type: 'user'; roles: string[]; email?: string }>('_users');
+
+  router.post('/-/v1/login', (req, res, next) => {
+    (async () => {
+      const body = (req.body || {}) as { create?: unknown };
+      const sid = await store.start(body.create === true);
+      res.json({ loginUrl: ctx.baseUrl + '/-/login/' + sid, doneUrl: ctx.baseUrl + '/-/v1/done/' + sid });
+    })().catch(next);
+  });
+
+  router.get('/-/v1/done/:sid', (req, res, next) => {
+    (async () => {
+      const session = await store.get(req.params.sid);
+      if (!session) throw notFound('This login session is unknown or expired; run `npm login` again.');
+      if (!session.user) {
+        res.setHeader('Retry-After', '1');
+        res.status(202).json({});
+        return;
+      }
+      if (!(await store.consume(session))) throw notFound('This login was already completed; run `npm login` again.');
+      const { token } = await ctx.tokens.create(session.user);
+      ctx.log.info({ user: session.user }, 'web login completed');
+      res.json({ token });
+    })().catch(next);
+  });
+
+  function sendPage(res: Response, status: number, html: string) {
+    res.status(status)
+      .set({ 'Content-Security-Policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'", 'X-Frame-Options': 'DENY', 'Cache-Control': 'no-store' })
+      .type('html')
+      .send(html);
+  }
+
+  async function liveSession(req: Request, res: Response): Promise<WebLoginSession | null> {
+    const session = await store.get(req.params.sid);
+    if (!session) {
+      sendPage(res, 404, page('Login expired', '<h1>This login link has expired</h1><p>Run <code>npm login</code> again for a new one.</p>'));
+      return null;
+    }
+    return session;
+  }
+
+  router.get('/-/login/:sid', (req, res, next) => {
+    (async () => {
+      const session = await liveSession(req, res);
+      if (session) sendPage(res, 200, forms(session, ctx.config.signup === 'open'));
+    })().catch(next);
+  });
+
+  router.post('/-/login/:sid', express.urlencoded({ extended: false, limit: '16kb' }), (req, res, next) => {
+    (async () => {
+      const session = await liveSession(req, res);
+      if (!session) return;
+      const form = req.body as Record<string, string>;
+      const name = String(form.name || '').trim();
+      const password = String(form.password || '');
+      const retry = (status: number, error: string) => sendPage(res, status, forms(session, ctx.config.signup === 'open', error));
+      if (form.action === 'signup') {
+        if (ctx.config.signup !== 'open') return retry(403, 'Sign-up is closed on this registry: ask an administrator to create your account.');
+        if (!USER_NAME.test(name)) return retry(400, 'User names may contain letters, digits, ".", "_" and "-", and start with a letter or digit.');
+        if (password.length < 4) return retry(400, 'Choose a password of at least 4 characters.');
+        const email = String(form.email || '').trim();
+        if (!/^[^@\s]+@[^@\s]+$/.test(email)) return retry(400, 'Give a valid email address.');
+        try {
+          await users.insert({ _id: 'org.couchdb.user:' + name, name, password, type: 'user', roles: [], email });
+        } catch (err) {
+          if ((err as { statusCode?: number }).statusCode === 409) return retry(409, 'The user name "' + name + '" is taken; choose another or log in.');
+          throw fromCouch(err);
+        }
+        ctx.log.info({ user: name }, 'user created');
+      } else {
+        const address = clientAddress(req);
+        try {
+          ctx.throttle.check(name, address);
+        } catch (err) {
+          return retry(429, (err as HttpError).message);
+        }
+        if (!name || !password || !(await ctx.couch.checkPassword(name, password))) {
+          ctx.throttle.fail(name, address);
+          return retry(401, 'Wrong user name or password.');
+        }
+        ctx.throttle.succeed(name);
+      }
+      await store.complete(session, name);
+      sendPage(res, 200, page('Logged in', `<h1 class="ok">Logged in as ${escape(name)}</h1><p>You can close this page and return to your terminal.</p>`));
+    })().catch(next);
+  });
+
+  return router;
+}

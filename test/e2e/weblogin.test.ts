@@ -1,0 +1,122 @@
+/**
+ * Web login, the default of `npm login` and `npm adduser`: the CLI prints the login page of this
+ * registry and polls; a real headless Chromium (Debian's, driven by playwright-core) fills the page.
+ */
+import { spawn } from 'child_process';
+import { existsSync } from 'fs';
+import { join } from 'path';
+import { Browser, chromium } from 'playwright-core';
+import { npmClient, NpmClient } from '../helpers/npm';
+import { startTestRegistry, TestRegistry } from '../helpers/registry';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium && !process.env.CI) console.warn('Chromium is not installed (' + CHROMIUM + '): skipping the web login tests');
+const describeWithBrowser = haveChromium || process.env.CI ? describe : describe.skip;
+
+/** Starts `npm <command>` and resolves the login URL it prints, and a promise of its exit. */
+function startNpmLogin(client: NpmClient, command: 'login' | 'adduser') {
+  const child = spawn('npm', [command], { cwd: client.home, env: client.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const exit = new Promise<{ code: number; output: string }>((resolve) => child.on('close', (code) => resolve({ code: code ?? -1, output })));
+  const url = new Promise<string>((resolve, reject) => {
+    const onData = (data: Buffer) => {
+      output += data;
+      const match = /(http:\/\/\S+\/-\/login\/\S+)/.exec(output);
+      if (match) resolve(match[1]);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    setTimeout(() => reject(new Error('npm printed no login URL: ' + output)), 30_000).unref();
+  });
+  return { url, exit, kill: () => child.kill('SIGKILL') };
+}
+
+describeWithBrowser('web login in a browser', () => {
+  let registry: TestRegistry;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await registry?.stop();
+  });
+
+  it('npm adduser: the page creates the account and the CLI receives a token', async () => {
+    const client = npmClient(registry.url);
+    const login = startNpmLogin(client, 'adduser');
+    const page = await browser.newPage();
+    try {
+      await page.goto(await login.url);
+      await page.fill('#signup-name', 'webby');
+      await page.fill('#signup-email', 'webby@example.com');
+      await page.fill('#signup-password', 'webby-password');
+      await page.click('#signup button[type=submit]');
+      await page.waitForSelector('text=Logged in as webby');
+      await page.screenshot({ path: join(registry.dataDir, 'adduser.png') });
+    } finally {
+      await page.close();
+    }
+    const result = await login.exit;
+    expect(result.code).toBe(0);
+    expect((await client.npm(['whoami'])).stdout.trim()).toBe('webby');
+  });
+
+  it('npm login: a wrong password is shown on the page, the right one logs in', async () => {
+    const client = npmClient(registry.url);
+    const login = startNpmLogin(client, 'login');
+    const page = await browser.newPage();
+    try {
+      await page.goto(await login.url);
+      await page.fill('#login-name', 'webby');
+      await page.fill('#login-password', 'wrong-password');
+      await page.click('#login button[type=submit]');
+      await expectText(page, 'Wrong user name or password');
+      await page.fill('#login-name', 'webby');
+      await page.fill('#login-password', 'webby-password');
+      await page.click('#login button[type=submit]');
+      await page.waitForSelector('text=Logged in as webby');
+    } finally {
+      await page.close();
+    }
+    expect((await login.exit).code).toBe(0);
+    expect((await client.npm(['whoami'])).stdout.trim()).toBe('webby');
+  });
+
+  it('doneUrl hands the token out once; unknown sessions are refused', async () => {
+    const started = await registry.request('POST', '/-/v1/login', { body: {} });
+    const done = started.body.doneUrl.replace(registry.url, '');
+    const pending = await registry.request('GET', done);
+    expect(pending.status).toBe(202);
+    expect(pending.headers.get('retry-after')).toBe('1');
+    const page = await browser.newPage();
+    try {
+      await page.goto(started.body.loginUrl);
+      await page.fill('#login-name', 'webby');
+      await page.fill('#login-password', 'webby-password');
+      await page.click('#login button[type=submit]');
+      await page.waitForSelector('text=Logged in as webby');
+    } finally {
+      await page.close();
+    }
+    const first = await registry.request('GET', done);
+    expect(first.status).toBe(200);
+    expect(first.body.token).toMatch(/^cnr_/);
+    expect((await registry.request('GET', done)).status).toBe(404);
+    expect((await registry.request('GET', '/-/v1/done/not-a-real-session-id')).status).toBe(404);
+    const expired = await fetch(registry.url + '/-/login/not-a-real-session-id');
+    expect(expired.status).toBe(404);
+    expect(await expired.text()).toContain('expired');
+  });
+});
+
+async function expectText(page: import('playwright-core').Page, text: string) {
+  await page.waitForSelector('text=' + text, { timeout: 10_000 });
+}
