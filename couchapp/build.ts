@@ -13,6 +13,16 @@ export const DESIGN_ID = '_design/app';
 const ROOT = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', '..') : join(__dirname, '..');
 const SOURCE_DIR = join(ROOT, 'couchapp');
 export const OUTPUT_FILE = join(ROOT, 'dist', 'couchapp', 'design.json');
+export const ACCESS_OUTPUT_FILE = join(ROOT, 'dist', 'couchapp', 'access.json');
+export const ACCESS_ID = '_design/access';
+
+/** The code of `_design/access`; its `rules` are the admin's, kept across pushes. */
+export interface AccessDesignCode {
+  _id: string;
+  language: 'javascript';
+  validate_doc_update: string;
+  build_hash: string;
+}
 
 export interface DesignDoc {
   _id: string;
@@ -42,8 +52,8 @@ function bundle(entry: string): string {
   return result.outputFiles[0].text.trim();
 }
 
-function wrap(params: string, entry: string, call: string): string {
-  return 'function (' + params + ') {\n' + bundle(entry) + '\nreturn __module.default(' + call + ');\n}';
+function wrap(params: string, entry: string, call: string, self = 'this'): string {
+  return 'function (' + params + ') {\n' + bundle(entry) + '\nreturn __module.default.call(' + self + ', ' + call + ');\n}';
 }
 
 export function buildDesignDoc(): DesignDoc {
@@ -62,9 +72,16 @@ export function buildDesignDoc(): DesignDoc {
   return { _id: DESIGN_ID, language: 'javascript', validate_doc_update: validate, views, build_hash: hash };
 }
 
+export function buildAccessDesign(): AccessDesignCode {
+  const validate = wrap('newDoc, oldDoc, userCtx, secObj', join(SOURCE_DIR, 'access', 'validate_doc_update.ts'), 'newDoc, oldDoc, userCtx, secObj');
+  const hash = createHash('sha256').update(validate).digest('hex');
+  return { _id: ACCESS_ID, language: 'javascript', validate_doc_update: validate, build_hash: hash };
+}
+
 if (require.main === module) {
   const doc = buildDesignDoc();
   mkdirSync(dirname(OUTPUT_FILE), { recursive: true });
   writeFileSync(OUTPUT_FILE, JSON.stringify(doc, null, 1));
+  writeFileSync(ACCESS_OUTPUT_FILE, JSON.stringify(buildAccessDesign(), null, 1));
   console.log('couchapp: built ' + DESIGN_ID + ' (' + Object.keys(doc.views).length + ' views) → ' + OUTPUT_FILE);
 }

@@ -50,7 +50,7 @@ function maintainerNames(doc: PackageDoc | null): string[] {
 }
 
 /** True when the only change from oldDoc to newDoc is `users[user]` (a star or an unstar). */
-function onlyOwnStarChanged(newDoc: PackageDoc, oldDoc: PackageDoc, user: string): boolean {
+export function onlyOwnStarChanged(newDoc: PackageDoc, oldDoc: PackageDoc, user: string): boolean {
   const without = (doc: PackageDoc) => {
     const copy: Record<string, unknown> = {};
     for (const k of Object.keys(doc)) if (k !== '_rev' && k !== '_revisions' && k !== 'users') copy[k] = doc[k];

@@ -5,6 +5,7 @@ import { PackageDoc } from '../couchapp/lib/types';
 import { Config } from './config';
 import { Couch, couchFailure } from './couch';
 import { HttpError } from './errors';
+import { AccessRules } from './access';
 import { LoginThrottle } from './throttle';
 import { TokenStore } from './tokens';
 
@@ -13,6 +14,7 @@ export interface Context {
   couch: Couch;
   tokens: TokenStore;
   throttle: LoginThrottle;
+  access: AccessRules;
   registry: Nano.DocumentScope<PackageDoc>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;

@@ -58,7 +58,7 @@ export class Couch {
    * Writes a document as `who` (proxy authentication), so that CouchDB validates it as that user.
    * The request carries the proxy headers only, never the admin credentials (nano would add them).
    */
-  async putAs(who: Identity, db: string, doc: { _id: string } & object): Promise<{ id: string; rev: string }> {
+  async putAs(who: Identity, db: string, doc: { _id: string; [field: string]: unknown }): Promise<{ id: string; rev: string }> {
     const url = new URL('/' + encodeURIComponent(db) + '/' + encodeURIComponent(doc._id), this.url.origin);
     const response = await fetch(url, {
       method: 'PUT',

@@ -15,6 +15,7 @@ import { createApp } from './app';
 import { Config } from './config';
 import { Couch } from './couch';
 import { setupDatabases } from './setup';
+import { AccessRules } from './access';
 import { LoginThrottle } from './throttle';
 import { TokenStore } from './tokens';
 
@@ -107,12 +108,14 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   try {
     const { designChanged } = await setupDatabases(couch, config.registryDb, config.signup);
     const tokens = new TokenStore(couch, config.registryDb + '-tokens');
+    const registryDb = couch.use<PackageDoc>(config.registryDb);
     const context = {
       config,
       couch,
       tokens,
       throttle: new LoginThrottle(),
-      registry: couch.use<PackageDoc>(config.registryDb),
+      access: new AccessRules(registryDb),
+      registry: registryDb,
       baseUrl: '',
       log,
     };

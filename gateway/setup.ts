@@ -6,7 +6,8 @@
  */
 import { readFileSync } from 'fs';
 import Nano from 'nano';
-import { DesignDoc, OUTPUT_FILE } from '../couchapp/build';
+import { ACCESS_OUTPUT_FILE, AccessDesignCode, DesignDoc, OUTPUT_FILE } from '../couchapp/build';
+import { DEFAULT_RULES } from '../couchapp/lib/access';
 import { Couch, couchFailure } from './couch';
 
 export const DESIGN_NAME = 'app';
@@ -18,6 +19,21 @@ export function loadDesignDoc(): DesignDoc {
   } catch {
     throw new Error('The compiled design document is missing (' + OUTPUT_FILE + '): run `npm run build` first.');
   }
+}
+
+function loadAccessDesign(): AccessDesignCode {
+  return JSON.parse(readFileSync(ACCESS_OUTPUT_FILE, 'utf8')) as AccessDesignCode;
+}
+
+/**
+ * Installs `_design/access`: its code is replaced when it changed, its `rules` (an admin's to edit in
+ * Fauxton) are created with the defaults once and never overwritten.
+ */
+export async function pushAccessDesign(couch: Couch, dbName: string, code: AccessDesignCode): Promise<void> {
+  const db = couch.use<AccessDesignCode & { rules?: unknown }>(dbName);
+  const live = await getOrNull(db, code._id);
+  if (live && live.build_hash === code.build_hash) return;
+  await db.insert({ ...(live || { rules: DEFAULT_RULES }), ...code, _rev: live ? live._rev : undefined } as unknown as AccessDesignCode);
 }
 
 async function ensureDatabase(couch: Couch, name: string): Promise<void> {
@@ -76,5 +92,6 @@ export async function setupDatabases(couch: Couch, registryDb: string, signup: '
   const userMembers = signup === 'closed' ? { names: [], roles: ['_admin'] } : { names: [], roles: [] };
   await putSecurity(couch, '_users', { admins: { names: [], roles: ['_admin'] }, members: userMembers });
   const designChanged = await pushDesign(couch, registryDb, loadDesignDoc());
+  await pushAccessDesign(couch, registryDb, loadAccessDesign());
   return { designChanged };
 }

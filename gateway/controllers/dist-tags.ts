@@ -41,6 +41,7 @@ export function distTagRoutes(ctx: Context): Router {
     const name = decodeURIComponent(match[1]);
     const tag = match[2] === undefined ? undefined : decodeURIComponent(match[2]);
     if (req.method === 'GET' || req.method === 'HEAD') {
+      await ctx.access.assertRead(res, name);
       const doc = await live(name);
       if (tag === undefined) res.json(doc['dist-tags']);
       else if (doc['dist-tags'][tag]) res.json(doc['dist-tags'][tag]);

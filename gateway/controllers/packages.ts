@@ -29,19 +29,13 @@ function unpublishedError(doc: PackageDoc): HttpError {
   );
 }
 
-async function loadLive(ctx: Context, name: string): Promise<PackageDoc> {
-  const doc = await readPackage(ctx, name);
-  if (!doc) throw notFoundPackage(name);
-  if (isTombstone(doc)) throw unpublishedError(doc);
-  return doc;
-}
-
 /**
  * The local package for a read, or null when the request was answered elsewhere: a foreign package
  * redirects to the registry that hosts it, a name unknown here goes to the upstream. A name that
  * exists here (even unpublished) is never forwarded.
  */
 async function loadForRead(ctx: Context, req: Request, res: Response, name: string, rest: string[]): Promise<PackageDoc | null> {
+  await ctx.access.assertRead(res, name);
   const doc = await readPackage(ctx, name);
   if (!doc) {
     if (await forwardToUpstream(ctx.config, ctx.baseUrl, req, res, name, rest)) return null;
@@ -125,6 +119,7 @@ export function packageRoutes(ctx: Context): Router {
 
   async function getTarball(req: Request, res: Response, name: string, file: string): Promise<void> {
     if (!file.endsWith('.tgz') || file.includes('/') || file.startsWith('.')) throw notFound('No such tarball: ' + file);
+    await ctx.access.assertRead(res, name);
     const path = '/' + encodeURIComponent(ctx.config.registryDb) + '/' + encodeURIComponent(name) + '/' + encodeURIComponent(file);
     const headers: Record<string, string> = {};
     if (typeof req.headers['if-none-match'] === 'string') headers['if-none-match'] = req.headers['if-none-match'];

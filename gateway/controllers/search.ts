@@ -60,7 +60,9 @@ export function searchRoutes(ctx: Context): Router {
           hits = next;
         }
       }
-      const ranked = [...(hits || new Map<string, Hit>()).values()].sort(
+      const visible: Hit[] = [];
+      for (const hit of (hits || new Map<string, Hit>()).values()) if (await ctx.access.mayRead(res, hit.name)) visible.push(hit);
+      const ranked = visible.sort(
         (a, b) => Number(b.exact) - Number(a.exact) || a.rank - b.rank || a.name.localeCompare(b.name),
       );
       const page = ranked.slice(from, from + size);

@@ -21,7 +21,9 @@ export function viewRoutes(ctx: Context): Router {
       if (typeof key !== 'string') throw badRequest('Give the user as key="<name>".');
       try {
         const result = await ctx.registry.view(DESIGN_NAME, view, { key, limit: 10000 });
-        res.json({ rows: result.rows.map((r) => ({ id: r.id, key: r.key, value: r.value })) });
+        const rows = [];
+        for (const r of result.rows) if (await ctx.access.mayRead(res, r.id)) rows.push({ id: r.id, key: r.key, value: r.value });
+        res.json({ rows });
       } catch (err) {
         throw fromCouch(err);
       }

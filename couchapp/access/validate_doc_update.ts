@@ -1,0 +1,27 @@
+/**
+ * validate_doc_update of `_design/access`: the publish rules kept in this same design document
+ * (`this.rules`, editable by admins in Fauxton) hold for every write, also straight to CouchDB.
+ * A star needs no publish right. Invalid rules refuse every non-admin write until an admin fixes them.
+ */
+import { allowed, rulesProblem, AccessRule } from '../lib/access';
+import { PackageDoc, UserCtx } from '../lib/types';
+import { onlyOwnStarChanged } from '../validate_doc_update';
+
+export default function validate_access(
+  this: { rules?: unknown },
+  newDoc: PackageDoc,
+  oldDoc: PackageDoc | null,
+  userCtx: UserCtx,
+): void {
+  const user = { name: userCtx.name, roles: userCtx.roles || [] };
+  if (user.roles.indexOf('_admin') !== -1) return;
+  const problem = rulesProblem(this.rules);
+  if (problem) throw { forbidden: 'The access rules in _design/access are invalid (' + problem + '); an admin must fix them.' };
+  if (oldDoc && user.name && onlyOwnStarChanged(newDoc, oldDoc, user.name)) return;
+  if (!allowed(this.rules as AccessRule[], String(newDoc.name || newDoc._id), 'publish', user)) {
+    throw {
+      forbidden: (user.name ? 'User "' + user.name + '" is' : 'Anonymous users are') + ' not allowed to publish or change "' +
+        String(newDoc.name || newDoc._id) + '" by this registry\'s access rules; ask an admin.',
+    };
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The access rules as the gateway applies them to reads. They are read from `_design/access` (the
+ * same document whose validate_doc_update applies them to writes) and kept for a short time.
+ */
+import Nano from 'nano';
+import { Response } from 'express';
+import { AccessRule, allowed, rulesProblem } from '../couchapp/lib/access';
+import { PackageDoc } from '../couchapp/lib/types';
+import { ACCESS_ID } from '../couchapp/build';
+import { currentUser } from './auth';
+import { forbidden, HttpError, unauthorized } from './errors';
+
+const TTL_MS = 2000;
+
+export class AccessRules {
+  private cached: { rules: AccessRule[] | null; problem: string | null; at: number } | null = null;
+
+  constructor(private readonly db: Nano.DocumentScope<PackageDoc>) {}
+
+  private async load(): Promise<{ rules: AccessRule[] | null; problem: string | null }> {
+    const now = Date.now();
+    if (this.cached && now - this.cached.at < TTL_MS) return this.cached;
+    let rules: unknown;
+    try {
+      rules = ((await this.db.get(ACCESS_ID)) as unknown as { rules?: unknown }).rules;
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode !== 404) throw err;
+    }
+    const problem = rulesProblem(rules);
+    this.cached = { rules: problem ? null : (rules as AccessRule[]), problem, at: now };
+    return this.cached;
+  }
+
+  /** Throws 401 (anonymous, so that npm asks for credentials) or 403 unless the caller may read `name`. */
+  async assertRead(res: Response, name: string): Promise<void> {
+    const user = currentUser(res);
+    const who = { name: user ? user.name : null, roles: user ? user.roles : [] };
+    const { rules, problem } = await this.load();
+    if (!rules) {
+      if (who.roles.includes('_admin')) return;
+      throw new HttpError(503, 'The access rules in _design/access are invalid (' + problem + '); an admin must fix them.');
+    }
+    if (allowed(rules, name, 'read', who)) return;
+    if (!user) throw unauthorized('"' + name + '" is private on this registry: log in with `npm login` to read it.');
+    throw forbidden('User "' + user.name + '" may not read "' + name + '" by this registry\'s access rules; ask an admin.');
+  }
+
+  /** Whether the caller may read `name` (for filtering lists such as search results). */
+  async mayRead(res: Response, name: string): Promise<boolean> {
+    try {
+      await this.assertRead(res, name);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
