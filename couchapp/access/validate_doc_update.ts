@@ -17,7 +17,8 @@ export default function validate_access(
   if (user.roles.indexOf('_admin') !== -1) return;
   const problem = rulesProblem(this.rules);
   if (problem) throw { forbidden: 'The access rules in _design/access are invalid (' + problem + '); an admin must fix them.' };
-  if (oldDoc && user.name && onlyOwnStarChanged(newDoc, oldDoc, user.name)) return;
+  if (!user.name) throw { unauthorized: 'You must be logged in to publish or change packages: run `npm login`.' };
+  if (oldDoc && onlyOwnStarChanged(newDoc, oldDoc, user.name)) return;
   if (!allowed(this.rules as AccessRule[], String(newDoc.name || newDoc._id), 'publish', user)) {
     throw {
       forbidden: (user.name ? 'User "' + user.name + '" is' : 'Anonymous users are') + ' not allowed to publish or change "' +

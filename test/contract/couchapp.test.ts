@@ -14,14 +14,7 @@ let secret: string;
 
 beforeAll(async () => {
   registry = await startTestRegistry();
-  if (process.env.COUCHDB_URL) {
-    const response = await fetch(new URL('/_node/_local/_config/chttpd_auth/secret', process.env.COUCHDB_URL).toString().replace(/\/\/[^@]*@/, '//'), {
-      headers: { authorization: 'Basic ' + Buffer.from(decodeURIComponent(new URL(process.env.COUCHDB_URL).username) + ':' + decodeURIComponent(new URL(process.env.COUCHDB_URL).password)).toString('base64') },
-    });
-    secret = await response.json();
-  } else {
-    secret = require('fs').readFileSync(registry.dataDir + '/proxy-secret', 'utf8').trim();
-  }
+  secret = registry.proxySecret;
 });
 afterAll(() => registry.stop());
 

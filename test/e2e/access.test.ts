@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'fs';
 import { Couch } from '../../gateway/couch';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
-import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { manifest, tarballOf } from '../unit/fixtures';
 
 let registry: TestRegistry;
@@ -18,10 +18,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RULE_CACHE_MS = 2100;
 
 async function adminRequest(method: string, path: string, body?: unknown) {
-  const url = new URL(registry.adminCouchUrl);
-  const response = await fetch(url.origin + path, {
+  const response = await fetch(new URL(registry.adminCouchUrl).origin + path, {
     method,
-    headers: { 'content-type': 'application/json', authorization: 'Basic ' + Buffer.from(decodeURIComponent(url.username) + ':' + decodeURIComponent(url.password)).toString('base64') },
+    headers: { 'content-type': 'application/json', authorization: basicAuthOf(registry.adminCouchUrl) },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: response.status, body: (await response.json()) as any };
@@ -70,9 +69,8 @@ describe('a private scope', () => {
     const refused = await bob.npm(['publish'], makePackage(bob.home, { name: '@acme/other', version: '1.0.0' }));
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('not allowed to publish or change "@acme/other"');
-    const secret = readFileSync(registry.dataDir + '/proxy-secret', 'utf8').trim();
-    if (!process.env.COUCHDB_URL) {
-      const couch = new Couch(registry.adminCouchUrl, secret);
+    {
+      const couch = new Couch(registry.adminCouchUrl, registry.proxySecret);
       const now = new Date().toISOString();
       const direct = await couch.putAs({ name: 'bob', roles: [] }, registry.registryDb, {
         _id: '@acme/direct', name: '@acme/direct', 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': manifest('@acme/direct', '1.0.0') },

@@ -56,6 +56,18 @@ describe('tokens', () => {
     expect((await registry.request('GET', '/ro-attempt')).status).toBe(404);
   });
 
+  it('npm token create --cidr binds the token to addresses', async () => {
+    const inside = await alice.npm(['token', 'create', '--password', 'alice-password', '--cidr', '127.0.0.0/8']);
+    const insideToken = /Created token (\S+)/.exec(inside.stdout)?.[1] as string;
+    expect(inside.stdout).toContain('127.0.0.0/8');
+    expect((await registry.request('GET', '/-/whoami', { token: insideToken })).status).toBe(200);
+    const outside = await alice.npm(['token', 'create', '--password', 'alice-password', '--cidr', '192.0.2.0/24']);
+    const outsideToken = /Created token (\S+)/.exec(outside.stdout)?.[1] as string;
+    expect((await registry.request('GET', '/-/whoami', { token: outsideToken })).status).toBe(403);
+    const listed = JSON.parse((await alice.npm(['token', 'list', '--json'])).stdout) as { cidr_whitelist: string[] | null }[];
+    expect(listed.map((t) => t.cidr_whitelist)).toContainEqual(['192.0.2.0/24']);
+  });
+
   it('a CIDR-bound token works from inside the block and is refused from outside', async () => {
     const inside = await registry.request('POST', '/-/npm/v1/tokens', { token: await registry.signup('carol'), body: { password: 'password-carol', cidr_whitelist: ['127.0.0.0/8'] } });
     expect(inside.status).toBe(201);

@@ -4,6 +4,8 @@
  */
 import { spawn } from 'child_process';
 import { existsSync } from 'fs';
+import { Couch } from '../../gateway/couch';
+import { WEB_LOGIN_TTL_MS, WebLoginStore } from '../../gateway/weblogin';
 import { join } from 'path';
 import { Browser, chromium } from 'playwright-core';
 import { npmClient, NpmClient } from '../helpers/npm';
@@ -114,6 +116,22 @@ describeWithBrowser('web login in a browser', () => {
     const expired = await fetch(registry.url + '/-/login/not-a-real-session-id');
     expect(expired.status).toBe(404);
     expect(await expired.text()).toContain('expired');
+  });
+});
+
+describe('web login sessions', () => {
+  it('expire after their time to live', async () => {
+    const registry = await startTestRegistry();
+    try {
+      const store = new WebLoginStore(new Couch(registry.adminCouchUrl, registry.proxySecret), registry.registryDb + '-tokens');
+      const now = Date.now();
+      const sid = await store.start(false, now);
+      expect(await store.get(sid, now + 1000)).not.toBeNull();
+      expect(await store.get(sid, now + WEB_LOGIN_TTL_MS + 1)).toBeNull();
+      expect(await store.get(sid, now + 1000)).toBeNull();
+    } finally {
+      await registry.stop();
+    }
   });
 });
 

@@ -2,7 +2,7 @@
  * A registry started for one test file: on the embedded server in a temporary DATA_DIR by default, or
  * on the CouchDB in COUCHDB_URL with databases of its own (removed afterwards).
  */
-import { mkdtempSync, rmSync } from 'fs';
+import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import pino from 'pino';
@@ -14,6 +14,8 @@ export interface TestRegistry extends RunningRegistry {
   registryDb: string;
   /** Admin credentials of the CouchDB in use, as a URL. */
   adminCouchUrl: string;
+  /** The proxy-authentication secret of the CouchDB in use. */
+  proxySecret: string;
   request(method: string, path: string, options?: RequestOptions): Promise<{ status: number; body: any; headers: Headers }>;
   /** Creates a user through the npm login endpoint and returns its token. */
   signup(name: string, password?: string): Promise<string>;
@@ -41,6 +43,9 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
   });
   const running = await startRegistry(config, pino({ level: process.env.TEST_LOG_LEVEL || 'silent' }));
   const adminCouchUrl = process.env.COUCHDB_URL || running.couchUrl.replace('http://', 'http://admin:test-admin-password@');
+  const proxySecret = process.env.COUCHDB_URL
+    ? ((await (await fetch(new URL('/_node/_local/_config/chttpd_auth/secret', new URL(adminCouchUrl).origin), { headers: { authorization: basicAuthOf(adminCouchUrl) } })).json()) as string)
+    : readFileSync(join(dataDir, 'proxy-secret'), 'utf8').trim();
 
   async function request(method: string, path: string, options: RequestOptions = {}) {
     const headers: Record<string, string> = { accept: 'application/json', ...(options.headers || {}) };
@@ -65,6 +70,7 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
     dataDir,
     registryDb,
     adminCouchUrl,
+    proxySecret,
     request,
     async signup(name: string, password = 'password-' + name) {
       const res = await request('PUT', '/-/user/org.couchdb.user:' + name, {
@@ -77,10 +83,7 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
       await running.close();
       if (process.env.COUCHDB_URL) {
         for (const db of [registryDb, registryDb + '-tokens']) {
-          await fetch(new URL('/' + db, process.env.COUCHDB_URL), {
-            method: 'DELETE',
-            headers: { authorization: 'Basic ' + Buffer.from(decodeURIComponent(new URL(process.env.COUCHDB_URL).username) + ':' + decodeURIComponent(new URL(process.env.COUCHDB_URL).password)).toString('base64') },
-          });
+          await fetch(new URL('/' + db, new URL(process.env.COUCHDB_URL).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(process.env.COUCHDB_URL) } });
         }
       }
       rmSync(dataDir, { recursive: true, force: true });
@@ -88,11 +91,15 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
   };
 }
 
+/** The Basic authorization header of the credentials in a URL. */
+export function basicAuthOf(url: string): string {
+  const parsed = new URL(url);
+  return 'Basic ' + Buffer.from(decodeURIComponent(parsed.username) + ':' + decodeURIComponent(parsed.password)).toString('base64');
+}
+
 /** Reads a document straight from CouchDB as admin. */
 export async function couchGet(registry: TestRegistry, path: string): Promise<{ status: number; body: any }> {
-  const url = new URL(path, registry.adminCouchUrl);
-  const auth = 'Basic ' + Buffer.from(decodeURIComponent(url.username) + ':' + decodeURIComponent(url.password)).toString('base64');
   const target = new URL(path, new URL(registry.adminCouchUrl).origin);
-  const response = await fetch(target, { headers: { authorization: auth, accept: 'application/json' } });
+  const response = await fetch(target, { headers: { authorization: basicAuthOf(registry.adminCouchUrl), accept: 'application/json' } });
   return { status: response.status, body: await response.json() };
 }

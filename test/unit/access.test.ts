@@ -54,6 +54,7 @@ describe('_design/access validate_doc_update', () => {
     expect(attempt({ rules }, alice)).toBe('ok');
     expect(attempt({ rules }, bob)).toEqual({ forbidden: expect.stringContaining('not allowed to publish') });
     expect(attempt({ rules }, { name: 'root', roles: ['_admin'] })).toBe('ok');
+    expect(attempt({ rules }, anonymous, 'lodash')).toEqual({ unauthorized: expect.stringContaining('npm login') });
   });
 
   it('lets anyone star, and refuses everything when the rules are broken', () => {

@@ -1,0 +1,81 @@
+/**
+ * `npm audit` through this registry: the bulk advisory request is forwarded to the upstream (here a
+ * stand-in that speaks the public registry's advisory protocol, which cannot be reached from here),
+ * and without an upstream npm shows a clear error instead of hanging.
+ */
+import { createServer, Server } from 'http';
+import { AddressInfo } from 'net';
+import { mkdirSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import { gunzipSync } from 'zlib';
+import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { startTestRegistry, TestRegistry } from '../helpers/registry';
+
+let advisories: Server;
+let advisoriesUrl: string;
+const received: unknown[] = [];
+
+beforeAll(async () => {
+  advisories = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      if (req.method !== 'POST' || req.url !== '/-/npm/v1/security/advisories/bulk') {
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+        return;
+      }
+      const raw = Buffer.concat(chunks);
+      const body = JSON.parse((req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString()) as Record<string, string[]>;
+      received.push(body);
+      const answer: Record<string, unknown[]> = {};
+      if (body['audited-pkg']) {
+        answer['audited-pkg'] = [{ id: 1001, url: 'https://advisories.example/1001', title: 'Prototype pollution in audited-pkg', severity: 'high', vulnerable_versions: '<1.1.0', cwe: ['CWE-1321'], cvss: { score: 7.5, vectorString: null } }];
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+    });
+  });
+  await new Promise<void>((resolve) => advisories.listen(0, '127.0.0.1', resolve));
+  advisoriesUrl = 'http://127.0.0.1:' + (advisories.address() as AddressInfo).port;
+});
+afterAll(() => new Promise<void>((resolve) => advisories.close(() => resolve())));
+
+async function projectWithLock(registry: TestRegistry): Promise<{ client: NpmClient; dir: string }> {
+  const client = npmClient(registry.url);
+  const token = await registry.signup('auditor');
+  writeFileSync(client.userconfig, 'registry=' + registry.url + '/\n' + registry.url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
+  expect((await client.npm(['publish'], makePackage(client.home, { name: 'audited-pkg', version: '1.0.0' }))).code).toBe(0);
+  const dir = join(client.home, 'app');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, dependencies: { 'audited-pkg': '1.0.0' } }));
+  expect((await client.npm(['install', '--package-lock-only'], dir)).code).toBe(0);
+  return { client, dir };
+}
+
+it('forwards npm audit to the upstream and npm reports its advisories', async () => {
+  const registry = await startTestRegistry({ UPSTREAM_REGISTRY: advisoriesUrl });
+  try {
+    const { client, dir } = await projectWithLock(registry);
+    const audit = await client.npm(['audit', '--json'], dir);
+    const report = JSON.parse(audit.stdout);
+    expect(report.vulnerabilities['audited-pkg'].severity).toBe('high');
+    expect(report.vulnerabilities['audited-pkg'].via[0].title).toBe('Prototype pollution in audited-pkg');
+    expect(received).toContainEqual({ 'audited-pkg': ['1.0.0'] });
+  } finally {
+    await registry.stop();
+  }
+});
+
+it('without an upstream, npm audit fails at once with the reason', async () => {
+  const registry = await startTestRegistry();
+  try {
+    const { client, dir } = await projectWithLock(registry);
+    const started = Date.now();
+    const audit = await client.npm(['audit'], dir);
+    expect(Date.now() - started).toBeLessThan(15000);
+    expect(audit.code).not.toBe(0);
+    expect(audit.stderr).toContain('503');
+    expect(audit.stderr).toContain('UPSTREAM_REGISTRY is not set');
+  } finally {
+    await registry.stop();
+  }
+});
