@@ -3,7 +3,7 @@
  * (401 for anonymous so that npm asks for credentials), publishing enforced inside CouchDB, also for
  * writes made straight to it.
  */
-import { readFileSync, writeFileSync } from 'fs';
+import { readFileSync } from 'fs';
 import { Couch } from '../../gateway/couch';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
 import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
@@ -33,11 +33,7 @@ async function setRules(rules: unknown) {
   await sleep(RULE_CACHE_MS);
 }
 
-function withToken(token: string): NpmClient {
-  const client = npmClient(registry.url);
-  writeFileSync(client.userconfig, 'registry=' + registry.url + '/\n' + registry.url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
-  return client;
-}
+const withToken = (token: string): NpmClient => npmClient(registry.url, token);
 
 beforeAll(async () => {
   registry = await startTestRegistry();

@@ -2,7 +2,6 @@
  * Tokens, profile, throttling and search, through the npm CLI where it has a command, over HTTP where
  * it has none.
  */
-import { writeFileSync } from 'fs';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 
@@ -11,9 +10,7 @@ let alice: NpmClient;
 
 beforeAll(async () => {
   registry = await startTestRegistry();
-  alice = npmClient(registry.url);
-  const token = await registry.signup('alice', 'alice-password');
-  writeFileSync(alice.userconfig, 'registry=' + registry.url + '/\n' + registry.url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
+  alice = npmClient(registry.url, await registry.signup('alice', 'alice-password'));
 });
 afterAll(() => registry.stop());
 
@@ -47,8 +44,7 @@ describe('tokens', () => {
   it('a read-only token reads but cannot publish', async () => {
     const created = await alice.npm(['token', 'create', '--password', 'alice-password', '--packages-and-scopes-permission', 'read-only']);
     const token = /Created token (\S+)/.exec(created.stdout)?.[1] as string;
-    const reader = npmClient(registry.url);
-    writeFileSync(reader.userconfig, 'registry=' + registry.url + '/\n' + registry.url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
+    const reader = npmClient(registry.url, token);
     expect((await reader.npm(['whoami'])).stdout.trim()).toBe('alice');
     const publish = await reader.npm(['publish'], makePackage(reader.home, { name: 'ro-attempt', version: '1.0.0' }));
     expect(publish.code).not.toBe(0);

@@ -5,10 +5,8 @@
  */
 import { createServer, Server } from 'http';
 import { AddressInfo } from 'net';
-import { mkdirSync, writeFileSync } from 'fs';
-import { join } from 'path';
 import { gunzipSync } from 'zlib';
-import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 
 let advisories: Server;
@@ -40,13 +38,9 @@ beforeAll(async () => {
 afterAll(() => new Promise<void>((resolve) => advisories.close(() => resolve())));
 
 async function projectWithLock(registry: TestRegistry): Promise<{ client: NpmClient; dir: string }> {
-  const client = npmClient(registry.url);
-  const token = await registry.signup('auditor');
-  writeFileSync(client.userconfig, 'registry=' + registry.url + '/\n' + registry.url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
+  const client = npmClient(registry.url, await registry.signup('auditor'));
   expect((await client.npm(['publish'], makePackage(client.home, { name: 'audited-pkg', version: '1.0.0' }))).code).toBe(0);
-  const dir = join(client.home, 'app');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, dependencies: { 'audited-pkg': '1.0.0' } }));
+  const dir = makeProject(client.home, 'app', { 'audited-pkg': '1.0.0' });
   expect((await client.npm(['install', '--package-lock-only'], dir)).code).toBe(0);
   return { client, dir };
 }

@@ -9,8 +9,7 @@ let registry: TestRegistry;
 beforeAll(async () => {
   registry = await startTestRegistry();
   const token = await registry.signup('publisher');
-  const client = npmClient(registry.url);
-  writeFileSync(client.userconfig, 'registry=' + registry.url + '/\n' + registry.url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
+  const client = npmClient(registry.url, token);
   const dep = makePackage(client.home, { name: 'clients-dep', version: '1.2.3' });
   const main = makePackage(client.home, { name: '@clients/main', version: '2.0.0', dependencies: { 'clients-dep': '^1.0.0' } });
   for (const dir of [dep, main]) {

@@ -2,9 +2,9 @@
  * The registry through the real npm CLI, as a developer uses it: accounts, publish, dist-tags,
  * deprecate, owners, stars, view, install, ci, unpublish; and a non-maintainer refused at each write.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'fs';
+import { readFileSync } from 'fs';
 import { join } from 'path';
-import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 
 let registry: TestRegistry;
@@ -15,12 +15,7 @@ function output(r: { stdout: string; stderr: string }) {
   return r.stdout + r.stderr;
 }
 
-function project(client: NpmClient, name: string, dependencies: Record<string, string>): string {
-  const dir = join(client.home, name);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true, dependencies }));
-  return dir;
-}
+const project = (client: NpmClient, name: string, dependencies: Record<string, string>) => makeProject(client.home, name, dependencies);
 
 beforeAll(async () => {
   registry = await startTestRegistry();

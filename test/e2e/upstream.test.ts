@@ -4,9 +4,9 @@
  * foreign packages redirect to the registry that hosts them; audit answers clearly; an unreachable
  * upstream fails fast while local packages are still served.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'fs';
+import { readFileSync } from 'fs';
 import { join } from 'path';
-import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
 
@@ -15,22 +15,11 @@ let proxied: TestRegistry;
 let redirecting: TestRegistry;
 let localToken: string;
 
-function clientWithToken(url: string, token: string): NpmClient {
-  const client = npmClient(url);
-  writeFileSync(client.userconfig, 'registry=' + url + '/\n' + url.replace(/^http:/, '') + '/:_authToken=' + token + '\n');
-  return client;
-}
-
-function project(client: NpmClient, name: string, dependencies: Record<string, string>): string {
-  const dir = join(client.home, name);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true, dependencies }));
-  return dir;
-}
+const project = (client: NpmClient, name: string, dependencies: Record<string, string>) => makeProject(client.home, name, dependencies);
 
 beforeAll(async () => {
   verdaccio = await startVerdaccio();
-  const upstreamPublisher = clientWithToken(verdaccio.url, await verdaccio.adduser('upstreamer', 'upstream-password'));
+  const upstreamPublisher = npmClient(verdaccio.url, await verdaccio.adduser('upstreamer', 'upstream-password'));
   for (const manifest of [
     { name: 'upstream-dep', version: '1.0.0' },
     { name: 'upstream-only', version: '1.4.0', dependencies: { 'upstream-dep': '^1.0.0' } },
@@ -43,7 +32,7 @@ beforeAll(async () => {
   proxied = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'proxy', UPSTREAM_TIMEOUT_MS: '3000' });
   redirecting = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'redirect' });
   localToken = await proxied.signup('local');
-  const local = clientWithToken(proxied.url, localToken);
+  const local = npmClient(proxied.url, localToken);
   const published = await local.npm(['publish'], makePackage(local.home, { name: 'shared-name', version: '5.0.0', description: 'ours' }));
   if (published.code !== 0) throw new Error(published.stderr);
 });
@@ -117,7 +106,7 @@ describe('foreign packages', () => {
     const hijack = await proxied.request('PUT', '/hosted-there', { token: other, body: { name: 'hosted-there', maintainers: ['other'], url: 'http://127.0.0.1:1' } });
     expect(hijack.status).toBe(403);
     expect(hijack.body.error).toContain('not a maintainer');
-    const publishOver = await clientWithToken(proxied.url, localToken).npm(['publish'], makePackage(join(proxied.dataDir, 'x'), { name: 'hosted-there', version: '9.0.0' }));
+    const publishOver = await npmClient(proxied.url, localToken).npm(['publish'], makePackage(join(proxied.dataDir, 'x'), { name: 'hosted-there', version: '9.0.0' }));
     expect(publishOver.code).not.toBe(0);
     expect(publishOver.stderr).toContain('registered as hosted at');
   });

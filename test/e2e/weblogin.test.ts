@@ -77,14 +77,8 @@ describeWithBrowser('web login in a browser', () => {
     const page = await browser.newPage();
     try {
       await page.goto(await login.url);
-      await page.fill('#login-name', 'webby');
-      await page.fill('#login-password', 'wrong-password');
-      await page.click('#login button[type=submit]');
-      await expectText(page, 'Wrong user name or password');
-      await page.fill('#login-name', 'webby');
-      await page.fill('#login-password', 'webby-password');
-      await page.click('#login button[type=submit]');
-      await page.waitForSelector('text=Logged in as webby');
+      await logInOnPage(page, 'webby', 'wrong-password', 'Wrong user name or password');
+      await logInOnPage(page, 'webby', 'webby-password', 'Logged in as webby');
     } finally {
       await page.close();
     }
@@ -101,10 +95,7 @@ describeWithBrowser('web login in a browser', () => {
     const page = await browser.newPage();
     try {
       await page.goto(started.body.loginUrl);
-      await page.fill('#login-name', 'webby');
-      await page.fill('#login-password', 'webby-password');
-      await page.click('#login button[type=submit]');
-      await page.waitForSelector('text=Logged in as webby');
+      await logInOnPage(page, 'webby', 'webby-password', 'Logged in as webby');
     } finally {
       await page.close();
     }
@@ -135,6 +126,10 @@ describe('web login sessions', () => {
   });
 });
 
-async function expectText(page: import('playwright-core').Page, text: string) {
-  await page.waitForSelector('text=' + text, { timeout: 10_000 });
+/** Fills the page's login form and waits for `expected` to show. */
+async function logInOnPage(page: import('playwright-core').Page, name: string, password: string, expected: string) {
+  await page.fill('#login-name', name);
+  await page.fill('#login-password', password);
+  await page.click('#login button[type=submit]');
+  await page.waitForSelector('text=' + expected, { timeout: 10_000 });
 }

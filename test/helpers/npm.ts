@@ -42,10 +42,12 @@ export function run(command: string, args: string[], options: { cwd?: string; en
   });
 }
 
-export function npmClient(registryUrl: string): NpmClient {
+/** An npm client of its own for `registryUrl`, logged in with `token` when given. */
+export function npmClient(registryUrl: string, token?: string): NpmClient {
   const home = mkdtempSync(join(tmpdir(), 'npm-client-'));
   const userconfig = join(home, '.npmrc');
-  writeFileSync(userconfig, 'registry=' + registryUrl + '/\n');
+  const auth = token ? registryUrl.replace(/^https?:/, '') + '/:_authToken=' + token + '\n' : '';
+  writeFileSync(userconfig, 'registry=' + registryUrl + '/\n' + auth);
   const env: NodeJS.ProcessEnv = {
     PATH: BIN + ':' + process.env.PATH,
     HOME: home,
@@ -87,6 +89,14 @@ export function npmClient(registryUrl: string): NpmClient {
         });
       }),
   };
+}
+
+/** Writes a private project folder depending on `dependencies`; returns its path. */
+export function makeProject(parent: string, name: string, dependencies: Record<string, string>): string {
+  const dir = join(parent, name);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, version: '1.0.0', private: true, dependencies }));
+  return dir;
 }
 
 /** Writes a package folder with a package.json and an index.js; returns its path. */
