@@ -13,6 +13,8 @@ export interface Config {
   host: string;
   /** A real CouchDB with admin credentials (`COUCHDB_URL`); unset runs the embedded server. */
   couchdbUrl?: string;
+  /** CouchDB's proxy-authentication secret (`COUCHDB_PROXY_SECRET`); read from its config API when unset. */
+  couchdbProxySecret?: string;
   /** Port of the embedded server (`COUCHDB_PORT`, default 5984). */
   couchdbPort: number;
   /** Storage of the embedded server and generated secrets (`DATA_DIR`, default ./data). */
@@ -65,6 +67,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: integer(env, 'PORT', 5080),
     host: env.HOST || '127.0.0.1',
     couchdbUrl: env.COUCHDB_URL || undefined,
+    couchdbProxySecret: env.COUCHDB_PROXY_SECRET || undefined,
     couchdbPort: integer(env, 'COUCHDB_PORT', 5984),
     dataDir: resolve(env.DATA_DIR || './data'),
     publicUrl: env.REGISTRY_PUBLIC_URL ? env.REGISTRY_PUBLIC_URL.replace(/\/+$/, '') : undefined,

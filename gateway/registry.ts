@@ -83,7 +83,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     if (!url.username) throw new Error('COUCHDB_URL must carry admin credentials: http://admin:password@host:5984');
     adminName = decodeURIComponent(url.username);
     adminUrl = url.toString().replace(/\/+$/, '');
-    proxySecret = await realCouchProxySecret(adminUrl);
+    proxySecret = config.couchdbProxySecret || (await realCouchProxySecret(adminUrl));
   } else {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     let adminPassword = config.adminPassword;

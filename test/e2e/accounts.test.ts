@@ -2,6 +2,9 @@
  * Tokens, profile, throttling and search, through the npm CLI where it has a command, over HTTP where
  * it has none.
  */
+import pino from 'pino';
+import { loadConfig } from '../../gateway/config';
+import { startRegistry } from '../../gateway/registry';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 
@@ -33,6 +36,28 @@ describe('tokens', () => {
     const after = await registry.request('GET', '/-/whoami', { token });
     expect(after.status).toBe(401);
     expect(after.body.error).toContain('revoked');
+  });
+
+  it('a token revoked through one gateway is refused at once by another in front of the same CouchDB', async () => {
+    const second = await startRegistry(
+      loadConfig({
+        PORT: '0',
+        COUCHDB_URL: registry.adminCouchUrl,
+        COUCHDB_PROXY_SECRET: registry.proxySecret,
+        REGISTRY_DB: registry.registryDb,
+        DATA_DIR: registry.dataDir + '/second',
+      }),
+      pino({ level: 'silent' }),
+    );
+    try {
+      const created = await registry.request('POST', '/-/npm/v1/tokens', { headers: { authorization: 'Basic ' + Buffer.from('alice:alice-password').toString('base64') }, body: { password: 'alice-password' } });
+      const whoami = () => fetch(second.localUrl + '/-/whoami', { headers: { authorization: 'Bearer ' + created.body.token } });
+      expect((await whoami()).status).toBe(200);
+      expect((await registry.request('DELETE', '/-/npm/v1/tokens/token/' + created.body.key, { token: created.body.token })).status).toBe(204);
+      expect((await whoami()).status).toBe(401);
+    } finally {
+      await second.close();
+    }
   });
 
   it('token create needs the right password', async () => {

@@ -7,7 +7,7 @@
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
-import { startTestRegistry, TestRegistry } from '../helpers/registry';
+import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
 
 let verdaccio: Verdaccio;
@@ -109,6 +109,20 @@ describe('foreign packages', () => {
     const publishOver = await npmClient(proxied.url, localToken).npm(['publish'], makePackage(join(proxied.dataDir, 'x'), { name: 'hosted-there', version: '9.0.0' }));
     expect(publishOver.code).not.toBe(0);
     expect(publishOver.stderr).toContain('registered as hosted at');
+  });
+});
+
+describe('removing a foreign package', () => {
+  it('its maintainers remove the entry; the name then stays here and is not forwarded', async () => {
+    const registered = await proxied.request('PUT', '/leaving-soon', { token: localToken, body: { name: 'leaving-soon', maintainers: ['local'], url: verdaccio.url } });
+    expect(registered.status).toBe(201);
+    expect((await fetch(proxied.localUrl + '/leaving-soon', { redirect: 'manual' })).status).toBe(302);
+    const current = await couchGet(proxied, '/' + proxied.registryDb + '/leaving-soon');
+    const removed = await proxied.request('DELETE', '/leaving-soon/-rev/' + current.body._rev, { token: localToken });
+    expect(removed.status).toBe(200);
+    const after = await proxied.request('GET', '/leaving-soon');
+    expect(after.status).toBe(404);
+    expect(after.body.error).toContain('unpublished');
   });
 });
 
