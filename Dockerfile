@@ -9,6 +9,7 @@ COPY couchdb ./couchdb
 COPY gateway ./gateway
 COPY replication ./replication
 COPY test ./test
+COPY bench ./bench
 RUN npm run build && npm prune --omit=dev
 ENV HOST=0.0.0.0 PORT=5080 NODE_ENV=production
 EXPOSE 5080

@@ -7,6 +7,10 @@ import { dirname, join } from 'path';
 
 export interface Verdaccio {
   url: string;
+  /** Its storage folder (packages as <name>/package.json and tarballs). */
+  storage: string;
+  /** The process, for memory readings. */
+  pid: number;
   /** Creates a user and returns its token. */
   adduser(name: string, password: string): Promise<string>;
   stop(): Promise<void>;
@@ -65,6 +69,8 @@ export async function startVerdaccio(): Promise<Verdaccio> {
   }
   return {
     url,
+    storage: join(dir, 'storage'),
+    pid: child.pid as number,
     async adduser(name, password) {
       const res = await fetch(url + '/-/user/org.couchdb.user:' + name, {
         method: 'PUT',

@@ -1,0 +1,307 @@
+/**
+ * Runs this registry and Verdaccio side by side on loopback with the same data, measures both in
+ * one run, and returns the figures. `scale` sets the sizes: `full` for `npm run bench`, `smoke` for
+ * the test that keeps the harness from rotting.
+ */
+import autocannon from 'autocannon';
+import { ChildProcess, spawn } from 'child_process';
+import express from 'express';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { Server } from 'http';
+import { AddressInfo } from 'net';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { run } from '../test/helpers/npm';
+import { startVerdaccio, Verdaccio } from '../test/helpers/verdaccio';
+import { dependencyTree, largePackument, Manifest, packTarball, publishBody } from './data';
+
+export interface Scale {
+  typicalVersions: number;
+  largeVersions: number;
+  largeVersionBytes: number;
+  tarballBytes: number;
+  durationSeconds: number;
+  connections: number;
+  publishes: number;
+  treePackages: number;
+  treeRoots: number;
+}
+
+export const SCALES: Record<'full' | 'smoke', Scale> = {
+  full: { typicalVersions: 50, largeVersions: 4000, largeVersionBytes: 10_000, tarballBytes: 100 * 1024, durationSeconds: 10, connections: 50, publishes: 20, treePackages: 150, treeRoots: 30 },
+  smoke: { typicalVersions: 3, largeVersions: 40, largeVersionBytes: 2_000, tarballBytes: 4 * 1024, durationSeconds: 1, connections: 5, publishes: 2, treePackages: 6, treeRoots: 2 },
+};
+
+export interface Row {
+  metric: string;
+  unit: string;
+  ours: number;
+  peer: number | null;
+  /** Better when higher (throughput) or lower (latency, time, memory). */
+  higherIsBetter: boolean;
+  target?: string;
+  /** Whether the target is met, when there is one. */
+  met?: boolean;
+  note?: string;
+}
+
+interface Target {
+  name: string;
+  url: string;
+  pid: number;
+  token: string;
+  /** Loads the large packument straight into storage. */
+  loadLarge(doc: Record<string, any>): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const log = (message: string) => process.stderr.write('[bench] ' + message + '\n');
+
+function freePortServer(app: express.Express): Promise<Server> {
+  return new Promise((resolve) => {
+    const server = app.listen(0, '127.0.0.1', () => resolve(server));
+  });
+}
+
+async function startOurs(): Promise<Target & { child: ChildProcess }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-registry-'));
+  const main = join(__dirname, '..', 'gateway', 'main.js');
+  const child = spawn(process.execPath, [main], {
+    env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      output += d;
+      const match = /ready at (http:\/\/\S+)/.exec(output);
+      if (match) resolve(match[1]);
+    });
+    child.stderr!.on('data', (d) => (output += d));
+    child.on('exit', (code) => reject(new Error('the registry exited (' + code + '): ' + output)));
+  });
+  const couch = /Fauxton:\s+(http:\/\/[^/]+)/.exec(output)![1];
+  const signup = await fetch(url + '/-/user/org.couchdb.user:bench', {
+    method: 'PUT', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'bench', password: 'bench-password', email: 'bench@example.com' }),
+  });
+  const token = ((await signup.json()) as { token: string }).token;
+  return {
+    name: 'this registry', url, pid: child.pid as number, token, child,
+    async loadLarge(doc) {
+      const res = await fetch(couch + '/registry/' + encodeURIComponent(doc.name), {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', authorization: 'Basic ' + Buffer.from('admin:bench-admin').toString('base64') },
+        body: JSON.stringify(doc),
+      });
+      if (res.status !== 201) throw new Error('loading the large packument failed: ' + res.status + ' ' + (await res.text()));
+    },
+    stop: () => new Promise((resolve) => {
+      child.once('exit', () => { rmSync(dataDir, { recursive: true, force: true }); resolve(); });
+      child.kill('SIGTERM');
+    }),
+  };
+}
+
+async function startPeer(): Promise<Target> {
+  const verdaccio: Verdaccio = await startVerdaccio();
+  const token = await verdaccio.adduser('bench', 'bench-password');
+  return {
+    name: 'Verdaccio 6.8.0', url: verdaccio.url, pid: verdaccio.pid, token,
+    async loadLarge(doc) {
+      const dir = join(verdaccio.storage, doc.name);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ ...doc, _rev: '1-bench', _attachments: {}, _distfiles: {}, _uplinks: {} }));
+    },
+    stop: () => verdaccio.stop(),
+  };
+}
+
+async function publish(target: Target, body: Record<string, unknown>): Promise<void> {
+  const res = await fetch(target.url + '/' + encodeURIComponent(String(body.name)).replace(/^%40/, '@'), {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', authorization: 'Bearer ' + target.token },
+    body: JSON.stringify(body),
+  });
+  if (res.status >= 300) throw new Error(target.name + ': publish of ' + String(body.name) + ' failed: ' + res.status + ' ' + (await res.text()));
+}
+
+function peakRss(pid: number): number {
+  try {
+    const status = readFileSync('/proc/' + pid + '/status', 'utf8');
+    return Number(/VmHWM:\s+(\d+)/.exec(status)![1]) * 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  bytesPerSecond: number;
+  errors: number;
+}
+
+async function load(url: string, scale: Scale, headers: Record<string, string> = {}, connections = scale.connections): Promise<Load> {
+  const result = await autocannon({ url, connections, duration: scale.durationSeconds, headers });
+  const errors = result.errors + result.non2xx;
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, bytesPerSecond: result.throughput.average, errors };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<number> {
+  const started = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
+
+function npmEnv(home: string, registry: string, token?: string): NodeJS.ProcessEnv {
+  const userconfig = join(home, '.npmrc');
+  writeFileSync(userconfig, 'registry=' + registry + '/\n' + (token ? registry.replace(/^http:/, '') + '/:_authToken=' + token + '\n' : ''));
+  return { PATH: process.env.PATH, HOME: home, npm_config_userconfig: userconfig, npm_config_cache: join(home, 'cache'), npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' };
+}
+
+export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]> {
+  const scale = SCALES[scaleName];
+  const work = mkdtempSync(join(tmpdir(), 'bench-'));
+  const targets: Target[] = [];
+  let staticServer: Server | undefined;
+  try {
+    log('starting both registries');
+    targets.push(await startOurs(), await startPeer());
+    const [ours, peer] = targets;
+
+    log('generating and loading data');
+    const typical: Buffer[] = [];
+    for (let i = 0; i < scale.typicalVersions; i++) {
+      const manifest: Manifest = { name: 'bench-typical', version: '1.' + i + '.0', description: 'A typical package', dependencies: { 'bench-tree-0': '^1.0.0' } };
+      const tarball = await packTarball(manifest, scale.tarballBytes);
+      typical.push(tarball);
+      for (const target of targets) await publish(target, publishBody(manifest, tarball, target.url));
+    }
+    const large = (target: Target) => largePackument('bench-large', scale.largeVersions, scale.largeVersionBytes, target.url);
+    for (const target of targets) await target.loadLarge(large(target));
+    const tree = dependencyTree('bench-tree', scale.treePackages, scale.treeRoots);
+    for (const manifest of tree.manifests) {
+      const tarball = await packTarball(manifest);
+      for (const target of targets) await publish(target, publishBody(manifest, tarball, target.url));
+    }
+    const staticDir = join(work, 'static');
+    mkdirSync(staticDir);
+    writeFileSync(join(staticDir, 'tarball.tgz'), typical[0]);
+    const staticApp = express();
+    staticApp.use(express.static(staticDir));
+    staticServer = await freePortServer(staticApp);
+    const staticUrl = 'http://127.0.0.1:' + (staticServer.address() as AddressInfo).port + '/tarball.tgz';
+
+    const rows: Row[] = [];
+    const both = async (label: string, measure: (t: Target) => Promise<Load>) => {
+      const results: Load[] = [];
+      for (const target of targets) {
+        log(label + ': ' + target.name);
+        results.push(await measure(target));
+        if (results[results.length - 1].errors) log('  ' + results[results.length - 1].errors + ' errors or non-2xx answers');
+      }
+      return results;
+    };
+    const corgi = { accept: 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*' };
+
+    const [fullOurs, fullPeer] = await both('full packument', (t) => load(t.url + '/bench-typical', scale));
+    rows.push({ metric: 'Full packument, ' + scale.typicalVersions + ' versions', unit: 'req/s', ours: fullOurs.rps, peer: fullPeer.rps, higherIsBetter: true, target: '≥ 3×' });
+    rows.push({ metric: 'Full packument p50 / p99', unit: 'ms', ours: fullOurs.p99, peer: fullPeer.p99, higherIsBetter: false, note: 'p50 ' + fullOurs.p50 + ' vs ' + fullPeer.p50 });
+    const [abbrOurs, abbrPeer] = await both('abbreviated packument', (t) => load(t.url + '/bench-typical', scale, corgi));
+    rows.push({ metric: 'Abbreviated packument', unit: 'req/s', ours: abbrOurs.rps, peer: abbrPeer.rps, higherIsBetter: true, target: '≥ 3×' });
+    const [largeOurs, largePeer] = await both('large packument', (t) => load(t.url + '/bench-large', scale));
+    rows.push({ metric: 'Large packument, ' + scale.largeVersions + ' versions', unit: 'req/s', ours: largeOurs.rps, peer: largePeer.rps, higherIsBetter: true, target: '≥ 10×' });
+    const underLoad = await both('small p99 under large load', async (t) => {
+      const [, small] = await Promise.all([
+        load(t.url + '/bench-large', scale, {}, Math.max(1, Math.floor(scale.connections / 2))),
+        load(t.url + '/bench-typical', scale, corgi, Math.max(1, Math.floor(scale.connections / 5))),
+      ]);
+      return small;
+    });
+    rows.push({ metric: 'Small packument p99 while the large one is loaded', unit: 'ms', ours: underLoad[0].p99, peer: underLoad[1].p99, higherIsBetter: false, target: '≤ 50 ms', met: underLoad[0].p99 <= 50 });
+    const tarballPath = '/bench-typical/-/bench-typical-1.0.0.tgz';
+    const [tarOurs, tarPeer] = await both('tarball', (t) => load(t.url + tarballPath, scale));
+    log('tarball: static file server');
+    const ceiling = await load(staticUrl, scale);
+    rows.push({ metric: 'Tarball ' + Math.round(typical[0].length / 1024) + ' KB', unit: 'req/s', ours: tarOurs.rps, peer: tarPeer.rps, higherIsBetter: true, target: '≥ 2×' });
+    rows.push({ metric: 'Tarball throughput (static-file ceiling ' + (ceiling.bytesPerSecond / 1e6).toFixed(1) + ' MB/s)', unit: 'MB/s', ours: tarOurs.bytesPerSecond / 1e6, peer: tarPeer.bytesPerSecond / 1e6, higherIsBetter: true, target: '≥ 50 % of ceiling', met: tarOurs.bytesPerSecond >= 0.5 * ceiling.bytesPerSecond });
+
+    log('npm publish latency');
+    const publishTimes: number[][] = [];
+    for (const target of targets) {
+      const home = mkdtempSync(join(work, 'publish-'));
+      const env = npmEnv(home, target.url, target.token);
+      const times: number[] = [];
+      for (let i = 0; i < scale.publishes; i++) {
+        const dir = join(home, 'p' + i);
+        mkdirSync(dir);
+        writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'bench-published', version: '1.0.' + i, license: 'MIT' }));
+        writeFileSync(join(dir, 'index.js'), 'module.exports = ' + i + ';\n');
+        let failed = '';
+        times.push(await timed(async () => {
+          const result = await run('npm', ['publish'], { cwd: dir, env });
+          if (result.code !== 0) failed = result.stderr;
+        }));
+        if (failed) throw new Error(target.name + ': npm publish failed: ' + failed);
+      }
+      publishTimes.push(times);
+    }
+    rows.push({ metric: 'npm publish, median of ' + scale.publishes, unit: 'ms', ours: median(publishTimes[0]), peer: median(publishTimes[1]), higherIsBetter: false, target: '≤ 1×' });
+
+    log('npm install');
+    const installs: { cold: number; warm: number }[] = [];
+    for (const target of targets) {
+      const home = mkdtempSync(join(work, 'install-'));
+      const env = npmEnv(home, target.url);
+      const project = join(home, 'project');
+      mkdirSync(project);
+      writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'bench-project', version: '1.0.0', private: true, dependencies: tree.direct }));
+      const install = async () => {
+        const result = await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-online'], { cwd: project, env });
+        if (result.code !== 0) throw new Error(target.name + ': npm install failed: ' + result.stderr);
+      };
+      const cold = await timed(install);
+      rmSync(join(project, 'node_modules'), { recursive: true, force: true });
+      const warm = await timed(install);
+      installs.push({ cold, warm });
+    }
+    rows.push({ metric: 'npm install, ' + scale.treePackages + ' packages, cold cache', unit: 'ms', ours: installs[0].cold, peer: installs[1].cold, higherIsBetter: false, target: '≤ 0.8×' });
+    rows.push({ metric: 'npm install, warm cache', unit: 'ms', ours: installs[0].warm, peer: installs[1].warm, higherIsBetter: false, target: '≤ 0.8×' });
+
+    rows.push({ metric: 'Peak RSS of the registry process', unit: 'MB', ours: peakRss(ours.pid) / 1e6, peer: peakRss(peer.pid) / 1e6, higherIsBetter: false, note: 'ours includes the embedded CouchDB, same process' });
+    rows.push({ metric: 'Replication ingest, 10,000 packages', unit: 'docs/s', ours: NaN, peer: null, higherIsBetter: true, note: 'not measured: replication (issue 4) is not built yet' });
+
+    for (const row of rows) {
+      if (row.met !== undefined || !row.target || row.peer === null) continue;
+      const ratio = row.ours / row.peer;
+      const factor = Number(/([\d.]+)×/.exec(row.target)![1]);
+      row.met = row.target.startsWith('≥') ? ratio >= factor : ratio <= factor;
+    }
+    return rows;
+  } finally {
+    staticServer?.close();
+    for (const target of targets) await target.stop().catch(() => undefined);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+export function ratio(row: Row): string {
+  if (row.peer === null || !Number.isFinite(row.ours) || !row.peer) return '–';
+  return (row.ours / row.peer).toFixed(2) + '×';
+}
+
+export function markdownTable(rows: Row[]): string {
+  const format = (n: number | null) => (n === null || !Number.isFinite(n) ? '–' : n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1));
+  const lines = ['| Measure | Unit | This registry | Verdaccio | Ratio (ours / Verdaccio) | Target | Met |', '| --- | --- | ---: | ---: | ---: | --- | --- |'];
+  for (const row of rows) {
+    lines.push('| ' + row.metric + (row.note ? ' (' + row.note + ')' : '') + ' | ' + row.unit + ' | ' + format(row.ours) + ' | ' + format(row.peer) + ' | ' + ratio(row) + ' | ' + (row.target || '') + ' | ' + (row.met === undefined ? '' : row.met ? 'yes' : 'no') + ' |');
+  }
+  return lines.join('\n');
+}
