@@ -35,6 +35,8 @@ export interface Config {
   upstreamMode: 'proxy' | 'redirect';
   /** How long to wait for the upstream before answering 502/504 (`UPSTREAM_TIMEOUT_MS`, default 10000). */
   upstreamTimeoutMs: number;
+  /** Memory for packuments kept ready to serve (`PACKUMENT_CACHE_MB`, default 256; 0 turns it off). */
+  packumentCacheBytes: number;
   /** Log level for pino (`LOG_LEVEL`, default info). */
   logLevel: string;
 }
@@ -78,6 +80,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     upstreamRegistry: env.UPSTREAM_REGISTRY ? env.UPSTREAM_REGISTRY.replace(/\/+$/, '') : undefined,
     upstreamMode: upstreamMode as 'proxy' | 'redirect',
     upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 10000),
+    packumentCacheBytes: integer(env, 'PACKUMENT_CACHE_MB', 256) * 1024 * 1024,
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

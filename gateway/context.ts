@@ -6,6 +6,8 @@ import { Config } from './config';
 import { Couch, couchFailure } from './couch';
 import { HttpError } from './errors';
 import { AccessRules } from './access';
+import { PackumentCache } from './cache';
+import { TarballCache } from './tarball-cache';
 import { LoginThrottle } from './throttle';
 import { TokenStore } from './tokens';
 
@@ -15,6 +17,8 @@ export interface Context {
   tokens: TokenStore;
   throttle: LoginThrottle;
   access: AccessRules;
+  cache: PackumentCache;
+  tarballs: TarballCache;
   registry: Nano.DocumentScope<PackageDoc>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;
@@ -45,6 +49,12 @@ export function fromCouch(err: unknown): HttpError {
     default:
       return new HttpError(502, 'The registry database failed: ' + failure.reason + '. Try again later.');
   }
+}
+
+/** After this gateway wrote a package: its own caches drop it at once (others follow via _changes). */
+export function changedHere(ctx: Context, name: string): void {
+  ctx.cache.invalidate(name);
+  ctx.tarballs.invalidate(name);
 }
 
 export const isConflict = (err: unknown): boolean => (err as { statusCode?: number }).statusCode === 409;

@@ -89,6 +89,11 @@ export class Couch {
     return { name: body.name, roles: body.roles || [] };
   }
 
+  /** A request to CouchDB as admin, answered as a fetch Response (for streams and long polls). */
+  adminFetch(path: string, init: RequestInit = {}): Promise<Response> {
+    return fetch(new URL(path, this.url.origin), { ...init, headers: { accept: 'application/json', ...(init.headers as Record<string, string>), ...this.adminHeaders } });
+  }
+
   /** Opens a GET of a CouchDB path as admin and hands back the raw response for streaming. */
   streamGet(path: string, headers: Record<string, string> = {}): Promise<http.IncomingMessage> {
     const client = this.url.protocol === 'https:' ? https : http;

@@ -16,6 +16,9 @@ import { Config } from './config';
 import { Couch } from './couch';
 import { setupDatabases } from './setup';
 import { AccessRules } from './access';
+import { PackumentCache } from './cache';
+import { ChangesFollower } from './changes';
+import { TarballCache } from './tarball-cache';
 import { LoginThrottle } from './throttle';
 import { TokenStore } from './tokens';
 
@@ -105,16 +108,35 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
 
   const couch = new Couch(adminUrl, proxySecret);
   let server: Server | undefined;
+  let follower: ChangesFollower | undefined;
   try {
     const { designChanged } = await setupDatabases(couch, config.registryDb, config.signup);
     const tokens = new TokenStore(couch, config.registryDb + '-tokens');
     const registryDb = couch.use<PackageDoc>(config.registryDb);
+    const cache = new PackumentCache(config.packumentCacheBytes);
+    const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')));
+    follower = new ChangesFollower(
+      couch,
+      config.registryDb,
+      (id) => {
+        cache.invalidate(id);
+        tarballs.invalidate(id);
+      },
+      (live) => {
+        cache.setLive(live);
+        tarballs.setLive(live);
+      },
+      log,
+    );
+    follower.start();
     const context = {
       config,
       couch,
       tokens,
       throttle: new LoginThrottle(),
       access: new AccessRules(registryDb),
+      cache,
+      tarballs,
       registry: registryDb,
       baseUrl: '',
       log,
@@ -144,10 +166,12 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           running.close(() => resolve());
           running.closeAllConnections();
         });
+        await follower?.stop();
         if (embedded) await embedded.close();
       },
     };
   } catch (err) {
+    await follower?.stop();
     if (server) server.close();
     if (embedded) await embedded.close();
     throw err;

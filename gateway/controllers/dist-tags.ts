@@ -3,7 +3,7 @@ import { Request, Response, Router } from 'express';
 import { distTagProblem } from '../../couchapp/lib/names';
 import { PackageDoc } from '../../couchapp/lib/types';
 import { requireWriter } from '../auth';
-import { Context, fromCouch, isConflict, readPackage } from '../context';
+import { changedHere, Context, fromCouch, isConflict, readPackage } from '../context';
 import { badRequest, forbidden, HttpError, notFound } from '../errors';
 import { isTombstone } from '../packument';
 
@@ -27,6 +27,7 @@ export function distTagRoutes(ctx: Context): Router {
       try {
         const next: PackageDoc = { ...doc, 'dist-tags': tags, time: { ...doc.time, modified: new Date().toISOString() } };
         await ctx.couch.putAs(user, ctx.config.registryDb, next);
+        changedHere(ctx, name);
         res.status(201).json({ ok: true, 'dist-tags': tags });
         return;
       } catch (err) {

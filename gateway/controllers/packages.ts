@@ -5,7 +5,10 @@
 import { Request, Response, Router } from 'express';
 import { PackageDoc } from '../../couchapp/lib/types';
 import { requireUser, requireWriter } from '../auth';
-import { Context, fromCouch, isConflict, readPackage } from '../context';
+import { createReadStream } from 'fs';
+import { CachedPackument } from '../cache';
+import { CachedTarball } from '../tarball-cache';
+import { changedHere, Context, fromCouch, isConflict, readPackage } from '../context';
 import { badRequest, conflict, HttpError, notFound } from '../errors';
 import { parsePackagePath } from '../paths';
 import { forwardToUpstream, postToUpstream, upstreamPath } from '../upstream';
@@ -71,7 +74,9 @@ async function writeWithRetry(
     const next = change(await readPackage(ctx, name));
     if (!next) return null;
     try {
-      return await ctx.couch.putAs(user, ctx.config.registryDb, next);
+      const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
+      changedHere(ctx, name);
+      return written;
     } catch (err) {
       if (isConflict(err) && attempt < WRITE_ATTEMPTS) continue;
       throw fromCouch(err);
@@ -88,22 +93,46 @@ function checkRev(doc: PackageDoc, rev: string | undefined): void {
 export function packageRoutes(ctx: Context): Router {
   const router = Router();
 
+  /** Sends a packument's served bytes, full or abbreviated as the client asked, with its ETag. */
+  function sendPackument(req: Request, res: Response, entry: CachedPackument): void {
+    const abbreviated = String(req.headers.accept || '').includes(ABBREVIATED);
+    const etag = '"' + entry.rev + (abbreviated ? '-a"' : '-f"');
+    res.setHeader('Vary', 'Accept');
+    res.setHeader('ETag', etag);
+    res.setHeader('Cache-Control', 'max-age=0, must-revalidate');
+    if (req.headers['if-none-match'] === etag) {
+      res.status(304).end();
+      return;
+    }
+    const body = abbreviated ? entry.abbreviated : entry.full;
+    res.setHeader('Content-Type', abbreviated ? ABBREVIATED : 'application/json');
+    res.setHeader('Content-Length', body.length);
+    if (req.method === 'HEAD') res.end();
+    else res.end(body);
+  }
+
   async function getPackument(req: Request, res: Response, name: string): Promise<void> {
-    const doc = await loadForRead(ctx, req, res, name, []);
-    if (!doc) return;
     if (req.query.write === 'true') {
+      const doc = await loadForRead(ctx, req, res, name, []);
+      if (!doc) return;
       requireUser(res);
       sendJson(req, res, fullPackument(doc, ctx.baseUrl), '"' + doc._rev + '-w"');
       return;
     }
-    const accept = String(req.headers.accept || '');
-    if (accept.includes(ABBREVIATED)) {
-      res.setHeader('Vary', 'Accept');
-      sendJson(req, res, abbreviatedPackument(doc, ctx.baseUrl), '"' + doc._rev + '-a"', ABBREVIATED);
-    } else {
-      res.setHeader('Vary', 'Accept');
-      sendJson(req, res, fullPackument(doc, ctx.baseUrl), '"' + doc._rev + '-f"');
-    }
+    await ctx.access.assertRead(res, name);
+    const cached = ctx.cache.get(name);
+    if (cached) return sendPackument(req, res, cached);
+    const generation = ctx.cache.generation(name);
+    const doc = await loadForRead(ctx, req, res, name, []);
+    if (!doc) return;
+    // Made once per revision: the bytes of both shapes, served from memory until the package changes.
+    const entry: CachedPackument = {
+      rev: doc._rev as string,
+      full: Buffer.from(JSON.stringify(fullPackument(doc, ctx.baseUrl))),
+      abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(doc, ctx.baseUrl))),
+    };
+    ctx.cache.set(name, generation, entry);
+    sendPackument(req, res, entry);
   }
 
   async function getVersion(req: Request, res: Response, name: string, spec: string): Promise<void> {
@@ -120,6 +149,9 @@ export function packageRoutes(ctx: Context): Router {
   async function getTarball(req: Request, res: Response, name: string, file: string): Promise<void> {
     if (!file.endsWith('.tgz') || file.includes('/') || file.startsWith('.')) throw notFound('No such tarball: ' + file);
     await ctx.access.assertRead(res, name);
+    const cached = ctx.tarballs.get(name, file);
+    if (cached) return sendTarballFile(req, res, cached);
+    const generation = ctx.tarballs.generation(name);
     const path = '/' + encodeURIComponent(ctx.config.registryDb) + '/' + encodeURIComponent(name) + '/' + encodeURIComponent(file);
     const headers: Record<string, string> = {};
     if (typeof req.headers['if-none-match'] === 'string') headers['if-none-match'] = req.headers['if-none-match'];
@@ -145,8 +177,38 @@ export function packageRoutes(ctx: Context): Router {
       res.end();
       return;
     }
+    const size = Number(upstream.headers['content-length']);
+    const download = upstream.statusCode === 200 && Number.isFinite(size) ? ctx.tarballs.begin(name, file, generation) : null;
+    if (download) {
+      upstream.pipe(download.stream);
+      upstream.on('error', download.drop);
+      download.stream.on('finish', () => download.keep(String(upstream.headers.etag || ''), size));
+    }
     upstream.pipe(res);
-    res.on('close', () => upstream.destroy());
+    res.on('close', () => {
+      if (!upstream.complete) {
+        download?.drop();
+        upstream.destroy();
+      }
+    });
+  }
+
+  function sendTarballFile(req: Request, res: Response, cached: CachedTarball): void {
+    res.setHeader('ETag', cached.etag);
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
+    if (req.headers['if-none-match'] === cached.etag) {
+      res.status(304).end();
+      return;
+    }
+    res.setHeader('Content-Length', cached.size);
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    const stream = createReadStream(cached.path);
+    stream.on('error', () => res.destroy());
+    stream.pipe(res);
   }
 
   async function put(req: Request, res: Response, name: string, rev: string | undefined): Promise<void> {

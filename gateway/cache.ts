@@ -1,0 +1,92 @@
+/**
+ * The packuments clients ask for, kept in memory as the bytes served (full and abbreviated, made
+ * once per revision), least recently used first out, within a byte budget. It is coherent with
+ * CouchDB through the registry database's `_changes` (see changes.ts): it is switched on only while
+ * that feed is followed, every change of a package drops its entry, and a read that started before
+ * a change cannot store what it read.
+ */
+
+export interface CachedPackument {
+  rev: string;
+  full: Buffer;
+  abbreviated: Buffer;
+}
+
+export class PackumentCache {
+  private readonly entries = new Map<string, CachedPackument>();
+  private readonly generations = new Map<string, number>();
+  private epoch = 0;
+  private bytes = 0;
+  private live = false;
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** Whether the cache is in use (the change feed is followed). */
+  get enabled(): boolean {
+    return this.live && this.maxBytes > 0;
+  }
+
+  /** A token to pass to `set`: the entry is stored only if nothing changed the package in between. */
+  generation(name: string): string {
+    return this.epoch + ':' + (this.generations.get(name) || 0);
+  }
+
+  get(name: string): CachedPackument | undefined {
+    if (!this.enabled) return undefined;
+    const entry = this.entries.get(name);
+    if (!entry) {
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
+    this.entries.delete(name);
+    this.entries.set(name, entry);
+    return entry;
+  }
+
+  set(name: string, generation: string, entry: CachedPackument): void {
+    if (!this.enabled || generation !== this.generation(name)) return;
+    const size = entry.full.length + entry.abbreviated.length;
+    if (size > this.maxBytes / 4) return;
+    this.remove(name);
+    this.entries.set(name, entry);
+    this.bytes += size;
+    for (const [oldest, old] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(oldest);
+      this.bytes -= old.full.length + old.abbreviated.length;
+    }
+  }
+
+  /** A package changed: drop its entry, and whatever reads of it are under way will not be stored. */
+  invalidate(name: string): void {
+    this.generations.set(name, (this.generations.get(name) || 0) + 1);
+    if (this.generations.size > 1_000_000) this.generations.clear(), this.epoch++;
+    this.remove(name);
+  }
+
+  /** Starts (true) or stops (false) caching; stopping forgets everything. */
+  setLive(live: boolean): void {
+    if (!live) {
+      this.epoch++;
+      this.generations.clear();
+      this.entries.clear();
+      this.bytes = 0;
+    }
+    this.live = live;
+  }
+
+  get size(): { entries: number; bytes: number } {
+    return { entries: this.entries.size, bytes: this.bytes };
+  }
+
+  private remove(name: string): void {
+    const old = this.entries.get(name);
+    if (old) {
+      this.entries.delete(name);
+      this.bytes -= old.full.length + old.abbreviated.length;
+    }
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Follows the registry database's `_changes` and reports each changed document id, so that caches
+ * of several gateways in front of one CouchDB stay coherent. While the feed cannot be followed,
+ * `onLive(false)` switches the caches off; they come back once it is followed again.
+ *
+ * It polls the normal feed every `POLL_MS` rather than holding a longpoll: express-pouchdb (the
+ * embedded server) leaks a heartbeat timer for every longpoll its client abandons, and a poll that
+ * finds nothing costs CouchDB next to nothing.
+ */
+import { Logger } from 'pino';
+import { Couch } from './couch';
+
+export const POLL_MS = 250;
+
+export class ChangesFollower {
+  private stopped = false;
+  private abort?: AbortController;
+  private done?: Promise<void>;
+  private wake?: () => void;
+
+  constructor(
+    private readonly couch: Couch,
+    private readonly db: string,
+    private readonly onChange: (id: string) => void,
+    private readonly onLive: (live: boolean) => void,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.done = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort?.abort();
+    this.wake?.();
+    await this.done;
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async request(path: string): Promise<any> {
+    this.abort = new AbortController();
+    const response = await this.couch.adminFetch('/' + encodeURIComponent(this.db) + path, { signal: this.abort.signal });
+    if (!response.ok) throw new Error('CouchDB answered ' + response.status + ' for ' + path.split('?')[0]);
+    return JSON.parse(await response.text());
+  }
+
+  private async loop(): Promise<void> {
+    let delay = 500;
+    while (!this.stopped) {
+      try {
+        let since = (await this.request('')).update_seq;
+        this.onLive(true);
+        delay = 500;
+        while (!this.stopped) {
+          const batch = await this.request('/_changes?limit=1000&since=' + encodeURIComponent(String(since)));
+          for (const change of batch.results || []) this.onChange(change.id);
+          since = batch.last_seq;
+          if ((batch.results || []).length < 1000) await this.pause(POLL_MS);
+        }
+      } catch (err) {
+        this.onLive(false);
+        if (this.stopped) return;
+        this.log.warn({ err: (err as Error).message }, 'following _changes failed; caches are off until it works again');
+        await this.pause(delay);
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The gateway's caches (packument bytes in memory, tarballs on disk) stay coherent with CouchDB:
+ * writes through this gateway show at once, writes straight to CouchDB and through another gateway
+ * show as soon as the change feed brings them, and an unpublished tarball is not served from disk.
+ */
+import pino from 'pino';
+import { loadConfig } from '../../gateway/config';
+import { RunningRegistry, startRegistry } from '../../gateway/registry';
+import { sha1, sha512 } from '../helpers/npm';
+import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+
+let registry: TestRegistry;
+let second: RunningRegistry;
+let token: string;
+
+function publishBody(name: string, version: string) {
+  const tarball = Buffer.from('tarball ' + name + '@' + version);
+  return {
+    _id: name, name, 'dist-tags': { latest: version },
+    versions: { [version]: { name, version, dist: { shasum: sha1(tarball), integrity: sha512(tarball), tarball: 'x' } } },
+    _attachments: { [name + '-' + version + '.tgz']: { content_type: 'application/octet-stream', data: tarball.toString('base64'), length: tarball.length } },
+  };
+}
+
+async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms = 5000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (ok(value) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const versionsAt = async (url: string, name: string) => Object.keys(((await (await fetch(url + '/' + name)).json()) as any).versions || {});
+
+beforeAll(async () => {
+  registry = await startTestRegistry();
+  token = await registry.signup('cacher');
+  second = await startRegistry(
+    loadConfig({ PORT: '0', COUCHDB_URL: registry.adminCouchUrl, COUCHDB_PROXY_SECRET: registry.proxySecret, REGISTRY_DB: registry.registryDb, DATA_DIR: registry.dataDir + '/second' }),
+    pino({ level: 'silent' }),
+  );
+});
+afterAll(async () => {
+  await second?.close();
+  await registry?.stop();
+});
+
+it('a publish through this gateway is visible at once, and through another gateway soon after', async () => {
+  expect((await registry.request('PUT', '/cached', { token, body: publishBody('cached', '1.0.0') })).status).toBe(201);
+  expect(await versionsAt(registry.localUrl, 'cached')).toEqual(['1.0.0']);
+  expect(await versionsAt(second.localUrl, 'cached')).toEqual(['1.0.0']);
+  expect((await registry.request('PUT', '/cached', { token, body: publishBody('cached', '1.1.0') })).status).toBe(201);
+  expect(await versionsAt(registry.localUrl, 'cached')).toEqual(['1.0.0', '1.1.0']);
+  expect(await eventually(() => versionsAt(second.localUrl, 'cached'), (v) => v.length === 2)).toEqual(['1.0.0', '1.1.0']);
+});
+
+it('a change made straight in CouchDB (as an admin in Fauxton) reaches the cache', async () => {
+  const doc = (await couchGet(registry, '/' + registry.registryDb + '/cached')).body;
+  expect((await fetch(registry.localUrl + '/cached')).status).toBe(200);
+  const response = await fetch(new URL('/' + registry.registryDb + '/cached', new URL(registry.adminCouchUrl).origin), {
+    method: 'PUT', headers: { 'content-type': 'application/json', authorization: basicAuthOf(registry.adminCouchUrl) },
+    body: JSON.stringify({ ...doc, description: 'edited in Fauxton' }),
+  });
+  expect(response.status).toBe(201);
+  const seen = await eventually(async () => ((await (await fetch(registry.localUrl + '/cached')).json()) as any).description, (d) => d === 'edited in Fauxton');
+  expect(seen).toBe('edited in Fauxton');
+});
+
+it('an unpublished tarball is not served from the disk cache, on any gateway', async () => {
+  const path = '/cached/-/cached-1.1.0.tgz';
+  for (const url of [registry.localUrl, second.localUrl]) {
+    for (let i = 0; i < 2; i++) expect((await fetch(url + path)).status).toBe(200);
+  }
+  const doc = (await couchGet(registry, '/' + registry.registryDb + '/cached')).body;
+  const { ['1.1.0']: _gone, ...versions } = doc.versions;
+  void _gone;
+  const removed = await registry.request('PUT', '/cached/-rev/' + doc._rev, { token, body: { ...doc, versions, 'dist-tags': { latest: '1.0.0' } } });
+  expect(removed.status).toBe(200);
+  expect((await fetch(registry.localUrl + path)).status).toBe(404);
+  expect(await eventually(async () => (await fetch(second.localUrl + path)).status, (s) => s === 404)).toBe(404);
+});
