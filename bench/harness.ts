@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs'
 import { Server } from 'http';
 import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
-import { join } from 'path';
+import { basename, dirname, join } from 'path';
 import { run } from '../test/helpers/npm';
 import { startVerdaccio, Verdaccio } from '../test/helpers/verdaccio';
 import { dependencyTree, largePackument, Manifest, packTarball, publishBody } from './data';
@@ -65,7 +65,8 @@ function freePortServer(app: express.Express): Promise<Server> {
 
 async function startOurs(): Promise<Target & { child: ChildProcess }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-registry-'));
-  const main = join(__dirname, '..', 'gateway', 'main.js');
+  // The compiled gateway, whether the harness runs compiled (dist/bench) or from source (ts-jest).
+  const main = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', 'gateway', 'main.js') : join(__dirname, '..', 'dist', 'gateway', 'main.js');
   const child = spawn(process.execPath, [main], {
     env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -143,8 +144,8 @@ interface Load {
   errors: number;
 }
 
-async function load(url: string, scale: Scale, headers: Record<string, string> = {}, connections = scale.connections): Promise<Load> {
-  const result = await autocannon({ url, connections, duration: scale.durationSeconds, headers });
+async function load(url: string, scale: Scale, headers: Record<string, string> = {}, connections = scale.connections, timeout = 10): Promise<Load> {
+  const result = await autocannon({ url, connections, duration: scale.durationSeconds, headers, timeout });
   const errors = result.errors + result.non2xx;
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, bytesPerSecond: result.throughput.average, errors };
 }
@@ -216,21 +217,22 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     rows.push({ metric: 'Full packument p50 / p99', unit: 'ms', ours: fullOurs.p99, peer: fullPeer.p99, higherIsBetter: false, note: 'p50 ' + fullOurs.p50 + ' vs ' + fullPeer.p50 });
     const [abbrOurs, abbrPeer] = await both('abbreviated packument', (t) => load(t.url + '/bench-typical', scale, corgi));
     rows.push({ metric: 'Abbreviated packument', unit: 'req/s', ours: abbrOurs.rps, peer: abbrPeer.rps, higherIsBetter: true, target: '≥ 3×' });
-    const [largeOurs, largePeer] = await both('large packument', (t) => load(t.url + '/bench-large', scale));
-    rows.push({ metric: 'Large packument, ' + scale.largeVersions + ' versions', unit: 'req/s', ours: largeOurs.rps, peer: largePeer.rps, higherIsBetter: true, target: '≥ 10×' });
+    // A 40 MB answer to each of 50 clients takes longer than autocannon's default 10 s time-out.
+    const [largeOurs, largePeer] = await both('large packument', (t) => load(t.url + '/bench-large', scale, {}, scale.connections, 120));
+    rows.push({ metric: 'Large packument, ' + scale.largeVersions + ' versions', unit: 'req/s', ours: largeOurs.rps, peer: largePeer.rps, higherIsBetter: true, target: '≥ 10×', note: 'p99 ' + largeOurs.p99 + ' vs ' + largePeer.p99 + ' ms; errors ' + largeOurs.errors + ' vs ' + largePeer.errors });
     const underLoad = await both('small p99 under large load', async (t) => {
       const [, small] = await Promise.all([
-        load(t.url + '/bench-large', scale, {}, Math.max(1, Math.floor(scale.connections / 2))),
+        load(t.url + '/bench-large', scale, {}, Math.max(1, Math.floor(scale.connections / 2)), 120),
         load(t.url + '/bench-typical', scale, corgi, Math.max(1, Math.floor(scale.connections / 5))),
       ]);
       return small;
     });
-    rows.push({ metric: 'Small packument p99 while the large one is loaded', unit: 'ms', ours: underLoad[0].p99, peer: underLoad[1].p99, higherIsBetter: false, target: '≤ 50 ms', met: underLoad[0].p99 <= 50 });
+    rows.push({ metric: 'Small packument p99 while the large one is loaded', unit: 'ms', ours: underLoad[0].p99, peer: underLoad[1].p99, higherIsBetter: false, target: '≤ 50 ms', met: underLoad[0].p99 <= 50 && underLoad[0].rps > 0, note: 'errors ' + underLoad[0].errors + ' vs ' + underLoad[1].errors });
     const tarballPath = '/bench-typical/-/bench-typical-1.0.0.tgz';
     const [tarOurs, tarPeer] = await both('tarball', (t) => load(t.url + tarballPath, scale));
     log('tarball: static file server');
     const ceiling = await load(staticUrl, scale);
-    rows.push({ metric: 'Tarball ' + Math.round(typical[0].length / 1024) + ' KB', unit: 'req/s', ours: tarOurs.rps, peer: tarPeer.rps, higherIsBetter: true, target: '≥ 2×' });
+    rows.push({ metric: 'Tarball ' + Math.round(typical[0].length / 1024) + ' KB', unit: 'req/s', ours: tarOurs.rps, peer: tarPeer.rps, higherIsBetter: true, target: '≥ 2×', note: 'errors ' + tarOurs.errors + ' vs ' + tarPeer.errors });
     rows.push({ metric: 'Tarball throughput (static-file ceiling ' + (ceiling.bytesPerSecond / 1e6).toFixed(1) + ' MB/s)', unit: 'MB/s', ours: tarOurs.bytesPerSecond / 1e6, peer: tarPeer.bytesPerSecond / 1e6, higherIsBetter: true, target: '≥ 50 % of ceiling', met: tarOurs.bytesPerSecond >= 0.5 * ceiling.bytesPerSecond });
 
     log('npm publish latency');

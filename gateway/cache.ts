@@ -60,11 +60,26 @@ export class PackumentCache {
     }
   }
 
-  /** A package changed: drop its entry, and whatever reads of it are under way will not be stored. */
-  invalidate(name: string): void {
+  /**
+   * A package changed: drop its entry, and whatever reads of it are under way will not be stored.
+   * When the change is `rev` and the entry already holds `rev` (this gateway stored it on writing),
+   * the entry stays.
+   */
+  invalidate(name: string, rev?: string): void {
     this.generations.set(name, (this.generations.get(name) || 0) + 1);
     if (this.generations.size > 1_000_000) this.generations.clear(), this.epoch++;
-    this.remove(name);
+    if (rev === undefined || this.entries.get(name)?.rev !== rev) this.remove(name);
+  }
+
+  /** One computation for concurrent misses of the same package. */
+  private readonly pending = new Map<string, Promise<CachedPackument | null>>();
+
+  async once(name: string, make: () => Promise<CachedPackument | null>): Promise<CachedPackument | null> {
+    const running = this.pending.get(name);
+    if (running) return running;
+    const promise = make().finally(() => this.pending.delete(name));
+    this.pending.set(name, promise);
+    return promise;
   }
 
   /** Starts (true) or stops (false) caching; stopping forgets everything. */

@@ -21,7 +21,7 @@ export class ChangesFollower {
   constructor(
     private readonly couch: Couch,
     private readonly db: string,
-    private readonly onChange: (id: string) => void,
+    private readonly onChange: (id: string, rev: string | undefined) => void,
     private readonly onLive: (live: boolean) => void,
     private readonly log: Logger,
   ) {}
@@ -63,7 +63,7 @@ export class ChangesFollower {
         delay = 500;
         while (!this.stopped) {
           const batch = await this.request('/_changes?limit=1000&since=' + encodeURIComponent(String(since)));
-          for (const change of batch.results || []) this.onChange(change.id);
+          for (const change of batch.results || []) this.onChange(change.id, change.changes && change.changes[0] ? change.changes[0].rev : undefined);
           since = batch.last_seq;
           if ((batch.results || []).length < 1000) await this.pause(POLL_MS);
         }

@@ -19,6 +19,8 @@ export interface Context {
   access: AccessRules;
   cache: PackumentCache;
   tarballs: TarballCache;
+  /** The last revision this gateway wrote of each package, until the feed reports it. */
+  ownWrites: Map<string, string>;
   registry: Nano.DocumentScope<PackageDoc>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;
@@ -51,8 +53,25 @@ export function fromCouch(err: unknown): HttpError {
   }
 }
 
-/** After this gateway wrote a package: its own caches drop it at once (others follow via _changes). */
-export function changedHere(ctx: Context, name: string): void {
+/**
+ * After this gateway wrote revision `rev` of a package: its caches drop the package at once (other
+ * gateways follow through _changes), and the feed's report of this same revision is not acted on
+ * again, so that what the write put in the caches stays.
+ */
+export function changedHere(ctx: Context, name: string, rev: string): void {
+  ctx.cache.invalidate(name);
+  ctx.tarballs.invalidate(name);
+  ctx.ownWrites.set(name, rev);
+  if (ctx.ownWrites.size > 10_000) ctx.ownWrites.clear();
+}
+
+/** The feed reports a change: caches drop the package unless the change is this gateway's own write. */
+export function changedElsewhere(ctx: Pick<Context, 'cache' | 'tarballs' | 'ownWrites'>, name: string, rev: string | undefined): void {
+  if (rev !== undefined && ctx.ownWrites.get(name) === rev) {
+    ctx.ownWrites.delete(name);
+    ctx.cache.invalidate(name, rev);
+    return;
+  }
   ctx.cache.invalidate(name);
   ctx.tarballs.invalidate(name);
 }

@@ -12,6 +12,7 @@ import pino, { Logger } from 'pino';
 import { PackageDoc } from '../couchapp/lib/types';
 import { EmbeddedCouch, startEmbeddedCouch } from '../couchdb/embedded';
 import { createApp } from './app';
+import { changedElsewhere } from './context';
 import { Config } from './config';
 import { Couch } from './couch';
 import { setupDatabases } from './setup';
@@ -115,13 +116,11 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const registryDb = couch.use<PackageDoc>(config.registryDb);
     const cache = new PackumentCache(config.packumentCacheBytes);
     const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')));
+    const ownWrites = new Map<string, string>();
     follower = new ChangesFollower(
       couch,
       config.registryDb,
-      (id) => {
-        cache.invalidate(id);
-        tarballs.invalidate(id);
-      },
+      (id, rev) => changedElsewhere({ cache, tarballs, ownWrites }, id, rev),
       (live) => {
         cache.setLive(live);
         tarballs.setLive(live);
@@ -137,6 +136,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       access: new AccessRules(registryDb),
       cache,
       tarballs,
+      ownWrites,
       registry: registryDb,
       baseUrl: '',
       log,

@@ -5,7 +5,7 @@
  * while that feed is followed, and a download that overlapped a change is not kept.
  */
 import { createHash, randomBytes } from 'crypto';
-import { createWriteStream, mkdirSync, renameSync, rmSync, unlinkSync, WriteStream } from 'fs';
+import { createWriteStream, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync, WriteStream } from 'fs';
 import { join } from 'path';
 
 export interface CachedTarball {
@@ -62,6 +62,18 @@ export class TarballCache {
         this.index.set(name + '/' + file, { path, etag, size });
       },
     };
+  }
+
+  /** Stores a tarball this gateway has in hand (at publish), unless the package changed since `generation`. */
+  put(name: string, file: string, generation: string, data: Buffer, etag: string): void {
+    if (!this.live || generation !== this.generation(name)) return;
+    const folder = this.folder(name);
+    mkdirSync(folder, { recursive: true });
+    const temp = join(folder, '.' + randomBytes(8).toString('hex') + '.part');
+    writeFileSync(temp, data);
+    const path = join(folder, file);
+    renameSync(temp, path);
+    this.index.set(name + '/' + file, { path, etag, size: data.length });
   }
 
   /** A package changed: its tarballs are forgotten and deleted. */

@@ -26,8 +26,8 @@ export function distTagRoutes(ctx: Context): Router {
       edit(tags, doc);
       try {
         const next: PackageDoc = { ...doc, 'dist-tags': tags, time: { ...doc.time, modified: new Date().toISOString() } };
-        await ctx.couch.putAs(user, ctx.config.registryDb, next);
-        changedHere(ctx, name);
+        const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
+        changedHere(ctx, name, written.rev);
         res.status(201).json({ ok: true, 'dist-tags': tags });
         return;
       } catch (err) {

@@ -5,6 +5,7 @@
 import { Request, Response, Router } from 'express';
 import { PackageDoc } from '../../couchapp/lib/types';
 import { requireUser, requireWriter } from '../auth';
+import { createHash } from 'crypto';
 import { createReadStream } from 'fs';
 import { CachedPackument } from '../cache';
 import { CachedTarball } from '../tarball-cache';
@@ -75,12 +76,37 @@ async function writeWithRetry(
     if (!next) return null;
     try {
       const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
-      changedHere(ctx, name);
+      changedHere(ctx, name, written.rev);
+      warm(ctx, { ...next, _rev: written.rev });
       return written;
     } catch (err) {
       if (isConflict(err) && attempt < WRITE_ATTEMPTS) continue;
       throw fromCouch(err);
     }
+  }
+}
+
+/** The bytes served for a package document: both shapes, made once per revision. */
+function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
+  return {
+    rev: doc._rev as string,
+    full: Buffer.from(JSON.stringify(fullPackument(doc, ctx.baseUrl))),
+    abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(doc, ctx.baseUrl))),
+  };
+}
+
+/**
+ * Work done at write time: the packument just written is put in the cache as served bytes, and the
+ * tarballs that came with it onto the disk cache, so that the first reads after a publish are hits.
+ */
+function warm(ctx: Context, doc: PackageDoc): void {
+  if (isTombstone(doc) || isForeign(doc)) return;
+  ctx.cache.set(doc.name, ctx.cache.generation(doc.name), servedBytes(ctx, doc));
+  for (const [file, attachment] of Object.entries(doc._attachments || {})) {
+    if (typeof attachment.data !== 'string') continue;
+    const data = Buffer.from(attachment.data, 'base64');
+    const etag = '"' + createHash('md5').update(data).digest('base64') + '"';
+    ctx.tarballs.put(doc.name, file, ctx.tarballs.generation(doc.name), data, etag);
   }
 }
 
@@ -122,17 +148,23 @@ export function packageRoutes(ctx: Context): Router {
     await ctx.access.assertRead(res, name);
     const cached = ctx.cache.get(name);
     if (cached) return sendPackument(req, res, cached);
-    const generation = ctx.cache.generation(name);
-    const doc = await loadForRead(ctx, req, res, name, []);
-    if (!doc) return;
-    // Made once per revision: the bytes of both shapes, served from memory until the package changes.
-    const entry: CachedPackument = {
-      rev: doc._rev as string,
-      full: Buffer.from(JSON.stringify(fullPackument(doc, ctx.baseUrl))),
-      abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(doc, ctx.baseUrl))),
-    };
-    ctx.cache.set(name, generation, entry);
-    sendPackument(req, res, entry);
+    // Concurrent misses share one read: a large packument is parsed and serialized once.
+    let answeredElsewhere = false;
+    const entry = await ctx.cache.once(name, async () => {
+      const generation = ctx.cache.generation(name);
+      const doc = await readPackage(ctx, name);
+      if (!doc || isForeign(doc) || isTombstone(doc)) return null;
+      const made = servedBytes(ctx, doc);
+      ctx.cache.set(name, generation, made);
+      return made;
+    });
+    if (!entry) {
+      // Not a live local package: forwarding, redirects and errors take the ordinary path.
+      const doc = await loadForRead(ctx, req, res, name, []);
+      answeredElsewhere = true;
+      if (doc) sendPackument(req, res, servedBytes(ctx, doc));
+    }
+    if (!answeredElsewhere && entry) sendPackument(req, res, entry);
   }
 
   async function getVersion(req: Request, res: Response, name: string, spec: string): Promise<void> {

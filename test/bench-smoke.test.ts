@@ -1,0 +1,18 @@
+/**
+ * The benchmark harness at tiny sizes, so that it cannot rot: both registries start, take the same
+ * data, and every measure yields a number for both. No targets are checked here (see bench/).
+ */
+import { markdownTable, runBenchmarks } from '../bench/harness';
+
+it('runs every benchmark against this registry and Verdaccio', async () => {
+  const rows = await runBenchmarks('smoke');
+  const measured = rows.filter((row) => !row.metric.startsWith('Replication ingest'));
+  expect(measured.length).toBeGreaterThanOrEqual(11);
+  for (const row of measured) {
+    expect(Number.isFinite(row.ours) && row.ours > 0).toBe(true);
+    expect(row.peer !== null && Number.isFinite(row.peer) && row.peer > 0).toBe(true);
+  }
+  const table = markdownTable(rows);
+  expect(table).toContain('| Full packument, 3 versions | req/s |');
+  expect(table.split('\n')).toHaveLength(rows.length + 2);
+}, 300_000);
