@@ -150,6 +150,15 @@ async function load(url: string, scale: Scale, headers: Record<string, string> =
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, bytesPerSecond: result.throughput.average, errors };
 }
 
+/** autocannon in a child process, for load that must not share the measuring process's event loop. */
+function backgroundLoad(url: string, connections: number, seconds: number): Promise<void> {
+  const cli = join(dirname(require.resolve('autocannon/package.json')), 'autocannon.js');
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, '-c', String(connections), '-d', String(seconds), '-t', '120', '--json', url], { stdio: 'ignore' });
+    child.on('exit', () => resolve());
+  });
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
@@ -220,11 +229,13 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     // A 40 MB answer to each of 50 clients takes longer than autocannon's default 10 s time-out.
     const [largeOurs, largePeer] = await both('large packument', (t) => load(t.url + '/bench-large', scale, {}, scale.connections, 120));
     rows.push({ metric: 'Large packument, ' + scale.largeVersions + ' versions', unit: 'req/s', ours: largeOurs.rps, peer: largePeer.rps, higherIsBetter: true, target: '≥ 10×', note: 'p99 ' + largeOurs.p99 + ' vs ' + largePeer.p99 + ' ms; errors ' + largeOurs.errors + ' vs ' + largePeer.errors });
+    // The large load comes from a process of its own, so that reading 40 MB answers does not stall
+    // the event loop that times the small requests.
     const underLoad = await both('small p99 under large load', async (t) => {
-      const [, small] = await Promise.all([
-        load(t.url + '/bench-large', scale, {}, Math.max(1, Math.floor(scale.connections / 2)), 120),
-        load(t.url + '/bench-typical', scale, corgi, Math.max(1, Math.floor(scale.connections / 5))),
-      ]);
+      const heavy = backgroundLoad(t.url + '/bench-large', Math.max(1, Math.floor(scale.connections / 2)), scale.durationSeconds + 2);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const small = await load(t.url + '/bench-typical', scale, corgi, Math.max(1, Math.floor(scale.connections / 5)));
+      await heavy;
       return small;
     });
     rows.push({ metric: 'Small packument p99 while the large one is loaded', unit: 'ms', ours: underLoad[0].p99, peer: underLoad[1].p99, higherIsBetter: false, target: '≤ 50 ms', met: underLoad[0].p99 <= 50 && underLoad[0].rps > 0, note: 'errors ' + underLoad[0].errors + ' vs ' + underLoad[1].errors });
@@ -295,6 +306,7 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
 }
 
 export function ratio(row: Row): string {
+  if (row.peer === 0 && row.ours > 0 && row.higherIsBetter) return '∞ (Verdaccio completed none)';
   if (row.peer === null || !Number.isFinite(row.ours) || !row.peer) return '–';
   return (row.ours / row.peer).toFixed(2) + '×';
 }

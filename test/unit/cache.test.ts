@@ -1,0 +1,76 @@
+import { mkdtempSync, existsSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { PackumentCache } from '../../gateway/cache';
+import { changedElsewhere } from '../../gateway/context';
+import { TarballCache } from '../../gateway/tarball-cache';
+
+const entry = (rev: string, size = 10) => ({ rev, full: Buffer.alloc(size), abbreviated: Buffer.alloc(size) });
+
+describe('packument cache', () => {
+  it('is off until the change feed is followed, and forgets everything when it stops', () => {
+    const cache = new PackumentCache(1000);
+    cache.set('a', cache.generation('a'), entry('1-a'));
+    expect(cache.get('a')).toBeUndefined();
+    cache.setLive(true);
+    cache.set('a', cache.generation('a'), entry('1-a'));
+    expect(cache.get('a')?.rev).toBe('1-a');
+    cache.setLive(false);
+    cache.setLive(true);
+    expect(cache.get('a')).toBeUndefined();
+  });
+
+  it('does not store a read that a change overtook', () => {
+    const cache = new PackumentCache(1000);
+    cache.setLive(true);
+    const generation = cache.generation('a');
+    cache.invalidate('a');
+    cache.set('a', generation, entry('1-old'));
+    expect(cache.get('a')).toBeUndefined();
+  });
+
+  it('evicts the least recently used within its byte budget, and skips entries over a quarter of it', () => {
+    const cache = new PackumentCache(100);
+    cache.setLive(true);
+    // 24 bytes an entry (full and abbreviated): the fifth goes over 100 and the least recent goes.
+    for (const name of ['a', 'b', 'c']) cache.set(name, cache.generation(name), entry('1-' + name, 12));
+    cache.get('a');
+    cache.set('d', cache.generation('d'), entry('1-d', 12));
+    cache.set('e', cache.generation('e'), entry('1-e', 12));
+    expect(cache.size.bytes).toBeLessThanOrEqual(100);
+    expect(cache.get('a')).toBeDefined();
+    expect(cache.get('b')).toBeUndefined();
+    cache.set('huge', cache.generation('huge'), entry('1-h', 20));
+    expect(cache.get('huge')).toBeUndefined();
+  });
+
+  it('keeps what this gateway stored on writing when the feed reports that same revision', () => {
+    const cache = new PackumentCache(1000);
+    const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
+    cache.setLive(true);
+    tarballs.setLive(true);
+    const ownWrites = new Map([['a', '2-mine']]);
+    cache.set('a', cache.generation('a'), entry('2-mine'));
+    tarballs.put('a', 'a-1.0.0.tgz', tarballs.generation('a'), Buffer.from('tgz'), '"x"');
+    changedElsewhere({ cache, tarballs, ownWrites }, 'a', '2-mine');
+    expect(cache.get('a')?.rev).toBe('2-mine');
+    expect(tarballs.get('a', 'a-1.0.0.tgz')).toBeDefined();
+    changedElsewhere({ cache, tarballs, ownWrites }, 'a', '3-theirs');
+    expect(cache.get('a')).toBeUndefined();
+    expect(tarballs.get('a', 'a-1.0.0.tgz')).toBeUndefined();
+  });
+});
+
+describe('tarball cache', () => {
+  it('deletes a package\'s files when it changes', () => {
+    const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
+    tarballs.setLive(true);
+    tarballs.put('@s/p', 'p-1.0.0.tgz', tarballs.generation('@s/p'), Buffer.from('data'), '"e"');
+    const cached = tarballs.get('@s/p', 'p-1.0.0.tgz');
+    expect(cached?.size).toBe(4);
+    expect(existsSync(cached!.path)).toBe(true);
+    tarballs.invalidate('@s/p');
+    expect(tarballs.get('@s/p', 'p-1.0.0.tgz')).toBeUndefined();
+    expect(existsSync(cached!.path)).toBe(false);
+  });
+});
