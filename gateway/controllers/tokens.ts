@@ -28,7 +28,7 @@ export function tokenRoutes(ctx: Context): Router {
   const router = Router();
   const users = ctx.couch.use<{ name: string; email?: string; roles?: string[] }>('_users');
 
-  router.get('/-/npm/v1/tokens', (req, res, next) => {
+  router.get('/-/npm/v1/tokens', (_req, res, next) => {
     (async () => {
       const user = requireUser(res);
       const records = await ctx.tokens.listByUser(user.name);
@@ -72,7 +72,7 @@ export function tokenRoutes(ctx: Context): Router {
     })().catch(next);
   });
 
-  router.get('/-/npm/v1/user', (req, res, next) => {
+  router.get('/-/npm/v1/user', (_req, res, next) => {
     (async () => {
       const user = requireUser(res);
       let doc: Nano.DocumentGetResponse & { name: string; email?: string };

@@ -106,7 +106,7 @@ export function userRoutes(ctx: Context): Router {
     })().catch(next);
   });
 
-  router.get('/-/whoami', (req, res, next) => {
+  router.get('/-/whoami', (_req, res, next) => {
     try {
       res.json({ username: requireUser(res).name });
     } catch (err) {
