@@ -149,7 +149,6 @@ export function packageRoutes(ctx: Context): Router {
     const cached = ctx.cache.get(name);
     if (cached) return sendPackument(req, res, cached);
     // Concurrent misses share one read: a large packument is parsed and serialized once.
-    let answeredElsewhere = false;
     const entry = await ctx.cache.once(name, async () => {
       const generation = ctx.cache.generation(name);
       const doc = await readPackage(ctx, name);
@@ -158,13 +157,10 @@ export function packageRoutes(ctx: Context): Router {
       ctx.cache.set(name, generation, made);
       return made;
     });
-    if (!entry) {
-      // Not a live local package: forwarding, redirects and errors take the ordinary path.
-      const doc = await loadForRead(ctx, req, res, name, []);
-      answeredElsewhere = true;
-      if (doc) sendPackument(req, res, servedBytes(ctx, doc));
-    }
-    if (!answeredElsewhere && entry) sendPackument(req, res, entry);
+    if (entry) return sendPackument(req, res, entry);
+    // Not a live local package: forwarding, redirects and errors take the ordinary path.
+    const doc = await loadForRead(ctx, req, res, name, []);
+    if (doc) sendPackument(req, res, servedBytes(ctx, doc));
   }
 
   async function getVersion(req: Request, res: Response, name: string, spec: string): Promise<void> {
