@@ -36,7 +36,7 @@ export function createApp(ctx: Context): express.Express {
       type: ['application/json', 'application/*+json', 'text/plain'],
     }),
   );
-  app.use(authenticate(ctx.couch, ctx.tokens, ctx.throttle));
+  app.use(authenticate(ctx.accounts, ctx.tokens));
 
   app.use(userRoutes(ctx));
   app.use(tokenRoutes(ctx));

@@ -4,21 +4,16 @@
  * with 401 at once, so that npm asks the user to log in again instead of acting anonymously.
  */
 import { NextFunction, Request, Response } from 'express';
-import { Couch, Identity } from './couch';
+import { Accounts } from './accounts';
+import { Identity } from './couch';
 import { forbidden, unauthorized } from './errors';
-import { inCidr, LoginThrottle } from './throttle';
+import { inCidr } from './throttle';
 import { TokenStore } from './tokens';
 
 export interface AuthenticatedUser extends Identity {
   email?: string;
   readonly: boolean;
   via: 'token' | 'basic';
-}
-
-interface UserDoc {
-  name: string;
-  roles?: string[];
-  email?: string;
 }
 
 export function currentUser(res: Response): AuthenticatedUser | undefined {
@@ -43,18 +38,7 @@ export function clientAddress(req: Request): string {
   return (req.socket.remoteAddress || '').replace(/^::ffff:/, '');
 }
 
-export function authenticate(couch: Couch, tokens: TokenStore, throttle: LoginThrottle) {
-  const usersDb = couch.use<UserDoc>('_users');
-
-  async function userDoc(name: string): Promise<UserDoc | null> {
-    try {
-      return await usersDb.get('org.couchdb.user:' + name);
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return null;
-      throw err;
-    }
-  }
-
+export function authenticate(accounts: Accounts, tokens: TokenStore) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
       const header = req.headers.authorization;
@@ -66,7 +50,7 @@ export function authenticate(couch: Couch, tokens: TokenStore, throttle: LoginTh
         if (record.cidr_whitelist.length && !record.cidr_whitelist.some((cidr) => inCidr(clientAddress(req), cidr))) {
           throw forbidden('This token may only be used from ' + record.cidr_whitelist.join(', ') + '; this request comes from ' + clientAddress(req) + '.');
         }
-        const doc = await userDoc(record.user);
+        const doc = await accounts.read(record.user);
         if (!doc) throw unauthorized('The user of this token no longer exists: run `npm login` again.');
         res.locals.user = { name: record.user, roles: doc.roles || [], email: doc.email, readonly: record.readonly, via: 'token' } satisfies AuthenticatedUser;
         res.locals.tokenRecord = record;
@@ -77,14 +61,9 @@ export function authenticate(couch: Couch, tokens: TokenStore, throttle: LoginTh
         const colon = decoded.indexOf(':');
         const name = colon === -1 ? decoded : decoded.slice(0, colon);
         const password = colon === -1 ? '' : decoded.slice(colon + 1);
-        throttle.check(name, clientAddress(req));
-        const identity = name && password ? await couch.checkPassword(name, password) : null;
-        if (!identity) {
-          throttle.fail(name, clientAddress(req));
-          throw unauthorized('Wrong user name or password.');
-        }
-        throttle.succeed(name);
-        const doc = identity.roles.includes('_admin') ? null : await userDoc(identity.name);
+        const identity = await accounts.verify(name, password, clientAddress(req));
+        if (!identity) throw unauthorized('Wrong user name or password.');
+        const doc = identity.roles.includes('_admin') ? null : await accounts.read(identity.name);
         res.locals.user = { ...identity, email: doc?.email, readonly: false, via: 'basic' } satisfies AuthenticatedUser;
         return next();
       }

@@ -5,17 +5,17 @@ import { PackageDoc } from '../couchapp/lib/types';
 import { Config } from './config';
 import { Couch, couchFailure } from './couch';
 import { HttpError } from './errors';
+import { Accounts } from './accounts';
 import { AccessRules } from './access';
 import { PackumentCache } from './cache';
 import { TarballCache } from './tarball-cache';
-import { LoginThrottle } from './throttle';
 import { TokenStore } from './tokens';
 
 export interface Context {
   config: Config;
   couch: Couch;
   tokens: TokenStore;
-  throttle: LoginThrottle;
+  accounts: Accounts;
   access: AccessRules;
   cache: PackumentCache;
   tarballs: TarballCache;

@@ -16,6 +16,7 @@ import { changedElsewhere } from './context';
 import { Config } from './config';
 import { Couch } from './couch';
 import { setupDatabases } from './setup';
+import { Accounts } from './accounts';
 import { AccessRules } from './access';
 import { PackumentCache } from './cache';
 import { ChangesFollower } from './changes';
@@ -132,7 +133,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       config,
       couch,
       tokens,
-      throttle: new LoginThrottle(),
+      accounts: new Accounts(couch, new LoginThrottle()),
       access: new AccessRules(registryDb),
       cache,
       tarballs,

@@ -3,7 +3,6 @@
  * Creating a token asks for the password again; a token is shown once and stored as its hash.
  */
 import { Router } from 'express';
-import Nano from 'nano';
 import { clientAddress, requireUser } from '../auth';
 import { Context } from '../context';
 import { badRequest, notFound, unauthorized } from '../errors';
@@ -26,7 +25,6 @@ function listed(record: TokenRecord) {
 
 export function tokenRoutes(ctx: Context): Router {
   const router = Router();
-  const users = ctx.couch.use<{ name: string; email?: string; roles?: string[] }>('_users');
 
   router.get('/-/npm/v1/tokens', (_req, res, next) => {
     (async () => {
@@ -43,10 +41,7 @@ export function tokenRoutes(ctx: Context): Router {
       if (typeof body.password !== 'string' || !body.password) {
         throw badRequest('Creating a token needs your password: `npm token create --password <password>` or answer the prompt.');
       }
-      const address = clientAddress(req);
-      ctx.throttle.check(user.name, address);
-      if (!(await ctx.couch.checkPassword(user.name, body.password))) {
-        ctx.throttle.fail(user.name, address);
+      if (!(await ctx.accounts.verify(user.name, body.password, clientAddress(req)))) {
         throw unauthorized('Wrong password for "' + user.name + '".');
       }
       const cidr = body.cidr_whitelist === undefined || body.cidr_whitelist === null ? [] : body.cidr_whitelist;
@@ -75,12 +70,8 @@ export function tokenRoutes(ctx: Context): Router {
   router.get('/-/npm/v1/user', (_req, res, next) => {
     (async () => {
       const user = requireUser(res);
-      let doc: Nano.DocumentGetResponse & { name: string; email?: string };
-      try {
-        doc = await users.get('org.couchdb.user:' + user.name);
-      } catch {
-        throw notFound('No profile for "' + user.name + '".');
-      }
+      const doc = await ctx.accounts.read(user.name);
+      if (!doc) throw notFound('No profile for "' + user.name + '".');
       res.json({ name: doc.name, email: doc.email || null, email_verified: false, tfa: false, created: null, updated: null, fullname: null, homepage: null });
     })().catch(next);
   });

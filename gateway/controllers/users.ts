@@ -4,37 +4,15 @@
  * `npm logout` (revokes the token it used). Users are CouchDB `_users` documents.
  */
 import { Request, Response, Router } from 'express';
-import Nano from 'nano';
+import { USER_PREFIX, userNameProblem } from '../accounts';
 import { clientAddress, currentUser, requireUser } from '../auth';
-import { Context, fromCouch } from '../context';
+import { Context } from '../context';
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../errors';
 
-interface UserDoc {
-  _id: string;
-  _rev?: string;
-  name: string;
-  type: 'user';
-  roles: string[];
-  email?: string;
-  password?: string;
-}
-
-const USER_PREFIX = 'org.couchdb.user:';
 const USER_PATH = /^\/-\/user\/org\.couchdb\.user:([^/]+)(?:\/-rev\/([^/]+))?\/?$/;
-const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,213}$/i;
 
 export function userRoutes(ctx: Context): Router {
   const router = Router();
-  const users: Nano.DocumentScope<UserDoc> = ctx.couch.use<UserDoc>('_users');
-
-  async function readUser(name: string): Promise<UserDoc | null> {
-    try {
-      return await users.get(USER_PREFIX + name);
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return null;
-      throw fromCouch(err);
-    }
-  }
 
   async function issueToken(res: Response, name: string, status: number, extra: Record<string, unknown> = {}): Promise<void> {
     const { token } = await ctx.tokens.create(name);
@@ -53,21 +31,15 @@ export function userRoutes(ctx: Context): Router {
     const body = req.body as Record<string, unknown>;
     if (typeof body !== 'object' || body === null) throw badRequest('The body must be a JSON object with "name" and "password".');
     if (body.name !== name) throw badRequest('The user name in the body must match the URL.');
-    if (!USER_NAME.test(name)) {
-      throw badRequest('User names may contain letters, digits, ".", "_" and "-", and start with a letter or digit.');
-    }
+    const nameProblem = userNameProblem(name);
+    if (nameProblem) throw badRequest(nameProblem);
     const caller = currentUser(res);
-    const existing = await readUser(name);
+    const existing = await ctx.accounts.read(name);
+    const password = typeof body.password === 'string' ? body.password : '';
     if (existing) {
       // The second step of npm's legacy login sends the credentials as Basic auth.
       if (caller && caller.name === name && caller.via === 'basic') return issueToken(res, name, 201);
-      const address = clientAddress(req);
-      ctx.throttle.check(name, address);
-      if (typeof body.password === 'string' && body.password && (await ctx.couch.checkPassword(name, body.password))) {
-        ctx.throttle.succeed(name);
-        return issueToken(res, name, 201);
-      }
-      ctx.throttle.fail(name, address);
+      if (await ctx.accounts.verify(name, password, clientAddress(req))) return issueToken(res, name, 201);
       if (rev) throw unauthorized('Wrong user name or password for "' + name + '".');
       throw conflict('User "' + name + '" already exists; log in with its password.');
     }
@@ -76,17 +48,7 @@ export function userRoutes(ctx: Context): Router {
     if (ctx.config.signup === 'closed' && !isAdmin) {
       throw forbidden('Sign-up is closed on this registry: ask an administrator to create your account.');
     }
-    if (typeof body.password !== 'string' || body.password.length < 4) {
-      throw badRequest('Choose a password of at least 4 characters.');
-    }
-    const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', roles: [], password: body.password };
-    if (typeof body.email === 'string' && body.email) doc.email = body.email;
-    try {
-      await users.insert(doc);
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 409) throw conflict('User "' + name + '" already exists.');
-      throw fromCouch(err);
-    }
+    await ctx.accounts.create(name, password, typeof body.email === 'string' ? body.email : undefined);
     ctx.log.info({ user: name }, 'user created');
     return issueToken(res, name, 201);
   }
@@ -96,7 +58,7 @@ export function userRoutes(ctx: Context): Router {
   router.get(USER_PATH, (req, res, next) => {
     (async () => {
       const { name } = pathParts(req);
-      const doc = await readUser(name);
+      const doc = await ctx.accounts.read(name);
       if (!doc) throw notFound('There is no user "' + name + '".');
       const caller = currentUser(res);
       const body: Record<string, unknown> = { _id: doc._id, _rev: doc._rev, name: doc.name, type: 'user' };

@@ -5,11 +5,9 @@
  */
 import express, { Request, Response, Router } from 'express';
 import { clientAddress } from '../auth';
-import { Context, fromCouch } from '../context';
+import { Context } from '../context';
 import { HttpError, notFound } from '../errors';
 import { WebLoginSession, WebLoginStore } from '../weblogin';
-
-const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,213}$/i;
 
 const escape = (text: string) =>
   text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
@@ -46,7 +44,6 @@ function forms(session: WebLoginSession, signupOpen: boolean, error?: string): s
 
 export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
   const router = Router();
-  const users = ctx.couch.use<{ _id: string; name: string; password: string; type: 'user'; roles: string[]; email?: string }>('_users');
 
   router.post('/-/v1/login', (req, res, next) => {
     (async () => {
@@ -105,29 +102,22 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       const retry = (status: number, error: string) => sendPage(res, status, forms(session, ctx.config.signup === 'open', error));
       if (form.action === 'signup') {
         if (ctx.config.signup !== 'open') return retry(403, 'Sign-up is closed on this registry: ask an administrator to create your account.');
-        if (!USER_NAME.test(name)) return retry(400, 'User names may contain letters, digits, ".", "_" and "-", and start with a letter or digit.');
-        if (password.length < 4) return retry(400, 'Choose a password of at least 4 characters.');
         const email = String(form.email || '').trim();
         if (!/^[^@\s]+@[^@\s]+$/.test(email)) return retry(400, 'Give a valid email address.');
         try {
-          await users.insert({ _id: 'org.couchdb.user:' + name, name, password, type: 'user', roles: [], email });
+          await ctx.accounts.create(name, password, email);
         } catch (err) {
-          if ((err as { statusCode?: number }).statusCode === 409) return retry(409, 'The user name "' + name + '" is taken; choose another or log in.');
-          throw fromCouch(err);
+          if (err instanceof HttpError) return retry(err.status, err.message);
+          throw err;
         }
         ctx.log.info({ user: name }, 'user created');
       } else {
-        const address = clientAddress(req);
         try {
-          ctx.throttle.check(name, address);
+          if (!(await ctx.accounts.verify(name, password, clientAddress(req)))) return retry(401, 'Wrong user name or password.');
         } catch (err) {
-          return retry(429, (err as HttpError).message);
+          if (err instanceof HttpError) return retry(err.status, err.message);
+          throw err;
         }
-        if (!name || !password || !(await ctx.couch.checkPassword(name, password))) {
-          ctx.throttle.fail(name, address);
-          return retry(401, 'Wrong user name or password.');
-        }
-        ctx.throttle.succeed(name);
       }
       await store.complete(session, name);
       sendPage(res, 200, page('Logged in', `<h1 class="ok">Logged in as ${escape(name)}</h1><p>You can close this page and return to your terminal.</p>`));
