@@ -3,7 +3,8 @@ import { Request, Response, Router } from 'express';
 import { distTagProblem } from '../../couchapp/lib/names';
 import { PackageDoc } from '../../couchapp/lib/types';
 import { requireWriter } from '../auth';
-import { changedHere, Context, fromCouch, isConflict, readPackage } from '../context';
+import { Context, readPackage } from '../context';
+import { writeWithRetry } from '../writes';
 import { badRequest, forbidden, HttpError, notFound } from '../errors';
 import { isTombstone } from '../packument';
 
@@ -20,21 +21,14 @@ export function distTagRoutes(ctx: Context): Router {
 
   async function change(res: Response, name: string, edit: (tags: Record<string, string>, doc: PackageDoc) => void): Promise<void> {
     const user = requireWriter(res);
-    for (let attempt = 1; ; attempt++) {
-      const doc = await live(name);
-      const tags = { ...doc['dist-tags'] };
+    let tags: Record<string, string> = {};
+    await writeWithRetry(ctx, user, name, (doc) => {
+      if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
+      tags = { ...doc['dist-tags'] };
       edit(tags, doc);
-      try {
-        const next: PackageDoc = { ...doc, 'dist-tags': tags, time: { ...doc.time, modified: new Date().toISOString() } };
-        const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
-        changedHere(ctx, name, written.rev);
-        res.status(201).json({ ok: true, 'dist-tags': tags });
-        return;
-      } catch (err) {
-        if (isConflict(err) && attempt < 3) continue;
-        throw fromCouch(err);
-      }
-    }
+      return { ...doc, 'dist-tags': tags, time: { ...doc.time, modified: new Date().toISOString() } };
+    });
+    res.status(201).json({ ok: true, 'dist-tags': tags });
   }
 
   async function handle(req: Request, res: Response): Promise<void> {

@@ -5,21 +5,20 @@
 import { Request, Response, Router } from 'express';
 import { PackageDoc } from '../../couchapp/lib/types';
 import { requireUser, requireWriter } from '../auth';
-import { createHash } from 'crypto';
 import { createReadStream } from 'fs';
 import { CachedPackument } from '../cache';
 import { CachedTarball } from '../tarball-cache';
-import { changedHere, Context, fromCouch, isConflict, readPackage } from '../context';
+import { Context, readPackage } from '../context';
+import { servedBytes, writeWithRetry } from '../writes';
 import { badRequest, conflict, HttpError, notFound } from '../errors';
 import { parsePackagePath } from '../paths';
 import { forwardToUpstream, postToUpstream, upstreamPath } from '../upstream';
 import {
-  abbreviatedPackument, applyForeign, applyPublish, applyUpdate, assertValidName, fullPackument, isForeign, isTombstone,
+  applyForeign, applyPublish, applyUpdate, assertValidName, fullPackument, isForeign, isTombstone,
   resolveVersion, tarballUrl, tombstone, withoutTarball,
 } from '../packument';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
-const WRITE_ATTEMPTS = 3;
 
 function notFoundPackage(name: string): HttpError {
   return notFound('Package "' + name + '" is not in this registry. Check the name, or publish it with `npm publish`.');
@@ -62,52 +61,6 @@ function sendJson(req: Request, res: Response, body: unknown, etag: string, cont
     return;
   }
   res.type(contentType).send(JSON.stringify(body));
-}
-
-/** Reads, changes and writes a package as `user`, re-reading when a concurrent write got there first. */
-async function writeWithRetry(
-  ctx: Context,
-  user: { name: string; roles: string[] },
-  name: string,
-  change: (existing: PackageDoc | null) => PackageDoc | null,
-): Promise<{ id: string; rev: string } | null> {
-  for (let attempt = 1; ; attempt++) {
-    const next = change(await readPackage(ctx, name));
-    if (!next) return null;
-    try {
-      const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
-      changedHere(ctx, name, written.rev);
-      warm(ctx, { ...next, _rev: written.rev });
-      return written;
-    } catch (err) {
-      if (isConflict(err) && attempt < WRITE_ATTEMPTS) continue;
-      throw fromCouch(err);
-    }
-  }
-}
-
-/** The bytes served for a package document: both shapes, made once per revision. */
-function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
-  return {
-    rev: doc._rev as string,
-    full: Buffer.from(JSON.stringify(fullPackument(doc, ctx.baseUrl))),
-    abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(doc, ctx.baseUrl))),
-  };
-}
-
-/**
- * Work done at write time: the packument just written is put in the cache as served bytes, and the
- * tarballs that came with it onto the disk cache, so that the first reads after a publish are hits.
- */
-function warm(ctx: Context, doc: PackageDoc): void {
-  if (isTombstone(doc) || isForeign(doc)) return;
-  ctx.cache.set(doc.name, ctx.cache.generation(doc.name), servedBytes(ctx, doc));
-  for (const [file, attachment] of Object.entries(doc._attachments || {})) {
-    if (typeof attachment.data !== 'string') continue;
-    const data = Buffer.from(attachment.data, 'base64');
-    const etag = '"' + createHash('md5').update(data).digest('base64') + '"';
-    ctx.tarballs.put(doc.name, file, ctx.tarballs.generation(doc.name), data, etag);
-  }
 }
 
 function checkRev(doc: PackageDoc, rev: string | undefined): void {

@@ -1,0 +1,58 @@
+/**
+ * Writes of package documents, for every controller: read, change, write as the user, again when a
+ * concurrent write got there first. What a write makes (the served bytes of the packument, the
+ * tarballs that came with it) goes into this gateway's caches at once.
+ */
+import { createHash } from 'crypto';
+import { PackageDoc } from '../couchapp/lib/types';
+import { CachedPackument } from './cache';
+import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
+import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from './packument';
+
+const WRITE_ATTEMPTS = 3;
+
+/** Reads, changes and writes a package as `user`, re-reading when a concurrent write got there first. */
+export async function writeWithRetry(
+  ctx: Context,
+  user: { name: string; roles: string[] },
+  name: string,
+  change: (existing: PackageDoc | null) => PackageDoc | null,
+): Promise<{ id: string; rev: string } | null> {
+  for (let attempt = 1; ; attempt++) {
+    const next = change(await readPackage(ctx, name));
+    if (!next) return null;
+    try {
+      const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
+      changedHere(ctx, name, written.rev);
+      warm(ctx, { ...next, _rev: written.rev });
+      return written;
+    } catch (err) {
+      if (isConflict(err) && attempt < WRITE_ATTEMPTS) continue;
+      throw fromCouch(err);
+    }
+  }
+}
+
+/** The bytes served for a package document: both shapes, made once per revision. */
+export function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
+  return {
+    rev: doc._rev as string,
+    full: Buffer.from(JSON.stringify(fullPackument(doc, ctx.baseUrl))),
+    abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(doc, ctx.baseUrl))),
+  };
+}
+
+/**
+ * Work done at write time: the packument just written is put in the cache as served bytes, and the
+ * tarballs that came with it onto the disk cache, so that the first reads after a publish are hits.
+ */
+function warm(ctx: Context, doc: PackageDoc): void {
+  if (isTombstone(doc) || isForeign(doc)) return;
+  ctx.cache.set(doc.name, ctx.cache.generation(doc.name), servedBytes(ctx, doc));
+  for (const [file, attachment] of Object.entries(doc._attachments || {})) {
+    if (typeof attachment.data !== 'string') continue;
+    const data = Buffer.from(attachment.data, 'base64');
+    const etag = '"' + createHash('md5').update(data).digest('base64') + '"';
+    ctx.tarballs.put(doc.name, file, ctx.tarballs.generation(doc.name), data, etag);
+  }
+}
