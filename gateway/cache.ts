@@ -6,6 +6,29 @@
  * a change cannot store what it read.
  */
 
+/**
+ * Change counters per package, shared by the caches: a read takes the package's generation before it
+ * starts and may store what it read only if the generation is still the same. `reset` outdates all.
+ */
+export class Generations {
+  private readonly counts = new Map<string, number>();
+  private epoch = 0;
+
+  of(name: string): string {
+    return this.epoch + ':' + (this.counts.get(name) || 0);
+  }
+
+  bump(name: string): void {
+    if (this.counts.size >= 1_000_000) this.reset();
+    this.counts.set(name, (this.counts.get(name) || 0) + 1);
+  }
+
+  reset(): void {
+    this.epoch++;
+    this.counts.clear();
+  }
+}
+
 export interface CachedPackument {
   rev: string;
   full: Buffer;
@@ -14,12 +37,9 @@ export interface CachedPackument {
 
 export class PackumentCache {
   private readonly entries = new Map<string, CachedPackument>();
-  private readonly generations = new Map<string, number>();
-  private epoch = 0;
+  private readonly generations = new Generations();
   private bytes = 0;
   private live = false;
-  hits = 0;
-  misses = 0;
 
   constructor(private readonly maxBytes: number) {}
 
@@ -30,17 +50,13 @@ export class PackumentCache {
 
   /** A token to pass to `set`: the entry is stored only if nothing changed the package in between. */
   generation(name: string): string {
-    return this.epoch + ':' + (this.generations.get(name) || 0);
+    return this.generations.of(name);
   }
 
   get(name: string): CachedPackument | undefined {
     if (!this.enabled) return undefined;
     const entry = this.entries.get(name);
-    if (!entry) {
-      this.misses++;
-      return undefined;
-    }
-    this.hits++;
+    if (!entry) return undefined;
     this.entries.delete(name);
     this.entries.set(name, entry);
     return entry;
@@ -66,8 +82,7 @@ export class PackumentCache {
    * the entry stays.
    */
   invalidate(name: string, rev?: string): void {
-    this.generations.set(name, (this.generations.get(name) || 0) + 1);
-    if (this.generations.size > 1_000_000) this.generations.clear(), this.epoch++;
+    this.generations.bump(name);
     if (rev === undefined || this.entries.get(name)?.rev !== rev) this.remove(name);
   }
 
@@ -85,8 +100,7 @@ export class PackumentCache {
   /** Starts (true) or stops (false) caching; stopping forgets everything. */
   setLive(live: boolean): void {
     if (!live) {
-      this.epoch++;
-      this.generations.clear();
+      this.generations.reset();
       this.entries.clear();
       this.bytes = 0;
     }

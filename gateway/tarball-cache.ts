@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from 'crypto';
 import { createWriteStream, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync, WriteStream } from 'fs';
 import { join } from 'path';
+import { Generations } from './cache';
 
 export interface CachedTarball {
   path: string;
@@ -15,9 +16,9 @@ export interface CachedTarball {
 }
 
 export class TarballCache {
-  private readonly index = new Map<string, CachedTarball>();
-  private readonly generations = new Map<string, number>();
-  private epoch = 0;
+  /** Package name → file name → cached tarball. */
+  private readonly index = new Map<string, Map<string, CachedTarball>>();
+  private readonly generations = new Generations();
   private live = false;
 
   constructor(private readonly dir: string) {
@@ -30,11 +31,17 @@ export class TarballCache {
   }
 
   get(name: string, file: string): CachedTarball | undefined {
-    return this.live ? this.index.get(name + '/' + file) : undefined;
+    return this.live ? this.index.get(name)?.get(file) : undefined;
   }
 
   generation(name: string): string {
-    return this.epoch + ':' + (this.generations.get(name) || 0);
+    return this.generations.of(name);
+  }
+
+  private record(name: string, file: string, entry: CachedTarball): void {
+    const files = this.index.get(name) || new Map<string, CachedTarball>();
+    files.set(file, entry);
+    this.index.set(name, files);
   }
 
   /** A temporary file to download into; `keep` stores it if nothing changed the package since `generation`. */
@@ -59,7 +66,7 @@ export class TarballCache {
         if (!this.live || generation !== this.generation(name) || stream.bytesWritten !== size) return drop();
         const path = join(folder, file);
         renameSync(temp, path);
-        this.index.set(name + '/' + file, { path, etag, size });
+        this.record(name, file, { path, etag, size });
       },
     };
   }
@@ -73,20 +80,19 @@ export class TarballCache {
     writeFileSync(temp, data);
     const path = join(folder, file);
     renameSync(temp, path);
-    this.index.set(name + '/' + file, { path, etag, size: data.length });
+    this.record(name, file, { path, etag, size: data.length });
   }
 
   /** A package changed: its tarballs are forgotten and deleted. */
   invalidate(name: string): void {
-    this.generations.set(name, (this.generations.get(name) || 0) + 1);
-    for (const key of this.index.keys()) if (key.startsWith(name + '/') && !key.slice(name.length + 1).includes('/')) this.index.delete(key);
+    this.generations.bump(name);
+    this.index.delete(name);
     rmSync(this.folder(name), { recursive: true, force: true });
   }
 
   setLive(live: boolean): void {
     if (!live) {
-      this.epoch++;
-      this.generations.clear();
+      this.generations.reset();
       this.index.clear();
       rmSync(this.dir, { recursive: true, force: true });
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
