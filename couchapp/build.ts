@@ -52,8 +52,9 @@ function bundle(entry: string): string {
   return result.outputFiles[0].text.trim();
 }
 
-function wrap(params: string, entry: string, call: string, self = 'this'): string {
-  return 'function (' + params + ') {\n' + bundle(entry) + '\nreturn __module.default.call(' + self + ', ' + call + ');\n}';
+/** CouchDB calls design functions with the design document as `this`; the wrapper passes it on. */
+function wrap(params: string, entry: string, call: string): string {
+  return 'function (' + params + ') {\n' + bundle(entry) + '\nreturn __module.default.call(this, ' + call + ');\n}';
 }
 
 export function buildDesignDoc(): DesignDoc {

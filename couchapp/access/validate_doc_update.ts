@@ -21,7 +21,7 @@ export default function validate_access(
   if (oldDoc && onlyOwnStarChanged(newDoc, oldDoc, user.name)) return;
   if (!allowed(this.rules as AccessRule[], String(newDoc.name || newDoc._id), 'publish', user)) {
     throw {
-      forbidden: (user.name ? 'User "' + user.name + '" is' : 'Anonymous users are') + ' not allowed to publish or change "' +
+      forbidden: 'User "' + user.name + '" is not allowed to publish or change "' +
         String(newDoc.name || newDoc._id) + '" by this registry\'s access rules; ask an admin.',
     };
   }
