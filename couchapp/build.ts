@@ -15,9 +15,11 @@ const SOURCE_DIR = join(ROOT, 'couchapp');
 export const OUTPUT_FILE = join(ROOT, 'dist', 'couchapp', 'design.json');
 export const ACCESS_OUTPUT_FILE = join(ROOT, 'dist', 'couchapp', 'access.json');
 export const ACCESS_ID = '_design/access';
+export const MIRROR_OUTPUT_FILE = join(ROOT, 'dist', 'couchapp', 'mirror.json');
+export const MIRROR_ID = '_design/mirror';
 
 /** The code of `_design/access`; its `rules` are the admin's, kept across pushes. */
-export interface AccessDesignCode {
+export interface SettingsDesignCode {
   _id: string;
   language: 'javascript';
   validate_doc_update: string;
@@ -73,16 +75,21 @@ export function buildDesignDoc(): DesignDoc {
   return { _id: DESIGN_ID, language: 'javascript', validate_doc_update: validate, views, build_hash: hash };
 }
 
-export function buildAccessDesign(): AccessDesignCode {
-  const validate = wrap('newDoc, oldDoc, userCtx, secObj', join(SOURCE_DIR, 'access', 'validate_doc_update.ts'), 'newDoc, oldDoc, userCtx, secObj');
+/** A design document made of one validate_doc_update whose settings are the document's own fields. */
+function buildSettingsDesign(id: string, folder: string): SettingsDesignCode {
+  const validate = wrap('newDoc, oldDoc, userCtx, secObj', join(SOURCE_DIR, folder, 'validate_doc_update.ts'), 'newDoc, oldDoc, userCtx, secObj');
   const hash = createHash('sha256').update(validate).digest('hex');
-  return { _id: ACCESS_ID, language: 'javascript', validate_doc_update: validate, build_hash: hash };
+  return { _id: id, language: 'javascript', validate_doc_update: validate, build_hash: hash };
 }
+
+export const buildAccessDesign = (): SettingsDesignCode => buildSettingsDesign(ACCESS_ID, 'access');
+export const buildMirrorDesign = (): SettingsDesignCode => buildSettingsDesign(MIRROR_ID, 'mirror');
 
 if (require.main === module) {
   const doc = buildDesignDoc();
   mkdirSync(dirname(OUTPUT_FILE), { recursive: true });
   writeFileSync(OUTPUT_FILE, JSON.stringify(doc, null, 1));
   writeFileSync(ACCESS_OUTPUT_FILE, JSON.stringify(buildAccessDesign(), null, 1));
+  writeFileSync(MIRROR_OUTPUT_FILE, JSON.stringify(buildMirrorDesign(), null, 1));
   console.log('couchapp: built ' + DESIGN_ID + ' (' + Object.keys(doc.views).length + ' views) → ' + OUTPUT_FILE);
 }

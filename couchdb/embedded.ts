@@ -150,6 +150,16 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
       return response.ok ? ((await response.json()) as CouchSession) : null;
     }),
   );
+  // CouchDB filters a POSTed `_changes?filter=_selector` by the body's `selector` (replication
+  // excluding design documents uses it); express-pouchdb reads only `doc_ids` from that body.
+  app.post('/:db/_changes', express.json({ limit: '1mb' }), (req, _res, next) => {
+    const body = req.body as { selector?: unknown } | undefined;
+    if (body && typeof body.selector === 'object' && body.selector !== null) {
+      (req.query as Record<string, unknown>).selector = body.selector;
+      (req.query as Record<string, unknown>).filter = '_selector';
+    }
+    next();
+  });
   app.use(couchApp);
 
   const host = options.host || '127.0.0.1';

@@ -4,6 +4,7 @@ import { authenticate } from './auth';
 import { Context } from './context';
 import { distTagRoutes } from './controllers/dist-tags';
 import { packageRoutes } from './controllers/packages';
+import { replicationRoutes } from './controllers/replication';
 import { searchRoutes } from './controllers/search';
 import { tokenRoutes } from './controllers/tokens';
 import { userRoutes } from './controllers/users';
@@ -44,6 +45,7 @@ export function createApp(ctx: Context): express.Express {
   app.use(searchRoutes(ctx));
   app.use(distTagRoutes(ctx));
   app.use(viewRoutes(ctx));
+  app.use(replicationRoutes(ctx));
   app.use(packageRoutes(ctx));
 
   app.use((req, res) => {

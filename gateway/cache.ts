@@ -33,6 +33,8 @@ export interface CachedPackument {
   rev: string;
   full: Buffer;
   abbreviated: Buffer;
+  /** The package is mirrored from the upstream (its `origin` is not this registry). */
+  mirrored?: boolean;
 }
 
 export class PackumentCache {

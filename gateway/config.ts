@@ -3,8 +3,30 @@
  * configuration table documents the same list.
  */
 import { resolve } from 'path';
+import { parseScopes } from '../couchapp/lib/mirror';
 
 export type SignupMode = 'open' | 'closed';
+export type UpstreamMode = 'mirror' | 'proxy' | 'redirect';
+export type ReplicationMode = 'all' | 'existing' | 'list';
+
+export interface ReplicationConfig {
+  /** Change feed of an npm registry upstream (`REPLICATION_FEED`): `<feed>/_changes`; the follower runs when set. */
+  feed?: string;
+  /** Which packages the follower mirrors (`REPLICATION_MODE`, default existing). */
+  mode: ReplicationMode;
+  /** Names and package-lock.json paths for the `list` mode (`REPLICATION_PACKAGES`). */
+  packages: string[];
+  /** Packuments fetched at once (`REPLICATION_CONCURRENCY`, default 8). */
+  concurrency: number;
+  /** Pause between feed polls once caught up (`REPLICATION_POLL_MS`, default 2000). */
+  pollMs: number;
+  /** How far back the feed is read again for late entries, and how often (`REPLICATION_RECHECK_SECONDS`, default 300). */
+  recheckSeconds: number;
+  /** A CouchDB database to replicate natively through `_replicator` (`REPLICATION_COUCHDB`, with credentials). */
+  couchdb?: string;
+  /** Scopes never taken from an upstream (`REPLICATION_PRIVATE_SCOPES`, e.g. `@acme,@internal`). */
+  privateScopes: string[];
+}
 
 export interface Config {
   /** Gateway port (`PORT`, default 5080). */
@@ -31,14 +53,30 @@ export interface Config {
   maxPublishBytes: number;
   /** Registry that names unknown here are forwarded to (`UPSTREAM_REGISTRY`); off when unset. */
   upstreamRegistry?: string;
-  /** `proxy`: served through the gateway; `redirect`: 302 to the upstream (`UPSTREAM_MODE`, default proxy). */
-  upstreamMode: 'proxy' | 'redirect';
+  /**
+   * What happens to a name unknown here (`UPSTREAM_MODE`, default mirror): `mirror` fetches it from the
+   * upstream and stores it as a mirrored package (pull-through); `proxy` serves it through without
+   * storing; `redirect` answers 302 to the upstream.
+   */
+  upstreamMode: UpstreamMode;
+  /** When tarballs of mirrored packages are fetched (`UPSTREAM_TARBALLS`): `lazy` on first request (default), `eager` with the packument. */
+  upstreamTarballs: 'lazy' | 'eager';
+  /** Without a change feed, how old a mirrored packument may get before a read compares it with the upstream (`UPSTREAM_MAX_AGE_SECONDS`, default 120). */
+  upstreamMaxAgeSeconds: number;
   /** How long to wait for the upstream before answering 502/504 (`UPSTREAM_TIMEOUT_MS`, default 10000). */
   upstreamTimeoutMs: number;
   /** Memory for packuments kept ready to serve (`PACKUMENT_CACHE_MB`, default 256; 0 turns it off). */
   packumentCacheBytes: number;
+  /** Replication settings (see replication/README.md). */
+  replication: ReplicationConfig;
   /** Log level for pino (`LOG_LEVEL`, default info). */
   logLevel: string;
+}
+
+function oneOf<T extends string>(env: NodeJS.ProcessEnv, key: string, allowed: readonly T[], fallback: T): T {
+  const value = (env[key] || fallback).toLowerCase() as T;
+  if (allowed.indexOf(value) === -1) throw new Error(key + ' must be one of ' + allowed.map((a) => '"' + a + '"').join(', ') + ', got "' + env[key] + '"');
+  return value;
 }
 
 function integer(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
@@ -58,12 +96,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!/^[a-z][a-z0-9_$()+/-]*$/.test(registryDb)) {
     throw new Error('REGISTRY_DB must be a valid CouchDB database name (lower case, starting with a letter)');
   }
-  const upstreamMode = (env.UPSTREAM_MODE || 'proxy').toLowerCase();
-  if (upstreamMode !== 'proxy' && upstreamMode !== 'redirect') {
-    throw new Error('UPSTREAM_MODE must be "proxy" or "redirect", got "' + env.UPSTREAM_MODE + '"');
+  const upstreamMode = oneOf(env, 'UPSTREAM_MODE', ['mirror', 'proxy', 'redirect'] as const, 'mirror');
+  const upstreamTarballs = oneOf(env, 'UPSTREAM_TARBALLS', ['lazy', 'eager'] as const, 'lazy');
+  for (const key of ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB']) {
+    if (env[key] && !/^https?:\/\/[^/]+/.test(env[key] as string)) throw new Error(key + ' must be an http(s) URL, got "' + env[key] + '"');
   }
-  if (env.UPSTREAM_REGISTRY && !/^https?:\/\/[^/]+/.test(env.UPSTREAM_REGISTRY)) {
-    throw new Error('UPSTREAM_REGISTRY must be an http(s) URL, got "' + env.UPSTREAM_REGISTRY + '"');
+  if (env.REPLICATION_FEED && !env.UPSTREAM_REGISTRY) {
+    throw new Error('REPLICATION_FEED needs UPSTREAM_REGISTRY: packuments and tarballs are fetched from the upstream registry');
+  }
+  const replicationMode = oneOf(env, 'REPLICATION_MODE', ['existing', 'all', 'list'] as const, 'existing');
+  const packages = (env.REPLICATION_PACKAGES || '').split(/[\s,]+/).filter(Boolean);
+  if (replicationMode === 'list' && packages.length === 0) {
+    throw new Error('REPLICATION_MODE=list needs REPLICATION_PACKAGES: package names and/or paths of package-lock.json files');
   }
   return {
     port: integer(env, 'PORT', 5080),
@@ -78,9 +122,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     registryDb,
     maxPublishBytes: integer(env, 'MAX_PUBLISH_BYTES', 100 * 1024 * 1024),
     upstreamRegistry: env.UPSTREAM_REGISTRY ? env.UPSTREAM_REGISTRY.replace(/\/+$/, '') : undefined,
-    upstreamMode: upstreamMode as 'proxy' | 'redirect',
+    upstreamMode,
+    upstreamTarballs,
     upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 10000),
+    upstreamMaxAgeSeconds: integer(env, 'UPSTREAM_MAX_AGE_SECONDS', 120),
     packumentCacheBytes: integer(env, 'PACKUMENT_CACHE_MB', 256) * 1024 * 1024,
+    replication: {
+      feed: env.REPLICATION_FEED ? env.REPLICATION_FEED.replace(/\/+$/, '') : undefined,
+      mode: replicationMode,
+      packages,
+      concurrency: Math.max(1, integer(env, 'REPLICATION_CONCURRENCY', 8)),
+      pollMs: integer(env, 'REPLICATION_POLL_MS', 2000),
+      recheckSeconds: integer(env, 'REPLICATION_RECHECK_SECONDS', 300),
+      couchdb: env.REPLICATION_COUCHDB ? env.REPLICATION_COUCHDB.replace(/\/+$/, '') : undefined,
+      privateScopes: parseScopes(env.REPLICATION_PRIVATE_SCOPES || ''),
+    },
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

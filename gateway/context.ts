@@ -10,6 +10,9 @@ import { AccessRules } from './access';
 import { PackumentCache } from './cache';
 import { TarballCache } from './tarball-cache';
 import { TokenStore } from './tokens';
+import type { Mirror } from '../replication/mirror';
+import type { NpmFollower } from '../replication/npm-follower';
+import type { NativeReplication } from '../replication/couchdb';
 
 export interface Context {
   config: Config;
@@ -22,6 +25,12 @@ export interface Context {
   /** The last revision this gateway wrote of each package, until the feed reports it. */
   ownWrites: Map<string, string>;
   registry: Nano.DocumentScope<PackageDoc>;
+  /** This registry's id: the `origin` of packages published here (kept in `_design/mirror`). */
+  registryId: string;
+  /** Pull-through and replication state, when an upstream is configured to be mirrored. */
+  mirror?: Mirror;
+  /** The running replications from the upstream, for their status. */
+  replication?: { follower?: NpmFollower; native?: NativeReplication };
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;
   log: Logger;

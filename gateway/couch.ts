@@ -58,22 +58,26 @@ export class Couch {
    * Writes a document as `who` (proxy authentication), so that CouchDB validates it as that user.
    * The request carries the proxy headers only, never the admin credentials (nano would add them).
    */
-  async putAs(who: Identity, db: string, doc: { _id: string; [field: string]: unknown }): Promise<{ id: string; rev: string }> {
-    const url = new URL('/' + encodeURIComponent(db) + '/' + encodeURIComponent(doc._id), this.url.origin);
-    const response = await fetch(url, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json', accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) },
-      body: JSON.stringify(doc),
+  putAs(who: Identity, db: string, doc: { _id: string; [field: string]: unknown }): Promise<{ id: string; rev: string }> {
+    return this.requestAs(who, 'PUT', '/' + encodeURIComponent(db) + '/' + encodeURIComponent(doc._id), JSON.stringify(doc), 'application/json');
+  }
+
+  /** A write request to CouchDB as `who`; a refusal is thrown with CouchDB's status, `error` and `reason`. */
+  async requestAs(who: Identity, method: string, path: string, body: string | Buffer, contentType: string): Promise<any> {
+    const response = await fetch(new URL(path, this.url.origin), {
+      method,
+      headers: { 'content-type': contentType, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) },
+      body: body as BodyInit,
     });
-    const body = (await response.json().catch(() => ({}))) as { id?: string; rev?: string; error?: string; reason?: string };
+    const answer = (await response.json().catch(() => ({}))) as { error?: string; reason?: string };
     if (!response.ok) {
-      throw Object.assign(new Error(body.reason || 'CouchDB answered ' + response.status), {
+      throw Object.assign(new Error(answer.reason || 'CouchDB answered ' + response.status), {
         statusCode: response.status,
-        error: body.error || 'error',
-        reason: body.reason || 'CouchDB answered ' + response.status,
+        error: answer.error || 'error',
+        reason: answer.reason || 'CouchDB answered ' + response.status,
       });
     }
-    return { id: body.id as string, rev: body.rev as string };
+    return answer;
   }
 
   /** Checks a name and password with CouchDB; returns the user, or null when they do not match. */

@@ -84,9 +84,11 @@ function withTarballUrls(doc: PackageDoc, baseUrl: string): Record<string, Versi
 
 /** The full packument served to clients: the document without its attachments, tarball URLs of this registry. */
 export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, unknown> {
-  const { _attachments, _revisions, ...rest } = doc as PackageDoc & { _revisions?: unknown };
+  const { _attachments, _revisions, origin, origin_rev, ...rest } = doc as PackageDoc & { _revisions?: unknown };
   void _attachments;
   void _revisions;
+  void origin;
+  void origin_rev;
   return { ...rest, versions: withTarballUrls(doc, baseUrl) };
 }
 

@@ -4,9 +4,11 @@
  * built there; only then is it copied over the live design, whose index CouchDB (and PouchDB) reuse
  * because the view functions are identical. Reads never wait for a rebuild.
  */
+import { randomUUID } from 'crypto';
 import { readFileSync } from 'fs';
 import Nano from 'nano';
-import { ACCESS_OUTPUT_FILE, AccessDesignCode, DesignDoc, OUTPUT_FILE } from '../couchapp/build';
+import { ACCESS_OUTPUT_FILE, DesignDoc, MIRROR_OUTPUT_FILE, OUTPUT_FILE, SettingsDesignCode } from '../couchapp/build';
+import { jsonEqual } from '../couchapp/validate_doc_update';
 import { DEFAULT_RULES } from '../couchapp/lib/access';
 import { Couch, couchFailure } from './couch';
 
@@ -21,19 +23,19 @@ export function loadDesignDoc(): DesignDoc {
   }
 }
 
-function loadAccessDesign(): AccessDesignCode {
-  return JSON.parse(readFileSync(ACCESS_OUTPUT_FILE, 'utf8')) as AccessDesignCode;
+function loadSettingsDesign(file: string): SettingsDesignCode {
+  return JSON.parse(readFileSync(file, 'utf8')) as SettingsDesignCode;
 }
 
 /**
  * Installs `_design/access`: its code is replaced when it changed, its `rules` (an admin's to edit in
  * Fauxton) are created with the defaults once and never overwritten.
  */
-export async function pushAccessDesign(couch: Couch, dbName: string, code: AccessDesignCode): Promise<void> {
-  const db = couch.use<AccessDesignCode & { rules?: unknown }>(dbName);
+export async function pushAccessDesign(couch: Couch, dbName: string, code: SettingsDesignCode): Promise<void> {
+  const db = couch.use<SettingsDesignCode & { rules?: unknown }>(dbName);
   const live = await getOrNull(db, code._id);
   if (live && live.build_hash === code.build_hash) return;
-  await db.insert({ ...(live || { rules: DEFAULT_RULES }), ...code, _rev: live ? live._rev : undefined } as unknown as AccessDesignCode);
+  await db.insert({ ...(live || { rules: DEFAULT_RULES }), ...code, _rev: live ? live._rev : undefined } as unknown as SettingsDesignCode);
 }
 
 async function ensureDatabase(couch: Couch, name: string): Promise<void> {
@@ -58,6 +60,26 @@ async function putSecurity(couch: Couch, db: string, security: object): Promise<
   await couch.server.relax({ method: 'PUT', db, path: '_security', body: security });
 }
 
+/**
+ * Installs `_design/mirror`: its code, this registry's id (`registry`, made once and kept: it is the
+ * `origin` of every local package) and the private scopes from the configuration. Returns the id.
+ */
+export async function pushMirrorDesign(couch: Couch, dbName: string, code: SettingsDesignCode, privateScopes: string[]): Promise<string> {
+  const db = couch.use<SettingsDesignCode & { registry?: string; privateScopes?: string[] }>(dbName);
+  for (;;) {
+    const live = await getOrNull(db, code._id);
+    const registry = live && typeof live.registry === 'string' && live.registry ? live.registry : randomUUID();
+    if (live && live.build_hash === code.build_hash && live.registry === registry && jsonEqual(live.privateScopes, privateScopes)) return registry;
+    try {
+      await db.insert({ ...(live || {}), ...code, registry, privateScopes, _rev: live ? live._rev : undefined });
+      return registry;
+    } catch (err) {
+      // Another gateway starting at the same time wrote it first: take its id.
+      if (couchFailure(err).statusCode !== 409) throw err;
+    }
+  }
+}
+
 /** Saves the design document when its build differs from the one in the database. Returns true when it changed. */
 export async function pushDesign(couch: Couch, dbName: string, design: DesignDoc): Promise<boolean> {
   const db = couch.use<DesignDoc>(dbName);
@@ -80,7 +102,12 @@ export async function pushDesign(couch: Couch, dbName: string, design: DesignDoc
 }
 
 /** Creates what the registry needs in CouchDB; safe to run at every start. */
-export async function setupDatabases(couch: Couch, registryDb: string, signup: 'open' | 'closed'): Promise<{ designChanged: boolean }> {
+export async function setupDatabases(
+  couch: Couch,
+  registryDb: string,
+  signup: 'open' | 'closed',
+  privateScopes: string[] = [],
+): Promise<{ designChanged: boolean; registryId: string }> {
   for (const name of ['_users', '_replicator', registryDb, registryDb + '-tokens']) await ensureDatabase(couch, name);
   // The registry is readable by everyone; writes are decided by validate_doc_update.
   await putSecurity(couch, registryDb, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: [] } });
@@ -92,6 +119,7 @@ export async function setupDatabases(couch: Couch, registryDb: string, signup: '
   const userMembers = signup === 'closed' ? { names: [], roles: ['_admin'] } : { names: [], roles: [] };
   await putSecurity(couch, '_users', { admins: { names: [], roles: ['_admin'] }, members: userMembers });
   const designChanged = await pushDesign(couch, registryDb, loadDesignDoc());
-  await pushAccessDesign(couch, registryDb, loadAccessDesign());
-  return { designChanged };
+  await pushAccessDesign(couch, registryDb, loadSettingsDesign(ACCESS_OUTPUT_FILE));
+  const registryId = await pushMirrorDesign(couch, registryDb, loadSettingsDesign(MIRROR_OUTPUT_FILE), privateScopes);
+  return { designChanged, registryId };
 }

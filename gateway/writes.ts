@@ -5,11 +5,21 @@
  */
 import { createHash } from 'crypto';
 import { PackageDoc } from '../couchapp/lib/types';
+import { onlyOwnStarChanged } from '../couchapp/validate_doc_update';
 import { CachedPackument } from './cache';
+import { forbidden, HttpError } from './errors';
 import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
 import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from './packument';
 
 const WRITE_ATTEMPTS = 3;
+
+/** The answer to a local user changing a mirrored package. */
+function mirroredError(doc: PackageDoc): HttpError {
+  return forbidden(
+    '"' + doc.name + '" is mirrored from ' + String(doc.origin || 'the upstream registry') + '; it cannot be published to, re-tagged or deprecated here. ' +
+      'Publish your own package under a private scope, for example "@your-company/' + doc.name.replace(/^@[^/]+\//, '') + '".',
+  );
+}
 
 /** Reads, changes and writes a package as `user`, re-reading when a concurrent write got there first. */
 export async function writeWithRetry(
@@ -19,8 +29,20 @@ export async function writeWithRetry(
   change: (existing: PackageDoc | null) => PackageDoc | null,
 ): Promise<{ id: string; rev: string } | null> {
   for (let attempt = 1; ; attempt++) {
-    const next = change(await readPackage(ctx, name));
+    const existing = await readPackage(ctx, name);
+    const mirrored = !!existing && existing.origin !== ctx.registryId;
+    let next: PackageDoc | null;
+    try {
+      next = change(existing);
+    } catch (err) {
+      if (mirrored) throw mirroredError(existing as PackageDoc);
+      throw err;
+    }
     if (!next) return null;
+    // Mirrored packages are the upstream's (only stars are the user's): _design/mirror refuses too.
+    if (mirrored && !onlyOwnStarChanged(next, existing as PackageDoc, user.name)) throw mirroredError(existing as PackageDoc);
+    // A package created here is marked as local; _design/mirror keeps replication off it.
+    if (!existing) next.origin = ctx.registryId;
     try {
       const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
       changedHere(ctx, name, written.rev);
@@ -39,6 +61,7 @@ export function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
     rev: doc._rev as string,
     full: Buffer.from(JSON.stringify(fullPackument(doc, ctx.baseUrl))),
     abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(doc, ctx.baseUrl))),
+    mirrored: doc.origin !== ctx.registryId,
   };
 }
 
@@ -46,7 +69,7 @@ export function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
  * Work done at write time: the packument just written is put in the cache as served bytes, and the
  * tarballs that came with it onto the disk cache, so that the first reads after a publish are hits.
  */
-function warm(ctx: Context, doc: PackageDoc): void {
+export function warm(ctx: Context, doc: PackageDoc): void {
   if (isTombstone(doc) || isForeign(doc)) return;
   ctx.cache.set(doc.name, ctx.cache.generation(doc.name), servedBytes(ctx, doc));
   for (const [file, attachment] of Object.entries(doc._attachments || {})) {

@@ -54,6 +54,10 @@ export interface PackageDoc {
   readme?: string;
   readmeFilename?: string;
   keywords?: string[];
+  /** Where the package comes from: this registry's id, or its upstream (see lib/mirror.ts). */
+  origin?: string;
+  /** For a package mirrored from an npm registry: the upstream revision it was copied from. */
+  origin_rev?: string;
   [key: string]: unknown;
 }
 

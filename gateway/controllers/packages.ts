@@ -5,7 +5,9 @@
 import { Request, Response, Router } from 'express';
 import { PackageDoc } from '../../couchapp/lib/types';
 import { requireUser, requireWriter } from '../auth';
+import { createHash } from 'crypto';
 import { createReadStream } from 'fs';
+import { isMirrored } from '../../replication/mirror';
 import { CachedPackument } from '../cache';
 import { CachedTarball } from '../tarball-cache';
 import { Context, readPackage } from '../context';
@@ -39,11 +41,19 @@ function unpublishedError(doc: PackageDoc): HttpError {
  */
 async function loadForRead(ctx: Context, req: Request, res: Response, name: string, rest: string[]): Promise<PackageDoc | null> {
   await ctx.access.assertRead(res, name);
-  const doc = await readPackage(ctx, name);
+  let doc = await readPackage(ctx, name);
+  if (!doc && ctx.mirror && ctx.config.upstreamMode === 'mirror') {
+    if (!ctx.mirror.mayPull(name)) {
+      throw notFound('Package "' + name + '" is not in this registry; its scope is private here, so it is never fetched from the upstream.');
+    }
+    doc = await ctx.mirror.pull(name);
+    if (!doc) throw notFound('Package "' + name + '" is neither in this registry nor in its upstream ' + ctx.mirror.upstream + '.');
+  }
   if (!doc) {
     if (await forwardToUpstream(ctx.config, ctx.baseUrl, req, res, name, rest)) return null;
     throw notFoundPackage(name);
   }
+  if (ctx.mirror && isMirrored(doc, ctx.registryId)) ctx.mirror.refreshIfStale(name);
   if (isForeign(doc)) {
     res.redirect(302, String(doc.url).replace(/\/+$/, '') + upstreamPath(name, rest));
     return null;
@@ -100,7 +110,10 @@ export function packageRoutes(ctx: Context): Router {
     }
     await ctx.access.assertRead(res, name);
     const cached = ctx.cache.get(name);
-    if (cached) return sendPackument(req, res, cached);
+    if (cached) {
+      if (cached.mirrored) ctx.mirror?.refreshIfStale(name);
+      return sendPackument(req, res, cached);
+    }
     // Concurrent misses share one read: a large packument is parsed and serialized once.
     const entry = await ctx.cache.once(name, async () => {
       const generation = ctx.cache.generation(name);
@@ -139,7 +152,9 @@ export function packageRoutes(ctx: Context): Router {
     const upstream = await ctx.couch.streamGet(path, headers);
     if (upstream.statusCode === 404) {
       upstream.resume();
-      if (!(await loadForRead(ctx, req, res, name, ['-', file]))) return;
+      const doc = await loadForRead(ctx, req, res, name, ['-', file]);
+      if (!doc) return;
+      if (ctx.mirror && isMirrored(doc, ctx.registryId)) return sendTarballBytes(req, res, await ctx.mirror.tarball(doc, file));
       throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
     }
     if (upstream.statusCode !== 200 && upstream.statusCode !== 304) {
@@ -172,6 +187,16 @@ export function packageRoutes(ctx: Context): Router {
         upstream.destroy();
       }
     });
+  }
+
+  /** A tarball fetched from the upstream just now (verified, and being stored). */
+  function sendTarballBytes(req: Request, res: Response, data: Buffer): void {
+    res.setHeader('ETag', '"' + createHash('md5').update(data).digest('base64') + '"');
+    res.setHeader('Content-Type', 'application/octet-stream');
+    res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
+    res.setHeader('Content-Length', data.length);
+    if (req.method === 'HEAD') res.end();
+    else res.end(data);
   }
 
   function sendTarballFile(req: Request, res: Response, cached: CachedTarball): void {

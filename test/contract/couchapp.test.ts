@@ -38,6 +38,7 @@ function newPackage(name: string, version: string, owner: string) {
     versions: { [version]: manifest(name, version) },
     time: { created: now, modified: now, [version]: now },
     maintainers: [{ name: owner }],
+    origin: registry.registryId,
     _attachments: { [name.split('/').pop() + '-' + version + '.tgz']: { content_type: 'application/octet-stream', data: tarballOf(name, version).toString('base64') } },
   };
 }

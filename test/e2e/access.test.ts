@@ -70,7 +70,7 @@ describe('a private scope', () => {
       const now = new Date().toISOString();
       const direct = await couch.putAs({ name: 'bob', roles: [] }, registry.registryDb, {
         _id: '@acme/direct', name: '@acme/direct', 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': manifest('@acme/direct', '1.0.0') },
-        time: { created: now, modified: now, '1.0.0': now }, maintainers: [{ name: 'bob' }],
+        time: { created: now, modified: now, '1.0.0': now }, maintainers: [{ name: 'bob' }], origin: registry.registryId,
         _attachments: { 'direct-1.0.0.tgz': { content_type: 'application/octet-stream', data: tarballOf('@acme/direct', '1.0.0').toString('base64') } },
       }).catch((e) => e);
       expect(direct.statusCode).toBe(403);

@@ -1,0 +1,46 @@
+/**
+ * Provenance of package documents, shared by the gateway and `_design/mirror`'s validate_doc_update.
+ *
+ * Every document says where it comes from in `origin`: packages published here carry this registry's
+ * id (kept in `_design/mirror` as `registry`), mirrored packages carry their upstream (the URL of an
+ * npm registry, or whatever the upstream CouchDB's document said). Native CouchDB replication copies
+ * documents unchanged, so a mirrored document is recognised by an `origin` that is not ours, never by
+ * a marker the replication would have to add.
+ */
+import { UserCtx } from './types';
+
+/** The CouchDB role of the user that replication writes as. It is not an admin. */
+export const REPLICATOR_ROLE = 'registry-replicator';
+
+/** The settings of `_design/mirror`. */
+export interface MirrorSettings {
+  /** This registry's id: the `origin` of every package published here. */
+  registry?: unknown;
+  /** Scopes (`@acme`) never accepted from an upstream. */
+  privateScopes?: unknown;
+}
+
+export function isReplicator(userCtx: UserCtx): boolean {
+  return (userCtx.roles || []).indexOf(REPLICATOR_ROLE) !== -1;
+}
+
+/** The scope of a package name (`@acme`), or null for an unscoped name. */
+export function scopeOf(name: string): string | null {
+  const match = /^(@[^/]+)\//.exec(name);
+  return match ? match[1].toLowerCase() : null;
+}
+
+/** True when `name` is in one of the private scopes. */
+export function inPrivateScope(name: string, privateScopes: unknown): boolean {
+  const scope = scopeOf(name);
+  if (!scope || !Array.isArray(privateScopes)) return false;
+  return privateScopes.some((s) => typeof s === 'string' && s.toLowerCase() === scope);
+}
+
+/** A scope list from configuration (`@acme,@internal` or `acme internal`), normalised to `@acme`. */
+export function parseScopes(raw: string): string[] {
+  return raw
+    .split(/[\s,]+/)
+    .filter(Boolean)
+    .map((s) => (s.charAt(0) === '@' ? s : '@' + s).toLowerCase());
+}

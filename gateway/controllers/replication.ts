@@ -1,0 +1,85 @@
+/**
+ * Replication's part of the HTTP API:
+ * - `GET /-/replication`: the state of replication from the upstream (any logged-in user);
+ * - `GET /-/replicate` and `GET /-/replicate/_changes?since=<seq>&limit=<n>`: this registry's own
+ *   change feed, in the public registry's contract (no documents), so that another instance can
+ *   follow it. Packages the caller may not read are left out.
+ */
+import { Router } from 'express';
+import { requireUser } from '../auth';
+import { Context } from '../context';
+import { badRequest, HttpError } from '../errors';
+
+const MAX_LIMIT = 10_000;
+
+export function replicationRoutes(ctx: Context): Router {
+  const router = Router();
+
+  router.get('/-/replication', (req, res, next) => {
+    (async () => {
+      requireUser(res);
+      res.json(await replicationStatus(ctx));
+    })().catch(next);
+  });
+
+  router.get(['/-/replicate', '/-/replicate/'], (req, res, next) => {
+    (async () => {
+      const response = await ctx.couch.adminFetch('/' + encodeURIComponent(ctx.config.registryDb));
+      if (!response.ok) throw new HttpError(502, 'The registry database cannot be read (' + response.status + '). Try again later.');
+      const info = (await response.json()) as { update_seq: unknown };
+      res.json({ db_name: 'registry', update_seq: info.update_seq });
+    })().catch(next);
+  });
+
+  router.get('/-/replicate/_changes', (req, res, next) => {
+    (async () => {
+      const since = req.query.since === undefined ? '0' : String(req.query.since);
+      const limit = req.query.limit === undefined ? 1000 : Number(req.query.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw badRequest('"limit" must be a whole number from 1 to ' + MAX_LIMIT + '.');
+      const response = await ctx.couch.adminFetch(
+        '/' + encodeURIComponent(ctx.config.registryDb) + '/_changes?since=' + encodeURIComponent(since) + '&limit=' + limit,
+      );
+      if (response.status === 400) throw badRequest('"since" is not a sequence of this feed; start from 0 or a last_seq it gave.');
+      if (!response.ok) throw new HttpError(502, 'The registry database failed to list changes (' + response.status + '). Try again later.');
+      const feed = (await response.json()) as { results: { seq: unknown; id: string; changes: { rev: string }[]; deleted?: boolean }[]; last_seq: unknown };
+      const results = [];
+      for (const change of feed.results) {
+        if (change.id.startsWith('_')) continue;
+        if (!(await ctx.access.mayRead(res, change.id))) continue;
+        const entry: Record<string, unknown> = { seq: change.seq, id: change.id, changes: change.changes.map((c) => ({ rev: c.rev })) };
+        if (change.deleted) entry.deleted = true;
+        results.push(entry);
+      }
+      res.json({ results, last_seq: feed.last_seq });
+    })().catch(next);
+  });
+
+  return router;
+}
+
+/** What `GET /-/replication` answers: pull-through, the feed follower and the native replication. */
+export async function replicationStatus(ctx: Context): Promise<Record<string, unknown>> {
+  const mirror = ctx.mirror;
+  const replication = ctx.replication;
+  const refused = new Map<string, string>(mirror ? mirror.stats.refused : []);
+  const native = replication?.native ? await replication.native.status() : null;
+  if (replication?.native) {
+    for (const name of await replication.native.shadowedNames(ctx.registryId)) {
+      if (!refused.has(name)) refused.set(name, 'shadowed: "' + name + '" is published in this registry; the upstream package of that name is refused.');
+    }
+  }
+  return {
+    registry: ctx.registryId,
+    upstream: ctx.config.upstreamRegistry || null,
+    pullThrough: ctx.config.upstreamRegistry ? ctx.config.upstreamMode : null,
+    tarballs: ctx.config.upstreamTarballs,
+    privateScopes: ctx.config.replication.privateScopes,
+    feed: replication?.follower ? await replication.follower.status() : null,
+    couchdb: native,
+    packagesWritten: mirror ? mirror.stats.packagesWritten : 0,
+    tarballsWritten: mirror ? mirror.stats.tarballsWritten : 0,
+    shadowed: [...refused].filter(([, reason]) => reason.startsWith('shadowed')).map(([name]) => name).sort(),
+    refused: [...refused].map(([name, reason]) => ({ name, reason })),
+    failures: mirror ? mirror.stats.failures : [],
+  };
+}

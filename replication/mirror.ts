@@ -1,0 +1,322 @@
+/**
+ * Mirrored packages: copies of an npm registry upstream's packuments stored as registry documents
+ * (`origin` = the upstream's URL), their tarballs fetched, verified against the upstream's integrity
+ * and stored as attachments. Used by the pull-through (a name asked for and not here) and by the
+ * change-feed follower. Every write is made as the replication user, so `_design/mirror` refuses
+ * what replication must never do (overwrite a local package, bring a private scope).
+ */
+import { createHash } from 'crypto';
+import ssri from 'ssri';
+import { inPrivateScope, REPLICATOR_ROLE } from '../couchapp/lib/mirror';
+import { tarballFileName } from '../couchapp/lib/names';
+import { AttachmentStub, PackageDoc, VersionManifest } from '../couchapp/lib/types';
+import { couchFailure, Identity } from '../gateway/couch';
+import { changedHere, Context, readPackage } from '../gateway/context';
+import { HttpError } from '../gateway/errors';
+import { TARBALL_CONTENT_TYPE } from '../gateway/packument';
+import { upstreamPath } from '../gateway/upstream';
+import { warm } from '../gateway/writes';
+
+/** The user replication writes as: not an admin, recognised by `_design/mirror` through its role. */
+export const REPLICATOR: Identity = { name: 'registry-replicator', roles: [REPLICATOR_ROLE] };
+
+/** A packument as an npm registry serves it (full form). */
+export interface UpstreamPackument {
+  _rev?: string;
+  name?: string;
+  versions?: Record<string, VersionManifest>;
+  'dist-tags'?: Record<string, string>;
+  time?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+/** The upstream could not be asked (down, timed out, 5xx): worth trying again later. */
+export class UpstreamUnavailable extends Error {}
+
+/** The revision number of a CouchDB revision (`12-abc` → 12), or 0. */
+export function revGeneration(rev: unknown): number {
+  const n = typeof rev === 'string' ? parseInt(rev, 10) : NaN;
+  return Number.isFinite(n) ? n : 0;
+}
+
+const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin', 'origin_rev'];
+
+/**
+ * The document mirroring `packument` from `origin`: the upstream's fields as they are (tarball URLs
+ * are rewritten when served), the tarballs already stored here kept for the versions still there.
+ */
+export function mirroredDoc(name: string, packument: UpstreamPackument, origin: string, existing: PackageDoc | null): PackageDoc {
+  const doc: Record<string, unknown> = {};
+  for (const key of Object.keys(packument)) if (TOP_LEVEL_DROPPED.indexOf(key) === -1) doc[key] = packument[key];
+  const versions = packument.versions && typeof packument.versions === 'object' ? packument.versions : {};
+  const attachments: Record<string, AttachmentStub> = {};
+  for (const v of Object.keys(versions)) {
+    const file = tarballFileName(name, v);
+    const stored = existing && existing._attachments && existing._attachments[file];
+    if (stored) attachments[file] = { ...stored, stub: true };
+  }
+  const result = {
+    ...doc,
+    _id: name,
+    name,
+    versions,
+    'dist-tags': packument['dist-tags'] || {},
+    time: packument.time || {},
+    maintainers: Array.isArray(packument.maintainers) ? packument.maintainers : [],
+    origin,
+    _attachments: attachments,
+  } as PackageDoc;
+  if (typeof packument._rev === 'string') result.origin_rev = packument._rev;
+  if (existing && existing._rev) result._rev = existing._rev;
+  return result;
+}
+
+/** True when `doc` is a mirrored package (its origin is not this registry). */
+export function isMirrored(doc: PackageDoc, registryId: string): boolean {
+  return doc.origin !== registryId;
+}
+
+/** Checks tarball bytes against the manifest's `dist.integrity` (or `dist.shasum` for old versions). */
+export function verifyTarball(data: Buffer, manifest: VersionManifest): string | null {
+  const dist = manifest.dist || ({} as VersionManifest['dist']);
+  if (typeof dist.integrity === 'string' && dist.integrity) {
+    try {
+      if (ssri.checkData(data, dist.integrity)) return null;
+    } catch {
+      /* an unreadable integrity is a mismatch */
+    }
+    return 'does not match its dist.integrity';
+  }
+  if (typeof dist.shasum === 'string' && dist.shasum) {
+    return createHash('sha1').update(data).digest('hex') === dist.shasum ? null : 'does not match its dist.shasum';
+  }
+  return 'has neither dist.integrity nor dist.shasum to check it against';
+}
+
+export interface MirrorStats {
+  packagesWritten: number;
+  tarballsWritten: number;
+  /** Names refused because a local package of the same name exists (or a private scope), with the reason. */
+  refused: Map<string, string>;
+  /** The latest failures, newest last. */
+  failures: { name: string; reason: string; at: string }[];
+}
+
+/** Pull-through and storage of mirrored packages from the npm registry `upstream`. */
+export class Mirror {
+  readonly stats: MirrorStats = { packagesWritten: 0, tarballsWritten: 0, refused: new Map(), failures: [] };
+  private readonly pulls = new Map<string, Promise<PackageDoc | null>>();
+  private readonly tarballPulls = new Map<string, Promise<Buffer>>();
+  /** When each mirrored packument was last compared with the upstream (pull-through without a feed). */
+  private readonly checkedAt = new Map<string, number>();
+
+  constructor(
+    private readonly ctx: Context,
+    readonly upstream: string,
+  ) {}
+
+  recordFailure(name: string, reason: string): void {
+    this.stats.failures.push({ name, reason, at: new Date().toISOString() });
+    if (this.stats.failures.length > 50) this.stats.failures.shift();
+  }
+
+  private timeoutSignal(): AbortSignal {
+    return AbortSignal.timeout(this.ctx.config.upstreamTimeoutMs);
+  }
+
+  private unavailable(err: unknown): UpstreamUnavailable {
+    const e = err as { name?: string; message?: string; cause?: { code?: string } };
+    const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
+    return new UpstreamUnavailable(
+      'the upstream registry ' + this.upstream + (timedOut ? ' did not answer in time' : ' is unreachable (' + (e.cause?.code || e.message) + ')'),
+    );
+  }
+
+  /** The upstream's full packument of `name`, or null when it has none (404). */
+  async fetchPackument(name: string): Promise<UpstreamPackument | null> {
+    let response: Response;
+    try {
+      response = await fetch(this.upstream + upstreamPath(name, []), { headers: { accept: 'application/json' }, signal: this.timeoutSignal() });
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+    if (response.status === 404) {
+      await response.body?.cancel();
+      return null;
+    }
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new UpstreamUnavailable('the upstream registry ' + this.upstream + ' answered ' + response.status + ' for "' + name + '"');
+    }
+    try {
+      const body = (await response.json()) as UpstreamPackument;
+      if (typeof body !== 'object' || body === null || (body.name !== undefined && body.name !== name)) throw new Error('not a packument');
+      return body;
+    } catch {
+      throw new UpstreamUnavailable('the upstream registry ' + this.upstream + ' sent something that is not the packument of "' + name + '"');
+    }
+  }
+
+  /**
+   * Stores the upstream's `packument` of `name` over `existing` (or as new), as the replication user.
+   * Returns the stored document, or null when the database refused it (a local package of that name,
+   * a private scope); the refusal is recorded.
+   */
+  async store(name: string, packument: UpstreamPackument, existing: PackageDoc | null): Promise<PackageDoc | null> {
+    const doc = mirroredDoc(name, packument, this.upstream, existing);
+    try {
+      const written = await this.ctx.couch.putAs(REPLICATOR, this.ctx.config.registryDb, doc);
+      const stored = { ...doc, _rev: written.rev };
+      this.stats.packagesWritten++;
+      this.stats.refused.delete(name);
+      changedHere(this.ctx, name, written.rev);
+      warm(this.ctx, stored);
+      return stored;
+    } catch (err) {
+      const failure = couchFailure(err);
+      if (failure.statusCode === 403) {
+        this.stats.refused.set(name, failure.reason);
+        return null;
+      }
+      throw err;
+    }
+  }
+
+  /** Deletes the mirrored copy of a package the upstream deleted; a local package of that name stays. */
+  async remove(name: string): Promise<boolean> {
+    const existing = await readPackage(this.ctx, name);
+    if (!existing) return false;
+    if (!isMirrored(existing, this.ctx.registryId)) {
+      this.stats.refused.set(name, 'shadowed: the upstream deleted "' + name + '", which is published in this registry; the local package stays.');
+      return false;
+    }
+    const path = '/' + encodeURIComponent(this.ctx.config.registryDb) + '/' + encodeURIComponent(name) + '?rev=' + encodeURIComponent(existing._rev as string);
+    const answer = await this.ctx.couch.requestAs(REPLICATOR, 'DELETE', path, '', 'application/json');
+    changedHere(this.ctx, name, answer.rev);
+    this.stats.packagesWritten++;
+    return true;
+  }
+
+  /** Whether pull-through may fetch `name` at all (private scopes never come from the upstream). */
+  mayPull(name: string): boolean {
+    return !inPrivateScope(name, this.ctx.config.replication.privateScopes);
+  }
+
+  /**
+   * Pull-through: fetches `name` from the upstream, stores it as a mirrored package and returns it;
+   * null when the upstream does not have it either. Concurrent requests share one fetch.
+   */
+  pull(name: string): Promise<PackageDoc | null> {
+    let pending = this.pulls.get(name);
+    if (!pending) {
+      pending = this.fetchAndStore(name).finally(() => this.pulls.delete(name));
+      this.pulls.set(name, pending);
+    }
+    return pending;
+  }
+
+  private async fetchAndStore(name: string): Promise<PackageDoc | null> {
+    let packument: UpstreamPackument | null;
+    try {
+      packument = await this.fetchPackument(name);
+    } catch (err) {
+      throw new HttpError(502, 'Package "' + name + '" is not here yet and ' + (err as Error).message + '; packages already mirrored are still served. Try again later.');
+    }
+    if (!packument) return null;
+    const existing = await readPackage(this.ctx, name);
+    if (existing && !isMirrored(existing, this.ctx.registryId)) return existing;
+    const stored = await this.store(name, packument, existing);
+    this.checkedAt.set(name, Date.now());
+    if (stored && this.ctx.config.upstreamTarballs === 'eager') void this.fetchAllTarballs(stored);
+    return stored || readPackage(this.ctx, name);
+  }
+
+  /**
+   * Without a change feed, a mirrored packument is compared with the upstream when it is read and
+   * older than `maxAgeMs`; the stored copy is served meanwhile and whenever the upstream is down.
+   */
+  refreshIfStale(name: string): void {
+    const { config } = this.ctx;
+    if (config.replication.feed || config.upstreamMode !== 'mirror') return;
+    const last = this.checkedAt.get(name) || 0;
+    if (Date.now() - last < config.upstreamMaxAgeSeconds * 1000 || this.pulls.has(name)) return;
+    this.checkedAt.set(name, Date.now());
+    this.pull(name).catch((err) => this.ctx.log.warn({ package: name, err: (err as Error).message }, 'refreshing a mirrored package failed'));
+  }
+
+  /**
+   * The tarball `file` of the mirrored package `doc`: fetched from the upstream's `dist.tarball`,
+   * verified against the version's integrity, stored as an attachment, and returned.
+   */
+  tarball(doc: PackageDoc, file: string): Promise<Buffer> {
+    const key = doc.name + '/' + file;
+    let pending = this.tarballPulls.get(key);
+    if (!pending) {
+      pending = this.fetchTarball(doc, file).finally(() => this.tarballPulls.delete(key));
+      this.tarballPulls.set(key, pending);
+    }
+    return pending;
+  }
+
+  private async fetchTarball(doc: PackageDoc, file: string): Promise<Buffer> {
+    const version = Object.keys(doc.versions).find((v) => tarballFileName(doc.name, v) === file);
+    const manifest = version ? doc.versions[version] : undefined;
+    const source = manifest && manifest.dist && typeof manifest.dist.tarball === 'string' ? manifest.dist.tarball : undefined;
+    if (!manifest || !source) throw new HttpError(404, 'No tarball ' + file + ' for "' + doc.name + '": the version does not exist upstream.');
+    let data: Buffer;
+    try {
+      const response = await fetch(source, { signal: this.timeoutSignal() });
+      if (!response.ok) {
+        await response.body?.cancel();
+        throw new Error('it answered ' + response.status);
+      }
+      data = Buffer.from(await response.arrayBuffer());
+    } catch (err) {
+      const reason = (err as Error).message.startsWith('it answered') ? 'the upstream registry ' + this.upstream + ' ' + (err as Error).message.slice(3) : this.unavailable(err).message;
+      throw new HttpError(502, 'The tarball ' + file + ' is not here yet and ' + reason + '. Try again later.');
+    }
+    const problem = verifyTarball(data, manifest);
+    if (problem) {
+      this.recordFailure(doc.name, 'tarball ' + file + ' from ' + source + ' ' + problem + '; refused');
+      throw new HttpError(502, 'The upstream\'s tarball ' + file + ' ' + problem + '; it was refused and not stored. Tell the upstream\'s admins.');
+    }
+    await this.storeTarball(doc.name, file, data).catch((err) => {
+      this.ctx.log.warn({ package: doc.name, file, err: (err as Error).message }, 'storing a mirrored tarball failed; it is served anyway');
+    });
+    return data;
+  }
+
+  /** Adds a verified tarball to the mirrored document, on its current revision. */
+  private async storeTarball(name: string, file: string, data: Buffer): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await readPackage(this.ctx, name);
+      if (!current || !isMirrored(current, this.ctx.registryId)) return;
+      if (current._attachments && current._attachments[file]) return;
+      const path = '/' + encodeURIComponent(this.ctx.config.registryDb) + '/' + encodeURIComponent(name) + '/' + encodeURIComponent(file) + '?rev=' + encodeURIComponent(current._rev as string);
+      try {
+        const answer = await this.ctx.couch.requestAs(REPLICATOR, 'PUT', path, data, TARBALL_CONTENT_TYPE);
+        this.stats.tarballsWritten++;
+        changedHere(this.ctx, name, answer.rev);
+        const etag = '"' + createHash('md5').update(data).digest('base64') + '"';
+        this.ctx.tarballs.put(name, file, this.ctx.tarballs.generation(name), data, etag);
+        return;
+      } catch (err) {
+        if (couchFailure(err).statusCode === 409 && attempt < 5) continue;
+        throw err;
+      }
+    }
+  }
+
+  /** Eager tarball policy: every tarball of `doc` not stored yet, one after the other. */
+  async fetchAllTarballs(doc: PackageDoc): Promise<void> {
+    for (const v of Object.keys(doc.versions)) {
+      const file = tarballFileName(doc.name, v);
+      if (doc._attachments && doc._attachments[file]) continue;
+      try {
+        await this.tarball(doc, file);
+      } catch (err) {
+        this.recordFailure(doc.name, (err as Error).message);
+      }
+    }
+  }
+}

@@ -1,0 +1,492 @@
+/**
+ * Follows an npm registry's change feed (`<feed>/_changes?since=<seq>&limit=<n>`, no documents) and
+ * mirrors what changed: each packument is fetched from the upstream registry and stored as a
+ * mirrored package. The feed's contract is loose and the follower is built for it:
+ *
+ * - sequence numbers are opaque: they are only handed back, never compared or computed with;
+ * - the checkpoint (the last `since`, the packages waiting for a retry, counters) is a document in
+ *   CouchDB, saved after every batch, so a restart resumes where the last batch ended and an entry
+ *   replayed after a crash is recognised by its revision and skipped;
+ * - a packument older than the feed entry (compared by revision number) is retried later, with
+ *   backoff, as is anything the upstream failed to answer;
+ * - entries that arrive late, behind the checkpoint, are caught by reading the feed again from a
+ *   checkpoint of `recheckSeconds` ago; packages whose entries never arrive are caught by a daily
+ *   sweep of the mirrored packages (modes `existing` and `list`);
+ * - deletions delete the mirrored copy; an unpublish arrives as a packument without versions.
+ */
+import { readFileSync } from 'fs';
+import { Logger } from 'pino';
+import Nano from 'nano';
+import { PackageDoc } from '../couchapp/lib/types';
+import { couchFailure } from '../gateway/couch';
+import { Context } from '../gateway/context';
+import { isMirrored, Mirror, revGeneration, UpstreamUnavailable } from './mirror';
+
+const BATCH = 500;
+const MAX_ATTEMPTS = 8;
+const SWEEP_MS = 24 * 3600_000;
+
+interface FeedEntry {
+  seq: unknown;
+  id: string;
+  changes?: { rev: string }[];
+  deleted?: boolean;
+}
+
+interface Pending {
+  rev?: string;
+  deleted?: boolean;
+  attempts: number;
+  /** Epoch ms of the next attempt. */
+  next: number;
+  reason: string;
+}
+
+interface Checkpoint {
+  _id: string;
+  _rev?: string;
+  feed: string;
+  since: unknown;
+  /** Where the current initial sync started and where the feed was then (for progress). */
+  initial?: { from: unknown; to: unknown; done: boolean };
+  /** Recent `since` values with the time they were reached, for reading late entries again. */
+  history: { seq: unknown; at: number }[];
+  pending: Record<string, Pending>;
+  lastSweep: number;
+  packagesWritten: number;
+  deleted: number;
+}
+
+export interface FollowerStatus {
+  feed: string;
+  mode: string;
+  state: 'starting' | 'initial-sync' | 'following' | 'upstream-unreachable' | 'stopped';
+  since: unknown;
+  head: unknown;
+  lag: { changes: number | null; seconds: number };
+  initialSync: { from: unknown; to: unknown; done: boolean; progress: number | null } | null;
+  packagesWritten: number;
+  deleted: number;
+  pending: { name: string; attempts: number; reason: string }[];
+  lastError: string | null;
+}
+
+/** The leading number of a sequence (`123`, `"123-g1AAAA"`), or null when it has none. */
+export function seqNumber(seq: unknown): number | null {
+  const match = /^(\d+)/.exec(String(seq));
+  return match ? Number(match[1]) : null;
+}
+
+/** Package names from a package-lock.json (lockfile v1, v2 or v3): the whole dependency tree. */
+export function namesFromLockfile(lock: Record<string, any>): string[] {
+  const names = new Set<string>();
+  for (const [path, entry] of Object.entries<any>(lock.packages || {})) {
+    if (!path || (entry && entry.link)) continue;
+    const at = path.lastIndexOf('node_modules/');
+    if (at !== -1) names.add((entry && entry.name) || path.slice(at + 'node_modules/'.length));
+  }
+  const walk = (deps: Record<string, any> | undefined) => {
+    for (const [name, entry] of Object.entries<any>(deps || {})) {
+      names.add(name);
+      walk(entry && entry.dependencies);
+    }
+  };
+  walk(lock.dependencies);
+  return [...names];
+}
+
+/** The names of the `list` mode: names as given, package-lock.json files read for their whole tree. */
+export function listedNames(items: string[]): string[] {
+  const names = new Set<string>();
+  for (const item of items) {
+    if (item.endsWith('.json')) {
+      let lock: Record<string, any>;
+      try {
+        lock = JSON.parse(readFileSync(item, 'utf8'));
+      } catch (err) {
+        throw new Error('REPLICATION_PACKAGES: cannot read the lockfile ' + item + ': ' + (err as Error).message);
+      }
+      for (const name of namesFromLockfile(lock)) names.add(name);
+    } else {
+      names.add(item);
+    }
+  }
+  return [...names];
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class NpmFollower {
+  private checkpoint!: Checkpoint;
+  private state: FollowerStatus['state'] = 'starting';
+  private stopped = false;
+  private done?: Promise<void>;
+  private wake?: () => void;
+  private behindSince = Date.now();
+  private caughtUp = false;
+  private lastError: string | null = null;
+  private head: { seq: unknown; at: number } | null = null;
+  private lastRecheck = Date.now();
+  private readonly store: Nano.DocumentScope<Checkpoint>;
+
+  constructor(
+    private readonly ctx: Context,
+    private readonly mirror: Mirror,
+    private readonly log: Logger,
+  ) {
+    this.store = ctx.couch.use<Checkpoint>(ctx.config.registryDb + '-tokens');
+  }
+
+  private get feed(): string {
+    return this.ctx.config.replication.feed as string;
+  }
+
+  private get settings() {
+    return this.ctx.config.replication;
+  }
+
+  start(): void {
+    this.done = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.done;
+    this.state = 'stopped';
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  private async feedGet(path: string): Promise<any> {
+    let response: Response;
+    try {
+      response = await fetch(this.feed + path, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(Math.max(this.ctx.config.upstreamTimeoutMs, 30_000)) });
+    } catch (err) {
+      throw new UpstreamUnavailable('the change feed ' + this.feed + ' is unreachable (' + ((err as { cause?: { code?: string } }).cause?.code || (err as Error).message) + ')');
+    }
+    if (!response.ok) {
+      await response.body?.cancel();
+      throw new UpstreamUnavailable('the change feed ' + this.feed + ' answered ' + response.status + ' for ' + path.split('?')[0]);
+    }
+    return response.json();
+  }
+
+  /** The feed's current position, from its root (`{update_seq}`), or null when it does not say. */
+  private async feedHead(): Promise<unknown> {
+    try {
+      const info = await this.feedGet('/');
+      return info && info.update_seq !== undefined ? info.update_seq : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private async loadCheckpoint(): Promise<void> {
+    const id = 'replication-feed:' + this.feed;
+    try {
+      this.checkpoint = await this.store.get(id);
+      return;
+    } catch (err) {
+      if (couchFailure(err).statusCode !== 404) throw err;
+    }
+    // A new mirror: `all` reads the whole feed; the partial modes start at the feed's present and
+    // bring the packages they hold up to date with a sweep.
+    let since: unknown = 0;
+    let head: unknown = null;
+    for (let delay = 1000; !this.stopped; delay = Math.min(delay * 2, 30_000)) {
+      head = await this.feedHead();
+      if (head !== null || this.settings.mode === 'all') break;
+      this.state = 'upstream-unreachable';
+      this.lastError = 'the change feed ' + this.feed + ' did not tell its position; retrying';
+      await this.pause(delay);
+    }
+    if (this.settings.mode !== 'all' && head !== null) since = head;
+    this.checkpoint = {
+      _id: id,
+      feed: this.feed,
+      since,
+      initial: { from: since, to: head, done: false },
+      history: [],
+      pending: {},
+      lastSweep: 0,
+      packagesWritten: 0,
+      deleted: 0,
+    };
+  }
+
+  private async saveCheckpoint(): Promise<void> {
+    const result = await this.store.insert(this.checkpoint);
+    this.checkpoint._rev = result.rev;
+  }
+
+  private async run(): Promise<void> {
+    for (let delay = 1000; !this.stopped; delay = Math.min(delay * 2, 30_000)) {
+      try {
+        await this.loadCheckpoint();
+        break;
+      } catch (err) {
+        this.lastError = 'cannot read the replication checkpoint: ' + (err as Error).message;
+        await this.pause(delay);
+      }
+    }
+    if (this.settings.mode === 'list') await this.seedList();
+    let delay = 1000;
+    while (!this.stopped) {
+      try {
+        await this.cycle();
+        delay = 1000;
+      } catch (err) {
+        const message = (err as Error).message;
+        this.lastError = message;
+        if (err instanceof UpstreamUnavailable) this.state = 'upstream-unreachable';
+        this.log.warn({ err: message }, 'replication: following the feed failed; retrying');
+        await this.pause(delay);
+        delay = Math.min(delay * 2, 60_000);
+      }
+    }
+  }
+
+  /** The `list` mode's names that are not here yet are fetched at once. */
+  private async seedList(): Promise<void> {
+    let names: string[];
+    try {
+      names = listedNames(this.settings.packages);
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.log.error({ err: this.lastError }, 'replication: the package list cannot be read');
+      return;
+    }
+    const present = await this.localRevs(names);
+    const missing = names.filter((n) => !present.has(n));
+    for (const name of missing) this.checkpoint.pending[name] = { attempts: 0, next: 0, reason: 'listed in REPLICATION_PACKAGES' };
+  }
+
+  /** One pass: a batch of the feed, or, when caught up, the retries and the periodic re-checks. */
+  private async cycle(): Promise<void> {
+    const batch = await this.feedGet('/_changes?since=' + encodeURIComponent(String(this.checkpoint.since)) + '&limit=' + BATCH);
+    const results: FeedEntry[] = Array.isArray(batch.results) ? batch.results : [];
+    if (!this.checkpoint.initial || this.checkpoint.initial.done) this.state = 'following';
+    else this.state = 'initial-sync';
+    await this.apply(results);
+    if (batch.last_seq !== undefined && batch.last_seq !== null) this.checkpoint.since = batch.last_seq;
+    this.checkpoint.history.push({ seq: this.checkpoint.since, at: Date.now() });
+    if (this.checkpoint.history.length > 200) this.checkpoint.history.splice(0, this.checkpoint.history.length - 200);
+    const caughtUp = results.length < BATCH;
+    if (caughtUp) {
+      if (this.checkpoint.initial && !this.checkpoint.initial.done) this.checkpoint.initial.done = true;
+      await this.retryPending();
+      await this.recheckLate();
+      await this.sweepIfDue();
+    }
+    await this.saveCheckpoint();
+    this.caughtUp = caughtUp;
+    if (caughtUp) {
+      this.behindSince = Date.now();
+      this.state = 'following';
+      this.lastError = null;
+      await this.pause(this.settings.pollMs);
+    }
+  }
+
+  /** Local revisions of `names` (deleted and missing ones left out). */
+  private async localRevs(names: string[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    if (names.length === 0) return found;
+    const answer = (await this.ctx.couch.server.relax({
+      method: 'POST',
+      db: this.ctx.config.registryDb,
+      path: '_all_docs',
+      body: { keys: names },
+    })) as { rows: { key: string; value?: { rev: string; deleted?: boolean } }[] };
+    for (const row of answer.rows) if (row.value && !row.value.deleted) found.set(row.key, row.value.rev);
+    return found;
+  }
+
+  /** Applies feed entries (the last entry of each package wins), `concurrency` packages at a time. */
+  private async apply(entries: FeedEntry[]): Promise<void> {
+    const latest = new Map<string, FeedEntry>();
+    for (const entry of entries) {
+      if (!entry || typeof entry.id !== 'string' || entry.id.startsWith('_design/') || entry.id.startsWith('_')) continue;
+      latest.set(entry.id, entry);
+    }
+    let names = [...latest.keys()];
+    if (this.settings.mode !== 'all') {
+      const present = await this.localRevs(names);
+      names = names.filter((n) => present.has(n));
+    }
+    await this.pool(names, (name) => {
+      const entry = latest.get(name) as FeedEntry;
+      return this.sync(name, entry.changes && entry.changes[0] ? entry.changes[0].rev : undefined, !!entry.deleted);
+    });
+  }
+
+  private async pool<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length && !this.stopped) await work(items[next++]);
+    };
+    await Promise.all(Array.from({ length: Math.min(this.settings.concurrency, items.length) }, worker));
+  }
+
+  /** Brings one package up to the upstream's revision `rev` (or deletes it); failures wait in `pending`. */
+  private async sync(name: string, rev: string | undefined, deleted: boolean): Promise<void> {
+    const previous = this.checkpoint.pending[name];
+    try {
+      const outcome = await this.syncOnce(name, rev, deleted);
+      if (outcome === 'done') delete this.checkpoint.pending[name];
+      else this.postpone(name, rev, deleted, outcome, previous);
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.mirror.recordFailure(name, reason);
+      this.postpone(name, rev, deleted, reason, previous);
+    }
+  }
+
+  private postpone(name: string, rev: string | undefined, deleted: boolean, reason: string, previous: Pending | undefined): void {
+    const attempts = (previous ? previous.attempts : 0) + 1;
+    if (attempts > MAX_ATTEMPTS) {
+      delete this.checkpoint.pending[name];
+      this.mirror.recordFailure(name, 'gave up after ' + MAX_ATTEMPTS + ' attempts: ' + reason);
+      return;
+    }
+    const backoff = Math.min(1000 * 2 ** attempts, 10 * 60_000);
+    this.checkpoint.pending[name] = { rev, deleted, attempts, next: Date.now() + backoff, reason };
+  }
+
+  /** 'done', or the reason to try again later. */
+  private async syncOnce(name: string, rev: string | undefined, deleted: boolean): Promise<string> {
+    const existing = await this.readLocal(name);
+    if (existing && !isMirrored(existing, this.ctx.registryId)) {
+      this.mirror.stats.refused.set(name, 'shadowed: "' + name + '" is published in this registry; the upstream package of that name is refused.');
+      return 'done';
+    }
+    if (deleted) {
+      if (existing && (await this.mirror.remove(name))) this.checkpoint.deleted++;
+      return 'done';
+    }
+    if (existing && rev && existing.origin_rev === rev) return 'done';
+    const packument = await this.fetchWithRetries(name);
+    if (!packument) {
+      // Gone upstream (deleted or unpublished without a tombstone), or not readable yet.
+      if (existing) {
+        if (await this.mirror.remove(name)) this.checkpoint.deleted++;
+        return 'done';
+      }
+      return 'the upstream has no packument for "' + name + '" yet';
+    }
+    if (rev && revGeneration(packument._rev) < revGeneration(rev)) {
+      return 'the upstream packument of "' + name + '" (' + String(packument._rev) + ') is behind its feed entry (' + rev + ')';
+    }
+    if (existing && existing.origin_rev && existing.origin_rev === packument._rev) return 'done';
+    const stored = await this.mirror.store(name, packument, existing);
+    if (stored) {
+      this.checkpoint.packagesWritten++;
+      if (this.ctx.config.upstreamTarballs === 'eager') await this.mirror.fetchAllTarballs(stored);
+    }
+    return 'done';
+  }
+
+  private async readLocal(name: string): Promise<PackageDoc | null> {
+    try {
+      return await this.ctx.registry.get(name);
+    } catch (err) {
+      if (couchFailure(err).statusCode === 404) return null;
+      throw err;
+    }
+  }
+
+  private async fetchWithRetries(name: string) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.mirror.fetchPackument(name);
+      } catch (err) {
+        if (!(err instanceof UpstreamUnavailable) || attempt >= 3 || this.stopped) throw err;
+        await sleep(500 * 2 ** (attempt - 1));
+      }
+    }
+  }
+
+  private async retryPending(): Promise<void> {
+    const now = Date.now();
+    const due = Object.keys(this.checkpoint.pending).filter((name) => this.checkpoint.pending[name].next <= now);
+    await this.pool(due, (name) => {
+      const p = this.checkpoint.pending[name];
+      return this.sync(name, p.rev, !!p.deleted);
+    });
+  }
+
+  /** Reads the feed again from a checkpoint of `recheckSeconds` ago, for entries that arrived late. */
+  private async recheckLate(): Promise<void> {
+    const windowMs = this.settings.recheckSeconds * 1000;
+    if (windowMs === 0 || Date.now() - this.lastRecheck < windowMs) return;
+    const cutoff = Date.now() - windowMs;
+    const older = this.checkpoint.history.filter((h) => h.at <= cutoff);
+    this.lastRecheck = Date.now();
+    if (older.length === 0) return;
+    let since = older[older.length - 1].seq;
+    for (let pages = 0; pages < 100 && !this.stopped; pages++) {
+      const batch = await this.feedGet('/_changes?since=' + encodeURIComponent(String(since)) + '&limit=' + BATCH);
+      const results: FeedEntry[] = Array.isArray(batch.results) ? batch.results : [];
+      await this.apply(results);
+      since = batch.last_seq;
+      if (results.length < BATCH) break;
+    }
+    this.checkpoint.history = this.checkpoint.history.filter((h) => h.at > cutoff);
+  }
+
+  /** Modes `existing` and `list`: every mirrored package compared with the upstream once a day. */
+  private async sweepIfDue(): Promise<void> {
+    if (this.settings.mode === 'all' || Date.now() - this.checkpoint.lastSweep < SWEEP_MS) return;
+    this.checkpoint.lastSweep = Date.now();
+    const rows = (await this.ctx.couch.server.relax({
+      db: this.ctx.config.registryDb,
+      path: '_design/app/_view/byOrigin',
+      qs: { key: JSON.stringify(this.mirror.upstream) },
+    })) as { rows: { id: string }[] };
+    await this.pool(rows.rows.map((r) => r.id), (name) => this.sync(name, undefined, false));
+  }
+
+  async status(): Promise<FollowerStatus> {
+    if (!this.head || Date.now() - this.head.at > 2000) {
+      const seq = await this.feedHead();
+      this.head = { seq, at: Date.now() };
+    }
+    const cp = this.checkpoint;
+    const since = cp ? cp.since : null;
+    const headN = seqNumber(this.head.seq);
+    const sinceN = seqNumber(since);
+    const initial = cp && cp.initial ? cp.initial : null;
+    let progress: number | null = null;
+    if (initial) {
+      const from = seqNumber(initial.from);
+      const to = seqNumber(initial.to ?? this.head.seq);
+      if (initial.done) progress = 1;
+      else if (from !== null && to !== null && sinceN !== null) progress = to > from ? Math.max(0, Math.min(1, (sinceN - from) / (to - from))) : 1;
+    }
+    return {
+      feed: this.feed,
+      mode: this.settings.mode,
+      state: this.state,
+      since,
+      head: this.head.seq,
+      lag: {
+        changes: headN !== null && sinceN !== null ? Math.max(0, headN - sinceN) : null,
+        seconds: this.caughtUp ? 0 : Math.round((Date.now() - this.behindSince) / 1000),
+      },
+      initialSync: initial ? { ...initial, progress } : null,
+      packagesWritten: cp ? cp.packagesWritten : 0,
+      deleted: cp ? cp.deleted : 0,
+      pending: cp ? Object.entries(cp.pending).map(([name, p]) => ({ name, attempts: p.attempts, reason: p.reason })) : [],
+      lastError: this.lastError,
+    };
+  }
+}

@@ -1,0 +1,19 @@
+/** Waiting for what happens in the background (replication, feeds), with a deadline. */
+
+/** Calls `read` until it returns something other than null; fails after `ms` with `what`. */
+export async function eventually<T>(read: () => Promise<T | null>, ms = 20_000, what = 'the expected state'): Promise<T> {
+  const deadline = Date.now() + ms;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await read();
+      if (value !== null) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error('Timed out after ' + ms + ' ms waiting for ' + what + (lastError ? ' (last error: ' + (lastError as Error).message + ')' : ''));
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
