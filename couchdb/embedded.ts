@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { Server } from 'http';
 import { AddressInfo } from 'net';
 import { join } from 'path';
-import { verifyProxyHeaders } from './proxy-auth';
+import { proxyHeaders, verifyProxyHeaders } from './proxy-auth';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const PouchDB = require('pouchdb');
@@ -122,12 +122,114 @@ function writeServerConfig(file: string, adminName: string, adminPassword: strin
   renameSync(temp, file);
 }
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * `_changes?feed=longpoll`, answered by polling the normal feed every 250 ms until something changed
+ * or the timeout (at most 60 s) passed. express-pouchdb's own longpoll leaks a heartbeat timer and
+ * keeps working for clients that went away (replication abandons longpolls all the time). The caller
+ * is authenticated once; the polls are made as the same user through proxy authentication.
+ */
+function longpollChanges(selfUrl: () => string, secret: string, sessionOf: (req: express.Request) => Promise<CouchSession | null>): express.RequestHandler {
+  return (req, res, next) => {
+    if (req.query.feed !== 'longpoll') return next();
+    (async () => {
+      const session = await sessionOf(req);
+      const user = session && session.userCtx;
+      const headers: Record<string, string> = { accept: 'application/json' };
+      if (user && user.name) Object.assign(headers, proxyHeaders(secret, user.name, user.roles || []));
+      const params = new URLSearchParams(req.originalUrl.split('?')[1] || '');
+      for (const live of ['feed', 'heartbeat', 'timeout']) params.delete(live);
+      const dbUrl = selfUrl() + '/' + encodeURIComponent(req.params.db);
+      if (params.get('since') === 'now') {
+        const info = await fetch(dbUrl, { headers });
+        params.set('since', String(((await info.json()) as { update_seq?: unknown }).update_seq ?? 0));
+      }
+      const deadline = Date.now() + Math.min(Number(req.query.timeout) || 60_000, 60_000);
+      let gone = false;
+      res.on('close', () => (gone = true));
+      const body = req.method === 'POST' ? JSON.stringify(req.body || {}) : undefined;
+      for (;;) {
+        const answer = await fetch(dbUrl + '/_changes?' + params, {
+          method: req.method,
+          headers: body ? { ...headers, 'content-type': 'application/json' } : headers,
+          body,
+        });
+        const text = await answer.text();
+        let empty = false;
+        try {
+          empty = answer.ok && (JSON.parse(text) as { results: unknown[] }).results.length === 0;
+        } catch {
+          empty = false;
+        }
+        if (gone) return;
+        if (!empty || Date.now() >= deadline) {
+          res.status(answer.status).type('application/json').send(text);
+          return;
+        }
+        await sleep(250);
+      }
+    })().catch(next);
+  };
+}
+
+/** A running PouchDB replication. */
+interface Replication {
+  cancel(): void;
+  then(onDone?: (value: unknown) => unknown, onError?: (err: unknown) => unknown): Promise<unknown>;
+  catch(onError: (err: unknown) => unknown): Promise<unknown>;
+}
+
+/**
+ * Keeps track of the replications run from `_replicator`, so that closing the server cancels them.
+ * express-pouchdb's stop of its replicator daemon does nothing (it refers to a variable it never
+ * sets). A replication cancelled by the close never reports its end to the daemon, which would
+ * otherwise write to `_replicator` after the server is gone.
+ */
+function trackReplications(LocalPouch: { replicate: (...args: unknown[]) => Replication }): { cancelAll(): Promise<void> } {
+  const running = new Map<Replication, Promise<void>>();
+  let closing = false;
+  const replicate = LocalPouch.replicate;
+  LocalPouch.replicate = function (this: unknown, ...args: unknown[]) {
+    const replication = replicate.apply(this, args);
+    const ended = replication.then.bind(replication);
+    let settled!: () => void;
+    running.set(replication, new Promise<void>((resolve) => (settled = resolve)));
+    const outcome = new Promise((resolve, reject) => {
+      ended(
+        (value) => {
+          running.delete(replication);
+          settled();
+          if (!closing) resolve(value);
+        },
+        (err) => {
+          running.delete(replication);
+          settled();
+          if (!closing) reject(err);
+        },
+      );
+    });
+    replication.then = outcome.then.bind(outcome);
+    replication.catch = outcome.catch.bind(outcome);
+    return replication;
+  };
+  return {
+    async cancelAll() {
+      closing = true;
+      const ends = [...running.values()];
+      for (const replication of running.keys()) replication.cancel();
+      await Promise.race([Promise.all(ends), new Promise((resolve) => setTimeout(resolve, 3000).unref())]);
+    },
+  };
+}
+
 export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<EmbeddedCouch> {
   const dir = join(options.dataDir, 'couchdb');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const configPath = join(dir, 'config.json');
   writeServerConfig(configPath, options.adminName, options.adminPassword);
   const LocalPouch = PouchDB.defaults({ prefix: dir + '/' });
+  const replications = trackReplications(LocalPouch as unknown as { replicate: (...args: unknown[]) => Replication });
   const couchApp = expressPouchDB(LocalPouch, {
     configPath,
     logPath: join(dir, 'log.txt'),
@@ -139,27 +241,34 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   app.disable('x-powered-by');
   app.use(proxyAuthentication(options.proxySecret));
   let selfUrl = '';
-  app.use(
-    databaseAdminGuard(async (req) => {
-      const pinned = (req as unknown as { couchSession?: CouchSession }).couchSession;
-      if (pinned) return pinned;
-      const headers: Record<string, string> = {};
-      if (req.headers.authorization) headers.authorization = req.headers.authorization;
-      if (req.headers.cookie) headers.cookie = req.headers.cookie;
-      const response = await fetch(selfUrl + '/_session', { headers });
-      return response.ok ? ((await response.json()) as CouchSession) : null;
-    }),
-  );
+  /** The session of a request: pinned by proxy authentication, or asked of the server once. */
+  const sessionOf = async (req: express.Request): Promise<CouchSession | null> => {
+    const pinned = (req as unknown as { couchSession?: CouchSession }).couchSession;
+    if (pinned) return pinned;
+    const headers: Record<string, string> = {};
+    if (req.headers.authorization) headers.authorization = req.headers.authorization;
+    if (req.headers.cookie) headers.cookie = req.headers.cookie;
+    const response = await fetch(selfUrl + '/_session', { headers });
+    return response.ok ? ((await response.json()) as CouchSession) : null;
+  };
+  app.use(databaseAdminGuard(sessionOf));
+  const longpoll = longpollChanges(() => selfUrl, options.proxySecret, sessionOf);
+  app.get('/:db/_changes', longpoll);
   // CouchDB filters a POSTed `_changes?filter=_selector` by the body's `selector` (replication
   // excluding design documents uses it); express-pouchdb reads only `doc_ids` from that body.
-  app.post('/:db/_changes', express.json({ limit: '1mb' }), (req, _res, next) => {
-    const body = req.body as { selector?: unknown } | undefined;
-    if (body && typeof body.selector === 'object' && body.selector !== null) {
-      (req.query as Record<string, unknown>).selector = body.selector;
-      (req.query as Record<string, unknown>).filter = '_selector';
-    }
-    next();
-  });
+  app.post(
+    '/:db/_changes',
+    express.json({ limit: '1mb' }),
+    (req, _res, next) => {
+      const body = req.body as { selector?: unknown } | undefined;
+      if (body && typeof body.selector === 'object' && body.selector !== null) {
+        (req.query as Record<string, unknown>).selector = body.selector;
+        (req.query as Record<string, unknown>).filter = '_selector';
+      }
+      next();
+    },
+    longpoll,
+  );
   app.use(couchApp);
 
   const host = options.host || '127.0.0.1';
@@ -172,10 +281,12 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   return {
     url: 'http://' + host + ':' + port,
     port,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await replications.cancelAll();
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+    },
   };
 }

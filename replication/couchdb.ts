@@ -114,7 +114,7 @@ export class NativeReplication {
     const local = (await this.couch.server.relax({
       db: this.registryDb,
       path: '_design/app/_view/byOrigin',
-      qs: { key: JSON.stringify(registryId) },
+      qs: { key: registryId },
     })) as { rows: { id: string }[] };
     const names = local.rows.map((r) => r.id);
     if (names.length === 0) return [];

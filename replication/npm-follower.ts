@@ -450,7 +450,7 @@ export class NpmFollower {
     const rows = (await this.ctx.couch.server.relax({
       db: this.ctx.config.registryDb,
       path: '_design/app/_view/byOrigin',
-      qs: { key: JSON.stringify(this.mirror.upstream) },
+      qs: { key: this.mirror.upstream },
     })) as { rows: { id: string }[] };
     await this.pool(rows.rows.map((r) => r.id), (name) => this.sync(name, undefined, false));
   }

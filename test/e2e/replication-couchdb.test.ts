@@ -1,0 +1,101 @@
+/**
+ * Two instances of this registry on loopback, the downstream replicating the upstream's CouchDB
+ * database natively (a continuous replication in `_replicator`, as the replication user): a publish
+ * upstream installs downstream within seconds with its tarball; a downstream local package survives
+ * an upstream package of the same name; design documents stay where they are; local users cannot
+ * change mirrored packages.
+ */
+import { readFileSync } from 'fs';
+import { join } from 'path';
+import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
+import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { eventually } from '../helpers/wait';
+
+let upstream: TestRegistry;
+let downstream: TestRegistry;
+let publisher: NpmClient;
+let localUser: NpmClient;
+let localToken: string;
+
+const docAt = (registry: TestRegistry, name: string) => couchGet(registry, '/' + registry.registryDb + '/' + encodeURIComponent(name));
+
+async function publishUpstream(manifest: Record<string, unknown>): Promise<void> {
+  const result = await publisher.npm(['publish'], makePackage(publisher.home, manifest));
+  if (result.code !== 0) throw new Error('publish upstream failed: ' + result.stderr);
+}
+
+beforeAll(async () => {
+  upstream = await startTestRegistry();
+  publisher = npmClient(upstream.url, await upstream.signup('alice'));
+  await publishUpstream({ name: 'native-early', version: '1.0.0' });
+  const source = new URL('/' + upstream.registryDb, upstream.adminCouchUrl).toString();
+  downstream = await startTestRegistry({ REPLICATION_COUCHDB: source });
+  localToken = await downstream.signup('bob');
+  localUser = npmClient(downstream.url, localToken);
+});
+
+afterAll(async () => {
+  await downstream?.stop();
+  await upstream?.stop();
+});
+
+describe('native CouchDB replication', () => {
+  it('runs as a _replicator document writing as the replication user, not an admin', async () => {
+    const jobs = await couchGet(downstream, '/_replicator/_all_docs?include_docs=true');
+    const job = jobs.body.rows.map((r: { doc: Record<string, any> }) => r.doc).find((d: Record<string, any>) => d._id === 'registry-' + downstream.registryDb + '-from-upstream');
+    expect(job.continuous).toBe(true);
+    expect(job.selector).toEqual({ _id: { $regex: '^[^_]' } });
+    const target = typeof job.target === 'string' ? job.target : job.target.url;
+    expect(new URL(target).username).toBe('registry-replicator');
+    const user = await couchGet(downstream, '/_users/org.couchdb.user:registry-replicator');
+    expect(user.body.roles).toEqual(['registry-replicator']);
+  });
+
+  it('a package published upstream installs downstream within seconds, tarball included', async () => {
+    await eventually(async () => ((await docAt(downstream, 'native-early')).status === 200 ? true : null));
+    const started = Date.now();
+    await publishUpstream({ name: 'native-lib', version: '1.0.0' });
+    const doc = await eventually(async () => {
+      const res = await docAt(downstream, 'native-lib');
+      return res.status === 200 ? res.body : null;
+    });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(doc.origin).toBe(upstream.registryId);
+    expect(doc._attachments['native-lib-1.0.0.tgz'].length).toBeGreaterThan(0);
+    const client = npmClient(downstream.url);
+    const dir = makeProject(client.home, 'native-consumer', { 'native-lib': '1.0.0' });
+    const install = await client.npm(['install'], dir);
+    expect(install.code).toBe(0);
+    expect(readFileSync(join(dir, 'node_modules/native-lib/index.js'), 'utf8')).toContain('native-lib@1.0.0');
+  });
+
+  it('design documents are not replicated: each side keeps its own', async () => {
+    const up = await couchGet(upstream, '/' + upstream.registryDb + '/_design/mirror');
+    const down = await couchGet(downstream, '/' + downstream.registryDb + '/_design/mirror');
+    expect(down.body.registry).toBe(downstream.registryId);
+    expect(up.body.registry).toBe(upstream.registryId);
+    expect(down.body.registry).not.toBe(up.body.registry);
+  });
+
+  it('a downstream local package survives an upstream package of the same name', async () => {
+    const local = await localUser.npm(['publish'], makePackage(localUser.home, { name: 'native-same', version: '5.0.0', description: 'ours' }));
+    expect(local.code).toBe(0);
+    await publishUpstream({ name: 'native-same', version: '1.0.0', description: 'theirs' });
+    await publishUpstream({ name: 'native-after', version: '1.0.0' });
+    await eventually(async () => ((await docAt(downstream, 'native-after')).status === 200 ? true : null));
+    const ours = await downstream.request('GET', '/native-same');
+    expect(ours.body.description).toBe('ours');
+    expect(Object.keys(ours.body.versions)).toEqual(['5.0.0']);
+    const status = await downstream.request('GET', '/-/replication', { token: localToken });
+    expect(status.body.shadowed).toContain('native-same');
+    expect(status.body.couchdb.source).toBe(new URL('/' + upstream.registryDb, upstream.couchUrl).toString());
+    expect(JSON.stringify(status.body)).not.toContain('test-admin-password');
+  });
+
+  it('local users cannot change a natively mirrored package', async () => {
+    const publish = await localUser.npm(['publish'], makePackage(localUser.home, { name: 'native-lib', version: '2.0.0' }));
+    expect(publish.code).not.toBe(0);
+    expect(publish.stderr).toContain('private scope');
+    expect(Object.keys((await docAt(downstream, 'native-lib')).body.versions)).toEqual(['1.0.0']);
+  });
+});
