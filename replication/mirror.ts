@@ -182,6 +182,34 @@ export class Mirror {
     }
   }
 
+  /**
+   * Writes mirrored documents (JSON) in one `_bulk_docs` as the replication user. Returns, per package
+   * that was not written, `refused` (recorded with its reason) or the reason to try again.
+   */
+  async storeMany(docs: string[]): Promise<Map<string, string>> {
+    const path = '/' + encodeURIComponent(this.ctx.config.registryDb) + '/_bulk_docs';
+    const results = (await this.ctx.couch.requestAs(REPLICATOR, 'POST', path, '{"docs":[' + docs.join(',') + ']}', 'application/json')) as {
+      id: string;
+      rev?: string;
+      error?: string;
+      reason?: string;
+    }[];
+    const failed = new Map<string, string>();
+    for (const result of results) {
+      if (!result.error && result.rev) {
+        this.stats.packagesWritten++;
+        this.stats.refused.delete(result.id);
+        changedHere(this.ctx, result.id, result.rev);
+      } else if (result.error === 'forbidden') {
+        this.stats.refused.set(result.id, result.reason || 'refused by _design/mirror');
+        failed.set(result.id, 'refused');
+      } else {
+        failed.set(result.id, (result.error || 'error') + ': ' + (result.reason || 'not written'));
+      }
+    }
+    return failed;
+  }
+
   /** Deletes the mirrored copy of a package the upstream deleted; a local package of that name stays. */
   async remove(name: string): Promise<boolean> {
     const existing = await readPackage(this.ctx, name);

@@ -20,9 +20,12 @@ import Nano from 'nano';
 import { PackageDoc } from '../couchapp/lib/types';
 import { couchFailure } from '../gateway/couch';
 import { Context } from '../gateway/context';
-import { isMirrored, Mirror, revGeneration, UpstreamUnavailable } from './mirror';
+import { isMirrored, Mirror, mirroredDoc, revGeneration, UpstreamUnavailable } from './mirror';
 
 const BATCH = 500;
+/** Documents written to CouchDB in one `_bulk_docs`, at most. */
+const WRITE_BATCH = 100;
+const WRITE_BATCH_BYTES = 16 * 1024 * 1024;
 const MAX_ATTEMPTS = 8;
 const SWEEP_MS = 24 * 3600_000;
 
@@ -32,6 +35,16 @@ interface FeedEntry {
   changes?: { rev: string }[];
   deleted?: boolean;
 }
+
+/** A package to bring up to date: the feed's revision, whether it was deleted, whether it is here (when known). */
+interface Work {
+  name: string;
+  rev?: string;
+  deleted: boolean;
+  present?: boolean;
+}
+
+type Outcome = { done: true } | { retry: string } | { write: PackageDoc };
 
 interface Pending {
   rev?: string;
@@ -315,18 +328,16 @@ export class NpmFollower {
   private async apply(entries: FeedEntry[]): Promise<void> {
     const latest = new Map<string, FeedEntry>();
     for (const entry of entries) {
-      if (!entry || typeof entry.id !== 'string' || entry.id.startsWith('_design/') || entry.id.startsWith('_')) continue;
+      if (!entry || typeof entry.id !== 'string' || entry.id.startsWith('_')) continue;
       latest.set(entry.id, entry);
     }
-    let names = [...latest.keys()];
-    if (this.settings.mode !== 'all') {
-      const present = await this.localRevs(names);
-      names = names.filter((n) => present.has(n));
+    const present = await this.localRevs([...latest.keys()]);
+    const work: Work[] = [];
+    for (const [name, entry] of latest) {
+      if (this.settings.mode !== 'all' && !present.has(name)) continue;
+      work.push({ name, rev: entry.changes && entry.changes[0] ? entry.changes[0].rev : undefined, deleted: !!entry.deleted, present: present.has(name) });
     }
-    await this.pool(names, (name) => {
-      const entry = latest.get(name) as FeedEntry;
-      return this.sync(name, entry.changes && entry.changes[0] ? entry.changes[0].rev : undefined, !!entry.deleted);
-    });
+    await this.runAll(work);
   }
 
   private async pool<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
@@ -337,62 +348,95 @@ export class NpmFollower {
     await Promise.all(Array.from({ length: Math.min(this.settings.concurrency, items.length) }, worker));
   }
 
-  /** Brings one package up to the upstream's revision `rev` (or deletes it); failures wait in `pending`. */
-  private async sync(name: string, rev: string | undefined, deleted: boolean): Promise<void> {
-    const previous = this.checkpoint.pending[name];
-    try {
-      const outcome = await this.syncOnce(name, rev, deleted);
-      if (outcome === 'done') delete this.checkpoint.pending[name];
-      else this.postpone(name, rev, deleted, outcome, previous);
-    } catch (err) {
-      const reason = (err as Error).message;
-      this.mirror.recordFailure(name, reason);
-      this.postpone(name, rev, deleted, reason, previous);
-    }
+  /**
+   * Brings packages up to the upstream: each is looked at (and its packument fetched) by one of
+   * `concurrency` workers; the documents to write go to CouchDB in bulk. What fails waits in `pending`.
+   */
+  private async runAll(items: Work[]): Promise<void> {
+    let writes: { item: Work; json: string }[] = [];
+    let bytes = 0;
+    const flush = async () => {
+      const chunk = writes;
+      writes = [];
+      bytes = 0;
+      if (chunk.length === 0) return;
+      const results = await this.mirror.storeMany(chunk.map((w) => w.json));
+      for (const { item } of chunk) {
+        const failure = results.get(item.name);
+        if (failure === undefined || failure === 'refused') {
+          delete this.checkpoint.pending[item.name];
+          if (failure === undefined) this.checkpoint.packagesWritten++;
+        } else {
+          this.postpone(item, failure);
+        }
+      }
+      if (this.ctx.config.upstreamTarballs === 'eager') {
+        for (const { item } of chunk) {
+          if (results.get(item.name) !== undefined) continue;
+          const stored = await this.readLocal(item.name);
+          if (stored) await this.mirror.fetchAllTarballs(stored);
+        }
+      }
+    };
+    await this.pool(items, async (item) => {
+      let outcome: Outcome;
+      try {
+        outcome = await this.plan(item);
+      } catch (err) {
+        this.mirror.recordFailure(item.name, (err as Error).message);
+        this.postpone(item, (err as Error).message);
+        return;
+      }
+      if ('retry' in outcome) this.postpone(item, outcome.retry);
+      else if ('write' in outcome) {
+        const json = JSON.stringify(outcome.write);
+        writes.push({ item, json });
+        bytes += json.length;
+        if (writes.length >= WRITE_BATCH || bytes >= WRITE_BATCH_BYTES) await flush();
+      } else delete this.checkpoint.pending[item.name];
+    });
+    await flush();
   }
 
-  private postpone(name: string, rev: string | undefined, deleted: boolean, reason: string, previous: Pending | undefined): void {
+  private postpone(item: Work, reason: string): void {
+    const previous = this.checkpoint.pending[item.name];
     const attempts = (previous ? previous.attempts : 0) + 1;
     if (attempts > MAX_ATTEMPTS) {
-      delete this.checkpoint.pending[name];
-      this.mirror.recordFailure(name, 'gave up after ' + MAX_ATTEMPTS + ' attempts: ' + reason);
+      delete this.checkpoint.pending[item.name];
+      this.mirror.recordFailure(item.name, 'gave up after ' + MAX_ATTEMPTS + ' attempts: ' + reason);
       return;
     }
     const backoff = Math.min(1000 * 2 ** attempts, 10 * 60_000);
-    this.checkpoint.pending[name] = { rev, deleted, attempts, next: Date.now() + backoff, reason };
+    this.checkpoint.pending[item.name] = { rev: item.rev, deleted: item.deleted, attempts, next: Date.now() + backoff, reason };
   }
 
-  /** 'done', or the reason to try again later. */
-  private async syncOnce(name: string, rev: string | undefined, deleted: boolean): Promise<string> {
-    const existing = await this.readLocal(name);
+  /** What to do about one package: nothing, try again later (and why), or write this document. */
+  private async plan(item: Work): Promise<Outcome> {
+    const { name, rev, deleted } = item;
+    const existing = item.present === false ? null : await this.readLocal(name);
     if (existing && !isMirrored(existing, this.ctx.registryId)) {
       this.mirror.stats.refused.set(name, 'shadowed: "' + name + '" is published in this registry; the upstream package of that name is refused.');
-      return 'done';
+      return { done: true };
     }
     if (deleted) {
       if (existing && (await this.mirror.remove(name))) this.checkpoint.deleted++;
-      return 'done';
+      return { done: true };
     }
-    if (existing && rev && existing.origin_rev === rev) return 'done';
+    if (existing && rev && existing.origin_rev === rev) return { done: true };
     const packument = await this.fetchWithRetries(name);
     if (!packument) {
       // Gone upstream (deleted or unpublished without a tombstone), or not readable yet.
       if (existing) {
         if (await this.mirror.remove(name)) this.checkpoint.deleted++;
-        return 'done';
+        return { done: true };
       }
-      return 'the upstream has no packument for "' + name + '" yet';
+      return { retry: 'the upstream has no packument for "' + name + '" yet' };
     }
     if (rev && revGeneration(packument._rev) < revGeneration(rev)) {
-      return 'the upstream packument of "' + name + '" (' + String(packument._rev) + ') is behind its feed entry (' + rev + ')';
+      return { retry: 'the upstream packument of "' + name + '" (' + String(packument._rev) + ') is behind its feed entry (' + rev + ')' };
     }
-    if (existing && existing.origin_rev && existing.origin_rev === packument._rev) return 'done';
-    const stored = await this.mirror.store(name, packument, existing);
-    if (stored) {
-      this.checkpoint.packagesWritten++;
-      if (this.ctx.config.upstreamTarballs === 'eager') await this.mirror.fetchAllTarballs(stored);
-    }
-    return 'done';
+    if (existing && existing.origin_rev && existing.origin_rev === packument._rev) return { done: true };
+    return { write: mirroredDoc(name, packument, this.mirror.upstream, existing) };
   }
 
   private async readLocal(name: string): Promise<PackageDoc | null> {
@@ -418,10 +462,7 @@ export class NpmFollower {
   private async retryPending(): Promise<void> {
     const now = Date.now();
     const due = Object.keys(this.checkpoint.pending).filter((name) => this.checkpoint.pending[name].next <= now);
-    await this.pool(due, (name) => {
-      const p = this.checkpoint.pending[name];
-      return this.sync(name, p.rev, !!p.deleted);
-    });
+    await this.runAll(due.map((name) => ({ name, rev: this.checkpoint.pending[name].rev, deleted: !!this.checkpoint.pending[name].deleted })));
   }
 
   /** Reads the feed again from a checkpoint of `recheckSeconds` ago, for entries that arrived late. */
@@ -452,7 +493,7 @@ export class NpmFollower {
       path: '_design/app/_view/byOrigin',
       qs: { key: this.mirror.upstream },
     })) as { rows: { id: string }[] };
-    await this.pool(rows.rows.map((r) => r.id), (name) => this.sync(name, undefined, false));
+    await this.runAll(rows.rows.map((r) => ({ name: r.id, deleted: false, present: true })));
   }
 
   async status(): Promise<FollowerStatus> {

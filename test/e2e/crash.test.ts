@@ -2,43 +2,20 @@
  * A publish interrupted by killing the registry process leaves either the whole version (manifest and
  * a tarball matching its integrity) or nothing of it, and the version can be published afterwards.
  */
-import { ChildProcess, spawn } from 'child_process';
+import { ChildProcess } from 'child_process';
 import { createHash, randomBytes } from 'crypto';
 import http from 'http';
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { sha1, sha512 } from '../helpers/npm';
+import { killProcess, startRegistryProcess } from '../helpers/process';
 
-const MAIN = join(__dirname, '..', '..', 'dist', 'gateway', 'main.js');
 const dataDir = mkdtempSync(join(tmpdir(), 'registry-crash-'));
 const registryDb = process.env.COUCHDB_URL ? 'registry-crash-' + Math.random().toString(36).slice(2, 8) : 'registry';
 
-function startProcess(): Promise<{ child: ChildProcess; url: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN], {
-      env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_DB: registryDb, REGISTRY_ADMIN_PASSWORD: 'crash-admin', LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const match = /ready at (http:\/\/\S+)/.exec(out);
-      if (match) resolve({ child, url: match[1] });
-    });
-    child.stderr!.on('data', (d) => (out += d));
-    child.on('exit', (code) => reject(new Error('registry exited (' + code + '): ' + out)));
-  });
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.removeAllListeners('exit');
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
+const startProcess = () => startRegistryProcess({ DATA_DIR: dataDir, REGISTRY_DB: registryDb, REGISTRY_ADMIN_PASSWORD: 'crash-admin' });
+const stop = killProcess;
 
 function publishBody(name: string, version: string, tarball: Buffer): Buffer {
   return Buffer.from(JSON.stringify({

@@ -1,0 +1,42 @@
+/** The registry as a separate process (`node dist/gateway/main.js`), for tests that kill it. */
+import { ChildProcess, spawn } from 'child_process';
+import { join } from 'path';
+
+const MAIN = join(__dirname, '..', '..', 'dist', 'gateway', 'main.js');
+
+export interface RegistryProcess {
+  child: ChildProcess;
+  /** The registry URL printed by `npm start`. */
+  url: string;
+  /** The CouchDB origin it uses (from the Fauxton line). */
+  couchUrl: string;
+}
+
+/** Starts the registry with `env` added to this process's environment; resolves once it is ready. */
+export function startRegistryProcess(env: Record<string, string>): Promise<RegistryProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MAIN], {
+      env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const ready = /ready at (http:\/\/\S+)/.exec(out);
+      const fauxton = /Fauxton:\s+(http:\/\/[^/\s]+)/.exec(out);
+      if (ready && fauxton) resolve({ child, url: ready[1], couchUrl: fauxton[1] });
+    });
+    child.stderr!.on('data', (d) => (out += d));
+    child.on('exit', (code) => reject(new Error('registry exited (' + code + '): ' + out)));
+  });
+}
+
+/** Kills the process with SIGKILL (no clean shutdown) and waits until it is gone. */
+export function killProcess(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.removeAllListeners('exit');
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
