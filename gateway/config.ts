@@ -22,6 +22,8 @@ export interface ReplicationConfig {
   pollMs: number;
   /** How far back the feed is read again for late entries, and how often (`REPLICATION_RECHECK_SECONDS`, default 300). */
   recheckSeconds: number;
+  /** Modes existing and list: how often every mirrored package is compared with the upstream, for entries the feed never showed (`REPLICATION_SWEEP_SECONDS`, default 86400). */
+  sweepSeconds: number;
   /** A CouchDB database to replicate natively through `_replicator` (`REPLICATION_COUCHDB`, with credentials). */
   couchdb?: string;
   /** Scopes never taken from an upstream (`REPLICATION_PRIVATE_SCOPES`, e.g. `@acme,@internal`). */
@@ -134,6 +136,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       concurrency: Math.max(1, integer(env, 'REPLICATION_CONCURRENCY', 8)),
       pollMs: integer(env, 'REPLICATION_POLL_MS', 2000),
       recheckSeconds: integer(env, 'REPLICATION_RECHECK_SECONDS', 300),
+      sweepSeconds: integer(env, 'REPLICATION_SWEEP_SECONDS', 86400),
       couchdb: env.REPLICATION_COUCHDB ? env.REPLICATION_COUCHDB.replace(/\/+$/, '') : undefined,
       privateScopes: parseScopes(env.REPLICATION_PRIVATE_SCOPES || ''),
     },

@@ -27,7 +27,6 @@ const BATCH = 500;
 const WRITE_BATCH = 100;
 const WRITE_BATCH_BYTES = 16 * 1024 * 1024;
 const MAX_ATTEMPTS = 8;
-const SWEEP_MS = 24 * 3600_000;
 
 interface FeedEntry {
   seq: unknown;
@@ -228,7 +227,7 @@ export class NpmFollower {
       feed: this.feed,
       since,
       initial: { from: since, to: head, done: false },
-      history: [],
+      history: [{ seq: since, at: Date.now() }],
       pending: {},
       lastSweep: 0,
       packagesWritten: 0,
@@ -291,8 +290,7 @@ export class NpmFollower {
     else this.state = 'initial-sync';
     await this.apply(results);
     if (batch.last_seq !== undefined && batch.last_seq !== null) this.checkpoint.since = batch.last_seq;
-    this.checkpoint.history.push({ seq: this.checkpoint.since, at: Date.now() });
-    if (this.checkpoint.history.length > 200) this.checkpoint.history.splice(0, this.checkpoint.history.length - 200);
+    this.remember(this.checkpoint.since);
     const caughtUp = results.length < BATCH;
     if (caughtUp) {
       if (this.checkpoint.initial && !this.checkpoint.initial.done) this.checkpoint.initial.done = true;
@@ -465,15 +463,31 @@ export class NpmFollower {
     await this.runAll(due.map((name) => ({ name, rev: this.checkpoint.pending[name].rev, deleted: !!this.checkpoint.pending[name].deleted })));
   }
 
-  /** Reads the feed again from a checkpoint of `recheckSeconds` ago, for entries that arrived late. */
+  /** Records when the follower first reached `seq`; kept for 3 re-check windows. */
+  private remember(seq: unknown): void {
+    const history = this.checkpoint.history;
+    const last = history[history.length - 1];
+    if (!last || JSON.stringify(last.seq) !== JSON.stringify(seq)) history.push({ seq, at: Date.now() });
+    const keepFrom = Date.now() - 3 * this.settings.recheckSeconds * 1000;
+    // Entries older than that go, except the newest of them (the position at the window's start).
+    while (history.length > 1 && history[1].at <= keepFrom) history.shift();
+    if (history.length > 1000) history.splice(0, history.length - 1000);
+  }
+
+  /**
+   * Every `recheckSeconds` (W), reads the feed again from where the follower was 2·W ago. An entry
+   * that shows up in the feed at most W after the follower passed its place is then seen: the next
+   * re-check comes within W of its arrival and starts from before it.
+   */
   private async recheckLate(): Promise<void> {
     const windowMs = this.settings.recheckSeconds * 1000;
     if (windowMs === 0 || Date.now() - this.lastRecheck < windowMs) return;
-    const cutoff = Date.now() - windowMs;
-    const older = this.checkpoint.history.filter((h) => h.at <= cutoff);
     this.lastRecheck = Date.now();
-    if (older.length === 0) return;
-    let since = older[older.length - 1].seq;
+    const history = this.checkpoint.history;
+    if (history.length === 0) return;
+    const cutoff = Date.now() - 2 * windowMs;
+    const before = history.filter((h) => h.at <= cutoff);
+    let since = (before.length ? before[before.length - 1] : history[0]).seq;
     for (let pages = 0; pages < 100 && !this.stopped; pages++) {
       const batch = await this.feedGet('/_changes?since=' + encodeURIComponent(String(since)) + '&limit=' + BATCH);
       const results: FeedEntry[] = Array.isArray(batch.results) ? batch.results : [];
@@ -481,12 +495,11 @@ export class NpmFollower {
       since = batch.last_seq;
       if (results.length < BATCH) break;
     }
-    this.checkpoint.history = this.checkpoint.history.filter((h) => h.at > cutoff);
   }
 
-  /** Modes `existing` and `list`: every mirrored package compared with the upstream once a day. */
+  /** Modes `existing` and `list`: every mirrored package compared with the upstream (`sweepSeconds`, daily by default). */
   private async sweepIfDue(): Promise<void> {
-    if (this.settings.mode === 'all' || Date.now() - this.checkpoint.lastSweep < SWEEP_MS) return;
+    if (this.settings.mode === 'all' || Date.now() - this.checkpoint.lastSweep < this.settings.sweepSeconds * 1000) return;
     this.checkpoint.lastSweep = Date.now();
     const rows = (await this.ctx.couch.server.relax({
       db: this.ctx.config.registryDb,

@@ -1,0 +1,139 @@
+/**
+ * The change-feed follower against a stand-in that serves the public feed contract's quirks: gaps
+ * and opaque sequence strings, an entry that shows up late behind the head, a packument that lags
+ * its feed entry, a deletion, a change that never gets an entry, and a tarball that does not match
+ * the upstream's integrity.
+ */
+import { createHash } from 'crypto';
+import { FeedStandIn, startFeedStandIn } from '../helpers/feed-standin';
+import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { eventually } from '../helpers/wait';
+
+let standIn: FeedStandIn;
+let mirror: TestRegistry;
+let token: string;
+
+const docAt = (registry: TestRegistry, name: string) => couchGet(registry, '/' + registry.registryDb + '/' + encodeURIComponent(name));
+const mirrored = (registry: TestRegistry, name: string, rev?: string) =>
+  eventually(async () => {
+    const res = await docAt(registry, name);
+    return res.status === 200 && (!rev || res.body.origin_rev === rev) ? res.body : null;
+  }, 20_000, name + (rev ? ' at ' + rev : '') + ' to be mirrored');
+const status = async (registry: TestRegistry, auth: string) => (await registry.request('GET', '/-/replication', { token: auth })).body;
+
+beforeAll(async () => {
+  standIn = await startFeedStandIn();
+  standIn.publish('first', ['1.0.0']);
+  mirror = await startTestRegistry({
+    UPSTREAM_REGISTRY: standIn.url,
+    REPLICATION_FEED: standIn.feedUrl,
+    REPLICATION_MODE: 'all',
+    REPLICATION_POLL_MS: '200',
+    REPLICATION_RECHECK_SECONDS: '1',
+  });
+  token = await mirror.signup('watcher');
+});
+
+afterAll(async () => {
+  await mirror?.stop();
+  await standIn?.close();
+});
+
+describe('following a feed with the public contract\'s quirks', () => {
+  it('follows gaps in opaque sequence numbers and reports no lag once caught up', async () => {
+    const b = standIn.publish('second', ['1.0.0', '1.1.0']);
+    await mirrored(mirror, 'first');
+    const doc = await mirrored(mirror, 'second', b.rev);
+    expect(Object.keys(doc.versions)).toEqual(['1.0.0', '1.1.0']);
+    const state = await eventually(async () => {
+      const s = await status(mirror, token);
+      return s.feed.lag.changes === 0 ? s : null;
+    });
+    expect(state.feed.since).toMatch(/^\d+-g1AAAAstandin/);
+    expect(state.feed.state).toBe('following');
+  });
+
+  it('an entry that shows up late, behind the head, is caught by reading the feed again', async () => {
+    const late = standIn.publish('late-entry', ['1.0.0'], { entry: 'late' });
+    standIn.publish('after-late-1', ['1.0.0']);
+    standIn.publish('after-late-2', ['1.0.0']);
+    await mirrored(mirror, 'after-late-2');
+    expect((await docAt(mirror, 'late-entry')).status).toBe(404);
+    late.release();
+    const doc = await mirrored(mirror, 'late-entry', late.rev);
+    expect(Object.keys(doc.versions)).toEqual(['1.0.0']);
+  });
+
+  it('a packument behind its feed entry is fetched again until it catches up, and waits in pending meanwhile', async () => {
+    standIn.publish('lagging', ['1.0.0']);
+    await mirrored(mirror, 'lagging');
+    const before = standIn.packumentRequests.get('lagging') || 0;
+    const update = standIn.publish('lagging', ['1.0.0', '2.0.0'], { lagRequests: 2 });
+    const waiting = await eventually(async () => {
+      const s = await status(mirror, token);
+      return s.feed.pending.find((p: { name: string }) => p.name === 'lagging') || null;
+    });
+    expect(waiting.reason).toContain('behind its feed entry');
+    const doc = await mirrored(mirror, 'lagging', update.rev);
+    expect(Object.keys(doc.versions)).toEqual(['1.0.0', '2.0.0']);
+    expect((standIn.packumentRequests.get('lagging') || 0) - before).toBeGreaterThanOrEqual(3);
+    expect((await status(mirror, token)).feed.pending.find((p: { name: string }) => p.name === 'lagging')).toBeUndefined();
+  });
+
+  it('a deletion in the feed deletes the mirrored copy', async () => {
+    standIn.publish('doomed', ['1.0.0']);
+    await mirrored(mirror, 'doomed');
+    standIn.remove('doomed');
+    await eventually(async () => ((await docAt(mirror, 'doomed')).status === 404 ? true : null));
+    expect((await mirror.request('GET', '/doomed')).status).toBe(404);
+  });
+
+  it('tarballs are verified against the upstream\'s integrity: a good one is served and stored, a bad one refused', async () => {
+    standIn.publish('good-tarball', ['1.0.0']);
+    standIn.publish('bad-tarball', ['1.0.0']);
+    const good = await mirrored(mirror, 'good-tarball');
+    await mirrored(mirror, 'bad-tarball');
+    const response = await fetch(mirror.url + '/good-tarball/-/good-tarball-1.0.0.tgz');
+    expect(response.status).toBe(200);
+    const bytes = Buffer.from(await response.arrayBuffer());
+    expect('sha512-' + createHash('sha512').update(bytes).digest('base64')).toBe(good.versions['1.0.0'].dist.integrity);
+    await eventually(async () => ((await docAt(mirror, 'good-tarball')).body._attachments?.['good-tarball-1.0.0.tgz'] ? true : null));
+
+    standIn.corruptTarball('bad-tarball', '1.0.0');
+    const bad = await mirror.request('GET', '/bad-tarball/-/bad-tarball-1.0.0.tgz');
+    expect(bad.status).toBe(502);
+    expect(bad.body.error).toContain('does not match its dist.integrity');
+    expect((await docAt(mirror, 'bad-tarball')).body._attachments || {}).toEqual({});
+    expect((await status(mirror, token)).failures.some((f: { name: string; reason: string }) => f.name === 'bad-tarball' && f.reason.includes('integrity'))).toBe(true);
+  });
+});
+
+describe('mode existing', () => {
+  it('mirrors only packages already here (pulled through), and a sweep finds changes the feed never showed', async () => {
+    const partial = await startTestRegistry({
+      UPSTREAM_REGISTRY: standIn.url,
+      REPLICATION_FEED: standIn.feedUrl,
+      REPLICATION_MODE: 'existing',
+      REPLICATION_POLL_MS: '200',
+      REPLICATION_SWEEP_SECONDS: '2',
+    });
+    try {
+      standIn.publish('wanted', ['1.0.0']);
+      standIn.publish('not-wanted', ['1.0.0']);
+      expect((await partial.request('GET', '/wanted')).status).toBe(200); // pull-through
+      const silent = standIn.publish('wanted', ['1.0.0', '1.1.0'], { entry: 'none' });
+      const doc = await mirrored(partial, 'wanted', silent.rev);
+      expect(Object.keys(doc.versions)).toEqual(['1.0.0', '1.1.0']);
+      standIn.publish('not-wanted', ['1.0.0', '2.0.0']);
+      standIn.publish('wanted', ['1.0.0', '1.1.0', '1.2.0']);
+      await mirrored(partial, 'wanted');
+      await eventually(async () => {
+        const d = await docAt(partial, 'wanted');
+        return d.body.versions && d.body.versions['1.2.0'] ? true : null;
+      });
+      expect((await docAt(partial, 'not-wanted')).status).toBe(404);
+    } finally {
+      await partial.stop();
+    }
+  });
+});

@@ -1,0 +1,164 @@
+/**
+ * A stand-in for the public npm registry and its replication feed (which cannot be reached from
+ * here), speaking the same protocol: `GET <feed>/` ({update_seq}), `GET <feed>/_changes?since=&limit=`
+ * ({results:[{seq,id,changes:[{rev}],deleted?}], last_seq}, no documents, opaque sequence strings),
+ * `GET /<name>` (the full packument with `_rev`) and `GET /<name>/-/<file>` (tarballs). It can serve
+ * the contract's quirks on demand: gaps in the sequence, entries that show up late behind the head,
+ * changes without any entry, and packuments that lag behind their feed entry.
+ */
+import { createHash } from 'crypto';
+import http from 'http';
+import { AddressInfo } from 'net';
+import { gzipSync } from 'zlib';
+
+interface Entry {
+  n: number;
+  id: string;
+  rev: string;
+  deleted?: boolean;
+}
+
+interface Package {
+  rev: string;
+  packument: Record<string, any>;
+  /** Older packuments served first, one per request (a packument lagging its feed entry). */
+  stale: Record<string, any>[];
+}
+
+export interface FeedStandIn {
+  /** The registry URL (packuments, tarballs). */
+  url: string;
+  /** The feed URL (`<feed>/_changes`). */
+  feedUrl: string;
+  /**
+   * Publishes `versions` of `name` as a new revision. `entry`: `normal` (appended to the feed),
+   * `late` (nothing yet; call the returned `release` to insert it behind the head), `none` (never).
+   * `lagRequests`: how many packument requests still get the previous revision.
+   */
+  publish(name: string, versions: string[], options?: { entry?: 'normal' | 'late' | 'none'; lagRequests?: number }): { rev: string; release(): void };
+  /** Deletes a package, with a `deleted` feed entry. */
+  remove(name: string): void;
+  /** From now on, serves bytes for this tarball that do not match its integrity. */
+  corruptTarball(name: string, version: string): void;
+  /** How many packument requests each package got. */
+  packumentRequests: Map<string, number>;
+  close(): Promise<void>;
+}
+
+const seqOf = (n: number) => n + '-g1AAAAstandin' + (n * 7919).toString(36);
+const parseSeq = (seq: string | null) => (seq ? parseInt(seq, 10) || 0 : 0);
+
+/** A small valid npm tarball (gzip of a tar holding package/package.json). */
+function tarball(name: string, version: string): Buffer {
+  const content = Buffer.from(JSON.stringify({ name, version }));
+  const header = Buffer.alloc(512);
+  header.write('package/package.json', 0);
+  header.write('0000644\0', 100);
+  header.write('0000000\0', 108);
+  header.write('0000000\0', 116);
+  header.write(content.length.toString(8).padStart(11, '0') + '\0', 124);
+  header.write('00000000000\0', 136);
+  header.write('        ', 148);
+  header.write('0', 156);
+  header.write('ustar\0' + '00', 257);
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  const body = Buffer.concat([content, Buffer.alloc((512 - (content.length % 512)) % 512)]);
+  return gzipSync(Buffer.concat([header, body, Buffer.alloc(1024)]));
+}
+
+export async function startFeedStandIn(): Promise<FeedStandIn> {
+  const packages = new Map<string, Package>();
+  const tarballs = new Map<string, Buffer>();
+  const entries: Entry[] = [];
+  const packumentRequests = new Map<string, number>();
+  let next = 0;
+  let url = '';
+
+  const server = http.createServer((req, res) => {
+    const parsed = new URL(req.url || '/', 'http://standin');
+    const send = (status: number, body: unknown) => {
+      const data = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+      res.writeHead(status, { 'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json', 'content-length': data.length });
+      res.end(data);
+    };
+    if (parsed.pathname === '/feed/' || parsed.pathname === '/feed') {
+      return send(200, { db_name: 'registry', update_seq: seqOf(entries.length ? Math.max(...entries.map((e) => e.n)) : 0) });
+    }
+    if (parsed.pathname === '/feed/_changes') {
+      const since = parseSeq(parsed.searchParams.get('since'));
+      const limit = Number(parsed.searchParams.get('limit') || 1000);
+      const results = entries.filter((e) => e.n > since).sort((a, b) => a.n - b.n).slice(0, limit);
+      return send(200, {
+        results: results.map((e) => ({ seq: seqOf(e.n), id: e.id, changes: [{ rev: e.rev }], ...(e.deleted ? { deleted: true } : {}) })),
+        last_seq: seqOf(results.length ? results[results.length - 1].n : since),
+      });
+    }
+    const path = decodeURIComponent(parsed.pathname.slice(1));
+    const tarballMatch = /^(.+)\/-\/([^/]+\.tgz)$/.exec(path);
+    if (tarballMatch) {
+      const data = tarballs.get(tarballMatch[1] + '/' + tarballMatch[2]);
+      return data ? send(200, data) : send(404, { error: 'Not found' });
+    }
+    const pkg = packages.get(path);
+    packumentRequests.set(path, (packumentRequests.get(path) || 0) + 1);
+    if (!pkg) return send(404, { error: 'Not found' });
+    send(200, pkg.stale.length ? pkg.stale.shift() : pkg.packument);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = 'http://127.0.0.1:' + (server.address() as AddressInfo).port;
+
+  return {
+    url,
+    feedUrl: url + '/feed',
+    packumentRequests,
+    publish(name, versions, options = {}) {
+      const previous = packages.get(name);
+      const generation = previous ? parseInt(previous.rev, 10) + 1 : 1;
+      const rev = generation + '-' + createHash('md5').update(name + generation).digest('hex');
+      const now = new Date().toISOString();
+      const manifests: Record<string, any> = {};
+      const time: Record<string, string> = { created: now, modified: now };
+      for (const version of versions) {
+        const data = tarball(name, version);
+        const file = name.replace(/^@[^/]+\//, '') + '-' + version + '.tgz';
+        tarballs.set(name + '/' + file, data);
+        manifests[version] = {
+          name,
+          version,
+          dist: {
+            tarball: url + '/' + name + '/-/' + file,
+            integrity: 'sha512-' + createHash('sha512').update(data).digest('base64'),
+            shasum: createHash('sha1').update(data).digest('hex'),
+          },
+        };
+        time[version] = now;
+      }
+      const packument = { _id: name, _rev: rev, name, 'dist-tags': { latest: versions[versions.length - 1] }, versions: manifests, time, maintainers: [{ name: 'upstream' }] };
+      const stale = previous && options.lagRequests ? Array.from({ length: options.lagRequests }, () => previous.packument) : [];
+      packages.set(name, { rev, packument, stale });
+      next += 3; // the feed's sequence has gaps
+      const reserved = next - 2;
+      const entry = options.entry || 'normal';
+      if (entry === 'normal') entries.push({ n: next, id: name, rev });
+      return { rev, release: () => void (entry === 'late' && entries.push({ n: reserved, id: name, rev })) };
+    },
+    remove(name) {
+      const pkg = packages.get(name);
+      if (!pkg) return;
+      packages.delete(name);
+      next += 3;
+      entries.push({ n: next, id: name, rev: parseInt(pkg.rev, 10) + 1 + '-deleted', deleted: true });
+    },
+    corruptTarball(name, version) {
+      const file = name.replace(/^@[^/]+\//, '') + '-' + version + '.tgz';
+      tarballs.set(name + '/' + file, gzipSync(Buffer.from('not the published bytes')));
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
