@@ -1,25 +1,30 @@
 /**
  * Foreign packages and forwarding to an upstream, against a real Verdaccio: names unknown here are
- * proxied (or redirected) to it and install with npm; a name published here is never forwarded;
+ * mirrored (pulled through and stored), proxied or redirected to it and install with npm; a name published here is never forwarded;
  * foreign packages redirect to the registry that hosts them; audit answers clearly; an unreachable
  * upstream fails fast while local packages are still served.
  */
-import { readFileSync } from 'fs';
+import { copyFileSync, mkdirSync, readFileSync } from 'fs';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
 import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
+import { eventually } from '../helpers/wait';
 
 let verdaccio: Verdaccio;
 let proxied: TestRegistry;
 let redirecting: TestRegistry;
+let mirroring: TestRegistry;
+let upstreamPublisher: NpmClient;
 let localToken: string;
+/** The project installed through the mirroring registry: its lockfile pins what was mirrored. */
+let mirrorAppDir: string;
 
 const project = (client: NpmClient, name: string, dependencies: Record<string, string>) => makeProject(client.home, name, dependencies);
 
 beforeAll(async () => {
   verdaccio = await startVerdaccio();
-  const upstreamPublisher = npmClient(verdaccio.url, await verdaccio.adduser('upstreamer', 'upstream-password'));
+  upstreamPublisher = npmClient(verdaccio.url, await verdaccio.adduser('upstreamer', 'upstream-password'));
   for (const manifest of [
     { name: 'upstream-dep', version: '1.0.0' },
     { name: 'upstream-only', version: '1.4.0', dependencies: { 'upstream-dep': '^1.0.0' } },
@@ -31,6 +36,7 @@ beforeAll(async () => {
   }
   proxied = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'proxy', UPSTREAM_TIMEOUT_MS: '3000' });
   redirecting = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'redirect' });
+  mirroring = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '3000', UPSTREAM_MAX_AGE_SECONDS: '1' });
   localToken = await proxied.signup('local');
   const local = npmClient(proxied.url, localToken);
   const published = await local.npm(['publish'], makePackage(local.home, { name: 'shared-name', version: '5.0.0', description: 'ours' }));
@@ -40,6 +46,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await proxied?.stop();
   await redirecting?.stop();
+  await mirroring?.stop();
   await verdaccio?.stop();
 });
 
@@ -66,6 +73,39 @@ describe('proxy mode', () => {
     const res = await proxied.request('GET', '/nowhere-at-all');
     expect(res.status).toBe(404);
     expect(res.body.error).toContain('neither in this registry nor in its upstream');
+  });
+});
+
+describe('mirror mode (pull-through)', () => {
+  const stored = (name: string) => couchGet(mirroring, '/' + mirroring.registryDb + '/' + encodeURIComponent(name));
+
+  it('npm install stores what it asked for as mirrored packages, tarballs verified and attached', async () => {
+    const client = npmClient(mirroring.url);
+    const dir = project(client, 'mirror-app', { 'upstream-only': '^1.0.0' });
+    mirrorAppDir = dir;
+    const install = await client.npm(['install'], dir);
+    expect(install.code).toBe(0);
+    expect(readFileSync(join(dir, 'node_modules/upstream-dep/index.js'), 'utf8')).toContain('upstream-dep@1.0.0');
+    const lock = JSON.parse(readFileSync(join(dir, 'package-lock.json'), 'utf8'));
+    expect(lock.packages['node_modules/upstream-only'].resolved).toBe(mirroring.url + '/upstream-only/-/upstream-only-1.4.0.tgz');
+    for (const [name, file] of [['upstream-only', 'upstream-only-1.4.0.tgz'], ['upstream-dep', 'upstream-dep-1.0.0.tgz']]) {
+      const doc = await eventually(async () => {
+        const res = await stored(name);
+        return res.body._attachments && res.body._attachments[file] ? res.body : null;
+      });
+      expect(doc.origin).toBe(verdaccio.url);
+    }
+  });
+
+  it('a mirrored packument older than UPSTREAM_MAX_AGE_SECONDS is compared with the upstream when read', async () => {
+    const published = await upstreamPublisher.npm(['publish'], makePackage(upstreamPublisher.home, { name: 'upstream-dep', version: '1.1.0' }));
+    expect(published.code).toBe(0);
+    await new Promise((r) => setTimeout(r, 1100));
+    const updated = await eventually(async () => {
+      const res = await mirroring.request('GET', '/upstream-dep');
+      return res.body['dist-tags'].latest === '1.1.0' ? res.body : null;
+    });
+    expect(Object.keys(updated.versions).sort()).toEqual(['1.0.0', '1.1.0']);
   });
 });
 
@@ -150,5 +190,23 @@ describe('audit and an unreachable upstream', () => {
     const audit = await proxied.request('POST', '/-/npm/v1/security/advisories/bulk', { body: { 'shared-name': ['5.0.0'] } });
     expect(audit.status).toBe(502);
     expect(audit.body.error).toContain('unreachable');
+  });
+
+  it('mirror mode: with the upstream down, mirrored packages still install and a new name fails fast naming it', async () => {
+    // A fresh client (empty cache) installs the locked, already mirrored versions: npm ci.
+    const client = npmClient(mirroring.url);
+    const dir = join(client.home, 'offline-app');
+    mkdirSync(dir);
+    for (const file of ['package.json', 'package-lock.json']) copyFileSync(join(mirrorAppDir, file), join(dir, file));
+    const install = await client.npm(['ci'], dir);
+    expect(install.stderr).toBe('');
+    expect(install.code).toBe(0);
+    expect(readFileSync(join(dir, 'node_modules/upstream-only/index.js'), 'utf8')).toContain('upstream-only@1.4.0');
+    const started = Date.now();
+    const res = await mirroring.request('GET', '/never-mirrored');
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(res.status).toBe(502);
+    expect(res.body.error).toContain(verdaccio.url);
+    expect(res.body.error).toContain('already mirrored are still served');
   });
 });
