@@ -82,6 +82,41 @@ describe('validate_doc_update inside CouchDB', () => {
     expect(refused.reason).toContain('not a maintainer');
   });
 
+  it('_design/mirror: replication (the replicator role) cannot replace a local package, not even with new_edits=false', async () => {
+    await putAs('alice', newPackage('local-only', '1.0.0', 'alice'));
+    const replicator = proxyHeaders(secret, 'registry-replicator', ['registry-replicator']);
+    const upstreamCopy = { ...newPackage('local-only', '9.0.0', 'someone'), origin: 'https://elsewhere.example', _attachments: {} };
+    const current = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/local-only')).json()) as Record<string, any>;
+    const put = await fetch(registry.couchUrl + '/' + registry.registryDb + '/local-only', {
+      method: 'PUT', headers: { 'content-type': 'application/json', ...replicator }, body: JSON.stringify({ ...upstreamCopy, _rev: current._rev }),
+    });
+    expect(put.status).toBe(403);
+    expect(((await put.json()) as { reason: string }).reason).toContain('shadowed');
+    // As native replication writes: a revision that wins over the local one.
+    const bulk = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_bulk_docs', {
+      method: 'POST', headers: { 'content-type': 'application/json', ...replicator },
+      body: JSON.stringify({ new_edits: false, docs: [{ ...upstreamCopy, _rev: '99-' + 'f'.repeat(32), _revisions: { start: 99, ids: ['f'.repeat(32)] } }] }),
+    });
+    const results = (await bulk.json()) as { error?: string }[];
+    expect(Array.isArray(results) ? results[0].error : 'none').toBe('forbidden');
+    const stored = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/local-only')).json()) as Record<string, any>;
+    expect(stored._rev).toBe(current._rev);
+    expect(Object.keys(stored.versions)).toEqual(['1.0.0']);
+  });
+
+  it('_design/mirror: a local user cannot publish into a mirrored package written by replication', async () => {
+    const replicator = proxyHeaders(secret, 'registry-replicator', ['registry-replicator']);
+    const mirrored = { ...newPackage('from-upstream', '1.0.0', 'someone'), origin: 'https://elsewhere.example' };
+    const created = await fetch(registry.couchUrl + '/' + registry.registryDb + '/from-upstream', {
+      method: 'PUT', headers: { 'content-type': 'application/json', ...replicator }, body: JSON.stringify(mirrored),
+    });
+    expect(created.status).toBe(201);
+    const current = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/from-upstream')).json()) as Record<string, any>;
+    const takeover = await putAs('someone', { ...current, description: 'local change', origin: registry.registryId });
+    expect(takeover.status).toBe(403);
+    expect(takeover.body.reason).toContain('private scope');
+  });
+
   it('answers the views, and a design push without changes does nothing', async () => {
     await putAs('carol', newPackage('@carol/views', '1.0.0', 'carol'));
     const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_design/app/_view/byMaintainer?key=%22carol%22');

@@ -1,0 +1,133 @@
+import validateMirror from '../../couchapp/mirror/validate_doc_update';
+import validateApp from '../../couchapp/validate_doc_update';
+import { inPrivateScope, parseScopes, REPLICATOR_ROLE } from '../../couchapp/lib/mirror';
+import { PackageDoc } from '../../couchapp/lib/types';
+import { mirroredDoc, revGeneration, verifyTarball } from '../../replication/mirror';
+import { listedNames, namesFromLockfile, seqNumber } from '../../replication/npm-follower';
+import { clone, packageDoc, tarballOf } from './fixtures';
+import { createHash } from 'crypto';
+import { mkdtempSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+
+const settings = { registry: 'local-id', privateScopes: ['@acme'] };
+const replicator = { name: 'registry-replicator', roles: [REPLICATOR_ROLE] };
+const alice = { name: 'alice', roles: [] };
+const admin = { name: 'root', roles: ['_admin'] };
+
+function attempt(newDoc: PackageDoc, oldDoc: PackageDoc | null, user: { name: string | null; roles: string[] }): string {
+  try {
+    validateMirror.call(settings, newDoc, oldDoc, user);
+    return 'ok';
+  } catch (e) {
+    return (e as { forbidden?: string }).forbidden || JSON.stringify(e);
+  }
+}
+
+const local = (name: string) => ({ ...packageDoc(name, ['1.0.0'], 'alice'), origin: 'local-id' });
+const upstream = (name: string) => ({ ...packageDoc(name, ['1.0.0'], 'someone'), origin: 'https://registry.example' });
+
+describe('_design/mirror validate_doc_update', () => {
+  it('replication never overwrites or deletes a local package (shadowed)', () => {
+    expect(attempt(upstream('left-pad'), local('left-pad'), replicator)).toContain('shadowed');
+    expect(attempt({ ...local('left-pad'), _deleted: true }, local('left-pad'), replicator)).toContain('shadowed');
+  });
+
+  it('replication writes, updates and deletes mirrored packages, but never claims to be local', () => {
+    expect(attempt(upstream('lodash'), null, replicator)).toBe('ok');
+    expect(attempt(upstream('lodash'), upstream('lodash'), replicator)).toBe('ok');
+    expect(attempt({ ...upstream('lodash'), _deleted: true }, upstream('lodash'), replicator)).toBe('ok');
+    expect(attempt(local('sneaky'), null, replicator)).toContain('marked as published here');
+    // a document without any origin (a plain CouchDB upstream) is a mirrored one
+    const bare = packageDoc('bare', ['1.0.0'], 'x');
+    expect(attempt(bare, null, replicator)).toBe('ok');
+    expect(attempt(bare, clone(bare), replicator)).toBe('ok');
+  });
+
+  it('replication never brings a package of a private scope', () => {
+    expect(attempt(upstream('@acme/secret'), null, replicator)).toContain('private scope');
+    expect(attempt(upstream('@ACME/Secret'), null, replicator)).toContain('private scope');
+    expect(attempt(upstream('@other/pkg'), null, replicator)).toBe('ok');
+  });
+
+  it('local users cannot change a mirrored package, except starring it', () => {
+    const mirrored = upstream('lodash');
+    const changed = { ...clone(mirrored), description: 'mine now' };
+    const message = attempt(changed, mirrored, alice);
+    expect(message).toContain('mirrored from https://registry.example');
+    expect(message).toContain('private scope');
+    expect(attempt({ ...clone(mirrored), users: { alice: true } }, mirrored, alice)).toBe('ok');
+    expect(attempt({ ...clone(mirrored), users: { bob: true } }, mirrored, alice)).toContain('mirrored');
+  });
+
+  it('what local users create carries this registry\'s origin; admins may do anything', () => {
+    expect(attempt(local('mine'), null, alice)).toBe('ok');
+    expect(attempt(packageDoc('mine', ['1.0.0'], 'alice'), null, alice)).toContain('"origin": "local-id"');
+    expect(attempt(upstream('mine'), null, alice)).toContain('"origin": "local-id"');
+    expect(attempt(local('left-pad'), upstream('left-pad'), admin)).toBe('ok');
+  });
+
+  it('fails closed without a registry id', () => {
+    expect(() => validateMirror.call({}, local('x'), null, alice)).toThrow();
+  });
+
+  it('_design/app lets replication copy upstream documents as they are', () => {
+    const odd = { ...upstream('OldName'), maintainers: [] } as PackageDoc;
+    expect(() => validateApp(odd, null, replicator)).not.toThrow();
+    expect(() => validateApp(odd, null, alice)).toThrow();
+  });
+});
+
+describe('scopes', () => {
+  it('parses configured scopes and matches names case-insensitively', () => {
+    expect(parseScopes('@acme, internal  @Corp')).toEqual(['@acme', '@internal', '@corp']);
+    expect(inPrivateScope('@acme/x', ['@acme'])).toBe(true);
+    expect(inPrivateScope('acme', ['@acme'])).toBe(false);
+  });
+});
+
+describe('mirrored documents', () => {
+  it('copy the upstream packument, keep stored tarballs of versions still there, and record origin and revision', () => {
+    const existing = { ...upstream('pkg'), _rev: '3-abc', _attachments: { 'pkg-1.0.0.tgz': { digest: 'md5-x', length: 3, stub: true }, 'pkg-0.9.0.tgz': { digest: 'md5-y', length: 3, stub: true } } };
+    const packument = { _id: 'pkg', _rev: '7-up', name: 'pkg', 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': upstream('pkg').versions['1.0.0'] }, time: { '1.0.0': 't' }, readme: 'hi', origin: 'forged' };
+    const doc = mirroredDoc('pkg', packument, 'https://registry.example', existing);
+    expect(doc._rev).toBe('3-abc');
+    expect(doc.origin).toBe('https://registry.example');
+    expect(doc.origin_rev).toBe('7-up');
+    expect(doc.readme).toBe('hi');
+    expect(Object.keys(doc._attachments || {})).toEqual(['pkg-1.0.0.tgz']);
+  });
+
+  it('verify tarballs against dist.integrity, or dist.shasum for old versions', () => {
+    const data = tarballOf('pkg', '1.0.0');
+    const integrity = 'sha512-' + createHash('sha512').update(data).digest('base64');
+    const shasum = createHash('sha1').update(data).digest('hex');
+    const manifest = (dist: Record<string, string>) => ({ name: 'pkg', version: '1.0.0', dist: { tarball: 'x', ...dist } }) as never;
+    expect(verifyTarball(data, manifest({ integrity, shasum }))).toBeNull();
+    expect(verifyTarball(data, manifest({ shasum }))).toBeNull();
+    expect(verifyTarball(Buffer.from('other'), manifest({ integrity, shasum }))).toContain('dist.integrity');
+    expect(verifyTarball(Buffer.from('other'), manifest({ shasum }))).toContain('dist.shasum');
+    expect(verifyTarball(data, manifest({}))).toContain('neither');
+  });
+
+  it('compare revisions by their number', () => {
+    expect(revGeneration('12-abc')).toBe(12);
+    expect(revGeneration(undefined)).toBe(0);
+    expect(seqNumber('42-g1AAAA')).toBe(42);
+    expect(seqNumber(17)).toBe(17);
+    expect(seqNumber('opaque')).toBeNull();
+  });
+});
+
+describe('package lists', () => {
+  it('read a package-lock.json (v3 and v1) for the whole dependency tree', () => {
+    const v3 = { packages: { '': { name: 'app' }, 'node_modules/a': {}, 'node_modules/a/node_modules/b': {}, 'node_modules/@s/c': {}, 'node_modules/linked': { link: true } } };
+    expect(namesFromLockfile(v3).sort()).toEqual(['@s/c', 'a', 'b']);
+    const v1 = { dependencies: { a: { dependencies: { b: {} } }, c: {} } };
+    expect(namesFromLockfile(v1).sort()).toEqual(['a', 'b', 'c']);
+    const dir = mkdtempSync(join(tmpdir(), 'lock-'));
+    writeFileSync(join(dir, 'package-lock.json'), JSON.stringify(v3));
+    expect(listedNames(['left-pad', join(dir, 'package-lock.json')]).sort()).toEqual(['@s/c', 'a', 'b', 'left-pad']);
+    expect(() => listedNames([join(dir, 'missing.json')])).toThrow(/cannot read the lockfile/);
+  });
+});
