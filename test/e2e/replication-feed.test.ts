@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'fs';
 import { join } from 'path';
-import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
+import { makePackage, makeProject, npmClient, NpmClient, run } from '../helpers/npm';
 import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
@@ -148,5 +148,17 @@ describe('replication through the npm change feed', () => {
     expect(status.feed.initialSync.done).toBe(true);
     expect(status.feed.packagesWritten).toBeGreaterThanOrEqual(5);
     expect(status.tarballsWritten).toBeGreaterThanOrEqual(2);
+  });
+
+  it('the replication command shows the same, and says how to log in without a token', async () => {
+    const cli = join(__dirname, '..', '..', 'dist', 'replication', 'cli.js');
+    const shown = await run(process.execPath, [cli, '--registry', downstream.url, '--token', localToken]);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain('feed          ' + upstream.url + '/-/replicate  mode all  following');
+    expect(shown.stdout).toMatch(/shadowed\s+same-name/);
+    expect(shown.stdout).toMatch(/refused\s+@corp\/secret: private scope/);
+    const anonymous = await run(process.execPath, [cli, '--registry', downstream.url], { env: { PATH: process.env.PATH } });
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toContain('--token');
   });
 });
