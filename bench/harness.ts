@@ -12,6 +12,7 @@ import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
 import { basename, dirname, join } from 'path';
 import { run } from '../test/helpers/npm';
+import { startFeedStandIn } from '../test/helpers/feed-standin';
 import { startVerdaccio, Verdaccio } from '../test/helpers/verdaccio';
 import { dependencyTree, largePackument, Manifest, packTarball, publishBody } from './data';
 
@@ -25,11 +26,13 @@ export interface Scale {
   publishes: number;
   treePackages: number;
   treeRoots: number;
+  /** Packages in the generated upstream that replication ingests. */
+  ingestPackages: number;
 }
 
 export const SCALES: Record<'full' | 'smoke', Scale> = {
-  full: { typicalVersions: 50, largeVersions: 4000, largeVersionBytes: 10_000, tarballBytes: 100 * 1024, durationSeconds: 10, connections: 50, publishes: 20, treePackages: 150, treeRoots: 30 },
-  smoke: { typicalVersions: 3, largeVersions: 40, largeVersionBytes: 2_000, tarballBytes: 4 * 1024, durationSeconds: 1, connections: 5, publishes: 2, treePackages: 6, treeRoots: 2 },
+  full: { typicalVersions: 50, largeVersions: 4000, largeVersionBytes: 10_000, tarballBytes: 100 * 1024, durationSeconds: 10, connections: 50, publishes: 20, treePackages: 150, treeRoots: 30, ingestPackages: 10_000 },
+  smoke: { typicalVersions: 3, largeVersions: 40, largeVersionBytes: 2_000, tarballBytes: 4 * 1024, durationSeconds: 1, connections: 5, publishes: 2, treePackages: 6, treeRoots: 2, ingestPackages: 50 },
 };
 
 export interface Row {
@@ -63,12 +66,12 @@ function freePortServer(app: express.Express): Promise<Server> {
   });
 }
 
-async function startOurs(): Promise<Target & { child: ChildProcess }> {
+async function startOurs(extraEnv: Record<string, string> = {}): Promise<Target & { child: ChildProcess; couch: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-registry-'));
   // The compiled gateway, whether the harness runs compiled (dist/bench) or from source (ts-jest).
   const main = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', 'gateway', 'main.js') : join(__dirname, '..', 'dist', 'gateway', 'main.js');
   const child = spawn(process.execPath, [main], {
-    env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'warn' },
+    env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'warn', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -88,11 +91,11 @@ async function startOurs(): Promise<Target & { child: ChildProcess }> {
   });
   const token = ((await signup.json()) as { token: string }).token;
   return {
-    name: 'this registry', url, pid: child.pid as number, token, child,
+    name: 'this registry', url, pid: child.pid as number, token, child, couch,
     async loadLarge(doc) {
       const res = await fetch(couch + '/registry/' + encodeURIComponent(doc.name), {
         method: 'PUT',
-        headers: { 'content-type': 'application/json', authorization: 'Basic ' + Buffer.from('admin:bench-admin').toString('base64') },
+        headers: { 'content-type': 'application/json', authorization: ADMIN_AUTH },
         body: JSON.stringify(doc),
       });
       if (res.status !== 201) throw new Error('loading the large packument failed: ' + res.status + ' ' + (await res.text()));
@@ -125,6 +128,78 @@ async function publish(target: Target, body: Record<string, unknown>): Promise<v
     body: JSON.stringify(body),
   });
   if (res.status >= 300) throw new Error(target.name + ': publish of ' + String(body.name) + ' failed: ' + res.status + ' ' + (await res.text()));
+}
+
+const ADMIN_AUTH = 'Basic ' + Buffer.from('admin:bench-admin').toString('base64');
+
+/** Waits until `registry`'s own change feed has shown `count` package documents. */
+async function waitForPackages(registry: string, count: number): Promise<void> {
+  const seen = new Set<string>();
+  let since: unknown = 0;
+  while (seen.size < count) {
+    const feed = (await (await fetch(registry + '/-/replicate/_changes?limit=10000&since=' + encodeURIComponent(String(since)))).json()) as { results: { id: string }[]; last_seq: unknown };
+    for (const change of feed.results) seen.add(change.id);
+    since = feed.last_seq;
+    if (feed.results.length < 10000) await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** Documents per second for a fresh instance started with `env` to hold `count` packages. */
+async function ingestRate(count: number, env: Record<string, string>): Promise<number> {
+  const started = process.hrtime.bigint();
+  const downstream = await startOurs(env);
+  try {
+    await waitForPackages(downstream.url, count);
+    return count / (Number(process.hrtime.bigint() - started) / 1e9);
+  } finally {
+    await downstream.stop();
+  }
+}
+
+/**
+ * Replication ingest of a generated upstream of `count` packages (3 versions each), by a fresh
+ * instance from its start to its last document: through the npm change feed (the upstream is the
+ * test suite's stand-in for the public registry and its feed, serving from memory, so that the
+ * figure is the follower's), and natively from a CouchDB (an instance of this registry).
+ */
+export async function measureIngest(count: number): Promise<{ feed: number; native: number }> {
+  const standIn = await startFeedStandIn();
+  let feed: number;
+  try {
+    for (let i = 0; i < count; i++) standIn.publish('ingest-' + i, ['1.0.0', '1.1.0', '2.0.0']);
+    log('replication ingest: npm change feed');
+    feed = await ingestRate(count, { UPSTREAM_REGISTRY: standIn.url, REPLICATION_FEED: standIn.feedUrl, REPLICATION_MODE: 'all', REPLICATION_POLL_MS: '200' });
+  } finally {
+    await standIn.close();
+  }
+  const upstream = await startOurs();
+  try {
+    const now = new Date().toISOString();
+    const origin = ((await (await fetch(upstream.couch + '/registry/_design/mirror', { headers: { authorization: ADMIN_AUTH } })).json()) as { registry: string }).registry;
+    for (let i = 0; i < count; i += 1000) {
+      const docs = [];
+      for (let j = i; j < Math.min(count, i + 1000); j++) {
+        const name = 'ingest-' + j;
+        const versions: Record<string, unknown> = {};
+        const time: Record<string, string> = { created: now, modified: now };
+        for (const version of ['1.0.0', '1.1.0', '2.0.0']) {
+          versions[version] = {
+            name, version, description: 'Generated package ' + j, license: 'MIT', dependencies: { ['ingest-' + ((j + 1) % count)]: '^2.0.0' },
+            dist: { tarball: upstream.url + '/' + name + '/-/' + name + '-' + version + '.tgz', integrity: 'sha512-' + Buffer.alloc(64, j % 256).toString('base64'), shasum: 'a'.repeat(40) },
+          };
+          time[version] = now;
+        }
+        docs.push({ _id: name, name, origin, 'dist-tags': { latest: '2.0.0' }, versions, time, maintainers: [{ name: 'bench' }], readme: 'x'.repeat(500) });
+      }
+      const res = await fetch(upstream.couch + '/registry/_bulk_docs', { method: 'POST', headers: { 'content-type': 'application/json', authorization: ADMIN_AUTH }, body: JSON.stringify({ docs }) });
+      if (res.status !== 201) throw new Error('loading the ingest upstream failed: ' + res.status);
+    }
+    log('replication ingest: native CouchDB replication');
+    const native = await ingestRate(count, { REPLICATION_COUCHDB: upstream.couch.replace('http://', 'http://admin:bench-admin@') + '/registry' });
+    return { feed, native };
+  } finally {
+    await upstream.stop();
+  }
 }
 
 function peakRss(pid: number): number {
@@ -289,7 +364,10 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     rows.push({ metric: 'npm install, warm cache', unit: 'ms', ours: installs[0].warm, peer: installs[1].warm, higherIsBetter: false, target: '≤ 0.8×' });
 
     rows.push({ metric: 'Peak RSS of the registry process', unit: 'MB', ours: peakRss(ours.pid) / 1e6, peer: peakRss(peer.pid) / 1e6, higherIsBetter: false, note: 'ours includes the embedded CouchDB, same process' });
-    rows.push({ metric: 'Replication ingest, 10,000 packages', unit: 'docs/s', ours: NaN, peer: null, higherIsBetter: true, note: 'not measured: replication (issue 4) is not built yet' });
+    const ingest = await measureIngest(scale.ingestPackages);
+    const ingestLabel = 'Replication ingest, ' + scale.ingestPackages.toLocaleString('en-US') + ' packages';
+    rows.push({ metric: ingestLabel + ', npm change feed (stand-in upstream)', unit: 'docs/s', ours: ingest.feed, peer: null, higherIsBetter: true, note: 'Verdaccio has no replication: its uplinks fetch on demand' });
+    rows.push({ metric: ingestLabel + ', native CouchDB replication (from an embedded instance)', unit: 'docs/s', ours: ingest.native, peer: null, higherIsBetter: true });
 
     for (const row of rows) {
       if (row.met !== undefined || !row.target || row.peer === null) continue;

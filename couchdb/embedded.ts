@@ -5,7 +5,7 @@
  * design-document code runs in this process.
  */
 import express from 'express';
-import { pbkdf2Sync, randomBytes, timingSafeEqual } from 'crypto';
+import { createHash, pbkdf2Sync, randomBytes, timingSafeEqual } from 'crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'fs';
 import { Server } from 'http';
 import { AddressInfo } from 'net';
@@ -57,19 +57,55 @@ function proxyAuthentication(secret: string): express.RequestHandler {
   return (req, _res, next) => {
     const user = verifyProxyHeaders(secret, req.headers);
     if (user) {
-      const session: CouchSession = {
+      pinSession(req, {
         ok: true,
         userCtx: { name: user.name, roles: user.roles },
         info: { authentication_db: '_users', authentication_handlers: ['proxy', 'cookie', 'default'], authenticated: 'proxy' },
-      };
-      delete req.headers.authorization;
-      Object.defineProperty(req, 'couchSession', {
-        configurable: true,
-        get: () => session,
-        set: () => undefined,
       });
     }
     next();
+  };
+}
+
+/** Gives the request its session for good: express-pouchdb's own authentication cannot replace it. */
+function pinSession(req: express.Request, session: CouchSession): void {
+  delete req.headers.authorization;
+  Object.defineProperty(req, 'couchSession', {
+    configurable: true,
+    get: () => session,
+    set: () => undefined,
+  });
+}
+
+const BASIC_AUTH_TTL_MS = 60_000;
+
+/**
+ * Remembers successful Basic authentications for a minute, as CouchDB 3.4 does: express-pouchdb
+ * checks the password with a PBKDF2 in plain JavaScript on every request (over 100 ms for a server
+ * admin), which made a replication from this server spend most of its time hashing. Only successes
+ * are kept, under a SHA-256 of the header; a changed password is seen within the minute.
+ */
+function basicAuthCache(sessionOf: (req: express.Request) => Promise<CouchSession | null>): express.RequestHandler {
+  const known = new Map<string, { session: CouchSession; until: number }>();
+  return (req, _res, next) => {
+    const header = req.headers.authorization;
+    if (!header || !/^basic /i.test(header) || req.path === '/_session' || (req as unknown as { couchSession?: unknown }).couchSession) return next();
+    const key = createHash('sha256').update(header).digest('hex');
+    const hit = known.get(key);
+    if (hit && hit.until > Date.now()) {
+      pinSession(req, hit.session);
+      return next();
+    }
+    sessionOf(req)
+      .then((session) => {
+        if (session && session.userCtx && session.userCtx.name) {
+          if (known.size >= 1000) known.clear();
+          known.set(key, { session, until: Date.now() + BASIC_AUTH_TTL_MS });
+          pinSession(req, session);
+        }
+        next();
+      })
+      .catch(next);
   };
 }
 
@@ -120,6 +156,52 @@ function writeServerConfig(file: string, adminName: string, adminPassword: strin
   const temp = file + '.registry-tmp';
   writeFileSync(temp, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   renameSync(temp, file);
+}
+
+/**
+ * pouchdb-validation compiles every validate_doc_update again for every document it validates (a
+ * bundled design function is tens of kilobytes). The compiled function depends only on its source
+ * and design document, so it is kept per design revision.
+ */
+function cacheCompiledDesignFunctions(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const couchEval = require('couchdb-eval') as { evaluate: (...args: any[]) => unknown; __registryCached?: boolean };
+  if (couchEval.__registryCached) return;
+  const evaluate = couchEval.evaluate;
+  const compiled = new Map<string, unknown>();
+  couchEval.evaluate = function (this: unknown, context: { _id?: string; _rev?: string } | undefined, extraVars: object | undefined, program: string) {
+    if (extraVars && Object.keys(extraVars).length) return evaluate.call(this, context, extraVars, program);
+    const key = String(context && context._id) + '@' + String(context && context._rev) + '\n' + program;
+    let func = compiled.get(key);
+    if (!func) {
+      func = evaluate.call(this, context, extraVars, program);
+      if (compiled.size > 100) compiled.clear();
+      compiled.set(key, func);
+    }
+    return func;
+  };
+  couchEval.__registryCached = true;
+}
+
+/**
+ * pouchdb-size adds `disk_size` to every `info()` by walking the database's folder, and express-pouchdb
+ * asks `_users` for its info on every request (to build the session). The size is kept for 10 s.
+ */
+function cacheDiskSizes(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const size = require('pouchdb-size') as { getDiskSize: (...args: unknown[]) => Promise<number>; __registryCached?: boolean };
+  if (size.__registryCached) return;
+  const getDiskSize = size.getDiskSize;
+  const known = new WeakMap<object, { at: number; size: Promise<number> }>();
+  size.getDiskSize = function (this: object, ...args: unknown[]) {
+    if (args.length) return getDiskSize.apply(this, args);
+    const hit = known.get(this);
+    if (hit && Date.now() - hit.at < 10_000) return hit.size;
+    const measured = getDiskSize.call(this);
+    known.set(this, { at: Date.now(), size: measured });
+    return measured;
+  };
+  size.__registryCached = true;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -228,6 +310,8 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const configPath = join(dir, 'config.json');
   writeServerConfig(configPath, options.adminName, options.adminPassword);
+  cacheCompiledDesignFunctions();
+  cacheDiskSizes();
   const LocalPouch = PouchDB.defaults({ prefix: dir + '/' });
   const replications = trackReplications(LocalPouch as unknown as { replicate: (...args: unknown[]) => Replication });
   const couchApp = expressPouchDB(LocalPouch, {
@@ -251,6 +335,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
     const response = await fetch(selfUrl + '/_session', { headers });
     return response.ok ? ((await response.json()) as CouchSession) : null;
   };
+  app.use(basicAuthCache(sessionOf));
   app.use(databaseAdminGuard(sessionOf));
   const longpoll = longpollChanges(() => selfUrl, options.proxySecret, sessionOf);
   app.get('/:db/_changes', longpoll);
