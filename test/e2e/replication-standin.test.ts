@@ -5,6 +5,9 @@
  * the upstream's integrity.
  */
 import { createHash } from 'crypto';
+import { mkdtempSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
 import { FeedStandIn, startFeedStandIn } from '../helpers/feed-standin';
 import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
@@ -105,6 +108,37 @@ describe('following a feed with the public contract\'s quirks', () => {
     expect(bad.body.error).toContain('does not match its dist.integrity');
     expect((await docAt(mirror, 'bad-tarball')).body._attachments || {}).toEqual({});
     expect((await status(mirror, token)).failures.some((f: { name: string; reason: string }) => f.name === 'bad-tarball' && f.reason.includes('integrity'))).toBe(true);
+  });
+});
+
+describe('mode list, tarballs eager', () => {
+  it('fetches the listed packages and a lockfile\'s whole tree at start, tarballs included, and nothing else', async () => {
+    standIn.publish('listed-a', ['1.0.0']);
+    standIn.publish('lock-root', ['1.0.0']);
+    standIn.publish('lock-leaf', ['2.0.0']);
+    standIn.publish('unlisted', ['1.0.0']);
+    const lockfile = join(mkdtempSync(join(tmpdir(), 'lock-')), 'package-lock.json');
+    writeFileSync(lockfile, JSON.stringify({ lockfileVersion: 3, packages: { '': { name: 'app' }, 'node_modules/lock-root': { version: '1.0.0' }, 'node_modules/lock-root/node_modules/lock-leaf': { version: '2.0.0' } } }));
+    const listed = await startTestRegistry({
+      UPSTREAM_REGISTRY: standIn.url,
+      REPLICATION_FEED: standIn.feedUrl,
+      REPLICATION_MODE: 'list',
+      REPLICATION_PACKAGES: 'listed-a,' + lockfile,
+      UPSTREAM_TARBALLS: 'eager',
+      REPLICATION_POLL_MS: '200',
+    });
+    try {
+      for (const [name, version] of [['listed-a', '1.0.0'], ['lock-root', '1.0.0'], ['lock-leaf', '2.0.0']]) {
+        const doc = await eventually(async () => {
+          const res = await docAt(listed, name);
+          return res.body._attachments && res.body._attachments[name + '-' + version + '.tgz'] ? res.body : null;
+        }, 20_000, name + ' with its tarball');
+        expect(doc.origin).toBe(standIn.url);
+      }
+      expect((await docAt(listed, 'unlisted')).status).toBe(404);
+    } finally {
+      await listed.stop();
+    }
   });
 });
 
