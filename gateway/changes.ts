@@ -9,6 +9,7 @@
  */
 import { Logger } from 'pino';
 import { Couch } from './couch';
+import { Pause } from './pause';
 
 export const POLL_MS = 250;
 
@@ -16,7 +17,7 @@ export class ChangesFollower {
   private stopped = false;
   private abort?: AbortController;
   private done?: Promise<void>;
-  private wake?: () => void;
+  private readonly sleeper = new Pause();
 
   constructor(
     private readonly couch: Couch,
@@ -33,18 +34,8 @@ export class ChangesFollower {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort?.abort();
-    this.wake?.();
+    this.sleeper.wake();
     await this.done;
-  }
-
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   private async request(path: string): Promise<any> {
@@ -65,13 +56,13 @@ export class ChangesFollower {
           const batch = await this.request('/_changes?limit=1000&since=' + encodeURIComponent(String(since)));
           for (const change of batch.results || []) this.onChange(change.id, change.changes && change.changes[0] ? change.changes[0].rev : undefined);
           since = batch.last_seq;
-          if ((batch.results || []).length < 1000) await this.pause(POLL_MS);
+          if ((batch.results || []).length < 1000) await this.sleeper.for(POLL_MS);
         }
       } catch (err) {
         this.onLive(false);
         if (this.stopped) return;
         this.log.warn({ err: (err as Error).message }, 'following _changes failed; caches are off until it works again');
-        await this.pause(delay);
+        await this.sleeper.for(delay);
         delay = Math.min(delay * 2, 10_000);
       }
     }

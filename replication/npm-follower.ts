@@ -20,6 +20,7 @@ import Nano from 'nano';
 import { PackageDoc } from '../couchapp/lib/types';
 import { couchFailure } from '../gateway/couch';
 import { Context } from '../gateway/context';
+import { Pause } from '../gateway/pause';
 import { isMirrored, Mirror, mirroredDoc, revGeneration, UpstreamUnavailable } from './mirror';
 
 const BATCH = 500;
@@ -133,7 +134,9 @@ export class NpmFollower {
   private state: FollowerStatus['state'] = 'starting';
   private stopped = false;
   private done?: Promise<void>;
-  private wake?: () => void;
+  private readonly sleeper = new Pause();
+  /** Ends a feed request in flight when the follower stops. */
+  private readonly abort = new AbortController();
   private behindSince = Date.now();
   private caughtUp = false;
   private lastError: string | null = null;
@@ -163,25 +166,16 @@ export class NpmFollower {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wake?.();
+    this.abort.abort();
+    this.sleeper.wake();
     await this.done;
     this.state = 'stopped';
-  }
-
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   private async feedGet(path: string): Promise<any> {
     let response: Response;
     try {
-      response = await fetch(this.feed + path, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(Math.max(this.ctx.config.upstreamTimeoutMs, 30_000)) });
+      response = await fetch(this.feed + path, { headers: { accept: 'application/json' }, signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(Math.max(this.ctx.config.upstreamTimeoutMs, 30_000))]) });
     } catch (err) {
       throw new UpstreamUnavailable('the change feed ' + this.feed + ' is unreachable (' + ((err as { cause?: { code?: string } }).cause?.code || (err as Error).message) + ')');
     }
@@ -219,7 +213,7 @@ export class NpmFollower {
       if (head !== null || this.settings.mode === 'all') break;
       this.state = 'upstream-unreachable';
       this.lastError = 'the change feed ' + this.feed + ' did not tell its position; retrying';
-      await this.pause(delay);
+      await this.sleeper.for(delay);
     }
     if (this.settings.mode !== 'all' && head !== null) since = head;
     this.checkpoint = {
@@ -247,7 +241,7 @@ export class NpmFollower {
         break;
       } catch (err) {
         this.lastError = 'cannot read the replication checkpoint: ' + (err as Error).message;
-        await this.pause(delay);
+        await this.sleeper.for(delay);
       }
     }
     if (this.settings.mode === 'list') await this.seedList();
@@ -261,7 +255,7 @@ export class NpmFollower {
         this.lastError = message;
         if (err instanceof UpstreamUnavailable) this.state = 'upstream-unreachable';
         this.log.warn({ err: message }, 'replication: following the feed failed; retrying');
-        await this.pause(delay);
+        await this.sleeper.for(delay);
         delay = Math.min(delay * 2, 60_000);
       }
     }
@@ -304,7 +298,7 @@ export class NpmFollower {
       this.behindSince = Date.now();
       this.state = 'following';
       this.lastError = null;
-      await this.pause(this.settings.pollMs);
+      await this.sleeper.for(this.settings.pollMs);
     }
   }
 

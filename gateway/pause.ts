@@ -1,0 +1,18 @@
+/** A pause that `wake()` ends early, for background loops that must stop promptly. */
+export class Pause {
+  private wakeUp?: () => void;
+
+  for(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  wake(): void {
+    this.wakeUp?.();
+  }
+}
