@@ -2,6 +2,7 @@
 import pino from 'pino';
 import { loadConfig } from './config';
 import { startRegistry } from './registry';
+import { withoutCredentials } from '../replication/couchdb';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -14,6 +15,10 @@ async function main(): Promise<void> {
     '  account:  npm adduser --registry ' + registry.url + '/',
     '  Fauxton:  ' + registry.fauxtonUrl + '  (log in as "' + registry.adminName + '")',
   ];
+  const replication = config.replication;
+  if (config.upstreamRegistry) lines.push('  upstream: ' + config.upstreamRegistry + ' (unknown names: ' + config.upstreamMode + ')');
+  if (replication.feed) lines.push('  replicating: change feed ' + replication.feed + ', mode ' + replication.mode + '; status: npm run replication');
+  if (replication.couchdb) lines.push('  replicating: CouchDB ' + withoutCredentials(replication.couchdb) + '; status: npm run replication');
   if (registry.generatedAdminPassword) {
     lines.push(
       '  admin password (generated now, shown once, kept in ' + config.dataDir + '/admin-password): ' +
