@@ -36,21 +36,30 @@ export function replicationRoutes(ctx: Context): Router {
       const since = req.query.since === undefined ? '0' : String(req.query.since);
       const limit = req.query.limit === undefined ? 1000 : Number(req.query.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw badRequest('"limit" must be a whole number from 1 to ' + MAX_LIMIT + '.');
-      const response = await ctx.couch.adminFetch(
-        '/' + encodeURIComponent(ctx.config.registryDb) + '/_changes?since=' + encodeURIComponent(since) + '&limit=' + limit,
-      );
-      if (response.status === 400) throw badRequest('"since" is not a sequence of this feed; start from 0 or a last_seq it gave.');
-      if (!response.ok) throw new HttpError(502, 'The registry database failed to list changes (' + response.status + '). Try again later.');
-      const feed = (await response.json()) as { results: { seq: unknown; id: string; changes: { rev: string }[]; deleted?: boolean }[]; last_seq: unknown };
-      const results = [];
-      for (const change of feed.results) {
-        if (change.id.startsWith('_')) continue;
-        if (!(await ctx.access.mayRead(res, change.id))) continue;
-        const entry: Record<string, unknown> = { seq: change.seq, id: change.id, changes: change.changes.map((c) => ({ rev: c.rev })) };
-        if (change.deleted) entry.deleted = true;
-        results.push(entry);
+      if (!/^(now|\d+(-[A-Za-z0-9_-]+)?)$/.test(since)) throw badRequest('"since" is not a sequence of this feed; start from 0 or a last_seq it gave.');
+      // Design documents and packages the caller may not read are left out; the page is filled up
+      // from further changes (up to 10 reads), so that fewer than `limit` results means the feed's end.
+      const results: Record<string, unknown>[] = [];
+      let position: unknown = since;
+      for (let reads = 1; ; reads++) {
+        const wanted = limit - results.length;
+        const response = await ctx.couch.adminFetch(
+          '/' + encodeURIComponent(ctx.config.registryDb) + '/_changes?since=' + encodeURIComponent(String(position)) + '&limit=' + wanted,
+        );
+        if (response.status === 400) throw badRequest('"since" is not a sequence of this feed; start from 0 or a last_seq it gave.');
+        if (!response.ok) throw new HttpError(502, 'The registry database failed to list changes (' + response.status + '). Try again later.');
+        const feed = (await response.json()) as { results: { seq: unknown; id: string; changes: { rev: string }[]; deleted?: boolean }[]; last_seq: unknown };
+        for (const change of feed.results) {
+          if (change.id.startsWith('_')) continue;
+          if (!(await ctx.access.mayRead(res, change.id))) continue;
+          const entry: Record<string, unknown> = { seq: change.seq, id: change.id, changes: change.changes.map((c) => ({ rev: c.rev })) };
+          if (change.deleted) entry.deleted = true;
+          results.push(entry);
+        }
+        position = feed.last_seq;
+        if (feed.results.length < wanted || results.length >= limit || reads >= 10) break;
       }
-      res.json({ results, last_seq: feed.last_seq });
+      res.json({ results, last_seq: position });
     })().catch(next);
   });
 

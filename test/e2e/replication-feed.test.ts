@@ -150,6 +150,29 @@ describe('replication through the npm change feed', () => {
     expect(status.tarballsWritten).toBeGreaterThanOrEqual(2);
   });
 
+  it('this registry\'s own feed follows the public contract and refuses bad parameters with 400', async () => {
+    await publishUpstream({ name: 'contract-a', version: '1.0.0' });
+    await publishUpstream({ name: 'contract-b', version: '1.0.0' });
+    const page = await upstream.request('GET', '/-/replicate/_changes?since=0&limit=2');
+    expect(page.status).toBe(200);
+    expect(page.body.results).toHaveLength(2);
+    for (const entry of page.body.results) {
+      expect(Object.keys(entry).sort()).toEqual(['changes', 'id', 'seq']);
+      expect(entry.id.startsWith('_')).toBe(false);
+      expect(entry.changes[0].rev).toMatch(/^\d+-/);
+    }
+    const next = await upstream.request('GET', '/-/replicate/_changes?limit=10000&since=' + encodeURIComponent(String(page.body.last_seq)));
+    const ids = next.body.results.map((e: { id: string }) => e.id);
+    expect(ids).not.toContain(page.body.results[0].id);
+    expect(ids.some((id: string) => id.startsWith('_design/'))).toBe(false);
+    expect((await upstream.request('GET', '/-/replicate')).body.update_seq).toBeDefined();
+    for (const query of ['limit=0', 'limit=20000', 'limit=ten', 'since=%7B%7D', 'since=garbage']) {
+      const bad = await upstream.request('GET', '/-/replicate/_changes?' + query);
+      expect(bad.status).toBe(400);
+      expect(bad.body.error).toMatch(/"limit"|"since"/);
+    }
+  });
+
   it('the replication command shows the same, and says how to log in without a token', async () => {
     const cli = join(__dirname, '..', '..', 'dist', 'replication', 'cli.js');
     const shown = await run(process.execPath, [cli, '--registry', downstream.url, '--token', localToken]);
