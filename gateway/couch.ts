@@ -5,6 +5,7 @@
  */
 import http from 'http';
 import https from 'https';
+import { createReadStream, statSync } from 'fs';
 import Nano from 'nano';
 import { proxyHeaders } from '../couchdb/proxy-auth';
 
@@ -78,6 +79,37 @@ export class Couch {
       });
     }
     return answer;
+  }
+
+  /** Streams a file to CouchDB as `who` (an attachment PUT); a refusal is thrown like `requestAs`'s. */
+  putFileAs(who: Identity, path: string, file: string, contentType: string): Promise<{ rev: string }> {
+    const client = this.url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const request = client.request(new URL(path, this.url.origin), {
+        method: 'PUT',
+        headers: { 'content-type': contentType, 'content-length': statSync(file).size, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) },
+      });
+      request.on('error', reject);
+      request.on('response', (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => {
+          let answer: { rev?: string; error?: string; reason?: string } = {};
+          try {
+            answer = JSON.parse(text);
+          } catch {
+            /* not JSON */
+          }
+          const status = response.statusCode || 502;
+          if (status >= 200 && status < 300) return resolve({ rev: answer.rev as string });
+          reject(Object.assign(new Error(answer.reason || 'CouchDB answered ' + status), { statusCode: status, error: answer.error || 'error', reason: answer.reason || 'CouchDB answered ' + status }));
+        });
+      });
+      const stream = createReadStream(file);
+      stream.on('error', (err) => request.destroy(err));
+      stream.pipe(request);
+    });
   }
 
   /** Checks a name and password with CouchDB; returns the user, or null when they do not match. */

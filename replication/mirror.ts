@@ -5,7 +5,11 @@
  * change-feed follower. Every write is made as the replication user, so `_design/mirror` refuses
  * what replication must never do (overwrite a local package, bring a private scope).
  */
-import { createHash } from 'crypto';
+import { randomBytes } from 'crypto';
+import { createWriteStream, mkdirSync, rmSync } from 'fs';
+import { join } from 'path';
+import { Readable } from 'stream';
+import { pipeline } from 'stream/promises';
 import ssri from 'ssri';
 import { inPrivateScope, REPLICATOR_ROLE } from '../couchapp/lib/mirror';
 import { tarballFileName } from '../couchapp/lib/names';
@@ -76,21 +80,15 @@ export function isMirrored(doc: PackageDoc, registryId: string): boolean {
   return doc.origin !== registryId;
 }
 
-/** Checks tarball bytes against the manifest's `dist.integrity` (or `dist.shasum` for old versions). */
-export function verifyTarball(data: Buffer, manifest: VersionManifest): string | null {
+/**
+ * What a tarball must match: the manifest's `dist.integrity`, or for old versions its `dist.shasum`
+ * as an SRI sha1; null when the manifest has neither (such a tarball is refused).
+ */
+export function expectedIntegrity(manifest: VersionManifest): string | null {
   const dist = manifest.dist || ({} as VersionManifest['dist']);
-  if (typeof dist.integrity === 'string' && dist.integrity) {
-    try {
-      if (ssri.checkData(data, dist.integrity)) return null;
-    } catch {
-      /* an unreadable integrity is a mismatch */
-    }
-    return 'does not match its dist.integrity';
-  }
-  if (typeof dist.shasum === 'string' && dist.shasum) {
-    return createHash('sha1').update(data).digest('hex') === dist.shasum ? null : 'does not match its dist.shasum';
-  }
-  return 'has neither dist.integrity nor dist.shasum to check it against';
+  if (typeof dist.integrity === 'string' && ssri.parse(dist.integrity).toString()) return dist.integrity;
+  if (typeof dist.shasum === 'string' && /^[0-9a-f]{40}$/i.test(dist.shasum)) return ssri.fromHex(dist.shasum, 'sha1').toString();
+  return null;
 }
 
 export interface MirrorStats {
@@ -106,7 +104,7 @@ export interface MirrorStats {
 export class Mirror {
   readonly stats: MirrorStats = { packagesWritten: 0, tarballsWritten: 0, refused: new Map(), failures: [] };
   private readonly pulls = new Map<string, Promise<PackageDoc | null>>();
-  private readonly tarballPulls = new Map<string, Promise<Buffer>>();
+  private readonly tarballPulls = new Map<string, Promise<void>>();
   /** When each mirrored packument was last compared with the upstream (pull-through without a feed). */
   private readonly checkedAt = new Map<string, number>();
 
@@ -273,10 +271,12 @@ export class Mirror {
   }
 
   /**
-   * The tarball `file` of the mirrored package `doc`: fetched from the upstream's `dist.tarball`,
-   * verified against the version's integrity, stored as an attachment, and returned.
+   * Fetches the tarball `file` of the mirrored package `doc` from the upstream's `dist.tarball`,
+   * verifies it against the version's integrity while it streams to a temporary file, and stores it
+   * as an attachment. Resolves once it is stored (the caller then serves it from CouchDB);
+   * concurrent requests share one download. Nothing is held in memory.
    */
-  tarball(doc: PackageDoc, file: string): Promise<Buffer> {
+  tarball(doc: PackageDoc, file: string): Promise<void> {
     const key = doc.name + '/' + file;
     let pending = this.tarballPulls.get(key);
     if (!pending) {
@@ -286,51 +286,66 @@ export class Mirror {
     return pending;
   }
 
-  private async fetchTarball(doc: PackageDoc, file: string): Promise<Buffer> {
+  private async fetchTarball(doc: PackageDoc, file: string): Promise<void> {
     const version = Object.keys(doc.versions).find((v) => tarballFileName(doc.name, v) === file);
     const manifest = version ? doc.versions[version] : undefined;
     const source = manifest && manifest.dist && typeof manifest.dist.tarball === 'string' ? manifest.dist.tarball : undefined;
     if (!manifest || !source) throw new HttpError(404, 'No tarball ' + file + ' for "' + doc.name + '": the version does not exist upstream.');
-    let data: Buffer;
+    const integrity = expectedIntegrity(manifest);
+    if (!integrity) {
+      this.recordFailure(doc.name, 'tarball ' + file + ' has neither dist.integrity nor dist.shasum; refused');
+      throw new HttpError(502, 'The upstream\'s ' + doc.name + '@' + version + ' has neither dist.integrity nor dist.shasum, so its tarball cannot be verified; it is not served.');
+    }
+    const folder = join(this.ctx.config.dataDir, 'cache', 'mirror-downloads');
+    mkdirSync(folder, { recursive: true, mode: 0o700 });
+    const temp = join(folder, randomBytes(12).toString('hex') + '.tgz');
     try {
-      const response = await fetch(source, { signal: this.timeoutSignal() });
-      if (!response.ok) {
-        await response.body?.cancel();
-        throw new Error('it answered ' + response.status);
+      let response: Response;
+      const abort = new AbortController();
+      // The time-out is for the upstream to answer; the body may take as long as it streams.
+      const timer = setTimeout(() => abort.abort(new DOMException('timed out', 'TimeoutError')), this.ctx.config.upstreamTimeoutMs);
+      try {
+        response = await fetch(source, { signal: abort.signal });
+      } catch (err) {
+        throw new HttpError(502, 'The tarball ' + file + ' is not here yet and ' + this.unavailable(err).message + '. Try again later.');
+      } finally {
+        clearTimeout(timer);
       }
-      data = Buffer.from(await response.arrayBuffer());
-    } catch (err) {
-      const reason = (err as Error).message.startsWith('it answered') ? 'the upstream registry ' + this.upstream + ' ' + (err as Error).message.slice(3) : this.unavailable(err).message;
-      throw new HttpError(502, 'The tarball ' + file + ' is not here yet and ' + reason + '. Try again later.');
+      if (!response.ok || !response.body) {
+        await response.body?.cancel();
+        throw new HttpError(502, 'The tarball ' + file + ' is not here yet and the upstream registry ' + this.upstream + ' answered ' + response.status + ' for it. Try again later.');
+      }
+      try {
+        await pipeline(Readable.fromWeb(response.body as import('stream/web').ReadableStream), ssri.integrityStream({ integrity }), createWriteStream(temp));
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EINTEGRITY') {
+          throw new HttpError(502, 'The download of ' + file + ' from the upstream registry ' + this.upstream + ' broke off (' + (err as Error).message + '). Try again.');
+        }
+        this.recordFailure(doc.name, 'tarball ' + file + ' from ' + source + ' does not match its dist.integrity; refused');
+        throw new HttpError(502, 'The upstream\'s tarball ' + file + ' does not match its dist.integrity; it was refused and not stored. Tell the upstream\'s admins.');
+      }
+      await this.storeTarball(doc.name, file, temp);
+    } finally {
+      rmSync(temp, { force: true });
     }
-    const problem = verifyTarball(data, manifest);
-    if (problem) {
-      this.recordFailure(doc.name, 'tarball ' + file + ' from ' + source + ' ' + problem + '; refused');
-      throw new HttpError(502, 'The upstream\'s tarball ' + file + ' ' + problem + '; it was refused and not stored. Tell the upstream\'s admins.');
-    }
-    await this.storeTarball(doc.name, file, data).catch((err) => {
-      this.ctx.log.warn({ package: doc.name, file, err: (err as Error).message }, 'storing a mirrored tarball failed; it is served anyway');
-    });
-    return data;
   }
 
-  /** Adds a verified tarball to the mirrored document, on its current revision. */
-  private async storeTarball(name: string, file: string, data: Buffer): Promise<void> {
+  /** Adds a verified tarball (a file) to the mirrored document, on its current revision. */
+  private async storeTarball(name: string, file: string, path: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       const current = await readPackage(this.ctx, name);
-      if (!current || !isMirrored(current, this.ctx.registryId)) return;
+      if (!current || !isMirrored(current, this.ctx.registryId)) throw new HttpError(404, 'No tarball ' + file + ' for "' + name + '": the package changed meanwhile; ask again.');
       if (current._attachments && current._attachments[file]) return;
-      const path = '/' + encodeURIComponent(this.ctx.config.registryDb) + '/' + encodeURIComponent(name) + '/' + encodeURIComponent(file) + '?rev=' + encodeURIComponent(current._rev as string);
+      const target = '/' + encodeURIComponent(this.ctx.config.registryDb) + '/' + encodeURIComponent(name) + '/' + encodeURIComponent(file) + '?rev=' + encodeURIComponent(current._rev as string);
       try {
-        const answer = await this.ctx.couch.requestAs(REPLICATOR, 'PUT', path, data, TARBALL_CONTENT_TYPE);
+        const answer = await this.ctx.couch.putFileAs(REPLICATOR, target, path, TARBALL_CONTENT_TYPE);
         this.stats.tarballsWritten++;
         changedHere(this.ctx, name, answer.rev);
-        const etag = '"' + createHash('md5').update(data).digest('base64') + '"';
-        this.ctx.tarballs.put(name, file, this.ctx.tarballs.generation(name), data, etag);
         return;
       } catch (err) {
-        if (couchFailure(err).statusCode === 409 && attempt < 5) continue;
-        throw err;
+        const failure = couchFailure(err);
+        if (failure.statusCode === 409 && attempt < 5) continue;
+        throw new HttpError(502, 'The tarball ' + file + ' was fetched and verified but could not be stored (' + failure.reason + '). Try again.');
       }
     }
   }

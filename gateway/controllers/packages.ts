@@ -5,7 +5,6 @@
 import { Request, Response, Router } from 'express';
 import { PackageDoc } from '../../couchapp/lib/types';
 import { requireUser, requireWriter } from '../auth';
-import { createHash } from 'crypto';
 import { createReadStream } from 'fs';
 import { isMirrored } from '../../replication/mirror';
 import { CachedPackument } from '../cache';
@@ -140,7 +139,7 @@ export function packageRoutes(ctx: Context): Router {
     sendJson(req, res, body, '"' + doc._rev + '-v-' + manifest.version + '"');
   }
 
-  async function getTarball(req: Request, res: Response, name: string, file: string): Promise<void> {
+  async function getTarball(req: Request, res: Response, name: string, file: string, pulled = false): Promise<void> {
     if (!file.endsWith('.tgz') || file.includes('/') || file.startsWith('.')) throw notFound('No such tarball: ' + file);
     await ctx.access.assertRead(res, name);
     const cached = ctx.tarballs.get(name, file);
@@ -154,7 +153,11 @@ export function packageRoutes(ctx: Context): Router {
       upstream.resume();
       const doc = await loadForRead(ctx, req, res, name, ['-', file]);
       if (!doc) return;
-      if (ctx.mirror && isMirrored(doc, ctx.registryId)) return sendTarballBytes(req, res, await ctx.mirror.tarball(doc, file));
+      if (ctx.mirror && isMirrored(doc, ctx.registryId) && !pulled) {
+        // Fetched from the upstream, verified and stored: now served like any stored tarball.
+        await ctx.mirror.tarball(doc, file);
+        return getTarball(req, res, name, file, true);
+      }
       throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
     }
     if (upstream.statusCode !== 200 && upstream.statusCode !== 304) {
@@ -187,16 +190,6 @@ export function packageRoutes(ctx: Context): Router {
         upstream.destroy();
       }
     });
-  }
-
-  /** A tarball fetched from the upstream just now (verified, and being stored). */
-  function sendTarballBytes(req: Request, res: Response, data: Buffer): void {
-    res.setHeader('ETag', '"' + createHash('md5').update(data).digest('base64') + '"');
-    res.setHeader('Content-Type', 'application/octet-stream');
-    res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
-    res.setHeader('Content-Length', data.length);
-    if (req.method === 'HEAD') res.end();
-    else res.end(data);
   }
 
   function sendTarballFile(req: Request, res: Response, cached: CachedTarball): void {
