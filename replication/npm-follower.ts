@@ -172,10 +172,10 @@ export class NpmFollower {
     this.state = 'stopped';
   }
 
-  private async feedGet(path: string): Promise<any> {
+  private async feedGet(path: string, timeoutMs = Math.max(this.ctx.config.upstreamTimeoutMs, 30_000)): Promise<any> {
     let response: Response;
     try {
-      response = await fetch(this.feed + path, { headers: { accept: 'application/json' }, signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(Math.max(this.ctx.config.upstreamTimeoutMs, 30_000))]) });
+      response = await fetch(this.feed + path, { headers: { accept: 'application/json' }, signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]) });
     } catch (err) {
       throw new UpstreamUnavailable('the change feed ' + this.feed + ' is unreachable (' + ((err as { cause?: { code?: string } }).cause?.code || (err as Error).message) + ')');
     }
@@ -187,9 +187,9 @@ export class NpmFollower {
   }
 
   /** The feed's current position, from its root (`{update_seq}`), or null when it does not say. */
-  private async feedHead(): Promise<unknown> {
+  private async feedHead(timeoutMs?: number): Promise<unknown> {
     try {
-      const info = await this.feedGet('/');
+      const info = await this.feedGet('/', timeoutMs);
       return info && info.update_seq !== undefined ? info.update_seq : null;
     } catch {
       return null;
@@ -505,7 +505,8 @@ export class NpmFollower {
 
   async status(): Promise<FollowerStatus> {
     if (!this.head || Date.now() - this.head.at > 2000) {
-      const seq = await this.feedHead();
+      // The status answers quickly even when the upstream hangs.
+      const seq = await this.feedHead(Math.min(this.ctx.config.upstreamTimeoutMs, 3000));
       this.head = { seq, at: Date.now() };
     }
     const cp = this.checkpoint;
