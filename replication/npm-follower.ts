@@ -196,6 +196,20 @@ export class NpmFollower {
     }
   }
 
+  /**
+   * Where the feed is now: its root's `update_seq`, else the `last_seq` of `since=now`, else null
+   * (the partial modes then read the feed from its start). Throws while the feed cannot be reached.
+   */
+  private async feedPosition(): Promise<unknown> {
+    const root = await this.feedGet('/').catch((err) => {
+      if (err instanceof UpstreamUnavailable && /answered/.test(err.message)) return null; // no root: try the next way
+      throw err;
+    });
+    if (root && root.update_seq !== undefined && root.update_seq !== null) return root.update_seq;
+    const now = await this.feedGet('/_changes?since=now&limit=1').catch(() => null);
+    return now && now.last_seq !== undefined && now.last_seq !== null ? now.last_seq : null;
+  }
+
   private async loadCheckpoint(): Promise<void> {
     const id = 'replication-feed:' + this.feed;
     try {
@@ -209,11 +223,14 @@ export class NpmFollower {
     let since: unknown = 0;
     let head: unknown = null;
     for (let delay = 1000; !this.stopped; delay = Math.min(delay * 2, 30_000)) {
-      head = await this.feedHead();
-      if (head !== null || this.settings.mode === 'all') break;
-      this.state = 'upstream-unreachable';
-      this.lastError = 'the change feed ' + this.feed + ' did not tell its position; retrying';
-      await this.sleeper.for(delay);
+      try {
+        head = await this.feedPosition();
+        break;
+      } catch (err) {
+        this.state = 'upstream-unreachable';
+        this.lastError = (err as Error).message + '; retrying';
+        await this.sleeper.for(delay);
+      }
     }
     if (this.settings.mode !== 'all' && head !== null) since = head;
     this.checkpoint = {

@@ -15,14 +15,14 @@ const MAX_LIMIT = 10_000;
 export function replicationRoutes(ctx: Context): Router {
   const router = Router();
 
-  router.get('/-/replication', (req, res, next) => {
+  router.get('/-/replication', (_req, res, next) => {
     (async () => {
       requireUser(res);
       res.json(await replicationStatus(ctx));
     })().catch(next);
   });
 
-  router.get(['/-/replicate', '/-/replicate/'], (req, res, next) => {
+  router.get(['/-/replicate', '/-/replicate/'], (_req, res, next) => {
     (async () => {
       const response = await ctx.couch.adminFetch('/' + encodeURIComponent(ctx.config.registryDb));
       if (!response.ok) throw new HttpError(502, 'The registry database cannot be read (' + response.status + '). Try again later.');
