@@ -268,6 +268,7 @@ export class NpmFollower {
         await this.cycle();
         delay = 1000;
       } catch (err) {
+        if (this.stopped) return;
         const message = (err as Error).message;
         this.lastError = message;
         if (err instanceof UpstreamUnavailable) this.state = 'upstream-unreachable';
@@ -300,6 +301,8 @@ export class NpmFollower {
     if (!this.checkpoint.initial || this.checkpoint.initial.done) this.state = 'following';
     else this.state = 'initial-sync';
     await this.apply(results);
+    // Stopped in the middle of the batch: the checkpoint stays before it, so it is read again.
+    if (this.stopped) return;
     if (batch.last_seq !== undefined && batch.last_seq !== null) this.checkpoint.since = batch.last_seq;
     this.remember(this.checkpoint.since);
     const caughtUp = results.length < BATCH;

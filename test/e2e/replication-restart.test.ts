@@ -1,5 +1,5 @@
 /**
- * A downstream registry killed (SIGKILL) in the middle of its initial sync and started again ends
+ * A downstream registry killed (SIGKILL, or stopped with SIGTERM) in the middle of its initial sync and started again ends
  * with exactly the upstream's documents: none missing, none duplicated or in conflict. Both paths:
  * the npm change feed (checkpoint in CouchDB) and native CouchDB replication (CouchDB's checkpoints).
  */
@@ -62,7 +62,7 @@ beforeAll(async () => {
 
 afterAll(() => upstream?.stop());
 
-async function killMidSyncAndRestart(env: Record<string, string>, dbName: string) {
+async function killMidSyncAndRestart(env: Record<string, string>, dbName: string, signal: NodeJS.Signals = 'SIGKILL') {
   const dataDir = mkdtempSync(join(tmpdir(), 'registry-restart-'));
   const settings = { ...env, DATA_DIR: dataDir, REGISTRY_DB: dbName, REGISTRY_ADMIN_PASSWORD: PASSWORD };
   let downstream = await startRegistryProcess(settings);
@@ -73,7 +73,7 @@ async function killMidSyncAndRestart(env: Record<string, string>, dbName: string
       const info = await couchJson(couch, '/' + dbName);
       return info.doc_count > 50 ? info.doc_count : null;
     }, 60_000, 'the first packages to arrive');
-    await killProcess(downstream.child);
+    await killProcess(downstream.child, signal);
     expect(arrived).toBeLessThan(PACKAGES);
 
     downstream = await startRegistryProcess(settings);
@@ -108,6 +108,15 @@ it('npm change feed: killed mid-sync and restarted, it ends with the upstream\'s
     expect(doc.origin_rev).toBe(upstreamDocs.get(id)._rev);
     expect(doc._rev.startsWith('1-')).toBe(true);
   }
+});
+
+it('npm change feed: stopped cleanly (SIGTERM) mid-sync, it resumes without skipping what the interrupted batch had not done', async () => {
+  const { upstreamDocs, mirrored } = await killMidSyncAndRestart(
+    { UPSTREAM_REGISTRY: upstream.url, REPLICATION_FEED: upstream.url + '/-/replicate', REPLICATION_MODE: 'all', REPLICATION_CONCURRENCY: '4', REPLICATION_POLL_MS: '200' },
+    dbName('feed-term'),
+    'SIGTERM',
+  );
+  expect([...mirrored.keys()].sort()).toEqual([...upstreamDocs.keys()].sort());
 });
 
 it('native CouchDB replication: killed mid-sync and restarted, it ends with the same documents and revisions', async () => {

@@ -31,12 +31,12 @@ export function startRegistryProcess(env: Record<string, string>): Promise<Regis
   });
 }
 
-/** Kills the process with SIGKILL (no clean shutdown) and waits until it is gone. */
-export function killProcess(child: ChildProcess): Promise<void> {
+/** Stops the process with `signal` (SIGKILL by default: no clean shutdown) and waits until it is gone. */
+export function killProcess(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
     child.removeAllListeners('exit');
     child.once('exit', () => resolve());
-    child.kill('SIGKILL');
+    child.kill(signal);
   });
 }
