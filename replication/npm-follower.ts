@@ -175,7 +175,9 @@ export class NpmFollower {
   private async feedGet(path: string, timeoutMs = Math.max(this.ctx.config.upstreamTimeoutMs, 30_000)): Promise<any> {
     let response: Response;
     try {
-      response = await fetch(this.feed + path, { headers: { accept: 'application/json' }, signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]) });
+      // The opt-in header selected the public registry's new feed during its 2025 migration; other
+      // feeds ignore it.
+      response = await fetch(this.feed + path, { headers: { accept: 'application/json', 'npm-replication-opt-in': 'true' }, signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]) });
     } catch (err) {
       throw new UpstreamUnavailable('the change feed ' + this.feed + ' is unreachable (' + ((err as { cause?: { code?: string } }).cause?.code || (err as Error).message) + ')');
     }
