@@ -4,22 +4,15 @@
  * tarballs that came with it) goes into this gateway's caches at once.
  */
 import { createHash } from 'crypto';
+import { isMirrored, mirroredReason } from '../couchapp/lib/mirror';
 import { PackageDoc } from '../couchapp/lib/types';
 import { onlyOwnStarChanged } from '../couchapp/validate_doc_update';
 import { CachedPackument } from './cache';
-import { forbidden, HttpError } from './errors';
+import { forbidden } from './errors';
 import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
 import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from './packument';
 
 const WRITE_ATTEMPTS = 3;
-
-/** The answer to a local user changing a mirrored package. */
-function mirroredError(doc: PackageDoc): HttpError {
-  return forbidden(
-    '"' + doc.name + '" is mirrored from ' + String(doc.origin || 'the upstream registry') + '; it cannot be published to, re-tagged or deprecated here. ' +
-      'Publish your own package under a private scope, for example "@your-company/' + doc.name.replace(/^@[^/]+\//, '') + '".',
-  );
-}
 
 /** Reads, changes and writes a package as `user`, re-reading when a concurrent write got there first. */
 export async function writeWithRetry(
@@ -30,17 +23,17 @@ export async function writeWithRetry(
 ): Promise<{ id: string; rev: string } | null> {
   for (let attempt = 1; ; attempt++) {
     const existing = await readPackage(ctx, name);
-    const mirrored = !!existing && existing.origin !== ctx.registryId;
+    const mirrored = !!existing && isMirrored(existing, ctx.registryId);
     let next: PackageDoc | null;
     try {
       next = change(existing);
     } catch (err) {
-      if (mirrored) throw mirroredError(existing as PackageDoc);
+      if (mirrored) throw forbidden(mirroredReason(existing as PackageDoc));
       throw err;
     }
     if (!next) return null;
     // Mirrored packages are the upstream's (only stars are the user's): _design/mirror refuses too.
-    if (mirrored && !onlyOwnStarChanged(next, existing as PackageDoc, user.name)) throw mirroredError(existing as PackageDoc);
+    if (mirrored && !onlyOwnStarChanged(next, existing as PackageDoc, user.name)) throw forbidden(mirroredReason(existing as PackageDoc));
     // A package created here is marked as local; _design/mirror keeps replication off it.
     if (!existing) next.origin = ctx.registryId;
     try {
@@ -61,7 +54,7 @@ export function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
     rev: doc._rev as string,
     full: Buffer.from(JSON.stringify(fullPackument(doc, ctx.baseUrl))),
     abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(doc, ctx.baseUrl))),
-    mirrored: doc.origin !== ctx.registryId,
+    mirrored: isMirrored(doc, ctx.registryId),
   };
 }
 

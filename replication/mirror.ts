@@ -11,7 +11,7 @@ import { join } from 'path';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import ssri from 'ssri';
-import { inPrivateScope, REPLICATOR_ROLE } from '../couchapp/lib/mirror';
+import { inPrivateScope, isMirrored, REPLICATOR_ROLE } from '../couchapp/lib/mirror';
 import { tarballFileName } from '../couchapp/lib/names';
 import { AttachmentStub, PackageDoc, VersionManifest } from '../couchapp/lib/types';
 import { couchFailure, Identity } from '../gateway/couch';
@@ -73,11 +73,6 @@ export function mirroredDoc(name: string, packument: UpstreamPackument, origin: 
   if (typeof packument._rev === 'string') result.origin_rev = packument._rev;
   if (existing && existing._rev) result._rev = existing._rev;
   return result;
-}
-
-/** True when `doc` is a mirrored package (its origin is not this registry). */
-export function isMirrored(doc: PackageDoc, registryId: string): boolean {
-  return doc.origin !== registryId;
 }
 
 /**

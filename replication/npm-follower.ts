@@ -21,7 +21,8 @@ import { PackageDoc } from '../couchapp/lib/types';
 import { couchFailure } from '../gateway/couch';
 import { Context } from '../gateway/context';
 import { Pause } from '../gateway/pause';
-import { isMirrored, Mirror, mirroredDoc, revGeneration, UpstreamUnavailable } from './mirror';
+import { isMirrored, shadowedReason } from '../couchapp/lib/mirror';
+import { Mirror, mirroredDoc, revGeneration, UpstreamUnavailable } from './mirror';
 
 const BATCH = 500;
 /** Documents written to CouchDB in one `_bulk_docs`, at most. */
@@ -429,7 +430,7 @@ export class NpmFollower {
     const { name, rev, deleted } = item;
     const existing = item.present === false ? null : await this.readLocal(name);
     if (existing && !isMirrored(existing, this.ctx.registryId)) {
-      this.mirror.stats.refused.set(name, 'shadowed: "' + name + '" is published in this registry; the upstream package of that name is refused.');
+      this.mirror.stats.refused.set(name, shadowedReason(name));
       return { done: true };
     }
     if (deleted) {

@@ -7,7 +7,7 @@
  * documents unchanged, so a mirrored document is recognised by an `origin` that is not ours, never by
  * a marker the replication would have to add.
  */
-import { UserCtx } from './types';
+import { PackageDoc, UserCtx } from './types';
 
 /** The CouchDB role of the user that replication writes as. It is not an admin. */
 export const REPLICATOR_ROLE = 'registry-replicator';
@@ -35,6 +35,25 @@ export function inPrivateScope(name: string, privateScopes: unknown): boolean {
   const scope = scopeOf(name);
   if (!scope || !Array.isArray(privateScopes)) return false;
   return privateScopes.some((s) => typeof s === 'string' && s.toLowerCase() === scope);
+}
+
+/** True when `doc` is a mirrored package: its origin is not this registry (`registryId`). */
+export function isMirrored(doc: PackageDoc, registryId: unknown): boolean {
+  return doc.origin !== registryId;
+}
+
+/** Why replication may not write `name`: a package of that name is published here. */
+export function shadowedReason(name: string): string {
+  return 'shadowed: "' + name + '" is published in this registry; the upstream package of that name is refused ' +
+    '(replication never replaces a local package).';
+}
+
+/** Why a local user may not change the mirrored package `doc`, and what to do instead. */
+export function mirroredReason(doc: PackageDoc): string {
+  const name = String(doc.name || doc._id);
+  return '"' + name + '" is mirrored from ' + String(doc.origin || 'the upstream registry') +
+    '; it cannot be published to, re-tagged or deprecated here. Publish your own package under a private scope, ' +
+    'for example "@your-company/' + name.replace(/^@[^/]+\//, '') + '".';
 }
 
 /** A scope list from configuration (`@acme,@internal` or `acme internal`), normalised to `@acme`. */

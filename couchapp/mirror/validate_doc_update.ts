@@ -9,7 +9,7 @@
  * - Local users cannot publish to, re-tag or deprecate a mirrored package (only star it); they
  *   publish under a private scope instead. What they create is marked as published here.
  */
-import { inPrivateScope, isReplicator, MirrorSettings } from '../lib/mirror';
+import { inPrivateScope, isMirrored, isReplicator, mirroredReason, MirrorSettings, shadowedReason } from '../lib/mirror';
 import { PackageDoc, UserCtx } from '../lib/types';
 import { onlyOwnStarChanged } from '../validate_doc_update';
 
@@ -29,12 +29,7 @@ export default function validate_mirror(
   const oldLive = !!oldDoc && !oldDoc._deleted;
 
   if (isReplicator(userCtx)) {
-    if (oldLive && (oldDoc as PackageDoc).origin === local) {
-      throw {
-        forbidden: 'shadowed: "' + newDoc._id + '" is published in this registry; the upstream package of that name is refused ' +
-          '(replication never replaces a local package).',
-      };
-    }
+    if (oldLive && !isMirrored(oldDoc as PackageDoc, local)) throw { forbidden: shadowedReason(newDoc._id) };
     if (newDoc._deleted) return;
     if (newDoc.origin === local) throw { forbidden: 'Replication cannot write a package marked as published here.' };
     if (inPrivateScope(name, this.privateScopes)) {
@@ -44,13 +39,9 @@ export default function validate_mirror(
   }
 
   if (!userCtx.name) return; // anonymous writes are refused with 401 by _design/app
-  if (oldLive && (oldDoc as PackageDoc).origin !== local) {
-    if (userCtx.name && onlyOwnStarChanged(newDoc, oldDoc as PackageDoc, userCtx.name)) return;
-    throw {
-      forbidden: '"' + name + '" is mirrored from ' + String((oldDoc as PackageDoc).origin || 'the upstream registry') +
-        '; it cannot be published to, re-tagged or deprecated here. Publish your own package under a private scope, ' +
-        'for example "@your-company/' + name.replace(/^@[^/]+\//, '') + '".',
-    };
+  if (oldLive && isMirrored(oldDoc as PackageDoc, local)) {
+    if (onlyOwnStarChanged(newDoc, oldDoc as PackageDoc, userCtx.name)) return;
+    throw { forbidden: mirroredReason(oldDoc as PackageDoc) };
   }
   if (!newDoc._deleted && newDoc.origin !== local) {
     throw { forbidden: 'A package published here must carry "origin": "' + local + '" (this registry\'s id from _design/mirror).' };

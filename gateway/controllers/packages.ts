@@ -6,7 +6,7 @@ import { Request, Response, Router } from 'express';
 import { PackageDoc } from '../../couchapp/lib/types';
 import { requireUser, requireWriter } from '../auth';
 import { createReadStream } from 'fs';
-import { isMirrored } from '../../replication/mirror';
+import { isMirrored } from '../../couchapp/lib/mirror';
 import { CachedPackument } from '../cache';
 import { CachedTarball } from '../tarball-cache';
 import { Context, readPackage } from '../context';

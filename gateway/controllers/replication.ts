@@ -6,6 +6,7 @@
  *   follow it. Packages the caller may not read are left out.
  */
 import { Router } from 'express';
+import { shadowedReason } from '../../couchapp/lib/mirror';
 import { requireUser } from '../auth';
 import { Context } from '../context';
 import { badRequest, HttpError } from '../errors';
@@ -74,7 +75,7 @@ export async function replicationStatus(ctx: Context): Promise<Record<string, un
   const native = replication?.native ? await replication.native.status() : null;
   if (replication?.native) {
     for (const name of await replication.native.shadowedNames(ctx.registryId)) {
-      if (!refused.has(name)) refused.set(name, 'shadowed: "' + name + '" is published in this registry; the upstream package of that name is refused.');
+      if (!refused.has(name)) refused.set(name, shadowedReason(name));
     }
   }
   return {
