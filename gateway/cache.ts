@@ -5,6 +5,7 @@
  * that feed is followed, every change of a package drops its entry, and a read that started before
  * a change cannot store what it read.
  */
+import { SingleFlight } from './single-flight';
 
 /**
  * Change counters per package, shared by the caches: a read takes the package's generation before it
@@ -89,14 +90,10 @@ export class PackumentCache {
   }
 
   /** One computation for concurrent misses of the same package. */
-  private readonly pending = new Map<string, Promise<CachedPackument | null>>();
+  private readonly pending = new SingleFlight<CachedPackument | null>();
 
-  async once(name: string, make: () => Promise<CachedPackument | null>): Promise<CachedPackument | null> {
-    const running = this.pending.get(name);
-    if (running) return running;
-    const promise = make().finally(() => this.pending.delete(name));
-    this.pending.set(name, promise);
-    return promise;
+  once(name: string, make: () => Promise<CachedPackument | null>): Promise<CachedPackument | null> {
+    return this.pending.run(name, make);
   }
 
   /** Starts (true) or stops (false) caching; stopping forgets everything. */

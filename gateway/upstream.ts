@@ -14,13 +14,18 @@ export function upstreamPath(name: string, rest: string[]): string {
   return '/' + escaped + rest.map((part) => '/' + encodeURIComponent(part)).join('');
 }
 
-function unreachable(upstream: string, err: unknown): HttpError {
+/** What went wrong with a request that got no answer: `timedOut`, and the words for it ("is unreachable (ECONNREFUSED)"). */
+export function fetchFailure(err: unknown): { timedOut: boolean; words: string } {
   const e = err as { name?: string; message?: string; cause?: { code?: string } };
   const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
+  return { timedOut, words: timedOut ? 'did not answer in time' : 'is unreachable (' + (e.cause?.code || e.message) + ')' };
+}
+
+function unreachable(upstream: string, err: unknown): HttpError {
+  const failure = fetchFailure(err);
   return new HttpError(
-    timedOut ? 504 : 502,
-    'The upstream registry ' + upstream + (timedOut ? ' did not answer in time' : ' is unreachable (' + (e.cause?.code || e.message) + ')') +
-      '; packages already here are still served. Try again later.',
+    failure.timedOut ? 504 : 502,
+    'The upstream registry ' + upstream + ' ' + failure.words + '; packages already here are still served. Try again later.',
   );
 }
 

@@ -9,7 +9,7 @@ import { createHmac } from 'crypto';
 import { Logger } from 'pino';
 import { REPLICATOR_ROLE } from '../couchapp/lib/mirror';
 import { Couch, couchFailure } from '../gateway/couch';
-import { REPLICATOR } from './mirror';
+import { namesByOrigin, REPLICATOR } from './mirror';
 
 /** Design documents (and other `_` ids) stay where they are. */
 export const NO_DESIGN_DOCS = { _id: { $regex: '^[^_]' } };
@@ -111,12 +111,7 @@ export class NativeReplication {
 
   /** Local packages whose name the upstream also has: its copies are refused by `_design/mirror`. */
   async shadowedNames(registryId: string): Promise<string[]> {
-    const local = (await this.couch.server.relax({
-      db: this.registryDb,
-      path: '_design/app/_view/byOrigin',
-      qs: { key: registryId },
-    })) as { rows: { id: string }[] };
-    const names = local.rows.map((r) => r.id);
+    const names = await namesByOrigin(this.couch, this.registryDb, registryId);
     if (names.length === 0) return [];
     try {
       const response = await fetch(withoutCredentials(this.source) + '/_all_docs', {

@@ -14,11 +14,12 @@ import ssri from 'ssri';
 import { inPrivateScope, isMirrored, REPLICATOR_ROLE } from '../couchapp/lib/mirror';
 import { tarballFileName } from '../couchapp/lib/names';
 import { AttachmentStub, PackageDoc, VersionManifest } from '../couchapp/lib/types';
-import { couchFailure, Identity } from '../gateway/couch';
+import { Couch, couchFailure, Identity } from '../gateway/couch';
 import { changedHere, Context, readPackage } from '../gateway/context';
 import { HttpError } from '../gateway/errors';
 import { TARBALL_CONTENT_TYPE } from '../gateway/packument';
-import { upstreamPath } from '../gateway/upstream';
+import { SingleFlight } from '../gateway/single-flight';
+import { fetchFailure, upstreamPath } from '../gateway/upstream';
 import { warm } from '../gateway/writes';
 
 /** The user replication writes as: not an admin, recognised by `_design/mirror` through its role. */
@@ -34,8 +35,15 @@ export interface UpstreamPackument {
   [key: string]: unknown;
 }
 
-/** The upstream could not be asked (down, timed out, 5xx): worth trying again later. */
-export class UpstreamUnavailable extends Error {}
+/** The upstream could not be asked (down, timed out, 5xx): worth trying again later. `status` when it answered. */
+export class UpstreamUnavailable extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
 
 /** The revision number of a CouchDB revision (`12-abc` → 12), or 0. */
 export function revGeneration(rev: unknown): number {
@@ -75,6 +83,12 @@ export function mirroredDoc(name: string, packument: UpstreamPackument, origin: 
   return result;
 }
 
+/** The packages whose `origin` is `origin` (the `byOrigin` view). */
+export async function namesByOrigin(couch: Couch, db: string, origin: string): Promise<string[]> {
+  const answer = (await couch.server.relax({ db, path: '_design/app/_view/byOrigin', qs: { key: origin } })) as { rows: { id: string }[] };
+  return answer.rows.map((row) => row.id);
+}
+
 /**
  * What a tarball must match: the manifest's `dist.integrity`, or for old versions its `dist.shasum`
  * as an SRI sha1; null when the manifest has neither (such a tarball is refused).
@@ -98,8 +112,8 @@ export interface MirrorStats {
 /** Pull-through and storage of mirrored packages from the npm registry `upstream`. */
 export class Mirror {
   readonly stats: MirrorStats = { packagesWritten: 0, tarballsWritten: 0, refused: new Map(), failures: [] };
-  private readonly pulls = new Map<string, Promise<PackageDoc | null>>();
-  private readonly tarballPulls = new Map<string, Promise<void>>();
+  private readonly pulls = new SingleFlight<PackageDoc | null>();
+  private readonly tarballPulls = new SingleFlight<void>();
   /** When each mirrored packument was last compared with the upstream (pull-through without a feed). */
   private readonly checkedAt = new Map<string, number>();
 
@@ -118,11 +132,7 @@ export class Mirror {
   }
 
   private unavailable(err: unknown): UpstreamUnavailable {
-    const e = err as { name?: string; message?: string; cause?: { code?: string } };
-    const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
-    return new UpstreamUnavailable(
-      'the upstream registry ' + this.upstream + (timedOut ? ' did not answer in time' : ' is unreachable (' + (e.cause?.code || e.message) + ')'),
-    );
+    return new UpstreamUnavailable('the upstream registry ' + this.upstream + ' ' + fetchFailure(err).words);
   }
 
   /** The upstream's full packument of `name`, or null when it has none (404). */
@@ -139,7 +149,7 @@ export class Mirror {
     }
     if (!response.ok) {
       await response.body?.cancel();
-      throw new UpstreamUnavailable('the upstream registry ' + this.upstream + ' answered ' + response.status + ' for "' + name + '"');
+      throw new UpstreamUnavailable('the upstream registry ' + this.upstream + ' answered ' + response.status + ' for "' + name + '"', response.status);
     }
     try {
       const body = (await response.json()) as UpstreamPackument;
@@ -148,6 +158,18 @@ export class Mirror {
     } catch {
       throw new UpstreamUnavailable('the upstream registry ' + this.upstream + ' sent something that is not the packument of "' + name + '"');
     }
+  }
+
+  /** Bookkeeping after replication wrote revision `rev` of a package. */
+  private written(name: string, rev: string): void {
+    this.stats.packagesWritten++;
+    this.stats.refused.delete(name);
+    changedHere(this.ctx, name, rev);
+  }
+
+  /** The mirrored packages of this upstream (for the sweeps of the partial modes). */
+  async mirroredNames(): Promise<string[]> {
+    return namesByOrigin(this.ctx.couch, this.ctx.config.registryDb, this.upstream);
   }
 
   /**
@@ -160,9 +182,7 @@ export class Mirror {
     try {
       const written = await this.ctx.couch.putAs(REPLICATOR, this.ctx.config.registryDb, doc);
       const stored = { ...doc, _rev: written.rev };
-      this.stats.packagesWritten++;
-      this.stats.refused.delete(name);
-      changedHere(this.ctx, name, written.rev);
+      this.written(name, written.rev);
       warm(this.ctx, stored);
       return stored;
     } catch (err) {
@@ -190,9 +210,7 @@ export class Mirror {
     const failed = new Map<string, string>();
     for (const result of results) {
       if (!result.error && result.rev) {
-        this.stats.packagesWritten++;
-        this.stats.refused.delete(result.id);
-        changedHere(this.ctx, result.id, result.rev);
+        this.written(result.id, result.rev);
       } else if (result.error === 'forbidden') {
         this.stats.refused.set(result.id, result.reason || 'refused by _design/mirror');
         failed.set(result.id, 'refused');
@@ -228,12 +246,7 @@ export class Mirror {
    * null when the upstream does not have it either. Concurrent requests share one fetch.
    */
   pull(name: string): Promise<PackageDoc | null> {
-    let pending = this.pulls.get(name);
-    if (!pending) {
-      pending = this.fetchAndStore(name).finally(() => this.pulls.delete(name));
-      this.pulls.set(name, pending);
-    }
-    return pending;
+    return this.pulls.run(name, () => this.fetchAndStore(name));
   }
 
   private async fetchAndStore(name: string): Promise<PackageDoc | null> {
@@ -272,13 +285,7 @@ export class Mirror {
    * concurrent requests share one download. Nothing is held in memory.
    */
   tarball(doc: PackageDoc, file: string): Promise<void> {
-    const key = doc.name + '/' + file;
-    let pending = this.tarballPulls.get(key);
-    if (!pending) {
-      pending = this.fetchTarball(doc, file).finally(() => this.tarballPulls.delete(key));
-      this.tarballPulls.set(key, pending);
-    }
-    return pending;
+    return this.tarballPulls.run(doc.name + '/' + file, () => this.fetchTarball(doc, file));
   }
 
   private async fetchTarball(doc: PackageDoc, file: string): Promise<void> {

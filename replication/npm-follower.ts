@@ -19,8 +19,9 @@ import { Logger } from 'pino';
 import Nano from 'nano';
 import { PackageDoc } from '../couchapp/lib/types';
 import { couchFailure } from '../gateway/couch';
-import { Context } from '../gateway/context';
+import { Context, readPackage } from '../gateway/context';
 import { Pause } from '../gateway/pause';
+import { fetchFailure } from '../gateway/upstream';
 import { isMirrored, shadowedReason } from '../couchapp/lib/mirror';
 import { Mirror, mirroredDoc, revGeneration, UpstreamUnavailable } from './mirror';
 
@@ -180,11 +181,11 @@ export class NpmFollower {
       // feeds ignore it.
       response = await fetch(this.feed + path, { headers: { accept: 'application/json', 'npm-replication-opt-in': 'true' }, signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(timeoutMs)]) });
     } catch (err) {
-      throw new UpstreamUnavailable('the change feed ' + this.feed + ' is unreachable (' + ((err as { cause?: { code?: string } }).cause?.code || (err as Error).message) + ')');
+      throw new UpstreamUnavailable('the change feed ' + this.feed + ' ' + fetchFailure(err).words);
     }
     if (!response.ok) {
       await response.body?.cancel();
-      throw new UpstreamUnavailable('the change feed ' + this.feed + ' answered ' + response.status + ' for ' + path.split('?')[0]);
+      throw new UpstreamUnavailable('the change feed ' + this.feed + ' answered ' + response.status + ' for ' + path.split('?')[0], response.status);
     }
     return response.json();
   }
@@ -205,7 +206,7 @@ export class NpmFollower {
    */
   private async feedPosition(): Promise<unknown> {
     const root = await this.feedGet('/').catch((err) => {
-      if (err instanceof UpstreamUnavailable && /answered/.test(err.message)) return null; // no root: try the next way
+      if (err instanceof UpstreamUnavailable && err.status) return null; // no root: try the next way
       throw err;
     });
     if (root && root.update_seq !== undefined && root.update_seq !== null) return root.update_seq;
@@ -368,7 +369,7 @@ export class NpmFollower {
    * `concurrency` workers; the documents to write go to CouchDB in bulk. What fails waits in `pending`.
    */
   private async runAll(items: Work[]): Promise<void> {
-    let writes: { item: Work; json: string }[] = [];
+    let writes: { item: Work; doc: PackageDoc; json: string }[] = [];
     let bytes = 0;
     const flush = async () => {
       const chunk = writes;
@@ -386,11 +387,7 @@ export class NpmFollower {
         }
       }
       if (this.ctx.config.upstreamTarballs === 'eager') {
-        for (const { item } of chunk) {
-          if (results.get(item.name) !== undefined) continue;
-          const stored = await this.readLocal(item.name);
-          if (stored) await this.mirror.fetchAllTarballs(stored);
-        }
+        for (const { item, doc } of chunk) if (results.get(item.name) === undefined) await this.mirror.fetchAllTarballs(doc);
       }
     };
     await this.pool(items, async (item) => {
@@ -405,7 +402,7 @@ export class NpmFollower {
       if ('retry' in outcome) this.postpone(item, outcome.retry);
       else if ('write' in outcome) {
         const json = JSON.stringify(outcome.write);
-        writes.push({ item, json });
+        writes.push({ item, doc: outcome.write, json });
         bytes += json.length;
         if (writes.length >= WRITE_BATCH || bytes >= WRITE_BATCH_BYTES) await flush();
       } else delete this.checkpoint.pending[item.name];
@@ -428,7 +425,7 @@ export class NpmFollower {
   /** What to do about one package: nothing, try again later (and why), or write this document. */
   private async plan(item: Work): Promise<Outcome> {
     const { name, rev, deleted } = item;
-    const existing = item.present === false ? null : await this.readLocal(name);
+    const existing = item.present === false ? null : await readPackage(this.ctx, name);
     if (existing && !isMirrored(existing, this.ctx.registryId)) {
       this.mirror.stats.refused.set(name, shadowedReason(name));
       return { done: true };
@@ -452,15 +449,6 @@ export class NpmFollower {
     }
     if (existing && existing.origin_rev && existing.origin_rev === packument._rev) return { done: true };
     return { write: mirroredDoc(name, packument, this.mirror.upstream, existing) };
-  }
-
-  private async readLocal(name: string): Promise<PackageDoc | null> {
-    try {
-      return await this.ctx.registry.get(name);
-    } catch (err) {
-      if (couchFailure(err).statusCode === 404) return null;
-      throw err;
-    }
   }
 
   private async fetchWithRetries(name: string) {
@@ -518,12 +506,8 @@ export class NpmFollower {
   private async sweepIfDue(): Promise<void> {
     if (this.settings.mode === 'all' || Date.now() - this.checkpoint.lastSweep < this.settings.sweepSeconds * 1000) return;
     this.checkpoint.lastSweep = Date.now();
-    const rows = (await this.ctx.couch.server.relax({
-      db: this.ctx.config.registryDb,
-      path: '_design/app/_view/byOrigin',
-      qs: { key: this.mirror.upstream },
-    })) as { rows: { id: string }[] };
-    await this.runAll(rows.rows.map((r) => ({ name: r.id, deleted: false, present: true })));
+    const names = await this.mirror.mirroredNames();
+    await this.runAll(names.map((name) => ({ name, deleted: false, present: true })));
   }
 
   async status(): Promise<FollowerStatus> {
