@@ -8,7 +8,7 @@
  * finds nothing costs CouchDB next to nothing.
  */
 import { Logger } from 'pino';
-import { Couch } from './couch';
+import { Couch, docPath } from './couch';
 import { Pause } from './pause';
 
 export const POLL_MS = 250;
@@ -40,7 +40,7 @@ export class ChangesFollower {
 
   private async request(path: string): Promise<any> {
     this.abort = new AbortController();
-    const response = await this.couch.adminFetch('/' + encodeURIComponent(this.db) + path, { signal: this.abort.signal });
+    const response = await this.couch.adminFetch(docPath(this.db) + path, { signal: this.abort.signal });
     if (!response.ok) throw new Error('CouchDB answered ' + response.status + ' for ' + path.split('?')[0]);
     return JSON.parse(await response.text());
   }

@@ -29,6 +29,11 @@ export function couchFailure(err: unknown): CouchFailure {
   return { statusCode: 502, error: 'unreachable', reason: 'CouchDB could not be reached: ' + (e.message || String(err)) };
 }
 
+/** The path of a database, of a document in it, or of a document's attachment, each part escaped. */
+export function docPath(db: string, id?: string, attachment?: string): string {
+  return '/' + encodeURIComponent(db) + (id === undefined ? '' : '/' + encodeURIComponent(id)) + (attachment === undefined ? '' : '/' + encodeURIComponent(attachment));
+}
+
 export class Couch {
   readonly server: Nano.ServerScope;
   /** The CouchDB origin, without credentials. */
@@ -60,7 +65,7 @@ export class Couch {
    * The request carries the proxy headers only, never the admin credentials (nano would add them).
    */
   putAs(who: Identity, db: string, doc: { _id: string; [field: string]: unknown }): Promise<{ id: string; rev: string }> {
-    return this.requestAs(who, 'PUT', '/' + encodeURIComponent(db) + '/' + encodeURIComponent(doc._id), JSON.stringify(doc), 'application/json');
+    return this.requestAs(who, 'PUT', docPath(db, doc._id), JSON.stringify(doc), 'application/json');
   }
 
   /** A write request to CouchDB as `who`; a refusal is thrown with CouchDB's status, `error` and `reason`. */

@@ -8,7 +8,7 @@
 import { createHmac } from 'crypto';
 import { Logger } from 'pino';
 import { REPLICATOR_ROLE } from '../couchapp/lib/mirror';
-import { Couch, couchFailure } from '../gateway/couch';
+import { Couch, couchFailure, docPath } from '../gateway/couch';
 import { namesByOrigin, REPLICATOR } from './mirror';
 
 /** Design documents (and other `_` ids) stay where they are. */
@@ -70,7 +70,7 @@ export class NativeReplication {
 
   /** Where CouchDB writes to: this registry's database, reached as the replication user. */
   private targetUrl(password: string): string {
-    const url = new URL('/' + encodeURIComponent(this.registryDb), this.couch.url.origin);
+    const url = new URL(docPath(this.registryDb), this.couch.url.origin);
     url.username = REPLICATOR.name;
     url.password = password;
     return url.toString();
@@ -181,7 +181,7 @@ export class NativeReplication {
       result.error = result.error || 'the upstream CouchDB cannot be reached: ' + (err as Error).message;
     }
     try {
-      const response = await this.couch.adminFetch('/' + encodeURIComponent(this.registryDb));
+      const response = await this.couch.adminFetch(docPath(this.registryDb));
       result.local.docCount = ((await response.json()) as { doc_count?: number }).doc_count ?? null;
     } catch {
       /* reported as unknown */

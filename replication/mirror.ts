@@ -14,7 +14,7 @@ import ssri from 'ssri';
 import { inPrivateScope, isMirrored, REPLICATOR_ROLE } from '../couchapp/lib/mirror';
 import { tarballFileName } from '../couchapp/lib/names';
 import { AttachmentStub, PackageDoc, VersionManifest } from '../couchapp/lib/types';
-import { Couch, couchFailure, Identity } from '../gateway/couch';
+import { Couch, couchFailure, docPath, Identity } from '../gateway/couch';
 import { changedHere, Context, readPackage } from '../gateway/context';
 import { HttpError } from '../gateway/errors';
 import { TARBALL_CONTENT_TYPE } from '../gateway/packument';
@@ -200,7 +200,7 @@ export class Mirror {
    * that was not written, `refused` (recorded with its reason) or the reason to try again.
    */
   async storeMany(docs: string[]): Promise<Map<string, string>> {
-    const path = '/' + encodeURIComponent(this.ctx.config.registryDb) + '/_bulk_docs';
+    const path = docPath(this.ctx.config.registryDb) + '/_bulk_docs';
     const results = (await this.ctx.couch.requestAs(REPLICATOR, 'POST', path, '{"docs":[' + docs.join(',') + ']}', 'application/json')) as {
       id: string;
       rev?: string;
@@ -229,7 +229,7 @@ export class Mirror {
       this.stats.refused.set(name, 'shadowed: the upstream deleted "' + name + '", which is published in this registry; the local package stays.');
       return false;
     }
-    const path = '/' + encodeURIComponent(this.ctx.config.registryDb) + '/' + encodeURIComponent(name) + '?rev=' + encodeURIComponent(existing._rev as string);
+    const path = docPath(this.ctx.config.registryDb, name) + '?rev=' + encodeURIComponent(existing._rev as string);
     const answer = await this.ctx.couch.requestAs(REPLICATOR, 'DELETE', path, '', 'application/json');
     changedHere(this.ctx, name, answer.rev);
     this.stats.packagesWritten++;
@@ -338,7 +338,7 @@ export class Mirror {
       const current = await readPackage(this.ctx, name);
       if (!current || !isMirrored(current, this.ctx.registryId)) throw new HttpError(404, 'No tarball ' + file + ' for "' + name + '": the package changed meanwhile; ask again.');
       if (current._attachments && current._attachments[file]) return;
-      const target = '/' + encodeURIComponent(this.ctx.config.registryDb) + '/' + encodeURIComponent(name) + '/' + encodeURIComponent(file) + '?rev=' + encodeURIComponent(current._rev as string);
+      const target = docPath(this.ctx.config.registryDb, name, file) + '?rev=' + encodeURIComponent(current._rev as string);
       try {
         const answer = await this.ctx.couch.putFileAs(REPLICATOR, target, path, TARBALL_CONTENT_TYPE);
         this.stats.tarballsWritten++;

@@ -10,6 +10,7 @@ import { isMirrored } from '../../couchapp/lib/mirror';
 import { CachedPackument } from '../cache';
 import { CachedTarball } from '../tarball-cache';
 import { Context, readPackage } from '../context';
+import { docPath } from '../couch';
 import { servedBytes, writeWithRetry } from '../writes';
 import { badRequest, conflict, HttpError, notFound } from '../errors';
 import { parsePackagePath } from '../paths';
@@ -145,7 +146,7 @@ export function packageRoutes(ctx: Context): Router {
     const cached = ctx.tarballs.get(name, file);
     if (cached) return sendTarballFile(req, res, cached);
     const generation = ctx.tarballs.generation(name);
-    const path = '/' + encodeURIComponent(ctx.config.registryDb) + '/' + encodeURIComponent(name) + '/' + encodeURIComponent(file);
+    const path = docPath(ctx.config.registryDb, name, file);
     const headers: Record<string, string> = {};
     if (typeof req.headers['if-none-match'] === 'string') headers['if-none-match'] = req.headers['if-none-match'];
     const upstream = await ctx.couch.streamGet(path, headers);

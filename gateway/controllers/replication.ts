@@ -9,6 +9,7 @@ import { Router } from 'express';
 import { shadowedReason } from '../../couchapp/lib/mirror';
 import { requireUser } from '../auth';
 import { Context } from '../context';
+import { docPath } from '../couch';
 import { badRequest, HttpError } from '../errors';
 
 const MAX_LIMIT = 10_000;
@@ -25,7 +26,7 @@ export function replicationRoutes(ctx: Context): Router {
 
   router.get(['/-/replicate', '/-/replicate/'], (_req, res, next) => {
     (async () => {
-      const response = await ctx.couch.adminFetch('/' + encodeURIComponent(ctx.config.registryDb));
+      const response = await ctx.couch.adminFetch(docPath(ctx.config.registryDb));
       if (!response.ok) throw new HttpError(502, 'The registry database cannot be read (' + response.status + '). Try again later.');
       const info = (await response.json()) as { update_seq: unknown };
       res.json({ db_name: 'registry', update_seq: info.update_seq });
@@ -45,7 +46,7 @@ export function replicationRoutes(ctx: Context): Router {
       for (let reads = 1; ; reads++) {
         const wanted = limit - results.length;
         const response = await ctx.couch.adminFetch(
-          '/' + encodeURIComponent(ctx.config.registryDb) + '/_changes?since=' + encodeURIComponent(String(position)) + '&limit=' + wanted,
+          docPath(ctx.config.registryDb) + '/_changes?since=' + encodeURIComponent(String(position)) + '&limit=' + wanted,
         );
         if (response.status === 400) throw badRequest('"since" is not a sequence of this feed; start from 0 or a last_seq it gave.');
         if (!response.ok) throw new HttpError(502, 'The registry database failed to list changes (' + response.status + '). Try again later.');
