@@ -6,7 +6,7 @@
 import { readFileSync } from 'fs';
 import { Couch } from '../../gateway/couch';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
-import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { basicAuthOf, couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 import { manifest, tarballOf } from '../unit/fixtures';
 
 let registry: TestRegistry;
@@ -75,7 +75,7 @@ describe('a private scope', () => {
       }).catch((e) => e);
       expect(direct.statusCode).toBe(403);
     }
-    expect((await couchGet(registry, '/' + registry.registryDb + '/' + encodeURIComponent('@acme/other'))).status).toBe(404);
+    expect((await storedDoc(registry, '@acme/other')).status).toBe(404);
   });
 
   it('anonymous reads get 401 (npm asks to log in), logged-in users read and install', async () => {

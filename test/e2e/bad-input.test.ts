@@ -3,7 +3,7 @@
  * exactly what it was before.
  */
 import { sha1, sha512 } from '../helpers/npm';
-import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 
 let registry: TestRegistry;
 let alice: string;
@@ -19,9 +19,7 @@ function publishBody(name: string, version: string, tarball: Buffer, overrides: 
   };
 }
 
-async function stored(name: string) {
-  return couchGet(registry, '/' + registry.registryDb + '/' + encodeURIComponent(name));
-}
+const stored = (name: string) => storedDoc(registry, name);
 
 beforeAll(async () => {
   registry = await startTestRegistry({ MAX_PUBLISH_BYTES: String(256 * 1024) });

@@ -7,8 +7,8 @@
  */
 import { readFileSync } from 'fs';
 import { join } from 'path';
-import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
-import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { makePackage, makeProject, npmClient, NpmClient, publishWith } from '../helpers/npm';
+import { couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
 let upstream: TestRegistry;
@@ -17,12 +17,8 @@ let publisher: NpmClient;
 let localUser: NpmClient;
 let localToken: string;
 
-const docAt = (registry: TestRegistry, name: string) => couchGet(registry, '/' + registry.registryDb + '/' + encodeURIComponent(name));
-
-async function publishUpstream(manifest: Record<string, unknown>): Promise<void> {
-  const result = await publisher.npm(['publish'], makePackage(publisher.home, manifest));
-  if (result.code !== 0) throw new Error('publish upstream failed: ' + result.stderr);
-}
+const docAt = storedDoc;
+const publishUpstream = (manifest: Record<string, unknown>) => publishWith(publisher, manifest);
 
 beforeAll(async () => {
   upstream = await startTestRegistry();

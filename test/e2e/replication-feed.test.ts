@@ -7,8 +7,8 @@
  */
 import { readFileSync } from 'fs';
 import { join } from 'path';
-import { makePackage, makeProject, npmClient, NpmClient, run } from '../helpers/npm';
-import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { makePackage, makeProject, npmClient, NpmClient, publishWith, run } from '../helpers/npm';
+import { startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
 let upstream: TestRegistry;
@@ -17,12 +17,8 @@ let publisher: NpmClient;
 let localUser: NpmClient;
 let localToken: string;
 
-async function publishUpstream(manifest: Record<string, unknown>): Promise<void> {
-  const result = await publisher.npm(['publish'], makePackage(publisher.home, manifest));
-  if (result.code !== 0) throw new Error('publish upstream failed: ' + result.stderr);
-}
-
-const downstreamDoc = (name: string) => couchGet(downstream, '/' + downstream.registryDb + '/' + encodeURIComponent(name));
+const publishUpstream = (manifest: Record<string, unknown>) => publishWith(publisher, manifest);
+const downstreamDoc = (name: string) => storedDoc(downstream, name);
 
 beforeAll(async () => {
   upstream = await startTestRegistry();

@@ -6,8 +6,8 @@
  */
 import { copyFileSync, mkdirSync, readFileSync } from 'fs';
 import { join } from 'path';
-import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
-import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { makePackage, makeProject, npmClient, NpmClient, publishWith } from '../helpers/npm';
+import { couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
 import { eventually } from '../helpers/wait';
 
@@ -31,8 +31,7 @@ beforeAll(async () => {
     { name: 'shared-name', version: '1.0.0' },
     { name: 'hosted-there', version: '3.0.0' },
   ]) {
-    const published = await upstreamPublisher.npm(['publish'], makePackage(upstreamPublisher.home, manifest));
-    if (published.code !== 0) throw new Error('publish to Verdaccio failed: ' + published.stderr);
+    await publishWith(upstreamPublisher, manifest);
   }
   proxied = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'proxy', UPSTREAM_TIMEOUT_MS: '3000' });
   redirecting = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'redirect' });
@@ -77,7 +76,7 @@ describe('proxy mode', () => {
 });
 
 describe('mirror mode (pull-through)', () => {
-  const stored = (name: string) => couchGet(mirroring, '/' + mirroring.registryDb + '/' + encodeURIComponent(name));
+  const stored = (name: string) => storedDoc(mirroring, name);
 
   it('npm install stores what it asked for as mirrored packages, tarballs verified and attached', async () => {
     const client = npmClient(mirroring.url);

@@ -91,6 +91,12 @@ export function npmClient(registryUrl: string, token?: string): NpmClient {
   };
 }
 
+/** `npm publish` of a package folder made from `manifest` with `client`; throws when it fails. */
+export async function publishWith(client: NpmClient, manifest: Record<string, unknown>): Promise<void> {
+  const result = await client.npm(['publish'], makePackage(client.home, manifest));
+  if (result.code !== 0) throw new Error('npm publish of ' + String(manifest.name) + ' failed: ' + result.stderr);
+}
+
 /** Writes a private project folder depending on `dependencies`; returns its path. */
 export function makeProject(parent: string, name: string, dependencies: Record<string, string>): string {
   const dir = join(parent, name);

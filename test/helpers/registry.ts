@@ -97,6 +97,11 @@ export function basicAuthOf(url: string): string {
   return 'Basic ' + Buffer.from(decodeURIComponent(parsed.username) + ':' + decodeURIComponent(parsed.password)).toString('base64');
 }
 
+/** Reads a package document straight from the registry database as admin. */
+export function storedDoc(registry: TestRegistry, name: string): Promise<{ status: number; body: any }> {
+  return couchGet(registry, '/' + registry.registryDb + '/' + encodeURIComponent(name));
+}
+
 /** Reads a document straight from CouchDB as admin. */
 export async function couchGet(registry: TestRegistry, path: string): Promise<{ status: number; body: any }> {
   const target = new URL(path, new URL(registry.adminCouchUrl).origin);
