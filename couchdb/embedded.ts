@@ -5,12 +5,16 @@
  * design-document code runs in this process.
  */
 import express from 'express';
-import { createHash, pbkdf2Sync, randomBytes, timingSafeEqual } from 'crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'fs';
 import { Server } from 'http';
 import { AddressInfo } from 'net';
 import { join } from 'path';
-import { proxyHeaders, verifyProxyHeaders } from './proxy-auth';
+import { proxyHeaders } from './proxy-auth';
+import {
+  adminHashIsCurrent, adminPasswordMatches, Authenticator, hashAdminPassword, hashUserPassword, identify,
+  pinnedSession, SESSION_SECONDS, sessionCookie, StoredUser,
+} from './authentication';
+import { authorize } from './authorization';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const PouchDB = require('pouchdb');
@@ -43,104 +47,30 @@ const EXCLUDED_PARTS = [
   'routes/temp-views',
 ];
 
-interface CouchSession {
-  ok: boolean;
-  userCtx: { name: string | null; roles: string[] };
-  info: { authentication_db: string; authentication_handlers: string[]; authenticated?: string };
-}
-
 /**
- * express-pouchdb builds `req.couchSession` from cookies and Basic auth only. A request with valid proxy
- * headers gets its session pinned here, before that middleware, so the later assignment cannot replace it.
+ * `_users` documents written with a clear `password` are stored as CouchDB 3.4 stores them
+ * (PBKDF2-SHA256, 600,000 iterations) instead of pouchdb-auth's 10 iterations of SHA-1. pouchdb-auth
+ * installs its write wrappers from this module's exports when `_users` is opened, so they are
+ * replaced before the server starts.
  */
-function proxyAuthentication(secret: string): express.RequestHandler {
-  return (req, _res, next) => {
-    const user = verifyProxyHeaders(secret, req.headers);
-    if (user) {
-      pinSession(req, {
-        ok: true,
-        userCtx: { name: user.name, roles: user.roles },
-        info: { authentication_db: '_users', authentication_handlers: ['proxy', 'cookie', 'default'], authenticated: 'proxy' },
-      });
+function hashUserPasswordsStrongly(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const wrappers = require('pouchdb-auth/lib/writewrappers') as Record<string, unknown> & { __registryStrong?: boolean };
+  if (wrappers.__registryStrong) return;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const bulkDocsWrapper = require('pouchdb-bulkdocs-wrapper') as (each: (doc: Record<string, unknown>) => Promise<void>) => unknown;
+  const hashed = async (doc: Record<string, unknown>): Promise<void> => {
+    if (doc && typeof doc === 'object' && doc.password !== undefined && doc.password !== null) {
+      const fields = await hashUserPassword(String(doc.password));
+      delete doc.password;
+      delete doc.password_sha;
+      Object.assign(doc, fields);
     }
-    next();
   };
-}
-
-/** Gives the request its session for good: express-pouchdb's own authentication cannot replace it. */
-function pinSession(req: express.Request, session: CouchSession): void {
-  delete req.headers.authorization;
-  Object.defineProperty(req, 'couchSession', {
-    configurable: true,
-    get: () => session,
-    set: () => undefined,
-  });
-}
-
-const BASIC_AUTH_TTL_MS = 60_000;
-
-/**
- * Remembers successful Basic authentications for a minute, as CouchDB 3.4 does: express-pouchdb
- * checks the password with a PBKDF2 in plain JavaScript on every request (over 100 ms for a server
- * admin), which made a replication from this server spend most of its time hashing. Only successes
- * are kept, under a SHA-256 of the header; a changed password is seen within the minute.
- */
-function basicAuthCache(sessionOf: (req: express.Request) => Promise<CouchSession | null>): express.RequestHandler {
-  const known = new Map<string, { session: CouchSession; until: number }>();
-  return (req, _res, next) => {
-    const header = req.headers.authorization;
-    if (!header || !/^basic /i.test(header) || req.path === '/_session' || (req as unknown as { couchSession?: unknown }).couchSession) return next();
-    const key = createHash('sha256').update(header).digest('hex');
-    const hit = known.get(key);
-    if (hit && hit.until > Date.now()) {
-      pinSession(req, hit.session);
-      return next();
-    }
-    sessionOf(req)
-      .then((session) => {
-        if (session && session.userCtx && session.userCtx.name) {
-          if (known.size >= 1000) known.clear();
-          known.set(key, { session, until: Date.now() + BASIC_AUTH_TTL_MS });
-          pinSession(req, session);
-        }
-        next();
-      })
-      .catch(next);
-  };
-}
-
-/**
- * express-pouchdb crashes the process when a non-admin creates or deletes a database (its security
- * wrapper hands the route a rejected promise instead of a database). Those two requests are admin-only
- * in CouchDB, so they are checked here first, by asking the server's own `_session` who the caller is.
- */
-function databaseAdminGuard(sessionOf: (req: express.Request) => Promise<CouchSession | null>): express.RequestHandler {
-  return (req, res, next) => {
-    const isDatabasePath = /^\/[^/]+\/?$/.test(req.path) && !req.path.startsWith('/_');
-    if (!isDatabasePath || (req.method !== 'PUT' && req.method !== 'DELETE')) return next();
-    sessionOf(req)
-      .then((session) => {
-        if (session && session.userCtx.roles.indexOf('_admin') !== -1) return next();
-        res.status(401).json({ error: 'unauthorized', reason: 'You are not a server admin.' });
-      })
-      .catch(next);
-  };
-}
-
-const ADMIN_HASH = /^-pbkdf2-([\da-f]+),([\da-f]+),(\d+)$/;
-const PBKDF2_ITERATIONS = 10000;
-
-/** CouchDB's admin password hash: `-pbkdf2-<derived key>,<salt>,<iterations>` (PBKDF2-SHA1, 20 bytes). */
-export function hashAdminPassword(password: string, salt = randomBytes(16).toString('hex'), iterations = PBKDF2_ITERATIONS): string {
-  return '-pbkdf2-' + pbkdf2Sync(password, salt, iterations, 20, 'sha1').toString('hex') + ',' + salt + ',' + iterations;
-}
-
-function adminHashMatches(hash: unknown, password: string): boolean {
-  const match = typeof hash === 'string' ? ADMIN_HASH.exec(hash) : null;
-  if (!match) return false;
-  const expected = Buffer.from(hashAdminPassword(password, match[2], Number(match[3])));
-  const given = Buffer.from(hash as string);
-  return expected.length === given.length && timingSafeEqual(expected, given);
+  wrappers.put = (original: () => Promise<unknown>, args: { doc: Record<string, unknown> }) => hashed(args.doc).then(original);
+  wrappers.post = wrappers.put;
+  wrappers.bulkDocs = bulkDocsWrapper(hashed);
+  wrappers.__registryStrong = true;
 }
 
 /**
@@ -148,14 +78,75 @@ function adminHashMatches(hash: unknown, password: string): boolean {
  * and the log level. Its own `set` rewrites the file through one shared temporary file, which races
  * with the rewrite it does at start-up, so the file is prepared here instead.
  */
-function writeServerConfig(file: string, adminName: string, adminPassword: string): void {
+async function writeServerConfig(file: string, adminName: string, adminPassword: string): Promise<void> {
   const config = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, Record<string, unknown>>) : {};
   const admins = (config.admins = config.admins || {});
-  if (!adminHashMatches(admins[adminName], adminPassword)) admins[adminName] = hashAdminPassword(adminPassword);
+  if (!adminHashIsCurrent(admins[adminName]) || !(await adminPasswordMatches(admins[adminName], adminPassword))) {
+    admins[adminName] = await hashAdminPassword(adminPassword);
+  }
   config.log = { ...(config.log || {}), level: 'warning' };
   const temp = file + '.registry-tmp';
   writeFileSync(temp, JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });
   renameSync(temp, file);
+}
+
+/**
+ * `POST /_session` (log in: a session cookie, as CouchDB's cookie authentication) and
+ * `DELETE /_session` (log out). `GET /_session` is express-pouchdb's, from the request's session.
+ */
+function sessionRoutes(auth: Authenticator): express.Router {
+  const router = express.Router();
+  router.post('/_session', express.json({ limit: '64kb' }), express.urlencoded({ extended: false, limit: '64kb' }), (req, res, next) => {
+    (async () => {
+      const body = (req.body || {}) as { name?: unknown; password?: unknown };
+      const name = typeof body.name === 'string' ? body.name : '';
+      const password = typeof body.password === 'string' ? body.password : '';
+      const caller = await auth.logIn(name, password);
+      const cookie = caller ? await auth.cookieFor(name) : null;
+      if (!caller || !cookie) {
+        res.status(401).json({ error: 'unauthorized', reason: 'Name or password is incorrect.' });
+        return;
+      }
+      res.setHeader('Set-Cookie', sessionCookie(cookie, SESSION_SECONDS));
+      res.json({ ok: true, name: caller.name, roles: caller.roles });
+    })().catch(next);
+  });
+  router.delete('/_session', (_req, res) => {
+    res.setHeader('Set-Cookie', sessionCookie('', 0));
+    res.json({ ok: true });
+  });
+  return router;
+}
+
+interface CouchConfig {
+  getSection(section: string): Record<string, unknown> | undefined;
+  set(section: string, key: string, value: string, done: (err: unknown, old?: string) => void): void;
+}
+
+/**
+ * `PUT /_config/admins/NAME` (admins only, checked before): the password is hashed here with the same
+ * work factor as the first admin's, instead of express-pouchdb's 10 iterations.
+ */
+function adminConfigRoutes(config: CouchConfig): express.Router {
+  const router = express.Router();
+  router.put(['/_config/admins/:name', '/_node/:node/_config/admins/:name'], express.text({ type: () => true, limit: '64kb' }), (req, res, next) => {
+    (async () => {
+      let password: unknown;
+      try {
+        password = JSON.parse(String(req.body));
+      } catch {
+        password = undefined;
+      }
+      if (typeof password !== 'string' || !password) {
+        res.status(400).json({ error: 'bad_request', reason: 'The body must be the new password as a JSON string.' });
+        return;
+      }
+      const hash = await hashAdminPassword(password);
+      const old = await new Promise<string | undefined>((resolve, reject) => config.set('admins', req.params.name, hash, (err, previous) => (err ? reject(err) : resolve(previous))));
+      res.json(old || '');
+    })().catch(next);
+  });
+  return router;
 }
 
 /**
@@ -212,12 +203,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * keeps working for clients that went away (replication abandons longpolls all the time). The caller
  * is authenticated once; the polls are made as the same user through proxy authentication.
  */
-function longpollChanges(selfUrl: () => string, secret: string, sessionOf: (req: express.Request) => Promise<CouchSession | null>): express.RequestHandler {
+function longpollChanges(selfUrl: () => string, secret: string): express.RequestHandler {
   return (req, res, next) => {
     if (req.query.feed !== 'longpoll') return next();
     (async () => {
-      const session = await sessionOf(req);
-      const user = session && session.userCtx;
+      const user = pinnedSession(req).userCtx;
       const headers: Record<string, string> = { accept: 'application/json' };
       if (user && user.name) Object.assign(headers, proxyHeaders(secret, user.name, user.roles || []));
       const params = new URLSearchParams(req.originalUrl.split('?')[1] || '');
@@ -309,7 +299,8 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   const dir = join(options.dataDir, 'couchdb');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const configPath = join(dir, 'config.json');
-  writeServerConfig(configPath, options.adminName, options.adminPassword);
+  await writeServerConfig(configPath, options.adminName, options.adminPassword);
+  hashUserPasswordsStrongly();
   cacheCompiledDesignFunctions();
   cacheDiskSizes();
   const LocalPouch = PouchDB.defaults({ prefix: dir + '/' });
@@ -323,21 +314,28 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
 
   const app = express();
   app.disable('x-powered-by');
-  app.use(proxyAuthentication(options.proxySecret));
+  app.set('etag', false);
   let selfUrl = '';
-  /** The session of a request: pinned by proxy authentication, or asked of the server once. */
-  const sessionOf = async (req: express.Request): Promise<CouchSession | null> => {
-    const pinned = (req as unknown as { couchSession?: CouchSession }).couchSession;
-    if (pinned) return pinned;
-    const headers: Record<string, string> = {};
-    if (req.headers.authorization) headers.authorization = req.headers.authorization;
-    if (req.headers.cookie) headers.cookie = req.headers.cookie;
-    const response = await fetch(selfUrl + '/_session', { headers });
-    return response.ok ? ((await response.json()) as CouchSession) : null;
-  };
-  app.use(basicAuthCache(sessionOf));
-  app.use(databaseAdminGuard(sessionOf));
-  const longpoll = longpollChanges(() => selfUrl, options.proxySecret, sessionOf);
+  const adminHeaders = proxyHeaders(options.proxySecret, options.adminName, ['_admin']);
+  const auth = new Authenticator({
+    secret: options.proxySecret,
+    admins: () => (couchApp.couchConfig.getSection('admins') || {}) as Record<string, unknown>,
+    readUser: async (name) => {
+      const response = await fetch(selfUrl + '/_users/' + encodeURIComponent('org.couchdb.user:' + name), { headers: { ...adminHeaders, accept: 'application/json' } });
+      if (response.status === 404) return null;
+      if (!response.ok) throw new Error('_users answered ' + response.status);
+      return (await response.json()) as StoredUser;
+    },
+  });
+  app.use(identify(auth, options.proxySecret));
+  app.use(sessionRoutes(auth));
+  app.use((req, res, next) => {
+    const refusal = authorize(req.method, req.path, pinnedSession(req).userCtx);
+    if (!refusal) return next();
+    res.status(refusal.status).json({ error: refusal.error, reason: refusal.reason });
+  });
+  app.use(adminConfigRoutes(couchApp.couchConfig));
+  const longpoll = longpollChanges(() => selfUrl, options.proxySecret);
   app.get('/:db/_changes', longpoll);
   // CouchDB filters a POSTed `_changes?filter=_selector` by the body's `selector` (replication
   // excluding design documents uses it); express-pouchdb reads only `doc_ids` from that body.
@@ -355,6 +353,14 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
     longpoll,
   );
   app.use(couchApp);
+  // Whatever fails in a request is answered as CouchDB would, never with an HTML page or a crash.
+  app.use((err: { status?: number; statusCode?: number; message?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    void _next;
+    const status = err.status || err.statusCode || 500;
+    if (res.headersSent) return res.destroy();
+    if (status >= 400 && status < 500) res.status(status).json({ error: 'bad_request', reason: err.message || 'Bad request.' });
+    else res.status(500).json({ error: 'unknown_error', reason: 'The server failed to handle this request.' });
+  });
 
   const host = options.host || '127.0.0.1';
   const server: Server = await new Promise((resolve, reject) => {

@@ -1,0 +1,267 @@
+/**
+ * Who is asking, on the embedded server: decided here for every request, as CouchDB 3.4's
+ * authentication handlers do (proxy, cookie, Basic), instead of by express-pouchdb. Each request gets
+ * a session object of its own that express-pouchdb cannot replace, and its credentials are removed
+ * before express-pouchdb sees them, so nothing one request does to its session reaches another.
+ *
+ * Passwords are checked with Node's native PBKDF2: `_users` documents as CouchDB 3.4 stores them
+ * (`password_scheme: "pbkdf2"`, `pbkdf2_prf: "sha256"`, 600,000 iterations; older SHA-1 hashes are
+ * still understood), server admins in the config file's `-pbkdf2-` format. A successful check is
+ * remembered for a minute, as CouchDB caches password hashes; failures are not.
+ */
+import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'crypto';
+import express from 'express';
+import { promisify } from 'util';
+import { Caller } from './authorization';
+import { verifyProxyHeaders } from './proxy-auth';
+
+const pbkdf2Async = promisify(pbkdf2);
+
+/** CouchDB 3.4's defaults for `_users` documents. */
+export const USER_ITERATIONS = 600_000;
+export const USER_PRF = 'sha256';
+/** Server admins are kept in the `-pbkdf2-` (SHA-1) format that express-pouchdb leaves alone, with OWASP's count for it. */
+export const ADMIN_ITERATIONS = 1_300_000;
+/** A stored count above this is refused instead of computed (a document could otherwise cost minutes of CPU). */
+const MAX_ITERATIONS = 10_000_000;
+const REMEMBER_MS = 60_000;
+export const SESSION_SECONDS = 600;
+
+export interface StoredUser {
+  name?: unknown;
+  type?: unknown;
+  roles?: unknown;
+  password_scheme?: unknown;
+  pbkdf2_prf?: unknown;
+  iterations?: unknown;
+  derived_key?: unknown;
+  salt?: unknown;
+  password_sha?: unknown;
+}
+
+export interface PasswordFields {
+  password_scheme: 'pbkdf2';
+  pbkdf2_prf: string;
+  iterations: number;
+  salt: string;
+  derived_key: string;
+}
+
+/** The fields a `_users` document stores instead of a clear password. */
+export async function hashUserPassword(password: string): Promise<PasswordFields> {
+  const salt = randomBytes(16).toString('hex');
+  const key = await pbkdf2Async(password, salt, USER_ITERATIONS, 32, USER_PRF);
+  return { password_scheme: 'pbkdf2', pbkdf2_prf: USER_PRF, iterations: USER_ITERATIONS, salt, derived_key: key.toString('hex') };
+}
+
+function sameHex(a: string, b: string): boolean {
+  const x = Buffer.from(a, 'utf8');
+  const y = Buffer.from(b, 'utf8');
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+/** Whether `password` is the one stored in a `_users` document (pbkdf2 with any PRF, or CouchDB's old "simple" scheme). */
+export async function userPasswordMatches(doc: StoredUser, password: string): Promise<boolean> {
+  if (typeof doc.salt !== 'string') return false;
+  if (doc.password_scheme === 'pbkdf2') {
+    const iterations = doc.iterations;
+    const prf = doc.pbkdf2_prf === undefined ? 'sha1' : doc.pbkdf2_prf;
+    if (typeof doc.derived_key !== 'string' || !/^[0-9a-f]{2,256}$/.test(doc.derived_key)) return false;
+    if (typeof iterations !== 'number' || !Number.isInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS) return false;
+    if (prf !== 'sha1' && prf !== 'sha224' && prf !== 'sha256' && prf !== 'sha384' && prf !== 'sha512') return false;
+    const key = await pbkdf2Async(password, doc.salt, iterations, doc.derived_key.length / 2, prf);
+    return sameHex(key.toString('hex'), doc.derived_key);
+  }
+  if (doc.password_scheme === 'simple' || doc.password_scheme === undefined) {
+    if (typeof doc.password_sha !== 'string') return false;
+    return sameHex(createHash('sha1').update(password + doc.salt).digest('hex'), doc.password_sha);
+  }
+  return false;
+}
+
+const ADMIN_HASH = /^-pbkdf2-([\da-f]+),([\da-f]+),(\d+)$/;
+
+/** A server admin's password as the config file keeps it: `-pbkdf2-<derived key>,<salt>,<iterations>` (PBKDF2-SHA1). */
+export async function hashAdminPassword(password: string): Promise<string> {
+  const salt = randomBytes(16).toString('hex');
+  const key = await pbkdf2Async(password, salt, ADMIN_ITERATIONS, 20, 'sha1');
+  return '-pbkdf2-' + key.toString('hex') + ',' + salt + ',' + ADMIN_ITERATIONS;
+}
+
+/** Whether a config file's admin hash is strong enough to keep (else it is made again at start). */
+export function adminHashIsCurrent(hash: unknown): boolean {
+  const match = typeof hash === 'string' ? ADMIN_HASH.exec(hash) : null;
+  return !!match && Number(match[3]) >= ADMIN_ITERATIONS;
+}
+
+export async function adminPasswordMatches(hash: unknown, password: string): Promise<boolean> {
+  const match = typeof hash === 'string' ? ADMIN_HASH.exec(hash) : null;
+  if (!match || Number(match[3]) > MAX_ITERATIONS) return false;
+  const key = await pbkdf2Async(password, match[2], Number(match[3]), match[1].length / 2, 'sha1');
+  return sameHex(key.toString('hex'), match[1]);
+}
+
+export interface AuthenticatorOptions {
+  /** The proxy-authentication secret; also the key of session cookies. */
+  secret: string;
+  /** The server admins and their hashes (the live config). */
+  admins(): Record<string, unknown>;
+  /** A `_users` document, read as admin, or null. */
+  readUser(name: string): Promise<StoredUser | null>;
+}
+
+/** Roles a `_users` document grants: strings, never a reserved `_` role such as `_admin`. */
+function grantedRoles(doc: StoredUser): string[] {
+  return Array.isArray(doc.roles) ? doc.roles.filter((r): r is string => typeof r === 'string' && !r.startsWith('_')) : [];
+}
+
+export class Authenticator {
+  private readonly remembered = new Map<string, { caller: Caller; until: number }>();
+
+  constructor(private readonly options: AuthenticatorOptions) {}
+
+  /** The user a name and password prove, or null. Successes are remembered for a minute. */
+  async logIn(name: string, password: string): Promise<Caller | null> {
+    if (!name || !password) return null;
+    const key = createHash('sha256').update(name + '\0' + password).digest('hex');
+    const hit = this.remembered.get(key);
+    if (hit && hit.until > Date.now()) return copy(hit.caller);
+    const caller = await this.check(name, password);
+    if (caller) {
+      if (this.remembered.size >= 1000) this.remembered.clear();
+      this.remembered.set(key, { caller, until: Date.now() + REMEMBER_MS });
+    }
+    return caller ? copy(caller) : null;
+  }
+
+  private async check(name: string, password: string): Promise<Caller | null> {
+    const adminHash = this.options.admins()[name];
+    if (adminHash !== undefined) return (await adminPasswordMatches(adminHash, password)) ? { name, roles: ['_admin'] } : null;
+    const doc = await this.options.readUser(name);
+    if (!doc || doc.type !== 'user' || doc.name !== name) return null;
+    return (await userPasswordMatches(doc, password)) ? { name, roles: grantedRoles(doc) } : null;
+  }
+
+  /** The salt that binds a session cookie to the current password: a changed password ends the session. */
+  private async passwordSalt(name: string): Promise<{ salt: string; roles: string[] } | null> {
+    const adminHash = this.options.admins()[name];
+    if (typeof adminHash === 'string') return { salt: adminHash, roles: ['_admin'] };
+    const doc = await this.options.readUser(name);
+    if (!doc || doc.type !== 'user' || doc.name !== name || typeof doc.salt !== 'string') return null;
+    return { salt: doc.salt, roles: grantedRoles(doc) };
+  }
+
+  private mac(name: string, expires: number, salt: string): string {
+    return createHmac('sha256', this.options.secret + '\0' + salt).update(name + ':' + expires).digest('hex');
+  }
+
+  /** The value of the `AuthSession` cookie for a user who just logged in. */
+  async cookieFor(name: string): Promise<string | null> {
+    const known = await this.passwordSalt(name);
+    if (!known) return null;
+    const expires = Math.floor(Date.now() / 1000) + SESSION_SECONDS;
+    return Buffer.from(name + ':' + expires + ':' + this.mac(name, expires, known.salt)).toString('base64url');
+  }
+
+  /** The user of a session cookie, or null when it is forged, expired or from before a password change. */
+  async fromCookie(value: string): Promise<{ caller: Caller; renew: boolean } | null> {
+    const decoded = Buffer.from(value, 'base64url').toString('utf8');
+    const match = /^(.+):(\d{1,12}):([0-9a-f]{64})$/.exec(decoded);
+    if (!match) return null;
+    const [, name, expiresText, mac] = match;
+    const expires = Number(expiresText);
+    const now = Math.floor(Date.now() / 1000);
+    if (expires <= now) return null;
+    const known = await this.passwordSalt(name);
+    if (!known || !sameHex(mac, this.mac(name, expires, known.salt))) return null;
+    return { caller: { name, roles: known.roles }, renew: expires - now < SESSION_SECONDS / 2 };
+  }
+}
+
+const copy = (caller: Caller): Caller => ({ name: caller.name, roles: [...caller.roles] });
+
+export interface CouchSession {
+  ok: boolean;
+  userCtx: Caller;
+  info: { authentication_db: string; authentication_handlers: string[]; authenticated?: string };
+}
+
+const HANDLERS = ['proxy', 'cookie', 'default'];
+
+/** A session object for one request: never shared, so what express-pouchdb adds to it stays in that request. */
+export function sessionOf(caller: Caller, authenticated?: string): CouchSession {
+  const info: CouchSession['info'] = { authentication_db: '_users', authentication_handlers: [...HANDLERS] };
+  if (authenticated) info.authenticated = authenticated;
+  return { ok: true, userCtx: copy(caller), info };
+}
+
+/** Gives the request its session for good, and takes its credentials away from express-pouchdb. */
+export function pinSession(req: express.Request, session: CouchSession): void {
+  delete req.headers.authorization;
+  delete req.headers.cookie;
+  Object.defineProperty(req, 'couchSession', { configurable: true, get: () => session, set: () => undefined });
+}
+
+export function pinnedSession(req: express.Request): CouchSession {
+  return (req as unknown as { couchSession: CouchSession }).couchSession;
+}
+
+export const ANONYMOUS: Caller = { name: null, roles: [] };
+
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+export function sessionCookie(value: string, maxAge: number): string {
+  return 'AuthSession=' + value + '; Version=1; Path=/; Max-Age=' + maxAge + '; HttpOnly; SameSite=Strict';
+}
+
+/** Parses `Authorization: Basic …` into a name and password, or null. */
+export function basicCredentials(header: string): { name: string; password: string } | null {
+  const match = /^basic\s+([A-Za-z0-9+/=]*)\s*$/i.exec(header);
+  if (!match) return null;
+  const decoded = Buffer.from(match[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon === -1) return null;
+  return { name: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/**
+ * Identifies every request: valid proxy headers, else Basic credentials (wrong ones are answered 401,
+ * as CouchDB does), else a session cookie (an invalid one counts as no cookie), else anonymous.
+ */
+export function identify(auth: Authenticator, secret: string): express.RequestHandler {
+  return (req, res, next) => {
+    (async () => {
+      const proxied = verifyProxyHeaders(secret, req.headers);
+      if (proxied) return pinSession(req, sessionOf(proxied, 'proxy'));
+      const header = req.headers.authorization;
+      if (header && /^basic\s/i.test(header)) {
+        const credentials = basicCredentials(header);
+        const caller = credentials ? await auth.logIn(credentials.name, credentials.password) : null;
+        if (!caller) {
+          res.status(401).json({ error: 'unauthorized', reason: 'Name or password is incorrect.' });
+          return 'answered';
+        }
+        return pinSession(req, sessionOf(caller, 'default'));
+      }
+      const cookie = cookieValue(req.headers.cookie, 'AuthSession');
+      const session = cookie ? await auth.fromCookie(cookie) : null;
+      if (session) {
+        if (session.renew) {
+          const renewed = await auth.cookieFor(session.caller.name as string);
+          if (renewed) res.setHeader('Set-Cookie', sessionCookie(renewed, SESSION_SECONDS));
+        }
+        return pinSession(req, sessionOf(session.caller, 'cookie'));
+      }
+      pinSession(req, sessionOf(ANONYMOUS));
+    })().then((outcome) => {
+      if (outcome !== 'answered') next();
+    }, next);
+  };
+}
