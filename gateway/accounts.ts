@@ -36,7 +36,9 @@ export class Accounts {
     this.users = couch.use<UserDoc>('_users');
   }
 
+  /** The account of `name`, or null; a name that cannot be a user (`_local/x`) is never looked up. */
   async read(name: string): Promise<UserDoc | null> {
+    if (userNameProblem(name)) return null;
     try {
       return await this.users.get(USER_PREFIX + name);
     } catch (err) {
@@ -67,8 +69,14 @@ export class Accounts {
    */
   async verify(name: string, password: string, address: string): Promise<Identity | null> {
     this.throttle.check(name, address);
-    const identity = name && password ? await this.couch.checkPassword(name, password) : null;
-    if (identity) this.throttle.succeed(name);
+    let identity: Identity | null;
+    try {
+      identity = name && password ? await this.couch.checkPassword(name, password) : null;
+    } catch (err) {
+      if (couchFailure(err).error !== 'locked') throw err;
+      throw new HttpError(429, 'CouchDB has locked "' + name + '" for a few minutes after failed logins (' + couchFailure(err).reason + '); try again later, or use a token.', { 'Retry-After': '300' });
+    }
+    if (identity) this.throttle.succeed(name, address);
     else this.throttle.fail(name, address);
     return identity;
   }

@@ -11,13 +11,30 @@ import { userRoutes } from './controllers/users';
 import { webLoginRoutes } from './controllers/weblogin';
 import { WebLoginStore } from './weblogin';
 import { viewRoutes } from './controllers/views';
-import { HttpError } from './errors';
+import { badRequest, HttpError } from './errors';
+
+/** Deeper JSON bodies are refused: they serve no npm request and would exhaust the stack when written. */
+export const MAX_JSON_DEPTH = 64;
+
+/** How deep a parsed JSON value nests (an object or array is one level), counted without recursion; stops past `limit`. */
+export function jsonDepth(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length) {
+    const [item, depth] = stack.pop() as [unknown, number];
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth + 1 > deepest) deepest = depth + 1;
+    if (deepest > limit) return deepest;
+    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
 
 export function createApp(ctx: Context): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.set('trust proxy', false);
+  app.set('trust proxy', ctx.config.trustProxy);
 
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
@@ -37,6 +54,11 @@ export function createApp(ctx: Context): express.Express {
       type: ['application/json', 'application/*+json', 'text/plain'],
     }),
   );
+  app.use((req, _res, next) => {
+    const depth = jsonDepth(req.body, MAX_JSON_DEPTH);
+    if (depth > MAX_JSON_DEPTH) return next(badRequest('The request body nests deeper than ' + MAX_JSON_DEPTH + ' levels; package manifests never need that many. Flatten it.'));
+    next();
+  });
   app.use(authenticate(ctx.accounts, ctx.tokens));
 
   app.use(userRoutes(ctx));

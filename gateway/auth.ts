@@ -33,9 +33,9 @@ export function requireWriter(res: Response): AuthenticatedUser {
   return user;
 }
 
-/** The client's address, as the socket sees it (no proxy headers are trusted). */
+/** The client's address: the socket's, or from `X-Forwarded-For` only through the proxies `TRUST_PROXY` names. */
 export function clientAddress(req: Request): string {
-  return (req.socket.remoteAddress || '').replace(/^::ffff:/, '');
+  return (req.ip || req.socket.remoteAddress || '').replace(/^::ffff:/, '');
 }
 
 export function authenticate(accounts: Accounts, tokens: TokenStore) {

@@ -71,6 +71,12 @@ export interface Config {
   packumentCacheBytes: number;
   /** Replication settings (see replication/README.md). */
   replication: ReplicationConfig;
+  /**
+   * Which reverse proxies may name the client address in `X-Forwarded-For` (`TRUST_PROXY`, default
+   * none): `true` (any), a number of hops, or addresses and subnets (`loopback`, `10.0.0.0/8`). The
+   * address is used by the login throttle and by tokens bound to CIDR blocks.
+   */
+  trustProxy: boolean | number | string;
   /** Log level for pino (`LOG_LEVEL`, default info). */
   logLevel: string;
 }
@@ -78,6 +84,15 @@ export interface Config {
 function oneOf<T extends string>(env: NodeJS.ProcessEnv, key: string, allowed: readonly T[], fallback: T): T {
   const value = (env[key] || fallback).toLowerCase() as T;
   if (allowed.indexOf(value) === -1) throw new Error(key + ' must be one of ' + allowed.map((a) => '"' + a + '"').join(', ') + ', got "' + env[key] + '"');
+  return value;
+}
+
+function trustProxy(raw: string | undefined): boolean | number | string {
+  const value = (raw || '').trim();
+  if (value === '' || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) return Number(value);
+  if (!/^[\w.:/,\s-]+$/.test(value)) throw new Error('TRUST_PROXY must be true, false, a number of hops, or addresses and subnets such as "loopback, 10.0.0.0/8"; got "' + raw + '"');
   return value;
 }
 
@@ -140,6 +155,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       couchdb: env.REPLICATION_COUCHDB ? env.REPLICATION_COUCHDB.replace(/\/+$/, '') : undefined,
       privateScopes: parseScopes(env.REPLICATION_PRIVATE_SCOPES || ''),
     },
+    trustProxy: trustProxy(env.TRUST_PROXY),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

@@ -34,6 +34,11 @@ export function docPath(db: string, id?: string, attachment?: string): string {
   return '/' + encodeURIComponent(db) + (id === undefined ? '' : '/' + encodeURIComponent(id)) + (attachment === undefined ? '' : '/' + encodeURIComponent(attachment));
 }
 
+/** The id to hand nano: escaped here where nano's own pattern (`/^_design|_local/`) would leave it raw. */
+export function nanoDocId(id: string): string {
+  return /^_design|_local/.test(id) && !/^_(design|local)\/[^/]+$/.test(id) ? encodeURIComponent(id) : id;
+}
+
 export class Couch {
   readonly server: Nano.ServerScope;
   /** The CouchDB origin, without credentials. */
@@ -55,9 +60,18 @@ export class Couch {
     this.server = Nano({ url: parsed.origin, headers: this.adminHeaders } as Nano.Configuration);
   }
 
-  /** A nano database handle with admin rights. */
+  /**
+   * A nano database handle with admin rights. Document ids are always escaped: nano leaves an id
+   * unescaped when it merely contains "_design" or "_local" (`foo_local`, `org.couchdb.user:_local/x`),
+   * which turned it into another path, an attachment of another document.
+   */
   use<T>(db: string): Nano.DocumentScope<T> {
-    return this.server.use<T>(db);
+    const scope = this.server.use<T>(db);
+    const escaped = Object.create(scope) as Nano.DocumentScope<T>;
+    escaped.get = ((id: string, params?: Nano.DocumentGetParams) => scope.get(nanoDocId(id), params)) as typeof scope.get;
+    escaped.head = ((id: string) => scope.head(nanoDocId(id))) as typeof scope.head;
+    escaped.destroy = ((id: string, rev: string) => scope.destroy(nanoDocId(id), rev)) as typeof scope.destroy;
+    return escaped;
   }
 
   /**
@@ -125,6 +139,11 @@ export class Couch {
       body: JSON.stringify({ name, password }),
     });
     if (response.status === 401) return null;
+    if (response.status === 403) {
+      // CouchDB 3.4's [chttpd_auth_lockout]: too many failures for this user from the gateway's address.
+      const reason = ((await response.json().catch(() => ({}))) as { reason?: string }).reason || 'Account is temporarily locked';
+      throw Object.assign(new Error(reason), { statusCode: 403, error: 'locked', reason });
+    }
     if (!response.ok) throw new Error('CouchDB _session answered ' + response.status);
     const body = (await response.json()) as { name: string; roles: string[] };
     return { name: body.name, roles: body.roles || [] };

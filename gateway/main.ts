@@ -19,13 +19,9 @@ async function main(): Promise<void> {
   if (config.upstreamRegistry) lines.push('  upstream: ' + config.upstreamRegistry + ' (unknown names: ' + config.upstreamMode + ')');
   if (replication.feed) lines.push('  replicating: change feed ' + replication.feed + ', mode ' + replication.mode + '; status: npm run replication');
   if (replication.couchdb) lines.push('  replicating: CouchDB ' + withoutCredentials(replication.couchdb) + '; status: npm run replication');
-  if (registry.generatedAdminPassword) {
-    lines.push(
-      '  admin password (generated now, shown once, kept in ' + config.dataDir + '/admin-password): ' +
-        registry.generatedAdminPassword,
-    );
-  } else if (!config.couchdbUrl && !config.adminPassword) {
-    lines.push('  admin password: see ' + config.dataDir + '/admin-password');
+  // The password itself is never printed: logs (journald, docker logs) would keep it.
+  if (!config.couchdbUrl && !config.adminPassword) {
+    lines.push('  admin password: in ' + config.dataDir + '/admin-password (readable by this user only' + (registry.adminPasswordGenerated ? ', generated now' : '') + ')');
   }
   process.stdout.write(lines.join('\n') + '\n\n');
   const stop = async (signal: string) => {

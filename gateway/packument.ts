@@ -205,8 +205,17 @@ export function parsePublish(input: PublishInput): { version: string; manifest: 
   return result;
 }
 
-/** Applies a verified publish to the existing document (or none) and returns the document to write. */
-export function applyPublish(existing: PackageDoc | null, input: PublishInput): PackageDoc {
+/** Whether `version` is published in `doc` with this very tarball (same integrity, tarball stored). */
+function isSameRelease(doc: PackageDoc, version: string, manifest: VersionManifest, file: string): boolean {
+  const stored = doc.versions[version];
+  return !!stored && !!doc._attachments && !!doc._attachments[file] && !!stored.dist && stored.dist.integrity === manifest.dist.integrity;
+}
+
+/**
+ * Applies a verified publish to the existing document (or none) and returns the document to write,
+ * or null when every version in it is already published with the same tarball (an identical retry).
+ */
+export function applyPublish(existing: PackageDoc | null, input: PublishInput): PackageDoc | null {
   const { name, body, user, now, baseUrl } = input;
   const nameProblem = packageNameProblem(name, !existing);
   if (nameProblem) throw badRequest('Invalid package name "' + name + '": ' + nameProblem + '.');
@@ -221,7 +230,10 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
   const attachments: Record<string, AttachmentStub> = {};
   for (const [file, stub] of Object.entries(existing?._attachments || {})) attachments[file] = { ...stub, stub: true };
   const published = Object.keys(doc.time).filter((k) => TIME_KEYS.indexOf(k) === -1);
-  for (const { version, manifest, tarball, file } of parsed) {
+  const fresh = parsed.filter(({ version, manifest, file }) => !(existing && isSameRelease(existing, version, manifest, file)));
+  // A retry of a publish that was stored but whose answer was lost changes nothing, and succeeds.
+  if (fresh.length === 0) return null;
+  for (const { version, manifest, tarball, file } of fresh) {
     if (published.indexOf(version) !== -1) {
       throw forbidden(
         'You cannot publish over the previously published version ' + version + ' of ' + name +
@@ -240,7 +252,7 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
     attachments[file] = { content_type: TARBALL_CONTENT_TYPE, data: tarball.toString('base64') };
   }
   const tags = (body['dist-tags'] || {}) as Record<string, unknown>;
-  const newest = parsed.map((p) => p.version).sort(semver.compare).pop() as string;
+  const newest = fresh.map((p) => p.version).sort(semver.compare).pop() as string;
   for (const tag of Object.keys(tags)) {
     const problem = distTagProblem(tag);
     if (problem) throw badRequest('Invalid dist-tag "' + tag + '": ' + problem + '.');

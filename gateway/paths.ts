@@ -6,7 +6,8 @@ export interface PackagePath {
   rest: string[];
 }
 
-function decode(segment: string): string {
+/** A decoded path segment; 400 when its percent-encoding is broken. */
+export function decodeSegment(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
@@ -17,11 +18,11 @@ function decode(segment: string): string {
 export function parsePackagePath(rawPath: string): PackagePath | null {
   const segments = rawPath.split('/').slice(1);
   if (segments.length === 0 || segments[0] === '') return null;
-  const first = decode(segments[0]);
-  if (first.startsWith('@') && first.includes('/')) return { name: first, rest: segments.slice(1).map(decode) };
+  const first = decodeSegment(segments[0]);
+  if (first.startsWith('@') && first.includes('/')) return { name: first, rest: segments.slice(1).map(decodeSegment) };
   if (first.startsWith('@')) {
     if (segments.length < 2 || !segments[1]) return null;
-    return { name: first + '/' + decode(segments[1]), rest: segments.slice(2).map(decode) };
+    return { name: first + '/' + decodeSegment(segments[1]), rest: segments.slice(2).map(decodeSegment) };
   }
-  return { name: first, rest: segments.slice(1).map(decode) };
+  return { name: first, rest: segments.slice(1).map(decodeSegment) };
 }

@@ -73,6 +73,12 @@ function sendJson(req: Request, res: Response, body: unknown, etag: string, cont
   res.type(contentType).send(JSON.stringify(body));
 }
 
+/** Whether an update takes versions or dist-tags away (unpublish, retag): such writes must carry a revision. */
+function removesReleases(before: PackageDoc, after: PackageDoc): boolean {
+  const gone = (was: object, is: object | undefined) => Object.keys(was).some((key) => !is || !(key in is));
+  return gone(before.versions, after.versions) || gone(before['dist-tags'], after['dist-tags']);
+}
+
 function checkRev(doc: PackageDoc, rev: string | undefined): void {
   if (rev && rev !== doc._rev) {
     throw conflict('"' + doc.name + '" changed since you read it (revision ' + rev + ' is not current); run the command again.');
@@ -228,15 +234,22 @@ export function packageRoutes(ctx: Context): Router {
       const result = await writeWithRetry(ctx, user, name, (existing) =>
         applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl }),
       );
-      ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}) }, 'published');
-      res.status(201).json({ ok: true, success: true, id: result?.id, rev: result?.rev });
+      ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}), repeated: !result }, 'published');
+      res.status(201).json({ ok: true, success: true, id: name, rev: result?.rev });
       return;
     }
     const expectedRev = rev || (typeof body._rev === 'string' ? body._rev : undefined);
     const result = await writeWithRetry(ctx, user, name, (existing) => {
       if (!existing || isTombstone(existing)) throw notFoundPackage(name);
       checkRev(existing, expectedRev);
-      return applyUpdate(existing, body, user, now);
+      const next = applyUpdate(existing, body, user, now);
+      if (!expectedRev && removesReleases(existing, next)) {
+        throw conflict(
+          'This change removes versions or dist-tags of "' + name + '", so it must name the revision it was made from: ' +
+            'read the package with ?write=true and send PUT /' + name + '/-rev/<_rev> (as npm unpublish does). To publish, include the tarball in "_attachments".',
+        );
+      }
+      return next;
     });
     res.status(200).json({ ok: true, success: true, id: result?.id, rev: result?.rev });
   }

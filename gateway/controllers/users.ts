@@ -8,6 +8,7 @@ import { USER_PREFIX, userNameProblem } from '../accounts';
 import { clientAddress, currentUser, requireUser } from '../auth';
 import { Context } from '../context';
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../errors';
+import { decodeSegment } from '../paths';
 
 const USER_PATH = /^\/-\/user\/org\.couchdb\.user:([^/]+)(?:\/-rev\/([^/]+))?\/?$/;
 
@@ -23,7 +24,7 @@ export function userRoutes(ctx: Context): Router {
   /** PUT /-/user/org.couchdb.user:NAME[/-rev/REV]: sign up, or log in and get a token. */
   function pathParts(req: Request): { name: string; rev?: string } {
     const match = USER_PATH.exec(req.path) as RegExpExecArray;
-    return { name: decodeURIComponent(match[1]), rev: match[2] };
+    return { name: decodeSegment(match[1]), rev: match[2] === undefined ? undefined : decodeSegment(match[2]) };
   }
 
   async function login(req: Request, res: Response): Promise<void> {
@@ -57,13 +58,15 @@ export function userRoutes(ctx: Context): Router {
 
   router.get(USER_PATH, (req, res, next) => {
     (async () => {
+      // Only logged-in users look accounts up (npm owner add; npm login sends its credentials), so
+      // that nobody can list the user names of a registry.
+      const caller = requireUser(res);
       const { name } = pathParts(req);
       const doc = await ctx.accounts.read(name);
       if (!doc) throw notFound('There is no user "' + name + '".');
-      const caller = currentUser(res);
       const body: Record<string, unknown> = { _id: doc._id, _rev: doc._rev, name: doc.name, type: 'user' };
-      // npm owner add records the new owner's email; it is shown to logged-in users only.
-      if (doc.email && caller) body.email = doc.email;
+      // npm owner add records the new owner's email.
+      if (doc.email) body.email = doc.email;
       res.json(body);
     })().catch(next);
   });
@@ -79,7 +82,8 @@ export function userRoutes(ctx: Context): Router {
   router.delete('/-/user/token/:token', (req, res, next) => {
     (async () => {
       const user = requireUser(res);
-      const token = decodeURIComponent(req.params.token);
+      // Express has decoded the path already: decoding again would turn "%25zz" into a broken escape.
+      const token = req.params.token;
       const record = await ctx.tokens.lookup(token);
       if (!record || (record.user !== user.name && !user.roles.includes('_admin'))) {
         throw notFound('No such token of yours; it may already be revoked.');

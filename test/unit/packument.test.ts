@@ -1,5 +1,6 @@
 import { abbreviatedPackument, applyPublish, applyUpdate, fullPackument, tombstone, withoutTarball } from '../../gateway/packument';
 import { HttpError } from '../../gateway/errors';
+import { createHash } from 'crypto';
 import { manifest, packageDoc, tarballOf } from './fixtures';
 import { parsePackagePath } from '../../gateway/paths';
 
@@ -28,7 +29,7 @@ function statusOf(fn: () => unknown): number | string {
 
 describe('publish', () => {
   it('creates a document with maintainer, _npmUser, times and the tarball attachment', () => {
-    const doc = applyPublish(null, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice', email: 'a@x' }, now, baseUrl: base });
+    const doc = applyPublish(null, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice', email: 'a@x' }, now, baseUrl: base })!;
     expect(doc.maintainers).toEqual([{ name: 'alice', email: 'a@x' }]);
     expect(doc.versions['1.0.0']._npmUser).toEqual({ name: 'alice', email: 'a@x' });
     expect(doc.versions['1.0.0'].dist.tarball).toBe(base + '/pkg/-/pkg-1.0.0.tgz');
@@ -59,14 +60,30 @@ describe('publish', () => {
 
   it('refuses to publish over an existing or unpublished version with 403', () => {
     const existing = packageDoc('pkg', ['1.0.0']);
-    expect(statusOf(() => applyPublish(existing, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice' }, now, baseUrl: base }))).toBe(403);
+    const otherBytes = Buffer.from('other bytes for pkg 1.0.0');
+    const changed = body('pkg', '1.0.0');
+    changed._attachments['pkg-1.0.0.tgz'] = { content_type: 'application/octet-stream', data: otherBytes.toString('base64'), length: otherBytes.length };
+    changed.versions['1.0.0'].dist = { ...changed.versions['1.0.0'].dist, integrity: 'sha512-' + createHash('sha512').update(otherBytes).digest('base64'), shasum: createHash('sha1').update(otherBytes).digest('hex') };
+    expect(statusOf(() => applyPublish(existing, { name: 'pkg', body: changed, user: { name: 'alice' }, now, baseUrl: base }))).toBe(403);
     const tomb = tombstone(existing, { name: 'alice' }, now);
     expect(statusOf(() => applyPublish(tomb, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice' }, now, baseUrl: base }))).toBe(403);
   });
 
+  it('an identical retry of a stored publish changes nothing (the lost answer case), also next to a new version', () => {
+    const existing = packageDoc('pkg', ['1.0.0']);
+    expect(applyPublish(existing, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice' }, now, baseUrl: base })).toBeNull();
+    const both = body('pkg', '1.1.0');
+    both.versions['1.0.0'] = manifest('pkg', '1.0.0');
+    (both._attachments as Record<string, unknown>)['pkg-1.0.0.tgz'] = body('pkg', '1.0.0')._attachments['pkg-1.0.0.tgz'];
+    const doc = applyPublish(existing, { name: 'pkg', body: both, user: { name: 'alice' }, now, baseUrl: base });
+    expect(Object.keys(doc!.versions)).toEqual(['1.0.0', '1.1.0']);
+    expect(doc!.time['1.0.0']).toBe('2026-01-01T00:00:00.000Z');
+    expect(doc!._attachments!['pkg-1.0.0.tgz']).toMatchObject({ stub: true });
+  });
+
   it('adds a version next to the existing ones, keeping their tarballs as stubs', () => {
     const existing = packageDoc('pkg', ['1.0.0']);
-    const doc = applyPublish(existing, { name: 'pkg', body: body('pkg', '1.1.0', { 'dist-tags': { next: '1.1.0' } }), user: { name: 'alice' }, now, baseUrl: base });
+    const doc = applyPublish(existing, { name: 'pkg', body: body('pkg', '1.1.0', { 'dist-tags': { next: '1.1.0' } }), user: { name: 'alice' }, now, baseUrl: base })!;
     expect(Object.keys(doc.versions)).toEqual(['1.0.0', '1.1.0']);
     expect(doc['dist-tags']).toEqual({ latest: '1.0.0', next: '1.1.0' });
     expect(doc._attachments!['pkg-1.0.0.tgz']).toMatchObject({ stub: true, digest: 'md5-1.0.0' });

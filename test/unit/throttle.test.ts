@@ -11,26 +11,48 @@ describe('login throttle', () => {
     }
   };
 
-  it('blocks a user after the limit, for the rest of the window', () => {
-    const throttle = new LoginThrottle(3, 60_000);
-    for (let i = 0; i < 3; i++) throttle.fail('eve', '10.0.0.' + i, 1000 + i);
-    expect(statusOf(() => throttle.check('eve', '10.9.9.9', 2000))).toBe('429 59');
-    expect(statusOf(() => throttle.check('eve', '10.9.9.9', 61_001))).toBe('ok');
+  const limits = { pairLimit: 3, accountLimit: 5, addressLimit: 6, windowMs: 60_000, accountWindowMs: 20_000, knownMs: 600_000 };
+
+  it('blocks one account from one address after the limit, for the rest of the window, and nobody else', () => {
+    const throttle = new LoginThrottle(limits);
+    for (let i = 0; i < 3; i++) throttle.fail('eve', '10.0.0.1', 1000 + i);
+    expect(statusOf(() => throttle.check('eve', '10.0.0.1', 2000))).toBe('429 59');
+    expect(statusOf(() => throttle.check('eve', '10.0.0.2', 2000))).toBe('ok');
+    expect(statusOf(() => throttle.check('admin', '10.0.0.1', 2000))).toBe('ok');
+    expect(statusOf(() => throttle.check('eve', '10.0.0.1', 61_001))).toBe('ok');
   });
 
-  it('blocks an address that guesses many user names', () => {
-    const throttle = new LoginThrottle(3, 60_000);
-    for (const user of ['a', 'b', 'c']) throttle.fail(user, '192.0.2.7', 1000);
-    expect(statusOf(() => throttle.check('d', '192.0.2.7', 1000))).toMatch(/^429/);
-    expect(statusOf(() => throttle.check('d', '192.0.2.8', 1000))).toBe('ok');
+  it('an account guessed at from many addresses waits only the short account window', () => {
+    const throttle = new LoginThrottle(limits);
+    for (let i = 0; i < 5; i++) throttle.fail('eve', '10.0.1.' + i, 1000);
+    expect(statusOf(() => throttle.check('eve', '10.9.9.9', 2000))).toBe('429 19');
+    expect(statusOf(() => throttle.check('eve', '10.9.9.9', 21_001))).toBe('ok');
   });
 
-  it('a successful login clears the user, not the address', () => {
-    const throttle = new LoginThrottle(2, 60_000);
+  it('the owner logs in from an address that worked before while the account is under attack', () => {
+    const throttle = new LoginThrottle(limits);
+    throttle.succeed('eve', '192.0.2.1', 1);
+    for (let i = 0; i < 5; i++) throttle.fail('eve', '10.0.1.' + i, 1000);
+    expect(statusOf(() => throttle.check('eve', '192.0.2.1', 2000))).toBe('ok');
+    expect(statusOf(() => throttle.check('eve', '192.0.2.2', 2000))).toMatch(/^429/);
+  });
+
+  it('blocks an address that guesses many user names, except for accounts known there', () => {
+    const throttle = new LoginThrottle(limits);
+    throttle.succeed('carol', '192.0.2.7', 1);
+    for (const user of ['a', 'b', 'c', 'd', 'e', 'f']) throttle.fail(user, '192.0.2.7', 1000);
+    expect(statusOf(() => throttle.check('g', '192.0.2.7', 1000))).toMatch(/^429/);
+    expect(statusOf(() => throttle.check('carol', '192.0.2.7', 1000))).toBe('ok');
+    expect(statusOf(() => throttle.check('g', '192.0.2.8', 1000))).toBe('ok');
+  });
+
+  it('a successful login starts the pair again', () => {
+    const throttle = new LoginThrottle(limits);
     throttle.fail('eve', '192.0.2.1', 1);
-    throttle.fail('eve', '192.0.2.2', 2);
-    throttle.succeed('eve');
-    expect(statusOf(() => throttle.check('eve', '192.0.2.3', 3))).toBe('ok');
+    throttle.fail('eve', '192.0.2.1', 2);
+    throttle.succeed('eve', '192.0.2.1', 3);
+    throttle.fail('eve', '192.0.2.1', 4);
+    expect(statusOf(() => throttle.check('eve', '192.0.2.1', 5))).toBe('ok');
   });
 });
 
