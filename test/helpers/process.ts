@@ -10,6 +10,8 @@ export interface RegistryProcess {
   url: string;
   /** The CouchDB origin it uses (from the Fauxton line). */
   couchUrl: string;
+  /** Everything the process printed so far (stdout and stderr). */
+  output(): string;
 }
 
 /** Starts the registry with `env` added to this process's environment; resolves once it is ready. */
@@ -24,7 +26,7 @@ export function startRegistryProcess(env: Record<string, string>): Promise<Regis
       out += d;
       const ready = /ready at (http:\/\/\S+)/.exec(out);
       const fauxton = /Fauxton:\s+(http:\/\/[^/\s]+)/.exec(out);
-      if (ready && fauxton) resolve({ child, url: ready[1], couchUrl: fauxton[1] });
+      if (ready && fauxton) resolve({ child, url: ready[1], couchUrl: fauxton[1], output: () => out });
     });
     child.stderr!.on('data', (d) => (out += d));
     child.on('exit', (code) => reject(new Error('registry exited (' + code + '): ' + out)));

@@ -1,0 +1,340 @@
+/**
+ * The registry against a hostile but fair user: what each port lets each principal do (the
+ * authorization matrix), and one regression test per hole found (issue "safe against hostile users").
+ * The registry runs as its own process, as `npm start` runs it, so a crash would show as a dead process.
+ */
+import { readFileSync } from 'fs';
+import { join } from 'path';
+import { basic, PRINCIPALS, Principal, Principals, publishBody, send, startPrincipals } from '../helpers/principals';
+
+let p: Principals;
+let gateway: string;
+let couch: string;
+const embedded = !process.env.COUCHDB_URL;
+
+const as = (principal: Principal) => (p.gatewayAuth[principal] ? { authorization: p.gatewayAuth[principal] } : {});
+const adminCouch = () => ({ authorization: basic(p.admin.name, p.admin.password) });
+const userCouch = () => ({ authorization: basic(p.mallory, p.passwords[p.mallory]) });
+const stored = async (id: string) => (await send(couch, 'GET', '/' + p.registryDb + '/' + encodeURIComponent(id), { headers: adminCouch() })).body;
+
+beforeAll(async () => {
+  p = await startPrincipals('security');
+  gateway = p.registry.url;
+  couch = p.registry.couchUrl;
+  for (const version of ['1.0.0', '1.1.0', '1.2.0']) {
+    expect((await send(gateway, 'PUT', '/victim', { headers: as('maintainer'), body: publishBody('victim', version) })).status).toBe(201);
+  }
+});
+afterAll(async () => {
+  // Nothing reached the last-resort handler: no request crashed anything.
+  expect(p.registry.output()).not.toMatch(/unhandled rejection|uncaught exception/);
+  await p.stop();
+});
+
+describe('the CouchDB port promises what CouchDB 3.4 promises', () => {
+  it('/_replicate and _replicator are for admins only: no copy of _users, tokens or packages is made', async () => {
+    for (const headers of [{}, userCouch()]) {
+      for (const body of [
+        { source: '_users', target: 'leak' },
+        { source: p.registryDb, target: p.registryDb + '-tokens' },
+        { source: p.registryDb + '-tokens', target: 'leak-tokens', create_target: true },
+      ]) {
+        const res = await send(couch, 'POST', '/_replicate', { headers, body });
+        expect([401, 403]).toContain(res.status);
+      }
+      const job = await send(couch, 'PUT', '/_replicator/steal-' + Math.random().toString(36).slice(2), { headers, body: { source: '_users', target: 'leak', create_target: true } });
+      expect([401, 403]).toContain(job.status);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const dbs = (await send(couch, 'GET', '/_all_dbs', { headers: adminCouch() })).body as string[];
+    expect(dbs.filter((db) => db.startsWith('leak'))).toEqual([]);
+  });
+
+  it('a user reads their own _users document and nothing else, and gains no rights from it', async () => {
+    const own = await send(couch, 'GET', '/_users/org.couchdb.user:' + p.mallory, { headers: userCouch() });
+    expect(own.status).toBe(200);
+    expect(own.body.name).toBe(p.mallory);
+    // The same credentials right after: no admin rights carried over from that read.
+    const after = [
+      await send(couch, 'GET', '/' + p.registryDb + '-tokens/_all_docs', { headers: userCouch() }),
+      await send(couch, 'GET', '/_users/_all_docs', { headers: userCouch() }),
+      await send(couch, 'PUT', '/' + p.registryDb + '/_security', { headers: userCouch(), body: { admins: { names: [p.mallory] }, members: {} } }),
+      await send(couch, 'PUT', '/' + p.registryDb + '/_design/access', { headers: userCouch(), body: { rules: [{ package: '**', read: ['$all'], publish: ['$all'] }] } }),
+      await send(couch, 'PUT', '/_node/_local/_config/admins/' + p.mallory, { headers: userCouch(), raw: JSON.stringify('owned') }),
+    ];
+    // CouchDB answers 401 ("You are not a server admin.") or 403 depending on the endpoint.
+    for (const res of after) expect([401, 403]).toContain(res.status);
+    // CouchDB 3 has no /_config (404 there); the embedded server refuses it.
+    const oldConfig = await send(couch, 'PUT', '/_config/admins/' + p.mallory, { headers: userCouch(), raw: JSON.stringify('owned') });
+    expect([401, 403, 404]).toContain(oldConfig.status);
+    const admins = await send(couch, 'GET', '/_node/_local/_config/admins', { headers: adminCouch() });
+    if (admins.status === 200) expect(Object.keys(admins.body)).not.toContain(p.mallory);
+    const session = await send(couch, 'GET', '/_session', { headers: userCouch() });
+    expect(session.body.userCtx.roles).not.toContain('_admin');
+  });
+
+  it("another user's document is missing, the whole of _users is forbidden: 4xx, never 500", async () => {
+    expect((await send(couch, 'GET', '/_users/org.couchdb.user:' + p.alice, { headers: userCouch() })).status).toBe(404);
+    expect((await send(couch, 'GET', '/_users/org.couchdb.user:' + p.alice)).status).toBeGreaterThanOrEqual(401);
+    for (const path of ['/_users/_all_docs', '/_users/_changes', '/_users']) {
+      const res = await send(couch, 'GET', path, { headers: userCouch() });
+      expect([401, 403]).toContain(res.status);
+    }
+    expect((await send(couch, 'GET', '/_users/_all_docs')).status).toBe(401);
+  });
+
+  it('a user cannot raise their own roles, and a stored _admin role makes nobody an admin', async () => {
+    const own = (await send(couch, 'GET', '/_users/org.couchdb.user:' + p.mallory, { headers: userCouch() })).body;
+    const raise = await send(couch, 'PUT', '/_users/org.couchdb.user:' + p.mallory, { headers: userCouch(), body: { ...own, roles: ['_admin'] } });
+    expect(raise.status).toBe(403);
+    const signup = await send(couch, 'PUT', '/_users/org.couchdb.user:sneaky-' + p.mallory, { body: { name: 'sneaky-' + p.mallory, type: 'user', roles: ['_admin'], password: 'x' } });
+    expect(signup.status).toBeGreaterThanOrEqual(400);
+    expect(signup.status).toBeLessThan(500);
+    const after = (await send(couch, 'GET', '/_users/org.couchdb.user:' + p.mallory, { headers: adminCouch() })).body;
+    expect(after.roles).toEqual([]);
+  });
+
+  it('anonymous callers create, delete and administer nothing', async () => {
+    for (const [method, path] of [
+      ['PUT', '/made-by-anyone'],
+      ['DELETE', '/' + p.registryDb],
+      ['GET', '/_all_dbs'],
+      ['GET', '/_node/_local/_config'],
+      ['GET', '/' + p.registryDb + '-tokens/_all_docs'],
+      ['PUT', '/' + p.registryDb + '/_design/evil'],
+    ]) {
+      const res = await send(couch, method, path, { body: method === 'PUT' ? {} : undefined });
+      expect([method, path, res.status]).toEqual([method, path, 401]);
+    }
+  });
+
+  it('forged proxy headers and forged session cookies count as nobody', async () => {
+    const forged = { 'X-Auth-CouchDB-UserName': p.admin.name, 'X-Auth-CouchDB-Roles': '_admin', 'X-Auth-CouchDB-Token': 'f'.repeat(64) };
+    expect((await send(couch, 'GET', '/_all_dbs', { headers: forged })).status).toBe(401);
+    const cookie = { cookie: 'AuthSession=' + Buffer.from(p.admin.name + ':9999999999:' + '0'.repeat(64)).toString('base64url') };
+    expect((await send(couch, 'GET', '/_all_dbs', { headers: cookie })).status).toBe(401);
+  });
+
+  it('a session cookie from POST /_session works for its user only (Fauxton logs in this way)', async () => {
+    const login = await send(couch, 'POST', '/_session', { body: { name: p.admin.name, password: p.admin.password } });
+    expect(login.status).toBe(200);
+    const cookie = (login.headers.get('set-cookie') as string).split(';')[0];
+    expect(cookie).toMatch(/^AuthSession=./);
+    expect((await send(couch, 'GET', '/_all_dbs', { headers: { cookie } })).status).toBe(200);
+    const userLogin = await send(couch, 'POST', '/_session', { body: { name: p.mallory, password: p.passwords[p.mallory] } });
+    const userCookie = (userLogin.headers.get('set-cookie') as string).split(';')[0];
+    expect((await send(couch, 'GET', '/_all_dbs', { headers: { cookie: userCookie } })).status).toBe(403);
+    expect((await send(couch, 'POST', '/_session', { body: { name: p.mallory, password: 'wrong' } })).status).toBe(401);
+  });
+
+  (embedded ? it : it.skip)('passwords are stored with a modern work factor (embedded server)', async () => {
+    const doc = (await send(couch, 'GET', '/_users/org.couchdb.user:' + p.alice, { headers: adminCouch() })).body;
+    expect(doc.password).toBeUndefined();
+    expect(doc).toMatchObject({ password_scheme: 'pbkdf2', pbkdf2_prf: 'sha256' });
+    expect(doc.iterations).toBeGreaterThanOrEqual(600_000);
+    const config = JSON.parse(readFileSync(join(p.dataDir, 'couchdb', 'config.json'), 'utf8'));
+    const [, , iterations] = String(config.admins.admin).split(',');
+    expect(Number(iterations)).toBeGreaterThanOrEqual(1_300_000);
+    expect(JSON.stringify(config)).not.toContain(p.admin.password);
+  });
+
+  (embedded ? it : it.skip)('the generated admin password is written to DATA_DIR only, never printed', async () => {
+    expect(p.admin.password.length).toBeGreaterThan(16);
+    expect(p.registry.output()).not.toContain(p.admin.password);
+    expect(p.registry.output()).toContain('admin-password');
+  });
+});
+
+describe('the gateway', () => {
+  it('reserved document ids are never reached: the anonymous user look-up that killed the process is 401, 404 when logged in', async () => {
+    for (const path of ['/-/user/org.couchdb.user:_local%2Fx', '/-/user/org.couchdb.user:_design%2Fapp', '/-/user/org.couchdb.user:x_local%2Fy']) {
+      expect((await send(gateway, 'GET', path)).status).toBe(401);
+      expect((await send(gateway, 'GET', path, { headers: as('user') })).status).toBe(404);
+    }
+    for (const path of ['/_local%2Fx', '/_design%2Fapp', '/_users', '/_all_docs']) {
+      const res = await send(gateway, 'GET', path);
+      expect(res.status).toBe(404);
+      expect(typeof res.body.error).toBe('string');
+    }
+    expect((await send(gateway, 'GET', '/-/ping')).status).toBe(200);
+  });
+
+  it('a package whose name merely contains _local or _design is its own document', async () => {
+    for (const name of ['my_local', 'x_design']) {
+      expect((await send(gateway, 'PUT', '/' + name, { headers: as('maintainer'), body: publishBody(name, '1.0.0') })).status).toBe(201);
+      const doc = await send(gateway, 'GET', '/' + name);
+      expect(doc.status).toBe(200);
+      expect(doc.body.name).toBe(name);
+    }
+  });
+
+  it('user names are not disclosed to anonymous callers, even with ?write=true', async () => {
+    for (const name of [p.alice, 'nobody-here']) {
+      const res = await send(gateway, 'GET', '/-/user/org.couchdb.user:' + name + '?write=true');
+      expect(res.status).toBe(401);
+      expect(JSON.stringify(res.body)).not.toContain('@example.com');
+    }
+  });
+
+  it('a token path with a percent sign is decoded once: 404, not 500', async () => {
+    for (const path of ['/-/user/token/%25zz', '/-/user/token/%zz', '/-/npm/v1/tokens/token/%25zz']) {
+      const res = await send(gateway, 'DELETE', path, { headers: as('maintainer') });
+      expect([400, 404]).toContain(res.status);
+      expect(typeof res.body.error).toBe('string');
+    }
+  });
+
+  it('a body nested 5,000 levels deep gets 400 and nothing is written', async () => {
+    const before = await stored('victim');
+    const body = publishBody('victim', '9.0.0');
+    (body.versions['9.0.0'] as Record<string, unknown>).config = 'DEEP';
+    const raw = JSON.stringify(body).replace('"DEEP"', '{"a":'.repeat(5000) + '"leaf"' + '}'.repeat(5000));
+    const res = await send(gateway, 'PUT', '/victim', { headers: as('maintainer'), raw });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatch(/nests deeper/);
+    let array = '';
+    for (let i = 0; i < 5000; i++) array = '[' + array + ']';
+    expect((await send(gateway, 'PUT', '/victim', { headers: as('maintainer'), raw: array })).status).toBe(400);
+    expect(await stored('victim')).toEqual(before);
+  });
+
+  it('a maintainer PUT without revision cannot unpublish the other versions or drop tags', async () => {
+    const before = await stored('victim');
+    const body = publishBody('victim', '1.0.0') as Record<string, unknown>;
+    delete body._attachments;
+    const res = await send(gateway, 'PUT', '/victim', { headers: as('maintainer'), body });
+    expect(res.status).toBe(409);
+    expect(res.body.error).toMatch(/-rev/);
+    expect(await stored('victim')).toEqual(before);
+  });
+
+  it('an identical retry of a stored publish succeeds and changes nothing; other bytes are refused', async () => {
+    const before = await stored('victim');
+    const retry = await send(gateway, 'PUT', '/victim', { headers: as('maintainer'), body: publishBody('victim', '1.2.0') });
+    expect(retry.status).toBe(201);
+    expect(await stored('victim')).toEqual(before);
+    const other = await send(gateway, 'PUT', '/victim', { headers: as('maintainer'), body: publishBody('victim', '1.2.0', Buffer.from('other bytes')) });
+    expect(other.status).toBe(403);
+  });
+
+  it('failed logins for one account lock only that account from that address; others and tokens keep working', async () => {
+    let last;
+    for (let i = 0; i < 11; i++) last = await send(gateway, 'GET', '/-/whoami', { headers: { authorization: basic(p.alice, 'guess-' + i) } });
+    expect(last!.status).toBe(429);
+    expect(Number(last!.headers.get('retry-after'))).toBeGreaterThan(0);
+    // Same address, other account: the admin and another user still log in with passwords.
+    expect((await send(gateway, 'GET', '/-/whoami', { headers: as('admin') })).status).toBe(200);
+    expect((await send(gateway, 'GET', '/-/whoami', { headers: { authorization: basic(p.mallory, p.passwords[p.mallory]) } })).body.username).toBe(p.mallory);
+    // The victim's tokens are not throttled.
+    expect((await send(gateway, 'GET', '/-/whoami', { headers: as('maintainer') })).body.username).toBe(p.alice);
+  });
+});
+
+describe('authorization matrix on the gateway: every write × every principal', () => {
+  /** Expected outcome: 'ok' (2xx) or the refusal status. */
+  const expected: Record<Principal, number | 'ok'> = { anonymous: 401, user: 403, maintainer: 'ok', readonly: 403, revoked: 401, admin: 'ok' };
+  const writes: { name: string; expect?: Partial<Record<Principal, number | 'ok'>>; run: (principal: Principal, pkg: string) => Promise<number> }[] = [
+    { name: 'publish a new version', run: async (who, pkg) => (await send(gateway, 'PUT', '/' + pkg, { headers: as(who), body: publishBody(pkg, '2.0.0') })).status },
+    { name: 'add a dist-tag', run: async (who, pkg) => (await send(gateway, 'PUT', '/-/package/' + pkg + '/dist-tags/beta', { headers: as(who), body: '1.0.0' })).status },
+    { name: 'remove a dist-tag', run: async (who, pkg) => (await send(gateway, 'DELETE', '/-/package/' + pkg + '/dist-tags/next', { headers: as(who) })).status },
+    {
+      name: 'deprecate a version',
+      run: async (who, pkg) => {
+        const doc = (await send(gateway, 'GET', '/' + pkg + '?write=true', { headers: as('maintainer') })).body;
+        doc.versions['1.0.0'].deprecated = 'do not use';
+        return (await send(gateway, 'PUT', '/' + pkg + '/-rev/' + doc._rev, { headers: as(who), body: doc })).status;
+      },
+    },
+    {
+      name: 'add an owner',
+      run: async (who, pkg) => {
+        const doc = (await send(gateway, 'GET', '/' + pkg + '?write=true', { headers: as('maintainer') })).body;
+        return (await send(gateway, 'PUT', '/' + pkg + '/-rev/' + doc._rev, { headers: as(who), body: { _id: pkg, _rev: doc._rev, maintainers: [...doc.maintainers, { name: p.mallory }] } })).status;
+      },
+    },
+    {
+      name: 'unpublish a version',
+      run: async (who, pkg) => {
+        const doc = (await send(gateway, 'GET', '/' + pkg + '?write=true', { headers: as('maintainer') })).body;
+        delete doc.versions['1.1.0'];
+        return (await send(gateway, 'PUT', '/' + pkg + '/-rev/' + doc._rev, { headers: as(who), body: doc })).status;
+      },
+    },
+    {
+      name: 'unpublish the package',
+      run: async (who, pkg) => {
+        const doc = (await send(gateway, 'GET', '/' + pkg + '?write=true', { headers: as('maintainer') })).body;
+        return (await send(gateway, 'DELETE', '/' + pkg + '/-rev/' + doc._rev, { headers: as(who) })).status;
+      },
+    },
+    {
+      name: 'star it',
+      expect: { user: 'ok' },
+      run: async (who, pkg) => {
+        const doc = (await send(gateway, 'GET', '/' + pkg + '?write=true', { headers: as('maintainer') })).body;
+        const user = who === 'user' ? p.mallory : who === 'admin' ? p.admin.name : p.alice;
+        return (await send(gateway, 'PUT', '/' + pkg, { headers: as(who), body: { _id: pkg, _rev: doc._rev, users: { [user]: true } } })).status;
+      },
+    },
+  ];
+
+  describe.each(writes.map((w, i) => [w.name, i] as const))('%s', (_name, index) => {
+    it.each(PRINCIPALS)('as %s', async (principal) => {
+      const write = writes[index];
+      // Each cell works on a package of its own (alice's, versions 1.0.0 to 1.2.0, tags latest and next).
+      const pkg = 'matrix-' + index + '-' + principal;
+      for (const version of ['1.0.0', '1.1.0', '1.2.0']) {
+        const body = publishBody(pkg, version);
+        if (version === '1.1.0') (body as Record<string, unknown>)['dist-tags'] = { next: '1.1.0' };
+        expect((await send(gateway, 'PUT', '/' + pkg, { headers: as('maintainer'), body })).status).toBe(201);
+      }
+      const before = await stored(pkg);
+      const status = await write.run(principal, pkg);
+      const want = (write.expect || {})[principal] ?? expected[principal];
+      if (want === 'ok') {
+        expect([write.name, principal, status >= 200 && status < 300]).toEqual([write.name, principal, true]);
+        expect((await stored(pkg))._rev).not.toBe(before._rev);
+      } else {
+        expect([write.name, principal, status]).toEqual([write.name, principal, want]);
+        expect(await stored(pkg)).toEqual(before);
+      }
+    });
+  });
+});
+
+describe('authorization matrix on the CouchDB port', () => {
+  it.each([
+    ['anonymous', [401]],
+    ['user', [401, 403]],
+  ] as const)('as %s: every admin operation is refused (%j)', async (who, statuses) => {
+    const headers = who === 'user' ? userCouch() : {};
+    const victim = await stored('victim');
+    const app = await stored('_design/app');
+    const operations: [string, string, unknown?][] = [
+      ['POST', '/_replicate', { source: p.registryDb, target: 'copy' }],
+      ['PUT', '/_replicator/job-' + who, { source: p.registryDb, target: 'copy' }],
+      ['GET', '/_node/_local/_config'],
+      ['GET', '/_all_dbs'],
+      ['GET', '/_users/_all_docs'],
+      ['PUT', '/' + p.registryDb + '/_security', { admins: {}, members: {} }],
+      ['PUT', '/' + p.registryDb + '/_design/evil', { views: {} }],
+      ['DELETE', '/' + p.registryDb + '/_design/app?rev=' + app._rev],
+      ['PUT', '/new-database-' + who],
+      ['DELETE', '/' + p.registryDb],
+      ['GET', '/' + p.registryDb + '-tokens/_all_docs'],
+      ['PUT', '/' + p.registryDb + '/victim', { ...victim, versions: {} }],
+    ];
+    for (const [method, path, body] of operations) {
+      const res = await send(couch, method, path, { headers, body });
+      expect([method, path, (statuses as readonly number[]).includes(res.status)]).toEqual([method, path, true]);
+    }
+    expect(await stored('victim')).toEqual(victim);
+    expect((await stored('_design/app'))._rev).toBe(app._rev);
+  });
+
+  it('as admin: the same reads are allowed', async () => {
+    for (const path of ['/_all_dbs', '/_users/_all_docs', '/' + p.registryDb + '-tokens/_all_docs', '/' + p.registryDb + '/_security']) {
+      expect([path, (await send(couch, 'GET', path, { headers: adminCouch() })).status]).toEqual([path, 200]);
+    }
+  });
+});
