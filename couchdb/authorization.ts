@@ -29,23 +29,31 @@ export interface Refusal {
 /** Databases that exist on every CouchDB; every other name follows CouchDB's rule, without `/`. */
 const SYSTEM_DATABASES = ['_users', '_replicator', '_global_changes'];
 const DATABASE_NAME = /^[a-z][a-z0-9_$()+-]*$/;
-const PUBLIC_TOP_LEVEL = ['', '_up', '_uuids', '_session', '_utils', 'favicon.ico'];
+/** Top-level endpoints open to everyone, with their methods. */
+const PUBLIC_TOP_LEVEL = new Map<string, string[]>([
+  ['', ['GET', 'HEAD']],
+  ['_up', ['GET', 'HEAD']],
+  ['_uuids', ['GET', 'HEAD']],
+  ['_session', ['GET', 'HEAD', 'POST', 'DELETE']],
+  ['_utils', ['GET', 'HEAD']],
+  ['favicon.ico', ['GET', 'HEAD']],
+]);
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'COPY', 'OPTIONS'];
 
 /** Database endpoints open to the database's members (reads and replication); the rest are admin-only. */
-const MEMBER_ENDPOINTS: Record<string, string[]> = {
-  _all_docs: ['GET', 'HEAD', 'POST'],
-  _changes: ['GET', 'HEAD', 'POST'],
-  _bulk_docs: ['POST'],
-  _bulk_get: ['POST'],
-  _revs_diff: ['POST'],
-  _missing_revs: ['POST'],
-  _find: ['POST'],
-  _explain: ['POST'],
-  _ensure_full_commit: ['POST'],
-  _design_docs: ['GET', 'HEAD', 'POST'],
-  _index: ['GET', 'HEAD'],
-};
+const MEMBER_ENDPOINTS = new Map<string, string[]>([
+  ['_all_docs', ['GET', 'HEAD', 'POST']],
+  ['_changes', ['GET', 'HEAD', 'POST']],
+  ['_bulk_docs', ['POST']],
+  ['_bulk_get', ['POST']],
+  ['_revs_diff', ['POST']],
+  ['_missing_revs', ['POST']],
+  ['_find', ['POST']],
+  ['_explain', ['POST']],
+  ['_ensure_full_commit', ['POST']],
+  ['_design_docs', ['GET', 'HEAD', 'POST']],
+  ['_index', ['GET', 'HEAD']],
+]);
 
 export const isServerAdmin = (caller: Caller): boolean => caller.roles.indexOf('_admin') !== -1;
 
@@ -76,8 +84,11 @@ export function authorize(method: string, rawPath: string, caller: Caller): Refu
   const segments = pathSegments(rawPath);
   if (!segments) return { status: 400, error: 'bad_request', reason: 'The URL is not valid percent-encoding.' };
   const [first, ...rest] = segments;
-  if (first.startsWith('_') || first === '' || first === 'favicon.ico') {
-    if (PUBLIC_TOP_LEVEL.indexOf(first) !== -1 && (rest.length === 0 || first === '_utils')) return null;
+  if (first.startsWith('_') || PUBLIC_TOP_LEVEL.has(first)) {
+    const methods = PUBLIC_TOP_LEVEL.get(first);
+    if (methods && (rest.length === 0 || first === '_utils')) {
+      return methods.indexOf(method) !== -1 ? null : { status: 405, error: 'method_not_allowed', reason: 'Only ' + methods.join(', ') + ' are allowed on /' + first + '.' };
+    }
     if (SYSTEM_DATABASES.indexOf(first) === -1) return isServerAdmin(caller) ? null : adminOnly(caller, '/' + first);
   } else if (!DATABASE_NAME.test(first)) {
     return {
@@ -121,7 +132,7 @@ function authorizeDatabase(method: string, db: string, rest: string[], caller: C
   }
   if (head === '_local' || head.startsWith('_local/')) return null;
   if (head.startsWith('_')) {
-    const allowed = MEMBER_ENDPOINTS[head];
+    const allowed = MEMBER_ENDPOINTS.get(head);
     if (rest.length === 1 && allowed && allowed.indexOf(method) !== -1) return null;
     return adminOnly(caller, db + '/' + head);
   }

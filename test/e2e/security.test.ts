@@ -12,7 +12,7 @@ let gateway: string;
 let couch: string;
 const embedded = !process.env.COUCHDB_URL;
 
-const as = (principal: Principal) => (p.gatewayAuth[principal] ? { authorization: p.gatewayAuth[principal] } : {});
+const as = (principal: Principal): Record<string, string> => (p.gatewayAuth[principal] ? { authorization: p.gatewayAuth[principal] } : {});
 const adminCouch = () => ({ authorization: basic(p.admin.name, p.admin.password) });
 const userCouch = () => ({ authorization: basic(p.mallory, p.passwords[p.mallory]) });
 const stored = async (id: string) => (await send(couch, 'GET', '/' + p.registryDb + '/' + encodeURIComponent(id), { headers: adminCouch() })).body;

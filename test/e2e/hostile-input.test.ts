@@ -1,0 +1,186 @@
+/**
+ * A corpus of generated malformed and hostile requests (names, paths, encodings, bodies, auth
+ * headers, nesting, sizes) against both ports the registry opens: the npm gateway and the CouchDB
+ * port. Every answer is below 500 and arrives within 10 s, the process stays up and never reaches its
+ * last-resort handler, and what is stored (packages, users, tokens, replications, databases) is
+ * exactly what it was. The corpus is the same on every run (a seeded generator).
+ */
+import { basic, Principals, publishBody, send, startPrincipals } from '../helpers/principals';
+
+let p: Principals;
+
+/** A small deterministic generator (mulberry32), so that a failure can be replayed. */
+function generator(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Probe {
+  port: 'gateway' | 'couch';
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  raw?: string;
+}
+
+const HOSTILE_NAMES = [
+  'victim', '_local/x', '_local%2Fx', '_design/app', '_design%2Fapp', '_users', '_all_docs', '_changes', '_replicator', '..', '%2e%2e',
+  '..%2f..%2fetc%2fpasswd', '%00', '%zz', '%', '%25zz', 'a'.repeat(300), 'ü', '%C3%BC', '%E2%80%AE', '<script>', '%3Cscript%3E', '@x/y', '@x%2fy',
+  '@%2e%2e/x', 'org.couchdb.user:admin', '-', '.', '__proto__', 'constructor', 'prototype', 'x_local', 'x%2F_local%2Fy', '%2F', ' ', '%20',
+  'victim%00', 'VICTIM', 'node_modules', 'favicon.ico', '@victim', '@', '%40', '*', '**', '~', '%7E', 'a%2F..%2F..%2Fb',
+];
+
+const GATEWAY_PATHS = (n: string): string[] => [
+  '/' + n, '/' + n + '/latest', '/' + n + '/-/' + n + '-1.0.0.tgz', '/' + n + '/-rev/1-x', '/' + n + '/-/x.tgz/-rev/1-x', '/' + n + '?write=true',
+  '/-/user/org.couchdb.user:' + n, '/-/user/org.couchdb.user:' + n + '/-rev/1-x', '/-/user/token/' + n, '/-/npm/v1/tokens/token/' + n,
+  '/-/package/' + n + '/dist-tags', '/-/package/' + n + '/dist-tags/' + n, '/-/v1/search?text=' + n + '&size=' + n, '/-/v1/done?sessionId=' + n,
+  '/-/replicate/_changes?since=' + n + '&limit=' + n, '/-/whoami', '/-/npm/v1/user', '/-/npm/v1/tokens', '/-/replication', '/-/v1/login',
+  '/-/npm/v1/security/advisories/bulk', '/-/all', '/' + n + '/' + n + '/' + n + '/' + n,
+];
+
+const COUCH_PATHS = (n: string, db: string): string[] => [
+  '/_replicate', '/_replicator', '/_replicator/' + n, '/_config', '/_config/admins/' + n, '/_node/_local/_config', '/_node/_local/_config/admins/' + n,
+  '/_all_dbs', '/_active_tasks', '/_session', '/_users', '/_users/_all_docs', '/_users/org.couchdb.user:' + n, '/_users/' + n, '/_users/' + n + '/att',
+  '/' + db + '/_security', '/' + db + '/_design/access', '/' + db + '/_design/app', '/' + db + '/' + n, '/' + db + '/' + n + '/' + n + '-1.0.0.tgz',
+  '/' + db + '/_bulk_docs', '/' + db + '/_all_docs', '/' + db + '/_local/' + n, '/' + db + '/_index', '/' + db + '/_purge', '/' + db + '/_compact',
+  '/' + db + '-tokens/_all_docs', '/' + db + '-tokens/' + n, '/' + n, '/_utils/..%2f..%2fpackage.json', '/' + db + '/_changes?feed=' + n + '&since=' + n,
+  '/' + db + '/_design/app/_view/' + n, '/' + db + '/_find',
+];
+
+const METHODS = ['GET', 'GET', 'PUT', 'PUT', 'POST', 'DELETE', 'HEAD', 'PATCH', 'OPTIONS', 'COPY'];
+
+function bodies(db: string): (string | undefined)[] {
+  return [
+    undefined, '', '{', 'null', '[]', '"text"', '12', 'true', '{"__proto__":{"roles":["_admin"]},"name":"victim"}',
+    '[' .repeat(3000) + ']'.repeat(3000), '{"a":'.repeat(3000) + '1' + '}'.repeat(3000),
+    JSON.stringify({ source: '_users', target: 'leak', create_target: true }),
+    JSON.stringify({ source: db + '-tokens', target: db, create_target: true }),
+    JSON.stringify({ _id: '_design/app', views: {} }),
+    JSON.stringify({ docs: [{ _id: '_design/evil', validate_doc_update: 'function(){}' }], new_edits: false }),
+    JSON.stringify({ docs: [{ _id: 'victim', _rev: '99-ffff', name: 'victim', versions: {}, time: {} }], new_edits: false }),
+    JSON.stringify({ admins: { names: ['mallory'], roles: [] }, members: { names: [], roles: [] } }),
+    JSON.stringify({ _id: 'org.couchdb.user:evil', name: 'evil', type: 'user', roles: ['_admin'], password: 'x' }),
+    JSON.stringify({ name: 'victim', versions: { '1.0.0': { name: 'victim', version: '1.0.0' } } }),
+    JSON.stringify({ name: 'victim', maintainers: [{ name: 'mallory' }] }),
+    JSON.stringify({ name: 'victim', 'dist-tags': { latest: '../../x' }, versions: { 'not a version': {} }, _attachments: { 'victim-1.0.0.tgz': { data: '!!!' } } }),
+    JSON.stringify({ ...publishBody('victim', '1.0.0', Buffer.from('replaced bytes')) }),
+    JSON.stringify({ ...publishBody('victim', '3.0.0'), versions: { '3.0.0': { name: 'victim', version: '3.0.0', scripts: { postinstall: 'curl evil' }, dist: {} } } }),
+    JSON.stringify({ name: 'x'.repeat(100_000) }),
+    JSON.stringify({ password: 'p', name: 'admin', cidr_whitelist: ['0.0.0.0/0'], readonly: false }),
+    'name=admin&password=wrong',
+    '\u0000\u0001\u0002',
+    '%7B%7D',
+  ];
+}
+
+function authHeaders(principals: Principals): Record<string, string>[] {
+  const forgedProxy = { 'X-Auth-CouchDB-UserName': 'admin', 'X-Auth-CouchDB-Roles': '_admin', 'X-Auth-CouchDB-Token': '0'.repeat(64) };
+  return [
+    {}, {}, {},
+    { authorization: 'Bearer garbage' },
+    { authorization: 'Bearer ' + principals.tokens.revoked },
+    { authorization: 'Bearer ' + principals.tokens.readonly },
+    // A real user who maintains nothing here: deeper into every route, refused by the rules.
+    { authorization: 'Bearer ' + principals.tokens.mallory },
+    { authorization: basic(principals.mallory, principals.passwords[principals.mallory]) },
+    { authorization: 'Bearer ' },
+    { authorization: 'Basic !!!' },
+    { authorization: 'Basic ' + Buffer.from(':').toString('base64') },
+    { authorization: basic('nobody-at-all', 'wrong') },
+    { authorization: basic(principals.mallory, 'wrong password') },
+    { authorization: 'Digest username="admin"' },
+    { authorization: 'Bearer ' + 'x'.repeat(6000) },
+    forgedProxy,
+    { cookie: 'AuthSession=' + Buffer.from('admin:9999999999:' + 'a'.repeat(64)).toString('base64url') },
+    { cookie: 'AuthSession=%zz; other=1' },
+    { 'x-forwarded-for': '10.0.0.1' },
+  ];
+}
+
+const CONTENT_TYPES = ['application/json', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream'];
+
+function corpus(principals: Principals, size: number): Probe[] {
+  const random = generator(20261201);
+  const pick = <T>(list: T[]): T => list[Math.floor(random() * list.length)];
+  const db = principals.registryDb;
+  const allBodies = bodies(db);
+  const auths = authHeaders(principals);
+  const probes: Probe[] = [];
+  for (let i = 0; i < size; i++) {
+    const port = i % 2 === 0 ? 'gateway' : 'couch';
+    const name = pick(HOSTILE_NAMES);
+    const path = pick(port === 'gateway' ? GATEWAY_PATHS(name) : COUCH_PATHS(name, db));
+    const method = pick(METHODS);
+    const raw = method === 'GET' || method === 'HEAD' ? undefined : pick(allBodies);
+    const headers: Record<string, string> = { ...pick(auths) };
+    if (raw !== undefined) headers['content-type'] = pick(CONTENT_TYPES);
+    if (random() < 0.05) headers.accept = 'application/vnd.npm.install-v1+json';
+    if (random() < 0.03) headers['if-none-match'] = '"' + 'x'.repeat(2000) + '"';
+    if (port === 'couch' && method === 'COPY') headers.destination = pick(['_design/evil', '_local/x', 'copy-of-victim']);
+    probes.push({ port, method, path, headers, raw });
+  }
+  return probes;
+}
+
+/** Everything an attack could change: packages, users, tokens, replications, databases, admins. */
+async function snapshot(principals: Principals): Promise<unknown> {
+  const admin = { authorization: basic(principals.admin.name, principals.admin.password) };
+  const couch = principals.registry.couchUrl;
+  const db = principals.registryDb;
+  const get = async (path: string) => (await send(couch, 'GET', path, { headers: admin })).body;
+  const docs = (result: { rows: { id: string; doc: Record<string, unknown> }[] }) => result.rows.map((row) => row.doc);
+  const users = docs(await get('/_users/_all_docs?include_docs=true')).filter((doc) => String(doc._id).startsWith('org.couchdb.user:'));
+  return {
+    databases: ((await get('/_all_dbs')) as string[]).filter((name) => !name.startsWith('registry-') || name.startsWith(db)),
+    registry: docs(await get('/' + db + '/_all_docs?include_docs=true')),
+    security: await get('/' + db + '/_security'),
+    tokens: docs(await get('/' + db + '-tokens/_all_docs?include_docs=true')).filter((doc) => doc.type === 'token'),
+    users: users.filter((doc) => doc.name === principals.alice || doc.name === principals.mallory || String(doc.name).startsWith('evil')),
+    replications: docs(await get('/_replicator/_all_docs?include_docs=true')).filter((doc) => !String(doc._id).startsWith('_design/')),
+    admins: Object.keys((await get('/_node/_local/_config/admins')) || {}),
+  };
+}
+
+beforeAll(async () => {
+  p = await startPrincipals('hostile');
+  const published = await send(p.registry.url, 'PUT', '/victim', { headers: { authorization: 'Bearer ' + p.tokens.alice }, body: publishBody('victim', '1.0.0') });
+  expect(published.status).toBe(201);
+});
+afterAll(() => p.stop());
+
+it('1,200 hostile requests on both ports: no 5xx, no hang past 10 s, no crash, nothing stored changes', async () => {
+  const before = await snapshot(p);
+  const probes = corpus(p, 1200);
+  const failures: string[] = [];
+  let slowest = 0;
+  const statuses = new Map<number, number>();
+  let next = 0;
+  const worker = async () => {
+    while (next < probes.length) {
+      const probe = probes[next++];
+      const base = probe.port === 'gateway' ? p.registry.url : p.registry.couchUrl;
+      const answer = await send(base, probe.method, probe.path, { headers: probe.headers, raw: probe.raw });
+      slowest = Math.max(slowest, answer.ms);
+      statuses.set(answer.status, (statuses.get(answer.status) || 0) + 1);
+      if (answer.status === 0 || answer.status >= 500) {
+        failures.push(probe.port + ' ' + probe.method + ' ' + probe.path + ' [' + Object.keys(probe.headers).join(',') + '] ' + String(probe.raw).slice(0, 60) + ' -> ' + answer.status + ' ' + JSON.stringify(answer.body).slice(0, 160));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 6 }, worker));
+  expect(failures).toEqual([]);
+  expect(slowest).toBeLessThan(10_000);
+  expect((await send(p.registry.url, 'GET', '/-/ping')).status).toBe(200);
+  expect(p.registry.child.exitCode).toBeNull();
+  expect(p.registry.output()).not.toMatch(/unhandled rejection|uncaught exception/);
+  expect(await snapshot(p)).toEqual(before);
+  // The corpus reached the code, not only the front door: many distinct refusals came back.
+  expect([...statuses.keys()].filter((s) => s >= 400).length).toBeGreaterThanOrEqual(5);
+  expect(statuses.get(200) || 0).toBeGreaterThan(0);
+  if (process.env.HOSTILE_REPORT) process.stdout.write(JSON.stringify(Object.fromEntries(statuses)) + ' slowest ' + slowest + ' ms\n');
+});
