@@ -36,8 +36,9 @@ export interface Context {
   log: Logger;
 }
 
-/** Reads a package document, or null when there is none. */
+/** Reads a package document, or null when there is none. Reserved ids (`_design/…`, `_local/…`) are never packages. */
 export async function readPackage(ctx: Context, name: string): Promise<PackageDoc | null> {
+  if (name.startsWith('_')) return null;
   try {
     return await ctx.registry.get(name);
   } catch (err) {

@@ -7,6 +7,7 @@ import { Context, readPackage } from '../context';
 import { writeWithRetry } from '../writes';
 import { badRequest, forbidden, HttpError, notFound } from '../errors';
 import { isTombstone } from '../packument';
+import { decodeSegment } from '../paths';
 
 const PATH = /^\/-\/package\/(.+)\/dist-tags(?:\/([^/]+))?\/?$/;
 
@@ -33,8 +34,8 @@ export function distTagRoutes(ctx: Context): Router {
 
   async function handle(req: Request, res: Response): Promise<void> {
     const match = PATH.exec(req.path) as RegExpExecArray;
-    const name = decodeURIComponent(match[1]);
-    const tag = match[2] === undefined ? undefined : decodeURIComponent(match[2]);
+    const name = decodeSegment(match[1]);
+    const tag = match[2] === undefined ? undefined : decodeSegment(match[2]);
     if (req.method === 'GET' || req.method === 'HEAD') {
       await ctx.access.assertRead(res, name);
       const doc = await live(name);
