@@ -15,7 +15,27 @@ import { promisify } from 'util';
 import { Caller } from './authorization';
 import { verifyProxyHeaders } from './proxy-auth';
 
-const pbkdf2Async = promisify(pbkdf2);
+const pbkdf2Raw = promisify(pbkdf2);
+
+/**
+ * At most two password hashes are computed at once, each ~0.3 s of CPU: a flood of wrong passwords
+ * then waits in this queue instead of filling libuv's thread pool, which LevelDB needs for every read.
+ */
+const HASHING_SLOTS = 2;
+let hashing = 0;
+const waiting: (() => void)[] = [];
+
+async function pbkdf2Async(password: string, salt: string, iterations: number, keylen: number, digest: string): Promise<Buffer> {
+  if (hashing < HASHING_SLOTS) hashing++;
+  else await new Promise<void>((resolve) => waiting.push(resolve)); // the slot is handed over below
+  try {
+    return await pbkdf2Raw(password, salt, iterations, keylen, digest);
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else hashing--;
+  }
+}
 
 /** CouchDB 3.4's defaults for `_users` documents. */
 export const USER_ITERATIONS = 600_000;

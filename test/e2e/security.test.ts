@@ -338,3 +338,24 @@ describe('authorization matrix on the CouchDB port', () => {
     }
   });
 });
+
+describe('client addresses behind a reverse proxy', () => {
+  it('X-Forwarded-For is ignored unless TRUST_PROXY names the proxy; then each client is throttled on its own', async () => {
+    const { startTestRegistry } = await import('../helpers/registry');
+    for (const [trust, separate] of [['', false], ['loopback', true]] as const) {
+      const registry = await startTestRegistry(trust ? { TRUST_PROXY: trust } : {});
+      try {
+        const name = 'proxied-' + Math.random().toString(36).slice(2, 8);
+        await registry.signup(name, 'right-password');
+        const from = (address: string, password: string) =>
+          registry.request('GET', '/-/whoami', { headers: { authorization: basic(name, password), 'x-forwarded-for': address } });
+        for (let i = 0; i < 10; i++) await from('203.0.113.1', 'wrong-' + i);
+        expect((await from('203.0.113.1', 'right-password')).status).toBe(429);
+        // Another client behind the same proxy: its own pair when the proxy is trusted, the same one otherwise.
+        expect((await from('203.0.113.2', 'right-password')).status).toBe(separate ? 200 : 429);
+      } finally {
+        await registry.stop();
+      }
+    }
+  });
+});
