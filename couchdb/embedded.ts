@@ -245,6 +245,26 @@ function longpollChanges(selfUrl: () => string, secret: string): express.Request
   };
 }
 
+/**
+ * Replicated writes (`_bulk_docs` with `new_edits: false`) keep the revision history they bring.
+ * pouchdb-validation, before it runs a validate_doc_update, replaces each document's `_revisions`
+ * with the stored document's, so an update arriving by replication was taken for a revision the
+ * database already had and silently dropped: new versions of a package that was already here never
+ * arrived. The history is made unassignable for those documents, so validation sees it as CouchDB
+ * shows it, and it is what gets written.
+ */
+function keepReplicatedHistory(req: express.Request, _res: express.Response, next: express.NextFunction): void {
+  const body = req.body as { new_edits?: unknown; docs?: unknown } | undefined;
+  if (body && body.new_edits === false && Array.isArray(body.docs)) {
+    for (const doc of body.docs) {
+      if (!doc || typeof doc !== 'object' || !('_revisions' in doc)) continue;
+      const history = (doc as { _revisions: unknown })._revisions;
+      Object.defineProperty(doc, '_revisions', { enumerable: true, configurable: true, get: () => history, set: () => undefined });
+    }
+  }
+  next();
+}
+
 /** A running PouchDB replication. */
 interface Replication {
   cancel(): void;
@@ -319,7 +339,10 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   const adminHeaders = proxyHeaders(options.proxySecret, options.adminName, ['_admin']);
   const auth = new Authenticator({
     secret: options.proxySecret,
-    admins: () => (couchApp.couchConfig.getSection('admins') || {}) as Record<string, unknown>,
+    adminHash: async (name) => {
+      const admins = (couchApp.couchConfig.getSection('admins') || {}) as Record<string, unknown>;
+      return Object.prototype.hasOwnProperty.call(admins, name) ? admins[name] : undefined;
+    },
     readUser: async (name) => {
       const response = await fetch(selfUrl + '/_users/' + encodeURIComponent('org.couchdb.user:' + name), { headers: { ...adminHeaders, accept: 'application/json' } });
       if (response.status === 404) return null;
@@ -335,6 +358,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
     res.status(refusal.status).json({ error: refusal.error, reason: refusal.reason });
   });
   app.use(adminConfigRoutes(couchApp.couchConfig));
+  app.post('/:db/_bulk_docs', express.json({ limit: '4gb' }), keepReplicatedHistory);
   const longpoll = longpollChanges(() => selfUrl, options.proxySecret);
   app.get('/:db/_changes', longpoll);
   // CouchDB filters a POSTed `_changes?filter=_selector` by the body's `selector` (replication

@@ -49,8 +49,10 @@ export interface Config {
   adminPassword?: string;
   /** `open`: anyone may create an account; `closed`: only admins create users (`REGISTRY_SIGNUP`). */
   signup: SignupMode;
-  /** Name of the registry database (`REGISTRY_DB`, default `registry`); tokens live in `<name>-tokens`. */
+  /** Name of the registry database (`REGISTRY_DB`, default `registry`): the packages published here; tokens live in `<name>-tokens`. */
   registryDb: string;
+  /** The database of mirrored packages, `<REGISTRY_DB>-mirror`: written by replication only, read after the registry database. */
+  mirrorDb: string;
   /** Largest accepted publish body in bytes (`MAX_PUBLISH_BYTES`, default 100 MiB). */
   maxPublishBytes: number;
   /** Registry that names unknown here are forwarded to (`UPSTREAM_REGISTRY`); off when unset. */
@@ -137,6 +139,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     adminPassword: env.REGISTRY_ADMIN_PASSWORD || undefined,
     signup: signup as SignupMode,
     registryDb,
+    mirrorDb: registryDb + '-mirror',
     maxPublishBytes: integer(env, 'MAX_PUBLISH_BYTES', 100 * 1024 * 1024),
     upstreamRegistry: env.UPSTREAM_REGISTRY ? env.UPSTREAM_REGISTRY.replace(/\/+$/, '') : undefined,
     upstreamMode,

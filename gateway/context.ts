@@ -24,7 +24,10 @@ export interface Context {
   tarballs: TarballCache;
   /** The last revision this gateway wrote of each package, until the feed reports it. */
   ownWrites: Map<string, string>;
+  /** The packages published here. */
   registry: Nano.DocumentScope<PackageDoc>;
+  /** The packages mirrored from an upstream (`<db>-mirror`), read after `registry`. */
+  mirrored: Nano.DocumentScope<PackageDoc>;
   /** This registry's id: the `origin` of packages published here (kept in `_design/mirror`). */
   registryId: string;
   /** Pull-through and replication state, when an upstream is configured to be mirrored. */
@@ -36,15 +39,24 @@ export interface Context {
   log: Logger;
 }
 
-/** Reads a package document, or null when there is none. Reserved ids (`_design/…`, `_local/…`) are never packages. */
-export async function readPackage(ctx: Context, name: string): Promise<PackageDoc | null> {
-  if (name.startsWith('_')) return null;
+/** A document of one package database, or null when it has none (or a deleted one). */
+export async function getPackageDoc(db: Nano.DocumentScope<PackageDoc>, name: string): Promise<PackageDoc | null> {
+  if (name.startsWith('_')) return null; // reserved ids (`_design/…`, `_local/…`) are never packages
   try {
-    return await ctx.registry.get(name);
+    return await db.get(name);
   } catch (err) {
     if ((err as { statusCode?: number }).statusCode === 404) return null;
     throw err;
   }
+}
+
+/**
+ * The package of `name` as clients see it: the one published here (even unpublished, a tombstone),
+ * else the mirrored one; null when neither database has it. A local package always shadows the
+ * mirrored package of the same name.
+ */
+export async function readPackage(ctx: Pick<Context, 'registry' | 'mirrored'>, name: string): Promise<PackageDoc | null> {
+  return (await getPackageDoc(ctx.registry, name)) || getPackageDoc(ctx.mirrored, name);
 }
 
 /** A CouchDB refusal turned into the answer the npm user sees (validate_doc_update's reason included). */

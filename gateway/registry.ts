@@ -127,26 +127,33 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
 
   const couch = new Couch(adminUrl, proxySecret);
   let server: Server | undefined;
-  let follower: ChangesFollower | undefined;
+  let followers: ChangesFollower[] = [];
   let replication: { stop(): Promise<void> } | undefined;
   try {
-    const { designChanged, registryId } = await setupDatabases(couch, config.registryDb, config.signup, config.replication.privateScopes);
+    const { designChanged, registryId } = await setupDatabases(couch, config, log);
     const tokens = new TokenStore(couch, config.registryDb + '-tokens');
     const registryDb = couch.use<PackageDoc>(config.registryDb);
     const cache = new PackumentCache(config.packumentCacheBytes);
     const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')));
     const ownWrites = new Map<string, string>();
-    follower = new ChangesFollower(
-      couch,
-      config.registryDb,
-      (id, rev) => changedElsewhere({ cache, tarballs, ownWrites }, id, rev),
-      (live) => {
-        cache.setLive(live);
-        tarballs.setLive(live);
-      },
-      log,
+    // Both package databases are followed; the caches are on only while both feeds are.
+    const live = new Map<string, boolean>();
+    followers = [config.registryDb, config.mirrorDb].map(
+      (db) =>
+        new ChangesFollower(
+          couch,
+          db,
+          (id, rev) => changedElsewhere({ cache, tarballs, ownWrites }, id, rev),
+          (isLive) => {
+            live.set(db, isLive);
+            const all = live.size === 2 && [...live.values()].every(Boolean);
+            cache.setLive(all);
+            tarballs.setLive(all);
+          },
+          log,
+        ),
     );
-    follower.start();
+    for (const follower of followers) follower.start();
     const context: Context = {
       config,
       couch,
@@ -157,6 +164,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       tarballs,
       ownWrites,
       registry: registryDb,
+      mirrored: couch.use<PackageDoc>(config.mirrorDb),
       registryId,
       baseUrl: '',
       log,
@@ -189,13 +197,13 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           running.closeAllConnections();
         });
         await replication?.stop();
-        await follower?.stop();
+        await Promise.all(followers.map((follower) => follower.stop()));
         if (embedded) await embedded.close();
       },
     };
   } catch (err) {
     await replication?.stop();
-    await follower?.stop();
+    await Promise.all(followers.map((follower) => follower.stop()));
     if (server) server.close();
     if (embedded) await embedded.close();
     throw err;

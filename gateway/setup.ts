@@ -7,7 +7,10 @@
 import { randomUUID } from 'crypto';
 import { readFileSync } from 'fs';
 import Nano from 'nano';
-import { ACCESS_OUTPUT_FILE, DesignDoc, MIRROR_OUTPUT_FILE, OUTPUT_FILE, SettingsDesignCode } from '../couchapp/build';
+import { Logger } from 'pino';
+import { ACCESS_OUTPUT_FILE, DesignDoc, MIRROR_ID, MIRROR_OUTPUT_FILE, OUTPUT_FILE, SettingsDesignCode } from '../couchapp/build';
+import { MirrorSettings } from '../couchapp/lib/mirror';
+import { Config } from './config';
 import { jsonEqual } from '../couchapp/validate_doc_update';
 import { DEFAULT_RULES } from '../couchapp/lib/access';
 import { Couch, couchFailure } from './couch';
@@ -61,23 +64,28 @@ async function putSecurity(couch: Couch, db: string, security: object): Promise<
 }
 
 /**
- * Installs `_design/mirror`: its code, this registry's id (`registry`, made once and kept: it is the
- * `origin` of every local package) and the private scopes from the configuration. Returns the id.
+ * Installs `_design/mirror` in both package databases: its code, this registry's id (`registry`,
+ * made once in the local database and kept: it is the `origin` of every local package), the private
+ * scopes from the configuration, and which database it guards. Returns the id.
  */
-export async function pushMirrorDesign(couch: Couch, dbName: string, code: SettingsDesignCode, privateScopes: string[]): Promise<string> {
-  const db = couch.use<SettingsDesignCode & { registry?: string; privateScopes?: string[] }>(dbName);
-  for (;;) {
-    const live = await getOrNull(db, code._id);
-    const registry = live && typeof live.registry === 'string' && live.registry ? live.registry : randomUUID();
-    if (live && live.build_hash === code.build_hash && live.registry === registry && jsonEqual(live.privateScopes, privateScopes)) return registry;
-    try {
-      await db.insert({ ...(live || {}), ...code, registry, privateScopes, _rev: live ? live._rev : undefined });
-      return registry;
-    } catch (err) {
-      // Another gateway starting at the same time wrote it first: take its id.
-      if (couchFailure(err).statusCode !== 409) throw err;
+export async function pushMirrorDesign(couch: Couch, dbs: { local: string; mirror: string }, code: SettingsDesignCode, privateScopes: string[]): Promise<string> {
+  let registry = '';
+  for (const database of ['local', 'mirror'] as const) {
+    const db = couch.use<SettingsDesignCode & MirrorSettings>(dbs[database]);
+    for (;;) {
+      const live = await getOrNull(db, code._id);
+      if (database === 'local') registry = live && typeof live.registry === 'string' && live.registry ? live.registry : randomUUID();
+      if (live && live.build_hash === code.build_hash && live.registry === registry && live.database === database && jsonEqual(live.privateScopes, privateScopes)) break;
+      try {
+        await db.insert({ ...(live || {}), ...code, registry, privateScopes, database, _rev: live ? live._rev : undefined });
+        break;
+      } catch (err) {
+        // Another gateway starting at the same time wrote it first: take its id.
+        if (couchFailure(err).statusCode !== 409) throw err;
+      }
     }
   }
+  return registry;
 }
 
 /** Saves the design document when its build differs from the one in the database. Returns true when it changed. */
@@ -101,25 +109,70 @@ export async function pushDesign(couch: Couch, dbName: string, design: DesignDoc
   return true;
 }
 
+/** The design document of the mirror database: the same views, without the publishing rules (replication copies the upstream as it is). */
+function viewsOnly(design: DesignDoc): DesignDoc {
+  const { validate_doc_update, ...rest } = design;
+  void validate_doc_update;
+  return { ...rest, build_hash: design.build_hash + '-views' } as DesignDoc;
+}
+
+/**
+ * Moves mirrored packages out of the registry database, where versions before the mirror database
+ * kept them (everything whose `origin` is not this registry's id, as it was judged then), into the
+ * mirror database, with their revision history and tarballs. Runs once (`migrated` in the local
+ * `_design/mirror`); a start interrupted half-way finishes the move on the next start.
+ */
+async function moveMirroredPackages(couch: Couch, dbs: { local: string; mirror: string }, registryId: string, log?: Logger): Promise<void> {
+  const settings = couch.use<MirrorSettings & { _rev: string; migrated?: number }>(dbs.local);
+  const live = await getOrNull(settings, MIRROR_ID);
+  if (!live || live.migrated === 1) return;
+  const view = (await couch.server.relax({ db: dbs.local, path: '_design/app/_view/byOrigin' })) as { rows: { id: string; key: unknown }[] };
+  const moving = view.rows.filter((row) => row.key !== registryId).map((row) => row.id);
+  for (const id of moving) {
+    const doc = (await couch.server.relax({ db: dbs.local, path: encodeURIComponent(id), qs: { attachments: true, revs: true } })) as { _rev: string };
+    const there = await getOrNull(couch.use(dbs.mirror), id);
+    if (!there) {
+      const [result] = (await couch.server.relax({ method: 'POST', db: dbs.mirror, path: '_bulk_docs', body: { docs: [doc], new_edits: false } })) as { error?: string; reason?: string }[];
+      if (result && result.error) throw new Error('Cannot move the mirrored package "' + id + '" to ' + dbs.mirror + ': ' + result.reason);
+    }
+    await couch.use(dbs.local).destroy(id, doc._rev);
+  }
+  if (moving.length) log?.info({ packages: moving.length, to: dbs.mirror }, 'moved mirrored packages into the mirror database');
+  await settings.insert({ ...live, migrated: 1 });
+}
+
 /** Creates what the registry needs in CouchDB; safe to run at every start. */
-export async function setupDatabases(
-  couch: Couch,
-  registryDb: string,
-  signup: 'open' | 'closed',
-  privateScopes: string[] = [],
-): Promise<{ designChanged: boolean; registryId: string }> {
-  for (const name of ['_users', '_replicator', registryDb, registryDb + '-tokens']) await ensureDatabase(couch, name);
-  // The registry is readable by everyone; writes are decided by validate_doc_update.
-  await putSecurity(couch, registryDb, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: [] } });
+export async function setupDatabases(couch: Couch, config: Config, log?: Logger): Promise<{ designChanged: boolean; registryId: string }> {
+  const { registryDb, mirrorDb } = config;
+  for (const name of ['_users', '_replicator', registryDb, mirrorDb, registryDb + '-tokens']) await ensureDatabase(couch, name);
+  // The package databases are readable by everyone; writes are decided by validate_doc_update.
+  for (const db of [registryDb, mirrorDb]) await putSecurity(couch, db, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: [] } });
   // Token hashes are for admins (the gateway) only.
   await putSecurity(couch, registryDb + '-tokens', { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
   // Token look-up by user (npm token list).
   await couch.server.relax({ method: 'POST', db: registryDb + '-tokens', path: '_index', body: { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' } });
-  // Closed sign-up holds at the database too: only admins may create users in _users directly.
-  const userMembers = signup === 'closed' ? { names: [], roles: ['_admin'] } : { names: [], roles: [] };
-  await putSecurity(couch, '_users', { admins: { names: [], roles: ['_admin'] }, members: userMembers });
-  const designChanged = await pushDesign(couch, registryDb, loadDesignDoc());
+  // Closed sign-up holds at the database too. The embedded server lets only admins write _users
+  // anyway; a real CouchDB lets anyone sign up there unless _users' members are restricted.
+  if (config.couchdbUrl && config.signup === 'closed') await closeUserSignup(couch);
+  const design = loadDesignDoc();
+  const designChanged = await pushDesign(couch, registryDb, design);
+  await pushDesign(couch, mirrorDb, viewsOnly(design));
   await pushAccessDesign(couch, registryDb, loadSettingsDesign(ACCESS_OUTPUT_FILE));
-  const registryId = await pushMirrorDesign(couch, registryDb, loadSettingsDesign(MIRROR_OUTPUT_FILE), privateScopes);
+  const dbs = { local: registryDb, mirror: mirrorDb };
+  const registryId = await pushMirrorDesign(couch, dbs, loadSettingsDesign(MIRROR_OUTPUT_FILE), config.replication.privateScopes);
+  await moveMirroredPackages(couch, dbs, registryId, log);
   return { designChanged, registryId };
+}
+
+/** Restricts `_users` of a real CouchDB to admins, which CouchDB 3.4 allows only with `users_db_security_editable`. */
+async function closeUserSignup(couch: Couch): Promise<void> {
+  try {
+    await putSecurity(couch, '_users', { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
+  } catch (err) {
+    if (couchFailure(err).statusCode !== 403) throw err;
+    throw new Error(
+      'REGISTRY_SIGNUP=closed needs CouchDB to let the gateway restrict _users, which CouchDB refuses by default: ' +
+        'set [couchdb] users_db_security_editable = true (couchdb/local.ini has it) and restart CouchDB, or use REGISTRY_SIGNUP=open.',
+    );
+  }
 }

@@ -6,7 +6,6 @@
 import { createHash } from 'crypto';
 import { isMirrored, mirroredReason } from '../couchapp/lib/mirror';
 import { PackageDoc } from '../couchapp/lib/types';
-import { onlyOwnStarChanged } from '../couchapp/validate_doc_update';
 import { CachedPackument } from './cache';
 import { forbidden } from './errors';
 import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
@@ -23,17 +22,10 @@ export async function writeWithRetry(
 ): Promise<{ id: string; rev: string } | null> {
   for (let attempt = 1; ; attempt++) {
     const existing = await readPackage(ctx, name);
-    const mirrored = !!existing && isMirrored(existing, ctx.registryId);
-    let next: PackageDoc | null;
-    try {
-      next = change(existing);
-    } catch (err) {
-      if (mirrored) throw forbidden(mirroredReason(existing as PackageDoc));
-      throw err;
-    }
+    // Mirrored packages are the upstream's, in a database only replication writes: _design/mirror refuses too.
+    if (existing && isMirrored(existing, ctx.registryId)) throw forbidden(mirroredReason(existing));
+    const next = change(existing);
     if (!next) return null;
-    // Mirrored packages are the upstream's (only stars are the user's): _design/mirror refuses too.
-    if (mirrored && !onlyOwnStarChanged(next, existing as PackageDoc, user.name)) throw forbidden(mirroredReason(existing as PackageDoc));
     // A package created here is marked as local; _design/mirror keeps replication off it.
     if (!existing) next.origin = ctx.registryId;
     try {

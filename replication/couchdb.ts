@@ -1,13 +1,15 @@
 /**
  * Native replication from a CouchDB upstream (another instance of this registry, or any CouchDB
- * holding registry documents), managed through CouchDB's own `_replicator` database: one continuous
- * replication, design documents excluded by a selector, writing as the replication user (role
- * `registry-replicator`, not an admin) so that `_design/mirror` decides what may land. CouchDB keeps
- * its checkpoints, so it resumes where it stopped after any restart.
+ * holding registry documents) into the mirror database, managed through CouchDB's own `_replicator`
+ * database: one continuous replication, design documents excluded by a selector, writing as the
+ * replication user (role `registry-replicator`, not an admin) so that `_design/mirror` decides what
+ * may land. It is plain CouchDB-to-CouchDB replication: CouchDB keeps its checkpoints and resumes
+ * where it stopped after any restart, and no replicated revision can touch a package published here,
+ * which lives in the other database.
  */
 import { createHmac } from 'crypto';
 import { Logger } from 'pino';
-import { REPLICATOR_ROLE } from '../couchapp/lib/mirror';
+import { inPrivateScope, REPLICATOR_ROLE } from '../couchapp/lib/mirror';
 import { Couch, couchFailure, docPath } from '../gateway/couch';
 import { namesByOrigin, REPLICATOR } from './mirror';
 
@@ -20,7 +22,13 @@ export interface NativeReplicationStatus {
   state: string;
   docsWritten: number | null;
   docWriteFailures: number | null;
+  /** Changes of the upstream not replicated yet (CouchDB's scheduler, or counted from the feeds). */
   changesPending: number | null;
+  /** The upstream sequence of the last checkpoint, and when the job last checkpointed or updated. */
+  checkpointedSourceSeq: unknown;
+  lastUpdated: string | null;
+  /** Mirrored documents with conflicting revisions (they cannot come from this side: only replication writes there). */
+  conflicts: number | null;
   upstream: { docCount: number | null; updateSeq: unknown };
   local: { docCount: number | null };
   error: string | null;
@@ -45,11 +53,12 @@ export class NativeReplication {
   constructor(
     private readonly couch: Couch,
     private readonly proxySecret: string,
-    private readonly registryDb: string,
+    private readonly dbs: { local: string; mirror: string },
     private readonly source: string,
+    private readonly privateScopes: string[],
     private readonly log: Logger,
   ) {
-    this.docId = 'registry-' + registryDb + '-from-upstream';
+    this.docId = 'registry-' + dbs.local + '-from-upstream';
   }
 
   /** The `_users` document of the replication user, with its role and password. */
@@ -68,9 +77,9 @@ export class NativeReplication {
     return password;
   }
 
-  /** Where CouchDB writes to: this registry's database, reached as the replication user. */
+  /** Where CouchDB writes to: the mirror database, reached as the replication user. */
   private targetUrl(password: string): string {
-    const url = new URL(docPath(this.registryDb), this.couch.url.origin);
+    const url = new URL(docPath(this.dbs.mirror), this.couch.url.origin);
     url.username = REPLICATOR.name;
     url.password = password;
     return url.toString();
@@ -109,23 +118,14 @@ export class NativeReplication {
     return { authorization: 'Basic ' + Buffer.from(decodeURIComponent(source.username) + ':' + decodeURIComponent(source.password)).toString('base64') };
   }
 
-  /** Local packages whose name the upstream also has: its copies are refused by `_design/mirror`. */
+  /** Packages published here that the mirror also holds: the upstream's copies are not served. */
   async shadowedNames(registryId: string): Promise<string[]> {
-    const names = await namesByOrigin(this.couch, this.registryDb, registryId);
+    const names = await namesByOrigin(this.couch, this.dbs.local, registryId);
     if (names.length === 0) return [];
-    try {
-      const response = await fetch(withoutCredentials(this.source) + '/_all_docs', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json', ...this.sourceAuth() },
-        body: JSON.stringify({ keys: names }),
-        signal: AbortSignal.timeout(5000),
-      });
-      if (!response.ok) return [];
-      const rows = ((await response.json()) as { rows: { key: string; value?: { deleted?: boolean } }[] }).rows;
-      return rows.filter((r) => r.value && !r.value.deleted).map((r) => r.key);
-    } catch {
-      return [];
-    }
+    const rows = ((await this.couch.server.relax({ method: 'POST', db: this.dbs.mirror, path: '_all_docs', body: { keys: names } })) as {
+      rows: { key: string; value?: { deleted?: boolean } }[];
+    }).rows;
+    return rows.filter((r) => r.value && !r.value.deleted).map((r) => r.key);
   }
 
   private async json(url: string, headers: Record<string, string> = {}): Promise<any> {
@@ -134,14 +134,22 @@ export class NativeReplication {
     return response.json();
   }
 
+  /**
+   * The state of the job as CouchDB reports it: `_scheduler/docs` and `_active_tasks` on a real
+   * CouchDB; on the embedded server, the `_replicator` document and the two feeds (pending changes are
+   * the upstream's changes after the checkpoint).
+   */
   async status(): Promise<NativeReplicationStatus> {
     const result: NativeReplicationStatus = {
       source: withoutCredentials(this.source),
-      target: this.registryDb,
+      target: this.dbs.mirror,
       state: 'unknown',
       docsWritten: null,
       docWriteFailures: null,
       changesPending: null,
+      checkpointedSourceSeq: null,
+      lastUpdated: null,
+      conflicts: null,
       upstream: { docCount: null, updateSeq: null },
       local: { docCount: null },
       error: null,
@@ -150,6 +158,7 @@ export class NativeReplication {
       const doc = (await this.couch.use<Record<string, any>>('_replicator').get(this.docId)) as Record<string, any>;
       result.state = doc._replication_state || 'running';
       if (doc._replication_state_reason) result.error = String(doc._replication_state_reason);
+      if (doc._replication_state_time) result.lastUpdated = String(doc._replication_state_time);
       const stats = doc._replication_stats || {};
       if (typeof stats.docs_written === 'number') result.docsWritten = stats.docs_written;
       if (typeof stats.doc_write_failures === 'number') result.docWriteFailures = stats.doc_write_failures;
@@ -157,22 +166,35 @@ export class NativeReplication {
       result.state = 'missing';
       result.error = couchFailure(err).reason;
     }
-    // A real CouchDB reports the running job in its scheduler.
+    let scheduler = false;
     try {
       const response = await this.couch.adminFetch('/_scheduler/docs/_replicator/' + encodeURIComponent(this.docId));
       if (response.ok) {
-        const job = (await response.json()) as { state?: string; info?: Record<string, any> | null };
+        scheduler = true;
+        const job = (await response.json()) as { state?: string; info?: Record<string, any> | null; last_updated?: string };
         if (job.state) result.state = job.state;
+        if (job.last_updated) result.lastUpdated = job.last_updated;
         const info = job.info || {};
         if (typeof info.docs_written === 'number') result.docsWritten = info.docs_written;
         if (typeof info.doc_write_failures === 'number') result.docWriteFailures = info.doc_write_failures;
         if (typeof info.changes_pending === 'number') result.changesPending = info.changes_pending;
+        if (info.checkpointed_source_seq !== undefined) result.checkpointedSourceSeq = info.checkpointed_source_seq;
         if (typeof info.error === 'string') result.error = info.error;
+        else if (job.state === 'running' || job.state === 'pending') result.error = null;
       } else {
         await response.body?.cancel();
       }
+      const tasks = await this.couch.adminFetch('/_active_tasks');
+      if (tasks.ok) {
+        const list = (await tasks.json()) as { type?: string; doc_id?: string; changes_pending?: number; checkpointed_source_seq?: unknown }[];
+        const task = Array.isArray(list) ? list.find((t) => t.type === 'replication' && t.doc_id === this.docId) : undefined;
+        if (task && typeof task.changes_pending === 'number') result.changesPending = task.changes_pending;
+        if (task && task.checkpointed_source_seq !== undefined) result.checkpointedSourceSeq = task.checkpointed_source_seq;
+      } else {
+        await tasks.body?.cancel();
+      }
     } catch {
-      /* the embedded server has no scheduler */
+      /* reported as unknown */
     }
     try {
       const info = await this.json(withoutCredentials(this.source), this.sourceAuth());
@@ -180,13 +202,48 @@ export class NativeReplication {
     } catch (err) {
       result.error = result.error || 'the upstream CouchDB cannot be reached: ' + (err as Error).message;
     }
+    if (!scheduler && result.upstream.updateSeq !== null) await this.countPending(result);
     try {
-      const response = await this.couch.adminFetch(docPath(this.registryDb));
+      const response = await this.couch.adminFetch(docPath(this.dbs.mirror));
       result.local.docCount = ((await response.json()) as { doc_count?: number }).doc_count ?? null;
+      const conflicts = (await this.couch.server.relax({ db: this.dbs.mirror, path: '_design/app/_view/conflicts', qs: { limit: 0 } })) as { total_rows?: number };
+      result.conflicts = typeof conflicts.total_rows === 'number' ? conflicts.total_rows : null;
     } catch {
       /* reported as unknown */
     }
     return result;
+  }
+
+  /**
+   * Without a scheduler (the embedded server), pending changes are counted: the upstream's current
+   * revisions (its whole feed, once per document) that the mirror does not have yet, design documents
+   * and private scopes (never replicated) left out.
+   */
+  private async countPending(result: NativeReplicationStatus): Promise<void> {
+    try {
+      let since: unknown = 0;
+      let pending = 0;
+      for (let page = 0; page < 20; page++) {
+        const url = withoutCredentials(this.source) + '/_changes?style=main_only&limit=10000&since=' + encodeURIComponent(String(since));
+        const feed = (await this.json(url, this.sourceAuth())) as { results: { id: string; changes: { rev: string }[] }[]; last_seq: unknown };
+        const wanted: Record<string, string[]> = {};
+        for (const change of feed.results) {
+          if (change.id.startsWith('_design/') || inPrivateScope(change.id, this.privateScopes)) continue;
+          wanted[change.id] = change.changes.map((c) => c.rev);
+        }
+        if (Object.keys(wanted).length) {
+          const missing = (await this.couch.server.relax({ method: 'POST', db: this.dbs.mirror, path: '_revs_diff', body: wanted })) as Record<string, unknown>;
+          pending += Object.keys(missing).length;
+        }
+        since = feed.last_seq;
+        if (feed.results.length < 10000) {
+          result.changesPending = pending;
+          return;
+        }
+      }
+    } catch {
+      /* unknown */
+    }
   }
 }
 

@@ -1,9 +1,10 @@
 /**
- * Mirrored packages: copies of an npm registry upstream's packuments stored as registry documents
- * (`origin` = the upstream's URL), their tarballs fetched, verified against the upstream's integrity
- * and stored as attachments. Used by the pull-through (a name asked for and not here) and by the
- * change-feed follower. Every write is made as the replication user, so `_design/mirror` refuses
- * what replication must never do (overwrite a local package, bring a private scope).
+ * Mirrored packages: copies of an npm registry upstream's packuments stored in the mirror database
+ * (`<db>-mirror`, `origin` = the upstream's URL), their tarballs fetched, verified against the
+ * upstream's integrity and stored as attachments. Used by the pull-through (a name asked for and not
+ * here) and by the change-feed follower. Every write is made as the replication user, so
+ * `_design/mirror` refuses what replication must never do (mark a package as local, bring a private
+ * scope). A name published here is never fetched: the local package shadows it.
  */
 import { randomBytes } from 'crypto';
 import { createWriteStream, mkdirSync, rmSync } from 'fs';
@@ -11,11 +12,11 @@ import { join } from 'path';
 import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import ssri from 'ssri';
-import { inPrivateScope, isMirrored, REPLICATOR_ROLE } from '../couchapp/lib/mirror';
+import { inPrivateScope, REPLICATOR_ROLE, shadowedReason } from '../couchapp/lib/mirror';
 import { tarballFileName } from '../couchapp/lib/names';
 import { AttachmentStub, PackageDoc, VersionManifest } from '../couchapp/lib/types';
 import { Couch, couchFailure, docPath, Identity } from '../gateway/couch';
-import { changedHere, Context, readPackage } from '../gateway/context';
+import { changedHere, Context, getPackageDoc } from '../gateway/context';
 import { HttpError } from '../gateway/errors';
 import { TARBALL_CONTENT_TYPE } from '../gateway/packument';
 import { SingleFlight } from '../gateway/single-flight';
@@ -169,18 +170,33 @@ export class Mirror {
 
   /** The mirrored packages of this upstream (for the sweeps of the partial modes). */
   async mirroredNames(): Promise<string[]> {
-    return namesByOrigin(this.ctx.couch, this.ctx.config.registryDb, this.upstream);
+    return namesByOrigin(this.ctx.couch, this.ctx.config.mirrorDb, this.upstream);
+  }
+
+  /** The mirrored copy of `name`, or null. */
+  readMirrored(name: string): Promise<PackageDoc | null> {
+    return getPackageDoc(this.ctx.mirrored, name);
+  }
+
+  /** The package published here under `name` (a tombstone too), or null: it shadows the upstream's. */
+  readLocal(name: string): Promise<PackageDoc | null> {
+    return getPackageDoc(this.ctx.registry, name);
+  }
+
+  /** Records that the upstream's `name` is not served because a local package has the name. */
+  shadowed(name: string): void {
+    this.stats.refused.set(name, shadowedReason(name));
   }
 
   /**
-   * Stores the upstream's `packument` of `name` over `existing` (or as new), as the replication user.
-   * Returns the stored document, or null when the database refused it (a local package of that name,
-   * a private scope); the refusal is recorded.
+   * Stores the upstream's `packument` of `name` over the mirrored copy `existing` (or as new), as the
+   * replication user. Returns the stored document, or null when the database refused it (a private
+   * scope); the refusal is recorded.
    */
   async store(name: string, packument: UpstreamPackument, existing: PackageDoc | null): Promise<PackageDoc | null> {
     const doc = mirroredDoc(name, packument, this.upstream, existing);
     try {
-      const written = await this.ctx.couch.putAs(REPLICATOR, this.ctx.config.registryDb, doc);
+      const written = await this.ctx.couch.putAs(REPLICATOR, this.ctx.config.mirrorDb, doc);
       const stored = { ...doc, _rev: written.rev };
       this.written(name, written.rev);
       warm(this.ctx, stored);
@@ -200,7 +216,7 @@ export class Mirror {
    * that was not written, `refused` (recorded with its reason) or the reason to try again.
    */
   async storeMany(docs: string[]): Promise<Map<string, string>> {
-    const path = docPath(this.ctx.config.registryDb) + '/_bulk_docs';
+    const path = docPath(this.ctx.config.mirrorDb) + '/_bulk_docs';
     const results = (await this.ctx.couch.requestAs(REPLICATOR, 'POST', path, '{"docs":[' + docs.join(',') + ']}', 'application/json')) as {
       id: string;
       rev?: string;
@@ -221,15 +237,11 @@ export class Mirror {
     return failed;
   }
 
-  /** Deletes the mirrored copy of a package the upstream deleted; a local package of that name stays. */
+  /** Deletes the mirrored copy of a package the upstream deleted (a local package of that name is another document). */
   async remove(name: string): Promise<boolean> {
-    const existing = await readPackage(this.ctx, name);
+    const existing = await this.readMirrored(name);
     if (!existing) return false;
-    if (!isMirrored(existing, this.ctx.registryId)) {
-      this.stats.refused.set(name, 'shadowed: the upstream deleted "' + name + '", which is published in this registry; the local package stays.');
-      return false;
-    }
-    const path = docPath(this.ctx.config.registryDb, name) + '?rev=' + encodeURIComponent(existing._rev as string);
+    const path = docPath(this.ctx.config.mirrorDb, name) + '?rev=' + encodeURIComponent(existing._rev as string);
     const answer = await this.ctx.couch.requestAs(REPLICATOR, 'DELETE', path, '', 'application/json');
     changedHere(this.ctx, name, answer.rev);
     this.stats.packagesWritten++;
@@ -257,12 +269,15 @@ export class Mirror {
       throw new HttpError(502, 'Package "' + name + '" is not here yet and ' + (err as Error).message + '; packages already mirrored are still served. Try again later.');
     }
     if (!packument) return null;
-    const existing = await readPackage(this.ctx, name);
-    if (existing && !isMirrored(existing, this.ctx.registryId)) return existing;
-    const stored = await this.store(name, packument, existing);
+    const local = await this.readLocal(name);
+    if (local) {
+      this.shadowed(name);
+      return local;
+    }
+    const stored = await this.store(name, packument, await this.readMirrored(name));
     this.checkedAt.set(name, Date.now());
     if (stored && this.ctx.config.upstreamTarballs === 'eager') void this.fetchAllTarballs(stored);
-    return stored || readPackage(this.ctx, name);
+    return stored || this.readMirrored(name);
   }
 
   /**
@@ -335,10 +350,10 @@ export class Mirror {
   /** Adds a verified tarball (a file) to the mirrored document, on its current revision. */
   private async storeTarball(name: string, file: string, path: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const current = await readPackage(this.ctx, name);
-      if (!current || !isMirrored(current, this.ctx.registryId)) throw new HttpError(404, 'No tarball ' + file + ' for "' + name + '": the package changed meanwhile; ask again.');
+      const current = await this.readMirrored(name);
+      if (!current) throw new HttpError(404, 'No tarball ' + file + ' for "' + name + '": the package changed meanwhile; ask again.');
       if (current._attachments && current._attachments[file]) return;
-      const target = docPath(this.ctx.config.registryDb, name, file) + '?rev=' + encodeURIComponent(current._rev as string);
+      const target = docPath(this.ctx.config.mirrorDb, name, file) + '?rev=' + encodeURIComponent(current._rev as string);
       try {
         const answer = await this.ctx.couch.putFileAs(REPLICATOR, target, path, TARBALL_CONTENT_TYPE);
         this.stats.tarballsWritten++;

@@ -19,10 +19,9 @@ import { Logger } from 'pino';
 import Nano from 'nano';
 import { PackageDoc } from '../couchapp/lib/types';
 import { couchFailure } from '../gateway/couch';
-import { Context, readPackage } from '../gateway/context';
+import { Context } from '../gateway/context';
 import { Pause } from '../gateway/pause';
 import { fetchFailure } from '../gateway/upstream';
-import { isMirrored, shadowedReason } from '../couchapp/lib/mirror';
 import { Mirror, mirroredDoc, revGeneration, UpstreamUnavailable } from './mirror';
 
 const BATCH = 500;
@@ -293,8 +292,9 @@ export class NpmFollower {
       this.log.error({ err: this.lastError }, 'replication: the package list cannot be read');
       return;
     }
-    const present = await this.localRevs(names);
-    const missing = names.filter((n) => !present.has(n));
+    const present = await this.revsIn(this.ctx.config.mirrorDb, names);
+    const local = await this.revsIn(this.ctx.config.registryDb, names);
+    const missing = names.filter((n) => !present.has(n) && !local.has(n));
     for (const name of missing) this.checkpoint.pending[name] = { attempts: 0, next: 0, reason: 'listed in REPLICATION_PACKAGES' };
   }
 
@@ -326,13 +326,13 @@ export class NpmFollower {
     }
   }
 
-  /** Local revisions of `names` (deleted and missing ones left out). */
-  private async localRevs(names: string[]): Promise<Map<string, string>> {
+  /** Revisions of `names` in database `db` (deleted and missing ones left out). */
+  private async revsIn(db: string, names: string[]): Promise<Map<string, string>> {
     const found = new Map<string, string>();
     if (names.length === 0) return found;
     const answer = (await this.ctx.couch.server.relax({
       method: 'POST',
-      db: this.ctx.config.registryDb,
+      db,
       path: '_all_docs',
       body: { keys: names },
     })) as { rows: { key: string; value?: { rev: string; deleted?: boolean } }[] };
@@ -347,9 +347,16 @@ export class NpmFollower {
       if (!entry || typeof entry.id !== 'string' || entry.id.startsWith('_')) continue;
       latest.set(entry.id, entry);
     }
-    const present = await this.localRevs([...latest.keys()]);
+    const names = [...latest.keys()];
+    const present = await this.revsIn(this.ctx.config.mirrorDb, names);
+    const local = await this.revsIn(this.ctx.config.registryDb, names);
     const work: Work[] = [];
     for (const [name, entry] of latest) {
+      if (local.has(name)) {
+        // Published here: the upstream's package of that name is never mirrored.
+        this.mirror.shadowed(name);
+        continue;
+      }
       if (this.settings.mode !== 'all' && !present.has(name)) continue;
       work.push({ name, rev: entry.changes && entry.changes[0] ? entry.changes[0].rev : undefined, deleted: !!entry.deleted, present: present.has(name) });
     }
@@ -425,11 +432,11 @@ export class NpmFollower {
   /** What to do about one package: nothing, try again later (and why), or write this document. */
   private async plan(item: Work): Promise<Outcome> {
     const { name, rev, deleted } = item;
-    const existing = item.present === false ? null : await readPackage(this.ctx, name);
-    if (existing && !isMirrored(existing, this.ctx.registryId)) {
-      this.mirror.stats.refused.set(name, shadowedReason(name));
+    if (await this.mirror.readLocal(name)) {
+      this.mirror.shadowed(name);
       return { done: true };
     }
+    const existing = item.present === false ? null : await this.mirror.readMirrored(name);
     if (deleted) {
       if (existing && (await this.mirror.remove(name))) this.checkpoint.deleted++;
       return { done: true };

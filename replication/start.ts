@@ -17,7 +17,7 @@ export async function startReplication(ctx: Context, proxySecret: string, log: L
     log.info({ feed: settings.feed, mode: settings.mode }, 'replication: following the npm change feed');
   }
   if (settings.couchdb) {
-    native = new NativeReplication(ctx.couch, proxySecret, config.registryDb, settings.couchdb, log);
+    native = new NativeReplication(ctx.couch, proxySecret, { local: config.registryDb, mirror: config.mirrorDb }, settings.couchdb, settings.privateScopes, log);
     try {
       await native.ensure();
     } catch (err) {

@@ -1,11 +1,11 @@
 /**
  * Provenance of package documents, shared by the gateway and `_design/mirror`'s validate_doc_update.
  *
- * Every document says where it comes from in `origin`: packages published here carry this registry's
- * id (kept in `_design/mirror` as `registry`), mirrored packages carry their upstream (the URL of an
- * npm registry, or whatever the upstream CouchDB's document said). Native CouchDB replication copies
- * documents unchanged, so a mirrored document is recognised by an `origin` that is not ours, never by
- * a marker the replication would have to add.
+ * Packages published here live in the registry database and carry this registry's id in `origin`
+ * (kept in `_design/mirror` as `registry`). Mirrored packages live in a database of their own
+ * (`<db>-mirror`), written only by replication, and carry their upstream in `origin` (the URL of an
+ * npm registry, or whatever the upstream CouchDB's document said). Where a package lives decides what
+ * it is; `origin` says the same in the document itself.
  */
 import { PackageDoc, UserCtx } from './types';
 
@@ -18,6 +18,8 @@ export interface MirrorSettings {
   registry?: unknown;
   /** Scopes (`@acme`) never accepted from an upstream. */
   privateScopes?: unknown;
+  /** Which package database this design document guards: `local` (published here) or `mirror`. */
+  database?: unknown;
 }
 
 export function isReplicator(userCtx: UserCtx): boolean {
@@ -42,9 +44,9 @@ export function isMirrored(doc: PackageDoc, registryId: unknown): boolean {
   return doc.origin !== registryId;
 }
 
-/** Why replication may not write `name`: a package of that name is published here. */
+/** Why the upstream's `name` is not served: a package of that name is published here. */
 export function shadowedReason(name: string): string {
-  return 'shadowed: "' + name + '" is published in this registry; the upstream package of that name is refused ' +
+  return 'shadowed: "' + name + '" is published in this registry; the upstream package of that name is not served ' +
     '(replication never replaces a local package).';
 }
 
@@ -52,7 +54,7 @@ export function shadowedReason(name: string): string {
 export function mirroredReason(doc: PackageDoc): string {
   const name = String(doc.name || doc._id);
   return '"' + name + '" is mirrored from ' + String(doc.origin || 'the upstream registry') +
-    '; it cannot be published to, re-tagged or deprecated here. Publish your own package under a private scope, ' +
+    '; it cannot be published to, re-tagged, deprecated or starred here. Publish your own package under a private scope, ' +
     'for example "@your-company/' + name.replace(/^@[^/]+\//, '') + '".';
 }
 

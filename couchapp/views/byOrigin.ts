@@ -1,7 +1,10 @@
-/** Packages by where they come from (`origin`): this registry's id for local packages, an upstream for mirrored ones. */
+/**
+ * Packages by where they come from (`origin`): this registry's id for local packages, an upstream for
+ * mirrored ones, null for a document that does not say (from a plain CouchDB).
+ */
 import { PackageDoc } from '../lib/types';
 import { Emit } from './types';
 
 export default function byOrigin(doc: PackageDoc, emit: Emit): void {
-  if (doc.name && typeof doc.origin === 'string') emit(doc.origin, null);
+  if (doc.name) emit(typeof doc.origin === 'string' ? doc.origin : null, null);
 }

@@ -146,24 +146,30 @@ export function packageRoutes(ctx: Context): Router {
     sendJson(req, res, body, '"' + doc._rev + '-v-' + manifest.version + '"');
   }
 
-  async function getTarball(req: Request, res: Response, name: string, file: string, pulled = false): Promise<void> {
+  /**
+   * Sends a tarball: from the disk cache, else streamed from the database that holds the package
+   * (the local one first; the mirror's when no local package has the name), fetched from the
+   * upstream first when a mirrored package does not have it yet.
+   */
+  async function getTarball(req: Request, res: Response, name: string, file: string, from?: { db: string; pulled: boolean }): Promise<void> {
     if (!file.endsWith('.tgz') || file.includes('/') || file.startsWith('.')) throw notFound('No such tarball: ' + file);
     await ctx.access.assertRead(res, name);
     const cached = ctx.tarballs.get(name, file);
     if (cached) return sendTarballFile(req, res, cached);
     const generation = ctx.tarballs.generation(name);
-    const path = docPath(ctx.config.registryDb, name, file);
+    const db = from ? from.db : ctx.config.registryDb;
     const headers: Record<string, string> = {};
     if (typeof req.headers['if-none-match'] === 'string') headers['if-none-match'] = req.headers['if-none-match'];
-    const upstream = await ctx.couch.streamGet(path, headers);
+    const upstream = await ctx.couch.streamGet(docPath(db, name, file), headers);
     if (upstream.statusCode === 404) {
       upstream.resume();
       const doc = await loadForRead(ctx, req, res, name, ['-', file]);
       if (!doc) return;
-      if (ctx.mirror && isMirrored(doc, ctx.registryId) && !pulled) {
+      if (isMirrored(doc, ctx.registryId) && !from) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: false });
+      if (ctx.mirror && isMirrored(doc, ctx.registryId) && from && !from.pulled) {
         // Fetched from the upstream, verified and stored: now served like any stored tarball.
         await ctx.mirror.tarball(doc, file);
-        return getTarball(req, res, name, file, true);
+        return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: true });
       }
       throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
     }

@@ -5,7 +5,7 @@
  *   change feed, in the public registry's contract (no documents), so that another instance can
  *   follow it. Packages the caller may not read are left out.
  */
-import { Router } from 'express';
+import { Response, Router } from 'express';
 import { shadowedReason } from '../../couchapp/lib/mirror';
 import { requireUser } from '../auth';
 import { Context } from '../context';
@@ -13,6 +13,78 @@ import { docPath } from '../couch';
 import { badRequest, HttpError } from '../errors';
 
 const MAX_LIMIT = 10_000;
+
+/**
+ * The feed's sequences are opaque to its followers. Each one holds a position in both package
+ * databases: `<sum of their numbers>-<base64url JSON [local, mirror]>`; the leading number keeps the
+ * follower's lag figures meaningful (it grows with every change of either database). A plain CouchDB sequence (from before the mirror database) is
+ * read as a position in the local database.
+ */
+export function feedSeq(local: unknown, mirror: unknown): string {
+  const number = (seq: unknown) => Number(/^\d+/.exec(String(seq))?.[0] || 0);
+  return number(local) + number(mirror) + '-' + Buffer.from(JSON.stringify([local, mirror])).toString('base64url');
+}
+
+export function parseFeedSeq(since: string): [unknown, unknown] | null {
+  if (since === 'now') return ['now', 'now'];
+  if (!/^\d+(-[A-Za-z0-9_-]+)?$/.test(since)) return null;
+  const encoded = since.slice(since.indexOf('-') + 1);
+  if (since.includes('-')) {
+    try {
+      const pair = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
+      if (Array.isArray(pair) && pair.length === 2) return [pair[0], pair[1]];
+    } catch {
+      /* a CouchDB sequence */
+    }
+  }
+  return [since, 0];
+}
+
+async function databaseSeq(ctx: Context, db: string): Promise<unknown> {
+  const response = await ctx.couch.adminFetch(docPath(db));
+  if (!response.ok) throw new HttpError(502, 'The registry database cannot be read (' + response.status + '). Try again later.');
+  return ((await response.json()) as { update_seq: unknown }).update_seq;
+}
+
+/**
+ * Appends up to `limit` changes of `db` after `since` to `results` and returns the position reached.
+ * Design documents and packages the caller may not read are left out, and so are mirrored packages
+ * that a local one shadows; the page is filled up from further changes (up to 10 reads), so that
+ * fewer than `limit` results means the feed's end.
+ */
+async function changesPage(ctx: Context, res: Response, db: string, since: unknown, otherSeq: unknown, limit: number, results: Record<string, unknown>[]): Promise<unknown> {
+  const isMirror = db === ctx.config.mirrorDb;
+  let position = since;
+  let added = 0;
+  for (let reads = 1; ; reads++) {
+    const wanted = limit - added;
+    const response = await ctx.couch.adminFetch(docPath(db) + '/_changes?since=' + encodeURIComponent(String(position)) + '&limit=' + wanted);
+    if (response.status === 400) throw badRequest('"since" is not a sequence of this feed; start from 0 or a last_seq it gave.');
+    if (!response.ok) throw new HttpError(502, 'The registry database failed to list changes (' + response.status + '). Try again later.');
+    const feed = (await response.json()) as { results: { seq: unknown; id: string; changes: { rev: string }[]; deleted?: boolean }[]; last_seq: unknown };
+    const ids = feed.results.map((change) => change.id).filter((id) => !id.startsWith('_'));
+    // A mirrored package behind a local one, or a local document gone while a mirrored copy serves the name.
+    const other = await liveIds(ctx, isMirror ? ctx.config.registryDb : ctx.config.mirrorDb, ids);
+    for (const change of feed.results) {
+      if (change.id.startsWith('_')) continue;
+      if (isMirror && other.has(change.id)) continue;
+      if (!(await ctx.access.mayRead(res, change.id))) continue;
+      const entry: Record<string, unknown> = { seq: isMirror ? feedSeq(otherSeq, change.seq) : feedSeq(change.seq, otherSeq), id: change.id, changes: change.changes.map((c) => ({ rev: c.rev })) };
+      if (change.deleted && !(!isMirror && other.has(change.id))) entry.deleted = true;
+      results.push(entry);
+      added++;
+    }
+    position = feed.last_seq;
+    if (feed.results.length < wanted || added >= limit || reads >= 10) return position;
+  }
+}
+
+/** Which of `ids` have a live document in `db`. */
+async function liveIds(ctx: Context, db: string, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const answer = (await ctx.couch.server.relax({ method: 'POST', db, path: '_all_docs', body: { keys: ids } })) as { rows: { key: string; value?: { deleted?: boolean } }[] };
+  return new Set(answer.rows.filter((row) => row.value && !row.value.deleted).map((row) => row.key));
+}
 
 export function replicationRoutes(ctx: Context): Router {
   const router = Router();
@@ -26,42 +98,24 @@ export function replicationRoutes(ctx: Context): Router {
 
   router.get(['/-/replicate', '/-/replicate/'], (_req, res, next) => {
     (async () => {
-      const response = await ctx.couch.adminFetch(docPath(ctx.config.registryDb));
-      if (!response.ok) throw new HttpError(502, 'The registry database cannot be read (' + response.status + '). Try again later.');
-      const info = (await response.json()) as { update_seq: unknown };
-      res.json({ db_name: 'registry', update_seq: info.update_seq });
+      const [local, mirror] = await Promise.all([databaseSeq(ctx, ctx.config.registryDb), databaseSeq(ctx, ctx.config.mirrorDb)]);
+      res.json({ db_name: 'registry', update_seq: feedSeq(local, mirror) });
     })().catch(next);
   });
 
   router.get('/-/replicate/_changes', (req, res, next) => {
     (async () => {
-      const since = req.query.since === undefined ? '0' : String(req.query.since);
       const limit = req.query.limit === undefined ? 1000 : Number(req.query.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw badRequest('"limit" must be a whole number from 1 to ' + MAX_LIMIT + '.');
-      if (!/^(now|\d+(-[A-Za-z0-9_-]+)?)$/.test(since)) throw badRequest('"since" is not a sequence of this feed; start from 0 or a last_seq it gave.');
-      // Design documents and packages the caller may not read are left out; the page is filled up
-      // from further changes (up to 10 reads), so that fewer than `limit` results means the feed's end.
+      const since = parseFeedSeq(req.query.since === undefined ? '0' : String(req.query.since));
+      if (!since) throw badRequest('"since" is not a sequence of this feed; start from 0 or a last_seq it gave.');
+      if (since[0] === 'now') since[0] = await databaseSeq(ctx, ctx.config.registryDb);
+      if (since[1] === 'now') since[1] = await databaseSeq(ctx, ctx.config.mirrorDb);
+      // Packages published here first, then the mirrored ones, each database from its own position.
       const results: Record<string, unknown>[] = [];
-      let position: unknown = since;
-      for (let reads = 1; ; reads++) {
-        const wanted = limit - results.length;
-        const response = await ctx.couch.adminFetch(
-          docPath(ctx.config.registryDb) + '/_changes?since=' + encodeURIComponent(String(position)) + '&limit=' + wanted,
-        );
-        if (response.status === 400) throw badRequest('"since" is not a sequence of this feed; start from 0 or a last_seq it gave.');
-        if (!response.ok) throw new HttpError(502, 'The registry database failed to list changes (' + response.status + '). Try again later.');
-        const feed = (await response.json()) as { results: { seq: unknown; id: string; changes: { rev: string }[]; deleted?: boolean }[]; last_seq: unknown };
-        for (const change of feed.results) {
-          if (change.id.startsWith('_')) continue;
-          if (!(await ctx.access.mayRead(res, change.id))) continue;
-          const entry: Record<string, unknown> = { seq: change.seq, id: change.id, changes: change.changes.map((c) => ({ rev: c.rev })) };
-          if (change.deleted) entry.deleted = true;
-          results.push(entry);
-        }
-        position = feed.last_seq;
-        if (feed.results.length < wanted || results.length >= limit || reads >= 10) break;
-      }
-      res.json({ results, last_seq: position });
+      const local = await changesPage(ctx, res, ctx.config.registryDb, since[0], since[1], limit, results);
+      const mirror = results.length < limit ? await changesPage(ctx, res, ctx.config.mirrorDb, since[1], local, limit - results.length, results) : since[1];
+      res.json({ results, last_seq: feedSeq(local, mirror) });
     })().catch(next);
   });
 

@@ -1,9 +1,11 @@
 /**
- * `npm search`: `GET /-/v1/search?text=&size=&from=` over local packages, from the couchapp's
- * `search` view (terms of names, keywords and descriptions). Every term must match (as a prefix);
+ * `npm search`: `GET /-/v1/search?text=&size=&from=` over the packages published here and the
+ * mirrored ones (a local package hides a mirrored one of the same name), from the couchapp's `search`
+ * view of each database (terms of names, keywords and descriptions). Every term must match (as a prefix);
  * packages rank by where their terms matched, an exact name first.
  */
 import { Router } from 'express';
+import Nano from 'nano';
 import { PackageDoc, Person } from '../../couchapp/lib/types';
 import { terms } from '../../couchapp/views/search';
 import { Context, fromCouch } from '../context';
@@ -23,6 +25,34 @@ interface Hit {
   exact: boolean;
 }
 
+/** The packages of one database matching every search word (as a prefix of a term), with their rank. */
+async function matching(db: Nano.DocumentScope<PackageDoc>, wanted: string[], exactName: string | null): Promise<Map<string, Hit>> {
+  let hits: Map<string, Hit> | null = null;
+  for (const word of wanted) {
+    const parts = word.startsWith('@') || word.includes('/') ? [word] : terms(word).length ? terms(word) : [word];
+    for (const term of parts) {
+      let rows;
+      try {
+        rows = (await db.view<number>(DESIGN_NAME, 'search', { startkey: term, endkey: term + '\ufff0', limit: 5000 })).rows;
+      } catch (err) {
+        throw fromCouch(err);
+      }
+      const best = new Map<string, number>();
+      for (const row of rows) {
+        const rank = (row.value as number) + (row.key === term ? 0 : 0.5);
+        if (!best.has(row.id) || (best.get(row.id) as number) > rank) best.set(row.id, rank);
+      }
+      const next = new Map<string, Hit>();
+      for (const [id, rank] of best) {
+        const previous: Hit | undefined = hits ? hits.get(id) : { name: id, rank: 0, exact: false };
+        if (previous) next.set(id, { name: id, rank: previous.rank + rank, exact: id === exactName });
+      }
+      hits = next;
+    }
+  }
+  return hits || new Map();
+}
+
 export function searchRoutes(ctx: Context): Router {
   const router = Router();
 
@@ -37,40 +67,27 @@ export function searchRoutes(ctx: Context): Router {
       const started = Date.now();
       const wanted = text.toLowerCase().split(/\s+/).filter(Boolean).slice(0, 10);
       const exactName = wanted.length === 1 ? wanted[0] : null;
-      let hits: Map<string, Hit> | null = null;
-      for (const word of wanted) {
-        const parts = word.startsWith('@') || word.includes('/') ? [word] : terms(word).length ? terms(word) : [word];
-        for (const term of parts) {
-          let rows;
-          try {
-            rows = (await ctx.registry.view<number>(DESIGN_NAME, 'search', { startkey: term, endkey: term + '\ufff0', limit: 5000 })).rows;
-          } catch (err) {
-            throw fromCouch(err);
-          }
-          const best = new Map<string, number>();
-          for (const row of rows) {
-            const rank = (row.value as number) + (row.key === term ? 0 : 0.5);
-            if (!best.has(row.id) || (best.get(row.id) as number) > rank) best.set(row.id, rank);
-          }
-          const next = new Map<string, Hit>();
-          for (const [id, rank] of best) {
-            const previous: Hit | undefined = hits ? hits.get(id) : { name: id, rank: 0, exact: false };
-            if (previous) next.set(id, { name: id, rank: previous.rank + rank, exact: id === exactName });
-          }
-          hits = next;
-        }
-      }
+      const local = await matching(ctx.registry, wanted, exactName);
+      const mirrored = await matching(ctx.mirrored, wanted, exactName);
+      // A mirrored package behind a local one of the same name is not found: the local one is.
+      const shadowed = mirrored.size ? await ctx.registry.fetch({ keys: [...mirrored.keys()] }) : { rows: [] };
+      for (const row of shadowed.rows as { key: string; value?: { deleted?: boolean } }[]) if (row.value && !row.value.deleted) mirrored.delete(row.key);
       const visible: Hit[] = [];
-      for (const hit of (hits || new Map<string, Hit>()).values()) if (await ctx.access.mayRead(res, hit.name)) visible.push(hit);
+      for (const hit of [...local.values(), ...mirrored.values()]) if (await ctx.access.mayRead(res, hit.name)) visible.push(hit);
       const ranked = visible.sort(
         (a, b) => Number(b.exact) - Number(a.exact) || a.rank - b.rank || a.name.localeCompare(b.name),
       );
       const page = ranked.slice(from, from + size);
-      const docs = page.length ? await ctx.registry.fetch({ keys: page.map((h) => h.name) }) : { rows: [] };
+      const docs = new Map<string, PackageDoc>();
+      for (const db of [ctx.registry, ctx.mirrored]) {
+        const keys = page.map((h) => h.name).filter((name) => !docs.has(name));
+        if (keys.length === 0) break;
+        const answer = await db.fetch({ keys });
+        for (const row of answer.rows as { key: string; doc?: PackageDoc }[]) if (row.doc) docs.set(row.key, row.doc);
+      }
       const objects = [];
       for (let i = 0; i < page.length; i++) {
-        const row = docs.rows[i] as { doc?: PackageDoc };
-        const doc = row && row.doc;
+        const doc = docs.get(page[i].name);
         if (!doc) continue;
         const latest = doc.versions[doc['dist-tags'].latest] || {};
         const score = 1 / (1 + page[i].rank);

@@ -104,17 +104,24 @@ describe('validate_doc_update inside CouchDB', () => {
     expect(Object.keys(stored.versions)).toEqual(['1.0.0']);
   });
 
-  it('_design/mirror: a local user cannot publish into a mirrored package written by replication', async () => {
+  it('_design/mirror: replication writes the mirror database, where a local user can change nothing', async () => {
+    const mirrorDb = registry.registryDb + '-mirror';
     const replicator = proxyHeaders(secret, 'registry-replicator', ['registry-replicator']);
     const mirrored = { ...newPackage('from-upstream', '1.0.0', 'someone'), origin: 'https://elsewhere.example' };
-    const created = await fetch(registry.couchUrl + '/' + registry.registryDb + '/from-upstream', {
+    const created = await fetch(registry.couchUrl + '/' + mirrorDb + '/from-upstream', {
       method: 'PUT', headers: { 'content-type': 'application/json', ...replicator }, body: JSON.stringify(mirrored),
     });
     expect(created.status).toBe(201);
-    const current = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/from-upstream')).json()) as Record<string, any>;
-    const takeover = await putAs('someone', { ...current, description: 'local change', origin: registry.registryId });
+    const current = (await (await fetch(registry.couchUrl + '/' + mirrorDb + '/from-upstream')).json()) as Record<string, any>;
+    const takeover = await fetch(registry.couchUrl + '/' + mirrorDb + '/from-upstream', {
+      method: 'PUT', headers: { 'content-type': 'application/json', ...proxyHeaders(secret, 'someone', []) },
+      body: JSON.stringify({ ...current, description: 'local change', origin: registry.registryId }),
+    });
     expect(takeover.status).toBe(403);
-    expect(takeover.body.reason).toContain('private scope');
+    expect(((await takeover.json()) as { reason: string }).reason).toContain('private scope');
+    // The mirror database has the views, without the publishing rules.
+    const view = (await (await fetch(registry.couchUrl + '/' + mirrorDb + '/_design/app/_view/byOrigin?key=%22https%3A%2F%2Felsewhere.example%22')).json()) as { rows: { id: string }[] };
+    expect(view.rows.map((r) => r.id)).toEqual(['from-upstream']);
   });
 
   it('answers the views, and a design push without changes does nothing', async () => {

@@ -8,7 +8,7 @@
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient, publishWith, run } from '../helpers/npm';
-import { startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
 let upstream: TestRegistry;
@@ -18,7 +18,7 @@ let localUser: NpmClient;
 let localToken: string;
 
 const publishUpstream = (manifest: Record<string, unknown>) => publishWith(publisher, manifest);
-const downstreamDoc = (name: string) => storedDoc(downstream, name);
+const downstreamDoc = (name: string) => mirroredDoc(downstream, name);
 
 beforeAll(async () => {
   upstream = await startTestRegistry();

@@ -70,7 +70,7 @@ async function killMidSyncAndRestart(env: Record<string, string>, dbName: string
     const couch = couchOf(downstream);
     // Kill it once some, but not all, packages have arrived.
     const arrived = await eventually(async () => {
-      const info = await couchJson(couch, '/' + dbName);
+      const info = await couchJson(couch, '/' + dbName + '-mirror');
       return info.doc_count > 50 ? info.doc_count : null;
     }, 60_000, 'the first packages to arrive');
     await killProcess(downstream.child, signal);
@@ -79,7 +79,7 @@ async function killMidSyncAndRestart(env: Record<string, string>, dbName: string
     downstream = await startRegistryProcess(settings);
     const upstreamDocs = await packageDocs({ origin: new URL(upstream.adminCouchUrl).origin, auth: basicAuthOf(upstream.adminCouchUrl) }, upstream.registryDb);
     const mirrored = await eventually(async () => {
-      const docs = await packageDocs(couchOf(downstream), dbName);
+      const docs = await packageDocs(couchOf(downstream), dbName + '-mirror');
       return docs.size >= upstreamDocs.size ? docs : null;
     }, 120_000, 'all ' + PACKAGES + ' packages downstream');
     return { upstreamDocs, mirrored };
@@ -87,8 +87,10 @@ async function killMidSyncAndRestart(env: Record<string, string>, dbName: string
     await killProcess(downstream.child);
     if (process.env.COUCHDB_URL) {
       const couch = couchOf(downstream);
-      await fetch(couch.origin + '/' + dbName, { method: 'DELETE', headers: { authorization: couch.auth } });
-      await fetch(couch.origin + '/' + dbName + '-tokens', { method: 'DELETE', headers: { authorization: couch.auth } });
+      // The continuous replication first (a real CouchDB keeps running it), then the databases.
+      const job = await couchJson(couch, '/_replicator/registry-' + dbName + '-from-upstream');
+      if (job && job._rev) await fetch(couch.origin + '/_replicator/registry-' + dbName + '-from-upstream?rev=' + job._rev, { method: 'DELETE', headers: { authorization: couch.auth } });
+      for (const db of [dbName, dbName + '-tokens', dbName + '-mirror']) await fetch(couch.origin + '/' + db, { method: 'DELETE', headers: { authorization: couch.auth } });
     }
     rmSync(dataDir, { recursive: true, force: true });
   }

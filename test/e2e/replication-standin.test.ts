@@ -9,14 +9,14 @@ import { mkdtempSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { FeedStandIn, startFeedStandIn } from '../helpers/feed-standin';
-import { startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
 let standIn: FeedStandIn;
 let mirror: TestRegistry;
 let token: string;
 
-const docAt = storedDoc;
+const docAt = mirroredDoc;
 const mirrored = (registry: TestRegistry, name: string, rev?: string) =>
   eventually(async () => {
     const res = await docAt(registry, name);

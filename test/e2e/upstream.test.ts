@@ -7,7 +7,7 @@
 import { copyFileSync, mkdirSync, readFileSync } from 'fs';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient, publishWith } from '../helpers/npm';
-import { couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
 import { eventually } from '../helpers/wait';
 
@@ -76,7 +76,7 @@ describe('proxy mode', () => {
 });
 
 describe('mirror mode (pull-through)', () => {
-  const stored = (name: string) => storedDoc(mirroring, name);
+  const stored = (name: string) => mirroredDoc(mirroring, name);
 
   it('npm install stores what it asked for as mirrored packages, tarballs verified and attached', async () => {
     const client = npmClient(mirroring.url);

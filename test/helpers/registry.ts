@@ -82,7 +82,7 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
     async stop() {
       await running.close();
       if (process.env.COUCHDB_URL) {
-        for (const db of [registryDb, registryDb + '-tokens']) {
+        for (const db of [registryDb, registryDb + '-tokens', registryDb + '-mirror']) {
           await fetch(new URL('/' + db, new URL(process.env.COUCHDB_URL).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(process.env.COUCHDB_URL) } });
         }
       }
@@ -97,9 +97,14 @@ export function basicAuthOf(url: string): string {
   return 'Basic ' + Buffer.from(decodeURIComponent(parsed.username) + ':' + decodeURIComponent(parsed.password)).toString('base64');
 }
 
-/** Reads a package document straight from the registry database as admin. */
+/** Reads a package document straight from the registry database (the packages published here) as admin. */
 export function storedDoc(registry: TestRegistry, name: string): Promise<{ status: number; body: any }> {
   return couchGet(registry, '/' + registry.registryDb + '/' + encodeURIComponent(name));
+}
+
+/** Reads a mirrored package document straight from the mirror database as admin. */
+export function mirroredDoc(registry: TestRegistry, name: string): Promise<{ status: number; body: any }> {
+  return couchGet(registry, '/' + registry.registryDb + '-mirror/' + encodeURIComponent(name));
 }
 
 /** Reads a document straight from CouchDB as admin. */

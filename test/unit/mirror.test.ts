@@ -12,13 +12,15 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 
 const settings = { registry: 'local-id', privateScopes: ['@acme'] };
+const inLocal = { ...settings, database: 'local' };
+const inMirror = { ...settings, database: 'mirror' };
 const replicator = { name: 'registry-replicator', roles: [REPLICATOR_ROLE] };
 const alice = { name: 'alice', roles: [] };
 const admin = { name: 'root', roles: ['_admin'] };
 
-function attempt(newDoc: PackageDoc, oldDoc: PackageDoc | null, user: { name: string | null; roles: string[] }): string {
+function attempt(database: object, newDoc: PackageDoc, oldDoc: PackageDoc | null, user: { name: string | null; roles: string[] }): string {
   try {
-    validateMirror.call(settings, newDoc, oldDoc, user);
+    validateMirror.call(database, newDoc, oldDoc, user);
     return 'ok';
   } catch (e) {
     return (e as { forbidden?: string }).forbidden || JSON.stringify(e);
@@ -28,50 +30,53 @@ function attempt(newDoc: PackageDoc, oldDoc: PackageDoc | null, user: { name: st
 const local = (name: string) => ({ ...packageDoc(name, ['1.0.0'], 'alice'), origin: 'local-id' });
 const upstream = (name: string) => ({ ...packageDoc(name, ['1.0.0'], 'someone'), origin: 'https://registry.example' });
 
-describe('_design/mirror validate_doc_update', () => {
-  it('replication never overwrites or deletes a local package (shadowed)', () => {
-    expect(attempt(upstream('left-pad'), local('left-pad'), replicator)).toContain('shadowed');
-    expect(attempt({ ...local('left-pad'), _deleted: true }, local('left-pad'), replicator)).toContain('shadowed');
+describe('_design/mirror validate_doc_update in the local database', () => {
+  it('replication writes nothing there, so it never overwrites or deletes a local package (shadowed)', () => {
+    expect(attempt(inLocal, upstream('left-pad'), local('left-pad'), replicator)).toContain('shadowed');
+    expect(attempt(inLocal, { ...local('left-pad'), _deleted: true }, local('left-pad'), replicator)).toContain('shadowed');
+    expect(attempt(inLocal, upstream('new-name'), null, replicator)).toContain('shadowed');
   });
 
-  it('replication writes, updates and deletes mirrored packages, but never claims to be local', () => {
-    expect(attempt(upstream('lodash'), null, replicator)).toBe('ok');
-    expect(attempt(upstream('lodash'), upstream('lodash'), replicator)).toBe('ok');
-    expect(attempt({ ...upstream('lodash'), _deleted: true }, upstream('lodash'), replicator)).toBe('ok');
-    expect(attempt(local('sneaky'), null, replicator)).toContain('marked as published here');
-    // a document without any origin (a plain CouchDB upstream) is a mirrored one
-    const bare = packageDoc('bare', ['1.0.0'], 'x');
-    expect(attempt(bare, null, replicator)).toBe('ok');
-    expect(attempt(bare, clone(bare), replicator)).toBe('ok');
-  });
-
-  it('replication never brings a package of a private scope', () => {
-    expect(attempt(upstream('@acme/secret'), null, replicator)).toContain('private scope');
-    expect(attempt(upstream('@ACME/Secret'), null, replicator)).toContain('private scope');
-    expect(attempt(upstream('@other/pkg'), null, replicator)).toBe('ok');
-  });
-
-  it('local users cannot change a mirrored package, except starring it', () => {
-    const mirrored = upstream('lodash');
-    const changed = { ...clone(mirrored), description: 'mine now' };
-    const message = attempt(changed, mirrored, alice);
-    expect(message).toContain('mirrored from https://registry.example');
-    expect(message).toContain('private scope');
-    expect(attempt({ ...clone(mirrored), users: { alice: true } }, mirrored, alice)).toBe('ok');
-    expect(attempt({ ...clone(mirrored), users: { bob: true } }, mirrored, alice)).toContain('mirrored');
-  });
-
-  it('what local users create carries this registry\'s origin; admins may do anything', () => {
-    expect(attempt(local('mine'), null, alice)).toBe('ok');
-    expect(attempt(packageDoc('mine', ['1.0.0'], 'alice'), null, alice)).toContain('"origin": "local-id"');
-    expect(attempt(upstream('mine'), null, alice)).toContain('"origin": "local-id"');
-    expect(attempt(local('left-pad'), upstream('left-pad'), admin)).toBe('ok');
+  it("what local users create carries this registry's origin; admins may do anything", () => {
+    expect(attempt(inLocal, local('mine'), null, alice)).toBe('ok');
+    expect(attempt(inLocal, packageDoc('mine', ['1.0.0'], 'alice'), null, alice)).toContain('"origin": "local-id"');
+    expect(attempt(inLocal, upstream('mine'), null, alice)).toContain('"origin": "local-id"');
+    expect(attempt(inLocal, local('left-pad'), upstream('left-pad'), admin)).toBe('ok');
   });
 
   it('fails closed without a registry id', () => {
-    expect(() => validateMirror.call({}, local('x'), null, alice)).toThrow();
+    expect(() => validateMirror.call({ database: 'local' }, local('x'), null, alice)).toThrow();
+    expect(() => validateMirror.call({ database: 'mirror' }, upstream('x'), null, replicator)).toThrow();
+  });
+});
+
+describe('_design/mirror validate_doc_update in the mirror database', () => {
+  it('replication writes, updates and deletes mirrored packages, but never claims to be local', () => {
+    expect(attempt(inMirror, upstream('lodash'), null, replicator)).toBe('ok');
+    expect(attempt(inMirror, upstream('lodash'), upstream('lodash'), replicator)).toBe('ok');
+    expect(attempt(inMirror, { ...upstream('lodash'), _deleted: true }, upstream('lodash'), replicator)).toBe('ok');
+    expect(attempt(inMirror, local('sneaky'), null, replicator)).toContain('marked as published here');
+    // a document without any origin (a plain CouchDB upstream) is a mirrored one
+    const bare = packageDoc('bare', ['1.0.0'], 'x');
+    expect(attempt(inMirror, bare, null, replicator)).toBe('ok');
+    expect(attempt(inMirror, bare, clone(bare), replicator)).toBe('ok');
   });
 
+  it('replication never brings a package of a private scope', () => {
+    expect(attempt(inMirror, upstream('@acme/secret'), null, replicator)).toContain('private scope');
+    expect(attempt(inMirror, upstream('@ACME/Secret'), null, replicator)).toContain('private scope');
+    expect(attempt(inMirror, upstream('@other/pkg'), null, replicator)).toBe('ok');
+  });
+
+  it('local users change nothing there, not even a star, and are told to use a private scope', () => {
+    const mirrored = upstream('lodash');
+    const message = attempt(inMirror, { ...clone(mirrored), description: 'mine now' }, mirrored, alice);
+    expect(message).toContain('mirrored from https://registry.example');
+    expect(message).toContain('private scope');
+    expect(attempt(inMirror, { ...clone(mirrored), users: { alice: true } }, mirrored, alice)).toContain('mirrored');
+    expect(attempt(inMirror, local('new'), null, alice)).toContain('private scope');
+    expect(attempt(inMirror, local('lodash'), mirrored, admin)).toBe('ok');
+  });
   it('_design/app lets replication copy upstream documents as they are', () => {
     const odd = { ...upstream('OldName'), maintainers: [] } as PackageDoc;
     expect(() => validateApp(odd, null, replicator)).not.toThrow();
