@@ -1,6 +1,7 @@
 /**
  * Who is asking, on the embedded server: decided here for every request, as CouchDB 3.4's
- * authentication handlers do (proxy, cookie, Basic), instead of by express-pouchdb. Each request gets
+ * authentication handlers do (proxy, cookie, Basic), instead of by express-pouchdb. The gateway
+ * checks passwords with the same `Authenticator`, against whichever CouchDB it uses. Each request gets
  * a session object of its own that express-pouchdb cannot replace, and its credentials are removed
  * before express-pouchdb sees them, so nothing one request does to its session reaches another.
  *
@@ -114,18 +115,25 @@ export function adminHashIsCurrent(hash: unknown): boolean {
   return !!match && Number(match[3]) >= ADMIN_ITERATIONS;
 }
 
+/** CouchDB's admin hashes: `-pbkdf2-` (SHA-1), `-pbkdf2:sha256-` (CouchDB 3.4's default) and the old `-hashed-`. */
+const ANY_ADMIN_HASH = /^-pbkdf2(?::(sha1|sha224|sha256|sha384|sha512))?-([\da-f]+),([\da-f]+),(\d+)$/;
+const OLD_ADMIN_HASH = /^-hashed-([\da-f]{40}),(.+)$/;
+
 export async function adminPasswordMatches(hash: unknown, password: string): Promise<boolean> {
-  const match = typeof hash === 'string' ? ADMIN_HASH.exec(hash) : null;
-  if (!match || Number(match[3]) > MAX_ITERATIONS) return false;
-  const key = await pbkdf2Async(password, match[2], Number(match[3]), match[1].length / 2, 'sha1');
-  return sameHex(key.toString('hex'), match[1]);
+  if (typeof hash !== 'string') return false;
+  const old = OLD_ADMIN_HASH.exec(hash);
+  if (old) return sameHex(createHash('sha1').update(password + old[2]).digest('hex'), old[1]);
+  const match = ANY_ADMIN_HASH.exec(hash);
+  if (!match || Number(match[4]) < 1 || Number(match[4]) > MAX_ITERATIONS) return false;
+  const key = await pbkdf2Async(password, match[3], Number(match[4]), match[2].length / 2, match[1] || 'sha1');
+  return sameHex(key.toString('hex'), match[2]);
 }
 
 export interface AuthenticatorOptions {
-  /** The proxy-authentication secret; also the key of session cookies. */
+  /** The key of session cookies (the proxy-authentication secret). */
   secret: string;
-  /** The server admins and their hashes (the live config). */
-  admins(): Record<string, unknown>;
+  /** The password hash of the server admin `name` (from the configuration), or undefined. */
+  adminHash(name: string): Promise<unknown>;
   /** A `_users` document, read as admin, or null. */
   readUser(name: string): Promise<StoredUser | null>;
 }
@@ -155,7 +163,7 @@ export class Authenticator {
   }
 
   private async check(name: string, password: string): Promise<Caller | null> {
-    const adminHash = this.options.admins()[name];
+    const adminHash = await this.options.adminHash(name);
     if (adminHash !== undefined) return (await adminPasswordMatches(adminHash, password)) ? { name, roles: ['_admin'] } : null;
     const doc = await this.options.readUser(name);
     if (!doc || doc.type !== 'user' || doc.name !== name) return null;
@@ -164,7 +172,7 @@ export class Authenticator {
 
   /** The salt that binds a session cookie to the current password: a changed password ends the session. */
   private async passwordSalt(name: string): Promise<{ salt: string; roles: string[] } | null> {
-    const adminHash = this.options.admins()[name];
+    const adminHash = await this.options.adminHash(name);
     if (typeof adminHash === 'string') return { salt: adminHash, roles: ['_admin'] };
     const doc = await this.options.readUser(name);
     if (!doc || doc.type !== 'user' || doc.name !== name || typeof doc.salt !== 'string') return null;

@@ -69,13 +69,7 @@ export class Accounts {
    */
   async verify(name: string, password: string, address: string): Promise<Identity | null> {
     this.throttle.check(name, address);
-    let identity: Identity | null;
-    try {
-      identity = name && password ? await this.couch.checkPassword(name, password) : null;
-    } catch (err) {
-      if (couchFailure(err).error !== 'locked') throw err;
-      throw new HttpError(429, 'CouchDB has locked "' + name + '" for a few minutes after failed logins (' + couchFailure(err).reason + '); try again later, or use a token.', { 'Retry-After': '300' });
-    }
+    const identity = name && password ? await this.couch.checkPassword(name, password) : null;
     if (identity) this.throttle.succeed(name, address);
     else this.throttle.fail(name, address);
     return identity;

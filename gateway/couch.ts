@@ -7,6 +7,7 @@ import http from 'http';
 import https from 'https';
 import { createReadStream, statSync } from 'fs';
 import Nano from 'nano';
+import { Authenticator, StoredUser } from '../couchdb/authentication';
 import { proxyHeaders } from '../couchdb/proxy-auth';
 
 export interface Identity {
@@ -50,6 +51,10 @@ export class Couch {
    * Requests authenticate as that admin through proxy authentication: an HMAC check in CouchDB instead
    * of a password hash on every request.
    */
+  private readonly passwords: Authenticator;
+  /** Where this CouchDB's configuration is read, once known. */
+  private configBase?: string;
+
   constructor(
     adminUrl: string,
     private readonly proxySecret: string,
@@ -58,6 +63,7 @@ export class Couch {
     this.url = new URL(parsed.origin);
     this.adminHeaders = proxyHeaders(proxySecret, decodeURIComponent(parsed.username) || 'admin', ['_admin']);
     this.server = Nano({ url: parsed.origin, headers: this.adminHeaders } as Nano.Configuration);
+    this.passwords = new Authenticator({ secret: proxySecret, adminHash: (name) => this.adminHash(name), readUser: (name) => this.readUserDoc(name) });
   }
 
   /**
@@ -131,22 +137,41 @@ export class Couch {
     });
   }
 
-  /** Checks a name and password with CouchDB; returns the user, or null when they do not match. */
-  async checkPassword(name: string, password: string): Promise<Identity | null> {
-    const response = await fetch(new URL('/_session', this.url.origin), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ name, password }),
-    });
-    if (response.status === 401) return null;
-    if (response.status === 403) {
-      // CouchDB 3.4's [chttpd_auth_lockout]: too many failures for this user from the gateway's address.
-      const reason = ((await response.json().catch(() => ({}))) as { reason?: string }).reason || 'Account is temporarily locked';
-      throw Object.assign(new Error(reason), { statusCode: 403, error: 'locked', reason });
+  /**
+   * Checks a name and password against CouchDB's accounts (`_users`, and the server admins of its
+   * configuration) as CouchDB itself would, without asking CouchDB to log in: CouchDB's lock-out
+   * (`[chttpd_auth_lockout]`) would count every failure at the gateway's address, so anyone could lock
+   * any account for everyone with a few guesses. The gateway's own throttle stands in for it.
+   */
+  checkPassword(name: string, password: string): Promise<Identity | null> {
+    return this.passwords.logIn(name, password) as Promise<Identity | null>;
+  }
+
+  private async readUserDoc(name: string): Promise<StoredUser | null> {
+    const response = await this.adminFetch(docPath('_users', 'org.couchdb.user:' + name));
+    if (response.status === 404) {
+      await response.body?.cancel();
+      return null;
     }
-    if (!response.ok) throw new Error('CouchDB _session answered ' + response.status);
-    const body = (await response.json()) as { name: string; roles: string[] };
-    return { name: body.name, roles: body.roles || [] };
+    if (!response.ok) throw new Error('CouchDB answered ' + response.status + ' for a _users document');
+    return (await response.json()) as StoredUser;
+  }
+
+  /** A server admin's password hash from CouchDB's configuration (`/_node/_local/_config`, or `/_config` on the embedded server). */
+  private async adminHash(name: string): Promise<unknown> {
+    for (const base of this.configBase ? [this.configBase] : ['/_node/_local/_config', '/_config']) {
+      const response = await this.adminFetch(base + '/admins/' + encodeURIComponent(name));
+      if (response.ok) {
+        this.configBase = base;
+        return response.json();
+      }
+      const body = (await response.json().catch(() => ({}))) as { reason?: string };
+      if (response.status === 404 && body.reason === 'unknown_config_value') {
+        this.configBase = base;
+        return undefined;
+      }
+    }
+    return undefined;
   }
 
   /** A request to CouchDB as admin, answered as a fetch Response (for streams and long polls). */
