@@ -66,12 +66,36 @@ function freePortServer(app: express.Express): Promise<Server> {
   });
 }
 
-async function startOurs(extraEnv: Record<string, string> = {}): Promise<Target & { child: ChildProcess; couch: string }> {
+/**
+ * The CouchDB an instance of this registry runs on: the embedded server (admin `bench-admin`,
+ * database `registry`), or the one in COUCHDB_URL with a database of its own, removed at stop.
+ */
+function couchFor(): { db: string; adminAuth: string; adminUrl(origin: string): string; remove(origin: string): Promise<void> } {
+  const real = process.env.COUCHDB_URL ? new URL(process.env.COUCHDB_URL) : null;
+  const name = real ? decodeURIComponent(real.username) : 'admin';
+  const password = real ? decodeURIComponent(real.password) : 'bench-admin';
+  const db = real ? 'registry-bench-' + Math.random().toString(36).slice(2, 8) : 'registry';
+  const adminAuth = 'Basic ' + Buffer.from(name + ':' + password).toString('base64');
+  return {
+    db,
+    adminAuth,
+    adminUrl: (origin) => origin.replace('://', '://' + encodeURIComponent(name) + ':' + encodeURIComponent(password) + '@'),
+    async remove(origin) {
+      if (!real) return;
+      const job = (await (await fetch(origin + '/_replicator/registry-' + db + '-from-upstream', { headers: { authorization: adminAuth } })).json()) as { _rev?: string };
+      if (job._rev) await fetch(origin + '/_replicator/registry-' + db + '-from-upstream?rev=' + job._rev, { method: 'DELETE', headers: { authorization: adminAuth } });
+      for (const suffix of ['', '-tokens', '-mirror']) await fetch(origin + '/' + db + suffix, { method: 'DELETE', headers: { authorization: adminAuth } });
+    },
+  };
+}
+
+async function startOurs(extraEnv: Record<string, string> = {}): Promise<Target & { child: ChildProcess; couch: string; db: string; adminAuth: string; adminCouch: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-registry-'));
+  const store = couchFor();
   // The compiled gateway, whether the harness runs compiled (dist/bench) or from source (ts-jest).
   const main = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', 'gateway', 'main.js') : join(__dirname, '..', 'dist', 'gateway', 'main.js');
   const child = spawn(process.execPath, [main], {
-    env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'warn', ...extraEnv },
+    env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_DB: store.db, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'warn', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -91,19 +115,23 @@ async function startOurs(extraEnv: Record<string, string> = {}): Promise<Target 
   });
   const token = ((await signup.json()) as { token: string }).token;
   return {
-    name: 'this registry', url, pid: child.pid as number, token, child, couch,
+    name: 'this registry', url, pid: child.pid as number, token, child, couch, db: store.db, adminAuth: store.adminAuth, adminCouch: store.adminUrl(couch),
     async loadLarge(doc) {
-      const res = await fetch(couch + '/registry/' + encodeURIComponent(doc.name), {
+      const res = await fetch(couch + '/' + store.db + '/' + encodeURIComponent(doc.name), {
         method: 'PUT',
-        headers: { 'content-type': 'application/json', authorization: ADMIN_AUTH },
+        headers: { 'content-type': 'application/json', authorization: store.adminAuth },
         body: JSON.stringify(doc),
       });
       if (res.status !== 201) throw new Error('loading the large packument failed: ' + res.status + ' ' + (await res.text()));
     },
-    stop: () => new Promise((resolve) => {
-      child.once('exit', () => { rmSync(dataDir, { recursive: true, force: true }); resolve(); });
-      child.kill('SIGTERM');
-    }),
+    stop: async () => {
+      await new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      });
+      rmSync(dataDir, { recursive: true, force: true });
+      await store.remove(couch);
+    },
   };
 }
 
@@ -130,7 +158,6 @@ async function publish(target: Target, body: Record<string, unknown>): Promise<v
   if (res.status >= 300) throw new Error(target.name + ': publish of ' + String(body.name) + ' failed: ' + res.status + ' ' + (await res.text()));
 }
 
-const ADMIN_AUTH = 'Basic ' + Buffer.from('admin:bench-admin').toString('base64');
 
 /** Waits until `registry`'s own change feed has shown `count` package documents. */
 async function waitForPackages(registry: string, count: number): Promise<void> {
@@ -175,7 +202,7 @@ export async function measureIngest(count: number): Promise<{ feed: number; nati
   const upstream = await startOurs();
   try {
     const now = new Date().toISOString();
-    const origin = ((await (await fetch(upstream.couch + '/registry/_design/mirror', { headers: { authorization: ADMIN_AUTH } })).json()) as { registry: string }).registry;
+    const origin = ((await (await fetch(upstream.couch + '/' + upstream.db + '/_design/mirror', { headers: { authorization: upstream.adminAuth } })).json()) as { registry: string }).registry;
     for (let i = 0; i < count; i += 1000) {
       const docs = [];
       for (let j = i; j < Math.min(count, i + 1000); j++) {
@@ -191,11 +218,11 @@ export async function measureIngest(count: number): Promise<{ feed: number; nati
         }
         docs.push({ _id: name, name, origin, 'dist-tags': { latest: '2.0.0' }, versions, time, maintainers: [{ name: 'bench' }], readme: 'x'.repeat(500) });
       }
-      const res = await fetch(upstream.couch + '/registry/_bulk_docs', { method: 'POST', headers: { 'content-type': 'application/json', authorization: ADMIN_AUTH }, body: JSON.stringify({ docs }) });
+      const res = await fetch(upstream.couch + '/' + upstream.db + '/_bulk_docs', { method: 'POST', headers: { 'content-type': 'application/json', authorization: upstream.adminAuth }, body: JSON.stringify({ docs }) });
       if (res.status !== 201) throw new Error('loading the ingest upstream failed: ' + res.status);
     }
     log('replication ingest: native CouchDB replication');
-    const native = await ingestRate(count, { REPLICATION_COUCHDB: upstream.couch.replace('http://', 'http://admin:bench-admin@') + '/registry' });
+    const native = await ingestRate(count, { REPLICATION_COUCHDB: upstream.adminCouch + '/' + upstream.db });
     return { feed, native };
   } finally {
     await upstream.stop();

@@ -164,8 +164,14 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   return { designChanged, registryId };
 }
 
-/** Restricts `_users` of a real CouchDB to admins, which CouchDB 3.4 allows only with `users_db_security_editable`. */
+/**
+ * Restricts `_users` of a real CouchDB to admins: CouchDB 3.4 has it so by default, and allows changing
+ * it only with `users_db_security_editable`.
+ */
 async function closeUserSignup(couch: Couch): Promise<void> {
+  const current = (await couch.server.relax({ db: '_users', path: '_security' })) as { members?: { names?: string[]; roles?: string[] } };
+  const members = current.members || {};
+  if ((members.names || []).length === 0 && (members.roles || []).length > 0 && (members.roles || []).every((role) => role === '_admin')) return;
   try {
     await putSecurity(couch, '_users', { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
   } catch (err) {

@@ -41,6 +41,16 @@ export function syncProgress(status: any): { fraction: number; text: string } | 
     return { fraction, text: 'initial sync from the feed: ' + n(feed.lag.changes) + ' changes to go, ' + n(feed.packagesWritten) + ' packages written' };
   }
   const couch = status.couchdb;
+  // Pending changes, as CouchDB counts them, end at 0 even when some documents are refused (a
+  // private scope); document counts are the fallback when CouchDB does not say.
+  if (couch && typeof couch.changesPending === 'number') {
+    if (couch.changesPending === 0) return null;
+    const here = typeof couch.local.docCount === 'number' ? couch.local.docCount : 0;
+    return {
+      fraction: here / (here + couch.changesPending),
+      text: 'CouchDB replication: ' + n(couch.changesPending) + ' changes pending, ' + n(here) + ' documents here',
+    };
+  }
   if (couch && typeof couch.upstream.docCount === 'number' && typeof couch.local.docCount === 'number' && couch.local.docCount < couch.upstream.docCount) {
     return {
       fraction: couch.upstream.docCount ? couch.local.docCount / couch.upstream.docCount : 1,
@@ -71,7 +81,9 @@ export function summary(status: any): string {
     lines.push('couchdb       ' + couch.source + '  ' + couch.state);
     lines.push('  documents   ' + n(couch.local.docCount) + ' here, ' + n(couch.upstream.docCount) + ' upstream' +
       (couch.changesPending !== null ? ', ' + n(couch.changesPending) + ' changes pending' : ''));
+    if (couch.checkpointedSourceSeq !== null && couch.checkpointedSourceSeq !== undefined) lines.push('  checkpoint  ' + String(couch.checkpointedSourceSeq) + (couch.lastUpdated ? '  (' + couch.lastUpdated + ')' : ''));
     if (couch.docWriteFailures) lines.push('  refused     ' + n(couch.docWriteFailures) + ' documents');
+    if (couch.conflicts) lines.push('  conflicts   ' + n(couch.conflicts) + ' mirrored documents');
     if (couch.error) lines.push('  error       ' + couch.error);
   }
   lines.push('written       ' + n(status.packagesWritten) + ' packages, ' + n(status.tarballsWritten) + ' tarballs by this gateway since it started');

@@ -4,7 +4,7 @@
  * party, _security).
  */
 import { sha1, sha512 } from '../helpers/npm';
-import { couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 
 function publishBody(name: string, version: string, tarball: Buffer, tags: Record<string, string> = { latest: version }) {
   return {
@@ -111,7 +111,7 @@ describe('configured', () => {
       body: JSON.stringify({ _id: 'org.couchdb.user:eve', name: 'eve', password: 'eve-password', type: 'user', roles: [] }),
     });
     expect(direct.status).toBeGreaterThanOrEqual(400);
-    const admin = 'Basic ' + Buffer.from('admin:test-admin-password').toString('base64');
+    const admin = basicAuthOf(registry.adminCouchUrl);
     const created = await registry.request('PUT', '/-/user/org.couchdb.user:dave', {
       body: { name: 'dave', password: 'dave-password', email: 'dave@example.com' },
       headers: { authorization: admin },

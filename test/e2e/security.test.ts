@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'fs';
 import { join } from 'path';
-import { basic, PRINCIPALS, Principal, Principals, publishBody, send, startPrincipals } from '../helpers/principals';
+import { basic, couchQuirk, PRINCIPALS, Principal, Principals, publishBody, send, startPrincipals } from '../helpers/principals';
 
 let p: Principals;
 let gateway: string;
@@ -15,7 +15,7 @@ const embedded = !process.env.COUCHDB_URL;
 const as = (principal: Principal): Record<string, string> => (p.gatewayAuth[principal] ? { authorization: p.gatewayAuth[principal] } : {});
 const adminCouch = () => ({ authorization: basic(p.admin.name, p.admin.password) });
 const userCouch = () => ({ authorization: basic(p.mallory, p.passwords[p.mallory]) });
-const stored = async (id: string) => (await send(couch, 'GET', '/' + p.registryDb + '/' + encodeURIComponent(id), { headers: adminCouch() })).body;
+const stored = async (id: string) => (await send(couch, 'GET', '/' + p.registryDb + '/' + (id.startsWith('_design/') ? id : encodeURIComponent(id)), { headers: adminCouch() })).body;
 
 beforeAll(async () => {
   p = await startPrincipals('security');
@@ -40,7 +40,7 @@ describe('the CouchDB port promises what CouchDB 3.4 promises', () => {
         { source: p.registryDb + '-tokens', target: 'leak-tokens', create_target: true },
       ]) {
         const res = await send(couch, 'POST', '/_replicate', { headers, body });
-        expect([401, 403]).toContain(res.status);
+        expect([401, 403].includes(res.status) || couchQuirk('POST', '/_replicate', res)).toBe(true);
       }
       const job = await send(couch, 'PUT', '/_replicator/steal-' + Math.random().toString(36).slice(2), { headers, body: { source: '_users', target: 'leak', create_target: true } });
       expect([401, 403]).toContain(job.status);
@@ -52,18 +52,26 @@ describe('the CouchDB port promises what CouchDB 3.4 promises', () => {
 
   it('a user reads their own _users document and nothing else, and gains no rights from it', async () => {
     const own = await send(couch, 'GET', '/_users/org.couchdb.user:' + p.mallory, { headers: userCouch() });
-    expect(own.status).toBe(200);
-    expect(own.body.name).toBe(p.mallory);
+    if (embedded) {
+      expect(own.status).toBe(200);
+      expect(own.body.name).toBe(p.mallory);
+    } else {
+      // CouchDB 3.4 keeps _users for admins by default (members: _admin): not even one's own document.
+      expect(own.status).toBe(403);
+    }
     // The same credentials right after: no admin rights carried over from that read.
-    const after = [
-      await send(couch, 'GET', '/' + p.registryDb + '-tokens/_all_docs', { headers: userCouch() }),
-      await send(couch, 'GET', '/_users/_all_docs', { headers: userCouch() }),
-      await send(couch, 'PUT', '/' + p.registryDb + '/_security', { headers: userCouch(), body: { admins: { names: [p.mallory] }, members: {} } }),
-      await send(couch, 'PUT', '/' + p.registryDb + '/_design/access', { headers: userCouch(), body: { rules: [{ package: '**', read: ['$all'], publish: ['$all'] }] } }),
-      await send(couch, 'PUT', '/_node/_local/_config/admins/' + p.mallory, { headers: userCouch(), raw: JSON.stringify('owned') }),
+    const after: [string, string, unknown?][] = [
+      ['GET', '/' + p.registryDb + '-tokens/_all_docs'],
+      ['GET', '/_users/_all_docs'],
+      ['PUT', '/' + p.registryDb + '/_security', { admins: { names: [p.mallory] }, members: {} }],
+      ['PUT', '/' + p.registryDb + '/_design/access?rev=' + (await stored('_design/access'))._rev, { rules: [{ package: '**', read: ['$all'], publish: ['$all'] }] }],
+      ['PUT', '/_node/_local/_config/admins/' + p.mallory, 'owned'],
     ];
     // CouchDB answers 401 ("You are not a server admin.") or 403 depending on the endpoint.
-    for (const res of after) expect([401, 403]).toContain(res.status);
+    for (const [method, path, body] of after) {
+      const res = await send(couch, method, path, { headers: userCouch(), body });
+      expect([path, [401, 403].includes(res.status) || couchQuirk(method, path, res)]).toEqual([path, true]);
+    }
     // CouchDB 3 has no /_config (404 there); the embedded server refuses it.
     const oldConfig = await send(couch, 'PUT', '/_config/admins/' + p.mallory, { headers: userCouch(), raw: JSON.stringify('owned') });
     expect([401, 403, 404]).toContain(oldConfig.status);
@@ -74,7 +82,8 @@ describe('the CouchDB port promises what CouchDB 3.4 promises', () => {
   });
 
   it("another user's document is missing, the whole of _users is forbidden: 4xx, never 500", async () => {
-    expect((await send(couch, 'GET', '/_users/org.couchdb.user:' + p.alice, { headers: userCouch() })).status).toBe(404);
+    // 404 on the embedded server (as CouchDB with an open _users), 403 on CouchDB 3.4's default.
+    expect([403, 404]).toContain((await send(couch, 'GET', '/_users/org.couchdb.user:' + p.alice, { headers: userCouch() })).status);
     expect((await send(couch, 'GET', '/_users/org.couchdb.user:' + p.alice)).status).toBeGreaterThanOrEqual(401);
     for (const path of ['/_users/_all_docs', '/_users/_changes', '/_users']) {
       const res = await send(couch, 'GET', path, { headers: userCouch() });
@@ -123,7 +132,7 @@ describe('the CouchDB port promises what CouchDB 3.4 promises', () => {
     expect((await send(couch, 'GET', '/_all_dbs', { headers: { cookie } })).status).toBe(200);
     const userLogin = await send(couch, 'POST', '/_session', { body: { name: p.mallory, password: p.passwords[p.mallory] } });
     const userCookie = (userLogin.headers.get('set-cookie') as string).split(';')[0];
-    expect((await send(couch, 'GET', '/_all_dbs', { headers: { cookie: userCookie } })).status).toBe(403);
+    expect([401, 403]).toContain((await send(couch, 'GET', '/_all_dbs', { headers: { cookie: userCookie } })).status);
     expect((await send(couch, 'POST', '/_session', { body: { name: p.mallory, password: 'wrong' } })).status).toBe(401);
   });
 
@@ -310,6 +319,7 @@ describe('authorization matrix on the CouchDB port', () => {
     const headers = who === 'user' ? userCouch() : {};
     const victim = await stored('victim');
     const app = await stored('_design/app');
+    const security = (await send(couch, 'GET', '/' + p.registryDb + '/_security', { headers: adminCouch() })).body;
     const operations: [string, string, unknown?][] = [
       ['POST', '/_replicate', { source: p.registryDb, target: 'copy' }],
       ['PUT', '/_replicator/job-' + who, { source: p.registryDb, target: 'copy' }],
@@ -326,10 +336,12 @@ describe('authorization matrix on the CouchDB port', () => {
     ];
     for (const [method, path, body] of operations) {
       const res = await send(couch, method, path, { headers, body });
-      expect([method, path, (statuses as readonly number[]).includes(res.status)]).toEqual([method, path, true]);
+      expect([method, path, (statuses as readonly number[]).includes(res.status) || couchQuirk(method, path, res)]).toEqual([method, path, true]);
     }
     expect(await stored('victim')).toEqual(victim);
     expect((await stored('_design/app'))._rev).toBe(app._rev);
+    expect((await send(couch, 'GET', '/' + p.registryDb + '/_security', { headers: adminCouch() })).body).toEqual(security);
+    expect((await send(couch, 'GET', '/copy', { headers: adminCouch() })).status).toBe(404);
   });
 
   it('as admin: the same reads are allowed', async () => {

@@ -41,8 +41,17 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
     ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}),
     ...env,
   });
-  const running = await startRegistry(config, pino({ level: process.env.TEST_LOG_LEVEL || 'silent' }));
-  const adminCouchUrl = process.env.COUCHDB_URL || running.couchUrl.replace('http://', 'http://admin:test-admin-password@');
+  const couchUrl = process.env.COUCHDB_URL;
+  // On a shared CouchDB, closed sign-up changes _users/_security for everyone: put it back at stop.
+  const usersSecurity = couchUrl && config.signup === 'closed' ? await couchJson(couchUrl, '/_users/_security') : undefined;
+  let running: RunningRegistry;
+  try {
+    running = await startRegistry(config, pino({ level: process.env.TEST_LOG_LEVEL || 'silent' }));
+  } catch (err) {
+    if (couchUrl) await removeDatabases(couchUrl, registryDb);
+    throw err;
+  }
+  const adminCouchUrl = couchUrl || running.couchUrl.replace('http://', 'http://admin:test-admin-password@');
   const proxySecret = process.env.COUCHDB_URL
     ? ((await (await fetch(new URL('/_node/_local/_config/chttpd_auth/secret', new URL(adminCouchUrl).origin), { headers: { authorization: basicAuthOf(adminCouchUrl) } })).json()) as string)
     : readFileSync(join(dataDir, 'proxy-secret'), 'utf8').trim();
@@ -81,14 +90,37 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
     },
     async stop() {
       await running.close();
-      if (process.env.COUCHDB_URL) {
-        for (const db of [registryDb, registryDb + '-tokens', registryDb + '-mirror']) {
-          await fetch(new URL('/' + db, new URL(process.env.COUCHDB_URL).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(process.env.COUCHDB_URL) } });
-        }
+      if (couchUrl) {
+        // What this registry left in CouchDB's global databases: the accounts it made (every one got
+        // a token), its continuous replication, and _users/_security; then its own databases.
+        const tokens = await couchJson(couchUrl, '/' + registryDb + '-tokens/_all_docs?include_docs=true');
+        const users = new Set<string>((tokens.rows || []).map((row: { doc?: { type?: string; user?: string } }) => (row.doc && row.doc.type === 'token' ? row.doc.user : '')).filter(Boolean));
+        for (const user of users) await removeDoc(couchUrl, '/_users/' + encodeURIComponent('org.couchdb.user:' + user));
+        await removeDoc(couchUrl, '/_replicator/registry-' + registryDb + '-from-upstream');
+        if (usersSecurity) await fetch(new URL('/_users/_security', new URL(couchUrl).origin), { method: 'PUT', headers: { authorization: basicAuthOf(couchUrl), 'content-type': 'application/json' }, body: JSON.stringify(usersSecurity) });
+        await removeDatabases(couchUrl, registryDb);
       }
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+async function couchJson(couchUrl: string, path: string): Promise<any> {
+  const response = await fetch(new URL(path, new URL(couchUrl).origin), { headers: { authorization: basicAuthOf(couchUrl), accept: 'application/json' } });
+  return response.json();
+}
+
+/** Deletes a document of a real CouchDB (as admin), if it is there. */
+export async function removeDoc(couchUrl: string, path: string): Promise<void> {
+  const doc = await couchJson(couchUrl, path);
+  if (doc && doc._rev) await fetch(new URL(path + '?rev=' + doc._rev, new URL(couchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(couchUrl) } });
+}
+
+/** Deletes the databases of a registry from a real CouchDB. */
+export async function removeDatabases(couchUrl: string, registryDb: string): Promise<void> {
+  for (const db of [registryDb, registryDb + '-tokens', registryDb + '-mirror']) {
+    await fetch(new URL('/' + db, new URL(couchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(couchUrl) } });
+  }
 }
 
 /** The Basic authorization header of the credentials in a URL. */

@@ -37,6 +37,18 @@ describe('replication CLI', () => {
     expect(summary(status)).toContain('50 here, 200 upstream');
   });
 
+  it('follows a native replication by the changes CouchDB says are pending, and ends when none are, refused documents or not', () => {
+    const couchdb = { source: 'http://up/db', state: 'running', upstream: { docCount: 200 }, local: { docCount: 150 }, changesPending: 50, docWriteFailures: 3, conflicts: 2, checkpointedSourceSeq: '120-g1AAA', lastUpdated: '2026-12-01T00:00:00Z', error: null };
+    const running = { ...feedStatus(null), feed: null, couchdb };
+    expect(syncProgress(running)?.fraction).toBe(0.75);
+    expect(syncProgress(running)?.text).toContain('50 changes pending');
+    // Caught up with 3 documents refused (a private scope): the CLI stops waiting.
+    expect(syncProgress({ ...running, couchdb: { ...couchdb, local: { docCount: 197 }, changesPending: 0 } })).toBeNull();
+    const text = summary(running);
+    expect(text).toContain('checkpoint  120-g1AAA');
+    expect(text).toContain('conflicts   2 mirrored documents');
+  });
+
   it('summarises position, lag, pending retries, shadowed and refused names, failures', () => {
     const text = summary(feedStatus({ from: 0, to: 1000, done: false, progress: 0.5 }));
     for (const part of ['mode all', 'lag         500 changes, 12 s', 'slow (attempt 2)', 'shadowed      left-pad', 'refused       @acme/x: private scope', 'broken: the upstream registry answered 500']) {
