@@ -28,11 +28,13 @@ export interface Scale {
   treeRoots: number;
   /** Packages in the generated upstream that replication ingests. */
   ingestPackages: number;
+  /** New versions published upstream, each timed until the downstream serves it. */
+  lagSamples: number;
 }
 
 export const SCALES: Record<'full' | 'smoke', Scale> = {
-  full: { typicalVersions: 50, largeVersions: 4000, largeVersionBytes: 10_000, tarballBytes: 100 * 1024, durationSeconds: 10, connections: 50, publishes: 20, treePackages: 150, treeRoots: 30, ingestPackages: 10_000 },
-  smoke: { typicalVersions: 3, largeVersions: 40, largeVersionBytes: 2_000, tarballBytes: 4 * 1024, durationSeconds: 1, connections: 5, publishes: 2, treePackages: 6, treeRoots: 2, ingestPackages: 50 },
+  full: { typicalVersions: 50, largeVersions: 4000, largeVersionBytes: 10_000, tarballBytes: 100 * 1024, durationSeconds: 10, connections: 50, publishes: 20, treePackages: 150, treeRoots: 30, ingestPackages: 10_000, lagSamples: 40 },
+  smoke: { typicalVersions: 3, largeVersions: 40, largeVersionBytes: 2_000, tarballBytes: 4 * 1024, durationSeconds: 1, connections: 5, publishes: 2, treePackages: 6, treeRoots: 2, ingestPackages: 50, lagSamples: 3 },
 };
 
 export interface Row {
@@ -229,6 +231,47 @@ export async function measureIngest(count: number): Promise<{ feed: number; nati
   }
 }
 
+/**
+ * Native replication lag: a downstream instance replicating an upstream instance's database; each
+ * sample publishes a new version of a package the downstream already holds, upstream, and times it
+ * until the downstream's packument (what `npm view` reads) names it as latest. Returns p50 and p95 in ms.
+ */
+export async function measureReplicationLag(samples: number): Promise<{ p50: number; p95: number }> {
+  const upstream = await startOurs();
+  let downstream: Awaited<ReturnType<typeof startOurs>> | undefined;
+  try {
+    const publishVersion = async (version: string) => {
+      const manifest = { name: 'lag-probe', version, description: 'replication lag probe' };
+      await publish(upstream, publishBody(manifest, await packTarball(manifest), upstream.url));
+    };
+    const served = async (version: string, deadline: number) => {
+      for (;;) {
+        const res = await fetch(downstream!.url + '/lag-probe');
+        const latest = res.ok ? ((await res.json()) as { 'dist-tags'?: { latest?: string } })['dist-tags']?.latest : undefined;
+        if (latest === version) return;
+        if (Date.now() > deadline) throw new Error('the downstream did not serve lag-probe@' + version + ' within 60 s');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    await publishVersion('1.0.0');
+    downstream = await startOurs({ REPLICATION_COUCHDB: upstream.adminCouch + '/' + upstream.db });
+    await served('1.0.0', Date.now() + 60_000);
+    const lags: number[] = [];
+    for (let i = 1; i <= samples; i++) {
+      const version = '1.0.' + i;
+      const started = Date.now();
+      await publishVersion(version);
+      await served(version, Date.now() + 60_000);
+      lags.push(Date.now() - started);
+    }
+    lags.sort((a, b) => a - b);
+    return { p50: lags[Math.floor(lags.length / 2)], p95: lags[Math.min(lags.length - 1, Math.ceil(lags.length * 0.95) - 1)] };
+  } finally {
+    await downstream?.stop();
+    await upstream.stop();
+  }
+}
+
 function peakRss(pid: number): number {
   try {
     const status = readFileSync('/proc/' + pid + '/status', 'utf8');
@@ -394,7 +437,13 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     const ingest = await measureIngest(scale.ingestPackages);
     const ingestLabel = 'Replication ingest, ' + scale.ingestPackages.toLocaleString('en-US') + ' packages';
     rows.push({ metric: ingestLabel + ', npm change feed (stand-in upstream)', unit: 'docs/s', ours: ingest.feed, peer: null, higherIsBetter: true, note: 'Verdaccio has no replication: its uplinks fetch on demand' });
-    rows.push({ metric: ingestLabel + ', native CouchDB replication (from an embedded instance)', unit: 'docs/s', ours: ingest.native, peer: null, higherIsBetter: true });
+    rows.push({ metric: ingestLabel + ', native CouchDB replication into the mirror database', unit: 'docs/s', ours: ingest.native, peer: null, higherIsBetter: true });
+    log('replication lag');
+    const lag = await measureReplicationLag(scale.lagSamples);
+    rows.push({
+      metric: 'Replication lag, publish upstream to the new version served downstream (native), p95 of ' + scale.lagSamples, unit: 'ms', ours: lag.p95, peer: null, higherIsBetter: false,
+      target: '≤ 2,000 ms', met: lag.p95 <= 2000, note: 'p50 ' + lag.p50 + ' ms; the publish itself included',
+    });
 
     for (const row of rows) {
       if (row.met !== undefined || !row.target || row.peer === null) continue;

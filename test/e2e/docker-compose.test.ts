@@ -29,3 +29,16 @@ itWithCompose('docker-compose config accepts the file and wires the registry to 
   expect(missing.code).not.toBe(0);
   expect(missing.stderr).toContain('COUCHDB_PASSWORD');
 });
+
+itWithCompose('the cluster profile: three CouchDB nodes joined by _cluster_setup, two gateways each in front of another node', async () => {
+  const env = { ...process.env, COUCHDB_PASSWORD: 'pw', COUCHDB_PROXY_SECRET: 'secret' };
+  const result = await run('docker-compose', ['-f', join(root, 'docker-compose.yml'), '--profile', 'cluster', 'config'], { cwd: root, env });
+  expect(result.code).toBe(0);
+  for (const node of ['couchdb-1', 'couchdb-2', 'couchdb-3']) expect(result.stdout).toContain('NODENAME: ' + node);
+  expect(result.stdout).toContain('COUCHDB_URL: http://admin:pw@couchdb-1:5984');
+  expect(result.stdout).toContain('COUCHDB_URL: http://admin:pw@couchdb-2:5984');
+  expect(result.stdout).toContain('cluster.ini');
+  expect(result.stdout).toContain('service_completed_successfully');
+  expect(result.stdout).toMatch(/127\.0\.0\.1:5081|published: 5081/);
+  expect(result.stdout).not.toMatch(/- 4369|- 9100|0\.0\.0\.0:5984/);
+});
