@@ -30,6 +30,16 @@ export function jsonDepth(value: unknown, limit: number): number {
   return deepest;
 }
 
+const NETWORK_CODES = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT'];
+
+/** Whether an error is CouchDB being out of reach (nano's and fetch's ways of saying it), not a fault of the request. */
+export function couchUnreachable(err: unknown): boolean {
+  const e = err as { message?: string; code?: string; cause?: { code?: string } } | null;
+  if (!e || typeof e !== 'object') return false;
+  if (typeof e.message === 'string' && e.message.startsWith('error happened in your connection')) return true;
+  return NETWORK_CODES.indexOf(String(e.code || (e.cause && e.cause.code))) !== -1;
+}
+
 export function createApp(ctx: Context): express.Express {
   const app = express();
   app.disable('x-powered-by');
@@ -96,6 +106,11 @@ export function createApp(ctx: Context): express.Express {
     }
     if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
       res.status(e.status).json({ error: e.message || 'Bad request.' });
+      return;
+    }
+    if (couchUnreachable(err)) {
+      ctx.log.warn({ err: (err as Error).message, method: req.method, url: req.originalUrl.split('?')[0] }, 'CouchDB unreachable');
+      res.status(502).json({ error: 'The registry\'s database (CouchDB) cannot be reached right now; try again shortly. Admins: check CouchDB.' });
       return;
     }
     ctx.log.error({ err, method: req.method, url: req.originalUrl.split('?')[0] }, 'request failed');

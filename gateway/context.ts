@@ -46,7 +46,8 @@ export async function getPackageDoc(db: Nano.DocumentScope<PackageDoc>, name: st
     return await db.get(name);
   } catch (err) {
     if ((err as { statusCode?: number }).statusCode === 404) return null;
-    throw err;
+    // CouchDB down or refusing: a 502 that says so, not a 500.
+    throw fromCouch(err);
   }
 }
 

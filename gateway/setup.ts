@@ -50,6 +50,10 @@ async function ensureDatabase(couch: Couch, name: string): Promise<void> {
   }
 }
 
+function ignoreStatus(err: unknown, ...statuses: number[]): void {
+  if (statuses.indexOf(couchFailure(err).statusCode) === -1) throw err;
+}
+
 async function getOrNull<T>(db: Nano.DocumentScope<T>, id: string): Promise<(T & { _rev: string }) | null> {
   try {
     return (await db.get(id)) as T & { _rev: string };
@@ -60,7 +64,7 @@ async function getOrNull<T>(db: Nano.DocumentScope<T>, id: string): Promise<(T &
 }
 
 async function putSecurity(couch: Couch, db: string, security: object): Promise<void> {
-  await couch.server.relax({ method: 'PUT', db, path: '_security', body: security });
+  await againOnConflict(() => couch.server.relax({ method: 'PUT', db, path: '_security', body: security }));
 }
 
 /**
@@ -105,7 +109,8 @@ export async function pushDesign(couch: Couch, dbName: string, design: DesignDoc
   }
   await db.insert({ ...design, _rev: live ? live._rev : undefined });
   const staging = await getOrNull(db, STAGING_ID);
-  if (staging) await db.destroy(STAGING_ID, staging._rev);
+  // Another gateway pushing the same design may have removed it already.
+  if (staging) await db.destroy(STAGING_ID, staging._rev).catch((err) => ignoreStatus(err, 404, 409));
   return true;
 }
 
@@ -135,13 +140,28 @@ async function moveMirroredPackages(couch: Couch, dbs: { local: string; mirror: 
       const [result] = (await couch.server.relax({ method: 'POST', db: dbs.mirror, path: '_bulk_docs', body: { docs: [doc], new_edits: false } })) as { error?: string; reason?: string }[];
       if (result && result.error) throw new Error('Cannot move the mirrored package "' + id + '" to ' + dbs.mirror + ': ' + result.reason);
     }
-    await couch.use(dbs.local).destroy(id, doc._rev);
+    await couch.use(dbs.local).destroy(id, doc._rev).catch((err) => ignoreStatus(err, 404)); // moved by another gateway
   }
   if (moving.length) log?.info({ packages: moving.length, to: dbs.mirror }, 'moved mirrored packages into the mirror database');
   await settings.insert({ ...live, migrated: 1 });
 }
 
-/** Creates what the registry needs in CouchDB; safe to run at every start. */
+/**
+ * Runs a set-up step again when another gateway starting at the same time wrote the same document
+ * first (409): each step reads what is there and does only what is still missing.
+ */
+async function againOnConflict<T>(step: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (couchFailure(err).statusCode !== 409 || attempt >= 10) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+    }
+  }
+}
+
+/** Creates what the registry needs in CouchDB; safe to run at every start, by several gateways at once. */
 export async function setupDatabases(couch: Couch, config: Config, log?: Logger): Promise<{ designChanged: boolean; registryId: string }> {
   const { registryDb, mirrorDb } = config;
   for (const name of ['_users', '_replicator', registryDb, mirrorDb, registryDb + '-tokens']) await ensureDatabase(couch, name);
@@ -150,17 +170,17 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   // Token hashes are for admins (the gateway) only.
   await putSecurity(couch, registryDb + '-tokens', { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
   // Token look-up by user (npm token list).
-  await couch.server.relax({ method: 'POST', db: registryDb + '-tokens', path: '_index', body: { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' } });
+  await againOnConflict(() => couch.server.relax({ method: 'POST', db: registryDb + '-tokens', path: '_index', body: { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' } }));
   // Closed sign-up holds at the database too. The embedded server lets only admins write _users
   // anyway; a real CouchDB lets anyone sign up there unless _users' members are restricted.
   if (config.couchdbUrl && config.signup === 'closed') await closeUserSignup(couch);
   const design = loadDesignDoc();
-  const designChanged = await pushDesign(couch, registryDb, design);
-  await pushDesign(couch, mirrorDb, viewsOnly(design));
-  await pushAccessDesign(couch, registryDb, loadSettingsDesign(ACCESS_OUTPUT_FILE));
+  const designChanged = await againOnConflict(() => pushDesign(couch, registryDb, design));
+  await againOnConflict(() => pushDesign(couch, mirrorDb, viewsOnly(design)));
+  await againOnConflict(() => pushAccessDesign(couch, registryDb, loadSettingsDesign(ACCESS_OUTPUT_FILE)));
   const dbs = { local: registryDb, mirror: mirrorDb };
-  const registryId = await pushMirrorDesign(couch, dbs, loadSettingsDesign(MIRROR_OUTPUT_FILE), config.replication.privateScopes);
-  await moveMirroredPackages(couch, dbs, registryId, log);
+  const registryId = await againOnConflict(() => pushMirrorDesign(couch, dbs, loadSettingsDesign(MIRROR_OUTPUT_FILE), config.replication.privateScopes));
+  await againOnConflict(() => moveMirroredPackages(couch, dbs, registryId, log));
   return { designChanged, registryId };
 }
 

@@ -80,3 +80,49 @@ it('an unpublished tarball is not served from the disk cache, on any gateway', a
   expect((await fetch(registry.localUrl + path)).status).toBe(404);
   expect(await eventually(async () => (await fetch(second.localUrl + path)).status, (s) => s === 404)).toBe(404);
 });
+
+it('several gateways starting at once on a new database all come up (set-up steps that collide are done again)', async () => {
+  const db = registry.registryDb + '-together';
+  const starts = [1, 2, 3].map((i) =>
+    startRegistry(
+      loadConfig({ PORT: '0', COUCHDB_URL: registry.adminCouchUrl, COUCHDB_PROXY_SECRET: registry.proxySecret, REGISTRY_DB: db, DATA_DIR: registry.dataDir + '/together-' + i }),
+      pino({ level: 'silent' }),
+    ),
+  );
+  const started = await Promise.allSettled(starts);
+  for (const result of started) if (result.status === 'fulfilled') await result.value.close();
+  expect(started.map((result) => (result.status === 'rejected' ? String(result.reason) : 'up'))).toEqual(['up', 'up', 'up']);
+  const design = await couchGet(registry, '/' + db + '/_design/app');
+  expect(design.status).toBe(200);
+  expect((await couchGet(registry, '/' + db + '/_design/app-staging')).status).toBe(404);
+  if (process.env.COUCHDB_URL) {
+    for (const suffix of ['', '-tokens', '-mirror']) await fetch(new URL('/' + db + suffix, new URL(registry.adminCouchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(registry.adminCouchUrl) } });
+  }
+});
+
+it('a gateway whose CouchDB is gone answers 502 saying so, not 500, and keeps running', async () => {
+  // A throw-away registry whose embedded CouchDB (or databases) the second gateway uses.
+  const first = await startTestRegistry();
+  const lonely = await startRegistry(
+    loadConfig({ PORT: '0', COUCHDB_URL: first.adminCouchUrl, COUCHDB_PROXY_SECRET: first.proxySecret, REGISTRY_DB: first.registryDb, DATA_DIR: first.dataDir + '/lonely' }),
+    pino({ level: 'silent' }),
+  );
+  try {
+    if (process.env.COUCHDB_URL) {
+      // A real CouchDB cannot be stopped from here: its databases go away instead.
+      for (const suffix of ['', '-tokens', '-mirror']) await fetch(new URL('/' + first.registryDb + suffix, new URL(first.adminCouchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(first.adminCouchUrl) } });
+    } else {
+      await first.close();
+    }
+    for (const path of ['/never-cached', '/never-cached/-/never-cached-1.0.0.tgz', '/-/v1/search?text=x']) {
+      const res = await fetch(lonely.localUrl + path);
+      expect([path, res.status >= 400 && res.status !== 500]).toEqual([path, true]);
+      const body = (await res.json()) as { error: string };
+      if (!process.env.COUCHDB_URL) expect(body.error).toContain('CouchDB');
+    }
+    expect((await fetch(lonely.localUrl + '/-/ping')).status).toBe(200);
+  } finally {
+    await lonely.close();
+    await first.stop().catch(() => undefined);
+  }
+});
