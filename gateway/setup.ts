@@ -155,7 +155,9 @@ async function againOnConflict<T>(step: () => Promise<T>): Promise<T> {
     try {
       return await step();
     } catch (err) {
-      if (couchFailure(err).statusCode !== 409 || attempt >= 10) throw err;
+      // CouchDB's Mango answers a colliding index creation with 500 "error_saving_ddoc".
+      const failure = couchFailure(err);
+      if ((failure.statusCode !== 409 && failure.error !== 'error_saving_ddoc') || attempt >= 10) throw err;
       await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
     }
   }
