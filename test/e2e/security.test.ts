@@ -147,6 +147,16 @@ describe('the CouchDB port promises what CouchDB 3.4 promises', () => {
     expect(JSON.stringify(config)).not.toContain(p.admin.password);
   });
 
+  (embedded ? it : it.skip)('an admin added through /_config is hashed with the same work factor, and can log in (embedded server)', async () => {
+    const added = await send(couch, 'PUT', '/_config/admins/second-admin', { headers: adminCouch(), raw: JSON.stringify('second-admin-password') });
+    expect(added.status).toBe(200);
+    const config = JSON.parse(readFileSync(join(p.dataDir, 'couchdb', 'config.json'), 'utf8'));
+    expect(String(config.admins['second-admin'])).toMatch(/^-pbkdf2-[0-9a-f]{40},[0-9a-f]+,(\d+)$/);
+    expect(Number(String(config.admins['second-admin']).split(',')[2])).toBeGreaterThanOrEqual(1_300_000);
+    expect((await send(couch, 'GET', '/_all_dbs', { headers: { authorization: basic('second-admin', 'second-admin-password') } })).status).toBe(200);
+    expect((await send(couch, 'GET', '/_all_dbs', { headers: { authorization: basic('second-admin', 'wrong') } })).status).toBe(401);
+  });
+
   (embedded ? it : it.skip)('the generated admin password is written to DATA_DIR only, never printed', async () => {
     expect(p.admin.password.length).toBeGreaterThan(16);
     expect(p.registry.output()).not.toContain(p.admin.password);
