@@ -1,0 +1,66 @@
+/**
+ * Admins work in Fauxton: in headless Chromium, the admin logs in on the CouchDB port's login form
+ * (CouchDB's cookie session) and sees the registry's databases; a wrong password gets no further.
+ */
+import { existsSync } from 'fs';
+import { Browser, chromium } from 'playwright-core';
+import { basicAuthOf, startTestRegistry, TestRegistry } from '../helpers/registry';
+
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const describeWithBrowser = existsSync(CHROMIUM) || process.env.CI ? describe : describe.skip;
+
+describeWithBrowser('Fauxton', () => {
+  let registry: TestRegistry;
+  let browser: Browser;
+  let admin: { name: string; password: string };
+
+  beforeAll(async () => {
+    registry = await startTestRegistry();
+    const [name, password] = Buffer.from(basicAuthOf(registry.adminCouchUrl).slice(6), 'base64').toString('utf8').split(':');
+    admin = { name, password };
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await registry?.stop();
+  });
+
+  async function logIn(password: string) {
+    const page = await browser.newPage();
+    await page.goto(registry.fauxtonUrl);
+    await page.fill('#username', admin.name);
+    await page.fill('#password', password);
+    await page.click('#submit');
+    return page;
+  }
+
+  it('the admin logs in and sees the package databases', async () => {
+    const page = await logIn(admin.password);
+    try {
+      await page.waitForSelector('text=' + registry.registryDb + '-mirror', { timeout: 15_000 });
+      const text = await page.textContent('body');
+      expect(text).toContain(registry.registryDb + '-tokens');
+      const cookies = await page.context().cookies();
+      const session = cookies.find((c) => c.name === 'AuthSession');
+      expect(session && session.httpOnly).toBe(true);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('a wrong password gets no further than the login form', async () => {
+    const page = await logIn('not-the-password');
+    try {
+      await page.waitForTimeout(1500);
+      expect(await page.$('#username')).not.toBeNull();
+      expect(await page.textContent('body')).not.toContain(registry.registryDb + '-tokens');
+      expect((await page.context().cookies()).find((c) => c.name === 'AuthSession')).toBeUndefined();
+    } finally {
+      await page.close();
+    }
+  });
+});
