@@ -1,0 +1,78 @@
+/**
+ * A data directory from before the mirror database kept mirrored packages in the registry database.
+ * The first start of this version moves them (history and tarballs included) into the mirror
+ * database, leaves the local packages where they are, and does it once.
+ */
+import pino from 'pino';
+import { loadConfig } from '../../gateway/config';
+import { RunningRegistry, startRegistry } from '../../gateway/registry';
+import { sha1, sha512 } from '../helpers/npm';
+import { basicAuthOf, couchGet, mirroredDoc, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+
+let registry: TestRegistry;
+let restarted: RunningRegistry | undefined;
+
+afterAll(async () => {
+  await restarted?.close();
+  await registry?.stop();
+});
+
+it('moves mirrored packages out of the registry database on the first start, once, and serves them as before', async () => {
+  registry = await startTestRegistry();
+  const token = await registry.signup('migrator');
+  const admin = { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' };
+  const couch = new URL(registry.adminCouchUrl).origin + '/' + registry.registryDb;
+  // A local package, published as usual.
+  const ours = Buffer.from('our tarball');
+  const publish = await registry.request('PUT', '/ours', {
+    token,
+    body: {
+      _id: 'ours', name: 'ours', 'dist-tags': { latest: '1.0.0' },
+      versions: { '1.0.0': { name: 'ours', version: '1.0.0', dist: { shasum: sha1(ours), integrity: sha512(ours), tarball: 'x' } } },
+      _attachments: { 'ours-1.0.0.tgz': { content_type: 'application/octet-stream', data: ours.toString('base64'), length: ours.length } },
+    },
+  });
+  expect(publish.status).toBe(201);
+  // Two mirrored packages as the old layout kept them: one with an upstream origin, one without any.
+  const theirs = Buffer.from('their tarball');
+  for (const [name, origin] of [['old-mirrored', 'https://old-upstream.example'], ['no-origin', undefined]] as const) {
+    const now = new Date().toISOString();
+    const doc: Record<string, unknown> = {
+      name, 'dist-tags': { latest: '1.0.0' }, maintainers: [{ name: 'someone' }], time: { created: now, modified: now, '1.0.0': now },
+      versions: { '1.0.0': { name, version: '1.0.0', dist: { shasum: sha1(theirs), integrity: sha512(theirs), tarball: 'x' } } },
+      _attachments: { [name + '-1.0.0.tgz']: { content_type: 'application/octet-stream', data: theirs.toString('base64') } },
+    };
+    if (origin) doc.origin = origin;
+    const first = await fetch(couch + '/' + name, { method: 'PUT', headers: admin, body: JSON.stringify(doc) });
+    expect(first.status).toBe(201);
+    // A second revision, so that the history has more than one entry to carry over.
+    const current = (await couchGet(registry, '/' + registry.registryDb + '/' + name)).body;
+    expect((await fetch(couch + '/' + name, { method: 'PUT', headers: admin, body: JSON.stringify({ ...current, description: 'second revision' }) })).status).toBe(201);
+  }
+  // As before this version: no migration done yet.
+  const settings = (await couchGet(registry, '/' + registry.registryDb + '/_design/mirror')).body;
+  delete settings.migrated;
+  expect((await fetch(couch + '/_design/mirror', { method: 'PUT', headers: admin, body: JSON.stringify(settings) })).status).toBe(201);
+
+  await registry.close();
+  restarted = await startRegistry(
+    loadConfig({ PORT: '0', COUCHDB_PORT: '0', DATA_DIR: registry.dataDir, REGISTRY_DB: registry.registryDb, REGISTRY_ADMIN_PASSWORD: 'test-admin-password', ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}) }),
+    pino({ level: 'silent' }),
+  );
+  const moved = { ...registry, adminCouchUrl: process.env.COUCHDB_URL || restarted.couchUrl.replace('http://', 'http://admin:test-admin-password@') };
+  for (const name of ['old-mirrored', 'no-origin']) {
+    expect((await storedDoc(moved, name)).status).toBe(404);
+    const doc = await mirroredDoc(moved, name);
+    expect(doc.status).toBe(200);
+    expect(doc.body._rev.startsWith('2-')).toBe(true);
+    expect(doc.body.description).toBe('second revision');
+    const tarball = await fetch(restarted.localUrl + '/' + name + '/-/' + name + '-1.0.0.tgz');
+    expect(Buffer.from(await tarball.arrayBuffer()).equals(theirs)).toBe(true);
+  }
+  expect((await storedDoc(moved, 'ours')).status).toBe(200);
+  expect((await (await fetch(restarted.localUrl + '/ours')).json() as { name: string }).name).toBe('ours');
+  expect((await couchGet(moved, '/' + registry.registryDb + '/_design/mirror')).body.migrated).toBe(1);
+  // Mirrored now: local users cannot publish over them.
+  const takeover = await fetch(restarted.localUrl + '/old-mirrored', { method: 'PUT', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'old-mirrored', versions: {} }) });
+  expect(takeover.status).toBe(403);
+});
