@@ -9,9 +9,11 @@ import { PackageDoc } from '../couchapp/lib/types';
 import { CachedPackument } from './cache';
 import { forbidden } from './errors';
 import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
+import { couchFailure } from './couch';
 import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from './packument';
 
 const WRITE_ATTEMPTS = 3;
+const STUB_ATTEMPTS = 8;
 
 /** Reads, changes and writes a package as `user`, re-reading when a concurrent write got there first. */
 export async function writeWithRetry(
@@ -35,6 +37,12 @@ export async function writeWithRetry(
       return written;
     } catch (err) {
       if (isConflict(err) && attempt < WRITE_ATTEMPTS) continue;
+      // On a CouchDB cluster a copy of the document may not have the previous revision's tarballs
+      // yet (internal replication is a few milliseconds behind): 412 missing_stub, worth another try.
+      if (couchFailure(err).error === 'missing_stub' && attempt < STUB_ATTEMPTS) {
+        await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+        continue;
+      }
       throw fromCouch(err);
     }
   }

@@ -361,7 +361,11 @@ export class Mirror {
         return;
       } catch (err) {
         const failure = couchFailure(err);
-        if (failure.statusCode === 409 && attempt < 5) continue;
+        // 409: changed meanwhile; 412 missing_stub: a cluster copy is a few milliseconds behind.
+        if ((failure.statusCode === 409 || failure.error === 'missing_stub') && attempt < 5) {
+          await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+          continue;
+        }
         throw new HttpError(502, 'The tarball ' + file + ' was fetched and verified but could not be stored (' + failure.reason + '). Try again.');
       }
     }
