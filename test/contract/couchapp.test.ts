@@ -112,12 +112,18 @@ describe('validate_doc_update inside CouchDB', () => {
       method: 'PUT', headers: { 'content-type': 'application/json', ...replicator }, body: JSON.stringify(mirrored),
     });
     expect(created.status).toBe(201);
-    const current = (await (await fetch(registry.couchUrl + '/' + mirrorDb + '/from-upstream')).json()) as Record<string, any>;
-    const takeover = await fetch(registry.couchUrl + '/' + mirrorDb + '/from-upstream', {
-      method: 'PUT', headers: { 'content-type': 'application/json', ...proxyHeaders(secret, 'someone', []) },
-      // Without the attachment stubs: a cluster may not have copied the tarball to every shard yet (412).
-      body: JSON.stringify({ ...current, _attachments: undefined, description: 'local change', origin: registry.registryId }),
-    });
+    const rev = ((await created.json()) as { rev: string }).rev;
+    let takeover: Response;
+    for (let attempt = 1; ; attempt++) {
+      takeover = await fetch(registry.couchUrl + '/' + mirrorDb + '/from-upstream', {
+        method: 'PUT', headers: { 'content-type': 'application/json', ...proxyHeaders(secret, 'someone', []) },
+        // Without the attachment stubs: a cluster may not have copied the tarball to every shard yet (412).
+        body: JSON.stringify({ ...mirrored, _rev: rev, _attachments: undefined, description: 'local change', origin: registry.registryId }),
+      });
+      // A cluster's copies can be a few milliseconds behind the write just made (409): ask again.
+      if (takeover.status !== 409 || attempt >= 10) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     expect(takeover.status).toBe(403);
     expect(((await takeover.json()) as { reason: string }).reason).toContain('private scope');
     // The mirror database has the views, without the publishing rules.
