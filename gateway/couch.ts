@@ -174,6 +174,17 @@ export class Couch {
     return undefined;
   }
 
+  /** The current revision of each of `ids` that has a live document in `db` (missing and deleted ones left out). */
+  async liveRevs(db: string, ids: string[]): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    if (ids.length === 0) return found;
+    const answer = (await this.server.relax({ method: 'POST', db, path: '_all_docs', body: { keys: ids } })) as {
+      rows: { key: string; value?: { rev: string; deleted?: boolean } }[];
+    };
+    for (const row of answer.rows) if (row.value && !row.value.deleted) found.set(row.key, row.value.rev);
+    return found;
+  }
+
   /** A request to CouchDB as admin, answered as a fetch Response (for streams and long polls). */
   adminFetch(path: string, init: RequestInit = {}): Promise<Response> {
     return fetch(new URL(path, this.url.origin), { ...init, headers: { accept: 'application/json', ...(init.headers as Record<string, string>), ...this.adminHeaders } });

@@ -16,3 +16,6 @@ export class Pause {
     this.wakeUp?.();
   }
 }
+
+/** Waits `ms` milliseconds (a pause nobody wakes early: between retries). */
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -14,6 +14,7 @@ import { Config } from './config';
 import { jsonEqual } from '../couchapp/validate_doc_update';
 import { DEFAULT_RULES } from '../couchapp/lib/access';
 import { Couch, couchFailure } from './couch';
+import { sleep } from './pause';
 
 export const DESIGN_NAME = 'app';
 const STAGING_ID = '_design/app-staging';
@@ -158,7 +159,7 @@ async function againOnConflict<T>(step: () => Promise<T>): Promise<T> {
       // CouchDB's Mango answers a colliding index creation with 500 "error_saving_ddoc".
       const failure = couchFailure(err);
       if ((failure.statusCode !== 409 && failure.error !== 'error_saving_ddoc') || attempt >= 10) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      await sleep(50 * attempt);
     }
   }
 }

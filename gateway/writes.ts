@@ -10,6 +10,7 @@ import { CachedPackument } from './cache';
 import { forbidden } from './errors';
 import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
 import { couchFailure } from './couch';
+import { sleep } from './pause';
 import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from './packument';
 
 const WRITE_ATTEMPTS = 3;
@@ -40,7 +41,7 @@ export async function writeWithRetry(
       // On a CouchDB cluster a copy of the document may not have the previous revision's tarballs
       // yet (internal replication is a few milliseconds behind): 412 missing_stub, worth another try.
       if (couchFailure(err).error === 'missing_stub' && attempt < STUB_ATTEMPTS) {
-        await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+        await sleep(25 * attempt);
         continue;
       }
       throw fromCouch(err);

@@ -122,10 +122,7 @@ export class NativeReplication {
   async shadowedNames(registryId: string): Promise<string[]> {
     const names = await namesByOrigin(this.couch, this.dbs.local, registryId);
     if (names.length === 0) return [];
-    const rows = ((await this.couch.server.relax({ method: 'POST', db: this.dbs.mirror, path: '_all_docs', body: { keys: names } })) as {
-      rows: { key: string; value?: { deleted?: boolean } }[];
-    }).rows;
-    return rows.filter((r) => r.value && !r.value.deleted).map((r) => r.key);
+    return [...(await this.couch.liveRevs(this.dbs.mirror, names)).keys()];
   }
 
   private async json(url: string, headers: Record<string, string> = {}): Promise<any> {

@@ -19,6 +19,7 @@ import { Couch, couchFailure, docPath, Identity } from '../gateway/couch';
 import { changedHere, Context, getPackageDoc } from '../gateway/context';
 import { HttpError } from '../gateway/errors';
 import { TARBALL_CONTENT_TYPE } from '../gateway/packument';
+import { sleep } from '../gateway/pause';
 import { SingleFlight } from '../gateway/single-flight';
 import { fetchFailure, upstreamPath } from '../gateway/upstream';
 import { warm } from '../gateway/writes';
@@ -363,7 +364,7 @@ export class Mirror {
         const failure = couchFailure(err);
         // 409: changed meanwhile; 412 missing_stub: a cluster copy is a few milliseconds behind.
         if ((failure.statusCode === 409 || failure.error === 'missing_stub') && attempt < 5) {
-          await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+          await sleep(25 * attempt);
           continue;
         }
         throw new HttpError(502, 'The tarball ' + file + ' was fetched and verified but could not be stored (' + failure.reason + '). Try again.');

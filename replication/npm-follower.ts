@@ -20,7 +20,7 @@ import Nano from 'nano';
 import { PackageDoc } from '../couchapp/lib/types';
 import { couchFailure } from '../gateway/couch';
 import { Context } from '../gateway/context';
-import { Pause } from '../gateway/pause';
+import { Pause, sleep } from '../gateway/pause';
 import { fetchFailure } from '../gateway/upstream';
 import { Mirror, mirroredDoc, revGeneration, UpstreamUnavailable } from './mirror';
 
@@ -128,7 +128,6 @@ export function listedNames(items: string[]): string[] {
   return [...names];
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class NpmFollower {
   private checkpoint!: Checkpoint;
@@ -292,8 +291,8 @@ export class NpmFollower {
       this.log.error({ err: this.lastError }, 'replication: the package list cannot be read');
       return;
     }
-    const present = await this.revsIn(this.ctx.config.mirrorDb, names);
-    const local = await this.revsIn(this.ctx.config.registryDb, names);
+    const present = await this.ctx.couch.liveRevs(this.ctx.config.mirrorDb, names);
+    const local = await this.ctx.couch.liveRevs(this.ctx.config.registryDb, names);
     const missing = names.filter((n) => !present.has(n) && !local.has(n));
     for (const name of missing) this.checkpoint.pending[name] = { attempts: 0, next: 0, reason: 'listed in REPLICATION_PACKAGES' };
   }
@@ -326,20 +325,6 @@ export class NpmFollower {
     }
   }
 
-  /** Revisions of `names` in database `db` (deleted and missing ones left out). */
-  private async revsIn(db: string, names: string[]): Promise<Map<string, string>> {
-    const found = new Map<string, string>();
-    if (names.length === 0) return found;
-    const answer = (await this.ctx.couch.server.relax({
-      method: 'POST',
-      db,
-      path: '_all_docs',
-      body: { keys: names },
-    })) as { rows: { key: string; value?: { rev: string; deleted?: boolean } }[] };
-    for (const row of answer.rows) if (row.value && !row.value.deleted) found.set(row.key, row.value.rev);
-    return found;
-  }
-
   /** Applies feed entries (the last entry of each package wins), `concurrency` packages at a time. */
   private async apply(entries: FeedEntry[]): Promise<void> {
     const latest = new Map<string, FeedEntry>();
@@ -348,8 +333,8 @@ export class NpmFollower {
       latest.set(entry.id, entry);
     }
     const names = [...latest.keys()];
-    const present = await this.revsIn(this.ctx.config.mirrorDb, names);
-    const local = await this.revsIn(this.ctx.config.registryDb, names);
+    const present = await this.ctx.couch.liveRevs(this.ctx.config.mirrorDb, names);
+    const local = await this.ctx.couch.liveRevs(this.ctx.config.registryDb, names);
     const work: Work[] = [];
     for (const [name, entry] of latest) {
       if (local.has(name)) {

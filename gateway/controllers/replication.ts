@@ -64,7 +64,7 @@ async function changesPage(ctx: Context, res: Response, db: string, since: unkno
     const feed = (await response.json()) as { results: { seq: unknown; id: string; changes: { rev: string }[]; deleted?: boolean }[]; last_seq: unknown };
     const ids = feed.results.map((change) => change.id).filter((id) => !id.startsWith('_'));
     // A mirrored package behind a local one, or a local document gone while a mirrored copy serves the name.
-    const other = await liveIds(ctx, isMirror ? ctx.config.registryDb : ctx.config.mirrorDb, ids);
+    const other = await ctx.couch.liveRevs(isMirror ? ctx.config.registryDb : ctx.config.mirrorDb, ids);
     for (const change of feed.results) {
       if (change.id.startsWith('_')) continue;
       if (isMirror && other.has(change.id)) continue;
@@ -77,13 +77,6 @@ async function changesPage(ctx: Context, res: Response, db: string, since: unkno
     position = feed.last_seq;
     if (feed.results.length < wanted || added >= limit || reads >= 10) return position;
   }
-}
-
-/** Which of `ids` have a live document in `db`. */
-async function liveIds(ctx: Context, db: string, ids: string[]): Promise<Set<string>> {
-  if (ids.length === 0) return new Set();
-  const answer = (await ctx.couch.server.relax({ method: 'POST', db, path: '_all_docs', body: { keys: ids } })) as { rows: { key: string; value?: { deleted?: boolean } }[] };
-  return new Set(answer.rows.filter((row) => row.value && !row.value.deleted).map((row) => row.key));
 }
 
 export function replicationRoutes(ctx: Context): Router {

@@ -70,8 +70,7 @@ export function searchRoutes(ctx: Context): Router {
       const local = await matching(ctx.registry, wanted, exactName);
       const mirrored = await matching(ctx.mirrored, wanted, exactName);
       // A mirrored package behind a local one of the same name is not found: the local one is.
-      const shadowed = mirrored.size ? await ctx.registry.fetch({ keys: [...mirrored.keys()] }) : { rows: [] };
-      for (const row of shadowed.rows as { key: string; value?: { deleted?: boolean } }[]) if (row.value && !row.value.deleted) mirrored.delete(row.key);
+      for (const name of (await ctx.couch.liveRevs(ctx.config.registryDb, [...mirrored.keys()])).keys()) mirrored.delete(name);
       const visible: Hit[] = [];
       for (const hit of [...local.values(), ...mirrored.values()]) if (await ctx.access.mayRead(res, hit.name)) visible.push(hit);
       const ranked = visible.sort(

@@ -21,17 +21,12 @@ export function viewRoutes(ctx: Context): Router {
       if (typeof key !== 'string') throw badRequest('Give the user as key="<name>".');
       try {
         // Both package databases; a mirrored package behind a local one of the same name is left out.
+        const local = (await ctx.registry.view(DESIGN_NAME, view, { key, limit: 10000 })).rows;
+        const mirrored = (await ctx.mirrored.view(DESIGN_NAME, view, { key, limit: 10000 })).rows;
+        const shadowed = await ctx.couch.liveRevs(ctx.config.registryDb, mirrored.map((r) => r.id));
         const rows = [];
-        const seen = new Set<string>();
-        for (const db of [ctx.registry, ctx.mirrored]) {
-          const result = await db.view(DESIGN_NAME, view, { key, limit: 10000 });
-          const shadowing = db === ctx.mirrored && result.rows.length ? await ctx.registry.fetch({ keys: result.rows.map((r) => r.id) }) : { rows: [] };
-          for (const row of shadowing.rows as { key: string; value?: { deleted?: boolean } }[]) if (row.value && !row.value.deleted) seen.add(row.key);
-          for (const r of result.rows) {
-            if (seen.has(r.id) && db === ctx.mirrored) continue;
-            seen.add(r.id);
-            if (await ctx.access.mayRead(res, r.id)) rows.push({ id: r.id, key: r.key, value: r.value });
-          }
+        for (const r of [...local, ...mirrored.filter((m) => !shadowed.has(m.id))]) {
+          if (await ctx.access.mayRead(res, r.id)) rows.push({ id: r.id, key: r.key, value: r.value });
         }
         res.json({ rows });
       } catch (err) {
