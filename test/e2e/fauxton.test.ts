@@ -2,14 +2,11 @@
  * Admins work in Fauxton: in headless Chromium, the admin logs in on the CouchDB port's login form
  * (CouchDB's cookie session) and sees the registry's databases; a wrong password gets no further.
  */
-import { existsSync } from 'fs';
-import { Browser, chromium } from 'playwright-core';
+import { Browser } from 'playwright-core';
+import { describeWithBrowser, launchChromium } from '../helpers/browser';
 import { basicAuthOf, startTestRegistry, TestRegistry } from '../helpers/registry';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const describeWithBrowser = existsSync(CHROMIUM) || process.env.CI ? describe : describe.skip;
-
-describeWithBrowser('Fauxton', () => {
+describeWithBrowser('the Fauxton tests')('Fauxton', () => {
   let registry: TestRegistry;
   let browser: Browser;
   let admin: { name: string; password: string };
@@ -18,11 +15,7 @@ describeWithBrowser('Fauxton', () => {
     registry = await startTestRegistry();
     const [name, password] = Buffer.from(basicAuthOf(registry.adminCouchUrl).slice(6), 'base64').toString('utf8').split(':');
     admin = { name, password };
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();

@@ -3,18 +3,15 @@
  * registry and polls; a real headless Chromium (Debian's, driven by playwright-core) fills the page.
  */
 import { spawn } from 'child_process';
-import { existsSync } from 'fs';
 import { Couch } from '../../gateway/couch';
 import { WEB_LOGIN_TTL_MS, WebLoginStore } from '../../gateway/weblogin';
 import { join } from 'path';
-import { Browser, chromium } from 'playwright-core';
+import { Browser } from 'playwright-core';
+import { describeWithBrowser, launchChromium } from '../helpers/browser';
 import { npmClient, NpmClient } from '../helpers/npm';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && !process.env.CI) console.warn('Chromium is not installed (' + CHROMIUM + '): skipping the web login tests');
-const describeWithBrowser = haveChromium || process.env.CI ? describe : describe.skip;
+const describeBrowser = describeWithBrowser('the web login tests');
 
 /** Starts `npm <command>` and resolves the login URL it prints, and a promise of its exit. */
 function startNpmLogin(client: NpmClient, command: 'login' | 'adduser') {
@@ -34,17 +31,13 @@ function startNpmLogin(client: NpmClient, command: 'login' | 'adduser') {
   return { url, exit, kill: () => child.kill('SIGKILL') };
 }
 
-describeWithBrowser('web login in a browser', () => {
+describeBrowser('web login in a browser', () => {
   let registry: TestRegistry;
   let browser: Browser;
 
   beforeAll(async () => {
     registry = await startTestRegistry();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
