@@ -60,7 +60,7 @@ export function userRoutes(ctx: Context): Router {
     (async () => {
       // Only logged-in users look accounts up (npm owner add; npm login sends its credentials), so
       // that nobody can list the user names of a registry.
-      const caller = requireUser(res);
+      requireUser(res);
       const { name } = pathParts(req);
       const doc = await ctx.accounts.read(name);
       if (!doc) throw notFound('There is no user "' + name + '".');

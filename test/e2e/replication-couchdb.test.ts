@@ -8,7 +8,7 @@
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient, publishWith } from '../helpers/npm';
-import { couchGet, mirroredDoc, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
 let upstream: TestRegistry;
