@@ -162,21 +162,24 @@ export class Authenticator {
     return caller ? copy(caller) : null;
   }
 
-  private async check(name: string, password: string): Promise<Caller | null> {
+  /**
+   * The account `name`: a server admin of the configuration, else a `_users` document of that name,
+   * with its roles, what binds a session cookie to its current password, and its password check.
+   */
+  private async account(name: string): Promise<{ roles: string[]; salt: string; matches(password: string): Promise<boolean> } | null> {
     const adminHash = await this.options.adminHash(name);
-    if (adminHash !== undefined) return (await adminPasswordMatches(adminHash, password)) ? { name, roles: ['_admin'] } : null;
-    const doc = await this.options.readUser(name);
-    if (!doc || doc.type !== 'user' || doc.name !== name) return null;
-    return (await userPasswordMatches(doc, password)) ? { name, roles: grantedRoles(doc) } : null;
-  }
-
-  /** The salt that binds a session cookie to the current password: a changed password ends the session. */
-  private async passwordSalt(name: string): Promise<{ salt: string; roles: string[] } | null> {
-    const adminHash = await this.options.adminHash(name);
-    if (typeof adminHash === 'string') return { salt: adminHash, roles: ['_admin'] };
+    if (adminHash !== undefined) {
+      if (typeof adminHash !== 'string') return null;
+      return { roles: ['_admin'], salt: adminHash, matches: (password) => adminPasswordMatches(adminHash, password) };
+    }
     const doc = await this.options.readUser(name);
     if (!doc || doc.type !== 'user' || doc.name !== name || typeof doc.salt !== 'string') return null;
-    return { salt: doc.salt, roles: grantedRoles(doc) };
+    return { roles: grantedRoles(doc), salt: doc.salt, matches: (password) => userPasswordMatches(doc, password) };
+  }
+
+  private async check(name: string, password: string): Promise<Caller | null> {
+    const account = await this.account(name);
+    return account && (await account.matches(password)) ? { name, roles: account.roles } : null;
   }
 
   private mac(name: string, expires: number, salt: string): string {
@@ -185,7 +188,7 @@ export class Authenticator {
 
   /** The value of the `AuthSession` cookie for a user who just logged in. */
   async cookieFor(name: string): Promise<string | null> {
-    const known = await this.passwordSalt(name);
+    const known = await this.account(name);
     if (!known) return null;
     const expires = Math.floor(Date.now() / 1000) + SESSION_SECONDS;
     return Buffer.from(name + ':' + expires + ':' + this.mac(name, expires, known.salt)).toString('base64url');
@@ -200,7 +203,8 @@ export class Authenticator {
     const expires = Number(expiresText);
     const now = Math.floor(Date.now() / 1000);
     if (expires <= now) return null;
-    const known = await this.passwordSalt(name);
+    // The salt binds the cookie to the current password: a changed password ends the session.
+    const known = await this.account(name);
     if (!known || !sameHex(mac, this.mac(name, expires, known.salt))) return null;
     return { caller: { name, roles: known.roles }, renew: expires - now < SESSION_SECONDS / 2 };
   }
