@@ -6,35 +6,8 @@
 import { buildSync } from 'esbuild';
 import { createHash } from 'crypto';
 import { mkdirSync, readdirSync, writeFileSync } from 'fs';
-import { basename, dirname, join } from 'path';
-
-export const DESIGN_ID = '_design/app';
-/** The repository root, whether this runs compiled (dist/couchapp) or from source (couchapp). */
-const ROOT = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', '..') : join(__dirname, '..');
-const SOURCE_DIR = join(ROOT, 'couchapp');
-export const OUTPUT_FILE = join(ROOT, 'dist', 'couchapp', 'design.json');
-export const ACCESS_OUTPUT_FILE = join(ROOT, 'dist', 'couchapp', 'access.json');
-export const ACCESS_ID = '_design/access';
-export const MIRROR_OUTPUT_FILE = join(ROOT, 'dist', 'couchapp', 'mirror.json');
-export const MIRROR_ID = '_design/mirror';
-
-/** The code of `_design/access`; its `rules` are the admin's, kept across pushes. */
-export interface SettingsDesignCode {
-  _id: string;
-  language: 'javascript';
-  validate_doc_update: string;
-  build_hash: string;
-}
-
-export interface DesignDoc {
-  _id: string;
-  _rev?: string;
-  language: 'javascript';
-  validate_doc_update: string;
-  views: Record<string, { map: string; reduce?: string }>;
-  /** sha256 of the compiled functions: the push skips an unchanged design. */
-  build_hash: string;
-}
+import { dirname, join } from 'path';
+import { DESIGN, DesignDoc, designId, DesignName, OUTPUT_FILES, SettingsDesignCode, SOURCE_DIR } from './design';
 
 /** Bundles `entry` and returns the source of an expression whose `.default` is the module's default export. */
 function bundle(entry: string): string {
@@ -72,24 +45,24 @@ export function buildDesignDoc(): DesignDoc {
     'newDoc, oldDoc, userCtx, secObj',
   );
   const hash = createHash('sha256').update(JSON.stringify({ validate, views })).digest('hex');
-  return { _id: DESIGN_ID, language: 'javascript', validate_doc_update: validate, views, build_hash: hash };
+  return { _id: designId(DESIGN.app), language: 'javascript', validate_doc_update: validate, views, build_hash: hash };
 }
 
 /** A design document made of one validate_doc_update whose settings are the document's own fields. */
-function buildSettingsDesign(id: string, folder: string): SettingsDesignCode {
-  const validate = wrap('newDoc, oldDoc, userCtx, secObj', join(SOURCE_DIR, folder, 'validate_doc_update.ts'), 'newDoc, oldDoc, userCtx, secObj');
+function buildSettingsDesign(name: DesignName): SettingsDesignCode {
+  const validate = wrap('newDoc, oldDoc, userCtx, secObj', join(SOURCE_DIR, name, 'validate_doc_update.ts'), 'newDoc, oldDoc, userCtx, secObj');
   const hash = createHash('sha256').update(validate).digest('hex');
-  return { _id: id, language: 'javascript', validate_doc_update: validate, build_hash: hash };
+  return { _id: designId(name), language: 'javascript', validate_doc_update: validate, build_hash: hash };
 }
 
-export const buildAccessDesign = (): SettingsDesignCode => buildSettingsDesign(ACCESS_ID, 'access');
-export const buildMirrorDesign = (): SettingsDesignCode => buildSettingsDesign(MIRROR_ID, 'mirror');
+export const buildAccessDesign = (): SettingsDesignCode => buildSettingsDesign(DESIGN.access);
+export const buildMirrorDesign = (): SettingsDesignCode => buildSettingsDesign(DESIGN.mirror);
 
 if (require.main === module) {
   const doc = buildDesignDoc();
-  mkdirSync(dirname(OUTPUT_FILE), { recursive: true });
-  writeFileSync(OUTPUT_FILE, JSON.stringify(doc, null, 1));
-  writeFileSync(ACCESS_OUTPUT_FILE, JSON.stringify(buildAccessDesign(), null, 1));
-  writeFileSync(MIRROR_OUTPUT_FILE, JSON.stringify(buildMirrorDesign(), null, 1));
-  console.log('couchapp: built ' + DESIGN_ID + ' (' + Object.keys(doc.views).length + ' views) → ' + OUTPUT_FILE);
+  mkdirSync(dirname(OUTPUT_FILES.app), { recursive: true });
+  writeFileSync(OUTPUT_FILES.app, JSON.stringify(doc, null, 1));
+  writeFileSync(OUTPUT_FILES.access, JSON.stringify(buildAccessDesign(), null, 1));
+  writeFileSync(OUTPUT_FILES.mirror, JSON.stringify(buildMirrorDesign(), null, 1));
+  console.log('couchapp: built ' + doc._id + ' (' + Object.keys(doc.views).length + ' views) → ' + OUTPUT_FILES.app);
 }

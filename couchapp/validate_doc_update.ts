@@ -6,9 +6,12 @@
  * Throwing `{forbidden: msg}` answers 403 and `{unauthorized: msg}` 401; the message reaches the npm
  * user, so it says what went wrong and what to do.
  */
-import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from './lib/names';
-import { isReplicator } from './lib/mirror';
-import { PackageDoc, SecurityObject, TIME_KEYS, UserCtx, VersionManifest } from './lib/types';
+import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from '../core/names';
+import { isReplicator } from '../core/provenance';
+import {
+  isRegistryUrl, jsonEqual, MAINTAINER_NEEDS_NAME, maintainerNames, onlyOwnStarChanged, publishedVersions, versionReusedMessage,
+} from '../core/rules';
+import { PackageDoc, SecurityObject, UserCtx, VersionManifest } from '../core/types';
 
 function forbidden(message: string): never {
   throw { forbidden: message };
@@ -22,51 +25,11 @@ function isAdmin(userCtx: UserCtx, secObj: SecurityObject | undefined): boolean 
   return (admins.roles || []).some((role) => roles.indexOf(role) !== -1);
 }
 
-/** Structural equality of JSON values. */
-export function jsonEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  const ka = Object.keys(a as object);
-  const kb = Object.keys(b as object);
-  if (ka.length !== kb.length) return false;
-  for (let i = 0; i < ka.length; i++) {
-    const k = ka[i];
-    if (!Object.prototype.hasOwnProperty.call(b, k)) return false;
-    if (!jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
-  }
-  return true;
-}
-
 /** A manifest without the fields a maintainer may change after publishing (`deprecated`). */
 function immutablePart(manifest: VersionManifest): Record<string, unknown> {
   const copy: Record<string, unknown> = {};
   for (const k of Object.keys(manifest)) if (k !== 'deprecated') copy[k] = manifest[k];
   return copy;
-}
-
-function maintainerNames(doc: PackageDoc | null): string[] {
-  const list = doc && Array.isArray(doc.maintainers) ? doc.maintainers : [];
-  return list.map((m) => (m && typeof m.name === 'string' ? m.name : ''));
-}
-
-/** True when the only change from oldDoc to newDoc is `users[user]` (a star or an unstar). */
-export function onlyOwnStarChanged(newDoc: PackageDoc, oldDoc: PackageDoc, user: string): boolean {
-  const without = (doc: PackageDoc) => {
-    const copy: Record<string, unknown> = {};
-    for (const k of Object.keys(doc)) if (k !== '_rev' && k !== '_revisions' && k !== 'users') copy[k] = doc[k];
-    const users: Record<string, boolean> = {};
-    const source = doc.users || {};
-    for (const u of Object.keys(source)) if (u !== user) users[u] = source[u];
-    copy.users = users;
-    return copy;
-  };
-  return jsonEqual(without(newDoc), without(oldDoc));
-}
-
-function publishedVersions(doc: PackageDoc | null): string[] {
-  if (!doc || !doc.time) return [];
-  return Object.keys(doc.time).filter((k) => TIME_KEYS.indexOf(k) === -1);
 }
 
 export default function validate_doc_update(
@@ -114,7 +77,7 @@ export default function validate_doc_update(
     forbidden('A package needs at least one maintainer in "maintainers".');
   }
   for (const m of newDoc.maintainers) {
-    if (!m || typeof m.name !== 'string' || !m.name) forbidden('Each maintainer needs a "name".');
+    if (!m || typeof m.name !== 'string' || !m.name) forbidden(MAINTAINER_NEEDS_NAME);
   }
   if (isNew && maintainerNames(newDoc).indexOf(user) === -1) {
     forbidden('The first publisher of a new package must be one of its maintainers.');
@@ -128,7 +91,7 @@ export default function validate_doc_update(
   if (typeof tags !== 'object' || tags === null || Array.isArray(tags)) forbidden('"dist-tags" must be an object.');
 
   if (newDoc.url !== undefined) {
-    if (typeof newDoc.url !== 'string' || !/^https?:\/\/[^\s/]+/.test(newDoc.url)) {
+    if (!isRegistryUrl(newDoc.url)) {
       forbidden('"url" of a foreign package must be the http(s) URL of the registry that hosts it.');
     }
     if (Object.keys(newDoc.versions).length > 0) {
@@ -160,10 +123,7 @@ export default function validate_doc_update(
         );
       }
     } else if (everPublished.indexOf(version) !== -1) {
-      forbidden(
-        newDoc.name + '@' + version + ' was published before and unpublished; a version number is never reused. ' +
-          'Bump the version and publish again.',
-      );
+      forbidden(versionReusedMessage(newDoc.name, version));
     }
     const dist = manifest.dist;
     if (!dist || typeof dist !== 'object') forbidden(newDoc.name + '@' + version + ' has no "dist".');

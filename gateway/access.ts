@@ -2,11 +2,11 @@
  * The access rules as the gateway applies them to reads. They are read from `_design/access` (the
  * same document whose validate_doc_update applies them to writes) and kept for a short time.
  */
-import Nano from 'nano';
 import { Response } from 'express';
-import { AccessRule, allowed, rulesProblem } from '../couchapp/lib/access';
-import { PackageDoc } from '../couchapp/lib/types';
-import { ACCESS_ID } from '../couchapp/build';
+import { AccessRule, allowed, rulesProblem } from '../core/access';
+import { PackageDoc } from '../core/types';
+import { DESIGN, designId } from '../couchapp/design';
+import { Database } from '../couchdb/client';
 import { currentUser } from './auth';
 import { forbidden, HttpError, unauthorized } from './errors';
 
@@ -15,17 +15,13 @@ const TTL_MS = 2000;
 export class AccessRules {
   private cached: { rules: AccessRule[] | null; problem: string | null; at: number } | null = null;
 
-  constructor(private readonly db: Nano.DocumentScope<PackageDoc>) {}
+  constructor(private readonly db: Database<PackageDoc>) {}
 
   private async load(): Promise<{ rules: AccessRule[] | null; problem: string | null }> {
     const now = Date.now();
     if (this.cached && now - this.cached.at < TTL_MS) return this.cached;
-    let rules: unknown;
-    try {
-      rules = ((await this.db.get(ACCESS_ID)) as unknown as { rules?: unknown }).rules;
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode !== 404) throw err;
-    }
+    const design = (await this.db.get(designId(DESIGN.access))) as { rules?: unknown } | null;
+    const rules = design ? design.rules : undefined;
     const problem = rulesProblem(rules);
     this.cached = { rules: problem ? null : (rules as AccessRule[]), problem, at: now };
     return this.cached;

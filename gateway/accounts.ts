@@ -3,8 +3,7 @@
  * check every login path uses (Basic auth, legacy login, token creation, the web login page), with
  * failed attempts throttled per user and per address.
  */
-import Nano from 'nano';
-import { Couch, couchFailure, Identity } from './couch';
+import { Couch, couchFailure, Database, Identity } from '../couchdb/client';
 import { badRequest, conflict, HttpError } from './errors';
 import { LoginThrottle } from './throttle';
 
@@ -27,13 +26,13 @@ export function userNameProblem(name: string): string | null {
 }
 
 export class Accounts {
-  private readonly users: Nano.DocumentScope<UserDoc>;
+  private readonly users: Database<UserDoc>;
 
   constructor(
     private readonly couch: Couch,
     private readonly throttle: LoginThrottle,
   ) {
-    this.users = couch.use<UserDoc>('_users');
+    this.users = couch.db<UserDoc>('_users');
   }
 
   /** The account of `name`, or null; a name that cannot be a user (`_local/x`) is never looked up. */
@@ -43,7 +42,6 @@ export class Accounts {
       return await this.users.get(USER_PREFIX + name);
     } catch (err) {
       const failure = couchFailure(err);
-      if (failure.statusCode === 404) return null;
       throw new HttpError(502, 'The registry database failed: ' + failure.reason + '. Try again later.');
     }
   }
@@ -56,7 +54,7 @@ export class Accounts {
     const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', roles: [], password };
     if (email) doc.email = email;
     try {
-      await this.users.insert(doc);
+      await this.users.put(doc);
     } catch (err) {
       if (couchFailure(err).statusCode === 409) throw conflict('The user name "' + name + '" is taken; choose another, or log in with its password.');
       throw err;

@@ -11,7 +11,7 @@ import { userRoutes } from './controllers/users';
 import { webLoginRoutes } from './controllers/weblogin';
 import { WebLoginStore } from './weblogin';
 import { viewRoutes } from './controllers/views';
-import { badRequest, HttpError } from './errors';
+import { asHttpError, badRequest } from './errors';
 
 /** Deeper JSON bodies are refused: they serve no npm request and would exhaust the stack when written. */
 export const MAX_JSON_DEPTH = 64;
@@ -73,7 +73,7 @@ export function createApp(ctx: Context): express.Express {
 
   app.use(userRoutes(ctx));
   app.use(tokenRoutes(ctx));
-  app.use(webLoginRoutes(ctx, new WebLoginStore(ctx.couch, ctx.config.registryDb + '-tokens')));
+  app.use(webLoginRoutes(ctx, new WebLoginStore(ctx.couch, ctx.config.stateDb)));
   app.use(searchRoutes(ctx));
   app.use(distTagRoutes(ctx));
   app.use(viewRoutes(ctx));
@@ -90,8 +90,9 @@ export function createApp(ctx: Context): express.Express {
       res.destroy();
       return;
     }
-    if (err instanceof HttpError) {
-      res.set(err.headers).status(err.status).json({ error: err.message });
+    const known = asHttpError(err);
+    if (known) {
+      res.set(known.headers).status(known.status).json({ error: known.message });
       return;
     }
     const e = err as { type?: string; status?: number; message?: string; limit?: number };

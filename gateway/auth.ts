@@ -5,7 +5,7 @@
  */
 import { NextFunction, Request, Response } from 'express';
 import { Accounts } from './accounts';
-import { Identity } from './couch';
+import { Identity } from '../couchdb/client';
 import { forbidden, unauthorized } from './errors';
 import { inCidr } from './throttle';
 import { TokenStore } from './tokens';

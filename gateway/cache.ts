@@ -5,7 +5,7 @@
  * that feed is followed, every change of a package drops its entry, and a read that started before
  * a change cannot store what it read.
  */
-import { SingleFlight } from './single-flight';
+import { SingleFlight } from '../lib/single-flight';
 
 /**
  * Change counters per package, shared by the caches: a read takes the package's generation before it

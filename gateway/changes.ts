@@ -8,8 +8,9 @@
  * finds nothing costs CouchDB next to nothing.
  */
 import { Logger } from 'pino';
-import { Couch, docPath } from './couch';
-import { Pause } from './pause';
+import { Couch, docPath } from '../couchdb/client';
+import { Pause } from '../lib/pause';
+import { exponential, repeat } from '../lib/retry';
 
 export const POLL_MS = 250;
 
@@ -45,26 +46,28 @@ export class ChangesFollower {
     return JSON.parse(await response.text());
   }
 
-  private async loop(): Promise<void> {
-    let delay = 500;
-    while (!this.stopped) {
-      try {
+  private loop(): Promise<void> {
+    return repeat(
+      async (healthy) => {
         let since = (await this.request('')).update_seq;
         this.onLive(true);
-        delay = 500;
+        healthy();
         while (!this.stopped) {
           const batch = await this.request('/_changes?limit=1000&since=' + encodeURIComponent(String(since)));
           for (const change of batch.results || []) this.onChange(change.id, change.changes && change.changes[0] ? change.changes[0].rev : undefined);
           since = batch.last_seq;
           if ((batch.results || []).length < 1000) await this.sleeper.for(POLL_MS);
         }
-      } catch (err) {
-        this.onLive(false);
-        if (this.stopped) return;
-        this.log.warn({ err: (err as Error).message }, 'following _changes failed; caches are off until it works again');
-        await this.sleeper.for(delay);
-        delay = Math.min(delay * 2, 10_000);
-      }
-    }
+      },
+      {
+        delay: exponential(500, 10_000),
+        stopped: () => this.stopped,
+        pause: this.sleeper,
+        onRetry: (err) => {
+          this.onLive(false);
+          this.log.warn({ err: (err as Error).message }, 'following _changes failed; caches are off until it works again');
+        },
+      },
+    );
   }
 }

@@ -1,9 +1,8 @@
 /** What every controller works with: configuration, CouchDB access, the token store and the logger. */
-import Nano from 'nano';
 import { Logger } from 'pino';
-import { PackageDoc } from '../couchapp/lib/types';
-import { Config } from './config';
-import { Couch, couchFailure } from './couch';
+import { PackageDoc } from '../core/types';
+import { Config } from '../config';
+import { Couch, couchFailure, Database } from '../couchdb/client';
 import { HttpError } from './errors';
 import { Accounts } from './accounts';
 import { AccessRules } from './access';
@@ -11,8 +10,7 @@ import { PackumentCache } from './cache';
 import { TarballCache } from './tarball-cache';
 import { TokenStore } from './tokens';
 import type { Mirror } from '../replication/mirror';
-import type { NpmFollower } from '../replication/npm-follower';
-import type { NativeReplication } from '../replication/couchdb';
+import type { Replication } from '../replication/start';
 
 export interface Context {
   config: Config;
@@ -25,27 +23,26 @@ export interface Context {
   /** The last revision this gateway wrote of each package, until the feed reports it. */
   ownWrites: Map<string, string>;
   /** The packages published here. */
-  registry: Nano.DocumentScope<PackageDoc>;
+  registry: Database<PackageDoc>;
   /** The packages mirrored from an upstream (`<db>-mirror`), read after `registry`. */
-  mirrored: Nano.DocumentScope<PackageDoc>;
+  mirrored: Database<PackageDoc>;
   /** This registry's id: the `origin` of packages published here (kept in `_design/mirror`). */
   registryId: string;
   /** Pull-through and replication state, when an upstream is configured to be mirrored. */
   mirror?: Mirror;
   /** The running replications from the upstream, for their status. */
-  replication?: { follower?: NpmFollower; native?: NativeReplication };
+  replication?: Pick<Replication, 'follower' | 'native'>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;
   log: Logger;
 }
 
 /** A document of one package database, or null when it has none (or a deleted one). */
-export async function getPackageDoc(db: Nano.DocumentScope<PackageDoc>, name: string): Promise<PackageDoc | null> {
+export async function getPackageDoc(db: Database<PackageDoc>, name: string): Promise<PackageDoc | null> {
   if (name.startsWith('_')) return null; // reserved ids (`_design/…`, `_local/…`) are never packages
   try {
     return await db.get(name);
   } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404) return null;
     // CouchDB down or refusing: a 502 that says so, not a 500.
     throw fromCouch(err);
   }

@@ -4,8 +4,7 @@
  * by every gateway.
  */
 import { createHash, randomBytes } from 'crypto';
-import Nano from 'nano';
-import { Couch } from './couch';
+import { Couch, Database } from '../couchdb/client';
 
 export interface TokenRecord {
   _id: string;
@@ -23,10 +22,10 @@ export interface TokenRecord {
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 export class TokenStore {
-  private readonly db: Nano.DocumentScope<TokenRecord>;
+  private readonly db: Database<TokenRecord>;
 
   constructor(couch: Couch, dbName: string) {
-    this.db = couch.use<TokenRecord>(dbName);
+    this.db = couch.db<TokenRecord>(dbName);
   }
 
   async create(user: string, options: { readonly?: boolean; cidr?: string[]; name?: string } = {}): Promise<{ token: string; record: TokenRecord }> {
@@ -41,36 +40,26 @@ export class TokenStore {
       preview: token.slice(0, 10),
     };
     if (options.name) record.name = options.name;
-    await this.db.insert(record);
+    await this.db.put(record);
     return { token, record };
   }
 
   async lookup(token: string): Promise<TokenRecord | null> {
-    try {
-      return await this.db.get(hashToken(token));
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return null;
-      throw err;
-    }
+    return this.db.get(hashToken(token));
   }
 
   /** The tokens of a user, newest first (a Mango query on the `user` index made at set-up). */
   async listByUser(user: string): Promise<TokenRecord[]> {
-    const result = await this.db.find({ selector: { type: 'token', user }, limit: 10000 });
-    return (result.docs as TokenRecord[]).sort((a, b) => b.created.localeCompare(a.created));
+    const docs = await this.db.find({ selector: { type: 'token', user }, limit: 10000 });
+    return docs.sort((a, b) => b.created.localeCompare(a.created));
   }
 
   /** Removes the token whose key (hash) is `key` if it belongs to `user`; true when it did. */
   async revokeKey(key: string, user: string | null): Promise<boolean> {
-    let record: TokenRecord;
-    try {
-      record = await this.db.get(key);
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return false;
-      throw err;
-    }
+    const record = await this.db.get(key);
+    if (!record) return false;
     if (record.type !== 'token' || (user !== null && record.user !== user)) return false;
-    await this.db.destroy(record._id, record._rev as string);
+    await this.db.remove(record._id, record._rev as string);
     return true;
   }
 
@@ -79,7 +68,7 @@ export class TokenStore {
     const record = await this.lookup(token);
     if (!record) return false;
     try {
-      await this.db.destroy(record._id, record._rev as string);
+      await this.db.remove(record._id, record._rev as string);
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode !== 404) throw err;
     }

@@ -1,25 +1,15 @@
 /**
  * Forwarding to registries elsewhere: the configured upstream for names unknown here (redirected, or
  * proxied with tarball URLs pointing back at this registry and tarballs streamed through), and
- * foreign packages registered here with the `url` of the registry that hosts them.
+ * foreign packages registered here with the `url` of the registry that hosts them. The upstream's
+ * HTTP client itself is `replication/upstream.ts`.
  */
 import { Readable } from 'stream';
 import { Request, Response } from 'express';
 import { HttpError } from './errors';
-import { tarballUrl } from './packument';
-import { Config } from './config';
-
-export function upstreamPath(name: string, rest: string[]): string {
-  const escaped = name.startsWith('@') ? '@' + encodeURIComponent(name.slice(1)) : encodeURIComponent(name);
-  return '/' + escaped + rest.map((part) => '/' + encodeURIComponent(part)).join('');
-}
-
-/** What went wrong with a request that got no answer: `timedOut`, and the words for it ("is unreachable (ECONNREFUSED)"). */
-export function fetchFailure(err: unknown): { timedOut: boolean; words: string } {
-  const e = err as { name?: string; message?: string; cause?: { code?: string } };
-  const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
-  return { timedOut, words: timedOut ? 'did not answer in time' : 'is unreachable (' + (e.cause?.code || e.message) + ')' };
-}
+import { tarballUrl } from '../core/packument';
+import { Config } from '../config';
+import { fetchFailure, upstreamPath } from '../replication/upstream';
 
 function unreachable(upstream: string, err: unknown): HttpError {
   const failure = fetchFailure(err);

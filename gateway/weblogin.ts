@@ -5,8 +5,7 @@
  * after the user logged in, and handed out once.
  */
 import { createHash, randomBytes } from 'crypto';
-import Nano from 'nano';
-import { Couch } from './couch';
+import { Couch, Database } from '../couchdb/client';
 
 export const WEB_LOGIN_TTL_MS = 10 * 60 * 1000;
 
@@ -25,15 +24,15 @@ export interface WebLoginSession {
 const idOf = (sid: string) => 'weblogin:' + createHash('sha256').update(sid).digest('hex');
 
 export class WebLoginStore {
-  private readonly db: Nano.DocumentScope<WebLoginSession>;
+  private readonly db: Database<WebLoginSession>;
 
   constructor(couch: Couch, dbName: string) {
-    this.db = couch.use<WebLoginSession>(dbName);
+    this.db = couch.db<WebLoginSession>(dbName);
   }
 
   async start(create: boolean, now = Date.now()): Promise<string> {
     const sid = randomBytes(24).toString('base64url');
-    await this.db.insert({
+    await this.db.put({
       _id: idOf(sid),
       type: 'weblogin',
       created: new Date(now).toISOString(),
@@ -46,28 +45,23 @@ export class WebLoginStore {
   /** The live session of `sid`, or null when unknown or expired. */
   async get(sid: string, now = Date.now()): Promise<WebLoginSession | null> {
     if (!/^[A-Za-z0-9_-]{16,64}$/.test(sid)) return null;
-    try {
-      const session = await this.db.get(idOf(sid));
-      if (session.type !== 'weblogin') return null;
-      if (Date.parse(session.expires) <= now) {
-        await this.db.destroy(session._id, session._rev as string).catch(() => undefined);
-        return null;
-      }
-      return session;
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return null;
-      throw err;
+    const session = await this.db.get(idOf(sid));
+    if (!session || session.type !== 'weblogin') return null;
+    if (Date.parse(session.expires) <= now) {
+      await this.db.remove(session._id, session._rev).catch(() => undefined);
+      return null;
     }
+    return session;
   }
 
   async complete(session: WebLoginSession, user: string): Promise<void> {
-    await this.db.insert({ ...session, user });
+    await this.db.put({ ...session, user });
   }
 
   /** Ends a completed session; true for the one caller that removed it (the token is handed out once). */
   async consume(session: WebLoginSession): Promise<boolean> {
     try {
-      await this.db.destroy(session._id, session._rev as string);
+      await this.db.remove(session._id, session._rev as string);
       return true;
     } catch (err) {
       if ([404, 409].includes((err as { statusCode?: number }).statusCode || 0)) return false;

@@ -3,15 +3,15 @@
  * concurrent write got there first. What a write makes (the served bytes of the packument, the
  * tarballs that came with it) goes into this gateway's caches at once.
  */
-import { createHash } from 'crypto';
-import { isMirrored, mirroredReason } from '../couchapp/lib/mirror';
-import { PackageDoc } from '../couchapp/lib/types';
+import { isMirrored, mirroredReason } from '../core/provenance';
+import { PackageDoc } from '../core/types';
 import { CachedPackument } from './cache';
-import { forbidden } from './errors';
+import { asHttpError, forbidden } from './errors';
 import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
-import { couchFailure } from './couch';
-import { sleep } from './pause';
-import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from './packument';
+import { couchFailure } from '../couchdb/client';
+import { md5Etag } from './digests';
+import { retry } from '../lib/retry';
+import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from '../core/packument';
 
 const WRITE_ATTEMPTS = 3;
 const STUB_ATTEMPTS = 8;
@@ -23,7 +23,7 @@ export async function writeWithRetry(
   name: string,
   change: (existing: PackageDoc | null) => PackageDoc | null,
 ): Promise<{ id: string; rev: string } | null> {
-  for (let attempt = 1; ; attempt++) {
+  const attempt = async () => {
     const existing = await readPackage(ctx, name);
     // Mirrored packages are the upstream's, in a database only replication writes: _design/mirror refuses too.
     if (existing && isMirrored(existing, ctx.registryId)) throw forbidden(mirroredReason(existing));
@@ -31,22 +31,21 @@ export async function writeWithRetry(
     if (!next) return null;
     // A package created here is marked as local; _design/mirror keeps replication off it.
     if (!existing) next.origin = ctx.registryId;
-    try {
-      const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
-      changedHere(ctx, name, written.rev);
-      warm(ctx, { ...next, _rev: written.rev });
-      return written;
-    } catch (err) {
-      if (isConflict(err) && attempt < WRITE_ATTEMPTS) continue;
-      // On a CouchDB cluster a copy of the document may not have the previous revision's tarballs
-      // yet (internal replication is a few milliseconds behind): 412 missing_stub, worth another try.
-      if (couchFailure(err).error === 'missing_stub' && attempt < STUB_ATTEMPTS) {
-        await sleep(25 * attempt);
-        continue;
-      }
-      throw fromCouch(err);
-    }
-  }
+    const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
+    changedHere(ctx, name, written.rev);
+    warm(ctx, { ...next, _rev: written.rev });
+    return written;
+  };
+  return retry(attempt, {
+    attempts: STUB_ATTEMPTS,
+    // A concurrent write got there first: read again at once. On a CouchDB cluster a copy of the
+    // document may not have the previous revision's tarballs yet (internal replication is a few
+    // milliseconds behind): 412 missing_stub, worth another try a little later.
+    retryable: (err, n) => (isConflict(err) ? n < WRITE_ATTEMPTS : couchFailure(err).error === 'missing_stub'),
+    delay: (n, err) => (isConflict(err) ? 0 : 25 * n),
+  }).catch((err) => {
+    throw asHttpError(err) || fromCouch(err);
+  });
 }
 
 /** The bytes served for a package document: both shapes, made once per revision. */
@@ -69,7 +68,6 @@ export function warm(ctx: Context, doc: PackageDoc): void {
   for (const [file, attachment] of Object.entries(doc._attachments || {})) {
     if (typeof attachment.data !== 'string') continue;
     const data = Buffer.from(attachment.data, 'base64');
-    const etag = '"' + createHash('md5').update(data).digest('base64') + '"';
-    ctx.tarballs.put(doc.name, file, ctx.tarballs.generation(doc.name), data, etag);
+    ctx.tarballs.put(doc.name, file, ctx.tarballs.generation(doc.name), data, md5Etag(data));
   }
 }

@@ -88,7 +88,7 @@ export function summary(status: any): string {
   }
   lines.push('written       ' + n(status.packagesWritten) + ' packages, ' + n(status.tarballsWritten) + ' tarballs by this gateway since it started');
   if (status.shadowed.length) lines.push('shadowed      ' + status.shadowed.join(', ') + '  (local packages; the upstream\'s are refused)');
-  const other = status.refused.filter((r: { reason: string }) => !r.reason.startsWith('shadowed'));
+  const other = status.refused.filter((r: { kind: string }) => r.kind !== 'shadowed');
   for (const r of other.slice(0, 10)) lines.push('refused       ' + r.name + ': ' + r.reason);
   for (const f of status.failures.slice(-5)) lines.push('failure       ' + f.at + ' ' + f.name + ': ' + f.reason);
   return lines.join('\n');

@@ -9,8 +9,8 @@
  */
 import { createHmac } from 'crypto';
 import { Logger } from 'pino';
-import { inPrivateScope, REPLICATOR_ROLE } from '../couchapp/lib/mirror';
-import { Couch, couchFailure, docPath } from '../gateway/couch';
+import { inPrivateScope, REPLICATOR_ROLE } from '../core/provenance';
+import { Couch, couchFailure, docPath } from '../couchdb/client';
 import { namesByOrigin, REPLICATOR } from './mirror';
 
 /** Design documents (and other `_` ids) stay where they are. */
@@ -65,15 +65,10 @@ export class NativeReplication {
   private async ensureUser(): Promise<string> {
     const password = replicatorPassword(this.proxySecret);
     if (await this.couch.checkPassword(REPLICATOR.name, password)) return password;
-    const users = this.couch.use<Record<string, unknown>>('_users');
+    const users = this.couch.db<Record<string, unknown>>('_users');
     const id = 'org.couchdb.user:' + REPLICATOR.name;
-    let rev: string | undefined;
-    try {
-      rev = ((await users.get(id)) as { _rev: string })._rev;
-    } catch (err) {
-      if (couchFailure(err).statusCode !== 404) throw err;
-    }
-    await users.insert({ _id: id, _rev: rev, name: REPLICATOR.name, type: 'user', roles: [REPLICATOR_ROLE], password } as Record<string, unknown>);
+    const existing = await users.get(id);
+    await users.put({ _id: id, _rev: existing ? existing._rev : undefined, name: REPLICATOR.name, type: 'user', roles: [REPLICATOR_ROLE], password });
     return password;
   }
 
@@ -95,20 +90,15 @@ export class NativeReplication {
       continuous: true,
       selector: NO_DESIGN_DOCS,
     };
-    const db = this.couch.use<Record<string, unknown>>('_replicator');
-    let live: Record<string, unknown> | null = null;
-    try {
-      live = (await db.get(this.docId)) as Record<string, unknown>;
-    } catch (err) {
-      if (couchFailure(err).statusCode !== 404) throw err;
-    }
+    const db = this.couch.db<Record<string, unknown>>('_replicator');
+    const live = await db.get(this.docId);
     if (live) {
       // CouchDB shows credentials in the URLs redacted; compare what can be compared.
       const same = sameEndpoint(live.source, wanted.source) && sameEndpoint(live.target, wanted.target) && JSON.stringify(live.selector) === JSON.stringify(wanted.selector);
       if (same && live._replication_state !== 'error' && live._replication_state !== 'failed') return;
-      await db.destroy(this.docId, live._rev as string);
+      await db.remove(this.docId, live._rev);
     }
-    await db.insert(wanted);
+    await db.put(wanted);
     this.log.info({ source: withoutCredentials(this.source) }, 'replication: continuous CouchDB replication set up');
   }
 
@@ -152,7 +142,8 @@ export class NativeReplication {
       error: null,
     };
     try {
-      const doc = (await this.couch.use<Record<string, any>>('_replicator').get(this.docId)) as Record<string, any>;
+      const doc = await this.couch.db<Record<string, any>>('_replicator').get(this.docId);
+      if (!doc) throw Object.assign(new Error('missing'), { statusCode: 404, reason: 'missing' });
       result.state = doc._replication_state || 'running';
       if (doc._replication_state_reason) result.error = String(doc._replication_state_reason);
       if (doc._replication_state_time) result.lastUpdated = String(doc._replication_state_time);
@@ -164,9 +155,10 @@ export class NativeReplication {
       result.error = couchFailure(err).reason;
     }
     try {
-      const response = await this.couch.adminFetch('/_scheduler/docs/_replicator/' + encodeURIComponent(this.docId));
-      if (response.ok) {
-        const job = (await response.json()) as { state?: string; info?: Record<string, any> | null; last_updated?: string };
+      const job = await this.couch
+        .request<{ state?: string; info?: Record<string, any> | null; last_updated?: string }>('GET', '/_scheduler/docs/_replicator/' + encodeURIComponent(this.docId))
+        .catch(() => null);
+      if (job) {
         if (job.state) result.state = job.state;
         if (job.last_updated) result.lastUpdated = job.last_updated;
         const info = job.info || {};
@@ -176,17 +168,14 @@ export class NativeReplication {
         if (info.checkpointed_source_seq !== undefined) result.checkpointedSourceSeq = info.checkpointed_source_seq;
         if (typeof info.error === 'string') result.error = info.error;
         else if (job.state === 'running' || job.state === 'pending') result.error = null;
-      } else {
-        await response.body?.cancel();
       }
-      const tasks = await this.couch.adminFetch('/_active_tasks');
-      if (tasks.ok) {
-        const list = (await tasks.json()) as { type?: string; doc_id?: string; changes_pending?: number; checkpointed_source_seq?: unknown }[];
+      const list = await this.couch
+        .request<{ type?: string; doc_id?: string; changes_pending?: number; checkpointed_source_seq?: unknown }[]>('GET', '/_active_tasks')
+        .catch(() => null);
+      if (list) {
         const task = Array.isArray(list) ? list.find((t) => t.type === 'replication' && t.doc_id === this.docId) : undefined;
         if (task && typeof task.changes_pending === 'number') result.changesPending = task.changes_pending;
         if (task && task.checkpointed_source_seq !== undefined) result.checkpointedSourceSeq = task.checkpointed_source_seq;
-      } else {
-        await tasks.body?.cancel();
       }
     } catch {
       /* reported as unknown */
@@ -200,9 +189,9 @@ export class NativeReplication {
     // CouchDB 3.4 reports no pending count for a replication with a selector: it is counted here then.
     if (result.changesPending === null && result.upstream.updateSeq !== null) await this.countPending(result);
     try {
-      const response = await this.couch.adminFetch(docPath(this.dbs.mirror));
-      result.local.docCount = ((await response.json()) as { doc_count?: number }).doc_count ?? null;
-      const conflicts = (await this.couch.server.relax({ db: this.dbs.mirror, path: '_design/app/_view/conflicts', qs: { limit: 0 } })) as { total_rows?: number };
+      const mirror = this.couch.db(this.dbs.mirror);
+      result.local.docCount = (await this.couch.request<{ doc_count?: number }>('GET', docPath(this.dbs.mirror))).doc_count ?? null;
+      const conflicts = await mirror.view('conflicts', { limit: 0 });
       result.conflicts = typeof conflicts.total_rows === 'number' ? conflicts.total_rows : null;
     } catch {
       /* reported as unknown */
@@ -228,7 +217,7 @@ export class NativeReplication {
           wanted[change.id] = change.changes.map((c) => c.rev);
         }
         if (Object.keys(wanted).length) {
-          const missing = (await this.couch.server.relax({ method: 'POST', db: this.dbs.mirror, path: '_revs_diff', body: wanted })) as Record<string, unknown>;
+          const missing = await this.couch.db(this.dbs.mirror).request<Record<string, unknown>>('POST', '_revs_diff', wanted);
           pending += Object.keys(missing).length;
         }
         since = feed.last_seq;

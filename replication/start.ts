@@ -1,23 +1,31 @@
 /** Starts what the configuration asks for: pull-through, the feed follower, the native replication. */
-import { Logger } from 'pino';
-import { Context } from '../gateway/context';
 import { NativeReplication, withoutCredentials } from './couchdb';
-import { Mirror } from './mirror';
-import { NpmFollower } from './npm-follower';
+import { NpmFollower } from './feed/follower';
+import { Mirror, MirrorHost } from './mirror';
 
-export async function startReplication(ctx: Context, proxySecret: string, log: Logger): Promise<{ stop(): Promise<void> }> {
-  const { config } = ctx;
+export interface Replication {
+  /** Pull-through and storage of mirrored packages, when an npm upstream is configured. */
+  mirror?: Mirror;
+  /** The change-feed follower, when a feed is configured. */
+  follower?: NpmFollower;
+  /** The continuous replication from a CouchDB upstream, when one is configured. */
+  native?: NativeReplication;
+  stop(): Promise<void>;
+}
+
+export async function startReplication(host: MirrorHost, proxySecret: string): Promise<Replication> {
+  const { config, couch, log } = host;
   const settings = config.replication;
+  const mirror = config.upstreamRegistry ? new Mirror(host, config.upstreamRegistry) : undefined;
   let follower: NpmFollower | undefined;
   let native: NativeReplication | undefined;
-  if (config.upstreamRegistry) ctx.mirror = new Mirror(ctx, config.upstreamRegistry);
-  if (settings.feed && ctx.mirror) {
-    follower = new NpmFollower(ctx, ctx.mirror, log);
+  if (settings.feed && mirror) {
+    follower = new NpmFollower(couch, config, mirror, log);
     follower.start();
     log.info({ feed: settings.feed, mode: settings.mode }, 'replication: following the npm change feed');
   }
   if (settings.couchdb) {
-    native = new NativeReplication(ctx.couch, proxySecret, { local: config.registryDb, mirror: config.mirrorDb }, settings.couchdb, settings.privateScopes, log);
+    native = new NativeReplication(couch, proxySecret, { local: config.registryDb, mirror: config.mirrorDb }, settings.couchdb, settings.privateScopes, log);
     try {
       await native.ensure();
     } catch (err) {
@@ -26,6 +34,5 @@ export async function startReplication(ctx: Context, proxySecret: string, log: L
       throw new Error('Cannot set up replication from ' + withoutCredentials(settings.couchdb) + ': ' + (err as Error).message);
     }
   }
-  ctx.replication = { follower, native };
-  return { stop: async () => void (await follower?.stop()) };
+  return { mirror, follower, native, stop: async () => void (await follower?.stop()) };
 }

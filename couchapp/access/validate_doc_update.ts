@@ -3,10 +3,10 @@
  * (`this.rules`, editable by admins in Fauxton) hold for every write, also straight to CouchDB.
  * A star needs no publish right. Invalid rules refuse every non-admin write until an admin fixes them.
  */
-import { allowed, rulesProblem, AccessRule } from '../lib/access';
-import { isReplicator } from '../lib/mirror';
-import { PackageDoc, UserCtx } from '../lib/types';
-import { onlyOwnStarChanged } from '../validate_doc_update';
+import { allowed, rulesProblem, AccessRule } from '../../core/access';
+import { isReplicator } from '../../core/provenance';
+import { PackageDoc, UserCtx } from '../../core/types';
+import { onlyOwnStarChanged } from '../../core/rules';
 
 export default function validate_access(
   this: { rules?: unknown },

@@ -12,8 +12,8 @@
  *   the mirrored copy of the same name stays behind it (the defence against dependency confusion).
  *   What local users create is marked as published here.
  */
-import { inPrivateScope, isReplicator, MirrorSettings, mirroredReason, shadowedReason } from '../lib/mirror';
-import { PackageDoc, UserCtx } from '../lib/types';
+import { inPrivateScope, isReplicator, MirrorSettings, mirroredReason, shadowedReason } from '../../core/provenance';
+import { PackageDoc, UserCtx } from '../../core/types';
 
 export default function validate_mirror(
   this: MirrorSettings,

@@ -1,5 +1,5 @@
 /** Packages by maintainer name: key the user name, value the package name. */
-import { PackageDoc } from '../lib/types';
+import { PackageDoc } from '../../core/types';
 import { Emit } from './types';
 
 export default function byMaintainer(doc: PackageDoc, emit: Emit): void {

@@ -1,5 +1,5 @@
 /** Documents with conflicting revisions (only replication writes the mirror database, so these are the upstream's). */
-import { PackageDoc } from '../lib/types';
+import { PackageDoc } from '../../core/types';
 import { Emit } from './types';
 
 export default function conflicts(doc: PackageDoc & { _conflicts?: string[] }, emit: Emit): void {

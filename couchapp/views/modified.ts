@@ -1,5 +1,5 @@
 /** Packages by last modification time (ISO string): `?startkey="<time>"` lists what changed since. */
-import { PackageDoc } from '../lib/types';
+import { PackageDoc } from '../../core/types';
 import { Emit } from './types';
 
 export default function modified(doc: PackageDoc, emit: Emit): void {

@@ -3,12 +3,9 @@
  * the value says where the term came from (0 exact name, 1 name part, 2 keyword, 3 description) so the
  * search can rank without reading documents.
  */
-import { PackageDoc } from '../lib/types';
+import { PackageDoc } from '../../core/types';
+import { terms } from '../../core/search';
 import { Emit } from './types';
-
-export function terms(text: string): string[] {
-  return text.toLowerCase().split(/[^a-z0-9@]+/).filter((t) => t.length > 1 && t.length <= 64);
-}
 
 export default function search(doc: PackageDoc, emit: Emit): void {
   if (!doc || typeof doc.name !== 'string' || !doc.versions || Object.keys(doc.versions).length === 0) return;

@@ -1,5 +1,5 @@
 /** Stars: key the user who starred, value the package name (what `npm stars` prints). */
-import { PackageDoc } from '../lib/types';
+import { PackageDoc } from '../../core/types';
 import { Emit } from './types';
 
 export default function starredByUser(doc: PackageDoc, emit: Emit): void {

@@ -1,12 +1,12 @@
 /** `npm dist-tag ls/add/rm`: `/-/package/<name>/dist-tags[/<tag>]`. */
 import { Request, Response, Router } from 'express';
-import { distTagProblem } from '../../couchapp/lib/names';
-import { PackageDoc } from '../../couchapp/lib/types';
+import { distTagProblem } from '../../core/names';
+import { PackageDoc } from '../../core/types';
 import { requireWriter } from '../auth';
 import { Context, readPackage } from '../context';
 import { writeWithRetry } from '../writes';
 import { badRequest, forbidden, HttpError, notFound } from '../errors';
-import { isTombstone } from '../packument';
+import { isTombstone } from '../../core/packument';
 import { decodeSegment } from '../paths';
 
 const PATH = /^\/-\/package\/(.+)\/dist-tags(?:\/([^/]+))?\/?$/;

@@ -1,24 +1,29 @@
 /**
  * The package area of the npm API: packuments (full and abbreviated), single versions, tarballs,
- * publish, metadata updates (deprecate, owner, star, unpublish of a version) and unpublish.
+ * publish, metadata updates (deprecate, owner, star, unpublish of a version) and unpublish. The
+ * routes are the table at the end (`PACKAGE_ROUTES`); each handler gets the package name and the
+ * named parts of the rest of the path.
  */
-import { Request, Response, Router } from 'express';
-import { PackageDoc } from '../../couchapp/lib/types';
-import { requireUser, requireWriter } from '../auth';
 import { createReadStream } from 'fs';
-import { isMirrored } from '../../couchapp/lib/mirror';
-import { CachedPackument } from '../cache';
-import { CachedTarball } from '../tarball-cache';
-import { Context, readPackage } from '../context';
-import { docPath } from '../couch';
-import { servedBytes, writeWithRetry } from '../writes';
-import { badRequest, conflict, HttpError, notFound } from '../errors';
-import { parsePackagePath } from '../paths';
-import { forwardToUpstream, postToUpstream, upstreamPath } from '../upstream';
+import { Request, Response, Router } from 'express';
 import {
   applyForeign, applyPublish, applyUpdate, assertValidName, fullPackument, isForeign, isTombstone,
   resolveVersion, tarballUrl, tombstone, withoutTarball,
-} from '../packument';
+} from '../../core/packument';
+import { isMirrored } from '../../core/provenance';
+import { PackageDoc } from '../../core/types';
+import { docPath } from '../../couchdb/client';
+import { upstreamPath } from '../../replication/upstream';
+import { requireUser, requireWriter } from '../auth';
+import { CachedPackument } from '../cache';
+import { Context, readPackage } from '../context';
+import { checkDigests } from '../digests';
+import { badRequest, conflict, HttpError, notFound } from '../errors';
+import { answeredNotModified, IMMUTABLE, REVALIDATE } from '../http-cache';
+import { parsePackagePath } from '../paths';
+import { CachedTarball } from '../tarball-cache';
+import { forwardToUpstream, postToUpstream } from '../upstream';
+import { servedBytes, writeWithRetry } from '../writes';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
@@ -63,14 +68,9 @@ async function loadForRead(ctx: Context, req: Request, res: Response, name: stri
 }
 
 /** Sends JSON with an ETag; answers 304 when the client already has it. */
-function sendJson(req: Request, res: Response, body: unknown, etag: string, contentType = 'application/json'): void {
-  res.setHeader('ETag', etag);
-  res.setHeader('Cache-Control', 'max-age=0, must-revalidate');
-  if (req.headers['if-none-match'] === etag) {
-    res.status(304).end();
-    return;
-  }
-  res.type(contentType).send(JSON.stringify(body));
+function sendJson(req: Request, res: Response, body: unknown, etag: string): void {
+  if (answeredNotModified(req, res, etag, REVALIDATE)) return;
+  res.type('application/json').send(JSON.stringify(body));
 }
 
 /** Whether an update takes versions or dist-tags away (unpublish, retag): such writes must carry a revision. */
@@ -93,12 +93,7 @@ export function packageRoutes(ctx: Context): Router {
     const abbreviated = String(req.headers.accept || '').includes(ABBREVIATED);
     const etag = '"' + entry.rev + (abbreviated ? '-a"' : '-f"');
     res.setHeader('Vary', 'Accept');
-    res.setHeader('ETag', etag);
-    res.setHeader('Cache-Control', 'max-age=0, must-revalidate');
-    if (req.headers['if-none-match'] === etag) {
-      res.status(304).end();
-      return;
-    }
+    if (answeredNotModified(req, res, etag, REVALIDATE)) return;
     const body = abbreviated ? entry.abbreviated : entry.full;
     res.setHeader('Content-Type', abbreviated ? ABBREVIATED : 'application/json');
     res.setHeader('Content-Length', body.length);
@@ -183,7 +178,7 @@ export function packageRoutes(ctx: Context): Router {
       if (value !== undefined) res.setHeader(header, value);
     }
     res.setHeader('Content-Type', 'application/octet-stream');
-    res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
+    res.setHeader('Cache-Control', IMMUTABLE);
     if (req.method === 'HEAD' || upstream.statusCode === 304) {
       upstream.resume();
       res.end();
@@ -206,13 +201,8 @@ export function packageRoutes(ctx: Context): Router {
   }
 
   function sendTarballFile(req: Request, res: Response, cached: CachedTarball): void {
-    res.setHeader('ETag', cached.etag);
     res.setHeader('Content-Type', 'application/octet-stream');
-    res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
-    if (req.headers['if-none-match'] === cached.etag) {
-      res.status(304).end();
-      return;
-    }
+    if (answeredNotModified(req, res, cached.etag, IMMUTABLE)) return;
     res.setHeader('Content-Length', cached.size);
     if (req.method === 'HEAD') {
       res.end();
@@ -238,7 +228,7 @@ export function packageRoutes(ctx: Context): Router {
     const isPublish = !rev && body._attachments !== undefined;
     if (isPublish) {
       const result = await writeWithRetry(ctx, user, name, (existing) =>
-        applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl }),
+        applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests }),
       );
       ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}), repeated: !result }, 'published');
       res.status(201).json({ ok: true, success: true, id: name, rev: result?.rev });
@@ -287,27 +277,48 @@ export function packageRoutes(ctx: Context): Router {
       .catch(next);
   });
 
+  const routes: PackageRoute[] = [
+    { methods: ['GET', 'HEAD'], rest: [], handle: (req, res, name) => getPackument(req, res, name) },
+    { methods: ['GET', 'HEAD'], rest: [':spec'], handle: (req, res, name, p) => getVersion(req, res, name, p.spec) },
+    { methods: ['GET', 'HEAD'], rest: ['-', ':file'], handle: (req, res, name, p) => getTarball(req, res, name, p.file) },
+    { methods: ['PUT'], rest: [], handle: (req, res, name) => put(req, res, name, undefined) },
+    { methods: ['PUT'], rest: ['-rev', ':rev'], handle: (req, res, name, p) => put(req, res, name, p.rev) },
+    { methods: ['DELETE'], rest: ['-rev', ':rev'], handle: (_req, res, name, p) => unpublishAll(res, name, p.rev) },
+    { methods: ['DELETE'], rest: ['-', ':file', '-rev', ':rev'], handle: (_req, res, name, p) => deleteTarball(res, name, p.file) },
+    { methods: ['DELETE'], rest: ['-', ':file'], handle: (_req, res, name, p) => deleteTarball(res, name, p.file) },
+  ];
+
   router.all('*', (req, res, next) => {
     const parsed = parsePackagePath(req.path);
     if (!parsed || parsed.name.startsWith('-') || parsed.name.startsWith('_')) return next();
-    const { name, rest } = parsed;
-    const method = req.method;
-    let handled: Promise<void> | undefined;
-    if (method === 'GET' || method === 'HEAD') {
-      if (rest.length === 0) handled = getPackument(req, res, name);
-      else if (rest.length === 1) handled = getVersion(req, res, name, rest[0]);
-      else if (rest.length === 2 && rest[0] === '-') handled = getTarball(req, res, name, rest[1]);
-    } else if (method === 'PUT') {
-      if (rest.length === 0) handled = put(req, res, name, undefined);
-      else if (rest.length === 2 && rest[0] === '-rev') handled = put(req, res, name, rest[1]);
-    } else if (method === 'DELETE') {
-      if (rest.length === 2 && rest[0] === '-rev') handled = unpublishAll(res, name, rest[1]);
-      else if (rest.length === 4 && rest[0] === '-' && rest[2] === '-rev') handled = deleteTarball(res, name, rest[1]);
-      else if (rest.length === 2 && rest[0] === '-') handled = deleteTarball(res, name, rest[1]);
+    for (const route of routes) {
+      if (!route.methods.includes(req.method)) continue;
+      const params = matchRest(route.rest, parsed.rest);
+      if (params) return void route.handle(req, res, parsed.name, params).catch(next);
     }
-    if (!handled) return next();
-    handled.catch(next);
+    next();
   });
 
   return router;
+}
+
+/**
+ * A route of the package area: the methods, and the path after the package name as segments, where
+ * `:x` takes any one segment as the parameter `x`.
+ */
+interface PackageRoute {
+  methods: string[];
+  rest: string[];
+  handle(req: Request, res: Response, name: string, params: Record<string, string>): Promise<void>;
+}
+
+/** The parameters when `rest` (decoded segments after the name) fits `pattern`, else null. */
+export function matchRest(pattern: string[], rest: string[]): Record<string, string> | null {
+  if (pattern.length !== rest.length) return null;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    if (pattern[i].startsWith(':')) params[pattern[i].slice(1)] = rest[i];
+    else if (pattern[i] !== rest[i]) return null;
+  }
+  return params;
 }

@@ -6,10 +6,11 @@
  *   follow it. Packages the caller may not read are left out.
  */
 import { Response, Router } from 'express';
-import { shadowedReason } from '../../couchapp/lib/mirror';
+import { shadowedReason } from '../../core/provenance';
 import { requireUser } from '../auth';
 import { Context } from '../context';
-import { docPath } from '../couch';
+import { docPath } from '../../couchdb/client';
+import type { Refusal } from '../../replication/mirror';
 import { badRequest, HttpError } from '../errors';
 
 const MAX_LIMIT = 10_000;
@@ -119,11 +120,11 @@ export function replicationRoutes(ctx: Context): Router {
 export async function replicationStatus(ctx: Context): Promise<Record<string, unknown>> {
   const mirror = ctx.mirror;
   const replication = ctx.replication;
-  const refused = new Map<string, string>(mirror ? mirror.stats.refused : []);
+  const refused = new Map<string, Refusal>(mirror ? mirror.stats.refused : []);
   const native = replication?.native ? await replication.native.status() : null;
   if (replication?.native) {
     for (const name of await replication.native.shadowedNames(ctx.registryId)) {
-      if (!refused.has(name)) refused.set(name, shadowedReason(name));
+      if (!refused.has(name)) refused.set(name, { kind: 'shadowed', reason: shadowedReason(name) });
     }
   }
   return {
@@ -136,8 +137,8 @@ export async function replicationStatus(ctx: Context): Promise<Record<string, un
     couchdb: native,
     packagesWritten: mirror ? mirror.stats.packagesWritten : 0,
     tarballsWritten: mirror ? mirror.stats.tarballsWritten : 0,
-    shadowed: [...refused].filter(([, reason]) => reason.startsWith('shadowed')).map(([name]) => name).sort(),
-    refused: [...refused].map(([name, reason]) => ({ name, reason })),
+    shadowed: [...refused].filter(([, refusal]) => refusal.kind === 'shadowed').map(([name]) => name).sort(),
+    refused: [...refused].map(([name, refusal]) => ({ name, kind: refusal.kind, reason: refusal.reason })),
     failures: mirror ? mirror.stats.failures : [],
   };
 }

@@ -5,12 +5,11 @@
  * packages rank by where their terms matched, an exact name first.
  */
 import { Router } from 'express';
-import Nano from 'nano';
-import { PackageDoc, Person } from '../../couchapp/lib/types';
-import { terms } from '../../couchapp/views/search';
+import { terms } from '../../core/search';
+import { PackageDoc, Person } from '../../core/types';
+import { Database } from '../../couchdb/client';
 import { Context, fromCouch } from '../context';
 import { badRequest } from '../errors';
-import { DESIGN_NAME } from '../setup';
 
 const MAX_SIZE = 250;
 
@@ -26,14 +25,14 @@ interface Hit {
 }
 
 /** The packages of one database matching every search word (as a prefix of a term), with their rank. */
-async function matching(db: Nano.DocumentScope<PackageDoc>, wanted: string[], exactName: string | null): Promise<Map<string, Hit>> {
+async function matching(db: Database<PackageDoc>, wanted: string[], exactName: string | null): Promise<Map<string, Hit>> {
   let hits: Map<string, Hit> | null = null;
   for (const word of wanted) {
     const parts = word.startsWith('@') || word.includes('/') ? [word] : terms(word).length ? terms(word) : [word];
     for (const term of parts) {
       let rows;
       try {
-        rows = (await db.view<number>(DESIGN_NAME, 'search', { startkey: term, endkey: term + '\ufff0', limit: 5000 })).rows;
+        rows = (await db.view<number>('search', { startkey: term, endkey: term + '\ufff0', limit: 5000 })).rows;
       } catch (err) {
         throw fromCouch(err);
       }
@@ -81,8 +80,7 @@ export function searchRoutes(ctx: Context): Router {
       for (const db of [ctx.registry, ctx.mirrored]) {
         const keys = page.map((h) => h.name).filter((name) => !docs.has(name));
         if (keys.length === 0) break;
-        const answer = await db.fetch({ keys });
-        for (const row of answer.rows as { key: string; doc?: PackageDoc }[]) if (row.doc) docs.set(row.key, row.doc);
+        for (const [name, doc] of await db.getMany(keys)) docs.set(name, doc);
       }
       const objects = [];
       for (let i = 0; i < page.length; i++) {

@@ -1,6 +1,5 @@
 /** Read-only views of the registry for the npm CLI (`npm stars` reads `/-/_view/starredByUser`), over both package databases. */
 import { Router } from 'express';
-import { DESIGN_NAME } from '../setup';
 import { Context, fromCouch } from '../context';
 import { badRequest } from '../errors';
 
@@ -21,8 +20,8 @@ export function viewRoutes(ctx: Context): Router {
       if (typeof key !== 'string') throw badRequest('Give the user as key="<name>".');
       try {
         // Both package databases; a mirrored package behind a local one of the same name is left out.
-        const local = (await ctx.registry.view(DESIGN_NAME, view, { key, limit: 10000 })).rows;
-        const mirrored = (await ctx.mirrored.view(DESIGN_NAME, view, { key, limit: 10000 })).rows;
+        const local = (await ctx.registry.view(view, { key, limit: 10000 })).rows;
+        const mirrored = (await ctx.mirrored.view(view, { key, limit: 10000 })).rows;
         const shadowed = await ctx.couch.liveRevs(ctx.config.registryDb, mirrored.map((r) => r.id));
         const rows = [];
         for (const r of [...local, ...mirrored.filter((m) => !shadowed.has(m.id))]) {

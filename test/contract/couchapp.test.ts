@@ -4,8 +4,8 @@
  * and pushing an unchanged design is a no-op.
  */
 import { proxyHeaders } from '../../couchdb/proxy-auth';
-import { Couch } from '../../gateway/couch';
-import { loadDesignDoc, pushDesign } from '../../gateway/setup';
+import { Couch } from '../../couchdb/client';
+import { loadDesignDoc, pushDesign } from '../../server/setup';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 import { manifest, tarballOf } from '../unit/fixtures';
 
@@ -76,7 +76,7 @@ describe('validate_doc_update inside CouchDB', () => {
   it('the gateway\'s writes reach validate_doc_update as the user, not as admin', async () => {
     const couch = new Couch(registry.adminCouchUrl, secret);
     await couch.putAs({ name: 'alice', roles: [] }, registry.registryDb, newPackage('via-gateway', '1.0.0', 'alice'));
-    const current = (await couch.use(registry.registryDb).get('via-gateway')) as any;
+    const current = (await couch.db(registry.registryDb).get('via-gateway')) as any;
     const refused = await couch.putAs({ name: 'mallory', roles: [] }, registry.registryDb, { ...current, description: 'mine now' }).catch((e) => e);
     expect(refused.statusCode).toBe(403);
     expect(refused.reason).toContain('not a maintainer');
@@ -145,9 +145,9 @@ describe('validate_doc_update inside CouchDB', () => {
     const design = loadDesignDoc();
     const changed = { ...design, build_hash: design.build_hash + '-changed', views: { ...design.views, extra: { map: 'function (doc) { emit(doc._id, null); }' } } };
     expect(await pushDesign(couch, registry.registryDb, changed)).toBe(true);
-    const staging = await couch.use(registry.registryDb).get('_design/app-staging').catch((e) => e.statusCode);
-    expect(staging).toBe(404);
-    const live = (await couch.use(registry.registryDb).get('_design/app')) as any;
+    const staging = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_design/app-staging');
+    expect(staging.status).toBe(404);
+    const live = (await couch.db(registry.registryDb).get('_design/app')) as any;
     expect(Object.keys(live.views)).toContain('extra');
     expect(await pushDesign(couch, registry.registryDb, design)).toBe(true);
   });

@@ -4,7 +4,7 @@
  * writes made straight to it.
  */
 import { readFileSync } from 'fs';
-import { Couch } from '../../gateway/couch';
+import { Couch } from '../../couchdb/client';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
 import { basicAuthOf, couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 import { manifest, tarballOf } from '../unit/fixtures';

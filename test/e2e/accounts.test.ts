@@ -3,8 +3,8 @@
  * it has none.
  */
 import pino from 'pino';
-import { loadConfig } from '../../gateway/config';
-import { startRegistry } from '../../gateway/registry';
+import { loadConfig } from '../../config';
+import { startRegistry } from '../../server/registry';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 

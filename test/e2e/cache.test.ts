@@ -4,8 +4,8 @@
  * show as soon as the change feed brings them, and an unpublished tarball is not served from disk.
  */
 import pino from 'pino';
-import { loadConfig } from '../../gateway/config';
-import { RunningRegistry, startRegistry } from '../../gateway/registry';
+import { loadConfig } from '../../config';
+import { RunningRegistry, startRegistry } from '../../server/registry';
 import { sha1, sha512 } from '../helpers/npm';
 import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 

@@ -57,7 +57,7 @@ afterAll(async () => {
   if (process.env.COUCHDB_URL) {
     const u = new URL(process.env.COUCHDB_URL);
     const auth = 'Basic ' + Buffer.from(decodeURIComponent(u.username) + ':' + decodeURIComponent(u.password)).toString('base64');
-    for (const db of [registryDb, registryDb + '-tokens', registryDb + '-mirror']) await fetch(u.origin + '/' + db, { method: 'DELETE', headers: { authorization: auth } });
+    for (const db of [registryDb, registryDb + '-tokens', registryDb + '-mirror', registryDb + '-state']) await fetch(u.origin + '/' + db, { method: 'DELETE', headers: { authorization: auth } });
   }
   rmSync(dataDir, { recursive: true, force: true });
 });

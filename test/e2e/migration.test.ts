@@ -4,8 +4,8 @@
  * database, leaves the local packages where they are, and does it once.
  */
 import pino from 'pino';
-import { loadConfig } from '../../gateway/config';
-import { RunningRegistry, startRegistry } from '../../gateway/registry';
+import { loadConfig } from '../../config';
+import { RunningRegistry, startRegistry } from '../../server/registry';
 import { sha1, sha512 } from '../helpers/npm';
 import { basicAuthOf, couchGet, mirroredDoc, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 

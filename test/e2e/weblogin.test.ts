@@ -3,7 +3,7 @@
  * registry and polls; a real headless Chromium (Debian's, driven by playwright-core) fills the page.
  */
 import { spawn } from 'child_process';
-import { Couch } from '../../gateway/couch';
+import { Couch } from '../../couchdb/client';
 import { WEB_LOGIN_TTL_MS, WebLoginStore } from '../../gateway/weblogin';
 import { join } from 'path';
 import { Browser } from 'playwright-core';
@@ -107,7 +107,7 @@ describe('web login sessions', () => {
   it('expire after their time to live', async () => {
     const registry = await startTestRegistry();
     try {
-      const store = new WebLoginStore(new Couch(registry.adminCouchUrl, registry.proxySecret), registry.registryDb + '-tokens');
+      const store = new WebLoginStore(new Couch(registry.adminCouchUrl, registry.proxySecret), registry.registryDb + '-state');
       const now = Date.now();
       const sid = await store.start(false, now);
       expect(await store.get(sid, now + 1000)).not.toBeNull();

@@ -1,8 +1,8 @@
-/** The registry as a separate process (`node dist/gateway/main.js`), for tests that kill it. */
+/** The registry as a separate process (`node dist/server/main.js`), for tests that kill it. */
 import { ChildProcess, spawn } from 'child_process';
 import { join } from 'path';
 
-const MAIN = join(__dirname, '..', '..', 'dist', 'gateway', 'main.js');
+const MAIN = join(__dirname, '..', '..', 'dist', 'server', 'main.js');
 
 export interface RegistryProcess {
   child: ChildProcess;

@@ -6,8 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import pino from 'pino';
-import { loadConfig } from '../../gateway/config';
-import { RunningRegistry, startRegistry } from '../../gateway/registry';
+import { loadConfig } from '../../config';
+import { RunningRegistry, startRegistry } from '../../server/registry';
 
 export interface TestRegistry extends RunningRegistry {
   dataDir: string;
@@ -118,7 +118,7 @@ export async function removeDoc(couchUrl: string, path: string): Promise<void> {
 
 /** Deletes the databases of a registry from a real CouchDB. */
 export async function removeDatabases(couchUrl: string, registryDb: string): Promise<void> {
-  for (const db of [registryDb, registryDb + '-tokens', registryDb + '-mirror']) {
+  for (const db of [registryDb, registryDb + '-tokens', registryDb + '-mirror', registryDb + '-state']) {
     await fetch(new URL('/' + db, new URL(couchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(couchUrl) } });
   }
 }

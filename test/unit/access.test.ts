@@ -1,4 +1,4 @@
-import { allowed, patternMatches, rulesProblem, AccessRule } from '../../couchapp/lib/access';
+import { allowed, patternMatches, rulesProblem, AccessRule } from '../../core/access';
 import validateAccess from '../../couchapp/access/validate_doc_update';
 import { packageDoc } from './fixtures';
 

@@ -1,5 +1,5 @@
 import { createHash } from 'crypto';
-import { PackageDoc, VersionManifest } from '../../couchapp/lib/types';
+import { PackageDoc, VersionManifest } from '../../core/types';
 
 export function tarballOf(name: string, version: string): Buffer {
   return Buffer.from('tarball of ' + name + '@' + version);

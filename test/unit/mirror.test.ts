@@ -1,10 +1,12 @@
 import validateMirror from '../../couchapp/mirror/validate_doc_update';
 import validateApp from '../../couchapp/validate_doc_update';
-import { inPrivateScope, parseScopes, REPLICATOR_ROLE } from '../../couchapp/lib/mirror';
-import { PackageDoc } from '../../couchapp/lib/types';
-import { expectedIntegrity, mirroredDoc, revGeneration } from '../../replication/mirror';
+import { inPrivateScope, parseScopes, REPLICATOR_ROLE } from '../../core/provenance';
+import { PackageDoc } from '../../core/types';
+import { mirroredDoc, revGeneration } from '../../core/mirrored';
+import { expectedIntegrity } from '../../replication/mirror';
 import ssri from 'ssri';
-import { listedNames, namesFromLockfile, seqNumber } from '../../replication/npm-follower';
+import { listedNames } from '../../replication/feed/follower';
+import { namesFromLockfile, seqNumber } from '../../replication/feed/planner';
 import { clone, packageDoc, tarballOf } from './fixtures';
 import { createHash } from 'crypto';
 import { mkdtempSync, writeFileSync } from 'fs';

@@ -1,4 +1,4 @@
-import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from '../../couchapp/lib/names';
+import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from '../../core/names';
 
 describe('package names', () => {
   it.each(['lodash', 'left-pad', '@acme/widget', 'a.b_c-d', 'x'])('accepts %s', (name) => {

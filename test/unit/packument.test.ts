@@ -1,5 +1,6 @@
-import { abbreviatedPackument, applyPublish, applyUpdate, fullPackument, tombstone, withoutTarball } from '../../gateway/packument';
-import { HttpError } from '../../gateway/errors';
+import { abbreviatedPackument, applyPublish, applyUpdate, fullPackument, tombstone, withoutTarball } from '../../core/packument';
+import { asHttpError } from '../../gateway/errors';
+import { checkDigests } from '../../gateway/digests';
 import { createHash } from 'crypto';
 import { manifest, packageDoc, tarballOf } from './fixtures';
 import { parsePackagePath } from '../../gateway/paths';
@@ -23,13 +24,13 @@ function statusOf(fn: () => unknown): number | string {
     fn();
     return 'ok';
   } catch (e) {
-    return e instanceof HttpError ? e.status : String(e);
+    return asHttpError(e)?.status ?? String(e);
   }
 }
 
 describe('publish', () => {
   it('creates a document with maintainer, _npmUser, times and the tarball attachment', () => {
-    const doc = applyPublish(null, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice', email: 'a@x' }, now, baseUrl: base })!;
+    const doc = applyPublish(null, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice', email: 'a@x' }, now, baseUrl: base, checkDigests })!;
     expect(doc.maintainers).toEqual([{ name: 'alice', email: 'a@x' }]);
     expect(doc.versions['1.0.0']._npmUser).toEqual({ name: 'alice', email: 'a@x' });
     expect(doc.versions['1.0.0'].dist.tarball).toBe(base + '/pkg/-/pkg-1.0.0.tgz');
@@ -43,19 +44,19 @@ describe('publish', () => {
     const wrongIntegrity = body('pkg', '1.0.0');
     wrongIntegrity._attachments['pkg-1.0.0.tgz'].data = Buffer.from('other bytes').toString('base64');
     wrongIntegrity._attachments['pkg-1.0.0.tgz'].length = 11;
-    expect(statusOf(() => applyPublish(null, { name: 'pkg', body: wrongIntegrity, user: { name: 'a' }, now, baseUrl: base }))).toBe(400);
+    expect(statusOf(() => applyPublish(null, { name: 'pkg', body: wrongIntegrity, user: { name: 'a' }, now, baseUrl: base, checkDigests }))).toBe(400);
     const wrongShasum = body('pkg', '1.0.0');
     wrongShasum.versions['1.0.0'].dist.shasum = '0'.repeat(40);
-    expect(statusOf(() => applyPublish(null, { name: 'pkg', body: wrongShasum, user: { name: 'a' }, now, baseUrl: base }))).toBe(400);
+    expect(statusOf(() => applyPublish(null, { name: 'pkg', body: wrongShasum, user: { name: 'a' }, now, baseUrl: base, checkDigests }))).toBe(400);
   });
 
   it('refuses bodies without tarball, for another name, or with stray attachments', () => {
     const noTarball = { ...body('pkg', '1.0.0'), _attachments: {} };
-    expect(statusOf(() => applyPublish(null, { name: 'pkg', body: noTarball, user: { name: 'a' }, now, baseUrl: base }))).toBe(400);
-    expect(statusOf(() => applyPublish(null, { name: 'other', body: body('pkg', '1.0.0'), user: { name: 'a' }, now, baseUrl: base }))).toBe(400);
+    expect(statusOf(() => applyPublish(null, { name: 'pkg', body: noTarball, user: { name: 'a' }, now, baseUrl: base, checkDigests }))).toBe(400);
+    expect(statusOf(() => applyPublish(null, { name: 'other', body: body('pkg', '1.0.0'), user: { name: 'a' }, now, baseUrl: base, checkDigests }))).toBe(400);
     const stray = body('pkg', '1.0.0');
     (stray._attachments as Record<string, unknown>)['x.tgz'] = { data: 'AAAA' };
-    expect(statusOf(() => applyPublish(null, { name: 'pkg', body: stray, user: { name: 'a' }, now, baseUrl: base }))).toBe(400);
+    expect(statusOf(() => applyPublish(null, { name: 'pkg', body: stray, user: { name: 'a' }, now, baseUrl: base, checkDigests }))).toBe(400);
   });
 
   it('refuses to publish over an existing or unpublished version with 403', () => {
@@ -64,18 +65,18 @@ describe('publish', () => {
     const changed = body('pkg', '1.0.0');
     changed._attachments['pkg-1.0.0.tgz'] = { content_type: 'application/octet-stream', data: otherBytes.toString('base64'), length: otherBytes.length };
     changed.versions['1.0.0'].dist = { ...changed.versions['1.0.0'].dist, integrity: 'sha512-' + createHash('sha512').update(otherBytes).digest('base64'), shasum: createHash('sha1').update(otherBytes).digest('hex') };
-    expect(statusOf(() => applyPublish(existing, { name: 'pkg', body: changed, user: { name: 'alice' }, now, baseUrl: base }))).toBe(403);
+    expect(statusOf(() => applyPublish(existing, { name: 'pkg', body: changed, user: { name: 'alice' }, now, baseUrl: base, checkDigests }))).toBe(403);
     const tomb = tombstone(existing, { name: 'alice' }, now);
-    expect(statusOf(() => applyPublish(tomb, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice' }, now, baseUrl: base }))).toBe(403);
+    expect(statusOf(() => applyPublish(tomb, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice' }, now, baseUrl: base, checkDigests }))).toBe(403);
   });
 
   it('an identical retry of a stored publish changes nothing (the lost answer case), also next to a new version', () => {
     const existing = packageDoc('pkg', ['1.0.0']);
-    expect(applyPublish(existing, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice' }, now, baseUrl: base })).toBeNull();
+    expect(applyPublish(existing, { name: 'pkg', body: body('pkg', '1.0.0'), user: { name: 'alice' }, now, baseUrl: base, checkDigests })).toBeNull();
     const both = body('pkg', '1.1.0');
     both.versions['1.0.0'] = manifest('pkg', '1.0.0');
     (both._attachments as Record<string, unknown>)['pkg-1.0.0.tgz'] = body('pkg', '1.0.0')._attachments['pkg-1.0.0.tgz'];
-    const doc = applyPublish(existing, { name: 'pkg', body: both, user: { name: 'alice' }, now, baseUrl: base });
+    const doc = applyPublish(existing, { name: 'pkg', body: both, user: { name: 'alice' }, now, baseUrl: base, checkDigests });
     expect(Object.keys(doc!.versions)).toEqual(['1.0.0', '1.1.0']);
     expect(doc!.time['1.0.0']).toBe('2026-01-01T00:00:00.000Z');
     expect(doc!._attachments!['pkg-1.0.0.tgz']).toMatchObject({ stub: true });
@@ -83,7 +84,7 @@ describe('publish', () => {
 
   it('adds a version next to the existing ones, keeping their tarballs as stubs', () => {
     const existing = packageDoc('pkg', ['1.0.0']);
-    const doc = applyPublish(existing, { name: 'pkg', body: body('pkg', '1.1.0', { 'dist-tags': { next: '1.1.0' } }), user: { name: 'alice' }, now, baseUrl: base })!;
+    const doc = applyPublish(existing, { name: 'pkg', body: body('pkg', '1.1.0', { 'dist-tags': { next: '1.1.0' } }), user: { name: 'alice' }, now, baseUrl: base, checkDigests })!;
     expect(Object.keys(doc.versions)).toEqual(['1.0.0', '1.1.0']);
     expect(doc['dist-tags']).toEqual({ latest: '1.0.0', next: '1.1.0' });
     expect(doc._attachments!['pkg-1.0.0.tgz']).toMatchObject({ stub: true, digest: 'md5-1.0.0' });

@@ -14,7 +14,7 @@ const feedStatus = (initialSync: object | null, lag = 500) => ({
   packagesWritten: 480,
   tarballsWritten: 3,
   shadowed: ['left-pad'],
-  refused: [{ name: 'left-pad', reason: 'shadowed: ...' }, { name: '@acme/x', reason: 'private scope: ...' }],
+  refused: [{ name: 'left-pad', kind: 'shadowed', reason: 'shadowed: ...' }, { name: '@acme/x', kind: 'refused', reason: 'private scope: ...' }],
   failures: [{ at: '2026-11-21T00:00:00Z', name: 'broken', reason: 'the upstream registry answered 500' }],
 });
 

@@ -1,5 +1,5 @@
 import validate from '../../couchapp/validate_doc_update';
-import { PackageDoc } from '../../couchapp/lib/types';
+import { PackageDoc } from '../../core/types';
 import { clone, manifest, packageDoc } from './fixtures';
 
 const alice = { name: 'alice', roles: [] };

@@ -1,15 +1,18 @@
 /**
  * The registry's domain, apart from HTTP and storage: what a publish or an update does to a package
- * document, and the shapes served to clients (full and abbreviated packuments). Pure functions.
+ * document, and the shapes served to clients (full and abbreviated packuments). Pure functions
+ * without Node APIs; what goes wrong is a domain error (`errors.ts`).
  */
-import { createHash } from 'crypto';
 import semver from 'semver';
-import ssri from 'ssri';
-import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from '../couchapp/lib/names';
-import { AttachmentStub, PackageDoc, Person, TIME_KEYS, UnpublishedInfo, VersionManifest } from '../couchapp/lib/types';
-import { badRequest, forbidden, HttpError } from './errors';
+import { invalid, refused } from './errors';
+import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from './names';
+import {
+  hostedElsewhereMessage, isForeign, isRegistryUrl, isTombstone, keptAttachments, MAINTAINER_NEEDS_NAME, maintainerOf,
+  publishedVersions, TARBALL_CONTENT_TYPE, versionReusedMessage,
+} from './rules';
+import { AttachmentStub, PackageDoc, Person, UnpublishedInfo, VersionManifest } from './types';
 
-export const TARBALL_CONTENT_TYPE = 'application/octet-stream';
+export { isForeign, isTombstone, TARBALL_CONTENT_TYPE };
 
 /** Fields of a version kept in the abbreviated ("corgi") packument, as the public registry keeps them. */
 const ABBREVIATED_FIELDS = [
@@ -25,32 +28,27 @@ export function tarballUrl(baseUrl: string, name: string, version: string): stri
   return baseUrl + '/' + name + '/-/' + tarballFileName(name, version);
 }
 
-/** A package hosted by another registry, registered here with that registry's `url`. */
-export function isForeign(doc: PackageDoc): boolean {
-  return typeof doc.url === 'string' && Object.keys(doc.versions || {}).length === 0 && !isTombstone(doc);
-}
-
 /**
  * Registers (or updates) a foreign package: `{name, maintainers, url, description?, keywords?}`.
  * Requests for it are redirected to `url`, the registry that hosts it.
  */
 export function applyForeign(existing: PackageDoc | null, name: string, body: Record<string, unknown>, now: string): PackageDoc {
-  if (body.name !== name) throw badRequest('The body is for "' + String(body.name) + '" but was sent to "' + name + '".');
+  if (body.name !== name) throw invalid('The body is for "' + String(body.name) + '" but was sent to "' + name + '".');
   const nameProblem = packageNameProblem(name, !existing);
-  if (nameProblem) throw badRequest('Invalid package name "' + name + '": ' + nameProblem + '.');
-  if (typeof body.url !== 'string' || !/^https?:\/\/[^\s/]+/.test(body.url)) {
-    throw badRequest('"url" must be the http(s) URL of the registry that hosts "' + name + '".');
+  if (nameProblem) throw invalid('Invalid package name "' + name + '": ' + nameProblem + '.');
+  if (!isRegistryUrl(body.url)) {
+    throw invalid('"url" must be the http(s) URL of the registry that hosts "' + name + '".');
   }
   if (!Array.isArray(body.maintainers) || body.maintainers.length === 0) {
-    throw badRequest('"maintainers" must list at least one user who may change this entry.');
+    throw invalid('"maintainers" must list at least one user who may change this entry.');
   }
   const maintainers = body.maintainers.map((m) => {
-    const person = typeof m === 'string' ? { name: m } : m;
-    if (!isObject(person) || typeof person.name !== 'string' || !person.name) throw badRequest('Each maintainer needs a "name".');
-    return personOf(person as { name: string; email?: string });
+    const person = maintainerOf(m);
+    if (!person) throw invalid(MAINTAINER_NEEDS_NAME);
+    return person;
   });
   if (existing && !isTombstone(existing) && Object.keys(existing.versions).length > 0) {
-    throw forbidden('"' + name + '" is published in this registry; it cannot become a foreign package.');
+    throw refused('"' + name + '" is published in this registry; it cannot become a foreign package.');
   }
   const doc: PackageDoc = {
     ...(existing || {}),
@@ -67,10 +65,6 @@ export function applyForeign(existing: PackageDoc | null, name: string, body: Re
   if (typeof body.description === 'string') doc.description = body.description;
   if (Array.isArray(body.keywords)) doc.keywords = body.keywords.filter((k): k is string => typeof k === 'string');
   return doc;
-}
-
-export function isTombstone(doc: PackageDoc): boolean {
-  return !!doc.time && typeof doc.time.unpublished === 'object' && Object.keys(doc.versions || {}).length === 0;
 }
 
 function withTarballUrls(doc: PackageDoc, baseUrl: string): Record<string, VersionManifest> {
@@ -130,12 +124,25 @@ export interface PublishBody {
   [key: string]: unknown;
 }
 
+/**
+ * Checks a tarball (base64) against the digests of its manifest and says which one it fails, or null.
+ * Hashing needs the platform's crypto, so the caller supplies it (the gateway: `gateway/digests.ts`).
+ */
+export type DigestCheck = (data: string, dist: { integrity: string; shasum: string }) => 'integrity' | 'shasum' | null;
+
 export interface PublishInput {
   name: string;
   body: PublishBody;
   user: { name: string; email?: string };
   now: string;
   baseUrl: string;
+  checkDigests: DigestCheck;
+}
+
+/** The number of bytes that base64 `data` decodes to. */
+function decodedLength(data: string): number {
+  const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
+  return Math.floor((data.length * 3) / 4) - padding;
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
@@ -145,63 +152,55 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
  * Checks an npm publish body and returns, per new version, its manifest and decoded tarball, verified
  * against `dist.integrity` and `dist.shasum`. Throws a 400 naming the first problem.
  */
-export function parsePublish(input: PublishInput): { version: string; manifest: VersionManifest; tarball: Buffer; file: string }[] {
+export function parsePublish(input: PublishInput): { version: string; manifest: VersionManifest; data: string; file: string }[] {
   const { name, body } = input;
-  if (!isObject(body)) throw badRequest('The publish body must be a JSON object.');
+  if (!isObject(body)) throw invalid('The publish body must be a JSON object.');
   if (body.name !== name || (body._id !== undefined && body._id !== name)) {
-    throw badRequest('The body is for "' + String(body.name) + '" but was sent to "' + name + '".');
+    throw invalid('The body is for "' + String(body.name) + '" but was sent to "' + name + '".');
   }
   if (!isObject(body.versions) || Object.keys(body.versions).length === 0) {
-    throw badRequest('The publish body has no "versions": publish with `npm publish`.');
+    throw invalid('The publish body has no "versions": publish with `npm publish`.');
   }
   if (!isObject(body._attachments) || Object.keys(body._attachments).length === 0) {
-    throw badRequest('The publish body has no tarball in "_attachments": publish with `npm publish`.');
+    throw invalid('The publish body has no tarball in "_attachments": publish with `npm publish`.');
   }
-  if (body['dist-tags'] !== undefined && !isObject(body['dist-tags'])) throw badRequest('"dist-tags" must be an object.');
+  if (body['dist-tags'] !== undefined && !isObject(body['dist-tags'])) throw invalid('"dist-tags" must be an object.');
   const attachments = body._attachments as Record<string, unknown>;
   const versions = body.versions as Record<string, unknown>;
   const result = [];
   const used = new Set<string>();
   for (const version of Object.keys(versions)) {
     const manifest = versions[version];
-    if (!isVersion(version)) throw badRequest('"' + version + '" is not a valid semver version.');
-    if (!isObject(manifest)) throw badRequest('The manifest of ' + version + ' must be an object.');
+    if (!isVersion(version)) throw invalid('"' + version + '" is not a valid semver version.');
+    if (!isObject(manifest)) throw invalid('The manifest of ' + version + ' must be an object.');
     if (manifest.name !== name || manifest.version !== version) {
-      throw badRequest('The manifest of ' + version + ' must have name "' + name + '" and version "' + version + '".');
+      throw invalid('The manifest of ' + version + ' must have name "' + name + '" and version "' + version + '".');
     }
     const dist = manifest.dist;
     if (!isObject(dist) || typeof dist.integrity !== 'string' || typeof dist.shasum !== 'string') {
-      throw badRequest(name + '@' + version + ' needs "dist.integrity" and "dist.shasum".');
+      throw invalid(name + '@' + version + ' needs "dist.integrity" and "dist.shasum".');
     }
     const file = tarballFileName(name, version);
     const key = Object.keys(attachments).find((k) => k === file || k === name + '-' + version + '.tgz');
     const attachment = key ? attachments[key] : undefined;
     if (!key || !isObject(attachment) || typeof attachment.data !== 'string') {
-      throw badRequest('The tarball of ' + name + '@' + version + ' is missing: "_attachments" needs "' + file + '" with base64 "data".');
+      throw invalid('The tarball of ' + name + '@' + version + ' is missing: "_attachments" needs "' + file + '" with base64 "data".');
     }
     used.add(key);
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(attachment.data)) throw badRequest('The tarball data of ' + version + ' is not base64.');
-    const tarball = Buffer.from(attachment.data, 'base64');
-    if (tarball.length === 0) throw badRequest('The tarball of ' + name + '@' + version + ' is empty.');
-    if (typeof attachment.length === 'number' && attachment.length !== tarball.length) {
-      throw badRequest('The tarball of ' + version + ' is ' + tarball.length + ' bytes but "length" says ' + attachment.length + '.');
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(attachment.data)) throw invalid('The tarball data of ' + version + ' is not base64.');
+    const length = decodedLength(attachment.data);
+    if (length === 0) throw invalid('The tarball of ' + name + '@' + version + ' is empty.');
+    if (typeof attachment.length === 'number' && attachment.length !== length) {
+      throw invalid('The tarball of ' + version + ' is ' + length + ' bytes but "length" says ' + attachment.length + '.');
     }
-    let integrityOk = false;
-    try {
-      integrityOk = !!ssri.checkData(tarball, dist.integrity as string);
-    } catch {
-      integrityOk = false;
+    const mismatch = input.checkDigests(attachment.data, { integrity: dist.integrity, shasum: dist.shasum });
+    if (mismatch) {
+      throw invalid('The tarball of ' + name + '@' + version + ' does not match its "dist.' + mismatch + '"; pack and publish it again.');
     }
-    if (!integrityOk) {
-      throw badRequest('The tarball of ' + name + '@' + version + ' does not match its "dist.integrity"; pack and publish it again.');
-    }
-    if (createHash('sha1').update(tarball).digest('hex') !== dist.shasum) {
-      throw badRequest('The tarball of ' + name + '@' + version + ' does not match its "dist.shasum"; pack and publish it again.');
-    }
-    result.push({ version, manifest: manifest as unknown as VersionManifest, tarball, file });
+    result.push({ version, manifest: manifest as unknown as VersionManifest, data: attachment.data, file });
   }
   const stray = Object.keys(attachments).filter((k) => !used.has(k));
-  if (stray.length) throw badRequest('"_attachments" holds files of no version in "versions": ' + stray.join(', ') + '.');
+  if (stray.length) throw invalid('"_attachments" holds files of no version in "versions": ' + stray.join(', ') + '.');
   return result;
 }
 
@@ -218,9 +217,9 @@ function isSameRelease(doc: PackageDoc, version: string, manifest: VersionManife
 export function applyPublish(existing: PackageDoc | null, input: PublishInput): PackageDoc | null {
   const { name, body, user, now, baseUrl } = input;
   const nameProblem = packageNameProblem(name, !existing);
-  if (nameProblem) throw badRequest('Invalid package name "' + name + '": ' + nameProblem + '.');
+  if (nameProblem) throw invalid('Invalid package name "' + name + '": ' + nameProblem + '.');
   if (existing && isForeign(existing)) {
-    throw forbidden('"' + name + '" is registered as hosted at ' + String(existing.url) + '; publish it there, or have a maintainer remove this entry with `npm unpublish ' + name + ' --force`.');
+    throw refused(hostedElsewhereMessage(name, existing.url));
   }
   const parsed = parsePublish(input);
   const doc: PackageDoc = existing
@@ -229,16 +228,13 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
   if (existing && isTombstone(existing)) delete doc.time.unpublished;
   const attachments: Record<string, AttachmentStub> = {};
   for (const [file, stub] of Object.entries(existing?._attachments || {})) attachments[file] = { ...stub, stub: true };
-  const published = Object.keys(doc.time).filter((k) => TIME_KEYS.indexOf(k) === -1);
+  const published = publishedVersions(doc);
   const fresh = parsed.filter(({ version, manifest, file }) => !(existing && isSameRelease(existing, version, manifest, file)));
   // A retry of a publish that was stored but whose answer was lost changes nothing, and succeeds.
   if (fresh.length === 0) return null;
-  for (const { version, manifest, tarball, file } of fresh) {
+  for (const { version, manifest, data, file } of fresh) {
     if (published.indexOf(version) !== -1) {
-      throw forbidden(
-        'You cannot publish over the previously published version ' + version + ' of ' + name +
-          ' (versions are never reused, even after unpublish). Bump the version and publish again.',
-      );
+      throw refused(versionReusedMessage(name, version));
     }
     const stored: VersionManifest = {
       ...manifest,
@@ -249,16 +245,16 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
     };
     doc.versions[version] = stored;
     doc.time[version] = now;
-    attachments[file] = { content_type: TARBALL_CONTENT_TYPE, data: tarball.toString('base64') };
+    attachments[file] = { content_type: TARBALL_CONTENT_TYPE, data };
   }
   const tags = (body['dist-tags'] || {}) as Record<string, unknown>;
   const newest = fresh.map((p) => p.version).sort(semver.compare).pop() as string;
   for (const tag of Object.keys(tags)) {
     const problem = distTagProblem(tag);
-    if (problem) throw badRequest('Invalid dist-tag "' + tag + '": ' + problem + '.');
+    if (problem) throw invalid('Invalid dist-tag "' + tag + '": ' + problem + '.');
     const target = tags[tag];
     if (typeof target !== 'string' || !doc.versions[target]) {
-      throw badRequest('The dist-tag "' + tag + '" points at ' + String(target) + ', which is not in this publish.');
+      throw invalid('The dist-tag "' + tag + '" points at ' + String(target) + ', which is not in this publish.');
     }
     doc['dist-tags'][tag] = target;
   }
@@ -274,16 +270,6 @@ export function personOf(user: { name: string; email?: string }): Person {
   return user.email ? { name: user.name, email: user.email } : { name: user.name };
 }
 
-/** Attachment stubs for every tarball of `doc` whose version is still in `versions`. */
-function keptAttachments(doc: PackageDoc): Record<string, AttachmentStub> {
-  const kept: Record<string, AttachmentStub> = {};
-  for (const v of Object.keys(doc.versions)) {
-    const file = tarballFileName(doc.name, v);
-    if (doc._attachments && doc._attachments[file]) kept[file] = { ...doc._attachments[file], stub: true };
-  }
-  return kept;
-}
-
 /**
  * A metadata update from a client that read `?write=true` and sends back (part of) the document:
  * `maintainers` (npm owner), `users` (npm star), `versions` (npm deprecate, or a version removed by
@@ -295,36 +281,37 @@ export function applyUpdate(
   user: { name: string },
   now: string,
 ): PackageDoc {
-  if (!isObject(body)) throw badRequest('The body must be a JSON object.');
-  if (body.name !== undefined && body.name !== existing.name) throw badRequest('The body is for another package.');
+  if (!isObject(body)) throw invalid('The body must be a JSON object.');
+  if (body.name !== undefined && body.name !== existing.name) throw invalid('The body is for another package.');
   const doc: PackageDoc = { ...existing, versions: { ...existing.versions }, time: { ...existing.time }, 'dist-tags': { ...existing['dist-tags'] } };
   let changed = false;
   if (body.maintainers !== undefined) {
     if (!Array.isArray(body.maintainers) || body.maintainers.length === 0) {
-      throw badRequest('"maintainers" must be a non-empty list; a package cannot be left without owners.');
+      throw invalid('"maintainers" must be a non-empty list; a package cannot be left without owners.');
     }
     doc.maintainers = body.maintainers.map((m) => {
-      if (!isObject(m) || typeof m.name !== 'string' || !m.name) throw badRequest('Each maintainer needs a "name".');
-      return typeof m.email === 'string' && m.email ? { name: m.name, email: m.email } : { name: m.name };
+      const person = isObject(m) ? maintainerOf(m) : null;
+      if (!person) throw invalid(MAINTAINER_NEEDS_NAME);
+      return person;
     });
     changed = true;
   }
   if (body.users !== undefined) {
-    if (!isObject(body.users)) throw badRequest('"users" must be an object of user names.');
+    if (!isObject(body.users)) throw invalid('"users" must be an object of user names.');
     const users: Record<string, boolean> = {};
     for (const u of Object.keys(body.users)) if (body.users[u] === true) users[u] = true;
     doc.users = users;
     changed = true;
   }
   if (body.versions !== undefined) {
-    if (!isObject(body.versions)) throw badRequest('"versions" must be an object.');
+    if (!isObject(body.versions)) throw invalid('"versions" must be an object.');
     const given = body.versions as Record<string, unknown>;
     for (const v of Object.keys(given)) {
       if (!existing.versions[v]) {
-        throw badRequest(existing.name + '@' + v + ' is not published here; publish new versions with `npm publish`.');
+        throw invalid(existing.name + '@' + v + ' is not published here; publish new versions with `npm publish`.');
       }
       const manifest = given[v];
-      if (!isObject(manifest)) throw badRequest('The manifest of ' + v + ' must be an object.');
+      if (!isObject(manifest)) throw invalid('The manifest of ' + v + ' must be an object.');
       const next = { ...existing.versions[v] };
       if (typeof manifest.deprecated === 'string' && manifest.deprecated !== '') next.deprecated = manifest.deprecated;
       else delete next.deprecated;
@@ -334,7 +321,7 @@ export function applyUpdate(
     changed = true;
   }
   if (body['dist-tags'] !== undefined) {
-    if (!isObject(body['dist-tags'])) throw badRequest('"dist-tags" must be an object.');
+    if (!isObject(body['dist-tags'])) throw invalid('"dist-tags" must be an object.');
     const tags: Record<string, string> = {};
     for (const [tag, target] of Object.entries(body['dist-tags'])) {
       if (typeof target === 'string' && doc.versions[target]) tags[tag] = target;
@@ -342,7 +329,7 @@ export function applyUpdate(
     doc['dist-tags'] = tags;
     changed = true;
   }
-  if (!changed) throw badRequest('Nothing to change: the body has none of maintainers, users, versions, dist-tags.');
+  if (!changed) throw invalid('Nothing to change: the body has none of maintainers, users, versions, dist-tags.');
   const onlyStars = body.users !== undefined && body.maintainers === undefined && body.versions === undefined && body['dist-tags'] === undefined;
   // A star is not a change of the package: it leaves everything else (and `modified`) as it was.
   if (onlyStars) return { ...existing, users: doc.users };
@@ -351,7 +338,7 @@ export function applyUpdate(
   if (remaining.length === 0) return tombstone(existing, user, now);
   if (!doc['dist-tags'].latest) doc['dist-tags'].latest = remaining.sort(semver.compare).pop() as string;
   recomputeSummary(doc);
-  doc._attachments = keptAttachments(doc);
+  doc._attachments = keptAttachments(doc.name, Object.keys(doc.versions), existing);
   doc.time.modified = now;
   return doc;
 }
@@ -374,11 +361,11 @@ export function tombstone(existing: PackageDoc, user: { name: string }, now: str
 export function withoutTarball(existing: PackageDoc, file: string): PackageDoc | null {
   if (!existing._attachments || !existing._attachments[file]) return null;
   const version = Object.keys(existing.versions).find((v) => tarballFileName(existing.name, v) === file);
-  if (version) throw forbidden('The tarball ' + file + ' belongs to the published version ' + version + '; unpublish the version instead.');
-  return { ...existing, _attachments: keptAttachments(existing) };
+  if (version) throw refused('The tarball ' + file + ' belongs to the published version ' + version + '; unpublish the version instead.');
+  return { ...existing, _attachments: keptAttachments(existing.name, Object.keys(existing.versions), existing) };
 }
 
 export function assertValidName(name: string): void {
   const problem = packageNameProblem(name, false);
-  if (problem) throw new HttpError(400, 'Invalid package name "' + name + '": ' + problem + '.');
+  if (problem) throw invalid('Invalid package name "' + name + '": ' + problem + '.');
 }

@@ -9,21 +9,22 @@ import { AddressInfo } from 'net';
 import { join } from 'path';
 import Nano from 'nano';
 import pino, { Logger } from 'pino';
-import { PackageDoc } from '../couchapp/lib/types';
+import { PackageDoc } from '../core/types';
 import { EmbeddedCouch, startEmbeddedCouch } from '../couchdb/embedded';
-import { createApp } from './app';
-import { changedElsewhere, Context } from './context';
+import { createApp } from '../gateway/app';
+import { changedElsewhere, changedHere, Context } from '../gateway/context';
+import { warm } from '../gateway/writes';
 import { startReplication } from '../replication/start';
-import { Config } from './config';
-import { Couch } from './couch';
+import { Config } from '../config';
+import { Couch } from '../couchdb/client';
 import { setupDatabases } from './setup';
-import { Accounts } from './accounts';
-import { AccessRules } from './access';
-import { PackumentCache } from './cache';
-import { ChangesFollower } from './changes';
-import { TarballCache } from './tarball-cache';
-import { LoginThrottle } from './throttle';
-import { TokenStore } from './tokens';
+import { Accounts } from '../gateway/accounts';
+import { AccessRules } from '../gateway/access';
+import { PackumentCache } from '../gateway/cache';
+import { ChangesFollower } from '../gateway/changes';
+import { TarballCache } from '../gateway/tarball-cache';
+import { LoginThrottle } from '../gateway/throttle';
+import { TokenStore } from '../gateway/tokens';
 
 export const EMBEDDED_ADMIN = 'admin';
 
@@ -131,8 +132,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   let replication: { stop(): Promise<void> } | undefined;
   try {
     const { designChanged, registryId } = await setupDatabases(couch, config, log);
-    const tokens = new TokenStore(couch, config.registryDb + '-tokens');
-    const registryDb = couch.use<PackageDoc>(config.registryDb);
+    const tokens = new TokenStore(couch, config.tokensDb);
+    const registryDb = couch.db<PackageDoc>(config.registryDb);
     const cache = new PackumentCache(config.packumentCacheBytes);
     const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')));
     const ownWrites = new Map<string, string>();
@@ -164,7 +165,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       tarballs,
       ownWrites,
       registry: registryDb,
-      mirrored: couch.use<PackageDoc>(config.mirrorDb),
+      mirrored: couch.db<PackageDoc>(config.mirrorDb),
       registryId,
       baseUrl: '',
       log,
@@ -179,7 +180,21 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const hostForUrl = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = 'http://' + (hostForUrl.includes(':') ? '[' + hostForUrl + ']' : hostForUrl) + ':' + port;
     context.baseUrl = config.publicUrl || url;
-    replication = await startReplication(context, proxySecret, log);
+    const started = await startReplication(
+      {
+        couch,
+        config,
+        log,
+        written: (name, rev, doc) => {
+          changedHere(context, name, rev);
+          if (doc) warm(context, doc);
+        },
+      },
+      proxySecret,
+    );
+    replication = started;
+    context.mirror = started.mirror;
+    context.replication = started;
     const couchOrigin = new URL(adminUrl).origin;
     const running = server;
     return {

@@ -1,14 +1,17 @@
 /**
- * The gateway's access to CouchDB: `nano` with admin credentials for set-up and reads, and
- * writes made as the real user through proxy authentication, so that `validate_doc_update` sees who
- * asked. Tarballs are streamed from CouchDB to the client without being held in memory.
+ * The one way the registry reaches CouchDB (gateway, replication, start-up): a small typed surface
+ * over its HTTP API. Reads and set-up run as the admin, authenticated through CouchDB's proxy
+ * authentication (an HMAC check instead of a password hash per request); writes of packages run as
+ * the real user, so that `validate_doc_update` sees who asked. Tarballs stream through without being
+ * held in memory. A refusal is thrown with CouchDB's status, `error` and `reason` (`couchFailure`).
  */
 import http from 'http';
 import https from 'https';
 import { createReadStream, statSync } from 'fs';
 import Nano from 'nano';
-import { Authenticator, StoredUser } from '../couchdb/authentication';
-import { proxyHeaders } from '../couchdb/proxy-auth';
+import { DESIGN } from '../couchapp/design';
+import { Authenticator, StoredUser } from './authentication';
+import { proxyHeaders } from './proxy-auth';
 
 export interface Identity {
   name: string;
@@ -30,6 +33,12 @@ export function couchFailure(err: unknown): CouchFailure {
   return { statusCode: 502, error: 'unreachable', reason: 'CouchDB could not be reached: ' + (e.message || String(err)) };
 }
 
+/** CouchDB's refusal as an error with its status, `error` and `reason`, as nano throws them. */
+function refusal(status: number, answer: { error?: string; reason?: string }): Error {
+  const reason = answer.reason || 'CouchDB answered ' + status;
+  return Object.assign(new Error(reason), { statusCode: status, error: answer.error || 'error', reason });
+}
+
 /** The path of a database, of a document in it, or of a document's attachment, each part escaped. */
 export function docPath(db: string, id?: string, attachment?: string): string {
   return '/' + encodeURIComponent(db) + (id === undefined ? '' : '/' + encodeURIComponent(id)) + (attachment === undefined ? '' : '/' + encodeURIComponent(attachment));
@@ -40,8 +49,85 @@ export function nanoDocId(id: string): string {
   return /^_design|_local/.test(id) && !/^_(design|local)\/[^/]+$/.test(id) ? encodeURIComponent(id) : id;
 }
 
+/** A row of a view: its document id, key and value. */
+export interface ViewRow<V> {
+  id: string;
+  key: unknown;
+  value: V;
+}
+
+export interface ViewParams {
+  key?: unknown;
+  startkey?: unknown;
+  endkey?: unknown;
+  limit?: number;
+  reduce?: boolean;
+  include_docs?: boolean;
+}
+
+/** A stored document: what was written plus its `_id` and `_rev`. */
+export type Stored<T> = T & { _id: string; _rev: string };
+
+/** One database, as the admin: documents by id (null when missing), views, queries. */
+export class Database<T extends object> {
+  private readonly scope: Nano.DocumentScope<T>;
+
+  constructor(
+    private readonly couch: Couch,
+    readonly name: string,
+    server: Nano.ServerScope,
+  ) {
+    this.scope = server.use<T>(name);
+  }
+
+  /** The document `id`, or null when there is none (or a deleted one). */
+  async get(id: string, params?: { attachments?: boolean; revs?: boolean }): Promise<Stored<T> | null> {
+    try {
+      return (await this.scope.get(nanoDocId(id), params)) as unknown as Stored<T>;
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return null;
+      throw err;
+    }
+  }
+
+  /** The live documents of `ids` that exist, by id (one `_all_docs` request). */
+  async getMany(ids: string[]): Promise<Map<string, Stored<T>>> {
+    const found = new Map<string, Stored<T>>();
+    if (ids.length === 0) return found;
+    const answer = await this.request<{ rows: { key: string; doc?: Stored<T> | null }[] }>('POST', '_all_docs?include_docs=true', { keys: ids });
+    for (const row of answer.rows) if (row.doc) found.set(row.key, row.doc);
+    return found;
+  }
+
+  /** Writes a document as the admin (a new one, or over `_rev`). */
+  async put(doc: T & { _id: string; _rev?: string }): Promise<{ id: string; rev: string }> {
+    const result = await this.scope.insert(doc);
+    return { id: result.id, rev: result.rev };
+  }
+
+  /** Deletes revision `rev` of `id`. */
+  async remove(id: string, rev: string): Promise<void> {
+    await this.scope.destroy(nanoDocId(id), rev);
+  }
+
+  /** A view of `_design/app` (or of `design`). */
+  async view<V>(view: string, params: ViewParams = {}, design: string = DESIGN.app): Promise<{ rows: ViewRow<V>[]; total_rows?: number }> {
+    return (await this.scope.view<V>(design, view, params as Nano.DocumentViewParams)) as unknown as { rows: ViewRow<V>[]; total_rows?: number };
+  }
+
+  /** A Mango query: the matching documents. */
+  async find(query: { selector: Record<string, unknown>; limit?: number }): Promise<Stored<T>[]> {
+    return (await this.scope.find(query as Nano.MangoQuery)).docs as unknown as Stored<T>[];
+  }
+
+  /** Any other request on this database, as the admin, answered as JSON (`_security`, `_bulk_docs`, `_index`, `_revs_diff`). */
+  request<R>(method: string, path: string, body?: unknown): Promise<R> {
+    return this.couch.request<R>(method, docPath(this.name) + '/' + path, body);
+  }
+}
+
 export class Couch {
-  readonly server: Nano.ServerScope;
+  private readonly server: Nano.ServerScope;
   /** The CouchDB origin, without credentials. */
   readonly url: URL;
   private readonly adminHeaders: Record<string, string>;
@@ -66,18 +152,32 @@ export class Couch {
     this.passwords = new Authenticator({ secret: proxySecret, adminHash: (name) => this.adminHash(name), readUser: (name) => this.readUserDoc(name) });
   }
 
-  /**
-   * A nano database handle with admin rights. Document ids are always escaped: nano leaves an id
-   * unescaped when it merely contains "_design" or "_local" (`foo_local`, `org.couchdb.user:_local/x`),
-   * which turned it into another path, an attachment of another document.
-   */
-  use<T>(db: string): Nano.DocumentScope<T> {
-    const scope = this.server.use<T>(db);
-    const escaped = Object.create(scope) as Nano.DocumentScope<T>;
-    escaped.get = ((id: string, params?: Nano.DocumentGetParams) => scope.get(nanoDocId(id), params)) as typeof scope.get;
-    escaped.head = ((id: string) => scope.head(nanoDocId(id))) as typeof scope.head;
-    escaped.destroy = ((id: string, rev: string) => scope.destroy(nanoDocId(id), rev)) as typeof scope.destroy;
-    return escaped;
+  /** A database, reached as the admin. */
+  db<T extends object>(name: string): Database<T> {
+    return new Database<T>(this, name, this.server);
+  }
+
+  /** Creates a database; false when it exists already. */
+  async createDatabase(name: string): Promise<boolean> {
+    try {
+      await this.server.db.create(name);
+      return true;
+    } catch (err) {
+      if (couchFailure(err).statusCode === 412) return false;
+      throw err;
+    }
+  }
+
+  /** A request as the admin to any CouchDB path (`/_users/_security`, `/_node/_local/_config/...`), answered as JSON. */
+  async request<R>(method: string, path: string, body?: unknown): Promise<R> {
+    const response = await this.adminFetch(path, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const answer = (await response.json().catch(() => ({}))) as R & { error?: string; reason?: string };
+    if (!response.ok) throw refusal(response.status, answer);
+    return answer;
   }
 
   /**
@@ -96,13 +196,7 @@ export class Couch {
       body: body as BodyInit,
     });
     const answer = (await response.json().catch(() => ({}))) as { error?: string; reason?: string };
-    if (!response.ok) {
-      throw Object.assign(new Error(answer.reason || 'CouchDB answered ' + response.status), {
-        statusCode: response.status,
-        error: answer.error || 'error',
-        reason: answer.reason || 'CouchDB answered ' + response.status,
-      });
-    }
+    if (!response.ok) throw refusal(response.status, answer);
     return answer;
   }
 
@@ -128,7 +222,7 @@ export class Couch {
           }
           const status = response.statusCode || 502;
           if (status >= 200 && status < 300) return resolve({ rev: answer.rev as string });
-          reject(Object.assign(new Error(answer.reason || 'CouchDB answered ' + status), { statusCode: status, error: answer.error || 'error', reason: answer.reason || 'CouchDB answered ' + status }));
+          reject(refusal(status, answer));
         });
       });
       const stream = createReadStream(file);
@@ -178,9 +272,7 @@ export class Couch {
   async liveRevs(db: string, ids: string[]): Promise<Map<string, string>> {
     const found = new Map<string, string>();
     if (ids.length === 0) return found;
-    const answer = (await this.server.relax({ method: 'POST', db, path: '_all_docs', body: { keys: ids } })) as {
-      rows: { key: string; value?: { rev: string; deleted?: boolean } }[];
-    };
+    const answer = await this.request<{ rows: { key: string; value?: { rev: string; deleted?: boolean } }[] }>('POST', docPath(db) + '/_all_docs', { keys: ids });
     for (const row of answer.rows) if (row.value && !row.value.deleted) found.set(row.key, row.value.rev);
     return found;
   }

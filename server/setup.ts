@@ -6,24 +6,22 @@
  */
 import { randomUUID } from 'crypto';
 import { readFileSync } from 'fs';
-import Nano from 'nano';
 import { Logger } from 'pino';
-import { ACCESS_OUTPUT_FILE, DesignDoc, MIRROR_ID, MIRROR_OUTPUT_FILE, OUTPUT_FILE, SettingsDesignCode } from '../couchapp/build';
-import { MirrorSettings } from '../couchapp/lib/mirror';
-import { Config } from './config';
-import { jsonEqual } from '../couchapp/validate_doc_update';
-import { DEFAULT_RULES } from '../couchapp/lib/access';
-import { Couch, couchFailure } from './couch';
-import { sleep } from './pause';
+import { DESIGN, DesignDoc, designId, OUTPUT_FILES, SettingsDesignCode } from '../couchapp/design';
+import { MirrorSettings } from '../core/provenance';
+import { Config } from '../config';
+import { jsonEqual } from '../core/rules';
+import { DEFAULT_RULES } from '../core/access';
+import { Couch, couchFailure } from '../couchdb/client';
+import { linear, retry } from '../lib/retry';
 
-export const DESIGN_NAME = 'app';
-const STAGING_ID = '_design/app-staging';
+const STAGING = DESIGN.app + '-staging';
 
 export function loadDesignDoc(): DesignDoc {
   try {
-    return JSON.parse(readFileSync(OUTPUT_FILE, 'utf8')) as DesignDoc;
+    return JSON.parse(readFileSync(OUTPUT_FILES.app, 'utf8')) as DesignDoc;
   } catch {
-    throw new Error('The compiled design document is missing (' + OUTPUT_FILE + '): run `npm run build` first.');
+    throw new Error('The compiled design document is missing (' + OUTPUT_FILES.app + '): run `npm run build` first.');
   }
 }
 
@@ -36,18 +34,18 @@ function loadSettingsDesign(file: string): SettingsDesignCode {
  * Fauxton) are created with the defaults once and never overwritten.
  */
 export async function pushAccessDesign(couch: Couch, dbName: string, code: SettingsDesignCode): Promise<void> {
-  const db = couch.use<SettingsDesignCode & { rules?: unknown }>(dbName);
-  const live = await getOrNull(db, code._id);
+  const db = couch.db<SettingsDesignCode & { rules?: unknown }>(dbName);
+  const live = await db.get(code._id);
   if (live && live.build_hash === code.build_hash) return;
-  await db.insert({ ...(live || { rules: DEFAULT_RULES }), ...code, _rev: live ? live._rev : undefined } as unknown as SettingsDesignCode);
+  await db.put({ ...(live || { rules: DEFAULT_RULES }), ...code, _rev: live ? live._rev : undefined } as unknown as SettingsDesignCode);
 }
 
 async function ensureDatabase(couch: Couch, name: string): Promise<void> {
   try {
-    await couch.server.db.create(name);
+    await couch.createDatabase(name);
   } catch (err) {
     const failure = couchFailure(err);
-    if (failure.statusCode !== 412) throw new Error('Cannot create database "' + name + '": ' + failure.reason);
+    throw new Error('Cannot create database "' + name + '": ' + failure.reason);
   }
 }
 
@@ -55,17 +53,8 @@ function ignoreStatus(err: unknown, ...statuses: number[]): void {
   if (statuses.indexOf(couchFailure(err).statusCode) === -1) throw err;
 }
 
-async function getOrNull<T>(db: Nano.DocumentScope<T>, id: string): Promise<(T & { _rev: string }) | null> {
-  try {
-    return (await db.get(id)) as T & { _rev: string };
-  } catch (err) {
-    if (couchFailure(err).statusCode === 404) return null;
-    throw err;
-  }
-}
-
 async function putSecurity(couch: Couch, db: string, security: object): Promise<void> {
-  await againOnConflict(() => couch.server.relax({ method: 'PUT', db, path: '_security', body: security }));
+  await againOnConflict(() => couch.db(db).request('PUT', '_security', security));
 }
 
 /**
@@ -76,13 +65,13 @@ async function putSecurity(couch: Couch, db: string, security: object): Promise<
 export async function pushMirrorDesign(couch: Couch, dbs: { local: string; mirror: string }, code: SettingsDesignCode, privateScopes: string[]): Promise<string> {
   let registry = '';
   for (const database of ['local', 'mirror'] as const) {
-    const db = couch.use<SettingsDesignCode & MirrorSettings>(dbs[database]);
+    const db = couch.db<SettingsDesignCode & MirrorSettings>(dbs[database]);
     for (;;) {
-      const live = await getOrNull(db, code._id);
+      const live = await db.get(code._id);
       if (database === 'local') registry = live && typeof live.registry === 'string' && live.registry ? live.registry : randomUUID();
       if (live && live.build_hash === code.build_hash && live.registry === registry && live.database === database && jsonEqual(live.privateScopes, privateScopes)) break;
       try {
-        await db.insert({ ...(live || {}), ...code, registry, privateScopes, database, _rev: live ? live._rev : undefined });
+        await db.put({ ...(live || {}), ...code, registry, privateScopes, database, _rev: live ? live._rev : undefined });
         break;
       } catch (err) {
         // Another gateway starting at the same time wrote it first: take its id.
@@ -95,23 +84,23 @@ export async function pushMirrorDesign(couch: Couch, dbs: { local: string; mirro
 
 /** Saves the design document when its build differs from the one in the database. Returns true when it changed. */
 export async function pushDesign(couch: Couch, dbName: string, design: DesignDoc): Promise<boolean> {
-  const db = couch.use<DesignDoc>(dbName);
-  const live = await getOrNull(db, design._id);
+  const db = couch.db<DesignDoc>(dbName);
+  const live = await db.get(design._id);
   if (live && live.build_hash === design.build_hash) return false;
   if (live) {
     // Build the new views under a staging id first; the live design keeps serving meanwhile.
-    const staging = await getOrNull(db, STAGING_ID);
-    const stagingDoc = { _id: STAGING_ID, language: 'javascript', views: design.views, build_hash: design.build_hash } as Partial<DesignDoc>;
+    const staging = await db.get(designId(STAGING));
+    const stagingDoc = { _id: designId(STAGING), language: 'javascript', views: design.views, build_hash: design.build_hash } as DesignDoc;
     if (staging) stagingDoc._rev = staging._rev;
-    await db.insert(stagingDoc as DesignDoc);
+    await db.put(stagingDoc);
     for (const view of Object.keys(design.views)) {
-      await db.view('app-staging', view, { limit: 1 });
+      await db.view(view, { limit: 1 }, STAGING);
     }
   }
-  await db.insert({ ...design, _rev: live ? live._rev : undefined });
-  const staging = await getOrNull(db, STAGING_ID);
+  await db.put({ ...design, _rev: live ? live._rev : undefined });
+  const staging = await db.get(designId(STAGING));
   // Another gateway pushing the same design may have removed it already.
-  if (staging) await db.destroy(STAGING_ID, staging._rev).catch((err) => ignoreStatus(err, 404, 409));
+  if (staging) await db.remove(staging._id, staging._rev).catch((err) => ignoreStatus(err, 404, 409));
   return true;
 }
 
@@ -129,22 +118,23 @@ function viewsOnly(design: DesignDoc): DesignDoc {
  * `_design/mirror`); a start interrupted half-way finishes the move on the next start.
  */
 async function moveMirroredPackages(couch: Couch, dbs: { local: string; mirror: string }, registryId: string, log?: Logger): Promise<void> {
-  const settings = couch.use<MirrorSettings & { _rev: string; migrated?: number }>(dbs.local);
-  const live = await getOrNull(settings, MIRROR_ID);
+  const local = couch.db<MirrorSettings & { migrated?: number }>(dbs.local);
+  const mirror = couch.db<object>(dbs.mirror);
+  const live = await local.get(designId(DESIGN.mirror));
   if (!live || live.migrated === 1) return;
-  const view = (await couch.server.relax({ db: dbs.local, path: '_design/app/_view/byOrigin' })) as { rows: { id: string; key: unknown }[] };
+  const view = await local.view<null>('byOrigin');
   const moving = view.rows.filter((row) => row.key !== registryId).map((row) => row.id);
   for (const id of moving) {
-    const doc = (await couch.server.relax({ db: dbs.local, path: encodeURIComponent(id), qs: { attachments: true, revs: true } })) as { _rev: string };
-    const there = await getOrNull(couch.use(dbs.mirror), id);
-    if (!there) {
-      const [result] = (await couch.server.relax({ method: 'POST', db: dbs.mirror, path: '_bulk_docs', body: { docs: [doc], new_edits: false } })) as { error?: string; reason?: string }[];
+    const doc = await local.get(id, { attachments: true, revs: true });
+    if (!doc) continue; // moved by another gateway
+    if (!(await mirror.get(id))) {
+      const [result] = await mirror.request<{ error?: string; reason?: string }[]>('POST', '_bulk_docs', { docs: [doc], new_edits: false });
       if (result && result.error) throw new Error('Cannot move the mirrored package "' + id + '" to ' + dbs.mirror + ': ' + result.reason);
     }
-    await couch.use(dbs.local).destroy(id, doc._rev).catch((err) => ignoreStatus(err, 404)); // moved by another gateway
+    await local.remove(id, doc._rev).catch((err) => ignoreStatus(err, 404)); // moved by another gateway
   }
   if (moving.length) log?.info({ packages: moving.length, to: dbs.mirror }, 'moved mirrored packages into the mirror database');
-  await settings.insert({ ...live, migrated: 1 });
+  await local.put({ ...live, migrated: 1 });
 }
 
 /**
@@ -152,37 +142,33 @@ async function moveMirroredPackages(couch: Couch, dbs: { local: string; mirror: 
  * first (409): each step reads what is there and does only what is still missing.
  */
 async function againOnConflict<T>(step: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await step();
-    } catch (err) {
-      // CouchDB's Mango answers a colliding index creation with 500 "error_saving_ddoc".
-      const failure = couchFailure(err);
-      if ((failure.statusCode !== 409 && failure.error !== 'error_saving_ddoc') || attempt >= 10) throw err;
-      await sleep(50 * attempt);
-    }
-  }
+  return retry(step, {
+    attempts: 10,
+    delay: linear(50),
+    // CouchDB's Mango answers a colliding index creation with 500 "error_saving_ddoc".
+    retryable: (err) => couchFailure(err).statusCode === 409 || couchFailure(err).error === 'error_saving_ddoc',
+  });
 }
 
 /** Creates what the registry needs in CouchDB; safe to run at every start, by several gateways at once. */
 export async function setupDatabases(couch: Couch, config: Config, log?: Logger): Promise<{ designChanged: boolean; registryId: string }> {
-  const { registryDb, mirrorDb } = config;
-  for (const name of ['_users', '_replicator', registryDb, mirrorDb, registryDb + '-tokens']) await ensureDatabase(couch, name);
+  const { registryDb, mirrorDb, tokensDb, stateDb } = config;
+  for (const name of ['_users', '_replicator', registryDb, mirrorDb, tokensDb, stateDb]) await ensureDatabase(couch, name);
   // The package databases are readable by everyone; writes are decided by validate_doc_update.
   for (const db of [registryDb, mirrorDb]) await putSecurity(couch, db, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: [] } });
-  // Token hashes are for admins (the gateway) only.
-  await putSecurity(couch, registryDb + '-tokens', { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
+  // Token hashes and the registry's bookkeeping are for admins (the gateway) only.
+  for (const db of [tokensDb, stateDb]) await putSecurity(couch, db, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
   // Token look-up by user (npm token list).
-  await againOnConflict(() => couch.server.relax({ method: 'POST', db: registryDb + '-tokens', path: '_index', body: { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' } }));
+  await againOnConflict(() => couch.db(tokensDb).request('POST', '_index', { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' }));
   // Closed sign-up holds at the database too. The embedded server lets only admins write _users
   // anyway; a real CouchDB lets anyone sign up there unless _users' members are restricted.
   if (config.couchdbUrl && config.signup === 'closed') await closeUserSignup(couch);
   const design = loadDesignDoc();
   const designChanged = await againOnConflict(() => pushDesign(couch, registryDb, design));
   await againOnConflict(() => pushDesign(couch, mirrorDb, viewsOnly(design)));
-  await againOnConflict(() => pushAccessDesign(couch, registryDb, loadSettingsDesign(ACCESS_OUTPUT_FILE)));
+  await againOnConflict(() => pushAccessDesign(couch, registryDb, loadSettingsDesign(OUTPUT_FILES.access)));
   const dbs = { local: registryDb, mirror: mirrorDb };
-  const registryId = await againOnConflict(() => pushMirrorDesign(couch, dbs, loadSettingsDesign(MIRROR_OUTPUT_FILE), config.replication.privateScopes));
+  const registryId = await againOnConflict(() => pushMirrorDesign(couch, dbs, loadSettingsDesign(OUTPUT_FILES.mirror), config.replication.privateScopes));
   await againOnConflict(() => moveMirroredPackages(couch, dbs, registryId, log));
   return { designChanged, registryId };
 }
@@ -192,7 +178,7 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
  * it only with `users_db_security_editable`.
  */
 async function closeUserSignup(couch: Couch): Promise<void> {
-  const current = (await couch.server.relax({ db: '_users', path: '_security' })) as { members?: { names?: string[]; roles?: string[] } };
+  const current = await couch.db('_users').request<{ members?: { names?: string[]; roles?: string[] } }>('GET', '_security');
   const members = current.members || {};
   if ((members.names || []).length === 0 && (members.roles || []).length > 0 && (members.roles || []).every((role) => role === '_admin')) return;
   try {

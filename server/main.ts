@@ -1,6 +1,6 @@
 /** `npm start`: runs the registry with the configuration from the environment. */
 import pino from 'pino';
-import { loadConfig } from './config';
+import { loadConfig } from '../config';
 import { startRegistry } from './registry';
 import { withoutCredentials } from '../replication/couchdb';
 

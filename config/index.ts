@@ -3,7 +3,7 @@
  * configuration table documents the same list.
  */
 import { resolve } from 'path';
-import { parseScopes } from '../couchapp/lib/mirror';
+import { parseScopes } from '../core/provenance';
 
 export type SignupMode = 'open' | 'closed';
 export type UpstreamMode = 'mirror' | 'proxy' | 'redirect';
@@ -49,10 +49,14 @@ export interface Config {
   adminPassword?: string;
   /** `open`: anyone may create an account; `closed`: only admins create users (`REGISTRY_SIGNUP`). */
   signup: SignupMode;
-  /** Name of the registry database (`REGISTRY_DB`, default `registry`): the packages published here; tokens live in `<name>-tokens`. */
+  /** Name of the registry database (`REGISTRY_DB`, default `registry`): the packages published here. */
   registryDb: string;
   /** The database of mirrored packages, `<REGISTRY_DB>-mirror`: written by replication only, read after the registry database. */
   mirrorDb: string;
+  /** Access tokens, stored hashed: `<REGISTRY_DB>-tokens`, admins only. */
+  tokensDb: string;
+  /** The registry's own bookkeeping (web-login sessions, the feed follower's checkpoints): `<REGISTRY_DB>-state`, admins only. */
+  stateDb: string;
   /** Largest accepted publish body in bytes (`MAX_PUBLISH_BYTES`, default 100 MiB). */
   maxPublishBytes: number;
   /** Registry that names unknown here are forwarded to (`UPSTREAM_REGISTRY`); off when unset. */
@@ -140,6 +144,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signup: signup as SignupMode,
     registryDb,
     mirrorDb: registryDb + '-mirror',
+    tokensDb: registryDb + '-tokens',
+    stateDb: registryDb + '-state',
     maxPublishBytes: integer(env, 'MAX_PUBLISH_BYTES', 100 * 1024 * 1024),
     upstreamRegistry: env.UPSTREAM_REGISTRY ? env.UPSTREAM_REGISTRY.replace(/\/+$/, '') : undefined,
     upstreamMode,

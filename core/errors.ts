@@ -1,0 +1,31 @@
+/**
+ * What the domain says went wrong, without HTTP: a kind and a message that says what to do. The
+ * gateway turns a kind into a status in one place (`gateway/errors.ts`); the design documents turn
+ * `forbidden` into CouchDB's `{forbidden}`.
+ */
+export type DomainErrorKind =
+  /** The request itself is wrong (a bad name, a malformed body). */
+  | 'invalid'
+  /** The request is understood and refused by a rule. */
+  | 'forbidden'
+  | 'not-found'
+  /** Someone else changed it first. */
+  | 'conflict'
+  /** Something the registry depends on (the upstream, a download) failed; trying again later may help. */
+  | 'unavailable'
+  /** Something the registry depends on did not answer in time. */
+  | 'timed-out';
+
+export class DomainError extends Error {
+  constructor(
+    readonly kind: DomainErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export const invalid = (message: string) => new DomainError('invalid', message);
+export const refused = (message: string) => new DomainError('forbidden', message);
+export const notFound = (message: string) => new DomainError('not-found', message);
+export const unavailable = (message: string) => new DomainError('unavailable', message);

@@ -1,0 +1,371 @@
+/**
+ * Follows an npm registry's change feed and mirrors what changed: each packument is fetched from the
+ * upstream registry and stored as a mirrored package. The feed's contract is loose and the follower
+ * is built for it:
+ *
+ * - sequence numbers are opaque: they are only handed back, never compared or computed with;
+ * - the checkpoint (the last `since`, the packages waiting for a retry, counters) is saved after
+ *   every batch, so a restart resumes where the last batch ended and an entry replayed after a crash
+ *   is recognised by its revision and skipped;
+ * - a packument older than the feed entry (compared by revision number) is retried later, with
+ *   backoff, as is anything the upstream failed to answer;
+ * - entries that arrive late, behind the checkpoint, are caught by reading the feed again from a
+ *   checkpoint of `recheckSeconds` ago; packages whose entries never arrive are caught by a daily
+ *   sweep of the mirrored packages (modes `existing` and `list`);
+ * - deletions delete the mirrored copy; an unpublish arrives as a packument without versions.
+ *
+ * The parts: `feed-client.ts` asks the feed, `checkpoint.ts` keeps the place, `planner.ts` decides;
+ * this file schedules (batches, a pool of `concurrency` workers, bulk writes, retries).
+ */
+import { readFileSync } from 'fs';
+import { Logger } from 'pino';
+import { Config } from '../../config';
+import { PackageDoc } from '../../core/types';
+import { Couch } from '../../couchdb/client';
+import { Pause } from '../../lib/pause';
+import { exponential, repeat, retry } from '../../lib/retry';
+import { Mirror } from '../mirror';
+import { UpstreamUnavailable } from '../upstream';
+import { Checkpoint, CheckpointStore, newCheckpoint } from './checkpoint';
+import { ChangeFeed } from './feed-client';
+import {
+  afterFetch, dueRetries, entryNames, firstStep, MAX_ATTEMPTS, namesFromLockfile, postponed, recheckFrom, remembered,
+  selectWork, syncProgress, seqNumber, Work,
+} from './planner';
+
+const BATCH = 500;
+/** Documents written to CouchDB in one `_bulk_docs`, at most. */
+const WRITE_BATCH = 100;
+const WRITE_BATCH_BYTES = 16 * 1024 * 1024;
+
+export interface FollowerStatus {
+  feed: string;
+  mode: string;
+  state: 'starting' | 'initial-sync' | 'following' | 'upstream-unreachable' | 'stopped';
+  since: unknown;
+  head: unknown;
+  lag: { changes: number | null; seconds: number };
+  initialSync: { from: unknown; to: unknown; done: boolean; progress: number | null } | null;
+  packagesWritten: number;
+  deleted: number;
+  pending: { name: string; attempts: number; reason: string }[];
+  lastError: string | null;
+}
+
+/** The names of the `list` mode: names as given, package-lock.json files read for their whole tree. */
+export function listedNames(items: string[]): string[] {
+  const names = new Set<string>();
+  for (const item of items) {
+    if (item.endsWith('.json')) {
+      let lock: Record<string, any>;
+      try {
+        lock = JSON.parse(readFileSync(item, 'utf8'));
+      } catch (err) {
+        throw new Error('REPLICATION_PACKAGES: cannot read the lockfile ' + item + ': ' + (err as Error).message);
+      }
+      for (const name of namesFromLockfile(lock)) names.add(name);
+    } else {
+      names.add(item);
+    }
+  }
+  return [...names];
+}
+
+/** A write planned for one bulk request. */
+interface PlannedWrite {
+  item: Work;
+  doc: PackageDoc;
+  json: string;
+}
+
+export class NpmFollower {
+  private checkpoint!: Checkpoint;
+  private state: FollowerStatus['state'] = 'starting';
+  private stopped = false;
+  private done?: Promise<void>;
+  private readonly sleeper = new Pause();
+  private readonly abort = new AbortController();
+  private readonly feed: ChangeFeed;
+  private readonly checkpoints: CheckpointStore;
+  private behindSince = Date.now();
+  private caughtUp = false;
+  private lastError: string | null = null;
+  private head: { seq: unknown; at: number } | null = null;
+  private lastRecheck = Date.now();
+
+  constructor(
+    private readonly couch: Couch,
+    private readonly config: Config,
+    private readonly mirror: Mirror,
+    private readonly log: Logger,
+  ) {
+    const feed = config.replication.feed as string;
+    this.feed = new ChangeFeed(feed, Math.max(config.upstreamTimeoutMs, 30_000), this.abort.signal);
+    this.checkpoints = new CheckpointStore(couch, { state: config.stateDb, tokens: config.tokensDb }, feed);
+  }
+
+  private get settings() {
+    return this.config.replication;
+  }
+
+  start(): void {
+    this.done = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    this.sleeper.wake();
+    await this.done;
+    this.state = 'stopped';
+  }
+
+  /** Until `step` succeeds or the follower stops: waits of 1 s doubling up to 30 s between attempts. */
+  private untilDone<T>(step: () => Promise<T>, onFailure: (err: unknown) => void): Promise<T> {
+    return retry(step, { delay: exponential(1000, 30_000), stopped: () => this.stopped, pause: this.sleeper, onRetry: onFailure });
+  }
+
+  private async loadCheckpoint(): Promise<Checkpoint> {
+    const saved = await this.checkpoints.load();
+    if (saved) return saved;
+    // A new mirror: `all` reads the whole feed; the partial modes start at the feed's present and
+    // bring the packages they hold up to date with a sweep.
+    const head = await this.untilDone(
+      () => this.feed.position(),
+      (err) => {
+        this.state = 'upstream-unreachable';
+        this.lastError = (err as Error).message + '; retrying';
+      },
+    ).catch(() => null);
+    const since = this.settings.mode !== 'all' && head !== null ? head : 0;
+    return newCheckpoint(this.checkpoints.id, this.feed.url, since, head, Date.now());
+  }
+
+  private async run(): Promise<void> {
+    try {
+      this.checkpoint = await this.untilDone(
+        () => this.loadCheckpoint(),
+        (err) => (this.lastError = 'cannot read the replication checkpoint: ' + (err as Error).message),
+      );
+    } catch {
+      return; // stopped before the checkpoint could be read
+    }
+    if (this.settings.mode === 'list') await this.seedList();
+    await repeat(() => this.cycle(), {
+      delay: exponential(1000, 60_000),
+      stopped: () => this.stopped,
+      pause: this.sleeper,
+      onRetry: (err) => {
+        const message = (err as Error).message;
+        this.lastError = message;
+        if (err instanceof UpstreamUnavailable) this.state = 'upstream-unreachable';
+        this.log.warn({ err: message }, 'replication: following the feed failed; retrying');
+      },
+    });
+  }
+
+  /** The `list` mode's names that are not here yet are fetched at once. */
+  private async seedList(): Promise<void> {
+    let names: string[];
+    try {
+      names = listedNames(this.settings.packages);
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      this.log.error({ err: this.lastError }, 'replication: the package list cannot be read');
+      return;
+    }
+    const present = await this.couch.liveRevs(this.config.mirrorDb, names);
+    const local = await this.couch.liveRevs(this.config.registryDb, names);
+    const missing = names.filter((n) => !present.has(n) && !local.has(n));
+    for (const name of missing) this.checkpoint.pending[name] = { attempts: 0, next: 0, reason: 'listed in REPLICATION_PACKAGES' };
+  }
+
+  /** One pass: a batch of the feed, or, when caught up, the retries and the periodic re-checks. */
+  private async cycle(): Promise<void> {
+    const batch = await this.feed.changes(this.checkpoint.since, BATCH);
+    this.state = !this.checkpoint.initial || this.checkpoint.initial.done ? 'following' : 'initial-sync';
+    await this.apply(batch.results);
+    // Stopped in the middle of the batch: the checkpoint stays before it, so it is read again.
+    if (this.stopped) return;
+    if (batch.last_seq !== undefined && batch.last_seq !== null) this.checkpoint.since = batch.last_seq;
+    this.checkpoint.history = remembered(this.checkpoint.history, this.checkpoint.since, Date.now(), this.settings.recheckSeconds);
+    const caughtUp = batch.results.length < BATCH;
+    if (caughtUp) {
+      if (this.checkpoint.initial && !this.checkpoint.initial.done) this.checkpoint.initial.done = true;
+      await this.runAll(dueRetries(this.checkpoint.pending, Date.now()));
+      await this.recheckLate();
+      await this.sweepIfDue();
+    }
+    await this.checkpoints.save(this.checkpoint);
+    this.caughtUp = caughtUp;
+    if (caughtUp) {
+      this.behindSince = Date.now();
+      this.state = 'following';
+      this.lastError = null;
+      await this.sleeper.for(this.settings.pollMs);
+    }
+  }
+
+  /** Applies feed entries: the packages they name, `concurrency` at a time. */
+  private async apply(entries: unknown[]): Promise<void> {
+    const names = entryNames(entries);
+    const present = await this.couch.liveRevs(this.config.mirrorDb, names);
+    const local = await this.couch.liveRevs(this.config.registryDb, names);
+    const { work, shadowed } = selectWork(entries, { local, present }, this.settings.mode);
+    for (const name of shadowed) this.mirror.shadowed(name);
+    await this.runAll(work);
+  }
+
+  private async pool<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length && !this.stopped) await work(items[next++]);
+    };
+    await Promise.all(Array.from({ length: Math.min(this.settings.concurrency, items.length) }, worker));
+  }
+
+  /**
+   * Brings packages up to the upstream: each is looked at (and its packument fetched) by one of
+   * `concurrency` workers; the documents to write go to CouchDB in bulk. What fails waits in `pending`.
+   */
+  private async runAll(items: Work[]): Promise<void> {
+    let writes: PlannedWrite[] = [];
+    let bytes = 0;
+    const flush = async () => {
+      const chunk = writes;
+      writes = [];
+      bytes = 0;
+      if (chunk.length > 0) await this.write(chunk);
+    };
+    await this.pool(items, async (item) => {
+      let doc: PackageDoc | null;
+      try {
+        doc = await this.bringUpToDate(item);
+      } catch (err) {
+        this.mirror.recordFailure(item.name, (err as Error).message);
+        this.postpone(item, (err as Error).message);
+        return;
+      }
+      if (!doc) return;
+      const json = JSON.stringify(doc);
+      writes.push({ item, doc, json });
+      bytes += json.length;
+      if (writes.length >= WRITE_BATCH || bytes >= WRITE_BATCH_BYTES) await flush();
+    });
+    await flush();
+  }
+
+  /** Writes planned documents in one bulk request; what failed for now waits for another attempt. */
+  private async write(chunk: PlannedWrite[]): Promise<void> {
+    const failures = await this.mirror.storeMany(chunk.map((w) => w.json));
+    for (const { item } of chunk) {
+      const failure = failures.get(item.name);
+      if (failure && !failure.refused) {
+        this.postpone(item, failure.reason);
+        continue;
+      }
+      delete this.checkpoint.pending[item.name];
+      if (!failure) this.checkpoint.packagesWritten++;
+    }
+    if (this.config.upstreamTarballs === 'eager') {
+      for (const { item, doc } of chunk) if (!failures.has(item.name)) await this.mirror.fetchAllTarballs(doc);
+    }
+  }
+
+  private postpone(item: Work, reason: string): void {
+    const next = postponed(this.checkpoint.pending[item.name], item, reason, Date.now());
+    if (next) {
+      this.checkpoint.pending[item.name] = next;
+      return;
+    }
+    delete this.checkpoint.pending[item.name];
+    this.mirror.recordFailure(item.name, 'gave up after ' + MAX_ATTEMPTS + ' attempts: ' + reason);
+  }
+
+  /**
+   * Carries out the planner's steps for one package: deletes, or marks as done, or returns the
+   * document to write (null when there is nothing to write). A retry is recorded in `pending`.
+   */
+  private async bringUpToDate(item: Work): Promise<PackageDoc | null> {
+    const local = await this.mirror.readLocal(item.name);
+    const existing = local || item.present === false ? null : await this.mirror.readMirrored(item.name);
+    const first = firstStep(item, local, existing);
+    if ('shadowed' in first) this.mirror.shadowed(item.name);
+    if ('remove' in first) await this.remove(item.name);
+    if (!('fetch' in first)) {
+      delete this.checkpoint.pending[item.name];
+      return null;
+    }
+    const packument = await retry(() => this.mirror.fetchPackument(item.name), {
+      attempts: 3,
+      delay: exponential(500, 2000),
+      retryable: (err) => err instanceof UpstreamUnavailable,
+      stopped: () => this.stopped,
+    });
+    const next = afterFetch(item, existing, packument, this.mirror.upstream);
+    if ('retry' in next) {
+      this.postpone(item, next.retry);
+      return null;
+    }
+    if ('write' in next) return next.write;
+    if ('remove' in next) await this.remove(item.name);
+    delete this.checkpoint.pending[item.name];
+    return null;
+  }
+
+  private async remove(name: string): Promise<void> {
+    if (await this.mirror.remove(name)) this.checkpoint.deleted++;
+  }
+
+  /** Every `recheckSeconds`, reads the feed again from where the follower was twice that long ago (see `recheckFrom`). */
+  private async recheckLate(): Promise<void> {
+    const windowMs = this.settings.recheckSeconds * 1000;
+    if (windowMs === 0 || Date.now() - this.lastRecheck < windowMs) return;
+    this.lastRecheck = Date.now();
+    let since = recheckFrom(this.checkpoint.history, Date.now(), this.settings.recheckSeconds);
+    if (since === null) return;
+    for (let pages = 0; pages < 100 && !this.stopped; pages++) {
+      const batch = await this.feed.changes(since, BATCH);
+      await this.apply(batch.results);
+      since = batch.last_seq;
+      if (batch.results.length < BATCH) break;
+    }
+  }
+
+  /** Modes `existing` and `list`: every mirrored package compared with the upstream (`sweepSeconds`, daily by default). */
+  private async sweepIfDue(): Promise<void> {
+    if (this.settings.mode === 'all' || Date.now() - this.checkpoint.lastSweep < this.settings.sweepSeconds * 1000) return;
+    this.checkpoint.lastSweep = Date.now();
+    const names = await this.mirror.mirroredNames();
+    await this.runAll(names.map((name) => ({ name, deleted: false, present: true })));
+  }
+
+  async status(): Promise<FollowerStatus> {
+    if (!this.head || Date.now() - this.head.at > 2000) {
+      // The status answers quickly even when the upstream hangs.
+      const seq = await this.feed.head(Math.min(this.config.upstreamTimeoutMs, 3000));
+      this.head = { seq, at: Date.now() };
+    }
+    const cp = this.checkpoint;
+    const since = cp ? cp.since : null;
+    const headN = seqNumber(this.head.seq);
+    const sinceN = seqNumber(since);
+    const initial = cp && cp.initial ? cp.initial : null;
+    return {
+      feed: this.feed.url,
+      mode: this.settings.mode,
+      state: this.state,
+      since,
+      head: this.head.seq,
+      lag: {
+        changes: headN !== null && sinceN !== null ? Math.max(0, headN - sinceN) : null,
+        seconds: this.caughtUp ? 0 : Math.round((Date.now() - this.behindSince) / 1000),
+      },
+      initialSync: initial ? { ...initial, progress: syncProgress(initial, since, this.head.seq) } : null,
+      packagesWritten: cp ? cp.packagesWritten : 0,
+      deleted: cp ? cp.deleted : 0,
+      pending: cp ? Object.entries(cp.pending).map(([name, p]) => ({ name, attempts: p.attempts, reason: p.reason })) : [],
+      lastError: this.lastError,
+    };
+  }
+}
