@@ -95,7 +95,7 @@ async function startOurs(extraEnv: Record<string, string> = {}): Promise<Target 
   const dataDir = mkdtempSync(join(tmpdir(), 'bench-registry-'));
   const store = couchFor();
   // The compiled gateway, whether the harness runs compiled (dist/bench) or from source (ts-jest).
-  const main = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', 'gateway', 'main.js') : join(__dirname, '..', 'dist', 'gateway', 'main.js');
+  const main = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', 'server', 'main.js') : join(__dirname, '..', 'dist', 'server', 'main.js');
   const child = spawn(process.execPath, [main], {
     env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_DB: store.db, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'warn', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -16,9 +16,10 @@ import {
 } from './authentication';
 import { authorize } from './authorization';
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// pouchdb and express-pouchdb ship no types; they are loaded as untyped CommonJS modules.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const PouchDB = require('pouchdb');
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const expressPouchDB = require('express-pouchdb');
 
 export interface EmbeddedOptions {
@@ -228,7 +229,7 @@ function longpollChanges(selfUrl: () => string, secret: string): express.Request
           body,
         });
         const text = await answer.text();
-        let empty = false;
+        let empty: boolean;
         try {
           empty = answer.ok && (JSON.parse(text) as { results: unknown[] }).results.length === 0;
         } catch {

@@ -84,7 +84,6 @@ export function createApp(ctx: Context): express.Express {
     res.status(404).json({ error: 'Nothing here: ' + req.method + ' ' + req.path + ' is not part of the npm registry API.' });
   });
 
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     if (res.headersSent) {
       res.destroy();

@@ -6,7 +6,7 @@ import { DigestCheck } from '../core/packument';
 /** Which digest of `dist` the tarball (base64 `data`) fails, or null when both match. */
 export const checkDigests: DigestCheck = (data, dist) => {
   const tarball = Buffer.from(data, 'base64');
-  let integrityOk = false;
+  let integrityOk: boolean;
   try {
     integrityOk = !!ssri.checkData(tarball, dist.integrity);
   } catch {

@@ -102,7 +102,7 @@ async function fetchStatus(options: CliOptions): Promise<any> {
       signal: AbortSignal.timeout(10_000),
     });
   } catch (err) {
-    throw new Error('Cannot reach the registry at ' + options.registry + ' (' + ((err as { cause?: { code?: string } }).cause?.code || (err as Error).message) + '). Pass --registry URL.');
+    throw new Error('Cannot reach the registry at ' + options.registry + ' (' + ((err as { cause?: { code?: string } }).cause?.code || (err as Error).message) + '). Pass --registry URL.', { cause: err });
   }
   const body = (await response.json().catch(() => ({}))) as { error?: string };
   if (response.status === 401) throw new Error('The registry wants a login: pass --token (create one with `npm token create`) or set REGISTRY_TOKEN.');

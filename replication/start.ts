@@ -31,7 +31,7 @@ export async function startReplication(host: MirrorHost, proxySecret: string): P
     } catch (err) {
       // CouchDB keeps retrying an unreachable source itself; only a failure to set it up lands here.
       await follower?.stop();
-      throw new Error('Cannot set up replication from ' + withoutCredentials(settings.couchdb) + ': ' + (err as Error).message);
+      throw new Error('Cannot set up replication from ' + withoutCredentials(settings.couchdb) + ': ' + (err as Error).message, { cause: err });
     }
   }
   return { mirror, follower, native, stop: async () => void (await follower?.stop()) };

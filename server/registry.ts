@@ -65,7 +65,7 @@ async function realCouchProxySecret(adminUrl: string): Promise<string> {
       return (await probe.relax({ path: '_node/_local/_config/' + path })) as string;
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) return null;
-      throw new Error('Cannot read the CouchDB configuration at ' + new URL(adminUrl).origin + ': ' + (err as Error).message);
+      throw new Error('Cannot read the CouchDB configuration at ' + new URL(adminUrl).origin + ': ' + (err as Error).message, { cause: err });
     }
   };
   const handlers = (await config('chttpd/authentication_handlers')) || '';

@@ -45,7 +45,7 @@ async function ensureDatabase(couch: Couch, name: string): Promise<void> {
     await couch.createDatabase(name);
   } catch (err) {
     const failure = couchFailure(err);
-    throw new Error('Cannot create database "' + name + '": ' + failure.reason);
+    throw new Error('Cannot create database "' + name + '": ' + failure.reason, { cause: err });
   }
 }
 
@@ -188,6 +188,7 @@ async function closeUserSignup(couch: Couch): Promise<void> {
     throw new Error(
       'REGISTRY_SIGNUP=closed needs CouchDB to let the gateway restrict _users, which CouchDB refuses by default: ' +
         'set [couchdb] users_db_security_editable = true (couchdb/local.ini has it) and restart CouchDB, or use REGISTRY_SIGNUP=open.',
+      { cause: err },
     );
   }
 }

@@ -61,7 +61,7 @@ export function listedNames(items: string[]): string[] {
       try {
         lock = JSON.parse(readFileSync(item, 'utf8'));
       } catch (err) {
-        throw new Error('REPLICATION_PACKAGES: cannot read the lockfile ' + item + ': ' + (err as Error).message);
+        throw new Error('REPLICATION_PACKAGES: cannot read the lockfile ' + item + ': ' + (err as Error).message, { cause: err });
       }
       for (const name of namesFromLockfile(lock)) names.add(name);
     } else {

@@ -1,12 +1,15 @@
 /**
- * A data directory from before the mirror database kept mirrored packages in the registry database.
- * The first start of this version moves them (history and tarballs included) into the mirror
- * database, leaves the local packages where they are, and does it once.
+ * Data from earlier versions. Before the mirror database, mirrored packages lived in the registry
+ * database: the first start of this version moves them (history and tarballs included) into the
+ * mirror database, leaves the local packages where they are, and does it once. Before `<db>-state`,
+ * the feed follower kept its checkpoint in `<db>-tokens`: it is taken over and the follower resumes.
  */
 import pino from 'pino';
 import { loadConfig } from '../../config';
 import { RunningRegistry, startRegistry } from '../../server/registry';
+import { startFeedStandIn } from '../helpers/feed-standin';
 import { sha1, sha512 } from '../helpers/npm';
+import { eventually } from '../helpers/wait';
 import { basicAuthOf, couchGet, mirroredDoc, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 
 let registry: TestRegistry;
@@ -75,4 +78,55 @@ it('moves mirrored packages out of the registry database on the first start, onc
   // Mirrored now: local users cannot publish over them.
   const takeover = await fetch(restarted.localUrl + '/old-mirrored', { method: 'PUT', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'old-mirrored', versions: {} }) });
   expect(takeover.status).toBe(403);
+});
+
+it('takes over a feed checkpoint kept in <db>-tokens by an earlier version, and resumes from it', async () => {
+  const standIn = await startFeedStandIn();
+  const feedEnv = { UPSTREAM_REGISTRY: standIn.url, REPLICATION_FEED: standIn.feedUrl, REPLICATION_MODE: 'all', REPLICATION_POLL_MS: '200' };
+  let first: TestRegistry | undefined;
+  let again: RunningRegistry | undefined;
+  try {
+    standIn.publish('before-1', ['1.0.0']);
+    standIn.publish('before-2', ['1.0.0']);
+    first = await startTestRegistry(feedEnv);
+    const db = first.registryDb;
+    const id = encodeURIComponent('replication-feed:' + standIn.feedUrl);
+    const saved = await eventually(async () => {
+      const res = await couchGet(first!, '/' + db + '-state/' + id);
+      return res.status === 200 && res.body.packagesWritten === 2 ? res.body : null;
+    }, 20_000, 'the checkpoint after both packages');
+    await first.close();
+
+    // Where an earlier version kept it: in <db>-tokens, and nothing in <db>-state. (Moved while the
+    // registry runs without a feed, so that the embedded CouchDB is up and no follower writes.)
+    const config = (env: Record<string, string>) =>
+      loadConfig({ PORT: '0', COUCHDB_PORT: '0', DATA_DIR: first!.dataDir, REGISTRY_DB: db, REGISTRY_ADMIN_PASSWORD: 'test-admin-password', ...env, ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}) });
+    const adminUrl = (running: RunningRegistry) => process.env.COUCHDB_URL || running.couchUrl.replace('http://', 'http://admin:test-admin-password@');
+    const plain = await startRegistry(config({}), pino({ level: 'silent' }));
+    try {
+      const admin = { authorization: basicAuthOf(adminUrl(plain)), 'content-type': 'application/json' };
+      const couch = new URL(adminUrl(plain)).origin;
+      const { _rev, ...checkpoint } = saved;
+      expect((await fetch(couch + '/' + db + '-tokens/' + id, { method: 'PUT', headers: admin, body: JSON.stringify(checkpoint) })).status).toBe(201);
+      expect((await fetch(couch + '/' + db + '-state/' + id + '?rev=' + _rev, { method: 'DELETE', headers: admin })).status).toBe(200);
+    } finally {
+      await plain.close();
+    }
+    standIn.publish('after', ['1.0.0']);
+
+    again = await startRegistry(config(feedEnv), pino({ level: 'silent' }));
+    const resumed = { ...first, adminCouchUrl: adminUrl(again) };
+    // The counters go on from the old checkpoint: it was resumed, not started afresh.
+    const moved = await eventually(async () => {
+      const res = await couchGet(resumed, '/' + db + '-state/' + id);
+      return res.status === 200 && res.body.packagesWritten === 3 ? res.body : null;
+    }, 20_000, 'the resumed checkpoint after the new package');
+    expect(moved.since).not.toEqual(0);
+    expect((await mirroredDoc(resumed, 'after')).status).toBe(200);
+    expect((await couchGet(resumed, '/' + db + '-tokens/' + id)).status).toBe(404);
+  } finally {
+    await again?.close();
+    await first?.stop();
+    await standIn.close();
+  }
 });

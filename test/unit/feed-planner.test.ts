@@ -1,6 +1,6 @@
 /** The feed follower's decisions, as tables: what the follower does for each kind of feed entry and stored state. */
 import {
-  afterFetch, dueRetries, firstStep, MAX_ATTEMPTS, postponed, recheckFrom, remembered, selectWork, syncProgress, Work,
+  afterFetch, dueRetries, firstStep, History, MAX_ATTEMPTS, postponed, recheckFrom, remembered, selectWork, syncProgress, Work,
 } from '../../replication/feed/planner';
 import { PackageDoc } from '../../core/types';
 import { packageDoc } from './fixtures';
@@ -98,7 +98,7 @@ describe('remembered and recheckFrom: reading the feed again for late entries', 
   const at = (s: number) => s * 1000;
 
   it('keeps three windows of positions, and the newest position before them', () => {
-    let history = [{ seq: 0, at: at(0) }];
+    let history: History = [{ seq: 0, at: at(0) }];
     for (const [seq, s] of [[10, 50], [20, 100], [30, 150], [40, 200], [50, 250]]) history = remembered(history, seq, at(s), W);
     // At 250 s the three windows reach back to 70 s: 10 (reached at 50 s) is the newest position before them.
     expect(history.map((h) => h.seq)).toEqual([10, 20, 30, 40, 50]);
