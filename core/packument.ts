@@ -226,8 +226,7 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
     ? { ...existing, versions: { ...existing.versions }, time: { ...existing.time }, 'dist-tags': { ...existing['dist-tags'] } }
     : { _id: name, name, 'dist-tags': {}, versions: {}, time: { created: now }, maintainers: [personOf(user)] };
   if (existing && isTombstone(existing)) delete doc.time.unpublished;
-  const attachments: Record<string, AttachmentStub> = {};
-  for (const [file, stub] of Object.entries(existing?._attachments || {})) attachments[file] = { ...stub, stub: true };
+  const attachments: Record<string, AttachmentStub> = keptAttachments(name, Object.keys(doc.versions), existing);
   const published = publishedVersions(doc);
   const fresh = parsed.filter(({ version, manifest, file }) => !(existing && isSameRelease(existing, version, manifest, file)));
   // A retry of a publish that was stored but whose answer was lost changes nothing, and succeeds.

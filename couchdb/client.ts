@@ -33,6 +33,40 @@ export function couchFailure(err: unknown): CouchFailure {
   return { statusCode: 502, error: 'unreachable', reason: 'CouchDB could not be reached: ' + (e.message || String(err)) };
 }
 
+/**
+ * Reads a real CouchDB's proxy-authentication secret with the admin's password (the one request that
+ * uses it), and checks that proxy authentication is switched on with a secret.
+ */
+export async function readProxySecret(adminUrl: string): Promise<string> {
+  const url = new URL(adminUrl);
+  const authorization = 'Basic ' + Buffer.from(decodeURIComponent(url.username) + ':' + decodeURIComponent(url.password)).toString('base64');
+  const config = async (path: string): Promise<string | null> => {
+    let response: Response;
+    try {
+      response = await fetch(new URL('/_node/_local/_config/' + path, url.origin), { headers: { authorization, accept: 'application/json' } });
+    } catch (err) {
+      throw new Error('Cannot read the CouchDB configuration at ' + url.origin + ': ' + (err as Error).message, { cause: err });
+    }
+    const answer = (await response.json().catch(() => ({}))) as unknown;
+    if (response.status === 404) return null;
+    if (!response.ok) {
+      const reason = (answer as { reason?: string }).reason || 'CouchDB answered ' + response.status;
+      throw new Error('Cannot read the CouchDB configuration at ' + url.origin + ': ' + reason);
+    }
+    return answer as string;
+  };
+  const handlers = (await config('chttpd/authentication_handlers')) || '';
+  const useSecret = await config('chttpd_auth/proxy_use_secret');
+  const secret = await config('chttpd_auth/secret');
+  if (!handlers.includes('proxy_authentication_handler') || useSecret !== 'true' || !secret) {
+    throw new Error(
+      'CouchDB at ' + url.origin + ' must have proxy authentication with a secret: use couchdb/local.ini ' +
+        '([chttpd] authentication_handlers with proxy_authentication_handler, [chttpd_auth] proxy_use_secret = true and secret), then restart CouchDB.',
+    );
+  }
+  return secret;
+}
+
 /** CouchDB's refusal as an error with its status, `error` and `reason`, as nano throws them. */
 function refusal(status: number, answer: { error?: string; reason?: string }): Error {
   const reason = answer.reason || 'CouchDB answered ' + status;

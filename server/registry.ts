@@ -7,7 +7,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
 import { Server } from 'http';
 import { AddressInfo } from 'net';
 import { join } from 'path';
-import Nano from 'nano';
 import pino, { Logger } from 'pino';
 import { PackageDoc } from '../core/types';
 import { EmbeddedCouch, startEmbeddedCouch } from '../couchdb/embedded';
@@ -16,7 +15,7 @@ import { changedElsewhere, changedHere, Context } from '../gateway/context';
 import { warm } from '../gateway/writes';
 import { startReplication } from '../replication/start';
 import { Config } from '../config';
-import { Couch } from '../couchdb/client';
+import { Couch, readProxySecret } from '../couchdb/client';
 import { setupDatabases } from './setup';
 import { Accounts } from '../gateway/accounts';
 import { AccessRules } from '../gateway/access';
@@ -56,30 +55,6 @@ function fileSecret(dataDir: string, file: string, bytes = 24): { value: string;
   return { value, created: true };
 }
 
-/** Reads CouchDB's proxy-authentication secret, and checks that proxy authentication is switched on. */
-async function realCouchProxySecret(adminUrl: string): Promise<string> {
-  // The secret is not known yet: this one look-up uses the admin's password.
-  const probe = Nano({ url: adminUrl });
-  const config = async (path: string): Promise<string | null> => {
-    try {
-      return (await probe.relax({ path: '_node/_local/_config/' + path })) as string;
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return null;
-      throw new Error('Cannot read the CouchDB configuration at ' + new URL(adminUrl).origin + ': ' + (err as Error).message, { cause: err });
-    }
-  };
-  const handlers = (await config('chttpd/authentication_handlers')) || '';
-  const useSecret = await config('chttpd_auth/proxy_use_secret');
-  const secret = await config('chttpd_auth/secret');
-  if (!handlers.includes('proxy_authentication_handler') || useSecret !== 'true' || !secret) {
-    throw new Error(
-      'CouchDB at ' + new URL(adminUrl).origin + ' must have proxy authentication with a secret: use couchdb/local.ini ' +
-        '([chttpd] authentication_handlers with proxy_authentication_handler, [chttpd_auth] proxy_use_secret = true and secret), then restart CouchDB.',
-    );
-  }
-  return secret;
-}
-
 let lastResortLog: Logger | undefined;
 
 /**
@@ -106,7 +81,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     if (!url.username) throw new Error('COUCHDB_URL must carry admin credentials: http://admin:password@host:5984');
     adminName = decodeURIComponent(url.username);
     adminUrl = url.toString().replace(/\/+$/, '');
-    proxySecret = config.couchdbProxySecret || (await realCouchProxySecret(adminUrl));
+    proxySecret = config.couchdbProxySecret || (await readProxySecret(adminUrl));
   } else {
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     let adminPassword = config.adminPassword;
