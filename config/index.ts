@@ -45,6 +45,11 @@ export interface Config {
   dataDir: string;
   /** Base of tarball URLs (`REGISTRY_PUBLIC_URL`, default http://HOST:PORT). */
   publicUrl?: string;
+  /**
+   * The path the registry is served under, from `REGISTRY_PUBLIC_URL` (`https://host/npm` → `/npm`;
+   * `''` when it has none): requests are expected under it, as a reverse proxy passes them on.
+   */
+  basePath: string;
   /** Admin password of the embedded server (`REGISTRY_ADMIN_PASSWORD`); generated once when unset. */
   adminPassword?: string;
   /** `open`: anyone may create an account; `closed`: only admins create users (`REGISTRY_SIGNUP`). */
@@ -85,6 +90,12 @@ export interface Config {
   trustProxy: boolean | number | string;
   /** Log level for pino (`LOG_LEVEL`, default info). */
   logLevel: string;
+  /**
+   * Who may read `GET /-/metrics` (`METRICS`): `admins` (default, CouchDB admins by Basic auth or
+   * token), `token` (whoever sends `Authorization: Bearer <METRICS_TOKEN>`, for Prometheus), `off`.
+   */
+  metrics: 'off' | 'admins' | 'token';
+  metricsToken?: string;
 }
 
 function oneOf<T extends string>(env: NodeJS.ProcessEnv, key: string, allowed: readonly T[], fallback: T): T {
@@ -121,11 +132,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const upstreamMode = oneOf(env, 'UPSTREAM_MODE', ['mirror', 'proxy', 'redirect'] as const, 'mirror');
   const upstreamTarballs = oneOf(env, 'UPSTREAM_TARBALLS', ['lazy', 'eager'] as const, 'lazy');
-  for (const key of ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB']) {
+  for (const key of ['REGISTRY_PUBLIC_URL', 'UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB']) {
     if (env[key] && !/^https?:\/\/[^/]+/.test(env[key] as string)) throw new Error(key + ' must be an http(s) URL, got "' + env[key] + '"');
   }
   if (env.REPLICATION_FEED && !env.UPSTREAM_REGISTRY) {
     throw new Error('REPLICATION_FEED needs UPSTREAM_REGISTRY: packuments and tarballs are fetched from the upstream registry');
+  }
+  const metrics = oneOf(env, 'METRICS', ['admins', 'token', 'off'] as const, 'admins');
+  if (metrics === 'token' && (env.METRICS_TOKEN || '').length < 16) {
+    throw new Error('METRICS=token needs METRICS_TOKEN, a secret of at least 16 characters that Prometheus sends as a Bearer token');
   }
   const replicationMode = oneOf(env, 'REPLICATION_MODE', ['existing', 'all', 'list'] as const, 'existing');
   const packages = (env.REPLICATION_PACKAGES || '').split(/[\s,]+/).filter(Boolean);
@@ -140,6 +155,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     couchdbPort: integer(env, 'COUCHDB_PORT', 5984),
     dataDir: resolve(env.DATA_DIR || './data'),
     publicUrl: env.REGISTRY_PUBLIC_URL ? env.REGISTRY_PUBLIC_URL.replace(/\/+$/, '') : undefined,
+    basePath: env.REGISTRY_PUBLIC_URL ? new URL(env.REGISTRY_PUBLIC_URL).pathname.replace(/\/+$/, '') : '',
     adminPassword: env.REGISTRY_ADMIN_PASSWORD || undefined,
     signup: signup as SignupMode,
     registryDb,
@@ -166,5 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     trustProxy: trustProxy(env.TRUST_PROXY),
     logLevel: env.LOG_LEVEL || 'info',
+    metrics,
+    metricsToken: env.METRICS_TOKEN || undefined,
   };
 }

@@ -11,8 +11,13 @@ export type DomainErrorKind =
   | 'not-found'
   /** Someone else changed it first. */
   | 'conflict'
-  /** Something the registry depends on (the upstream, a download) failed; trying again later may help. */
+  /** Something the registry depends on (CouchDB) failed; trying again later may help. */
   | 'unavailable'
+  /**
+   * The upstream registry failed (unreachable, too slow, a broken answer) for something that is not
+   * here: said at once, because clients retry a 5xx for a minute before they show anything.
+   */
+  | 'upstream-failed'
   /** Something the registry depends on did not answer in time. */
   | 'timed-out';
 
@@ -29,3 +34,4 @@ export const invalid = (message: string) => new DomainError('invalid', message);
 export const refused = (message: string) => new DomainError('forbidden', message);
 export const notFound = (message: string) => new DomainError('not-found', message);
 export const unavailable = (message: string) => new DomainError('unavailable', message);
+export const upstreamFailed = (message: string) => new DomainError('upstream-failed', message);

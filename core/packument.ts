@@ -83,7 +83,16 @@ export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, 
   void _revisions;
   void origin;
   void origin_rev;
-  return { ...rest, versions: withTarballUrls(doc, baseUrl) };
+  return { ...rest, maintainers: servedPeople(doc.maintainers), versions: withTarballUrls(doc, baseUrl) };
+}
+
+/**
+ * People as clients print them: npm shows `name <email>` (`npm owner ls`), so an account without an
+ * email gets an empty one rather than "undefined".
+ */
+function servedPeople(people: Person[] | undefined): Person[] | undefined {
+  if (!Array.isArray(people)) return people;
+  return people.map((p) => (p && typeof p === 'object' && typeof p.email !== 'string' ? { ...p, email: '' } : p));
 }
 
 /** The abbreviated packument (`application/vnd.npm.install-v1+json`); keeps `time` for clients' age gates. */

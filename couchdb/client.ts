@@ -95,6 +95,7 @@ export interface ViewParams {
   startkey?: unknown;
   endkey?: unknown;
   limit?: number;
+  descending?: boolean;
   reduce?: boolean;
   include_docs?: boolean;
 }
@@ -115,13 +116,15 @@ export class Database<T extends object> {
   }
 
   /** The document `id`, or null when there is none (or a deleted one). */
-  async get(id: string, params?: { attachments?: boolean; revs?: boolean }): Promise<Stored<T> | null> {
-    try {
-      return (await this.scope.get(nanoDocId(id), params)) as unknown as Stored<T>;
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return null;
-      throw err;
-    }
+  get(id: string, params?: { attachments?: boolean; revs?: boolean }): Promise<Stored<T> | null> {
+    return this.couch.timed('get', async () => {
+      try {
+        return (await this.scope.get(nanoDocId(id), params)) as unknown as Stored<T>;
+      } catch (err) {
+        if ((err as { statusCode?: number }).statusCode === 404) return null;
+        throw err;
+      }
+    });
   }
 
   /** The live documents of `ids` that exist, by id (one `_all_docs` request). */
@@ -134,24 +137,26 @@ export class Database<T extends object> {
   }
 
   /** Writes a document as the admin (a new one, or over `_rev`). */
-  async put(doc: T & { _id: string; _rev?: string }): Promise<{ id: string; rev: string }> {
-    const result = await this.scope.insert(doc);
-    return { id: result.id, rev: result.rev };
+  put(doc: T & { _id: string; _rev?: string }): Promise<{ id: string; rev: string }> {
+    return this.couch.timed('put', async () => {
+      const result = await this.scope.insert(doc);
+      return { id: result.id, rev: result.rev };
+    });
   }
 
   /** Deletes revision `rev` of `id`. */
-  async remove(id: string, rev: string): Promise<void> {
-    await this.scope.destroy(nanoDocId(id), rev);
+  remove(id: string, rev: string): Promise<void> {
+    return this.couch.timed('remove', async () => void (await this.scope.destroy(nanoDocId(id), rev)));
   }
 
   /** A view of `_design/app` (or of `design`). */
-  async view<V>(view: string, params: ViewParams = {}, design: string = DESIGN.app): Promise<{ rows: ViewRow<V>[]; total_rows?: number }> {
-    return (await this.scope.view<V>(design, view, params as Nano.DocumentViewParams)) as unknown as { rows: ViewRow<V>[]; total_rows?: number };
+  view<V>(view: string, params: ViewParams = {}, design: string = DESIGN.app): Promise<{ rows: ViewRow<V>[]; total_rows?: number }> {
+    return this.couch.timed('view', async () => (await this.scope.view<V>(design, view, params as Nano.DocumentViewParams)) as unknown as { rows: ViewRow<V>[]; total_rows?: number });
   }
 
   /** A Mango query: the matching documents. */
-  async find(query: { selector: Record<string, unknown>; limit?: number }): Promise<Stored<T>[]> {
-    return (await this.scope.find(query as Nano.MangoQuery)).docs as unknown as Stored<T>[];
+  find(query: { selector: Record<string, unknown>; limit?: number }): Promise<Stored<T>[]> {
+    return this.couch.timed('find', async () => (await this.scope.find(query as Nano.MangoQuery)).docs as unknown as Stored<T>[]);
   }
 
   /** Any other request on this database, as the admin, answered as JSON (`_security`, `_bulk_docs`, `_index`, `_revs_diff`). */
@@ -186,6 +191,22 @@ export class Couch {
     this.passwords = new Authenticator({ secret: proxySecret, adminHash: (name) => this.adminHash(name), readUser: (name) => this.readUserDoc(name) });
   }
 
+  /** Told of every request to CouchDB: what it was, how long it took, whether it succeeded (for metrics). */
+  observe?: (operation: string, seconds: number, ok: boolean) => void;
+
+  /** Runs one request to CouchDB, timed for `observe`. */
+  async timed<R>(operation: string, work: () => Promise<R>): Promise<R> {
+    const started = process.hrtime.bigint();
+    let ok = false;
+    try {
+      const result = await work();
+      ok = true;
+      return result;
+    } finally {
+      this.observe?.(operation, Number(process.hrtime.bigint() - started) / 1e9, ok);
+    }
+  }
+
   /** A database, reached as the admin. */
   db<T extends object>(name: string): Database<T> {
     return new Database<T>(this, name, this.server);
@@ -203,15 +224,17 @@ export class Couch {
   }
 
   /** A request as the admin to any CouchDB path (`/_users/_security`, `/_node/_local/_config/...`), answered as JSON. */
-  async request<R>(method: string, path: string, body?: unknown): Promise<R> {
-    const response = await this.adminFetch(path, {
-      method,
-      headers: body === undefined ? {} : { 'content-type': 'application/json' },
-      body: body === undefined ? undefined : JSON.stringify(body),
+  request<R>(method: string, path: string, body?: unknown): Promise<R> {
+    return this.timed('request', async () => {
+      const response = await this.adminFetch(path, {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const answer = (await response.json().catch(() => ({}))) as R & { error?: string; reason?: string };
+      if (!response.ok) throw refusal(response.status, answer);
+      return answer;
     });
-    const answer = (await response.json().catch(() => ({}))) as R & { error?: string; reason?: string };
-    if (!response.ok) throw refusal(response.status, answer);
-    return answer;
   }
 
   /**
@@ -223,21 +246,23 @@ export class Couch {
   }
 
   /** A write request to CouchDB as `who`; a refusal is thrown with CouchDB's status, `error` and `reason`. */
-  async requestAs(who: Identity, method: string, path: string, body: string | Buffer, contentType: string): Promise<any> {
-    const response = await fetch(new URL(path, this.url.origin), {
-      method,
-      headers: { 'content-type': contentType, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) },
-      body: body as BodyInit,
+  requestAs(who: Identity, method: string, path: string, body: string | Buffer, contentType: string): Promise<any> {
+    return this.timed('write-as-user', async () => {
+      const response = await fetch(new URL(path, this.url.origin), {
+        method,
+        headers: { 'content-type': contentType, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) },
+        body: body as BodyInit,
+      });
+      const answer = (await response.json().catch(() => ({}))) as { error?: string; reason?: string };
+      if (!response.ok) throw refusal(response.status, answer);
+      return answer;
     });
-    const answer = (await response.json().catch(() => ({}))) as { error?: string; reason?: string };
-    if (!response.ok) throw refusal(response.status, answer);
-    return answer;
   }
 
   /** Streams a file to CouchDB as `who` (an attachment PUT); a refusal is thrown like `requestAs`'s. */
   putFileAs(who: Identity, path: string, file: string, contentType: string): Promise<{ rev: string }> {
     const client = this.url.protocol === 'https:' ? https : http;
-    return new Promise((resolve, reject) => {
+    return this.timed('attachment-put', () => new Promise((resolve, reject) => {
       const request = client.request(new URL(path, this.url.origin), {
         method: 'PUT',
         headers: { 'content-type': contentType, 'content-length': statSync(file).size, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) },
@@ -262,7 +287,7 @@ export class Couch {
       const stream = createReadStream(file);
       stream.on('error', (err) => request.destroy(err));
       stream.pipe(request);
-    });
+    }));
   }
 
   /**
@@ -319,13 +344,14 @@ export class Couch {
   /** Opens a GET of a CouchDB path as admin and hands back the raw response for streaming. */
   streamGet(path: string, headers: Record<string, string> = {}): Promise<http.IncomingMessage> {
     const client = this.url.protocol === 'https:' ? https : http;
-    return new Promise((resolve, reject) => {
+    // Timed until the answer's headers arrive; the body streams to the client afterwards.
+    return this.timed('attachment-get', () => new Promise((resolve, reject) => {
       const request = client.get(
         new URL(path, this.url.origin),
         { headers: { ...headers, ...this.adminHeaders } },
         resolve,
       );
       request.on('error', reject);
-    });
+    }));
   }
 }

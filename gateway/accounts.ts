@@ -18,6 +18,9 @@ export interface UserDoc {
   roles: string[];
   email?: string;
   password?: string;
+  /** When the account was made and last changed (accounts made before these were kept have none). */
+  created?: string;
+  updated?: string;
 }
 
 /** Why `name` cannot be a user name, or null. */
@@ -31,6 +34,8 @@ export class Accounts {
   constructor(
     private readonly couch: Couch,
     private readonly throttle: LoginThrottle,
+    /** Told of every password check's result (for metrics). */
+    private readonly checked: (ok: boolean) => void = () => undefined,
   ) {
     this.users = couch.db<UserDoc>('_users');
   }
@@ -51,7 +56,8 @@ export class Accounts {
     const problem = userNameProblem(name);
     if (problem) throw badRequest(problem);
     if (password.length < 4) throw badRequest('Choose a password of at least 4 characters.');
-    const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', roles: [], password };
+    const now = new Date().toISOString();
+    const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', roles: [], password, created: now, updated: now };
     if (email) doc.email = email;
     try {
       await this.users.put(doc);
@@ -70,6 +76,7 @@ export class Accounts {
     const identity = name && password ? await this.couch.checkPassword(name, password) : null;
     if (identity) this.throttle.succeed(name, address);
     else this.throttle.fail(name, address);
+    this.checked(!!identity);
     return identity;
   }
 }

@@ -11,6 +11,9 @@ import { userRoutes } from './controllers/users';
 import { webLoginRoutes } from './controllers/weblogin';
 import { WebLoginStore } from './weblogin';
 import { viewRoutes } from './controllers/views';
+import { operationsRoutes } from './controllers/operations';
+import { webRoutes } from './controllers/web';
+import { WebSessions } from './web/sessions';
 import { asHttpError, badRequest } from './errors';
 
 /** Deeper JSON bodies are refused: they serve no npm request and would exhaust the stack when written. */
@@ -46,41 +49,61 @@ export function createApp(ctx: Context): express.Express {
   app.set('etag', false);
   app.set('trust proxy', ctx.config.trustProxy);
 
+  const base = ctx.config.basePath;
+  // One access-log line per request (never credentials: the path without its query, the user's name)
+  // and the request metrics.
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
     res.on('finish', () => {
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      ctx.log.debug({ method: req.method, url: req.originalUrl.split('?')[0], status: res.statusCode, ms: Math.round(ms) }, 'request');
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const path = req.path;
+      ctx.metrics.request(req.method, base && path.startsWith(base) ? path.slice(base.length) || '/' : path, res.statusCode, seconds);
+      const user = (res.locals.user as { name?: string } | undefined)?.name;
+      ctx.log.info({ method: req.method, path, status: res.statusCode, ms: Math.round(seconds * 10000) / 10, user }, 'request');
     });
     next();
   });
 
-  app.get('/-/ping', (_req, res) => res.json({}));
+  const api = express.Router();
+  if (base) {
+    app.use(base, api);
+    app.use((req, res, next) => {
+      if (req.path.startsWith(base + '/') || req.path === base) return next();
+      res.status(404).json({ error: 'This registry is served under ' + base + '/: use --registry ' + ctx.baseUrl + '/ (REGISTRY_PUBLIC_URL).' });
+    });
+  } else {
+    app.use(api);
+  }
 
-  app.use(
+  api.get('/-/ping', (_req, res) => res.json({}));
+  api.use(operationsRoutes(ctx));
+
+  api.use(
     express.json({
       limit: ctx.config.maxPublishBytes,
       strict: false,
       type: ['application/json', 'application/*+json', 'text/plain'],
     }),
   );
-  app.use((req, _res, next) => {
+  api.use((req, _res, next) => {
     const depth = jsonDepth(req.body, MAX_JSON_DEPTH);
     if (depth > MAX_JSON_DEPTH) return next(badRequest('The request body nests deeper than ' + MAX_JSON_DEPTH + ' levels; package manifests never need that many. Flatten it.'));
     next();
   });
-  app.use(authenticate(ctx.accounts, ctx.tokens));
+  // The pages authenticate with their own session cookie, never with the API's credentials.
+  api.use(webRoutes(ctx, new WebSessions(ctx.couch, ctx.config.stateDb, base || '/', (ctx.config.publicUrl || '').startsWith('https:'))));
+  api.use(authenticate(ctx.accounts, ctx.tokens));
 
-  app.use(userRoutes(ctx));
-  app.use(tokenRoutes(ctx));
-  app.use(webLoginRoutes(ctx, new WebLoginStore(ctx.couch, ctx.config.stateDb)));
-  app.use(searchRoutes(ctx));
-  app.use(distTagRoutes(ctx));
-  app.use(viewRoutes(ctx));
-  app.use(replicationRoutes(ctx));
-  app.use(packageRoutes(ctx));
+  api.use(userRoutes(ctx));
+  api.use(tokenRoutes(ctx));
+  api.use(webLoginRoutes(ctx, new WebLoginStore(ctx.couch, ctx.config.stateDb)));
+  api.use(searchRoutes(ctx));
+  api.use(distTagRoutes(ctx));
+  api.use(viewRoutes(ctx));
+  api.use(replicationRoutes(ctx));
+  api.use(packageRoutes(ctx));
 
-  app.use((req, res) => {
+  api.use((req, res) => {
     res.status(404).json({ error: 'Nothing here: ' + req.method + ' ' + req.path + ' is not part of the npm registry API.' });
   });
 

@@ -13,7 +13,8 @@ import { TokenStore } from './tokens';
 export interface AuthenticatedUser extends Identity {
   email?: string;
   readonly: boolean;
-  via: 'token' | 'basic';
+  /** How the user logged in: a token or Basic for the npm API, the pages' session for the web pages (read only). */
+  via: 'token' | 'basic' | 'web';
 }
 
 export function currentUser(res: Response): AuthenticatedUser | undefined {

@@ -8,6 +8,7 @@ import { Accounts } from './accounts';
 import { AccessRules } from './access';
 import { PackumentCache } from './cache';
 import { TarballCache } from './tarball-cache';
+import { Metrics } from './metrics';
 import { TokenStore } from './tokens';
 import type { Mirror } from '../replication/mirror';
 import type { Replication } from '../replication/start';
@@ -34,6 +35,9 @@ export interface Context {
   replication?: Pick<Replication, 'follower' | 'native'>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;
+  /** The build of `_design/app` this gateway pushed (its `build_hash`), for the health check. */
+  designHash?: string;
+  metrics: Metrics;
   log: Logger;
 }
 

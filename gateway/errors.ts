@@ -28,7 +28,13 @@ const STATUS_OF: Record<DomainErrorKind, number> = {
   conflict: 409,
   unavailable: 502,
   'timed-out': 504,
+  // 424 Failed Dependency: npm, yarn and pnpm retry every 5xx (npm for 70 s) before they show the
+  // reason; a 4xx reaches the user at once, with the upstream named.
+  'upstream-failed': 424,
 };
+
+/** The status for a failure of the upstream registry (see `upstream-failed`). */
+export const UPSTREAM_FAILED = STATUS_OF['upstream-failed'];
 
 /** The answer for an error the gateway knows how to explain (its own or the domain's), or null. */
 export function asHttpError(err: unknown): HttpError | null {

@@ -1,22 +1,20 @@
 /**
- * Forwarding to registries elsewhere: the configured upstream for names unknown here (redirected, or
- * proxied with tarball URLs pointing back at this registry and tarballs streamed through), and
- * foreign packages registered here with the `url` of the registry that hosts them. The upstream's
- * HTTP client itself is `replication/upstream.ts`.
+ * Reads served from registries elsewhere: the configured upstream for names unknown here (redirected,
+ * or proxied), and foreign packages registered here with the `url` of the registry that hosts them
+ * (always proxied: a redirect would carry this registry's credentials along when both registries
+ * share a host). Proxied packuments point their tarball URLs at this registry, which streams the
+ * tarballs through; nothing of the client's credentials is passed on. The upstream's HTTP client
+ * for mirroring is `replication/upstream.ts`.
  */
 import { Readable } from 'stream';
 import { Request, Response } from 'express';
-import { HttpError } from './errors';
+import { HttpError, UPSTREAM_FAILED } from './errors';
 import { tarballUrl } from '../core/packument';
 import { Config } from '../config';
 import { fetchFailure, upstreamPath } from '../replication/upstream';
 
 function unreachable(upstream: string, err: unknown): HttpError {
-  const failure = fetchFailure(err);
-  return new HttpError(
-    failure.timedOut ? 504 : 502,
-    'The upstream registry ' + upstream + ' ' + failure.words + '; packages already here are still served. Try again later.',
-  );
+  return new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' ' + fetchFailure(err).words + '; packages already here are still served. Try again later.');
 }
 
 /** Headers worth passing to an upstream registry (not the client's credentials for this registry). */
@@ -33,27 +31,39 @@ function forwardHeaders(req: Request): Record<string, string> {
 export async function forwardToUpstream(config: Config, baseUrl: string, req: Request, res: Response, name: string, rest: string[]): Promise<boolean> {
   const upstream = config.upstreamRegistry;
   if (!upstream) return false;
-  const target = upstream + upstreamPath(name, rest);
   if (config.upstreamMode === 'redirect') {
-    res.redirect(302, target);
+    res.redirect(302, upstream + upstreamPath(name, rest));
     return true;
   }
+  await proxyRead(upstream, config.upstreamTimeoutMs, baseUrl, req, res, name, rest, 'Package "' + name + '" is neither in this registry nor in its upstream ' + upstream + '.');
+  return true;
+}
+
+/**
+ * Serves a read of `name` (its packument, a version, a tarball) from the registry at `registry`;
+ * `missing` is the answer when that registry does not have it either.
+ */
+export async function proxyRead(registry: string, timeoutMs: number, baseUrl: string, req: Request, res: Response, name: string, rest: string[], missing: string): Promise<void> {
   let response: globalThis.Response;
   try {
-    response = await fetch(target, { headers: forwardHeaders(req), signal: AbortSignal.timeout(config.upstreamTimeoutMs), redirect: 'follow' });
+    response = await fetch(registry + upstreamPath(name, rest), { headers: forwardHeaders(req), signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
   } catch (err) {
-    throw unreachable(upstream, err);
+    throw unreachable(registry, err);
   }
   const isTarball = rest.length === 2 && rest[0] === '-';
   if (response.status === 404) {
     await response.body?.cancel();
-    throw new HttpError(404, 'Package "' + name + '" is neither in this registry nor in its upstream ' + upstream + '.');
+    throw new HttpError(404, missing);
+  }
+  if (response.status >= 500) {
+    await response.body?.cancel();
+    throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' answered ' + response.status + ' for "' + name + '"; packages already here are still served. Try again later.');
   }
   for (const header of ['etag', 'last-modified', 'cache-control']) {
     const value = response.headers.get(header);
     if (value) res.setHeader(header, value);
   }
-  res.setHeader('X-Registry-Upstream', upstream);
+  res.setHeader('X-Registry-Upstream', registry);
   if (isTarball || response.status !== 200) {
     res.status(response.status);
     const type = response.headers.get('content-type');
@@ -63,12 +73,12 @@ export async function forwardToUpstream(config: Config, baseUrl: string, req: Re
     if (!response.body || req.method === 'HEAD') {
       await response.body?.cancel();
       res.end();
-      return true;
+      return;
     }
     const body = Readable.fromWeb(response.body as import('stream/web').ReadableStream);
     body.on('error', () => res.destroy());
     body.pipe(res);
-    return true;
+    return;
   }
   // A packument or a version: its tarball URLs are pointed at this registry, which streams them through.
   const doc = (await response.json()) as Record<string, unknown>;
@@ -79,7 +89,6 @@ export async function forwardToUpstream(config: Config, baseUrl: string, req: Re
   else point(doc);
   res.removeHeader('etag');
   res.type(response.headers.get('content-type') || 'application/json').send(JSON.stringify(doc));
-  return true;
 }
 
 /** POST bodies forwarded as JSON to the upstream (audit), with a clear answer when it cannot help. */
@@ -103,6 +112,6 @@ export async function postToUpstream(config: Config, path: string, body: unknown
   try {
     return { status: response.status, body: JSON.parse(text) };
   } catch {
-    throw new HttpError(502, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + response.status + ').');
+    throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + response.status + ').');
   }
 }

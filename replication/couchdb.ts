@@ -199,6 +199,14 @@ export class NativeReplication {
     return result;
   }
 
+  /** The replication job's state as CouchDB's scheduler reports it (cheap, for health checks). */
+  async jobState(): Promise<{ state: string; error: string | null }> {
+    const job = await this.couch
+      .request<{ state?: string; info?: { error?: string } | null }>('GET', '/_scheduler/docs/_replicator/' + encodeURIComponent(this.docId))
+      .catch((err) => ({ state: couchFailure(err).statusCode === 404 ? 'missing' : 'unknown', info: { error: couchFailure(err).reason } }));
+    return { state: job.state || 'unknown', error: job.info && typeof job.info.error === 'string' ? job.info.error : null };
+  }
+
   /**
    * Pending changes, where CouchDB does not count them (the embedded server; a real CouchDB with a
    * selector): the upstream's current revisions (its whole feed, once per document) that the mirror

@@ -14,7 +14,7 @@ import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import ssri from 'ssri';
 import { Config } from '../config';
-import { notFound, unavailable } from '../core/errors';
+import { notFound, unavailable, upstreamFailed } from '../core/errors';
 import { mirroredDoc, UpstreamPackument } from '../core/mirrored';
 import { tarballFileName } from '../core/names';
 import { inPrivateScope, REPLICATOR_ROLE, shadowedReason } from '../core/provenance';
@@ -218,7 +218,7 @@ export class Mirror {
     try {
       packument = await this.fetchPackument(name);
     } catch (err) {
-      throw unavailable('Package "' + name + '" is not here yet and ' + (err as Error).message + '; packages already mirrored are still served. Try again later.');
+      throw upstreamFailed('Package "' + name + '" is not here yet and ' + (err as Error).message + '; packages already mirrored are still served. Try again later.');
     }
     if (!packument) return null;
     const local = await this.readLocal(name);
@@ -263,7 +263,7 @@ export class Mirror {
     const integrity = expectedIntegrity(manifest);
     if (!integrity) {
       this.recordFailure(doc.name, 'tarball ' + file + ' has neither dist.integrity nor dist.shasum; refused');
-      throw unavailable('The upstream\'s ' + doc.name + '@' + version + ' has neither dist.integrity nor dist.shasum, so its tarball cannot be verified; it is not served.');
+      throw upstreamFailed('The upstream\'s ' + doc.name + '@' + version + ' has neither dist.integrity nor dist.shasum, so its tarball cannot be verified; it is not served.');
     }
     const folder = join(this.config.dataDir, 'cache', 'mirror-downloads');
     mkdirSync(folder, { recursive: true, mode: 0o700 });
@@ -273,20 +273,20 @@ export class Mirror {
       try {
         response = await this.registry.download(source);
       } catch (err) {
-        throw unavailable('The tarball ' + file + ' is not here yet and ' + (err as Error).message + '. Try again later.');
+        throw upstreamFailed('The tarball ' + file + ' is not here yet and ' + (err as Error).message + '. Try again later.');
       }
       if (!response.ok || !response.body) {
         await response.body?.cancel();
-        throw unavailable('The tarball ' + file + ' is not here yet and the upstream registry ' + this.upstream + ' answered ' + response.status + ' for it. Try again later.');
+        throw upstreamFailed('The tarball ' + file + ' is not here yet and the upstream registry ' + this.upstream + ' answered ' + response.status + ' for it. Try again later.');
       }
       try {
         await pipeline(Readable.fromWeb(response.body as import('stream/web').ReadableStream), ssri.integrityStream({ integrity }), createWriteStream(temp));
       } catch (err) {
         if ((err as { code?: string }).code !== 'EINTEGRITY') {
-          throw unavailable('The download of ' + file + ' from the upstream registry ' + this.upstream + ' broke off (' + (err as Error).message + '). Try again.');
+          throw upstreamFailed('The download of ' + file + ' from the upstream registry ' + this.upstream + ' broke off (' + (err as Error).message + '). Try again.');
         }
         this.recordFailure(doc.name, 'tarball ' + file + ' from ' + source + ' does not match its dist.integrity; refused');
-        throw unavailable('The upstream\'s tarball ' + file + ' does not match its dist.integrity; it was refused and not stored. Tell the upstream\'s admins.');
+        throw upstreamFailed('The upstream\'s tarball ' + file + ' does not match its dist.integrity; it was refused and not stored. Tell the upstream\'s admins.');
       }
       await this.storeTarball(doc.name, file, temp);
     } finally {

@@ -6,7 +6,10 @@ import { withoutCredentials } from '../replication/couchdb';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const log = pino({ level: config.logLevel });
+  // Readable lines on a terminal; JSON, one object a line, for log collectors everywhere else.
+  const log = process.stdout.isTTY
+    ? pino({ level: config.logLevel, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } })
+    : pino({ level: config.logLevel });
   const registry = await startRegistry(config, log);
   const lines = [
     '',

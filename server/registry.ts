@@ -23,6 +23,7 @@ import { PackumentCache } from '../gateway/cache';
 import { ChangesFollower } from '../gateway/changes';
 import { TarballCache } from '../gateway/tarball-cache';
 import { LoginThrottle } from '../gateway/throttle';
+import { Metrics } from '../gateway/metrics';
 import { TokenStore } from '../gateway/tokens';
 
 export const EMBEDDED_ADMIN = 'admin';
@@ -106,7 +107,9 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   let followers: ChangesFollower[] = [];
   let replication: { stop(): Promise<void> } | undefined;
   try {
-    const { designChanged, registryId } = await setupDatabases(couch, config, log);
+    const metrics = new Metrics();
+    couch.observe = (operation, seconds, ok) => metrics.couch(operation, seconds, ok);
+    const { designChanged, designHash, registryId } = await setupDatabases(couch, config, log);
     const tokens = new TokenStore(couch, config.tokensDb);
     const registryDb = couch.db<PackageDoc>(config.registryDb);
     const cache = new PackumentCache(config.packumentCacheBytes);
@@ -134,7 +137,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       config,
       couch,
       tokens,
-      accounts: new Accounts(couch, new LoginThrottle()),
+      accounts: new Accounts(couch, new LoginThrottle(), (ok) => metrics.login(ok)),
       access: new AccessRules(registryDb),
       cache,
       tarballs,
@@ -143,6 +146,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       mirrored: couch.db<PackageDoc>(config.mirrorDb),
       registryId,
       baseUrl: '',
+      designHash,
+      metrics,
       log,
     };
     const app = createApp(context);
@@ -170,6 +175,17 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     replication = started;
     context.mirror = started.mirror;
     context.replication = started;
+    metrics.watchReplication(async () => {
+      if (started.follower) {
+        const status = await started.follower.status();
+        return { lagChanges: status.lag.changes, lagSeconds: status.lag.seconds, queue: status.pending.length };
+      }
+      if (started.native) {
+        const status = await started.native.status();
+        return { lagChanges: status.changesPending, lagSeconds: null, queue: status.changesPending };
+      }
+      return null;
+    });
     const couchOrigin = new URL(adminUrl).origin;
     const running = server;
     return {

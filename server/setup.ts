@@ -151,7 +151,7 @@ async function againOnConflict<T>(step: () => Promise<T>): Promise<T> {
 }
 
 /** Creates what the registry needs in CouchDB; safe to run at every start, by several gateways at once. */
-export async function setupDatabases(couch: Couch, config: Config, log?: Logger): Promise<{ designChanged: boolean; registryId: string }> {
+export async function setupDatabases(couch: Couch, config: Config, log?: Logger): Promise<{ designChanged: boolean; designHash: string; registryId: string }> {
   const { registryDb, mirrorDb, tokensDb, stateDb } = config;
   for (const name of ['_users', '_replicator', registryDb, mirrorDb, tokensDb, stateDb]) await ensureDatabase(couch, name);
   // The package databases are readable by everyone; writes are decided by validate_doc_update.
@@ -170,7 +170,7 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   const dbs = { local: registryDb, mirror: mirrorDb };
   const registryId = await againOnConflict(() => pushMirrorDesign(couch, dbs, loadSettingsDesign(OUTPUT_FILES.mirror), config.replication.privateScopes));
   await againOnConflict(() => moveMirroredPackages(couch, dbs, registryId, log));
-  return { designChanged, registryId };
+  return { designChanged, designHash: design.build_hash, registryId };
 }
 
 /**

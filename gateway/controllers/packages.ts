@@ -13,7 +13,6 @@ import {
 import { isMirrored } from '../../core/provenance';
 import { PackageDoc } from '../../core/types';
 import { docPath } from '../../couchdb/client';
-import { upstreamPath } from '../../replication/upstream';
 import { requireUser, requireWriter } from '../auth';
 import { CachedPackument } from '../cache';
 import { Context, readPackage } from '../context';
@@ -22,7 +21,7 @@ import { badRequest, conflict, HttpError, notFound } from '../errors';
 import { answeredNotModified, IMMUTABLE, REVALIDATE } from '../http-cache';
 import { parsePackagePath } from '../paths';
 import { CachedTarball } from '../tarball-cache';
-import { forwardToUpstream, postToUpstream } from '../upstream';
+import { forwardToUpstream, postToUpstream, proxyRead } from '../upstream';
 import { servedBytes, writeWithRetry } from '../writes';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
@@ -60,7 +59,10 @@ async function loadForRead(ctx: Context, req: Request, res: Response, name: stri
   }
   if (ctx.mirror && isMirrored(doc, ctx.registryId)) ctx.mirror.refreshIfStale(name);
   if (isForeign(doc)) {
-    res.redirect(302, String(doc.url).replace(/\/+$/, '') + upstreamPath(name, rest));
+    // Its maintainers read the entry itself to change or remove it (`npm unpublish --force`).
+    if (req.query.write === 'true' && rest.length === 0) return doc;
+    const url = String(doc.url).replace(/\/+$/, '');
+    await proxyRead(url, ctx.config.upstreamTimeoutMs, ctx.baseUrl, req, res, name, rest, '"' + name + '" is registered here as hosted at ' + url + ', which does not have it.');
     return null;
   }
   if (isTombstone(doc)) throw unpublishedError(doc);
@@ -111,6 +113,7 @@ export function packageRoutes(ctx: Context): Router {
     }
     await ctx.access.assertRead(res, name);
     const cached = ctx.cache.get(name);
+    ctx.metrics.cache('packument', !!cached, cached ? cached.full.length : 0);
     if (cached) {
       if (cached.mirrored) ctx.mirror?.refreshIfStale(name);
       return sendPackument(req, res, cached);
@@ -150,6 +153,7 @@ export function packageRoutes(ctx: Context): Router {
     if (!file.endsWith('.tgz') || file.includes('/') || file.startsWith('.')) throw notFound('No such tarball: ' + file);
     await ctx.access.assertRead(res, name);
     const cached = ctx.tarballs.get(name, file);
+    ctx.metrics.cache('tarball', !!cached, cached ? cached.size : 0);
     if (cached) return sendTarballFile(req, res, cached);
     const generation = ctx.tarballs.generation(name);
     const db = from ? from.db : ctx.config.registryDb;
@@ -231,6 +235,7 @@ export function packageRoutes(ctx: Context): Router {
         applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests }),
       );
       ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}), repeated: !result }, 'published');
+      if (result) ctx.metrics.published();
       res.status(201).json({ ok: true, success: true, id: name, rev: result?.rev });
       return;
     }

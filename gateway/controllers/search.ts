@@ -4,7 +4,7 @@
  * view of each database (terms of names, keywords and descriptions). Every term must match (as a prefix);
  * packages rank by where their terms matched, an exact name first.
  */
-import { Router } from 'express';
+import { Response, Router } from 'express';
 import { terms } from '../../core/search';
 import { PackageDoc, Person } from '../../core/types';
 import { Database } from '../../couchdb/client';
@@ -52,6 +52,42 @@ async function matching(db: Database<PackageDoc>, wanted: string[], exactName: s
   return hits || new Map();
 }
 
+/** A package found by a search: its document and how well it matched. */
+export interface Found {
+  doc: PackageDoc;
+  rank: number;
+  exact: boolean;
+}
+
+/**
+ * The packages matching every word of `text` that the caller may read (local ones hiding mirrored
+ * ones of the same name), best first: `size` of them from `from`, and how many matched in all.
+ */
+export async function searchPackages(ctx: Context, res: Response, text: string, size: number, from: number): Promise<{ found: Found[]; total: number }> {
+  const wanted = text.toLowerCase().split(/\s+/).filter(Boolean).slice(0, 10);
+  const exactName = wanted.length === 1 ? wanted[0] : null;
+  const local = await matching(ctx.registry, wanted, exactName);
+  const mirrored = await matching(ctx.mirrored, wanted, exactName);
+  // A mirrored package behind a local one of the same name is not found: the local one is.
+  for (const name of (await ctx.couch.liveRevs(ctx.config.registryDb, [...mirrored.keys()])).keys()) mirrored.delete(name);
+  const visible: Hit[] = [];
+  for (const hit of [...local.values(), ...mirrored.values()]) if (await ctx.access.mayRead(res, hit.name)) visible.push(hit);
+  const ranked = visible.sort((a, b) => Number(b.exact) - Number(a.exact) || a.rank - b.rank || a.name.localeCompare(b.name));
+  const page = ranked.slice(from, from + size);
+  const docs = new Map<string, PackageDoc>();
+  for (const db of [ctx.registry, ctx.mirrored]) {
+    const keys = page.map((h) => h.name).filter((name) => !docs.has(name));
+    if (keys.length === 0) break;
+    for (const [name, doc] of await db.getMany(keys)) docs.set(name, doc);
+  }
+  const found: Found[] = [];
+  for (const hit of page) {
+    const doc = docs.get(hit.name);
+    if (doc) found.push({ doc, rank: hit.rank, exact: hit.exact });
+  }
+  return { found, total: ranked.length };
+}
+
 export function searchRoutes(ctx: Context): Router {
   const router = Router();
 
@@ -64,31 +100,11 @@ export function searchRoutes(ctx: Context): Router {
       if (!Number.isInteger(size) || size < 1 || size > MAX_SIZE) throw badRequest('"size" must be a whole number from 1 to ' + MAX_SIZE + '.');
       if (!Number.isInteger(from) || from < 0) throw badRequest('"from" must be a whole number of at least 0.');
       const started = Date.now();
-      const wanted = text.toLowerCase().split(/\s+/).filter(Boolean).slice(0, 10);
-      const exactName = wanted.length === 1 ? wanted[0] : null;
-      const local = await matching(ctx.registry, wanted, exactName);
-      const mirrored = await matching(ctx.mirrored, wanted, exactName);
-      // A mirrored package behind a local one of the same name is not found: the local one is.
-      for (const name of (await ctx.couch.liveRevs(ctx.config.registryDb, [...mirrored.keys()])).keys()) mirrored.delete(name);
-      const visible: Hit[] = [];
-      for (const hit of [...local.values(), ...mirrored.values()]) if (await ctx.access.mayRead(res, hit.name)) visible.push(hit);
-      const ranked = visible.sort(
-        (a, b) => Number(b.exact) - Number(a.exact) || a.rank - b.rank || a.name.localeCompare(b.name),
-      );
-      const page = ranked.slice(from, from + size);
-      const docs = new Map<string, PackageDoc>();
-      for (const db of [ctx.registry, ctx.mirrored]) {
-        const keys = page.map((h) => h.name).filter((name) => !docs.has(name));
-        if (keys.length === 0) break;
-        for (const [name, doc] of await db.getMany(keys)) docs.set(name, doc);
-      }
-      const objects = [];
-      for (let i = 0; i < page.length; i++) {
-        const doc = docs.get(page[i].name);
-        if (!doc) continue;
+      const { found, total } = await searchPackages(ctx, res, text, size, from);
+      const objects = found.map(({ doc, rank, exact }) => {
         const latest = doc.versions[doc['dist-tags'].latest] || {};
-        const score = 1 / (1 + page[i].rank);
-        objects.push({
+        const score = 1 / (1 + rank);
+        return {
           package: {
             name: doc.name,
             scope: doc.name.startsWith('@') ? doc.name.slice(1, doc.name.indexOf('/')) : 'unscoped',
@@ -102,10 +118,10 @@ export function searchRoutes(ctx: Context): Router {
             maintainers: (doc.maintainers || []).map(asSearchPerson),
           },
           score: { final: score, detail: { quality: score, popularity: 0, maintenance: 0 } },
-          searchScore: page[i].exact ? 100000 + score : score,
-        });
-      }
-      res.json({ objects, total: ranked.length, time: new Date(started).toUTCString() });
+          searchScore: exact ? 100000 + score : score,
+        };
+      });
+      res.json({ objects, total, time: new Date(started).toUTCString() });
     })().catch(next);
   });
 

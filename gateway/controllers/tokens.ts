@@ -7,7 +7,7 @@ import { clientAddress, requireUser } from '../auth';
 import { Context } from '../context';
 import { badRequest, notFound, unauthorized } from '../errors';
 import { inCidr } from '../throttle';
-import { TokenRecord } from '../tokens';
+import { hashToken, TokenRecord } from '../tokens';
 
 const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
 
@@ -15,7 +15,8 @@ function listed(record: TokenRecord) {
   return {
     key: record._id,
     token: record.preview,
-    name: record.name,
+    // npm prints the name of every token; tokens made before names were kept get one that says so.
+    name: record.name || 'unnamed',
     created: record.created,
     updated: record.created,
     readonly: record.readonly,
@@ -49,7 +50,7 @@ export function tokenRoutes(ctx: Context): Router {
         throw badRequest('"cidr_whitelist" must be a list of IPv4 CIDR blocks such as 192.168.0.0/24.');
       }
       const readonly = body.readonly === true || body.packages_and_scopes_permission === 'read-only';
-      const name = typeof body.name === 'string' ? body.name.slice(0, 100) : undefined;
+      const name = typeof body.name === 'string' && body.name ? body.name.slice(0, 100) : 'npm token create';
       const { token, record } = await ctx.tokens.create(user.name, { readonly, cidr: cidr as string[], name });
       ctx.log.info({ user: user.name, readonly, cidr }, 'token created');
       res.status(201).json({ ...listed(record), token });
@@ -59,9 +60,11 @@ export function tokenRoutes(ctx: Context): Router {
   router.delete('/-/npm/v1/tokens/token/:key', (req, res, next) => {
     (async () => {
       const user = requireUser(res);
-      const key = req.params.key;
-      const removed = /^[0-9a-f]{64}$/.test(key) && (await ctx.tokens.revokeKey(key, user.roles.includes('_admin') ? null : user.name));
-      if (!removed) throw notFound('No token of yours has the key "' + key + '"; see `npm token list`.');
+      // `npm token revoke` sends the key (the token's hash) of a listed token, or the token itself.
+      const given = req.params.key;
+      const key = /^[0-9a-f]{64}$/.test(given) ? given : hashToken(given);
+      const removed = await ctx.tokens.revokeKey(key, user.roles.includes('_admin') ? null : user.name);
+      if (!removed) throw notFound('No token of yours has that key or value; see `npm token list`.');
       ctx.log.info({ user: user.name }, 'token revoked');
       res.status(204).end();
     })().catch(next);
@@ -72,7 +75,7 @@ export function tokenRoutes(ctx: Context): Router {
       const user = requireUser(res);
       const doc = await ctx.accounts.read(user.name);
       if (!doc) throw notFound('No profile for "' + user.name + '".');
-      res.json({ name: doc.name, email: doc.email || null, email_verified: false, tfa: false, created: null, updated: null, fullname: null, homepage: null });
+      res.json({ name: doc.name, email: doc.email || null, email_verified: false, tfa: false, created: doc.created || null, updated: doc.updated || doc.created || null, fullname: null, homepage: null });
     })().catch(next);
   });
 

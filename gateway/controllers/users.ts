@@ -16,7 +16,7 @@ export function userRoutes(ctx: Context): Router {
   const router = Router();
 
   async function issueToken(res: Response, name: string, status: number, extra: Record<string, unknown> = {}): Promise<void> {
-    const { token } = await ctx.tokens.create(name);
+    const { token } = await ctx.tokens.create(name, { name: 'npm login' });
     ctx.log.info({ user: name }, 'token issued');
     res.status(status).json({ ok: true, id: USER_PREFIX + name, token, ...extra });
   }

@@ -63,7 +63,7 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
         return;
       }
       if (!(await store.consume(session))) throw notFound('This login was already completed; run `npm login` again.');
-      const { token } = await ctx.tokens.create(session.user);
+      const { token } = await ctx.tokens.create(session.user, { name: 'npm login (web)' });
       ctx.log.info({ user: session.user }, 'web login completed');
       res.json({ token });
     })().catch(next);

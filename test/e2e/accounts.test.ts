@@ -38,6 +38,22 @@ describe('tokens', () => {
     expect(after.body.error).toContain('revoked');
   });
 
+  it('npm token list names every token, and npm token revoke takes the token itself as well as its id', async () => {
+    const created = await alice.npm(['token', 'create', '--password', 'alice-password']);
+    const token = /Created token (\S+)/.exec(created.stdout)?.[1] as string;
+    expect(token).toMatch(/^cnr_/);
+    const list = await alice.npm(['token', 'list']);
+    expect(list.code).toBe(0);
+    expect(list.stdout).not.toContain('undefined');
+    expect(list.stdout).toContain('name npm login');
+    expect(list.stdout).toContain('name npm token create');
+
+    const revoke = await alice.npm(['token', 'revoke', token]);
+    expect(revoke.stderr).toBe('');
+    expect(revoke.stdout).toContain('Removed 1 token');
+    expect((await registry.request('GET', '/-/whoami', { token })).status).toBe(401);
+  });
+
   it('a token revoked through one gateway is refused at once by another in front of the same CouchDB', async () => {
     const second = await startRegistry(
       loadConfig({
@@ -107,6 +123,10 @@ describe('profile and login throttling', () => {
     const profile = await alice.npm(['profile', 'get', '--json']);
     expect(profile.code).toBe(0);
     expect(JSON.parse(profile.stdout)).toMatchObject({ name: 'alice', email: 'alice@example.com' });
+    // The account's dates, as `npm profile get` prints them (empty before they were kept).
+    const created = (await alice.npm(['profile', 'get', 'created'])).stdout.trim();
+    expect(new Date(created).getTime()).toBeGreaterThan(Date.now() - 3_600_000);
+    expect((await alice.npm(['profile', 'get', 'updated'])).stdout.trim()).toBe(created);
   });
 
   it('failed logins are throttled per user with 429 and Retry-After', async () => {

@@ -5,7 +5,7 @@
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
-import { startTestRegistry, TestRegistry } from '../helpers/registry';
+import { basicAuthOf, startTestRegistry, TestRegistry } from '../helpers/registry';
 
 let registry: TestRegistry;
 let alice: NpmClient;
@@ -151,6 +151,24 @@ describe('maintainers, deprecation and stars', () => {
     expect((await alice.npm(['owner', 'rm', 'bob', 'e2e-lib'])).code).toBe(0);
     expect((await bob.npm(['owner', 'ls', 'e2e-lib'])).stdout).not.toContain('bob');
     expect((await bob.npm(['dist-tag', 'add', 'e2e-lib@1.0.0', 'again'])).code).not.toBe(0);
+  });
+
+  it('npm owner ls shows an owner whose account has no email without "undefined"', async () => {
+    // An account an admin made in Fauxton: no email.
+    const admin = { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' };
+    const userUrl = new URL('/_users/org.couchdb.user:noemail', new URL(registry.adminCouchUrl).origin);
+    const made = await fetch(userUrl, { method: 'PUT', headers: admin, body: JSON.stringify({ name: 'noemail', password: 'noemail-password', type: 'user', roles: [] }) });
+    expect(made.status).toBe(201);
+    try {
+      expect((await alice.npm(['owner', 'add', 'noemail', 'e2e-lib'])).code).toBe(0);
+      const ls = await bob.npm(['owner', 'ls', 'e2e-lib']);
+      expect(ls.stdout).toContain('noemail <>');
+      expect(ls.stdout).not.toContain('undefined');
+      expect((await alice.npm(['owner', 'rm', 'noemail', 'e2e-lib'])).code).toBe(0);
+    } finally {
+      const current = (await (await fetch(userUrl, { headers: admin })).json()) as { _rev?: string };
+      if (current._rev) await fetch(userUrl + '?rev=' + current._rev, { method: 'DELETE', headers: admin });
+    }
   });
 
   it('npm star, stars and unstar', async () => {

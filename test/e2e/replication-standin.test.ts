@@ -104,7 +104,7 @@ describe('following a feed with the public contract\'s quirks', () => {
 
     standIn.corruptTarball('bad-tarball', '1.0.0');
     const bad = await mirror.request('GET', '/bad-tarball/-/bad-tarball-1.0.0.tgz');
-    expect(bad.status).toBe(502);
+    expect(bad.status).toBe(424);
     expect(bad.body.error).toContain('does not match its dist.integrity');
     expect((await docAt(mirror, 'bad-tarball')).body._attachments || {}).toEqual({});
     expect((await status(mirror, token)).failures.some((f: { name: string; reason: string }) => f.name === 'bad-tarball' && f.reason.includes('integrity'))).toBe(true);

@@ -1,8 +1,9 @@
 /**
  * Foreign packages and forwarding to an upstream, against a real Verdaccio: names unknown here are
  * mirrored (pulled through and stored), proxied or redirected to it and install with npm; a name published here is never forwarded;
- * foreign packages redirect to the registry that hosts them; audit answers clearly; an unreachable
- * upstream fails fast while local packages are still served.
+ * foreign packages are served from the registry that hosts them and removed with npm unpublish; audit
+ * answers clearly; an unreachable upstream fails fast (npm shows it at once) while local packages are
+ * still served.
  */
 import { copyFileSync, mkdirSync, readFileSync } from 'fs';
 import { join } from 'path';
@@ -121,21 +122,30 @@ describe('redirect mode', () => {
 });
 
 describe('foreign packages', () => {
-  it('registers a package hosted elsewhere; reads redirect there and npm installs it', async () => {
+  it('registers a package hosted elsewhere; reads are served from there through this registry and npm installs it', async () => {
     const registered = await proxied.request('PUT', '/hosted-there', {
       token: localToken,
       body: { name: 'hosted-there', maintainers: ['local'], description: 'lives in Verdaccio', url: verdaccio.url },
     });
     expect(registered.status).toBe(201);
+    // Served through, not redirected: a redirect would carry this registry's token to the other one
+    // whenever both share a host.
     const res = await fetch(proxied.localUrl + '/hosted-there', { redirect: 'manual' });
-    expect(res.status).toBe(302);
-    expect(res.headers.get('location')).toBe(verdaccio.url + '/hosted-there');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-registry-upstream')).toBe(verdaccio.url);
+    const packument = (await res.json()) as { versions: Record<string, { dist: { tarball: string } }> };
+    expect(packument.versions['3.0.0'].dist.tarball).toBe(proxied.url + '/hosted-there/-/hosted-there-3.0.0.tgz');
     const tarball = await fetch(proxied.localUrl + '/hosted-there/-/hosted-there-3.0.0.tgz', { redirect: 'manual' });
-    expect(tarball.headers.get('location')).toBe(verdaccio.url + '/hosted-there/-/hosted-there-3.0.0.tgz');
+    expect(tarball.status).toBe(200);
+    expect((await tarball.arrayBuffer()).byteLength).toBeGreaterThan(100);
     const client = npmClient(proxied.url);
     const dir = project(client, 'foreign-app', { 'hosted-there': '^3.0.0' });
     expect((await client.npm(['install'], dir)).code).toBe(0);
     expect(readFileSync(join(dir, 'node_modules/hosted-there/index.js'), 'utf8')).toContain('hosted-there@3.0.0');
+    // A logged-in user reads it as well: this registry's token never leaves it.
+    const view = await npmClient(proxied.url, localToken).npm(['view', 'hosted-there', 'version']);
+    expect(view.stderr).toBe('');
+    expect(view.stdout.trim()).toBe('3.0.0');
   });
 
   it('needs name, maintainers and url, and only its maintainers may change it', async () => {
@@ -152,14 +162,18 @@ describe('foreign packages', () => {
 });
 
 describe('removing a foreign package', () => {
-  it('its maintainers remove the entry; the name then stays here and is not forwarded', async () => {
-    const registered = await proxied.request('PUT', '/leaving-soon', { token: localToken, body: { name: 'leaving-soon', maintainers: ['local'], url: verdaccio.url } });
+  it('its maintainers remove the entry with npm unpublish --force; the name then stays here and is not forwarded', async () => {
+    const registered = await proxied.request('PUT', '/hosted-there-too', { token: localToken, body: { name: 'hosted-there-too', maintainers: ['local'], url: verdaccio.url } });
     expect(registered.status).toBe(201);
-    expect((await fetch(proxied.localUrl + '/leaving-soon', { redirect: 'manual' })).status).toBe(302);
-    const current = await couchGet(proxied, '/' + proxied.registryDb + '/leaving-soon');
-    const removed = await proxied.request('DELETE', '/leaving-soon/-rev/' + current.body._rev, { token: localToken });
-    expect(removed.status).toBe(200);
-    const after = await proxied.request('GET', '/leaving-soon');
+    // Verdaccio does not have this name: the read says where it is registered.
+    const missing = await proxied.request('GET', '/hosted-there-too');
+    expect(missing.status).toBe(404);
+    expect(missing.body.error).toContain('registered here as hosted at ' + verdaccio.url);
+    const unpublish = await npmClient(proxied.url, localToken).npm(['unpublish', 'hosted-there-too', '--force']);
+    expect(unpublish.stderr).not.toContain('ERR');
+    expect(unpublish.code).toBe(0);
+    expect((await couchGet(proxied, '/' + proxied.registryDb + '/hosted-there-too')).body.url).toBeUndefined();
+    const after = await proxied.request('GET', '/hosted-there-too');
     expect(after.status).toBe(404);
     expect(after.body.error).toContain('unpublished');
   });
@@ -182,12 +196,18 @@ describe('audit and an unreachable upstream', () => {
     const started = Date.now();
     const res = await proxied.request('GET', '/never-mirrored');
     expect(Date.now() - started).toBeLessThan(3000);
-    expect(res.status).toBe(502);
+    // 424, not a 5xx: npm retries a 5xx for 70 s before it says anything.
+    expect(res.status).toBe(424);
     expect(res.body.error).toContain(verdaccio.url);
+    const npmStarted = Date.now();
+    const view = await npmClient(proxied.url).npm(['view', 'never-seen-here']);
+    expect(Date.now() - npmStarted).toBeLessThan(8000);
+    expect(view.code).not.toBe(0);
+    expect(view.stderr).toContain(verdaccio.url);
     const local = await proxied.request('GET', '/shared-name');
     expect(local.status).toBe(200);
     const audit = await proxied.request('POST', '/-/npm/v1/security/advisories/bulk', { body: { 'shared-name': ['5.0.0'] } });
-    expect(audit.status).toBe(502);
+    expect(audit.status).toBe(424);
     expect(audit.body.error).toContain('unreachable');
   });
 
@@ -204,7 +224,7 @@ describe('audit and an unreachable upstream', () => {
     const started = Date.now();
     const res = await mirroring.request('GET', '/never-mirrored');
     expect(Date.now() - started).toBeLessThan(3000);
-    expect(res.status).toBe(502);
+    expect(res.status).toBe(424);
     expect(res.body.error).toContain(verdaccio.url);
     expect(res.body.error).toContain('already mirrored are still served');
   });

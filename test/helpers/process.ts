@@ -14,10 +14,13 @@ export interface RegistryProcess {
   output(): string;
 }
 
-/** Starts the registry with `env` added to this process's environment; resolves once it is ready. */
-export function startRegistryProcess(env: Record<string, string>): Promise<RegistryProcess> {
+/**
+ * Starts the registry with `env` added to this process's environment; resolves once it is ready.
+ * `script` is what runs: the built registry, or `bin/registry.js` as `npm start` runs it.
+ */
+export function startRegistryProcess(env: Record<string, string>, script = MAIN): Promise<RegistryProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN], {
+    const child = spawn(process.execPath, [script], {
       env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', LOG_LEVEL: 'warn', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -29,7 +29,7 @@ export interface RequestOptions {
   headers?: Record<string, string>;
 }
 
-export async function startTestRegistry(env: Record<string, string> = {}): Promise<TestRegistry> {
+export async function startTestRegistry(env: Record<string, string> = {}, log?: pino.Logger): Promise<TestRegistry> {
   const dataDir = mkdtempSync(join(tmpdir(), 'registry-test-'));
   const registryDb = process.env.COUCHDB_URL ? 'registry-test-' + Math.random().toString(36).slice(2, 10) : 'registry';
   const config = loadConfig({
@@ -46,7 +46,7 @@ export async function startTestRegistry(env: Record<string, string> = {}): Promi
   const usersSecurity = couchUrl && config.signup === 'closed' ? await couchJson(couchUrl, '/_users/_security') : undefined;
   let running: RunningRegistry;
   try {
-    running = await startRegistry(config, pino({ level: process.env.TEST_LOG_LEVEL || 'silent' }));
+    running = await startRegistry(config, log || pino({ level: process.env.TEST_LOG_LEVEL || 'silent' }));
   } catch (err) {
     if (couchUrl) await removeDatabases(couchUrl, registryDb);
     throw err;

@@ -1,0 +1,117 @@
+/**
+ * For operators: `GET /-/health` (is this gateway able to serve: CouchDB reachable, design documents
+ * current, replication working; 200, or 503 with the reasons) and `GET /-/metrics` (Prometheus).
+ * `GET /-/ping` stays the bare liveness answer npm uses.
+ */
+import { timingSafeEqual } from 'crypto';
+import { Request, Response, Router } from 'express';
+import { DESIGN, designId } from '../../couchapp/design';
+import { authenticate, currentUser } from '../auth';
+import { Context } from '../context';
+import { forbidden, HttpError, notFound, unauthorized } from '../errors';
+
+export interface Check {
+  ok: boolean;
+  /** A failing critical check makes the gateway unhealthy (503); the others are reported only. */
+  critical: boolean;
+  detail: string;
+}
+
+async function couchCheck(ctx: Context): Promise<Check> {
+  try {
+    const response = await ctx.couch.adminFetch('/', { signal: AbortSignal.timeout(2000) });
+    await response.body?.cancel();
+    return { ok: response.ok, critical: true, detail: response.ok ? 'reachable' : 'answered ' + response.status };
+  } catch (err) {
+    return { ok: false, critical: true, detail: 'not reachable at ' + ctx.couch.url.origin + ': ' + ((err as { cause?: { code?: string } }).cause?.code || (err as Error).message) };
+  }
+}
+
+async function designCheck(ctx: Context): Promise<Check> {
+  if (!ctx.designHash) return { ok: true, critical: false, detail: 'not checked' };
+  try {
+    const stale: string[] = [];
+    for (const [db, hash] of [[ctx.registry, ctx.designHash], [ctx.mirrored, ctx.designHash + '-views']] as const) {
+      const live = (await db.get(designId(DESIGN.app))) as { build_hash?: string } | null;
+      if (!live || live.build_hash !== hash) stale.push(db.name);
+    }
+    return stale.length ? { ok: false, critical: true, detail: '_design/app is not the one this gateway was built with in ' + stale.join(', ') + ' (another version of the registry pushed its own, or it was changed by hand); restart this gateway to push it again' } : { ok: true, critical: true, detail: 'current' };
+  } catch (err) {
+    return { ok: false, critical: true, detail: 'cannot be read: ' + (err as Error).message };
+  }
+}
+
+async function replicationCheck(ctx: Context): Promise<Check | null> {
+  const { follower, native } = ctx.replication || {};
+  if (!follower && !native) return null;
+  const problems: string[] = [];
+  const states: string[] = [];
+  if (follower) {
+    const status = await follower.status();
+    states.push('feed ' + status.state);
+    if (status.state === 'upstream-unreachable') problems.push('the change feed cannot be followed: ' + (status.lastError || 'the upstream is unreachable'));
+  }
+  if (native) {
+    const job = await native.jobState();
+    states.push('couchdb ' + job.state);
+    if (['crashing', 'failed', 'error', 'missing'].includes(job.state)) problems.push('the CouchDB replication is ' + job.state + (job.error ? ': ' + job.error : ''));
+  }
+  return problems.length ? { ok: false, critical: true, detail: problems.join('; ') } : { ok: true, critical: true, detail: states.join(', ') };
+}
+
+/** The health of this gateway: every check, and whether it can serve. */
+export async function health(ctx: Context): Promise<{ healthy: boolean; checks: Record<string, Check> }> {
+  const checks: Record<string, Check> = { gateway: { ok: true, critical: true, detail: 'serving' } };
+  checks.couchdb = await couchCheck(ctx);
+  if (checks.couchdb.ok) {
+    checks.design = await designCheck(ctx);
+    const replication = await replicationCheck(ctx);
+    if (replication) checks.replication = replication;
+  }
+  const live = ctx.cache.enabled;
+  checks.caches = { ok: live, critical: false, detail: live ? 'on' : 'off: the databases\' _changes are not followed right now, so every read goes to CouchDB' };
+  return { healthy: Object.values(checks).every((c) => c.ok || !c.critical), checks };
+}
+
+/** Whether `given` is the metrics token, compared in constant time. */
+function isMetricsToken(given: string, wanted: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(wanted);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Routes that come before the ordinary authentication (the metrics token is not a user's token). */
+export function operationsRoutes(ctx: Context): Router {
+  const router = Router();
+
+  router.get('/-/health', (_req, res, next) => {
+    health(ctx)
+      .then(({ healthy, checks }) => {
+        const reasons = Object.entries(checks).filter(([, c]) => !c.ok && c.critical).map(([name, c]) => name + ': ' + c.detail);
+        res.status(healthy ? 200 : 503).set('Cache-Control', 'no-store').json({ status: healthy ? 'ok' : 'unhealthy', reasons, checks });
+      })
+      .catch(next);
+  });
+
+  const userAuth = authenticate(ctx.accounts, ctx.tokens);
+  router.get('/-/metrics', (req: Request, res: Response, next) => {
+    (async () => {
+      const { metrics: access, metricsToken } = ctx.config;
+      if (access === 'off') throw notFound('Metrics are off on this registry (METRICS=off).');
+      if (access === 'token') {
+        const [scheme, value = ''] = String(req.headers.authorization || '').split(' ', 2);
+        if (!/^bearer$/i.test(scheme) || !isMetricsToken(value.trim(), metricsToken as string)) {
+          throw new HttpError(401, 'Metrics need the metrics token: Authorization: Bearer <METRICS_TOKEN>.', { 'WWW-Authenticate': 'Bearer realm="metrics"' });
+        }
+      } else {
+        await new Promise<void>((resolve, reject) => void userAuth(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
+        const user = currentUser(res);
+        if (!user) throw unauthorized('Metrics are for admins: log in as a CouchDB admin (Basic auth or a token), or set METRICS=token.');
+        if (!user.roles.includes('_admin')) throw forbidden('Metrics are for admins of this registry.');
+      }
+      res.type('text/plain; version=0.0.4; charset=utf-8').send(await ctx.metrics.render());
+    })().catch(next);
+  });
+
+  return router;
+}

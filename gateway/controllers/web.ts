@@ -1,0 +1,215 @@
+/**
+ * Pages for people, served on the same paths as the npm API when a browser asks for HTML: the home
+ * page (search box, recently published), search results, a package page, log in and out, and the
+ * signed-in user's packages and tokens. npm, yarn and pnpm ask for JSON and never see these. The
+ * access rules hold here as for the API: a private package needs a login (the pages' own session).
+ */
+import express, { NextFunction, Request, Response, Router } from 'express';
+import { isForeign, isTombstone } from '../../core/packument';
+import { isMirrored } from '../../core/provenance';
+import { PackageDoc, Person, VersionManifest } from '../../core/types';
+import { clientAddress } from '../auth';
+import { Context, readPackage } from '../context';
+import { asHttpError } from '../errors';
+import { parsePackagePath } from '../paths';
+import { escape, layout, PageUser, sendHtml } from '../web/html';
+import { renderReadme } from '../web/readme';
+import { WebSessions } from '../web/sessions';
+import { searchPackages } from './search';
+
+/** Whether the client asked for a page rather than JSON (browsers put text/html first; npm asks for JSON). */
+export function wantsPage(req: Request): boolean {
+  return (req.method === 'GET' || req.method === 'HEAD') && req.accepts(['application/json', 'application/vnd.npm.install-v1+json', 'text/html']) === 'text/html';
+}
+
+const when = (iso: unknown) => (typeof iso === 'string' ? iso.slice(0, 10) : '');
+
+/** The local path to go back to after logging in: a path of this registry, never another site. */
+function safeNext(value: unknown, base: string): string {
+  return typeof value === 'string' && value.startsWith(base + '/') && !value.startsWith('//') && !/[\\\r\n]/.test(value) ? value : base + '/';
+}
+
+function packageLink(base: string, name: string): string {
+  return `<a href="${escape(base)}/${escape(name)}">${escape(name)}</a>`;
+}
+
+function provenance(ctx: Context, doc: PackageDoc): string {
+  if (isForeign(doc)) return `<span class="badge foreign" title="Hosted at ${escape(doc.url)}">hosted at ${escape(doc.url)}</span>`;
+  if (isMirrored(doc, ctx.registryId)) return `<span class="badge mirrored" title="Mirrored from ${escape(doc.origin || 'the upstream')}">mirrored from ${escape(doc.origin || 'the upstream')}</span>`;
+  return '<span class="badge local">published here</span>';
+}
+
+function people(list: Person[] | undefined): string {
+  return (list || []).map((p) => escape(p.name) + (p.email ? ` <span class="muted">&lt;${escape(p.email)}&gt;</span>` : '')).join('<br>') || '<span class="muted">none</span>';
+}
+
+function dependencyList(base: string, deps: unknown): string {
+  if (!deps || typeof deps !== 'object') return '<p class="muted">None.</p>';
+  const entries = Object.entries(deps as Record<string, unknown>);
+  if (entries.length === 0) return '<p class="muted">None.</p>';
+  return '<ul>' + entries.map(([name, range]) => `<li>${packageLink(base, name)} <span class="muted">${escape(range)}</span></li>`).join('') + '</ul>';
+}
+
+export function webRoutes(ctx: Context, sessions: WebSessions): Router {
+  const router = Router();
+  const base = ctx.config.basePath;
+
+  /** The signed-in user of the page's session; the pages' access checks see them as the API would. */
+  async function pageUser(req: Request, res: Response): Promise<PageUser | null> {
+    const name = await sessions.user(req);
+    if (!name) return null;
+    const account = await ctx.accounts.read(name);
+    if (!account) return null;
+    res.locals.user = { name, roles: (account.roles || []).filter((r) => !r.startsWith('_')), email: account.email, readonly: true, via: 'web' };
+    return { name };
+  }
+
+  const page = (req: Request, res: Response, status: number, title: string, body: string, user: PageUser | null, query?: string) =>
+    sendHtml(res, status, layout({ title, base, user, query, body }));
+
+  /** A handler for a page: errors become pages too. */
+  const handle = (work: (req: Request, res: Response, user: PageUser | null) => Promise<void>) => (req: Request, res: Response, next: NextFunction) => {
+    (async () => {
+      const user = await pageUser(req, res);
+      try {
+        await work(req, res, user);
+      } catch (err) {
+        const known = asHttpError(err);
+        if (!known) throw err;
+        const login = known.status === 401 ? ` <a href="${escape(base)}/-/web/login?next=${encodeURIComponent(req.originalUrl)}">Log in</a> to see it.` : '';
+        page(req, res, known.status, 'Error ' + known.status, `<h1 class="error">${escape(known.message)}</h1><p>${login}</p>`, user);
+      }
+    })().catch(next);
+  };
+
+  router.get('/', (req, res, next) => {
+    if (!wantsPage(req)) return next();
+    handle(async (_req, res, user) => {
+      const rows: { name: string; time: string }[] = [];
+      for (const db of [ctx.registry, ctx.mirrored]) {
+        for (const row of (await db.view<string>('modified', { descending: true, limit: 40 })).rows) rows.push({ name: row.value, time: String(row.key) });
+      }
+      rows.sort((a, b) => b.time.localeCompare(a.time));
+      const seen = new Set<string>();
+      const items: string[] = [];
+      for (const row of rows) {
+        if (items.length >= 20 || seen.has(row.name)) continue;
+        seen.add(row.name);
+        if (!(await ctx.access.mayRead(res, row.name))) continue;
+        const doc = await readPackage(ctx, row.name);
+        if (!doc || isTombstone(doc)) continue;
+        items.push(`<li>${packageLink(base, doc.name)} <span class="muted">${escape(doc['dist-tags'].latest || '')}</span>${provenance(ctx, doc)}<br>${escape(doc.description || '')} <span class="muted">${when(row.time)}</span></li>`);
+      }
+      const list = items.length ? `<ul class="packages">${items.join('')}</ul>` : '<p class="muted">Nothing published yet. Publish with <code>npm publish</code>.</p>';
+      page(req, res, 200, 'npm registry', `<h1>Recently published</h1>${list}`, user);
+    })(req, res, next);
+  });
+
+  router.get('/-/web/search', handle(async (req, res, user) => {
+    const query = typeof req.query.q === 'string' ? req.query.q.trim().slice(0, 200) : '';
+    if (!query) return page(req, res, 200, 'Search', '<h1>Search</h1><p>Type words of a package name, keyword or description.</p>', user);
+    const { found, total } = await searchPackages(ctx, res, query, 50, 0);
+    const items = found.map(({ doc }) => `<li>${packageLink(base, doc.name)} <span class="muted">${escape(doc['dist-tags'].latest || '')}</span>${provenance(ctx, doc)}<br>${escape(doc.description || '')}</li>`);
+    const body = `<h1>${total} package${total === 1 ? '' : 's'} for “${escape(query)}”</h1>` + (items.length ? `<ul class="packages">${items.join('')}</ul>` : '<p class="muted">No package matches.</p>');
+    page(req, res, 200, query + ' – search', body, user, query);
+  }));
+
+  router.get('/-/web/login', handle(async (req, res, user) => {
+    const next = safeNext(req.query.next, base);
+    if (user) return void res.redirect(303, next);
+    page(req, res, 200, 'Log in', loginForm(next), null);
+  }));
+
+  function loginForm(next: string, error?: string): string {
+    return `<h1>Log in</h1>${error ? `<p class="error" role="alert">${escape(error)}</p>` : ''}
+<form class="login" method="post" action="${escape(base)}/-/web/login"><input type="hidden" name="next" value="${escape(next)}">
+<label for="name">User name</label><input id="name" name="name" autocomplete="username" required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<p><button type="submit">Log in</button></p></form>`;
+  }
+
+  router.post('/-/web/login', express.urlencoded({ extended: false, limit: '16kb' }), handle(async (req, res) => {
+    const form = (req.body || {}) as Record<string, unknown>;
+    const next = safeNext(form.next, base);
+    const name = String(form.name || '').trim();
+    const identity = await ctx.accounts.verify(name, String(form.password || ''), clientAddress(req));
+    if (!identity) return page(req, res, 401, 'Log in', loginForm(next, 'Wrong user name or password.'), null);
+    await sessions.start(req, res, identity.name);
+    ctx.log.info({ user: identity.name }, 'web page login');
+    res.redirect(303, next);
+  }));
+
+  router.post('/-/web/logout', handle(async (req, res) => {
+    await sessions.end(req, res);
+    res.redirect(303, base + '/');
+  }));
+
+  router.get('/-/web/account', handle(async (req, res, user) => {
+    if (!user) return void res.redirect(303, base + '/-/web/login?next=' + encodeURIComponent(base + '/-/web/account'));
+    const names = new Set<string>();
+    for (const db of [ctx.registry, ctx.mirrored]) for (const row of (await db.view<string>('byMaintainer', { key: user.name })).rows) names.add(row.value);
+    const packages = [...names].sort().map((name) => `<li>${packageLink(base, name)}</li>`).join('');
+    const tokens = (await ctx.tokens.listByUser(user.name))
+      .map((t) => `<tr><td><code>${escape(t.preview)}…</code></td><td>${escape(t.name || 'unnamed')}</td><td>${when(t.created)}</td><td>${t.readonly ? 'read-only' : 'publish'}</td><td>${escape(t.cidr_whitelist.join(', '))}</td></tr>`)
+      .join('');
+    const body = `<h1>${escape(user.name)}</h1>
+<h2>Packages you maintain</h2>${packages ? `<ul>${packages}</ul>` : '<p class="muted">None yet.</p>'}
+<h2>Your tokens</h2>${tokens ? `<table><thead><tr><th>Token</th><th>Name</th><th>Created</th><th>Access</th><th>CIDR</th></tr></thead><tbody>${tokens}</tbody></table>` : '<p class="muted">None.</p>'}
+<p class="muted">Revoke a token with <code>npm token revoke &lt;id&gt;</code>.</p>`;
+    page(req, res, 200, user.name, body, user);
+  }));
+
+  /** A package page: `/<name>` and `/<name>/v/<version>`. */
+  router.get('*', (req, res, next) => {
+    if (!wantsPage(req)) return next();
+    const parsed = parsePackagePath(req.path);
+    if (!parsed || parsed.name.startsWith('-') || parsed.name.startsWith('_')) return next();
+    const versionAsked = parsed.rest.length === 2 && parsed.rest[0] === 'v' ? parsed.rest[1] : undefined;
+    if (parsed.rest.length > 0 && versionAsked === undefined) return next();
+    handle(async (req, res, user) => {
+      await ctx.access.assertRead(res, parsed.name);
+      let doc = await readPackage(ctx, parsed.name);
+      if (!doc && ctx.mirror && ctx.config.upstreamMode === 'mirror' && ctx.mirror.mayPull(parsed.name)) doc = await ctx.mirror.pull(parsed.name);
+      if (!doc) return page(req, res, 404, 'Not found', `<h1>“${escape(parsed.name)}” is not in this registry</h1><p><a href="${escape(base)}/-/web/search?q=${encodeURIComponent(parsed.name)}">Search</a> for it.</p>`, user);
+      page(req, res, 200, doc.name, packagePage(doc, versionAsked), user);
+    })(req, res, next);
+  });
+
+  function packagePage(doc: PackageDoc, versionAsked: string | undefined): string {
+    const name = doc.name;
+    if (isForeign(doc)) {
+      return `<h1>${escape(name)}${provenance(ctx, doc)}</h1><p>${escape(doc.description || '')}</p>
+<p>This package lives in another registry, <a href="${escape(doc.url)}" rel="nofollow noopener">${escape(doc.url)}</a>; this registry serves it from there.</p>
+<h2>Maintainers</h2><p>${people(doc.maintainers)}</p>`;
+    }
+    if (isTombstone(doc)) {
+      const info = doc.time.unpublished as { time?: string };
+      return `<h1>${escape(name)}</h1><p class="deprecated">This package was unpublished${info && info.time ? ' on ' + when(info.time) : ''}. Its version numbers are never reused.</p>`;
+    }
+    const latestVersion = doc['dist-tags'].latest;
+    const version = versionAsked && doc.versions[versionAsked] ? versionAsked : latestVersion;
+    const manifest = (doc.versions[version] || {}) as VersionManifest;
+    const deprecation = typeof manifest.deprecated === 'string' && manifest.deprecated ? `<p class="deprecated" role="note"><strong>Deprecated:</strong> ${escape(manifest.deprecated)}</p>` : '';
+    const readme = renderReadme(version === latestVersion ? doc.readme || manifest.readme : manifest.readme || doc.readme);
+    const versions = Object.keys(doc.versions)
+      .sort((a, b) => String(doc.time[b] || '').localeCompare(String(doc.time[a] || '')))
+      .map((v) => `<tr><td><a href="${escape(base)}/${escape(name)}/v/${escape(v)}">${escape(v)}</a>${doc.versions[v].deprecated ? ' <span class="badge">deprecated</span>' : ''}</td><td class="muted">${when(doc.time[v])}</td></tr>`)
+      .join('');
+    const tags = Object.entries(doc['dist-tags']).map(([tag, v]) => `<tr><td>${escape(tag)}</td><td>${escape(v)}</td></tr>`).join('');
+    const spec = version === latestVersion ? name : name + '@' + version;
+    return `<h1>${escape(name)} <span class="muted">${escape(version)}</span>${provenance(ctx, doc)}</h1>
+<p>${escape(doc.description || manifest.description || '')}</p>${deprecation}
+<div class="layout"><article class="readme">${readme || '<p class="muted">This package has no readme.</p>'}</article>
+<aside>
+<section><h2>Install</h2><pre>npm install ${escape(spec)}\nyarn add ${escape(spec)}\npnpm add ${escape(spec)}</pre></section>
+<section><h2>Dist-tags</h2><table>${tags}</table></section>
+<section><h2>Versions</h2><table>${versions}</table></section>
+<section><h2>Dependencies</h2>${dependencyList(base, manifest.dependencies)}</section>
+${manifest.peerDependencies ? `<section><h2>Peer dependencies</h2>${dependencyList(base, manifest.peerDependencies)}</section>` : ''}
+<section><h2>Maintainers</h2><p>${people(doc.maintainers)}</p></section>
+${typeof manifest.license === 'string' ? `<section><h2>License</h2><p>${escape(manifest.license)}</p></section>` : ''}
+</aside></div>`;
+  }
+
+  return router;
+}

@@ -1,0 +1,152 @@
+/**
+ * Metrics in Prometheus' text format (`GET /-/metrics`, prom-client): requests by route and status
+ * with latency histograms, cache hits and misses with the bytes served from the caches, publishes,
+ * logins and their failures, upstream failures, CouchDB request latency, and the replication's lag
+ * and queue (read when scraped). Each registry has a registry of its own (several run in one test
+ * process).
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { parsePackagePath } from './paths';
+
+/** The route of a request, as a label with a bounded set of values. */
+export function routeOf(method: string, path: string): string {
+  if (path === '/') return 'home';
+  if (path.startsWith('/-/')) {
+    const fixed: [RegExp, string][] = [
+      [/^\/-\/(ping|health|metrics)$/, '$1'],
+      [/^\/-\/v1\/search$/, 'search'],
+      [/^\/-\/web\//, 'web'],
+      [/^\/-\/user\//, 'login'],
+      [/^\/-\/(v1\/login|v1\/done|login)\b/, 'web-login'],
+      [/^\/-\/npm\/v1\/tokens/, 'tokens'],
+      [/^\/-\/npm\/v1\/user$/, 'profile'],
+      [/^\/-\/npm\/v1\/security\//, 'audit'],
+      [/^\/-\/package\/.*\/dist-tags/, 'dist-tags'],
+      [/^\/-\/(replication|replicate)/, 'replication'],
+      [/^\/-\/whoami$/, 'whoami'],
+      [/^\/-\/_view\//, 'views'],
+    ];
+    for (const [pattern, name] of fixed) {
+      const match = pattern.exec(path);
+      if (match) return name.replace('$1', match[1] || '');
+    }
+    return 'other';
+  }
+  let parsed;
+  try {
+    parsed = parsePackagePath(path);
+  } catch {
+    return 'other';
+  }
+  if (!parsed) return 'other';
+  const rest = parsed.rest;
+  if (method === 'GET' || method === 'HEAD') {
+    if (rest.length === 0) return 'packument';
+    if (rest.length === 2 && rest[0] === '-') return 'tarball';
+    if (rest.length === 1) return 'version';
+    if (rest.length === 2 && rest[0] === 'v') return 'web';
+    return 'other';
+  }
+  if (method === 'PUT') return rest.length === 0 ? 'publish' : 'update';
+  if (method === 'DELETE') return 'unpublish';
+  return 'other';
+}
+
+export interface ReplicationGauges {
+  /** Feed changes not followed yet, and seconds behind; null when unknown. */
+  lagChanges: number | null;
+  lagSeconds: number | null;
+  /** Packages waiting for another attempt (feed), or changes pending (native replication). */
+  queue: number | null;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<'route' | 'method' | 'status'>;
+  private readonly latency: Histogram<'route' | 'method'>;
+  private readonly cacheRequests: Counter<'cache' | 'result'>;
+  private readonly cacheBytes: Counter<'cache'>;
+  private readonly publishes: Counter;
+  private readonly logins: Counter<'result'>;
+  private readonly upstreamErrors: Counter;
+  private readonly couchLatency: Histogram<'operation' | 'outcome'>;
+  private replication?: () => Promise<ReplicationGauges | null>;
+
+  constructor() {
+    const registers = [this.registry];
+    this.requests = new Counter({ name: 'registry_http_requests_total', help: 'HTTP requests answered, by route, method and status.', labelNames: ['route', 'method', 'status'], registers });
+    this.latency = new Histogram({
+      name: 'registry_http_request_duration_seconds',
+      help: 'Time to answer HTTP requests, by route and method.',
+      labelNames: ['route', 'method'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.cacheRequests = new Counter({ name: 'registry_cache_requests_total', help: 'Reads of the packument (memory) and tarball (disk) caches: hits and misses.', labelNames: ['cache', 'result'], registers });
+    this.cacheBytes = new Counter({ name: 'registry_cache_served_bytes_total', help: 'Bytes served from the caches.', labelNames: ['cache'], registers });
+    this.publishes = new Counter({ name: 'registry_publishes_total', help: 'Publishes stored (identical retries not counted).', registers });
+    this.logins = new Counter({ name: 'registry_logins_total', help: 'Password checks (npm login, Basic auth, token creation, web pages), by result.', labelNames: ['result'], registers });
+    this.upstreamErrors = new Counter({ name: 'registry_upstream_errors_total', help: 'Requests that failed because an upstream registry did not answer well.', registers });
+    this.couchLatency = new Histogram({
+      name: 'registry_couchdb_request_duration_seconds',
+      help: 'Time of requests to CouchDB, by operation and outcome.',
+      labelNames: ['operation', 'outcome'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    const readReplication = () => (this.replication ? this.replication().catch(() => null) : Promise.resolve(null));
+    // Registered first, so that its collect (once per scrape) sets the other two before they are read.
+    new Gauge({
+      name: 'registry_replication_lag_changes',
+      help: 'Changes of the upstream feed not followed yet.',
+      registers,
+      async collect() {
+        const state = await readReplication();
+        const values: [Gauge, number | null | undefined][] = [[this, state?.lagChanges], [lagSeconds, state?.lagSeconds], [queue, state?.queue]];
+        for (const [gauge, value] of values) {
+          if (typeof value === 'number') gauge.set(value);
+          else gauge.reset();
+        }
+      },
+    });
+    const lagSeconds = new Gauge({ name: 'registry_replication_lag_seconds', help: 'Seconds the replication has been behind the upstream.', registers });
+    const queue = new Gauge({ name: 'registry_replication_queue', help: 'Packages waiting for another attempt (feed), or changes pending (native replication).', registers });
+  }
+
+  request(method: string, path: string, status: number, seconds: number): void {
+    const route = routeOf(method, path);
+    this.requests.inc({ route, method, status: String(status) });
+    this.latency.observe({ route, method }, seconds);
+    if (status === 424) this.upstreamErrors.inc();
+  }
+
+  cache(cache: 'packument' | 'tarball', hit: boolean, bytes = 0): void {
+    this.cacheRequests.inc({ cache, result: hit ? 'hit' : 'miss' });
+    if (hit && bytes > 0) this.cacheBytes.inc({ cache }, bytes);
+  }
+
+  published(): void {
+    this.publishes.inc();
+  }
+
+  login(ok: boolean): void {
+    this.logins.inc({ result: ok ? 'success' : 'failure' });
+  }
+
+  upstreamError(): void {
+    this.upstreamErrors.inc();
+  }
+
+  couch(operation: string, seconds: number, ok: boolean): void {
+    this.couchLatency.observe({ operation, outcome: ok ? 'ok' : 'error' }, seconds);
+  }
+
+  /** Where the replication's lag and queue are read from at each scrape. */
+  watchReplication(read: () => Promise<ReplicationGauges | null>): void {
+    this.replication = read;
+  }
+
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
