@@ -34,7 +34,7 @@ const STYLE = `
   pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; border-radius: 6px; }
   ul.packages { list-style: none; padding: 0; } ul.packages li { padding: .6rem 0; border-bottom: 1px solid #eee; }
   table { border-collapse: collapse; } td, th { padding: .2rem .6rem .2rem 0; text-align: left; vertical-align: top; }
-  .readme img { max-width: 100%; }
+  .readme img { max-width: 100%; } .readme table td, .readme table th { border: 1px solid #d0d7de; padding: .3rem .6rem; }
   form.login { max-width: 22rem; } form.login label { display: block; margin: .6rem 0 .2rem; }
   form.login input { width: 100%; padding: .45rem; } button { padding: .45rem 1.1rem; }
 `;
