@@ -96,6 +96,8 @@ export interface Config {
    */
   metrics: 'off' | 'admins' | 'token';
   metricsToken?: string;
+  /** The first wait before a failed webhook delivery is sent again (`WEBHOOK_BACKOFF_MS`, default 5000); the waits double up to an hour. */
+  webhookBackoffMs: number;
 }
 
 function oneOf<T extends string>(env: NodeJS.ProcessEnv, key: string, allowed: readonly T[], fallback: T): T {
@@ -184,5 +186,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LOG_LEVEL || 'info',
     metrics,
     metricsToken: env.METRICS_TOKEN || undefined,
+    webhookBackoffMs: integer(env, 'WEBHOOK_BACKOFF_MS', 5000),
   };
 }

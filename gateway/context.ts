@@ -10,6 +10,7 @@ import { PackumentCache } from './cache';
 import { TarballCache } from './tarball-cache';
 import { Metrics } from './metrics';
 import { TokenStore } from './tokens';
+import { Webhooks } from './webhooks';
 import type { Mirror } from '../replication/mirror';
 import type { Replication } from '../replication/start';
 
@@ -38,6 +39,8 @@ export interface Context {
   /** The build of `_design/app` this gateway pushed (its `build_hash`), for the health check. */
   designHash?: string;
   metrics: Metrics;
+  /** Tells the configured webhooks of every change this gateway writes. */
+  webhooks?: Webhooks;
   log: Logger;
 }
 

@@ -34,6 +34,7 @@ export async function writeWithRetry(
     const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
     changedHere(ctx, name, written.rev);
     warm(ctx, { ...next, _rev: written.rev });
+    await ctx.webhooks?.written(existing, next, user.name);
     return written;
   };
   return retry(attempt, {

@@ -25,6 +25,7 @@ import { TarballCache } from '../gateway/tarball-cache';
 import { LoginThrottle } from '../gateway/throttle';
 import { Metrics } from '../gateway/metrics';
 import { TokenStore } from '../gateway/tokens';
+import { Webhooks } from '../gateway/webhooks';
 
 export const EMBEDDED_ADMIN = 'admin';
 
@@ -106,6 +107,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   let server: Server | undefined;
   let followers: ChangesFollower[] = [];
   let replication: { stop(): Promise<void> } | undefined;
+  let webhooks: Webhooks | undefined;
   try {
     const metrics = new Metrics();
     couch.observe = (operation, seconds, ok) => metrics.couch(operation, seconds, ok);
@@ -150,6 +152,9 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       metrics,
       log,
     };
+    webhooks = new Webhooks(couch, config.stateDb, () => context.baseUrl, log, config.webhookBackoffMs);
+    context.webhooks = webhooks;
+    webhooks.start();
     const app = createApp(context);
     server = await new Promise<Server>((resolve, reject) => {
       const s = app.listen(config.port, config.host, () => resolve(s));
@@ -203,12 +208,14 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           running.closeAllConnections();
         });
         await replication?.stop();
+        await webhooks?.stop();
         await Promise.all(followers.map((follower) => follower.stop()));
         if (embedded) await embedded.close();
       },
     };
   } catch (err) {
     await replication?.stop();
+    await webhooks?.stop();
     await Promise.all(followers.map((follower) => follower.stop()));
     if (server) server.close();
     if (embedded) await embedded.close();

@@ -160,6 +160,8 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   for (const db of [tokensDb, stateDb]) await putSecurity(couch, db, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
   // Token look-up by user (npm token list).
   await againOnConflict(() => couch.db(tokensDb).request('POST', '_index', { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' }));
+  // Webhook deliveries due (gateway/webhooks.ts).
+  await againOnConflict(() => couch.db(stateDb).request('POST', '_index', { index: { fields: ['type', 'state', 'next'] }, name: 'deliveries-due', ddoc: 'webhooks', type: 'json' }));
   // Closed sign-up holds at the database too. The embedded server lets only admins write _users
   // anyway; a real CouchDB lets anyone sign up there unless _users' members are restricted.
   if (config.couchdbUrl && config.signup === 'closed') await closeUserSignup(couch);

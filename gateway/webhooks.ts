@@ -1,0 +1,205 @@
+/**
+ * Webhooks: other systems told of publishes, unpublishes, dist-tag changes, deprecations and owner
+ * changes. Hooks are documents of `<db>-state` (admins only; edit them in Fauxton):
+ *
+ *   { "_id": "webhook:ci", "type": "webhook", "url": "https://ci.example/npm-hook",
+ *     "secret": "…", "events": ["package:publish"], "packages": "@acme/*", "active": true }
+ *
+ * `events` (default: all) and `packages` (a pattern of the access rules, default all) choose what is
+ * sent. Each event becomes a delivery document in the same database before it is sent, so a restart
+ * loses nothing: a worker in every gateway sends what is due, one gateway at a time per delivery (a
+ * lease taken with the document's revision), as JSON signed with HMAC-SHA256 of the hook's secret
+ * (`x-npm-signature: sha256=<hex>`, as npm's hooks sign), and tries again with growing waits.
+ */
+import { createHmac, randomBytes } from 'crypto';
+import { Logger } from 'pino';
+import { patternMatches } from '../core/access';
+import { EVENT_NAMES, eventsOf, RegistryEvent } from '../core/events';
+import { PackageDoc } from '../core/types';
+import { Couch, Database } from '../couchdb/client';
+import { Pause } from '../lib/pause';
+import { exponential, repeat } from '../lib/retry';
+
+export interface WebhookDoc {
+  _id: string;
+  _rev?: string;
+  type: 'webhook';
+  url: string;
+  secret: string;
+  events?: string[];
+  packages?: string;
+  active?: boolean;
+}
+
+interface Delivery {
+  _id: string;
+  _rev?: string;
+  type: 'delivery';
+  hook: string;
+  event: string;
+  name: string;
+  /** The JSON sent, exactly as signed. */
+  body: string;
+  state: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  /** Epoch ms of the next attempt. */
+  next: number;
+  /** Epoch ms until which one gateway is sending it. */
+  leaseUntil?: number;
+  created: string;
+  lastError?: string;
+  lastStatus?: number;
+  delivered?: string;
+}
+
+/** Attempts before a delivery is given up (state `failed`, kept for an admin to see). */
+export const MAX_DELIVERY_ATTEMPTS = 10;
+const LEASE_MS = 30_000;
+const SEND_TIMEOUT_MS = 10_000;
+const POLL_MS = 1000;
+
+/** The signature of `body` with `secret`, as sent in `x-npm-signature`. */
+export function signatureOf(secret: string, body: string): string {
+  return 'sha256=' + createHmac('sha256', secret).update(body).digest('hex');
+}
+
+function wants(hook: WebhookDoc, event: RegistryEvent): boolean {
+  if (hook.active === false || typeof hook.url !== 'string' || !/^https?:\/\//.test(hook.url) || typeof hook.secret !== 'string') return false;
+  const events = Array.isArray(hook.events) && hook.events.length ? hook.events : EVENT_NAMES;
+  if (events.indexOf(event.event) === -1) return false;
+  return typeof hook.packages !== 'string' || !hook.packages || patternMatches(hook.packages, event.name);
+}
+
+export class Webhooks {
+  private readonly db: Database<WebhookDoc | Delivery>;
+  private hooks: { list: WebhookDoc[]; at: number } | null = null;
+  private stopped = false;
+  private done?: Promise<void>;
+  private readonly pause = new Pause();
+
+  constructor(
+    couch: Couch,
+    stateDb: string,
+    private readonly registryUrl: () => string,
+    private readonly log: Logger,
+    /** The first wait after a failed delivery; the waits double up to an hour. */
+    private readonly backoffMs = 5000,
+  ) {
+    this.db = couch.db(stateDb);
+  }
+
+  private async activeHooks(): Promise<WebhookDoc[]> {
+    if (this.hooks && Date.now() - this.hooks.at < 2000) return this.hooks.list;
+    const list = (await this.db.find({ selector: { type: 'webhook' }, limit: 1000 })) as WebhookDoc[];
+    this.hooks = { list, at: Date.now() };
+    return list;
+  }
+
+  /**
+   * Records the deliveries of one write (`before` → `after`, made by `actor`). A failure to record is
+   * logged, never turned into a failure of the write, which is already stored.
+   */
+  async written(before: PackageDoc | null, after: PackageDoc, actor: string): Promise<void> {
+    const events = eventsOf(before, after);
+    if (events.length === 0) return;
+    try {
+      const hooks = await this.activeHooks();
+      const time = new Date().toISOString();
+      let recorded = 0;
+      for (const event of events) {
+        for (const hook of hooks.filter((h) => wants(h, event))) {
+          const id = 'delivery:' + time + ':' + randomBytes(6).toString('hex');
+          const body = JSON.stringify({ event: event.event, type: 'package', name: event.name, change: event.change, actor, time, registry: this.registryUrl(), hook: hook._id.replace(/^webhook:/, ''), delivery: id });
+          await this.db.put({ _id: id, type: 'delivery', hook: hook._id, event: event.event, name: event.name, body, state: 'pending', attempts: 0, next: 0, created: time });
+          recorded++;
+        }
+      }
+      if (recorded) this.pause.wake();
+    } catch (err) {
+      this.log.error({ err: (err as Error).message, package: after.name }, 'webhooks: the deliveries of a change could not be recorded');
+    }
+  }
+
+  start(): void {
+    this.done = repeat(
+      async () => {
+        while (!this.stopped) {
+          const sent = await this.sendDue();
+          if (sent === 0) await this.pause.for(POLL_MS);
+        }
+      },
+      { delay: exponential(1000, 30_000), stopped: () => this.stopped, pause: this.pause, onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'webhooks: reading the deliveries failed; retrying') },
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.pause.wake();
+    await this.done;
+  }
+
+  /** Sends the deliveries that are due; returns how many it tried. */
+  private async sendDue(): Promise<number> {
+    const now = Date.now();
+    const due = (await this.db.find({ selector: { type: 'delivery', state: 'pending', next: { $lte: now } }, limit: 20 })) as Delivery[];
+    let tried = 0;
+    for (const delivery of due) {
+      if (this.stopped) break;
+      if (delivery.leaseUntil && delivery.leaseUntil > now) continue;
+      // The lease: whoever writes it first (by revision) sends this delivery.
+      let leased: Delivery;
+      try {
+        const lease = { ...delivery, leaseUntil: now + LEASE_MS };
+        leased = { ...lease, _rev: (await this.db.put(lease)).rev };
+      } catch {
+        continue; // another gateway took it
+      }
+      tried++;
+      await this.send(leased);
+    }
+    return tried;
+  }
+
+  private async send(delivery: Delivery): Promise<void> {
+    const hook = (await this.db.get(delivery.hook)) as WebhookDoc | null;
+    const attempts = delivery.attempts + 1;
+    let outcome: Partial<Delivery>;
+    if (!hook || hook.active === false) {
+      outcome = { state: 'failed', lastError: 'the hook ' + delivery.hook + ' was removed or switched off' };
+    } else {
+      let status = 0;
+      let error = '';
+      try {
+        const response = await fetch(hook.url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': 'couch-npm-registry-webhooks',
+            'x-npm-signature': signatureOf(hook.secret, delivery.body),
+            'x-registry-event': delivery.event,
+            'x-registry-delivery': delivery._id,
+          },
+          body: delivery.body,
+          signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
+          redirect: 'manual',
+        });
+        status = response.status;
+        await response.body?.cancel();
+      } catch (err) {
+        error = (err as { cause?: { code?: string } }).cause?.code || (err as Error).message;
+      }
+      if (status >= 200 && status < 300) {
+        outcome = { state: 'delivered', delivered: new Date().toISOString(), lastStatus: status };
+      } else {
+        const lastError = error || 'the receiver answered ' + status;
+        outcome = attempts >= MAX_DELIVERY_ATTEMPTS
+          ? { state: 'failed', lastError, lastStatus: status || undefined }
+          : { state: 'pending', lastError, lastStatus: status || undefined, next: Date.now() + exponential(this.backoffMs, 3_600_000)(attempts) };
+        this.log.warn({ hook: delivery.hook, event: delivery.event, package: delivery.name, attempts, err: lastError }, 'webhooks: a delivery failed');
+      }
+    }
+    await this.db.put({ ...delivery, ...outcome, attempts, leaseUntil: undefined }).catch((err) => {
+      this.log.warn({ err: (err as Error).message, delivery: delivery._id }, 'webhooks: the outcome of a delivery could not be recorded; it will be sent again');
+    });
+  }
+}

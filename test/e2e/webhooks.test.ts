@@ -1,0 +1,161 @@
+/**
+ * Webhooks against a receiver started here: hooks configured as documents in CouchDB (as an admin
+ * would in Fauxton), events for publish, dist-tag, deprecate, owner and unpublish from the real npm
+ * CLI, HMAC-SHA256 signatures, filters by event and package, retries with backoff, and deliveries
+ * that survive a restart of the registry.
+ */
+import { createHmac } from 'crypto';
+import { createServer, IncomingMessage, Server } from 'http';
+import { AddressInfo } from 'net';
+import pino from 'pino';
+import { loadConfig } from '../../config';
+import { RunningRegistry, startRegistry } from '../../server/registry';
+import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { basicAuthOf, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { eventually } from '../helpers/wait';
+
+interface Received {
+  headers: IncomingMessage['headers'];
+  raw: string;
+  body: { event: string; name: string; change: Record<string, any>; actor: string; delivery: string; hook: string };
+}
+
+/** An HTTP receiver: records every POST; `failNext` answers that many requests with 500 first. */
+class Receiver {
+  received: Received[] = [];
+  failNext = 0;
+  private server?: Server;
+  port = 0;
+
+  async start(port = 0): Promise<void> {
+    this.server = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (chunk) => (raw += chunk));
+      req.on('end', () => {
+        if (this.failNext > 0) {
+          this.failNext--;
+          res.statusCode = 500;
+          return res.end('busy');
+        }
+        this.received.push({ headers: req.headers, raw, body: JSON.parse(raw) });
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
+    this.port = (this.server!.address() as AddressInfo).port;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server?.close(() => resolve());
+      this.server?.closeAllConnections();
+    });
+  }
+
+  get url(): string {
+    return 'http://127.0.0.1:' + this.port + '/hook';
+  }
+
+  find(event: string, name: string): Promise<Received> {
+    return eventually(async () => this.received.find((r) => r.body.event === event && r.body.name === name) || null, 15_000, event + ' of ' + name);
+  }
+}
+
+const SECRET = 'hook-secret-of-ci';
+let registry: TestRegistry;
+let receiver: Receiver;
+let alice: NpmClient;
+
+async function putHook(registryDb: string, adminUrl: string, id: string, hook: Record<string, unknown>): Promise<void> {
+  const url = new URL('/' + registryDb + '-state/' + encodeURIComponent(id), new URL(adminUrl).origin);
+  const res = await fetch(url, { method: 'PUT', headers: { authorization: basicAuthOf(adminUrl), 'content-type': 'application/json' }, body: JSON.stringify({ type: 'webhook', ...hook }) });
+  if (res.status !== 201) throw new Error('cannot store the hook: ' + res.status + ' ' + (await res.text()));
+}
+
+async function deliveries(registryDb: string, adminUrl: string): Promise<any[]> {
+  const url = new URL('/' + registryDb + '-state/_all_docs?include_docs=true&startkey=%22delivery%3A%22&endkey=%22delivery%3A%EF%BF%B0%22', new URL(adminUrl).origin);
+  const res = await fetch(url, { headers: { authorization: basicAuthOf(adminUrl) } });
+  return ((await res.json()) as { rows: { doc: any }[] }).rows.map((r) => r.doc);
+}
+
+beforeAll(async () => {
+  receiver = new Receiver();
+  await receiver.start();
+  registry = await startTestRegistry({ WEBHOOK_BACKOFF_MS: '200' });
+  alice = npmClient(registry.url, await registry.signup('alice', 'alice-password'));
+  await registry.signup('bob');
+  await putHook(registry.registryDb, registry.adminCouchUrl, 'webhook:ci', { url: receiver.url, secret: SECRET });
+  await putHook(registry.registryDb, registry.adminCouchUrl, 'webhook:acme-publishes', { url: receiver.url + '?acme', secret: 'acme-secret', events: ['package:publish'], packages: '@acme/*' });
+  await putHook(registry.registryDb, registry.adminCouchUrl, 'webhook:off', { url: receiver.url + '?off', secret: 'x', active: false });
+});
+
+afterAll(async () => {
+  await registry?.stop();
+  await receiver?.stop();
+});
+
+describe('webhooks', () => {
+  it('a publish is delivered as signed JSON naming the event, the package, the versions and who published', async () => {
+    expect((await alice.npm(['publish'], makePackage(alice.home, { name: 'hooked', version: '1.0.0' }))).code).toBe(0);
+    const got = await receiver.find('package:publish', 'hooked');
+    expect(got.headers['content-type']).toBe('application/json');
+    expect(got.headers['x-registry-event']).toBe('package:publish');
+    expect(got.headers['x-npm-signature']).toBe('sha256=' + createHmac('sha256', SECRET).update(got.raw).digest('hex'));
+    expect(got.body).toMatchObject({ name: 'hooked', actor: 'alice', hook: 'ci', change: { versions: ['1.0.0'], 'dist-tags': { latest: '1.0.0' } } });
+    expect(got.body.delivery).toBe(got.headers['x-registry-delivery']);
+  });
+
+  it('dist-tag, deprecate, owner and unpublish are delivered too', async () => {
+    expect((await alice.npm(['publish'], makePackage(alice.home, { name: 'hooked', version: '1.1.0' }))).code).toBe(0);
+    expect((await alice.npm(['dist-tag', 'add', 'hooked@1.0.0', 'stable'])).code).toBe(0);
+    expect((await receiver.find('package:dist-tag', 'hooked')).body.change).toEqual({ tag: 'stable', from: null, to: '1.0.0' });
+    expect((await alice.npm(['deprecate', 'hooked@1.0.0', 'use 1.1.0'])).code).toBe(0);
+    expect((await receiver.find('package:deprecate', 'hooked')).body.change).toEqual({ version: '1.0.0', deprecated: 'use 1.1.0' });
+    expect((await alice.npm(['owner', 'add', 'bob', 'hooked'])).code).toBe(0);
+    expect((await receiver.find('package:owner', 'hooked')).body.change).toEqual({ added: ['bob'], removed: [] });
+    expect((await alice.npm(['unpublish', 'hooked', '--force'])).code).toBe(0);
+    expect((await receiver.find('package:unpublish', 'hooked')).body.change).toEqual({ versions: ['1.0.0', '1.1.0'], whole: true });
+  });
+
+  it('hooks choose their events and packages; a switched-off hook gets nothing', async () => {
+    expect((await alice.npm(['publish'], makePackage(alice.home, { name: '@acme/tool', version: '1.0.0' }))).code).toBe(0);
+    await eventually(async () => (receiver.received.filter((r) => r.body.name === '@acme/tool').length === 2 ? true : null), 15_000, 'both hooks');
+    const acme = receiver.received.filter((r) => r.body.hook === 'acme-publishes');
+    expect(acme.map((r) => r.body.name)).toEqual(['@acme/tool']);
+    expect(acme[0].headers['x-npm-signature']).toBe('sha256=' + createHmac('sha256', 'acme-secret').update(acme[0].raw).digest('hex'));
+    expect(receiver.received.filter((r) => r.body.hook === 'off')).toEqual([]);
+  });
+
+  it('a failed delivery is sent again with backoff, and recorded as delivered once it got through', async () => {
+    receiver.failNext = 2;
+    expect((await alice.npm(['publish'], makePackage(alice.home, { name: 'flaky-receiver', version: '1.0.0' }))).code).toBe(0);
+    const got = await receiver.find('package:publish', 'flaky-receiver');
+    const delivery = await eventually(async () => (await deliveries(registry.registryDb, registry.adminCouchUrl)).find((d) => d._id === got.body.delivery && d.state === 'delivered') || null);
+    expect(delivery.attempts).toBe(3);
+    expect(delivery.lastStatus).toBe(200);
+  });
+});
+
+describe('webhooks across a restart', () => {
+  let again: RunningRegistry | undefined;
+  afterAll(async () => {
+    await again?.close();
+  });
+
+  it('a delivery that could not be made before the registry stopped is made after it starts again', async () => {
+    const port = receiver.port;
+    await receiver.stop();
+    expect((await alice.npm(['publish'], makePackage(alice.home, { name: 'while-down', version: '1.0.0' }))).code).toBe(0);
+    await eventually(async () => ((await deliveries(registry.registryDb, registry.adminCouchUrl)).some((d) => d.name === 'while-down' && d.attempts >= 1 && d.state === 'pending') ? true : null));
+    await registry.close();
+    receiver.received = [];
+    await receiver.start(port);
+    again = await startRegistry(
+      loadConfig({ PORT: '0', COUCHDB_PORT: '0', DATA_DIR: registry.dataDir, REGISTRY_DB: registry.registryDb, REGISTRY_ADMIN_PASSWORD: 'test-admin-password', WEBHOOK_BACKOFF_MS: '200', ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}) }),
+      pino({ level: 'silent' }),
+    );
+    const got = await receiver.find('package:publish', 'while-down');
+    expect(got.body.actor).toBe('alice');
+    expect(receiver.received.filter((r) => r.body.name === 'while-down' && r.body.hook === 'ci').length).toBe(1);
+  });
+});
