@@ -2,6 +2,7 @@
  * Every setting of the registry, read from the environment, with safe defaults. The README's
  * configuration table documents the same list.
  */
+import { parseDuration } from '../core/policy';
 import { resolve } from 'path';
 import { parseScopes } from '../core/provenance';
 
@@ -96,6 +97,11 @@ export interface Config {
    */
   metrics: 'off' | 'admins' | 'token';
   metricsToken?: string;
+  /**
+   * Cooldown of new upstream versions (`UPSTREAM_MIN_AGE`, e.g. `3d`, `12h`; default off): mirrored
+   * versions younger than this (by their upstream publish time) are not served. In ms; 0 is off.
+   */
+  upstreamMinAgeMs: number;
   /** The first wait before a failed webhook delivery is sent again (`WEBHOOK_BACKOFF_MS`, default 5000); the waits double up to an hour. */
   webhookBackoffMs: number;
 }
@@ -140,6 +146,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (env.REPLICATION_FEED && !env.UPSTREAM_REGISTRY) {
     throw new Error('REPLICATION_FEED needs UPSTREAM_REGISTRY: packuments and tarballs are fetched from the upstream registry');
   }
+  const upstreamMinAgeMs = env.UPSTREAM_MIN_AGE ? parseDuration(env.UPSTREAM_MIN_AGE) : 0;
+  if (upstreamMinAgeMs === null) throw new Error('UPSTREAM_MIN_AGE must be a duration such as 3d, 12h, 90m or 3600 (seconds), got "' + env.UPSTREAM_MIN_AGE + '"');
   const metrics = oneOf(env, 'METRICS', ['admins', 'token', 'off'] as const, 'admins');
   if (metrics === 'token' && (env.METRICS_TOKEN || '').length < 16) {
     throw new Error('METRICS=token needs METRICS_TOKEN, a secret of at least 16 characters that Prometheus sends as a Bearer token');
@@ -187,5 +195,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metrics,
     metricsToken: env.METRICS_TOKEN || undefined,
     webhookBackoffMs: integer(env, 'WEBHOOK_BACKOFF_MS', 5000),
+    upstreamMinAgeMs,
   };
 }

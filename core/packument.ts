@@ -146,6 +146,12 @@ export interface PublishInput {
   now: string;
   baseUrl: string;
   checkDigests: DigestCheck;
+  /**
+   * The registry's signatures of a version (`dist.signatures`, over `<name>@<version>:<integrity>`);
+   * signing needs the platform's crypto and the key, so the caller supplies it. Without it, versions
+   * carry no signatures.
+   */
+  sign?: (name: string, version: string, integrity: string) => { keyid: string; sig: string }[];
 }
 
 /** The number of bytes that base64 `data` decodes to. */
@@ -224,7 +230,7 @@ function isSameRelease(doc: PackageDoc, version: string, manifest: VersionManife
  * or null when every version in it is already published with the same tarball (an identical retry).
  */
 export function applyPublish(existing: PackageDoc | null, input: PublishInput): PackageDoc | null {
-  const { name, body, user, now, baseUrl } = input;
+  const { name, body, user, now, baseUrl, sign } = input;
   const nameProblem = packageNameProblem(name, !existing);
   if (nameProblem) throw invalid('Invalid package name "' + name + '": ' + nameProblem + '.');
   if (existing && isForeign(existing)) {
@@ -249,7 +255,7 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
       _id: name + '@' + version,
       maintainers: doc.maintainers.map((m) => ({ ...m })),
       _npmUser: personOf(user),
-      dist: { ...manifest.dist, tarball: tarballUrl(baseUrl, name, version) },
+      dist: distOfPublish(manifest, tarballUrl(baseUrl, name, version), sign),
     };
     doc.versions[version] = stored;
     doc.time[version] = now;
@@ -272,6 +278,20 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
   doc.time.modified = now;
   doc._attachments = attachments;
   return doc;
+}
+
+/**
+ * The `dist` stored for a version published here: the client's, with this registry's tarball URL and
+ * signatures. Signatures or attestations a client sent are dropped: only this registry signs what it
+ * stores, and it keeps no provenance bundles of its own.
+ */
+function distOfPublish(manifest: VersionManifest, tarball: string, sign: PublishInput['sign']): VersionManifest['dist'] {
+  const { signatures, attestations, ...dist } = manifest.dist;
+  void signatures;
+  void attestations;
+  const stored: VersionManifest['dist'] = { ...dist, tarball };
+  if (sign) stored.signatures = sign(manifest.name, manifest.version, dist.integrity);
+  return stored;
 }
 
 export function personOf(user: { name: string; email?: string }): Person {

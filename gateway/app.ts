@@ -13,6 +13,7 @@ import { WebLoginStore } from './weblogin';
 import { viewRoutes } from './controllers/views';
 import { operationsRoutes } from './controllers/operations';
 import { webRoutes } from './controllers/web';
+import { supplyChainRoutes } from './controllers/supply-chain';
 import { WebSessions } from './web/sessions';
 import { asHttpError, badRequest } from './errors';
 
@@ -101,6 +102,7 @@ export function createApp(ctx: Context): express.Express {
   api.use(distTagRoutes(ctx));
   api.use(viewRoutes(ctx));
   api.use(replicationRoutes(ctx));
+  api.use(supplyChainRoutes(ctx));
   api.use(packageRoutes(ctx));
 
   api.use((req, res) => {

@@ -5,6 +5,7 @@
  * that feed is followed, every change of a package drops its entry, and a read that started before
  * a change cannot store what it read.
  */
+import { Withheld } from '../core/policy';
 import { SingleFlight } from '../lib/single-flight';
 
 /**
@@ -32,10 +33,16 @@ export class Generations {
 
 export interface CachedPackument {
   rev: string;
+  /** Part of the ETag: what the supply-chain policy leaves out ('' for nothing). */
+  variant?: string;
   full: Buffer;
   abbreviated: Buffer;
   /** The package is mirrored from the upstream (its `origin` is not this registry). */
   mirrored?: boolean;
+  /** Versions the supply-chain policy leaves out (cooldown, blocks), by version. */
+  withheld?: Map<string, Withheld>;
+  /** Epoch ms when these bytes go stale: a held-back version becomes available then. */
+  validUntil?: number;
 }
 
 export class PackumentCache {
@@ -60,6 +67,10 @@ export class PackumentCache {
     if (!this.enabled) return undefined;
     const entry = this.entries.get(name);
     if (!entry) return undefined;
+    if (entry.validUntil !== undefined && Date.now() >= entry.validUntil) {
+      this.remove(name);
+      return undefined;
+    }
     this.entries.delete(name);
     this.entries.set(name, entry);
     return entry;
@@ -96,13 +107,16 @@ export class PackumentCache {
     return this.pending.run(name, make);
   }
 
+  /** Forgets everything (the served shape of every package changed, as with a new policy). */
+  clear(): void {
+    this.generations.reset();
+    this.entries.clear();
+    this.bytes = 0;
+  }
+
   /** Starts (true) or stops (false) caching; stopping forgets everything. */
   setLive(live: boolean): void {
-    if (!live) {
-      this.generations.reset();
-      this.entries.clear();
-      this.bytes = 0;
-    }
+    if (!live) this.clear();
     this.live = live;
   }
 

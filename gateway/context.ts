@@ -9,6 +9,8 @@ import { AccessRules } from './access';
 import { PackumentCache } from './cache';
 import { TarballCache } from './tarball-cache';
 import { Metrics } from './metrics';
+import { PolicyStore } from './policy';
+import { KeyRing } from './signing';
 import { TokenStore } from './tokens';
 import { Webhooks } from './webhooks';
 import type { Mirror } from '../replication/mirror';
@@ -39,6 +41,10 @@ export interface Context {
   /** The build of `_design/app` this gateway pushed (its `build_hash`), for the health check. */
   designHash?: string;
   metrics: Metrics;
+  /** This registry's signing key and the keys it lists (its own and the upstream's). */
+  keys?: KeyRing;
+  /** The supply-chain policy of mirrored packages (cooldown, blocks). */
+  policy?: PolicyStore;
   /** Tells the configured webhooks of every change this gateway writes. */
   webhooks?: Webhooks;
   log: Logger;

@@ -9,6 +9,8 @@ import { CachedPackument } from './cache';
 import { asHttpError, forbidden } from './errors';
 import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
 import { couchFailure } from '../couchdb/client';
+import { createHash } from 'crypto';
+import { nextRelease, policyActive, Withheld, withheldVersions, withoutWithheld } from '../core/policy';
 import { md5Etag } from './digests';
 import { retry } from '../lib/retry';
 import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from '../core/packument';
@@ -49,13 +51,31 @@ export async function writeWithRetry(
   });
 }
 
-/** The bytes served for a package document: both shapes, made once per revision. */
+/** The versions of `doc` the supply-chain policy leaves out now (none for a local package). */
+export function withheldOf(ctx: Pick<Context, 'policy' | 'registryId'>, doc: PackageDoc): Map<string, Withheld> {
+  const policy = ctx.policy?.current;
+  if (!policy || !policyActive(policy) || !isMirrored(doc, ctx.registryId)) return new Map();
+  return withheldVersions(doc, policy, Date.now());
+}
+
+/**
+ * The bytes served for a package document: both shapes, made once per revision and policy. What the
+ * policy leaves out is not in them; they go stale when a held-back version becomes available, and
+ * their ETag changes with what is left out.
+ */
 export function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
+  const withheld = withheldOf(ctx, doc);
+  const served = withoutWithheld(doc, withheld);
+  const next = nextRelease(withheld);
+  const variant = withheld.size ? createHash('sha1').update([...withheld.keys()].sort().join(',')).digest('hex').slice(0, 12) : '';
   return {
     rev: doc._rev as string,
-    full: Buffer.from(JSON.stringify(fullPackument(doc, ctx.baseUrl))),
-    abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(doc, ctx.baseUrl))),
+    variant,
+    full: Buffer.from(JSON.stringify(fullPackument(served, ctx.baseUrl))),
+    abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(served, ctx.baseUrl))),
     mirrored: isMirrored(doc, ctx.registryId),
+    withheld: withheld.size ? withheld : undefined,
+    validUntil: next === null ? undefined : next,
   };
 }
 

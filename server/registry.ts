@@ -26,6 +26,8 @@ import { LoginThrottle } from '../gateway/throttle';
 import { Metrics } from '../gateway/metrics';
 import { TokenStore } from '../gateway/tokens';
 import { Webhooks } from '../gateway/webhooks';
+import { PolicyStore } from '../gateway/policy';
+import { KeyRing } from '../gateway/signing';
 
 export const EMBEDDED_ADMIN = 'admin';
 
@@ -108,6 +110,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   let followers: ChangesFollower[] = [];
   let replication: { stop(): Promise<void> } | undefined;
   let webhooks: Webhooks | undefined;
+  let policy: PolicyStore | undefined;
+  let keyRefresh: NodeJS.Timeout | undefined;
   try {
     const metrics = new Metrics();
     couch.observe = (operation, seconds, ok) => metrics.couch(operation, seconds, ok);
@@ -152,6 +156,17 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       metrics,
       log,
     };
+    const keys = new KeyRing(couch, config.stateDb, config.dataDir, config.upstreamRegistry, config.upstreamTimeoutMs, log);
+    await keys.open();
+    context.keys = keys;
+    // The upstream's keys are fetched in the background at every start and twice a day.
+    void keys.refreshUpstream();
+    keyRefresh = setInterval(() => void keys.refreshUpstream(), 12 * 3_600_000);
+    keyRefresh.unref();
+    policy = new PolicyStore(couch, config.stateDb, config.upstreamMinAgeMs, () => cache.clear(), log);
+    await policy.refresh();
+    policy.start();
+    context.policy = policy;
     webhooks = new Webhooks(couch, config.stateDb, () => context.baseUrl, log, config.webhookBackoffMs);
     context.webhooks = webhooks;
     webhooks.start();
@@ -209,6 +224,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         });
         await replication?.stop();
         await webhooks?.stop();
+        await policy?.stop();
+        if (keyRefresh) clearInterval(keyRefresh);
         await Promise.all(followers.map((follower) => follower.stop()));
         if (embedded) await embedded.close();
       },
@@ -216,6 +233,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   } catch (err) {
     await replication?.stop();
     await webhooks?.stop();
+    await policy?.stop();
+    if (keyRefresh) clearInterval(keyRefresh);
     await Promise.all(followers.map((follower) => follower.stop()));
     if (server) server.close();
     if (embedded) await embedded.close();

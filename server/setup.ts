@@ -160,6 +160,18 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   for (const db of [tokensDb, stateDb]) await putSecurity(couch, db, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
   // Token look-up by user (npm token list).
   await againOnConflict(() => couch.db(tokensDb).request('POST', '_index', { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' }));
+  // The supply-chain policy's document, for admins to fill in Fauxton (gateway/policy.ts).
+  await againOnConflict(async () => {
+    const state = couch.db<Record<string, unknown>>(stateDb);
+    if (await state.get('supply-chain')) return;
+    await state.put({
+      _id: 'supply-chain',
+      type: 'policy',
+      help: 'Mirrored packages only. cooldownExceptions: package names or patterns (@acme/*) that UPSTREAM_MIN_AGE does not hold back. blocked: [{"package": "name or pattern", "version": "1.2.3 (leave out for every version)", "reason": "shown to npm users"}].',
+      cooldownExceptions: [],
+      blocked: [],
+    });
+  });
   // Webhook deliveries due (gateway/webhooks.ts).
   await againOnConflict(() => couch.db(stateDb).request('POST', '_index', { index: { fields: ['type', 'state', 'next'] }, name: 'deliveries-due', ddoc: 'webhooks', type: 'json' }));
   // Closed sign-up holds at the database too. The embedded server lets only admins write _users

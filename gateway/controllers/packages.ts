@@ -17,12 +17,13 @@ import { requireUser, requireWriter } from '../auth';
 import { CachedPackument } from '../cache';
 import { Context, readPackage } from '../context';
 import { checkDigests } from '../digests';
-import { badRequest, conflict, HttpError, notFound } from '../errors';
+import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
 import { answeredNotModified, IMMUTABLE, REVALIDATE } from '../http-cache';
 import { parsePackagePath } from '../paths';
 import { CachedTarball } from '../tarball-cache';
 import { forwardToUpstream, postToUpstream, proxyRead } from '../upstream';
-import { servedBytes, writeWithRetry } from '../writes';
+import { servedBytes, withheldOf, writeWithRetry } from '../writes';
+import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
@@ -93,7 +94,7 @@ export function packageRoutes(ctx: Context): Router {
   /** Sends a packument's served bytes, full or abbreviated as the client asked, with its ETag. */
   function sendPackument(req: Request, res: Response, entry: CachedPackument): void {
     const abbreviated = String(req.headers.accept || '').includes(ABBREVIATED);
-    const etag = '"' + entry.rev + (abbreviated ? '-a"' : '-f"');
+    const etag = '"' + entry.rev + (entry.variant ? '-' + entry.variant : '') + (abbreviated ? '-a"' : '-f"');
     res.setHeader('Vary', 'Accept');
     if (answeredNotModified(req, res, etag, REVALIDATE)) return;
     const body = abbreviated ? entry.abbreviated : entry.full;
@@ -134,14 +135,18 @@ export function packageRoutes(ctx: Context): Router {
   }
 
   async function getVersion(req: Request, res: Response, name: string, spec: string): Promise<void> {
-    const doc = await loadForRead(ctx, req, res, name, [spec]);
-    if (!doc) return;
+    const stored = await loadForRead(ctx, req, res, name, [spec]);
+    if (!stored) return;
+    const withheld = withheldOf(ctx, stored);
+    const doc = withoutWithheld(stored, withheld);
     const manifest = resolveVersion(doc, spec);
+    const held = withheld.get(spec);
+    if (!manifest && held) throw forbidden(held.reason);
     if (!manifest) {
       throw notFound('"' + name + '" has no version or dist-tag "' + spec + '" (versions: ' + Object.keys(doc.versions).join(', ') + ').');
     }
     const body = { ...manifest, dist: { ...manifest.dist, tarball: tarballUrl(ctx.baseUrl, name, manifest.version) } };
-    sendJson(req, res, body, '"' + doc._rev + '-v-' + manifest.version + '"');
+    sendJson(req, res, body, '"' + doc._rev + '-v-' + manifest.version + (withheld.size ? '-' + withheld.size : '') + '"');
   }
 
   /**
@@ -152,6 +157,8 @@ export function packageRoutes(ctx: Context): Router {
   async function getTarball(req: Request, res: Response, name: string, file: string, from?: { db: string; pulled: boolean }): Promise<void> {
     if (!file.endsWith('.tgz') || file.includes('/') || file.startsWith('.')) throw notFound('No such tarball: ' + file);
     await ctx.access.assertRead(res, name);
+    const held = await withheldTarballOf(name, file);
+    if (held) throw forbidden(held.reason);
     const cached = ctx.tarballs.get(name, file);
     ctx.metrics.cache('tarball', !!cached, cached ? cached.size : 0);
     if (cached) return sendTarballFile(req, res, cached);
@@ -204,6 +211,16 @@ export function packageRoutes(ctx: Context): Router {
     });
   }
 
+  /** The held-back or blocked version whose tarball `file` is, or undefined (always, without a policy). */
+  async function withheldTarballOf(name: string, file: string): Promise<Withheld | undefined> {
+    const policy = ctx.policy?.current;
+    if (!policy || !policyActive(policy)) return undefined;
+    const entry = ctx.cache.get(name);
+    if (entry) return entry.withheld ? withheldTarball(name, file, entry.withheld) : undefined;
+    const doc = await readPackage(ctx, name);
+    return doc ? withheldTarball(name, file, withheldOf(ctx, doc)) : undefined;
+  }
+
   function sendTarballFile(req: Request, res: Response, cached: CachedTarball): void {
     res.setHeader('Content-Type', 'application/octet-stream');
     if (answeredNotModified(req, res, cached.etag, IMMUTABLE)) return;
@@ -232,7 +249,7 @@ export function packageRoutes(ctx: Context): Router {
     const isPublish = !rev && body._attachments !== undefined;
     if (isPublish) {
       const result = await writeWithRetry(ctx, user, name, (existing) =>
-        applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests }),
+        applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined }),
       );
       ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}), repeated: !result }, 'published');
       if (result) ctx.metrics.published();

@@ -11,6 +11,8 @@ import { requireUser } from '../auth';
 import { Context } from '../context';
 import { docPath } from '../../couchdb/client';
 import type { Refusal } from '../../replication/mirror';
+import { patternMatches } from '../../core/access';
+import { NO_POLICY } from '../../core/policy';
 import { badRequest, HttpError } from '../errors';
 
 const MAX_LIMIT = 10_000;
@@ -140,5 +142,24 @@ export async function replicationStatus(ctx: Context): Promise<Record<string, un
     shadowed: [...refused].filter(([, refusal]) => refusal.kind === 'shadowed').map(([name]) => name).sort(),
     refused: [...refused].map(([name, refusal]) => ({ name, kind: refusal.kind, reason: refusal.reason })),
     failures: mirror ? mirror.stats.failures : [],
+    supplyChain: await supplyChainStatus(ctx),
   };
+}
+
+/**
+ * The supply-chain policy in force: the cooldown and the mirrored versions it holds back now, with
+ * when each becomes available (at most 1,000, newest first), and the blocks.
+ */
+async function supplyChainStatus(ctx: Context): Promise<Record<string, unknown>> {
+  const policy = ctx.policy?.current || NO_POLICY;
+  const heldBack: { name: string; version: string; publishedAt: string; availableAt: string }[] = [];
+  if (policy.minAgeMs > 0) {
+    const since = new Date(Date.now() - policy.minAgeMs).toISOString();
+    const rows = (await ctx.mirrored.view<string>('versionsByTime', { startkey: '\ufff0', endkey: since, descending: true, limit: 1000 })).rows;
+    for (const row of rows) {
+      if (policy.exceptions.some((pattern) => patternMatches(pattern, row.id))) continue;
+      heldBack.push({ name: row.id, version: row.value, publishedAt: String(row.key), availableAt: new Date(Date.parse(String(row.key)) + policy.minAgeMs).toISOString() });
+    }
+  }
+  return { minAgeSeconds: Math.round(policy.minAgeMs / 1000), cooldownExceptions: policy.exceptions, heldBack, blocked: policy.blocked };
 }

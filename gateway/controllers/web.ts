@@ -16,6 +16,8 @@ import { escape, layout, PageUser, sendHtml } from '../web/html';
 import { renderReadme } from '../web/readme';
 import { WebSessions } from '../web/sessions';
 import { searchPackages } from './search';
+import { withoutWithheld } from '../../core/policy';
+import { withheldOf } from '../writes';
 
 /** Whether the client asked for a page rather than JSON (browsers put text/html first; npm asks for JSON). */
 export function wantsPage(req: Request): boolean {
@@ -175,8 +177,14 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
     })(req, res, next);
   });
 
-  function packagePage(doc: PackageDoc, versionAsked: string | undefined): string {
-    const name = doc.name;
+  function packagePage(stored: PackageDoc, versionAsked: string | undefined): string {
+    const name = stored.name;
+    // What the supply-chain policy holds back is not offered here either; it is listed with the reason.
+    const withheld = withheldOf(ctx, stored);
+    const doc = withoutWithheld(stored, withheld);
+    const heldBack = [...withheld.values()]
+      .map((w) => `<tr><td>${escape(w.version)}</td><td>${w.kind === 'blocked' ? 'blocked' : 'until ' + escape(when(w.availableAt) + ' ' + String(w.availableAt || '').slice(11, 16) + ' UTC')}</td></tr><tr><td colspan="2" class="muted">${escape(w.reason)}</td></tr>`)
+      .join('');
     if (isForeign(doc)) {
       return `<h1>${escape(name)}${provenance(ctx, doc)}</h1><p>${escape(doc.description || '')}</p>
 <p>This package lives in another registry, <a href="${escape(doc.url)}" rel="nofollow noopener">${escape(doc.url)}</a>; this registry serves it from there.</p>
@@ -204,6 +212,7 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
 <section><h2>Install</h2><pre>npm install ${escape(spec)}\nyarn add ${escape(spec)}\npnpm add ${escape(spec)}</pre></section>
 <section><h2>Dist-tags</h2><table>${tags}</table></section>
 <section><h2>Versions</h2><table>${versions}</table></section>
+${heldBack ? `<section class="held-back"><h2>Held back</h2><table>${heldBack}</table></section>` : ''}
 <section><h2>Dependencies</h2>${dependencyList(base, manifest.dependencies)}</section>
 ${manifest.peerDependencies ? `<section><h2>Peer dependencies</h2>${dependencyList(base, manifest.peerDependencies)}</section>` : ''}
 <section><h2>Maintainers</h2><p>${people(doc.maintainers)}</p></section>

@@ -1,5 +1,6 @@
 /** docker-compose.yml is valid (checked by Debian's docker-compose; no Docker engine runs here). */
 import { execFileSync } from 'child_process';
+import { readFileSync } from 'fs';
 import { join } from 'path';
 import { run } from '../helpers/npm';
 
@@ -41,4 +42,17 @@ itWithCompose('the cluster profile: three CouchDB nodes joined by _cluster_setup
   expect(result.stdout).toContain('service_completed_successfully');
   expect(result.stdout).toMatch(/127\.0\.0\.1:5081|published: 5081/);
   expect(result.stdout).not.toMatch(/- 4369|- 9100|0\.0\.0\.0:5984/);
+});
+
+it('the image runs the built registry with production dependencies only: no tests, benchmarks or build tools', () => {
+  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+  const stages = dockerfile.split(/^FROM /m).slice(1);
+  expect(stages.length).toBe(2);
+  const runtime = stages[1];
+  expect(runtime).toContain('npm ci --omit=dev');
+  expect(runtime).not.toMatch(/COPY (\S+ )*(\.\/)?(test|bench)\b/);
+  expect(runtime).not.toMatch(/dist\/(test|bench)/);
+  expect(runtime).toMatch(/HEALTHCHECK .*\/-\/health/);
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+  for (const tool of ['typescript', 'esbuild', 'jest', 'verdaccio']) expect([tool, tool in pkg.dependencies]).toEqual([tool, false]);
 });

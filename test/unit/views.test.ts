@@ -2,6 +2,7 @@ import byMaintainer from '../../couchapp/views/byMaintainer';
 import modified from '../../couchapp/views/modified';
 import search from '../../couchapp/views/search';
 import starredByUser from '../../couchapp/views/starredByUser';
+import versionsByTime from '../../couchapp/views/versionsByTime';
 import { packageDoc } from './fixtures';
 
 function rows(map: (doc: any, emit: (k: unknown, v: unknown) => void) => void, doc: unknown) {
@@ -22,6 +23,11 @@ describe('views', () => {
     expect(rows(modified, doc)).toEqual([['2026-01-01T00:00:00.000Z', '@acme/fast-json']]);
   });
 
+  it('versionsByTime emits each version with its publish time, and nothing for created or modified', () => {
+    const timed = { ...doc, time: { ...doc.time, '1.0.0': '2026-02-02T00:00:00.000Z' } };
+    expect(rows(versionsByTime, timed)).toEqual([['2026-02-02T00:00:00.000Z', '1.0.0']]);
+  });
+
   it('starredByUser emits only real stars', () => {
     expect(rows(starredByUser, doc)).toEqual([['bob', '@acme/fast-json']]);
   });
@@ -37,7 +43,7 @@ describe('views', () => {
   });
 
   it('ignores design documents and other shapes', () => {
-    for (const map of [byMaintainer, modified, search, starredByUser]) {
+    for (const map of [byMaintainer, modified, search, starredByUser, versionsByTime]) {
       expect(rows(map, { _id: '_design/app', views: {} })).toEqual([]);
     }
   });

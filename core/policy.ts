@@ -1,0 +1,130 @@
+/**
+ * The supply-chain policy of mirrored packages: a cooldown that holds back upstream versions younger
+ * than a minimum age (with per-package exceptions), and versions or whole packages blocked by an
+ * admin. Applied when a mirrored packument is served: the mirror database keeps everything the
+ * upstream has, so a block or a cooldown survives replication and refreshes. Local packages are
+ * never held back. Pure.
+ */
+import semver from 'semver';
+import { patternMatches } from './access';
+import { tarballFileName } from './names';
+import { PackageDoc } from './types';
+
+export interface BlockRule {
+  /** A package name or pattern of the access rules (`@evil/*`). */
+  package: string;
+  /** One version; the whole package when left out. */
+  version?: string;
+  reason: string;
+}
+
+export interface Policy {
+  /** Upstream versions younger than this (ms since their upstream publish time) are held back; 0 is off. */
+  minAgeMs: number;
+  /** Packages (names or patterns) the cooldown does not apply to. */
+  exceptions: string[];
+  blocked: BlockRule[];
+}
+
+export const NO_POLICY: Policy = { minAgeMs: 0, exceptions: [], blocked: [] };
+
+export interface Withheld {
+  version: string;
+  kind: 'cooldown' | 'blocked';
+  /** Why, in words for the npm user. */
+  reason: string;
+  /** For the cooldown: when the version becomes available (ISO). */
+  availableAt?: string;
+}
+
+/** Whether the policy holds anything back at all (else serving skips it). */
+export function policyActive(policy: Policy): boolean {
+  return policy.minAgeMs > 0 || policy.blocked.length > 0;
+}
+
+/** The versions of a mirrored package that are not served, by version, under `policy` at `now` (ms). */
+export function withheldVersions(doc: PackageDoc, policy: Policy, now: number): Map<string, Withheld> {
+  const withheld = new Map<string, Withheld>();
+  const name = doc.name;
+  for (const rule of policy.blocked) {
+    if (!rule || typeof rule.package !== 'string' || !patternMatches(rule.package, name)) continue;
+    const versions = typeof rule.version === 'string' && rule.version ? [rule.version] : Object.keys(doc.versions || {});
+    for (const version of versions) {
+      if (doc.versions[version]) withheld.set(version, { version, kind: 'blocked', reason: name + '@' + version + ' is blocked on this registry: ' + (rule.reason || 'no reason given') + '.' });
+    }
+  }
+  const exempt = policy.exceptions.some((pattern) => typeof pattern === 'string' && patternMatches(pattern, name));
+  if (policy.minAgeMs > 0 && !exempt) {
+    for (const version of Object.keys(doc.versions || {})) {
+      if (withheld.has(version)) continue;
+      const published = Date.parse(String((doc.time || {})[version] || ''));
+      // A version without a publish time cannot be shown to be old enough.
+      const availableAt = Number.isFinite(published) ? published + policy.minAgeMs : Infinity;
+      if (availableAt > now) {
+        const when = Number.isFinite(availableAt) ? new Date(availableAt).toISOString() : null;
+        withheld.set(version, {
+          version,
+          kind: 'cooldown',
+          reason: name + '@' + version + ' is held back by this registry\'s cooldown for new upstream versions' + (when ? ' until ' + when : ' (its publish time is unknown)') + '; use an older version, or ask an admin for an exception.',
+          availableAt: when || undefined,
+        });
+      }
+    }
+  }
+  return withheld;
+}
+
+/** When the next held-back version becomes available (ms), or null: served bytes are good until then. */
+export function nextRelease(withheld: Map<string, Withheld>): number | null {
+  let next: number | null = null;
+  for (const w of withheld.values()) {
+    const at = w.availableAt ? Date.parse(w.availableAt) : NaN;
+    if (Number.isFinite(at) && (next === null || at < next)) next = at;
+  }
+  return next;
+}
+
+/**
+ * The document as served with `withheld` left out: without those versions and their tarballs, and
+ * each dist-tag that pointed at one falls back to the newest served version not above it (dropped
+ * when there is none), so that installs never pick a held-back version.
+ */
+export function withoutWithheld(doc: PackageDoc, withheld: Map<string, Withheld>): PackageDoc {
+  if (withheld.size === 0) return doc;
+  const versions: PackageDoc['versions'] = {};
+  for (const v of Object.keys(doc.versions)) if (!withheld.has(v)) versions[v] = doc.versions[v];
+  const served = Object.keys(versions).filter((v) => semver.valid(v)).sort(semver.compare);
+  const tags: Record<string, string> = {};
+  for (const [tag, target] of Object.entries(doc['dist-tags'] || {})) {
+    if (versions[target]) {
+      tags[tag] = target;
+      continue;
+    }
+    const prerelease = !!semver.prerelease(target);
+    const fallback = served.filter((v) => semver.valid(target) ? semver.lte(v, target) : true).filter((v) => prerelease || !semver.prerelease(v)).pop();
+    if (fallback) tags[tag] = fallback;
+  }
+  const time: PackageDoc['time'] = {};
+  for (const [key, value] of Object.entries(doc.time || {})) if (!withheld.has(key)) time[key] = value;
+  const attachments: NonNullable<PackageDoc['_attachments']> = {};
+  for (const [file, stub] of Object.entries(doc._attachments || {})) {
+    const version = [...withheld.keys()].find((v) => tarballFileName(doc.name, v) === file);
+    if (!version) attachments[file] = stub;
+  }
+  return { ...doc, versions, 'dist-tags': tags, time, _attachments: attachments };
+}
+
+/** The withheld version whose tarball is `file`, or undefined. */
+export function withheldTarball(name: string, file: string, withheld: Map<string, Withheld>): Withheld | undefined {
+  for (const w of withheld.values()) if (tarballFileName(name, w.version) === file) return w;
+  return undefined;
+}
+
+const UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** A duration such as `3d`, `12h`, `90m`, `3600s` or `3600` (seconds), in ms; null when it is not one. */
+export function parseDuration(text: string): number | null {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$/i.exec(text);
+  if (!match) return null;
+  return Math.round(Number(match[1]) * UNITS[(match[2] || 's').toLowerCase()]);
+}

@@ -1,0 +1,88 @@
+/**
+ * The supply-chain endpoints npm uses for `npm audit signatures`: `GET /-/npm/v1/keys` (the public
+ * keys of this registry and of its upstream) and `GET /-/npm/v1/attestations/<name>@<version>` (the
+ * provenance bundles of mirrored versions, fetched from the upstream on the first request and kept,
+ * so they are served offline too).
+ */
+import { Router } from 'express';
+import { isMirrored } from '../../core/provenance';
+import { fetchFailure, upstreamPath } from '../../replication/upstream';
+import { Context, readPackage } from '../context';
+import { forbidden, HttpError, notFound, UPSTREAM_FAILED } from '../errors';
+import { decodeSegment } from '../paths';
+import { withheldOf } from '../writes';
+
+interface AttestationsDoc {
+  _id: string;
+  _rev?: string;
+  type: 'attestations';
+  /** The upstream's answer, as it was. */
+  body: string;
+  fetched: string;
+}
+
+/** `name@version` (the name may be scoped) → its parts, or null. */
+export function parseSpec(spec: string): { name: string; version: string } | null {
+  const at = spec.lastIndexOf('@');
+  if (at <= 0) return null;
+  return { name: spec.slice(0, at), version: spec.slice(at + 1) };
+}
+
+export function supplyChainRoutes(ctx: Context): Router {
+  const router = Router();
+
+  router.get('/-/npm/v1/keys', (_req, res, next) => {
+    (async () => {
+      if (!ctx.keys) throw notFound('This registry does not sign packages.');
+      res.set('Cache-Control', 'max-age=300').json({ keys: await ctx.keys.keys() });
+    })().catch(next);
+  });
+
+  router.get('/-/npm/v1/attestations/*', (req, res, next) => {
+    (async () => {
+      const spec = parseSpec(req.path.slice('/-/npm/v1/attestations/'.length).split('/').map(decodeSegment).join('/'));
+      if (!spec) throw notFound('Ask for the attestations of <name>@<version>.');
+      await ctx.access.assertRead(res, spec.name);
+      const doc = await readPackage(ctx, spec.name);
+      const manifest = doc && doc.versions[spec.version];
+      if (!doc || !manifest) throw notFound('"' + spec.name + '@' + spec.version + '" is not in this registry.');
+      const held = withheldOf(ctx, doc).get(spec.version);
+      if (held) throw forbidden(held.reason);
+      if (!isMirrored(doc, ctx.registryId) || !manifest.dist || !(manifest.dist as { attestations?: unknown }).attestations) {
+        throw notFound(spec.name + '@' + spec.version + ' has no attestations' + (isMirrored(doc, ctx.registryId) ? ' upstream.' : ': it was published here, and this registry keeps no provenance of its own.'));
+      }
+      const state = ctx.couch.db<AttestationsDoc>(ctx.config.stateDb);
+      const id = 'attestations:' + spec.name + '@' + spec.version;
+      let kept = await state.get(id);
+      if (!kept) {
+        const upstream = ctx.config.upstreamRegistry;
+        if (!upstream) throw notFound('The attestations of ' + spec.name + '@' + spec.version + ' are not kept here, and there is no upstream registry to ask (UPSTREAM_REGISTRY).');
+        let response: Response;
+        try {
+          response = await fetch(upstream + '/-/npm/v1/attestations/' + upstreamPath(spec.name, []).slice(1) + '@' + encodeURIComponent(spec.version), {
+            headers: { accept: 'application/json' },
+            signal: AbortSignal.timeout(ctx.config.upstreamTimeoutMs),
+          });
+        } catch (err) {
+          throw new HttpError(UPSTREAM_FAILED, 'The attestations of ' + spec.name + '@' + spec.version + ' are not here yet and the upstream registry ' + upstream + ' ' + fetchFailure(err).words + '. Try again later.');
+        }
+        if (response.status === 404) {
+          await response.body?.cancel();
+          throw notFound('The upstream registry ' + upstream + ' has no attestations for ' + spec.name + '@' + spec.version + '.');
+        }
+        const body = await response.text();
+        if (!response.ok) throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered ' + response.status + ' for the attestations of ' + spec.name + '@' + spec.version + '.');
+        try {
+          JSON.parse(body);
+        } catch {
+          throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' sent attestations that are not JSON.');
+        }
+        kept = { _id: id, type: 'attestations', body, fetched: new Date().toISOString(), _rev: '' } as AttestationsDoc & { _rev: string };
+        await state.put({ _id: id, type: 'attestations', body, fetched: kept.fetched }).catch(() => undefined); // kept by another request first
+      }
+      res.type('application/json').set('Cache-Control', 'max-age=300').send(kept.body);
+    })().catch(next);
+  });
+
+  return router;
+}

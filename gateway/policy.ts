@@ -1,0 +1,87 @@
+/**
+ * The supply-chain policy as the gateway applies it (`core/policy.ts` decides): the cooldown from
+ * `UPSTREAM_MIN_AGE`, and the exceptions and blocks an admin keeps in the `supply-chain` document of
+ * `<db>-state` (edit it in Fauxton):
+ *
+ *   { "_id": "supply-chain", "cooldownExceptions": ["@types/*", "typescript"],
+ *     "blocked": [{ "package": "event-stream", "version": "3.3.6", "reason": "malicious (flatmap-stream)" }] }
+ *
+ * Every gateway reads the document every two seconds; a change clears the packument cache, so the
+ * next read serves the new policy.
+ */
+import { Logger } from 'pino';
+import { BlockRule, NO_POLICY, Policy } from '../core/policy';
+import { Couch, Database } from '../couchdb/client';
+import { Pause } from '../lib/pause';
+import { exponential, repeat } from '../lib/retry';
+
+export const POLICY_ID = 'supply-chain';
+const POLL_MS = 2000;
+
+export interface PolicyDoc {
+  _id: string;
+  _rev?: string;
+  type: 'policy';
+  cooldownExceptions?: unknown;
+  blocked?: unknown;
+  help?: string;
+}
+
+/** The policy document's content, keeping only well-formed entries. */
+export function policyOf(doc: PolicyDoc | null, minAgeMs: number): Policy {
+  const exceptions = doc && Array.isArray(doc.cooldownExceptions) ? doc.cooldownExceptions.filter((e): e is string => typeof e === 'string' && e.length > 0) : [];
+  const blocked = doc && Array.isArray(doc.blocked)
+    ? doc.blocked.filter((b): b is BlockRule => !!b && typeof b === 'object' && typeof (b as BlockRule).package === 'string' && (b as BlockRule).package.length > 0)
+    : [];
+  return { minAgeMs, exceptions, blocked };
+}
+
+export class PolicyStore {
+  /** The policy in force (read from CouchDB at most two seconds ago). */
+  current: Policy;
+  private rev: string | undefined;
+  private readonly db: Database<PolicyDoc>;
+  private stopped = false;
+  private done?: Promise<void>;
+  private readonly pause = new Pause();
+
+  constructor(
+    couch: Couch,
+    stateDb: string,
+    private readonly minAgeMs: number,
+    private readonly changed: () => void,
+    private readonly log: Logger,
+  ) {
+    this.db = couch.db<PolicyDoc>(stateDb);
+    this.current = { ...NO_POLICY, minAgeMs };
+  }
+
+  /** Reads the document; a new revision takes effect (and clears what was served under the old one). */
+  async refresh(): Promise<void> {
+    const doc = await this.db.get(POLICY_ID);
+    const rev = doc ? doc._rev : undefined;
+    if (rev === this.rev) return;
+    this.rev = rev;
+    this.current = policyOf(doc, this.minAgeMs);
+    this.changed();
+  }
+
+  start(): void {
+    this.done = repeat(
+      async (healthy) => {
+        while (!this.stopped) {
+          await this.refresh();
+          healthy();
+          await this.pause.for(POLL_MS);
+        }
+      },
+      { delay: exponential(POLL_MS, 30_000), stopped: () => this.stopped, pause: this.pause, onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'supply-chain policy: reading it failed; the last one read stays in force') },
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.pause.wake();
+    await this.done;
+  }
+}
