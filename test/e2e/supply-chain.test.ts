@@ -19,7 +19,6 @@ import { makePackage, makeProject, npmClient, NpmClient, sha1, sha512 } from '..
 import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const pacote = require(join(execSync('npm root -g').toString().trim(), 'npm', 'node_modules', 'pacote'));
 
 const DAY = 86_400_000;
