@@ -91,6 +91,12 @@ export function summary(status: any): string {
   const other = status.refused.filter((r: { kind: string }) => r.kind !== 'shadowed');
   for (const r of other.slice(0, 10)) lines.push('refused       ' + r.name + ': ' + r.reason);
   for (const f of status.failures.slice(-5)) lines.push('failure       ' + f.at + ' ' + f.name + ': ' + f.reason);
+  const supplyChain = status.supplyChain;
+  if (supplyChain && supplyChain.minAgeSeconds) {
+    lines.push('cooldown      ' + Math.round(supplyChain.minAgeSeconds / 3600) + ' h: ' + n(supplyChain.heldBack.length) + ' upstream versions held back' +
+      (supplyChain.heldBack.length ? ', next available ' + supplyChain.heldBack.map((h: { availableAt: string }) => h.availableAt).sort()[0] : ''));
+  }
+  if (supplyChain && supplyChain.blocked.length) lines.push('blocked       ' + supplyChain.blocked.map((b: { package: string; version?: string }) => b.package + (b.version ? '@' + b.version : '')).join(', '));
   return lines.join('\n');
 }
 

@@ -56,6 +56,15 @@ describe('replication CLI', () => {
     }
   });
 
+  it('summarises the cooldown and the blocks', () => {
+    const text = summary({
+      ...feedStatus({ from: 0, to: 1000, done: true, progress: 1 }),
+      supplyChain: { minAgeSeconds: 259200, heldBack: [{ name: 'a', version: '2.0.0', availableAt: '2026-12-03T00:00:00.000Z' }, { name: 'b', version: '1.0.0', availableAt: '2026-12-02T00:00:00.000Z' }], blocked: [{ package: 'evil', version: '1.0.0', reason: 'x' }, { package: 'typo', reason: 'y' }] },
+    });
+    expect(text).toContain('cooldown      72 h: 2 upstream versions held back, next available 2026-12-02T00:00:00.000Z');
+    expect(text).toContain('blocked       evil@1.0.0, typo');
+  });
+
   it('takes --registry, --token and --watch, and REGISTRY_TOKEN from the environment', () => {
     expect(parseArgs(['--registry', 'http://r:1/', '--watch'], { REGISTRY_TOKEN: 't' })).toEqual({ registry: 'http://r:1', token: 't', watch: true });
     expect(() => parseArgs(['--nope'], {})).toThrow('Unknown argument');
