@@ -81,6 +81,8 @@ export interface Config {
   upstreamTimeoutMs: number;
   /** Memory for packuments kept ready to serve (`PACKUMENT_CACHE_MB`, default 256; 0 turns it off). */
   packumentCacheBytes: number;
+  /** Memory for small tarballs (up to 512 KB each) served without touching the disk (`TARBALL_MEMORY_MB`, default 64; 0 is off). */
+  tarballMemoryBytes: number;
   /** Replication settings (see replication/README.md). */
   replication: ReplicationConfig;
   /**
@@ -179,6 +181,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 10000),
     upstreamMaxAgeSeconds: integer(env, 'UPSTREAM_MAX_AGE_SECONDS', 120),
     packumentCacheBytes: integer(env, 'PACKUMENT_CACHE_MB', 256) * 1024 * 1024,
+    tarballMemoryBytes: integer(env, 'TARBALL_MEMORY_MB', 64) * 1024 * 1024,
     replication: {
       feed: env.REPLICATION_FEED ? env.REPLICATION_FEED.replace(/\/+$/, '') : undefined,
       mode: replicationMode,

@@ -27,6 +27,16 @@ export class AccessRules {
     return this.cached;
   }
 
+  /**
+   * Whether anyone, anonymous included, may read `name` by the rules read less than two seconds ago;
+   * false when they are older or unknown (the caller then takes the ordinary path, which reads them).
+   */
+  anonymousMayReadNow(name: string): boolean {
+    const cached = this.cached;
+    if (!cached || !cached.rules || Date.now() - cached.at >= TTL_MS) return false;
+    return allowed(cached.rules, name, 'read', { name: null, roles: [] });
+  }
+
   /** Throws 401 (anonymous, so that npm asks for credentials) or 403 unless the caller may read `name`. */
   async assertRead(res: Response, name: string): Promise<void> {
     const user = currentUser(res);

@@ -1,5 +1,8 @@
 /** The gateway's Express application: the npm API in front of CouchDB. */
 import express, { NextFunction, Request, Response } from 'express';
+import { IncomingMessage, ServerResponse } from 'http';
+import { requestDone } from './access-log';
+import { tarballFastPath } from './fast-path';
 import { authenticate } from './auth';
 import { Context } from './context';
 import { distTagRoutes } from './controllers/dist-tags';
@@ -44,6 +47,18 @@ export function couchUnreachable(err: unknown): boolean {
   return NETWORK_CODES.indexOf(String(e.code || (e.cause && e.cause.code))) !== -1;
 }
 
+/**
+ * What the registry's HTTP server runs for every request: the fast path of the hottest one (an
+ * anonymous tarball download held in memory), else the Express application.
+ */
+export function createHandler(ctx: Context): (req: IncomingMessage, res: ServerResponse) => void {
+  const app = createApp(ctx);
+  const fast = tarballFastPath(ctx);
+  return (req, res) => {
+    if (!fast(req, res)) app(req, res);
+  };
+}
+
 export function createApp(ctx: Context): express.Express {
   const app = express();
   app.disable('x-powered-by');
@@ -55,13 +70,7 @@ export function createApp(ctx: Context): express.Express {
   // and the request metrics.
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
-    res.on('finish', () => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const path = req.path;
-      ctx.metrics.request(req.method, base && path.startsWith(base) ? path.slice(base.length) || '/' : path, res.statusCode, seconds);
-      const user = (res.locals.user as { name?: string } | undefined)?.name;
-      ctx.log.info({ method: req.method, path, status: res.statusCode, ms: Math.round(seconds * 10000) / 10, user }, 'request');
-    });
+    res.on('finish', () => requestDone(ctx, req.method, req.path, res.statusCode, started, (res.locals.user as { name?: string } | undefined)?.name));
     next();
   });
 

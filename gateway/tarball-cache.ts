@@ -1,11 +1,13 @@
 /**
  * Tarballs kept on local disk after their first download from CouchDB, served from there (the
- * kernel's page cache does the rest). A published tarball never changes, but an unpublish removes it:
- * every change of a package (from the `_changes` feed) deletes its files, the cache is used only
- * while that feed is followed, and a download that overlapped a change is not kept.
+ * kernel's page cache does the rest); small ones (most of npm's) are also kept in memory, within a
+ * byte budget, and sent from there without touching the disk. A published tarball never changes,
+ * but an unpublish removes it: every change of a package (from the `_changes` feed) forgets its
+ * files, the cache is used only while that feed is followed, and a download that overlapped a change
+ * is not kept.
  */
 import { createHash, randomBytes } from 'crypto';
-import { createWriteStream, mkdirSync, renameSync, rmSync, unlinkSync, writeFileSync, WriteStream } from 'fs';
+import { createWriteStream, mkdirSync, readFile, renameSync, rmSync, unlinkSync, writeFileSync, WriteStream } from 'fs';
 import { join } from 'path';
 import { Generations } from './cache';
 
@@ -13,7 +15,12 @@ export interface CachedTarball {
   path: string;
   etag: string;
   size: number;
+  /** The bytes, when the tarball is small enough to be kept in memory. */
+  data?: Buffer;
 }
+
+/** Tarballs up to this size are kept in memory too. */
+export const MEMORY_TARBALL_BYTES = 512 * 1024;
 
 export class TarballCache {
   /** Package name → file name → cached tarball. */
@@ -21,9 +28,36 @@ export class TarballCache {
   private readonly generations = new Generations();
   private live = false;
 
-  constructor(private readonly dir: string) {
+  /** In-memory tarballs, least recently used first, and their bytes. */
+  private readonly inMemory = new Map<CachedTarball, number>();
+  private memoryBytes = 0;
+
+  constructor(
+    private readonly dir: string,
+    /** Memory for small tarballs (0: none). */
+    private readonly memoryBudget = 64 * 1024 * 1024,
+  ) {
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  /** Keeps `entry`'s bytes in memory, the least recently used ones leaving to stay within the budget. */
+  private remember(entry: CachedTarball, data: Buffer): void {
+    if (data.length > MEMORY_TARBALL_BYTES || data.length > this.memoryBudget) return;
+    entry.data = data;
+    this.inMemory.set(entry, data.length);
+    this.memoryBytes += data.length;
+    for (const [old, size] of this.inMemory) {
+      if (this.memoryBytes <= this.memoryBudget) break;
+      this.forgetBytes(old, size);
+    }
+  }
+
+  private forgetBytes(entry: CachedTarball, size = this.inMemory.get(entry)): void {
+    if (size === undefined) return;
+    this.inMemory.delete(entry);
+    this.memoryBytes -= size;
+    delete entry.data;
   }
 
   private folder(name: string): string {
@@ -31,17 +65,33 @@ export class TarballCache {
   }
 
   get(name: string, file: string): CachedTarball | undefined {
-    return this.live ? this.index.get(name)?.get(file) : undefined;
+    if (!this.live) return undefined;
+    const entry = this.index.get(name)?.get(file);
+    if (!entry) return undefined;
+    const size = this.inMemory.get(entry);
+    if (size !== undefined) {
+      // Most recently used last.
+      this.inMemory.delete(entry);
+      this.inMemory.set(entry, size);
+    } else if (entry.size <= MEMORY_TARBALL_BYTES && this.memoryBudget > 0) {
+      // A small tarball only on disk (the memory was full): read back for the next requests.
+      const generation = this.generation(name);
+      readFile(entry.path, (err, data) => {
+        if (!err && data.length === entry.size && generation === this.generation(name) && this.index.get(name)?.get(file) === entry && !entry.data) this.remember(entry, data);
+      });
+    }
+    return entry;
   }
 
   generation(name: string): string {
     return this.generations.of(name);
   }
 
-  private record(name: string, file: string, entry: CachedTarball): void {
+  private record(name: string, file: string, entry: CachedTarball, data?: Buffer): void {
     const files = this.index.get(name) || new Map<string, CachedTarball>();
     files.set(file, entry);
     this.index.set(name, files);
+    if (data) this.remember(entry, data);
   }
 
   /** A temporary file to download into; `keep` stores it if nothing changed the package since `generation`. */
@@ -80,12 +130,13 @@ export class TarballCache {
     writeFileSync(temp, data);
     const path = join(folder, file);
     renameSync(temp, path);
-    this.record(name, file, { path, etag, size: data.length });
+    this.record(name, file, { path, etag, size: data.length }, data);
   }
 
   /** A package changed: its tarballs are forgotten and deleted. */
   invalidate(name: string): void {
     this.generations.bump(name);
+    for (const entry of this.index.get(name)?.values() || []) this.forgetBytes(entry);
     this.index.delete(name);
     rmSync(this.folder(name), { recursive: true, force: true });
   }
@@ -94,6 +145,8 @@ export class TarballCache {
     if (!live) {
       this.generations.reset();
       this.index.clear();
+      this.inMemory.clear();
+      this.memoryBytes = 0;
       rmSync(this.dir, { recursive: true, force: true });
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     }

@@ -6,10 +6,17 @@ import { withoutCredentials } from '../replication/couchdb';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  // Readable lines on a terminal; JSON, one object a line, for log collectors everywhere else.
-  const log = process.stdout.isTTY
-    ? pino({ level: config.logLevel, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } })
-    : pino({ level: config.logLevel });
+  // Readable lines on a terminal; JSON, one object a line, for log collectors everywhere else. The
+  // JSON lines are written in batches of 4 KB (and at least every second): a write per line, done by
+  // libuv's thread pool, took a third of the rate of the tarball fast path.
+  let log: pino.Logger;
+  if (process.stdout.isTTY) {
+    log = pino({ level: config.logLevel, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } });
+  } else {
+    const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+    setInterval(() => destination.flush(), 1000).unref();
+    log = pino({ level: config.logLevel }, destination);
+  }
   const registry = await startRegistry(config, log);
   const lines = [
     '',
@@ -30,6 +37,7 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     log.info({ signal }, 'stopping');
     await registry.close();
+    log.flush();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));

@@ -4,13 +4,13 @@
  */
 import { randomBytes } from 'crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'fs';
-import { Server } from 'http';
+import { createServer, Server } from 'http';
 import { AddressInfo } from 'net';
 import { join } from 'path';
 import pino, { Logger } from 'pino';
 import { PackageDoc } from '../core/types';
 import { EmbeddedCouch, startEmbeddedCouch } from '../couchdb/embedded';
-import { createApp } from '../gateway/app';
+import { createHandler } from '../gateway/app';
 import { changedElsewhere, changedHere, Context } from '../gateway/context';
 import { warm } from '../gateway/writes';
 import { startReplication } from '../replication/start';
@@ -119,7 +119,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const tokens = new TokenStore(couch, config.tokensDb);
     const registryDb = couch.db<PackageDoc>(config.registryDb);
     const cache = new PackumentCache(config.packumentCacheBytes);
-    const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')));
+    const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')), config.tarballMemoryBytes);
     const ownWrites = new Map<string, string>();
     // Both package databases are followed; the caches are on only while both feeds are.
     const live = new Map<string, boolean>();
@@ -170,9 +170,9 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     webhooks = new Webhooks(couch, config.stateDb, () => context.baseUrl, log, config.webhookBackoffMs);
     context.webhooks = webhooks;
     webhooks.start();
-    const app = createApp(context);
+    const handler = createHandler(context);
     server = await new Promise<Server>((resolve, reject) => {
-      const s = app.listen(config.port, config.host, () => resolve(s));
+      const s = createServer(handler).listen(config.port, config.host, () => resolve(s));
       s.once('error', reject);
     });
     server.keepAliveTimeout = 65_000;

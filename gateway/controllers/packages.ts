@@ -229,6 +229,10 @@ export function packageRoutes(ctx: Context): Router {
       res.end();
       return;
     }
+    if (cached.data) {
+      res.end(cached.data);
+      return;
+    }
     const stream = createReadStream(cached.path);
     stream.on('error', () => res.destroy());
     stream.pipe(res);

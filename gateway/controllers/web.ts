@@ -21,6 +21,7 @@ import { withheldOf } from '../writes';
 
 /** Whether the client asked for a page rather than JSON (browsers put text/html first; npm asks for JSON). */
 export function wantsPage(req: Request): boolean {
+  if (!String(req.headers.accept || '').includes('text/html')) return false;
   return (req.method === 'GET' || req.method === 'HEAD') && req.accepts(['application/json', 'application/vnd.npm.install-v1+json', 'text/html']) === 'text/html';
 }
 

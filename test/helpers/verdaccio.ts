@@ -27,7 +27,11 @@ function freePort(): Promise<number> {
   });
 }
 
-export async function startVerdaccio(): Promise<Verdaccio> {
+/**
+ * Starts Verdaccio on a free port with its own storage and no uplinks. `logLevel` is `error` for the
+ * tests; the benchmarks run it at Verdaccio's default, `http` (a line per request).
+ */
+export async function startVerdaccio(options: { logLevel?: string } = {}): Promise<Verdaccio> {
   const dir = mkdtempSync(join(tmpdir(), 'verdaccio-'));
   const port = await freePort();
   const config = join(dir, 'config.yaml');
@@ -42,7 +46,7 @@ export async function startVerdaccio(): Promise<Verdaccio> {
     "  '**':",
     '    access: $all',
     '    publish: $authenticated',
-    'log: { type: stdout, format: pretty, level: error }',
+    'log: { type: stdout, format: pretty, level: ' + (options.logLevel || 'error') + ' }',
     'security:',
     '  api:',
     '    legacy: true',
@@ -53,8 +57,10 @@ export async function startVerdaccio(): Promise<Verdaccio> {
   const bin = join(dirname(pkg), typeof declared === 'string' ? declared : declared.verdaccio);
   const child: ChildProcess = spawn(process.execPath, [bin, '--config', config, '--listen', '127.0.0.1:' + port], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, VERDACCIO_HANDLE_KILL_SIGNALS: 'true' } });
   let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
+  // Only the last few kilobytes are kept (for the error message of a failed start).
+  const keep = (d: Buffer) => (output = (output + d).slice(-8192));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
   const url = 'http://127.0.0.1:' + port;
   const deadline = Date.now() + 30_000;
   for (;;) {
