@@ -17,6 +17,9 @@ it('runs every benchmark against this registry and Verdaccio', async () => {
     expect(row.peer !== null && Number.isFinite(row.peer) && row.peer > 0).toBe(true);
   }
   const table = markdownTable(rows);
-  expect(table).toContain('| Full packument, 3 versions | req/s |');
+  expect(table).toMatch(/\| Full packument, 3 versions \(p50 [\d.]+ vs [\d.]+ ms/);
+  // The tarball rows name the load generator and the ceiling.
+  expect(table).toMatch(/\| Tarball \d+ KB of the small package \(3 versions\), (wrk|autocannon)/);
+  expect(table).toMatch(/\| Tarball \d+ KB \(small\) against (nginx \(sendfile\)|Express static)/);
   expect(table.split('\n')).toHaveLength(rows.length + 2);
 }, 300_000);
