@@ -15,6 +15,7 @@ import { run } from '../test/helpers/npm';
 import { startFeedStandIn } from '../test/helpers/feed-standin';
 import { startVerdaccio, Verdaccio } from '../test/helpers/verdaccio';
 import { dependencyTree, largePackument, Manifest, packTarball, publishBody } from './data';
+import { databasesOf } from '../test/helpers/registry';
 
 export interface Scale {
   typicalVersions: number;
@@ -86,7 +87,7 @@ function couchFor(): { db: string; adminAuth: string; adminUrl(origin: string): 
       if (!real) return;
       const job = (await (await fetch(origin + '/_replicator/registry-' + db + '-from-upstream', { headers: { authorization: adminAuth } })).json()) as { _rev?: string };
       if (job._rev) await fetch(origin + '/_replicator/registry-' + db + '-from-upstream?rev=' + job._rev, { method: 'DELETE', headers: { authorization: adminAuth } });
-      for (const suffix of ['', '-tokens', '-mirror']) await fetch(origin + '/' + db + suffix, { method: 'DELETE', headers: { authorization: adminAuth } });
+      for (const name of databasesOf(db)) await fetch(origin + '/' + name, { method: 'DELETE', headers: { authorization: adminAuth } });
     },
   };
 }

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { loadConfig } from '../../config';
 import { RunningRegistry, startRegistry } from '../../server/registry';
 import { sha1, sha512 } from '../helpers/npm';
-import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { basicAuthOf, couchGet, databasesOf, startTestRegistry, TestRegistry } from '../helpers/registry';
 
 let registry: TestRegistry;
 let second: RunningRegistry;
@@ -96,7 +96,7 @@ it('several gateways starting at once on a new database all come up (set-up step
   expect(design.status).toBe(200);
   expect((await couchGet(registry, '/' + db + '/_design/app-staging')).status).toBe(404);
   if (process.env.COUCHDB_URL) {
-    for (const suffix of ['', '-tokens', '-mirror', '-state']) await fetch(new URL('/' + db + suffix, new URL(registry.adminCouchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(registry.adminCouchUrl) } });
+    for (const name of databasesOf(db)) await fetch(new URL('/' + name, new URL(registry.adminCouchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(registry.adminCouchUrl) } });
   }
 });
 
@@ -110,7 +110,7 @@ it('a gateway whose CouchDB is gone answers 502 saying so, not 500, and keeps ru
   try {
     if (process.env.COUCHDB_URL) {
       // A real CouchDB cannot be stopped from here: its databases go away instead.
-      for (const suffix of ['', '-tokens', '-mirror', '-state']) await fetch(new URL('/' + first.registryDb + suffix, new URL(first.adminCouchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(first.adminCouchUrl) } });
+      for (const name of databasesOf(first.registryDb)) await fetch(new URL('/' + name, new URL(first.adminCouchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(first.adminCouchUrl) } });
     } else {
       await first.close();
     }

@@ -9,6 +9,7 @@ import { join } from 'path';
 import { basicAuthOf, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { killProcess, RegistryProcess, startRegistryProcess } from '../helpers/process';
 import { eventually } from '../helpers/wait';
+import { databasesOf } from '../helpers/registry';
 
 const PACKAGES = 1500;
 const PASSWORD = 'restart-admin';
@@ -90,7 +91,7 @@ async function killMidSyncAndRestart(env: Record<string, string>, dbName: string
       // The continuous replication first (a real CouchDB keeps running it), then the databases.
       const job = await couchJson(couch, '/_replicator/registry-' + dbName + '-from-upstream');
       if (job && job._rev) await fetch(couch.origin + '/_replicator/registry-' + dbName + '-from-upstream?rev=' + job._rev, { method: 'DELETE', headers: { authorization: couch.auth } });
-      for (const db of [dbName, dbName + '-tokens', dbName + '-mirror']) await fetch(couch.origin + '/' + db, { method: 'DELETE', headers: { authorization: couch.auth } });
+      for (const db of databasesOf(dbName)) await fetch(couch.origin + '/' + db, { method: 'DELETE', headers: { authorization: couch.auth } });
     }
     rmSync(dataDir, { recursive: true, force: true });
   }

@@ -9,6 +9,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { sha1, sha512 } from './npm';
 import { killProcess, RegistryProcess, startRegistryProcess } from './process';
+import { databasesOf } from './registry';
 
 export interface Principals {
   registry: RegistryProcess;
@@ -134,7 +135,7 @@ export async function startPrincipals(prefix: string): Promise<Principals> {
       await killProcess(registry.child, 'SIGTERM');
       if (couch) {
         const auth = { authorization: basic(admin.name, admin.password) };
-        for (const db of [registryDb, registryDb + '-tokens', registryDb + '-mirror', registryDb + '-state']) await fetch(couch.origin + '/' + db, { method: 'DELETE', headers: auth });
+        for (const db of databasesOf(registryDb)) await fetch(couch.origin + '/' + db, { method: 'DELETE', headers: auth });
         for (const name of [alice, mallory]) {
           const doc = await send(couch.origin, 'GET', '/_users/org.couchdb.user:' + name, { headers: auth });
           if (doc.status === 200) await send(couch.origin, 'DELETE', '/_users/org.couchdb.user:' + name + '?rev=' + doc.body._rev, { headers: auth });

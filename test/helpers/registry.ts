@@ -117,8 +117,14 @@ export async function removeDoc(couchUrl: string, path: string): Promise<void> {
 }
 
 /** Deletes the databases of a registry from a real CouchDB. */
+/** Every database a registry named `registryDb` makes, as `config/` names them. */
+export function databasesOf(registryDb: string): string[] {
+  const config = loadConfig({ REGISTRY_DB: registryDb });
+  return [config.registryDb, config.mirrorDb, config.tokensDb, config.stateDb];
+}
+
 export async function removeDatabases(couchUrl: string, registryDb: string): Promise<void> {
-  for (const db of [registryDb, registryDb + '-tokens', registryDb + '-mirror', registryDb + '-state']) {
+  for (const db of databasesOf(registryDb)) {
     await fetch(new URL('/' + db, new URL(couchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(couchUrl) } });
   }
 }
