@@ -60,6 +60,19 @@ export function publishBody(manifest: Manifest, tarball: Buffer, registryUrl: st
   };
 }
 
+/**
+ * The packument a registry serves for one version, as a static file (the install ceiling: the same
+ * tree served by nginx). The tarball is at `<registryUrl>/<name>/-/<file>`.
+ */
+export function staticPackument(manifest: Manifest, tarball: Buffer, registryUrl: string): Record<string, unknown> {
+  const body = publishBody(manifest, tarball, registryUrl);
+  const { _attachments, _id, ...packument } = body;
+  void _attachments;
+  void _id;
+  const time = '2026-01-01T00:00:00.000Z';
+  return { ...packument, time: { created: time, modified: time, [manifest.version]: time } };
+}
+
 /** A packument with `count` versions of about `versionBytes` each (without tarballs), for read benchmarks. */
 export function largePackument(name: string, count: number, versionBytes: number, registryUrl: string): Record<string, any> {
   const filler = 'x'.repeat(Math.max(0, versionBytes - 600));

@@ -6,7 +6,7 @@
 import autocannon from 'autocannon';
 import { ChildProcess, spawn } from 'child_process';
 import express from 'express';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { createServer, Server } from 'http';
 import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
@@ -14,7 +14,7 @@ import { basename, dirname, join } from 'path';
 import { run } from '../test/helpers/npm';
 import { startFeedStandIn } from '../test/helpers/feed-standin';
 import { startVerdaccio, Verdaccio } from '../test/helpers/verdaccio';
-import { dependencyTree, largePackument, Manifest, packTarball, publishBody } from './data';
+import { dependencyTree, largePackument, Manifest, packTarball, publishBody, staticPackument } from './data';
 import { databasesOf } from '../test/helpers/registry';
 
 export interface Scale {
@@ -152,7 +152,16 @@ const NGINX = '/usr/sbin/nginx';
  * Debian's defaults where they matter (a worker per core, sendfile, tcp_nopush, an access log);
  * Express's static middleware where nginx is not installed (said in the table).
  */
-async function startStaticServer(dir: string): Promise<{ url: string; name: string; stop(): Promise<void> }> {
+async function startStaticServer(dir: string, fill?: (url: string) => void): Promise<{ url: string; name: string; stop(): Promise<void> }> {
+  mkdirSync(dir, { recursive: true });
+  // nginx's workers run as another user (nobody, when started as root): the folders must be readable.
+  for (let folder = dir; folder !== dirname(folder) && folder.startsWith(tmpdir() + '/'); folder = dirname(folder)) chmodSync(folder, 0o755);
+  const started = await startStaticServing(dir);
+  fill?.(started.url);
+  return started;
+}
+
+async function startStaticServing(dir: string): Promise<{ url: string; name: string; stop(): Promise<void> }> {
   if (existsSync(NGINX)) {
     const port = await new Promise<number>((resolve) => {
       const probe = createServer().listen(0, '127.0.0.1', () => {
@@ -160,13 +169,14 @@ async function startStaticServer(dir: string): Promise<{ url: string; name: stri
         probe.close(() => resolve(p));
       });
     });
-    const conf = join(dir, '..', 'nginx.conf');
+    const conf = join(dir, '..', basename(dir) + '-nginx.conf');
     writeFileSync(conf, [
-      'worker_processes auto;', 'daemon off;', 'pid ' + join(dir, '..', 'nginx.pid') + ';', 'error_log ' + join(dir, '..', 'nginx-error.log') + ';',
+      'worker_processes auto;', 'daemon off;', 'pid ' + join(dir, '..', basename(dir) + '-nginx.pid') + ';', 'error_log ' + join(dir, '..', basename(dir) + '-nginx-error.log') + ';',
       'events { worker_connections 768; }',
       'http {', '  sendfile on;', '  tcp_nopush on;', '  types_hash_max_size 2048;', '  default_type application/octet-stream;',
-      '  access_log ' + join(dir, '..', 'nginx-access.log') + ';',
-      '  server { listen 127.0.0.1:' + port + '; root ' + dir + '; }', '}', '',
+      '  access_log ' + join(dir, '..', basename(dir) + '-nginx-access.log') + ';',
+      // A package's packument is <name>/index.json, next to its tarballs in <name>/-/.
+      '  server { listen 127.0.0.1:' + port + '; root ' + dir + '; location / { try_files $uri/index.json $uri =404; } }', '}', '',
     ].join('\n'));
     const child = spawn(NGINX, ['-c', conf, '-p', join(dir, '..')], { stdio: 'ignore' });
     const url = 'http://127.0.0.1:' + port;
@@ -181,13 +191,14 @@ async function startStaticServer(dir: string): Promise<{ url: string; name: stri
     return { url, name: 'nginx (sendfile)', stop: () => new Promise<void>((resolve) => { child.once('exit', () => resolve()); child.kill('SIGQUIT'); }) };
   }
   const app = express();
+  app.use((req, res, next) => (existsSync(join(dir, decodeURIComponent(req.path), 'index.json')) ? res.sendFile(join(dir, decodeURIComponent(req.path), 'index.json')) : next()));
   app.use(express.static(dir));
   const server = await freePortServer(app);
   return { url: 'http://127.0.0.1:' + (server.address() as AddressInfo).port, name: 'Express static (nginx not installed)', stop: async () => void server.close() };
 }
 
-async function startPeer(): Promise<Target> {
-  const verdaccio: Verdaccio = await startVerdaccio({ logLevel: 'http' });
+async function startPeer(uplink?: string): Promise<Target> {
+  const verdaccio: Verdaccio = await startVerdaccio({ logLevel: 'http', uplink });
   const token = await verdaccio.adduser('bench', 'bench-password');
   return {
     name: 'Verdaccio 6.8.0', url: verdaccio.url, pid: verdaccio.pid, token,
@@ -381,6 +392,27 @@ function backgroundLoad(url: string, connections: number, seconds: number): Prom
   });
 }
 
+/**
+ * `npm install` of a project depending on `direct` from `registry`, `--prefer-online`: with an empty
+ * client cache and no lockfile, then (unless `warmToo` is false) again with the cache and the
+ * lockfile kept and node_modules removed. Milliseconds.
+ */
+async function installTimes(work: string, registry: string, direct: Record<string, string>, name: string, warmToo = true): Promise<{ cold: number; warm: number }> {
+  const home = mkdtempSync(join(work, 'install-'));
+  const env = npmEnv(home, registry);
+  const project = join(home, 'project');
+  mkdirSync(project);
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'bench-project', version: '1.0.0', private: true, dependencies: direct }));
+  const install = async () => {
+    const result = await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-online'], { cwd: project, env });
+    if (result.code !== 0) throw new Error(name + ': npm install failed: ' + result.stderr);
+  };
+  const cold = await timed(install);
+  if (!warmToo) return { cold, warm: NaN };
+  rmSync(join(project, 'node_modules'), { recursive: true, force: true });
+  return { cold, warm: await timed(install) };
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
@@ -403,6 +435,7 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
   const work = mkdtempSync(join(tmpdir(), 'bench-'));
   const targets: Target[] = [];
   let staticServer: { url: string; name: string; stop(): Promise<void> } | undefined;
+  const extraServers: { stop(): Promise<void> }[] = [];
   try {
     log('starting both registries');
     targets.push(await startOurs(), await startPeer());
@@ -422,8 +455,10 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     const large = (target: Target) => largePackument('bench-large', scale.largeVersions, scale.largeVersionBytes, target.url);
     for (const target of targets) await target.loadLarge(large(target));
     const tree = dependencyTree('bench-tree', scale.treePackages, scale.treeRoots);
+    const treeTarballs: { manifest: Manifest; tarball: Buffer }[] = [];
     for (const manifest of tree.manifests) {
       const tarball = await packTarball(manifest);
+      treeTarballs.push({ manifest, tarball });
       for (const target of targets) await publish(target, publishBody(manifest, tarball, target.url));
     }
     const staticDir = join(work, 'static');
@@ -431,6 +466,16 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     writeFileSync(join(staticDir, 'small.tgz'), packages.small[0]);
     writeFileSync(join(staticDir, 'typical.tgz'), packages.typical[0]);
     staticServer = await startStaticServer(staticDir);
+    // The same tree as static files, for the install ceiling and as the upstream of pull-through.
+    const treeServer = await startStaticServer(join(work, 'static-tree'), (url) => {
+      for (const { manifest, tarball } of treeTarballs) {
+        const dir = join(work, 'static-tree', manifest.name);
+        mkdirSync(join(dir, '-'), { recursive: true });
+        writeFileSync(join(dir, '-', manifest.name + '-' + manifest.version + '.tgz'), tarball);
+        writeFileSync(join(dir, 'index.json'), JSON.stringify(staticPackument(manifest, tarball, url)));
+      }
+    });
+    extraServers.push(treeServer);
 
     const rows: Row[] = [];
     const both = async (label: string, measure: (t: Target) => Promise<Load>) => {
@@ -469,6 +514,7 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
       const [tarOurs, tarPeer] = await both('tarball of the ' + kind + ' package', (t) => loadTarball(t.url + tarballPath, scale));
       log('tarball of the ' + kind + ' package: ' + staticServer.name);
       const ceiling = await loadTarball(staticServer.url + '/' + kind + '.tgz', scale);
+      if (ceiling.errors) throw new Error(staticServer.name + ' answered ' + ceiling.errors + ' requests with an error: the ceiling would be wrong');
       const tool = (ceiling as { tool?: string }).tool || 'autocannon';
       const kb = Math.round(packages[kind][0].length / 1024);
       rows.push({ metric: 'Tarball ' + kb + ' KB of the ' + kind + ' package (' + packages[kind].length + ' versions), ' + tool, unit: 'req/s', ours: tarOurs.rps, peer: tarPeer.rps, higherIsBetter: true, target: kind === 'small' ? '≥ 2×' : undefined, note: 'p99 ' + tarOurs.p99.toFixed(1) + ' vs ' + tarPeer.p99.toFixed(1) + ' ms; errors ' + tarOurs.errors + ' vs ' + tarPeer.errors });
@@ -507,23 +553,28 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
 
     log('npm install');
     const installs: { cold: number; warm: number }[] = [];
-    for (const target of targets) {
-      const home = mkdtempSync(join(work, 'install-'));
-      const env = npmEnv(home, target.url);
-      const project = join(home, 'project');
-      mkdirSync(project);
-      writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'bench-project', version: '1.0.0', private: true, dependencies: tree.direct }));
-      const install = async () => {
-        const result = await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-online'], { cwd: project, env });
-        if (result.code !== 0) throw new Error(target.name + ': npm install failed: ' + result.stderr);
-      };
-      const cold = await timed(install);
-      rmSync(join(project, 'node_modules'), { recursive: true, force: true });
-      const warm = await timed(install);
-      installs.push({ cold, warm });
-    }
+    for (const target of targets) installs.push(await installTimes(work, target.url, tree.direct, target.name));
     rows.push({ metric: 'npm install, ' + scale.treePackages + ' packages, cold cache', unit: 'ms', ours: installs[0].cold, peer: installs[1].cold, higherIsBetter: false, target: '≤ 0.8×' });
     rows.push({ metric: 'npm install, warm cache', unit: 'ms', ours: installs[0].warm, peer: installs[1].warm, higherIsBetter: false, target: '≤ 0.8×' });
+
+    // The client's own limit: the same tree as static files from nginx.
+    log('npm install: ' + treeServer.name);
+    const ceilingInstall = await installTimes(work, treeServer.url, tree.direct, 'the static tree');
+    rows.push({ metric: 'npm install, cold cache, against the same tree from ' + treeServer.name + ': ' + Math.round(ceilingInstall.cold) + ' ms', unit: '× nginx', ours: installs[0].cold / ceilingInstall.cold, peer: installs[1].cold / ceilingInstall.cold, higherIsBetter: false, target: '≤ 1.05 (ours)', met: installs[0].cold <= 1.05 * ceilingInstall.cold });
+    rows.push({ metric: 'npm install, warm cache, against the same tree from ' + treeServer.name + ': ' + Math.round(ceilingInstall.warm) + ' ms', unit: '× nginx', ours: installs[0].warm / ceilingInstall.warm, peer: installs[1].warm / ceilingInstall.warm, higherIsBetter: false, target: '≤ 1.05 (ours)', met: installs[0].warm <= 1.05 * ceilingInstall.warm });
+
+    // Pull-through: both registries empty, in front of the tree as their upstream; a cold install.
+    log('npm install through pull-through mirroring, cold');
+    const mirroring = await startOurs({ UPSTREAM_REGISTRY: treeServer.url, UPSTREAM_MODE: 'mirror' });
+    const proxying = await startPeer(treeServer.url);
+    try {
+      const oursCold = (await installTimes(work, mirroring.url, tree.direct, mirroring.name, false)).cold;
+      const peerCold = (await installTimes(work, proxying.url, tree.direct, proxying.name, false)).cold;
+      rows.push({ metric: 'npm install, ' + scale.treePackages + ' packages, cold, through pull-through mirroring (empty registries, the static tree as upstream)', unit: 'ms', ours: oursCold, peer: peerCold, higherIsBetter: false, target: '≤ 0.7×' });
+    } finally {
+      await mirroring.stop();
+      await proxying.stop();
+    }
 
     rows.push({ metric: 'Peak RSS of the registry process', unit: 'MB', ours: peakRss(ours.pid) / 1e6, peer: peakRss(peer.pid) / 1e6, higherIsBetter: false, note: 'ours includes the embedded CouchDB, same process' });
     const ingest = await measureIngest(scale.ingestPackages);
@@ -546,6 +597,7 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     return rows;
   } finally {
     await staticServer?.stop();
+    for (const server of extraServers) await server.stop();
     for (const target of targets) await target.stop().catch(() => undefined);
     rmSync(work, { recursive: true, force: true });
   }

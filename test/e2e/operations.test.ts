@@ -188,9 +188,10 @@ describe('a registry URL with a path prefix', () => {
     expect(wrong.status).toBe(404);
     expect(((await wrong.json()) as { error: string }).error).toContain('--registry ' + base + '/');
     if (process.env.COUCHDB_URL) {
-      const users = await fetch(new URL('/_users/org.couchdb.user:prefixer', adminUrl), { headers: { authorization: basicAuthOf(adminUrl) } });
+      const origin = new URL(adminUrl).origin;
+      const users = await fetch(origin + '/_users/org.couchdb.user:prefixer', { headers: { authorization: basicAuthOf(adminUrl) } });
       const doc = (await users.json()) as { _rev?: string };
-      if (doc._rev) await fetch(new URL('/_users/org.couchdb.user:prefixer?rev=' + doc._rev, adminUrl), { method: 'DELETE', headers: { authorization: basicAuthOf(adminUrl) } });
+      if (doc._rev) await fetch(origin + '/_users/org.couchdb.user:prefixer?rev=' + doc._rev, { method: 'DELETE', headers: { authorization: basicAuthOf(adminUrl) } });
     }
   });
 });

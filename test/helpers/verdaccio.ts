@@ -31,7 +31,7 @@ function freePort(): Promise<number> {
  * Starts Verdaccio on a free port with its own storage and no uplinks. `logLevel` is `error` for the
  * tests; the benchmarks run it at Verdaccio's default, `http` (a line per request).
  */
-export async function startVerdaccio(options: { logLevel?: string } = {}): Promise<Verdaccio> {
+export async function startVerdaccio(options: { logLevel?: string; uplink?: string } = {}): Promise<Verdaccio> {
   const dir = mkdtempSync(join(tmpdir(), 'verdaccio-'));
   const port = await freePort();
   const config = join(dir, 'config.yaml');
@@ -41,11 +41,12 @@ export async function startVerdaccio(options: { logLevel?: string } = {}): Promi
     '  htpasswd:',
     '    file: ' + join(dir, 'htpasswd'),
     '    max_users: 100',
-    'uplinks: {}',
+    ...(options.uplink ? ['uplinks:', '  upstream:', '    url: ' + options.uplink] : ['uplinks: {}']),
     'packages:',
     "  '**':",
     '    access: $all',
     '    publish: $authenticated',
+    ...(options.uplink ? ['    proxy: upstream'] : []),
     'log: { type: stdout, format: pretty, level: ' + (options.logLevel || 'error') + ' }',
     'security:',
     '  api:',
