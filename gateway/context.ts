@@ -91,9 +91,10 @@ export function fromCouch(err: unknown): HttpError {
  * gateways follow through _changes), and the feed's report of this same revision is not acted on
  * again, so that what the write put in the caches stays.
  */
-export function changedHere(ctx: Context, name: string, rev: string): void {
+export function changedHere(ctx: Context, name: string, rev: string, tarballOnly = false): void {
   ctx.cache.invalidate(name);
-  ctx.tarballs.invalidate(name);
+  // A tarball added changes no other tarball: those already kept stay.
+  if (!tarballOnly) ctx.tarballs.invalidate(name);
   ctx.ownWrites.set(name, rev);
   if (ctx.ownWrites.size > 10_000) ctx.ownWrites.clear();
 }

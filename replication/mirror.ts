@@ -7,7 +7,7 @@
  * scope). A name published here is never fetched: the local package shadows it.
  */
 import { randomBytes } from 'crypto';
-import { createWriteStream, mkdirSync, rmSync } from 'fs';
+import { createWriteStream, mkdirSync, readFileSync, rmSync, statSync } from 'fs';
 import { join } from 'path';
 import { Logger } from 'pino';
 import { Readable } from 'stream';
@@ -25,6 +25,9 @@ import { linear, retry } from '../lib/retry';
 import { SingleFlight } from '../lib/single-flight';
 import { UpstreamRegistry } from './upstream';
 
+/** Tarballs up to this size are served from memory as soon as they are verified, while they are stored. */
+const SERVE_WHILE_STORING = 8 * 1024 * 1024;
+
 /** The user replication writes as: not an admin, recognised by `_design/mirror` through its role. */
 export const REPLICATOR: Identity = { name: 'registry-replicator', roles: [REPLICATOR_ROLE] };
 
@@ -35,9 +38,10 @@ export interface MirrorHost {
   log: Logger;
   /**
    * Told after replication wrote revision `rev` of a package (the gateway drops it from its caches),
-   * with the whole document when replication has it (the gateway then serves it from memory at once).
+   * with the whole document when replication has it (the gateway then serves it from memory at once);
+   * `tarballOnly` when the write only added a tarball (the tarballs already served stay valid).
    */
-  written(name: string, rev: string, doc?: PackageDoc): void;
+  written(name: string, rev: string, doc?: PackageDoc, tarballOnly?: boolean): void;
 }
 
 /** Why a package of the upstream is not mirrored: a local package of that name, or a refusal by `_design/mirror`. */
@@ -83,7 +87,7 @@ export class Mirror {
   readonly upstream: string;
   readonly registry: UpstreamRegistry;
   private readonly pulls = new SingleFlight<PackageDoc | null>();
-  private readonly tarballPulls = new SingleFlight<void>();
+  private readonly tarballPulls = new SingleFlight<Buffer | null>();
   /** When each mirrored packument was last compared with the upstream (pull-through without a feed). */
   private readonly checkedAt = new Map<string, number>();
   private readonly local: Database<PackageDoc>;
@@ -248,14 +252,20 @@ export class Mirror {
   /**
    * Fetches the tarball `file` of the mirrored package `doc` from the upstream's `dist.tarball`,
    * verifies it against the version's integrity while it streams to a temporary file, and stores it
-   * as an attachment. Resolves once it is stored (the caller then serves it from CouchDB);
-   * concurrent requests share one download. Nothing is held in memory.
+   * as an attachment. Resolves with the verified bytes of a tarball of up to 8 MB while CouchDB
+   * stores it (unless `storeFirst`), else with null once it is stored (the caller then serves it
+   * from CouchDB). Concurrent requests share one download; a larger tarball is never held in memory.
    */
-  tarball(doc: PackageDoc, file: string): Promise<void> {
-    return this.tarballPulls.run(doc.name + '/' + file, () => this.fetchTarball(doc, file));
+  tarball(doc: PackageDoc, file: string, storeFirst = false): Promise<Buffer | null> {
+    return this.tarballPulls.run(doc.name + '/' + file + (storeFirst ? ' stored' : ''), () => this.fetchTarball(doc, file, storeFirst));
   }
 
-  private async fetchTarball(doc: PackageDoc, file: string): Promise<void> {
+  /**
+   * The verified bytes of a tarball up to `SERVE_WHILE_STORING` in size: handed back at once to be
+   * served while they are stored in CouchDB (a failure to store is recorded, and the next request
+   * fetches again); larger tarballs are stored first (null), then served from CouchDB.
+   */
+  private async fetchTarball(doc: PackageDoc, file: string, storeFirst: boolean): Promise<Buffer | null> {
     const version = Object.keys(doc.versions).find((v) => tarballFileName(doc.name, v) === file);
     const manifest = version ? doc.versions[version] : undefined;
     const source = manifest && manifest.dist && typeof manifest.dist.tarball === 'string' ? manifest.dist.tarball : undefined;
@@ -288,21 +298,32 @@ export class Mirror {
         this.recordFailure(doc.name, 'tarball ' + file + ' from ' + source + ' does not match its dist.integrity; refused');
         throw upstreamFailed('The upstream\'s tarball ' + file + ' does not match its dist.integrity; it was refused and not stored. Tell the upstream\'s admins.');
       }
+      if (!storeFirst && statSync(temp).size <= SERVE_WHILE_STORING) {
+        const data = readFileSync(temp);
+        this.storeTarball(doc.name, file, data).catch((err) => {
+          this.recordFailure(doc.name, (err as Error).message);
+          this.host.log.warn({ package: doc.name, file, err: (err as Error).message }, 'a verified tarball could not be stored; it is fetched again on its next request');
+        });
+        return data;
+      }
       await this.storeTarball(doc.name, file, temp);
+      return null;
     } finally {
       rmSync(temp, { force: true });
     }
   }
 
-  /** Adds a verified tarball (a file) to the mirrored document, on its current revision. */
-  private async storeTarball(name: string, file: string, path: string): Promise<void> {
+  /** Adds a verified tarball (a file, or its bytes) to the mirrored document, on its current revision. */
+  private async storeTarball(name: string, file: string, source: string | Buffer): Promise<void> {
     const stored = await retry(
       async () => {
         const current = await this.readMirrored(name);
         if (!current) throw notFound('No tarball ' + file + ' for "' + name + '": the package changed meanwhile; ask again.');
         if (current._attachments && current._attachments[file]) return null;
         const target = docPath(this.config.mirrorDb, name, file) + '?rev=' + encodeURIComponent(current._rev as string);
-        return this.host.couch.putFileAs(REPLICATOR, target, path, TARBALL_CONTENT_TYPE);
+        return typeof source === 'string'
+          ? this.host.couch.putFileAs(REPLICATOR, target, source, TARBALL_CONTENT_TYPE)
+          : (this.host.couch.requestAs(REPLICATOR, 'PUT', target, source, TARBALL_CONTENT_TYPE) as Promise<{ rev: string }>);
       },
       {
         attempts: 5,
@@ -316,7 +337,7 @@ export class Mirror {
     });
     if (!stored) return;
     this.stats.tarballsWritten++;
-    this.host.written(name, stored.rev);
+    this.host.written(name, stored.rev, undefined, true);
   }
 
   /** Eager tarball policy: every tarball of `doc` not stored yet, one after the other. */
@@ -325,7 +346,8 @@ export class Mirror {
       const file = tarballFileName(doc.name, v);
       if (doc._attachments && doc._attachments[file]) continue;
       try {
-        await this.tarball(doc, file);
+        // One after the other, each stored before the next (they are revisions of one document).
+        await this.tarball(doc, file, true);
       } catch (err) {
         this.recordFailure(doc.name, (err as Error).message);
       }

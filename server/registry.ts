@@ -185,8 +185,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         couch,
         config,
         log,
-        written: (name, rev, doc) => {
-          changedHere(context, name, rev);
+        written: (name, rev, doc, tarballOnly) => {
+          changedHere(context, name, rev, tarballOnly);
           if (doc) warm(context, doc);
         },
       },

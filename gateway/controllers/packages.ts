@@ -16,7 +16,7 @@ import { docPath } from '../../couchdb/client';
 import { requireUser, requireWriter } from '../auth';
 import { CachedPackument } from '../cache';
 import { Context, readPackage } from '../context';
-import { checkDigests } from '../digests';
+import { checkDigests, md5Etag } from '../digests';
 import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
 import { answeredNotModified, IMMUTABLE, REVALIDATE } from '../http-cache';
 import { parsePackagePath } from '../paths';
@@ -173,9 +173,13 @@ export function packageRoutes(ctx: Context): Router {
       if (!doc) return;
       if (isMirrored(doc, ctx.registryId) && !from) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: false });
       if (ctx.mirror && isMirrored(doc, ctx.registryId) && from && !from.pulled) {
-        // Fetched from the upstream, verified and stored: now served like any stored tarball.
-        await ctx.mirror.tarball(doc, file);
-        return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: true });
+        // Fetched from the upstream and verified: served at once (and kept) while CouchDB stores it,
+        // or, for a large one, stored first and served like any stored tarball.
+        const data = await ctx.mirror.tarball(doc, file);
+        if (!data) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: true });
+        const entry = { path: '', etag: md5Etag(data), size: data.length, data };
+        ctx.tarballs.put(name, file, generation, data, entry.etag);
+        return sendTarballFile(req, res, entry);
       }
       throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
     }

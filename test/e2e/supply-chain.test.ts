@@ -138,15 +138,18 @@ describe('registry signatures', () => {
   });
 
   it('fails when a tarball and its integrity were changed behind the registry\'s back', async () => {
-    for (const [db, name] of [[mirror.registryDb, 'local-signed'], [mirror.registryDb + '-mirror', 'from-upstream']]) {
-      const doc = (await couchGet(mirror, '/' + db + '/' + name)).body;
+    // The local package in this registry's database; the mirrored one where it comes from, the
+    // upstream's database (this registry refreshes it from there and keeps the upstream's signature).
+    for (const [registry, db, name] of [[mirror, mirror.registryDb, 'local-signed'], [upstream, upstream.registryDb, 'from-upstream']] as const) {
+      const doc = (await couchGet(registry, '/' + db + '/' + name)).body;
       const evil = Buffer.from('evil tarball of ' + name);
       doc.versions['1.0.0'].dist.integrity = sha512(evil);
       doc.versions['1.0.0'].dist.shasum = sha1(evil);
       doc._attachments = { [name + '-1.0.0.tgz']: { content_type: 'application/octet-stream', data: evil.toString('base64') } };
-      expect(await adminPut(mirror, '/' + db + '/' + name, doc)).toBe(201);
-      // Once the gateway saw the change (its caches follow CouchDB's _changes), npm refuses it.
-      const failure = await eventually(() => verifyAsNpm(mirror.url, name + '@1.0.0').then(() => null, (err: { code?: string; message: string }) => err), 10_000, 'the tampered ' + name);
+      expect(await adminPut(registry, '/' + db + '/' + name, doc)).toBe(201);
+      // Once the mirror serves the change (its caches follow CouchDB's _changes; mirrored packages
+      // are refreshed from the upstream), npm refuses it.
+      const failure = await eventually(() => verifyAsNpm(mirror.url, name + '@1.0.0').then(() => null, (err: { code?: string; message: string }) => err), 15_000, 'the tampered ' + name);
       expect(failure.code).toBe('EINTEGRITYSIGNATURE');
       expect(failure!.message).toContain('invalid registry signature');
     }
