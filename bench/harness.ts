@@ -88,6 +88,9 @@ function couchFor(): { db: string; adminAuth: string; adminUrl(origin: string): 
       const job = (await (await fetch(origin + '/_replicator/registry-' + db + '-from-upstream', { headers: { authorization: adminAuth } })).json()) as { _rev?: string };
       if (job._rev) await fetch(origin + '/_replicator/registry-' + db + '-from-upstream?rev=' + job._rev, { method: 'DELETE', headers: { authorization: adminAuth } });
       for (const name of databasesOf(db)) await fetch(origin + '/' + name, { method: 'DELETE', headers: { authorization: adminAuth } });
+      // The account the bench signed up with (in CouchDB's one _users database).
+      const user = (await (await fetch(origin + '/_users/org.couchdb.user:bench', { headers: { authorization: adminAuth } })).json()) as { _rev?: string };
+      if (user._rev) await fetch(origin + '/_users/org.couchdb.user:bench?rev=' + user._rev, { method: 'DELETE', headers: { authorization: adminAuth } });
     },
   };
 }

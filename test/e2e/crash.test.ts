@@ -10,7 +10,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { sha1, sha512 } from '../helpers/npm';
 import { killProcess, startRegistryProcess } from '../helpers/process';
-import { databasesOf } from '../helpers/registry';
+import { databasesOf, removeDoc } from '../helpers/registry';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'registry-crash-'));
 const registryDb = process.env.COUCHDB_URL ? 'registry-crash-' + Math.random().toString(36).slice(2, 8) : 'registry';
@@ -59,6 +59,7 @@ afterAll(async () => {
     const u = new URL(process.env.COUCHDB_URL);
     const auth = 'Basic ' + Buffer.from(decodeURIComponent(u.username) + ':' + decodeURIComponent(u.password)).toString('base64');
     for (const db of databasesOf(registryDb)) await fetch(u.origin + '/' + db, { method: 'DELETE', headers: { authorization: auth } });
+    await removeDoc(process.env.COUCHDB_URL, '/_users/' + encodeURIComponent('org.couchdb.user:crasher'));
   }
   rmSync(dataDir, { recursive: true, force: true });
 });
