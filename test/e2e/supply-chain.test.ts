@@ -16,6 +16,9 @@ import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient, sha1, sha512 } from '../helpers/npm';
+import pino from 'pino';
+import { loadConfig } from '../../config';
+import { RunningRegistry, startRegistry } from '../../server/registry';
 import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
@@ -153,6 +156,44 @@ describe('registry signatures', () => {
       expect(failure.code).toBe('EINTEGRITYSIGNATURE');
       expect(failure!.message).toContain('invalid registry signature');
     }
+  });
+});
+
+describe('rotating the signing key', () => {
+  let rotating: TestRegistry;
+  let again: RunningRegistry | undefined;
+  afterAll(async () => {
+    await again?.close();
+    await rotating?.stop();
+  });
+
+  it('an admin expires the key: the next start signs with a new one, and the old stays listed with its expiry', async () => {
+    rotating = await startTestRegistry();
+    const client = npmClient(rotating.url, await rotating.signup('rotator'));
+    expect((await client.npm(['publish'], makePackage(client.home, { name: 'before-rotation', version: '1.0.0' }))).code).toBe(0);
+    const [oldKey] = ((await (await fetch(rotating.url + '/-/npm/v1/keys')).json()) as { keys: { keyid: string }[] }).keys;
+    const keyDoc = '/' + rotating.registryDb + '-state/' + encodeURIComponent('signing-key:' + oldKey.keyid);
+    const expires = new Date(Date.now() + 1000).toISOString();
+    expect(await adminPut(rotating, keyDoc, { ...(await couchGet(rotating, keyDoc)).body, expires })).toBe(201);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    await rotating.close();
+    again = await startRegistry(
+      loadConfig({ PORT: '0', COUCHDB_PORT: '0', DATA_DIR: rotating.dataDir, REGISTRY_DB: rotating.registryDb, REGISTRY_ADMIN_PASSWORD: 'test-admin-password', ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}) }),
+      pino({ level: 'silent' }),
+    );
+    const keys = ((await (await fetch(again.localUrl + '/-/npm/v1/keys')).json()) as { keys: { keyid: string; expires: string | null }[] }).keys;
+    expect(keys).toHaveLength(2);
+    expect(keys.find((k) => k.keyid === oldKey.keyid)!.expires).toBe(expires);
+    const newKey = keys.find((k) => k.keyid !== oldKey.keyid)!;
+    expect(newKey.expires).toBeNull();
+    const after = npmClient(again.localUrl, await (async () => {
+      const res = await fetch(again!.localUrl + '/-/user/org.couchdb.user:rotator', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'rotator', password: 'password-rotator' }) });
+      return ((await res.json()) as { token: string }).token;
+    })());
+    expect((await after.npm(['publish'], makePackage(after.home, { name: 'after-rotation', version: '1.0.0' }))).code).toBe(0);
+    // What each key signed verifies, as npm checks it (the old key for what it signed before its expiry).
+    expect((await verifyAsNpm(again.localUrl, 'before-rotation@1.0.0'))._signatures).toEqual([expect.objectContaining({ keyid: oldKey.keyid })]);
+    expect((await verifyAsNpm(again.localUrl, 'after-rotation@1.0.0'))._signatures).toEqual([expect.objectContaining({ keyid: newKey.keyid })]);
   });
 });
 
