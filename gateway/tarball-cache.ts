@@ -95,7 +95,7 @@ export class TarballCache {
   }
 
   /** A temporary file to download into; `keep` stores it if nothing changed the package since `generation`. */
-  begin(name: string, file: string, generation: string): { stream: WriteStream; keep(etag: string, size: number): void; drop(): void } | null {
+  begin(name: string, file: string, generation: string): { stream: WriteStream; keep(etag: string, size: number, data?: Buffer): void; drop(): void } | null {
     if (!this.live) return null;
     const folder = this.folder(name);
     mkdirSync(folder, { recursive: true });
@@ -112,11 +112,11 @@ export class TarballCache {
     return {
       stream,
       drop,
-      keep: (etag: string, size: number) => {
+      keep: (etag: string, size: number, data?: Buffer) => {
         if (!this.live || generation !== this.generation(name) || stream.bytesWritten !== size) return drop();
         const path = join(folder, file);
         renameSync(temp, path);
-        this.record(name, file, { path, etag, size });
+        this.record(name, file, { path, etag, size }, data && data.length === size ? data : undefined);
       },
     };
   }

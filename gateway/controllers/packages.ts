@@ -20,7 +20,7 @@ import { checkDigests, md5Etag } from '../digests';
 import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
 import { answeredNotModified, IMMUTABLE, REVALIDATE } from '../http-cache';
 import { parsePackagePath } from '../paths';
-import { CachedTarball } from '../tarball-cache';
+import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
 import { forwardToUpstream, postToUpstream, proxyRead } from '../upstream';
 import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
@@ -163,6 +163,8 @@ export function packageRoutes(ctx: Context): Router {
     ctx.metrics.cache('tarball', !!cached, cached ? cached.size : 0);
     if (cached) return sendTarballFile(req, res, cached);
     const generation = ctx.tarballs.generation(name);
+    // A package known to be mirrored (its packument is cached) is looked for in the mirror database first.
+    if (!from && ctx.cache.get(name)?.mirrored) from = { db: ctx.config.mirrorDb, pulled: false };
     const db = from ? from.db : ctx.config.registryDb;
     const headers: Record<string, string> = {};
     if (typeof req.headers['if-none-match'] === 'string') headers['if-none-match'] = req.headers['if-none-match'];
@@ -202,9 +204,12 @@ export function packageRoutes(ctx: Context): Router {
     const size = Number(upstream.headers['content-length']);
     const download = upstream.statusCode === 200 && Number.isFinite(size) ? ctx.tarballs.begin(name, file, generation) : null;
     if (download) {
+      // A small tarball is also gathered as it streams, to be served from memory from now on.
+      const chunks: Buffer[] | null = size <= MEMORY_TARBALL_BYTES ? [] : null;
+      if (chunks) upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
       upstream.pipe(download.stream);
       upstream.on('error', download.drop);
-      download.stream.on('finish', () => download.keep(String(upstream.headers.etag || ''), size));
+      download.stream.on('finish', () => download.keep(String(upstream.headers.etag || ''), size, chunks ? Buffer.concat(chunks) : undefined));
     }
     upstream.pipe(res);
     res.on('close', () => {
