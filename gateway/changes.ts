@@ -9,16 +9,13 @@
  */
 import { Logger } from 'pino';
 import { Couch, docPath } from '../couchdb/client';
-import { Pause } from '../lib/pause';
-import { exponential, repeat } from '../lib/retry';
+import { BackgroundLoop, exponential } from '../lib/retry';
 
 export const POLL_MS = 250;
 
 export class ChangesFollower {
-  private stopped = false;
   private abort?: AbortController;
-  private done?: Promise<void>;
-  private readonly sleeper = new Pause();
+  private readonly loop: BackgroundLoop;
 
   constructor(
     private readonly couch: Couch,
@@ -26,17 +23,23 @@ export class ChangesFollower {
     private readonly onChange: (id: string, rev: string | undefined) => void,
     private readonly onLive: (live: boolean) => void,
     private readonly log: Logger,
-  ) {}
-
-  start(): void {
-    this.done = this.loop();
+  ) {
+    this.loop = new BackgroundLoop((healthy) => this.follow(healthy), {
+      delay: exponential(500, 10_000),
+      onStop: () => this.abort?.abort(),
+      onRetry: (err) => {
+        this.onLive(false);
+        this.log.warn({ err: (err as Error).message }, 'following _changes failed; caches are off until it works again');
+      },
+    });
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.abort?.abort();
-    this.sleeper.wake();
-    await this.done;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async request(path: string): Promise<any> {
@@ -46,28 +49,16 @@ export class ChangesFollower {
     return JSON.parse(await response.text());
   }
 
-  private loop(): Promise<void> {
-    return repeat(
-      async (healthy) => {
-        let since = (await this.request('')).update_seq;
-        this.onLive(true);
-        healthy();
-        while (!this.stopped) {
-          const batch = await this.request('/_changes?limit=1000&since=' + encodeURIComponent(String(since)));
-          for (const change of batch.results || []) this.onChange(change.id, change.changes && change.changes[0] ? change.changes[0].rev : undefined);
-          since = batch.last_seq;
-          if ((batch.results || []).length < 1000) await this.sleeper.for(POLL_MS);
-        }
-      },
-      {
-        delay: exponential(500, 10_000),
-        stopped: () => this.stopped,
-        pause: this.sleeper,
-        onRetry: (err) => {
-          this.onLive(false);
-          this.log.warn({ err: (err as Error).message }, 'following _changes failed; caches are off until it works again');
-        },
-      },
-    );
+  /** One round: the database's position, then its changes from there until it fails or the follower stops. */
+  private async follow(healthy: () => void): Promise<void> {
+    let since = (await this.request('')).update_seq;
+    this.onLive(true);
+    healthy();
+    while (!this.loop.stopped) {
+      const batch = await this.request('/_changes?limit=1000&since=' + encodeURIComponent(String(since)));
+      for (const change of batch.results || []) this.onChange(change.id, change.changes && change.changes[0] ? change.changes[0].rev : undefined);
+      since = batch.last_seq;
+      if ((batch.results || []).length < 1000) await this.loop.pause.for(POLL_MS);
+    }
   }
 }

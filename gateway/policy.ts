@@ -12,8 +12,7 @@
 import { Logger } from 'pino';
 import { BlockRule, NO_POLICY, Policy } from '../core/policy';
 import { Couch, Database } from '../couchdb/client';
-import { Pause } from '../lib/pause';
-import { exponential, repeat } from '../lib/retry';
+import { BackgroundLoop, exponential } from '../lib/retry';
 
 export const POLICY_ID = 'supply-chain';
 const POLL_MS = 2000;
@@ -41,9 +40,7 @@ export class PolicyStore {
   current: Policy;
   private rev: string | undefined;
   private readonly db: Database<PolicyDoc>;
-  private stopped = false;
-  private done?: Promise<void>;
-  private readonly pause = new Pause();
+  private readonly loop: BackgroundLoop;
 
   constructor(
     couch: Couch,
@@ -54,6 +51,16 @@ export class PolicyStore {
   ) {
     this.db = couch.db<PolicyDoc>(stateDb);
     this.current = { ...NO_POLICY, minAgeMs };
+    this.loop = new BackgroundLoop(
+      async (healthy) => {
+        while (!this.loop.stopped) {
+          await this.refresh();
+          healthy();
+          await this.loop.pause.for(POLL_MS);
+        }
+      },
+      { delay: exponential(POLL_MS, 30_000), onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'supply-chain policy: reading it failed; the last one read stays in force') },
+    );
   }
 
   /** Reads the document; a new revision takes effect (and clears what was served under the old one). */
@@ -67,21 +74,10 @@ export class PolicyStore {
   }
 
   start(): void {
-    this.done = repeat(
-      async (healthy) => {
-        while (!this.stopped) {
-          await this.refresh();
-          healthy();
-          await this.pause.for(POLL_MS);
-        }
-      },
-      { delay: exponential(POLL_MS, 30_000), stopped: () => this.stopped, pause: this.pause, onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'supply-chain policy: reading it failed; the last one read stays in force') },
-    );
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.pause.wake();
-    await this.done;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 }

@@ -17,8 +17,7 @@ import { patternMatches } from '../core/access';
 import { EVENT_NAMES, eventsOf, RegistryEvent } from '../core/events';
 import { PackageDoc } from '../core/types';
 import { Couch, Database } from '../couchdb/client';
-import { Pause } from '../lib/pause';
-import { exponential, repeat } from '../lib/retry';
+import { BackgroundLoop, exponential } from '../lib/retry';
 
 export interface WebhookDoc {
   _id: string;
@@ -73,9 +72,7 @@ function wants(hook: WebhookDoc, event: RegistryEvent): boolean {
 export class Webhooks {
   private readonly db: Database<WebhookDoc | Delivery>;
   private hooks: { list: WebhookDoc[]; at: number } | null = null;
-  private stopped = false;
-  private done?: Promise<void>;
-  private readonly pause = new Pause();
+  private readonly loop: BackgroundLoop;
 
   constructor(
     couch: Couch,
@@ -86,6 +83,15 @@ export class Webhooks {
     private readonly backoffMs = 5000,
   ) {
     this.db = couch.db(stateDb);
+    this.loop = new BackgroundLoop(
+      async () => {
+        while (!this.loop.stopped) {
+          const sent = await this.sendDue();
+          if (sent === 0) await this.loop.pause.for(POLL_MS);
+        }
+      },
+      { delay: exponential(1000, 30_000), onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'webhooks: reading the deliveries failed; retrying') },
+    );
   }
 
   private async activeHooks(): Promise<WebhookDoc[]> {
@@ -114,28 +120,18 @@ export class Webhooks {
           recorded++;
         }
       }
-      if (recorded) this.pause.wake();
+      if (recorded) this.loop.wake();
     } catch (err) {
       this.log.error({ err: (err as Error).message, package: after.name }, 'webhooks: the deliveries of a change could not be recorded');
     }
   }
 
   start(): void {
-    this.done = repeat(
-      async () => {
-        while (!this.stopped) {
-          const sent = await this.sendDue();
-          if (sent === 0) await this.pause.for(POLL_MS);
-        }
-      },
-      { delay: exponential(1000, 30_000), stopped: () => this.stopped, pause: this.pause, onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'webhooks: reading the deliveries failed; retrying') },
-    );
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.pause.wake();
-    await this.done;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** Sends the deliveries that are due; returns how many it tried. */
@@ -144,7 +140,7 @@ export class Webhooks {
     const due = (await this.db.find({ selector: { type: 'delivery', state: 'pending', next: { $lte: now } }, limit: 20 })) as Delivery[];
     let tried = 0;
     for (const delivery of due) {
-      if (this.stopped) break;
+      if (this.loop.stopped) break;
       if (delivery.leaseUntil && delivery.leaseUntil > now) continue;
       // The lease: whoever writes it first (by revision) sends this delivery.
       let leased: Delivery;

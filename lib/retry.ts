@@ -70,3 +70,42 @@ export async function repeat(
     }
   }
 }
+
+/**
+ * A loop in the background until `stop()`: `round` runs again and again (see `repeat`), and waits on
+ * the loop's own `pause`, which `wake()` and `stop()` cut short.
+ */
+export class BackgroundLoop {
+  readonly pause = new Pause();
+  private ended = false;
+  private done?: Promise<void>;
+
+  constructor(
+    private readonly round: (healthy: () => void) => Promise<void>,
+    private readonly options: Omit<RetryOptions, 'attempts' | 'retryable' | 'stopped' | 'pause'> & {
+      /** Called at `stop()` before the loop is waited for (to end a request in flight). */
+      onStop?: () => void;
+    },
+  ) {}
+
+  /** Whether `stop()` was called: long rounds check it between steps. */
+  get stopped(): boolean {
+    return this.ended;
+  }
+
+  start(): void {
+    this.done = repeat(this.round, { ...this.options, stopped: () => this.ended, pause: this.pause });
+  }
+
+  /** Ends the current wait now (there is work). */
+  wake(): void {
+    this.pause.wake();
+  }
+
+  async stop(): Promise<void> {
+    this.ended = true;
+    this.options.onStop?.();
+    this.pause.wake();
+    await this.done;
+  }
+}

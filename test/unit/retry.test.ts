@@ -1,6 +1,6 @@
 /** Trying again: the waits, the budget and the stop of lib/retry. */
 import { Pause } from '../../lib/pause';
-import { exponential, linear, repeat, retry } from '../../lib/retry';
+import { BackgroundLoop, exponential, linear, repeat, retry } from '../../lib/retry';
 
 describe('retry', () => {
   it('waits that double up to a ceiling, or grow by a step', () => {
@@ -77,5 +77,29 @@ describe('repeat', () => {
       { delay: exponential(1, 100), stopped: () => stopped, onRetry: (_err, _n, wait) => waits.push(wait) },
     );
     expect(waits).toEqual([1, 2, 1, 2]);
+  });
+});
+
+describe('BackgroundLoop', () => {
+  it('runs its round in the background; wake cuts a wait short and stop ends it promptly', async () => {
+    let rounds = 0;
+    const loop = new BackgroundLoop(
+      async () => {
+        while (!loop.stopped) {
+          rounds++;
+          await loop.pause.for(60_000);
+        }
+      },
+      { delay: () => 0 },
+    );
+    const started = Date.now();
+    loop.start();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    loop.wake();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await loop.stop();
+    expect(rounds).toBe(2);
+    expect(loop.stopped).toBe(true);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });
