@@ -2,11 +2,8 @@
  * Tokens, profile, throttling and search, through the npm CLI where it has a command, over HTTP where
  * it has none.
  */
-import pino from 'pino';
-import { loadConfig } from '../../config';
-import { startRegistry } from '../../server/registry';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
-import { startTestRegistry, TestRegistry } from '../helpers/registry';
+import { anotherGateway, startTestRegistry, TestRegistry } from '../helpers/registry';
 
 let registry: TestRegistry;
 let alice: NpmClient;
@@ -55,16 +52,7 @@ describe('tokens', () => {
   });
 
   it('a token revoked through one gateway is refused at once by another in front of the same CouchDB', async () => {
-    const second = await startRegistry(
-      loadConfig({
-        PORT: '0',
-        COUCHDB_URL: registry.adminCouchUrl,
-        COUCHDB_PROXY_SECRET: registry.proxySecret,
-        REGISTRY_DB: registry.registryDb,
-        DATA_DIR: registry.dataDir + '/second',
-      }),
-      pino({ level: 'silent' }),
-    );
+    const second = await anotherGateway(registry, 'second');
     try {
       const created = await registry.request('POST', '/-/npm/v1/tokens', { headers: { authorization: 'Basic ' + Buffer.from('alice:alice-password').toString('base64') }, body: { password: 'alice-password' } });
       const whoami = () => fetch(second.localUrl + '/-/whoami', { headers: { authorization: 'Bearer ' + created.body.token } });

@@ -3,11 +3,9 @@
  * writes through this gateway show at once, writes straight to CouchDB and through another gateway
  * show as soon as the change feed brings them, and an unpublished tarball is not served from disk.
  */
-import pino from 'pino';
-import { loadConfig } from '../../config';
-import { RunningRegistry, startRegistry } from '../../server/registry';
+import { RunningRegistry } from '../../server/registry';
 import { sha1, sha512 } from '../helpers/npm';
-import { basicAuthOf, couchGet, databasesOf, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { anotherGateway, basicAuthOf, couchGet, databasesOf, startTestRegistry, TestRegistry } from '../helpers/registry';
 
 let registry: TestRegistry;
 let second: RunningRegistry;
@@ -36,10 +34,7 @@ const versionsAt = async (url: string, name: string) => Object.keys(((await (awa
 beforeAll(async () => {
   registry = await startTestRegistry();
   token = await registry.signup('cacher');
-  second = await startRegistry(
-    loadConfig({ PORT: '0', COUCHDB_URL: registry.adminCouchUrl, COUCHDB_PROXY_SECRET: registry.proxySecret, REGISTRY_DB: registry.registryDb, DATA_DIR: registry.dataDir + '/second' }),
-    pino({ level: 'silent' }),
-  );
+  second = await anotherGateway(registry, 'second');
 });
 afterAll(async () => {
   await second?.close();
@@ -83,12 +78,7 @@ it('an unpublished tarball is not served from the disk cache, on any gateway', a
 
 it('several gateways starting at once on a new database all come up (set-up steps that collide are done again)', async () => {
   const db = registry.registryDb + '-together';
-  const starts = [1, 2, 3].map((i) =>
-    startRegistry(
-      loadConfig({ PORT: '0', COUCHDB_URL: registry.adminCouchUrl, COUCHDB_PROXY_SECRET: registry.proxySecret, REGISTRY_DB: db, DATA_DIR: registry.dataDir + '/together-' + i }),
-      pino({ level: 'silent' }),
-    ),
-  );
+  const starts = [1, 2, 3].map((i) => anotherGateway(registry, 'together-' + i, { REGISTRY_DB: db }));
   const started = await Promise.allSettled(starts);
   for (const result of started) if (result.status === 'fulfilled') await result.value.close();
   expect(started.map((result) => (result.status === 'rejected' ? String(result.reason) : 'up'))).toEqual(['up', 'up', 'up']);
@@ -103,10 +93,7 @@ it('several gateways starting at once on a new database all come up (set-up step
 it('a gateway whose CouchDB is gone answers 502 saying so, not 500, and keeps running', async () => {
   // A throw-away registry whose embedded CouchDB (or databases) the second gateway uses.
   const first = await startTestRegistry();
-  const lonely = await startRegistry(
-    loadConfig({ PORT: '0', COUCHDB_URL: first.adminCouchUrl, COUCHDB_PROXY_SECRET: first.proxySecret, REGISTRY_DB: first.registryDb, DATA_DIR: first.dataDir + '/lonely' }),
-    pino({ level: 'silent' }),
-  );
+  const lonely = await anotherGateway(first, 'lonely');
   try {
     if (process.env.COUCHDB_URL) {
       // A real CouchDB cannot be stopped from here: its databases go away instead.

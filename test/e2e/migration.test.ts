@@ -4,13 +4,11 @@
  * mirror database, leaves the local packages where they are, and does it once. Before `<db>-state`,
  * the feed follower kept its checkpoint in `<db>-tokens`: it is taken over and the follower resumes.
  */
-import pino from 'pino';
-import { loadConfig } from '../../config';
-import { RunningRegistry, startRegistry } from '../../server/registry';
+import { RunningRegistry } from '../../server/registry';
 import { startFeedStandIn } from '../helpers/feed-standin';
 import { sha1, sha512 } from '../helpers/npm';
 import { eventually } from '../helpers/wait';
-import { basicAuthOf, couchGet, mirroredDoc, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { basicAuthOf, couchGet, mirroredDoc, restartTestRegistry, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 
 let registry: TestRegistry;
 let restarted: RunningRegistry | undefined;
@@ -58,25 +56,23 @@ it('moves mirrored packages out of the registry database on the first start, onc
   expect((await fetch(couch + '/_design/mirror', { method: 'PUT', headers: admin, body: JSON.stringify(settings) })).status).toBe(201);
 
   await registry.close();
-  restarted = await startRegistry(
-    loadConfig({ PORT: '0', COUCHDB_PORT: '0', DATA_DIR: registry.dataDir, REGISTRY_DB: registry.registryDb, REGISTRY_ADMIN_PASSWORD: 'test-admin-password', ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}) }),
-    pino({ level: 'silent' }),
-  );
-  const moved = { ...registry, adminCouchUrl: process.env.COUCHDB_URL || restarted.couchUrl.replace('http://', 'http://admin:test-admin-password@') };
+  const started = await restartTestRegistry(registry);
+  restarted = started;
+  const moved = { ...registry, adminCouchUrl: started.adminCouchUrl };
   for (const name of ['old-mirrored', 'no-origin']) {
     expect((await storedDoc(moved, name)).status).toBe(404);
     const doc = await mirroredDoc(moved, name);
     expect(doc.status).toBe(200);
     expect(doc.body._rev.startsWith('2-')).toBe(true);
     expect(doc.body.description).toBe('second revision');
-    const tarball = await fetch(restarted.localUrl + '/' + name + '/-/' + name + '-1.0.0.tgz');
+    const tarball = await fetch(started.localUrl + '/' + name + '/-/' + name + '-1.0.0.tgz');
     expect(Buffer.from(await tarball.arrayBuffer()).equals(theirs)).toBe(true);
   }
   expect((await storedDoc(moved, 'ours')).status).toBe(200);
-  expect((await (await fetch(restarted.localUrl + '/ours')).json() as { name: string }).name).toBe('ours');
+  expect((await (await fetch(started.localUrl + '/ours')).json() as { name: string }).name).toBe('ours');
   expect((await couchGet(moved, '/' + registry.registryDb + '/_design/mirror')).body.migrated).toBe(1);
   // Mirrored now: local users cannot publish over them.
-  const takeover = await fetch(restarted.localUrl + '/old-mirrored', { method: 'PUT', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'old-mirrored', versions: {} }) });
+  const takeover = await fetch(started.localUrl + '/old-mirrored', { method: 'PUT', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'old-mirrored', versions: {} }) });
   expect(takeover.status).toBe(403);
 });
 
@@ -99,13 +95,10 @@ it('takes over a feed checkpoint kept in <db>-tokens by an earlier version, and 
 
     // Where an earlier version kept it: in <db>-tokens, and nothing in <db>-state. (Moved while the
     // registry runs without a feed, so that the embedded CouchDB is up and no follower writes.)
-    const config = (env: Record<string, string>) =>
-      loadConfig({ PORT: '0', COUCHDB_PORT: '0', DATA_DIR: first!.dataDir, REGISTRY_DB: db, REGISTRY_ADMIN_PASSWORD: 'test-admin-password', ...env, ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}) });
-    const adminUrl = (running: RunningRegistry) => process.env.COUCHDB_URL || running.couchUrl.replace('http://', 'http://admin:test-admin-password@');
-    const plain = await startRegistry(config({}), pino({ level: 'silent' }));
+    const plain = await restartTestRegistry(first);
     try {
-      const admin = { authorization: basicAuthOf(adminUrl(plain)), 'content-type': 'application/json' };
-      const couch = new URL(adminUrl(plain)).origin;
+      const admin = { authorization: basicAuthOf(plain.adminCouchUrl), 'content-type': 'application/json' };
+      const couch = new URL(plain.adminCouchUrl).origin;
       const { _rev, ...checkpoint } = saved;
       expect((await fetch(couch + '/' + db + '-tokens/' + id, { method: 'PUT', headers: admin, body: JSON.stringify(checkpoint) })).status).toBe(201);
       expect((await fetch(couch + '/' + db + '-state/' + id + '?rev=' + _rev, { method: 'DELETE', headers: admin })).status).toBe(200);
@@ -114,8 +107,9 @@ it('takes over a feed checkpoint kept in <db>-tokens by an earlier version, and 
     }
     standIn.publish('after', ['1.0.0']);
 
-    again = await startRegistry(config(feedEnv), pino({ level: 'silent' }));
-    const resumed = { ...first, adminCouchUrl: adminUrl(again) };
+    const restarted = await restartTestRegistry(first, feedEnv);
+    again = restarted;
+    const resumed = { ...first, adminCouchUrl: restarted.adminCouchUrl };
     // The counters go on from the old checkpoint: it was resumed, not started afresh.
     const moved = await eventually(async () => {
       const res = await couchGet(resumed, '/' + db + '-state/' + id);

@@ -10,7 +10,7 @@ import { loadConfig } from '../../config';
 import { RunningRegistry, startRegistry } from '../../server/registry';
 import { makePackage, makeProject, npmClient } from '../helpers/npm';
 import { killProcess, startRegistryProcess } from '../helpers/process';
-import { basicAuthOf, removeDatabases, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { anotherGateway, basicAuthOf, removeDatabases, startTestRegistry, TestRegistry } from '../helpers/registry';
 
 let registry: TestRegistry;
 let token: string;
@@ -60,10 +60,7 @@ describe('health', () => {
   it('answers 503 naming the reason when its CouchDB goes away, while /-/ping still answers', async () => {
     // A second gateway on a throw-away registry's CouchDB (or databases), which then go away.
     const first = await startTestRegistry();
-    const lonely = await startRegistry(
-      loadConfig({ PORT: '0', COUCHDB_URL: first.adminCouchUrl, COUCHDB_PROXY_SECRET: first.proxySecret, REGISTRY_DB: first.registryDb, DATA_DIR: first.dataDir + '/lonely' }),
-      pino({ level: 'silent' }),
-    );
+    const lonely = await anotherGateway(first, 'lonely');
     try {
       expect((await fetch(lonely.localUrl + '/-/health')).status).toBe(200);
       // A real CouchDB cannot be stopped from here: its databases go away instead.

@@ -16,10 +16,8 @@ import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient, sha1, sha512 } from '../helpers/npm';
-import pino from 'pino';
-import { loadConfig } from '../../config';
-import { RunningRegistry, startRegistry } from '../../server/registry';
-import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { RunningRegistry } from '../../server/registry';
+import { basicAuthOf, couchGet, restartTestRegistry, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
 const pacote = require(join(execSync('npm root -g').toString().trim(), 'npm', 'node_modules', 'pacote'));
@@ -177,10 +175,7 @@ describe('rotating the signing key', () => {
     expect(await adminPut(rotating, keyDoc, { ...(await couchGet(rotating, keyDoc)).body, expires })).toBe(201);
     await new Promise((resolve) => setTimeout(resolve, 1200));
     await rotating.close();
-    again = await startRegistry(
-      loadConfig({ PORT: '0', COUCHDB_PORT: '0', DATA_DIR: rotating.dataDir, REGISTRY_DB: rotating.registryDb, REGISTRY_ADMIN_PASSWORD: 'test-admin-password', ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}) }),
-      pino({ level: 'silent' }),
-    );
+    again = await restartTestRegistry(rotating);
     const keys = ((await (await fetch(again.localUrl + '/-/npm/v1/keys')).json()) as { keys: { keyid: string; expires: string | null }[] }).keys;
     expect(keys).toHaveLength(2);
     expect(keys.find((k) => k.keyid === oldKey.keyid)!.expires).toBe(expires);

@@ -7,11 +7,9 @@
 import { createHmac } from 'crypto';
 import { createServer, IncomingMessage, Server } from 'http';
 import { AddressInfo } from 'net';
-import pino from 'pino';
-import { loadConfig } from '../../config';
-import { RunningRegistry, startRegistry } from '../../server/registry';
+import { RunningRegistry } from '../../server/registry';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
-import { basicAuthOf, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { basicAuthOf, restartTestRegistry, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
 interface Received {
@@ -150,10 +148,7 @@ describe('webhooks across a restart', () => {
     await registry.close();
     receiver.received = [];
     await receiver.start(port);
-    again = await startRegistry(
-      loadConfig({ PORT: '0', COUCHDB_PORT: '0', DATA_DIR: registry.dataDir, REGISTRY_DB: registry.registryDb, REGISTRY_ADMIN_PASSWORD: 'test-admin-password', WEBHOOK_BACKOFF_MS: '200', ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}) }),
-      pino({ level: 'silent' }),
-    );
+    again = await restartTestRegistry(registry, { WEBHOOK_BACKOFF_MS: '200' });
     const got = await receiver.find('package:publish', 'while-down');
     expect(got.body.actor).toBe('alice');
     expect(receiver.received.filter((r) => r.body.name === 'while-down' && r.body.hook === 'ci').length).toBe(1);

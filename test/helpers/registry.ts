@@ -51,7 +51,7 @@ export async function startTestRegistry(env: Record<string, string> = {}, log?: 
     if (couchUrl) await removeDatabases(couchUrl, registryDb);
     throw err;
   }
-  const adminCouchUrl = couchUrl || running.couchUrl.replace('http://', 'http://admin:test-admin-password@');
+  const adminCouchUrl = adminCouchUrlOf(running);
   const proxySecret = process.env.COUCHDB_URL
     ? ((await (await fetch(new URL('/_node/_local/_config/chttpd_auth/secret', new URL(adminCouchUrl).origin), { headers: { authorization: basicAuthOf(adminCouchUrl) } })).json()) as string)
     : readFileSync(join(dataDir, 'proxy-secret'), 'utf8').trim();
@@ -118,6 +118,39 @@ export async function removeDoc(couchUrl: string, path: string): Promise<void> {
 
 /** Deletes the databases of a registry from a real CouchDB. */
 /** Every database a registry named `registryDb` makes, as `config/` names them. */
+/** The admin URL of the CouchDB a test registry runs on: `COUCHDB_URL`, or its embedded server. */
+export function adminCouchUrlOf(running: RunningRegistry): string {
+  return process.env.COUCHDB_URL || running.couchUrl.replace('http://', 'http://admin:test-admin-password@');
+}
+
+/**
+ * `registry` started again on its data directory and databases (after `close()`), with `env` added:
+ * a restart. `adminCouchUrl` is where its CouchDB is now (the embedded one gets a new port).
+ */
+export async function restartTestRegistry(registry: TestRegistry, env: Record<string, string> = {}): Promise<RunningRegistry & { adminCouchUrl: string }> {
+  const running = await startRegistry(
+    loadConfig({
+      PORT: '0',
+      COUCHDB_PORT: '0',
+      DATA_DIR: registry.dataDir,
+      REGISTRY_DB: registry.registryDb,
+      REGISTRY_ADMIN_PASSWORD: 'test-admin-password',
+      ...(process.env.COUCHDB_URL ? { COUCHDB_URL: process.env.COUCHDB_URL } : {}),
+      ...env,
+    }),
+    pino({ level: 'silent' }),
+  );
+  return Object.assign(running, { adminCouchUrl: adminCouchUrlOf(running) });
+}
+
+/** Another gateway in front of `registry`'s CouchDB, with a data folder of its own, as several gateways run in front of one CouchDB. */
+export function anotherGateway(registry: TestRegistry, folder: string, env: Record<string, string> = {}): Promise<RunningRegistry> {
+  return startRegistry(
+    loadConfig({ PORT: '0', COUCHDB_URL: registry.adminCouchUrl, COUCHDB_PROXY_SECRET: registry.proxySecret, REGISTRY_DB: registry.registryDb, DATA_DIR: registry.dataDir + '/' + folder, ...env }),
+    pino({ level: 'silent' }),
+  );
+}
+
 export function databasesOf(registryDb: string): string[] {
   const config = loadConfig({ REGISTRY_DB: registryDb });
   return [config.registryDb, config.mirrorDb, config.tokensDb, config.stateDb];
