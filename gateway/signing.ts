@@ -16,6 +16,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { join } from 'path';
 import { Logger } from 'pino';
 import { Couch, Database } from '../couchdb/client';
+import { UpstreamRegistry } from '../replication/upstream';
 
 /** A public key as `/-/npm/v1/keys` lists it. */
 export interface RegistryKey {
@@ -62,8 +63,7 @@ export class KeyRing {
     couch: Couch,
     stateDb: string,
     private readonly dataDir: string,
-    private readonly upstream: string | undefined,
-    private readonly timeoutMs: number,
+    private readonly upstream: UpstreamRegistry | undefined,
     private readonly log: Logger,
   ) {
     this.db = couch.db(stateDb);
@@ -109,24 +109,18 @@ export class KeyRing {
     if (!this.upstream) return;
     let keys: RegistryKey[];
     try {
-      const response = await fetch(this.upstream + '/-/npm/v1/keys', { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(this.timeoutMs) });
-      if (response.status === 404) {
-        await response.body?.cancel();
-        keys = [];
-      } else {
-        if (!response.ok) throw new Error('it answered ' + response.status);
-        const body = (await response.json()) as { keys?: unknown };
-        keys = (Array.isArray(body.keys) ? body.keys : []).filter(
-          (k): k is RegistryKey => !!k && typeof k === 'object' && typeof (k as RegistryKey).keyid === 'string' && typeof (k as RegistryKey).key === 'string',
-        );
-      }
+      const text = await this.upstream.get('/-/npm/v1/keys', 'its signing keys');
+      const body = (text === null ? {} : JSON.parse(text)) as { keys?: unknown };
+      keys = (Array.isArray(body.keys) ? body.keys : []).filter(
+        (k): k is RegistryKey => !!k && typeof k === 'object' && typeof (k as RegistryKey).keyid === 'string' && typeof (k as RegistryKey).key === 'string',
+      );
     } catch (err) {
-      this.log.warn({ upstream: this.upstream, err: (err as Error).message }, 'signing keys of the upstream could not be fetched; the kept ones are served');
+      this.log.warn({ upstream: this.upstream.url, err: (err as Error).message }, 'signing keys of the upstream could not be fetched; the kept ones are served');
       return;
     }
     try {
       const current = (await this.db.get(UPSTREAM_KEYS_ID)) as UpstreamKeysDoc | null;
-      const doc: UpstreamKeysDoc = { _id: UPSTREAM_KEYS_ID, type: 'upstream-keys', upstream: this.upstream, keys, fetched: new Date().toISOString() };
+      const doc: UpstreamKeysDoc = { _id: UPSTREAM_KEYS_ID, type: 'upstream-keys', upstream: this.upstream.url, keys, fetched: new Date().toISOString() };
       if (current) doc._rev = current._rev;
       await this.db.put(doc);
       this.listed = null;

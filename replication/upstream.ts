@@ -39,11 +39,14 @@ export class UpstreamRegistry {
     return new UpstreamUnavailable('the upstream registry ' + this.url + ' ' + fetchFailure(err).words);
   }
 
-  /** The upstream's full packument of `name`, or null when it has none (404). */
-  async packument(name: string): Promise<UpstreamPackument | null> {
+  /**
+   * The upstream's answer at `path` (a packument, its signing keys, a provenance bundle), or null
+   * when it has none (404). `what` names it in the error when the upstream cannot be asked.
+   */
+  async get(path: string, what: string): Promise<string | null> {
     let response: Response;
     try {
-      response = await fetch(this.url + upstreamPath(name, []), { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(this.timeoutMs) });
+      response = await fetch(this.url + path, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(this.timeoutMs) });
     } catch (err) {
       throw this.unavailable(err);
     }
@@ -53,10 +56,21 @@ export class UpstreamRegistry {
     }
     if (!response.ok) {
       await response.body?.cancel();
-      throw new UpstreamUnavailable('the upstream registry ' + this.url + ' answered ' + response.status + ' for "' + name + '"', response.status);
+      throw new UpstreamUnavailable('the upstream registry ' + this.url + ' answered ' + response.status + ' for ' + what, response.status);
     }
     try {
-      const body = (await response.json()) as UpstreamPackument;
+      return await response.text();
+    } catch (err) {
+      throw this.unavailable(err);
+    }
+  }
+
+  /** The upstream's full packument of `name`, or null when it has none (404). */
+  async packument(name: string): Promise<UpstreamPackument | null> {
+    const text = await this.get(upstreamPath(name, []), '"' + name + '"');
+    if (text === null) return null;
+    try {
+      const body = JSON.parse(text) as UpstreamPackument;
       if (typeof body !== 'object' || body === null || (body.name !== undefined && body.name !== name)) throw new Error('not a packument');
       return body;
     } catch {

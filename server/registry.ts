@@ -28,6 +28,7 @@ import { TokenStore } from '../gateway/tokens';
 import { Webhooks } from '../gateway/webhooks';
 import { PolicyStore } from '../gateway/policy';
 import { KeyRing } from '../gateway/signing';
+import { UpstreamRegistry } from '../replication/upstream';
 
 export const EMBEDDED_ADMIN = 'admin';
 
@@ -156,7 +157,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       metrics,
       log,
     };
-    const keys = new KeyRing(couch, config.stateDb, config.dataDir, config.upstreamRegistry, config.upstreamTimeoutMs, log);
+    const keys = new KeyRing(couch, config.stateDb, config.dataDir, config.upstreamRegistry ? new UpstreamRegistry(config.upstreamRegistry, config.upstreamTimeoutMs) : undefined, log);
     await keys.open();
     context.keys = keys;
     // The upstream's keys are fetched in the background at every start and twice a day.

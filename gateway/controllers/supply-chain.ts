@@ -6,7 +6,7 @@
  */
 import { Router } from 'express';
 import { isMirrored } from '../../core/provenance';
-import { fetchFailure, upstreamPath } from '../../replication/upstream';
+import { upstreamPath } from '../../replication/upstream';
 import { Context, readPackage } from '../context';
 import { forbidden, HttpError, notFound, UPSTREAM_FAILED } from '../errors';
 import { decodeSegment } from '../paths';
@@ -26,6 +26,26 @@ export function parseSpec(spec: string): { name: string; version: string } | nul
   const at = spec.lastIndexOf('@');
   if (at <= 0) return null;
   return { name: spec.slice(0, at), version: spec.slice(at + 1) };
+}
+
+/** The upstream's provenance bundles of `name@version`, as it answers them (JSON). */
+async function fetchAttestations(ctx: Context, name: string, version: string): Promise<string> {
+  const upstream = ctx.mirror?.registry;
+  const spec = name + '@' + version;
+  if (!upstream) throw notFound('The attestations of ' + spec + ' are not kept here, and there is no upstream registry to ask (UPSTREAM_REGISTRY).');
+  let body: string | null;
+  try {
+    body = await upstream.get('/-/npm/v1/attestations/' + upstreamPath(name, []).slice(1) + '@' + encodeURIComponent(version), 'the attestations of ' + spec);
+  } catch (err) {
+    throw new HttpError(UPSTREAM_FAILED, 'The attestations of ' + spec + ' are not here yet and ' + (err as Error).message + '. Try again later.');
+  }
+  if (body === null) throw notFound('The upstream registry ' + upstream.url + ' has no attestations for ' + spec + '.');
+  try {
+    JSON.parse(body);
+  } catch {
+    throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream.url + ' sent attestations that are not JSON.');
+  }
+  return body;
 }
 
 export function supplyChainRoutes(ctx: Context): Router {
@@ -53,34 +73,10 @@ export function supplyChainRoutes(ctx: Context): Router {
       }
       const state = ctx.couch.db<AttestationsDoc>(ctx.config.stateDb);
       const id = 'attestations:' + spec.name + '@' + spec.version;
-      let kept = await state.get(id);
-      if (!kept) {
-        const upstream = ctx.config.upstreamRegistry;
-        if (!upstream) throw notFound('The attestations of ' + spec.name + '@' + spec.version + ' are not kept here, and there is no upstream registry to ask (UPSTREAM_REGISTRY).');
-        let response: Response;
-        try {
-          response = await fetch(upstream + '/-/npm/v1/attestations/' + upstreamPath(spec.name, []).slice(1) + '@' + encodeURIComponent(spec.version), {
-            headers: { accept: 'application/json' },
-            signal: AbortSignal.timeout(ctx.config.upstreamTimeoutMs),
-          });
-        } catch (err) {
-          throw new HttpError(UPSTREAM_FAILED, 'The attestations of ' + spec.name + '@' + spec.version + ' are not here yet and the upstream registry ' + upstream + ' ' + fetchFailure(err).words + '. Try again later.');
-        }
-        if (response.status === 404) {
-          await response.body?.cancel();
-          throw notFound('The upstream registry ' + upstream + ' has no attestations for ' + spec.name + '@' + spec.version + '.');
-        }
-        const body = await response.text();
-        if (!response.ok) throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered ' + response.status + ' for the attestations of ' + spec.name + '@' + spec.version + '.');
-        try {
-          JSON.parse(body);
-        } catch {
-          throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' sent attestations that are not JSON.');
-        }
-        kept = { _id: id, type: 'attestations', body, fetched: new Date().toISOString(), _rev: '' } as AttestationsDoc & { _rev: string };
-        await state.put({ _id: id, type: 'attestations', body, fetched: kept.fetched }).catch(() => undefined); // kept by another request first
-      }
-      res.type('application/json').set('Cache-Control', 'max-age=300').send(kept.body);
+      const kept = await state.get(id);
+      const body = kept ? kept.body : await fetchAttestations(ctx, spec.name, spec.version);
+      if (!kept) await state.put({ _id: id, type: 'attestations', body, fetched: new Date().toISOString() }).catch(() => undefined); // kept by another request first
+      res.type('application/json').set('Cache-Control', 'max-age=300').send(body);
     })().catch(next);
   });
 
