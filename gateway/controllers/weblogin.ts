@@ -7,10 +7,9 @@ import express, { Request, Response, Router } from 'express';
 import { clientAddress } from '../auth';
 import { Context } from '../context';
 import { HttpError, notFound } from '../errors';
+import { escape } from '../web/html';
 import { WebLoginSession, WebLoginStore } from '../weblogin';
 
-const escape = (text: string) =>
-  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 
 function page(title: string, body: string): string {
   return `<!doctype html>
