@@ -39,18 +39,26 @@ export function rulesProblem(rules: unknown): string | null {
   return null;
 }
 
+const compiled = new Map<string, RegExp>();
+
 export function patternMatches(pattern: string, name: string): boolean {
   if (pattern === '**') return true;
-  let regex = '^';
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern.charAt(i);
-    if (c === '*' && pattern.charAt(i + 1) === '*') {
-      regex += '.*';
-      i++;
-    } else if (c === '*') regex += '[^/]*';
-    else regex += c.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+  let regex = compiled.get(pattern);
+  if (!regex) {
+    let source = '^';
+    for (let i = 0; i < pattern.length; i++) {
+      const c = pattern.charAt(i);
+      if (c === '*' && pattern.charAt(i + 1) === '*') {
+        source += '.*';
+        i++;
+      } else if (c === '*') source += '[^/]*';
+      else source += c.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+    }
+    regex = new RegExp(source + '$');
+    if (compiled.size > 1000) compiled.clear();
+    compiled.set(pattern, regex);
   }
-  return new RegExp(regex + '$').test(name);
+  return regex.test(name);
 }
 
 export function ruleFor(rules: AccessRule[], name: string): AccessRule | null {

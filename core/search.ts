@@ -1,6 +1,408 @@
-/** The words a package is found by, shared by the `search` view (indexing) and the search endpoint (querying). */
+/**
+ * Search: the words a package is found by, and the in-memory index that finds packages by them.
+ *
+ * The index holds one summary per package name (what a search result shows) and, for every term,
+ * the packages that have it and how well (0 the exact name, 1 a part of the name, 2 a keyword,
+ * 3 a word of the description). A query matches every term of its words as a prefix of a package's
+ * term; packages rank by the sum of their best matches (an exact term better than a prefix by 0.5),
+ * the exact name first. A package published here hides a mirrored one of the same name.
+ */
+import { PackageDoc, Person } from './types';
+import { revGeneration } from './mirrored';
 
 /** The lower-case terms of `text`: runs of letters, digits and "@", 2 to 64 characters long. */
 export function terms(text: string): string[] {
   return text.toLowerCase().split(/[^a-z0-9@]+/).filter((t) => t.length > 1 && t.length <= 64);
+}
+
+/** What a search result shows of a package: its document without versions, readme or attachments. */
+export interface SearchEntry {
+  name: string;
+  /** The `latest` dist-tag. */
+  version: string;
+  description?: string;
+  keywords?: string[];
+  /** `time.modified`. */
+  date?: string;
+  /** Who published the latest version. */
+  publisher?: Person;
+  maintainers: Person[];
+  origin?: string;
+  url?: string;
+}
+
+/** Where a package document lives: published here, or mirrored from the upstream. */
+export type SearchSource = 'local' | 'mirrored';
+
+const DESCRIPTION_CHARS = 1000;
+
+function person(value: unknown): Person | undefined {
+  const p = value as Person | null;
+  return p && typeof p === 'object' && typeof p.name === 'string' ? { name: p.name, email: typeof p.email === 'string' ? p.email : undefined } : undefined;
+}
+
+/** A string of its own: a slice of a long one would keep all of it in memory. */
+function own(text: string): string {
+  return text.length < DESCRIPTION_CHARS ? text : (JSON.parse(JSON.stringify(text)) as string);
+}
+
+/** The summary of a package document, or null when it has no version to find (a tombstone, a foreign package). */
+export function searchEntry(doc: PackageDoc): SearchEntry | null {
+  if (!doc || typeof doc.name !== 'string' || !doc.versions || typeof doc.versions !== 'object') return null;
+  if (Object.keys(doc.versions).length === 0) return null;
+  const tags = doc['dist-tags'] && typeof doc['dist-tags'] === 'object' ? doc['dist-tags'] : {};
+  const version = typeof tags.latest === 'string' ? tags.latest : '';
+  const latest = (version && doc.versions[version]) || {};
+  const time = doc.time && typeof doc.time === 'object' ? doc.time : {};
+  return {
+    name: doc.name,
+    version,
+    description: typeof doc.description === 'string' ? own(doc.description.slice(0, DESCRIPTION_CHARS)) : undefined,
+    keywords: Array.isArray(doc.keywords) ? doc.keywords.filter((k): k is string => typeof k === 'string').slice(0, 100) : undefined,
+    date: typeof time.modified === 'string' ? time.modified : undefined,
+    publisher: person((latest as { _npmUser?: unknown })._npmUser),
+    maintainers: Array.isArray(doc.maintainers) ? doc.maintainers.map(person).filter((p): p is Person => !!p) : [],
+    origin: typeof doc.origin === 'string' ? doc.origin : undefined,
+    url: typeof doc.url === 'string' ? doc.url : undefined,
+  };
+}
+
+/** The terms of a package and where each came from (0 exact name, 1 name part, 2 keyword, 3 description). */
+export function searchTerms(entry: SearchEntry): Map<string, number> {
+  const ranks = new Map<string, number>();
+  const add = (term: string, rank: number) => {
+    const known = ranks.get(term);
+    if (known === undefined || known > rank) ranks.set(term, rank);
+  };
+  const name = entry.name.toLowerCase();
+  add(name, 0);
+  for (const part of terms(name.replace(/^@/, ''))) add(part, 1);
+  for (const keyword of entry.keywords || []) for (const t of terms(keyword)) add(t, 2);
+  for (const t of terms(entry.description || '')) add(t, 3);
+  return ranks;
+}
+
+/** The terms a query's words ask for: a scoped name as it is, other words split like the terms of packages. */
+export function queryTerms(text: string): { parts: string[]; exactName: string | null } {
+  const words = text.toLowerCase().split(/\s+/).filter(Boolean).slice(0, 10);
+  const parts: string[] = [];
+  for (const word of words) {
+    const split = word.startsWith('@') || word.includes('/') ? [word] : terms(word);
+    for (const part of split.length ? split : [word]) if (!parts.includes(part)) parts.push(part);
+  }
+  return { parts: parts.slice(0, 16), exactName: words.length === 1 ? words[0] : null };
+}
+
+export interface SearchHit {
+  entry: SearchEntry;
+  /** Sum over the query's terms of the best rank each matched with (0 best). */
+  rank: number;
+  exact: boolean;
+}
+
+interface Held {
+  /** The generation of the document's revision. */
+  rev: number;
+  /** Whether the document exists (not deleted); it may exist with nothing to find (a tombstone). */
+  exists: boolean;
+  entry: SearchEntry | null;
+}
+
+interface Slot {
+  name: string;
+  /** What each database holds of the package. */
+  local?: Held;
+  mirrored?: Held;
+  /** The entry found (the local one, else the mirrored one); its terms are what the package is indexed under. */
+  visible: SearchEntry | null;
+}
+
+/** A package published here hides the mirrored one while its document exists, even as a tombstone. */
+function visibleOf(slot: Slot): SearchEntry | null {
+  return slot.local && slot.local.exists ? slot.local.entry : slot.mirrored && slot.mirrored.exists ? slot.mirrored.entry : null;
+}
+
+type SnapshotHeld = [rev: number, exists: boolean, entry: SearchEntry | null];
+
+/** One package in a snapshot: its name, and what each database holds of it. */
+export type SearchSnapshotEntry = [name: string, local: SnapshotHeld | null, mirrored: SnapshotHeld | null];
+
+/** New terms wait in a small sorted list; past this many they are merged into the large one. */
+const FRESH_TERMS = 8192;
+
+/** Ranks are counted in halves: a term's place (0–3) times two, plus one when only a prefix matched. */
+const PREFIX = 1;
+
+export class SearchIndex {
+  private readonly slots: Slot[] = [];
+  /** The name of each slot, and whether it can be found (1), by id: what a query reads of thousands of packages. */
+  private readonly names: string[] = [];
+  private found = new Uint8Array(1024);
+  private readonly ids = new Map<string, number>();
+  /** term → postings, each `id * 4 + place` (place 0–3: exact name, name part, keyword, description). */
+  private readonly postings = new Map<string, number[]>();
+  /** Every term, sorted, for prefix lookups (in two lists: the large one and the fresh one); terms no longer used are dropped when the lists merge. */
+  private sorted: string[] = [];
+  private fresh: string[] = [];
+  /** The postings of each term of `sorted` and `fresh`, at the same places (a term's list may have emptied since). */
+  private sortedLists: number[][] = [];
+  private freshLists: number[][] = [];
+  /** Terms added since the last query, not sorted yet. */
+  private pending: string[] = [];
+  private visibleCount = 0;
+  /** Per-query scratch, one byte per package, zeroed again after each query. */
+  private matched = new Uint8Array(0);
+  private best = new Uint8Array(0);
+  private sum = new Uint8Array(0);
+
+  /** How many packages can be found. */
+  get size(): number {
+    return this.visibleCount;
+  }
+
+  /** Everything the index holds, as plain data (for a snapshot that `restore` reads back). */
+  snapshot(): SearchSnapshotEntry[] {
+    const held = (h: Held | undefined): SnapshotHeld | null => (h ? [h.rev, h.exists, h.entry] : null);
+    return this.slots.map((slot) => [slot.name, held(slot.local), held(slot.mirrored)]);
+  }
+
+  /** Puts back what `snapshot` gave (into an empty index). */
+  restore(entries: SearchSnapshotEntry[]): void {
+    for (const [name, local, mirrored] of entries) {
+      if (typeof name !== 'string' || this.ids.has(name)) continue;
+      const id = this.newSlot(name);
+      const slot = this.slots[id];
+      if (local) slot.local = { rev: local[0], exists: local[1], entry: local[2] };
+      if (mirrored) slot.mirrored = { rev: mirrored[0], exists: mirrored[1], entry: mirrored[2] };
+      this.reindex(id, slot, visibleOf(slot));
+    }
+  }
+
+  private newSlot(name: string): number {
+    const id = this.slots.length;
+    this.slots.push({ name, visible: null });
+    this.names.push(name);
+    this.ids.set(name, id);
+    if (id >= this.found.length) {
+      const grown = new Uint8Array(this.found.length * 2);
+      grown.set(this.found);
+      this.found = grown;
+    }
+    return id;
+  }
+
+  /**
+   * A package document of `source` as it now is (null: deleted). `rev` orders the reports of one
+   * document: a report older than the one applied is ignored, so a late feed cannot undo a write.
+   */
+  apply(source: SearchSource, name: string, rev: string | undefined, doc: PackageDoc | null): void {
+    if (typeof name !== 'string' || name.startsWith('_')) return;
+    let id = this.ids.get(name);
+    if (id === undefined) {
+      if (!doc) return;
+      id = this.newSlot(name);
+    }
+    const slot = this.slots[id];
+    const generation = revGeneration(rev);
+    const known = slot[source];
+    if (known && generation < known.rev) return;
+    slot[source] = { rev: generation, exists: !!doc, entry: doc ? searchEntry(doc) : null };
+    this.reindex(id, slot, visibleOf(slot));
+  }
+
+  private reindex(id: number, slot: Slot, visible: SearchEntry | null): void {
+    const before = slot.visible ? searchTerms(slot.visible) : new Map<string, number>();
+    const after = visible ? searchTerms(visible) : new Map<string, number>();
+    for (const [term, place] of before) {
+      if (after.get(term) === place) continue;
+      const list = this.postings.get(term) as number[];
+      const at = list.indexOf(id * 4 + place);
+      list[at] = list[list.length - 1];
+      list.pop();
+      if (list.length === 0) this.postings.delete(term);
+    }
+    for (const [term, place] of after) {
+      if (before.get(term) === place) continue;
+      let list = this.postings.get(term);
+      if (!list) {
+        list = [];
+        this.postings.set(term, list);
+        this.addTerm(term);
+      }
+      list.push(id * 4 + place);
+    }
+    if (!slot.visible !== !visible) this.visibleCount += visible ? 1 : -1;
+    slot.visible = visible;
+    this.found[id] = visible ? 1 : 0;
+  }
+
+  private addTerm(term: string): void {
+    this.pending.push(term);
+  }
+
+  /**
+   * Sorts the terms added since the last query into the fresh list, and the fresh list into the
+   * large one when it has grown long (leaving out terms nothing has any more). Done before a query,
+   * so a bulk load sorts once.
+   */
+  settle(): void {
+    if (this.pending.length === 0) return;
+    const pending = this.pending.sort();
+    this.pending = [];
+    [this.fresh, this.freshLists] = merge(this.fresh, pending, this.postings);
+    if (this.fresh.length > FRESH_TERMS || this.fresh.length > this.sorted.length) {
+      [this.sorted, this.sortedLists] = merge(this.sorted, this.fresh, this.postings);
+      this.fresh = [];
+      this.freshLists = [];
+    }
+  }
+
+  /** Calls `each` with the postings of every term starting with `prefix`, and whether the term is `prefix` itself. */
+  private withPrefix(prefix: string, each: (list: number[], exact: boolean) => void): void {
+    const end = prefix + '\uffff';
+    for (const [terms, lists] of [[this.sorted, this.sortedLists], [this.fresh, this.freshLists]] as const) {
+      for (let i = lowerBound(terms, prefix); i < terms.length && terms[i] < end; i++) {
+        if (lists[i].length) each(lists[i], terms[i] === prefix);
+      }
+    }
+  }
+
+  /**
+   * The packages matching every term of `parts` that `readable` lets the caller see (null: all), best first:
+   * `size` of them from `from`, and how many matched in all.
+   */
+  query(parts: string[], exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number): { hits: SearchHit[]; total: number } {
+    if (parts.length === 0) return { hits: [], total: 0 };
+    this.settle();
+    const n = this.slots.length;
+    if (this.matched.length < n) {
+      const room = Math.max(1024, n * 2);
+      this.matched = new Uint8Array(room);
+      this.best = new Uint8Array(room);
+      this.sum = new Uint8Array(room);
+    }
+    // matched[id]: how many parts matched so far; best[id]: the best rank for the current part; sum[id]: the total.
+    const { matched, best, sum } = this;
+    let candidates: number[] = [];
+    let first: number[] = [];
+    try {
+      for (let k = 0; k < parts.length; k++) {
+        const touched: number[] = [];
+        this.withPrefix(parts[k], (list, exact) => {
+          const extra = exact ? 0 : PREFIX;
+          for (let j = 0; j < list.length; j++) {
+            const id = list[j] >> 2;
+            const rank = (list[j] & 3) * 2 + extra;
+            if (matched[id] === k) {
+              matched[id] = k + 1;
+              best[id] = rank;
+              touched.push(id);
+            } else if (matched[id] === k + 1 && rank < best[id]) best[id] = rank;
+          }
+        });
+        for (const id of touched) sum[id] += best[id];
+        if (k === 0) first = touched;
+        candidates = touched;
+        if (candidates.length === 0) break;
+      }
+      return this.ranked(candidates, sum, exactName, readable, from, size);
+    } finally {
+      for (const id of first) {
+        matched[id] = 0;
+        sum[id] = 0;
+      }
+    }
+  }
+
+  /** The readable candidates, exact name first, then by rank and name: `size` of them from `from`. */
+  private ranked(candidates: number[], sum: Uint8Array, exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number): { hits: SearchHit[]; total: number } {
+    const { slots, names } = this;
+    const exactId = exactName === null ? -1 : (this.ids.get(exactName) ?? -1);
+    // By rank (halves, at most 16 parts × 7), the exact name in a group of its own before them.
+    const groups: number[][] = [];
+    let exact: number[] = [];
+    let total = 0;
+    for (const id of candidates) {
+      if (!this.found[id] || (readable && !readable(names[id]))) continue;
+      total++;
+      if (id === exactId) exact = [id];
+      else (groups[sum[id]] || (groups[sum[id]] = [])).push(id);
+    }
+    const hits: SearchHit[] = [];
+    let skip = from;
+    for (const group of [exact, ...groups]) {
+      if (hits.length >= size) break;
+      if (!group || group.length === 0) continue;
+      if (skip >= group.length) {
+        skip -= group.length;
+        continue;
+      }
+      for (const id of smallestByName(group, skip + size - hits.length, names).slice(skip)) {
+        hits.push({ entry: slots[id].visible as SearchEntry, rank: sum[id] / 2, exact: id === exactId });
+      }
+      skip = 0;
+    }
+    return { hits, total };
+  }
+}
+
+/** Two sorted lists of terms as one, without duplicates or terms that have no postings; and the postings of each. */
+function merge(a: string[], b: string[], postings: Map<string, number[]>): [string[], number[][]] {
+  const merged: string[] = [];
+  const lists: number[][] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const next = j >= b.length || (i < a.length && a[i] < b[j]) ? a[i++] : b[j++];
+    if (merged[merged.length - 1] === next) continue;
+    const list = postings.get(next);
+    if (!list) continue;
+    merged.push(next);
+    lists.push(list);
+  }
+  return [merged, lists];
+}
+
+function lowerBound(sorted: string[], value: string): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The `count` ids of `group` whose names sort first, in order, without sorting the whole group. */
+function smallestByName(group: number[], count: number, names: string[]): number[] {
+  const byName = (a: number, b: number) => (names[a] < names[b] ? -1 : names[a] > names[b] ? 1 : 0);
+  if (group.length <= count * 4 || group.length <= 256) return group.sort(byName).slice(0, count);
+  // A max-heap of the `count` smallest seen so far.
+  const heap: number[] = [];
+  const larger = (i: number, j: number) => byName(heap[i], heap[j]) > 0;
+  for (const id of group) {
+    if (heap.length < count) {
+      heap.push(id);
+      for (let i = heap.length - 1; i > 0; ) {
+        const parent = (i - 1) >> 1;
+        if (!larger(i, parent)) break;
+        [heap[i], heap[parent]] = [heap[parent], heap[i]];
+        i = parent;
+      }
+    } else if (byName(id, heap[0]) < 0) {
+      heap[0] = id;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let top = i;
+        if (l < heap.length && larger(l, top)) top = l;
+        if (r < heap.length && larger(r, top)) top = r;
+        if (top === i) break;
+        [heap[i], heap[top]] = [heap[top], heap[i]];
+        i = top;
+      }
+    }
+  }
+  return heap.sort(byName);
 }

@@ -51,6 +51,20 @@ export class AccessRules {
     throw forbidden('User "' + user.name + '" may not read "' + name + '" by this registry\'s access rules; ask an admin.');
   }
 
+  /**
+   * Whether the caller may read a name, by the rules as now loaded (for filtering long lists such as
+   * search results); null when they may read every package.
+   */
+  async reader(res: Response): Promise<((name: string) => boolean) | null> {
+    const user = currentUser(res);
+    const who = { name: user ? user.name : null, roles: user ? user.roles : [] };
+    const { rules } = await this.load();
+    if (who.roles.includes('_admin')) return null;
+    if (!rules) return () => false;
+    if (rules.length && rules[0].package === '**' && (rules[0].read || []).includes('$all')) return null;
+    return (name) => allowed(rules, name, 'read', who);
+  }
+
   /** Whether the caller may read `name` (for filtering lists such as search results). */
   async mayRead(res: Response, name: string): Promise<boolean> {
     try {

@@ -1,7 +1,10 @@
 /**
- * Follows the registry database's `_changes` and reports each changed document id, so that caches
+ * Follows a package database's `_changes` and reports each changed document id, so that caches
  * of several gateways in front of one CouchDB stay coherent. While the feed cannot be followed,
  * `onLive(false)` switches the caches off; they come back once it is followed again.
+ *
+ * With `fromStart`, it reads the whole feed with the documents first (for the search index), reports
+ * `onCaughtUp` once it has, and after a failure goes on from where it was.
  *
  * It polls the normal feed every `POLL_MS` rather than holding a longpoll: express-pouchdb (the
  * embedded server) leaks a heartbeat timer for every longpoll its client abandons, and a poll that
@@ -13,6 +16,15 @@ import { BackgroundLoop, exponential } from '../lib/retry';
 
 export const POLL_MS = 250;
 
+export interface FollowOptions {
+  /** Read the feed from the start (or from `since`), with the documents (else from now on, ids and revisions only). */
+  fromStart?: boolean;
+  /** Where in the feed a `fromStart` follower begins (a sequence it reported before). */
+  since?: unknown;
+  /** Called once, when the feed has been read up to the database's position at the start. */
+  onCaughtUp?: () => void;
+}
+
 export class ChangesFollower {
   private abort?: AbortController;
   private readonly loop: BackgroundLoop;
@@ -20,10 +32,12 @@ export class ChangesFollower {
   constructor(
     private readonly couch: Couch,
     private readonly db: string,
-    private readonly onChange: (id: string, rev: string | undefined) => void,
+    private readonly onChange: (id: string, rev: string | undefined, doc?: unknown) => void,
     private readonly onLive: (live: boolean) => void,
     private readonly log: Logger,
+    private readonly options: FollowOptions = {},
   ) {
+    this.since = options.since ?? 0;
     this.loop = new BackgroundLoop((healthy) => this.follow(healthy), {
       delay: exponential(500, 10_000),
       onStop: () => this.abort?.abort(),
@@ -38,6 +52,11 @@ export class ChangesFollower {
     this.loop.start();
   }
 
+  /** The sequence of the last change a `fromStart` follower reported. */
+  get position(): unknown {
+    return this.since;
+  }
+
   stop(): Promise<void> {
     return this.loop.stop();
   }
@@ -49,16 +68,35 @@ export class ChangesFollower {
     return JSON.parse(await response.text());
   }
 
+  /** Where a `fromStart` follower is in the feed (kept across rounds). */
+  private since: unknown;
+  private caughtUp = false;
+
   /** One round: the database's position, then its changes from there until it fails or the follower stops. */
   private async follow(healthy: () => void): Promise<void> {
-    let since = (await this.request('')).update_seq;
+    const position = (await this.request('')).update_seq;
+    let since = this.options.fromStart ? this.since : position;
     this.onLive(true);
     healthy();
+    // Documents can be large (mirrored packuments): fewer of them per batch.
+    const limit = this.options.fromStart ? 100 : 1000;
+    const docs = this.options.fromStart ? '&include_docs=true' : '';
     while (!this.loop.stopped) {
-      const batch = await this.request('/_changes?limit=1000&since=' + encodeURIComponent(String(since)));
-      for (const change of batch.results || []) this.onChange(change.id, change.changes && change.changes[0] ? change.changes[0].rev : undefined);
+      const batch = await this.request('/_changes?limit=' + limit + docs + '&since=' + encodeURIComponent(String(since)));
+      const results = batch.results || [];
+      for (const change of results) {
+        const rev = change.changes && change.changes[0] ? change.changes[0].rev : undefined;
+        this.onChange(change.id, rev, change.deleted ? null : change.doc);
+      }
       since = batch.last_seq;
-      if ((batch.results || []).length < 1000) await this.loop.pause.for(POLL_MS);
+      this.since = since;
+      if (results.length < limit) {
+        if (!this.caughtUp) {
+          this.caughtUp = true;
+          this.options.onCaughtUp?.();
+        }
+        await this.loop.pause.for(POLL_MS);
+      }
     }
   }
 }

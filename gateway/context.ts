@@ -10,6 +10,7 @@ import { PackumentCache } from './cache';
 import { TarballCache } from './tarball-cache';
 import { Metrics } from './metrics';
 import { PolicyStore } from './policy';
+import { SearchService } from './search';
 import { KeyRing } from './signing';
 import { TokenStore } from './tokens';
 import { Webhooks } from './webhooks';
@@ -32,6 +33,8 @@ export interface Context {
   mirrored: Database<PackageDoc>;
   /** This registry's id: the `origin` of packages published here (kept in `_design/mirror`). */
   registryId: string;
+  /** The in-memory search index of both package databases. */
+  search?: SearchService;
   /** Pull-through and replication state, when an upstream is configured to be mirrored. */
   mirror?: Mirror;
   /** The running replications from the upstream, for their status. */

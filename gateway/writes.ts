@@ -36,6 +36,7 @@ export async function writeWithRetry(
     const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
     changedHere(ctx, name, written.rev);
     warm(ctx, { ...next, _rev: written.rev });
+    ctx.search?.wrote('local', { ...next, _rev: written.rev });
     await ctx.webhooks?.written(existing, next, user.name);
     return written;
   };

@@ -21,6 +21,7 @@ import { Accounts } from '../gateway/accounts';
 import { AccessRules } from '../gateway/access';
 import { PackumentCache } from '../gateway/cache';
 import { ChangesFollower } from '../gateway/changes';
+import { SearchService } from '../gateway/search';
 import { TarballCache } from '../gateway/tarball-cache';
 import { LoginThrottle } from '../gateway/throttle';
 import { Metrics } from '../gateway/metrics';
@@ -109,6 +110,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   const couch = new Couch(adminUrl, proxySecret);
   let server: Server | undefined;
   let followers: ChangesFollower[] = [];
+  let search: SearchService | undefined;
   let replication: { stop(): Promise<void> } | undefined;
   let webhooks: Webhooks | undefined;
   let policy: PolicyStore | undefined;
@@ -140,6 +142,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         ),
     );
     for (const follower of followers) follower.start();
+    search = new SearchService(couch, { local: config.registryDb, mirrored: config.mirrorDb }, log, join(config.dataDir, 'cache', 'search-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_') + '.json'), registryId);
+    search.start();
     const context: Context = {
       config,
       couch,
@@ -152,6 +156,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       registry: registryDb,
       mirrored: couch.db<PackageDoc>(config.mirrorDb),
       registryId,
+      search,
       baseUrl: '',
       designHash,
       metrics,
@@ -188,7 +193,10 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         log,
         written: (name, rev, doc, tarballOnly) => {
           changedHere(context, name, rev, tarballOnly);
-          if (doc) warm(context, doc);
+          if (doc) {
+            warm(context, doc);
+            context.search?.wrote('mirrored', doc);
+          }
         },
       },
       proxySecret,
@@ -228,6 +236,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         await policy?.stop();
         if (keyRefresh) clearInterval(keyRefresh);
         await Promise.all(followers.map((follower) => follower.stop()));
+        await search?.stop();
         if (embedded) await embedded.close();
       },
     };
@@ -237,6 +246,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     await policy?.stop();
     if (keyRefresh) clearInterval(keyRefresh);
     await Promise.all(followers.map((follower) => follower.stop()));
+    await search?.stop();
     if (server) server.close();
     if (embedded) await embedded.close();
     throw err;

@@ -6,7 +6,6 @@
  */
 import express, { NextFunction, Request, Response, Router } from 'express';
 import { isForeign, isTombstone } from '../../core/packument';
-import { isMirrored } from '../../core/provenance';
 import { PackageDoc, Person, VersionManifest } from '../../core/types';
 import { clientAddress } from '../auth';
 import { Context, readPackage } from '../context';
@@ -38,8 +37,13 @@ function packageLink(base: string, name: string): string {
 
 function provenance(ctx: Context, doc: PackageDoc): string {
   if (isForeign(doc)) return `<span class="badge foreign" title="Hosted at ${escape(doc.url)}">hosted at ${escape(doc.url)}</span>`;
-  if (isMirrored(doc, ctx.registryId)) return `<span class="badge mirrored" title="Mirrored from ${escape(doc.origin || 'the upstream')}">mirrored from ${escape(doc.origin || 'the upstream')}</span>`;
-  return '<span class="badge local">published here</span>';
+  return originBadge(ctx, doc.origin);
+}
+
+/** Where a package with versions comes from: published here, or mirrored from its upstream. */
+function originBadge(ctx: Context, origin: string | undefined): string {
+  if (origin === ctx.registryId) return '<span class="badge local">published here</span>';
+  return `<span class="badge mirrored" title="Mirrored from ${escape(origin || 'the upstream')}">mirrored from ${escape(origin || 'the upstream')}</span>`;
 }
 
 function people(list: Person[] | undefined): string {
@@ -112,7 +116,7 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
     const query = typeof req.query.q === 'string' ? req.query.q.trim().slice(0, 200) : '';
     if (!query) return page(req, res, 200, 'Search', '<h1>Search</h1><p>Type words of a package name, keyword or description.</p>', user);
     const { found, total } = await searchPackages(ctx, res, query, 50, 0);
-    const items = found.map(({ doc }) => `<li>${packageLink(base, doc.name)} <span class="muted">${escape(doc['dist-tags'].latest || '')}</span>${provenance(ctx, doc)}<br>${escape(doc.description || '')}</li>`);
+    const items = found.map(({ entry }) => `<li>${packageLink(base, entry.name)} <span class="muted">${escape(entry.version)}</span>${originBadge(ctx, entry.origin)}<br>${escape(entry.description || '')}</li>`);
     const body = `<h1>${total} package${total === 1 ? '' : 's'} for “${escape(query)}”</h1>` + (items.length ? `<ul class="packages">${items.join('')}</ul>` : '<p class="muted">No package matches.</p>');
     page(req, res, 200, query + ' – search', body, user, query);
   }));

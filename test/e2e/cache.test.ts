@@ -3,6 +3,9 @@
  * writes through this gateway show at once, writes straight to CouchDB and through another gateway
  * show as soon as the change feed brings them, and an unpublished tarball is not served from disk.
  */
+import { readdirSync, readFileSync, writeFileSync } from 'fs';
+import { join } from 'path';
+import pino from 'pino';
 import { RunningRegistry } from '../../server/registry';
 import { sha1, sha512 } from '../helpers/npm';
 import { anotherGateway, basicAuthOf, couchGet, databasesOf, startTestRegistry, TestRegistry } from '../helpers/registry';
@@ -11,11 +14,11 @@ let registry: TestRegistry;
 let second: RunningRegistry;
 let token: string;
 
-function publishBody(name: string, version: string) {
+function publishBody(name: string, version: string, description?: string) {
   const tarball = Buffer.from('tarball ' + name + '@' + version);
   return {
-    _id: name, name, 'dist-tags': { latest: version },
-    versions: { [version]: { name, version, dist: { shasum: sha1(tarball), integrity: sha512(tarball), tarball: 'x' } } },
+    _id: name, name, description, 'dist-tags': { latest: version },
+    versions: { [version]: { name, version, description, dist: { shasum: sha1(tarball), integrity: sha512(tarball), tarball: 'x' } } },
     _attachments: { [name + '-' + version + '.tgz']: { content_type: 'application/octet-stream', data: tarball.toString('base64'), length: tarball.length } },
   };
 }
@@ -48,6 +51,77 @@ it('a publish through this gateway is visible at once, and through another gatew
   expect((await registry.request('PUT', '/cached', { token, body: publishBody('cached', '1.1.0') })).status).toBe(201);
   expect(await versionsAt(registry.localUrl, 'cached')).toEqual(['1.0.0', '1.1.0']);
   expect(await eventually(() => versionsAt(second.localUrl, 'cached'), (v) => v.length === 2)).toEqual(['1.0.0', '1.1.0']);
+});
+
+it('a name asked for before it existed is found once published, on this gateway at once and on another soon after', async () => {
+  for (const url of [registry.localUrl, second.localUrl]) {
+    for (let i = 0; i < 2; i++) expect((await fetch(url + '/later')).status).toBe(404);
+  }
+  expect((await registry.request('PUT', '/later', { token, body: publishBody('later', '1.0.0') })).status).toBe(201);
+  expect((await fetch(registry.localUrl + '/later')).status).toBe(200);
+  expect(await eventually(async () => (await fetch(second.localUrl + '/later')).status, (s) => s === 200)).toBe(200);
+});
+
+it('search finds what another gateway published and what an admin changed in CouchDB, and forgets what was unpublished', async () => {
+  const names = async (url: string, text: string) =>
+    (((await (await fetch(url + '/-/v1/search?text=' + encodeURIComponent(text))).json()) as any).objects as { package: { name: string } }[]).map((o) => o.package.name);
+  const body = publishBody('findable-widget', '1.0.0', 'A widget to find');
+  expect((await registry.request('PUT', '/findable-widget', { token, body })).status).toBe(201);
+  // The gateway that wrote it finds it at once; the other when its feed brings it.
+  expect(await names(registry.localUrl, 'widget')).toEqual(['findable-widget']);
+  expect(await eventually(() => names(second.localUrl, 'widget'), (n) => n.length === 1)).toEqual(['findable-widget']);
+  const doc = (await couchGet(registry, '/' + registry.registryDb + '/findable-widget')).body;
+  const edited = await fetch(new URL('/' + registry.registryDb + '/findable-widget', new URL(registry.adminCouchUrl).origin), {
+    method: 'PUT', headers: { 'content-type': 'application/json', authorization: basicAuthOf(registry.adminCouchUrl) },
+    body: JSON.stringify({ ...doc, description: 'A gadget now' }),
+  });
+  expect(edited.status).toBe(201);
+  for (const url of [registry.localUrl, second.localUrl]) {
+    expect(await eventually(() => names(url, 'gadget'), (n) => n.length === 1)).toEqual(['findable-widget']);
+    expect(await names(url, 'widget')).toEqual(['findable-widget']);
+    expect(await names(url, 'find')).toContain('findable-widget');
+  }
+  const current = (await couchGet(registry, '/' + registry.registryDb + '/findable-widget')).body;
+  expect((await registry.request('DELETE', '/findable-widget/-rev/' + current._rev, { token })).status).toBe(200);
+  expect(await names(registry.localUrl, 'gadget')).toEqual([]);
+  expect(await eventually(() => names(second.localUrl, 'gadget'), (n) => n.length === 0)).toEqual([]);
+});
+
+it('a gateway starts its search index from the snapshot it saved when it stopped, then catches up with what changed meanwhile', async () => {
+  const names = async (url: string, text: string) =>
+    (((await (await fetch(url + '/-/v1/search?text=' + encodeURIComponent(text))).json()) as any).objects as { package: { name: string } }[]).map((o) => o.package.name);
+  const logged: string[] = [];
+  const capture = () => pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line).msg) });
+  expect((await registry.request('PUT', '/snap-one', { token, body: publishBody('snap-one', '1.0.0', 'snapshotted thing') })).status).toBe(201);
+  let third = await anotherGateway(registry, 'third', {}, capture());
+  expect(await eventually(() => names(third.localUrl, 'snapshotted'), (n) => n.length === 1)).toEqual(['snap-one']);
+  expect(logged).not.toContain('search index read from its snapshot; following the changes since');
+  await third.close();
+  const folder = join(registry.dataDir, 'third', 'cache');
+  const file = join(folder, readdirSync(folder).find((f) => f.startsWith('search-'))!);
+  expect(JSON.parse(readFileSync(file, 'utf8')).entries.map((e: [string]) => e[0])).toContain('snap-one');
+  // While it is down: one package goes, another comes.
+  const one = (await couchGet(registry, '/' + registry.registryDb + '/snap-one')).body;
+  expect((await registry.request('DELETE', '/snap-one/-rev/' + one._rev, { token })).status).toBe(200);
+  expect((await registry.request('PUT', '/snap-two', { token, body: publishBody('snap-two', '1.0.0', 'snapshotted other') })).status).toBe(201);
+  third = await anotherGateway(registry, 'third', {}, capture());
+  try {
+    expect(await names(third.localUrl, 'snapshotted')).toEqual(['snap-two']);
+    expect(logged).toContain('search index read from its snapshot; following the changes since');
+  } finally {
+    await third.close();
+  }
+  // A snapshot of another registry's databases is not used.
+  const saved = JSON.parse(readFileSync(file, 'utf8'));
+  writeFileSync(file, JSON.stringify({ ...saved, identity: 'another-registry', entries: [...saved.entries, ['from-elsewhere', [1, true, { name: 'from-elsewhere', version: '1.0.0', description: 'snapshotted elsewhere', maintainers: [] }], null]] }));
+  logged.length = 0;
+  third = await anotherGateway(registry, 'third', {}, capture());
+  try {
+    expect(await names(third.localUrl, 'snapshotted')).toEqual(['snap-two']);
+    expect(logged).not.toContain('search index read from its snapshot; following the changes since');
+  } finally {
+    await third.close();
+  }
 });
 
 it('a change made straight in CouchDB (as an admin in Fauxton) reaches the cache', async () => {
@@ -95,18 +169,21 @@ it('a gateway whose CouchDB is gone answers 502 saying so, not 500, and keeps ru
   const first = await startTestRegistry();
   const lonely = await anotherGateway(first, 'lonely');
   try {
+    expect((await fetch(lonely.localUrl + '/-/v1/search?text=x')).status).toBe(200);
     if (process.env.COUCHDB_URL) {
       // A real CouchDB cannot be stopped from here: its databases go away instead.
       for (const name of databasesOf(first.registryDb)) await fetch(new URL('/' + name, new URL(first.adminCouchUrl).origin), { method: 'DELETE', headers: { authorization: basicAuthOf(first.adminCouchUrl) } });
     } else {
       await first.close();
     }
-    for (const path of ['/never-cached', '/never-cached/-/never-cached-1.0.0.tgz', '/-/v1/search?text=x']) {
+    for (const path of ['/never-cached', '/never-cached/-/never-cached-1.0.0.tgz']) {
       const res = await fetch(lonely.localUrl + path);
       expect([path, res.status >= 400 && res.status !== 500]).toEqual([path, true]);
       const body = (await res.json()) as { error: string };
       if (!process.env.COUCHDB_URL) expect(body.error).toContain('CouchDB');
     }
+    // Search answers from the gateway's memory, loaded before CouchDB went.
+    expect((await fetch(lonely.localUrl + '/-/v1/search?text=x')).status).toBe(200);
     expect((await fetch(lonely.localUrl + '/-/ping')).status).toBe(200);
   } finally {
     await lonely.close();

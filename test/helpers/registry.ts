@@ -144,10 +144,10 @@ export async function restartTestRegistry(registry: TestRegistry, env: Record<st
 }
 
 /** Another gateway in front of `registry`'s CouchDB, with a data folder of its own, as several gateways run in front of one CouchDB. */
-export function anotherGateway(registry: TestRegistry, folder: string, env: Record<string, string> = {}): Promise<RunningRegistry> {
+export function anotherGateway(registry: TestRegistry, folder: string, env: Record<string, string> = {}, log = pino({ level: 'silent' })): Promise<RunningRegistry> {
   return startRegistry(
     loadConfig({ PORT: '0', COUCHDB_URL: registry.adminCouchUrl, COUCHDB_PROXY_SECRET: registry.proxySecret, REGISTRY_DB: registry.registryDb, DATA_DIR: registry.dataDir + '/' + folder, ...env }),
-    pino({ level: 'silent' }),
+    log,
   );
 }
 

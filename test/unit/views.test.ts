@@ -1,6 +1,5 @@
 import byMaintainer from '../../couchapp/views/byMaintainer';
 import modified from '../../couchapp/views/modified';
-import search from '../../couchapp/views/search';
 import starredByUser from '../../couchapp/views/starredByUser';
 import versionsByTime from '../../couchapp/views/versionsByTime';
 import { packageDoc } from './fixtures';
@@ -32,18 +31,8 @@ describe('views', () => {
     expect(rows(starredByUser, doc)).toEqual([['bob', '@acme/fast-json']]);
   });
 
-  it('search emits lean terms ranked by where they come from', () => {
-    const emitted = Object.fromEntries(rows(search, doc) as [string, number][]);
-    expect(emitted['@acme/fast-json']).toBe(0);
-    expect(emitted.fast).toBe(1);
-    expect(emitted.json).toBe(1);
-    expect(emitted.parser).toBe(2);
-    expect(emitted.a).toBeUndefined();
-    for (const value of Object.values(emitted)) expect(typeof value).toBe('number');
-  });
-
   it('ignores design documents and other shapes', () => {
-    for (const map of [byMaintainer, modified, search, starredByUser, versionsByTime]) {
+    for (const map of [byMaintainer, modified, starredByUser, versionsByTime]) {
       expect(rows(map, { _id: '_design/app', views: {} })).toEqual([]);
     }
   });

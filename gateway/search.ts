@@ -1,0 +1,182 @@
+/**
+ * The search index of this gateway, in memory: loaded from both package databases' `_changes` (with
+ * the documents) at start, then kept by following them, and told at once of what this gateway writes,
+ * so a publish is found by the next search. Searches wait for the first load.
+ *
+ * A snapshot of the index and of where each feed was is written to the data folder when the gateway
+ * stops (and after a long first load, and now and then as changes add up), so the next start reads it
+ * and then only the changes since. A snapshot of another database (another registry id, or a feed
+ * position the database never reached) is ignored.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'fs';
+import { dirname } from 'path';
+import { Logger } from 'pino';
+import { SearchIndex, SearchSnapshotEntry, SearchSource } from '../core/search';
+import { PackageDoc } from '../core/types';
+import { Couch, docPath } from '../couchdb/client';
+import { ChangesFollower } from './changes';
+import { HttpError } from './errors';
+
+/** How long a search waits for the index to load before it is told to come back. */
+const LOAD_WAIT_MS = 15_000;
+/** A first load longer than this is saved at once. */
+const SAVE_AFTER_LOAD_MS = 5_000;
+/** Saved again when this many changes came in and the last save is this old. */
+const SAVE_AFTER_CHANGES = 5_000;
+const SAVE_EVERY_MS = 10 * 60_000;
+const FORMAT = 1;
+
+interface Snapshot {
+  format: number;
+  /** The registry id of the databases the index was read from. */
+  identity: string;
+  since: Record<SearchSource, unknown>;
+  entries: SearchSnapshotEntry[];
+}
+
+const SOURCES: SearchSource[] = ['local', 'mirrored'];
+
+/** The number a feed position starts with (CouchDB's `12-g1AAAA…`, PouchDB's 12). */
+const seqNumber = (seq: unknown): number => parseInt(String(seq), 10) || 0;
+
+export class SearchService {
+  readonly index = new SearchIndex();
+  private followers = new Map<SearchSource, ChangesFollower>();
+  private readonly loading = new Set<SearchSource>(SOURCES);
+  /** The databases whose change feed cannot be read right now. */
+  private readonly failing = new Set<SearchSource>();
+  private readonly waiting: (() => void)[] = [];
+  private readonly startedAt = Date.now();
+  private changesSinceSave = 0;
+  private savedAt = Date.now();
+  private stopped = false;
+  private starting?: Promise<void>;
+
+  constructor(
+    private readonly couch: Couch,
+    private readonly databases: Record<SearchSource, string>,
+    private readonly log: Logger,
+    private readonly snapshotFile: string | null,
+    private readonly identity: string,
+  ) {}
+
+  start(): void {
+    this.starting = this.begin().catch((err) => this.log.error({ err }, 'the search index could not start'));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.starting;
+    await Promise.all([...this.followers.values()].map((f) => f.stop()));
+    this.save();
+  }
+
+  /** Whether the first load is done. */
+  get loaded(): boolean {
+    return this.loading.size === 0;
+  }
+
+  /** A document this gateway has just written. */
+  wrote(source: SearchSource, doc: PackageDoc): void {
+    this.index.apply(source, doc._id || doc.name, doc._rev, doc);
+  }
+
+  /** Resolves once the index is loaded; a 503 to come back later when that takes too long. */
+  async ready(): Promise<SearchIndex> {
+    if (this.loaded) return this.index;
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      new Promise<boolean>((resolve) => this.waiting.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), LOAD_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!done) {
+      const why = this.failing.size ? '; CouchDB does not answer its change feed, so admins should check CouchDB' : '';
+      throw new HttpError(503, 'The search index is still loading (' + this.index.size + ' packages so far' + why + '); search again in a minute.', { 'Retry-After': '60' });
+    }
+    return this.index;
+  }
+
+  private async begin(): Promise<void> {
+    const snapshot = await this.usableSnapshot();
+    if (snapshot) {
+      this.index.restore(snapshot.entries);
+      this.log.info({ packages: this.index.size }, 'search index read from its snapshot; following the changes since');
+    }
+    if (this.stopped) return;
+    for (const source of SOURCES) {
+      const follower = new ChangesFollower(
+        this.couch,
+        this.databases[source],
+        (id, rev, doc) => {
+          this.index.apply(source, id, rev, (doc as PackageDoc | null | undefined) || null);
+          this.changed();
+        },
+        (live) => (live ? this.failing.delete(source) : this.failing.add(source)),
+        this.log,
+        { fromStart: true, since: snapshot ? snapshot.since[source] : 0, onCaughtUp: () => this.caughtUp(source) },
+      );
+      this.followers.set(source, follower);
+      follower.start();
+    }
+  }
+
+  /** The snapshot in the data folder, when there is one of these databases. */
+  private async usableSnapshot(): Promise<Snapshot | null> {
+    if (!this.snapshotFile) return null;
+    let snapshot: Snapshot;
+    try {
+      snapshot = JSON.parse(readFileSync(this.snapshotFile, 'utf8')) as Snapshot;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') this.log.warn({ err: (err as Error).message }, 'the search index snapshot is unreadable; the index is read from CouchDB');
+      return null;
+    }
+    if (!snapshot || snapshot.format !== FORMAT || snapshot.identity !== this.identity || !Array.isArray(snapshot.entries) || !snapshot.since) return null;
+    try {
+      for (const source of SOURCES) {
+        const response = await this.couch.adminFetch(docPath(this.databases[source]));
+        if (!response.ok) return null;
+        const info = (await response.json()) as { update_seq?: unknown };
+        // A position past the database's own: the snapshot is of another copy of it.
+        if (seqNumber(snapshot.since[source]) > seqNumber(info.update_seq)) return null;
+      }
+    } catch {
+      return null;
+    }
+    return snapshot;
+  }
+
+  private changed(): void {
+    this.changesSinceSave++;
+    if (this.loaded && this.changesSinceSave >= SAVE_AFTER_CHANGES && Date.now() - this.savedAt >= SAVE_EVERY_MS) setImmediate(() => this.save());
+  }
+
+  /** Writes the snapshot (to a new file, then renamed over the old one). */
+  private save(): void {
+    if (!this.snapshotFile || !this.loaded || this.followers.size !== SOURCES.length) return;
+    const since = {} as Record<SearchSource, unknown>;
+    for (const source of SOURCES) since[source] = (this.followers.get(source) as ChangesFollower).position;
+    const snapshot: Snapshot = { format: FORMAT, identity: this.identity, since, entries: this.index.snapshot() };
+    try {
+      mkdirSync(dirname(this.snapshotFile), { recursive: true, mode: 0o700 });
+      const temp = this.snapshotFile + '.' + process.pid + '.tmp';
+      writeFileSync(temp, JSON.stringify(snapshot), { mode: 0o600 });
+      renameSync(temp, this.snapshotFile);
+      this.changesSinceSave = 0;
+      this.savedAt = Date.now();
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'the search index snapshot could not be written; the next start reads the index from CouchDB');
+    }
+  }
+
+  private caughtUp(source: SearchSource): void {
+    this.loading.delete(source);
+    if (!this.loaded) return;
+    // The terms of the whole load are sorted now rather than by the first search.
+    this.index.settle();
+    const ms = Date.now() - this.startedAt;
+    this.log.info({ packages: this.index.size, ms }, 'search index loaded');
+    for (const wake of this.waiting.splice(0)) wake();
+    if (ms > SAVE_AFTER_LOAD_MS) setImmediate(() => this.save());
+  }
+}

@@ -1,0 +1,116 @@
+import { queryTerms, SearchIndex, searchEntry, searchTerms } from '../../core/search';
+import { PackageDoc } from '../../core/types';
+import { packageDoc } from './fixtures';
+
+function pkg(name: string, extra: Partial<PackageDoc> = {}, versions = ['1.0.0']): PackageDoc {
+  return { ...packageDoc(name, versions), ...extra };
+}
+
+const everyone = () => true;
+
+function search(index: SearchIndex, text: string, options: { readable?: (name: string) => boolean; from?: number; size?: number } = {}) {
+  const { parts, exactName } = queryTerms(text);
+  const { hits, total } = index.query(parts, exactName, options.readable || everyone, options.from || 0, options.size || 20);
+  return { names: hits.map((h) => h.entry.name), hits, total };
+}
+
+describe('search terms', () => {
+  const doc = pkg('@acme/fast-json', { keywords: ['JSON', 'parser'], description: 'A fast JSON parser' });
+
+  it('ranks each term by where it comes from: exact name, name part, keyword, description', () => {
+    const ranks = searchTerms(searchEntry(doc)!);
+    expect(ranks.get('@acme/fast-json')).toBe(0);
+    expect(ranks.get('fast')).toBe(1);
+    expect(ranks.get('json')).toBe(1);
+    expect(ranks.get('parser')).toBe(2);
+    expect(ranks.has('a')).toBe(false);
+  });
+
+  it('finds nothing in tombstones, foreign packages and other shapes', () => {
+    expect(searchEntry(pkg('gone', { versions: {}, time: { unpublished: { time: 'x', versions: ['1.0.0'] } } as never }))).toBeNull();
+    expect(searchEntry({ _id: '_design/app', views: {} } as unknown as PackageDoc)).toBeNull();
+  });
+
+  it('splits query words like package terms and keeps a scoped name whole', () => {
+    expect(queryTerms('Fast-JSON  parser')).toEqual({ parts: ['fast', 'json', 'parser'], exactName: null });
+    expect(queryTerms('@acme/fast-json')).toEqual({ parts: ['@acme/fast-json'], exactName: '@acme/fast-json' });
+  });
+});
+
+describe('search index', () => {
+  let index: SearchIndex;
+  beforeEach(() => {
+    index = new SearchIndex();
+    index.apply('local', 'fast-json', '1-a', pkg('fast-json', { description: 'A fast JSON parser' }));
+    index.apply('local', 'json-tools', '1-a', pkg('json-tools', { keywords: ['json'] }));
+    index.apply('mirrored', 'slow-xml', '1-a', pkg('slow-xml', { description: 'Parses xml, not json', origin: 'https://up' }));
+    index.apply('local', 'json', '1-a', pkg('json'));
+  });
+
+  it('puts the exact name first, then names starting with the word, name parts, keywords, descriptions', () => {
+    index.apply('local', 'yaml-kit', '1-a', pkg('yaml-kit', { keywords: ['json'] }));
+    expect(search(index, 'json').names).toEqual(['json', 'json-tools', 'fast-json', 'yaml-kit', 'slow-xml']);
+    expect(search(index, 'json').hits[0].exact).toBe(true);
+  });
+
+  it('matches terms as prefixes, exact terms before prefixes', () => {
+    index.apply('local', 'jsonata', '1-a', pkg('jsonata'));
+    expect(search(index, 'jso').names).toEqual(['json', 'json-tools', 'jsonata', 'fast-json', 'slow-xml']);
+    expect(search(index, 'json').names).toEqual(['json', 'json-tools', 'jsonata', 'fast-json', 'slow-xml']);
+  });
+
+  it('needs every word to match', () => {
+    expect(search(index, 'json parser').names).toEqual(['fast-json']);
+    expect(search(index, 'json nothing').total).toBe(0);
+  });
+
+  it('follows updates, deletions and tombstones', () => {
+    index.apply('local', 'fast-json', '2-b', pkg('fast-json', { description: 'Now about yaml' }));
+    expect(search(index, 'parser').names).toEqual([]);
+    expect(search(index, 'yaml').names).toEqual(['fast-json']);
+    index.apply('local', 'json-tools', '2-b', pkg('json-tools', { versions: {}, time: { unpublished: { time: 'x', versions: [] } } as never }));
+    index.apply('mirrored', 'slow-xml', '2-b', null);
+    expect(search(index, 'json').names).toEqual(['json', 'fast-json']);
+    expect(index.size).toBe(2);
+  });
+
+  it('ignores a report older than what it applied, so a late feed cannot undo a write', () => {
+    index.apply('local', 'fast-json', '3-c', pkg('fast-json', { description: 'Version three' }));
+    index.apply('local', 'fast-json', '2-b', pkg('fast-json', { description: 'Version two' }));
+    expect(search(index, 'three').names).toEqual(['fast-json']);
+    expect(search(index, 'two').names).toEqual([]);
+  });
+
+  it('lets a package published here hide the mirrored one of the same name, even as a tombstone', () => {
+    index.apply('mirrored', 'shared', '1-a', pkg('shared', { description: 'upstream copy', origin: 'https://up' }));
+    expect(search(index, 'upstream').names).toEqual(['shared']);
+    index.apply('local', 'shared', '1-a', pkg('shared', { description: 'our own' }));
+    expect(search(index, 'upstream').names).toEqual([]);
+    expect(search(index, 'shared').hits[0].entry.description).toBe('our own');
+    index.apply('local', 'shared', '2-b', pkg('shared', { versions: {}, time: { unpublished: { time: 'x', versions: [] } } as never }));
+    expect(search(index, 'shared').total).toBe(0);
+    index.apply('local', 'shared', '3-c', null);
+    expect(search(index, 'upstream').names).toEqual(['shared']);
+  });
+
+  it('shows only what the caller may read, and counts only that', () => {
+    const result = search(index, 'json', { readable: (name) => name !== 'fast-json' });
+    expect(result.names).toEqual(['json', 'json-tools', 'slow-xml']);
+    expect(result.total).toBe(3);
+  });
+
+  it('pages through many equal hits in name order, the same as a full sort', () => {
+    const big = new SearchIndex();
+    const names: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      const name = 'pkg-' + ((i * 7919) % 3000).toString(36);
+      names.push(name);
+      big.apply('local', name, '1-a', pkg(name, { description: 'common words here' }));
+    }
+    names.sort();
+    expect(search(big, 'common', { size: 20 }).names).toEqual(names.slice(0, 20));
+    expect(search(big, 'common', { from: 1500, size: 25 }).names).toEqual(names.slice(1500, 1525));
+    expect(search(big, 'common', { from: 2990, size: 25 }).names).toEqual(names.slice(2990));
+    expect(search(big, 'common').total).toBe(3000);
+  });
+});
