@@ -45,8 +45,13 @@ export interface CachedPackument {
   validUntil?: number;
 }
 
+/** How many names known to be in neither package database are remembered. */
+const ABSENT_NAMES = 100_000;
+
 export class PackumentCache {
   private readonly entries = new Map<string, CachedPackument>();
+  /** Names in neither package database, as read (a negative cache, kept coherent like the entries). */
+  private readonly absent = new Set<string>();
   private readonly generations = new Generations();
   private bytes = 0;
   private live = false;
@@ -90,6 +95,19 @@ export class PackumentCache {
     }
   }
 
+  /** Remembers that neither database has `name`, unless the package changed since `generation`. */
+  setAbsent(name: string, generation: string): void {
+    if (!this.enabled || generation !== this.generation(name)) return;
+    this.absent.delete(name);
+    this.absent.add(name);
+    if (this.absent.size > ABSENT_NAMES) this.absent.delete(this.absent.values().next().value as string);
+  }
+
+  /** Whether neither package database had `name` when last read, and nothing changed it since. */
+  isAbsent(name: string): boolean {
+    return this.enabled && this.absent.has(name);
+  }
+
   /**
    * A package changed: drop its entry, and whatever reads of it are under way will not be stored.
    * When the change is `rev` and the entry already holds `rev` (this gateway stored it on writing),
@@ -97,6 +115,7 @@ export class PackumentCache {
    */
   invalidate(name: string, rev?: string): void {
     this.generations.bump(name);
+    this.absent.delete(name);
     if (rev === undefined || this.entries.get(name)?.rev !== rev) this.remove(name);
   }
 
@@ -111,6 +130,7 @@ export class PackumentCache {
   clear(): void {
     this.generations.reset();
     this.entries.clear();
+    this.absent.clear();
     this.bytes = 0;
   }
 

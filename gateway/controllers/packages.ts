@@ -46,7 +46,7 @@ function unpublishedError(doc: PackageDoc): HttpError {
  */
 async function loadForRead(ctx: Context, req: Request, res: Response, name: string, rest: string[]): Promise<PackageDoc | null> {
   await ctx.access.assertRead(res, name);
-  let doc = await readPackage(ctx, name);
+  let doc = ctx.cache.isAbsent(name) ? null : await readPackage(ctx, name);
   if (!doc && ctx.mirror && ctx.config.upstreamMode === 'mirror') {
     if (!ctx.mirror.mayPull(name)) {
       throw notFound('Package "' + name + '" is not in this registry; its scope is private here, so it is never fetched from the upstream.');
@@ -122,7 +122,9 @@ export function packageRoutes(ctx: Context): Router {
     // Concurrent misses share one read: a large packument is parsed and serialized once.
     const entry = await ctx.cache.once(name, async () => {
       const generation = ctx.cache.generation(name);
+      if (ctx.cache.isAbsent(name)) return null;
       const doc = await readPackage(ctx, name);
+      if (!doc) ctx.cache.setAbsent(name, generation);
       if (!doc || isForeign(doc) || isTombstone(doc)) return null;
       const made = servedBytes(ctx, doc);
       ctx.cache.set(name, generation, made);

@@ -29,6 +29,26 @@ describe('packument cache', () => {
     expect(cache.get('a')).toBeUndefined();
   });
 
+  it('remembers names in neither database until a change of that name, and only while the feed is followed', () => {
+    const cache = new PackumentCache(1000);
+    cache.setAbsent('nobody', cache.generation('nobody'));
+    expect(cache.isAbsent('nobody')).toBe(false);
+    cache.setLive(true);
+    cache.setAbsent('nobody', cache.generation('nobody'));
+    expect(cache.isAbsent('nobody')).toBe(true);
+    changedElsewhere({ cache, tarballs: new TarballCache(mkdtempSync(join(tmpdir(), 'absent-')), 0), ownWrites: new Map() }, 'nobody', '1-a');
+    expect(cache.isAbsent('nobody')).toBe(false);
+    // A read that a change overtook does not say the name is absent.
+    const generation = cache.generation('late');
+    cache.invalidate('late');
+    cache.setAbsent('late', generation);
+    expect(cache.isAbsent('late')).toBe(false);
+    cache.setAbsent('gone', cache.generation('gone'));
+    cache.setLive(false);
+    cache.setLive(true);
+    expect(cache.isAbsent('gone')).toBe(false);
+  });
+
   it('evicts the least recently used within its byte budget, and skips entries over a quarter of it', () => {
     const cache = new PackumentCache(100);
     cache.setLive(true);
