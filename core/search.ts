@@ -130,6 +130,11 @@ export type SearchSnapshotEntry = [name: string, local: SnapshotHeld | null, mir
 /** New terms wait in a small sorted list; past this many they are merged into the large one. */
 const FRESH_TERMS = 8192;
 
+/** Sort keys of hits: the exact name (0), then each rank in halves (up to 16 parts × 7) plus one. */
+const KEYS = 16 * 7 + 2;
+/** The rank sum of a candidate the caller may not see. */
+const HIDDEN = 255;
+
 /** Ranks are counted in halves: a term's place (0–3) times two, plus one when only a prefix matched. */
 const PREFIX = 1;
 
@@ -154,6 +159,8 @@ export class SearchIndex {
   private matched = new Uint8Array(0);
   private best = new Uint8Array(0);
   private sum = new Uint8Array(0);
+  private first = new Int32Array(0);
+  private current = new Int32Array(0);
 
   /** How many packages can be found. */
   get size(): number {
@@ -257,14 +264,19 @@ export class SearchIndex {
     }
   }
 
-  /** Calls `each` with the postings of every term starting with `prefix`, and whether the term is `prefix` itself. */
-  private withPrefix(prefix: string, each: (list: number[], exact: boolean) => void): void {
+  /** The postings of every term starting with `prefix`, and for each whether its term is `prefix` itself. */
+  private withPrefix(prefix: string): { lists: number[][]; exact: boolean[] } {
     const end = prefix + '\uffff';
-    for (const [terms, lists] of [[this.sorted, this.sortedLists], [this.fresh, this.freshLists]] as const) {
+    const lists: number[][] = [];
+    const exact: boolean[] = [];
+    for (const [terms, postings] of [[this.sorted, this.sortedLists], [this.fresh, this.freshLists]] as const) {
       for (let i = lowerBound(terms, prefix); i < terms.length && terms[i] < end; i++) {
-        if (lists[i].length) each(lists[i], terms[i] === prefix);
+        if (postings[i].length === 0) continue;
+        lists.push(postings[i]);
+        exact.push(terms[i] === prefix);
       }
     }
+    return { lists, exact };
   }
 
   /**
@@ -280,63 +292,84 @@ export class SearchIndex {
       this.matched = new Uint8Array(room);
       this.best = new Uint8Array(room);
       this.sum = new Uint8Array(room);
+      this.first = new Int32Array(room);
+      this.current = new Int32Array(room);
     }
     // matched[id]: how many parts matched so far; best[id]: the best rank for the current part; sum[id]: the total.
-    const { matched, best, sum } = this;
-    let candidates: number[] = [];
-    let first: number[] = [];
+    // first: the packages the first part matched (all there can be); current: those the latest part matched.
+    const { matched, best, sum, first, current } = this;
+    let firstCount = 0;
+    let count = 0;
     try {
       for (let k = 0; k < parts.length; k++) {
-        const touched: number[] = [];
-        this.withPrefix(parts[k], (list, exact) => {
-          const extra = exact ? 0 : PREFIX;
+        const touched = k === 0 ? first : current;
+        count = 0;
+        const { lists, exact } = this.withPrefix(parts[k]);
+        for (let l = 0; l < lists.length; l++) {
+          const list = lists[l];
+          const extra = exact[l] ? 0 : PREFIX;
           for (let j = 0; j < list.length; j++) {
             const id = list[j] >> 2;
             const rank = (list[j] & 3) * 2 + extra;
-            if (matched[id] === k) {
+            const seen = matched[id];
+            if (seen === k) {
               matched[id] = k + 1;
               best[id] = rank;
-              touched.push(id);
-            } else if (matched[id] === k + 1 && rank < best[id]) best[id] = rank;
+              touched[count++] = id;
+            } else if (seen === k + 1 && rank < best[id]) best[id] = rank;
           }
-        });
-        for (const id of touched) sum[id] += best[id];
-        if (k === 0) first = touched;
-        candidates = touched;
-        if (candidates.length === 0) break;
+        }
+        for (let i = 0; i < count; i++) sum[touched[i]] += best[touched[i]];
+        if (k === 0) firstCount = count;
+        if (count === 0) break;
       }
-      return this.ranked(candidates, sum, exactName, readable, from, size);
+      return this.ranked(parts.length === 1 ? first : current, count, sum, exactName, readable, from, size);
     } finally {
-      for (const id of first) {
-        matched[id] = 0;
-        sum[id] = 0;
+      for (let i = 0; i < firstCount; i++) {
+        matched[first[i]] = 0;
+        sum[first[i]] = 0;
       }
     }
   }
 
-  /** The readable candidates, exact name first, then by rank and name: `size` of them from `from`. */
-  private ranked(candidates: number[], sum: Uint8Array, exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number): { hits: SearchHit[]; total: number } {
-    const { slots, names } = this;
+  /**
+   * The readable candidates, exact name first, then by rank and name: `size` of them from `from`.
+   * Counted by rank first, so only the ranks the page reaches are gathered and ordered by name.
+   */
+  private ranked(candidates: Int32Array, count: number, sum: Uint8Array, exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number): { hits: SearchHit[]; total: number } {
+    const { slots, names, found } = this;
     const exactId = exactName === null ? -1 : (this.ids.get(exactName) ?? -1);
-    // By rank (halves, at most 16 parts × 7), the exact name in a group of its own before them.
-    const groups: number[][] = [];
-    let exact: number[] = [];
+    // Ranks are at most 16 parts × 7 halves; the exact name goes before them all (key 0).
+    const keyOf = (id: number) => (id === exactId ? 0 : sum[id] + 1);
+    const perKey = new Int32Array(KEYS);
     let total = 0;
-    for (const id of candidates) {
-      if (!this.found[id] || (readable && !readable(names[id]))) continue;
-      total++;
-      if (id === exactId) exact = [id];
-      else (groups[sum[id]] || (groups[sum[id]] = [])).push(id);
-    }
-    const hits: SearchHit[] = [];
-    let skip = from;
-    for (const group of [exact, ...groups]) {
-      if (hits.length >= size) break;
-      if (!group || group.length === 0) continue;
-      if (skip >= group.length) {
-        skip -= group.length;
+    for (let i = 0; i < count; i++) {
+      const id = candidates[i];
+      if (!found[id] || (readable && !readable(names[id]))) {
+        sum[id] = HIDDEN;
         continue;
       }
+      total++;
+      perKey[keyOf(id)]++;
+    }
+    // The ranks the page starts and ends in: only those are gathered.
+    let firstKey = 0;
+    let skip = from;
+    while (firstKey < KEYS && skip >= perKey[firstKey]) skip -= perKey[firstKey++];
+    if (firstKey >= KEYS) return { hits: [], total };
+    let lastKey = firstKey;
+    for (let reached = perKey[firstKey] - skip; lastKey + 1 < KEYS && reached < size; ) reached += perKey[++lastKey];
+    const groups: number[][] = [];
+    for (let i = 0; i < count; i++) {
+      const id = candidates[i];
+      if (sum[id] === HIDDEN) continue;
+      const key = keyOf(id);
+      if (key >= firstKey && key <= lastKey) (groups[key] || (groups[key] = [])).push(id);
+    }
+    const hits: SearchHit[] = [];
+    for (let key = firstKey; key <= lastKey && hits.length < size; key++) {
+      const group = groups[key];
+      if (!group) continue;
       for (const id of smallestByName(group, skip + size - hits.length, names).slice(skip)) {
         hits.push({ entry: slots[id].visible as SearchEntry, rank: sum[id] / 2, exact: id === exactId });
       }

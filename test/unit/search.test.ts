@@ -99,6 +99,28 @@ describe('search index', () => {
     expect(result.total).toBe(3);
   });
 
+  it('pages across ranks the same as one full sort by exact name, rank and name', () => {
+    const mixed = new SearchIndex();
+    const expected: { name: string; key: number }[] = [];
+    for (let i = 0; i < 400; i++) {
+      const name = 'lib-' + ((i * 37) % 400).toString(36);
+      const where = i % 3;
+      // The word in the name (a part), in the keywords, or in the description.
+      const doc = where === 0 ? pkg(name + '-alpha') : where === 1 ? pkg(name, { keywords: ['alpha'] }) : pkg(name, { description: 'alpha' });
+      mixed.apply('local', doc.name, '1-a', doc);
+      expected.push({ name: doc.name, key: where === 0 ? 1 : where === 1 ? 2 : 3 });
+    }
+    mixed.apply('local', 'alpha', '1-a', pkg('alpha'));
+    expected.push({ name: 'alpha', key: -1 });
+    const order = expected.sort((a, b) => a.key - b.key || (a.name < b.name ? -1 : 1)).map((e) => e.name);
+    for (const [from, size] of [[0, 20], [120, 30], [130, 20], [260, 250], [390, 20], [401, 5]]) {
+      expect(search(mixed, 'alpha', { from, size }).names).toEqual(order.slice(from, from + size));
+    }
+    const readable = (name: string) => !name.endsWith('a');
+    const visible = order.filter(readable);
+    expect(search(mixed, 'alpha', { readable, from: 100, size: 50 })).toMatchObject({ names: visible.slice(100, 150), total: visible.length });
+  });
+
   it('pages through many equal hits in name order, the same as a full sort', () => {
     const big = new SearchIndex();
     const names: string[] = [];
