@@ -73,11 +73,11 @@ function freePortServer(app: express.Express): Promise<Server> {
  * The CouchDB an instance of this registry runs on: the embedded server (admin `bench-admin`,
  * database `registry`), or the one in COUCHDB_URL with a database of its own, removed at stop.
  */
-function couchFor(): { db: string; adminAuth: string; adminUrl(origin: string): string; remove(origin: string): Promise<void> } {
+function couchFor(existing?: string): { db: string; adminAuth: string; adminUrl(origin: string): string; remove(origin: string): Promise<void> } {
   const real = process.env.COUCHDB_URL ? new URL(process.env.COUCHDB_URL) : null;
   const name = real ? decodeURIComponent(real.username) : 'admin';
   const password = real ? decodeURIComponent(real.password) : 'bench-admin';
-  const db = real ? 'registry-bench-' + Math.random().toString(36).slice(2, 8) : 'registry';
+  const db = existing || (real ? 'registry-bench-' + Math.random().toString(36).slice(2, 8) : 'registry');
   const adminAuth = 'Basic ' + Buffer.from(name + ':' + password).toString('base64');
   return {
     db,
@@ -95,9 +95,27 @@ function couchFor(): { db: string; adminAuth: string; adminUrl(origin: string): 
   };
 }
 
-async function startOurs(extraEnv: Record<string, string> = {}): Promise<Target & { child: ChildProcess; couch: string; db: string; adminAuth: string; adminCouch: string }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'bench-registry-'));
-  const store = couchFor();
+export type Ours = Target & {
+  child: ChildProcess;
+  couch: string;
+  db: string;
+  adminAuth: string;
+  adminCouch: string;
+  dataDir: string;
+  /** Milliseconds from the process's start until it said it was ready. */
+  startedInMs: number;
+  /** Stops the process and keeps its data, for `startOurs` to start again on. */
+  halt(): Promise<void>;
+};
+
+/**
+ * Starts this registry as users run it. `again` starts it on the data of an instance stopped with
+ * `halt` (its data folder and databases); `stop` removes them.
+ */
+export async function startOurs(extraEnv: Record<string, string> = {}, again?: Pick<Ours, 'dataDir' | 'db'>): Promise<Ours> {
+  const dataDir = again ? again.dataDir : mkdtempSync(join(tmpdir(), 'bench-registry-'));
+  const store = couchFor(again?.db);
+  const spawnedAt = Date.now();
   // The compiled gateway, whether the harness runs compiled (dist/bench) or from source (ts-jest).
   const main = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', 'server', 'main.js') : join(__dirname, '..', 'dist', 'server', 'main.js');
   const child = spawn(process.execPath, [main], {
@@ -121,14 +139,21 @@ async function startOurs(extraEnv: Record<string, string> = {}): Promise<Target 
     child.stderr!.on('data', (d) => (output = (output + d).slice(-8192)));
     child.on('exit', (code) => reject(new Error('the registry exited (' + code + '): ' + output)));
   });
+  const startedInMs = Date.now() - spawnedAt;
   const couch = /Fauxton:\s+(http:\/\/[^/]+)/.exec(output)![1];
   const signup = await fetch(url + '/-/user/org.couchdb.user:bench', {
     method: 'PUT', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ name: 'bench', password: 'bench-password', email: 'bench@example.com' }),
   });
-  const token = ((await signup.json()) as { token: string }).token;
+  const token = ((await signup.json()) as { token?: string }).token || '';
+  const halt = () =>
+    new Promise<void>((resolve) => {
+      if (child.exitCode !== null) return resolve();
+      child.once('exit', () => resolve());
+      child.kill('SIGTERM');
+    });
   return {
-    name: 'this registry', url, pid: child.pid as number, token, child, couch, db: store.db, adminAuth: store.adminAuth, adminCouch: store.adminUrl(couch),
+    name: 'this registry', url, pid: child.pid as number, token, child, couch, db: store.db, adminAuth: store.adminAuth, adminCouch: store.adminUrl(couch), dataDir, startedInMs, halt,
     async loadLarge(doc) {
       const res = await fetch(couch + '/' + store.db + '/' + encodeURIComponent(doc.name), {
         method: 'PUT',
@@ -138,10 +163,7 @@ async function startOurs(extraEnv: Record<string, string> = {}): Promise<Target 
       if (res.status !== 201) throw new Error('loading the large packument failed: ' + res.status + ' ' + (await res.text()));
     },
     stop: async () => {
-      await new Promise<void>((resolve) => {
-        child.once('exit', () => resolve());
-        child.kill('SIGTERM');
-      });
+      await halt();
       rmSync(dataDir, { recursive: true, force: true });
       await store.remove(couch);
     },
@@ -335,7 +357,7 @@ export async function measureReplicationLag(samples: number): Promise<{ p50: num
   }
 }
 
-function peakRss(pid: number): number {
+export function peakRss(pid: number): number {
   try {
     const status = readFileSync('/proc/' + pid + '/status', 'utf8');
     return Number(/VmHWM:\s+(\d+)/.exec(status)![1]) * 1024;
@@ -344,7 +366,7 @@ function peakRss(pid: number): number {
   }
 }
 
-interface Load {
+export interface Load {
   rps: number;
   p50: number;
   p99: number;
@@ -436,6 +458,54 @@ function npmEnv(home: string, registry: string, token?: string): NodeJS.ProcessE
   return { PATH: process.env.PATH, HOME: home, npm_config_userconfig: userconfig, npm_config_cache: join(home, 'cache'), npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' };
 }
 
+/**
+ * Pull-through: both registries empty, in front of the tree as their upstream; a cold install from
+ * each (the client's cache empty).
+ */
+async function measurePullThrough(work: string, upstream: string, direct: Record<string, string>, packages: number): Promise<Row> {
+  log('npm install through pull-through mirroring, cold');
+  const mirroring = await startOurs({ UPSTREAM_REGISTRY: upstream, UPSTREAM_MODE: 'mirror' });
+  const proxying = await startPeer(upstream);
+  try {
+    const oursCold = (await installTimes(work, mirroring.url, direct, mirroring.name, false)).cold;
+    const peerCold = (await installTimes(work, proxying.url, direct, proxying.name, false)).cold;
+    return { metric: 'npm install, ' + packages + ' packages, cold, through pull-through mirroring (empty registries, the static tree as upstream)', unit: 'ms', ours: oursCold, peer: peerCold, higherIsBetter: false, target: '≤ 0.7×', met: oursCold <= 0.7 * peerCold };
+  } finally {
+    await mirroring.stop();
+    await proxying.stop();
+  }
+}
+
+/** The tree of `scale` as static files from nginx (a packument and tarballs per package), for the install ceiling and as an upstream. */
+async function staticTree(work: string, scale: Scale): Promise<{ server: { url: string; name: string; stop(): Promise<void> }; tree: ReturnType<typeof dependencyTree>; tarballs: { manifest: Manifest; tarball: Buffer }[] }> {
+  const tree = dependencyTree('bench-tree', scale.treePackages, scale.treeRoots);
+  const tarballs: { manifest: Manifest; tarball: Buffer }[] = [];
+  for (const manifest of tree.manifests) tarballs.push({ manifest, tarball: await packTarball(manifest) });
+  const server = await startStaticServer(join(work, 'static-tree'), (url) => {
+    for (const { manifest, tarball } of tarballs) {
+      const dir = join(work, 'static-tree', manifest.name);
+      mkdirSync(join(dir, '-'), { recursive: true });
+      writeFileSync(join(dir, '-', manifest.name + '-' + manifest.version + '.tgz'), tarball);
+      writeFileSync(join(dir, 'index.json'), JSON.stringify(staticPackument(manifest, tarball, url)));
+    }
+  });
+  return { server, tree, tarballs };
+}
+
+/** `--pull-through`: only the cold install through pull-through mirroring, `runs` times. */
+export async function runPullThrough(scaleName: 'full' | 'smoke', runs: number): Promise<Row[]> {
+  const work = mkdtempSync(join(tmpdir(), 'bench-'));
+  const { server, tree } = await staticTree(work, SCALES[scaleName]);
+  try {
+    const rows: Row[] = [];
+    for (let i = 0; i < runs; i++) rows.push(await measurePullThrough(work, server.url, tree.direct, SCALES[scaleName].treePackages));
+    return rows;
+  } finally {
+    await server.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
 export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]> {
   const scale = SCALES[scaleName];
   const work = mkdtempSync(join(tmpdir(), 'bench-'));
@@ -460,11 +530,10 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     }
     const large = (target: Target) => largePackument('bench-large', scale.largeVersions, scale.largeVersionBytes, target.url);
     for (const target of targets) await target.loadLarge(large(target));
-    const tree = dependencyTree('bench-tree', scale.treePackages, scale.treeRoots);
-    const treeTarballs: { manifest: Manifest; tarball: Buffer }[] = [];
-    for (const manifest of tree.manifests) {
-      const tarball = await packTarball(manifest);
-      treeTarballs.push({ manifest, tarball });
+    // The same tree as static files, for the install ceiling and as the upstream of pull-through.
+    const { server: treeServer, tree, tarballs: treeTarballs } = await staticTree(work, scale);
+    extraServers.push(treeServer);
+    for (const { manifest, tarball } of treeTarballs) {
       for (const target of targets) await publish(target, publishBody(manifest, tarball, target.url));
     }
     const staticDir = join(work, 'static');
@@ -472,16 +541,6 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     writeFileSync(join(staticDir, 'small.tgz'), packages.small[0]);
     writeFileSync(join(staticDir, 'typical.tgz'), packages.typical[0]);
     staticServer = await startStaticServer(staticDir);
-    // The same tree as static files, for the install ceiling and as the upstream of pull-through.
-    const treeServer = await startStaticServer(join(work, 'static-tree'), (url) => {
-      for (const { manifest, tarball } of treeTarballs) {
-        const dir = join(work, 'static-tree', manifest.name);
-        mkdirSync(join(dir, '-'), { recursive: true });
-        writeFileSync(join(dir, '-', manifest.name + '-' + manifest.version + '.tgz'), tarball);
-        writeFileSync(join(dir, 'index.json'), JSON.stringify(staticPackument(manifest, tarball, url)));
-      }
-    });
-    extraServers.push(treeServer);
 
     const rows: Row[] = [];
     const both = async (label: string, measure: (t: Target) => Promise<Load>) => {
@@ -569,18 +628,7 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     rows.push({ metric: 'npm install, cold cache, against the same tree from ' + treeServer.name + ': ' + Math.round(ceilingInstall.cold) + ' ms', unit: '× nginx', ours: installs[0].cold / ceilingInstall.cold, peer: installs[1].cold / ceilingInstall.cold, higherIsBetter: false, target: '≤ 1.05 (ours)', met: installs[0].cold <= 1.05 * ceilingInstall.cold });
     rows.push({ metric: 'npm install, warm cache, against the same tree from ' + treeServer.name + ': ' + Math.round(ceilingInstall.warm) + ' ms', unit: '× nginx', ours: installs[0].warm / ceilingInstall.warm, peer: installs[1].warm / ceilingInstall.warm, higherIsBetter: false, target: '≤ 1.05 (ours)', met: installs[0].warm <= 1.05 * ceilingInstall.warm });
 
-    // Pull-through: both registries empty, in front of the tree as their upstream; a cold install.
-    log('npm install through pull-through mirroring, cold');
-    const mirroring = await startOurs({ UPSTREAM_REGISTRY: treeServer.url, UPSTREAM_MODE: 'mirror' });
-    const proxying = await startPeer(treeServer.url);
-    try {
-      const oursCold = (await installTimes(work, mirroring.url, tree.direct, mirroring.name, false)).cold;
-      const peerCold = (await installTimes(work, proxying.url, tree.direct, proxying.name, false)).cold;
-      rows.push({ metric: 'npm install, ' + scale.treePackages + ' packages, cold, through pull-through mirroring (empty registries, the static tree as upstream)', unit: 'ms', ours: oursCold, peer: peerCold, higherIsBetter: false, target: '≤ 0.7×' });
-    } finally {
-      await mirroring.stop();
-      await proxying.stop();
-    }
+    rows.push(await measurePullThrough(work, treeServer.url, tree.direct, scale.treePackages));
 
     rows.push({ metric: 'Peak RSS of the registry process', unit: 'MB', ours: peakRss(ours.pid) / 1e6, peer: peakRss(peer.pid) / 1e6, higherIsBetter: false, note: 'ours includes the embedded CouchDB, same process' });
     const ingest = await measureIngest(scale.ingestPackages);

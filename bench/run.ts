@@ -1,17 +1,42 @@
-/** `npm run bench`: runs the benchmarks at full size, prints the table and writes bench/RESULTS.md. */
+/**
+ * `npm run bench`: runs the benchmarks at full size, prints the table and writes bench/RESULTS.md.
+ * `npm run bench:scale` (`--scale [--sizes 1000,10000]`): the scale series, written to bench/SCALE.md.
+ * `--pull-through [--runs 3]`: only the cold install through pull-through mirroring, beside Verdaccio.
+ */
 import { cpus, totalmem } from 'os';
 import { writeFileSync } from 'fs';
 import { join } from 'path';
-import { markdownTable, runBenchmarks } from './harness';
+import { markdownTable, runBenchmarks, runPullThrough } from './harness';
+import { runScale, scaleTable } from './scale';
+
+function argument(name: string): string | undefined {
+  const at = process.argv.indexOf(name);
+  return at === -1 ? undefined : process.argv[at + 1];
+}
 
 async function main(): Promise<void> {
-  const scale = process.argv.includes('--smoke') ? 'smoke' : 'full';
+  const smoke = process.argv.includes('--smoke');
   const started = Date.now();
-  const rows = await runBenchmarks(scale);
-  const table = markdownTable(rows);
   const machine = cpus().length + ' cores (' + cpus()[0].model.trim() + '), ' + Math.round(totalmem() / 2 ** 30) + ' GiB, Node ' + process.version;
-  const report = '# Benchmark results\n\nMeasured ' + new Date().toISOString().slice(0, 10) + ' on ' + machine + ', scale `' + scale + '`, in ' +
-    Math.round((Date.now() - started) / 1000) + ' s.\n\n' + table + '\n';
+  const header = (title: string, what: string) =>
+    '# ' + title + '\n\nMeasured ' + new Date().toISOString().slice(0, 10) + ' on ' + machine + ', ' + what + ', in ' + Math.round((Date.now() - started) / 1000) + ' s' +
+    (process.env.COUCHDB_URL ? ', on a real CouchDB (COUCHDB_URL)' : ', on the embedded CouchDB') + '.\n\n';
+  if (process.argv.includes('--scale')) {
+    const sizes = (argument('--sizes') || (smoke ? '200' : '1000,10000,100000')).split(',').map(Number);
+    const rows = await runScale({ sizes, seconds: smoke ? 1 : 10, connections: smoke ? 5 : 50 });
+    const report = header('Scale series', 'sizes ' + sizes.join(', ')) + scaleTable(sizes, rows) + '\n';
+    process.stdout.write(report);
+    if (!smoke && !argument('--sizes')) writeFileSync(join(__dirname, '..', '..', 'bench', 'SCALE.md'), report);
+    return;
+  }
+  if (process.argv.includes('--pull-through')) {
+    const rows = await runPullThrough(smoke ? 'smoke' : 'full', Number(argument('--runs') || 3));
+    process.stdout.write(header('Pull-through install', 'the full tree') + markdownTable(rows) + '\n');
+    return;
+  }
+  const scale = smoke ? 'smoke' : 'full';
+  const rows = await runBenchmarks(scale);
+  const report = header('Benchmark results', 'scale `' + scale + '`') + markdownTable(rows) + '\n';
   process.stdout.write(report);
   if (scale === 'full') writeFileSync(join(__dirname, '..', '..', 'bench', 'RESULTS.md'), report);
 }

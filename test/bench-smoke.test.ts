@@ -3,6 +3,7 @@
  * data, and every measure yields a number for both. No targets are checked here (see bench/).
  */
 import { markdownTable, runBenchmarks } from '../bench/harness';
+import { runScale, scaleTable } from '../bench/scale';
 
 it('runs every benchmark against this registry and Verdaccio', async () => {
   const rows = await runBenchmarks('smoke');
@@ -22,4 +23,13 @@ it('runs every benchmark against this registry and Verdaccio', async () => {
   expect(table).toMatch(/\| Tarball \d+ KB of the small package \(3 versions\), (wrk|autocannon)/);
   expect(table).toMatch(/\| Tarball \d+ KB \(small\) against (nginx \(sendfile\)|Express static)/);
   expect(table.split('\n')).toHaveLength(rows.length + 2);
+}, 300_000);
+
+it('runs the scale series at a tiny size: every measure yields a number, and searches for whole names find them first', async () => {
+  const rows = await runScale({ sizes: [200], seconds: 1, connections: 5 });
+  expect(rows.length).toBeGreaterThanOrEqual(15);
+  for (const row of rows) expect([row.metric, row.values.length === 1 && Number.isFinite(row.values[0])]).toEqual([row.metric, true]);
+  const found = rows.find((row) => row.metric.startsWith('Searches for a whole name'))!;
+  expect(found.values[0]).toBe(100);
+  expect(scaleTable([200], rows)).toMatch(/\| Search, one client at a time: p99 .*\| ms \| [\d.]+ \|/);
 }, 300_000);
