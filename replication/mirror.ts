@@ -6,7 +6,7 @@
  * `_design/mirror` refuses what replication must never do (mark a package as local, bring a private
  * scope). A name published here is never fetched: the local package shadows it.
  */
-import { randomBytes } from 'crypto';
+import { createHash, randomBytes } from 'crypto';
 import { createWriteStream, mkdirSync, readFileSync, rmSync, statSync } from 'fs';
 import { join } from 'path';
 import { Logger } from 'pino';
@@ -27,6 +27,8 @@ import { UpstreamRegistry } from './upstream';
 
 /** Tarballs up to this size are served from memory as soon as they are verified, while they are stored. */
 const SERVE_WHILE_STORING = 8 * 1024 * 1024;
+/** How many documents this gateway stored lately are kept for the tarball requests that follow. */
+const RECENT_DOCS = 500;
 
 /** The user replication writes as: not an admin, recognised by `_design/mirror` through its role. */
 export const REPLICATOR: Identity = { name: 'registry-replicator', roles: [REPLICATOR_ROLE] };
@@ -92,6 +94,14 @@ export class Mirror {
   private readonly checkedAt = new Map<string, number>();
   private readonly local: Database<PackageDoc>;
   private readonly mirrored: Database<PackageDoc>;
+  /**
+   * The documents this gateway stored last (by name, a few hundred), so that the tarball requests
+   * that follow a pull-through find the document without reading it again. Only a caller that knows
+   * the revision it wants (from its coherent packument cache) uses one.
+   */
+  private readonly recent = new Map<string, PackageDoc>();
+  /** Documents handed out by pull-through while CouchDB stores them. */
+  private readonly storing = new Map<string, { doc: PackageDoc; stored: Promise<PackageDoc | null> }>();
 
   constructor(
     private readonly host: MirrorHost,
@@ -149,19 +159,24 @@ export class Mirror {
    * replication user. Returns the stored document, or null when the database refused it (a private
    * scope); the refusal is recorded.
    */
-  async store(name: string, packument: UpstreamPackument, existing: PackageDoc | null): Promise<PackageDoc | null> {
-    const doc = mirroredDoc(name, packument, this.upstream, existing);
+  store(name: string, packument: UpstreamPackument, existing: PackageDoc | null): Promise<PackageDoc | null> {
+    return this.storeDoc(name, mirroredDoc(name, packument, this.upstream, existing)).catch((err) => {
+      if (couchFailure(err).statusCode !== 403) throw err;
+      return null;
+    });
+  }
+
+  /** Writes a mirrored document as the replication user; a refusal (403) is recorded and thrown. */
+  private async storeDoc(name: string, doc: PackageDoc): Promise<PackageDoc> {
     try {
       const written = await this.host.couch.putAs(REPLICATOR, this.config.mirrorDb, doc);
       const stored = { ...doc, _rev: written.rev };
+      this.remember(stored);
       this.written(name, written.rev, stored);
       return stored;
     } catch (err) {
       const failure = couchFailure(err);
-      if (failure.statusCode === 403) {
-        this.stats.refused.set(name, { kind: 'refused', reason: failure.reason });
-        return null;
-      }
+      if (failure.statusCode === 403) this.stats.refused.set(name, { kind: 'refused', reason: failure.reason });
       throw err;
     }
   }
@@ -213,11 +228,29 @@ export class Mirror {
    * Pull-through: fetches `name` from the upstream, stores it as a mirrored package and returns it;
    * null when the upstream does not have it either. Concurrent requests share one fetch.
    */
-  pull(name: string): Promise<PackageDoc | null> {
-    return this.pulls.run(name, () => this.fetchAndStore(name));
+  pull(name: string, knownAbsent = false): Promise<PackageDoc | null> {
+    return this.pulls.run(name, () => this.fetchAndStore(name, knownAbsent));
   }
 
-  private async fetchAndStore(name: string): Promise<PackageDoc | null> {
+  /** The document of `name` at revision `rev` if this gateway stored it lately. */
+  recentDoc(name: string, rev: string): PackageDoc | null {
+    const doc = this.recent.get(name);
+    return doc && doc._rev === rev ? doc : null;
+  }
+
+  private remember(doc: PackageDoc): void {
+    this.recent.delete(doc.name);
+    this.recent.set(doc.name, doc);
+    if (this.recent.size > RECENT_DOCS) this.recent.delete(this.recent.keys().next().value as string);
+  }
+
+  /**
+   * `knownAbsent`: the caller has just read both databases and found neither has `name` (the local
+   * database is not read again; a local package written meanwhile still shadows the mirrored one).
+   */
+  private async fetchAndStore(name: string, knownAbsent: boolean): Promise<PackageDoc | null> {
+    const storing = this.storing.get(name);
+    if (storing) return storing.doc;
     let packument: UpstreamPackument | null;
     try {
       packument = await this.fetchPackument(name);
@@ -225,6 +258,7 @@ export class Mirror {
       throw upstreamFailed('Package "' + name + '" is not here yet and ' + (err as Error).message + '; packages already mirrored are still served. Try again later.');
     }
     if (!packument) return null;
+    if (knownAbsent && this.config.upstreamTarballs !== 'eager') return this.storeBehind(name, packument);
     const local = await this.readLocal(name);
     if (local) {
       this.shadowed(name);
@@ -234,6 +268,41 @@ export class Mirror {
     this.checkedAt.set(name, Date.now());
     if (stored && this.config.upstreamTarballs === 'eager') void this.fetchAllTarballs(stored);
     return stored || this.readMirrored(name);
+  }
+
+  /**
+   * A package neither database had a moment ago: its document is handed back at once, to be served
+   * while CouchDB stores it (with a revision of its own making until then: `0-` and a digest of what
+   * it holds), and the tarball requests that follow find it here. A failure to store is logged and
+   * recorded; the next request fetches the package again.
+   */
+  private storeBehind(name: string, packument: UpstreamPackument): PackageDoc {
+    const doc = mirroredDoc(name, packument, this.upstream, null);
+    const digest = createHash('sha1').update(JSON.stringify([doc.time, doc['dist-tags'], Object.keys(doc.versions)])).digest('hex');
+    const served = { ...doc, _rev: '0-' + digest };
+    const stored = this.storeDoc(name, doc)
+      .catch(async (err) => {
+        // Stored meanwhile (by the feed, or another gateway): over what is there now.
+        if (couchFailure(err).statusCode !== 409) throw err;
+        const existing = await this.readMirrored(name);
+        return this.storeDoc(name, mirroredDoc(name, packument, this.upstream, existing));
+      })
+      .catch((err) => {
+        this.recordFailure(name, 'storing the packument failed: ' + (err as Error).message);
+        this.host.log.warn({ package: name, err: (err as Error).message }, 'a pulled-through packument could not be stored; it is fetched again on its next request');
+        return null;
+      })
+      .finally(() => {
+        this.storing.delete(name);
+        this.checkedAt.set(name, Date.now());
+      });
+    this.storing.set(name, { doc: served, stored });
+    return served;
+  }
+
+  /** The mirrored document of `name` being stored now (its tarballs are fetched from the upstream meanwhile). */
+  inFlight(name: string): PackageDoc | null {
+    return this.storing.get(name)?.doc || null;
   }
 
   /**
@@ -315,9 +384,14 @@ export class Mirror {
 
   /** Adds a verified tarball (a file, or its bytes) to the mirrored document, on its current revision. */
   private async storeTarball(name: string, file: string, source: string | Buffer): Promise<void> {
+    // A document being stored is waited for; the one this gateway stored last is tried first, and a
+    // conflict reads the current one.
+    await this.storing.get(name)?.stored;
+    let known = this.recent.get(name) || null;
     const stored = await retry(
       async () => {
-        const current = await this.readMirrored(name);
+        const current = known || (await this.readMirrored(name));
+        known = null;
         if (!current) throw notFound('No tarball ' + file + ' for "' + name + '": the package changed meanwhile; ask again.');
         if (current._attachments && current._attachments[file]) return null;
         const target = docPath(this.config.mirrorDb, name, file) + '?rev=' + encodeURIComponent(current._rev as string);
@@ -336,6 +410,7 @@ export class Mirror {
       throw unavailable('The tarball ' + file + ' was fetched and verified but could not be stored (' + couchFailure(err).reason + '). Try again.');
     });
     if (!stored) return;
+    this.recent.delete(name);
     this.stats.tarballsWritten++;
     this.host.written(name, stored.rev, undefined, true);
   }

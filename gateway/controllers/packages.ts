@@ -24,6 +24,7 @@ import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
 import { forwardToUpstream, postToUpstream, proxyRead } from '../upstream';
 import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
+import { tarballFileName } from '../../core/names';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
@@ -51,7 +52,7 @@ async function loadForRead(ctx: Context, req: Request, res: Response, name: stri
     if (!ctx.mirror.mayPull(name)) {
       throw notFound('Package "' + name + '" is not in this registry; its scope is private here, so it is never fetched from the upstream.');
     }
-    doc = await ctx.mirror.pull(name);
+    doc = await ctx.mirror.pull(name, ctx.cache.isAbsent(name));
     if (!doc) throw notFound('Package "' + name + '" is neither in this registry nor in its upstream ' + ctx.mirror.upstream + '.');
   }
   if (!doc) {
@@ -123,7 +124,7 @@ export function packageRoutes(ctx: Context): Router {
     const entry = await ctx.cache.once(name, async () => {
       const generation = ctx.cache.generation(name);
       if (ctx.cache.isAbsent(name)) return null;
-      const doc = await readPackage(ctx, name);
+      const doc = await readPackage(ctx, name, ctx.config.upstreamMode === 'mirror' && !!ctx.mirror);
       if (!doc) ctx.cache.setAbsent(name, generation);
       if (!doc || isForeign(doc) || isTombstone(doc)) return null;
       const made = servedBytes(ctx, doc);
@@ -165,8 +166,23 @@ export function packageRoutes(ctx: Context): Router {
     ctx.metrics.cache('tarball', !!cached, cached ? cached.size : 0);
     if (cached) return sendTarballFile(req, res, cached);
     const generation = ctx.tarballs.generation(name);
+    // Fetched from the upstream and verified: served at once (and kept) while CouchDB stores it, or,
+    // for a large one, stored first and served like any stored tarball.
+    const fromUpstream = async (doc: PackageDoc): Promise<void> => {
+      const data = await (ctx.mirror as NonNullable<Context['mirror']>).tarball(doc, file);
+      if (!data) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: true });
+      const entry = { path: '', etag: md5Etag(data), size: data.length, data };
+      ctx.tarballs.put(name, file, generation, data, entry.etag);
+      return sendTarballFile(req, res, entry);
+    };
+    const packument = ctx.cache.get(name);
+    // Just pulled through (being stored, or the cached packument is of the document this gateway
+    // stored) and without this tarball yet: straight to the upstream, without asking CouchDB for what
+    // it does not have.
+    const pulled = from || !ctx.mirror ? null : ctx.mirror.inFlight(name) || (packument?.mirrored ? ctx.mirror.recentDoc(name, packument.rev) : null);
+    if (pulled && !(pulled._attachments && pulled._attachments[file]) && Object.keys(pulled.versions).some((v) => tarballFileName(name, v) === file)) return fromUpstream(pulled);
     // A package known to be mirrored (its packument is cached) is looked for in the mirror database first.
-    if (!from && ctx.cache.get(name)?.mirrored) from = { db: ctx.config.mirrorDb, pulled: false };
+    if (!from && packument?.mirrored) from = { db: ctx.config.mirrorDb, pulled: false };
     const db = from ? from.db : ctx.config.registryDb;
     const headers: Record<string, string> = {};
     if (typeof req.headers['if-none-match'] === 'string') headers['if-none-match'] = req.headers['if-none-match'];
@@ -176,15 +192,7 @@ export function packageRoutes(ctx: Context): Router {
       const doc = await loadForRead(ctx, req, res, name, ['-', file]);
       if (!doc) return;
       if (isMirrored(doc, ctx.registryId) && !from) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: false });
-      if (ctx.mirror && isMirrored(doc, ctx.registryId) && from && !from.pulled) {
-        // Fetched from the upstream and verified: served at once (and kept) while CouchDB stores it,
-        // or, for a large one, stored first and served like any stored tarball.
-        const data = await ctx.mirror.tarball(doc, file);
-        if (!data) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: true });
-        const entry = { path: '', etag: md5Etag(data), size: data.length, data };
-        ctx.tarballs.put(name, file, generation, data, entry.etag);
-        return sendTarballFile(req, res, entry);
-      }
+      if (ctx.mirror && isMirrored(doc, ctx.registryId) && from && !from.pulled) return fromUpstream(doc);
       throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
     }
     if (upstream.statusCode !== 200 && upstream.statusCode !== 304) {
@@ -228,7 +236,7 @@ export function packageRoutes(ctx: Context): Router {
     if (!policy || !policyActive(policy)) return undefined;
     const entry = ctx.cache.get(name);
     if (entry) return entry.withheld ? withheldTarball(name, file, entry.withheld) : undefined;
-    const doc = await readPackage(ctx, name);
+    const doc = ctx.mirror?.inFlight(name) || (await readPackage(ctx, name));
     return doc ? withheldTarball(name, file, withheldOf(ctx, doc)) : undefined;
   }
 
