@@ -67,13 +67,16 @@ export async function getPackageDoc(db: Database<PackageDoc>, name: string): Pro
 /**
  * The package of `name` as clients see it: the one published here (even unpublished, a tombstone),
  * else the mirrored one; null when neither database has it. A local package always shadows the
- * mirrored package of the same name. `both`: the two databases are read at once (when most packages
+ * mirrored package of the same name; a package being stored by pull-through is found too. `both`:
+ * the two databases are read at once (when most packages
  * are mirrored, as in pull-through, the second read is rarely wasted).
  */
-export async function readPackage(ctx: Pick<Context, 'registry' | 'mirrored'>, name: string, both = false): Promise<PackageDoc | null> {
-  if (!both) return (await getPackageDoc(ctx.registry, name)) || getPackageDoc(ctx.mirrored, name);
-  const [local, mirrored] = await Promise.all([getPackageDoc(ctx.registry, name), getPackageDoc(ctx.mirrored, name)]);
-  return local || mirrored;
+export async function readPackage(ctx: Pick<Context, 'registry' | 'mirrored' | 'mirror'>, name: string, both = false): Promise<PackageDoc | null> {
+  const found = both
+    ? await Promise.all([getPackageDoc(ctx.registry, name), getPackageDoc(ctx.mirrored, name)]).then(([local, mirrored]) => local || mirrored)
+    : (await getPackageDoc(ctx.registry, name)) || (await getPackageDoc(ctx.mirrored, name));
+  // A package pull-through has just served is found while CouchDB stores it.
+  return found || (ctx.mirror ? ctx.mirror.inFlight(name) : null);
 }
 
 /** A CouchDB refusal turned into the answer the npm user sees (validate_doc_update's reason included). */

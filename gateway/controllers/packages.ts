@@ -128,7 +128,8 @@ export function packageRoutes(ctx: Context): Router {
       if (!doc) ctx.cache.setAbsent(name, generation);
       if (!doc || isForeign(doc) || isTombstone(doc)) return null;
       const made = servedBytes(ctx, doc);
-      ctx.cache.set(name, generation, made);
+      // Not a document being stored by pull-through (its revision is `0-…`): the stored one is cached.
+      if (!String(doc._rev).startsWith('0-')) ctx.cache.set(name, generation, made);
       return made;
     });
     if (entry) return sendPackument(req, res, entry);
@@ -236,7 +237,7 @@ export function packageRoutes(ctx: Context): Router {
     if (!policy || !policyActive(policy)) return undefined;
     const entry = ctx.cache.get(name);
     if (entry) return entry.withheld ? withheldTarball(name, file, entry.withheld) : undefined;
-    const doc = ctx.mirror?.inFlight(name) || (await readPackage(ctx, name));
+    const doc = await readPackage(ctx, name);
     return doc ? withheldTarball(name, file, withheldOf(ctx, doc)) : undefined;
   }
 
