@@ -175,8 +175,9 @@ async function rate(base: string, paths: string[], seconds: number | 'once', con
     headers,
     requests: [{ setupRequest: (req: any) => ({ ...req, path: paths[at++ % paths.length] }) }],
   } as autocannon.Options);
-  // autocannon's average is over whole seconds: a run of a few seconds is counted by its own length.
-  const rps = seconds === 'once' ? result.requests.total / Math.max(result.duration, 0.001) : result.requests.average;
+  // autocannon counts (and ends a run of a fixed number of requests) in whole seconds: the rate of
+  // such a run is taken from its latency instead, by Little's law (connections busy ÷ mean latency).
+  const rps = seconds === 'once' ? Math.min(connections, paths.length) / (result.latency.mean / 1000) : result.requests.average;
   return { rps, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx + result.errors };
 }
 

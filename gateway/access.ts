@@ -17,23 +17,38 @@ export class AccessRules {
 
   constructor(private readonly db: Database<PackageDoc>) {}
 
+  private refreshing: Promise<{ rules: AccessRule[] | null; problem: string | null }> | null = null;
+
+  /** The rules, read again when older than TTL_MS; concurrent callers share one read. */
   private async load(): Promise<{ rules: AccessRule[] | null; problem: string | null }> {
-    const now = Date.now();
-    if (this.cached && now - this.cached.at < TTL_MS) return this.cached;
-    const design = (await this.db.get(designId(DESIGN.access))) as { rules?: unknown } | null;
-    const rules = design ? design.rules : undefined;
-    const problem = rulesProblem(rules);
-    this.cached = { rules: problem ? null : (rules as AccessRule[]), problem, at: now };
-    return this.cached;
+    if (this.cached && Date.now() - this.cached.at < TTL_MS) return this.cached;
+    return this.refresh();
+  }
+
+  private refresh(): Promise<{ rules: AccessRule[] | null; problem: string | null }> {
+    if (!this.refreshing) {
+      this.refreshing = (async () => {
+        const design = (await this.db.get(designId(DESIGN.access))) as { rules?: unknown } | null;
+        const rules = design ? design.rules : undefined;
+        const problem = rulesProblem(rules);
+        this.cached = { rules: problem ? null : (rules as AccessRule[]), problem, at: Date.now() };
+        return this.cached;
+      })().finally(() => (this.refreshing = null));
+    }
+    return this.refreshing;
   }
 
   /**
    * Whether anyone, anonymous included, may read `name` by the rules read less than two seconds ago;
    * false when they are older or unknown (the caller then takes the ordinary path, which reads them).
+   * Rules older than a second are read again in the background, so that steady traffic never finds
+   * them stale.
    */
   anonymousMayReadNow(name: string): boolean {
     const cached = this.cached;
-    if (!cached || !cached.rules || Date.now() - cached.at >= TTL_MS) return false;
+    const age = cached ? Date.now() - cached.at : Infinity;
+    if (age >= TTL_MS / 2) void this.refresh().catch(() => undefined);
+    if (!cached || !cached.rules || age >= TTL_MS) return false;
     return allowed(cached.rules, name, 'read', { name: null, roles: [] });
   }
 
