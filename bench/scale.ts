@@ -11,8 +11,8 @@ import { createHash } from 'crypto';
 import { readdirSync, readFileSync, rmSync } from 'fs';
 import { join } from 'path';
 import { execFileSync } from 'child_process';
-import { gzipSync } from 'zlib';
 import { peakRss, startOurs, Ours } from './harness';
+import { manifestTarball } from '../test/helpers/feed-standin';
 
 export interface ScaleOptions {
   sizes: number[];
@@ -65,27 +65,6 @@ function vocabulary(next: () => number): { words: string[]; pick(): string } {
   return { words: list, pick: () => list[Math.floor(list.length * next() ** 3)] };
 }
 
-/** A one-file npm tarball (ustar in gzip) holding `package/package.json`. */
-function tarball(manifest: object): Buffer {
-  const body = Buffer.from(JSON.stringify(manifest));
-  const header = Buffer.alloc(512);
-  header.write('package/package.json', 0);
-  header.write('0000644\0', 100);
-  header.write('0000000\0', 108);
-  header.write('0000000\0', 116);
-  header.write(body.length.toString(8).padStart(11, '0') + '\0', 124);
-  header.write('00000000000\0', 136);
-  header.write('        ', 148);
-  header.write('0', 156);
-  header.write('ustar\0' + '00', 257);
-  let sum = 0;
-  for (const byte of header) sum += byte;
-  header.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  const padded = Buffer.alloc(Math.ceil(body.length / 512) * 512);
-  body.copy(padded);
-  return gzipSync(Buffer.concat([header, padded, Buffer.alloc(1024)]));
-}
-
 interface Generated {
   names: string[];
   /** A tarball path of each package. */
@@ -116,7 +95,7 @@ async function fill(ours: Ours, count: number): Promise<Generated & { seconds: n
       };
       for (const version of ['1.0.0', '1.1.0', '1.2.0']) {
         const manifest = { name, version, description, keywords, main: 'index.js', license: 'MIT' };
-        const data = tarball(manifest);
+        const data = manifestTarball(manifest);
         const file = name + '-' + version + '.tgz';
         doc.versions[version] = {
           ...manifest, _id: name + '@' + version,

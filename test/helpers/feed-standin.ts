@@ -48,9 +48,9 @@ export interface FeedStandIn {
 const seqOf = (n: number) => n + '-g1AAAAstandin' + (n * 7919).toString(36);
 const parseSeq = (seq: string | null) => (seq ? parseInt(seq, 10) || 0 : 0);
 
-/** A small valid npm tarball (gzip of a tar holding package/package.json). */
-function tarball(name: string, version: string): Buffer {
-  const content = Buffer.from(JSON.stringify({ name, version }));
+/** A small valid npm tarball (gzip of a tar holding package/package.json with `manifest`). */
+export function manifestTarball(manifest: object): Buffer {
+  const content = Buffer.from(JSON.stringify(manifest));
   const header = Buffer.alloc(512);
   header.write('package/package.json', 0);
   header.write('0000644\0', 100);
@@ -67,6 +67,8 @@ function tarball(name: string, version: string): Buffer {
   const body = Buffer.concat([content, Buffer.alloc((512 - (content.length % 512)) % 512)]);
   return gzipSync(Buffer.concat([header, body, Buffer.alloc(1024)]));
 }
+
+const tarball = (name: string, version: string): Buffer => manifestTarball({ name, version });
 
 export async function startFeedStandIn(): Promise<FeedStandIn> {
   const packages = new Map<string, Package>();
