@@ -393,8 +393,7 @@ async function loadTarball(url: string, scale: Scale): Promise<Load & { tool: st
   // what it serves from in use.
   await (await fetch(url)).arrayBuffer();
   if (!existsSync(WRK)) return { ...(await load(url, scale)), tool: 'autocannon' };
-  // A warm-up of a few seconds, not counted, for every server alike: the measure before this one
-  // (the large packument under load) leaves a server collecting its garbage for a while.
+  // A warm-up of a few seconds, not counted, for every server alike.
   await run(WRK, ['-t1', '-c' + scale.connections, '-d' + Math.min(3, scale.durationSeconds) + 's', url], { cwd: tmpdir(), env: process.env });
   const result = await run(WRK, ['-t1', '-c' + scale.connections, '-d' + scale.durationSeconds + 's', '--latency', url], { cwd: tmpdir(), env: process.env });
   const text = result.stdout;
