@@ -68,8 +68,8 @@ export async function getPackageDoc(db: Database<PackageDoc>, name: string): Pro
  * The package of `name` as clients see it: the one published here (even unpublished, a tombstone),
  * else the mirrored one; null when neither database has it. A local package always shadows the
  * mirrored package of the same name; a package being stored by pull-through is found too. `both`:
- * the two databases are read at once (when most packages
- * are mirrored, as in pull-through, the second read is rarely wasted).
+ * the two databases are read at once (when most packages are mirrored, as in pull-through, the
+ * second read is rarely wasted).
  */
 export async function readPackage(ctx: Pick<Context, 'registry' | 'mirrored' | 'mirror'>, name: string, both = false): Promise<PackageDoc | null> {
   const found = both

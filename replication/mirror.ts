@@ -27,6 +27,14 @@ import { UpstreamRegistry } from './upstream';
 
 /** Tarballs up to this size are served from memory as soon as they are verified, while they are stored. */
 const SERVE_WHILE_STORING = 8 * 1024 * 1024;
+/** The start of the revision a pulled-through document is served with while CouchDB stores it (CouchDB's start at 1-). */
+const PROVISIONAL = '0-';
+
+/** Whether `doc` is a pulled-through document not stored yet (served with a revision of its own making). */
+export function isProvisional(doc: PackageDoc): boolean {
+  return String(doc._rev).startsWith(PROVISIONAL);
+}
+
 /** How many documents this gateway stored lately are kept for the tarball requests that follow. */
 const RECENT_DOCS = 500;
 
@@ -279,7 +287,7 @@ export class Mirror {
   private storeBehind(name: string, packument: UpstreamPackument): PackageDoc {
     const doc = mirroredDoc(name, packument, this.upstream, null);
     const digest = createHash('sha1').update(JSON.stringify([doc.time, doc['dist-tags'], Object.keys(doc.versions)])).digest('hex');
-    const served = { ...doc, _rev: '0-' + digest };
+    const served = { ...doc, _rev: PROVISIONAL + digest };
     const stored = this.storeDoc(name, doc)
       .catch(async (err) => {
         // Stored meanwhile (by the feed, or another gateway): over what is there now.

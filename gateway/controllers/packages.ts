@@ -25,6 +25,7 @@ import { forwardToUpstream, postToUpstream, proxyRead } from '../upstream';
 import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 import { tarballFileName } from '../../core/names';
+import { isProvisional } from '../../replication/mirror';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
@@ -128,8 +129,8 @@ export function packageRoutes(ctx: Context): Router {
       if (!doc) ctx.cache.setAbsent(name, generation);
       if (!doc || isForeign(doc) || isTombstone(doc)) return null;
       const made = servedBytes(ctx, doc);
-      // Not a document being stored by pull-through (its revision is `0-…`): the stored one is cached.
-      if (!String(doc._rev).startsWith('0-')) ctx.cache.set(name, generation, made);
+      // Not a document being stored by pull-through: the stored one is cached.
+      if (!isProvisional(doc)) ctx.cache.set(name, generation, made);
       return made;
     });
     if (entry) return sendPackument(req, res, entry);
