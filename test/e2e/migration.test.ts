@@ -87,7 +87,7 @@ it('takes over a feed checkpoint kept in <db>-tokens by an earlier version, and 
     first = await startTestRegistry(feedEnv);
     const db = first.registryDb;
     const id = encodeURIComponent('replication-feed:' + standIn.feedUrl);
-    const saved = await eventually(async () => {
+    await eventually(async () => {
       const res = await couchGet(first!, '/' + db + '-state/' + id);
       return res.status === 200 && res.body.packagesWritten === 2 ? res.body : null;
     }, 20_000, 'the checkpoint after both packages');
@@ -99,6 +99,9 @@ it('takes over a feed checkpoint kept in <db>-tokens by an earlier version, and 
     try {
       const admin = { authorization: basicAuthOf(plain.adminCouchUrl), 'content-type': 'application/json' };
       const couch = new URL(plain.adminCouchUrl).origin;
+      // Read after the stop: the follower may have saved its position again after the second package.
+      const saved = (await couchGet({ ...first, adminCouchUrl: plain.adminCouchUrl }, '/' + db + '-state/' + id)).body;
+      expect(saved.packagesWritten).toBe(2);
       const { _rev, ...checkpoint } = saved;
       expect((await fetch(couch + '/' + db + '-tokens/' + id, { method: 'PUT', headers: admin, body: JSON.stringify(checkpoint) })).status).toBe(201);
       expect((await fetch(couch + '/' + db + '-state/' + id + '?rev=' + _rev, { method: 'DELETE', headers: admin })).status).toBe(200);
