@@ -154,6 +154,16 @@ export class SearchIndex {
   private freshLists: number[][] = [];
   /** Terms added since the last query, not sorted yet. */
   private pending: string[] = [];
+  /** Each id's name in lower case: what a query's part is matched with as a prefix of the whole name. */
+  private readonly lowerNames: string[] = [];
+  /**
+   * Every id in the order of its name (in lower case, then as it is), and each id's place in it: the
+   * whole names a prefix matches are a range of it (rather than a term each), and hits of one rank are
+   * ordered by number rather than by comparing strings. Ids added since wait in `unordered`.
+   */
+  private byName: number[] = [];
+  private nameOrder = new Int32Array(1024);
+  private unordered: number[] = [];
   private visibleCount = 0;
   /** Per-query scratch, one byte per package, zeroed again after each query. */
   private matched = new Uint8Array(0);
@@ -189,12 +199,17 @@ export class SearchIndex {
     const id = this.slots.length;
     this.slots.push({ name, visible: null });
     this.names.push(name);
+    this.lowerNames.push(name.toLowerCase());
     this.ids.set(name, id);
     if (id >= this.found.length) {
       const grown = new Uint8Array(this.found.length * 2);
       grown.set(this.found);
       this.found = grown;
+      const order = new Int32Array(this.found.length);
+      order.set(this.nameOrder);
+      this.nameOrder = order;
     }
+    this.unordered.push(id);
     return id;
   }
 
@@ -217,9 +232,17 @@ export class SearchIndex {
     this.reindex(id, slot, visibleOf(slot));
   }
 
+  /** The terms a package is listed under in `postings`: all but its whole name, which `byName` finds. */
+  private postedTerms(id: number, entry: SearchEntry | null): Map<string, number> {
+    if (!entry) return new Map<string, number>();
+    const all = searchTerms(entry);
+    all.delete(this.lowerNames[id]);
+    return all;
+  }
+
   private reindex(id: number, slot: Slot, visible: SearchEntry | null): void {
-    const before = slot.visible ? searchTerms(slot.visible) : new Map<string, number>();
-    const after = visible ? searchTerms(visible) : new Map<string, number>();
+    const before = this.postedTerms(id, slot.visible);
+    const after = this.postedTerms(id, visible);
     for (const [term, place] of before) {
       if (after.get(term) === place) continue;
       const list = this.postings.get(term) as number[];
@@ -253,6 +276,7 @@ export class SearchIndex {
    * so a bulk load sorts once.
    */
   settle(): void {
+    if (this.unordered.length) this.orderNames();
     if (this.pending.length === 0) return;
     const pending = this.pending.sort();
     this.pending = [];
@@ -264,19 +288,70 @@ export class SearchIndex {
     }
   }
 
-  /** The postings of every term starting with `prefix`, and for each whether its term is `prefix` itself. */
-  private withPrefix(prefix: string): { lists: number[][]; exact: boolean[] } {
-    const end = prefix + '\uffff';
-    const lists: number[][] = [];
-    const exact: boolean[] = [];
+  /** Merges the ids added since into the name order, and numbers every id by its place in it. */
+  private orderNames(): void {
+    const { names, lowerNames } = this;
+    const before = (a: number, b: number) => lowerNames[a] < lowerNames[b] || (lowerNames[a] === lowerNames[b] && names[a] < names[b]);
+    const added = this.unordered.sort((a, b) => (before(a, b) ? -1 : before(b, a) ? 1 : 0));
+    this.unordered = [];
+    const old = this.byName;
+    const findPlace = (id: number, lo: number) => {
+      let hi = old.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (before(old[mid], id)) lo = mid + 1;
+        else hi = mid;
+      }
+      return lo;
+    };
+    if (added.length <= 64) {
+      // A few: put in place, and only the ids after the first one numbered again.
+      let first = old.length;
+      for (const id of added) {
+        const at = findPlace(id, 0);
+        old.splice(at, 0, id);
+        first = Math.min(first, at);
+      }
+      for (let k = first; k < old.length; k++) this.nameOrder[old[k]] = k;
+      return;
+    }
+    const merged: number[] = [];
+    // Each added id goes after the old ones before it, found by halving: few added to many cost few comparisons of names.
+    let from = 0;
+    for (const id of added) {
+      const lo = findPlace(id, from);
+      for (let i = from; i < lo; i++) merged.push(old[i]);
+      merged.push(id);
+      from = lo;
+    }
+    for (let i = from; i < old.length; i++) merged.push(old[i]);
+    for (let k = 0; k < merged.length; k++) this.nameOrder[merged[k]] = k;
+    this.byName = merged;
+  }
+
+  /**
+   * Marks in `matched` the packages having a term that starts with `prefix` (those that matched every
+   * part before it, `k` of them), with their best rank in `best`; adds those newly marked to `touched`.
+   */
+  private matchPrefix(prefix: string, k: number, touched: Int32Array): number {
+    // Whole names (place 0): a range of the name order.
+    const { byName, lowerNames } = this;
+    let i = lowerBound(byName, prefix, lowerNames);
+    const end = lowerBound(byName, prefix + '\uffff', lowerNames);
+    let count = 0;
+    for (; i < end && lowerNames[byName[i]] === prefix; i++) count = markOne(byName[i], 0, k, this.matched, this.best, touched, count);
+    for (; i < end; i++) count = markOne(byName[i], PREFIX, k, this.matched, this.best, touched, count);
+    // Every other term.
     for (const [terms, postings] of [[this.sorted, this.sortedLists], [this.fresh, this.freshLists]] as const) {
-      for (let i = lowerBound(terms, prefix); i < terms.length && terms[i] < end; i++) {
-        if (postings[i].length === 0) continue;
-        lists.push(postings[i]);
-        exact.push(terms[i] === prefix);
+      const start = lowerBound(terms, prefix);
+      const end = lowerBound(terms, prefix + '\uffff');
+      for (let i = start; i < end; i++) {
+        // Sorted, the term that is the prefix itself comes first.
+        const extra = i === start && terms[i] === prefix ? 0 : PREFIX;
+        count = mark(postings[i], extra, k, this.matched, this.best, touched, count);
       }
     }
-    return { lists, exact };
+    return count;
   }
 
   /**
@@ -303,22 +378,7 @@ export class SearchIndex {
     try {
       for (let k = 0; k < parts.length; k++) {
         const touched = k === 0 ? first : current;
-        count = 0;
-        const { lists, exact } = this.withPrefix(parts[k]);
-        for (let l = 0; l < lists.length; l++) {
-          const list = lists[l];
-          const extra = exact[l] ? 0 : PREFIX;
-          for (let j = 0; j < list.length; j++) {
-            const id = list[j] >> 2;
-            const rank = (list[j] & 3) * 2 + extra;
-            const seen = matched[id];
-            if (seen === k) {
-              matched[id] = k + 1;
-              best[id] = rank;
-              touched[count++] = id;
-            } else if (seen === k + 1 && rank < best[id]) best[id] = rank;
-          }
-        }
+        count = this.matchPrefix(parts[k], k, touched);
         for (let i = 0; i < count; i++) sum[touched[i]] += best[touched[i]];
         if (k === 0) firstCount = count;
         if (count === 0) break;
@@ -370,7 +430,7 @@ export class SearchIndex {
     for (let key = firstKey; key <= lastKey && hits.length < size; key++) {
       const group = groups[key];
       if (!group) continue;
-      for (const id of smallestByName(group, skip + size - hits.length, names).slice(skip)) {
+      for (const id of smallestByName(group, skip + size - hits.length, this.nameOrder).slice(skip)) {
         hits.push({ entry: slots[id].visible as SearchEntry, rank: sum[id] / 2, exact: id === exactId });
       }
       skip = 0;
@@ -396,20 +456,41 @@ function merge(a: string[], b: string[], postings: Map<string, number[]>): [stri
   return [merged, lists];
 }
 
-function lowerBound(sorted: string[], value: string): number {
+/** The first place in `sorted` (strings, or ids of the strings in `of`) whose string is not below `value`. */
+function lowerBound(sorted: string[] | number[], value: string, of?: string[]): number {
   let lo = 0;
   let hi = sorted.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (sorted[mid] < value) lo = mid + 1;
+    if ((of ? of[sorted[mid] as number] : sorted[mid]) < value) lo = mid + 1;
     else hi = mid;
   }
   return lo;
 }
 
-/** The `count` ids of `group` whose names sort first, in order, without sorting the whole group. */
-function smallestByName(group: number[], count: number, names: string[]): number[] {
-  const byName = (a: number, b: number) => (names[a] < names[b] ? -1 : names[a] > names[b] ? 1 : 0);
+/**
+ * Marks the packages of one term's postings (see `matchPrefix`); returns the new count of `touched`.
+ * A function of its own, small, so that the engine optimizes this innermost loop by itself.
+ */
+function mark(list: number[], extra: number, k: number, matched: Uint8Array, best: Uint8Array, touched: Int32Array, count: number): number {
+  for (let j = 0; j < list.length; j++) count = markOne(list[j] >> 2, (list[j] & 3) * 2 + extra, k, matched, best, touched, count);
+  return count;
+}
+
+/** One package matched with `rank` by the `k`th part of a query. */
+function markOne(id: number, rank: number, k: number, matched: Uint8Array, best: Uint8Array, touched: Int32Array, count: number): number {
+  const seen = matched[id];
+  if (seen === k) {
+    matched[id] = k + 1;
+    best[id] = rank;
+    touched[count++] = id;
+  } else if (seen === k + 1 && rank < best[id]) best[id] = rank;
+  return count;
+}
+
+/** The `count` ids of `group` whose names sort first (by `order`, each id's place in name order), in order, without sorting the whole group. */
+function smallestByName(group: number[], count: number, order: Int32Array): number[] {
+  const byName = (a: number, b: number) => order[a] - order[b];
   if (group.length <= count * 4 || group.length <= 256) return group.sort(byName).slice(0, count);
   // A max-heap of the `count` smallest seen so far.
   const heap: number[] = [];

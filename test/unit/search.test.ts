@@ -136,3 +136,43 @@ describe('search index', () => {
     expect(search(big, 'common').total).toBe(3000);
   });
 });
+
+describe('search index: names', () => {
+  const names = (index: SearchIndex, text: string, size = 50) => search(index, text, { size }).names;
+
+  it('finds packages by the start of their whole name, scoped ones by their scope, the exact name first', () => {
+    const index = new SearchIndex();
+    for (const name of ['@acme/widgets', '@acme/gears', '@other/acme', 'acme', 'acmeish', 'not-acme']) index.apply('local', name, '1-a', pkg(name));
+    expect(names(index, '@acme/')).toEqual(['@acme/gears', '@acme/widgets']);
+    expect(names(index, '@acme/gears')).toEqual(['@acme/gears']);
+    // `acme` is the whole name of one, the start of another's, and a part of the others' names.
+    expect(names(index, 'acme')).toEqual(['acme', 'acmeish', '@acme/gears', '@acme/widgets', '@other/acme', 'not-acme']);
+    expect(names(index, 'acmei')).toEqual(['acmeish']);
+  });
+
+  it('keeps the name order while names come and go between queries, one at a time and many at once', () => {
+    const index = new SearchIndex();
+    const present = new Set<string>();
+    const add = (name: string, rev = '1-a') => {
+      index.apply('local', name, rev, pkg(name, { description: 'shared' }));
+      present.add(name);
+    };
+    const expected = () => [...present].sort((a, b) => (a.toLowerCase() < b.toLowerCase() ? -1 : a.toLowerCase() > b.toLowerCase() ? 1 : a < b ? -1 : 1));
+    for (let i = 0; i < 500; i++) add('bulk-' + ((i * 313) % 500).toString(36));
+    expect(search(index, 'shared', { size: 250 }).names).toEqual(expected().slice(0, 250));
+    // One by one, each followed by a query: at the start, in the middle, at the end, and in capitals.
+    for (const name of ['aaa-first', 'bulk-7zz', 'zzz-last', 'Bulk-Shout', 'bulk-shout']) {
+      add(name);
+      expect(search(index, 'shared', { size: 250, from: 250 }).names).toEqual(expected().slice(250, 500));
+      expect(search(index, 'shared', { size: 10 }).names).toEqual(expected().slice(0, 10));
+    }
+    // A name deleted and published again keeps its place.
+    index.apply('local', 'bulk-1', '2-a', null);
+    present.delete('bulk-1');
+    expect(search(index, 'shared', { size: 250 }).names).toEqual(expected().slice(0, 250));
+    add('bulk-1', '3-a');
+    for (let i = 0; i < 200; i++) add('late-' + i);
+    expect(search(index, 'shared', { size: 250, from: 400 }).names).toEqual(expected().slice(400, 650));
+    expect(search(index, 'shared').total).toBe(present.size);
+  });
+});
