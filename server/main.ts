@@ -1,21 +1,22 @@
 /** `npm start`: runs the registry with the configuration from the environment. */
 import pino from 'pino';
 import { loadConfig } from '../config';
+import { LogLines } from '../lib/log-lines';
 import { startRegistry } from './registry';
 import { withoutCredentials } from '../replication/couchdb';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   // Readable lines on a terminal; JSON, one object a line, for log collectors everywhere else. The
-  // JSON lines are written in batches of 4 KB (and at least every second): a write per line, done by
+  // JSON lines are gathered and written in batches (lib/log-lines.ts): a write per line, done by
   // libuv's thread pool, took a third of the rate of the tarball fast path.
   let log: pino.Logger;
+  let logLines: LogLines | undefined;
   if (process.stdout.isTTY) {
     log = pino({ level: config.logLevel, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } });
   } else {
-    const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
-    setInterval(() => destination.flush(), 1000).unref();
-    log = pino({ level: config.logLevel }, destination);
+    logLines = new LogLines(1);
+    log = pino({ level: config.logLevel }, logLines);
   }
   const registry = await startRegistry(config, log);
   const lines = [
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
     log.info({ signal }, 'stopping');
     await registry.close();
     log.flush();
+    await logLines?.close();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));
