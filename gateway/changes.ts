@@ -16,6 +16,88 @@ import { BackgroundLoop, exponential } from '../lib/retry';
 
 export const POLL_MS = 250;
 
+interface Waiter {
+  since: string;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * The position of one database, read every `POLL_MS` for all of its followers at once while any of
+ * them waits (the caches' follower and the search index's follow the same databases): one read
+ * instead of one per follower, on an idle registry the only work it does.
+ */
+class PositionWatch {
+  private readonly waiting = new Set<Waiter>();
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly couch: Couch,
+    private readonly db: string,
+  ) {}
+
+  /** Resolves once the database's position is no longer `since`; rejects when `signal` aborts or the position cannot be read. */
+  moved(since: unknown, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal.aborted) return reject(signal.reason);
+      const waiter: Waiter = {
+        since: String(since),
+        resolve: () => {
+          signal.removeEventListener('abort', aborted);
+          resolve();
+        },
+        reject: (err) => {
+          signal.removeEventListener('abort', aborted);
+          reject(err);
+        },
+      };
+      const aborted = () => {
+        this.waiting.delete(waiter);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', aborted);
+      this.waiting.add(waiter);
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.timer || this.waiting.size === 0) return;
+    this.timer = setTimeout(() => void this.check(), POLL_MS);
+  }
+
+  private async check(): Promise<void> {
+    const waiters = [...this.waiting];
+    try {
+      const response = await this.couch.adminFetch(docPath(this.db));
+      if (!response.ok) throw new Error('CouchDB answered ' + response.status + ' for the database ' + this.db);
+      const position = String(((await response.json()) as { update_seq?: unknown }).update_seq);
+      for (const waiter of waiters) {
+        if (waiter.since === position || !this.waiting.has(waiter)) continue;
+        this.waiting.delete(waiter);
+        waiter.resolve();
+      }
+    } catch (err) {
+      for (const waiter of waiters) {
+        if (this.waiting.delete(waiter)) waiter.reject(err);
+      }
+    } finally {
+      this.timer = undefined;
+      this.schedule();
+    }
+  }
+}
+
+const watches = new WeakMap<Couch, Map<string, PositionWatch>>();
+
+function watchOf(couch: Couch, db: string): PositionWatch {
+  let byDb = watches.get(couch);
+  if (!byDb) watches.set(couch, (byDb = new Map()));
+  let watch = byDb.get(db);
+  if (!watch) byDb.set(db, (watch = new PositionWatch(couch, db)));
+  return watch;
+}
+
 export interface FollowOptions {
   /** Read the feed from the start (or from `since`), with the documents (else from now on, ids and revisions only). */
   fromStart?: boolean;
@@ -98,8 +180,8 @@ export class ChangesFollower {
         // Until the database's position moves, its feed is not read: the embedded server reads the
         // last change's document on every `_changes` request, however large (a 40 MB packument
         // written last cost 150 ms a poll), while reading the position costs next to nothing.
-        do await this.loop.pause.for(POLL_MS);
-        while (!this.loop.stopped && String((await this.request('')).update_seq) === String(since));
+        this.abort = new AbortController();
+        await watchOf(this.couch, this.db).moved(since, this.abort.signal);
       }
     }
   }
