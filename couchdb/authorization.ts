@@ -10,7 +10,8 @@
  * - `_users`: a user reads their own document and nothing else; every write goes through the registry
  *   (`npm adduser`) or an admin. Roles in `_users` documents never make a server admin (see
  *   `authentication.ts`).
- * - Other databases: creating, deleting, `_security`, design-document writes, `COPY`, compaction,
+ * - Other databases: creating, deleting, `_security` (and `_local/_security`, where the embedded
+ *   server keeps it), design-document writes, `COPY`, compaction,
  *   purge and index management are for admins; the rest is left to the database's own `_security`
  *   members and `validate_doc_update`, which express-pouchdb enforces.
  */
@@ -25,6 +26,9 @@ export interface Refusal {
   error: string;
   reason: string;
 }
+
+/** Where the embedded server (pouchdb-security) keeps each database's `_security`. */
+export const SECURITY_DOCUMENT = '_local/_security';
 
 /** Databases that exist on every CouchDB; every other name follows CouchDB's rule, without `/`. */
 const SYSTEM_DATABASES = ['_users', '_replicator', '_global_changes'];
@@ -130,6 +134,9 @@ function authorizeDatabase(method: string, db: string, rest: string[], caller: C
     if (method === 'POST' && rest.indexOf('_view') !== -1) return null;
     return adminOnly(caller, 'design documents of ' + db);
   }
+  // The embedded server keeps a database's security object in this local document (pouchdb-security):
+  // reading or writing it is reading or writing `_security`. (On CouchDB it is an ordinary local document.)
+  if (head === SECURITY_DOCUMENT || (head === '_local' && rest[1] === '_security')) return adminOnly(caller, db + '/_security');
   if (head === '_local' || head.startsWith('_local/')) return null;
   if (head.startsWith('_')) {
     const allowed = MEMBER_ENDPOINTS.get(head);

@@ -14,7 +14,7 @@ import {
   adminHashIsCurrent, adminPasswordMatches, Authenticator, hashAdminPassword, hashUserPassword, identify,
   pinnedSession, SESSION_SECONDS, sessionCookie, StoredUser,
 } from './authentication';
-import { authorize } from './authorization';
+import { authorize, SECURITY_DOCUMENT } from './authorization';
 
 // pouchdb and express-pouchdb ship no types; they are loaded as untyped CommonJS modules.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -72,6 +72,33 @@ function hashUserPasswordsStrongly(): void {
   wrappers.post = wrappers.put;
   wrappers.bulkDocs = bulkDocsWrapper(hashed);
   wrappers.__registryStrong = true;
+}
+
+/**
+ * A database's security object is the local document `_local/_security` here (pouchdb-security), and
+ * a member may write local documents: through `POST /db` or `_bulk_docs` (the paths are refused in
+ * `authorization.ts`), that would be writing `_security`. Such writes are for admins (and for the
+ * server itself, which writes without a user).
+ */
+function guardSecurityDocument(couchApp: { dbWrapper: { registerWrapper(wrapper: (name: string, db: object, next: () => void) => void): void } }): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const wrappers = require('pouchdb-wrappers') as { installWrapperMethods(db: object, handlers: Record<string, unknown>): void };
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const bulkDocsWrapper = require('pouchdb-bulkdocs-wrapper') as (each: (doc: Record<string, unknown>, args: WrapperArgs) => Promise<void>) => unknown;
+  const check = async (doc: Record<string, unknown> | undefined, args: WrapperArgs): Promise<void> => {
+    const user = args.options && args.options.userCtx;
+    if (!doc || doc._id !== SECURITY_DOCUMENT || !user || (user.roles || []).indexOf('_admin') !== -1) return;
+    throw Object.assign(new Error('Only admins may change a database\'s security object (' + SECURITY_DOCUMENT + ').'), { status: 403, name: 'forbidden', error: true });
+  };
+  couchApp.dbWrapper.registerWrapper((_name, db, next) => {
+    const single = (original: () => Promise<unknown>, args: WrapperArgs & { doc?: Record<string, unknown> }) => check(args.doc, args).then(original);
+    wrappers.installWrapperMethods(db, { put: single, post: single, bulkDocs: bulkDocsWrapper(check) });
+    next();
+  });
+}
+
+interface WrapperArgs {
+  options?: { userCtx?: { name?: string | null; roles?: string[] } };
 }
 
 /**
@@ -332,6 +359,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
     mode: 'fullCouchDB',
     overrideMode: { exclude: EXCLUDED_PARTS },
   });
+  guardSecurityDocument(couchApp);
 
   const app = express();
   app.disable('x-powered-by');

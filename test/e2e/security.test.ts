@@ -354,6 +354,31 @@ describe('authorization matrix on the CouchDB port', () => {
     expect((await send(couch, 'GET', '/copy', { headers: adminCouch() })).status).toBe(404);
   });
 
+  it.each(['anonymous', 'user'] as const)("as %s: writing the local document _local/_security changes no database's _security", async (who) => {
+    // The embedded server keeps `_security` in that local document; any member could write local documents.
+    const headers = who === 'user' ? userCouch() : {};
+    const security = (await send(couch, 'GET', '/' + p.registryDb + '/_security', { headers: adminCouch() })).body;
+    const evil = { admins: { names: [p.mallory], roles: [] }, members: { names: [p.mallory], roles: [] } };
+    const local = { _id: '_local/_security', _rev: '0-1', security: evil };
+    const writes: [string, string, unknown?][] = [
+      ['PUT', '/' + p.registryDb + '/_local/_security', local],
+      ['PUT', '/' + p.registryDb + '/_local%2F_security', local],
+      ['POST', '/' + p.registryDb, local],
+      ['POST', '/' + p.registryDb + '/_bulk_docs', { docs: [local] }],
+      ['POST', '/' + p.registryDb + '/_bulk_docs', { new_edits: false, docs: [local] }],
+      ['DELETE', '/' + p.registryDb + '/_local/_security?rev=0-1'],
+    ];
+    for (const [method, path, body] of writes) {
+      const res = await send(couch, method, path, { headers, body });
+      if (embedded) {
+        const refused = [401, 403].includes(res.status) || (Array.isArray(res.body) && res.body.every((item: { error?: string }) => item.error === 'forbidden'));
+        expect([method, path, res.status, refused]).toEqual([method, path, res.status, true]);
+      }
+      expect([method, path, (await send(couch, 'GET', '/' + p.registryDb + '/_security', { headers: adminCouch() })).body]).toEqual([method, path, security]);
+    }
+    expect((await send(gateway, 'GET', '/victim')).status).toBe(200);
+  });
+
   it('as admin: the same reads are allowed', async () => {
     for (const path of ['/_all_dbs', '/_users/_all_docs', '/' + p.registryDb + '-tokens/_all_docs', '/' + p.registryDb + '/_security']) {
       expect([path, (await send(couch, 'GET', path, { headers: adminCouch() })).status]).toEqual([path, 200]);

@@ -47,6 +47,11 @@ describe('the embedded server decides as CouchDB 3.4', () => {
     ['POST', '/registry/_bulk_docs', 'allowed', 'allowed'],
     ['GET', '/registry/_changes', 'allowed', 'allowed'],
     ['PUT', '/registry/_local/checkpoint', 'allowed', 'allowed'],
+    // Where the embedded server keeps `_security`.
+    ['PUT', '/registry/_local/_security', 401, 403],
+    ['PUT', '/registry/_local%2F_security', 401, 403],
+    ['DELETE', '/registry/_local/_security', 401, 403],
+    ['GET', '/registry/_local/_security', 401, 403],
     ['PUT', '/registry/pkg', 'allowed', 'allowed'],
     ['COPY', '/registry/pkg', 401, 403],
     ['PATCH', '/registry/pkg', 405, 405],
