@@ -42,6 +42,11 @@ export function tarballFileName(name: string, version: string): string {
   return unscopedName(name) + '-' + version + '.tgz';
 }
 
+/** The version of a package document whose tarball is `file`, if one is. */
+export function versionOfTarball(doc: { name: string; versions: Record<string, unknown> }, file: string): string | undefined {
+  return Object.keys(doc.versions).find((v) => tarballFileName(doc.name, v) === file);
+}
+
 const SEMVER = /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$/;
 
 /** A strict semver version string as npm publishes it (no leading "v", no spaces). */

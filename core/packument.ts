@@ -5,7 +5,7 @@
  */
 import semver from 'semver';
 import { invalid, refused } from './errors';
-import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from './names';
+import { distTagProblem, isVersion, packageNameProblem, tarballFileName, versionOfTarball } from './names';
 import {
   hostedElsewhereMessage, isForeign, isRegistryUrl, isTombstone, keptAttachments, MAINTAINER_NEEDS_NAME, maintainerOf,
   publishedVersions, TARBALL_CONTENT_TYPE, versionReusedMessage,
@@ -388,7 +388,7 @@ export function tombstone(existing: PackageDoc, user: { name: string }, now: str
 /** The document after removing one tarball (after `npm unpublish name@version` removed its version). */
 export function withoutTarball(existing: PackageDoc, file: string): PackageDoc | null {
   if (!existing._attachments || !existing._attachments[file]) return null;
-  const version = Object.keys(existing.versions).find((v) => tarballFileName(existing.name, v) === file);
+  const version = versionOfTarball(existing, file);
   if (version) throw refused('The tarball ' + file + ' belongs to the published version ' + version + '; unpublish the version instead.');
   return { ...existing, _attachments: keptAttachments(existing.name, Object.keys(existing.versions), existing) };
 }

@@ -16,7 +16,7 @@ import ssri from 'ssri';
 import { Config } from '../config';
 import { notFound, unavailable, upstreamFailed } from '../core/errors';
 import { mirroredDoc, UpstreamPackument } from '../core/mirrored';
-import { tarballFileName } from '../core/names';
+import { tarballFileName, versionOfTarball } from '../core/names';
 import { inPrivateScope, REPLICATOR_ROLE, shadowedReason } from '../core/provenance';
 import { TARBALL_CONTENT_TYPE } from '../core/rules';
 import { PackageDoc, VersionManifest } from '../core/types';
@@ -343,7 +343,7 @@ export class Mirror {
    * fetches again); larger tarballs are stored first (null), then served from CouchDB.
    */
   private async fetchTarball(doc: PackageDoc, file: string, storeFirst: boolean): Promise<Buffer | null> {
-    const version = Object.keys(doc.versions).find((v) => tarballFileName(doc.name, v) === file);
+    const version = versionOfTarball(doc, file);
     const manifest = version ? doc.versions[version] : undefined;
     const source = manifest && manifest.dist && typeof manifest.dist.tarball === 'string' ? manifest.dist.tarball : undefined;
     if (!manifest || !source) throw notFound('No tarball ' + file + ' for "' + doc.name + '": the version does not exist upstream.');

@@ -24,7 +24,7 @@ import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
 import { forwardToUpstream, postToUpstream, proxyRead } from '../upstream';
 import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
-import { tarballFileName } from '../../core/names';
+import { versionOfTarball } from '../../core/names';
 import { isProvisional } from '../../replication/mirror';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
@@ -182,7 +182,7 @@ export function packageRoutes(ctx: Context): Router {
     // stored) and without this tarball yet: straight to the upstream, without asking CouchDB for what
     // it does not have.
     const pulled = from || !ctx.mirror ? null : ctx.mirror.inFlight(name) || (packument?.mirrored ? ctx.mirror.recentDoc(name, packument.rev) : null);
-    if (pulled && !(pulled._attachments && pulled._attachments[file]) && Object.keys(pulled.versions).some((v) => tarballFileName(name, v) === file)) return fromUpstream(pulled);
+    if (pulled && !(pulled._attachments && pulled._attachments[file]) && versionOfTarball(pulled, file) !== undefined) return fromUpstream(pulled);
     // A package known to be mirrored (its packument is cached) is looked for in the mirror database first.
     if (!from && packument?.mirrored) from = { db: ctx.config.mirrorDb, pulled: false };
     const db = from ? from.db : ctx.config.registryDb;
