@@ -69,9 +69,7 @@ class PositionWatch {
   private async check(): Promise<void> {
     const waiters = [...this.waiting];
     try {
-      const response = await this.couch.adminFetch(docPath(this.db));
-      if (!response.ok) throw new Error('CouchDB answered ' + response.status + ' for the database ' + this.db);
-      const position = String(((await response.json()) as { update_seq?: unknown }).update_seq);
+      const position = String(await databasePosition(this.couch, this.db));
       for (const waiter of waiters) {
         if (waiter.since === position || !this.waiting.has(waiter)) continue;
         this.waiting.delete(waiter);
@@ -86,6 +84,13 @@ class PositionWatch {
       this.schedule();
     }
   }
+}
+
+/** A database's position in its change feed: `update_seq` of `GET /db`. */
+export async function databasePosition(couch: Couch, db: string, signal?: AbortSignal): Promise<unknown> {
+  const response = await couch.adminFetch(docPath(db), { signal });
+  if (!response.ok) throw new Error('CouchDB answered ' + response.status + ' for the database ' + db);
+  return ((await response.json()) as { update_seq?: unknown }).update_seq;
 }
 
 const watches = new WeakMap<Couch, Map<string, PositionWatch>>();
@@ -156,7 +161,8 @@ export class ChangesFollower {
 
   /** One round: the database's position, then its changes from there until it fails or the follower stops. */
   private async follow(healthy: () => void): Promise<void> {
-    const position = (await this.request('')).update_seq;
+    this.abort = new AbortController();
+    const position = await databasePosition(this.couch, this.db, this.abort.signal);
     let since = this.options.fromStart ? this.since : position;
     this.onLive(true);
     healthy();

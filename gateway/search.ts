@@ -13,8 +13,8 @@ import { dirname } from 'path';
 import { Logger } from 'pino';
 import { SearchIndex, SearchSnapshotEntry, SearchSource } from '../core/search';
 import { PackageDoc } from '../core/types';
-import { Couch, docPath } from '../couchdb/client';
-import { ChangesFollower } from './changes';
+import { Couch } from '../couchdb/client';
+import { ChangesFollower, databasePosition } from './changes';
 import { HttpError } from './errors';
 
 /** How long a search waits for the index to load before it is told to come back. */
@@ -134,11 +134,8 @@ export class SearchService {
     if (!snapshot || snapshot.format !== FORMAT || snapshot.identity !== this.identity || !Array.isArray(snapshot.entries) || !snapshot.since) return null;
     try {
       for (const source of SOURCES) {
-        const response = await this.couch.adminFetch(docPath(this.databases[source]));
-        if (!response.ok) return null;
-        const info = (await response.json()) as { update_seq?: unknown };
         // A position past the database's own: the snapshot is of another copy of it.
-        if (seqNumber(snapshot.since[source]) > seqNumber(info.update_seq)) return null;
+        if (seqNumber(snapshot.since[source]) > seqNumber(await databasePosition(this.couch, this.databases[source]))) return null;
       }
     } catch {
       return null;
