@@ -47,7 +47,8 @@ export class LogLines {
 
   /** Starts writing what is gathered, unless a write is under way (the rest follows it). */
   flush(): void {
-    if (this.writing || this.gone) return;
+    if (this.gone) return this.settled();
+    if (this.writing) return;
     if (this.dropped) {
       this.lines.push(JSON.stringify({ level: 40, time: Date.now(), dropped: this.dropped, msg: 'log lines dropped: the log reader fell behind' }) + '\n');
       this.dropped = 0;

@@ -36,6 +36,21 @@ describe('log lines', () => {
     closeSync(fd);
   });
 
+  it('closes at once when the reader has gone away, however much was left to write', async () => {
+    const reader = spawn(process.execPath, ['-e', 'process.exit(0)'], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const fd = (reader.stdin as unknown as { _handle: { fd: number } })._handle.fd;
+    await new Promise((resolve) => reader.once('exit', resolve));
+    const lines = new LogLines(fd, 4096);
+    for (let i = 0; i < 1000; i++) lines.write(JSON.stringify({ msg: 'x'.repeat(100) }) + '\n');
+    // Past the pipe's closing (EPIPE): nothing more is written, and close does not wait out its 10 s.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    lines.write('{"msg":"after"}\n');
+    const started = Date.now();
+    await lines.close(10_000);
+    expect(Date.now() - started).toBeLessThan(1000);
+    reader.stdin!.destroy();
+  });
+
   it('drops lines past its limit while the reader does not read, and says how many once it does', async () => {
     // A real pipe to a process that reads nothing for a second and then everything.
     const reader = spawn(process.execPath, ['-e', 'setTimeout(() => process.stdin.pipe(process.stdout), 1000)'], { stdio: ['pipe', 'pipe', 'inherit'] });
