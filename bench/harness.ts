@@ -377,14 +377,17 @@ export async function measureReplicationLag(samples: number): Promise<{ p50: num
   }
 }
 
-export function peakRss(pid: number): number {
+/** A size in bytes from a process's /proc status (`VmRSS`, `VmHWM`: its peak); NaN where there is none. */
+export function memoryOf(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   try {
     const status = readFileSync('/proc/' + pid + '/status', 'utf8');
-    return Number(/VmHWM:\s+(\d+)/.exec(status)![1]) * 1024;
+    return Number(new RegExp(field + ':\\s+(\\d+)').exec(status)![1]) * 1024;
   } catch {
     return NaN;
   }
 }
+
+export const peakRss = (pid: number): number => memoryOf(pid, 'VmHWM');
 
 /** CPU seconds (user and system) a process has used, from /proc; NaN where there is none. */
 function cpuSeconds(pid: number): number {
@@ -606,11 +609,13 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     staticServer = await startStaticServer(staticDir);
 
     const rows: Row[] = [];
+    /** Until both registries are idle (and any other server named). */
+    const idle = (...others: number[]) => quiet([...targets.map((t) => t.pid), ...others]);
     const both = async (label: string, measure: (t: Target) => Promise<Load>) => {
       const results: Load[] = [];
       for (const target of targets) {
         log(label + ': ' + target.name);
-        await quiet(targets.map((t) => t.pid));
+        await idle();
         results.push(await measure(target));
         if (results[results.length - 1].errors) log('  ' + results[results.length - 1].errors + ' errors or non-2xx answers');
       }
@@ -642,12 +647,12 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
       const tarballPath = '/bench-' + kind + '/-/bench-' + kind + '-1.0.0.tgz';
       const [tarOurs, tarPeer] = await both('tarball of the ' + kind + ' package', (t) => loadTarball(t.url + tarballPath, scale));
       log('tarball of the ' + kind + ' package: ' + staticServer.name);
-      await quiet(targets.map((t) => t.pid));
+      await idle();
       const ceiling = await loadTarball(staticServer.url + '/' + kind + '.tgz', scale);
       if (ceiling.errors) throw new Error(staticServer.name + ' answered ' + ceiling.errors + ' requests with an error: the ceiling would be wrong');
       log('tarball of the ' + kind + ' package: bare Node');
       const bare = await startBareNode(join(staticDir, kind + '.tgz'));
-      await quiet([...targets.map((t) => t.pid), bare.pid]);
+      await idle(bare.pid);
       const bareNode = await loadTarball(bare.url + '/' + kind + '.tgz', scale).finally(() => bare.stop());
       const tool = (ceiling as { tool?: string }).tool || 'autocannon';
       const kb = Math.round(packages[kind][0].length / 1024);
@@ -667,7 +672,7 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     log('npm publish latency');
     const publishTimes: number[][] = [];
     for (const target of targets) {
-      await quiet(targets.map((t) => t.pid));
+      await idle();
       const home = mkdtempSync(join(work, 'publish-'));
       const env = npmEnv(home, target.url, target.token);
       const times: number[] = [];
@@ -694,7 +699,7 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     for (let round = 0; round < scale.installRounds; round++) {
       for (let i = 0; i < installers.length; i++) {
         log('npm install, round ' + (round + 1) + ' of ' + scale.installRounds + ': ' + installers[i].name);
-        await quiet(targets.map((t) => t.pid));
+        await idle();
         const times = await installTimes(work, installers[i].url, tree.direct, installers[i].name);
         samples[i].cold.push(times.cold);
         samples[i].warm.push(times.warm);

@@ -8,10 +8,10 @@
  */
 import autocannon from 'autocannon';
 import { createHash } from 'crypto';
-import { readdirSync, readFileSync, rmSync } from 'fs';
+import { readdirSync, rmSync } from 'fs';
 import { join } from 'path';
 import { execFileSync } from 'child_process';
-import { peakRss, startOurs, Ours } from './harness';
+import { memoryOf, peakRss, startOurs, Ours } from './harness';
 import { manifestTarball } from '../test/helpers/feed-standin';
 
 export interface ScaleOptions {
@@ -160,14 +160,6 @@ async function rate(base: string, paths: string[], seconds: number | 'once', con
   return { rps, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx + result.errors };
 }
 
-function rss(pid: number): number {
-  try {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/' + pid + '/status', 'utf8'))![1]) * 1024;
-  } catch {
-    return NaN;
-  }
-}
-
 /** Bytes of the package databases as CouchDB counts them (`sizes.file`), and of the data folder (embedded server). */
 async function diskBytes(ours: Ours): Promise<{ databases: number; dataDir: number }> {
   let databases = 0;
@@ -260,7 +252,7 @@ async function measureSize(count: number, options: ScaleOptions): Promise<SizeRe
       dataDirMb: disk.dataDir / 2 ** 20,
       startupMs: ours.startedInMs,
       searchReadyMs,
-      rssMb: rss(ours.pid) / 2 ** 20,
+      rssMb: memoryOf(ours.pid, 'VmRSS') / 2 ** 20,
       peakRssMb: peakRss(ours.pid) / 2 ** 20,
       packument: packuments.warm, packumentCold: packuments.cold, tarball: tarballs.warm, tarballCold: tarballs.cold,
       unknown: unknowns.warm, unknownCold: unknowns.cold, search, searchAlone,
