@@ -7,7 +7,8 @@
  * is not kept.
  */
 import { createHash, randomBytes } from 'crypto';
-import { createWriteStream, mkdirSync, readFile, renameSync, rmSync, unlinkSync, writeFileSync, WriteStream } from 'fs';
+import { createWriteStream, mkdirSync, readFile, renameSync, rmSync, unlinkSync, WriteStream } from 'fs';
+import { mkdir, rename, rm, writeFile } from 'fs/promises';
 import { join } from 'path';
 import { Generations } from './cache';
 
@@ -17,6 +18,8 @@ export interface CachedTarball {
   size: number;
   /** The bytes, when the tarball is small enough to be kept in memory. */
   data?: Buffer;
+  /** The file at `path` is still being written (the bytes are served from memory meanwhile). */
+  writing?: boolean;
 }
 
 /** Tarballs up to this size are kept in memory too. */
@@ -67,7 +70,7 @@ export class TarballCache {
   get(name: string, file: string): CachedTarball | undefined {
     if (!this.live) return undefined;
     const entry = this.index.get(name)?.get(file);
-    if (!entry) return undefined;
+    if (!entry || (entry.writing && !entry.data)) return undefined;
     const size = this.inMemory.get(entry);
     if (size !== undefined) {
       // Most recently used last.
@@ -121,16 +124,45 @@ export class TarballCache {
     };
   }
 
-  /** Stores a tarball this gateway has in hand (at publish), unless the package changed since `generation`. */
-  put(name: string, file: string, generation: string, data: Buffer, etag: string): void {
+  /**
+   * Stores a tarball this gateway has in hand (at publish, or verified from the upstream), unless the
+   * package changed since `generation`. A small one is served from memory at once while its file is
+   * written in the background; a larger one once its file is written. Resolves when the file is
+   * written (or was not kept); a file whose package changed meanwhile is removed again.
+   */
+  async put(name: string, file: string, generation: string, data: Buffer, etag: string): Promise<void> {
     if (!this.live || generation !== this.generation(name)) return;
     const folder = this.folder(name);
-    mkdirSync(folder, { recursive: true });
+    const entry: CachedTarball = { path: join(folder, file), etag, size: data.length, writing: true };
+    const inMemory = data.length <= MEMORY_TARBALL_BYTES && data.length <= this.memoryBudget;
+    if (inMemory) this.record(name, file, entry, data);
     const temp = join(folder, '.' + randomBytes(8).toString('hex') + '.part');
-    writeFileSync(temp, data);
-    const path = join(folder, file);
-    renameSync(temp, path);
-    this.record(name, file, { path, etag, size: data.length }, data);
+    try {
+      await mkdir(folder, { recursive: true });
+      await writeFile(temp, data);
+      await rename(temp, entry.path);
+    } catch {
+      // The package changed meanwhile (its folder went away), or the disk is full: not kept on disk.
+      await rm(temp, { force: true });
+      if (this.index.get(name)?.get(file) === entry) this.forget(name, file);
+      return;
+    }
+    if (!this.live || generation !== this.generation(name)) {
+      // Unless a later download of the same (immutable) file is kept there now.
+      if (!this.index.get(name)?.get(file)) await rm(entry.path, { force: true });
+      return;
+    }
+    entry.writing = false;
+    if (!inMemory) this.record(name, file, entry);
+  }
+
+  private forget(name: string, file: string): void {
+    const files = this.index.get(name);
+    const entry = files?.get(file);
+    if (!files || !entry) return;
+    this.forgetBytes(entry);
+    files.delete(file);
+    if (files.size === 0) this.index.delete(name);
   }
 
   /** A package changed: its tarballs are forgotten and deleted. */

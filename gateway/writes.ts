@@ -90,6 +90,6 @@ export function warm(ctx: Context, doc: PackageDoc): void {
   for (const [file, attachment] of Object.entries(doc._attachments || {})) {
     if (typeof attachment.data !== 'string') continue;
     const data = Buffer.from(attachment.data, 'base64');
-    ctx.tarballs.put(doc.name, file, ctx.tarballs.generation(doc.name), data, md5Etag(data));
+    void ctx.tarballs.put(doc.name, file, ctx.tarballs.generation(doc.name), data, md5Etag(data));
   }
 }

@@ -328,8 +328,8 @@ export class Mirror {
 
   /**
    * Fetches the tarball `file` of the mirrored package `doc` from the upstream's `dist.tarball`,
-   * verifies it against the version's integrity while it streams to a temporary file, and stores it
-   * as an attachment. Resolves with the verified bytes of a tarball of up to 8 MB while CouchDB
+   * verifies it against the version's integrity (in memory when it is small and its length is
+   * declared, else while it streams to a temporary file), and stores it as an attachment. Resolves with the verified bytes of a tarball of up to 8 MB while CouchDB
    * stores it (unless `storeFirst`), else with null once it is stored (the caller then serves it
    * from CouchDB). Concurrent requests share one download; a larger tarball is never held in memory.
    */
@@ -352,42 +352,69 @@ export class Mirror {
       this.recordFailure(doc.name, 'tarball ' + file + ' has neither dist.integrity nor dist.shasum; refused');
       throw upstreamFailed('The upstream\'s ' + doc.name + '@' + version + ' has neither dist.integrity nor dist.shasum, so its tarball cannot be verified; it is not served.');
     }
+    let response: Response;
+    try {
+      response = await this.registry.download(source);
+    } catch (err) {
+      throw upstreamFailed('The tarball ' + file + ' is not here yet and ' + (err as Error).message + '. Try again later.');
+    }
+    if (!response.ok || !response.body) {
+      await response.body?.cancel();
+      throw upstreamFailed('The tarball ' + file + ' is not here yet and the upstream registry ' + this.upstream + ' answered ' + response.status + ' for it. Try again later.');
+    }
+    const length = response.headers.get('content-length');
+    const encoding = response.headers.get('content-encoding');
+    if (!storeFirst && length !== null && Number(length) <= SERVE_WHILE_STORING && (!encoding || encoding === 'identity')) {
+      // Small and of a known length (not unpacked on the way, which could make it larger): read into memory and checked there.
+      return this.keepBehind(doc.name, file, await this.downloadInMemory(response, doc.name, file, source, integrity));
+    }
     const folder = join(this.config.dataDir, 'cache', 'mirror-downloads');
     mkdirSync(folder, { recursive: true, mode: 0o700 });
     const temp = join(folder, randomBytes(12).toString('hex') + '.tgz');
     try {
-      let response: Response;
-      try {
-        response = await this.registry.download(source);
-      } catch (err) {
-        throw upstreamFailed('The tarball ' + file + ' is not here yet and ' + (err as Error).message + '. Try again later.');
-      }
-      if (!response.ok || !response.body) {
-        await response.body?.cancel();
-        throw upstreamFailed('The tarball ' + file + ' is not here yet and the upstream registry ' + this.upstream + ' answered ' + response.status + ' for it. Try again later.');
-      }
       try {
         await pipeline(Readable.fromWeb(response.body as import('stream/web').ReadableStream), ssri.integrityStream({ integrity }), createWriteStream(temp));
       } catch (err) {
-        if ((err as { code?: string }).code !== 'EINTEGRITY') {
-          throw upstreamFailed('The download of ' + file + ' from the upstream registry ' + this.upstream + ' broke off (' + (err as Error).message + '). Try again.');
-        }
-        this.recordFailure(doc.name, 'tarball ' + file + ' from ' + source + ' does not match its dist.integrity; refused');
-        throw upstreamFailed('The upstream\'s tarball ' + file + ' does not match its dist.integrity; it was refused and not stored. Tell the upstream\'s admins.');
+        throw this.downloadFailure(err, doc.name, file, source);
       }
       if (!storeFirst && statSync(temp).size <= SERVE_WHILE_STORING) {
-        const data = readFileSync(temp);
-        this.storeTarball(doc.name, file, data).catch((err) => {
-          this.recordFailure(doc.name, (err as Error).message);
-          this.host.log.warn({ package: doc.name, file, err: (err as Error).message }, 'a verified tarball could not be stored; it is fetched again on its next request');
-        });
-        return data;
+        return this.keepBehind(doc.name, file, readFileSync(temp));
       }
       await this.storeTarball(doc.name, file, temp);
       return null;
     } finally {
       rmSync(temp, { force: true });
     }
+  }
+
+  /** Stores verified bytes while they are served; a failure is recorded, and the next request fetches them again. */
+  private keepBehind(name: string, file: string, data: Buffer): Buffer {
+    this.storeTarball(name, file, data).catch((err) => {
+      this.recordFailure(name, (err as Error).message);
+      this.host.log.warn({ package: name, file, err: (err as Error).message }, 'a verified tarball could not be stored; it is fetched again on its next request');
+    });
+    return data;
+  }
+
+  /** The body of a tarball whose length the upstream declared (at most `SERVE_WHILE_STORING`), checked against `integrity`. */
+  private async downloadInMemory(response: Response, name: string, file: string, source: string, integrity: string): Promise<Buffer> {
+    let data: Buffer;
+    try {
+      data = Buffer.from(await response.arrayBuffer());
+    } catch (err) {
+      throw this.downloadFailure(err, name, file, source);
+    }
+    if (!ssri.checkData(data, integrity)) throw this.downloadFailure(Object.assign(new Error('integrity mismatch'), { code: 'EINTEGRITY' }), name, file, source);
+    return data;
+  }
+
+  /** The error for a download that broke off, or whose bytes do not match the integrity (recorded: the upstream sent a wrong tarball). */
+  private downloadFailure(err: unknown, name: string, file: string, source: string): Error {
+    if ((err as { code?: string }).code !== 'EINTEGRITY') {
+      return upstreamFailed('The download of ' + file + ' from the upstream registry ' + this.upstream + ' broke off (' + (err as Error).message + '). Try again.');
+    }
+    this.recordFailure(name, 'tarball ' + file + ' from ' + source + ' does not match its dist.integrity; refused');
+    return upstreamFailed('The upstream\'s tarball ' + file + ' does not match its dist.integrity; it was refused and not stored. Tell the upstream\'s admins.');
   }
 
   /** Adds a verified tarball (a file, or its bytes) to the mirrored document, on its current revision. */

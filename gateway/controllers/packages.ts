@@ -174,7 +174,7 @@ export function packageRoutes(ctx: Context): Router {
       const data = await (ctx.mirror as NonNullable<Context['mirror']>).tarball(doc, file);
       if (!data) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: true });
       const entry = { path: '', etag: md5Etag(data), size: data.length, data };
-      ctx.tarballs.put(name, file, generation, data, entry.etag);
+      void ctx.tarballs.put(name, file, generation, data, entry.etag);
       return sendTarballFile(req, res, entry);
     };
     const packument = ctx.cache.get(name);

@@ -2,7 +2,7 @@
  * The change-feed follower against a stand-in that serves the public feed contract's quirks: gaps
  * and opaque sequence strings, an entry that shows up late behind the head, a packument that lags
  * its feed entry, a deletion, a change that never gets an entry, and a tarball that does not match
- * the upstream's integrity.
+ * the upstream's integrity (sent with its length, and in chunks without it).
  */
 import { createHash } from 'crypto';
 import { mkdtempSync, writeFileSync } from 'fs';
@@ -108,6 +108,26 @@ describe('following a feed with the public contract\'s quirks', () => {
     expect(bad.body.error).toContain('does not match its dist.integrity');
     expect((await docAt(mirror, 'bad-tarball')).body._attachments || {}).toEqual({});
     expect((await status(mirror, token)).failures.some((f: { name: string; reason: string }) => f.name === 'bad-tarball' && f.reason.includes('integrity'))).toBe(true);
+  });
+
+  it('a tarball sent without its length is verified while it streams to a file: a good one served and stored, a bad one refused', async () => {
+    standIn.publish('streamed-good', ['1.0.0']);
+    standIn.publish('streamed-bad', ['1.0.0']);
+    standIn.streamTarball('streamed-good', '1.0.0');
+    standIn.streamTarball('streamed-bad', '1.0.0');
+    const good = await mirrored(mirror, 'streamed-good');
+    await mirrored(mirror, 'streamed-bad');
+    const response = await fetch(mirror.url + '/streamed-good/-/streamed-good-1.0.0.tgz');
+    expect(response.status).toBe(200);
+    const bytes = Buffer.from(await response.arrayBuffer());
+    expect('sha512-' + createHash('sha512').update(bytes).digest('base64')).toBe(good.versions['1.0.0'].dist.integrity);
+    await eventually(async () => ((await docAt(mirror, 'streamed-good')).body._attachments?.['streamed-good-1.0.0.tgz'] ? true : null));
+
+    standIn.corruptTarball('streamed-bad', '1.0.0');
+    const bad = await mirror.request('GET', '/streamed-bad/-/streamed-bad-1.0.0.tgz');
+    expect(bad.status).toBe(424);
+    expect(bad.body.error).toContain('does not match its dist.integrity');
+    expect((await docAt(mirror, 'streamed-bad')).body._attachments || {}).toEqual({});
   });
 });
 

@@ -40,6 +40,8 @@ export interface FeedStandIn {
   remove(name: string): void;
   /** From now on, serves bytes for this tarball that do not match its integrity. */
   corruptTarball(name: string, version: string): void;
+  /** From now on, sends this tarball in chunks without declaring its length. */
+  streamTarball(name: string, version: string): void;
   /** How many packument requests each package got. */
   packumentRequests: Map<string, number>;
   close(): Promise<void>;
@@ -73,6 +75,8 @@ const tarball = (name: string, version: string): Buffer => manifestTarball({ nam
 export async function startFeedStandIn(): Promise<FeedStandIn> {
   const packages = new Map<string, Package>();
   const tarballs = new Map<string, Buffer>();
+  const streamed = new Set<string>();
+  const fileOf = (name: string, version: string) => name + '/' + name.replace(/^@[^/]+\//, '') + '-' + version + '.tgz';
   const entries: Entry[] = [];
   const packumentRequests = new Map<string, number>();
   let next = 0;
@@ -100,8 +104,13 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
     const path = decodeURIComponent(parsed.pathname.slice(1));
     const tarballMatch = /^(.+)\/-\/([^/]+\.tgz)$/.exec(path);
     if (tarballMatch) {
-      const data = tarballs.get(tarballMatch[1] + '/' + tarballMatch[2]);
-      return data ? send(200, data) : send(404, { error: 'Not found' });
+      const key = tarballMatch[1] + '/' + tarballMatch[2];
+      const data = tarballs.get(key);
+      if (!data) return send(404, { error: 'Not found' });
+      if (!streamed.has(key)) return send(200, data);
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.write(data.subarray(0, data.length >> 1));
+      return void setTimeout(() => res.end(data.subarray(data.length >> 1)), 10);
     }
     const pkg = packages.get(path);
     packumentRequests.set(path, (packumentRequests.get(path) || 0) + 1);
@@ -154,8 +163,10 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
       entries.push({ n: next, id: name, rev: parseInt(pkg.rev, 10) + 1 + '-deleted', deleted: true });
     },
     corruptTarball(name, version) {
-      const file = name.replace(/^@[^/]+\//, '') + '-' + version + '.tgz';
-      tarballs.set(name + '/' + file, gzipSync(Buffer.from('not the published bytes')));
+      tarballs.set(fileOf(name, version), gzipSync(Buffer.from('not the published bytes')));
+    },
+    streamTarball(name, version) {
+      streamed.add(fileOf(name, version));
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -1,9 +1,9 @@
-import { mkdtempSync, existsSync } from 'fs';
+import { mkdtempSync, existsSync, readFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { PackumentCache } from '../../gateway/cache';
 import { changedElsewhere } from '../../gateway/context';
-import { TarballCache } from '../../gateway/tarball-cache';
+import { MEMORY_TARBALL_BYTES, TarballCache } from '../../gateway/tarball-cache';
 
 const entry = (rev: string, size = 10) => ({ rev, full: Buffer.alloc(size), abbreviated: Buffer.alloc(size) });
 
@@ -71,7 +71,7 @@ describe('packument cache', () => {
     tarballs.setLive(true);
     const ownWrites = new Map([['a', '2-mine']]);
     cache.set('a', cache.generation('a'), entry('2-mine'));
-    tarballs.put('a', 'a-1.0.0.tgz', tarballs.generation('a'), Buffer.from('tgz'), '"x"');
+    void tarballs.put('a', 'a-1.0.0.tgz', tarballs.generation('a'), Buffer.from('tgz'), '"x"');
     changedElsewhere({ cache, tarballs, ownWrites }, 'a', '2-mine');
     expect(cache.get('a')?.rev).toBe('2-mine');
     expect(tarballs.get('a', 'a-1.0.0.tgz')).toBeDefined();
@@ -82,15 +82,48 @@ describe('packument cache', () => {
 });
 
 describe('tarball cache', () => {
-  it('deletes a package\'s files when it changes', () => {
+  it('deletes a package\'s files when it changes', async () => {
     const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
     tarballs.setLive(true);
-    tarballs.put('@s/p', 'p-1.0.0.tgz', tarballs.generation('@s/p'), Buffer.from('data'), '"e"');
+    await tarballs.put('@s/p', 'p-1.0.0.tgz', tarballs.generation('@s/p'), Buffer.from('data'), '"e"');
     const cached = tarballs.get('@s/p', 'p-1.0.0.tgz');
     expect(cached?.size).toBe(4);
     expect(existsSync(cached!.path)).toBe(true);
     tarballs.invalidate('@s/p');
     expect(tarballs.get('@s/p', 'p-1.0.0.tgz')).toBeUndefined();
     expect(existsSync(cached!.path)).toBe(false);
+  });
+
+  it('serves a small tarball from memory at once and writes its file in the background', async () => {
+    const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
+    tarballs.setLive(true);
+    const written = tarballs.put('p', 'p-1.0.0.tgz', tarballs.generation('p'), Buffer.from('bytes'), '"e"');
+    const cached = tarballs.get('p', 'p-1.0.0.tgz');
+    expect(cached?.data?.toString()).toBe('bytes');
+    await written;
+    expect(readFileSync(cached!.path, 'utf8')).toBe('bytes');
+  });
+
+  it('keeps no file of a package that changed while the file was written', async () => {
+    const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
+    tarballs.setLive(true);
+    const written = tarballs.put('p', 'p-1.0.0.tgz', tarballs.generation('p'), Buffer.from('bytes'), '"e"');
+    const path = tarballs.get('p', 'p-1.0.0.tgz')!.path;
+    tarballs.invalidate('p');
+    await written;
+    expect(tarballs.get('p', 'p-1.0.0.tgz')).toBeUndefined();
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('lists a tarball too large for memory only once its file is written', async () => {
+    const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
+    tarballs.setLive(true);
+    const large = Buffer.alloc(MEMORY_TARBALL_BYTES + 1, 7);
+    const written = tarballs.put('p', 'p-1.0.0.tgz', tarballs.generation('p'), large, '"e"');
+    expect(tarballs.get('p', 'p-1.0.0.tgz')).toBeUndefined();
+    await written;
+    const cached = tarballs.get('p', 'p-1.0.0.tgz');
+    expect(cached?.data).toBeUndefined();
+    expect(readFileSync(cached!.path).equals(large)).toBe(true);
   });
 });
