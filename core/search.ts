@@ -177,6 +177,14 @@ export class SearchIndex {
     return this.visibleCount;
   }
 
+  /** Whether either database has a document named `name` (a tombstone or a foreign package too). */
+  holds(name: string): boolean {
+    const id = this.ids.get(name);
+    if (id === undefined) return false;
+    const slot = this.slots[id];
+    return !!((slot.local && slot.local.exists) || (slot.mirrored && slot.mirrored.exists));
+  }
+
   /** Everything the index holds, as plain data (for a snapshot that `restore` reads back). */
   snapshot(): SearchSnapshotEntry[] {
     const held = (h: Held | undefined): SnapshotHeld | null => (h ? [h.rev, h.exists, h.entry] : null);

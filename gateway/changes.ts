@@ -144,6 +144,16 @@ export class ChangesFollower {
     return this.since;
   }
 
+  /**
+   * Whether the follower has reported every change up to the database's position as last read (at
+   * most a poll ago), and waits for it to move: what it reported is then current but for that poll.
+   */
+  get current(): boolean {
+    return this.waiting && !this.loop.stopped;
+  }
+
+  private waiting = false;
+
   stop(): Promise<void> {
     return this.loop.stop();
   }
@@ -187,7 +197,12 @@ export class ChangesFollower {
         // last change's document on every `_changes` request, however large (a 40 MB packument
         // written last cost 150 ms a poll), while reading the position costs next to nothing.
         this.abort = new AbortController();
-        await watchOf(this.couch, this.db).moved(since, this.abort.signal);
+        this.waiting = true;
+        try {
+          await watchOf(this.couch, this.db).moved(since, this.abort.signal);
+        } finally {
+          this.waiting = false;
+        }
       }
     }
   }

@@ -76,6 +76,18 @@ export class SearchService {
     return this.loading.size === 0;
   }
 
+  /**
+   * Whether neither database has a document named `name` (not even a tombstone), as the followed
+   * feeds tell: known once both feeds are read, and only while both followers have reported every
+   * change up to their database's position (read at most a poll ago). Writes made elsewhere within
+   * that poll are not known yet, as with the caches.
+   */
+  knowsAbsent(name: string): boolean {
+    if (!this.loaded || this.failing.size > 0 || this.followers.size !== SOURCES.length) return false;
+    for (const follower of this.followers.values()) if (!follower.current) return false;
+    return !this.index.holds(name);
+  }
+
   /** A document this gateway has just written. */
   wrote(source: SearchSource, doc: PackageDoc): void {
     this.index.apply(source, doc._id || doc.name, doc._rev, doc);

@@ -35,6 +35,15 @@ export function isProvisional(doc: PackageDoc): boolean {
   return String(doc._rev).startsWith(PROVISIONAL);
 }
 
+/**
+ * What a caller of `pull` knows of a name here: `nothing`; `absent`: it has just read both databases
+ * (or its cache of names read as absent says so) and found neither has it, so the local database is
+ * not read again; `unlisted`: the search index, current but for a poll, has no document of that
+ * name, so the mirror database is not read and the local one is read while the upstream is asked. A
+ * local package written meanwhile still shadows the mirrored one on the next read.
+ */
+export type Known = 'nothing' | 'absent' | 'unlisted';
+
 /** How many documents this gateway stored lately are kept for the tarball requests that follow. */
 const RECENT_DOCS = 500;
 
@@ -234,10 +243,11 @@ export class Mirror {
 
   /**
    * Pull-through: fetches `name` from the upstream, stores it as a mirrored package and returns it;
-   * null when the upstream does not have it either. Concurrent requests share one fetch.
+   * null when the upstream does not have it either. Concurrent requests share one fetch. `known`:
+   * what the caller knows of `name` here (see `Known`).
    */
-  pull(name: string, knownAbsent = false): Promise<PackageDoc | null> {
-    return this.pulls.run(name, () => this.fetchAndStore(name, knownAbsent));
+  pull(name: string, known: Known = 'nothing'): Promise<PackageDoc | null> {
+    return this.pulls.run(name, () => this.fetchAndStore(name, known));
   }
 
   /** The document of `name` at revision `rev` if this gateway stored it lately. */
@@ -252,25 +262,33 @@ export class Mirror {
     if (this.recent.size > RECENT_DOCS) this.recent.delete(this.recent.keys().next().value as string);
   }
 
-  /**
-   * `knownAbsent`: the caller has just read both databases and found neither has `name` (the local
-   * database is not read again; a local package written meanwhile still shadows the mirrored one).
-   */
-  private async fetchAndStore(name: string, knownAbsent: boolean): Promise<PackageDoc | null> {
+  private async fetchAndStore(name: string, known: Known): Promise<PackageDoc | null> {
     const storing = this.storing.get(name);
     if (storing) return storing.doc;
-    let packument: UpstreamPackument | null;
-    try {
-      packument = await this.fetchPackument(name);
-    } catch (err) {
-      throw upstreamFailed('Package "' + name + '" is not here yet and ' + (err as Error).message + '; packages already mirrored are still served. Try again later.');
-    }
-    if (!packument) return null;
-    if (knownAbsent && this.config.upstreamTarballs !== 'eager') return this.storeBehind(name, packument);
-    const local = await this.readLocal(name);
+    // A name the index has not seen: the local database is asked while the upstream is.
+    const [fetched, local] = await Promise.all([
+      this.fetchPackument(name).then(
+        (packument) => ({ packument }),
+        (err: Error) => ({ err }),
+      ),
+      known === 'unlisted' ? this.readLocal(name) : null,
+    ]);
     if (local) {
-      this.shadowed(name);
+      if ('packument' in fetched && fetched.packument) this.shadowed(name);
       return local;
+    }
+    if ('err' in fetched) {
+      throw upstreamFailed('Package "' + name + '" is not here yet and ' + fetched.err.message + '; packages already mirrored are still served. Try again later.');
+    }
+    const { packument } = fetched;
+    if (!packument) return null;
+    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return this.storeBehind(name, packument);
+    if (known !== 'unlisted') {
+      const shadowing = await this.readLocal(name);
+      if (shadowing) {
+        this.shadowed(name);
+        return shadowing;
+      }
     }
     const stored = await this.store(name, packument, await this.readMirrored(name));
     this.checkedAt.set(name, Date.now());

@@ -42,18 +42,29 @@ function unpublishedError(doc: PackageDoc): HttpError {
 }
 
 /**
+ * Whether pull-through may take `name` as a package this registry does not have without reading
+ * both databases: the search index, current but for a poll, has no document of that name (the mirror
+ * then reads the local database while it asks the upstream).
+ */
+function unlistedForPull(ctx: Context, name: string): boolean {
+  return !!ctx.mirror && ctx.config.upstreamMode === 'mirror' && !!ctx.search && ctx.search.knowsAbsent(name) && ctx.mirror.mayPull(name);
+}
+
+/**
  * The local package for a read, or null when the request was answered elsewhere: a foreign package
  * redirects to the registry that hosts it, a name unknown here goes to the upstream. A name that
  * exists here (even unpublished) is never forwarded.
  */
 async function loadForRead(ctx: Context, req: Request, res: Response, name: string, rest: string[]): Promise<PackageDoc | null> {
   await ctx.access.assertRead(res, name);
-  let doc = ctx.cache.isAbsent(name) ? null : await readPackage(ctx, name);
+  const absent = ctx.cache.isAbsent(name);
+  const unlisted = !absent && unlistedForPull(ctx, name);
+  let doc = absent || unlisted ? null : await readPackage(ctx, name);
   if (!doc && ctx.mirror && ctx.config.upstreamMode === 'mirror') {
     if (!ctx.mirror.mayPull(name)) {
       throw notFound('Package "' + name + '" is not in this registry; its scope is private here, so it is never fetched from the upstream.');
     }
-    doc = await ctx.mirror.pull(name, ctx.cache.isAbsent(name));
+    doc = await ctx.mirror.pull(name, absent ? 'absent' : unlisted ? 'unlisted' : 'nothing');
     if (!doc) throw notFound('Package "' + name + '" is neither in this registry nor in its upstream ' + ctx.mirror.upstream + '.');
   }
   if (!doc) {
@@ -124,7 +135,7 @@ export function packageRoutes(ctx: Context): Router {
     // Concurrent misses share one read: a large packument is parsed and serialized once.
     const entry = await ctx.cache.once(name, async () => {
       const generation = ctx.cache.generation(name);
-      if (ctx.cache.isAbsent(name)) return null;
+      if (ctx.cache.isAbsent(name) || unlistedForPull(ctx, name)) return null;
       const doc = await readPackage(ctx, name, ctx.config.upstreamMode === 'mirror' && !!ctx.mirror);
       if (!doc) ctx.cache.setAbsent(name, generation);
       if (!doc || isForeign(doc) || isTombstone(doc)) return null;

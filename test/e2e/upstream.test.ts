@@ -7,8 +7,8 @@
  */
 import { copyFileSync, mkdirSync, readFileSync } from 'fs';
 import { join } from 'path';
-import { makePackage, makeProject, npmClient, NpmClient, publishWith } from '../helpers/npm';
-import { couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { makePackage, makeProject, npmClient, NpmClient, publishWith, sha1, sha512 } from '../helpers/npm';
+import { anotherGateway, couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
 import { eventually } from '../helpers/wait';
 
@@ -106,6 +106,30 @@ describe('mirror mode (pull-through)', () => {
       return res.body['dist-tags'].latest === '1.1.0' ? res.body : null;
     });
     expect(Object.keys(updated.versions).sort()).toEqual(['1.0.0', '1.1.0']);
+  });
+
+  it('a package published a moment ago through another gateway shadows the upstream\'s of that name at once, and nothing of the upstream\'s is copied', async () => {
+    expect((await upstreamPublisher.npm(['publish'], makePackage(upstreamPublisher.home, { name: 'shadowed-late', version: '1.0.0' }))).code).toBe(0);
+    const second = await anotherGateway(mirroring, 'second-gateway');
+    try {
+      const token = await mirroring.signup('shadower');
+      const tarball = Buffer.from('the local shadowed-late');
+      const body = {
+        _id: 'shadowed-late', name: 'shadowed-late', description: 'ours', 'dist-tags': { latest: '5.0.0' },
+        versions: { '5.0.0': { name: 'shadowed-late', version: '5.0.0', description: 'ours', dist: { shasum: sha1(tarball), integrity: sha512(tarball), tarball: 'x' } } },
+        _attachments: { 'shadowed-late-5.0.0.tgz': { content_type: 'application/octet-stream', data: tarball.toString('base64'), length: tarball.length } },
+      };
+      const published = await fetch(second.localUrl + '/shadowed-late', { method: 'PUT', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect(published.status).toBe(201);
+      // At once: sooner than this gateway's follower can have read the write from the change feed.
+      const res = await mirroring.request('GET', '/shadowed-late');
+      expect(res.status).toBe(200);
+      expect(Object.keys(res.body.versions)).toEqual(['5.0.0']);
+      expect(res.body.description).toBe('ours');
+      expect((await stored('shadowed-late')).status).toBe(404);
+    } finally {
+      await second.close();
+    }
   });
 });
 

@@ -93,6 +93,20 @@ describe('search index', () => {
     expect(search(index, 'upstream').names).toEqual(['shared']);
   });
 
+  it('knows which names either database has a document of: tombstones count, deleted documents do not', () => {
+    const fresh = new SearchIndex();
+    fresh.apply('local', 'ours', '1-a', pkg('ours'));
+    fresh.apply('mirrored', 'theirs', '1-a', pkg('theirs', { origin: 'https://up' }));
+    fresh.apply('local', 'gone', '1-a', pkg('gone'));
+    fresh.apply('local', 'gone', '2-b', pkg('gone', { versions: {}, time: { unpublished: { time: 'x', versions: [] } } as never }));
+    fresh.apply('mirrored', 'removed', '1-a', pkg('removed'));
+    fresh.apply('mirrored', 'removed', '2-b', null);
+    expect(['ours', 'theirs', 'gone', 'removed', 'never'].filter((name) => fresh.holds(name))).toEqual(['ours', 'theirs', 'gone']);
+    const copy = new SearchIndex();
+    copy.restore(fresh.snapshot());
+    expect(['ours', 'theirs', 'gone', 'removed', 'never'].filter((name) => copy.holds(name))).toEqual(['ours', 'theirs', 'gone']);
+  });
+
   it('shows only what the caller may read, and counts only that', () => {
     const result = search(index, 'json', { readable: (name) => name !== 'fast-json' });
     expect(result.names).toEqual(['json', 'json-tools', 'slow-xml']);
