@@ -21,12 +21,37 @@ import { inPrivateScope, REPLICATOR_ROLE, shadowedReason } from '../core/provena
 import { TARBALL_CONTENT_TYPE } from '../core/rules';
 import { PackageDoc, VersionManifest } from '../core/types';
 import { Couch, couchFailure, Database, docPath, Identity } from '../couchdb/client';
+import { Batcher } from '../lib/batcher';
 import { linear, retry } from '../lib/retry';
 import { SingleFlight } from '../lib/single-flight';
 import { UpstreamRegistry } from './upstream';
 
 /** Tarballs up to this size are served from memory as soon as they are verified, while they are stored. */
 const SERVE_WHILE_STORING = 8 * 1024 * 1024;
+/**
+ * Pulled-through packages are stored once pull-through has been quiet this long (an install asks
+ * for one package after another), or once the first has waited `STORE_MAX_WAIT_MS`, or when their
+ * tarballs reach `STORE_MAX_BYTES`: together, each with its tarballs, in few `_bulk_docs`, instead
+ * of a write per package and per tarball while the install waits for its next answer.
+ */
+const STORE_QUIET_MS = 1_000;
+const STORE_MAX_WAIT_MS = 10_000;
+const STORE_MAX_BYTES = 32 * 1024 * 1024;
+/** Tarballs up to this size are written inside their package's first write; larger ones are attached after it. */
+const INLINE_TARBALL_BYTES = 1024 * 1024;
+/** About this much JSON per `_bulk_docs` of waiting packages. */
+const BULK_BYTES = 4 * 1024 * 1024;
+
+/** A pulled-through package waiting to be stored, with the verified tarballs served meanwhile. */
+interface Waiting {
+  name: string;
+  doc: PackageDoc;
+  packument: UpstreamPackument;
+  /** Its verified tarballs served so far, written with it (one served once it is taken to be written is attached after it). */
+  tarballs: Map<string, Buffer>;
+  stored(doc: PackageDoc | null): void;
+}
+
 /** The start of the revision a pulled-through document is served with while CouchDB stores it (CouchDB's start at 1-). */
 const PROVISIONAL = '0-';
 
@@ -119,6 +144,11 @@ export class Mirror {
   private readonly recent = new Map<string, PackageDoc>();
   /** Documents handed out by pull-through while CouchDB stores them. */
   private readonly storing = new Map<string, { doc: PackageDoc; stored: Promise<PackageDoc | null> }>();
+  /** Pulled-through packages not written yet, by name. */
+  private readonly waiting = new Map<string, Waiting>();
+  private readonly behind = new Batcher<Waiting>((batch) => this.storeWaiting(batch), { quietMs: STORE_QUIET_MS, maxWaitMs: STORE_MAX_WAIT_MS, maxBytes: STORE_MAX_BYTES }, (batch) => {
+    for (const entry of batch) this.waiting.delete(entry.name);
+  });
 
   constructor(
     private readonly host: MirrorHost,
@@ -145,10 +175,15 @@ export class Mirror {
   }
 
   /** Bookkeeping after replication wrote revision `rev` of a package. */
-  private written(name: string, rev: string, doc?: PackageDoc): void {
+  private written(name: string, rev: string, doc?: PackageDoc, tarballOnly = false): void {
     this.stats.packagesWritten++;
     this.stats.refused.delete(name);
-    this.host.written(name, rev, doc);
+    this.host.written(name, rev, doc, tarballOnly);
+  }
+
+  /** Stores what pull-through still holds (at stop); resolves once it is written. */
+  stop(): Promise<void> {
+    return this.behind.flush();
   }
 
   /** The mirrored packages of this upstream (for the sweeps of the partial modes). */
@@ -298,32 +333,93 @@ export class Mirror {
 
   /**
    * A package neither database had a moment ago: its document is handed back at once, to be served
-   * while CouchDB stores it (with a revision of its own making until then: `0-` and a digest of what
-   * it holds), and the tarball requests that follow find it here. A failure to store is logged and
-   * recorded; the next request fetches the package again.
+   * until CouchDB has stored it (with a revision of its own making until then: `0-` and a digest of
+   * what it holds), and the tarball requests that follow find it here. It waits to be stored with
+   * the others pull-through brings (`STORE_QUIET_MS`), its tarballs with it. A failure to store is
+   * logged and recorded; the next request fetches the package again, as after a crash.
    */
   private storeBehind(name: string, packument: UpstreamPackument): PackageDoc {
     const doc = mirroredDoc(name, packument, this.upstream, null);
     const digest = createHash('sha1').update(JSON.stringify([doc.time, doc['dist-tags'], Object.keys(doc.versions)])).digest('hex');
     const served = { ...doc, _rev: PROVISIONAL + digest };
-    const stored = this.storeDoc(name, doc)
-      .catch(async (err) => {
-        // Stored meanwhile (by the feed, or another gateway): over what is there now.
-        if (couchFailure(err).statusCode !== 409) throw err;
-        const existing = await this.readMirrored(name);
-        return this.storeDoc(name, mirroredDoc(name, packument, this.upstream, existing));
-      })
-      .catch((err) => {
-        this.recordFailure(name, 'storing the packument failed: ' + (err as Error).message);
-        this.host.log.warn({ package: name, err: (err as Error).message }, 'a pulled-through packument could not be stored; it is fetched again on its next request');
-        return null;
-      })
-      .finally(() => {
-        this.storing.delete(name);
-        this.checkedAt.set(name, Date.now());
-      });
+    let resolve: (doc: PackageDoc | null) => void = () => undefined;
+    const stored = new Promise<PackageDoc | null>((r) => (resolve = r)).finally(() => {
+      this.storing.delete(name);
+      this.checkedAt.set(name, Date.now());
+    });
+    const entry: Waiting = { name, doc, packument, tarballs: new Map(), stored: resolve };
     this.storing.set(name, { doc: served, stored });
+    this.waiting.set(name, entry);
+    this.behind.add(entry);
     return served;
+  }
+
+  /** Writes waiting packages, each with its tarballs, in `_bulk_docs` of about `BULK_BYTES`. */
+  private async storeWaiting(batch: Waiting[]): Promise<void> {
+    let chunk: Waiting[] = [];
+    let json: string[] = [];
+    let bytes = 0;
+    for (const entry of batch) {
+      const attachments: Record<string, unknown> = { ...(entry.doc._attachments || {}) };
+      for (const [file, data] of entry.tarballs) attachments[file] = { content_type: TARBALL_CONTENT_TYPE, data: data.toString('base64') };
+      const text = JSON.stringify({ ...entry.doc, _attachments: attachments });
+      if (chunk.length > 0 && bytes + text.length > BULK_BYTES) {
+        await this.writeWaiting(chunk, json);
+        [chunk, json, bytes] = [[], [], 0];
+      }
+      chunk.push(entry);
+      json.push(text);
+      bytes += text.length;
+    }
+    if (chunk.length > 0) await this.writeWaiting(chunk, json);
+  }
+
+  private async writeWaiting(chunk: Waiting[], json: string[]): Promise<void> {
+    let results: { id: string; rev?: string; error?: string; reason?: string }[];
+    try {
+      results = await this.host.couch.requestAs(REPLICATOR, 'POST', docPath(this.config.mirrorDb) + '/_bulk_docs', '{"docs":[' + json.join(',') + ']}', 'application/json');
+    } catch (err) {
+      for (const entry of chunk) this.notStored(entry, (err as Error).message);
+      return;
+    }
+    const byId = new Map(results.map((result) => [result.id, result]));
+    for (const entry of chunk) {
+      const result = byId.get(entry.name);
+      if (result && result.rev && !result.error) {
+        const attachments: Record<string, unknown> = { ...(entry.doc._attachments || {}) };
+        for (const [file, data] of entry.tarballs) attachments[file] = { content_type: TARBALL_CONTENT_TYPE, length: data.length, stub: true };
+        const stored = { ...entry.doc, _rev: result.rev, _attachments: attachments } as PackageDoc;
+        this.remember(stored);
+        this.stats.tarballsWritten += entry.tarballs.size;
+        // The tarballs served meanwhile are the ones written: they stay in the caches.
+        this.written(entry.name, result.rev, stored, true);
+        entry.stored(stored);
+      } else if (result && result.error === 'conflict') {
+        await this.storeOver(entry);
+      } else {
+        const reason = result ? (result.error || 'error') + ': ' + (result.reason || 'not written') : 'no answer for it';
+        if (result && result.error === 'forbidden') this.stats.refused.set(entry.name, { kind: 'refused', reason: result.reason || reason });
+        this.notStored(entry, reason);
+      }
+    }
+  }
+
+  /** A waiting package stored meanwhile (by the feed, or another gateway): written over what is there now, then its tarballs. */
+  private async storeOver(entry: Waiting): Promise<void> {
+    try {
+      const existing = await this.readMirrored(entry.name);
+      entry.stored(await this.storeDoc(entry.name, mirroredDoc(entry.name, entry.packument, this.upstream, existing)));
+    } catch (err) {
+      this.notStored(entry, (err as Error).message);
+      return;
+    }
+    for (const [file, data] of entry.tarballs) await this.storeTarball(entry.name, file, data).catch((err) => this.recordFailure(entry.name, (err as Error).message));
+  }
+
+  private notStored(entry: Waiting, reason: string): void {
+    this.recordFailure(entry.name, 'storing the packument failed: ' + reason);
+    this.host.log.warn({ package: entry.name, err: reason }, 'a pulled-through packument could not be stored; it is fetched again on its next request');
+    entry.stored(null);
   }
 
   /** The mirrored document of `name` being stored now (its tarballs are fetched from the upstream meanwhile). */
@@ -407,6 +503,12 @@ export class Mirror {
 
   /** Stores verified bytes while they are served; a failure is recorded, and the next request fetches them again. */
   private keepBehind(name: string, file: string, data: Buffer): Buffer {
+    const waiting = this.waiting.get(name);
+    if (waiting && data.length <= INLINE_TARBALL_BYTES) {
+      waiting.tarballs.set(file, data);
+      this.behind.grow(data.length);
+      return data;
+    }
     this.storeTarball(name, file, data).catch((err) => {
       this.recordFailure(name, (err as Error).message);
       this.host.log.warn({ package: name, file, err: (err as Error).message }, 'a verified tarball could not be stored; it is fetched again on its next request');
@@ -437,8 +539,9 @@ export class Mirror {
 
   /** Adds a verified tarball (a file, or its bytes) to the mirrored document, on its current revision. */
   private async storeTarball(name: string, file: string, source: string | Buffer): Promise<void> {
-    // A document being stored is waited for; the one this gateway stored last is tried first, and a
-    // conflict reads the current one.
+    // A document being stored is waited for (one still waiting is stored now); the one this gateway
+    // stored last is tried first, and a conflict reads the current one.
+    if (this.waiting.has(name)) void this.behind.flush();
     await this.storing.get(name)?.stored;
     let known = this.recent.get(name) || null;
     const stored = await retry(

@@ -34,5 +34,13 @@ export async function startReplication(host: MirrorHost, proxySecret: string): P
       throw new Error('Cannot set up replication from ' + withoutCredentials(settings.couchdb) + ': ' + (err as Error).message, { cause: err });
     }
   }
-  return { mirror, follower, native, stop: async () => void (await follower?.stop()) };
+  return {
+    mirror,
+    follower,
+    native,
+    stop: async () => {
+      await follower?.stop();
+      await mirror?.stop();
+    },
+  };
 }

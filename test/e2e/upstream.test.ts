@@ -133,6 +133,53 @@ describe('mirror mode (pull-through)', () => {
   });
 });
 
+describe('mirror mode: packages pulled through are stored once pull-through is quiet', () => {
+  /** A gateway in front of `mirroring`'s CouchDB, mirroring Verdaccio, with its search index loaded. */
+  async function mirroringGateway(folder: string) {
+    const gateway = await anotherGateway(mirroring, folder, { UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '3000' });
+    // Names it has not seen go straight to the upstream once its index is loaded: a search waits for that.
+    expect((await fetch(gateway.localUrl + '/-/v1/search?text=anything')).status).toBe(200);
+    return gateway;
+  }
+  const pullThrough = async (url: string, name: string) => {
+    const packument = await fetch(url + '/' + name);
+    expect(packument.status).toBe(200);
+    const tarball = await fetch(url + '/' + name + '/-/' + name + '-1.0.0.tgz');
+    expect(tarball.status).toBe(200);
+    return Buffer.from(await tarball.arrayBuffer());
+  };
+
+  it('what a gateway still holds is stored, tarballs included, when it stops', async () => {
+    await publishWith(upstreamPublisher, { name: 'stored-at-stop', version: '1.0.0' });
+    const gateway = await mirroringGateway('stopping-gateway');
+    let bytes: Buffer;
+    try {
+      bytes = await pullThrough(gateway.localUrl, 'stored-at-stop');
+    } finally {
+      await gateway.close();
+    }
+    const doc = (await mirroredDoc(mirroring, 'stored-at-stop')).body;
+    expect(doc.origin).toBe(verdaccio.url);
+    expect(doc._attachments['stored-at-stop-1.0.0.tgz'].length).toBe(bytes.length);
+  });
+
+  it('a package two gateways pulled through at once is stored once over the other, with its tarball and without a conflict', async () => {
+    await publishWith(upstreamPublisher, { name: 'pulled-twice', version: '1.0.0' });
+    const first = await mirroringGateway('first-puller');
+    const second = await mirroringGateway('second-puller');
+    try {
+      await pullThrough(first.localUrl, 'pulled-twice');
+      await pullThrough(second.localUrl, 'pulled-twice');
+    } finally {
+      await first.close();
+      await second.close();
+    }
+    const doc = await couchGet(mirroring, '/' + mirroring.registryDb + '-mirror/pulled-twice?conflicts=true');
+    expect(doc.body._attachments['pulled-twice-1.0.0.tgz']).toBeDefined();
+    expect(doc.body._conflicts).toBeUndefined();
+  });
+});
+
 describe('redirect mode', () => {
   it('redirects unknown names to the upstream and npm installs from there', async () => {
     const res = await fetch(redirecting.localUrl + '/upstream-only', { redirect: 'manual' });
