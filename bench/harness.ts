@@ -526,16 +526,24 @@ async function measurePullThrough(work: string, upstream: string, direct: Record
   const proxying = await startPeer(upstream);
   try {
     // Each waits for both to be idle: what one still stores after its install must not slow the other's.
-    const cold = async (target: Target) => {
+    const cpu: Record<string, string> = {};
+    const cold = async (target: Pick<Target, 'url' | 'name'> & { pid?: number }) => {
       await quiet([mirroring.pid, proxying.pid]);
-      const cpu = cpuSeconds(target.pid);
+      const before = target.pid ? cpuSeconds(target.pid) : 0;
       const ms = (await installTimes(work, target.url, direct, target.name, false)).cold;
-      log('  ' + target.name + ': ' + Math.round(ms) + ' ms, ' + (cpuSeconds(target.pid) - cpu).toFixed(2) + ' s of CPU during the install');
+      if (target.pid) cpu[target.name] = (cpuSeconds(target.pid) - before).toFixed(1);
+      log('  ' + target.name + ': ' + Math.round(ms) + ' ms' + (target.pid ? ', ' + cpu[target.name] + ' s of CPU during the install' : ''));
       return ms;
     };
     const oursCold = await cold(mirroring);
     const peerCold = await cold(proxying);
-    return { metric: 'npm install, ' + packages + ' packages, cold, through pull-through mirroring (empty registries, the static tree as upstream)', unit: 'ms', ours: oursCold, peer: peerCold, higherIsBetter: false, target: '≤ 0.7×', met: oursCold <= 0.7 * peerCold };
+    // The client's own limit: the same install straight from the upstream (nginx serving the tree).
+    const ceiling = await cold({ url: upstream, name: 'the upstream itself (nginx)' });
+    return {
+      metric: 'npm install, ' + packages + ' packages, cold, through pull-through mirroring (empty registries, the static tree as upstream)',
+      unit: 'ms', ours: oursCold, peer: peerCold, higherIsBetter: false, target: '≤ 0.7×', met: oursCold <= 0.7 * peerCold,
+      note: 'straight from the upstream (nginx): ' + Math.round(ceiling) + ' ms, ' + (ceiling / peerCold).toFixed(2) + '× Verdaccio; CPU during the install ' + cpu[mirroring.name] + ' vs ' + cpu[proxying.name] + ' s',
+    };
   } finally {
     await mirroring.stop();
     await proxying.stop();
