@@ -67,6 +67,15 @@ export async function readProxySecret(adminUrl: string): Promise<string> {
   return secret;
 }
 
+/** An answer's JSON, or `{}` when it is not JSON. */
+function parseAnswer(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return {};
+  }
+}
+
 /** CouchDB's refusal as an error with its status, `error` and `reason`, as nano throws them. */
 function refusal(status: number, answer: { error?: string; reason?: string }): Error {
   const reason = answer.reason || 'CouchDB answered ' + status;
@@ -117,13 +126,16 @@ export class Database<T extends object> {
 
   /** The document `id`, or null when there is none (or a deleted one). */
   get(id: string, params?: { attachments?: boolean; revs?: boolean }): Promise<Stored<T> | null> {
+    const query = params ? Object.entries(params).map(([key, value]) => key + '=' + String(value)).join('&') : '';
     return this.couch.timed('get', async () => {
-      try {
-        return (await this.scope.get(nanoDocId(id), params)) as unknown as Stored<T>;
-      } catch (err) {
-        if ((err as { statusCode?: number }).statusCode === 404) return null;
-        throw err;
-      }
+      // `_design/x` and `_local/x` keep their slash, as CouchDB names them; any other id is escaped whole.
+      const special = /^(_design|_local)\/([^/]+)$/.exec(id);
+      const path = docPath(this.name) + '/' + (special ? special[1] + '/' + encodeURIComponent(special[2]) : encodeURIComponent(id));
+      const { status, text } = await this.couch.exchange('GET', path + (query ? '?' + query : ''), { accept: 'application/json' });
+      if (status === 404) return null;
+      const answer = parseAnswer(text);
+      if (status < 200 || status >= 300) throw refusal(status, answer as { error?: string; reason?: string });
+      return answer as Stored<T>;
     });
   }
 
@@ -250,14 +262,33 @@ export class Couch {
   /** A write request to CouchDB as `who`; a refusal is thrown with CouchDB's status, `error` and `reason`. */
   requestAs(who: Identity, method: string, path: string, body: string | Buffer, contentType: string): Promise<any> {
     return this.timed('write-as-user', async () => {
-      const response = await fetch(new URL(path, this.url.origin), {
-        method,
-        headers: { 'content-type': contentType, accept: 'application/json', 'accept-encoding': 'identity', ...proxyHeaders(this.proxySecret, who.name, who.roles) },
-        body: body as BodyInit,
-      });
-      const answer = (await response.json().catch(() => ({}))) as { error?: string; reason?: string };
-      if (!response.ok) throw refusal(response.status, answer);
+      const headers = { 'content-type': contentType, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) };
+      const { status, text } = await this.exchange(method, path, headers, body, false);
+      const answer = parseAnswer(text) as { error?: string; reason?: string };
+      if (status < 200 || status >= 300) throw refusal(status, answer);
       return answer;
+    });
+  }
+
+  /**
+   * One request and its whole answer as text, over Node's HTTP client (its agent keeps connections
+   * open): the gateway's most frequent requests (a document read, a write) cost a third of what
+   * `fetch` and nano cost around them. As the admin unless `admin` is false (the caller's headers then
+   * say who asks). Answers are asked uncompressed.
+   */
+  exchange(method: string, path: string, headers: Record<string, string>, body?: string | Buffer, admin = true): Promise<{ status: number; text: string }> {
+    const client = this.url.protocol === 'https:' ? https : http;
+    const sent = { ...headers, ...(admin ? this.adminHeaders : { 'accept-encoding': 'identity' }) } as Record<string, string | number>;
+    if (body !== undefined) sent['content-length'] = Buffer.byteLength(body);
+    return new Promise((resolve, reject) => {
+      const request = client.request(new URL(path, this.url.origin), { method, headers: sent }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => resolve({ status: response.statusCode || 502, text: Buffer.concat(chunks).toString('utf8') }));
+      });
+      request.on('error', reject);
+      request.end(body);
     });
   }
 
