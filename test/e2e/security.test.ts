@@ -379,6 +379,22 @@ describe('authorization matrix on the CouchDB port', () => {
     expect((await send(gateway, 'GET', '/victim')).status).toBe(200);
   });
 
+  it('a document of a database closed to its members (the tokens) is read by the admin only, whether it exists or not', async () => {
+    const tokens = '/' + p.registryDb + '-tokens/';
+    const id = (await send(couch, 'GET', tokens + '_all_docs?limit=1', { headers: adminCouch() })).body.rows[0].id as string;
+    for (const path of [tokens + encodeURIComponent(id), tokens + 'no-such-token']) {
+      for (const headers of [{}, userCouch()]) {
+        const res = await send(couch, 'GET', path, { headers });
+        expect([path, [401, 403].includes(res.status), res.body && res.body._id]).toEqual([path, true, undefined]);
+      }
+    }
+    const own = await send(couch, 'GET', tokens + encodeURIComponent(id), { headers: adminCouch() });
+    expect([own.status, own.body._id]).toEqual([200, id]);
+    expect(own.headers.get('etag')).toBe('"' + own.body._rev + '"');
+    const missing = await send(couch, 'GET', tokens + 'no-such-token', { headers: adminCouch() });
+    expect([missing.status, missing.body]).toEqual([404, { error: 'not_found', reason: 'missing' }]);
+  });
+
   it('as admin: the same reads are allowed', async () => {
     for (const path of ['/_all_dbs', '/_users/_all_docs', '/' + p.registryDb + '-tokens/_all_docs', '/' + p.registryDb + '/_security']) {
       expect([path, (await send(couch, 'GET', path, { headers: adminCouch() })).status]).toEqual([path, 200]);
