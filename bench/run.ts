@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: runs the benchmarks at full size, prints the table and writes bench/RESULTS.md.
  * `npm run bench:scale` (`--scale [--sizes 1000,10000]`): the scale series, written to bench/SCALE.md.
- * `--pull-through [--runs 3]`: only the cold install through pull-through mirroring, beside Verdaccio.
+ * `--pull-through [--runs 3]`: only the cold install through pull-through mirroring, beside Verdaccio, in rounds (medians).
  */
 import { cpus, totalmem } from 'os';
 import { writeFileSync } from 'fs';
