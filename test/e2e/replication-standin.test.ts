@@ -91,43 +91,38 @@ describe('following a feed with the public contract\'s quirks', () => {
     expect((await mirror.request('GET', '/doomed')).status).toBe(404);
   });
 
-  it('tarballs are verified against the upstream\'s integrity: a good one is served and stored, a bad one refused', async () => {
-    standIn.publish('good-tarball', ['1.0.0']);
-    standIn.publish('bad-tarball', ['1.0.0']);
-    const good = await mirrored(mirror, 'good-tarball');
-    await mirrored(mirror, 'bad-tarball');
-    const response = await fetch(mirror.url + '/good-tarball/-/good-tarball-1.0.0.tgz');
+  /**
+   * Publishes `good` and `bad` upstream (`streamed`: their tarballs sent in chunks without a length):
+   * the good tarball is served with the upstream's integrity and stored; the bad one, corrupted
+   * upstream, is refused, not stored, and recorded as a failure.
+   */
+  async function verifiesTarballs(good: string, bad: string, streamed: boolean): Promise<void> {
+    for (const name of [good, bad]) {
+      standIn.publish(name, ['1.0.0']);
+      if (streamed) standIn.streamTarball(name, '1.0.0');
+    }
+    const doc = await mirrored(mirror, good);
+    await mirrored(mirror, bad);
+    const response = await fetch(mirror.url + '/' + good + '/-/' + good + '-1.0.0.tgz');
     expect(response.status).toBe(200);
     const bytes = Buffer.from(await response.arrayBuffer());
-    expect('sha512-' + createHash('sha512').update(bytes).digest('base64')).toBe(good.versions['1.0.0'].dist.integrity);
-    await eventually(async () => ((await docAt(mirror, 'good-tarball')).body._attachments?.['good-tarball-1.0.0.tgz'] ? true : null));
+    expect('sha512-' + createHash('sha512').update(bytes).digest('base64')).toBe(doc.versions['1.0.0'].dist.integrity);
+    await eventually(async () => ((await docAt(mirror, good)).body._attachments?.[good + '-1.0.0.tgz'] ? true : null));
 
-    standIn.corruptTarball('bad-tarball', '1.0.0');
-    const bad = await mirror.request('GET', '/bad-tarball/-/bad-tarball-1.0.0.tgz');
-    expect(bad.status).toBe(424);
-    expect(bad.body.error).toContain('does not match its dist.integrity');
-    expect((await docAt(mirror, 'bad-tarball')).body._attachments || {}).toEqual({});
-    expect((await status(mirror, token)).failures.some((f: { name: string; reason: string }) => f.name === 'bad-tarball' && f.reason.includes('integrity'))).toBe(true);
+    standIn.corruptTarball(bad, '1.0.0');
+    const refused = await mirror.request('GET', '/' + bad + '/-/' + bad + '-1.0.0.tgz');
+    expect(refused.status).toBe(424);
+    expect(refused.body.error).toContain('does not match its dist.integrity');
+    expect((await docAt(mirror, bad)).body._attachments || {}).toEqual({});
+    expect((await status(mirror, token)).failures.some((f: { name: string; reason: string }) => f.name === bad && f.reason.includes('integrity'))).toBe(true);
+  }
+
+  it('tarballs are verified against the upstream\'s integrity: a good one is served and stored, a bad one refused', async () => {
+    await verifiesTarballs('good-tarball', 'bad-tarball', false);
   });
 
   it('a tarball sent without its length is verified while it streams to a file: a good one served and stored, a bad one refused', async () => {
-    standIn.publish('streamed-good', ['1.0.0']);
-    standIn.publish('streamed-bad', ['1.0.0']);
-    standIn.streamTarball('streamed-good', '1.0.0');
-    standIn.streamTarball('streamed-bad', '1.0.0');
-    const good = await mirrored(mirror, 'streamed-good');
-    await mirrored(mirror, 'streamed-bad');
-    const response = await fetch(mirror.url + '/streamed-good/-/streamed-good-1.0.0.tgz');
-    expect(response.status).toBe(200);
-    const bytes = Buffer.from(await response.arrayBuffer());
-    expect('sha512-' + createHash('sha512').update(bytes).digest('base64')).toBe(good.versions['1.0.0'].dist.integrity);
-    await eventually(async () => ((await docAt(mirror, 'streamed-good')).body._attachments?.['streamed-good-1.0.0.tgz'] ? true : null));
-
-    standIn.corruptTarball('streamed-bad', '1.0.0');
-    const bad = await mirror.request('GET', '/streamed-bad/-/streamed-bad-1.0.0.tgz');
-    expect(bad.status).toBe(424);
-    expect(bad.body.error).toContain('does not match its dist.integrity');
-    expect((await docAt(mirror, 'streamed-bad')).body._attachments || {}).toEqual({});
+    await verifiesTarballs('streamed-good', 'streamed-bad', true);
   });
 });
 
