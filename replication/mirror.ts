@@ -181,9 +181,13 @@ export class Mirror {
     this.host.written(name, rev, doc, tarballOnly);
   }
 
-  /** Stores what pull-through still holds (at stop); resolves once it is written. */
-  stop(): Promise<void> {
+  /** Stores at once what pull-through still holds (for a status read from the database, and at stop); resolves once it is written. */
+  storeNow(): Promise<void> {
     return this.behind.flush();
+  }
+
+  stop(): Promise<void> {
+    return this.storeNow();
   }
 
   /** The mirrored packages of this upstream (for the sweeps of the partial modes). */

@@ -121,6 +121,8 @@ export function replicationRoutes(ctx: Context): Router {
 /** What `GET /-/replication` answers: pull-through, the feed follower and the native replication. */
 export async function replicationStatus(ctx: Context): Promise<Record<string, unknown>> {
   const mirror = ctx.mirror;
+  // What pull-through served and still holds is stored first: the status counts and reads it.
+  await mirror?.storeNow();
   const replication = ctx.replication;
   const refused = new Map<string, Refusal>(mirror ? mirror.stats.refused : []);
   const native = replication?.native ? await replication.native.status() : null;
