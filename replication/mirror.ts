@@ -31,7 +31,7 @@ const SERVE_WHILE_STORING = 8 * 1024 * 1024;
 /**
  * Pulled-through packages are stored once pull-through has been quiet this long (an install asks
  * for one package after another), or once the first has waited `STORE_MAX_WAIT_MS`, or when their
- * tarballs reach `STORE_MAX_BYTES`: together, each with its tarballs, in few `_bulk_docs`, instead
+ * packuments and tarballs reach `STORE_MAX_BYTES`: together, each with its tarballs, in few `_bulk_docs`, instead
  * of a write per package and per tarball while the install waits for its next answer.
  */
 const STORE_QUIET_MS = 1_000;
@@ -306,8 +306,8 @@ export class Mirror {
     if (storing) return storing.doc;
     // A name the index has not seen: the local database is asked while the upstream is.
     const [fetched, local] = await Promise.all([
-      this.fetchPackument(name).then(
-        (packument) => ({ packument }),
+      this.registry.sizedPackument(name).then(
+        (sized) => ({ packument: sized ? sized.body : null, bytes: sized ? sized.bytes : 0 }),
         (err: Error) => ({ err }),
       ),
       known === 'unlisted' ? this.readLocal(name) : null,
@@ -319,9 +319,9 @@ export class Mirror {
     if ('err' in fetched) {
       throw upstreamFailed('Package "' + name + '" is not here yet and ' + fetched.err.message + '; packages already mirrored are still served. Try again later.');
     }
-    const { packument } = fetched;
+    const { packument, bytes } = fetched;
     if (!packument) return null;
-    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return this.storeBehind(name, packument);
+    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return this.storeBehind(name, packument, bytes);
     if (known !== 'unlisted') {
       const shadowing = await this.readLocal(name);
       if (shadowing) {
@@ -342,7 +342,7 @@ export class Mirror {
    * the others pull-through brings (`STORE_QUIET_MS`), its tarballs with it. A failure to store is
    * logged and recorded; the next request fetches the package again, as after a crash.
    */
-  private storeBehind(name: string, packument: UpstreamPackument): PackageDoc {
+  private storeBehind(name: string, packument: UpstreamPackument, bytes: number): PackageDoc {
     const doc = mirroredDoc(name, packument, this.upstream, null);
     const digest = createHash('sha1').update(JSON.stringify([doc.time, doc['dist-tags'], Object.keys(doc.versions)])).digest('hex');
     const served = { ...doc, _rev: PROVISIONAL + digest };
@@ -354,7 +354,8 @@ export class Mirror {
     const entry: Waiting = { name, doc, packument, tarballs: new Map(), stored: resolve };
     this.storing.set(name, { doc: served, stored });
     this.waiting.set(name, entry);
-    this.behind.add(entry);
+    // Held until stored: its packument counts towards what may wait, as its tarballs do.
+    this.behind.add(entry, bytes);
     return served;
   }
 

@@ -67,12 +67,17 @@ export class UpstreamRegistry {
 
   /** The upstream's full packument of `name`, or null when it has none (404). */
   async packument(name: string): Promise<UpstreamPackument | null> {
+    return (await this.sizedPackument(name))?.body || null;
+  }
+
+  /** The upstream's full packument of `name` and the size of its JSON, or null when it has none (404). */
+  async sizedPackument(name: string): Promise<{ body: UpstreamPackument; bytes: number } | null> {
     const text = await this.get(upstreamPath(name, []), '"' + name + '"');
     if (text === null) return null;
     try {
       const body = JSON.parse(text) as UpstreamPackument;
       if (typeof body !== 'object' || body === null || (body.name !== undefined && body.name !== name)) throw new Error('not a packument');
-      return body;
+      return { body, bytes: text.length };
     } catch {
       throw new UpstreamUnavailable('the upstream registry ' + this.url + ' sent something that is not the packument of "' + name + '"');
     }
