@@ -395,6 +395,29 @@ describe('authorization matrix on the CouchDB port', () => {
     expect([missing.status, missing.body]).toEqual([404, { error: 'not_found', reason: 'missing' }]);
   });
 
+  it('an attachment of a database closed to its members is read by the admin only, with its digest as ETag', async () => {
+    const db = '/' + p.registryDb + '-closed';
+    expect((await send(couch, 'PUT', db, { headers: adminCouch() })).status).toBe(201);
+    try {
+      await send(couch, 'PUT', db + '/_security', { headers: adminCouch(), body: { admins: { names: [], roles: [] }, members: { names: [], roles: ['_admin'] } } });
+      const data = Buffer.from('closed bytes').toString('base64');
+      expect((await send(couch, 'PUT', db + '/doc', { headers: adminCouch(), body: { _attachments: { 'f.tgz': { content_type: 'application/octet-stream', data } } } })).status).toBe(201);
+      for (const headers of [{}, userCouch()]) {
+        const res = await send(couch, 'GET', db + '/doc/f.tgz', { headers });
+        expect([[401, 403].includes(res.status), String(res.body).includes('closed bytes')]).toEqual([true, false]);
+      }
+      const own = await send(couch, 'GET', db + '/doc/f.tgz', { headers: adminCouch() });
+      expect([own.status, own.body]).toEqual([200, 'closed bytes']);
+      const etag = own.headers.get('etag') as string;
+      // fetch adds `cache-control: no-cache` to a request with If-None-Match unless it has one.
+      const again = { ...adminCouch(), 'if-none-match': etag, 'cache-control': 'max-age=0' };
+      expect((await send(couch, 'GET', db + '/doc/f.tgz', { headers: again })).status).toBe(304);
+      expect((await send(couch, 'GET', db + '/doc/other.tgz', { headers: adminCouch() })).status).toBe(404);
+    } finally {
+      await send(couch, 'DELETE', db, { headers: adminCouch() });
+    }
+  });
+
   it('as admin: the same reads are allowed', async () => {
     for (const path of ['/_all_dbs', '/_users/_all_docs', '/' + p.registryDb + '-tokens/_all_docs', '/' + p.registryDb + '/_security']) {
       expect([path, (await send(couch, 'GET', path, { headers: adminCouch() })).status]).toEqual([path, 200]);
