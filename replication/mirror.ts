@@ -31,8 +31,9 @@ const SERVE_WHILE_STORING = 8 * 1024 * 1024;
 /**
  * Pulled-through packages are stored once pull-through has been quiet this long (an install asks
  * for one package after another), or once the first has waited `STORE_MAX_WAIT_MS`, or when their
- * packuments and tarballs reach `STORE_MAX_BYTES`: together, each with its tarballs, in few `_bulk_docs`, instead
- * of a write per package and per tarball while the install waits for its next answer.
+ * packuments and tarballs reach `STORE_MAX_BYTES`: together, each with its tarballs, in few
+ * `_bulk_docs`, instead of a write per package and per tarball while the install waits for its
+ * next answer.
  */
 const STORE_QUIET_MS = 1_000;
 const STORE_MAX_WAIT_MS = 10_000;
@@ -47,7 +48,7 @@ interface Waiting {
   name: string;
   doc: PackageDoc;
   packument: UpstreamPackument;
-  /** Its verified tarballs served so far, written with it (one served once it is taken to be written is attached after it). */
+  /** Its verified tarballs served so far, written with it (one served after it was taken to be written is attached after it). */
   tarballs: Map<string, Buffer>;
   stored(doc: PackageDoc | null): void;
 }
@@ -146,9 +147,13 @@ export class Mirror {
   private readonly storing = new Map<string, { doc: PackageDoc; stored: Promise<PackageDoc | null> }>();
   /** Pulled-through packages not written yet, by name. */
   private readonly waiting = new Map<string, Waiting>();
-  private readonly behind = new Batcher<Waiting>((batch) => this.storeWaiting(batch), { quietMs: STORE_QUIET_MS, maxWaitMs: STORE_MAX_WAIT_MS, maxBytes: STORE_MAX_BYTES }, (batch) => {
-    for (const entry of batch) this.waiting.delete(entry.name);
-  });
+  private readonly behind = new Batcher<Waiting>(
+    (batch) => this.storeWaiting(batch),
+    { quietMs: STORE_QUIET_MS, maxWaitMs: STORE_MAX_WAIT_MS, maxBytes: STORE_MAX_BYTES },
+    (batch) => {
+      for (const entry of batch) this.waiting.delete(entry.name);
+    },
+  );
 
   constructor(
     private readonly host: MirrorHost,
