@@ -261,66 +261,54 @@ export class Couch {
 
   /** A write request to CouchDB as `who`; a refusal is thrown with CouchDB's status, `error` and `reason`. */
   requestAs(who: Identity, method: string, path: string, body: string | Buffer, contentType: string): Promise<any> {
-    return this.timed('write-as-user', async () => {
-      const headers = { 'content-type': contentType, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) };
-      const { status, text } = await this.exchange(method, path, headers, body, false);
-      const answer = parseAnswer(text) as { error?: string; reason?: string };
-      if (status < 200 || status >= 300) throw refusal(status, answer);
-      return answer;
-    });
+    return this.timed('write-as-user', () => this.answerAs(who, method, path, body, contentType));
+  }
+
+  /** Streams a file to CouchDB as `who` (an attachment PUT); a refusal is thrown like `requestAs`'s. */
+  async putFileAs(who: Identity, path: string, file: string, contentType: string): Promise<{ rev: string }> {
+    const answer = await this.timed('attachment-put', () => this.answerAs(who, 'PUT', path, { file }, contentType));
+    return { rev: answer.rev as string };
+  }
+
+  /** A request as `who`, answered as JSON; a refusal is thrown with CouchDB's status, `error` and `reason`. */
+  private async answerAs(who: Identity, method: string, path: string, body: string | Buffer | { file: string }, contentType: string): Promise<any> {
+    const headers = { 'content-type': contentType, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) };
+    const { status, text } = await this.exchange(method, path, headers, body, false);
+    const answer = parseAnswer(text) as { error?: string; reason?: string };
+    if (status < 200 || status >= 300) throw refusal(status, answer);
+    return answer;
+  }
+
+  /** Node's HTTP client for this CouchDB's protocol. */
+  private get client(): typeof http | typeof https {
+    return this.url.protocol === 'https:' ? https : http;
   }
 
   /**
    * One request and its whole answer as text, over Node's HTTP client (its agent keeps connections
    * open): the gateway's most frequent requests (a document read, a write) cost a third of what
-   * `fetch` and nano cost around them. As the admin unless `admin` is false (the caller's headers then
-   * say who asks). Answers are asked uncompressed.
+   * `fetch` and nano cost around them. The body is text, bytes, or a file streamed from disk. As the
+   * admin unless `admin` is false (the caller's headers then say who asks). Answers are asked
+   * uncompressed.
    */
-  exchange(method: string, path: string, headers: Record<string, string>, body?: string | Buffer, admin = true): Promise<{ status: number; text: string }> {
-    const client = this.url.protocol === 'https:' ? https : http;
+  exchange(method: string, path: string, headers: Record<string, string>, body?: string | Buffer | { file: string }, admin = true): Promise<{ status: number; text: string }> {
     const sent = { ...headers, ...(admin ? this.adminHeaders : { 'accept-encoding': 'identity' }) } as Record<string, string | number>;
-    if (body !== undefined) sent['content-length'] = Buffer.byteLength(body);
+    const file = body !== undefined && typeof body === 'object' && !Buffer.isBuffer(body) ? body.file : undefined;
+    if (file !== undefined) sent['content-length'] = statSync(file).size;
+    else if (body !== undefined) sent['content-length'] = Buffer.byteLength(body as string | Buffer);
     return new Promise((resolve, reject) => {
-      const request = client.request(new URL(path, this.url.origin), { method, headers: sent }, (response) => {
+      const request = this.client.request(new URL(path, this.url.origin), { method, headers: sent }, (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('error', reject);
         response.on('end', () => resolve({ status: response.statusCode || 502, text: Buffer.concat(chunks).toString('utf8') }));
       });
       request.on('error', reject);
-      request.end(body);
-    });
-  }
-
-  /** Streams a file to CouchDB as `who` (an attachment PUT); a refusal is thrown like `requestAs`'s. */
-  putFileAs(who: Identity, path: string, file: string, contentType: string): Promise<{ rev: string }> {
-    const client = this.url.protocol === 'https:' ? https : http;
-    return this.timed('attachment-put', () => new Promise((resolve, reject) => {
-      const request = client.request(new URL(path, this.url.origin), {
-        method: 'PUT',
-        headers: { 'content-type': contentType, 'content-length': statSync(file).size, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) },
-      });
-      request.on('error', reject);
-      request.on('response', (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk) => (text += chunk));
-        response.on('end', () => {
-          let answer: { rev?: string; error?: string; reason?: string } = {};
-          try {
-            answer = JSON.parse(text);
-          } catch {
-            /* not JSON */
-          }
-          const status = response.statusCode || 502;
-          if (status >= 200 && status < 300) return resolve({ rev: answer.rev as string });
-          reject(refusal(status, answer));
-        });
-      });
+      if (file === undefined) return void request.end(body as string | Buffer | undefined);
       const stream = createReadStream(file);
       stream.on('error', (err) => request.destroy(err));
       stream.pipe(request);
-    }));
+    });
   }
 
   /**
@@ -376,10 +364,9 @@ export class Couch {
 
   /** Opens a GET of a CouchDB path as admin and hands back the raw response for streaming. */
   streamGet(path: string, headers: Record<string, string> = {}): Promise<http.IncomingMessage> {
-    const client = this.url.protocol === 'https:' ? https : http;
     // Timed until the answer's headers arrive; the body streams to the client afterwards.
     return this.timed('attachment-get', () => new Promise((resolve, reject) => {
-      const request = client.get(
+      const request = this.client.get(
         new URL(path, this.url.origin),
         { headers: { ...headers, ...this.adminHeaders } },
         resolve,
