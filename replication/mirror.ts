@@ -53,6 +53,13 @@ interface Waiting {
   stored(doc: PackageDoc | null): void;
 }
 
+/** A waiting package's document with its tarballs as attachments, each described by `attachment` (inline bytes, or a stub once stored). */
+function withTarballs(entry: Waiting, attachment: (data: Buffer) => Record<string, unknown>): PackageDoc {
+  const attachments: Record<string, unknown> = { ...(entry.doc._attachments || {}) };
+  for (const [file, data] of entry.tarballs) attachments[file] = { content_type: TARBALL_CONTENT_TYPE, ...attachment(data) };
+  return { ...entry.doc, _attachments: attachments } as PackageDoc;
+}
+
 /** The start of the revision a pulled-through document is served with while CouchDB stores it (CouchDB's start at 1-). */
 const PROVISIONAL = '0-';
 
@@ -370,9 +377,7 @@ export class Mirror {
     let json: string[] = [];
     let bytes = 0;
     for (const entry of batch) {
-      const attachments: Record<string, unknown> = { ...(entry.doc._attachments || {}) };
-      for (const [file, data] of entry.tarballs) attachments[file] = { content_type: TARBALL_CONTENT_TYPE, data: data.toString('base64') };
-      const text = JSON.stringify({ ...entry.doc, _attachments: attachments });
+      const text = JSON.stringify(withTarballs(entry, (data) => ({ data: data.toString('base64') })));
       if (chunk.length > 0 && bytes + text.length > BULK_BYTES) {
         await this.writeWaiting(chunk, json);
         [chunk, json, bytes] = [[], [], 0];
@@ -396,9 +401,7 @@ export class Mirror {
     for (const entry of chunk) {
       const result = byId.get(entry.name);
       if (result && result.rev && !result.error) {
-        const attachments: Record<string, unknown> = { ...(entry.doc._attachments || {}) };
-        for (const [file, data] of entry.tarballs) attachments[file] = { content_type: TARBALL_CONTENT_TYPE, length: data.length, stub: true };
-        const stored = { ...entry.doc, _rev: result.rev, _attachments: attachments } as PackageDoc;
+        const stored = { ...withTarballs(entry, (data) => ({ length: data.length, stub: true })), _rev: result.rev };
         this.remember(stored);
         this.stats.tarballsWritten += entry.tarballs.size;
         // The tarballs served meanwhile are the ones written: they stay in the caches.
@@ -453,9 +456,9 @@ export class Mirror {
   /**
    * Fetches the tarball `file` of the mirrored package `doc` from the upstream's `dist.tarball`,
    * verifies it against the version's integrity (in memory when it is small and its length is
-   * declared, else while it streams to a temporary file), and stores it as an attachment. Resolves with the verified bytes of a tarball of up to 8 MB while CouchDB
-   * stores it (unless `storeFirst`), else with null once it is stored (the caller then serves it
-   * from CouchDB). Concurrent requests share one download; a larger tarball is never held in memory.
+   * declared, else while it streams to a temporary file), and stores it as an attachment. Resolves
+   * with the verified bytes of a tarball of up to 8 MB while CouchDB stores it (unless
+   * `storeFirst`), else with null once it is stored (the caller then serves it from CouchDB). Concurrent requests share one download; a larger tarball is never held in memory.
    */
   tarball(doc: PackageDoc, file: string, storeFirst = false): Promise<Buffer | null> {
     return this.tarballPulls.run(doc.name + '/' + file + (storeFirst ? ' stored' : ''), () => this.fetchTarball(doc, file, storeFirst));
@@ -534,15 +537,18 @@ export class Mirror {
     } catch (err) {
       throw this.downloadFailure(err, name, file, source);
     }
-    if (!ssri.checkData(data, integrity)) throw this.downloadFailure(Object.assign(new Error('integrity mismatch'), { code: 'EINTEGRITY' }), name, file, source);
+    if (!ssri.checkData(data, integrity)) throw this.integrityRefused(name, file, source);
     return data;
   }
 
-  /** The error for a download that broke off, or whose bytes do not match the integrity (recorded: the upstream sent a wrong tarball). */
+  /** The error for a download that broke off, or whose bytes do not match the integrity (ssri's EINTEGRITY). */
   private downloadFailure(err: unknown, name: string, file: string, source: string): Error {
-    if ((err as { code?: string }).code !== 'EINTEGRITY') {
-      return upstreamFailed('The download of ' + file + ' from the upstream registry ' + this.upstream + ' broke off (' + (err as Error).message + '). Try again.');
-    }
+    if ((err as { code?: string }).code === 'EINTEGRITY') return this.integrityRefused(name, file, source);
+    return upstreamFailed('The download of ' + file + ' from the upstream registry ' + this.upstream + ' broke off (' + (err as Error).message + '). Try again.');
+  }
+
+  /** The error for a tarball that does not match its integrity, recorded: the upstream sent a wrong tarball. */
+  private integrityRefused(name: string, file: string, source: string): Error {
     this.recordFailure(name, 'tarball ' + file + ' from ' + source + ' does not match its dist.integrity; refused');
     return upstreamFailed('The upstream\'s tarball ' + file + ' does not match its dist.integrity; it was refused and not stored. Tell the upstream\'s admins.');
   }
