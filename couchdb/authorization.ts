@@ -32,7 +32,8 @@ export const SECURITY_DOCUMENT = '_local/_security';
 
 /** Databases that exist on every CouchDB; every other name follows CouchDB's rule, without `/`. */
 const SYSTEM_DATABASES = ['_users', '_replicator', '_global_changes'];
-const DATABASE_NAME = /^[a-z][a-z0-9_$()+-]*$/;
+/** A database name as CouchDB allows it (without `/`). */
+export const DATABASE_NAME = /^[a-z][a-z0-9_$()+-]*$/;
 /** Top-level endpoints open to everyone, with their methods. */
 const PUBLIC_TOP_LEVEL = new Map<string, string[]>([
   ['', ['GET', 'HEAD']],

@@ -14,7 +14,7 @@ import {
   adminHashIsCurrent, adminPasswordMatches, Authenticator, hashAdminPassword, hashUserPassword, identify,
   pinnedSession, SESSION_SECONDS, sessionCookie, StoredUser,
 } from './authentication';
-import { authorize, SECURITY_DOCUMENT } from './authorization';
+import { authorize, DATABASE_NAME, SECURITY_DOCUMENT } from './authorization';
 
 // pouchdb and express-pouchdb ship no types; they are loaded as untyped CommonJS modules.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -365,7 +365,7 @@ function adminReads(LocalPouch: new (name: string) => ReadableDb): express.Route
   /** The database of an admin's plain read, or null when the request goes the usual way. */
   const databaseFor = (req: express.Request): ReadableDb | null => {
     const { db: name, id } = req.params as { db: string; id: string };
-    if (req.method !== 'GET' || req.url.includes('?') || id.startsWith('_') || !/^[a-z][a-z0-9_$()+-]*$/.test(name)) return null;
+    if (req.method !== 'GET' || req.url.includes('?') || id.startsWith('_') || !DATABASE_NAME.test(name)) return null;
     if (!(pinnedSession(req).userCtx.roles || []).includes('_admin')) return null;
     const theirs = (LocalPouch as unknown as { __dbCacheMap?: Map<string, unknown> }).__dbCacheMap?.get(name);
     if (!theirs) return null;
