@@ -237,16 +237,16 @@ export class Couch {
     }
   }
 
-  /** A request as the admin to any CouchDB path (`/_users/_security`, `/_node/_local/_config/...`), answered as JSON. */
-  request<R>(method: string, path: string, body?: unknown): Promise<R> {
+  /**
+   * A request as the admin to any CouchDB path (`/_users/_security`, `/{db}` for its position),
+   * answered as JSON. `signal` abandons it.
+   */
+  request<R>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<R> {
     return this.timed('request', async () => {
-      const response = await this.adminFetch(path, {
-        method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const answer = (await response.json().catch(() => ({}))) as R & { error?: string; reason?: string };
-      if (!response.ok) throw refusal(response.status, answer);
+      const headers: Record<string, string> = body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' };
+      const { status, text } = await this.exchange(method, path, headers, body === undefined ? undefined : JSON.stringify(body), true, signal);
+      const answer = parseAnswer(text) as R & { error?: string; reason?: string };
+      if (status < 200 || status >= 300) throw refusal(status, answer);
       return answer;
     });
   }
@@ -289,15 +289,15 @@ export class Couch {
    * open): the gateway's most frequent requests (a document read, a write) cost a third of what
    * `fetch` and nano cost around them. The body is text, bytes, or a file streamed from disk. As the
    * admin unless `admin` is false (the caller's headers then say who asks). Answers are asked
-   * uncompressed.
+   * uncompressed. `signal` abandons it (rejected with the signal's reason).
    */
-  exchange(method: string, path: string, headers: Record<string, string>, body?: string | Buffer | { file: string }, admin = true): Promise<{ status: number; text: string }> {
+  exchange(method: string, path: string, headers: Record<string, string>, body?: string | Buffer | { file: string }, admin = true, signal?: AbortSignal): Promise<{ status: number; text: string }> {
     const sent = { ...headers, ...(admin ? this.adminHeaders : { 'accept-encoding': 'identity' }) } as Record<string, string | number>;
     const file = body !== undefined && typeof body === 'object' && !Buffer.isBuffer(body) ? body.file : undefined;
     if (file !== undefined) sent['content-length'] = statSync(file).size;
     else if (body !== undefined) sent['content-length'] = Buffer.byteLength(body as string | Buffer);
     return new Promise((resolve, reject) => {
-      const request = this.client.request(new URL(path, this.url.origin), { method, headers: sent }, (response) => {
+      const request = this.client.request(new URL(path, this.url.origin), { method, headers: sent, signal }, (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('error', reject);

@@ -88,9 +88,7 @@ class PositionWatch {
 
 /** A database's position in its change feed: `update_seq` of `GET /db`. */
 export async function databasePosition(couch: Couch, db: string, signal?: AbortSignal): Promise<unknown> {
-  const response = await couch.adminFetch(docPath(db), { signal });
-  if (!response.ok) throw new Error('CouchDB answered ' + response.status + ' for the database ' + db);
-  return ((await response.json()) as { update_seq?: unknown }).update_seq;
+  return (await couch.request<{ update_seq?: unknown }>('GET', docPath(db), undefined, signal)).update_seq;
 }
 
 const watches = new WeakMap<Couch, Map<string, PositionWatch>>();
@@ -158,11 +156,9 @@ export class ChangesFollower {
     return this.loop.stop();
   }
 
-  private async request(path: string): Promise<any> {
+  private request(path: string): Promise<any> {
     this.abort = new AbortController();
-    const response = await this.couch.adminFetch(docPath(this.db) + path, { signal: this.abort.signal });
-    if (!response.ok) throw new Error('CouchDB answered ' + response.status + ' for ' + path.split('?')[0]);
-    return JSON.parse(await response.text());
+    return this.couch.request('GET', docPath(this.db) + path, undefined, this.abort.signal);
   }
 
   /** Where a `fromStart` follower is in the feed (kept across rounds). */
@@ -181,7 +177,8 @@ export class ChangesFollower {
     const docs = this.options.fromStart ? '&include_docs=true' : '';
     while (!this.loop.stopped) {
       const batch = await this.request('/_changes?limit=' + limit + docs + '&since=' + encodeURIComponent(String(since)));
-      const results = batch.results || [];
+      if (!Array.isArray(batch.results) || batch.last_seq === undefined) throw new Error('CouchDB sent an unreadable _changes answer for ' + this.db);
+      const results = batch.results;
       for (const change of results) {
         const rev = change.changes && change.changes[0] ? change.changes[0].rev : undefined;
         this.onChange(change.id, rev, change.deleted ? null : change.doc);
