@@ -1,10 +1,12 @@
 /**
  * Tarballs kept on local disk after their first download from CouchDB, served from there (the
  * kernel's page cache does the rest); small ones (most of npm's) are also kept in memory, within a
- * byte budget, and sent from there without touching the disk. A published tarball never changes,
- * but an unpublish removes it: every change of a package (from the `_changes` feed) forgets its
- * files, the cache is used only while that feed is followed, and a download that overlapped a change
- * is not kept.
+ * byte budget, and sent from there without touching the disk. A small tarball this gateway has in
+ * hand (published here, or verified from the upstream) is kept in memory only: it is in CouchDB, and
+ * is read from there again (and then written to disk) only if memory let it go. A published tarball
+ * never changes, but an unpublish removes it: every change of a package (from the `_changes` feed)
+ * forgets its files, the cache is used only while that feed is followed, and a download that
+ * overlapped a change is not kept.
  */
 import { createHash, randomBytes } from 'crypto';
 import { createWriteStream, mkdirSync, readFile, renameSync, rmSync, unlinkSync, WriteStream } from 'fs';
@@ -13,13 +15,12 @@ import { join } from 'path';
 import { Generations } from './cache';
 
 export interface CachedTarball {
-  path: string;
+  /** Its file on local disk; none for a tarball kept in memory only (it leaves the cache with its bytes). */
+  path?: string;
   etag: string;
   size: number;
   /** The bytes, when the tarball is small enough to be kept in memory. */
   data?: Buffer;
-  /** The file at `path` is still being written (the bytes are served from memory meanwhile). */
-  writing?: boolean;
 }
 
 /** Tarballs up to this size are kept in memory too. */
@@ -34,6 +35,8 @@ export class TarballCache {
   /** In-memory tarballs, least recently used first, and their bytes. */
   private readonly inMemory = new Map<CachedTarball, number>();
   private memoryBytes = 0;
+  /** Tarballs kept in memory only, and where the index lists them (they leave it with their bytes). */
+  private readonly memoryOnly = new Map<CachedTarball, { name: string; file: string }>();
 
   constructor(
     private readonly dir: string,
@@ -61,6 +64,13 @@ export class TarballCache {
     this.inMemory.delete(entry);
     this.memoryBytes -= size;
     delete entry.data;
+    const listed = this.memoryOnly.get(entry);
+    if (!listed) return;
+    this.memoryOnly.delete(entry);
+    const files = this.index.get(listed.name);
+    if (files?.get(listed.file) !== entry) return;
+    files.delete(listed.file);
+    if (files.size === 0) this.index.delete(listed.name);
   }
 
   private folder(name: string): string {
@@ -70,13 +80,13 @@ export class TarballCache {
   get(name: string, file: string): CachedTarball | undefined {
     if (!this.live) return undefined;
     const entry = this.index.get(name)?.get(file);
-    if (!entry || (entry.writing && !entry.data)) return undefined;
+    if (!entry) return undefined;
     const size = this.inMemory.get(entry);
     if (size !== undefined) {
       // Most recently used last.
       this.inMemory.delete(entry);
       this.inMemory.set(entry, size);
-    } else if (entry.size <= MEMORY_TARBALL_BYTES && this.memoryBudget > 0) {
+    } else if (entry.path && entry.size <= MEMORY_TARBALL_BYTES && this.memoryBudget > 0) {
       // A small tarball only on disk (the memory was full): read back for the next requests.
       const generation = this.generation(name);
       readFile(entry.path, (err, data) => {
@@ -91,6 +101,8 @@ export class TarballCache {
   }
 
   private record(name: string, file: string, entry: CachedTarball, data?: Buffer): void {
+    const old = this.index.get(name)?.get(file);
+    if (old && old !== entry) this.forgetBytes(old);
     const files = this.index.get(name) || new Map<string, CachedTarball>();
     files.set(file, entry);
     this.index.set(name, files);
@@ -125,44 +137,38 @@ export class TarballCache {
   }
 
   /**
-   * Stores a tarball this gateway has in hand (at publish, or verified from the upstream), unless the
-   * package changed since `generation`. A small one is served from memory at once while its file is
-   * written in the background; a larger one once its file is written. Resolves when the file is
-   * written (or was not kept); a file whose package changed meanwhile is removed again.
+   * Keeps a tarball this gateway has in hand (at publish, or verified from the upstream), unless the
+   * package changed since `generation`. A small one is kept in memory only, at once: creating a file
+   * costs more than the rest of serving it (about 1 ms of CPU here), and CouchDB holds it anyway. A
+   * larger one is listed once its file is written. Resolves once it is kept (or not); a file whose
+   * package changed meanwhile is removed again.
    */
   async put(name: string, file: string, generation: string, data: Buffer, etag: string): Promise<void> {
     if (!this.live || generation !== this.generation(name)) return;
+    if (data.length <= MEMORY_TARBALL_BYTES && data.length <= this.memoryBudget) {
+      const entry: CachedTarball = { etag, size: data.length };
+      this.record(name, file, entry, data);
+      if (entry.data) this.memoryOnly.set(entry, { name, file });
+      return;
+    }
     const folder = this.folder(name);
-    const entry: CachedTarball = { path: join(folder, file), etag, size: data.length, writing: true };
-    const inMemory = data.length <= MEMORY_TARBALL_BYTES && data.length <= this.memoryBudget;
-    if (inMemory) this.record(name, file, entry, data);
+    const path = join(folder, file);
     const temp = join(folder, '.' + randomBytes(8).toString('hex') + '.part');
     try {
       await mkdir(folder, { recursive: true });
       await writeFile(temp, data);
-      await rename(temp, entry.path);
+      await rename(temp, path);
     } catch {
-      // The package changed meanwhile (its folder went away), or the disk is full: not kept on disk.
+      // The package changed meanwhile (its folder went away), or the disk is full: not kept.
       await rm(temp, { force: true });
-      if (this.index.get(name)?.get(file) === entry) this.forget(name, file);
       return;
     }
     if (!this.live || generation !== this.generation(name)) {
       // Unless a later download of the same (immutable) file is kept there now.
-      if (!this.index.get(name)?.get(file)) await rm(entry.path, { force: true });
+      if (!this.index.get(name)?.get(file)) await rm(path, { force: true });
       return;
     }
-    entry.writing = false;
-    if (!inMemory) this.record(name, file, entry);
-  }
-
-  private forget(name: string, file: string): void {
-    const files = this.index.get(name);
-    const entry = files?.get(file);
-    if (!files || !entry) return;
-    this.forgetBytes(entry);
-    files.delete(file);
-    if (files.size === 0) this.index.delete(name);
+    this.record(name, file, { path, etag, size: data.length });
   }
 
   /** A package changed: its tarballs are forgotten and deleted. */
@@ -178,6 +184,7 @@ export class TarballCache {
       this.generations.reset();
       this.index.clear();
       this.inMemory.clear();
+      this.memoryOnly.clear();
       this.memoryBytes = 0;
       rmSync(this.dir, { recursive: true, force: true });
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });

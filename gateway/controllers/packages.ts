@@ -184,7 +184,7 @@ export function packageRoutes(ctx: Context): Router {
     const fromUpstream = async (doc: PackageDoc): Promise<void> => {
       const data = await (ctx.mirror as NonNullable<Context['mirror']>).tarball(doc, file);
       if (!data) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: true });
-      const entry = { path: '', etag: md5Etag(data), size: data.length, data };
+      const entry = { etag: md5Etag(data), size: data.length, data };
       void ctx.tarballs.put(name, file, generation, data, entry.etag);
       return sendTarballFile(req, res, entry);
     };
@@ -261,7 +261,8 @@ export function packageRoutes(ctx: Context): Router {
       res.end();
       return;
     }
-    if (cached.data) {
+    // Without its bytes in memory, a cached tarball has its file (one kept in memory only leaves with them).
+    if (cached.data || !cached.path) {
       res.end(cached.data);
       return;
     }

@@ -1,4 +1,4 @@
-import { mkdtempSync, existsSync, readFileSync } from 'fs';
+import { mkdtempSync, existsSync, readdirSync, readFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { PackumentCache } from '../../gateway/cache';
@@ -82,48 +82,57 @@ describe('packument cache', () => {
 });
 
 describe('tarball cache', () => {
+  const large = () => Buffer.alloc(MEMORY_TARBALL_BYTES + 1, 7);
+  /** The files under `dir`, at any depth. */
+  const files = (dir: string) => readdirSync(dir, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile());
+
   it('deletes a package\'s files when it changes', async () => {
     const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
     tarballs.setLive(true);
-    await tarballs.put('@s/p', 'p-1.0.0.tgz', tarballs.generation('@s/p'), Buffer.from('data'), '"e"');
+    await tarballs.put('@s/p', 'p-1.0.0.tgz', tarballs.generation('@s/p'), large(), '"e"');
     const cached = tarballs.get('@s/p', 'p-1.0.0.tgz');
-    expect(cached?.size).toBe(4);
-    expect(existsSync(cached!.path)).toBe(true);
+    expect(cached?.size).toBe(MEMORY_TARBALL_BYTES + 1);
+    expect(existsSync(cached!.path!)).toBe(true);
     tarballs.invalidate('@s/p');
     expect(tarballs.get('@s/p', 'p-1.0.0.tgz')).toBeUndefined();
-    expect(existsSync(cached!.path)).toBe(false);
+    expect(existsSync(cached!.path!)).toBe(false);
   });
 
-  it('serves a small tarball from memory at once and writes its file in the background', async () => {
-    const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
+  it('keeps a small tarball in hand in memory only, and lets it go with its bytes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tarballs-'));
+    const tarballs = new TarballCache(dir, 10);
     tarballs.setLive(true);
-    const written = tarballs.put('p', 'p-1.0.0.tgz', tarballs.generation('p'), Buffer.from('bytes'), '"e"');
+    await tarballs.put('p', 'p-1.0.0.tgz', tarballs.generation('p'), Buffer.from('bytes'), '"e"');
     const cached = tarballs.get('p', 'p-1.0.0.tgz');
     expect(cached?.data?.toString()).toBe('bytes');
-    await written;
-    expect(readFileSync(cached!.path, 'utf8')).toBe('bytes');
+    expect(cached?.path).toBeUndefined();
+    expect(files(dir)).toEqual([]);
+    // Another one does not fit beside it: the first leaves the cache (CouchDB serves it from then on).
+    await tarballs.put('q', 'q-1.0.0.tgz', tarballs.generation('q'), Buffer.from('others'), '"f"');
+    expect(tarballs.get('q', 'q-1.0.0.tgz')?.data?.toString()).toBe('others');
+    expect(tarballs.get('p', 'p-1.0.0.tgz')).toBeUndefined();
   });
 
   it('keeps no file of a package that changed while the file was written', async () => {
-    const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
+    const dir = mkdtempSync(join(tmpdir(), 'tarballs-'));
+    const tarballs = new TarballCache(dir);
     tarballs.setLive(true);
-    const written = tarballs.put('p', 'p-1.0.0.tgz', tarballs.generation('p'), Buffer.from('bytes'), '"e"');
-    const path = tarballs.get('p', 'p-1.0.0.tgz')!.path;
+    const written = tarballs.put('p', 'p-1.0.0.tgz', tarballs.generation('p'), large(), '"e"');
     tarballs.invalidate('p');
     await written;
     expect(tarballs.get('p', 'p-1.0.0.tgz')).toBeUndefined();
-    expect(existsSync(path)).toBe(false);
+    expect(files(dir)).toEqual([]);
   });
 
   it('lists a tarball too large for memory only once its file is written', async () => {
     const tarballs = new TarballCache(mkdtempSync(join(tmpdir(), 'tarballs-')));
     tarballs.setLive(true);
-    const large = Buffer.alloc(MEMORY_TARBALL_BYTES + 1, 7);
-    const written = tarballs.put('p', 'p-1.0.0.tgz', tarballs.generation('p'), large, '"e"');
+    const bytes = large();
+    const written = tarballs.put('p', 'p-1.0.0.tgz', tarballs.generation('p'), bytes, '"e"');
     expect(tarballs.get('p', 'p-1.0.0.tgz')).toBeUndefined();
     await written;
     const cached = tarballs.get('p', 'p-1.0.0.tgz');
     expect(cached?.data).toBeUndefined();
-    expect(readFileSync(cached!.path).equals(large)).toBe(true);
+    expect(readFileSync(cached!.path!).equals(bytes)).toBe(true);
   });
 });
