@@ -36,8 +36,11 @@ export class Batcher<T> {
     this.grow(bytes);
   }
 
-  /** Counts `bytes` more for what waits (something added to an item already waiting); it also counts as activity. */
-  grow(bytes: number): void {
+  /**
+   * Counts `bytes` more for what waits (something added to an item already waiting); it also counts
+   * as activity, as does a use of what waits (`bytes` 0): the quiet period starts again.
+   */
+  grow(bytes = 0): void {
     if (this.items.length === 0) return;
     this.bytes += bytes;
     if (this.bytes >= this.options.maxBytes) {

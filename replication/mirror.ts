@@ -315,7 +315,11 @@ export class Mirror {
 
   private async fetchAndStore(name: string, known: Known): Promise<PackageDoc | null> {
     const storing = this.storing.get(name);
-    if (storing) return storing.doc;
+    if (storing) {
+      // Read while it waits: the client is still at work, so pull-through is not quiet yet.
+      if (this.waiting.has(name)) this.behind.grow();
+      return storing.doc;
+    }
     // A name the index has not seen: the local database is asked while the upstream is.
     const [fetched, local] = await Promise.all([
       this.registry.sizedPackument(name).then(
@@ -470,6 +474,9 @@ export class Mirror {
    * fetches again); larger tarballs are stored first (null), then served from CouchDB.
    */
   private async fetchTarball(doc: PackageDoc, file: string, storeFirst: boolean): Promise<Buffer | null> {
+    // Verified a moment ago and waiting to be stored with its package (the gateway's memory let it go).
+    const held = storeFirst ? undefined : this.waiting.get(doc.name)?.tarballs.get(file);
+    if (held) return held;
     const version = versionOfTarball(doc, file);
     const manifest = version ? doc.versions[version] : undefined;
     const source = manifest && manifest.dist && typeof manifest.dist.tarball === 'string' ? manifest.dist.tarball : undefined;

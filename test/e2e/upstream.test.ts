@@ -180,6 +180,35 @@ describe('mirror mode: packages pulled through are stored once pull-through is q
   });
 });
 
+describe('mirror mode: what pull-through does ahead of the client and while it reads', () => {
+  const mirroringGateway = async (folder: string, env: Record<string, string> = {}) => {
+    const gateway = await anotherGateway(mirroring, folder, { UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '3000', ...env });
+    expect((await fetch(gateway.localUrl + '/-/v1/search?text=anything')).status).toBe(200);
+    return gateway;
+  };
+  const storedSoon = (name: string) => eventually(async () => ((await mirroredDoc(mirroring, name)).status === 200 ? (await mirroredDoc(mirroring, name)).body : null), 10_000, name + ' stored');
+
+  it('a package read again and again while it waits is not stored until the reads stop; then once, with the tarball asked for after them', async () => {
+    await publishWith(upstreamPublisher, { name: 'read-while-waiting', version: '1.0.0' });
+    const gateway = await mirroringGateway('rereading-gateway');
+    try {
+      expect((await fetch(gateway.localUrl + '/read-while-waiting')).status).toBe(200);
+      // For longer than pull-through's quiet period (a second), each read sooner than that.
+      for (let i = 0; i < 6; i++) {
+        await new Promise((r) => setTimeout(r, 300));
+        expect((await fetch(gateway.localUrl + '/read-while-waiting')).status).toBe(200);
+      }
+      expect((await mirroredDoc(mirroring, 'read-while-waiting')).status).toBe(404);
+      expect((await fetch(gateway.localUrl + '/read-while-waiting/-/read-while-waiting-1.0.0.tgz')).status).toBe(200);
+      const doc = await storedSoon('read-while-waiting');
+      expect(doc._rev).toMatch(/^1-/);
+      expect(doc._attachments['read-while-waiting-1.0.0.tgz']).toBeDefined();
+    } finally {
+      await gateway.close();
+    }
+  });
+});
+
 describe('redirect mode', () => {
   it('redirects unknown names to the upstream and npm installs from there', async () => {
     const res = await fetch(redirecting.localUrl + '/upstream-only', { redirect: 'manual' });
