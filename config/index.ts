@@ -79,6 +79,11 @@ export interface Config {
   upstreamMaxAgeSeconds: number;
   /** How long to wait for the upstream before answering 502/504 (`UPSTREAM_TIMEOUT_MS`, default 10000). */
   upstreamTimeoutMs: number;
+  /**
+   * Pull-through fetches the packuments a pulled package depends on ahead of the client, this many at
+   * once (`UPSTREAM_PREFETCH`, default 8; 0 turns it off).
+   */
+  upstreamPrefetch: number;
   /** Memory for packuments kept ready to serve (`PACKUMENT_CACHE_MB`, default 256; 0 turns it off). */
   packumentCacheBytes: number;
   /** Memory for small tarballs (up to 512 KB each) served without touching the disk (`TARBALL_MEMORY_MB`, default 64; 0 is off). */
@@ -179,6 +184,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     upstreamMode,
     upstreamTarballs,
     upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 10000),
+    upstreamPrefetch: integer(env, 'UPSTREAM_PREFETCH', 8),
     upstreamMaxAgeSeconds: integer(env, 'UPSTREAM_MAX_AGE_SECONDS', 120),
     packumentCacheBytes: integer(env, 'PACKUMENT_CACHE_MB', 256) * 1024 * 1024,
     tarballMemoryBytes: integer(env, 'TARBALL_MEMORY_MB', 64) * 1024 * 1024,

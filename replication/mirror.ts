@@ -24,6 +24,7 @@ import { Couch, couchFailure, Database, docPath, Identity } from '../couchdb/cli
 import { Batcher } from '../lib/batcher';
 import { linear, retry } from '../lib/retry';
 import { SingleFlight } from '../lib/single-flight';
+import { Prefetcher } from './prefetch';
 import { UpstreamRegistry } from './upstream';
 
 /** Tarballs up to this size are served from memory as soon as they are verified, while they are stored. */
@@ -94,6 +95,11 @@ export interface MirrorHost {
    * `tarballOnly` when the write only added a tarball (the tarballs already served stay valid).
    */
   written(name: string, rev: string, doc?: PackageDoc, tarballOnly?: boolean): void;
+  /**
+   * Whether neither package database has `name`, as far as the gateway knows without reading them
+   * (its search index, current but for a poll): pull-through then fetches it ahead of the client.
+   */
+  unlisted?(name: string): boolean;
 }
 
 /** Why a package of the upstream is not mirrored: a local package of that name, or a refusal by `_design/mirror`. */
@@ -162,12 +168,20 @@ export class Mirror {
     },
   );
 
+  /** The dependencies of pulled packages, fetched ahead of the client. */
+  private readonly prefetch: Prefetcher;
+
   constructor(
     private readonly host: MirrorHost,
     upstream: string,
   ) {
     this.upstream = upstream;
     this.registry = new UpstreamRegistry(upstream, host.config.upstreamTimeoutMs);
+    this.prefetch = new Prefetcher(
+      host.config.upstreamPrefetch,
+      (name) => !!host.unlisted && this.mayPull(name) && !this.pulls.has(name) && !this.storing.has(name) && host.unlisted(name),
+      (name) => this.pull(name, 'unlisted').catch((err) => host.log.debug({ package: name, err: (err as Error).message }, 'prefetching a dependency failed')),
+    );
     this.local = host.couch.db<PackageDoc>(host.config.registryDb);
     this.mirrored = host.couch.db<PackageDoc>(host.config.mirrorDb);
   }
@@ -337,7 +351,11 @@ export class Mirror {
     }
     const { packument, bytes } = fetched;
     if (!packument) return null;
-    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return this.storeBehind(name, packument, bytes);
+    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') {
+      const served = this.storeBehind(name, packument, bytes);
+      this.prefetch.dependenciesOf(packument);
+      return served;
+    }
     if (known !== 'unlisted') {
       const shadowing = await this.readLocal(name);
       if (shadowing) {

@@ -198,6 +198,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
             context.search?.wrote('mirrored', doc);
           }
         },
+        unlisted: (name) => !!context.search && context.search.knowsAbsent(name),
       },
       proxySecret,
     );

@@ -133,14 +133,15 @@ describe('mirror mode (pull-through)', () => {
   });
 });
 
+/** A gateway in front of `mirroring`'s CouchDB, mirroring Verdaccio, with its search index loaded. */
+async function mirroringGateway(folder: string, env: Record<string, string> = {}) {
+  const gateway = await anotherGateway(mirroring, folder, { UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '3000', ...env });
+  // Names it has not seen go straight to the upstream once its index is loaded: a search waits for that.
+  expect((await fetch(gateway.localUrl + '/-/v1/search?text=anything')).status).toBe(200);
+  return gateway;
+}
+
 describe('mirror mode: packages pulled through are stored once pull-through is quiet', () => {
-  /** A gateway in front of `mirroring`'s CouchDB, mirroring Verdaccio, with its search index loaded. */
-  async function mirroringGateway(folder: string) {
-    const gateway = await anotherGateway(mirroring, folder, { UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '3000' });
-    // Names it has not seen go straight to the upstream once its index is loaded: a search waits for that.
-    expect((await fetch(gateway.localUrl + '/-/v1/search?text=anything')).status).toBe(200);
-    return gateway;
-  }
   const pullThrough = async (url: string, name: string) => {
     const packument = await fetch(url + '/' + name);
     expect(packument.status).toBe(200);
@@ -181,11 +182,6 @@ describe('mirror mode: packages pulled through are stored once pull-through is q
 });
 
 describe('mirror mode: what pull-through does ahead of the client and while it reads', () => {
-  const mirroringGateway = async (folder: string, env: Record<string, string> = {}) => {
-    const gateway = await anotherGateway(mirroring, folder, { UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '3000', ...env });
-    expect((await fetch(gateway.localUrl + '/-/v1/search?text=anything')).status).toBe(200);
-    return gateway;
-  };
   const storedSoon = (name: string) => eventually(async () => ((await mirroredDoc(mirroring, name)).status === 200 ? (await mirroredDoc(mirroring, name)).body : null), 10_000, name + ' stored');
 
   it('a package read again and again while it waits is not stored until the reads stop; then once, with the tarball asked for after them', async () => {
@@ -203,6 +199,41 @@ describe('mirror mode: what pull-through does ahead of the client and while it r
       const doc = await storedSoon('read-while-waiting');
       expect(doc._rev).toMatch(/^1-/);
       expect(doc._attachments['read-while-waiting-1.0.0.tgz']).toBeDefined();
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('a package pulled through brings the packages its latest version depends on, aliases included, before anyone asks; never a name published here', async () => {
+    // Published here first (a name the upstream has cannot be published here), then upstream too.
+    const publisher = npmClient(mirroring.url, await mirroring.signup('ahead-publisher'));
+    await publishWith(publisher, { name: 'ahead-local', version: '1.0.0', description: 'ours' });
+    await publishWith(upstreamPublisher, { name: 'ahead-local', version: '1.0.0', description: 'the upstream\'s' });
+    await publishWith(upstreamPublisher, { name: 'ahead-child', version: '1.0.0' });
+    await publishWith(upstreamPublisher, { name: 'ahead-aliased', version: '1.0.0' });
+    await publishWith(upstreamPublisher, {
+      name: 'ahead-parent', version: '1.0.0',
+      dependencies: { 'ahead-child': '^1.0.0', 'ahead-alias': 'npm:ahead-aliased@^1.0.0', 'ahead-local': '^1.0.0' },
+    });
+    const gateway = await mirroringGateway('prefetching-gateway');
+    try {
+      expect((await fetch(gateway.localUrl + '/ahead-parent')).status).toBe(200);
+      for (const name of ['ahead-parent', 'ahead-child', 'ahead-aliased']) expect((await storedSoon(name)).origin).toBe(verdaccio.url);
+      expect((await mirroredDoc(mirroring, 'ahead-local')).status).toBe(404);
+      expect((await mirroredDoc(mirroring, 'ahead-alias')).status).toBe(404);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('with UPSTREAM_PREFETCH=0 only what the client asks for is pulled through', async () => {
+    await publishWith(upstreamPublisher, { name: 'unfetched-child', version: '1.0.0' });
+    await publishWith(upstreamPublisher, { name: 'unfetched-parent', version: '1.0.0', dependencies: { 'unfetched-child': '^1.0.0' } });
+    const gateway = await mirroringGateway('not-prefetching-gateway', { UPSTREAM_PREFETCH: '0' });
+    try {
+      expect((await fetch(gateway.localUrl + '/unfetched-parent')).status).toBe(200);
+      await storedSoon('unfetched-parent');
+      expect((await mirroredDoc(mirroring, 'unfetched-child')).status).toBe(404);
     } finally {
       await gateway.close();
     }
