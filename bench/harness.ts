@@ -36,7 +36,7 @@ export interface Scale {
 }
 
 export const SCALES: Record<'full' | 'smoke', Scale> = {
-  full: { typicalVersions: 50, largeVersions: 4000, largeVersionBytes: 10_000, tarballBytes: 100 * 1024, durationSeconds: 10, connections: 50, publishes: 20, treePackages: 150, treeRoots: 30, installRounds: 3, ingestPackages: 10_000, lagSamples: 40 },
+  full: { typicalVersions: 50, largeVersions: 4000, largeVersionBytes: 10_000, tarballBytes: 100 * 1024, durationSeconds: 10, connections: 50, publishes: 20, treePackages: 150, treeRoots: 30, installRounds: 5, ingestPackages: 10_000, lagSamples: 40 },
   smoke: { typicalVersions: 3, largeVersions: 40, largeVersionBytes: 2_000, tarballBytes: 4 * 1024, durationSeconds: 1, connections: 5, publishes: 2, treePackages: 6, treeRoots: 2, installRounds: 1, ingestPackages: 50, lagSamples: 3 },
 };
 
@@ -499,6 +499,11 @@ async function installTimes(work: string, registry: string, direct: Record<strin
   return { cold, warm: await timed(install) };
 }
 
+/** The order of `count` contenders in `round`: each goes first in turn, so that none always runs right after the same one. */
+function inTurn(count: number, round: number): number[] {
+  return Array.from({ length: count }, (_, i) => (i + round) % count);
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
@@ -539,9 +544,12 @@ async function measurePullThrough(work: string, upstream: string, direct: Record
         log('  ' + name + ': ' + Math.round(ms) + ' ms' + (pid ? ', ' + (cpuSeconds(pid) - before).toFixed(1) + ' s of CPU during the install' : ''));
         return ms;
       };
-      times.ours.push(await cold(mirroring.url, mirroring.name, mirroring.pid, 'ours'));
-      times.peer.push(await cold(proxying.url, proxying.name, proxying.pid, 'peer'));
-      times.ceiling.push(await cold(upstream, 'the upstream itself (nginx)'));
+      const installs = [
+        async () => times.ours.push(await cold(mirroring.url, mirroring.name, mirroring.pid, 'ours')),
+        async () => times.peer.push(await cold(proxying.url, proxying.name, proxying.pid, 'peer')),
+        async () => times.ceiling.push(await cold(upstream, 'the upstream itself (nginx)')),
+      ];
+      for (const i of inTurn(installs.length, round - 1)) await installs[i]();
     } finally {
       await mirroring.stop();
       await proxying.stop();
@@ -708,7 +716,7 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     const installers = [...targets.map((t) => ({ url: t.url, name: t.name })), { url: treeServer.url, name: treeServer.name }];
     const samples = installers.map(() => ({ cold: [] as number[], warm: [] as number[] }));
     for (let round = 0; round < scale.installRounds; round++) {
-      for (let i = 0; i < installers.length; i++) {
+      for (const i of inTurn(installers.length, round)) {
         log('npm install, round ' + (round + 1) + ' of ' + scale.installRounds + ': ' + installers[i].name);
         await idle();
         const times = await installTimes(work, installers[i].url, tree.direct, installers[i].name);
@@ -760,13 +768,14 @@ export function ratio(row: Row): string {
 }
 
 export function markdownTable(rows: Row[]): string {
-  const format = (n: number | null) => (n === null || !Number.isFinite(n) ? '–' : n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(1));
+  // Ratios (× nginx) to two decimals: their targets are 1.05.
+  const format = (n: number | null, unit: string) => (n === null || !Number.isFinite(n) ? '–' : n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(unit.startsWith('×') ? 2 : 1));
   const lines = ['| Measure | Unit | This registry | Verdaccio | Ratio (ours / Verdaccio) | Target | Met |', '| --- | --- | ---: | ---: | ---: | --- | --- |'];
   for (const row of rows) {
     // A target of a ratio (≥ 3×, ≤ 1×) is judged here from the two figures.
     const wanted = /^([≥≤]) ([\d.]+)×$/.exec(row.target || '');
     const met = row.met !== undefined || !wanted || row.peer === null ? row.met : wanted[1] === '≥' ? row.ours >= Number(wanted[2]) * row.peer : row.ours <= Number(wanted[2]) * row.peer;
-    lines.push('| ' + row.metric + (row.note ? ' (' + row.note + ')' : '') + ' | ' + row.unit + ' | ' + format(row.ours) + ' | ' + format(row.peer) + ' | ' + ratio(row) + ' | ' + (row.target || '') + ' | ' + (met === undefined ? '' : met ? 'yes' : 'no') + ' |');
+    lines.push('| ' + row.metric + (row.note ? ' (' + row.note + ')' : '') + ' | ' + row.unit + ' | ' + format(row.ours, row.unit) + ' | ' + format(row.peer, row.unit) + ' | ' + ratio(row) + ' | ' + (row.target || '') + ' | ' + (met === undefined ? '' : met ? 'yes' : 'no') + ' |');
   }
   return lines.join('\n');
 }
