@@ -213,6 +213,7 @@ export class Mirror {
   }
 
   stop(): Promise<void> {
+    this.prefetch.stop();
     return this.storeNow();
   }
 

@@ -48,6 +48,7 @@ export class Prefetcher {
   private readonly queue: string[] = [];
   private readonly queued = new Set<string>();
   private running = 0;
+  private stopped = false;
 
   constructor(
     /** How many prefetches run at once; 0 turns prefetching off. */
@@ -60,13 +61,20 @@ export class Prefetcher {
 
   /** Queues the packages the latest version of `packument` depends on. */
   dependenciesOf(packument: UpstreamPackument): void {
-    if (this.limit <= 0) return;
+    if (this.limit <= 0 || this.stopped) return;
     for (const name of dependencyNames(packument)) {
       if (this.queued.has(name) || this.queue.length >= MAX_QUEUED || !this.wanted(name)) continue;
       this.queued.add(name);
       this.queue.push(name);
     }
     this.next();
+  }
+
+  /** Fetches nothing more (the registry stops: what waits to be stored must not grow after its last store). */
+  stop(): void {
+    this.stopped = true;
+    for (const name of this.queue) this.queued.delete(name);
+    this.queue.length = 0;
   }
 
   /** How many names are queued or being fetched. */

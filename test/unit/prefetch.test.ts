@@ -73,6 +73,17 @@ describe('Prefetcher', () => {
     expect(prefetcher.pending).toBe(0);
   });
 
+  it('fetches nothing more once stopped', async () => {
+    const gate = gatedFetch();
+    const prefetcher = new Prefetcher(1, () => true, gate.fetch);
+    prefetcher.dependenciesOf(packument({ dependencies: { a: '1', b: '1' } }));
+    prefetcher.stop();
+    prefetcher.dependenciesOf(packument({ dependencies: { c: '1' } }));
+    await gate.finishOne();
+    expect(gate.asked).toEqual(['a']);
+    expect(prefetcher.pending).toBe(0);
+  });
+
   it('does nothing with a limit of 0', () => {
     const gate = gatedFetch();
     new Prefetcher(0, () => true, gate.fetch).dependenciesOf(packument({ dependencies: { a: '1' } }));
