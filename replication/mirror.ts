@@ -52,6 +52,8 @@ interface Waiting {
   /** Its verified tarballs served so far, written with it (one served after it was taken to be written is attached after it). */
   tarballs: Map<string, Buffer>;
   stored(doc: PackageDoc | null): void;
+  /** Its dependencies were queued to be fetched ahead (once a client had it: prefetching runs one level ahead of clients). */
+  expanded?: boolean;
 }
 
 /** A waiting package's document with its tarballs as attachments, each described by `attachment` (inline bytes, or a stub once stored). */
@@ -180,7 +182,8 @@ export class Mirror {
     this.prefetch = new Prefetcher(
       host.config.upstreamPrefetch,
       (name) => !!host.unlisted && this.mayPull(name) && !this.pulls.has(name) && !this.storing.has(name) && host.unlisted(name),
-      (name) => this.pull(name, 'unlisted').catch((err) => host.log.debug({ package: name, err: (err as Error).message }, 'prefetching a dependency failed')),
+      // Shared with a client's pull of the same name, but not expanded: that waits for a client.
+      (name) => this.pulls.run(name, () => this.fetchAndStore(name, 'unlisted')).catch((err) => host.log.debug({ package: name, err: (err as Error).message }, 'prefetching a dependency failed')),
     );
     this.local = host.couch.db<PackageDoc>(host.config.registryDb);
     this.mirrored = host.couch.db<PackageDoc>(host.config.mirrorDb);
@@ -313,7 +316,22 @@ export class Mirror {
    * what the caller knows of `name` here (see `Known`).
    */
   pull(name: string, known: Known = 'nothing'): Promise<PackageDoc | null> {
-    return this.pulls.run(name, () => this.fetchAndStore(name, known));
+    return this.pulls.run(name, () => this.fetchAndStore(name, known)).then((doc) => {
+      this.fetchDependenciesAhead(name);
+      return doc;
+    });
+  }
+
+  /**
+   * A client has `name`, pulled through and waiting to be stored: the packages it depends on are
+   * fetched ahead of the client's next requests. Only what a client asked for is expanded, so that
+   * prefetching stays one level ahead of clients, never a cascade through the whole upstream.
+   */
+  private fetchDependenciesAhead(name: string): void {
+    const entry = this.waiting.get(name);
+    if (!entry || entry.expanded) return;
+    entry.expanded = true;
+    this.prefetch.dependenciesOf(entry.packument);
   }
 
   /** The document of `name` at revision `rev` if this gateway stored it lately. */
@@ -352,11 +370,7 @@ export class Mirror {
     }
     const { packument, bytes } = fetched;
     if (!packument) return null;
-    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') {
-      const served = this.storeBehind(name, packument, bytes);
-      this.prefetch.dependenciesOf(packument);
-      return served;
-    }
+    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return this.storeBehind(name, packument, bytes);
     if (known !== 'unlisted') {
       const shadowing = await this.readLocal(name);
       if (shadowing) {

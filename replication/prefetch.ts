@@ -3,7 +3,9 @@
  * latest version depends on are fetched too, a few at a time, while the client is still reading the
  * first one. npm asks for a packument, reads it, then asks for its dependencies': each of those is
  * then answered from memory instead of costing an upstream round trip and a database read on the
- * client's path. Names the registry may not take from the upstream, or that it has, are never asked.
+ * client's path. Only a package a client read is expanded (the mirror decides when), so prefetching
+ * stays one level ahead of clients. Names the registry may not take from the upstream, or that it
+ * has, are never asked.
  */
 import { packageNameProblem } from '../core/names';
 import { UpstreamPackument } from '../core/mirrored';

@@ -204,12 +204,13 @@ describe('mirror mode: what pull-through does ahead of the client and while it r
     }
   });
 
-  it('a package pulled through brings the packages its latest version depends on, aliases included, before anyone asks; never a name published here', async () => {
+  it('a package pulled through brings the packages its latest version depends on, aliases included, before anyone asks, and no further; never a name published here', async () => {
     // Published here first (a name the upstream has cannot be published here), then upstream too.
     const publisher = npmClient(mirroring.url, await mirroring.signup('ahead-publisher'));
     await publishWith(publisher, { name: 'ahead-local', version: '1.0.0', description: 'ours' });
     await publishWith(upstreamPublisher, { name: 'ahead-local', version: '1.0.0', description: 'the upstream\'s' });
-    await publishWith(upstreamPublisher, { name: 'ahead-child', version: '1.0.0' });
+    await publishWith(upstreamPublisher, { name: 'ahead-grandchild', version: '1.0.0' });
+    await publishWith(upstreamPublisher, { name: 'ahead-child', version: '1.0.0', dependencies: { 'ahead-grandchild': '^1.0.0' } });
     await publishWith(upstreamPublisher, { name: 'ahead-aliased', version: '1.0.0' });
     await publishWith(upstreamPublisher, {
       name: 'ahead-parent', version: '1.0.0',
@@ -221,6 +222,22 @@ describe('mirror mode: what pull-through does ahead of the client and while it r
       for (const name of ['ahead-parent', 'ahead-child', 'ahead-aliased']) expect((await storedSoon(name)).origin).toBe(verdaccio.url);
       expect((await mirroredDoc(mirroring, 'ahead-local')).status).toBe(404);
       expect((await mirroredDoc(mirroring, 'ahead-alias')).status).toBe(404);
+      // One level ahead of clients, never further: nobody read the child while it waited.
+      expect((await mirroredDoc(mirroring, 'ahead-grandchild')).status).toBe(404);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('a dependency fetched ahead brings its own dependencies once a client reads it, as npm does a moment later', async () => {
+    await publishWith(upstreamPublisher, { name: 'chain-grandchild', version: '1.0.0' });
+    await publishWith(upstreamPublisher, { name: 'chain-child', version: '1.0.0', dependencies: { 'chain-grandchild': '^1.0.0' } });
+    await publishWith(upstreamPublisher, { name: 'chain-parent', version: '1.0.0', dependencies: { 'chain-child': '^1.0.0' } });
+    const gateway = await mirroringGateway('chain-gateway');
+    try {
+      expect((await fetch(gateway.localUrl + '/chain-parent')).status).toBe(200);
+      expect((await fetch(gateway.localUrl + '/chain-child')).status).toBe(200);
+      expect((await storedSoon('chain-grandchild')).origin).toBe(verdaccio.url);
     } finally {
       await gateway.close();
     }
