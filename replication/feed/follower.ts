@@ -89,6 +89,13 @@ export class NpmFollower {
   private readonly checkpoints: CheckpointStore;
   private behindSince = Date.now();
   private caughtUp = false;
+  /**
+   * When a read of the feed last found nothing after the checkpoint. A head read before that is
+   * reached, whatever its sequence says: CouchDB counts updates its feed never shows (a database's
+   * `_security` written again moves every shard's sequence), so the head can stay ahead of the feed's
+   * own last position for good.
+   */
+  private foundNothingAt = 0;
   private lastError: string | null = null;
   private head: { seq: unknown; at: number } | null = null;
   private lastRecheck = Date.now();
@@ -190,6 +197,7 @@ export class NpmFollower {
     if (batch.last_seq !== undefined && batch.last_seq !== null) this.checkpoint.since = batch.last_seq;
     this.checkpoint.history = remembered(this.checkpoint.history, this.checkpoint.since, Date.now(), this.settings.recheckSeconds);
     const caughtUp = batch.results.length < BATCH;
+    if (batch.results.length === 0) this.foundNothingAt = Date.now();
     if (caughtUp) {
       if (this.checkpoint.initial && !this.checkpoint.initial.done) this.checkpoint.initial.done = true;
       await this.runAll(dueRetries(this.checkpoint.pending, Date.now()));
@@ -358,7 +366,7 @@ export class NpmFollower {
       since,
       head: this.head.seq,
       lag: {
-        changes: headN !== null && sinceN !== null ? Math.max(0, headN - sinceN) : null,
+        changes: headN !== null && sinceN !== null ? (this.caughtUp && this.foundNothingAt >= this.head.at ? 0 : Math.max(0, headN - sinceN)) : null,
         seconds: this.caughtUp ? 0 : Math.round((Date.now() - this.behindSince) / 1000),
       },
       initialSync: initial ? { ...initial, progress: syncProgress(initial, since, this.head.seq) } : null,
