@@ -242,13 +242,8 @@ export class Couch {
    * answered as JSON. `signal` abandons it.
    */
   request<R>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<R> {
-    return this.timed('request', async () => {
-      const headers: Record<string, string> = body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' };
-      const { status, text } = await this.exchange(method, path, headers, body === undefined ? undefined : JSON.stringify(body), true, signal);
-      const answer = parseAnswer(text) as R & { error?: string; reason?: string };
-      if (status < 200 || status >= 300) throw refusal(status, answer);
-      return answer;
-    });
+    const headers: Record<string, string> = body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' };
+    return this.timed('request', () => this.answered(method, path, headers, body === undefined ? undefined : JSON.stringify(body), true, signal));
   }
 
   /**
@@ -271,9 +266,14 @@ export class Couch {
   }
 
   /** A request as `who`, answered as JSON; a refusal is thrown with CouchDB's status, `error` and `reason`. */
-  private async answerAs(who: Identity, method: string, path: string, body: string | Buffer | { file: string }, contentType: string): Promise<any> {
+  private answerAs(who: Identity, method: string, path: string, body: string | Buffer | { file: string }, contentType: string): Promise<any> {
     const headers = { 'content-type': contentType, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) };
-    const { status, text } = await this.exchange(method, path, headers, body, false);
+    return this.answered(method, path, headers, body, false);
+  }
+
+  /** `exchange`'s answer as JSON; a refusal is thrown with CouchDB's status, `error` and `reason`. */
+  private async answered(method: string, path: string, headers: Record<string, string>, body: string | Buffer | { file: string } | undefined, admin: boolean, signal?: AbortSignal): Promise<any> {
+    const { status, text } = await this.exchange(method, path, headers, body, admin, signal);
     const answer = parseAnswer(text) as { error?: string; reason?: string };
     if (status < 200 || status >= 300) throw refusal(status, answer);
     return answer;
