@@ -183,7 +183,7 @@ export class Mirror {
       host.config.upstreamPrefetch,
       (name) => !!host.unlisted && this.mayPull(name) && !this.pulls.has(name) && !this.storing.has(name) && host.unlisted(name),
       // Shared with a client's pull of the same name, but not expanded: that waits for a client.
-      (name) => this.pulls.run(name, () => this.fetchAndStore(name, 'unlisted')).catch((err) => host.log.debug({ package: name, err: (err as Error).message }, 'prefetching a dependency failed')),
+      (name) => this.pullOnce(name, 'unlisted').catch((err) => host.log.debug({ package: name, err: (err as Error).message }, 'prefetching a dependency failed')),
     );
     this.local = host.couch.db<PackageDoc>(host.config.registryDb);
     this.mirrored = host.couch.db<PackageDoc>(host.config.mirrorDb);
@@ -316,10 +316,15 @@ export class Mirror {
    * what the caller knows of `name` here (see `Known`).
    */
   pull(name: string, known: Known = 'nothing'): Promise<PackageDoc | null> {
-    return this.pulls.run(name, () => this.fetchAndStore(name, known)).then((doc) => {
+    return this.pullOnce(name, known).then((doc) => {
       this.fetchDependenciesAhead(name);
       return doc;
     });
+  }
+
+  /** Pull-through of `name`, one fetch for all who ask at once (clients and prefetching). */
+  private pullOnce(name: string, known: Known): Promise<PackageDoc | null> {
+    return this.pulls.run(name, () => this.fetchAndStore(name, known));
   }
 
   /**
@@ -495,7 +500,8 @@ export class Mirror {
    * verifies it against the version's integrity (in memory when it is small and its length is
    * declared, else while it streams to a temporary file), and stores it as an attachment. Resolves
    * with the verified bytes of a tarball of up to 8 MB while CouchDB stores it (unless
-   * `storeFirst`), else with null once it is stored (the caller then serves it from CouchDB). Concurrent requests share one download; a larger tarball is never held in memory.
+   * `storeFirst`), else with null once it is stored (the caller then serves it from CouchDB).
+   * Concurrent requests share one download; a larger tarball is never held in memory.
    */
   tarball(doc: PackageDoc, file: string, storeFirst = false): Promise<Buffer | null> {
     return this.tarballPulls.run(doc.name + '/' + file + (storeFirst ? ' stored' : ''), () => this.fetchTarball(doc, file, storeFirst));
