@@ -73,8 +73,12 @@ export interface Config {
    * storing; `redirect` answers 302 to the upstream.
    */
   upstreamMode: UpstreamMode;
-  /** When tarballs of mirrored packages are fetched (`UPSTREAM_TARBALLS`): `lazy` on first request (default), `eager` with the packument. */
-  upstreamTarballs: 'lazy' | 'eager';
+  /**
+   * When tarballs of mirrored packages are fetched (`UPSTREAM_TARBALLS`): `lazy` on first request;
+   * `ahead` (default) also, with a dependency pull-through fetches ahead, the tarball of the version
+   * its parent's range picks (a small one, not for some platforms only); `eager` all with the packument.
+   */
+  upstreamTarballs: 'lazy' | 'ahead' | 'eager';
   /** Without a change feed, how old a mirrored packument may get before a read compares it with the upstream (`UPSTREAM_MAX_AGE_SECONDS`, default 120). */
   upstreamMaxAgeSeconds: number;
   /** How long to wait for the upstream before answering 502/504 (`UPSTREAM_TIMEOUT_MS`, default 10000). */
@@ -146,7 +150,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error('REGISTRY_DB must be a valid CouchDB database name (lower case, starting with a letter)');
   }
   const upstreamMode = oneOf(env, 'UPSTREAM_MODE', ['mirror', 'proxy', 'redirect'] as const, 'mirror');
-  const upstreamTarballs = oneOf(env, 'UPSTREAM_TARBALLS', ['lazy', 'eager'] as const, 'lazy');
+  const upstreamTarballs = oneOf(env, 'UPSTREAM_TARBALLS', ['lazy', 'ahead', 'eager'] as const, 'ahead');
   for (const key of ['REGISTRY_PUBLIC_URL', 'UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB']) {
     if (env[key] && !/^https?:\/\/[^/]+/.test(env[key] as string)) throw new Error(key + ' must be an http(s) URL, got "' + env[key] + '"');
   }

@@ -14,4 +14,9 @@ export class SingleFlight<T> {
   has(key: string): boolean {
     return this.running.has(key);
   }
+
+  /** The work running for `key`, if any. */
+  current(key: string): Promise<T> | undefined {
+    return this.running.get(key);
+  }
 }

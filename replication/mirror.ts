@@ -24,7 +24,7 @@ import { Couch, couchFailure, Database, docPath, Identity } from '../couchdb/cli
 import { Batcher } from '../lib/batcher';
 import { linear, retry } from '../lib/retry';
 import { SingleFlight } from '../lib/single-flight';
-import { Prefetcher } from './prefetch';
+import { Dependency, Prefetcher, versionFor } from './prefetch';
 import { UpstreamRegistry } from './upstream';
 
 /** Tarballs up to this size are served from memory as soon as they are verified, while they are stored. */
@@ -148,6 +148,8 @@ export class Mirror {
   readonly registry: UpstreamRegistry;
   private readonly pulls = new SingleFlight<PackageDoc | null>();
   private readonly tarballPulls = new SingleFlight<Buffer | null>();
+  /** Tarballs being fetched ahead of the client (`tarballAhead`), by package and file. */
+  private readonly tarballsAhead = new SingleFlight<void>();
   /** When each mirrored packument was last compared with the upstream (pull-through without a feed). */
   private readonly checkedAt = new Map<string, number>();
   private readonly local: Database<PackageDoc>;
@@ -183,7 +185,10 @@ export class Mirror {
       host.config.upstreamPrefetch,
       (name) => !!host.unlisted && this.mayPull(name) && !this.pulls.has(name) && !this.storing.has(name) && host.unlisted(name),
       // Shared with a client's pull of the same name, but not expanded: that waits for a client.
-      (name) => this.pullOnce(name, 'unlisted').catch((err) => host.log.debug({ package: name, err: (err as Error).message }, 'prefetching a dependency failed')),
+      (dependency) =>
+        this.pullOnce(dependency.name, 'unlisted')
+          .then((doc) => doc && this.tarballAhead(doc, dependency))
+          .catch((err) => host.log.debug({ package: dependency.name, err: (err as Error).message }, 'prefetching a dependency failed')),
     );
     this.local = host.couch.db<PackageDoc>(host.config.registryDb);
     this.mirrored = host.couch.db<PackageDoc>(host.config.mirrorDb);
@@ -503,8 +508,43 @@ export class Mirror {
    * `storeFirst`), else with null once it is stored (the caller then serves it from CouchDB).
    * Concurrent requests share one download; a larger tarball is never held in memory.
    */
-  tarball(doc: PackageDoc, file: string, storeFirst = false): Promise<Buffer | null> {
+  async tarball(doc: PackageDoc, file: string, storeFirst = false): Promise<Buffer | null> {
+    // Being fetched ahead: waiting with its package once that is done (a download given up is made here).
+    if (!storeFirst) await this.tarballsAhead.current(doc.name + '/' + file)?.catch(() => undefined);
     return this.tarballPulls.run(doc.name + '/' + file + (storeFirst ? ' stored' : ''), () => this.fetchTarball(doc, file, storeFirst));
+  }
+
+  /**
+   * With `UPSTREAM_TARBALLS=ahead`, the tarball npm will most likely ask for next of a dependency
+   * just fetched ahead: the version its parent's range picks, as npm picks it. Fetched only for a
+   * package still waiting to be stored (it is stored with it), and only when the upstream declares
+   * it small (`INLINE_TARBALL_BYTES`); never for an optional dependency or a version for some
+   * platforms only, which npm skips where they do not fit.
+   */
+  private async tarballAhead(doc: PackageDoc, dependency: Dependency): Promise<void> {
+    const entry = this.waiting.get(doc.name);
+    if (this.config.upstreamTarballs !== 'ahead' || dependency.optional || !entry) return;
+    const version = versionFor(doc, dependency.spec);
+    const manifest = version ? doc.versions[version] : undefined;
+    if (!version || !manifest || manifest.os || manifest.cpu || manifest.libc) return;
+    const file = tarballFileName(doc.name, version);
+    if (entry.tarballs.has(file) || this.tarballPulls.has(doc.name + '/' + file)) return;
+    await this.tarballsAhead.run(doc.name + '/' + file, async () => {
+      // Pull-through is not quiet while it downloads: its package waits for it.
+      this.behind.grow();
+      const { response, source, integrity } = await this.download(doc, file);
+      const length = response.headers.get('content-length');
+      const encoding = response.headers.get('content-encoding');
+      if (length === null || Number(length) > INLINE_TARBALL_BYTES || (encoding && encoding !== 'identity')) {
+        await response.body?.cancel();
+        return;
+      }
+      const data = await this.downloadInMemory(response, doc.name, file, source, integrity);
+      // Not taken to be written meanwhile: stored with its package.
+      if (this.waiting.get(doc.name) !== entry) return;
+      entry.tarballs.set(file, data);
+      this.behind.grow(data.length);
+    });
   }
 
   /**
@@ -516,25 +556,7 @@ export class Mirror {
     // Verified a moment ago and waiting to be stored with its package (the gateway's memory let it go).
     const held = storeFirst ? undefined : this.waiting.get(doc.name)?.tarballs.get(file);
     if (held) return held;
-    const version = versionOfTarball(doc, file);
-    const manifest = version ? doc.versions[version] : undefined;
-    const source = manifest && manifest.dist && typeof manifest.dist.tarball === 'string' ? manifest.dist.tarball : undefined;
-    if (!manifest || !source) throw notFound('No tarball ' + file + ' for "' + doc.name + '": the version does not exist upstream.');
-    const integrity = expectedIntegrity(manifest);
-    if (!integrity) {
-      this.recordFailure(doc.name, 'tarball ' + file + ' has neither dist.integrity nor dist.shasum; refused');
-      throw upstreamFailed('The upstream\'s ' + doc.name + '@' + version + ' has neither dist.integrity nor dist.shasum, so its tarball cannot be verified; it is not served.');
-    }
-    let response: Response;
-    try {
-      response = await this.registry.download(source);
-    } catch (err) {
-      throw upstreamFailed('The tarball ' + file + ' is not here yet and ' + (err as Error).message + '. Try again later.');
-    }
-    if (!response.ok || !response.body) {
-      await response.body?.cancel();
-      throw upstreamFailed('The tarball ' + file + ' is not here yet and the upstream registry ' + this.upstream + ' answered ' + response.status + ' for it. Try again later.');
-    }
+    const { response, source, integrity } = await this.download(doc, file);
     const length = response.headers.get('content-length');
     const encoding = response.headers.get('content-encoding');
     if (!storeFirst && length !== null && Number(length) <= SERVE_WHILE_STORING && (!encoding || encoding === 'identity')) {
@@ -558,6 +580,33 @@ export class Mirror {
     } finally {
       rmSync(temp, { force: true });
     }
+  }
+
+  /**
+   * Starts the download of the tarball `file` of the mirrored package `doc` from its `dist.tarball`:
+   * the upstream's answer (200 with a body), where it came from and the integrity it must match.
+   */
+  private async download(doc: PackageDoc, file: string): Promise<{ response: Response; source: string; integrity: string }> {
+    const version = versionOfTarball(doc, file);
+    const manifest = version ? doc.versions[version] : undefined;
+    const source = manifest && manifest.dist && typeof manifest.dist.tarball === 'string' ? manifest.dist.tarball : undefined;
+    if (!manifest || !source) throw notFound('No tarball ' + file + ' for "' + doc.name + '": the version does not exist upstream.');
+    const integrity = expectedIntegrity(manifest);
+    if (!integrity) {
+      this.recordFailure(doc.name, 'tarball ' + file + ' has neither dist.integrity nor dist.shasum; refused');
+      throw upstreamFailed('The upstream\'s ' + doc.name + '@' + version + ' has neither dist.integrity nor dist.shasum, so its tarball cannot be verified; it is not served.');
+    }
+    let response: Response;
+    try {
+      response = await this.registry.download(source);
+    } catch (err) {
+      throw upstreamFailed('The tarball ' + file + ' is not here yet and ' + (err as Error).message + '. Try again later.');
+    }
+    if (!response.ok || !response.body) {
+      await response.body?.cancel();
+      throw upstreamFailed('The tarball ' + file + ' is not here yet and the upstream registry ' + this.upstream + ' answered ' + response.status + ' for it. Try again later.');
+    }
+    return { response, source, integrity };
   }
 
   /** Stores verified bytes while they are served; a failure is recorded, and the next request fetches them again. */

@@ -5,10 +5,12 @@
  * then answered from memory instead of costing an upstream round trip and a database read on the
  * client's path. Only a package a client read is expanded (the mirror decides when), so prefetching
  * stays one level ahead of clients. Names the registry may not take from the upstream, or that it
- * has, are never asked.
+ * has, are never asked. The mirror may also fetch the tarball npm will ask for next: the version of
+ * each dependency that its parent's range picks (`versionFor`).
  */
-import { packageNameProblem } from '../core/names';
+import semver from 'semver';
 import { UpstreamPackument } from '../core/mirrored';
+import { packageNameProblem } from '../core/names';
 
 /** Names waiting to be prefetched at most: a package with more dependencies than this gets the first ones. */
 const MAX_QUEUED = 1_000;
@@ -16,38 +18,77 @@ const MAX_QUEUED = 1_000;
 /** The specs npm resolves against a registry: ranges, versions, tags, and `npm:` aliases. */
 const NOT_FROM_REGISTRY = /^(?:[a-z+]+:|\.{0,2}\/|~\/|[^@/\s]+\/[^/\s]+$)/i;
 
+/** A package the latest version of a pulled package depends on. */
+export interface Dependency {
+  /** Its name at the registry (an alias `npm:x@1` is `x`). */
+  name: string;
+  /** The range, version or tag asked for (an alias's part after its name); '' asks for any. */
+  spec: string;
+  /** npm may leave it out: an optional dependency (skipped where its platform does not fit) or an optional peer. */
+  optional: boolean;
+}
+
 /**
  * The packages the latest version of `packument` depends on (`dependencies`, `optionalDependencies`,
- * `peerDependencies`, all of which npm reads), as the registry names them: an alias `npm:x@1` is `x`,
- * and specs that do not come from a registry (git, URLs, files, `user/repo`) are left out.
+ * `peerDependencies`, all of which npm reads), as the registry names them, each once: an alias
+ * `npm:x@1` is `x`, and specs that do not come from a registry (git, URLs, files, `user/repo`) are
+ * left out. As in npm, an optional dependency overrides a plain one of the same name, and a peer
+ * adds only names the others do not have.
  */
-export function dependencyNames(packument: UpstreamPackument): string[] {
+export function dependenciesOf(packument: UpstreamPackument): Dependency[] {
   const latest = packument['dist-tags'] && packument['dist-tags'].latest;
   const manifest = typeof latest === 'string' && packument.versions ? packument.versions[latest] : undefined;
   if (!manifest || typeof manifest !== 'object') return [];
-  const names = new Set<string>();
+  const fields = manifest as Record<string, unknown>;
+  const peersMeta = fields.peerDependenciesMeta && typeof fields.peerDependenciesMeta === 'object' ? (fields.peerDependenciesMeta as Record<string, { optional?: unknown }>) : {};
+  const found = new Map<string, Dependency>();
   for (const field of ['dependencies', 'optionalDependencies', 'peerDependencies'] as const) {
-    const specs = (manifest as Record<string, unknown>)[field];
+    const specs = fields[field];
     if (!specs || typeof specs !== 'object' || Array.isArray(specs)) continue;
     for (const [key, value] of Object.entries(specs as Record<string, unknown>)) {
-      const spec = typeof value === 'string' ? value.trim() : '';
+      let spec = typeof value === 'string' ? value.trim() : '';
       let name = key;
       if (spec.startsWith('npm:')) {
         const target = spec.slice(4);
         const at = target.indexOf('@', 1);
-        name = at === -1 ? target : target.slice(0, at);
+        [name, spec] = at === -1 ? [target, ''] : [target.slice(0, at), target.slice(at + 1)];
       } else if (NOT_FROM_REGISTRY.test(spec)) {
         continue;
       }
-      if (packageNameProblem(name, false) === null) names.add(name);
+      if (packageNameProblem(name, false) !== null || (field === 'peerDependencies' && found.has(name))) continue;
+      const optional = field === 'optionalDependencies' || (field === 'peerDependencies' && !!peersMeta[key] && peersMeta[key].optional === true);
+      found.set(name, { name, spec, optional });
     }
   }
-  return [...names];
+  return [...found.values()];
+}
+
+/** What `versionFor` reads of a packument: its tags and its versions. */
+type Versions = Pick<UpstreamPackument, 'dist-tags' | 'versions'>;
+
+/**
+ * The version npm picks for `spec` from `packument`, or null when none fits (or `spec` is not a
+ * range, version or tag): a tag's version; else `latest` when it satisfies the range; else the
+ * highest version that does, one not deprecated if there is such.
+ */
+export function versionFor(packument: Versions, spec: string): string | null {
+  const tags = packument['dist-tags'] || {};
+  const versions = packument.versions || {};
+  const wanted = spec === '' || spec === '*' ? 'latest' : spec;
+  const tagged = tags[wanted];
+  if (typeof tagged === 'string' && versions[tagged]) return tagged;
+  const range = semver.validRange(wanted, { loose: true });
+  if (range === null) return null;
+  const latest = tags.latest;
+  if (typeof latest === 'string' && versions[latest] && semver.satisfies(latest, range, { loose: true })) return latest;
+  const all = Object.keys(versions);
+  const current = all.filter((version) => !(versions[version] as { deprecated?: unknown } | null)?.deprecated);
+  return semver.maxSatisfying(current, range, { loose: true }) || semver.maxSatisfying(all, range, { loose: true });
 }
 
 /** Fetches the dependencies of pulled packages ahead of the client, at most `limit` at once. */
 export class Prefetcher {
-  private readonly queue: string[] = [];
+  private readonly queue: Dependency[] = [];
   private readonly queued = new Set<string>();
   private running = 0;
   private stopped = false;
@@ -55,19 +96,19 @@ export class Prefetcher {
   constructor(
     /** How many prefetches run at once; 0 turns prefetching off. */
     private readonly limit: number,
-    /** Whether `name` is worth fetching now (asked once when queued and again when its turn comes). */
+    /** Whether the package `name` is worth fetching now (asked once when queued and again when its turn comes). */
     private readonly wanted: (name: string) => boolean,
-    /** Fetches `name` as pull-through does; failures are the fetch's to report. */
-    private readonly fetch: (name: string) => Promise<unknown>,
+    /** Fetches a dependency as pull-through does; failures are the fetch's to report. */
+    private readonly fetch: (dependency: Dependency) => Promise<unknown>,
   ) {}
 
   /** Queues the packages the latest version of `packument` depends on. */
   dependenciesOf(packument: UpstreamPackument): void {
     if (this.limit <= 0 || this.stopped) return;
-    for (const name of dependencyNames(packument)) {
-      if (this.queued.has(name) || this.queue.length >= MAX_QUEUED || !this.wanted(name)) continue;
-      this.queued.add(name);
-      this.queue.push(name);
+    for (const dependency of dependenciesOf(packument)) {
+      if (this.queued.has(dependency.name) || this.queue.length >= MAX_QUEUED || !this.wanted(dependency.name)) continue;
+      this.queued.add(dependency.name);
+      this.queue.push(dependency);
     }
     this.next();
   }
@@ -75,7 +116,7 @@ export class Prefetcher {
   /** Fetches nothing more (the registry stops: what waits to be stored must not grow after its last store). */
   stop(): void {
     this.stopped = true;
-    for (const name of this.queue) this.queued.delete(name);
+    for (const dependency of this.queue) this.queued.delete(dependency.name);
     this.queue.length = 0;
   }
 
@@ -86,17 +127,17 @@ export class Prefetcher {
 
   private next(): void {
     while (this.running < this.limit && this.queue.length > 0) {
-      const name = this.queue.shift() as string;
-      if (!this.wanted(name)) {
-        this.queued.delete(name);
+      const dependency = this.queue.shift() as Dependency;
+      if (!this.wanted(dependency.name)) {
+        this.queued.delete(dependency.name);
         continue;
       }
       this.running++;
-      this.fetch(name)
+      this.fetch(dependency)
         .catch(() => undefined)
         .finally(() => {
           this.running--;
-          this.queued.delete(name);
+          this.queued.delete(dependency.name);
           this.next();
         });
     }

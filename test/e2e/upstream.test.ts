@@ -243,6 +243,42 @@ describe('mirror mode: what pull-through does ahead of the client and while it r
     }
   });
 
+  it('a dependency fetched ahead brings the tarball its parent\'s range picks, as npm picks it; not for an optional dependency or one for some platforms only', async () => {
+    for (const version of ['1.0.0', '1.1.0', '2.0.0']) await publishWith(upstreamPublisher, { name: 'ahead-tgz-child', version });
+    await publishWith(upstreamPublisher, { name: 'ahead-tgz-platform', version: '1.0.0', os: ['aix'], cpu: ['ppc64'] });
+    await publishWith(upstreamPublisher, { name: 'ahead-tgz-optional', version: '1.0.0' });
+    await publishWith(upstreamPublisher, {
+      name: 'ahead-tgz-parent', version: '1.0.0',
+      dependencies: { 'ahead-tgz-child': '^1.0.0', 'ahead-tgz-platform': '^1.0.0' },
+      optionalDependencies: { 'ahead-tgz-optional': '^1.0.0' },
+    });
+    const gateway = await mirroringGateway('tarballs-ahead-gateway');
+    try {
+      expect((await fetch(gateway.localUrl + '/ahead-tgz-parent')).status).toBe(200);
+      // The latest (2.0.0) is not in the range: the highest version that is.
+      const child = await storedSoon('ahead-tgz-child');
+      expect(Object.keys(child._attachments || {})).toEqual(['ahead-tgz-child-1.1.0.tgz']);
+      for (const name of ['ahead-tgz-platform', 'ahead-tgz-optional', 'ahead-tgz-parent']) expect((await storedSoon(name))._attachments || {}).toEqual({});
+      // Served as the upstream has it.
+      const served = Buffer.from(await (await fetch(gateway.localUrl + '/ahead-tgz-child/-/ahead-tgz-child-1.1.0.tgz')).arrayBuffer());
+      expect(sha512(served)).toBe(child.versions['1.1.0'].dist.integrity);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('with UPSTREAM_TARBALLS=lazy a dependency fetched ahead comes without a tarball', async () => {
+    await publishWith(upstreamPublisher, { name: 'lazy-tgz-child', version: '1.0.0' });
+    await publishWith(upstreamPublisher, { name: 'lazy-tgz-parent', version: '1.0.0', dependencies: { 'lazy-tgz-child': '^1.0.0' } });
+    const gateway = await mirroringGateway('lazy-tarballs-gateway', { UPSTREAM_TARBALLS: 'lazy' });
+    try {
+      expect((await fetch(gateway.localUrl + '/lazy-tgz-parent')).status).toBe(200);
+      expect((await storedSoon('lazy-tgz-child'))._attachments || {}).toEqual({});
+    } finally {
+      await gateway.close();
+    }
+  });
+
   it('with UPSTREAM_PREFETCH=0 only what the client asks for is pulled through', async () => {
     await publishWith(upstreamPublisher, { name: 'unfetched-child', version: '1.0.0' });
     await publishWith(upstreamPublisher, { name: 'unfetched-parent', version: '1.0.0', dependencies: { 'unfetched-child': '^1.0.0' } });

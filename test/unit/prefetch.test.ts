@@ -1,5 +1,5 @@
 import { UpstreamPackument } from '../../core/mirrored';
-import { dependencyNames, Prefetcher } from '../../replication/prefetch';
+import { Dependency, dependenciesOf, Prefetcher, versionFor } from '../../replication/prefetch';
 
 /** An upstream packument whose latest version (2.0.0) has the fields `latest`. */
 const packument = (latest: Record<string, unknown>, older: Record<string, unknown> = {}): UpstreamPackument => ({
@@ -8,33 +8,74 @@ const packument = (latest: Record<string, unknown>, older: Record<string, unknow
   versions: { '1.0.0': { name: 'p', version: '1.0.0', ...older }, '2.0.0': { name: 'p', version: '2.0.0', ...latest } } as unknown as UpstreamPackument['versions'],
 });
 
+/** The names of `dependenciesOf`, sorted. */
+const names = (p: UpstreamPackument): string[] => dependenciesOf(p).map((d) => d.name).sort();
+
 describe('the dependencies pull-through fetches ahead', () => {
   it('are those of the latest version: dependencies, optional and peer ones, aliases by the name they stand for', () => {
-    const names = dependencyNames(packument(
+    const found = dependenciesOf(packument(
       {
-        dependencies: { a: '^1.0.0', '@s/b': '2.x', alias: 'npm:@s/real@^3.0.0', bare: 'npm:plain' },
-        optionalDependencies: { c: '*' },
-        peerDependencies: { d: '>=1 <3', a: '^1.2.0' },
+        dependencies: { a: '^1.0.0', '@s/b': '2.x', alias: 'npm:@s/real@^3.0.0', bare: 'npm:plain', both: '^1.0.0' },
+        optionalDependencies: { c: '*', both: '^2.0.0' },
+        peerDependencies: { d: '>=1 <3', a: '^1.2.0', maybe: '1' },
+        peerDependenciesMeta: { maybe: { optional: true } },
         devDependencies: { e: '^1.0.0' },
       },
       { dependencies: { old: '^1.0.0' } },
     ));
-    expect(names.sort()).toEqual(['@s/b', '@s/real', 'a', 'c', 'd', 'plain']);
+    expect(found.sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+      { name: '@s/b', spec: '2.x', optional: false },
+      { name: '@s/real', spec: '^3.0.0', optional: false },
+      { name: 'a', spec: '^1.0.0', optional: false },
+      { name: 'both', spec: '^2.0.0', optional: true },
+      { name: 'c', spec: '*', optional: true },
+      { name: 'd', spec: '>=1 <3', optional: false },
+      { name: 'maybe', spec: '1', optional: true },
+      { name: 'plain', spec: '', optional: false },
+    ]);
   });
 
   it('leave out what does not come from a registry, and names npm would refuse', () => {
-    const names = dependencyNames(packument({
+    expect(names(packument({
       dependencies: {
         git: 'git+https://example.com/x.git', gh: 'github:user/repo', short: 'user/repo', file: 'file:../x', link: 'link:../y',
         url: 'https://example.com/x.tgz', rel: './vendor/x', '.hidden': '1.0.0', 'Bad Name': '1.0.0', tagged: 'latest', range: '',
       },
-    }));
-    expect(names.sort()).toEqual(['range', 'tagged']);
+    }))).toEqual(['range', 'tagged']);
   });
 
   it('are none without a latest version or with manifests of the wrong shape', () => {
-    expect(dependencyNames({ name: 'p', versions: { '1.0.0': { dependencies: { a: '1' } } as never } })).toEqual([]);
-    expect(dependencyNames(packument({ dependencies: ['a', 'b'] as never, optionalDependencies: 'c' as never }))).toEqual([]);
+    expect(names({ name: 'p', versions: { '1.0.0': { dependencies: { a: '1' } } as never } })).toEqual([]);
+    expect(names(packument({ dependencies: ['a', 'b'] as never, optionalDependencies: 'c' as never }))).toEqual([]);
+  });
+});
+
+describe('the version npm picks for a dependency (its tarball is fetched ahead)', () => {
+  const versions = (...list: string[]): UpstreamPackument['versions'] =>
+    Object.fromEntries(list.map((v) => [v, { name: 'p', version: v, ...(v.endsWith('.9') ? { deprecated: 'do not use' } : {}) }])) as never;
+  const p: Pick<UpstreamPackument, 'dist-tags' | 'versions'> = {
+    'dist-tags': { latest: '1.2.0', next: '2.0.0-rc.1' },
+    versions: versions('1.0.0', '1.2.0', '1.3.0', '1.4.9', '2.0.0-rc.1', '0.9.0'),
+  };
+
+  it('is latest when the range takes it, even with higher versions in the range', () => {
+    expect(versionFor(p, '^1.0.0')).toBe('1.2.0');
+    expect(versionFor(p, '')).toBe('1.2.0');
+    expect(versionFor(p, '*')).toBe('1.2.0');
+  });
+
+  it('is the highest in the range otherwise, one not deprecated when there is one', () => {
+    expect(versionFor(p, '>=1.3.0 <2')).toBe('1.3.0');
+    expect(versionFor(p, '~1.4.0')).toBe('1.4.9');
+    expect(versionFor(p, '0.x')).toBe('0.9.0');
+    expect(versionFor(p, '1.0.0')).toBe('1.0.0');
+  });
+
+  it('is a tag\'s version, and none for a range nothing satisfies or a spec that is not one', () => {
+    expect(versionFor(p, 'next')).toBe('2.0.0-rc.1');
+    expect(versionFor(p, '^3.0.0')).toBeNull();
+    expect(versionFor(p, 'nonsense tag')).toBeNull();
+    expect(versionFor({ versions: {} }, '^1.0.0')).toBeNull();
   });
 });
 
@@ -45,7 +86,7 @@ describe('Prefetcher', () => {
     const finish: (() => void)[] = [];
     return {
       asked,
-      fetch: (name: string) => {
+      fetch: ({ name }: Dependency) => {
         asked.push(name);
         return new Promise<void>((resolve) => finish.push(resolve));
       },
