@@ -74,13 +74,15 @@ type Versions = Pick<UpstreamPackument, 'dist-tags' | 'versions'>;
 export function versionFor(packument: Versions, spec: string): string | null {
   const tags = packument['dist-tags'] || {};
   const versions = packument.versions || {};
+  // Only their own keys: an upstream's tag named `constructor` finds nothing.
+  const has = (record: object, key: string) => Object.prototype.hasOwnProperty.call(record, key);
   const wanted = spec === '' || spec === '*' ? 'latest' : spec;
-  const tagged = tags[wanted];
-  if (typeof tagged === 'string' && versions[tagged]) return tagged;
+  const tagged = has(tags, wanted) ? tags[wanted] : undefined;
+  if (typeof tagged === 'string' && has(versions, tagged)) return tagged;
   const range = semver.validRange(wanted, { loose: true });
   if (range === null) return null;
   const latest = tags.latest;
-  if (typeof latest === 'string' && versions[latest] && semver.satisfies(latest, range, { loose: true })) return latest;
+  if (has(tags, 'latest') && typeof latest === 'string' && has(versions, latest) && semver.satisfies(latest, range, { loose: true })) return latest;
   const all = Object.keys(versions);
   const current = all.filter((version) => !(versions[version] as { deprecated?: unknown } | null)?.deprecated);
   return semver.maxSatisfying(current, range, { loose: true }) || semver.maxSatisfying(all, range, { loose: true });

@@ -76,6 +76,8 @@ describe('the version npm picks for a dependency (its tarball is fetched ahead)'
     expect(versionFor(p, '^3.0.0')).toBeNull();
     expect(versionFor(p, 'nonsense tag')).toBeNull();
     expect(versionFor({ versions: {} }, '^1.0.0')).toBeNull();
+    expect(versionFor({ 'dist-tags': { odd: 'constructor' }, versions: {} }, 'odd')).toBeNull();
+    expect(versionFor({ 'dist-tags': {}, versions: {} }, 'constructor')).toBeNull();
   });
 });
 
