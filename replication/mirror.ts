@@ -102,6 +102,11 @@ export interface MirrorHost {
    * (its search index, current but for a poll): pull-through then fetches it ahead of the client.
    */
   unlisted?(name: string): boolean;
+  /**
+   * The package as clients are served it (without the versions the supply-chain policy holds back):
+   * what npm picks from, so what pull-through fetches ahead for it.
+   */
+  asServed?(doc: PackageDoc): PackageDoc;
 }
 
 /** Why a package of the upstream is not mirrored: a local package of that name, or a refusal by `_design/mirror`. */
@@ -341,7 +346,11 @@ export class Mirror {
     const entry = this.waiting.get(name);
     if (!entry || entry.expanded) return;
     entry.expanded = true;
-    this.prefetch.dependenciesOf(entry.packument);
+    this.prefetch.dependenciesOf(this.asServed(entry.doc) as UpstreamPackument);
+  }
+
+  private asServed(doc: PackageDoc): PackageDoc {
+    return this.host.asServed ? this.host.asServed(doc) : doc;
   }
 
   /** The document of `name` at revision `rev` if this gateway stored it lately. */
@@ -516,7 +525,8 @@ export class Mirror {
 
   /**
    * With `UPSTREAM_TARBALLS=ahead`, the tarball npm will most likely ask for next of a dependency
-   * just fetched ahead: the version its parent's range picks, as npm picks it. Fetched only for a
+   * just fetched ahead: the version its parent's range picks, as npm picks it from the versions
+   * clients are served (the supply-chain policy's held-back versions left out). Fetched only for a
    * package still waiting to be stored (it is stored with it), and only when the upstream declares
    * it small (`INLINE_TARBALL_BYTES`); never for an optional dependency or a version for some
    * platforms only, which npm skips where they do not fit.
@@ -524,8 +534,9 @@ export class Mirror {
   private async tarballAhead(doc: PackageDoc, dependency: Dependency): Promise<void> {
     const entry = this.waiting.get(doc.name);
     if (this.config.upstreamTarballs !== 'ahead' || dependency.optional || !entry) return;
-    const version = versionFor(doc, dependency.spec);
-    const manifest = version ? doc.versions[version] : undefined;
+    const served = this.asServed(doc);
+    const version = versionFor(served, dependency.spec);
+    const manifest = version ? served.versions[version] : undefined;
     if (!version || !manifest || manifest.os || manifest.cpu || manifest.libc) return;
     const file = tarballFileName(doc.name, version);
     if (entry.tarballs.has(file) || this.tarballPulls.has(doc.name + '/' + file)) return;

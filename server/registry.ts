@@ -12,7 +12,8 @@ import { PackageDoc } from '../core/types';
 import { EmbeddedCouch, startEmbeddedCouch } from '../couchdb/embedded';
 import { createHandler } from '../gateway/app';
 import { changedElsewhere, changedHere, Context } from '../gateway/context';
-import { warm } from '../gateway/writes';
+import { warm, withheldOf } from '../gateway/writes';
+import { withoutWithheld } from '../core/policy';
 import { startReplication } from '../replication/start';
 import { Config } from '../config';
 import { Couch, readProxySecret } from '../couchdb/client';
@@ -199,6 +200,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           }
         },
         unlisted: (name) => !!context.search && context.search.knowsAbsent(name),
+        asServed: (doc) => withoutWithheld(doc, withheldOf(context, doc)),
       },
       proxySecret,
     );

@@ -273,6 +273,30 @@ describe('cooldown of new upstream versions', () => {
     expect(page).toContain('held back by this registry');
   });
 
+  it('pull-through fetches ahead what npm will pick from the versions not held back: the parent\'s dependencies and the tarball their ranges pick', async () => {
+    for (const [name, version, dependencies] of [
+      ['ahead-cooled-child', '1.0.0', {}], ['ahead-cooled-child', '1.1.0', {}], ['ahead-cooled-new', '1.0.0', {}],
+      ['ahead-cooled-parent', '1.0.0', { 'ahead-cooled-child': '^1.0.0' }], ['ahead-cooled-parent', '2.0.0', { 'ahead-cooled-child': '^1.0.0', 'ahead-cooled-new': '^1.0.0' }],
+    ] as const) {
+      expect((await upstreamPublisher.npm(['publish'], makePackage(upstreamPublisher.home, { name, version, dependencies }))).code).toBe(0);
+    }
+    // The first versions as if published ten days ago; the others are new, so held back here.
+    for (const name of ['ahead-cooled-child', 'ahead-cooled-parent']) {
+      const doc = (await couchGet(upstream, '/' + upstream.registryDb + '/' + name)).body;
+      const then = new Date(Date.now() - 10 * DAY).toISOString();
+      doc.time['1.0.0'] = then;
+      expect(await adminPut(upstream, '/' + upstream.registryDb + '/' + name, doc)).toBe(201);
+      await eventually(async () => ((await upstream.request('GET', '/' + name)).body.time['1.0.0'] === then ? true : null), 5_000, 'the upstream to serve the edit');
+    }
+    expect((await fetch(cooled.url + '/ahead-cooled-parent')).status).toBe(200);
+    const mirrored = (name: string) => couchGet(cooled, '/' + cooled.registryDb + '-mirror/' + name);
+    const child = await eventually(async () => ((await mirrored('ahead-cooled-child')).status === 200 ? (await mirrored('ahead-cooled-child')).body : null), 10_000, 'the child stored');
+    // 1.1.0 is the upstream's latest and in the range, but held back: npm gets 1.0.0.
+    expect(Object.keys(child._attachments || {})).toEqual(['ahead-cooled-child-1.0.0.tgz']);
+    // Only the held-back 2.0.0 of the parent depends on it.
+    expect((await mirrored('ahead-cooled-new')).status).toBe(404);
+  });
+
   it('a package excepted by an admin gets its new versions at once; local packages are never held back', async () => {
     await setPolicy(cooled, { cooldownExceptions: ['cool-*'] });
     const client = npmClient(cooled.url, await cooled.signup('cool-publisher'));
