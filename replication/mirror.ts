@@ -346,7 +346,8 @@ export class Mirror {
     const entry = this.waiting.get(name);
     if (!entry || entry.expanded) return;
     entry.expanded = true;
-    this.prefetch.dependenciesOf(this.asServed(entry.doc) as UpstreamPackument);
+    // Once the client's answer is on its way: starting the fetches would otherwise delay it.
+    setImmediate(() => this.prefetch.dependenciesOf(this.asServed(entry.doc) as UpstreamPackument));
   }
 
   private asServed(doc: PackageDoc): PackageDoc {
