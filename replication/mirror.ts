@@ -10,7 +10,6 @@ import { createHash, randomBytes } from 'crypto';
 import { createWriteStream, mkdirSync, readFileSync, rmSync, statSync } from 'fs';
 import { join } from 'path';
 import { Logger } from 'pino';
-import { Readable } from 'stream';
 import { pipeline } from 'stream/promises';
 import ssri from 'ssri';
 import { Config } from '../config';
@@ -25,7 +24,7 @@ import { Batcher } from '../lib/batcher';
 import { linear, retry } from '../lib/retry';
 import { SingleFlight } from '../lib/single-flight';
 import { Dependency, Prefetcher, versionFor } from './prefetch';
-import { UpstreamRegistry } from './upstream';
+import { readAll, UpstreamAnswer, UpstreamRegistry } from './upstream';
 
 /** Tarballs up to this size are served from memory as soon as they are verified, while they are stored. */
 const SERVE_WHILE_STORING = 8 * 1024 * 1024;
@@ -545,10 +544,8 @@ export class Mirror {
       // Pull-through is not quiet while it downloads: its package waits for it.
       this.behind.grow();
       const { response, source, integrity } = await this.download(doc, file);
-      const length = response.headers.get('content-length');
-      const encoding = response.headers.get('content-encoding');
-      if (length === null || Number(length) > INLINE_TARBALL_BYTES || (encoding && encoding !== 'identity')) {
-        await response.body?.cancel();
+      if (response.length === null || response.length > INLINE_TARBALL_BYTES) {
+        response.body.destroy();
         return;
       }
       const data = await this.downloadInMemory(response, doc.name, file, source, integrity);
@@ -569,9 +566,7 @@ export class Mirror {
     const held = storeFirst ? undefined : this.waiting.get(doc.name)?.tarballs.get(file);
     if (held) return held;
     const { response, source, integrity } = await this.download(doc, file);
-    const length = response.headers.get('content-length');
-    const encoding = response.headers.get('content-encoding');
-    if (!storeFirst && length !== null && Number(length) <= SERVE_WHILE_STORING && (!encoding || encoding === 'identity')) {
+    if (!storeFirst && response.length !== null && response.length <= SERVE_WHILE_STORING) {
       // Small and of a known length (not unpacked on the way, which could make it larger): read into memory and checked there.
       return this.keepBehind(doc.name, file, await this.downloadInMemory(response, doc.name, file, source, integrity));
     }
@@ -580,7 +575,7 @@ export class Mirror {
     const temp = join(folder, randomBytes(12).toString('hex') + '.tgz');
     try {
       try {
-        await pipeline(Readable.fromWeb(response.body as import('stream/web').ReadableStream), ssri.integrityStream({ integrity }), createWriteStream(temp));
+        await pipeline(response.body, ssri.integrityStream({ integrity }), createWriteStream(temp));
       } catch (err) {
         throw this.downloadFailure(err, doc.name, file, source);
       }
@@ -598,7 +593,7 @@ export class Mirror {
    * Starts the download of the tarball `file` of the mirrored package `doc` from its `dist.tarball`:
    * the upstream's answer (200 with a body), where it came from and the integrity it must match.
    */
-  private async download(doc: PackageDoc, file: string): Promise<{ response: Response; source: string; integrity: string }> {
+  private async download(doc: PackageDoc, file: string): Promise<{ response: UpstreamAnswer; source: string; integrity: string }> {
     const version = versionOfTarball(doc, file);
     const manifest = version ? doc.versions[version] : undefined;
     const source = manifest && manifest.dist && typeof manifest.dist.tarball === 'string' ? manifest.dist.tarball : undefined;
@@ -608,14 +603,14 @@ export class Mirror {
       this.recordFailure(doc.name, 'tarball ' + file + ' has neither dist.integrity nor dist.shasum; refused');
       throw upstreamFailed('The upstream\'s ' + doc.name + '@' + version + ' has neither dist.integrity nor dist.shasum, so its tarball cannot be verified; it is not served.');
     }
-    let response: Response;
+    let response: UpstreamAnswer;
     try {
       response = await this.registry.download(source);
     } catch (err) {
       throw upstreamFailed('The tarball ' + file + ' is not here yet and ' + (err as Error).message + '. Try again later.');
     }
-    if (!response.ok || !response.body) {
-      await response.body?.cancel();
+    if (response.status < 200 || response.status >= 300) {
+      response.body.resume();
       throw upstreamFailed('The tarball ' + file + ' is not here yet and the upstream registry ' + this.upstream + ' answered ' + response.status + ' for it. Try again later.');
     }
     return { response, source, integrity };
@@ -637,10 +632,10 @@ export class Mirror {
   }
 
   /** The body of a tarball whose length the upstream declared (at most `SERVE_WHILE_STORING`), checked against `integrity`. */
-  private async downloadInMemory(response: Response, name: string, file: string, source: string, integrity: string): Promise<Buffer> {
+  private async downloadInMemory(response: UpstreamAnswer, name: string, file: string, source: string, integrity: string): Promise<Buffer> {
     let data: Buffer;
     try {
-      data = Buffer.from(await response.arrayBuffer());
+      data = await readAll(response.body);
     } catch (err) {
       throw this.downloadFailure(err, name, file, source);
     }

@@ -157,6 +157,39 @@ describe('mode list, tarballs eager', () => {
   });
 });
 
+describe('the upstream over HTTP', () => {
+  let pulling: TestRegistry;
+  beforeAll(async () => {
+    pulling = await startTestRegistry({ UPSTREAM_REGISTRY: standIn.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '1500' });
+  });
+  afterAll(async () => {
+    await pulling?.stop();
+  });
+
+  it('packuments sent gzipped and tarballs behind a redirect are read, verified and served', async () => {
+    standIn.publish('zipped', ['1.0.0']);
+    const before = standIn.gzipped;
+    const packument = await pulling.request('GET', '/zipped');
+    expect(packument.status).toBe(200);
+    expect(standIn.gzipped).toBeGreaterThan(before);
+    standIn.redirectTarballs();
+    const tarball = await fetch(pulling.url + '/zipped/-/zipped-1.0.0.tgz');
+    expect(tarball.status).toBe(200);
+    const bytes = Buffer.from(await tarball.arrayBuffer());
+    expect('sha512-' + createHash('sha512').update(bytes).digest('base64')).toBe(packument.body.versions['1.0.0'].dist.integrity);
+  });
+
+  it('an upstream that does not answer in time fails fast with a 424 that says so', async () => {
+    standIn.publish('stalled', ['1.0.0']);
+    standIn.stall('stalled');
+    const started = Date.now();
+    const answer = await pulling.request('GET', '/stalled');
+    expect(answer.status).toBe(424);
+    expect(answer.body.error).toContain('did not answer in time');
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
 describe('mode existing', () => {
   it('mirrors only packages already here (pulled through), and a sweep finds changes the feed never showed', async () => {
     const partial = await startTestRegistry({

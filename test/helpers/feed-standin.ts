@@ -4,7 +4,9 @@
  * ({results:[{seq,id,changes:[{rev}],deleted?}], last_seq}, no documents, opaque sequence strings),
  * `GET /<name>` (the full packument with `_rev`) and `GET /<name>/-/<file>` (tarballs). It can serve
  * the contract's quirks on demand: gaps in the sequence, entries that show up late behind the head,
- * changes without any entry, and packuments that lag behind their feed entry.
+ * changes without any entry, and packuments that lag behind their feed entry. Like the public
+ * registry, it sends packuments gzipped to whoever accepts it; on demand it redirects tarball
+ * requests to where the bytes are, or never answers a packument.
  */
 import { createHash } from 'crypto';
 import http from 'http';
@@ -42,6 +44,12 @@ export interface FeedStandIn {
   corruptTarball(name: string, version: string): void;
   /** From now on, sends this tarball in chunks without declaring its length. */
   streamTarball(name: string, version: string): void;
+  /** From now on, answers tarball requests with a redirect to where the bytes are (as GitHub's registry does). */
+  redirectTarballs(): void;
+  /** From now on, never answers a request for this packument. */
+  stall(name: string): void;
+  /** How many packuments were sent gzipped (as the public registry sends them to whoever accepts it). */
+  gzipped: number;
   /** How many packument requests each package got. */
   packumentRequests: Map<string, number>;
   close(): Promise<void>;
@@ -79,6 +87,8 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
   const fileOf = (name: string, version: string) => name + '/' + name.replace(/^@[^/]+\//, '') + '-' + version + '.tgz';
   const entries: Entry[] = [];
   const packumentRequests = new Map<string, number>();
+  const stalled = new Set<string>();
+  let redirecting = false;
   let next = 0;
   let url = '';
 
@@ -103,6 +113,10 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
     }
     const path = decodeURIComponent(parsed.pathname.slice(1));
     const tarballMatch = /^(.+)\/-\/([^/]+\.tgz)$/.exec(path);
+    if (tarballMatch && redirecting && !parsed.searchParams.has('blob')) {
+      res.writeHead(302, { location: '/' + tarballMatch[1] + '/-/' + tarballMatch[2] + '?blob=1' });
+      return void res.end();
+    }
     if (tarballMatch) {
       const key = tarballMatch[1] + '/' + tarballMatch[2];
       const data = tarballs.get(key);
@@ -114,16 +128,23 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
     }
     const pkg = packages.get(path);
     packumentRequests.set(path, (packumentRequests.get(path) || 0) + 1);
+    if (stalled.has(path)) return;
     if (!pkg) return send(404, { error: 'Not found' });
-    send(200, pkg.stale.length ? pkg.stale.shift() : pkg.packument);
+    const packument = pkg.stale.length ? pkg.stale.shift() : pkg.packument;
+    if (!/\bgzip\b/.test(String(req.headers['accept-encoding'] || ''))) return send(200, packument);
+    const data = gzipSync(JSON.stringify(packument));
+    standIn.gzipped++;
+    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': data.length });
+    res.end(data);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = 'http://127.0.0.1:' + (server.address() as AddressInfo).port;
 
-  return {
+  const standIn: FeedStandIn = {
     url,
     feedUrl: url + '/feed',
     packumentRequests,
+    gzipped: 0,
     publish(name, versions, options = {}) {
       const previous = packages.get(name);
       const generation = previous ? parseInt(previous.rev, 10) + 1 : 1;
@@ -168,10 +189,17 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
     streamTarball(name, version) {
       streamed.add(fileOf(name, version));
     },
+    redirectTarballs() {
+      redirecting = true;
+    },
+    stall(name) {
+      stalled.add(name);
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       }),
   };
+  return standIn;
 }
