@@ -18,6 +18,7 @@ export function upstreamPath(name: string, rest: string[]): string {
 export function fetchFailure(err: unknown): { timedOut: boolean; words: string } {
   const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string } };
   const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
+  if (!timedOut && typeof e.code === 'string' && e.code.startsWith('Z_')) return { timedOut, words: 'sent an answer that cannot be decoded (' + e.message + ')' };
   return { timedOut, words: timedOut ? 'did not answer in time' : 'is unreachable (' + (e.cause?.code || e.code || e.message) + ')' };
 }
 
@@ -29,6 +30,8 @@ export interface UpstreamAnswer {
   length: number | null;
   body: Readable;
 }
+
+const ignore = (): void => undefined;
 
 /** Redirects followed at most. */
 const MAX_REDIRECTS = 5;
@@ -66,8 +69,12 @@ function getAnswer(url: URL, headers: Record<string, string>, signal: AbortSigna
       const declared = response.headers['content-length'];
       const length = !decoder && declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : null;
       let body: Readable = response;
+      // An error reaches whoever reads the body; a body dropped unread (an error answer) must not
+      // take the process down with it.
+      response.on('error', ignore);
       if (decoder) {
         body = response.pipe(decoder);
+        decoder.on('error', ignore);
         response.on('error', (err) => decoder.destroy(err));
         // Dropping the decoded body drops the connection's answer too.
         decoder.on('close', () => response.destroy());
