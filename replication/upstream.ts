@@ -47,6 +47,9 @@ function getAnswer(url: URL, headers: Record<string, string>, signal: AbortSigna
     const client = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : null;
     if (!client) return reject(new Error('a link of protocol ' + url.protocol + ', which is not followed'));
     const request = client.get(url, { headers, signal }, (response: IncomingMessage) => {
+      // An error reaches whoever reads the body; a body dropped unread (a redirect, an error answer)
+      // must not take the process down with it.
+      response.on('error', ignore);
       const status = response.statusCode || 502;
       const location = response.headers.location;
       if (status >= 300 && status < 400 && status !== 304 && location) {
@@ -69,9 +72,6 @@ function getAnswer(url: URL, headers: Record<string, string>, signal: AbortSigna
       const declared = response.headers['content-length'];
       const length = !decoder && declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : null;
       let body: Readable = response;
-      // An error reaches whoever reads the body; a body dropped unread (an error answer) must not
-      // take the process down with it.
-      response.on('error', ignore);
       if (decoder) {
         body = response.pipe(decoder);
         decoder.on('error', ignore);
