@@ -2,7 +2,7 @@
  * The HTTP client of an npm registry upstream: packuments, tarball downloads and the words for what
  * went wrong. Used by the mirror (pull-through, the feed follower) and by the gateway's forwarding.
  */
-import http, { IncomingHttpHeaders, IncomingMessage } from 'http';
+import http, { IncomingMessage } from 'http';
 import https from 'https';
 import { Readable } from 'stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'zlib';
@@ -22,10 +22,9 @@ export function fetchFailure(err: unknown): { timedOut: boolean; words: string }
   return { timedOut, words: timedOut ? 'did not answer in time' : 'is unreachable (' + (e.cause?.code || e.code || e.message) + ')' };
 }
 
-/** An answer of the upstream: its status and headers, and its body (decoded), to be read or dropped. */
+/** An answer of the upstream: its status, and its body (decoded), to be read or dropped. */
 export interface UpstreamAnswer {
   status: number;
-  headers: IncomingHttpHeaders;
   /** The length the upstream declared for the body as sent (null when it did not, or when it was encoded). */
   length: number | null;
   body: Readable;
@@ -79,7 +78,7 @@ function getAnswer(url: URL, headers: Record<string, string>, signal: AbortSigna
         // Dropping the decoded body drops the connection's answer too.
         decoder.on('close', () => response.destroy());
       }
-      resolve({ status, headers: response.headers, length, body });
+      resolve({ status, length, body });
     });
     request.on('error', reject);
   });
