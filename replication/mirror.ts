@@ -518,9 +518,10 @@ export class Mirror {
    * Concurrent requests share one download; a larger tarball is never held in memory.
    */
   async tarball(doc: PackageDoc, file: string, storeFirst = false): Promise<Buffer | null> {
+    const key = doc.name + '/' + file;
     // Being fetched ahead: waiting with its package once that is done (a download given up is made here).
-    if (!storeFirst) await this.tarballsAhead.current(doc.name + '/' + file)?.catch(() => undefined);
-    return this.tarballPulls.run(doc.name + '/' + file + (storeFirst ? ' stored' : ''), () => this.fetchTarball(doc, file, storeFirst));
+    if (!storeFirst) await this.tarballsAhead.current(key)?.catch(() => undefined);
+    return this.tarballPulls.run(key + (storeFirst ? ' stored' : ''), () => this.fetchTarball(doc, file, storeFirst));
   }
 
   /**
@@ -539,8 +540,9 @@ export class Mirror {
     const manifest = version ? served.versions[version] : undefined;
     if (!version || !manifest || manifest.os || manifest.cpu || manifest.libc) return;
     const file = tarballFileName(doc.name, version);
-    if (entry.tarballs.has(file) || this.tarballPulls.has(doc.name + '/' + file)) return;
-    await this.tarballsAhead.run(doc.name + '/' + file, async () => {
+    const key = doc.name + '/' + file;
+    if (entry.tarballs.has(file) || this.tarballPulls.has(key)) return;
+    await this.tarballsAhead.run(key, async () => {
       // Pull-through is not quiet while it downloads: its package waits for it.
       this.behind.grow();
       const { response, source, integrity } = await this.download(doc, file);
