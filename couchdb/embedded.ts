@@ -347,6 +347,9 @@ function trackReplications(LocalPouch: { replicate: (...args: unknown[]) => Repl
 interface ReadableDb {
   get(id: string): Promise<Record<string, unknown> & { _rev: string; _attachments?: Record<string, { content_type: string; digest: string }> }>;
   getAttachment(id: string, name: string): Promise<Buffer>;
+  info(): Promise<Record<string, unknown>>;
+  /** pouchdb-size's: `info()` reports the database's `disk_size` too, as express-pouchdb's databases do. */
+  installSizeWrapper(): void;
 }
 
 /**
@@ -359,18 +362,28 @@ interface ReadableDb {
  * digest as ETag, 304 to a matching If-None-Match); `_security` binds no admin. Only databases
  * express-pouchdb has open (so they exist: a deleted one leaves its cache at once), and ids that do
  * not start with `_`; anything else, and any failure but a 404, goes the usual way.
+ *
+ * A database's information (`GET /{db}`) is answered the same way: the gateway asks for it four
+ * times a second for each database it follows (its caches and search index watch for changes), the
+ * most of what an idle registry does. 1.0-1.2 ms of CPU each, 0.5 ms this way. The answer is
+ * express-pouchdb's, `instance_start_time` included once `instanceStartTime` knows express-pouchdb's
+ * (replication compares it with the one `_ensure_full_commit` reports); until then it goes the usual way.
  */
-function adminReads(LocalPouch: new (name: string) => ReadableDb): express.Router {
+function adminReads(LocalPouch: new (name: string) => ReadableDb, instanceStartTime: () => string | undefined): express.Router {
   const opened = new Map<string, { theirs: unknown; mine: ReadableDb }>();
   /** The database of an admin's plain read, or null when the request goes the usual way. */
   const databaseFor = (req: express.Request): ReadableDb | null => {
-    const { db: name, id } = req.params as { db: string; id: string };
+    const { db: name, id = '' } = req.params as { db: string; id?: string };
     if (req.method !== 'GET' || req.url.includes('?') || id.startsWith('_') || !DATABASE_NAME.test(name)) return null;
     if (!(pinnedSession(req).userCtx.roles || []).includes('_admin')) return null;
     const theirs = (LocalPouch as unknown as { __dbCacheMap?: Map<string, unknown> }).__dbCacheMap?.get(name);
     if (!theirs) return null;
     let db = opened.get(name);
-    if (!db || db.theirs !== theirs) opened.set(name, (db = { theirs, mine: new LocalPouch(name) }));
+    if (!db || db.theirs !== theirs) {
+      const mine = new LocalPouch(name);
+      mine.installSizeWrapper();
+      opened.set(name, (db = { theirs, mine }));
+    }
     return db.mine;
   };
   const notFound = (req: express.Request, res: express.Response, next: express.NextFunction) => (err: { status?: number; name?: string; message?: string }) => {
@@ -378,6 +391,12 @@ function adminReads(LocalPouch: new (name: string) => ReadableDb): express.Route
     answerJson(req, res, 404, { error: err.name || 'not_found', reason: err.message || 'missing' });
   };
   const router = express.Router();
+  router.get('/:db', (req, res, next) => {
+    const startTime = instanceStartTime();
+    const db = startTime === undefined ? null : databaseFor(req);
+    if (!db) return next();
+    db.info().then((info) => answerJson(req, res, 200, { ...info, db_name: req.params.db, instance_start_time: startTime }), () => next());
+  });
   router.get('/:db/:id', (req, res, next) => {
     const db = databaseFor(req);
     if (!db) return next();
@@ -398,6 +417,17 @@ function adminReads(LocalPouch: new (name: string) => ReadableDb): express.Route
     }, notFound(req, res, next));
   });
   return router;
+}
+
+/** express-pouchdb's `instance_start_time`, from its answer about `_users` (undefined if it gave none). */
+async function expressPouchStartTime(url: string, headers: Record<string, string>): Promise<string | undefined> {
+  try {
+    const response = await fetch(url + '/_users', { headers: { ...headers, accept: 'application/json' } });
+    const info = (await response.json()) as { instance_start_time?: unknown };
+    return typeof info.instance_start_time === 'string' ? info.instance_start_time : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** JSON as express-pouchdb (and CouchDB) sends it: `application/json` when asked for, else `text/plain`, with a newline. */
@@ -469,7 +499,8 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
     },
     longpoll,
   );
-  app.use(adminReads(LocalPouch));
+  let startTime: string | undefined = undefined; // until the server has told it (below)
+  app.use(adminReads(LocalPouch, () => startTime));
   app.use(couchApp);
   // Whatever fails in a request is answered as CouchDB would, never with an HTML page or a crash.
   app.use((err: { status?: number; statusCode?: number; message?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
@@ -487,6 +518,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   });
   const port = (server.address() as AddressInfo).port;
   selfUrl = 'http://' + host + ':' + port;
+  startTime = await expressPouchStartTime(selfUrl, adminHeaders);
   return {
     url: 'http://' + host + ':' + port,
     port,

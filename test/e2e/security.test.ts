@@ -420,6 +420,22 @@ describe('authorization matrix on the CouchDB port', () => {
     }
   });
 
+  it("a database's information is current for the admin, and its start time is the one replication checkpoints compare", async () => {
+    const info = async () => {
+      const res = await send(couch, 'GET', '/' + p.registryDb, { headers: adminCouch() });
+      expect(res.status).toBe(200);
+      return res.body as { db_name: string; doc_count: number; update_seq: unknown; instance_start_time: string };
+    };
+    const before = await info();
+    expect(before.db_name).toBe(p.registryDb);
+    expect((await send(gateway, 'PUT', '/db-info-probe', { headers: as('maintainer'), body: publishBody('db-info-probe', '1.0.0') })).status).toBe(201);
+    const after = await info();
+    expect([after.doc_count, after.update_seq === before.update_seq]).toEqual([before.doc_count + 1, false]);
+    // CouchDB's replicator stops a job whose source or target reports another start time at a checkpoint.
+    const commit = await send(couch, 'POST', '/' + p.registryDb + '/_ensure_full_commit', { headers: { ...adminCouch(), 'content-type': 'application/json' } });
+    expect([commit.status, commit.body.instance_start_time]).toEqual([201, after.instance_start_time]);
+  });
+
   it('as admin: the same reads are allowed', async () => {
     for (const path of ['/_all_dbs', '/_users/_all_docs', '/' + p.registryDb + '-tokens/_all_docs', '/' + p.registryDb + '/_security']) {
       expect([path, (await send(couch, 'GET', path, { headers: adminCouch() })).status]).toEqual([path, 200]);
