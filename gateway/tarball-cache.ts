@@ -1,9 +1,9 @@
 /**
- * Tarballs kept on local disk after their first download from CouchDB, served from there (the
- * kernel's page cache does the rest); small ones (most of npm's) are also kept in memory, within a
- * byte budget, and sent from there without touching the disk. A small tarball this gateway has in
- * hand (published here, or verified from the upstream) is kept in memory only: it is in CouchDB, and
- * is read from there again (and then written to disk) only if memory let it go. A published tarball
+ * Tarballs kept after their first download from CouchDB: small ones (most of npm's) in memory only,
+ * within a byte budget, sent from there without touching the disk (they are in CouchDB, and are read
+ * from there again if memory let them go); larger ones on local disk, served from there (the
+ * kernel's page cache does the rest). A small tarball this gateway has in hand (published here, or
+ * verified from the upstream) is kept in memory the same way. A published tarball
  * never changes, but an unpublish removes it: every change of a package (from the `_changes` feed)
  * forgets its files, the cache is used only while that feed is followed, and a download that
  * overlapped a change is not kept.
@@ -110,7 +110,7 @@ export class TarballCache {
   }
 
   /** A temporary file to download into; `keep` stores it if nothing changed the package since `generation`. */
-  begin(name: string, file: string, generation: string): { stream: WriteStream; keep(etag: string, size: number, data?: Buffer): void; drop(): void } | null {
+  begin(name: string, file: string, generation: string): { stream: WriteStream; keep(etag: string, size: number): void; drop(): void } | null {
     if (!this.live) return null;
     const folder = this.folder(name);
     mkdirSync(folder, { recursive: true });
@@ -127,17 +127,18 @@ export class TarballCache {
     return {
       stream,
       drop,
-      keep: (etag: string, size: number, data?: Buffer) => {
+      keep: (etag: string, size: number) => {
         if (!this.live || generation !== this.generation(name) || stream.bytesWritten !== size) return drop();
         const path = join(folder, file);
         renameSync(temp, path);
-        this.record(name, file, { path, etag, size }, data && data.length === size ? data : undefined);
+        this.record(name, file, { path, etag, size });
       },
     };
   }
 
   /**
-   * Keeps a tarball this gateway has in hand (at publish, or verified from the upstream), unless the
+   * Keeps a tarball this gateway has in hand (at publish, verified from the upstream, or just read
+   * from CouchDB), unless the
    * package changed since `generation`. A small one is kept in memory only, at once: creating a file
    * costs more than the rest of serving it (about 1 ms of CPU here), and CouchDB holds it anyway. A
    * larger one is listed once its file is written. Resolves once it is kept (or not); a file whose

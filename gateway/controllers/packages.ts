@@ -225,14 +225,22 @@ export function packageRoutes(ctx: Context): Router {
       return;
     }
     const size = Number(upstream.headers['content-length']);
-    const download = upstream.statusCode === 200 && Number.isFinite(size) ? ctx.tarballs.begin(name, file, generation) : null;
-    if (download) {
-      // A small tarball is also gathered as it streams, to be served from memory from now on.
-      const chunks: Buffer[] | null = size <= MEMORY_TARBALL_BYTES ? [] : null;
-      if (chunks) upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    const keepable = upstream.statusCode === 200 && Number.isFinite(size);
+    const etag = String(upstream.headers.etag || '');
+    // A small tarball is gathered as it streams and kept in memory, without a file (CouchDB has it);
+    // a larger one is written to the disk cache as it streams.
+    const download = keepable && size > MEMORY_TARBALL_BYTES ? ctx.tarballs.begin(name, file, generation) : null;
+    if (keepable && size <= MEMORY_TARBALL_BYTES) {
+      const chunks: Buffer[] = [];
+      upstream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      upstream.on('end', () => {
+        const data = Buffer.concat(chunks);
+        if (data.length === size) void ctx.tarballs.put(name, file, generation, data, etag);
+      });
+    } else if (download) {
       upstream.pipe(download.stream);
       upstream.on('error', download.drop);
-      download.stream.on('finish', () => download.keep(String(upstream.headers.etag || ''), size, chunks ? Buffer.concat(chunks) : undefined));
+      download.stream.on('finish', () => download.keep(etag, size));
     }
     upstream.pipe(res);
     res.on('close', () => {

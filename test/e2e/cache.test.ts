@@ -150,6 +150,48 @@ it('an unpublished tarball is not served from the disk cache, on any gateway', a
   expect(await eventually(async () => (await fetch(second.localUrl + path)).status, (s) => s === 404)).toBe(404);
 });
 
+it('tarballs read from CouchDB are kept: a small one in memory without a file, a large one as a file', async () => {
+  const metric = async (gateway: RunningRegistry, result: 'hit' | 'miss') => {
+    const text = await (await fetch(gateway.localUrl + '/-/metrics', { headers: { authorization: basicAuthOf(registry.adminCouchUrl) } })).text();
+    return Number((new RegExp('registry_cache_requests_total\\{cache="tarball",result="' + result + '"\\} (\\d+)').exec(text) || [])[1] || 0);
+  };
+  const large = Buffer.alloc(600 * 1024, 'large tarball ');
+  const body = publishBody('kept', '1.0.0');
+  const largeBody = publishBody('kept', '2.0.0');
+  largeBody._attachments = { 'kept-2.0.0.tgz': { content_type: 'application/octet-stream', data: large.toString('base64'), length: large.length } };
+  largeBody.versions['2.0.0'].dist = { shasum: sha1(large), integrity: sha512(large), tarball: 'x' };
+  for (const publish of [body, largeBody]) expect((await registry.request('PUT', '/kept', { token, body: publish })).status).toBe(201);
+  // A gateway started now has neither: its first reads are CouchDB's.
+  const third = await anotherGateway(registry, 'third');
+  try {
+    const admin = { authorization: basicAuthOf(registry.adminCouchUrl) };
+    // Its caches are on once it follows the databases' changes.
+    const health = async () => ((await (await fetch(third.localUrl + '/-/health', { headers: admin })).json()) as any).checks?.caches?.ok;
+    expect(await eventually(health, (ok) => ok === true)).toBe(true);
+    // Tarballs and downloads under way (`.part`); the search index keeps its snapshot there too.
+    const cacheDir = join(registry.dataDir, 'third', 'cache');
+    const files = () => readdirSync(cacheDir, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile() && /\.(tgz|part)$/.test(entry.name)).map((entry) => entry.name);
+    const tarballs: [string, Buffer][] = [['kept-1.0.0.tgz', Buffer.from('tarball kept@1.0.0')], ['kept-2.0.0.tgz', large]];
+    const readAll = async () => {
+      for (const [file, bytes] of tarballs) {
+        const res = await fetch(third.localUrl + '/kept/-/' + file);
+        expect([file, res.status, Buffer.from(await res.arrayBuffer()).equals(bytes)]).toEqual([file, 200, true]);
+      }
+    };
+    const [misses, hits] = [await metric(third, 'miss'), await metric(third, 'hit')];
+    await readAll();
+    // The large one is listed once its file is written.
+    expect(await eventually(async () => files(), (names) => names.includes('kept-2.0.0.tgz'))).toEqual(['kept-2.0.0.tgz']);
+    await readAll();
+    await readAll();
+    // Each read CouchDB once; the two reads after were the cache's.
+    expect([(await metric(third, 'miss')) - misses, (await metric(third, 'hit')) - hits]).toEqual([2, 4]);
+    expect(files()).toEqual(['kept-2.0.0.tgz']);
+  } finally {
+    await third.close();
+  }
+});
+
 it('several gateways starting at once on a new database all come up (set-up steps that collide are done again)', async () => {
   const db = registry.registryDb + '-together';
   const starts = [1, 2, 3].map((i) => anotherGateway(registry, 'together-' + i, { REGISTRY_DB: db }));
