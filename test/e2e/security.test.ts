@@ -420,6 +420,29 @@ describe('authorization matrix on the CouchDB port', () => {
     }
   });
 
+  it("an admin's attachment read follows the document: bytes replaced, an attachment removed, the document deleted", async () => {
+    const db = '/' + p.registryDb + '-attachments';
+    expect((await send(couch, 'PUT', db, { headers: adminCouch() })).status).toBe(201);
+    try {
+      const attach = (text: string) => ({ content_type: 'application/octet-stream', data: Buffer.from(text).toString('base64') });
+      const read = async (file: string) => {
+        const res = await send(couch, 'GET', db + '/doc/' + file, { headers: adminCouch() });
+        return [res.status, res.status === 200 ? res.body : res.body.error, res.headers.get('etag')];
+      };
+      let rev = (await send(couch, 'PUT', db + '/doc', { headers: adminCouch(), body: { _attachments: { 'a.tgz': attach('first bytes'), 'b.tgz': attach('other') } } })).body.rev;
+      const [, firstBody, firstTag] = await read('a.tgz');
+      expect([firstBody, (await read('b.tgz'))[1]]).toEqual(['first bytes', 'other']);
+      rev = (await send(couch, 'PUT', db + '/doc', { headers: adminCouch(), body: { _rev: rev, _attachments: { 'a.tgz': attach('second bytes') } } })).body.rev;
+      const [status, body, tag] = await read('a.tgz');
+      expect([status, body, tag === firstTag]).toEqual([200, 'second bytes', false]);
+      expect((await read('b.tgz')).slice(0, 2)).toEqual([404, 'not_found']);
+      expect((await send(couch, 'DELETE', db + '/doc?rev=' + rev, { headers: adminCouch() })).status).toBe(200);
+      expect((await read('a.tgz')).slice(0, 2)).toEqual([404, 'not_found']);
+    } finally {
+      await send(couch, 'DELETE', db, { headers: adminCouch() });
+    }
+  });
+
   it("a database's information is current for the admin, and its start time is the one replication checkpoints compare", async () => {
     const info = async () => {
       const res = await send(couch, 'GET', '/' + p.registryDb, { headers: adminCouch() });
