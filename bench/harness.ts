@@ -735,6 +735,32 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     rows.push(await measurePullThrough(work, treeServer.url, tree.direct, scale.treePackages, scale.installRounds));
 
     rows.push({ metric: 'Peak RSS of the registry process', unit: 'MB', ours: peakRss(ours.pid) / 1e6, peer: peakRss(peer.pid) / 1e6, higherIsBetter: false, note: 'ours includes the embedded CouchDB, same process' });
+
+    // The same cold install from this registry just restarted: its packument and tarball caches are
+    // empty, every first read is CouchDB's (as after a deployment). After the peak RSS, which the
+    // restarted process would not show.
+    const restarted = { ours: [] as number[], ceiling: [] as number[] };
+    for (let round = 0; round < scale.installRounds; round++) {
+      for (const i of inTurn(2, round)) {
+        if (i === 0) {
+          log('npm install from this registry just restarted, round ' + (round + 1) + ' of ' + scale.installRounds);
+          const running = targets[0] as Ours;
+          await running.halt();
+          targets[0] = await startOurs({}, running);
+          await idle();
+          restarted.ours.push((await installTimes(work, targets[0].url, tree.direct, targets[0].name, false)).cold);
+        } else {
+          log('npm install, round ' + (round + 1) + ' of ' + scale.installRounds + ': ' + treeServer.name);
+          await idle();
+          restarted.ceiling.push((await installTimes(work, treeServer.url, tree.direct, treeServer.name, false)).cold);
+        }
+      }
+    }
+    const restartedCeiling = median(restarted.ceiling);
+    rows.push({
+      metric: 'npm install, cold cache, from this registry just restarted (its caches empty), against the same tree from ' + treeServer.name + ': ' + Math.round(restartedCeiling) + ' ms' + rounds,
+      unit: '× nginx', ours: median(restarted.ours) / restartedCeiling, peer: null, higherIsBetter: false, note: Math.round(median(restarted.ours)) + ' ms; ours only (a restart of the peer is not measured)',
+    });
     const ingest = await measureIngest(scale.ingestPackages);
     const ingestLabel = 'Replication ingest, ' + scale.ingestPackages.toLocaleString('en-US') + ' packages';
     rows.push({ metric: ingestLabel + ', npm change feed (stand-in upstream)', unit: 'docs/s', ours: ingest.feed, peer: null, higherIsBetter: true, note: 'Verdaccio has no replication: its uplinks fetch on demand' });
