@@ -749,10 +749,12 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
           targets[0] = await startOurs({}, running);
           await idle();
           restarted.ours.push((await installTimes(work, targets[0].url, tree.direct, targets[0].name, false)).cold);
+          log('  ' + Math.round(restarted.ours[restarted.ours.length - 1]) + ' ms');
         } else {
           log('npm install, round ' + (round + 1) + ' of ' + scale.installRounds + ': ' + treeServer.name);
           await idle();
           restarted.ceiling.push((await installTimes(work, treeServer.url, tree.direct, treeServer.name, false)).cold);
+          log('  ' + Math.round(restarted.ceiling[restarted.ceiling.length - 1]) + ' ms');
         }
       }
     }
