@@ -167,7 +167,7 @@ export class Database<T extends object> {
   }
 
   /** A Mango query: the matching documents. */
-  find(query: { selector: Record<string, unknown>; limit?: number }): Promise<Stored<T>[]> {
+  find(query: { selector: Record<string, unknown>; sort?: Record<string, 'asc' | 'desc'>[]; limit?: number }): Promise<Stored<T>[]> {
     return this.couch.timed('find', async () => (await this.scope.find(query as Nano.MangoQuery)).docs as unknown as Stored<T>[]);
   }
 

@@ -132,6 +132,17 @@ describe('webhooks', () => {
     expect(delivery.attempts).toBe(3);
     expect(delivery.lastStatus).toBe(200);
   });
+
+  it('with every delivery made and nothing changing, no gateway queries CouchDB for due deliveries', async () => {
+    const finds = async () => {
+      const text = await (await fetch(registry.url + '/-/metrics', { headers: { authorization: basicAuthOf(registry.adminCouchUrl) } })).text();
+      return Number((/registry_couchdb_request_duration_seconds_count\{operation="find",outcome="ok"\} (\d+)/.exec(text) || [])[1] || 0);
+    };
+    await eventually(async () => ((await deliveries(registry.registryDb, registry.adminCouchUrl)).every((d) => d.state !== 'pending') ? true : null));
+    const before = await finds();
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect((await finds()) - before).toBe(0);
+  });
 });
 
 describe('webhooks across a restart', () => {
