@@ -3,10 +3,10 @@
  * within a byte budget, sent from there without touching the disk (they are in CouchDB, and are read
  * from there again if memory let them go); larger ones on local disk, served from there (the
  * kernel's page cache does the rest). A small tarball this gateway has in hand (published here, or
- * verified from the upstream) is kept in memory the same way. A published tarball
- * never changes, but an unpublish removes it: every change of a package (from the `_changes` feed)
- * forgets its files, the cache is used only while that feed is followed, and a download that
- * overlapped a change is not kept.
+ * verified from the upstream) is kept in memory the same way. A published tarball never changes,
+ * but an unpublish removes it: every change of a package (from the `_changes` feed) forgets its
+ * files, the cache is used only while that feed is followed, and a download that overlapped a
+ * change is not kept.
  */
 import { createHash, randomBytes } from 'crypto';
 import { createWriteStream, mkdirSync, readFile, renameSync, rmSync, unlinkSync, WriteStream } from 'fs';
@@ -138,11 +138,10 @@ export class TarballCache {
 
   /**
    * Keeps a tarball this gateway has in hand (at publish, verified from the upstream, or just read
-   * from CouchDB), unless the
-   * package changed since `generation`. A small one is kept in memory only, at once: creating a file
-   * costs more than the rest of serving it (about 1 ms of CPU here), and CouchDB holds it anyway. A
-   * larger one is listed once its file is written. Resolves once it is kept (or not); a file whose
-   * package changed meanwhile is removed again.
+   * from CouchDB), unless the package changed since `generation`. A small one is kept in memory only,
+   * at once: creating a file costs more than the rest of serving it (about 1 ms of CPU here), and
+   * CouchDB holds it anyway. A larger one is listed once its file is written. Resolves once it is
+   * kept (or not); a file whose package changed meanwhile is removed again.
    */
   async put(name: string, file: string, generation: string, data: Buffer, etag: string): Promise<void> {
     if (!this.live || generation !== this.generation(name)) return;

@@ -84,7 +84,7 @@ export class Webhooks {
 
   constructor(
     private readonly couch: Couch,
-    private readonly stateDb: string,
+    stateDb: string,
     private readonly registryUrl: () => string,
     private readonly log: Logger,
     /** The first wait after a failed delivery; the waits double up to an hour. */
@@ -145,7 +145,7 @@ export class Webhooks {
   /** Sends the deliveries that are due; returns how many it tried. */
   private async sendDue(): Promise<number> {
     const now = Date.now();
-    const position = String(await databasePosition(this.couch, this.stateDb));
+    const position = String(await databasePosition(this.couch, this.db.name));
     if (this.quiet && this.quiet.position === position && (this.quiet.dueAt === null || now < this.quiet.dueAt)) return 0;
     this.quiet = undefined;
     const due = (await this.db.find({ selector: { type: 'delivery', state: 'pending', next: { $lte: now } }, limit: 20 })) as Delivery[];
