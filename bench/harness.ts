@@ -739,29 +739,34 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     // The same cold install from this registry just restarted: its packument and tarball caches are
     // empty, every first read is CouchDB's (as after a deployment). After the peak RSS, which the
     // restarted process would not show.
-    const restarted = { ours: [] as number[], ceiling: [] as number[] };
-    for (let round = 0; round < scale.installRounds; round++) {
-      for (const i of inTurn(2, round)) {
-        if (i === 0) {
-          log('npm install from this registry just restarted, round ' + (round + 1) + ' of ' + scale.installRounds);
+    const restartedInstallers = [
+      {
+        name: 'this registry just restarted',
+        url: () => targets[0].url,
+        // Stopped and started again on its data.
+        before: async () => {
           const running = targets[0] as Ours;
           await running.halt();
           targets[0] = await startOurs({}, running);
-          await idle();
-          restarted.ours.push((await installTimes(work, targets[0].url, tree.direct, targets[0].name, false)).cold);
-          log('  ' + Math.round(restarted.ours[restarted.ours.length - 1]) + ' ms');
-        } else {
-          log('npm install, round ' + (round + 1) + ' of ' + scale.installRounds + ': ' + treeServer.name);
-          await idle();
-          restarted.ceiling.push((await installTimes(work, treeServer.url, tree.direct, treeServer.name, false)).cold);
-          log('  ' + Math.round(restarted.ceiling[restarted.ceiling.length - 1]) + ' ms');
-        }
+        },
+        times: [] as number[],
+      },
+      { name: treeServer.name, url: () => treeServer.url, before: async () => undefined, times: [] as number[] },
+    ];
+    for (let round = 0; round < scale.installRounds; round++) {
+      for (const i of inTurn(restartedInstallers.length, round)) {
+        const installer = restartedInstallers[i];
+        log('npm install, round ' + (round + 1) + ' of ' + scale.installRounds + ': ' + installer.name);
+        await installer.before();
+        await idle();
+        installer.times.push((await installTimes(work, installer.url(), tree.direct, installer.name, false)).cold);
+        log('  ' + Math.round(installer.times[installer.times.length - 1]) + ' ms');
       }
     }
-    const restartedCeiling = median(restarted.ceiling);
+    const [restartedOurs, restartedCeiling] = restartedInstallers.map((installer) => median(installer.times));
     rows.push({
       metric: 'npm install, cold cache, from this registry just restarted (its caches empty), against the same tree from ' + treeServer.name + ': ' + Math.round(restartedCeiling) + ' ms' + rounds,
-      unit: '× nginx', ours: median(restarted.ours) / restartedCeiling, peer: null, higherIsBetter: false, note: Math.round(median(restarted.ours)) + ' ms; ours only (a restart of the peer is not measured)',
+      unit: '× nginx', ours: restartedOurs / restartedCeiling, peer: null, higherIsBetter: false, note: Math.round(restartedOurs) + ' ms; ours only (a restart of the peer is not measured)',
     });
     const ingest = await measureIngest(scale.ingestPackages);
     const ingestLabel = 'Replication ingest, ' + scale.ingestPackages.toLocaleString('en-US') + ' packages';
