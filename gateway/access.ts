@@ -9,6 +9,7 @@ import { DESIGN, designId } from '../couchapp/design';
 import { Database } from '../couchdb/client';
 import { currentUser } from './auth';
 import { forbidden, HttpError, unauthorized } from './errors';
+import { markReadable } from './http-cache';
 
 const TTL_MS = 2000;
 
@@ -61,7 +62,10 @@ export class AccessRules {
       if (who.roles.includes('_admin')) return;
       throw new HttpError(503, 'The access rules in _design/access are invalid (' + problem + '); an admin must fix them.');
     }
-    if (allowed(rules, name, 'read', who)) return;
+    if (allowed(rules, name, 'read', who)) {
+      markReadable(res, allowed(rules, name, 'read', { name: null, roles: [] }));
+      return;
+    }
     if (!user) throw unauthorized('"' + name + '" is private on this registry: log in with `npm login` to read it.');
     throw forbidden('User "' + user.name + '" may not read "' + name + '" by this registry\'s access rules; ask an admin.');
   }

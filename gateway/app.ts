@@ -20,6 +20,12 @@ import { supplyChainRoutes } from './controllers/supply-chain';
 import { WebSessions } from './web/sessions';
 import { asHttpError, badRequest } from './errors';
 
+/**
+ * The largest body read from a request without credentials: sign-up and login, `npm audit` of a large
+ * tree (its bulk advisory request lists names and versions, well under this for thousands of packages).
+ */
+export const ANONYMOUS_BODY_BYTES = 2 * 1024 * 1024;
+
 /** Deeper JSON bodies are refused: they serve no npm request and would exhaust the stack when written. */
 export const MAX_JSON_DEPTH = 64;
 
@@ -88,21 +94,29 @@ export function createApp(ctx: Context): express.Express {
   api.get('/-/ping', (_req, res) => res.json({}));
   api.use(operationsRoutes(ctx));
 
-  api.use(
-    express.json({
-      limit: ctx.config.maxPublishBytes,
-      strict: false,
-      type: ['application/json', 'application/*+json', 'text/plain'],
-    }),
-  );
+  // The pages authenticate with their own session cookie, never with the API's credentials, and read
+  // only small forms of their own.
+  api.use(webRoutes(ctx, new WebSessions(ctx.couch, ctx.config.stateDb, base || '/', (ctx.config.publicUrl || '').startsWith('https:'))));
+  // Who asks is known before a body is read: only a logged-in user may send a publish-sized body, so
+  // that nobody can make the registry hold large bodies in memory without credentials.
+  api.use(authenticate(ctx.accounts, ctx.tokens));
+  const parseAs = (limit: number) => express.json({ limit, strict: false, type: ['application/json', 'application/*+json', 'text/plain'] });
+  const parseUsers = parseAs(ctx.config.maxPublishBytes);
+  const parseAnonymous = parseAs(ANONYMOUS_BODY_BYTES);
+  api.use((req, res, next) => {
+    const limit = res.locals.user ? ctx.config.maxPublishBytes : ANONYMOUS_BODY_BYTES;
+    // A body declared too large is refused before a byte of it is read (the body parser would read it
+    // to the end first); Node discards what the client still sends.
+    if (Number(req.headers['content-length']) > limit) {
+      return next(Object.assign(new Error('request entity too large'), { type: 'entity.too.large', status: 413 }));
+    }
+    (res.locals.user ? parseUsers : parseAnonymous)(req, res, next);
+  });
   api.use((req, _res, next) => {
     const depth = jsonDepth(req.body, MAX_JSON_DEPTH);
     if (depth > MAX_JSON_DEPTH) return next(badRequest('The request body nests deeper than ' + MAX_JSON_DEPTH + ' levels; package manifests never need that many. Flatten it.'));
     next();
   });
-  // The pages authenticate with their own session cookie, never with the API's credentials.
-  api.use(webRoutes(ctx, new WebSessions(ctx.couch, ctx.config.stateDb, base || '/', (ctx.config.publicUrl || '').startsWith('https:'))));
-  api.use(authenticate(ctx.accounts, ctx.tokens));
 
   api.use(userRoutes(ctx));
   api.use(tokenRoutes(ctx));
@@ -129,6 +143,10 @@ export function createApp(ctx: Context): express.Express {
       return;
     }
     const e = err as { type?: string; status?: number; message?: string; limit?: number };
+    if (e.type === 'entity.too.large' && !res.locals.user) {
+      res.status(413).json({ error: 'The request body is larger than this registry reads without credentials (' + ANONYMOUS_BODY_BYTES / 1024 / 1024 + ' MiB). Log in (`npm login`) to publish.' });
+      return;
+    }
     if (e.type === 'entity.too.large') {
       const mb = Math.round((ctx.config.maxPublishBytes / 1024 / 1024) * 10) / 10;
       res.status(413).json({ error: 'The request body is larger than this registry accepts (' + mb + ' MiB, MAX_PUBLISH_BYTES). Make the package smaller or ask an admin to raise the limit.' });

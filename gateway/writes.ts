@@ -15,8 +15,26 @@ import { md5Etag } from './digests';
 import { retry } from '../lib/retry';
 import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from '../core/packument';
 
-const WRITE_ATTEMPTS = 3;
+/**
+ * Attempts of a write that concurrent writes of the same package keep beating: a maintainer publishing
+ * many versions at once (a monorepo's CI) must see each of them land, not a 409 for most.
+ */
+const WRITE_ATTEMPTS = 30;
 const STUB_ATTEMPTS = 8;
+
+/**
+ * Whether the package moved on since `base` was read: the embedded server (pouchdb-validation) runs
+ * validate_doc_update against the current revision before it checks the revision written against, so a
+ * write based on a revision that another write replaced meanwhile is refused there as if it took away
+ * that write's versions or stars (CouchDB answers 409 first). Such a refusal is a conflict.
+ */
+async function movedOn(ctx: Context, name: string, base: PackageDoc | null): Promise<boolean> {
+  const current = await ctx.registry.get(name).catch(() => undefined);
+  if (current === undefined) return false;
+  return (current ? current._rev : undefined) !== (base ? base._rev : undefined);
+}
+
+const CONFLICT = Object.freeze({ statusCode: 409, error: 'conflict', reason: 'Document update conflict.' });
 
 /** Reads, changes and writes a package as `user`, re-reading when a concurrent write got there first. */
 export async function writeWithRetry(
@@ -33,7 +51,10 @@ export async function writeWithRetry(
     if (!next) return null;
     // A package created here is marked as local; _design/mirror keeps replication off it.
     if (!existing) next.origin = ctx.registryId;
-    const written = await ctx.couch.putAs(user, ctx.config.registryDb, next);
+    const written = await ctx.couch.putAs(user, ctx.config.registryDb, next).catch(async (err) => {
+      if (couchFailure(err).statusCode === 403 && (await movedOn(ctx, name, existing))) throw Object.assign(new Error(CONFLICT.reason), CONFLICT);
+      throw err;
+    });
     changedHere(ctx, name, written.rev);
     warm(ctx, { ...next, _rev: written.rev });
     ctx.search?.wrote('local', { ...next, _rev: written.rev });
@@ -41,12 +62,13 @@ export async function writeWithRetry(
     return written;
   };
   return retry(attempt, {
-    attempts: STUB_ATTEMPTS,
+    attempts: Math.max(WRITE_ATTEMPTS, STUB_ATTEMPTS),
     // A concurrent write got there first: read again at once. On a CouchDB cluster a copy of the
     // document may not have the previous revision's tarballs yet (internal replication is a few
     // milliseconds behind): 412 missing_stub, worth another try a little later.
-    retryable: (err, n) => (isConflict(err) ? n < WRITE_ATTEMPTS : couchFailure(err).error === 'missing_stub'),
-    delay: (n, err) => (isConflict(err) ? 0 : 25 * n),
+    retryable: (err, n) => (isConflict(err) ? n < WRITE_ATTEMPTS : couchFailure(err).error === 'missing_stub' && n < STUB_ATTEMPTS),
+    // Writers that keep colliding spread out (a random wait that grows), so that each round one lands.
+    delay: (n, err) => (isConflict(err) ? Math.floor(Math.random() * 10 * Math.min(n, 10)) : 25 * n),
   }).catch((err) => {
     throw asHttpError(err) || fromCouch(err);
   });

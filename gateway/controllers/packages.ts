@@ -18,7 +18,7 @@ import { CachedPackument } from '../cache';
 import { Context, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
 import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
-import { answeredNotModified, IMMUTABLE, REVALIDATE } from '../http-cache';
+import { answeredNotModified, immutable, revalidate } from '../http-cache';
 import { parsePackagePath } from '../paths';
 import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
 import { forwardToUpstream, postToUpstream, proxyRead } from '../upstream';
@@ -85,7 +85,7 @@ async function loadForRead(ctx: Context, req: Request, res: Response, name: stri
 
 /** Sends JSON with an ETag; answers 304 when the client already has it. */
 function sendJson(req: Request, res: Response, body: unknown, etag: string): void {
-  if (answeredNotModified(req, res, etag, REVALIDATE)) return;
+  if (answeredNotModified(req, res, etag, revalidate(res))) return;
   res.type('application/json').send(JSON.stringify(body));
 }
 
@@ -109,7 +109,7 @@ export function packageRoutes(ctx: Context): Router {
     const abbreviated = String(req.headers.accept || '').includes(ABBREVIATED);
     const etag = '"' + entry.rev + (entry.variant ? '-' + entry.variant : '') + (abbreviated ? '-a"' : '-f"');
     res.setHeader('Vary', 'Accept');
-    if (answeredNotModified(req, res, etag, REVALIDATE)) return;
+    if (answeredNotModified(req, res, etag, revalidate(res))) return;
     const body = abbreviated ? entry.abbreviated : entry.full;
     res.setHeader('Content-Type', abbreviated ? ABBREVIATED : 'application/json');
     res.setHeader('Content-Length', body.length);
@@ -218,7 +218,7 @@ export function packageRoutes(ctx: Context): Router {
       if (value !== undefined) res.setHeader(header, value);
     }
     res.setHeader('Content-Type', 'application/octet-stream');
-    res.setHeader('Cache-Control', IMMUTABLE);
+    res.setHeader('Cache-Control', immutable(res));
     if (req.method === 'HEAD' || upstream.statusCode === 304) {
       upstream.resume();
       res.end();
@@ -263,7 +263,7 @@ export function packageRoutes(ctx: Context): Router {
 
   function sendTarballFile(req: Request, res: Response, cached: CachedTarball): void {
     res.setHeader('Content-Type', 'application/octet-stream');
-    if (answeredNotModified(req, res, cached.etag, IMMUTABLE)) return;
+    if (answeredNotModified(req, res, cached.etag, immutable(res))) return;
     res.setHeader('Content-Length', cached.size);
     if (req.method === 'HEAD') {
       res.end();

@@ -6,6 +6,7 @@
  */
 import express, { NextFunction, Request, Response, Router } from 'express';
 import { isForeign, isTombstone } from '../../core/packument';
+import { packageNameProblem } from '../../core/names';
 import { PackageDoc, Person, VersionManifest } from '../../core/types';
 import { clientAddress } from '../auth';
 import { Context, readPackage } from '../context';
@@ -31,8 +32,20 @@ function safeNext(value: unknown, base: string): string {
   return typeof value === 'string' && value.startsWith(base + '/') && !value.startsWith('//') && !/[\\\r\n]/.test(value) ? value : base + '/';
 }
 
+/**
+ * A link to a package's page; a name that is no package name (a dependency may be named anything, even
+ * `//other.example/x`, which a browser would take for another host) is shown as text.
+ */
 function packageLink(base: string, name: string): string {
-  return `<a href="${escape(base)}/${escape(name)}">${escape(name)}</a>`;
+  if (typeof name !== 'string' || packageNameProblem(name, false)) return escape(String(name));
+  const path = name.split('/').map((part) => encodeURIComponent(part).replace(/^%40/, '@')).join('/');
+  return `<a href="${escape(base)}/${escape(path)}">${escape(name)}</a>`;
+}
+
+/** A link to another site, only for http(s) addresses (a stored `javascript:` URL stays text). */
+function externalLink(url: unknown): string {
+  const text = escape(String(url));
+  return typeof url === 'string' && /^https?:\/\/[^/\\]/i.test(url) ? `<a href="${text}" rel="nofollow noopener">${text}</a>` : text;
 }
 
 function provenance(ctx: Context, doc: PackageDoc): string {
@@ -192,7 +205,7 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
       .join('');
     if (isForeign(doc)) {
       return `<h1>${escape(name)}${provenance(ctx, doc)}</h1><p>${escape(doc.description || '')}</p>
-<p>This package lives in another registry, <a href="${escape(doc.url)}" rel="nofollow noopener">${escape(doc.url)}</a>; this registry serves it from there.</p>
+<p>This package lives in another registry, ${externalLink(doc.url)}; this registry serves it from there.</p>
 <h2>Maintainers</h2><p>${people(doc.maintainers)}</p>`;
     }
     if (isTombstone(doc)) {
