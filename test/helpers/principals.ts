@@ -73,6 +73,27 @@ export function couchQuirk(method: string, path: string, res: { status: number; 
   return false;
 }
 
+/**
+ * A downstream registry's reader account on the CouchDB at `adminCouchUrl` (README, "Replicate"): a
+ * `_users` account with the role registry-reader, made by the admin. Returns the URL of `db` with its
+ * credentials, for REPLICATION_COUCHDB.
+ */
+export async function readerSource(adminCouchUrl: string, db: string): Promise<string> {
+  const admin = new URL(adminCouchUrl);
+  const auth = basic(decodeURIComponent(admin.username), decodeURIComponent(admin.password));
+  const name = 'reader-' + Math.random().toString(36).slice(2, 8);
+  const password = 'reader-pw-' + Math.random().toString(36).slice(2);
+  const res = await send(admin.origin, 'PUT', '/_users/org.couchdb.user:' + name, {
+    headers: { authorization: auth },
+    body: { _id: 'org.couchdb.user:' + name, name, type: 'user', roles: ['registry-reader'], password },
+  });
+  if (res.status !== 201) throw new Error('reader account: ' + res.status + ' ' + JSON.stringify(res.body));
+  const source = new URL('/' + db, admin.origin);
+  source.username = name;
+  source.password = password;
+  return source.toString();
+}
+
 export function publishBody(name: string, version: string, tarball: Buffer = Buffer.from('tarball of ' + name + '@' + version)) {
   return {
     _id: name,
