@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, unlink, writeFileSync 
 import { Server } from 'http';
 import { AddressInfo } from 'net';
 import { dirname, join } from 'path';
+import { isReplicator } from '../core/provenance';
 import { SecurityObject } from '../core/types';
 import { proxyHeaders } from './proxy-auth';
 import {
@@ -109,9 +110,9 @@ interface WrapperArgs {
 }
 
 /**
- * The largest body a caller who is neither a server admin nor the gateway (proxy authentication) may
- * send: CouchDB's default `max_document_size`. Such callers (a downstream reader writing its
- * replication checkpoints) have no use for more; the gateway and admins keep CouchDB's own limits.
+ * The largest body a caller who is neither a server admin, the gateway (proxy authentication) nor
+ * replication may send: CouchDB's default `max_document_size`. Such callers (a downstream reader
+ * writing its replication checkpoints) have no use for more; the others keep the server's own limits.
  */
 export const UNTRUSTED_BODY_LIMIT = 8_000_000;
 /** The deepest JSON body accepted (PouchDB's recursive handling overflows the stack a few thousand levels down). */
@@ -152,10 +153,13 @@ export function jsonDeeperThan(body: Buffer, max: number): boolean {
   return false;
 }
 
-/** A server admin, or the gateway (proxy authentication, which needs the secret). */
+/**
+ * A server admin, the gateway (proxy authentication, which needs the secret), or replication (the
+ * `_replicator` jobs write batches of packages with their tarballs as the replication user).
+ */
 function trusted(req: express.Request): boolean {
   const session = pinnedSession(req);
-  return isServerAdmin(session.userCtx) || session.info.authenticated === 'proxy';
+  return isServerAdmin(session.userCtx) || session.info.authenticated === 'proxy' || isReplicator(session.userCtx);
 }
 
 /**

@@ -539,6 +539,23 @@ describe('deny by default on the CouchDB port (issue 23, holes 2, 4, 7, 8, 11)',
     expect(await stored('_design/app')).toBeTruthy();
   });
 
+  it("sign-up through the gateway never copies roles from the request: nobody gets the gateway's, replication's or a reader's role", async () => {
+    const name = 'roles-' + p.mallory;
+    const password = 'roles-pw-' + Math.random().toString(36).slice(2);
+    const roles = ['registry-gateway', 'registry-replicator', 'registry-reader', '_admin'];
+    const signup = await send(gateway, 'PUT', '/-/user/org.couchdb.user:' + name, { body: { _id: 'org.couchdb.user:' + name, name, password, type: 'user', roles, email: name + '@example.com' } });
+    expect(signup.status).toBe(201);
+    try {
+      expect((await send(couch, 'GET', '/_users/org.couchdb.user:' + name, { headers: adminCouch() })).body.roles).toEqual([]);
+      const own = { authorization: basic(name, password) };
+      expect([401, 403]).toContain((await send(couch, 'POST', '/' + p.registryDb + '/_find', { headers: own, body: { selector: {} } })).status);
+      expect((await send(couch, 'GET', '/_session', { headers: own })).body.userCtx.roles).toEqual([]);
+    } finally {
+      const doc = await send(couch, 'GET', '/_users/org.couchdb.user:' + name, { headers: adminCouch() });
+      if (doc.status === 200) await send(couch, 'DELETE', '/_users/org.couchdb.user:' + name + '?rev=' + doc.body._rev, { headers: adminCouch() });
+    }
+  });
+
   it('a downstream reader account (role registry-reader) reads the package databases, and nothing else', async () => {
     const source = new URL(await readerSource(p.registry.couchUrl.replace('://', '://' + encodeURIComponent(p.admin.name) + ':' + encodeURIComponent(p.admin.password) + '@'), p.registryDb));
     const reader = { authorization: basic(decodeURIComponent(source.username), decodeURIComponent(source.password)) };
