@@ -42,6 +42,11 @@ export interface Config {
   couchdbProxySecret?: string;
   /** Port of the embedded server (`COUCHDB_PORT`, default 5984). */
   couchdbPort: number;
+  /**
+   * `Host` values besides 127.0.0.1, localhost and [::1] at `COUCHDB_PORT` that the embedded server
+   * answers (`COUCHDB_HOSTS`, comma separated, e.g. a reverse proxy's `couch.example.com`); others get 400.
+   */
+  couchdbHosts: string[];
   /** Storage of the embedded server and generated secrets (`DATA_DIR`, default ./data). */
   dataDir: string;
   /** Base of tarball URLs (`REGISTRY_PUBLIC_URL`, default http://HOST:PORT). */
@@ -174,6 +179,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     couchdbUrl: env.COUCHDB_URL || undefined,
     couchdbProxySecret: env.COUCHDB_PROXY_SECRET || undefined,
     couchdbPort: integer(env, 'COUCHDB_PORT', 5984),
+    couchdbHosts: (env.COUCHDB_HOSTS || '').split(/[\s,]+/).filter(Boolean).map((name) => name.toLowerCase()),
     dataDir: resolve(env.DATA_DIR || './data'),
     publicUrl: env.REGISTRY_PUBLIC_URL ? env.REGISTRY_PUBLIC_URL.replace(/\/+$/, '') : undefined,
     basePath: env.REGISTRY_PUBLIC_URL ? new URL(env.REGISTRY_PUBLIC_URL).pathname.replace(/\/+$/, '') : '',

@@ -12,6 +12,31 @@ import { PackageDoc, UserCtx } from './types';
 /** The CouchDB role of the user that replication writes as. It is not an admin. */
 export const REPLICATOR_ROLE = 'registry-replicator';
 
+/**
+ * The CouchDB role the gateway adds to every request it makes as a user (proxy authentication, whose
+ * token only the holder of the proxy secret can make): the user's write was checked by the gateway
+ * (integrity, provenance, signatures). No `_users` document carries it: users cannot set their own
+ * roles, and the registry's sign-up writes none.
+ */
+export const GATEWAY_ROLE = 'registry-gateway';
+
+/**
+ * The CouchDB role of a downstream registry's reader account: a member of the package databases, so
+ * it reads (and replicates) every package, and writes none (validate_doc_update refuses it). An admin
+ * gives it to a `_users` account (README, "Replicate").
+ */
+export const READER_ROLE = 'registry-reader';
+
+/**
+ * The `_security` of the package databases: the gateway, replication and downstream readers are
+ * members, nobody else (anonymous callers and plain users read nothing on the CouchDB port); server
+ * admins are admins.
+ */
+export const PACKAGE_DB_SECURITY = {
+  admins: { names: [] as string[], roles: ['_admin'] },
+  members: { names: [] as string[], roles: ['_admin', GATEWAY_ROLE, REPLICATOR_ROLE, READER_ROLE] },
+};
+
 /** The settings of `_design/mirror`. */
 export interface MirrorSettings {
   /** This registry's id: the `origin` of every package published here. */
@@ -25,6 +50,16 @@ export interface MirrorSettings {
 export function isReplicator(userCtx: UserCtx): boolean {
   return (userCtx.roles || []).indexOf(REPLICATOR_ROLE) !== -1;
 }
+
+/** True when the write comes through the gateway (proxy authentication with the gateway's role). */
+export function isGateway(userCtx: UserCtx): boolean {
+  return (userCtx.roles || []).indexOf(GATEWAY_ROLE) !== -1;
+}
+
+/** Why a write straight to the CouchDB port is refused, and what to do instead. */
+export const DIRECT_WRITE_REASON =
+  'Packages are written through the registry (npm publish, npm dist-tag, npm owner, npm deprecate), which checks ' +
+  'their tarballs and provenance; only server admins write package documents on the CouchDB port.';
 
 /** The scope of a package name (`@acme`), or null for an unscoped name. */
 export function scopeOf(name: string): string | null {

@@ -1,13 +1,16 @@
 /**
  * validate_doc_update of the registry database. It runs inside CouchDB on every write, whoever makes
  * it (the gateway writing as the user through proxy authentication, Fauxton, a replication), so the
- * rules of the registry hold for all of them. Admins (server or database) may repair anything.
+ * rules of the registry hold for all of them. Admins (server or database) may repair anything;
+ * replication writes what `_design/mirror` lets it; any other writer must come through the gateway
+ * (its role, `registry-gateway`, which only proxy authentication asserts): a user's direct write on
+ * the CouchDB port, or a downstream reader's, is refused.
  *
  * Throwing `{forbidden: msg}` answers 403 and `{unauthorized: msg}` 401; the message reaches the npm
  * user, so it says what went wrong and what to do.
  */
 import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from '../core/names';
-import { isReplicator } from '../core/provenance';
+import { DIRECT_WRITE_REASON, isGateway, isReplicator } from '../core/provenance';
 import {
   isRegistryUrl, jsonEqual, MAINTAINER_NEEDS_NAME, maintainerNames, onlyOwnStarChanged, publishedVersions, versionReusedMessage,
 } from '../core/rules';
@@ -43,6 +46,8 @@ export default function validate_doc_update(
   if (isReplicator(userCtx)) return;
   const user = userCtx.name;
   if (!user) throw { unauthorized: 'You must be logged in to publish or change packages: run `npm login`.' };
+  // Users write through the gateway, which checks tarballs, integrity and provenance first.
+  if (!isGateway(userCtx)) forbidden(DIRECT_WRITE_REASON);
 
   if (newDoc._deleted) {
     forbidden('Packages are never deleted; `npm unpublish` leaves a tombstone. Only an admin may delete a document.');

@@ -11,10 +11,14 @@
  *   (`npm adduser`) or an admin. Roles in `_users` documents never make a server admin (see
  *   `authentication.ts`).
  * - Other databases: creating, deleting, `_security` (and `_local/_security`, where the embedded
- *   server keeps it), design-document writes, `COPY`, compaction,
- *   purge and index management are for admins; the rest is left to the database's own `_security`
- *   members and `validate_doc_update`, which express-pouchdb enforces.
+ *   server keeps it), design-document writes, `COPY`, compaction, purge and index management are for
+ *   admins. Everything else is for the database's members (its `_security`, read by the caller and
+ *   handed in: a database without members is open to all, as on CouchDB), through the endpoints named
+ *   here only, POST endpoints included: express-pouchdb calls PouchDB without the caller's identity
+ *   for `_find`, `_bulk_get`, `_explain` and `_index`, and pouchdb-security takes that call for an
+ *   admin's, so membership is decided here, before it. Writes are then left to `validate_doc_update`.
  */
+import { SecurityObject } from '../core/types';
 
 export interface Caller {
   name: string | null;
@@ -45,7 +49,10 @@ const PUBLIC_TOP_LEVEL = new Map<string, string[]>([
 ]);
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'COPY', 'OPTIONS'];
 
-/** Database endpoints open to the database's members (reads and replication); the rest are admin-only. */
+/**
+ * Database endpoints open to the database's members (reads and replication), with their methods;
+ * every other `/{db}/_…` endpoint is admin-only.
+ */
 const MEMBER_ENDPOINTS = new Map<string, string[]>([
   ['_all_docs', ['GET', 'HEAD', 'POST']],
   ['_changes', ['GET', 'HEAD', 'POST']],
@@ -70,6 +77,29 @@ function refuse(caller: Caller, reason: string): Refusal {
 
 const adminOnly = (caller: Caller, what: string): Refusal => refuse(caller, 'Only server admins may use ' + what + '.');
 
+/** Whether `caller` is one of the members (or admins) that `security` names. */
+export function isMember(caller: Caller, security: SecurityObject): boolean {
+  const named = (group: { names?: string[]; roles?: string[] } | undefined) =>
+    !!group && ((caller.name !== null && (group.names || []).indexOf(caller.name) !== -1) || (group.roles || []).some((role) => caller.roles.indexOf(role) !== -1));
+  return named(security.members) || named(security.admins);
+}
+
+/** A database with no member names nor roles is open to everyone (CouchDB's rule). */
+export const isPublic = (security: SecurityObject): boolean =>
+  !security.members || ((security.members.names || []).length === 0 && (security.members.roles || []).length === 0);
+
+/** CouchDB's refusal of a non-member, with what to do. */
+function notMember(caller: Caller, db: string): Refusal {
+  const help = ' Packages are read through the registry\'s npm API; a downstream registry replicates with a reader account (role registry-reader, README "Replicate").';
+  return caller.name
+    ? { status: 403, error: 'forbidden', reason: 'You are not allowed to access this db (' + db + ').' + help }
+    : { status: 401, error: 'unauthorized', reason: 'You are not authorized to access this db (' + db + ').' + help };
+}
+
+const methodNotAllowed = (methods: string[], what: string): Refusal => ({
+  status: 405, error: 'method_not_allowed', reason: 'Only ' + methods.join(', ') + ' are allowed on ' + what + '.',
+});
+
 /**
  * Splits a request path into decoded segments, as express-pouchdb's routes will see them, or null
  * when the percent-encoding is broken.
@@ -83,8 +113,19 @@ export function pathSegments(rawPath: string): string[] | null {
   }
 }
 
-/** Whether `caller` may send `method` to `rawPath`: null when allowed, else the refusal to answer with. */
-export function authorize(method: string, rawPath: string, caller: Caller): Refusal | null {
+/** The database a request path names (its first segment, decoded), or null for a server endpoint or a broken path. */
+export function databaseOf(rawPath: string): string | null {
+  const segments = pathSegments(rawPath);
+  if (!segments || !DATABASE_NAME.test(segments[0])) return null;
+  return segments[0];
+}
+
+/**
+ * Whether `caller` may send `method` to `rawPath`: null when allowed, else the refusal to answer with.
+ * `security` is the `_security` of the database the path names (`databaseOf`), null when that
+ * database does not exist; it is needed for a non-admin caller only (undefined counts as closed).
+ */
+export function authorize(method: string, rawPath: string, caller: Caller, security?: SecurityObject | null): Refusal | null {
   if (METHODS.indexOf(method) === -1) return { status: 405, error: 'method_not_allowed', reason: 'Only ' + METHODS.join(', ') + ' are allowed.' };
   const segments = pathSegments(rawPath);
   if (!segments) return { status: 400, error: 'bad_request', reason: 'The URL is not valid percent-encoding.' };
@@ -105,7 +146,7 @@ export function authorize(method: string, rawPath: string, caller: Caller): Refu
   if (isServerAdmin(caller)) return null;
   if (first === '_replicator' || first === '_global_changes') return adminOnly(caller, first);
   if (first === '_users') return authorizeUsers(method, rest, caller);
-  return authorizeDatabase(method, first, rest, caller);
+  return authorizeDatabase(method, first, rest, caller, security);
 }
 
 /** `_users`: a non-admin may read their own document, nothing more. */
@@ -122,27 +163,37 @@ function authorizeUsers(method: string, rest: string[], caller: Caller): Refusal
   return refuse(caller, 'Accounts are created and changed through the registry (npm adduser, npm login) or by a server admin.');
 }
 
-function authorizeDatabase(method: string, db: string, rest: string[], caller: Caller): Refusal | null {
-  if (rest.length === 0 || (rest.length === 1 && rest[0] === '')) {
-    if (method === 'PUT' || method === 'DELETE') return adminOnly(caller, 'database creation and deletion');
-    return null;
-  }
+function authorizeDatabase(method: string, db: string, rest: string[], caller: Caller, security: SecurityObject | null | undefined): Refusal | null {
+  const whole = rest.length === 0 || (rest.length === 1 && rest[0] === '');
+  if (whole && (method === 'PUT' || method === 'DELETE')) return adminOnly(caller, 'database creation and deletion');
+  // A database that does not exist: express-pouchdb answers 404 (never creates it for a non-admin).
+  if (security === null) return null;
+  if (!security || (!isPublic(security) && !isMember(caller, security))) return notMember(caller, db);
+  if (whole) return ['GET', 'HEAD', 'POST'].indexOf(method) !== -1 ? null : methodNotAllowed(['GET', 'HEAD', 'POST'], '/' + db);
   if (method === 'COPY') return adminOnly(caller, 'COPY');
   const head = rest[0];
   if (head === '_design' || head.startsWith('_design/')) {
+    // `_design/x` may come as one segment (`_design%2Fx`) or two.
+    const inside = head === '_design' ? rest.slice(2) : rest.slice(1);
     if (method === 'GET' || method === 'HEAD') return null;
     // A view query may be POSTed (keys); everything else under a design document changes it.
-    if (method === 'POST' && rest.indexOf('_view') !== -1) return null;
+    if (method === 'POST' && inside.length === 2 && inside[0] === '_view') return null;
     return adminOnly(caller, 'design documents of ' + db);
   }
   // The embedded server keeps a database's security object in this local document (pouchdb-security):
   // reading or writing it is reading or writing `_security`. (On CouchDB it is an ordinary local document.)
   if (head === SECURITY_DOCUMENT || (head === '_local' && rest[1] === '_security')) return adminOnly(caller, db + '/_security');
-  if (head === '_local' || head.startsWith('_local/')) return null;
+  if (head === '_local' || head.startsWith('_local/')) {
+    // Replication checkpoints: read, written and deleted by members.
+    const methods = ['GET', 'HEAD', 'PUT', 'DELETE'];
+    return methods.indexOf(method) !== -1 ? null : methodNotAllowed(methods, 'local documents');
+  }
   if (head.startsWith('_')) {
     const allowed = MEMBER_ENDPOINTS.get(head);
     if (rest.length === 1 && allowed && allowed.indexOf(method) !== -1) return null;
     return adminOnly(caller, db + '/' + head);
   }
-  return null;
+  // A document, or one of its attachments. (POST to a document is Fauxton's multipart upload: admins.)
+  const methods = ['GET', 'HEAD', 'PUT', 'DELETE'];
+  return methods.indexOf(method) !== -1 ? null : adminOnly(caller, method + ' on a document');
 }

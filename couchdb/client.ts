@@ -10,6 +10,7 @@ import https from 'https';
 import { createReadStream, statSync } from 'fs';
 import Nano from 'nano';
 import { DESIGN } from '../couchapp/design';
+import { GATEWAY_ROLE } from '../core/provenance';
 import { Authenticator, StoredUser } from './authentication';
 import { proxyHeaders } from './proxy-auth';
 
@@ -265,9 +266,14 @@ export class Couch {
     return { rev: answer.rev as string };
   }
 
-  /** A request as `who`, answered as JSON; a refusal is thrown with CouchDB's status, `error` and `reason`. */
+  /**
+   * A request as `who`, answered as JSON; a refusal is thrown with CouchDB's status, `error` and `reason`.
+   * The gateway's role is added: the package databases let only the gateway, replication and admins
+   * write (and read), and only proxy authentication, whose token needs the secret, can assert it.
+   */
   private answerAs(who: Identity, method: string, path: string, body: string | Buffer | { file: string }, contentType: string): Promise<any> {
-    const headers = { 'content-type': contentType, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, who.roles) };
+    const roles = who.roles.indexOf(GATEWAY_ROLE) === -1 ? [...who.roles, GATEWAY_ROLE] : who.roles;
+    const headers = { 'content-type': contentType, accept: 'application/json', ...proxyHeaders(this.proxySecret, who.name, roles) };
     return this.answered(method, path, headers, body, false);
   }
 

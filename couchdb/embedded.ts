@@ -5,16 +5,18 @@
  * design-document code runs in this process.
  */
 import express from 'express';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, unlink, writeFileSync } from 'fs';
 import { Server } from 'http';
 import { AddressInfo } from 'net';
-import { join } from 'path';
+import { dirname, join } from 'path';
+import { isReplicator } from '../core/provenance';
+import { SecurityObject } from '../core/types';
 import { proxyHeaders } from './proxy-auth';
 import {
   adminHashIsCurrent, adminPasswordMatches, Authenticator, hashAdminPassword, hashUserPassword, identify,
   pinnedSession, SESSION_SECONDS, sessionCookie, StoredUser,
 } from './authentication';
-import { authorize, DATABASE_NAME, SECURITY_DOCUMENT } from './authorization';
+import { authorize, Caller, DATABASE_NAME, databaseOf, isServerAdmin, SECURITY_DOCUMENT } from './authorization';
 
 // pouchdb and express-pouchdb ship no types; they are loaded as untyped CommonJS modules.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -29,6 +31,12 @@ export interface EmbeddedOptions {
   adminName: string;
   adminPassword: string;
   proxySecret: string;
+  /**
+   * Host names (with their port, `couch.example:5984`) besides 127.0.0.1, localhost and [::1] at the
+   * server's port that requests may name in `Host` (a reverse proxy's name for Fauxton). Any other is
+   * refused, against DNS rebinding.
+   */
+  allowedHosts?: string[];
 }
 
 export interface EmbeddedCouch {
@@ -99,6 +107,187 @@ function guardSecurityDocument(couchApp: { dbWrapper: { registerWrapper(wrapper:
 
 interface WrapperArgs {
   options?: { userCtx?: { name?: string | null; roles?: string[] } };
+}
+
+/**
+ * The largest body a caller who is neither a server admin, the gateway (proxy authentication) nor
+ * replication may send: CouchDB's default `max_document_size`. Such callers (a downstream reader
+ * writing its replication checkpoints) have no use for more; the others keep the server's own limits.
+ */
+export const UNTRUSTED_BODY_LIMIT = 8_000_000;
+/** The deepest JSON body accepted (PouchDB's recursive handling overflows the stack a few thousand levels down). */
+export const MAX_JSON_DEPTH = 1000;
+
+/** CouchDB's error document, sent as CouchDB sends it. */
+function refuseWith(res: express.Response, status: number, error: string, reason: string): void {
+  res.status(status).json({ error, reason });
+}
+
+/**
+ * Requests must name this server in `Host` (127.0.0.1, localhost or [::1] at its port, or a configured
+ * name): a page on another site whose name was made to resolve to 127.0.0.1 (DNS rebinding) names
+ * its own host, and is refused before anything else happens.
+ */
+function hostGuard(allowed: () => Set<string>): express.RequestHandler {
+  return (req, res, next) => {
+    const host = String(req.headers.host || '').toLowerCase();
+    if (allowed().has(host)) return next();
+    refuseWith(res, 400, 'bad_request', 'The Host header ' + JSON.stringify(host) + ' does not name this server; ask http://127.0.0.1:<port> (or a name configured for it).');
+  };
+}
+
+/** True when `body` (JSON text) nests arrays and objects deeper than `max`; strings are skipped. */
+export function jsonDeeperThan(body: Buffer, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i];
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+/**
+ * A server admin, the gateway (proxy authentication, which needs the secret), or replication (the
+ * `_replicator` jobs write batches of packages with their tarballs as the replication user).
+ */
+function trusted(req: express.Request): boolean {
+  const session = pinnedSession(req);
+  return isServerAdmin(session.userCtx) || session.info.authenticated === 'proxy' || isReplicator(session.userCtx);
+}
+
+/**
+ * Bodies, before anyone reads them: multipart bodies (which express-pouchdb writes to temporary files)
+ * are for server admins only; a body of another caller who is not the gateway has a declared length
+ * of at most `UNTRUSTED_BODY_LIMIT` (413 as CouchDB's `max_http_request_size`, 411 without a length).
+ * JSON bodies are parsed here, once, for express-pouchdb too: deeper than `MAX_JSON_DEPTH` is a 400.
+ */
+function bodyGuard(): express.RequestHandler {
+  const json = (limit: string | number) => express.json({
+    limit,
+    verify: (_req, _res, buffer) => {
+      if (jsonDeeperThan(buffer, MAX_JSON_DEPTH)) throw Object.assign(new Error('deep'), { status: 400, deep: true });
+    },
+  });
+  const forTrusted = json('4gb');
+  const forOthers = json(UNTRUSTED_BODY_LIMIT);
+  return (req, res, next) => {
+    const type = String(req.headers['content-type'] || '').toLowerCase();
+    const hasBody = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) > 0 : req.headers['transfer-encoding'] !== undefined;
+    if (!hasBody) return next();
+    const admin = isServerAdmin(pinnedSession(req).userCtx);
+    if (type.startsWith('multipart/') && !admin) {
+      return refuseWith(res, 415, 'bad_content_type', 'Multipart bodies are for server admins. Send a document as JSON and an attachment as its bytes (PUT /{db}/{doc}/{file}).');
+    }
+    const isTrusted = trusted(req);
+    if (!isTrusted) {
+      if (req.headers['content-length'] === undefined) return refuseWith(res, 411, 'bad_request', 'Send the body with a Content-Length.');
+      if (Number(req.headers['content-length']) > UNTRUSTED_BODY_LIMIT) {
+        return refuseWith(res, 413, 'too_large', 'The request is larger than ' + UNTRUSTED_BODY_LIMIT + ' bytes, the most this server takes from you.');
+      }
+    }
+    // Server endpoints (`/_config`, `/_replicate`, ...) parse their own bodies; databases' are parsed here.
+    const first = req.path.split('/')[1] || '';
+    if (databaseOf(req.path) === null && ['_users', '_replicator', '_global_changes'].indexOf(first) === -1) return next();
+    (isTrusted ? forTrusted : forOthers)(req, res, (err?: { status?: number; type?: string; deep?: boolean }) => {
+      if (!err) return next();
+      if (err.deep) return refuseWith(res, 400, 'bad_request', 'The JSON body is nested deeper than ' + MAX_JSON_DEPTH + ' levels.');
+      if (err.status === 413) return refuseWith(res, 413, 'too_large', 'The request entity is too large.');
+      if (err.status === 400) return refuseWith(res, 400, 'bad_request', 'invalid_json');
+      next(err);
+    });
+  };
+}
+
+/**
+ * express-pouchdb's multipart uploads (multiparty) leave their temporary files behind, whatever the
+ * answer: each is removed once the answer is sent or the client went away.
+ */
+function removeUploadedFiles(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const multiparty = require(require.resolve('multiparty', { paths: [dirname(require.resolve('express-pouchdb'))] })) as {
+    Form: { prototype: Record<string, unknown> & { __registryCleans?: boolean } };
+  };
+  const proto = multiparty.Form.prototype;
+  if (proto.__registryCleans) return;
+  const parse = proto.parse as (this: MultipartForm, req: express.Request, ...rest: unknown[]) => unknown;
+  proto.parse = function (this: MultipartForm, req: express.Request, ...rest: unknown[]) {
+    const files: string[] = [];
+    this.on('file', (_name: string, file: { path: string }) => files.push(file.path));
+    const remove = () => {
+      for (const opened of this.openedFiles || []) files.push(opened.publicFile.path);
+      for (const file of files) unlink(file, () => undefined);
+    };
+    if (req.res) req.res.once('close', remove);
+    else req.once('close', remove);
+    return parse.call(this, req, ...rest);
+  };
+  proto.__registryCleans = true;
+}
+
+interface MultipartForm {
+  on(event: string, listener: (...args: any[]) => void): void;
+  openedFiles?: { publicFile: { path: string } }[];
+}
+
+/**
+ * The `_security` of each database, for deciding a non-admin's request: read as the admin from this
+ * server (null when the database does not exist), kept for 10 s, and forgotten at once when an admin
+ * changes the database (its `_security`, creation, deletion, local documents).
+ */
+function securityReader(selfUrl: () => string, adminHeaders: Record<string, string>) {
+  const known = new Map<string, { at: number; security: Promise<SecurityObject | null> }>();
+  const read = async (db: string): Promise<SecurityObject | null> => {
+    const response = await fetch(selfUrl() + '/' + encodeURIComponent(db) + '/_security', { headers: { ...adminHeaders, accept: 'application/json' } });
+    if (response.status === 404) return null;
+    if (!response.ok) throw new Error('_security of ' + db + ' answered ' + response.status);
+    return (await response.json()) as SecurityObject;
+  };
+  return {
+    of(db: string): Promise<SecurityObject | null> {
+      const hit = known.get(db);
+      if (hit && Date.now() - hit.at < 10_000) return hit.security;
+      const security = read(db);
+      if (known.size > 1000) known.clear();
+      known.set(db, { at: Date.now(), security });
+      security.catch(() => known.delete(db));
+      return security;
+    },
+    forget(db: string): void {
+      known.delete(db);
+    },
+  };
+}
+
+/**
+ * Every request passes `authorize` with the caller's identity before express-pouchdb sees it; a
+ * non-admin's request on a database also with that database's `_security`. An admin's change of a
+ * database makes its `_security` read again.
+ */
+function authorization(security: ReturnType<typeof securityReader>): express.RequestHandler {
+  return (req, res, next) => {
+    const caller: Caller = pinnedSession(req).userCtx;
+    const db = databaseOf(req.path);
+    const decide = (secObj: SecurityObject | null | undefined) => {
+      const refusal = authorize(req.method, req.path, caller, secObj);
+      if (!refusal) return next();
+      refuseWith(res, refusal.status, refusal.error, refusal.reason);
+    };
+    if (isServerAdmin(caller) || db === null) {
+      if (db !== null && req.method !== 'GET' && req.method !== 'HEAD') {
+        security.forget(db);
+        res.once('finish', () => security.forget(db));
+      }
+      return decide(undefined);
+    }
+    security.of(db).then(decide, () => refuseWith(res, 503, 'unavailable', 'The security object of ' + db + ' could not be read; try again.'));
+  };
 }
 
 /**
@@ -516,6 +705,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   hashUserPasswordsStrongly();
   cacheCompiledDesignFunctions();
   cacheDiskSizes();
+  removeUploadedFiles();
   const LocalPouch = PouchDB.defaults({ prefix: dir + '/' });
   const replications = trackReplications(LocalPouch as unknown as { replicate: (...args: unknown[]) => Replication });
   const couchApp = expressPouchDB(LocalPouch, {
@@ -544,15 +734,14 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
       return (await response.json()) as StoredUser;
     },
   });
+  let hosts = new Set<string>();
+  app.use(hostGuard(() => hosts));
   app.use(identify(auth, options.proxySecret));
   app.use(sessionRoutes(auth));
-  app.use((req, res, next) => {
-    const refusal = authorize(req.method, req.path, pinnedSession(req).userCtx);
-    if (!refusal) return next();
-    res.status(refusal.status).json({ error: refusal.error, reason: refusal.reason });
-  });
+  app.use(authorization(securityReader(() => selfUrl, adminHeaders)));
+  app.use(bodyGuard());
   app.use(adminConfigRoutes(couchApp.couchConfig));
-  app.post('/:db/_bulk_docs', express.json({ limit: '4gb' }), keepReplicatedHistory);
+  app.post('/:db/_bulk_docs', keepReplicatedHistory);
   const longpoll = longpollChanges(() => selfUrl, options.proxySecret);
   app.get('/:db/_changes', longpoll);
   // CouchDB filters a POSTed `_changes?filter=_selector` by the body's `selector` (replication
@@ -588,6 +777,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
     s.once('error', reject);
   });
   const port = (server.address() as AddressInfo).port;
+  hosts = new Set([host, '127.0.0.1', 'localhost', '[::1]'].map((name) => name + ':' + port).concat((options.allowedHosts || []).map((name) => name.toLowerCase())));
   selfUrl = 'http://' + host + ':' + port;
   startTime = await expressPouchStartTime(selfUrl, adminHeaders);
   return {

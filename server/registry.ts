@@ -101,6 +101,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     embedded = await startEmbeddedCouch({
       dataDir: config.dataDir,
       port: config.couchdbPort,
+      allowedHosts: config.couchdbHosts,
       adminName,
       adminPassword,
       proxySecret,

@@ -8,7 +8,7 @@ import { randomUUID } from 'crypto';
 import { readFileSync } from 'fs';
 import { Logger } from 'pino';
 import { DESIGN, DesignDoc, designId, OUTPUT_FILES, SettingsDesignCode } from '../couchapp/design';
-import { MirrorSettings } from '../core/provenance';
+import { MirrorSettings, PACKAGE_DB_SECURITY } from '../core/provenance';
 import { Config } from '../config';
 import { jsonEqual } from '../core/rules';
 import { DEFAULT_RULES } from '../core/access';
@@ -55,6 +55,25 @@ function ignoreStatus(err: unknown, ...statuses: number[]): void {
 
 async function putSecurity(couch: Couch, db: string, security: object): Promise<void> {
   await againOnConflict(() => couch.db(db).request('PUT', '_security', security));
+}
+
+type Security = { admins?: { names?: string[]; roles?: string[] }; members?: { names?: string[]; roles?: string[] } };
+
+/**
+ * Makes `db`'s `_security` grant at least `wanted`: names and roles an admin added (a reader account
+ * by name, say) are kept; an open database (no members) becomes closed to everyone else.
+ */
+async function addSecurity(couch: Couch, db: string, wanted: Security): Promise<void> {
+  const current = await couch.db(db).request<Security>('GET', '_security');
+  const union = (a: string[] = [], b: string[] = []) => [...new Set([...a, ...b])];
+  const merged: Security = {};
+  const now: Security = {};
+  for (const part of ['admins', 'members'] as const) {
+    merged[part] = { names: union(current[part]?.names, wanted[part]?.names), roles: union(current[part]?.roles, wanted[part]?.roles) };
+    now[part] = { names: union(current[part]?.names), roles: union(current[part]?.roles) };
+  }
+  if (jsonEqual(merged, now)) return;
+  await couch.db(db).request('PUT', '_security', merged);
 }
 
 /**
@@ -154,8 +173,10 @@ async function againOnConflict<T>(step: () => Promise<T>): Promise<T> {
 export async function setupDatabases(couch: Couch, config: Config, log?: Logger): Promise<{ designChanged: boolean; designHash: string; registryId: string }> {
   const { registryDb, mirrorDb, tokensDb, stateDb } = config;
   for (const name of ['_users', '_replicator', registryDb, mirrorDb, tokensDb, stateDb]) await ensureDatabase(couch, name);
-  // The package databases are readable by everyone; writes are decided by validate_doc_update.
-  for (const db of [registryDb, mirrorDb]) await putSecurity(couch, db, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: [] } });
+  // Deny by default: the package databases are for the gateway (which applies the access rules),
+  // replication and downstream readers (role registry-reader); anonymous callers and plain users read
+  // nothing on the CouchDB port, and validate_doc_update refuses their writes.
+  for (const db of [registryDb, mirrorDb]) await againOnConflict(() => addSecurity(couch, db, PACKAGE_DB_SECURITY));
   // Token hashes and the registry's bookkeeping are for admins (the gateway) only.
   for (const db of [tokensDb, stateDb]) await putSecurity(couch, db, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
   // Token look-up by user (npm token list).

@@ -10,9 +10,10 @@
  * - In the local database replication writes nothing, so no replication, whatever CouchDB does with
  *   revisions and conflicts, can replace a package published here: the gateway reads it first, and
  *   the mirrored copy of the same name stays behind it (the defence against dependency confusion).
- *   What local users create is marked as published here.
+ *   What local users create is marked as published here, and they write only through the gateway
+ *   (role `registry-gateway`): a direct write cannot put a package in front of a mirrored one.
  */
-import { inPrivateScope, isReplicator, MirrorSettings, mirroredReason, shadowedReason } from '../../core/provenance';
+import { DIRECT_WRITE_REASON, inPrivateScope, isGateway, isReplicator, MirrorSettings, mirroredReason, shadowedReason } from '../../core/provenance';
 import { PackageDoc, UserCtx } from '../../core/types';
 
 export default function validate_mirror(
@@ -41,6 +42,7 @@ export default function validate_mirror(
 
   if (isReplicator(userCtx)) throw { forbidden: shadowedReason(newDoc._id) };
   if (!userCtx.name) return; // anonymous writes are refused with 401 by _design/app
+  if (!isGateway(userCtx)) throw { forbidden: DIRECT_WRITE_REASON };
   if (!newDoc._deleted && newDoc.origin !== local) {
     throw { forbidden: 'A package published here must carry "origin": "' + local + '" (this registry\'s id from _design/mirror).' };
   }

@@ -1,12 +1,14 @@
 /**
  * The compiled design document, run inside the CouchDB in use (embedded by default, COUCHDB_URL when
- * given): validate_doc_update decides on direct writes with proxy authentication, the views answer,
+ * given): validate_doc_update decides on direct writes with proxy authentication (as the gateway
+ * writes, with its role; without it a user is no member of the package databases), the views answer,
  * and pushing an unchanged design is a no-op.
  */
 import { proxyHeaders } from '../../couchdb/proxy-auth';
 import { Couch } from '../../couchdb/client';
 import { loadDesignDoc, pushDesign } from '../../server/setup';
-import { startTestRegistry, TestRegistry } from '../helpers/registry';
+import { GATEWAY_ROLE, READER_ROLE } from '../../core/provenance';
+import { basicAuthOf, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { manifest, tarballOf } from '../unit/fixtures';
 
 let registry: TestRegistry;
@@ -18,9 +20,13 @@ beforeAll(async () => {
 });
 afterAll(() => registry.stop());
 
-async function putAs(user: string | null, doc: Record<string, unknown>) {
+/** Reads as the admin: the package databases are closed to everyone else. */
+const asAdmin = () => ({ authorization: basicAuthOf(registry.adminCouchUrl) });
+
+/** A write as `user` through proxy authentication, with the gateway's role unless other `roles` are given. */
+async function putAs(user: string | null, doc: Record<string, unknown>, roles: string[] = [GATEWAY_ROLE]) {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (user) Object.assign(headers, proxyHeaders(secret, user, []));
+  if (user) Object.assign(headers, proxyHeaders(secret, user, roles));
   const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/' + encodeURIComponent(String(doc._id)), {
     method: 'PUT',
     headers,
@@ -50,6 +56,16 @@ describe('validate_doc_update inside CouchDB', () => {
     expect(created.status).toBe(201);
   });
 
+  it('refuses a user writing without the gateway (not a member), and a downstream reader (a member), with 403', async () => {
+    const direct = await putAs('alice', newPackage('direct-c', '1.0.0', 'alice'), []);
+    expect([direct.status, direct.body.error]).toEqual([403, 'forbidden']);
+    const reader = await putAs('downstream', newPackage('direct-c', '1.0.0', 'downstream'), [READER_ROLE]);
+    expect(reader.status).toBe(403);
+    expect(reader.body.reason).toContain('through the registry');
+    const stored = await fetch(registry.couchUrl + '/' + registry.registryDb + '/direct-c', { headers: asAdmin() });
+    expect(stored.status).toBe(404);
+  });
+
   it('refuses a proxy token made with the wrong secret (the request is anonymous)', async () => {
     const headers = { 'content-type': 'application/json', ...proxyHeaders('not-the-secret', 'alice', ['_admin']) };
     const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/forged', {
@@ -60,7 +76,7 @@ describe('validate_doc_update inside CouchDB', () => {
 
   it('refuses a non-maintainer and a changed manifest with 403 and a reason', async () => {
     await putAs('alice', newPackage('direct-b', '1.0.0', 'alice'));
-    const current = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/direct-b')).json()) as Record<string, any>;
+    const current = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/direct-b', { headers: asAdmin() })).json()) as Record<string, any>;
     const byBob = await putAs('bob', { ...current, description: 'taken over' });
     expect(byBob.status).toBe(403);
     expect(byBob.body.reason).toContain('not a maintainer');
@@ -69,7 +85,7 @@ describe('validate_doc_update inside CouchDB', () => {
     const byAlice = await putAs('alice', changed);
     expect(byAlice.status).toBe(403);
     expect(byAlice.body.reason).toContain('already published');
-    const stored = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/direct-b')).json()) as Record<string, any>;
+    const stored = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/direct-b', { headers: asAdmin() })).json()) as Record<string, any>;
     expect(stored._rev).toBe(current._rev);
   });
 
@@ -86,7 +102,7 @@ describe('validate_doc_update inside CouchDB', () => {
     await putAs('alice', newPackage('local-only', '1.0.0', 'alice'));
     const replicator = proxyHeaders(secret, 'registry-replicator', ['registry-replicator']);
     const upstreamCopy = { ...newPackage('local-only', '9.0.0', 'someone'), origin: 'https://elsewhere.example', _attachments: {} };
-    const current = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/local-only')).json()) as Record<string, any>;
+    const current = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/local-only', { headers: asAdmin() })).json()) as Record<string, any>;
     const put = await fetch(registry.couchUrl + '/' + registry.registryDb + '/local-only', {
       method: 'PUT', headers: { 'content-type': 'application/json', ...replicator }, body: JSON.stringify({ ...upstreamCopy, _rev: current._rev }),
     });
@@ -99,7 +115,7 @@ describe('validate_doc_update inside CouchDB', () => {
     });
     const results = (await bulk.json()) as { error?: string }[];
     expect(Array.isArray(results) ? results[0].error : 'none').toBe('forbidden');
-    const stored = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/local-only')).json()) as Record<string, any>;
+    const stored = (await (await fetch(registry.couchUrl + '/' + registry.registryDb + '/local-only', { headers: asAdmin() })).json()) as Record<string, any>;
     expect(stored._rev).toBe(current._rev);
     expect(Object.keys(stored.versions)).toEqual(['1.0.0']);
   });
@@ -116,7 +132,7 @@ describe('validate_doc_update inside CouchDB', () => {
     let takeover: Response;
     for (let attempt = 1; ; attempt++) {
       takeover = await fetch(registry.couchUrl + '/' + mirrorDb + '/from-upstream', {
-        method: 'PUT', headers: { 'content-type': 'application/json', ...proxyHeaders(secret, 'someone', []) },
+        method: 'PUT', headers: { 'content-type': 'application/json', ...proxyHeaders(secret, 'someone', [GATEWAY_ROLE]) },
         // Without the attachment stubs: a cluster may not have copied the tarball to every shard yet (412).
         body: JSON.stringify({ ...mirrored, _rev: rev, _attachments: undefined, description: 'local change', origin: registry.registryId }),
       });
@@ -127,13 +143,13 @@ describe('validate_doc_update inside CouchDB', () => {
     expect(takeover.status).toBe(403);
     expect(((await takeover.json()) as { reason: string }).reason).toContain('private scope');
     // The mirror database has the views, without the publishing rules.
-    const view = (await (await fetch(registry.couchUrl + '/' + mirrorDb + '/_design/app/_view/byOrigin?key=%22https%3A%2F%2Felsewhere.example%22')).json()) as { rows: { id: string }[] };
+    const view = (await (await fetch(registry.couchUrl + '/' + mirrorDb + '/_design/app/_view/byOrigin?key=%22https%3A%2F%2Felsewhere.example%22', { headers: asAdmin() })).json()) as { rows: { id: string }[] };
     expect(view.rows.map((r) => r.id)).toEqual(['from-upstream']);
   });
 
   it('answers the views, and a design push without changes does nothing', async () => {
     await putAs('carol', newPackage('@carol/views', '1.0.0', 'carol'));
-    const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_design/app/_view/byMaintainer?key=%22carol%22');
+    const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_design/app/_view/byMaintainer?key=%22carol%22', { headers: asAdmin() });
     const view = (await response.json()) as { rows: { value: string }[] };
     expect(view.rows.map((r) => r.value)).toEqual(['@carol/views']);
     const couch = new Couch(registry.adminCouchUrl, secret);
@@ -145,7 +161,7 @@ describe('validate_doc_update inside CouchDB', () => {
     const design = loadDesignDoc();
     const changed = { ...design, build_hash: design.build_hash + '-changed', views: { ...design.views, extra: { map: 'function (doc) { emit(doc._id, null); }' } } };
     expect(await pushDesign(couch, registry.registryDb, changed)).toBe(true);
-    const staging = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_design/app-staging');
+    const staging = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_design/app-staging', { headers: asAdmin() });
     expect(staging.status).toBe(404);
     const live = (await couch.db(registry.registryDb).get('_design/app')) as any;
     expect(Object.keys(live.views)).toContain('extra');

@@ -2,9 +2,12 @@
  * A corpus of generated malformed and hostile requests (names, paths, encodings, bodies, auth
  * headers, nesting, sizes) against both ports the registry opens: the npm gateway and the CouchDB
  * port. Every answer is below 500 and arrives within 10 s, the process stays up and never reaches its
- * last-resort handler, and what is stored (packages, users, tokens, replications, databases) is
- * exactly what it was. The corpus is the same on every run (a seeded generator).
+ * last-resort handler, nothing of a database is readable on the CouchDB port (none of the callers is
+ * an admin or the gateway; `_find`, `_bulk_get`, `_explain`, `_index`, multipart and `_local` included),
+ * and what is stored (packages, users, tokens, replications, databases, local documents, temporary
+ * files) is exactly what it was. The corpus is the same on every run (a seeded generator).
  */
+import { readdirSync } from 'fs';
 import { basic, couchQuirk, Principals, publishBody, send, startPrincipals } from '../helpers/principals';
 
 let p: Principals;
@@ -53,6 +56,10 @@ const COUCH_PATHS = (n: string, db: string): string[] => [
   '/' + db + '/_bulk_docs', '/' + db + '/_all_docs', '/' + db + '/_local/' + n, '/' + db + '/_index', '/' + db + '/_purge', '/' + db + '/_compact',
   '/' + db + '-tokens/_all_docs', '/' + db + '-tokens/' + n, '/' + n, '/_utils/..%2f..%2fpackage.json', '/' + db + '/_changes?feed=' + n + '&since=' + n,
   '/' + db + '/_design/app/_view/' + n, '/' + db + '/_find',
+  // Every POST endpoint of the databases (issue 23: express-pouchdb answered _find and _bulk_get as an admin's).
+  '/' + db + '/_bulk_get', '/' + db + '/_explain', '/' + db + '/_index', '/' + db + '/_revs_diff', '/' + db + '/_all_docs?include_docs=true',
+  '/' + db + '-state/_find', '/' + db + '-tokens/_find', '/' + db + '-tokens/_bulk_get', '/' + db + '-mirror/_find', '/' + db + '-mirror/' + n,
+  '/' + db, '/' + db + '/_local/' + n, '/' + db + '/' + n + '?rev=1-x',
 ];
 
 const METHODS = ['GET', 'GET', 'PUT', 'PUT', 'POST', 'DELETE', 'HEAD', 'PATCH', 'OPTIONS', 'COPY'];
@@ -80,6 +87,17 @@ function bodies(db: string): (string | undefined)[] {
     'name=nobody-at-all&password=wrong',
     '\u0000\u0001\u0002',
     '%7B%7D',
+    // The POST endpoints' own bodies.
+    JSON.stringify({ selector: {} }),
+    JSON.stringify({ selector: { type: 'webhook' }, fields: ['secret', 'url'] }),
+    JSON.stringify({ docs: [{ id: 'victim' }, { id: '_design/app' }] }),
+    JSON.stringify({ index: { fields: ['user'] }, name: 'evil', type: 'json' }),
+    JSON.stringify({ keys: ['victim'] }),
+    JSON.stringify({ victim: ['1-x'] }),
+    JSON.stringify({ _id: '_local/x', fill: 'x'.repeat(200_000) }),
+    // Multipart bodies (express-pouchdb wrote them to temporary files).
+    '--x\r\nContent-Disposition: form-data; name="_attachments"; filename="evil.tgz"\r\nContent-Type: application/octet-stream\r\n\r\n' + 'z'.repeat(50_000) + '\r\n--x--\r\n',
+    '--x\r\nContent-Type: application/json\r\n\r\n{"_id":"victim","_attachments":{"e.tgz":{"follows":true,"length":3}}}\r\n--x\r\n\r\nabc\r\n--x--\r\n',
   ];
 }
 
@@ -107,7 +125,7 @@ function authHeaders(principals: Principals): Record<string, string>[] {
   ];
 }
 
-const CONTENT_TYPES = ['application/json', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream'];
+const CONTENT_TYPES = ['application/json', 'application/json', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'multipart/related; boundary=x', 'application/octet-stream'];
 
 function corpus(principals: Principals, size: number): Probe[] {
   const random = generator(20261201);
@@ -149,6 +167,9 @@ async function snapshot(principals: Principals): Promise<unknown> {
     tokens: docs(await get('/' + db + '-tokens/_all_docs?include_docs=true')).filter((doc) => doc.type === 'token'),
     users: users.filter((doc) => doc.name === principals.alice || doc.name === principals.mallory || String(doc.name).startsWith('evil')),
     replications: docs(await get('/_replicator/_all_docs?include_docs=true')).filter((doc) => !String(doc._id).startsWith('_design/')),
+    // Local documents of the hostile names (they are in no _all_docs), and no upload left on disk.
+    local: await Promise.all(HOSTILE_NAMES.map(async (name) => (await send(couch, 'GET', '/' + db + '/_local/' + name, { headers: admin })).status)),
+    temporaryFiles: readdirSync(principals.tempDir).length,
     admins: Object.keys((await get('/_node/_local/_config/admins')) || {}),
   };
 }
@@ -177,6 +198,11 @@ it('1,200 hostile requests on both ports: no 5xx, no hang past 10 s, no crash, n
       // The one 5xx that does not depend on the request: audit on a registry without an upstream is
       // 503 "UPSTREAM_REGISTRY is not set" for every caller (test/e2e/audit.test.ts).
       const noUpstreamAudit = answer.status === 503 && probe.path.startsWith('/-/npm/v1/security/') && JSON.stringify(answer.body).includes('UPSTREAM_REGISTRY is not set');
+      // Nothing of a database is readable on the CouchDB port by these callers (none is an admin or the gateway).
+      const text = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body ?? '');
+      if (probe.port === 'couch' && answer.status < 300 && /victim|"type":"(token|webhook|policy)"|"_id":"(org\.couchdb\.user|_design)/.test(text)) {
+        failures.push('readable: ' + probe.method + ' ' + probe.path + ' -> ' + answer.status + ' ' + text.slice(0, 160));
+      }
       if (answer.status === 0 || (answer.status >= 500 && !noUpstreamAudit && !(probe.port === 'couch' && couchQuirk(probe.method, probe.path.split('?')[0], answer)))) {
         failures.push(probe.port + ' ' + probe.method + ' ' + probe.path + ' [' + Object.keys(probe.headers).join(',') + '] ' + String(probe.raw).slice(0, 60) + ' -> ' + answer.status + ' ' + JSON.stringify(answer.body).slice(0, 160));
       }

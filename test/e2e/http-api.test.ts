@@ -72,7 +72,7 @@ describe('with the default configuration', () => {
     expect(cached.status).toBe(304);
   });
 
-  it('the CouchDB: Fauxton is served, an admin is required, the registry database is public to read', async () => {
+  it('the CouchDB: Fauxton is served, an admin is required, the registry database is closed to anonymous callers', async () => {
     const fauxton = await fetch(registry.fauxtonUrl);
     expect(fauxton.status).toBe(200);
     expect(await fauxton.text()).toContain('Fauxton');
@@ -80,7 +80,8 @@ describe('with the default configuration', () => {
     expect(anonymousCreate.status).toBe(401);
     const security = await couchGet(registry, '/' + registry.registryDb + '/_security');
     expect(security.body.admins.roles).toEqual(['_admin']);
-    expect((await fetch(registry.couchUrl + '/' + registry.registryDb + '/' + encodeURIComponent('@web/api'))).status).toBe(200);
+    expect(security.body.members.roles).toEqual(expect.arrayContaining(['registry-gateway', 'registry-replicator', 'registry-reader']));
+    expect((await fetch(registry.couchUrl + '/' + registry.registryDb + '/' + encodeURIComponent('@web/api'))).status).toBe(401);
     const tokens = await fetch(registry.couchUrl + '/' + registry.registryDb + '-tokens/_all_docs');
     expect(tokens.status).toBeGreaterThanOrEqual(401);
   });

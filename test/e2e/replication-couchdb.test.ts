@@ -8,6 +8,7 @@
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient, publishWith } from '../helpers/npm';
+import { readerSource, send } from '../helpers/principals';
 import { couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
@@ -16,6 +17,7 @@ let downstream: TestRegistry;
 let publisher: NpmClient;
 let localUser: NpmClient;
 let localToken: string;
+let source: string;
 
 const docAt = mirroredDoc;
 const publishUpstream = (manifest: Record<string, unknown>) => publishWith(publisher, manifest);
@@ -24,7 +26,8 @@ beforeAll(async () => {
   upstream = await startTestRegistry();
   publisher = npmClient(upstream.url, await upstream.signup('alice'));
   await publishUpstream({ name: 'native-early', version: '1.0.0' });
-  const source = new URL('/' + upstream.registryDb, upstream.adminCouchUrl).toString();
+  // The downstream reads the upstream with a reader account (role registry-reader), not as an admin.
+  source = await readerSource(upstream.adminCouchUrl, upstream.registryDb);
   downstream = await startTestRegistry({ REPLICATION_COUCHDB: source });
   localToken = await downstream.signup('bob');
   localUser = npmClient(downstream.url, localToken);
@@ -36,6 +39,18 @@ afterAll(async () => {
 });
 
 describe('native CouchDB replication', () => {
+  it('reads the upstream with a reader account, which writes nothing there; anonymous callers read nothing', async () => {
+    const url = new URL(source);
+    const reader = { authorization: 'Basic ' + Buffer.from(decodeURIComponent(url.username) + ':' + decodeURIComponent(url.password)).toString('base64') };
+    const path = '/' + upstream.registryDb + '/native-early';
+    const read = await send(url.origin, 'GET', path, { headers: reader });
+    expect([read.status, read.body.name]).toEqual([200, 'native-early']);
+    expect((await send(url.origin, 'GET', path)).status).toBe(401);
+    const write = await send(url.origin, 'PUT', path, { headers: reader, body: { ...read.body, description: 'changed by the reader' } });
+    expect(write.status).toBe(403);
+    expect((await couchGet(upstream, path)).body._rev).toBe(read.body._rev);
+  });
+
   it('runs as a _replicator document writing as the replication user, not an admin', async () => {
     const jobs = await couchGet(downstream, '/_replicator/_all_docs?include_docs=true');
     const job = jobs.body.rows.map((r: { doc: Record<string, any> }) => r.doc).find((d: Record<string, any>) => d._id === 'registry-' + downstream.registryDb + '-from-upstream');

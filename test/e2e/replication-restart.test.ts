@@ -8,6 +8,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { basicAuthOf, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { killProcess, RegistryProcess, startRegistryProcess } from '../helpers/process';
+import { readerSource } from '../helpers/principals';
 import { eventually } from '../helpers/wait';
 import { databasesOf } from '../helpers/registry';
 
@@ -123,7 +124,7 @@ it('npm change feed: stopped cleanly (SIGTERM) mid-sync, it resumes without skip
 });
 
 it('native CouchDB replication: killed mid-sync and restarted, it ends with the same documents and revisions', async () => {
-  const source = new URL('/' + upstream.registryDb, upstream.adminCouchUrl).toString();
+  const source = await readerSource(upstream.adminCouchUrl, upstream.registryDb);
   const { upstreamDocs, mirrored } = await killMidSyncAndRestart({ REPLICATION_COUCHDB: source }, dbName('native'));
   expect([...mirrored.keys()].sort()).toEqual([...upstreamDocs.keys()].sort());
   for (const [id, doc] of mirrored) {

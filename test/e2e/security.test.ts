@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'fs';
 import { join } from 'path';
-import { basic, couchQuirk, PRINCIPALS, Principal, Principals, publishBody, send, startPrincipals } from '../helpers/principals';
+import { basic, couchQuirk, PRINCIPALS, Principal, Principals, publishBody, readerSource, send, startPrincipals } from '../helpers/principals';
 
 let p: Principals;
 let gateway: string;
@@ -484,5 +484,199 @@ describe('client addresses behind a reverse proxy', () => {
         await registry.stop();
       }
     }
+  });
+});
+
+describe('deny by default on the CouchDB port (issue 23, holes 2, 4, 7, 8, 11)', () => {
+  /** Every kind of caller the CouchDB port may see that is neither an admin nor the gateway. */
+  const outsiders = async (): Promise<[string, Record<string, string>][]> => {
+    const login = await send(couch, 'POST', '/_session', { body: { name: p.mallory, password: p.passwords[p.mallory] } });
+    const cookie = String(login.headers.get('set-cookie')).split(';')[0];
+    return [
+      ['anonymous', {}],
+      ['a plain user (Basic)', userCouch()],
+      ['a plain user (session cookie)', { cookie }],
+      ['the maintainer (Basic)', { authorization: basic(p.alice, p.passwords[p.alice]) }],
+      ['a read-only token', { authorization: 'Bearer ' + p.tokens.readonly }],
+      ['a publish token', { authorization: 'Bearer ' + p.tokens.alice }],
+      ['a revoked token', { authorization: 'Bearer ' + p.tokens.revoked }],
+      ['proxy headers without the secret', { 'X-Auth-CouchDB-UserName': p.alice, 'X-Auth-CouchDB-Roles': 'registry-gateway,registry-reader,_admin', 'X-Auth-CouchDB-Token': '0'.repeat(64) }],
+    ];
+  };
+  const json = { 'content-type': 'application/json' };
+
+  it('nobody but the gateway, replication, readers and admins reads anything of any database: GET and POST endpoints alike', async () => {
+    const reads = (db: string): [string, string, unknown?][] => [
+      ['GET', '/' + db],
+      ['GET', '/' + db + '/victim'],
+      ['GET', '/' + db + '/victim/victim-1.0.0.tgz'],
+      ['GET', '/' + db + '/_all_docs?include_docs=true'],
+      ['POST', '/' + db + '/_all_docs?include_docs=true', { keys: ['victim'] }],
+      ['GET', '/' + db + '/_changes?include_docs=true'],
+      ['POST', '/' + db + '/_changes?include_docs=true', {}],
+      ['GET', '/' + db + '/_design_docs'],
+      ['GET', '/' + db + '/_design/app/_view/byMaintainer?include_docs=true'],
+      ['POST', '/' + db + '/_find', { selector: {} }],
+      ['POST', '/' + db + '/_find', { selector: { type: 'webhook' } }],
+      ['POST', '/' + db + '/_explain', { selector: {} }],
+      ['POST', '/' + db + '/_bulk_get', { docs: [{ id: 'victim' }] }],
+      ['GET', '/' + db + '/_index'],
+      ['POST', '/' + db + '/_index', { index: { fields: ['name'] } }],
+      ['POST', '/' + db + '/_revs_diff', { victim: ['1-x'] }],
+      ['GET', '/' + db + '/_local/x'],
+    ];
+    const failures: unknown[] = [];
+    for (const [who, headers] of await outsiders()) {
+      for (const db of [p.registryDb, p.registryDb + '-mirror', p.registryDb + '-tokens', p.registryDb + '-state']) {
+        for (const [method, path, body] of reads(db)) {
+          const res = await send(couch, method, path, { headers: body === undefined ? headers : { ...headers, ...json }, body });
+          const text = typeof res.body === 'string' ? res.body : JSON.stringify(res.body);
+          if (![401, 403].includes(res.status) || /tarball of victim|"victim"|"type":"(token|webhook)"/.test(text)) failures.push([who, method, path, res.status, text.slice(0, 120)]);
+        }
+      }
+    }
+    expect(failures).toEqual([]);
+    expect(await stored('_design/app')).toBeTruthy();
+  });
+
+  it("sign-up through the gateway never copies roles from the request: nobody gets the gateway's, replication's or a reader's role", async () => {
+    const name = 'roles-' + p.mallory;
+    const password = 'roles-pw-' + Math.random().toString(36).slice(2);
+    const roles = ['registry-gateway', 'registry-replicator', 'registry-reader', '_admin'];
+    const signup = await send(gateway, 'PUT', '/-/user/org.couchdb.user:' + name, { body: { _id: 'org.couchdb.user:' + name, name, password, type: 'user', roles, email: name + '@example.com' } });
+    expect(signup.status).toBe(201);
+    try {
+      expect((await send(couch, 'GET', '/_users/org.couchdb.user:' + name, { headers: adminCouch() })).body.roles).toEqual([]);
+      const own = { authorization: basic(name, password) };
+      expect([401, 403]).toContain((await send(couch, 'POST', '/' + p.registryDb + '/_find', { headers: own, body: { selector: {} } })).status);
+      expect((await send(couch, 'GET', '/_session', { headers: own })).body.userCtx.roles).toEqual([]);
+    } finally {
+      const doc = await send(couch, 'GET', '/_users/org.couchdb.user:' + name, { headers: adminCouch() });
+      if (doc.status === 200) await send(couch, 'DELETE', '/_users/org.couchdb.user:' + name + '?rev=' + doc.body._rev, { headers: adminCouch() });
+    }
+  });
+
+  it('a downstream reader account (role registry-reader) reads the package databases, and nothing else', async () => {
+    const source = new URL(await readerSource(p.registry.couchUrl.replace('://', '://' + encodeURIComponent(p.admin.name) + ':' + encodeURIComponent(p.admin.password) + '@'), p.registryDb));
+    const reader = { authorization: basic(decodeURIComponent(source.username), decodeURIComponent(source.password)) };
+    expect((await send(couch, 'GET', '/' + p.registryDb + '/victim', { headers: reader })).body.name).toBe('victim');
+    expect((await send(couch, 'POST', '/' + p.registryDb + '/_find', { headers: reader, body: { selector: { name: 'victim' } } })).body.docs.map((d: { name: string }) => d.name)).toEqual(['victim']);
+    for (const db of [p.registryDb + '-tokens', p.registryDb + '-state']) {
+      expect((await send(couch, 'POST', '/' + db + '/_find', { headers: reader, body: { selector: {} } })).status).toBe(403);
+    }
+    // Its replication checkpoints are local documents; a package it cannot write.
+    expect((await send(couch, 'PUT', '/' + p.registryDb + '/_local/checkpoint-' + Date.now(), { headers: reader, body: { history: [] } })).status).toBe(201);
+    const victim = await stored('victim');
+    expect((await send(couch, 'PUT', '/' + p.registryDb + '/victim', { headers: reader, body: { ...victim, description: 'by the reader' } })).status).toBe(403);
+    if (embedded) {
+      // A local document is bounded as CouchDB bounds documents (the 300 MB one of issue 23).
+      const big = await send(couch, 'PUT', '/' + p.registryDb + '/_local/big', { headers: reader, raw: JSON.stringify({ fill: 'x'.repeat(9_000_000) }) });
+      expect([big.status, big.body.error]).toEqual([413, 'too_large']);
+    }
+    expect((await send(couch, 'GET', '/' + p.registryDb + '/_local/big', { headers: adminCouch() })).status).toBe(404);
+    expect(await stored('victim')).toEqual(victim);
+  });
+
+  it('no outsider writes a package, a local document or an attachment: not even the maintainer, not in front of a mirrored package', async () => {
+    const victim = await stored('victim');
+    const tarball = Buffer.from('forged bytes');
+    const forged = publishBody('victim', '9.0.0', tarball);
+    const newer = {
+      ...victim,
+      versions: { ...victim.versions, '9.0.0': { ...forged.versions['9.0.0'], dist: { ...forged.versions['9.0.0'].dist, integrity: 'sha512-' + 'A'.repeat(86) + '==' } } },
+      time: { ...victim.time, '9.0.0': '2001-01-01T00:00:00.000Z' },
+      'dist-tags': { latest: '9.0.0' },
+      _attachments: { ...victim._attachments, ...forged._attachments },
+    };
+    const registryId = (await send(couch, 'GET', '/' + p.registryDb + '/_design/mirror', { headers: adminCouch() })).body.registry;
+    const front = { ...publishBody('left-pad', '99.0.0'), maintainers: [{ name: p.mallory }], time: { '99.0.0': new Date().toISOString() }, origin: registryId };
+    const failures: unknown[] = [];
+    for (const [who, headers] of await outsiders()) {
+      const writes: [string, string, unknown][] = [
+        ['PUT', '/' + p.registryDb + '/victim', newer],
+        ['POST', '/' + p.registryDb + '/_bulk_docs', { docs: [newer] }],
+        ['POST', '/' + p.registryDb + '/_bulk_docs', { new_edits: false, docs: [{ ...newer, _rev: '99-' + 'f'.repeat(32) }] }],
+        ['PUT', '/' + p.registryDb + '/left-pad', front],
+        ['POST', '/' + p.registryDb, front],
+        ['PUT', '/' + p.registryDb + '/_local/fill', { fill: 'x'.repeat(100_000) }],
+        ['PUT', '/' + p.registryDb + '-mirror/left-pad', { ...front, origin: 'https://registry.npmjs.org' }],
+        ['PUT', '/' + p.registryDb + '-state/webhook:evil', { type: 'webhook', url: 'http://evil.example' }],
+      ];
+      for (const [method, path, body] of writes) {
+        const res = await send(couch, method, path, { headers: { ...headers, ...json }, body });
+        const refused = [401, 403].includes(res.status) || (Array.isArray(res.body) && res.body.every((item: { error?: string }) => item.error === 'forbidden'));
+        if (!refused) failures.push([who, method, path, res.status, JSON.stringify(res.body).slice(0, 120)]);
+      }
+      const attachment = await send(couch, 'PUT', '/' + p.registryDb + '/victim/victim-9.0.0.tgz?rev=' + victim._rev, { headers: { ...headers, 'content-type': 'application/octet-stream' }, raw: 'forged bytes' });
+      if (![401, 403].includes(attachment.status)) failures.push([who, 'attachment', attachment.status]);
+    }
+    expect(failures).toEqual([]);
+    expect(await stored('victim')).toEqual(victim);
+    for (const path of ['/' + p.registryDb + '/left-pad', '/' + p.registryDb + '/_local/fill', '/' + p.registryDb + '-mirror/left-pad', '/' + p.registryDb + '-state/webhook:evil']) {
+      expect([path, (await send(couch, 'GET', path, { headers: adminCouch() })).status]).toEqual([path, 404]);
+    }
+    // The gateway still publishes for the maintainer.
+    expect((await send(gateway, 'PUT', '/victim', { headers: as('maintainer'), body: publishBody('victim', '1.3.0') })).status).toBe(201);
+  });
+
+  it('multipart uploads: refused to outsiders before anything is written, and an admin\'s leave no temporary file behind', async () => {
+    const marker = 'multipart-marker-' + Math.random().toString(36).slice(2);
+    const part = (type: string) => {
+      const boundary = 'xyzzy' + Math.random().toString(36).slice(2);
+      const file = marker + 'z'.repeat(2_000_000);
+      const body = type === 'form'
+        ? '--' + boundary + '\r\nContent-Disposition: form-data; name="_attachments"; filename="evil.tgz"\r\nContent-Type: application/octet-stream\r\n\r\n' + file + '\r\n--' + boundary + '--\r\n'
+        : '--' + boundary + '\r\nContent-Type: application/json\r\n\r\n{"_id":"multi","_attachments":{"evil.tgz":{"follows":true,"content_type":"application/octet-stream","length":' + file.length + '}}}\r\n--' + boundary + '\r\nContent-Disposition: attachment; filename="evil.tgz"\r\n\r\n' + file + '\r\n--' + boundary + '--\r\n';
+      return { body, contentType: (type === 'form' ? 'multipart/form-data' : 'multipart/related') + '; boundary=' + boundary };
+    };
+    const victim = await stored('victim');
+    for (const [who, headers] of await outsiders()) {
+      for (const [method, path, type] of [['POST', '/victim', 'form'], ['PUT', '/multi', 'related'], ['PUT', '/victim', 'related']] as const) {
+        const { body, contentType } = part(type);
+        const res = await send(couch, method, '/' + p.registryDb + path, { headers: { ...headers, 'content-type': contentType }, raw: body });
+        expect([who, method, path, res.status >= 400 && res.status < 500]).toEqual([who, method, path, true]);
+      }
+    }
+    // An admin's upload that fails (no _rev: 400) and one that lands in a scratch database.
+    const { body, contentType } = part('form');
+    const failed = await send(couch, 'POST', '/' + p.registryDb + '/victim', { headers: { ...adminCouch(), 'content-type': contentType }, raw: body });
+    expect(failed.status).toBeGreaterThanOrEqual(400);
+    expect(failed.status).toBeLessThan(500);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const { readdirSync } = await import('fs');
+    const left = readdirSync(p.tempDir, { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .filter((entry) => readFileSync(join(entry.parentPath, entry.name)).includes(marker));
+    expect(left.map((entry) => entry.name)).toEqual([]);
+    expect(await stored('victim')).toEqual(victim);
+    expect((await send(couch, 'GET', '/' + p.registryDb + '/multi', { headers: adminCouch() })).status).toBe(404);
+  });
+
+  (embedded ? it : it.skip)('the CouchDB port answers only requests that name it in Host (DNS rebinding); deep JSON is a 400 (embedded server)', async () => {
+    const http = await import('http');
+    const ask = (host: string | undefined, path = '/', body?: string) => new Promise<{ status: number; body: any }>((resolve, reject) => {
+      const url = new URL(couch);
+      const headers: Record<string, string> = { ...adminCouch(), 'content-type': 'application/json' };
+      if (host !== undefined) headers.host = host;
+      const request = http.request({ host: url.hostname, port: url.port, path, method: body ? 'PUT' : 'GET', headers, setHost: host === undefined }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (c: Buffer) => chunks.push(c));
+        response.on('end', () => resolve({ status: response.statusCode || 0, body: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
+      });
+      request.on('error', reject);
+      request.end(body);
+    });
+    const port = new URL(couch).port;
+    for (const host of ['127.0.0.1:' + port, 'localhost:' + port, '[::1]:' + port]) expect([host, (await ask(host)).status]).toEqual([host, 200]);
+    for (const host of ['evil.example:' + port, 'evil.example', '127.0.0.1', '127.0.0.1:1', 'localhost.evil.example:' + port]) {
+      const res = await ask(host, '/' + p.registryDb + '/victim');
+      expect([host, res.status, res.body.error]).toEqual([host, 400, 'bad_request']);
+      expect(res.body.reason).toMatch(/Host/);
+    }
+    for (const deep of ['{"a":'.repeat(20_000) + '1' + '}'.repeat(20_000), '['.repeat(50_000) + ']'.repeat(50_000)]) {
+      const res = await ask(undefined, '/' + p.registryDb + '/deep', deep);
+      expect([res.status, res.body.error]).toEqual([400, 'bad_request']);
+    }
+    expect((await send(couch, 'GET', '/' + p.registryDb + '/deep', { headers: adminCouch() })).status).toBe(404);
   });
 });

@@ -4,7 +4,7 @@
  * Runs on the embedded server (admin password generated into DATA_DIR, as `npm start` does) or on
  * the CouchDB in COUCHDB_URL (user names and databases of its own, removed afterwards).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { sha1, sha512 } from './npm';
@@ -14,6 +14,8 @@ import { databasesOf } from './registry';
 export interface Principals {
   registry: RegistryProcess;
   dataDir: string;
+  /** The process's TMPDIR. */
+  tempDir: string;
   registryDb: string;
   /** Names made unique for this run (a real CouchDB's `_users` is shared by every test file). */
   alice: string;
@@ -73,6 +75,27 @@ export function couchQuirk(method: string, path: string, res: { status: number; 
   return false;
 }
 
+/**
+ * A downstream registry's reader account on the CouchDB at `adminCouchUrl` (README, "Replicate"): a
+ * `_users` account with the role registry-reader, made by the admin. Returns the URL of `db` with its
+ * credentials, for REPLICATION_COUCHDB.
+ */
+export async function readerSource(adminCouchUrl: string, db: string): Promise<string> {
+  const admin = new URL(adminCouchUrl);
+  const auth = basic(decodeURIComponent(admin.username), decodeURIComponent(admin.password));
+  const name = 'reader-' + Math.random().toString(36).slice(2, 8);
+  const password = 'reader-pw-' + Math.random().toString(36).slice(2);
+  const res = await send(admin.origin, 'PUT', '/_users/org.couchdb.user:' + name, {
+    headers: { authorization: auth },
+    body: { _id: 'org.couchdb.user:' + name, name, type: 'user', roles: ['registry-reader'], password },
+  });
+  if (res.status !== 201) throw new Error('reader account: ' + res.status + ' ' + JSON.stringify(res.body));
+  const source = new URL('/' + db, admin.origin);
+  source.username = name;
+  source.password = password;
+  return source.toString();
+}
+
 export function publishBody(name: string, version: string, tarball: Buffer = Buffer.from('tarball of ' + name + '@' + version)) {
   return {
     _id: name,
@@ -87,7 +110,10 @@ export async function startPrincipals(prefix: string): Promise<Principals> {
   const run = Math.random().toString(36).slice(2, 8);
   const dataDir = mkdtempSync(join(tmpdir(), 'registry-' + prefix + '-'));
   const registryDb = process.env.COUCHDB_URL ? 'registry-' + prefix + '-' + run : 'registry';
-  const registry = await startRegistryProcess({ DATA_DIR: dataDir, REGISTRY_DB: registryDb, REGISTRY_ADMIN_PASSWORD: '' });
+  // Temporary files of the process (multipart uploads) in a folder of its own, for the tests to watch.
+  const tempDir = join(dataDir, 'tmp');
+  mkdirSync(tempDir);
+  const registry = await startRegistryProcess({ DATA_DIR: dataDir, REGISTRY_DB: registryDb, REGISTRY_ADMIN_PASSWORD: '', TMPDIR: tempDir });
   const couch = process.env.COUCHDB_URL ? new URL(process.env.COUCHDB_URL) : null;
   const admin = couch
     ? { name: decodeURIComponent(couch.username), password: decodeURIComponent(couch.password) }
@@ -117,6 +143,7 @@ export async function startPrincipals(prefix: string): Promise<Principals> {
   return {
     registry,
     dataDir,
+    tempDir,
     registryDb,
     alice,
     mallory,

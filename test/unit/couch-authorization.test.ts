@@ -1,10 +1,19 @@
 import { authorize, Caller } from '../../couchdb/authorization';
+import { GATEWAY_ROLE, PACKAGE_DB_SECURITY, READER_ROLE, REPLICATOR_ROLE } from '../../core/provenance';
+import { SecurityObject } from '../../core/types';
 
 const anonymous: Caller = { name: null, roles: [] };
 const bob: Caller = { name: 'bob', roles: ['developers'] };
 const admin: Caller = { name: 'admin', roles: ['_admin'] };
+const gateway: Caller = { name: 'alice', roles: [GATEWAY_ROLE] };
+const reader: Caller = { name: 'downstream', roles: [READER_ROLE] };
+const replicator: Caller = { name: 'registry-replicator', roles: [REPLICATOR_ROLE] };
 
-const outcome = (method: string, path: string, caller: Caller): number | 'allowed' => authorize(method, path, caller)?.status ?? 'allowed';
+/** A database open to everyone (no members), as CouchDB leaves a new one. */
+const open: SecurityObject = { admins: { names: [], roles: [] }, members: { names: [], roles: [] } };
+
+const outcome = (method: string, path: string, caller: Caller, security: SecurityObject | null = open): number | 'allowed' =>
+  authorize(method, path, caller, security)?.status ?? 'allowed';
 
 describe('the embedded server decides as CouchDB 3.4', () => {
   it.each([
@@ -66,8 +75,92 @@ describe('the embedded server decides as CouchDB 3.4', () => {
   });
 
   it('every refusal says what to do', () => {
+    const closed = authorize('POST', '/registry/_find', bob, PACKAGE_DB_SECURITY);
+    expect(closed).toMatchObject({ status: 403, error: 'forbidden' });
+    expect(closed!.reason).toMatch(/npm API.*reader account/);
     const refusal = authorize('POST', '/_replicate', anonymous);
     expect(refusal).toMatchObject({ error: 'unauthorized' });
     expect(refusal!.reason).toMatch(/server admin/);
+  });
+});
+
+/** Every endpoint of a package database, with the methods a member may use. */
+const MEMBER_REQUESTS: [string, string][] = [
+  ['GET', '/registry'],
+  ['HEAD', '/registry'],
+  ['GET', '/registry/%40acme%2Fsecret'],
+  ['GET', '/registry/%40acme%2Fsecret/secret-1.0.0.tgz'],
+  ['GET', '/registry/_all_docs'],
+  ['POST', '/registry/_all_docs'],
+  ['GET', '/registry/_changes'],
+  ['POST', '/registry/_changes'],
+  ['POST', '/registry/_find'],
+  ['POST', '/registry/_explain'],
+  ['POST', '/registry/_bulk_get'],
+  ['POST', '/registry/_revs_diff'],
+  ['POST', '/registry/_missing_revs'],
+  ['GET', '/registry/_index'],
+  ['GET', '/registry/_design_docs'],
+  ['GET', '/registry/_design/app'],
+  ['GET', '/registry/_design/app/_view/byMaintainer'],
+  ['POST', '/registry/_design/app/_view/byMaintainer'],
+  ['GET', '/registry/_local/checkpoint'],
+  ['PUT', '/registry/_local/checkpoint'],
+  ['DELETE', '/registry/_local/checkpoint'],
+  ['PUT', '/registry/pkg'],
+  ['DELETE', '/registry/pkg'],
+  ['PUT', '/registry/pkg/pkg-1.0.0.tgz'],
+  ['POST', '/registry'],
+  ['POST', '/registry/_bulk_docs'],
+  ['POST', '/registry/_ensure_full_commit'],
+];
+
+describe('a database with members (deny by default): every endpoint, POST ones included', () => {
+  it.each(MEMBER_REQUESTS)('%s %s: refused to anonymous (401) and plain users (403), allowed to members and admins', (method, path) => {
+    expect(outcome(method, path, anonymous, PACKAGE_DB_SECURITY)).toBe(401);
+    expect(outcome(method, path, bob, PACKAGE_DB_SECURITY)).toBe(403);
+    // A name alone, or a role that only looks alike, is no membership.
+    expect(outcome(method, path, { name: GATEWAY_ROLE, roles: ['registry'] }, PACKAGE_DB_SECURITY)).toBe(403);
+    for (const member of [gateway, reader, replicator]) expect([member.name, outcome(method, path, member, PACKAGE_DB_SECURITY)]).toEqual([member.name, 'allowed']);
+    expect(outcome(method, path, admin, PACKAGE_DB_SECURITY)).toBe('allowed');
+  });
+
+  it('an unknown security object counts as closed; a database that does not exist is left to the 404', () => {
+    expect(authorize('POST', '/registry/_find', bob)?.status).toBe(403);
+    expect(outcome('POST', '/nothing-here/_find', bob, null)).toBe('allowed');
+  });
+
+  it('members are named by name or role, and database admins are members', () => {
+    const named: SecurityObject = { admins: { names: ['carol'], roles: [] }, members: { names: ['bob'], roles: [] } };
+    expect(outcome('POST', '/registry/_find', bob, named)).toBe('allowed');
+    expect(outcome('POST', '/registry/_find', { name: 'carol', roles: [] }, named)).toBe('allowed');
+    expect(outcome('POST', '/registry/_find', { name: 'dave', roles: ['developers'] }, named)).toBe(403);
+  });
+
+  it.each([
+    ['POST', '/registry/_index'],
+    ['DELETE', '/registry/_index/_design/x/json/by-user'],
+    ['POST', '/registry/_purge'],
+    ['POST', '/registry/_compact'],
+    ['POST', '/registry/_view_cleanup'],
+    ['GET', '/registry/_security'],
+    ['PUT', '/registry/_local/_security'],
+    ['POST', '/registry/pkg'],
+    ['COPY', '/registry/pkg'],
+    ['PUT', '/registry/_design/app'],
+    ['POST', '/registry/_design/app/_update/x'],
+    ['GET', '/registry/_unknown_endpoint'],
+    ['POST', '/registry/_temp_view'],
+  ])('%s %s: not for members either (admins only)', (method, path) => {
+    for (const member of [gateway, reader, replicator]) expect([member.name, outcome(method, path, member, PACKAGE_DB_SECURITY)]).toEqual([member.name, 403]);
+    expect(outcome(method, path, admin, PACKAGE_DB_SECURITY)).toBe('allowed');
+  });
+
+  it.each([
+    ['PATCH', '/registry/_local/x'],
+    ['POST', '/registry/_local/x'],
+    ['PUT', '/registry'],
+  ])('%s %s: refused to members', (method, path) => {
+    expect(outcome(method, path, reader, PACKAGE_DB_SECURITY)).toBeGreaterThanOrEqual(400);
   });
 });

@@ -1,6 +1,6 @@
 import validateMirror from '../../couchapp/mirror/validate_doc_update';
 import validateApp from '../../couchapp/validate_doc_update';
-import { inPrivateScope, parseScopes, REPLICATOR_ROLE } from '../../core/provenance';
+import { GATEWAY_ROLE, inPrivateScope, parseScopes, REPLICATOR_ROLE } from '../../core/provenance';
 import { PackageDoc } from '../../core/types';
 import { mirroredDoc, revGeneration } from '../../core/mirrored';
 import { expectedIntegrity } from '../../replication/mirror';
@@ -17,7 +17,7 @@ const settings = { registry: 'local-id', privateScopes: ['@acme'] };
 const inLocal = { ...settings, database: 'local' };
 const inMirror = { ...settings, database: 'mirror' };
 const replicator = { name: 'registry-replicator', roles: [REPLICATOR_ROLE] };
-const alice = { name: 'alice', roles: [] };
+const alice = { name: 'alice', roles: [GATEWAY_ROLE] };
 const admin = { name: 'root', roles: ['_admin'] };
 
 function attempt(database: object, newDoc: PackageDoc, oldDoc: PackageDoc | null, user: { name: string | null; roles: string[] }): string {
@@ -44,6 +44,10 @@ describe('_design/mirror validate_doc_update in the local database', () => {
     expect(attempt(inLocal, packageDoc('mine', ['1.0.0'], 'alice'), null, alice)).toContain('"origin": "local-id"');
     expect(attempt(inLocal, upstream('mine'), null, alice)).toContain('"origin": "local-id"');
     expect(attempt(inLocal, local('left-pad'), upstream('left-pad'), admin)).toBe('ok');
+  });
+
+  it('a user writing on the CouchDB port directly, not through the gateway, cannot put a package in front of a mirrored one', () => {
+    expect(attempt(inLocal, local('left-pad'), null, { name: 'mallory', roles: [] })).toContain('through the registry');
   });
 
   it('fails closed without a registry id', () => {

@@ -1,9 +1,11 @@
 import validate from '../../couchapp/validate_doc_update';
 import { PackageDoc } from '../../core/types';
+import { GATEWAY_ROLE, READER_ROLE } from '../../core/provenance';
 import { clone, manifest, packageDoc } from './fixtures';
 
-const alice = { name: 'alice', roles: [] };
-const bob = { name: 'bob', roles: [] };
+// Users write through the gateway, which adds its role (proxy authentication).
+const alice = { name: 'alice', roles: [GATEWAY_ROLE] };
+const bob = { name: 'bob', roles: [GATEWAY_ROLE] };
 const admin = { name: 'root', roles: ['_admin'] };
 const anonymous = { name: null, roles: [] };
 
@@ -30,6 +32,14 @@ function publish(old: PackageDoc | null, name: string, version: string, user = '
 describe('validate_doc_update', () => {
   it('lets the first publisher create a package and become its maintainer', () => {
     expect(attempt(publish(null, 'fresh', '1.0.0'), null, alice)).toBe('ok');
+  });
+
+  it('refuses a user writing on the CouchDB port directly, and a downstream reader: writes come through the gateway', () => {
+    const old = packageDoc('pkg', ['1.0.0']);
+    for (const direct of [{ name: 'alice', roles: [] }, { name: 'alice', roles: ['developers'] }, { name: 'reader', roles: [READER_ROLE] }]) {
+      expect(attempt(publish(null, 'fresh', '1.0.0'), null, direct)).toEqual({ forbidden: expect.stringContaining('through the registry') });
+      expect(attempt(publish(old, 'pkg', '1.1.0'), old, direct)).toEqual({ forbidden: expect.stringContaining('through the registry') });
+    }
   });
 
   it('refuses anonymous writers with 401', () => {
