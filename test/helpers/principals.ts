@@ -64,14 +64,18 @@ export async function send(url: string, method: string, path: string, options: {
 
 /**
  * Refusals a real CouchDB 3.4.3 answers in its own way (measured): a non-admin's PUT of `_security`
- * fails with 500 `no_majority`, and `_replicate` runs with the caller's own rights, so a local
- * database name is a 400 and a database the caller cannot reach a 401 or a 500 `db_not_found`.
+ * fails with 500 `no_majority`, `_replicate` runs with the caller's own rights, so a local
+ * database name is a 400 and a database the caller cannot reach a 401 or a 500 `db_not_found`, and
+ * `POST /_session` with a JSON body that is not an object fails with 500 `badmatch`.
  * The embedded server answers 401/403 to both.
  */
 export function couchQuirk(method: string, path: string, res: { status: number; body: any }): boolean {
   if (!process.env.COUCHDB_URL) return false;
   if (method === 'PUT' && path.endsWith('/_security')) return res.status === 500 && res.body.reason === 'no_majority';
   if (path === '/_replicate') return [400, 401, 403, 500].includes(res.status);
+  // CouchDB 3.4.3's own answer to a `POST /_session` whose JSON body is not an object (`true`, `[]`):
+  // 500 `badmatch` from its session handler, before any authentication (measured).
+  if (method === 'POST' && path === '/_session') return res.status === 500 && res.body && res.body.error === 'badmatch';
   return false;
 }
 
