@@ -5,10 +5,15 @@
 import { parseDuration } from '../core/policy';
 import { resolve } from 'path';
 import { parseScopes } from '../core/provenance';
+import { listOf, OutboundPolicy } from './outbound';
+
+export { OutboundPolicy, OutboundRefused } from './outbound';
 
 export type SignupMode = 'open' | 'closed';
 export type UpstreamMode = 'mirror' | 'proxy' | 'redirect';
 export type ReplicationMode = 'all' | 'existing' | 'list';
+/** How foreign packages are served: `redirect` (302 to the registry that hosts it) or `proxy` (served through). */
+export type ForeignMode = 'redirect' | 'proxy';
 
 export interface ReplicationConfig {
   /** Change feed of an npm registry upstream (`REPLICATION_FEED`): `<feed>/_changes`; the follower runs when set. */
@@ -118,6 +123,21 @@ export interface Config {
    * versions younger than this (by their upstream publish time) are not served. In ms; 0 is off.
    */
   upstreamMinAgeMs: number;
+  /**
+   * The outbound request policy (`config/outbound.ts`): every request the registry makes to another
+   * host asks it. From `OUTBOUND_ALLOW_PRIVATE`, `FOREIGN_HOSTS` and the configured upstream, feed and
+   * replication source.
+   */
+  outbound: OutboundPolicy;
+  /**
+   * Foreign packages (`FOREIGN_MODE`): `redirect` (default) answers 302 to the registry that hosts
+   * it and fetches nothing; `proxy` serves it through, only from hosts listed in `FOREIGN_HOSTS`.
+   */
+  foreignMode: ForeignMode;
+  /** Largest upstream packument accepted, decoded (`UPSTREAM_MAX_PACKUMENT_MB`, default 64), in bytes. */
+  upstreamMaxPackumentBytes: number;
+  /** Largest upstream tarball accepted (`UPSTREAM_MAX_TARBALL_MB`, default 256), in bytes. */
+  upstreamMaxTarballBytes: number;
   /** The first wait before a failed webhook delivery is sent again (`WEBHOOK_BACKOFF_MS`, default 5000); the waits double up to an hour. */
   webhookBackoffMs: number;
 }
@@ -164,6 +184,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const upstreamMinAgeMs = env.UPSTREAM_MIN_AGE ? parseDuration(env.UPSTREAM_MIN_AGE) : 0;
   if (upstreamMinAgeMs === null) throw new Error('UPSTREAM_MIN_AGE must be a duration such as 3d, 12h, 90m or 3600 (seconds), got "' + env.UPSTREAM_MIN_AGE + '"');
+  const foreignMode = oneOf(env, 'FOREIGN_MODE', ['redirect', 'proxy'] as const, 'redirect');
+  const foreignHosts = listOf(env.FOREIGN_HOSTS);
+  if (foreignMode === 'proxy' && foreignHosts.length === 0) {
+    throw new Error('FOREIGN_MODE=proxy needs FOREIGN_HOSTS: the hosts of the registries foreign packages may be served through from, such as "npm.pkg.github.com"');
+  }
+  const outbound = new OutboundPolicy({
+    allowPrivate: listOf(env.OUTBOUND_ALLOW_PRIVATE),
+    configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string),
+    foreignHosts,
+  });
   const metrics = oneOf(env, 'METRICS', ['admins', 'token', 'off'] as const, 'admins');
   if (metrics === 'token' && (env.METRICS_TOKEN || '').length < 16) {
     throw new Error('METRICS=token needs METRICS_TOKEN, a secret of at least 16 characters that Prometheus sends as a Bearer token');
@@ -214,6 +244,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metrics,
     metricsToken: env.METRICS_TOKEN || undefined,
     webhookBackoffMs: integer(env, 'WEBHOOK_BACKOFF_MS', 5000),
+    outbound,
+    foreignMode,
+    upstreamMaxPackumentBytes: Math.max(1, integer(env, 'UPSTREAM_MAX_PACKUMENT_MB', 64)) * 1024 * 1024,
+    upstreamMaxTarballBytes: Math.max(1, integer(env, 'UPSTREAM_MAX_TARBALL_MB', 256)) * 1024 * 1024,
     upstreamMinAgeMs,
   };
 }

@@ -22,16 +22,29 @@ export function revGeneration(rev: unknown): number {
   return Number.isFinite(n) ? n : 0;
 }
 
+/** Whether two `dist`s name the same bytes (integrity and shasum alike). */
+function sameDist(a: VersionManifest['dist'] | undefined, b: VersionManifest['dist']): boolean {
+  return !!a && a.integrity === b.integrity && a.shasum === b.shasum;
+}
+
 const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin', 'origin_rev'];
 
 /**
  * The document mirroring `packument` from `origin`: the upstream's fields as they are (tarball URLs
- * are rewritten when served), the tarballs already stored here kept for the versions still there.
+ * are rewritten when served), the tarballs already stored here kept for the versions still there,
+ * and the first `dist` of every version kept (a version republished upstream is not taken).
  */
 export function mirroredDoc(name: string, packument: UpstreamPackument, origin: string, existing: PackageDoc | null): PackageDoc {
   const doc: Record<string, unknown> = {};
   for (const key of Object.keys(packument)) if (TOP_LEVEL_DROPPED.indexOf(key) === -1) doc[key] = packument[key];
-  const versions = packument.versions && typeof packument.versions === 'object' ? packument.versions : {};
+  const versions = { ...(packument.versions && typeof packument.versions === 'object' ? packument.versions : {}) };
+  // A published version never changes here: an upstream that republishes it with other bytes keeps
+  // the first `dist` (integrity, shasum, tarball), so the manifest always matches the tarball served.
+  const before = (existing && existing.versions) || {};
+  for (const version of Object.keys(versions)) {
+    const kept = Object.prototype.hasOwnProperty.call(before, version) ? before[version] : undefined;
+    if (kept && kept.dist && versions[version] && !sameDist(versions[version].dist, kept.dist)) versions[version] = { ...versions[version], dist: kept.dist };
+  }
   const result = {
     ...doc,
     _id: name,

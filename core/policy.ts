@@ -1,9 +1,10 @@
 /**
  * The supply-chain policy of mirrored packages: a cooldown that holds back upstream versions younger
  * than a minimum age (with per-package exceptions), and versions or whole packages blocked by an
- * admin. Applied when a mirrored packument is served: the mirror database keeps everything the
- * upstream has, so a block or a cooldown survives replication and refreshes. Local packages are
- * never held back. Pure.
+ * admin, matched against names without regard to case (as npm normalizes them). Applied when a
+ * mirrored packument is served (the mirror database keeps everything the upstream has, so a block
+ * or a cooldown survives replication and refreshes), and to what `UPSTREAM_MODE=proxy` and
+ * `redirect` pass on. Local packages are never held back. Pure.
  */
 import semver from 'semver';
 import { patternMatches } from './access';
@@ -42,18 +43,32 @@ export function policyActive(policy: Policy): boolean {
   return policy.minAgeMs > 0 || policy.blocked.length > 0;
 }
 
+/** Whether `pattern` (of a block or an exception) names `name`, compared as npm normalizes names: without regard to case. */
+function names(pattern: unknown, name: string): boolean {
+  return typeof pattern === 'string' && patternMatches(pattern.toLowerCase(), name.toLowerCase());
+}
+
+/**
+ * Whether `policy` may hold back anything of the upstream package `name`: a block names it, or the
+ * cooldown applies to it. A name it does not cover can be served without reading its versions.
+ */
+export function policyCovers(policy: Policy, name: string): boolean {
+  if (policy.blocked.some((rule) => rule && names(rule.package, name))) return true;
+  return policy.minAgeMs > 0 && !policy.exceptions.some((pattern) => names(pattern, name));
+}
+
 /** The versions of a mirrored package that are not served, by version, under `policy` at `now` (ms). */
 export function withheldVersions(doc: PackageDoc, policy: Policy, now: number): Map<string, Withheld> {
   const withheld = new Map<string, Withheld>();
   const name = doc.name;
   for (const rule of policy.blocked) {
-    if (!rule || typeof rule.package !== 'string' || !patternMatches(rule.package, name)) continue;
+    if (!rule || !names(rule.package, name)) continue;
     const versions = typeof rule.version === 'string' && rule.version ? [rule.version] : Object.keys(doc.versions || {});
     for (const version of versions) {
       if (doc.versions[version]) withheld.set(version, { version, kind: 'blocked', reason: name + '@' + version + ' is blocked on this registry: ' + (rule.reason || 'no reason given') + '.' });
     }
   }
-  const exempt = policy.exceptions.some((pattern) => typeof pattern === 'string' && patternMatches(pattern, name));
+  const exempt = policy.exceptions.some((pattern) => names(pattern, name));
   if (policy.minAgeMs > 0 && !exempt) {
     for (const version of Object.keys(doc.versions || {})) {
       if (withheld.has(version)) continue;

@@ -1,94 +1,275 @@
 /**
- * Reads served from registries elsewhere: the configured upstream for names unknown here (redirected,
- * or proxied), and foreign packages registered here with the `url` of the registry that hosts them
- * (always proxied: a redirect would carry this registry's credentials along when both registries
- * share a host). Proxied packuments point their tarball URLs at this registry, which streams the
- * tarballs through; nothing of the client's credentials is passed on. The upstream's HTTP client
- * for mirroring is `replication/upstream.ts`.
+ * Reads served from registries elsewhere: the configured upstream for names unknown here
+ * (`UPSTREAM_MODE=redirect` or `proxy`), and foreign packages registered here with the `url` of the
+ * registry that hosts them (`FOREIGN_MODE=redirect`, the default, answers 302 and fetches nothing;
+ * `proxy` serves them through, only from hosts in `FOREIGN_HOSTS`). Every request goes through the
+ * outbound request policy (`config/outbound.ts`). Proxied packuments point their tarball URLs at
+ * this registry, which streams the tarballs through; nothing of the client's credentials is passed
+ * on. Private scopes are never asked of the upstream, and the supply-chain policy (cooldown, blocks)
+ * holds back in every mode what it holds back of mirrored packages: what it covers is served through
+ * this registry, filtered, and a tarball is redirected only when its version is allowed. The
+ * upstream's HTTP client for mirroring is `replication/upstream.ts`.
  */
-import { Readable } from 'stream';
 import { Request, Response } from 'express';
-import { HttpError, UPSTREAM_FAILED } from './errors';
-import { tarballUrl } from '../core/packument';
+import { HttpError, forbidden, notFound, UPSTREAM_FAILED } from './errors';
+import { resolveVersion, tarballUrl } from '../core/packument';
+import { versionOfTarball } from '../core/names';
+import { Policy, policyActive, policyCovers, Withheld, withheldTarball, withheldVersions, withoutWithheld } from '../core/policy';
+import { inPrivateScope } from '../core/provenance';
+import { PackageDoc } from '../core/types';
 import { Config } from '../config';
-import { fetchFailure, upstreamPath } from '../replication/upstream';
+import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, nestingDepth, outboundRequest, readAll, UpstreamAnswer, upstreamPath } from '../replication/upstream';
+
+/** What reads from elsewhere need of the gateway. */
+export interface ElsewhereHost {
+  config: Config;
+  baseUrl: string;
+  /** The supply-chain policy in force. */
+  policy?: { current: Policy };
+}
 
 function unreachable(upstream: string, err: unknown): HttpError {
-  return new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' ' + fetchFailure(err).words + '; packages already here are still served. Try again later.');
+  return new HttpError(UPSTREAM_FAILED, 'The registry ' + upstream + ' ' + fetchFailure(err).words + '; packages already here are still served. Try again later.');
 }
 
 /** Headers worth passing to an upstream registry (not the client's credentials for this registry). */
 function forwardHeaders(req: Request): Record<string, string> {
   const headers: Record<string, string> = {};
-  for (const name of ['accept', 'if-none-match', 'accept-encoding', 'user-agent', 'npm-command', 'npm-session']) {
+  for (const name of ['accept', 'if-none-match', 'user-agent', 'npm-command', 'npm-session']) {
     const value = req.headers[name];
-    if (typeof value === 'string') headers[name] = name === 'accept-encoding' ? 'identity' : value;
+    if (typeof value === 'string') headers[name] = value;
   }
+  headers['accept-encoding'] = 'gzip, deflate, br';
   return headers;
 }
 
+const isTarballPath = (rest: string[]) => rest.length === 2 && rest[0] === '-';
+
+/** The supply-chain policy when it may hold back something of `name`, else undefined. */
+function coveringPolicy(host: ElsewhereHost, name: string): Policy | undefined {
+  const policy = host.policy?.current;
+  return policy && policyActive(policy) && policyCovers(policy, name) ? policy : undefined;
+}
+
 /** Serves `GET /<name>[/...]` for a name that is not here, from the upstream; false when none is configured. */
-export async function forwardToUpstream(config: Config, baseUrl: string, req: Request, res: Response, name: string, rest: string[]): Promise<boolean> {
+export async function forwardToUpstream(host: ElsewhereHost, req: Request, res: Response, name: string, rest: string[]): Promise<boolean> {
+  const { config } = host;
   const upstream = config.upstreamRegistry;
   if (!upstream) return false;
-  if (config.upstreamMode === 'redirect') {
-    res.redirect(302, upstream + upstreamPath(name, rest));
-    return true;
+  if (inPrivateScope(name, config.replication.privateScopes)) {
+    throw notFound('Package "' + name + '" is not in this registry; its scope is private here, so it is never fetched from the upstream.');
   }
-  await proxyRead(upstream, config.upstreamTimeoutMs, baseUrl, req, res, name, rest, 'Package "' + name + '" is neither in this registry nor in its upstream ' + upstream + '.');
+  const policy = coveringPolicy(host, name);
+  const missing = 'Package "' + name + '" is neither in this registry nor in its upstream ' + upstream + '.';
+  if (config.upstreamMode === 'redirect') {
+    if (!policy) {
+      res.redirect(302, upstream + upstreamPath(name, rest));
+      return true;
+    }
+    if (isTarballPath(rest)) {
+      // Redirected only once its version is known to be allowed.
+      await assertTarballAllowed(host, upstream, name, rest[1], policy, missing);
+      res.redirect(302, upstream + upstreamPath(name, rest));
+      return true;
+    }
+  }
+  await proxyRead(host, upstream, req, res, name, rest, missing, policy);
   return true;
 }
 
 /**
- * Serves a read of `name` (its packument, a version, a tarball) from the registry at `registry`;
- * `missing` is the answer when that registry does not have it either.
+ * Why `raw` cannot be the `url` of a foreign package, in words for its maintainer, or null: it must
+ * be a registry's base URL (http or https, a host, an optional path; no query, fragment or
+ * credentials), on a host `FOREIGN_HOSTS` lists (always in `FOREIGN_MODE=proxy`; in `redirect` when
+ * it is set), not on a private address nor this registry itself.
  */
-export async function proxyRead(registry: string, timeoutMs: number, baseUrl: string, req: Request, res: Response, name: string, rest: string[], missing: string): Promise<void> {
-  let response: globalThis.Response;
+export function foreignUrlProblem(host: ElsewhereHost, raw: unknown): string | null {
+  const base = '"url" must be the base URL of the registry that hosts the package (http or https, a host and an optional path, such as "https://npm.pkg.github.com")';
+  if (typeof raw !== 'string' || raw.length > 2000) return base + '.';
+  let url: URL;
   try {
-    response = await fetch(registry + upstreamPath(name, rest), { headers: forwardHeaders(req), signal: AbortSignal.timeout(timeoutMs), redirect: 'follow' });
+    url = new URL(raw);
+  } catch {
+    return base + '; "' + raw + '" is not a URL.';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return base + '; it is ' + url.protocol.slice(0, -1) + '.';
+  if (url.username || url.password) return base + '; it must carry no credentials.';
+  if (raw.includes('?') || raw.includes('#')) return base + '; it must have no query and no fragment.';
+  if (!url.hostname) return base + '; it has no host.';
+  const { config } = host;
+  const outbound = config.outbound;
+  if ((config.foreignMode === 'proxy' || outbound.foreignHostsSet) && !outbound.foreignHostListed(url)) {
+    return 'Foreign packages may be registered only at the hosts an admin listed in FOREIGN_HOSTS, and ' + url.host + ' is not one of them; ask an admin to add it.';
+  }
+  const own = new URL(host.baseUrl);
+  if (url.host.toLowerCase() === own.host.toLowerCase()) return base + '; it points at this registry itself.';
+  const literal = outbound.literalProblem(url);
+  if (literal) return 'A foreign package cannot be hosted at ' + url.host + ': ' + literal + '.';
+  return null;
+}
+
+/** The stored form of a foreign package's `url` (checked by `foreignUrlProblem`): origin and path, without a trailing slash. */
+export function foreignBaseUrl(raw: string): string {
+  const url = new URL(raw);
+  return (url.origin + url.pathname).replace(/\/+$/, '');
+}
+
+/**
+ * Serves a read of the foreign package `name` registered at `url`: a 302 there (`FOREIGN_MODE=redirect`)
+ * or served through (`proxy`, from hosts in `FOREIGN_HOSTS` only).
+ */
+export async function readForeign(host: ElsewhereHost, req: Request, res: Response, name: string, rest: string[], url: string): Promise<void> {
+  const problem = foreignUrlProblem(host, url);
+  if (problem) {
+    throw new HttpError(UPSTREAM_FAILED, '"' + name + '" is registered here as hosted at ' + url + ', which this registry does not ask: ' + problem + ' Its maintainers may register it again with another url.');
+  }
+  const base = foreignBaseUrl(url);
+  if (host.config.foreignMode === 'redirect') {
+    res.redirect(302, base + upstreamPath(name, rest));
+    return;
+  }
+  await proxyRead(host, base, req, res, name, rest, '"' + name + '" is registered here as hosted at ' + base + ', which does not have it.');
+}
+
+/** The status, body and headers of a GET at `registry` for `name`, or the error for an answer that did not come. */
+async function ask(host: ElsewhereHost, registry: string, name: string, rest: string[], headers: Record<string, string>): Promise<UpstreamAnswer> {
+  try {
+    return await outboundRequest(new URL(registry + upstreamPath(name, rest)), {
+      policy: host.config.outbound,
+      headers,
+      signal: AbortSignal.timeout(host.config.upstreamTimeoutMs),
+    });
   } catch (err) {
     throw unreachable(registry, err);
   }
-  const isTarball = rest.length === 2 && rest[0] === '-';
-  if (response.status === 404) {
-    await response.body?.cancel();
-    throw new HttpError(404, missing);
+}
+
+/** The upstream's full packument of `name` (bounded in size and depth), or the error for it. */
+async function packumentFrom(host: ElsewhereHost, registry: string, name: string, missing: string): Promise<PackageDoc> {
+  const answer = await ask(host, registry, name, [], { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' });
+  if (answer.status === 404) {
+    answer.body.resume();
+    throw notFound(missing);
   }
-  if (response.status >= 500) {
-    await response.body?.cancel();
-    throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' answered ' + response.status + ' for "' + name + '"; packages already here are still served. Try again later.');
+  if (answer.status !== 200) {
+    answer.body.resume();
+    throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' answered ' + answer.status + ' for "' + name + '"; packages already here are still served. Try again later.');
   }
-  for (const header of ['etag', 'last-modified', 'cache-control']) {
-    const value = response.headers.get(header);
-    if (value) res.setHeader(header, value);
+  return parsePackument(registry, name, await readBounded(host, registry, answer));
+}
+
+async function readBounded(host: ElsewhereHost, registry: string, answer: UpstreamAnswer): Promise<Buffer> {
+  try {
+    return await readAll(capped(answer.body, host.config.upstreamMaxPackumentBytes, 'a packument', 'UPSTREAM_MAX_PACKUMENT_MB'));
+  } catch (err) {
+    throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' ' + fetchFailure(err).words + '. Try again later, or ask an admin.');
   }
-  res.setHeader('X-Registry-Upstream', registry);
-  if (isTarball || response.status !== 200) {
-    res.status(response.status);
-    const type = response.headers.get('content-type');
-    if (type) res.setHeader('content-type', type);
-    const length = response.headers.get('content-length');
-    if (length) res.setHeader('content-length', length);
-    if (!response.body || req.method === 'HEAD') {
-      await response.body?.cancel();
-      res.end();
-      return;
-    }
-    const body = Readable.fromWeb(response.body as import('stream/web').ReadableStream);
-    body.on('error', () => res.destroy());
-    body.pipe(res);
-    return;
+}
+
+function parsePackument(registry: string, name: string, text: Buffer): PackageDoc {
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(text.toString('utf8'));
+  } catch {
+    doc = null as never;
   }
-  // A packument or a version: its tarball URLs are pointed at this registry, which streams them through.
-  const doc = (await response.json()) as Record<string, unknown>;
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc) || nestingDepth(doc, MAX_PACKUMENT_DEPTH) > MAX_PACKUMENT_DEPTH) {
+    throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' sent something for "' + name + '" that is not a packument (not JSON, or nested deeper than ' + MAX_PACKUMENT_DEPTH + ' levels). Tell its admins.');
+  }
+  if (!doc.versions || typeof doc.versions !== 'object' || Array.isArray(doc.versions)) doc.versions = {};
+  if (!doc['dist-tags'] || typeof doc['dist-tags'] !== 'object') doc['dist-tags'] = {};
+  if (!doc.time || typeof doc.time !== 'object') doc.time = {};
+  return { ...doc, name } as PackageDoc;
+}
+
+/** Refuses (403) the tarball `file` of `name` when the policy holds its version back; 404 when the upstream has no such version. */
+async function assertTarballAllowed(host: ElsewhereHost, registry: string, name: string, file: string, policy: Policy, missing: string): Promise<void> {
+  const doc = await packumentFrom(host, registry, name, missing);
+  const held = withheldTarball(name, file, withheldVersions(doc, policy, Date.now()));
+  if (held) throw forbidden(held.reason);
+  if (!versionOfTarball(doc, file)) throw notFound('No tarball ' + file + ' for "' + name + '" in ' + registry + ': the version does not exist there.');
+}
+
+/** Points a packument's (or a version's) tarball URLs at this registry, which streams them through. */
+function pointTarballs(baseUrl: string, name: string, doc: Record<string, unknown>): void {
   const point = (manifest: { version?: string; dist?: { tarball?: string } }) => {
     if (manifest && manifest.dist && typeof manifest.version === 'string') manifest.dist.tarball = tarballUrl(baseUrl, name, manifest.version);
   };
   if (doc.versions && typeof doc.versions === 'object') for (const manifest of Object.values(doc.versions)) point(manifest);
   else point(doc);
-  res.removeHeader('etag');
-  res.type(response.headers.get('content-type') || 'application/json').send(JSON.stringify(doc));
+}
+
+/**
+ * Serves a read of `name` (its packument, a version, a tarball) from the registry at `registry`;
+ * `missing` is the answer when that registry does not have it either. With `policy`, what it holds
+ * back is left out (a packument), refused with its reason (a version or a tarball).
+ */
+export async function proxyRead(host: ElsewhereHost, registry: string, req: Request, res: Response, name: string, rest: string[], missing: string, policy?: Policy): Promise<void> {
+  const isTarball = isTarballPath(rest);
+  if (policy) {
+    // The full packument decides (its publish times): a packument or a version is served from it, filtered.
+    if (isTarball) {
+      await assertTarballAllowed(host, registry, name, rest[1], policy, missing);
+    } else {
+      const stored = await packumentFrom(host, registry, name, missing);
+      const withheld: Map<string, Withheld> = withheldVersions(stored, policy, Date.now());
+      const served = withoutWithheld(stored, withheld);
+      let body: unknown = served;
+      if (rest.length === 1) {
+        const manifest = resolveVersion(served, rest[0]);
+        const held = withheld.get(rest[0]);
+        if (!manifest && held) throw forbidden(held.reason);
+        if (!manifest) throw notFound('"' + name + '" has no version or tag "' + rest[0] + '" in ' + registry + '.');
+        body = JSON.parse(JSON.stringify(manifest));
+      }
+      pointTarballs(host.baseUrl, name, body as Record<string, unknown>);
+      delete (body as Record<string, unknown>)._attachments;
+      res.setHeader('X-Registry-Upstream', registry);
+      res.type('application/json').send(JSON.stringify(body));
+      return;
+    }
+  }
+  const headers = forwardHeaders(req);
+  if (isTarball) headers['accept-encoding'] = 'identity';
+  const response = await ask(host, registry, name, rest, headers);
+  if (response.status === 404) {
+    response.body.resume();
+    throw new HttpError(404, missing);
+  }
+  if (response.status >= 500) {
+    response.body.resume();
+    throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' answered ' + response.status + ' for "' + name + '"; packages already here are still served. Try again later.');
+  }
+  res.setHeader('X-Registry-Upstream', registry);
+  if (isTarball || response.status !== 200) {
+    res.status(response.status);
+    res.setHeader('content-type', isTarball ? 'application/octet-stream' : 'application/json');
+    if (response.length !== null) res.setHeader('content-length', String(response.length));
+    if (req.method === 'HEAD' || response.status === 304) {
+      response.body.resume();
+      res.end();
+      return;
+    }
+    const body = capped(response.body, host.config.upstreamMaxTarballBytes, 'a tarball', 'UPSTREAM_MAX_TARBALL_MB');
+    body.on('error', () => res.destroy());
+    body.pipe(res);
+    return;
+  }
+  // A packument or a version: its tarball URLs are pointed at this registry, which streams them through.
+  const text = await readBounded(host, registry, response);
+  const doc = rest.length === 0 ? (parsePackument(registry, name, text) as unknown as Record<string, unknown>) : parseVersion(registry, name, text);
+  pointTarballs(host.baseUrl, name, doc);
+  res.type('application/json').send(JSON.stringify(doc));
+}
+
+function parseVersion(registry: string, name: string, text: Buffer): Record<string, unknown> {
+  try {
+    const doc = JSON.parse(text.toString('utf8'));
+    if (doc && typeof doc === 'object' && !Array.isArray(doc) && nestingDepth(doc, MAX_PACKUMENT_DEPTH) <= MAX_PACKUMENT_DEPTH) return doc;
+  } catch {
+    /* answered below */
+  }
+  throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' sent something for a version of "' + name + '" that is not a version manifest. Tell its admins.');
 }
 
 /** POST bodies forwarded as JSON to the upstream (audit), with a clear answer when it cannot help. */
@@ -97,21 +278,26 @@ export async function postToUpstream(config: Config, path: string, body: unknown
   if (!upstream) {
     throw new HttpError(503, 'This registry has no upstream to ask for security advisories (UPSTREAM_REGISTRY is not set); `npm audit` cannot check here.');
   }
-  let response: globalThis.Response;
+  let text: string;
+  let status: number;
   try {
-    response = await fetch(upstream + path, {
+    const answer = await outboundRequest(new URL(upstream + path), {
+      policy: config.outbound,
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      headers: { 'content-type': 'application/json', accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(config.upstreamTimeoutMs),
+      maxBytes: config.upstreamMaxPackumentBytes,
+      maxBytesSetting: 'UPSTREAM_MAX_PACKUMENT_MB',
     });
+    status = answer.status;
+    text = (await readAll(answer.body)).toString('utf8');
   } catch (err) {
     throw unreachable(upstream, err);
   }
-  const text = await response.text();
   try {
-    return { status: response.status, body: JSON.parse(text) };
+    return { status, body: JSON.parse(text) };
   } catch {
-    throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + response.status + ').');
+    throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + status + ').');
   }
 }

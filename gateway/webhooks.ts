@@ -9,7 +9,10 @@
  * sent. Each event becomes a delivery document in the same database before it is sent, so a restart
  * loses nothing: a worker in every gateway sends what is due, one gateway at a time per delivery (a
  * lease taken with the document's revision), as JSON signed with HMAC-SHA256 of the hook's secret
- * (`x-npm-signature: sha256=<hex>`, as npm's hooks sign), and tries again with growing waits.
+ * (`x-npm-signature: sha256=<hex>`, as npm's hooks sign), and tries again with growing waits. Every
+ * delivery passes the outbound request policy: a receiver on a loopback or private address is
+ * refused (and the refusal recorded as the delivery's error) unless OUTBOUND_ALLOW_PRIVATE allows it;
+ * redirects are not followed.
  */
 import { createHmac, randomBytes } from 'crypto';
 import { Logger } from 'pino';
@@ -18,6 +21,8 @@ import { EVENT_NAMES, eventsOf, RegistryEvent } from '../core/events';
 import { PackageDoc } from '../core/types';
 import { Couch, Database } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
+import { OutboundPolicy } from '../config';
+import { outboundRequest } from '../replication/upstream';
 import { databasePosition } from './changes';
 
 export interface WebhookDoc {
@@ -87,6 +92,8 @@ export class Webhooks {
     stateDb: string,
     private readonly registryUrl: () => string,
     private readonly log: Logger,
+    /** The outbound request policy every delivery passes (a receiver on a private address needs OUTBOUND_ALLOW_PRIVATE). */
+    private readonly outbound: OutboundPolicy,
     /** The first wait after a failed delivery; the waits double up to an hour. */
     private readonly backoffMs = 5000,
   ) {
@@ -186,7 +193,8 @@ export class Webhooks {
       let status = 0;
       let error = '';
       try {
-        const response = await fetch(hook.url, {
+        const response = await outboundRequest(new URL(hook.url), {
+          policy: this.outbound,
           method: 'POST',
           headers: {
             'content-type': 'application/json',
@@ -197,12 +205,12 @@ export class Webhooks {
           },
           body: delivery.body,
           signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
-          redirect: 'manual',
+          manualRedirects: true,
         });
         status = response.status;
-        await response.body?.cancel();
+        response.body.resume();
       } catch (err) {
-        error = (err as { cause?: { code?: string } }).cause?.code || (err as Error).message;
+        error = (err as { code?: string }).code === 'EOUTBOUND' ? (err as Error).message : (err as { cause?: { code?: string }; code?: string }).cause?.code || (err as { code?: string }).code || (err as Error).message;
       }
       if (status >= 200 && status < 300) {
         outcome = { state: 'delivered', delivered: new Date().toISOString(), lastStatus: status };

@@ -12,6 +12,8 @@ import { Logger } from 'pino';
 import { inPrivateScope, REPLICATOR_ROLE } from '../core/provenance';
 import { Couch, couchFailure, docPath } from '../couchdb/client';
 import { namesByOrigin, REPLICATOR } from './mirror';
+import { OutboundPolicy } from '../config';
+import { outboundRequest, readAll } from './upstream';
 
 /** Design documents (and other `_` ids) stay where they are. */
 export const NO_DESIGN_DOCS = { _id: { $regex: '^[^_]' } };
@@ -57,6 +59,8 @@ export class NativeReplication {
     private readonly source: string,
     private readonly privateScopes: string[],
     private readonly log: Logger,
+    /** The outbound request policy (the source's own host is configured, so allowed). */
+    private readonly outbound: OutboundPolicy,
   ) {
     this.docId = 'registry-' + dbs.local + '-from-upstream';
   }
@@ -116,9 +120,17 @@ export class NativeReplication {
   }
 
   private async json(url: string, headers: Record<string, string> = {}): Promise<any> {
-    const response = await fetch(url, { headers: { accept: 'application/json', ...headers }, signal: AbortSignal.timeout(5000) });
-    if (!response.ok) throw new Error(withoutCredentials(url) + ' answered ' + response.status);
-    return response.json();
+    const answer = await outboundRequest(new URL(url), {
+      policy: this.outbound,
+      headers: { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br', ...headers },
+      signal: AbortSignal.timeout(5000),
+      maxBytes: 64 * 1024 * 1024,
+    });
+    if (answer.status < 200 || answer.status >= 300) {
+      answer.body.resume();
+      throw new Error(withoutCredentials(url) + ' answered ' + answer.status);
+    }
+    return JSON.parse((await readAll(answer.body)).toString('utf8'));
   }
 
   /**

@@ -184,7 +184,7 @@ export class Mirror {
     upstream: string,
   ) {
     this.upstream = upstream;
-    this.registry = new UpstreamRegistry(upstream, host.config.upstreamTimeoutMs);
+    this.registry = new UpstreamRegistry(upstream, host.config);
     this.prefetch = new Prefetcher(
       host.config.upstreamPrefetch,
       (name) => !!host.unlisted && this.mayPull(name) && !this.pulls.has(name) && !this.storing.has(name) && host.unlisted(name),
@@ -648,6 +648,10 @@ export class Mirror {
   /** The error for a download that broke off, or whose bytes do not match the integrity (ssri's EINTEGRITY). */
   private downloadFailure(err: unknown, name: string, file: string, source: string): Error {
     if ((err as { code?: string }).code === 'EINTEGRITY') return this.integrityRefused(name, file, source);
+    if ((err as { code?: string }).code === 'ETOOLARGE') {
+      this.recordFailure(name, 'tarball ' + file + ' from ' + source + ' ' + (err as Error).message + '; refused');
+      return upstreamFailed('The upstream registry ' + this.upstream + ' ' + (err as Error).message + ' for ' + file + '; it was refused and not stored. Tell the upstream\'s admins, or ask an admin of this registry.');
+    }
     return upstreamFailed('The download of ' + file + ' from the upstream registry ' + this.upstream + ' broke off (' + (err as Error).message + '). Try again.');
   }
 

@@ -25,7 +25,7 @@ export async function startReplication(host: MirrorHost, proxySecret: string): P
     log.info({ feed: settings.feed, mode: settings.mode }, 'replication: following the npm change feed');
   }
   if (settings.couchdb) {
-    native = new NativeReplication(couch, proxySecret, { local: config.registryDb, mirror: config.mirrorDb }, settings.couchdb, settings.privateScopes, log);
+    native = new NativeReplication(couch, proxySecret, { local: config.registryDb, mirror: config.mirrorDb }, settings.couchdb, settings.privateScopes, log, config.outbound);
     try {
       await native.ensure();
     } catch (err) {

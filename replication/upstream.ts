@@ -4,9 +4,10 @@
  */
 import http, { IncomingMessage } from 'http';
 import https from 'https';
-import { Readable } from 'stream';
+import { Readable, Transform } from 'stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'zlib';
 import { UpstreamPackument } from '../core/mirrored';
+import { Config, OutboundPolicy } from '../config';
 
 /** The path of a package (and of something under it) on an npm registry: `/@scope%2fname/-/file.tgz`. */
 export function upstreamPath(name: string, rest: string[]): string {
@@ -19,6 +20,8 @@ export function fetchFailure(err: unknown): { timedOut: boolean; words: string }
   const e = err as { name?: string; message?: string; code?: string; cause?: { code?: string } };
   const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
   if (!timedOut && typeof e.code === 'string' && e.code.startsWith('Z_')) return { timedOut, words: 'sent an answer that cannot be decoded (' + e.message + ')' };
+  if (e.code === 'EOUTBOUND') return { timedOut, words: 'was not asked: ' + e.message };
+  if (e.code === 'ETOOLARGE') return { timedOut, words: e.message + '; it was refused' };
   return { timedOut, words: timedOut ? 'did not answer in time' : 'is unreachable (' + (e.cause?.code || e.code || e.message) + ')' };
 }
 
@@ -27,6 +30,8 @@ export interface UpstreamAnswer {
   status: number;
   /** The length the upstream declared for the body as sent (null when it did not, or when it was encoded). */
   length: number | null;
+  /** Where a redirect not followed points (`redirects: 0`). */
+  location?: string;
   body: Readable;
 }
 
@@ -35,23 +40,68 @@ const ignore = (): void => undefined;
 /** Redirects followed at most. */
 const MAX_REDIRECTS = 5;
 
+/** A body that grew beyond what was allowed for it (a decompression bomb, a tarball larger than declared). */
+export class AnswerTooLarge extends Error {
+  readonly code = 'ETOOLARGE';
+}
+
+/** `body`, ended with `AnswerTooLarge` as soon as more than `max` bytes came through. */
+export function capped(body: Readable, max: number, what: string, setting?: string): Readable {
+  let seen = 0;
+  const limited = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length;
+      if (seen > max) return done(new AnswerTooLarge('sent ' + what + ' larger than ' + max + ' bytes' + (setting ? ' (' + setting + ')' : '')));
+      done(null, chunk);
+    },
+  });
+  limited.on('error', ignore);
+  body.on('error', (err) => limited.destroy(err));
+  limited.on('close', () => body.destroy());
+  return body.pipe(limited);
+}
+
+export interface OutboundRequest {
+  /** The outbound policy every connection (each redirect hop too) must pass. */
+  policy: OutboundPolicy;
+  headers: Record<string, string>;
+  signal: AbortSignal;
+  method?: string;
+  body?: string | Buffer;
+  /** A redirect is the answer, not followed (webhook deliveries). */
+  manualRedirects?: boolean;
+  /** The most bytes of decoded body accepted (beyond, the body ends with `AnswerTooLarge`). */
+  maxBytes?: number;
+  /** The setting that sets `maxBytes`, named in the error. */
+  maxBytesSetting?: string;
+}
+
 /**
- * `GET url` over Node's HTTP client, whose agents keep connections open (`fetch` and its web
- * streams took about a sixth of the registry's CPU during an install through pull-through),
- * following redirects: the answer once its headers arrived, its body decoded (gzip, deflate, br).
- * `signal` abandons it.
+ * A request of the registry to another host, over Node's HTTP client, whose agents keep connections
+ * open (`fetch` and its web streams took about a sixth of the registry's CPU during an install through
+ * pull-through): every hop asks the outbound policy first and connects only to addresses it allows.
+ * Redirects are followed (a GET after them, each hop asking the policy again); the answer once its headers arrived, its body decoded
+ * (gzip, deflate, br) and bounded by `maxBytes`. `signal` abandons it.
  */
-function getAnswer(url: URL, headers: Record<string, string>, signal: AbortSignal, redirects = MAX_REDIRECTS): Promise<UpstreamAnswer> {
+export function outboundRequest(url: URL, options: OutboundRequest, redirects = MAX_REDIRECTS): Promise<UpstreamAnswer> {
   return new Promise((resolve, reject) => {
     const client = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : null;
     if (!client) return reject(new Error('a link of protocol ' + url.protocol + ', which is not followed'));
-    const request = client.get(url, { headers, signal }, (response: IncomingMessage) => {
+    let connect: ReturnType<OutboundPolicy['connectOptions']>;
+    try {
+      connect = options.policy.connectOptions(url);
+    } catch (err) {
+      return reject(err);
+    }
+    const method = options.method || 'GET';
+    const request = client.request(url, { method, headers: options.headers, signal: options.signal, lookup: connect.lookup as never }, (response: IncomingMessage) => {
       // An error reaches whoever reads the body; a body dropped unread (a redirect, an error answer)
       // must not take the process down with it.
       response.on('error', ignore);
       const status = response.statusCode || 502;
       const location = response.headers.location;
       if (status >= 300 && status < 400 && status !== 304 && location) {
+        if (options.manualRedirects) return resolve({ status, length: null, location, body: response });
         response.resume();
         if (redirects === 0) return reject(new Error('more than ' + MAX_REDIRECTS + ' redirects'));
         let next: URL;
@@ -60,7 +110,7 @@ function getAnswer(url: URL, headers: Record<string, string>, signal: AbortSigna
         } catch {
           return reject(new Error('a redirect to "' + location + '", which is not a URL'));
         }
-        return resolve(getAnswer(next, headers, signal, redirects - 1));
+        return resolve(outboundRequest(next, { ...options, method: 'GET', body: undefined }, redirects - 1));
       }
       const encoding = String(response.headers['content-encoding'] || 'identity').trim().toLowerCase();
       const decoder = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip() : encoding === 'deflate' ? createInflate() : encoding === 'br' ? createBrotliDecompress() : null;
@@ -78,9 +128,11 @@ function getAnswer(url: URL, headers: Record<string, string>, signal: AbortSigna
         // Dropping the decoded body drops the connection's answer too.
         decoder.on('close', () => response.destroy());
       }
+      if (options.maxBytes !== undefined) body = capped(body, options.maxBytes, 'an answer', options.maxBytesSetting);
       resolve({ status, length, body });
     });
     request.on('error', reject);
+    request.end(options.body);
   });
 }
 
@@ -90,6 +142,23 @@ export async function readAll(body: Readable): Promise<Buffer> {
   for await (const chunk of body) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
+
+/** How deep `value` nests objects and arrays, counted without recursion (stops counting past `limit`). */
+export function nestingDepth(value: unknown, limit: number): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop() as [unknown, number];
+    if (item === null || typeof item !== 'object') continue;
+    if (depth > deepest) deepest = depth;
+    if (deepest > limit) return deepest;
+    for (const child of Object.values(item as object)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
+/** Deeper than this, an upstream's JSON is not a packument (npm's are a few levels deep). */
+export const MAX_PACKUMENT_DEPTH = 64;
 
 /** The upstream could not be asked (down, timed out, 5xx): worth trying again later. `status` when it answered. */
 export class UpstreamUnavailable extends Error {
@@ -105,8 +174,13 @@ export class UpstreamRegistry {
   constructor(
     /** The registry's URL, without a trailing slash. */
     readonly url: string,
-    private readonly timeoutMs: number,
+    /** The time limit, the outbound policy, and the most bytes accepted for a packument (decoded) and for a tarball. */
+    private readonly settings: Pick<Config, 'upstreamTimeoutMs' | 'outbound' | 'upstreamMaxPackumentBytes' | 'upstreamMaxTarballBytes'>,
   ) {}
+
+  private get timeoutMs(): number {
+    return this.settings.upstreamTimeoutMs;
+  }
 
   /** Why a request to the upstream got no answer, as an error worth retrying. */
   unavailable(err: unknown): UpstreamUnavailable {
@@ -121,7 +195,13 @@ export class UpstreamRegistry {
   async get(path: string, what: string): Promise<string | null> {
     const signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      const answer = await getAnswer(new URL(this.url + path), { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' }, signal);
+      const answer = await outboundRequest(new URL(this.url + path), {
+        policy: this.settings.outbound,
+        headers: { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
+        signal,
+        maxBytes: this.settings.upstreamMaxPackumentBytes,
+        maxBytesSetting: 'UPSTREAM_MAX_PACKUMENT_MB',
+      });
       if (answer.status === 404) {
         answer.body.resume();
         return null;
@@ -146,24 +226,36 @@ export class UpstreamRegistry {
   async sizedPackument(name: string): Promise<{ body: UpstreamPackument; bytes: number } | null> {
     const text = await this.get(upstreamPath(name, []), '"' + name + '"');
     if (text === null) return null;
+    let body: UpstreamPackument;
     try {
-      const body = JSON.parse(text) as UpstreamPackument;
-      if (typeof body !== 'object' || body === null || (body.name !== undefined && body.name !== name)) throw new Error('not a packument');
-      return { body, bytes: text.length };
+      body = JSON.parse(text) as UpstreamPackument;
+      if (typeof body !== 'object' || body === null || Array.isArray(body) || (body.name !== undefined && body.name !== name)) throw new Error('not a packument');
     } catch {
       throw new UpstreamUnavailable('the upstream registry ' + this.url + ' sent something that is not the packument of "' + name + '"');
     }
+    if (nestingDepth(body, MAX_PACKUMENT_DEPTH) > MAX_PACKUMENT_DEPTH) {
+      throw new UpstreamUnavailable('the upstream registry ' + this.url + ' sent a packument of "' + name + '" nested deeper than ' + MAX_PACKUMENT_DEPTH + ' levels, which is refused');
+    }
+    return { body, bytes: text.length };
   }
 
   /**
    * Starts the download of `source` (a tarball URL): the answer once its headers arrived. The time
-   * limit is for the upstream to answer; the body may take as long as it streams. Asked unencoded.
+   * limit is for the upstream to answer; the body may take as long as it streams. Asked unencoded;
+   * its body ends with `AnswerTooLarge` beyond `UPSTREAM_MAX_TARBALL_MB` or beyond the length the
+   * upstream declared, whichever is smaller.
    */
   async download(source: string): Promise<UpstreamAnswer> {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new DOMException('timed out', 'TimeoutError')), this.timeoutMs);
     try {
-      return await getAnswer(new URL(source), { 'accept-encoding': 'identity' }, abort.signal);
+      const answer = await outboundRequest(new URL(source), { policy: this.settings.outbound, headers: { 'accept-encoding': 'identity' }, signal: abort.signal });
+      const max = answer.length === null ? this.settings.upstreamMaxTarballBytes : Math.min(answer.length, this.settings.upstreamMaxTarballBytes);
+      if (answer.length !== null && answer.length > this.settings.upstreamMaxTarballBytes) {
+        answer.body.destroy();
+        throw new AnswerTooLarge('declared a tarball of ' + answer.length + ' bytes, more than UPSTREAM_MAX_TARBALL_MB allows');
+      }
+      return { ...answer, body: capped(answer.body, max, 'a tarball', answer.length !== null && answer.length < this.settings.upstreamMaxTarballBytes ? 'the length it declared' : 'UPSTREAM_MAX_TARBALL_MB') };
     } catch (err) {
       throw this.unavailable(abort.signal.aborted ? abort.signal.reason : err);
     } finally {

@@ -110,6 +110,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   }
 
   const couch = new Couch(adminUrl, proxySecret);
+  // The registry never requests its own CouchDB as an upstream, a foreign registry or a webhook receiver.
+  await config.outbound.denyCouchDB(new URL(adminUrl).origin);
   let server: Server | undefined;
   let followers: ChangesFollower[] = [];
   let search: SearchService | undefined;
@@ -164,7 +166,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       metrics,
       log,
     };
-    const keys = new KeyRing(couch, config.stateDb, config.dataDir, config.upstreamRegistry ? new UpstreamRegistry(config.upstreamRegistry, config.upstreamTimeoutMs) : undefined, log);
+    const keys = new KeyRing(couch, config.stateDb, config.dataDir, config.upstreamRegistry ? new UpstreamRegistry(config.upstreamRegistry, config) : undefined, log);
     await keys.open();
     context.keys = keys;
     // The upstream's keys are fetched in the background at every start and twice a day.
@@ -175,7 +177,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     await policy.refresh();
     policy.start();
     context.policy = policy;
-    webhooks = new Webhooks(couch, config.stateDb, () => context.baseUrl, log, config.webhookBackoffMs);
+    webhooks = new Webhooks(couch, config.stateDb, () => context.baseUrl, log, config.outbound, config.webhookBackoffMs);
     context.webhooks = webhooks;
     webhooks.start();
     const handler = createHandler(context);

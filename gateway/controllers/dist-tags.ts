@@ -1,10 +1,14 @@
-/** `npm dist-tag ls/add/rm`: `/-/package/<name>/dist-tags[/<tag>]`. */
+/**
+ * `npm dist-tag ls/add/rm`: `/-/package/<name>/dist-tags[/<tag>]`. Tags are read as the packument
+ * serves them: those that point at a version the supply-chain policy holds back fall back as there.
+ */
 import { Request, Response, Router } from 'express';
 import { distTagProblem } from '../../core/names';
 import { PackageDoc } from '../../core/types';
 import { requireWriter } from '../auth';
 import { Context, readPackage } from '../context';
-import { writeWithRetry } from '../writes';
+import { withheldOf, writeWithRetry } from '../writes';
+import { withoutWithheld } from '../../core/policy';
 import { badRequest, forbidden, HttpError, notFound } from '../errors';
 import { isTombstone } from '../../core/packument';
 import { decodeSegment } from '../paths';
@@ -38,7 +42,9 @@ export function distTagRoutes(ctx: Context): Router {
     const tag = match[2] === undefined ? undefined : decodeSegment(match[2]);
     if (req.method === 'GET' || req.method === 'HEAD') {
       await ctx.access.assertRead(res, name);
-      const doc = await live(name);
+      // As the packument is served: a tag never names a version the supply-chain policy holds back.
+      const stored = await live(name);
+      const doc = withoutWithheld(stored, withheldOf(ctx, stored));
       if (tag === undefined) res.json(doc['dist-tags']);
       else if (doc['dist-tags'][tag]) res.json(doc['dist-tags'][tag]);
       else throw notFound('"' + name + '" has no dist-tag "' + tag + '".');

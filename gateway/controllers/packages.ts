@@ -21,7 +21,7 @@ import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors'
 import { answeredNotModified, immutable, revalidate } from '../http-cache';
 import { parsePackagePath } from '../paths';
 import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
-import { forwardToUpstream, postToUpstream, proxyRead } from '../upstream';
+import { foreignBaseUrl, foreignUrlProblem, forwardToUpstream, postToUpstream, readForeign } from '../upstream';
 import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 import { versionOfTarball } from '../../core/names';
@@ -68,15 +68,15 @@ async function loadForRead(ctx: Context, req: Request, res: Response, name: stri
     if (!doc) throw notFound('Package "' + name + '" is neither in this registry nor in its upstream ' + ctx.mirror.upstream + '.');
   }
   if (!doc) {
-    if (await forwardToUpstream(ctx.config, ctx.baseUrl, req, res, name, rest)) return null;
+    if (await forwardToUpstream(ctx, req, res, name, rest)) return null;
     throw notFoundPackage(name);
   }
   if (ctx.mirror && isMirrored(doc, ctx.registryId)) ctx.mirror.refreshIfStale(name);
-  if (isForeign(doc)) {
+  // Only a package registered here is foreign: an upstream's document with a `url` never is.
+  if (isForeign(doc) && !isMirrored(doc, ctx.registryId)) {
     // Its maintainers read the entry itself to change or remove it (`npm unpublish --force`).
     if (req.query.write === 'true' && rest.length === 0) return doc;
-    const url = String(doc.url).replace(/\/+$/, '');
-    await proxyRead(url, ctx.config.upstreamTimeoutMs, ctx.baseUrl, req, res, name, rest, '"' + name + '" is registered here as hosted at ' + url + ', which does not have it.');
+    await readForeign(ctx, req, res, name, rest, String(doc.url));
     return null;
   }
   if (isTombstone(doc)) throw unpublishedError(doc);
@@ -286,8 +286,11 @@ export function packageRoutes(ctx: Context): Router {
     assertValidName(name);
     const now = new Date().toISOString();
     if (!rev && body.url !== undefined && body._attachments === undefined && body.versions === undefined) {
-      const result = await writeWithRetry(ctx, user, name, (existing) => applyForeign(existing, name, body, now));
-      ctx.log.info({ user: user.name, package: name, url: body.url }, 'foreign package registered');
+      const problem = foreignUrlProblem(ctx, body.url);
+      if (problem) throw badRequest(problem);
+      const url = foreignBaseUrl(body.url as string);
+      const result = await writeWithRetry(ctx, user, name, (existing) => applyForeign(existing, name, { ...body, url }, now));
+      ctx.log.info({ user: user.name, package: name, url }, 'foreign package registered');
       res.status(201).json({ ok: true, success: true, id: result?.id, rev: result?.rev });
       return;
     }

@@ -3,7 +3,11 @@
  * batches of entries, the feed's head, and where a new mirror starts. Sequences are opaque: handed
  * back, never computed with.
  */
-import { fetchFailure, UpstreamUnavailable } from '../upstream';
+import { OutboundPolicy } from '../../config';
+import { fetchFailure, outboundRequest, readAll, UpstreamUnavailable } from '../upstream';
+
+/** The most bytes of one feed answer (10,000 entries are about 2 MB). */
+const MAX_FEED_ANSWER_BYTES = 64 * 1024 * 1024;
 
 export interface FeedBatch {
   results: unknown[];
@@ -16,25 +20,36 @@ export class ChangeFeed {
     private readonly timeoutMs: number,
     /** Ends a request in flight when the follower stops. */
     private readonly stopSignal: AbortSignal,
+    /** The outbound request policy (the feed's own host is configured, so allowed). */
+    private readonly outbound: OutboundPolicy,
   ) {}
 
   private async get(path: string, timeoutMs = this.timeoutMs): Promise<any> {
-    let response: Response;
+    let status: number;
+    let text = '';
     try {
       // The opt-in header selected the public registry's new feed during its 2025 migration; other
       // feeds ignore it.
-      response = await fetch(this.url + path, {
-        headers: { accept: 'application/json', 'npm-replication-opt-in': 'true' },
+      const answer = await outboundRequest(new URL(this.url + path), {
+        policy: this.outbound,
+        headers: { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br', 'npm-replication-opt-in': 'true' },
         signal: AbortSignal.any([this.stopSignal, AbortSignal.timeout(timeoutMs)]),
+        maxBytes: MAX_FEED_ANSWER_BYTES,
       });
+      status = answer.status;
+      if (status >= 200 && status < 300) text = (await readAll(answer.body)).toString('utf8');
+      else answer.body.resume();
     } catch (err) {
       throw new UpstreamUnavailable('the change feed ' + this.url + ' ' + fetchFailure(err).words);
     }
-    if (!response.ok) {
-      await response.body?.cancel();
-      throw new UpstreamUnavailable('the change feed ' + this.url + ' answered ' + response.status + ' for ' + path.split('?')[0], response.status);
+    if (status < 200 || status >= 300) {
+      throw new UpstreamUnavailable('the change feed ' + this.url + ' answered ' + status + ' for ' + path.split('?')[0], status);
     }
-    return response.json();
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new UpstreamUnavailable('the change feed ' + this.url + ' answered ' + path.split('?')[0] + ' with something that is not JSON');
+    }
   }
 
   /** Up to `limit` entries after `since`. */

@@ -107,7 +107,7 @@ export class NpmFollower {
     private readonly log: Logger,
   ) {
     const feed = config.replication.feed as string;
-    this.feed = new ChangeFeed(feed, Math.max(config.upstreamTimeoutMs, 30_000), this.abort.signal);
+    this.feed = new ChangeFeed(feed, Math.max(config.upstreamTimeoutMs, 30_000), this.abort.signal, config.outbound);
     this.checkpoints = new CheckpointStore(couch, { state: config.stateDb, tokens: config.tokensDb }, feed);
   }
 

@@ -34,7 +34,8 @@ beforeAll(async () => {
   ]) {
     await publishWith(upstreamPublisher, manifest);
   }
-  proxied = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'proxy', UPSTREAM_TIMEOUT_MS: '3000' });
+  // Foreign packages are served through from Verdaccio, named by the admin (FOREIGN_HOSTS, with its port: a loopback address).
+  proxied = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'proxy', UPSTREAM_TIMEOUT_MS: '3000', FOREIGN_MODE: 'proxy', FOREIGN_HOSTS: new URL(verdaccio.url).host });
   redirecting = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'redirect' });
   mirroring = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '3000', UPSTREAM_MAX_AGE_SECONDS: '1' });
   localToken = await proxied.signup('local');
@@ -336,7 +337,7 @@ describe('foreign packages', () => {
     expect((await proxied.request('PUT', '/foreign-bad', { token: localToken, body: { name: 'foreign-bad', url: verdaccio.url } })).status).toBe(400);
     expect((await proxied.request('PUT', '/foreign-bad', { token: localToken, body: { name: 'foreign-bad', maintainers: ['local'], url: 'ftp://x' } })).status).toBe(400);
     const other = await proxied.signup('other');
-    const hijack = await proxied.request('PUT', '/hosted-there', { token: other, body: { name: 'hosted-there', maintainers: ['other'], url: 'http://127.0.0.1:1' } });
+    const hijack = await proxied.request('PUT', '/hosted-there', { token: other, body: { name: 'hosted-there', maintainers: ['other'], url: verdaccio.url + '/elsewhere' } });
     expect(hijack.status).toBe(403);
     expect(hijack.body.error).toContain('not a maintainer');
     const publishOver = await npmClient(proxied.url, localToken).npm(['publish'], makePackage(join(proxied.dataDir, 'x'), { name: 'hosted-there', version: '9.0.0' }));

@@ -79,7 +79,7 @@ async function deliveries(registryDb: string, adminUrl: string): Promise<any[]> 
 beforeAll(async () => {
   receiver = new Receiver();
   await receiver.start();
-  registry = await startTestRegistry({ WEBHOOK_BACKOFF_MS: '200' });
+  registry = await startTestRegistry({ WEBHOOK_BACKOFF_MS: '200', OUTBOUND_ALLOW_PRIVATE: '127.0.0.1' });
   alice = npmClient(registry.url, await registry.signup('alice', 'alice-password'));
   await registry.signup('bob');
   await putHook(registry.registryDb, registry.adminCouchUrl, 'webhook:ci', { url: receiver.url, secret: SECRET });
@@ -159,7 +159,7 @@ describe('webhooks across a restart', () => {
     await registry.close();
     receiver.received = [];
     await receiver.start(port);
-    again = await restartTestRegistry(registry, { WEBHOOK_BACKOFF_MS: '200' });
+    again = await restartTestRegistry(registry, { WEBHOOK_BACKOFF_MS: '200', OUTBOUND_ALLOW_PRIVATE: '127.0.0.1' });
     const got = await receiver.find('package:publish', 'while-down');
     expect(got.body.actor).toBe('alice');
     expect(receiver.received.filter((r) => r.body.name === 'while-down' && r.body.hook === 'ci').length).toBe(1);

@@ -6,6 +6,7 @@
 import http from 'http';
 import { AddressInfo } from 'net';
 import { gzipSync } from 'zlib';
+import { loadConfig } from '../../config';
 import { readAll, UpstreamRegistry } from '../../replication/upstream';
 
 let server: http.Server;
@@ -56,7 +57,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = 'http://127.0.0.1:' + (server.address() as AddressInfo).port;
-  upstream = new UpstreamRegistry(url, 2_000);
+  upstream = new UpstreamRegistry(url, loadConfig({ UPSTREAM_REGISTRY: url, UPSTREAM_TIMEOUT_MS: '2000' }));
 });
 
 afterAll(async () => {

@@ -1,0 +1,66 @@
+/**
+ * The outbound request policy (config/outbound.ts) as a unit: which addresses are special in which
+ * spelling, what the settings open, and the connect-time `lookup` that refuses a name resolving to a
+ * refused address (DNS rebinding).
+ */
+import { isSpecialAddress, OutboundPolicy } from '../../config/outbound';
+import { loadConfig } from '../../config';
+
+const policy = (allowPrivate: string[] = [], configured: string[] = [], foreignHosts: string[] = []) => new OutboundPolicy({ allowPrivate, configured, foreignHosts });
+
+/** What the lookup of `url` answers: the addresses, or the error's message. */
+function lookup(p: OutboundPolicy, url: string): Promise<string> {
+  const parsed = new URL(url);
+  const { lookup } = p.connectOptions(parsed);
+  return new Promise((resolve) => lookup(parsed.hostname, { all: true }, (err, addresses) => resolve(err ? 'refused: ' + err.message : JSON.stringify(addresses))));
+}
+
+describe('the outbound request policy', () => {
+  it('knows loopback, private, link-local, CGNAT, unspecified and IPv4-mapped addresses as special', () => {
+    for (const address of ['127.0.0.1', '127.255.0.9', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', '::', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '::ffff:7f00:1', '::ffff:10.0.0.1', '224.0.0.1']) {
+      expect([address, isSpecialAddress(address)]).toEqual([address, true]);
+    }
+    for (const address of ['93.184.216.34', '104.16.0.1', '2606:4700::1']) expect([address, isSpecialAddress(address)]).toEqual([address, false]);
+  });
+
+  it('refuses an address written in the URL, in every spelling Node accepts, and other schemes and credentials', () => {
+    const p = policy();
+    for (const url of ['http://127.0.0.1:5984/', 'http://2130706433/', 'http://0x7f.1/', 'http://127.1/', 'http://[::1]/', 'http://[::ffff:127.0.0.1]/', 'http://169.254.169.254/latest', 'http://0.0.0.0:5984/']) {
+      expect(() => p.connectOptions(new URL(url))).toThrow(/outbound request policy/);
+    }
+    expect(() => p.connectOptions(new URL('file:///etc/passwd'))).toThrow(/only http and https/);
+    expect(() => p.connectOptions(new URL('http://user:pw@registry.example.com/'))).toThrow(/credentials/);
+    expect(() => p.connectOptions(new URL('https://93.184.216.34/'))).not.toThrow();
+  });
+
+  it('refuses a name that resolves to a loopback address when connecting (DNS rebinding), naming the setting', async () => {
+    expect(await lookup(policy(), 'http://localhost:4873/x')).toMatch(/^refused: .*OUTBOUND_ALLOW_PRIVATE/);
+    expect(await lookup(policy(['localhost']), 'http://localhost:4873/x')).toContain('127.0.0.1');
+  });
+
+  it('opens the configured hosts exactly, CIDR blocks and addresses for any port, and never CouchDB for a block', async () => {
+    const p = policy(['10.0.0.0/8', '127.0.0.1'], ['http://127.0.0.1:4873'], []);
+    await p.denyCouchDB('http://127.0.0.1:5984');
+    expect(() => p.connectOptions(new URL('http://10.2.3.4:8080/'))).not.toThrow();
+    expect(() => p.connectOptions(new URL('http://127.0.0.1:9000/'))).not.toThrow();
+    expect(() => p.connectOptions(new URL('http://127.0.0.1:4873/'))).not.toThrow();
+    expect(() => p.connectOptions(new URL('http://127.0.0.1:5984/registry'))).toThrow(/CouchDB/);
+    expect(await lookup(p, 'http://localhost:5984/')).toMatch(/refused: .*CouchDB/);
+    expect(() => p.connectOptions(new URL('http://192.168.0.1/'))).toThrow(/outbound request policy/);
+    const exact = policy(['127.0.0.1:5984']);
+    await exact.denyCouchDB('http://127.0.0.1:5984');
+    expect(() => exact.connectOptions(new URL('http://127.0.0.1:5984/'))).not.toThrow();
+  });
+
+  it('is built from the settings, with the upstream, feed and replication source allowed and clear errors for wrong values', () => {
+    const config = loadConfig({ UPSTREAM_REGISTRY: 'http://127.0.0.1:4873', REPLICATION_FEED: 'http://127.0.0.1:4874/feed', OUTBOUND_ALLOW_PRIVATE: 'hooks.internal' });
+    expect(config.foreignMode).toBe('redirect');
+    expect(() => config.outbound.connectOptions(new URL('http://127.0.0.1:4873/x'))).not.toThrow();
+    expect(() => config.outbound.connectOptions(new URL('http://127.0.0.1:4874/feed/_changes'))).not.toThrow();
+    expect(() => config.outbound.connectOptions(new URL('http://127.0.0.1:4875/'))).toThrow();
+    expect(() => loadConfig({ FOREIGN_MODE: 'proxy' })).toThrow(/FOREIGN_HOSTS/);
+    expect(() => loadConfig({ FOREIGN_MODE: 'fetch' })).toThrow(/FOREIGN_MODE/);
+    expect(() => loadConfig({ OUTBOUND_ALLOW_PRIVATE: 'http://x/' })).toThrow(/OUTBOUND_ALLOW_PRIVATE/);
+    expect(() => loadConfig({ FOREIGN_HOSTS: 'https://x' })).toThrow(/FOREIGN_HOSTS/);
+  });
+});
