@@ -251,6 +251,7 @@ export class Authenticator {
       this.remembered.delete(key);
     }
     let running = this.checking.get(key);
+    const joined = !!running;
     if (!running) {
       // Counted before anything is read, synchronously: parallel guesses cannot all pass the check.
       const ticket = attempt ? attempt.throttle.begin(name, attempt.address) : null;
@@ -276,7 +277,14 @@ export class Authenticator {
         () => this.checking.delete(key),
       );
     }
-    const checked = await running;
+    let checked: { caller: Caller; salt: string } | null;
+    try {
+      checked = await running;
+    } catch (err) {
+      // The check this login joined was dropped because its own client left: this one checks anew.
+      if (joined && !(err instanceof LoginRefused) && !attempt?.signal?.aborted) return this.logIn(name, password);
+      throw err;
+    }
     return checked ? copy(checked.caller) : null;
   }
 
@@ -433,7 +441,7 @@ function sessionLogin(auth: Authenticator, req: express.Request, res: express.Re
         })
         .catch((failure: unknown) => {
           if (failure instanceof LoginRefused) return refuseLogin(res, failure);
-          if (res.destroyed || res.writableEnded) return undefined; // the client left: nothing to answer
+          if (req.socket.destroyed || res.writableEnded) return undefined; // the client left: nothing to answer
           next(failure);
         });
     });
@@ -467,7 +475,7 @@ export function identify(auth: Authenticator, secret: string): express.RequestHa
             refuseLogin(res, err);
             return 'answered';
           }
-          if (res.destroyed || res.writableEnded) return 'answered'; // the client left: nothing to answer
+          if (req.socket.destroyed || res.writableEnded) return 'answered'; // the client left: nothing to answer
           throw err;
         }
         if (!caller) {
