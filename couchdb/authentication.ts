@@ -25,47 +25,68 @@ const pbkdf2Raw = promisify(pbkdf2);
 
 /**
  * At most two password hashes are computed at once, each ~0.1-0.3 s of CPU: more wait in a queue
- * instead of filling libuv's thread pool, which LevelDB needs for every read. The queue is fair: one
- * line per account, served in turn, and one hash at a time per account, so a flood of guesses against
- * one account leaves the other slot to everyone else and delays another user's login by a hash at
- * most. It is bounded (`MAX_WAITING` in all, `MAX_WAITING_PER_KEY` per account): beyond, a check is
- * refused at once (503 with Retry-After). A check whose client has gone (its `signal` aborted) leaves
- * the queue without being computed.
+ * instead of filling libuv's thread pool, which LevelDB needs for every read. The queue is fair: a
+ * line per client address, and within it a line per account, served in turn, with one hash at a time
+ * per account. A flood of guesses against one account leaves the other slot to everyone else, and one
+ * address guessing many accounts waits its turn among the other addresses: another user's login waits
+ * a hash or two at most. It is bounded (`MAX_WAITING` in all, per address and per account): beyond, a
+ * check is refused at once (503 with Retry-After). A check whose client has gone (its `signal`
+ * aborted) leaves the queue without being computed.
  */
 const HASHING_SLOTS = 2;
 const MAX_WAITING = 64;
-const MAX_WAITING_PER_KEY = 8;
+const MAX_WAITING_PER_ADDRESS = 16;
+const MAX_WAITING_PER_ACCOUNT = 8;
 let hashing = 0;
 let waitingCount = 0;
-let anonymousKeys = 0;
-/** How many hashes of each key are being computed (at most one). */
-const hashingNow = new Map<string, number>();
-/** The waiting checks, one line per key in the order the lines are served (a served line moves to the end). */
-const waiting = new Map<string, (() => void)[]>();
+let unnamed = 0;
+/** The accounts whose hash is being computed (one at a time each). */
+const hashingNow = new Set<string>();
+/** The waiting checks: by address, then by account, each map in the order it is served (a served line moves to its end). */
+const waiting = new Map<string, Map<string, (() => void)[]>>();
 
-/** The first waiting check whose key has no hash being computed, taken out of its line. */
-function nextWaiter(): { key: string; start: () => void } | undefined {
-  for (const [key, line] of waiting) {
-    if (hashingNow.has(key)) continue;
-    const start = line.shift() as () => void;
-    waiting.delete(key);
-    if (line.length) waiting.set(key, line);
-    waitingCount--;
-    return { key, start };
+/** Whom a hash is for: the client's address and the account (lines of the queue). */
+interface HashFor {
+  address: string;
+  account: string;
+  signal?: AbortSignal;
+}
+
+function waitingFrom(address: string): number {
+  let count = 0;
+  for (const line of (waiting.get(address) || new Map<string, unknown[]>()).values()) count += line.length;
+  return count;
+}
+
+/** The first waiting check whose account has no hash being computed, taken out of its lines. */
+function nextWaiter(): { account: string; start: () => void } | undefined {
+  for (const [address, accounts] of waiting) {
+    for (const [account, line] of accounts) {
+      if (hashingNow.has(account)) continue;
+      const start = line.shift() as () => void;
+      accounts.delete(account);
+      if (line.length) accounts.set(account, line);
+      waiting.delete(address);
+      if (accounts.size) waiting.set(address, accounts);
+      waitingCount--;
+      return { account, start };
+    }
   }
   return undefined;
 }
 
-/** Waits for a hashing slot in the line of `key`; throws when the queue is full or `signal` aborts first. */
-function hashingSlot(key: string, signal?: AbortSignal): Promise<void> {
+/** Waits for a hashing slot in the lines of `who`; throws when the queue is full or the signal aborts first. */
+function hashingSlot(who: HashFor): Promise<void> {
+  const { address, account, signal } = who;
   signal?.throwIfAborted();
-  if (hashing < HASHING_SLOTS && !hashingNow.has(key)) {
+  if (hashing < HASHING_SLOTS && !hashingNow.has(account)) {
     hashing++;
-    hashingNow.set(key, 1);
+    hashingNow.add(account);
     return Promise.resolve();
   }
-  const line = waiting.get(key) || [];
-  if (waitingCount >= MAX_WAITING || line.length >= MAX_WAITING_PER_KEY) {
+  const accounts = waiting.get(address) || new Map<string, (() => void)[]>();
+  const line = accounts.get(account) || [];
+  if (waitingCount >= MAX_WAITING || waitingFrom(address) >= MAX_WAITING_PER_ADDRESS || line.length >= MAX_WAITING_PER_ACCOUNT) {
     return Promise.reject(new LoginRefused(503, 'Too many password checks are waiting; try again in a second (tokens keep working).', 1));
   }
   return new Promise<void>((resolve, reject) => {
@@ -74,7 +95,8 @@ function hashingSlot(key: string, signal?: AbortSignal): Promise<void> {
       if (at === -1) return;
       line.splice(at, 1);
       waitingCount--;
-      if (line.length === 0 && waiting.get(key) === line) waiting.delete(key);
+      if (line.length === 0 && accounts.get(account) === line) accounts.delete(account);
+      if (accounts.size === 0 && waiting.get(address) === accounts) waiting.delete(address);
       reject(signal?.reason);
     };
     const start = () => {
@@ -83,38 +105,38 @@ function hashingSlot(key: string, signal?: AbortSignal): Promise<void> {
     };
     line.push(start);
     waitingCount++;
-    waiting.set(key, line);
+    accounts.set(account, line);
+    waiting.set(address, accounts);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
 
 /** Hands a finished check's slot to the next waiting check that may run, or frees it. */
-function releaseSlot(key: string): void {
-  hashingNow.delete(key);
+function releaseSlot(account: string): void {
+  hashingNow.delete(account);
   const next = nextWaiter();
   if (!next) {
     hashing--;
     return;
   }
-  hashingNow.set(next.key, 1); // the slot is handed over
+  hashingNow.add(next.account); // the slot is handed over
   next.start();
 }
 
-/** PBKDF2 through the fair, bounded queue; the line and the abandonment come from the login being checked (`currentCheck`). */
+/** PBKDF2 through the fair, bounded queue; its lines and its abandonment come from the login being checked (`currentCheck`). */
 async function pbkdf2Async(password: string, salt: string, iterations: number, keylen: number, digest: string): Promise<Buffer> {
-  const check = currentCheck.getStore();
-  // Hashes made for no login (a password being stored) each have a line of their own.
-  const key = check ? 'user:' + check.key : 'none:' + anonymousKeys++;
-  await hashingSlot(key, check?.signal);
+  // A hash made for no login (a password being stored) has lines of its own.
+  const who = currentCheck.getStore() || { address: '', account: '\0' + unnamed++ };
+  await hashingSlot(who);
   try {
     return await pbkdf2Raw(password, salt, iterations, keylen, digest);
   } finally {
-    releaseSlot(key);
+    releaseSlot(who.account);
   }
 }
 
-/** The account a password check is for and when its client gave up, for the hashing queue. */
-const currentCheck = new AsyncLocalStorage<{ key: string; signal?: AbortSignal }>();
+/** Whom the password check under way is for, for the hashing queue. */
+const currentCheck = new AsyncLocalStorage<HashFor>();
 
 /** CouchDB 3.4's defaults for `_users` documents. */
 export const USER_ITERATIONS = 600_000;
@@ -255,7 +277,7 @@ export class Authenticator {
     if (!running) {
       // Counted before anything is read, synchronously: parallel guesses cannot all pass the check.
       const ticket = attempt ? attempt.throttle.begin(name, attempt.address) : null;
-      running = this.check(name, password, attempt?.signal).then(
+      running = this.check(name, password, attempt?.address ?? '', attempt?.signal).then(
         (checked) => {
           if (checked && ticket) attempt?.throttle.succeed(ticket);
           return checked;
@@ -288,10 +310,10 @@ export class Authenticator {
     return checked ? copy(checked.caller) : null;
   }
 
-  /** Hashes `password` for the account `name` (a dummy hash for an unknown name) in the account's line of the hashing queue. */
-  private async check(name: string, password: string, signal?: AbortSignal): Promise<{ caller: Caller; salt: string } | null> {
+  /** Hashes `password` for the account `name` (a dummy hash for an unknown name) in the lines of `address` and the account in the hashing queue. */
+  private async check(name: string, password: string, address: string, signal?: AbortSignal): Promise<{ caller: Caller; salt: string } | null> {
     const account = await this.account(name);
-    const ok = await currentCheck.run({ key: name, signal }, () =>
+    const ok = await currentCheck.run({ address, account: name, signal }, () =>
       account ? account.matches(password) : pbkdf2Async(password, DUMMY_SALT, USER_ITERATIONS, 32, USER_PRF).then(() => false),
     );
     return ok && account ? { caller: { name, roles: account.roles }, salt: account.salt } : null;

@@ -46,6 +46,20 @@ describe('password checks under a burst of guesses', () => {
     expect(ended.slice(44).indexOf('bystander')).toBeLessThanOrEqual(1);
   }, 30_000);
 
+  it('one address guessing many accounts fills only its own share of the queue, and waits its turn among addresses', async () => {
+    const throttle = new LoginThrottle({ pairLimit: 1000, accountLimit: 1000, addressLimit: 1000 });
+    const ended: string[] = [];
+    const sprayed = Array.from({ length: 40 }, (_, i) => outcome(logIn(throttle, 'sprayed-' + i, 'guess', undefined, '203.0.113.66')).then((o) => (ended.push(o), o)));
+    const other = outcome(logIn(throttle, 'bystander', 'bystander-password', undefined, '198.51.100.7')).then((o) => (ended.push('bystander'), o));
+    const results = await Promise.all(sprayed);
+    expect(await other).toBe('ok');
+    // Two running and sixteen waiting from that address; the rest refused at once.
+    expect(results.filter((r) => r === '503')).toHaveLength(22);
+    expect(results.filter((r) => r === 'wrong')).toHaveLength(18);
+    // Of the hashed checks, the bystander's ends among the first three (after the two already running).
+    expect(ended.slice(22).indexOf('bystander')).toBeLessThanOrEqual(2);
+  }, 30_000);
+
   it('refuses with 503 when an account already has its queue full, and drops a check whose client left', async () => {
     const throttle = new LoginThrottle({ pairLimit: 1000, accountLimit: 1000, addressLimit: 1000 });
     const controllers = Array.from({ length: 12 }, () => new AbortController());
