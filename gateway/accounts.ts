@@ -1,14 +1,33 @@
 /**
- * Users of the registry: CouchDB `_users` documents, the rules for new accounts, and the password
- * check every login path uses (Basic auth, legacy login, token creation, the web login page), with
- * failed attempts throttled per user and per address.
+ * Users of the registry: CouchDB `_users` documents and the server admins of CouchDB's configuration,
+ * the rules for new accounts, and the password check every login path uses (Basic auth, legacy login,
+ * token creation, the web pages), counted by the login throttle per user and per address before the
+ * password is hashed.
+ *
+ * Identity is the account, not its name: an account's `stamp` changes when its password changes or
+ * when it is deleted and made again (it is derived from the salt CouchDB stores with the password
+ * hash, new at every password change), and tokens and page sessions carry the stamp of the account
+ * they were issued for, so they die with it at once, on every gateway. Server admins' names and
+ * reserved names (`admin`, `root`, `npm`, ...: compared case-insensitively, without `.`, `_`, `-`)
+ * cannot be signed up.
  */
+import { createHash } from 'crypto';
 import { Couch, couchFailure, Database, Identity } from '../couchdb/client';
-import { badRequest, conflict, HttpError } from './errors';
-import { LoginThrottle } from './throttle';
+import { LoginAttempt, loginAttempt, LoginRefused, LoginThrottle } from '../lib/login-throttle';
+import { badRequest, conflict, forbidden, HttpError } from './errors';
 
 export const USER_PREFIX = 'org.couchdb.user:';
 const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,213}$/i;
+
+/** Names nobody may sign up with, compared after `normalizedUserName`, besides the server admins' names. */
+const RESERVED_NAMES = [
+  'admin', 'administrator', 'admins', 'root', 'superuser', 'sysadmin', 'system', 'couchdb', 'couch', 'npm', 'npmjs',
+  'registry', 'replicator', 'users', 'anonymous', 'nobody', 'null', 'undefined', 'owner', 'owners', 'support', 'security',
+  'staff', 'www', 'api', 'node', 'nodejs',
+];
+const RESERVED = new Set(RESERVED_NAMES.map((name) => normalizedUserName(name)));
+/** How long the list of server admins' names is kept (who is an admin changes rarely; their passwords are always read fresh). */
+const ADMIN_NAMES_MS = 10_000;
 
 export interface UserDoc {
   _id: string;
@@ -18,9 +37,37 @@ export interface UserDoc {
   roles: string[];
   email?: string;
   password?: string;
+  /** What CouchDB stores instead of the password (read as admin). */
+  salt?: string;
+  derived_key?: string;
+  password_sha?: string;
   /** When the account was made and last changed (accounts made before these were kept have none). */
   created?: string;
   updated?: string;
+}
+
+/** An account as the gateway sees it: a `_users` document or a server admin. */
+export interface Account {
+  name: string;
+  roles: string[];
+  email?: string;
+  /** Changes with the password and when the account is made again: tokens and sessions carry it. */
+  stamp: string;
+  admin: boolean;
+  /** When a `_users` account was made, if known. */
+  created?: string;
+}
+
+/** What a token or a session records of the account it was issued for. */
+export interface IssuedFor {
+  /** The account's stamp when it was issued; absent on tokens made before stamps were kept. */
+  account?: string;
+  created: string;
+}
+
+/** A user name as npm would compare it: Unicode-normalized, lower case, without `.`, `_` and `-`. */
+export function normalizedUserName(name: string): string {
+  return name.normalize('NFKC').toLowerCase().replace(/[._-]/g, '');
 }
 
 /** Why `name` cannot be a user name, or null. */
@@ -28,8 +75,13 @@ export function userNameProblem(name: string): string | null {
   return USER_NAME.test(name) ? null : 'User names may contain letters, digits, ".", "_" and "-", and start with a letter or digit.';
 }
 
+const stampOf = (...parts: string[]) => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 32);
+
 export class Accounts {
   private readonly users: Database<UserDoc>;
+  private adminNames?: { names: Set<string>; until: number };
+  /** Where this CouchDB's configuration is read (`/_node/_local/_config` on CouchDB 3, `/_config` on the embedded server). */
+  private configBase?: string;
 
   constructor(
     private readonly couch: Couch,
@@ -40,7 +92,7 @@ export class Accounts {
     this.users = couch.db<UserDoc>('_users');
   }
 
-  /** The account of `name`, or null; a name that cannot be a user (`_local/x`) is never looked up. */
+  /** The `_users` document of `name`, or null; a name that cannot be a user (`_local/x`) is never looked up. */
   async read(name: string): Promise<UserDoc | null> {
     if (userNameProblem(name)) return null;
     try {
@@ -51,10 +103,78 @@ export class Accounts {
     }
   }
 
-  /** Creates an account; 400 for a bad name or password, 409 when the name is taken. */
+  /** A section or value of CouchDB's configuration, read as admin; undefined when it is not set. */
+  private async config(path: string): Promise<unknown> {
+    const bases = this.configBase ? [this.configBase] : ['/_node/_local/_config', '/_config'];
+    let failure = couchFailure(new Error('no configuration endpoint answered'));
+    for (const base of bases) {
+      try {
+        const value = await this.couch.request<unknown>('GET', base + path);
+        this.configBase = base;
+        return value;
+      } catch (err) {
+        failure = couchFailure(err);
+        // CouchDB's answer for a value that is not set; any other refusal tries the next endpoint.
+        if (failure.statusCode === 404 && failure.reason === 'unknown_config_value') {
+          this.configBase = base;
+          return undefined;
+        }
+      }
+    }
+    throw new HttpError(502, 'CouchDB\'s configuration could not be read: ' + failure.reason + '. Try again later.');
+  }
+
+  /** The names of CouchDB's server admins (kept for a few seconds; `fresh` reads them again). */
+  async serverAdminNames(fresh = false): Promise<Set<string>> {
+    if (!fresh && this.adminNames && this.adminNames.until > Date.now()) return this.adminNames.names;
+    const section = await this.config('/admins');
+    const names = new Set(section && typeof section === 'object' ? Object.keys(section) : []);
+    this.adminNames = { names, until: Date.now() + ADMIN_NAMES_MS };
+    return names;
+  }
+
+  /** The account `name`: a server admin (their password hash read fresh), else its `_users` document; null when there is none. */
+  async account(name: string): Promise<Account | null> {
+    if (userNameProblem(name)) return null;
+    if ((await this.serverAdminNames()).has(name)) {
+      const hash = await this.config('/admins/' + encodeURIComponent(name));
+      if (typeof hash === 'string') return { name, roles: ['_admin'], stamp: stampOf('admin', name, hash), admin: true };
+      return null;
+    }
+    const doc = await this.read(name);
+    if (!doc || doc.type !== 'user' || doc.name !== name) return null;
+    const roles = (Array.isArray(doc.roles) ? doc.roles : []).filter((r) => typeof r === 'string' && !r.startsWith('_'));
+    return { name, roles, email: doc.email, stamp: stampOf('user', name, String(doc.salt), String(doc.derived_key || doc.password_sha)), admin: false, created: doc.created };
+  }
+
+  /**
+   * Whether a token or session issued for `account` still belongs to it: its stamp is the account's
+   * current one. One made before stamps were kept is honoured only for a `_users` account that
+   * existed already when it was issued (a token never survives the account being made again).
+   */
+  stillFor(issued: IssuedFor, account: Account): boolean {
+    if (issued.account !== undefined) return issued.account === account.stamp;
+    return !account.admin && !!account.created && issued.created >= account.created;
+  }
+
+  /** Why `name` may not be signed up (reserved, or a server admin's), or null. */
+  async signupProblem(name: string): Promise<string | null> {
+    const problem = userNameProblem(name);
+    if (problem) return problem;
+    const normalized = normalizedUserName(name);
+    const admins = [...(await this.serverAdminNames(true))].map((admin) => normalizedUserName(admin));
+    if (RESERVED.has(normalized) || admins.includes(normalized)) {
+      return 'The user name "' + name + '" is reserved; choose another name.';
+    }
+    return null;
+  }
+
+  /** Creates an account; 400 for a bad name or password, 403 for a reserved name, 409 when the name is taken. */
   async create(name: string, password: string, email?: string): Promise<void> {
     const problem = userNameProblem(name);
     if (problem) throw badRequest(problem);
+    const reserved = await this.signupProblem(name);
+    if (reserved) throw forbidden(reserved);
     if (password.length < 4) throw badRequest('Choose a password of at least 4 characters.');
     const now = new Date().toISOString();
     const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', roles: [], password, created: now, updated: now };
@@ -68,14 +188,24 @@ export class Accounts {
   }
 
   /**
-   * Checks a name and password from `address`: the user, or null when they do not match. Throws 429
-   * once the user or the address has failed too often.
+   * Checks a name and password from `address`: the user, or null when they do not match. Every
+   * password actually hashed counts against the throttle before it is (a 429 once the user or the
+   * address has tried too often); a check waits in the hashing queue only while its client is there
+   * (`signal`), and is refused with 503 when the queue is full. An unknown name costs what a known one
+   * costs.
    */
-  async verify(name: string, password: string, address: string): Promise<Identity | null> {
-    this.throttle.check(name, address);
-    const identity = name && password ? await this.couch.checkPassword(name, password) : null;
-    if (identity) this.throttle.succeed(name, address);
-    else this.throttle.fail(name, address);
+  async verify(name: string, password: string, address: string, signal?: AbortSignal): Promise<Identity | null> {
+    const attempt: LoginAttempt = { address, throttle: this.throttle, signal };
+    let identity: Identity | null = null;
+    try {
+      // An empty name or password is a failed attempt too, without a hash.
+      if (!name || !password) this.throttle.begin(name, address);
+      else identity = await loginAttempt.run(attempt, () => this.couch.checkPassword(name, password));
+    } catch (err) {
+      if (err instanceof LoginRefused) throw new HttpError(err.status, err.message, err.headers);
+      if (signal?.aborted) throw new HttpError(400, 'The client left before its password was checked.');
+      throw err;
+    }
     this.checked(!!identity);
     return identity;
   }

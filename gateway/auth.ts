@@ -39,6 +39,15 @@ export function clientAddress(req: Request): string {
   return (req.ip || req.socket.remoteAddress || '').replace(/^::ffff:/, '');
 }
 
+/** A signal aborted when the client leaves before its answer is sent (its queued password check is then dropped). */
+export function abandonSignal(res: Response): AbortSignal {
+  const controller = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) controller.abort(new Error('The client left before its answer.'));
+  });
+  return controller.signal;
+}
+
 export function authenticate(accounts: Accounts, tokens: TokenStore) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
@@ -51,9 +60,14 @@ export function authenticate(accounts: Accounts, tokens: TokenStore) {
         if (record.cidr_whitelist.length && !record.cidr_whitelist.some((cidr) => inCidr(clientAddress(req), cidr))) {
           throw forbidden('This token may only be used from ' + record.cidr_whitelist.join(', ') + '; this request comes from ' + clientAddress(req) + '.');
         }
-        const doc = await accounts.read(record.user);
-        if (!doc) throw unauthorized('The user of this token no longer exists: run `npm login` again.');
-        res.locals.user = { name: record.user, roles: doc.roles || [], email: doc.email, readonly: record.readonly, via: 'token' } satisfies AuthenticatedUser;
+        // The token is the account's it was issued for: not another account made later under the same
+        // name, and not the account after a password change (its stamp changed).
+        const account = await accounts.account(record.user);
+        if (!account || !accounts.stillFor(record, account)) {
+          await tokens.revokeKey(record._id, null).catch(() => undefined);
+          throw unauthorized('This token is no longer valid: its account was deleted or its password changed since. Run `npm login` again.');
+        }
+        res.locals.user = { name: record.user, roles: account.roles, email: account.email, readonly: record.readonly, via: 'token' } satisfies AuthenticatedUser;
         res.locals.tokenRecord = record;
         return next();
       }
@@ -62,7 +76,7 @@ export function authenticate(accounts: Accounts, tokens: TokenStore) {
         const colon = decoded.indexOf(':');
         const name = colon === -1 ? decoded : decoded.slice(0, colon);
         const password = colon === -1 ? '' : decoded.slice(colon + 1);
-        const identity = await accounts.verify(name, password, clientAddress(req));
+        const identity = await accounts.verify(name, password, clientAddress(req), abandonSignal(res));
         if (!identity) throw unauthorized('Wrong user name or password.');
         const doc = identity.roles.includes('_admin') ? null : await accounts.read(identity.name);
         res.locals.user = { ...identity, email: doc?.email, readonly: false, via: 'basic' } satisfies AuthenticatedUser;

@@ -1,10 +1,13 @@
 /**
  * Access tokens. A token is shown to its owner once; CouchDB keeps only its SHA-256, as the id of a
  * document in the tokens database (readable by admins only), so a revoked token is refused at once
- * by every gateway.
+ * by every gateway. A token records the stamp of the account it was issued for (`Accounts.account`):
+ * it dies with the account and with a password change, at once.
  */
 import { createHash, randomBytes } from 'crypto';
 import { Couch, Database } from '../couchdb/client';
+import { Accounts } from './accounts';
+import { HttpError } from './errors';
 
 export interface TokenRecord {
   _id: string;
@@ -17,6 +20,8 @@ export interface TokenRecord {
   /** The first characters of the token, to recognise it in a list. */
   preview: string;
   name?: string;
+  /** The stamp of the account it was issued for; tokens made before stamps were kept have none. */
+  account?: string;
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -28,7 +33,8 @@ export class TokenStore {
     this.db = couch.db<TokenRecord>(dbName);
   }
 
-  async create(user: string, options: { readonly?: boolean; cidr?: string[]; name?: string } = {}): Promise<{ token: string; record: TokenRecord }> {
+  /** A new token for `user`, whose account's current stamp is `options.account`. */
+  async create(user: string, options: { account: string; readonly?: boolean; cidr?: string[]; name?: string }): Promise<{ token: string; record: TokenRecord }> {
     const token = 'cnr_' + randomBytes(30).toString('base64url');
     const record: TokenRecord = {
       _id: hashToken(token),
@@ -38,6 +44,7 @@ export class TokenStore {
       readonly: !!options.readonly,
       cidr_whitelist: options.cidr || [],
       preview: token.slice(0, 10),
+      account: options.account,
     };
     if (options.name) record.name = options.name;
     await this.db.put(record);
@@ -74,4 +81,11 @@ export class TokenStore {
     }
     return true;
   }
+}
+
+/** A new token for the account `user` as it is now (its stamp read afresh), for `npm login` and `npm token create`. */
+export async function issueToken(accounts: Accounts, tokens: TokenStore, user: string, options: { readonly?: boolean; cidr?: string[]; name?: string }): Promise<{ token: string; record: TokenRecord }> {
+  const account = await accounts.account(user);
+  if (!account) throw new HttpError(409, 'The account "' + user + '" no longer exists; sign up or log in again.');
+  return tokens.create(user, { ...options, account: account.stamp });
 }

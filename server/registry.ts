@@ -24,7 +24,7 @@ import { PackumentCache } from '../gateway/cache';
 import { ChangesFollower } from '../gateway/changes';
 import { SearchService } from '../gateway/search';
 import { TarballCache } from '../gateway/tarball-cache';
-import { LoginThrottle } from '../gateway/throttle';
+import { LOGIN_THROTTLE } from '../gateway/throttle';
 import { Metrics } from '../gateway/metrics';
 import { TokenStore } from '../gateway/tokens';
 import { Webhooks } from '../gateway/webhooks';
@@ -152,7 +152,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       config,
       couch,
       tokens,
-      accounts: new Accounts(couch, new LoginThrottle(), (ok) => metrics.login(ok)),
+      accounts: new Accounts(couch, LOGIN_THROTTLE, (ok) => metrics.login(ok)),
       access: new AccessRules(registryDb),
       cache,
       tarballs,

@@ -1,13 +1,15 @@
 /**
  * `npm token list/create/revoke` (`/-/npm/v1/tokens`) and `npm profile get` (`/-/npm/v1/user`).
- * Creating a token asks for the password again; a token is shown once and stored as its hash.
+ * Creating a token asks for the password again; a token is shown once and stored as its hash. A
+ * read-only token neither creates nor revokes tokens; tokens of an account's former password (or of a
+ * former account of the same name) are not listed, and are removed when seen.
  */
-import { Router } from 'express';
-import { clientAddress, requireUser } from '../auth';
+import { Response, Router } from 'express';
+import { abandonSignal, AuthenticatedUser, clientAddress, requireUser } from '../auth';
 import { Context } from '../context';
-import { badRequest, notFound, unauthorized } from '../errors';
+import { badRequest, forbidden, notFound, unauthorized } from '../errors';
 import { inCidr } from '../throttle';
-import { hashToken, TokenRecord } from '../tokens';
+import { hashToken, issueToken, TokenRecord } from '../tokens';
 
 const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
 
@@ -24,25 +26,35 @@ function listed(record: TokenRecord) {
   };
 }
 
+/** The user, if their credentials may manage tokens: a read-only token may not. */
+function tokenManager(res: Response): AuthenticatedUser {
+  const user = requireUser(res);
+  if (user.readonly) throw forbidden('A read-only token cannot create or revoke tokens; use a full token, or `npm login`.');
+  return user;
+}
+
 export function tokenRoutes(ctx: Context): Router {
   const router = Router();
 
   router.get('/-/npm/v1/tokens', (_req, res, next) => {
     (async () => {
       const user = requireUser(res);
-      const records = await ctx.tokens.listByUser(user.name);
+      const account = await ctx.accounts.account(user.name);
+      const all = await ctx.tokens.listByUser(user.name);
+      const records = all.filter((record) => account && ctx.accounts.stillFor(record, account));
+      for (const dead of all.filter((record) => !records.includes(record))) await ctx.tokens.revokeKey(dead._id, user.name).catch(() => undefined);
       res.json({ objects: records.map(listed), total: records.length, urls: {} });
     })().catch(next);
   });
 
   router.post('/-/npm/v1/tokens', (req, res, next) => {
     (async () => {
-      const user = requireUser(res);
+      const user = tokenManager(res);
       const body = (req.body || {}) as Record<string, unknown>;
       if (typeof body.password !== 'string' || !body.password) {
         throw badRequest('Creating a token needs your password: `npm token create --password <password>` or answer the prompt.');
       }
-      if (!(await ctx.accounts.verify(user.name, body.password, clientAddress(req)))) {
+      if (!(await ctx.accounts.verify(user.name, body.password, clientAddress(req), abandonSignal(res)))) {
         throw unauthorized('Wrong password for "' + user.name + '".');
       }
       const cidr = body.cidr_whitelist === undefined || body.cidr_whitelist === null ? [] : body.cidr_whitelist;
@@ -51,7 +63,7 @@ export function tokenRoutes(ctx: Context): Router {
       }
       const readonly = body.readonly === true || body.packages_and_scopes_permission === 'read-only';
       const name = typeof body.name === 'string' && body.name ? body.name.slice(0, 100) : 'npm token create';
-      const { token, record } = await ctx.tokens.create(user.name, { readonly, cidr: cidr as string[], name });
+      const { token, record } = await issueToken(ctx.accounts, ctx.tokens, user.name, { readonly, cidr: cidr as string[], name });
       ctx.log.info({ user: user.name, readonly, cidr }, 'token created');
       res.status(201).json({ ...listed(record), token });
     })().catch(next);
@@ -59,7 +71,7 @@ export function tokenRoutes(ctx: Context): Router {
 
   router.delete('/-/npm/v1/tokens/token/:key', (req, res, next) => {
     (async () => {
-      const user = requireUser(res);
+      const user = tokenManager(res);
       // `npm token revoke` sends the key (the token's hash) of a listed token, or the token itself.
       const given = req.params.key;
       const key = /^[0-9a-f]{64}$/.test(given) ? given : hashToken(given);

@@ -2,12 +2,17 @@
  * Accounts: `npm adduser` / `npm login --auth-type=legacy` (the CouchDB-style
  * `PUT /-/user/org.couchdb.user:NAME`), `npm whoami`, user look-up for `npm owner`, and
  * `npm logout` (revokes the token it used). Users are CouchDB `_users` documents.
+ *
+ * Nobody learns which names exist from a login: an unknown name is checked as a known one is (the
+ * same hash, the same throttle, the same 401). Reserved names and server admins' names cannot be
+ * signed up. A read-only token revokes only itself (what `npm logout` sends).
  */
 import { Request, Response, Router } from 'express';
 import { USER_PREFIX, userNameProblem } from '../accounts';
-import { clientAddress, currentUser, requireUser } from '../auth';
+import { abandonSignal, clientAddress, currentUser, requireUser } from '../auth';
 import { Context } from '../context';
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../errors';
+import { hashToken, issueToken as newToken } from '../tokens';
 import { decodeSegment } from '../paths';
 
 const USER_PATH = /^\/-\/user\/org\.couchdb\.user:([^/]+)(?:\/-rev\/([^/]+))?\/?$/;
@@ -16,7 +21,7 @@ export function userRoutes(ctx: Context): Router {
   const router = Router();
 
   async function issueToken(res: Response, name: string, status: number, extra: Record<string, unknown> = {}): Promise<void> {
-    const { token } = await ctx.tokens.create(name, { name: 'npm login' });
+    const { token } = await newToken(ctx.accounts, ctx.tokens, name, { name: 'npm login' });
     ctx.log.info({ user: name }, 'token issued');
     res.status(status).json({ ok: true, id: USER_PREFIX + name, token, ...extra });
   }
@@ -35,16 +40,18 @@ export function userRoutes(ctx: Context): Router {
     const nameProblem = userNameProblem(name);
     if (nameProblem) throw badRequest(nameProblem);
     const caller = currentUser(res);
-    const existing = await ctx.accounts.read(name);
     const password = typeof body.password === 'string' ? body.password : '';
-    if (existing) {
-      // The second step of npm's legacy login sends the credentials as Basic auth.
-      if (caller && caller.name === name && caller.via === 'basic') return issueToken(res, name, 201);
-      if (await ctx.accounts.verify(name, password, clientAddress(req))) return issueToken(res, name, 201);
-      if (rev) throw unauthorized('Wrong user name or password for "' + name + '".');
-      throw conflict('User "' + name + '" already exists; log in with its password.');
+    // The second step of npm's legacy login sends the credentials as Basic auth.
+    if (caller && caller.name === name && caller.via === 'basic') return issueToken(res, name, 201);
+    const existing = await ctx.accounts.account(name);
+    if (existing || rev) {
+      // A log-in (`-rev/` is npm's): an unknown name is checked like a known one and answered alike.
+      if (await ctx.accounts.verify(name, password, clientAddress(req), abandonSignal(res))) return issueToken(res, name, 201);
+      if (rev || !existing) throw unauthorized('Wrong user name or password.');
+      throw conflict('The user name "' + name + '" is taken: log in with its password, or choose another name.');
     }
-    if (rev) throw notFound('There is no user "' + name + '".');
+    const reserved = await ctx.accounts.signupProblem(name);
+    if (reserved) throw forbidden(reserved);
     const isAdmin = !!caller && caller.roles.includes('_admin');
     if (ctx.config.signup === 'closed' && !isAdmin) {
       throw forbidden('Sign-up is closed on this registry: ask an administrator to create your account.');
@@ -84,6 +91,10 @@ export function userRoutes(ctx: Context): Router {
       const user = requireUser(res);
       // Express has decoded the path already: decoding again would turn "%25zz" into a broken escape.
       const token = req.params.token;
+      // A read-only token revokes itself only (npm logout), never the user's other tokens.
+      if (user.readonly && (res.locals.tokenRecord as { _id?: string } | undefined)?._id !== hashToken(token)) {
+        throw forbidden('A read-only token can revoke only itself; log in with a full token to revoke others.');
+      }
       const record = await ctx.tokens.lookup(token);
       if (!record || (record.user !== user.name && !user.roles.includes('_admin'))) {
         throw notFound('No such token of yours; it may already be revoked.');

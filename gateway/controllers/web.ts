@@ -8,13 +8,13 @@ import express, { NextFunction, Request, Response, Router } from 'express';
 import { isForeign, isTombstone } from '../../core/packument';
 import { packageNameProblem } from '../../core/names';
 import { PackageDoc, Person, VersionManifest } from '../../core/types';
-import { clientAddress } from '../auth';
+import { abandonSignal, clientAddress } from '../auth';
 import { Context, readPackage } from '../context';
 import { asHttpError } from '../errors';
 import { parsePackagePath } from '../paths';
 import { escape, layout, PageUser, sendHtml } from '../web/html';
 import { renderReadme } from '../web/readme';
-import { WebSessions } from '../web/sessions';
+import { crossSitePost, WebSessions } from '../web/sessions';
 import { searchPackages } from './search';
 import { withoutWithheld } from '../../core/policy';
 import { withheldOf } from '../writes';
@@ -76,12 +76,22 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
 
   /** The signed-in user of the page's session; the pages' access checks see them as the API would. */
   async function pageUser(req: Request, res: Response): Promise<PageUser | null> {
-    const name = await sessions.user(req);
-    if (!name) return null;
-    const account = await ctx.accounts.read(name);
-    if (!account) return null;
-    res.locals.user = { name, roles: (account.roles || []).filter((r) => !r.startsWith('_')), email: account.email, readonly: true, via: 'web' };
+    const session = await sessions.user(req);
+    if (!session) return null;
+    const name = session.user;
+    // The session is the account's it was started for: not after a password change, nor for another
+    // account made later under the same name.
+    const account = await ctx.accounts.account(name);
+    if (!account || session.account !== account.stamp) return null;
+    res.locals.user = { name, roles: account.roles.filter((r) => !r.startsWith('_')), email: account.email, readonly: true, via: 'web' };
     return { name };
+  }
+
+  /** A page that refuses a form posted from another site (login CSRF, forced logout), or null. */
+  function refuseCrossSite(req: Request, res: Response): boolean {
+    if (!crossSitePost(req, new URL(ctx.baseUrl).origin)) return false;
+    page(req, res, 403, 'Refused', '<h1 class="error">This form was sent from another site</h1><p>Log in and out from this registry\'s own pages.</p>', null);
+    return true;
   }
 
   const page = (req: Request, res: Response, status: number, title: string, body: string, user: PageUser | null, query?: string) =>
@@ -149,17 +159,21 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
   }
 
   router.post('/-/web/login', express.urlencoded({ extended: false, limit: '16kb' }), handle(async (req, res) => {
+    if (refuseCrossSite(req, res)) return;
     const form = (req.body || {}) as Record<string, unknown>;
     const next = safeNext(form.next, base);
     const name = String(form.name || '').trim();
-    const identity = await ctx.accounts.verify(name, String(form.password || ''), clientAddress(req));
+    const identity = await ctx.accounts.verify(name, String(form.password || ''), clientAddress(req), abandonSignal(res));
     if (!identity) return page(req, res, 401, 'Log in', loginForm(next, 'Wrong user name or password.'), null);
-    await sessions.start(req, res, identity.name);
+    const account = await ctx.accounts.account(identity.name);
+    if (!account) return page(req, res, 401, 'Log in', loginForm(next, 'Wrong user name or password.'), null);
+    await sessions.start(req, res, identity.name, account.stamp);
     ctx.log.info({ user: identity.name }, 'web page login');
     res.redirect(303, next);
   }));
 
   router.post('/-/web/logout', handle(async (req, res) => {
+    if (refuseCrossSite(req, res)) return;
     await sessions.end(req, res);
     res.redirect(303, base + '/');
   }));

@@ -1,14 +1,22 @@
 /**
  * Web login for npm 9–11: `POST /-/v1/login` answers `{loginUrl, doneUrl}`; `loginUrl` is a page of
  * this registry with a login form (and a sign-up form when sign-up is open); `doneUrl` answers 202
- * with `Retry-After` until the user has logged in on the page, then 200 `{token}`, once.
+ * with `Retry-After` until the user has logged in on the page, then 200 `{token}`, once. The two URLs
+ * carry independent secrets (the login URL never lets anyone collect the token). One address may have
+ * at most `MAX_PENDING_PER_ADDRESS` logins started within their time to live; the page's form refuses
+ * posts from other sites.
  */
 import express, { Request, Response, Router } from 'express';
-import { clientAddress } from '../auth';
+import { abandonSignal, clientAddress } from '../auth';
 import { Context } from '../context';
 import { HttpError, notFound } from '../errors';
+import { issueToken } from '../tokens';
+import { crossSitePost } from '../web/sessions';
 import { escape } from '../web/html';
-import { WebLoginSession, WebLoginStore } from '../weblogin';
+import { WEB_LOGIN_TTL_MS, WebLoginSession, WebLoginStore } from '../weblogin';
+
+/** Logins one address may start within their time to live (each is a document until it is swept). */
+export const MAX_PENDING_PER_ADDRESS = 30;
 
 
 function page(title: string, body: string): string {
@@ -44,17 +52,31 @@ function forms(session: WebLoginSession, signupOpen: boolean, error?: string): s
 export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
   const router = Router();
 
+  /** When each address started its recent logins (kept in memory: each gateway bounds what it sees). */
+  const started = new Map<string, number[]>();
+  function countStart(address: string, now: number): void {
+    const recent = (started.get(address) || []).filter((at) => now - at < WEB_LOGIN_TTL_MS);
+    if (recent.length >= MAX_PENDING_PER_ADDRESS) {
+      const retryAfter = Math.max(1, Math.ceil((recent[0] + WEB_LOGIN_TTL_MS - now) / 1000));
+      throw new HttpError(429, 'Too many logins started from your address; finish one, or try again in ' + retryAfter + ' seconds.', { 'Retry-After': String(retryAfter) });
+    }
+    recent.push(now);
+    if (started.size >= 100_000) started.clear();
+    started.set(address, recent);
+  }
+
   router.post('/-/v1/login', (req, res, next) => {
     (async () => {
       const body = (req.body || {}) as { create?: unknown };
-      const sid = await store.start(body.create === true);
-      res.json({ loginUrl: ctx.baseUrl + '/-/login/' + sid, doneUrl: ctx.baseUrl + '/-/v1/done/' + sid });
+      countStart(clientAddress(req), Date.now());
+      const keys = await store.start(body.create === true);
+      res.json({ loginUrl: ctx.baseUrl + '/-/login/' + keys.login, doneUrl: ctx.baseUrl + '/-/v1/done/' + keys.done });
     })().catch(next);
   });
 
   router.get('/-/v1/done/:sid', (req, res, next) => {
     (async () => {
-      const session = await store.get(req.params.sid);
+      const session = await store.get(req.params.sid, 'done');
       if (!session) throw notFound('This login session is unknown or expired; run `npm login` again.');
       if (!session.user) {
         res.setHeader('Retry-After', '1');
@@ -62,7 +84,10 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
         return;
       }
       if (!(await store.consume(session))) throw notFound('This login was already completed; run `npm login` again.');
-      const { token } = await ctx.tokens.create(session.user, { name: 'npm login (web)' });
+      // The token is for the account the user logged in to, as it was then (a password changed since kills it).
+      const { token } = session.account
+        ? await ctx.tokens.create(session.user, { account: session.account, name: 'npm login (web)' })
+        : await issueToken(ctx.accounts, ctx.tokens, session.user, { name: 'npm login (web)' });
       ctx.log.info({ user: session.user }, 'web login completed');
       res.json({ token });
     })().catch(next);
@@ -76,7 +101,7 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
   }
 
   async function liveSession(req: Request, res: Response): Promise<WebLoginSession | null> {
-    const session = await store.get(req.params.sid);
+    const session = await store.get(req.params.sid, 'login');
     if (!session) {
       sendPage(res, 404, page('Login expired', '<h1>This login link has expired</h1><p>Run <code>npm login</code> again for a new one.</p>'));
       return null;
@@ -93,6 +118,9 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
 
   router.post('/-/login/:sid', express.urlencoded({ extended: false, limit: '16kb' }), (req, res, next) => {
     (async () => {
+      if (crossSitePost(req, new URL(ctx.baseUrl).origin)) {
+        return sendPage(res, 403, page('Refused', '<h1>This form was sent from another site</h1><p>Log in from the page this registry showed you.</p>'));
+      }
       const session = await liveSession(req, res);
       if (!session) return;
       const form = req.body as Record<string, string>;
@@ -112,13 +140,15 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
         ctx.log.info({ user: name }, 'user created');
       } else {
         try {
-          if (!(await ctx.accounts.verify(name, password, clientAddress(req)))) return retry(401, 'Wrong user name or password.');
+          if (!(await ctx.accounts.verify(name, password, clientAddress(req), abandonSignal(res)))) return retry(401, 'Wrong user name or password.');
         } catch (err) {
           if (err instanceof HttpError) return retry(err.status, err.message);
           throw err;
         }
       }
-      await store.complete(session, name);
+      const account = await ctx.accounts.account(name);
+      if (!account) return retry(409, 'The account "' + name + '" no longer exists; sign up again.');
+      await store.complete(session, name, account.stamp);
       sendPage(res, 200, page('Logged in', `<h1 class="ok">Logged in as ${escape(name)}</h1><p>You can close this page and return to your terminal.</p>`));
     })().catch(next);
   });

@@ -2,7 +2,8 @@
  * Sessions of the web pages: a random value in an `HttpOnly`, `SameSite=Lax` cookie (`Secure` over
  * HTTPS), kept in CouchDB (`<db>-state`) only as its SHA-256, so that every gateway knows it and a
  * database reader learns nothing usable. A session lasts 12 hours and is used by the pages only,
- * never by the npm API (whose writes a cookie must not be able to make).
+ * never by the npm API (whose writes a cookie must not be able to make). A session records the stamp
+ * of the account it was started for: it ends with the account and with a password change.
  */
 import { createHash, randomBytes } from 'crypto';
 import { Request, Response } from 'express';
@@ -16,7 +17,22 @@ interface WebSession {
   _rev?: string;
   type: 'websession';
   user: string;
+  /** The account's stamp when the session started (`Accounts.account`). */
+  account?: string;
   expires: string;
+}
+
+/**
+ * Whether a form was posted from another site (login CSRF, forced logout): the browser's
+ * `Sec-Fetch-Site` says so, or its `Origin` is neither the registry's public origin nor the origin the
+ * request was sent to. Clients that send neither (curl, old browsers) are not browsers at risk.
+ */
+export function crossSitePost(req: Request, publicOrigin: string): boolean {
+  const site = req.headers['sec-fetch-site'];
+  if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') return true;
+  const origin = req.headers.origin;
+  if (typeof origin !== 'string') return false;
+  return origin !== publicOrigin && origin !== req.protocol + '://' + req.get('host');
 }
 
 const idOf = (value: string) => 'websession:' + createHash('sha256').update(value).digest('hex');
@@ -50,14 +66,14 @@ export class WebSessions {
   }
 
   /** Starts a session for `user` and sets its cookie. */
-  async start(req: Request, res: Response, user: string): Promise<void> {
+  async start(req: Request, res: Response, user: string, account: string): Promise<void> {
     const value = randomBytes(32).toString('base64url');
-    await this.db.put({ _id: idOf(value), type: 'websession', user, expires: new Date(Date.now() + SESSION_MS).toISOString() });
+    await this.db.put({ _id: idOf(value), type: 'websession', user, account, expires: new Date(Date.now() + SESSION_MS).toISOString() });
     res.append('Set-Cookie', SESSION_COOKIE + '=' + value + this.attributes(req, SESSION_MS / 1000));
   }
 
-  /** The user of the request's session cookie, or null (no cookie, unknown, expired). */
-  async user(req: Request): Promise<string | null> {
+  /** The user of the request's session cookie and their account's stamp then, or null (no cookie, unknown, expired). */
+  async user(req: Request): Promise<{ user: string; account?: string } | null> {
     const value = cookie(req, SESSION_COOKIE);
     if (!value || !/^[A-Za-z0-9_-]{43}$/.test(value)) return null;
     const session = await this.db.get(idOf(value));
@@ -66,7 +82,7 @@ export class WebSessions {
       await this.db.remove(session._id, session._rev).catch(() => undefined);
       return null;
     }
-    return session.user;
+    return { user: session.user, account: session.account };
   }
 
   /** Ends the request's session and clears its cookie. */

@@ -104,15 +104,25 @@ describeBrowser('web login in a browser', () => {
 });
 
 describe('web login sessions', () => {
-  it('expire after their time to live', async () => {
+  it('expire after their time to live, are swept, and each URL opens only its own part', async () => {
     const registry = await startTestRegistry();
     try {
       const store = new WebLoginStore(new Couch(registry.adminCouchUrl, registry.proxySecret), registry.registryDb + '-state');
       const now = Date.now();
-      const sid = await store.start(false, now);
-      expect(await store.get(sid, now + 1000)).not.toBeNull();
-      expect(await store.get(sid, now + WEB_LOGIN_TTL_MS + 1)).toBeNull();
-      expect(await store.get(sid, now + 1000)).toBeNull();
+      const keys = await store.start(false, now);
+      expect(await store.get(keys.login, 'login', now + 1000)).not.toBeNull();
+      expect(await store.get(keys.done, 'done', now + 1000)).not.toBeNull();
+      // The login URL's key never collects the token, nor the done URL's opens the page.
+      expect(await store.get(keys.login, 'done', now + 1000)).toBeNull();
+      expect(await store.get(keys.done, 'login', now + 1000)).toBeNull();
+      expect(keys.done.split('.')[1]).not.toBe(keys.login.split('.')[1]);
+      expect(await store.get(keys.login, 'login', now + WEB_LOGIN_TTL_MS + 1)).toBeNull();
+      expect(await store.get(keys.login, 'login', now + 1000)).toBeNull();
+      // Logins nobody finished are swept once expired.
+      const old = now - 2 * WEB_LOGIN_TTL_MS;
+      const abandoned = [await store.start(false, old), await store.start(false, old), await store.start(true, old)];
+      expect(await store.sweep(now)).toBeGreaterThanOrEqual(3);
+      for (const key of abandoned) expect(await store.get(key.login, 'login', old + 1000)).toBeNull();
     } finally {
       await registry.stop();
     }

@@ -1,4 +1,4 @@
-import { inCidr, LoginThrottle } from '../../gateway/throttle';
+import { inCidr, LoginRefused, LoginThrottle } from '../../gateway/throttle';
 import { HttpError } from '../../gateway/errors';
 
 describe('login throttle', () => {
@@ -53,6 +53,45 @@ describe('login throttle', () => {
     throttle.succeed('eve', '192.0.2.1', 3);
     throttle.fail('eve', '192.0.2.1', 4);
     expect(statusOf(() => throttle.check('eve', '192.0.2.1', 5))).toBe('ok');
+  });
+});
+
+describe('login throttle, attempts in flight', () => {
+  const limits = { pairLimit: 3, accountLimit: 5, addressLimit: 6, windowMs: 60_000, accountWindowMs: 20_000, knownMs: 600_000 };
+
+  it('counts an attempt when it is let through, so parallel guesses stop at the limit before any is checked', () => {
+    const throttle = new LoginThrottle(limits);
+    const letThrough: unknown[] = [];
+    const refused: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      try {
+        letThrough.push(throttle.begin('eve', '10.0.0.1', 1000));
+      } catch (err) {
+        expect(err).toBeInstanceOf(LoginRefused);
+        refused.push((err as LoginRefused).status);
+      }
+    }
+    expect(letThrough).toHaveLength(3);
+    expect(refused).toHaveLength(47);
+    expect(new Set(refused)).toEqual(new Set([429]));
+  });
+
+  it('a success takes its attempt back, an attempt never checked is released, a failure stays counted', () => {
+    const throttle = new LoginThrottle(limits);
+    const first = throttle.begin('eve', '10.0.0.1', 1000);
+    const second = throttle.begin('eve', '10.0.0.1', 1001);
+    const third = throttle.begin('eve', '10.0.0.1', 1002);
+    expect(() => throttle.begin('eve', '10.0.0.1', 1003)).toThrow(LoginRefused);
+    throttle.release(first); // its client left: never checked
+    const fourth = throttle.begin('eve', '10.0.0.1', 1004);
+    throttle.succeed(second); // the pair starts again
+    expect(() => throttle.begin('eve', '10.0.0.1', 1005)).not.toThrow();
+    void third;
+    void fourth;
+    // Failures stay counted against the account from other addresses.
+    const other = new LoginThrottle(limits);
+    for (let i = 0; i < 5; i++) other.begin('eve', '10.0.2.' + i, 1000);
+    expect(() => other.begin('eve', '10.0.3.1', 1001)).toThrow(LoginRefused);
   });
 });
 
