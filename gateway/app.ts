@@ -1,7 +1,7 @@
 /** The gateway's Express application: the npm API in front of CouchDB. */
 import express, { NextFunction, Request, Response } from 'express';
 import { IncomingMessage, ServerResponse } from 'http';
-import { requestDone } from './access-log';
+import { redactedPath, requestDone } from './access-log';
 import { tarballFastPath } from './fast-path';
 import { authenticate } from './auth';
 import { Context } from './context';
@@ -161,11 +161,11 @@ export function createApp(ctx: Context): express.Express {
       return;
     }
     if (couchUnreachable(err)) {
-      ctx.log.warn({ err: (err as Error).message, method: req.method, url: req.originalUrl.split('?')[0] }, 'CouchDB unreachable');
+      ctx.log.warn({ err: (err as Error).message, method: req.method, url: redactedPath(req.originalUrl.split('?')[0]) }, 'CouchDB unreachable');
       res.status(502).json({ error: 'The registry\'s database (CouchDB) cannot be reached right now; try again shortly. Admins: check CouchDB.' });
       return;
     }
-    ctx.log.error({ err, method: req.method, url: req.originalUrl.split('?')[0] }, 'request failed');
+    ctx.log.error({ err, method: req.method, url: redactedPath(req.originalUrl.split('?')[0]) }, 'request failed');
     res.status(500).json({ error: 'The registry failed to handle this request; the error is logged. Try again later.' });
   });
 
