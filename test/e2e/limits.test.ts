@@ -148,3 +148,24 @@ it('a maintainer publishing 30 versions of one package at once, while another us
     expect(tarball.status).toBe(200);
   }
 });
+
+it('pages are sent unframeable, with a script-less policy, and their session cookie is HttpOnly and SameSite', async () => {
+  const page = await fetch(gateway + '/', { headers: { accept: 'text/html' } });
+  expect(page.status).toBe(200);
+  expect(page.headers.get('x-frame-options')).toBe('DENY');
+  expect(page.headers.get('content-security-policy')).toMatch(/default-src 'none'/);
+  expect(page.headers.get('content-security-policy')).not.toMatch(/script-src/);
+  const login = await fetch(gateway + '/-/web/login', {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(gateway).origin, 'sec-fetch-site': 'same-origin' },
+    body: new URLSearchParams({ name: p.mallory, password: p.passwords[p.mallory], next: '/' }).toString(),
+  });
+  expect(login.status).toBe(303);
+  const cookie = login.headers.get('set-cookie') || '';
+  expect(cookie).toMatch(/HttpOnly/i);
+  expect(cookie).toMatch(/SameSite=(Lax|Strict)/i);
+  // The pages' cookie is no login for the npm API.
+  const whoami = await send(gateway, 'GET', '/-/whoami', { headers: { cookie: cookie.split(';')[0] } });
+  expect(whoami.status).toBe(401);
+});
