@@ -167,7 +167,7 @@ export async function startPrincipals(prefix: string): Promise<Principals> {
       if (couch) {
         const auth = { authorization: basic(admin.name, admin.password) };
         for (const db of databasesOf(registryDb)) await fetch(couch.origin + '/' + db, { method: 'DELETE', headers: auth });
-        for (const name of [alice, mallory]) {
+        for (const name of [alice, mallory, alice + '-locked']) {
           const doc = await send(couch.origin, 'GET', '/_users/org.couchdb.user:' + name, { headers: auth });
           if (doc.status === 200) await send(couch.origin, 'DELETE', '/_users/org.couchdb.user:' + name + '?rev=' + doc.body._rev, { headers: auth });
         }
