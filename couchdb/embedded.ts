@@ -14,7 +14,7 @@ import { SecurityObject } from '../core/types';
 import { proxyHeaders } from './proxy-auth';
 import {
   adminHashIsCurrent, adminPasswordMatches, Authenticator, hashAdminPassword, hashUserPassword, identify,
-  pinnedSession, SESSION_SECONDS, sessionCookie, StoredUser,
+  pinnedSession, sessionCookie, StoredUser,
 } from './authentication';
 import { authorize, Caller, DATABASE_NAME, databaseOf, isServerAdmin, SECURITY_DOCUMENT } from './authorization';
 
@@ -308,26 +308,11 @@ async function writeServerConfig(file: string, adminName: string, adminPassword:
 }
 
 /**
- * `POST /_session` (log in: a session cookie, as CouchDB's cookie authentication) and
- * `DELETE /_session` (log out). `GET /_session` is express-pouchdb's, from the request's session.
+ * `DELETE /_session` (log out). `POST /_session` (log in) is answered by `authentication.ts`, where the
+ * login throttle counts it; `GET /_session` is express-pouchdb's, from the request's session.
  */
-function sessionRoutes(auth: Authenticator): express.Router {
+function sessionRoutes(): express.Router {
   const router = express.Router();
-  router.post('/_session', express.json({ limit: '64kb' }), express.urlencoded({ extended: false, limit: '64kb' }), (req, res, next) => {
-    (async () => {
-      const body = (req.body || {}) as { name?: unknown; password?: unknown };
-      const name = typeof body.name === 'string' ? body.name : '';
-      const password = typeof body.password === 'string' ? body.password : '';
-      const caller = await auth.logIn(name, password);
-      const cookie = caller ? await auth.cookieFor(name) : null;
-      if (!caller || !cookie) {
-        res.status(401).json({ error: 'unauthorized', reason: 'Name or password is incorrect.' });
-        return;
-      }
-      res.setHeader('Set-Cookie', sessionCookie(cookie, SESSION_SECONDS));
-      res.json({ ok: true, name: caller.name, roles: caller.roles });
-    })().catch(next);
-  });
   router.delete('/_session', (_req, res) => {
     res.setHeader('Set-Cookie', sessionCookie('', 0));
     res.json({ ok: true });
@@ -737,7 +722,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   let hosts = new Set<string>();
   app.use(hostGuard(() => hosts));
   app.use(identify(auth, options.proxySecret));
-  app.use(sessionRoutes(auth));
+  app.use(sessionRoutes());
   app.use(authorization(securityReader(() => selfUrl, adminHeaders)));
   app.use(bodyGuard());
   app.use(adminConfigRoutes(couchApp.couchConfig));
