@@ -177,13 +177,15 @@ describe('hole 5: the login throttle holds under concurrency and nobody else wai
     expect((await send(gateway, 'GET', '/-/whoami', { headers: { authorization: basic('bystander-g-' + run, 'bystander-password') } })).status).toBe(200);
   });
 
-  it('through the CouchDB port (Basic and POST /_session): the same throttle, another user logs in under 1 s', async () => {
+  // The embedded server's port is the registry's own; a real CouchDB's port answers with CouchDB's own
+  // password checks and lock-out ([chttpd_auth_lockout]), which this registry does not run.
+  const embeddedPort = process.env.COUCHDB_URL ? it.skip : it;
+  embeddedPort('through the CouchDB port (Basic and POST /_session): the same throttle, another user logs in under 1 s', async () => {
     await signup('victim-c-' + run, 'victim-password');
     await signup('bystander-c-' + run, 'bystander-password');
     const { other, checked, refused } = await burst(couch, '/_session', 'victim-c-' + run, 'bystander-c-' + run, 'bystander-password');
     expect(other.status).toBe(200);
     expect(other.ms).toBeLessThan(1000);
-    if (process.env.COUCHDB_URL) return; // a real CouchDB has its own lock-out ([chttpd_auth_lockout])
     expect(checked).toBeLessThanOrEqual(10);
     expect(checked + refused).toBe(300);
     // POST /_session counts against the same throttle: the victim's pair is spent.
