@@ -6,11 +6,14 @@
  *
  * - Any account can claim a public package name that is not mirrored here yet: publishing it locally
  *   puts the user's code in front of the upstream's package for every client, in every upstream mode
- *   (and around the blocks, which apply to mirrored packages only).
+ *   (and around the blocks, which apply to mirrored packages only); registering that name as a
+ *   foreign package sends every client to the user's own registry.
  * - A gzip-encoded request body from any account is inflated up to MAX_PUBLISH_BYTES and parsed:
  *   eight bodies of 100 KB each raise the gateway's memory by gigabytes.
  * - Tarballs served through (`UPSTREAM_MODE=proxy`) are decoded from a Content-Encoding the registry
  *   did not ask for: a few kilobytes from the upstream become up to UPSTREAM_MAX_TARBALL_MB sent.
+ * - Anonymous `npm audit` requests are relayed with no bound on how many run at once: an upstream
+ *   answering 60 MB each (a decompression bomb under UPSTREAM_MAX_PACKUMENT_MB) costs gigabytes.
  * - A foreign package's url may name this machine in spellings the check misses (`localhost.`).
  * - The page of a mirrored document that carries a `url` presents it as a foreign package and links
  *   there, although the API never treats it as one.
@@ -93,7 +96,16 @@ function packumentOf(name: string, extra: Record<string, unknown> = {}) {
   };
 }
 
+/** A gzip of a 60 MB JSON audit answer (under UPSTREAM_MAX_PACKUMENT_MB), made on first use. */
+let auditAnswer: Buffer | null = null;
+
 function serveUpstream(req: IncomingMessage, res: ServerResponse): void {
+  if (req.method === 'POST') {
+    req.resume();
+    auditAnswer = auditAnswer || gzipSync(Buffer.from('{"left-pad":[{"id":1,"title":"' + 'a'.repeat(60 * 1024 * 1024) + '"}]}'));
+    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    return void res.end(auditAnswer);
+  }
   const path = decodeURIComponent(new URL(req.url || '/', 'http://upstream').pathname).slice(1);
   const tarball = /^(.+)\/-\/([^/]+)$/.exec(path);
   if (tarball) {
@@ -147,6 +159,21 @@ describe('a public package name cannot be claimed by publishing it here first', 
       }
     });
   }
+
+  it('registering a name the upstream has as a foreign package does not send every client to the user\'s registry (mirror mode)', async () => {
+    const r = await startRegistry('claim-foreign', { UPSTREAM_REGISTRY: upstreamUrl });
+    try {
+      const name = 'popular-foreign';
+      const register = await send(r.gateway, 'PUT', '/' + name, { headers: bearer(r), body: { name, maintainers: [r.user], url: 'https://evil.example' } });
+      expect(register.status).toBeGreaterThanOrEqual(400);
+      expect(register.status).toBeLessThan(500);
+      const packument = await send(r.gateway, 'GET', '/' + name);
+      expect(packument.headers.get('location')).toBeNull();
+      expect([packument.status, packument.body['dist-tags']]).toEqual([200, { latest: '1.0.0' }]);
+    } finally {
+      await r.stop();
+    }
+  });
 
   it('a block on a whole package holds for a local publish of that name too (mirror mode)', async () => {
     const r = await startRegistry('claim-blocked', { UPSTREAM_REGISTRY: upstreamUrl });
@@ -210,6 +237,28 @@ describe('what the registry takes from elsewhere', () => {
       // Refused (424), or passed on as the upstream sent it: never 32 MiB made from 32 KB.
       if (res.status === 200) expect(sent).toBeLessThanOrEqual(tarballBomb.length);
       else expect(res.status).toBe(424);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  (process.platform === 'linux' ? it : it.skip)('anonymous npm audit requests relayed to an upstream that answers 60 MB each do not pile up gigabytes', async () => {
+    const r = await startRegistry('audit', { UPSTREAM_REGISTRY: upstreamUrl });
+    try {
+      const status = () => readFileSync('/proc/' + r.proc.child.pid + '/status', 'utf8');
+      const peakMb = () => Number((/VmHWM:\s+(\d+) kB/.exec(status()) as RegExpExecArray)[1]) / 1024;
+      const before = peakMb();
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          fetch(r.gateway + '/-/npm/v1/security/advisories/bulk', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"left-pad":["1.0.0"]}' }).then(async (res) => {
+            await res.arrayBuffer();
+            return res.status;
+          }),
+        ),
+      );
+      expect(answers.every((s) => s < 500 || s === 502)).toBe(true);
+      // Measured on bfcbe43: the peak grew by about 1.2 GB (each answer decoded, parsed and sent on whole).
+      expect(peakMb() - before).toBeLessThan(512);
     } finally {
       await r.stop();
     }
