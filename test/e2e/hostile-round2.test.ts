@@ -14,6 +14,9 @@
  *   did not ask for: a few kilobytes from the upstream become up to UPSTREAM_MAX_TARBALL_MB sent.
  * - Anonymous `npm audit` requests are relayed with no bound on how many run at once: an upstream
  *   answering 60 MB each (a decompression bomb under UPSTREAM_MAX_PACKUMENT_MB) costs gigabytes.
+ * - The embedded server's native replication (`REPLICATION_COUCHDB`) follows the source's redirects
+ *   past the outbound request policy, to loopback and private addresses, with the reader's
+ *   credentials when the host name stays the same, and retries in a busy loop.
  * - A foreign package's url may name this machine in spellings the check misses (`localhost.`).
  * - The page of a mirrored document that carries a `url` presents it as a foreign package and links
  *   there, although the API never treats it as one.
@@ -261,6 +264,39 @@ describe('what the registry takes from elsewhere', () => {
       expect(peakMb() - before).toBeLessThan(512);
     } finally {
       await r.stop();
+    }
+  });
+
+  // On a real CouchDB its own replicator makes these requests, from wherever CouchDB runs.
+  (couchUrlEnv ? it.skip : it)('REPLICATION_COUCHDB: a source that redirects cannot send the embedded replicator to a loopback service, nor make it spin', async () => {
+    // A service on a loopback address that no setting allows, and a replication source that redirects there.
+    const internalHits: string[] = [];
+    const internal = createServer((req, res) => {
+      internalHits.push(req.method + ' ' + req.url + ' ' + (req.headers.authorization ? 'with credentials' : ''));
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"internal":true}');
+    });
+    await new Promise<void>((resolve) => internal.listen(0, '127.0.0.1', resolve));
+    const internalUrl = 'http://127.0.0.1:' + (internal.address() as AddressInfo).port;
+    let sourceHits = 0;
+    const source = createServer((req, res) => {
+      sourceHits++;
+      res.writeHead(302, { location: internalUrl + '/stolen' + req.url });
+      res.end();
+    });
+    await new Promise<void>((resolve) => source.listen(0, '127.0.0.1', resolve));
+    const sourceUrl = 'http://reader:reader-secret@127.0.0.1:' + (source.address() as AddressInfo).port + '/upstreamdb';
+    const r = await startRegistry('native-redirect', { REPLICATION_COUCHDB: sourceUrl });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 4000));
+      // Measured on bfcbe43 (embedded server): thousands of requests reached the loopback service,
+      // with the reader's Basic credentials, about 900 a second.
+      expect(internalHits.slice(0, 3)).toEqual([]);
+      expect(sourceHits).toBeLessThan(200);
+    } finally {
+      await r.stop();
+      await new Promise((resolve) => source.close(resolve));
+      await new Promise((resolve) => internal.close(resolve));
     }
   });
 
