@@ -57,6 +57,11 @@ export function policyCovers(policy: Policy, name: string): boolean {
   return policy.minAgeMs > 0 && !policy.exceptions.some((pattern) => names(pattern, name));
 }
 
+/** The block of the whole package `name` (a rule without a version), if the policy has one. */
+export function wholePackageBlock(policy: Policy, name: string): BlockRule | undefined {
+  return policy.blocked.find((rule) => rule && names(rule.package, name) && !(typeof rule.version === 'string' && rule.version));
+}
+
 /** The versions of a mirrored package that are not served, by version, under `policy` at `now` (ms). */
 export function withheldVersions(doc: PackageDoc, policy: Policy, now: number): Map<string, Withheld> {
   const withheld = new Map<string, Withheld>();

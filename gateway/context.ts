@@ -15,6 +15,7 @@ import { KeyRing } from './signing';
 import { TokenStore } from './tokens';
 import { Webhooks } from './webhooks';
 import type { Mirror } from '../replication/mirror';
+import type { UpstreamRegistry } from '../replication/upstream';
 import type { Replication } from '../replication/start';
 
 export interface Context {
@@ -37,6 +38,8 @@ export interface Context {
   search?: SearchService;
   /** Pull-through and replication state, when an upstream is configured to be mirrored. */
   mirror?: Mirror;
+  /** The upstream registry (`UPSTREAM_REGISTRY`) in every mode, asked whether it has a name first published here. */
+  upstream?: UpstreamRegistry;
   /** The running replications from the upstream, for their status. */
   replication?: Pick<Replication, 'follower' | 'native'>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */

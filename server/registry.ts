@@ -166,7 +166,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       metrics,
       log,
     };
-    const keys = new KeyRing(couch, config.stateDb, config.dataDir, config.upstreamRegistry ? new UpstreamRegistry(config.upstreamRegistry, config) : undefined, log);
+    context.upstream = config.upstreamRegistry ? new UpstreamRegistry(config.upstreamRegistry, config) : undefined;
+    const keys = new KeyRing(couch, config.stateDb, config.dataDir, context.upstream, log);
     await keys.open();
     context.keys = keys;
     // The upstream's keys are fetched in the background at every start and twice a day.

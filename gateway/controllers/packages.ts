@@ -19,6 +19,7 @@ import { Context, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
 import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
 import { answeredNotModified, immutable, revalidate } from '../http-cache';
+import { assertMayTakeName } from '../new-names';
 import { parsePackagePath } from '../paths';
 import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
 import { foreignBaseUrl, foreignUrlProblem, forwardToUpstream, postToUpstream, readForeign } from '../upstream';
@@ -288,6 +289,7 @@ export function packageRoutes(ctx: Context): Router {
     if (!rev && body.url !== undefined && body._attachments === undefined && body.versions === undefined) {
       const problem = foreignUrlProblem(ctx, body.url);
       if (problem) throw badRequest(problem);
+      await assertMayTakeName(ctx, user, name);
       const url = foreignBaseUrl(body.url as string);
       const result = await writeWithRetry(ctx, user, name, (existing) => applyForeign(existing, name, { ...body, url }, now));
       ctx.log.info({ user: user.name, package: name, url }, 'foreign package registered');
@@ -296,6 +298,7 @@ export function packageRoutes(ctx: Context): Router {
     }
     const isPublish = !rev && body._attachments !== undefined;
     if (isPublish) {
+      await assertMayTakeName(ctx, user, name);
       const result = await writeWithRetry(ctx, user, name, (existing) =>
         applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined }),
       );

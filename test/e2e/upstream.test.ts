@@ -18,6 +18,7 @@ let redirecting: TestRegistry;
 let mirroring: TestRegistry;
 let upstreamPublisher: NpmClient;
 let localToken: string;
+let adminToken: string;
 /** The project installed through the mirroring registry: its lockfile pins what was mirrored. */
 let mirrorAppDir: string;
 
@@ -39,8 +40,10 @@ beforeAll(async () => {
   redirecting = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'redirect' });
   mirroring = await startTestRegistry({ UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '3000', UPSTREAM_MAX_AGE_SECONDS: '1' });
   localToken = await proxied.signup('local');
-  const local = npmClient(proxied.url, localToken);
-  const published = await local.npm(['publish'], makePackage(local.home, { name: 'shared-name', version: '5.0.0', description: 'ours' }));
+  // The upstream has this name, so only an admin publishes it here (a user is refused: see below).
+  adminToken = await proxied.adminToken();
+  const admin = npmClient(proxied.url, adminToken);
+  const published = await admin.npm(['publish'], makePackage(admin.home, { name: 'shared-name', version: '5.0.0', description: 'ours' }));
   if (published.code !== 0) throw new Error(published.stderr);
 });
 
@@ -308,8 +311,9 @@ describe('redirect mode', () => {
 
 describe('foreign packages', () => {
   it('registers a package hosted elsewhere; reads are served from there through this registry and npm installs it', async () => {
+    // The upstream has this name too: an admin registers it, for the user `local` to maintain.
     const registered = await proxied.request('PUT', '/hosted-there', {
-      token: localToken,
+      token: adminToken,
       body: { name: 'hosted-there', maintainers: ['local'], description: 'lives in Verdaccio', url: verdaccio.url },
     });
     expect(registered.status).toBe(201);

@@ -19,6 +19,8 @@ export interface TestRegistry extends RunningRegistry {
   request(method: string, path: string, options?: RequestOptions): Promise<{ status: number; body: any; headers: Headers }>;
   /** Creates a user through the npm login endpoint and returns its token. */
   signup(name: string, password?: string): Promise<string>;
+  /** A token of the CouchDB admin, from the npm login endpoint (for what only admins may do, such as taking a name the upstream has). */
+  adminToken(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -86,6 +88,13 @@ export async function startTestRegistry(env: Record<string, string> = {}, log?: 
         body: { _id: 'org.couchdb.user:' + name, name, password, email: name + '@example.com', type: 'user', roles: [] },
       });
       if (res.status !== 201) throw new Error('signup of ' + name + ' failed: ' + res.status + ' ' + JSON.stringify(res.body));
+      return res.body.token as string;
+    },
+    async adminToken() {
+      const admin = new URL(adminCouchUrl);
+      const name = decodeURIComponent(admin.username);
+      const res = await request('PUT', '/-/user/org.couchdb.user:' + name, { body: { _id: 'org.couchdb.user:' + name, name, password: decodeURIComponent(admin.password), type: 'user', roles: [] } });
+      if (res.status !== 201) throw new Error('admin login failed: ' + res.status + ' ' + JSON.stringify(res.body));
       return res.body.token as string;
     },
     async stop() {
