@@ -19,12 +19,19 @@ import { webRoutes } from './controllers/web';
 import { supplyChainRoutes } from './controllers/supply-chain';
 import { WebSessions } from './web/sessions';
 import { asHttpError, badRequest } from './errors';
+import { ByteBudget } from '../lib/byte-budget';
 
 /**
  * The largest body read from a request without credentials: sign-up and login, `npm audit` of a large
  * tree (its bulk advisory request lists names and versions, well under this for thousands of packages).
  */
 export const ANONYMOUS_BODY_BYTES = 2 * 1024 * 1024;
+
+/**
+ * How many bytes of large bodies (publishes) are read and parsed at once, at least one of the largest
+ * allowed (`MAX_PUBLISH_BYTES`); the others wait their turn. A parsed body costs a few times its size.
+ */
+export const LARGE_BODY_BUDGET_BYTES = 128 * 1024 * 1024;
 
 /** Deeper JSON bodies are refused: they serve no npm request and would exhaust the stack when written. */
 export const MAX_JSON_DEPTH = 64;
@@ -91,6 +98,13 @@ export function createApp(ctx: Context): express.Express {
     app.use(api);
   }
 
+  // What no route marks otherwise (search, dist-tags, the replication feed, views, errors) is for the
+  // caller only: no shared cache in front of the registry keeps it. Packuments and tarballs anyone
+  // may read are marked public by their routes.
+  api.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'private, no-cache');
+    next();
+  });
   api.get('/-/ping', (_req, res) => res.json({}));
   api.use(operationsRoutes(ctx));
 
@@ -101,16 +115,29 @@ export function createApp(ctx: Context): express.Express {
   // that nobody can make the registry hold large bodies in memory without credentials.
   api.use(authenticate(ctx.accounts, ctx.tokens));
   const parseAs = (limit: number) => express.json({ limit, strict: false, type: ['application/json', 'application/*+json', 'text/plain'] });
-  const parseUsers = parseAs(ctx.config.maxPublishBytes);
-  const parseAnonymous = parseAs(ANONYMOUS_BODY_BYTES);
+  const parseLarge = parseAs(ctx.config.maxPublishBytes);
+  const parseSmall = parseAs(ANONYMOUS_BODY_BYTES);
+  // Large bodies are read and parsed a few at a time: a parsed publish costs several times its size.
+  const largeBodies = new ByteBudget(Math.max(ctx.config.maxPublishBytes, LARGE_BODY_BUDGET_BYTES));
   api.use((req, res, next) => {
-    const limit = res.locals.user ? ctx.config.maxPublishBytes : ANONYMOUS_BODY_BYTES;
+    // npm compresses no large body (only `npm audit` sends gzip): a compressed body inflates to no more
+    // than a small one, so that a few kilobytes cannot become a publish-sized body in memory.
+    const encoded = !!req.headers['content-encoding'] && req.headers['content-encoding'] !== 'identity';
+    const large = !!res.locals.user && !encoded;
+    const limit = large ? ctx.config.maxPublishBytes : ANONYMOUS_BODY_BYTES;
+    const declared = Number(req.headers['content-length']);
     // A body declared too large is refused before a byte of it is read (the body parser would read it
     // to the end first); Node discards what the client still sends.
-    if (Number(req.headers['content-length']) > limit) {
+    if (declared > limit) {
       return next(Object.assign(new Error('request entity too large'), { type: 'entity.too.large', status: 413 }));
     }
-    (res.locals.user ? parseUsers : parseAnonymous)(req, res, next);
+    const hasBody = declared > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (!large || !hasBody || declared <= ANONYMOUS_BODY_BYTES) return (large ? parseLarge : parseSmall)(req, res, next);
+    void largeBodies.take(Number.isFinite(declared) && declared > 0 ? declared : limit).then((release) => {
+      res.on('close', release);
+      if (res.destroyed) return release();
+      parseLarge(req, res, next);
+    });
   });
   api.use((req, _res, next) => {
     const depth = jsonDepth(req.body, MAX_JSON_DEPTH);
@@ -143,6 +170,11 @@ export function createApp(ctx: Context): express.Express {
       return;
     }
     const e = err as { type?: string; status?: number; message?: string; limit?: number };
+    const encoded = !!req.headers['content-encoding'] && req.headers['content-encoding'] !== 'identity';
+    if (e.type === 'entity.too.large' && res.locals.user && encoded) {
+      res.status(413).json({ error: 'A compressed request body is read up to ' + ANONYMOUS_BODY_BYTES / 1024 / 1024 + ' MiB once inflated; send a large body (a publish) uncompressed, as npm does.' });
+      return;
+    }
     if (e.type === 'entity.too.large' && !res.locals.user) {
       res.status(413).json({ error: 'The request body is larger than this registry reads without credentials (' + ANONYMOUS_BODY_BYTES / 1024 / 1024 + ' MiB). Log in (`npm login`) to publish.' });
       return;
