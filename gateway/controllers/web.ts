@@ -7,6 +7,7 @@
 import express, { NextFunction, Request, Response, Router } from 'express';
 import { isForeign, isTombstone } from '../../core/packument';
 import { packageNameProblem } from '../../core/names';
+import { isMirrored } from '../../core/provenance';
 import { PackageDoc, Person, VersionManifest } from '../../core/types';
 import { abandonSignal, clientAddress } from '../auth';
 import { Context, readPackage } from '../context';
@@ -48,8 +49,11 @@ function externalLink(url: unknown): string {
   return typeof url === 'string' && /^https?:\/\/[^/\\]/i.test(url) ? `<a href="${text}" rel="nofollow noopener">${text}</a>` : text;
 }
 
+/** A foreign package registered here; a mirrored document never is one, whatever `url` the upstream gave it. */
+const foreignHere = (ctx: Context, doc: PackageDoc): boolean => isForeign(doc) && !isMirrored(doc, ctx.registryId);
+
 function provenance(ctx: Context, doc: PackageDoc): string {
-  if (isForeign(doc)) return `<span class="badge foreign" title="Hosted at ${escape(doc.url)}">hosted at ${escape(doc.url)}</span>`;
+  if (foreignHere(ctx, doc)) return `<span class="badge foreign" title="Hosted at ${escape(doc.url)}">hosted at ${escape(doc.url)}</span>`;
   return originBadge(ctx, doc.origin);
 }
 
@@ -217,7 +221,7 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
     const heldBack = [...withheld.values()]
       .map((w) => `<tr><td>${escape(w.version)}</td><td>${w.kind === 'blocked' ? 'blocked' : 'until ' + escape(when(w.availableAt) + ' ' + String(w.availableAt || '').slice(11, 16) + ' UTC')}</td></tr><tr><td colspan="2" class="muted">${escape(w.reason)}</td></tr>`)
       .join('');
-    if (isForeign(doc)) {
+    if (foreignHere(ctx, doc)) {
       return `<h1>${escape(name)}${provenance(ctx, doc)}</h1><p>${escape(doc.description || '')}</p>
 <p>This package lives in another registry, ${externalLink(doc.url)}; this registry serves it from there.</p>
 <h2>Maintainers</h2><p>${people(doc.maintainers)}</p>`;
