@@ -18,6 +18,7 @@ import { Policy, policyActive, policyCovers, Withheld, withheldTarball, withheld
 import { inPrivateScope } from '../core/provenance';
 import { PackageDoc } from '../core/types';
 import { Config } from '../config';
+import { hostOf } from '../config/outbound';
 import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, nestingDepth, outboundRequest, readAll, UpstreamAnswer, upstreamPath } from '../replication/upstream';
 
 /** What reads from elsewhere need of the gateway. */
@@ -101,8 +102,7 @@ export function foreignUrlProblem(host: ElsewhereHost, raw: unknown): string | n
   if ((config.foreignMode === 'proxy' || outbound.foreignHostsSet) && !outbound.foreignHostListed(url)) {
     return 'Foreign packages may be registered only at the hosts an admin listed in FOREIGN_HOSTS, and ' + url.host + ' is not one of them; ask an admin to add it.';
   }
-  const own = new URL(host.baseUrl);
-  if (url.host.toLowerCase() === own.host.toLowerCase()) return base + '; it points at this registry itself.';
+  if (hostOf(url) === hostOf(new URL(host.baseUrl))) return base + '; it points at this registry itself.';
   const literal = outbound.literalProblem(url);
   if (literal) return 'A foreign package cannot be hosted at ' + url.host + ': ' + literal + '.';
   return null;
