@@ -30,6 +30,9 @@ export interface ElsewhereHost {
 }
 
 function unreachable(upstream: string, err: unknown): HttpError {
+  if ((err as { code?: string }).code === 'EENCODED') {
+    return new HttpError(UPSTREAM_FAILED, 'The registry ' + upstream + ' ' + fetchFailure(err).words + ', as a tarball\'s integrity is that of its bytes unencoded. Tell its admins.');
+  }
   return new HttpError(UPSTREAM_FAILED, 'The registry ' + upstream + ' ' + fetchFailure(err).words + '; packages already here are still served. Try again later.');
 }
 
@@ -131,13 +134,20 @@ export async function readForeign(host: ElsewhereHost, req: Request, res: Respon
   await proxyRead(host, base, req, res, name, rest, '"' + name + '" is registered here as hosted at ' + base + ', which does not have it.');
 }
 
-/** The status, body and headers of a GET at `registry` for `name`, or the error for an answer that did not come. */
+/**
+ * The status, body and headers of a GET at `registry` for `name`, or the error for an answer that
+ * did not come. A tarball is asked unencoded, and refused when sent encoded anyway: inflated, a few
+ * kilobytes could become `UPSTREAM_MAX_TARBALL_MB` sent to each client, and the bytes would no longer
+ * be the ones the integrity in the packument speaks of.
+ */
 async function ask(host: ElsewhereHost, registry: string, name: string, rest: string[], headers: Record<string, string>): Promise<UpstreamAnswer> {
+  const tarball = isTarballPath(rest);
   try {
     return await outboundRequest(new URL(registry + upstreamPath(name, rest)), {
       policy: host.config.outbound,
-      headers,
+      headers: tarball ? { ...headers, 'accept-encoding': 'identity' } : headers,
       signal: AbortSignal.timeout(host.config.upstreamTimeoutMs),
+      unencoded: tarball ? 'the tarball ' + rest[1] : undefined,
     });
   } catch (err) {
     throw unreachable(registry, err);
@@ -230,7 +240,6 @@ export async function proxyRead(host: ElsewhereHost, registry: string, req: Requ
     }
   }
   const headers = forwardHeaders(req);
-  if (isTarball) headers['accept-encoding'] = 'identity';
   const response = await ask(host, registry, name, rest, headers);
   if (response.status === 404) {
     response.body.resume();

@@ -32,6 +32,10 @@ beforeAll(async () => {
       case '/gzipped':
         res.writeHead(200, { 'content-encoding': 'gzip', 'content-type': 'application/json' });
         return void res.end(gzipSync(JSON.stringify({ name: 'gzipped', versions: {} })));
+      case '/encoded.tgz':
+        // A tarball sent gzip-encoded although asked unencoded: 32 MiB of zeros in about 32 KB.
+        res.writeHead(200, { 'content-encoding': 'gzip', 'content-type': 'application/octet-stream' });
+        return void res.end(gzipSync(Buffer.alloc(32 * 1024 * 1024)));
       case '/compress':
         res.writeHead(200, { 'content-encoding': 'compress' });
         return void res.end('x');
@@ -98,6 +102,17 @@ describe('the upstream client', () => {
     await expect(readAll(cut.body)).rejects.toThrow();
     const dropped = await upstream.download(url + '/big.tgz');
     dropped.body.destroy();
+    await settle();
+    expect(escaped).toEqual([]);
+  });
+
+  it('a tarball sent encoded although asked unencoded is refused, never inflated', async () => {
+    const failure = await upstream.download(url + '/encoded.tgz').then(
+      () => null,
+      (err: Error & { code?: string }) => err,
+    );
+    expect(failure?.message).toContain('sent a tarball in the encoding "gzip" although it was asked for it unencoded');
+    expect(failure?.code).toBe('EENCODED');
     await settle();
     expect(escaped).toEqual([]);
   });
