@@ -281,32 +281,105 @@ function parseVersion(registry: string, name: string, text: Buffer): Record<stri
   throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' sent something for a version of "' + name + '" that is not a version manifest. Tell its admins.');
 }
 
-/** POST bodies forwarded as JSON to the upstream (audit), with a clear answer when it cannot help. */
+/** The most bytes of an audit answer accepted, decoded: npm's answers for large projects are a few hundred kilobytes. */
+export const AUDIT_MAX_BYTES = 8 * 1024 * 1024;
+/** Audit requests relayed to the upstream at once, and how many may wait for their turn (beyond, 503). */
+export const AUDITS_AT_ONCE = 4;
+export const AUDITS_WAITING = 16;
+
+/**
+ * A bounded number of turns: `run` starts the work when one of `max` turns is free, waits in a queue
+ * of at most `waiting` otherwise, and refuses (`busy`) beyond, or after waiting `patienceMs`.
+ */
+class Turns {
+  private running = 0;
+  private readonly queue: { start(): void; timer: NodeJS.Timeout }[] = [];
+
+  constructor(
+    private readonly max: number,
+    private readonly waiting: number,
+    private readonly patienceMs: number,
+    private readonly busy: () => Error,
+  ) {}
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= this.max) {
+      if (this.queue.length >= this.waiting) throw this.busy();
+      await new Promise<void>((resolve, reject) => {
+        const entry = {
+          start: () => {
+            clearTimeout(entry.timer);
+            resolve();
+          },
+          timer: setTimeout(() => {
+            this.queue.splice(this.queue.indexOf(entry), 1);
+            reject(this.busy());
+          }, this.patienceMs),
+        };
+        this.queue.push(entry);
+      });
+      // The turn was handed over by the one that ended (counted as running still).
+    } else {
+      this.running++;
+    }
+    try {
+      return await work();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next.start();
+      else this.running--;
+    }
+  }
+}
+
+/** The audit turns of each configuration (of each gateway in this process). */
+const auditTurns = new WeakMap<Config, Turns>();
+
+function auditTurnsOf(config: Config): Turns {
+  let turns = auditTurns.get(config);
+  if (!turns) {
+    const busy = () => new HttpError(503, 'Too many `npm audit` requests are being relayed to the upstream registry right now; try again in a few seconds.', { 'Retry-After': '5' });
+    turns = new Turns(AUDITS_AT_ONCE, AUDITS_WAITING, Math.min(config.upstreamTimeoutMs, 30_000), busy);
+    auditTurns.set(config, turns);
+  }
+  return turns;
+}
+
+/**
+ * POST bodies forwarded as JSON to the upstream (audit), with a clear answer when it cannot help.
+ * Anyone may ask (npm audits anonymously), so at most `AUDITS_AT_ONCE` are relayed at a time, a few
+ * more wait their turn and the rest are answered 503; an answer beyond `AUDIT_MAX_BYTES` (decoded) is
+ * refused with 424 naming the upstream.
+ */
 export async function postToUpstream(config: Config, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
   const upstream = config.upstreamRegistry;
   if (!upstream) {
     throw new HttpError(503, 'This registry has no upstream to ask for security advisories (UPSTREAM_REGISTRY is not set); `npm audit` cannot check here.');
   }
-  let text: string;
-  let status: number;
-  try {
-    const answer = await outboundRequest(new URL(upstream + path), {
-      policy: config.outbound,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(config.upstreamTimeoutMs),
-      maxBytes: config.upstreamMaxPackumentBytes,
-      maxBytesSetting: 'UPSTREAM_MAX_PACKUMENT_MB',
-    });
-    status = answer.status;
-    text = (await readAll(answer.body)).toString('utf8');
-  } catch (err) {
-    throw unreachable(upstream, err);
-  }
-  try {
-    return { status, body: JSON.parse(text) };
-  } catch {
-    throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + status + ').');
-  }
+  return auditTurnsOf(config).run(async () => {
+    let text: string;
+    let status: number;
+    try {
+      const answer = await outboundRequest(new URL(upstream + path), {
+        policy: config.outbound,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(config.upstreamTimeoutMs),
+        maxBytes: Math.min(AUDIT_MAX_BYTES, config.upstreamMaxPackumentBytes),
+      });
+      status = answer.status;
+      text = (await readAll(answer.body)).toString('utf8');
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ETOOLARGE') {
+        throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with more than ' + Math.min(AUDIT_MAX_BYTES, config.upstreamMaxPackumentBytes) + ' bytes (decoded), which is not an audit report; it was refused. Tell its admins.');
+      }
+      throw unreachable(upstream, err);
+    }
+    try {
+      return { status, body: JSON.parse(text) };
+    } catch {
+      throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + status + ').');
+    }
+  });
 }

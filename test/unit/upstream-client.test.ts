@@ -1,17 +1,23 @@
 /**
  * The upstream client against a real HTTP server that misbehaves as a broken or hostile upstream can:
  * bodies that claim an encoding they do not have, answers cut off, redirects in a loop, links of
- * other protocols. Each is a clear error for the one request, and nothing escapes to the process.
+ * other protocols, tarballs encoded unasked, audit answers of megabytes. Each is a clear error for the
+ * one request, and nothing escapes to the process; the gateway's audit relay (`postToUpstream`)
+ * bounds how many audits it relays at once.
  */
 import http from 'http';
 import { AddressInfo } from 'net';
 import { gzipSync } from 'zlib';
-import { loadConfig } from '../../config';
+import { Config, loadConfig } from '../../config';
+import { AUDITS_AT_ONCE, AUDITS_WAITING, postToUpstream } from '../../gateway/upstream';
 import { readAll, UpstreamRegistry } from '../../replication/upstream';
 
 let server: http.Server;
 let upstream: UpstreamRegistry;
 let url: string;
+let config: Config;
+let auditsNow = 0;
+let auditsMost = 0;
 /** Errors that reached the process instead of the caller. */
 const escaped: unknown[] = [];
 const record = (err: unknown) => escaped.push(err);
@@ -36,6 +42,21 @@ beforeAll(async () => {
         // A tarball sent gzip-encoded although asked unencoded: 32 MiB of zeros in about 32 KB.
         res.writeHead(200, { 'content-encoding': 'gzip', 'content-type': 'application/octet-stream' });
         return void res.end(gzipSync(Buffer.alloc(32 * 1024 * 1024)));
+      case '/-/npm/v1/security/advisories/bulk':
+        // A slow audit: how many are asked at once is counted.
+        auditsNow++;
+        auditsMost = Math.max(auditsMost, auditsNow);
+        req.resume();
+        return void setTimeout(() => {
+          auditsNow--;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end('{}');
+        }, 100);
+      case '/-/npm/v1/security/audits/quick':
+        // An audit answer of 20 MB (under UPSTREAM_MAX_PACKUMENT_MB) in about 20 KB.
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+        return void res.end(gzipSync('{"advisories":{"1":"' + 'a'.repeat(20 * 1024 * 1024) + '"}}'));
       case '/compress':
         res.writeHead(200, { 'content-encoding': 'compress' });
         return void res.end('x');
@@ -61,7 +82,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = 'http://127.0.0.1:' + (server.address() as AddressInfo).port;
-  upstream = new UpstreamRegistry(url, loadConfig({ UPSTREAM_REGISTRY: url, UPSTREAM_TIMEOUT_MS: '2000' }));
+  config = loadConfig({ UPSTREAM_REGISTRY: url, UPSTREAM_TIMEOUT_MS: '2000' });
+  upstream = new UpstreamRegistry(url, config);
 });
 
 afterAll(async () => {
@@ -115,5 +137,26 @@ describe('the upstream client', () => {
     expect(failure?.code).toBe('EENCODED');
     await settle();
     expect(escaped).toEqual([]);
+  });
+
+  it('relays at most a few audits at once, lets a few more wait, and answers the rest 503 with Retry-After', async () => {
+    const outcomes = await Promise.all(
+      Array.from({ length: AUDITS_AT_ONCE + AUDITS_WAITING + 10 }, () =>
+        postToUpstream(config, '/-/npm/v1/security/advisories/bulk', { 'left-pad': ['1.0.0'] }).then(
+          (answer) => answer.status,
+          (err: { status?: number; headers?: Record<string, string> }) => err.status + ' ' + (err.headers || {})['Retry-After'],
+        ),
+      ),
+    );
+    expect(auditsMost).toBe(AUDITS_AT_ONCE);
+    expect(outcomes.filter((o) => o === 200)).toHaveLength(AUDITS_AT_ONCE + AUDITS_WAITING);
+    expect(outcomes.filter((o) => o === '503 5')).toHaveLength(10);
+    // The turns are all given back.
+    expect(await postToUpstream(config, '/-/npm/v1/security/advisories/bulk', {})).toEqual({ status: 200, body: {} });
+  });
+
+  it('an audit answer of more than a few MB (decoded) is refused with 424 naming the upstream', async () => {
+    const failure = await postToUpstream(config, '/-/npm/v1/security/audits/quick', {}).catch((err: { status: number; message: string }) => err);
+    expect(failure).toMatchObject({ status: 424, message: expect.stringContaining(url + ' answered the audit with more than') });
   });
 });
