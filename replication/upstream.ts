@@ -94,7 +94,8 @@ export interface OutboundRequest {
  * A request of the registry to another host, over Node's HTTP client, whose agents keep connections
  * open (`fetch` and its web streams took about a sixth of the registry's CPU during an install through
  * pull-through): every hop asks the outbound policy first and connects only to addresses it allows.
- * Redirects are followed (a GET after them, each hop asking the policy again); the answer once its headers arrived, its body decoded
+ * Redirects are followed (a GET after them, each hop asking the policy again, credentials kept for
+ * the same origin only); the answer once its headers arrived, its body decoded
  * (gzip, deflate, br) and bounded by `maxBytes`. `signal` abandons it.
  */
 export function outboundRequest(url: URL, options: OutboundRequest, redirects = MAX_REDIRECTS): Promise<UpstreamAnswer> {
@@ -124,7 +125,9 @@ export function outboundRequest(url: URL, options: OutboundRequest, redirects = 
         } catch {
           return reject(new Error('a redirect to "' + location + '", which is not a URL'));
         }
-        return resolve(outboundRequest(next, { ...options, method: 'GET', body: undefined }, redirects - 1));
+        // Credentials go to the host they were meant for only (as browsers and fetch do).
+        const headers = next.origin === url.origin ? options.headers : Object.fromEntries(Object.entries(options.headers).filter(([name]) => !/^(authorization|cookie)$/i.test(name)));
+        return resolve(outboundRequest(next, { ...options, headers, method: 'GET', body: undefined }, redirects - 1));
       }
       const encoding = String(response.headers['content-encoding'] || 'identity').trim().toLowerCase();
       if (options.unencoded && encoding !== 'identity') {

@@ -10,7 +10,8 @@ import { AddressInfo } from 'net';
 import { gzipSync } from 'zlib';
 import { Config, loadConfig } from '../../config';
 import { AUDITS_AT_ONCE, AUDITS_WAITING, postToUpstream } from '../../gateway/upstream';
-import { readAll, UpstreamRegistry } from '../../replication/upstream';
+import { outboundRequest, readAll, UpstreamRegistry } from '../../replication/upstream';
+import { OutboundPolicy } from '../../config/outbound';
 
 let server: http.Server;
 let upstream: UpstreamRegistry;
@@ -57,6 +58,16 @@ beforeAll(async () => {
         req.resume();
         res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
         return void res.end(gzipSync('{"advisories":{"1":"' + 'a'.repeat(20 * 1024 * 1024) + '"}}'));
+      case '/same-origin':
+        res.writeHead(302, { location: '/echo-authorization' });
+        return void res.end();
+      case '/echo-authorization':
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        return void res.end(String(req.headers.authorization));
+      case '/other-origin':
+        // The same server under another origin (localhost instead of 127.0.0.1).
+        res.writeHead(302, { location: url.replace('127.0.0.1', 'localhost') + '/echo-authorization' });
+        return void res.end();
       case '/compress':
         res.writeHead(200, { 'content-encoding': 'compress' });
         return void res.end('x');
@@ -158,5 +169,15 @@ describe('the upstream client', () => {
   it('an audit answer of more than a few MB (decoded) is refused with 424 naming the upstream', async () => {
     const failure = await postToUpstream(config, '/-/npm/v1/security/audits/quick', {}).catch((err: { status: number; message: string }) => err);
     expect(failure).toMatchObject({ status: 424, message: expect.stringContaining(url + ' answered the audit with more than') });
+  });
+
+  it('follows a redirect with the credentials to the same origin only', async () => {
+    const policy = new OutboundPolicy({ allowPrivate: ['127.0.0.1', 'localhost'], configured: [], foreignHosts: [] });
+    const ask = async (path: string) => {
+      const answer = await outboundRequest(new URL(url + path), { policy, headers: { authorization: 'Basic cmVhZGVyOnNlY3JldA==' }, signal: AbortSignal.timeout(2000) });
+      return (await readAll(answer.body)).toString('utf8');
+    };
+    expect(await ask('/same-origin')).toBe('Basic cmVhZGVyOnNlY3JldA==');
+    expect(await ask('/other-origin')).toBe('undefined');
   });
 });
