@@ -14,7 +14,9 @@
  * - `OUTBOUND_ALLOW_PRIVATE`: host names, `host:port`s, addresses and CIDR blocks that may be reached
  *   despite being private. Only an exact `host:port` opens CouchDB's own address; a name or a CIDR
  *   block never does.
- * Only http and https are spoken.
+ * Only http and https are spoken. Host names are compared as DNS sees them: lower case, IDNA (as
+ * `new URL` spells them) and without the trailing dot of a fully qualified name, so `LOCALHOST.` is
+ * `localhost` and `Registry.Example.com.` a configured `registry.example.com`.
  */
 import { lookup as dnsLookup, LookupAddress } from 'dns';
 import { BlockList, isIP } from 'net';
@@ -45,6 +47,9 @@ LOOPBACK.addSubnet('0.0.0.0', 8, 'ipv4');
 LOOPBACK.addAddress('::1', 'ipv6');
 LOOPBACK.addAddress('::', 'ipv6');
 
+/** Names of this machine in every resolver (RFC 6761 `localhost`, and the names of /etc/hosts' loopback lines). */
+const LOCAL_NAMES = new Set(['localhost', 'localhost.localdomain', 'localhost6', 'localhost6.localdomain6', 'ip6-localhost', 'ip6-loopback']);
+
 /** Whether `address` (an IP address) is loopback, private or otherwise special, and so refused unless configured. */
 export function isSpecialAddress(address: string): boolean {
   const family = isIP(address);
@@ -56,15 +61,43 @@ function familyOf(address: string): 'ipv4' | 'ipv6' {
   return isIP(address) === 6 ? 'ipv6' : 'ipv4';
 }
 
-/** `host:port` of a URL, lower case, with the scheme's default port spelled out. */
-export function hostOf(url: URL): string {
-  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
-  return url.hostname.toLowerCase() + ':' + port;
+/**
+ * A host name as DNS sees it: lower case and without the trailing dots of a fully qualified name
+ * (`LOCALHOST.` and `localhost` are one host). `new URL` has already applied IDNA and read the
+ * spellings of IPv4 addresses (`127.1`, `0x7f.1`, `2130706433`).
+ */
+export function normalHostname(hostname: string): string {
+  return hostname.toLowerCase().replace(/\.+$/, '');
 }
 
-/** An URL's host name without the brackets of an IPv6 literal. */
-function bareHostname(url: URL): string {
-  return url.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+/** `host:port` of a URL, its host name normalized (`normalHostname`), with the scheme's default port spelled out. */
+export function hostOf(url: URL): string {
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  return normalHostname(url.hostname) + ':' + port;
+}
+
+/** An URL's host name, normalized (`normalHostname`), without the brackets of an IPv6 literal. */
+export function bareHostname(url: URL): string {
+  return normalHostname(url.hostname.replace(/^\[(.*)\]$/, '$1'));
+}
+
+/**
+ * A host an admin listed in a setting (`name`, `name:port`, `[v6]:port`), spelled as requests' hosts
+ * are compared (through `new URL`, so IDNA, case and trailing dots as for a request): its bare name
+ * (`bareHostname`), and with its port the `host:port` of `hostOf`; null when it is not a host.
+ */
+function listedHost(entry: string): { name: string; hostPort: string | null } | null {
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^\s/?#@:[\]\\]+)(:\d{1,5})?$/.test(entry)) return null;
+  let url: URL;
+  try {
+    url = new URL('http://' + entry);
+  } catch {
+    return null;
+  }
+  const name = bareHostname(url);
+  if (!name) return null;
+  const port = /:(\d+)$/.exec(entry);
+  return { name, hostPort: port ? normalHostname(url.hostname) + ':' + Number(port[1]) : null };
 }
 
 /** A list setting: entries split at commas and white space. */
@@ -102,14 +135,14 @@ export class OutboundPolicy {
     for (const entry of settings.allowPrivate) this.allowPrivate(entry, 'OUTBOUND_ALLOW_PRIVATE');
     for (const url of settings.configured) this.trustedHosts.add(hostOf(new URL(url)));
     for (const entry of settings.foreignHosts) {
-      const host = entry.toLowerCase();
-      if (!/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d+)?$/.test(host)) throw new Error('FOREIGN_HOSTS lists host names or host:port, such as "registry.example.com, npm.pkg.github.com"; got "' + entry + '"');
+      const host = listedHost(entry);
+      if (!host) throw new Error('FOREIGN_HOSTS lists host names or host:port, such as "registry.example.com, npm.pkg.github.com"; got "' + entry + '"');
       // Named with its port by the admin: served through even when it resolves to a private address.
-      if (/:\d+$/.test(host)) {
-        this.foreignHosts.add(host);
-        this.trustedHosts.add(host);
+      if (host.hostPort) {
+        this.foreignHosts.add(host.hostPort);
+        this.trustedHosts.add(host.hostPort);
       } else {
-        this.foreignNames.add(host);
+        this.foreignNames.add(host.name);
       }
     }
   }
@@ -124,10 +157,10 @@ export class OutboundPolicy {
     } else if (isIP(value.replace(/^\[(.*)\]$/, '$1'))) {
       const address = value.replace(/^\[(.*)\]$/, '$1');
       this.allowedBlocks.addAddress(address, familyOf(address));
-    } else if (/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d+$/.test(value)) {
-      this.trustedHosts.add(value);
-    } else if (/^[a-z0-9.-]+$/.test(value)) {
-      this.trustedNames.add(value);
+    } else if (/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+):\d+$/.test(value) && listedHost(value)?.hostPort) {
+      this.trustedHosts.add(listedHost(value)?.hostPort as string);
+    } else if (/^[a-z0-9.-]+$/.test(value) && listedHost(value)) {
+      this.trustedNames.add(listedHost(value)?.name as string);
     } else {
       throw new Error(setting + ' lists host names, host:port, addresses and CIDR blocks such as "127.0.0.1:4873, 10.0.0.0/8"; got "' + entry + '"');
     }
@@ -216,7 +249,7 @@ export class OutboundPolicy {
    */
   literalProblem(url: URL): string | null {
     const literal = bareHostname(url);
-    if (literal === 'localhost' || literal.endsWith('.localhost')) return this.configuredHost(url) ? null : 'its host is this machine (localhost)';
+    if (LOCAL_NAMES.has(literal) || literal.endsWith('.localhost')) return this.configuredHost(url) ? null : 'its host is this machine (' + literal + ')';
     if (!isIP(literal)) return null;
     return this.refusal(url, literal);
   }

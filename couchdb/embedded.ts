@@ -6,8 +6,9 @@
  */
 import express from 'express';
 import { existsSync, mkdirSync, readFileSync, renameSync, unlink, writeFileSync } from 'fs';
-import { Server } from 'http';
-import { AddressInfo } from 'net';
+import http, { Server } from 'http';
+import https from 'https';
+import { AddressInfo, isIP } from 'net';
 import { dirname, join } from 'path';
 import { isReplicator } from '../core/provenance';
 import { SecurityObject } from '../core/types';
@@ -37,6 +38,29 @@ export interface EmbeddedOptions {
    * refused, against DNS rebinding.
    */
   allowedHosts?: string[];
+  /**
+   * The outbound request policy every request of the server to another server passes (PouchDB's
+   * http adapter: `_replicate` and the `_replicator` jobs, REPLICATION_COUCHDB's among them).
+   * Without it, the server asks no server but itself.
+   */
+  outbound?: RemotePolicy;
+}
+
+/**
+ * What the server's remote requests need of the outbound request policy (`config/outbound.ts`,
+ * passed in by the start-up: couchdb/ does not import config/).
+ */
+export interface RemotePolicy {
+  /**
+   * Throws for a URL the policy refuses (scheme, credentials, a refused address written in it);
+   * else a `lookup` for its connections that refuses the addresses the policy refuses.
+   */
+  connectOptions(url: URL): { lookup: unknown };
+}
+
+/** `host:port` of a URL as the outbound policy compares hosts: lower case, no trailing dot, the default port spelled out. */
+function hostOf(url: URL): string {
+  return url.hostname.toLowerCase().replace(/\.+$/, '') + ':' + (url.port || (url.protocol === 'https:' ? '443' : '80'));
 }
 
 export interface EmbeddedCouch {
@@ -467,6 +491,64 @@ function keepReplicatedHistory(req: express.Request, _res: express.Response, nex
   next();
 }
 
+/** What PouchDB's http adapter needs of a fetch: node-fetch 2's (the one it depends on). */
+type RemoteFetch = (url: string, init?: Record<string, unknown>) => Promise<NodeFetchResponse>;
+interface NodeFetchResponse {
+  status: number;
+  headers: { get(name: string): string | null };
+  body?: { resume?(): void };
+}
+
+/** The most agents (one per remote host) kept for their open connections. */
+const MAX_REMOTE_AGENTS = 64;
+
+/**
+ * The `fetch` of the server's remote databases (PouchDB's http adapter, which replication uses):
+ * every request passes the outbound request policy as the registry's own requests do. A URL the
+ * policy refuses is never asked; a name is connected to only at an address the policy allows (its
+ * `lookup` hook, through the agent); redirects are never followed, and a 3xx answer is a failure of
+ * that request, so a source cannot send the replicator (with the source's credentials) elsewhere,
+ * and the job backs off instead of spinning. This server itself (`isSelf`: a replication's local
+ * target) is asked directly.
+ */
+function policedFetch(policy: RemotePolicy | undefined, isSelf: (url: URL) => boolean): RemoteFetch {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeFetch = require(require.resolve('node-fetch', { paths: [dirname(require.resolve('pouchdb'))] })) as RemoteFetch;
+  const agents = new Map<string, http.Agent>();
+  const agentFor = (url: URL): http.Agent => {
+    const key = url.protocol + '//' + hostOf(url);
+    let agent = agents.get(key);
+    if (!agent) {
+      const { lookup } = (policy as RemotePolicy).connectOptions(url);
+      if (agents.size >= MAX_REMOTE_AGENTS) {
+        for (const old of agents.values()) old.destroy();
+        agents.clear();
+      }
+      const options = { keepAlive: true, lookup: lookup as never };
+      agent = url.protocol === 'https:' ? new https.Agent(options) : new http.Agent(options);
+      agents.set(key, agent);
+    }
+    return agent;
+  };
+  return async (raw, init = {}) => {
+    const url = new URL(raw);
+    const self = isSelf(url);
+    if (!self && !policy) throw Object.assign(new Error('this server asks no other server (no outbound request policy was given to it)'), { status: 502, name: 'outbound_refused' });
+    // Throws (OutboundRefused) for a refused scheme, credentials in the URL or a refused address written in it.
+    if (!self) (policy as RemotePolicy).connectOptions(url);
+    const response = await nodeFetch(url.toString(), { ...init, redirect: 'manual', ...(self ? {} : { agent: agentFor(url) }) });
+    if (response.status >= 300 && response.status < 400) {
+      response.body?.resume?.();
+      const location = response.headers.get('location');
+      throw Object.assign(
+        new Error(url.protocol + '//' + url.host + ' answered ' + response.status + (location ? ' with a redirect to ' + location.replace(/\/\/[^/@]*@/, '//') : '') + ', which replication does not follow: give the replication the URL it ends at'),
+        { status: 502, name: 'redirect_refused' },
+      );
+    }
+    return response;
+  };
+}
+
 /** A running PouchDB replication. */
 interface Replication {
   cancel(): void;
@@ -480,11 +562,14 @@ interface Replication {
  * sets). A replication cancelled by the close never reports its end to the daemon, which would
  * otherwise write to `_replicator` after the server is gone.
  */
-function trackReplications(LocalPouch: { replicate: (...args: unknown[]) => Replication }): { cancelAll(): Promise<void> } {
+function trackReplications(LocalPouch: { replicate: (...args: unknown[]) => Replication }, remoteFetch: RemoteFetch): { cancelAll(): Promise<void> } {
   const running = new Map<Replication, Promise<void>>();
   let closing = false;
   const replicate = LocalPouch.replicate;
   LocalPouch.replicate = function (this: unknown, ...args: unknown[]) {
+    // The options of a replication reach the remote database's constructor after its defaults: a
+    // `_replicator` document's `fetch` (null, say) must not take the policed fetch's place.
+    if (args[2] && typeof args[2] === 'object') args[2] = { ...(args[2] as object), fetch: remoteFetch };
     const replication = replicate.apply(this, args);
     const ended = replication.then.bind(replication);
     let settled!: () => void;
@@ -691,8 +776,11 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   cacheCompiledDesignFunctions();
   cacheDiskSizes();
   removeUploadedFiles();
-  const LocalPouch = PouchDB.defaults({ prefix: dir + '/' });
-  const replications = trackReplications(LocalPouch as unknown as { replicate: (...args: unknown[]) => Replication });
+  let ownHosts = new Set<string>();
+  // Remote databases (replication's sources and targets) are asked through the outbound policy.
+  const remoteFetch = policedFetch(options.outbound, (url) => ownHosts.has(hostOf(url)));
+  const LocalPouch = PouchDB.defaults({ prefix: dir + '/', fetch: remoteFetch });
+  const replications = trackReplications(LocalPouch as unknown as { replicate: (...args: unknown[]) => Replication }, remoteFetch);
   const couchApp = expressPouchDB(LocalPouch, {
     configPath,
     logPath: join(dir, 'log.txt'),
@@ -764,6 +852,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   const port = (server.address() as AddressInfo).port;
   hosts = new Set([host, '127.0.0.1', 'localhost', '[::1]'].map((name) => name + ':' + port).concat((options.allowedHosts || []).map((name) => name.toLowerCase())));
   selfUrl = 'http://' + host + ':' + port;
+  ownHosts = new Set([host, '127.0.0.1', 'localhost', '[::1]'].map((name) => hostOf(new URL('http://' + (isIP(name) === 6 ? '[' + name + ']' : name) + ':' + port))));
   startTime = await expressPouchStartTime(selfUrl, adminHeaders);
   return {
     url: 'http://' + host + ':' + port,

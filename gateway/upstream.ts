@@ -18,6 +18,7 @@ import { Policy, policyActive, policyCovers, Withheld, withheldTarball, withheld
 import { inPrivateScope } from '../core/provenance';
 import { PackageDoc } from '../core/types';
 import { Config } from '../config';
+import { hostOf } from '../config/outbound';
 import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, nestingDepth, outboundRequest, readAll, UpstreamAnswer, upstreamPath } from '../replication/upstream';
 
 /** What reads from elsewhere need of the gateway. */
@@ -29,6 +30,9 @@ export interface ElsewhereHost {
 }
 
 function unreachable(upstream: string, err: unknown): HttpError {
+  if ((err as { code?: string }).code === 'EENCODED') {
+    return new HttpError(UPSTREAM_FAILED, 'The registry ' + upstream + ' ' + fetchFailure(err).words + ', as a tarball\'s integrity is that of its bytes unencoded. Tell its admins.');
+  }
   return new HttpError(UPSTREAM_FAILED, 'The registry ' + upstream + ' ' + fetchFailure(err).words + '; packages already here are still served. Try again later.');
 }
 
@@ -101,8 +105,7 @@ export function foreignUrlProblem(host: ElsewhereHost, raw: unknown): string | n
   if ((config.foreignMode === 'proxy' || outbound.foreignHostsSet) && !outbound.foreignHostListed(url)) {
     return 'Foreign packages may be registered only at the hosts an admin listed in FOREIGN_HOSTS, and ' + url.host + ' is not one of them; ask an admin to add it.';
   }
-  const own = new URL(host.baseUrl);
-  if (url.host.toLowerCase() === own.host.toLowerCase()) return base + '; it points at this registry itself.';
+  if (hostOf(url) === hostOf(new URL(host.baseUrl))) return base + '; it points at this registry itself.';
   const literal = outbound.literalProblem(url);
   if (literal) return 'A foreign package cannot be hosted at ' + url.host + ': ' + literal + '.';
   return null;
@@ -131,13 +134,20 @@ export async function readForeign(host: ElsewhereHost, req: Request, res: Respon
   await proxyRead(host, base, req, res, name, rest, '"' + name + '" is registered here as hosted at ' + base + ', which does not have it.');
 }
 
-/** The status, body and headers of a GET at `registry` for `name`, or the error for an answer that did not come. */
+/**
+ * The status, body and headers of a GET at `registry` for `name`, or the error for an answer that
+ * did not come. A tarball is asked unencoded, and refused when sent encoded anyway: inflated, a few
+ * kilobytes could become `UPSTREAM_MAX_TARBALL_MB` sent to each client, and the bytes would no longer
+ * be the ones the integrity in the packument speaks of.
+ */
 async function ask(host: ElsewhereHost, registry: string, name: string, rest: string[], headers: Record<string, string>): Promise<UpstreamAnswer> {
+  const tarball = isTarballPath(rest);
   try {
     return await outboundRequest(new URL(registry + upstreamPath(name, rest)), {
       policy: host.config.outbound,
-      headers,
+      headers: tarball ? { ...headers, 'accept-encoding': 'identity' } : headers,
       signal: AbortSignal.timeout(host.config.upstreamTimeoutMs),
+      unencoded: tarball ? 'the tarball ' + rest[1] : undefined,
     });
   } catch (err) {
     throw unreachable(registry, err);
@@ -230,7 +240,6 @@ export async function proxyRead(host: ElsewhereHost, registry: string, req: Requ
     }
   }
   const headers = forwardHeaders(req);
-  if (isTarball) headers['accept-encoding'] = 'identity';
   const response = await ask(host, registry, name, rest, headers);
   if (response.status === 404) {
     response.body.resume();
@@ -272,32 +281,105 @@ function parseVersion(registry: string, name: string, text: Buffer): Record<stri
   throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' sent something for a version of "' + name + '" that is not a version manifest. Tell its admins.');
 }
 
-/** POST bodies forwarded as JSON to the upstream (audit), with a clear answer when it cannot help. */
+/** The most bytes of an audit answer accepted, decoded: npm's answers for large projects are a few hundred kilobytes. */
+export const AUDIT_MAX_BYTES = 8 * 1024 * 1024;
+/** Audit requests relayed to the upstream at once, and how many may wait for their turn (beyond, 503). */
+export const AUDITS_AT_ONCE = 4;
+export const AUDITS_WAITING = 16;
+
+/**
+ * A bounded number of turns: `run` starts the work when one of `max` turns is free, waits in a queue
+ * of at most `waiting` otherwise, and refuses (`busy`) beyond, or after waiting `patienceMs`.
+ */
+class Turns {
+  private running = 0;
+  private readonly queue: { start(): void; timer: NodeJS.Timeout }[] = [];
+
+  constructor(
+    private readonly max: number,
+    private readonly waiting: number,
+    private readonly patienceMs: number,
+    private readonly busy: () => Error,
+  ) {}
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.running >= this.max) {
+      if (this.queue.length >= this.waiting) throw this.busy();
+      await new Promise<void>((resolve, reject) => {
+        const entry = {
+          start: () => {
+            clearTimeout(entry.timer);
+            resolve();
+          },
+          timer: setTimeout(() => {
+            this.queue.splice(this.queue.indexOf(entry), 1);
+            reject(this.busy());
+          }, this.patienceMs),
+        };
+        this.queue.push(entry);
+      });
+      // The turn was handed over by the one that ended (counted as running still).
+    } else {
+      this.running++;
+    }
+    try {
+      return await work();
+    } finally {
+      const next = this.queue.shift();
+      if (next) next.start();
+      else this.running--;
+    }
+  }
+}
+
+/** The audit turns of each configuration (of each gateway in this process). */
+const auditTurns = new WeakMap<Config, Turns>();
+
+function auditTurnsOf(config: Config): Turns {
+  let turns = auditTurns.get(config);
+  if (!turns) {
+    const busy = () => new HttpError(503, 'Too many `npm audit` requests are being relayed to the upstream registry right now; try again in a few seconds.', { 'Retry-After': '5' });
+    turns = new Turns(AUDITS_AT_ONCE, AUDITS_WAITING, Math.min(config.upstreamTimeoutMs, 30_000), busy);
+    auditTurns.set(config, turns);
+  }
+  return turns;
+}
+
+/**
+ * POST bodies forwarded as JSON to the upstream (audit), with a clear answer when it cannot help.
+ * Anyone may ask (npm audits anonymously), so at most `AUDITS_AT_ONCE` are relayed at a time, a few
+ * more wait their turn and the rest are answered 503; an answer beyond `AUDIT_MAX_BYTES` (decoded) is
+ * refused with 424 naming the upstream.
+ */
 export async function postToUpstream(config: Config, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
   const upstream = config.upstreamRegistry;
   if (!upstream) {
     throw new HttpError(503, 'This registry has no upstream to ask for security advisories (UPSTREAM_REGISTRY is not set); `npm audit` cannot check here.');
   }
-  let text: string;
-  let status: number;
-  try {
-    const answer = await outboundRequest(new URL(upstream + path), {
-      policy: config.outbound,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(config.upstreamTimeoutMs),
-      maxBytes: config.upstreamMaxPackumentBytes,
-      maxBytesSetting: 'UPSTREAM_MAX_PACKUMENT_MB',
-    });
-    status = answer.status;
-    text = (await readAll(answer.body)).toString('utf8');
-  } catch (err) {
-    throw unreachable(upstream, err);
-  }
-  try {
-    return { status, body: JSON.parse(text) };
-  } catch {
-    throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + status + ').');
-  }
+  return auditTurnsOf(config).run(async () => {
+    let text: string;
+    let status: number;
+    try {
+      const answer = await outboundRequest(new URL(upstream + path), {
+        policy: config.outbound,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(config.upstreamTimeoutMs),
+        maxBytes: Math.min(AUDIT_MAX_BYTES, config.upstreamMaxPackumentBytes),
+      });
+      status = answer.status;
+      text = (await readAll(answer.body)).toString('utf8');
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ETOOLARGE') {
+        throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with more than ' + Math.min(AUDIT_MAX_BYTES, config.upstreamMaxPackumentBytes) + ' bytes (decoded), which is not an audit report; it was refused. Tell its admins.');
+      }
+      throw unreachable(upstream, err);
+    }
+    try {
+      return { status, body: JSON.parse(text) };
+    } catch {
+      throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + status + ').');
+    }
+  });
 }

@@ -125,10 +125,12 @@ export class NativeReplication {
       headers: { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br', ...headers },
       signal: AbortSignal.timeout(5000),
       maxBytes: 64 * 1024 * 1024,
+      // As the replication itself (couchdb/embedded.ts): a redirect is not followed, with the reader's credentials or without.
+      manualRedirects: true,
     });
     if (answer.status < 200 || answer.status >= 300) {
       answer.body.resume();
-      throw new Error(withoutCredentials(url) + ' answered ' + answer.status);
+      throw new Error(withoutCredentials(url) + ' answered ' + answer.status + (answer.location ? ' (a redirect, which is not followed)' : ''));
     }
     return JSON.parse((await readAll(answer.body)).toString('utf8'));
   }

@@ -609,6 +609,11 @@ export class Mirror {
     try {
       response = await this.registry.download(source);
     } catch (err) {
+      if ((err as { code?: string }).code === 'EENCODED') {
+        // Never inflated (a few kilobytes could become UPSTREAM_MAX_TARBALL_MB), as in UPSTREAM_MODE=proxy.
+        this.recordFailure(doc.name, 'tarball ' + file + ' from ' + source + ' was sent encoded although asked unencoded; refused');
+        throw upstreamFailed('The tarball ' + file + ' is not here yet: ' + (err as Error).message + ' and not stored. Tell the upstream\'s admins.');
+      }
       throw upstreamFailed('The tarball ' + file + ' is not here yet and ' + (err as Error).message + '. Try again later.');
     }
     if (response.status < 200 || response.status >= 300) {

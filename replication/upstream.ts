@@ -21,7 +21,7 @@ export function fetchFailure(err: unknown): { timedOut: boolean; words: string }
   const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
   if (!timedOut && typeof e.code === 'string' && e.code.startsWith('Z_')) return { timedOut, words: 'sent an answer that cannot be decoded (' + e.message + ')' };
   if (e.code === 'EOUTBOUND') return { timedOut, words: 'was not asked: ' + e.message };
-  if (e.code === 'ETOOLARGE') return { timedOut, words: e.message + '; it was refused' };
+  if (e.code === 'ETOOLARGE' || e.code === 'EENCODED') return { timedOut, words: e.message + '; it was refused' };
   return { timedOut, words: timedOut ? 'did not answer in time' : 'is unreachable (' + (e.cause?.code || e.code || e.message) + ')' };
 }
 
@@ -61,6 +61,15 @@ export function capped(body: Readable, max: number, what: string, setting?: stri
   return body.pipe(limited);
 }
 
+/**
+ * An answer sent in a Content-Encoding although the request asked for none (`Accept-Encoding:
+ * identity`): a tarball's integrity is that of the bytes as published, and inflating what nobody
+ * asked to be compressed only turns a few kilobytes into as much as the limits allow.
+ */
+export class EncodedAnswer extends Error {
+  readonly code = 'EENCODED';
+}
+
 export interface OutboundRequest {
   /** The outbound policy every connection (each redirect hop too) must pass. */
   policy: OutboundPolicy;
@@ -74,13 +83,19 @@ export interface OutboundRequest {
   maxBytes?: number;
   /** The setting that sets `maxBytes`, named in the error. */
   maxBytesSetting?: string;
+  /**
+   * What is asked (`a tarball`) when it is asked unencoded (`Accept-Encoding: identity`): an answer
+   * in any Content-Encoding is then refused (`EncodedAnswer`), never decoded.
+   */
+  unencoded?: string;
 }
 
 /**
  * A request of the registry to another host, over Node's HTTP client, whose agents keep connections
  * open (`fetch` and its web streams took about a sixth of the registry's CPU during an install through
  * pull-through): every hop asks the outbound policy first and connects only to addresses it allows.
- * Redirects are followed (a GET after them, each hop asking the policy again); the answer once its headers arrived, its body decoded
+ * Redirects are followed (a GET after them, each hop asking the policy again, credentials kept for
+ * the same origin only); the answer once its headers arrived, its body decoded
  * (gzip, deflate, br) and bounded by `maxBytes`. `signal` abandons it.
  */
 export function outboundRequest(url: URL, options: OutboundRequest, redirects = MAX_REDIRECTS): Promise<UpstreamAnswer> {
@@ -110,9 +125,15 @@ export function outboundRequest(url: URL, options: OutboundRequest, redirects = 
         } catch {
           return reject(new Error('a redirect to "' + location + '", which is not a URL'));
         }
-        return resolve(outboundRequest(next, { ...options, method: 'GET', body: undefined }, redirects - 1));
+        // Credentials go to the host they were meant for only (as browsers and fetch do).
+        const headers = next.origin === url.origin ? options.headers : Object.fromEntries(Object.entries(options.headers).filter(([name]) => !/^(authorization|cookie)$/i.test(name)));
+        return resolve(outboundRequest(next, { ...options, headers, method: 'GET', body: undefined }, redirects - 1));
       }
       const encoding = String(response.headers['content-encoding'] || 'identity').trim().toLowerCase();
+      if (options.unencoded && encoding !== 'identity') {
+        response.destroy();
+        return reject(new EncodedAnswer('sent ' + options.unencoded + ' in the encoding "' + encoding + '" although it was asked for it unencoded (Accept-Encoding: identity)'));
+      }
       const decoder = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip() : encoding === 'deflate' ? createInflate() : encoding === 'br' ? createBrotliDecompress() : null;
       if (!decoder && encoding !== 'identity') {
         response.destroy();
@@ -165,6 +186,8 @@ export class UpstreamUnavailable extends Error {
   constructor(
     message: string,
     readonly status?: number,
+    /** The code of the refusal behind it (`EENCODED`: a tarball sent encoded although asked unencoded), if any. */
+    readonly code?: string,
   ) {
     super(message);
   }
@@ -184,7 +207,8 @@ export class UpstreamRegistry {
 
   /** Why a request to the upstream got no answer, as an error worth retrying. */
   unavailable(err: unknown): UpstreamUnavailable {
-    return new UpstreamUnavailable('the upstream registry ' + this.url + ' ' + fetchFailure(err).words);
+    const code = (err as { code?: unknown }).code;
+    return new UpstreamUnavailable('the upstream registry ' + this.url + ' ' + fetchFailure(err).words, undefined, code === 'EENCODED' ? code : undefined);
   }
 
   /**
@@ -241,7 +265,8 @@ export class UpstreamRegistry {
 
   /**
    * Starts the download of `source` (a tarball URL): the answer once its headers arrived. The time
-   * limit is for the upstream to answer; the body may take as long as it streams. Asked unencoded;
+   * limit is for the upstream to answer; the body may take as long as it streams. Asked unencoded,
+   * and refused when sent encoded (never inflated: the integrity is that of the bytes published);
    * its body ends with `AnswerTooLarge` beyond `UPSTREAM_MAX_TARBALL_MB` or beyond the length the
    * upstream declared, whichever is smaller.
    */
@@ -249,7 +274,12 @@ export class UpstreamRegistry {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new DOMException('timed out', 'TimeoutError')), this.timeoutMs);
     try {
-      const answer = await outboundRequest(new URL(source), { policy: this.settings.outbound, headers: { 'accept-encoding': 'identity' }, signal: abort.signal });
+      const answer = await outboundRequest(new URL(source), {
+        policy: this.settings.outbound,
+        headers: { 'accept-encoding': 'identity' },
+        signal: abort.signal,
+        unencoded: 'a tarball',
+      });
       const max = answer.length === null ? this.settings.upstreamMaxTarballBytes : Math.min(answer.length, this.settings.upstreamMaxTarballBytes);
       if (answer.length !== null && answer.length > this.settings.upstreamMaxTarballBytes) {
         answer.body.destroy();

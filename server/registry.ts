@@ -105,6 +105,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       adminName,
       adminPassword,
       proxySecret,
+      outbound: config.outbound,
     });
     adminUrl = 'http://' + encodeURIComponent(adminName) + ':' + encodeURIComponent(adminPassword) + '@127.0.0.1:' + embedded.port;
   }

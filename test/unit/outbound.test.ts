@@ -63,4 +63,22 @@ describe('the outbound request policy', () => {
     expect(() => loadConfig({ OUTBOUND_ALLOW_PRIVATE: 'http://x/' })).toThrow(/OUTBOUND_ALLOW_PRIVATE/);
     expect(() => loadConfig({ FOREIGN_HOSTS: 'https://x' })).toThrow(/FOREIGN_HOSTS/);
   });
+
+  it('compares host names as DNS sees them: case, IDNA and a trailing dot do not make another host', async () => {
+    const p = policy(['Hooks.Internal.'], ['http://Registry.Internal.:4873'], ['NPM.pkg.github.com.', 'mirror.example:8443']);
+    await p.denyCouchDB('http://127.0.0.1:5984');
+    for (const url of ['http://localhost./', 'http://LOCALHOST.:5984/registry', 'http://localhost..:5984/', 'http://ｌｏｃａｌｈｏｓｔ/', 'http://localhost.localdomain/', 'http://ip6-localhost/', 'http://x.localhost./']) {
+      expect([url, p.literalProblem(new URL(url))]).toEqual([url, expect.stringMatching(/this machine/)]);
+    }
+    expect(p.literalProblem(new URL('http://127.0.0.1.:5984/'))).toMatch(/CouchDB/);
+    // Resolved as written (a resolver may not know `localhost.`): refused either way.
+    expect(await lookup(p, 'http://localhost.:4873/x')).toMatch(/^refused: /);
+    expect(await lookup(p, 'http://LOCALHOST.:5984/registry')).toMatch(/^refused: /);
+    // What an admin listed is the same host in any of these spellings.
+    expect(p.foreignHostListed(new URL('https://npm.PKG.github.com/'))).toBe(true);
+    expect(p.foreignHostListed(new URL('https://npm.pkg.github.com./'))).toBe(true);
+    expect(p.foreignHostListed(new URL('https://MIRROR.example.:8443/'))).toBe(true);
+    expect(p.foreignHostListed(new URL('https://mirror.example/'))).toBe(false);
+    expect(p.literalProblem(new URL('http://registry.internal:4873/'))).toBeNull();
+  });
 });

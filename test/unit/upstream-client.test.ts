@@ -1,17 +1,24 @@
 /**
  * The upstream client against a real HTTP server that misbehaves as a broken or hostile upstream can:
  * bodies that claim an encoding they do not have, answers cut off, redirects in a loop, links of
- * other protocols. Each is a clear error for the one request, and nothing escapes to the process.
+ * other protocols, tarballs encoded unasked, audit answers of megabytes. Each is a clear error for the
+ * one request, and nothing escapes to the process; the gateway's audit relay (`postToUpstream`)
+ * bounds how many audits it relays at once.
  */
 import http from 'http';
 import { AddressInfo } from 'net';
 import { gzipSync } from 'zlib';
-import { loadConfig } from '../../config';
-import { readAll, UpstreamRegistry } from '../../replication/upstream';
+import { Config, loadConfig } from '../../config';
+import { AUDITS_AT_ONCE, AUDITS_WAITING, postToUpstream } from '../../gateway/upstream';
+import { outboundRequest, readAll, UpstreamRegistry } from '../../replication/upstream';
+import { OutboundPolicy } from '../../config/outbound';
 
 let server: http.Server;
 let upstream: UpstreamRegistry;
 let url: string;
+let config: Config;
+let auditsNow = 0;
+let auditsMost = 0;
 /** Errors that reached the process instead of the caller. */
 const escaped: unknown[] = [];
 const record = (err: unknown) => escaped.push(err);
@@ -32,6 +39,35 @@ beforeAll(async () => {
       case '/gzipped':
         res.writeHead(200, { 'content-encoding': 'gzip', 'content-type': 'application/json' });
         return void res.end(gzipSync(JSON.stringify({ name: 'gzipped', versions: {} })));
+      case '/encoded.tgz':
+        // A tarball sent gzip-encoded although asked unencoded: 32 MiB of zeros in about 32 KB.
+        res.writeHead(200, { 'content-encoding': 'gzip', 'content-type': 'application/octet-stream' });
+        return void res.end(gzipSync(Buffer.alloc(32 * 1024 * 1024)));
+      case '/-/npm/v1/security/advisories/bulk':
+        // A slow audit: how many are asked at once is counted.
+        auditsNow++;
+        auditsMost = Math.max(auditsMost, auditsNow);
+        req.resume();
+        return void setTimeout(() => {
+          auditsNow--;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end('{}');
+        }, 100);
+      case '/-/npm/v1/security/audits/quick':
+        // An audit answer of 20 MB (under UPSTREAM_MAX_PACKUMENT_MB) in about 20 KB.
+        req.resume();
+        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+        return void res.end(gzipSync('{"advisories":{"1":"' + 'a'.repeat(20 * 1024 * 1024) + '"}}'));
+      case '/same-origin':
+        res.writeHead(302, { location: '/echo-authorization' });
+        return void res.end();
+      case '/echo-authorization':
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        return void res.end(String(req.headers.authorization));
+      case '/other-origin':
+        // The same server under another origin (localhost instead of 127.0.0.1).
+        res.writeHead(302, { location: url.replace('127.0.0.1', 'localhost') + '/echo-authorization' });
+        return void res.end();
       case '/compress':
         res.writeHead(200, { 'content-encoding': 'compress' });
         return void res.end('x');
@@ -57,7 +93,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = 'http://127.0.0.1:' + (server.address() as AddressInfo).port;
-  upstream = new UpstreamRegistry(url, loadConfig({ UPSTREAM_REGISTRY: url, UPSTREAM_TIMEOUT_MS: '2000' }));
+  config = loadConfig({ UPSTREAM_REGISTRY: url, UPSTREAM_TIMEOUT_MS: '2000' });
+  upstream = new UpstreamRegistry(url, config);
 });
 
 afterAll(async () => {
@@ -100,5 +137,47 @@ describe('the upstream client', () => {
     dropped.body.destroy();
     await settle();
     expect(escaped).toEqual([]);
+  });
+
+  it('a tarball sent encoded although asked unencoded is refused, never inflated', async () => {
+    const failure = await upstream.download(url + '/encoded.tgz').then(
+      () => null,
+      (err: Error & { code?: string }) => err,
+    );
+    expect(failure?.message).toContain('sent a tarball in the encoding "gzip" although it was asked for it unencoded');
+    expect(failure?.code).toBe('EENCODED');
+    await settle();
+    expect(escaped).toEqual([]);
+  });
+
+  it('relays at most a few audits at once, lets a few more wait, and answers the rest 503 with Retry-After', async () => {
+    const outcomes = await Promise.all(
+      Array.from({ length: AUDITS_AT_ONCE + AUDITS_WAITING + 10 }, () =>
+        postToUpstream(config, '/-/npm/v1/security/advisories/bulk', { 'left-pad': ['1.0.0'] }).then(
+          (answer) => answer.status,
+          (err: { status?: number; headers?: Record<string, string> }) => err.status + ' ' + (err.headers || {})['Retry-After'],
+        ),
+      ),
+    );
+    expect(auditsMost).toBe(AUDITS_AT_ONCE);
+    expect(outcomes.filter((o) => o === 200)).toHaveLength(AUDITS_AT_ONCE + AUDITS_WAITING);
+    expect(outcomes.filter((o) => o === '503 5')).toHaveLength(10);
+    // The turns are all given back.
+    expect(await postToUpstream(config, '/-/npm/v1/security/advisories/bulk', {})).toEqual({ status: 200, body: {} });
+  });
+
+  it('an audit answer of more than a few MB (decoded) is refused with 424 naming the upstream', async () => {
+    const failure = await postToUpstream(config, '/-/npm/v1/security/audits/quick', {}).catch((err: { status: number; message: string }) => err);
+    expect(failure).toMatchObject({ status: 424, message: expect.stringContaining(url + ' answered the audit with more than') });
+  });
+
+  it('follows a redirect with the credentials to the same origin only', async () => {
+    const policy = new OutboundPolicy({ allowPrivate: ['127.0.0.1', 'localhost'], configured: [], foreignHosts: [] });
+    const ask = async (path: string) => {
+      const answer = await outboundRequest(new URL(url + path), { policy, headers: { authorization: 'Basic cmVhZGVyOnNlY3JldA==' }, signal: AbortSignal.timeout(2000) });
+      return (await readAll(answer.body)).toString('utf8');
+    };
+    expect(await ask('/same-origin')).toBe('Basic cmVhZGVyOnNlY3JldA==');
+    expect(await ask('/other-origin')).toBe('undefined');
   });
 });
