@@ -22,58 +22,19 @@
  *   there, although the API never treats it as one.
  */
 import { createServer, IncomingMessage, Server, ServerResponse } from 'http';
-import { mkdtempSync, readFileSync } from 'fs';
+import { readFileSync } from 'fs';
 import { AddressInfo } from 'net';
-import { tmpdir } from 'os';
-import { join } from 'path';
 import { gzipSync } from 'zlib';
 import { sha1, sha512 } from '../helpers/npm';
-import { basic, publishBody, send } from '../helpers/principals';
-import { killProcess, RegistryProcess, startRegistryProcess } from '../helpers/process';
-import { databasesOf } from '../helpers/registry';
+import { publishBody, RegistryWithUser, send, startRegistryWithUser } from '../helpers/principals';
 
 const couchUrlEnv = process.env.COUCHDB_URL;
 const OLD = '2020-01-01T00:00:00.000Z';
 
-interface Running {
-  proc: RegistryProcess;
-  gateway: string;
-  couch: string;
-  registryDb: string;
-  admin: string;
-  token: string;
-  user: string;
-  stop(): Promise<void>;
-}
+type Running = RegistryWithUser;
 
-/** A registry process with `env` and a freshly signed-up user (open sign-up: anyone). */
-async function startRegistry(name: string, env: Record<string, string>): Promise<Running> {
-  const run = Math.random().toString(36).slice(2, 8);
-  const dataDir = mkdtempSync(join(tmpdir(), 'registry-hostile2-' + name + '-'));
-  const registryDb = couchUrlEnv ? 'registry-hostile2-' + name + '-' + run : 'registry';
-  const proc = await startRegistryProcess({ DATA_DIR: dataDir, REGISTRY_DB: registryDb, REGISTRY_ADMIN_PASSWORD: '', ...env });
-  const couchAdmin = couchUrlEnv ? new URL(couchUrlEnv) : null;
-  const admin = couchAdmin
-    ? basic(decodeURIComponent(couchAdmin.username), decodeURIComponent(couchAdmin.password))
-    : basic('admin', readFileSync(join(dataDir, 'admin-password'), 'utf8').trim());
-  const user = 'mallory-' + run;
-  const signup = await send(proc.url, 'PUT', '/-/user/org.couchdb.user:' + user, { body: { name: user, password: 'pw-' + run, email: user + '@example.com' } });
-  if (signup.status !== 201) throw new Error('signup: ' + signup.status + ' ' + JSON.stringify(signup.body));
-  return {
-    proc,
-    gateway: proc.url,
-    couch: proc.couchUrl,
-    registryDb,
-    admin,
-    token: signup.body.token,
-    user,
-    async stop() {
-      expect(proc.output()).not.toMatch(/unhandled rejection|uncaught exception/i);
-      await killProcess(proc.child, 'SIGTERM');
-      if (couchAdmin) for (const db of databasesOf(registryDb)) await fetch(couchAdmin.origin + '/' + db, { method: 'DELETE', headers: { authorization: admin } });
-    },
-  };
-}
+/** A registry process with `env`, a user who signed up, and admin credentials for its CouchDB. */
+const startRegistry = (name: string, env: Record<string, string>): Promise<Running> => startRegistryWithUser('hostile2-' + name, env, 'mallory');
 
 const bearer = (r: Running) => ({ authorization: 'Bearer ' + r.token });
 

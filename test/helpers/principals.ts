@@ -176,3 +176,56 @@ export async function startPrincipals(prefix: string): Promise<Principals> {
     },
   };
 }
+
+/** A registry process started for one test with a user who signed up (open sign-up: anyone), and the CouchDB admin's credentials. */
+export interface RegistryWithUser {
+  proc: RegistryProcess;
+  gateway: string;
+  couch: string;
+  registryDb: string;
+  /** The Authorization header of the CouchDB admin (Basic). */
+  admin: string;
+  token: string;
+  user: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a registry process with `env` (databases of its own on a real CouchDB) and signs up a user
+ * named `<userPrefix>-<run>`. `stop()` checks that nothing reached the last-resort handler, then
+ * removes what the registry left on a real CouchDB.
+ */
+export async function startRegistryWithUser(prefix: string, env: Record<string, string>, userPrefix = 'publisher'): Promise<RegistryWithUser> {
+  const run = Math.random().toString(36).slice(2, 8);
+  const dataDir = mkdtempSync(join(tmpdir(), 'registry-' + prefix + '-'));
+  const couchUrl = process.env.COUCHDB_URL;
+  const registryDb = couchUrl ? 'registry-' + prefix + '-' + run : 'registry';
+  const proc = await startRegistryProcess({ DATA_DIR: dataDir, REGISTRY_DB: registryDb, REGISTRY_ADMIN_PASSWORD: '', ...env });
+  const couchAdmin = couchUrl ? new URL(couchUrl) : null;
+  const admin = couchAdmin
+    ? basic(decodeURIComponent(couchAdmin.username), decodeURIComponent(couchAdmin.password))
+    : basic('admin', readFileSync(join(dataDir, 'admin-password'), 'utf8').trim());
+  const user = userPrefix + '-' + run;
+  const signup = await send(proc.url, 'PUT', '/-/user/org.couchdb.user:' + user, { body: { name: user, password: 'pw-' + run, email: user + '@example.com' } });
+  if (signup.status !== 201) throw new Error('signup: ' + signup.status + ' ' + JSON.stringify(signup.body));
+  return {
+    proc,
+    gateway: proc.url,
+    couch: proc.couchUrl,
+    registryDb,
+    admin,
+    token: signup.body.token,
+    user,
+    async stop() {
+      // Nothing reached the last-resort handler: no request crashed anything.
+      expect(proc.output()).not.toMatch(/unhandled rejection|uncaught exception/i);
+      await killProcess(proc.child, 'SIGTERM');
+      if (couchAdmin) {
+        for (const db of databasesOf(registryDb)) await fetch(couchAdmin.origin + '/' + db, { method: 'DELETE', headers: { authorization: admin } });
+        const doc = await send(couchAdmin.origin, 'GET', '/_users/org.couchdb.user:' + user, { headers: { authorization: admin } });
+        if (doc.status === 200) await send(couchAdmin.origin, 'DELETE', '/_users/org.couchdb.user:' + user + '?rev=' + doc.body._rev, { headers: { authorization: admin } });
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
