@@ -43,6 +43,8 @@ export interface FollowerStatus {
   mode: string;
   state: 'starting' | 'initial-sync' | 'following' | 'upstream-unreachable' | 'stopped';
   since: unknown;
+  /** When the checkpoint (`since`) was last saved, or null before the first save. */
+  checkpointedAt: string | null;
   head: unknown;
   lag: { changes: number | null; seconds: number };
   initialSync: { from: unknown; to: unknown; done: boolean; progress: number | null } | null;
@@ -388,6 +390,7 @@ export class NpmFollower {
       mode: this.settings.mode,
       state: this.state,
       since,
+      checkpointedAt: cp && cp.savedAt ? new Date(cp.savedAt).toISOString() : null,
       head: this.head.seq,
       lag: {
         changes: headN !== null && sinceN !== null ? (this.caughtUp && this.foundNothingAt >= this.head.at ? 0 : Math.max(0, headN - sinceN)) : null,
