@@ -1,8 +1,17 @@
 /**
- * `npm run replication -- [--registry URL] [--token TOKEN] [--watch]`: shows what `GET /-/replication`
- * says, and a live progress bar while an initial sync runs (until it ends; with `--watch`, until
- * Ctrl-C). The token is any user's (`npm token create`), also read from REGISTRY_TOKEN.
+ * `npm run replication -- [--registry URL] [--watch]`: shows what `GET /-/replication` says, and a
+ * live progress bar while an initial sync runs (until it ends; with `--watch`, until Ctrl-C). The
+ * token is any user's (`npm token create`), read from REGISTRY_TOKEN only: a token in the command
+ * line is seen by every user of the machine (`ps`) and kept in shell history, so `--token` is refused.
+ * Exits 0 when replication works, 3 when a job is failing (a CouchDB job crashing, failed or missing,
+ * a change feed that cannot be followed), 2 for a wrong command line, 1 when the registry cannot be asked.
  */
+
+/** The exit code when a replication job is failing. */
+export const JOB_FAILING = 3;
+
+/** The states of a native replication job that mean it is not working (as `/-/health` counts them). */
+const FAILING_JOB_STATES = ['crashing', 'failed', 'error', 'missing'];
 
 export interface CliOptions {
   registry: string;
@@ -16,7 +25,9 @@ export function parseArgs(argv: string[], env: NodeJS.ProcessEnv): CliOptions {
     const arg = argv[i];
     if (arg === '--watch') options.watch = true;
     else if (arg === '--registry') options.registry = argv[++i];
-    else if (arg === '--token') options.token = argv[++i];
+    else if (arg === '--token' || arg.startsWith('--token=')) {
+      throw new Error('--token is not taken: a token in the command line is seen by every user of this machine (ps) and kept in shell history. Set REGISTRY_TOKEN instead (create a token with `npm token create`).');
+    }
     else if (arg === '--help' || arg === '-h') throw new Error('usage');
     else throw new Error('Unknown argument "' + arg + '"');
   }
@@ -41,21 +52,21 @@ export function syncProgress(status: any): { fraction: number; text: string } | 
     return { fraction, text: 'initial sync from the feed: ' + n(feed.lag.changes) + ' changes to go, ' + n(feed.packagesWritten) + ' packages written' };
   }
   const couch = status.couchdb;
+  if (!couch) return null;
+  const here = packages(couch.local);
+  const there = packages(couch.upstream);
   // Pending changes, as CouchDB counts them, end at 0 even when some documents are refused (a
-  // private scope); document counts are the fallback when CouchDB does not say.
-  if (couch && typeof couch.changesPending === 'number') {
+  // private scope); package counts are the fallback when CouchDB does not say.
+  if (typeof couch.changesPending === 'number') {
     if (couch.changesPending === 0) return null;
-    const here = typeof couch.local.docCount === 'number' ? couch.local.docCount : 0;
+    const done = typeof here === 'number' ? here : 0;
     return {
-      fraction: here / (here + couch.changesPending),
-      text: 'CouchDB replication: ' + n(couch.changesPending) + ' changes pending, ' + n(here) + ' documents here',
+      fraction: done / (done + couch.changesPending),
+      text: 'CouchDB replication: ' + n(couch.changesPending) + ' changes pending, ' + n(done) + ' packages here',
     };
   }
-  if (couch && typeof couch.upstream.docCount === 'number' && typeof couch.local.docCount === 'number' && couch.local.docCount < couch.upstream.docCount) {
-    return {
-      fraction: couch.upstream.docCount ? couch.local.docCount / couch.upstream.docCount : 1,
-      text: 'CouchDB replication: ' + n(couch.local.docCount) + ' of ' + n(couch.upstream.docCount) + ' documents',
-    };
+  if (typeof here === 'number' && typeof there === 'number' && here < there) {
+    return { fraction: there ? here / there : 1, text: 'CouchDB replication: ' + n(here) + ' of ' + n(there) + ' packages' };
   }
   return null;
 }
@@ -68,6 +79,7 @@ export function summary(status: any): string {
   if (feed) {
     lines.push('feed          ' + feed.feed + '  mode ' + feed.mode + '  ' + feed.state);
     lines.push('  position    ' + String(feed.since) + '  (feed at ' + String(feed.head) + ')');
+    lines.push('  checkpoint  ' + (feed.checkpointedAt ? 'saved ' + feed.checkpointedAt : 'not saved yet'));
     lines.push('  lag         ' + n(feed.lag.changes) + ' changes, ' + n(feed.lag.seconds) + ' s');
     lines.push('  written     ' + n(feed.packagesWritten) + ' packages, ' + n(feed.deleted) + ' deleted');
     if (feed.pending.length) {
@@ -79,9 +91,12 @@ export function summary(status: any): string {
   const couch = status.couchdb;
   if (couch) {
     lines.push('couchdb       ' + couch.source + '  ' + couch.state);
-    lines.push('  documents   ' + n(couch.local.docCount) + ' here, ' + n(couch.upstream.docCount) + ' upstream' +
+    lines.push('  packages    ' + n(packages(couch.local)) + ' here, ' + n(packages(couch.upstream)) + ' upstream (design documents not counted)' +
       (couch.changesPending !== null ? ', ' + n(couch.changesPending) + ' changes pending' : ''));
-    if (couch.checkpointedSourceSeq !== null && couch.checkpointedSourceSeq !== undefined) lines.push('  checkpoint  ' + String(couch.checkpointedSourceSeq) + (couch.lastUpdated ? '  (' + couch.lastUpdated + ')' : ''));
+    if (couch.checkpointedSourceSeq !== null && couch.checkpointedSourceSeq !== undefined) {
+      lines.push('  checkpoint  ' + String(couch.checkpointedSourceSeq) + '  (' + (couch.checkpointedAt ? 'written ' + couch.checkpointedAt : 'CouchDB does not say when') + ')');
+    }
+    if (couch.lastUpdated) lines.push('  job state   ' + couch.state + ' since ' + couch.lastUpdated);
     if (couch.docWriteFailures) lines.push('  refused     ' + n(couch.docWriteFailures) + ' documents');
     if (couch.conflicts) lines.push('  conflicts   ' + n(couch.conflicts) + ' mirrored documents');
     if (couch.error) lines.push('  error       ' + couch.error);
@@ -97,7 +112,23 @@ export function summary(status: any): string {
       (supplyChain.heldBack.length ? ', next available ' + supplyChain.heldBack.map((h: { availableAt: string }) => h.availableAt).sort()[0] : ''));
   }
   if (supplyChain && supplyChain.blocked.length) lines.push('blocked       ' + supplyChain.blocked.map((b: { package: string; version?: string }) => b.package + (b.version ? '@' + b.version : '')).join(', '));
+  for (const failure of failingJobs(status)) lines.push('FAILING       ' + failure);
   return lines.join('\n');
+}
+
+/** Packages on one side of a native replication: its documents without design documents (older registries: all documents). */
+function packages(side: { docCount?: number | null; packageCount?: number | null }): number | null | undefined {
+  return side.packageCount !== undefined ? side.packageCount : side.docCount;
+}
+
+/** The replication jobs that are not working, each with why (the CLI then exits `JOB_FAILING`). */
+export function failingJobs(status: any): string[] {
+  const failing: string[] = [];
+  const couch = status.couchdb;
+  if (couch && FAILING_JOB_STATES.includes(couch.state)) failing.push('the CouchDB replication is ' + couch.state + (couch.error ? ': ' + couch.error : ''));
+  const feed = status.feed;
+  if (feed && feed.state === 'upstream-unreachable') failing.push('the change feed cannot be followed' + (feed.lastError ? ': ' + feed.lastError : ''));
+  return failing;
 }
 
 async function fetchStatus(options: CliOptions): Promise<any> {
@@ -111,7 +142,7 @@ async function fetchStatus(options: CliOptions): Promise<any> {
     throw new Error('Cannot reach the registry at ' + options.registry + ' (' + ((err as { cause?: { code?: string } }).cause?.code || (err as Error).message) + '). Pass --registry URL.', { cause: err });
   }
   const body = (await response.json().catch(() => ({}))) as { error?: string };
-  if (response.status === 401) throw new Error('The registry wants a login: pass --token (create one with `npm token create`) or set REGISTRY_TOKEN.');
+  if (response.status === 401) throw new Error('The registry wants a login: set REGISTRY_TOKEN to a token (create one with `npm token create`).');
   if (!response.ok) throw new Error('The registry answered ' + response.status + ': ' + (body.error || 'no reason given'));
   return body;
 }
@@ -122,7 +153,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, out: NodeJS.W
     options = parseArgs(argv, env);
   } catch (err) {
     const message = (err as Error).message;
-    out.write((message === 'usage' ? '' : message + '\n') + 'usage: npm run replication -- [--registry URL] [--token TOKEN] [--watch]\n');
+    out.write((message === 'usage' ? '' : message + '\n') + 'usage: REGISTRY_TOKEN=<token> npm run replication -- [--registry URL] [--watch]\n');
     return 2;
   }
   let status = await fetchStatus(options);
@@ -143,7 +174,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, out: NodeJS.W
     status = await fetchStatus(options);
   }
   out.write(summary(status) + '\n');
-  return 0;
+  return failingJobs(status).length ? JOB_FAILING : 0;
 }
 
 if (require.main === module) {

@@ -18,6 +18,14 @@ import { outboundRequest, readAll } from './upstream';
 /** Design documents (and other `_` ids) stay where they are. */
 export const NO_DESIGN_DOCS = { _id: { $regex: '^[^_]' } };
 
+/** The design documents of a database, listed without their bodies (CouchDB and the embedded server alike). */
+const DESIGN_DOCS = '/_all_docs?startkey=' + encodeURIComponent('"_design/"') + '&endkey=' + encodeURIComponent('"_design0"');
+
+/** The packages of a database: its documents without its design documents (null when either count is unknown). */
+function packagesOf(docCount: number | null | undefined, designs: { rows?: unknown[] } | null): number | null {
+  return typeof docCount === 'number' && designs && Array.isArray(designs.rows) ? Math.max(0, docCount - designs.rows.length) : null;
+}
+
 export interface NativeReplicationStatus {
   source: string;
   target: string;
@@ -26,13 +34,17 @@ export interface NativeReplicationStatus {
   docWriteFailures: number | null;
   /** Changes of the upstream not replicated yet (CouchDB's scheduler, or counted from the feeds). */
   changesPending: number | null;
-  /** The upstream sequence of the last checkpoint, and when the job last checkpointed or updated. */
+  /** The upstream sequence of the last checkpoint. */
   checkpointedSourceSeq: unknown;
+  /** When that checkpoint was written (its own time, from the checkpoint document), when CouchDB keeps it. */
+  checkpointedAt: string | null;
+  /** When the job's state last changed (CouchDB's scheduler), not when it last checkpointed. */
   lastUpdated: string | null;
   /** Mirrored documents with conflicting revisions (they cannot come from this side: only replication writes there). */
   conflicts: number | null;
-  upstream: { docCount: number | null; updateSeq: unknown };
-  local: { docCount: number | null };
+  /** Documents, and packages (the documents without the design documents), on each side. */
+  upstream: { docCount: number | null; packageCount: number | null; updateSeq: unknown };
+  local: { docCount: number | null; packageCount: number | null };
   error: string | null;
 }
 
@@ -149,10 +161,11 @@ export class NativeReplication {
       docWriteFailures: null,
       changesPending: null,
       checkpointedSourceSeq: null,
+      checkpointedAt: null,
       lastUpdated: null,
       conflicts: null,
-      upstream: { docCount: null, updateSeq: null },
-      local: { docCount: null },
+      upstream: { docCount: null, packageCount: null, updateSeq: null },
+      local: { docCount: null, packageCount: null },
       error: null,
     };
     try {
@@ -170,9 +183,10 @@ export class NativeReplication {
     }
     try {
       const job = await this.couch
-        .request<{ state?: string; info?: Record<string, any> | null; last_updated?: string }>('GET', '/_scheduler/docs/_replicator/' + encodeURIComponent(this.docId))
+        .request<{ id?: string; state?: string; info?: Record<string, any> | null; last_updated?: string }>('GET', '/_scheduler/docs/_replicator/' + encodeURIComponent(this.docId))
         .catch(() => null);
       if (job) {
+        if (typeof job.id === 'string') result.checkpointedAt = await this.checkpointTime(job.id);
         if (job.state) result.state = job.state;
         if (job.last_updated) result.lastUpdated = job.last_updated;
         const info = job.info || {};
@@ -196,7 +210,8 @@ export class NativeReplication {
     }
     try {
       const info = await this.json(withoutCredentials(this.source), this.sourceAuth());
-      result.upstream = { docCount: info.doc_count ?? null, updateSeq: info.update_seq ?? null };
+      const designs = await this.json(withoutCredentials(this.source) + DESIGN_DOCS, this.sourceAuth()).catch(() => null);
+      result.upstream = { docCount: info.doc_count ?? null, packageCount: packagesOf(info.doc_count, designs), updateSeq: info.update_seq ?? null };
     } catch (err) {
       result.error = result.error || 'the upstream CouchDB cannot be reached: ' + (err as Error).message;
     }
@@ -205,12 +220,28 @@ export class NativeReplication {
     try {
       const mirror = this.couch.db(this.dbs.mirror);
       result.local.docCount = (await this.couch.request<{ doc_count?: number }>('GET', docPath(this.dbs.mirror))).doc_count ?? null;
+      result.local.packageCount = packagesOf(result.local.docCount, await this.couch.request<{ rows?: unknown[] }>('GET', docPath(this.dbs.mirror) + DESIGN_DOCS).catch(() => null));
       const conflicts = await mirror.view('conflicts', { limit: 0 });
       result.conflicts = typeof conflicts.total_rows === 'number' ? conflicts.total_rows : null;
     } catch {
       /* reported as unknown */
     }
     return result;
+  }
+
+  /**
+   * When the job's last checkpoint was written: the `end_time` of the newest session in CouchDB's
+   * checkpoint document (`_local/<replication id>` in the target), or null where there is none (the
+   * embedded server's replicator keeps no time in it).
+   */
+  private async checkpointTime(replicationId: string): Promise<string | null> {
+    const base = replicationId.split('+')[0];
+    if (!/^[0-9a-f]+$/i.test(base)) return null;
+    const checkpoint = await this.couch
+      .request<{ history?: { end_time?: string }[] }>('GET', docPath(this.dbs.mirror) + '/_local/' + base)
+      .catch(() => null);
+    const time = checkpoint && Array.isArray(checkpoint.history) && checkpoint.history[0] ? Date.parse(String(checkpoint.history[0].end_time)) : NaN;
+    return Number.isFinite(time) ? new Date(time).toISOString() : null;
   }
 
   /** The replication job's state as CouchDB's scheduler reports it (cheap, for health checks). */

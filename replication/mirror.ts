@@ -14,7 +14,7 @@ import { pipeline } from 'stream/promises';
 import ssri from 'ssri';
 import { Config } from '../config';
 import { notFound, unavailable, upstreamFailed } from '../core/errors';
-import { mirroredDoc, UpstreamPackument } from '../core/mirrored';
+import { mirroredDoc, revGeneration, UpstreamPackument } from '../core/mirrored';
 import { tarballFileName, versionOfTarball } from '../core/names';
 import { inPrivateScope, REPLICATOR_ROLE, shadowedReason } from '../core/provenance';
 import { TARBALL_CONTENT_TYPE } from '../core/rules';
@@ -473,22 +473,47 @@ export class Mirror {
     }
   }
 
-  /** A waiting package stored meanwhile (by the feed, or another gateway): written over what is there now, then its tarballs. */
+  /**
+   * A waiting package stored meanwhile (by the feed, or another gateway): written over what is there
+   * now, unless what is there copies a later upstream revision (the feed stored a change made after
+   * this packument was fetched: it stays); then its tarballs, for the versions still there.
+   */
   private async storeOver(entry: Waiting): Promise<void> {
+    let stored: PackageDoc;
     try {
       const existing = await this.readMirrored(entry.name);
-      entry.stored(await this.storeDoc(entry.name, mirroredDoc(entry.name, entry.packument, this.upstream, existing)));
+      const newer = !!existing && revGeneration(existing.origin_rev) > revGeneration(entry.packument._rev);
+      stored = newer ? (existing as PackageDoc) : await this.storeDoc(entry.name, mirroredDoc(entry.name, entry.packument, this.upstream, existing));
+      entry.stored(stored);
     } catch (err) {
       this.notStored(entry, (err as Error).message);
       return;
     }
-    for (const [file, data] of entry.tarballs) await this.storeTarball(entry.name, file, data).catch((err) => this.recordFailure(entry.name, (err as Error).message));
+    for (const [file, data] of entry.tarballs) {
+      if (!versionOfTarball(stored, file)) continue;
+      await this.storeTarball(entry.name, file, data).catch((err) => this.recordFailure(entry.name, (err as Error).message));
+    }
   }
 
   private notStored(entry: Waiting, reason: string): void {
     this.recordFailure(entry.name, 'storing the packument failed: ' + reason);
     this.host.log.warn({ package: entry.name, err: reason }, 'a pulled-through packument could not be stored; it is fetched again on its next request');
     entry.stored(null);
+  }
+
+  /**
+   * Whether `name` is being pulled through: fetched from the upstream now, or fetched and waiting to
+   * be stored. The feed follower counts such a name as present (it is about to be), and applies a
+   * change of it once `pulledThrough` resolves: the packument being stored may be older than the change.
+   */
+  pullingThrough(name: string): boolean {
+    return this.pulls.has(name) || this.storing.has(name);
+  }
+
+  /** Resolves once the pull-through of `name` under way is over: stored, or given up (at once when none is). */
+  async pulledThrough(name: string): Promise<void> {
+    await this.pulls.current(name)?.catch(() => undefined);
+    await this.storing.get(name)?.stored;
   }
 
   /** The mirrored document of `name` being stored now (its tarballs are fetched from the upstream meanwhile). */

@@ -1,7 +1,8 @@
 /**
  * For operators: `GET /-/health` (is this gateway able to serve: CouchDB reachable, design documents
- * current, replication working; 200, or 503 with the reasons) and `GET /-/metrics` (Prometheus).
- * `GET /-/ping` stays the bare liveness answer npm uses.
+ * current: 200, or 503 with the reasons; replication not working or the caches off: still 200, with
+ * status `degraded` and the reasons, since the registry serves what it holds) and `GET /-/metrics`
+ * (Prometheus). `GET /-/ping` stays the bare liveness answer npm uses.
  */
 import { timingSafeEqual } from 'crypto';
 import { Request, Response, Router } from 'express';
@@ -12,7 +13,7 @@ import { forbidden, HttpError, notFound, unauthorized } from '../errors';
 
 export interface Check {
   ok: boolean;
-  /** A failing critical check makes the gateway unhealthy (503); the others are reported only. */
+  /** A failing critical check makes the gateway unhealthy (503); a failing other one makes it degraded (200). */
   critical: boolean;
   detail: string;
 }
@@ -56,11 +57,15 @@ async function replicationCheck(ctx: Context): Promise<Check | null> {
     states.push('couchdb ' + job.state);
     if (['crashing', 'failed', 'error', 'missing'].includes(job.state)) problems.push('the CouchDB replication is ' + job.state + (job.error ? ': ' + job.error : ''));
   }
-  return problems.length ? { ok: false, critical: true, detail: problems.join('; ') } : { ok: true, critical: true, detail: states.join(', ') };
+  // The registry serves what it holds while replication is down (an upstream outage): degraded, not down.
+  return problems.length ? { ok: false, critical: false, detail: problems.join('; ') } : { ok: true, critical: false, detail: states.join(', ') };
 }
 
-/** The health of this gateway: every check, and whether it can serve. */
-export async function health(ctx: Context): Promise<{ healthy: boolean; checks: Record<string, Check> }> {
+/** What `GET /-/health` answers: `ok`, `degraded` (serving, some part not working) or `unhealthy` (503). */
+export type HealthStatus = 'ok' | 'degraded' | 'unhealthy';
+
+/** The health of this gateway: every check, whether it can serve, and whether all of it works. */
+export async function health(ctx: Context): Promise<{ healthy: boolean; status: HealthStatus; checks: Record<string, Check> }> {
   const checks: Record<string, Check> = { gateway: { ok: true, critical: true, detail: 'serving' } };
   checks.couchdb = await couchCheck(ctx);
   if (checks.couchdb.ok) {
@@ -70,7 +75,9 @@ export async function health(ctx: Context): Promise<{ healthy: boolean; checks: 
   }
   const live = ctx.cache.enabled;
   checks.caches = { ok: live, critical: false, detail: live ? 'on' : 'off: the databases\' _changes are not followed right now, so every read goes to CouchDB' };
-  return { healthy: Object.values(checks).every((c) => c.ok || !c.critical), checks };
+  const healthy = Object.values(checks).every((c) => c.ok || !c.critical);
+  const status: HealthStatus = !healthy ? 'unhealthy' : Object.values(checks).every((c) => c.ok) ? 'ok' : 'degraded';
+  return { healthy, status, checks };
 }
 
 /** Whether `given` is the metrics token, compared in constant time. */
@@ -86,9 +93,11 @@ export function operationsRoutes(ctx: Context): Router {
 
   router.get('/-/health', (_req, res, next) => {
     health(ctx)
-      .then(({ healthy, checks }) => {
-        const reasons = Object.entries(checks).filter(([, c]) => !c.ok && c.critical).map(([name, c]) => name + ': ' + c.detail);
-        res.status(healthy ? 200 : 503).set('Cache-Control', 'no-store').json({ status: healthy ? 'ok' : 'unhealthy', reasons, checks });
+      .then(({ healthy, status, checks }) => {
+        // What stops this gateway from serving first, then what does not work while it serves.
+        const failing = Object.entries(checks).filter(([, c]) => !c.ok);
+        const reasons = [...failing.filter(([, c]) => c.critical), ...failing.filter(([, c]) => !c.critical)].map(([name, c]) => name + ': ' + c.detail);
+        res.status(healthy ? 200 : 503).set('Cache-Control', 'no-store').json({ status, reasons, checks });
       })
       .catch(next);
   });

@@ -19,6 +19,8 @@ export interface Checkpoint {
   lastSweep: number;
   packagesWritten: number;
   deleted: number;
+  /** When it was last saved (epoch ms): the checkpoint's own time. */
+  savedAt?: number;
 }
 
 /** A new checkpoint for `feed`, starting at `since` with the feed's head at `head`. */
@@ -59,8 +61,9 @@ export class CheckpointStore {
     return moved;
   }
 
-  /** Saves `checkpoint` and records its new revision in it. */
+  /** Saves `checkpoint` with the time of saving, and records its new revision in it. */
   async save(checkpoint: Checkpoint): Promise<void> {
+    checkpoint.savedAt = Date.now();
     const result = await this.db.put(checkpoint as Checkpoint & { _id: string });
     checkpoint._rev = result.rev;
   }

@@ -43,6 +43,8 @@ export interface FollowerStatus {
   mode: string;
   state: 'starting' | 'initial-sync' | 'following' | 'upstream-unreachable' | 'stopped';
   since: unknown;
+  /** When the checkpoint (`since`) was last saved, or null before the first save. */
+  checkpointedAt: string | null;
   head: unknown;
   lag: { changes: number | null; seconds: number };
   initialSync: { from: unknown; to: unknown; done: boolean; progress: number | null } | null;
@@ -200,7 +202,7 @@ export class NpmFollower {
     if (batch.results.length === 0) this.foundNothingAt = Date.now();
     if (caughtUp) {
       if (this.checkpoint.initial && !this.checkpoint.initial.done) this.checkpoint.initial.done = true;
-      await this.runAll(dueRetries(this.checkpoint.pending, Date.now()));
+      await this.runAll(this.dueNow());
       await this.recheckLate();
       await this.sweepIfDue();
     }
@@ -214,14 +216,38 @@ export class NpmFollower {
     }
   }
 
-  /** Applies feed entries: the packages they name, `concurrency` at a time. */
+  /**
+   * Applies feed entries: the packages they name, `concurrency` at a time. A name being pulled
+   * through counts as present (it is about to be stored); its change is applied once it is stored,
+   * since the packument being stored may be older than the change.
+   */
   private async apply(entries: unknown[]): Promise<void> {
     const names = entryNames(entries);
-    const present = await this.couch.liveRevs(this.config.mirrorDb, names);
+    // Asked before the databases: a pull-through that ends meanwhile is then found stored.
+    const pulling = names.filter((name) => this.mirror.pullingThrough(name));
+    const present = new Set((await this.couch.liveRevs(this.config.mirrorDb, names)).keys());
+    for (const name of pulling) present.add(name);
     const local = await this.couch.liveRevs(this.config.registryDb, names);
     const { work, shadowed } = selectWork(entries, { local, present }, this.settings.mode);
     for (const name of shadowed) this.mirror.shadowed(name);
-    await this.runAll(work);
+    await this.runAll(work.filter((item) => !this.afterPullThrough(item)));
+  }
+
+  /**
+   * Whether `item` names a package being pulled through: it then waits in `pending` (saved with the
+   * checkpoint) and the follower is woken once the package is stored, to apply the change on top.
+   */
+  private afterPullThrough(item: Work): boolean {
+    if (!this.mirror.pullingThrough(item.name)) return false;
+    const previous = this.checkpoint.pending[item.name];
+    this.checkpoint.pending[item.name] = { rev: item.rev, deleted: item.deleted, attempts: previous ? previous.attempts : 0, next: Date.now(), reason: 'being pulled through; the change is applied once it is stored' };
+    void this.mirror.pulledThrough(item.name).then(() => this.sleeper.wake());
+    return true;
+  }
+
+  /** The waiting packages due now; one still being pulled through waits on (see `afterPullThrough`). */
+  private dueNow(): Work[] {
+    return dueRetries(this.checkpoint.pending, Date.now()).filter((item) => !this.afterPullThrough(item));
   }
 
   private async pool<T>(items: T[], work: (item: T) => Promise<void>): Promise<void> {
@@ -364,6 +390,7 @@ export class NpmFollower {
       mode: this.settings.mode,
       state: this.state,
       since,
+      checkpointedAt: cp && cp.savedAt ? new Date(cp.savedAt).toISOString() : null,
       head: this.head.seq,
       lag: {
         changes: headN !== null && sinceN !== null ? (this.caughtUp && this.foundNothingAt >= this.head.at ? 0 : Math.max(0, headN - sinceN)) : null,

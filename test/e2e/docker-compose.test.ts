@@ -56,3 +56,49 @@ it('the image runs the built registry with production dependencies only: no test
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
   for (const tool of ['typescript', 'esbuild', 'jest', 'verdaccio']) expect([tool, tool in pkg.dependencies]).toEqual([tool, false]);
 });
+
+/** The sections and keys of a CouchDB ini file (`;` comments left out). */
+function readIni(file: string): Record<string, Record<string, string>> {
+  const sections: Record<string, Record<string, string>> = {};
+  let section = '';
+  for (const raw of readFileSync(file, 'utf8').split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith(';')) continue;
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header) section = header[1];
+    else if (line.includes('=')) (sections[section] ||= {})[line.slice(0, line.indexOf('=')).trim()] = line.slice(line.indexOf('=') + 1).trim();
+  }
+  return sections;
+}
+
+it('the single-node local.ini makes one copy of each shard; the cluster\'s cluster.ini sets three again', () => {
+  const local = readIni(join(root, 'couchdb', 'local.ini'));
+  expect(local.couchdb.single_node).toBe('true');
+  // single_node does not set it: CouchDB 3.4.3 otherwise logs "Request to create N=3 DB but only 1 node(s)".
+  expect(local.cluster && local.cluster.n).toBe('1');
+  const cluster = readIni(join(root, 'couchdb', 'cluster.ini'));
+  expect(cluster.couchdb.single_node).toBe('false');
+  expect(cluster.cluster.n).toBe('3');
+});
+
+itWithCompose('the single node reads local.ini only; every cluster node reads cluster.ini after it, so n = 1 never reaches a cluster', async () => {
+  const env = { ...process.env, COUCHDB_PASSWORD: 'pw', COUCHDB_PROXY_SECRET: 'secret' };
+  const result = await run('docker-compose', ['-f', join(root, 'docker-compose.yml'), '--profile', 'cluster', 'config'], { cwd: root, env });
+  expect(result.code).toBe(0);
+  // Each service's block of the resolved file, and the ini files it mounts into local.d (by target).
+  const blocks = result.stdout.split(/^ {2}(?=\S+:$)/m);
+  const mounts = (service: string) => {
+    const block = blocks.find((b) => b.startsWith(service + ':\n'));
+    if (!block) throw new Error('no service ' + service + ' in docker-compose config');
+    const found: Record<string, string> = {};
+    for (const match of block.matchAll(/- \S*\/couchdb\/(\w+\.ini):(\/opt\/couchdb\/etc\/local\.d\/[^:]+):ro/g)) found[match[1]] = match[2];
+    return found;
+  };
+  expect(Object.keys(mounts('couchdb')).sort()).toEqual(['local.ini']);
+  for (const node of ['couchdb-1', 'couchdb-2', 'couchdb-3']) {
+    const ini = mounts(node);
+    expect(Object.keys(ini).sort()).toEqual(['cluster.ini', 'local.ini']);
+    // CouchDB reads local.d in the order of the names: the later file wins.
+    expect(ini['cluster.ini'] > ini['local.ini']).toBe(true);
+  }
+});

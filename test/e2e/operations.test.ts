@@ -10,7 +10,9 @@ import { loadConfig } from '../../config';
 import { RunningRegistry, startRegistry } from '../../server/registry';
 import { makePackage, makeProject, npmClient } from '../helpers/npm';
 import { killProcess, startRegistryProcess } from '../helpers/process';
+import { publishBody } from '../helpers/principals';
 import { anotherGateway, basicAuthOf, removeDatabases, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { eventually } from '../helpers/wait';
 
 let registry: TestRegistry;
 let token: string;
@@ -74,6 +76,42 @@ describe('health', () => {
     } finally {
       await lonely.close();
       await first.stop().catch(() => undefined);
+    }
+  });
+});
+
+describe('health during an upstream outage', () => {
+  it('answers 200 with status degraded and the reason while the registry serves, not 503', async () => {
+    const upstream = await startTestRegistry();
+    const downstream = await startTestRegistry({ UPSTREAM_REGISTRY: upstream.url, REPLICATION_FEED: upstream.url + '/-/replicate', REPLICATION_POLL_MS: '200' });
+    let upstreamStopped = false;
+    try {
+      const publisher = await downstream.signup('local-publisher');
+      const published = await downstream.request('PUT', '/served-in-outage', { token: publisher, body: publishBody('served-in-outage', '1.0.0') });
+      expect(published.status).toBe(201);
+      const fine = await eventually(async () => {
+        const res = await downstream.request('GET', '/-/health');
+        return res.status === 200 && res.body.status === 'ok' ? res.body : null;
+      });
+      expect(fine.checks.replication).toMatchObject({ ok: true });
+      await upstream.stop();
+      upstreamStopped = true;
+      const degraded = await eventually(async () => {
+        const res = await downstream.request('GET', '/-/health');
+        return res.body.status !== 'ok' ? res : null;
+      });
+      expect(degraded.status).toBe(200);
+      expect(degraded.body.status).toBe('degraded');
+      expect(degraded.body.checks.replication.ok).toBe(false);
+      expect(degraded.body.reasons.join(' ')).toContain('replication: the change feed cannot be followed');
+      expect(degraded.headers.get('cache-control')).toBe('no-store');
+      // It serves meanwhile.
+      const served = await downstream.request('GET', '/served-in-outage');
+      expect(served.status).toBe(200);
+      expect(Object.keys(served.body.versions)).toEqual(['1.0.0']);
+    } finally {
+      await downstream.stop();
+      if (!upstreamStopped) await upstream.stop();
     }
   });
 });

@@ -118,6 +118,13 @@ describe('native CouchDB replication', () => {
     expect(status.body.couchdb.conflicts).toBe(0);
     expect(status.body.couchdb.changesPending).toBe(0);
     expect(status.body.couchdb.docWriteFailures || 0).toBe(0);
+    // Packages are counted without the design documents, which each side has of its own.
+    const packagesIn = async (registry: TestRegistry, db: string) => (await couchGet(registry, '/' + db + '/_all_docs')).body.rows.filter((row: { id: string }) => !row.id.startsWith('_design/')).length;
+    const { local, upstream: source } = status.body.couchdb;
+    expect(local.packageCount).toBe(await packagesIn(downstream, downstream.registryDb + '-mirror'));
+    expect(local.packageCount).toBeLessThan(local.docCount);
+    expect(source.packageCount).toBe(await packagesIn(upstream, upstream.registryDb));
+    expect(source.packageCount).toBeLessThan(source.docCount);
   });
 
   it('local users cannot change a natively mirrored package', async () => {

@@ -142,6 +142,8 @@ describe('replication through the npm change feed', () => {
     expect(status.feed.state).toBe('following');
     expect(status.feed.mode).toBe('all');
     expect(status.feed.initialSync.done).toBe(true);
+    // The checkpoint's own time: saved after every batch, so a moment ago.
+    expect(Date.now() - Date.parse(status.feed.checkpointedAt)).toBeLessThan(30_000);
     expect(status.feed.packagesWritten).toBeGreaterThanOrEqual(5);
     expect(status.tarballsWritten).toBeGreaterThanOrEqual(2);
   });
@@ -169,15 +171,15 @@ describe('replication through the npm change feed', () => {
     }
   });
 
-  it('the replication command shows the same, and says how to log in without a token', async () => {
+  it('the replication command shows the same (the token from REGISTRY_TOKEN), and says how to log in without one', async () => {
     const cli = join(__dirname, '..', '..', 'dist', 'replication', 'cli.js');
-    const shown = await run(process.execPath, [cli, '--registry', downstream.url, '--token', localToken]);
+    const shown = await run(process.execPath, [cli, '--registry', downstream.url], { env: { PATH: process.env.PATH, REGISTRY_TOKEN: localToken } });
     expect(shown.code).toBe(0);
     expect(shown.stdout).toContain('feed          ' + upstream.url + '/-/replicate  mode all  following');
     expect(shown.stdout).toMatch(/shadowed\s+same-name/);
     expect(shown.stdout).toMatch(/refused\s+@corp\/secret: private scope/);
     const anonymous = await run(process.execPath, [cli, '--registry', downstream.url], { env: { PATH: process.env.PATH } });
     expect(anonymous.code).toBe(1);
-    expect(anonymous.stderr).toContain('--token');
+    expect(anonymous.stderr).toContain('REGISTRY_TOKEN');
   });
 });

@@ -1,4 +1,6 @@
-import { parseArgs, progressBar, summary, syncProgress } from '../../replication/cli';
+import { createServer, Server } from 'http';
+import { AddressInfo } from 'net';
+import { failingJobs, JOB_FAILING, main, parseArgs, progressBar, summary, syncProgress } from '../../replication/cli';
 
 const feedStatus = (initialSync: object | null, lag = 500) => ({
   upstream: 'https://up.example',
@@ -65,8 +67,71 @@ describe('replication CLI', () => {
     expect(text).toContain('blocked       evil@1.0.0, typo');
   });
 
-  it('takes --registry, --token and --watch, and REGISTRY_TOKEN from the environment', () => {
+  it('takes --registry and --watch, and the token from REGISTRY_TOKEN only', () => {
     expect(parseArgs(['--registry', 'http://r:1/', '--watch'], { REGISTRY_TOKEN: 't' })).toEqual({ registry: 'http://r:1', token: 't', watch: true });
     expect(() => parseArgs(['--nope'], {})).toThrow('Unknown argument');
+  });
+
+  it('refuses a token in the command line (seen by every user in ps), naming REGISTRY_TOKEN, without repeating the token', async () => {
+    for (const argv of [['--token', 'secret-token-value'], ['--token=secret-token-value']]) {
+      expect(() => parseArgs(argv, {})).toThrow(/--token is not taken.*REGISTRY_TOKEN/);
+      const written: string[] = [];
+      const out = { write: (text: string) => written.push(text), isTTY: false } as unknown as NodeJS.WriteStream;
+      expect(await main(argv, {}, out)).toBe(2);
+      expect(written.join('')).toContain('Set REGISTRY_TOKEN');
+      expect(written.join('')).not.toContain('secret-token-value');
+    }
+  });
+
+  it('shows the checkpoint\'s own time, apart from when the job last changed state', () => {
+    const couchdb = { source: 'http://up/db', state: 'running', upstream: { docCount: 200 }, local: { docCount: 150 }, changesPending: 50, checkpointedSourceSeq: '120-g1AAA', checkpointedAt: '2026-12-06T20:59:58.000Z', lastUpdated: '2026-12-01T00:00:00Z', error: null };
+    const text = summary({ ...feedStatus(null), feed: null, couchdb });
+    expect(text).toContain('checkpoint  120-g1AAA  (written 2026-12-06T20:59:58.000Z)');
+    expect(text).toContain('job state   running since 2026-12-01T00:00:00Z');
+    expect(summary({ ...feedStatus(null), feed: null, couchdb: { ...couchdb, checkpointedAt: null } })).toContain('checkpoint  120-g1AAA  (CouchDB does not say when)');
+    const feed = summary({ ...feedStatus(null), feed: { ...feedStatus(null).feed, checkpointedAt: '2026-12-06T21:00:00.000Z' } });
+    expect(feed).toContain('checkpoint  saved 2026-12-06T21:00:00.000Z');
+  });
+
+  it('counts packages without the design documents on either side', () => {
+    // The upstream has 3 design documents, the mirror 2: document counts would never meet.
+    const couchdb = { source: 'http://up/db', state: 'running', upstream: { docCount: 203, packageCount: 200 }, local: { docCount: 152, packageCount: 150 }, changesPending: null, error: null };
+    const status = { ...feedStatus(null), feed: null, couchdb };
+    expect(summary(status)).toContain('packages    150 here, 200 upstream (design documents not counted)');
+    expect(syncProgress(status)?.fraction).toBe(0.75);
+    expect(syncProgress(status)?.text).toContain('150 of 200 packages');
+    expect(syncProgress({ ...status, couchdb: { ...couchdb, upstream: { docCount: 203, packageCount: 200 }, local: { docCount: 202, packageCount: 200 } } })).toBeNull();
+  });
+
+  describe('its exit code', () => {
+    let server: Server;
+    let answer: unknown;
+    let registry: string;
+    beforeAll(async () => {
+      server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer)));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      registry = 'http://127.0.0.1:' + (server.address() as AddressInfo).port;
+    });
+    afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+    const runCli = async () => {
+      const written: string[] = [];
+      const out = { write: (text: string) => written.push(text), isTTY: false } as unknown as NodeJS.WriteStream;
+      const code = await main(['--registry', registry], { REGISTRY_TOKEN: 't' }, out);
+      return { code, text: written.join('') };
+    };
+    const couchdb = (state: string, error: string | null) => ({ source: 'http://up/db', state, upstream: { docCount: 3, packageCount: 1 }, local: { docCount: 2, packageCount: 1 }, changesPending: 0, error });
+
+    it('is 0 when replication works, and non-zero when a job is crashing or the feed cannot be followed', async () => {
+      answer = { ...feedStatus(null), feed: null, couchdb: couchdb('running', null) };
+      expect(await runCli()).toMatchObject({ code: 0 });
+      answer = { ...feedStatus(null), feed: null, couchdb: couchdb('crashing', 'unauthorized: the source refused the credentials') };
+      const crashing = await runCli();
+      expect(crashing.code).toBe(JOB_FAILING);
+      expect(crashing.text).toContain('FAILING       the CouchDB replication is crashing: unauthorized');
+      answer = { ...feedStatus({ from: 0, to: 1000, done: true, progress: 1 }, 0), feed: { ...feedStatus(null).feed, state: 'upstream-unreachable', lastError: 'connect ECONNREFUSED' } };
+      expect((await runCli()).code).toBe(JOB_FAILING);
+      expect(failingJobs(answer)).toEqual(['the change feed cannot be followed: connect ECONNREFUSED']);
+    });
   });
 });
