@@ -156,7 +156,8 @@ function hostGuard(allowed: () => Set<string>): express.RequestHandler {
   return (req, res, next) => {
     const host = String(req.headers.host || '').toLowerCase();
     if (allowed().has(host)) return next();
-    refuseWith(res, 400, 'bad_request', 'The Host header ' + JSON.stringify(host) + ' does not name this server; ask http://127.0.0.1:<port> (or a name configured for it).');
+    const port = req.socket.localPort;
+    refuseWith(res, 400, 'bad_request', 'The Host header ' + JSON.stringify(host) + ' does not name this server; ask http://127.0.0.1:' + port + ', or have an admin add the name to COUCHDB_HOSTS.');
   };
 }
 

@@ -176,7 +176,7 @@ export function createApp(ctx: Context): express.Express {
       return;
     }
     if (e.type === 'entity.too.large' && !res.locals.user) {
-      res.status(413).json({ error: 'The request body is larger than this registry reads without credentials (' + ANONYMOUS_BODY_BYTES / 1024 / 1024 + ' MiB). Log in (`npm login`) to publish.' });
+      res.status(413).json({ error: 'The request body is larger than this registry reads without credentials (' + ANONYMOUS_BODY_BYTES / 1024 / 1024 + ' MiB: enough for sign-up, login and `npm audit`). Log in (`npm login`) to send larger bodies, such as a publish.' });
       return;
     }
     if (e.type === 'entity.too.large') {

@@ -47,6 +47,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: Error) => {
-  process.stderr.write('The registry could not start: ' + err.message + '\n');
+  const hint = (err as { code?: string }).code === 'EADDRINUSE' ? ' Another program uses that port: stop it, or choose other ports with PORT (the registry) and COUCHDB_PORT (the embedded CouchDB).' : '';
+  process.stderr.write('The registry could not start: ' + err.message + '.' + hint + '\n');
   process.exit(1);
 });
