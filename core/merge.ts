@@ -89,6 +89,21 @@ function sortedKeys<T>(record: Record<string, T>): Record<string, T> {
   return sorted;
 }
 
+/** JSON with every object's keys sorted: the same for documents that differ only in key order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return '[' + value.map(canonical).join(',') + ']';
+  if (value && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    return '{' + Object.keys(record).sort().filter((k) => record[k] !== undefined).map((k) => JSON.stringify(k) + ':' + canonical(record[k])).join(',') + '}';
+  }
+  return JSON.stringify(value);
+}
+
+/** Whether two documents hold the same content, key order aside (a merge that changes nothing need not be written). */
+export function sameContent(a: unknown, b: unknown): boolean {
+  return canonical(a) === canonical(b);
+}
+
 /** Merges the leaf revisions of one package document (at least one) into one document. */
 export function mergeRevisions(leaves: PackageDoc[]): MergeResult {
   if (leaves.length === 0) throw new Error('mergeRevisions needs at least one revision');
@@ -217,11 +232,7 @@ export function mergeRevisions(leaves: PackageDoc[]): MergeResult {
     const file = tarballFileName(name, version);
     const stub = (winners[version]._attachments || {})[file];
     if (!stub) continue;
-    const { data, revpos, follows, ...rest } = stub;
-    void data;
-    void revpos;
-    void follows;
-    attachments[file] = { ...rest, stub: true };
+    attachments[file] = { content_type: stub.content_type, digest: stub.digest, length: stub.length, stub: true };
     attachmentSources[file] = winners[version]._rev || '';
   }
 

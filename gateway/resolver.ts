@@ -4,17 +4,18 @@
  * concurrent write, or a node that was cut off); CouchDB then serves one of them and the other's
  * versions are lost to clients. This follows the registry database's `_changes` (`style=all_docs`,
  * every leaf), and for a document with more than one live leaf reads them all (`open_revs=all`),
- * merges them (core/merge.ts) and writes the merge as the admin on the greatest leaf, deleting the
- * other leaves in the same `_bulk_docs`: one revision again. Tarballs a leaf other than the one written
+ * merges them (core/merge.ts), writes the merge as the admin on the greatest leaf, then deletes the
+ * other leaves: one revision again. Tarballs a leaf other than the one written
  * on carries are sent along with the merge.
  *
  * Any number of gateways run it at once: they read the same leaves, make the same merge on the same
- * leaf, and a 409 means another one wrote it first (the leaves are read again). What is refused (the
+ * leaf, and a 409 means another one wrote it first (the leaves are read again). A merge that changes
+ * nothing of the greatest leaf is not written: the merges end. What is refused (the
  * same version with other bytes) is counted in the metrics and sent as a `package:publish-refused`
  * webhook event by the gateway whose merge was stored.
  */
 import { Logger } from 'pino';
-import { compareRevs, mergeRevisions, RefusedPublish } from '../core/merge';
+import { compareRevs, mergeRevisions, RefusedPublish, sameContent } from '../core/merge';
 import { PackageDoc } from '../core/types';
 import { Couch, docPath } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
@@ -98,38 +99,46 @@ export class ConflictResolver {
   }
 
   /**
-   * Merges the live leaves of `id` into one revision; true when this gateway's merge was stored.
-   * Exposed for tests and for an admin's tools.
+   * Merges the live leaves of `id` into one revision; true when this gateway wrote the merge. Two
+   * steps, each safe alone: the merge is written on the greatest leaf (a 409: another writer got
+   * there first, read again); once the greatest leaf holds everything the others hold (their merge
+   * changes nothing of it), the others are deleted. Deleting them in the same request as the merge
+   * would lose a leaf's content whenever the merge met a conflict but the deletion did not.
    */
   async resolve(id: string): Promise<boolean> {
+    let wrote = false;
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const leaves = await this.leaves(id);
-      if (leaves.length < 2) return false;
+      if (leaves.length < 2) return wrote;
       const { doc, refused, attachmentSources } = mergeRevisions(leaves);
       const base = leaves.reduce((a, b) => (compareRevs(b._rev as string, a._rev as string) > 0 ? b : a));
+      const others = leaves.filter((leaf) => leaf !== base);
+      if (sameContent(mergeRevisions([base]).doc, doc)) {
+        // The greatest leaf holds it all: the others go (a 409 on one: it changed, and is merged at its change).
+        const docs = others.map((leaf) => ({ _id: id, _rev: leaf._rev, _deleted: true }));
+        await this.couch.request('POST', docPath(this.db) + '/_bulk_docs', { docs });
+        return wrote;
+      }
       const attachments: Record<string, unknown> = {};
       for (const [file, stub] of Object.entries(doc._attachments || {})) {
         const source = attachmentSources[file];
         if (source === base._rev) attachments[file] = stub;
         else attachments[file] = { content_type: stub.content_type || 'application/octet-stream', data: (await this.tarball(id, file, source)).toString('base64') };
       }
-      const docs = [
-        { ...doc, _id: id, _rev: base._rev, _attachments: attachments },
-        ...leaves.filter((leaf) => leaf !== base).map((leaf) => ({ _id: id, _rev: leaf._rev, _deleted: true })),
-      ];
-      const results = await this.couch.request<{ id: string; rev?: string; error?: string }[]>('POST', docPath(this.db) + '/_bulk_docs', { docs });
-      const merged = results[0];
-      if (merged && merged.error === 'conflict') continue; // another gateway merged first: read again
+      const [merged] = await this.couch.request<{ id: string; rev?: string; error?: string }[]>('POST', docPath(this.db) + '/_bulk_docs', {
+        docs: [{ ...doc, _id: id, _rev: base._rev, _attachments: attachments }],
+      });
+      if (merged && merged.error === 'conflict') continue; // another writer got there first: read again
       if (!merged || merged.error) throw new Error('CouchDB refused the merge of ' + id + ': ' + (merged ? merged.error : 'no answer'));
+      wrote = true;
       this.resolved++;
       this.refused += refused.length;
       this.lastRefused.push(...refused);
       this.lastRefused.splice(0, Math.max(0, this.lastRefused.length - 20));
       this.log.info({ package: id, leaves: leaves.length, rev: merged.rev, refused: refused.map((r) => r.version + ' ' + r.integrity) }, 'resolving conflicts: merged the conflicting revisions of a package');
       this.events.resolved?.(id, leaves.length, refused);
-      return true;
     }
-    return false;
+    return wrote;
   }
 
   /** The live leaf revisions of `id` (`open_revs=all`, deleted ones left out). */
