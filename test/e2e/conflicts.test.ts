@@ -2,29 +2,52 @@
  * Conflicting revisions of a package, as a CouchDB cluster leaves them (two leaves written as the admin
  * with `_bulk_docs` `new_edits: false`, made here on the embedded server): the resolvers of two
  * gateways merge them into one revision, the union of the versions, with the first publish of a version
- * number kept and the other refused (counted in the metrics), every tarball served matching its
+ * number kept and the other refused (counted in the metrics, sent as a webhook event), every tarball served matching its
  * manifest, and no flapping (a bounded number of revisions).
  */
 import { createHash } from 'crypto';
+import { createServer, Server } from 'http';
+import { AddressInfo } from 'net';
 import { sha1, sha512 } from '../helpers/npm';
 import { publishBody } from '../helpers/principals';
 import { anotherGateway, basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { RunningRegistry } from '../../server/registry';
 
 const METRICS_TOKEN = 'conflicts-metrics-token';
-const env = { METRICS: 'token', METRICS_TOKEN };
+const env = { METRICS: 'token', METRICS_TOKEN, WEBHOOK_BACKOFF_MS: '200', OUTBOUND_ALLOW_PRIVATE: '127.0.0.1' };
 
 let registry: TestRegistry;
 let second: RunningRegistry;
+/** A webhook receiver: the events delivered to it. */
+const events: any[] = [];
+let receiver: Server;
 
 beforeAll(async () => {
+  receiver = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (chunk) => (raw += chunk));
+    req.on('end', () => {
+      events.push(JSON.parse(raw));
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   registry = await startTestRegistry(env);
   second = await anotherGateway(registry, 'second', env);
+  const hook = { type: 'webhook', url: 'http://127.0.0.1:' + (receiver.address() as AddressInfo).port + '/hook', secret: 'conflicts-hook-secret' };
+  const stored = await fetch(new URL('/' + registry.registryDb + '-state/webhook%3Aconflicts', new URL(registry.adminCouchUrl).origin), {
+    method: 'PUT',
+    headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' },
+    body: JSON.stringify(hook),
+  });
+  expect(stored.status).toBe(201);
 });
 
 afterAll(async () => {
   await second?.close();
   await registry?.stop();
+  receiver?.closeAllConnections();
+  await new Promise<void>((resolve) => (receiver ? receiver.close(() => resolve()) : resolve()));
 });
 
 const bytes = (label: string) => Buffer.from('tarball ' + label + ' ' + 'x'.repeat(200));
@@ -108,6 +131,9 @@ it('two gateways merge conflicting leaves into one revision: the union, the firs
   const refused = (await metric(registry.localUrl, 'registry_publishes_refused_total')) + (await metric(second.localUrl, 'registry_publishes_refused_total'));
   expect(resolved).toBe(1);
   expect(refused).toBe(1);
+  // And sent as a webhook event, once.
+  const event = await waitFor('the publish-refused event', async () => events.find((e) => e.event === 'package:publish-refused'));
+  expect(event).toMatchObject({ name, actor: 'alice', change: { version: '2.0.0', integrity: sha512(later), kept: sha512(first), published: '2026-01-02T00:00:02.000Z' } });
 
   // No flapping: a while later, still the one merged revision, its losing leaf deleted.
   await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -120,4 +146,5 @@ it('two gateways merge conflicting leaves into one revision: the union, the firs
   // The refused version number stays taken: publishing 2.0.0 again is refused, a new version lands.
   expect((await registry.request('PUT', '/' + name, { token, body: publishBody(name, '2.0.0', later) })).status).toBe(403);
   expect((await registry.request('PUT', '/' + name, { token, body: publishBody(name, '2.0.1', bytes('2.0.1')) })).status).toBe(201);
+  expect(events.filter((e) => e.event === 'package:publish-refused')).toHaveLength(1);
 });
