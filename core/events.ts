@@ -5,9 +5,10 @@
 import { publishedVersions } from './rules';
 import { PackageDoc } from './types';
 
-export type RegistryEventName = 'package:publish' | 'package:unpublish' | 'package:dist-tag' | 'package:deprecate' | 'package:owner';
+/** `package:publish-refused`: a publish of a version number another copy of the registry published first with other bytes (core/merge.ts). */
+export type RegistryEventName = 'package:publish' | 'package:unpublish' | 'package:dist-tag' | 'package:deprecate' | 'package:owner' | 'package:publish-refused';
 
-export const EVENT_NAMES: RegistryEventName[] = ['package:publish', 'package:unpublish', 'package:dist-tag', 'package:deprecate', 'package:owner'];
+export const EVENT_NAMES: RegistryEventName[] = ['package:publish', 'package:unpublish', 'package:dist-tag', 'package:deprecate', 'package:owner', 'package:publish-refused'];
 
 export interface RegistryEvent {
   event: RegistryEventName;

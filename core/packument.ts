@@ -10,7 +10,7 @@ import {
   hostedElsewhereMessage, isForeign, isRegistryUrl, isTombstone, keptAttachments, MAINTAINER_NEEDS_NAME, maintainerOf,
   publishedVersions, TARBALL_CONTENT_TYPE, versionReusedMessage,
 } from './rules';
-import { AttachmentStub, PackageDoc, Person, UnpublishedInfo, VersionManifest } from './types';
+import { AttachmentStub, ChangeTimes, PackageDoc, Person, UnpublishedInfo, VersionManifest } from './types';
 
 export { isForeign, isTombstone, TARBALL_CONTENT_TYPE };
 
@@ -78,7 +78,8 @@ function withTarballUrls(doc: PackageDoc, baseUrl: string): Record<string, Versi
 
 /** The full packument served to clients: the document without its attachments, tarball URLs of this registry. */
 export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, unknown> {
-  const { _attachments, _revisions, origin, origin_rev, ...rest } = doc as PackageDoc & { _revisions?: unknown };
+  const { _attachments, _revisions, origin, origin_rev, changed_at, ...rest } = doc as PackageDoc & { _revisions?: unknown };
+  void changed_at;
   void _attachments;
   void _revisions;
   void origin;
@@ -391,6 +392,42 @@ export function withoutTarball(existing: PackageDoc, file: string): PackageDoc |
   const version = versionOfTarball(existing, file);
   if (version) throw refused('The tarball ' + file + ' belongs to the published version ' + version + '; unpublish the version instead.');
   return { ...existing, _attachments: keptAttachments(existing.name, Object.keys(existing.versions), existing) };
+}
+
+/**
+ * `next` with the times of what changed since `existing` in `changed_at`: each dist-tag set, moved or
+ * removed, each version's deprecation, the maintainers, each user's star. The merge of conflicting
+ * revisions (core/merge.ts) takes the latest change of each; clients never see these times.
+ */
+export function stampChanges(existing: PackageDoc | null, next: PackageDoc, now: string): PackageDoc {
+  const before = existing && !existing._deleted ? existing : null;
+  const old: ChangeTimes = (before && before.changed_at) || {};
+  const changed: ChangeTimes = {
+    ...old,
+    'dist-tags': { ...(old['dist-tags'] || {}) },
+    deprecated: { ...(old.deprecated || {}) },
+    users: { ...(old.users || {}) },
+  };
+  const tagsBefore = (before && before['dist-tags']) || {};
+  const tagsAfter = next['dist-tags'] || {};
+  for (const tag of new Set([...Object.keys(tagsBefore), ...Object.keys(tagsAfter)])) {
+    if (tagsBefore[tag] !== tagsAfter[tag]) (changed['dist-tags'] as Record<string, string>)[tag] = now;
+  }
+  const versionsBefore = (before && before.versions) || {};
+  for (const version of Object.keys(next.versions || {})) {
+    const was = versionsBefore[version] ? versionsBefore[version].deprecated || '' : '';
+    if (was !== (next.versions[version].deprecated || '')) (changed.deprecated as Record<string, string>)[version] = now;
+  }
+  if (before && JSON.stringify(before.maintainers) !== JSON.stringify(next.maintainers)) changed.maintainers = now;
+  const starsBefore = (before && before.users) || {};
+  const starsAfter = next.users || {};
+  for (const user of new Set([...Object.keys(starsBefore), ...Object.keys(starsAfter)])) {
+    if (!!starsBefore[user] !== !!starsAfter[user]) (changed.users as Record<string, string>)[user] = now;
+  }
+  for (const key of ['dist-tags', 'deprecated', 'users'] as const) if (Object.keys(changed[key] as object).length === 0) delete changed[key];
+  if (Object.keys(changed).length === 0) return next;
+  if (JSON.stringify(changed) === JSON.stringify(old)) return next.changed_at === old ? next : { ...next, changed_at: old };
+  return { ...next, changed_at: changed };
 }
 
 export function assertValidName(name: string): void {

@@ -35,6 +35,18 @@ export function onlyOwnStarChanged(newDoc: PackageDoc, oldDoc: PackageDoc, user:
     const source = doc.users || {};
     for (const u of Object.keys(source)) if (u !== user) users[u] = source[u];
     copy.users = users;
+    // The time of the user's own star (core/merge.ts) changes with it.
+    const changed = doc.changed_at as Record<string, unknown> | undefined;
+    if (changed) {
+      const kept: Record<string, unknown> = {};
+      for (const k of Object.keys(changed)) if (k !== 'users') kept[k] = changed[k];
+      const stars = (changed.users || {}) as Record<string, string>;
+      const times: Record<string, string> = {};
+      for (const u of Object.keys(stars)) if (u !== user) times[u] = stars[u];
+      if (Object.keys(times).length) kept.users = times;
+      if (Object.keys(kept).length) copy.changed_at = kept;
+      else delete copy.changed_at;
+    }
     return copy;
   };
   return jsonEqual(without(newDoc), without(oldDoc));

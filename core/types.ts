@@ -58,7 +58,20 @@ export interface PackageDoc {
   origin?: string;
   /** For a package mirrored from an npm registry: the upstream revision it was copied from. */
   origin_rev?: string;
+  /** When each dist-tag, deprecation, the maintainers and each star last changed (for core/merge.ts). */
+  changed_at?: ChangeTimes;
   [key: string]: unknown;
+}
+
+/**
+ * Times of the last change of the fields that conflicting revisions merge field by field (not served to
+ * clients): per dist-tag, per version's deprecation, the maintainers, per user's star.
+ */
+export interface ChangeTimes {
+  'dist-tags'?: Record<string, string>;
+  deprecated?: Record<string, string>;
+  maintainers?: string;
+  users?: Record<string, string>;
 }
 
 export interface UserCtx {

@@ -25,6 +25,15 @@ export interface CouchFailure {
   reason: string;
 }
 
+/** The `error` of a write CouchDB answered 202 that could not be confirmed on a quorum (answered 503, retried by clients). */
+export const NOT_DURABLE = 'not_durable';
+
+/** Whether `err` is a write that could not be confirmed durable (see `Couch.confirmDurable`). */
+export function isNotDurable(err: unknown): boolean {
+  const e = err as { statusCode?: number; error?: string } | null;
+  return !!e && e.statusCode === 503 && e.error === NOT_DURABLE;
+}
+
 /** The status, `error` and `reason` of a failed nano request, or of a failure to reach CouchDB (502). */
 export function couchFailure(err: unknown): CouchFailure {
   const e = err as { statusCode?: number; error?: string; reason?: string; message?: string };
@@ -129,9 +138,7 @@ export class Database<T extends object> {
   get(id: string, params?: { attachments?: boolean; revs?: boolean }): Promise<Stored<T> | null> {
     const query = params ? Object.entries(params).map(([key, value]) => key + '=' + String(value)).join('&') : '';
     return this.couch.timed('get', async () => {
-      // `_design/x` and `_local/x` keep their slash, as CouchDB names them; any other id is escaped whole.
-      const special = /^(_design|_local)\/([^/]+)$/.exec(id);
-      const path = docPath(this.name) + '/' + (special ? special[1] + '/' + encodeURIComponent(special[2]) : encodeURIComponent(id));
+      const path = this.path(id);
       const { status, text } = await this.couch.exchange('GET', path + (query ? '?' + query : ''), { accept: 'application/json' });
       if (status === 404) return null;
       const answer = parseAnswer(text);
@@ -149,17 +156,23 @@ export class Database<T extends object> {
     return found;
   }
 
-  /** Writes a document as the admin (a new one, or over `_rev`). */
+  /** Writes a document as the admin (a new one, or over `_rev`); durable once answered (`confirmDurable`). */
   put(doc: T & { _id: string; _rev?: string }): Promise<{ id: string; rev: string }> {
     return this.couch.timed('put', async () => {
-      const result = await this.scope.insert(doc);
+      const result = await this.couch.request<{ id: string; rev: string }>('PUT', this.path(doc._id), doc);
       return { id: result.id, rev: result.rev };
     });
   }
 
   /** Deletes revision `rev` of `id`. */
   remove(id: string, rev: string): Promise<void> {
-    return this.couch.timed('remove', async () => void (await this.scope.destroy(nanoDocId(id), rev)));
+    return this.couch.timed('remove', async () => void (await this.couch.request('DELETE', this.path(id) + '?rev=' + encodeURIComponent(rev))));
+  }
+
+  /** The path of document `id`: `_design/x` and `_local/x` keep their slash, as CouchDB names them; any other id is escaped whole. */
+  private path(id: string): string {
+    const special = /^(_design|_local)\/([^/]+)$/.exec(id);
+    return docPath(this.name) + '/' + (special ? special[1] + '/' + encodeURIComponent(special[2]) : encodeURIComponent(id));
   }
 
   /** A view of `_design/app` (or of `design`). */
@@ -282,7 +295,70 @@ export class Couch {
     const { status, text } = await this.exchange(method, path, headers, body, admin, signal);
     const answer = parseAnswer(text) as { error?: string; reason?: string };
     if (status < 200 || status >= 300) throw refusal(status, answer);
+    if (status === 202 && method !== 'GET' && method !== 'HEAD') await this.confirmDurable(path, answer);
     return answer;
+  }
+
+  /** The write quorum of each database (`cluster.w` of `GET /{db}`), once read. */
+  private readonly quorums = new Map<string, number>();
+
+  /** How long to wait before each read that confirms a write answered 202 (about 4 s in all). */
+  static confirmDelays = [50, 150, 300, 600, 1000, 2000];
+
+  /**
+   * A write CouchDB answered `202 Accepted` is on fewer copies than the write quorum: the node that
+   * took it may fail before the others have it, and the revision then lives on, if at all, as a losing
+   * conflict. It counts as done only once a read with `r` = the quorum returns that very revision
+   * (CouchDB's read repair copies it to the copies that lack it); else the caller gets a 503
+   * `not_durable` error, which clients retry (a retried publish of the same bytes is then a no-op).
+   * The embedded server never answers 202: the path is tested against a stand-in (test/unit/durable.test.ts).
+   */
+  private async confirmDurable(path: string, answer: unknown): Promise<void> {
+    const db = decodeURIComponent(new URL(path, this.url.origin).pathname.split('/')[1] || '');
+    const written = (Array.isArray(answer) ? answer : [answer]) as { id?: string; rev?: string; error?: string }[];
+    for (const row of written) {
+      if (!row || typeof row.id !== 'string' || typeof row.rev !== 'string' || row.error) continue;
+      if (!(await this.confirmRevision(db, row.id, row.rev))) {
+        throw refusal(503, {
+          error: NOT_DURABLE,
+          reason: 'CouchDB stored the change on fewer copies than its write quorum and could not confirm it; run the command again',
+        });
+      }
+    }
+  }
+
+  /** Whether revision `rev` of `id` in `db` reads back with `r` = the write quorum, within `confirmDelays`. */
+  private async confirmRevision(db: string, id: string, rev: string): Promise<boolean> {
+    const quorum = await this.writeQuorum(db);
+    const special = /^(_design|_local)\/([^/]+)$/.exec(id);
+    const path = docPath(db) + '/' + (special ? special[1] + '/' + encodeURIComponent(special[2]) : encodeURIComponent(id));
+    for (const delay of Couch.confirmDelays) {
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      try {
+        const { status, text } = await this.exchange('GET', path + '?rev=' + encodeURIComponent(rev) + '&r=' + quorum, { accept: 'application/json' });
+        if (status === 200 && (parseAnswer(text) as { _rev?: string })._rev === rev) return true;
+      } catch {
+        // CouchDB not reachable this time: try again.
+      }
+    }
+    return false;
+  }
+
+  /** `cluster.w` of a database (2 when CouchDB does not say: n=3's quorum). */
+  private async writeQuorum(db: string): Promise<number> {
+    const known = this.quorums.get(db);
+    if (known) return known;
+    let quorum = 2;
+    try {
+      const { status, text } = await this.exchange('GET', docPath(db), { accept: 'application/json' });
+      const cluster = status === 200 ? (parseAnswer(text) as { cluster?: { n?: number; w?: number } }).cluster : undefined;
+      if (cluster && typeof cluster.w === 'number' && cluster.w > 0) quorum = cluster.w;
+      else if (cluster && typeof cluster.n === 'number' && cluster.n > 0) quorum = Math.floor(cluster.n / 2) + 1;
+      this.quorums.set(db, quorum);
+    } catch {
+      // Unknown for now: the default, read again next time.
+    }
+    return quorum;
   }
 
   /** Node's HTTP client for this CouchDB's protocol. */

@@ -3,6 +3,7 @@
  * The domain's errors (`core/errors.ts`) become HTTP here and nowhere else.
  */
 import { DomainError, DomainErrorKind } from '../core/errors';
+import { isNotDurable } from '../couchdb/client';
 
 export class HttpError extends Error {
   constructor(
@@ -40,5 +41,7 @@ export const UPSTREAM_FAILED = STATUS_OF['upstream-failed'];
 export function asHttpError(err: unknown): HttpError | null {
   if (err instanceof HttpError) return err;
   if (err instanceof DomainError) return new HttpError(STATUS_OF[err.kind], err.message);
+  // A write CouchDB could not confirm on a quorum: not done, and worth a retry (clients retry a 503).
+  if (isNotDurable(err)) return new HttpError(503, (err as Error).message + '.', { 'Retry-After': '2' });
   return null;
 }

@@ -145,6 +145,8 @@ export class Metrics {
   private readonly publishes: Counter;
   private readonly logins: Counter<'result'>;
   private readonly upstreamErrors: Counter;
+  private readonly conflictsResolved: Counter;
+  private readonly publishesRefused: Counter;
   private readonly couchLatency: Histogram<'operation' | 'outcome'>;
   private replication?: () => Promise<ReplicationGauges | null>;
 
@@ -153,6 +155,8 @@ export class Metrics {
     this.publishes = new Counter({ name: 'registry_publishes_total', help: 'Publishes stored (identical retries not counted).', registers });
     this.logins = new Counter({ name: 'registry_logins_total', help: 'Password checks (npm login, Basic auth, token creation, web pages), by result.', labelNames: ['result'], registers });
     this.upstreamErrors = new Counter({ name: 'registry_upstream_errors_total', help: 'Requests that failed because an upstream registry did not answer well.', registers });
+    this.conflictsResolved = new Counter({ name: 'registry_conflicts_resolved_total', help: 'Package documents whose conflicting revisions this gateway merged into one (gateway/resolver.ts).', registers });
+    this.publishesRefused = new Counter({ name: 'registry_publishes_refused_total', help: 'Publishes of a version number published first elsewhere with other bytes, refused by the merge of conflicting revisions.', registers });
     this.couchLatency = new Histogram({
       name: 'registry_couchdb_request_duration_seconds',
       help: 'Time of requests to CouchDB, by operation and outcome.',
@@ -200,6 +204,12 @@ export class Metrics {
 
   login(ok: boolean): void {
     this.logins.inc({ result: ok ? 'success' : 'failure' });
+  }
+
+  /** A package's conflicting revisions merged into one, refusing `refused` publishes. */
+  conflictResolved(refused: number): void {
+    this.conflictsResolved.inc();
+    if (refused > 0) this.publishesRefused.inc(refused);
   }
 
   upstreamError(): void {

@@ -18,6 +18,7 @@ import { createHmac, randomBytes } from 'crypto';
 import { Logger } from 'pino';
 import { patternMatches } from '../core/access';
 import { EVENT_NAMES, eventsOf, RegistryEvent } from '../core/events';
+import { RefusedPublish } from '../core/merge';
 import { PackageDoc } from '../core/types';
 import { Couch, Database } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
@@ -121,7 +122,21 @@ export class Webhooks {
    * logged, never turned into a failure of the write, which is already stored.
    */
   async written(before: PackageDoc | null, after: PackageDoc, actor: string): Promise<void> {
-    const events = eventsOf(before, after);
+    await this.record(eventsOf(before, after), actor, after.name);
+  }
+
+  /**
+   * Records `package:publish-refused` for publishes the merge of conflicting revisions refused (the
+   * same version as one published first, with other bytes); the actor is the refused publisher.
+   */
+  async refused(publishes: RefusedPublish[]): Promise<void> {
+    for (const p of publishes) {
+      const change = { version: p.version, integrity: p.integrity, kept: p.kept, published: p.time };
+      await this.record([{ event: 'package:publish-refused', name: p.name, change }], p.publisher || '', p.name);
+    }
+  }
+
+  private async record(events: RegistryEvent[], actor: string, name: string): Promise<void> {
     if (events.length === 0) return;
     try {
       const hooks = await this.activeHooks();
@@ -137,7 +152,7 @@ export class Webhooks {
       }
       if (recorded) this.loop.wake();
     } catch (err) {
-      this.log.error({ err: (err as Error).message, package: after.name }, 'webhooks: the deliveries of a change could not be recorded');
+      this.log.error({ err: (err as Error).message, package: name }, 'webhooks: the deliveries of a change could not be recorded');
     }
   }
 

@@ -13,7 +13,7 @@ import { createHash } from 'crypto';
 import { nextRelease, policyActive, Withheld, withheldVersions, withoutWithheld } from '../core/policy';
 import { md5Etag } from './digests';
 import { retry } from '../lib/retry';
-import { abbreviatedPackument, fullPackument, isForeign, isTombstone } from '../core/packument';
+import { abbreviatedPackument, fullPackument, isForeign, isTombstone, stampChanges } from '../core/packument';
 
 /**
  * Attempts of a write that concurrent writes of the same package keep beating: a maintainer publishing
@@ -47,8 +47,10 @@ export async function writeWithRetry(
     const existing = await readPackage(ctx, name);
     // Mirrored packages are the upstream's, in a database only replication writes: _design/mirror refuses too.
     if (existing && isMirrored(existing, ctx.registryId)) throw forbidden(mirroredReason(existing));
-    const next = change(existing);
-    if (!next) return null;
+    const changed = change(existing);
+    if (!changed) return null;
+    // When dist-tags, deprecations, maintainers and stars changed: what merges conflicting revisions (core/merge.ts).
+    const next = stampChanges(existing, changed, new Date().toISOString());
     // A package created here is marked as local; _design/mirror keeps replication off it.
     if (!existing) next.origin = ctx.registryId;
     const written = await ctx.couch.putAs(user, ctx.config.registryDb, next).catch(async (err) => {

@@ -22,6 +22,7 @@ import { Accounts } from '../gateway/accounts';
 import { AccessRules } from '../gateway/access';
 import { PackumentCache } from '../gateway/cache';
 import { ChangesFollower } from '../gateway/changes';
+import { ConflictResolver } from '../gateway/resolver';
 import { SearchService } from '../gateway/search';
 import { TarballCache } from '../gateway/tarball-cache';
 import { LOGIN_THROTTLE } from '../gateway/throttle';
@@ -119,6 +120,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   let replication: { stop(): Promise<void> } | undefined;
   let webhooks: Webhooks | undefined;
   let policy: PolicyStore | undefined;
+  let resolver: ConflictResolver | undefined;
   let keyRefresh: NodeJS.Timeout | undefined;
   try {
     const metrics = new Metrics();
@@ -182,6 +184,15 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     webhooks = new Webhooks(couch, config.stateDb, () => context.baseUrl, log, config.outbound, config.webhookBackoffMs);
     context.webhooks = webhooks;
     webhooks.start();
+    // Conflicting revisions of packages (a CouchDB cluster's) merged into one (gateway/resolver.ts).
+    const hooks = webhooks;
+    resolver = new ConflictResolver(couch, config.registryDb, log, {
+      resolved: (_name, _leaves, refused) => {
+        metrics.conflictResolved(refused.length);
+        if (refused.length) void hooks.refused(refused);
+      },
+    });
+    resolver.start();
     const handler = createHandler(context);
     server = await new Promise<Server>((resolve, reject) => {
       const s = createServer(handler).listen(config.port, config.host, () => resolve(s));
@@ -240,6 +251,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           running.closeAllConnections();
         });
         await replication?.stop();
+        await resolver?.stop();
         await webhooks?.stop();
         await policy?.stop();
         if (keyRefresh) clearInterval(keyRefresh);
@@ -250,6 +262,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     };
   } catch (err) {
     await replication?.stop();
+    await resolver?.stop();
     await webhooks?.stop();
     await policy?.stop();
     if (keyRefresh) clearInterval(keyRefresh);

@@ -1,0 +1,158 @@
+/**
+ * Resolves conflicting revisions of the registry's packages. A CouchDB cluster can keep two leaf
+ * revisions of one document (a write acknowledged with 202 on one node while another node took a
+ * concurrent write, or a node that was cut off); CouchDB then serves one of them and the other's
+ * versions are lost to clients. This follows the registry database's `_changes` (`style=all_docs`,
+ * every leaf), and for a document with more than one live leaf reads them all (`open_revs=all`),
+ * merges them (core/merge.ts), writes the merge as the admin on the greatest leaf, then deletes the
+ * other leaves: one revision again. Tarballs a leaf other than the one written
+ * on carries are sent along with the merge.
+ *
+ * Any number of gateways run it at once: they read the same leaves, make the same merge on the same
+ * leaf, and a 409 means another one wrote it first (the leaves are read again). A merge that changes
+ * nothing of the greatest leaf is not written: the merges end. What is refused (the
+ * same version with other bytes) is counted in the metrics and sent as a `package:publish-refused`
+ * webhook event by the gateway whose merge was stored.
+ */
+import { Logger } from 'pino';
+import { compareRevs, mergeRevisions, RefusedPublish, sameContent } from '../core/merge';
+import { PackageDoc } from '../core/types';
+import { Couch, docPath } from '../couchdb/client';
+import { BackgroundLoop, exponential } from '../lib/retry';
+
+/** How often the database's position is read while nothing changes. */
+const POLL_MS = 500;
+/** Changes read per request. */
+const BATCH = 500;
+/** Attempts at one document whose leaves keep changing under the merge. */
+const ATTEMPTS = 5;
+
+export interface ResolverEvents {
+  /** A merge this gateway stored, with the publishes it refused. */
+  resolved?: (name: string, leaves: number, refused: RefusedPublish[]) => void;
+}
+
+export class ConflictResolver {
+  private readonly loop: BackgroundLoop;
+  private abort?: AbortController;
+  private since: unknown = 0;
+  /** Documents merged by this gateway, and publishes refused, since it started. */
+  resolved = 0;
+  refused = 0;
+  /** The last publishes refused (at most 20), for the status. */
+  readonly lastRefused: RefusedPublish[] = [];
+
+  constructor(
+    private readonly couch: Couch,
+    private readonly db: string,
+    private readonly log: Logger,
+    private readonly events: ResolverEvents = {},
+  ) {
+    this.loop = new BackgroundLoop((healthy) => this.follow(healthy), {
+      delay: exponential(500, 10_000),
+      onStop: () => this.abort?.abort(),
+      onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'resolving conflicts: following _changes failed; trying again'),
+    });
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  private request<R>(path: string): Promise<R> {
+    this.abort = new AbortController();
+    return this.couch.request<R>('GET', docPath(this.db) + path, undefined, this.abort.signal);
+  }
+
+  /** Reads the feed from the start (conflicts made while no gateway ran are resolved too), then follows it. */
+  private async follow(healthy: () => void): Promise<void> {
+    let position: unknown;
+    while (!this.loop.stopped) {
+      const batch = await this.request<{ results?: { id: string; changes?: { rev: string }[]; deleted?: boolean }[]; last_seq?: unknown }>(
+        '/_changes?style=all_docs&limit=' + BATCH + '&since=' + encodeURIComponent(String(this.since)),
+      );
+      if (!Array.isArray(batch.results) || batch.last_seq === undefined) throw new Error('CouchDB sent an unreadable _changes answer for ' + this.db);
+      healthy();
+      for (const change of batch.results) {
+        if (this.loop.stopped) return;
+        if (change.id.startsWith('_') || !change.changes || change.changes.length < 2) continue;
+        await this.resolve(change.id).catch((err) => this.log.warn({ package: change.id, err: (err as Error).message }, 'resolving conflicts: a package could not be merged; it is tried again at its next change or restart'));
+      }
+      this.since = batch.last_seq;
+      if (batch.results.length === BATCH) continue;
+      // Until the database moves, its feed is not read again.
+      while (!this.loop.stopped) {
+        this.abort = new AbortController();
+        const now = (await this.couch.request<{ update_seq?: unknown }>('GET', docPath(this.db), undefined, this.abort.signal)).update_seq;
+        if (position === undefined) position = now;
+        if (String(now) !== String(position)) {
+          position = now;
+          break;
+        }
+        await this.loop.pause.for(POLL_MS);
+      }
+    }
+  }
+
+  /**
+   * Merges the live leaves of `id` into one revision; true when this gateway wrote the merge. Two
+   * steps, each safe alone: the merge is written on the greatest leaf (a 409: another writer got
+   * there first, read again); once the greatest leaf holds everything the others hold (their merge
+   * changes nothing of it), the others are deleted. Deleting them in the same request as the merge
+   * would lose a leaf's content whenever the merge met a conflict but the deletion did not.
+   */
+  async resolve(id: string): Promise<boolean> {
+    let wrote = false;
+    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+      const leaves = await this.leaves(id);
+      if (leaves.length < 2) return wrote;
+      const { doc, refused, attachmentSources } = mergeRevisions(leaves);
+      const base = leaves.reduce((a, b) => (compareRevs(b._rev as string, a._rev as string) > 0 ? b : a));
+      const others = leaves.filter((leaf) => leaf !== base);
+      if (sameContent(mergeRevisions([base]).doc, doc)) {
+        // The greatest leaf holds it all: the others go (a 409 on one: it changed, and is merged at its change).
+        const docs = others.map((leaf) => ({ _id: id, _rev: leaf._rev, _deleted: true }));
+        await this.couch.request('POST', docPath(this.db) + '/_bulk_docs', { docs });
+        return wrote;
+      }
+      const attachments: Record<string, unknown> = {};
+      for (const [file, stub] of Object.entries(doc._attachments || {})) {
+        const source = attachmentSources[file];
+        if (source === base._rev) attachments[file] = stub;
+        else attachments[file] = { content_type: stub.content_type || 'application/octet-stream', data: (await this.tarball(id, file, source)).toString('base64') };
+      }
+      const [merged] = await this.couch.request<{ id: string; rev?: string; error?: string }[]>('POST', docPath(this.db) + '/_bulk_docs', {
+        docs: [{ ...doc, _id: id, _rev: base._rev, _attachments: attachments }],
+      });
+      if (merged && merged.error === 'conflict') continue; // another writer got there first: read again
+      if (!merged || merged.error) throw new Error('CouchDB refused the merge of ' + id + ': ' + (merged ? merged.error : 'no answer'));
+      wrote = true;
+      this.resolved++;
+      this.refused += refused.length;
+      this.lastRefused.push(...refused);
+      this.lastRefused.splice(0, Math.max(0, this.lastRefused.length - 20));
+      this.log.info({ package: id, leaves: leaves.length, rev: merged.rev, refused: refused.map((r) => r.version + ' ' + r.integrity) }, 'resolving conflicts: merged the conflicting revisions of a package');
+      this.events.resolved?.(id, leaves.length, refused);
+    }
+    return wrote;
+  }
+
+  /** The live leaf revisions of `id` (`open_revs=all`, deleted ones left out). */
+  private async leaves(id: string): Promise<PackageDoc[]> {
+    const answer = await this.couch.request<{ ok?: PackageDoc }[]>('GET', docPath(this.db, id) + '?open_revs=all&revs=false');
+    return (Array.isArray(answer) ? answer : []).map((row) => row.ok).filter((doc): doc is PackageDoc => !!doc && !doc._deleted);
+  }
+
+  /** The bytes of tarball `file` in revision `rev` of `id`. */
+  private async tarball(id: string, file: string, rev: string): Promise<Buffer> {
+    const response = await this.couch.streamGet(docPath(this.db, id, file) + '?rev=' + encodeURIComponent(rev));
+    const chunks: Buffer[] = [];
+    for await (const chunk of response) chunks.push(chunk as Buffer);
+    if (response.statusCode !== 200) throw new Error('CouchDB answered ' + response.statusCode + ' for ' + file + ' of revision ' + rev);
+    return Buffer.concat(chunks);
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Conflicting revisions of a package, as a CouchDB cluster leaves them (two leaves written as the admin
+ * with `_bulk_docs` `new_edits: false`, made here on the embedded server): the resolvers of two
+ * gateways merge them into one revision, the union of the versions, with the first publish of a version
+ * number kept and the other refused (counted in the metrics, sent as a webhook event), every tarball served matching its
+ * manifest, and no flapping (a bounded number of revisions).
+ */
+import { createHash } from 'crypto';
+import { createServer, Server } from 'http';
+import { AddressInfo } from 'net';
+import { sha1, sha512 } from '../helpers/npm';
+import { publishBody } from '../helpers/principals';
+import { anotherGateway, basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { RunningRegistry } from '../../server/registry';
+
+const METRICS_TOKEN = 'conflicts-metrics-token';
+const env = { METRICS: 'token', METRICS_TOKEN, WEBHOOK_BACKOFF_MS: '200', OUTBOUND_ALLOW_PRIVATE: '127.0.0.1' };
+
+let registry: TestRegistry;
+let second: RunningRegistry;
+/** A webhook receiver: the events delivered to it. */
+const events: any[] = [];
+let receiver: Server;
+
+beforeAll(async () => {
+  receiver = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (chunk) => (raw += chunk));
+    req.on('end', () => {
+      events.push(JSON.parse(raw));
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  registry = await startTestRegistry(env);
+  second = await anotherGateway(registry, 'second', env);
+  const hook = { type: 'webhook', url: 'http://127.0.0.1:' + (receiver.address() as AddressInfo).port + '/hook', secret: 'conflicts-hook-secret' };
+  const stored = await fetch(new URL('/' + registry.registryDb + '-state/webhook%3Aconflicts', new URL(registry.adminCouchUrl).origin), {
+    method: 'PUT',
+    headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' },
+    body: JSON.stringify(hook),
+  });
+  expect(stored.status).toBe(201);
+});
+
+afterAll(async () => {
+  await second?.close();
+  await registry?.stop();
+  receiver?.closeAllConnections();
+  await new Promise<void>((resolve) => (receiver ? receiver.close(() => resolve()) : resolve()));
+});
+
+const bytes = (label: string) => Buffer.from('tarball ' + label + ' ' + 'x'.repeat(200));
+
+/** A leaf revision `2-<hash>` on top of `parent`, with the versions given (each with its own tarball and publish time). */
+function leaf(parent: any, hash: string, versions: [string, Buffer, string][]): any {
+  const doc = JSON.parse(JSON.stringify(parent));
+  delete doc._rev;
+  doc._revisions = { start: 2, ids: [hash, parent._rev.split('-')[1]] };
+  for (const [version, tarball, time] of versions) {
+    doc.versions[version] = { name: doc.name, version, dist: { shasum: sha1(tarball), integrity: sha512(tarball), tarball: 'x' }, _npmUser: { name: 'alice' } };
+    doc.time[version] = time;
+    doc._attachments[doc.name + '-' + version + '.tgz'] = { content_type: 'application/octet-stream', data: tarball.toString('base64') };
+    doc.time.modified = time;
+    doc['dist-tags'].latest = version;
+  }
+  return doc;
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(url + '/-/metrics', { headers: { authorization: 'Bearer ' + METRICS_TOKEN } })).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+  return line ? Number(line.split(' ')[1]) : 0;
+}
+
+async function waitFor<T>(what: string, read: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (value !== undefined) return value;
+    if (Date.now() > until) throw new Error('timed out waiting for ' + what);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+it('two gateways merge conflicting leaves into one revision: the union, the first publish kept, the other refused', async () => {
+  const token = await registry.signup('alice');
+  const name = 'conflicted';
+  expect((await registry.request('PUT', '/' + name, { token, body: publishBody(name, '1.0.0', bytes('1.0.0')) })).status).toBe(201);
+  const stored = (await couchGet(registry, '/' + registry.registryDb + '/' + name + '?attachments=true')).body;
+  expect(stored._rev).toMatch(/^1-/);
+
+  // Two branches: 1.1.0 on one, 1.2.0 on the other, and 2.0.0 on both with other bytes (the first publish, at :01, wins).
+  const first = bytes('2.0.0 first');
+  const later = bytes('2.0.0 later');
+  const a = leaf(stored, 'a'.repeat(32), [['1.1.0', bytes('1.1.0'), '2026-01-02T00:00:00.000Z'], ['2.0.0', later, '2026-01-02T00:00:02.000Z']]);
+  const b = leaf(stored, 'b'.repeat(32), [['1.2.0', bytes('1.2.0'), '2026-01-02T00:00:00.500Z'], ['2.0.0', first, '2026-01-02T00:00:01.000Z']]);
+  const written = await fetch(new URL('/' + registry.registryDb + '/_bulk_docs', new URL(registry.adminCouchUrl).origin), {
+    method: 'POST',
+    headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' },
+    body: JSON.stringify({ docs: [a, b], new_edits: false }),
+  });
+  expect(written.status).toBe(201);
+
+  const merged = await waitFor('the merge', async () => {
+    const doc = (await couchGet(registry, '/' + registry.registryDb + '/' + name + '?conflicts=true')).body;
+    return doc._rev.startsWith('3-') && !doc._conflicts ? doc : undefined;
+  });
+  expect(Object.keys(merged.versions).sort()).toEqual(['1.0.0', '1.1.0', '1.2.0', '2.0.0']);
+  expect(merged.versions['2.0.0'].dist.integrity).toBe(sha512(first));
+  expect(merged.time['2.0.0']).toBe('2026-01-02T00:00:01.000Z');
+  expect(merged['dist-tags'].latest).toBe('2.0.0');
+
+  // Served whole by both gateways: every version's tarball matches its manifest.
+  for (const url of [registry.localUrl, second.localUrl]) {
+    const packument = await waitFor('the merged packument at ' + url, async () => {
+      const body = (await (await fetch(url + '/' + name)).json()) as any;
+      return Object.keys(body.versions || {}).length === 4 ? body : undefined;
+    });
+    expect(packument.versions['2.0.0'].dist.integrity).toBe(sha512(first));
+    for (const version of Object.keys(packument.versions)) {
+      const tarball = await fetch(url + '/' + name + '/-/' + name + '-' + version + '.tgz');
+      expect(tarball.status).toBe(200);
+      const data = Buffer.from(await tarball.arrayBuffer());
+      expect('sha512-' + createHash('sha512').update(data).digest('base64')).toBe(packument.versions[version].dist.integrity);
+    }
+  }
+
+  // One gateway stored the merge (the other's write met a conflict and found nothing left to merge): counted once.
+  const resolved = (await metric(registry.localUrl, 'registry_conflicts_resolved_total')) + (await metric(second.localUrl, 'registry_conflicts_resolved_total'));
+  const refused = (await metric(registry.localUrl, 'registry_publishes_refused_total')) + (await metric(second.localUrl, 'registry_publishes_refused_total'));
+  expect(resolved).toBe(1);
+  expect(refused).toBe(1);
+  // And sent as a webhook event, once.
+  const event = await waitFor('the publish-refused event', async () => events.find((e) => e.event === 'package:publish-refused'));
+  expect(event).toMatchObject({ name, actor: 'alice', change: { version: '2.0.0', integrity: sha512(later), kept: sha512(first), published: '2026-01-02T00:00:02.000Z' } });
+
+  // No flapping: a while later, still the one merged revision, its losing leaf deleted.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const after = (await couchGet(registry, '/' + registry.registryDb + '/' + name + '?conflicts=true')).body;
+  expect(after._rev).toBe(merged._rev);
+  expect(after._conflicts).toBeUndefined();
+  const leaves = (await couchGet(registry, '/' + registry.registryDb + '/' + name + '?open_revs=all')).body as { ok: any }[];
+  expect(leaves.map((l) => (l.ok._deleted ? 'deleted ' : 'live ') + l.ok._rev.split('-')[0]).sort()).toEqual(['deleted 3', 'live 3']);
+
+  // The refused version number stays taken: publishing 2.0.0 again is refused, a new version lands.
+  expect((await registry.request('PUT', '/' + name, { token, body: publishBody(name, '2.0.0', later) })).status).toBe(403);
+  expect((await registry.request('PUT', '/' + name, { token, body: publishBody(name, '2.0.1', bytes('2.0.1')) })).status).toBe(201);
+  expect(events.filter((e) => e.event === 'package:publish-refused')).toHaveLength(1);
+});
