@@ -93,7 +93,14 @@ describe('validate_doc_update inside CouchDB', () => {
     const couch = new Couch(registry.adminCouchUrl, secret);
     await couch.putAs({ name: 'alice', roles: [] }, registry.registryDb, newPackage('via-gateway', '1.0.0', 'alice'));
     const current = (await couch.db(registry.registryDb).get('via-gateway')) as any;
-    const refused = await couch.putAs({ name: 'mallory', roles: [] }, registry.registryDb, { ...current, description: 'mine now' }).catch((e) => e);
+    // On a cluster, a copy of the document may not have the tarball yet a moment after the write
+    // (412 missing_stub): the write is tried again, as the gateway does.
+    let refused;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      refused = await couch.putAs({ name: 'mallory', roles: [] }, registry.registryDb, { ...current, description: 'mine now' }).catch((e) => e);
+      if (refused.statusCode !== 412) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     expect(refused.statusCode).toBe(403);
     expect(refused.reason).toContain('not a maintainer');
   });
