@@ -1,8 +1,8 @@
 /**
- * A hostile user against the registry after the fixes of issue 23 (verification round, commit
- * bfcbe43): one test per hole still open, each against registries running as processes (a crash
- * shows) in front of a hostile upstream of its own. Every test here FAILS on that commit: they
- * describe what the registry should do, for the lead to fix.
+ * A hostile user against the registry after the first fixes of issue 23 (verification round, commit
+ * bfcbe43): one test per hole that round found, each against registries running as processes (a crash
+ * shows) in front of a hostile upstream of its own. Every test here failed on that commit; the holes
+ * below are closed, and the tests keep them closed.
  *
  * - Any account can claim a public package name that is not mirrored here yet: publishing it locally
  *   puts the user's code in front of the upstream's package for every client, in every upstream mode
