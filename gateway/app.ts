@@ -20,6 +20,7 @@ import { supplyChainRoutes } from './controllers/supply-chain';
 import { WebSessions } from './web/sessions';
 import { asHttpError, badRequest } from './errors';
 import { ByteBudget } from '../lib/byte-budget';
+import { jsonDepth } from '../lib/json-depth';
 
 /**
  * The largest body read from a request without credentials: sign-up and login, `npm audit` of a large
@@ -35,20 +36,6 @@ export const LARGE_BODY_BUDGET_BYTES = 128 * 1024 * 1024;
 
 /** Deeper JSON bodies are refused: they serve no npm request and would exhaust the stack when written. */
 export const MAX_JSON_DEPTH = 64;
-
-/** How deep a parsed JSON value nests (an object or array is one level), counted without recursion; stops past `limit`. */
-export function jsonDepth(value: unknown, limit: number): number {
-  let deepest = 0;
-  const stack: [unknown, number][] = [[value, 0]];
-  while (stack.length) {
-    const [item, depth] = stack.pop() as [unknown, number];
-    if (typeof item !== 'object' || item === null) continue;
-    if (depth + 1 > deepest) deepest = depth + 1;
-    if (deepest > limit) return deepest;
-    for (const child of Array.isArray(item) ? item : Object.values(item)) stack.push([child, depth + 1]);
-  }
-  return deepest;
-}
 
 const NETWORK_CODES = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT'];
 

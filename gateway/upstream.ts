@@ -19,7 +19,8 @@ import { inPrivateScope } from '../core/provenance';
 import { PackageDoc } from '../core/types';
 import { Config } from '../config';
 import { hostOf } from '../config/outbound';
-import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, nestingDepth, outboundRequest, readAll, UpstreamAnswer, upstreamPath } from '../replication/upstream';
+import { jsonDepth } from '../lib/json-depth';
+import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, outboundRequest, readAll, UpstreamAnswer, upstreamPath } from '../replication/upstream';
 
 /** What reads from elsewhere need of the gateway. */
 export interface ElsewhereHost {
@@ -183,7 +184,7 @@ function parsePackument(registry: string, name: string, text: Buffer): PackageDo
   } catch {
     doc = null as never;
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc) || nestingDepth(doc, MAX_PACKUMENT_DEPTH) > MAX_PACKUMENT_DEPTH) {
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc) || jsonDepth(doc, MAX_PACKUMENT_DEPTH) > MAX_PACKUMENT_DEPTH) {
     throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' sent something for "' + name + '" that is not a packument (not JSON, or nested deeper than ' + MAX_PACKUMENT_DEPTH + ' levels). Tell its admins.');
   }
   if (!doc.versions || typeof doc.versions !== 'object' || Array.isArray(doc.versions)) doc.versions = {};
@@ -274,7 +275,7 @@ export async function proxyRead(host: ElsewhereHost, registry: string, req: Requ
 function parseVersion(registry: string, name: string, text: Buffer): Record<string, unknown> {
   try {
     const doc = JSON.parse(text.toString('utf8'));
-    if (doc && typeof doc === 'object' && !Array.isArray(doc) && nestingDepth(doc, MAX_PACKUMENT_DEPTH) <= MAX_PACKUMENT_DEPTH) return doc;
+    if (doc && typeof doc === 'object' && !Array.isArray(doc) && jsonDepth(doc, MAX_PACKUMENT_DEPTH) <= MAX_PACKUMENT_DEPTH) return doc;
   } catch {
     /* answered below */
   }

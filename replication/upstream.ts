@@ -7,6 +7,7 @@ import https from 'https';
 import { Readable, Transform } from 'stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'zlib';
 import { UpstreamPackument } from '../core/mirrored';
+import { jsonDepth } from '../lib/json-depth';
 import { Config, OutboundPolicy } from '../config';
 
 /** The path of a package (and of something under it) on an npm registry: `/@scope%2fname/-/file.tgz`. */
@@ -164,20 +165,6 @@ export async function readAll(body: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** How deep `value` nests objects and arrays, counted without recursion (stops counting past `limit`). */
-export function nestingDepth(value: unknown, limit: number): number {
-  let deepest = 0;
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length > 0) {
-    const [item, depth] = stack.pop() as [unknown, number];
-    if (item === null || typeof item !== 'object') continue;
-    if (depth > deepest) deepest = depth;
-    if (deepest > limit) return deepest;
-    for (const child of Object.values(item as object)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
-  }
-  return deepest;
-}
-
 /** Deeper than this, an upstream's JSON is not a packument (npm's are a few levels deep). */
 export const MAX_PACKUMENT_DEPTH = 64;
 
@@ -257,7 +244,7 @@ export class UpstreamRegistry {
     } catch {
       throw new UpstreamUnavailable('the upstream registry ' + this.url + ' sent something that is not the packument of "' + name + '"');
     }
-    if (nestingDepth(body, MAX_PACKUMENT_DEPTH) > MAX_PACKUMENT_DEPTH) {
+    if (jsonDepth(body, MAX_PACKUMENT_DEPTH) > MAX_PACKUMENT_DEPTH) {
       throw new UpstreamUnavailable('the upstream registry ' + this.url + ' sent a packument of "' + name + '" nested deeper than ' + MAX_PACKUMENT_DEPTH + ' levels, which is refused');
     }
     return { body, bytes: text.length };
