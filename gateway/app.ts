@@ -19,7 +19,7 @@ import { webRoutes } from './controllers/web';
 import { supplyChainRoutes } from './controllers/supply-chain';
 import { WebSessions } from './web/sessions';
 import { asHttpError, badRequest } from './errors';
-import { ByteBudget } from '../lib/byte-budget';
+import { Budget } from '../lib/budget';
 import { jsonDepth } from '../lib/json-depth';
 
 /**
@@ -33,6 +33,9 @@ export const ANONYMOUS_BODY_BYTES = 2 * 1024 * 1024;
  * allowed (`MAX_PUBLISH_BYTES`); the others wait their turn. A parsed body costs a few times its size.
  */
 export const LARGE_BODY_BUDGET_BYTES = 128 * 1024 * 1024;
+
+/** Whether a request's body comes compressed (`Content-Encoding` other than identity). */
+const compressed = (req: IncomingMessage): boolean => !!req.headers['content-encoding'] && req.headers['content-encoding'] !== 'identity';
 
 /** Deeper JSON bodies are refused: they serve no npm request and would exhaust the stack when written. */
 export const MAX_JSON_DEPTH = 64;
@@ -105,12 +108,11 @@ export function createApp(ctx: Context): express.Express {
   const parseLarge = parseAs(ctx.config.maxPublishBytes);
   const parseSmall = parseAs(ANONYMOUS_BODY_BYTES);
   // Large bodies are read and parsed a few at a time: a parsed publish costs several times its size.
-  const largeBodies = new ByteBudget(Math.max(ctx.config.maxPublishBytes, LARGE_BODY_BUDGET_BYTES));
+  const largeBodies = new Budget(Math.max(ctx.config.maxPublishBytes, LARGE_BODY_BUDGET_BYTES));
   api.use((req, res, next) => {
     // npm compresses no large body (only `npm audit` sends gzip): a compressed body inflates to no more
     // than a small one, so that a few kilobytes cannot become a publish-sized body in memory.
-    const encoded = !!req.headers['content-encoding'] && req.headers['content-encoding'] !== 'identity';
-    const large = !!res.locals.user && !encoded;
+    const large = !!res.locals.user && !compressed(req);
     const limit = large ? ctx.config.maxPublishBytes : ANONYMOUS_BODY_BYTES;
     const declared = Number(req.headers['content-length']);
     // A body declared too large is refused before a byte of it is read (the body parser would read it
@@ -157,8 +159,7 @@ export function createApp(ctx: Context): express.Express {
       return;
     }
     const e = err as { type?: string; status?: number; message?: string; limit?: number };
-    const encoded = !!req.headers['content-encoding'] && req.headers['content-encoding'] !== 'identity';
-    if (e.type === 'entity.too.large' && res.locals.user && encoded) {
+    if (e.type === 'entity.too.large' && res.locals.user && compressed(req)) {
       res.status(413).json({ error: 'A compressed request body is read up to ' + ANONYMOUS_BODY_BYTES / 1024 / 1024 + ' MiB once inflated; send a large body (a publish) uncompressed, as npm does.' });
       return;
     }

@@ -19,6 +19,7 @@ import { inPrivateScope } from '../core/provenance';
 import { PackageDoc } from '../core/types';
 import { Config } from '../config';
 import { hostOf } from '../config/outbound';
+import { Budget } from '../lib/budget';
 import { jsonDepth } from '../lib/json-depth';
 import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, outboundRequest, readAll, UpstreamAnswer, upstreamPath } from '../replication/upstream';
 
@@ -288,59 +289,14 @@ export const AUDIT_MAX_BYTES = 8 * 1024 * 1024;
 export const AUDITS_AT_ONCE = 4;
 export const AUDITS_WAITING = 16;
 
-/**
- * A bounded number of turns: `run` starts the work when one of `max` turns is free, waits in a queue
- * of at most `waiting` otherwise, and refuses (`busy`) beyond, or after waiting `patienceMs`.
- */
-class Turns {
-  private running = 0;
-  private readonly queue: { start(): void; timer: NodeJS.Timeout }[] = [];
+/** The audit turns of each configuration (of each gateway in this process): one turn each. */
+const auditTurns = new WeakMap<Config, Budget>();
 
-  constructor(
-    private readonly max: number,
-    private readonly waiting: number,
-    private readonly patienceMs: number,
-    private readonly busy: () => Error,
-  ) {}
-
-  async run<T>(work: () => Promise<T>): Promise<T> {
-    if (this.running >= this.max) {
-      if (this.queue.length >= this.waiting) throw this.busy();
-      await new Promise<void>((resolve, reject) => {
-        const entry = {
-          start: () => {
-            clearTimeout(entry.timer);
-            resolve();
-          },
-          timer: setTimeout(() => {
-            this.queue.splice(this.queue.indexOf(entry), 1);
-            reject(this.busy());
-          }, this.patienceMs),
-        };
-        this.queue.push(entry);
-      });
-      // The turn was handed over by the one that ended (counted as running still).
-    } else {
-      this.running++;
-    }
-    try {
-      return await work();
-    } finally {
-      const next = this.queue.shift();
-      if (next) next.start();
-      else this.running--;
-    }
-  }
-}
-
-/** The audit turns of each configuration (of each gateway in this process). */
-const auditTurns = new WeakMap<Config, Turns>();
-
-function auditTurnsOf(config: Config): Turns {
+function auditTurnsOf(config: Config): Budget {
   let turns = auditTurns.get(config);
   if (!turns) {
     const busy = () => new HttpError(503, 'Too many `npm audit` requests are being relayed to the upstream registry right now; try again in a few seconds.', { 'Retry-After': '5' });
-    turns = new Turns(AUDITS_AT_ONCE, AUDITS_WAITING, Math.min(config.upstreamTimeoutMs, 30_000), busy);
+    turns = new Budget(AUDITS_AT_ONCE, { maxWaiting: AUDITS_WAITING, patienceMs: Math.min(config.upstreamTimeoutMs, 30_000), busy });
     auditTurns.set(config, turns);
   }
   return turns;
@@ -357,7 +313,7 @@ export async function postToUpstream(config: Config, path: string, body: unknown
   if (!upstream) {
     throw new HttpError(503, 'This registry has no upstream to ask for security advisories (UPSTREAM_REGISTRY is not set); `npm audit` cannot check here.');
   }
-  return auditTurnsOf(config).run(async () => {
+  return auditTurnsOf(config).run(1, async () => {
     let text: string;
     let status: number;
     try {
