@@ -20,8 +20,7 @@ import { PackageDoc } from '../core/types';
 import { Config } from '../config';
 import { hostOf } from '../config/outbound';
 import { Budget } from '../lib/budget';
-import { jsonDepth } from '../lib/json-depth';
-import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, outboundRequest, readAll, UpstreamAnswer, upstreamPath } from '../replication/upstream';
+import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, outboundRequest, readAll, UpstreamAnswer, upstreamObject, upstreamPath } from '../replication/upstream';
 
 /** What reads from elsewhere need of the gateway. */
 export interface ElsewhereHost {
@@ -179,13 +178,8 @@ async function readBounded(host: ElsewhereHost, registry: string, answer: Upstre
 }
 
 function parsePackument(registry: string, name: string, text: Buffer): PackageDoc {
-  let doc: Record<string, unknown>;
-  try {
-    doc = JSON.parse(text.toString('utf8'));
-  } catch {
-    doc = null as never;
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc) || jsonDepth(doc, MAX_PACKUMENT_DEPTH) > MAX_PACKUMENT_DEPTH) {
+  const doc = upstreamObject(text.toString('utf8'));
+  if (!doc) {
     throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' sent something for "' + name + '" that is not a packument (not JSON, or nested deeper than ' + MAX_PACKUMENT_DEPTH + ' levels). Tell its admins.');
   }
   if (!doc.versions || typeof doc.versions !== 'object' || Array.isArray(doc.versions)) doc.versions = {};
@@ -274,12 +268,8 @@ export async function proxyRead(host: ElsewhereHost, registry: string, req: Requ
 }
 
 function parseVersion(registry: string, name: string, text: Buffer): Record<string, unknown> {
-  try {
-    const doc = JSON.parse(text.toString('utf8'));
-    if (doc && typeof doc === 'object' && !Array.isArray(doc) && jsonDepth(doc, MAX_PACKUMENT_DEPTH) <= MAX_PACKUMENT_DEPTH) return doc;
-  } catch {
-    /* answered below */
-  }
+  const doc = upstreamObject(text.toString('utf8'));
+  if (doc) return doc;
   throw new HttpError(UPSTREAM_FAILED, 'The registry ' + registry + ' sent something for a version of "' + name + '" that is not a version manifest. Tell its admins.');
 }
 

@@ -168,6 +168,21 @@ export async function readAll(body: Readable): Promise<Buffer> {
 /** Deeper than this, an upstream's JSON is not a packument (npm's are a few levels deep). */
 export const MAX_PACKUMENT_DEPTH = 64;
 
+/**
+ * `text` as the JSON object an upstream sends (a packument, a version), or null when it is none: not
+ * JSON, not an object, or nested deeper than `MAX_PACKUMENT_DEPTH`.
+ */
+export function upstreamObject(text: string): Record<string, unknown> | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value) || jsonDepth(value, MAX_PACKUMENT_DEPTH) > MAX_PACKUMENT_DEPTH) return null;
+  return value as Record<string, unknown>;
+}
+
 /** The upstream could not be asked (down, timed out, 5xx): worth trying again later. `status` when it answered. */
 export class UpstreamUnavailable extends Error {
   constructor(
@@ -237,15 +252,9 @@ export class UpstreamRegistry {
   async sizedPackument(name: string): Promise<{ body: UpstreamPackument; bytes: number } | null> {
     const text = await this.get(upstreamPath(name, []), '"' + name + '"');
     if (text === null) return null;
-    let body: UpstreamPackument;
-    try {
-      body = JSON.parse(text) as UpstreamPackument;
-      if (typeof body !== 'object' || body === null || Array.isArray(body) || (body.name !== undefined && body.name !== name)) throw new Error('not a packument');
-    } catch {
-      throw new UpstreamUnavailable('the upstream registry ' + this.url + ' sent something that is not the packument of "' + name + '"');
-    }
-    if (jsonDepth(body, MAX_PACKUMENT_DEPTH) > MAX_PACKUMENT_DEPTH) {
-      throw new UpstreamUnavailable('the upstream registry ' + this.url + ' sent a packument of "' + name + '" nested deeper than ' + MAX_PACKUMENT_DEPTH + ' levels, which is refused');
+    const body = upstreamObject(text) as UpstreamPackument | null;
+    if (!body || (body.name !== undefined && body.name !== name)) {
+      throw new UpstreamUnavailable('the upstream registry ' + this.url + ' sent something that is not the packument of "' + name + '" (not a JSON object, or nested deeper than ' + MAX_PACKUMENT_DEPTH + ' levels)');
     }
     return { body, bytes: text.length };
   }
