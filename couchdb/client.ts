@@ -97,9 +97,10 @@ export function docPath(db: string, id?: string, attachment?: string): string {
   return '/' + encodeURIComponent(db) + (id === undefined ? '' : '/' + encodeURIComponent(id)) + (attachment === undefined ? '' : '/' + encodeURIComponent(attachment));
 }
 
-/** The id to hand nano: escaped here where nano's own pattern (`/^_design|_local/`) would leave it raw. */
-export function nanoDocId(id: string): string {
-  return /^_design|_local/.test(id) && !/^_(design|local)\/[^/]+$/.test(id) ? encodeURIComponent(id) : id;
+/** The path of document `id`: `_design/x` and `_local/x` keep their slash, as CouchDB names them; any other id is escaped whole. */
+function documentPath(db: string, id: string): string {
+  const special = /^(_design|_local)\/([^/]+)$/.exec(id);
+  return docPath(db) + '/' + (special ? special[1] + '/' + encodeURIComponent(special[2]) : encodeURIComponent(id));
 }
 
 /** A row of a view: its document id, key and value. */
@@ -169,10 +170,8 @@ export class Database<T extends object> {
     return this.couch.timed('remove', async () => void (await this.couch.request('DELETE', this.path(id) + '?rev=' + encodeURIComponent(rev))));
   }
 
-  /** The path of document `id`: `_design/x` and `_local/x` keep their slash, as CouchDB names them; any other id is escaped whole. */
   private path(id: string): string {
-    const special = /^(_design|_local)\/([^/]+)$/.exec(id);
-    return docPath(this.name) + '/' + (special ? special[1] + '/' + encodeURIComponent(special[2]) : encodeURIComponent(id));
+    return documentPath(this.name, id);
   }
 
   /** A view of `_design/app` (or of `design`). */
@@ -330,8 +329,7 @@ export class Couch {
   /** Whether revision `rev` of `id` in `db` reads back with `r` = the write quorum, within `confirmDelays`. */
   private async confirmRevision(db: string, id: string, rev: string): Promise<boolean> {
     const quorum = await this.writeQuorum(db);
-    const special = /^(_design|_local)\/([^/]+)$/.exec(id);
-    const path = docPath(db) + '/' + (special ? special[1] + '/' + encodeURIComponent(special[2]) : encodeURIComponent(id));
+    const path = documentPath(db, id);
     for (const delay of Couch.confirmDelays) {
       await new Promise((resolve) => setTimeout(resolve, delay));
       try {
