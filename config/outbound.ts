@@ -20,6 +20,7 @@
  */
 import { lookup as dnsLookup, LookupAddress } from 'dns';
 import { BlockList, isIP } from 'net';
+import { bareHostname, hostOf, normalHostname } from '../core/hosts';
 
 /** A refusal of the outbound policy: the words say what was refused and which setting opens it. */
 export class OutboundRefused extends Error {
@@ -61,25 +62,8 @@ function familyOf(address: string): 'ipv4' | 'ipv6' {
   return isIP(address) === 6 ? 'ipv6' : 'ipv4';
 }
 
-/**
- * A host name as DNS sees it: lower case and without the trailing dots of a fully qualified name
- * (`LOCALHOST.` and `localhost` are one host). `new URL` has already applied IDNA and read the
- * spellings of IPv4 addresses (`127.1`, `0x7f.1`, `2130706433`).
- */
-export function normalHostname(hostname: string): string {
-  return hostname.toLowerCase().replace(/\.+$/, '');
-}
-
-/** `host:port` of a URL, its host name normalized (`normalHostname`), with the scheme's default port spelled out. */
-export function hostOf(url: URL): string {
-  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
-  return normalHostname(url.hostname) + ':' + port;
-}
-
-/** An URL's host name, normalized (`normalHostname`), without the brackets of an IPv6 literal. */
-export function bareHostname(url: URL): string {
-  return normalHostname(url.hostname.replace(/^\[(.*)\]$/, '$1'));
-}
+/** Hosts are compared in the spelling of core/hosts.ts, which the embedded server shares. */
+export { bareHostname, hostOf, normalHostname };
 
 /**
  * A host an admin listed in a setting (`name`, `name:port`, `[v6]:port`), spelled as requests' hosts

@@ -10,6 +10,7 @@ import http, { Server } from 'http';
 import https from 'https';
 import { AddressInfo, isIP } from 'net';
 import { dirname, join } from 'path';
+import { hostOf } from '../core/hosts';
 import { isReplicator } from '../core/provenance';
 import { SecurityObject } from '../core/types';
 import { proxyHeaders } from './proxy-auth';
@@ -56,11 +57,6 @@ export interface RemotePolicy {
    * else a `lookup` for its connections that refuses the addresses the policy refuses.
    */
   connectOptions(url: URL): { lookup: unknown };
-}
-
-/** `host:port` of a URL as the outbound policy compares hosts: lower case, no trailing dot, the default port spelled out. */
-function hostOf(url: URL): string {
-  return url.hostname.toLowerCase().replace(/\.+$/, '') + ':' + (url.port || (url.protocol === 'https:' ? '443' : '80'));
 }
 
 export interface EmbeddedCouch {
