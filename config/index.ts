@@ -138,6 +138,12 @@ export interface Config {
   upstreamMaxPackumentBytes: number;
   /** Largest upstream tarball accepted (`UPSTREAM_MAX_TARBALL_MB`, default 256), in bytes. */
   upstreamMaxTarballBytes: number;
+  /**
+   * Sites of one registry (replication/sites.ts): the other sites' registry databases, each a URL with
+   * the credentials of that site's account (`SITE_PEERS`, comma separated), and this site's account
+   * password (`SITE_PASSWORD`), which the other sites put in their `SITE_PEERS`.
+   */
+  sites: { peers: string[]; password?: string };
   /** The first wait before a failed webhook delivery is sent again (`WEBHOOK_BACKOFF_MS`, default 5000); the waits double up to an hour. */
   webhookBackoffMs: number;
 }
@@ -165,6 +171,30 @@ function integer(env: NodeJS.ProcessEnv, key: string, fallback: number): number 
   return n;
 }
 
+/** `SITE_PEERS` and `SITE_PASSWORD`, checked: each peer is a database URL with the credentials of that site's account. */
+function siteSettings(env: NodeJS.ProcessEnv): { peers: string[]; password?: string } {
+  const peers = (env.SITE_PEERS || '').split(/[\s,]+/).filter(Boolean).map((url) => url.replace(/\/+$/, ''));
+  const example = 'such as "https://registry-site:PASSWORD@couch.site-b.example.com/registry"';
+  for (const peer of peers) {
+    let url: URL;
+    try {
+      url = new URL(peer);
+    } catch {
+      throw new Error('SITE_PEERS: "' + peer.replace(/\/\/[^@/]*@/, '//…@') + '" is not a URL; each peer is the URL of another site\'s registry database, ' + example);
+    }
+    const shown = peer.replace(/\/\/[^@/]*@/, '//…@');
+    if (!/^https?:$/.test(url.protocol)) throw new Error('SITE_PEERS: "' + shown + '" must be an http(s) URL, ' + example);
+    if (!url.username || !url.password) throw new Error('SITE_PEERS: "' + shown + '" needs the credentials of that site\'s account (registry-site and its SITE_PASSWORD), ' + example);
+    if (url.pathname.replace(/\/+$/, '').split('/').filter(Boolean).length !== 1) {
+      throw new Error('SITE_PEERS: "' + shown + '" must name that site\'s registry database (its REGISTRY_DB) as the path, ' + example);
+    }
+  }
+  const password = env.SITE_PASSWORD || undefined;
+  if (peers.length && !password) throw new Error('SITE_PEERS needs SITE_PASSWORD: the password of this site\'s account "registry-site", which the other sites use to pull from it and this site\'s replication writes with');
+  if (password && password.length < 16) throw new Error('SITE_PASSWORD must be at least 16 characters: it is the password of the account other sites replicate with');
+  return { peers, password };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const signup = (env.REGISTRY_SIGNUP || 'open').toLowerCase();
   if (signup !== 'open' && signup !== 'closed') {
@@ -189,9 +219,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (foreignMode === 'proxy' && foreignHosts.length === 0) {
     throw new Error('FOREIGN_MODE=proxy needs FOREIGN_HOSTS: the hosts of the registries foreign packages may be served through from, such as "npm.pkg.github.com"');
   }
+  const sites = siteSettings(env);
   const outbound = new OutboundPolicy({
     allowPrivate: listOf(env.OUTBOUND_ALLOW_PRIVATE),
-    configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string),
+    configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string).concat(sites.peers),
     foreignHosts,
   });
   const metrics = oneOf(env, 'METRICS', ['admins', 'token', 'off'] as const, 'admins');
@@ -244,6 +275,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metrics,
     metricsToken: env.METRICS_TOKEN || undefined,
     webhookBackoffMs: integer(env, 'WEBHOOK_BACKOFF_MS', 5000),
+    sites,
     outbound,
     foreignMode,
     upstreamMaxPackumentBytes: Math.max(1, integer(env, 'UPSTREAM_MAX_PACKUMENT_MB', 64)) * 1024 * 1024,

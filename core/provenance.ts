@@ -28,13 +28,21 @@ export const GATEWAY_ROLE = 'registry-gateway';
 export const READER_ROLE = 'registry-reader';
 
 /**
+ * The CouchDB role of a site's account (`registry-site`): another site of this registry pulls this
+ * site's packages with it, and this site's own replication writes its peers' packages into the
+ * registry database with it. Sites of one registry trust each other's publishes: each site's gateway
+ * and validate_doc_update checked them where they were made. An admin never gives it to a person.
+ */
+export const SITE_ROLE = 'registry-site';
+
+/**
  * The `_security` of the package databases: the gateway, replication and downstream readers are
  * members, nobody else (anonymous callers and plain users read nothing on the CouchDB port); server
  * admins are admins.
  */
 export const PACKAGE_DB_SECURITY = {
   admins: { names: [] as string[], roles: ['_admin'] },
-  members: { names: [] as string[], roles: ['_admin', GATEWAY_ROLE, REPLICATOR_ROLE, READER_ROLE] },
+  members: { names: [] as string[], roles: ['_admin', GATEWAY_ROLE, REPLICATOR_ROLE, READER_ROLE, SITE_ROLE] },
 };
 
 /** The settings of `_design/mirror`. */
@@ -45,10 +53,24 @@ export interface MirrorSettings {
   privateScopes?: unknown;
   /** Which package database this design document guards: `local` (published here) or `mirror`. */
   database?: unknown;
+  /** The ids of the other sites of this registry (learned from `SITE_PEERS`): their packages are local here too. */
+  sites?: unknown;
+}
+
+/** The origins of the packages that are this registry's own: this site's id and its other sites' ids. */
+export function localOrigins(settings: MirrorSettings): string[] {
+  const own = typeof settings.registry === 'string' && settings.registry ? [settings.registry] : [];
+  const sites = Array.isArray(settings.sites) ? settings.sites.filter((id): id is string => typeof id === 'string' && id !== '') : [];
+  return own.concat(sites);
 }
 
 export function isReplicator(userCtx: UserCtx): boolean {
   return (userCtx.roles || []).indexOf(REPLICATOR_ROLE) !== -1;
+}
+
+/** True when the write is another site's package arriving through site replication. */
+export function isSite(userCtx: UserCtx): boolean {
+  return (userCtx.roles || []).indexOf(SITE_ROLE) !== -1;
 }
 
 /** True when the write comes through the gateway (proxy authentication with the gateway's role). */
@@ -74,9 +96,12 @@ export function inPrivateScope(name: string, privateScopes: unknown): boolean {
   return privateScopes.some((s) => typeof s === 'string' && s.toLowerCase() === scope);
 }
 
-/** True when `doc` is a mirrored package: its origin is not this registry (`registryId`). */
-export function isMirrored(doc: PackageDoc, registryId: unknown): boolean {
-  return doc.origin !== registryId;
+/**
+ * True when `doc` is a mirrored package: its origin is not this registry, that is neither this site's
+ * id nor one of its other sites' (`local`, as `localOrigins` gives them, or this site's id alone).
+ */
+export function isMirrored(doc: PackageDoc, local: string | readonly string[]): boolean {
+  return typeof local === 'string' ? doc.origin !== local : local.indexOf(doc.origin as string) === -1;
 }
 
 /** Why the upstream's `name` is not served: a package of that name is published here. */

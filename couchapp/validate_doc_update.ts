@@ -10,7 +10,7 @@
  * user, so it says what went wrong and what to do.
  */
 import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from '../core/names';
-import { DIRECT_WRITE_REASON, isGateway, isReplicator } from '../core/provenance';
+import { DIRECT_WRITE_REASON, isGateway, isReplicator, isSite } from '../core/provenance';
 import {
   isRegistryUrl, jsonEqual, MAINTAINER_NEEDS_NAME, maintainerNames, onlyOwnStarChanged, publishedVersions, versionReusedMessage,
 } from '../core/rules';
@@ -42,8 +42,9 @@ export default function validate_doc_update(
   secObj?: SecurityObject,
 ): void {
   if (isAdmin(userCtx, secObj)) return;
-  // Replication copies the upstream's documents as they are; _design/mirror decides what it may write.
-  if (isReplicator(userCtx)) return;
+  // Replication copies the upstream's documents as they are, and site replication another site's
+  // packages (checked there as here); _design/mirror decides which database each may write.
+  if (isReplicator(userCtx) || isSite(userCtx)) return;
   const user = userCtx.name;
   if (!user) throw { unauthorized: 'You must be logged in to publish or change packages: run `npm login`.' };
   // Users write through the gateway, which checks tarballs, integrity and provenance first.

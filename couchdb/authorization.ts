@@ -19,6 +19,7 @@
  *   admin's, so membership is decided here, before it. Writes are then left to `validate_doc_update`.
  */
 import { SecurityObject } from '../core/types';
+import { SITE_ROLE } from '../core/provenance';
 
 export interface Caller {
   name: string | null;
@@ -145,8 +146,27 @@ export function authorize(method: string, rawPath: string, caller: Caller, secur
   }
   if (isServerAdmin(caller)) return null;
   if (first === '_replicator' || first === '_global_changes') return adminOnly(caller, first);
-  if (first === '_users') return authorizeUsers(method, rest, caller);
+  if (first === '_users') return isSiteCaller(caller) ? authorizeSiteOnUsers(rest) : authorizeUsers(method, rest, caller);
   return authorizeDatabase(method, first, rest, caller, security);
+}
+
+/** Whether `caller` is a site's account (role `registry-site`). */
+export function isSiteCaller(caller: Caller): boolean {
+  return (caller.roles || []).indexOf(SITE_ROLE) !== -1;
+}
+
+/**
+ * `_users` for a site's account: sites replicate accounts, so it reads and writes the accounts, as an
+ * admin of `_users` does on CouchDB (server/setup.ts makes it one there); the database's design
+ * documents and security stay the server admins'. The embedded server then runs the request as an
+ * admin of it (express-pouchdb knows no database admins).
+ */
+function authorizeSiteOnUsers(rest: string[]): Refusal | null {
+  const head = rest[0] || '';
+  if (head === '_design' || head.startsWith('_design/') || head === '_security' || head === SECURITY_DOCUMENT || (head === '_local' && rest[1] === '_security')) {
+    return { status: 403, error: 'forbidden', reason: 'The design documents and the security of _users are for server admins.' };
+  }
+  return null;
 }
 
 /** `_users`: a non-admin may read their own document, nothing more. */

@@ -18,7 +18,7 @@ import {
   adminHashIsCurrent, adminPasswordMatches, Authenticator, hashAdminPassword, hashUserPassword, identify,
   pinnedSession, sessionCookie, StoredUser,
 } from './authentication';
-import { authorize, Caller, DATABASE_NAME, databaseOf, isServerAdmin, SECURITY_DOCUMENT } from './authorization';
+import { authorize, Caller, DATABASE_NAME, databaseOf, isServerAdmin, isSiteCaller, pathSegments, SECURITY_DOCUMENT } from './authorization';
 
 // pouchdb and express-pouchdb ship no types; they are loaded as untyped CommonJS modules.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -176,11 +176,12 @@ export function jsonDeeperThan(body: Buffer, max: number): boolean {
 
 /**
  * A server admin, the gateway (proxy authentication, which needs the secret), or replication (the
- * `_replicator` jobs write batches of packages with their tarballs as the replication user).
+ * `_replicator` jobs write batches of packages with their tarballs as the replication user, and
+ * another site's packages as the site account).
  */
 function trusted(req: express.Request): boolean {
   const session = pinnedSession(req);
-  return isServerAdmin(session.userCtx) || session.info.authenticated === 'proxy' || isReplicator(session.userCtx);
+  return isServerAdmin(session.userCtx) || session.info.authenticated === 'proxy' || isReplicator(session.userCtx) || isSiteCaller(session.userCtx);
 }
 
 /**
@@ -297,6 +298,10 @@ function authorization(security: ReturnType<typeof securityReader>): express.Req
     const db = databaseOf(req.path);
     const decide = (secObj: SecurityObject | null | undefined) => {
       const refusal = authorize(req.method, req.path, caller, secObj);
+      if (!refusal && isSiteCaller(caller) && (pathSegments(req.path) || [])[0] === '_users') {
+        // A site's account administers _users (authorize allowed it): express-pouchdb knows no database admins.
+        pinnedSession(req).userCtx = { name: caller.name, roles: [...(caller.roles || []), '_admin'] };
+      }
       if (!refusal) return next();
       refuseWith(res, refusal.status, refusal.error, refusal.reason);
     };

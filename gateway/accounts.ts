@@ -83,6 +83,11 @@ const stampOf = (...parts: string[]) => createHash('sha256').update(parts.join('
 export class Accounts {
   private readonly users: Database<UserDoc>;
   private adminNames?: { names: Set<string>; until: number };
+  /**
+   * Whether another site of this registry has an account of that name (replication/sites.ts); it
+   * throws when a site cannot be asked. Unset without sites.
+   */
+  takenElsewhere?: (name: string) => Promise<boolean>;
   /** Where this CouchDB's configuration is read (`/_node/_local/_config` on CouchDB 3, `/_config` on the embedded server). */
   private configBase?: string;
 
@@ -179,6 +184,13 @@ export class Accounts {
     const reserved = await this.signupProblem(name);
     if (reserved) throw forbidden(reserved);
     if (password.length < 4) throw badRequest('Choose a password of at least 4 characters.');
+    if (this.takenElsewhere) {
+      // A name is one account at every site: one created at another site, not replicated here yet, is taken.
+      const taken = await this.takenElsewhere(name).catch((err: Error) => {
+        throw new HttpError(503, 'Sign-up needs every site of this registry to confirm that the name is free, and ' + err.message + '. Try again later.');
+      });
+      if (taken) throw conflict('The user name "' + name + '" is taken; choose another, or log in with its password.');
+    }
     const now = new Date().toISOString();
     const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', roles: [], password, created: now, updated: now };
     if (email) doc.email = email;

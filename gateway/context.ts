@@ -17,6 +17,7 @@ import { Webhooks } from './webhooks';
 import type { Mirror } from '../replication/mirror';
 import type { UpstreamRegistry } from '../replication/upstream';
 import type { Replication } from '../replication/start';
+import type { Sites } from '../replication/sites';
 
 export interface Context {
   config: Config;
@@ -34,6 +35,13 @@ export interface Context {
   mirrored: Database<PackageDoc>;
   /** This registry's id: the `origin` of packages published here (kept in `_design/mirror`). */
   registryId: string;
+  /**
+   * The origins of this registry's own packages: its id, then its other sites' ids (replaced when a
+   * site is learned). A package of any other origin is mirrored.
+   */
+  origins: readonly string[];
+  /** The replication from and to the other sites of this registry, when `SITE_PEERS` names any. */
+  sites?: Sites;
   /** The in-memory search index of both package databases. */
   search?: SearchService;
   /** Pull-through and replication state, when an upstream is configured to be mirrored. */

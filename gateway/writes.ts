@@ -46,7 +46,7 @@ export async function writeWithRetry(
   const attempt = async () => {
     const existing = await readPackage(ctx, name);
     // Mirrored packages are the upstream's, in a database only replication writes: _design/mirror refuses too.
-    if (existing && isMirrored(existing, ctx.registryId)) throw forbidden(mirroredReason(existing));
+    if (existing && isMirrored(existing, ctx.origins)) throw forbidden(mirroredReason(existing));
     const changed = change(existing);
     if (!changed) return null;
     // When dist-tags, deprecations, maintainers and stars changed: what merges conflicting revisions (core/merge.ts).
@@ -77,9 +77,9 @@ export async function writeWithRetry(
 }
 
 /** The versions of `doc` the supply-chain policy leaves out now (none for a local package). */
-export function withheldOf(ctx: Pick<Context, 'policy' | 'registryId'>, doc: PackageDoc): Map<string, Withheld> {
+export function withheldOf(ctx: Pick<Context, 'policy' | 'origins'>, doc: PackageDoc): Map<string, Withheld> {
   const policy = ctx.policy?.current;
-  if (!policy || !policyActive(policy) || !isMirrored(doc, ctx.registryId)) return new Map();
+  if (!policy || !policyActive(policy) || !isMirrored(doc, ctx.origins)) return new Map();
   return withheldVersions(doc, policy, Date.now());
 }
 
@@ -98,7 +98,7 @@ export function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
     variant,
     full: Buffer.from(JSON.stringify(fullPackument(served, ctx.baseUrl))),
     abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(served, ctx.baseUrl))),
-    mirrored: isMirrored(doc, ctx.registryId),
+    mirrored: isMirrored(doc, ctx.origins),
     withheld: withheld.size ? withheld : undefined,
     validUntil: next === null ? undefined : next,
   };

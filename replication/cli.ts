@@ -4,7 +4,7 @@
  * token is any user's (`npm token create`), read from REGISTRY_TOKEN only: a token in the command
  * line is seen by every user of the machine (`ps`) and kept in shell history, so `--token` is refused.
  * Exits 0 when replication works, 3 when a job is failing (a CouchDB job crashing, failed or missing,
- * a change feed that cannot be followed), 2 for a wrong command line, 1 when the registry cannot be asked.
+ * another site's replication among them, a change feed that cannot be followed), 2 for a wrong command line, 1 when the registry cannot be asked.
  */
 
 /** The exit code when a replication job is failing. */
@@ -101,6 +101,14 @@ export function summary(status: any): string {
     if (couch.conflicts) lines.push('  conflicts   ' + n(couch.conflicts) + ' mirrored documents');
     if (couch.error) lines.push('  error       ' + couch.error);
   }
+  for (const site of (status.sites && status.sites.peers) || []) {
+    lines.push('site          ' + site.peer + '  ' + site.state + (site.id ? '  (id ' + site.id + ')' : ''));
+    lines.push('  packages    ' + n(packages(site.local)) + ' here, ' + n(packages(site.upstream)) + ' there' +
+      (site.changesPending !== null && site.changesPending !== undefined ? ', ' + n(site.changesPending) + ' changes pending' : ''));
+    if (site.checkpointedAt) lines.push('  checkpoint  written ' + site.checkpointedAt);
+    if (site.conflicts) lines.push('  conflicts   ' + n(site.conflicts) + ' packages waiting for the merge');
+    if (site.error) lines.push('  error       ' + site.error);
+  }
   lines.push('written       ' + n(status.packagesWritten) + ' packages, ' + n(status.tarballsWritten) + ' tarballs by this gateway since it started');
   if (status.shadowed.length) lines.push('shadowed      ' + status.shadowed.join(', ') + '  (local packages; the upstream\'s are refused)');
   const other = status.refused.filter((r: { kind: string }) => r.kind !== 'shadowed');
@@ -126,6 +134,9 @@ export function failingJobs(status: any): string[] {
   const failing: string[] = [];
   const couch = status.couchdb;
   if (couch && FAILING_JOB_STATES.includes(couch.state)) failing.push('the CouchDB replication is ' + couch.state + (couch.error ? ': ' + couch.error : ''));
+  for (const site of (status.sites && status.sites.peers) || []) {
+    if (FAILING_JOB_STATES.includes(site.state)) failing.push('the replication from the site ' + site.peer + ' is ' + site.state + (site.error ? ': ' + site.error : ''));
+  }
   const feed = status.feed;
   if (feed && feed.state === 'upstream-unreachable') failing.push('the change feed cannot be followed' + (feed.lastError ? ': ' + feed.lastError : ''));
   return failing;

@@ -61,37 +61,78 @@ function replicatorPassword(proxySecret: string): string {
   return createHmac('sha256', proxySecret).update('registry-replicator password').digest('base64url');
 }
 
+/** One continuous replication into a database of this CouchDB, kept as a `_replicator` document. */
+export interface ReplicationJob {
+  /** The `_replicator` document's id. */
+  docId: string;
+  /** The database replicated from: a URL, with the credentials of an account there. */
+  source: string;
+  /** The database of this CouchDB written to. */
+  target: string;
+  /** The account of this CouchDB the replication writes as (its role decides what validate_doc_update lets it write). */
+  account: { name: string; role: string; password: string };
+  /** Which documents replicate (a Mango selector); design documents never do. Default: every other document. */
+  selector?: object;
+  /** Documents of the source never replicated, besides design documents (for counting pending changes). */
+  skipped?: (id: string) => boolean;
+  /** What the log calls it. */
+  label: string;
+}
+
+/** The replication from a CouchDB upstream into the mirror database, as the replication user. */
+export function upstreamJob(dbs: { local: string; mirror: string }, source: string, proxySecret: string, privateScopes: string[]): ReplicationJob {
+  return {
+    docId: 'registry-' + dbs.local + '-from-upstream',
+    source,
+    target: dbs.mirror,
+    account: { name: REPLICATOR.name, role: REPLICATOR_ROLE, password: replicatorPassword(proxySecret) },
+    skipped: (id) => inPrivateScope(id, privateScopes),
+    label: 'continuous CouchDB replication from the upstream',
+  };
+}
+
+/** Packages published here that the mirror also holds: the upstream's copies are not served. */
+export async function shadowedNames(couch: Couch, dbs: { local: string; mirror: string }, origins: readonly string[]): Promise<string[]> {
+  const names = (await Promise.all(origins.map((origin) => namesByOrigin(couch, dbs.local, origin)))).flat();
+  if (names.length === 0) return [];
+  return [...(await couch.liveRevs(dbs.mirror, names)).keys()];
+}
+
+/** The `_users` document of a service account (replication's, a site's), with its one role and its password. */
+export async function ensureAccount(couch: Couch, account: { name: string; role: string; password: string }): Promise<void> {
+  const { name, role, password } = account;
+  const identity = await couch.checkPassword(name, password);
+  if (identity && identity.roles.length === 1 && identity.roles[0] === role) return;
+  const users = couch.db<Record<string, unknown>>('_users');
+  const id = 'org.couchdb.user:' + name;
+  const existing = await users.get(id);
+  await users.put({ _id: id, _rev: existing ? existing._rev : undefined, name, type: 'user', roles: [role], password });
+}
+
 export class NativeReplication {
   readonly docId: string;
+  private readonly source: string;
 
   constructor(
     private readonly couch: Couch,
-    private readonly proxySecret: string,
-    private readonly dbs: { local: string; mirror: string },
-    private readonly source: string,
-    private readonly privateScopes: string[],
+    private readonly job: ReplicationJob,
     private readonly log: Logger,
     /** The outbound request policy (the source's own host is configured, so allowed). */
     private readonly outbound: OutboundPolicy,
   ) {
-    this.docId = 'registry-' + dbs.local + '-from-upstream';
+    this.docId = job.docId;
+    this.source = job.source;
   }
 
-  /** The `_users` document of the replication user, with its role and password. */
   private async ensureUser(): Promise<string> {
-    const password = replicatorPassword(this.proxySecret);
-    if (await this.couch.checkPassword(REPLICATOR.name, password)) return password;
-    const users = this.couch.db<Record<string, unknown>>('_users');
-    const id = 'org.couchdb.user:' + REPLICATOR.name;
-    const existing = await users.get(id);
-    await users.put({ _id: id, _rev: existing ? existing._rev : undefined, name: REPLICATOR.name, type: 'user', roles: [REPLICATOR_ROLE], password });
-    return password;
+    await ensureAccount(this.couch, this.job.account);
+    return this.job.account.password;
   }
 
-  /** Where CouchDB writes to: the mirror database, reached as the replication user. */
+  /** Where CouchDB writes to: the target database, reached as the job's account. */
   private targetUrl(password: string): string {
-    const url = new URL(docPath(this.dbs.mirror), this.couch.url.origin);
-    url.username = REPLICATOR.name;
+    const url = new URL(docPath(this.job.target), this.couch.url.origin);
+    url.username = this.job.account.name;
     url.password = password;
     return url.toString();
   }
@@ -104,7 +145,7 @@ export class NativeReplication {
       source: this.source,
       target: this.targetUrl(password),
       continuous: true,
-      selector: NO_DESIGN_DOCS,
+      selector: this.job.selector || NO_DESIGN_DOCS,
     };
     const db = this.couch.db<Record<string, unknown>>('_replicator');
     const live = await db.get(this.docId);
@@ -115,36 +156,24 @@ export class NativeReplication {
       await db.remove(this.docId, live._rev);
     }
     await db.put(wanted);
-    this.log.info({ source: withoutCredentials(this.source) }, 'replication: continuous CouchDB replication set up');
+    this.log.info({ source: withoutCredentials(this.source) }, 'replication: ' + this.job.label + ' set up');
+  }
+
+  /** Stops the job: its `_replicator` document is removed (CouchDB's checkpoints stay, so it resumes if set up again). */
+  async remove(): Promise<void> {
+    const db = this.couch.db<Record<string, unknown>>('_replicator');
+    const live = await db.get(this.docId);
+    if (live) await db.remove(this.docId, live._rev as string).catch((err) => {
+      if (couchFailure(err).statusCode !== 404 && couchFailure(err).statusCode !== 409) throw err;
+    });
   }
 
   private sourceAuth(): Record<string, string> {
-    const source = new URL(this.source);
-    if (!source.username) return {};
-    return { authorization: 'Basic ' + Buffer.from(decodeURIComponent(source.username) + ':' + decodeURIComponent(source.password)).toString('base64') };
+    return basicAuthOf(this.source);
   }
 
-  /** Packages published here that the mirror also holds: the upstream's copies are not served. */
-  async shadowedNames(registryId: string): Promise<string[]> {
-    const names = await namesByOrigin(this.couch, this.dbs.local, registryId);
-    if (names.length === 0) return [];
-    return [...(await this.couch.liveRevs(this.dbs.mirror, names)).keys()];
-  }
-
-  private async json(url: string, headers: Record<string, string> = {}): Promise<any> {
-    const answer = await outboundRequest(new URL(url), {
-      policy: this.outbound,
-      headers: { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br', ...headers },
-      signal: AbortSignal.timeout(5000),
-      maxBytes: 64 * 1024 * 1024,
-      // As the replication itself (couchdb/embedded.ts): a redirect is not followed, with the reader's credentials or without.
-      manualRedirects: true,
-    });
-    if (answer.status < 200 || answer.status >= 300) {
-      answer.body.resume();
-      throw new Error(withoutCredentials(url) + ' answered ' + answer.status + (answer.location ? ' (a redirect, which is not followed)' : ''));
-    }
-    return JSON.parse((await readAll(answer.body)).toString('utf8'));
+  private json(url: string, headers: Record<string, string> = {}): Promise<any> {
+    return remoteJson(url, headers, this.outbound);
   }
 
   /**
@@ -155,7 +184,7 @@ export class NativeReplication {
   async status(): Promise<NativeReplicationStatus> {
     const result: NativeReplicationStatus = {
       source: withoutCredentials(this.source),
-      target: this.dbs.mirror,
+      target: this.job.target,
       state: 'unknown',
       docsWritten: null,
       docWriteFailures: null,
@@ -218,10 +247,10 @@ export class NativeReplication {
     // CouchDB 3.4 reports no pending count for a replication with a selector: it is counted here then.
     if (result.changesPending === null && result.upstream.updateSeq !== null) await this.countPending(result);
     try {
-      const mirror = this.couch.db(this.dbs.mirror);
-      result.local.docCount = (await this.couch.request<{ doc_count?: number }>('GET', docPath(this.dbs.mirror))).doc_count ?? null;
-      result.local.packageCount = packagesOf(result.local.docCount, await this.couch.request<{ rows?: unknown[] }>('GET', docPath(this.dbs.mirror) + DESIGN_DOCS).catch(() => null));
-      const conflicts = await mirror.view('conflicts', { limit: 0 });
+      const target = this.couch.db(this.job.target);
+      result.local.docCount = (await this.couch.request<{ doc_count?: number }>('GET', docPath(this.job.target))).doc_count ?? null;
+      result.local.packageCount = packagesOf(result.local.docCount, await this.couch.request<{ rows?: unknown[] }>('GET', docPath(this.job.target) + DESIGN_DOCS).catch(() => null));
+      const conflicts = await target.view('conflicts', { limit: 0 });
       result.conflicts = typeof conflicts.total_rows === 'number' ? conflicts.total_rows : null;
     } catch {
       /* reported as unknown */
@@ -238,7 +267,7 @@ export class NativeReplication {
     const base = replicationId.split('+')[0];
     if (!/^[0-9a-f]+$/i.test(base)) return null;
     const checkpoint = await this.couch
-      .request<{ history?: { end_time?: string }[] }>('GET', docPath(this.dbs.mirror) + '/_local/' + base)
+      .request<{ history?: { end_time?: string }[] }>('GET', docPath(this.job.target) + '/_local/' + base)
       .catch(() => null);
     const time = checkpoint && Array.isArray(checkpoint.history) && checkpoint.history[0] ? Date.parse(String(checkpoint.history[0].end_time)) : NaN;
     return Number.isFinite(time) ? new Date(time).toISOString() : null;
@@ -248,8 +277,13 @@ export class NativeReplication {
   async jobState(): Promise<{ state: string; error: string | null }> {
     const job = await this.couch
       .request<{ state?: string; info?: { error?: string } | null }>('GET', '/_scheduler/docs/_replicator/' + encodeURIComponent(this.docId))
-      .catch((err) => ({ state: couchFailure(err).statusCode === 404 ? 'missing' : 'unknown', info: { error: couchFailure(err).reason } }));
-    return { state: job.state || 'unknown', error: job.info && typeof job.info.error === 'string' ? job.info.error : null };
+      .catch((err) => (couchFailure(err).statusCode === 404 ? null : { state: 'unknown', info: { error: couchFailure(err).reason } }));
+    if (job) return { state: job.state || 'unknown', error: job.info && typeof job.info.error === 'string' ? job.info.error : null };
+    // No scheduler entry (the embedded server has no scheduler; CouchDB has none for a removed job): the document says.
+    const doc = await this.couch.db<Record<string, unknown>>('_replicator').get(this.docId).catch(() => null);
+    if (!doc) return { state: 'missing', error: 'its _replicator document ' + this.docId + ' is missing' };
+    const state = typeof doc._replication_state === 'string' ? doc._replication_state : 'running';
+    return { state: state === 'triggered' ? 'running' : state, error: typeof doc._replication_state_reason === 'string' ? doc._replication_state_reason : null };
   }
 
   /**
@@ -266,11 +300,11 @@ export class NativeReplication {
         const feed = (await this.json(url, this.sourceAuth())) as { results: { id: string; changes: { rev: string }[] }[]; last_seq: unknown };
         const wanted: Record<string, string[]> = {};
         for (const change of feed.results) {
-          if (change.id.startsWith('_design/') || inPrivateScope(change.id, this.privateScopes)) continue;
+          if (change.id.startsWith('_design/') || (this.job.skipped && this.job.skipped(change.id))) continue;
           wanted[change.id] = change.changes.map((c) => c.rev);
         }
         if (Object.keys(wanted).length) {
-          const missing = await this.couch.db(this.dbs.mirror).request<Record<string, unknown>>('POST', '_revs_diff', wanted);
+          const missing = await this.couch.db(this.job.target).request<Record<string, unknown>>('POST', '_revs_diff', wanted);
           pending += Object.keys(missing).length;
         }
         since = feed.last_seq;
@@ -283,6 +317,33 @@ export class NativeReplication {
       /* unknown */
     }
   }
+}
+
+/** The Basic authorization of the credentials in `url`, as headers (none when it has none). */
+export function basicAuthOf(url: string): Record<string, string> {
+  const parsed = new URL(url);
+  if (!parsed.username) return {};
+  return { authorization: 'Basic ' + Buffer.from(decodeURIComponent(parsed.username) + ':' + decodeURIComponent(parsed.password)).toString('base64') };
+}
+
+/**
+ * A JSON answer of another CouchDB (`url` without credentials; they go in `headers`), through the
+ * outbound request policy, bounded, redirects not followed (as the replication itself does not
+ * follow them, with the credentials or without).
+ */
+export async function remoteJson(url: string, headers: Record<string, string>, outbound: OutboundPolicy): Promise<any> {
+  const answer = await outboundRequest(new URL(url), {
+    policy: outbound,
+    headers: { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br', ...headers },
+    signal: AbortSignal.timeout(5000),
+    maxBytes: 64 * 1024 * 1024,
+    manualRedirects: true,
+  });
+  if (answer.status < 200 || answer.status >= 300) {
+    answer.body.resume();
+    throw Object.assign(new Error(withoutCredentials(url) + ' answered ' + answer.status + (answer.location ? ' (a redirect, which is not followed)' : '')), { statusCode: answer.status });
+  }
+  return JSON.parse((await readAll(answer.body)).toString('utf8'));
 }
 
 /** Two replication endpoints are the same when their URLs match without credentials. */

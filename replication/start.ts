@@ -1,5 +1,5 @@
 /** Starts what the configuration asks for: pull-through, the feed follower, the native replication. */
-import { NativeReplication, withoutCredentials } from './couchdb';
+import { NativeReplication, upstreamJob, withoutCredentials } from './couchdb';
 import { NpmFollower } from './feed/follower';
 import { Mirror, MirrorHost } from './mirror';
 
@@ -25,7 +25,7 @@ export async function startReplication(host: MirrorHost, proxySecret: string): P
     log.info({ feed: settings.feed, mode: settings.mode }, 'replication: following the npm change feed');
   }
   if (settings.couchdb) {
-    native = new NativeReplication(couch, proxySecret, { local: config.registryDb, mirror: config.mirrorDb }, settings.couchdb, settings.privateScopes, log, config.outbound);
+    native = new NativeReplication(couch, upstreamJob({ local: config.registryDb, mirror: config.mirrorDb }, settings.couchdb, proxySecret, settings.privateScopes), log, config.outbound);
     try {
       await native.ensure();
     } catch (err) {

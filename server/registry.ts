@@ -22,6 +22,7 @@ import { Accounts } from '../gateway/accounts';
 import { AccessRules } from '../gateway/access';
 import { PackumentCache } from '../gateway/cache';
 import { ChangesFollower } from '../gateway/changes';
+import { Sites } from '../replication/sites';
 import { ConflictResolver } from '../gateway/resolver';
 import { SearchService } from '../gateway/search';
 import { TarballCache } from '../gateway/tarball-cache';
@@ -121,6 +122,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   let webhooks: Webhooks | undefined;
   let policy: PolicyStore | undefined;
   let resolver: ConflictResolver | undefined;
+  let sites: Sites | undefined;
   let keyRefresh: NodeJS.Timeout | undefined;
   try {
     const metrics = new Metrics();
@@ -163,6 +165,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       registry: registryDb,
       mirrored: couch.db<PackageDoc>(config.mirrorDb),
       registryId,
+      origins: [registryId],
       search,
       baseUrl: '',
       designHash,
@@ -193,6 +196,18 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       },
     });
     resolver.start();
+    // The other sites of this registry (SITE_PEERS): their ids are local origins here, their packages pulled.
+    sites = new Sites(couch, config.registryDb, config.sites, config.outbound, log, (ids) => {
+      context.origins = [registryId, ...ids];
+      // Cached packuments say whether they are mirrored: they are made again.
+      cache.clear();
+    });
+    await sites.start();
+    if (config.sites.peers.length) {
+      context.sites = sites;
+      const peers = sites;
+      context.accounts.takenElsewhere = (name) => peers.nameTaken(name);
+    }
     const handler = createHandler(context);
     server = await new Promise<Server>((resolve, reject) => {
       const s = createServer(handler).listen(config.port, config.host, () => resolve(s));
@@ -251,6 +266,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           running.closeAllConnections();
         });
         await replication?.stop();
+        await sites?.stop();
         await resolver?.stop();
         await webhooks?.stop();
         await policy?.stop();
@@ -262,6 +278,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     };
   } catch (err) {
     await replication?.stop();
+    await sites?.stop();
     await resolver?.stop();
     await webhooks?.stop();
     await policy?.stop();

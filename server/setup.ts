@@ -8,7 +8,7 @@ import { randomUUID } from 'crypto';
 import { readFileSync } from 'fs';
 import { Logger } from 'pino';
 import { DESIGN, DesignDoc, designId, OUTPUT_FILES, SettingsDesignCode } from '../couchapp/design';
-import { MirrorSettings, PACKAGE_DB_SECURITY } from '../core/provenance';
+import { MirrorSettings, PACKAGE_DB_SECURITY, SITE_ROLE } from '../core/provenance';
 import { Config } from '../config';
 import { jsonEqual } from '../core/rules';
 import { DEFAULT_RULES } from '../core/access';
@@ -177,8 +177,10 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   // replication and downstream readers (role registry-reader); anonymous callers and plain users read
   // nothing on the CouchDB port, and validate_doc_update refuses their writes.
   for (const db of [registryDb, mirrorDb]) await againOnConflict(() => addSecurity(couch, db, PACKAGE_DB_SECURITY));
-  // Token hashes and the registry's bookkeeping are for admins (the gateway) only.
-  for (const db of [tokensDb, stateDb]) await putSecurity(couch, db, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
+  // Token hashes are for admins (the gateway) and the other sites' replication (role registry-site);
+  // the registry's bookkeeping is for admins only.
+  await putSecurity(couch, tokensDb, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin', SITE_ROLE] } });
+  await putSecurity(couch, stateDb, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
   // Token look-up by user (npm token list).
   await againOnConflict(() => couch.db(tokensDb).request('POST', '_index', { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' }));
   // The supply-chain policy's document, for admins to fill in Fauxton (gateway/policy.ts).
@@ -198,6 +200,9 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   // Closed sign-up holds at the database too. The embedded server lets only admins write _users
   // anyway; a real CouchDB lets anyone sign up there unless _users' members are restricted.
   if (config.couchdbUrl && config.signup === 'closed') await closeUserSignup(couch);
+  // Sites replicate accounts: the site account administers _users (on the embedded server,
+  // couchdb/authorization.ts grants it there).
+  if (config.couchdbUrl && config.sites.password) await letSitesAdministerUsers(couch, log);
   const design = loadDesignDoc();
   const designChanged = await againOnConflict(() => pushDesign(couch, registryDb, design));
   await againOnConflict(() => pushDesign(couch, mirrorDb, viewsOnly(design)));
@@ -206,6 +211,16 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   const registryId = await againOnConflict(() => pushMirrorDesign(couch, dbs, loadSettingsDesign(OUTPUT_FILES.mirror), config.replication.privateScopes));
   await againOnConflict(() => moveMirroredPackages(couch, dbs, registryId, log));
   return { designChanged, designHash: design.build_hash, registryId };
+}
+
+/** Makes the site role an admin of a real CouchDB's `_users` (which CouchDB allows only with `users_db_security_editable`). */
+async function letSitesAdministerUsers(couch: Couch, log?: Logger): Promise<void> {
+  try {
+    await againOnConflict(() => addSecurity(couch, '_users', { admins: { names: [], roles: [SITE_ROLE] } }));
+  } catch (err) {
+    if (couchFailure(err).statusCode !== 403) throw err;
+    log?.warn('sites: CouchDB refuses to let the site account administer _users, so accounts do not replicate between sites: set [couchdb] users_db_security_editable = true (couchdb/local.ini has it) and restart CouchDB');
+  }
 }
 
 /**

@@ -44,7 +44,7 @@ async function designCheck(ctx: Context): Promise<Check> {
 
 async function replicationCheck(ctx: Context): Promise<Check | null> {
   const { follower, native } = ctx.replication || {};
-  if (!follower && !native) return null;
+  if (!follower && !native && !ctx.sites) return null;
   const problems: string[] = [];
   const states: string[] = [];
   if (follower) {
@@ -56,6 +56,12 @@ async function replicationCheck(ctx: Context): Promise<Check | null> {
     const job = await native.jobState();
     states.push('couchdb ' + job.state);
     if (['crashing', 'failed', 'error', 'missing'].includes(job.state)) problems.push('the CouchDB replication is ' + job.state + (job.error ? ': ' + job.error : ''));
+  }
+  if (ctx.sites) {
+    for (const peer of await ctx.sites.states()) {
+      states.push('site ' + peer.peer + ' ' + peer.state);
+      if (peer.state !== 'running' && peer.state !== 'pending') problems.push('the replication from the site ' + peer.peer + ' is ' + peer.state + (peer.error ? ': ' + peer.error : ''));
+    }
   }
   // The registry serves what it holds while replication is down (an upstream outage): degraded, not down.
   return problems.length ? { ok: false, critical: false, detail: problems.join('; ') } : { ok: true, critical: false, detail: states.join(', ') };

@@ -72,9 +72,9 @@ async function loadForRead(ctx: Context, req: Request, res: Response, name: stri
     if (await forwardToUpstream(ctx, req, res, name, rest)) return null;
     throw notFoundPackage(name);
   }
-  if (ctx.mirror && isMirrored(doc, ctx.registryId)) ctx.mirror.refreshIfStale(name);
+  if (ctx.mirror && isMirrored(doc, ctx.origins)) ctx.mirror.refreshIfStale(name);
   // Only a package registered here is foreign: an upstream's document with a `url` never is.
-  if (isForeign(doc) && !isMirrored(doc, ctx.registryId)) {
+  if (isForeign(doc) && !isMirrored(doc, ctx.origins)) {
     // Its maintainers read the entry itself to change or remove it (`npm unpublish --force`).
     if (req.query.write === 'true' && rest.length === 0) return doc;
     await readForeign(ctx, req, res, name, rest, String(doc.url));
@@ -205,8 +205,8 @@ export function packageRoutes(ctx: Context): Router {
       upstream.resume();
       const doc = await loadForRead(ctx, req, res, name, ['-', file]);
       if (!doc) return;
-      if (isMirrored(doc, ctx.registryId) && !from) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: false });
-      if (ctx.mirror && isMirrored(doc, ctx.registryId) && from && !from.pulled) return fromUpstream(doc);
+      if (isMirrored(doc, ctx.origins) && !from) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: false });
+      if (ctx.mirror && isMirrored(doc, ctx.origins) && from && !from.pulled) return fromUpstream(doc);
       throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
     }
     if (upstream.statusCode !== 200 && upstream.statusCode !== 304) {

@@ -11,6 +11,7 @@ import { requireUser } from '../auth';
 import { Context } from '../context';
 import { docPath } from '../../couchdb/client';
 import type { Refusal } from '../../replication/mirror';
+import { shadowedNames } from '../../replication/couchdb';
 import { patternMatches } from '../../core/access';
 import { NO_POLICY } from '../../core/policy';
 import { badRequest, HttpError } from '../errors';
@@ -127,7 +128,7 @@ export async function replicationStatus(ctx: Context): Promise<Record<string, un
   const refused = new Map<string, Refusal>(mirror ? mirror.stats.refused : []);
   const native = replication?.native ? await replication.native.status() : null;
   if (replication?.native) {
-    for (const name of await replication.native.shadowedNames(ctx.registryId)) {
+    for (const name of await shadowedNames(ctx.couch, { local: ctx.config.registryDb, mirror: ctx.config.mirrorDb }, ctx.origins)) {
       if (!refused.has(name)) refused.set(name, { kind: 'shadowed', reason: shadowedReason(name) });
     }
   }
@@ -139,6 +140,7 @@ export async function replicationStatus(ctx: Context): Promise<Record<string, un
     privateScopes: ctx.config.replication.privateScopes,
     feed: replication?.follower ? await replication.follower.status() : null,
     couchdb: native,
+    sites: ctx.sites ? { origins: ctx.origins, peers: await ctx.sites.status() } : null,
     packagesWritten: mirror ? mirror.stats.packagesWritten : 0,
     tarballsWritten: mirror ? mirror.stats.tarballsWritten : 0,
     shadowed: [...refused].filter(([, refusal]) => refusal.kind === 'shadowed').map(([name]) => name).sort(),

@@ -68,8 +68,8 @@ export function supplyChainRoutes(ctx: Context): Router {
       if (!doc || !manifest) throw notFound('"' + spec.name + '@' + spec.version + '" is not in this registry.');
       const held = withheldOf(ctx, doc).get(spec.version);
       if (held) throw forbidden(held.reason);
-      if (!isMirrored(doc, ctx.registryId) || !manifest.dist || !(manifest.dist as { attestations?: unknown }).attestations) {
-        throw notFound(spec.name + '@' + spec.version + ' has no attestations' + (isMirrored(doc, ctx.registryId) ? ' upstream.' : ': it was published here, and this registry keeps no provenance of its own.'));
+      if (!isMirrored(doc, ctx.origins) || !manifest.dist || !(manifest.dist as { attestations?: unknown }).attestations) {
+        throw notFound(spec.name + '@' + spec.version + ' has no attestations' + (isMirrored(doc, ctx.origins) ? ' upstream.' : ': it was published here, and this registry keeps no provenance of its own.'));
       }
       const state = ctx.couch.db<AttestationsDoc>(ctx.config.stateDb);
       const id = 'attestations:' + spec.name + '@' + spec.version;

@@ -50,7 +50,7 @@ function externalLink(url: unknown): string {
 }
 
 /** A foreign package registered here; a mirrored document never is one, whatever `url` the upstream gave it. */
-const foreignHere = (ctx: Context, doc: PackageDoc): boolean => isForeign(doc) && !isMirrored(doc, ctx.registryId);
+const foreignHere = (ctx: Context, doc: PackageDoc): boolean => isForeign(doc) && !isMirrored(doc, ctx.origins);
 
 function provenance(ctx: Context, doc: PackageDoc): string {
   if (foreignHere(ctx, doc)) return `<span class="badge foreign" title="Hosted at ${escape(doc.url)}">hosted at ${escape(doc.url)}</span>`;
@@ -60,6 +60,7 @@ function provenance(ctx: Context, doc: PackageDoc): string {
 /** Where a package with versions comes from: published here, or mirrored from its upstream. */
 function originBadge(ctx: Context, origin: string | undefined): string {
   if (origin === ctx.registryId) return '<span class="badge local">published here</span>';
+  if (origin !== undefined && ctx.origins.includes(origin)) return '<span class="badge local" title="Published at another site of this registry">published at another site</span>';
   return `<span class="badge mirrored" title="Mirrored from ${escape(origin || 'the upstream')}">mirrored from ${escape(origin || 'the upstream')}</span>`;
 }
 

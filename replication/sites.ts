@@ -1,0 +1,256 @@
+/**
+ * Sites: several registries, each on its own CouchDB (or embedded server), that are one registry. Each
+ * site pulls every other site's registry database (the packages published there) into its own,
+ * continuously, through CouchDB's `_replicator`; a package published at any site is served, whole, at
+ * every site. Concurrent publishes at two sites meet as conflicting revisions, which the resolver
+ * (gateway/resolver.ts) of every site merges the same way (core/merge.ts), so the sites converge.
+ *
+ * - The site account (`registry-site`, role `registry-site`, password `SITE_PASSWORD`) is the one
+ *   account of this site that the others pull with, and the one this site's replication writes its
+ *   peers' packages as: `_design/mirror` lets that role write the registry database, and nothing else.
+ * - A peer (`SITE_PEERS`) is the URL of another site's registry database with its site account's
+ *   credentials. Before pulling from it, this site learns its id and the ids it knows (its
+ *   `_design/mirror`'s `registry` and `sites`) and records them in its own `_design/mirror` `sites`:
+ *   packages of those origins are this registry's own here too (writable by their maintainers, never
+ *   taken for mirrored ones). The ids are read again every round, so a site that joins later, known
+ *   to a peer, is learned too; ids are never forgotten.
+ * - Accounts (`_users`, the service accounts left out) and tokens (`<db>-tokens`) replicate too: a name is
+ *   one account at every site (sign-up asks every peer first), a token works at every site, and a
+ *   revoked one stops working at every site. The site account is an admin of `_users` for that.
+ * - The mirror database, the access rules and the supply-chain policy stay per site (README "Sites"
+ *   says why).
+ */
+import { createHash } from 'crypto';
+import { Logger } from 'pino';
+import { OutboundPolicy } from '../config';
+import { localOrigins, MirrorSettings, SITE_ROLE } from '../core/provenance';
+import { Couch, couchFailure } from '../couchdb/client';
+import { BackgroundLoop, exponential } from '../lib/retry';
+import { basicAuthOf, ensureAccount, NativeReplication, NativeReplicationStatus, remoteJson, withoutCredentials } from './couchdb';
+
+/** The name of every site's own account. */
+export const SITE_ACCOUNT = 'registry-site';
+
+/** How often the peers' ids and jobs are checked. */
+const ROUND_MS = 30_000;
+/** How soon a peer whose ids could not be read is asked again. */
+const UNKNOWN_PEER_MS = 2_000;
+
+export interface SitesSettings {
+  /** The other sites' registry databases, with their site accounts' credentials (`SITE_PEERS`). */
+  peers: string[];
+  /** This site's site account password (`SITE_PASSWORD`). */
+  password?: string;
+}
+
+export interface SitePeerStatus extends NativeReplicationStatus {
+  /** The peer's registry database, without credentials. */
+  peer: string;
+  /** The peer's id (the `origin` of what is published there), once learned. */
+  id: string | null;
+  /** The replication of the peer's accounts and of its tokens. */
+  accounts: { state: string; error: string | null };
+  tokens: { state: string; error: string | null };
+}
+
+/** What is pulled from every peer: its packages, its accounts and its tokens. */
+export type SiteData = 'packages' | 'accounts' | 'tokens';
+
+/** Service accounts are each site's own (their passwords differ): they never replicate. */
+const SERVICE_ACCOUNTS = [SITE_ACCOUNT, 'registry-replicator'].map((name) => 'org.couchdb.user:' + name);
+const ACCOUNTS_SELECTOR = { _id: { $regex: '^org\\.couchdb\\.user:', $nin: SERVICE_ACCOUNTS } };
+
+interface Peer {
+  url: string;
+  /** The peer's registry database (the setting), its `_users` and its tokens database. */
+  sources: Record<SiteData, string>;
+  jobs: Record<SiteData, NativeReplication>;
+  id: string | null;
+  /** Why the peer's ids could not be read, if they could not. */
+  error: string | null;
+}
+
+/** Another database of the CouchDB that `url` (a database URL, with credentials) is on. */
+function siblingDatabase(url: string, db: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = parsed.pathname.replace(/[^/]+\/?$/, encodeURIComponent(db));
+  return parsed.toString();
+}
+
+/** The `_replicator` id of the job pulling `peer` into `db`: stable, without the credentials in it. */
+function jobId(db: string, peer: string): string {
+  return 'registry-' + db + '-from-site-' + createHash('sha256').update(withoutCredentials(peer)).digest('hex').slice(0, 16);
+}
+
+export class Sites {
+  private readonly peers: Peer[];
+  private readonly loop: BackgroundLoop;
+  /** The other sites' ids, as this site's `_design/mirror` records them. */
+  private known: string[] = [];
+
+  constructor(
+    private readonly couch: Couch,
+    private readonly db: string,
+    private readonly settings: SitesSettings,
+    private readonly outbound: OutboundPolicy,
+    private readonly log: Logger,
+    /** Told the other sites' ids whenever they change (the gateway's local origins). */
+    private readonly learned: (sites: string[]) => void,
+  ) {
+    const account = { name: SITE_ACCOUNT, role: SITE_ROLE, password: settings.password || '' };
+    const targets: Record<SiteData, string> = { packages: db, accounts: '_users', tokens: db + '-tokens' };
+    this.peers = settings.peers.map((url) => {
+      const sources: Record<SiteData, string> = { packages: url, accounts: siblingDatabase(url, '_users'), tokens: url + '-tokens' };
+      const job = (data: SiteData) =>
+        new NativeReplication(
+          couch,
+          {
+            docId: jobId(db, url) + (data === 'packages' ? '' : '-' + data),
+            source: sources[data],
+            target: targets[data],
+            account,
+            selector: data === 'accounts' ? ACCOUNTS_SELECTOR : undefined,
+            skipped: data === 'accounts' ? (id) => !id.startsWith('org.couchdb.user:') || SERVICE_ACCOUNTS.includes(id) : undefined,
+            label: 'site replication (' + data + ')',
+          },
+          log,
+          outbound,
+        );
+      return { url, sources, id: null, error: null, jobs: { packages: job('packages'), accounts: job('accounts'), tokens: job('tokens') } };
+    });
+    this.loop = new BackgroundLoop((healthy) => this.round(healthy), {
+      delay: exponential(1000, ROUND_MS),
+      onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'sites: a round failed; trying again'),
+    });
+  }
+
+  /**
+   * The site account and the ids recorded so far, before the gateway serves; then, in the background,
+   * a round at once (ids learned, jobs set up as far as the peers answer) and every 30 s.
+   */
+  async start(): Promise<void> {
+    if (this.settings.password) await ensureAccount(this.couch, { name: SITE_ACCOUNT, role: SITE_ROLE, password: this.settings.password });
+    this.known = await this.recorded();
+    if (this.known.length) this.learned(this.known);
+    if (this.peers.length) this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  private async round(healthy: () => void): Promise<void> {
+    await this.once();
+    healthy();
+    // A peer not reached yet is asked again soon: it is likely starting too.
+    await this.loop.pause.for(this.peers.some((peer) => peer.id === null) ? UNKNOWN_PEER_MS : ROUND_MS);
+  }
+
+  /** Learns every peer's ids; a peer whose ids are known is pulled from. */
+  async once(): Promise<void> {
+    const ids = new Set<string>();
+    for (const peer of this.peers) {
+      try {
+        const design = (await remoteJson(withoutCredentials(peer.url) + '/_design/mirror', basicAuthOf(peer.url), this.outbound)) as MirrorSettings;
+        const origins = localOrigins(design);
+        if (!origins.length) throw new Error('it has no registry id (is it a registry database of this registry software?)');
+        peer.id = origins[0];
+        peer.error = null;
+        for (const id of origins) ids.add(id);
+      } catch (err) {
+        const error = 'its ids cannot be read: ' + (err as Error).message;
+        const repeated = peer.error === error;
+        peer.error = error;
+        if (!repeated) this.log.warn({ peer: withoutCredentials(peer.url), err: (err as Error).message }, 'sites: a peer cannot be asked for its ids; its packages are pulled once it answers');
+      }
+    }
+    if (ids.size) await this.record(ids);
+    for (const peer of this.peers) {
+      if (peer.id === null) continue;
+      for (const data of Object.keys(peer.jobs) as SiteData[]) {
+        try {
+          await peer.jobs[data].ensure();
+        } catch (err) {
+          peer.error = 'its replication (' + data + ') cannot be set up: ' + (err as Error).message;
+        }
+      }
+    }
+  }
+
+  /** The other sites' ids recorded in this site's `_design/mirror`. */
+  private async recorded(): Promise<string[]> {
+    const design = await this.couch.db<MirrorSettings & { _id: string }>(this.db).get('_design/mirror');
+    return design && Array.isArray(design.sites) ? design.sites.filter((id): id is string => typeof id === 'string') : [];
+  }
+
+  /** Adds `ids` (this site's own left out) to `_design/mirror`'s `sites`; tells the gateway when they changed. */
+  private async record(ids: Set<string>): Promise<void> {
+    const db = this.couch.db<MirrorSettings & { _id: string; _rev?: string }>(this.db);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const design = await db.get('_design/mirror');
+      if (!design) throw new Error('_design/mirror is missing from ' + this.db);
+      const own = design.registry;
+      const current = (Array.isArray(design.sites) ? design.sites.filter((id): id is string => typeof id === 'string') : []).sort();
+      const next = [...new Set([...current, ...ids])].filter((id) => id !== own).sort();
+      if (next.join() === current.join()) {
+        if (next.join() !== this.known.join()) this.changed(next);
+        return;
+      }
+      try {
+        await db.put({ ...design, sites: next });
+        this.log.info({ sites: next }, 'sites: the ids of the other sites are recorded; their packages are local here');
+        this.changed(next);
+        return;
+      } catch (err) {
+        if (couchFailure(err).statusCode !== 409) throw err; // another gateway recorded them at the same time: read again
+      }
+    }
+  }
+
+  private changed(next: string[]): void {
+    this.known = next;
+    this.learned(next);
+  }
+
+  /** Every peer's replication of packages, as CouchDB reports it, with the peer's id and the state of its accounts and tokens. */
+  async status(): Promise<SitePeerStatus[]> {
+    return Promise.all(
+      this.peers.map(async (peer) => {
+        const [status, accounts, tokens] = await Promise.all([peer.jobs.packages.status(), peer.jobs.accounts.jobState(), peer.jobs.tokens.jobState()]);
+        return { ...status, peer: withoutCredentials(peer.url), id: peer.id, accounts, tokens, error: peer.error || status.error };
+      }),
+    );
+  }
+
+  /** Each peer's worst job state (cheap, for the health check): a peer not pulled from yet counts as `waiting`. */
+  async states(): Promise<{ peer: string; state: string; error: string | null }[]> {
+    return Promise.all(
+      this.peers.map(async (peer) => {
+        if (peer.id === null) return { peer: withoutCredentials(peer.url), state: 'waiting', error: peer.error };
+        const jobs = await Promise.all((Object.keys(peer.jobs) as SiteData[]).map(async (data) => ({ data, ...(await peer.jobs[data].jobState()) })));
+        const failing = jobs.find((job) => job.state !== 'running' && job.state !== 'pending');
+        if (!failing) return { peer: withoutCredentials(peer.url), state: 'running', error: peer.error };
+        return { peer: withoutCredentials(peer.url), state: failing.state, error: peer.error || '(' + failing.data + ') ' + (failing.error || failing.state) };
+      }),
+    );
+  }
+
+  /**
+   * Whether another site has an account named `name` (sign-up asks before creating one, so that a
+   * name is one account at every site). A site that cannot be asked makes it throw: sign-up waits
+   * for every site rather than risk two people under one name.
+   */
+  async nameTaken(name: string): Promise<boolean> {
+    for (const peer of this.peers) {
+      const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent('org.couchdb.user:' + name);
+      try {
+        await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound);
+        return true;
+      } catch (err) {
+        if ((err as { statusCode?: number }).statusCode === 404) continue;
+        throw new Error('the site ' + withoutCredentials(peer.url) + ' cannot be asked whether the name is free (' + (err as Error).message + ')', { cause: err });
+      }
+    }
+    return false;
+  }
+}
