@@ -16,6 +16,7 @@ import { startFeedStandIn } from '../test/helpers/feed-standin';
 import { startVerdaccio, Verdaccio } from '../test/helpers/verdaccio';
 import { dependencyTree, largePackument, Manifest, packTarball, publishBody, staticPackument } from './data';
 import { databasesOf } from '../test/helpers/registry';
+import { publishAt, startSites } from '../test/helpers/sites';
 
 export interface Scale {
   typicalVersions: number;
@@ -374,6 +375,60 @@ export async function measureReplicationLag(samples: number): Promise<{ p50: num
   } finally {
     await downstream?.stop();
     await upstream.stop();
+  }
+}
+
+/**
+ * Convergence between two sites of one registry (SITE_PEERS both ways): `samples` publishes, in turn
+ * at each site, each timed from the publish until the other site's packument names it as latest.
+ */
+export async function measureSiteConvergence(samples: number): Promise<{ p50: number; p95: number }> {
+  const sites = await startSites(2);
+  try {
+    const [a, b] = sites.sites;
+    const signup = await fetch(a.url() + '/-/user/org.couchdb.user:bench', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'bench', password: 'bench-password' }),
+    });
+    const token = ((await signup.json()) as { token: string }).token;
+    const latestAt = async (url: string): Promise<string | undefined> => {
+      const res = await fetch(url + '/site-probe');
+      return res.ok ? ((await res.json()) as { 'dist-tags'?: { latest?: string } })['dist-tags']?.latest : undefined;
+    };
+    const servedAt = async (url: string, version: string) => {
+      const deadline = Date.now() + 60_000;
+      while ((await latestAt(url)) !== version) {
+        if (Date.now() > deadline) throw new Error('the other site did not serve site-probe@' + version + ' within 60 s');
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    // The account reaches the other site, and a first version both.
+    const deadline = Date.now() + 60_000;
+    while ((await fetch(b.url() + '/-/whoami', { headers: { authorization: 'Bearer ' + token } })).status !== 200) {
+      if (Date.now() > deadline) throw new Error('the account did not reach the other site within 60 s');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const probe = async (site: typeof a, version: string) => {
+      const manifest = { name: 'site-probe', version, description: 'site convergence probe' };
+      const status = await publishAt(site.url(), token, 'site-probe', version, await packTarball(manifest));
+      if (status !== 200 && status !== 201) throw new Error('publishing site-probe@' + version + ' answered ' + status);
+    };
+    await probe(a, '1.0.0');
+    await servedAt(b.url(), '1.0.0');
+    const times: number[] = [];
+    for (let i = 1; i <= samples; i++) {
+      const [from, to] = i % 2 ? [b, a] : [a, b];
+      const version = '1.0.' + i;
+      const started = Date.now();
+      await probe(from, version);
+      await servedAt(to.url(), version);
+      times.push(Date.now() - started);
+    }
+    times.sort((x, y) => x - y);
+    return { p50: times[Math.floor(times.length / 2)], p95: times[Math.min(times.length - 1, Math.ceil(times.length * 0.95) - 1)] };
+  } finally {
+    await sites.stop();
   }
 }
 
@@ -777,6 +832,12 @@ export async function runBenchmarks(scaleName: 'full' | 'smoke'): Promise<Row[]>
     rows.push({
       metric: 'Replication lag, publish upstream to the new version served downstream (native), p95 of ' + scale.lagSamples, unit: 'ms', ours: lag.p95, peer: null, higherIsBetter: false,
       target: '≤ 2,000 ms', met: lag.p95 <= 2000, note: 'p50 ' + lag.p50 + ' ms; the publish itself included',
+    });
+    log('site convergence');
+    const sites = await measureSiteConvergence(scale.lagSamples);
+    rows.push({
+      metric: 'Site convergence, publish at one site to the new version served at the other (two sites, both ways), p95 of ' + scale.lagSamples, unit: 'ms', ours: sites.p95, peer: null, higherIsBetter: false,
+      target: '≤ 2,000 ms', met: sites.p95 <= 2000, note: 'p50 ' + sites.p50 + ' ms; the publish itself included',
     });
 
     for (const row of rows) {

@@ -2,11 +2,12 @@
  * `npm run bench`: runs the benchmarks at full size, prints the table and writes bench/RESULTS.md.
  * `npm run bench:scale` (`--scale [--sizes 1000,10000]`): the scale series, written to bench/SCALE.md.
  * `--pull-through [--runs 3]`: only the cold install through pull-through mirroring, beside Verdaccio, in rounds (medians).
+ * `--sites [--samples 40]`: only the convergence between two sites (p50, p95).
  */
 import { cpus, totalmem } from 'os';
 import { writeFileSync } from 'fs';
 import { join } from 'path';
-import { markdownTable, runBenchmarks, runPullThrough } from './harness';
+import { markdownTable, measureSiteConvergence, runBenchmarks, runPullThrough } from './harness';
 import { runScale, scaleTable } from './scale';
 
 function argument(name: string): string | undefined {
@@ -27,6 +28,12 @@ async function main(): Promise<void> {
     const report = header('Scale series', 'sizes ' + sizes.join(', ')) + scaleTable(sizes, rows) + '\n';
     process.stdout.write(report);
     if (!smoke && !argument('--sizes')) writeFileSync(join(__dirname, '..', '..', 'bench', 'SCALE.md'), report);
+    return;
+  }
+  if (process.argv.includes('--sites')) {
+    const samples = Number(argument('--samples') || (smoke ? 3 : 40));
+    const sites = await measureSiteConvergence(samples);
+    process.stdout.write(header('Site convergence', samples + ' publishes') + 'p50 ' + sites.p50 + ' ms, p95 ' + sites.p95 + ' ms (target p95 ≤ 2,000 ms)\n');
     return;
   }
   if (process.argv.includes('--pull-through')) {

@@ -48,6 +48,11 @@ export interface Config {
   /** Port of the embedded server (`COUCHDB_PORT`, default 5984). */
   couchdbPort: number;
   /**
+   * Address the embedded server listens on (`COUCHDB_BIND`, default 127.0.0.1): another address only
+   * for what must reach it from elsewhere (other sites, a reverse proxy in front of it, Fauxton for admins).
+   */
+  couchdbBind: string;
+  /**
    * `Host` values besides 127.0.0.1, localhost and [::1] at `COUCHDB_PORT` that the embedded server
    * answers (`COUCHDB_HOSTS`, comma separated, e.g. a reverse proxy's `couch.example.com`); others get 400.
    */
@@ -240,6 +245,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     couchdbUrl: env.COUCHDB_URL || undefined,
     couchdbProxySecret: env.COUCHDB_PROXY_SECRET || undefined,
     couchdbPort: integer(env, 'COUCHDB_PORT', 5984),
+    couchdbBind: env.COUCHDB_BIND || '127.0.0.1',
     couchdbHosts: (env.COUCHDB_HOSTS || '').split(/[\s,]+/).filter(Boolean).map((name) => name.toLowerCase()),
     dataDir: resolve(env.DATA_DIR || './data'),
     publicUrl: env.REGISTRY_PUBLIC_URL ? env.REGISTRY_PUBLIC_URL.replace(/\/+$/, '') : undefined,

@@ -156,3 +156,33 @@ export class ConflictResolver {
     return Buffer.concat(chunks);
   }
 }
+
+/** The id of a refused publish's record in the state database: one per package, version and bytes, whoever merged it. */
+const REFUSED_PREFIX = 'refused-publish:';
+
+/**
+ * Records publishes a merge refused in `<db>-state` (one document each; a gateway that merged the
+ * same leaves too finds it there already), so that the status lists them after any restart.
+ */
+export async function recordRefused(couch: Couch, stateDb: string, refused: RefusedPublish[]): Promise<void> {
+  for (const publish of refused) {
+    const id = REFUSED_PREFIX + publish.name + '@' + publish.version + ':' + publish.integrity;
+    await couch
+      .request('PUT', docPath(stateDb, id), { ...publish, type: 'refused-publish', at: new Date().toISOString() })
+      .catch(() => undefined); // 409: recorded already
+  }
+}
+
+/** The publishes merges refused, newest first (at most `limit`). */
+export async function refusedPublishes(couch: Couch, stateDb: string, limit = 50): Promise<(RefusedPublish & { at: string })[]> {
+  const page = await couch.request<{ rows?: { doc?: RefusedPublish & { at: string } }[] }>(
+    'GET',
+    docPath(stateDb) + '/_all_docs?include_docs=true&startkey=' + encodeURIComponent(JSON.stringify(REFUSED_PREFIX)) + '&endkey=' + encodeURIComponent(JSON.stringify(REFUSED_PREFIX + '\ufff0')),
+  );
+  return (page.rows || [])
+    .map((row) => row.doc)
+    .filter((doc): doc is RefusedPublish & { at: string } => !!doc)
+    .map(({ name, version, integrity, kept, rev, publisher, time, at }) => ({ name, version, integrity, kept, rev, publisher, time, at }))
+    .sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0))
+    .slice(0, limit);
+}

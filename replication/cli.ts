@@ -109,6 +109,9 @@ export function summary(status: any): string {
     if (site.conflicts) lines.push('  conflicts   ' + n(site.conflicts) + ' packages waiting for the merge');
     if (site.error) lines.push('  error       ' + site.error);
   }
+  for (const r of (status.refusedPublishes || []).slice(0, 10)) {
+    lines.push('refused pub.  ' + r.name + '@' + r.version + ' ' + r.integrity.slice(0, 20) + '… by ' + (r.publisher || '?') + ' (the first publish, ' + r.kept.slice(0, 20) + '…, is kept)');
+  }
   lines.push('written       ' + n(status.packagesWritten) + ' packages, ' + n(status.tarballsWritten) + ' tarballs by this gateway since it started');
   if (status.shadowed.length) lines.push('shadowed      ' + status.shadowed.join(', ') + '  (local packages; the upstream\'s are refused)');
   const other = status.refused.filter((r: { kind: string }) => r.kind !== 'shadowed');

@@ -236,6 +236,25 @@ export class Sites {
   }
 
   /**
+   * Copies the account `name` from the first site that has it, when this site does not have it yet
+   * (created there a moment ago, not replicated yet): a log-in right after a sign-up elsewhere works.
+   * True when it was copied.
+   */
+  async pullAccount(name: string): Promise<boolean> {
+    const id = 'org.couchdb.user:' + name;
+    if (SERVICE_ACCOUNTS.includes(id)) return false;
+    for (const peer of this.peers) {
+      const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent(id) + '?revs=true';
+      const doc = await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound).catch(() => null);
+      if (!doc || doc._id !== id || doc.name !== name) continue;
+      // As replication writes it: the same revision, so that the replication that follows finds it here.
+      await this.couch.request('POST', '/_users/_bulk_docs', { docs: [doc], new_edits: false });
+      return true;
+    }
+    return false;
+  }
+
+  /**
    * Whether another site has an account named `name` (sign-up asks before creating one, so that a
    * name is one account at every site). A site that cannot be asked makes it throw: sign-up waits
    * for every site rather than risk two people under one name.

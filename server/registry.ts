@@ -23,7 +23,7 @@ import { AccessRules } from '../gateway/access';
 import { PackumentCache } from '../gateway/cache';
 import { ChangesFollower } from '../gateway/changes';
 import { Sites } from '../replication/sites';
-import { ConflictResolver } from '../gateway/resolver';
+import { ConflictResolver, recordRefused } from '../gateway/resolver';
 import { SearchService } from '../gateway/search';
 import { TarballCache } from '../gateway/tarball-cache';
 import { LOGIN_THROTTLE } from '../gateway/throttle';
@@ -103,6 +103,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     embedded = await startEmbeddedCouch({
       dataDir: config.dataDir,
       port: config.couchdbPort,
+      host: config.couchdbBind,
       allowedHosts: config.couchdbHosts,
       adminName,
       adminPassword,
@@ -192,7 +193,10 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     resolver = new ConflictResolver(couch, config.registryDb, log, {
       resolved: (_name, _leaves, refused) => {
         metrics.conflictResolved(refused.length);
-        if (refused.length) void hooks.refused(refused);
+        if (refused.length) {
+          void hooks.refused(refused);
+          void recordRefused(couch, config.stateDb, refused);
+        }
       },
     });
     resolver.start();

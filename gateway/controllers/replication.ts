@@ -12,6 +12,7 @@ import { Context } from '../context';
 import { docPath } from '../../couchdb/client';
 import type { Refusal } from '../../replication/mirror';
 import { shadowedNames } from '../../replication/couchdb';
+import { refusedPublishes } from '../resolver';
 import { patternMatches } from '../../core/access';
 import { NO_POLICY } from '../../core/policy';
 import { badRequest, HttpError } from '../errors';
@@ -141,6 +142,8 @@ export async function replicationStatus(ctx: Context): Promise<Record<string, un
     feed: replication?.follower ? await replication.follower.status() : null,
     couchdb: native,
     sites: ctx.sites ? { origins: ctx.origins, peers: await ctx.sites.status() } : null,
+    // Publishes the merge of conflicting revisions refused (the same version published twice with other bytes).
+    refusedPublishes: await refusedPublishes(ctx.couch, ctx.config.stateDb).catch(() => []),
     packagesWritten: mirror ? mirror.stats.packagesWritten : 0,
     tarballsWritten: mirror ? mirror.stats.tarballsWritten : 0,
     shadowed: [...refused].filter(([, refusal]) => refusal.kind === 'shadowed').map(([name]) => name).sort(),

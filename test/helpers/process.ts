@@ -1,8 +1,9 @@
 /** The registry as a separate process (`node dist/server/main.js`), for tests that kill it. */
 import { ChildProcess, spawn } from 'child_process';
-import { join } from 'path';
+import { basename, join } from 'path';
 
-const MAIN = join(__dirname, '..', '..', 'dist', 'server', 'main.js');
+/** The built registry, from the sources (ts-jest) or from their build (the bench runs from dist/). */
+const MAIN = join(__dirname, '..', '..', ...(basename(join(__dirname, '..', '..')) === 'dist' ? [] : ['dist']), 'server', 'main.js');
 
 export interface RegistryProcess {
   child: ChildProcess;

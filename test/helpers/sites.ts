@@ -1,0 +1,227 @@
+/**
+ * Sites of one registry for tests and the bench: registry processes (so that one can be killed with
+ * SIGKILL), each on its own embedded server (or, with COUCHDB_URL, its own databases of that CouchDB),
+ * each naming the others in SITE_PEERS through a TCP relay that the test can cut: a network partition
+ * between sites, which neither site notices except by its connections failing.
+ */
+import { mkdtempSync, rmSync } from 'fs';
+import { createServer, Server, Socket, connect } from 'net';
+import { AddressInfo } from 'net';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { killProcess, RegistryProcess, startRegistryProcess } from './process';
+import { sha1, sha512 } from './npm';
+
+export const SITE_PASSWORD = 'sites-test-site-password';
+const ADMIN_PASSWORD = 'sites-test-admin';
+
+/** A TCP relay to a port that may change (a restarted site) and that can be cut and healed. */
+export class Relay {
+  private server!: Server;
+  private readonly sockets = new Set<Socket>();
+  private to: number | null = null;
+  private cut = false;
+  port = 0;
+
+  async start(): Promise<this> {
+    this.server = createServer((client) => {
+      if (this.cut || this.to === null) return client.destroy();
+      const upstream = connect(this.to, '127.0.0.1');
+      for (const socket of [client, upstream]) {
+        this.sockets.add(socket);
+        socket.on('close', () => this.sockets.delete(socket));
+        socket.on('error', () => undefined);
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  target(port: number | null): void {
+    this.to = port;
+  }
+
+  /** Every connection through it is dropped, and new ones are refused, until `heal`. */
+  partition(): void {
+    this.cut = true;
+    for (const socket of this.sockets) socket.destroy();
+  }
+
+  heal(): void {
+    this.cut = false;
+  }
+
+  async stop(): Promise<void> {
+    this.partition();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+export interface Site {
+  name: string;
+  db: string;
+  dataDir: string;
+  proc: RegistryProcess | null;
+  /** The relay the other sites reach this site's CouchDB through. */
+  relay: Relay;
+  url(): string;
+  couchOrigin(): string;
+  adminAuth(): string;
+}
+
+function couchPort(proc: RegistryProcess): number {
+  return Number(new URL(proc.couchUrl).port || 80);
+}
+
+export interface Sites {
+  sites: Site[];
+  /** Starts a site again on its data (after a kill). */
+  restart(site: Site): Promise<void>;
+  kill(site: Site): Promise<void>;
+  partition(): void;
+  heal(): void;
+  stop(): Promise<void>;
+}
+
+/** Starts `count` sites, each naming every other in SITE_PEERS. */
+export async function startSites(count: number, env: Record<string, string> = {}): Promise<Sites> {
+  const run = Math.random().toString(36).slice(2, 8);
+  const shared = process.env.COUCHDB_URL ? new URL(process.env.COUCHDB_URL) : null;
+  const sites: Site[] = [];
+  for (let i = 0; i < count; i++) {
+    const relay = await new Relay().start();
+    const site: Site = {
+      name: String.fromCharCode(65 + i),
+      db: shared ? 'registry-site' + String.fromCharCode(97 + i) + '-' + run : 'registry',
+      dataDir: mkdtempSync(join(tmpdir(), 'registry-site-' + String.fromCharCode(97 + i) + '-')),
+      proc: null,
+      relay,
+      url: () => site.proc!.url,
+      couchOrigin: () => (shared ? shared.origin : site.proc!.couchUrl),
+      adminAuth: () =>
+        'Basic ' + Buffer.from(shared ? decodeURIComponent(shared.username) + ':' + decodeURIComponent(shared.password) : 'admin:' + ADMIN_PASSWORD).toString('base64'),
+    };
+    sites.push(site);
+  }
+  const settings = (site: Site) => ({
+    DATA_DIR: site.dataDir,
+    REGISTRY_DB: site.db,
+    REGISTRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
+    // The other sites reach this one's CouchDB through its relay, under the relay's address.
+    COUCHDB_HOSTS: '127.0.0.1:' + site.relay.port,
+    SITE_PASSWORD,
+    SITE_PEERS: sites
+      .filter((other) => other !== site)
+      .map((other) => 'http://registry-site:' + SITE_PASSWORD + '@127.0.0.1:' + other.relay.port + '/' + other.db)
+      .join(','),
+    ...env,
+  });
+  const start = async (site: Site) => {
+    site.proc = await startRegistryProcess(settings(site));
+    site.relay.target(shared ? Number(shared.port || 80) : couchPort(site.proc));
+  };
+  await Promise.all(sites.map(start));
+  return {
+    sites,
+    restart: start,
+    kill: async (site) => {
+      if (site.proc) await killProcess(site.proc.child);
+      // A site on the embedded server is down with its process; on a shared CouchDB only its gateway is.
+      if (!shared) site.relay.target(null);
+    },
+    partition: () => sites.forEach((site) => site.relay.partition()),
+    heal: () => sites.forEach((site) => site.relay.heal()),
+    stop: async () => {
+      for (const site of sites) if (site.proc) await killProcess(site.proc.child, 'SIGTERM');
+      if (shared) {
+        // The continuous jobs first (a real CouchDB keeps running them), then the databases.
+        const auth = sites[0].adminAuth();
+        const jobs = (await (await fetch(shared.origin + '/_replicator/_all_docs', { headers: { authorization: auth } })).json()) as { rows?: { id: string; value: { rev: string } }[] };
+        for (const row of jobs.rows || []) {
+          if (sites.some((site) => row.id.startsWith('registry-' + site.db + '-'))) {
+            await fetch(shared.origin + '/_replicator/' + encodeURIComponent(row.id) + '?rev=' + row.value.rev, { method: 'DELETE', headers: { authorization: auth } });
+          }
+        }
+        for (const site of sites) {
+          for (const suffix of ['', '-mirror', '-tokens', '-state']) await fetch(shared.origin + '/' + site.db + suffix, { method: 'DELETE', headers: { authorization: auth } });
+        }
+      }
+      for (const site of sites) {
+        await site.relay.stop();
+        rmSync(site.dataDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** The npm publish body of one version (as npm sends it), with its own tarball bytes. */
+export function versionBody(name: string, version: string, tarball: Buffer): Record<string, unknown> {
+  return {
+    _id: name,
+    name,
+    description: 'sites test',
+    'dist-tags': { latest: version },
+    versions: { [version]: { name, version, description: 'sites test', dist: { shasum: sha1(tarball), integrity: sha512(tarball), tarball: 'x' } } },
+    _attachments: { [name.split('/').pop() + '-' + version + '.tgz']: { content_type: 'application/octet-stream', data: tarball.toString('base64'), length: tarball.length } },
+  };
+}
+
+/** Publishes `name@version` at `url` as npm does; the HTTP status (0 when the site cannot be reached). */
+export async function publishAt(url: string, token: string, name: string, version: string, tarball: Buffer): Promise<number> {
+  try {
+    const response = await fetch(url + '/' + encodeURIComponent(name).replace('%40', '@'), {
+      method: 'PUT',
+      headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json', 'npm-command': 'publish' },
+      body: JSON.stringify(versionBody(name, version, tarball)),
+      signal: AbortSignal.timeout(30_000),
+    });
+    await response.arrayBuffer();
+    return response.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** What a site serves of a package: version → integrity, and its dist-tags; null when it has none. */
+export async function served(url: string, name: string): Promise<{ versions: Record<string, string>; tags: Record<string, string> } | null> {
+  const response = await fetch(url + '/' + encodeURIComponent(name).replace('%40', '@'), { headers: { accept: 'application/json' } });
+  if (response.status !== 200) {
+    await response.arrayBuffer();
+    return null;
+  }
+  const doc = (await response.json()) as { versions: Record<string, { dist: { integrity: string } }>; 'dist-tags': Record<string, string> };
+  const versions: Record<string, string> = {};
+  for (const version of Object.keys(doc.versions).sort()) versions[version] = doc.versions[version].dist.integrity;
+  const tags: Record<string, string> = {};
+  for (const tag of Object.keys(doc['dist-tags']).sort()) tags[tag] = doc['dist-tags'][tag];
+  return { versions, tags };
+}
+
+/** Package documents of a site's registry database that still have conflicting revisions. */
+export async function conflicted(site: Site): Promise<string[]> {
+  const response = await fetch(site.couchOrigin() + '/' + site.db + '/_all_docs?include_docs=true&conflicts=true', { headers: { authorization: site.adminAuth() } });
+  const body = (await response.json()) as { rows: { id: string; doc?: { _conflicts?: string[] } }[] };
+  return body.rows.filter((row) => !row.id.startsWith('_design/') && row.doc && row.doc._conflicts && row.doc._conflicts.length).map((row) => row.id);
+}
+
+/**
+ * Whether every site serves the same versions (with the same integrity) and dist-tags of each of
+ * `names`, with no conflict left; the shared view of them when they do, else null.
+ */
+export async function convergedView(sites: Site[], names: string[]): Promise<Map<string, Record<string, string>> | null> {
+  const view = new Map<string, Record<string, string>>();
+  for (const name of names) {
+    const seen = await Promise.all(sites.map((site) => served(site.url(), name)));
+    if (seen.some((s) => s === null)) return null;
+    const first = JSON.stringify(seen[0]);
+    if (seen.some((s) => JSON.stringify(s) !== first)) return null;
+    view.set(name, seen[0]!.versions);
+  }
+  for (const site of sites) if ((await conflicted(site)).length) return null;
+  return view;
+}
