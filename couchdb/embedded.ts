@@ -228,6 +228,26 @@ function bodyGuard(): express.RequestHandler {
 }
 
 /**
+ * A site's account on `_users`, which `authorize` let through (sites replicate accounts): what it
+ * writes holds no design document (their code would run in this process), and the request then runs
+ * as an admin of `_users`, which express-pouchdb needs (it knows no database admins). After
+ * `bodyGuard`, so that the body is parsed and a multipart body was refused (it is for server admins).
+ */
+function siteOnUsers(): express.RequestHandler {
+  return (req, res, next) => {
+    const session = pinnedSession(req);
+    const caller = session.userCtx;
+    if (!isSiteCaller(caller) || isServerAdmin(caller) || (pathSegments(req.path) || [])[0] !== '_users') return next();
+    const body = req.body as { docs?: unknown; _id?: unknown } | undefined;
+    const docs: unknown[] = body && typeof body === 'object' ? (Array.isArray(body.docs) ? body.docs : [body]) : [];
+    const designed = docs.some((doc) => !!doc && typeof doc === 'object' && typeof (doc as { _id?: unknown })._id === 'string' && (doc as { _id: string })._id.startsWith('_design'));
+    if (designed) return refuseWith(res, 403, 'forbidden', 'The design documents of _users are for server admins.');
+    session.userCtx = { name: caller.name, roles: [...(caller.roles || []), '_admin'] };
+    next();
+  };
+}
+
+/**
  * express-pouchdb's multipart uploads (multiparty) leave their temporary files behind, whatever the
  * answer: each is removed once the answer is sent or the client went away.
  */
@@ -298,10 +318,6 @@ function authorization(security: ReturnType<typeof securityReader>): express.Req
     const db = databaseOf(req.path);
     const decide = (secObj: SecurityObject | null | undefined) => {
       const refusal = authorize(req.method, req.path, caller, secObj);
-      if (!refusal && isSiteCaller(caller) && (pathSegments(req.path) || [])[0] === '_users') {
-        // A site's account administers _users (authorize allowed it): express-pouchdb knows no database admins.
-        pinnedSession(req).userCtx = { name: caller.name, roles: [...(caller.roles || []), '_admin'] };
-      }
       if (!refusal) return next();
       refuseWith(res, refusal.status, refusal.error, refusal.reason);
     };
@@ -815,6 +831,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   app.use(sessionRoutes());
   app.use(authorization(securityReader(() => selfUrl, adminHeaders)));
   app.use(bodyGuard());
+  app.use(siteOnUsers());
   app.use(adminConfigRoutes(couchApp.couchConfig));
   app.post('/:db/_bulk_docs', keepReplicatedHistory);
   const longpoll = longpollChanges(() => selfUrl, options.proxySecret);

@@ -249,6 +249,13 @@ it('the site account writes packages into the registry database only, never mirr
     expect({ path, status: answer.status }).toEqual({ path, status: expect.any(Number) });
     expect(answer.status === 401 || answer.status === 403).toBe(true);
   }
+  // Nor a design document of _users slipped into a batch or a new document (its code would run in the server).
+  for (const [path, body] of [['/_users/_bulk_docs', { docs: [{ _id: '_design/evil', validate_doc_update: 'function () {}' }] }], ['/_users', { _id: '_design/evil2', views: {} }]] as const) {
+    const answer = await json(origin + path, { method: 'POST', headers: { authorization: site, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect({ path, status: answer.status === 401 || answer.status === 403 }).toEqual({ path, status: true });
+  }
+  const design = await json(A.couchOrigin() + '/_users/_design/evil', { headers: { authorization: A.adminAuth() } });
+  expect(design.status).toBe(404);
   // A person's account is no site: it reads neither the tokens nor other accounts on the CouchDB port.
   for (const path of ['/' + db + '-tokens/_all_docs', '/_users/_all_docs']) {
     const answer = await json(origin + path, { headers: { authorization: basic(user, 'site-user-password') } });
