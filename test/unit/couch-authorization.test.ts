@@ -1,5 +1,5 @@
 import { authorize, Caller } from '../../couchdb/authorization';
-import { GATEWAY_ROLE, PACKAGE_DB_SECURITY, READER_ROLE, REPLICATOR_ROLE } from '../../core/provenance';
+import { GATEWAY_ROLE, PACKAGE_DB_SECURITY, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE } from '../../core/provenance';
 import { SecurityObject } from '../../core/types';
 
 const anonymous: Caller = { name: null, roles: [] };
@@ -8,6 +8,7 @@ const admin: Caller = { name: 'admin', roles: ['_admin'] };
 const gateway: Caller = { name: 'alice', roles: [GATEWAY_ROLE] };
 const reader: Caller = { name: 'downstream', roles: [READER_ROLE] };
 const replicator: Caller = { name: 'registry-replicator', roles: [REPLICATOR_ROLE] };
+const site: Caller = { name: 'registry-site', roles: [SITE_ROLE] };
 
 /** A database open to everyone (no members), as CouchDB leaves a new one. */
 const open: SecurityObject = { admins: { names: [], roles: [] }, members: { names: [], roles: [] } };
@@ -162,5 +163,39 @@ describe('a database with members (deny by default): every endpoint, POST ones i
     ['PUT', '/registry'],
   ])('%s %s: refused to members', (method, path) => {
     expect(outcome(method, path, reader, PACKAGE_DB_SECURITY)).toBeGreaterThanOrEqual(400);
+  });
+});
+
+describe("a site's account (sites replicate packages, accounts and tokens)", () => {
+  it.each([
+    ['GET', '/_users/_changes'],
+    ['GET', '/_users/_all_docs'],
+    ['POST', '/_users/_revs_diff'],
+    ['POST', '/_users/_bulk_docs'],
+    ['POST', '/_users/_bulk_get'],
+    ['GET', '/_users/org.couchdb.user:alice'],
+    ['PUT', '/_users/_local/checkpoint'],
+  ])('administers the accounts: %s %s', (method, path) => {
+    expect(outcome(method, path, site)).toBe('allowed');
+  });
+
+  it.each([
+    ['PUT', '/_users/_design/_auth'],
+    ['PUT', '/_users/_design%2F_auth'],
+    ['GET', '/_users/_security'],
+    ['PUT', '/_users/_security'],
+    ['PUT', '/_users/_local/_security'],
+    ['GET', '/_replicator'],
+    ['GET', '/_config'],
+    ['POST', '/_replicate'],
+  ])('but not %s %s', (method, path) => {
+    expect(outcome(method, path, site)).toBe(403);
+  });
+
+  it('reads the package databases as a member, and nothing else is a site', () => {
+    expect(outcome('GET', '/registry/_changes', site, PACKAGE_DB_SECURITY)).toBe('allowed');
+    expect(outcome('GET', '/registry/_changes', bob, PACKAGE_DB_SECURITY)).toBe(403);
+    expect(outcome('GET', '/_users/_all_docs', reader)).toBe(403);
+    expect(outcome('GET', '/_users/_all_docs', replicator)).toBe(403);
   });
 });

@@ -1,6 +1,6 @@
 import validateMirror from '../../couchapp/mirror/validate_doc_update';
 import validateApp from '../../couchapp/validate_doc_update';
-import { GATEWAY_ROLE, inPrivateScope, parseScopes, REPLICATOR_ROLE } from '../../core/provenance';
+import { GATEWAY_ROLE, inPrivateScope, isMirrored, localOrigins, parseScopes, REPLICATOR_ROLE, SITE_ROLE } from '../../core/provenance';
 import { PackageDoc } from '../../core/types';
 import { mirroredDoc, revGeneration } from '../../core/mirrored';
 import { expectedIntegrity } from '../../replication/mirror';
@@ -87,6 +87,42 @@ describe('_design/mirror validate_doc_update in the mirror database', () => {
     const odd = { ...upstream('OldName'), maintainers: [] } as PackageDoc;
     expect(() => validateApp(odd, null, replicator)).not.toThrow();
     expect(() => validateApp(odd, null, alice)).toThrow();
+  });
+});
+
+describe('sites: the packages of the other sites of this registry', () => {
+  const withSites = { ...inLocal, sites: ['site-b', 'site-c'] };
+  const mirrorWithSites = { ...inMirror, sites: ['site-b'] };
+  const site = { name: 'registry-site', roles: [SITE_ROLE] };
+  const fromB = (name: string) => ({ ...packageDoc(name, ['1.0.0'], 'bob'), origin: 'site-b' });
+
+  it('site replication writes the local database as the other site wrote it, merges and removed conflict leaves included', () => {
+    expect(attempt(withSites, fromB('shared'), null, site)).toBe('ok');
+    expect(attempt(withSites, local('shared'), fromB('shared'), site)).toBe('ok');
+    expect(attempt(withSites, { ...fromB('shared'), _deleted: true }, fromB('shared'), site)).toBe('ok');
+    // an id it has not learned yet (a site that joined later): the other site checked it
+    expect(attempt(withSites, { ...fromB('later'), origin: 'site-d' }, null, site)).toBe('ok');
+    expect(() => validateApp(fromB('shared'), null, site)).not.toThrow();
+  });
+
+  it('but never a package mirrored from an upstream, and never into the mirror database', () => {
+    expect(attempt(withSites, upstream('lodash'), null, site)).toContain('never a package mirrored');
+    expect(attempt(mirrorWithSites, upstream('lodash'), null, site)).toContain('mirrored');
+  });
+
+  it("the gateway writes packages of any site's origin (their maintainers publish anywhere); replication keeps them out of the mirror", () => {
+    expect(attempt(withSites, fromB('shared'), fromB('shared'), alice)).toBe('ok');
+    expect(attempt(withSites, { ...fromB('x'), origin: 'site-unknown' }, null, alice)).toContain('"origin": "local-id"');
+    expect(attempt(mirrorWithSites, fromB('shared'), null, replicator)).toContain('marked as published here');
+  });
+
+  it('a site role on a person is no way around the gateway for the mirror database, and the local origins are this id first', () => {
+    expect(localOrigins(withSites)).toEqual(['local-id', 'site-b', 'site-c']);
+    expect(localOrigins({ registry: 'only' })).toEqual(['only']);
+    expect(localOrigins({ registry: 'x', sites: [3, '', 'y'] })).toEqual(['x', 'y']);
+    expect(isMirrored(fromB('shared'), localOrigins(withSites))).toBe(false);
+    expect(isMirrored(fromB('shared'), 'local-id')).toBe(true);
+    expect(isMirrored(upstream('lodash'), localOrigins(withSites))).toBe(true);
   });
 });
 

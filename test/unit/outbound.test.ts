@@ -82,3 +82,35 @@ describe('the outbound request policy', () => {
     expect(p.literalProblem(new URL('http://registry.internal:4873/'))).toBeNull();
   });
 });
+
+describe('sites (SITE_PEERS, SITE_PASSWORD)', () => {
+  const peer = 'http://registry-site:site-password-123456@couch.site-b.internal:5984/registry';
+
+  it('each peer is a registry database URL with the credentials of its site account, and its host is configured for the outbound policy', () => {
+    const config = loadConfig({ SITE_PEERS: peer + '/ , https://registry-site:pw-of-site-c-12345@10.1.2.3/registry', SITE_PASSWORD: 'this-site-password-1' });
+    expect(config.sites.peers).toEqual([peer, 'https://registry-site:pw-of-site-c-12345@10.1.2.3/registry']);
+    // A site on a private address is allowed exactly: that address, not its neighbours.
+    expect(config.outbound.literalProblem(new URL('https://10.1.2.3/registry'))).toBeNull();
+    expect(config.outbound.literalProblem(new URL('https://10.1.2.4/registry'))).not.toBeNull();
+  });
+
+  it('refuses a peer without credentials, without a database, not http(s), and never repeats a password in the message', () => {
+    const password = { SITE_PASSWORD: 'this-site-password-1' };
+    expect(() => loadConfig({ ...password, SITE_PEERS: 'http://couch.site-b.internal:5984/registry' })).toThrow(/credentials of that site's account/);
+    expect(() => loadConfig({ ...password, SITE_PEERS: 'http://registry-site:secret-value@couch.site-b.internal:5984/' })).toThrow(/registry database/);
+    expect(() => loadConfig({ ...password, SITE_PEERS: 'ftp://registry-site:secret-value@couch.site-b.internal/registry' })).toThrow(/http\(s\)/);
+    for (const bad of ['http://registry-site:secret-value@couch.site-b.internal:5984/', 'ftp://registry-site:secret-value@couch/registry', 'not a url secret-value']) {
+      try {
+        loadConfig({ ...password, SITE_PEERS: bad });
+      } catch (err) {
+        expect((err as Error).message).not.toContain('secret-value');
+      }
+    }
+  });
+
+  it('needs this site\'s own password, of at least 16 characters', () => {
+    expect(() => loadConfig({ SITE_PEERS: peer })).toThrow(/SITE_PASSWORD/);
+    expect(() => loadConfig({ SITE_PEERS: peer, SITE_PASSWORD: 'short' })).toThrow(/at least 16/);
+    expect(loadConfig({}).sites).toEqual({ peers: [], password: undefined });
+  });
+});

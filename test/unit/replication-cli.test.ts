@@ -103,6 +103,24 @@ describe('replication CLI', () => {
     expect(syncProgress({ ...status, couchdb: { ...couchdb, upstream: { docCount: 203, packageCount: 200 }, local: { docCount: 202, packageCount: 200 } } })).toBeNull();
   });
 
+  it('shows each site: its state and id, packages on both sides, conflicts waiting, refused publishes; a failing site is failing', () => {
+    const peer = { peer: 'https://couch.site-b.example/registry', id: 'b-id', state: 'running', upstream: { docCount: 12, packageCount: 10 }, local: { docCount: 12, packageCount: 10 }, changesPending: 0, checkpointedAt: null, conflicts: 2, error: null };
+    const status = {
+      ...feedStatus(null), feed: null,
+      sites: { origins: ['a-id', 'b-id'], peers: [peer] },
+      refusedPublishes: [{ name: 'shared', version: '1.0.0', integrity: 'sha512-BBBBBBBBBBBBBBBBBBBBBBBB', kept: 'sha512-AAAAAAAAAAAAAAAAAAAAAAA', publisher: 'bob' }],
+    };
+    const text = summary(status);
+    expect(text).toContain('site          https://couch.site-b.example/registry  running  (id b-id)');
+    expect(text).toContain('packages    10 here, 10 there, 0 changes pending');
+    expect(text).toContain('conflicts   2 packages waiting for the merge');
+    expect(text).toContain('refused pub.  shared@1.0.0 sha512-BBBBBBBBBBBBB… by bob');
+    expect(failingJobs(status)).toEqual([]);
+    expect(failingJobs({ ...status, sites: { origins: [], peers: [{ ...peer, state: 'crashing', error: 'unauthorized' }] } })).toEqual([
+      'the replication from the site https://couch.site-b.example/registry is crashing: unauthorized',
+    ]);
+  });
+
   describe('its exit code', () => {
     let server: Server;
     let answer: unknown;
