@@ -15,7 +15,7 @@ import { createHash } from 'crypto';
 import { Couch, couchFailure, Database, Identity } from '../couchdb/client';
 import { LoginAttempt, loginAttempt, LoginRefused, LoginThrottle } from '../lib/login-throttle';
 import { badRequest, conflict, forbidden, HttpError } from './errors';
-import { GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE } from '../core/provenance';
+import { GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE } from '../core/provenance';
 
 export const USER_PREFIX = 'org.couchdb.user:';
 const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,213}$/i;
@@ -26,7 +26,7 @@ const RESERVED_NAMES = [
   'registry', 'replicator', 'users', 'anonymous', 'nobody', 'null', 'undefined', 'owner', 'owners', 'support', 'security',
   'staff', 'www', 'api', 'node', 'nodejs',
   // The registry's own roles on the CouchDB port (core/provenance.ts): names that would read like them.
-  GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE,
+  GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE,
 ];
 const RESERVED = new Set(RESERVED_NAMES.map((name) => normalizedUserName(name)));
 /** How long the list of server admins' names is kept (who is an admin changes rarely; their passwords are always read fresh). */

@@ -85,7 +85,7 @@ afterAll(async () => {
 
 describe('hole 3: nobody signs up as a server admin or under a reserved name', () => {
   it('the legacy login refuses the admin name and reserved names in any spelling, and makes no account', async () => {
-    const names = [admin.name, admin.name.toUpperCase(), 'Admin', 'ADMINISTRATOR', 'root', 'couchdb', 'npm', 'registry', 'ad.min', 'r_o-o.t'];
+    const names = [admin.name, admin.name.toUpperCase(), 'Admin', 'ADMINISTRATOR', 'root', 'couchdb', 'npm', 'registry', 'ad.min', 'r_o-o.t', 'registry-site', 'Registry_Site', 'registry-replicator'];
     for (const name of names) {
       const res = await send(gateway, 'PUT', userPath(name), { body: { name, password: 'hostile-password', email: 'm@example.com' } });
       expect([name, [403, 409].includes(res.status)]).toEqual([name, true]);
