@@ -53,6 +53,12 @@ export interface SitePeerStatus extends NativeReplicationStatus {
   tokens: { state: string; error: string | null };
 }
 
+/**
+ * What a site's id looks like (ids are made by `randomUUID`): an id that reads like an upstream's URL
+ * or anything else is never taken for a site's, so that no peer can make mirrored packages local here.
+ */
+const SITE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/;
+
 /** What is pulled from every peer: its packages, its accounts and its tokens. */
 export type SiteData = 'packages' | 'accounts' | 'tokens';
 
@@ -152,8 +158,8 @@ export class Sites {
     for (const peer of this.peers) {
       try {
         const design = (await remoteJson(withoutCredentials(peer.url) + '/_design/mirror', basicAuthOf(peer.url), this.outbound)) as MirrorSettings;
-        const origins = localOrigins(design);
-        if (!origins.length) throw new Error('it has no registry id (is it a registry database of this registry software?)');
+        const origins = localOrigins(design).filter((id) => SITE_ID.test(id));
+        if (!origins.length || origins[0] !== design.registry) throw new Error('it has no registry id (is it a registry database of this registry software?)');
         peer.id = origins[0];
         peer.error = null;
         for (const id of origins) ids.add(id);
