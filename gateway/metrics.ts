@@ -149,6 +149,7 @@ export class Metrics {
   private readonly publishesRefused: Counter;
   private readonly couchLatency: Histogram<'operation' | 'outcome'>;
   private replication?: () => Promise<ReplicationGauges | null>;
+  private sites?: () => Promise<{ peer: string; state: string }[]>;
 
   constructor() {
     const registers = [this.registry];
@@ -179,8 +180,24 @@ export class Metrics {
         }
       },
     });
+    const readSites = () => (this.sites ? this.sites().catch(() => []) : Promise.resolve([]));
+    new Gauge({
+      name: 'registry_site_replication_running',
+      help: 'Whether the replication from each other site of this registry (SITE_PEERS) runs: 1, or 0 while it waits for the site, crashes or fails.',
+      labelNames: ['peer'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const site of await readSites()) this.set({ peer: site.peer }, site.state === 'running' || site.state === 'pending' ? 1 : 0);
+      },
+    });
     const lagSeconds = new Gauge({ name: 'registry_replication_lag_seconds', help: 'Seconds the replication has been behind the upstream.', registers });
     const queue = new Gauge({ name: 'registry_replication_queue', help: 'Packages waiting for another attempt (feed), or changes pending (native replication).', registers });
+  }
+
+  /** Where the state of each other site's replication is read at each scrape. */
+  watchSites(read: () => Promise<{ peer: string; state: string }[]>): void {
+    this.sites = read;
   }
 
   /** Counts an answered request; `route` when the caller knows it (else it is worked out from the path). */

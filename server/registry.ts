@@ -211,6 +211,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       context.sites = sites;
       const peers = sites;
       context.accounts.takenElsewhere = (name) => peers.nameTaken(name);
+      metrics.watchSites(() => peers.states());
     }
     const handler = createHandler(context);
     server = await new Promise<Server>((resolve, reject) => {

@@ -92,6 +92,9 @@ it('a package published with npm at one site is installed with npm from the othe
   expect(status.body.sites.origins).toContain(status.body.sites.peers[0].id);
   const health = await json(B.url() + '/-/health');
   expect(health.body.checks.replication.detail).toMatch(/site .* running/);
+  const metrics = await (await fetch(B.url() + '/-/metrics', { headers: { authorization: A.adminAuth() } })).text();
+  expect(metrics).toMatch(/registry_site_replication_running\{peer="http:\/\/127\.0\.0\.1:\d+\/[^"]+"\} 1/);
+  expect(metrics).not.toContain(SITE_PASSWORD);
 });
 
 it('accounts are one at both sites: a name signed up at one cannot be signed up at the other, and a token revoked at one stops working at both', async () => {
