@@ -144,6 +144,12 @@ export interface Config {
   /** Largest upstream tarball accepted (`UPSTREAM_MAX_TARBALL_MB`, default 256), in bytes. */
   upstreamMaxTarballBytes: number;
   /**
+   * Token lifetimes in days: the longest any token lives (`TOKEN_MAX_DAYS`, default 90; `npm login`
+   * tokens live this long), and a write token made by `npm token create` without `--expires`
+   * (`TOKEN_DEFAULT_DAYS`, default 7).
+   */
+  tokens: { maxDays: number; defaultWriteDays: number };
+  /**
    * Sites of one registry (replication/sites.ts): the other sites' registry databases, each a URL with
    * the credentials of that site's account (`SITE_PEERS`, comma separated), and this site's account
    * password (`SITE_PASSWORD`), which the other sites put in their `SITE_PEERS`.
@@ -174,6 +180,15 @@ function integer(env: NodeJS.ProcessEnv, key: string, fallback: number): number 
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0) throw new Error(key + ' must be a non-negative integer, got "' + raw + '"');
   return n;
+}
+
+/** `TOKEN_MAX_DAYS` and `TOKEN_DEFAULT_DAYS`, checked. */
+function tokenLifetimes(env: NodeJS.ProcessEnv): { maxDays: number; defaultWriteDays: number } {
+  const maxDays = integer(env, 'TOKEN_MAX_DAYS', 90);
+  const defaultWriteDays = integer(env, 'TOKEN_DEFAULT_DAYS', 7);
+  if (maxDays < 1 || defaultWriteDays < 1) throw new Error('TOKEN_MAX_DAYS and TOKEN_DEFAULT_DAYS are numbers of days, at least 1');
+  if (defaultWriteDays > maxDays) throw new Error('TOKEN_DEFAULT_DAYS (' + defaultWriteDays + ') cannot be longer than TOKEN_MAX_DAYS (' + maxDays + ')');
+  return { maxDays, defaultWriteDays };
 }
 
 /** `SITE_PEERS` and `SITE_PASSWORD`, checked: each peer is a database URL with the credentials of that site's account. */
@@ -282,6 +297,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsToken: env.METRICS_TOKEN || undefined,
     webhookBackoffMs: integer(env, 'WEBHOOK_BACKOFF_MS', 5000),
     sites,
+    tokens: tokenLifetimes(env),
     outbound,
     foreignMode,
     upstreamMaxPackumentBytes: Math.max(1, integer(env, 'UPSTREAM_MAX_PACKUMENT_MB', 64)) * 1024 * 1024,

@@ -10,6 +10,7 @@ import { Database } from '../couchdb/client';
 import { currentUser } from './auth';
 import { forbidden, HttpError, unauthorized } from './errors';
 import { markReadable } from './http-cache';
+import { describeLimits, isLimited, tokenCovers } from '../core/tokens';
 
 const TTL_MS = 2000;
 
@@ -63,7 +64,12 @@ export class AccessRules {
       throw new HttpError(503, 'The access rules in _design/access are invalid (' + problem + '); an admin must fix them.');
     }
     if (allowed(rules, name, 'read', who)) {
-      markReadable(res, allowed(rules, name, 'read', { name: null, roles: [] }));
+      const everyone = allowed(rules, name, 'read', { name: null, roles: [] });
+      // A token limited to some packages reads the others only where anyone may.
+      if (!everyone && user && !tokenCovers(user.limits, name)) {
+        throw forbidden('This token is limited to ' + describeLimits(user.limits!) + '; it cannot read the private package "' + name + '". Use a token made for it.');
+      }
+      markReadable(res, everyone);
       return;
     }
     if (!user) throw unauthorized('"' + name + '" is private on this registry: log in with `npm login` to read it.');
@@ -81,6 +87,8 @@ export class AccessRules {
     if (who.roles.includes('_admin')) return null;
     if (!rules) return () => false;
     if (rules.length && rules[0].package === '**' && (rules[0].read || []).includes('$all')) return null;
+    const limits = user && isLimited(user.limits) ? user.limits : undefined;
+    if (limits) return (name) => allowed(rules, name, 'read', { name: null, roles: [] }) || (tokenCovers(limits, name) && allowed(rules, name, 'read', who));
     return (name) => allowed(rules, name, 'read', who);
   }
 

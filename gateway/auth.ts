@@ -9,10 +9,13 @@ import { Identity } from '../couchdb/client';
 import { forbidden, unauthorized } from './errors';
 import { inCidr } from './throttle';
 import { TokenStore } from './tokens';
+import { describeLimits, tokenCovers, TokenLimits } from '../core/tokens';
 
 export interface AuthenticatedUser extends Identity {
   email?: string;
   readonly: boolean;
+  /** The packages and scopes a token is limited to (core/tokens.ts); none for other credentials. */
+  limits?: TokenLimits;
   /** How the user logged in: a token or Basic for the npm API, the pages' session for the web pages (read only). */
   via: 'token' | 'basic' | 'web';
 }
@@ -28,9 +31,13 @@ export function requireUser(res: Response): AuthenticatedUser {
   return user;
 }
 
-export function requireWriter(res: Response): AuthenticatedUser {
+/** The logged-in user, if they may write the package `name` with these credentials (not read-only, not limited to other packages). */
+export function requireWriter(res: Response, name: string): AuthenticatedUser {
   const user = requireUser(res);
   if (user.readonly) throw forbidden('This token is read-only; log in with a full token to publish or change packages.');
+  if (!tokenCovers(user.limits, name)) {
+    throw forbidden('This token is limited to ' + describeLimits(user.limits!) + '; it cannot publish or change "' + name + '". Use a token made for it (`npm token create --packages ' + name + '`).');
+  }
   return user;
 }
 
@@ -57,6 +64,9 @@ export function authenticate(accounts: Accounts, tokens: TokenStore) {
       if (/^bearer$/i.test(scheme)) {
         const record = await tokens.lookup(value.trim());
         if (!record) throw unauthorized('This token is not valid (revoked or unknown): run `npm login` again.');
+        if (record.expires && Date.parse(record.expires) <= Date.now()) {
+          throw unauthorized('This token expired on ' + record.expires + ': run `npm login` again, or make a new one with `npm token create`.');
+        }
         if (record.cidr_whitelist.length && !record.cidr_whitelist.some((cidr) => inCidr(clientAddress(req), cidr))) {
           throw forbidden('This token may only be used from ' + record.cidr_whitelist.join(', ') + '; this request comes from ' + clientAddress(req) + '.');
         }
@@ -67,7 +77,7 @@ export function authenticate(accounts: Accounts, tokens: TokenStore) {
           await tokens.revokeKey(record._id, null).catch(() => undefined);
           throw unauthorized('This token is no longer valid: its account was deleted or its password changed since. Run `npm login` again.');
         }
-        res.locals.user = { name: record.user, roles: account.roles, email: account.email, readonly: record.readonly, via: 'token' } satisfies AuthenticatedUser;
+        res.locals.user = { name: record.user, roles: account.roles, email: account.email, readonly: record.readonly, limits: record.limits, via: 'token' } satisfies AuthenticatedUser;
         res.locals.tokenRecord = record;
         return next();
       }

@@ -2,12 +2,14 @@
  * Access tokens. A token is shown to its owner once; CouchDB keeps only its SHA-256, as the id of a
  * document in the tokens database (readable by admins only), so a revoked token is refused at once
  * by every gateway. A token records the stamp of the account it was issued for (`Accounts.account`):
- * it dies with the account and with a password change, at once.
+ * it dies with the account and with a password change, at once. It may expire, and be limited to some
+ * packages and scopes (core/tokens.ts).
  */
 import { createHash, randomBytes } from 'crypto';
 import { Couch, Database } from '../couchdb/client';
 import { Accounts } from './accounts';
 import { HttpError } from './errors';
+import { TokenLimits } from '../core/tokens';
 
 export interface TokenRecord {
   _id: string;
@@ -22,6 +24,21 @@ export interface TokenRecord {
   name?: string;
   /** The stamp of the account it was issued for; tokens made before stamps were kept have none. */
   account?: string;
+  /** When it stops working (ISO time); tokens made before expiry was kept have none. */
+  expires?: string;
+  /** The packages and scopes it is limited to (core/tokens.ts); none: every package its account may. */
+  limits?: TokenLimits;
+  description?: string;
+}
+
+/** What a new token may carry besides its account. */
+export interface TokenOptions {
+  readonly?: boolean;
+  cidr?: string[];
+  name?: string;
+  expires?: string;
+  limits?: TokenLimits;
+  description?: string;
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -34,7 +51,7 @@ export class TokenStore {
   }
 
   /** A new token for `user`, whose account's current stamp is `options.account`. */
-  async create(user: string, options: { account: string; readonly?: boolean; cidr?: string[]; name?: string }): Promise<{ token: string; record: TokenRecord }> {
+  async create(user: string, options: TokenOptions & { account: string }): Promise<{ token: string; record: TokenRecord }> {
     const token = 'cnr_' + randomBytes(30).toString('base64url');
     const record: TokenRecord = {
       _id: hashToken(token),
@@ -47,6 +64,9 @@ export class TokenStore {
       account: options.account,
     };
     if (options.name) record.name = options.name;
+    if (options.expires) record.expires = options.expires;
+    if (options.limits && Object.keys(options.limits).length) record.limits = options.limits;
+    if (options.description) record.description = options.description;
     await this.db.put(record);
     return { token, record };
   }
@@ -84,7 +104,7 @@ export class TokenStore {
 }
 
 /** A new token for the account `user` as it is now (its stamp read afresh), for `npm login` and `npm token create`. */
-export async function issueToken(accounts: Accounts, tokens: TokenStore, user: string, options: { readonly?: boolean; cidr?: string[]; name?: string }): Promise<{ token: string; record: TokenRecord }> {
+export async function issueToken(accounts: Accounts, tokens: TokenStore, user: string, options: TokenOptions): Promise<{ token: string; record: TokenRecord }> {
   const account = await accounts.account(user);
   if (!account) throw new HttpError(409, 'The account "' + user + '" no longer exists; sign up or log in again.');
   return tokens.create(user, { ...options, account: account.stamp });

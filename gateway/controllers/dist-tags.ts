@@ -25,7 +25,7 @@ export function distTagRoutes(ctx: Context): Router {
   }
 
   async function change(res: Response, name: string, edit: (tags: Record<string, string>, doc: PackageDoc) => void): Promise<void> {
-    const user = requireWriter(res);
+    const user = requireWriter(res, name);
     let tags: Record<string, string> = {};
     await writeWithRetry(ctx, user, name, (doc) => {
       if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');

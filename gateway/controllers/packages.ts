@@ -281,7 +281,7 @@ export function packageRoutes(ctx: Context): Router {
   }
 
   async function put(req: Request, res: Response, name: string, rev: string | undefined): Promise<void> {
-    const user = requireWriter(res);
+    const user = requireWriter(res, name);
     const body = req.body as Record<string, unknown>;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body must be a JSON object.');
     assertValidName(name);
@@ -324,7 +324,7 @@ export function packageRoutes(ctx: Context): Router {
   }
 
   async function unpublishAll(res: Response, name: string, rev: string): Promise<void> {
-    const user = requireWriter(res);
+    const user = requireWriter(res, name);
     const now = new Date().toISOString();
     await writeWithRetry(ctx, user, name, (existing) => {
       if (!existing || isTombstone(existing)) throw notFoundPackage(name);
@@ -336,7 +336,7 @@ export function packageRoutes(ctx: Context): Router {
   }
 
   async function deleteTarball(res: Response, name: string, file: string): Promise<void> {
-    const user = requireWriter(res);
+    const user = requireWriter(res, name);
     await writeWithRetry(ctx, user, name, (existing) => {
       if (!existing) throw notFoundPackage(name);
       return withoutTarball(existing, file);

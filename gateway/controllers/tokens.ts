@@ -1,7 +1,8 @@
 /**
  * `npm token list/create/revoke` (`/-/npm/v1/tokens`) and `npm profile get` (`/-/npm/v1/user`).
- * Creating a token asks for the password again; a token is shown once and stored as its hash. A
- * read-only token neither creates nor revokes tokens; tokens of an account's former password (or of a
+ * Creating a token asks for the password again; a token is shown once and stored as its hash. It
+ * expires, and may be limited to packages and scopes (core/tokens.ts checks what npm asks for). A
+ * read-only or limited token neither creates nor revokes tokens; tokens of an account's former password (or of a
  * former account of the same name) are not listed, and are removed when seen.
  */
 import { Response, Router } from 'express';
@@ -10,26 +11,35 @@ import { Context } from '../context';
 import { badRequest, forbidden, notFound, unauthorized } from '../errors';
 import { inCidr } from '../throttle';
 import { hashToken, issueToken, TokenRecord } from '../tokens';
+import { isLimited, tokenRequest, TokenRequest } from '../../core/tokens';
 
 const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
 
 function listed(record: TokenRecord) {
+  const limits = record.limits || {};
   return {
     key: record._id,
     token: record.preview,
     // npm prints the name of every token; tokens made before names were kept get one that says so.
     name: record.name || 'unnamed',
+    description: record.description || null,
     created: record.created,
     updated: record.created,
+    expires: record.expires || null,
     readonly: record.readonly,
+    packages_and_scopes_permission: record.readonly ? 'read-only' : 'read-write',
+    packages: limits.packages || null,
+    scopes: limits.scopes || null,
+    packages_all: isLimited(limits) ? false : true,
     cidr_whitelist: record.cidr_whitelist.length ? record.cidr_whitelist : null,
   };
 }
 
-/** The user, if their credentials may manage tokens: a read-only token may not. */
+/** The user, if their credentials may manage tokens: a read-only token may not, nor one limited to some packages. */
 function tokenManager(res: Response): AuthenticatedUser {
   const user = requireUser(res);
   if (user.readonly) throw forbidden('A read-only token cannot create or revoke tokens; use a full token, or `npm login`.');
+  if (isLimited(user.limits)) throw forbidden('A token limited to some packages cannot create or revoke tokens; use `npm login`.');
   return user;
 }
 
@@ -61,10 +71,15 @@ export function tokenRoutes(ctx: Context): Router {
       if (!Array.isArray(cidr) || !cidr.every((c) => typeof c === 'string' && CIDR.test(c) && inCidr(c.split('/')[0], c))) {
         throw badRequest('"cidr_whitelist" must be a list of IPv4 CIDR blocks such as 192.168.0.0/24.');
       }
-      const readonly = body.readonly === true || body.packages_and_scopes_permission === 'read-only';
-      const name = typeof body.name === 'string' && body.name ? body.name.slice(0, 100) : 'npm token create';
-      const { token, record } = await issueToken(ctx.accounts, ctx.tokens, user.name, { readonly, cidr: cidr as string[], name });
-      ctx.log.info({ user: user.name, readonly, cidr }, 'token created');
+      let asked: TokenRequest;
+      try {
+        asked = tokenRequest(body, ctx.config.tokens, Date.now());
+      } catch (err) {
+        throw badRequest((err as Error).message);
+      }
+      const { readonly, name, expires, limits, description } = asked;
+      const { token, record } = await issueToken(ctx.accounts, ctx.tokens, user.name, { readonly, cidr: cidr as string[], name, expires, limits, description });
+      ctx.log.info({ user: user.name, readonly, cidr, expires, limits }, 'token created');
       res.status(201).json({ ...listed(record), token });
     })().catch(next);
   });

@@ -12,6 +12,7 @@ import { USER_PREFIX, userNameProblem } from '../accounts';
 import { abandonSignal, clientAddress, currentUser, requireUser } from '../auth';
 import { Context } from '../context';
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../errors';
+import { isLimited } from '../../core/tokens';
 import { hashToken, issueToken as newToken } from '../tokens';
 import { decodeSegment } from '../paths';
 
@@ -21,7 +22,8 @@ export function userRoutes(ctx: Context): Router {
   const router = Router();
 
   async function issueToken(res: Response, name: string, status: number, extra: Record<string, unknown> = {}): Promise<void> {
-    const { token } = await newToken(ctx.accounts, ctx.tokens, name, { name: 'npm login' });
+    const expires = new Date(Date.now() + ctx.config.tokens.maxDays * 86_400_000).toISOString();
+    const { token } = await newToken(ctx.accounts, ctx.tokens, name, { name: 'npm login', expires });
     ctx.log.info({ user: name }, 'token issued');
     res.status(status).json({ ok: true, id: USER_PREFIX + name, token, ...extra });
   }
@@ -93,9 +95,9 @@ export function userRoutes(ctx: Context): Router {
       const user = requireUser(res);
       // Express has decoded the path already: decoding again would turn "%25zz" into a broken escape.
       const token = req.params.token;
-      // A read-only token revokes itself only (npm logout), never the user's other tokens.
-      if (user.readonly && (res.locals.tokenRecord as { _id?: string } | undefined)?._id !== hashToken(token)) {
-        throw forbidden('A read-only token can revoke only itself; log in with a full token to revoke others.');
+      // A read-only or limited token revokes itself only (npm logout), never the user's other tokens.
+      if ((user.readonly || isLimited(user.limits)) && (res.locals.tokenRecord as { _id?: string } | undefined)?._id !== hashToken(token)) {
+        throw forbidden('A read-only or limited token can revoke only itself; log in with a full token to revoke others.');
       }
       const record = await ctx.tokens.lookup(token);
       if (!record || (record.user !== user.name && !user.roles.includes('_admin'))) {

@@ -189,11 +189,11 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
     for (const db of [ctx.registry, ctx.mirrored]) for (const row of (await db.view<string>('byMaintainer', { key: user.name })).rows) names.add(row.value);
     const packages = [...names].sort().map((name) => `<li>${packageLink(base, name)}</li>`).join('');
     const tokens = (await ctx.tokens.listByUser(user.name))
-      .map((t) => `<tr><td><code>${escape(t.preview)}…</code></td><td>${escape(t.name || 'unnamed')}</td><td>${when(t.created)}</td><td>${t.readonly ? 'read-only' : 'publish'}</td><td>${escape(t.cidr_whitelist.join(', '))}</td></tr>`)
+      .map((t) => `<tr><td><code>${escape(t.preview)}…</code></td><td>${escape(t.name || 'unnamed')}</td><td>${when(t.created)}</td><td>${t.readonly ? 'read-only' : 'publish'}${t.limits && (t.limits.packages || t.limits.scopes) ? ': ' + escape([...(t.limits.packages || []), ...(t.limits.scopes || [])].join(', ')) : ''}</td><td>${t.expires ? when(t.expires) : 'never'}</td><td>${escape(t.cidr_whitelist.join(', '))}</td></tr>`)
       .join('');
     const body = `<h1>${escape(user.name)}</h1>
 <h2>Packages you maintain</h2>${packages ? `<ul>${packages}</ul>` : '<p class="muted">None yet.</p>'}
-<h2>Your tokens</h2>${tokens ? `<table><thead><tr><th>Token</th><th>Name</th><th>Created</th><th>Access</th><th>CIDR</th></tr></thead><tbody>${tokens}</tbody></table>` : '<p class="muted">None.</p>'}
+<h2>Your tokens</h2>${tokens ? `<table><thead><tr><th>Token</th><th>Name</th><th>Created</th><th>Access</th><th>Expires</th><th>CIDR</th></tr></thead><tbody>${tokens}</tbody></table>` : '<p class="muted">None.</p>'}
 <p class="muted">Revoke a token with <code>npm token revoke &lt;id&gt;</code>.</p>`;
     page(req, res, 200, user.name, body, user);
   }));
