@@ -150,6 +150,12 @@ export interface Config {
    */
   tokens: { maxDays: number; defaultWriteDays: number };
   /**
+   * Two-factor authentication (`TWO_FACTOR`): `optional` (default; each account chooses with `npm
+   * profile enable-2fa`) or `required` (publishing and changing packages need an account with
+   * two-factor authentication for writes).
+   */
+  twoFactor: 'optional' | 'required';
+  /**
    * Sites of one registry (replication/sites.ts): the other sites' registry databases, each a URL with
    * the credentials of that site's account (`SITE_PEERS`, comma separated), and this site's account
    * password (`SITE_PASSWORD`), which the other sites put in their `SITE_PEERS`.
@@ -298,6 +304,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookBackoffMs: integer(env, 'WEBHOOK_BACKOFF_MS', 5000),
     sites,
     tokens: tokenLifetimes(env),
+    twoFactor: oneOf(env, 'TWO_FACTOR', ['optional', 'required'] as const, 'optional'),
     outbound,
     foreignMode,
     upstreamMaxPackumentBytes: Math.max(1, integer(env, 'UPSTREAM_MAX_PACKUMENT_MB', 64)) * 1024 * 1024,

@@ -25,6 +25,8 @@ export interface TokenRequest {
   expires: string;
   limits: TokenLimits;
   cidr: string[];
+  /** Writes with it need no one-time password (automation). */
+  bypass2fa: boolean;
 }
 
 export interface TokenLifetimes {
@@ -76,7 +78,7 @@ function stringList(value: unknown, what: string): string[] {
 /**
  * Checks what `npm token create` sent (`body`) and makes the token's settings, or throws an Error
  * whose message says what to change. Nothing asked for is ignored: what this registry does not
- * support (orgs, `--bypass-2fa` without two-factor authentication) is refused.
+ * support (orgs) is refused.
  */
 export function tokenRequest(body: Record<string, unknown>, lifetimes: TokenLifetimes, now: number): TokenRequest {
   if (body.orgs !== undefined && stringList(body.orgs, 'orgs').length) {
@@ -84,9 +86,6 @@ export function tokenRequest(body: Record<string, unknown>, lifetimes: TokenLife
   }
   if (body.orgs_permission !== undefined && body.orgs_permission !== null) {
     throw new Error('This registry has no npm orgs, so --orgs-permission has nothing to apply to; leave it out.');
-  }
-  if (body.bypass_2fa === true) {
-    throw new Error('This registry has no two-factor authentication yet, so a token has nothing to bypass; leave out --bypass-2fa.');
   }
   const permission = body.packages_and_scopes_permission;
   if (permission !== undefined && permission !== null && (typeof permission !== 'string' || PERMISSIONS.indexOf(permission) === -1)) {
@@ -125,5 +124,6 @@ export function tokenRequest(body: Record<string, unknown>, lifetimes: TokenLife
     expires: new Date(now + days * 86_400_000).toISOString(),
     limits,
     cidr: [],
+    bypass2fa: body.bypass_2fa === true,
   };
 }

@@ -15,6 +15,7 @@ import { createHash } from 'crypto';
 import { Couch, couchFailure, Database, Identity } from '../couchdb/client';
 import { LoginAttempt, loginAttempt, LoginRefused, LoginThrottle } from '../lib/login-throttle';
 import { badRequest, conflict, forbidden, HttpError } from './errors';
+import { TwoFactorState, twoFactorOf } from './two-factor';
 import { GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE } from '../core/provenance';
 
 export const USER_PREFIX = 'org.couchdb.user:';
@@ -47,6 +48,8 @@ export interface UserDoc {
   /** When the account was made and last changed (accounts made before these were kept have none). */
   created?: string;
   updated?: string;
+  /** Two-factor authentication (gateway/two-factor.ts). */
+  registry_tfa?: TwoFactorState;
 }
 
 /** An account as the gateway sees it: a `_users` document or a server admin. */
@@ -59,6 +62,8 @@ export interface Account {
   admin: boolean;
   /** When a `_users` account was made, if known. */
   created?: string;
+  /** Its two-factor authentication, when it set one up (enabled, or pending). */
+  twoFactor?: TwoFactorState | null;
 }
 
 /** What a token or a session records of the account it was issued for. */
@@ -152,7 +157,10 @@ export class Accounts {
     const doc = await this.read(name);
     if (!doc || doc.type !== 'user' || doc.name !== name) return null;
     const roles = (Array.isArray(doc.roles) ? doc.roles : []).filter((r) => typeof r === 'string' && !r.startsWith('_'));
-    return { name, roles, email: doc.email, stamp: stampOf('user', name, String(doc.salt), String(doc.derived_key || doc.password_sha)), admin: false, created: doc.created };
+    return {
+      name, roles, email: doc.email, stamp: stampOf('user', name, String(doc.salt), String(doc.derived_key || doc.password_sha)), admin: false, created: doc.created,
+      twoFactor: twoFactorOf(doc),
+    };
   }
 
   /**
@@ -200,6 +208,24 @@ export class Accounts {
       if (couchFailure(err).statusCode === 409) throw conflict('The user name "' + name + '" is taken; choose another, or log in with its password.');
       throw err;
     }
+  }
+
+  /** Sets (or, with null, removes) the two-factor authentication of the account `name`. */
+  async setTwoFactor(name: string, state: TwoFactorState | null): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const doc = await this.read(name);
+      if (!doc) throw new HttpError(404, 'No account "' + name + '".');
+      const next: UserDoc = { ...doc, updated: new Date().toISOString() };
+      if (state) next.registry_tfa = state;
+      else delete next.registry_tfa;
+      try {
+        await this.users.put(next);
+        return;
+      } catch (err) {
+        if (couchFailure(err).statusCode !== 409) throw err;
+      }
+    }
+    throw new HttpError(409, 'The account changed while this request was processed; run the command again.');
   }
 
   /**

@@ -103,7 +103,7 @@ export function createApp(ctx: Context): express.Express {
   api.use(webRoutes(ctx, new WebSessions(ctx.couch, ctx.config.stateDb, base || '/', (ctx.config.publicUrl || '').startsWith('https:'))));
   // Who asks is known before a body is read: only a logged-in user may send a publish-sized body, so
   // that nobody can make the registry hold large bodies in memory without credentials.
-  api.use(authenticate(ctx.accounts, ctx.tokens));
+  api.use(authenticate(ctx.accounts, ctx.tokens, ctx.config));
   const parseAs = (limit: number) => express.json({ limit, strict: false, type: ['application/json', 'application/*+json', 'text/plain'] });
   const parseLarge = parseAs(ctx.config.maxPublishBytes);
   const parseSmall = parseAs(ANONYMOUS_BODY_BYTES);

@@ -9,6 +9,8 @@ import { Identity } from '../couchdb/client';
 import { forbidden, unauthorized } from './errors';
 import { inCidr } from './throttle';
 import { TokenStore } from './tokens';
+import { TwoFactorState, twoFactorOf } from './two-factor';
+import { requireSecondFactor, SecondFactorSettings } from './second-factor';
 import { describeLimits, tokenCovers, TokenLimits } from '../core/tokens';
 
 export interface AuthenticatedUser extends Identity {
@@ -16,6 +18,8 @@ export interface AuthenticatedUser extends Identity {
   readonly: boolean;
   /** The packages and scopes a token is limited to (core/tokens.ts); none for other credentials. */
   limits?: TokenLimits;
+  /** The account's two-factor authentication, if it set one up. */
+  twoFactor?: TwoFactorState | null;
   /** How the user logged in: a token or Basic for the npm API, the pages' session for the web pages (read only). */
   via: 'token' | 'basic' | 'web';
 }
@@ -55,7 +59,7 @@ export function abandonSignal(res: Response): AbortSignal {
   return controller.signal;
 }
 
-export function authenticate(accounts: Accounts, tokens: TokenStore) {
+export function authenticate(accounts: Accounts, tokens: TokenStore, settings: SecondFactorSettings) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
     try {
       const header = req.headers.authorization;
@@ -77,7 +81,9 @@ export function authenticate(accounts: Accounts, tokens: TokenStore) {
           await tokens.revokeKey(record._id, null).catch(() => undefined);
           throw unauthorized('This token is no longer valid: its account was deleted or its password changed since. Run `npm login` again.');
         }
-        res.locals.user = { name: record.user, roles: account.roles, email: account.email, readonly: record.readonly, limits: record.limits, via: 'token' } satisfies AuthenticatedUser;
+        res.locals.user = {
+          name: record.user, roles: account.roles, email: account.email, readonly: record.readonly, limits: record.limits, twoFactor: account.twoFactor, via: 'token',
+        } satisfies AuthenticatedUser;
         res.locals.tokenRecord = record;
         return next();
       }
@@ -89,7 +95,10 @@ export function authenticate(accounts: Accounts, tokens: TokenStore) {
         const identity = await accounts.verify(name, password, clientAddress(req), abandonSignal(res));
         if (!identity) throw unauthorized('Wrong user name or password.');
         const doc = identity.roles.includes('_admin') ? null : await accounts.read(identity.name);
-        res.locals.user = { ...identity, email: doc?.email, readonly: false, via: 'basic' } satisfies AuthenticatedUser;
+        const user = { ...identity, email: doc?.email, readonly: false, twoFactor: twoFactorOf(doc), via: 'basic' } satisfies AuthenticatedUser;
+        // A password is a log-in: with two-factor authentication on, it needs a one-time password too.
+        await requireSecondFactor(accounts, settings, res, { name: identity.name, admin: identity.roles.includes('_admin'), credential: 'basic:' + identity.name }, user.twoFactor, 'login');
+        res.locals.user = user;
         return next();
       }
       throw unauthorized('Unsupported authorization scheme "' + scheme + '": use a Bearer token or Basic credentials.');

@@ -29,6 +29,8 @@ export interface TokenRecord {
   /** The packages and scopes it is limited to (core/tokens.ts); none: every package its account may. */
   limits?: TokenLimits;
   description?: string;
+  /** Writes with it need no one-time password (`npm token create --bypass-2fa`, for automation). */
+  bypass2fa?: boolean;
 }
 
 /** What a new token may carry besides its account. */
@@ -39,6 +41,7 @@ export interface TokenOptions {
   expires?: string;
   limits?: TokenLimits;
   description?: string;
+  bypass2fa?: boolean;
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -67,6 +70,7 @@ export class TokenStore {
     if (options.expires) record.expires = options.expires;
     if (options.limits && Object.keys(options.limits).length) record.limits = options.limits;
     if (options.description) record.description = options.description;
+    if (options.bypass2fa) record.bypass2fa = true;
     await this.db.put(record);
     return { token, record };
   }

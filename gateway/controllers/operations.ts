@@ -108,7 +108,7 @@ export function operationsRoutes(ctx: Context): Router {
       .catch(next);
   });
 
-  const userAuth = authenticate(ctx.accounts, ctx.tokens);
+  const userAuth = authenticate(ctx.accounts, ctx.tokens, ctx.config);
   router.get('/-/metrics', (req: Request, res: Response, next) => {
     (async () => {
       const { metrics: access, metricsToken } = ctx.config;

@@ -11,6 +11,8 @@ import { Context } from '../context';
 import { badRequest, forbidden, notFound, unauthorized } from '../errors';
 import { inCidr } from '../throttle';
 import { hashToken, issueToken, TokenRecord } from '../tokens';
+import { credentialOf, requireSecondFactor, twoFactorOn } from '../second-factor';
+import { checkCode, newRecoveryCodes, newSecret, otpRequired, twoFactorOf } from '../two-factor';
 import { isLimited, tokenRequest, TokenRequest } from '../../core/tokens';
 
 const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
@@ -32,6 +34,7 @@ function listed(record: TokenRecord) {
     scopes: limits.scopes || null,
     packages_all: isLimited(limits) ? false : true,
     cidr_whitelist: record.cidr_whitelist.length ? record.cidr_whitelist : null,
+    bypass_2fa: !!record.bypass2fa,
   };
 }
 
@@ -67,6 +70,7 @@ export function tokenRoutes(ctx: Context): Router {
       if (!(await ctx.accounts.verify(user.name, body.password, clientAddress(req), abandonSignal(res)))) {
         throw unauthorized('Wrong password for "' + user.name + '".');
       }
+      await requireSecondFactor(ctx.accounts, ctx.config, res, credentialOf(res, user), user.twoFactor, 'credentials');
       const cidr = body.cidr_whitelist === undefined || body.cidr_whitelist === null ? [] : body.cidr_whitelist;
       if (!Array.isArray(cidr) || !cidr.every((c) => typeof c === 'string' && CIDR.test(c) && inCidr(c.split('/')[0], c))) {
         throw badRequest('"cidr_whitelist" must be a list of IPv4 CIDR blocks such as 192.168.0.0/24.');
@@ -77,8 +81,8 @@ export function tokenRoutes(ctx: Context): Router {
       } catch (err) {
         throw badRequest((err as Error).message);
       }
-      const { readonly, name, expires, limits, description } = asked;
-      const { token, record } = await issueToken(ctx.accounts, ctx.tokens, user.name, { readonly, cidr: cidr as string[], name, expires, limits, description });
+      const { readonly, name, expires, limits, description, bypass2fa } = asked;
+      const { token, record } = await issueToken(ctx.accounts, ctx.tokens, user.name, { readonly, cidr: cidr as string[], name, expires, limits, description, bypass2fa });
       ctx.log.info({ user: user.name, readonly, cidr, expires, limits }, 'token created');
       res.status(201).json({ ...listed(record), token });
     })().catch(next);
@@ -90,6 +94,7 @@ export function tokenRoutes(ctx: Context): Router {
       // `npm token revoke` sends the key (the token's hash) of a listed token, or the token itself.
       const given = req.params.key;
       const key = /^[0-9a-f]{64}$/.test(given) ? given : hashToken(given);
+      await requireSecondFactor(ctx.accounts, ctx.config, res, credentialOf(res, user), user.twoFactor, 'credentials');
       const removed = await ctx.tokens.revokeKey(key, user.roles.includes('_admin') ? null : user.name);
       if (!removed) throw notFound('No token of yours has that key or value; see `npm token list`.');
       ctx.log.info({ user: user.name }, 'token revoked');
@@ -97,12 +102,76 @@ export function tokenRoutes(ctx: Context): Router {
     })().catch(next);
   });
 
+  /** The profile npm shows (`npm profile get`): `tfa` is false, or the mode and whether it is still pending. */
+  async function profileOf(name: string): Promise<Record<string, unknown>> {
+    const doc = await ctx.accounts.read(name);
+    if (!doc) throw notFound('No profile for "' + name + '".');
+    const tfa = twoFactorOf(doc);
+    return {
+      name: doc.name, email: doc.email || null, email_verified: false, tfa: tfa ? { mode: tfa.mode, pending: tfa.pending } : false,
+      created: doc.created || null, updated: doc.updated || doc.created || null, fullname: null, homepage: null,
+    };
+  }
+
   router.get('/-/npm/v1/user', (_req, res, next) => {
     (async () => {
       const user = requireUser(res);
-      const doc = await ctx.accounts.read(user.name);
-      if (!doc) throw notFound('No profile for "' + user.name + '".');
-      res.json({ name: doc.name, email: doc.email || null, email_verified: false, tfa: false, created: doc.created || null, updated: doc.updated || doc.created || null, fullname: null, homepage: null });
+      res.json(await profileOf(user.name));
+    })().catch(next);
+  });
+
+  /**
+   * `npm profile enable-2fa` and `disable-2fa`: `{tfa: {password, mode}}` starts (a new secret, its
+   * `otpauth://` URL answered), changes the mode of, or (`mode: "disable"`) turns off two-factor
+   * authentication; `{tfa: ["<code>"]}` confirms a pending one with a first code, answered with the
+   * recovery codes. Changing or turning off one that is on needs a one-time password.
+   */
+  router.post('/-/npm/v1/user', (req, res, next) => {
+    (async () => {
+      const user = tokenManager(res);
+      if (user.roles.includes('_admin') && !(await ctx.accounts.read(user.name))) throw badRequest('Server admins have no profile here; two-factor authentication is for accounts.');
+      const body = (req.body || {}) as Record<string, unknown>;
+      const fields = Object.keys(body);
+      if (fields.length !== 1 || fields[0] !== 'tfa') {
+        throw badRequest('This registry changes only two-factor authentication through `npm profile` (enable-2fa, disable-2fa); ask an admin to change ' + (fields.filter((f) => f !== 'tfa').join(', ') || 'other fields') + '.');
+      }
+      const account = await ctx.accounts.account(user.name);
+      if (!account) throw notFound('No account "' + user.name + '".');
+      const state = account.twoFactor || null;
+      const tfa = body.tfa;
+      if (Array.isArray(tfa)) {
+        // The first code from the authenticator app confirms a pending set-up.
+        if (!state || !state.pending) throw badRequest('There is no two-factor authentication waiting for its first code; run `npm profile enable-2fa` again.');
+        if (tfa.length !== 1 || typeof tfa[0] !== 'string') throw badRequest('Send the first code from your authenticator app as {"tfa": ["123456"]}.');
+        if (!checkCode(user.name, state, tfa[0], credentialOf(res, user).credential)) throw otpRequired(res, true);
+        const { codes, hashes } = newRecoveryCodes();
+        await ctx.accounts.setTwoFactor(user.name, { ...state, pending: false, recovery: hashes });
+        ctx.log.info({ user: user.name, mode: state.mode }, 'two-factor authentication turned on');
+        res.json({ ...(await profileOf(user.name)), tfa: codes });
+        return;
+      }
+      if (!tfa || typeof tfa !== 'object' || typeof (tfa as { password?: unknown }).password !== 'string') {
+        throw badRequest('Send {"tfa": {"password": "…", "mode": "auth-and-writes" | "auth-only" | "disable"}}.');
+      }
+      const { password, mode } = tfa as { password: string; mode?: unknown };
+      if (mode !== 'auth-only' && mode !== 'auth-and-writes' && mode !== 'disable') throw badRequest('The two-factor mode must be auth-only, auth-and-writes or disable.');
+      if (!(await ctx.accounts.verify(user.name, password, clientAddress(req), abandonSignal(res)))) throw unauthorized('Wrong password for "' + user.name + '".');
+      if (twoFactorOn(state)) await requireSecondFactor(ctx.accounts, ctx.config, res, credentialOf(res, user), state, 'credentials');
+      if (mode === 'disable') {
+        await ctx.accounts.setTwoFactor(user.name, null);
+        ctx.log.info({ user: user.name }, 'two-factor authentication turned off');
+        res.json(await profileOf(user.name));
+        return;
+      }
+      if (twoFactorOn(state)) {
+        await ctx.accounts.setTwoFactor(user.name, { ...state, mode });
+        res.json({ ...(await profileOf(user.name)), tfa: { mode, pending: false } });
+        return;
+      }
+      const issuer = new URL(ctx.baseUrl).host;
+      const { secret, url } = newSecret(user.name, issuer);
+      await ctx.accounts.setTwoFactor(user.name, { mode, secret, pending: true, recovery: [] });
+      res.json({ ...(await profileOf(user.name)), tfa: url });
     })().catch(next);
   });
 

@@ -14,6 +14,7 @@ import { Context } from '../context';
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../errors';
 import { isLimited } from '../../core/tokens';
 import { hashToken, issueToken as newToken } from '../tokens';
+import { requireSecondFactor } from '../second-factor';
 import { decodeSegment } from '../paths';
 
 const USER_PATH = /^\/-\/user\/org\.couchdb\.user:([^/]+)(?:\/-rev\/([^/]+))?\/?$/;
@@ -50,7 +51,11 @@ export function userRoutes(ctx: Context): Router {
     if (!existing && ctx.sites && (await ctx.sites.pullAccount(name))) existing = await ctx.accounts.account(name);
     if (existing || rev) {
       // A log-in (`-rev/` is npm's): an unknown name is checked like a known one and answered alike.
-      if (await ctx.accounts.verify(name, password, clientAddress(req), abandonSignal(res))) return issueToken(res, name, 201);
+      if (await ctx.accounts.verify(name, password, clientAddress(req), abandonSignal(res))) {
+        // With two-factor authentication on, a one-time password too (npm asks for it after this 401).
+        await requireSecondFactor(ctx.accounts, ctx.config, res, { name, credential: 'login:' + name }, existing?.twoFactor, 'login');
+        return issueToken(res, name, 201);
+      }
       if (rev || !existing) throw unauthorized('Wrong user name or password.');
       throw conflict('The user name "' + name + '" is taken: log in with its password, or choose another name.');
     }

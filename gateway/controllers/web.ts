@@ -11,7 +11,8 @@ import { isMirrored } from '../../core/provenance';
 import { PackageDoc, Person, VersionManifest } from '../../core/types';
 import { abandonSignal, clientAddress } from '../auth';
 import { Context, readPackage } from '../context';
-import { asHttpError } from '../errors';
+import { asHttpError, HttpError } from '../errors';
+import { requireSecondFactor } from '../second-factor';
 import { parsePackagePath } from '../paths';
 import { escape, layout, PageUser, sendHtml } from '../web/html';
 import { renderReadme } from '../web/readme';
@@ -160,6 +161,7 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
 <form class="login" method="post" action="${escape(base)}/-/web/login"><input type="hidden" name="next" value="${escape(next)}">
 <label for="name">User name</label><input id="name" name="name" autocomplete="username" required>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<label for="otp">One-time password (if you turned on two-factor authentication)</label><input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code">
 <p><button type="submit">Log in</button></p></form>`;
   }
 
@@ -172,6 +174,12 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
     if (!identity) return page(req, res, 401, 'Log in', loginForm(next, 'Wrong user name or password.'), null);
     const account = await ctx.accounts.account(identity.name);
     if (!account) return page(req, res, 401, 'Log in', loginForm(next, 'Wrong user name or password.'), null);
+    try {
+      await requireSecondFactor(ctx.accounts, ctx.config, res, { name: identity.name, credential: 'page:' + identity.name }, account.twoFactor, 'login', String(form.otp || '').trim() || undefined);
+    } catch (err) {
+      if (err instanceof HttpError) return page(req, res, err.status, 'Log in', loginForm(next, 'Enter the one-time password from your authenticator app (or a recovery code); the one given was missing or wrong.'), null);
+      throw err;
+    }
     await sessions.start(req, res, identity.name, account.stamp);
     ctx.log.info({ user: identity.name }, 'web page login');
     res.redirect(303, next);

@@ -10,6 +10,7 @@ import express, { Request, Response, Router } from 'express';
 import { abandonSignal, clientAddress } from '../auth';
 import { Context } from '../context';
 import { HttpError, notFound } from '../errors';
+import { requireSecondFactor } from '../second-factor';
 import { issueToken } from '../tokens';
 import { crossSitePost } from '../web/sessions';
 import { escape } from '../web/html';
@@ -36,6 +37,7 @@ function forms(session: WebLoginSession, signupOpen: boolean, error?: string): s
   const login = `<form method="post" id="login"><h2>Log in</h2><input type="hidden" name="action" value="login">
 <label for="login-name">User name</label><input id="login-name" name="name" autocomplete="username" required>
 <label for="login-password">Password</label><input id="login-password" name="password" type="password" autocomplete="current-password" required>
+<label for="login-otp">One-time password (if you turned on two-factor authentication)</label><input id="login-otp" name="otp" inputmode="numeric" autocomplete="one-time-code">
 <button type="submit">Log in</button></form>`;
   const signup = signupOpen
     ? `<form method="post" id="signup"><h2>Create an account</h2><input type="hidden" name="action" value="signup">
@@ -148,6 +150,12 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       }
       const account = await ctx.accounts.account(name);
       if (!account) return retry(409, 'The account "' + name + '" no longer exists; sign up again.');
+      try {
+        await requireSecondFactor(ctx.accounts, ctx.config, res, { name, credential: 'weblogin:' + name }, account.twoFactor, 'login', String(form.otp || '').trim() || undefined);
+      } catch (err) {
+        if (err instanceof HttpError) return retry(err.status, err.message.replace(/npm asks for it, or pass --otp <code>/, 'enter it below'));
+        throw err;
+      }
       await store.complete(session, name, account.stamp);
       sendPage(res, 200, page('Logged in', `<h1 class="ok">Logged in as ${escape(name)}</h1><p>You can close this page and return to your terminal.</p>`));
     })().catch(next);

@@ -134,7 +134,6 @@ it('what the registry does not support is refused with a clear error, never acce
   for (const [flags, message] of [
     [['--orgs', 'acme'], 'no npm orgs'],
     [['--orgs-permission', 'read-write'], 'no npm orgs'],
-    [['--bypass-2fa'], 'nothing to bypass'],
     [['--packages', 'Not A Name!'], 'not a package name'],
     [['--packages-all', '--packages', 'granular-a'], '--packages-all'],
   ] as [string[], string][]) {

@@ -45,12 +45,13 @@ describe('npm token create, checked', () => {
     expect(asked.limits).toEqual({ packages: ['a', '@x/y'], scopes: ['@acme', '@b'] });
     expect(asked).toMatchObject({ name: 'ci', description: 'for CI', readonly: false });
     expect(tokenRequest({ packages_all: true }, lifetimes, now).limits).toEqual({ packagesAll: true });
+    expect(tokenRequest({ bypass_2fa: true }, lifetimes, now).bypass2fa).toBe(true);
+    expect(tokenRequest({}, lifetimes, now).bypass2fa).toBe(false);
   });
 
   it.each([
     [{ orgs: ['acme'] }, /no npm orgs/],
     [{ orgs_permission: 'read-only' }, /no npm orgs/],
-    [{ bypass_2fa: true }, /nothing to bypass/],
     [{ packages_and_scopes_permission: 'no-access' }, /orgs only/],
     [{ packages_and_scopes_permission: 'owner' }, /must be one of/],
     [{ packages: ['../etc'] }, /not a package name/],

@@ -1,0 +1,74 @@
+/**
+ * Where the second factor is asked for (gateway/two-factor.ts has the codes themselves):
+ *
+ * - `login`: a password log-in (`npm login`, the web login, the pages, Basic credentials) of an
+ *   account with two-factor authentication on, in either mode;
+ * - `credentials`: making or revoking tokens and changing the account's two-factor authentication,
+ *   in either mode;
+ * - `write`: publishing and every other change of a package, in mode `auth-and-writes` (a token made
+ *   with `--bypass-2fa`, for automation, needs none). With `TWO_FACTOR=required` a write also needs
+ *   an account that has turned on `auth-and-writes`.
+ *
+ * A code counts for one credential within its period: npm sends the same `--otp` with each request
+ * of one command (an unpublish is two writes), and no other token or session may use it again.
+ */
+import { Response } from 'express';
+import { Accounts } from './accounts';
+import type { AuthenticatedUser } from './auth';
+import { forbidden } from './errors';
+import { checkCode, otpOf, otpRequired, TwoFactorState } from './two-factor';
+
+export type SecondFactorPurpose = 'login' | 'credentials' | 'write';
+
+export interface SecondFactorSettings {
+  /** `required`: writes need an account with two-factor authentication for writes (`TWO_FACTOR`). */
+  twoFactor: 'optional' | 'required';
+}
+
+/** Whether `state` is turned on (set up and confirmed with a first code). */
+export const twoFactorOn = (state: TwoFactorState | null | undefined): state is TwoFactorState => !!state && !state.pending;
+
+/**
+ * Throws the 401 that makes npm ask for a one-time password unless the request carries a right one
+ * for `purpose`; a recovery code is used up. `state` is the account's (read fresh for a log-in).
+ */
+export async function requireSecondFactor(
+  accounts: Accounts,
+  settings: SecondFactorSettings,
+  res: Response,
+  who: { name: string; admin?: boolean; bypass2fa?: boolean; credential: string },
+  state: TwoFactorState | null | undefined,
+  purpose: SecondFactorPurpose,
+  code: string | undefined = otpOf(res.req.headers),
+): Promise<void> {
+  if (who.admin) return;
+  if (purpose === 'write') {
+    if (who.bypass2fa) return;
+    if (settings.twoFactor === 'required' && !(twoFactorOn(state) && state.mode === 'auth-and-writes')) {
+      throw forbidden('This registry requires two-factor authentication to publish or change packages: run `npm profile enable-2fa auth-and-writes` first.');
+    }
+    if (!twoFactorOn(state) || state.mode !== 'auth-and-writes') return;
+  } else if (!twoFactorOn(state)) {
+    return;
+  }
+  if (!code) throw otpRequired(res, false);
+  const checked = checkCode(who.name, state, code, who.credential);
+  if (!checked) throw otpRequired(res, true);
+  if (checked.kind === 'recovery') await accounts.setTwoFactor(who.name, { ...state, recovery: checked.left });
+}
+
+/** The second factor for a write by the logged-in `user` (their account's state came with their credentials). */
+export function requireWriteFactor(accounts: Accounts, settings: SecondFactorSettings, res: Response, user: AuthenticatedUser): Promise<void> {
+  return requireSecondFactor(accounts, settings, res, credentialOf(res, user), user.twoFactor, 'write');
+}
+
+/** Who is asking, for the second factor: the name, and the credential a code is bound to. */
+export function credentialOf(res: Response, user: AuthenticatedUser): { name: string; admin: boolean; bypass2fa: boolean; credential: string } {
+  const token = res.locals.tokenRecord as { _id?: string; bypass2fa?: boolean } | undefined;
+  return {
+    name: user.name,
+    admin: user.roles.includes('_admin'),
+    bypass2fa: !!(token && token.bypass2fa),
+    credential: token && token._id ? 'token:' + token._id : user.via + ':' + user.name,
+  };
+}

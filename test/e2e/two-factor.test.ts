@@ -1,0 +1,177 @@
+/**
+ * Two-factor authentication with the real npm CLI: `npm profile enable-2fa` on a terminal (the
+ * `otpauth://` secret shown, a first code asked, recovery codes printed), then `--otp` (and npm's
+ * EOTP without it) on publish, dist-tag, unpublish and token changes; a recovery code works once; a
+ * `--bypass-2fa` token publishes without a code; `npm login` asks for the code; the pages and Basic
+ * credentials want it too; `disable-2fa`; and `TWO_FACTOR=required`.
+ */
+import { spawn } from 'child_process';
+import { mkdtempSync, rmSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { Secret, TOTP } from 'otpauth';
+import { startTestRegistry, TestRegistry } from '../helpers/registry';
+import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+
+let registry: TestRegistry;
+const work = mkdtempSync(join(tmpdir(), 'two-factor-'));
+const password = 'two-factor-password';
+
+const codeOf = (secret: string, periodsAhead = 0) => new TOTP({ secret: Secret.fromBase32(secret) }).generate({ timestamp: Date.now() + periodsAhead * 30_000 });
+
+/** Runs npm on a terminal (`script`), answering each prompt when it shows; everything printed. */
+function onTerminal(client: NpmClient, args: string, answers: [RegExp, (seen: string) => string][]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qfec', 'npm ' + args, '/dev/null'], { cwd: client.home, env: client.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let pending = '';
+    let all = '';
+    child.stdout.on('data', (data) => {
+      pending += data;
+      all += data;
+      while (answers.length && answers[0][0].test(pending)) {
+        const [prompt, answer] = answers.shift()!;
+        const seen = all;
+        pending = pending.split(prompt).slice(1).join('');
+        child.stdin.write(answer(seen) + '\r');
+      }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, output: all });
+    });
+  });
+}
+
+/** Turns two-factor authentication on for `client`'s account with npm itself; its secret and recovery codes. */
+async function enableWithNpm(client: NpmClient, mode = 'auth-and-writes'): Promise<{ secret: string; recovery: string[]; output: string }> {
+  let secret = '';
+  const result = await onTerminal(client, 'profile enable-2fa ' + mode, [
+    [/password:/i, () => password],
+    [/OTP code from your authenticator:/, (seen) => {
+      secret = /enter code:\s*([A-Z2-7]+)/i.exec(seen)![1];
+      return codeOf(secret);
+    }],
+  ]);
+  expect({ code: result.code, output: result.output.includes('2FA successfully enabled') ? true : result.output.slice(-500) }).toEqual({ code: 0, output: true });
+  const recovery = [...result.output.matchAll(/\t([0-9a-f]{64})\r?$/gm)].map((m) => m[1]);
+  return { secret, recovery, output: result.output };
+}
+
+async function publish(client: NpmClient, name: string, version: string, extra: string[] = []): Promise<{ code: number; output: string }> {
+  const result = await client.npm(['publish', ...extra], makePackage(work, { name, version }));
+  return { code: result.code, output: result.stdout + result.stderr };
+}
+
+beforeAll(async () => {
+  registry = await startTestRegistry();
+});
+
+afterAll(async () => {
+  await registry?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+it('npm profile enable-2fa shows the secret, takes a first code, prints recovery codes; writes then need --otp', async () => {
+  const token = await registry.signup('tfa-alice', password);
+  const npm = npmClient(registry.url, token);
+  expect((await publish(npm, 'tfa-pkg', '1.0.0')).code).toBe(0);
+  const enabled = await enableWithNpm(npm);
+  const { secret, recovery } = enabled;
+  expect(secret).toMatch(/^[A-Z2-7]{32}$/);
+  expect(recovery).toHaveLength(8);
+  const profile = JSON.parse((await npm.npm(['profile', 'get', '--json'])).stdout);
+  expect(profile.tfa).toEqual({ mode: 'auth-and-writes', pending: false });
+
+  // Without a code npm cannot ask (no terminal): EOTP, naming the one-time password.
+  const bare = await publish(npm, 'tfa-pkg', '1.1.0');
+  expect(bare.code).not.toBe(0);
+  expect(bare.output).toMatch(/EOTP|one-time pass/i);
+  expect((await publish(npm, 'tfa-pkg', '1.1.0', ['--otp', '000000'])).code).not.toBe(0);
+  const code = codeOf(secret);
+  expect((await publish(npm, 'tfa-pkg', '1.1.0', ['--otp', code])).code).toBe(0);
+  expect((await npm.npm(['dist-tag', 'add', 'tfa-pkg@1.0.0', 'old', '--otp', code])).code).toBe(0);
+  expect((await npm.npm(['dist-tag', 'add', 'tfa-pkg@1.0.0', 'older'])).code).not.toBe(0);
+  // An unpublish is several requests with the same code.
+  expect((await npm.npm(['unpublish', 'tfa-pkg@1.1.0', '--otp', code])).code).toBe(0);
+
+  // A recovery code works once.
+  expect((await publish(npm, 'tfa-pkg', '1.2.0', ['--otp', recovery[0]])).code).toBe(0);
+  expect((await publish(npm, 'tfa-pkg', '1.3.0', ['--otp', recovery[0]])).code).not.toBe(0);
+
+  // Tokens: making one needs the code; one made with --bypass-2fa publishes without.
+  const noCode = await npm.npm(['token', 'create', '--password', password]);
+  expect(noCode.code).not.toBe(0);
+  const bypass = await npm.npm(['token', 'create', '--password', password, '--bypass-2fa', '--packages', 'tfa-pkg', '--otp', code]);
+  expect(bypass.code).toBe(0);
+  const automation = npmClient(registry.url, /Created token (\S+)/.exec(bypass.stdout)![1]);
+  expect((await publish(automation, 'tfa-pkg', '1.4.0')).code).toBe(0);
+
+  // npm login asks for the code on the terminal.
+  const fresh = npmClient(registry.url);
+  const login = await onTerminal(fresh, 'login --auth-type=legacy', [
+    [/Username:/, () => 'tfa-alice'],
+    [/password:/i, () => password],
+    [/Enter OTP:/, () => codeOf(secret, 1)],
+  ]);
+  expect(login.output).toMatch(/Logged in/);
+  expect(login.code).toBe(0);
+
+  // Turning it off needs the code too; then writes need none.
+  // (A recovery code: the current period's code was taken by the log-in above, which is another credential.)
+  const off = await onTerminal(npm, 'profile disable-2fa', [[/password:/i, () => password], [/Enter OTP:/, () => recovery[1]]]);
+  expect(off.output).toContain('Two factor authentication disabled');
+  expect((await publish(npm, 'tfa-pkg', '1.5.0')).code).toBe(0);
+});
+
+it('a password alone is not a log-in: the web login, the pages and Basic credentials want the code too', async () => {
+  await registry.signup('tfa-bob', password);
+  const basic = 'Basic ' + Buffer.from('tfa-bob:' + password).toString('base64');
+  // Turned on through the same endpoint npm uses.
+  const started = await registry.request('POST', '/-/npm/v1/user', { headers: { authorization: basic }, body: { tfa: { password, mode: 'auth-only' } } });
+  expect(started.status).toBe(200);
+  const secret = new URL(started.body.tfa).searchParams.get('secret')!;
+  const confirmed = await registry.request('POST', '/-/npm/v1/user', { headers: { authorization: basic }, body: { tfa: [codeOf(secret)] } });
+  expect(confirmed.status).toBe(200);
+  expect(confirmed.body.tfa).toHaveLength(8);
+
+  const whoami = await fetch(registry.url + '/-/whoami', { headers: { authorization: basic } });
+  expect(whoami.status).toBe(401);
+  expect(whoami.headers.get('www-authenticate')).toBe('OTP');
+  const withCode = await fetch(registry.url + '/-/whoami', { headers: { authorization: basic, 'npm-otp': codeOf(secret, 1) } });
+  expect(withCode.status).toBe(200);
+
+  const form = (otp?: string) =>
+    fetch(registry.url + '/-/web/login', {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(registry.url).origin, 'sec-fetch-site': 'same-origin' },
+      body: new URLSearchParams({ name: 'tfa-bob', password, next: '/', ...(otp ? { otp } : {}) }).toString(),
+    });
+  const refused = await form();
+  expect(refused.status).toBe(401);
+  expect(await refused.text()).toContain('one-time password');
+  const recovery = confirmed.body.tfa[0];
+  const page = await form(recovery);
+  expect(page.status).toBe(303);
+  // auth-only: writes with a token need no code.
+  const token = await registry.request('PUT', '/-/user/org.couchdb.user:tfa-bob', { body: { name: 'tfa-bob', password }, headers: { 'npm-otp': confirmed.body.tfa[1] } });
+  expect(token.status).toBe(201);
+  expect((await publish(npmClient(registry.url, token.body.token), 'tfa-bob-pkg', '1.0.0')).code).toBe(0);
+});
+
+it('TWO_FACTOR=required: publishing needs an account with two-factor authentication for writes', async () => {
+  const strict = await startTestRegistry({ TWO_FACTOR: 'required' });
+  try {
+    const token = await strict.signup('tfa-carol', password);
+    const npm = npmClient(strict.url, token);
+    const refused = await publish(npm, 'tfa-carol-pkg', '1.0.0');
+    expect(refused.code).not.toBe(0);
+    expect(refused.output).toContain('requires two-factor authentication');
+    const { secret } = await enableWithNpm(npm);
+    expect((await publish(npm, 'tfa-carol-pkg', '1.0.0', ['--otp', codeOf(secret)])).code).toBe(0);
+  } finally {
+    await strict.stop();
+  }
+});
