@@ -95,6 +95,13 @@ function bodies(db: string): (string | undefined)[] {
     JSON.stringify({ keys: ['victim'] }),
     JSON.stringify({ victim: ['1-x'] }),
     JSON.stringify({ _id: '_local/x', fill: 'x'.repeat(200_000) }),
+    // Two-factor authentication and granular tokens (POST /-/npm/v1/user, /-/npm/v1/tokens).
+    JSON.stringify({ tfa: { password: 'wrong', mode: 'auth-and-writes' } }),
+    JSON.stringify({ tfa: ['000000', '111111'] }),
+    JSON.stringify({ tfa: [{ __proto__: { pending: true } }] }),
+    JSON.stringify({ tfa: { password: 'p', mode: '__proto__' }, email: 'x@example.com' }),
+    JSON.stringify({ password: 'p', packages: { length: 3 }, scopes: [null], expires: 1e308, packages_and_scopes_permission: ['read-write'] }),
+    JSON.stringify({ password: 'p', packages: ['a'.repeat(300)], expires: -1, orgs: ['x'], bypass_2fa: 'yes' }),
     // Multipart bodies (express-pouchdb wrote them to temporary files).
     '--x\r\nContent-Disposition: form-data; name="_attachments"; filename="evil.tgz"\r\nContent-Type: application/octet-stream\r\n\r\n' + 'z'.repeat(50_000) + '\r\n--x--\r\n',
     '--x\r\nContent-Type: application/json\r\n\r\n{"_id":"victim","_attachments":{"e.tgz":{"follows":true,"length":3}}}\r\n--x\r\n\r\nabc\r\n--x--\r\n',
