@@ -5,17 +5,21 @@
  * read-only or limited token neither creates nor revokes tokens; tokens of an account's former password (or of a
  * former account of the same name) are not listed, and are removed when seen.
  */
-import { Response, Router } from 'express';
+import { Request, Response, Router } from 'express';
 import { abandonSignal, AuthenticatedUser, clientAddress, requireUser } from '../auth';
 import { Context } from '../context';
 import { badRequest, forbidden, notFound, unauthorized } from '../errors';
 import { inCidr } from '../throttle';
 import { hashToken, issueToken, TokenRecord } from '../tokens';
 import { credentialOf, requireSecondFactor, twoFactorOn } from '../second-factor';
-import { checkCode, newRecoveryCodes, newSecret, otpRequired, twoFactorOf } from '../two-factor';
+import { checkCode, newRecoveryCodes, newSecret, otpRequired, twoFactorOf, TwoFactorState } from '../two-factor';
+import { UserDoc } from '../accounts';
 import { isLimited, tokenRequest, TokenRequest } from '../../core/tokens';
 
 const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
+
+/** What `npm profile set` may change besides the password. */
+const PROFILE_FIELDS = ['email', 'fullname', 'homepage', 'freenode', 'twitter', 'github'];
 
 function listed(record: TokenRecord) {
   const limits = record.limits || {};
@@ -104,12 +108,14 @@ export function tokenRoutes(ctx: Context): Router {
 
   /** The profile npm shows (`npm profile get`): `tfa` is false, or the mode and whether it is still pending. */
   async function profileOf(name: string): Promise<Record<string, unknown>> {
-    const doc = await ctx.accounts.read(name);
+    const doc = (await ctx.accounts.read(name)) as (UserDoc & Record<string, unknown>) | null;
     if (!doc) throw notFound('No profile for "' + name + '".');
     const tfa = twoFactorOf(doc);
+    const fields: Record<string, unknown> = {};
+    for (const key of PROFILE_FIELDS) fields[key] = typeof doc[key] === 'string' ? doc[key] : null;
     return {
-      name: doc.name, email: doc.email || null, email_verified: false, tfa: tfa ? { mode: tfa.mode, pending: tfa.pending } : false,
-      created: doc.created || null, updated: doc.updated || doc.created || null, fullname: null, homepage: null,
+      name: doc.name, ...fields, email_verified: false, tfa: tfa ? { mode: tfa.mode, pending: tfa.pending } : false,
+      created: doc.created || null, updated: doc.updated || doc.created || null,
     };
   }
 
@@ -119,6 +125,43 @@ export function tokenRoutes(ctx: Context): Router {
       res.json(await profileOf(user.name));
     })().catch(next);
   });
+
+  /**
+   * `npm profile set <field> <value>` (npm sends every field it can set, the others as they were):
+   * email, fullname, homepage, freenode, twitter, github; `password` as `{old, new}`, after which the
+   * account's tokens and sessions end (its stamp changed). A one-time password with 2FA on.
+   */
+  async function setProfile(req: Request, res: Response, user: AuthenticatedUser, state: TwoFactorState | null, body: Record<string, unknown>): Promise<void> {
+    const changes: Record<string, string | null> = {};
+    for (const [key, value] of Object.entries(body)) {
+      if (key === 'password') {
+        if (value === null || value === undefined) continue;
+        const { old, new: next } = (value || {}) as { old?: unknown; new?: unknown };
+        if (typeof old !== 'string' || typeof next !== 'string') throw badRequest('Send the password as {"old": "…", "new": "…"} (npm profile set password asks for both).');
+        if (next.length < 4) throw badRequest('Choose a password of at least 4 characters.');
+        if (!(await ctx.accounts.verify(user.name, old, clientAddress(req), abandonSignal(res)))) throw unauthorized('Wrong current password for "' + user.name + '".');
+        changes.password = next;
+        continue;
+      }
+      if (PROFILE_FIELDS.indexOf(key) === -1) throw badRequest('"' + key + '" is not a profile field here; npm profile sets ' + PROFILE_FIELDS.join(', ') + ' and password.');
+      if (value === null || value === '') {
+        if (key === 'email') continue; // an account keeps its email
+        changes[key] = null;
+        continue;
+      }
+      if (typeof value !== 'string' || value.length > 200) throw badRequest('"' + key + '" must be text of at most 200 characters.');
+      if (key === 'email' && !/^[^@\s]+@[^@\s]+$/.test(value)) throw badRequest('Give a valid email address.');
+      changes[key] = value;
+    }
+    const doc = await ctx.accounts.read(user.name);
+    const changed = Object.entries(changes).filter(([key, value]) => key === 'password' || (doc as Record<string, unknown> | null)?.[key] !== (value ?? undefined));
+    if (changed.length) {
+      await requireSecondFactor(ctx.accounts, ctx.config, res, credentialOf(res, user), state, 'credentials');
+      await ctx.accounts.update(user.name, Object.fromEntries(changed));
+      ctx.log.info({ user: user.name, fields: changed.map(([key]) => key) }, 'profile changed');
+    }
+    res.json(await profileOf(user.name));
+  }
 
   /**
    * `npm profile enable-2fa` and `disable-2fa`: `{tfa: {password, mode}}` starts (a new secret, its
@@ -131,12 +174,12 @@ export function tokenRoutes(ctx: Context): Router {
       const user = tokenManager(res);
       if (user.roles.includes('_admin') && !(await ctx.accounts.read(user.name))) throw badRequest('Server admins have no profile here; two-factor authentication is for accounts.');
       const body = (req.body || {}) as Record<string, unknown>;
-      const fields = Object.keys(body);
-      if (fields.length !== 1 || fields[0] !== 'tfa') {
-        throw badRequest('This registry changes only two-factor authentication through `npm profile` (enable-2fa, disable-2fa); ask an admin to change ' + (fields.filter((f) => f !== 'tfa').join(', ') || 'other fields') + '.');
-      }
       const account = await ctx.accounts.account(user.name);
       if (!account) throw notFound('No account "' + user.name + '".');
+      if (body.tfa === undefined) {
+        await setProfile(req, res, user, account.twoFactor || null, body);
+        return;
+      }
       const state = account.twoFactor || null;
       const tfa = body.tfa;
       if (Array.isArray(tfa)) {

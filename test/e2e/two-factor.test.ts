@@ -175,3 +175,27 @@ it('TWO_FACTOR=required: publishing needs an account with two-factor authenticat
     await strict.stop();
   }
 });
+
+it('npm profile set changes the email, and the password: the old password and every token end at once', async () => {
+  const token = await registry.signup('tfa-dave', password);
+  const npm = npmClient(registry.url, token);
+  const email = await npm.npm(['profile', 'set', 'email', 'dave@example.org']);
+  expect(email.code).toBe(0);
+  expect(JSON.parse((await npm.npm(['profile', 'get', '--json'])).stdout).email).toBe('dave@example.org');
+  expect((await npm.npm(['profile', 'set', 'email', 'not-an-email'])).code).not.toBe(0);
+  const changed = await onTerminal(npm, 'profile set password', [
+    [/Current password:/i, () => password],
+    [/New password:/i, () => 'a-new-password'],
+    [/Again:/i, () => 'a-new-password'],
+  ]);
+  expect(changed.code).toBe(0);
+  expect((await fetch(registry.url + '/-/whoami', { headers: { authorization: 'Bearer ' + token } })).status).toBe(401);
+  const old = await registry.request('PUT', '/-/user/org.couchdb.user:tfa-dave', { body: { name: 'tfa-dave', password } });
+  expect([401, 409]).toContain(old.status);
+  expect(old.body.token).toBeUndefined();
+  const fresh = await registry.request('PUT', '/-/user/org.couchdb.user:tfa-dave', { body: { name: 'tfa-dave', password: 'a-new-password' } });
+  expect(fresh.status).toBe(201);
+  // Fields npm does not set are refused, not ignored.
+  const odd = await registry.request('POST', '/-/npm/v1/user', { token: fresh.body.token, body: { roles: ['_admin'] } });
+  expect(odd.status).toBe(400);
+});
