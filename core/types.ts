@@ -60,6 +60,8 @@ export interface PackageDoc {
   origin_rev?: string;
   /** When each dist-tag, deprecation, the maintainers and each star last changed (for core/merge.ts). */
   changed_at?: ChangeTimes;
+  /** Its maintainers' two-factor requirement for writes (`npm access set mfa=publish|automation`; not served). */
+  registry_mfa?: 'publish' | 'automation';
   [key: string]: unknown;
 }
 

@@ -92,6 +92,12 @@ export class AccessRules {
     return (name) => allowed(rules, name, 'read', who);
   }
 
+  /** Whether anyone, anonymous included, may read `name` by the rules (`npm access get status`). */
+  async anyoneMayRead(name: string): Promise<boolean> {
+    const { rules } = await this.load();
+    return !!rules && allowed(rules, name, 'read', { name: null, roles: [] });
+  }
+
   /** Whether the caller may read `name` (for filtering lists such as search results). */
   async mayRead(res: Response, name: string): Promise<boolean> {
     try {

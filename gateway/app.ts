@@ -6,6 +6,7 @@ import { tarballFastPath } from './fast-path';
 import { authenticate } from './auth';
 import { Context } from './context';
 import { distTagRoutes } from './controllers/dist-tags';
+import { packageAccessRoutes } from './controllers/package-access';
 import { packageRoutes } from './controllers/packages';
 import { replicationRoutes } from './controllers/replication';
 import { searchRoutes } from './controllers/search';
@@ -139,6 +140,7 @@ export function createApp(ctx: Context): express.Express {
   api.use(webLoginRoutes(ctx, new WebLoginStore(ctx.couch, ctx.config.stateDb)));
   api.use(searchRoutes(ctx));
   api.use(distTagRoutes(ctx));
+  api.use(packageAccessRoutes(ctx));
   api.use(viewRoutes(ctx));
   api.use(replicationRoutes(ctx));
   api.use(supplyChainRoutes(ctx));

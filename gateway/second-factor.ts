@@ -57,10 +57,27 @@ export async function requireSecondFactor(
   if (checked.kind === 'recovery') await accounts.setTwoFactor(who.name, { ...state, recovery: checked.left });
 }
 
-/** The second factor for a write by the logged-in `user` (their account's state came with their credentials). */
-export function requireWriteFactor(accounts: Accounts, settings: SecondFactorSettings, res: Response, user: AuthenticatedUser): Promise<void> {
-  return requireSecondFactor(accounts, settings, res, credentialOf(res, user), user.twoFactor, 'write');
+/**
+ * The second factor for a write by the logged-in `user` (their account's state came with their
+ * credentials). `packageMfa` is what the package's maintainers set with `npm access set mfa=…`:
+ * `publish` (every write needs a code, automation tokens too), `automation` (a code, or a
+ * `--bypass-2fa` token); either needs the writer to have two-factor authentication on.
+ */
+export async function requireWriteFactor(
+  accounts: Accounts, settings: SecondFactorSettings, res: Response, user: AuthenticatedUser, packageMfa?: PackageMfa, name?: string,
+): Promise<void> {
+  const who = credentialOf(res, user);
+  if (!packageMfa || who.admin) return requireSecondFactor(accounts, settings, res, who, user.twoFactor, 'write');
+  if (!twoFactorOn(user.twoFactor)) {
+    throw forbidden('The maintainers of "' + name + '" require two-factor authentication to change it: run `npm profile enable-2fa auth-and-writes` first.');
+  }
+  if (packageMfa === 'automation' && who.bypass2fa) return;
+  // As for an account in mode auth-and-writes, whatever the writer's own mode and token.
+  await requireSecondFactor(accounts, settings, res, { ...who, bypass2fa: false }, { ...user.twoFactor, mode: 'auth-and-writes' }, 'write');
 }
+
+/** A package's own two-factor requirement (`npm access set mfa=publish|automation`); none when unset. */
+export type PackageMfa = 'publish' | 'automation' | undefined;
 
 /** Who is asking, for the second factor: the name, and the credential a code is bound to. */
 export function credentialOf(res: Response, user: AuthenticatedUser): { name: string; admin: boolean; bypass2fa: boolean; credential: string } {

@@ -7,6 +7,7 @@ import { distTagProblem } from '../../core/names';
 import { PackageDoc } from '../../core/types';
 import { requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
+import { packageMfaOf } from './package-access';
 import { Context, readPackage } from '../context';
 import { withheldOf, writeWithRetry } from '../writes';
 import { withoutWithheld } from '../../core/policy';
@@ -27,7 +28,7 @@ export function distTagRoutes(ctx: Context): Router {
 
   async function change(res: Response, name: string, edit: (tags: Record<string, string>, doc: PackageDoc) => void): Promise<void> {
     const user = requireWriter(res, name);
-    await requireWriteFactor(ctx.accounts, ctx.config, res, user);
+    await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     let tags: Record<string, string> = {};
     await writeWithRetry(ctx, user, name, (doc) => {
       if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');

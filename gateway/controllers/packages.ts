@@ -15,6 +15,7 @@ import { PackageDoc } from '../../core/types';
 import { docPath } from '../../couchdb/client';
 import { requireUser, requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
+import { packageMfaOf } from './package-access';
 import { CachedPackument } from '../cache';
 import { Context, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
@@ -283,7 +284,7 @@ export function packageRoutes(ctx: Context): Router {
 
   async function put(req: Request, res: Response, name: string, rev: string | undefined): Promise<void> {
     const user = requireWriter(res, name);
-    await requireWriteFactor(ctx.accounts, ctx.config, res, user);
+    await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     const body = req.body as Record<string, unknown>;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body must be a JSON object.');
     assertValidName(name);
@@ -327,7 +328,7 @@ export function packageRoutes(ctx: Context): Router {
 
   async function unpublishAll(res: Response, name: string, rev: string): Promise<void> {
     const user = requireWriter(res, name);
-    await requireWriteFactor(ctx.accounts, ctx.config, res, user);
+    await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     const now = new Date().toISOString();
     await writeWithRetry(ctx, user, name, (existing) => {
       if (!existing || isTombstone(existing)) throw notFoundPackage(name);
@@ -340,7 +341,7 @@ export function packageRoutes(ctx: Context): Router {
 
   async function deleteTarball(res: Response, name: string, file: string): Promise<void> {
     const user = requireWriter(res, name);
-    await requireWriteFactor(ctx.accounts, ctx.config, res, user);
+    await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     await writeWithRetry(ctx, user, name, (existing) => {
       if (!existing) throw notFoundPackage(name);
       return withoutTarball(existing, file);

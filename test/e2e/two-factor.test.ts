@@ -199,3 +199,41 @@ it('npm profile set changes the email, and the password: the old password and ev
   const odd = await registry.request('POST', '/-/npm/v1/user', { token: fresh.body.token, body: { roles: ['_admin'] } });
   expect(odd.status).toBe(400);
 });
+
+it('npm access set mfa=publish|automation|none: the package then wants a code from every writer (automation tokens only with automation)', async () => {
+  const token = await registry.signup('tfa-erin', password);
+  const npm = npmClient(registry.url, token);
+  expect((await publish(npm, 'tfa-erin-pkg', '1.0.0')).code).toBe(0);
+  const status = await npm.npm(['access', 'get', 'status', 'tfa-erin-pkg']);
+  expect(status.stdout).toContain('public');
+  // Visibility is the access rules': refused, not ignored.
+  expect((await npm.npm(['access', 'set', 'status=private', 'tfa-erin-pkg'])).code).not.toBe(0);
+  // Two-factor authentication for log-ins only, and an automation token made now.
+  const started = await registry.request('POST', '/-/npm/v1/user', { token, body: { tfa: { password, mode: 'auth-only' } } });
+  const secret = new URL(started.body.tfa).searchParams.get('secret')!;
+  expect((await registry.request('POST', '/-/npm/v1/user', { token, body: { tfa: [codeOf(secret)] } })).status).toBe(200);
+  const made = await npm.npm(['token', 'create', '--password', password, '--bypass-2fa', '--otp', codeOf(secret)]);
+  const automation = npmClient(registry.url, /Created token (\S+)/.exec(made.stdout)![1]);
+  // auth-only: writes need no code yet.
+  expect((await publish(npm, 'tfa-erin-pkg', '1.1.0')).code).toBe(0);
+  expect((await npm.npm(['access', 'set', 'mfa=publish', 'tfa-erin-pkg'])).code).toBe(0);
+  const bare = await publish(npm, 'tfa-erin-pkg', '1.2.0');
+  expect(bare.code).not.toBe(0);
+  expect(bare.output).toMatch(/EOTP|one-time pass/i);
+  expect((await publish(automation, 'tfa-erin-pkg', '1.2.0')).code).not.toBe(0);
+  expect((await publish(npm, 'tfa-erin-pkg', '1.2.0', ['--otp', codeOf(secret)])).code).toBe(0);
+  // automation: the automation token writes without a code again.
+  expect((await npm.npm(['access', 'set', 'mfa=automation', 'tfa-erin-pkg', '--otp', codeOf(secret)])).code).toBe(0);
+  expect((await publish(automation, 'tfa-erin-pkg', '1.3.0')).code).toBe(0);
+  // A maintainer without two-factor authentication cannot write it at all.
+  const other = await registry.signup('tfa-frank', password);
+  expect((await npm.npm(['owner', 'add', 'tfa-frank', 'tfa-erin-pkg', '--otp', codeOf(secret)])).code).toBe(0);
+  const frank = await publish(npmClient(registry.url, other), 'tfa-erin-pkg', '1.4.0');
+  expect(frank.code).not.toBe(0);
+  expect(frank.output).toContain('require two-factor authentication');
+  // none: back to the writers' own settings; the packument never shows the setting.
+  expect((await npm.npm(['access', 'set', 'mfa=none', 'tfa-erin-pkg', '--otp', codeOf(secret)])).code).toBe(0);
+  expect((await publish(npmClient(registry.url, other), 'tfa-erin-pkg', '1.4.0')).code).toBe(0);
+  const packument = await (await fetch(registry.url + '/tfa-erin-pkg')).json();
+  expect(JSON.stringify(packument)).not.toContain('registry_mfa');
+});
