@@ -1,0 +1,107 @@
+/**
+ * The sites surface (SITE_PEERS, the site account, accounts and tokens that replicate, packages that
+ * replicate and merge) attacked as a hostile user would: from every principal (anonymous, a user with a
+ * token, a maintainer at one site, a user of the other site, the site account with its password and
+ * with a wrong one) on both ports (the gateway and the CouchDB port) of two sites.
+ *
+ * Each test names the attack and asserts what the attacker would check. Runs on the embedded server.
+ */
+import { basic, send } from '../helpers/principals';
+import { publishAt, served, Site, Sites, SITE_PASSWORD, startSites } from '../helpers/sites';
+import { eventually } from '../helpers/wait';
+
+let sites: Sites;
+let A: Site;
+let B: Site;
+const run = Math.random().toString(36).slice(2, 8);
+/** Signed up at A: a maintainer of `pkg` (published at A). */
+const alice = 'alice-' + run;
+const alicePassword = 'alice-pw-' + run;
+let aliceToken = '';
+/** Signed up at B: a user of the other site. */
+const bob = 'bob-' + run;
+const bobPassword = 'bob-pw-' + run;
+let bobToken = '';
+const pkg = 'hostile-site-pkg-' + run;
+
+const site = basic('registry-site', SITE_PASSWORD);
+const wrongSite = basic('registry-site', 'not-the-site-password');
+
+async function signup(at: Site, name: string, password: string) {
+  return send(at.url(), 'PUT', '/-/user/org.couchdb.user:' + name, { body: { name, password, email: name + '@example.com' } });
+}
+
+beforeAll(async () => {
+  sites = await startSites(2);
+  [A, B] = sites.sites;
+  const a = await signup(A, alice, alicePassword);
+  expect(a.status).toBe(201);
+  aliceToken = a.body.token;
+  const b = await signup(B, bob, bobPassword);
+  expect(b.status).toBe(201);
+  bobToken = b.body.token;
+  expect(await publishAt(A.url(), aliceToken, pkg, '1.0.0', Buffer.from('pkg 1.0.0 from A'))).toBe(201);
+  await eventually(async () => ((await send(B.url(), 'GET', '/-/whoami', { headers: { authorization: 'Bearer ' + aliceToken } })).status === 200 ? true : null), 30_000, "alice's token to work at B");
+  await eventually(async () => ((await send(A.url(), 'GET', '/-/whoami', { headers: { authorization: 'Bearer ' + bobToken } })).status === 200 ? true : null), 30_000, "bob's token to work at A");
+  await eventually(() => served(B.url(), pkg), 30_000, pkg + ' at B');
+});
+
+afterAll(async () => {
+  await sites?.stop();
+});
+
+/** The answer of `path` on a site's CouchDB port with `auth`. */
+const onCouch = (at: Site, auth: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}) =>
+  send(at.couchOrigin(), method, path, { ...options, headers: { authorization: auth, ...(options.headers || {}) } });
+
+describe('the site account on the CouchDB port', () => {
+  it('reads and writes accounts as replication does, but neither deletes _users, nor COPYs an account onto a design document, nor runs maintenance on it', async () => {
+    // What replication needs still works: the database, its documents, checkpoints, the member endpoints.
+    expect((await onCouch(A, site, 'GET', '/_users')).status).toBe(200);
+    expect((await onCouch(A, site, 'GET', '/_users/_all_docs?limit=1')).status).toBe(200);
+    expect((await onCouch(A, site, 'PUT', '/_users/_local/hostile-checkpoint-' + run, { body: { last_seq: 1 } })).status).toBe(201);
+    // An account whose document carries code, then COPY onto a design document: its validate_doc_update would run in the server.
+    const id = 'org.couchdb.user:copied-' + run;
+    const planted = await onCouch(A, site, 'PUT', '/_users/' + id, {
+      body: { _id: id, name: 'copied-' + run, type: 'user', roles: [], password: 'copied-pw', validate_doc_update: 'function () { throw({ forbidden: "owned by the site account" }); }' },
+    });
+    expect(planted.status).toBe(201);
+    const copy = await onCouch(A, site, 'COPY', '/_users/' + id, { headers: { destination: '_design/hostile-' + run } });
+    expect({ copy: copy.status, error: copy.body.error }).toEqual({ copy: 403, error: 'forbidden' });
+    expect((await onCouch(A, A.adminAuth(), 'GET', '/_users/_design/hostile-' + run)).status).toBe(404);
+    // Sign-up still works (the copied code, had it landed, refused every write of _users).
+    expect((await signup(A, 'after-copy-' + run, 'after-copy-pw')).status).toBe(201);
+    // Maintenance and the database itself are the server admins'.
+    for (const [method, path, body] of [
+      ['POST', '/_users/_compact', {}],
+      ['POST', '/_users/_view_cleanup', {}],
+      ['POST', '/_users/_purge', { [id]: [planted.body.rev] }],
+      ['PUT', '/_users/_revs_limit', 1],
+      ['PUT', '/_users', undefined],
+      ['DELETE', '/_users', undefined],
+    ] as const) {
+      const answer = await onCouch(A, site, method, path, { body });
+      expect({ method, path, status: answer.status, error: answer.body && answer.body.error }).toEqual({ method, path, status: 403, error: 'forbidden' });
+    }
+    // The accounts are all still there: alice logs in at A.
+    expect((await onCouch(A, A.adminAuth(), 'GET', '/_users/org.couchdb.user:' + alice)).status).toBe(200);
+    expect((await send(A.url(), 'PUT', '/-/user/org.couchdb.user:' + alice, { body: { name: alice, password: alicePassword } })).status).toBe(201);
+  });
+
+  it('with the right password reads neither the state database, _replicator nor the configuration; with a wrong one nothing, on either port of either site', async () => {
+    for (const at of [A, B]) {
+      for (const path of ['/' + at.db + '-state/_all_docs', '/_replicator/_all_docs', '/_config', '/_node/_local/_config', '/_all_dbs', '/_users/_security', '/_users/_design/_auth']) {
+        const answer = await onCouch(at, site, 'GET', path);
+        expect({ site: at.name, path, status: answer.status }).toEqual({ site: at.name, path, status: 403 });
+      }
+      for (const path of ['/' + at.db + '/_all_docs', '/' + at.db + '-tokens/_all_docs', '/_users/_all_docs', '/_session']) {
+        const answer = await onCouch(at, wrongSite, 'GET', path);
+        expect({ site: at.name, path, status: answer.status }).toEqual({ site: at.name, path, status: 401 });
+      }
+      for (const path of ['/-/whoami', '/-/replication', '/' + pkg]) {
+        const answer = await send(at.url(), 'GET', path, { headers: { authorization: wrongSite } });
+        expect({ site: at.name, path, status: answer.status }).toEqual({ site: at.name, path, status: 401 });
+      }
+    }
+  });
+});
