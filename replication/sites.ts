@@ -255,21 +255,24 @@ export class Sites {
   }
 
   /**
-   * Whether another site has an account named `name` (sign-up asks before creating one, so that a
-   * name is one account at every site). A site that cannot be asked makes it throw: sign-up waits
-   * for every site rather than risk two people under one name.
+   * The live revisions of the account `name` at the other sites (conflicting ones too): none when no
+   * other site has it. Sign-up asks before creating one, so that a name is one account at every
+   * site, and again after, for a sign-up of the same name at another site at the same moment. A site
+   * that cannot be asked makes it throw: sign-up waits for every site rather than risk two people
+   * under one name.
    */
-  async nameTaken(name: string): Promise<boolean> {
+  async accountRevisionsElsewhere(name: string): Promise<string[]> {
+    const revs: string[] = [];
     for (const peer of this.peers) {
-      const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent('org.couchdb.user:' + name);
+      const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent('org.couchdb.user:' + name) + '?conflicts=true';
       try {
-        await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound);
-        return true;
+        const doc = (await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound)) as { _rev?: unknown; _conflicts?: unknown };
+        for (const rev of [doc._rev, ...(Array.isArray(doc._conflicts) ? doc._conflicts : [])]) if (typeof rev === 'string') revs.push(rev);
       } catch (err) {
         if ((err as { statusCode?: number }).statusCode === 404) continue;
         throw new Error('the site ' + withoutCredentials(peer.url) + ' cannot be asked whether the name is free (' + (err as Error).message + ')', { cause: err });
       }
     }
-    return false;
+    return revs;
   }
 }

@@ -105,3 +105,29 @@ describe('the site account on the CouchDB port', () => {
     }
   });
 });
+
+describe('identity across sites', () => {
+  it('a name signed up at both sites at the same moment is never two accounts: at most one sign-up succeeds, and only its password logs in at both sites', async () => {
+    const RACES = 8;
+    const outcomes = await Promise.all(
+      Array.from({ length: RACES }, async (_, i) => {
+        const name = 'race-' + run + '-' + i;
+        const [atA, atB] = await Promise.all([signup(A, name, 'racer-a-pw-' + i), signup(B, name, 'racer-b-pw-' + i)]);
+        return { name, i, statuses: [atA.status, atB.status].sort().join('/'), winner: atA.status === 201 ? 'a' : atB.status === 201 ? 'b' : null, tokens: [atA.body.token, atB.body.token].filter(Boolean) as string[] };
+      }),
+    );
+    // Never both: at most one of each pair got an account and a token (both give way when each saw the other).
+    expect(outcomes.filter((o) => o.statuses === '201/201').map((o) => o.name)).toEqual([]);
+    expect(outcomes.every((o) => o.statuses === '201/409' || o.statuses === '409/409')).toBe(true);
+    // Once replicated, at both sites the winner's password logs in and the loser's does not.
+    for (const o of outcomes.filter((x) => x.winner)) {
+      for (const at of [A, B]) {
+        await eventually(async () => {
+          const login = (who: string) => send(at.url(), 'PUT', '/-/user/org.couchdb.user:' + o.name, { body: { name: o.name, password: 'racer-' + who + '-pw-' + o.i } });
+          const [win, lose] = await Promise.all([login(o.winner!), login(o.winner === 'a' ? 'b' : 'a')]);
+          return win.status === 201 && lose.status === 409 ? true : null;
+        }, 20_000, 'only the winner of ' + o.name + ' to log in at ' + at.name);
+      }
+    }
+  });
+});
