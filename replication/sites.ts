@@ -16,7 +16,9 @@
  *   to a peer, is learned too; ids are never forgotten.
  * - Accounts (`_users`, the service accounts left out) and tokens (`<db>-tokens`) replicate too: a name is
  *   one account at every site (sign-up asks every peer first), a token works at every site, and a
- *   revoked one stops working at every site. The site account is an admin of `_users` for that.
+ *   revoked one stops working at every site. The site account is an admin of `_users` for that, but
+ *   writes people's accounts only (`_design/registry-sites` there, server/setup.ts): an account with a
+ *   role of the registry or of CouchDB, and the service accounts, stay each site's own.
  * - The mirror database, the access rules and the supply-chain policy stay per site (README "Sites"
  *   says why).
  */

@@ -106,6 +106,44 @@ describe('the site account on the CouchDB port', () => {
   });
 });
 
+describe('the site account and roles', () => {
+  it('cannot make an account with a role of the registry (a key to the mirror database or to direct writes) nor change the service accounts; an account so made at one site does not replicate', async () => {
+    for (const roles of [['registry-replicator'], ['registry-gateway'], ['registry-site'], ['registry-reader'], ['_admin'], 'registry-replicator']) {
+      const name = 'minted-' + run + '-' + String(roles).replace(/[^a-z]/g, '');
+      const minted = await onCouch(A, site, 'PUT', '/_users/org.couchdb.user:' + name, { body: { _id: 'org.couchdb.user:' + name, name, type: 'user', roles, password: 'minted-pw' } });
+      expect({ roles, status: minted.status }).toEqual({ roles, status: 403 });
+      // Had it been made, it would write a package into the mirror database, in front of the upstream's.
+      const forged = await onCouch(A, basic(name, 'minted-pw'), 'PUT', '/' + A.db + '-mirror/forged-' + name, { body: { name: 'forged-' + name, versions: {}, 'dist-tags': {}, time: {} } });
+      expect({ roles, status: forged.status }).toEqual({ roles, status: 401 });
+    }
+    // Nor through a batch, nor a role added to a person's account.
+    const batch = await onCouch(A, site, 'POST', '/_users/_bulk_docs', { body: { docs: [{ _id: 'org.couchdb.user:batch-' + run, name: 'batch-' + run, type: 'user', roles: ['registry-gateway'], password: 'batch-pw' }] } });
+    expect(batch.status === 403 || (Array.isArray(batch.body) && batch.body[0].error === 'forbidden')).toBe(true);
+    const bobDoc = await onCouch(A, site, 'GET', '/_users/org.couchdb.user:' + bob);
+    expect(bobDoc.status).toBe(200);
+    const elevated = await onCouch(A, site, 'PUT', '/_users/org.couchdb.user:' + bob, { body: { ...bobDoc.body, roles: ['registry-replicator'] } });
+    expect(elevated.status).toBe(403);
+    // The service accounts: not its own (whose password the other sites hold), nor a new registry-replicator.
+    const own = await onCouch(A, site, 'GET', '/_users/org.couchdb.user:registry-site');
+    expect(own.status).toBe(200);
+    const renamed = await onCouch(A, site, 'PUT', '/_users/org.couchdb.user:registry-site', { body: { ...own.body, roles: [], password: 'taken-over' } });
+    expect(renamed.status).toBe(403);
+    const replicator = await onCouch(A, site, 'PUT', '/_users/org.couchdb.user:registry-replicator', { body: { _id: 'org.couchdb.user:registry-replicator', name: 'registry-replicator', type: 'user', roles: [], password: 'minted-pw' } });
+    expect([403, 409]).toContain(replicator.status);
+    // What replication writes (people's accounts) still goes: bob, made at B, logs in at A with his password.
+    expect((await send(A.url(), 'PUT', '/-/user/org.couchdb.user:' + bob, { body: { name: bob, password: bobPassword } })).status).toBe(201);
+    // An admin gives a role at B; the account with it is B's own and is not copied to A.
+    const carol = 'carol-' + run;
+    expect((await signup(B, carol, 'carol-pw-' + run)).status).toBe(201);
+    await eventually(async () => ((await onCouch(A, A.adminAuth(), 'GET', '/_users/org.couchdb.user:' + carol)).status === 200 ? true : null), 20_000, carol + ' at A');
+    const atB = await onCouch(B, B.adminAuth(), 'GET', '/_users/org.couchdb.user:' + carol);
+    expect((await onCouch(B, B.adminAuth(), 'PUT', '/_users/org.couchdb.user:' + carol, { body: { ...atB.body, roles: ['registry-reader'] } })).status).toBe(201);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const atA = await onCouch(A, A.adminAuth(), 'GET', '/_users/org.couchdb.user:' + carol);
+    expect(atA.body.roles).toEqual([]);
+  });
+});
+
 describe('identity across sites', () => {
   it('a name signed up at both sites at the same moment is never two accounts: at most one sign-up succeeds, and only its password logs in at both sites', async () => {
     const RACES = 8;
