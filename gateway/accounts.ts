@@ -15,7 +15,7 @@ import { createHash } from 'crypto';
 import { Couch, couchFailure, Database, Identity } from '../couchdb/client';
 import { LoginAttempt, loginAttempt, LoginRefused, LoginThrottle } from '../lib/login-throttle';
 import { badRequest, conflict, forbidden, HttpError } from './errors';
-import { GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE } from '../core/provenance';
+import { GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE } from '../core/provenance';
 
 export const USER_PREFIX = 'org.couchdb.user:';
 const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,213}$/i;
@@ -26,8 +26,14 @@ const RESERVED_NAMES = [
   'registry', 'replicator', 'users', 'anonymous', 'nobody', 'null', 'undefined', 'owner', 'owners', 'support', 'security',
   'staff', 'www', 'api', 'node', 'nodejs',
   // The registry's own roles on the CouchDB port (core/provenance.ts): names that would read like them.
-  GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE,
+  GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE,
 ];
+/**
+ * Roles of the accounts that only the registry's own machinery logs in with (replication, the other
+ * sites): never an npm user at the gateway (no token, no publish, no status), whoever has the password.
+ */
+const MACHINE_ROLES = [REPLICATOR_ROLE, SITE_ROLE];
+const isMachine = (roles: unknown): boolean => Array.isArray(roles) && roles.some((role) => MACHINE_ROLES.includes(role));
 const RESERVED = new Set(RESERVED_NAMES.map((name) => normalizedUserName(name)));
 /** How long the list of server admins' names is kept (who is an admin changes rarely; their passwords are always read fresh). */
 const ADMIN_NAMES_MS = 10_000;
@@ -151,7 +157,7 @@ export class Accounts {
       return null;
     }
     const doc = await this.read(name);
-    if (!doc || doc.type !== 'user' || doc.name !== name) return null;
+    if (!doc || doc.type !== 'user' || doc.name !== name || isMachine(doc.roles)) return null;
     const roles = (Array.isArray(doc.roles) ? doc.roles : []).filter((r) => typeof r === 'string' && !r.startsWith('_'));
     return { name, roles, email: doc.email, stamp: stampOf('user', name, String(doc.salt), String(doc.derived_key || doc.password_sha)), admin: false, created: doc.created };
   }
@@ -244,6 +250,6 @@ export class Accounts {
       throw err;
     }
     this.checked(!!identity);
-    return identity;
+    return identity && isMachine(identity.roles) ? null : identity;
   }
 }

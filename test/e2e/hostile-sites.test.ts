@@ -7,7 +7,7 @@
  * Each test names the attack and asserts what the attacker would check. Runs on the embedded server.
  */
 import { basic, send } from '../helpers/principals';
-import { publishAt, served, Site, Sites, SITE_PASSWORD, startSites } from '../helpers/sites';
+import { publishAt, served, Site, Sites, SITE_PASSWORD, startSites, versionBody } from '../helpers/sites';
 import { eventually } from '../helpers/wait';
 
 let sites: Sites;
@@ -145,6 +145,30 @@ describe('the site account and roles', () => {
 });
 
 describe('identity across sites', () => {
+  it('the site account, with its password, is no npm user at the gateway of either site: no whoami, token, log-in, publish nor status', async () => {
+    for (const at of [A, B]) {
+      const seen: Record<string, number> = {};
+      seen.whoami = (await send(at.url(), 'GET', '/-/whoami', { headers: { authorization: site } })).status;
+      seen.login = (await send(at.url(), 'PUT', '/-/user/org.couchdb.user:registry-site', { body: { name: 'registry-site', password: SITE_PASSWORD } })).status;
+      seen.token = (await send(at.url(), 'POST', '/-/npm/v1/tokens', { headers: { authorization: site }, body: { password: SITE_PASSWORD } })).status;
+      seen.status = (await send(at.url(), 'GET', '/-/replication', { headers: { authorization: site } })).status;
+      const name = 'site-published-' + at.name.toLowerCase() + '-' + run;
+      seen.publish = (await send(at.url(), 'PUT', '/' + name, { headers: { authorization: site, 'npm-command': 'publish' }, body: versionBody(name, '1.0.0', Buffer.from('published as the site account')) })).status;
+      expect({ site: at.name, ...seen }).toEqual({ site: at.name, whoami: 401, login: 403, token: 401, status: 401, publish: 401 });
+      // A user's Basic credentials still work there.
+      expect((await send(at.url(), 'GET', '/-/whoami', { headers: { authorization: basic(alice, alicePassword) } })).status).toBe(200);
+    }
+  });
+
+  it('names that read like the site account cannot be signed up at either site', async () => {
+    for (const at of [A, B]) {
+      for (const name of ['Registry-Site', 'registry.site', 'registry_site', 'registrysite', 'REGISTRY-SITE']) {
+        const answer = await signup(at, name, 'look-alike-pw');
+        expect({ site: at.name, name, status: answer.status }).toEqual({ site: at.name, name, status: 403 });
+      }
+    }
+  });
+
   it('a name signed up at both sites at the same moment is never two accounts: at most one sign-up succeeds, and only its password logs in at both sites', async () => {
     const RACES = 8;
     const outcomes = await Promise.all(
