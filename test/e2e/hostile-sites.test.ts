@@ -193,3 +193,59 @@ describe('identity across sites', () => {
     }
   });
 });
+
+describe('status and logs', () => {
+  it('/-/replication and /-/health show neither the site password nor a token to anyone, at either site; /-/replication is for users only', async () => {
+    const callers: Record<string, string> = { anonymous: '', aliceAtA: 'Bearer ' + aliceToken, bobOfB: 'Bearer ' + bobToken, admin: A.adminAuth() };
+    for (const at of [A, B]) {
+      for (const [who, auth] of Object.entries(callers)) {
+        const headers: Record<string, string> = auth ? { authorization: who === 'admin' ? at.adminAuth() : auth } : {};
+        for (const path of ['/-/replication', '/-/health', '/-/metrics']) {
+          const answer = await send(at.url(), 'GET', path, { headers });
+          const text = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
+          for (const secret of [SITE_PASSWORD, aliceToken, bobToken, alicePassword, 'registry-site:']) {
+            expect({ site: at.name, who, path, leaks: text.includes(secret) }).toEqual({ site: at.name, who, path, leaks: false });
+          }
+          if (path === '/-/replication' && who === 'anonymous') expect(answer.status).toBe(401);
+        }
+      }
+    }
+    // Nor the processes' logs.
+    for (const at of [A, B]) {
+      const log = at.proc!.output();
+      for (const secret of [SITE_PASSWORD, aliceToken, bobToken, alicePassword, bobPassword]) expect({ site: at.name, leaks: log.includes(secret) }).toEqual({ site: at.name, leaks: false });
+    }
+  });
+});
+
+describe('packages through site replication', () => {
+  it('a version unpublished at one site during a partition, published with other bytes at the other, stays unpublished at both once they meet', async () => {
+    const name = 'hostile-unpub-' + run;
+    sites.partition();
+    try {
+      expect(await publishAt(A.url(), aliceToken, name, '1.0.0', Buffer.from('1.0.0 from A'))).toBe(201);
+      expect(await publishAt(A.url(), aliceToken, name, '1.0.1', Buffer.from('1.0.1 from A'))).toBe(201);
+      const doc = await send(A.url(), 'GET', '/' + name + '?write=true', { headers: { authorization: 'Bearer ' + aliceToken } });
+      const versions = { ...doc.body.versions };
+      delete versions['1.0.0'];
+      const unpublished = await send(A.url(), 'PUT', '/' + name + '/-rev/' + doc.body._rev, {
+        headers: { authorization: 'Bearer ' + aliceToken, 'npm-command': 'unpublish' },
+        body: { ...doc.body, versions, 'dist-tags': { latest: '1.0.1' } },
+      });
+      expect([200, 201]).toContain(unpublished.status);
+      expect(Object.keys((await served(A.url(), name))!.versions)).toEqual(['1.0.1']);
+      // At B, which never saw it, alice's token publishes 1.0.0 with other bytes.
+      expect(await publishAt(B.url(), aliceToken, name, '1.0.0', Buffer.from('1.0.0 from B, other bytes'))).toBe(201);
+    } finally {
+      sites.heal();
+    }
+    const same = await eventually(async () => {
+      const [a, b] = await Promise.all([served(A.url(), name), served(B.url(), name)]);
+      return a && b && JSON.stringify(a) === JSON.stringify(b) && Object.keys(a.versions).includes('1.0.1') ? a : null;
+    }, 30_000, name + ' the same at both sites');
+    expect(Object.keys(same.versions)).toEqual(['1.0.1']);
+    expect(same.tags.latest).toBe('1.0.1');
+    // And it cannot be published again at either.
+    for (const at of [A, B]) expect(await publishAt(at.url(), aliceToken, name, '1.0.0', Buffer.from('again at ' + at.name))).toBe(403);
+  });
+});
