@@ -37,6 +37,14 @@ export const SITE_ACCOUNT = 'registry-site';
 const ROUND_MS = 30_000;
 /** How soon a peer whose ids could not be read is asked again. */
 const UNKNOWN_PEER_MS = 2_000;
+/**
+ * What a site id looks like (server/setup.ts makes UUIDs): never a URL, which is the origin of a
+ * mirrored package (an id such as "https://registry.npmjs.org" would make the upstream's packages
+ * this registry's own), nor anything long.
+ */
+const SITE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** The most ids one peer may name (its own and those of the sites it knows). */
+const MAX_PEER_IDS = 100;
 
 export interface SitesSettings {
   /** The other sites' registry databases, with their site accounts' credentials (`SITE_PEERS`). */
@@ -154,8 +162,12 @@ export class Sites {
     for (const peer of this.peers) {
       try {
         const design = (await remoteJson(withoutCredentials(peer.url) + '/_design/mirror', basicAuthOf(peer.url), this.outbound)) as MirrorSettings;
+        if (!design || typeof design !== 'object') throw new Error('its _design/mirror is not a JSON object');
         const origins = localOrigins(design);
         if (!origins.length) throw new Error('it has no registry id (is it a registry database of this registry software?)');
+        const wrong = origins.find((id) => !SITE_ID.test(id));
+        if (wrong !== undefined) throw new Error('it names ' + JSON.stringify(wrong.slice(0, 80)) + ' as a site id, which is not one (letters, digits, ".", "_" and "-", at most 128)');
+        if (origins.length > MAX_PEER_IDS) throw new Error('it names ' + origins.length + ' site ids, more than ' + MAX_PEER_IDS);
         peer.id = origins[0];
         peer.error = null;
         for (const id of origins) ids.add(id);
@@ -182,7 +194,7 @@ export class Sites {
   /** The other sites' ids recorded in this site's `_design/mirror`. */
   private async recorded(): Promise<string[]> {
     const design = await this.couch.db<MirrorSettings & { _id: string }>(this.db).get('_design/mirror');
-    return design && Array.isArray(design.sites) ? design.sites.filter((id): id is string => typeof id === 'string') : [];
+    return design && Array.isArray(design.sites) ? design.sites.filter((id): id is string => typeof id === 'string' && SITE_ID.test(id)) : [];
   }
 
   /** Adds `ids` (this site's own left out) to `_design/mirror`'s `sites`; tells the gateway when they changed. */

@@ -6,7 +6,13 @@
  *
  * Each test names the attack and asserts what the attacker would check. Runs on the embedded server.
  */
+import { mkdtempSync, rmSync } from 'fs';
+import { createServer, Server } from 'http';
+import { AddressInfo } from 'net';
+import { tmpdir } from 'os';
+import { join } from 'path';
 import { basic, send } from '../helpers/principals';
+import { killProcess, startRegistryProcess } from '../helpers/process';
 import { publishAt, served, Site, Sites, SITE_PASSWORD, startSites, versionBody } from '../helpers/sites';
 import { eventually } from '../helpers/wait';
 
@@ -247,5 +253,60 @@ describe('packages through site replication', () => {
     expect(same.tags.latest).toBe('1.0.1');
     // And it cannot be published again at either.
     for (const at of [A, B]) expect(await publishAt(at.url(), aliceToken, name, '1.0.0', Buffer.from('again at ' + at.name))).toBe(403);
+  });
+});
+
+describe('SITE_PEERS set wrong', () => {
+  it('a peer that is not a registry, answers a huge or deeply nested _design/mirror, or claims the upstream, URLs or thousands of ids: none becomes a site id here, and the registry serves', async () => {
+    const answers: Record<string, () => string> = {
+      claims: () => JSON.stringify({ registry: 'https://registry.npmjs.org', sites: ['http://169.254.169.254/latest', 'x'.repeat(300), 'good-' + run] }),
+      many: () => JSON.stringify({ registry: 'many-' + run, sites: Array.from({ length: 20_000 }, (_, i) => 'many-' + run + '-' + i) }),
+      deep: () => '['.repeat(2_000_000) + ']'.repeat(2_000_000),
+      page: () => '<html>not a registry</html>',
+    };
+    const fake: Server = createServer((req, res) => {
+      const match = /^\/([a-z]+)\/_design\/mirror$/.exec(req.url || '');
+      if (!match || !answers[match[1]]) {
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found","reason":"missing"}');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end(answers[match[1]]());
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const port = (fake.address() as AddressInfo).port;
+    const dataDir = mkdtempSync(join(tmpdir(), 'registry-hostile-peer-'));
+    const proc = await startRegistryProcess({
+      DATA_DIR: dataDir,
+      REGISTRY_DB: 'registry',
+      REGISTRY_ADMIN_PASSWORD: 'hostile-peer-admin',
+      SITE_PASSWORD: 'hostile-peer-site-password',
+      SITE_PEERS: Object.keys(answers).map((path) => 'http://registry-site:peer-pw@127.0.0.1:' + port + '/' + path).join(','),
+    });
+    try {
+      const admin = basic('admin', 'hostile-peer-admin');
+      // A few rounds (a peer whose ids are unknown is asked every 2 s).
+      await new Promise((resolve) => setTimeout(resolve, 5000));
+      const design = await send(proc.couchUrl, 'GET', '/registry/_design/mirror', { headers: { authorization: admin } });
+      const recorded: string[] = design.body.sites || [];
+      expect(recorded.filter((id) => /^https?:/i.test(id) || id.length > 200)).toEqual([]);
+      expect(recorded.length).toBeLessThanOrEqual(200);
+      // Each such peer is reported, not pulled from.
+      const login = await send(proc.url, 'PUT', '/-/user/org.couchdb.user:peer-watcher-' + run, { body: { name: 'peer-watcher-' + run, password: 'watcher-pw' } });
+      const status = await send(proc.url, 'GET', '/-/replication', { headers: { authorization: 'Bearer ' + login.body.token } });
+      expect(status.status).toBe(200);
+      expect(JSON.stringify(status.body)).not.toContain('peer-pw');
+      const peers: { peer: string; id: string | null; error: string | null }[] = status.body.sites.peers;
+      expect(peers.map((peer) => ({ path: new URL(peer.peer).pathname, id: peer.id, error: !!peer.error }))).toEqual(
+        Object.keys(answers).map((path) => ({ path: '/' + path, id: null, error: true })),
+      );
+      const health = await send(proc.url, 'GET', '/-/health');
+      expect(health.status).toBe(200);
+      expect(JSON.stringify(health.body)).not.toContain('peer-pw');
+      expect(proc.output()).not.toMatch(/unhandled rejection|uncaught exception|peer-pw/i);
+    } finally {
+      await killProcess(proc.child, 'SIGTERM');
+      await new Promise((resolve) => fake.close(resolve));
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });
