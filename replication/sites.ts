@@ -70,6 +70,16 @@ export type SiteData = 'packages' | 'accounts' | 'tokens';
 const SERVICE_ACCOUNTS = [SITE_ACCOUNT, 'registry-replicator'].map((name) => 'org.couchdb.user:' + name);
 const ACCOUNTS_SELECTOR = { _id: { $regex: '^org\\.couchdb\\.user:', $nin: SERVICE_ACCOUNTS } };
 
+/**
+ * Whether an account document is a person's: no role of the registry (`registry-…`, its machinery's
+ * accounts are each site's own) nor of CouchDB (`_…`). The rule of `_users`' `_design/registry-sites`
+ * (server/setup.ts), for what this site copies as an admin.
+ */
+function isPersonAccount(doc: { roles?: unknown }): boolean {
+  if (doc.roles === undefined || doc.roles === null) return true;
+  return Array.isArray(doc.roles) && doc.roles.every((role) => typeof role === 'string' && !role.startsWith('_') && !role.startsWith('registry-'));
+}
+
 interface Peer {
   url: string;
   /** The peer's registry database (the setting), its `_users` and its tokens database. */
@@ -261,6 +271,8 @@ export class Sites {
       const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent(id) + '?revs=true';
       const doc = await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound).catch(() => null);
       if (!doc || doc._id !== id || doc.name !== name) continue;
+      // As replication (whose writes _users' _design/registry-sites checks): people's accounts only.
+      if (!isPersonAccount(doc)) return false;
       // As replication writes it: the same revision, so that the replication that follows finds it here.
       await this.couch.request('POST', '/_users/_bulk_docs', { docs: [doc], new_edits: false });
       return true;

@@ -175,6 +175,45 @@ describe('identity across sites', () => {
     }
   });
 
+  it("a log-in at B with the name of an account of A's machinery (a reader, role registry-reader) does not copy it to B", async () => {
+    const reader = 'reader-' + run;
+    const made = await onCouch(A, A.adminAuth(), 'PUT', '/_users/org.couchdb.user:' + reader, { body: { _id: 'org.couchdb.user:' + reader, name: reader, type: 'user', roles: ['registry-reader'], password: 'reader-pw' } });
+    expect(made.status).toBe(201);
+    // Anyone tries to log in at B under that name (any password): B looks for the account at A first.
+    const attempt = await send(B.url(), 'PUT', '/-/user/org.couchdb.user:' + reader, { body: { name: reader, password: 'a guess' } });
+    expect(attempt.status).toBeGreaterThanOrEqual(400);
+    expect(attempt.status).toBeLessThan(500);
+    expect((await onCouch(B, B.adminAuth(), 'GET', '/_users/org.couchdb.user:' + reader)).status).toBe(404);
+    // A's reader reads A's packages, and nothing at B.
+    expect((await onCouch(A, basic(reader, 'reader-pw'), 'GET', '/' + A.db + '/' + pkg)).status).toBe(200);
+    expect((await onCouch(B, basic(reader, 'reader-pw'), 'GET', '/' + B.db + '/' + pkg)).status).toBe(401);
+  });
+
+  it('sign-up while the sites are partitioned waits (503 at either site) rather than risk two people under one name', async () => {
+    sites.partition();
+    try {
+      const name = 'partitioned-' + run;
+      for (const at of [A, B]) {
+        const answer = await signup(at, name, 'partitioned-pw-' + at.name);
+        expect({ site: at.name, status: answer.status, error: typeof answer.body.error }).toEqual({ site: at.name, status: 503, error: 'string' });
+        expect((await onCouch(at, at.adminAuth(), 'GET', '/_users/org.couchdb.user:' + name)).status).toBe(404);
+      }
+    } finally {
+      sites.heal();
+    }
+  });
+
+  it('a token revoked at one site stops working at the other within seconds', async () => {
+    const login = await send(A.url(), 'PUT', '/-/user/org.couchdb.user:' + alice, { body: { name: alice, password: alicePassword } });
+    const token = login.body.token as string;
+    await eventually(async () => ((await send(B.url(), 'GET', '/-/whoami', { headers: { authorization: 'Bearer ' + token } })).status === 200 ? true : null), 20_000, 'the new token to work at B');
+    const revoked = await send(A.url(), 'DELETE', '/-/npm/v1/tokens/token/' + token, { headers: { authorization: 'Bearer ' + token } });
+    expect(revoked.status).toBe(204);
+    const started = Date.now();
+    await eventually(async () => ((await send(B.url(), 'GET', '/-/whoami', { headers: { authorization: 'Bearer ' + token } })).status === 401 ? true : null), 10_000, 'the revoked token to fail at B');
+    process.stdout.write('hostile-sites: a token revoked at A failed at B ' + (Date.now() - started) + ' ms later\n');
+  });
+
   it('a name signed up at both sites at the same moment is never two accounts: at most one sign-up succeeds, and only its password logs in at both sites', async () => {
     const RACES = 8;
     const outcomes = await Promise.all(
