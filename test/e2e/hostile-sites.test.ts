@@ -94,6 +94,24 @@ describe('the site account on the CouchDB port', () => {
     expect((await send(A.url(), 'PUT', '/-/user/org.couchdb.user:' + alice, { body: { name: alice, password: alicePassword } })).status).toBe(201);
   });
 
+  it('slips no design document into _users through a body that is not JSON, a map of docs or an array; a batch that is no list is a 400, not a 500', async () => {
+    const design = { _id: '_design/sneak-' + run, validate_doc_update: 'function () { throw({ forbidden: "sneaked" }); }' };
+    const tries: [string, unknown, string][] = [
+      ['/_users/_bulk_docs', { docs: [design] }, 'text/plain'],
+      ['/_users/_bulk_docs', { docs: [design] }, 'application/x-www-form-urlencoded'],
+      ['/_users/_bulk_docs', { docs: [design], new_edits: false }, 'application/json; charset=utf-8'],
+      ['/_users/_bulk_docs', { docs: { 0: design } }, 'application/json'],
+      ['/' + A.db + '/_bulk_docs', { docs: { 0: { _id: 'not-a-list-' + run } } }, 'application/json'],
+      ['/_users', [design], 'application/json'],
+      ['/_users', design, 'text/plain'],
+    ];
+    for (const [path, body, type] of tries) {
+      const answer = await onCouch(A, site, 'POST', path, { raw: JSON.stringify(body), headers: { 'content-type': type } });
+      expect({ path, type, status: answer.status >= 400 && answer.status < 500, error: typeof (answer.body && answer.body.error) }).toEqual({ path, type, status: true, error: 'string' });
+    }
+    expect((await onCouch(A, A.adminAuth(), 'GET', '/_users/_design/sneak-' + run)).status).toBe(404);
+  });
+
   it('with the right password reads neither the state database, _replicator nor the configuration; with a wrong one nothing, on either port of either site', async () => {
     for (const at of [A, B]) {
       for (const path of ['/' + at.db + '-state/_all_docs', '/_replicator/_all_docs', '/_config', '/_node/_local/_config', '/_all_dbs', '/_users/_security', '/_users/_design/_auth']) {
