@@ -77,6 +77,11 @@ describe('the site account on the CouchDB port', () => {
     expect((await onCouch(A, A.adminAuth(), 'GET', '/_users/_design/hostile-' + run)).status).toBe(404);
     // Sign-up still works (the copied code, had it landed, refused every write of _users).
     expect((await signup(A, 'after-copy-' + run, 'after-copy-pw')).status).toBe(201);
+    // Design documents and the security under percent-encoded or split ids.
+    for (const path of ['/_users/_design%2Fenc-' + run, '/_users/%5Fdesign/enc-' + run, '/_users/%5Fdesign%2Fenc-' + run, '/_users/_local%2F_security', '/_users/%5Flocal/_security', '/_users/_security?x=1']) {
+      const answer = await onCouch(A, site, 'PUT', path, { body: { _id: '_design/enc-' + run, validate_doc_update: 'function () {}', members: { roles: ['registry-site'] } } });
+      expect({ path, status: answer.status }).toEqual({ path, status: 403 });
+    }
     // Maintenance and the database itself are the server admins'.
     for (const [method, path, body] of [
       ['POST', '/_users/_compact', {}],
@@ -127,6 +132,31 @@ describe('the site account on the CouchDB port', () => {
         expect({ site: at.name, path, status: answer.status }).toEqual({ site: at.name, path, status: 401 });
       }
     }
+  });
+});
+
+describe('every principal on both ports of both sites', () => {
+  it('people (anonymous, a user of this site, a user of the other site) read no accounts, tokens, state, jobs nor package databases on the CouchDB port, and write nothing there', async () => {
+    const people: Record<string, string> = { anonymous: '', alice: basic(alice, alicePassword), bob: basic(bob, bobPassword) };
+    const failures: unknown[] = [];
+    for (const at of [A, B]) {
+      for (const [who, auth] of Object.entries(people)) {
+        const headers = auth ? { authorization: auth } : {};
+        for (const path of ['/_users/_all_docs', '/_users/org.couchdb.user:' + (who === 'bob' ? alice : bob), '/' + at.db + '-tokens/_all_docs', '/' + at.db + '-state/_all_docs', '/_replicator/_all_docs', '/' + at.db + '/_all_docs', '/' + at.db + '/' + pkg, '/' + at.db + '-mirror/_all_docs']) {
+          const answer = await send(at.couchOrigin(), 'GET', path, { headers });
+          if (![401, 403, 404].includes(answer.status)) failures.push({ site: at.name, who, path, status: answer.status });
+        }
+        const write = await send(at.couchOrigin(), 'PUT', '/' + at.db + '/' + pkg + '-by-' + who, { headers, body: { name: pkg + '-by-' + who, origin: 'x', versions: {}, 'dist-tags': {}, time: {} } });
+        if (![401, 403].includes(write.status)) failures.push({ site: at.name, who, write: write.status });
+        const account = await send(at.couchOrigin(), 'PUT', '/_users/org.couchdb.user:planted-' + who + '-' + run, { headers, body: { name: 'planted-' + who + '-' + run, type: 'user', roles: [], password: 'x' } });
+        if (![401, 403].includes(account.status)) failures.push({ site: at.name, who, account: account.status });
+      }
+      // On the gateway, a user of the other site is no maintainer of pkg; anonymous publishes nothing.
+      const byBob = await publishAt(at.url(), bobToken, pkg, '9.0.0-bob', Buffer.from('bob at ' + at.name));
+      const byNobody = await publishAt(at.url(), '', pkg, '9.0.0-anon', Buffer.from('anonymous at ' + at.name));
+      if (byBob !== 403 || byNobody !== 401) failures.push({ site: at.name, byBob, byNobody });
+    }
+    expect(failures).toEqual([]);
   });
 });
 
