@@ -170,6 +170,11 @@ describe('the site account and roles', () => {
       const forged = await onCouch(A, basic(name, 'minted-pw'), 'PUT', '/' + A.db + '-mirror/forged-' + name, { body: { name: 'forged-' + name, versions: {}, 'dist-tags': {}, time: {} } });
       expect({ roles, status: forged.status }).toEqual({ roles, status: 401 });
     }
+    // Nor by removing the guard that refuses it.
+    const guard = await onCouch(A, A.adminAuth(), 'GET', '/_users/_design/registry-sites');
+    expect(guard.status).toBe(200);
+    expect((await onCouch(A, site, 'DELETE', '/_users/_design/registry-sites?rev=' + guard.body._rev)).status).toBe(403);
+    expect((await onCouch(A, site, 'POST', '/_users/_bulk_docs', { body: { docs: [{ _id: '_design/registry-sites', _rev: guard.body._rev, _deleted: true }] } })).status).toBe(403);
     // Nor through a batch, nor a role added to a person's account.
     const batch = await onCouch(A, site, 'POST', '/_users/_bulk_docs', { body: { docs: [{ _id: 'org.couchdb.user:batch-' + run, name: 'batch-' + run, type: 'user', roles: ['registry-gateway'], password: 'batch-pw' }] } });
     expect(batch.status === 403 || (Array.isArray(batch.body) && batch.body[0].error === 'forbidden')).toBe(true);
