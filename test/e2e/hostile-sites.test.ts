@@ -316,6 +316,34 @@ describe('status and logs', () => {
   });
 });
 
+describe('status and the access rules', () => {
+  it('a refused publish (the same version published at both sites with other bytes) of a package the access rules hide is listed to its reader, not to another user', async () => {
+    const secret = 'hostile-secret-' + run;
+    for (const at of [A, B]) {
+      const current = await onCouch(at, at.adminAuth(), 'GET', '/' + at.db + '/_design/access');
+      const rules = [{ package: secret, read: [alice], publish: [alice] }, ...current.body.rules];
+      expect((await onCouch(at, at.adminAuth(), 'PUT', '/' + at.db + '/_design/access', { body: { ...current.body, rules } })).status).toBe(201);
+    }
+    sites.partition();
+    try {
+      expect(await publishAt(A.url(), aliceToken, secret, '1.0.0', Buffer.from('secret from A'))).toBe(201);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(await publishAt(B.url(), aliceToken, secret, '1.0.0', Buffer.from('secret from B'))).toBe(201);
+    } finally {
+      sites.heal();
+    }
+    const listed = async (at: Site, token: string) => {
+      const status = await send(at.url(), 'GET', '/-/replication', { headers: { authorization: 'Bearer ' + token } });
+      return ((status.body.refusedPublishes || []) as { name: string }[]).some((refusal) => refusal.name === secret);
+    };
+    await eventually(async () => ((await listed(A, aliceToken)) || (await listed(B, aliceToken)) ? true : null), 30_000, 'the refused publish of ' + secret + ' in a status');
+    for (const at of [A, B]) {
+      expect([403, 404]).toContain((await send(at.url(), 'GET', '/' + secret, { headers: { authorization: 'Bearer ' + bobToken } })).status);
+      expect({ site: at.name, listed: await listed(at, bobToken) }).toEqual({ site: at.name, listed: false });
+    }
+  });
+});
+
 describe('packages through site replication', () => {
   it('a version unpublished at one site during a partition, published with other bytes at the other, stays unpublished at both once they meet', async () => {
     const name = 'hostile-unpub-' + run;
