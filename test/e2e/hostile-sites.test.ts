@@ -377,14 +377,20 @@ describe('packages through site replication', () => {
 });
 
 describe('SITE_PEERS set wrong', () => {
-  it('a peer that is not a registry, answers a huge or deeply nested _design/mirror, or claims the upstream, URLs or thousands of ids: none becomes a site id here, and the registry serves', async () => {
+  it('a peer that is not a registry, redirects, answers a huge or deeply nested _design/mirror, or claims the upstream, URLs or thousands of ids: none becomes a site id here, and the registry serves', async () => {
     const answers: Record<string, () => string> = {
       claims: () => JSON.stringify({ registry: 'https://registry.npmjs.org', sites: ['http://169.254.169.254/latest', 'x'.repeat(300), 'good-' + run] }),
       many: () => JSON.stringify({ registry: 'many-' + run, sites: Array.from({ length: 20_000 }, (_, i) => 'many-' + run + '-' + i) }),
       deep: () => '['.repeat(2_000_000) + ']'.repeat(2_000_000),
       page: () => '<html>not a registry</html>',
     };
+    let followed = 0;
     const fake: Server = createServer((req, res) => {
+      if ((req.url || '').startsWith('/followed')) followed++;
+      if (/^\/redirect\//.test(req.url || '')) {
+        res.writeHead(302, { location: 'http://127.0.0.1:' + (fake.address() as AddressInfo).port + '/followed' + req.url }).end();
+        return;
+      }
       const match = /^\/([a-z]+)\/_design\/mirror$/.exec(req.url || '');
       if (!match || !answers[match[1]]) {
         res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found","reason":"missing"}');
@@ -400,7 +406,7 @@ describe('SITE_PEERS set wrong', () => {
       REGISTRY_DB: 'registry',
       REGISTRY_ADMIN_PASSWORD: 'hostile-peer-admin',
       SITE_PASSWORD: 'hostile-peer-site-password',
-      SITE_PEERS: Object.keys(answers).map((path) => 'http://registry-site:peer-pw@127.0.0.1:' + port + '/' + path).join(','),
+      SITE_PEERS: [...Object.keys(answers), 'redirect'].map((path) => 'http://registry-site:peer-pw@127.0.0.1:' + port + '/' + path).join(','),
     });
     try {
       const admin = basic('admin', 'hostile-peer-admin');
@@ -417,8 +423,10 @@ describe('SITE_PEERS set wrong', () => {
       expect(JSON.stringify(status.body)).not.toContain('peer-pw');
       const peers: { peer: string; id: string | null; error: string | null }[] = status.body.sites.peers;
       expect(peers.map((peer) => ({ path: new URL(peer.peer).pathname, id: peer.id, error: !!peer.error }))).toEqual(
-        Object.keys(answers).map((path) => ({ path: '/' + path, id: null, error: true })),
+        [...Object.keys(answers), 'redirect'].map((path) => ({ path: '/' + path, id: null, error: true })),
       );
+      // A peer's redirect is not followed (its credentials would go along).
+      expect(followed).toBe(0);
       const health = await send(proc.url, 'GET', '/-/health');
       expect(health.status).toBe(200);
       expect(JSON.stringify(health.body)).not.toContain('peer-pw');
