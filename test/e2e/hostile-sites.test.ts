@@ -2,9 +2,18 @@
  * The sites surface (SITE_PEERS, the site account, accounts and tokens that replicate, packages that
  * replicate and merge) attacked as a hostile user would: from every principal (anonymous, a user with a
  * token, a maintainer at one site, a user of the other site, the site account with its password and
- * with a wrong one) on both ports (the gateway and the CouchDB port) of two sites.
+ * with a wrong one) on both ports (the gateway and the CouchDB port) of two sites, and from a peer set
+ * wrong in SITE_PEERS.
  *
- * Each test names the attack and asserts what the attacker would check. Runs on the embedded server.
+ * Holes found and closed (each test failed before its fix): the site account deleted `_users`, COPYed
+ * an account onto a design document whose code then ran in the embedded server, made accounts with the
+ * registry's roles (a key to the mirror database), logged in and published at the gateway; a `_bulk_docs`
+ * whose docs is no list was a 500; the same name signed up at both sites at once made two accounts; a
+ * log-in under the name of another site's reader copied that account; a peer's `_design/mirror`
+ * made the upstream's origin a site id; `/-/replication` named packages the access rules hide. The
+ * other tests are attacks that did not work, kept so that they keep not working.
+ *
+ * Runs on the embedded server.
  */
 import { mkdtempSync, rmSync } from 'fs';
 import { createServer, Server } from 'http';
