@@ -146,7 +146,7 @@ export function authorize(method: string, rawPath: string, caller: Caller, secur
   }
   if (isServerAdmin(caller)) return null;
   if (first === '_replicator' || first === '_global_changes') return adminOnly(caller, first);
-  if (first === '_users') return isSiteCaller(caller) ? authorizeSiteOnUsers(rest) : authorizeUsers(method, rest, caller);
+  if (first === '_users') return isSiteCaller(caller) ? authorizeSiteOnUsers(method, rest, caller) : authorizeUsers(method, rest, caller);
   return authorizeDatabase(method, first, rest, caller, security);
 }
 
@@ -157,16 +157,32 @@ export function isSiteCaller(caller: Caller): boolean {
 
 /**
  * `_users` for a site's account: sites replicate accounts, so it reads and writes the accounts, as an
- * admin of `_users` does on CouchDB (server/setup.ts makes it one there); the database's design
- * documents and security stay the server admins'. The embedded server then runs the request as an
- * admin of it (express-pouchdb knows no database admins).
+ * admin of `_users` does on CouchDB (server/setup.ts makes it one there), through what replication
+ * uses only: the database's information, documents, replication checkpoints and the member endpoints.
+ * The database itself (its creation and deletion, which CouchDB keeps for server admins too), its
+ * design documents, its security, `COPY` (whose `Destination` could name a design document) and
+ * maintenance (`_compact`, `_purge`, ...) stay the server admins'. The embedded server then runs the
+ * request as an admin of it (express-pouchdb knows no database admins).
  */
-function authorizeSiteOnUsers(rest: string[]): Refusal | null {
+function authorizeSiteOnUsers(method: string, rest: string[], caller: Caller): Refusal | null {
   const head = rest[0] || '';
   if (head === '_design' || head.startsWith('_design/') || head === '_security' || head === SECURITY_DOCUMENT || (head === '_local' && rest[1] === '_security')) {
     return { status: 403, error: 'forbidden', reason: 'The design documents and the security of _users are for server admins.' };
   }
-  return null;
+  const whole = rest.length === 0 || (rest.length === 1 && rest[0] === '');
+  if (whole) return ['GET', 'HEAD', 'POST'].indexOf(method) !== -1 ? null : adminOnly(caller, 'the creation and deletion of _users');
+  if (method === 'COPY') return adminOnly(caller, 'COPY in _users');
+  if (head === '_local' || head.startsWith('_local/')) {
+    const methods = ['GET', 'HEAD', 'PUT', 'DELETE'];
+    return methods.indexOf(method) !== -1 ? null : methodNotAllowed(methods, 'local documents');
+  }
+  if (head.startsWith('_')) {
+    const allowed = MEMBER_ENDPOINTS.get(head);
+    if (rest.length === 1 && allowed && allowed.indexOf(method) !== -1) return null;
+    return adminOnly(caller, '_users/' + head);
+  }
+  const methods = ['GET', 'HEAD', 'PUT', 'DELETE'];
+  return methods.indexOf(method) !== -1 ? null : adminOnly(caller, method + ' on an account');
 }
 
 /** `_users`: a non-admin may read their own document, nothing more. */

@@ -218,7 +218,15 @@ function bodyGuard(): express.RequestHandler {
     const first = req.path.split('/')[1] || '';
     if (databaseOf(req.path) === null && ['_users', '_replicator', '_global_changes'].indexOf(first) === -1) return next();
     (isTrusted ? forTrusted : forOthers)(req, res, (err?: { status?: number; type?: string; deep?: boolean }) => {
-      if (!err) return next();
+      if (!err) {
+        // express-pouchdb fails with a 500 on a batch whose `docs` is not a list (an object of documents, say).
+        const body = req.body as { docs?: unknown } | undefined;
+        const batch = req.method === 'POST' && /\/_bulk_docs\/?$/.test(req.path);
+        if (batch && body && typeof body === 'object' && body.docs !== undefined && !Array.isArray(body.docs)) {
+          return refuseWith(res, 400, 'bad_request', "Missing JSON list of 'docs': send {\"docs\": [...]}.");
+        }
+        return next();
+      }
       if (err.deep) return refuseWith(res, 400, 'bad_request', 'The JSON body is nested deeper than ' + MAX_JSON_DEPTH + ' levels.');
       if (err.status === 413) return refuseWith(res, 413, 'too_large', 'The request entity is too large.');
       if (err.status === 400) return refuseWith(res, 400, 'bad_request', 'invalid_json');

@@ -29,6 +29,12 @@ const RESERVED_NAMES = [
   // The registry's own roles on the CouchDB port (core/provenance.ts): names that would read like them.
   GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE,
 ];
+/**
+ * Roles of the accounts that only the registry's own machinery logs in with (replication, the other
+ * sites): never an npm user at the gateway (no token, no publish, no status), whoever has the password.
+ */
+const MACHINE_ROLES = [REPLICATOR_ROLE, SITE_ROLE];
+const isMachine = (roles: unknown): boolean => Array.isArray(roles) && roles.some((role) => MACHINE_ROLES.includes(role));
 const RESERVED = new Set(RESERVED_NAMES.map((name) => normalizedUserName(name)));
 /** How long the list of server admins' names is kept (who is an admin changes rarely; their passwords are always read fresh). */
 const ADMIN_NAMES_MS = 10_000;
@@ -89,10 +95,11 @@ export class Accounts {
   private readonly users: Database<UserDoc>;
   private adminNames?: { names: Set<string>; until: number };
   /**
-   * Whether another site of this registry has an account of that name (replication/sites.ts); it
-   * throws when a site cannot be asked. Unset without sites.
+   * The live revisions of the account of that name at the other sites of this registry
+   * (replication/sites.ts), none when they have none; it throws when a site cannot be asked. Unset
+   * without sites.
    */
-  takenElsewhere?: (name: string) => Promise<boolean>;
+  elsewhere?: (name: string) => Promise<string[]>;
   /** Where this CouchDB's configuration is read (`/_node/_local/_config` on CouchDB 3, `/_config` on the embedded server). */
   private configBase?: string;
 
@@ -155,7 +162,7 @@ export class Accounts {
       return null;
     }
     const doc = await this.read(name);
-    if (!doc || doc.type !== 'user' || doc.name !== name) return null;
+    if (!doc || doc.type !== 'user' || doc.name !== name || isMachine(doc.roles)) return null;
     const roles = (Array.isArray(doc.roles) ? doc.roles : []).filter((r) => typeof r === 'string' && !r.startsWith('_'));
     return {
       name, roles, email: doc.email, stamp: stampOf('user', name, String(doc.salt), String(doc.derived_key || doc.password_sha)), admin: false, created: doc.created,
@@ -192,21 +199,42 @@ export class Accounts {
     const reserved = await this.signupProblem(name);
     if (reserved) throw forbidden(reserved);
     if (password.length < 4) throw badRequest('Choose a password of at least 4 characters.');
-    if (this.takenElsewhere) {
-      // A name is one account at every site: one created at another site, not replicated here yet, is taken.
-      const taken = await this.takenElsewhere(name).catch((err: Error) => {
-        throw new HttpError(503, 'Sign-up needs every site of this registry to confirm that the name is free, and ' + err.message + '. Try again later.');
-      });
-      if (taken) throw conflict('The user name "' + name + '" is taken; choose another, or log in with its password.');
-    }
+    const taken = () => conflict('The user name "' + name + '" is taken; choose another, or log in with its password.');
+    const elsewhere = this.elsewhere;
+    const askSites = (): Promise<string[]> =>
+      elsewhere
+        ? elsewhere(name).catch((err: Error) => {
+          throw new HttpError(503, 'Sign-up needs every site of this registry to confirm that the name is free, and ' + err.message + '. Try again later.');
+        })
+        : Promise.resolve([]);
+    // A name is one account at every site: one created at another site, not replicated here yet, is taken.
+    if ((await askSites()).length) throw taken();
     const now = new Date().toISOString();
     const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', roles: [], password, created: now, updated: now };
     if (email) doc.email = email;
+    let rev: string;
     try {
-      await this.users.put(doc);
+      rev = (await this.users.put(doc)).rev;
     } catch (err) {
-      if (couchFailure(err).statusCode === 409) throw conflict('The user name "' + name + '" is taken; choose another, or log in with its password.');
+      if (couchFailure(err).statusCode === 409) throw taken();
       throw err;
+    }
+    if (!elsewhere) return;
+    // The same name signed up at another site at the same moment (each site asked the other before
+    // either had it): asked again now, at least one of the two sees the other, and a sign-up that
+    // sees another account of its name gives way (both may, then neither succeeds, and the name is
+    // free again): never two people under one name. A site that cannot be asked now leaves the name
+    // free here, as before the sign-up.
+    let rivals: string[];
+    try {
+      rivals = (await askSites()).filter((other) => other !== rev);
+    } catch (err) {
+      await this.users.remove(doc._id, rev).catch(() => undefined);
+      throw err;
+    }
+    if (rivals.length) {
+      await this.users.remove(doc._id, rev);
+      throw taken();
     }
   }
 
@@ -271,6 +299,6 @@ export class Accounts {
       throw err;
     }
     this.checked(!!identity);
-    return identity;
+    return identity && isMachine(identity.roles) ? null : identity;
   }
 }

@@ -16,7 +16,9 @@
  *   to a peer, is learned too; ids are never forgotten.
  * - Accounts (`_users`, the service accounts left out) and tokens (`<db>-tokens`) replicate too: a name is
  *   one account at every site (sign-up asks every peer first), a token works at every site, and a
- *   revoked one stops working at every site. The site account is an admin of `_users` for that.
+ *   revoked one stops working at every site. The site account is an admin of `_users` for that, but
+ *   writes people's accounts only (`_design/registry-sites` there, server/setup.ts): an account with a
+ *   role of the registry or of CouchDB, and the service accounts, stay each site's own.
  * - The mirror database, the access rules and the supply-chain policy stay per site (README "Sites"
  *   says why).
  */
@@ -35,6 +37,14 @@ export const SITE_ACCOUNT = 'registry-site';
 const ROUND_MS = 30_000;
 /** How soon a peer whose ids could not be read is asked again. */
 const UNKNOWN_PEER_MS = 2_000;
+/**
+ * What a site id looks like (server/setup.ts makes UUIDs): never a URL, which is the origin of a
+ * mirrored package (an id such as "https://registry.npmjs.org" would make the upstream's packages
+ * this registry's own), nor anything long.
+ */
+const SITE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** The most ids one peer may name (its own and those of the sites it knows). */
+const MAX_PEER_IDS = 100;
 
 export interface SitesSettings {
   /** The other sites' registry databases, with their site accounts' credentials (`SITE_PEERS`). */
@@ -53,18 +63,22 @@ export interface SitePeerStatus extends NativeReplicationStatus {
   tokens: { state: string; error: string | null };
 }
 
-/**
- * What a site's id looks like (ids are made by `randomUUID`): an id that reads like an upstream's URL
- * or anything else is never taken for a site's, so that no peer can make mirrored packages local here.
- */
-const SITE_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{7,63}$/;
-
 /** What is pulled from every peer: its packages, its accounts and its tokens. */
 export type SiteData = 'packages' | 'accounts' | 'tokens';
 
 /** Service accounts are each site's own (their passwords differ): they never replicate. */
 const SERVICE_ACCOUNTS = [SITE_ACCOUNT, 'registry-replicator'].map((name) => 'org.couchdb.user:' + name);
 const ACCOUNTS_SELECTOR = { _id: { $regex: '^org\\.couchdb\\.user:', $nin: SERVICE_ACCOUNTS } };
+
+/**
+ * Whether an account document is a person's: no role of the registry (`registry-…`, its machinery's
+ * accounts are each site's own) nor of CouchDB (`_…`). The rule of `_users`' `_design/registry-sites`
+ * (server/setup.ts), for what this site copies as an admin.
+ */
+function isPersonAccount(doc: { roles?: unknown }): boolean {
+  if (doc.roles === undefined || doc.roles === null) return true;
+  return Array.isArray(doc.roles) && doc.roles.every((role) => typeof role === 'string' && !role.startsWith('_') && !role.startsWith('registry-'));
+}
 
 interface Peer {
   url: string;
@@ -158,8 +172,12 @@ export class Sites {
     for (const peer of this.peers) {
       try {
         const design = (await remoteJson(withoutCredentials(peer.url) + '/_design/mirror', basicAuthOf(peer.url), this.outbound)) as MirrorSettings;
-        const origins = localOrigins(design).filter((id) => SITE_ID.test(id));
-        if (!origins.length || origins[0] !== design.registry) throw new Error('it has no registry id (is it a registry database of this registry software?)');
+        if (!design || typeof design !== 'object') throw new Error('its _design/mirror is not a JSON object');
+        const origins = localOrigins(design);
+        if (!origins.length) throw new Error('it has no registry id (is it a registry database of this registry software?)');
+        const wrong = origins.find((id) => !SITE_ID.test(id));
+        if (wrong !== undefined) throw new Error('it names ' + JSON.stringify(wrong.slice(0, 80)) + ' as a site id, which is not one (letters, digits, ".", "_" and "-", at most 128)');
+        if (origins.length > MAX_PEER_IDS) throw new Error('it names ' + origins.length + ' site ids, more than ' + MAX_PEER_IDS);
         peer.id = origins[0];
         peer.error = null;
         for (const id of origins) ids.add(id);
@@ -186,7 +204,7 @@ export class Sites {
   /** The other sites' ids recorded in this site's `_design/mirror`. */
   private async recorded(): Promise<string[]> {
     const design = await this.couch.db<MirrorSettings & { _id: string }>(this.db).get('_design/mirror');
-    return design && Array.isArray(design.sites) ? design.sites.filter((id): id is string => typeof id === 'string') : [];
+    return design && Array.isArray(design.sites) ? design.sites.filter((id): id is string => typeof id === 'string' && SITE_ID.test(id)) : [];
   }
 
   /** Adds `ids` (this site's own left out) to `_design/mirror`'s `sites`; tells the gateway when they changed. */
@@ -253,6 +271,8 @@ export class Sites {
       const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent(id) + '?revs=true';
       const doc = await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound).catch(() => null);
       if (!doc || doc._id !== id || doc.name !== name) continue;
+      // As replication (whose writes _users' _design/registry-sites checks): people's accounts only.
+      if (!isPersonAccount(doc)) return false;
       // As replication writes it: the same revision, so that the replication that follows finds it here.
       await this.couch.request('POST', '/_users/_bulk_docs', { docs: [doc], new_edits: false });
       return true;
@@ -261,21 +281,24 @@ export class Sites {
   }
 
   /**
-   * Whether another site has an account named `name` (sign-up asks before creating one, so that a
-   * name is one account at every site). A site that cannot be asked makes it throw: sign-up waits
-   * for every site rather than risk two people under one name.
+   * The live revisions of the account `name` at the other sites (conflicting ones too): none when no
+   * other site has it. Sign-up asks before creating one, so that a name is one account at every
+   * site, and again after, for a sign-up of the same name at another site at the same moment. A site
+   * that cannot be asked makes it throw: sign-up waits for every site rather than risk two people
+   * under one name.
    */
-  async nameTaken(name: string): Promise<boolean> {
+  async accountRevisionsElsewhere(name: string): Promise<string[]> {
+    const revs: string[] = [];
     for (const peer of this.peers) {
-      const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent('org.couchdb.user:' + name);
+      const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent('org.couchdb.user:' + name) + '?conflicts=true';
       try {
-        await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound);
-        return true;
+        const doc = (await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound)) as { _rev?: unknown; _conflicts?: unknown };
+        for (const rev of [doc._rev, ...(Array.isArray(doc._conflicts) ? doc._conflicts : [])]) if (typeof rev === 'string') revs.push(rev);
       } catch (err) {
         if ((err as { statusCode?: number }).statusCode === 404) continue;
         throw new Error('the site ' + withoutCredentials(peer.url) + ' cannot be asked whether the name is free (' + (err as Error).message + ')', { cause: err });
       }
     }
-    return false;
+    return revs;
   }
 }

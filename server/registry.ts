@@ -210,7 +210,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     if (config.sites.peers.length) {
       context.sites = sites;
       const peers = sites;
-      context.accounts.takenElsewhere = (name) => peers.nameTaken(name);
+      context.accounts.elsewhere = (name) => peers.accountRevisionsElsewhere(name);
       metrics.watchSites(() => peers.states());
     }
     const handler = createHandler(context);

@@ -203,6 +203,7 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   // Sites replicate accounts: the site account administers _users (on the embedded server,
   // couchdb/authorization.ts grants it there).
   if (config.couchdbUrl && config.sites.password) await letSitesAdministerUsers(couch, log);
+  if (config.sites.password) await againOnConflict(() => pushUsersSiteGuard(couch));
   const design = loadDesignDoc();
   const designChanged = await againOnConflict(() => pushDesign(couch, registryDb, design));
   await againOnConflict(() => pushDesign(couch, mirrorDb, viewsOnly(design)));
@@ -211,6 +212,46 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   const registryId = await againOnConflict(() => pushMirrorDesign(couch, dbs, loadSettingsDesign(OUTPUT_FILES.mirror), config.replication.privateScopes));
   await againOnConflict(() => moveMirroredPackages(couch, dbs, registryId, log));
   return { designChanged, designHash: design.build_hash, registryId };
+}
+
+/**
+ * `_users`' validate_doc_update for the site account (which administers `_users` so that accounts
+ * replicate): it writes people's accounts only. An account with a role of this registry
+ * (`registry-…`) or a CouchDB one (`_…`), and the service accounts themselves, are each site's own:
+ * written by the site account, one would be a key to the mirror database (`registry-replicator`) or to
+ * direct writes (`registry-gateway`) made by whoever holds a site's password, at every site.
+ * Replication skips such a document (counted as a write failure) and goes on.
+ */
+export const USERS_SITE_GUARD = {
+  _id: '_design/registry-sites',
+  language: 'javascript',
+  validate_doc_update: [
+    'function (newDoc, oldDoc, userCtx) {',
+    "  if (!userCtx || !userCtx.roles || userCtx.roles.indexOf('" + SITE_ROLE + "') === -1) return;",
+    '  function service(doc) {',
+    '    if (!doc || doc._deleted && doc === newDoc) return false;',
+    "    if (doc.name === 'registry-site' || doc.name === 'registry-replicator') return true;",
+    '    var roles = doc.roles;',
+    '    if (roles === undefined || roles === null) return false;',
+    '    if (!isArray(roles)) return true;',
+    '    for (var i = 0; i < roles.length; i++) {',
+    "      if (typeof roles[i] !== 'string' || roles[i].charAt(0) === '_' || roles[i].indexOf('registry-') === 0) return true;",
+    '    }',
+    '    return false;',
+    '  }',
+    '  if (service(newDoc) || service(oldDoc)) {',
+    '    throw({ forbidden: "The site account writes the accounts of people only: an account with a role of the registry (registry-...) or of CouchDB (_...), and the service accounts, are the own of each site; a server admin gives roles." });',
+    '  }',
+    '}',
+  ].join('\n'),
+};
+
+/** Installs (or updates) `USERS_SITE_GUARD` in `_users`. */
+async function pushUsersSiteGuard(couch: Couch): Promise<void> {
+  const users = couch.db<typeof USERS_SITE_GUARD & { _rev?: string }>('_users');
+  const current = await users.get(USERS_SITE_GUARD._id);
+  if (current && current.validate_doc_update === USERS_SITE_GUARD.validate_doc_update) return;
+  await users.put({ ...USERS_SITE_GUARD, ...(current ? { _rev: current._rev } : {}) });
 }
 
 /** Makes the site role an admin of a real CouchDB's `_users` (which CouchDB allows only with `users_db_security_editable`). */

@@ -90,7 +90,7 @@ export function replicationRoutes(ctx: Context): Router {
   router.get('/-/replication', (_req, res, next) => {
     (async () => {
       requireUser(res);
-      res.json(await replicationStatus(ctx));
+      res.json(await replicationStatus(ctx, (name) => ctx.access.mayRead(res, name)));
     })().catch(next);
   });
 
@@ -120,8 +120,17 @@ export function replicationRoutes(ctx: Context): Router {
   return router;
 }
 
-/** What `GET /-/replication` answers: pull-through, the feed follower and the native replication. */
-export async function replicationStatus(ctx: Context): Promise<Record<string, unknown>> {
+/**
+ * What `GET /-/replication` answers: pull-through, the feed follower and the native replication.
+ * Packages named in it (refused publishes, shadowed and refused names) are those the caller may read
+ * (`mayRead`): the status names no package the access rules hide from them.
+ */
+export async function replicationStatus(ctx: Context, mayRead: (name: string) => Promise<boolean>): Promise<Record<string, unknown>> {
+  const readable = async <T>(items: T[], nameOf: (item: T) => string): Promise<T[]> => {
+    const kept: T[] = [];
+    for (const item of items) if (await mayRead(nameOf(item))) kept.push(item);
+    return kept;
+  };
   const mirror = ctx.mirror;
   // What pull-through served and still holds is stored first: the status counts and reads it.
   await mirror?.storeNow();
@@ -143,11 +152,11 @@ export async function replicationStatus(ctx: Context): Promise<Record<string, un
     couchdb: native,
     sites: ctx.sites ? { origins: ctx.origins, peers: await ctx.sites.status() } : null,
     // Publishes the merge of conflicting revisions refused (the same version published twice with other bytes).
-    refusedPublishes: await refusedPublishes(ctx.couch, ctx.config.stateDb).catch(() => []),
+    refusedPublishes: await readable(await refusedPublishes(ctx.couch, ctx.config.stateDb).catch(() => []), (refusal) => refusal.name),
     packagesWritten: mirror ? mirror.stats.packagesWritten : 0,
     tarballsWritten: mirror ? mirror.stats.tarballsWritten : 0,
-    shadowed: [...refused].filter(([, refusal]) => refusal.kind === 'shadowed').map(([name]) => name).sort(),
-    refused: [...refused].map(([name, refusal]) => ({ name, kind: refusal.kind, reason: refusal.reason })),
+    shadowed: await readable([...refused].filter(([, refusal]) => refusal.kind === 'shadowed').map(([name]) => name).sort(), (name) => name),
+    refused: await readable([...refused].map(([name, refusal]) => ({ name, kind: refusal.kind, reason: refusal.reason })), (refusal) => refusal.name),
     failures: mirror ? mirror.stats.failures : [],
     supplyChain: await supplyChainStatus(ctx),
   };
