@@ -158,9 +158,10 @@ export interface Config {
   /**
    * Sites of one registry (replication/sites.ts): the other sites' registry databases, each a URL with
    * the credentials of that site's account (`SITE_PEERS`, comma separated), and this site's account
-   * password (`SITE_PASSWORD`), which the other sites put in their `SITE_PEERS`.
+   * password (`SITE_PASSWORD`), which the other sites put in their `SITE_PEERS`; how often the peers'
+   * ids, jobs and access rules are checked (`SITE_CHECK_SECONDS`, default 30).
    */
-  sites: { peers: string[]; password?: string };
+  sites: { peers: string[]; password?: string; checkSeconds: number };
   /** The first wait before a failed webhook delivery is sent again (`WEBHOOK_BACKOFF_MS`, default 5000); the waits double up to an hour. */
   webhookBackoffMs: number;
 }
@@ -198,7 +199,7 @@ function tokenLifetimes(env: NodeJS.ProcessEnv): { maxDays: number; defaultWrite
 }
 
 /** `SITE_PEERS` and `SITE_PASSWORD`, checked: each peer is a database URL with the credentials of that site's account. */
-function siteSettings(env: NodeJS.ProcessEnv): { peers: string[]; password?: string } {
+function siteSettings(env: NodeJS.ProcessEnv): { peers: string[]; password?: string; checkSeconds: number } {
   const peers = (env.SITE_PEERS || '').split(/[\s,]+/).filter(Boolean).map((url) => url.replace(/\/+$/, ''));
   const example = 'such as "https://registry-site:PASSWORD@couch.site-b.example.com/registry"';
   for (const peer of peers) {
@@ -218,7 +219,7 @@ function siteSettings(env: NodeJS.ProcessEnv): { peers: string[]; password?: str
   const password = env.SITE_PASSWORD || undefined;
   if (peers.length && !password) throw new Error('SITE_PEERS needs SITE_PASSWORD: the password of this site\'s account "registry-site", which the other sites use to pull from it and this site\'s replication writes with');
   if (password && password.length < 16) throw new Error('SITE_PASSWORD must be at least 16 characters: it is the password of the account other sites replicate with');
-  return { peers, password };
+  return { peers, password, checkSeconds: Math.max(1, integer(env, 'SITE_CHECK_SECONDS', 30)) };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

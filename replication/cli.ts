@@ -107,6 +107,7 @@ export function summary(status: any): string {
       (site.changesPending !== null && site.changesPending !== undefined ? ', ' + n(site.changesPending) + ' changes pending' : ''));
     if (site.checkpointedAt) lines.push('  checkpoint  written ' + site.checkpointedAt);
     if (site.conflicts) lines.push('  conflicts   ' + n(site.conflicts) + ' packages waiting for the merge');
+    if (site.rulesDiffer) lines.push('  WARNING     its access rules differ from these: a package private at one site may be readable at the other');
     if (site.error) lines.push('  error       ' + site.error);
   }
   for (const r of (status.refusedPublishes || []).slice(0, 10)) {

@@ -33,8 +33,6 @@ import { basicAuthOf, ensureAccount, NativeReplication, NativeReplicationStatus,
 /** The name of every site's own account. */
 export const SITE_ACCOUNT = 'registry-site';
 
-/** How often the peers' ids and jobs are checked. */
-const ROUND_MS = 30_000;
 /** How soon a peer whose ids could not be read is asked again. */
 const UNKNOWN_PEER_MS = 2_000;
 /**
@@ -51,6 +49,8 @@ export interface SitesSettings {
   peers: string[];
   /** This site's site account password (`SITE_PASSWORD`). */
   password?: string;
+  /** How often the peers' ids, jobs and access rules are checked, in seconds (`SITE_CHECK_SECONDS`). */
+  checkSeconds?: number;
 }
 
 export interface SitePeerStatus extends NativeReplicationStatus {
@@ -61,6 +61,8 @@ export interface SitePeerStatus extends NativeReplicationStatus {
   /** The replication of the peer's accounts and of its tokens. */
   accounts: { state: string; error: string | null };
   tokens: { state: string; error: string | null };
+  /** Its access rules differ from this site's (a package private here may be readable there). */
+  rulesDiffer: boolean;
 }
 
 /** What is pulled from every peer: its packages, its accounts and its tokens. */
@@ -88,6 +90,8 @@ interface Peer {
   id: string | null;
   /** Why the peer's ids could not be read, if they could not. */
   error: string | null;
+  /** Whether its access rules (`_design/access`) differ from this site's, when they could be compared. */
+  rulesDiffer: boolean;
 }
 
 /** Another database of the CouchDB that `url` (a database URL, with credentials) is on. */
@@ -136,10 +140,10 @@ export class Sites {
           log,
           outbound,
         );
-      return { url, sources, id: null, error: null, jobs: { packages: job('packages'), accounts: job('accounts'), tokens: job('tokens') } };
+      return { url, sources, id: null, error: null, rulesDiffer: false, jobs: { packages: job('packages'), accounts: job('accounts'), tokens: job('tokens') } };
     });
     this.loop = new BackgroundLoop((healthy) => this.round(healthy), {
-      delay: exponential(1000, ROUND_MS),
+      delay: exponential(1000, (settings.checkSeconds || 30) * 1000),
       onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'sites: a round failed; trying again'),
     });
   }
@@ -163,7 +167,7 @@ export class Sites {
     await this.once();
     healthy();
     // A peer not reached yet is asked again soon: it is likely starting too.
-    await this.loop.pause.for(this.peers.some((peer) => peer.id === null) ? UNKNOWN_PEER_MS : ROUND_MS);
+    await this.loop.pause.for(this.peers.some((peer) => peer.id === null) ? UNKNOWN_PEER_MS : (this.settings.checkSeconds || 30) * 1000);
   }
 
   /** Learns every peer's ids; a peer whose ids are known is pulled from. */
@@ -189,6 +193,7 @@ export class Sites {
       }
     }
     if (ids.size) await this.record(ids);
+    await this.compareRules();
     for (const peer of this.peers) {
       if (peer.id === null) continue;
       for (const data of Object.keys(peer.jobs) as SiteData[]) {
@@ -197,6 +202,24 @@ export class Sites {
         } catch (err) {
           peer.error = 'its replication (' + data + ') cannot be set up: ' + (err as Error).message;
         }
+      }
+    }
+  }
+
+  /**
+   * Compares each peer's access rules with this site's. They are each site's own (design documents do
+   * not replicate), but the packages are the same: a package private here and readable there is
+   * readable to whoever reaches the other site, so a difference is reported (status, health).
+   */
+  private async compareRules(): Promise<void> {
+    const own = await this.couch.db<{ _id: string; rules?: unknown }>(this.db).get('_design/access').catch(() => null);
+    for (const peer of this.peers) {
+      if (peer.id === null || !own) continue;
+      try {
+        const theirs = (await remoteJson(withoutCredentials(peer.url) + '/_design/access', basicAuthOf(peer.url), this.outbound)) as { rules?: unknown };
+        peer.rulesDiffer = JSON.stringify(theirs && theirs.rules) !== JSON.stringify(own.rules);
+      } catch {
+        // unknown this round: the last comparison stands
       }
     }
   }
@@ -241,20 +264,21 @@ export class Sites {
     return Promise.all(
       this.peers.map(async (peer) => {
         const [status, accounts, tokens] = await Promise.all([peer.jobs.packages.status(), peer.jobs.accounts.jobState(), peer.jobs.tokens.jobState()]);
-        return { ...status, peer: withoutCredentials(peer.url), id: peer.id, accounts, tokens, error: peer.error || status.error };
+        return { ...status, peer: withoutCredentials(peer.url), id: peer.id, accounts, tokens, rulesDiffer: peer.rulesDiffer, error: peer.error || status.error };
       }),
     );
   }
 
   /** Each peer's worst job state (cheap, for the health check): a peer not pulled from yet counts as `waiting`. */
-  async states(): Promise<{ peer: string; state: string; error: string | null }[]> {
+  async states(): Promise<{ peer: string; state: string; error: string | null; rulesDiffer: boolean }[]> {
     return Promise.all(
       this.peers.map(async (peer) => {
-        if (peer.id === null) return { peer: withoutCredentials(peer.url), state: 'waiting', error: peer.error };
+        const rulesDiffer = peer.rulesDiffer;
+        if (peer.id === null) return { peer: withoutCredentials(peer.url), state: 'waiting', error: peer.error, rulesDiffer };
         const jobs = await Promise.all((Object.keys(peer.jobs) as SiteData[]).map(async (data) => ({ data, ...(await peer.jobs[data].jobState()) })));
         const failing = jobs.find((job) => job.state !== 'running' && job.state !== 'pending');
-        if (!failing) return { peer: withoutCredentials(peer.url), state: 'running', error: peer.error };
-        return { peer: withoutCredentials(peer.url), state: failing.state, error: peer.error || '(' + failing.data + ') ' + (failing.error || failing.state) };
+        if (!failing) return { peer: withoutCredentials(peer.url), state: 'running', error: peer.error, rulesDiffer };
+        return { peer: withoutCredentials(peer.url), state: failing.state, error: peer.error || '(' + failing.data + ') ' + (failing.error || failing.state), rulesDiffer };
       }),
     );
   }

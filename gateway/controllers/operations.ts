@@ -58,10 +58,13 @@ async function replicationCheck(ctx: Context): Promise<Check | null> {
     if (['crashing', 'failed', 'error', 'missing'].includes(job.state)) problems.push('the CouchDB replication is ' + job.state + (job.error ? ': ' + job.error : ''));
   }
   if (ctx.sites) {
-    for (const peer of await ctx.sites.states()) {
-      states.push('site ' + peer.peer + ' ' + peer.state);
-      if (peer.state !== 'running' && peer.state !== 'pending') problems.push('the replication from the site ' + peer.peer + ' is ' + peer.state + (peer.error ? ': ' + peer.error : ''));
-    }
+    // Peers by their place in SITE_PEERS: /-/health is public, and their addresses are internal (/-/replication names them).
+    (await ctx.sites.states()).forEach((peer, i) => {
+      const site = 'site ' + (i + 1) + ' of SITE_PEERS';
+      states.push(site + ' ' + peer.state);
+      if (peer.state !== 'running' && peer.state !== 'pending') problems.push('the replication from ' + site + ' is ' + peer.state + ' (see /-/replication)');
+      if (peer.rulesDiffer) problems.push('the access rules (_design/access) of ' + site + ' differ from these: a package private at one site may be readable at the other; give every site the same rules');
+    });
   }
   // The registry serves what it holds while replication is down (an upstream outage): degraded, not down.
   return problems.length ? { ok: false, critical: false, detail: problems.join('; ') } : { ok: true, critical: false, detail: states.join(', ') };

@@ -97,6 +97,25 @@ it('a package published with npm at one site is installed with npm from the othe
   expect(metrics).not.toContain(SITE_PASSWORD);
 });
 
+it('access rules that differ between the sites make both report it (health degraded), until they are the same again', async () => {
+  const rulesOf = async (site: Site) => (await json(site.couchOrigin() + '/' + site.db + '/_design/access', { headers: { authorization: site.adminAuth() } })).body;
+  const save = async (site: Site, rules: unknown) => {
+    const current = await rulesOf(site);
+    const saved = await json(site.couchOrigin() + '/' + site.db + '/_design/access', { method: 'PUT', headers: { authorization: site.adminAuth(), 'content-type': 'application/json' }, body: JSON.stringify({ ...current, rules }) });
+    expect(saved.status).toBe(201);
+  };
+  const original = (await rulesOf(A)).rules;
+  const stricter = [{ package: '@hidden/*', read: ['$authenticated'], publish: ['$authenticated'] }, ...original];
+  await save(A, stricter);
+  const degraded = await eventually(async () => {
+    const health = await json(B.url() + '/-/health');
+    return health.body.status === 'degraded' && /access rules/.test(health.body.checks.replication.detail) ? health.body : null;
+  }, 20_000, 'site B to report the different rules');
+  expect(degraded.checks.replication.detail).not.toContain('127.0.0.1');
+  await save(B, stricter);
+  await eventually(async () => ((await json(A.url() + '/-/health')).body.status === 'ok' && (await json(B.url() + '/-/health')).body.status === 'ok' ? true : null), 20_000, 'both sites healthy again');
+});
+
 it('accounts are one at both sites: a name signed up at one cannot be signed up at the other, and a token revoked at one stops working at both', async () => {
   const taken = await json(B.url() + '/-/user/org.couchdb.user:' + user, {
     method: 'PUT',

@@ -115,6 +115,7 @@ export async function startSites(count: number, env: Record<string, string> = {}
     // The other sites reach this one's CouchDB through its relay, under the relay's address.
     COUCHDB_HOSTS: '127.0.0.1:' + site.relay.port,
     SITE_PASSWORD,
+    SITE_CHECK_SECONDS: '2',
     SITE_PEERS: sites
       .filter((other) => other !== site)
       .map((other) => 'http://registry-site:' + SITE_PASSWORD + '@127.0.0.1:' + other.relay.port + '/' + other.db)

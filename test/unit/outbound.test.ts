@@ -111,6 +111,6 @@ describe('sites (SITE_PEERS, SITE_PASSWORD)', () => {
   it('needs this site\'s own password, of at least 16 characters', () => {
     expect(() => loadConfig({ SITE_PEERS: peer })).toThrow(/SITE_PASSWORD/);
     expect(() => loadConfig({ SITE_PEERS: peer, SITE_PASSWORD: 'short' })).toThrow(/at least 16/);
-    expect(loadConfig({}).sites).toEqual({ peers: [], password: undefined });
+    expect(loadConfig({}).sites).toEqual({ peers: [], password: undefined, checkSeconds: 30 });
   });
 });
