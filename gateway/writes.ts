@@ -36,6 +36,25 @@ async function movedOn(ctx: Context, name: string, base: PackageDoc | null): Pro
 
 const CONFLICT = Object.freeze({ statusCode: 409, error: 'conflict', reason: 'Document update conflict.' });
 
+/** The last write of each package this gateway has under way (its queue's tail). */
+const writing = new Map<string, Promise<unknown>>();
+
+/**
+ * Runs the writes of one package one after the other in this gateway: they would only beat each
+ * other with 409s (on a CouchDB 3.4.3 cluster, 100 publishes at once through one gateway left 14 to
+ * 26 of them answered 409 after 30 attempts). Writes through other gateways still meet as 409s, retried.
+ */
+async function oneAtATime<T>(name: string, work: () => Promise<T>): Promise<T> {
+  const mine = (writing.get(name) || Promise.resolve()).then(work, work);
+  const tail = mine.catch(() => undefined);
+  writing.set(name, tail);
+  try {
+    return await mine;
+  } finally {
+    if (writing.get(name) === tail) writing.delete(name);
+  }
+}
+
 /** Reads, changes and writes a package as `user`, re-reading when a concurrent write got there first. */
 export async function writeWithRetry(
   ctx: Context,
@@ -63,7 +82,7 @@ export async function writeWithRetry(
     await ctx.webhooks?.written(existing, next, user.name);
     return written;
   };
-  return retry(attempt, {
+  const retried = () => retry(attempt, {
     attempts: Math.max(WRITE_ATTEMPTS, STUB_ATTEMPTS),
     // A concurrent write got there first: read again at once. On a CouchDB cluster a copy of the
     // document may not have the previous revision's tarballs yet (internal replication is a few
@@ -71,7 +90,8 @@ export async function writeWithRetry(
     retryable: (err, n) => (isConflict(err) ? n < WRITE_ATTEMPTS : couchFailure(err).error === 'missing_stub' && n < STUB_ATTEMPTS),
     // Writers that keep colliding spread out (a random wait that grows), so that each round one lands.
     delay: (n, err) => (isConflict(err) ? Math.floor(Math.random() * 10 * Math.min(n, 10)) : 25 * n),
-  }).catch((err) => {
+  });
+  return oneAtATime(name, retried).catch((err) => {
     throw asHttpError(err) || fromCouch(err);
   });
 }

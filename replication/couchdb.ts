@@ -14,6 +14,7 @@ import { Couch, couchFailure, docPath } from '../couchdb/client';
 import { namesByOrigin, REPLICATOR } from './mirror';
 import { OutboundPolicy } from '../config';
 import { outboundRequest, readAll } from './upstream';
+import { linear, retry } from '../lib/retry';
 
 /** Design documents (and other `_` ids) stay where they are. */
 export const NO_DESIGN_DOCS = { _id: { $regex: '^[^_]' } };
@@ -98,15 +99,24 @@ export async function shadowedNames(couch: Couch, dbs: { local: string; mirror: 
   return [...(await couch.liveRevs(dbs.mirror, names)).keys()];
 }
 
-/** The `_users` document of a service account (replication's, a site's), with its one role and its password. */
+/**
+ * The `_users` document of a service account (replication's, a site's), with its one role and its
+ * password. Several gateways (or sites sharing one CouchDB) start at once and write it at once: a 409
+ * means another one wrote it first, so it is checked again.
+ */
 export async function ensureAccount(couch: Couch, account: { name: string; role: string; password: string }): Promise<void> {
   const { name, role, password } = account;
-  const identity = await couch.checkPassword(name, password);
-  if (identity && identity.roles.length === 1 && identity.roles[0] === role) return;
   const users = couch.db<Record<string, unknown>>('_users');
   const id = 'org.couchdb.user:' + name;
-  const existing = await users.get(id);
-  await users.put({ _id: id, _rev: existing ? existing._rev : undefined, name, type: 'user', roles: [role], password });
+  await retry(
+    async () => {
+      const identity = await couch.checkPassword(name, password);
+      if (identity && identity.roles.length === 1 && identity.roles[0] === role) return;
+      const existing = await users.get(id);
+      await users.put({ _id: id, _rev: existing ? existing._rev : undefined, name, type: 'user', roles: [role], password });
+    },
+    { attempts: 5, delay: linear(100), retryable: (err) => couchFailure(err).statusCode === 409 },
+  );
 }
 
 export class NativeReplication {

@@ -157,6 +157,25 @@ it('a maintainer publishing 30 versions of one package at once, while another us
   }
 });
 
+it('100 versions of one package published at once through one gateway are all acknowledged: they queue instead of beating each other with 409s', async () => {
+  expect((await send(gateway, 'PUT', '/crowded', { headers: as(p.tokens.alice), body: publishBody('crowded', '0.0.1') })).status).toBe(201);
+  const versions = Array.from({ length: 100 }, (_, i) => '2.' + i + '.0');
+  // As npm waits: minutes, not send's 10 s (on a CouchDB cluster 100 writes of one document take longer).
+  const publish = (version: string) =>
+    fetch(gateway + '/crowded', { method: 'PUT', headers: { ...as(p.tokens.alice), 'content-type': 'application/json' }, body: JSON.stringify(publishBody('crowded', version)), signal: AbortSignal.timeout(120_000) })
+      .then(async (res) => (await res.arrayBuffer(), res.status))
+      .catch(() => 0);
+  const published = await Promise.all(versions.map(publish));
+  const statuses: Record<string, number> = {};
+  for (const status of published) statuses[status] = (statuses[status] || 0) + 1;
+  expect(statuses).toEqual({ 201: 100 });
+  const doc = await eventually(async () => {
+    const served = await send(gateway, 'GET', '/crowded');
+    return Object.keys(served.body.versions || {}).length === 101 ? served.body : null;
+  }, 15_000, 'every acknowledged version served');
+  expect(Object.keys(doc.versions).sort()).toEqual(['0.0.1', ...versions].sort());
+});
+
 it('pages are sent unframeable, with a script-less policy, and their session cookie is HttpOnly and SameSite', async () => {
   const page = await fetch(gateway + '/', { headers: { accept: 'text/html' } });
   expect(page.status).toBe(200);
