@@ -247,6 +247,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new Error('FOREIGN_MODE=proxy needs FOREIGN_HOSTS: the hosts of the registries foreign packages may be served through from, such as "npm.pkg.github.com"');
   }
   const sites = siteSettings(env);
+  if (sites.peers.length && env.COUCHDB_URL && signup === 'open') {
+    throw new Error(
+      'SITE_PEERS on a real CouchDB needs REGISTRY_SIGNUP=closed: accounts do not replicate between sites there (CouchDB lets only server admins ' +
+        'read _users as a whole), so a name is one account at every site only if admins create it at every site. Open sign-up would let ' +
+        'anyone take a maintainer\'s name at another site and publish their packages there.',
+    );
+  }
   const outbound = new OutboundPolicy({
     allowPrivate: listOf(env.OUTBOUND_ALLOW_PRIVATE),
     configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string).concat(sites.peers),

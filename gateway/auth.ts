@@ -8,7 +8,7 @@ import { Accounts } from './accounts';
 import { Identity } from '../couchdb/client';
 import { forbidden, unauthorized } from './errors';
 import { inCidr } from './throttle';
-import { TokenStore } from './tokens';
+import { DEPLOY_PREFIX, TokenStore } from './tokens';
 import { TwoFactorState, twoFactorOf } from './two-factor';
 import { requireSecondFactor, SecondFactorSettings } from './second-factor';
 import { describeLimits, tokenCovers, TokenLimits } from '../core/tokens';
@@ -74,11 +74,19 @@ export function authenticate(accounts: Accounts, tokens: TokenStore, settings: S
         if (record.cidr_whitelist.length && !record.cidr_whitelist.some((cidr) => inCidr(clientAddress(req), cidr))) {
           throw forbidden('This token may only be used from ' + record.cidr_whitelist.join(', ') + '; this request comes from ' + clientAddress(req) + '.');
         }
+        if (record.deploy && record.user.startsWith(DEPLOY_PREFIX)) {
+          // A deploy token belongs to no person: it reads the packages of its scopes, as the access rules let anyone logged in.
+          res.locals.user = { name: record.user, roles: [], readonly: true, limits: record.limits, twoFactor: null, via: 'token' } satisfies AuthenticatedUser;
+          res.locals.tokenRecord = record;
+          return next();
+        }
         // The token is the account's it was issued for: not another account made later under the same
         // name, and not the account after a password change (its stamp changed).
         const account = await accounts.account(record.user);
         if (!account || !accounts.stillFor(record, account)) {
-          await tokens.revokeKey(record._id, null).catch(() => undefined);
+          // Removed here, unless sites replicate tokens: there the account may only not have arrived yet
+          // (or its new password), and a removal would reach every site.
+          if (!settings.sites || settings.sites.peers.length === 0) await tokens.revokeKey(record._id, null).catch(() => undefined);
           throw unauthorized('This token is no longer valid: its account was deleted or its password changed since. Run `npm login` again.');
         }
         res.locals.user = {

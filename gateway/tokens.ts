@@ -31,7 +31,12 @@ export interface TokenRecord {
   description?: string;
   /** Writes with it need no one-time password (`npm token create --bypass-2fa`, for automation). */
   bypass2fa?: boolean;
+  /** A deploy token: read-only, for scopes, of no person (`user` is `deploy:<name>`), made by an admin. */
+  deploy?: boolean;
 }
+
+/** The principal a deploy token acts as: no user name can contain ":". */
+export const DEPLOY_PREFIX = 'deploy:';
 
 /** What a new token may carry besides its account. */
 export interface TokenOptions {
@@ -42,6 +47,7 @@ export interface TokenOptions {
   limits?: TokenLimits;
   description?: string;
   bypass2fa?: boolean;
+  deploy?: boolean;
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -71,6 +77,7 @@ export class TokenStore {
     if (options.limits && Object.keys(options.limits).length) record.limits = options.limits;
     if (options.description) record.description = options.description;
     if (options.bypass2fa) record.bypass2fa = true;
+    if (options.deploy) record.deploy = true;
     await this.db.put(record);
     return { token, record };
   }
@@ -83,6 +90,17 @@ export class TokenStore {
   async listByUser(user: string): Promise<TokenRecord[]> {
     const docs = await this.db.find({ selector: { type: 'token', user }, limit: 10000 });
     return docs.sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  /** The deploy tokens (which belong to no person), newest first. */
+  async listDeploy(): Promise<TokenRecord[]> {
+    const docs = await this.db.find({ selector: { type: 'token', deploy: true }, limit: 10000 });
+    return docs.sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  /** The token whose key (hash) is `key`, or null. */
+  async byKey(key: string): Promise<TokenRecord | null> {
+    return /^[0-9a-f]{64}$/.test(key) ? this.db.get(key) : null;
   }
 
   /** Removes the token whose key (hash) is `key` if it belongs to `user`; true when it did. */

@@ -51,6 +51,11 @@ export interface SitesSettings {
   password?: string;
   /** How often the peers' ids, jobs and access rules are checked, in seconds (`SITE_CHECK_SECONDS`). */
   checkSeconds?: number;
+  /**
+   * Whether accounts replicate: on the embedded server only. On a real CouchDB only server admins read
+   * `_users` as a whole, and the site account must not be an admin of `_users` there (server/setup.ts).
+   */
+  accounts?: boolean;
 }
 
 export interface SitePeerStatus extends NativeReplicationStatus {
@@ -86,7 +91,7 @@ interface Peer {
   url: string;
   /** The peer's registry database (the setting), its `_users` and its tokens database. */
   sources: Record<SiteData, string>;
-  jobs: Record<SiteData, NativeReplication>;
+  jobs: Partial<Record<SiteData, NativeReplication>>;
   id: string | null;
   /** Why the peer's ids could not be read, if they could not. */
   error: string | null;
@@ -140,7 +145,9 @@ export class Sites {
           log,
           outbound,
         );
-      return { url, sources, id: null, error: null, rulesDiffer: false, jobs: { packages: job('packages'), accounts: job('accounts'), tokens: job('tokens') } };
+      const jobs: Partial<Record<SiteData, NativeReplication>> = { packages: job('packages'), tokens: job('tokens') };
+      if (settings.accounts !== false) jobs.accounts = job('accounts');
+      return { url, sources, id: null, error: null, rulesDiffer: false, jobs };
     });
     this.loop = new BackgroundLoop((healthy) => this.round(healthy), {
       delay: exponential(1000, (settings.checkSeconds || 30) * 1000),
@@ -198,7 +205,7 @@ export class Sites {
       if (peer.id === null) continue;
       for (const data of Object.keys(peer.jobs) as SiteData[]) {
         try {
-          await peer.jobs[data].ensure();
+          await peer.jobs[data]!.ensure();
         } catch (err) {
           peer.error = 'its replication (' + data + ') cannot be set up: ' + (err as Error).message;
         }
@@ -263,7 +270,12 @@ export class Sites {
   async status(): Promise<SitePeerStatus[]> {
     return Promise.all(
       this.peers.map(async (peer) => {
-        const [status, accounts, tokens] = await Promise.all([peer.jobs.packages.status(), peer.jobs.accounts.jobState(), peer.jobs.tokens.jobState()]);
+        const notReplicated = { state: 'not-replicated', error: 'accounts replicate between sites on the embedded server only; on a real CouchDB an admin creates each account at every site' };
+        const [status, accounts, tokens] = await Promise.all([
+          peer.jobs.packages!.status(),
+          peer.jobs.accounts ? peer.jobs.accounts.jobState() : Promise.resolve(notReplicated),
+          peer.jobs.tokens!.jobState(),
+        ]);
         return { ...status, peer: withoutCredentials(peer.url), id: peer.id, accounts, tokens, rulesDiffer: peer.rulesDiffer, error: peer.error || status.error };
       }),
     );
@@ -275,7 +287,7 @@ export class Sites {
       this.peers.map(async (peer) => {
         const rulesDiffer = peer.rulesDiffer;
         if (peer.id === null) return { peer: withoutCredentials(peer.url), state: 'waiting', error: peer.error, rulesDiffer };
-        const jobs = await Promise.all((Object.keys(peer.jobs) as SiteData[]).map(async (data) => ({ data, ...(await peer.jobs[data].jobState()) })));
+        const jobs = await Promise.all((Object.keys(peer.jobs) as SiteData[]).map(async (data) => ({ data, ...(await peer.jobs[data]!.jobState()) })));
         const failing = jobs.find((job) => job.state !== 'running' && job.state !== 'pending');
         if (!failing) return { peer: withoutCredentials(peer.url), state: 'running', error: peer.error, rulesDiffer };
         return { peer: withoutCredentials(peer.url), state: failing.state, error: peer.error || '(' + failing.data + ') ' + (failing.error || failing.state), rulesDiffer };
@@ -289,6 +301,7 @@ export class Sites {
    * True when it was copied.
    */
   async pullAccount(name: string): Promise<boolean> {
+    if (this.settings.accounts === false) return false;
     const id = 'org.couchdb.user:' + name;
     if (SERVICE_ACCOUNTS.includes(id)) return false;
     for (const peer of this.peers) {

@@ -201,7 +201,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     });
     resolver.start();
     // The other sites of this registry (SITE_PEERS): their ids are local origins here, their packages pulled.
-    sites = new Sites(couch, config.registryDb, config.sites, config.outbound, log, (ids) => {
+    sites = new Sites(couch, config.registryDb, { ...config.sites, accounts: !config.couchdbUrl }, config.outbound, log, (ids) => {
       context.origins = [registryId, ...ids];
       // Cached packuments say whether they are mirrored: they are made again.
       cache.clear();
@@ -210,7 +210,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     if (config.sites.peers.length) {
       context.sites = sites;
       const peers = sites;
-      context.accounts.elsewhere = (name) => peers.accountRevisionsElsewhere(name);
+      // Accounts are one at every site where they replicate (the embedded server): sign-up asks the others.
+      if (!config.couchdbUrl) context.accounts.elsewhere = (name) => peers.accountRevisionsElsewhere(name);
       metrics.watchSites(() => peers.states());
     }
     const handler = createHandler(context);

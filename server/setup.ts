@@ -200,9 +200,10 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   // Closed sign-up holds at the database too. The embedded server lets only admins write _users
   // anyway; a real CouchDB lets anyone sign up there unless _users' members are restricted.
   if (config.couchdbUrl && config.signup === 'closed') await closeUserSignup(couch);
-  // Sites replicate accounts: the site account administers _users (on the embedded server,
-  // couchdb/authorization.ts grants it there).
-  if (config.couchdbUrl && config.sites.password) await letSitesAdministerUsers(couch, log);
+  // On a real CouchDB the site account is never an admin of _users: a database admin there writes its
+  // design documents (no validate_doc_update holds them) and so could make itself a server admin.
+  // Accounts replicate between sites on the embedded server only (replication/sites.ts).
+  if (config.couchdbUrl) await noSiteAdminOfUsers(couch, log);
   if (config.sites.password) await againOnConflict(() => pushUsersSiteGuard(couch));
   const design = loadDesignDoc();
   const designChanged = await againOnConflict(() => pushDesign(couch, registryDb, design));
@@ -254,13 +255,15 @@ async function pushUsersSiteGuard(couch: Couch): Promise<void> {
   await users.put({ ...USERS_SITE_GUARD, ...(current ? { _rev: current._rev } : {}) });
 }
 
-/** Makes the site role an admin of a real CouchDB's `_users` (which CouchDB allows only with `users_db_security_editable`). */
-async function letSitesAdministerUsers(couch: Couch, log?: Logger): Promise<void> {
+/** Takes the site role out of a real CouchDB's `_users` admins, where an earlier version put it. */
+async function noSiteAdminOfUsers(couch: Couch, log?: Logger): Promise<void> {
+  const current = await couch.db('_users').request<Security>('GET', '_security');
+  if (!(current.admins?.roles || []).includes(SITE_ROLE)) return;
   try {
-    await againOnConflict(() => addSecurity(couch, '_users', { admins: { names: [], roles: [SITE_ROLE] } }));
+    await putSecurity(couch, '_users', { ...current, admins: { names: current.admins?.names || [], roles: (current.admins?.roles || []).filter((role) => role !== SITE_ROLE) } });
+    log?.warn('sites: the site account is no longer an admin of _users (it could have made itself a server admin of CouchDB)');
   } catch (err) {
-    if (couchFailure(err).statusCode !== 403) throw err;
-    log?.warn('sites: CouchDB refuses to let the site account administer _users, so accounts do not replicate between sites: set [couchdb] users_db_security_editable = true (couchdb/local.ini has it) and restart CouchDB');
+    log?.error({ err: (err as Error).message }, 'sites: the site role could not be taken out of _users admins; remove "' + SITE_ROLE + '" from _users/_security admins by hand');
   }
 }
 

@@ -10,7 +10,7 @@ import { abandonSignal, AuthenticatedUser, clientAddress, requireUser } from '..
 import { Context } from '../context';
 import { badRequest, forbidden, notFound, unauthorized } from '../errors';
 import { inCidr } from '../throttle';
-import { hashToken, issueToken, TokenRecord } from '../tokens';
+import { DEPLOY_PREFIX, hashToken, issueToken, TokenRecord } from '../tokens';
 import { credentialOf, requireSecondFactor, twoFactorOn } from '../second-factor';
 import { checkCode, newRecoveryCodes, newSecret, otpRequired, twoFactorOf, TwoFactorState } from '../two-factor';
 import { UserDoc } from '../accounts';
@@ -59,7 +59,10 @@ export function tokenRoutes(ctx: Context): Router {
       const account = await ctx.accounts.account(user.name);
       const all = await ctx.tokens.listByUser(user.name);
       const records = all.filter((record) => account && ctx.accounts.stillFor(record, account));
-      for (const dead of all.filter((record) => !records.includes(record))) await ctx.tokens.revokeKey(dead._id, user.name).catch(() => undefined);
+      // Dead tokens are removed, unless sites replicate them (their account may only be late here).
+      if (ctx.config.sites.peers.length === 0) {
+        for (const dead of all.filter((record) => !records.includes(record))) await ctx.tokens.revokeKey(dead._id, user.name).catch(() => undefined);
+      }
       res.json({ objects: records.map(listed), total: records.length, urls: {} });
     })().catch(next);
   });
@@ -89,6 +92,56 @@ export function tokenRoutes(ctx: Context): Router {
       const { token, record } = await issueToken(ctx.accounts, ctx.tokens, user.name, { readonly, cidr: cidr as string[], name, expires, limits, description, bypass2fa });
       ctx.log.info({ user: user.name, readonly, cidr, expires, limits }, 'token created');
       res.status(201).json({ ...listed(record), token });
+    })().catch(next);
+  });
+
+  /** The logged-in server admin, or 403. */
+  function requireAdmin(res: Response): AuthenticatedUser {
+    const user = requireUser(res);
+    if (!user.roles.includes('_admin')) throw forbidden('Deploy tokens are made and revoked by admins of this registry.');
+    return user;
+  }
+
+  /**
+   * Deploy tokens (`/-/registry/deploy-tokens`, admins): read-only tokens for scopes that belong to no
+   * person (a build server, a deployment), `{name, scopes, expires?}`; listed and revoked by admins.
+   */
+  router.post('/-/registry/deploy-tokens', (req, res, next) => {
+    (async () => {
+      const admin = requireAdmin(res);
+      const body = (req.body || {}) as Record<string, unknown>;
+      const name = typeof body.name === 'string' ? body.name.trim() : '';
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw badRequest('Name the deploy token (letters, digits, ".", "_", "-"): {"name": "prod-deploy", "scopes": ["@acme"]}.');
+      let asked: TokenRequest;
+      try {
+        asked = tokenRequest({ scopes: body.scopes, expires: body.expires, packages_and_scopes_permission: 'read-only', name, description: body.description }, ctx.config.tokens, Date.now());
+      } catch (err) {
+        throw badRequest((err as Error).message);
+      }
+      if (!asked.limits.scopes || !asked.limits.scopes.length) throw badRequest('A deploy token is for one or more scopes: {"scopes": ["@acme"]}.');
+      const { token, record } = await ctx.tokens.create(DEPLOY_PREFIX + name, {
+        account: 'deploy', readonly: true, name, expires: asked.expires, limits: asked.limits, description: asked.description, deploy: true,
+      });
+      ctx.log.info({ admin: admin.name, deploy: name, scopes: asked.limits.scopes, expires: asked.expires }, 'deploy token created');
+      res.status(201).json({ ...listed(record), token });
+    })().catch(next);
+  });
+
+  router.get('/-/registry/deploy-tokens', (_req, res, next) => {
+    (async () => {
+      requireAdmin(res);
+      const records = await ctx.tokens.listDeploy();
+      res.json({ objects: records.map(listed), total: records.length });
+    })().catch(next);
+  });
+
+  router.delete('/-/registry/deploy-tokens/:key', (req, res, next) => {
+    (async () => {
+      requireAdmin(res);
+      const record = await ctx.tokens.byKey(req.params.key);
+      if (!record || !record.deploy) throw notFound('No deploy token has that key; see GET /-/registry/deploy-tokens.');
+      await ctx.tokens.revokeKey(record._id, null);
+      res.status(204).end();
     })().catch(next);
   });
 

@@ -13,13 +13,7 @@ const run = Math.random().toString(36).slice(2, 8);
 beforeAll(async () => {
   sites = await startSites(3);
   const [a, b, c] = sites.sites;
-  const signup = await fetch(a.url() + '/-/user/org.couchdb.user:three-' + run, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'three-' + run, password: 'three-sites-password' }),
-  });
-  expect(signup.status).toBe(201);
-  token = ((await signup.json()) as { token: string }).token;
+  token = await sites.signup(a, 'three-' + run, 'three-sites-password');
   for (const site of [b, c]) {
     await eventually(async () => ((await fetch(site.url() + '/-/whoami', { headers: { authorization: 'Bearer ' + token } })).status === 200 ? true : null), 30_000, 'the account at site ' + site.name);
   }

@@ -43,13 +43,7 @@ const basic = (name: string, password: string) => 'Basic ' + Buffer.from(name + 
 beforeAll(async () => {
   sites = await startSites(2);
   [A, B] = sites.sites;
-  const signup = await json(A.url() + '/-/user/org.couchdb.user:' + user, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: user, password: 'site-user-password', email: user + '@example.com' }),
-  });
-  expect({ status: signup.status, body: signup.status === 201 ? 'token' : signup.body }).toEqual({ status: 201, body: 'token' });
-  token = signup.body.token;
+  token = await sites.signup(A, user, 'site-user-password');
   // The account and its token reach the other site.
   await eventually(async () => ((await json(B.url() + '/-/whoami', { headers: { authorization: 'Bearer ' + token } })).status === 200 ? true : null), 30_000, 'the token to work at site B');
 });
@@ -116,7 +110,10 @@ it('access rules that differ between the sites make both report it (health degra
   await eventually(async () => ((await json(A.url() + '/-/health')).body.status === 'ok' && (await json(B.url() + '/-/health')).body.status === 'ok' ? true : null), 20_000, 'both sites healthy again');
 });
 
-it('accounts are one at both sites: a name signed up at one cannot be signed up at the other, and a token revoked at one stops working at both', async () => {
+/** Accounts replicate between sites on the embedded server only (on a real CouchDB an admin makes them at every site). */
+const embeddedOnly = process.env.COUCHDB_URL ? it.skip : it;
+
+embeddedOnly('accounts are one at both sites: a name signed up at one cannot be signed up at the other, and a token revoked at one stops working at both', async () => {
   const taken = await json(B.url() + '/-/user/org.couchdb.user:' + user, {
     method: 'PUT',
     headers: { 'content-type': 'application/json' },

@@ -152,3 +152,29 @@ it('what the registry does not support is refused with a clear error, never acce
     expect(typeof ((await answer.json()) as { error?: string }).error).toBe('string');
   }
 });
+
+it('deploy tokens: an admin makes a read-only token for a scope that belongs to no person; it reads that scope\'s private packages and nothing else, and is revoked by an admin', async () => {
+  const admin = { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' };
+  // Only admins make them.
+  const refused = await fetch(registry.url + '/-/registry/deploy-tokens', { method: 'POST', headers: { authorization: 'Bearer ' + (await registry.signup('granular-nobody', password)), 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x', scopes: ['@secret'] }) });
+  expect(refused.status).toBe(403);
+  expect((await fetch(registry.url + '/-/registry/deploy-tokens', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'prod' }) })).status).toBe(400);
+  const made = await fetch(registry.url + '/-/registry/deploy-tokens', { method: 'POST', headers: admin, body: JSON.stringify({ name: 'prod-deploy', scopes: ['@secret'], expires: 30 }) });
+  expect(made.status).toBe(201);
+  const deploy = (await made.json()) as { token: string; key: string; readonly: boolean; scopes: string[] };
+  expect(deploy).toMatchObject({ readonly: true, scopes: ['@secret'] });
+  // npm installs the scope's private package with it, and publishes nothing.
+  const client = npmClient(registry.url, deploy.token);
+  const project = join(work, 'deploy-project');
+  const { makeProject } = await import('../helpers/npm');
+  const dir = makeProject(project, 'deploy-consumer', { '@secret/one': '*' });
+  expect((await client.npm(['install', '--no-audit', '--no-fund'], dir)).code).toBe(0);
+  expect((await publishWith(deploy.token, '@secret/three', '1.0.0')).code).not.toBe(0);
+  const whoami = await fetch(registry.url + '/-/whoami', { headers: { authorization: 'Bearer ' + deploy.token } });
+  expect(((await whoami.json()) as { username: string }).username).toBe('deploy:prod-deploy');
+  // Listed for admins, then revoked.
+  const list = (await (await fetch(registry.url + '/-/registry/deploy-tokens', { headers: admin })).json()) as { objects: { key: string; name: string }[] };
+  expect(list.objects.map((t) => t.name)).toContain('prod-deploy');
+  expect((await fetch(registry.url + '/-/registry/deploy-tokens/' + deploy.key, { method: 'DELETE', headers: admin })).status).toBe(204);
+  expect((await fetch(registry.url + '/@secret%2fone', { headers: { authorization: 'Bearer ' + deploy.token } })).status).toBe(401);
+});

@@ -80,6 +80,11 @@ function couchPort(proc: RegistryProcess): number {
 
 export interface Sites {
   sites: Site[];
+  /**
+   * Makes an account at `site` and returns its token: by sign-up on the embedded server; on a real
+   * CouchDB (where sites need closed sign-up) as the admin, the account then being in the one `_users`.
+   */
+  signup(site: Site, name: string, password: string): Promise<string>;
   /** Starts a site again on its data (after a kill). */
   restart(site: Site): Promise<void>;
   kill(site: Site): Promise<void>;
@@ -108,7 +113,10 @@ export async function startSites(count: number, env: Record<string, string> = {}
     };
     sites.push(site);
   }
+  // On a real CouchDB sites need closed sign-up, which changes _users/_security for everyone: put back at stop.
+  const usersSecurity = shared ? await (await fetch(shared.origin + '/_users/_security', { headers: { authorization: sites[0].adminAuth() } })).text() : null;
   const settings = (site: Site) => ({
+    ...(shared ? { REGISTRY_SIGNUP: 'closed' } : {}),
     DATA_DIR: site.dataDir,
     REGISTRY_DB: site.db,
     REGISTRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
@@ -129,6 +137,19 @@ export async function startSites(count: number, env: Record<string, string> = {}
   await Promise.all(sites.map(start));
   return {
     sites,
+    signup: async (site, name, password) => {
+      const response = await fetch(site.url() + '/-/user/org.couchdb.user:' + name, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', ...(shared ? { authorization: site.adminAuth() } : {}) },
+        body: JSON.stringify({ name, password, email: name + '@example.com' }),
+      });
+      const body = (await response.json()) as { token?: string; error?: string };
+      if (response.status !== 201 || !body.token) throw new Error('sign-up of ' + name + ' at site ' + site.name + ': ' + response.status + ' ' + body.error);
+      if (!shared) return body.token;
+      // The admin's request made the account; its owner logs in for a token of their own.
+      const login = await fetch(site.url() + '/-/user/org.couchdb.user:' + name, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, password }) });
+      return ((await login.json()) as { token: string }).token;
+    },
     restart: start,
     kill: async (site) => {
       if (site.proc) await killProcess(site.proc.child);
@@ -151,6 +172,7 @@ export async function startSites(count: number, env: Record<string, string> = {}
         for (const site of sites) {
           for (const suffix of ['', '-mirror', '-tokens', '-state']) await fetch(shared.origin + '/' + site.db + suffix, { method: 'DELETE', headers: { authorization: auth } });
         }
+        if (usersSecurity) await fetch(shared.origin + '/_users/_security', { method: 'PUT', headers: { authorization: auth, 'content-type': 'application/json' }, body: usersSecurity });
       }
       for (const site of sites) {
         await site.relay.stop();
