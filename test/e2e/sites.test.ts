@@ -213,7 +213,7 @@ it('200 publishes over both sites, one site killed (SIGKILL) and started again, 
 
   const healed = Date.now();
   sites.heal();
-  const view = await eventually(() => convergedView([A, B], names), 120_000, 'the sites to converge after the partition');
+  const view = await eventually(() => convergedView([A, B], names), 180_000, 'the sites to converge after the partition');
   const convergence = Date.now() - healed;
   process.stdout.write('sites: converged ' + convergence + ' ms after the partition healed (' + acknowledged.length + ' acknowledged publishes)\n');
 
