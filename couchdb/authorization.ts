@@ -172,17 +172,24 @@ function authorizeSiteOnUsers(method: string, rest: string[], caller: Caller): R
   const whole = rest.length === 0 || (rest.length === 1 && rest[0] === '');
   if (whole) return ['GET', 'HEAD', 'POST'].indexOf(method) !== -1 ? null : adminOnly(caller, 'the creation and deletion of _users');
   if (method === 'COPY') return adminOnly(caller, 'COPY in _users');
+  if (head.startsWith('_')) return memberEndpoint(method, rest, caller, '_users');
+  const methods = ['GET', 'HEAD', 'PUT', 'DELETE'];
+  return methods.indexOf(method) !== -1 ? null : adminOnly(caller, method + ' on an account');
+}
+
+/**
+ * A `_` path of a database for one of its members: local documents (replication checkpoints: read,
+ * written and deleted) and the endpoints named in `MEMBER_ENDPOINTS`; the rest is for admins.
+ */
+function memberEndpoint(method: string, rest: string[], caller: Caller, db: string): Refusal | null {
+  const head = rest[0];
   if (head === '_local' || head.startsWith('_local/')) {
     const methods = ['GET', 'HEAD', 'PUT', 'DELETE'];
     return methods.indexOf(method) !== -1 ? null : methodNotAllowed(methods, 'local documents');
   }
-  if (head.startsWith('_')) {
-    const allowed = MEMBER_ENDPOINTS.get(head);
-    if (rest.length === 1 && allowed && allowed.indexOf(method) !== -1) return null;
-    return adminOnly(caller, '_users/' + head);
-  }
-  const methods = ['GET', 'HEAD', 'PUT', 'DELETE'];
-  return methods.indexOf(method) !== -1 ? null : adminOnly(caller, method + ' on an account');
+  const allowed = MEMBER_ENDPOINTS.get(head);
+  if (rest.length === 1 && allowed && allowed.indexOf(method) !== -1) return null;
+  return adminOnly(caller, db + '/' + head);
 }
 
 /** `_users`: a non-admin may read their own document, nothing more. */
@@ -219,16 +226,7 @@ function authorizeDatabase(method: string, db: string, rest: string[], caller: C
   // The embedded server keeps a database's security object in this local document (pouchdb-security):
   // reading or writing it is reading or writing `_security`. (On CouchDB it is an ordinary local document.)
   if (head === SECURITY_DOCUMENT || (head === '_local' && rest[1] === '_security')) return adminOnly(caller, db + '/_security');
-  if (head === '_local' || head.startsWith('_local/')) {
-    // Replication checkpoints: read, written and deleted by members.
-    const methods = ['GET', 'HEAD', 'PUT', 'DELETE'];
-    return methods.indexOf(method) !== -1 ? null : methodNotAllowed(methods, 'local documents');
-  }
-  if (head.startsWith('_')) {
-    const allowed = MEMBER_ENDPOINTS.get(head);
-    if (rest.length === 1 && allowed && allowed.indexOf(method) !== -1) return null;
-    return adminOnly(caller, db + '/' + head);
-  }
+  if (head.startsWith('_')) return memberEndpoint(method, rest, caller, db);
   // A document, or one of its attachments. (POST to a document is Fauxton's multipart upload: admins.)
   const methods = ['GET', 'HEAD', 'PUT', 'DELETE'];
   return methods.indexOf(method) !== -1 ? null : adminOnly(caller, method + ' on a document');

@@ -242,33 +242,30 @@ export class Accounts {
    * Changes fields of the account `name` (its profile: email, fullname, homepage…, or `password`, which
    * CouchDB hashes: its stamp changes, so its tokens and sessions end at once).
    */
-  async update(name: string, changes: Record<string, string | null>): Promise<void> {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const doc = await this.read(name);
-      if (!doc) throw new HttpError(404, 'No account "' + name + '".');
-      const next = { ...doc, updated: new Date().toISOString() } as UserDoc & Record<string, unknown>;
+  update(name: string, changes: Record<string, string | null>): Promise<void> {
+    return this.edit(name, (next) => {
       for (const [key, value] of Object.entries(changes)) {
         if (value === null) delete next[key];
         else next[key] = value;
       }
-      try {
-        await this.users.put(next);
-        return;
-      } catch (err) {
-        if (couchFailure(err).statusCode !== 409) throw err;
-      }
-    }
-    throw new HttpError(409, 'The account changed while this request was processed; run the command again.');
+    });
   }
 
   /** Sets (or, with null, removes) the two-factor authentication of the account `name`. */
-  async setTwoFactor(name: string, state: TwoFactorState | null): Promise<void> {
+  setTwoFactor(name: string, state: TwoFactorState | null): Promise<void> {
+    return this.edit(name, (next) => {
+      if (state) next.registry_tfa = state;
+      else delete next.registry_tfa;
+    });
+  }
+
+  /** Writes the account `name` as `change` makes it from its current document, again when it changed meanwhile (409). */
+  private async edit(name: string, change: (next: UserDoc & Record<string, unknown>) => void): Promise<void> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const doc = await this.read(name);
       if (!doc) throw new HttpError(404, 'No account "' + name + '".');
-      const next: UserDoc = { ...doc, updated: new Date().toISOString() };
-      if (state) next.registry_tfa = state;
-      else delete next.registry_tfa;
+      const next = { ...doc, updated: new Date().toISOString() } as UserDoc & Record<string, unknown>;
+      change(next);
       try {
         await this.users.put(next);
         return;

@@ -5,44 +5,18 @@
  * `--bypass-2fa` token publishes without a code; `npm login` asks for the code; the pages and Basic
  * credentials want it too; `disable-2fa`; and `TWO_FACTOR=required`.
  */
-import { spawn } from 'child_process';
 import { mkdtempSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { Secret, TOTP } from 'otpauth';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
-import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { makePackage, npmClient, NpmClient, onTerminal } from '../helpers/npm';
 
 let registry: TestRegistry;
 const work = mkdtempSync(join(tmpdir(), 'two-factor-'));
 const password = 'two-factor-password';
 
 const codeOf = (secret: string, periodsAhead = 0) => new TOTP({ secret: Secret.fromBase32(secret) }).generate({ timestamp: Date.now() + periodsAhead * 30_000 });
-
-/** Runs npm on a terminal (`script`), answering each prompt when it shows; everything printed. */
-function onTerminal(client: NpmClient, args: string, answers: [RegExp, (seen: string) => string][]): Promise<{ code: number; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('script', ['-qfec', 'npm ' + args, '/dev/null'], { cwd: client.home, env: client.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let pending = '';
-    let all = '';
-    child.stdout.on('data', (data) => {
-      pending += data;
-      all += data;
-      while (answers.length && answers[0][0].test(pending)) {
-        const [prompt, answer] = answers.shift()!;
-        const seen = all;
-        pending = pending.split(prompt).slice(1).join('');
-        child.stdin.write(answer(seen) + '\r');
-      }
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, output: all });
-    });
-  });
-}
 
 /** Turns two-factor authentication on for `client`'s account with npm itself; its secret and recovery codes. */
 async function enableWithNpm(client: NpmClient, mode = 'auth-and-writes'): Promise<{ secret: string; recovery: string[]; output: string }> {

@@ -65,30 +65,39 @@ export function npmClient(registryUrl: string, token?: string): NpmClient {
     userconfig,
     env,
     npm: (args, cwd = home) => run('npm', args, { cwd, env }),
-    loginLegacy: (command, name, password, email = name + '@example.com') =>
-      new Promise((resolve, reject) => {
-        // `script` gives npm the terminal its prompts require.
-        const child = spawn('script', ['-qfec', 'npm ' + command + ' --auth-type=legacy', '/dev/null'], { cwd: home, env, stdio: ['pipe', 'pipe', 'pipe'] });
-        const answers: [RegExp, string][] = [[/Username:/, name], [/Password:/, password], [/Email/, email]];
-        let pending = '';
-        let all = '';
-        child.stdout.on('data', (data) => {
-          pending += data;
-          all += data;
-          while (answers.length && answers[0][0].test(pending)) {
-            const [prompt, answer] = answers.shift() as [RegExp, string];
-            pending = pending.split(prompt).slice(1).join('');
-            child.stdin.write(answer + '\r');
-          }
-        });
-        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-        child.on('error', reject);
-        child.on('close', (code) => {
-          clearTimeout(timer);
-          resolve({ code: code ?? -1, stdout: all.replace(new RegExp(password, 'g'), '***'), stderr: '' });
-        });
-      }),
+    loginLegacy: async (command, name, password, email = name + '@example.com') => {
+      const answers: [RegExp, () => string][] = [[/Username:/, () => name], [/Password:/, () => password], [/Email/, () => email]];
+      const result = await onTerminal({ home, env }, command + ' --auth-type=legacy', answers);
+      return { code: result.code, stdout: result.output.replace(new RegExp(password, 'g'), '***'), stderr: '' };
+    },
   };
+}
+
+/**
+ * Runs `npm <args>` on a terminal (`script` gives npm the terminal its prompts require), answering
+ * each prompt when it shows (`answer` sees everything printed so far); everything printed.
+ */
+export function onTerminal(client: Pick<NpmClient, 'home' | 'env'>, args: string, answers: [RegExp, (seen: string) => string][]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qfec', 'npm ' + args, '/dev/null'], { cwd: client.home, env: client.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let pending = '';
+    let all = '';
+    child.stdout.on('data', (data) => {
+      pending += data;
+      all += data;
+      while (answers.length && answers[0][0].test(pending)) {
+        const [prompt, answer] = answers.shift()!;
+        pending = pending.split(prompt).slice(1).join('');
+        child.stdin.write(answer(all) + '\r');
+      }
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, output: all });
+    });
+  });
 }
 
 /** `npm publish` of a package folder made from `manifest` with `client`; throws when it fails. */
