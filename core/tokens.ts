@@ -24,7 +24,6 @@ export interface TokenRequest {
   /** When it stops working (ISO time). */
   expires: string;
   limits: TokenLimits;
-  cidr: string[];
   /** Writes with it need no one-time password (automation). */
   bypass2fa: boolean;
 }
@@ -123,7 +122,6 @@ export function tokenRequest(body: Record<string, unknown>, lifetimes: TokenLife
     readonly,
     expires: new Date(now + days * 86_400_000).toISOString(),
     limits,
-    cidr: [],
     bypass2fa: body.bypass_2fa === true,
   };
 }

@@ -156,8 +156,9 @@ export function isSiteCaller(caller: Caller): boolean {
 }
 
 /**
- * `_users` for a site's account: sites replicate accounts, so it reads and writes the accounts, as an
- * admin of `_users` does on CouchDB (server/setup.ts makes it one there), through what replication
+ * `_users` of the embedded server for a site's account: sites on it replicate accounts, so it reads and
+ * writes the accounts, as an admin of `_users` would (never made one on a real CouchDB, where that would
+ * let it write `_users`' design documents and so become a server admin), through what replication
  * uses only: the database's information, documents, replication checkpoints and the member endpoints.
  * The database itself (its creation and deletion, which CouchDB keeps for server admins too), its
  * design documents, its security, `COPY` (whose `Destination` could name a design document) and

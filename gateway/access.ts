@@ -14,6 +14,9 @@ import { describeLimits, isLimited, tokenCovers } from '../core/tokens';
 
 const TTL_MS = 2000;
 
+/** Whom the rules' `$all` names: anyone, logged in or not (what a package readable by anyone is). */
+const ANYONE = { name: null, roles: [] as string[] };
+
 export class AccessRules {
   private cached: { rules: AccessRule[] | null; problem: string | null; at: number } | null = null;
 
@@ -51,7 +54,7 @@ export class AccessRules {
     const age = cached ? Date.now() - cached.at : Infinity;
     if (age >= TTL_MS / 2) void this.refresh().catch(() => undefined);
     if (!cached || !cached.rules || age >= TTL_MS) return false;
-    return allowed(cached.rules, name, 'read', { name: null, roles: [] });
+    return allowed(cached.rules, name, 'read', ANYONE);
   }
 
   /** Throws 401 (anonymous, so that npm asks for credentials) or 403 unless the caller may read `name`. */
@@ -64,7 +67,7 @@ export class AccessRules {
       throw new HttpError(503, 'The access rules in _design/access are invalid (' + problem + '); an admin must fix them.');
     }
     if (allowed(rules, name, 'read', who)) {
-      const everyone = allowed(rules, name, 'read', { name: null, roles: [] });
+      const everyone = allowed(rules, name, 'read', ANYONE);
       // A token limited to some packages reads the others only where anyone may.
       if (!everyone && user && !tokenCovers(user.limits, name)) {
         throw forbidden('This token is limited to ' + describeLimits(user.limits!) + '; it cannot read the private package "' + name + '". Use a token made for it.');
@@ -88,14 +91,14 @@ export class AccessRules {
     if (!rules) return () => false;
     if (rules.length && rules[0].package === '**' && (rules[0].read || []).includes('$all')) return null;
     const limits = user && isLimited(user.limits) ? user.limits : undefined;
-    if (limits) return (name) => allowed(rules, name, 'read', { name: null, roles: [] }) || (tokenCovers(limits, name) && allowed(rules, name, 'read', who));
+    if (limits) return (name) => allowed(rules, name, 'read', ANYONE) || (tokenCovers(limits, name) && allowed(rules, name, 'read', who));
     return (name) => allowed(rules, name, 'read', who);
   }
 
   /** Whether anyone, anonymous included, may read `name` by the rules (`npm access get status`). */
   async anyoneMayRead(name: string): Promise<boolean> {
     const { rules } = await this.load();
-    return !!rules && allowed(rules, name, 'read', { name: null, roles: [] });
+    return !!rules && allowed(rules, name, 'read', ANYONE);
   }
 
   /** Whether the caller may read `name` (for filtering lists such as search results). */

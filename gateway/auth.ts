@@ -84,9 +84,7 @@ export function authenticate(accounts: Accounts, tokens: TokenStore, settings: S
         // name, and not the account after a password change (its stamp changed).
         const account = await accounts.account(record.user);
         if (!account || !accounts.stillFor(record, account)) {
-          // Removed here, unless sites replicate tokens: there the account may only not have arrived yet
-          // (or its new password), and a removal would reach every site.
-          if (!settings.sites || settings.sites.peers.length === 0) await tokens.revokeKey(record._id, null).catch(() => undefined);
+          await tokens.discard(record);
           throw unauthorized('This token is no longer valid: its account was deleted or its password changed since. Run `npm login` again.');
         }
         res.locals.user = {

@@ -23,8 +23,6 @@ export type SecondFactorPurpose = 'login' | 'credentials' | 'write';
 export interface SecondFactorSettings {
   /** `required`: writes need an account with two-factor authentication for writes (`TWO_FACTOR`). */
   twoFactor: 'optional' | 'required';
-  /** Other sites (`SITE_PEERS`), when tokens replicate: a token that does not match its account here is refused, not removed. */
-  sites?: { peers: string[] };
 }
 
 /** Whether `state` is turned on (set up and confirmed with a first code). */

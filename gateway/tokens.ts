@@ -55,8 +55,23 @@ export const hashToken = (token: string): string => createHash('sha256').update(
 export class TokenStore {
   private readonly db: Database<TokenRecord>;
 
-  constructor(couch: Couch, dbName: string) {
+  constructor(
+    couch: Couch,
+    dbName: string,
+    /** Whether other sites replicate this database (`SITE_PEERS`): a token's account may then only be late here. */
+    private readonly replicated = false,
+  ) {
     this.db = couch.db<TokenRecord>(dbName);
+  }
+
+  /**
+   * Removes a token found no longer to belong to its account (deleted, made again, password changed),
+   * unless sites replicate tokens: there its account may only not have arrived here yet, and a removal
+   * would reach every site. Such a token is refused either way.
+   */
+  async discard(record: TokenRecord): Promise<void> {
+    if (this.replicated) return;
+    await this.revokeKey(record._id, null).catch(() => undefined);
   }
 
   /** A new token for `user`, whose account's current stamp is `options.account`. */

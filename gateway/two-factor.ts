@@ -26,7 +26,7 @@ export interface TwoFactorState {
   recovery: string[];
 }
 
-export const RECOVERY_CODES = 8;
+const RECOVERY_CODES = 8;
 
 const hashCode = (code: string): string => createHash('sha256').update(code.trim().toLowerCase()).digest('hex');
 

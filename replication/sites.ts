@@ -14,11 +14,12 @@
  *   packages of those origins are this registry's own here too (writable by their maintainers, never
  *   taken for mirrored ones). The ids are read again every round, so a site that joins later, known
  *   to a peer, is learned too; ids are never forgotten.
- * - Accounts (`_users`, the service accounts left out) and tokens (`<db>-tokens`) replicate too: a name is
- *   one account at every site (sign-up asks every peer first), a token works at every site, and a
- *   revoked one stops working at every site. The site account is an admin of `_users` for that, but
- *   writes people's accounts only (`_design/registry-sites` there, server/setup.ts): an account with a
- *   role of the registry or of CouchDB, and the service accounts, stay each site's own.
+ * - Tokens (`<db>-tokens`) replicate too: a token works at every site, and a revoked one stops working
+ *   at every site. On the embedded server accounts (`_users`, the service accounts left out) do as
+ *   well: a name is one account at every site (sign-up asks every peer first). The site account
+ *   administers `_users` there, but writes people's accounts only (`_design/registry-sites`,
+ *   server/setup.ts). On a real CouchDB it has no part in `_users` (it could make itself a server
+ *   admin), so accounts stay each site's own and sites need closed sign-up (config/index.ts).
  * - The mirror database, the access rules and the supply-chain policy stay per site (README "Sites"
  *   says why).
  */
@@ -29,6 +30,7 @@ import { localOrigins, MirrorSettings, SITE_ROLE } from '../core/provenance';
 import { Couch, couchFailure } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
 import { basicAuthOf, ensureAccount, NativeReplication, NativeReplicationStatus, remoteJson, withoutCredentials } from './couchdb';
+import { REPLICATOR } from './mirror';
 
 /** The name of every site's own account. */
 export const SITE_ACCOUNT = 'registry-site';
@@ -74,7 +76,7 @@ export interface SitePeerStatus extends NativeReplicationStatus {
 export type SiteData = 'packages' | 'accounts' | 'tokens';
 
 /** Service accounts are each site's own (their passwords differ): they never replicate. */
-const SERVICE_ACCOUNTS = [SITE_ACCOUNT, 'registry-replicator'].map((name) => 'org.couchdb.user:' + name);
+const SERVICE_ACCOUNTS = [SITE_ACCOUNT, REPLICATOR.name].map((name) => 'org.couchdb.user:' + name);
 const ACCOUNTS_SELECTOR = { _id: { $regex: '^org\\.couchdb\\.user:', $nin: SERVICE_ACCOUNTS } };
 
 /**
@@ -114,6 +116,8 @@ function jobId(db: string, peer: string): string {
 export class Sites {
   private readonly peers: Peer[];
   private readonly loop: BackgroundLoop;
+  /** The pause between rounds once every peer answered (`SITE_CHECK_SECONDS`). */
+  private readonly roundMs: number;
   /** The other sites' ids, as this site's `_design/mirror` records them. */
   private known: string[] = [];
 
@@ -149,15 +153,16 @@ export class Sites {
       if (settings.accounts !== false) jobs.accounts = job('accounts');
       return { url, sources, id: null, error: null, rulesDiffer: false, jobs };
     });
+    this.roundMs = (settings.checkSeconds || 30) * 1000;
     this.loop = new BackgroundLoop((healthy) => this.round(healthy), {
-      delay: exponential(1000, (settings.checkSeconds || 30) * 1000),
+      delay: exponential(1000, this.roundMs),
       onRetry: (err) => this.log.warn({ err: (err as Error).message }, 'sites: a round failed; trying again'),
     });
   }
 
   /**
    * The site account and the ids recorded so far, before the gateway serves; then, in the background,
-   * a round at once (ids learned, jobs set up as far as the peers answer) and every 30 s.
+   * a round at once (ids learned, jobs set up as far as the peers answer) and every `SITE_CHECK_SECONDS`.
    */
   async start(): Promise<void> {
     if (this.settings.password) await ensureAccount(this.couch, { name: SITE_ACCOUNT, role: SITE_ROLE, password: this.settings.password });
@@ -174,7 +179,7 @@ export class Sites {
     await this.once();
     healthy();
     // A peer not reached yet is asked again soon: it is likely starting too.
-    await this.loop.pause.for(this.peers.some((peer) => peer.id === null) ? UNKNOWN_PEER_MS : (this.settings.checkSeconds || 30) * 1000);
+    await this.loop.pause.for(this.peers.some((peer) => peer.id === null) ? UNKNOWN_PEER_MS : this.roundMs);
   }
 
   /** Learns every peer's ids; a peer whose ids are known is pulled from. */
@@ -182,7 +187,7 @@ export class Sites {
     const ids = new Set<string>();
     for (const peer of this.peers) {
       try {
-        const design = (await remoteJson(withoutCredentials(peer.url) + '/_design/mirror', basicAuthOf(peer.url), this.outbound)) as MirrorSettings;
+        const design = (await this.ask(peer.url, '/_design/mirror')) as MirrorSettings;
         if (!design || typeof design !== 'object') throw new Error('its _design/mirror is not a JSON object');
         const origins = localOrigins(design);
         if (!origins.length) throw new Error('it has no registry id (is it a registry database of this registry software?)');
@@ -223,12 +228,17 @@ export class Sites {
     for (const peer of this.peers) {
       if (peer.id === null || !own) continue;
       try {
-        const theirs = (await remoteJson(withoutCredentials(peer.url) + '/_design/access', basicAuthOf(peer.url), this.outbound)) as { rules?: unknown };
+        const theirs = (await this.ask(peer.url, '/_design/access')) as { rules?: unknown };
         peer.rulesDiffer = JSON.stringify(theirs && theirs.rules) !== JSON.stringify(own.rules);
       } catch {
         // unknown this round: the last comparison stands
       }
     }
+  }
+
+  /** `path` of a peer's database (`source`, a URL with the site account's credentials), as JSON. */
+  private ask(source: string, path: string): Promise<any> {
+    return remoteJson(withoutCredentials(source) + path, basicAuthOf(source), this.outbound);
   }
 
   /** The other sites' ids recorded in this site's `_design/mirror`. */
@@ -305,8 +315,7 @@ export class Sites {
     const id = 'org.couchdb.user:' + name;
     if (SERVICE_ACCOUNTS.includes(id)) return false;
     for (const peer of this.peers) {
-      const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent(id) + '?revs=true';
-      const doc = await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound).catch(() => null);
+      const doc = await this.ask(peer.sources.accounts, '/' + encodeURIComponent(id) + '?revs=true').catch(() => null);
       if (!doc || doc._id !== id || doc.name !== name) continue;
       // As replication (whose writes _users' _design/registry-sites checks): people's accounts only.
       if (!isPersonAccount(doc)) return false;
@@ -327,9 +336,8 @@ export class Sites {
   async accountRevisionsElsewhere(name: string): Promise<string[]> {
     const revs: string[] = [];
     for (const peer of this.peers) {
-      const url = withoutCredentials(peer.sources.accounts) + '/' + encodeURIComponent('org.couchdb.user:' + name) + '?conflicts=true';
       try {
-        const doc = (await remoteJson(url, basicAuthOf(peer.sources.accounts), this.outbound)) as { _rev?: unknown; _conflicts?: unknown };
+        const doc = (await this.ask(peer.sources.accounts, '/' + encodeURIComponent('org.couchdb.user:' + name) + '?conflicts=true')) as { _rev?: unknown; _conflicts?: unknown };
         for (const rev of [doc._rev, ...(Array.isArray(doc._conflicts) ? doc._conflicts : [])]) if (typeof rev === 'string') revs.push(rev);
       } catch (err) {
         if ((err as { statusCode?: number }).statusCode === 404) continue;

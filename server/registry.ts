@@ -129,7 +129,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const metrics = new Metrics();
     couch.observe = (operation, seconds, ok) => metrics.couch(operation, seconds, ok);
     const { designChanged, designHash, registryId } = await setupDatabases(couch, config, log);
-    const tokens = new TokenStore(couch, config.tokensDb);
+    const tokens = new TokenStore(couch, config.tokensDb, config.sites.peers.length > 0);
     const registryDb = couch.db<PackageDoc>(config.registryDb);
     const cache = new PackumentCache(config.packumentCacheBytes);
     const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')), config.tarballMemoryBytes);

@@ -59,10 +59,7 @@ export function tokenRoutes(ctx: Context): Router {
       const account = await ctx.accounts.account(user.name);
       const all = await ctx.tokens.listByUser(user.name);
       const records = all.filter((record) => account && ctx.accounts.stillFor(record, account));
-      // Dead tokens are removed, unless sites replicate them (their account may only be late here).
-      if (ctx.config.sites.peers.length === 0) {
-        for (const dead of all.filter((record) => !records.includes(record))) await ctx.tokens.revokeKey(dead._id, user.name).catch(() => undefined);
-      }
+      for (const dead of all.filter((record) => !records.includes(record))) await ctx.tokens.discard(dead);
       res.json({ objects: records.map(listed), total: records.length, urls: {} });
     })().catch(next);
   });
@@ -82,18 +79,21 @@ export function tokenRoutes(ctx: Context): Router {
       if (!Array.isArray(cidr) || !cidr.every((c) => typeof c === 'string' && CIDR.test(c) && inCidr(c.split('/')[0], c))) {
         throw badRequest('"cidr_whitelist" must be a list of IPv4 CIDR blocks such as 192.168.0.0/24.');
       }
-      let asked: TokenRequest;
-      try {
-        asked = tokenRequest(body, ctx.config.tokens, Date.now());
-      } catch (err) {
-        throw badRequest((err as Error).message);
-      }
-      const { readonly, name, expires, limits, description, bypass2fa } = asked;
+      const { readonly, name, expires, limits, description, bypass2fa } = askedFor(body);
       const { token, record } = await issueToken(ctx.accounts, ctx.tokens, user.name, { readonly, cidr: cidr as string[], name, expires, limits, description, bypass2fa });
       ctx.log.info({ user: user.name, readonly, cidr, expires, limits }, 'token created');
       res.status(201).json({ ...listed(record), token });
     })().catch(next);
   });
+
+  /** What a token is asked for with `body` (core/tokens.ts), or a 400 that says what to change. */
+  function askedFor(body: Record<string, unknown>): TokenRequest {
+    try {
+      return tokenRequest(body, ctx.config.tokens, Date.now());
+    } catch (err) {
+      throw badRequest((err as Error).message);
+    }
+  }
 
   /** The logged-in server admin, or 403. */
   function requireAdmin(res: Response): AuthenticatedUser {
@@ -112,12 +112,7 @@ export function tokenRoutes(ctx: Context): Router {
       const body = (req.body || {}) as Record<string, unknown>;
       const name = typeof body.name === 'string' ? body.name.trim() : '';
       if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw badRequest('Name the deploy token (letters, digits, ".", "_", "-"): {"name": "prod-deploy", "scopes": ["@acme"]}.');
-      let asked: TokenRequest;
-      try {
-        asked = tokenRequest({ scopes: body.scopes, expires: body.expires, packages_and_scopes_permission: 'read-only', name, description: body.description }, ctx.config.tokens, Date.now());
-      } catch (err) {
-        throw badRequest((err as Error).message);
-      }
+      const asked = askedFor({ scopes: body.scopes, expires: body.expires, packages_and_scopes_permission: 'read-only', name, description: body.description });
       if (!asked.limits.scopes || !asked.limits.scopes.length) throw badRequest('A deploy token is for one or more scopes: {"scopes": ["@acme"]}.');
       const { token, record } = await ctx.tokens.create(DEPLOY_PREFIX + name, {
         account: 'deploy', readonly: true, name, expires: asked.expires, limits: asked.limits, description: asked.description, deploy: true,
@@ -252,7 +247,7 @@ export function tokenRoutes(ctx: Context): Router {
       const { password, mode } = tfa as { password: string; mode?: unknown };
       if (mode !== 'auth-only' && mode !== 'auth-and-writes' && mode !== 'disable') throw badRequest('The two-factor mode must be auth-only, auth-and-writes or disable.');
       if (!(await ctx.accounts.verify(user.name, password, clientAddress(req), abandonSignal(res)))) throw unauthorized('Wrong password for "' + user.name + '".');
-      if (twoFactorOn(state)) await requireSecondFactor(ctx.accounts, ctx.config, res, credentialOf(res, user), state, 'credentials');
+      await requireSecondFactor(ctx.accounts, ctx.config, res, credentialOf(res, user), state, 'credentials');
       if (mode === 'disable') {
         await ctx.accounts.setTwoFactor(user.name, null);
         ctx.log.info({ user: user.name }, 'two-factor authentication turned off');
