@@ -183,6 +183,9 @@ export class Webhooks {
     let tried = 0;
     for (const delivery of due) {
       if (this.loop.stopped) break;
+      // The query matched the index, which may be older than the document it returns (another gateway
+      // recorded the outcome meanwhile, and took its lease off): what the document says now decides.
+      if (delivery.state !== 'pending' || delivery.next > now) continue;
       if (delivery.leaseUntil && delivery.leaseUntil > now) continue;
       // The lease: whoever writes it first (by revision) sends this delivery.
       let leased: Delivery;
