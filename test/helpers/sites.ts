@@ -22,6 +22,8 @@ export class Relay {
   private to: number | null = null;
   private cut = false;
   port = 0;
+  /** The request lines sent through it (`GET /path HTTP/1.1`), the last 10,000. */
+  readonly requests: string[] = [];
 
   async start(): Promise<this> {
     this.server = createServer((client) => {
@@ -32,6 +34,10 @@ export class Relay {
         socket.on('close', () => this.sockets.delete(socket));
         socket.on('error', () => undefined);
       }
+      client.on('data', (chunk: Buffer) => {
+        for (const line of chunk.toString('latin1').match(/^(?:GET|HEAD|POST|PUT|DELETE|COPY) \S+ HTTP\/1\.[01]/gm) || []) this.requests.push(line);
+        this.requests.splice(0, Math.max(0, this.requests.length - 10_000));
+      });
       client.pipe(upstream);
       upstream.pipe(client);
       client.on('close', () => upstream.destroy());
@@ -232,11 +238,33 @@ export async function conflicted(site: Site): Promise<string[]> {
   return body.rows.filter((row) => !row.id.startsWith('_design/') && row.doc && row.doc._conflicts && row.doc._conflicts.length).map((row) => row.id);
 }
 
+/** The winning revision of `name` in a site's registry database, and its versions (null when it has none). */
+async function stored(site: Site, name: string): Promise<{ rev: string; versions: string[] } | null> {
+  const response = await fetch(site.couchOrigin() + '/' + site.db + '/' + encodeURIComponent(name), { headers: { authorization: site.adminAuth() } });
+  if (response.status !== 200) {
+    await response.arrayBuffer();
+    return null;
+  }
+  const doc = (await response.json()) as { _rev: string; versions?: Record<string, unknown> };
+  return { rev: doc._rev, versions: Object.keys(doc.versions || {}).sort() };
+}
+
 /**
- * Whether every site serves the same versions (with the same integrity) and dist-tags of each of
- * `names`, with no conflict left; the shared view of them when they do, else null.
+ * Whether the sites have converged on each of `names`: every site holds the same winning revision, with
+ * no conflict left, both before and after what they serve is read (so that a merge finishing meanwhile
+ * is not taken for the end: a merge revision that was the winner for a moment is the same at every
+ * site), and serves exactly that revision's versions, with the same integrity and dist-tags everywhere.
+ * The shared view of them when they have, else null.
  */
 export async function convergedView(sites: Site[], names: string[]): Promise<Map<string, Record<string, string>> | null> {
+  const snapshot = async (): Promise<string | null> => {
+    for (const site of sites) if ((await conflicted(site)).length) return null;
+    const revs = await Promise.all(names.map((name) => Promise.all(sites.map((site) => stored(site, name)))));
+    if (revs.some((perSite) => perSite.some((s) => s === null) || perSite.some((s) => s!.rev !== perSite[0]!.rev))) return null;
+    return JSON.stringify(revs);
+  };
+  const before = await snapshot();
+  if (before === null) return null;
   const view = new Map<string, Record<string, string>>();
   for (const name of names) {
     const seen = await Promise.all(sites.map((site) => served(site.url(), name)));
@@ -245,6 +273,11 @@ export async function convergedView(sites: Site[], names: string[]): Promise<Map
     if (seen.some((s) => JSON.stringify(s) !== first)) return null;
     view.set(name, seen[0]!.versions);
   }
-  for (const site of sites) if ((await conflicted(site)).length) return null;
+  if ((await snapshot()) !== before) return null;
+  // What the sites serve is the revision they hold (a cache that kept an older one would show here).
+  const revs = JSON.parse(before) as { versions: string[] }[][];
+  for (const [i, name] of names.entries()) {
+    if (JSON.stringify(Object.keys(view.get(name)!).sort()) !== JSON.stringify(revs[i][0].versions)) return null;
+  }
   return view;
 }
