@@ -277,6 +277,20 @@ export class Accounts {
   }
 
   /**
+   * Throws the login throttle's 429 when `name` may not try to log in from `address` yet: asked before
+   * work a log-in makes elsewhere (asking the other sites for an account), which the throttle must
+   * bound as it bounds the hashing.
+   */
+  assertMayTry(name: string, address: string): void {
+    try {
+      this.throttle.check(name, address);
+    } catch (err) {
+      if (err instanceof LoginRefused) throw new HttpError(err.status, err.message, err.headers);
+      throw err;
+    }
+  }
+
+  /**
    * Checks a name and password from `address`: the user, or null when they do not match. Every
    * password actually hashed counts against the throttle before it is (a 429 once the user or the
    * address has tried too often); a check waits in the hashing queue only while its client is there

@@ -47,8 +47,13 @@ export function userRoutes(ctx: Context): Router {
     // The second step of npm's legacy login sends the credentials as Basic auth.
     if (caller && caller.name === name && caller.via === 'basic') return issueToken(res, name, 201);
     let existing = await ctx.accounts.account(name);
-    // An account made at another site a moment ago is copied from it first (a log-in there and here is one account).
-    if (!existing && ctx.sites && (await ctx.sites.pullAccount(name))) existing = await ctx.accounts.account(name);
+    // An account made at another site a moment ago is copied from it first (a log-in there and here is
+    // one account): only for a log-in the throttle lets through, so that nobody makes this site ask
+    // its peers about names faster than logins may be tried.
+    if (!existing && ctx.sites && password) {
+      ctx.accounts.assertMayTry(name, clientAddress(req));
+      if (await ctx.sites.pullAccount(name)) existing = await ctx.accounts.account(name);
+    }
     if (existing || rev) {
       // A log-in (`-rev/` is npm's): an unknown name is checked like a known one and answered alike.
       if (await ctx.accounts.verify(name, password, clientAddress(req), abandonSignal(res))) {

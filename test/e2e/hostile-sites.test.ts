@@ -260,6 +260,20 @@ describe('identity across sites', () => {
     expect((await onCouch(B, basic(reader, 'reader-pw'), 'GET', '/' + B.db + '/' + pkg)).status).toBe(401);
   });
 
+  it('log-ins of a name this site does not know ask the other sites for it only as often as the login throttle lets them try', async () => {
+    const ghost = 'ghost-' + run;
+    const asked = () => B.relay.requests.filter((line) => line.includes(encodeURIComponent('org.couchdb.user:' + ghost))).length;
+    const before = asked();
+    const statuses: number[] = [];
+    for (let i = 0; i < 14; i++) {
+      statuses.push((await send(A.url(), 'PUT', '/-/user/org.couchdb.user:' + ghost + '/-rev/1-x', { body: { name: ghost, password: 'guess-' + i } })).status);
+    }
+    // Ten tries of one name from one address, then 429 (lib/login-throttle.ts); A asked B once per try let through.
+    expect(statuses.slice(0, 10)).toEqual(Array(10).fill(401));
+    expect(statuses.slice(10)).toEqual([429, 429, 429, 429]);
+    expect(asked() - before).toBeLessThanOrEqual(10);
+  });
+
   it('sign-up while the sites are partitioned waits (503 at either site) rather than risk two people under one name', async () => {
     sites.partition();
     try {
