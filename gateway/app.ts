@@ -14,6 +14,7 @@ import { tokenRoutes } from './controllers/tokens';
 import { userRoutes } from './controllers/users';
 import { webLoginRoutes } from './controllers/weblogin';
 import { WebLoginStore } from './weblogin';
+import type { WebOtpSetting } from './second-factor';
 import { viewRoutes } from './controllers/views';
 import { operationsRoutes } from './controllers/operations';
 import { webRoutes } from './controllers/web';
@@ -137,7 +138,11 @@ export function createApp(ctx: Context): express.Express {
 
   api.use(userRoutes(ctx));
   api.use(tokenRoutes(ctx));
-  api.use(webLoginRoutes(ctx, new WebLoginStore(ctx.couch, ctx.config.stateDb)));
+  const webLogins = new WebLoginStore(ctx.couch, ctx.config.stateDb);
+  // The second factor offers npm the web one-time password through the same store (gateway/second-factor.ts).
+  const webOtp: WebOtpSetting = { store: webLogins, baseUrl: () => ctx.baseUrl };
+  app.locals.webOtp = webOtp;
+  api.use(webLoginRoutes(ctx, webLogins));
   api.use(searchRoutes(ctx));
   api.use(distTagRoutes(ctx));
   api.use(packageAccessRoutes(ctx));
@@ -157,7 +162,7 @@ export function createApp(ctx: Context): express.Express {
     }
     const known = asHttpError(err);
     if (known) {
-      res.set(known.headers).status(known.status).json({ error: known.message });
+      res.set(known.headers).status(known.status).json({ ...known.extra, error: known.message });
       return;
     }
     const e = err as { type?: string; status?: number; message?: string; limit?: number };

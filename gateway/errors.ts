@@ -10,6 +10,8 @@ export class HttpError extends Error {
     public readonly status: number,
     message: string,
     public readonly headers: Record<string, string> = {},
+    /** More of the JSON answer than its `error` (the web one-time password's `authUrl` and `doneUrl`). */
+    public readonly extra: Record<string, unknown> = {},
   ) {
     super(message);
   }

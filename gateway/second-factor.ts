@@ -11,12 +11,29 @@
  *
  * A code counts for one credential within its period: npm sends the same `--otp` with each request
  * of one command (an unpublish is two writes), and no other token or session may use it again.
+ * Writes and credential changes also offer npm's web one-time password (a page where the account's
+ * owner approves; see gateway/weblogin.ts): its approval counts for the credential that asked.
  */
 import { Response } from 'express';
 import { Accounts } from './accounts';
 import type { AuthenticatedUser } from './auth';
-import { forbidden } from './errors';
+import { forbidden, HttpError } from './errors';
 import { checkCode, otpOf, otpRequired, TwoFactorState } from './two-factor';
+import { isWebApproval, WEB_LOGIN_TTL_MS, WebLoginStore } from './weblogin';
+
+/**
+ * What the app gives the second factor (in `app.locals.webOtp`) to offer npm the web one-time password:
+ * the store of challenges and the registry's public URL.
+ */
+export interface WebOtpSetting {
+  store: WebLoginStore;
+  /** The registry's public URL (known once the server listens). */
+  baseUrl: () => string;
+}
+
+/** Web challenges one account may have open within their time to live; beyond, npm asks for a code. */
+export const MAX_WEB_CHALLENGES_PER_USER = 30;
+const challengesOf = new Map<string, number[]>();
 
 export type SecondFactorPurpose = 'login' | 'credentials' | 'write';
 
@@ -51,10 +68,53 @@ export async function requireSecondFactor(
   } else if (!twoFactorOn(state)) {
     return;
   }
-  if (!code) throw otpRequired(res, false);
+  if (!code) throw purpose === 'login' ? otpRequired(res, false) : await webChallenge(res, who);
+  const web = res.app.locals.webOtp as WebOtpSetting | undefined;
+  if (isWebApproval(code)) {
+    if (web && (await web.store.approves(code, who.name, who.credential))) return;
+    throw otpRequired(res, true);
+  }
   const checked = checkCode(who.name, state, code, who.credential);
   if (!checked) throw otpRequired(res, true);
   if (checked.kind === 'recovery') await accounts.setTwoFactor(who.name, { ...state, recovery: checked.left });
+}
+
+/**
+ * The 401 for a write or a credential change without a code, offering the web one-time password too
+ * (`authUrl`, `doneUrl`) when npm asked for web authentication (`npm-auth-type: web`, its default):
+ * npm on a terminal shows the page's URL and waits for the approval made there; npm elsewhere prints
+ * both URLs. Without a web setting, or past the account's bound of open
+ * challenges, the plain 401 (npm asks for a code).
+ */
+/** What a request that waits for a web approval does, for the page (`PUT /some-package`). */
+function actionOf(res: Response): string {
+  const path = res.req.originalUrl.split('?')[0];
+  try {
+    return res.req.method + ' ' + decodeURIComponent(path);
+  } catch {
+    return res.req.method + ' ' + path;
+  }
+}
+
+async function webChallenge(res: Response, who: { name: string; credential: string }): Promise<HttpError> {
+  const plain = otpRequired(res, false);
+  const web = res.app.locals.webOtp as WebOtpSetting | undefined;
+  // Only for a client that asked for web authentication (npm's default `auth-type`): with
+  // `--auth-type=legacy` npm asks for the code on the terminal.
+  if (!web || res.req.headers['npm-auth-type'] !== 'web') return plain;
+  const now = Date.now();
+  const recent = (challengesOf.get(who.name) || []).filter((at) => now - at < WEB_LOGIN_TTL_MS);
+  if (recent.length >= MAX_WEB_CHALLENGES_PER_USER) return plain;
+  recent.push(now);
+  if (challengesOf.size >= 100_000) challengesOf.clear();
+  challengesOf.set(who.name, recent);
+  const keys = await web.store.startOtp(who.name, who.credential, actionOf(res), now);
+  return new HttpError(
+    401,
+    'This operation requires a one-time password: approve it at the authUrl with your password and a code from your authenticator app (npm waits for it), or pass --otp <code>.',
+    plain.headers,
+    { authUrl: web.baseUrl() + '/-/otp/' + keys.login, doneUrl: web.baseUrl() + '/-/v1/otp/done/' + keys.done },
+  );
 }
 
 /**

@@ -5,7 +5,8 @@
  * the done secret, so whoever sees the login URL (a shared screen, a browser history) cannot collect
  * the token. The database keeps only the secrets' hashes. A session expires after `WEB_LOGIN_TTL_MS`;
  * its token is created when `doneUrl` is first polled after the user logged in, and handed out once.
- * Expired sessions (and expired page sessions, `websession`, in the same database) are swept, at most
+ * Expired sessions (and expired page sessions, `websession`, and web one-time-password challenges,
+ * `webotp`, in the same database) are swept, at most
  * once a minute, when a login starts.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'crypto';
@@ -30,12 +31,48 @@ export interface WebLoginSession {
   account?: string;
 }
 
+/**
+ * A one-time password asked for on the web (npm's "web OTP"): a write or a token change of `user`
+ * with `credential` (the token npm sent) needs the second factor, and npm, instead of asking for a
+ * code, shows the page (`authUrl`) and polls `doneUrl`. The account's owner approves on the page with
+ * their password and a code; `doneUrl` then hands npm an approval, once, which npm sends as its
+ * one-time password: it counts for that user and credential until the challenge expires.
+ */
+export interface WebOtpChallenge {
+  _id: string;
+  _rev?: string;
+  type: 'webotp';
+  created: string;
+  expires: string;
+  user: string;
+  credential: string;
+  /** What waits for the approval, for the page to show (`PUT /some-package`). */
+  action: string;
+  loginHash: string;
+  doneHash: string;
+  approved?: boolean;
+  /** SHA-256 of the approval's secret, once handed out. */
+  approvalHash?: string;
+}
+
 /** Which URL a secret comes from. */
 export type WebLoginPart = 'login' | 'done';
 
 /** `<handle>.<secret>` as the URLs carry it. */
 const KEY = /^([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{32})$/;
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+
+function secretMatches(hash: string, secret: string): boolean {
+  const expected = Buffer.from(hash);
+  const given = Buffer.from(sha256(secret));
+  return expected.length === given.length && timingSafeEqual(expected, given);
+}
+
+/** How a web approval starts, where npm sends a one-time password. */
+const APPROVAL_PREFIX = 'webotp.';
+
+/** Whether a one-time password npm sent is a web approval (rather than a code or a recovery code). */
+export const isWebApproval = (code: string): boolean => code.startsWith(APPROVAL_PREFIX);
 
 export class WebLoginStore {
   private readonly db: Database<WebLoginSession>;
@@ -65,18 +102,78 @@ export class WebLoginStore {
 
   /** The live session whose `part` key is `key`, or null when unknown, expired or the wrong secret. */
   async get(key: string, part: WebLoginPart, now = Date.now()): Promise<WebLoginSession | null> {
+    return this.live<WebLoginSession>('weblogin', key, part, now);
+  }
+
+  /** The live document of `type` whose `part` key is `key` (`<handle>.<secret>`), or null. */
+  private async live<T extends WebLoginSession | WebOtpChallenge>(type: T['type'], key: string, part: WebLoginPart, now: number): Promise<T | null> {
     const match = KEY.exec(key);
     if (!match) return null;
-    const session = await this.db.get('weblogin:' + match[1]);
-    if (!session || session.type !== 'weblogin' || typeof session.loginHash !== 'string' || typeof session.doneHash !== 'string') return null;
-    const expected = Buffer.from(part === 'login' ? session.loginHash : session.doneHash);
-    const given = Buffer.from(sha256(match[2]));
-    if (expected.length !== given.length || !timingSafeEqual(expected, given)) return null;
+    const session = (await this.db.get(type + ':' + match[1])) as T | null;
+    if (!session || session.type !== type || typeof session.loginHash !== 'string' || typeof session.doneHash !== 'string') return null;
+    if (!secretMatches(part === 'login' ? session.loginHash : session.doneHash, match[2])) return null;
     if (Date.parse(session.expires) <= now) {
       await this.db.remove(session._id, session._rev as string).catch(() => undefined);
       return null;
     }
     return session;
+  }
+
+  /** A new web one-time-password challenge for `user` writing with `credential`: its page's key and its done URL's key. */
+  async startOtp(user: string, credential: string, action: string, now = Date.now()): Promise<{ login: string; done: string }> {
+    this.sweepSoon(now);
+    const handle = randomBytes(16).toString('base64url');
+    const login = randomBytes(24).toString('base64url');
+    const done = randomBytes(24).toString('base64url');
+    const challenge: WebOtpChallenge = {
+      _id: 'webotp:' + handle,
+      type: 'webotp',
+      created: new Date(now).toISOString(),
+      expires: new Date(now + WEB_LOGIN_TTL_MS).toISOString(),
+      user,
+      credential,
+      action: action.slice(0, 300),
+      loginHash: sha256(login),
+      doneHash: sha256(done),
+    };
+    await this.db.put(challenge as unknown as WebLoginSession);
+    return { login: handle + '.' + login, done: handle + '.' + done };
+  }
+
+  /** The live challenge whose `part` key is `key`, or null when unknown, expired or the wrong secret. */
+  getOtp(key: string, part: WebLoginPart, now = Date.now()): Promise<WebOtpChallenge | null> {
+    return this.live<WebOtpChallenge>('webotp', key, part, now);
+  }
+
+  async approveOtp(challenge: WebOtpChallenge): Promise<void> {
+    await this.db.put({ ...challenge, approved: true } as unknown as WebLoginSession);
+  }
+
+  /**
+   * The approval of an approved challenge (`webotp.<handle>.<secret>`), made and handed out once: null
+   * when it was handed out already (a second poll, or another gateway first).
+   */
+  async handOutApproval(challenge: WebOtpChallenge): Promise<string | null> {
+    if (!challenge.approved || challenge.approvalHash) return null;
+    const secret = randomBytes(24).toString('base64url');
+    try {
+      await this.db.put({ ...challenge, approvalHash: sha256(secret) } as unknown as WebLoginSession);
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 409) return null;
+      throw err;
+    }
+    return APPROVAL_PREFIX + challenge._id.slice('webotp:'.length) + '.' + secret;
+  }
+
+  /** Whether `code` is a live approval handed out for `user` writing with `credential`. */
+  async approves(code: string, user: string, credential: string, now = Date.now()): Promise<boolean> {
+    if (!isWebApproval(code)) return false;
+    const match = KEY.exec(code.slice(APPROVAL_PREFIX.length));
+    if (!match) return false;
+    const challenge = (await this.db.get('webotp:' + match[1])) as WebOtpChallenge | null;
+    if (!challenge || challenge.type !== 'webotp' || !challenge.approved || typeof challenge.approvalHash !== 'string') return false;
+    if (!secretMatches(challenge.approvalHash, match[2]) || Date.parse(challenge.expires) <= now) return false;
+    return challenge.user === user && challenge.credential === credential;
   }
 
   async complete(session: WebLoginSession, user: string, account: string): Promise<void> {
@@ -105,7 +202,7 @@ export class WebLoginStore {
   async sweep(now = Date.now()): Promise<number> {
     let removed = 0;
     for (;;) {
-      const expired = await this.db.find({ selector: { type: { $in: ['weblogin', 'websession'] }, expires: { $lt: new Date(now).toISOString() } }, limit: 200 });
+      const expired = await this.db.find({ selector: { type: { $in: ['weblogin', 'websession', 'webotp'] }, expires: { $lt: new Date(now).toISOString() } }, limit: 200 });
       const before = removed;
       for (const doc of expired) {
         await this.db.remove(doc._id, doc._rev as string).then(() => removed++, () => undefined);

@@ -10,11 +10,12 @@ import express, { Request, Response, Router } from 'express';
 import { abandonSignal, clientAddress } from '../auth';
 import { Context } from '../context';
 import { HttpError, notFound } from '../errors';
-import { requireSecondFactor } from '../second-factor';
+import { requireSecondFactor, twoFactorOn } from '../second-factor';
+import { checkCode } from '../two-factor';
 import { issueToken } from '../tokens';
 import { crossSitePost } from '../web/sessions';
 import { escape } from '../web/html';
-import { WEB_LOGIN_TTL_MS, WebLoginSession, WebLoginStore } from '../weblogin';
+import { isWebApproval, WEB_LOGIN_TTL_MS, WebLoginSession, WebLoginStore, WebOtpChallenge } from '../weblogin';
 
 /** Logins one address may start within their time to live (each is a document until it is swept). */
 export const MAX_PENDING_PER_ADDRESS = 30;
@@ -158,6 +159,74 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       }
       await store.complete(session, name, account.stamp);
       sendPage(res, 200, page('Logged in', `<h1 class="ok">Logged in as ${escape(name)}</h1><p>You can close this page and return to your terminal.</p>`));
+    })().catch(next);
+  });
+
+  // npm's web one-time password (gateway/second-factor.ts): the page where the account's owner approves
+  // a write or token change npm is waiting on, with their password and a code; the URL npm polls.
+  const otpPage = (challenge: WebOtpChallenge, error?: string) => page('Approve with your one-time password', `<h1>Approve with your one-time password</h1>
+<p>Your terminal is waiting for <strong>${escape(challenge.user)}</strong> to approve, with two-factor authentication:</p>
+<p><code>${escape(challenge.action || '')}</code></p><p>Approve only a command you ran yourself.</p>${error ? `<p class="error" role="alert">${escape(error)}</p>` : ''}
+<form method="post" id="approve"><label for="otp-password">Password of ${escape(challenge.user)}</label><input id="otp-password" name="password" type="password" autocomplete="current-password" required>
+<label for="otp-code">One-time password from your authenticator app</label><input id="otp-code" name="otp" inputmode="numeric" autocomplete="one-time-code" required>
+<button type="submit">Approve</button></form>`);
+
+  async function liveChallenge(req: Request, res: Response): Promise<WebOtpChallenge | null> {
+    const challenge = await store.getOtp(req.params.sid, 'login');
+    if (!challenge) {
+      sendPage(res, 404, page('Approval expired', '<h1>This approval link has expired</h1><p>Run the npm command again for a new one.</p>'));
+      return null;
+    }
+    return challenge;
+  }
+
+  router.get('/-/otp/:sid', (req, res, next) => {
+    (async () => {
+      const challenge = await liveChallenge(req, res);
+      if (challenge) sendPage(res, 200, otpPage(challenge));
+    })().catch(next);
+  });
+
+  router.post('/-/otp/:sid', express.urlencoded({ extended: false, limit: '16kb' }), (req, res, next) => {
+    (async () => {
+      if (crossSitePost(req, new URL(ctx.baseUrl).origin)) {
+        return sendPage(res, 403, page('Refused', '<h1>This form was sent from another site</h1><p>Approve from the page this registry showed you.</p>'));
+      }
+      const challenge = await liveChallenge(req, res);
+      if (!challenge) return;
+      const form = req.body as Record<string, string>;
+      const retry = (status: number, error: string) => sendPage(res, status, otpPage(challenge, error));
+      try {
+        if (!(await ctx.accounts.verify(challenge.user, String(form.password || ''), clientAddress(req), abandonSignal(res)))) return retry(401, 'Wrong password.');
+      } catch (err) {
+        if (err instanceof HttpError) return retry(err.status, err.message);
+        throw err;
+      }
+      const account = await ctx.accounts.account(challenge.user);
+      if (!account || !twoFactorOn(account.twoFactor)) return retry(409, 'Two-factor authentication is off for this account; run the npm command again.');
+      const code = String(form.otp || '').trim();
+      const checked = code && !isWebApproval(code) ? checkCode(challenge.user, account.twoFactor, code, 'webotp:' + challenge._id) : null;
+      if (!checked) return retry(401, 'That one-time password is wrong or was used already; enter the current code from your authenticator app (or a recovery code).');
+      // A recovery code is used up here as anywhere (requireSecondFactor does the same).
+      if (checked.kind === 'recovery') await ctx.accounts.setTwoFactor(challenge.user, { ...account.twoFactor, recovery: checked.left });
+      await store.approveOtp(challenge);
+      ctx.log.info({ user: challenge.user }, 'web one-time password approved');
+      sendPage(res, 200, page('Approved', `<h1 class="ok">Approved</h1><p>You can close this page and return to your terminal.</p>`));
+    })().catch(next);
+  });
+
+  router.get('/-/v1/otp/done/:sid', (req, res, next) => {
+    (async () => {
+      const challenge = await store.getOtp(req.params.sid, 'done');
+      if (!challenge) throw notFound('This approval is unknown or expired; run the npm command again.');
+      if (!challenge.approved) {
+        res.setHeader('Retry-After', '1');
+        res.status(202).json({});
+        return;
+      }
+      const approval = await store.handOutApproval(challenge);
+      if (!approval) throw notFound('This approval was already handed out; run the npm command again.');
+      res.json({ token: approval });
     })().catch(next);
   });
 

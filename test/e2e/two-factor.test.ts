@@ -94,7 +94,8 @@ it('npm profile enable-2fa shows the secret, takes a first code, prints recovery
 
   // Turning it off needs the code too; then writes need none.
   // (A recovery code: the current period's code was taken by the log-in above, which is another credential.)
-  const off = await onTerminal(npm, 'profile disable-2fa', [[/password:/i, () => password], [/Enter OTP:/, () => recovery[1]]]);
+  // (--auth-type=legacy: npm asks for the code on the terminal rather than offering the web page.)
+  const off = await onTerminal(npm, 'profile disable-2fa --auth-type=legacy', [[/password:/i, () => password], [/Enter OTP:/, () => recovery[1]]]);
   expect(off.output).toContain('Two factor authentication disabled');
   expect((await publish(npm, 'tfa-pkg', '1.5.0')).code).toBe(0);
 });
@@ -133,6 +134,90 @@ it('a password alone is not a log-in: the web login, the pages and Basic credent
   const token = await registry.request('PUT', '/-/user/org.couchdb.user:tfa-bob', { body: { name: 'tfa-bob', password }, headers: { 'npm-otp': confirmed.body.tfa[1] } });
   expect(token.status).toBe(201);
   expect((await publish(npmClient(registry.url, token.body.token), 'tfa-bob-pkg', '1.0.0')).code).toBe(0);
+});
+
+/** Posts the web one-time-password page's form, as the browser does from the registry's own page. */
+const approve = (authUrl: string, fields: Record<string, string>) =>
+  fetch(authUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(registry.url).origin, 'sec-fetch-site': 'same-origin' },
+    body: new URLSearchParams(fields).toString(),
+  });
+
+it("npm's web one-time password: npm on a terminal shows the page, waits, and publishes once the owner approves there with password and code", async () => {
+  const token = await registry.signup('tfa-web', password);
+  const auth = { authorization: 'Bearer ' + token };
+  const started = await registry.request('POST', '/-/npm/v1/user', { headers: auth, body: { tfa: { password, mode: 'auth-and-writes' } } });
+  const secret = new URL(started.body.tfa).searchParams.get('secret')!;
+  expect((await registry.request('POST', '/-/npm/v1/user', { headers: auth, body: { tfa: [codeOf(secret)] } })).status).toBe(200);
+  const npm = npmClient(registry.url, token);
+
+  // npm without a terminal fails, printing both URLs.
+  const bare = await publish(npm, 'tfa-web-pkg', '1.0.0');
+  expect(bare.code).not.toBe(0);
+  expect(bare.output).toMatch(/\/-\/otp\/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/);
+  expect(bare.output).toMatch(/\/-\/v1\/otp\/done\//);
+
+  // On a terminal npm shows the page and polls; the test, as the owner, approves there.
+  let approval: Promise<void> = Promise.resolve();
+  const seen: { page?: string; wrong?: number; right?: number } = {};
+  const dir = makePackage(work, { name: 'tfa-web-pkg', version: '1.0.0' });
+  const result = await onTerminal(npm, 'publish ' + dir + ' --browser=false', [
+    [/Authenticate your account at:\s*(http\S+)/, (output) => {
+      const authUrl = /Authenticate your account at:\s*(http\S+)/.exec(output)![1];
+      approval = (async () => {
+        const page = await fetch(authUrl);
+        seen.page = (await page.text()).includes('PUT /tfa-web-pkg') ? 'shows the publish' : 'status ' + page.status;
+        seen.wrong = (await approve(authUrl, { password, otp: '000000' })).status;
+        seen.right = (await approve(authUrl, { password, otp: codeOf(secret, 1) })).status;
+      })();
+      return '';
+    }],
+  ]);
+  await approval;
+  expect({ seen, output: result.output.slice(-1500) }).toEqual({ seen: { page: 'shows the publish', wrong: 401, right: 200 }, output: expect.any(String) });
+  expect({ code: result.code, published: result.output.includes('+ tfa-web-pkg@1.0.0') }).toEqual({ code: 0, published: true });
+  expect((await registry.request('GET', '/tfa-web-pkg')).body['dist-tags'].latest).toBe('1.0.0');
+});
+
+it('a web approval is handed out once, counts only for the token that asked, and its page wants the password and a right code', async () => {
+  const token = await registry.signup('tfa-web2', password);
+  const auth = { authorization: 'Bearer ' + token };
+  const started = await registry.request('POST', '/-/npm/v1/user', { headers: auth, body: { tfa: { password, mode: 'auth-and-writes' } } });
+  const secret = new URL(started.body.tfa).searchParams.get('secret')!;
+  const confirmed = await registry.request('POST', '/-/npm/v1/user', { headers: auth, body: { tfa: [codeOf(secret)] } });
+  expect(confirmed.status).toBe(200);
+  expect((await publish(npmClient(registry.url, token), 'tfa-web2-pkg', '1.0.0', ['--otp', codeOf(secret, 1)])).code).toBe(0);
+  const other = await registry.request('POST', '/-/npm/v1/tokens', { headers: { ...auth, 'npm-otp': codeOf(secret, 1) }, body: { password } });
+  expect(other.status).toBe(201);
+
+  const tag = (headers: Record<string, string>) => registry.request('PUT', '/-/package/tfa-web2-pkg/dist-tags/beta', { headers: { ...headers, 'content-type': 'application/json' }, raw: JSON.stringify('1.0.0') });
+  // A client that did not ask for web authentication is asked for a code only.
+  const legacy = await tag(auth);
+  expect(legacy.status).toBe(401);
+  expect(legacy.body.authUrl).toBeUndefined();
+  const asked = await tag({ ...auth, 'npm-auth-type': 'web' });
+  expect(asked.status).toBe(401);
+  expect(asked.headers.get('www-authenticate')).toBe('OTP');
+  const { authUrl, doneUrl } = asked.body as { authUrl: string; doneUrl: string };
+  expect(authUrl).toContain(registry.url + '/-/otp/');
+  expect((await fetch(doneUrl)).status).toBe(202);
+  // A wrong secret in either URL finds nothing.
+  expect((await fetch(authUrl.slice(0, -4) + 'AAAA')).status).toBe(404);
+  expect((await fetch(doneUrl.slice(0, -4) + 'AAAA')).status).toBe(404);
+  expect((await approve(authUrl, { password: 'wrong-password', otp: codeOf(secret) })).status).toBe(401);
+  expect((await fetch(doneUrl)).status).toBe(202);
+  // (A recovery code: this period's codes were taken by other credentials above; it is used up here.)
+  expect((await approve(authUrl, { password, otp: confirmed.body.tfa[0] })).status).toBe(200);
+  const done = await fetch(doneUrl);
+  expect(done.status).toBe(200);
+  const approvalCode = ((await done.json()) as { token: string }).token;
+  expect((await fetch(doneUrl)).status).toBe(404);
+
+  // Another token of the same account cannot use it; the token that asked can.
+  expect((await tag({ authorization: 'Bearer ' + other.body.token, 'npm-otp': approvalCode })).status).toBe(401);
+  expect((await tag({ ...auth, 'npm-otp': approvalCode })).status).toBeLessThan(300);
+  expect((await registry.request('GET', '/-/package/tfa-web2-pkg/dist-tags')).body.beta).toBe('1.0.0');
 });
 
 it('TWO_FACTOR=required: publishing needs an account with two-factor authentication for writes', async () => {
