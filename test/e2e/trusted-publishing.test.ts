@@ -16,7 +16,8 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { exportJWK, generateKeyPair, JWTPayload, KeyLike, SignJWT } from 'jose';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
-import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
+import { Secret, TOTP } from 'otpauth';
+import { makePackage, makeProject, npmClient, NpmClient, onTerminal } from '../helpers/npm';
 
 let registry: TestRegistry;
 let maintainer: NpmClient;
@@ -287,7 +288,7 @@ it('an exchanged token publishes its package for 15 minutes and does nothing els
   expect((await registry.request('GET', '/trust-other')).body.versions['1.1.0']).toBeUndefined();
 });
 
-it('only maintainers see and change trusts; changes need the second factor; what the registry does not support is refused', async () => {
+it('only maintainers see and change trusts; what the registry does not support is refused, never accepted and ignored', async () => {
   const stranger = npmClient(registry.url, await registry.signup('trust-stranger', password));
   const added = await trust(stranger, ['gitlab', 'trust-gl', '--file', '.gitlab-ci.yml', '--project', 'evil/web', '--allow-publish']);
   expect(added.code).not.toBe(0);
@@ -313,6 +314,39 @@ it('only maintainers see and change trusts; changes need the second factor; what
   expect(unknownClaim.status).toBe(400);
   expect(unknownClaim.body.error).toContain('"ref", which this registry does not check');
   expect((await trustList(maintainer, 'trust-gl')).ids).toEqual([gitlabTrustId]);
+});
+
+it('with two-factor authentication on, changing trusts needs a one-time password, even with a --bypass-2fa token; the CI\'s publish needs none', async () => {
+  const owner = npmClient(registry.url, await registry.signup('trust-tfa', password));
+  expect((await owner.npm(['publish'], makePackage(work, { name: 'trust-tfa-pkg', version: '1.0.0' }))).code).toBe(0);
+  let secret = '';
+  const enabled = await onTerminal(owner, 'profile enable-2fa auth-and-writes', [
+    [/password:/i, () => password],
+    [/OTP code from your authenticator:/, (seen) => {
+      secret = /enter code:\s*([A-Z2-7]+)/i.exec(seen)![1];
+      return new TOTP({ secret: Secret.fromBase32(secret) }).generate();
+    }],
+  ]);
+  expect(enabled.code).toBe(0);
+  const code = (periodsAhead: number) => new TOTP({ secret: Secret.fromBase32(secret) }).generate({ timestamp: Date.now() + periodsAhead * 30_000 });
+  const args = ['gitlab', 'trust-tfa-pkg', '--file', '.gitlab-ci.yml', '--project', 'acme/web', '--allow-publish'];
+  const without = await trust(owner, args);
+  expect(without.code).not.toBe(0);
+  expect(without.output).toContain('EOTP');
+  // An automation token (made with a code) does not stand in for it either.
+  const automation = /Created token (\S+)/.exec((await owner.npm(['token', 'create', '--bypass-2fa', '--password', password, '--otp', code(1)])).stdout);
+  expect(automation).not.toBeNull();
+  const withAutomation = await trust(npmClient(registry.url, automation![1]), args);
+  expect(withAutomation.code).not.toBe(0);
+  expect(withAutomation.output).toContain('EOTP');
+  // npm trust takes no --otp: on a terminal, npm asks for the code.
+  const withCode = await onTerminal(owner, ['trust', ...args, '--yes'].join(' '), [[/Enter OTP:/, () => code(1)]]);
+  expect(withCode.output).toContain('Trust configuration created successfully');
+  expect(withCode.code).toBe(0);
+  // The maintainers require a code for every write, automation tokens included: the CI publishes all the same.
+  expect((await owner.npm(['access', 'set', 'mfa=publish', 'trust-tfa-pkg', '--otp', code(1)])).code).toBe(0);
+  const published = await publishIn(gitlabJob(await idToken('gitlab', gitlabClaims())), 'trust-tfa-pkg', '1.1.0');
+  expect(published.code).toBe(0);
 });
 
 it('npm trust revoke: the CI is refused at once; a trust whose maker is no longer a maintainer is refused', async () => {
