@@ -7,8 +7,9 @@
  * An issuer's keys come from its discovery document (`<issuer>/.well-known/openid-configuration`,
  * its `jwks_uri`), fetched through the outbound request policy like every request the registry makes
  * (an allowed issuer's own host may be private; a `jwks_uri` elsewhere must pass the policy on its
- * own), bounded in size and time. They are kept for ten minutes; a token signed with a key not among
- * them fetches them again, at most once every thirty seconds per issuer.
+ * own), bounded in size and time. They are kept for ten minutes (an hour while the issuer cannot be
+ * reached); a token signed with a key not among them fetches them again, at most once every thirty
+ * seconds per issuer.
  */
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, JSONWebKeySet, JWTPayload, jwtVerify } from 'jose';
 import { Config } from '../config';
@@ -18,6 +19,8 @@ import { HttpError } from './errors';
 
 /** How long an issuer's keys are used before they are fetched again. */
 const KEYS_TTL_MS = 10 * 60_000;
+/** How long keys fetched before still verify while their issuer cannot be reached. */
+const STALE_KEYS_MS = 60 * 60_000;
 /** The least time between two fetches of an issuer's keys (a token with an unknown key asks again). */
 const REFETCH_MS = 30_000;
 /** The clock skew allowed on `exp`, `nbf` and `iat`. */
@@ -111,8 +114,8 @@ export class IdTokenVerifier {
     try {
       return await pending;
     } catch (err) {
-      // Keys fetched before still verify while the issuer cannot be reached.
-      if (kept) return kept;
+      // Keys fetched before still verify for a while when the issuer cannot be reached.
+      if (kept && Date.now() - kept.fetchedAt < STALE_KEYS_MS) return kept;
       throw err;
     }
   }
