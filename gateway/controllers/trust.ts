@@ -187,6 +187,14 @@ export function oidcExchangeRoutes(ctx: Context, verifier: IdTokenVerifier = new
     }
     ctx.log.info({ user: trust.createdBy, package: name, trust: trust.id, provider: trust.type, subject }, 'trusted publishing token issued');
     res.status(201).json({ token: issued.token, expires: issued.record.expires });
+    void sweepExpired(trust.createdBy).catch((err) => ctx.log.warn({ err: (err as Error).message, user: trust.createdBy }, 'expired trusted publishing tokens could not be removed'));
+  }
+
+  /** Removes the expired trusted publishing tokens of `user` (a CI makes one per publish), a bounded number at a time. */
+  async function sweepExpired(user: string): Promise<void> {
+    const now = Date.now();
+    const expired = (await ctx.tokens.listByUser(user)).filter((t) => t.trustedPublisher && t.expires && Date.parse(t.expires) <= now).slice(0, 100);
+    for (const record of expired) await ctx.tokens.revokeKey(record._id, user);
   }
 
   // npm logs `message` of a refused exchange (--loglevel verbose); the gateway's errors carry `error`.

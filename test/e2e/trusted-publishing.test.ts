@@ -15,7 +15,7 @@ import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { exportJWK, generateKeyPair, JWTPayload, KeyLike, SignJWT } from 'jose';
-import { startTestRegistry, TestRegistry } from '../helpers/registry';
+import { basicAuthOf, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { Secret, TOTP } from 'otpauth';
 import { makePackage, makeProject, npmClient, NpmClient, onTerminal } from '../helpers/npm';
 
@@ -347,6 +347,21 @@ it('with two-factor authentication on, changing trusts needs a one-time password
   expect((await owner.npm(['access', 'set', 'mfa=publish', 'trust-tfa-pkg', '--otp', code(1)])).code).toBe(0);
   const published = await publishIn(gitlabJob(await idToken('gitlab', gitlabClaims())), 'trust-tfa-pkg', '1.1.0');
   expect(published.code).toBe(0);
+});
+
+it('a CI makes one token per publish: the maker\'s expired trusted publishing tokens are removed at the next exchange', async () => {
+  const tokensDb = new URL(registry.adminCouchUrl).origin + '/' + registry.registryDb + '-tokens/';
+  const admin = { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' };
+  const id = 'e'.repeat(64);
+  const old = { type: 'token', user: 'trust-tfa', created: '2026-01-01T00:00:00.000Z', expires: '2026-01-01T00:15:00.000Z', readonly: false, cidr_whitelist: [], preview: 'cnr_expire', limits: { packages: ['trust-tfa-pkg'] }, trustedPublisher: { provider: 'gitlab', trustId: 'x', issuer: issuerUrl('gitlab') } };
+  expect((await fetch(tokensDb + id, { method: 'PUT', headers: admin, body: JSON.stringify(old) })).status).toBe(201);
+  expect((await exchange('trust-tfa-pkg', await idToken('gitlab', gitlabClaims()))).status).toBe(201);
+  let status = 200;
+  for (let i = 0; i < 50 && status === 200; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    status = (await fetch(tokensDb + id, { headers: admin })).status;
+  }
+  expect(status).toBe(404);
 });
 
 it('npm trust revoke: the CI is refused at once; a trust whose maker is no longer a maintainer is refused', async () => {
