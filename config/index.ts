@@ -6,6 +6,7 @@ import { parseDuration } from '../core/policy';
 import { resolve } from 'path';
 import { parseScopes } from '../core/provenance';
 import { listOf, OutboundPolicy } from './outbound';
+import { AllowedIssuer, TRUST_PROVIDERS, TrustProvider } from '../core/trust';
 
 export { OutboundPolicy, OutboundRefused } from './outbound';
 
@@ -164,6 +165,37 @@ export interface Config {
   sites: { peers: string[]; password?: string; checkSeconds: number };
   /** The first wait before a failed webhook delivery is sent again (`WEBHOOK_BACKOFF_MS`, default 5000); the waits double up to an hour. */
   webhookBackoffMs: number;
+  /**
+   * Trusted publishing (`OIDC_ISSUERS`): the issuers whose ID tokens CI jobs may exchange for a
+   * publish token, each with the provider whose tokens it signs. Default: GitHub Actions
+   * (`https://token.actions.githubusercontent.com`) and GitLab.com (`https://gitlab.com`).
+   */
+  oidcIssuers: AllowedIssuer[];
+}
+
+/** The default of `OIDC_ISSUERS`: the public GitHub Actions and GitLab.com issuers. */
+export const DEFAULT_OIDC_ISSUERS = 'github=https://token.actions.githubusercontent.com gitlab=https://gitlab.com';
+
+/** `OIDC_ISSUERS`, checked: `provider=https://issuer` entries, separated by commas or white space. */
+export function oidcIssuers(raw: string | undefined): AllowedIssuer[] {
+  const example = 'such as "github=https://token.actions.githubusercontent.com, gitlab=https://gitlab.example.com, circleci=https://oidc.circleci.com/org/<org-id>"';
+  const entries = listOf(raw === undefined ? DEFAULT_OIDC_ISSUERS : raw);
+  return entries.map((entry) => {
+    const match = /^([a-z]+)=(.+)$/.exec(entry);
+    if (!match || TRUST_PROVIDERS.indexOf(match[1] as TrustProvider) === -1) {
+      throw new Error('OIDC_ISSUERS lists provider=issuer entries (providers: ' + TRUST_PROVIDERS.join(', ') + '), ' + example + '; got "' + entry + '"');
+    }
+    let url: URL;
+    try {
+      url = new URL(match[2]);
+    } catch {
+      throw new Error('OIDC_ISSUERS: "' + match[2] + '" is not a URL; each issuer is the https URL its ID tokens name in "iss", ' + example);
+    }
+    if (!/^https?:$/.test(url.protocol) || url.username || url.password || url.search || url.hash) {
+      throw new Error('OIDC_ISSUERS: "' + match[2] + '" must be an http(s) URL without credentials, query or fragment, ' + example);
+    }
+    return { provider: match[1] as TrustProvider, issuer: match[2].replace(/\/+$/, '') };
+  });
 }
 
 function oneOf<T extends string>(env: NodeJS.ProcessEnv, key: string, allowed: readonly T[], fallback: T): T {
@@ -254,9 +286,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         'anyone take a maintainer\'s name at another site and publish their packages there.',
     );
   }
+  const issuers = oidcIssuers(env.OIDC_ISSUERS);
   const outbound = new OutboundPolicy({
     allowPrivate: listOf(env.OUTBOUND_ALLOW_PRIVATE),
-    configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string).concat(sites.peers),
+    // An issuer the admin listed may be on the company's network (its GitLab): its exact host is configured.
+    configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string).concat(sites.peers, issuers.map((i) => i.issuer)),
     foreignHosts,
   });
   const metrics = oneOf(env, 'METRICS', ['admins', 'token', 'off'] as const, 'admins');
@@ -310,6 +344,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metrics,
     metricsToken: env.METRICS_TOKEN || undefined,
     webhookBackoffMs: integer(env, 'WEBHOOK_BACKOFF_MS', 5000),
+    oidcIssuers: issuers,
     sites,
     tokens: tokenLifetimes(env),
     twoFactor: oneOf(env, 'TWO_FACTOR', ['optional', 'required'] as const, 'optional'),

@@ -78,9 +78,10 @@ function withTarballUrls(doc: PackageDoc, baseUrl: string): Record<string, Versi
 
 /** The full packument served to clients: the document without its attachments, tarball URLs of this registry. */
 export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, unknown> {
-  const { _attachments, _revisions, origin, origin_rev, changed_at, registry_mfa, ...rest } = doc as PackageDoc & { _revisions?: unknown };
+  const { _attachments, _revisions, origin, origin_rev, changed_at, registry_mfa, registry_trust, ...rest } = doc as PackageDoc & { _revisions?: unknown };
   void changed_at;
   void registry_mfa;
+  void registry_trust;
   void _attachments;
   void _revisions;
   void origin;
@@ -154,6 +155,8 @@ export interface PublishInput {
    * carry no signatures.
    */
   sign?: (name: string, version: string, integrity: string) => { keyid: string; sig: string }[];
+  /** Published by a CI through trusted publishing: recorded in each version's `_npmUser`, as npm's registry does. */
+  trustedPublisher?: { provider: string; trustId: string };
 }
 
 /** The number of bytes that base64 `data` decodes to. */
@@ -256,7 +259,9 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
       ...manifest,
       _id: name + '@' + version,
       maintainers: doc.maintainers.map((m) => ({ ...m })),
-      _npmUser: personOf(user),
+      _npmUser: input.trustedPublisher
+        ? { ...personOf(user), trustedPublisher: { id: input.trustedPublisher.provider, oidcConfigId: input.trustedPublisher.trustId } }
+        : personOf(user),
       dist: distOfPublish(manifest, tarballUrl(baseUrl, name, version), sign),
     };
     doc.versions[version] = stored;

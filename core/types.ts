@@ -1,8 +1,11 @@
 /** The registry document: one per package, in the shape of the classic npm registry ("packument"). */
+import type { TrustConfig } from './trust';
 
 export interface Person {
   name: string;
   email?: string;
+  /** In a version's `_npmUser`: published by a CI through trusted publishing (as npm's registry records it). */
+  trustedPublisher?: { id: string; oidcConfigId: string };
 }
 
 export interface Dist {
@@ -62,6 +65,8 @@ export interface PackageDoc {
   changed_at?: ChangeTimes;
   /** Its maintainers' two-factor requirement for writes (`npm access set mfa=publish|automation`; not served). */
   registry_mfa?: 'publish' | 'automation';
+  /** The CI identities that may publish it (`npm trust`, core/trust.ts; not served). */
+  registry_trust?: TrustConfig[];
   [key: string]: unknown;
 }
 

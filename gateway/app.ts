@@ -11,6 +11,7 @@ import { packageRoutes } from './controllers/packages';
 import { replicationRoutes } from './controllers/replication';
 import { searchRoutes } from './controllers/search';
 import { tokenRoutes } from './controllers/tokens';
+import { oidcExchangeRoutes, trustRoutes } from './controllers/trust';
 import { userRoutes } from './controllers/users';
 import { webLoginRoutes } from './controllers/weblogin';
 import { WebLoginStore } from './weblogin';
@@ -105,6 +106,8 @@ export function createApp(ctx: Context): express.Express {
   api.use(webRoutes(ctx, new WebSessions(ctx.couch, ctx.config.stateDb, base || '/', (ctx.config.publicUrl || '').startsWith('https:'))));
   // Who asks is known before a body is read: only a logged-in user may send a publish-sized body, so
   // that nobody can make the registry hold large bodies in memory without credentials.
+  // Trusted publishing's exchange authenticates with the CI's ID token, not with a token of this registry.
+  api.use(oidcExchangeRoutes(ctx));
   api.use(authenticate(ctx.accounts, ctx.tokens, ctx.config));
   const parseAs = (limit: number) => express.json({ limit, strict: false, type: ['application/json', 'application/*+json', 'text/plain'] });
   const parseLarge = parseAs(ctx.config.maxPublishBytes);
@@ -146,6 +149,7 @@ export function createApp(ctx: Context): express.Express {
   api.use(searchRoutes(ctx));
   api.use(distTagRoutes(ctx));
   api.use(packageAccessRoutes(ctx));
+  api.use(trustRoutes(ctx));
   api.use(viewRoutes(ctx));
   api.use(replicationRoutes(ctx));
   api.use(supplyChainRoutes(ctx));

@@ -6,9 +6,9 @@
 import { NextFunction, Request, Response } from 'express';
 import { Accounts } from './accounts';
 import { Identity } from '../couchdb/client';
-import { forbidden, unauthorized } from './errors';
+import { forbidden, HttpError, unauthorized } from './errors';
 import { inCidr } from './throttle';
-import { DEPLOY_PREFIX, TokenStore } from './tokens';
+import { DEPLOY_PREFIX, TokenStore, TrustedPublisherMark } from './tokens';
 import { TwoFactorState, twoFactorOf } from './two-factor';
 import { requireSecondFactor, SecondFactorSettings } from './second-factor';
 import { describeLimits, tokenCovers, TokenLimits } from '../core/tokens';
@@ -22,22 +22,40 @@ export interface AuthenticatedUser extends Identity {
   twoFactor?: TwoFactorState | null;
   /** How the user logged in: a token or Basic for the npm API, the pages' session for the web pages (read only). */
   via: 'token' | 'basic' | 'web';
+  /** A token a CI got through trusted publishing: it publishes its one package and does nothing else. */
+  trustedPublisher?: TrustedPublisherMark;
+}
+
+/** The refusal of a trusted publishing token for anything but publishing its package. */
+function onlyPublishes(user: AuthenticatedUser): HttpError {
+  return forbidden(
+    'This token comes from trusted publishing (' + user.trustedPublisher!.provider + ' CI) and may only publish ' + describeLimits(user.limits || {}) +
+      '; anything else needs a maintainer\'s own credentials (`npm login`).',
+  );
 }
 
 export function currentUser(res: Response): AuthenticatedUser | undefined {
   return res.locals.user as AuthenticatedUser | undefined;
 }
 
-/** The logged-in user, or a 401 that tells the npm user how to log in. */
-export function requireUser(res: Response): AuthenticatedUser {
+/**
+ * The logged-in user, or a 401 that tells the npm user how to log in. A trusted publishing token
+ * (which only publishes) is refused unless `trustedPublisherToo` (reading who it is).
+ */
+export function requireUser(res: Response, trustedPublisherToo = false): AuthenticatedUser {
   const user = currentUser(res);
   if (!user) throw unauthorized('You must be logged in to do this: run `npm login --registry <this registry>`.');
+  if (user.trustedPublisher && !trustedPublisherToo) throw onlyPublishes(user);
   return user;
 }
 
-/** The logged-in user, if they may write the package `name` with these credentials (not read-only, not limited to other packages). */
-export function requireWriter(res: Response, name: string): AuthenticatedUser {
-  const user = requireUser(res);
+/**
+ * The logged-in user, if they may write the package `name` with these credentials (not read-only, not
+ * limited to other packages). `publish`: the write publishes new versions, the only one a trusted
+ * publishing token may make.
+ */
+export function requireWriter(res: Response, name: string, action: 'publish' | 'change' = 'change'): AuthenticatedUser {
+  const user = requireUser(res, action === 'publish');
   if (user.readonly) throw forbidden('This token is read-only; log in with a full token to publish or change packages.');
   if (!tokenCovers(user.limits, name)) {
     throw forbidden('This token is limited to ' + describeLimits(user.limits!) + '; it cannot publish or change "' + name + '". Use a token made for it (`npm token create --packages ' + name + '`).');
@@ -89,6 +107,7 @@ export function authenticate(accounts: Accounts, tokens: TokenStore, settings: S
         }
         res.locals.user = {
           name: record.user, roles: account.roles, email: account.email, readonly: record.readonly, limits: record.limits, twoFactor: account.twoFactor, via: 'token',
+          ...(record.trustedPublisher ? { trustedPublisher: record.trustedPublisher } : {}),
         } satisfies AuthenticatedUser;
         res.locals.tokenRecord = record;
         return next();

@@ -127,6 +127,8 @@ export async function requireWriteFactor(
   accounts: Accounts, settings: SecondFactorSettings, res: Response, user: AuthenticatedUser, packageMfa?: PackageMfa, name?: string,
 ): Promise<void> {
   const who = credentialOf(res, user);
+  // A CI's trusted publishing token: its verified ID token stands in for the second factor, as on npm.
+  if (user.trustedPublisher) return;
   if (!packageMfa || who.admin) return requireSecondFactor(accounts, settings, res, who, user.twoFactor, 'write');
   if (!twoFactorOn(user.twoFactor)) {
     throw forbidden('The maintainers of "' + name + '" require two-factor authentication to change it: run `npm profile enable-2fa auth-and-writes` first.');

@@ -33,6 +33,19 @@ export interface TokenRecord {
   bypass2fa?: boolean;
   /** A deploy token: read-only, for scopes, of no person (`user` is `deploy:<name>`), made by an admin. */
   deploy?: boolean;
+  /**
+   * A token a CI got through trusted publishing (`POST /-/npm/v1/oidc/token/exchange/package/<name>`):
+   * short-lived, limited to one package, and good for publishing it only (gateway/controllers/trust.ts).
+   */
+  trustedPublisher?: TrustedPublisherMark;
+}
+
+/** What marks a token made by trusted publishing: the provider, the trust it was exchanged under, the CI's subject. */
+export interface TrustedPublisherMark {
+  provider: string;
+  trustId: string;
+  issuer: string;
+  subject?: string;
 }
 
 /** The principal a deploy token acts as: no user name can contain ":". */
@@ -48,6 +61,7 @@ export interface TokenOptions {
   description?: string;
   bypass2fa?: boolean;
   deploy?: boolean;
+  trustedPublisher?: TrustedPublisherMark;
 }
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -93,6 +107,7 @@ export class TokenStore {
     if (options.description) record.description = options.description;
     if (options.bypass2fa) record.bypass2fa = true;
     if (options.deploy) record.deploy = true;
+    if (options.trustedPublisher) record.trustedPublisher = options.trustedPublisher;
     await this.db.put(record);
     return { token, record };
   }

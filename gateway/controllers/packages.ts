@@ -283,9 +283,10 @@ export function packageRoutes(ctx: Context): Router {
   }
 
   async function put(req: Request, res: Response, name: string, rev: string | undefined): Promise<void> {
-    const user = requireWriter(res, name);
-    await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     const body = req.body as Record<string, unknown>;
+    const publishes = !rev && typeof body === 'object' && body !== null && !Array.isArray(body) && body._attachments !== undefined;
+    const user = requireWriter(res, name, publishes ? 'publish' : 'change');
+    await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body must be a JSON object.');
     assertValidName(name);
     const now = new Date().toISOString();
@@ -299,13 +300,18 @@ export function packageRoutes(ctx: Context): Router {
       res.status(201).json({ ok: true, success: true, id: result?.id, rev: result?.rev });
       return;
     }
-    const isPublish = !rev && body._attachments !== undefined;
-    if (isPublish) {
+    if (publishes) {
       await assertMayTakeName(ctx, user, name);
-      const result = await writeWithRetry(ctx, user, name, (existing) =>
-        applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined }),
-      );
-      ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}), repeated: !result }, 'published');
+      const trusted = user.trustedPublisher;
+      const result = await writeWithRetry(ctx, user, name, (existing) => {
+        // A trusted publisher publishes new versions of a package that exists, as its trust's maker.
+        if (trusted && (!existing || isTombstone(existing))) throw notFoundPackage(name);
+        return applyPublish(existing, {
+          name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined,
+          trustedPublisher: trusted ? { provider: trusted.provider, trustId: trusted.trustId } : undefined,
+        });
+      });
+      ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}), repeated: !result, trustedPublisher: trusted?.provider }, 'published');
       if (result) ctx.metrics.published();
       res.status(201).json({ ok: true, success: true, id: name, rev: result?.rev });
       return;

@@ -94,7 +94,7 @@ export function userRoutes(ctx: Context): Router {
 
   router.get('/-/whoami', (_req, res, next) => {
     try {
-      res.json({ username: requireUser(res).name });
+      res.json({ username: requireUser(res, true).name });
     } catch (err) {
       next(err);
     }

@@ -5,7 +5,9 @@
  * last-resort handler, nothing of a database is readable on the CouchDB port (none of the callers is
  * an admin or the gateway; `_find`, `_bulk_get`, `_explain`, `_index`, multipart and `_local` included),
  * and what is stored (packages, users, tokens, replications, databases, local documents, temporary
- * files) is exactly what it was. The corpus is the same on every run (a seeded generator).
+ * files) is exactly what it was. The corpus is the same on every run (a seeded generator). It reaches
+ * the endpoints of trusted publishing too: a non-maintainer's trusts, garbage and unsigned JWTs at the
+ * exchange (test/e2e/trusted-publishing.test.ts has the issuer whose keys sit at a private address).
  */
 import { readdirSync } from 'fs';
 import { basic, couchQuirk, Principals, publishBody, send, startPrincipals } from '../helpers/principals';
@@ -47,6 +49,8 @@ const GATEWAY_PATHS = (n: string): string[] => [
   // Pages, operations and the supply-chain endpoints.
   '/', '/' + n + '/v/' + n, '/-/web/search?q=' + n, '/-/web/login?next=' + n, '/-/web/logout', '/-/web/account', '/-/health', '/-/metrics',
   '/-/npm/v1/keys', '/-/npm/v1/attestations/' + n + '@' + n, '/-/npm/v1/attestations/' + n,
+  // Trusted publishing: the trusts of a package (npm trust) and the exchange of a CI's ID token.
+  '/-/package/' + n + '/trust', '/-/package/' + n + '/trust/' + n, '/-/npm/v1/oidc/token/exchange/package/' + n,
 ];
 
 const COUCH_PATHS = (n: string, db: string): string[] => [
@@ -102,11 +106,18 @@ function bodies(db: string): (string | undefined)[] {
     JSON.stringify({ tfa: { password: 'p', mode: '__proto__' }, email: 'x@example.com' }),
     JSON.stringify({ password: 'p', packages: { length: 3 }, scopes: [null], expires: 1e308, packages_and_scopes_permission: ['read-write'] }),
     JSON.stringify({ password: 'p', packages: ['a'.repeat(300)], expires: -1, orgs: ['x'], bypass_2fa: 'yes' }),
+    // Trusted publishing (POST /-/package/<name>/trust): a trust for the attacker's repository, odd shapes.
+    JSON.stringify([{ type: 'github', claims: { repository: 'mallory/x', workflow_ref: { file: 'x.yml' } }, permissions: ['createPackage'] }]),
+    JSON.stringify([{ type: 'gitlab', claims: { project_path: 'mallory/x', ci_config_ref_uri: { file: '../../.gitlab-ci.yml' } }, issuer: 'http://127.0.0.1:1' }]),
+    JSON.stringify([{ type: '__proto__', claims: { __proto__: { repository: 'x' } } }, ...Array.from({ length: 10 }, () => ({ type: 'circleci' }))]),
     // Multipart bodies (express-pouchdb wrote them to temporary files).
     '--x\r\nContent-Disposition: form-data; name="_attachments"; filename="evil.tgz"\r\nContent-Type: application/octet-stream\r\n\r\n' + 'z'.repeat(50_000) + '\r\n--x--\r\n',
     '--x\r\nContent-Type: application/json\r\n\r\n{"_id":"victim","_attachments":{"e.tgz":{"follows":true,"length":3}}}\r\n--x\r\n\r\nabc\r\n--x--\r\n',
   ];
 }
+
+/** The first two parts of a JWT (header and claims), unsigned. */
+const jwt = (header: object, claims: object): string => Buffer.from(JSON.stringify(header)).toString('base64url') + '.' + Buffer.from(JSON.stringify(claims)).toString('base64url');
 
 function authHeaders(principals: Principals): Record<string, string>[] {
   const forgedProxy = { 'X-Auth-CouchDB-UserName': 'admin', 'X-Auth-CouchDB-Roles': '_admin', 'X-Auth-CouchDB-Token': '0'.repeat(64) };
@@ -125,6 +136,11 @@ function authHeaders(principals: Principals): Record<string, string>[] {
     { authorization: basic(principals.mallory, 'wrong password') },
     { authorization: 'Digest username="admin"' },
     { authorization: 'Bearer ' + 'x'.repeat(6000) },
+    // JWTs for the exchange of trusted publishing: unsigned (alg none) from an unlisted loopback issuer, empty, huge.
+    { authorization: 'Bearer ' + jwt({ alg: 'none' }, { iss: 'http://127.0.0.1:1', aud: 'npm:127.0.0.1', exp: 9999999999, project_path: 'victim' }) + '.' },
+    { authorization: 'Bearer ' + jwt({ alg: 'HS256', kid: '../../etc/passwd' }, { iss: 'https://evil.example' }) + '.' + 'A'.repeat(43) },
+    { authorization: 'Bearer e30.e30.e30' },
+    { authorization: 'Bearer ' + jwt({ alg: 'RS256' }, { iss: 'x'.repeat(20_000) }) + '.sig' },
     forgedProxy,
     { cookie: 'AuthSession=' + Buffer.from('admin:9999999999:' + 'a'.repeat(64)).toString('base64url') },
     { cookie: 'AuthSession=%zz; other=1' },
