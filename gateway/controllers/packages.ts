@@ -19,6 +19,7 @@ import { packageMfaOf } from './package-access';
 import { CachedPackument } from '../cache';
 import { Context, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
+import { checkProvenanceBundle } from '../provenance';
 import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
 import { answeredNotModified, immutable, revalidate } from '../http-cache';
 import { assertMayTakeName } from '../new-names';
@@ -303,7 +304,10 @@ export function packageRoutes(ctx: Context): Router {
     if (isPublish) {
       await assertMayTakeName(ctx, user, name);
       const result = await writeWithRetry(ctx, user, name, (existing) =>
-        applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined }),
+        applyPublish(existing, {
+          name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, checkProvenance: checkProvenanceBundle,
+          sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined,
+        }),
       );
       ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}), repeated: !result }, 'published');
       if (result) ctx.metrics.published();
