@@ -7,12 +7,17 @@
  * verify, over the envelope's PAE encoding, against the public key of the signing certificate in the
  * bundle.
  *
- * Not verified here (README, "Provenance"): that the certificate chains to Sigstore's Fulcio
- * certificate authority, that its identity (the CI workflow in its extensions) is one the package
- * trusts, and the transparency-log entry (Rekor's signed timestamp and inclusion proof). Those need
- * Sigstore's trusted root, which npm fetches online (TUF); clients that verify provenance
- * (`npm audit signatures`) check them.
+ * With a trusted root (`PROVENANCE_TRUSTED_ROOT`: a Sigstore `trusted_root.json`, such as the public
+ * one npm ships in `@sigstore/tuf`'s seeds), the signing certificate must also have been issued by one
+ * of its certificate authorities (Sigstore's Fulcio), when that authority was valid.
+ *
+ * Not verified here (README, "Provenance"): that the certificate was valid when it signed (Fulcio's
+ * live ten minutes, and only the transparency log proves the time), the transparency-log entry
+ * itself (Rekor's signed timestamp and inclusion proof), and whether the identity in the certificate
+ * (the CI workflow) is one the package trusts. Clients that verify provenance (`npm audit signatures`,
+ * with Sigstore's trusted root from TUF, online) check them.
  */
+import { readFileSync } from 'fs';
 import { KeyObject, verify, X509Certificate } from 'crypto';
 import { invalid } from '../core/errors';
 import { KeptProvenance } from '../core/packument';
@@ -56,6 +61,61 @@ function digestFor(key: KeyObject): string | null {
   return 'sha256';
 }
 
+/** Certificate authorities whose signing certificates are accepted (from a Sigstore trusted root). */
+export interface TrustedRoot {
+  /** Each authority's chain, issuer of the signing certificates first, and when it was valid. */
+  authorities: { chain: X509Certificate[]; start?: Date; end?: Date }[];
+}
+
+/**
+ * Reads a Sigstore trusted root (`application/vnd.dev.sigstore.trustedroot+json`: its
+ * `certificateAuthorities`, each with `certChain.certificates` and `validFor`). Throws an Error
+ * naming the file and what is wrong, for start-up.
+ */
+export function readTrustedRoot(path: string): TrustedRoot {
+  const problem = (why: string) => new Error('PROVENANCE_TRUSTED_ROOT (' + path + '): ' + why +
+    '. It must be a Sigstore trusted_root.json, such as the one npm ships in node_modules/@sigstore/tuf/seeds.json.');
+  let root: unknown;
+  try {
+    root = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw problem('cannot be read as JSON (' + (err as Error).message + ')');
+  }
+  if (!isObject(root) || !Array.isArray(root.certificateAuthorities) || root.certificateAuthorities.length === 0) {
+    throw problem('it lists no "certificateAuthorities"');
+  }
+  const date = (value: unknown) => (typeof value === 'string' && !isNaN(Date.parse(value)) ? new Date(value) : undefined);
+  const authorities = root.certificateAuthorities.map((authority, i) => {
+    const certificates = isObject(authority) && isObject(authority.certChain) ? authority.certChain.certificates : undefined;
+    if (!Array.isArray(certificates) || certificates.length === 0) throw problem('certificate authority ' + i + ' has no "certChain.certificates"');
+    const chain = certificates.map((c) => {
+      try {
+        return new X509Certificate(Buffer.from(String(isObject(c) ? c.rawBytes : ''), 'base64'));
+      } catch {
+        throw problem('a certificate of certificate authority ' + i + ' is not an X.509 certificate');
+      }
+    });
+    const validFor = isObject(authority) && isObject(authority.validFor) ? authority.validFor : {};
+    return { chain, start: date(validFor.start), end: date(validFor.end) };
+  });
+  return { authorities };
+}
+
+/** Whether `certificate` was issued by one of `trust`'s authorities (its chain, link by link) while that authority was valid. */
+function issuedByTrusted(certificate: X509Certificate, trust: TrustedRoot): boolean {
+  const issuedAt = new Date(certificate.validFrom);
+  const issued = (cert: X509Certificate, by: X509Certificate) => cert.checkIssued(by) && cert.verify(by.publicKey);
+  return trust.authorities.some(({ chain, start, end }) => {
+    if ((start && issuedAt < start) || (end && issuedAt > end)) return false;
+    let cert = certificate;
+    for (const authority of chain) {
+      if (!issued(cert, authority)) return false;
+      cert = authority;
+    }
+    return true;
+  });
+}
+
 /** The signing certificate of a bundle (v0.3: `certificate`; v0.1 and v0.2: the first of `x509CertificateChain`). */
 function signingCertificate(material: Record<string, unknown>, fail: (why: string) => never): X509Certificate {
   let raw: unknown;
@@ -80,9 +140,11 @@ function signingCertificate(material: Record<string, unknown>, fail: (why: strin
 /**
  * Checks `text`, the provenance bundle npm sent with `name@version` whose tarball's SRI digest is
  * `integrity` (checked against the tarball before), and answers what to keep; throws a domain error
- * (400) saying what is wrong.
+ * (400) saying what is wrong. With `trust`, the signing certificate must come from one of its authorities.
  */
-export function checkProvenanceBundle(text: string, subject: { name: string; version: string; integrity: string }): KeptProvenance {
+export function checkProvenanceBundle(
+  text: string, subject: { name: string; version: string; integrity: string }, trust?: TrustedRoot,
+): KeptProvenance {
   const spec = subject.name + '@' + subject.version;
   const fail = (why: string): never => {
     throw invalid('The provenance bundle of ' + spec + ' is refused: ' + why + '. The version was not published.');
@@ -145,6 +207,10 @@ export function checkProvenanceBundle(text: string, subject: { name: string; ver
     verified = false; // a signature that is not one (not DER), or a key that cannot verify
   }
   if (!verified) fail('its envelope\'s signature does not verify against the public key of its signing certificate');
+  if (trust && !issuedByTrusted(certificate, trust)) {
+    fail('its signing certificate (issued by "' + certificate.issuer.replace(/\n/g, ', ') + '") was not issued by a certificate authority of this ' +
+      'registry\'s Sigstore trusted root (PROVENANCE_TRUSTED_ROOT); publish with `npm publish --provenance` from a CI that Sigstore\'s Fulcio certifies');
+  }
   return { predicateType: predicateType as string, mediaType: mediaType as string, data: Buffer.from(text, 'utf8').toString('base64') };
 }
 

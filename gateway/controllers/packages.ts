@@ -305,7 +305,7 @@ export function packageRoutes(ctx: Context): Router {
       await assertMayTakeName(ctx, user, name);
       const result = await writeWithRetry(ctx, user, name, (existing) =>
         applyPublish(existing, {
-          name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, checkProvenance: checkProvenanceBundle,
+          name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, checkProvenance: (text, version) => checkProvenanceBundle(text, version, ctx.provenanceTrust),
           sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined,
         }),
       );

@@ -5,7 +5,9 @@
  * for mirrored versions. The bundles are the test's own (test/helpers/sigstore.ts): a self-signed
  * certificate, a signed in-toto statement. npm's own check of the file asks Sigstore online, so it is
  * stood in for (sigstoreStandIn); npm's other checks run. Bundles npm itself refuses before sending
- * (another tarball's digest, another package) are sent as the publish body npm sends.
+ * (another tarball's digest, another package) are sent as the publish body npm sends. With
+ * PROVENANCE_TRUSTED_ROOT (a Sigstore trusted root; here one listing a certificate authority of the
+ * test's, standing in for Fulcio), only certificates its authorities issued are taken.
  */
 import { createHash } from 'crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
@@ -13,7 +15,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 import { makePackage, npmClient, NpmClient, run, sha1 } from '../helpers/npm';
-import { newKeys, provenanceBundle, purl, SLSA_V1, sigstoreStandIn } from '../helpers/sigstore';
+import { newAuthority, newKeys, provenanceBundle, purl, SLSA_V1, sigstoreStandIn, trustedRoot } from '../helpers/sigstore';
 
 let registry: TestRegistry;
 let npm: NpmClient;
@@ -163,4 +165,49 @@ it('unpublishing a version takes its bundle with it', async () => {
   expect((await npm.npm(['unpublish', name + '@1.0.0'])).code).toBe(0);
   expect((await registry.request('GET', '/-/npm/v1/attestations/' + name + '@1.0.0')).status).toBe(404);
   expect(Object.keys((await storedDoc(registry, name)).body._attachments)).toEqual(['prov-gone-1.1.0.tgz']);
+});
+
+describe('PROVENANCE_TRUSTED_ROOT: the signing certificate must come from a certificate authority of the trusted root', () => {
+  const fulcio = newAuthority('test-fulcio');
+  let trusting: TestRegistry;
+  let npmTrusting: NpmClient;
+
+  beforeAll(async () => {
+    const rootFile = join(work, 'trusted_root.json');
+    writeFileSync(rootFile, JSON.stringify(trustedRoot([fulcio])));
+    trusting = await startTestRegistry({ PROVENANCE_TRUSTED_ROOT: rootFile });
+    npmTrusting = npmClient(trusting.url, await trusting.signup('prov-bob', 'provenance-password'));
+  });
+  afterAll(async () => {
+    await trusting?.stop();
+  });
+
+  it('a certificate the authority issued is taken; a self-signed one, or one of another authority of the same name, is refused with 400', async () => {
+    const name = 'prov-trusted';
+    const dir = makePackage(work, { name, version: '1.0.0' });
+    const packed = await npmTrusting.npm(['pack', '--json', '--pack-destination', dir], dir);
+    const file = join(dir, JSON.parse(packed.stdout)[0].filename);
+    const subject = [{ name: purl(name, '1.0.0'), sha512: hexSha512(readFileSync(file)) }];
+    const publish = (bundle: unknown) => {
+      const bundleFile = join(work, 'trusted-' + Math.random().toString(36).slice(2) + '.json');
+      writeFileSync(bundleFile, JSON.stringify(bundle));
+      return run('npm', ['publish', file, '--provenance-file', bundleFile], { cwd: npmTrusting.home, env: { ...npmTrusting.env, NODE_OPTIONS: '--require ' + sigstoreStandIn(work) } });
+    };
+    for (const bundle of [provenanceBundle({ subject }), provenanceBundle({ subject, issuer: newAuthority('test-fulcio') })]) {
+      const refused = await publish(bundle);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toMatch(/400 Bad Request[\s\S]*not issued by a certificate authority of this registry's Sigstore trusted root/);
+    }
+    expect((await trusting.request('GET', '/' + name)).status).toBe(404);
+    const issued = provenanceBundle({ subject, issuer: fulcio });
+    const published = await publish(issued);
+    expect({ code: published.code, stderr: published.code ? published.stderr.slice(-600) : '' }).toEqual({ code: 0, stderr: '' });
+    expect((await trusting.request('GET', '/-/npm/v1/attestations/' + name + '@1.0.0')).body).toEqual({ attestations: [{ predicateType: SLSA_V1, bundle: issued }] });
+  });
+
+  it('a trusted root that cannot be read stops the registry at start, naming the setting', async () => {
+    const broken = join(work, 'broken_root.json');
+    writeFileSync(broken, '{"certificateAuthorities": []}');
+    await expect(startTestRegistry({ PROVENANCE_TRUSTED_ROOT: broken })).rejects.toThrow(/PROVENANCE_TRUSTED_ROOT .*lists no "certificateAuthorities"/);
+  });
 });

@@ -34,23 +34,54 @@ const commonName = (cn: string) => sequence(der(0x31, sequence(oid('2.5.4.3'), d
 const utcTime = (date: Date) => der(0x17, Buffer.from(date.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z'));
 const ECDSA_WITH_SHA256 = '1.2.840.10045.4.3.2';
 
-/** A self-signed ECDSA P-256 certificate (DER) for `keys`, valid for a day. */
-export function selfSignedCertificate(keys: { publicKey: KeyObject; privateKey: KeyObject }, cn = 'provenance test'): Buffer {
+type Keys = { publicKey: KeyObject; privateKey: KeyObject };
+
+/** A certificate authority of the test's: its keys, its name and its self-signed certificate. */
+export interface Authority {
+  keys: Keys;
+  cn: string;
+  certificate: Buffer;
+}
+
+/** An ECDSA P-256 certificate (DER) for `publicKey` named `cn`, valid for a day, issued (signed) by `issuer` or by itself. */
+export function certificate(keys: Keys, cn: string, issuer?: Authority): Buffer {
   const now = Date.now();
   const tbs = sequence(
     der(0xa0, integer(Buffer.from([2]))),
-    integer(createHash('sha256').update(cn + now).digest().subarray(0, 16)),
+    integer(createHash('sha256').update(cn + now + Math.random()).digest().subarray(0, 16)),
     sequence(oid(ECDSA_WITH_SHA256)),
-    commonName(cn),
+    commonName(issuer ? issuer.cn : cn),
     sequence(utcTime(new Date(now - 3600_000)), utcTime(new Date(now + 86400_000))),
     commonName(cn),
     keys.publicKey.export({ type: 'spki', format: 'der' }),
   );
-  const signature = sign('sha256', tbs, keys.privateKey);
+  const signature = sign('sha256', tbs, (issuer ? issuer.keys : keys).privateKey);
   return sequence(tbs, sequence(oid(ECDSA_WITH_SHA256)), der(0x03, Buffer.concat([Buffer.from([0]), signature])));
 }
 
+export const selfSignedCertificate = (keys: Keys, cn = 'provenance test') => certificate(keys, cn);
+
 export const newKeys = () => generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+
+/** A new certificate authority (a stand-in for Sigstore's Fulcio). */
+export function newAuthority(cn: string): Authority {
+  const keys = newKeys();
+  return { keys, cn, certificate: certificate(keys, cn) };
+}
+
+/** A Sigstore trusted root (`trusted_root.json`) listing `authorities`, as PROVENANCE_TRUSTED_ROOT reads it. */
+export function trustedRoot(authorities: Authority[]): Record<string, unknown> {
+  return {
+    mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1',
+    tlogs: [],
+    certificateAuthorities: authorities.map((a) => ({
+      subject: { commonName: a.cn },
+      uri: 'https://fulcio.example',
+      certChain: { certificates: [{ rawBytes: a.certificate.toString('base64') }] },
+      validFor: { start: new Date(Date.now() - 86400_000).toISOString() },
+    })),
+  };
+}
 
 /** The package URL npm signs: `pkg:npm/%40scope/name@1.0.0`. */
 export const purl = (name: string, version: string) => 'pkg:npm/' + name.replace(/^@/, '%40') + '@' + version;
@@ -66,9 +97,11 @@ export interface BundleOptions {
   predicateType?: string;
   /** The key that signs the envelope (default: the certificate's). */
   signWith?: KeyObject;
+  /** Who issues the signing certificate (default: it is self-signed). */
+  issuer?: Authority;
 }
 
-/** A Sigstore bundle (v0.3) of an SLSA provenance statement, signed by a fresh key with a self-signed certificate. */
+/** A Sigstore bundle (v0.3) of an SLSA provenance statement, signed by a fresh key with a certificate (self-signed unless `issuer`). */
 export function provenanceBundle(options: BundleOptions): Record<string, any> {
   const keys = newKeys();
   const statement = {
@@ -87,7 +120,7 @@ export function provenanceBundle(options: BundleOptions): Record<string, any> {
   const sig = sign('sha256', pae('application/vnd.in-toto+json', payload), options.signWith || keys.privateKey);
   return {
     mediaType: BUNDLE_V03,
-    verificationMaterial: { certificate: { rawBytes: selfSignedCertificate(keys).toString('base64') }, tlogEntries: [], timestampVerificationData: {} },
+    verificationMaterial: { certificate: { rawBytes: certificate(keys, 'provenance test', options.issuer).toString('base64') }, tlogEntries: [], timestampVerificationData: {} },
     dsseEnvelope: { payload: payload.toString('base64'), payloadType: 'application/vnd.in-toto+json', signatures: [{ sig: sig.toString('base64'), keyid: '' }] },
   };
 }
