@@ -164,6 +164,9 @@ export default function validate_doc_update(
     if (old && bundle && !oldBundle) {
       forbidden('The provenance of ' + newDoc.name + '@' + version + ' can only be published with the version (npm publish --provenance).');
     }
+    if (old && oldBundle && !bundle) {
+      forbidden('The provenance bundle of ' + newDoc.name + '@' + version + ' is kept as long as the version; unpublish the version to remove it.');
+    }
     if (old && bundle && oldBundle) {
       const replaced = bundle.data !== undefined || bundle.follows || (bundle.digest && oldBundle.digest && bundle.digest !== oldBundle.digest);
       if (replaced) forbidden('The provenance bundle of ' + newDoc.name + '@' + version + ' is published and cannot change.');

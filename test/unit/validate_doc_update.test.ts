@@ -97,6 +97,16 @@ describe('validate_doc_update', () => {
     const replaced = clone(withBundle);
     (replaced._attachments as Record<string, object>)['pkg-1.0.0.sigstore'] = { content_type: 'application/json', data: 'W10=' };
     expect(attempt(replaced, withBundle, alice)).toEqual({ forbidden: expect.stringContaining('provenance bundle of pkg@1.0.0 is published and cannot change') });
+    // Removed while the version stays.
+    const removed = clone(withBundle);
+    delete (removed._attachments as Record<string, object>)['pkg-1.0.0.sigstore'];
+    expect(attempt(removed, withBundle, alice)).toEqual({ forbidden: expect.stringContaining('kept as long as the version') });
+    const unpublished = clone(withBundle);
+    unpublished.versions = {};
+    unpublished._attachments = {};
+    unpublished['dist-tags'] = {};
+    unpublished.time.unpublished = { time: '2026-02-02T00:00:00.000Z', name: 'alice', versions: ['1.0.0'] } as never;
+    expect(attempt(unpublished, withBundle, alice)).toBe('ok');
     // dist.attestations of a new version without the bundle it points at.
     const pointsAtNothing = publish(old, 'pkg', '1.1.0');
     pointsAtNothing.versions['1.1.0'].dist.attestations = { url: 'https://elsewhere.example/x', provenance: { predicateType: 'https://slsa.dev/provenance/v1' } };
