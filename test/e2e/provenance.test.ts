@@ -13,7 +13,9 @@ import { createHash } from 'crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { mirroredDoc, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { readerSource } from '../helpers/principals';
+import { eventually } from '../helpers/wait';
 import { makePackage, npmClient, NpmClient, run, sha1 } from '../helpers/npm';
 import { newAuthority, newKeys, provenanceBundle, purl, SLSA_V1, sigstoreStandIn, trustedRoot } from '../helpers/sigstore';
 
@@ -165,6 +167,29 @@ it('unpublishing a version takes its bundle with it', async () => {
   expect((await npm.npm(['unpublish', name + '@1.0.0'])).code).toBe(0);
   expect((await registry.request('GET', '/-/npm/v1/attestations/' + name + '@1.0.0')).status).toBe(404);
   expect(Object.keys((await storedDoc(registry, name)).body._attachments)).toEqual(['prov-gone-1.1.0.tgz']);
+});
+
+it('a downstream registry that replicates this one natively serves the bundle from its copy, at its own URL', async () => {
+  const name = 'prov-replicated';
+  const tarball = (await pack(name, '1.0.0')).data;
+  const bundle = provenanceBundle({ subject: [{ name: purl(name, '1.0.0'), sha512: hexSha512(tarball) }] });
+  expect((await registry.request('PUT', '/' + name, { token, body: bodyWithBundle(name, '1.0.0', tarball, bundle) })).status).toBe(201);
+  const downstream = await startTestRegistry({ REPLICATION_COUCHDB: await readerSource(registry.adminCouchUrl, registry.registryDb) });
+  try {
+    const copy = await eventually(async () => {
+      const res = await mirroredDoc(downstream, name);
+      return res.status === 200 ? res.body : null;
+    });
+    expect(Object.keys(copy._attachments).sort()).toEqual(['prov-replicated-1.0.0.sigstore', 'prov-replicated-1.0.0.tgz']);
+    const packument = await downstream.request('GET', '/' + name);
+    const url = packument.body.versions['1.0.0'].dist.attestations.url;
+    expect(url).toBe(downstream.url + '/-/npm/v1/attestations/prov-replicated@1.0.0');
+    // The downstream has no UPSTREAM_REGISTRY to ask: what it serves is its copy.
+    const served = await downstream.request('GET', new URL(url).pathname);
+    expect(served.body).toEqual({ attestations: [{ predicateType: SLSA_V1, bundle }] });
+  } finally {
+    await downstream.stop();
+  }
 });
 
 describe('PROVENANCE_TRUSTED_ROOT: the signing certificate must come from a certificate authority of the trusted root', () => {
