@@ -78,7 +78,13 @@ async function keptBundle(ctx: Context, doc: PackageDoc, version: string): Promi
   if (response.statusCode !== 200) {
     throw new HttpError(502, 'The registry database failed to send the provenance of ' + doc.name + '@' + version + ' (' + response.statusCode + '). Try again later.');
   }
-  const bundle = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  let bundle: { dsseEnvelope?: { payload?: unknown } };
+  try {
+    bundle = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    // It was checked when published; only an admin's edit in the database can have changed it.
+    throw new HttpError(502, 'The provenance bundle kept for ' + doc.name + '@' + version + ' is not JSON; an admin should look at "' + file + '" in the database.');
+  }
   return JSON.stringify({ attestations: [{ predicateType: predicateTypeOf(doc.versions[version], bundle), bundle }] });
 }
 
