@@ -125,6 +125,12 @@ export interface Config {
   metrics: 'off' | 'admins' | 'token';
   metricsToken?: string;
   /**
+   * A Sigstore trusted root (`trusted_root.json`, `PROVENANCE_TRUSTED_ROOT`): provenance bundles
+   * published here must be signed with a certificate one of its authorities issued. Unset: any
+   * certificate (the bundle's own signature is still verified).
+   */
+  provenanceTrustedRoot?: string;
+  /**
    * Cooldown of new upstream versions (`UPSTREAM_MIN_AGE`, e.g. `3d`, `12h`; default off): mirrored
    * versions younger than this (by their upstream publish time) are not served. In ms; 0 is off.
    */
@@ -320,6 +326,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokensDb: registryDb + '-tokens',
     stateDb: registryDb + '-state',
     maxPublishBytes: integer(env, 'MAX_PUBLISH_BYTES', 100 * 1024 * 1024),
+    provenanceTrustedRoot: env.PROVENANCE_TRUSTED_ROOT ? resolve(env.PROVENANCE_TRUSTED_ROOT) : undefined,
     upstreamRegistry: env.UPSTREAM_REGISTRY ? env.UPSTREAM_REGISTRY.replace(/\/+$/, '') : undefined,
     upstreamMode,
     upstreamTarballs,

@@ -15,7 +15,7 @@
  *   modified last decides (stars: the union).
  */
 import semver from 'semver';
-import { tarballFileName } from './names';
+import { versionFileNames } from './names';
 import { AttachmentStub, ChangeTimes, PackageDoc, UnpublishedInfo, VersionManifest } from './types';
 import { TIME_KEYS } from './types';
 
@@ -225,15 +225,16 @@ export function mergeRevisions(leaves: PackageDoc[]): MergeResult {
   const userStamps = mergeStamps(revisions, (c) => c.users);
   if (userStamps) changed.users = userStamps;
 
-  // Tarballs: each kept version's from its winner.
+  // Tarballs and provenance bundles: each kept version's from its winner.
   const attachments: Record<string, AttachmentStub> = {};
   const attachmentSources: Record<string, string> = {};
   for (const version of remaining) {
-    const file = tarballFileName(name, version);
-    const stub = (winners[version]._attachments || {})[file];
-    if (!stub) continue;
-    attachments[file] = { content_type: stub.content_type, digest: stub.digest, length: stub.length, stub: true };
-    attachmentSources[file] = winners[version]._rev || '';
+    for (const file of versionFileNames(name, version)) {
+      const stub = (winners[version]._attachments || {})[file];
+      if (!stub) continue;
+      attachments[file] = { content_type: stub.content_type, digest: stub.digest, length: stub.length, stub: true };
+      attachmentSources[file] = winners[version]._rev || '';
+    }
   }
 
   // The rest of the document (summary, readme, url of a foreign package) is the newest revision's.

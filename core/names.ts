@@ -42,6 +42,19 @@ export function tarballFileName(name: string, version: string): string {
   return unscopedName(name) + '-' + version + '.tgz';
 }
 
+/**
+ * The attachment that keeps a version's provenance bundle (a Sigstore bundle, from
+ * `npm publish --provenance`): `name-1.2.3.sigstore`, next to its tarball.
+ */
+export function provenanceFileName(name: string, version: string): string {
+  return unscopedName(name) + '-' + version + '.sigstore';
+}
+
+/** The attachments a version may have: its tarball and its provenance bundle. */
+export function versionFileNames(name: string, version: string): string[] {
+  return [tarballFileName(name, version), provenanceFileName(name, version)];
+}
+
 /** The version of a package document whose tarball is `file`, if one is. */
 export function versionOfTarball(doc: { name: string; versions: Record<string, unknown> }, file: string): string | undefined {
   return Object.keys(doc.versions).find((v) => tarballFileName(doc.name, v) === file);

@@ -5,7 +5,7 @@
  */
 import semver from 'semver';
 import { invalid, refused } from './errors';
-import { distTagProblem, isVersion, packageNameProblem, tarballFileName, versionOfTarball } from './names';
+import { distTagProblem, isVersion, packageNameProblem, provenanceFileName, tarballFileName, versionOfTarball } from './names';
 import {
   hostedElsewhereMessage, isForeign, isRegistryUrl, isTombstone, keptAttachments, MAINTAINER_NEEDS_NAME, maintainerOf,
   publishedVersions, TARBALL_CONTENT_TYPE, versionReusedMessage,
@@ -27,6 +27,17 @@ const SUMMARY_FIELDS = ['description', 'keywords', 'homepage', 'repository', 'bu
 export function tarballUrl(baseUrl: string, name: string, version: string): string {
   return baseUrl + '/' + name + '/-/' + tarballFileName(name, version);
 }
+
+/** Where this registry serves the provenance of a version published here (npm's attestations endpoint). */
+export function attestationsUrl(baseUrl: string, name: string, version: string): string {
+  return baseUrl + '/-/npm/v1/attestations/' + name + '@' + version;
+}
+
+/**
+ * The largest provenance bundle accepted, in characters of its JSON. A bundle npm makes in CI (a
+ * certificate, a signed statement, a transparency-log entry) is 5 to 20 KB.
+ */
+export const PROVENANCE_BUNDLE_MAX_CHARS = 256 * 1024;
 
 /**
  * Registers (or updates) a foreign package: `{name, maintainers, url, description?, keywords?}`.
@@ -67,11 +78,23 @@ export function applyForeign(existing: PackageDoc | null, name: string, body: Re
   return doc;
 }
 
+/**
+ * The versions with this registry's URLs: of each tarball, and of each provenance bundle kept here
+ * (a version published here, or replicated with its bundle from another site or a CouchDB upstream).
+ * A mirrored version whose bundle is not kept keeps its upstream's attestations URL: npm asks the
+ * registry it installs from at that URL's path, and this registry fetches the bundle from the upstream.
+ */
 function withTarballUrls(doc: PackageDoc, baseUrl: string): Record<string, VersionManifest> {
   const versions: Record<string, VersionManifest> = {};
+  const attachments = doc._attachments || {};
   for (const v of Object.keys(doc.versions)) {
     const manifest = doc.versions[v];
-    versions[v] = { ...manifest, dist: { ...manifest.dist, tarball: tarballUrl(baseUrl, doc.name, v) } };
+    const dist: VersionManifest['dist'] = { ...manifest.dist, tarball: tarballUrl(baseUrl, doc.name, v) };
+    const attestations = dist.attestations;
+    if (attachments[provenanceFileName(doc.name, v)] && isObject(attestations)) {
+      dist.attestations = { ...attestations, url: attestationsUrl(baseUrl, doc.name, v) };
+    }
+    versions[v] = { ...manifest, dist };
   }
   return versions;
 }
@@ -157,6 +180,22 @@ export interface PublishInput {
   sign?: (name: string, version: string, integrity: string) => { keyid: string; sig: string }[];
   /** Published by a CI through trusted publishing: recorded in each version's `_npmUser`, as npm's registry does. */
   trustedPublisher?: { provider: string; trustId: string };
+  /**
+   * Checks the provenance bundle npm sent with a version (`npm publish --provenance`: the attachment
+   * `<name>-<version>.sigstore`, a Sigstore bundle as JSON text) against that version, and answers
+   * what to keep: its predicate type, its media type and its bytes (base64). Throws a domain error
+   * saying what is wrong. Verifying signatures needs the platform's crypto, so the caller supplies it
+   * (the gateway: `gateway/provenance.ts`); without it, a bundle is refused.
+   */
+  checkProvenance?: (bundle: string, version: { name: string; version: string; integrity: string }) => KeptProvenance;
+}
+
+/** A verified provenance bundle, as it is kept with its version. */
+export interface KeptProvenance {
+  predicateType: string;
+  mediaType: string;
+  /** The bundle's JSON, base64 (a CouchDB attachment's inline data). */
+  data: string;
 }
 
 /** The number of bytes that base64 `data` decodes to. */
@@ -172,7 +211,9 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
  * Checks an npm publish body and returns, per new version, its manifest and decoded tarball, verified
  * against `dist.integrity` and `dist.shasum`. Throws a 400 naming the first problem.
  */
-export function parsePublish(input: PublishInput): { version: string; manifest: VersionManifest; data: string; file: string }[] {
+export function parsePublish(
+  input: PublishInput,
+): { version: string; manifest: VersionManifest; data: string; file: string; provenance?: KeptProvenance }[] {
   const { name, body } = input;
   if (!isObject(body)) throw invalid('The publish body must be a JSON object.');
   if (body.name !== name || (body._id !== undefined && body._id !== name)) {
@@ -217,11 +258,37 @@ export function parsePublish(input: PublishInput): { version: string; manifest: 
     if (mismatch) {
       throw invalid('The tarball of ' + name + '@' + version + ' does not match its "dist.' + mismatch + '"; pack and publish it again.');
     }
-    result.push({ version, manifest: manifest as unknown as VersionManifest, data: attachment.data, file });
+    const provenance = provenanceOf(input, version, dist.integrity, attachments, used);
+    result.push({ version, manifest: manifest as unknown as VersionManifest, data: attachment.data, file, provenance });
   }
   const stray = Object.keys(attachments).filter((k) => !used.has(k));
   if (stray.length) throw invalid('"_attachments" holds files of no version in "versions": ' + stray.join(', ') + '.');
   return result;
+}
+
+/**
+ * The provenance bundle published with `version`, checked, or undefined when there is none. npm names
+ * the attachment after the full package name (`@scope/name-1.0.0.sigstore`) and sends the bundle as
+ * JSON text, not base64. The attachment's key is marked as used.
+ */
+function provenanceOf(
+  input: PublishInput, version: string, integrity: string, attachments: Record<string, unknown>, used: Set<string>,
+): KeptProvenance | undefined {
+  const { name } = input;
+  const key = Object.keys(attachments).find((k) => k === name + '-' + version + '.sigstore' || k === provenanceFileName(name, version));
+  if (!key) return undefined;
+  used.add(key);
+  const spec = name + '@' + version;
+  const attachment = attachments[key];
+  if (!isObject(attachment) || typeof attachment.data !== 'string' || attachment.data === '') {
+    throw invalid('The provenance bundle of ' + spec + ' ("' + key + '") needs its Sigstore bundle as JSON text in "data".');
+  }
+  if (attachment.data.length > PROVENANCE_BUNDLE_MAX_CHARS) {
+    throw invalid('The provenance bundle of ' + spec + ' is ' + attachment.data.length + ' characters; this registry takes bundles of up to ' +
+      PROVENANCE_BUNDLE_MAX_CHARS + ' (one npm makes in CI is 5 to 20 KB).');
+  }
+  if (!input.checkProvenance) throw invalid('This registry does not take provenance bundles; publish without --provenance.');
+  return input.checkProvenance(attachment.data, { name, version, integrity });
 }
 
 /** Whether `version` is published in `doc` with this very tarball (same integrity, tarball stored). */
@@ -251,7 +318,7 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
   const fresh = parsed.filter(({ version, manifest, file }) => !(existing && isSameRelease(existing, version, manifest, file)));
   // A retry of a publish that was stored but whose answer was lost changes nothing, and succeeds.
   if (fresh.length === 0) return null;
-  for (const { version, manifest, data, file } of fresh) {
+  for (const { version, manifest, data, file, provenance } of fresh) {
     if (published.indexOf(version) !== -1) {
       throw refused(versionReusedMessage(name, version));
     }
@@ -264,6 +331,10 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
         : personOf(user),
       dist: distOfPublish(manifest, tarballUrl(baseUrl, name, version), sign),
     };
+    if (provenance) {
+      stored.dist.attestations = { url: attestationsUrl(baseUrl, name, version), provenance: { predicateType: provenance.predicateType } };
+      attachments[provenanceFileName(name, version)] = { content_type: provenance.mediaType, data: provenance.data };
+    }
     doc.versions[version] = stored;
     doc.time[version] = now;
     attachments[file] = { content_type: TARBALL_CONTENT_TYPE, data };
@@ -289,8 +360,8 @@ export function applyPublish(existing: PackageDoc | null, input: PublishInput): 
 
 /**
  * The `dist` stored for a version published here: the client's, with this registry's tarball URL and
- * signatures. Signatures or attestations a client sent are dropped: only this registry signs what it
- * stores, and it keeps no provenance bundles of its own.
+ * signatures. Signatures or attestations a client sent in `dist` are dropped: only this registry signs
+ * what it stores, and `dist.attestations` is set only for a provenance bundle it checked and keeps.
  */
 function distOfPublish(manifest: VersionManifest, tarball: string, sign: PublishInput['sign']): VersionManifest['dist'] {
   const { signatures, attestations, ...dist } = manifest.dist;

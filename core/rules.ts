@@ -4,7 +4,7 @@
  * One place for each rule and for the words that explain it. Plain ES2019 without Node APIs: it is
  * bundled into the design documents.
  */
-import { tarballFileName } from './names';
+import { versionFileNames } from './names';
 import { AttachmentStub, PackageDoc, Person, TIME_KEYS } from './types';
 
 /** The content type of every stored tarball. */
@@ -90,15 +90,14 @@ export function hostedElsewhereMessage(name: string, url: unknown): string {
 }
 
 /**
- * Stubs of the stored tarballs of `doc` (or of `stored`, the document they are kept from) for every
- * version in `versions`: what a new revision keeps without sending the tarballs again.
+ * Stubs of the stored tarballs and provenance bundles of `doc` (or of `stored`, the document they are
+ * kept from) for every version in `versions`: what a new revision keeps without sending them again.
  */
 export function keptAttachments(name: string, versions: string[], stored: PackageDoc | null): Record<string, AttachmentStub> {
   const kept: Record<string, AttachmentStub> = {};
   const attachments = (stored && stored._attachments) || {};
   for (const v of versions) {
-    const file = tarballFileName(name, v);
-    if (attachments[file]) kept[file] = { ...attachments[file], stub: true };
+    for (const file of versionFileNames(name, v)) if (attachments[file]) kept[file] = { ...attachments[file], stub: true };
   }
   return kept;
 }

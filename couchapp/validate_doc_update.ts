@@ -9,7 +9,7 @@
  * Throwing `{forbidden: msg}` answers 403 and `{unauthorized: msg}` 401; the message reaches the npm
  * user, so it says what went wrong and what to do.
  */
-import { distTagProblem, isVersion, packageNameProblem, tarballFileName } from '../core/names';
+import { distTagProblem, isVersion, packageNameProblem, provenanceFileName, tarballFileName } from '../core/names';
 import { DIRECT_WRITE_REASON, isGateway, isReplicator, isSite } from '../core/provenance';
 import {
   isRegistryUrl, jsonEqual, MAINTAINER_NEEDS_NAME, maintainerNames, onlyOwnStarChanged, publishedVersions, versionReusedMessage,
@@ -154,11 +154,31 @@ export default function validate_doc_update(
         (attachment.digest && oldAttachment.digest && attachment.digest !== oldAttachment.digest);
       if (replaced) forbidden('The tarball of ' + newDoc.name + '@' + version + ' is published and cannot change.');
     }
+
+    // The provenance bundle (npm publish --provenance) comes with its version's first publish, never later, and never changes.
+    const bundleFile = provenanceFileName(newDoc.name, version);
+    expectedFiles[bundleFile] = true;
+    const bundle = newAttachments[bundleFile];
+    const oldBundle = oldAttachments[bundleFile];
+    if (!old && oldBundle) forbidden('The provenance bundle "' + bundleFile + '" already exists and cannot be reused for a new version.');
+    if (old && bundle && !oldBundle) {
+      forbidden('The provenance of ' + newDoc.name + '@' + version + ' can only be published with the version (npm publish --provenance).');
+    }
+    if (old && oldBundle && !bundle) {
+      forbidden('The provenance bundle of ' + newDoc.name + '@' + version + ' is kept as long as the version; unpublish the version to remove it.');
+    }
+    if (old && bundle && oldBundle) {
+      const replaced = bundle.data !== undefined || bundle.follows || (bundle.digest && oldBundle.digest && bundle.digest !== oldBundle.digest);
+      if (replaced) forbidden('The provenance bundle of ' + newDoc.name + '@' + version + ' is published and cannot change.');
+    }
+    if (!old && dist.attestations !== undefined && !bundle) {
+      forbidden(newDoc.name + '@' + version + ' has "dist.attestations" but no provenance bundle "' + bundleFile + '"; publish with `npm publish --provenance`.');
+    }
   }
 
   for (const file of Object.keys(newAttachments)) {
     if (!expectedFiles[file]) {
-      forbidden('The attachment "' + file + '" does not belong to any version; attachments are the versions\' tarballs.');
+      forbidden('The attachment "' + file + '" does not belong to any version; attachments are the versions\' tarballs and provenance bundles.');
     }
   }
 

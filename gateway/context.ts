@@ -12,6 +12,7 @@ import { Metrics } from './metrics';
 import { PolicyStore } from './policy';
 import { SearchService } from './search';
 import { KeyRing } from './signing';
+import { TrustedRoot } from './provenance';
 import { TokenStore } from './tokens';
 import { Webhooks } from './webhooks';
 import type { Mirror } from '../replication/mirror';
@@ -57,6 +58,8 @@ export interface Context {
   metrics: Metrics;
   /** This registry's signing key and the keys it lists (its own and the upstream's). */
   keys?: KeyRing;
+  /** The certificate authorities provenance bundles published here must come from (`PROVENANCE_TRUSTED_ROOT`), or any. */
+  provenanceTrust?: TrustedRoot;
   /** The supply-chain policy of mirrored packages (cooldown, blocks). */
   policy?: PolicyStore;
   /** Tells the configured webhooks of every change this gateway writes. */

@@ -132,7 +132,7 @@ export function warm(ctx: Context, doc: PackageDoc): void {
   if (isTombstone(doc) || isForeign(doc)) return;
   ctx.cache.set(doc.name, ctx.cache.generation(doc.name), servedBytes(ctx, doc));
   for (const [file, attachment] of Object.entries(doc._attachments || {})) {
-    if (typeof attachment.data !== 'string') continue;
+    if (typeof attachment.data !== 'string' || !file.endsWith('.tgz')) continue; // provenance bundles are not tarballs
     const data = Buffer.from(attachment.data, 'base64');
     void ctx.tarballs.put(doc.name, file, ctx.tarballs.generation(doc.name), data, md5Etag(data));
   }

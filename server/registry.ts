@@ -32,6 +32,7 @@ import { TokenStore } from '../gateway/tokens';
 import { Webhooks } from '../gateway/webhooks';
 import { PolicyStore } from '../gateway/policy';
 import { KeyRing } from '../gateway/signing';
+import { readTrustedRoot } from '../gateway/provenance';
 import { UpstreamRegistry } from '../replication/upstream';
 
 export const EMBEDDED_ADMIN = 'admin';
@@ -167,6 +168,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       mirrored: couch.db<PackageDoc>(config.mirrorDb),
       registryId,
       origins: [registryId],
+      provenanceTrust: config.provenanceTrustedRoot ? readTrustedRoot(config.provenanceTrustedRoot) : undefined,
       search,
       baseUrl: '',
       designHash,

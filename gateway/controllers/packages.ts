@@ -19,6 +19,7 @@ import { packageMfaOf } from './package-access';
 import { CachedPackument } from '../cache';
 import { Context, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
+import { checkProvenanceBundle } from '../provenance';
 import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
 import { answeredNotModified, immutable, revalidate } from '../http-cache';
 import { assertMayTakeName } from '../new-names';
@@ -307,7 +308,8 @@ export function packageRoutes(ctx: Context): Router {
         // A trusted publisher publishes new versions of a package that exists, as its trust's maker.
         if (trusted && (!existing || isTombstone(existing))) throw notFoundPackage(name);
         return applyPublish(existing, {
-          name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined,
+          name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, checkProvenance: (text, version) => checkProvenanceBundle(text, version, ctx.provenanceTrust),
+          sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined,
           trustedPublisher: trusted ? { provider: trusted.provider, trustId: trusted.trustId } : undefined,
         });
       });

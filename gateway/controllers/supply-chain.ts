@@ -1,11 +1,15 @@
 /**
  * The supply-chain endpoints npm uses for `npm audit signatures`: `GET /-/npm/v1/keys` (the public
  * keys of this registry and of its upstream) and `GET /-/npm/v1/attestations/<name>@<version>` (the
- * provenance bundles of mirrored versions, fetched from the upstream on the first request and kept,
- * so they are served offline too).
+ * provenance bundles of versions: of a version published here with `npm publish --provenance`, the
+ * bundle kept with it as the attachment `<name>-<version>.sigstore`; of a mirrored version, the
+ * upstream's answer, fetched on the first request and kept, so that it is served offline too).
  */
 import { Router } from 'express';
+import { provenanceFileName } from '../../core/names';
 import { isMirrored } from '../../core/provenance';
+import { PackageDoc, VersionManifest } from '../../core/types';
+import { docPath } from '../../couchdb/client';
 import { upstreamPath } from '../../replication/upstream';
 import { Context, readPackage } from '../context';
 import { forbidden, HttpError, notFound, UPSTREAM_FAILED } from '../errors';
@@ -48,6 +52,42 @@ async function fetchAttestations(ctx: Context, name: string, version: string): P
   return body;
 }
 
+/** The predicate type `dist.attestations` names for a version, or the one its statement names. */
+function predicateTypeOf(manifest: VersionManifest, bundle: { dsseEnvelope?: { payload?: unknown } }): unknown {
+  const attestations = manifest.dist.attestations as { provenance?: { predicateType?: unknown } } | undefined;
+  if (attestations && attestations.provenance && typeof attestations.provenance.predicateType === 'string') return attestations.provenance.predicateType;
+  try {
+    return JSON.parse(Buffer.from(String(bundle.dsseEnvelope?.payload), 'base64').toString('utf8')).predicateType;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The provenance bundle kept with a version (published here, or replicated with it from another site
+ * or a CouchDB upstream), in npm's attestations answer, or null when the document keeps none.
+ */
+async function keptBundle(ctx: Context, doc: PackageDoc, version: string): Promise<string | null> {
+  const file = provenanceFileName(doc.name, version);
+  if (!doc._attachments || !doc._attachments[file]) return null;
+  const db = isMirrored(doc, ctx.origins) ? ctx.config.mirrorDb : ctx.config.registryDb;
+  const response = await ctx.couch.streamGet(docPath(db, doc.name, file));
+  const chunks: Buffer[] = [];
+  for await (const chunk of response) chunks.push(chunk as Buffer);
+  if (response.statusCode === 404) return null;
+  if (response.statusCode !== 200) {
+    throw new HttpError(502, 'The registry database failed to send the provenance of ' + doc.name + '@' + version + ' (' + response.statusCode + '). Try again later.');
+  }
+  let bundle: { dsseEnvelope?: { payload?: unknown } };
+  try {
+    bundle = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    // It was checked when published; only an admin's edit in the database can have changed it.
+    throw new HttpError(502, 'The provenance bundle kept for ' + doc.name + '@' + version + ' is not JSON; an admin should look at "' + file + '" in the database.');
+  }
+  return JSON.stringify({ attestations: [{ predicateType: predicateTypeOf(doc.versions[version], bundle), bundle }] });
+}
+
 export function supplyChainRoutes(ctx: Context): Router {
   const router = Router();
 
@@ -68,8 +108,14 @@ export function supplyChainRoutes(ctx: Context): Router {
       if (!doc || !manifest) throw notFound('"' + spec.name + '@' + spec.version + '" is not in this registry.');
       const held = withheldOf(ctx, doc).get(spec.version);
       if (held) throw forbidden(held.reason);
+      const own = await keptBundle(ctx, doc, spec.version);
+      if (own) {
+        res.type('application/json').set('Cache-Control', 'max-age=300').send(own);
+        return;
+      }
       if (!isMirrored(doc, ctx.origins) || !manifest.dist || !(manifest.dist as { attestations?: unknown }).attestations) {
-        throw notFound(spec.name + '@' + spec.version + ' has no attestations' + (isMirrored(doc, ctx.origins) ? ' upstream.' : ': it was published here, and this registry keeps no provenance of its own.'));
+        throw notFound(spec.name + '@' + spec.version + ' has no attestations' +
+          (isMirrored(doc, ctx.origins) ? ' upstream.' : ': it was published here without provenance (`npm publish --provenance`).'));
       }
       const state = ctx.couch.db<AttestationsDoc>(ctx.config.stateDb);
       const id = 'attestations:' + spec.name + '@' + spec.version;

@@ -8,9 +8,13 @@
  * files) is exactly what it was. The corpus is the same on every run (a seeded generator). It reaches
  * the endpoints of trusted publishing too: a non-maintainer's trusts, garbage and unsigned JWTs at the
  * exchange (test/e2e/trusted-publishing.test.ts has the issuer whose keys sit at a private address).
+ * Provenance bundles sent with a publish (npm publish --provenance) are probed on their own: huge, not
+ * JSON, not a bundle, under crafted attachment names.
  */
+import { createHash } from 'crypto';
 import { readdirSync } from 'fs';
 import { basic, couchQuirk, Principals, publishBody, send, startPrincipals } from '../helpers/principals';
+import { provenanceBundle, purl } from '../helpers/sigstore';
 
 let p: Principals;
 
@@ -242,4 +246,47 @@ it('1,200 hostile requests on both ports: no 5xx, no hang past 10 s, no crash, n
   expect([...statuses.keys()].filter((s) => s >= 400).length).toBeGreaterThanOrEqual(5);
   expect(statuses.get(200) || 0).toBeGreaterThan(0);
   if (process.env.HOSTILE_REPORT) process.stdout.write(JSON.stringify(Object.fromEntries(statuses)) + ' slowest ' + slowest + ' ms\n');
+});
+
+it('provenance bundles: huge, not JSON, not a bundle, or under a crafted attachment name: 400, and nothing is stored', async () => {
+  const before = await snapshot(p);
+  const tarball = Buffer.from('tarball of victim@2.0.0');
+  const base = publishBody('victim', '2.0.0', tarball);
+  const good = provenanceBundle({ subject: [{ name: purl('victim', '2.0.0'), sha512: createHash('sha512').update(tarball).digest('hex') }] });
+  const text = (data: string) => ({ content_type: 'application/vnd.dev.sigstore.bundle.v0.3+json', data, length: data.length });
+  const withBundle = (key: string, attachment: unknown) => ({ ...base, _attachments: { ...base._attachments, [key]: attachment } });
+  const goodText = text(JSON.stringify(good));
+  const badCertificate = { ...good, verificationMaterial: { certificate: { rawBytes: Buffer.from('not a certificate').toString('base64') } } };
+  const keyed = { ...good, verificationMaterial: { publicKey: { hint: 'some-key' } } };
+  const manySignatures = { ...good, dsseEnvelope: { ...good.dsseEnvelope, signatures: Array.from({ length: 10_000 }, () => good.dsseEnvelope.signatures[0]) } };
+  const probes: [string, string][] = [
+    ['a bundle of 300,000 characters', JSON.stringify(withBundle('victim-2.0.0.sigstore', text(JSON.stringify({ ...good, padding: 'x'.repeat(300_000) }))))],
+    ['a bundle of 8 MB', JSON.stringify(withBundle('victim-2.0.0.sigstore', text('{"x":"' + 'x'.repeat(8 * 1024 * 1024) + '"}')))],
+    ['not JSON', JSON.stringify(withBundle('victim-2.0.0.sigstore', text('{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",')))],
+    ['JSON nested 100,000 deep', JSON.stringify(withBundle('victim-2.0.0.sigstore', text('['.repeat(100_000) + ']'.repeat(100_000))))],
+    ['"data" not a string', JSON.stringify(withBundle('victim-2.0.0.sigstore', { content_type: 'application/json', data: good }))],
+    ['an empty bundle', JSON.stringify(withBundle('victim-2.0.0.sigstore', text('')))],
+    ['a certificate that is not one', JSON.stringify(withBundle('victim-2.0.0.sigstore', text(JSON.stringify(badCertificate))))],
+    ['a key instead of a certificate', JSON.stringify(withBundle('victim-2.0.0.sigstore', text(JSON.stringify(keyed))))],
+    ['10,000 signatures', JSON.stringify(withBundle('victim-2.0.0.sigstore', text(JSON.stringify(manySignatures))))],
+    ['the name of a published version\'s bundle', JSON.stringify(withBundle('victim-1.0.0.sigstore', goodText))],
+    ['path traversal before the name', JSON.stringify(withBundle('../victim-2.0.0.sigstore', goodText))],
+    ['path traversal after the name', JSON.stringify(withBundle('victim-2.0.0.sigstore/../../_users', goodText))],
+    ['encoded path traversal', JSON.stringify(withBundle('%2e%2e%2fvictim-2.0.0.sigstore', goodText))],
+    ['another scope\'s name', JSON.stringify(withBundle('@evil/victim-2.0.0.sigstore', goodText))],
+    ['a tarball name with a bundle suffix', JSON.stringify(withBundle('victim-2.0.0.tgz.sigstore', goodText))],
+    ['__proto__', JSON.stringify(base).replace('"_attachments":{', '"_attachments":{"__proto__":' + JSON.stringify(goodText) + ',')],
+  ];
+  const alice = { authorization: 'Bearer ' + p.tokens.alice, 'content-type': 'application/json' };
+  for (const [what, raw] of probes) {
+    const answer = await send(p.registry.url, 'PUT', '/victim', { headers: alice, raw });
+    expect({ what, status: answer.status, error: typeof answer.body?.error }).toEqual({ what, status: 400, error: 'string' });
+  }
+  // A good bundle from a user who does not maintain the package is refused too.
+  const mallory = await send(p.registry.url, 'PUT', '/victim', { headers: { authorization: 'Bearer ' + p.tokens.mallory }, body: withBundle('victim-2.0.0.sigstore', goodText) });
+  expect(mallory.status).toBe(403);
+  expect((await send(p.registry.url, 'GET', '/-/npm/v1/attestations/victim@2.0.0')).status).toBe(404);
+  expect(p.registry.child.exitCode).toBeNull();
+  expect(p.registry.output()).not.toMatch(/unhandled rejection|uncaught exception/);
+  expect(await snapshot(p)).toEqual(before);
 });

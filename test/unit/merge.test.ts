@@ -68,6 +68,25 @@ describe('merge of conflicting revisions', () => {
       },
     },
     {
+      case: 'a version published with provenance on one branch: its bundle comes with its tarball, from the same revision',
+      revisions: [
+        rev('3-a', [['1.0.0', 1], ['1.0.1', 2]], {
+          _attachments: {
+            'pkg-1.0.0.tgz': { content_type: 'application/octet-stream', digest: 'md5-1.0.0', length: 3, revpos: 2, stub: true },
+            'pkg-1.0.1.tgz': { content_type: 'application/octet-stream', digest: 'md5-1.0.1', length: 3, revpos: 2, stub: true },
+            'pkg-1.0.1.sigstore': { content_type: 'application/vnd.dev.sigstore.bundle.v0.3+json', digest: 'md5-b', length: 2, revpos: 2, stub: true },
+          },
+        }),
+        rev('3-b', [['1.0.0', 1], ['1.0.2', 3]]),
+      ],
+      versions: ['1.0.0', '1.0.1', '1.0.2'],
+      latest: '1.0.2',
+      check: (r) => {
+        expect(Object.keys(r.doc._attachments!).sort()).toEqual(['pkg-1.0.0.tgz', 'pkg-1.0.1.sigstore', 'pkg-1.0.1.tgz', 'pkg-1.0.2.tgz']);
+        expect(r.attachmentSources['pkg-1.0.1.sigstore']).toBe('3-a');
+      },
+    },
+    {
       case: 'the same version with two integrities: the earlier publish wins, the other is refused',
       revisions: [rev('2-a', [['1.0.0', 5, 'sha512-late']]), rev('2-b', [['1.0.0', 4, 'sha512-zearly']])],
       versions: ['1.0.0'],

@@ -78,6 +78,45 @@ describe('validate_doc_update', () => {
     expect(attempt(otherDigest, old, alice)).toEqual({ forbidden: expect.stringContaining('cannot change') });
   });
 
+  it('takes a provenance bundle only with its version\'s first publish, and never lets it change', () => {
+    const bundleOf = (doc: PackageDoc, version: string) => {
+      (doc._attachments as Record<string, object>)['pkg-' + version + '.sigstore'] = { content_type: 'application/vnd.dev.sigstore.bundle.v0.3+json', data: 'e30=' };
+      doc.versions[version].dist.attestations = { url: 'http://registry.example/-/npm/v1/attestations/pkg@' + version, provenance: { predicateType: 'https://slsa.dev/provenance/v1' } };
+      return doc;
+    };
+    const old = packageDoc('pkg', ['1.0.0']);
+    expect(attempt(bundleOf(publish(old, 'pkg', '1.1.0'), '1.1.0'), old, alice)).toBe('ok');
+    // Added to a published version later: its manifest would change, and the bundle alone is refused too.
+    expect(attempt(bundleOf(clone(old), '1.0.0'), old, alice)).toEqual({ forbidden: expect.stringContaining('cannot change') });
+    const bundleOnly = clone(old);
+    (bundleOnly._attachments as Record<string, object>)['pkg-1.0.0.sigstore'] = { content_type: 'application/json', data: 'e30=' };
+    expect(attempt(bundleOnly, old, alice)).toEqual({ forbidden: expect.stringContaining('only be published with the version') });
+    // Replaced.
+    const withBundle = bundleOf(clone(old), '1.0.0');
+    (withBundle._attachments as Record<string, object>)['pkg-1.0.0.sigstore'] = { content_type: 'application/json', digest: 'md5-b', length: 2, stub: true };
+    const replaced = clone(withBundle);
+    (replaced._attachments as Record<string, object>)['pkg-1.0.0.sigstore'] = { content_type: 'application/json', data: 'W10=' };
+    expect(attempt(replaced, withBundle, alice)).toEqual({ forbidden: expect.stringContaining('provenance bundle of pkg@1.0.0 is published and cannot change') });
+    // Removed while the version stays.
+    const removed = clone(withBundle);
+    delete (removed._attachments as Record<string, object>)['pkg-1.0.0.sigstore'];
+    expect(attempt(removed, withBundle, alice)).toEqual({ forbidden: expect.stringContaining('kept as long as the version') });
+    const unpublished = clone(withBundle);
+    unpublished.versions = {};
+    unpublished._attachments = {};
+    unpublished['dist-tags'] = {};
+    unpublished.time.unpublished = { time: '2026-02-02T00:00:00.000Z', name: 'alice', versions: ['1.0.0'] } as never;
+    expect(attempt(unpublished, withBundle, alice)).toBe('ok');
+    // dist.attestations of a new version without the bundle it points at.
+    const pointsAtNothing = publish(old, 'pkg', '1.1.0');
+    pointsAtNothing.versions['1.1.0'].dist.attestations = { url: 'https://elsewhere.example/x', provenance: { predicateType: 'https://slsa.dev/provenance/v1' } };
+    expect(attempt(pointsAtNothing, old, alice)).toEqual({ forbidden: expect.stringContaining('no provenance bundle') });
+    // A bundle of a version that is not there.
+    const stray = clone(old);
+    (stray._attachments as Record<string, object>)['pkg-2.0.0.sigstore'] = { data: 'e30=' };
+    expect(attempt(stray, old, alice)).toEqual({ forbidden: expect.stringContaining('does not belong') });
+  });
+
   it('refuses re-publishing a version that was unpublished', () => {
     const old = packageDoc('pkg', ['1.0.0', '1.1.0']);
     delete old.versions['1.1.0'];
