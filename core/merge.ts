@@ -10,14 +10,15 @@
  * - A version unpublished stays unpublished: a revision that has `time[version]` without the version
  *   descends from one that had it (publishing sets both, unpublishing removes the manifest only).
  * - The tarball kept is the winner's.
- * - dist-tags (per tag), deprecations (per version), maintainers and stars (per user) take the latest
- *   change by the times in `changed_at` (written by core/packument.ts); without times, the revision
- *   modified last decides (stars: the union).
+ * - dist-tags (per tag), deprecations (per version), maintainers, stars (per user) and the package's
+ *   settings (per setting: `npm access set mfa`, `npm trust`) take the latest change by the times in
+ *   `changed_at` (written by core/packument.ts); without times, the revision modified last decides
+ *   (stars: the union).
  */
 import semver from 'semver';
 import { versionFileNames } from './names';
 import { AttachmentStub, ChangeTimes, PackageDoc, UnpublishedInfo, VersionManifest } from './types';
-import { TIME_KEYS } from './types';
+import { PACKAGE_SETTINGS, TIME_KEYS } from './types';
 
 /** A publish the merge refused: the same version as a kept one, with other bytes. */
 export interface RefusedPublish {
@@ -208,6 +209,15 @@ export function mergeRevisions(leaves: PackageDoc[]): MergeResult {
   const maintainerStamp = revisions.map((d) => changesOf(d).maintainers || '').sort().pop();
   if (maintainerStamp) changed.maintainers = maintainerStamp;
 
+  // The package's settings (npm access set mfa, npm trust): each from the revision that changed it last.
+  const settings: Partial<Record<(typeof PACKAGE_SETTINGS)[number], unknown>> = {};
+  for (const field of PACKAGE_SETTINGS) {
+    const decider = latestBy(revisions, (doc) => (changesOf(doc).settings || {})[field] || '');
+    if (decider[field] !== undefined) settings[field] = decider[field];
+  }
+  const settingStamps = mergeStamps(revisions, (c) => c.settings);
+  if (settingStamps) changed.settings = settingStamps;
+
   // Stars: per user, the latest star or unstar; without a time, the union.
   const starrers = new Set<string>();
   for (const doc of revisions) {
@@ -263,6 +273,11 @@ export function mergeRevisions(leaves: PackageDoc[]): MergeResult {
       .filter((t): t is UnpublishedInfo => !!t)
       .sort((a, b) => compareText(a.time, b.time) || compareText(JSON.stringify(a), JSON.stringify(b)));
     if (tombs.length) doc.time.unpublished = { ...tombs[tombs.length - 1], versions: [...unpublished].filter((v) => time[v]).sort(semver.compare) };
+  }
+  for (const field of PACKAGE_SETTINGS) {
+    // Deleted first, so that the keys come in one order whichever revision was the newest.
+    delete (doc as Record<string, unknown>)[field];
+    if (settings[field] !== undefined) (doc as Record<string, unknown>)[field] = settings[field];
   }
   if (Object.keys(users).length) doc.users = users;
   else delete doc.users;

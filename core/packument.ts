@@ -10,7 +10,7 @@ import {
   hostedElsewhereMessage, isForeign, isRegistryUrl, isTombstone, keptAttachments, MAINTAINER_NEEDS_NAME, maintainerOf,
   publishedVersions, TARBALL_CONTENT_TYPE, versionReusedMessage,
 } from './rules';
-import { AttachmentStub, ChangeTimes, PackageDoc, Person, UnpublishedInfo, VersionManifest } from './types';
+import { AttachmentStub, ChangeTimes, PACKAGE_SETTINGS, PackageDoc, Person, UnpublishedInfo, VersionManifest } from './types';
 
 export { isForeign, isTombstone, TARBALL_CONTENT_TYPE };
 
@@ -496,12 +496,16 @@ export function stampChanges(existing: PackageDoc | null, next: PackageDoc, now:
     if (was !== (next.versions[version].deprecated || '')) (changed.deprecated as Record<string, string>)[version] = now;
   }
   if (before && JSON.stringify(before.maintainers) !== JSON.stringify(next.maintainers)) changed.maintainers = now;
+  changed.settings = { ...(old.settings || {}) };
+  for (const field of PACKAGE_SETTINGS) {
+    if (JSON.stringify(before ? before[field] : undefined) !== JSON.stringify(next[field])) changed.settings[field] = now;
+  }
   const starsBefore = (before && before.users) || {};
   const starsAfter = next.users || {};
   for (const user of new Set([...Object.keys(starsBefore), ...Object.keys(starsAfter)])) {
     if (!!starsBefore[user] !== !!starsAfter[user]) (changed.users as Record<string, string>)[user] = now;
   }
-  for (const key of ['dist-tags', 'deprecated', 'users'] as const) if (Object.keys(changed[key] as object).length === 0) delete changed[key];
+  for (const key of ['dist-tags', 'deprecated', 'users', 'settings'] as const) if (Object.keys(changed[key] as object).length === 0) delete changed[key];
   if (Object.keys(changed).length === 0) return next;
   if (JSON.stringify(changed) === JSON.stringify(old)) return next.changed_at === old ? next : { ...next, changed_at: old };
   return { ...next, changed_at: changed };

@@ -79,7 +79,16 @@ export interface ChangeTimes {
   deprecated?: Record<string, string>;
   maintainers?: string;
   users?: Record<string, string>;
+  /** Per package setting (`PACKAGE_SETTINGS`): when it last changed. */
+  settings?: Record<string, string>;
 }
+
+/**
+ * The package's own settings its maintainers change as a whole (`npm access set mfa`, `npm trust`):
+ * kept in the package document, never served; a merge of conflicting revisions takes each from the
+ * revision that changed it last.
+ */
+export const PACKAGE_SETTINGS = ['registry_mfa', 'registry_trust'] as const;
 
 export interface UserCtx {
   name: string | null;

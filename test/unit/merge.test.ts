@@ -186,6 +186,19 @@ describe('merge of conflicting revisions', () => {
       check: (r) => expect(r.doc.maintainers).toEqual([{ name: 'alice' }, { name: 'bob' }]),
     },
     {
+      case: "the package's settings: a trust revoked and mfa set in the revision modified earlier stay so; each setting from the revision that changed it last",
+      revisions: [
+        rev('5-a', [['1.0.0', 1]], { registry_mfa: 'publish', changed_at: { settings: { registry_mfa: T(8), registry_trust: T(9) } } } as Partial<PackageDoc>),
+        rev('5-b', [['1.0.0', 1], ['1.0.1', 12]], { registry_trust: [{ id: 't1', type: 'gitlab' }], changed_at: { settings: { registry_trust: T(2) } } } as Partial<PackageDoc>),
+      ],
+      versions: ['1.0.0', '1.0.1'],
+      check: (r) => {
+        expect((r.doc as Record<string, unknown>).registry_trust).toBeUndefined();
+        expect(r.doc.registry_mfa).toBe('publish');
+        expect(r.doc.changed_at!.settings).toEqual({ registry_mfa: T(8), registry_trust: T(9) });
+      },
+    },
+    {
       case: 'stars: the union, minus an unstar later than the star',
       revisions: [
         rev('5-a', [['1.0.0', 1]], { users: { bob: true, carol: true }, changed_at: { users: { bob: T(3), carol: T(3) } } }),
