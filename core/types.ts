@@ -62,6 +62,11 @@ export interface PackageDoc {
   changed_at?: ChangeTimes;
   /** Its maintainers' two-factor requirement for writes (`npm access set mfa=publish|automation`; not served). */
   registry_mfa?: 'publish' | 'automation';
+  /**
+   * `required`: its versions come through staging only (`npm stage publish`, then a maintainer's
+   * `npm stage approve`); a direct `npm publish` is refused. Not served.
+   */
+  registry_staging?: 'required';
   [key: string]: unknown;
 }
 

@@ -15,7 +15,7 @@ import { PackageDoc } from '../../core/types';
 import { docPath } from '../../couchdb/client';
 import { requireUser, requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
-import { packageMfaOf } from './package-access';
+import { packageMfaOf, stagingRequiredMessage } from './package-access';
 import { CachedPackument } from '../cache';
 import { Context, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
@@ -302,9 +302,10 @@ export function packageRoutes(ctx: Context): Router {
     const isPublish = !rev && body._attachments !== undefined;
     if (isPublish) {
       await assertMayTakeName(ctx, user, name);
-      const result = await writeWithRetry(ctx, user, name, (existing) =>
-        applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined }),
-      );
+      const result = await writeWithRetry(ctx, user, name, (existing) => {
+        if (existing && existing.registry_staging === 'required') throw forbidden(stagingRequiredMessage(name));
+        return applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined });
+      });
       ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}), repeated: !result }, 'published');
       if (result) ctx.metrics.published();
       res.status(201).json({ ok: true, success: true, id: name, rev: result?.rev });
