@@ -77,6 +77,12 @@ export class StagedStore {
     return doc && doc.type === 'staged' ? doc : null;
   }
 
+  /** The staged publishes among `versions` of `name` (one request). */
+  async among(name: string, versions: string[]): Promise<StagedPublish[]> {
+    const found = await this.couch.db<StagedPublish>(this.db).getMany(versions.map((version) => stageIdOf(name, version)));
+    return [...found.values()].filter((doc) => doc.type === 'staged' && doc.package === name && versions.includes(doc.version));
+  }
+
   /** Every staged publish (their tarballs left out). */
   async all(): Promise<StagedPublish[]> {
     const answer = await this.couch.request<{ rows: { doc?: StagedPublish }[] }>('GET', docPath(this.db) + '/_all_docs?include_docs=true');

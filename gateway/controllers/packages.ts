@@ -29,6 +29,7 @@ import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 import { versionOfTarball } from '../../core/names';
 import { isProvisional } from '../../replication/mirror';
+import { StagedStore } from '../staging';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
@@ -106,6 +107,7 @@ function checkRev(doc: PackageDoc, rev: string | undefined): void {
 
 export function packageRoutes(ctx: Context): Router {
   const router = Router();
+  const staging = new StagedStore(ctx.couch, ctx.config.stageDb);
 
   /** Sends a packument's served bytes, full or abbreviated as the client asked, with its ETag. */
   function sendPackument(req: Request, res: Response, entry: CachedPackument): void {
@@ -302,6 +304,7 @@ export function packageRoutes(ctx: Context): Router {
     const isPublish = !rev && body._attachments !== undefined;
     if (isPublish) {
       await assertMayTakeName(ctx, user, name);
+      await assertNotStaged(name, body.versions);
       const result = await writeWithRetry(ctx, user, name, (existing) => {
         if (existing && existing.registry_staging === 'required') throw forbidden(stagingRequiredMessage(name));
         return applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined });
@@ -325,6 +328,20 @@ export function packageRoutes(ctx: Context): Router {
       return next;
     });
     res.status(200).json({ ok: true, success: true, id: result?.id, rev: result?.rev });
+  }
+
+  /**
+   * Throws 409 when a version of this publish is staged (`npm stage publish`): staged and published
+   * versions share one version number space, as on npmjs.com.
+   */
+  async function assertNotStaged(name: string, versions: unknown): Promise<void> {
+    if (typeof versions !== 'object' || versions === null) return;
+    const [staged] = await staging.among(name, Object.keys(versions));
+    if (!staged) return;
+    throw conflict(
+      name + '@' + staged.version + ' is staged (stage id ' + staged._id + '), waiting for a maintainer: approve it (`npm stage approve ' + staged._id + '`), ' +
+        'or reject it (`npm stage reject ' + staged._id + '`) to publish another tarball under that version.',
+    );
   }
 
   async function unpublishAll(res: Response, name: string, rev: string): Promise<void> {
