@@ -246,6 +246,9 @@ it('a token limited to other packages neither sees nor stages this one; webhooks
   expect((await npm(other, ['stage', 'view', id])).code).not.toBe(0);
   expect((await npm(other, ['stage', 'publish'], makePackage(work, { name: 'stage-pkg', version: '1.5.0' }))).code).not.toBe(0);
   expect((await npm(alice, ['stage', 'reject', id])).code).toBe(0);
+  // A rejected version can be staged again (under the same id: ids name the version).
+  expect(await stage(alice, 'stage-pkg', '1.4.0')).toBe(id);
+  expect((await npm(alice, ['stage', 'reject', id])).code).toBe(0);
 
   const state = await couchGet(registry, '/' + registry.registryDb + '-state/_all_docs?include_docs=true');
   const events = state.body.rows.filter((r: any) => r.doc.type === 'delivery').map((r: any) => JSON.parse(r.doc.body)).map((b: any) => b.event + ' ' + b.name + '@' + b.change.version);
