@@ -258,6 +258,25 @@ it('a token limited to other packages neither sees nor stages this one; webhooks
   ]));
 });
 
+it("the package page tells its maintainers (only) how many versions wait in staging", async () => {
+  const id = await stage(alice, 'stage-pkg', '1.6.0');
+  const login = async (name: string) => {
+    const res = await fetch(registry.url + '/-/web/login', {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(registry.url).origin, 'sec-fetch-site': 'same-origin' },
+      body: new URLSearchParams({ name, password, next: '/' }).toString(),
+    });
+    expect(res.status).toBe(303);
+    return (res.headers.get('set-cookie') || '').split(';')[0];
+  };
+  const pageFor = async (cookie?: string) => (await fetch(registry.url + '/stage-pkg', { headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) } })).text();
+  expect(await pageFor(await login('stage-alice'))).toContain('1 staged version waiting');
+  expect(await pageFor(await login('stage-mallory'))).not.toContain('staged version');
+  expect(await pageFor()).not.toContain('staged version');
+  expect((await npm(alice, ['stage', 'reject', id])).code).toBe(0);
+});
+
 describe('hostile input on the staging endpoints', () => {
   const known = '00000000-0000-8000-8000-000000000000';
   const ids = [
