@@ -79,6 +79,12 @@ export interface Config {
   tokensDb: string;
   /** The registry's own bookkeeping (web-login sessions, the feed follower's checkpoints): `<REGISTRY_DB>-state`, admins only. */
   stateDb: string;
+  /**
+   * Staged publishes (`npm stage publish`), each with its tarball, until a maintainer approves or
+   * rejects it: `<REGISTRY_DB>-stage`, admins (the gateway) and the other sites only. Never served,
+   * searched or replicated downstream: a staged version is not in the registry database.
+   */
+  stageDb: string;
   /** Largest accepted publish body in bytes (`MAX_PUBLISH_BYTES`, default 100 MiB). */
   maxPublishBytes: number;
   /** Registry that names unknown here are forwarded to (`UPSTREAM_REGISTRY`); off when unset. */
@@ -325,6 +331,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     mirrorDb: registryDb + '-mirror',
     tokensDb: registryDb + '-tokens',
     stateDb: registryDb + '-state',
+    stageDb: registryDb + '-stage',
     maxPublishBytes: integer(env, 'MAX_PUBLISH_BYTES', 100 * 1024 * 1024),
     provenanceTrustedRoot: env.PROVENANCE_TRUSTED_ROOT ? resolve(env.PROVENANCE_TRUSTED_ROOT) : undefined,
     upstreamRegistry: env.UPSTREAM_REGISTRY ? env.UPSTREAM_REGISTRY.replace(/\/+$/, '') : undefined,

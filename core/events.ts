@@ -5,10 +5,19 @@
 import { publishedVersions } from './rules';
 import { PackageDoc } from './types';
 
-/** `package:publish-refused`: a publish of a version number another copy of the registry published first with other bytes (core/merge.ts). */
-export type RegistryEventName = 'package:publish' | 'package:unpublish' | 'package:dist-tag' | 'package:deprecate' | 'package:owner' | 'package:publish-refused';
+/**
+ * `package:publish-refused`: a publish of a version number another copy of the registry published first
+ * with other bytes (core/merge.ts). `package:stage`, `package:stage-approve`, `package:stage-reject`: a
+ * version staged (`npm stage publish`), approved (its `package:publish` follows) or rejected.
+ */
+export type RegistryEventName =
+  | 'package:publish' | 'package:unpublish' | 'package:dist-tag' | 'package:deprecate' | 'package:owner' | 'package:publish-refused'
+  | 'package:stage' | 'package:stage-approve' | 'package:stage-reject';
 
-export const EVENT_NAMES: RegistryEventName[] = ['package:publish', 'package:unpublish', 'package:dist-tag', 'package:deprecate', 'package:owner', 'package:publish-refused'];
+export const EVENT_NAMES: RegistryEventName[] = [
+  'package:publish', 'package:unpublish', 'package:dist-tag', 'package:deprecate', 'package:owner', 'package:publish-refused',
+  'package:stage', 'package:stage-approve', 'package:stage-reject',
+];
 
 export interface RegistryEvent {
   event: RegistryEventName;

@@ -101,10 +101,11 @@ function withTarballUrls(doc: PackageDoc, baseUrl: string): Record<string, Versi
 
 /** The full packument served to clients: the document without its attachments, tarball URLs of this registry. */
 export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, unknown> {
-  const { _attachments, _revisions, origin, origin_rev, changed_at, registry_mfa, registry_trust, ...rest } = doc as PackageDoc & { _revisions?: unknown };
+  const { _attachments, _revisions, origin, origin_rev, changed_at, registry_mfa, registry_trust, registry_staging, ...rest } = doc as PackageDoc & { _revisions?: unknown };
   void changed_at;
   void registry_mfa;
   void registry_trust;
+  void registry_staging;
   void _attachments;
   void _revisions;
   void origin;

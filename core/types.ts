@@ -67,6 +67,11 @@ export interface PackageDoc {
   registry_mfa?: 'publish' | 'automation';
   /** The CI identities that may publish it (`npm trust`, core/trust.ts; not served). */
   registry_trust?: TrustConfig[];
+  /**
+   * `required`: its versions come through staging only (`npm stage publish`, then a maintainer's
+   * `npm stage approve`); a direct `npm publish` is refused. Not served.
+   */
+  registry_staging?: 'required';
   [key: string]: unknown;
 }
 
@@ -84,11 +89,12 @@ export interface ChangeTimes {
 }
 
 /**
- * The package's own settings its maintainers change as a whole (`npm access set mfa`, `npm trust`):
+ * The package's own settings its maintainers change as a whole (`npm access set mfa`, `npm trust`,
+ * the staging requirement):
  * kept in the package document, never served; a merge of conflicting revisions takes each from the
  * revision that changed it last.
  */
-export const PACKAGE_SETTINGS = ['registry_mfa', 'registry_trust'] as const;
+export const PACKAGE_SETTINGS = ['registry_mfa', 'registry_trust', 'registry_staging'] as const;
 
 export interface UserCtx {
   name: string | null;

@@ -95,6 +95,17 @@ export class AccessRules {
     return (name) => allowed(rules, name, 'read', who);
   }
 
+  /**
+   * Throws 403 unless the rules let `user` publish `name` (what `_design/access` checks at every
+   * write), for what is checked before a write: a staged publish, which is stored elsewhere first.
+   */
+  async assertPublish(user: { name: string; roles: string[] }, name: string): Promise<void> {
+    const { rules, problem } = await this.load();
+    if (user.roles.includes('_admin')) return;
+    if (!rules) throw new HttpError(503, 'The access rules in _design/access are invalid (' + problem + '); an admin must fix them.');
+    if (!allowed(rules, name, 'publish', user)) throw forbidden('User "' + user.name + '" may not publish "' + name + '" by this registry\'s access rules; ask an admin.');
+  }
+
   /** Whether anyone, anonymous included, may read `name` by the rules (`npm access get status`). */
   async anyoneMayRead(name: string): Promise<boolean> {
     const { rules } = await this.load();

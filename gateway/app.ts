@@ -6,6 +6,7 @@ import { tarballFastPath } from './fast-path';
 import { authenticate } from './auth';
 import { Context } from './context';
 import { distTagRoutes } from './controllers/dist-tags';
+import { stageRoutes } from './controllers/stage';
 import { packageAccessRoutes } from './controllers/package-access';
 import { packageRoutes } from './controllers/packages';
 import { replicationRoutes } from './controllers/replication';
@@ -150,6 +151,7 @@ export function createApp(ctx: Context): express.Express {
   api.use(distTagRoutes(ctx));
   api.use(packageAccessRoutes(ctx));
   api.use(trustRoutes(ctx));
+  api.use(stageRoutes(ctx));
   api.use(viewRoutes(ctx));
   api.use(replicationRoutes(ctx));
   api.use(supplyChainRoutes(ctx));

@@ -1,6 +1,6 @@
 /**
- * Webhooks: other systems told of publishes, unpublishes, dist-tag changes, deprecations and owner
- * changes. Hooks are documents of `<db>-state` (admins only; edit them in Fauxton):
+ * Webhooks: other systems told of publishes, unpublishes, dist-tag changes, deprecations, owner
+ * changes and staged publishes (staged, approved, rejected). Hooks are documents of `<db>-state` (admins only; edit them in Fauxton):
  *
  *   { "_id": "webhook:ci", "type": "webhook", "url": "https://ci.example/npm-hook",
  *     "secret": "…", "events": ["package:publish"], "packages": "@acme/*", "active": true }
@@ -134,6 +134,11 @@ export class Webhooks {
       const change = { version: p.version, integrity: p.integrity, kept: p.kept, published: p.time };
       await this.record([{ event: 'package:publish-refused', name: p.name, change }], p.publisher || '', p.name);
     }
+  }
+
+  /** Records a staging event (`package:stage`, `-approve`, `-reject`) of `name` by `actor`. */
+  async staging(event: 'package:stage' | 'package:stage-approve' | 'package:stage-reject', name: string, change: Record<string, unknown>, actor: string): Promise<void> {
+    await this.record([{ event, name, change }], actor, name);
   }
 
   private async record(events: RegistryEvent[], actor: string, name: string): Promise<void> {

@@ -20,6 +20,10 @@
  *   administers `_users` there, but writes people's accounts only (`_design/registry-sites`,
  *   server/setup.ts). On a real CouchDB it has no part in `_users` (it could make itself a server
  *   admin), so accounts stay each site's own and sites need closed sign-up (config/index.ts).
+ * - Staged publishes (`<db>-stage`, gateway/staging.ts) replicate too: a version staged at one site
+ *   (by CI near it) is listed, approved or rejected at any, and an approval or a rejection (the staged
+ *   document's deletion) ends it at every site. Staging ids are digests of `<name>@<version>`, so a
+ *   version staged at two sites at once is one document (conflicting revisions, one wins).
  * - The mirror database, the access rules and the supply-chain policy stay per site (README "Sites"
  *   says why).
  */
@@ -65,15 +69,16 @@ export interface SitePeerStatus extends NativeReplicationStatus {
   peer: string;
   /** The peer's id (the `origin` of what is published there), once learned. */
   id: string | null;
-  /** The replication of the peer's accounts and of its tokens. */
+  /** The replication of the peer's accounts, of its tokens and of its staged publishes. */
   accounts: { state: string; error: string | null };
   tokens: { state: string; error: string | null };
+  staged: { state: string; error: string | null };
   /** Its access rules differ from this site's (a package private here may be readable there). */
   rulesDiffer: boolean;
 }
 
-/** What is pulled from every peer: its packages, its accounts and its tokens. */
-export type SiteData = 'packages' | 'accounts' | 'tokens';
+/** What is pulled from every peer: its packages, its accounts, its tokens and its staged publishes. */
+export type SiteData = 'packages' | 'accounts' | 'tokens' | 'staged';
 
 /** Service accounts are each site's own (their passwords differ): they never replicate. */
 const SERVICE_ACCOUNTS = [SITE_ACCOUNT, REPLICATOR.name].map((name) => 'org.couchdb.user:' + name);
@@ -91,7 +96,7 @@ function isPersonAccount(doc: { roles?: unknown }): boolean {
 
 interface Peer {
   url: string;
-  /** The peer's registry database (the setting), its `_users` and its tokens database. */
+  /** The peer's registry database (the setting), its `_users`, its tokens and its staging databases. */
   sources: Record<SiteData, string>;
   jobs: Partial<Record<SiteData, NativeReplication>>;
   id: string | null;
@@ -131,9 +136,9 @@ export class Sites {
     private readonly learned: (sites: string[]) => void,
   ) {
     const account = { name: SITE_ACCOUNT, role: SITE_ROLE, password: settings.password || '' };
-    const targets: Record<SiteData, string> = { packages: db, accounts: '_users', tokens: db + '-tokens' };
+    const targets: Record<SiteData, string> = { packages: db, accounts: '_users', tokens: db + '-tokens', staged: db + '-stage' };
     this.peers = settings.peers.map((url) => {
-      const sources: Record<SiteData, string> = { packages: url, accounts: siblingDatabase(url, '_users'), tokens: url + '-tokens' };
+      const sources: Record<SiteData, string> = { packages: url, accounts: siblingDatabase(url, '_users'), tokens: url + '-tokens', staged: url + '-stage' };
       const job = (data: SiteData) =>
         new NativeReplication(
           couch,
@@ -149,7 +154,7 @@ export class Sites {
           log,
           outbound,
         );
-      const jobs: Partial<Record<SiteData, NativeReplication>> = { packages: job('packages'), tokens: job('tokens') };
+      const jobs: Partial<Record<SiteData, NativeReplication>> = { packages: job('packages'), tokens: job('tokens'), staged: job('staged') };
       if (settings.accounts !== false) jobs.accounts = job('accounts');
       return { url, sources, id: null, error: null, rulesDiffer: false, jobs };
     });
@@ -281,12 +286,13 @@ export class Sites {
     return Promise.all(
       this.peers.map(async (peer) => {
         const notReplicated = { state: 'not-replicated', error: 'accounts replicate between sites on the embedded server only; on a real CouchDB an admin creates each account at every site' };
-        const [status, accounts, tokens] = await Promise.all([
+        const [status, accounts, tokens, staged] = await Promise.all([
           peer.jobs.packages!.status(),
           peer.jobs.accounts ? peer.jobs.accounts.jobState() : Promise.resolve(notReplicated),
           peer.jobs.tokens!.jobState(),
+          peer.jobs.staged!.jobState(),
         ]);
-        return { ...status, peer: withoutCredentials(peer.url), id: peer.id, accounts, tokens, rulesDiffer: peer.rulesDiffer, error: peer.error || status.error };
+        return { ...status, peer: withoutCredentials(peer.url), id: peer.id, accounts, tokens, staged, rulesDiffer: peer.rulesDiffer, error: peer.error || status.error };
       }),
     );
   }

@@ -4,18 +4,33 @@
  * every write of the package then obeys (gateway/second-factor.ts), and `get status`
  * (`GET /-/package/<name>/visibility`: whether anyone may read it, by the access rules). Visibility is
  * the access rules' to decide (an admin edits `_design/access`): `set status=…` is refused, saying so.
+ *
+ * Staging (npm has no command for it): `GET /-/package/<name>/staging` answers `{"required": bool}`;
+ * `PUT /-/package/<name>/staging` with `{"required": true|false}`, by a maintainer with what writes
+ * need (their second factor) and never with a `--bypass-2fa` token, makes every new version of the
+ * package come through `npm stage publish` and a maintainer's `npm stage approve`: a direct
+ * `npm publish` is then refused (gateway/controllers/packages.ts). Stored as `registry_staging` on the
+ * package document, not served.
  */
 import { Request, Response, Router } from 'express';
 import { isTombstone } from '../../core/packument';
 import { PackageDoc } from '../../core/types';
 import { requireWriter } from '../auth';
 import { Context, getPackageDoc, readPackage } from '../context';
-import { badRequest, HttpError, notFound } from '../errors';
+import { badRequest, forbidden, HttpError, notFound } from '../errors';
 import { decodeSegment } from '../paths';
-import { PackageMfa, requireWriteFactor } from '../second-factor';
+import { credentialOf, PackageMfa, requireWriteFactor } from '../second-factor';
 import { writeWithRetry } from '../writes';
 
-const PATH = /^\/-\/package\/(.+)\/(access|visibility)\/?$/;
+const PATH = /^\/-\/package\/(.+)\/(access|visibility|staging)\/?$/;
+
+/** Why a direct publish of `name` is refused: its maintainers require staging. */
+export function stagingRequiredMessage(name: string): string {
+  return (
+    'The maintainers of "' + name + '" require every version to be staged and approved: run `npm stage publish` instead of `npm publish`, ' +
+    'then a maintainer approves it with `npm stage approve <id>` (`npm stage list` shows the ids).'
+  );
+}
 
 /** The two-factor requirement the maintainers of the local package `name` set, if any. */
 export async function packageMfaOf(ctx: Context, name: string): Promise<PackageMfa> {
@@ -55,6 +70,31 @@ export function packageAccessRoutes(ctx: Context): Router {
     res.json({ ok: true });
   }
 
+  async function staging(res: Response, name: string): Promise<void> {
+    await ctx.access.assertRead(res, name);
+    const doc = await readPackage(ctx, name);
+    if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
+    res.json({ required: doc.registry_staging === 'required' });
+  }
+
+  async function setStaging(req: Request, res: Response, name: string): Promise<void> {
+    const user = requireWriter(res, name);
+    const body = (req.body || {}) as Record<string, unknown>;
+    if (typeof body.required !== 'boolean' || Object.keys(body).length !== 1) throw badRequest('Send {"required": true|false}: whether every version of "' + name + '" must be staged and approved.');
+    // CI may stage, only people approve: an automation token changes neither this nor the rule it guards.
+    if (credentialOf(res, user).bypass2fa) throw forbidden('A token made with --bypass-2fa (for automation) cannot change whether "' + name + '" requires staging: use your own login.');
+    await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
+    await writeWithRetry(ctx, user, name, (existing) => {
+      if (!existing || isTombstone(existing)) throw notFound('Package "' + name + '" is not in this registry.');
+      const next: PackageDoc = { ...existing };
+      if (body.required) next.registry_staging = 'required';
+      else delete next.registry_staging;
+      return next;
+    });
+    ctx.log.info({ user: user.name, package: name, staging: body.required ? 'required' : 'optional' }, 'package staging requirement set');
+    res.json({ ok: true, required: body.required });
+  }
+
   router.all(PATH, (req, res, next) => {
     const match = PATH.exec(req.path) as RegExpExecArray;
     const name = decodeSegment(match[1]);
@@ -62,6 +102,9 @@ export function packageAccessRoutes(ctx: Context): Router {
     const run = async () => {
       if (kind === 'visibility' && (req.method === 'GET' || req.method === 'HEAD')) return visibility(res, name);
       if (kind === 'access' && req.method === 'POST') return setAccess(req, res, name);
+      if (kind === 'staging' && (req.method === 'GET' || req.method === 'HEAD')) return staging(res, name);
+      if (kind === 'staging' && (req.method === 'PUT' || req.method === 'POST')) return setStaging(req, res, name);
+      if (kind === 'staging') throw new HttpError(405, 'Use GET on staging, or PUT {"required": true|false}.');
       throw new HttpError(405, kind === 'visibility' ? 'Use GET on visibility.' : 'Use POST on access (npm access set mfa=…).');
     };
     run().catch(next);

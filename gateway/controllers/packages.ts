@@ -15,7 +15,7 @@ import { PackageDoc } from '../../core/types';
 import { docPath } from '../../couchdb/client';
 import { requireUser, requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
-import { packageMfaOf } from './package-access';
+import { packageMfaOf, stagingRequiredMessage } from './package-access';
 import { CachedPackument } from '../cache';
 import { Context, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
@@ -30,6 +30,7 @@ import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 import { versionOfTarball } from '../../core/names';
 import { isProvisional } from '../../replication/mirror';
+import { StagedStore } from '../staging';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
@@ -107,6 +108,7 @@ function checkRev(doc: PackageDoc, rev: string | undefined): void {
 
 export function packageRoutes(ctx: Context): Router {
   const router = Router();
+  const staging = new StagedStore(ctx.couch, ctx.config.stageDb);
 
   /** Sends a packument's served bytes, full or abbreviated as the client asked, with its ETag. */
   function sendPackument(req: Request, res: Response, entry: CachedPackument): void {
@@ -303,8 +305,10 @@ export function packageRoutes(ctx: Context): Router {
     }
     if (publishes) {
       await assertMayTakeName(ctx, user, name);
+      await assertNotStaged(name, body.versions);
       const trusted = user.trustedPublisher;
       const result = await writeWithRetry(ctx, user, name, (existing) => {
+        if (existing && existing.registry_staging === 'required') throw forbidden(stagingRequiredMessage(name));
         // A trusted publisher publishes new versions of a package that exists, as its trust's maker.
         if (trusted && (!existing || isTombstone(existing))) throw notFoundPackage(name);
         return applyPublish(existing, {
@@ -332,6 +336,20 @@ export function packageRoutes(ctx: Context): Router {
       return next;
     });
     res.status(200).json({ ok: true, success: true, id: result?.id, rev: result?.rev });
+  }
+
+  /**
+   * Throws 409 when a version of this publish is staged (`npm stage publish`): staged and published
+   * versions share one version number space, as on npmjs.com.
+   */
+  async function assertNotStaged(name: string, versions: unknown): Promise<void> {
+    if (typeof versions !== 'object' || versions === null) return;
+    const [staged] = await staging.among(name, Object.keys(versions));
+    if (!staged) return;
+    throw conflict(
+      name + '@' + staged.version + ' is staged (stage id ' + staged._id + '), waiting for a maintainer: approve it (`npm stage approve ' + staged._id + '`), ' +
+        'or reject it (`npm stage reject ' + staged._id + '`) to publish another tarball under that version.',
+    );
   }
 
   async function unpublishAll(res: Response, name: string, rev: string): Promise<void> {

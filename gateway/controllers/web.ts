@@ -20,6 +20,8 @@ import { crossSitePost, WebSessions } from '../web/sessions';
 import { searchPackages } from './search';
 import { withoutWithheld } from '../../core/policy';
 import { withheldOf } from '../writes';
+import { maintainerNames } from '../../core/rules';
+import { StagedStore } from '../staging';
 
 /** Whether the client asked for a page rather than JSON (browsers put text/html first; npm asks for JSON). */
 export function wantsPage(req: Request): boolean {
@@ -79,6 +81,7 @@ function dependencyList(base: string, deps: unknown): string {
 export function webRoutes(ctx: Context, sessions: WebSessions): Router {
   const router = Router();
   const base = ctx.config.basePath;
+  const staging = new StagedStore(ctx.couch, ctx.config.stageDb);
 
   /** The signed-in user of the page's session; the pages' access checks see them as the API would. */
   async function pageUser(req: Request, res: Response): Promise<PageUser | null> {
@@ -218,11 +221,21 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
       let doc = await readPackage(ctx, parsed.name);
       if (!doc && ctx.mirror && ctx.config.upstreamMode === 'mirror' && ctx.mirror.mayPull(parsed.name)) doc = await ctx.mirror.pull(parsed.name);
       if (!doc) return page(req, res, 404, 'Not found', `<h1>“${escape(parsed.name)}” is not in this registry</h1><p><a href="${escape(base)}/-/web/search?q=${encodeURIComponent(parsed.name)}">Search</a> for it.</p>`, user);
-      page(req, res, 200, doc.name, packagePage(doc, versionAsked), user);
+      page(req, res, 200, doc.name, packagePage(doc, versionAsked, await stagingOf(doc, user)), user);
     })(req, res, next);
   });
 
-  function packagePage(stored: PackageDoc, versionAsked: string | undefined): string {
+  /**
+   * For a maintainer of the local package `doc` only: how many versions of it wait in staging, and
+   * whether it requires staging; null for everyone else (staged versions are never shown to others).
+   */
+  async function stagingOf(doc: PackageDoc, user: PageUser | null): Promise<{ waiting: number; required: boolean } | null> {
+    if (!user || isTombstone(doc) || isMirrored(doc, ctx.origins) || !maintainerNames(doc).includes(user.name)) return null;
+    const waiting = (await staging.ofPackage(doc.name).catch(() => [])).length;
+    return { waiting, required: doc.registry_staging === 'required' };
+  }
+
+  function packagePage(stored: PackageDoc, versionAsked: string | undefined, staged: { waiting: number; required: boolean } | null = null): string {
     const name = stored.name;
     // What the supply-chain policy holds back is not offered here either; it is listed with the reason.
     const withheld = withheldOf(ctx, stored);
@@ -258,6 +271,7 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
 <section><h2>Dist-tags</h2><table>${tags}</table></section>
 <section><h2>Versions</h2><table>${versions}</table></section>
 ${heldBack ? `<section class="held-back"><h2>Held back</h2><table>${heldBack}</table></section>` : ''}
+${staged && (staged.waiting || staged.required) ? `<section class="staged"><h2>Staged</h2><p>${staged.waiting} staged version${staged.waiting === 1 ? '' : 's'} waiting for a maintainer's approval${staged.required ? '; every version of this package must be staged' : ''}. <code>npm stage list ${escape(name)}</code></p></section>` : ''}
 <section><h2>Dependencies</h2>${dependencyList(base, manifest.dependencies)}</section>
 ${manifest.peerDependencies ? `<section><h2>Peer dependencies</h2>${dependencyList(base, manifest.peerDependencies)}</section>` : ''}
 <section><h2>Maintainers</h2><p>${people(doc.maintainers)}</p></section>

@@ -55,6 +55,9 @@ const GATEWAY_PATHS = (n: string): string[] => [
   '/-/npm/v1/keys', '/-/npm/v1/attestations/' + n + '@' + n, '/-/npm/v1/attestations/' + n,
   // Trusted publishing: the trusts of a package (npm trust) and the exchange of a CI's ID token.
   '/-/package/' + n + '/trust', '/-/package/' + n + '/trust/' + n, '/-/npm/v1/oidc/token/exchange/package/' + n,
+  // Staged publishing (npm stage) and a package's staging requirement.
+  '/-/stage', '/-/stage?package=' + n + '&page=' + n + '&perPage=' + n, '/-/stage/package/' + n, '/-/stage/' + n, '/-/stage/' + n + '/approve',
+  '/-/stage/' + n + '/tarball', '/-/package/' + n + '/staging',
 ];
 
 const COUCH_PATHS = (n: string, db: string): string[] => [
@@ -68,6 +71,7 @@ const COUCH_PATHS = (n: string, db: string): string[] => [
   '/' + db + '/_bulk_get', '/' + db + '/_explain', '/' + db + '/_index', '/' + db + '/_revs_diff', '/' + db + '/_all_docs?include_docs=true',
   '/' + db + '-state/_find', '/' + db + '-tokens/_find', '/' + db + '-tokens/_bulk_get', '/' + db + '-mirror/_find', '/' + db + '-mirror/' + n,
   '/' + db, '/' + db + '/_local/' + n, '/' + db + '/' + n + '?rev=1-x',
+  '/' + db + '-stage/_find', '/' + db + '-stage/_all_docs?include_docs=true', '/' + db + '-stage/' + n, '/' + db + '-stage/_changes',
 ];
 
 const METHODS = ['GET', 'GET', 'PUT', 'PUT', 'POST', 'DELETE', 'HEAD', 'PATCH', 'OPTIONS', 'COPY'];
@@ -192,6 +196,7 @@ async function snapshot(principals: Principals): Promise<unknown> {
     registry: docs(await get('/' + db + '/_all_docs?include_docs=true')),
     security: await get('/' + db + '/_security'),
     tokens: docs(await get('/' + db + '-tokens/_all_docs?include_docs=true')).filter((doc) => doc.type === 'token'),
+    staged: docs(await get('/' + db + '-stage/_all_docs?include_docs=true')),
     users: users.filter((doc) => doc.name === principals.alice || doc.name === principals.mallory || String(doc.name).startsWith('evil')),
     replications: docs(await get('/_replicator/_all_docs?include_docs=true')).filter((doc) => !String(doc._id).startsWith('_design/')),
     // Local documents of the hostile names (they are in no _all_docs), and no upload left on disk.
@@ -205,6 +210,9 @@ beforeAll(async () => {
   p = await startPrincipals('hostile');
   const published = await send(p.registry.url, 'PUT', '/victim', { headers: { authorization: 'Bearer ' + p.tokens.alice }, body: publishBody('victim', '1.0.0') });
   expect(published.status).toBe(201);
+  // A staged version of it, which nothing in the corpus may read, approve or reject.
+  const staged = await send(p.registry.url, 'POST', '/-/stage/package/victim', { headers: { authorization: 'Bearer ' + p.tokens.alice }, body: publishBody('victim', '2.0.0') });
+  expect(staged.status).toBe(201);
 });
 afterAll(() => p.stop());
 
@@ -227,7 +235,7 @@ it('1,200 hostile requests on both ports: no 5xx, no hang past 10 s, no crash, n
       const noUpstreamAudit = answer.status === 503 && probe.path.startsWith('/-/npm/v1/security/') && JSON.stringify(answer.body).includes('UPSTREAM_REGISTRY is not set');
       // Nothing of a database is readable on the CouchDB port by these callers (none is an admin or the gateway).
       const text = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body ?? '');
-      if (probe.port === 'couch' && answer.status < 300 && /victim|"type":"(token|webhook|policy)"|"_id":"(org\.couchdb\.user|_design)/.test(text)) {
+      if (probe.port === 'couch' && answer.status < 300 && /victim|"type":"(token|webhook|policy|staged)"|"_id":"(org\.couchdb\.user|_design)/.test(text)) {
         failures.push('readable: ' + probe.method + ' ' + probe.path + ' -> ' + answer.status + ' ' + text.slice(0, 160));
       }
       if (answer.status === 0 || (answer.status >= 500 && !noUpstreamAudit && !(probe.port === 'couch' && couchQuirk(probe.method, probe.path.split('?')[0], answer)))) {

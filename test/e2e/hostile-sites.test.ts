@@ -160,7 +160,7 @@ describe('every principal on both ports of both sites', () => {
     for (const at of [A, B]) {
       for (const [who, auth] of Object.entries(people)) {
         const headers: Record<string, string> = auth ? { authorization: auth } : {};
-        for (const path of ['/_users/_all_docs', '/_users/org.couchdb.user:' + (who === 'bob' ? alice : bob), '/' + at.db + '-tokens/_all_docs', '/' + at.db + '-state/_all_docs', '/_replicator/_all_docs', '/' + at.db + '/_all_docs', '/' + at.db + '/' + pkg, '/' + at.db + '-mirror/_all_docs']) {
+        for (const path of ['/_users/_all_docs', '/_users/org.couchdb.user:' + (who === 'bob' ? alice : bob), '/' + at.db + '-tokens/_all_docs', '/' + at.db + '-stage/_all_docs', '/' + at.db + '-state/_all_docs', '/_replicator/_all_docs', '/' + at.db + '/_all_docs', '/' + at.db + '/' + pkg, '/' + at.db + '-mirror/_all_docs']) {
           const answer = await send(at.couchOrigin(), 'GET', path, { headers });
           if (![401, 403, 404].includes(answer.status)) failures.push({ site: at.name, who, path, status: answer.status });
         }

@@ -91,6 +91,30 @@ it('a package published with npm at one site is installed with npm from the othe
   expect(metrics).not.toContain(SITE_PASSWORD);
 });
 
+it('a version staged at one site is listed at the other and approved there; a rejection at one site ends it at both', async () => {
+  const name = 'site-stage-' + run_;
+  const a = npmClient(A.url(), token);
+  const b = npmClient(B.url(), token);
+  expect((await a.npm(['publish'], makePackage(work, { name, version: '1.0.0' }))).code).toBe(0);
+  const staged = await a.npm(['stage', 'publish'], makePackage(work, { name, version: '1.1.0' }));
+  expect(staged.code).toBe(0);
+  const id = /staged with id (\S+)/.exec(staged.stdout + staged.stderr)![1].replace(/\)$/, '');
+  const listedAt = async (client: typeof b) => JSON.parse((await client.npm(['stage', 'list', '--json', name])).stdout || '[]').map((item: { id: string }) => item.id);
+  await eventually(async () => ((await listedAt(b)).includes(id) ? true : null), 20_000, 'the staged version listed at site B');
+  expect((await served(B.url(), name))?.versions['1.1.0']).toBeUndefined();
+  expect((await b.npm(['stage', 'approve', id])).code).toBe(0);
+  await eventually(async () => ((await served(A.url(), name))?.versions['1.1.0'] ? true : null), 20_000, '1.1.0, approved at B, served at site A');
+  await eventually(async () => ((await listedAt(a)).length === 0 ? true : null), 20_000, 'the approved version gone from staging at site A');
+  // Rejected at A: gone at B too.
+  const again = await b.npm(['stage', 'publish'], makePackage(work, { name, version: '1.2.0' }));
+  expect(again.code).toBe(0);
+  const second = /staged with id (\S+)/.exec(again.stdout + again.stderr)![1].replace(/\)$/, '');
+  await eventually(async () => ((await listedAt(a)).includes(second) ? true : null), 20_000, 'the second staged version listed at site A');
+  expect((await a.npm(['stage', 'reject', second])).code).toBe(0);
+  await eventually(async () => ((await listedAt(b)).length === 0 ? true : null), 20_000, 'the rejected version gone from staging at site B');
+  expect((await served(B.url(), name))?.versions['1.2.0']).toBeUndefined();
+});
+
 it('access rules that differ between the sites make both report it (health degraded), until they are the same again', async () => {
   const rulesOf = async (site: Site) => (await json(site.couchOrigin() + '/' + site.db + '/_design/access', { headers: { authorization: site.adminAuth() } })).body;
   const save = async (site: Site, rules: unknown) => {

@@ -176,7 +176,7 @@ export async function startSites(count: number, env: Record<string, string> = {}
           }
         }
         for (const site of sites) {
-          for (const suffix of ['', '-mirror', '-tokens', '-state']) await fetch(shared.origin + '/' + site.db + suffix, { method: 'DELETE', headers: { authorization: auth } });
+          for (const suffix of ['', '-mirror', '-tokens', '-state', '-stage']) await fetch(shared.origin + '/' + site.db + suffix, { method: 'DELETE', headers: { authorization: auth } });
         }
         if (usersSecurity) await fetch(shared.origin + '/_users/_security', { method: 'PUT', headers: { authorization: auth, 'content-type': 'application/json' }, body: usersSecurity });
       }

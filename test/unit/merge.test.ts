@@ -189,7 +189,7 @@ describe('merge of conflicting revisions', () => {
       case: "the package's settings: a trust revoked and mfa set in the revision modified earlier stay so; each setting from the revision that changed it last",
       revisions: [
         rev('5-a', [['1.0.0', 1]], { registry_mfa: 'publish', changed_at: { settings: { registry_mfa: T(8), registry_trust: T(9) } } } as Partial<PackageDoc>),
-        rev('5-b', [['1.0.0', 1], ['1.0.1', 12]], { registry_trust: [{ id: 't1', type: 'gitlab' }], changed_at: { settings: { registry_trust: T(2) } } } as Partial<PackageDoc>),
+        rev('5-b', [['1.0.0', 1], ['1.0.1', 12]], { registry_trust: [{ id: 't1', type: 'gitlab' }], changed_at: { settings: { registry_trust: T(2) } } } as unknown as Partial<PackageDoc>),
       ],
       versions: ['1.0.0', '1.0.1'],
       check: (r) => {
