@@ -15,6 +15,15 @@ export const TRUST_PROVIDERS: readonly TrustProvider[] = ['github', 'gitlab', 'c
 
 /** What a trust lets its CI do: npm's `--allow-publish` and `--allow-stage-publish`. */
 export type TrustPermission = 'createPackage' | 'createStagedPackage';
+export const TRUST_PERMISSIONS: TrustPermission[] = ['createPackage', 'createStagedPackage'];
+
+/**
+ * What a token exchanged under a trust may do: publish (`createPackage`), stage
+ * (`createStagedPackage`), or both. A trust kept without permissions publishes, as before they were kept.
+ */
+export function trustAllows(permissions: readonly string[] | undefined, action: 'publish' | 'stage'): boolean {
+  return (permissions && permissions.length ? permissions : ['createPackage']).indexOf(action === 'publish' ? 'createPackage' : 'createStagedPackage') !== -1;
+}
 
 /** The claims a trust names, in the shape npm sends and shows them. */
 export interface GithubTrustClaims {
@@ -179,16 +188,15 @@ export function trustRequest(
     const permissions = entry.permissions === undefined ? ['createPackage'] : entry.permissions;
     if (!Array.isArray(permissions) || permissions.length === 0) fail('Give at least one permission: --allow-publish.');
     for (const permission of permissions) {
-      if (permission === 'createStagedPackage') {
-        fail('This registry does not take staged publishes from trusted publishers; leave out --allow-stage-publish and use --allow-publish.');
+      if (TRUST_PERMISSIONS.indexOf(permission) === -1) {
+        fail('Unknown permission "' + String(permission) + '"; this registry knows createPackage (--allow-publish) and createStagedPackage (--allow-stage-publish).');
       }
-      if (permission !== 'createPackage') fail('Unknown permission "' + String(permission) + '"; this registry knows createPackage (--allow-publish).');
     }
     return {
       id: made.newId(),
       type,
       claims,
-      permissions: ['createPackage'],
+      permissions: TRUST_PERMISSIONS.filter((known) => permissions.indexOf(known) !== -1),
       issuer: issuerFor(type, claims, allowed, entry.issuer),
       createdBy: made.by,
       created: made.now,

@@ -12,6 +12,7 @@ import { DEPLOY_PREFIX, TokenStore, TrustedPublisherMark } from './tokens';
 import { TwoFactorState, twoFactorOf } from './two-factor';
 import { requireSecondFactor, SecondFactorSettings } from './second-factor';
 import { describeLimits, tokenCovers, TokenLimits } from '../core/tokens';
+import { trustAllows } from '../core/trust';
 
 export interface AuthenticatedUser extends Identity {
   email?: string;
@@ -22,7 +23,7 @@ export interface AuthenticatedUser extends Identity {
   twoFactor?: TwoFactorState | null;
   /** How the user logged in: a token or Basic for the npm API, the pages' session for the web pages (read only). */
   via: 'token' | 'basic' | 'web';
-  /** A token a CI got through trusted publishing: it publishes its one package and does nothing else. */
+  /** A token a CI got through trusted publishing: it publishes (or stages, as its trust allows) its one package and does nothing else. */
   trustedPublisher?: TrustedPublisherMark;
 }
 
@@ -54,8 +55,14 @@ export function requireUser(res: Response, trustedPublisherToo = false): Authent
  * limited to other packages). `publish`: the write publishes new versions, the only one a trusted
  * publishing token may make.
  */
-export function requireWriter(res: Response, name: string, action: 'publish' | 'change' = 'change'): AuthenticatedUser {
-  const user = requireUser(res, action === 'publish');
+export function requireWriter(res: Response, name: string, action: 'publish' | 'stage' | 'change' = 'change'): AuthenticatedUser {
+  const user = requireUser(res, action !== 'change');
+  if (user.trustedPublisher && action !== 'change' && !trustAllows(user.trustedPublisher.permissions, action)) {
+    throw forbidden(
+      'This token comes from trusted publishing (' + user.trustedPublisher.provider + ' CI), whose trust allows ' +
+        (action === 'publish' ? 'staging only: run `npm stage publish`, and a maintainer approves it' : 'publishing only, not staging: run `npm publish`, or have a maintainer add --allow-stage-publish to the trust') + '.',
+    );
+  }
   if (user.readonly) throw forbidden('This token is read-only; log in with a full token to publish or change packages.');
   if (!tokenCovers(user.limits, name)) {
     throw forbidden('This token is limited to ' + describeLimits(user.limits!) + '; it cannot publish or change "' + name + '". Use a token made for it (`npm token create --packages ' + name + '`).');

@@ -46,6 +46,8 @@ export interface TrustedPublisherMark {
   trustId: string;
   issuer: string;
   subject?: string;
+  /** What the trust let it do (`createPackage`, `createStagedPackage`); none kept: publish. */
+  permissions?: string[];
 }
 
 /** The principal a deploy token acts as: no user name can contain ":". */

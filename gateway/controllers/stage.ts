@@ -3,7 +3,8 @@
  * a maintainer reviews it and approves it (with their one-time password) or rejects it.
  *
  * - `POST /-/stage/package/<name>` (`npm stage publish`): the body of a publish. It passes every check a
- *   publish passes (a token allowed to publish the package, a maintainer, the access rules, the name,
+ *   publish passes (a token allowed to publish the package, or a CI's trusted publishing token whose
+ *   trust allows staging, a maintainer, the access rules, the name,
  *   integrity and size, a version never published, the supply-chain checks of a name) and is stored
  *   with its tarball in `<db>-stage` (gateway/staging.ts), never in the registry database: a staged
  *   version is not served, not searched, not in the change feed a downstream registry follows. Answers
@@ -52,6 +53,7 @@ function noSuchStaged(id: string): HttpError {
 
 /** What `npm stage list` and `npm stage view` call who staged it: the account, and how it logged in. */
 function actorTypeOf(res: Response, user: AuthenticatedUser): string {
+  if (user.trustedPublisher) return 'trusted publisher (' + user.trustedPublisher.provider + ')';
   if (credentialOf(res, user).bypass2fa) return 'automation token';
   return user.via === 'token' ? 'token' : 'password';
 }
@@ -86,7 +88,8 @@ export function stageRoutes(ctx: Context): Router {
   }
 
   async function stagePublish(req: Request, res: Response, name: string): Promise<void> {
-    const user = requireWriter(res, name);
+    // A CI's trusted publishing token stages when its trust allows it (`npm trust … --allow-stage-publish`).
+    const user = requireWriter(res, name, 'stage');
     const body = req.body as PublishBody;
     if (!isObject(body)) throw badRequest('The body must be the JSON of a publish, as `npm stage publish` sends it.');
     assertValidName(name);

@@ -176,7 +176,7 @@ export function oidcExchangeRoutes(ctx: Context, verifier: IdTokenVerifier = new
         name: 'trusted publishing (' + trust.type + ') of ' + name,
         expires: new Date(Date.now() + TRUSTED_TOKEN_MINUTES * 60_000).toISOString(),
         limits: { packages: [name] },
-        trustedPublisher: { provider: trust.type, trustId: trust.id, issuer: verified.issuer.issuer, ...(subject ? { subject } : {}) },
+        trustedPublisher: { provider: trust.type, trustId: trust.id, issuer: verified.issuer.issuer, permissions: [...(trust.permissions || ['createPackage'])], ...(subject ? { subject } : {}) },
       });
     } catch (err) {
       const known = asHttpError(err);

@@ -297,10 +297,7 @@ it('only maintainers see and change trusts; what the registry does not support i
   expect(listed.code).not.toBe(0);
   const revoked = await stranger.npm(['trust', 'revoke', 'trust-gl', '--id', gitlabTrustId]);
   expect(revoked.code).not.toBe(0);
-  // Staged publishing from CI is not taken here, and nothing is accepted and ignored.
-  const staged = await trust(maintainer, ['gitlab', 'trust-gl', '--file', '.gitlab-ci.yml', '--project', 'acme/web', '--allow-stage-publish']);
-  expect(staged.code).not.toBe(0);
-  expect(staged.output).toContain('staged publishes');
+  // Nothing is accepted and ignored.
   const circle = await trust(maintainer, ['circleci', 'trust-gl', '--org-id', '11111111-1111-4111-8111-111111111111', '--project-id', '22222222-2222-4222-8222-222222222222',
     '--pipeline-definition-id', '33333333-3333-4333-8333-333333333333', '--vcs-origin', 'github.com/acme/web', '--allow-publish']);
   expect(circle.code).not.toBe(0);
@@ -314,6 +311,25 @@ it('only maintainers see and change trusts; what the registry does not support i
   expect(unknownClaim.status).toBe(400);
   expect(unknownClaim.body.error).toContain('"ref", which this registry does not check');
   expect((await trustList(maintainer, 'trust-gl')).ids).toEqual([gitlabTrustId]);
+});
+
+it('a trust with --allow-stage-publish only: the CI stages (npm stage publish) and cannot publish; a maintainer approves, and the approved version names who staged it', async () => {
+  expect((await maintainer.npm(['publish'], makePackage(work, { name: 'trust-stage', version: '1.0.0' }))).code).toBe(0);
+  const added = await trust(maintainer, ['gitlab', 'trust-stage', '--file', '.gitlab-ci.yml', '--project', 'acme/stager', '--allow-stage-publish']);
+  expect(added).toEqual({ code: 0, output: expect.any(String) });
+  const stager = { project_path: 'acme/stager', ci_config_ref_uri: 'gitlab.example.com/acme/stager//.gitlab-ci.yml@refs/heads/main' };
+  const published = await publishIn(gitlabJob(await idToken('gitlab', gitlabClaims(stager))), 'trust-stage', '1.1.0');
+  expect(published.code).not.toBe(0);
+  expect(published.output).toContain('whose trust allows staging only');
+  const job = gitlabJob(await idToken('gitlab', gitlabClaims(stager)));
+  const staged = await job.npm(['stage', 'publish', '--loglevel', 'verbose'], makePackage(work, { name: 'trust-stage', version: '1.1.0' }));
+  expect({ code: staged.code, output: staged.code ? staged.stdout + staged.stderr : '' }).toEqual({ code: 0, output: '' });
+  const listed = JSON.parse((await maintainer.npm(['stage', 'list', 'trust-stage', '--json'])).stdout);
+  const items = (Array.isArray(listed) ? listed : listed.items) as { id: string; version: string; actorType: string }[];
+  expect(items.map((item) => [item.version, item.actorType])).toEqual([['1.1.0', 'trusted publisher (gitlab)']]);
+  expect((await registry.request('GET', '/trust-stage')).body.versions['1.1.0']).toBeUndefined();
+  expect((await maintainer.npm(['stage', 'approve', items[0].id])).code).toBe(0);
+  expect((await registry.request('GET', '/trust-stage')).body['dist-tags'].latest).toBe('1.1.0');
 });
 
 it('with two-factor authentication on, changing trusts needs a one-time password, even with a --bypass-2fa token; the CI\'s publish needs none', async () => {
@@ -339,8 +355,8 @@ it('with two-factor authentication on, changing trusts needs a one-time password
   const withAutomation = await trust(npmClient(registry.url, automation![1]), args);
   expect(withAutomation.code).not.toBe(0);
   expect(withAutomation.output).toContain('EOTP');
-  // npm trust takes no --otp: on a terminal, npm asks for the code.
-  const withCode = await onTerminal(owner, ['trust', ...args, '--yes'].join(' '), [[/Enter OTP:/, () => code(1)]]);
+  // npm trust takes no --otp: on a terminal npm shows the web approval page, or asks for the code with --auth-type=legacy.
+  const withCode = await onTerminal(owner, ['trust', ...args, '--yes', '--auth-type=legacy'].join(' '), [[/Enter OTP:/, () => code(1)]]);
   expect(withCode.output).toContain('Trust configuration created successfully');
   expect(withCode.code).toBe(0);
   // The maintainers require a code for every write, automation tokens included: the CI publishes all the same.

@@ -50,7 +50,9 @@ describe('trustRequest (what npm trust sends)', () => {
     expect(github({ workflow_ref: { file: '.github/workflows/release.yml' } })).toThrow('file name only');
     expect(github({ workflow_ref: { file: 'release.sh' } })).toThrow('.yml or .yaml');
     expect(github({ repository: 'just-a-name' })).toThrow('owner/repository');
-    expect(github({}, { permissions: ['createStagedPackage'] })).toThrow('staged publishes');
+    expect(github({}, { permissions: ['createStagedPackage', 'deletePackage'] })).toThrow('Unknown permission "deletePackage"');
+    expect(github({}, { permissions: ['createStagedPackage'] })()[0].permissions).toEqual(['createStagedPackage']);
+    expect(github({}, { permissions: ['createStagedPackage', 'createPackage', 'createPackage'] })()[0].permissions).toEqual(['createPackage', 'createStagedPackage']);
     expect(github({}, { permissions: [] })).toThrow('at least one permission');
     expect(github({}, { note: 'x' })).toThrow('"note"');
     expect(() => request([{ type: 'travis', claims: {} }])).toThrow('"type" must be one of');
