@@ -70,6 +70,9 @@ const MAX_REVISIONS = 10_000;
 
 const REV = /^[1-9][0-9]*-[^\s]+$/;
 
+/** Documents of one `_bulk_get` read at once. */
+const BULK_GET_CONCURRENCY = 6;
+
 class BadRequest extends Error {}
 
 /** CouchDB's error document, as CouchDB sends it. */
@@ -216,6 +219,7 @@ class Reader {
     if (!attachments) return [];
     const since = knownPosition(doc, attsSince);
     const sent: string[] = [];
+    const inline: Promise<void>[] = [];
     for (const name of Object.keys(attachments)) {
       const stub = attachments[name];
       const base = { content_type: stub.content_type, revpos: stub.revpos, digest: stub.digest };
@@ -227,10 +231,11 @@ class Reader {
         Object.defineProperty(attachments[name], 'source', { value: stub, enumerable: false });
         sent.push(name);
       } else {
-        const data = await this.attachment(doc._id, name, stub);
-        attachments[name] = { ...base, data: data.toString('base64') };
+        // Inline bodies are all in the answer anyway: read at once.
+        inline.push(this.attachment(doc._id, name, stub).then((data) => void (attachments[name] = { ...base, data: data.toString('base64') })));
       }
     }
+    await Promise.all(inline);
     return sent;
   }
 }
@@ -372,9 +377,12 @@ export function documentRevisions(LocalPouch: RevisionsPouch): express.Router {
       if (!reader) return next();
       res.status(200).type(req.accepts(['text', 'json']) === 'json' ? 'application/json' : 'text/plain');
       if (!(await write(res, '{"results":['))) return;
-      for (let i = 0; i < body.docs.length; i++) {
-        const result = await bulkGetOne(reader, body.docs[i], option('revs'), option('latest'), option('attachments'));
-        if (!(await write(res, (i ? ',' : '') + JSON.stringify(result)))) return;
+      // A few documents read at once (as PouchDB's own _bulk_get did), written in the order asked.
+      const docs = body.docs;
+      for (let start = 0; start < docs.length; start += BULK_GET_CONCURRENCY) {
+        const batch = docs.slice(start, start + BULK_GET_CONCURRENCY);
+        const results = await Promise.all(batch.map((entry) => bulkGetOne(reader, entry, option('revs'), option('latest'), option('attachments'))));
+        if (!(await write(res, (start ? ',' : '') + results.map((result) => JSON.stringify(result)).join(',')))) return;
       }
       if (await write(res, ']}\n')) res.end();
     })().catch(failed(res, next));
