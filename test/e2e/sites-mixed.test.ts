@@ -60,6 +60,15 @@ async function accountAt(site: Site, name: string, password: string): Promise<st
 
 afterAll(async () => {
   await sites?.stop();
+  // The accounts made in the real CouchDB's _users (the embedded site's went with its data).
+  const couch = process.env.COUCHDB_URL ? new URL(process.env.COUCHDB_URL) : null;
+  if (!couch || !sites) return;
+  const auth = onCouch.adminAuth();
+  for (const name of ['mixed-a-' + run, both.name]) {
+    const url = couch.origin + '/_users/org.couchdb.user:' + name;
+    const doc = await fetch(url, { headers: { authorization: auth } });
+    if (doc.status === 200) await fetch(url + '?rev=' + ((await doc.json()) as { _rev: string })._rev, { method: 'DELETE', headers: { authorization: auth } });
+  }
 });
 
 withCouchDB('packages published at the CouchDB site and at the embedded site are served, whole, at both', async () => {
