@@ -18,6 +18,7 @@ import {
   adminHashIsCurrent, adminPasswordMatches, Authenticator, hashAdminPassword, hashUserPassword, identify,
   pinnedSession, sessionCookie, StoredUser,
 } from './authentication';
+import { documentRevisions, RevisionsPouch } from './revisions';
 import { authorize, Caller, DATABASE_NAME, databaseOf, isServerAdmin, isSiteCaller, pathSegments, SECURITY_DOCUMENT } from './authorization';
 
 // pouchdb and express-pouchdb ship no types; they are loaded as untyped CommonJS modules.
@@ -859,6 +860,8 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
     },
     longpoll,
   );
+  // `open_revs` (multipart for CouchDB's replicator), `_bulk_get` and `latest` as CouchDB answers them.
+  app.use(documentRevisions(LocalPouch as unknown as RevisionsPouch));
   let startTime: string | undefined = undefined; // until the server has told it (below)
   app.use(adminReads(LocalPouch, () => startTime));
   app.use(couchApp);

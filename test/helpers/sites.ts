@@ -1,6 +1,7 @@
 /**
  * Sites of one registry for tests and the bench: registry processes (so that one can be killed with
- * SIGKILL), each on its own embedded server (or, with COUCHDB_URL, its own databases of that CouchDB),
+ * SIGKILL), each on its own embedded server (or, with COUCHDB_URL, its own databases of that CouchDB;
+ * `embedded` names sites that stay on an embedded server of their own even then: a mixed registry),
  * each naming the others in SITE_PEERS through a TCP relay that the test can cut: a network partition
  * between sites, which neither site notices except by its connections failing.
  */
@@ -99,13 +100,26 @@ export interface Sites {
   stop(): Promise<void>;
 }
 
+export interface SitesOptions {
+  /**
+   * The sites (by their place, 0 for A) that run on an embedded server of their own even with
+   * COUCHDB_URL set: a registry of sites on a real CouchDB and sites on the embedded server. They
+   * have closed sign-up then too (accounts are made at each site by its admin).
+   */
+  embedded?: number[];
+}
+
 /** Starts `count` sites, each naming every other in SITE_PEERS. */
-export async function startSites(count: number, env: Record<string, string> = {}): Promise<Sites> {
+export async function startSites(count: number, env: Record<string, string> = {}, options: SitesOptions = {}): Promise<Sites> {
   const run = Math.random().toString(36).slice(2, 8);
-  const shared = process.env.COUCHDB_URL ? new URL(process.env.COUCHDB_URL) : null;
+  const couchdb = process.env.COUCHDB_URL ? new URL(process.env.COUCHDB_URL) : null;
+  /** The CouchDB of the sites on COUCHDB_URL (null for sites on an embedded server), by their place. */
+  const sharedOf = (i: number) => (couchdb && !(options.embedded || []).includes(i) ? couchdb : null);
   const sites: Site[] = [];
+  const onShared = new Set<Site>();
   for (let i = 0; i < count; i++) {
     const relay = await new Relay().start();
+    const shared = sharedOf(i);
     const site: Site = {
       name: String.fromCharCode(65 + i),
       db: shared ? 'registry-site' + String.fromCharCode(97 + i) + '-' + run : 'registry',
@@ -118,11 +132,15 @@ export async function startSites(count: number, env: Record<string, string> = {}
         'Basic ' + Buffer.from(shared ? decodeURIComponent(shared.username) + ':' + decodeURIComponent(shared.password) : 'admin:' + ADMIN_PASSWORD).toString('base64'),
     };
     sites.push(site);
+    if (shared) onShared.add(site);
   }
+  const adminOfShared = () => 'Basic ' + Buffer.from(decodeURIComponent(couchdb!.username) + ':' + decodeURIComponent(couchdb!.password)).toString('base64');
   // On a real CouchDB sites need closed sign-up, which changes _users/_security for everyone: put back at stop.
-  const usersSecurity = shared ? await (await fetch(shared.origin + '/_users/_security', { headers: { authorization: sites[0].adminAuth() } })).text() : null;
+  const usersSecurity = onShared.size ? await (await fetch(couchdb!.origin + '/_users/_security', { headers: { authorization: adminOfShared() } })).text() : null;
   const settings = (site: Site) => ({
-    ...(shared ? { REGISTRY_SIGNUP: 'closed' } : {}),
+    ...(couchdb ? { REGISTRY_SIGNUP: 'closed' } : {}),
+    // A site kept on an embedded server while COUCHDB_URL is set.
+    ...(couchdb && !onShared.has(site) ? { COUCHDB_URL: '' } : {}),
     DATA_DIR: site.dataDir,
     REGISTRY_DB: site.db,
     REGISTRY_ADMIN_PASSWORD: ADMIN_PASSWORD,
@@ -138,20 +156,21 @@ export async function startSites(count: number, env: Record<string, string> = {}
   });
   const start = async (site: Site) => {
     site.proc = await startRegistryProcess(settings(site));
-    site.relay.target(shared ? Number(shared.port || 80) : couchPort(site.proc));
+    site.relay.target(onShared.has(site) ? Number(couchdb!.port || 80) : couchPort(site.proc));
   };
   await Promise.all(sites.map(start));
   return {
     sites,
     signup: async (site, name, password) => {
+      const closed = couchdb !== null;
       const response = await fetch(site.url() + '/-/user/org.couchdb.user:' + name, {
         method: 'PUT',
-        headers: { 'content-type': 'application/json', ...(shared ? { authorization: site.adminAuth() } : {}) },
+        headers: { 'content-type': 'application/json', ...(closed ? { authorization: site.adminAuth() } : {}) },
         body: JSON.stringify({ name, password, email: name + '@example.com' }),
       });
       const body = (await response.json()) as { token?: string; error?: string };
       if (response.status !== 201 || !body.token) throw new Error('sign-up of ' + name + ' at site ' + site.name + ': ' + response.status + ' ' + body.error);
-      if (!shared) return body.token;
+      if (!closed) return body.token;
       // The admin's request made the account; its owner logs in for a token of their own.
       const login = await fetch(site.url() + '/-/user/org.couchdb.user:' + name, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, password }) });
       return ((await login.json()) as { token: string }).token;
@@ -160,25 +179,25 @@ export async function startSites(count: number, env: Record<string, string> = {}
     kill: async (site) => {
       if (site.proc) await killProcess(site.proc.child);
       // A site on the embedded server is down with its process; on a shared CouchDB only its gateway is.
-      if (!shared) site.relay.target(null);
+      if (!onShared.has(site)) site.relay.target(null);
     },
     partition: () => sites.forEach((site) => site.relay.partition()),
     heal: () => sites.forEach((site) => site.relay.heal()),
     stop: async () => {
       for (const site of sites) if (site.proc) await killProcess(site.proc.child, 'SIGTERM');
-      if (shared) {
+      if (onShared.size) {
         // The continuous jobs first (a real CouchDB keeps running them), then the databases.
-        const auth = sites[0].adminAuth();
-        const jobs = (await (await fetch(shared.origin + '/_replicator/_all_docs', { headers: { authorization: auth } })).json()) as { rows?: { id: string; value: { rev: string } }[] };
+        const auth = adminOfShared();
+        const jobs = (await (await fetch(couchdb!.origin + '/_replicator/_all_docs', { headers: { authorization: auth } })).json()) as { rows?: { id: string; value: { rev: string } }[] };
         for (const row of jobs.rows || []) {
-          if (sites.some((site) => row.id.startsWith('registry-' + site.db + '-'))) {
-            await fetch(shared.origin + '/_replicator/' + encodeURIComponent(row.id) + '?rev=' + row.value.rev, { method: 'DELETE', headers: { authorization: auth } });
+          if ([...onShared].some((site) => row.id.startsWith('registry-' + site.db + '-from-site-'))) {
+            await fetch(couchdb!.origin + '/_replicator/' + encodeURIComponent(row.id) + '?rev=' + row.value.rev, { method: 'DELETE', headers: { authorization: auth } });
           }
         }
-        for (const site of sites) {
-          for (const suffix of ['', '-mirror', '-tokens', '-state', '-stage']) await fetch(shared.origin + '/' + site.db + suffix, { method: 'DELETE', headers: { authorization: auth } });
+        for (const site of onShared) {
+          for (const suffix of ['', '-mirror', '-tokens', '-state', '-stage']) await fetch(couchdb!.origin + '/' + site.db + suffix, { method: 'DELETE', headers: { authorization: auth } });
         }
-        if (usersSecurity) await fetch(shared.origin + '/_users/_security', { method: 'PUT', headers: { authorization: auth, 'content-type': 'application/json' }, body: usersSecurity });
+        if (usersSecurity) await fetch(couchdb!.origin + '/_users/_security', { method: 'PUT', headers: { authorization: auth, 'content-type': 'application/json' }, body: usersSecurity });
       }
       for (const site of sites) {
         await site.relay.stop();
