@@ -149,14 +149,15 @@ function revisionsFor(asked: string, leaves: { rev: string; path: string[] }[], 
  * The position of the newest revision of `doc`'s history that the caller has (`atts_since`), 0 when
  * none: attachments added after it are sent, the others are stubs (CouchDB's `find_ancestor_rev_pos`).
  */
-function knownPosition(doc: Doc, attsSince: string[]): number {
+function knownAncestor(doc: Doc, attsSince: string[]): { pos: number; rev: string } | null {
   const history = doc._revisions;
-  if (!history || !attsSince.length) return 0;
+  if (!history || !attsSince.length) return null;
   const known = new Set(attsSince);
   for (let i = 0; i < history.ids.length; i++) {
-    if (known.has(history.start - i + '-' + history.ids[i])) return history.start - i;
+    const rev = history.start - i + '-' + history.ids[i];
+    if (known.has(rev)) return { pos: history.start - i, rev };
   }
-  return 0;
+  return null;
 }
 
 /** Reads revisions of one database, and writes them as CouchDB does. */
@@ -217,13 +218,23 @@ class Reader {
   async shape(doc: Doc, withData: boolean, attsSince: string[], follows: boolean): Promise<string[]> {
     const attachments = doc._attachments;
     if (!attachments) return [];
-    const since = knownPosition(doc, attsSince);
+    const ancestor = knownAncestor(doc, attsSince);
+    const since = ancestor ? ancestor.pos : 0;
+    // What the caller's revision holds: a stub it cannot find there would make CouchDB's replicator
+    // fail the document (missing_stub) again and again. PouchDB can keep an attachment that a merge
+    // carried over from another branch with that branch's revpos, older than the ancestor the caller
+    // has on this one; its body is sent then.
+    const held = ancestor && withData ? await this.db.get(doc._id, { rev: ancestor.rev, revs: false }).then((old) => old._attachments || {}, () => null) : null;
     const sent: string[] = [];
     const inline: Promise<void>[] = [];
     for (const name of Object.keys(attachments)) {
       const stub = attachments[name];
-      const base = { content_type: stub.content_type, revpos: stub.revpos, digest: stub.digest };
-      if (!withData || (stub.revpos || 0) <= since) {
+      // An attachment stored without revpos (PouchDB keeps a stub as it was written) counts as added
+      // by this revision: CouchDB needs one, and must not be sent a stub it may not have.
+      const revpos = stub.revpos || (doc._revisions ? doc._revisions.start : parseInt(String(doc._rev), 10)) || 1;
+      const base = { content_type: stub.content_type, revpos, digest: stub.digest };
+      const callerHasIt = !!stub.revpos && stub.revpos <= since && (!held || (!!held[name] && held[name].digest === stub.digest));
+      if (!withData || callerHasIt) {
         attachments[name] = { ...base, length: stub.length, stub: true };
       } else if (follows) {
         attachments[name] = { ...base, length: stub.length, follows: true };

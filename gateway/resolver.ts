@@ -122,7 +122,9 @@ export class ConflictResolver {
       const attachments: Record<string, unknown> = {};
       for (const [file, stub] of Object.entries(doc._attachments || {})) {
         const source = attachmentSources[file];
-        if (source === base._rev) attachments[file] = stub;
+        // The base's own stub, revpos included: PouchDB stores a stub as it is written, and one without
+        // revpos makes a document CouchDB's replicator cannot take (missing_stub).
+        if (source === base._rev) attachments[file] = { ...stub, ...((base._attachments || {})[file] || {}), stub: true };
         else attachments[file] = { content_type: stub.content_type || 'application/octet-stream', data: (await this.tarball(id, file, source)).toString('base64') };
       }
       const [merged] = await this.couch.request<{ id: string; rev?: string; error?: string }[]>('POST', docPath(this.db) + '/_bulk_docs', {

@@ -139,6 +139,26 @@ it('open_revs with atts_since: the attachments the caller has are stubs, only th
   expect(attachments[0].body.equals(tarballs['1.1.0'])).toBe(true);
 });
 
+it('an attachment whose stub was written without revpos (PouchDB stores it so) goes with its bytes and a revpos, never as a stub the caller may not have', async () => {
+  const current = await send(registry.couch, 'GET', '/' + registry.registryDb + '/' + name, { headers: { authorization: registry.admin, accept: 'application/json' } });
+  const stubs: Record<string, unknown> = {};
+  for (const [file, stub] of Object.entries(current.body._attachments as Record<string, { content_type: string; digest: string; length: number }>)) {
+    stubs[file] = { content_type: stub.content_type, digest: stub.digest, length: stub.length, stub: true };
+  }
+  const written = await send(registry.couch, 'PUT', '/' + registry.registryDb + '/' + name, { headers: { authorization: registry.admin }, body: { ...current.body, description: 'rewritten by an admin', _attachments: stubs } });
+  expect(written.status).toBe(201);
+  const rewritten = written.body.rev as string;
+  // The caller has the first publish only (one tarball): the second must come with its bytes.
+  const response = await openRevs({ revs: [rewritten], attsSince: [revs[revs.length - 1]] });
+  expect(response.status).toBe(200);
+  const [docPart] = parts(Buffer.from(await response.arrayBuffer()), boundaryOf(response.headers.get('content-type') || ''));
+  const [json] = parts(docPart.body, boundaryOf(docPart.headers['content-type']));
+  const doc = JSON.parse(json.body.toString());
+  for (const file of Object.keys(doc._attachments)) expect(typeof doc._attachments[file].revpos).toBe('number');
+  expect(doc._attachments[fileOf('1.1.0')].follows).toBe(true);
+  revs = [rewritten, ...revs];
+});
+
 it('open_revs asked as JSON is still answered with the JSON list (PouchDB, the gateway)', async () => {
   const response = await openRevs({ revs: [revs[0], MISSING], accept: 'application/json' });
   expect(response.status).toBe(200);
