@@ -55,6 +55,11 @@ export interface MirrorSettings {
   database?: unknown;
   /** The ids of the other sites of this registry (learned from `SITE_PEERS`): their packages are local here too. */
   sites?: unknown;
+  /**
+   * Whether this site shares accounts with its peers (it runs on the embedded server). A site on a real
+   * CouchDB says false: its accounts do not replicate, so its peers keep theirs apart and close sign-up.
+   */
+  accounts?: unknown;
 }
 
 /** The origins of the packages that are this registry's own: this site's id and its other sites' ids. */

@@ -93,6 +93,15 @@ export async function readPackage(ctx: Pick<Context, 'registry' | 'mirrored' | '
   return found || (ctx.mirror ? ctx.mirror.inFlight(name) : null);
 }
 
+/**
+ * Why people cannot sign up here (the message for them), or null when they can: closed by the settings
+ * (`REGISTRY_SIGNUP=closed`), or by a site of this registry whose accounts do not replicate.
+ */
+export function signupClosed(ctx: Pick<Context, 'config' | 'sites'>): string | null {
+  if (ctx.config.signup !== 'open') return 'Sign-up is closed on this registry: ask an administrator to create your account.';
+  return ctx.sites ? ctx.sites.signupClosedBy() : null;
+}
+
 /** A CouchDB refusal turned into the answer the npm user sees (validate_doc_update's reason included). */
 export function fromCouch(err: unknown): HttpError {
   const failure = couchFailure(err);

@@ -104,6 +104,8 @@ interface Peer {
   error: string | null;
   /** Whether its access rules (`_design/access`) differ from this site's, when they could be compared. */
   rulesDiffer: boolean;
+  /** Whether it shares accounts (its `_design/mirror` says so: it runs on the embedded server); null until read. */
+  sharesAccounts: boolean | null;
 }
 
 /** Another database of the CouchDB that `url` (a database URL, with credentials) is on. */
@@ -156,7 +158,7 @@ export class Sites {
         );
       const jobs: Partial<Record<SiteData, NativeReplication>> = { packages: job('packages'), tokens: job('tokens'), staged: job('staged') };
       if (settings.accounts !== false) jobs.accounts = job('accounts');
-      return { url, sources, id: null, error: null, rulesDiffer: false, jobs };
+      return { url, sources, id: null, error: null, rulesDiffer: false, sharesAccounts: null, jobs };
     });
     this.roundMs = (settings.checkSeconds || 30) * 1000;
     this.loop = new BackgroundLoop((healthy) => this.round(healthy), {
@@ -200,6 +202,7 @@ export class Sites {
         if (wrong !== undefined) throw new Error('it names ' + JSON.stringify(wrong.slice(0, 80)) + ' as a site id, which is not one (letters, digits, ".", "_" and "-", at most 128)');
         if (origins.length > MAX_PEER_IDS) throw new Error('it names ' + origins.length + ' site ids, more than ' + MAX_PEER_IDS);
         peer.id = origins[0];
+        peer.sharesAccounts = design.accounts !== false;
         peer.error = null;
         for (const id of origins) ids.add(id);
       } catch (err) {
@@ -214,6 +217,8 @@ export class Sites {
     for (const peer of this.peers) {
       if (peer.id === null) continue;
       for (const data of Object.keys(peer.jobs) as SiteData[]) {
+        // A peer on a real CouchDB keeps its accounts (its _users is not for the site account to read).
+        if (data === 'accounts' && !peer.sharesAccounts) continue;
         try {
           await peer.jobs[data]!.ensure();
         } catch (err) {
@@ -288,7 +293,7 @@ export class Sites {
         const notReplicated = { state: 'not-replicated', error: 'accounts replicate between sites on the embedded server only; on a real CouchDB an admin creates each account at every site' };
         const [status, accounts, tokens, staged] = await Promise.all([
           peer.jobs.packages!.status(),
-          peer.jobs.accounts ? peer.jobs.accounts.jobState() : Promise.resolve(notReplicated),
+          peer.jobs.accounts && peer.sharesAccounts !== false ? peer.jobs.accounts.jobState() : Promise.resolve(notReplicated),
           peer.jobs.tokens!.jobState(),
           peer.jobs.staged!.jobState(),
         ]);
@@ -303,12 +308,24 @@ export class Sites {
       this.peers.map(async (peer) => {
         const rulesDiffer = peer.rulesDiffer;
         if (peer.id === null) return { peer: withoutCredentials(peer.url), state: 'waiting', error: peer.error, rulesDiffer };
-        const jobs = await Promise.all((Object.keys(peer.jobs) as SiteData[]).map(async (data) => ({ data, ...(await peer.jobs[data]!.jobState()) })));
+        const jobs = await Promise.all((Object.keys(peer.jobs) as SiteData[]).filter((data) => data !== 'accounts' || peer.sharesAccounts !== false).map(async (data) => ({ data, ...(await peer.jobs[data]!.jobState()) })));
         const failing = jobs.find((job) => job.state !== 'running' && job.state !== 'pending');
         if (!failing) return { peer: withoutCredentials(peer.url), state: 'running', error: peer.error, rulesDiffer };
         return { peer: withoutCredentials(peer.url), state: failing.state, error: peer.error || '(' + failing.data + ') ' + (failing.error || failing.state), rulesDiffer };
       }),
     );
+  }
+
+  /**
+   * Why sign-up is closed here although the settings open it, or null: a peer runs on a real CouchDB,
+   * whose accounts do not replicate, so a name signed up here could be another person's there (a
+   * maintainer of packages that are the same at every site).
+   */
+  signupClosedBy(): string | null {
+    const apart = this.peers.find((peer) => peer.sharesAccounts === false);
+    return apart
+      ? 'Sign-up is closed on this registry: one of its sites (' + withoutCredentials(apart.url) + ') runs on a CouchDB whose accounts do not replicate, so an administrator creates each account at every site.'
+      : null;
   }
 
   /**
@@ -321,6 +338,7 @@ export class Sites {
     const id = 'org.couchdb.user:' + name;
     if (SERVICE_ACCOUNTS.includes(id)) return false;
     for (const peer of this.peers) {
+      if (peer.sharesAccounts === false) continue;
       const doc = await this.ask(peer.sources.accounts, '/' + encodeURIComponent(id) + '?revs=true').catch(() => null);
       if (!doc || doc._id !== id || doc.name !== name) continue;
       // As replication (whose writes _users' _design/registry-sites checks): people's accounts only.
@@ -342,6 +360,8 @@ export class Sites {
   async accountRevisionsElsewhere(name: string): Promise<string[]> {
     const revs: string[] = [];
     for (const peer of this.peers) {
+      // A peer on a real CouchDB has accounts of its own (and sign-up here is closed: signupClosedBy).
+      if (peer.sharesAccounts === false) continue;
       try {
         const doc = (await this.ask(peer.sources.accounts, '/' + encodeURIComponent('org.couchdb.user:' + name) + '?conflicts=true')) as { _rev?: unknown; _conflicts?: unknown };
         for (const rev of [doc._rev, ...(Array.isArray(doc._conflicts) ? doc._conflicts : [])]) if (typeof rev === 'string') revs.push(rev);

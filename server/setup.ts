@@ -81,16 +81,16 @@ async function addSecurity(couch: Couch, db: string, wanted: Security): Promise<
  * made once in the local database and kept: it is the `origin` of every local package), the private
  * scopes from the configuration, and which database it guards. Returns the id.
  */
-export async function pushMirrorDesign(couch: Couch, dbs: { local: string; mirror: string }, code: SettingsDesignCode, privateScopes: string[]): Promise<string> {
+export async function pushMirrorDesign(couch: Couch, dbs: { local: string; mirror: string }, code: SettingsDesignCode, privateScopes: string[], accounts: boolean): Promise<string> {
   let registry = '';
   for (const database of ['local', 'mirror'] as const) {
     const db = couch.db<SettingsDesignCode & MirrorSettings>(dbs[database]);
     for (;;) {
       const live = await db.get(code._id);
       if (database === 'local') registry = live && typeof live.registry === 'string' && live.registry ? live.registry : randomUUID();
-      if (live && live.build_hash === code.build_hash && live.registry === registry && live.database === database && jsonEqual(live.privateScopes, privateScopes)) break;
+      if (live && live.build_hash === code.build_hash && live.registry === registry && live.database === database && jsonEqual(live.privateScopes, privateScopes) && live.accounts === accounts) break;
       try {
-        await db.put({ ...(live || {}), ...code, registry, privateScopes, database, _rev: live ? live._rev : undefined });
+        await db.put({ ...(live || {}), ...code, registry, privateScopes, database, accounts, _rev: live ? live._rev : undefined });
         break;
       } catch (err) {
         // Another gateway starting at the same time wrote it first: take its id.
@@ -213,7 +213,7 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   await againOnConflict(() => pushDesign(couch, mirrorDb, viewsOnly(design)));
   await againOnConflict(() => pushAccessDesign(couch, registryDb, loadSettingsDesign(OUTPUT_FILES.access)));
   const dbs = { local: registryDb, mirror: mirrorDb };
-  const registryId = await againOnConflict(() => pushMirrorDesign(couch, dbs, loadSettingsDesign(OUTPUT_FILES.mirror), config.replication.privateScopes));
+  const registryId = await againOnConflict(() => pushMirrorDesign(couch, dbs, loadSettingsDesign(OUTPUT_FILES.mirror), config.replication.privateScopes, !config.couchdbUrl));
   await againOnConflict(() => moveMirroredPackages(couch, dbs, registryId, log));
   return { designChanged, designHash: design.build_hash, registryId };
 }

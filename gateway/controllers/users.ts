@@ -10,7 +10,7 @@
 import { Request, Response, Router } from 'express';
 import { USER_PREFIX, userNameProblem } from '../accounts';
 import { abandonSignal, clientAddress, currentUser, requireUser } from '../auth';
-import { Context } from '../context';
+import { Context, signupClosed } from '../context';
 import { badRequest, conflict, forbidden, notFound, unauthorized } from '../errors';
 import { isLimited } from '../../core/tokens';
 import { hashToken, issueToken as newToken } from '../tokens';
@@ -67,9 +67,8 @@ export function userRoutes(ctx: Context): Router {
     const reserved = await ctx.accounts.signupProblem(name);
     if (reserved) throw forbidden(reserved);
     const isAdmin = !!caller && caller.roles.includes('_admin');
-    if (ctx.config.signup === 'closed' && !isAdmin) {
-      throw forbidden('Sign-up is closed on this registry: ask an administrator to create your account.');
-    }
+    const closed = signupClosed(ctx);
+    if (closed && !isAdmin) throw forbidden(closed);
     await ctx.accounts.create(name, password, typeof body.email === 'string' ? body.email : undefined);
     ctx.log.info({ user: name }, 'user created');
     return issueToken(res, name, 201);

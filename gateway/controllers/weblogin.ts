@@ -8,7 +8,7 @@
  */
 import express, { Request, Response, Router } from 'express';
 import { abandonSignal, clientAddress } from '../auth';
-import { Context } from '../context';
+import { Context, signupClosed } from '../context';
 import { HttpError, notFound } from '../errors';
 import { requireSecondFactor, twoFactorOn } from '../second-factor';
 import { checkCode } from '../two-factor';
@@ -115,7 +115,7 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
   router.get('/-/login/:sid', (req, res, next) => {
     (async () => {
       const session = await liveSession(req, res);
-      if (session) sendPage(res, 200, forms(session, ctx.config.signup === 'open'));
+      if (session) sendPage(res, 200, forms(session, !signupClosed(ctx)));
     })().catch(next);
   });
 
@@ -129,9 +129,10 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       const form = req.body as Record<string, string>;
       const name = String(form.name || '').trim();
       const password = String(form.password || '');
-      const retry = (status: number, error: string) => sendPage(res, status, forms(session, ctx.config.signup === 'open', error));
+      const retry = (status: number, error: string) => sendPage(res, status, forms(session, !signupClosed(ctx), error));
       if (form.action === 'signup') {
-        if (ctx.config.signup !== 'open') return retry(403, 'Sign-up is closed on this registry: ask an administrator to create your account.');
+        const closed = signupClosed(ctx);
+        if (closed) return retry(403, closed);
         const email = String(form.email || '').trim();
         if (!/^[^@\s]+@[^@\s]+$/.test(email)) return retry(400, 'Give a valid email address.');
         try {

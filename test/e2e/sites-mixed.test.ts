@@ -33,7 +33,9 @@ beforeAll(async () => {
   // Site A on the real CouchDB, site B on an embedded server of its own.
   sites = await startSites(2, {}, { embedded: [1] });
   [onCouch, embedded] = sites.sites;
-  // Closed sign-up at both: each site's admin makes the account of the user who publishes there.
+  // Once B has read A's _design/mirror (A's accounts do not replicate), people cannot sign up at B either.
+  await eventually(async () => ((await signupAt(embedded, 'mixed-early-' + run)).status === 403 ? true : null), 30_000, 'sign-up at the embedded site to close');
+  // Each site's admin makes the account of the user who publishes there.
   tokens.set(onCouch, await sites.signup(onCouch, 'mixed-a-' + run, 'mixed-sites-password'));
   tokens.set(embedded, await accountAt(embedded, 'mixed-b-' + run, 'mixed-sites-password'));
   // One person with an account at each site (the same name), publishing one package at both.
@@ -41,22 +43,31 @@ beforeAll(async () => {
   both.set(embedded, await accountAt(embedded, both.name, 'mixed-both-password'));
 });
 
-/**
- * An account made by the site's admin in its `_users`, and a token of its owner's log-in. (The
- * embedded site's sign-up asks its peers' `_users` whether the name is free, which a real CouchDB
- * does not let the site account read: accounts are each site's own in a mixed registry.)
- */
-async function accountAt(site: Site, name: string, password: string): Promise<string> {
-  const made = await fetch(site.couchOrigin() + '/_users/org.couchdb.user:' + name, {
+/** A sign-up at `site`'s gateway, as `npm adduser` sends it (as the site's admin when `admin`). */
+function signupAt(site: Site, name: string, password = 'mixed-sites-password', admin = false): Promise<Response> {
+  return fetch(site.url() + '/-/user/org.couchdb.user:' + name, {
     method: 'PUT',
-    headers: { authorization: site.adminAuth(), 'content-type': 'application/json' },
-    body: JSON.stringify({ _id: 'org.couchdb.user:' + name, name, password, roles: [], type: 'user', email: name + '@example.com' }),
+    headers: { 'content-type': 'application/json', ...(admin ? { authorization: site.adminAuth() } : {}) },
+    body: JSON.stringify({ name, password, email: name + '@example.com' }),
   });
-  expect(made.status).toBe(201);
+}
+
+/** An account made by the site's admin through its gateway, and a token of its owner's log-in. */
+async function accountAt(site: Site, name: string, password: string): Promise<string> {
+  expect((await signupAt(site, name, password, true)).status).toBe(201);
   const login = await fetch(site.url() + '/-/user/org.couchdb.user:' + name, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, password }) });
   expect(login.status).toBe(201);
   return ((await login.json()) as { token: string }).token;
 }
+
+withCouchDB('the embedded site keeps its accounts apart from the CouchDB site: sign-up is closed to people there, its admin makes accounts, and health is not degraded for it', async () => {
+  const refused = await signupAt(embedded, 'mixed-stranger-' + run);
+  expect(refused.status).toBe(403);
+  expect(((await refused.json()) as { error: string }).error).toContain('accounts do not replicate');
+  const status = (await (await fetch(embedded.url() + '/-/replication', { headers: { authorization: 'Bearer ' + tokens.get(embedded) } })).json()) as { sites: { peers: { accounts: { state: string } }[] } };
+  expect(status.sites.peers.map((peer) => peer.accounts.state)).toEqual(['not-replicated']);
+  await eventually(async () => (((await (await fetch(embedded.url() + '/-/health')).json()) as { status: string }).status === 'ok' ? true : null), 30_000, 'the embedded site to be healthy');
+});
 
 afterAll(async () => {
   await sites?.stop();

@@ -138,7 +138,8 @@ export async function startSites(count: number, env: Record<string, string> = {}
   // On a real CouchDB sites need closed sign-up, which changes _users/_security for everyone: put back at stop.
   const usersSecurity = onShared.size ? await (await fetch(couchdb!.origin + '/_users/_security', { headers: { authorization: adminOfShared() } })).text() : null;
   const settings = (site: Site) => ({
-    ...(couchdb ? { REGISTRY_SIGNUP: 'closed' } : {}),
+    // (A site kept on an embedded server keeps the default, open: its CouchDB peers close it, see sites-mixed.)
+    ...(onShared.has(site) ? { REGISTRY_SIGNUP: 'closed' } : {}),
     // A site kept on an embedded server while COUCHDB_URL is set.
     ...(couchdb && !onShared.has(site) ? { COUCHDB_URL: '' } : {}),
     DATA_DIR: site.dataDir,
