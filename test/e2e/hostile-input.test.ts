@@ -211,7 +211,7 @@ beforeAll(async () => {
   const published = await send(p.registry.url, 'PUT', '/victim', { headers: { authorization: 'Bearer ' + p.tokens.alice }, body: publishBody('victim', '1.0.0') });
   expect(published.status).toBe(201);
   // A staged version of it, which nothing in the corpus may read, approve or reject.
-  const staged = await send(p.registry.url, 'POST', '/-/stage/package/victim', { headers: { authorization: 'Bearer ' + p.tokens.alice }, body: publishBody('victim', '2.0.0') });
+  const staged = await send(p.registry.url, 'POST', '/-/stage/package/victim', { headers: { authorization: 'Bearer ' + p.tokens.alice }, body: publishBody('victim', '1.5.0') });
   expect(staged.status).toBe(201);
 });
 afterAll(() => p.stop());
