@@ -31,6 +31,7 @@ import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../
 import { versionOfTarball } from '../../core/names';
 import { isProvisional } from '../../replication/mirror';
 import { StagedStore } from '../staging';
+import { maintainerNames } from '../../core/rules';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
@@ -305,7 +306,7 @@ export function packageRoutes(ctx: Context): Router {
     }
     if (publishes) {
       await assertMayTakeName(ctx, user, name);
-      await assertNotStaged(name, body.versions);
+      await assertNotStaged(user, name, body.versions);
       const trusted = user.trustedPublisher;
       const result = await writeWithRetry(ctx, user, name, (existing) => {
         if (existing && existing.registry_staging === 'required') throw forbidden(stagingRequiredMessage(name));
@@ -340,10 +341,13 @@ export function packageRoutes(ctx: Context): Router {
 
   /**
    * Throws 409 when a version of this publish is staged (`npm stage publish`): staged and published
-   * versions share one version number space, as on npmjs.com.
+   * versions share one version number space, as on npmjs.com. Only to the package's maintainers (and
+   * admins): anyone else's publish is refused by validate_doc_update, without learning what waits in staging.
    */
-  async function assertNotStaged(name: string, versions: unknown): Promise<void> {
+  async function assertNotStaged(user: { name: string; roles: string[] }, name: string, versions: unknown): Promise<void> {
     if (typeof versions !== 'object' || versions === null) return;
+    const existing = await readPackage(ctx, name);
+    if (!existing || (!user.roles.includes('_admin') && !maintainerNames(existing).includes(user.name))) return;
     const [staged] = await staging.among(name, Object.keys(versions));
     if (!staged) return;
     throw conflict(
