@@ -90,6 +90,8 @@ export function stageRoutes(ctx: Context): Router {
     const body = req.body as PublishBody;
     if (!isObject(body)) throw badRequest('The body must be the JSON of a publish, as `npm stage publish` sends it.');
     assertValidName(name);
+    // A package the access rules hide from the caller answers as one that does not exist would.
+    await ctx.access.assertRead(res, name);
     const existing = await readPackage(ctx, name);
     if (!existing || isTombstone(existing)) {
       throw notFound('"' + name + '" is not published here yet: only versions of an existing package are staged. Publish its first version with `npm publish`.');
