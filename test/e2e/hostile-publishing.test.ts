@@ -337,6 +337,25 @@ describe('staged publishing', () => {
     expect(intruder.status).toBe(403);
   });
 
+  it('a package the access rules hide answers a user who cannot read it as one that does not exist: staging it, its staging and two-factor requirements, its trusts', async () => {
+    const nowhere = '@hpriv/nothing-' + run;
+    const ask = (name: string) => {
+      const path = encodeURIComponent(name);
+      return Promise.all([
+        gw('POST', '/-/stage/package/' + path, { headers: asUser(mallory), body: publishBody(name, '3.0.0') }),
+        gw('PUT', '/-/package/' + path + '/staging', { headers: asUser(mallory), body: { required: true } }),
+        gw('GET', '/-/package/' + path + '/staging', { headers: asUser(mallory) }),
+        gw('POST', '/-/package/' + path + '/access', { headers: asUser(mallory), body: { publish_requires_tfa: true } }),
+        gw('POST', '/-/package/' + path + '/trust', { headers: asUser(mallory), body: [{ type: 'gitlab', claims: { project_path: 'evil/x', ci_config_ref_uri: { file: 'x.yml' } } }] }),
+        gw('GET', '/-/stage?package=' + path, { headers: asUser(mallory) }),
+      ]);
+    };
+    const [hidden, absent] = [await ask(PRIVATE), await ask(nowhere)];
+    const seen = (answers: { status: number; body: any }[], name: string) => answers.map((a) => a.status + ' ' + JSON.stringify(a.body).split(name).join('NAME'));
+    expect(seen(hidden, PRIVATE)).toEqual(seen(absent, nowhere));
+    expect(JSON.stringify(hidden.map((a) => a.body))).not.toContain(alice);
+  });
+
   it("a plain user's publish of a staged version number is refused as a non-maintainer's, without telling that it is staged or its id", async () => {
     const answer = await publish(asUser(mallory), PKG, '2.0.0');
     expect(answer.status).toBe(403);
@@ -369,11 +388,13 @@ describe('staged publishing', () => {
       }
     }
     const integrity = 'sha512-' + createHash('sha512').update(staged).digest('base64');
-    for (const path of ['/' + PKG, '/-/v1/search?text=' + PKG, '/-/replicate/_changes?since=0', '/package/' + PKG, '/-/all']) {
+    for (const [path, accept] of [['/' + PKG, 'application/json'], ['/' + PKG, 'application/vnd.npm.install-v1+json'], ['/' + PKG, 'text/html'],
+      ['/-/v1/search?text=' + PKG, 'application/json'], ['/-/replicate/_changes?since=0&include_docs=true', 'application/json'], ['/-/web/search?q=' + PKG, 'text/html']]) {
       for (const auth of [{}, asUser(mallory)]) {
-        const answer = await gw('GET', path, { headers: auth });
+        const answer = await gw('GET', path, { headers: { ...auth, accept } });
+        expect({ path, accept, status: answer.status }).toEqual({ path, accept, status: 200 });
         const text = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body || '');
-        expect({ path, leaks: text.includes(integrity) || text.includes(stageId) || /"2\.0\.0"/.test(text) }).toEqual({ path, leaks: false });
+        expect({ path, leaks: text.includes(integrity) || text.includes(stageId) || /2\.0\.0|[Ss]taged/.test(text) }).toEqual({ path, leaks: false });
       }
     }
   });
