@@ -205,7 +205,7 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       const account = await ctx.accounts.account(challenge.user);
       if (!account || !twoFactorOn(account.twoFactor)) return retry(409, 'Two-factor authentication is off for this account; run the npm command again.');
       const code = String(form.otp || '').trim();
-      let checked: ReturnType<typeof checkCode> = null;
+      let checked: ReturnType<typeof checkCode>;
       try {
         checked = code && !isWebApproval(code) ? checkCode(challenge.user, account.twoFactor, code, 'webotp:' + challenge._id) : null;
       } catch (err) {

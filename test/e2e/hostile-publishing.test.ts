@@ -13,8 +13,16 @@
  *   repository) learnt from the exchange's refusal which repository, workflow file and environment a
  *   package trusts, and whether a package hidden by the access rules exists;
  * - a token exchanged by trusted publishing kept publishing after `npm trust revoke` of its trust
- *   (for the rest of its 15 minutes), so revoking a compromised CI did not stop it.
+ *   (for the rest of its 15 minutes), so revoking a compromised CI did not stop it;
+ * - an approval and a rejection of one staged version at once both succeeded (the rejection said ok,
+ *   the version was published), and the approval answered 500;
+ * - `npm stage publish`, the staging requirement and `npm access set mfa` told a user who may not
+ *   read a package hidden by the access rules that it exists (403, not 404), the first with its
+ *   maintainers' names;
+ * - a stolen token could try one-time passwords at request speed (no bound on wrong codes).
  * The other tests are attacks that did not work, kept so that they keep not working.
+ *
+ * Written for the embedded server and a real CouchDB (COUCHDB_URL) alike; run on the embedded server.
  */
 import { createHash, generateKeyPairSync } from 'crypto';
 import { createServer, Server } from 'http';
@@ -603,6 +611,34 @@ describe("npm's web one-time password", () => {
     expect(aged.status).toBe(201);
     expect((await tag({ ...asUser(wendy), 'npm-otp': approval }, 'late')).status).toBe(401);
     expect(Object.keys((await gw('GET', '/-/package/' + WEB_PKG + '/dist-tags')).body).sort()).toEqual(['beta', 'latest']);
+  });
+
+  it('one-time passwords are not brute-forced with a stolen token: after ten wrong codes the account\'s codes are refused for a while, on the page too; a recovery code still works', async () => {
+    const victim = 'hp-victim-' + run;
+    const token = await registry.signup(victim, pw(victim));
+    const auth = { authorization: 'Bearer ' + token };
+    const started = await gw('POST', '/-/npm/v1/user', { headers: auth, body: { tfa: { password: pw(victim), mode: 'auth-and-writes' } } });
+    const secret = new URL(started.body.tfa).searchParams.get('secret')!;
+    const confirmed = await gw('POST', '/-/npm/v1/user', { headers: auth, body: { tfa: [codeOf(secret)] } });
+    expect(confirmed.status).toBe(200);
+    const name = 'hp-victim-pkg-' + run;
+    const write = (otp: string) => gw('PUT', '/' + name, { headers: { ...auth, 'npm-otp': otp }, body: publishBody(name, '1.0.0') });
+    const right = codeOf(secret);
+    const statuses: number[] = [];
+    for (let guess = 0; statuses.length < 12; guess++) {
+      const code = String(100000 + guess);
+      if (code !== right) statuses.push((await write(code)).status);
+    }
+    expect(statuses).toEqual([...Array(10).fill(401), 429, 429]);
+    const locked = await write(codeOf(secret));
+    expect(locked.status).toBe(429);
+    expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
+    // The approval page, with the right password, refuses the code too.
+    const asked = await gw('PUT', '/' + name, { headers: { ...auth, 'npm-auth-type': 'web' }, body: publishBody(name, '1.0.0') });
+    expect(asked.status).toBe(401);
+    expect((await post(asked.body.authUrl, { password: pw(victim), otp: codeOf(secret) })).status).toBe(429);
+    // The owner still has the recovery codes.
+    expect((await write(confirmed.body.tfa[0])).status).toBe(201);
   });
 
   it('challenges: none for a log-in, none on the CouchDB port, and a flood of them ends in the plain code prompt; the challenges are admins\' only on the CouchDB port', async () => {
