@@ -645,6 +645,10 @@ describe("npm's web one-time password", () => {
     const login = await gw('PUT', '/-/user/org.couchdb.user:' + wendy, { headers: { 'npm-auth-type': 'web' }, body: { name: wendy, password: pw(wendy) } });
     expect(login.status).toBe(401);
     expect(login.body.authUrl).toBeUndefined();
+    // A write with Basic credentials is a log-in first: its code is asked for, with no page to approve at.
+    const withPassword = await tag({ authorization: basic(wendy, pw(wendy)), 'npm-auth-type': 'web' });
+    expect(withPassword.status).toBe(401);
+    expect(withPassword.body.authUrl).toBeUndefined();
     let last: { status: number; body: any } = { status: 0, body: {} };
     for (let i = 0; i < 32; i++) last = await tag({ ...asUser(wendy), 'npm-auth-type': 'web' });
     expect(last.status).toBe(401);
