@@ -312,6 +312,14 @@ describe('trusted publishing', () => {
       const add = await gw('POST', '/-/package/' + PKG + '/trust', { headers, body: [{ type: 'gitlab', claims: { project_path: 'evil/x', ci_config_ref_uri: { file: 'x.yml' } } }] });
       expect(add.status).toBeGreaterThanOrEqual(400);
     }
+    // Nor in any form of the package document the gateway serves.
+    for (const [path, accept] of [['/' + PKG + '?write=true', 'application/json'], ['/' + PKG, 'application/json'], ['/' + PKG, 'application/vnd.npm.install-v1+json'], ['/' + PKG + '/1.0.0', 'application/json'], ['/' + PKG, 'text/html']]) {
+      for (const auth of [{}, asUser(mallory), asUser(alice)]) {
+        const answer = await gw('GET', path, { headers: { ...auth, accept } });
+        expect({ path, accept, status: answer.status }).toEqual({ path, accept, status: path.endsWith('?write=true') && !('authorization' in auth) ? 401 : 200 });
+        expect(JSON.stringify(answer.body)).not.toMatch(/acme\/web|registry_trust/);
+      }
+    }
     // On the CouchDB port the trusts are not there to read for a plain user, nor to write for a maintainer.
     const read = await onCouch(basic(mallory, pw(mallory)), 'GET', '/' + registry.registryDb + '/' + PKG);
     expect(JSON.stringify(read.body)).not.toContain('acme/web');
