@@ -225,31 +225,31 @@ function fileOfRef(value: unknown, separator: 'gitlab' | 'github'): { path: stri
 }
 
 /**
- * Why the verified `claims` of an ID token do not match `trust`, in words that say what the CI sent
- * and what the trust names; null when they match.
+ * Why the verified `claims` of an ID token do not match `trust`, in words that say which claim differs
+ * and what the CI sent; null when they match. What the trust names is not said: the refusal goes to
+ * any CI of an allowed issuer, and a package's trusts are its maintainers' to read (`npm trust list`).
  */
 export function trustProblem(trust: TrustConfig, claims: Record<string, unknown>): string | null {
-  const differs = (what: string, sent: unknown, expected: string) =>
-    'its ' + what + ' is ' + (typeof sent === 'string' ? '"' + sent + '"' : 'missing') + ', the trust names "' + expected + '"';
+  const differs = (what: string, sent: unknown) => 'its ' + what + ' is ' + (typeof sent === 'string' ? '"' + sent + '"' : 'missing') + ', which the trust does not name';
   if (trust.type === 'github') {
     const named = trust.claims as GithubTrustClaims;
-    if (claims.repository !== named.repository) return differs('repository', claims.repository, named.repository);
+    if (claims.repository !== named.repository) return differs('repository', claims.repository);
     const ref = fileOfRef(claims.workflow_ref, 'github');
     const expected = '.github/workflows/' + named.workflow_ref.file;
-    if (!ref || ref.head !== named.repository || ref.path !== expected) return differs('workflow (workflow_ref)', claims.workflow_ref, named.repository + '/' + expected);
-    if (named.environment && claims.environment !== named.environment) return differs('environment', claims.environment, named.environment);
+    if (!ref || ref.head !== named.repository || ref.path !== expected) return differs('workflow (workflow_ref)', claims.workflow_ref);
+    if (named.environment && claims.environment !== named.environment) return differs('environment', claims.environment);
     return null;
   }
   if (trust.type === 'gitlab') {
     const named = trust.claims as GitlabTrustClaims;
-    if (claims.project_path !== named.project_path) return differs('project (project_path)', claims.project_path, named.project_path);
+    if (claims.project_path !== named.project_path) return differs('project (project_path)', claims.project_path);
     const ref = fileOfRef(claims.ci_config_ref_uri, 'gitlab');
     // The pipeline file is the project's own: `<gitlab host>/<project_path>//<file>@<ref>`.
     const headProject = ref ? ref.head.split('/').slice(1).join('/') : '';
     if (!ref || headProject !== named.project_path || ref.path !== named.ci_config_ref_uri.file) {
-      return differs('pipeline file (ci_config_ref_uri)', claims.ci_config_ref_uri, named.project_path + '//' + named.ci_config_ref_uri.file);
+      return differs('pipeline file (ci_config_ref_uri)', claims.ci_config_ref_uri);
     }
-    if (named.environment && claims.environment !== named.environment) return differs('environment', claims.environment, named.environment);
+    if (named.environment && claims.environment !== named.environment) return differs('environment', claims.environment);
     return null;
   }
   const named = trust.claims as CircleciTrustClaims;
@@ -257,14 +257,14 @@ export function trustProblem(trust: TrustConfig, claims: Record<string, unknown>
     const full = ('oidc.circleci.com/' + key) as keyof CircleciTrustClaims;
     const sent = claims[full];
     const expected = named[full] as string;
-    if (typeof sent !== 'string' || sent.toLowerCase() !== expected.toLowerCase()) return differs(key, sent, expected);
+    if (typeof sent !== 'string' || sent.toLowerCase() !== expected.toLowerCase()) return differs(key, sent);
   }
   const contexts = named['oidc.circleci.com/context-ids'];
   if (contexts && contexts.length) {
     const sent = claims['oidc.circleci.com/context-ids'];
     const have = Array.isArray(sent) ? sent.map((c) => String(c).toLowerCase()) : [];
     const missing = contexts.find((c) => have.indexOf(c) === -1);
-    if (missing) return 'its contexts (oidc.circleci.com/context-ids) do not include "' + missing + '", which the trust names';
+    if (missing) return 'its contexts (oidc.circleci.com/context-ids) do not include every context the trust names';
   }
   return null;
 }

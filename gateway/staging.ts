@@ -117,10 +117,17 @@ export class StagedStore {
     return attachment && typeof attachment.data === 'string' ? attachment.data : null;
   }
 
-  /** Removes `staged` (approved or rejected); already gone is done. */
-  async remove(staged: StagedPublish): Promise<void> {
-    await this.couch.db<StagedPublish>(this.db).remove(staged._id, staged._rev as string).catch((err) => {
-      if (couchFailure(err).statusCode !== 404) throw err;
-    });
+  /**
+   * Removes `staged` (approved or rejected): true for the one caller that removed this revision, false
+   * when it is gone or changed already (another approval or rejection came first).
+   */
+  async remove(staged: StagedPublish): Promise<boolean> {
+    try {
+      await this.couch.db<StagedPublish>(this.db).remove(staged._id, staged._rev as string);
+      return true;
+    } catch (err) {
+      if ([404, 409].includes(couchFailure(err).statusCode || 0)) return false;
+      throw err;
+    }
   }
 }

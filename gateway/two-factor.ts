@@ -50,17 +50,43 @@ export function newRecoveryCodes(): { codes: string[]; hashes: string[] } {
 const lastUsed = new Map<string, { counter: number; credential: string }>();
 
 /**
+ * Wrong six-digit codes one account may be sent within `WRONG_CODES_WINDOW_MS` on one gateway; past
+ * that, its codes are refused (429) until the window has passed, so that a stolen token cannot try the
+ * million codes (three of which are right at any time) at request speed. Recovery codes still work.
+ */
+export const MAX_WRONG_CODES = 10;
+export const WRONG_CODES_WINDOW_MS = 15 * 60_000;
+const wrongCodes = new Map<string, number[]>();
+
+/**
  * Checks `code` against `state`: `totp` when it is the current code (or one period off) and was not
  * used before by another credential than `credential`, `recovery` with the recovery hashes left when
- * it is an unused recovery code, null otherwise.
+ * it is an unused recovery code, null otherwise. Throws a 429 `HttpError` for a six-digit code of an
+ * account sent too many wrong ones lately.
  */
 export function checkCode(name: string, state: TwoFactorState, code: string | undefined, credential: string): { kind: 'totp' } | { kind: 'recovery'; left: string[] } | null {
   if (!code) return null;
   const given = code.replace(/\s+/g, '');
   if (/^\d{6}$/.test(given)) {
+    const now = Date.now();
+    const wrong = (wrongCodes.get(name) || []).filter((at) => now - at < WRONG_CODES_WINDOW_MS);
+    if (wrong.length >= MAX_WRONG_CODES) {
+      const retryAfter = Math.max(1, Math.ceil((wrong[0] + WRONG_CODES_WINDOW_MS - now) / 1000));
+      throw new HttpError(
+        429,
+        'Too many wrong one-time passwords for "' + name + '" lately: codes are refused for ' + retryAfter + ' seconds (a recovery code still works). ' +
+          'If you did not send them, someone has one of your tokens: revoke it (`npm token list`, `npm token revoke`).',
+        { 'Retry-After': String(retryAfter) },
+      );
+    }
     const totp = totpOf(name, state.secret, 'registry');
     const delta = totp.validate({ token: given, window: 1 });
-    if (delta === null) return null;
+    if (delta === null) {
+      wrong.push(now);
+      if (wrongCodes.size >= 100_000) wrongCodes.clear();
+      wrongCodes.set(name, wrong);
+      return null;
+    }
     const counter = totp.counter() + delta;
     const key = name + '\0' + state.secret;
     const last = lastUsed.get(key);

@@ -51,6 +51,8 @@ export function packageAccessRoutes(ctx: Context): Router {
 
   async function setAccess(req: Request, res: Response, name: string): Promise<void> {
     const user = requireWriter(res, name);
+    // A package the access rules hide from the caller answers as one that does not exist would.
+    await ctx.access.assertRead(res, name);
     const body = (req.body || {}) as Record<string, unknown>;
     if (body.access !== undefined) {
       throw badRequest('Who may read "' + name + '" is decided by this registry\'s access rules (_design/access), not per package: ask an admin.');
@@ -79,6 +81,7 @@ export function packageAccessRoutes(ctx: Context): Router {
 
   async function setStaging(req: Request, res: Response, name: string): Promise<void> {
     const user = requireWriter(res, name);
+    await ctx.access.assertRead(res, name);
     const body = (req.body || {}) as Record<string, unknown>;
     if (typeof body.required !== 'boolean' || Object.keys(body).length !== 1) throw badRequest('Send {"required": true|false}: whether every version of "' + name + '" must be staged and approved.');
     // CI may stage, only people approve: an automation token changes neither this nor the rule it guards.

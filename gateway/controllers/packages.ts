@@ -31,6 +31,8 @@ import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../
 import { versionOfTarball } from '../../core/names';
 import { isProvisional } from '../../replication/mirror';
 import { StagedStore } from '../staging';
+import { maintainerNames } from '../../core/rules';
+import { trustsOf } from '../../core/trust';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
@@ -305,12 +307,16 @@ export function packageRoutes(ctx: Context): Router {
     }
     if (publishes) {
       await assertMayTakeName(ctx, user, name);
-      await assertNotStaged(name, body.versions);
+      await assertNotStaged(user, name, body.versions);
       const trusted = user.trustedPublisher;
       const result = await writeWithRetry(ctx, user, name, (existing) => {
         if (existing && existing.registry_staging === 'required') throw forbidden(stagingRequiredMessage(name));
         // A trusted publisher publishes new versions of a package that exists, as its trust's maker.
         if (trusted && (!existing || isTombstone(existing))) throw notFoundPackage(name);
+        // Its trust revoked (`npm trust revoke`), the token publishes no more, though it has not expired.
+        if (trusted && !trustsOf(existing).some((t) => t.id === trusted.trustId)) {
+          throw forbidden('The trusted publisher this token was exchanged for has been revoked from "' + name + '"; a maintainer must set it up again (`npm trust …`) before this CI publishes.');
+        }
         return applyPublish(existing, {
           name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, checkProvenance: (text, version) => checkProvenanceBundle(text, version, ctx.provenanceTrust),
           sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined,
@@ -340,10 +346,13 @@ export function packageRoutes(ctx: Context): Router {
 
   /**
    * Throws 409 when a version of this publish is staged (`npm stage publish`): staged and published
-   * versions share one version number space, as on npmjs.com.
+   * versions share one version number space, as on npmjs.com. Only to the package's maintainers (and
+   * admins): anyone else's publish is refused by validate_doc_update, without learning what waits in staging.
    */
-  async function assertNotStaged(name: string, versions: unknown): Promise<void> {
+  async function assertNotStaged(user: { name: string; roles: string[] }, name: string, versions: unknown): Promise<void> {
     if (typeof versions !== 'object' || versions === null) return;
+    const existing = await readPackage(ctx, name);
+    if (!existing || (!user.roles.includes('_admin') && !maintainerNames(existing).includes(user.name))) return;
     const [staged] = await staging.among(name, Object.keys(versions));
     if (!staged) return;
     throw conflict(

@@ -93,6 +93,8 @@ export function stageRoutes(ctx: Context): Router {
     const body = req.body as PublishBody;
     if (!isObject(body)) throw badRequest('The body must be the JSON of a publish, as `npm stage publish` sends it.');
     assertValidName(name);
+    // A package the access rules hide from the caller answers as one that does not exist would.
+    await ctx.access.assertRead(res, name);
     const existing = await readPackage(ctx, name);
     if (!existing || isTombstone(existing)) {
       throw notFound('"' + name + '" is not published here yet: only versions of an existing package are staged. Publish its first version with `npm publish`.');
@@ -208,7 +210,10 @@ export function stageRoutes(ctx: Context): Router {
     const body: PublishBody = { ...staged.body, _attachments: { [staged.file]: { content_type: 'application/octet-stream', data, length: staged.size } } };
     const now = new Date().toISOString();
     const sign = ctx.keys ? (n: string, v: string, i: string) => ctx.keys!.sign(n, v, i) : undefined;
-    await writeWithRetry(ctx, user, name, (existing) => {
+    // Taken out of staging first, so that of an approval and a rejection at once only one happens;
+    // put back if the publish fails.
+    if (!(await store.remove(staged))) throw noSuchStaged(id);
+    const published = writeWithRetry(ctx, user, name, (existing) => {
       if (!existing) throw notFound('"' + name + '" is no longer in this registry; reject the staged version with `npm stage reject ' + id + '`.');
       if (publishedVersions(existing).includes(staged.version)) {
         throw conflict(
@@ -218,7 +223,10 @@ export function stageRoutes(ctx: Context): Router {
       }
       return applyPublish(existing, { name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, sign });
     });
-    await store.remove(staged);
+    await published.catch(async (err) => {
+      await store.add({ ...staged, _rev: undefined }, data);
+      throw err;
+    });
     ctx.metrics.published();
     ctx.log.info({ user: user.name, package: name, version: staged.version, stageId: id, stagedBy: staged.actor }, 'staged version approved and published');
     await ctx.webhooks?.staging('package:stage-approve', name, { version: staged.version, stageId: id, stagedBy: staged.actor, integrity: staged.integrity }, user.name);
@@ -229,7 +237,7 @@ export function stageRoutes(ctx: Context): Router {
     const { staged } = await loadManaged(res, id);
     const user = requireWriter(res, staged.package);
     await requireApprovalFactor(res, user, staged.package);
-    await store.remove(staged);
+    if (!(await store.remove(staged))) throw noSuchStaged(id);
     ctx.log.info({ user: user.name, package: staged.package, version: staged.version, stageId: id }, 'staged version rejected');
     await ctx.webhooks?.staging('package:stage-reject', staged.package, { version: staged.version, stageId: id, stagedBy: staged.actor }, user.name);
     res.json({ ok: true });

@@ -150,11 +150,13 @@ export function oidcExchangeRoutes(ctx: Context, verifier: IdTokenVerifier = new
     const verified = await verifier.verify(match[1], audience);
     const doc = await getPackageDoc(ctx.registry, name);
     const setUp = 'a maintainer sets it up with `npm trust github|gitlab|circleci ' + name + ' …`';
-    if (!doc || isTombstone(doc)) {
-      throw notFound('Package "' + name + '" is not published on this registry, so it has no trusted publishers: publish its first version as a maintainer, then ' + setUp.replace(/^a /, 'have a ') + '.');
-    }
+    const notHere = () => notFound('Package "' + name + '" is not published on this registry, so it has no trusted publishers: publish its first version as a maintainer, then ' + setUp.replace(/^a /, 'have a ') + '.');
+    if (!doc || isTombstone(doc)) throw notHere();
+    // The ID token is nobody's here: a package the access rules hide is, to a CI it does not trust, one that does not exist.
+    const hidden = !(await ctx.access.anyoneMayRead(name));
     const trusts = trustsOf(doc).filter((t) => t.type === verified.issuer.provider && t.issuer.replace(/\/+$/, '') === verified.issuer.issuer.replace(/\/+$/, ''));
     if (trusts.length === 0) {
+      if (hidden) throw notHere();
       throw notFound('"' + name + '" trusts no ' + verified.issuer.provider + ' publisher of ' + verified.issuer.issuer + ' on this registry; ' + setUp + '.');
     }
     const problems: string[] = [];
@@ -164,6 +166,7 @@ export function oidcExchangeRoutes(ctx: Context, verifier: IdTokenVerifier = new
       return !problem;
     });
     if (!trust) {
+      if (hidden) throw notHere();
       throw forbidden('This ID token matches no trusted publisher of "' + name + '" (' + problems.join('; ') + '). Publish from the repository, workflow and environment the trust names, or have a maintainer change it (`npm trust list ' + name + '`).');
     }
     if (maintainerNames(doc).indexOf(trust.createdBy) === -1) {

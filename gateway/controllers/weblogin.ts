@@ -206,7 +206,13 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       const account = await ctx.accounts.account(challenge.user);
       if (!account || !twoFactorOn(account.twoFactor)) return retry(409, 'Two-factor authentication is off for this account; run the npm command again.');
       const code = String(form.otp || '').trim();
-      const checked = code && !isWebApproval(code) ? checkCode(challenge.user, account.twoFactor, code, 'webotp:' + challenge._id) : null;
+      let checked: ReturnType<typeof checkCode>;
+      try {
+        checked = code && !isWebApproval(code) ? checkCode(challenge.user, account.twoFactor, code, 'webotp:' + challenge._id) : null;
+      } catch (err) {
+        if (err instanceof HttpError) return retry(err.status, err.message);
+        throw err;
+      }
       if (!checked) return retry(401, 'That one-time password is wrong or was used already; enter the current code from your authenticator app (or a recovery code).');
       // A recovery code is used up here as anywhere (requireSecondFactor does the same).
       if (checked.kind === 'recovery') await ctx.accounts.setTwoFactor(challenge.user, { ...account.twoFactor, recovery: checked.left });
