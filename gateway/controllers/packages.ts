@@ -32,7 +32,7 @@ import { versionOfTarball } from '../../core/names';
 import { isProvisional } from '../../replication/mirror';
 import { StagedStore } from '../staging';
 import { maintainerNames } from '../../core/rules';
-import { trustsOf } from '../../core/trust';
+import { assertTrustStands } from './trust';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
@@ -314,9 +314,7 @@ export function packageRoutes(ctx: Context): Router {
         // A trusted publisher publishes new versions of a package that exists, as its trust's maker.
         if (trusted && (!existing || isTombstone(existing))) throw notFoundPackage(name);
         // Its trust revoked (`npm trust revoke`), the token publishes no more, though it has not expired.
-        if (trusted && !trustsOf(existing).some((t) => t.id === trusted.trustId)) {
-          throw forbidden('The trusted publisher this token was exchanged for has been revoked from "' + name + '"; a maintainer must set it up again (`npm trust …`) before this CI publishes.');
-        }
+        assertTrustStands(user, name, existing);
         return applyPublish(existing, {
           name, body, user, now, baseUrl: ctx.baseUrl, checkDigests, checkProvenance: (text, version) => checkProvenanceBundle(text, version, ctx.provenanceTrust),
           sign: ctx.keys ? (n, v, i) => ctx.keys!.sign(n, v, i) : undefined,

@@ -22,6 +22,7 @@
  * Stage ids are UUID-shaped digests of `<name>@<version>` (gateway/staging.ts), so that a version is
  * staged once at a time, at every site.
  */
+import { assertTrustStands } from './trust';
 import { Request, Response, Router } from 'express';
 import { applyPublish, assertValidName, isTombstone, parsePublish, PublishBody, PublishInput } from '../../core/packument';
 import { isMirrored, mirroredReason } from '../../core/provenance';
@@ -100,6 +101,7 @@ export function stageRoutes(ctx: Context): Router {
       throw notFound('"' + name + '" is not published here yet: only versions of an existing package are staged. Publish its first version with `npm publish`.');
     }
     if (isMirrored(existing, ctx.origins)) throw forbidden(mirroredReason(existing));
+    assertTrustStands(user, name, existing);
     if (!isAdmin(user) && !maintainerNames(existing).includes(user.name)) {
       throw forbidden('You are not a maintainer of "' + name + '" (maintainers: ' + maintainerNames(existing).join(', ') + '): only its maintainers stage versions of it.');
     }

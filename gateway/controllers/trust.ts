@@ -69,6 +69,17 @@ async function requireTrustFactor(ctx: Context, res: Response, user: Authenticat
   await requireSecondFactor(ctx.accounts, ctx.config, res, who, user.twoFactor, 'credentials');
 }
 
+/**
+ * Throws when `user` writes with a trusted publishing token whose trust has since been revoked from
+ * `doc` (`npm trust revoke`): it publishes and stages no more, though it has not expired.
+ */
+export function assertTrustStands(user: AuthenticatedUser, name: string, doc: PackageDoc | null): void {
+  const trusted = user.trustedPublisher;
+  if (trusted && !trustsOf(doc).some((t) => t.id === trusted.trustId)) {
+    throw forbidden('The trusted publisher this token was exchanged for has been revoked from "' + name + '"; a maintainer must set it up again (`npm trust …`) before this CI publishes.');
+  }
+}
+
 export function trustRoutes(ctx: Context): Router {
   const router = Router();
 

@@ -330,6 +330,15 @@ it('a trust with --allow-stage-publish only: the CI stages (npm stage publish) a
   expect((await registry.request('GET', '/trust-stage')).body.versions['1.1.0']).toBeUndefined();
   expect((await maintainer.npm(['stage', 'approve', items[0].id])).code).toBe(0);
   expect((await registry.request('GET', '/trust-stage')).body['dist-tags'].latest).toBe('1.1.0');
+  // Its trust revoked, a token exchanged before stages no more.
+  const early = await exchange('trust-stage', await idToken('gitlab', gitlabClaims(stager)));
+  expect(early.status).toBe(201);
+  const [id] = (await trustList(maintainer, 'trust-stage')).ids;
+  expect((await maintainer.npm(['trust', 'revoke', 'trust-stage', '--id', id])).code).toBe(0);
+  const late = npmClient(registry.url, early.body.token);
+  const refused = await late.npm(['stage', 'publish'], makePackage(work, { name: 'trust-stage', version: '1.2.0' }));
+  expect(refused.code).not.toBe(0);
+  expect(refused.stdout + refused.stderr).toContain('has been revoked');
 });
 
 it('with two-factor authentication on, changing trusts needs a one-time password, even with a --bypass-2fa token; the CI\'s publish needs none', async () => {
