@@ -23,16 +23,24 @@ afterAll(() => registry.stop());
 /** Reads as the admin: the package databases are closed to everyone else. */
 const asAdmin = () => ({ authorization: basicAuthOf(registry.adminCouchUrl) });
 
-/** A write as `user` through proxy authentication, with the gateway's role unless other `roles` are given. */
+/**
+ * A write as `user` through proxy authentication, with the gateway's role unless other `roles` are
+ * given. A cluster's 412 missing_stub (a copy of the document without the previous revision's tarball
+ * yet) is tried again, as the gateway does.
+ */
 async function putAs(user: string | null, doc: Record<string, unknown>, roles: string[] = [GATEWAY_ROLE]) {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (user) Object.assign(headers, proxyHeaders(secret, user, roles));
-  const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/' + encodeURIComponent(String(doc._id)), {
-    method: 'PUT',
-    headers,
-    body: JSON.stringify(doc),
-  });
-  return { status: response.status, body: (await response.json()) as Record<string, string> };
+  for (let attempt = 1; ; attempt++) {
+    const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/' + encodeURIComponent(String(doc._id)), {
+      method: 'PUT',
+      headers,
+      body: JSON.stringify(doc),
+    });
+    const body = (await response.json()) as Record<string, string>;
+    if (response.status !== 412 || attempt === 8) return { status: response.status, body };
+    await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+  }
 }
 
 function newPackage(name: string, version: string, owner: string) {
