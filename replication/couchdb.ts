@@ -117,6 +117,14 @@ export async function ensureAccount(couch: Couch, account: { name: string; role:
     },
     { attempts: 5, delay: linear(100), retryable: (err) => couchFailure(err).statusCode === 409 },
   );
+  // Gateways making it at the same moment on a cluster can leave conflicting revisions (each accepted
+  // on some nodes), and CouchDB 3.4.3 then refuses the account's log-in (measured: for as long as the
+  // conflict stays). Every revision of it holds the same name, role and password: the others go.
+  const current = await couch.request<{ _conflicts?: string[] }>('GET', docPath('_users', id) + '?conflicts=true').catch(() => null);
+  const conflicts = current && Array.isArray(current._conflicts) ? current._conflicts : [];
+  if (conflicts.length) {
+    await couch.request('POST', docPath('_users') + '/_bulk_docs', { docs: conflicts.map((rev) => ({ _id: id, _rev: rev, _deleted: true })) }).catch(() => undefined);
+  }
 }
 
 export class NativeReplication {
