@@ -69,9 +69,10 @@ export function describeLimits(limits: TokenLimits): string {
 
 function stringList(value: unknown, what: string): string[] {
   if (value === undefined || value === null) return [];
-  const list = typeof value === 'string' ? value.split(/[\s,]+/) : value;
+  const list = typeof value === 'string' ? [value] : value;
   if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) throw new Error('"' + what + '" must be a list of names.');
-  return list.map((item) => item.trim()).filter(Boolean);
+  // npm sends `--packages a,b` as one item "a,b": names hold no comma, so it is two.
+  return list.flatMap((item) => item.split(',')).map((item) => item.trim()).filter(Boolean);
 }
 
 /**

@@ -89,11 +89,16 @@ export async function requireSecondFactor(
 /** What a request that waits for a web approval does, for the page (`PUT /some-package`). */
 function actionOf(res: Response): string {
   const path = res.req.originalUrl.split('?')[0];
+  let action: string;
   try {
-    return res.req.method + ' ' + decodeURIComponent(path);
+    action = res.req.method + ' ' + decodeURIComponent(path);
   } catch {
-    return res.req.method + ' ' + path;
+    action = res.req.method + ' ' + path;
   }
+  // A publish names its versions, so that the approver sees what they let through.
+  const body = res.req.body as { versions?: unknown } | undefined;
+  const versions = body && typeof body.versions === 'object' && body.versions !== null ? Object.keys(body.versions).slice(0, 10) : [];
+  return versions.length ? action + ' (version ' + versions.join(', ') + ')' : action;
 }
 
 async function webChallenge(res: Response, who: { name: string; credential: string }): Promise<HttpError> {

@@ -113,7 +113,7 @@ export function otpRequired(res: Response, wrong: boolean): HttpError {
     401,
     wrong
       ? 'That one-time password is wrong or was used already; enter the current code from your authenticator app (or a recovery code).'
-      : 'This operation requires a one-time password from your authenticator app: npm asks for it, or pass --otp <code>.',
+      : 'This operation requires a one-time password from your authenticator app: npm asks for it, or pass --otp <code> (other clients: the npm-otp header).',
   );
 }
 

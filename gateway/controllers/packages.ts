@@ -354,7 +354,7 @@ export function packageRoutes(ctx: Context): Router {
     const [staged] = await staging.among(name, Object.keys(versions));
     if (!staged) return;
     throw conflict(
-      name + '@' + staged.version + ' is staged (stage id ' + staged._id + '), waiting for a maintainer: approve it (`npm stage approve ' + staged._id + '`), ' +
+      name + '@' + staged.version + ' is staged (stage id ' + staged._id + ', shown by `npm stage list ' + name + '`), waiting for a maintainer: approve it (`npm stage approve ' + staged._id + '`), ' +
         'or reject it (`npm stage reject ' + staged._id + '`) to publish another tarball under that version.',
     );
   }

@@ -139,7 +139,7 @@ export function stageRoutes(ctx: Context): Router {
     };
     const stored = await store.add(staged, data);
     if (!stored) {
-      throw conflict(name + '@' + version + ' is staged already (stage id ' + id + '): approve it (`npm stage approve ' + id + '`), or reject it (`npm stage reject ' + id + '`) and stage again.');
+      throw conflict(name + '@' + version + ' is staged already (stage id ' + id + ', shown by `npm stage list ' + name + '`): approve it (`npm stage approve ' + id + '`), or reject it (`npm stage reject ' + id + '`) and stage again.');
     }
     ctx.log.info({ user: user.name, package: name, version, stageId: id }, 'staged');
     await ctx.webhooks?.staging('package:stage', name, { version, stageId: id, tag: staged.tag, integrity: staged.integrity }, user.name);
@@ -202,7 +202,7 @@ export function stageRoutes(ctx: Context): Router {
     if (credentialOf(res, user).bypass2fa) {
       throw forbidden(
         'A token made with --bypass-2fa is for automation, and approving a staged version is for a person: ' +
-          'approve with your own login (`npm login`, then `npm stage approve ' + id + '` with your one-time password).',
+          'approve with your own login (`npm login`, then `npm stage approve ' + id + '` with your one-time password; `npm stage list` shows the id).',
       );
     }
     await ctx.access.assertPublish(user, name);

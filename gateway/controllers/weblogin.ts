@@ -155,7 +155,7 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       try {
         await requireSecondFactor(ctx.accounts, ctx.config, res, { name, credential: 'weblogin:' + name }, account.twoFactor, 'login', String(form.otp || '').trim() || undefined);
       } catch (err) {
-        if (err instanceof HttpError) return retry(err.status, err.message.replace(/npm asks for it, or pass --otp <code>/, 'enter it below'));
+        if (err instanceof HttpError) return retry(err.status, err.message.replace(/npm asks for it, or pass --otp <code>( \(other clients: the npm-otp header\))?/, 'enter it below'));
         throw err;
       }
       await store.complete(session, name, account.stamp);

@@ -37,6 +37,8 @@ describe('npm token create, checked', () => {
     expect(days(tokenRequest({ packages_and_scopes_permission: 'read-only' }, lifetimes, now).expires)).toBe(90);
     expect(days(tokenRequest({ expires: 30 }, lifetimes, now).expires)).toBe(30);
     expect(() => tokenRequest({ expires: 91 }, lifetimes, now)).toThrow(/at most 90 days/);
+    // npm sends `--packages a,b` as one item: two packages (names hold no comma).
+    expect(tokenRequest({ packages: ['a,b', 'c'], scopes: ['@x,@y'] }, lifetimes, now).limits).toMatchObject({ packages: ['a', 'b', 'c'], scopes: ['@x', '@y'] });
     for (const expires of [0, -1, 1.5, '7', true]) expect(() => tokenRequest({ expires }, lifetimes, now)).toThrow(/number of days/);
   });
 
