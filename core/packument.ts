@@ -10,7 +10,7 @@ import {
   hostedElsewhereMessage, isForeign, isRegistryUrl, isTombstone, keptAttachments, MAINTAINER_NEEDS_NAME, maintainerOf,
   publishedVersions, TARBALL_CONTENT_TYPE, versionReusedMessage,
 } from './rules';
-import { AttachmentStub, ChangeTimes, PACKAGE_SETTINGS, PackageDoc, Person, UnpublishedInfo, VersionManifest } from './types';
+import { AttachmentStub, ChangeTimes, isObject, PACKAGE_SETTINGS, PackageDoc, Person, UnpublishedInfo, VersionManifest } from './types';
 
 export { isForeign, isTombstone, TARBALL_CONTENT_TYPE };
 
@@ -204,9 +204,6 @@ function decodedLength(data: string): number {
   const padding = data.endsWith('==') ? 2 : data.endsWith('=') ? 1 : 0;
   return Math.floor((data.length * 3) / 4) - padding;
 }
-
-const isObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /**
  * Checks an npm publish body and returns, per new version, its manifest and decoded tarball, verified

@@ -8,6 +8,7 @@
  * the issuer it was bound to when made (one of the registry's allowed issuers for that provider), so
  * that a project of the same path on another GitLab never matches.
  */
+import { isObject } from './types';
 
 export type TrustProvider = 'github' | 'gitlab' | 'circleci';
 
@@ -79,7 +80,6 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const WORKFLOW_FILE = /^[^/\\\s]+\.ya?ml$/;
 const SHORT = 300;
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 function fail(message: string): never {
   throw new Error(message);

@@ -109,3 +109,6 @@ export interface SecurityObject {
 
 /** Keys of `time` that are not versions. */
 export const TIME_KEYS = ['created', 'modified', 'unpublished'];
+
+/** Whether a parsed JSON value is an object (not null, not an array). */
+export const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);

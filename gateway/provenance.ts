@@ -21,6 +21,7 @@ import { readFileSync } from 'fs';
 import { KeyObject, verify, X509Certificate } from 'crypto';
 import { invalid } from '../core/errors';
 import { KeptProvenance } from '../core/packument';
+import { isObject } from '../core/types';
 
 /** The Sigstore bundle media types accepted (npm 9.5+ sends v0.1 to v0.3). */
 const BUNDLE_MEDIA_TYPES = [
@@ -35,9 +36,6 @@ const INTOTO_STATEMENT_TYPES = ['https://in-toto.io/Statement/v0.1', 'https://in
 
 /** The predicate types of provenance npm makes and its registry serves. */
 export const SLSA_PROVENANCE_TYPES = ['https://slsa.dev/provenance/v1', 'https://slsa.dev/provenance/v0.2'];
-
-const isObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 

@@ -28,7 +28,8 @@ import { applyPublish, assertValidName, isTombstone, parsePublish, PublishBody, 
 import { isMirrored, mirroredReason } from '../../core/provenance';
 import { maintainerNames, publishedVersions } from '../../core/rules';
 import { tokenCovers } from '../../core/tokens';
-import { PackageDoc } from '../../core/types';
+import { isObject, PackageDoc } from '../../core/types';
+import { isAdminUser } from '../../core/access';
 import { AuthenticatedUser, requireUser, requireWriter } from '../auth';
 import { Context, readPackage } from '../context';
 import { checkDigests } from '../digests';
@@ -45,8 +46,6 @@ export const MAX_STAGED_PER_PACKAGE = 50;
 /** The most items of one page of `npm stage list` (npm asks for 100). */
 const MAX_PER_PAGE = 100;
 
-const isAdmin = (user: { roles: string[] }) => user.roles.includes('_admin');
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 function noSuchStaged(id: string): HttpError {
   return notFound('No staged publish ' + id + ' among the packages you maintain here: `npm stage list` shows yours.');
@@ -65,7 +64,7 @@ export function stageRoutes(ctx: Context): Router {
 
   /** Whether `user` may see and manage the staged versions of `doc` (a maintainer, with a token that covers it, or an admin). */
   function manages(user: AuthenticatedUser, name: string, doc: PackageDoc | null | undefined): boolean {
-    if (isAdmin(user)) return true;
+    if (isAdminUser(user)) return true;
     if (!doc || isTombstone(doc) || isMirrored(doc, ctx.origins)) return false;
     return maintainerNames(doc).includes(user.name) && tokenCovers(user.limits, name);
   }
@@ -102,7 +101,7 @@ export function stageRoutes(ctx: Context): Router {
     }
     if (isMirrored(existing, ctx.origins)) throw forbidden(mirroredReason(existing));
     assertTrustStands(user, name, existing);
-    if (!isAdmin(user) && !maintainerNames(existing).includes(user.name)) {
+    if (!isAdminUser(user) && !maintainerNames(existing).includes(user.name)) {
       throw forbidden('You are not a maintainer of "' + name + '" (maintainers: ' + maintainerNames(existing).join(', ') + '): only its maintainers stage versions of it.');
     }
     await ctx.access.assertPublish(user, name);

@@ -22,6 +22,7 @@ import { isTombstone } from '../../core/packument';
 import { maintainerNames } from '../../core/rules';
 import { MAX_TRUSTS, servedTrust, TrustConfig, trustProblem, trustRequest, trustsOf } from '../../core/trust';
 import { PackageDoc } from '../../core/types';
+import { isAdminUser } from '../../core/access';
 import { AuthenticatedUser, requireWriter } from '../auth';
 import { Context, getPackageDoc } from '../context';
 import { asHttpError, badRequest, forbidden, HttpError, notFound } from '../errors';
@@ -41,7 +42,6 @@ const EXCHANGE_BODY_BYTES = 64 * 1024;
 const TRUST_PATH = /^\/-\/package\/(.+)\/trust(?:\/([^/]+))?\/?$/;
 const EXCHANGE_PATH = /^\/-\/npm\/v1\/oidc\/token\/exchange\/package\/(.+?)\/?$/;
 
-const isAdmin = (user: AuthenticatedUser): boolean => user.roles.includes('_admin');
 
 /** The local package `name` for its trusts, if the caller maintains it (or is an admin). */
 async function maintainedPackage(ctx: Context, res: Response, user: AuthenticatedUser, name: string): Promise<PackageDoc> {
@@ -50,7 +50,7 @@ async function maintainedPackage(ctx: Context, res: Response, user: Authenticate
   if (!doc || isTombstone(doc)) {
     throw notFound('Package "' + name + '" is not published on this registry: publish its first version with `npm publish`, then set up trusted publishing for it.');
   }
-  if (!isAdmin(user) && maintainerNames(doc).indexOf(user.name) === -1) {
+  if (!isAdminUser(user) && maintainerNames(doc).indexOf(user.name) === -1) {
     throw forbidden('Only the maintainers of "' + name + '" may see or change its trusted publishers (maintainers: ' + maintainerNames(doc).join(', ') + ').');
   }
   return doc;
