@@ -53,18 +53,10 @@ export interface TrustedPublisherMark {
 /** The principal a deploy token acts as: no user name can contain ":". */
 export const DEPLOY_PREFIX = 'deploy:';
 
-/** What a new token may carry besides its account. */
-export interface TokenOptions {
-  readonly?: boolean;
+/** What a new token may carry besides its account: its record's settings (`cidr` for `cidr_whitelist`). */
+export type TokenOptions = Partial<Pick<TokenRecord, 'readonly' | 'name' | 'expires' | 'limits' | 'description' | 'bypass2fa' | 'deploy' | 'trustedPublisher'>> & {
   cidr?: string[];
-  name?: string;
-  expires?: string;
-  limits?: TokenLimits;
-  description?: string;
-  bypass2fa?: boolean;
-  deploy?: boolean;
-  trustedPublisher?: TrustedPublisherMark;
-}
+};
 
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
 
