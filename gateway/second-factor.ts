@@ -20,6 +20,7 @@ import type { AuthenticatedUser } from './auth';
 import { forbidden, HttpError } from './errors';
 import { checkCode, otpOf, otpRequired, TwoFactorState } from './two-factor';
 import { isWebApproval, WEB_LOGIN_TTL_MS, WebLoginStore } from './weblogin';
+import { RecentEvents } from '../lib/recent-events';
 
 /**
  * What the app gives the second factor (in `app.locals.webOtp`) to offer npm the web one-time password:
@@ -33,7 +34,7 @@ export interface WebOtpSetting {
 
 /** Web challenges one account may have open within their time to live; beyond, npm asks for a code. */
 export const MAX_WEB_CHALLENGES_PER_USER = 30;
-const challengesOf = new Map<string, number[]>();
+const challengesOf = new RecentEvents(WEB_LOGIN_TTL_MS, MAX_WEB_CHALLENGES_PER_USER);
 
 export type SecondFactorPurpose = 'login' | 'credentials' | 'write';
 
@@ -108,11 +109,8 @@ async function webChallenge(res: Response, who: { name: string; credential: stri
   // `--auth-type=legacy` npm asks for the code on the terminal.
   if (!web || res.req.headers['npm-auth-type'] !== 'web') return plain;
   const now = Date.now();
-  const recent = (challengesOf.get(who.name) || []).filter((at) => now - at < WEB_LOGIN_TTL_MS);
-  if (recent.length >= MAX_WEB_CHALLENGES_PER_USER) return plain;
-  recent.push(now);
-  if (challengesOf.size >= 100_000) challengesOf.clear();
-  challengesOf.set(who.name, recent);
+  if (challengesOf.waitFor(who.name, now)) return plain;
+  challengesOf.add(who.name, now);
   const keys = await web.store.startOtp(who.name, who.credential, actionOf(res), now);
   return new HttpError(
     401,

@@ -14,6 +14,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'crypto';
 import { Response } from 'express';
 import { Secret, TOTP } from 'otpauth';
 import { HttpError } from './errors';
+import { RecentEvents } from '../lib/recent-events';
 
 export type TwoFactorMode = 'auth-only' | 'auth-and-writes';
 
@@ -56,7 +57,7 @@ const lastUsed = new Map<string, { counter: number; credential: string }>();
  */
 export const MAX_WRONG_CODES = 10;
 export const WRONG_CODES_WINDOW_MS = 15 * 60_000;
-const wrongCodes = new Map<string, number[]>();
+const wrongCodes = new RecentEvents(WRONG_CODES_WINDOW_MS, MAX_WRONG_CODES);
 
 /**
  * Checks `code` against `state`: `totp` when it is the current code (or one period off) and was not
@@ -69,9 +70,8 @@ export function checkCode(name: string, state: TwoFactorState, code: string | un
   const given = code.replace(/\s+/g, '');
   if (/^\d{6}$/.test(given)) {
     const now = Date.now();
-    const wrong = (wrongCodes.get(name) || []).filter((at) => now - at < WRONG_CODES_WINDOW_MS);
-    if (wrong.length >= MAX_WRONG_CODES) {
-      const retryAfter = Math.max(1, Math.ceil((wrong[0] + WRONG_CODES_WINDOW_MS - now) / 1000));
+    const retryAfter = wrongCodes.waitFor(name, now);
+    if (retryAfter) {
       throw new HttpError(
         429,
         'Too many wrong one-time passwords for "' + name + '" lately: codes are refused for ' + retryAfter + ' seconds (a recovery code still works). ' +
@@ -82,9 +82,7 @@ export function checkCode(name: string, state: TwoFactorState, code: string | un
     const totp = totpOf(name, state.secret, 'registry');
     const delta = totp.validate({ token: given, window: 1 });
     if (delta === null) {
-      wrong.push(now);
-      if (wrongCodes.size >= 100_000) wrongCodes.clear();
-      wrongCodes.set(name, wrong);
+      wrongCodes.add(name, now);
       return null;
     }
     const counter = totp.counter() + delta;

@@ -15,6 +15,7 @@ import { checkCode } from '../two-factor';
 import { issueToken } from '../tokens';
 import { crossSitePost } from '../web/sessions';
 import { escape } from '../web/html';
+import { RecentEvents } from '../../lib/recent-events';
 import { isWebApproval, WEB_LOGIN_TTL_MS, WebLoginSession, WebLoginStore, WebOtpChallenge } from '../weblogin';
 
 /** Logins one address may start within their time to live (each is a document until it is swept). */
@@ -56,16 +57,13 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
   const router = Router();
 
   /** When each address started its recent logins (kept in memory: each gateway bounds what it sees). */
-  const started = new Map<string, number[]>();
+  const started = new RecentEvents(WEB_LOGIN_TTL_MS, MAX_PENDING_PER_ADDRESS);
   function countStart(address: string, now: number): void {
-    const recent = (started.get(address) || []).filter((at) => now - at < WEB_LOGIN_TTL_MS);
-    if (recent.length >= MAX_PENDING_PER_ADDRESS) {
-      const retryAfter = Math.max(1, Math.ceil((recent[0] + WEB_LOGIN_TTL_MS - now) / 1000));
+    const retryAfter = started.waitFor(address, now);
+    if (retryAfter) {
       throw new HttpError(429, 'Too many logins started from your address; finish one, or try again in ' + retryAfter + ' seconds.', { 'Retry-After': String(retryAfter) });
     }
-    recent.push(now);
-    if (started.size >= 100_000) started.clear();
-    started.set(address, recent);
+    started.add(address, now);
   }
 
   router.post('/-/v1/login', (req, res, next) => {
