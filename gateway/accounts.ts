@@ -19,6 +19,14 @@ import { TwoFactorState, twoFactorOf } from './two-factor';
 import { GATEWAY_ROLE, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE } from '../core/provenance';
 
 export const USER_PREFIX = 'org.couchdb.user:';
+/** The shortest password an account may have (NIST SP 800-63B's minimum for passwords people choose). */
+export const MIN_PASSWORD_LENGTH = 8;
+/** Why `password` may not be an account's password, or null. */
+export function passwordProblem(password: string): string | null {
+  if (password.length < MIN_PASSWORD_LENGTH) return 'Choose a password of at least ' + MIN_PASSWORD_LENGTH + ' characters.';
+  if (password.length > 1024) return 'Choose a password of at most 1024 characters.';
+  return null;
+}
 const USER_NAME = /^[a-z0-9][a-z0-9._-]{0,213}$/i;
 
 /** Names nobody may sign up with, compared after `normalizedUserName`, besides the server admins' names. */
@@ -198,7 +206,8 @@ export class Accounts {
     if (problem) throw badRequest(problem);
     const reserved = await this.signupProblem(name);
     if (reserved) throw forbidden(reserved);
-    if (password.length < 4) throw badRequest('Choose a password of at least 4 characters.');
+    const weak = passwordProblem(password);
+    if (weak) throw badRequest(weak);
     const taken = () => conflict('The user name "' + name + '" is taken; choose another, or log in with its password.');
     const elsewhere = this.elsewhere;
     const askSites = (): Promise<string[]> =>

@@ -18,6 +18,7 @@ import { webLoginRoutes } from './controllers/weblogin';
 import { WebLoginStore } from './weblogin';
 import type { WebOtpSetting } from './second-factor';
 import { viewRoutes } from './controllers/views';
+import { siteFileRoutes } from './controllers/site-files';
 import { operationsRoutes } from './controllers/operations';
 import { webRoutes } from './controllers/web';
 import { supplyChainRoutes } from './controllers/supply-chain';
@@ -100,6 +101,7 @@ export function createApp(ctx: Context): express.Express {
     next();
   });
   api.get('/-/ping', (_req, res) => res.json({}));
+  api.use(siteFileRoutes());
   api.use(operationsRoutes(ctx));
 
   // The pages authenticate with their own session cookie, never with the API's credentials, and read

@@ -2,15 +2,17 @@
  * Metrics in Prometheus' text format (`GET /-/metrics`, prom-client): requests by route and status
  * with latency histograms, cache hits and misses with the bytes served from the caches, publishes,
  * logins and their failures, upstream failures, CouchDB request latency, and the replication's lag
- * and queue (read when scraped). Each registry has a registry of its own (several run in one test
- * process).
+ * and queue (read when scraped), and the process itself (prom-client's default metrics: CPU, resident
+ * memory, heap spaces, event-loop lag, garbage collection, open handles and file descriptors). Each
+ * registry has a registry of its own (several run in one test process).
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { parsePackagePath } from './paths';
 
 /** The route of a request, as a label with a bounded set of values. */
 export function routeOf(method: string, path: string): string {
   if (path === '/') return 'home';
+  if (path === '/favicon.ico' || path === '/robots.txt') return 'site-file';
   if (path.startsWith('/-/')) {
     const fixed: [RegExp, string][] = [
       [/^\/-\/(ping|health|metrics)$/, '$1'],
@@ -153,6 +155,7 @@ export class Metrics {
 
   constructor() {
     const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
     this.publishes = new Counter({ name: 'registry_publishes_total', help: 'Publishes stored (identical retries not counted).', registers });
     this.logins = new Counter({ name: 'registry_logins_total', help: 'Password checks (npm login, Basic auth, token creation, web pages), by result.', labelNames: ['result'], registers });
     this.upstreamErrors = new Counter({ name: 'registry_upstream_errors_total', help: 'Requests that failed because an upstream registry did not answer well.', registers });

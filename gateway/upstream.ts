@@ -301,7 +301,8 @@ function auditTurnsOf(config: Config): Budget {
 export async function postToUpstream(config: Config, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
   const upstream = config.upstreamRegistry;
   if (!upstream) {
-    throw new HttpError(503, 'This registry has no upstream to ask for security advisories (UPSTREAM_REGISTRY is not set); `npm audit` cannot check here.');
+    // 424 as for a name nobody here has: a 5xx makes npm, yarn and pnpm retry for a minute and more.
+    throw new HttpError(UPSTREAM_FAILED, 'This registry has no upstream to ask for security advisories (UPSTREAM_REGISTRY is not set); `npm audit` cannot check here.');
   }
   return auditTurnsOf(config).run(1, async () => {
     let text: string;

@@ -13,7 +13,7 @@ import { inCidr } from '../throttle';
 import { DEPLOY_PREFIX, hashToken, issueToken, TokenRecord } from '../tokens';
 import { credentialOf, requireSecondFactor, twoFactorOn } from '../second-factor';
 import { checkCode, newRecoveryCodes, newSecret, otpRequired, twoFactorOf, TwoFactorState } from '../two-factor';
-import { UserDoc } from '../accounts';
+import { passwordProblem, UserDoc } from '../accounts';
 import { isLimited, tokenRequest, TokenRequest } from '../../core/tokens';
 
 const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
@@ -186,7 +186,8 @@ export function tokenRoutes(ctx: Context): Router {
         if (value === null || value === undefined) continue;
         const { old, new: next } = (value || {}) as { old?: unknown; new?: unknown };
         if (typeof old !== 'string' || typeof next !== 'string') throw badRequest('Send the password as {"old": "…", "new": "…"} (npm profile set password asks for both).');
-        if (next.length < 4) throw badRequest('Choose a password of at least 4 characters.');
+        const weak = passwordProblem(next);
+        if (weak) throw badRequest(weak);
         if (!(await ctx.accounts.verify(user.name, old, clientAddress(req), abandonSignal(res)))) throw unauthorized('Wrong current password for "' + user.name + '".');
         changes.password = next;
         continue;

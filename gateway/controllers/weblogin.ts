@@ -7,6 +7,7 @@
  * posts from other sites.
  */
 import express, { Request, Response, Router } from 'express';
+import { MIN_PASSWORD_LENGTH } from '../accounts';
 import { abandonSignal, clientAddress } from '../auth';
 import { Context, signupClosed } from '../context';
 import { HttpError, notFound } from '../errors';
@@ -45,7 +46,7 @@ function forms(session: WebLoginSession, signupOpen: boolean, error?: string): s
     ? `<form method="post" id="signup"><h2>Create an account</h2><input type="hidden" name="action" value="signup">
 <label for="signup-name">User name</label><input id="signup-name" name="name" autocomplete="username" required>
 <label for="signup-email">Email</label><input id="signup-email" name="email" type="email" autocomplete="email" required>
-<label for="signup-password">Password (at least 4 characters)</label><input id="signup-password" name="password" type="password" autocomplete="new-password" required>
+<label for="signup-password">Password (at least ${MIN_PASSWORD_LENGTH} characters)</label><input id="signup-password" name="password" type="password" autocomplete="new-password" minlength="${MIN_PASSWORD_LENGTH}" required>
 <button type="submit">Create account</button></form>`
     : '';
   const first = session.create ? signup + login : login + signup;

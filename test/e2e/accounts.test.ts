@@ -117,6 +117,16 @@ describe('profile and login throttling', () => {
     expect((await alice.npm(['profile', 'get', 'updated'])).stdout.trim()).toBe(created);
   });
 
+  it('sign-up and npm profile set password refuse passwords shorter than 8 characters, saying so', async () => {
+    const short = await registry.request('PUT', '/-/user/org.couchdb.user:shorty', { body: { name: 'shorty', password: 'abc1234', email: 'shorty@example.com' } });
+    expect(short.status).toBe(400);
+    expect(short.body.error).toContain('at least 8 characters');
+    // Nothing was made: the name is free for a good password.
+    const changed = await registry.request('POST', '/-/npm/v1/user', { token: await registry.signup('shorty', 'shorty-password'), body: { password: { old: 'shorty-password', new: 'short12' } } });
+    expect(changed.status).toBe(400);
+    expect(changed.body.error).toContain('at least 8 characters');
+  });
+
   it('failed logins are throttled per user with 429 and Retry-After', async () => {
     await registry.signup('dora', 'dora-password');
     const basic = (password: string) => ({ authorization: 'Basic ' + Buffer.from('dora:' + password).toString('base64') });

@@ -6,7 +6,11 @@
 import { createServer, Server } from 'http';
 import { AddressInfo } from 'net';
 import { gunzipSync } from 'zlib';
-import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
+import { mkdirSync } from 'fs';
+import { join } from 'path';
+import { makePackage, makeProject, npmClient, NpmClient, run } from '../helpers/npm';
+
+const BIN = join(__dirname, '..', '..', 'node_modules', '.bin');
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 
 let advisories: Server;
@@ -67,8 +71,18 @@ it('without an upstream, npm audit fails at once with the reason', async () => {
     const audit = await client.npm(['audit'], dir);
     expect(Date.now() - started).toBeLessThan(15000);
     expect(audit.code).not.toBe(0);
-    expect(audit.stderr).toContain('503');
+    expect(audit.stderr).toContain('424');
     expect(audit.stderr).toContain('UPSTREAM_REGISTRY is not set');
+    // pnpm retries every 5xx for over a minute; a 424 ends at once with the registry's words.
+    const pnpmHome = join(client.home, 'pnpm-audit');
+    mkdirSync(pnpmHome, { recursive: true });
+    const env = { ...process.env, HOME: pnpmHome, npm_config_store_dir: join(pnpmHome, '.pnpm-store'), npm_config_registry: registry.url + '/' };
+    expect((await run(join(BIN, 'pnpm'), ['install', '--lockfile-only', '--registry', registry.url + '/'], { cwd: dir, env })).code).toBe(0);
+    const pnpmStarted = Date.now();
+    const pnpmAudit = await run(join(BIN, 'pnpm'), ['audit', '--registry', registry.url + '/'], { cwd: dir, env });
+    expect(Date.now() - pnpmStarted).toBeLessThan(20000);
+    expect(pnpmAudit.code).not.toBe(0);
+    expect(pnpmAudit.stdout + pnpmAudit.stderr).toContain('424');
   } finally {
     await registry.stop();
   }

@@ -2,7 +2,8 @@
  * What operators use: the health check, Prometheus metrics, the access log, a registry served under a
  * path prefix, and `npm start` from a built tree.
  */
-import { createServer } from 'net';
+import { createServer as createHttpServer } from 'http';
+import { AddressInfo, createServer } from 'net';
 import { join } from 'path';
 import pino from 'pino';
 import { Writable } from 'stream';
@@ -116,6 +117,36 @@ describe('health during an upstream outage', () => {
   });
 });
 
+describe('files browsers and crawlers ask for', () => {
+  it('/favicon.ico and /robots.txt are answered here: the upstream is never asked, nothing counts as an upstream error', async () => {
+    const asked: string[] = [];
+    const upstream = createHttpServer((req, res) => {
+      asked.push(String(req.url));
+      res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"down"}');
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const proxied = await startTestRegistry({ UPSTREAM_REGISTRY: 'http://127.0.0.1:' + (upstream.address() as AddressInfo).port });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const icon = await fetch(proxied.url + '/favicon.ico');
+        expect(icon.status).toBe(200);
+        expect(icon.headers.get('content-type')).toContain('image/svg+xml');
+        expect(await icon.text()).toContain('<svg');
+        const robots = await fetch(proxied.url + '/robots.txt');
+        expect(robots.status).toBe(200);
+        expect(await robots.text()).toContain('Disallow: /');
+      }
+      // (It asks the upstream for its signing keys at start, and for nothing else here.)
+      expect(asked.filter((path) => path !== '/-/npm/v1/keys')).toEqual([]);
+      const text = await (await fetch(proxied.url + '/-/metrics', { headers: { authorization: basicAuthOf(proxied.adminCouchUrl) } })).text();
+      expect(text).toMatch(/registry_upstream_errors_total 0\b/);
+    } finally {
+      await proxied.stop();
+      await new Promise<void>((resolve) => upstream.close(() => resolve()));
+    }
+  });
+});
+
 describe('metrics', () => {
   it('are for admins by default: anonymous 401, a user 403, an admin gets Prometheus text', async () => {
     expect((await fetch(registry.url + '/-/metrics')).status).toBe(401);
@@ -139,6 +170,13 @@ describe('metrics', () => {
     expect(value(/registry_couchdb_request_duration_seconds_count\{operation="get",outcome="ok"\} (\d+)/)).toBeGreaterThan(0);
     expect(text).toContain('registry_upstream_errors_total');
     expect(text).toContain('registry_replication_lag_changes');
+    // The process: memory, CPU, event-loop lag, heap, open handles (garbage collection once one ran).
+    expect(value(/process_resident_memory_bytes (\d+)/)).toBeGreaterThan(10_000_000);
+    expect(value(/process_cpu_seconds_total ([\d.]+)/)).toBeGreaterThan(0);
+    expect(value(/nodejs_eventloop_lag_p99_seconds ([\d.e-]+)/)).toBeGreaterThanOrEqual(0);
+    expect(value(/nodejs_heap_size_used_bytes (\d+)/)).toBeGreaterThan(0);
+    expect(value(/nodejs_active_handles_total (\d+)/)).toBeGreaterThan(0);
+    expect(text).toContain('nodejs_gc_duration_seconds');
   });
 
   it('with METRICS=token, Prometheus reads them with the metrics token only; METRICS=off has none', async () => {
