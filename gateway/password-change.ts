@@ -1,0 +1,22 @@
+/**
+ * A change of an account's own password, as `npm profile set password` and the account page make
+ * it: the new password is checked, the current one verified (with the log-in throttle of
+ * accounts.ts), then the caller asks for the second factor and writes it. The account's stamp
+ * changes with its password, so its tokens and page sessions end.
+ */
+import { Request, Response } from 'express';
+import { Accounts } from './accounts';
+import { abandonSignal, clientAddress } from './auth';
+import { badRequest, unauthorized } from './errors';
+
+/** The shortest password an account may choose. */
+export const MIN_PASSWORD_LENGTH = 4;
+
+/**
+ * Checks that `name` may change their password from `old` to `next`: 400 when the new one is too
+ * short, 401 when the current one is wrong. Writes nothing.
+ */
+export async function checkPasswordChange(accounts: Accounts, req: Request, res: Response, name: string, old: string, next: string): Promise<void> {
+  if (next.length < MIN_PASSWORD_LENGTH) throw badRequest('Choose a password of at least ' + MIN_PASSWORD_LENGTH + ' characters.');
+  if (!(await accounts.verify(name, old, clientAddress(req), abandonSignal(res)))) throw unauthorized('Wrong current password for "' + name + '".');
+}
