@@ -49,7 +49,7 @@ const STYLE = `
   header a { color: #fff; text-decoration: none; font-weight: 600; }
   header form[role=search] { flex: 1 1 14rem; display: flex; gap: .4rem; min-width: 0; }
   header input[type=search] { flex: 1; min-width: 0; padding: .35rem .5rem; border-radius: 4px; border: 0; }
-  header nav { display: flex; gap: .8rem; align-items: center; }
+  header nav { display: flex; gap: .8rem; align-items: center; white-space: nowrap; }
   header nav form { display: inline; min-width: 0; flex: 0; }
   header nav button { background: none; border: 0; color: #fff; cursor: pointer; font: inherit; padding: 0; }
   @media (max-width: 40rem) {
@@ -57,12 +57,18 @@ const STYLE = `
     header > a { flex: 1; }
     header form[role=search] { order: 3; flex: 1 1 100%; }
     main { padding: .75rem; }
+    nav.tabs { gap: 0 .8rem; font-size: .9rem; }
+    table.stack, table.stack tbody, table.stack tr, table.stack td { display: block; width: auto; }
+    table.stack thead { display: none; }
+    table.stack tr { padding: .45rem 0; border-bottom: 1px solid var(--line); }
+    table.stack td, table.list.stack td { border: 0; padding: .1rem 0; }
+    table.stack td[data-label]::before { content: attr(data-label) ": "; color: var(--muted); }
   }
   main { max-width: 72rem; margin: 0 auto; padding: 1rem; }
   h1 { font-size: 1.6rem; margin: .6rem 0; overflow-wrap: anywhere; } h2 { font-size: 1.15rem; margin-top: 1.6rem; }
   .muted { color: var(--muted); } .error { color: var(--error); } .ok { color: var(--ok); }
-  .badge { display: inline-block; border-radius: 1rem; padding: 0 .6rem; font-size: .8rem; font-weight: normal; background: var(--badge); margin-left: .4rem; vertical-align: middle; }
-  .badge.local { background: var(--local); } .badge.mirrored { background: var(--mirrored); } .badge.foreign { background: var(--foreign); }
+  .badge { display: inline-block; white-space: nowrap; border-radius: 1rem; padding: 0 .6rem; font-size: .8rem; font-weight: normal; background: var(--badge); margin-left: .4rem; vertical-align: middle; }
+  .badge.local { background: var(--local); } .badge.mirrored { background: var(--mirrored); } .badge.foreign { background: var(--foreign); } .badge.bad { background: var(--warn-bg); color: var(--error); }
   .deprecated { background: var(--warn-bg); border: 1px solid var(--warn-line); padding: .6rem .8rem; border-radius: 6px; }
   .layout { display: grid; grid-template-columns: minmax(0, 1fr) 20rem; gap: 2rem; }
   @media (max-width: 48rem) { .layout { grid-template-columns: minmax(0, 1fr); } }
@@ -73,7 +79,7 @@ const STYLE = `
   ul.packages { list-style: none; padding: 0; } ul.packages li { padding: .6rem 0; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
   table { border-collapse: collapse; } td, th { padding: .2rem .6rem .2rem 0; text-align: left; vertical-align: top; }
   .scroll { overflow-x: auto; max-width: 100%; }
-  table.list { width: 100%; } table.list td, table.list th { border-bottom: 1px solid var(--line); padding: .35rem .6rem .35rem 0; }
+  table.list { width: 100%; } td.date { white-space: nowrap; } table.list td, table.list th { border-bottom: 1px solid var(--line); padding: .35rem .6rem .35rem 0; }
   .readme img { max-width: 100%; } .readme table td, .readme table th { border: 1px solid var(--line); padding: .3rem .6rem; }
   form.login { max-width: 22rem; } form.login label { display: block; margin: .6rem 0 .2rem; }
   form.login input { width: 100%; padding: .45rem; } button { padding: .45rem 1.1rem; }
