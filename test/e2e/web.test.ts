@@ -15,6 +15,7 @@ import { createServer, Server } from 'http';
 import { AddressInfo } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { Secret, TOTP } from 'otpauth';
 import { Browser, BrowserContextOptions, Page } from 'playwright-core';
 import { describeWithBrowser, launchChromium } from '../helpers/browser';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
@@ -698,5 +699,53 @@ describeBrowser('package pages beside Verdaccio, the account page, at two widths
       expect(await page.textContent('.error')).toContain('Wrong user name or password');
       await logIn(page, 'changer', 'changer-new-password');
     });
+  });
+  it('with two-factor authentication on, revoking a token and changing the password on the account page need a one-time password', async () => {
+    const token = await registry.signup('guarded', 'guarded-password');
+    const spare = (await registry.request('POST', '/-/npm/v1/tokens', { token, body: { password: 'guarded-password' } })).body.token as string;
+    const started = await registry.request('POST', '/-/npm/v1/user', { token, body: { tfa: { password: 'guarded-password', mode: 'auth-and-writes' } } });
+    const secret = new URL(started.body.tfa).searchParams.get('secret') as string;
+    const codeNow = () => new TOTP({ secret: Secret.fromBase32(secret) }).generate();
+    const confirmed = await registry.request('POST', '/-/npm/v1/user', { token, body: { tfa: [codeNow()] } });
+    const recovery = confirmed.body.tfa as string[];
+    expect(recovery.length).toBeGreaterThanOrEqual(4);
+    await withPage({ viewport: WIDTHS.phone }, async (page) => {
+      await page.goto(registry.url + '/-/web/login?next=' + encodeURIComponent('/-/web/account'));
+      await page.fill('#name', 'guarded');
+      await page.fill('#password', 'guarded-password');
+      // The code that confirmed two-factor authentication is used up: a recovery code logs in.
+      await page.fill('#otp', recovery[2]);
+      await page.click('form.login button');
+      await page.waitForSelector('h2:has-text("Your tokens")');
+      const row = page.locator('table.tokens tr', { hasText: spare.slice(0, 10) });
+      // A wrong code revokes nothing.
+      await row.locator('input[name=otp]').fill('000000');
+      await row.locator('button').click();
+      expect(await page.textContent('p.error')).toContain('one-time password');
+      expect(await whoami('Bearer ' + spare)).toBe(200);
+      await page.locator('table.tokens tr', { hasText: spare.slice(0, 10) }).locator('input[name=otp]').fill(recovery[0]);
+      await page.locator('table.tokens tr', { hasText: spare.slice(0, 10) }).locator('button').click();
+      await page.waitForSelector('p.ok:has-text("The token was revoked")');
+      expect(await whoami('Bearer ' + spare)).toBe(401);
+
+      await page.fill('#old', 'guarded-password');
+      await page.fill('#new', 'guarded-new-password');
+      await page.fill('#again', 'guarded-new-password');
+      await page.fill('#password-otp', '000000');
+      await page.click('form.password button');
+      expect(await page.textContent('p.error')).toContain('one-time password');
+      // The account's tokens end with its password: this one still works, so the password stands.
+      expect(await whoami('Bearer ' + token)).toBe(200);
+      await page.fill('#old', 'guarded-password');
+      await page.fill('#new', 'guarded-new-password');
+      await page.fill('#again', 'guarded-new-password');
+      await page.fill('#password-otp', recovery[1]);
+      await page.click('form.password button');
+      await page.waitForSelector('p.ok:has-text("Your password was changed")');
+    });
+    expect(await whoami('Bearer ' + token)).toBe(401);
+    const login = (password: string) => registry.request('PUT', '/-/user/org.couchdb.user:guarded', { headers: { 'npm-otp': recovery[3] }, body: { _id: 'org.couchdb.user:guarded', name: 'guarded', password, type: 'user', roles: [] } });
+    expect((await login('guarded-password')).status).toBe(409);
+    expect((await login('guarded-new-password')).status).toBe(201);
   });
 });
