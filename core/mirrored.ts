@@ -1,7 +1,7 @@
 /**
  * Mirrored packages as documents: the upstream's packument stored as it is, with its `origin` (the
- * upstream) and `origin_rev` (the upstream revision it copies). Pure: the replication code fetches,
- * this decides what is written.
+ * upstream), `origin_rev` (the upstream revision it copies) and `origin_synced` (when that copy was
+ * made). Pure: the replication code fetches, this decides what is written.
  */
 import { keptAttachments } from './rules';
 import { PackageDoc, VersionManifest } from './types';
@@ -27,14 +27,15 @@ function sameDist(a: VersionManifest['dist'] | undefined, b: VersionManifest['di
   return !!a && a.integrity === b.integrity && a.shasum === b.shasum;
 }
 
-const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin', 'origin_rev'];
+const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin', 'origin_rev', 'origin_synced'];
 
 /**
  * The document mirroring `packument` from `origin`: the upstream's fields as they are (tarball URLs
  * are rewritten when served), the tarballs already stored here kept for the versions still there,
  * and the first `dist` of every version kept (a version republished upstream is not taken).
+ * `syncedAt` is when the packument was fetched (shown on the package page).
  */
-export function mirroredDoc(name: string, packument: UpstreamPackument, origin: string, existing: PackageDoc | null): PackageDoc {
+export function mirroredDoc(name: string, packument: UpstreamPackument, origin: string, existing: PackageDoc | null, syncedAt = new Date().toISOString()): PackageDoc {
   const doc: Record<string, unknown> = {};
   for (const key of Object.keys(packument)) if (TOP_LEVEL_DROPPED.indexOf(key) === -1) doc[key] = packument[key];
   const versions = { ...(packument.versions && typeof packument.versions === 'object' ? packument.versions : {}) };
@@ -54,6 +55,7 @@ export function mirroredDoc(name: string, packument: UpstreamPackument, origin: 
     time: packument.time || {},
     maintainers: Array.isArray(packument.maintainers) ? packument.maintainers : [],
     origin,
+    origin_synced: syncedAt,
     _attachments: keptAttachments(name, Object.keys(versions), existing),
   } as PackageDoc;
   if (typeof packument._rev === 'string') result.origin_rev = packument._rev;

@@ -61,6 +61,8 @@ export interface PackageDoc {
   origin?: string;
   /** For a package mirrored from an npm registry: the upstream revision it was copied from. */
   origin_rev?: string;
+  /** For a mirrored package: when this copy of the upstream's packument was fetched (not served). */
+  origin_synced?: string;
   /** When each dist-tag, deprecation, the maintainers and each star last changed (for core/merge.ts). */
   changed_at?: ChangeTimes;
   /** Its maintainers' two-factor requirement for writes (`npm access set mfa=publish|automation`; not served). */

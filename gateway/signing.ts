@@ -57,7 +57,7 @@ export class KeyRing {
   /** This gateway's key id. */
   keyid = '';
   private readonly db: Database<KeyDoc | UpstreamKeysDoc>;
-  private listed: { keys: RegistryKey[]; at: number } | null = null;
+  private listed: { keys: RegistryKey[]; own: Set<string>; at: number } | null = null;
 
   constructor(
     couch: Couch,
@@ -143,7 +143,13 @@ export class KeyRing {
       seen.add(k.keyid);
       keys.push(strip(k));
     }
-    this.listed = { keys, at: Date.now() };
+    this.listed = { keys, own: new Set(own.map((k) => k.keyid)), at: Date.now() };
     return keys;
+  }
+
+  /** The ids of this registry's own keys (its gateways', expired ones too), as `keys` last listed them. */
+  async ownKeyIds(): Promise<Set<string>> {
+    await this.keys();
+    return this.listed ? this.listed.own : new Set([this.keyid]);
   }
 }

@@ -13,7 +13,8 @@ import { inCidr } from '../throttle';
 import { DEPLOY_PREFIX, hashToken, issueToken, TokenRecord } from '../tokens';
 import { credentialOf, requireSecondFactor, twoFactorOn } from '../second-factor';
 import { checkCode, newRecoveryCodes, newSecret, otpRequired, twoFactorOf, TwoFactorState } from '../two-factor';
-import { passwordProblem, UserDoc } from '../accounts';
+import { UserDoc } from '../accounts';
+import { checkPasswordChange } from '../password-change';
 import { isLimited, tokenRequest, TokenRequest } from '../../core/tokens';
 
 const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
@@ -186,9 +187,7 @@ export function tokenRoutes(ctx: Context): Router {
         if (value === null || value === undefined) continue;
         const { old, new: next } = (value || {}) as { old?: unknown; new?: unknown };
         if (typeof old !== 'string' || typeof next !== 'string') throw badRequest('Send the password as {"old": "…", "new": "…"} (npm profile set password asks for both).');
-        const weak = passwordProblem(next);
-        if (weak) throw badRequest(weak);
-        if (!(await ctx.accounts.verify(user.name, old, clientAddress(req), abandonSignal(res)))) throw unauthorized('Wrong current password for "' + user.name + '".');
+        await checkPasswordChange(ctx.accounts, req, res, user.name, old, next);
         changes.password = next;
         continue;
       }

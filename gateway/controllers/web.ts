@@ -1,10 +1,16 @@
 /**
  * Pages for people, served on the same paths as the npm API when a browser asks for HTML: the home
  * page (search box, recently published), search results, a package page, log in and out, and the
- * signed-in user's packages and tokens. npm, yarn and pnpm ask for JSON and never see these. The
- * access rules hold here as for the API: a private package needs a login (the pages' own session).
+ * signed-in user's account (packages, tokens and their revocation, password change). npm, yarn and
+ * pnpm ask for JSON and never see these. The access rules hold here as for the API: a private package
+ * needs a login (the pages' own session). A package page shows what the package.json says (links,
+ * keywords, author, dependencies of each kind) and what the registry alone knows: who published each
+ * version and whether through trusted publishing, its signature and provenance, where a mirrored
+ * package comes from and when it was copied, and what the supply-chain policy holds back.
  */
+import { createPublicKey, KeyObject, verify } from 'crypto';
 import express, { NextFunction, Request, Response, Router } from 'express';
+import semver from 'semver';
 import { isForeign, isTombstone } from '../../core/packument';
 import { packageNameProblem } from '../../core/names';
 import { isMirrored } from '../../core/provenance';
@@ -12,9 +18,9 @@ import { PackageDoc, Person, VersionManifest } from '../../core/types';
 import { abandonSignal, clientAddress } from '../auth';
 import { Context, readPackage } from '../context';
 import { asHttpError, HttpError } from '../errors';
-import { requireSecondFactor } from '../second-factor';
+import { requireSecondFactor, twoFactorOn } from '../second-factor';
 import { parsePackagePath } from '../paths';
-import { escape, layout, PageUser, sendHtml } from '../web/html';
+import { escape, layout, PAGE_SCRIPT, PageUser, sendHtml } from '../web/html';
 import { renderReadme } from '../web/readme';
 import { crossSitePost, WebSessions } from '../web/sessions';
 import { searchPackages } from './search';
@@ -22,6 +28,9 @@ import { withoutWithheld } from '../../core/policy';
 import { withheldOf } from '../writes';
 import { maintainerNames } from '../../core/rules';
 import { StagedStore } from '../staging';
+import { checkPasswordChange } from '../password-change';
+import { MIN_PASSWORD_LENGTH } from '../accounts';
+import { RegistryKey } from '../signing';
 
 /** Whether the client asked for a page rather than JSON (browsers put text/html first; npm asks for JSON). */
 export function wantsPage(req: Request): boolean {
@@ -29,7 +38,11 @@ export function wantsPage(req: Request): boolean {
   return (req.method === 'GET' || req.method === 'HEAD') && req.accepts(['application/json', 'application/vnd.npm.install-v1+json', 'text/html']) === 'text/html';
 }
 
-const when = (iso: unknown) => (typeof iso === 'string' ? iso.slice(0, 10) : '');
+/**
+ * The day of an ISO time, or '' for anything else: times come from package documents, and a mirrored
+ * one holds whatever its upstream served (`"<img src=x …"` is no date and must not become markup).
+ */
+const when = (iso: unknown) => (typeof iso === 'string' && /^\d{4}-\d{2}-\d{2}/.test(iso) ? iso.slice(0, 10) : '');
 
 /** The local path to go back to after logging in: a path of this registry, never another site. */
 function safeNext(value: unknown, base: string): string {
@@ -46,10 +59,135 @@ function packageLink(base: string, name: string): string {
   return `<a href="${escape(base)}/${escape(path)}">${escape(name)}</a>`;
 }
 
-/** A link to another site, only for http(s) addresses (a stored `javascript:` URL stays text). */
-function externalLink(url: unknown): string {
+/** A link to another site, only for http(s) addresses (a stored `javascript:` URL stays text), showing `label` or the address. */
+function externalLink(url: unknown, label?: string): string {
   const text = escape(String(url));
-  return typeof url === 'string' && /^https?:\/\/[^/\\]/i.test(url) ? `<a href="${text}" rel="nofollow noopener">${text}</a>` : text;
+  const shown = label === undefined ? text : escape(label);
+  return typeof url === 'string' && /^https?:\/\/[^/\\]/i.test(url) ? `<a href="${text}" rel="nofollow noopener noreferrer">${shown}</a>` : shown;
+}
+
+const HOSTED_SHORTCUTS: Record<string, string> = { github: 'https://github.com/', gitlab: 'https://gitlab.com/', bitbucket: 'https://bitbucket.org/' };
+
+/**
+ * The web address of a package's repository as package.json gives it (`"user/repo"`,
+ * `"github:user/repo"`, `{"url": "git+https://…/repo.git"}`, `git@host:user/repo.git`), or undefined
+ * when it is none (only http(s) addresses become links).
+ */
+export function repositoryUrl(repository: unknown): string | undefined {
+  const raw = typeof repository === 'string' ? repository : repository && typeof repository === 'object' ? (repository as { url?: unknown }).url : undefined;
+  if (typeof raw !== 'string' || raw.length > 1000) return undefined;
+  let url = raw.trim();
+  const shortcut = /^(?:(github|gitlab|bitbucket):)?([\w.-]+\/[\w.-]+?)(?:\.git)?$/.exec(url);
+  if (shortcut) return HOSTED_SHORTCUTS[shortcut[1] || 'github'] + shortcut[2];
+  url = url.replace(/^git\+/, '');
+  const scp = /^[\w.-]+@([\w.-]+):(?!\/)(.+)$/.exec(url);
+  if (scp) url = 'https://' + scp[1] + '/' + scp[2];
+  url = url.replace(/^(?:git|ssh):\/\/(?:[\w.-]+@)?/, 'https://').replace(/\.git(#.*)?$/, '');
+  return /^https?:\/\/[^/\\@\s]+(\/[^\s]*)?$/i.test(url) ? url : undefined;
+}
+
+/** The address of a `bugs` field (`"https://…"` or `{url, email}`), or undefined. */
+function bugsUrl(bugs: unknown): string | undefined {
+  const url = typeof bugs === 'string' ? bugs : bugs && typeof bugs === 'object' ? (bugs as { url?: unknown }).url : undefined;
+  return typeof url === 'string' && /^https?:\/\/[^/\\]/i.test(url) ? url : undefined;
+}
+
+/** The author as package.json gives it (`"Name <email> (url)"` or `{name, email, url}`), as HTML. */
+function authorOf(author: unknown): string {
+  let name: unknown, email: unknown, url: unknown;
+  if (typeof author === 'string') {
+    const parts = /^([^<(]*)(?:<([^>]*)>)?\s*(?:\(([^)]*)\))?/.exec(author.slice(0, 500)) as RegExpExecArray;
+    [name, email, url] = [parts[1].trim() || author.slice(0, 200), parts[2], parts[3]];
+  } else if (author && typeof author === 'object') {
+    ({ name, email, url } = author as Record<string, unknown>);
+  }
+  if (typeof name !== 'string' || !name.trim()) return '';
+  return externalLink(typeof url === 'string' ? url.trim() : undefined, name.trim().slice(0, 200)) +
+    (typeof email === 'string' && /^[^@\s<>]+@[^@\s<>]+$/.test(email.trim()) ? ` <span class="muted">&lt;${escape(email.trim())}&gt;</span>` : '');
+}
+
+/** The package's keywords (package.json's list, or a comma-separated text some packages give). */
+function keywordsOf(keywords: unknown): string[] {
+  const list = Array.isArray(keywords) ? keywords : typeof keywords === 'string' ? keywords.split(/[,\s]+/) : [];
+  return [...new Set(list.filter((k): k is string => typeof k === 'string' && k.trim().length > 0 && k.length <= 100).map((k) => k.trim()))].slice(0, 50);
+}
+
+/** Versions newest first by semver (1.10.0 before 1.9.0); a version that is none (an old upstream's) goes last, by date. */
+export function bySemverDescending(versions: string[], time: Record<string, unknown>): string[] {
+  const valid = versions.filter((v) => semver.valid(v)).sort(semver.rcompare);
+  const other = versions.filter((v) => !semver.valid(v)).sort((a, b) => String(time[b] || '').localeCompare(String(time[a] || '')));
+  return [...valid, ...other];
+}
+
+const TRUST_PROVIDERS: Record<string, string> = { github: 'GitHub Actions', gitlab: 'GitLab CI/CD', circleci: 'CircleCI' };
+
+/** Who published a version (`_npmUser`), and through which CI when it came from trusted publishing. */
+function publisherOf(manifest: VersionManifest): string {
+  const user = manifest._npmUser;
+  if (!user || typeof user !== 'object' || typeof user.name !== 'string') return '<span class="muted">unknown</span>';
+  const trusted = user.trustedPublisher;
+  const via = trusted && typeof trusted === 'object' ? ` <span class="badge trusted" title="Published by a CI job through trusted publishing, without a token">trusted publishing: ${escape(TRUST_PROVIDERS[String(trusted.id)] || String(trusted.id))}</span>` : '';
+  return escape(user.name) + via;
+}
+
+/** Where a version's registry signature comes from: this registry's key, the upstream's, another, or none. */
+function signatureOf(manifest: VersionManifest, keys: RegistryKey[], ownKeyIds: Set<string>): { kind: 'here' | 'upstream' | 'unknown' | 'none'; keyid?: string } {
+  const signatures = manifest.dist && Array.isArray(manifest.dist.signatures) ? (manifest.dist.signatures as { keyid?: unknown; sig?: unknown }[]) : [];
+  const signature = signatures.find((s) => s && typeof s.keyid === 'string' && typeof s.sig === 'string');
+  if (!signature) return { kind: 'none' };
+  const keyid = String(signature.keyid);
+  if (ownKeyIds.has(keyid)) return { kind: 'here', keyid };
+  return { kind: keys.some((k) => k.keyid === keyid) ? 'upstream' : 'unknown', keyid };
+}
+
+/** Public keys made from the listed keys' DER, by key id (made once: making one costs more than a check). */
+const publicKeys = new Map<string, KeyObject | null>();
+
+function publicKeyOf(key: RegistryKey): KeyObject | null {
+  const id = key.keyid + ':' + key.key;
+  if (!publicKeys.has(id)) {
+    if (publicKeys.size > 100) publicKeys.clear();
+    try {
+      publicKeys.set(id, createPublicKey({ key: Buffer.from(key.key, 'base64'), format: 'der', type: 'spki' }));
+    } catch {
+      publicKeys.set(id, null);
+    }
+  }
+  return publicKeys.get(id) || null;
+}
+
+/** Whether the registry signature of a version verifies with the listed key it names. */
+function signatureVerifies(manifest: VersionManifest, keys: RegistryKey[]): boolean {
+  const signatures = manifest.dist && Array.isArray(manifest.dist.signatures) ? (manifest.dist.signatures as { keyid?: unknown; sig?: unknown }[]) : [];
+  return signatures.some((s) => {
+    const key = keys.find((k) => k.keyid === s.keyid);
+    const publicKey = key && publicKeyOf(key);
+    if (!publicKey || typeof s.sig !== 'string') return false;
+    try {
+      return verify('sha256', Buffer.from(manifest.name + '@' + manifest.version + ':' + manifest.dist.integrity), publicKey, Buffer.from(s.sig, 'base64'));
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** How many versions' signatures a package page checks in its list (newest first); a check costs about 0.1 ms. */
+const CHECKED_IN_LIST = 100;
+
+/** The provenance statement's type a version carries (`dist.attestations`), or undefined. */
+function provenanceTypeOf(manifest: VersionManifest): string | undefined {
+  const attestations = manifest.dist && manifest.dist.attestations;
+  if (!attestations || typeof attestations !== 'object') return undefined;
+  const type = (attestations as { provenance?: { predicateType?: unknown } }).provenance?.predicateType;
+  return typeof type === 'string' ? type : 'unknown';
+}
+
+/**
+ * The download figures of a package for its page (the downloads part of issue 27 fills this in from
+ * the registry's own tarball downloads); undefined while there are none to show.
+ */
+export function downloadFigures(_doc: PackageDoc): string | undefined {
+  return undefined;
 }
 
 /** A foreign package registered here; a mirrored document never is one, whatever `url` the upstream gave it. */
@@ -194,19 +332,106 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
     res.redirect(303, base + '/');
   }));
 
-  router.get('/-/web/account', handle(async (req, res, user) => {
-    if (!user) return void res.redirect(303, base + '/-/web/login?next=' + encodeURIComponent(base + '/-/web/account'));
+  /** The pages' script: copy buttons (the only script; the pages work without it). */
+  router.get('/-/static/pages.js', (_req, res) => {
+    res.set({ 'Cache-Control': 'public, max-age=300', 'X-Content-Type-Options': 'nosniff' }).type('text/javascript').send(PAGE_SCRIPT);
+  });
+
+  /** The account page, with `notice` (what was just done) or `problem` (what went wrong) above it. */
+  async function accountPage(req: Request, res: Response, user: PageUser, status = 200, message?: { notice?: string; problem?: string }): Promise<void> {
+    const account = await ctx.accounts.account(user.name);
+    const twoFactor = !!account && twoFactorOn(account.twoFactor);
     const names = new Set<string>();
     for (const db of [ctx.registry, ctx.mirrored]) for (const row of (await db.view<string>('byMaintainer', { key: user.name })).rows) names.add(row.value);
     const packages = [...names].sort().map((name) => `<li>${packageLink(base, name)}</li>`).join('');
+    const otpField = (id: string) => twoFactor ? `<label for="${id}">One-time password</label><input id="${id}" name="otp" inputmode="numeric" autocomplete="one-time-code" required>` : '';
+    // Tokens of the account's former password (or of a former account of the name) are no longer its own.
     const tokens = (await ctx.tokens.listByUser(user.name))
-      .map((t) => `<tr><td><code>${escape(t.preview)}…</code></td><td>${escape(t.name || 'unnamed')}</td><td>${when(t.created)}</td><td>${t.readonly ? 'read-only' : 'publish'}${t.limits && (t.limits.packages || t.limits.scopes) ? ': ' + escape([...(t.limits.packages || []), ...(t.limits.scopes || [])].join(', ')) : ''}</td><td>${t.expires ? when(t.expires) : 'never'}</td><td>${escape(t.cidr_whitelist.join(', '))}</td></tr>`)
+      .filter((t) => account && ctx.accounts.stillFor(t, account))
+      .map((t) => `<tr><td><code>${escape(t.preview)}…</code></td><td data-label="Name">${escape(t.name || 'unnamed')}</td><td class="date" data-label="Created">${when(t.created)}</td><td data-label="Access">${t.readonly ? 'read-only' : 'publish'}${t.limits && (t.limits.packages || t.limits.scopes) ? ': ' + escape([...(t.limits.packages || []), ...(t.limits.scopes || [])].join(', ')) : ''}</td><td class="date" data-label="Expires">${t.expires ? when(t.expires) : 'never'}</td><td data-label="CIDR">${t.cidr_whitelist.length ? escape(t.cidr_whitelist.join(', ')) : 'any'}</td>
+<td><form class="inline revoke" method="post" action="${escape(base)}/-/web/account/tokens/revoke"><input type="hidden" name="key" value="${escape(t._id)}">${twoFactor ? '<input name="otp" inputmode="numeric" autocomplete="one-time-code" placeholder="one-time password" aria-label="One-time password" required size="10"> ' : ''}<button type="submit" aria-label="Revoke ${escape(t.preview)}…">Revoke</button></form></td></tr>`)
       .join('');
     const body = `<h1>${escape(user.name)}</h1>
+${message && message.notice ? `<p class="ok" role="status">${escape(message.notice)}</p>` : ''}${message && message.problem ? `<p class="error" role="alert">${escape(message.problem)}</p>` : ''}
 <h2>Packages you maintain</h2>${packages ? `<ul>${packages}</ul>` : '<p class="muted">None yet.</p>'}
-<h2>Your tokens</h2>${tokens ? `<table><thead><tr><th>Token</th><th>Name</th><th>Created</th><th>Access</th><th>Expires</th><th>CIDR</th></tr></thead><tbody>${tokens}</tbody></table>` : '<p class="muted">None.</p>'}
-<p class="muted">Revoke a token with <code>npm token revoke &lt;id&gt;</code>.</p>`;
-    page(req, res, 200, user.name, body, user);
+<h2>Your tokens</h2>${tokens ? `<div class="scroll"><table class="list stack tokens"><thead><tr><th>Token</th><th>Name</th><th>Created</th><th>Access</th><th>Expires</th><th>CIDR</th><th></th></tr></thead><tbody>${tokens}</tbody></table></div>` : '<p class="muted">None.</p>'}
+<p class="muted">Make one with <code>npm token create</code> or <code>npm login</code>; a revoked token stops working at once.</p>
+<h2 id="password">Change your password</h2>
+<form class="login password" method="post" action="${escape(base)}/-/web/account/password">
+<label for="old">Current password</label><input id="old" name="old" type="password" autocomplete="current-password" required>
+<label for="new">New password</label><input id="new" name="new" type="password" autocomplete="new-password" minlength="${MIN_PASSWORD_LENGTH}" required>
+<label for="again">New password again</label><input id="again" name="again" type="password" autocomplete="new-password" minlength="${MIN_PASSWORD_LENGTH}" required>
+${otpField('password-otp')}
+<p class="muted">Your tokens end with your old password: log in again with <code>npm login</code>.</p>
+<p><button type="submit">Change password</button></p></form>`;
+    page(req, res, status, user.name, body, user);
+  }
+
+  router.get('/-/web/account', handle(async (req, res, user) => {
+    if (!user) return void res.redirect(303, base + '/-/web/login?next=' + encodeURIComponent(base + '/-/web/account'));
+    const done = req.query.done;
+    const notice = done === 'revoked' ? 'The token was revoked.' : done === 'password' ? 'Your password was changed; your tokens of the old one were ended.' : undefined;
+    await accountPage(req, res, user, 200, { notice });
+  }));
+
+  /**
+   * The second factor for a change on the account page: the code typed in the form, when the account
+   * has two-factor authentication on. Throws a 401 page error when it is missing or wrong.
+   */
+  async function pageSecondFactor(res: Response, name: string, otp: unknown): Promise<void> {
+    const account = await ctx.accounts.account(name);
+    if (!account || !twoFactorOn(account.twoFactor)) return;
+    const code = typeof otp === 'string' ? otp.trim() : '';
+    const wrong = new HttpError(401, 'Enter the one-time password from your authenticator app (or a recovery code); the one given was missing or wrong.');
+    if (!code) throw wrong;
+    try {
+      await requireSecondFactor(ctx.accounts, ctx.config, res, { name, credential: 'page:' + name }, account.twoFactor, 'credentials', code);
+    } catch (err) {
+      if (err instanceof HttpError) throw err.status === 401 ? wrong : err;
+      throw err;
+    }
+  }
+
+  const smallForm = express.urlencoded({ extended: false, limit: '16kb' });
+
+  /** A form of the account page: refused from another site and without a session; errors shown on the account page. */
+  const accountForm = (work: (req: Request, res: Response, user: PageUser, form: Record<string, unknown>) => Promise<void>) =>
+    handle(async (req, res, user) => {
+      if (refuseCrossSite(req, res)) return;
+      if (!user) return void page(req, res, 401, 'Log in', `<h1 class="error">Log in first</h1><p><a href="${escape(base)}/-/web/login?next=${encodeURIComponent(base + '/-/web/account')}">Log in</a> to change your account.</p>`, null);
+      try {
+        await work(req, res, user, (req.body || {}) as Record<string, unknown>);
+      } catch (err) {
+        const known = asHttpError(err);
+        if (!known) throw err;
+        await accountPage(req, res, user, known.status, { problem: known.message });
+      }
+    });
+
+  router.post('/-/web/account/tokens/revoke', smallForm, accountForm(async (req, res, user, form) => {
+    const key = typeof form.key === 'string' ? form.key : '';
+    if (!/^[0-9a-f]{64}$/.test(key)) throw new HttpError(400, 'Choose a token to revoke from the list.');
+    await pageSecondFactor(res, user.name, form.otp);
+    // Only the user's own token: another's key (or a deploy token's) is not found.
+    if (!(await ctx.tokens.revokeKey(key, user.name))) throw new HttpError(404, 'No token of yours has that key; it may have been revoked already.');
+    ctx.log.info({ user: user.name, via: 'web' }, 'token revoked');
+    res.redirect(303, base + '/-/web/account?done=revoked');
+  }));
+
+  router.post('/-/web/account/password', smallForm, accountForm(async (req, res, user, form) => {
+    const [old, next, again] = [form.old, form.new, form.again].map((v) => (typeof v === 'string' ? v : ''));
+    if (!old || !next) throw new HttpError(400, 'Give your current password and the new one.');
+    if (next !== again) throw new HttpError(400, 'The new password and its repetition differ; type them again.');
+    await checkPasswordChange(ctx.accounts, req, res, user.name, old, next);
+    await pageSecondFactor(res, user.name, form.otp);
+    await ctx.accounts.update(user.name, { password: next });
+    ctx.log.info({ user: user.name, fields: ['password'], via: 'web' }, 'profile changed');
+    // The password change ended this session with the others (the account's stamp changed): the user
+    // just proved the new password, so the page goes on in a new session for the account as it is now.
+    const account = await ctx.accounts.account(user.name);
+    await sessions.end(req, res);
+    if (account) await sessions.start(req, res, user.name, account.stamp);
+    res.redirect(303, base + '/-/web/account?done=password');
   }));
 
   /** A package page: `/<name>` and `/<name>/v/<version>`. */
@@ -221,7 +446,7 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
       let doc = await readPackage(ctx, parsed.name);
       if (!doc && ctx.mirror && ctx.config.upstreamMode === 'mirror' && ctx.mirror.mayPull(parsed.name)) doc = await ctx.mirror.pull(parsed.name);
       if (!doc) return page(req, res, 404, 'Not found', `<h1>“${escape(parsed.name)}” is not in this registry</h1><p><a href="${escape(base)}/-/web/search?q=${encodeURIComponent(parsed.name)}">Search</a> for it.</p>`, user);
-      page(req, res, 200, doc.name, packagePage(doc, versionAsked, await stagingOf(doc, user)), user);
+      page(req, res, 200, doc.name, packagePage(doc, versionAsked, await stagingOf(doc, user), await signingKeys()), user);
     })(req, res, next);
   });
 
@@ -235,7 +460,14 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
     return { waiting, required: doc.registry_staging === 'required' };
   }
 
-  function packagePage(stored: PackageDoc, versionAsked: string | undefined, staged: { waiting: number; required: boolean } | null = null): string {
+  /** The keys signatures are checked with: this registry's and the upstream's (none when signing is off). */
+  async function signingKeys(): Promise<{ keys: RegistryKey[]; own: Set<string> }> {
+    if (!ctx.keys) return { keys: [], own: new Set() };
+    const keys = ctx.keys;
+    return { keys: await keys.keys(), own: await keys.ownKeyIds() };
+  }
+
+  function packagePage(stored: PackageDoc, versionAsked: string | undefined, staged: { waiting: number; required: boolean } | null, signing: { keys: RegistryKey[]; own: Set<string> }): string {
     const name = stored.name;
     // What the supply-chain policy holds back is not offered here either; it is listed with the reason.
     const withheld = withheldOf(ctx, stored);
@@ -255,25 +487,93 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
     const latestVersion = doc['dist-tags'].latest;
     const version = versionAsked && doc.versions[versionAsked] ? versionAsked : latestVersion;
     const manifest = (doc.versions[version] || {}) as VersionManifest;
+    const mirrored = isMirrored(doc, ctx.origins);
     const deprecation = typeof manifest.deprecated === 'string' && manifest.deprecated ? `<p class="deprecated" role="note"><strong>Deprecated:</strong> ${escape(manifest.deprecated)}</p>` : '';
     const readme = renderReadme(version === latestVersion ? doc.readme || manifest.readme : manifest.readme || doc.readme);
-    const versions = Object.keys(doc.versions)
-      .sort((a, b) => String(doc.time[b] || '').localeCompare(String(doc.time[a] || '')))
-      .map((v) => `<tr><td><a href="${escape(base)}/${escape(name)}/v/${escape(v)}">${escape(v)}</a>${doc.versions[v].deprecated ? ' <span class="badge">deprecated</span>' : ''}</td><td class="muted">${when(doc.time[v])}</td></tr>`)
+    const pathOf = name.split('/').map((part) => encodeURIComponent(part).replace(/^%40/, '@')).join('/');
+
+    const versionList = bySemverDescending(Object.keys(doc.versions), doc.time);
+    const versionRows = versionList
+      .map((v, index) => {
+        const m = doc.versions[v];
+        const signature = signatureOf(m, signing.keys, signing.own);
+        const signer = signature.kind === 'here' ? 'here' : 'upstream';
+        const checked = signature.kind === 'here' || signature.kind === 'upstream' ? (index < CHECKED_IN_LIST ? signatureVerifies(m, signing.keys) : undefined) : false;
+        const signed = signature.kind === 'none' ? ''
+          : signature.kind === 'unknown' ? `<span class="badge bad" title="Signed with key ${escape(signature.keyid)}, which this registry does not list">signature unchecked: unknown key</span>`
+          : checked === false ? `<span class="badge bad" title="The signature by key ${escape(signature.keyid)} does not match this version">signature fails</span>`
+          : `<span class="badge signed" title="Registry signature, key ${escape(signature.keyid)}${checked ? ', verified' : '; open the version to check it'}">signed ${signer}${checked ? ' ✓' : ''}</span>`;
+        const checks = [
+          signed,
+          provenanceTypeOf(m) ? '<span class="badge provenance" title="Published with a provenance statement">provenance</span>' : '',
+          m.deprecated ? '<span class="badge">deprecated</span>' : '',
+        ].join('');
+        return `<tr${v === version ? ' class="shown"' : ''}><td><a href="${escape(base)}/${escape(pathOf)}/v/${escape(encodeURIComponent(v))}">${escape(v)}</a></td><td class="muted date" data-label="Published">${when(doc.time[v])}</td><td data-label="By">${publisherOf(m)}</td><td>${checks}</td></tr>`;
+      })
       .join('');
     const tags = Object.entries(doc['dist-tags']).map(([tag, v]) => `<tr><td>${escape(tag)}</td><td>${escape(v)}</td></tr>`).join('');
     const spec = version === latestVersion ? name : name + '@' + version;
+
+    const kinds: [string, string, unknown][] = [
+      ['dependencies', 'Dependencies', manifest.dependencies],
+      ['devDependencies', 'Dev dependencies', manifest.devDependencies],
+      ['peerDependencies', 'Peer dependencies', manifest.peerDependencies],
+      ['optionalDependencies', 'Optional dependencies', manifest.optionalDependencies],
+    ];
+    const countOf = (deps: unknown) => (deps && typeof deps === 'object' ? Object.keys(deps).length : 0);
+    const dependencies = kinds.map(([id, title, deps]) => `<h2 id="${id}">${title} <span class="muted">(${countOf(deps)})</span></h2>${dependencyList(base, deps)}`).join('');
+
+    const repository = repositoryUrl(manifest.repository ?? doc.repository);
+    const homepage = typeof (manifest.homepage ?? doc.homepage) === 'string' ? String(manifest.homepage ?? doc.homepage) : undefined;
+    const bugs = bugsUrl(manifest.bugs ?? doc.bugs);
+    const links = [
+      repository ? `<li>Repository: ${externalLink(repository, repository.replace(/^https?:\/\//, ''))}</li>` : '',
+      homepage ? `<li>Homepage: ${externalLink(homepage, homepage.replace(/^https?:\/\//, ''))}</li>` : '',
+      bugs ? `<li>Issues: ${externalLink(bugs, bugs.replace(/^https?:\/\//, ''))}</li>` : '',
+    ].join('');
+    const keywords = keywordsOf(manifest.keywords ?? doc.keywords)
+      .map((k) => `<a href="${escape(base)}/-/web/search?q=${encodeURIComponent(k)}">${escape(k)}</a>`)
+      .join('');
+    const author = authorOf(manifest.author ?? doc.author);
+
+    // What the registry alone knows about the shown version.
+    const signature = signatureOf(manifest, signing.keys, signing.own);
+    const verified = signature.kind !== 'none' && signatureVerifies(manifest, signing.keys);
+    const signatureText = signature.kind === 'none'
+      ? '<span class="muted">No registry signature.</span>'
+      : signature.kind === 'unknown'
+        ? `<span class="error">Signature cannot be checked</span>: it names a key this registry does not list (<code>${escape(String(signature.keyid).slice(0, 19))}…</code>).`
+        : `${verified ? '<span class="ok">Signature verifies</span>' : '<span class="error">Signature does not verify</span>'} (${signature.kind === 'here' ? "this registry's key" : "the upstream's key"} <code>${escape(String(signature.keyid).slice(0, 19))}…</code>).`;
+    const provenanceType = provenanceTypeOf(manifest);
+    const attestationsUrl = manifest.dist && manifest.dist.attestations && typeof (manifest.dist.attestations as { url?: unknown }).url === 'string'
+      ? String((manifest.dist.attestations as { url: string }).url) : undefined;
+    const provenanceText = provenanceType
+      ? `Provenance: ${escape(provenanceType.replace(/^https:\/\/slsa\.dev\/provenance\//, 'SLSA provenance '))}${mirrored ? ' (from the upstream)' : ', checked when published'}${!mirrored ? ` (<a href="${escape(base)}/-/npm/v1/attestations/${escape(pathOf)}@${escape(encodeURIComponent(version))}">attestations</a>)` : attestationsUrl ? ` (${externalLink(attestationsUrl, 'attestations')})` : ''}.`
+      : '<span class="muted">No provenance statement.</span>';
+    const origin = mirrored
+      ? `<p>Mirrored from ${externalLink(doc.origin, doc.origin)}${typeof doc.origin_synced === 'string' ? `; last copied ${escape(doc.origin_synced.slice(0, 16).replace('T', ' '))} UTC` : ''}${doc.origin_rev ? ` <span class="muted">(upstream revision ${escape(String(doc.origin_rev).split('-')[0])})</span>` : ''}.</p>`
+      : '';
+    const downloads = downloadFigures(doc);
+
     return `<h1>${escape(name)} <span class="muted">${escape(version)}</span>${provenance(ctx, doc)}</h1>
 <p>${escape(doc.description || manifest.description || '')}</p>${deprecation}
-<div class="layout"><article class="readme">${readme || '<p class="muted">This package has no readme.</p>'}</article>
+${keywords ? `<p class="keywords" aria-label="Keywords">${keywords}</p>` : ''}
+<div class="layout"><div class="main">
+<nav class="tabs" aria-label="Sections"><a href="#readme">Readme</a><a href="#deps">Dependencies (${countOf(manifest.dependencies)})</a><a href="#versions">Versions (${versionList.length})</a></nav>
+<div class="panels">
+<section id="readme" class="default"><article class="readme">${readme || '<p class="muted">This package has no readme.</p>'}</article></section>
+<section id="deps">${dependencies}<p class="muted">Of version ${escape(version)}.</p></section>
+<section id="versions"><h2>Versions</h2><div class="scroll"><table class="list stack versions"><thead><tr><th>Version</th><th>Published</th><th>By</th><th>Checks</th></tr></thead><tbody>${versionRows}</tbody></table></div></section>
+</div></div>
 <aside>
-<section><h2>Install</h2><pre>npm install ${escape(spec)}\nyarn add ${escape(spec)}\npnpm add ${escape(spec)}</pre></section>
+<section><h2>Install</h2><ul class="install"><li><code class="copy">npm install ${escape(spec)}</code></li><li><code class="copy">yarn add ${escape(spec)}</code></li><li><code class="copy">pnpm add ${escape(spec)}</code></li></ul></section>
+${links ? `<section class="links"><h2>Links</h2><ul>${links}</ul></section>` : ''}
+${downloads ? `<section class="downloads"><h2>Downloads</h2>${downloads}</section>` : ''}
+<section class="published"><h2>Version ${escape(version)}</h2><p>Published ${escape(when(doc.time[version]))} by ${publisherOf(manifest)}.</p><p>${signatureText}</p><p>${provenanceText}</p>${origin}</section>
+${author ? `<section class="author"><h2>Author</h2><p>${author}</p></section>` : ''}
 <section><h2>Dist-tags</h2><table>${tags}</table></section>
-<section><h2>Versions</h2><table>${versions}</table></section>
 ${heldBack ? `<section class="held-back"><h2>Held back</h2><table>${heldBack}</table></section>` : ''}
 ${staged && (staged.waiting || staged.required) ? `<section class="staged"><h2>Staged</h2><p>${staged.waiting} staged version${staged.waiting === 1 ? '' : 's'} waiting for a maintainer's approval${staged.required ? '; every version of this package must be staged' : ''}. <code>npm stage list ${escape(name)}</code></p></section>` : ''}
-<section><h2>Dependencies</h2>${dependencyList(base, manifest.dependencies)}</section>
-${manifest.peerDependencies ? `<section><h2>Peer dependencies</h2>${dependencyList(base, manifest.peerDependencies)}</section>` : ''}
 <section><h2>Maintainers</h2><p>${people(doc.maintainers)}</p></section>
 ${typeof manifest.license === 'string' ? `<section><h2>License</h2><p>${escape(manifest.license)}</p></section>` : ''}
 </aside></div>`;

@@ -51,7 +51,8 @@ const GATEWAY_PATHS = (n: string): string[] => [
   '/-/replicate/_changes?since=' + n + '&limit=' + n, '/-/whoami', '/-/npm/v1/user', '/-/npm/v1/tokens', '/-/replication', '/-/v1/login',
   '/-/npm/v1/security/advisories/bulk', '/-/all', '/' + n + '/' + n + '/' + n + '/' + n,
   // Pages, operations and the supply-chain endpoints.
-  '/', '/' + n + '/v/' + n, '/-/web/search?q=' + n, '/-/web/login?next=' + n, '/-/web/logout', '/-/web/account', '/-/health', '/-/metrics',
+  '/', '/' + n + '/v/' + n, '/-/web/search?q=' + n, '/-/web/login?next=' + n, '/-/web/logout', '/-/web/account', '/-/web/account/tokens/revoke', '/-/web/account/password',
+  '/-/static/' + n, '/-/health', '/-/metrics',
   '/-/npm/v1/keys', '/-/npm/v1/attestations/' + n + '@' + n, '/-/npm/v1/attestations/' + n,
   // Trusted publishing: the trusts of a package (npm trust) and the exchange of a CI's ID token.
   '/-/package/' + n + '/trust', '/-/package/' + n + '/trust/' + n, '/-/npm/v1/oidc/token/exchange/package/' + n,

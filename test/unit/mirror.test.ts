@@ -3,6 +3,7 @@ import validateApp from '../../couchapp/validate_doc_update';
 import { GATEWAY_ROLE, inPrivateScope, isMirrored, localOrigins, parseScopes, REPLICATOR_ROLE, SITE_ROLE } from '../../core/provenance';
 import { PackageDoc } from '../../core/types';
 import { mirroredDoc, revGeneration } from '../../core/mirrored';
+import { fullPackument } from '../../core/packument';
 import { expectedIntegrity } from '../../replication/mirror';
 import ssri from 'ssri';
 import { listedNames } from '../../replication/feed/follower';
@@ -144,6 +145,15 @@ describe('mirrored documents', () => {
     expect(doc.origin_rev).toBe('7-up');
     expect(doc.readme).toBe('hi');
     expect(Object.keys(doc._attachments || {})).toEqual(['pkg-1.0.0.tgz']);
+  });
+
+  it('record when the copy was fetched (for the package page), which an upstream cannot forge and clients are not served', () => {
+    const packument = { _rev: '2-up', name: 'pkg', 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': upstream('pkg').versions['1.0.0'] }, origin_synced: '1999-01-01T00:00:00.000Z' };
+    const doc = mirroredDoc('pkg', packument, 'https://registry.example', null, '2026-12-07T04:00:00.000Z');
+    expect(doc.origin_synced).toBe('2026-12-07T04:00:00.000Z');
+    expect(Date.parse(String(mirroredDoc('pkg', packument, 'https://registry.example', null).origin_synced))).toBeGreaterThan(Date.now() - 60_000);
+    const served = fullPackument(doc, 'http://registry.test');
+    expect(Object.keys(served).filter((key) => key.startsWith('origin'))).toEqual([]);
   });
 
   it('verify tarballs against dist.integrity, or dist.shasum (as SRI sha1) for old versions, and refuse neither', () => {
