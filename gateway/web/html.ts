@@ -111,7 +111,7 @@ export function layout(options: { title: string; base: string; user?: PageUser |
     : `<a href="${escape(base)}/-/web/login">Log in</a>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escape(title)}</title><style>${STYLE}</style></head>
+<title>${escape(title)}</title><link rel="icon" type="image/svg+xml" href="${escape(base)}/-/static/favicon.svg"><style>${STYLE}</style></head>
 <body><header><a href="${escape(base)}/">npm registry</a>
 <form method="get" action="${escape(base)}/-/web/search" role="search"><input type="search" name="q" value="${escape(query || '')}" placeholder="Search packages" aria-label="Search packages"><button type="submit">Search</button></form>
 <nav>${account}</nav></header>
