@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     'npm registry ready at ' + registry.url + (registry.localUrl !== registry.url ? ' (listening on ' + registry.localUrl + ')' : ''),
     '  use it:   npm config set registry ' + registry.url + '/',
     '  account:  npm adduser --registry ' + registry.url + '/',
-    '  Fauxton:  ' + registry.fauxtonUrl + '  (log in as "' + registry.adminName + '")',
+    '  Fauxton:  ' + registry.url + '/-/couchdb/_utils/  (server admins; log in as "' + registry.adminName + '"; CouchDB\'s API under /-/couchdb/, and on its own port at ' + registry.fauxtonUrl.replace(/\/_utils\/$/, '') + ')',
   ];
   const replication = config.replication;
   if (config.upstreamRegistry) lines.push('  upstream: ' + config.upstreamRegistry + ' (unknown names: ' + config.upstreamMode + ')');
