@@ -115,7 +115,6 @@ describe('configuration broken anyway (written before it was checked)', () => {
       } else {
         // As an older version of the registry left it: written into the stopped server's database.
         await first.close();
-        // eslint-disable-next-line @typescript-eslint/no-require-imports
         const PouchDB = require('pouchdb');
         const db = new PouchDB(join(first.dataDir, 'couchdb', first.registryDb));
         const live = await db.get('_design/access');
