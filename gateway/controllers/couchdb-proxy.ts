@@ -240,6 +240,11 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
       if (crossSite(req)) {
         return refuse(res, 403, 'forbidden', 'This request to CouchDB was sent by a page of another site; use Fauxton or the API from this registry itself.');
       }
+      if (req.method === 'DELETE' && req.url.split('?')[0] === '/_session') {
+        // Fauxton's "Logout" (sent with dummy credentials): it ends the registry pages' session.
+        await sessions.end(req, res);
+        return void res.set('Cache-Control', 'no-store').json({ ok: true });
+      }
       const name = await admin(req, res);
       if (!name) return;
       res.locals.couchAdmin = name;

@@ -196,6 +196,18 @@ fetch(${JSON.stringify(target + '/csrf-fetch')}, { method: 'PUT', mode: 'no-cors
     }
   });
 
+  it('Fauxton\'s Logout ends the session: Fauxton and CouchDB are closed again', async () => {
+    const { context, page } = await logIn(admin.name, admin.password);
+    try {
+      await page.waitForSelector('text=' + registry.registryDb + '-mirror', { timeout: 15_000 });
+      await page.click('text=Logout');
+      await page.waitForTimeout(1000);
+      expect((await page.evaluate(async () => (await fetch('/-/couchdb/_all_dbs')).status))).toBe(401);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('a plain user who logs in gets no further than a refusal', async () => {
     const { context, page } = await logIn(PLAIN.name, PLAIN.password);
     try {
