@@ -57,6 +57,14 @@ function documentOf(url: string): { db: string; id: string } | null {
   return { db, id: rest.join('/') };
 }
 
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 /** Reads a request body of at most `limit` bytes; null when it is larger. */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
   return new Promise((resolve, reject) => {
@@ -159,7 +167,13 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
   /** Refuses a write of `_design/access` whose rules are invalid (answered here); true when it may go on. */
   async function accessDesignAllowed(req: Request, res: Response): Promise<boolean> {
     const doc = documentOf(req.url);
-    if (!doc || doc.db !== ctx.config.registryDb || doc.id !== ACCESS_DESIGN_ID) return true;
+    if (!doc || doc.db !== ctx.config.registryDb) return true;
+    const destination = String(req.headers.destination || '').split('?')[0];
+    if (req.method === 'COPY' && safeDecode(destination) === ACCESS_DESIGN_ID) {
+      refuse(res, 403, 'forbidden', 'Write _design/access with PUT (as Fauxton saves it), so that its rules are checked; a COPY over it is refused.');
+      return false;
+    }
+    if (doc.id !== ACCESS_DESIGN_ID) return true;
     if (req.method === 'GET' || req.method === 'HEAD') return true;
     if (req.method === 'DELETE') {
       refuse(res, 403, 'forbidden', accessDesignProblem({ _deleted: true }, null) as string);
@@ -203,7 +217,10 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
         const who = (req as Request).res?.locals.couchAdmin as string;
         for (const [name, value] of Object.entries(ctx.couch.proxyAuthHeaders(who, ['_admin']))) proxyReq.setHeader(name, value);
         // The one body read here (a checked `_design/access`) is written on.
-        if ((req as Request & { body?: unknown }).body !== undefined) fixRequestBody(proxyReq, req as Request);
+        if ((req as Request & { body?: unknown }).body !== undefined) {
+          proxyReq.setHeader('content-type', 'application/json');
+          fixRequestBody(proxyReq, req as Request);
+        }
       },
       proxyRes: (proxyRes) => {
         delete proxyRes.headers['set-cookie'];

@@ -61,6 +61,17 @@ describe('configuration is checked when it is written', () => {
     expect((await send(registry.localUrl, 'GET', '/-/health')).body.checks.accessRules.ok).toBe(true);
   });
 
+  it('a COPY over _design/access is refused through /-/couchdb/, and a PUT without a JSON content type is checked all the same', async () => {
+    const copied = await send(registry.localUrl + '/-/couchdb', 'COPY', '/' + registry.registryDb + '/plain-pkg', { headers: { authorization: basicAuthOf(registry.adminCouchUrl), destination: '_design%2Faccess' } });
+    expect(copied.status).toBe(403);
+    expect(copied.body.reason).toContain('a COPY over it is refused');
+    const live = (await couch(registry, 'GET', accessPath())).body;
+    const plain = await send(registry.localUrl + '/-/couchdb', 'PUT', accessPath(), { headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'text/plain' }, raw: JSON.stringify({ ...live, rules: 'none' }) });
+    expect(plain.status).toBe(403);
+    const valid = await send(registry.localUrl + '/-/couchdb', 'PUT', accessPath(), { headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'text/plain' }, raw: JSON.stringify(live) });
+    expect(valid.status).toBe(201);
+  });
+
   it('on the embedded server, _bulk_docs cannot slip invalid rules in either', async () => {
     if (onRealCouch) return;
     const live = (await couch(registry, 'GET', accessPath())).body;
