@@ -30,9 +30,13 @@ COPY --from=build /app/dist/lib ./dist/lib
 COPY --from=build /app/dist/replication ./dist/replication
 COPY --from=build /app/dist/gateway ./dist/gateway
 COPY --from=build /app/dist/server ./dist/server
-# The tarball cache (and, without COUCHDB_URL, the embedded database) live in DATA_DIR.
+# The tarball cache (and, without COUCHDB_URL, the embedded database, its admin password and the
+# signing key) live in DATA_DIR: a volume, so that they outlive the container.
 RUN mkdir -p /app/data && chown node:node /app/data
 ENV HOST=0.0.0.0 PORT=5080 DATA_DIR=/app/data
+VOLUME /app/data
+# One port: npm, the pages, and for server admins Fauxton and CouchDB's API under /-/couchdb/ (the
+# embedded CouchDB listens on 127.0.0.1 inside the container only).
 EXPOSE 5080
 USER node
 HEALTHCHECK --interval=10s --timeout=5s --retries=3 CMD ["node", "-e", "fetch('http://127.0.0.1:5080/-/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]

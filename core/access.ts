@@ -23,16 +23,67 @@ export interface AccessUser {
 
 export const DEFAULT_RULES: AccessRule[] = [{ package: '**', read: ['$all'], publish: ['$authenticated'] }];
 
-/** Why `rules` is not a valid list of rules, or null. */
+/** An example of valid rules, for the messages that refuse invalid ones. */
+export const RULES_EXAMPLE = '[{"package": "@acme/*", "read": ["$authenticated"], "publish": ["role:acme"]}, {"package": "**", "read": ["$all"], "publish": ["$authenticated"]}]';
+
+const RULE_KEYS = ['package', 'read', 'publish'];
+const PATTERN_PART = /^[A-Za-z0-9*~-][A-Za-z0-9*._~-]*$/;
+
+/**
+ * Why `pattern` is not a package pattern of the rules (or of the supply-chain policy), or null: `**`,
+ * or a package name (`@scope/name` or `name`) in which `*` may stand for any characters.
+ */
+export function patternProblem(pattern: unknown): string | null {
+  if (typeof pattern !== 'string' || !pattern) return 'a package pattern must be a non-empty string such as "@acme/*", "left-pad" or "**"';
+  if (pattern === '**') return null;
+  const scoped = pattern.charAt(0) === '@';
+  const parts = (scoped ? pattern.slice(1) : pattern).split('/');
+  if (scoped ? parts.length !== 2 : parts.length !== 1) {
+    return '"' + pattern + '" is not a package pattern: write "name", "prefix-*", "@scope/name", "@scope/*" or "**" (only a scoped name has one "/")';
+  }
+  for (const part of parts) {
+    if (!PATTERN_PART.test(part)) {
+      return '"' + pattern + '" is not a package pattern: names are made of letters, digits, "-", ".", "_", "~" (and "*" for any characters), with no spaces';
+    }
+  }
+  return null;
+}
+
+/** Why `principal` is not one the rules know, or null. */
+function principalProblem(principal: unknown): string | null {
+  const known = 'write "$all", "$authenticated", "role:<role>" or a user name';
+  if (typeof principal !== 'string' || !principal.trim()) return 'a principal must be a non-empty string: ' + known;
+  if (principal !== principal.trim()) return '"' + principal + '" has spaces around it: ' + known;
+  if (principal === '$all' || principal === '$authenticated') return null;
+  if (principal.charAt(0) === '$') return '"' + principal + '" is not a principal: ' + known;
+  if (principal.indexOf('role:') === 0) return principal.length > 5 ? null : '"role:" names no role: ' + known;
+  if (principal.indexOf(':') !== -1) return '"' + principal + '" is not a principal (user names have no ":"): ' + known;
+  return null;
+}
+
+/**
+ * Why `rules` is not a valid list of rules, or null: checked when `_design/access` is written (through
+ * the admin proxy, and on the embedded server) and whenever the rules are used.
+ */
 export function rulesProblem(rules: unknown): string | null {
-  if (!Array.isArray(rules)) return '"rules" must be a list';
+  if (!Array.isArray(rules)) return '"rules" must be a list of rules, such as ' + RULES_EXAMPLE;
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i] as AccessRule;
-    if (!rule || typeof rule.package !== 'string' || !rule.package) return 'rule ' + i + ' needs a "package" pattern';
+    const where = 'rule ' + i + ' of "rules"';
+    if (!rule || typeof rule !== 'object' || Array.isArray(rule)) return where + ' must be an object such as {"package": "**", "read": ["$all"], "publish": ["$authenticated"]}';
+    for (const key of Object.keys(rule)) {
+      if (RULE_KEYS.indexOf(key) === -1) return where + ' has the unknown field "' + key + '": a rule has only "package", "read" and "publish"';
+    }
+    if (rule.package === undefined) return where + ' needs a "package" pattern, such as "@acme/*" or "**"';
+    const pattern = patternProblem(rule.package);
+    if (pattern) return where + ': ' + pattern;
     for (const key of ['read', 'publish'] as const) {
       const list = rule[key];
-      if (list !== undefined && (!Array.isArray(list) || !list.every((p) => typeof p === 'string'))) {
-        return 'rule ' + i + ': "' + key + '" must be a list of principals';
+      if (list === undefined) continue;
+      if (!Array.isArray(list)) return where + ': "' + key + '" must be a list of principals, such as ["$authenticated"]';
+      for (const principal of list) {
+        const problem = principalProblem(principal);
+        if (problem) return where + ', "' + key + '": ' + problem;
       }
     }
   }
@@ -82,4 +133,24 @@ export function allowed(rules: AccessRule[], name: string, action: 'read' | 'pub
     if (user.name && principal === user.name) return true;
   }
   return false;
+}
+
+/** The id of the design document that holds the rules. */
+export const ACCESS_DESIGN_ID = '_design/access';
+
+/**
+ * Why a write of `_design/access` must be refused, or null. CouchDB runs no validate_doc_update for
+ * design documents, so this is checked by whatever writes or forwards it: the gateway's admin proxy
+ * (on any CouchDB) and the embedded server. A write that leaves the rules as they were passes (the
+ * registry's own push of new code keeps an admin's rules, even ones that are broken already; those are
+ * reported by `/-/health`).
+ */
+export function accessDesignProblem(newDoc: { _deleted?: unknown; rules?: unknown } | null | undefined, oldDoc: { rules?: unknown } | null): string | null {
+  if (!newDoc) return null;
+  if (newDoc._deleted) {
+    return 'Deleting _design/access would leave no access rules, and every read would fail. To let everyone read and every logged-in user publish, save it with "rules": ' + JSON.stringify(DEFAULT_RULES) + '.';
+  }
+  if (oldDoc && JSON.stringify(oldDoc.rules) === JSON.stringify(newDoc.rules)) return null;
+  const problem = rulesProblem(newDoc.rules);
+  return problem ? 'The access rules in _design/access were not saved: ' + problem + '. Fix them and save again.' : null;
 }

@@ -7,14 +7,17 @@
  * `redirect` pass on. Local packages are never held back. Pure.
  */
 import semver from 'semver';
-import { patternMatches } from './access';
+import { patternMatches, patternProblem } from './access';
 import { tarballFileName } from './names';
 import { PackageDoc } from './types';
+
+/** The id of the policy document in `<db>-state`. */
+export const POLICY_ID = 'supply-chain';
 
 export interface BlockRule {
   /** A package name or pattern of the access rules (`@evil/*`). */
   package: string;
-  /** One version; the whole package when left out. */
+  /** One version or a semver range (`<2.0.0`, `1.2.3 || 1.2.4`); the whole package when left out. */
   version?: string;
   reason: string;
 }
@@ -25,6 +28,8 @@ export interface Policy {
   /** Packages (names or patterns) the cooldown does not apply to. */
   exceptions: string[];
   blocked: BlockRule[];
+  /** Why the policy document is invalid (then every mirrored package is blocked with this reason). */
+  problem?: string;
 }
 
 export const NO_POLICY: Policy = { minAgeMs: 0, exceptions: [], blocked: [] };
@@ -62,14 +67,75 @@ export function wholePackageBlock(policy: Policy, name: string): BlockRule | und
   return policy.blocked.find((rule) => rule && names(rule.package, name) && !(typeof rule.version === 'string' && rule.version));
 }
 
+/** The fields of the policy document (`supply-chain` in `<db>-state`), besides CouchDB's own (`_id`, `_rev`, …). */
+const POLICY_KEYS = ['type', 'help', 'cooldownExceptions', 'blocked'];
+const BLOCK_KEYS = ['package', 'version', 'reason'];
+
+/** An example of a valid policy document's content, for the messages that refuse an invalid one. */
+export const POLICY_EXAMPLE = '{"cooldownExceptions": ["@types/*", "typescript"], "blocked": [{"package": "event-stream", "version": "3.3.6", "reason": "malicious (flatmap-stream)"}]}';
+
+/**
+ * Why the policy document is invalid, or null. Checked strictly, every entry (an entry the gateway
+ * would have to skip is a block that silently does not hold): checked by `<db>-state`'s
+ * validate_doc_update when it is written, and by the gateway when it reads it.
+ */
+export function policyProblem(doc: unknown): string | null {
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) return 'the policy document must be an object such as ' + POLICY_EXAMPLE;
+  const policy = doc as Record<string, unknown>;
+  for (const key of Object.keys(policy)) {
+    if (key.charAt(0) !== '_' && POLICY_KEYS.indexOf(key) === -1) {
+      return 'the unknown field "' + key + '": the policy has only "cooldownExceptions" (package patterns) and "blocked" (a list of blocks), such as ' + POLICY_EXAMPLE;
+    }
+  }
+  if (policy.type !== undefined && policy.type !== 'policy') return '"type" must be "policy"';
+  if (policy.help !== undefined && typeof policy.help !== 'string') return '"help" must be a string';
+  const exceptions = policy.cooldownExceptions;
+  if (exceptions !== undefined) {
+    if (!Array.isArray(exceptions)) return '"cooldownExceptions" must be a list of package patterns, such as ["@types/*", "typescript"]';
+    for (let i = 0; i < exceptions.length; i++) {
+      const problem = patternProblem(exceptions[i]);
+      if (problem) return 'entry ' + i + ' of "cooldownExceptions": ' + problem;
+    }
+  }
+  const blocked = policy.blocked;
+  if (blocked !== undefined) {
+    if (!Array.isArray(blocked)) return '"blocked" must be a list of blocks, such as [{"package": "event-stream", "version": "3.3.6", "reason": "malicious"}]';
+    for (let i = 0; i < blocked.length; i++) {
+      const block = blocked[i] as Record<string, unknown>;
+      const where = 'block ' + i + ' of "blocked"';
+      if (!block || typeof block !== 'object' || Array.isArray(block)) return where + ' must be an object such as {"package": "event-stream", "version": "3.3.6", "reason": "malicious"}';
+      for (const key of Object.keys(block)) {
+        if (BLOCK_KEYS.indexOf(key) === -1) return where + ' has the unknown field "' + key + '": a block has "package", "reason" and, to block only some versions, "version"';
+      }
+      if (block.package === undefined) return where + ' needs a "package": a name or a pattern such as "@evil/*"';
+      const pattern = patternProblem(block.package);
+      if (pattern) return where + ': ' + pattern;
+      if (typeof block.reason !== 'string' || !block.reason.trim()) return where + ' needs a "reason" (shown to npm users), such as "malicious (flatmap-stream)"';
+      if (block.version !== undefined) {
+        if (typeof block.version !== 'string' || !block.version.trim() || semver.validRange(block.version) === null) {
+          return where + ': "version" ' + JSON.stringify(block.version) + ' is neither a version nor a semver range: write "1.2.3", "<2.0.0" or "1.2.3 || 1.2.4", or leave "version" out to block every version';
+        }
+      }
+    }
+  }
+  return null;
+}
+
+/** The versions among `versions` that `rule` blocks: its one version, those in its range, or all of them. */
+function blockedVersions(rule: BlockRule, versions: string[]): string[] {
+  if (!(typeof rule.version === 'string' && rule.version)) return versions;
+  const exact = semver.valid(rule.version);
+  if (exact || semver.validRange(rule.version) === null) return versions.filter((v) => v === rule.version || (!!exact && semver.valid(v) === exact));
+  return versions.filter((v) => semver.valid(v) !== null && semver.satisfies(v, rule.version as string, { includePrerelease: true }));
+}
+
 /** The versions of a mirrored package that are not served, by version, under `policy` at `now` (ms). */
 export function withheldVersions(doc: PackageDoc, policy: Policy, now: number): Map<string, Withheld> {
   const withheld = new Map<string, Withheld>();
   const name = doc.name;
   for (const rule of policy.blocked) {
     if (!rule || !names(rule.package, name)) continue;
-    const versions = typeof rule.version === 'string' && rule.version ? [rule.version] : Object.keys(doc.versions || {});
-    for (const version of versions) {
+    for (const version of blockedVersions(rule, Object.keys(doc.versions || {}))) {
       if (doc.versions[version]) withheld.set(version, { version, kind: 'blocked', reason: name + '@' + version + ' is blocked on this registry: ' + (rule.reason || 'no reason given') + '.' });
     }
   }

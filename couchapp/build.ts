@@ -57,6 +57,7 @@ function buildSettingsDesign(name: DesignName): SettingsDesignCode {
 
 export const buildAccessDesign = (): SettingsDesignCode => buildSettingsDesign(DESIGN.access);
 export const buildMirrorDesign = (): SettingsDesignCode => buildSettingsDesign(DESIGN.mirror);
+export const buildConfigDesign = (): SettingsDesignCode => buildSettingsDesign(DESIGN.config);
 
 if (require.main === module) {
   const doc = buildDesignDoc();
@@ -64,5 +65,6 @@ if (require.main === module) {
   writeFileSync(OUTPUT_FILES.app, JSON.stringify(doc, null, 1));
   writeFileSync(OUTPUT_FILES.access, JSON.stringify(buildAccessDesign(), null, 1));
   writeFileSync(OUTPUT_FILES.mirror, JSON.stringify(buildMirrorDesign(), null, 1));
+  writeFileSync(OUTPUT_FILES.config, JSON.stringify(buildConfigDesign(), null, 1));
   console.log('couchapp: built ' + doc._id + ' (' + Object.keys(doc.views).length + ' views) → ' + OUTPUT_FILES.app);
 }

@@ -12,6 +12,8 @@ export const DESIGN = {
   access: 'access',
   /** What replication may write (`mirror/`), with the gateway's settings in the document. */
   mirror: 'mirror',
+  /** In `<db>-state`: the configuration documents kept there (the supply-chain policy) checked when written (`config/`). */
+  config: 'config',
 } as const;
 
 export type DesignName = (typeof DESIGN)[keyof typeof DESIGN];
@@ -26,6 +28,7 @@ export const OUTPUT_FILES: Record<DesignName, string> = {
   app: join(ROOT, 'dist', 'couchapp', 'design.json'),
   access: join(ROOT, 'dist', 'couchapp', 'access.json'),
   mirror: join(ROOT, 'dist', 'couchapp', 'mirror.json'),
+  config: join(ROOT, 'dist', 'couchapp', 'config.json'),
 };
 
 /** The code of `_design/access` and `_design/mirror`; their settings fields are kept across pushes. */

@@ -234,6 +234,11 @@ export class Couch {
     }
   }
 
+  /** The proxy-authentication headers that make CouchDB take a request for `name` with `roles` (the admin proxy's). */
+  proxyAuthHeaders(name: string, roles: string[]): Record<string, string> {
+    return proxyHeaders(this.proxySecret, name, roles);
+  }
+
   /** A database, reached as the admin. */
   db<T extends object>(name: string): Database<T> {
     return new Database<T>(this, name, this.server);

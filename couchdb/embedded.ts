@@ -10,6 +10,7 @@ import http, { Server } from 'http';
 import https from 'https';
 import { AddressInfo, isIP } from 'net';
 import { dirname, join } from 'path';
+import { ACCESS_DESIGN_ID, accessDesignProblem } from '../core/access';
 import { hostOf } from '../core/hosts';
 import { isReplicator } from '../core/provenance';
 import { SecurityObject } from '../core/types';
@@ -124,6 +125,35 @@ function guardSecurityDocument(couchApp: { dbWrapper: { registerWrapper(wrapper:
     wrappers.installWrapperMethods(db, { put: single, post: single, bulkDocs: bulkDocsWrapper(check) });
     next();
   });
+}
+
+/**
+ * `_design/access` is checked when written, whoever writes it and however (a document PUT, `POST /db`,
+ * `_bulk_docs`, a delete, `COPY`): an invalid `rules` list would make every read fail. CouchDB runs no
+ * validate_doc_update for design documents; on a real CouchDB the gateway's admin proxy checks the same
+ * (`accessDesignProblem`), and `/-/health` reports rules broken anyway.
+ */
+function guardAccessDesign(couchApp: { dbWrapper: { registerWrapper(wrapper: (name: string, db: object, next: () => void) => void): void } }): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const wrappers = require('pouchdb-wrappers') as { installWrapperMethods(db: object, handlers: Record<string, unknown>): void };
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const bulkDocsWrapper = require('pouchdb-bulkdocs-wrapper') as (each: (doc: Record<string, unknown>, args: WrapperArgs & { base: PouchLike }) => Promise<void>) => unknown;
+  const check = async (doc: Record<string, unknown> | undefined, args: { base: PouchLike }): Promise<void> => {
+    if (!doc || doc._id !== ACCESS_DESIGN_ID) return;
+    const old = await args.base.get(ACCESS_DESIGN_ID).catch(() => null);
+    const problem = accessDesignProblem(doc, old as { rules?: unknown } | null);
+    if (problem) throw Object.assign(new Error(problem), { status: 403, name: 'forbidden', error: true });
+  };
+  couchApp.dbWrapper.registerWrapper((_name, db, next) => {
+    const single = (original: () => Promise<unknown>, args: { base: PouchLike; doc?: Record<string, unknown> }) => check(args.doc, args).then(original);
+    const remove = (original: () => Promise<unknown>, args: { base: PouchLike; doc?: Record<string, unknown> }) => check({ ...args.doc, _deleted: true }, args).then(original);
+    wrappers.installWrapperMethods(db, { put: single, post: single, remove, bulkDocs: bulkDocsWrapper(check) });
+    next();
+  });
+}
+
+interface PouchLike {
+  get(id: string): Promise<unknown>;
 }
 
 interface WrapperArgs {
@@ -815,6 +845,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
     overrideMode: { exclude: EXCLUDED_PARTS },
   });
   guardSecurityDocument(couchApp);
+  guardAccessDesign(couchApp);
 
   const app = express();
   app.disable('x-powered-by');

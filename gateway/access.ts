@@ -14,6 +14,11 @@ import { describeLimits, isLimited, tokenCovers } from '../core/tokens';
 
 const TTL_MS = 2000;
 
+/** The answer to reads while the rules are invalid: nobody but admins can be judged by them. */
+function brokenRules(problem: string | null): HttpError {
+  return new HttpError(503, 'This registry cannot decide who may read or publish: its access rules in _design/access are invalid (' + problem + '). An admin must fix that document (in Fauxton: /-/couchdb/_utils/).');
+}
+
 /** Whom the rules' `$all` names: anyone, logged in or not (what a package readable by anyone is). */
 const ANYONE = { name: null, roles: [] as string[] };
 
@@ -43,6 +48,11 @@ export class AccessRules {
     return this.refreshing;
   }
 
+  /** Why the rules in `_design/access` are invalid now, or null (read again, for `/-/health`). */
+  async problem(): Promise<string | null> {
+    return (await this.refresh()).problem;
+  }
+
   /**
    * Whether anyone, anonymous included, may read `name` by the rules read less than two seconds ago;
    * false when they are older or unknown (the caller then takes the ordinary path, which reads them).
@@ -64,7 +74,7 @@ export class AccessRules {
     const { rules, problem } = await this.load();
     if (!rules) {
       if (who.roles.includes('_admin')) return;
-      throw new HttpError(503, 'The access rules in _design/access are invalid (' + problem + '); an admin must fix them.');
+      throw brokenRules(problem);
     }
     if (allowed(rules, name, 'read', who)) {
       const everyone = allowed(rules, name, 'read', ANYONE);
@@ -102,7 +112,7 @@ export class AccessRules {
   async assertPublish(user: { name: string; roles: string[] }, name: string): Promise<void> {
     const { rules, problem } = await this.load();
     if (user.roles.includes('_admin')) return;
-    if (!rules) throw new HttpError(503, 'The access rules in _design/access are invalid (' + problem + '); an admin must fix them.');
+    if (!rules) throw brokenRules(problem);
     if (!allowed(rules, name, 'publish', user)) throw forbidden('User "' + user.name + '" may not publish "' + name + '" by this registry\'s access rules; ask an admin.');
   }
 

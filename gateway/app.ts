@@ -22,6 +22,7 @@ import { siteFileRoutes } from './controllers/site-files';
 import { operationsRoutes } from './controllers/operations';
 import { webRoutes } from './controllers/web';
 import { supplyChainRoutes } from './controllers/supply-chain';
+import { couchdbProxyRoutes } from './controllers/couchdb-proxy';
 import { WebSessions } from './web/sessions';
 import { asHttpError, badRequest } from './errors';
 import { Budget } from '../lib/budget';
@@ -78,7 +79,9 @@ export function createApp(ctx: Context): express.Express {
   // and the request metrics.
   app.use((req, res, next) => {
     const started = process.hrtime.bigint();
-    res.on('finish', () => requestDone(ctx, req.method, req.path, res.statusCode, started, (res.locals.user as { name?: string } | undefined)?.name));
+    // The path as asked: a mounted router (the CouchDB proxy) shortens `req.path` while it answers.
+    const path = req.path;
+    res.on('finish', () => requestDone(ctx, req.method, path, res.statusCode, started, (res.locals.user as { name?: string } | undefined)?.name ?? (res.locals.couchAdmin as string | undefined)));
     next();
   });
 
@@ -104,9 +107,12 @@ export function createApp(ctx: Context): express.Express {
   api.use(siteFileRoutes());
   api.use(operationsRoutes(ctx));
 
+  const webSessions = new WebSessions(ctx.couch, ctx.config.stateDb, base || '/', (ctx.config.publicUrl || '').startsWith('https:'));
+  // CouchDB and Fauxton under /-/couchdb/ for server admins, streamed: before any body is read here.
+  api.use(couchdbProxyRoutes(ctx, webSessions));
   // The pages authenticate with their own session cookie, never with the API's credentials, and read
   // only small forms of their own.
-  api.use(webRoutes(ctx, new WebSessions(ctx.couch, ctx.config.stateDb, base || '/', (ctx.config.publicUrl || '').startsWith('https:'))));
+  api.use(webRoutes(ctx, webSessions));
   // Who asks is known before a body is read: only a logged-in user may send a publish-sized body, so
   // that nobody can make the registry hold large bodies in memory without credentials.
   // Trusted publishing's exchange authenticates with the CI's ID token, not with a token of this registry.

@@ -7,14 +7,16 @@
  *     "blocked": [{ "package": "event-stream", "version": "3.3.6", "reason": "malicious (flatmap-stream)" }] }
  *
  * Every gateway reads the document every two seconds; a change clears the packument cache, so the
- * next read serves the new policy.
+ * next read serves the new policy. `_design/config` of `<db>-state` refuses an invalid document when it
+ * is written; one that is there anyway (written before that check, or restored from a backup) holds
+ * back every mirrored version, and reads of mirrored packages and `/-/health` say what to fix.
  */
 import { Logger } from 'pino';
-import { BlockRule, NO_POLICY, Policy } from '../core/policy';
+import { BlockRule, NO_POLICY, Policy, POLICY_ID, policyProblem } from '../core/policy';
 import { Couch, Database } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
 
-export const POLICY_ID = 'supply-chain';
+export { POLICY_ID };
 const POLL_MS = 2000;
 
 export interface PolicyDoc {
@@ -26,13 +28,23 @@ export interface PolicyDoc {
   help?: string;
 }
 
-/** The policy document's content, keeping only well-formed entries. */
-export function policyOf(doc: PolicyDoc | null, minAgeMs: number): Policy {
-  const exceptions = doc && Array.isArray(doc.cooldownExceptions) ? doc.cooldownExceptions.filter((e): e is string => typeof e === 'string' && e.length > 0) : [];
-  const blocked = doc && Array.isArray(doc.blocked)
-    ? doc.blocked.filter((b): b is BlockRule => !!b && typeof b === 'object' && typeof (b as BlockRule).package === 'string' && (b as BlockRule).package.length > 0)
-    : [];
-  return { minAgeMs, exceptions, blocked };
+/**
+ * The policy document's content; null without a document. An invalid document blocks every mirrored
+ * package, with the reason (`problem`): a block the gateway cannot read must not silently let through
+ * what it was meant to hold back.
+ */
+export function policyOf(doc: PolicyDoc | null, minAgeMs: number, stateDb = '<db>-state'): Policy {
+  if (!doc) return { ...NO_POLICY, minAgeMs };
+  const problem = policyProblem(doc);
+  if (problem) {
+    const reason = 'the supply-chain policy (document "' + POLICY_ID + '" in ' + stateDb + ') is invalid: ' + problem + '; an admin must fix that document';
+    return { minAgeMs, exceptions: [], blocked: [{ package: '**', reason }], problem: reason };
+  }
+  return {
+    minAgeMs,
+    exceptions: (doc.cooldownExceptions as string[] | undefined) || [],
+    blocked: (doc.blocked as BlockRule[] | undefined) || [],
+  };
 }
 
 export class PolicyStore {
@@ -44,12 +56,12 @@ export class PolicyStore {
 
   constructor(
     couch: Couch,
-    stateDb: string,
+    private readonly stateDb: string,
     private readonly minAgeMs: number,
     private readonly changed: () => void,
     private readonly log: Logger,
   ) {
-    this.db = couch.db<PolicyDoc>(stateDb);
+    this.db = couch.db<PolicyDoc>(this.stateDb);
     this.current = { ...NO_POLICY, minAgeMs };
     this.loop = new BackgroundLoop(
       async (healthy) => {
@@ -69,7 +81,7 @@ export class PolicyStore {
     const rev = doc ? doc._rev : undefined;
     if (rev === this.rev) return;
     this.rev = rev;
-    this.current = policyOf(doc, this.minAgeMs);
+    this.current = policyOf(doc, this.minAgeMs, this.stateDb);
     this.changed();
   }
 

@@ -24,7 +24,9 @@ async function main(): Promise<void> {
     'npm registry ready at ' + registry.url + (registry.localUrl !== registry.url ? ' (listening on ' + registry.localUrl + ')' : ''),
     '  use it:   npm config set registry ' + registry.url + '/',
     '  account:  npm adduser --registry ' + registry.url + '/',
-    '  Fauxton:  ' + registry.fauxtonUrl + '  (log in as "' + registry.adminName + '")',
+    '  admin:    ' + registry.url + '/-/couchdb/_utils/  (Fauxton, and CouchDB\'s API under /-/couchdb/, for server admins: log in as "' + registry.adminName + '")',
+    // Tests and the benchmarks find CouchDB's own address on this line.
+    '  Fauxton:  ' + registry.fauxtonUrl + '  (CouchDB\'s own port)',
   ];
   const replication = config.replication;
   if (config.upstreamRegistry) lines.push('  upstream: ' + config.upstreamRegistry + ' (unknown names: ' + config.upstreamMode + ')');

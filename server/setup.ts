@@ -40,6 +40,14 @@ export async function pushAccessDesign(couch: Couch, dbName: string, code: Setti
   await db.put({ ...(live || { rules: DEFAULT_RULES }), ...code, _rev: live ? live._rev : undefined } as unknown as SettingsDesignCode);
 }
 
+/** Installs a design document that is only code (`_design/config`), replaced when its build changed. */
+export async function pushCodeDesign(couch: Couch, dbName: string, code: SettingsDesignCode): Promise<void> {
+  const db = couch.db<SettingsDesignCode>(dbName);
+  const live = await db.get(code._id);
+  if (live && live.build_hash === code.build_hash) return;
+  await db.put({ ...code, _rev: live ? live._rev : undefined });
+}
+
 async function ensureDatabase(couch: Couch, name: string): Promise<void> {
   try {
     await couch.createDatabase(name);
@@ -198,6 +206,8 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
       blocked: [],
     });
   });
+  // The configuration documents of the state database are checked when written (couchapp/config).
+  await againOnConflict(() => pushCodeDesign(couch, stateDb, loadSettingsDesign(OUTPUT_FILES.config)));
   // Webhook deliveries due (gateway/webhooks.ts).
   await againOnConflict(() => couch.db(stateDb).request('POST', '_index', { index: { fields: ['type', 'state', 'next'] }, name: 'deliveries-due', ddoc: 'webhooks', type: 'json' }));
   // Closed sign-up holds at the database too. The embedded server lets only admins write _users

@@ -1,6 +1,6 @@
 /**
  * For operators: `GET /-/health` (is this gateway able to serve: CouchDB reachable, design documents
- * current: 200, or 503 with the reasons; replication not working or the caches off: still 200, with
+ * current, the access rules valid: 200, or 503 with the reasons; an invalid supply-chain policy, replication not working or the caches off: still 200, with
  * status `degraded` and the reasons, since the registry serves what it holds) and `GET /-/metrics`
  * (Prometheus). `GET /-/ping` stays the bare liveness answer npm uses.
  */
@@ -42,6 +42,30 @@ async function designCheck(ctx: Context): Promise<Check> {
   }
 }
 
+/** The access rules an admin keeps in `_design/access`: invalid ones make every read fail (critical). */
+async function accessRulesCheck(ctx: Context): Promise<Check> {
+  try {
+    const problem = await ctx.access.problem();
+    return problem
+      ? { ok: false, critical: true, detail: 'the rules in _design/access of ' + ctx.config.registryDb + ' are invalid (' + problem + '); nobody but admins can read or publish until an admin fixes that document' }
+      : { ok: true, critical: true, detail: 'valid' };
+  } catch (err) {
+    return { ok: false, critical: true, detail: 'cannot be read: ' + (err as Error).message };
+  }
+}
+
+/** The supply-chain policy (`supply-chain` in `<db>-state`): an invalid one holds back every mirrored package. */
+async function policyCheck(ctx: Context): Promise<Check | null> {
+  if (!ctx.policy) return null;
+  try {
+    await ctx.policy.refresh();
+  } catch (err) {
+    return { ok: false, critical: false, detail: 'cannot be read: ' + (err as Error).message };
+  }
+  const problem = ctx.policy.current.problem;
+  return problem ? { ok: false, critical: false, detail: problem + '; until then no mirrored package is served' } : { ok: true, critical: false, detail: 'valid' };
+}
+
 async function replicationCheck(ctx: Context): Promise<Check | null> {
   const { follower, native } = ctx.replication || {};
   if (!follower && !native && !ctx.sites) return null;
@@ -79,6 +103,9 @@ export async function health(ctx: Context): Promise<{ healthy: boolean; status: 
   checks.couchdb = await couchCheck(ctx);
   if (checks.couchdb.ok) {
     checks.design = await designCheck(ctx);
+    checks.accessRules = await accessRulesCheck(ctx);
+    const policy = await policyCheck(ctx);
+    if (policy) checks.supplyChainPolicy = policy;
     const replication = await replicationCheck(ctx);
     if (replication) checks.replication = replication;
   }

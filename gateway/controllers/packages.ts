@@ -114,6 +114,8 @@ export function packageRoutes(ctx: Context): Router {
 
   /** Sends a packument's served bytes, full or abbreviated as the client asked, with its ETag. */
   function sendPackument(req: Request, res: Response, entry: CachedPackument): void {
+    const broken = entry.mirrored && ctx.policy?.current.problem;
+    if (broken) throw new HttpError(503, 'This mirrored package cannot be served: ' + broken + '.');
     const abbreviated = String(req.headers.accept || '').includes(ABBREVIATED);
     const etag = '"' + entry.rev + (entry.variant ? '-' + entry.variant : '') + (abbreviated ? '-a"' : '-f"');
     res.setHeader('Vary', 'Accept');

@@ -1,8 +1,13 @@
-/** docker-compose.yml is valid (checked by Debian's docker-compose; no Docker engine runs here). */
+/**
+ * docker-compose.yml is valid (checked by Debian's docker-compose; no Docker engine runs here) and
+ * passes every setting of config/index.ts to the registry's containers; the image keeps its data in a
+ * volume and exposes one port.
+ */
 import { execFileSync } from 'child_process';
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { run } from '../helpers/npm';
+import { loadConfig } from '../../config';
 
 const root = join(__dirname, '..', '..');
 const hasCompose = (() => {
@@ -101,4 +106,70 @@ itWithCompose('the single node reads local.ini only; every cluster node reads cl
     // CouchDB reads local.d in the order of the names: the later file wins.
     expect(ini['cluster.ini'] > ini['local.ini']).toBe(true);
   }
+});
+
+/** Every environment variable `loadConfig` reads: the registry's settings. */
+function settingNames(): string[] {
+  const read = new Set<string>();
+  for (const given of [{}, { COUCHDB_URL: 'http://admin:pw@couchdb:5984', METRICS: 'token', METRICS_TOKEN: 'x'.repeat(32), UPSTREAM_REGISTRY: 'https://registry.example' }]) {
+    const env = new Proxy(given as Record<string, string>, { get: (target, key) => (typeof key === 'string' && read.add(key), target[key as string]) });
+    loadConfig(env);
+  }
+  return [...read].sort();
+}
+
+/** The environment of each service in `docker-compose config`'s output, by service. */
+function environments(resolved: string): Record<string, Record<string, string>> {
+  const found: Record<string, Record<string, string>> = {};
+  let service = '';
+  let inEnvironment = false;
+  for (const line of resolved.split('\n')) {
+    const name = /^ {2}([\w-]+):$/.exec(line);
+    if (name) {
+      service = name[1];
+      inEnvironment = false;
+      continue;
+    }
+    if (/^ {4}environment:$/.test(line)) {
+      inEnvironment = true;
+      found[service] = {};
+      continue;
+    }
+    const entry = /^ {6}([A-Z][A-Z0-9_]*): ?(.*)$/.exec(line);
+    if (inEnvironment && entry) found[service][entry[1]] = entry[2];
+    else if (!/^ {6}/.test(line)) inEnvironment = false;
+  }
+  return found;
+}
+
+itWithCompose('every setting of config/index.ts is passed to every registry container (a setting left out of docker-compose.yml fails here)', async () => {
+  const settings = settingNames();
+  expect(settings.length).toBeGreaterThan(40);
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of settings) delete env[name];
+  Object.assign(env, { COUCHDB_PASSWORD: 'pw', COUCHDB_PROXY_SECRET: 'secret' });
+  const result = await run('docker-compose', ['-f', join(root, 'docker-compose.yml'), '--profile', 'cluster', 'config'], { cwd: root, env });
+  expect([result.code, result.stderr]).toEqual([0, '']);
+  const services = environments(result.stdout);
+  for (const service of ['registry', 'registry-1', 'registry-2']) {
+    expect([service, settings.filter((name) => !(name in (services[service] || {})))]).toEqual([service, []]);
+  }
+  // Unset, the settings are empty (the registry's defaults), and the registry starts with them.
+  const registry = services.registry;
+  expect(registry.COUCHDB_URL).toBe('http://admin:pw@couchdb:5984');
+  const unquoted = Object.fromEntries(Object.entries(registry).map(([k, v]) => [k, v.replace(/^'(.*)'$/, '$1')]));
+  const config = loadConfig(unquoted);
+  expect(config.oidcIssuers.map((i) => i.provider)).toEqual(['github', 'gitlab']);
+  expect(config).toEqual(loadConfig({ COUCHDB_URL: 'http://admin:pw@couchdb:5984', COUCHDB_PROXY_SECRET: 'secret', HOST: '0.0.0.0', PORT: '5080', DATA_DIR: '/app/data', REGISTRY_PUBLIC_URL: 'http://127.0.0.1:5080' }));
+  // A value set in the environment reaches the container.
+  const set = await run('docker-compose', ['-f', join(root, 'docker-compose.yml'), 'config'], { cwd: root, env: { ...env, UPSTREAM_MIN_AGE: '3d', OIDC_ISSUERS: '' } });
+  expect(environments(set.stdout).registry.UPSTREAM_MIN_AGE).toBe('3d');
+  expect(environments(set.stdout).registry.OIDC_ISSUERS).toBe("''");
+});
+
+it('the image declares its data volume and exposes one port, the gateway\'s (Fauxton is under /-/couchdb/ there)', () => {
+  const runtime = readFileSync(join(root, 'Dockerfile'), 'utf8').split(/^FROM /m)[2];
+  expect(runtime).toMatch(/^VOLUME \/app\/data$/m);
+  expect(runtime).toMatch(/DATA_DIR=\/app\/data/);
+  expect(runtime.match(/^EXPOSE .*$/gm)).toEqual(['EXPOSE 5080']);
 });

@@ -1,4 +1,4 @@
-import { allowed, patternMatches, rulesProblem, AccessRule } from '../../core/access';
+import { accessDesignProblem, allowed, patternMatches, rulesProblem, AccessRule } from '../../core/access';
 import validateAccess from '../../couchapp/access/validate_doc_update';
 import { packageDoc } from './fixtures';
 
@@ -37,6 +37,28 @@ describe('access patterns and principals', () => {
     expect(rulesProblem({})).toContain('list');
     expect(rulesProblem([{ read: ['$all'] }])).toContain('package');
     expect(rulesProblem([{ package: '**', read: '$all' }])).toContain('principals');
+  });
+
+  it.each([
+    ['a misspelt field', [{ package: '**', reed: ['$all'] }], 'unknown field "reed"'],
+    ['an unknown $ principal', [{ package: '**', read: ['$everyone'] }], '"$everyone" is not a principal'],
+    ['a principal with spaces', [{ package: '**', read: [' $all'] }], 'spaces around it'],
+    ['a role without a name', [{ package: '**', publish: ['role:'] }], 'names no role'],
+    ['another prefix', [{ package: '**', publish: ['group:acme'] }], 'user names have no ":"'],
+    ['an empty principal', [{ package: '**', read: [''] }], 'non-empty string'],
+    ['a pattern with a space', [{ package: '@acme /*', read: ['$all'] }], 'not a package pattern'],
+    ['a pattern with two slashes', [{ package: 'a/b', read: ['$all'] }], 'not a package pattern'],
+    ['a rule that is a string', ['**'], 'must be an object'],
+  ])('refuses %s, saying what is wrong and where', (_case, bad, words) => {
+    expect(rulesProblem(bad)).toContain(words);
+  });
+
+  it('a write of _design/access that leaves broken rules as they were passes; one that breaks them or deletes the document is refused', () => {
+    const broken = { rules: [{ package: '**', reed: [] }] };
+    expect(accessDesignProblem({ ...broken, validate_doc_update: 'new code' } as never, broken)).toBeNull();
+    expect(accessDesignProblem({ rules: rules }, broken)).toBeNull();
+    expect(accessDesignProblem(broken, { rules })).toContain('were not saved: rule 0 of "rules" has the unknown field "reed"');
+    expect(accessDesignProblem({ _deleted: true }, { rules })).toContain('Deleting _design/access');
   });
 });
 

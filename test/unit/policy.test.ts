@@ -1,5 +1,5 @@
 /** The supply-chain policy as tables: what the cooldown and blocks hold back, and what is served instead. */
-import { nextRelease, parseDuration, Policy, policyActive, withheldTarball, withheldVersions, withoutWithheld } from '../../core/policy';
+import { nextRelease, parseDuration, Policy, policyActive, policyProblem, withheldTarball, withheldVersions, withoutWithheld } from '../../core/policy';
 import { PackageDoc } from '../../core/types';
 import { packageDoc } from './fixtures';
 
@@ -27,6 +27,9 @@ describe('withheldVersions', () => {
     ['a blocked version', { minAgeMs: 0, exceptions: [], blocked: [{ package: 'pkg', version: '1.0.0', reason: 'CVE-2026-1' }] }, ['1.0.0:blocked']],
     ['a blocked package', { minAgeMs: 0, exceptions: [], blocked: [{ package: 'pk*', reason: 'malware' }] }, ['1.0.0:blocked', '1.1.0:blocked', '2.0.0:blocked', '3.0.0-beta.1:blocked']],
     ['a block and a cooldown', policy({ blocked: [{ package: 'pkg', version: '2.0.0', reason: 'bad' }] }), ['2.0.0:blocked', '3.0.0-beta.1:cooldown']],
+    ['a blocked range', { minAgeMs: 0, exceptions: [], blocked: [{ package: 'pkg', version: '>=1.1.0 <3', reason: 'bad' }] }, ['1.1.0:blocked', '2.0.0:blocked']],
+    ['a blocked range with prereleases', { minAgeMs: 0, exceptions: [], blocked: [{ package: 'pkg', version: '>=2', reason: 'bad' }] }, ['2.0.0:blocked', '3.0.0-beta.1:blocked']],
+    ['two blocked versions', { minAgeMs: 0, exceptions: [], blocked: [{ package: 'pkg', version: '1.0.0 || 2.0.0', reason: 'bad' }] }, ['1.0.0:blocked', '2.0.0:blocked']],
   ])('%s', (_case, p, expected) => {
     expect([...withheldVersions(doc, p as Policy, now).values()].map((w) => w.version + ':' + w.kind).sort()).toEqual(expected);
   });
@@ -82,5 +85,30 @@ describe('settings', () => {
   it('an empty policy holds nothing back', () => {
     expect(policyActive({ minAgeMs: 0, exceptions: ['x'], blocked: [] })).toBe(false);
     expect(policyActive(policy())).toBe(true);
+  });
+});
+
+describe('the policy document, checked strictly', () => {
+  it.each([
+    ['the document made at set-up', { _id: 'supply-chain', _rev: '1-a', type: 'policy', help: 'text', cooldownExceptions: [], blocked: [] }],
+    ['exceptions and blocks', { cooldownExceptions: ['@types/*', 'typescript'], blocked: [{ package: 'event-stream', version: '3.3.6', reason: 'malicious' }, { package: '@evil/*', reason: 'typosquats' }] }],
+    ['a range', { blocked: [{ package: 'lodash', version: '<4.17.21', reason: 'CVE-2021-23337' }] }],
+  ])('%s is valid', (_case, doc) => {
+    expect(policyProblem(doc)).toBeNull();
+  });
+
+  it.each([
+    ['a misspelt field', { blocks: [] }, 'unknown field "blocks"'],
+    ['exceptions that are not a list', { cooldownExceptions: 'typescript' }, '"cooldownExceptions" must be a list'],
+    ['an exception with a space', { cooldownExceptions: ['type script'] }, 'entry 0 of "cooldownExceptions"'],
+    ['a block without a reason', { blocked: [{ package: 'evil' }] }, 'needs a "reason"'],
+    ['a block without a package', { blocked: [{ name: 'evil', reason: 'x' }] }, 'unknown field "name"'],
+    ['a block with a misspelt version field', { blocked: [{ package: 'evil', versions: '1.0.0', reason: 'x' }] }, 'unknown field "versions"'],
+    ['a version that is no range', { blocked: [{ package: 'evil', version: 'latest', reason: 'x' }] }, 'neither a version nor a semver range'],
+    ['a number as version', { blocked: [{ package: 'evil', version: 1, reason: 'x' }] }, 'neither a version nor a semver range'],
+    ['a pattern with two slashes', { blocked: [{ package: '@a/b/c', reason: 'x' }] }, 'not a package pattern'],
+    ['blocked as an object', { blocked: { package: 'evil' } }, '"blocked" must be a list'],
+  ])('%s is refused, saying what is wrong', (_case, doc, words) => {
+    expect(policyProblem(doc)).toContain(words);
   });
 });
