@@ -2,7 +2,7 @@
  * The fast path of the hottest request, an anonymous download of a public tarball held in memory:
  * answered by the HTTP server itself, before Express (no routing, body parsing or authentication to
  * run), with the same checks: the access rules (as read less than two seconds ago), the supply-chain
- * policy, and `If-None-Match`. Anything else (a login, a private or held-back package, a tarball not
+ * policy, and `If-None-Match`; a download is counted in memory (gateway/downloads.ts). Anything else (a login, a private or held-back package, a tarball not
  * in memory, rules not read lately) goes to Express, which makes the same checks the slow way.
  */
 import { IncomingMessage, ServerResponse } from 'http';
@@ -46,7 +46,10 @@ export function tarballFastPath(ctx: Context): (req: IncomingMessage, res: Serve
     } else {
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': cached.size, ETag: cached.etag, 'Cache-Control': IMMUTABLE });
       if (method === 'HEAD') res.end();
-      else res.end(cached.data);
+      else {
+        res.end(cached.data);
+        ctx.downloads?.count(name, file);
+      }
     }
     requestDone(ctx, method, path, res.statusCode, started, undefined, 'tarball');
     return true;
