@@ -6,6 +6,15 @@
  * 3 a word of the description). A query matches every term of its words as a prefix of a package's
  * term; packages rank by the sum of their best matches (an exact term better than a prefix by 0.5),
  * the exact name first. A package published here hides a mirrored one of the same name.
+ *
+ * Typos: a query word of 4 to 32 characters that matches fewer than a page of packages (20) also
+ * matches the terms and whole names one edit away (a letter added, removed, replaced, or two
+ * neighbours swapped), found by looking each such spelling up (about 75 per character of the word),
+ * never by reading every term; such a match ranks below every exact or prefix match of the word. Qualifiers narrow a query as npm's search does (`keywords:`,
+ * `author:`, `maintainer:`, `scope:`, `not:unstable`, `is:unstable`, `boost-exact:false`).
+ *
+ * The index also keeps, for every name, the packages whose latest version depends on it
+ * (`dependents`).
  */
 import { PackageDoc, Person } from './types';
 import { revGeneration } from './mirrored';
@@ -82,16 +91,120 @@ export function searchTerms(entry: SearchEntry): Map<string, number> {
   return ranks;
 }
 
-/** The terms a query's words ask for: a scoped name as it is, other words split like the terms of packages. */
-export function queryTerms(text: string): { parts: string[]; exactName: string | null } {
-  const words = text.toLowerCase().split(/\s+/).filter(Boolean).slice(0, 10);
+/** What a query's qualifiers ask of the packages found (npm's search qualifiers). */
+export interface SearchFilters {
+  /** `keywords:a,b+c,-d`: packages with keyword a, or both b and c (`any`, groups), and without d (`none`). */
+  keywords?: { any: string[][]; none: string[] };
+  /** `author:` — who published the latest version (npm's `publisher`). */
+  author?: string;
+  /** `maintainer:` — one of the maintainers. */
+  maintainer?: string;
+  /** `scope:acme` or `scope:@acme`: packages of that scope. */
+  scope?: string;
+  /** `is:unstable` (true: versions below 1.0.0 only) or `not:unstable` (false: none of them). */
+  unstable?: boolean;
+}
+
+const QUALIFIER = /^(keywords|author|maintainer|scope|not|is|boost-exact):(.*)$/;
+
+/**
+ * The terms a query's words ask for (a scoped name as it is, other words split like the terms of
+ * packages), and its qualifiers. `exactName`: the name listed first when a package has it.
+ */
+export function queryTerms(text: string): { parts: string[]; exactName: string | null; filters?: SearchFilters } {
+  const all = text.toLowerCase().split(/\s+/).filter(Boolean).slice(0, 20);
+  const words: string[] = [];
+  const filters: SearchFilters = {};
+  let boostExact = true;
+  let qualified = false;
+  for (const word of all) {
+    const qualifier = QUALIFIER.exec(word);
+    if (!qualifier) {
+      words.push(word);
+      continue;
+    }
+    const [, key, value] = qualifier;
+    qualified = true;
+    if (key === 'keywords') {
+      const keywords = filters.keywords || (filters.keywords = { any: [], none: [] });
+      for (const item of value.split(',').filter(Boolean)) {
+        if (item.startsWith('-')) keywords.none.push(item.slice(1));
+        else keywords.any.push(item.split('+').filter(Boolean));
+      }
+    } else if (key === 'author' || key === 'maintainer') filters[key] = value;
+    else if (key === 'scope') filters.scope = value.replace(/^@/, '').replace(/\/$/, '');
+    else if (key === 'boost-exact') boostExact = value !== 'false';
+    // `insecure` is not known here (no advisories): `not:insecure` keeps everything, `is:insecure` too.
+    else if (value === 'unstable') filters.unstable = key === 'is';
+  }
   const parts: string[] = [];
-  for (const word of words) {
+  for (const word of words.slice(0, 10)) {
     const split = word.startsWith('@') || word.includes('/') ? [word] : terms(word);
     for (const part of split.length ? split : [word]) if (!parts.includes(part)) parts.push(part);
   }
-  return { parts: parts.slice(0, 16), exactName: words.length === 1 ? words[0] : null };
+  const exactName = boostExact && words.length === 1 ? words[0] : null;
+  return qualified ? { parts: parts.slice(0, 16), exactName, filters } : { parts: parts.slice(0, 16), exactName };
 }
+
+/** Whether a package's summary passes a query's qualifiers. */
+export function passesFilters(entry: SearchEntry, filters: SearchFilters): boolean {
+  if (filters.scope !== undefined && !entry.name.toLowerCase().startsWith('@' + filters.scope + '/')) return false;
+  if (filters.author !== undefined && (!entry.publisher || entry.publisher.name.toLowerCase() !== filters.author)) return false;
+  if (filters.maintainer !== undefined && !entry.maintainers.some((m) => m.name.toLowerCase() === filters.maintainer)) return false;
+  if (filters.unstable !== undefined && /^0\./.test(entry.version) !== filters.unstable) return false;
+  if (filters.keywords) {
+    const has = new Set((entry.keywords || []).map((k) => k.toLowerCase()));
+    if (filters.keywords.none.some((k) => has.has(k))) return false;
+    if (filters.keywords.any.length && !filters.keywords.any.some((group) => group.every((k) => has.has(k)))) return false;
+  }
+  return true;
+}
+
+/** The names a package's latest version depends on (dependencies, optional and peer dependencies), at most 1,000. */
+export function dependencyNames(doc: PackageDoc): string[] {
+  const tags = doc && doc['dist-tags'] && typeof doc['dist-tags'] === 'object' ? doc['dist-tags'] : {};
+  const latest = typeof tags.latest === 'string' && doc.versions && typeof doc.versions === 'object' ? (doc.versions[tags.latest] as Record<string, unknown> | undefined) : undefined;
+  if (!latest || typeof latest !== 'object') return [];
+  const names = new Set<string>();
+  for (const field of ['dependencies', 'optionalDependencies', 'peerDependencies']) {
+    const deps = latest[field];
+    if (!deps || typeof deps !== 'object' || Array.isArray(deps)) continue;
+    for (const name of Object.keys(deps)) if (name.length <= 214 && names.size < 1000) names.add(name);
+  }
+  return [...names];
+}
+
+/**
+ * The spellings one edit away from `word` (a letter added, removed or replaced, two neighbours
+ * swapped), each once, without `word` itself.
+ */
+export function oneEditAway(word: string): string[] {
+  const seen = new Set<string>();
+  const n = word.length;
+  for (let i = 0; i < n; i++) seen.add(word.slice(0, i) + word.slice(i + 1));
+  for (let i = 0; i + 1 < n; i++) seen.add(word.slice(0, i) + word[i + 1] + word[i] + word.slice(i + 2));
+  for (let i = 0; i <= n; i++) {
+    const before = word.slice(0, i);
+    const after = word.slice(i);
+    for (let c = 0; c < EDIT_LETTERS.length; c++) {
+      seen.add(before + EDIT_LETTERS[c] + after);
+      if (i < n && EDIT_LETTERS[c] !== word[i]) seen.add(before + EDIT_LETTERS[c] + word.slice(i + 1));
+    }
+  }
+  seen.delete(word);
+  return [...seen];
+}
+
+/** What an edit may add or put in place of a letter: what terms and names are made of. */
+const EDIT_LETTERS = 'abcdefghijklmnopqrstuvwxyz0123456789-';
+/** Query words this long, and no longer, also match what is one edit away. */
+const TYPO_MIN = 4;
+const TYPO_MAX = 32;
+/**
+ * A word also matches what is one edit away while it matches fewer packages than this (with the words
+ * before it): a word with a page of exact matches is no typo, and its neighbours' long lists are not read.
+ */
+const TYPO_BELOW = 20;
 
 export interface SearchHit {
   entry: SearchEntry;
@@ -106,6 +219,8 @@ interface Held {
   /** Whether the document exists (not deleted); it may exist with nothing to find (a tombstone). */
   exists: boolean;
   entry: SearchEntry | null;
+  /** What its latest version depends on (ids of `dependencyNames`), null for none. */
+  deps: number[] | null;
 }
 
 interface Slot {
@@ -115,14 +230,16 @@ interface Slot {
   mirrored?: Held;
   /** The entry found (the local one, else the mirrored one); its terms are what the package is indexed under. */
   visible: SearchEntry | null;
+  /** The dependencies it is listed under in `dependents`: those of the visible one. */
+  visibleDeps: number[] | null;
 }
 
 /** A package published here hides the mirrored one while its document exists, even as a tombstone. */
-function visibleOf(slot: Slot): SearchEntry | null {
-  return slot.local && slot.local.exists ? slot.local.entry : slot.mirrored && slot.mirrored.exists ? slot.mirrored.entry : null;
+function visibleOf(slot: Slot): Held | null {
+  return slot.local && slot.local.exists ? slot.local : slot.mirrored && slot.mirrored.exists ? slot.mirrored : null;
 }
 
-type SnapshotHeld = [rev: number, exists: boolean, entry: SearchEntry | null];
+type SnapshotHeld = [rev: number, exists: boolean, entry: SearchEntry | null, dependencies?: string[]];
 
 /** One package in a snapshot: its name, and what each database holds of it. */
 export type SearchSnapshotEntry = [name: string, local: SnapshotHeld | null, mirrored: SnapshotHeld | null];
@@ -130,13 +247,18 @@ export type SearchSnapshotEntry = [name: string, local: SnapshotHeld | null, mir
 /** New terms wait in a small sorted list; past this many they are merged into the large one. */
 const FRESH_TERMS = 8192;
 
-/** Sort keys of hits: the exact name (0), then each rank in halves (up to 16 parts × 7) plus one. */
-const KEYS = 16 * 7 + 2;
+/** Sort keys of hits: the exact name (0), then each rank in halves (up to 16 parts × 14) plus one. */
+const KEYS = 16 * 14 + 2;
 /** The rank sum of a candidate the caller may not see. */
 const HIDDEN = 255;
 
 /** Ranks are counted in halves: a term's place (0–3) times two, plus one when only a prefix matched. */
 const PREFIX = 1;
+/** A match one edit away ranks after every exact or prefix match of the word: 8 halves, plus the term's place times two. */
+const TYPO = 8;
+/** Kinds of people in `people` (maintainers and publishers), by `id * 4 + kind`. */
+const MAINTAINER = 1;
+const PUBLISHER = 2;
 
 export class SearchIndex {
   private readonly slots: Slot[] = [];
@@ -146,6 +268,12 @@ export class SearchIndex {
   private readonly ids = new Map<string, number>();
   /** term → postings, each `id * 4 + place` (place 0–3: exact name, name part, keyword, description). */
   private readonly postings = new Map<string, number[]>();
+  /** person's name in lower case → `id * 4 + kind` (MAINTAINER, PUBLISHER): for `maintainer:` and `author:`. */
+  private readonly people = new Map<string, number[]>();
+  /** The names packages depend on, once each, by number; and the packages listed under each (`dependents`). */
+  private readonly depIds = new Map<string, number>();
+  private readonly dependents: number[][] = [];
+  private readonly depNames: string[] = [];
   /** Every term, sorted, for prefix lookups (in two lists: the large one and the fresh one); terms no longer used are dropped when the lists merge. */
   private sorted: string[] = [];
   private fresh: string[] = [];
@@ -187,7 +315,7 @@ export class SearchIndex {
 
   /** Everything the index holds, as plain data (for a snapshot that `restore` reads back). */
   snapshot(): SearchSnapshotEntry[] {
-    const held = (h: Held | undefined): SnapshotHeld | null => (h ? [h.rev, h.exists, h.entry] : null);
+    const held = (h: Held | undefined): SnapshotHeld | null => (h ? (h.deps ? [h.rev, h.exists, h.entry, h.deps.map((d) => this.depNames[d])] : [h.rev, h.exists, h.entry]) : null);
     return this.slots.map((slot) => [slot.name, held(slot.local), held(slot.mirrored)]);
   }
 
@@ -197,15 +325,15 @@ export class SearchIndex {
       if (typeof name !== 'string' || this.ids.has(name)) continue;
       const id = this.newSlot(name);
       const slot = this.slots[id];
-      if (local) slot.local = { rev: local[0], exists: local[1], entry: local[2] };
-      if (mirrored) slot.mirrored = { rev: mirrored[0], exists: mirrored[1], entry: mirrored[2] };
+      if (local) slot.local = { rev: local[0], exists: local[1], entry: local[2], deps: this.depsOf(local[3]) };
+      if (mirrored) slot.mirrored = { rev: mirrored[0], exists: mirrored[1], entry: mirrored[2], deps: this.depsOf(mirrored[3]) };
       this.reindex(id, slot, visibleOf(slot));
     }
   }
 
   private newSlot(name: string): number {
     const id = this.slots.length;
-    this.slots.push({ name, visible: null });
+    this.slots.push({ name, visible: null, visibleDeps: null });
     this.names.push(name);
     this.lowerNames.push(name.toLowerCase());
     this.ids.set(name, id);
@@ -236,8 +364,27 @@ export class SearchIndex {
     const generation = revGeneration(rev);
     const known = slot[source];
     if (known && generation < known.rev) return;
-    slot[source] = { rev: generation, exists: !!doc, entry: doc ? searchEntry(doc) : null };
+    const entry = doc ? searchEntry(doc) : null;
+    slot[source] = { rev: generation, exists: !!doc, entry, deps: doc && entry ? this.depsOf(dependencyNames(doc)) : null };
     this.reindex(id, slot, visibleOf(slot));
+  }
+
+  /** The numbers of dependency names (each name numbered once), null for none. */
+  private depsOf(names: unknown): number[] | null {
+    if (!Array.isArray(names) || names.length === 0) return null;
+    const ids: number[] = [];
+    for (const name of names) {
+      if (typeof name !== 'string') continue;
+      let dep = this.depIds.get(name);
+      if (dep === undefined) {
+        dep = this.depNames.length;
+        this.depIds.set(name, dep);
+        this.depNames.push(name);
+        this.dependents.push([]);
+      }
+      ids.push(dep);
+    }
+    return ids.length ? ids : null;
   }
 
   /** The terms a package is listed under in `postings`: all but its whole name, which `byName` finds. */
@@ -248,7 +395,29 @@ export class SearchIndex {
     return all;
   }
 
-  private reindex(id: number, slot: Slot, visible: SearchEntry | null): void {
+  private reindex(id: number, slot: Slot, held: Held | null): void {
+    const visible = held ? held.entry : null;
+    const deps = visible && held ? held.deps : null;
+    if (slot.visibleDeps !== deps) {
+      for (const dep of slot.visibleDeps || []) removeFrom(this.dependents[dep], id);
+      for (const dep of deps || []) this.dependents[dep].push(id);
+      slot.visibleDeps = deps;
+    }
+    const peopleBefore = peopleOf(slot.visible);
+    const peopleAfter = peopleOf(visible);
+    if (peopleBefore.join('\n') !== peopleAfter.join('\n')) {
+      for (const [person, kind] of peopleBefore) {
+        const list = this.people.get(person);
+        if (!list) continue;
+        removeFrom(list, id * 4 + kind);
+        if (list.length === 0) this.people.delete(person);
+      }
+      for (const [person, kind] of peopleAfter) {
+        let list = this.people.get(person);
+        if (!list) this.people.set(person, (list = []));
+        list.push(id * 4 + kind);
+      }
+    }
     const before = this.postedTerms(id, slot.visible);
     const after = this.postedTerms(id, visible);
     for (const [term, place] of before) {
@@ -359,15 +528,53 @@ export class SearchIndex {
         count = mark(postings[i], extra, k, this.matched, this.best, touched, count);
       }
     }
+    // Typos: the terms and whole names one edit away, each looked up (never a scan of all terms).
+    if (count < TYPO_BELOW && prefix.length >= TYPO_MIN && prefix.length <= TYPO_MAX && !prefix.includes('/')) {
+      for (const spelling of oneEditAway(prefix)) {
+        const id = this.ids.get(spelling);
+        if (id !== undefined) count = markOne(id, TYPO, k, this.matched, this.best, touched, count);
+        const list = this.postings.get(spelling);
+        if (list) count = mark(list, TYPO, k, this.matched, this.best, touched, count);
+      }
+    }
     return count;
   }
 
   /**
-   * The packages matching every term of `parts` that `readable` lets the caller see (null: all), best first:
-   * `size` of them from `from`, and how many matched in all.
+   * For a query of qualifiers only: the packages that can pass them, found through an index (a scope's
+   * range of names, a person's packages, a keyword's packages), each marked once in `touched`; none
+   * when only `not:`/`is:` or excluded keywords are given (those narrow a query, they find nothing alone).
    */
-  query(parts: string[], exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number): { hits: SearchHit[]; total: number } {
-    if (parts.length === 0) return { hits: [], total: 0 };
+  private candidatesOf(filters: SearchFilters, touched: Int32Array): number {
+    const { matched, best } = this;
+    let count = 0;
+    if (filters.scope !== undefined) {
+      const { byName, lowerNames } = this;
+      const prefix = '@' + filters.scope + '/';
+      const end = lowerBound(byName, prefix + '\uffff', lowerNames);
+      for (let i = lowerBound(byName, prefix, lowerNames); i < end; i++) count = markOne(byName[i], 0, 0, matched, best, touched, count);
+      return count;
+    }
+    const person = filters.maintainer ?? filters.author;
+    if (person !== undefined) {
+      const kind = filters.maintainer !== undefined ? MAINTAINER : PUBLISHER;
+      for (const posting of this.people.get(person) || []) if ((posting & 3) === kind) count = markOne(posting >> 2, 0, 0, matched, best, touched, count);
+      return count;
+    }
+    for (const group of filters.keywords ? filters.keywords.any : []) {
+      const term = terms(group[0] || '')[0];
+      // Any place of the term (a keyword that is also a part of the name is posted as the part); the filter checks the keywords.
+      for (const posting of (term && this.postings.get(term)) || []) count = markOne(posting >> 2, 0, 0, matched, best, touched, count);
+    }
+    return count;
+  }
+
+  /**
+   * The packages matching every term of `parts` and the qualifiers' `filters` that `readable` lets the
+   * caller see (null: all), best first: `size` of them from `from`, and how many matched in all.
+   */
+  query(parts: string[], exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number, filters?: SearchFilters): { hits: SearchHit[]; total: number } {
+    if (parts.length === 0 && !filters) return { hits: [], total: 0 };
     this.settle();
     const n = this.slots.length;
     if (this.matched.length < n) {
@@ -380,10 +587,15 @@ export class SearchIndex {
     }
     // matched[id]: how many parts matched so far; best[id]: the best rank for the current part; sum[id]: the total.
     // first: the packages the first part matched (all there can be); current: those the latest part matched.
-    const { matched, best, sum, first, current } = this;
+    const { matched, best, sum, first, current, names, slots } = this;
+    const visible = (id: number) => (!readable || readable(names[id])) && (!filters || passesFilters(slots[id].visible as SearchEntry, filters));
     let firstCount = 0;
     let count = 0;
     try {
+      if (parts.length === 0) {
+        firstCount = count = this.candidatesOf(filters as SearchFilters, first);
+        return this.ranked(first, count, sum, exactName, visible, from, size);
+      }
       for (let k = 0; k < parts.length; k++) {
         const touched = k === 0 ? first : current;
         count = this.matchPrefix(parts[k], k, touched);
@@ -391,7 +603,7 @@ export class SearchIndex {
         if (k === 0) firstCount = count;
         if (count === 0) break;
       }
-      return this.ranked(parts.length === 1 ? first : current, count, sum, exactName, readable, from, size);
+      return this.ranked(parts.length === 1 ? first : current, count, sum, exactName, visible, from, size);
     } finally {
       for (let i = 0; i < firstCount; i++) {
         matched[first[i]] = 0;
@@ -401,19 +613,33 @@ export class SearchIndex {
   }
 
   /**
+   * The packages whose latest version depends on `name` (dependencies, optional or peer) that
+   * `readable` lets the caller see (null: all), in name order: `size` of them from `from`, and how many in all.
+   */
+  dependentsOf(name: string, readable: ((name: string) => boolean) | null, from: number, size: number): { packages: SearchEntry[]; total: number } {
+    const dep = this.depIds.get(name);
+    if (dep === undefined) return { packages: [], total: 0 };
+    this.settle();
+    const { found, names, slots } = this;
+    const shown = this.dependents[dep].filter((id) => found[id] && (!readable || readable(names[id])));
+    const page = smallestByName(shown, from + size, this.nameOrder).slice(from);
+    return { packages: page.map((id) => slots[id].visible as SearchEntry), total: shown.length };
+  }
+
+  /**
    * The readable candidates, exact name first, then by rank and name: `size` of them from `from`.
    * Counted by rank first, so only the ranks the page reaches are gathered and ordered by name.
    */
-  private ranked(candidates: Int32Array, count: number, sum: Uint8Array, exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number): { hits: SearchHit[]; total: number } {
-    const { slots, names, found } = this;
+  private ranked(candidates: Int32Array, count: number, sum: Uint8Array, exactName: string | null, visible: (id: number) => boolean, from: number, size: number): { hits: SearchHit[]; total: number } {
+    const { slots, found } = this;
     const exactId = exactName === null ? -1 : (this.ids.get(exactName) ?? -1);
-    // Ranks are at most 16 parts × 7 halves; the exact name goes before them all (key 0).
+    // Ranks are at most 16 parts × 14 halves; the exact name goes before them all (key 0).
     const keyOf = (id: number) => (id === exactId ? 0 : sum[id] + 1);
     const perKey = new Int32Array(KEYS);
     let total = 0;
     for (let i = 0; i < count; i++) {
       const id = candidates[i];
-      if (!found[id] || (readable && !readable(names[id]))) {
+      if (!found[id] || !visible(id)) {
         sum[id] = HIDDEN;
         continue;
       }
@@ -445,6 +671,22 @@ export class SearchIndex {
     }
     return { hits, total };
   }
+}
+
+/** The people of a package for `people`: each maintainer, and who published the latest version, in lower case. */
+function peopleOf(entry: SearchEntry | null): [string, number][] {
+  if (!entry) return [];
+  const people: [string, number][] = entry.maintainers.map((m) => [m.name.toLowerCase(), MAINTAINER]);
+  if (entry.publisher) people.push([entry.publisher.name.toLowerCase(), PUBLISHER]);
+  return people;
+}
+
+/** Takes one `value` out of an unordered list (the last one put in its place). */
+function removeFrom(list: number[], value: number): void {
+  const at = list.indexOf(value);
+  if (at === -1) return;
+  list[at] = list[list.length - 1];
+  list.pop();
 }
 
 /** Two sorted lists of terms as one, without duplicates or terms that have no postings; and the postings of each. */
