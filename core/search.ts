@@ -146,18 +146,35 @@ export function queryTerms(text: string): { parts: string[]; exactName: string |
   return qualified ? { parts: parts.slice(0, 16), exactName, filters } : { parts: parts.slice(0, 16), exactName };
 }
 
-/** Whether a package's summary passes a query's qualifiers. */
-export function passesFilters(entry: SearchEntry, filters: SearchFilters): boolean {
-  if (filters.scope !== undefined && !entry.name.toLowerCase().startsWith('@' + filters.scope + '/')) return false;
-  if (filters.author !== undefined && (!entry.publisher || entry.publisher.name.toLowerCase() !== filters.author)) return false;
-  if (filters.maintainer !== undefined && !entry.maintainers.some((m) => m.name.toLowerCase() === filters.maintainer)) return false;
-  if (filters.unstable !== undefined && /^0\./.test(entry.version) !== filters.unstable) return false;
-  if (filters.keywords) {
-    const has = new Set((entry.keywords || []).map((k) => k.toLowerCase()));
-    if (filters.keywords.none.some((k) => has.has(k))) return false;
-    if (filters.keywords.any.length && !filters.keywords.any.some((group) => group.every((k) => has.has(k)))) return false;
+/** Whether `keyword` is `wanted` (in lower case) but for case, without making a string (this runs for every candidate). */
+function sameWord(keyword: string, wanted: string): boolean {
+  if (keyword.length !== wanted.length) return false;
+  for (let i = 0; i < keyword.length; i++) {
+    let c = keyword.charCodeAt(i);
+    if (c >= 65 && c <= 90) c += 32;
+    else if (c > 127) return keyword.toLowerCase() === wanted;
+    if (c !== wanted.charCodeAt(i)) return false;
   }
   return true;
+}
+
+function hasKeyword(keywords: string[], wanted: string): boolean {
+  for (let i = 0; i < keywords.length; i++) if (sameWord(keywords[i], wanted)) return true;
+  return false;
+}
+
+/** Whether a package's keywords pass `keywords:`: none of the excluded, and every keyword of one group. */
+function keywordsPass(keywords: string[] | undefined, wanted: NonNullable<SearchFilters['keywords']>): boolean {
+  const own = keywords || [];
+  for (let i = 0; i < wanted.none.length; i++) if (hasKeyword(own, wanted.none[i])) return false;
+  if (wanted.any.length === 0) return true;
+  for (let g = 0; g < wanted.any.length; g++) {
+    const group = wanted.any[g];
+    let all = true;
+    for (let i = 0; i < group.length && all; i++) all = hasKeyword(own, group[i]);
+    if (all) return true;
+  }
+  return false;
 }
 
 /** The names a package's latest version depends on (dependencies, optional and peer dependencies), at most 1,000. */
@@ -563,8 +580,9 @@ export class SearchIndex {
     }
     for (const group of filters.keywords ? filters.keywords.any : []) {
       const term = terms(group[0] || '')[0];
-      // Any place of the term (a keyword that is also a part of the name is posted as the part); the filter checks the keywords.
-      for (const posting of (term && this.postings.get(term)) || []) count = markOne(posting >> 2, 0, 0, matched, best, touched, count);
+      // Posted as a keyword or a part of the name (a keyword that is also one is posted as the part), never
+      // only in a description; the filter then checks the keywords themselves.
+      for (const posting of (term && this.postings.get(term)) || []) if ((posting & 3) !== 3) count = markOne(posting >> 2, 0, 0, matched, best, touched, count);
     }
     return count;
   }
@@ -587,8 +605,9 @@ export class SearchIndex {
     }
     // matched[id]: how many parts matched so far; best[id]: the best rank for the current part; sum[id]: the total.
     // first: the packages the first part matched (all there can be); current: those the latest part matched.
-    const { matched, best, sum, first, current, names, slots } = this;
-    const visible = (id: number) => (!readable || readable(names[id])) && (!filters || passesFilters(slots[id].visible as SearchEntry, filters));
+    const { matched, best, sum, first, current, names } = this;
+    const passes = filters ? this.filterOf(filters) : null;
+    const visible = (id: number) => (!readable || readable(names[id])) && (!passes || passes(id));
     let firstCount = 0;
     let count = 0;
     try {
@@ -610,6 +629,28 @@ export class SearchIndex {
         sum[first[i]] = 0;
       }
     }
+  }
+
+  /** Whether a package passes a query's qualifiers (people through `people`, not by reading every candidate's). */
+  private filterOf(filters: SearchFilters): (id: number) => boolean {
+    const { slots, lowerNames } = this;
+    const peopleOfKind = (name: string | undefined, kind: number): Set<number> | null => {
+      if (name === undefined) return null;
+      const ids = new Set<number>();
+      for (const posting of this.people.get(name) || []) if ((posting & 3) === kind) ids.add(posting >> 2);
+      return ids;
+    };
+    const authors = peopleOfKind(filters.author, PUBLISHER);
+    const maintainers = peopleOfKind(filters.maintainer, MAINTAINER);
+    const scope = filters.scope !== undefined ? '@' + filters.scope + '/' : null;
+    const { unstable, keywords } = filters;
+    return (id) => {
+      if (scope !== null && !lowerNames[id].startsWith(scope)) return false;
+      if ((authors && !authors.has(id)) || (maintainers && !maintainers.has(id))) return false;
+      const entry = slots[id].visible as SearchEntry;
+      if (unstable !== undefined && entry.version.startsWith('0.') !== unstable) return false;
+      return !keywords || keywordsPass(entry.keywords, keywords);
+    };
   }
 
   /**
