@@ -10,7 +10,8 @@
  * Typos: a query word of 4 to 32 characters that matches fewer than a page of packages (20) also
  * matches the terms and whole names one edit away (a letter added, removed, replaced, or two
  * neighbours swapped), found by looking each such spelling up (about 75 per character of the word),
- * never by reading every term; such a match ranks below every exact or prefix match of the word. Qualifiers narrow a query as npm's search does (`keywords:`,
+ * never by reading every term, and at most about 4,800 spellings a query; such a match ranks below
+ * every exact or prefix match of the word. Qualifiers narrow a query as npm's search does (`keywords:`,
  * `author:`, `maintainer:`, `scope:`, `not:unstable`, `is:unstable`, `boost-exact:false`).
  *
  * The index also keeps, for every name, the packages whose latest version depends on it
@@ -192,22 +193,29 @@ export function dependencyNames(doc: PackageDoc): string[] {
 }
 
 /**
- * The spellings one edit away from `word` (a letter added, removed or replaced, two neighbours
- * swapped), each once, without `word` itself.
+ * Calls `visit` with every spelling one edit away from `word` (a letter added, removed or replaced,
+ * two neighbours swapped); a few more than once, none kept (a query's typo look-ups make no list).
  */
-export function oneEditAway(word: string): string[] {
-  const seen = new Set<string>();
+export function forEachEdit(word: string, visit: (spelling: string) => void): void {
   const n = word.length;
-  for (let i = 0; i < n; i++) seen.add(word.slice(0, i) + word.slice(i + 1));
-  for (let i = 0; i + 1 < n; i++) seen.add(word.slice(0, i) + word[i + 1] + word[i] + word.slice(i + 2));
+  for (let i = 0; i < n; i++) visit(word.slice(0, i) + word.slice(i + 1));
+  for (let i = 0; i + 1 < n; i++) if (word[i] !== word[i + 1]) visit(word.slice(0, i) + word[i + 1] + word[i] + word.slice(i + 2));
   for (let i = 0; i <= n; i++) {
     const before = word.slice(0, i);
     const after = word.slice(i);
+    const rest = word.slice(i + 1);
     for (let c = 0; c < EDIT_LETTERS.length; c++) {
-      seen.add(before + EDIT_LETTERS[c] + after);
-      if (i < n && EDIT_LETTERS[c] !== word[i]) seen.add(before + EDIT_LETTERS[c] + word.slice(i + 1));
+      const letter = EDIT_LETTERS[c];
+      visit(before + letter + after);
+      if (i < n && letter !== word[i]) visit(before + letter + rest);
     }
   }
+}
+
+/** The spellings one edit away from `word`, each once, without `word` itself. */
+export function oneEditAway(word: string): string[] {
+  const seen = new Set<string>();
+  forEachEdit(word, (spelling) => seen.add(spelling));
   seen.delete(word);
   return [...seen];
 }
@@ -222,6 +230,8 @@ const TYPO_MAX = 32;
  * before it): a word with a page of exact matches is no typo, and its neighbours' long lists are not read.
  */
 const TYPO_BELOW = 20;
+/** The most spellings one query looks up (two words of 32 letters, or eight of 7), so that many long words stay cheap. */
+const TYPO_BUDGET = 2 * (EDIT_LETTERS.length * 2 * TYPO_MAX + EDIT_LETTERS.length);
 
 export interface SearchHit {
   entry: SearchEntry;
@@ -316,6 +326,8 @@ export class SearchIndex {
   private sum = new Uint8Array(0);
   private first = new Int32Array(0);
   private current = new Int32Array(0);
+  /** How many more spellings one edit away the current query may look up. */
+  private typoBudget = 0;
 
   /** How many packages can be found. */
   get size(): number {
@@ -415,11 +427,12 @@ export class SearchIndex {
   private reindex(id: number, slot: Slot, held: Held | null): void {
     const visible = held ? held.entry : null;
     const deps = visible && held ? held.deps : null;
-    if (slot.visibleDeps !== deps) {
+    if (!sameList(slot.visibleDeps, deps)) {
+      // A list may be long (a name thousands depend on): taken out of only when the dependencies changed.
       for (const dep of slot.visibleDeps || []) removeFrom(this.dependents[dep], id);
       for (const dep of deps || []) this.dependents[dep].push(id);
-      slot.visibleDeps = deps;
     }
+    slot.visibleDeps = deps;
     const peopleBefore = peopleOf(slot.visible);
     const peopleAfter = peopleOf(visible);
     if (peopleBefore.join('\n') !== peopleAfter.join('\n')) {
@@ -546,13 +559,16 @@ export class SearchIndex {
       }
     }
     // Typos: the terms and whole names one edit away, each looked up (never a scan of all terms).
-    if (count < TYPO_BELOW && prefix.length >= TYPO_MIN && prefix.length <= TYPO_MAX && !prefix.includes('/')) {
-      for (const spelling of oneEditAway(prefix)) {
-        const id = this.ids.get(spelling);
-        if (id !== undefined) count = markOne(id, TYPO, k, this.matched, this.best, touched, count);
-        const list = this.postings.get(spelling);
-        if (list) count = mark(list, TYPO, k, this.matched, this.best, touched, count);
-      }
+    const spellings = EDIT_LETTERS.length * 2 * prefix.length + EDIT_LETTERS.length;
+    if (count < TYPO_BELOW && prefix.length >= TYPO_MIN && prefix.length <= TYPO_MAX && !prefix.includes('/') && spellings <= this.typoBudget) {
+      this.typoBudget -= spellings;
+      const { ids, postings, matched, best } = this;
+      forEachEdit(prefix, (spelling) => {
+        const id = ids.get(spelling);
+        if (id !== undefined) count = markOne(id, TYPO, k, matched, best, touched, count);
+        const list = postings.get(spelling);
+        if (list) count = mark(list, TYPO, k, matched, best, touched, count);
+      });
     }
     return count;
   }
@@ -610,6 +626,7 @@ export class SearchIndex {
     const visible = (id: number) => (!readable || readable(names[id])) && (!passes || passes(id));
     let firstCount = 0;
     let count = 0;
+    this.typoBudget = TYPO_BUDGET;
     try {
       if (parts.length === 0) {
         firstCount = count = this.candidatesOf(filters as SearchFilters, first);
@@ -720,6 +737,13 @@ function peopleOf(entry: SearchEntry | null): [string, number][] {
   const people: [string, number][] = entry.maintainers.map((m) => [m.name.toLowerCase(), MAINTAINER]);
   if (entry.publisher) people.push([entry.publisher.name.toLowerCase(), PUBLISHER]);
   return people;
+}
+
+function sameList(a: number[] | null, b: number[] | null): boolean {
+  if (a === b) return true;
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Takes one `value` out of an unordered list (the last one put in its place). */

@@ -39,11 +39,14 @@ export async function searchPackages(ctx: Context, res: Response, text: string, 
 /**
  * The packages whose latest version depends on `name` (dependencies, optional or peer ones) that the
  * caller may read, in name order: `size` of them from `from`, and how many in all. Throws 401/403 when
- * the caller may not read `name` itself. For the package page: `dependentsOf(ctx, res, name, 20, 0)`.
+ * the caller may not read `name` itself. While the search index loads it waits (up to 15 s, then 503),
+ * or with `wait: false` answers null at once. For the package page:
+ * `await dependentsOf(ctx, res, name, 20, 0, { wait: false })`.
  */
-export async function dependentsOf(ctx: Context, res: Response, name: string, size: number, from: number): Promise<{ dependents: SearchEntry[]; total: number }> {
+export async function dependentsOf(ctx: Context, res: Response, name: string, size: number, from: number, options: { wait?: boolean } = {}): Promise<{ dependents: SearchEntry[]; total: number } | null> {
   if (!ctx.search) throw new HttpError(503, 'Search is not running on this gateway.');
   await ctx.access.assertRead(res, name);
+  if (options.wait === false && !ctx.search.loaded) return null;
   const index = await ctx.search.ready();
   const readable = await ctx.access.reader(res);
   const { packages, total } = index.dependentsOf(name, readable, from, size);
@@ -94,7 +97,7 @@ export function searchRoutes(ctx: Context): Router {
       const from = req.query.from === undefined ? 0 : Number(req.query.from);
       if (!Number.isInteger(size) || size < 1 || size > MAX_SIZE) throw badRequest('"size" must be a whole number from 1 to ' + MAX_SIZE + '.');
       if (!Number.isInteger(from) || from < 0) throw badRequest('"from" must be a whole number of at least 0.');
-      const { dependents, total } = await dependentsOf(ctx, res, parsed.name, size, from);
+      const { dependents, total } = (await dependentsOf(ctx, res, parsed.name, size, from)) as { dependents: SearchEntry[]; total: number };
       res.json({ package: parsed.name, total, dependents: dependents.map((entry) => ({ name: entry.name, version: entry.version, description: entry.description })) });
     })().catch(next);
   });
