@@ -147,37 +147,6 @@ export function queryTerms(text: string): { parts: string[]; exactName: string |
   return qualified ? { parts: parts.slice(0, 16), exactName, filters } : { parts: parts.slice(0, 16), exactName };
 }
 
-/** Whether `keyword` is `wanted` (in lower case) but for case, without making a string (this runs for every candidate). */
-function sameWord(keyword: string, wanted: string): boolean {
-  if (keyword.length !== wanted.length) return false;
-  for (let i = 0; i < keyword.length; i++) {
-    let c = keyword.charCodeAt(i);
-    if (c >= 65 && c <= 90) c += 32;
-    else if (c > 127) return keyword.toLowerCase() === wanted;
-    if (c !== wanted.charCodeAt(i)) return false;
-  }
-  return true;
-}
-
-function hasKeyword(keywords: string[], wanted: string): boolean {
-  for (let i = 0; i < keywords.length; i++) if (sameWord(keywords[i], wanted)) return true;
-  return false;
-}
-
-/** Whether a package's keywords pass `keywords:`: none of the excluded, and every keyword of one group. */
-function keywordsPass(keywords: string[] | undefined, wanted: NonNullable<SearchFilters['keywords']>): boolean {
-  const own = keywords || [];
-  for (let i = 0; i < wanted.none.length; i++) if (hasKeyword(own, wanted.none[i])) return false;
-  if (wanted.any.length === 0) return true;
-  for (let g = 0; g < wanted.any.length; g++) {
-    const group = wanted.any[g];
-    let all = true;
-    for (let i = 0; i < group.length && all; i++) all = hasKeyword(own, group[i]);
-    if (all) return true;
-  }
-  return false;
-}
-
 /** The names a package's latest version depends on (dependencies, optional and peer dependencies), at most 1,000. */
 export function dependencyNames(doc: PackageDoc): string[] {
   const tags = doc && doc['dist-tags'] && typeof doc['dist-tags'] === 'object' ? doc['dist-tags'] : {};
@@ -297,6 +266,8 @@ export class SearchIndex {
   private readonly postings = new Map<string, number[]>();
   /** person's name in lower case → `id * 4 + kind` (MAINTAINER, PUBLISHER): for `maintainer:` and `author:`. */
   private readonly people = new Map<string, number[]>();
+  /** keyword in lower case → the ids of the packages that have it: for `keywords:` (never reading the packages' entries). */
+  private readonly keywordIds = new Map<string, number[]>();
   /** The names packages depend on, once each, by number; and the packages listed under each (`dependents`). */
   private readonly depIds = new Map<string, number>();
   private readonly dependents: number[][] = [];
@@ -433,6 +404,7 @@ export class SearchIndex {
       for (const dep of deps || []) this.dependents[dep].push(id);
     }
     slot.visibleDeps = deps;
+    updateLists(this.keywordIds, keywordsOf(slot.visible), keywordsOf(visible), id);
     const peopleBefore = peopleOf(slot.visible);
     const peopleAfter = peopleOf(visible);
     if (peopleBefore.join('\n') !== peopleAfter.join('\n')) {
@@ -594,12 +566,8 @@ export class SearchIndex {
       for (const posting of this.people.get(person) || []) if ((posting & 3) === kind) count = markOne(posting >> 2, 0, 0, matched, best, touched, count);
       return count;
     }
-    for (const group of filters.keywords ? filters.keywords.any : []) {
-      const term = terms(group[0] || '')[0];
-      // Posted as a keyword or a part of the name (a keyword that is also one is posted as the part), never
-      // only in a description; the filter then checks the keywords themselves.
-      for (const posting of (term && this.postings.get(term)) || []) if ((posting & 3) !== 3) count = markOne(posting >> 2, 0, 0, matched, best, touched, count);
-    }
+    const allowed = filters.keywords ? this.keywordFilter(filters.keywords).allowed : null;
+    for (const id of allowed || []) count = markOne(id, 0, 0, matched, best, touched, count);
     return count;
   }
 
@@ -660,14 +628,31 @@ export class SearchIndex {
     const authors = peopleOfKind(filters.author, PUBLISHER);
     const maintainers = peopleOfKind(filters.maintainer, MAINTAINER);
     const scope = filters.scope !== undefined ? '@' + filters.scope + '/' : null;
-    const { unstable, keywords } = filters;
+    const keywords = filters.keywords ? this.keywordFilter(filters.keywords) : null;
+    const { unstable } = filters;
     return (id) => {
       if (scope !== null && !lowerNames[id].startsWith(scope)) return false;
       if ((authors && !authors.has(id)) || (maintainers && !maintainers.has(id))) return false;
-      const entry = slots[id].visible as SearchEntry;
-      if (unstable !== undefined && entry.version.startsWith('0.') !== unstable) return false;
-      return !keywords || keywordsPass(entry.keywords, keywords);
+      if (keywords && !keywords.passes(id)) return false;
+      return unstable === undefined || (slots[id].visible as SearchEntry).version.startsWith('0.') === unstable;
     };
+  }
+
+  /** `keywords:` through `keywordIds`: the packages with every keyword of one group (`allowed`, null: any), none of the excluded. */
+  private keywordFilter(wanted: NonNullable<SearchFilters['keywords']>): { allowed: Set<number> | null; passes: (id: number) => boolean } {
+    const listOf = (keyword: string) => this.keywordIds.get(keyword) || [];
+    let allowed: Set<number> | null = null;
+    if (wanted.any.length) {
+      allowed = new Set<number>();
+      for (const group of wanted.any) {
+        const others = group.slice(1).map((keyword) => new Set(listOf(keyword)));
+        for (const id of listOf(group[0])) if (others.every((set) => set.has(id))) allowed.add(id);
+      }
+    }
+    const excluded = new Set<number>();
+    for (const keyword of wanted.none) for (const id of listOf(keyword)) excluded.add(id);
+    const only = allowed;
+    return { allowed, passes: (id) => (!only || only.has(id)) && !excluded.has(id) };
   }
 
   /**
@@ -728,6 +713,28 @@ export class SearchIndex {
       skip = 0;
     }
     return { hits, total };
+  }
+}
+
+/** A package's keywords for `keywordIds`: in lower case, each once. */
+function keywordsOf(entry: SearchEntry | null): string[] {
+  if (!entry || !entry.keywords || entry.keywords.length === 0) return [];
+  return [...new Set(entry.keywords.map((k) => k.toLowerCase()))];
+}
+
+/** Moves `id` from the lists of the keys it had to those of the keys it has (nothing when they are the same). */
+function updateLists(lists: Map<string, number[]>, before: string[], after: string[], id: number): void {
+  if (before.length === after.length && before.every((key, i) => key === after[i])) return;
+  for (const key of before) {
+    const list = lists.get(key);
+    if (!list) continue;
+    removeFrom(list, id);
+    if (list.length === 0) lists.delete(key);
+  }
+  for (const key of after) {
+    const list = lists.get(key);
+    if (list) list.push(id);
+    else lists.set(key, [id]);
   }
 }
 
