@@ -32,8 +32,7 @@ export class DownloadCounter {
   private readonly db: Database<DownloadDoc>;
   /** Counts not written yet, by day. */
   private pending = new Map<string, DayCounts>();
-  /** The day being counted, and when it ends. */
-  private today = '';
+  /** The counts of the day being counted, and when that day ends. */
   private todayCounts: DayCounts = new Map();
   private dayEnds = 0;
   /** The documents this run wrote, by id (those of the days before yesterday are forgotten). */
@@ -74,10 +73,10 @@ export class DownloadCounter {
   }
 
   private newDay(now: number): void {
-    this.today = dayOf(now);
-    this.dayEnds = Date.parse(this.today + 'T00:00:00Z') + DAY_MS;
-    this.todayCounts = this.pending.get(this.today) || new Map();
-    this.pending.set(this.today, this.todayCounts);
+    const today = dayOf(now);
+    this.dayEnds = Date.parse(today + 'T00:00:00Z') + DAY_MS;
+    this.todayCounts = this.pending.get(today) || new Map();
+    this.pending.set(today, this.todayCounts);
   }
 
   /** Writes the counts waiting now; one flush at a time, the next waiting for the one running. */
@@ -91,7 +90,6 @@ export class DownloadCounter {
     this.pending = new Map();
     this.writing = taken;
     // Counting goes on into fresh maps while this flush writes.
-    this.today = '';
     this.dayEnds = 0;
     const docs: { doc: DownloadDoc; files: Map<string, number> }[] = [];
     for (const [day, packages] of taken) {
