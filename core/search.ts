@@ -14,8 +14,9 @@
  * every exact or prefix match of the word. Qualifiers narrow a query as npm's search does (`keywords:`,
  * `author:`, `maintainer:`, `scope:`, `not:unstable`, `is:unstable`, `boost-exact:false`).
  *
- * The index also keeps, for every name, the packages whose latest version depends on it
- * (`dependents`).
+ * Qualifiers are answered from indexes of their own (people, keywords, the name order for scopes),
+ * never by reading the summaries of candidates. The index also keeps, for every name, the packages
+ * whose latest version depends on it (`dependents`).
  */
 import { PackageDoc, Person } from './types';
 import { revGeneration } from './mirrored';
