@@ -93,8 +93,11 @@ async function fill(ours: Ours, count: number): Promise<Generated & { seconds: n
         'dist-tags': { latest: '1.2.0' }, versions: {}, time: { created: when, modified: when },
         maintainers: [{ name: 'bench', email: 'bench@example.com' }], readme: '# ' + name + '\n\n' + description, _attachments: {},
       };
+      // Up to 4 dependencies on packages written before, skewed toward the first ones (as on npm), for the dependents index.
+      const dependencies: Record<string, string> = {};
+      for (let d = Math.floor(next() * 5); d > 0 && generated.names.length; d--) dependencies[generated.names[Math.floor(generated.names.length * next() ** 2)]] = '^1.0.0';
       for (const version of ['1.0.0', '1.1.0', '1.2.0']) {
-        const manifest = { name, version, description, keywords, main: 'index.js', license: 'MIT' };
+        const manifest = { name, version, description, keywords, main: 'index.js', license: 'MIT', dependencies };
         const data = manifestTarball(manifest);
         const file = name + '-' + version + '.tgz';
         doc.versions[version] = {
@@ -122,14 +125,20 @@ async function fill(ours: Ours, count: number): Promise<Generated & { seconds: n
     if ((from / BATCH) % 20 === 19) log('  ' + (from + BATCH) + ' written');
   }
   const seconds = (Date.now() - started) / 1000;
-  // Queries as people type them: a common word, two words, the start of a word, a whole package name.
-  // Enough that no query repeats within a measure (a cache of answers would measure itself).
+  // Queries as people type them: a common word, two words, the start of a word, a whole package name,
+  // a word with a typo (one letter replaced), a keyword qualifier. Enough that no query repeats within a
+  // measure (a cache of answers would measure itself).
   for (let i = 0; i < 40_000; i++) {
-    const kind = i % 4;
+    const kind = i % 6;
     if (kind === 0) generated.queries.push(words.pick());
     else if (kind === 1) generated.queries.push(words.pick() + ' ' + words.pick());
     else if (kind === 2) generated.queries.push(words.pick().slice(0, 3));
-    else generated.queries.push(generated.names[Math.floor(next() * generated.names.length)]);
+    else if (kind === 3) generated.queries.push(generated.names[Math.floor(next() * generated.names.length)]);
+    else if (kind === 4) {
+      const word = words.pick().padEnd(4, 'e');
+      const at = Math.floor(next() * word.length);
+      generated.queries.push(word.slice(0, at) + (word[at] === 'q' ? 'x' : 'q') + word.slice(at + 1));
+    } else generated.queries.push('keywords:' + words.pick());
   }
   return { ...generated, seconds };
 }
@@ -221,7 +230,7 @@ async function measureSize(count: number, options: ScaleOptions): Promise<SizeRe
     log('  ready in ' + ours.startedInMs + ' ms, search in ' + searchReadyMs + ' ms');
     const disk = await diskBytes(ours);
     // Every query must find something that it asks for by name.
-    const named = data.queries.slice(0, 400).filter((_q, i) => i % 4 === 3);
+    const named = data.queries.slice(0, 400).filter((_q, i) => i % 6 === 3);
     let searchHits = 0;
     for (const query of named) {
       const body = (await (await fetch(ours.url + '/-/v1/search?text=' + encodeURIComponent(query))).json()) as { objects: { package: { name: string } }[] };

@@ -85,6 +85,16 @@ export interface Config {
    * searched or replicated downstream: a staged version is not in the registry database.
    */
   stageDb: string;
+  /**
+   * Download counts of this registry's own tarball downloads (`<REGISTRY_DB>-downloads`), one document
+   * per package, day and gateway run: admins (the gateway) and the other sites only.
+   */
+  downloadsDb: string;
+  /**
+   * How often each gateway writes the downloads it counted in memory (`DOWNLOADS_FLUSH_SECONDS`,
+   * default 30): a gateway killed without a clean stop loses at most that much of its counts.
+   */
+  downloadsFlushMs: number;
   /** Largest accepted publish body in bytes (`MAX_PUBLISH_BYTES`, default 100 MiB). */
   maxPublishBytes: number;
   /** Registry that names unknown here are forwarded to (`UPSTREAM_REGISTRY`); off when unset. */
@@ -332,6 +342,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokensDb: registryDb + '-tokens',
     stateDb: registryDb + '-state',
     stageDb: registryDb + '-stage',
+    downloadsDb: registryDb + '-downloads',
+    downloadsFlushMs: Math.max(1, integer(env, 'DOWNLOADS_FLUSH_SECONDS', 30)) * 1000,
     maxPublishBytes: integer(env, 'MAX_PUBLISH_BYTES', 100 * 1024 * 1024),
     provenanceTrustedRoot: env.PROVENANCE_TRUSTED_ROOT ? resolve(env.PROVENANCE_TRUSTED_ROOT) : undefined,
     upstreamRegistry: env.UPSTREAM_REGISTRY ? env.UPSTREAM_REGISTRY.replace(/\/+$/, '') : undefined,

@@ -6,6 +6,17 @@
  * 3 a word of the description). A query matches every term of its words as a prefix of a package's
  * term; packages rank by the sum of their best matches (an exact term better than a prefix by 0.5),
  * the exact name first. A package published here hides a mirrored one of the same name.
+ *
+ * Typos: a query word of 4 to 32 characters that matches fewer than a page of packages (20) also
+ * matches the terms and whole names one edit away (a letter added, removed, replaced, or two
+ * neighbours swapped), found by looking each such spelling up (about 75 per character of the word),
+ * never by reading every term, and at most about 4,800 spellings a query; such a match ranks below
+ * every exact or prefix match of the word. Qualifiers narrow a query as npm's search does (`keywords:`,
+ * `author:`, `maintainer:`, `scope:`, `not:unstable`, `is:unstable`, `boost-exact:false`).
+ *
+ * Qualifiers are answered from indexes of their own (people, keywords, the name order for scopes),
+ * never by reading the summaries of candidates. The index also keeps, for every name, the packages
+ * whose latest version depends on it (`dependents`).
  */
 import { PackageDoc, Person } from './types';
 import { revGeneration } from './mirrored';
@@ -82,16 +93,115 @@ export function searchTerms(entry: SearchEntry): Map<string, number> {
   return ranks;
 }
 
-/** The terms a query's words ask for: a scoped name as it is, other words split like the terms of packages. */
-export function queryTerms(text: string): { parts: string[]; exactName: string | null } {
-  const words = text.toLowerCase().split(/\s+/).filter(Boolean).slice(0, 10);
+/** What a query's qualifiers ask of the packages found (npm's search qualifiers). */
+export interface SearchFilters {
+  /** `keywords:a,b+c,-d`: packages with keyword a, or both b and c (`any`, groups), and without d (`none`). */
+  keywords?: { any: string[][]; none: string[] };
+  /** `author:` — who published the latest version (npm's `publisher`). */
+  author?: string;
+  /** `maintainer:` — one of the maintainers. */
+  maintainer?: string;
+  /** `scope:acme` or `scope:@acme`: packages of that scope. */
+  scope?: string;
+  /** `is:unstable` (true: versions below 1.0.0 only) or `not:unstable` (false: none of them). */
+  unstable?: boolean;
+}
+
+const QUALIFIER = /^(keywords|author|maintainer|scope|not|is|boost-exact):(.*)$/;
+
+/**
+ * The terms a query's words ask for (a scoped name as it is, other words split like the terms of
+ * packages), and its qualifiers. `exactName`: the name listed first when a package has it.
+ */
+export function queryTerms(text: string): { parts: string[]; exactName: string | null; filters?: SearchFilters } {
+  const all = text.toLowerCase().split(/\s+/).filter(Boolean).slice(0, 20);
+  const words: string[] = [];
+  const filters: SearchFilters = {};
+  let boostExact = true;
+  let qualified = false;
+  for (const word of all) {
+    const qualifier = QUALIFIER.exec(word);
+    if (!qualifier) {
+      words.push(word);
+      continue;
+    }
+    const [, key, value] = qualifier;
+    qualified = true;
+    if (key === 'keywords') {
+      const keywords = filters.keywords || (filters.keywords = { any: [], none: [] });
+      for (const item of value.split(',').filter(Boolean)) {
+        if (item.startsWith('-')) keywords.none.push(item.slice(1));
+        else keywords.any.push(item.split('+').filter(Boolean));
+      }
+    } else if (key === 'author' || key === 'maintainer') filters[key] = value;
+    else if (key === 'scope') filters.scope = value.replace(/^@/, '').replace(/\/$/, '');
+    else if (key === 'boost-exact') boostExact = value !== 'false';
+    // `insecure` is not known here (no advisories): `not:insecure` keeps everything, `is:insecure` too.
+    else if (value === 'unstable') filters.unstable = key === 'is';
+  }
   const parts: string[] = [];
-  for (const word of words) {
+  for (const word of words.slice(0, 10)) {
     const split = word.startsWith('@') || word.includes('/') ? [word] : terms(word);
     for (const part of split.length ? split : [word]) if (!parts.includes(part)) parts.push(part);
   }
-  return { parts: parts.slice(0, 16), exactName: words.length === 1 ? words[0] : null };
+  const exactName = boostExact && words.length === 1 ? words[0] : null;
+  return qualified ? { parts: parts.slice(0, 16), exactName, filters } : { parts: parts.slice(0, 16), exactName };
 }
+
+/** The names a package's latest version depends on (dependencies, optional and peer dependencies), at most 1,000. */
+export function dependencyNames(doc: PackageDoc): string[] {
+  const tags = doc && doc['dist-tags'] && typeof doc['dist-tags'] === 'object' ? doc['dist-tags'] : {};
+  const latest = typeof tags.latest === 'string' && doc.versions && typeof doc.versions === 'object' ? (doc.versions[tags.latest] as Record<string, unknown> | undefined) : undefined;
+  if (!latest || typeof latest !== 'object') return [];
+  const names = new Set<string>();
+  for (const field of ['dependencies', 'optionalDependencies', 'peerDependencies']) {
+    const deps = latest[field];
+    if (!deps || typeof deps !== 'object' || Array.isArray(deps)) continue;
+    for (const name of Object.keys(deps)) if (name.length <= 214 && names.size < 1000) names.add(name);
+  }
+  return [...names];
+}
+
+/**
+ * Calls `visit` with every spelling one edit away from `word` (a letter added, removed or replaced,
+ * two neighbours swapped); a few more than once, none kept (a query's typo look-ups make no list).
+ */
+export function forEachEdit(word: string, visit: (spelling: string) => void): void {
+  const n = word.length;
+  for (let i = 0; i < n; i++) visit(word.slice(0, i) + word.slice(i + 1));
+  for (let i = 0; i + 1 < n; i++) if (word[i] !== word[i + 1]) visit(word.slice(0, i) + word[i + 1] + word[i] + word.slice(i + 2));
+  for (let i = 0; i <= n; i++) {
+    const before = word.slice(0, i);
+    const after = word.slice(i);
+    const rest = word.slice(i + 1);
+    for (let c = 0; c < EDIT_LETTERS.length; c++) {
+      const letter = EDIT_LETTERS[c];
+      visit(before + letter + after);
+      if (i < n && letter !== word[i]) visit(before + letter + rest);
+    }
+  }
+}
+
+/** The spellings one edit away from `word`, each once, without `word` itself. */
+export function oneEditAway(word: string): string[] {
+  const seen = new Set<string>();
+  forEachEdit(word, (spelling) => seen.add(spelling));
+  seen.delete(word);
+  return [...seen];
+}
+
+/** What an edit may add or put in place of a letter: what terms and names are made of. */
+const EDIT_LETTERS = 'abcdefghijklmnopqrstuvwxyz0123456789-';
+/** Query words this long, and no longer, also match what is one edit away. */
+const TYPO_MIN = 4;
+const TYPO_MAX = 32;
+/**
+ * A word also matches what is one edit away while it matches fewer packages than this (with the words
+ * before it): a word with a page of exact matches is no typo, and its neighbours' long lists are not read.
+ */
+const TYPO_BELOW = 20;
+/** The most spellings one query looks up (two words of 32 letters, or eight of 7), so that many long words stay cheap. */
+const TYPO_BUDGET = 2 * (EDIT_LETTERS.length * 2 * TYPO_MAX + EDIT_LETTERS.length);
 
 export interface SearchHit {
   entry: SearchEntry;
@@ -106,6 +216,8 @@ interface Held {
   /** Whether the document exists (not deleted); it may exist with nothing to find (a tombstone). */
   exists: boolean;
   entry: SearchEntry | null;
+  /** What its latest version depends on (ids of `dependencyNames`), null for none. */
+  deps: number[] | null;
 }
 
 interface Slot {
@@ -115,14 +227,16 @@ interface Slot {
   mirrored?: Held;
   /** The entry found (the local one, else the mirrored one); its terms are what the package is indexed under. */
   visible: SearchEntry | null;
+  /** The dependencies it is listed under in `dependents`: those of the visible one. */
+  visibleDeps: number[] | null;
 }
 
 /** A package published here hides the mirrored one while its document exists, even as a tombstone. */
-function visibleOf(slot: Slot): SearchEntry | null {
-  return slot.local && slot.local.exists ? slot.local.entry : slot.mirrored && slot.mirrored.exists ? slot.mirrored.entry : null;
+function visibleOf(slot: Slot): Held | null {
+  return slot.local && slot.local.exists ? slot.local : slot.mirrored && slot.mirrored.exists ? slot.mirrored : null;
 }
 
-type SnapshotHeld = [rev: number, exists: boolean, entry: SearchEntry | null];
+type SnapshotHeld = [rev: number, exists: boolean, entry: SearchEntry | null, dependencies?: string[]];
 
 /** One package in a snapshot: its name, and what each database holds of it. */
 export type SearchSnapshotEntry = [name: string, local: SnapshotHeld | null, mirrored: SnapshotHeld | null];
@@ -130,13 +244,18 @@ export type SearchSnapshotEntry = [name: string, local: SnapshotHeld | null, mir
 /** New terms wait in a small sorted list; past this many they are merged into the large one. */
 const FRESH_TERMS = 8192;
 
-/** Sort keys of hits: the exact name (0), then each rank in halves (up to 16 parts × 7) plus one. */
-const KEYS = 16 * 7 + 2;
+/** Sort keys of hits: the exact name (0), then each rank in halves (up to 16 parts × 14) plus one. */
+const KEYS = 16 * 14 + 2;
 /** The rank sum of a candidate the caller may not see. */
 const HIDDEN = 255;
 
 /** Ranks are counted in halves: a term's place (0–3) times two, plus one when only a prefix matched. */
 const PREFIX = 1;
+/** A match one edit away ranks after every exact or prefix match of the word: 8 halves, plus the term's place times two. */
+const TYPO = 8;
+/** Kinds of people in `people` (maintainers and publishers), by `id * 4 + kind`. */
+const MAINTAINER = 1;
+const PUBLISHER = 2;
 
 export class SearchIndex {
   private readonly slots: Slot[] = [];
@@ -146,6 +265,14 @@ export class SearchIndex {
   private readonly ids = new Map<string, number>();
   /** term → postings, each `id * 4 + place` (place 0–3: exact name, name part, keyword, description). */
   private readonly postings = new Map<string, number[]>();
+  /** person's name in lower case → `id * 4 + kind` (MAINTAINER, PUBLISHER): for `maintainer:` and `author:`. */
+  private readonly people = new Map<string, number[]>();
+  /** keyword in lower case → the ids of the packages that have it: for `keywords:` (never reading the packages' entries). */
+  private readonly keywordIds = new Map<string, number[]>();
+  /** The names packages depend on, once each, by number; and the packages listed under each (`dependents`). */
+  private readonly depIds = new Map<string, number>();
+  private readonly dependents: number[][] = [];
+  private readonly depNames: string[] = [];
   /** Every term, sorted, for prefix lookups (in two lists: the large one and the fresh one); terms no longer used are dropped when the lists merge. */
   private sorted: string[] = [];
   private fresh: string[] = [];
@@ -171,6 +298,8 @@ export class SearchIndex {
   private sum = new Uint8Array(0);
   private first = new Int32Array(0);
   private current = new Int32Array(0);
+  /** How many more spellings one edit away the current query may look up. */
+  private typoBudget = 0;
 
   /** How many packages can be found. */
   get size(): number {
@@ -187,7 +316,7 @@ export class SearchIndex {
 
   /** Everything the index holds, as plain data (for a snapshot that `restore` reads back). */
   snapshot(): SearchSnapshotEntry[] {
-    const held = (h: Held | undefined): SnapshotHeld | null => (h ? [h.rev, h.exists, h.entry] : null);
+    const held = (h: Held | undefined): SnapshotHeld | null => (h ? (h.deps ? [h.rev, h.exists, h.entry, h.deps.map((d) => this.depNames[d])] : [h.rev, h.exists, h.entry]) : null);
     return this.slots.map((slot) => [slot.name, held(slot.local), held(slot.mirrored)]);
   }
 
@@ -197,15 +326,15 @@ export class SearchIndex {
       if (typeof name !== 'string' || this.ids.has(name)) continue;
       const id = this.newSlot(name);
       const slot = this.slots[id];
-      if (local) slot.local = { rev: local[0], exists: local[1], entry: local[2] };
-      if (mirrored) slot.mirrored = { rev: mirrored[0], exists: mirrored[1], entry: mirrored[2] };
+      if (local) slot.local = { rev: local[0], exists: local[1], entry: local[2], deps: this.depsOf(local[3]) };
+      if (mirrored) slot.mirrored = { rev: mirrored[0], exists: mirrored[1], entry: mirrored[2], deps: this.depsOf(mirrored[3]) };
       this.reindex(id, slot, visibleOf(slot));
     }
   }
 
   private newSlot(name: string): number {
     const id = this.slots.length;
-    this.slots.push({ name, visible: null });
+    this.slots.push({ name, visible: null, visibleDeps: null });
     this.names.push(name);
     this.lowerNames.push(name.toLowerCase());
     this.ids.set(name, id);
@@ -236,8 +365,27 @@ export class SearchIndex {
     const generation = revGeneration(rev);
     const known = slot[source];
     if (known && generation < known.rev) return;
-    slot[source] = { rev: generation, exists: !!doc, entry: doc ? searchEntry(doc) : null };
+    const entry = doc ? searchEntry(doc) : null;
+    slot[source] = { rev: generation, exists: !!doc, entry, deps: doc && entry ? this.depsOf(dependencyNames(doc)) : null };
     this.reindex(id, slot, visibleOf(slot));
+  }
+
+  /** The numbers of dependency names (each name numbered once), null for none. */
+  private depsOf(names: unknown): number[] | null {
+    if (!Array.isArray(names) || names.length === 0) return null;
+    const ids: number[] = [];
+    for (const name of names) {
+      if (typeof name !== 'string') continue;
+      let dep = this.depIds.get(name);
+      if (dep === undefined) {
+        dep = this.depNames.length;
+        this.depIds.set(name, dep);
+        this.depNames.push(name);
+        this.dependents.push([]);
+      }
+      ids.push(dep);
+    }
+    return ids.length ? ids : null;
   }
 
   /** The terms a package is listed under in `postings`: all but its whole name, which `byName` finds. */
@@ -248,7 +396,31 @@ export class SearchIndex {
     return all;
   }
 
-  private reindex(id: number, slot: Slot, visible: SearchEntry | null): void {
+  private reindex(id: number, slot: Slot, held: Held | null): void {
+    const visible = held ? held.entry : null;
+    const deps = visible && held ? held.deps : null;
+    if (!sameList(slot.visibleDeps, deps)) {
+      // A list may be long (a name thousands depend on): taken out of only when the dependencies changed.
+      for (const dep of slot.visibleDeps || []) removeFrom(this.dependents[dep], id);
+      for (const dep of deps || []) this.dependents[dep].push(id);
+    }
+    slot.visibleDeps = deps;
+    updateLists(this.keywordIds, keywordsOf(slot.visible), keywordsOf(visible), id);
+    const peopleBefore = peopleOf(slot.visible);
+    const peopleAfter = peopleOf(visible);
+    if (peopleBefore.join('\n') !== peopleAfter.join('\n')) {
+      for (const [person, kind] of peopleBefore) {
+        const list = this.people.get(person);
+        if (!list) continue;
+        removeFrom(list, id * 4 + kind);
+        if (list.length === 0) this.people.delete(person);
+      }
+      for (const [person, kind] of peopleAfter) {
+        let list = this.people.get(person);
+        if (!list) this.people.set(person, (list = []));
+        list.push(id * 4 + kind);
+      }
+    }
     const before = this.postedTerms(id, slot.visible);
     const after = this.postedTerms(id, visible);
     for (const [term, place] of before) {
@@ -359,15 +531,53 @@ export class SearchIndex {
         count = mark(postings[i], extra, k, this.matched, this.best, touched, count);
       }
     }
+    // Typos: the terms and whole names one edit away, each looked up (never a scan of all terms).
+    const spellings = EDIT_LETTERS.length * 2 * prefix.length + EDIT_LETTERS.length;
+    if (count < TYPO_BELOW && prefix.length >= TYPO_MIN && prefix.length <= TYPO_MAX && !prefix.includes('/') && spellings <= this.typoBudget) {
+      this.typoBudget -= spellings;
+      const { ids, postings, matched, best } = this;
+      forEachEdit(prefix, (spelling) => {
+        const id = ids.get(spelling);
+        if (id !== undefined) count = markOne(id, TYPO, k, matched, best, touched, count);
+        const list = postings.get(spelling);
+        if (list) count = mark(list, TYPO, k, matched, best, touched, count);
+      });
+    }
     return count;
   }
 
   /**
-   * The packages matching every term of `parts` that `readable` lets the caller see (null: all), best first:
-   * `size` of them from `from`, and how many matched in all.
+   * For a query of qualifiers only: the packages that can pass them, found through an index (a scope's
+   * range of names, a person's packages, a keyword's packages), each marked once in `touched`; none
+   * when only `not:`/`is:` or excluded keywords are given (those narrow a query, they find nothing alone).
    */
-  query(parts: string[], exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number): { hits: SearchHit[]; total: number } {
-    if (parts.length === 0) return { hits: [], total: 0 };
+  private candidatesOf(filters: SearchFilters, touched: Int32Array): number {
+    const { matched, best } = this;
+    let count = 0;
+    if (filters.scope !== undefined) {
+      const { byName, lowerNames } = this;
+      const prefix = '@' + filters.scope + '/';
+      const end = lowerBound(byName, prefix + '\uffff', lowerNames);
+      for (let i = lowerBound(byName, prefix, lowerNames); i < end; i++) count = markOne(byName[i], 0, 0, matched, best, touched, count);
+      return count;
+    }
+    const person = filters.maintainer ?? filters.author;
+    if (person !== undefined) {
+      const kind = filters.maintainer !== undefined ? MAINTAINER : PUBLISHER;
+      for (const posting of this.people.get(person) || []) if ((posting & 3) === kind) count = markOne(posting >> 2, 0, 0, matched, best, touched, count);
+      return count;
+    }
+    const allowed = filters.keywords ? this.keywordFilter(filters.keywords).allowed : null;
+    for (const id of allowed || []) count = markOne(id, 0, 0, matched, best, touched, count);
+    return count;
+  }
+
+  /**
+   * The packages matching every term of `parts` and the qualifiers' `filters` that `readable` lets the
+   * caller see (null: all), best first: `size` of them from `from`, and how many matched in all.
+   */
+  query(parts: string[], exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number, filters?: SearchFilters): { hits: SearchHit[]; total: number } {
+    if (parts.length === 0 && !filters) return { hits: [], total: 0 };
     this.settle();
     const n = this.slots.length;
     if (this.matched.length < n) {
@@ -380,10 +590,17 @@ export class SearchIndex {
     }
     // matched[id]: how many parts matched so far; best[id]: the best rank for the current part; sum[id]: the total.
     // first: the packages the first part matched (all there can be); current: those the latest part matched.
-    const { matched, best, sum, first, current } = this;
+    const { matched, best, sum, first, current, names } = this;
+    const passes = filters ? this.filterOf(filters) : null;
+    const visible = (id: number) => (!readable || readable(names[id])) && (!passes || passes(id));
     let firstCount = 0;
     let count = 0;
+    this.typoBudget = TYPO_BUDGET;
     try {
+      if (parts.length === 0) {
+        firstCount = count = this.candidatesOf(filters as SearchFilters, first);
+        return this.ranked(first, count, sum, exactName, visible, from, size);
+      }
       for (let k = 0; k < parts.length; k++) {
         const touched = k === 0 ? first : current;
         count = this.matchPrefix(parts[k], k, touched);
@@ -391,7 +608,7 @@ export class SearchIndex {
         if (k === 0) firstCount = count;
         if (count === 0) break;
       }
-      return this.ranked(parts.length === 1 ? first : current, count, sum, exactName, readable, from, size);
+      return this.ranked(parts.length === 1 ? first : current, count, sum, exactName, visible, from, size);
     } finally {
       for (let i = 0; i < firstCount; i++) {
         matched[first[i]] = 0;
@@ -400,20 +617,73 @@ export class SearchIndex {
     }
   }
 
+  /** Whether a package passes a query's qualifiers (people through `people`, not by reading every candidate's). */
+  private filterOf(filters: SearchFilters): (id: number) => boolean {
+    const { slots, lowerNames } = this;
+    const peopleOfKind = (name: string | undefined, kind: number): Set<number> | null => {
+      if (name === undefined) return null;
+      const ids = new Set<number>();
+      for (const posting of this.people.get(name) || []) if ((posting & 3) === kind) ids.add(posting >> 2);
+      return ids;
+    };
+    const authors = peopleOfKind(filters.author, PUBLISHER);
+    const maintainers = peopleOfKind(filters.maintainer, MAINTAINER);
+    const scope = filters.scope !== undefined ? '@' + filters.scope + '/' : null;
+    const keywords = filters.keywords ? this.keywordFilter(filters.keywords) : null;
+    const { unstable } = filters;
+    return (id) => {
+      if (scope !== null && !lowerNames[id].startsWith(scope)) return false;
+      if ((authors && !authors.has(id)) || (maintainers && !maintainers.has(id))) return false;
+      if (keywords && !keywords.passes(id)) return false;
+      return unstable === undefined || (slots[id].visible as SearchEntry).version.startsWith('0.') === unstable;
+    };
+  }
+
+  /** `keywords:` through `keywordIds`: the packages with every keyword of one group (`allowed`, null: any), none of the excluded. */
+  private keywordFilter(wanted: NonNullable<SearchFilters['keywords']>): { allowed: Set<number> | null; passes: (id: number) => boolean } {
+    const listOf = (keyword: string) => this.keywordIds.get(keyword) || [];
+    let allowed: Set<number> | null = null;
+    if (wanted.any.length) {
+      allowed = new Set<number>();
+      for (const group of wanted.any) {
+        const others = group.slice(1).map((keyword) => new Set(listOf(keyword)));
+        for (const id of listOf(group[0])) if (others.every((set) => set.has(id))) allowed.add(id);
+      }
+    }
+    const excluded = new Set<number>();
+    for (const keyword of wanted.none) for (const id of listOf(keyword)) excluded.add(id);
+    const only = allowed;
+    return { allowed, passes: (id) => (!only || only.has(id)) && !excluded.has(id) };
+  }
+
+  /**
+   * The packages whose latest version depends on `name` (dependencies, optional or peer) that
+   * `readable` lets the caller see (null: all), in name order: `size` of them from `from`, and how many in all.
+   */
+  dependentsOf(name: string, readable: ((name: string) => boolean) | null, from: number, size: number): { packages: SearchEntry[]; total: number } {
+    const dep = this.depIds.get(name);
+    if (dep === undefined) return { packages: [], total: 0 };
+    this.settle();
+    const { found, names, slots } = this;
+    const shown = this.dependents[dep].filter((id) => found[id] && (!readable || readable(names[id])));
+    const page = smallestByName(shown, from + size, this.nameOrder).slice(from);
+    return { packages: page.map((id) => slots[id].visible as SearchEntry), total: shown.length };
+  }
+
   /**
    * The readable candidates, exact name first, then by rank and name: `size` of them from `from`.
    * Counted by rank first, so only the ranks the page reaches are gathered and ordered by name.
    */
-  private ranked(candidates: Int32Array, count: number, sum: Uint8Array, exactName: string | null, readable: ((name: string) => boolean) | null, from: number, size: number): { hits: SearchHit[]; total: number } {
-    const { slots, names, found } = this;
+  private ranked(candidates: Int32Array, count: number, sum: Uint8Array, exactName: string | null, visible: (id: number) => boolean, from: number, size: number): { hits: SearchHit[]; total: number } {
+    const { slots, found } = this;
     const exactId = exactName === null ? -1 : (this.ids.get(exactName) ?? -1);
-    // Ranks are at most 16 parts × 7 halves; the exact name goes before them all (key 0).
+    // Ranks are at most 16 parts × 14 halves; the exact name goes before them all (key 0).
     const keyOf = (id: number) => (id === exactId ? 0 : sum[id] + 1);
     const perKey = new Int32Array(KEYS);
     let total = 0;
     for (let i = 0; i < count; i++) {
       const id = candidates[i];
-      if (!found[id] || (readable && !readable(names[id]))) {
+      if (!found[id] || !visible(id)) {
         sum[id] = HIDDEN;
         continue;
       }
@@ -445,6 +715,51 @@ export class SearchIndex {
     }
     return { hits, total };
   }
+}
+
+/** A package's keywords for `keywordIds`: in lower case, each once. */
+function keywordsOf(entry: SearchEntry | null): string[] {
+  if (!entry || !entry.keywords || entry.keywords.length === 0) return [];
+  return [...new Set(entry.keywords.map((k) => k.toLowerCase()))];
+}
+
+/** Moves `id` from the lists of the keys it had to those of the keys it has (nothing when they are the same). */
+function updateLists(lists: Map<string, number[]>, before: string[], after: string[], id: number): void {
+  if (before.length === after.length && before.every((key, i) => key === after[i])) return;
+  for (const key of before) {
+    const list = lists.get(key);
+    if (!list) continue;
+    removeFrom(list, id);
+    if (list.length === 0) lists.delete(key);
+  }
+  for (const key of after) {
+    const list = lists.get(key);
+    if (list) list.push(id);
+    else lists.set(key, [id]);
+  }
+}
+
+/** The people of a package for `people`: each maintainer, and who published the latest version, in lower case. */
+function peopleOf(entry: SearchEntry | null): [string, number][] {
+  if (!entry) return [];
+  const people: [string, number][] = entry.maintainers.map((m) => [m.name.toLowerCase(), MAINTAINER]);
+  if (entry.publisher) people.push([entry.publisher.name.toLowerCase(), PUBLISHER]);
+  return people;
+}
+
+function sameList(a: number[] | null, b: number[] | null): boolean {
+  if (a === b) return true;
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Takes one `value` out of an unordered list (the last one put in its place). */
+function removeFrom(list: number[], value: number): void {
+  const at = list.indexOf(value);
+  if (at === -1) return;
+  list[at] = list[list.length - 1];
+  list.pop();
 }
 
 /** Two sorted lists of terms as one, without duplicates or terms that have no postings; and the postings of each. */

@@ -11,6 +11,7 @@ import { packageAccessRoutes } from './controllers/package-access';
 import { packageRoutes } from './controllers/packages';
 import { replicationRoutes } from './controllers/replication';
 import { searchRoutes } from './controllers/search';
+import { downloadRoutes } from './controllers/downloads';
 import { tokenRoutes } from './controllers/tokens';
 import { oidcExchangeRoutes, trustRoutes } from './controllers/trust';
 import { userRoutes } from './controllers/users';
@@ -156,6 +157,7 @@ export function createApp(ctx: Context): express.Express {
   app.locals.webOtp = webOtp;
   api.use(webLoginRoutes(ctx, webLogins));
   api.use(searchRoutes(ctx));
+  api.use(downloadRoutes(ctx));
   api.use(distTagRoutes(ctx));
   api.use(packageAccessRoutes(ctx));
   api.use(trustRoutes(ctx));

@@ -11,6 +11,7 @@ import { TarballCache } from './tarball-cache';
 import { Metrics } from './metrics';
 import { PolicyStore } from './policy';
 import { SearchService } from './search';
+import { DownloadCounter } from './downloads';
 import { KeyRing } from './signing';
 import { TrustedRoot } from './provenance';
 import { TokenStore } from './tokens';
@@ -45,6 +46,8 @@ export interface Context {
   sites?: Sites;
   /** The in-memory search index of both package databases. */
   search?: SearchService;
+  /** This gateway's count of tarball downloads, written to the downloads database now and then. */
+  downloads?: DownloadCounter;
   /** Pull-through and replication state, when an upstream is configured to be mirrored. */
   mirror?: Mirror;
   /** The upstream registry (`UPSTREAM_REGISTRY`) in every mode, asked whether it has a name first published here. */

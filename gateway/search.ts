@@ -24,7 +24,8 @@ const SAVE_AFTER_LOAD_MS = 5_000;
 /** Saved again when this many changes came in and the last save is this old. */
 const SAVE_AFTER_CHANGES = 5_000;
 const SAVE_EVERY_MS = 10 * 60_000;
-const FORMAT = 1;
+/** 2: each package's dependencies too. */
+const FORMAT = 2;
 
 interface Snapshot {
   format: number;

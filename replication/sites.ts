@@ -24,6 +24,8 @@
  *   (by CI near it) is listed, approved or rejected at any, and an approval or a rejection (the staged
  *   document's deletion) ends it at every site. Staging ids are digests of `<name>@<version>`, so a
  *   version staged at two sites at once is one document (conflicting revisions, one wins).
+ * - Download counts (`<db>-downloads`, gateway/downloads.ts) replicate too: every gateway run writes
+ *   documents of its own, so each site's counts add up to the registry's, and nothing conflicts.
  * - The mirror database, the access rules and the supply-chain policy stay per site (README "Sites"
  *   says why).
  */
@@ -73,12 +75,13 @@ export interface SitePeerStatus extends NativeReplicationStatus {
   accounts: { state: string; error: string | null };
   tokens: { state: string; error: string | null };
   staged: { state: string; error: string | null };
+  downloads: { state: string; error: string | null };
   /** Its access rules differ from this site's (a package private here may be readable there). */
   rulesDiffer: boolean;
 }
 
-/** What is pulled from every peer: its packages, its accounts, its tokens and its staged publishes. */
-export type SiteData = 'packages' | 'accounts' | 'tokens' | 'staged';
+/** What is pulled from every peer: its packages, its accounts, its tokens, its staged publishes and its download counts. */
+export type SiteData = 'packages' | 'accounts' | 'tokens' | 'staged' | 'downloads';
 
 /** Service accounts are each site's own (their passwords differ): they never replicate. */
 const SERVICE_ACCOUNTS = [SITE_ACCOUNT, REPLICATOR.name].map((name) => 'org.couchdb.user:' + name);
@@ -138,9 +141,9 @@ export class Sites {
     private readonly learned: (sites: string[]) => void,
   ) {
     const account = { name: SITE_ACCOUNT, role: SITE_ROLE, password: settings.password || '' };
-    const targets: Record<SiteData, string> = { packages: db, accounts: '_users', tokens: db + '-tokens', staged: db + '-stage' };
+    const targets: Record<SiteData, string> = { packages: db, accounts: '_users', tokens: db + '-tokens', staged: db + '-stage', downloads: db + '-downloads' };
     this.peers = settings.peers.map((url) => {
-      const sources: Record<SiteData, string> = { packages: url, accounts: siblingDatabase(url, '_users'), tokens: url + '-tokens', staged: url + '-stage' };
+      const sources: Record<SiteData, string> = { packages: url, accounts: siblingDatabase(url, '_users'), tokens: url + '-tokens', staged: url + '-stage', downloads: url + '-downloads' };
       const job = (data: SiteData) =>
         new NativeReplication(
           couch,
@@ -156,7 +159,7 @@ export class Sites {
           log,
           outbound,
         );
-      const jobs: Partial<Record<SiteData, NativeReplication>> = { packages: job('packages'), tokens: job('tokens'), staged: job('staged') };
+      const jobs: Partial<Record<SiteData, NativeReplication>> = { packages: job('packages'), tokens: job('tokens'), staged: job('staged'), downloads: job('downloads') };
       if (settings.accounts !== false) jobs.accounts = job('accounts');
       return { url, sources, id: null, error: null, rulesDiffer: false, sharesAccounts: null, jobs };
     });
@@ -291,13 +294,14 @@ export class Sites {
     return Promise.all(
       this.peers.map(async (peer) => {
         const notReplicated = { state: 'not-replicated', error: 'accounts replicate between sites on the embedded server only; on a real CouchDB an admin creates each account at every site' };
-        const [status, accounts, tokens, staged] = await Promise.all([
+        const [status, accounts, tokens, staged, downloads] = await Promise.all([
           peer.jobs.packages!.status(),
           peer.jobs.accounts && peer.sharesAccounts !== false ? peer.jobs.accounts.jobState() : Promise.resolve(notReplicated),
           peer.jobs.tokens!.jobState(),
           peer.jobs.staged!.jobState(),
+          peer.jobs.downloads!.jobState(),
         ]);
-        return { ...status, peer: withoutCredentials(peer.url), id: peer.id, accounts, tokens, staged, rulesDiffer: peer.rulesDiffer, error: peer.error || status.error };
+        return { ...status, peer: withoutCredentials(peer.url), id: peer.id, accounts, tokens, staged, downloads, rulesDiffer: peer.rulesDiffer, error: peer.error || status.error };
       }),
     );
   }

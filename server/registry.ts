@@ -25,6 +25,7 @@ import { ChangesFollower } from '../gateway/changes';
 import { Sites } from '../replication/sites';
 import { ConflictResolver, recordRefused } from '../gateway/resolver';
 import { SearchService } from '../gateway/search';
+import { DownloadCounter } from '../gateway/downloads';
 import { TarballCache } from '../gateway/tarball-cache';
 import { LOGIN_THROTTLE } from '../gateway/throttle';
 import { Metrics } from '../gateway/metrics';
@@ -120,6 +121,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   let server: Server | undefined;
   let followers: ChangesFollower[] = [];
   let search: SearchService | undefined;
+  let downloads: DownloadCounter | undefined;
   let replication: { stop(): Promise<void> } | undefined;
   let webhooks: Webhooks | undefined;
   let policy: PolicyStore | undefined;
@@ -155,6 +157,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     for (const follower of followers) follower.start();
     search = new SearchService(couch, { local: config.registryDb, mirrored: config.mirrorDb }, log, join(config.dataDir, 'cache', 'search-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_') + '.json'), registryId);
     search.start();
+    downloads = new DownloadCounter(couch, config.downloadsDb, config.downloadsFlushMs, log);
+    downloads.start();
     const context: Context = {
       config,
       couch,
@@ -170,6 +174,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       origins: [registryId],
       provenanceTrust: config.provenanceTrustedRoot ? readTrustedRoot(config.provenanceTrustedRoot) : undefined,
       search,
+      downloads,
       baseUrl: '',
       designHash,
       metrics,
@@ -273,6 +278,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           running.close(() => resolve());
           running.closeAllConnections();
         });
+        // Served no more: what was counted is written while CouchDB is still there.
+        await downloads?.stop();
         await replication?.stop();
         await sites?.stop();
         await resolver?.stop();
@@ -293,6 +300,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     if (keyRefresh) clearInterval(keyRefresh);
     await Promise.all(followers.map((follower) => follower.stop()));
     await search?.stop();
+    await downloads?.stop();
     if (server) server.close();
     if (embedded) await embedded.close();
     throw err;

@@ -179,8 +179,8 @@ async function againOnConflict<T>(step: () => Promise<T>): Promise<T> {
 
 /** Creates what the registry needs in CouchDB; safe to run at every start, by several gateways at once. */
 export async function setupDatabases(couch: Couch, config: Config, log?: Logger): Promise<{ designChanged: boolean; designHash: string; registryId: string }> {
-  const { registryDb, mirrorDb, tokensDb, stateDb, stageDb } = config;
-  for (const name of ['_users', '_replicator', registryDb, mirrorDb, tokensDb, stateDb, stageDb]) await ensureDatabase(couch, name);
+  const { registryDb, mirrorDb, tokensDb, stateDb, stageDb, downloadsDb } = config;
+  for (const name of ['_users', '_replicator', registryDb, mirrorDb, tokensDb, stateDb, stageDb, downloadsDb]) await ensureDatabase(couch, name);
   // Deny by default: the package databases are for the gateway (which applies the access rules),
   // replication and downstream readers (role registry-reader); anonymous callers and plain users read
   // nothing on the CouchDB port, and validate_doc_update refuses their writes.
@@ -191,6 +191,9 @@ export async function setupDatabases(couch: Couch, config: Config, log?: Logger)
   // Staged publishes likewise (gateway/staging.ts): the gateway, and the other sites, which approve
   // and reject them too; never the downstream readers (role registry-reader), nor anyone else.
   await putSecurity(couch, stageDb, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin', SITE_ROLE] } });
+  // Download counts (gateway/downloads.ts): the gateway, and the other sites, which pull them so that
+  // every site's counts add up; never anyone else (the counts of a private package are as private as it).
+  await putSecurity(couch, downloadsDb, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin', SITE_ROLE] } });
   await putSecurity(couch, stateDb, { admins: { names: [], roles: ['_admin'] }, members: { names: [], roles: ['_admin'] } });
   // Token look-up by user (npm token list).
   await againOnConflict(() => couch.db(tokensDb).request('POST', '_index', { index: { fields: ['user'] }, name: 'by-user', ddoc: 'tokens', type: 'json' }));

@@ -187,7 +187,7 @@ export function packageRoutes(ctx: Context): Router {
     if (held) throw forbidden(held.reason);
     const cached = ctx.tarballs.get(name, file);
     ctx.metrics.cache('tarball', !!cached, cached ? cached.size : 0);
-    if (cached) return sendTarballFile(req, res, cached);
+    if (cached) return sendTarballFile(req, res, cached, name, file);
     const generation = ctx.tarballs.generation(name);
     // Fetched from the upstream and verified: served at once (and kept) while CouchDB stores it, or,
     // for a large one, stored first and served like any stored tarball.
@@ -196,7 +196,7 @@ export function packageRoutes(ctx: Context): Router {
       if (!data) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: true });
       const entry = { etag: md5Etag(data), size: data.length, data };
       void ctx.tarballs.put(name, file, generation, data, entry.etag);
-      return sendTarballFile(req, res, entry);
+      return sendTarballFile(req, res, entry, name, file);
     };
     const packument = ctx.cache.get(name);
     // Just pulled through (being stored, or the cached packument is of the document this gateway
@@ -234,6 +234,7 @@ export function packageRoutes(ctx: Context): Router {
       res.end();
       return;
     }
+    ctx.downloads?.count(name, file);
     const size = Number(upstream.headers['content-length']);
     const keepable = upstream.statusCode === 200 && Number.isFinite(size);
     const etag = String(upstream.headers.etag || '');
@@ -271,7 +272,8 @@ export function packageRoutes(ctx: Context): Router {
     return doc ? withheldTarball(name, file, withheldOf(ctx, doc)) : undefined;
   }
 
-  function sendTarballFile(req: Request, res: Response, cached: CachedTarball): void {
+  /** Sends a tarball this gateway holds; a download (a GET answered with the bytes) is counted. */
+  function sendTarballFile(req: Request, res: Response, cached: CachedTarball, name: string, file: string): void {
     res.setHeader('Content-Type', 'application/octet-stream');
     if (answeredNotModified(req, res, cached.etag, immutable(res))) return;
     res.setHeader('Content-Length', cached.size);
@@ -279,6 +281,7 @@ export function packageRoutes(ctx: Context): Router {
       res.end();
       return;
     }
+    ctx.downloads?.count(name, file);
     // Without its bytes in memory, a cached tarball has its file (one kept in memory only leaves with them).
     if (cached.data || !cached.path) {
       res.end(cached.data);

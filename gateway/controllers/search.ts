@@ -2,13 +2,20 @@
  * `npm search`: `GET /-/v1/search?text=&size=&from=` over the packages published here and the
  * mirrored ones (a local package hides a mirrored one of the same name), from this gateway's
  * in-memory search index (`core/search.ts`, kept by `gateway/search.ts`). Every term must match (as
- * a prefix); packages rank by where their terms matched, an exact name first.
+ * a prefix, or one edit away); packages rank by where their terms matched, an exact name first.
+ * npm's qualifiers narrow a search: `keywords:a,b+c,-d`, `author:`, `maintainer:`, `scope:`,
+ * `not:unstable`, `is:unstable`, `boost-exact:false`.
+ *
+ * Dependents: `GET /-/v1/dependents/<name>?size=&from=` → `{package, total, dependents: [{name,
+ * version, description}]}`, the packages (local and mirrored) whose latest version depends on it, in
+ * name order, only those the caller may read; the package itself the caller must be able to read.
  */
 import { Response, Router } from 'express';
-import { queryTerms, SearchHit } from '../../core/search';
+import { queryTerms, SearchEntry, SearchHit } from '../../core/search';
 import { Person } from '../../core/types';
 import { Context } from '../context';
 import { badRequest, HttpError } from '../errors';
+import { parsePackagePath } from '../paths';
 
 const MAX_SIZE = 250;
 
@@ -24,9 +31,26 @@ export async function searchPackages(ctx: Context, res: Response, text: string, 
   if (!ctx.search) throw new HttpError(503, 'Search is not running on this gateway.');
   const index = await ctx.search.ready();
   const readable = await ctx.access.reader(res);
-  const { parts, exactName } = queryTerms(text);
-  const { hits, total } = index.query(parts, exactName, readable, from, size);
+  const { parts, exactName, filters } = queryTerms(text);
+  const { hits, total } = index.query(parts, exactName, readable, from, size, filters);
   return { found: hits, total };
+}
+
+/**
+ * The packages whose latest version depends on `name` (dependencies, optional or peer ones) that the
+ * caller may read, in name order: `size` of them from `from`, and how many in all. Throws 401/403 when
+ * the caller may not read `name` itself. While the search index loads it waits (up to 15 s, then 503),
+ * or with `wait: false` answers null at once. For the package page:
+ * `await dependentsOf(ctx, res, name, 20, 0, { wait: false })`.
+ */
+export async function dependentsOf(ctx: Context, res: Response, name: string, size: number, from: number, options: { wait?: boolean } = {}): Promise<{ dependents: SearchEntry[]; total: number } | null> {
+  if (!ctx.search) throw new HttpError(503, 'Search is not running on this gateway.');
+  await ctx.access.assertRead(res, name);
+  if (options.wait === false && !ctx.search.loaded) return null;
+  const index = await ctx.search.ready();
+  const readable = await ctx.access.reader(res);
+  const { packages, total } = index.dependentsOf(name, readable, from, size);
+  return { dependents: packages, total };
 }
 
 export function searchRoutes(ctx: Context): Router {
@@ -62,6 +86,19 @@ export function searchRoutes(ctx: Context): Router {
         };
       });
       res.json({ objects, total, time: new Date(started).toUTCString() });
+    })().catch(next);
+  });
+
+  router.get('/-/v1/dependents/*', (req, res, next) => {
+    (async () => {
+      const parsed = parsePackagePath(req.path.slice('/-/v1/dependents'.length));
+      if (!parsed || parsed.rest.length) throw badRequest('Name one package: /-/v1/dependents/<name> (a scoped one as @scope/name).');
+      const size = req.query.size === undefined ? 20 : Number(req.query.size);
+      const from = req.query.from === undefined ? 0 : Number(req.query.from);
+      if (!Number.isInteger(size) || size < 1 || size > MAX_SIZE) throw badRequest('"size" must be a whole number from 1 to ' + MAX_SIZE + '.');
+      if (!Number.isInteger(from) || from < 0) throw badRequest('"from" must be a whole number of at least 0.');
+      const { dependents, total } = (await dependentsOf(ctx, res, parsed.name, size, from)) as { dependents: SearchEntry[]; total: number };
+      res.json({ package: parsed.name, total, dependents: dependents.map((entry) => ({ name: entry.name, version: entry.version, description: entry.description })) });
     })().catch(next);
   });
 

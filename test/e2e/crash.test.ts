@@ -97,3 +97,46 @@ it.each([
     await stop(server.child);
   }
 });
+
+it('download counts: killed (SIGKILL), a gateway loses at most what it counted since its last flush; stopped (SIGTERM), nothing', async () => {
+  const downloaded = async (url: string, times: number) => {
+    for (let i = 0; i < times; i++) {
+      const res = await fetch(url + '/countpkg/-/countpkg-1.0.0.tgz');
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    }
+  };
+  const counted = async (url: string) => ((await (await fetch(url + '/-/downloads/point/last-day/countpkg')).json()) as { downloads: number }).downloads;
+  let server = await startRegistryProcess({ DATA_DIR: dataDir, REGISTRY_DB: registryDb, REGISTRY_ADMIN_PASSWORD: 'crash-admin', DOWNLOADS_FLUSH_SECONDS: '1' });
+  try {
+    const token = await signup(server.url, 'crasher');
+    const published = await fetch(server.url + '/countpkg', {
+      method: 'PUT', headers: { 'content-type': 'application/json', authorization: 'Bearer ' + token },
+      body: publishBody('countpkg', '1.0.0', randomBytes(1024)) as unknown as BodyInit,
+    });
+    expect(published.status).toBe(201);
+    await downloaded(server.url, 2);
+    // A flush (every second) writes those two; the third is killed with the process before the next.
+    await new Promise((r) => setTimeout(r, 2500));
+    await downloaded(server.url, 1);
+  } finally {
+    await stop(server.child);
+  }
+  // A long flush interval from now on: only a clean stop writes.
+  server = await startRegistryProcess({ DATA_DIR: dataDir, REGISTRY_DB: registryDb, REGISTRY_ADMIN_PASSWORD: 'crash-admin', DOWNLOADS_FLUSH_SECONDS: '3600' });
+  let afterKill: number;
+  try {
+    afterKill = await counted(server.url);
+    expect(afterKill).toBeGreaterThanOrEqual(2);
+    expect(afterKill).toBeLessThanOrEqual(3);
+    await downloaded(server.url, 2);
+  } finally {
+    await stop(server.child, 'SIGTERM');
+  }
+  server = await startRegistryProcess({ DATA_DIR: dataDir, REGISTRY_DB: registryDb, REGISTRY_ADMIN_PASSWORD: 'crash-admin', DOWNLOADS_FLUSH_SECONDS: '3600' });
+  try {
+    expect(await counted(server.url)).toBe(afterKill + 2);
+  } finally {
+    await stop(server.child);
+  }
+});

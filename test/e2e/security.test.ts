@@ -534,7 +534,7 @@ describe('deny by default on the CouchDB port (issue 23, holes 2, 4, 7, 8, 11)',
     ];
     const failures: unknown[] = [];
     for (const [who, headers] of await outsiders()) {
-      for (const db of [p.registryDb, p.registryDb + '-mirror', p.registryDb + '-tokens', p.registryDb + '-state', p.registryDb + '-stage']) {
+      for (const db of [p.registryDb, p.registryDb + '-mirror', p.registryDb + '-tokens', p.registryDb + '-state', p.registryDb + '-stage', p.registryDb + '-downloads']) {
         for (const [method, path, body] of reads(db)) {
           const res = await send(couch, method, path, { headers: body === undefined ? headers : { ...headers, ...json }, body });
           const text = typeof res.body === 'string' ? res.body : JSON.stringify(res.body);
@@ -568,7 +568,7 @@ describe('deny by default on the CouchDB port (issue 23, holes 2, 4, 7, 8, 11)',
     const reader = { authorization: basic(decodeURIComponent(source.username), decodeURIComponent(source.password)) };
     expect((await send(couch, 'GET', '/' + p.registryDb + '/victim', { headers: reader })).body.name).toBe('victim');
     expect((await send(couch, 'POST', '/' + p.registryDb + '/_find', { headers: reader, body: { selector: { name: 'victim' } } })).body.docs.map((d: { name: string }) => d.name)).toEqual(['victim']);
-    for (const db of [p.registryDb + '-tokens', p.registryDb + '-state', p.registryDb + '-stage']) {
+    for (const db of [p.registryDb + '-tokens', p.registryDb + '-state', p.registryDb + '-stage', p.registryDb + '-downloads']) {
       expect((await send(couch, 'POST', '/' + db + '/_find', { headers: reader, body: { selector: {} } })).status).toBe(403);
     }
     // Its replication checkpoints are local documents; a package it cannot write.

@@ -41,7 +41,7 @@ async function json(url: string, init: RequestInit = {}): Promise<{ status: numb
 const basic = (name: string, password: string) => 'Basic ' + Buffer.from(name + ':' + password).toString('base64');
 
 beforeAll(async () => {
-  sites = await startSites(2);
+  sites = await startSites(2, { DOWNLOADS_FLUSH_SECONDS: '1' });
   [A, B] = sites.sites;
   token = await sites.signup(A, user, 'site-user-password');
   // The account and its token reach the other site.
@@ -51,6 +51,28 @@ beforeAll(async () => {
 afterAll(async () => {
   await sites?.stop();
   rmSync(work, { recursive: true, force: true });
+});
+
+it('download counts of both sites add up at each', async () => {
+  const name = 'site-counted-' + run_;
+  const a = npmClient(A.url(), token);
+  expect((await a.npm(['publish'], makePackage(work, { name, version: '1.0.0' }))).code).toBe(0);
+  await eventually(() => served(B.url(), name), 20_000, name + ' at site B');
+  const file = '/' + name + '/-/' + name + '-1.0.0.tgz';
+  for (const [site, times] of [[A, 2], [B, 3]] as const) {
+    for (let i = 0; i < times; i++) {
+      const tarball = await fetch(site.url() + file);
+      expect(tarball.status).toBe(200);
+      await tarball.arrayBuffer();
+    }
+  }
+  for (const site of [A, B]) {
+    const counted = async () => {
+      const answer = await json(site.url() + '/-/downloads/versions/last-day/' + name);
+      return answer.status === 200 && answer.body.downloads['1.0.0'] === 5 ? answer.body : null;
+    };
+    expect(await eventually(counted, 30_000, 'the downloads of both sites at ' + site.url())).toMatchObject({ package: name, downloads: { '1.0.0': 5 } });
+  }
 });
 
 it('a package published with npm at one site is installed with npm from the other; it is local there, and its maintainer publishes there too', async () => {

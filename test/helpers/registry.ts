@@ -162,7 +162,7 @@ export function anotherGateway(registry: TestRegistry, folder: string, env: Reco
 
 export function databasesOf(registryDb: string): string[] {
   const config = loadConfig({ REGISTRY_DB: registryDb });
-  return [config.registryDb, config.mirrorDb, config.tokensDb, config.stateDb, config.stageDb];
+  return [config.registryDb, config.mirrorDb, config.tokensDb, config.stateDb, config.stageDb, config.downloadsDb];
 }
 
 export async function removeDatabases(couchUrl: string, registryDb: string): Promise<void> {

@@ -196,7 +196,7 @@ export async function startSites(count: number, env: Record<string, string> = {}
           }
         }
         for (const site of onShared) {
-          for (const suffix of ['', '-mirror', '-tokens', '-state', '-stage']) await fetch(couchdb!.origin + '/' + site.db + suffix, { method: 'DELETE', headers: { authorization: auth } });
+          for (const suffix of ['', '-mirror', '-tokens', '-state', '-stage', '-downloads']) await fetch(couchdb!.origin + '/' + site.db + suffix, { method: 'DELETE', headers: { authorization: auth } });
         }
         if (usersSecurity) await fetch(couchdb!.origin + '/_users/_security', { method: 'PUT', headers: { authorization: auth, 'content-type': 'application/json' }, body: usersSecurity });
       }

@@ -1,4 +1,4 @@
-import { queryTerms, SearchIndex, searchEntry, searchTerms } from '../../core/search';
+import { oneEditAway, queryTerms, SearchIndex, searchEntry, searchTerms } from '../../core/search';
 import { PackageDoc } from '../../core/types';
 import { packageDoc } from './fixtures';
 
@@ -9,8 +9,8 @@ function pkg(name: string, extra: Partial<PackageDoc> = {}, versions = ['1.0.0']
 const everyone = () => true;
 
 function search(index: SearchIndex, text: string, options: { readable?: (name: string) => boolean; from?: number; size?: number } = {}) {
-  const { parts, exactName } = queryTerms(text);
-  const { hits, total } = index.query(parts, exactName, options.readable || everyone, options.from || 0, options.size || 20);
+  const { parts, exactName, filters } = queryTerms(text);
+  const { hits, total } = index.query(parts, exactName, options.readable || everyone, options.from || 0, options.size || 20, filters);
   return { names: hits.map((h) => h.entry.name), hits, total };
 }
 
@@ -60,13 +60,15 @@ describe('search index', () => {
   });
 
   it('needs every word to match', () => {
-    expect(search(index, 'json parser').names).toEqual(['fast-json']);
+    // slow-xml's "parses" is one edit from "parser": found too, after the exact match.
+    expect(search(index, 'json parser').names).toEqual(['fast-json', 'slow-xml']);
+    expect(search(index, 'json parsers').names).toEqual(['fast-json', 'slow-xml']);
     expect(search(index, 'json nothing').total).toBe(0);
   });
 
   it('follows updates, deletions and tombstones', () => {
     index.apply('local', 'fast-json', '2-b', pkg('fast-json', { description: 'Now about yaml' }));
-    expect(search(index, 'parser').names).toEqual([]);
+    expect(search(index, 'parser').names).not.toContain('fast-json');
     expect(search(index, 'yaml').names).toEqual(['fast-json']);
     index.apply('local', 'json-tools', '2-b', pkg('json-tools', { versions: {}, time: { unpublished: { time: 'x', versions: [] } } as never }));
     index.apply('mirrored', 'slow-xml', '2-b', null);
@@ -161,7 +163,8 @@ describe('search index: names', () => {
     expect(names(index, '@acme/gears')).toEqual(['@acme/gears']);
     // `acme` is the whole name of one, the start of another's, and a part of the others' names.
     expect(names(index, 'acme')).toEqual(['acme', 'acmeish', '@acme/gears', '@acme/widgets', '@other/acme', 'not-acme']);
-    expect(names(index, 'acmei')).toEqual(['acmeish']);
+    // What starts with the word comes first; what is one edit away from it ("acme") after.
+    expect(names(index, 'acmei')[0]).toBe('acmeish');
   });
 
   it('keeps the name order while names come and go between queries, one at a time and many at once', () => {
@@ -188,5 +191,177 @@ describe('search index: names', () => {
     for (let i = 0; i < 200; i++) add('late-' + i);
     expect(search(index, 'shared', { size: 250, from: 400 }).names).toEqual(expected().slice(400, 650));
     expect(search(index, 'shared').total).toBe(present.size);
+  });
+});
+
+/** A package whose latest version was published by `publisher`, maintained by `maintainers`, depending on `dependencies`. */
+function made(name: string, options: { version?: string; publisher?: string; maintainers?: string[]; keywords?: string[]; description?: string; dependencies?: string[]; peer?: string[]; origin?: string } = {}): PackageDoc {
+  const version = options.version || '1.0.0';
+  const doc = pkg(name, { keywords: options.keywords, description: options.description, origin: options.origin }, [version]);
+  const latest = doc.versions[version] as unknown as Record<string, unknown>;
+  if (options.publisher) latest._npmUser = { name: options.publisher, email: options.publisher + '@example.com' };
+  if (options.dependencies) latest.dependencies = Object.fromEntries(options.dependencies.map((d) => [d, '^1.0.0']));
+  if (options.peer) latest.peerDependencies = Object.fromEntries(options.peer.map((d) => [d, '*']));
+  if (options.maintainers) doc.maintainers = options.maintainers.map((m) => ({ name: m, email: m + '@example.com' }));
+  return doc;
+}
+
+describe('search index: typos', () => {
+  let index: SearchIndex;
+  beforeEach(() => {
+    index = new SearchIndex();
+    for (const doc of [
+      made('express', { description: 'Fast web framework' }),
+      made('lodash', { description: 'Utility library' }),
+      made('react', { description: 'User interfaces' }),
+      made('reakt', { description: 'A different package' }),
+      made('reakt-docs', { description: 'Docs' }),
+      made('web-kit', { keywords: ['framework'] }),
+    ]) index.apply('local', doc.name, '1-a', doc);
+  });
+
+  it('finds a word one edit away: a letter added, removed, replaced, or two swapped', () => {
+    for (const typo of ['expresss', 'expres', 'exprss', 'exprezs', 'exrpess', 'xpress']) {
+      expect(search(index, typo).names).toContain('express');
+    }
+    expect(search(index, 'lodahs').names).toEqual(['lodash']);
+    // A keyword before a word of a description, as for exact matches.
+    expect(search(index, 'framewrok').names).toEqual(['web-kit', 'express']);
+  });
+
+  it('ranks a match one edit away after every exact and prefix match', () => {
+    // "reakt" is a whole name, the start of another, and one edit from "react".
+    expect(search(index, 'reakt').names).toEqual(['reakt', 'reakt-docs', 'react']);
+    expect(search(index, 'reakt').hits.map((h) => h.exact)).toEqual([true, false, false]);
+  });
+
+  it('finds nothing two edits away, and leaves short words exact', () => {
+    expect(search(index, 'lodhas').total).toBe(0);
+    expect(search(index, 'expresso').names).toEqual(['express']);
+    expect(search(index, 'expressoo').total).toBe(0);
+    // Three letters: "rec" is no typo of "react".
+    expect(search(index, 'rec').total).toBe(0);
+  });
+
+  it('needs a typo only where the word has less than a page of matches', () => {
+    const many = new SearchIndex();
+    many.apply('local', 'other', '1-a', made('other', { description: 'patch' }));
+    for (let i = 0; i < 3; i++) many.apply('local', 'pack-' + i, '1-a', made('pack-' + i, { description: 'match' }));
+    // Three exact matches: "patch", one edit away, is found after them.
+    expect(search(many, 'match', { size: 50 }).names).toEqual(['pack-0', 'pack-1', 'pack-2', 'other']);
+    for (let i = 3; i < 30; i++) many.apply('local', 'pack-' + i, '1-a', made('pack-' + i, { description: 'match' }));
+    // Thirty: a page of exact matches, no typo looked for.
+    expect(search(many, 'match', { size: 50 }).total).toBe(30);
+    expect(search(many, 'matcx', { size: 50 }).total).toBe(30);
+  });
+
+  it('spells every one-edit variant once, about 75 per letter', () => {
+    const variants = oneEditAway('react');
+    expect(new Set(variants).size).toBe(variants.length);
+    expect(variants).not.toContain('react');
+    for (const v of ['eact', 'raect', 'reacts', 'reach', 'r-eact']) expect(variants).toContain(v);
+    expect(variants.length).toBeLessThan(75 * 5 + 40);
+  });
+});
+
+describe('search index: qualifiers', () => {
+  let index: SearchIndex;
+  beforeEach(() => {
+    index = new SearchIndex();
+    for (const doc of [
+      made('@acme/ui', { keywords: ['react', 'ui'], publisher: 'bob', maintainers: ['bob', 'carol'] }),
+      made('@acme/beta', { version: '0.3.0', keywords: ['react'], publisher: 'carol', maintainers: ['carol'] }),
+      made('ui-kit', { keywords: ['ui', 'vue'], publisher: 'dave', maintainers: ['dave', 'bob'], description: 'widgets for react' }),
+      made('@other/ui', { keywords: ['UI'], publisher: 'erin', maintainers: ['erin'] }),
+    ]) index.apply('local', doc.name, '1-a', doc);
+  });
+
+  it('reads npm\'s qualifiers out of the text', () => {
+    expect(queryTerms('ui keywords:react,vue+ui,-old author:Bob scope:@acme not:unstable boost-exact:false')).toEqual({
+      parts: ['ui'],
+      exactName: null,
+      filters: { keywords: { any: [['react'], ['vue', 'ui']], none: ['old'] }, author: 'bob', scope: 'acme', unstable: false },
+    });
+    expect(queryTerms('maintainer:carol is:unstable')).toEqual({ parts: [], exactName: null, filters: { maintainer: 'carol', unstable: true } });
+  });
+
+  it('keywords: any of a list, all of a group with +, none of those with -', () => {
+    expect(search(index, 'keywords:react').names).toEqual(['@acme/beta', '@acme/ui']);
+    expect(search(index, 'keywords:vue,react').names).toEqual(['@acme/beta', '@acme/ui', 'ui-kit']);
+    expect(search(index, 'keywords:react+ui').names).toEqual(['@acme/ui']);
+    expect(search(index, 'keywords:ui,-vue').names).toEqual(['@acme/ui', '@other/ui']);
+    expect(search(index, 'ui keywords:vue').names).toEqual(['ui-kit']);
+  });
+
+  it('author: who published the latest version; maintainer: any maintainer', () => {
+    expect(search(index, 'author:bob').names).toEqual(['@acme/ui']);
+    expect(search(index, 'maintainer:bob').names).toEqual(['@acme/ui', 'ui-kit']);
+    expect(search(index, 'react maintainer:bob').names).toEqual(['@acme/ui', 'ui-kit']);
+    expect(search(index, 'maintainer:nobody').total).toBe(0);
+  });
+
+  it('scope:, with or without @; unstable versions (below 1.0.0) in or out', () => {
+    expect(search(index, 'scope:acme').names).toEqual(['@acme/beta', '@acme/ui']);
+    expect(search(index, 'scope:@acme react').names).toEqual(['@acme/beta', '@acme/ui']);
+    expect(search(index, 'scope:acme not:unstable').names).toEqual(['@acme/ui']);
+    expect(search(index, 'scope:acme is:unstable').names).toEqual(['@acme/beta']);
+  });
+
+  it('qualifiers alone still show only what the caller may read', () => {
+    const result = search(index, 'keywords:ui', { readable: (name) => !name.startsWith('@acme/') });
+    expect(result).toMatchObject({ names: ['@other/ui', 'ui-kit'], total: 2 });
+  });
+
+  it('boost-exact:false does not put the exact name first', () => {
+    expect(search(index, 'ui-kit').names[0]).toBe('ui-kit');
+    expect(search(index, 'ui-kit boost-exact:false').hits.every((h) => !h.exact)).toBe(true);
+  });
+});
+
+describe('search index: dependents', () => {
+  it('lists the packages whose latest version depends on a name, in name order, paged', () => {
+    const index = new SearchIndex();
+    index.apply('local', 'app', '1-a', made('app', { dependencies: ['lib', 'util'] }));
+    index.apply('local', 'tool', '1-a', made('tool', { dependencies: ['lib'] }));
+    index.apply('mirrored', 'plugin', '1-a', made('plugin', { peer: ['lib'], origin: 'https://up' }));
+    expect(index.dependentsOf('lib', null, 0, 20)).toMatchObject({ total: 3, packages: [{ name: 'app' }, { name: 'plugin' }, { name: 'tool' }] });
+    expect(index.dependentsOf('lib', null, 1, 1).packages.map((p) => p.name)).toEqual(['plugin']);
+    expect(index.dependentsOf('util', null, 0, 20).packages.map((p) => p.name)).toEqual(['app']);
+    expect(index.dependentsOf('nothing', null, 0, 20)).toEqual({ packages: [], total: 0 });
+  });
+
+  it('follows new versions, deletions, and a local package hiding the mirrored one', () => {
+    const index = new SearchIndex();
+    index.apply('local', 'app', '1-a', made('app', { dependencies: ['lib'] }));
+    index.apply('local', 'app', '2-a', made('app', { version: '2.0.0', dependencies: ['other'] }));
+    expect(index.dependentsOf('lib', null, 0, 20).total).toBe(0);
+    expect(index.dependentsOf('other', null, 0, 20).total).toBe(1);
+    index.apply('mirrored', 'shared', '1-a', made('shared', { dependencies: ['lib'], origin: 'https://up' }));
+    index.apply('local', 'shared', '1-a', made('shared', { dependencies: ['mine'] }));
+    expect(index.dependentsOf('lib', null, 0, 20).total).toBe(0);
+    expect(index.dependentsOf('mine', null, 0, 20).total).toBe(1);
+    index.apply('local', 'shared', '2-b', null);
+    expect(index.dependentsOf('lib', null, 0, 20).packages.map((p) => p.name)).toEqual(['shared']);
+    index.apply('local', 'app', '3-a', null);
+    expect(index.dependentsOf('other', null, 0, 20).total).toBe(0);
+  });
+
+  it('shows only the dependents the caller may read, and counts only those', () => {
+    const index = new SearchIndex();
+    for (const name of ['@secret/a', 'open-b', '@secret/c']) index.apply('local', name, '1-a', made(name, { dependencies: ['lib'] }));
+    expect(index.dependentsOf('lib', (name) => !name.startsWith('@secret/'), 0, 20)).toMatchObject({ total: 1, packages: [{ name: 'open-b' }] });
+  });
+
+  it('keeps dependents, people and typos across a snapshot', () => {
+    const index = new SearchIndex();
+    index.apply('local', 'app', '1-a', made('app', { dependencies: ['lib'], maintainers: ['bob'] }));
+    index.apply('mirrored', 'app', '1-a', made('app', { dependencies: ['old'], origin: 'https://up' }));
+    const copy = new SearchIndex();
+    copy.restore(JSON.parse(JSON.stringify(index.snapshot())));
+    expect(copy.dependentsOf('lib', null, 0, 20).total).toBe(1);
+    expect(search(copy, 'maintainer:bob').names).toEqual(['app']);
+    copy.apply('local', 'app', '2-a', null);
+    expect(copy.dependentsOf('old', null, 0, 20).total).toBe(1);
+    expect(copy.dependentsOf('lib', null, 0, 20).total).toBe(0);
   });
 });
