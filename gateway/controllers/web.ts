@@ -23,7 +23,8 @@ import { parsePackagePath } from '../paths';
 import { escape, layout, PAGE_SCRIPT, PageUser, sendHtml } from '../web/html';
 import { renderReadme } from '../web/readme';
 import { crossSitePost, WebSessions } from '../web/sessions';
-import { searchPackages } from './search';
+import { dependentsOf, searchPackages } from './search';
+import { downloadCounts } from './downloads';
 import { withoutWithheld } from '../../core/policy';
 import { withheldOf } from '../writes';
 import { maintainerNames } from '../../core/rules';
@@ -182,12 +183,23 @@ function provenanceTypeOf(manifest: VersionManifest): string | undefined {
   return typeof type === 'string' ? type : 'unknown';
 }
 
-/**
- * The download figures of a package for its page (the downloads part of issue 27 fills this in from
- * the registry's own tarball downloads); undefined while there are none to show.
- */
-export function downloadFigures(_doc: PackageDoc): string | undefined {
-  return undefined;
+/** How many dependents the package page lists (the rest are in `/-/v1/dependents/<name>`). */
+const DEPENDENTS_SHOWN = 20;
+
+/** What the package page shows of a package's use: its downloads here and who depends on it (what the reader may read). */
+interface Usage {
+  lastWeek?: number;
+  lastMonth?: number;
+  /** Downloads of each version over the last month. */
+  versions?: Record<string, number>;
+  dependents?: { names: string[]; total: number };
+}
+
+/** The download figures of a package for its side column, or undefined when there are none to show. */
+function downloadFigures(usage: Usage): string | undefined {
+  if (usage.lastWeek === undefined && usage.lastMonth === undefined) return undefined;
+  const figure = (n: number | undefined, what: string) => (n === undefined ? '' : `<li><strong>${n.toLocaleString('en-US')}</strong> ${what}</li>`);
+  return `<ul class="figures">${figure(usage.lastWeek, 'in the last 7 days')}${figure(usage.lastMonth, 'in the last 30 days')}</ul><p class="muted">Downloads of its tarballs from this registry.</p>`;
 }
 
 /** A foreign package registered here; a mirrored document never is one, whatever `url` the upstream gave it. */
@@ -446,7 +458,7 @@ ${otpField('password-otp')}
       let doc = await readPackage(ctx, parsed.name);
       if (!doc && ctx.mirror && ctx.config.upstreamMode === 'mirror' && ctx.mirror.mayPull(parsed.name)) doc = await ctx.mirror.pull(parsed.name);
       if (!doc) return page(req, res, 404, 'Not found', `<h1>“${escape(parsed.name)}” is not in this registry</h1><p><a href="${escape(base)}/-/web/search?q=${encodeURIComponent(parsed.name)}">Search</a> for it.</p>`, user);
-      page(req, res, 200, doc.name, packagePage(doc, versionAsked, await stagingOf(doc, user), await signingKeys()), user);
+      page(req, res, 200, doc.name, packagePage(doc, versionAsked, await stagingOf(doc, user), await signingKeys(), await usageOf(res, doc.name)), user);
     })(req, res, next);
   });
 
@@ -460,6 +472,27 @@ ${otpField('password-otp')}
     return { waiting, required: doc.registry_staging === 'required' };
   }
 
+  /**
+   * The package's downloads (last 7 and 30 days, per version) and its dependents, as far as the reader
+   * may read them; what cannot be had now (the search index still loading, the downloads database
+   * failing) is left out rather than waited for.
+   */
+  async function usageOf(res: Response, name: string): Promise<Usage> {
+    const usage: Usage = {};
+    const [week, month, dependents] = await Promise.all([
+      downloadCounts(ctx, res, name, 'last-week').catch(() => null),
+      downloadCounts(ctx, res, name, 'last-month').catch(() => null),
+      dependentsOf(ctx, res, name, DEPENDENTS_SHOWN, 0, { wait: false }).catch(() => null),
+    ]);
+    if (week) usage.lastWeek = week.total;
+    if (month) {
+      usage.lastMonth = month.total;
+      usage.versions = month.versions;
+    }
+    if (dependents) usage.dependents = { names: dependents.dependents.map((entry) => entry.name), total: dependents.total };
+    return usage;
+  }
+
   /** The keys signatures are checked with: this registry's and the upstream's (none when signing is off). */
   async function signingKeys(): Promise<{ keys: RegistryKey[]; own: Set<string> }> {
     if (!ctx.keys) return { keys: [], own: new Set() };
@@ -467,7 +500,7 @@ ${otpField('password-otp')}
     return { keys: await keys.keys(), own: await keys.ownKeyIds() };
   }
 
-  function packagePage(stored: PackageDoc, versionAsked: string | undefined, staged: { waiting: number; required: boolean } | null, signing: { keys: RegistryKey[]; own: Set<string> }): string {
+  function packagePage(stored: PackageDoc, versionAsked: string | undefined, staged: { waiting: number; required: boolean } | null, signing: { keys: RegistryKey[]; own: Set<string> }, usage: Usage): string {
     const name = stored.name;
     // What the supply-chain policy holds back is not offered here either; it is listed with the reason.
     const withheld = withheldOf(ctx, stored);
@@ -508,7 +541,7 @@ ${otpField('password-otp')}
           provenanceTypeOf(m) ? '<span class="badge provenance" title="Published with a provenance statement">provenance</span>' : '',
           m.deprecated ? '<span class="badge">deprecated</span>' : '',
         ].join('');
-        return `<tr${v === version ? ' class="shown"' : ''}><td><a href="${escape(base)}/${escape(pathOf)}/v/${escape(encodeURIComponent(v))}">${escape(v)}</a></td><td class="muted date" data-label="Published">${when(doc.time[v])}</td><td data-label="By">${publisherOf(m)}</td><td>${checks}</td></tr>`;
+        return `<tr${v === version ? ' class="shown"' : ''}><td><a href="${escape(base)}/${escape(pathOf)}/v/${escape(encodeURIComponent(v))}">${escape(v)}</a></td><td class="muted date" data-label="Published">${when(doc.time[v])}</td><td data-label="By">${publisherOf(m)}</td><td class="num" data-label="Downloads (30 days)">${usage.versions ? (usage.versions[v] || 0).toLocaleString('en-US') : ''}</td><td>${checks}</td></tr>`;
       })
       .join('');
     const tags = Object.entries(doc['dist-tags']).map(([tag, v]) => `<tr><td>${escape(tag)}</td><td>${escape(v)}</td></tr>`).join('');
@@ -532,7 +565,7 @@ ${otpField('password-otp')}
       bugs ? `<li>Issues: ${externalLink(bugs, bugs.replace(/^https?:\/\//, ''))}</li>` : '',
     ].join('');
     const keywords = keywordsOf(manifest.keywords ?? doc.keywords)
-      .map((k) => `<a href="${escape(base)}/-/web/search?q=${encodeURIComponent(k)}">${escape(k)}</a>`)
+      .map((k) => `<a href="${escape(base)}/-/web/search?q=${encodeURIComponent('keywords:' + k)}">${escape(k)}</a>`)
       .join('');
     const author = authorOf(manifest.author ?? doc.author);
 
@@ -553,17 +586,24 @@ ${otpField('password-otp')}
     const origin = mirrored
       ? `<p>Mirrored from ${externalLink(doc.origin, doc.origin)}${typeof doc.origin_synced === 'string' ? `; last copied ${escape(doc.origin_synced.slice(0, 16).replace('T', ' '))} UTC` : ''}${doc.origin_rev ? ` <span class="muted">(upstream revision ${escape(String(doc.origin_rev).split('-')[0])})</span>` : ''}.</p>`
       : '';
-    const downloads = downloadFigures(doc);
+    const downloads = downloadFigures(usage);
+    const dependents = usage.dependents
+      ? usage.dependents.total === 0
+        ? '<p class="muted">No package here depends on it (of those you may read, by their latest versions).</p>'
+        : `<ul class="dependents">${usage.dependents.names.map((n) => `<li><a href="${escape(base)}/${escape(n)}">${escape(n)}</a></li>`).join('')}</ul>` +
+          (usage.dependents.total > usage.dependents.names.length ? `<p class="muted">${usage.dependents.names.length} of ${usage.dependents.total}; all of them: <a href="${escape(base)}/-/v1/dependents/${escape(pathOf)}">JSON</a>.</p>` : '')
+      : '<p class="muted">Not known yet: the search index is loading.</p>';
 
     return `<h1>${escape(name)} <span class="muted">${escape(version)}</span>${provenance(ctx, doc)}</h1>
 <p>${escape(doc.description || manifest.description || '')}</p>${deprecation}
 ${keywords ? `<p class="keywords" aria-label="Keywords">${keywords}</p>` : ''}
 <div class="layout"><div class="main">
-<nav class="tabs" aria-label="Sections"><a href="#readme">Readme</a><a href="#deps">Dependencies (${countOf(manifest.dependencies)})</a><a href="#versions">Versions (${versionList.length})</a></nav>
+<nav class="tabs" aria-label="Sections"><a href="#readme">Readme</a><a href="#deps">Dependencies (${countOf(manifest.dependencies)})</a><a href="#versions">Versions (${versionList.length})</a><a href="#dependents">Dependents${usage.dependents ? ` (${usage.dependents.total})` : ''}</a></nav>
 <div class="panels">
 <section id="readme" class="default"><article class="readme">${readme || '<p class="muted">This package has no readme.</p>'}</article></section>
 <section id="deps">${dependencies}<p class="muted">Of version ${escape(version)}.</p></section>
-<section id="versions"><h2>Versions</h2><div class="scroll"><table class="list stack versions"><thead><tr><th>Version</th><th>Published</th><th>By</th><th>Checks</th></tr></thead><tbody>${versionRows}</tbody></table></div></section>
+<section id="versions"><h2>Versions</h2><div class="scroll"><table class="list stack versions"><thead><tr><th>Version</th><th>Published</th><th>By</th><th>Downloads (30 days)</th><th>Checks</th></tr></thead><tbody>${versionRows}</tbody></table></div></section>
+<section id="dependents"><h2>Dependents</h2>${dependents}</section>
 </div></div>
 <aside>
 <section><h2>Install</h2><ul class="install"><li><code class="copy">npm install ${escape(spec)}</code></li><li><code class="copy">yarn add ${escape(spec)}</code></li><li><code class="copy">pnpm add ${escape(spec)}</code></li></ul></section>
