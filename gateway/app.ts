@@ -20,6 +20,7 @@ import type { WebOtpSetting } from './second-factor';
 import { viewRoutes } from './controllers/views';
 import { operationsRoutes } from './controllers/operations';
 import { webRoutes } from './controllers/web';
+import { ssoRoutes } from './controllers/sso';
 import { supplyChainRoutes } from './controllers/supply-chain';
 import { WebSessions } from './web/sessions';
 import { asHttpError, badRequest } from './errors';
@@ -104,7 +105,11 @@ export function createApp(ctx: Context): express.Express {
 
   // The pages authenticate with their own session cookie, never with the API's credentials, and read
   // only small forms of their own.
-  api.use(webRoutes(ctx, new WebSessions(ctx.couch, ctx.config.stateDb, base || '/', (ctx.config.publicUrl || '').startsWith('https:'))));
+  const sessions = new WebSessions(ctx.couch, ctx.config.stateDb, base || '/', (ctx.config.publicUrl || '').startsWith('https:'));
+  const webLogins = new WebLoginStore(ctx.couch, ctx.config.stateDb);
+  api.use(webRoutes(ctx, sessions));
+  // Single sign-on for the pages and for web logins (gateway/sso.ts); answers 404 pages when not configured.
+  api.use(ssoRoutes(ctx, sessions, webLogins));
   // Who asks is known before a body is read: only a logged-in user may send a publish-sized body, so
   // that nobody can make the registry hold large bodies in memory without credentials.
   // Trusted publishing's exchange authenticates with the CI's ID token, not with a token of this registry.
@@ -142,7 +147,6 @@ export function createApp(ctx: Context): express.Express {
 
   api.use(userRoutes(ctx));
   api.use(tokenRoutes(ctx));
-  const webLogins = new WebLoginStore(ctx.couch, ctx.config.stateDb);
   // The second factor offers npm the web one-time password through the same store (gateway/second-factor.ts).
   const webOtp: WebOtpSetting = { store: webLogins, baseUrl: () => ctx.baseUrl };
   app.locals.webOtp = webOtp;
