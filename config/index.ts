@@ -212,6 +212,12 @@ export interface SsoConfig {
   groupRoles: { map: Map<string, string[]>; prefix?: string };
   /** Whether people may still log in with a password (`SSO_PASSWORD_LOGIN`, `on` by default, `off`: only CouchDB's server admins may). */
   passwordLogin: boolean;
+  /**
+   * How long the roles a sign-on's groups gave hold without another sign-on (`SSO_GROUPS_MAX_AGE`,
+   * default `7d`; `0`: until the next sign-on), in ms: a user removed from a group at the provider who
+   * never signs in again loses the group's roles, on every token, after this.
+   */
+  groupsMaxAgeMs: number;
 }
 
 /** A secret that never shows in a log, an inspection or JSON: its value only through `value`. */
@@ -279,6 +285,8 @@ export function ssoSettings(env: NodeJS.ProcessEnv): SsoConfig | undefined {
     else map.set(group, [...(map.get(group) || []), role]);
   }
   const passwordLogin = oneOf(env, 'SSO_PASSWORD_LOGIN', ['on', 'off'] as const, 'on') === 'on';
+  const groupsMaxAgeMs = parseDuration(env.SSO_GROUPS_MAX_AGE === undefined || env.SSO_GROUPS_MAX_AGE === '' ? '7d' : env.SSO_GROUPS_MAX_AGE);
+  if (groupsMaxAgeMs === null) throw new Error('SSO_GROUPS_MAX_AGE must be a duration such as 7d, 12h or 0 (never), got "' + env.SSO_GROUPS_MAX_AGE + '"');
   return {
     issuer: issuerRaw.replace(/\/+$/, ''),
     clientId,
@@ -289,6 +297,7 @@ export function ssoSettings(env: NodeJS.ProcessEnv): SsoConfig | undefined {
     groupsClaim: (env.SSO_GROUPS_CLAIM || '').trim() || 'groups',
     groupRoles: { map, prefix },
     passwordLogin,
+    groupsMaxAgeMs,
   };
 }
 

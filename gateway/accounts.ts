@@ -117,6 +117,11 @@ export class Accounts {
    * Only CouchDB's server admins may then log in with a password (break-glass).
    */
   passwordLoginsOff?: string;
+  /**
+   * How long the roles a sign-on's groups gave hold without another sign-on (`SSO_GROUPS_MAX_AGE`, in
+   * ms; 0: until the next one): after that the account, and every token of it, acts without them.
+   */
+  ssoGroupsMaxAgeMs = 0;
   /** Where this CouchDB's configuration is read (`/_node/_local/_config` on CouchDB 3, `/_config` on the embedded server). */
   private configBase?: string;
 
@@ -180,7 +185,10 @@ export class Accounts {
     }
     const doc = await this.read(name);
     if (!doc || doc.type !== 'user' || doc.name !== name || isMachine(doc.roles)) return null;
-    const roles = (Array.isArray(doc.roles) ? doc.roles : []).filter((r) => typeof r === 'string' && !r.startsWith('_'));
+    // The roles of a sign-on's groups lapse when the user has not signed on for too long (gateway/sso.ts).
+    const sso = doc.registry_sso;
+    const lapsed = sso && Array.isArray(sso.roles) && this.ssoGroupsMaxAgeMs > 0 && !(Date.parse(String(sso.login)) > Date.now() - this.ssoGroupsMaxAgeMs) ? sso.roles : [];
+    const roles = (Array.isArray(doc.roles) ? doc.roles : []).filter((r) => typeof r === 'string' && !r.startsWith('_') && !lapsed.includes(r));
     return {
       name, roles, email: doc.email, stamp: stampOf('user', name, String(doc.salt), String(doc.derived_key || doc.password_sha)), admin: false, created: doc.created,
       twoFactor: twoFactorOf(doc),

@@ -221,6 +221,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       // Single sign-on (gateway/sso.ts); with password logins off, only server admins log in with a password.
       context.sso = new SingleSignOn(config.sso, config.outbound, context.accounts, couch, config.stateDb, () => context.baseUrl + '/-/sso/callback', log);
       if (!config.sso.passwordLogin) context.accounts.passwordLoginsOff = context.sso.passwordOffMessage;
+      context.accounts.ssoGroupsMaxAgeMs = config.sso.groupsMaxAgeMs;
     }
     const handler = createHandler(context);
     server = await new Promise<Server>((resolve, reject) => {
