@@ -413,6 +413,36 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
   });
 });
 
+describe('single sign-on beside password logins', () => {
+  let local: TestRegistry;
+  beforeAll(async () => {
+    // A provider that cannot be reached (nothing listens on port 9): pages render, sign-ons fail cleanly.
+    local = await startTestRegistry({ SSO_ISSUER: 'http://127.0.0.1:9', SSO_CLIENT_ID: CLIENT_ID, SSO_CLIENT_SECRET: CLIENT_SECRET, SSO_NAME: 'Acme Login' });
+  });
+  afterAll(() => local?.stop());
+
+  it('the pages\' and npm\'s login pages offer the provider beside the password form', async () => {
+    const page = await (await fetch(local.url + '/-/web/login?next=%2F-%2Fweb%2Faccount', { headers: { accept: 'text/html' } })).text();
+    expect(page).toContain('href="/-/sso/login?next=%2F-%2Fweb%2Faccount">Sign in with Acme Login</a>');
+    expect(page).toContain('type="password"');
+    const started = await local.request('POST', '/-/v1/login', { body: {} });
+    const key = started.body.loginUrl.split('/-/login/')[1];
+    const webLogin = await (await fetch(started.body.loginUrl)).text();
+    expect(webLogin).toContain('href="/-/login/' + key + '/sso">Sign in with Acme Login</a>');
+    expect(webLogin).toContain('id="login-password"');
+    expect(webLogin).toContain('id="signup"');
+  });
+
+  it('a provider that cannot be reached gives a page that says so (424), not an error; a web login key that is not one gives 404', async () => {
+    const answer = await fetch(local.url + '/-/sso/login', { redirect: 'manual', headers: { accept: 'text/html' } });
+    expect(answer.status).toBe(424);
+    expect(await answer.text()).toContain('could not be asked');
+    expect((await fetch(local.url + '/-/login/not-a-key/sso', { redirect: 'manual' })).status).toBe(404);
+    const callback = await fetch(local.url + '/-/sso/callback?code=x&state=' + 'a'.repeat(43), { redirect: 'manual' });
+    expect(callback.status).toBe(400);
+  });
+});
+
 describe('single sign-on settings', () => {
   const { loadConfig } = require('../../config') as typeof import('../../config');
   const base = { SSO_ISSUER: 'https://login.example.com/realms/acme', SSO_CLIENT_ID: 'registry', SSO_CLIENT_SECRET: 'the-secret-value' };
