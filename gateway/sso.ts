@@ -47,6 +47,23 @@ const MAX_DISCOVERY_BYTES = 256 * 1024;
 /** The clock skew allowed on the ID token's times. */
 const CLOCK_SKEW_SECONDS = 60;
 
+/** How long after `npm login` through the provider its token stands for the password an account of single sign-on does not have. */
+export const SIGN_ON_FRESH_MS = 15 * 60_000;
+
+/**
+ * For `npm token create` by an account of single sign-on, which has no password anyone knows: whether
+ * the request's token (`record`) comes from `npm login` through the provider within the last 15
+ * minutes; false for an account with a password of its own (its password is asked); a 401 that says
+ * what to do for a token of a sign-on longer ago, or not of one.
+ */
+export async function signOnStandsForPassword(accounts: Accounts, name: string, record: { signOn?: boolean; created: string } | undefined, displayName: string, now = Date.now()): Promise<boolean> {
+  const doc = await accounts.read(name);
+  if (!doc || !doc.registry_sso) return false;
+  if (record && record.signOn && Date.parse(record.created) > now - SIGN_ON_FRESH_MS) return true;
+  throw new HttpError(401, 'The account "' + name + '" signs in with ' + displayName + ' and has no password here: run `npm login` (sign in with ' + displayName +
+    '), then create the token within ' + SIGN_ON_FRESH_MS / 60_000 + ' minutes (the password npm asks for is not used).');
+}
+
 /** Where a sign-on returns: a page of the registry, or the web login (`npm login`) whose page key it carries. */
 export type SsoReturn = { page: string } | { weblogin: string };
 

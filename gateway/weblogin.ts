@@ -29,6 +29,8 @@ export interface WebLoginSession {
   /** Set once the user has logged in on the page, with the stamp of their account then. */
   user?: string;
   account?: string;
+  /** The user signed on with the company's provider (gateway/sso.ts) rather than a password. */
+  signOn?: boolean;
 }
 
 /**
@@ -176,8 +178,8 @@ export class WebLoginStore {
     return challenge.user === user && challenge.credential === credential;
   }
 
-  async complete(session: WebLoginSession, user: string, account: string): Promise<void> {
-    await this.db.put({ ...session, user, account });
+  async complete(session: WebLoginSession, user: string, account: string, signOn = false): Promise<void> {
+    await this.db.put({ ...session, user, account, ...(signOn ? { signOn } : {}) });
   }
 
   /** Ends a completed session; true for the one caller that removed it (the token is handed out once). */

@@ -89,7 +89,7 @@ export function ssoRoutes(ctx: Context, sessions: WebSessions, webLogins: WebLog
     if ('weblogin' in then) {
       const session = await webLogins.get(then.weblogin, 'login');
       if (!session) throw new HttpError(404, 'Your `npm login` expired while you signed in: run `npm login` again.');
-      await webLogins.complete(session, account.name, account.stamp);
+      await webLogins.complete(session, account.name, account.stamp, true);
       ctx.log.info({ user: account.name }, 'web login by single sign-on');
       return sendHtml(res, 200, layout({ title: 'Logged in', base, body: `<h1 class="ok">Logged in as ${escape(account.name)}</h1><p>You can close this page and return to your terminal.</p>` }));
     }

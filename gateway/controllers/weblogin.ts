@@ -88,7 +88,7 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       if (!(await store.consume(session))) throw notFound('This login was already completed; run `npm login` again.');
       // The token is for the account the user logged in to, as it was then (a password changed since kills it).
       const { token } = session.account
-        ? await ctx.tokens.create(session.user, { account: session.account, name: 'npm login (web)' })
+        ? await ctx.tokens.create(session.user, { account: session.account, name: session.signOn ? 'npm login (single sign-on)' : 'npm login (web)', signOn: session.signOn })
         : await issueToken(ctx.accounts, ctx.tokens, session.user, { name: 'npm login (web)', expires: new Date(Date.now() + ctx.config.tokens.maxDays * 86_400_000).toISOString() });
       ctx.log.info({ user: session.user }, 'web login completed');
       res.json({ token });

@@ -238,6 +238,32 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
     expect((await client.npm(['publish'], makePackage(client.home, { name: '@acme/lapse', version: '1.0.2' }))).code).toBe(0);
   });
 
+  it('npm token create works for an account of single sign-on (no password) soon after npm login through the provider, not with an older token', async () => {
+    const client = npmClient(registry.url);
+    expect((await npmLoginThroughBrowser(context, client)).exit.code).toBe(0);
+    const created = await client.npm(['token', 'create', '--password', 'not-used', '--packages', '@acme/tool']);
+    const token = /Created token (\S+)/.exec(created.stdout + created.stderr)?.[1];
+    expect(token).toMatch(/^cnr_/);
+    // The login's token made 20 minutes ago: a fresh sign-on is asked for.
+    const loginToken = /:_authToken=(\S+)/.exec(require('fs').readFileSync(client.userconfig, 'utf8'))![1];
+    const id = require('crypto').createHash('sha256').update(loginToken).digest('hex');
+    const path = '/' + registry.registryDb + '-tokens/' + id;
+    const record = (await couchGet(registry, path)).body;
+    expect(record.signOn).toBe(true);
+    const aged = await fetch(new URL(registry.adminCouchUrl).origin + path, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', authorization: adminAuth },
+      body: JSON.stringify({ ...record, created: new Date(Date.now() - 20 * 60_000).toISOString() }),
+    });
+    expect(aged.status).toBe(201);
+    const refused = await client.npm(['token', 'create', '--password', 'not-used']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stdout + refused.stderr).toContain('run `npm login` (sign in with Acme Login), then create the token within 15 minutes');
+    // The token made works for its package.
+    const limited = npmClient(registry.url, token);
+    expect((await limited.npm(['whoami'])).stdout.trim()).toBe('alice');
+  });
+
   it('the registry asks for the code with PKCE (S256), a state and a nonce, and only the configured scopes', async () => {
     const url = await startSignOn(bindingKey());
     expect(url.origin).toBe(provider.issuer);
