@@ -94,8 +94,8 @@ async function setRules(rules: unknown) {
 const bindingKey = () => require('crypto').randomBytes(32).toString('base64url') as string;
 
 /** Starts a sign-on with `fetch` as the browser holding `key`: the provider's authorization URL. */
-async function startSignOn(key: string, next = '/'): Promise<URL> {
-  const started = await fetch(registry.url + '/-/sso/login?next=' + encodeURIComponent(next), { redirect: 'manual', headers: { cookie: 'registry_sso=' + key } });
+async function startSignOn(key: string, next = '/', at: { url: string } = registry): Promise<URL> {
+  const started = await fetch(at.url + '/-/sso/login?next=' + encodeURIComponent(next), { redirect: 'manual', headers: { cookie: 'registry_sso=' + key } });
   expect(started.status).toBe(303);
   return new URL(started.headers.get('location') as string);
 }
@@ -123,8 +123,8 @@ async function codeFromProvider(context: BrowserContext, authorizationUrl: strin
 }
 
 /** Delivers a callback as the browser holding `key` (none: a browser without the binding cookie). */
-async function deliver(callback: URL, key?: string) {
-  const target = registry.url + '/-/sso/callback' + callback.search;
+async function deliver(callback: URL, key?: string, to: { url: string } = registry) {
+  const target = to.url + '/-/sso/callback' + callback.search;
   const response = await fetch(target, { redirect: 'manual', headers: key ? { cookie: 'registry_sso=' + key } : {} });
   return { status: response.status, text: await response.text(), location: response.headers.get('location'), cookies: response.headers.get('set-cookie') || '' };
 }
@@ -159,7 +159,7 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
   });
   afterAll(async () => {
     await browser?.close();
-    if (process.env.COUCHDB_URL && registry) for (const name of ['alice', 'dave', 'admin']) await removeDoc(process.env.COUCHDB_URL, '/_users/org.couchdb.user:' + name);
+    if (process.env.COUCHDB_URL && registry) for (const name of ['alice', 'dave']) await removeDoc(process.env.COUCHDB_URL, '/_users/org.couchdb.user:' + name);
     await registry?.stop();
     await provider?.stop();
   });
@@ -432,10 +432,28 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
     expect((await registry.request('GET', started.body.doneUrl.replace(registry.url, ''))).status).toBe(202);
     // Tokens keep working; the server admins log in with their password (break-glass), also on the page.
     expect((await registry.request('GET', '/-/whoami', { token: daveToken })).body).toEqual({ username: 'dave' });
-    expect((await registry.request('GET', '/-/whoami', { headers: { authorization: adminAuth } })).body).toEqual({ username: 'admin' });
+    expect((await registry.request('GET', '/-/whoami', { headers: { authorization: adminAuth } })).body).toEqual({ username: decodeURIComponent(new URL(registry.adminCouchUrl).username) });
     const breakGlass = await (await fetch(registry.url + '/-/web/login?admin', { headers: { accept: 'text/html' } })).text();
     expect(breakGlass).toContain('type="password"');
     expect(breakGlass).toContain('break-glass');
+  });
+
+  it('a discovery document naming a token endpoint elsewhere (this registry\'s CouchDB) is not followed: the outbound policy allows only SSO_ISSUER\'s own host', async () => {
+    const other = await startTestRegistry({ SSO_ISSUER: provider.issuer, SSO_CLIENT_ID: CLIENT_ID, SSO_CLIENT_SECRET: CLIENT_SECRET });
+    try {
+      // Read at its first sign-on: the discovery document names its CouchDB as the token endpoint.
+      await provider.setMischief({ tokenEndpoint: new URL(other.adminCouchUrl).origin + '/_session' });
+      await provider.setClient({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [registry.url + '/-/sso/callback', other.url + '/-/sso/callback'] });
+      const key = bindingKey();
+      const callback = await codeFromProvider(context, (await startSignOn(key, '/', other)).href);
+      const answer = await deliver(callback, key, other);
+      expect(answer.status).toBe(424);
+      expect(answer.text).toContain('outbound request policy');
+      expect(answer.cookies).not.toContain('registry_session=');
+    } finally {
+      await provider.setMischief(null);
+      await other.stop();
+    }
   });
 });
 

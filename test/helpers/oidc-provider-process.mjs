@@ -5,7 +5,8 @@
  * (test/helpers/oidc-provider.ts): the client (the registry's redirect URI is known only once the
  * registry listens), the users and their groups (changed at any time, as an admin changes them at
  * the company's provider), and, to attack the registry, an ID token of its token answers replaced with
- * one of another issuer, another audience or a key the provider does not publish.
+ * one of another issuer, another audience or a key the provider does not publish, or its discovery
+ * document naming a token endpoint elsewhere.
  */
 import { Buffer } from 'node:buffer';
 import { createServer } from 'node:http';
@@ -16,7 +17,7 @@ import Provider from 'oidc-provider';
 /** login -> { password, claims: { preferred_username, email, groups, ... } } */
 const users = new Map();
 let clients = [];
-/** How the next token answers' ID tokens are altered: null, or { iss?, aud?, forged? }. */
+/** How the next token answers' ID tokens are altered (`iss`, `aud`, `forged`), or the discovery document's token endpoint (`tokenEndpoint`); null: not. */
 let mischief = null;
 let provider;
 
@@ -81,6 +82,10 @@ function build() {
   });
   provider.use(async (ctx, next) => {
     await next();
+    if (mischief?.tokenEndpoint && ctx.path === '/.well-known/openid-configuration' && ctx.body) {
+      ctx.body = { ...ctx.body, token_endpoint: mischief.tokenEndpoint };
+      return;
+    }
     if (!mischief || ctx.path !== '/token' || !ctx.body || typeof ctx.body.id_token !== 'string') return;
     const claims = decodeJwt(ctx.body.id_token);
     if (mischief.iss) claims.iss = mischief.iss;

@@ -15,6 +15,8 @@ export interface Mischief {
   iss?: string;
   aud?: string;
   forged?: boolean;
+  /** The token endpoint the discovery document names instead of the provider's own. */
+  tokenEndpoint?: string;
 }
 
 export interface TestProvider {
