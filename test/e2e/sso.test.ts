@@ -79,11 +79,11 @@ async function npmLoginThroughBrowser(context: BrowserContext, client: NpmClient
   }
 }
 
-async function setRules(rules: unknown) {
-  const current = await couchGet(registry, '/' + registry.registryDb + '/_design/access');
-  const saved = await fetch(new URL(registry.adminCouchUrl).origin + '/' + registry.registryDb + '/_design/access', {
+async function setRules(rules: unknown, at: TestRegistry = registry) {
+  const current = await couchGet(at, '/' + at.registryDb + '/_design/access');
+  const saved = await fetch(new URL(at.adminCouchUrl).origin + '/' + at.registryDb + '/_design/access', {
     method: 'PUT',
-    headers: { 'content-type': 'application/json', authorization: basicAuthOf(registry.adminCouchUrl) },
+    headers: { 'content-type': 'application/json', authorization: basicAuthOf(at.adminCouchUrl) },
     body: JSON.stringify({ ...current.body, rules }),
   });
   expect(saved.status).toBe(201);
@@ -475,6 +475,30 @@ describe('single sign-on beside password logins', () => {
     expect(webLogin).toContain('href="/-/login/' + key + '/sso">Sign in with Acme Login</a>');
     expect(webLogin).toContain('id="login-password"');
     expect(webLogin).toContain('id="signup"');
+  });
+
+  it('an account an admin linked to the provider, logging in with its password (Basic), has its groups\' roles lapse as with a token', async () => {
+    await local.signup('erin', 'erin-password');
+    await setRules([{ package: '@acme/*', read: ['$authenticated'], publish: ['role:acme-publishers'] }, { package: '**', read: ['$all'], publish: ['$authenticated'] }], local);
+    const path = '/_users/org.couchdb.user:erin';
+    const link = async (daysAgo: number) => {
+      const account = (await couchGet(local, path)).body;
+      const login = new Date(Date.now() - daysAgo * 86_400_000).toISOString();
+      const saved = await fetch(new URL(local.adminCouchUrl).origin + path, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json', authorization: basicAuthOf(local.adminCouchUrl) },
+        body: JSON.stringify({ ...account, roles: ['acme-publishers'], registry_sso: { issuer: 'http://127.0.0.1:9', subject: 'erin-at-the-provider', roles: ['acme-publishers'], login } }),
+      });
+      expect(saved.status).toBe(201);
+    };
+    const client = npmClient(local.url);
+    require('fs').appendFileSync(client.userconfig, local.url.replace(/^http:/, '') + '/:_auth=' + Buffer.from('erin:erin-password').toString('base64') + '\n');
+    await link(8);
+    const lapsed = await client.npm(['publish'], makePackage(client.home, { name: '@acme/linked', version: '1.0.0' }));
+    expect(lapsed.stderr).toMatch(/E403/);
+    await link(0);
+    const published = await client.npm(['publish'], makePackage(client.home, { name: '@acme/linked', version: '1.0.0' }));
+    expect(published.code).toBe(0);
   });
 
   it('a provider that cannot be reached gives a page that says so (424), not an error; a web login key that is not one gives 404', async () => {
