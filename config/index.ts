@@ -210,6 +210,8 @@ export interface SsoConfig {
    * more than once); `*=<prefix>` makes every group `g` the role `<prefix>g`. Groups not mapped give no role.
    */
   groupRoles: { map: Map<string, string[]>; prefix?: string };
+  /** Groups one of which a user must be in to sign on (`SSO_ALLOWED_GROUPS`); none: whoever the provider signs in. */
+  allowedGroups: string[];
   /** Whether people may still log in with a password (`SSO_PASSWORD_LOGIN`, `on` by default, `off`: only CouchDB's server admins may). */
   passwordLogin: boolean;
   /**
@@ -296,6 +298,7 @@ export function ssoSettings(env: NodeJS.ProcessEnv): SsoConfig | undefined {
     usernameClaim: (env.SSO_USERNAME_CLAIM || '').trim() || 'preferred_username',
     groupsClaim: (env.SSO_GROUPS_CLAIM || '').trim() || 'groups',
     groupRoles: { map, prefix },
+    allowedGroups: listOf(env.SSO_ALLOWED_GROUPS),
     passwordLogin,
     groupsMaxAgeMs,
   };

@@ -296,7 +296,13 @@ export class SingleSignOn {
       throw refused(403, 'Your ' + this.config.displayName + ' account has no name this registry can use in its claim "' + this.config.usernameClaim + '" (' +
         (name ? '"' + name.slice(0, 80) + '": ' : '') + nameProblem + '). Ask an admin to set SSO_USERNAME_CLAIM or your name at ' + this.config.displayName + '.');
     }
-    const roles = rolesForGroups(this.config, groupsOf(claims[this.config.groupsClaim]));
+    const groups = groupsOf(claims[this.config.groupsClaim]);
+    if (this.config.allowedGroups.length && !groups.some((group) => this.config.allowedGroups.includes(group))) {
+      this.log.info({ user: name }, 'single sign-on refused: in no allowed group');
+      throw refused(403, 'Your ' + this.config.displayName + ' account is in none of the groups allowed to use this registry (' + this.config.allowedGroups.join(', ') +
+        '); ask an admin to add you to one of them at ' + this.config.displayName + '.');
+    }
+    const roles = rolesForGroups(this.config, groups);
     const email = typeof claims.email === 'string' && claims.email_verified !== false ? claims.email : undefined;
     const login = new Date(now).toISOString();
     for (let attempt = 0; attempt < 3; attempt++) {

@@ -24,7 +24,9 @@ const CLIENT_SECRET = 'client-secret-of-the-registry-at-the-provider';
 const ALICE: ProviderUser = { password: 'alice-at-the-provider', claims: { preferred_username: 'alice', email: 'alice@acme.example', email_verified: true, groups: ['npm-publishers', 'staff'] } };
 /** A provider user whose name claim is the local account "dave"'s. */
 const MALLORY: ProviderUser = { password: 'mallory-at-the-provider', claims: { preferred_username: 'dave', email: 'mallory@acme.example', groups: ['npm-publishers'] } };
-const ROOTLESS: ProviderUser = { password: 'rootless-at-the-provider', claims: { preferred_username: 'admin', groups: [] } };
+const ROOTLESS: ProviderUser = { password: 'rootless-at-the-provider', claims: { preferred_username: 'admin', groups: ['staff'] } };
+/** A provider user in no group the registry allows (SSO_ALLOWED_GROUPS). */
+const OUTSIDER: ProviderUser = { password: 'outsider-at-the-provider', claims: { preferred_username: 'outsider', groups: ['contractors'] } };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RULE_CACHE_MS = 2100;
@@ -134,7 +136,7 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
 
   beforeAll(async () => {
     provider = await startTestProvider();
-    await provider.setUsers({ alice: ALICE, mallory: MALLORY, rootless: ROOTLESS });
+    await provider.setUsers({ alice: ALICE, mallory: MALLORY, rootless: ROOTLESS, outsider: OUTSIDER });
     registry = await startTestRegistry({
       SSO_ISSUER: provider.issuer,
       SSO_CLIENT_ID: CLIENT_ID,
@@ -142,6 +144,7 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
       SSO_SCOPES: 'openid profile email groups',
       SSO_NAME: 'Acme Login',
       SSO_GROUP_ROLES: 'npm-publishers=acme-publishers',
+      SSO_ALLOWED_GROUPS: 'npm-publishers staff',
       SSO_PASSWORD_LOGIN: 'off',
     });
     await provider.setClient({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [registry.url + '/-/sso/callback'] });
@@ -197,7 +200,7 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
     expect(published.code).toBe(0);
 
     // An admin removes alice from the group at the provider; she signs in again (a new npm login).
-    await provider.setUsers({ alice: { ...ALICE, claims: { ...ALICE.claims, groups: ['staff'] } }, mallory: MALLORY, rootless: ROOTLESS });
+    await provider.setUsers({ alice: { ...ALICE, claims: { ...ALICE.claims, groups: ['staff'] } }, mallory: MALLORY, rootless: ROOTLESS, outsider: OUTSIDER });
     const second = npmClient(registry.url);
     expect((await npmLoginThroughBrowser(context, second)).exit.code).toBe(0);
     expect((await second.npm(['whoami'])).stdout.trim()).toBe('alice');
@@ -212,7 +215,7 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
     // What needs no group still works for her: a package anyone logged in may publish.
     expect((await second.npm(['publish'], makePackage(second.home, { name: 'alices-own', version: '1.0.0' }))).code).toBe(0);
     // Back in the group, back the right.
-    await provider.setUsers({ alice: ALICE, mallory: MALLORY, rootless: ROOTLESS });
+    await provider.setUsers({ alice: ALICE, mallory: MALLORY, rootless: ROOTLESS, outsider: OUTSIDER });
     expect((await npmLoginThroughBrowser(context, second)).exit.code).toBe(0);
     expect((await second.npm(['publish'], makePackage(second.home, { name: '@acme/tool', version: '1.0.3' }))).code).toBe(0);
   });
@@ -373,6 +376,20 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
     }
   });
 
+  it('a provider account in no allowed group (SSO_ALLOWED_GROUPS) gets no account', async () => {
+    const other = await browser.newContext();
+    try {
+      const page = await other.newPage();
+      await page.goto(registry.url + '/-/sso/login');
+      await signInAtProvider(page, 'outsider', OUTSIDER.password);
+      await page.waitForSelector('text=in none of the groups allowed', { timeout: 15_000 });
+      expect((await other.cookies(registry.url)).map((c) => c.name)).not.toContain('registry_session');
+    } finally {
+      await other.close();
+    }
+    expect((await couchGet(registry, '/_users/org.couchdb.user:outsider')).status).toBe(404);
+  });
+
   it('a provider account whose name claim is a local account\'s does not take it over; a reserved name is refused', async () => {
     const other = await browser.newContext();
     try {
@@ -522,6 +539,8 @@ describe('single sign-on settings', () => {
     expect(sso.groupRoles.prefix).toBe('idp-');
     expect(sso.passwordLogin).toBe(true);
     expect(sso.groupsMaxAgeMs).toBe(7 * 86_400_000);
+    expect(sso.allowedGroups).toEqual([]);
+    expect(loadConfig({ ...base, SSO_ALLOWED_GROUPS: 'npm-users, staff' }).sso!.allowedGroups).toEqual(['npm-users', 'staff']);
     expect(loadConfig({ ...base, SSO_GROUPS_MAX_AGE: '0' }).sso!.groupsMaxAgeMs).toBe(0);
     expect(() => loadConfig({ ...base, SSO_GROUPS_MAX_AGE: 'a week' })).toThrow(/SSO_GROUPS_MAX_AGE/);
     expect(sso.scopes).toEqual(['openid', 'profile', 'email']);
