@@ -6,10 +6,10 @@
  * A sign-on in progress is a document in `<db>-state` (admins only), named by the SHA-256 of its
  * `state`, holding its nonce, its PKCE verifier and the SHA-256 of the browser's binding cookie; the
  * callback must come with that state, from that browser, within ten minutes, once (it is removed
- * before the code is exchanged; one nobody finished is swept with the web logins). The provider's answer is checked by openid-client: its issuer, that
- * the ID token is for this client (`aud`, `azp`), signed with a key of the provider's JWKS, carrying
- * this sign-on's nonce, current; the code was issued for this sign-on's PKCE challenge (checked by
- * the provider when the verifier is sent).
+ * before the code is exchanged; one nobody finished is swept with the web logins). The provider's
+ * answer is checked by openid-client: its issuer, that the ID token is for this client (`aud`, `azp`),
+ * signed with a key of the provider's JWKS, carrying this sign-on's nonce, current; the code was
+ * issued for this sign-on's PKCE challenge (checked by the provider when the verifier is sent).
  *
  * Identity is the account: an account made by single sign-on is bound to the provider's (issuer,
  * subject), and a sign-on logs in to the account of its name only when the account is bound to that
@@ -18,10 +18,14 @@
  * back. Accounts are made at the first sign-on, with a random password nobody knows (its salt makes
  * the account's stamp, so tokens die if the account is made again).
  *
- * Groups: the roles that `SSO_GROUP_ROLES` gives the groups in the groups claim are set on the account
- * at every sign-on; roles an admin gave the account by hand stay. Tokens and page sessions read the
- * account's roles at every request, so after a sign-on without a group, no token of the account has
- * that group's role any more.
+ * Groups: a user in none of `SSO_ALLOWED_GROUPS` (when set) is refused; the roles that
+ * `SSO_GROUP_ROLES` gives the groups in the groups claim are set on the account at every sign-on, and
+ * roles an admin gave the account by hand stay. Tokens and page sessions read the account's roles at
+ * every request, so after a sign-on without a group, no token of the account has that group's role
+ * any more; without a sign-on for `SSO_GROUPS_MAX_AGE`, they lapse (gateway/accounts.ts).
+ *
+ * Such an account has no password anyone knows: `npm token create` takes a sign-on within the last
+ * 15 minutes instead (`signOnStandsForPassword`).
  *
  * Every request to the provider (discovery, JWKS, token, userinfo) goes through the outbound request
  * policy: `SSO_ISSUER`'s exact host is configured (it may be on a private network or, in tests,
@@ -265,20 +269,22 @@ export class SingleSignOn {
     return { account, then: login.then };
   }
 
-  /** The words for a failed exchange or check: the provider refused (its error), or its answer does not verify. */
+  /** The words for a failed exchange or check: the provider refused (its error), its answer does not verify, or it could not be asked. */
   private refusal(err: unknown): HttpError {
     if (err instanceof HttpError) return err;
     if (err instanceof oidcErrors.OPError) {
       this.log.info({ error: err.error }, 'single sign-on refused by the provider');
       return refused(401, this.config.displayName + ' refused the sign-in: ' + err.error + (err.error_description ? ' (' + err.error_description + ')' : '') + '. Start the sign-in again from the registry.');
     }
-    if (err instanceof oidcErrors.RPError) {
+    if (err instanceof oidcErrors.RPError && !/^outgoing request timed out/.test(err.message)) {
       this.log.warn({ reason: err.message }, 'single sign-on answer refused');
       return refused(401, 'The sign-in answer from ' + this.config.displayName + ' does not verify (' + err.message + '); nobody was logged in. Start the sign-in again from the registry.');
     }
+    // The provider could not be asked (the outbound policy, the network, a timeout); anything else is a fault here.
     const e = err as { code?: string; message?: string };
+    if (!(err instanceof oidcErrors.RPError) && !(typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code))) throw err;
     this.log.warn({ err: e.message }, 'single sign-on provider unreachable');
-    return unreachable(this.config.issuer, fetchFailure(err).words);
+    return unreachable(this.config.issuer, err instanceof oidcErrors.RPError ? 'it did not answer in time' : fetchFailure(err).words);
   }
 
   /**
