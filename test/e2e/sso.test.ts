@@ -68,13 +68,17 @@ async function signInAtProvider(page: import('playwright-core').Page, login: str
 async function npmLoginThroughBrowser(context: BrowserContext, client: NpmClient, login: [string, string] = ['alice', ALICE.password]) {
   const started = startNpmLogin(client);
   const page = await context.newPage();
+  let visitedProvider = false;
+  page.on('request', (request) => {
+    if (new URL(request.url()).origin === provider.issuer) visitedProvider = true;
+  });
   try {
     await page.goto(await started.url);
     // A browser without a session at the provider signs in there first.
     await page.locator('text=Logged in as').or(page.locator('input[name=login]')).first().waitFor({ timeout: 15_000 });
     if (await page.$('input[name=login]')) await signInAtProvider(page, login[0], login[1]);
     await page.waitForSelector('text=Logged in as', { timeout: 15_000 });
-    return { text: await page.textContent('h1'), exit: await started.exit };
+    return { text: await page.textContent('h1'), exit: await started.exit, visitedProvider };
   } finally {
     started.kill();
     await page.close();
@@ -193,6 +197,7 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
     // The browser has a session at the provider: the login URL leads through it and straight back.
     const login = await npmLoginThroughBrowser(context, first);
     expect(login.text).toBe('Logged in as alice');
+    expect(login.visitedProvider).toBe(true);
     expect(login.exit.code).toBe(0);
     expect((await first.npm(['whoami'])).stdout.trim()).toBe('alice');
     const published = await first.npm(['publish'], makePackage(first.home, { name: '@acme/tool', version: '1.0.0' }));
