@@ -4,7 +4,7 @@
  */
 import { parseDuration } from '../core/policy';
 import { resolve } from 'path';
-import { parseScopes } from '../core/provenance';
+import { GATEWAY_ROLE, parseScopes, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE } from '../core/provenance';
 import { listOf, OutboundPolicy } from './outbound';
 import { AllowedIssuer, TRUST_PROVIDERS, TrustProvider } from '../core/trust';
 
@@ -193,6 +193,125 @@ export interface Config {
    * (`https://token.actions.githubusercontent.com`) and GitLab.com (`https://gitlab.com`).
    */
   oidcIssuers: AllowedIssuer[];
+  /** Single sign-on with OpenID Connect for people (`SSO_ISSUER` and the other `SSO_` settings); off when unset. */
+  sso?: SsoConfig;
+}
+
+/**
+ * Single sign-on (gateway/sso.ts): the company's OpenID provider logs people in to the pages and to
+ * `npm login` (web login), with the authorization code flow and PKCE.
+ */
+export interface SsoConfig {
+  /** The provider's issuer URL (`SSO_ISSUER`), exactly as its ID tokens name it in `iss`; its discovery document is `<issuer>/.well-known/openid-configuration`. */
+  issuer: string;
+  /** This registry's client at the provider (`SSO_CLIENT_ID`, `SSO_CLIENT_SECRET`); the secret is never logged or shown. */
+  clientId: string;
+  clientSecret: HiddenSecret;
+  /** Scopes asked for (`SSO_SCOPES`, default `openid profile email`; `openid` is always asked). */
+  scopes: string[];
+  /** What the button says: "Sign in with <name>" (`SSO_NAME`, default the issuer's host). */
+  displayName: string;
+  /** The claim whose value is the account's name (`SSO_USERNAME_CLAIM`, default `preferred_username`). */
+  usernameClaim: string;
+  /** The claim that lists the user's groups (`SSO_GROUPS_CLAIM`, default `groups`). */
+  groupsClaim: string;
+  /**
+   * How groups become registry roles (`SSO_GROUP_ROLES`): `group=role` entries (a group may be listed
+   * more than once); `*=<prefix>` makes every group `g` the role `<prefix>g`. Groups not mapped give no role.
+   */
+  groupRoles: { map: Map<string, string[]>; prefix?: string };
+  /** Groups one of which a user must be in to sign on (`SSO_ALLOWED_GROUPS`); none: whoever the provider signs in. */
+  allowedGroups: string[];
+  /** Whether people may still log in with a password (`SSO_PASSWORD_LOGIN`, `on` by default, `off`: only CouchDB's server admins may). */
+  passwordLogin: boolean;
+  /**
+   * How long the roles a sign-on's groups gave hold without another sign-on (`SSO_GROUPS_MAX_AGE`,
+   * default `7d`; `0`: until the next sign-on), in ms: a user removed from a group at the provider who
+   * never signs in again loses the group's roles, on every token, after this.
+   */
+  groupsMaxAgeMs: number;
+}
+
+/** A secret that never shows in a log, an inspection or JSON: its value only through `value`. */
+export class HiddenSecret {
+  #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  get value(): string {
+    return this.#value;
+  }
+  toJSON(): string {
+    return '(hidden)';
+  }
+  toString(): string {
+    return '(hidden)';
+  }
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return '(hidden)';
+  }
+}
+
+/** Roles a group may never become: CouchDB's (`_…`) and the registry's own machinery's. */
+const MACHINE_ROLE_NAMES = [GATEWAY_ROLE, REPLICATOR_ROLE, READER_ROLE, SITE_ROLE];
+
+/** Why `role` cannot be given from a group, or null. */
+export function ssoRoleProblem(role: string): string | null {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$/.test(role)) return 'a role is 1 to 128 letters, digits and . _ : @ / -, starting with a letter or digit';
+  if (MACHINE_ROLE_NAMES.includes(role.toLowerCase())) return 'it is a role of the registry\'s own machinery';
+  return null;
+}
+
+/** The `SSO_` settings, checked; undefined when `SSO_ISSUER` is unset. */
+export function ssoSettings(env: NodeJS.ProcessEnv): SsoConfig | undefined {
+  const issuerRaw = (env.SSO_ISSUER || '').trim();
+  const others = ['SSO_CLIENT_ID', 'SSO_CLIENT_SECRET', 'SSO_GROUP_ROLES', 'SSO_PASSWORD_LOGIN'].filter((key) => env[key]);
+  if (!issuerRaw) {
+    if (others.length) throw new Error(others.join(', ') + ' need SSO_ISSUER: the issuer URL of the company\'s OpenID provider, such as "https://login.example.com/realms/acme"');
+    return undefined;
+  }
+  let issuerUrl: URL;
+  try {
+    issuerUrl = new URL(issuerRaw);
+  } catch {
+    throw new Error('SSO_ISSUER must be the issuer URL of an OpenID provider, such as "https://login.example.com/realms/acme"; got "' + issuerRaw + '"');
+  }
+  if (!/^https?:$/.test(issuerUrl.protocol) || issuerUrl.username || issuerUrl.password || issuerUrl.search || issuerUrl.hash) {
+    throw new Error('SSO_ISSUER must be an http(s) URL without credentials, query or fragment; got "' + issuerRaw + '"');
+  }
+  const clientId = (env.SSO_CLIENT_ID || '').trim();
+  if (!clientId) throw new Error('SSO_ISSUER needs SSO_CLIENT_ID: the client id this registry has at the provider (register its redirect URI <REGISTRY_PUBLIC_URL>/-/sso/callback there)');
+  if (!env.SSO_CLIENT_SECRET) throw new Error('SSO_ISSUER needs SSO_CLIENT_SECRET: the client secret this registry has at the provider (a confidential client)');
+  const scopes = listOf(env.SSO_SCOPES || 'openid profile email');
+  if (!scopes.includes('openid')) scopes.unshift('openid');
+  const map = new Map<string, string[]>();
+  let prefix: string | undefined;
+  for (const entry of listOf(env.SSO_GROUP_ROLES)) {
+    const at = entry.lastIndexOf('=');
+    const group = entry.slice(0, at);
+    const role = entry.slice(at + 1);
+    if (at <= 0 || !role) throw new Error('SSO_GROUP_ROLES lists group=role entries (or *=prefix), such as "npm-publishers=acme-publishers, *=idp-"; got "' + entry + '"');
+    const problem = ssoRoleProblem(group === '*' ? role + 'x' : role);
+    if (problem) throw new Error('SSO_GROUP_ROLES: "' + entry + '" cannot give the role "' + role + '": ' + problem);
+    if (group === '*') prefix = role;
+    else map.set(group, [...(map.get(group) || []), role]);
+  }
+  const passwordLogin = oneOf(env, 'SSO_PASSWORD_LOGIN', ['on', 'off'] as const, 'on') === 'on';
+  const groupsMaxAgeMs = parseDuration(env.SSO_GROUPS_MAX_AGE === undefined || env.SSO_GROUPS_MAX_AGE === '' ? '7d' : env.SSO_GROUPS_MAX_AGE);
+  if (groupsMaxAgeMs === null) throw new Error('SSO_GROUPS_MAX_AGE must be a duration such as 7d, 12h or 0 (never), got "' + env.SSO_GROUPS_MAX_AGE + '"');
+  return {
+    issuer: issuerRaw.replace(/\/+$/, ''),
+    clientId,
+    clientSecret: new HiddenSecret(env.SSO_CLIENT_SECRET),
+    scopes,
+    displayName: (env.SSO_NAME || '').trim() || issuerUrl.host,
+    usernameClaim: (env.SSO_USERNAME_CLAIM || '').trim() || 'preferred_username',
+    groupsClaim: (env.SSO_GROUPS_CLAIM || '').trim() || 'groups',
+    groupRoles: { map, prefix },
+    allowedGroups: listOf(env.SSO_ALLOWED_GROUPS),
+    passwordLogin,
+    groupsMaxAgeMs,
+  };
 }
 
 /** The default of `OIDC_ISSUERS`: the public GitHub Actions and GitLab.com issuers. */
@@ -309,10 +428,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const issuers = oidcIssuers(env.OIDC_ISSUERS);
+  const sso = ssoSettings(env);
   const outbound = new OutboundPolicy({
     allowPrivate: listOf(env.OUTBOUND_ALLOW_PRIVATE),
     // An issuer the admin listed may be on the company's network (its GitLab): its exact host is configured.
-    configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string).concat(sites.peers, issuers.map((i) => i.issuer)),
+    configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string).concat(sites.peers, issuers.map((i) => i.issuer), sso ? [sso.issuer] : []),
     foreignHosts,
   });
   const metrics = oneOf(env, 'METRICS', ['admins', 'token', 'off'] as const, 'admins');
@@ -371,6 +491,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsToken: env.METRICS_TOKEN || undefined,
     webhookBackoffMs: integer(env, 'WEBHOOK_BACKOFF_MS', 5000),
     oidcIssuers: issuers,
+    sso,
     sites,
     tokens: tokenLifetimes(env),
     twoFactor: oneOf(env, 'TWO_FACTOR', ['optional', 'required'] as const, 'optional'),

@@ -64,6 +64,18 @@ export interface UserDoc {
   updated?: string;
   /** Two-factor authentication (gateway/two-factor.ts). */
   registry_tfa?: TwoFactorState;
+  /** The single sign-on identity the account is bound to, and the roles its last sign-on gave (gateway/sso.ts). */
+  registry_sso?: SsoBinding;
+}
+
+/** An account made or linked by single sign-on: whose it is at which provider, and what its groups gave it. */
+export interface SsoBinding {
+  issuer: string;
+  subject: string;
+  /** The roles the groups claim gave at the last sign-on (removed again when the groups no longer give them). */
+  roles: string[];
+  /** When the user last signed on. */
+  login?: string;
 }
 
 /** An account as the gateway sees it: a `_users` document or a server admin. */
@@ -108,6 +120,16 @@ export class Accounts {
    * without sites.
    */
   elsewhere?: (name: string) => Promise<string[]>;
+  /**
+   * Set when password logins are off for people (`SSO_PASSWORD_LOGIN=off`): the words of the refusal.
+   * Only CouchDB's server admins may then log in with a password (break-glass).
+   */
+  passwordLoginsOff?: string;
+  /**
+   * How long the roles a sign-on's groups gave hold without another sign-on (`SSO_GROUPS_MAX_AGE`, in
+   * ms; 0: until the next one): after that the account, and every token of it, acts without them.
+   */
+  ssoGroupsMaxAgeMs = 0;
   /** Where this CouchDB's configuration is read (`/_node/_local/_config` on CouchDB 3, `/_config` on the embedded server). */
   private configBase?: string;
 
@@ -171,7 +193,10 @@ export class Accounts {
     }
     const doc = await this.read(name);
     if (!doc || doc.type !== 'user' || doc.name !== name || isMachine(doc.roles)) return null;
-    const roles = (Array.isArray(doc.roles) ? doc.roles : []).filter((r) => typeof r === 'string' && !r.startsWith('_'));
+    // The roles of a sign-on's groups lapse when the user has not signed on for too long (gateway/sso.ts).
+    const sso = doc.registry_sso;
+    const lapsed = sso && Array.isArray(sso.roles) && this.ssoGroupsMaxAgeMs > 0 && !(Date.parse(String(sso.login)) > Date.now() - this.ssoGroupsMaxAgeMs) ? sso.roles : [];
+    const roles = (Array.isArray(doc.roles) ? doc.roles : []).filter((r) => typeof r === 'string' && !r.startsWith('_') && !lapsed.includes(r));
     return {
       name, roles, email: doc.email, stamp: stampOf('user', name, String(doc.salt), String(doc.derived_key || doc.password_sha)), admin: false, created: doc.created,
       twoFactor: twoFactorOf(doc),
@@ -200,8 +225,11 @@ export class Accounts {
     return null;
   }
 
-  /** Creates an account; 400 for a bad name or password, 403 for a reserved name, 409 when the name is taken. */
-  async create(name: string, password: string, email?: string): Promise<void> {
+  /**
+   * Creates an account; 400 for a bad name or password, 403 for a reserved name, 409 when the name is
+   * taken. `extra`: fields of the new document besides the name and password (roles, `registry_sso`).
+   */
+  async create(name: string, password: string, email?: string, extra: Pick<UserDoc, 'roles' | 'registry_sso'> = { roles: [] }): Promise<void> {
     const problem = userNameProblem(name);
     if (problem) throw badRequest(problem);
     const reserved = await this.signupProblem(name);
@@ -219,7 +247,7 @@ export class Accounts {
     // A name is one account at every site: one created at another site, not replicated here yet, is taken.
     if ((await askSites()).length) throw taken();
     const now = new Date().toISOString();
-    const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', roles: [], password, created: now, updated: now };
+    const doc: UserDoc = { _id: USER_PREFIX + name, name, type: 'user', password, created: now, updated: now, ...extra };
     if (email) doc.email = email;
     let rev: string;
     try {
@@ -269,7 +297,7 @@ export class Accounts {
   }
 
   /** Writes the account `name` as `change` makes it from its current document, again when it changed meanwhile (409). */
-  private async edit(name: string, change: (next: UserDoc & Record<string, unknown>) => void): Promise<void> {
+  async edit(name: string, change: (next: UserDoc & Record<string, unknown>) => void): Promise<void> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const doc = await this.read(name);
       if (!doc) throw new HttpError(404, 'No account "' + name + '".');
@@ -309,6 +337,7 @@ export class Accounts {
   async verify(name: string, password: string, address: string, signal?: AbortSignal): Promise<Identity | null> {
     const attempt: LoginAttempt = { address, throttle: this.throttle, signal };
     let identity: Identity | null = null;
+    if (this.passwordLoginsOff && !(await this.serverAdminNames()).has(name)) throw new HttpError(403, this.passwordLoginsOff);
     try {
       // An empty name or password is a failed attempt too, without a hash.
       if (!name || !password) this.throttle.begin(name, address);

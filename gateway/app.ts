@@ -22,6 +22,7 @@ import { viewRoutes } from './controllers/views';
 import { siteFileRoutes } from './controllers/site-files';
 import { operationsRoutes } from './controllers/operations';
 import { webRoutes } from './controllers/web';
+import { ssoRoutes } from './controllers/sso';
 import { supplyChainRoutes } from './controllers/supply-chain';
 import { couchdbProxyRoutes } from './controllers/couchdb-proxy';
 import { WebSessions } from './web/sessions';
@@ -114,6 +115,9 @@ export function createApp(ctx: Context): express.Express {
   // The pages authenticate with their own session cookie, never with the API's credentials, and read
   // only small forms of their own.
   api.use(webRoutes(ctx, webSessions));
+  const webLogins = new WebLoginStore(ctx.couch, ctx.config.stateDb);
+  // Single sign-on for the pages and for web logins (gateway/sso.ts); answers 404 pages when not configured.
+  api.use(ssoRoutes(ctx, webSessions, webLogins));
   // Who asks is known before a body is read: only a logged-in user may send a publish-sized body, so
   // that nobody can make the registry hold large bodies in memory without credentials.
   // Trusted publishing's exchange authenticates with the CI's ID token, not with a token of this registry.
@@ -151,7 +155,6 @@ export function createApp(ctx: Context): express.Express {
 
   api.use(userRoutes(ctx));
   api.use(tokenRoutes(ctx));
-  const webLogins = new WebLoginStore(ctx.couch, ctx.config.stateDb);
   // The second factor offers npm the web one-time password through the same store (gateway/second-factor.ts).
   const webOtp: WebOtpSetting = { store: webLogins, baseUrl: () => ctx.baseUrl };
   app.locals.webOtp = webOtp;

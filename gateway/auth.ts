@@ -127,7 +127,9 @@ export function authenticate(accounts: Accounts, tokens: TokenStore, settings: S
         const identity = await accounts.verify(name, password, clientAddress(req), abandonSignal(res));
         if (!identity) throw unauthorized('Wrong user name or password.');
         const doc = identity.roles.includes('_admin') ? null : await accounts.read(identity.name);
-        const user = { ...identity, email: doc?.email, readonly: false, twoFactor: twoFactorOf(doc), via: 'basic' } satisfies AuthenticatedUser;
+        // The account's roles as a token would have them (those of a single sign-on's groups lapse, gateway/sso.ts).
+        const roles = doc ? (await accounts.account(identity.name))?.roles ?? identity.roles : identity.roles;
+        const user = { ...identity, roles, email: doc?.email, readonly: false, twoFactor: twoFactorOf(doc), via: 'basic' } satisfies AuthenticatedUser;
         // A password is a log-in: with two-factor authentication on, it needs a one-time password too.
         await requireSecondFactor(accounts, settings, res, { name: identity.name, admin: identity.roles.includes('_admin'), credential: 'basic:' + identity.name }, user.twoFactor, 'login');
         res.locals.user = user;

@@ -16,6 +16,7 @@ import { KeyRing } from './signing';
 import { TrustedRoot } from './provenance';
 import { TokenStore } from './tokens';
 import { Webhooks } from './webhooks';
+import type { SingleSignOn } from './sso';
 import type { Mirror } from '../replication/mirror';
 import type { UpstreamRegistry } from '../replication/upstream';
 import type { Replication } from '../replication/start';
@@ -65,6 +66,8 @@ export interface Context {
   provenanceTrust?: TrustedRoot;
   /** The supply-chain policy of mirrored packages (cooldown, blocks). */
   policy?: PolicyStore;
+  /** Single sign-on with the company's OpenID provider (`SSO_ISSUER`), when configured. */
+  sso?: SingleSignOn;
   /** Tells the configured webhooks of every change this gateway writes. */
   webhooks?: Webhooks;
   log: Logger;
@@ -101,6 +104,10 @@ export async function readPackage(ctx: Pick<Context, 'registry' | 'mirrored' | '
  * (`REGISTRY_SIGNUP=closed`), or by a site of this registry whose accounts do not replicate.
  */
 export function signupClosed(ctx: Pick<Context, 'config' | 'sites'>): string | null {
+  // Accounts come from the sign-in provider when people log in with it only.
+  if (ctx.config.sso && !ctx.config.sso.passwordLogin) {
+    return 'Accounts on this registry come from ' + ctx.config.sso.displayName + ': run `npm login` (npm\'s web login, the default) and sign in with it; your account is made then.';
+  }
   if (ctx.config.signup !== 'open') return 'Sign-up is closed on this registry: ask an administrator to create your account.';
   return ctx.sites ? ctx.sites.signupClosedBy() : null;
 }

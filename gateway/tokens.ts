@@ -38,6 +38,8 @@ export interface TokenRecord {
    * short-lived, limited to one package, and good for publishing it only (gateway/controllers/trust.ts).
    */
   trustedPublisher?: TrustedPublisherMark;
+  /** Made by `npm login` through single sign-on (gateway/sso.ts): soon after, it stands for the password of an account that has none. */
+  signOn?: boolean;
 }
 
 /** What marks a token made by trusted publishing: the provider, the trust it was exchanged under, the CI's subject. */
@@ -54,7 +56,7 @@ export interface TrustedPublisherMark {
 export const DEPLOY_PREFIX = 'deploy:';
 
 /** What a new token may carry besides its account: its record's settings (`cidr` for `cidr_whitelist`). */
-export type TokenOptions = Partial<Pick<TokenRecord, 'readonly' | 'name' | 'expires' | 'limits' | 'description' | 'bypass2fa' | 'deploy' | 'trustedPublisher'>> & {
+export type TokenOptions = Partial<Pick<TokenRecord, 'readonly' | 'name' | 'expires' | 'limits' | 'description' | 'bypass2fa' | 'deploy' | 'trustedPublisher' | 'signOn'>> & {
   cidr?: string[];
 };
 
@@ -102,6 +104,7 @@ export class TokenStore {
     if (options.bypass2fa) record.bypass2fa = true;
     if (options.deploy) record.deploy = true;
     if (options.trustedPublisher) record.trustedPublisher = options.trustedPublisher;
+    if (options.signOn) record.signOn = true;
     await this.db.put(record);
     return { token, record };
   }

@@ -6,7 +6,7 @@
  * the token. The database keeps only the secrets' hashes. A session expires after `WEB_LOGIN_TTL_MS`;
  * its token is created when `doneUrl` is first polled after the user logged in, and handed out once.
  * Expired sessions (and expired page sessions, `websession`, and web one-time-password challenges,
- * `webotp`, in the same database) are swept, at most
+ * `webotp`, and single sign-ons nobody finished, `ssologin`, in the same database) are swept, at most
  * once a minute, when a login starts.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'crypto';
@@ -29,6 +29,8 @@ export interface WebLoginSession {
   /** Set once the user has logged in on the page, with the stamp of their account then. */
   user?: string;
   account?: string;
+  /** The user signed on with the company's provider (gateway/sso.ts) rather than a password. */
+  signOn?: boolean;
 }
 
 /**
@@ -176,8 +178,8 @@ export class WebLoginStore {
     return challenge.user === user && challenge.credential === credential;
   }
 
-  async complete(session: WebLoginSession, user: string, account: string): Promise<void> {
-    await this.db.put({ ...session, user, account });
+  async complete(session: WebLoginSession, user: string, account: string, signOn = false): Promise<void> {
+    await this.db.put({ ...session, user, account, ...(signOn ? { signOn } : {}) });
   }
 
   /** Ends a completed session; true for the one caller that removed it (the token is handed out once). */
@@ -202,7 +204,7 @@ export class WebLoginStore {
   async sweep(now = Date.now()): Promise<number> {
     let removed = 0;
     for (;;) {
-      const expired = await this.db.find({ selector: { type: { $in: ['weblogin', 'websession', 'webotp'] }, expires: { $lt: new Date(now).toISOString() } }, limit: 200 });
+      const expired = await this.db.find({ selector: { type: { $in: ['weblogin', 'websession', 'webotp', 'ssologin'] }, expires: { $lt: new Date(now).toISOString() } }, limit: 200 });
       const before = removed;
       for (const doc of expired) {
         await this.db.remove(doc._id, doc._rev as string).then(() => removed++, () => undefined);

@@ -30,6 +30,7 @@ import { TarballCache } from '../gateway/tarball-cache';
 import { LOGIN_THROTTLE } from '../gateway/throttle';
 import { Metrics } from '../gateway/metrics';
 import { TokenStore } from '../gateway/tokens';
+import { SingleSignOn } from '../gateway/sso';
 import { Webhooks } from '../gateway/webhooks';
 import { PolicyStore } from '../gateway/policy';
 import { KeyRing } from '../gateway/signing';
@@ -220,6 +221,12 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       // Accounts are one at every site where they replicate (the embedded server): sign-up asks the others.
       if (!config.couchdbUrl) context.accounts.elsewhere = (name) => peers.accountRevisionsElsewhere(name);
       metrics.watchSites(() => peers.states());
+    }
+    if (config.sso) {
+      // Single sign-on (gateway/sso.ts); with password logins off, only server admins log in with a password.
+      context.sso = new SingleSignOn(config.sso, config.outbound, context.accounts, couch, config.stateDb, () => context.baseUrl + '/-/sso/callback', log);
+      if (!config.sso.passwordLogin) context.accounts.passwordLoginsOff = context.sso.passwordOffMessage;
+      context.accounts.ssoGroupsMaxAgeMs = config.sso.groupsMaxAgeMs;
     }
     const handler = createHandler(context);
     server = await new Promise<Server>((resolve, reject) => {

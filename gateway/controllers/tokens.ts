@@ -15,6 +15,7 @@ import { credentialOf, requireSecondFactor, twoFactorOn } from '../second-factor
 import { checkCode, newRecoveryCodes, newSecret, otpRequired, twoFactorOf, TwoFactorState } from '../two-factor';
 import { UserDoc } from '../accounts';
 import { checkPasswordChange } from '../password-change';
+import { signOnStandsForPassword } from '../sso';
 import { isLimited, tokenRequest, TokenRequest } from '../../core/tokens';
 
 const CIDR = /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/;
@@ -69,10 +70,12 @@ export function tokenRoutes(ctx: Context): Router {
     (async () => {
       const user = tokenManager(res);
       const body = (req.body || {}) as Record<string, unknown>;
-      if (typeof body.password !== 'string' || !body.password) {
+      // An account of single sign-on has no password: a recent sign-on stands for it (gateway/sso.ts).
+      const signedOn = ctx.sso ? await signOnStandsForPassword(ctx.accounts, user.name, res.locals.tokenRecord as TokenRecord | undefined, ctx.sso.config.displayName) : false;
+      if (!signedOn && (typeof body.password !== 'string' || !body.password)) {
         throw badRequest('Creating a token needs your password: `npm token create --password <password>` or answer the prompt.');
       }
-      if (!(await ctx.accounts.verify(user.name, body.password, clientAddress(req), abandonSignal(res)))) {
+      if (!signedOn && !(await ctx.accounts.verify(user.name, body.password as string, clientAddress(req), abandonSignal(res)))) {
         throw unauthorized('Wrong password for "' + user.name + '".');
       }
       await requireSecondFactor(ctx.accounts, ctx.config, res, credentialOf(res, user), user.twoFactor, 'credentials');

@@ -25,6 +25,7 @@ import { renderReadme } from '../web/readme';
 import { crossSitePost, WebSessions } from '../web/sessions';
 import { dependentsOf, searchPackages } from './search';
 import { downloadCounts } from './downloads';
+import { ssoLoginOptions } from './sso';
 import { withoutWithheld } from '../../core/policy';
 import { withheldOf } from '../writes';
 import { maintainerNames } from '../../core/rules';
@@ -46,7 +47,7 @@ export function wantsPage(req: Request): boolean {
 const when = (iso: unknown) => (typeof iso === 'string' && /^\d{4}-\d{2}-\d{2}/.test(iso) ? iso.slice(0, 10) : '');
 
 /** The local path to go back to after logging in: a path of this registry, never another site. */
-function safeNext(value: unknown, base: string): string {
+export function safeNext(value: unknown, base: string): string {
   return typeof value === 'string' && value.startsWith(base + '/') && !value.startsWith('//') && !/[\\\r\n]/.test(value) ? value : base + '/';
 }
 
@@ -306,16 +307,18 @@ export function webRoutes(ctx: Context, sessions: WebSessions): Router {
   router.get('/-/web/login', handle(async (req, res, user) => {
     const next = safeNext(req.query.next, base);
     if (user) return void res.redirect(303, next);
-    page(req, res, 200, 'Log in', loginForm(next), null);
+    page(req, res, 200, 'Log in', loginForm(next, undefined, req.query), null);
   }));
 
-  function loginForm(next: string, error?: string): string {
-    return `<h1>Log in</h1>${error ? `<p class="error" role="alert">${escape(error)}</p>` : ''}
+  function loginForm(next: string, error?: string, query: Record<string, unknown> = {}): string {
+    // Single sign-on's link, and the password form unless password logins are off (controllers/sso.ts).
+    const sso = ssoLoginOptions(ctx, next, query);
+    return `<h1>Log in</h1>${error ? `<p class="error" role="alert">${escape(error)}</p>` : ''}${sso.link}${sso.passwordForm ? `
 <form class="login" method="post" action="${escape(base)}/-/web/login"><input type="hidden" name="next" value="${escape(next)}">
 <label for="name">User name</label><input id="name" name="name" autocomplete="username" required>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <label for="otp">One-time password (if you turned on two-factor authentication)</label><input id="otp" name="otp" inputmode="numeric" autocomplete="one-time-code">
-<p><button type="submit">Log in</button></p></form>`;
+<p><button type="submit">Log in</button></p></form>` : ''}`;
   }
 
   router.post('/-/web/login', express.urlencoded({ extended: false, limit: '16kb' }), handle(async (req, res) => {

@@ -15,6 +15,7 @@ import { requireSecondFactor, twoFactorOn } from '../second-factor';
 import { checkCode } from '../two-factor';
 import { issueToken } from '../tokens';
 import { crossSitePost } from '../web/sessions';
+import { ssoWebLoginLink } from './sso';
 import { escape } from '../web/html';
 import { RecentEvents } from '../../lib/recent-events';
 import { isWebApproval, WEB_LOGIN_TTL_MS, WebLoginSession, WebLoginStore, WebOtpChallenge } from '../weblogin';
@@ -36,7 +37,7 @@ function page(title: string, body: string): string {
 </style></head><body>${body}</body></html>`;
 }
 
-function forms(session: WebLoginSession, signupOpen: boolean, error?: string): string {
+function forms(session: WebLoginSession, signupOpen: boolean, error?: string, sso = ''): string {
   const login = `<form method="post" id="login"><h2>Log in</h2><input type="hidden" name="action" value="login">
 <label for="login-name">User name</label><input id="login-name" name="name" autocomplete="username" required>
 <label for="login-password">Password</label><input id="login-password" name="password" type="password" autocomplete="current-password" required>
@@ -51,7 +52,7 @@ function forms(session: WebLoginSession, signupOpen: boolean, error?: string): s
     : '';
   const first = session.create ? signup + login : login + signup;
   return page('Log in to the npm registry', `<h1>Log in to the npm registry</h1>
-<p>Your terminal is waiting for this login.</p>${error ? `<p class="error" role="alert">${escape(error)}</p>` : ''}${first}`);
+<p>Your terminal is waiting for this login.</p>${error ? `<p class="error" role="alert">${escape(error)}</p>` : ''}${sso}${first}`);
 }
 
 export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
@@ -88,7 +89,7 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       if (!(await store.consume(session))) throw notFound('This login was already completed; run `npm login` again.');
       // The token is for the account the user logged in to, as it was then (a password changed since kills it).
       const { token } = session.account
-        ? await ctx.tokens.create(session.user, { account: session.account, name: 'npm login (web)' })
+        ? await ctx.tokens.create(session.user, { account: session.account, name: session.signOn ? 'npm login (single sign-on)' : 'npm login (web)', signOn: session.signOn })
         : await issueToken(ctx.accounts, ctx.tokens, session.user, { name: 'npm login (web)', expires: new Date(Date.now() + ctx.config.tokens.maxDays * 86_400_000).toISOString() });
       ctx.log.info({ user: session.user }, 'web login completed');
       res.json({ token });
@@ -114,7 +115,10 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
   router.get('/-/login/:sid', (req, res, next) => {
     (async () => {
       const session = await liveSession(req, res);
-      if (session) sendPage(res, 200, forms(session, !signupClosed(ctx)));
+      if (!session) return;
+      // With single sign-on only (password logins off), the login goes straight to the provider.
+      if (ctx.config.sso && !ctx.config.sso.passwordLogin) return res.redirect(303, ctx.config.basePath + '/-/login/' + req.params.sid + '/sso');
+      sendPage(res, 200, forms(session, !signupClosed(ctx), undefined, ssoWebLoginLink(ctx, req.params.sid)));
     })().catch(next);
   });
 
@@ -128,7 +132,7 @@ export function webLoginRoutes(ctx: Context, store: WebLoginStore): Router {
       const form = req.body as Record<string, string>;
       const name = String(form.name || '').trim();
       const password = String(form.password || '');
-      const retry = (status: number, error: string) => sendPage(res, status, forms(session, !signupClosed(ctx), error));
+      const retry = (status: number, error: string) => sendPage(res, status, forms(session, !signupClosed(ctx), error, ssoWebLoginLink(ctx, req.params.sid)));
       if (form.action === 'signup') {
         const closed = signupClosed(ctx);
         if (closed) return retry(403, closed);

@@ -38,7 +38,7 @@ export function crossSitePost(req: Request, publicOrigin: string): boolean {
 const idOf = (value: string) => 'websession:' + createHash('sha256').update(value).digest('hex');
 
 /** The value of one cookie of the request, or undefined. */
-function cookie(req: Request, name: string): string | undefined {
+export function cookie(req: Request, name: string): string | undefined {
   for (const part of String(req.headers.cookie || '').split(';')) {
     const at = part.indexOf('=');
     if (at !== -1 && part.slice(0, at).trim() === name) return part.slice(at + 1).trim();
