@@ -7,8 +7,13 @@
  *
  * Patterns: `**` any name, `*` any unscoped name, `@acme/*` any name in the scope, `foo-*` a prefix;
  * `*` never crosses a `/`. Principals: `$all` (anyone, also anonymous), `$authenticated`, a user
- * name, or `role:<role>` (a CouchDB role of the user). Admins may do anything.
+ * name, `role:<role>` (a CouchDB role of the user), or an org's members (`org:acme`,
+ * `org:acme:owner|admin|developer`, `team:acme:<team>`: core/orgs.ts). Admins may do anything.
+ *
+ * The orgs (`_design/access`'s `orgs`) add to the rules: in a scope an org owns, only its members
+ * publish, and its private packages are read by its members only, whatever the rules say.
  */
+import { orgAllows, orgPrincipalMatches, Orgs } from './orgs';
 
 export interface AccessRule {
   package: string;
@@ -70,15 +75,20 @@ export function isAdminUser(user: AccessUser): boolean {
   return user.roles.indexOf('_admin') !== -1;
 }
 
-/** Whether `user` may `action` the package `name` under `rules`. No matching rule: nobody but admins. */
-export function allowed(rules: AccessRule[], name: string, action: 'read' | 'publish', user: AccessUser): boolean {
+/**
+ * Whether `user` may `action` the package `name` under `rules` and the `orgs`. No matching rule:
+ * nobody but admins.
+ */
+export function allowed(rules: AccessRule[], name: string, action: 'read' | 'publish', user: AccessUser, orgs?: Orgs): boolean {
   if (isAdminUser(user)) return true;
+  if (orgAllows(orgs, name, action, user) === false) return false;
   const rule = ruleFor(rules, name);
   const principals = (rule && rule[action]) || [];
   for (const principal of principals) {
     if (principal === '$all') return true;
     if (principal === '$authenticated' && user.name) return true;
     if (principal.indexOf('role:') === 0 && user.roles.indexOf(principal.slice(5)) !== -1) return true;
+    if ((principal.indexOf('org:') === 0 || principal.indexOf('team:') === 0) && orgPrincipalMatches(orgs, principal, user)) return true;
     if (user.name && principal === user.name) return true;
   }
   return false;
