@@ -10,7 +10,7 @@
 import { readFileSync } from 'fs';
 import { Couch } from '../../couchdb/client';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
-import { couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { anotherGateway, couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 import { manifest, tarballOf } from '../unit/fixtures';
 
 let registry: TestRegistry;
@@ -300,5 +300,25 @@ describe('a hostile user with an account', () => {
     expect(bobFeed.body.results.map((r: any) => r.id)).toContain('@acme/gadget');
     expect(bobFeed.body.results.map((r: any) => r.id)).not.toContain('@acme/widget');
     expect((await feed('mallory')).body.results.map((r: any) => r.id)).toContain('@acme/widget');
+  });
+});
+
+describe('several gateways in front of one CouchDB', () => {
+  it('a removal made through one gateway holds on another within the access rules\' two-second cache, for tokens and Basic alike', async () => {
+    const second = await anotherGateway(registry, 'second-gateway');
+    try {
+      const read = (authorization: string) => fetch(second.localUrl + '/@acme%2fwidget', { headers: { accept: 'application/json', authorization } });
+      const basic = 'Basic ' + Buffer.from('mallory:password-mallory').toString('base64');
+      expect((await read('Bearer ' + tokens.mallory)).status).toBe(200);
+      expect((await read(basic)).status).toBe(200);
+      expect((await api('alice', 'DELETE', '/-/org/acme/user', { user: 'mallory' })).status).toBe(204);
+      await new Promise((resolve) => setTimeout(resolve, 2100));
+      expect((await read('Bearer ' + tokens.mallory)).status).toBe(403);
+      expect((await read(basic)).status).toBe(403);
+      const tarball = await fetch(second.localUrl + '/@acme/widget/-/widget-1.0.0.tgz', { headers: { authorization: 'Bearer ' + tokens.mallory } });
+      expect(tarball.status).toBe(403);
+    } finally {
+      await second.close();
+    }
   });
 });
