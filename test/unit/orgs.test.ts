@@ -3,16 +3,19 @@
  * functions apply them: a write must pass `_design/app`'s and `_design/access`'s, as inside CouchDB.
  */
 import { allowed, AccessRule, DEFAULT_RULES } from '../../core/access';
-import { orgsProblem, Orgs, orgPrincipalMatches } from '../../core/orgs';
+import { OrgRole, orgsProblem, Orgs, orgPrincipalMatches } from '../../core/orgs';
 import { GATEWAY_ROLE } from '../../core/provenance';
 import { PackageDoc } from '../../core/types';
 import validateApp from '../../couchapp/validate_doc_update';
 import validateAccess from '../../couchapp/access/validate_doc_update';
 import { clone, manifest, packageDoc } from './fixtures';
 
+/** A member named like an inherited key of every object: found as one, and no one else is. */
+const members: Record<string, OrgRole> = { alice: 'owner', carol: 'admin', bob: 'developer', dave: 'developer' };
+members['constructor'] = 'developer';
 const orgs: Orgs = {
   acme: {
-    members: { alice: 'owner', carol: 'admin', bob: 'developer', dave: 'developer', constructor: 'developer' },
+    members,
     teams: { developers: { members: ['alice', 'carol', 'bob', 'dave'] }, devs: { members: ['bob'] } },
     packages: { '@acme/widget': { status: 'private', teams: { devs: 'read-write' } }, '@acme/open': { teams: { devs: 'read-only' } } },
   },
