@@ -7,7 +7,7 @@
 import { Response } from 'express';
 import { AccessRule, allowed, rulesProblem } from '../core/access';
 import { PackageDoc } from '../core/types';
-import { Orgs, orgsProblem } from '../core/orgs';
+import { orgAllows, Orgs, orgsProblem, scopeOf } from '../core/orgs';
 import { DESIGN, designId } from '../couchapp/design';
 import { Database } from '../couchdb/client';
 import { currentUser } from './auth';
@@ -92,6 +92,9 @@ export class AccessRules {
       return;
     }
     if (!user) throw unauthorized('"' + name + '" is private on this registry: log in with `npm login` to read it.');
+    if (orgAllows(orgs || undefined, name, 'read', who) === false) {
+      throw forbidden('"' + name + '" is private to the members of the org @' + scopeOf(name) + ': an owner of the org adds members with `npm org set ' + scopeOf(name) + ' <user>`.');
+    }
     throw forbidden('User "' + user.name + '" may not read "' + name + '" by this registry\'s access rules; ask an admin.');
   }
 

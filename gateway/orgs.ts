@@ -6,13 +6,13 @@
  * forgets its loaded rules, so its next request sees the change; other gateways see it within the
  * access rules' two-second cache.
  */
-import { orgsProblem, Orgs } from '../core/orgs';
+import { DEVELOPERS_TEAM, orgsProblem, Orgs, scopeOf } from '../core/orgs';
 import { PackageDoc } from '../core/types';
 import { DESIGN, designId } from '../couchapp/design';
 import { couchFailure, Database } from '../couchdb/client';
 import { AccessRules } from './access';
 import { HttpError } from './errors';
-import { fromCouch } from './context';
+import { Context, fromCouch } from './context';
 
 const ATTEMPTS = 10;
 
@@ -58,4 +58,21 @@ export class OrgStore {
     }
     throw new HttpError(409, 'The orgs changed while this request was processed; run the command again.');
   }
+}
+
+/**
+ * npm's default for an org: its `developers` team (every member) gets read-write on each new package
+ * of the org's scope, so members publish each other's new packages until an owner revokes it.
+ */
+export async function grantDevelopers(ctx: Pick<Context, 'registry' | 'access'>, name: string): Promise<void> {
+  const scope = scopeOf(name);
+  const store = new OrgStore(ctx.registry, ctx.access);
+  if (scope === null || !Object.prototype.hasOwnProperty.call(await store.current(), scope)) return;
+  await store.change((orgs) => {
+    const org = orgs[scope];
+    if (!org || !Object.prototype.hasOwnProperty.call(org.teams, DEVELOPERS_TEAM)) return;
+    org.packages = org.packages || {};
+    const entry = (org.packages[name] = org.packages[name] || {});
+    entry.teams = { ...(entry.teams || {}), [DEVELOPERS_TEAM]: 'read-write' };
+  });
 }

@@ -72,7 +72,11 @@ describe('an org, its teams and their packages', () => {
     expect((await npmAs('bob', ['team', 'ls', 'acme:developers', '--parseable'])).stdout.trim().split('\n')).toEqual(['alice', 'bob', 'carol']);
   });
 
-  it('a member without a grant cannot publish a version of a package they do not maintain; read-write lets them', async () => {
+  it('a new package of the scope is granted read-write to the developers team, as on npm; revoked, a member without a grant cannot publish it; read-write lets them', async () => {
+    expect((await npmAs('bob', ['access', 'list', 'packages', 'acme:developers'])).stdout.trim()).toBe('@acme/widget: read-write');
+    const revokedDevelopers = await npmAs('alice', ['access', 'revoke', 'acme:developers', '@acme/widget']);
+    expect([revokedDevelopers.code, revokedDevelopers.stderr]).toEqual([0, '']);
+    expect((await npmAs('bob', ['access', 'list', 'packages', 'acme:developers', '--json'])).stdout.trim()).toBe('{}');
     const refused = await publishAs('bob', '@acme/widget', '1.1.0');
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('no team of its org gives you read-write');
@@ -130,7 +134,8 @@ describe('an org, its teams and their packages', () => {
 
     const viewed = await npmAs('mallory', ['view', '@acme/widget', 'version']);
     expect(viewed.code).not.toBe(0);
-    expect((await api('mallory', 'GET', '/@acme%2fwidget')).status).toBe(403);
+    const packument = await api('mallory', 'GET', '/@acme%2fwidget');
+    expect([packument.status, packument.body.error]).toEqual([403, '"@acme/widget" is private to the members of the org @acme: an owner of the org adds members with `npm org set acme <user>`.']);
     expect((await api(null, 'GET', '/@acme%2fwidget')).status).toBe(401);
     expect((await api('mallory', 'GET', '/@acme/widget/-/widget-1.0.0.tgz')).status).toBe(403);
     expect((await api(null, 'GET', '/@acme/widget/-/widget-1.0.0.tgz')).status).toBe(401);
