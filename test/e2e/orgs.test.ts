@@ -70,6 +70,18 @@ describe('an org, its teams and their packages', () => {
     expect((await npmAs('bob', ['team', 'ls', 'acme'])).stdout.trim().split('\n')).toEqual(['@acme has 2 teams:', '@acme:developers', '@acme:devs']);
     expect((await npmAs('bob', ['team', 'ls', 'acme:devs'])).stdout.trim().split('\n')).toEqual(['@acme:devs has 1 user:', 'bob']);
     expect((await npmAs('bob', ['team', 'ls', 'acme:developers', '--parseable'])).stdout.trim().split('\n')).toEqual(['alice', 'bob', 'carol']);
+    // A team for a while: a member in and out, then destroyed.
+    expect((await npmAs('carol', ['team', 'create', 'acme:tmp', '--json'])).code).toBe(0);
+    expect((await npmAs('carol', ['team', 'add', 'acme:tmp', 'bob'])).code).toBe(0);
+    expect((await npmAs('carol', ['team', 'rm', 'acme:tmp', 'bob'])).stdout.trim()).toBe('bob removed from @acme:tmp');
+    expect((await npmAs('carol', ['team', 'ls', 'acme:tmp'])).stdout.trim()).toBe('@acme:tmp has 0 users');
+    expect((await npmAs('carol', ['team', 'destroy', 'acme:tmp'])).stdout.trim()).toBe('-@acme:tmp');
+    expect((await npmAs('bob', ['team', 'ls', 'acme', '--parseable'])).stdout.trim().split('\n')).toEqual(['acme:developers', 'acme:devs']);
+    const developers = await npmAs('alice', ['team', 'destroy', 'acme:developers']);
+    expect(developers.code).toBe(1);
+    expect(developers.stderr).toContain('cannot be destroyed');
+    // Without an argument, npm lists the packages of the user logged in (it asks /-/org/<user>/package, then /-/user/<user>/package).
+    expect((await npmAs('alice', ['access', 'list', 'packages'])).stdout.trim().split('\n')).toEqual(['@acme/widget: read-write', '@alicetools/cli: read-write']);
   });
 
   it('a new package of the scope is granted read-write to the developers team, as on npm; revoked, a member without a grant cannot publish it; read-write lets them', async () => {
