@@ -35,8 +35,11 @@ export default function validate_access(
     throw {
       forbidden: org && !roleIn(org, user.name)
         ? notInOrgMessage(user.name, name)
-        : 'You are not a maintainer of "' + name + '" (maintainers: ' + maintainerNames(oldDoc).join(', ') + ') and no team of its org gives you read-write on it. ' +
-          'Ask a maintainer to run `npm owner add ' + user.name + ' ' + name + '`, or an owner of its org `npm access grant read-write <org:team> ' + name + '`.',
+        : org
+          ? 'You are not a maintainer of "' + name + '" (maintainers: ' + maintainerNames(oldDoc).join(', ') + ') and no team of its org gives you read-write on it. ' +
+            'Ask a maintainer to run `npm owner add ' + user.name + ' ' + name + '`, or an owner of the org `npm access grant read-write ' + scopeOf(name) + ':<team> ' + name + '`.'
+          : 'You are not a maintainer of "' + name + '" (maintainers: ' + maintainerNames(oldDoc).join(', ') + '). Ask one of them to run `npm owner add ' + user.name + ' ' + name +
+            '`, or publish under another name.',
     };
   }
   if (org && !roleIn(org, user.name)) throw { forbidden: notInOrgMessage(user.name, name) };
