@@ -15,7 +15,8 @@
  * - An org is made by `npm org set <org> <user>` on a name no org has: by a server admin (for any
  *   scope; the user named becomes its owner), or by a user for an unclaimed scope, who becomes its
  *   owner. A scope is unclaimed when its name is no reserved or admin name, no other person's account
- *   name, has no mirrored package (the upstream's scope) and no package here with another maintainer.
+ *   name, not in `REPLICATION_PRIVATE_SCOPES` (the company's own scopes, its admins' to give), has no
+ *   mirrored package (the upstream's scope) and no package here with another maintainer.
  * - Owners add, remove and change members (never the last owner away); a member may leave.
  * - Owners and admins create and destroy teams (not `developers`, which every member joins), add
  *   the org's members to them and grant them packages of the org's scope.
@@ -112,6 +113,8 @@ export function orgRoutes(ctx: Context): Router {
     if (isAdmin(user)) return null;
     const reserved = await ctx.accounts.signupProblem(name);
     if (reserved) return 'The scope @' + name + ' is reserved; ask an admin to make the org.';
+    // The company's own scopes (never taken from the upstream) are its admins' to give.
+    if (ctx.config.replication.privateScopes.includes('@' + name)) return 'The scope @' + name + ' is one of this registry\'s private scopes (REPLICATION_PRIVATE_SCOPES); ask an admin to make the org.';
     if (name !== user.name && (await ctx.accounts.account(name))) return 'The scope @' + name + ' is the user ' + name + '\'s; choose another org name.';
     const range = '_all_docs?startkey=' + encodeURIComponent(JSON.stringify('@' + name + '/')) + '&endkey=' + encodeURIComponent(JSON.stringify('@' + name + '/\ufff0'));
     const mirrored = await ctx.mirrored.request<{ rows: unknown[] }>('GET', range + '&limit=1');

@@ -38,7 +38,7 @@ async function directPublish(user: string, name: string, version: string): Promi
 }
 
 beforeAll(async () => {
-  registry = await startTestRegistry();
+  registry = await startTestRegistry({ REPLICATION_PRIVATE_SCOPES: '@corp' });
   for (const name of ['alice', 'bob', 'mallory', 'carol']) {
     tokens[name] = await registry.signup(name);
     clients[name] = npmClient(registry.url, tokens[name]);
@@ -247,6 +247,7 @@ describe('a hostile user with an account', () => {
       ['admin', 'reserved'],
       ['npm', 'reserved'],
       ['bob', 'is the user bob\'s'],
+      ['corp', 'private scopes (REPLICATION_PRIVATE_SCOPES)'],
     ];
     for (const [scope, reason] of cases) {
       const refused = await api('carol', 'PUT', '/-/org/' + scope + '/user', { user: 'carol', role: 'owner' });
@@ -258,6 +259,12 @@ describe('a hostile user with an account', () => {
     expect(Object.keys(design.body.orgs)).toEqual(['acme']);
     // alice's scope stays hers: she may still publish there.
     expect((await publishAs('alice', '@alicetools/cli', '1.1.0')).code).toBe(0);
+    // An admin makes an org for a scope users may not claim; the user named is its owner.
+    const admin = await registry.adminToken();
+    const made = await registry.request('PUT', '/-/org/corp/user', { token: admin, body: { user: 'carol', role: 'developer' } });
+    expect([made.status, made.body]).toEqual([200, { org: { name: 'corp', size: 1 }, user: 'carol', role: 'owner' }]);
+    expect((await npmAs('carol', ['org', 'ls', 'corp'])).stdout).toContain('carol - owner');
+    expect((await api(null, 'DELETE', '/-/org/corp/user', { user: 'carol' })).status).toBe(401);
   });
 
   it('odd names and bodies get a 4xx with a JSON error, never a 5xx', async () => {
@@ -287,7 +294,7 @@ describe('a hostile user with an account', () => {
       expect(typeof answer.body.error).toBe('string');
     }
     const design = await couchGet(registry, '/' + registry.registryDb + '/_design/access');
-    expect(Object.keys(design.body.orgs)).toEqual(['acme']);
+    expect(Object.keys(design.body.orgs).sort()).toEqual(['acme', 'corp']);
     expect(Object.keys(design.body.orgs.acme.teams)).toEqual(['developers', 'devs']);
   });
 
