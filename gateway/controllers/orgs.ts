@@ -39,6 +39,13 @@ import { OrgStore } from '../orgs';
 import { requireWriteFactor } from '../second-factor';
 import { isLimited } from '../../core/tokens';
 
+/**
+ * Bounds on what one user can add to `_design/access`, which every read loads and every write's
+ * validation reads: the orgs a user may own (more from an admin), the teams of an org.
+ */
+export const MAX_ORGS_OWNED = 10;
+export const MAX_TEAMS = 100;
+
 const isAdmin = (user: AuthenticatedUser): boolean => user.roles.includes('_admin');
 const own = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
 
@@ -143,6 +150,8 @@ export function orgRoutes(ctx: Context): Router {
       if (!own(orgs, orgName)) {
         // A new org: its maker (a user) becomes its owner; a server admin makes the user named its owner.
         const owner = isAdmin(user) ? member : user.name;
+        const owned = Object.keys(orgs).filter((name) => roleIn(orgs[name], user.name) === 'owner').length;
+        if (!isAdmin(user) && owned >= MAX_ORGS_OWNED) throw forbidden('You own ' + owned + ' orgs already, as many as a user may make; ask an admin to make more.');
         orgs[orgName] = { created: new Date().toISOString(), members: { [owner]: 'owner' }, teams: {} };
         joinDevelopers(orgs[orgName], owner);
         if (owner === member) return { org: { name: orgName, size: 1 }, user: member, role: 'owner' };
@@ -197,6 +206,7 @@ export function orgRoutes(ctx: Context): Router {
       const org = orgNamed(orgs, orgName);
       assertManagesTeams(org, orgName, user);
       if (own(org.teams, team)) throw new HttpError(409, 'The team ' + orgName + ':' + team + ' exists already.');
+      if (Object.keys(org.teams).length >= MAX_TEAMS) throw forbidden('@' + orgName + ' has ' + MAX_TEAMS + ' teams, as many as an org may have; destroy one first.');
       org.teams[team] = { ...(description ? { description } : {}), members: [] };
     });
     ctx.log.info({ user: user.name, org: orgName, team }, 'team created');

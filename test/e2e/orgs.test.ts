@@ -298,6 +298,30 @@ describe('a hostile user with an account', () => {
     expect(Object.keys(design.body.orgs.acme.teams)).toEqual(['developers', 'devs']);
   });
 
+  it('odd names of another kind: a scope named like an inherited key, a team called constructor', async () => {
+    const created = await api('mallory', 'PUT', '/-/org/acme/team', { name: 'constructor' });
+    expect(created.status).toBe(403);
+    expect((await api('alice', 'PUT', '/-/org/acme/team', { name: 'constructor' })).status).toBe(201);
+    expect((await api('alice', 'PUT', '/-/team/acme/constructor/user', { user: 'bob' })).status).toBe(400);
+    expect((await api('alice', 'DELETE', '/-/team/acme/constructor')).status).toBe(204);
+    const inherited = await api('mallory', 'PUT', '/-/org/constructor/user', { user: 'mallory' });
+    expect(inherited.status).toBe(200);
+    expect((await api('mallory', 'GET', '/-/org/constructor/user')).body).toEqual({ mallory: 'owner' });
+  });
+
+  it('cannot fill _design/access: a user owns at most 10 orgs, an org has at most 100 teams', async () => {
+    // mallory owns @constructor already.
+    for (let i = 0; i < 9; i++) expect((await api('mallory', 'PUT', '/-/org/mallory-' + i + '/user', { user: 'mallory' })).status).toBe(200);
+    const eleventh = await api('mallory', 'PUT', '/-/org/mallory-9/user', { user: 'mallory' });
+    expect([eleventh.status, eleventh.body.error]).toEqual([403, 'You own 10 orgs already, as many as a user may make; ask an admin to make more.']);
+    for (let i = 1; i < 100; i++) expect((await api('mallory', 'PUT', '/-/org/mallory-0/team', { name: 't' + i })).status).toBe(201);
+    const tooMany = await api('mallory', 'PUT', '/-/org/mallory-0/team', { name: 'one-more' });
+    expect([tooMany.status, tooMany.body.error]).toContain(403);
+    const design = await couchGet(registry, '/' + registry.registryDb + '/_design/access');
+    expect(Object.keys(design.body.orgs).length).toBe(12);
+    expect(Object.keys(design.body.orgs['mallory-0'].teams).length).toBe(100);
+  });
+
   it('read-only and package-limited tokens cannot change orgs', async () => {
     const readonly = await api('alice', 'POST', '/-/npm/v1/tokens', { password: 'password-alice', readonly: true });
     expect(readonly.status).toBe(201);
