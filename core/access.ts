@@ -7,8 +7,13 @@
  *
  * Patterns: `**` any name, `*` any unscoped name, `@acme/*` any name in the scope, `foo-*` a prefix;
  * `*` never crosses a `/`. Principals: `$all` (anyone, also anonymous), `$authenticated`, a user
- * name, or `role:<role>` (a CouchDB role of the user). Admins may do anything.
+ * name, `role:<role>` (a CouchDB role of the user), or an org's members (`org:acme`,
+ * `org:acme:owner|admin|developer`, `team:acme:<team>`: core/orgs.ts). Admins may do anything.
+ *
+ * The orgs (`_design/access`'s `orgs`) add to the rules: in a scope an org owns, only its members
+ * publish, and its private packages are read by its members only, whatever the rules say.
  */
+import { orgAllows, orgNameProblem, orgPrincipalMatches, OrgRole, Orgs, orgsProblem, ORG_ROLES, teamNameProblem } from './orgs';
 
 export interface AccessRule {
   package: string;
@@ -51,12 +56,19 @@ export function patternProblem(pattern: unknown): string | null {
 
 /** Why `principal` is not one the rules know, or null. */
 function principalProblem(principal: unknown): string | null {
-  const known = 'write "$all", "$authenticated", "role:<role>" or a user name';
+  const known = 'write "$all", "$authenticated", "role:<role>", "org:<org>", "org:<org>:owner|admin|developer", "team:<org>:<team>" or a user name';
   if (typeof principal !== 'string' || !principal.trim()) return 'a principal must be a non-empty string: ' + known;
   if (principal !== principal.trim()) return '"' + principal + '" has spaces around it: ' + known;
   if (principal === '$all' || principal === '$authenticated') return null;
   if (principal.charAt(0) === '$') return '"' + principal + '" is not a principal: ' + known;
   if (principal.indexOf('role:') === 0) return principal.length > 5 ? null : '"role:" names no role: ' + known;
+  const parts = principal.split(':');
+  if (parts[0] === 'org' && (parts.length === 2 || (parts.length === 3 && ORG_ROLES.indexOf(parts[2] as OrgRole) !== -1))) {
+    return orgNameProblem(parts[1]) ? '"' + principal + '" names no valid org: ' + known : null;
+  }
+  if (parts[0] === 'team' && parts.length === 3) {
+    return orgNameProblem(parts[1]) || teamNameProblem(parts[2]) ? '"' + principal + '" names no valid team: ' + known : null;
+  }
   if (principal.indexOf(':') !== -1) return '"' + principal + '" is not a principal (user names have no ":"): ' + known;
   return null;
 }
@@ -121,15 +133,20 @@ export function isAdminUser(user: AccessUser): boolean {
   return user.roles.indexOf('_admin') !== -1;
 }
 
-/** Whether `user` may `action` the package `name` under `rules`. No matching rule: nobody but admins. */
-export function allowed(rules: AccessRule[], name: string, action: 'read' | 'publish', user: AccessUser): boolean {
+/**
+ * Whether `user` may `action` the package `name` under `rules` and the `orgs`. No matching rule:
+ * nobody but admins.
+ */
+export function allowed(rules: AccessRule[], name: string, action: 'read' | 'publish', user: AccessUser, orgs?: Orgs): boolean {
   if (isAdminUser(user)) return true;
+  if (orgAllows(orgs, name, action, user) === false) return false;
   const rule = ruleFor(rules, name);
   const principals = (rule && rule[action]) || [];
   for (const principal of principals) {
     if (principal === '$all') return true;
     if (principal === '$authenticated' && user.name) return true;
     if (principal.indexOf('role:') === 0 && user.roles.indexOf(principal.slice(5)) !== -1) return true;
+    if ((principal.indexOf('org:') === 0 || principal.indexOf('team:') === 0) && orgPrincipalMatches(orgs, principal, user)) return true;
     if (user.name && principal === user.name) return true;
   }
   return false;
@@ -145,12 +162,14 @@ export const ACCESS_DESIGN_ID = '_design/access';
  * registry's own push of new code keeps an admin's rules, even ones that are broken already; those are
  * reported by `/-/health`).
  */
-export function accessDesignProblem(newDoc: { _deleted?: unknown; rules?: unknown } | null | undefined, oldDoc: { rules?: unknown } | null): string | null {
+export function accessDesignProblem(newDoc: { _deleted?: unknown; rules?: unknown; orgs?: unknown } | null | undefined, oldDoc: { rules?: unknown; orgs?: unknown } | null): string | null {
   if (!newDoc) return null;
   if (newDoc._deleted) {
     return 'Deleting _design/access would leave no access rules, and every read would fail. To let everyone read and every logged-in user publish, save it with "rules": ' + JSON.stringify(DEFAULT_RULES) + '.';
   }
-  if (oldDoc && JSON.stringify(oldDoc.rules) === JSON.stringify(newDoc.rules)) return null;
+  if (oldDoc && JSON.stringify(oldDoc.rules) === JSON.stringify(newDoc.rules) && JSON.stringify(oldDoc.orgs) === JSON.stringify(newDoc.orgs)) return null;
   const problem = rulesProblem(newDoc.rules);
-  return problem ? 'The access rules in _design/access were not saved: ' + problem + '. Fix them and save again.' : null;
+  if (problem) return 'The access rules in _design/access were not saved: ' + problem + '. Fix them and save again.';
+  const orgs = orgsProblem(newDoc.orgs);
+  return orgs ? 'The orgs in _design/access were not saved: ' + orgs + '. Fix them (or use npm org, npm team and npm access) and save again.' : null;
 }

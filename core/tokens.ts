@@ -78,14 +78,14 @@ function stringList(value: unknown, what: string): string[] {
 /**
  * Checks what `npm token create` sent (`body`) and makes the token's settings, or throws an Error
  * whose message says what to change. Nothing asked for is ignored: what this registry does not
- * support (orgs) is refused.
+ * support (tokens limited to orgs) is refused.
  */
 export function tokenRequest(body: Record<string, unknown>, lifetimes: TokenLifetimes, now: number): TokenRequest {
   if (body.orgs !== undefined && stringList(body.orgs, 'orgs').length) {
-    throw new Error('This registry has no npm orgs; limit the token to packages (--packages) or scopes (--scopes) instead of --orgs.');
+    throw new Error('This registry\'s tokens know no npm orgs; limit the token to packages (--packages) or scopes (--scopes, such as --scopes @acme for the org acme) instead of --orgs.');
   }
   if (body.orgs_permission !== undefined && body.orgs_permission !== null) {
-    throw new Error('This registry has no npm orgs, so --orgs-permission has nothing to apply to; leave it out.');
+    throw new Error('This registry\'s tokens know no npm orgs, so --orgs-permission has nothing to apply to; leave it out.');
   }
   const permission = body.packages_and_scopes_permission;
   if (permission !== undefined && permission !== null && (typeof permission !== 'string' || PERMISSIONS.indexOf(permission) === -1)) {

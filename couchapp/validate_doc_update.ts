@@ -16,6 +16,8 @@ import {
 } from '../core/rules';
 import { PackageDoc, SecurityObject, UserCtx, VersionManifest } from '../core/types';
 
+const isScoped = (name: string): boolean => name.charAt(0) === '@' && name.indexOf('/') > 1;
+
 function forbidden(message: string): never {
   throw { forbidden: message };
 }
@@ -56,7 +58,9 @@ export default function validate_doc_update(
 
   if (oldDoc && !oldDoc._deleted) {
     const maintainers = maintainerNames(oldDoc);
-    if (maintainers.indexOf(user) === -1) {
+    // A scoped package may also be changed through the org of its scope (its owners and admins, a
+    // team with read-write): `_design/access`, which holds the orgs, decides that, and refuses others.
+    if (maintainers.indexOf(user) === -1 && !isScoped(String(oldDoc.name))) {
       if (onlyOwnStarChanged(newDoc, oldDoc, user)) return;
       forbidden(
         'You are not a maintainer of "' + oldDoc.name + '" (maintainers: ' + maintainers.join(', ') +

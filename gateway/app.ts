@@ -8,6 +8,7 @@ import { Context } from './context';
 import { distTagRoutes } from './controllers/dist-tags';
 import { stageRoutes } from './controllers/stage';
 import { packageAccessRoutes } from './controllers/package-access';
+import { orgRoutes } from './controllers/orgs';
 import { packageRoutes } from './controllers/packages';
 import { replicationRoutes } from './controllers/replication';
 import { searchRoutes } from './controllers/search';
@@ -163,6 +164,7 @@ export function createApp(ctx: Context): express.Express {
   api.use(downloadRoutes(ctx));
   api.use(distTagRoutes(ctx));
   api.use(packageAccessRoutes(ctx));
+  api.use(orgRoutes(ctx));
   api.use(trustRoutes(ctx));
   api.use(stageRoutes(ctx));
   api.use(viewRoutes(ctx));

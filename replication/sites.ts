@@ -234,15 +234,17 @@ export class Sites {
   /**
    * Compares each peer's access rules with this site's. They are each site's own (design documents do
    * not replicate), but the packages are the same: a package private here and readable there is
-   * readable to whoever reaches the other site, so a difference is reported (status, health).
+   * readable to whoever reaches the other site, so a difference is reported (status, health). The orgs
+   * (`npm org`, `npm team`, `npm access`: core/orgs.ts) are kept with the rules and compared with them.
    */
   private async compareRules(): Promise<void> {
-    const own = await this.couch.db<{ _id: string; rules?: unknown }>(this.db).get('_design/access').catch(() => null);
+    const own = await this.couch.db<{ _id: string; rules?: unknown; orgs?: unknown }>(this.db).get('_design/access').catch(() => null);
     for (const peer of this.peers) {
       if (peer.id === null || !own) continue;
       try {
-        const theirs = (await this.ask(peer.url, '/_design/access')) as { rules?: unknown };
-        peer.rulesDiffer = JSON.stringify(theirs && theirs.rules) !== JSON.stringify(own.rules);
+        const theirs = (await this.ask(peer.url, '/_design/access')) as { rules?: unknown; orgs?: unknown };
+        peer.rulesDiffer = JSON.stringify(theirs && theirs.rules) !== JSON.stringify(own.rules) ||
+          JSON.stringify((theirs && theirs.orgs) || {}) !== JSON.stringify(own.orgs || {});
       } catch {
         // unknown this round: the last comparison stands
       }

@@ -87,7 +87,7 @@ async function replicationCheck(ctx: Context): Promise<Check | null> {
       const site = 'site ' + (i + 1) + ' of SITE_PEERS';
       states.push(site + ' ' + peer.state);
       if (peer.state !== 'running' && peer.state !== 'pending') problems.push('the replication from ' + site + ' is ' + peer.state + ' (see /-/replication)');
-      if (peer.rulesDiffer) problems.push('the access rules (_design/access) of ' + site + ' differ from these: a package private at one site may be readable at the other; give every site the same rules');
+      if (peer.rulesDiffer) problems.push('the access rules or orgs (_design/access) of ' + site + ' differ from these: a package private at one site may be readable at the other, and a scope an org owns here open there; give every site the same rules and orgs');
     });
   }
   // The registry serves what it holds while replication is down (an upstream outage): degraded, not down.

@@ -2,8 +2,13 @@
  * `npm access` for one package: `set mfa=none|publish|automation` (`POST /-/package/<name>/access`
  * with `publish_requires_tfa` and `automation_token_overrides_tfa`), which its maintainers set and
  * every write of the package then obeys (gateway/second-factor.ts), and `get status`
- * (`GET /-/package/<name>/visibility`: whether anyone may read it, by the access rules). Visibility is
- * the access rules' to decide (an admin edits `_design/access`): `set status=…` is refused, saying so.
+ * (`GET /-/package/<name>/visibility`: whether anyone may read it, by the access rules and its org).
+ * `set status=private|public` (`{"access": "restricted"|"public"}`) is for a package in the scope of
+ * an org (core/orgs.ts), by the org's owners and admins or a maintainer of the package who is a
+ * member: a private package is read by the org's members only. Other packages' visibility is the
+ * access rules' to decide (an admin edits `_design/access`), and is refused, saying so.
+ * `npm access list collaborators` (`GET /-/package/<name>/collaborators`): its maintainers, the org's
+ * owners and admins (`read-write`) and the members of the teams granted it.
  *
  * Staging (npm has no command for it): `GET /-/package/<name>/staging` answers `{"required": bool}`;
  * `PUT /-/package/<name>/staging` with `{"required": true|false}`, by a maintainer with what writes
@@ -15,14 +20,17 @@
 import { Request, Response, Router } from 'express';
 import { isTombstone } from '../../core/packument';
 import { PackageDoc } from '../../core/types';
-import { requireWriter } from '../auth';
+import { AuthenticatedUser, requireUser, requireWriter } from '../auth';
+import { managesTeams, orgOf, Permission, roleIn, scopeOf, teamGrant } from '../../core/orgs';
+import { maintainerNames } from '../../core/rules';
+import { OrgStore } from '../orgs';
 import { Context, getPackageDoc, readPackage } from '../context';
 import { badRequest, forbidden, HttpError, notFound } from '../errors';
 import { decodeSegment } from '../paths';
 import { credentialOf, PackageMfa, requireWriteFactor } from '../second-factor';
 import { writeWithRetry } from '../writes';
 
-const PATH = /^\/-\/package\/(.+)\/(access|visibility|staging)\/?$/;
+const PATH = /^\/-\/package\/(.+)\/(access|visibility|staging|collaborators)\/?$/;
 
 /** Why a direct publish of `name` is refused: its maintainers require staging. */
 export function stagingRequiredMessage(name: string): string {
@@ -54,9 +62,7 @@ export function packageAccessRoutes(ctx: Context): Router {
     // A package the access rules hide from the caller answers as one that does not exist would.
     await ctx.access.assertRead(res, name);
     const body = (req.body || {}) as Record<string, unknown>;
-    if (body.access !== undefined) {
-      throw badRequest('Who may read "' + name + '" is decided by this registry\'s access rules (_design/access), not per package: ask an admin.');
-    }
+    if (body.access !== undefined) return setStatus(res, user, name, body.access);
     if (typeof body.publish_requires_tfa !== 'boolean') throw badRequest('Send {"publish_requires_tfa": true|false, "automation_token_overrides_tfa": true|false} (npm access set mfa=none|publish|automation).');
     const mfa: PackageMfa = !body.publish_requires_tfa ? undefined : body.automation_token_overrides_tfa === true ? 'automation' : 'publish';
     // Changing the requirement is a write like any other: it needs what writes need now.
@@ -70,6 +76,55 @@ export function packageAccessRoutes(ctx: Context): Router {
     });
     ctx.log.info({ user: user.name, package: name, mfa: mfa || 'none' }, 'package two-factor requirement set');
     res.json({ ok: true });
+  }
+
+  /** `npm access set status=private|public`: for a package of an org's scope. */
+  async function setStatus(res: Response, user: AuthenticatedUser, name: string, access: unknown): Promise<void> {
+    if (access !== 'restricted' && access !== 'private' && access !== 'public') throw badRequest('Send {"access": "public"|"restricted"} (npm access set status=public|private).');
+    const orgName = scopeOf(name);
+    const orgs = await new OrgStore(ctx.registry, ctx.access).current();
+    if (!orgName || !Object.prototype.hasOwnProperty.call(orgs, orgName)) {
+      throw badRequest('Who may read "' + name + '" is decided by this registry\'s access rules (_design/access): `npm access set status` is for packages in the scope of an org (`npm org`). Ask an admin.');
+    }
+    const doc = await getPackageDoc(ctx.registry, name);
+    if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
+    const maintainer = maintainerNames(doc).includes(user.name);
+    await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
+    await new OrgStore(ctx.registry, ctx.access).change((fresh) => {
+      const org = fresh[orgName];
+      if (!org) throw notFound('No org @' + orgName + ' on this registry.');
+      const admin = user.roles.includes('_admin');
+      if (!admin && !managesTeams(org, user) && !(maintainer && roleIn(org, user.name))) {
+        throw forbidden('Only the owners and admins of @' + orgName + ', and maintainers of "' + name + '" who are its members, set its status.');
+      }
+      org.packages = org.packages || {};
+      const entry = (org.packages[name] = org.packages[name] || {});
+      if (access === 'public') delete entry.status;
+      else entry.status = 'private';
+      if (!Object.keys(entry).length) delete org.packages[name];
+    });
+    // Cached answers of its packument and tarballs were made for whom could read them before.
+    ctx.cache.invalidate(name);
+    ctx.tarballs.invalidate(name);
+    ctx.log.info({ user: user.name, package: name, status: access === 'public' ? 'public' : 'private' }, 'package status set');
+    res.json({ ok: true });
+  }
+
+  async function collaborators(res: Response, name: string): Promise<void> {
+    requireUser(res);
+    await ctx.access.assertRead(res, name);
+    const doc = await readPackage(ctx, name);
+    if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
+    const list: Record<string, Permission> = {};
+    const org = orgOf(await new OrgStore(ctx.registry, ctx.access).current(), name);
+    if (org) {
+      for (const member of Object.keys(org.members)) {
+        const grant = org.members[member] === 'developer' ? teamGrant(org, name, member) : 'read-write';
+        if (grant) list[member] = grant;
+      }
+    }
+    for (const maintainer of maintainerNames(doc)) if (maintainer) list[maintainer] = 'read-write';
+    res.json(list);
   }
 
   async function staging(res: Response, name: string): Promise<void> {
@@ -104,6 +159,8 @@ export function packageAccessRoutes(ctx: Context): Router {
     const kind = match[2];
     const run = async () => {
       if (kind === 'visibility' && (req.method === 'GET' || req.method === 'HEAD')) return visibility(res, name);
+      if (kind === 'collaborators' && (req.method === 'GET' || req.method === 'HEAD')) return collaborators(res, name);
+      if (kind === 'collaborators') throw new HttpError(405, 'Use GET on collaborators.');
       if (kind === 'access' && req.method === 'POST') return setAccess(req, res, name);
       if (kind === 'staging' && (req.method === 'GET' || req.method === 'HEAD')) return staging(res, name);
       if (kind === 'staging' && (req.method === 'PUT' || req.method === 'POST')) return setStaging(req, res, name);

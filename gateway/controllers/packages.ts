@@ -32,6 +32,8 @@ import { versionOfTarball } from '../../core/names';
 import { isProvisional } from '../../replication/mirror';
 import { StagedStore } from '../staging';
 import { maintainerNames } from '../../core/rules';
+import { orgMayChange } from '../../core/orgs';
+import { grantDevelopers } from '../orgs';
 import { assertTrustStands } from './trust';
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
@@ -314,7 +316,9 @@ export function packageRoutes(ctx: Context): Router {
       await assertMayTakeName(ctx, user, name);
       await assertNotStaged(user, name, body.versions);
       const trusted = user.trustedPublisher;
+      let created = false;
       const result = await writeWithRetry(ctx, user, name, (existing) => {
+        created = !existing || isTombstone(existing);
         if (existing && existing.registry_staging === 'required') throw forbidden(stagingRequiredMessage(name));
         // A trusted publisher publishes new versions of a package that exists, as its trust's maker.
         if (trusted && (!existing || isTombstone(existing))) throw notFoundPackage(name);
@@ -328,6 +332,8 @@ export function packageRoutes(ctx: Context): Router {
       });
       ctx.log.info({ user: user.name, package: name, versions: Object.keys((body.versions as object) || {}), repeated: !result, trustedPublisher: trusted?.provider }, 'published');
       if (result) ctx.metrics.published();
+      // As on npm, an org's developers team gets read-write on each new package of the org's scope.
+      if (result && created) await grantDevelopers(ctx, name).catch((err: Error) => ctx.log.warn({ package: name, err: err.message }, 'the developers team of the package\'s org could not be granted it'));
       res.status(201).json({ ok: true, success: true, id: name, rev: result?.rev });
       return;
     }
@@ -355,7 +361,10 @@ export function packageRoutes(ctx: Context): Router {
   async function assertNotStaged(user: { name: string; roles: string[] }, name: string, versions: unknown): Promise<void> {
     if (typeof versions !== 'object' || versions === null) return;
     const existing = await readPackage(ctx, name);
-    if (!existing || (!user.roles.includes('_admin') && !maintainerNames(existing).includes(user.name))) return;
+    if (!existing) return;
+    // Those who may change the package: its maintainers, admins, and whom its org lets (core/orgs.ts).
+    const orgs = (await ctx.access.load()).orgs || undefined;
+    if (!user.roles.includes('_admin') && !maintainerNames(existing).includes(user.name) && !orgMayChange(orgs, name, user)) return;
     const [staged] = await staging.among(name, Object.keys(versions));
     if (!staged) return;
     throw conflict(

@@ -156,6 +156,22 @@ it('access rules that differ between the sites make both report it (health degra
   await eventually(async () => ((await json(A.url() + '/-/health')).body.status === 'ok' && (await json(B.url() + '/-/health')).body.status === 'ok' ? true : null), 20_000, 'both sites healthy again');
 });
 
+it('an org made at one site makes both report that their orgs differ (orgs are kept with the rules, which do not replicate), until the other site has it too', async () => {
+  const orgName = 'org-of-' + user;
+  const made = await json(A.url() + '/-/org/' + orgName + '/user', { method: 'PUT', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify({ user }) });
+  expect(made.status).toBe(200);
+  const degraded = await eventually(async () => {
+    const health = await json(B.url() + '/-/health');
+    return health.body.status === 'degraded' && /access rules or orgs/.test(health.body.checks.replication.detail) ? health.body : null;
+  }, 20_000, 'site B to report the different orgs');
+  expect(degraded.checks.replication.detail).toContain('a scope an org owns here open there');
+  const designOf = async (site: Site) => (await json(site.couchOrigin() + '/' + site.db + '/_design/access', { headers: { authorization: site.adminAuth() } })).body;
+  const orgs = (await designOf(A)).orgs;
+  const copied = await json(B.couchOrigin() + '/' + B.db + '/_design/access', { method: 'PUT', headers: { authorization: B.adminAuth(), 'content-type': 'application/json' }, body: JSON.stringify({ ...(await designOf(B)), orgs }) });
+  expect(copied.status).toBe(201);
+  await eventually(async () => ((await json(A.url() + '/-/health')).body.status === 'ok' && (await json(B.url() + '/-/health')).body.status === 'ok' ? true : null), 20_000, 'both sites healthy again');
+});
+
 /** Accounts replicate between sites on the embedded server only (on a real CouchDB an admin makes them at every site). */
 const embeddedOnly = process.env.COUCHDB_URL ? it.skip : it;
 
