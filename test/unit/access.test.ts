@@ -60,6 +60,17 @@ describe('access patterns and principals', () => {
     expect(accessDesignProblem(broken, { rules })).toContain('were not saved: rule 0 of "rules" has the unknown field "reed"');
     expect(accessDesignProblem({ _deleted: true }, { rules })).toContain('Deleting _design/access');
   });
+
+  it('the rules may name orgs and teams; a write of _design/access with a broken org table is refused', () => {
+    const withOrgs = [{ package: '@acme/*', read: ['org:acme', 'team:acme:developers'], publish: ['org:acme:owner'] }];
+    expect(rulesProblem(withOrgs)).toBeNull();
+    expect(rulesProblem([{ package: '**', read: ['org:acme:boss'] }])).toContain('is not a principal');
+    expect(rulesProblem([{ package: '**', read: ['team:acme'] }])).toContain('is not a principal');
+    expect(rulesProblem([{ package: '**', read: ['team:Acme:x'] }])).toContain('names no valid team');
+    const orgs = { acme: { members: { alice: 'owner' }, teams: { developers: { members: ['alice'] } } } };
+    expect(accessDesignProblem({ rules: withOrgs, orgs }, { rules: withOrgs })).toBeNull();
+    expect(accessDesignProblem({ rules: withOrgs, orgs: { acme: { members: { alice: 'king' }, teams: {} } } }, { rules: withOrgs, orgs })).toContain('The orgs in _design/access were not saved');
+  });
 });
 
 describe('_design/access validate_doc_update', () => {
