@@ -136,7 +136,7 @@ export class Database<T extends object> {
   }
 
   /** The document `id`, or null when there is none (or a deleted one). */
-  get(id: string, params?: { attachments?: boolean; revs?: boolean }): Promise<Stored<T> | null> {
+  get(id: string, params?: { attachments?: boolean; revs?: boolean; conflicts?: boolean; r?: number }): Promise<Stored<T> | null> {
     const query = params ? Object.entries(params).map(([key, value]) => key + '=' + String(value)).join('&') : '';
     return this.couch.timed('get', async () => {
       const path = this.path(id);
@@ -146,6 +146,14 @@ export class Database<T extends object> {
       if (status < 200 || status >= 300) throw refusal(status, answer as { error?: string; reason?: string });
       return answer as Stored<T>;
     });
+  }
+
+  /**
+   * The winning revision of `id` with its `_conflicts`, read with `r` = the write quorum, so that
+   * every revision a write confirmed (`confirmDurable`) is among them; null when there is none.
+   */
+  async winner(id: string): Promise<(Stored<T> & { _conflicts?: string[] }) | null> {
+    return this.get(id, { conflicts: true, r: await this.couch.writeQuorum(this.name) });
   }
 
   /** The live documents of `ids` that exist, by id (one `_all_docs` request). */
@@ -347,8 +355,11 @@ export class Couch {
     return false;
   }
 
-  /** `cluster.w` of a database (2 when CouchDB does not say: n=3's quorum). */
-  private async writeQuorum(db: string): Promise<number> {
+  /**
+   * `cluster.w` of a database (2 when CouchDB does not say: n=3's quorum; 1 on a single node and the
+   * embedded server): a read with this `r` sees every revision a write confirmed durable.
+   */
+  async writeQuorum(db: string): Promise<number> {
     const known = this.quorums.get(db);
     if (known) return known;
     let quorum = 2;

@@ -2,7 +2,9 @@
  * The orgs of `_design/access` (core/orgs.ts) as the gateway changes them: read fresh, changed by a
  * function that checks what the caller may do on that fresh copy (no decision on stale data), validated
  * as `_design/access`'s validate_doc_update would, and written by the gateway's admin client (design
- * documents are admins' to write); again when another gateway wrote meanwhile (409). This gateway then
+ * documents are admins' to write); again when another gateway wrote meanwhile (409), and again when a
+ * CouchDB cluster took another gateway's change of the same revision too and kept ours as the losing
+ * conflict (deleted then, so that the change is never acknowledged and lost). This gateway then
  * forgets its loaded rules, so its next request sees the change; other gateways see it within the
  * access rules' two-second cache.
  */
@@ -14,7 +16,9 @@ import { AccessRules } from './access';
 import { HttpError } from './errors';
 import { Context, fromCouch } from './context';
 
-const ATTEMPTS = 10;
+const ATTEMPTS = 20;
+/** A short random wait before another attempt, so that gateways racing for one revision spread out. */
+const jitter = (attempt: number) => new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * Math.min(attempt + 1, 10)));
 
 type AccessDesign = { _id: string; _rev?: string; rules?: unknown; orgs?: unknown };
 
@@ -48,13 +52,24 @@ export class OrgStore {
       const problem = orgsProblem(orgs);
       // The checks of each change keep the orgs valid: a problem here is the registry's own mistake.
       if (problem) throw new HttpError(500, 'This change would make the orgs invalid (' + problem + '); nothing was changed.');
+      let rev: string;
       try {
-        await this.db.put({ ...design, orgs } as unknown as PackageDoc);
-        this.access.forget();
-        return result;
+        rev = (await this.db.put({ ...design, orgs } as unknown as PackageDoc)).rev;
       } catch (err) {
         if (couchFailure(err).statusCode !== 409) throw fromCouch(err);
+        await jitter(attempt);
+        continue;
       }
+      this.access.forget();
+      const now = await this.db.winner(design._id).catch((err) => {
+        throw fromCouch(err);
+      });
+      if (now && now._rev !== rev && (now._conflicts || []).includes(rev)) {
+        await this.db.remove(design._id, rev).catch(() => undefined);
+        await jitter(attempt);
+        continue;
+      }
+      return result;
     }
     throw new HttpError(409, 'The orgs changed while this request was processed; run the command again.');
   }

@@ -439,7 +439,7 @@ describeBrowser('package pages beside Verdaccio, the account page, at two widths
         ['github.com/acme/web-rich/issues', 'https://github.com/acme/web-rich/issues', 'nofollow noopener noreferrer'],
       ]);
       expect(await page.locator('.keywords a').allTextContents()).toEqual(['pages', 'colour', 'registry']);
-      expect(await page.getAttribute('.keywords a:text-is("colour")', 'href')).toBe('/-/web/search?q=colour');
+      expect(await page.getAttribute('.keywords a:text-is("colour")', 'href')).toBe('/-/web/search?q=keywords%3Acolour');
       expect(await page.textContent('section.author')).toContain('Ada Lovelace <ada@acme.example>');
       expect(await page.getAttribute('section.author a', 'href')).toBe('https://ada.example');
       // Code in the readme is highlighted on the server: keywords, strings and comments have colours of their own.
