@@ -356,6 +356,9 @@ describe('status and the access rules', () => {
       const rules = [{ package: secret, read: [alice], publish: [alice] }, ...current.body.rules];
       expect((await onCouch(at, at.adminAuth(), 'PUT', '/' + at.db + '/_design/access', { body: { ...current.body, rules } })).status).toBe(201);
     }
+    // Each gateway applies rules changed behind its back within its two-second cache of them
+    // (gateway/access.ts); before that a read by anyone could still pass under the old rules.
+    await new Promise((resolve) => setTimeout(resolve, 2100));
     sites.partition();
     try {
       expect(await publishAt(A.url(), aliceToken, secret, '1.0.0', Buffer.from('secret from A'))).toBe(201);
