@@ -1,7 +1,8 @@
 /**
  * Compiles the TypeScript design-document parts into one CouchDB design document
  * (`dist/couchapp/design.json`): each function is bundled with what it imports, self-contained,
- * ES2019, with no Node APIs, and wrapped in the `function (...) {...}` form CouchDB evaluates.
+ * ES2019, with no Node APIs, and wrapped in the `function (...) {...}` form CouchDB evaluates. What
+ * CouchDB's JavaScript lacks and bundled libraries use is injected from `shims/`.
  */
 import { buildSync } from 'esbuild';
 import { createHash } from 'crypto';
@@ -23,6 +24,7 @@ function bundle(entry: string): string {
     minifyWhitespace: true,
     minifySyntax: true,
     legalComments: 'none',
+    inject: [join(SOURCE_DIR, 'shims', 'typed-arrays.ts')],
   });
   return result.outputFiles[0].text.trim();
 }
