@@ -10,10 +10,9 @@
  * redirects through `next`, a provider account claiming a local account's name, and password logins
  * while they are off.
  */
-import { spawn } from 'child_process';
 import { Browser, BrowserContext } from 'playwright-core';
 import { describeWithBrowser, launchChromium } from '../helpers/browser';
-import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { makePackage, npmClient, NpmClient, startNpmLogin } from '../helpers/npm';
 import { startTestProvider, TestProvider, ProviderUser } from '../helpers/oidc-provider';
 import { basicAuthOf, couchGet, removeDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 
@@ -38,23 +37,6 @@ let adminAuth: string;
 /** The local password account made by an admin before anyone signed on, and its token. */
 let daveToken: string;
 
-/** Starts `npm login` (web login) and resolves the login URL it prints, and a promise of its exit. */
-function startNpmLogin(client: NpmClient) {
-  const child = spawn('npm', ['login'], { cwd: client.home, env: client.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const exit = new Promise<{ code: number; output: string }>((resolve) => child.on('close', (code) => resolve({ code: code ?? -1, output })));
-  const url = new Promise<string>((resolve, reject) => {
-    const onData = (data: Buffer) => {
-      output += data;
-      const match = /(http:\/\/\S+\/-\/login\/\S+)/.exec(output);
-      if (match) resolve(match[1]);
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    setTimeout(() => reject(new Error('npm printed no login URL: ' + output)), 30_000).unref();
-  });
-  return { url, exit, kill: () => child.kill('SIGKILL') };
-}
 
 /** Fills the provider's login page when it shows (a browser with a session at the provider goes straight back). */
 async function signInAtProvider(page: import('playwright-core').Page, login: string, password: string) {

@@ -2,34 +2,16 @@
  * Web login, the default of `npm login` and `npm adduser`: the CLI prints the login page of this
  * registry and polls; a real headless Chromium (Debian's, driven by playwright-core) fills the page.
  */
-import { spawn } from 'child_process';
 import { Couch } from '../../couchdb/client';
 import { WEB_LOGIN_TTL_MS, WebLoginStore } from '../../gateway/weblogin';
 import { join } from 'path';
 import { Browser } from 'playwright-core';
 import { describeWithBrowser, launchChromium } from '../helpers/browser';
-import { npmClient, NpmClient } from '../helpers/npm';
+import { npmClient, startNpmLogin } from '../helpers/npm';
 import { startTestRegistry, TestRegistry } from '../helpers/registry';
 
 const describeBrowser = describeWithBrowser('the web login tests');
 
-/** Starts `npm <command>` and resolves the login URL it prints, and a promise of its exit. */
-function startNpmLogin(client: NpmClient, command: 'login' | 'adduser') {
-  const child = spawn('npm', [command], { cwd: client.home, env: client.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const exit = new Promise<{ code: number; output: string }>((resolve) => child.on('close', (code) => resolve({ code: code ?? -1, output })));
-  const url = new Promise<string>((resolve, reject) => {
-    const onData = (data: Buffer) => {
-      output += data;
-      const match = /(http:\/\/\S+\/-\/login\/\S+)/.exec(output);
-      if (match) resolve(match[1]);
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    setTimeout(() => reject(new Error('npm printed no login URL: ' + output)), 30_000).unref();
-  });
-  return { url, exit, kill: () => child.kill('SIGKILL') };
-}
 
 describeBrowser('web login in a browser', () => {
   let registry: TestRegistry;

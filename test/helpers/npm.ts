@@ -126,3 +126,21 @@ export function makePackage(parent: string, manifest: Record<string, unknown>, f
 
 export const sha1 = (data: Buffer) => createHash('sha1').update(data).digest('hex');
 export const sha512 = (data: Buffer) => 'sha512-' + createHash('sha512').update(data).digest('base64');
+
+/** Starts `npm <command>` and resolves the login URL it prints, and a promise of its exit. */
+export function startNpmLogin(client: NpmClient, command: 'login' | 'adduser' = 'login') {
+  const child = spawn('npm', [command], { cwd: client.home, env: client.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const exit = new Promise<{ code: number; output: string }>((resolve) => child.on('close', (code) => resolve({ code: code ?? -1, output })));
+  const url = new Promise<string>((resolve, reject) => {
+    const onData = (data: Buffer) => {
+      output += data;
+      const match = /(http:\/\/\S+\/-\/login\/\S+)/.exec(output);
+      if (match) resolve(match[1]);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    setTimeout(() => reject(new Error('npm printed no login URL: ' + output)), 30_000).unref();
+  });
+  return { url, exit, kill: () => child.kill('SIGKILL') };
+}

@@ -43,3 +43,14 @@ export function packageDoc(name: string, versions: string[], owner = 'alice'): P
 }
 
 export const clone = <T>(value: T): T => JSON.parse(JSON.stringify(value));
+
+/** A new publish of `version` on top of `old` (or a new package), with an inline tarball, as a client would write it. */
+export function publishOver(old: PackageDoc | null, name: string, version: string, user = 'alice'): PackageDoc {
+  const doc = old ? clone(old) : { ...packageDoc(name, [], user), _attachments: {}, versions: {}, 'dist-tags': {} };
+  delete doc._rev;
+  doc.versions[version] = manifest(name, version);
+  doc.time[version] = '2026-02-01T00:00:00.000Z';
+  doc['dist-tags'].latest = version;
+  (doc._attachments as Record<string, object>)[name.split('/').pop() + '-' + version + '.tgz'] = { content_type: 'application/octet-stream', data: 'AAAA' };
+  return doc;
+}

@@ -8,7 +8,7 @@ import { GATEWAY_ROLE } from '../../core/provenance';
 import { PackageDoc } from '../../core/types';
 import validateApp from '../../couchapp/validate_doc_update';
 import validateAccess from '../../couchapp/access/validate_doc_update';
-import { clone, manifest, packageDoc } from './fixtures';
+import { clone, publishOver as publish } from './fixtures';
 
 /** A member named like an inherited key of every object: found as one, and no one else is. */
 const members: Record<string, OrgRole> = { alice: 'owner', carol: 'admin', bob: 'developer', dave: 'developer' };
@@ -33,15 +33,6 @@ function attempt(self: { rules?: unknown; orgs?: unknown }, newDoc: PackageDoc, 
   }
 }
 
-function publish(old: PackageDoc | null, name: string, version: string, maintainer: string): PackageDoc {
-  const doc = old ? clone(old) : { ...packageDoc(name, [], maintainer), _attachments: {}, versions: {}, 'dist-tags': {} };
-  delete doc._rev;
-  doc.versions[version] = manifest(name, version);
-  doc.time[version] = '2026-02-01T00:00:00.000Z';
-  doc['dist-tags'].latest = version;
-  (doc._attachments as Record<string, object>)[name.split('/').pop() + '-' + version + '.tgz'] = { content_type: 'application/octet-stream', data: 'AAAA' };
-  return doc;
-}
 
 /** `doc` as CouchDB stores it: its tarballs as stubs. */
 function stored(doc: PackageDoc): PackageDoc {

@@ -1,7 +1,7 @@
 import validate from '../../couchapp/validate_doc_update';
 import { PackageDoc } from '../../core/types';
 import { GATEWAY_ROLE, READER_ROLE } from '../../core/provenance';
-import { clone, manifest, packageDoc } from './fixtures';
+import { clone, packageDoc, publishOver as publish } from './fixtures';
 
 // Users write through the gateway, which adds its role (proxy authentication).
 const alice = { name: 'alice', roles: [GATEWAY_ROLE] };
@@ -18,16 +18,6 @@ function attempt(newDoc: PackageDoc, oldDoc: PackageDoc | null, user: { name: st
   }
 }
 
-/** A new publish of `version` on top of `old` (or a new package), with an inline tarball. */
-function publish(old: PackageDoc | null, name: string, version: string, user = 'alice'): PackageDoc {
-  const doc = old ? clone(old) : { ...packageDoc(name, [], user), _attachments: {}, versions: {}, 'dist-tags': {} };
-  delete doc._rev;
-  doc.versions[version] = manifest(name, version);
-  doc.time[version] = '2026-02-01T00:00:00.000Z';
-  doc['dist-tags'].latest = version;
-  (doc._attachments as Record<string, object>)[name.split('/').pop() + '-' + version + '.tgz'] = { content_type: 'application/octet-stream', data: 'AAAA' };
-  return doc;
-}
 
 describe('validate_doc_update', () => {
   it('lets the first publisher create a package and become its maintainer', () => {
