@@ -1,0 +1,172 @@
+/**
+ * Issue 27 attacked by a user with an ordinary account (mallory) and by nobody at all: the admin
+ * proxy `/-/couchdb/`, orgs and teams (a developer member, dave, and an outsider), every read surface
+ * of a private org package, the downloads API and search qualifiers. Real registry processes, the
+ * real npm CLI where a client's path matters. Refused attacks stay here as guards: each asserts the
+ * status and that nothing of the private package leaked.
+ */
+import { AddressInfo, connect } from 'net';
+import { createServer, Server } from 'http';
+import { Couch } from '../../couchdb/client';
+import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
+import { basic, send } from '../helpers/principals';
+import { couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { manifest, tarballOf } from '../unit/fixtures';
+
+let registry: TestRegistry;
+const tokens: Record<string, string> = {};
+const clients: Record<string, NpmClient> = {};
+const PASSWORD = (user: string) => 'password-' + user;
+/** A word only the private package has (its keyword, description and readme). */
+const SECRET_WORD = 'zqxsecretword';
+const SECRET = '@acme/secret';
+
+const npmAs = (user: string, args: string[], cwd?: string) => clients[user].npm(args, cwd);
+const api = (user: string | null, method: string, path: string, options: { body?: unknown; headers?: Record<string, string> } = {}) =>
+  registry.request(method, path, { ...(user ? { token: tokens[user] } : {}), ...options });
+const text = (body: unknown) => (typeof body === 'string' ? body : JSON.stringify(body));
+
+beforeAll(async () => {
+  registry = await startTestRegistry({ DOWNLOADS_FLUSH_SECONDS: '3600' });
+  for (const name of ['alice', 'dave', 'mallory']) {
+    tokens[name] = await registry.signup(name, PASSWORD(name));
+    clients[name] = npmClient(registry.url, tokens[name]);
+  }
+  clients.anonymous = npmClient(registry.url);
+  expect((await npmAs('alice', ['org', 'set', 'acme', 'alice'])).code).toBe(0);
+  expect((await npmAs('alice', ['org', 'set', 'acme', 'dave'])).code).toBe(0);
+  // A public package, and a private one of the org that depends on it.
+  expect((await npmAs('alice', ['publish'], makePackage(clients.alice.home, { name: 'hostile27-base', version: '1.0.0' }))).code).toBe(0);
+  const secret = makePackage(clients.alice.home, {
+    name: SECRET, version: '1.0.0', description: 'the ' + SECRET_WORD, keywords: [SECRET_WORD], author: 'alice', dependencies: { 'hostile27-base': '^1.0.0' },
+  }, { 'README.md': '# ' + SECRET_WORD + '\n' });
+  const published = await npmAs('alice', ['publish', '--access', 'restricted'], secret);
+  expect([published.code, published.stderr]).toEqual([0, expect.any(String)]);
+  expect((await npmAs('alice', ['access', 'set', 'status=private', SECRET])).code).toBe(0);
+  // Downloads by the owner, so that there are counts to leak.
+  expect((await api('alice', 'GET', '/@acme/secret/-/secret-1.0.0.tgz')).status).toBe(200);
+}, 180_000);
+afterAll(() => registry?.stop());
+
+describe('a private org package, read by an outsider and by nobody', () => {
+  const reads: [string, string, Record<string, string>?][] = [
+    ['packument', '/@acme%2fsecret'],
+    ['packument, %2F', '/@acme%2Fsecret'],
+    ['packument, %40', '/%40acme%2fsecret'],
+    ['abbreviated packument', '/@acme%2fsecret', { accept: 'application/vnd.npm.install-v1+json' }],
+    ['version manifest', '/@acme/secret/1.0.0'],
+    ['dist-tag manifest', '/@acme/secret/latest'],
+    ['tarball', '/@acme/secret/-/secret-1.0.0.tgz'],
+    ['dist-tags', '/-/package/@acme%2fsecret/dist-tags'],
+    ['collaborators', '/-/package/@acme%2fsecret/collaborators'],
+    ['visibility', '/-/package/@acme%2fsecret/visibility'],
+    ['staging', '/-/package/@acme%2fsecret/staging'],
+    ['downloads point', '/-/downloads/point/last-month/@acme/secret'],
+    ['downloads point, encoded', '/-/downloads/point/last-month/@acme%2fsecret'],
+    ['downloads range', '/-/downloads/range/last-year/@acme/secret'],
+    ['downloads versions', '/-/downloads/versions/last-week/@acme/secret'],
+    ['dependents', '/-/v1/dependents/@acme/secret'],
+    ['attestations', '/-/npm/v1/attestations/@acme%2fsecret@1.0.0'],
+    ['org packages', '/-/org/acme/package'],
+    ['org members', '/-/org/acme/user'],
+    ['org teams', '/-/org/acme/team'],
+    ['team packages', '/-/team/acme/developers/package'],
+  ];
+
+  it.each(reads)('%s: refused, nothing of it in the answer', async (_what, path, headers = {}) => {
+    for (const who of ['mallory', null]) {
+      const answer = await api(who, 'GET', path, { headers });
+      expect([path, who, answer.status >= 400 && answer.status < 500]).toEqual([path, who, true]);
+      expect(text(answer.body)).not.toContain(SECRET_WORD);
+      expect(text(answer.body)).not.toContain('1.0.0');
+      if (answer.headers.get('content-type')?.includes('json')) expect(typeof answer.body.error).toBe('string');
+    }
+    // The owner is not refused (the attack is not refused for being malformed); no attestations were published.
+    expect((await api('alice', 'GET', path, { headers })).status).toBe(path.includes('attestations') ? 404 : 200);
+  });
+
+  it('the lists that name packages leave it out: search by word, keyword, maintainer, author and scope, dependents of what it depends on, the feed, views, user packages', async () => {
+    for (const who of ['mallory', null]) {
+      for (const query of [SECRET_WORD, 'keywords:' + SECRET_WORD, 'maintainer:alice', 'author:alice', 'scope:acme', 'secret', 'zqxsecretwrd']) {
+        const found = await api(who, 'GET', '/-/v1/search?text=' + encodeURIComponent(query));
+        expect([query, found.status]).toEqual([query, 200]);
+        expect([query, text(found.body).includes(SECRET)]).toEqual([query, false]);
+        // alice's public package is all that maintainer: and author: find.
+        expect([query, found.body.total]).toEqual([query, query.startsWith('maintainer:') || query.startsWith('author:') ? 1 : 0]);
+      }
+      const dependents = await api(who, 'GET', '/-/v1/dependents/hostile27-base');
+      expect([dependents.status, dependents.body.total, dependents.body.dependents]).toEqual([200, 0, []]);
+      const feed = await api(who, 'GET', '/-/replicate/_changes');
+      if (feed.status === 200) expect(text(feed.body)).not.toContain(SECRET);
+      const view = await api(who, 'GET', '/-/_view/byMaintainer?key=' + encodeURIComponent('"alice"'));
+      if (view.status === 200) expect(text(view.body)).not.toContain(SECRET);
+      const packages = await api(who, 'GET', '/-/user/alice/package');
+      if (packages.status === 200) expect(text(packages.body)).not.toContain(SECRET);
+    }
+    // The owner finds it by each.
+    expect((await api('alice', 'GET', '/-/v1/search?text=keywords:' + SECRET_WORD)).body.total).toBe(1);
+    expect((await api('alice', 'GET', '/-/v1/dependents/hostile27-base')).body.total).toBe(1);
+  });
+
+  it('the pages: the package, its version, the base package\'s Dependents, search and keyword search show nothing of it', async () => {
+    const session = await webSession('mallory');
+    for (const cookie of [session, '']) {
+      for (const path of ['/@acme/secret', '/@acme/secret/v/1.0.0', '/hostile27-base', '/-/web/search?q=' + SECRET_WORD, '/-/web/search?q=keywords%3A' + SECRET_WORD, '/-/web/search?q=%40acme']) {
+        const page = await registry.request('GET', path, { headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) } });
+        expect([path, page.status < 500]).toEqual([path, true]);
+        // A page repeats the name or query asked; none shows the package's description or another's name for it.
+        expect([path, text(page.body).includes(SECRET) && !path.startsWith('/@acme'), text(page.body).includes('the ' + SECRET_WORD)]).toEqual([path, false, false]);
+        if (!path.startsWith('/-/web/search')) expect(text(page.body)).not.toContain(SECRET_WORD);
+      }
+    }
+  });
+
+  it('downloads in bulk: a private name among public ones is null or refused, never counted', async () => {
+    const bulk = await api('mallory', 'GET', '/-/downloads/point/last-month/hostile27-base,@acme/secret');
+    expect(bulk.status).toBe(400);
+    expect(text(bulk.body)).not.toContain(SECRET_WORD);
+    const encoded = await api('mallory', 'GET', '/-/downloads/point/last-month/hostile27-base,%40acme%2fsecret');
+    expect(encoded.status).toBe(400);
+  });
+});
+
+describe('writes into the org\'s scope by an outsider and by a developer', () => {
+  it('npm: dist-tag, deprecate, owner add, unpublish, access set status and grant by an outsider; status, grant and org roles by a developer (not a maintainer): refused, nothing changed', async () => {
+    const before = (await storedDoc(registry, SECRET)).body;
+    for (const [who, args] of [
+      ['mallory', ['dist-tag', 'add', SECRET + '@1.0.0', 'evil']],
+      ['mallory', ['deprecate', SECRET, 'owned']],
+      ['mallory', ['owner', 'add', 'mallory', SECRET]],
+      ['mallory', ['unpublish', SECRET + '@1.0.0']],
+      ['mallory', ['access', 'set', 'status=public', SECRET]],
+      ['mallory', ['access', 'grant', 'read-write', 'acme:developers', SECRET]],
+      ['dave', ['access', 'set', 'status=public', SECRET]],
+      ['dave', ['access', 'grant', 'read-write', 'acme:developers', SECRET]],
+      ['dave', ['org', 'set', 'acme', 'dave', 'owner']],
+      ['dave', ['org', 'set', 'acme', 'mallory', 'developer']],
+      ['dave', ['org', 'rm', 'acme', 'alice']],
+    ] as [string, string[]][]) {
+      const result = await npmAs(who, [...args, '--force']);
+      expect([who, args.join(' '), result.code]).toEqual([who, args.join(' '), expect.not.stringMatching(/^0$/)]);
+    }
+    const after = (await storedDoc(registry, SECRET)).body;
+    expect(after._rev).toBe(before._rev);
+    const design = await couchGet(registry, '/' + registry.registryDb + '/_design/access');
+    expect(design.body.orgs.acme.members).toEqual({ alice: 'owner', dave: 'developer' });
+    expect(design.body.orgs.acme.packages[SECRET]).toEqual({ status: 'private', teams: { developers: 'read-write' } });
+  }, 180_000);
+});
+
+/** A pages' session cookie of `user` (logs in on /-/web/login). */
+async function webSession(user: string): Promise<string> {
+  const login = await fetch(registry.localUrl + '/-/web/login', {
+    method: 'POST', redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(registry.localUrl).origin },
+    body: new URLSearchParams({ name: user, password: PASSWORD(user) }).toString(),
+  });
+  const cookie = login.headers.get('set-cookie');
+  if (!cookie) throw new Error('no session for ' + user + ': ' + login.status);
+  return cookie.split(';')[0];
+}
+
+void connect; void createServer; void Server; void (0 as unknown as AddressInfo); void Couch; void manifest; void tarballOf; void makeProject; void basic; void send;
