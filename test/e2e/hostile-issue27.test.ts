@@ -157,6 +157,48 @@ describe('writes into the org\'s scope by an outsider and by a developer', () =>
   }, 180_000);
 });
 
+describe('the downloads API and search qualifiers, with odd and costly input', () => {
+  it('odd names and periods: a 4xx with a JSON error or null, never a 5xx, nothing read outside the counts', async () => {
+    for (const path of [
+      '/-/downloads/point/last-day/__proto__', '/-/downloads/point/last-day/constructor', '/-/downloads/range/last-day/hasOwnProperty',
+      '/-/downloads/point/last-day/..%2f..%2f_users', '/-/downloads/point/last-day/%2e%2e', '/-/downloads/point/last-day/a%00b', '/-/downloads/point/last-day/%E0%A4%A',
+      '/-/downloads/point/0001-01-01:9999-12-31/hostile27-base', '/-/downloads/range/1970-01-01:2026-12-31/hostile27-base', '/-/downloads/point/2026-02-30/hostile27-base',
+      '/-/downloads/point/last-day:last-week/hostile27-base', '/-/downloads/point/' + 'x'.repeat(5000) + '/hostile27-base',
+      '/-/downloads/point/last-day/' + Array.from({ length: 129 }, (_, i) => 'n' + i).join(','),
+      '/-/downloads/versions/last-day/hostile27-base,constructor', '/-/downloads/point/last-day/,,,', '/-/downloads/point/last-day/__proto__,constructor',
+    ]) {
+      const answer = await api('mallory', 'GET', path);
+      // A bulk list answers 200 with nulls; anything else is a 4xx.
+      expect([path.slice(0, 80), answer.status]).toEqual([path.slice(0, 80), answer.status === 200 && path.includes(',') ? 200 : expect.any(Number)]);
+      expect(answer.status).toBeLessThan(500);
+      if (answer.status >= 400) expect(typeof answer.body.error).toBe('string');
+      expect(text(answer.body)).not.toContain('org.couchdb.user');
+    }
+    const prototypes = await api('mallory', 'GET', '/-/downloads/point/last-day/__proto__,constructor');
+    // Every name asked is a key of the answer (__proto__ was dropped: it set the answer's prototype).
+    expect([prototypes.status, text(prototypes.body)]).toEqual([200, '{"__proto__":null,"constructor":null}']);
+  });
+
+  it('128 names for a year in one request is answered in a few seconds at most', async () => {
+    const names = ['hostile27-base', ...Array.from({ length: 127 }, (_, i) => 'no-such-' + i)].join(',');
+    const started = Date.now();
+    const answer = await api(null, 'GET', '/-/downloads/range/last-year/' + names);
+    expect(answer.status).toBe(200);
+    expect(Object.keys(answer.body)).toHaveLength(128);
+    expect(answer.body['hostile27-base'].downloads).toHaveLength(365);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('a keywords: qualifier naming one keyword thousands of times is answered as the plain one, at once (it used to read the keyword\'s packages once per repeat)', async () => {
+    for (const crafted of ['keywords:' + 'hostile+'.repeat(1500), 'keywords:' + 'hostile,'.repeat(1500), 'keywords:' + '-hostile,'.repeat(1300) + ' base']) {
+      const started = Date.now();
+      const answer = await api(null, 'GET', '/-/v1/search?text=' + encodeURIComponent(crafted));
+      expect([answer.status, Date.now() - started < 2000]).toEqual([200, true]);
+      expect(text(answer.body)).not.toContain(SECRET);
+    }
+  });
+});
+
 /** A pages' session cookie of `user` (logs in on /-/web/login). */
 async function webSession(user: string): Promise<string> {
   const login = await fetch(registry.localUrl + '/-/web/login', {
