@@ -199,12 +199,91 @@ describe('the downloads API and search qualifiers, with odd and costly input', (
   });
 });
 
+describe('the admin proxy /-/couchdb/ attacked', () => {
+  const admin = () => {
+    const url = new URL(registry.adminCouchUrl);
+    return { name: decodeURIComponent(url.username), password: decodeURIComponent(url.password) };
+  };
+  const asAdmin = () => ({ authorization: basic(admin().name, admin().password) });
+  const proxy = (method: string, path: string, headers: Record<string, string> = {}, body?: unknown) => send(registry.localUrl, method, '/-/couchdb' + path, { headers: { accept: 'application/json', ...headers }, body });
+  const rules = async () => (await couchGet(registry, '/' + registry.registryDb + '/_design/access')).body;
+
+  it('a plain user\'s pages session, token or password, and nobody, reach nothing: every method, WebDAV ones too', async () => {
+    const cookie = await webSession('mallory');
+    for (const [who, headers, status] of [
+      ['session', { cookie }, 403], ['password', { authorization: basic('mallory', PASSWORD('mallory')) }, 403], ['token', { authorization: 'Bearer ' + tokens.mallory }, 401],
+      ['session and a forged admin cookie', { cookie: cookie + '; AuthSession=' + Buffer.from(admin().name + ':0:x').toString('base64') }, 403], ['nobody', {}, 401],
+    ] as [string, Record<string, string>, number][]) {
+      for (const [method, path, extra] of [
+        ['GET', '/_all_dbs', {}], ['GET', '/_users/_all_docs', {}], ['GET', '/' + registry.registryDb + '/' + encodeURIComponent(SECRET), {}],
+        ['COPY', '/' + registry.registryDb + '/' + encodeURIComponent(SECRET), { destination: '@acme%2Fstolen' }], ['MOVE', '/' + registry.registryDb + '/x', {}],
+        ['PROPFIND', '/' + registry.registryDb, {}], ['OPTIONS', '/_all_dbs', {}], ['POST', '/' + registry.registryDb + '/_bulk_docs', {}],
+        ['PUT', '/' + registry.registryDb + '/_design/access', {}], ['GET', '/_node/_local/_config', {}],
+      ] as [string, string, Record<string, string>][]) {
+        const answer = await proxy(method, path, { ...headers, ...extra }, method === 'POST' || method === 'PUT' ? { docs: [] } : undefined);
+        expect([who, method, path, answer.status]).toEqual([who, method, path, status]);
+        expect(text(answer.body)).not.toContain(SECRET_WORD);
+        expect(text(answer.body)).not.toContain('org.couchdb.user');
+      }
+    }
+    expect((await storedDoc(registry, '@acme/stolen')).status).toBe(404);
+  });
+
+  it('a page of another origin on the same site (another port) cannot use an admin\'s session, by form or fetch', async () => {
+    const cookie = await webSession(admin().name, admin().password);
+    expect((await proxy('GET', '/_all_dbs', { cookie })).status).toBe(200);
+    const other = 'http://127.0.0.1:1';
+    for (const headers of [
+      { origin: other }, { 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'cors' }, { 'sec-fetch-site': 'same-site', 'sec-fetch-mode': 'no-cors', origin: other },
+      { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', origin: other }, { referer: other + '/', origin: 'null' },
+    ] as Record<string, string>[]) {
+      const answer = await proxy('PUT', '/hostile27-csrf-db', { cookie, 'content-type': 'text/plain', ...headers });
+      expect([headers, answer.status]).toEqual([headers, 403]);
+    }
+    expect((await proxy('GET', '/hostile27-csrf-db', asAdmin())).status).toBe(404);
+  });
+
+  it('an admin cannot break _design/access by another path than a PUT of it: _bulk_docs, POST to the database, an empty or trailing segment', async () => {
+    const before = await rules();
+    const broken = { ...before, rules: [{ package: '**', read: 'everyone' }] };
+    const brokenOrgs = { ...before, orgs: { acme: { members: { alice: 'king' }, teams: {} } } };
+    for (const [how, method, path, body] of [
+      ['_bulk_docs, broken rules', 'POST', '/' + registry.registryDb + '/_bulk_docs', { docs: [broken] }],
+      ['_bulk_docs, broken orgs', 'POST', '/' + registry.registryDb + '/_bulk_docs', { docs: [{ _id: 'harmless' }, brokenOrgs] }],
+      ['_bulk_docs, deleted', 'POST', '/' + registry.registryDb + '//_bulk_docs', { docs: [{ _id: '_design/access', _rev: before._rev, _deleted: true }] }],
+      ['POST to the database', 'POST', '/' + registry.registryDb, broken],
+      ['POST, trailing slash', 'POST', '/' + registry.registryDb + '/', brokenOrgs],
+      ['PUT, trailing slash', 'PUT', '/' + registry.registryDb + '/_design/access/', broken],
+      ['PUT, empty segment', 'PUT', '/' + registry.registryDb + '//_design/access', broken],
+      ['PUT, encoded', 'PUT', '/' + registry.registryDb + '/_design%2Faccess', brokenOrgs],
+      ['DELETE, trailing slash', 'DELETE', '/' + registry.registryDb + '/_design/access/?rev=' + before._rev, undefined],
+    ] as [string, string, string, unknown][]) {
+      const answer = await proxy(method, path, { ...asAdmin(), 'content-type': 'application/json' }, body);
+      expect([how, answer.status, answer.body.error]).toEqual([how, 403, 'forbidden']);
+    }
+    for (const body of ['null', '0', '[]', '"x"']) {
+      const answer = await send(registry.localUrl, 'PUT', '/-/couchdb/' + registry.registryDb + '/_design/access', { headers: { ...asAdmin(), 'content-type': 'application/json' }, raw: body });
+      expect([body, answer.status]).toEqual([body, 400]);
+      const bulk = await send(registry.localUrl, 'POST', '/-/couchdb/' + registry.registryDb + '/_bulk_docs', { headers: { ...asAdmin(), 'content-type': 'application/json' }, raw: body });
+      expect([body, bulk.status]).toEqual([body, 400]);
+    }
+    const after = await rules();
+    expect([after._rev, after.rules, after.orgs]).toEqual([before._rev, before.rules, before.orgs]);
+    // Valid writes still go through: a bulk of other documents, and one that keeps the rules.
+    const fine = await proxy('POST', '/' + registry.registryDb + '-state/_bulk_docs', asAdmin(), { docs: [{ _id: 'hostile27-a' }] });
+    expect(fine.status).toBe(201);
+    const kept = await proxy('POST', '/' + registry.registryDb + '/_bulk_docs', asAdmin(), { docs: [{ _id: 'hostile27-note', x: 1 }, before] });
+    expect(kept.status).toBe(201);
+    expect((await rules()).rules).toEqual(before.rules);
+  });
+});
+
 /** A pages' session cookie of `user` (logs in on /-/web/login). */
-async function webSession(user: string): Promise<string> {
+async function webSession(user: string, password = PASSWORD(user)): Promise<string> {
   const login = await fetch(registry.localUrl + '/-/web/login', {
     method: 'POST', redirect: 'manual',
     headers: { 'content-type': 'application/x-www-form-urlencoded', origin: new URL(registry.localUrl).origin },
-    body: new URLSearchParams({ name: user, password: PASSWORD(user) }).toString(),
+    body: new URLSearchParams({ name: user, password }).toString(),
   });
   const cookie = login.headers.get('set-cookie');
   if (!cookie) throw new Error('no session for ' + user + ': ' + login.status);
