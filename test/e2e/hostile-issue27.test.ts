@@ -157,6 +157,49 @@ describe('writes into the org\'s scope by an outsider and by a developer', () =>
   }, 180_000);
 });
 
+describe('publishing into the org\'s scope as an outsider, by other paths than npm publish', () => {
+  it('npm stage publish of a new and of an existing package of the scope is refused; nothing is staged or published', async () => {
+    for (const [name, version] of [['@acme/staged-evil', '1.0.0'], [SECRET, '6.6.6']]) {
+      const staged = await npmAs('mallory', ['stage', 'publish'], makePackage(clients.mallory.home, { name, version }));
+      expect([name, staged.code]).toEqual([name, expect.not.stringMatching(/^0$/)]);
+      expect(staged.stdout + staged.stderr).not.toMatch(/staged with id/);
+    }
+    const listed = await npmAs('alice', ['stage', 'list', '--json']);
+    expect(listed.stdout).not.toContain('staged-evil');
+    expect(listed.stdout).not.toContain('6.6.6');
+    expect((await storedDoc(registry, '@acme/staged-evil')).status).toBe(404);
+  }, 60_000);
+
+  it('a version its owner staged of the private package is not listed, viewed or downloaded by an outsider', async () => {
+    const staged = await npmAs('alice', ['stage', 'publish'], makePackage(clients.alice.home, { name: SECRET, version: '1.1.0', description: 'staged ' + SECRET_WORD }));
+    expect([staged.code, staged.code ? staged.stderr : '']).toEqual([0, '']);
+    const id = /staged with id ([0-9a-f-]{36})/.exec(staged.stdout + staged.stderr)![1];
+    for (const args of [['stage', 'list', '--json'], ['stage', 'list', SECRET, '--json'], ['stage', 'view', id], ['stage', 'download', id], ['stage', 'approve', id], ['stage', 'reject', id]]) {
+      const result = await npmAs('mallory', args, clients.mallory.home);
+      expect([args.join(' '), (result.stdout + result.stderr).includes(SECRET_WORD)]).toEqual([args.join(' '), false]);
+      if (args[1] !== 'list') expect([args.join(' '), result.code]).toEqual([args.join(' '), expect.not.stringMatching(/^0$/)]);
+    }
+    // Still staged, for its maintainers to decide.
+    expect((await npmAs('alice', ['stage', 'view', id])).code).toBe(0);
+    expect((await npmAs('alice', ['stage', 'reject', id])).code).toBe(0);
+  }, 60_000);
+
+  it('a PUT on the gateway of a new package of the scope, and a dist-tag or deprecation through the API, are refused', async () => {
+    const tarball = tarballOf('@acme/raw', '1.0.0');
+    const put = await api('mallory', 'PUT', '/@acme%2fraw', { body: {
+      _id: '@acme/raw', name: '@acme/raw', 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': manifest('@acme/raw', '1.0.0') },
+      _attachments: { 'raw-1.0.0.tgz': { content_type: 'application/octet-stream', data: tarball.toString('base64'), length: tarball.length } },
+    } });
+    expect([put.status, put.body.error]).toEqual([403, expect.stringContaining('not a member of the org @acme')]);
+    const tag = await api('mallory', 'PUT', '/-/package/@acme%2fsecret/dist-tags/evil', { body: '1.0.0' });
+    expect([401, 403, 404]).toContain(tag.status);
+    const anonymous = await api(null, 'PUT', '/-/package/@acme%2fsecret/dist-tags/evil', { body: '1.0.0' });
+    expect(anonymous.status).toBe(401);
+    expect((await storedDoc(registry, '@acme/raw')).status).toBe(404);
+    expect((await storedDoc(registry, SECRET)).body['dist-tags']).toEqual({ latest: '1.0.0' });
+  });
+});
+
 describe('the downloads API and search qualifiers, with odd and costly input', () => {
   it('odd names and periods: a 4xx with a JSON error or null, never a 5xx, nothing read outside the counts', async () => {
     for (const path of [
