@@ -200,6 +200,55 @@ describe('publishing into the org\'s scope as an outsider, by other paths than n
   });
 });
 
+describe('the pages, attacked through a published package and from other sites', () => {
+  const EVIL = '"><img src=x onerror=alert(1)><script>alert(2)</script>';
+
+  it('package.json fields and a readme code block\'s language that inject are shown as text; no script, handler or javascript: link reaches the page', async () => {
+    const name = 'hostile27-fields';
+    const tarball = tarballOf(name, '1.0.0');
+    const version = {
+      ...manifest(name, '1.0.0'),
+      description: EVIL, keywords: [EVIL, 'ok" onclick="alert(3)'], author: { name: EVIL, email: 'a@b.c' + EVIL, url: 'javascript:alert(4)' },
+      repository: { type: 'git', url: 'git+javascript:alert(5)//x.git' }, homepage: ' javascript:alert(6)', bugs: { url: 'JAVASCRIPT:alert(7)', email: EVIL },
+      license: EVIL, dependencies: { ['x' + EVIL]: EVIL, '@scope/y': '^1 <svg onload=alert(8)>' }, funding: 'javascript:alert(9)',
+      readme: '```"><script>alert(10)</script>\ncode\n```\n\n```js onload=alert(11)\nlet a = "</code><script>alert(12)</script>";\n```\n\n```javascript" onmouseover="alert(13)\nx\n```\n',
+    };
+    const put = await api('alice', 'PUT', '/' + name, { body: {
+      _id: name, name, 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': version }, readme: version.readme,
+      _attachments: { [name + '-1.0.0.tgz']: { content_type: 'application/octet-stream', data: tarball.toString('base64'), length: tarball.length } },
+    } });
+    expect(put.status).toBeLessThan(300);
+    const page = await fetch(registry.localUrl + '/' + name, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    // Every tag of the page: the registry's own scripts only, no handler attribute, no javascript: address.
+    const tags = html.match(/<[a-zA-Z][^>]*>/g) || [];
+    expect(tags.filter((tag) => /^<script/i.test(tag) && !/\ssrc="\/-\/static\//.test(tag))).toEqual([]);
+    expect(tags.filter((tag) => /^<(img|svg|iframe|object|embed)\b/i.test(tag) || (/^<form/i.test(tag) && !tag.includes('action="/-/web/search"')))).toEqual([]);
+    expect(tags.filter((tag) => /\son[a-z]+\s*=/i.test(tag) || /javascript:/i.test(tag))).toEqual([]);
+    expect(html).toContain('&lt;script&gt;alert(2)&lt;/script&gt;');
+    expect(page.headers.get('content-security-policy')).toMatch(/script-src 'self'/);
+  });
+
+  it('the account page and its forms cannot be framed, and a form posted from another port neither revokes a token nor changes a password', async () => {
+    const cookie = await webSession('mallory');
+    const account = await fetch(registry.localUrl + '/-/web/account', { headers: { cookie, accept: 'text/html' } });
+    expect(account.status).toBe(200);
+    const framing = (account.headers.get('x-frame-options') || '') + ' ' + (account.headers.get('content-security-policy') || '');
+    expect(framing).toMatch(/DENY|frame-ancestors 'none'/i);
+    const other = 'http://127.0.0.1:1';
+    for (const [path, form] of [['/-/web/account/password', { current: PASSWORD('mallory'), password: 'csrf-new-password', confirm: 'csrf-new-password' }], ['/-/web/account/tokens/revoke', { token: 'all' }]] as [string, Record<string, string>][]) {
+      for (const headers of [{ origin: other }, { 'sec-fetch-site': 'same-site' }, { origin: 'null' }] as Record<string, string>[]) {
+        const answer = await fetch(registry.localUrl + path, { method: 'POST', redirect: 'manual', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: new URLSearchParams(form).toString() });
+        expect([path, headers, answer.status]).toEqual([path, headers, 403]);
+      }
+    }
+    expect((await api('mallory', 'GET', '/-/whoami')).body.username).toBe('mallory');
+    const login = await api(null, 'PUT', '/-/user/org.couchdb.user:mallory', { body: { _id: 'org.couchdb.user:mallory', name: 'mallory', password: PASSWORD('mallory'), type: 'user', roles: [] } });
+    expect(login.status).toBe(201);
+  });
+});
+
 describe('the downloads API and search qualifiers, with odd and costly input', () => {
   it('odd names and periods: a 4xx with a JSON error or null, never a 5xx, nothing read outside the counts', async () => {
     for (const path of [
