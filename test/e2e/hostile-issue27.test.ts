@@ -121,6 +121,34 @@ describe('a private org package, read by an outsider and by nobody', () => {
     }
   });
 
+  it('a member\'s answers are not for shared caches, and a non-member\'s If-None-Match with the member\'s ETag gets no 304', async () => {
+    for (const path of ['/@acme%2fsecret', '/@acme/secret/1.0.0', '/@acme/secret/-/secret-1.0.0.tgz']) {
+      const owner = await api('alice', 'GET', path);
+      expect(owner.status).toBe(200);
+      expect([path, owner.headers.get('cache-control') || '']).toEqual([path, expect.not.stringMatching(/public|s-maxage/)]);
+      const etag = owner.headers.get('etag');
+      if (!etag) continue;
+      for (const who of ['mallory', null]) {
+        const answer = await api(who, 'GET', path, { headers: { 'if-none-match': etag } });
+        expect([path, who, answer.status]).toEqual([path, who, who ? 403 : 401]);
+      }
+    }
+  });
+
+  it('straight on the CouchDB port with the outsider\'s own password, or with none: neither the package, the orgs in _design/access, nor the changes', async () => {
+    const couch = new URL(registry.adminCouchUrl).origin;
+    for (const headers of [{ authorization: basic('mallory', PASSWORD('mallory')) }, {}] as Record<string, string>[]) {
+      for (const path of ['/' + registry.registryDb + '/' + encodeURIComponent(SECRET), '/' + registry.registryDb + '/_design/access', '/' + registry.registryDb + '/_changes?include_docs=true',
+        '/' + registry.registryDb + '/_all_docs?include_docs=true', '/' + registry.registryDb + '-state/_all_docs', '/_users/org.couchdb.user:alice']) {
+        const answer = await send(couch, 'GET', path, { headers: { accept: 'application/json', ...headers } });
+        expect([path, headers.authorization ? 'mallory' : 'nobody', answer.status]).toEqual([path, headers.authorization ? 'mallory' : 'nobody', expect.any(Number)]);
+        expect([path, answer.status >= 400 && answer.status < 500]).toEqual([path, true]);
+        expect(text(answer.body)).not.toContain(SECRET_WORD);
+        expect(text(answer.body)).not.toContain('"members"');
+      }
+    }
+  });
+
   it('downloads in bulk: a private name among public ones is null or refused, never counted', async () => {
     const bulk = await api('mallory', 'GET', '/-/downloads/point/last-month/hostile27-base,@acme/secret');
     expect(bulk.status).toBe(400);
