@@ -185,6 +185,26 @@ describe('writes into the org\'s scope by an outsider and by a developer', () =>
   }, 180_000);
 });
 
+describe('writes by an outsider to a public package of the org, which they can read', () => {
+  it('npm dist-tag, deprecate, owner add, unpublish and publish of a new version are refused; the package is unchanged', async () => {
+    expect((await npmAs('alice', ['publish'], makePackage(clients.alice.home, { name: '@acme/open', version: '1.0.0' }))).code).toBe(0);
+    expect((await npmAs('mallory', ['view', '@acme/open', 'version'])).stdout.trim()).toBe('1.0.0');
+    const before = (await storedDoc(registry, '@acme/open')).body;
+    for (const args of [
+      ['dist-tag', 'add', '@acme/open@1.0.0', 'evil'], ['dist-tag', 'rm', '@acme/open', 'latest'], ['deprecate', '@acme/open', 'owned'], ['owner', 'add', 'mallory', '@acme/open'],
+      ['owner', 'rm', 'alice', '@acme/open'], ['unpublish', '@acme/open@1.0.0', '--force'], ['unpublish', '@acme/open', '--force'], ['access', 'set', 'status=private', '@acme/open'],
+    ]) {
+      const result = await npmAs('mallory', args);
+      expect([args.join(' '), result.code]).toEqual([args.join(' '), expect.not.stringMatching(/^0$/)]);
+      expect([args.join(' '), result.stderr]).toEqual([args.join(' '), expect.stringMatching(/E40[13]|EOWNERRM|not a member|not a maintainer|may not/)]);
+    }
+    const published = await npmAs('mallory', ['publish'], makePackage(clients.mallory.home, { name: '@acme/open', version: '1.0.1' }));
+    expect(published.stderr).toContain('not a member of the org @acme');
+    const after = (await storedDoc(registry, '@acme/open')).body;
+    expect([after._rev, after['dist-tags'], after.maintainers]).toEqual([before._rev, before['dist-tags'], before.maintainers]);
+  }, 120_000);
+});
+
 describe('publishing into the org\'s scope as an outsider, by other paths than npm publish', () => {
   it('npm stage publish of a new and of an existing package of the scope is refused; nothing is staged or published', async () => {
     for (const [name, version] of [['@acme/staged-evil', '1.0.0'], [SECRET, '6.6.6']]) {
