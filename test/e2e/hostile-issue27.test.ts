@@ -5,10 +5,7 @@
  * real npm CLI where a client's path matters. Refused attacks stay here as guards: each asserts the
  * status and that nothing of the private package leaked.
  */
-import { AddressInfo, connect } from 'net';
-import { createServer, Server } from 'http';
-import { Couch } from '../../couchdb/client';
-import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
+import { makePackage, npmClient, NpmClient } from '../helpers/npm';
 import { basic, send } from '../helpers/principals';
 import { couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
 import { manifest, tarballOf } from '../unit/fixtures';
@@ -430,4 +427,3 @@ async function webSession(user: string, password = PASSWORD(user)): Promise<stri
   return cookie.split(';')[0];
 }
 
-void connect; void createServer; void Server; void (0 as unknown as AddressInfo); void Couch; void manifest; void tarballOf; void makeProject; void basic; void send;
