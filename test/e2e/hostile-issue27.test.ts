@@ -146,6 +146,13 @@ describe('a private org package, read by an outsider and by nobody', () => {
     }
   });
 
+  it('refused tarball requests are not counted as downloads of the private package', async () => {
+    const counted = async () => (await api('alice', 'GET', '/-/downloads/versions/last-day/@acme/secret')).body.downloads['1.0.0'] || 0;
+    const before = await counted();
+    for (const who of ['mallory', null, 'mallory']) expect((await api(who, 'GET', '/@acme/secret/-/secret-1.0.0.tgz')).status).toBeGreaterThanOrEqual(401);
+    expect(await counted()).toBe(before);
+  });
+
   it('downloads in bulk: a private name among public ones is null or refused, never counted', async () => {
     const bulk = await api('mallory', 'GET', '/-/downloads/point/last-month/hostile27-base,@acme/secret');
     expect(bulk.status).toBe(400);
