@@ -263,8 +263,9 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
         for (const name of proxyReq.getHeaderNames()) if (strippedHeader(name)) proxyReq.removeHeader(name);
         const who = (req as Request).res?.locals.couchAdmin as string;
         for (const [name, value] of Object.entries(ctx.couch.proxyAuthHeaders(who, ['_admin']))) proxyReq.setHeader(name, value);
-        // The one body read here (a checked `_design/access`) is written on.
+        // A body read here (to check the `_design/access` in it) is written on whole, with its length, however it came (in chunks, too).
         if ((req as Request & { body?: unknown }).body !== undefined) {
+          proxyReq.removeHeader('transfer-encoding');
           proxyReq.setHeader('content-type', 'application/json');
           fixRequestBody(proxyReq, req as Request);
         }

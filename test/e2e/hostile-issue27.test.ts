@@ -419,6 +419,37 @@ describe('the admin proxy /-/couchdb/ attacked', () => {
     const kept = await proxy('POST', '/' + registry.registryDb + '/_bulk_docs', asAdmin(), { docs: [{ _id: 'hostile27-note', x: 1 }, before] });
     expect(kept.status).toBe(201);
     expect((await rules()).rules).toEqual(before.rules);
+    // Sent in chunks (no Content-Length), as a streaming client sends it: read, checked and sent on whole.
+    const chunked = await fetch(registry.localUrl + '/-/couchdb/' + registry.registryDb + '/_bulk_docs', {
+      method: 'POST', headers: { ...asAdmin(), 'content-type': 'application/json' }, duplex: 'half',
+      body: new ReadableStream({ start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"docs":[{"_id":"hostile27-chunked"}'));
+        controller.enqueue(new TextEncoder().encode(',' + JSON.stringify(broken) + ']}'));
+        controller.close();
+      } }),
+    } as RequestInit);
+    expect(chunked.status).toBe(403);
+    const chunkedFine = await fetch(registry.localUrl + '/-/couchdb/' + registry.registryDb + '/_bulk_docs', {
+      method: 'POST', headers: { ...asAdmin(), 'content-type': 'application/json' }, duplex: 'half',
+      body: new ReadableStream({ start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"docs":[{"_id":"hostile27-chunked"}'));
+        controller.enqueue(new TextEncoder().encode(']}'));
+        controller.close();
+      } }),
+    } as RequestInit);
+    expect(chunkedFine.status).toBe(201);
+    // A checked PUT of _design/access sent in chunks goes through too (Fauxton sends it with a length; scripts may not).
+    const current = await rules();
+    const put = await fetch(registry.localUrl + '/-/couchdb/' + registry.registryDb + '/_design/access', {
+      method: 'PUT', headers: { ...asAdmin(), 'content-type': 'application/json' }, duplex: 'half',
+      body: new ReadableStream({ start(controller) {
+        controller.enqueue(new TextEncoder().encode(JSON.stringify(current)));
+        controller.close();
+      } }),
+    } as RequestInit);
+    expect(put.status).toBe(201);
+    const last = await rules();
+    expect([last.rules, last.orgs]).toEqual([before.rules, before.orgs]);
   });
 });
 
