@@ -5,6 +5,7 @@
  * real npm CLI where a client's path matters. Refused attacks stay here as guards: each asserts the
  * status and that nothing of the private package leaked.
  */
+import { createHash } from 'crypto';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
 import { basic, send } from '../helpers/principals';
 import { couchGet, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
@@ -209,6 +210,29 @@ describe('writes by an outsider to a public package of the org, which they can r
   }, 120_000);
 });
 
+describe('orgs and teams named like what objects inherit', () => {
+  it('an outsider claims no such org nor gets into acme through one; names with underscores are refused with a 400', async () => {
+    for (const name of ['__proto__', '_design', 'prototype%2f..', '..']) {
+      const answer = await api('mallory', 'PUT', '/-/org/' + name + '/user', { body: { user: 'mallory' } });
+      expect([name, answer.status >= 400 && answer.status < 500]).toEqual([name, true]);
+    }
+    for (const name of ['tostring', 'valueof', 'hasownproperty', 'isprototypeof']) {
+      const made = await api('mallory', 'PUT', '/-/org/' + name + '/user', { body: { user: 'mallory' } });
+      expect([name, made.status]).toEqual([name, 200]);
+      // Its own org, nothing more: mallory is still no member of acme, and acme's package still refuses her.
+      const team = await api('mallory', 'PUT', '/-/team/' + name + '/__proto__/user', { body: { user: 'mallory' } });
+      expect([name, team.status]).toEqual([name, 400]);
+      const proto = await api('mallory', 'PUT', '/-/team/' + name + '/constructor/package', { body: { package: SECRET, permissions: 'read-write' } });
+      expect([name, proto.status >= 400 && proto.status < 500]).toEqual([name, true]);
+    }
+    expect((await api('mallory', 'GET', '/@acme%2fsecret')).status).toBe(403);
+    expect((await api('mallory', 'GET', '/-/org/acme/user')).status).toBe(403);
+    const design = await couchGet(registry, '/' + registry.registryDb + '/_design/access');
+    expect(Object.keys(design.body.orgs).sort()).toEqual(['acme', 'hasownproperty', 'isprototypeof', 'tostring', 'valueof']);
+    expect(design.body.orgs.acme.members).toEqual({ alice: 'owner', dave: 'developer' });
+  });
+});
+
 describe('publishing into the org\'s scope as an outsider, by other paths than npm publish', () => {
   it('npm stage publish of a new and of an existing package of the scope is refused; nothing is staged or published', async () => {
     for (const [name, version] of [['@acme/staged-evil', '1.0.0'], [SECRET, '6.6.6']]) {
@@ -282,7 +306,7 @@ describe('the pages, attacked through a published package and from other sites',
     expect(page.headers.get('content-security-policy')).toMatch(/script-src 'self'/);
   });
 
-  it('the account page and its forms cannot be framed, and a form posted from another port neither revokes a token nor changes a password', async () => {
+  it('the account page and its forms cannot be framed; a form posted from another port neither revokes a token nor changes a password; another user\'s token key is not found', async () => {
     const cookie = await webSession('mallory');
     const account = await fetch(registry.localUrl + '/-/web/account', { headers: { cookie, accept: 'text/html' } });
     expect(account.status).toBe(200);
@@ -296,6 +320,14 @@ describe('the pages, attacked through a published package and from other sites',
       }
     }
     expect((await api('mallory', 'GET', '/-/whoami')).body.username).toBe('mallory');
+    // From this registry's own page, another user's token key (the SHA-256 the pages list) is not mallory's to revoke.
+    const aliceKey = createHash('sha256').update(tokens.alice).digest('hex');
+    const revoke = await fetch(registry.localUrl + '/-/web/account/tokens/revoke', {
+      method: 'POST', redirect: 'manual', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded', origin: new URL(registry.localUrl).origin },
+      body: new URLSearchParams({ key: aliceKey }).toString(),
+    });
+    expect(revoke.status).toBe(404);
+    expect((await api('alice', 'GET', '/-/whoami')).body.username).toBe('alice');
     const login = await api(null, 'PUT', '/-/user/org.couchdb.user:mallory', { body: { _id: 'org.couchdb.user:mallory', name: 'mallory', password: PASSWORD('mallory'), type: 'user', roles: [] } });
     expect(login.status).toBe(201);
   });
