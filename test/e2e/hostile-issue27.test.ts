@@ -421,6 +421,7 @@ describe('the admin proxy /-/couchdb/ attacked', () => {
 
   it('an admin cannot break _design/access by another path than a PUT of it: _bulk_docs, POST to the database, an empty or trailing segment', async () => {
     const before = await rules();
+    expect((await proxy('PUT', '/' + registry.registryDb + '/hostile27-source', asAdmin(), { rules: [] })).status).toBe(201);
     const broken = { ...before, rules: [{ package: '**', read: 'everyone' }] };
     const brokenOrgs = { ...before, orgs: { acme: { members: { alice: 'king' }, teams: {} } } };
     for (const [how, method, path, body] of [
@@ -433,8 +434,11 @@ describe('the admin proxy /-/couchdb/ attacked', () => {
       ['PUT, empty segment', 'PUT', '/' + registry.registryDb + '//_design/access', broken],
       ['PUT, encoded', 'PUT', '/' + registry.registryDb + '/_design%2Faccess', brokenOrgs],
       ['DELETE, trailing slash', 'DELETE', '/' + registry.registryDb + '/_design/access/?rev=' + before._rev, undefined],
+      ['PUT, leading empty segment', 'PUT', '//' + registry.registryDb + '/_design/access', broken],
+      ['COPY over it, leading empty segment', 'COPY', '//' + registry.registryDb + '/hostile27-source', undefined],
     ] as [string, string, string, unknown][]) {
-      const answer = await proxy(method, path, { ...asAdmin(), 'content-type': 'application/json' }, body);
+      const extra: Record<string, string> = method === 'COPY' ? { destination: '_design/access?rev=' + before._rev } : {};
+      const answer = await proxy(method, path, { ...asAdmin(), 'content-type': 'application/json', ...extra }, body);
       expect([how, answer.status, answer.body.error]).toEqual([how, 403, 'forbidden']);
     }
     for (const body of ['null', '0', '[]', '"x"']) {
