@@ -208,6 +208,14 @@ describe('writes by an outsider to a public package of the org, which they can r
     const after = (await storedDoc(registry, '@acme/open')).body;
     expect([after._rev, after['dist-tags'], after.maintainers]).toEqual([before._rev, before['dist-tags'], before.maintainers]);
   }, 120_000);
+
+  it('its collaborators name the org\'s members to members only: an outsider sees the maintainers, not the roster that npm org ls keeps from them', async () => {
+    expect((await api('mallory', 'GET', '/-/org/acme/user')).status).toBe(403);
+    const outsider = await npmAs('mallory', ['access', 'list', 'collaborators', '@acme/open', '--json']);
+    expect(JSON.parse(outsider.stdout)).toEqual({ alice: 'read-write' });
+    const member = await npmAs('dave', ['access', 'list', 'collaborators', '@acme/open', '--json']);
+    expect(JSON.parse(member.stdout)).toEqual({ alice: 'read-write', dave: 'read-write' });
+  });
 });
 
 describe('orgs and teams named like what objects inherit', () => {
