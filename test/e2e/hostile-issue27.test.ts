@@ -215,6 +215,10 @@ describe('writes by an outsider to a public package of the org, which they can r
     expect(JSON.parse(outsider.stdout)).toEqual({ alice: 'read-write' });
     const member = await npmAs('dave', ['access', 'list', 'collaborators', '@acme/open', '--json']);
     expect(JSON.parse(member.stdout)).toEqual({ alice: 'read-write', dave: 'read-write' });
+    // Nor does what a user's teams grant them (npm access list packages <user>) tell an outsider that they are a member.
+    expect((await api('mallory', 'GET', '/-/user/dave/package')).body).toEqual({});
+    expect((await api('dave', 'GET', '/-/user/dave/package')).body).toEqual({ '@acme/open': 'read-write', [SECRET]: 'read-write' });
+    expect((await api('alice', 'GET', '/-/user/dave/package')).body).toEqual({ '@acme/open': 'read-write', [SECRET]: 'read-write' });
   });
 });
 
