@@ -109,6 +109,11 @@ export interface SearchFilters {
 
 const QUALIFIER = /^(keywords|author|maintainer|scope|not|is|boost-exact):(.*)$/;
 
+/** The most keywords one query's `keywords:` qualifiers name, counting each group's (as a query's parts are at most 16). */
+const MAX_KEYWORDS = 16;
+
+const keywordsNamed = (keywords: NonNullable<SearchFilters['keywords']>): number => keywords.none.length + keywords.any.reduce((sum, group) => sum + group.length, 0);
+
 /**
  * The terms a query's words ask for (a scoped name as it is, other words split like the terms of
  * packages), and its qualifiers. `exactName`: the name listed first when a package has it.
@@ -129,9 +134,16 @@ export function queryTerms(text: string): { parts: string[]; exactName: string |
     qualified = true;
     if (key === 'keywords') {
       const keywords = filters.keywords || (filters.keywords = { any: [], none: [] });
+      // Each keyword named costs a pass over its packages: repeats count once, and at most MAX_KEYWORDS are read.
       for (const item of value.split(',').filter(Boolean)) {
-        if (item.startsWith('-')) keywords.none.push(item.slice(1));
-        else keywords.any.push(item.split('+').filter(Boolean));
+        if (item.startsWith('-')) {
+          const keyword = item.slice(1);
+          if (keyword && !keywords.none.includes(keyword) && keywordsNamed(keywords) < MAX_KEYWORDS) keywords.none.push(keyword);
+          continue;
+        }
+        const group = [...new Set(item.split('+').filter(Boolean))].slice(0, MAX_KEYWORDS - keywordsNamed(keywords));
+        const same = (other: string[]) => other.length === group.length && other.every((keyword) => group.includes(keyword));
+        if (group.length && !keywords.any.some(same)) keywords.any.push(group);
       }
     } else if (key === 'author' || key === 'maintainer') filters[key] = value;
     else if (key === 'scope') filters.scope = value.replace(/^@/, '').replace(/\/$/, '');

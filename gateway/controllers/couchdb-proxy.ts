@@ -14,9 +14,10 @@
  * - Cross-site requests: a browser request from another site (its `Sec-Fetch-Site`, or an `Origin`
  *   that is not this registry) is refused unless it is a plain navigation (a link to Fauxton), and the
  *   answers may not be framed, so a page elsewhere cannot make an admin's browser write.
- * - Streaming: bodies go through as they arrive, both ways (`http-proxy-middleware`); only a write of
- *   `_design/access` is read first, to check its rules (CouchDB runs no validate_doc_update for design
- *   documents; the embedded server checks them too, however they are written).
+ * - Streaming: bodies go through as they arrive, both ways (`http-proxy-middleware`); only what can
+ *   write `_design/access` is read first, to check its rules: a write of it, and `POST` and `_bulk_docs`
+ *   of the registry database (CouchDB runs no validate_doc_update for design documents; the embedded
+ *   server checks them too, however they are written).
  */
 import { NextFunction, Request, Response, Router } from 'express';
 import { IncomingMessage, ServerResponse } from 'http';
@@ -30,6 +31,8 @@ export const COUCHDB_PREFIX = '/-/couchdb';
 
 /** Largest `_design/access` accepted through the proxy (it is read whole, to be checked). */
 const ACCESS_DESIGN_BYTES = 1024 * 1024;
+/** Largest `POST /<registry db>` or `_bulk_docs` to it accepted through the proxy (read whole: it may hold `_design/access`). */
+const REGISTRY_BULK_BYTES = 64 * 1024 * 1024;
 
 /** Request headers that could make CouchDB take the request for someone else's, or that it must not see. */
 function strippedHeader(name: string): boolean {
@@ -43,16 +46,20 @@ function refuse(res: Response, status: number, error: string, reason: string, he
   res.status(status).set({ 'Cache-Control': 'no-store', ...headers }).json({ error, reason });
 }
 
-/** The document a request writes, when it names one: `/<db>/<id>` (also `_design/<name>` and `%2F`). */
+/**
+ * The document a request writes, when it names one: `/<db>/<id>` (also `_design/<name>` and `%2F`);
+ * `id` is empty for the database itself. Empty segments are dropped as CouchDB drops them, for which
+ * `/db//_design/access` and `/db/_design/access/` are `/db/_design/access`.
+ */
 function documentOf(url: string): { db: string; id: string } | null {
-  const segments = url.split('?')[0].split('/').slice(1);
+  const segments = url.split('?')[0].split('/').filter(Boolean);
   let decoded: string[];
   try {
     decoded = segments.map((s) => decodeURIComponent(s));
   } catch {
     return null;
   }
-  if (decoded.length < 2 || !decoded[0]) return null;
+  if (decoded.length < 1 || !decoded[0]) return null;
   const [db, ...rest] = decoded;
   return { db, id: rest.join('/') };
 }
@@ -62,6 +69,16 @@ function safeDecode(text: string): string {
     return decodeURIComponent(text);
   } catch {
     return text;
+  }
+}
+
+/** The JSON object in `body`, or null when it holds something else (a body forwarded after a check must be one: see fixRequestBody). */
+function jsonObjectOf(body: Buffer): Record<string, unknown> | null {
+  try {
+    const value = JSON.parse(body.toString('utf8')) as unknown;
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
   }
 }
 
@@ -173,6 +190,7 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
       refuse(res, 403, 'forbidden', 'Write _design/access with PUT (as Fauxton saves it), so that its rules are checked; a COPY over it is refused.');
       return false;
     }
+    if (req.method === 'POST' && (doc.id === '' || doc.id === '_bulk_docs')) return writtenDocsAllowed(req, res, doc.id === '_bulk_docs');
     if (doc.id !== ACCESS_DESIGN_ID) return true;
     if (req.method === 'GET' || req.method === 'HEAD') return true;
     if (req.method === 'DELETE') {
@@ -188,11 +206,9 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
       refuse(res, 413, 'too_large', '_design/access is larger than ' + ACCESS_DESIGN_BYTES / 1024 + ' KiB; access rules never need that much.');
       return false;
     }
-    let newDoc: { rules?: unknown; _deleted?: unknown };
-    try {
-      newDoc = JSON.parse(body.toString('utf8'));
-    } catch {
-      refuse(res, 400, 'bad_request', 'The body is not a JSON document.');
+    const newDoc = jsonObjectOf(body) as { rules?: unknown; _deleted?: unknown } | null;
+    if (!newDoc) {
+      refuse(res, 400, 'bad_request', 'The body is not a JSON document (an object).');
       return false;
     }
     const live = (await ctx.registry.get(ACCESS_DESIGN_ID)) as { rules?: unknown } | null;
@@ -202,6 +218,37 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
       return false;
     }
     (req as Request & { body: unknown }).body = newDoc;
+    return true;
+  }
+
+  /**
+   * `POST /<registry db>` and its `_bulk_docs` can write `_design/access` too (CouchDB checks no design
+   * document): read whole, each `_design/access` in them is checked as a PUT of it is.
+   */
+  async function writtenDocsAllowed(req: Request, res: Response, bulk: boolean): Promise<boolean> {
+    const body = await readBody(req, REGISTRY_BULK_BYTES);
+    if (!body) {
+      refuse(res, 413, 'too_large', 'Writes to the registry database through the registry are read whole and checked, up to ' + REGISTRY_BULK_BYTES / 1024 / 1024 + ' MiB: send fewer documents at once.');
+      return false;
+    }
+    const parsed = jsonObjectOf(body) as { docs?: unknown } | null;
+    if (!parsed) {
+      refuse(res, 400, 'bad_request', 'The body is not a JSON object (writes to the registry database through the registry are checked, so they are plain JSON, not compressed).');
+      return false;
+    }
+    const docs = bulk ? (parsed && Array.isArray(parsed.docs) ? parsed.docs : []) : [parsed];
+    const written = docs.filter((d): d is { _id: string; rules?: unknown; orgs?: unknown; _deleted?: unknown } => !!d && typeof d === 'object' && (d as { _id?: unknown })._id === ACCESS_DESIGN_ID);
+    if (written.length) {
+      const live = (await ctx.registry.get(ACCESS_DESIGN_ID)) as { rules?: unknown } | null;
+      for (const newDoc of written) {
+        const problem = accessDesignProblem(newDoc, live);
+        if (problem) {
+          refuse(res, 403, 'forbidden', problem);
+          return false;
+        }
+      }
+    }
+    (req as Request & { body: unknown }).body = parsed;
     return true;
   }
 
@@ -216,8 +263,9 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
         for (const name of proxyReq.getHeaderNames()) if (strippedHeader(name)) proxyReq.removeHeader(name);
         const who = (req as Request).res?.locals.couchAdmin as string;
         for (const [name, value] of Object.entries(ctx.couch.proxyAuthHeaders(who, ['_admin']))) proxyReq.setHeader(name, value);
-        // The one body read here (a checked `_design/access`) is written on.
+        // A body read here (to check the `_design/access` in it) is written on whole, with its length, however it came (in chunks, too).
         if ((req as Request & { body?: unknown }).body !== undefined) {
+          proxyReq.removeHeader('transfer-encoding');
           proxyReq.setHeader('content-type', 'application/json');
           fixRequestBody(proxyReq, req as Request);
         }

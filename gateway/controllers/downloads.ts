@@ -71,7 +71,8 @@ export function downloadRoutes(ctx: Context): Router {
       if (shape === 'versions') throw badRequest('Per-version counts are for one package at a time.');
       if (list.length > MAX_BULK) throw badRequest('Ask for at most ' + MAX_BULK + ' packages at once.');
       if (list.some((name) => name.startsWith('@'))) throw badRequest('Scoped packages are not supported in bulk queries (as on npm): ask for each one alone.');
-      const answer: Record<string, unknown> = {};
+      // Without a prototype, so that a name such as __proto__ is a key like any other (not dropped).
+      const answer: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
       for (const name of list) {
         try {
           answer[name] = shaped(await downloadCounts(ctx, res, name, period), shape);

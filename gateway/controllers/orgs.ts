@@ -338,12 +338,14 @@ export function orgRoutes(ctx: Context): Router {
 
   /** The packages `name` maintains or is granted through teams (npm asks this when no org has the name). */
   async function userPackages(res: Response, name: string): Promise<void> {
-    requireUser(res);
+    const user = requireUser(res);
     const list: Record<string, Permission> = {};
     const rows = (await ctx.registry.view<string>('byMaintainer', { key: name })).rows;
     for (const row of rows) if (await ctx.access.mayRead(res, row.value)) list[row.value] = 'read-write';
     const orgs = await store.current();
     for (const orgName of Object.keys(orgs)) {
+      // What the teams of an org grant someone tells that they are its member: for its members to see (and the user themself, and admins).
+      if (user.name !== name && !isAdmin(user) && !roleIn(orgs[orgName], user.name)) continue;
       for (const pkg of Object.keys(orgs[orgName].packages || {})) {
         const permission = teamGrant(orgs[orgName], pkg, name);
         if (permission && !list[pkg] && (await ctx.access.mayRead(res, pkg))) list[pkg] = permission;

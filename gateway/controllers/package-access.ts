@@ -8,7 +8,8 @@
  * member: a private package is read by the org's members only. Other packages' visibility is the
  * access rules' to decide (an admin edits `_design/access`), and is refused, saying so.
  * `npm access list collaborators` (`GET /-/package/<name>/collaborators`): its maintainers, the org's
- * owners and admins (`read-write`) and the members of the teams granted it.
+ * owners and admins (`read-write`) and the members of the teams granted it; the org's members are
+ * listed only to its members (and server admins), others see the maintainers.
  *
  * Staging (npm has no command for it): `GET /-/package/<name>/staging` answers `{"required": bool}`;
  * `PUT /-/package/<name>/staging` with `{"required": true|false}`, by a maintainer with what writes
@@ -111,13 +112,14 @@ export function packageAccessRoutes(ctx: Context): Router {
   }
 
   async function collaborators(res: Response, name: string): Promise<void> {
-    requireUser(res);
+    const user = requireUser(res);
     await ctx.access.assertRead(res, name);
     const doc = await readPackage(ctx, name);
     if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
     const list: Record<string, Permission> = {};
     const org = orgOf(await new OrgStore(ctx.registry, ctx.access).current(), name);
-    if (org) {
+    // The org's members and their grants are for its members (and server admins) to see, as `npm org ls` and `npm team ls` are.
+    if (org && (user.roles.includes('_admin') || roleIn(org, user.name))) {
       for (const member of Object.keys(org.members)) {
         const grant = org.members[member] === 'developer' ? teamGrant(org, name, member) : 'read-write';
         if (grant) list[member] = grant;
