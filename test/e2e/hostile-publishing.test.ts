@@ -140,7 +140,8 @@ async function setRules(rules: unknown): Promise<void> {
   const current = await couchGet(registry, path);
   const saved = await send(couchOrigin(), 'PUT', path, { headers: { authorization: basicAuthOf(registry.adminCouchUrl) }, body: { ...current.body, rules } });
   expect(saved.status).toBe(201);
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  // The gateway applies rules changed behind its back within its two-second cache of them (gateway/access.ts).
+  await new Promise((resolve) => setTimeout(resolve, 2100));
 }
 
 beforeAll(async () => {
