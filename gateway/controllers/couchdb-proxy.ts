@@ -211,13 +211,22 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
       refuse(res, 400, 'bad_request', 'The body is not a JSON document (an object).');
       return false;
     }
-    const live = (await ctx.registry.get(ACCESS_DESIGN_ID)) as { rules?: unknown } | null;
-    const problem = accessDesignProblem(newDoc, live);
-    if (problem) {
-      refuse(res, 403, 'forbidden', problem);
-      return false;
-    }
+    if (!(await accessDesignsAllowed(res, [newDoc]))) return false;
     (req as Request & { body: unknown }).body = newDoc;
+    return true;
+  }
+
+  /** Whether each `_design/access` a request writes is valid against the live one; refused (403) with the first problem if not. */
+  async function accessDesignsAllowed(res: Response, written: { rules?: unknown; orgs?: unknown; _deleted?: unknown }[]): Promise<boolean> {
+    if (!written.length) return true;
+    const live = (await ctx.registry.get(ACCESS_DESIGN_ID)) as { rules?: unknown; orgs?: unknown } | null;
+    for (const newDoc of written) {
+      const problem = accessDesignProblem(newDoc, live);
+      if (problem) {
+        refuse(res, 403, 'forbidden', problem);
+        return false;
+      }
+    }
     return true;
   }
 
@@ -238,16 +247,7 @@ export function couchdbProxyRoutes(ctx: Context, sessions: WebSessions): Router 
     }
     const docs = bulk ? (parsed && Array.isArray(parsed.docs) ? parsed.docs : []) : [parsed];
     const written = docs.filter((d): d is { _id: string; rules?: unknown; orgs?: unknown; _deleted?: unknown } => !!d && typeof d === 'object' && (d as { _id?: unknown })._id === ACCESS_DESIGN_ID);
-    if (written.length) {
-      const live = (await ctx.registry.get(ACCESS_DESIGN_ID)) as { rules?: unknown } | null;
-      for (const newDoc of written) {
-        const problem = accessDesignProblem(newDoc, live);
-        if (problem) {
-          refuse(res, 403, 'forbidden', problem);
-          return false;
-        }
-      }
-    }
+    if (!(await accessDesignsAllowed(res, written))) return false;
     (req as Request & { body: unknown }).body = parsed;
     return true;
   }
