@@ -8,6 +8,7 @@
  */
 import semver from 'semver';
 import { patternMatches, patternProblem } from './access';
+import { licenseException, licenseHoldReason, LicensePolicy, licensePolicyProblem } from './licenses';
 import { tarballFileName } from './names';
 import { PackageDoc } from './types';
 
@@ -28,6 +29,8 @@ export interface Policy {
   /** Packages (names or patterns) the cooldown does not apply to. */
   exceptions: string[];
   blocked: BlockRule[];
+  /** The license policy (`licenses` in the policy document), when there is one. */
+  licenses?: LicensePolicy;
   /** Why the policy document is invalid (then every mirrored package is blocked with this reason). */
   problem?: string;
 }
@@ -36,7 +39,7 @@ export const NO_POLICY: Policy = { minAgeMs: 0, exceptions: [], blocked: [] };
 
 export interface Withheld {
   version: string;
-  kind: 'cooldown' | 'blocked';
+  kind: 'cooldown' | 'blocked' | 'license';
   /** Why, in words for the npm user. */
   reason: string;
   /** For the cooldown: when the version becomes available (ISO). */
@@ -45,7 +48,7 @@ export interface Withheld {
 
 /** Whether the policy holds anything back at all (else serving skips it). */
 export function policyActive(policy: Policy): boolean {
-  return policy.minAgeMs > 0 || policy.blocked.length > 0;
+  return policy.minAgeMs > 0 || policy.blocked.length > 0 || !!policy.licenses;
 }
 
 /** Whether `pattern` (of a block or an exception) names `name`, compared as npm normalizes names: without regard to case. */
@@ -59,6 +62,7 @@ function names(pattern: unknown, name: string): boolean {
  */
 export function policyCovers(policy: Policy, name: string): boolean {
   if (policy.blocked.some((rule) => rule && names(rule.package, name))) return true;
+  if (policy.licenses && !licenseException(policy.licenses, name)) return true;
   return policy.minAgeMs > 0 && !policy.exceptions.some((pattern) => names(pattern, name));
 }
 
@@ -68,7 +72,7 @@ export function wholePackageBlock(policy: Policy, name: string): BlockRule | und
 }
 
 /** The fields of the policy document (`supply-chain` in `<db>-state`), besides CouchDB's own (`_id`, `_rev`, …). */
-const POLICY_KEYS = ['type', 'help', 'cooldownExceptions', 'blocked'];
+const POLICY_KEYS = ['type', 'help', 'cooldownExceptions', 'blocked', 'licenses'];
 const BLOCK_KEYS = ['package', 'version', 'reason'];
 
 /** An example of a valid policy document's content, for the messages that refuse an invalid one. */
@@ -84,7 +88,7 @@ export function policyProblem(doc: unknown): string | null {
   const policy = doc as Record<string, unknown>;
   for (const key of Object.keys(policy)) {
     if (key.charAt(0) !== '_' && POLICY_KEYS.indexOf(key) === -1) {
-      return 'the unknown field "' + key + '": the policy has only "cooldownExceptions" (package patterns) and "blocked" (a list of blocks), such as ' + POLICY_EXAMPLE;
+      return 'the unknown field "' + key + '": the policy has "cooldownExceptions" (package patterns), "blocked" (a list of blocks) and "licenses" (the license policy), such as ' + POLICY_EXAMPLE;
     }
   }
   if (policy.type !== undefined && policy.type !== 'policy') return '"type" must be "policy"';
@@ -118,6 +122,7 @@ export function policyProblem(doc: unknown): string | null {
       }
     }
   }
+  if (policy.licenses !== undefined) return licensePolicyProblem(policy.licenses);
   return null;
 }
 
@@ -137,6 +142,15 @@ export function withheldVersions(doc: PackageDoc, policy: Policy, now: number): 
     if (!rule || !names(rule.package, name)) continue;
     for (const version of blockedVersions(rule, Object.keys(doc.versions || {}))) {
       if (doc.versions[version]) withheld.set(version, { version, kind: 'blocked', reason: name + '@' + version + ' is blocked on this registry: ' + (rule.reason || 'no reason given') + '.' });
+    }
+  }
+  if (policy.licenses) {
+    for (const version of Object.keys(doc.versions || {})) {
+      if (withheld.has(version)) continue;
+      const why = licenseHoldReason(policy.licenses, name, version, doc.versions[version]);
+      if (why) {
+        withheld.set(version, { version, kind: 'license', reason: name + '@' + version + ' is held back by this registry\'s license policy: ' + why + '; use another version or package, or ask an admin for an exception.' });
+      }
     }
   }
   const exempt = policy.exceptions.some((pattern) => names(pattern, name));

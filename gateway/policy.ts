@@ -12,6 +12,7 @@
  * back every mirrored version, and reads of mirrored packages and `/-/health` say what to fix.
  */
 import { Logger } from 'pino';
+import { LicensePolicy } from '../core/licenses';
 import { BlockRule, NO_POLICY, Policy, POLICY_ID, policyProblem } from '../core/policy';
 import { Couch, Database } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
@@ -25,6 +26,7 @@ export interface PolicyDoc {
   type: 'policy';
   cooldownExceptions?: unknown;
   blocked?: unknown;
+  licenses?: unknown;
   help?: string;
 }
 
@@ -44,6 +46,7 @@ export function policyOf(doc: PolicyDoc | null, minAgeMs: number, stateDb = '<db
     minAgeMs,
     exceptions: (doc.cooldownExceptions as string[] | undefined) || [],
     blocked: (doc.blocked as BlockRule[] | undefined) || [],
+    licenses: (doc.licenses as LicensePolicy | undefined) || undefined,
   };
 }
 

@@ -26,6 +26,7 @@ import { assertMayTakeName } from '../new-names';
 import { parsePackagePath } from '../paths';
 import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
 import { foreignBaseUrl, foreignUrlProblem, forwardToUpstream, postToUpstream, readForeign } from '../upstream';
+import { publishLicenseProblem } from '../../core/licenses';
 import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 import { versionOfTarball } from '../../core/names';
@@ -315,6 +316,8 @@ export function packageRoutes(ctx: Context): Router {
     if (publishes) {
       await assertMayTakeName(ctx, user, name);
       await assertNotStaged(user, name, body.versions);
+      const licenseProblem = publishLicenseProblem(ctx.policy?.current.licenses, name, body.versions);
+      if (licenseProblem) throw forbidden(licenseProblem);
       const trusted = user.trustedPublisher;
       let created = false;
       const result = await writeWithRetry(ctx, user, name, (existing) => {

@@ -22,6 +22,7 @@
  * Stage ids are UUID-shaped digests of `<name>@<version>` (gateway/staging.ts), so that a version is
  * staged once at a time, at every site.
  */
+import { publishLicenseProblem } from '../../core/licenses';
 import { assertTrustStands } from './trust';
 import { Request, Response, Router } from 'express';
 import { applyPublish, assertValidName, isTombstone, parsePublish, PublishBody, PublishInput } from '../../core/packument';
@@ -106,6 +107,8 @@ export function stageRoutes(ctx: Context): Router {
     }
     await ctx.access.assertPublish(user, name);
     await assertMayTakeName(ctx, user, name);
+    const licenseProblem = publishLicenseProblem(ctx.policy?.current.licenses, name, body.versions);
+    if (licenseProblem) throw forbidden(licenseProblem);
     const input: PublishInput = { name, body, user, now: new Date().toISOString(), baseUrl: ctx.baseUrl, checkDigests };
     const versions = parsePublish(input);
     if (versions.length !== 1) throw badRequest('Stage one version at a time (this body has ' + versions.length + '), as `npm stage publish` does.');

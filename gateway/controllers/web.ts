@@ -503,13 +503,16 @@ ${otpField('password-otp')}
     return { keys: await keys.keys(), own: await keys.ownKeyIds() };
   }
 
+  /** How each kind of held-back version is labelled on the package page (the cooldown shows until when). */
+  const HELD_KIND: Record<string, string> = { blocked: 'blocked', license: 'license not allowed' };
+
   function packagePage(stored: PackageDoc, versionAsked: string | undefined, staged: { waiting: number; required: boolean } | null, signing: { keys: RegistryKey[]; own: Set<string> }, usage: Usage): string {
     const name = stored.name;
     // What the supply-chain policy holds back is not offered here either; it is listed with the reason.
     const withheld = withheldOf(ctx, stored);
     const doc = withoutWithheld(stored, withheld);
     const heldBack = [...withheld.values()]
-      .map((w) => `<tr><td>${escape(w.version)}</td><td>${w.kind === 'blocked' ? 'blocked' : 'until ' + escape(when(w.availableAt) + ' ' + String(w.availableAt || '').slice(11, 16) + ' UTC')}</td></tr><tr><td colspan="2" class="muted">${escape(w.reason)}</td></tr>`)
+      .map((w) => `<tr><td>${escape(w.version)}</td><td>${w.kind === 'cooldown' ? 'until ' + escape(when(w.availableAt) + ' ' + String(w.availableAt || '').slice(11, 16) + ' UTC') : escape(HELD_KIND[w.kind] || w.kind)}</td></tr><tr><td colspan="2" class="muted">${escape(w.reason)}</td></tr>`)
       .join('');
     if (foreignHere(ctx, doc)) {
       return `<h1>${escape(name)}${provenance(ctx, doc)}</h1><p>${escape(doc.description || '')}</p>

@@ -44,6 +44,9 @@ it('_design/config checks the supply-chain policy (with version ranges) without 
   expect(outcome(() => validate({ _id: 'signing-key:x', type: 'signing-key' }, null, admin, {}))).toBe('accepted');
   expect(outcome(() => validate({ _id: 'supply-chain', type: 'policy', blocked: [{ package: 'left-pad', version: '<2 || >=3.1.0', reason: 'bad' }] }, null, admin, {}))).toBe('accepted');
   expect(outcome(() => validate({ _id: 'supply-chain', type: 'policy', blocked: [{ package: 'left-pad', version: 'not a range', reason: 'bad' }] }, null, admin, {}))).toBe('refused');
+  // The license policy's SPDX parser and its license lists run there too.
+  expect(outcome(() => validate({ _id: 'supply-chain', type: 'policy', licenses: { allowed: ['MIT', 'Apache-2.0 WITH LLVM-exception'], denied: ['AGPL-3.0-only'] } }, null, admin, {}))).toBe('accepted');
+  expect(outcome(() => validate({ _id: 'supply-chain', type: 'policy', licenses: { allowed: ['Apache 2.0'] } }, null, admin, {}))).toBe('refused');
 });
 
 it('_design/app, _design/access and _design/mirror load and judge a publish without typed arrays', () => {
