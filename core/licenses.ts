@@ -21,7 +21,10 @@ import parse from 'spdx-expression-parse';
 import satisfies from 'spdx-satisfies';
 import semver from 'semver';
 import { patternMatches, patternProblem } from './access';
+import { declaredLicense } from './license-field';
 import { VersionManifest } from './types';
+
+export { declaredLicense };
 
 export interface LicenseException {
   /** A package name or pattern (`@company/*`). */
@@ -102,28 +105,6 @@ export function licensePolicyProblem(value: unknown): string | null {
         return where + ': "version" ' + JSON.stringify(exception.version) + ' is neither a version nor a semver range';
       }
     }
-  }
-  return null;
-}
-
-/**
- * The license a version declares, as one expression: `license` (a string, or the old `{type}`
- * object), or the old `licenses` list (any of them, so joined with OR); null when it declares none.
- */
-export function declaredLicense(manifest: VersionManifest | undefined): string | null {
-  if (!manifest) return null;
-  const typeOf = (value: unknown): string | null => {
-    if (typeof value === 'string') return value.trim() || null;
-    if (value && typeof value === 'object' && typeof (value as { type?: unknown }).type === 'string') return ((value as { type: string }).type).trim() || null;
-    return null;
-  };
-  const license = typeOf((manifest as { license?: unknown }).license);
-  if (license) return license;
-  const list = (manifest as { licenses?: unknown }).licenses;
-  if (Array.isArray(list)) {
-    const types = list.map(typeOf).filter((t): t is string => !!t);
-    if (types.length === 1) return types[0];
-    if (types.length > 1) return types.map((t) => '(' + t + ')').join(' OR ');
   }
   return null;
 }

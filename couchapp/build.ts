@@ -6,7 +6,7 @@
  */
 import { buildSync } from 'esbuild';
 import { createHash } from 'crypto';
-import { mkdirSync, readdirSync, writeFileSync } from 'fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'fs';
 import { dirname, join } from 'path';
 import { DESIGN, DesignDoc, designId, DesignName, OUTPUT_FILES, SettingsDesignCode, SOURCE_DIR } from './design';
 
@@ -39,7 +39,10 @@ export function buildDesignDoc(): DesignDoc {
   const viewDir = join(SOURCE_DIR, 'views');
   for (const file of readdirSync(viewDir).sort()) {
     if (!file.endsWith('.ts') || file === 'types.ts') continue;
-    views[file.replace(/\.ts$/, '')] = { map: wrap('doc', join(viewDir, file), 'doc, emit') };
+    const source = join(viewDir, file);
+    // A view with a reduce says which of CouchDB's built-in ones (`export const reduce = '_count';`).
+    const reduce = /^export const reduce = '(_count|_sum|_stats)';$/m.exec(readFileSync(source, 'utf8'));
+    views[file.replace(/\.ts$/, '')] = { map: wrap('doc', source, 'doc, emit'), ...(reduce ? { reduce: reduce[1] } : {}) };
   }
   const validate = wrap(
     'newDoc, oldDoc, userCtx, secObj',

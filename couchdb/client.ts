@@ -117,6 +117,8 @@ export interface ViewParams {
   limit?: number;
   descending?: boolean;
   reduce?: boolean;
+  /** With a reduce: group the rows by the first this many parts of their keys. */
+  group_level?: number;
   include_docs?: boolean;
 }
 

@@ -15,6 +15,7 @@ import { shadowedNames } from '../../replication/couchdb';
 import { refusedPublishes } from '../resolver';
 import { patternMatches } from '../../core/access';
 import { NO_POLICY } from '../../core/policy';
+import { licenseException, LicensePolicy, licenseVerdict } from '../../core/licenses';
 import { badRequest, HttpError } from '../errors';
 
 const MAX_LIMIT = 10_000;
@@ -158,15 +159,16 @@ export async function replicationStatus(ctx: Context, mayRead: (name: string) =>
     shadowed: await readable([...refused].filter(([, refusal]) => refusal.kind === 'shadowed').map(([name]) => name).sort(), (name) => name),
     refused: await readable([...refused].map(([name, refusal]) => ({ name, kind: refusal.kind, reason: refusal.reason })), (refusal) => refusal.name),
     failures: mirror ? mirror.stats.failures : [],
-    supplyChain: await supplyChainStatus(ctx),
+    supplyChain: await supplyChainStatus(ctx, (items) => readable(items, (item) => item.name)),
   };
 }
 
 /**
  * The supply-chain policy in force: the cooldown and the mirrored versions it holds back now, with
- * when each becomes available (at most 1,000, newest first), and the blocks.
+ * when each becomes available (at most 1,000, newest first), the blocks, and the license policy with
+ * the mirrored versions it holds back.
  */
-async function supplyChainStatus(ctx: Context): Promise<Record<string, unknown>> {
+async function supplyChainStatus(ctx: Context, readable: <T extends { name: string }>(items: T[]) => Promise<T[]>): Promise<Record<string, unknown>> {
   const policy = ctx.policy?.current || NO_POLICY;
   const heldBack: { name: string; version: string; publishedAt: string; availableAt: string }[] = [];
   if (policy.minAgeMs > 0) {
@@ -177,5 +179,38 @@ async function supplyChainStatus(ctx: Context): Promise<Record<string, unknown>>
       heldBack.push({ name: row.id, version: row.value, publishedAt: String(row.key), availableAt: new Date(Date.parse(String(row.key)) + policy.minAgeMs).toISOString() });
     }
   }
-  return { minAgeSeconds: Math.round(policy.minAgeMs / 1000), cooldownExceptions: policy.exceptions, heldBack, blocked: policy.blocked };
+  return {
+    minAgeSeconds: Math.round(policy.minAgeMs / 1000),
+    cooldownExceptions: policy.exceptions,
+    // Only what the caller may read is named.
+    heldBack: await readable(heldBack),
+    blocked: policy.blocked,
+    licenses: policy.licenses ? { policy: policy.licenses, heldBack: await readable(await licenseHolds(ctx, policy.licenses)) } : null,
+  };
+}
+
+/** Most versions held back by the license policy listed in the status. */
+const LICENSE_HOLDS_LISTED = 1000;
+
+/**
+ * The mirrored versions the license policy holds back, with their license and why (at most
+ * `LICENSE_HOLDS_LISTED`): each distinct license is judged once (`versionsByLicense`, grouped), and the
+ * versions of those not allowed are listed.
+ */
+async function licenseHolds(ctx: Context, licenses: LicensePolicy): Promise<{ name: string; version: string; license: string | null; reason: string }[]> {
+  const held: { name: string; version: string; license: string | null; reason: string }[] = [];
+  const groups = (await ctx.mirrored.view<number>('versionsByLicense', { group_level: 1 })).rows;
+  for (const group of groups) {
+    const license = (group.key as string[])[0] || null;
+    const verdict = licenseVerdict(licenses, license);
+    if (verdict.ok) continue;
+    const key = license || '';
+    const rows = (await ctx.mirrored.view<null>('versionsByLicense', { startkey: [key], endkey: [key, {}], reduce: false, limit: LICENSE_HOLDS_LISTED - held.length })).rows;
+    for (const row of rows) {
+      const version = (row.key as string[])[1];
+      if (!licenseException(licenses, row.id, version)) held.push({ name: row.id, version, license, reason: verdict.why });
+    }
+    if (held.length >= LICENSE_HOLDS_LISTED) break;
+  }
+  return held;
 }

@@ -13,7 +13,9 @@
 import { Response, Router } from 'express';
 import { queryTerms, SearchEntry, SearchHit } from '../../core/search';
 import { Person } from '../../core/types';
-import { Context } from '../context';
+import { Context, readPackage } from '../context';
+import { policyActive, policyCovers, withoutWithheld } from '../../core/policy';
+import { withheldOf } from '../writes';
 import { badRequest, HttpError } from '../errors';
 import { parsePackagePath } from '../paths';
 
@@ -33,7 +35,34 @@ export async function searchPackages(ctx: Context, res: Response, text: string, 
   const readable = await ctx.access.reader(res);
   const { parts, exactName, filters } = queryTerms(text);
   const { hits, total } = index.query(parts, exactName, readable, from, size, filters);
-  return { found: hits, total };
+  return { found: await asServed(ctx, hits), total };
+}
+
+/**
+ * The hits as clients are served the packages: a mirrored package whose latest version the
+ * supply-chain policy holds back shows the version its `latest` falls back to, and one with no
+ * version left is not shown. The index keeps the stored documents' summaries (a policy change must
+ * not re-index every package); a package's cached served bytes say whether that version is held
+ * back, so only those the policy holds something of are read.
+ */
+async function asServed(ctx: Context, hits: SearchHit[]): Promise<SearchHit[]> {
+  const policy = ctx.policy?.current;
+  if (!policy || !policyActive(policy)) return hits;
+  const served = await Promise.all(hits.map(async (hit) => {
+    const { entry } = hit;
+    if (!policyCovers(policy, entry.name)) return hit;
+    const cached = ctx.cache.get(entry.name);
+    if (cached && (!cached.mirrored || !cached.withheld || !cached.withheld.has(entry.version))) return hit;
+    const doc = await readPackage(ctx, entry.name);
+    if (!doc) return hit;
+    const withheld = withheldOf(ctx, doc);
+    if (!withheld.has(entry.version)) return hit;
+    const latest = withoutWithheld(doc, withheld)['dist-tags'].latest;
+    if (!latest) return null;
+    const time = doc.time[latest];
+    return { ...hit, entry: { ...entry, version: latest, date: typeof time === 'string' ? time : entry.date } };
+  }));
+  return served.filter((hit): hit is SearchHit => hit !== null);
 }
 
 /**

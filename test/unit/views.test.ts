@@ -1,6 +1,7 @@
 import byMaintainer from '../../couchapp/views/byMaintainer';
 import modified from '../../couchapp/views/modified';
 import starredByUser from '../../couchapp/views/starredByUser';
+import versionsByLicense from '../../couchapp/views/versionsByLicense';
 import versionsByTime from '../../couchapp/views/versionsByTime';
 import { packageDoc } from './fixtures';
 
@@ -27,12 +28,20 @@ describe('views', () => {
     expect(rows(versionsByTime, timed)).toEqual([['2026-02-02T00:00:00.000Z', '1.0.0']]);
   });
 
+  it('versionsByLicense emits each version under the license it declares, "" for none', () => {
+    const licensed = packageDoc('lic', ['1.0.0', '2.0.0', '3.0.0']);
+    (licensed.versions['1.0.0'] as any).license = 'MIT';
+    (licensed.versions['2.0.0'] as any).license = { type: 'ISC' };
+    delete (licensed.versions['3.0.0'] as any).license;
+    expect(rows(versionsByLicense, licensed)).toEqual([[['MIT', '1.0.0'], null], [['ISC', '2.0.0'], null], [['', '3.0.0'], null]]);
+  });
+
   it('starredByUser emits only real stars', () => {
     expect(rows(starredByUser, doc)).toEqual([['bob', '@acme/fast-json']]);
   });
 
   it('ignores design documents and other shapes', () => {
-    for (const map of [byMaintainer, modified, starredByUser, versionsByTime]) {
+    for (const map of [byMaintainer, modified, starredByUser, versionsByTime, versionsByLicense]) {
       expect(rows(map, { _id: '_design/app', views: {} })).toEqual([]);
     }
   });
