@@ -209,6 +209,9 @@ export function stageRoutes(ctx: Context): Router {
     }
     await ctx.access.assertPublish(user, name);
     await requireApprovalFactor(res, user, name);
+    // The license policy may have changed since the version was staged.
+    const licenseProblem = publishLicenseProblem(ctx.policy?.current.licenses, name, staged.body.versions);
+    if (licenseProblem) throw forbidden(licenseProblem + ' Reject the staged version with `npm stage reject ' + id + '`.');
     const data = await store.tarballData(staged);
     if (data === null) throw noSuchStaged(id);
     const body: PublishBody = { ...staged.body, _attachments: { [staged.file]: { content_type: 'application/octet-stream', data, length: staged.size } } };

@@ -163,6 +163,23 @@ describe('publishes here', () => {
     expect((await local.npm(['publish'], makePackage(local.home, { name: 'local-agpl', version: '1.2.0', license: 'ISC' }))).code).toBe(0);
   });
 
+  it('npm stage publish is checked too, and so is npm stage approve, against the policy in force when approving', async () => {
+    const local = npmClient(mirror.url, await mirror.signup('stager'));
+    expect((await local.npm(['publish'], makePackage(local.home, { name: 'staged-lic', version: '1.0.0', license: 'ISC' }))).code).toBe(0);
+    const refused = await local.npm(['stage', 'publish'], makePackage(local.home, { name: 'staged-lic', version: '1.1.0', license: 'AGPL-3.0-only' }));
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('staged-lic@1.1.0 cannot be published here');
+    const staged = await local.npm(['stage', 'publish'], makePackage(local.home, { name: 'staged-lic', version: '1.2.0', license: 'MIT' }));
+    expect(staged.code).toBe(0);
+    const id = /staged with id ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/.exec(staged.stdout + staged.stderr)![1];
+    await setLicenses(mirror, { allowed: ['ISC'], checkPublishes: true });
+    await eventually(async () => ((await mirror.request('GET', '/-/replication', { token: await mirror.signup('watcher4') })).body.supplyChain.licenses?.policy?.allowed?.length === 1 ? true : null), 15_000, 'the policy');
+    const approval = await local.npm(['stage', 'approve', id]);
+    expect(approval.code).not.toBe(0);
+    expect(approval.stderr).toContain('staged-lic@1.2.0 cannot be published here: its license "MIT" is not among those allowed here (ISC)');
+    expect(JSON.parse((await local.npm(['view', 'staged-lic', 'versions', '--json'])).stdout)).toEqual(['1.0.0']);
+  });
+
   it('an invalid license policy is refused when written, with what to fix', async () => {
     const path = '/' + mirror.registryDb + '-state/supply-chain';
     const current = (await couchGet(mirror, path)).body;
