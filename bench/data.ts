@@ -104,7 +104,9 @@ export function largePackument(name: string, count: number, versionBytes: number
 /** A dependency tree of about `count` packages: `roots` direct dependencies, each with children. */
 export function dependencyTree(prefix: string, count: number, roots: number): { manifests: Manifest[]; direct: Record<string, string> } {
   const manifests: Manifest[] = [];
-  for (let i = 0; i < count; i++) manifests.push({ name: prefix + '-' + i, version: '1.0.' + (i % 7), description: 'tree package ' + i });
+  // Licenses as the public registry's packages declare them, for the license policy's cost.
+  const licenses = ['MIT', 'MIT', 'ISC', 'Apache-2.0', 'BSD-3-Clause', '(MIT OR Apache-2.0)', 'BSD-2-Clause'];
+  for (let i = 0; i < count; i++) manifests.push({ name: prefix + '-' + i, version: '1.0.' + (i % 7), description: 'tree package ' + i, license: licenses[i % licenses.length] });
   for (let i = roots; i < count; i++) {
     const parent = manifests[i % roots];
     parent.dependencies = { ...(parent.dependencies || {}), [manifests[i].name]: '^' + manifests[i].version };

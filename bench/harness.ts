@@ -174,6 +174,8 @@ export async function startOurs(extraEnv: Record<string, string> = {}, again?: P
 }
 
 const NGINX = '/usr/sbin/nginx';
+/** What the static upstream answers to npm's bulk advisory API: no advisory against the bench's packages. */
+const ADVISORIES_ANSWER = '{}';
 
 /**
  * The ceiling for tarballs: nginx from Debian's packages serving the same bytes from a folder, with
@@ -204,7 +206,9 @@ async function startStaticServing(dir: string): Promise<{ url: string; name: str
       'http {', '  sendfile on;', '  tcp_nopush on;', '  types_hash_max_size 2048;', '  default_type application/octet-stream;',
       '  access_log ' + join(dir, '..', basename(dir) + '-nginx-access.log') + ';',
       // A package's packument is <name>/index.json, next to its tarballs in <name>/-/.
-      '  server { listen 127.0.0.1:' + port + '; root ' + dir + '; location / { try_files $uri/index.json $uri =404; } }', '}', '',
+      '  server { listen 127.0.0.1:' + port + '; root ' + dir + '; location / { try_files $uri/index.json $uri =404; }',
+      // As an upstream, it answers npm's bulk advisory API too (nothing known against the tree), for the policies' cost.
+      "    location = /-/npm/v1/security/advisories/bulk { default_type application/json; return 200 '" + ADVISORIES_ANSWER + "'; } }", '}', '',
     ].join('\n'));
     const child = spawn(NGINX, ['-c', conf, '-p', join(dir, '..')], { stdio: 'ignore' });
     const url = 'http://127.0.0.1:' + port;
@@ -219,6 +223,7 @@ async function startStaticServing(dir: string): Promise<{ url: string; name: str
     return { url, name: 'nginx (sendfile)', stop: () => new Promise<void>((resolve) => { child.once('exit', () => resolve()); child.kill('SIGQUIT'); }) };
   }
   const app = express();
+  app.post('/-/npm/v1/security/advisories/bulk', (_req, res) => res.type('application/json').send(ADVISORIES_ANSWER));
   app.use((req, res, next) => (existsSync(join(dir, decodeURIComponent(req.path), 'index.json')) ? res.sendFile(join(dir, decodeURIComponent(req.path), 'index.json')) : next()));
   app.use(express.static(dir));
   const server = await freePortServer(app);
@@ -612,6 +617,99 @@ async function measurePullThrough(work: string, upstream: string, direct: Record
     unit: 'ms', ours, peer, higherIsBetter: false, target: '≤ 0.7×', met: ours <= 0.7 * peer,
     note: 'median of ' + rounds + '; straight from the upstream (nginx): ' + Math.round(ceiling) + ' ms, ' + (ceiling / peer).toFixed(2) + '× Verdaccio; CPU during the install ' + median(cpu.ours).toFixed(1) + ' vs ' + median(cpu.peer).toFixed(1) + ' s',
   };
+}
+
+/** The supply-chain policy the policies' cost is measured with: a license allow-list and the vulnerability policy. */
+export const BENCH_POLICY = {
+  type: 'policy',
+  licenses: { allowed: ['MIT', 'ISC', 'Apache-2.0', 'BSD-2-Clause', 'BSD-3-Clause'], unknown: 'hold' },
+  advisories: { severity: 'high' },
+};
+
+/** Sets `policy` as the supply-chain document of `ours`, and waits until its gateways read it (they do every two seconds). */
+async function setPolicy(ours: Ours, policy: Record<string, unknown>): Promise<void> {
+  const url = ours.couch + '/' + ours.db + '-state/supply-chain';
+  const current = (await (await fetch(url, { headers: { authorization: ours.adminAuth } })).json()) as { _rev?: string };
+  const res = await fetch(url, { method: 'PUT', headers: { authorization: ours.adminAuth, 'content-type': 'application/json' }, body: JSON.stringify({ ...policy, ...(current._rev ? { _rev: current._rev } : {}) }) });
+  if (res.status !== 201) throw new Error('setting the supply-chain policy failed: ' + res.status + ' ' + (await res.text()));
+  await new Promise((r) => setTimeout(r, 2_500));
+}
+
+/**
+ * `--policies`: what the license and vulnerability policies cost. In each of `rounds` rounds, fresh
+ * registries in front of the static tree: ours without a policy, ours with `BENCH_POLICY` (every
+ * version's license judged, every mirrored package's versions asked of the upstream's bulk advisory
+ * API as they arrive), and Verdaccio; a cold install through each and straight from the upstream, in
+ * turn, medians reported. Then, in the last round, both packument shapes of a mirrored package from
+ * each (the policy's judgement is made once per revision; this shows it stays off the hot path).
+ */
+async function measurePolicyCost(work: string, upstream: string, direct: Record<string, string>, packages: number, rounds: number, scale: Scale): Promise<Row[]> {
+  const times: Record<'plain' | 'gated' | 'peer' | 'ceiling', number[]> = { plain: [], gated: [], peer: [], ceiling: [] };
+  const cpu: Record<'plain' | 'gated' | 'peer', number[]> = { plain: [], gated: [], peer: [] };
+  const rows: Row[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    log('the policies\' cost: npm install through pull-through, cold, round ' + round + ' of ' + rounds);
+    const plain = await startOurs({ UPSTREAM_REGISTRY: upstream, UPSTREAM_MODE: 'mirror' });
+    const gated = await startOurs({ UPSTREAM_REGISTRY: upstream, UPSTREAM_MODE: 'mirror' });
+    const peer = await startPeer(upstream);
+    try {
+      await setPolicy(gated, BENCH_POLICY);
+      const pids = [plain.pid, gated.pid, peer.pid];
+      const cold = async (url: string, name: string, side?: 'plain' | 'gated' | 'peer', pid?: number) => {
+        await quiet(pids);
+        const before = pid ? cpuSeconds(pid) : 0;
+        const ms = (await installTimes(work, url, direct, name, false)).cold;
+        if (pid && side) cpu[side].push(cpuSeconds(pid) - before);
+        log('  ' + name + ': ' + Math.round(ms) + ' ms');
+        return ms;
+      };
+      const installs = [
+        async () => times.plain.push(await cold(plain.url, 'this registry, no policy', 'plain', plain.pid)),
+        async () => times.gated.push(await cold(gated.url, 'this registry, license and vulnerability policies', 'gated', gated.pid)),
+        async () => times.peer.push(await cold(peer.url, peer.name, 'peer', peer.pid)),
+        async () => times.ceiling.push(await cold(upstream, 'the upstream itself (nginx)')),
+      ];
+      for (const i of inTurn(installs.length, round - 1)) await installs[i]();
+      if (round === rounds) {
+        const name = Object.keys(direct)[0];
+        for (const [shape, headers] of [['Full', {}], ['Abbreviated', { accept: 'application/vnd.npm.install-v1+json' }]] as const) {
+          await quiet(pids);
+          const withPolicy = await load(gated.url + '/' + name, scale, headers);
+          await quiet(pids);
+          const without = await load(plain.url + '/' + name, scale, headers);
+          await quiet(pids);
+          const verdaccio = await load(peer.url + '/' + name, scale, headers);
+          rows.push({
+            metric: shape + ' packument of a mirrored package, license and vulnerability policies on', unit: 'req/s', ours: withPolicy.rps, peer: verdaccio.rps, higherIsBetter: true, target: '≥ 5×', met: withPolicy.rps >= 5 * verdaccio.rps,
+            note: 'without the policies ' + Math.round(without.rps) + ' req/s (with them ' + (withPolicy.rps / without.rps).toFixed(2) + '×); p99 ' + withPolicy.p99 + ' vs ' + verdaccio.p99 + ' ms; errors ' + withPolicy.errors,
+          });
+        }
+      }
+    } finally {
+      await plain.stop();
+      await gated.stop();
+      await peer.stop();
+    }
+  }
+  const [plainMs, gatedMs, peerMs, ceilingMs] = [median(times.plain), median(times.gated), median(times.peer), median(times.ceiling)];
+  rows.unshift({
+    metric: 'npm install, ' + packages + ' packages, cold, through pull-through, license and vulnerability policies on', unit: 'ms', ours: gatedMs, peer: peerMs, higherIsBetter: false, target: '≤ 0.7×', met: gatedMs <= 0.7 * peerMs,
+    note: 'median of ' + rounds + '; without the policies ' + Math.round(plainMs) + ' ms (with them ' + (gatedMs / plainMs).toFixed(2) + '×); straight from the upstream (nginx) ' + Math.round(ceilingMs) + ' ms; CPU during the install ' + median(cpu.gated).toFixed(1) + ' s with, ' + median(cpu.plain).toFixed(1) + ' s without, Verdaccio ' + median(cpu.peer).toFixed(1) + ' s',
+  });
+  return rows;
+}
+
+/** `--policies`: the policies' cost, in `runs` rounds. */
+export async function runPolicies(scaleName: 'full' | 'smoke', runs: number): Promise<Row[]> {
+  const work = mkdtempSync(join(tmpdir(), 'bench-'));
+  const scale = SCALES[scaleName];
+  const { server, tree } = await staticTree(work, scale);
+  try {
+    return await measurePolicyCost(work, server.url, tree.direct, scale.treePackages, runs, scale);
+  } finally {
+    await server.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 /** The tree of `scale` as static files from nginx (a packument and tarballs per package), for the install ceiling and as an upstream. */

@@ -3,11 +3,12 @@
  * `npm run bench:scale` (`--scale [--sizes 1000,10000]`): the scale series, written to bench/SCALE.md.
  * `--pull-through [--runs 3]`: only the cold install through pull-through mirroring, beside Verdaccio, in rounds (medians).
  * `--sites [--samples 40]`: only the convergence between two sites (p50, p95).
+ * `--policies [--runs 3]`: what the license and vulnerability policies cost: the cold pull-through install and mirrored packuments with and without them, beside Verdaccio.
  */
 import { cpus, totalmem } from 'os';
 import { writeFileSync } from 'fs';
 import { join } from 'path';
-import { markdownTable, measureSiteConvergence, runBenchmarks, runPullThrough } from './harness';
+import { markdownTable, measureSiteConvergence, runBenchmarks, runPolicies, runPullThrough } from './harness';
 import { runScale, scaleTable } from './scale';
 
 function argument(name: string): string | undefined {
@@ -34,6 +35,11 @@ async function main(): Promise<void> {
     const samples = Number(argument('--samples') || (smoke ? 3 : 40));
     const sites = await measureSiteConvergence(samples);
     process.stdout.write(header('Site convergence', samples + ' publishes') + 'p50 ' + sites.p50 + ' ms, p95 ' + sites.p95 + ' ms (target p95 ≤ 2,000 ms)\n');
+    return;
+  }
+  if (process.argv.includes('--policies')) {
+    const rows = await runPolicies(smoke ? 'smoke' : 'full', Number(argument('--runs') || 3));
+    process.stdout.write(header('The policies\' cost', 'the full tree') + markdownTable(rows) + '\n');
     return;
   }
   if (process.argv.includes('--pull-through')) {
