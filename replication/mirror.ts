@@ -335,13 +335,23 @@ export class Mirror {
     return true;
   }
 
+  /** Whether `name` is in a private scope: never taken from any upstream. */
+  isPrivate(name: string): boolean {
+    return inPrivateScope(name, this.config.replication.privateScopes);
+  }
+
+  /** Records that the upstream's `name` is not mirrored: its scope is private here. */
+  refusePrivate(name: string): void {
+    this.stats.refused.set(name, { kind: 'refused', reason: 'private scope: "' + name + '" is in a private scope of this registry and is never taken from an upstream.' });
+  }
+
   /**
    * Whether `name` may be fetched from this upstream at all: private scopes never come from any
    * upstream, and a name routed to another upstream never from this one (pull-through, prefetching,
    * the feed).
    */
   mayPull(name: string): boolean {
-    return !inPrivateScope(name, this.config.replication.privateScopes) && this.routesHere(name);
+    return !this.isPrivate(name) && this.routesHere(name);
   }
 
   /**

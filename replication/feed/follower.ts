@@ -235,7 +235,10 @@ export class NpmFollower {
     // Only the names routed to this follower's upstream (never a private scope).
     const entries = all.filter((entry) => {
       const id = entry && typeof entry === 'object' ? (entry as { id?: unknown }).id : undefined;
-      return typeof id !== 'string' || this.mirror.mayPull(id);
+      if (typeof id !== 'string' || this.mirror.mayPull(id)) return true;
+      // A private scope is refused, as _design/mirror would; a name routed elsewhere is another follower's.
+      if (this.mirror.isPrivate(id)) this.mirror.refusePrivate(id);
+      return false;
     });
     const names = entryNames(entries);
     // Asked before the databases: a pull-through that ends meanwhile is then found stored.
