@@ -1,6 +1,9 @@
 /**
- * The HTTP client of an npm registry upstream: packuments, tarball downloads and the words for what
- * went wrong. Used by the mirror (pull-through, the feed follower) and by the gateway's forwarding.
+ * The HTTP client of an npm registry upstream: packuments, tarball downloads, POSTs (audit,
+ * advisories) and the words for what went wrong, one client per upstream with its time limit, its
+ * token (sent to that upstream's origin only) and its counts. Used by the mirror (pull-through, the
+ * feed follower) and by the gateway's forwarding. `outboundRequest` is the one client of every
+ * request of the registry to another host.
  */
 import http, { IncomingMessage } from 'http';
 import https from 'https';

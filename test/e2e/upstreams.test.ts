@@ -294,7 +294,7 @@ describe('feeds and changed routes', () => {
     }
   });
 
-  it('a copy mirrored from one upstream before the routes changed is not served: the name comes from the upstream it is routed to now, and the old one is not asked', async () => {
+  it('a copy mirrored from one upstream before the routes changed is not served: the name comes from the upstream it is routed to now, the old one is not asked, a name no route takes any more is a 404', async () => {
     const before = await startTestRegistry({ UPSTREAM_REGISTRY: viaInstance.url, UPSTREAM_TIMEOUT_MS: '3000', OUTBOUND_ALLOW_PRIVATE: new URL(tarballHost.url).host });
     let after: Awaited<ReturnType<typeof anotherGateway>> | undefined;
     try {
@@ -307,7 +307,6 @@ describe('feeds and changed routes', () => {
       after = await anotherGateway(before, 'routed', {
         UPSTREAMS: upstreamsOf([{ name: 'verdaccio', url: viaVerdaccio.url, packages: ['@both/*'], mode: 'mirror', tokenEnv: 'VERDACCIO_TOKEN' }]),
         VERDACCIO_TOKEN: verdaccioToken,
-        UPSTREAM_REGISTRY: viaInstance.url,
       });
       const asked = viaInstance.requests.length;
       const client = npmClient(after.localUrl);
@@ -321,6 +320,11 @@ describe('feeds and changed routes', () => {
         return doc.origin === viaVerdaccio.url ? doc : null;
       });
       expect(replaced.versions['1.0.0'].dist.integrity).not.toBe(oldIntegrity);
+      // A name no pattern routes any more: a 404 that says so, and no upstream is asked.
+      const unrouted = await fetch(after.localUrl + '/shared-plain');
+      expect(unrouted.status).toBe(404);
+      expect(((await unrouted.json()) as { error: string }).error).toBe('Package "shared-plain" is not here, and no upstream is configured for it (no pattern of UPSTREAMS matches the name).');
+      expect(viaInstance.requests.slice(asked).filter((r) => r.path.includes('shared-plain'))).toEqual([]);
     } finally {
       await after?.close();
       await before.stop();
