@@ -209,6 +209,29 @@ async function assertTarballAllowed(host: ElsewhereHost, registry: string, name:
   if (!versionOfTarball(doc, file)) throw notFound('No tarball ' + file + ' for "' + name + '" in ' + registry + ': the version does not exist there.');
 }
 
+/**
+ * The tarball `file` of `name` from where the upstream's packument lists it (`dist.tarball`), when
+ * that is not npm's usual path on the upstream; null when it lists it nowhere else. The upstream's
+ * token goes with it only when that place is on the upstream's origin (`UpstreamRegistry.request`).
+ */
+async function tarballWhereListed(host: ElsewhereHost, registry: string, name: string, file: string, missing: string, client: UpstreamRegistry): Promise<UpstreamAnswer | null> {
+  const doc = await packumentFrom(host, registry, name, missing, client);
+  const version = versionOfTarball(doc, file);
+  const listed = version ? doc.versions[version]?.dist?.tarball : undefined;
+  if (typeof listed !== 'string' || listed === registry + upstreamPath(name, ['-', file])) return null;
+  let target: URL;
+  try {
+    target = new URL(listed);
+  } catch {
+    return null;
+  }
+  try {
+    return await client.request(target, { headers: { 'accept-encoding': 'identity' }, signal: AbortSignal.timeout(client.timeoutMs), unencoded: 'the tarball ' + file });
+  } catch (err) {
+    throw unreachable(target.origin, err);
+  }
+}
+
 /** Points a packument's (or a version's) tarball URLs at this registry, which streams them through. */
 function pointTarballs(baseUrl: string, name: string, doc: Record<string, unknown>): void {
   const point = (manifest: { version?: string; dist?: { tarball?: string } }) => {
@@ -250,7 +273,12 @@ export async function proxyRead(host: ElsewhereHost, registry: string, req: Requ
     }
   }
   const headers = forwardHeaders(req);
-  const response = await ask(host, registry, name, rest, headers, client);
+  let response = await ask(host, registry, name, rest, headers, client);
+  if (response.status === 404 && isTarball && client) {
+    // Not at npm's usual path: where the upstream's packument says it is (GitHub Packages' /download/…).
+    response.body.resume();
+    response = (await tarballWhereListed(host, registry, name, rest[1], missing, client)) || response;
+  }
   if (response.status === 404) {
     response.body.resume();
     throw new HttpError(404, missing);

@@ -28,6 +28,8 @@ let viaVerdaccio: CountingProxy;
 let viaInstance: CountingProxy;
 /** The other instance's tarball host (its REGISTRY_PUBLIC_URL): another origin than its upstream URL. */
 let tarballHost: CountingProxy;
+/** The other instance again, without tarballs at npm's usual path (as GitHub Packages keeps them under /download/). */
+let viaAlt: CountingProxy;
 let registry: TestRegistry;
 let verdaccioToken: string;
 let instanceToken: string;
@@ -79,6 +81,8 @@ beforeAll(async () => {
   await publishAt(atInstance, { name: 'plain-dep', version: '1.0.0' }, 'instance');
   await publishAt(atInstance, { name: 'plain-app', version: '1.0.0', dependencies: { 'plain-dep': '^1.0.0' } }, 'instance');
   await publishAt(atInstance, { name: '@redir/thing', version: '1.0.0' }, 'instance');
+  await publishAt(atInstance, { name: '@alt/pkg', version: '1.0.0' }, 'instance');
+  viaAlt = await startCountingProxy(instance.localUrl, { notFound: (path) => path.includes('/-/') });
 
   deadUrl = 'http://127.0.0.1:' + (await freePort());
   registry = await startTestRegistry({
@@ -87,6 +91,7 @@ beforeAll(async () => {
       { name: 'verdaccio-anon', url: viaVerdaccio.url, packages: ['@vlocked/*'], mode: 'mirror' },
       { name: 'down', url: deadUrl, packages: ['@down/*'], mode: 'proxy', timeoutMs: 2000 },
       { name: 'redirected', url: viaInstance.url, packages: ['@redir/*'], mode: 'redirect' },
+      { name: 'alt', url: viaAlt.url, packages: ['@alt/*'], mode: 'proxy', tokenEnv: 'INSTANCE_TOKEN' },
       { name: 'instance', url: viaInstance.url, packages: ['**'], mode: 'mirror', tokenEnv: 'INSTANCE_TOKEN' },
     ]),
     VERDACCIO_TOKEN: verdaccioToken,
@@ -101,7 +106,7 @@ afterAll(async () => {
   await registry?.stop();
   await instance?.stop();
   await verdaccio?.stop();
-  for (const proxy of [viaVerdaccio, viaInstance, tarballHost]) await proxy?.stop();
+  for (const proxy of [viaVerdaccio, viaInstance, tarballHost, viaAlt]) await proxy?.stop();
 });
 
 const consumer = () => npmClient(registry.url);
@@ -169,6 +174,16 @@ describe('routing by package pattern', () => {
     expect(viaInstance.requests.filter((r) => r.authorization === 'Bearer ' + verdaccioToken)).toEqual([]);
   });
 
+  it('proxy mode, an upstream whose tarballs are not at npm\'s usual path: fetched where its packument lists them, on another origin without the token', async () => {
+    const client = consumer();
+    const dir = makeProject(client.home, 'alt-app', { '@alt/pkg': '^1.0.0' });
+    const install = await client.npm(['install'], dir);
+    expect([install.code, install.stderr]).toEqual([0, expect.anything()]);
+    expect(installed(dir, '@alt/pkg')).toContain('@alt/pkg from instance');
+    expect(viaAlt.asked('@alt/pkg/-/pkg-1.0.0.tgz').map((r) => r.authorization)).toEqual(['Bearer ' + instanceToken]);
+    expect(tarballHost.asked('@alt/pkg/-/pkg-1.0.0.tgz').map((r) => r.authorization)).toEqual([undefined]);
+  });
+
   it('redirect mode: npm follows the 302 to the upstream and installs from there', async () => {
     const answer = await fetch(registry.url + '/@redir%2fthing', { redirect: 'manual' });
     expect(answer.status).toBe(302);
@@ -230,6 +245,7 @@ describe('audit, status and metrics', () => {
       ['verdaccio-anon', viaVerdaccio.url, 'mirror', ['@vlocked/*'], null],
       ['down', deadUrl, 'proxy', ['@down/*'], null],
       ['redirected', viaInstance.url, 'redirect', ['@redir/*'], null],
+      ['alt', viaAlt.url, 'proxy', ['@alt/*'], 'env:INSTANCE_TOKEN'],
       ['instance', viaInstance.url, 'mirror', ['**'], 'env:INSTANCE_TOKEN'],
     ]);
     const byName = Object.fromEntries(upstreams.map((u) => [u.name, u]));

@@ -29,7 +29,14 @@ export interface CountingProxy {
 
 const BULK = '/-/npm/v1/security/advisories/bulk';
 
-export async function startCountingProxy(target = '', options: { advisories?: (body: Record<string, string[]>) => Record<string, unknown> } = {}): Promise<CountingProxy> {
+export interface CountingProxyOptions {
+  /** Answers npm's bulk advisory request here, with what this returns for the body. */
+  advisories?: (body: Record<string, string[]>) => Record<string, unknown>;
+  /** Paths answered 404 here instead of being passed on. */
+  notFound?: (path: string) => boolean;
+}
+
+export async function startCountingProxy(target = '', options: CountingProxyOptions = {}): Promise<CountingProxy> {
   const proxy: CountingProxy = {
     url: '',
     target,
@@ -56,6 +63,10 @@ export async function startCountingProxy(target = '', options: { advisories?: (b
         res.end(JSON.stringify(options.advisories!(seen.body as Record<string, string[]>)));
       });
       return;
+    }
+    if (options.notFound && options.notFound(path)) {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      return void res.end('{"error":"not found"}');
     }
     const forward = http.request(proxy.target + (req.url || ''), { method: req.method, headers: req.headers }, (answer) => {
       res.writeHead(answer.statusCode || 502, answer.headers);
