@@ -233,8 +233,9 @@ export function packageRoutes(ctx: Context): Router {
       const doc = await loadForRead(ctx, req, res, name, ['-', file]);
       if (!doc) return;
       if (isMirrored(doc, ctx.origins) && !from) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: false });
-      // Only a copy of the routed upstream is completed from it (readPackage serves no other URL origin).
-      if (mirror && isMirrored(doc, ctx.origins) && doc.origin === mirror.upstream && from && !from.pulled) return fromUpstream(doc);
+      // A copy is completed by the mirror of the upstream its name is routed to: readPackage served it,
+      // so it came from that upstream (or from the native replication, whose origin is not a URL).
+      if (mirror && isMirrored(doc, ctx.origins) && from && !from.pulled) return fromUpstream(doc);
       throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
     }
     if (upstream.statusCode !== 200 && upstream.statusCode !== 304) {
