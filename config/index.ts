@@ -7,11 +7,15 @@ import { resolve } from 'path';
 import { GATEWAY_ROLE, parseScopes, READER_ROLE, REPLICATOR_ROLE, SITE_ROLE } from '../core/provenance';
 import { listOf, OutboundPolicy } from './outbound';
 import { AllowedIssuer, TRUST_PROVIDERS, TrustProvider } from '../core/trust';
+import { HiddenSecret } from './secret';
+import { UpstreamConfig, UpstreamMode, upstreamsOf } from './upstreams';
 
 export { OutboundPolicy, OutboundRefused } from './outbound';
+export { HiddenSecret } from './secret';
+export { routeOf } from './upstreams';
+export type { UpstreamConfig, UpstreamMode } from './upstreams';
 
 export type SignupMode = 'open' | 'closed';
-export type UpstreamMode = 'mirror' | 'proxy' | 'redirect';
 export type ReplicationMode = 'all' | 'existing' | 'list';
 /** How foreign packages are served: `redirect` (302 to the registry that hosts it) or `proxy` (served through). */
 export type ForeignMode = 'redirect' | 'proxy';
@@ -97,12 +101,21 @@ export interface Config {
   downloadsFlushMs: number;
   /** Largest accepted publish body in bytes (`MAX_PUBLISH_BYTES`, default 100 MiB). */
   maxPublishBytes: number;
-  /** Registry that names unknown here are forwarded to (`UPSTREAM_REGISTRY`); off when unset. */
+  /**
+   * `UPSTREAM_REGISTRY` as set: the single upstream of every name, the last of `upstreams` (named
+   * `default`). Names are routed through `upstreams` only; this is what the setting said.
+   */
   upstreamRegistry?: string;
   /**
-   * What happens to a name unknown here (`UPSTREAM_MODE`, default mirror): `mirror` fetches it from the
-   * upstream and stores it as a mirrored package (pull-through); `proxy` serves it through without
-   * storing; `redirect` answers 302 to the upstream.
+   * The upstream registries, in order, each with the package patterns routed to it (`UPSTREAMS`, a
+   * JSON list, then `UPSTREAM_REGISTRY` for every name): a name not here is asked of the first whose
+   * pattern matches it, and of no other (config/upstreams.ts).
+   */
+  upstreams: UpstreamConfig[];
+  /**
+   * What happens to a name unknown here (`UPSTREAM_MODE`, default mirror; the default of each
+   * upstream's `mode`): `mirror` fetches it from the upstream and stores it as a mirrored package
+   * (pull-through); `proxy` serves it through without storing; `redirect` answers 302 to the upstream.
    */
   upstreamMode: UpstreamMode;
   /**
@@ -113,7 +126,7 @@ export interface Config {
   upstreamTarballs: 'lazy' | 'ahead' | 'eager';
   /** Without a change feed, how old a mirrored packument may get before a read compares it with the upstream (`UPSTREAM_MAX_AGE_SECONDS`, default 120). */
   upstreamMaxAgeSeconds: number;
-  /** How long to wait for the upstream before answering 502/504 (`UPSTREAM_TIMEOUT_MS`, default 10000). */
+  /** How long to wait for the upstream before answering 502/504 (`UPSTREAM_TIMEOUT_MS`, default 10000; the default of each upstream's `timeoutMs`). */
   upstreamTimeoutMs: number;
   /**
    * Pull-through fetches the packuments a pulled package depends on ahead of the client, this many at
@@ -230,26 +243,6 @@ export interface SsoConfig {
    * never signs in again loses the group's roles, on every token, after this.
    */
   groupsMaxAgeMs: number;
-}
-
-/** A secret that never shows in a log, an inspection or JSON: its value only through `value`. */
-export class HiddenSecret {
-  #value: string;
-  constructor(value: string) {
-    this.#value = value;
-  }
-  get value(): string {
-    return this.#value;
-  }
-  toJSON(): string {
-    return '(hidden)';
-  }
-  toString(): string {
-    return '(hidden)';
-  }
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return '(hidden)';
-  }
 }
 
 /** Roles a group may never become: CouchDB's (`_…`) and the registry's own machinery's. */
@@ -409,9 +402,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   for (const key of ['REGISTRY_PUBLIC_URL', 'UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB']) {
     if (env[key] && !/^https?:\/\/[^/]+/.test(env[key] as string)) throw new Error(key + ' must be an http(s) URL, got "' + env[key] + '"');
   }
-  if (env.REPLICATION_FEED && !env.UPSTREAM_REGISTRY) {
-    throw new Error('REPLICATION_FEED needs UPSTREAM_REGISTRY: packuments and tarballs are fetched from the upstream registry');
-  }
+  const privateScopes = parseScopes(env.REPLICATION_PRIVATE_SCOPES || '');
+  const upstreamTimeoutMs = integer(env, 'UPSTREAM_TIMEOUT_MS', 10000);
+  const upstreams = upstreamsOf(env, { mode: upstreamMode, timeoutMs: Math.max(1, upstreamTimeoutMs), privateScopes });
   const upstreamMinAgeMs = env.UPSTREAM_MIN_AGE ? parseDuration(env.UPSTREAM_MIN_AGE) : 0;
   if (upstreamMinAgeMs === null) throw new Error('UPSTREAM_MIN_AGE must be a duration such as 3d, 12h, 90m or 3600 (seconds), got "' + env.UPSTREAM_MIN_AGE + '"');
   const foreignMode = oneOf(env, 'FOREIGN_MODE', ['redirect', 'proxy'] as const, 'redirect');
@@ -432,7 +425,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const outbound = new OutboundPolicy({
     allowPrivate: listOf(env.OUTBOUND_ALLOW_PRIVATE),
     // An issuer the admin listed may be on the company's network (its GitLab): its exact host is configured.
-    configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string).concat(sites.peers, issuers.map((i) => i.issuer), sso ? [sso.issuer] : []),
+    // Every upstream's exact host and its feed's (UPSTREAMS too): they may be on the company's network.
+    configured: ['UPSTREAM_REGISTRY', 'REPLICATION_FEED', 'REPLICATION_COUCHDB'].filter((key) => env[key]).map((key) => env[key] as string)
+      .concat(upstreams.flatMap((u) => (u.feed ? [u.url, u.feed] : [u.url])), sites.peers, issuers.map((i) => i.issuer), sso ? [sso.issuer] : []),
     foreignHosts,
   });
   const metrics = oneOf(env, 'METRICS', ['admins', 'token', 'off'] as const, 'admins');
@@ -467,9 +462,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxPublishBytes: integer(env, 'MAX_PUBLISH_BYTES', 100 * 1024 * 1024),
     provenanceTrustedRoot: env.PROVENANCE_TRUSTED_ROOT ? resolve(env.PROVENANCE_TRUSTED_ROOT) : undefined,
     upstreamRegistry: env.UPSTREAM_REGISTRY ? env.UPSTREAM_REGISTRY.replace(/\/+$/, '') : undefined,
+    upstreams,
     upstreamMode,
     upstreamTarballs,
-    upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 10000),
+    upstreamTimeoutMs,
     upstreamPrefetch: integer(env, 'UPSTREAM_PREFETCH', 8),
     upstreamMaxAgeSeconds: integer(env, 'UPSTREAM_MAX_AGE_SECONDS', 120),
     packumentCacheBytes: integer(env, 'PACKUMENT_CACHE_MB', 256) * 1024 * 1024,
@@ -483,7 +479,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       recheckSeconds: integer(env, 'REPLICATION_RECHECK_SECONDS', 300),
       sweepSeconds: integer(env, 'REPLICATION_SWEEP_SECONDS', 86400),
       couchdb: env.REPLICATION_COUCHDB ? env.REPLICATION_COUCHDB.replace(/\/+$/, '') : undefined,
-      privateScopes: parseScopes(env.REPLICATION_PRIVATE_SCOPES || ''),
+      privateScopes,
     },
     trustProxy: trustProxy(env.TRUST_PROXY),
     logLevel: env.LOG_LEVEL || 'info',

@@ -33,9 +33,12 @@ const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin'
  * The document mirroring `packument` from `origin`: the upstream's fields as they are (tarball URLs
  * are rewritten when served), the tarballs already stored here kept for the versions still there,
  * and the first `dist` of every version kept (a version republished upstream is not taken).
- * `syncedAt` is when the packument was fetched (shown on the package page).
+ * `syncedAt` is when the packument was fetched (shown on the package page). A copy of another origin
+ * (the name was routed to another upstream since it was stored) is replaced whole: nothing of it is
+ * kept but its revision, so no tarball or `dist` of one upstream is ever served as another's.
  */
-export function mirroredDoc(name: string, packument: UpstreamPackument, origin: string, existing: PackageDoc | null, syncedAt = new Date().toISOString()): PackageDoc {
+export function mirroredDoc(name: string, packument: UpstreamPackument, origin: string, stored: PackageDoc | null, syncedAt = new Date().toISOString()): PackageDoc {
+  const existing = stored && stored.origin === origin ? stored : null;
   const doc: Record<string, unknown> = {};
   for (const key of Object.keys(packument)) if (TOP_LEVEL_DROPPED.indexOf(key) === -1) doc[key] = packument[key];
   const versions = { ...(packument.versions && typeof packument.versions === 'object' ? packument.versions : {}) };
@@ -59,6 +62,6 @@ export function mirroredDoc(name: string, packument: UpstreamPackument, origin: 
     _attachments: keptAttachments(name, Object.keys(versions), existing),
   } as PackageDoc;
   if (typeof packument._rev === 'string') result.origin_rev = packument._rev;
-  if (existing && existing._rev) result._rev = existing._rev;
+  if (stored && stored._rev) result._rev = stored._rev;
   return result;
 }

@@ -17,8 +17,7 @@ import { TrustedRoot } from './provenance';
 import { TokenStore } from './tokens';
 import { Webhooks } from './webhooks';
 import type { SingleSignOn } from './sso';
-import type { Mirror } from '../replication/mirror';
-import type { UpstreamRegistry } from '../replication/upstream';
+import type { UpstreamRoutes } from '../replication/routes';
 import type { Replication } from '../replication/start';
 import type { Sites } from '../replication/sites';
 
@@ -49,12 +48,15 @@ export interface Context {
   search?: SearchService;
   /** This gateway's count of tarball downloads, written to the downloads database now and then. */
   downloads?: DownloadCounter;
-  /** Pull-through and replication state, when an upstream is configured to be mirrored. */
-  mirror?: Mirror;
-  /** The upstream registry (`UPSTREAM_REGISTRY`) in every mode, asked whether it has a name first published here. */
-  upstream?: UpstreamRegistry;
-  /** The running replications from the upstream, for their status. */
-  replication?: Pick<Replication, 'follower' | 'native'>;
+  /**
+   * The upstreams and the names routed to each (`UPSTREAMS`, `UPSTREAM_REGISTRY`):
+   * `upstreams.upstreamFor(name)` is the one upstream a name may be asked of (its client with its
+   * token, its mode, its mirror once replication started), null for a private scope or a name no
+   * pattern routes.
+   */
+  upstreams: UpstreamRoutes;
+  /** The running replications from the upstreams, for their status. */
+  replication?: Pick<Replication, 'followers' | 'native'>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;
   /** The build of `_design/app` this gateway pushed (its `build_hash`), for the health check. */
@@ -87,16 +89,18 @@ export async function getPackageDoc(db: Database<PackageDoc>, name: string): Pro
 /**
  * The package of `name` as clients see it: the one published here (even unpublished, a tombstone),
  * else the mirrored one; null when neither database has it. A local package always shadows the
- * mirrored package of the same name; a package being stored by pull-through is found too. `both`:
- * the two databases are read at once (when most packages are mirrored, as in pull-through, the
- * second read is rarely wasted).
+ * mirrored package of the same name; a package being stored by pull-through is found too. A mirrored
+ * copy of an upstream the name is not routed to (any more) is not served (`UpstreamRoutes.serves`).
+ * `both`: the two databases are read at once (when most packages are mirrored, as in pull-through,
+ * the second read is rarely wasted).
  */
-export async function readPackage(ctx: Pick<Context, 'registry' | 'mirrored' | 'mirror'>, name: string, both = false): Promise<PackageDoc | null> {
+export async function readPackage(ctx: Pick<Context, 'registry' | 'mirrored' | 'upstreams'>, name: string, both = false): Promise<PackageDoc | null> {
+  const routed = (doc: PackageDoc | null) => (doc && ctx.upstreams.serves(doc) ? doc : null);
   const found = both
-    ? await Promise.all([getPackageDoc(ctx.registry, name), getPackageDoc(ctx.mirrored, name)]).then(([local, mirrored]) => local || mirrored)
-    : (await getPackageDoc(ctx.registry, name)) || (await getPackageDoc(ctx.mirrored, name));
+    ? await Promise.all([getPackageDoc(ctx.registry, name), getPackageDoc(ctx.mirrored, name)]).then(([local, mirrored]) => local || routed(mirrored))
+    : (await getPackageDoc(ctx.registry, name)) || routed(await getPackageDoc(ctx.mirrored, name));
   // A package pull-through has just served is found while CouchDB stores it.
-  return found || (ctx.mirror ? ctx.mirror.inFlight(name) : null);
+  return found || ctx.upstreams.mirrorFor(name)?.inFlight(name) || null;
 }
 
 /**

@@ -2,7 +2,8 @@
  * Metrics in Prometheus' text format (`GET /-/metrics`, prom-client): requests by route and status
  * with latency histograms, cache hits and misses with the bytes served from the caches, publishes,
  * logins and their failures, upstream failures, CouchDB request latency, and the replication's lag
- * and queue (read when scraped), and the process itself (prom-client's default metrics: CPU, resident
+ * and queue (read when scraped), each upstream's requests, failures, health and feed lag (label
+ * `upstream`, its name), and the process itself (prom-client's default metrics: CPU, resident
  * memory, heap spaces, event-loop lag, garbage collection, open handles and file descriptors). Each
  * registry has a registry of its own (several run in one test process).
  */
@@ -136,6 +137,13 @@ export interface ReplicationGauges {
   queue: number | null;
 }
 
+/** One upstream at a scrape: its name, what its client has seen, and its feed's lag (null without a feed). */
+export interface UpstreamGauges {
+  name: string;
+  stats: { requests: number; failures: number; reachable: boolean | null };
+  feedLag: number | null;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly requests = new HotCounter('registry_http_requests_total', 'HTTP requests answered, by route, method and status.');
@@ -152,6 +160,7 @@ export class Metrics {
   private readonly couchLatency: Histogram<'operation' | 'outcome'>;
   private replication?: () => Promise<ReplicationGauges | null>;
   private sites?: () => Promise<{ peer: string; state: string }[]>;
+  private upstreams?: () => Promise<UpstreamGauges[]>;
 
   constructor() {
     const registers = [this.registry];
@@ -194,8 +203,51 @@ export class Metrics {
         for (const site of await readSites()) this.set({ peer: site.peer }, site.state === 'running' || site.state === 'pending' ? 1 : 0);
       },
     });
+    // Each upstream by its name (UPSTREAMS; "default" for UPSTREAM_REGISTRY), read at each scrape.
+    const readUpstreams = () => (this.upstreams ? this.upstreams().catch(() => []) : Promise.resolve([]));
+    let upstreamsRead: Promise<UpstreamGauges[]> = Promise.resolve([]);
+    new Counter({
+      name: 'registry_upstream_requests_total',
+      help: 'Requests of the registry to each upstream (label upstream: its name), by outcome: ok, or failed (no answer, 5xx, 401, 403, 429).',
+      labelNames: ['upstream', 'outcome'],
+      registers,
+      async collect() {
+        // Read once per scrape, here: the gauges below are collected after this counter.
+        upstreamsRead = readUpstreams();
+        this.reset();
+        for (const upstream of await upstreamsRead) {
+          this.inc({ upstream: upstream.name, outcome: 'ok' }, upstream.stats.requests - upstream.stats.failures);
+          this.inc({ upstream: upstream.name, outcome: 'failed' }, upstream.stats.failures);
+        }
+      },
+    });
+    new Gauge({
+      name: 'registry_upstream_up',
+      help: 'Whether the last request to each upstream got a good answer: 1, or 0 (absent before the first request).',
+      labelNames: ['upstream'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const upstream of await upstreamsRead) if (upstream.stats.reachable !== null) this.set({ upstream: upstream.name }, upstream.stats.reachable ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'registry_upstream_feed_lag_changes',
+      help: 'Changes of each upstream\'s feed not followed yet (upstreams with a feed).',
+      labelNames: ['upstream'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const upstream of await upstreamsRead) if (typeof upstream.feedLag === 'number') this.set({ upstream: upstream.name }, upstream.feedLag);
+      },
+    });
     const lagSeconds = new Gauge({ name: 'registry_replication_lag_seconds', help: 'Seconds the replication has been behind the upstream.', registers });
     const queue = new Gauge({ name: 'registry_replication_queue', help: 'Packages waiting for another attempt (feed), or changes pending (native replication).', registers });
+  }
+
+  /** Where each upstream's counts and feed lag are read at each scrape. */
+  watchUpstreams(read: () => Promise<UpstreamGauges[]>): void {
+    this.upstreams = read;
   }
 
   /** Where the state of each other site's replication is read at each scrape. */

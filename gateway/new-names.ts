@@ -9,7 +9,6 @@
 import { forbidden, HttpError, UPSTREAM_FAILED } from './errors';
 import { Context, readPackage } from './context';
 import { wholePackageBlock } from '../core/policy';
-import { inPrivateScope } from '../core/provenance';
 import { fetchFailure, upstreamPath } from '../replication/upstream';
 
 /** Throws 403 (or 424 when the upstream cannot be asked) unless `user` may publish or register `name` here. */
@@ -20,8 +19,9 @@ export async function assertMayTakeName(ctx: Context, user: { name: string; role
   if (await readPackage(ctx, name)) return;
   const block = ctx.policy ? wholePackageBlock(ctx.policy.current, name) : undefined;
   if (block) throw forbidden('"' + name + '" is blocked on this registry (' + (block.reason || 'no reason given') + '), so nobody but an admin publishes it here. Choose another name.');
-  const upstream = ctx.upstream;
-  if (!upstream || inPrivateScope(name, ctx.config.replication.privateScopes)) return;
+  // Asked of the upstream the name is routed to (none for a private scope or a name no upstream is routed).
+  const upstream = ctx.upstreams.upstreamFor(name)?.registry;
+  if (!upstream) return;
   let upstreamHasIt: boolean;
   try {
     upstreamHasIt = (await upstream.get(upstreamPath(name, []), '"' + name + '"')) !== null;

@@ -1,6 +1,7 @@
 /**
- * Reads served from registries elsewhere: the configured upstream for names unknown here
- * (`UPSTREAM_MODE=redirect` or `proxy`), and foreign packages registered here with the `url` of the
+ * Reads served from registries elsewhere: the upstream a name unknown here is routed to
+ * (replication/routes.ts), in its mode `redirect` or `proxy`, with its token (to its origin only),
+ * and foreign packages registered here with the `url` of the
  * registry that hosts them (`FOREIGN_MODE=redirect`, the default, answers 302 and fetches nothing;
  * `proxy` serves them through, only from hosts in `FOREIGN_HOSTS`). Every request goes through the
  * outbound request policy (`config/outbound.ts`). Proxied packuments point their tarball URLs at
@@ -11,16 +12,16 @@
  * upstream's HTTP client for mirroring is `replication/upstream.ts`.
  */
 import { Request, Response } from 'express';
-import { HttpError, forbidden, notFound, UPSTREAM_FAILED } from './errors';
+import { badRequest, HttpError, forbidden, notFound, UPSTREAM_FAILED } from './errors';
 import { resolveVersion, tarballUrl } from '../core/packument';
 import { versionOfTarball } from '../core/names';
 import { Policy, policyActive, policyCovers, Withheld, withheldTarball, withheldVersions, withoutWithheld } from '../core/policy';
-import { inPrivateScope } from '../core/provenance';
 import { PackageDoc } from '../core/types';
 import { Config } from '../config';
 import { hostOf } from '../config/outbound';
 import { Budget } from '../lib/budget';
-import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, outboundRequest, readAll, UpstreamAnswer, upstreamObject, upstreamPath } from '../replication/upstream';
+import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, outboundRequest, readAll, UpstreamAnswer, upstreamObject, upstreamPath, UpstreamRegistry } from '../replication/upstream';
+import type { UpstreamRoutes } from '../replication/routes';
 
 /** What reads from elsewhere need of the gateway. */
 export interface ElsewhereHost {
@@ -28,6 +29,8 @@ export interface ElsewhereHost {
   baseUrl: string;
   /** The supply-chain policy in force. */
   policy?: { current: Policy };
+  /** The upstreams and the names routed to each. */
+  upstreams: UpstreamRoutes;
 }
 
 function unreachable(upstream: string, err: unknown): HttpError {
@@ -56,29 +59,31 @@ function coveringPolicy(host: ElsewhereHost, name: string): Policy | undefined {
   return policy && policyActive(policy) && policyCovers(policy, name) ? policy : undefined;
 }
 
-/** Serves `GET /<name>[/...]` for a name that is not here, from the upstream; false when none is configured. */
+/**
+ * Serves `GET /<name>[/...]` for a name that is not here from the upstream it is routed to, in that
+ * upstream's mode `proxy` or `redirect`; false when it has none (a private scope, a name no upstream
+ * is routed) or its upstream mirrors (pull-through answers).
+ */
 export async function forwardToUpstream(host: ElsewhereHost, req: Request, res: Response, name: string, rest: string[]): Promise<boolean> {
-  const { config } = host;
-  const upstream = config.upstreamRegistry;
-  if (!upstream) return false;
-  if (inPrivateScope(name, config.replication.privateScopes)) {
-    throw notFound('Package "' + name + '" is not in this registry; its scope is private here, so it is never fetched from the upstream.');
-  }
+  const route = host.upstreams.upstreamFor(name);
+  if (!route || route.mode === 'mirror') return false;
+  const upstream = route.url;
+  const client = route.registry;
   const policy = coveringPolicy(host, name);
   const missing = 'Package "' + name + '" is neither in this registry nor in its upstream ' + upstream + '.';
-  if (config.upstreamMode === 'redirect') {
+  if (route.mode === 'redirect') {
     if (!policy) {
       res.redirect(302, upstream + upstreamPath(name, rest));
       return true;
     }
     if (isTarballPath(rest)) {
       // Redirected only once its version is known to be allowed.
-      await assertTarballAllowed(host, upstream, name, rest[1], policy, missing);
+      await assertTarballAllowed(host, upstream, name, rest[1], policy, missing, client);
       res.redirect(302, upstream + upstreamPath(name, rest));
       return true;
     }
   }
-  await proxyRead(host, upstream, req, res, name, rest, missing, policy);
+  await proxyRead(host, upstream, req, res, name, rest, missing, policy, client);
   return true;
 }
 
@@ -141,23 +146,31 @@ export async function readForeign(host: ElsewhereHost, req: Request, res: Respon
  * kilobytes could become `UPSTREAM_MAX_TARBALL_MB` sent to each client, and the bytes would no longer
  * be the ones the integrity in the packument speaks of.
  */
-async function ask(host: ElsewhereHost, registry: string, name: string, rest: string[], headers: Record<string, string>): Promise<UpstreamAnswer> {
+async function ask(host: ElsewhereHost, registry: string, name: string, rest: string[], headers: Record<string, string>, client?: UpstreamRegistry): Promise<UpstreamAnswer> {
   const tarball = isTarballPath(rest);
+  const target = new URL(registry + upstreamPath(name, rest));
+  const options = {
+    headers: tarball ? { ...headers, 'accept-encoding': 'identity' } : headers,
+    signal: AbortSignal.timeout(client ? client.timeoutMs : host.config.upstreamTimeoutMs),
+    unencoded: tarball ? 'the tarball ' + rest[1] : undefined,
+  };
+  let answer: UpstreamAnswer;
   try {
-    return await outboundRequest(new URL(registry + upstreamPath(name, rest)), {
-      policy: host.config.outbound,
-      headers: tarball ? { ...headers, 'accept-encoding': 'identity' } : headers,
-      signal: AbortSignal.timeout(host.config.upstreamTimeoutMs),
-      unencoded: tarball ? 'the tarball ' + rest[1] : undefined,
-    });
+    // An upstream's client adds its token (to its own origin only) and counts the request.
+    answer = client ? await client.request(target, options) : await outboundRequest(target, { ...options, policy: host.config.outbound });
   } catch (err) {
     throw unreachable(registry, err);
   }
+  if (client && (answer.status === 401 || answer.status === 403)) {
+    answer.body.resume();
+    throw new HttpError(UPSTREAM_FAILED, 'Package "' + name + '" is not here and ' + client.refusedWords(answer.status, '"' + name + '"') + '.');
+  }
+  return answer;
 }
 
 /** The upstream's full packument of `name` (bounded in size and depth), or the error for it. */
-async function packumentFrom(host: ElsewhereHost, registry: string, name: string, missing: string): Promise<PackageDoc> {
-  const answer = await ask(host, registry, name, [], { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' });
+async function packumentFrom(host: ElsewhereHost, registry: string, name: string, missing: string, client?: UpstreamRegistry): Promise<PackageDoc> {
+  const answer = await ask(host, registry, name, [], { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' }, client);
   if (answer.status === 404) {
     answer.body.resume();
     throw notFound(missing);
@@ -189,11 +202,34 @@ function parsePackument(registry: string, name: string, text: Buffer): PackageDo
 }
 
 /** Refuses (403) the tarball `file` of `name` when the policy holds its version back; 404 when the upstream has no such version. */
-async function assertTarballAllowed(host: ElsewhereHost, registry: string, name: string, file: string, policy: Policy, missing: string): Promise<void> {
-  const doc = await packumentFrom(host, registry, name, missing);
+async function assertTarballAllowed(host: ElsewhereHost, registry: string, name: string, file: string, policy: Policy, missing: string, client?: UpstreamRegistry): Promise<void> {
+  const doc = await packumentFrom(host, registry, name, missing, client);
   const held = withheldTarball(name, file, withheldVersions(doc, policy, Date.now()));
   if (held) throw forbidden(held.reason);
   if (!versionOfTarball(doc, file)) throw notFound('No tarball ' + file + ' for "' + name + '" in ' + registry + ': the version does not exist there.');
+}
+
+/**
+ * The tarball `file` of `name` from where the upstream's packument lists it (`dist.tarball`), when
+ * that is not npm's usual path on the upstream; null when it lists it nowhere else. The upstream's
+ * token goes with it only when that place is on the upstream's origin (`UpstreamRegistry.request`).
+ */
+async function tarballWhereListed(host: ElsewhereHost, registry: string, name: string, file: string, missing: string, client: UpstreamRegistry): Promise<UpstreamAnswer | null> {
+  const doc = await packumentFrom(host, registry, name, missing, client);
+  const version = versionOfTarball(doc, file);
+  const listed = version ? doc.versions[version]?.dist?.tarball : undefined;
+  if (typeof listed !== 'string' || listed === registry + upstreamPath(name, ['-', file])) return null;
+  let target: URL;
+  try {
+    target = new URL(listed);
+  } catch {
+    return null;
+  }
+  try {
+    return await client.request(target, { headers: { 'accept-encoding': 'identity' }, signal: AbortSignal.timeout(client.timeoutMs), unencoded: 'the tarball ' + file });
+  } catch (err) {
+    throw unreachable(target.origin, err);
+  }
 }
 
 /** Points a packument's (or a version's) tarball URLs at this registry, which streams them through. */
@@ -208,16 +244,17 @@ function pointTarballs(baseUrl: string, name: string, doc: Record<string, unknow
 /**
  * Serves a read of `name` (its packument, a version, a tarball) from the registry at `registry`;
  * `missing` is the answer when that registry does not have it either. With `policy`, what it holds
- * back is left out (a packument), refused with its reason (a version or a tarball).
+ * back is left out (a packument), refused with its reason (a version or a tarball). `client`: the
+ * upstream's client (its token, its time limit, its counts); none for a foreign registry.
  */
-export async function proxyRead(host: ElsewhereHost, registry: string, req: Request, res: Response, name: string, rest: string[], missing: string, policy?: Policy): Promise<void> {
+export async function proxyRead(host: ElsewhereHost, registry: string, req: Request, res: Response, name: string, rest: string[], missing: string, policy?: Policy, client?: UpstreamRegistry): Promise<void> {
   const isTarball = isTarballPath(rest);
   if (policy) {
     // The full packument decides (its publish times): a packument or a version is served from it, filtered.
     if (isTarball) {
-      await assertTarballAllowed(host, registry, name, rest[1], policy, missing);
+      await assertTarballAllowed(host, registry, name, rest[1], policy, missing, client);
     } else {
-      const stored = await packumentFrom(host, registry, name, missing);
+      const stored = await packumentFrom(host, registry, name, missing, client);
       const withheld: Map<string, Withheld> = withheldVersions(stored, policy, Date.now());
       const served = withoutWithheld(stored, withheld);
       let body: unknown = served;
@@ -236,7 +273,12 @@ export async function proxyRead(host: ElsewhereHost, registry: string, req: Requ
     }
   }
   const headers = forwardHeaders(req);
-  const response = await ask(host, registry, name, rest, headers);
+  let response = await ask(host, registry, name, rest, headers, client);
+  if (response.status === 404 && isTarball && client) {
+    // Not at npm's usual path: where the upstream's packument says it is (GitHub Packages' /download/…).
+    response.body.resume();
+    response = (await tarballWhereListed(host, registry, name, rest[1], missing, client)) || response;
+  }
   if (response.status === 404) {
     response.body.resume();
     throw new HttpError(404, missing);
@@ -292,42 +334,72 @@ function auditTurnsOf(config: Config): Budget {
   return turns;
 }
 
+/** The path of npm's bulk advisory request (`npm audit`, npm 7 and later): a body of names and their versions. */
+export const BULK_ADVISORIES = '/-/npm/v1/security/advisories/bulk';
+
 /**
- * POST bodies forwarded as JSON to the upstream (audit), with a clear answer when it cannot help.
- * Anyone may ask (npm audits anonymously), so at most `AUDITS_AT_ONCE` are relayed at a time, a few
- * more wait their turn and the rest are answered 503; an answer beyond `AUDIT_MAX_BYTES` (decoded) is
- * refused with 424 naming the upstream.
+ * npm's audit requests relayed to the upstreams, with a clear answer when they cannot help. The bulk
+ * advisory request (`{name: [versions]}`) is split by route: each upstream is asked about the names
+ * routed to it, with its token, and the answers are merged; names of private scopes and names no
+ * upstream is routed are asked of none. The older quick audit (one tree of the whole project) cannot
+ * be split, so it is relayed only when one upstream is configured. Anyone may ask (npm audits
+ * anonymously), so at most `AUDITS_AT_ONCE` are relayed at a time, a few more wait their turn and the
+ * rest are answered 503; an answer beyond `AUDIT_MAX_BYTES` (decoded) is refused with 424 naming the
+ * upstream.
  */
-export async function postToUpstream(config: Config, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
-  const upstream = config.upstreamRegistry;
-  if (!upstream) {
+export async function postToUpstream(host: Pick<ElsewhereHost, 'config' | 'upstreams'>, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
+  const { config, upstreams } = host;
+  if (!upstreams.any) {
     // 424 as for a name nobody here has: a 5xx makes npm, yarn and pnpm retry for a minute and more.
-    throw new HttpError(UPSTREAM_FAILED, 'This registry has no upstream to ask for security advisories (UPSTREAM_REGISTRY is not set); `npm audit` cannot check here.');
+    throw new HttpError(UPSTREAM_FAILED, 'This registry has no upstream to ask for security advisories (UPSTREAM_REGISTRY is not set, nor UPSTREAMS); `npm audit` cannot check here.');
   }
+  if (path !== BULK_ADVISORIES) {
+    if (upstreams.all.length > 1) {
+      throw new HttpError(UPSTREAM_FAILED, 'This registry routes packages to several upstreams, and the older quick audit sends the whole project to one: use npm 7 or later, whose `npm audit` asks for advisories in bulk.');
+    }
+    return auditTurnsOf(config).run(1, () => auditOf(config, upstreams.all[0].registry, path, body));
+  }
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw badRequest('The body of a bulk advisory request is a JSON object of package names, each with the list of its versions.');
+  const parts = new Map<UpstreamRegistry, Record<string, unknown>>();
+  for (const [name, versions] of Object.entries(body as Record<string, unknown>)) {
+    const route = upstreams.upstreamFor(name);
+    if (!route) continue;
+    const part = parts.get(route.registry) || {};
+    part[name] = versions;
+    parts.set(route.registry, part);
+  }
+  if (parts.size === 0) return { status: 200, body: {} };
   return auditTurnsOf(config).run(1, async () => {
-    let text: string;
-    let status: number;
-    try {
-      const answer = await outboundRequest(new URL(upstream + path), {
-        policy: config.outbound,
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(config.upstreamTimeoutMs),
-        maxBytes: Math.min(AUDIT_MAX_BYTES, config.upstreamMaxPackumentBytes),
-      });
-      status = answer.status;
-      text = (await readAll(answer.body)).toString('utf8');
-    } catch (err) {
-      if ((err as { code?: string }).code === 'ETOOLARGE') {
-        throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with more than ' + Math.min(AUDIT_MAX_BYTES, config.upstreamMaxPackumentBytes) + ' bytes (decoded), which is not an audit report; it was refused. Tell its admins.');
+    const answers = await Promise.all([...parts].map(([client, part]) => auditOf(config, client, path, part).then((answer) => ({ client, answer }))));
+    // One upstream: its answer as it is.
+    if (answers.length === 1) return answers[0].answer;
+    const merged: Record<string, unknown> = {};
+    for (const { client, answer } of answers) {
+      if (answer.status !== 200 || !answer.body || typeof answer.body !== 'object' || Array.isArray(answer.body)) {
+        throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + client.url + ' answered the audit of the packages routed to it with ' + answer.status + '; the audit is incomplete without it. Try again later.');
       }
-      throw unreachable(upstream, err);
+      Object.assign(merged, answer.body);
     }
-    try {
-      return { status, body: JSON.parse(text) };
-    } catch {
-      throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + status + ').');
-    }
+    return { status: 200, body: merged };
   });
+}
+
+/** One audit request to one upstream, its answer parsed. */
+async function auditOf(config: Config, client: UpstreamRegistry, path: string, body: unknown): Promise<{ status: number; body: unknown }> {
+  const upstream = client.url;
+  const max = Math.min(AUDIT_MAX_BYTES, config.upstreamMaxPackumentBytes);
+  let answer: { status: number; text: string };
+  try {
+    answer = await client.post(path, body, max);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ETOOLARGE') {
+      throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with more than ' + max + ' bytes (decoded), which is not an audit report; it was refused. Tell its admins.');
+    }
+    throw unreachable(upstream, err);
+  }
+  try {
+    return { status: answer.status, body: JSON.parse(answer.text) };
+  } catch {
+    throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + upstream + ' answered the audit with something that is not JSON (' + answer.status + ').');
+  }
 }

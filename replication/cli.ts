@@ -46,7 +46,8 @@ const n = (value: unknown) => (typeof value === 'number' ? value.toLocaleString(
 
 /** Progress of an initial sync, or null when none is running. */
 export function syncProgress(status: any): { fraction: number; text: string } | null {
-  const feed = status.feed;
+  // The first feed still in its initial sync.
+  const feed = ((status.upstreams || []) as any[]).map((u) => u.feed).find((f) => f && f.initialSync && !f.initialSync.done) || status.feed;
   if (feed && feed.initialSync && !feed.initialSync.done) {
     const fraction = typeof feed.initialSync.progress === 'number' ? feed.initialSync.progress : 0;
     return { fraction, text: 'initial sync from the feed: ' + n(feed.lag.changes) + ' changes to go, ' + n(feed.packagesWritten) + ' packages written' };
@@ -73,21 +74,21 @@ export function syncProgress(status: any): { fraction: number; text: string } | 
 
 export function summary(status: any): string {
   const lines: string[] = [];
-  lines.push('upstream      ' + (status.upstream || '(none)') + (status.pullThrough ? '  (unknown names: ' + status.pullThrough + ', tarballs: ' + status.tarballs + ')' : ''));
-  if (status.privateScopes && status.privateScopes.length) lines.push('private       ' + status.privateScopes.join(', '));
-  const feed = status.feed;
-  if (feed) {
-    lines.push('feed          ' + feed.feed + '  mode ' + feed.mode + '  ' + feed.state);
-    lines.push('  position    ' + String(feed.since) + '  (feed at ' + String(feed.head) + ')');
-    lines.push('  checkpoint  ' + (feed.checkpointedAt ? 'saved ' + feed.checkpointedAt : 'not saved yet'));
-    lines.push('  lag         ' + n(feed.lag.changes) + ' changes, ' + n(feed.lag.seconds) + ' s');
-    lines.push('  written     ' + n(feed.packagesWritten) + ' packages, ' + n(feed.deleted) + ' deleted');
-    if (feed.pending.length) {
-      lines.push('  pending     ' + feed.pending.length + ' to retry');
-      for (const p of feed.pending.slice(0, 5)) lines.push('              ' + p.name + ' (attempt ' + p.attempts + '): ' + p.reason);
+  const upstreams: any[] = status.upstreams || [];
+  if (upstreams.length > 1) {
+    // Each upstream with the names routed to it, in the order they are tried.
+    for (const upstream of upstreams) {
+      lines.push('upstream      ' + upstream.name + '  ' + upstream.url + '  ' + upstream.patterns.join(' ') + '  (unknown names: ' + upstream.mode + (upstream.token ? ', token from ' + upstream.token : '') + ')');
+      lines.push('  health      ' + reachability(upstream));
+      if (upstream.feed) feedLines(lines, upstream.feed);
     }
-    if (feed.lastError) lines.push('  last error  ' + feed.lastError);
+    lines.push('tarballs      ' + status.tarballs);
+  } else {
+    lines.push('upstream      ' + (status.upstream || '(none)') + (status.pullThrough ? '  (unknown names: ' + status.pullThrough + ', tarballs: ' + status.tarballs + ')' : ''));
+    if (upstreams.length === 1) lines.push('  health      ' + reachability(upstreams[0]));
+    if (status.feed) feedLines(lines, status.feed);
   }
+  if (status.privateScopes && status.privateScopes.length) lines.push('private       ' + status.privateScopes.join(', '));
   const couch = status.couchdb;
   if (couch) {
     lines.push('couchdb       ' + couch.source + '  ' + couch.state);
@@ -128,6 +129,26 @@ export function summary(status: any): string {
   return lines.join('\n');
 }
 
+/** The lines of one change feed's follower. */
+function feedLines(lines: string[], feed: any): void {
+  lines.push('feed          ' + feed.feed + '  mode ' + feed.mode + '  ' + feed.state);
+  lines.push('  position    ' + String(feed.since) + '  (feed at ' + String(feed.head) + ')');
+  lines.push('  checkpoint  ' + (feed.checkpointedAt ? 'saved ' + feed.checkpointedAt : 'not saved yet'));
+  lines.push('  lag         ' + n(feed.lag.changes) + ' changes, ' + n(feed.lag.seconds) + ' s');
+  lines.push('  written     ' + n(feed.packagesWritten) + ' packages, ' + n(feed.deleted) + ' deleted');
+  if (feed.pending.length) {
+    lines.push('  pending     ' + feed.pending.length + ' to retry');
+    for (const p of feed.pending.slice(0, 5)) lines.push('              ' + p.name + ' (attempt ' + p.attempts + '): ' + p.reason);
+  }
+  if (feed.lastError) lines.push('  last error  ' + feed.lastError);
+}
+
+/** Whether an upstream answers, with its counts and its last error. */
+function reachability(upstream: any): string {
+  const state = upstream.reachable === null ? 'not asked yet' : upstream.reachable ? 'reachable' : 'UNREACHABLE';
+  return state + ', ' + n(upstream.requests) + ' requests, ' + n(upstream.failures) + ' failed' + (upstream.lastError ? '; last error ' + (upstream.lastErrorAt || '') + ': ' + upstream.lastError : '');
+}
+
 /** Packages on one side of a native replication: its documents without design documents (older registries: all documents). */
 function packages(side: { docCount?: number | null; packageCount?: number | null }): number | null | undefined {
   return side.packageCount !== undefined ? side.packageCount : side.docCount;
@@ -141,8 +162,11 @@ export function failingJobs(status: any): string[] {
   for (const site of (status.sites && status.sites.peers) || []) {
     if (FAILING_JOB_STATES.includes(site.state)) failing.push('the replication from the site ' + site.peer + ' is ' + site.state + (site.error ? ': ' + site.error : ''));
   }
-  const feed = status.feed;
-  if (feed && feed.state === 'upstream-unreachable') failing.push('the change feed cannot be followed' + (feed.lastError ? ': ' + feed.lastError : ''));
+  const upstreams: any[] = status.upstreams || [];
+  const feeds = upstreams.length ? upstreams.filter((u) => u.feed).map((u) => ({ feed: u.feed, which: upstreams.length > 1 ? ' of the upstream "' + u.name + '"' : '' })) : status.feed ? [{ feed: status.feed, which: '' }] : [];
+  for (const { feed, which } of feeds) {
+    if (feed.state === 'upstream-unreachable') failing.push('the change feed' + which + ' cannot be followed' + (feed.lastError ? ': ' + feed.lastError : ''));
+  }
   return failing;
 }
 

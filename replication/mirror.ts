@@ -12,7 +12,7 @@ import { join } from 'path';
 import { Logger } from 'pino';
 import { pipeline } from 'stream/promises';
 import ssri from 'ssri';
-import { Config } from '../config';
+import { Config, UpstreamMode } from '../config';
 import { notFound, unavailable, upstreamFailed } from '../core/errors';
 import { mirroredDoc, revGeneration, UpstreamPackument } from '../core/mirrored';
 import { tarballFileName, versionOfTarball } from '../core/names';
@@ -145,6 +145,18 @@ export interface MirrorStats {
   failures: { name: string; reason: string; at: string }[];
 }
 
+/** What a mirror knows of its upstream's route (replication/routes.ts); the single-upstream settings otherwise. */
+export interface MirrorRoute {
+  /** The upstream's client, with its time limit and token. */
+  registry?: UpstreamRegistry;
+  /** Its mode (`UPSTREAM_MODE` by default): pull-through and the refresh of stale copies in `mirror` only. */
+  mode?: UpstreamMode;
+  /** Its change feed (`REPLICATION_FEED` by default): with one, copies are kept fresh by the feed, not on reads. */
+  feed?: string;
+  /** Whether a name is routed to this upstream (every name by default): no other name is ever fetched from it. */
+  routesHere?(name: string): boolean;
+}
+
 /** Pull-through and storage of mirrored packages from the npm registry `upstream`. */
 export class Mirror {
   readonly stats: MirrorStats = { packagesWritten: 0, tarballsWritten: 0, refused: new Map(), failures: [] };
@@ -179,12 +191,21 @@ export class Mirror {
   /** The dependencies of pulled packages, fetched ahead of the client. */
   private readonly prefetch: Prefetcher;
 
+  /** This upstream's mode and feed. */
+  readonly mode: UpstreamMode;
+  readonly feed?: string;
+  private readonly routesHere: (name: string) => boolean;
+
   constructor(
     private readonly host: MirrorHost,
     upstream: string,
+    route: MirrorRoute = {},
   ) {
     this.upstream = upstream;
-    this.registry = new UpstreamRegistry(upstream, host.config);
+    this.registry = route.registry || new UpstreamRegistry(upstream, host.config);
+    this.mode = route.mode || host.config.upstreamMode;
+    this.feed = route.registry ? route.feed : route.feed || host.config.replication.feed;
+    this.routesHere = route.routesHere || (() => true);
     this.prefetch = new Prefetcher(
       host.config.upstreamPrefetch,
       (name) => !!host.unlisted && this.mayPull(name) && !this.pulls.has(name) && !this.storing.has(name) && host.unlisted(name),
@@ -314,9 +335,23 @@ export class Mirror {
     return true;
   }
 
-  /** Whether pull-through may fetch `name` at all (private scopes never come from the upstream). */
+  /** Whether `name` is in a private scope: never taken from any upstream. */
+  isPrivate(name: string): boolean {
+    return inPrivateScope(name, this.config.replication.privateScopes);
+  }
+
+  /** Records that the upstream's `name` is not mirrored: its scope is private here. */
+  refusePrivate(name: string): void {
+    this.stats.refused.set(name, { kind: 'refused', reason: 'private scope: "' + name + '" is in a private scope of this registry and is never taken from an upstream.' });
+  }
+
+  /**
+   * Whether `name` may be fetched from this upstream at all: private scopes never come from any
+   * upstream, and a name routed to another upstream never from this one (pull-through, prefetching,
+   * the feed).
+   */
   mayPull(name: string): boolean {
-    return !inPrivateScope(name, this.config.replication.privateScopes);
+    return !this.isPrivate(name) && this.routesHere(name);
   }
 
   /**
@@ -482,7 +517,7 @@ export class Mirror {
     let stored: PackageDoc;
     try {
       const existing = await this.readMirrored(entry.name);
-      const newer = !!existing && revGeneration(existing.origin_rev) > revGeneration(entry.packument._rev);
+      const newer = !!existing && existing.origin === this.upstream && revGeneration(existing.origin_rev) > revGeneration(entry.packument._rev);
       stored = newer ? (existing as PackageDoc) : await this.storeDoc(entry.name, mirroredDoc(entry.name, entry.packument, this.upstream, existing));
       entry.stored(stored);
     } catch (err) {
@@ -527,11 +562,18 @@ export class Mirror {
    */
   refreshIfStale(name: string): void {
     const { config } = this;
-    if (config.replication.feed || config.upstreamMode !== 'mirror') return;
+    if (this.feed || this.mode !== 'mirror' || !this.mayPull(name)) return;
     const last = this.checkedAt.get(name) || 0;
     if (Date.now() - last < config.upstreamMaxAgeSeconds * 1000 || this.pulls.has(name)) return;
     this.checkedAt.set(name, Date.now());
-    this.pull(name).catch((err) => this.host.log.warn({ package: name, err: (err as Error).message }, 'refreshing a mirrored package failed'));
+    this.refresh(name).catch((err) => this.host.log.warn({ package: name, err: (err as Error).message }, 'refreshing a mirrored package failed'));
+  }
+
+  /** Pulls `name` again, unless its mirrored copy came from another origin: that is never refreshed from this upstream. */
+  private async refresh(name: string): Promise<void> {
+    const existing = await this.readMirrored(name);
+    if (existing && existing.origin !== this.upstream) return;
+    await this.pull(name);
   }
 
   /**

@@ -1,46 +1,55 @@
-/** Starts what the configuration asks for: pull-through, the feed follower, the native replication. */
+/**
+ * Starts what the configuration asks for: for each upstream (replication/routes.ts) its mirror
+ * (pull-through and storage) and, when it has a feed, its change-feed follower; the native
+ * replication from a CouchDB upstream.
+ */
 import { NativeReplication, upstreamJob, withoutCredentials } from './couchdb';
 import { NpmFollower } from './feed/follower';
 import { Mirror, MirrorHost } from './mirror';
+import { UpstreamRoutes } from './routes';
 
 export interface Replication {
-  /** Pull-through and storage of mirrored packages, when an npm upstream is configured. */
-  mirror?: Mirror;
-  /** The change-feed follower, when a feed is configured. */
-  follower?: NpmFollower;
+  /** The upstreams, each with its mirror and follower. */
+  routes: UpstreamRoutes;
+  /** The change-feed followers, one per upstream with a feed. */
+  followers: NpmFollower[];
   /** The continuous replication from a CouchDB upstream, when one is configured. */
   native?: NativeReplication;
   stop(): Promise<void>;
 }
 
-export async function startReplication(host: MirrorHost, proxySecret: string): Promise<Replication> {
+export async function startReplication(host: MirrorHost, proxySecret: string, routes: UpstreamRoutes = new UpstreamRoutes(host.config)): Promise<Replication> {
   const { config, couch, log } = host;
   const settings = config.replication;
-  const mirror = config.upstreamRegistry ? new Mirror(host, config.upstreamRegistry) : undefined;
-  let follower: NpmFollower | undefined;
+  const followers: NpmFollower[] = [];
   let native: NativeReplication | undefined;
-  if (settings.feed && mirror) {
-    follower = new NpmFollower(couch, config, mirror, log);
-    follower.start();
-    log.info({ feed: settings.feed, mode: settings.mode }, 'replication: following the npm change feed');
+  for (const route of routes.all) {
+    route.mirror = new Mirror(host, route.url, {
+      registry: route.registry,
+      mode: route.mode,
+      feed: route.config.feed,
+      routesHere: (name) => routes.upstreamFor(name) === route,
+    });
+    if (route.config.feed) {
+      route.follower = new NpmFollower(couch, config, route.mirror, log);
+      route.follower.start();
+      followers.push(route.follower);
+      log.info({ upstream: route.name, feed: route.config.feed, mode: settings.mode }, 'replication: following the npm change feed');
+    }
   }
+  const stopAll = async () => {
+    for (const follower of followers) await follower.stop();
+    for (const route of routes.all) await route.mirror?.stop();
+  };
   if (settings.couchdb) {
     native = new NativeReplication(couch, upstreamJob({ local: config.registryDb, mirror: config.mirrorDb }, settings.couchdb, proxySecret, settings.privateScopes), log, config.outbound);
     try {
       await native.ensure();
     } catch (err) {
       // CouchDB keeps retrying an unreachable source itself; only a failure to set it up lands here.
-      await follower?.stop();
+      await stopAll();
       throw new Error('Cannot set up replication from ' + withoutCredentials(settings.couchdb) + ': ' + (err as Error).message, { cause: err });
     }
   }
-  return {
-    mirror,
-    follower,
-    native,
-    stop: async () => {
-      await follower?.stop();
-      await mirror?.stop();
-    },
-  };
+  return { routes, followers, native, stop: stopAll };
 }

@@ -1,6 +1,9 @@
 /**
- * The HTTP client of an npm registry upstream: packuments, tarball downloads and the words for what
- * went wrong. Used by the mirror (pull-through, the feed follower) and by the gateway's forwarding.
+ * The HTTP client of an npm registry upstream: packuments, tarball downloads, POSTs (audit,
+ * advisories) and the words for what went wrong, one client per upstream with its time limit, its
+ * token (sent to that upstream's origin only) and its counts. Used by the mirror (pull-through, the
+ * feed follower) and by the gateway's forwarding. `outboundRequest` is the one client of every
+ * request of the registry to another host.
  */
 import http, { IncomingMessage } from 'http';
 import https from 'https';
@@ -8,7 +11,7 @@ import { Readable, Transform } from 'stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'zlib';
 import { UpstreamPackument } from '../core/mirrored';
 import { jsonDepth } from '../lib/json-depth';
-import { Config, OutboundPolicy } from '../config';
+import { Config, OutboundPolicy, UpstreamConfig } from '../config';
 
 /** The path of a package (and of something under it) on an npm registry: `/@scope%2fname/-/file.tgz`. */
 export function upstreamPath(name: string, rest: string[]): string {
@@ -195,22 +198,112 @@ export class UpstreamUnavailable extends Error {
   }
 }
 
+/** What one upstream's client has seen: its requests, those that failed, and the last error. */
+export interface UpstreamStats {
+  requests: number;
+  failures: number;
+  /** Whether the last request got a good answer (null before the first). */
+  reachable: boolean | null;
+  lastError: string | null;
+  lastErrorAt: string | null;
+  lastOkAt: string | null;
+}
+
+/** Statuses that say the upstream could not help (beyond 404, which is an answer). */
+const failedStatus = (status: number) => status >= 500 || status === 401 || status === 403 || status === 429;
+
+/**
+ * The client of one npm registry upstream, with its time limit and its token. The token goes as
+ * `Authorization: Bearer` to that upstream's origin only (scheme, host and port): never to a tarball
+ * host elsewhere, never across a redirect to another origin (`outboundRequest` drops it there).
+ */
 export class UpstreamRegistry {
+  readonly stats: UpstreamStats = { requests: 0, failures: 0, reachable: null, lastError: null, lastErrorAt: null, lastOkAt: null };
+  /** Its name in the status and metrics (`UPSTREAMS`' `name`; `default` for `UPSTREAM_REGISTRY`). */
+  readonly name: string;
+  private readonly origin: string;
+  private readonly token?: { value: string };
+  /** Where its token comes from, for the words of a refusal (`env:NAME`), when it has one. */
+  readonly tokenFrom?: string;
+
   constructor(
     /** The registry's URL, without a trailing slash. */
     readonly url: string,
     /** The time limit, the outbound policy, and the most bytes accepted for a packument (decoded) and for a tarball. */
     private readonly settings: Pick<Config, 'upstreamTimeoutMs' | 'outbound' | 'upstreamMaxPackumentBytes' | 'upstreamMaxTarballBytes'>,
-  ) {}
+    route: { name?: string; token?: { value: string }; tokenFrom?: string } = {},
+  ) {
+    this.name = route.name || 'default';
+    this.origin = new URL(url).origin;
+    this.token = route.token;
+    this.tokenFrom = route.tokenFrom;
+  }
 
-  private get timeoutMs(): number {
+  /** The client of the configured upstream `upstream` (its time limit, its token). */
+  static of(upstream: UpstreamConfig, config: Pick<Config, 'outbound' | 'upstreamMaxPackumentBytes' | 'upstreamMaxTarballBytes'>): UpstreamRegistry {
+    return new UpstreamRegistry(upstream.url, { ...config, upstreamTimeoutMs: upstream.timeoutMs }, upstream);
+  }
+
+  get timeoutMs(): number {
     return this.settings.upstreamTimeoutMs;
+  }
+
+  /** Whether a token is sent to it. */
+  get hasToken(): boolean {
+    return !!this.token;
+  }
+
+  /** The credentials for a request to `target`: its token, when `target` is on this upstream's origin; else none. */
+  credentialsFor(target: URL): Record<string, string> {
+    return this.token && target.origin === this.origin ? { authorization: 'Bearer ' + this.token.value } : {};
+  }
+
+  /**
+   * A request to `target` (on this upstream, or a tarball host it names) through the outbound
+   * policy, with this upstream's token when `target` is on its origin; counted in its stats.
+   */
+  async request(target: URL, options: Omit<OutboundRequest, 'policy'>): Promise<UpstreamAnswer> {
+    this.stats.requests++;
+    try {
+      const answer = await outboundRequest(target, { ...options, policy: this.settings.outbound, headers: { ...options.headers, ...this.credentialsFor(target) } });
+      if (failedStatus(answer.status)) this.failed('answered ' + answer.status + ' for ' + target.pathname);
+      else this.succeeded();
+      return answer;
+    } catch (err) {
+      this.failed(fetchFailure(err).words);
+      throw err;
+    }
+  }
+
+  private succeeded(): void {
+    this.stats.reachable = true;
+    this.stats.lastOkAt = new Date().toISOString();
+  }
+
+  private failed(words: string): void {
+    this.stats.failures++;
+    this.stats.reachable = false;
+    this.stats.lastError = words;
+    this.stats.lastErrorAt = new Date().toISOString();
   }
 
   /** Why a request to the upstream got no answer, as an error worth retrying. */
   unavailable(err: unknown): UpstreamUnavailable {
     const code = (err as { code?: unknown }).code;
     return new UpstreamUnavailable('the upstream registry ' + this.url + ' ' + fetchFailure(err).words, undefined, code === 'EENCODED' ? code : undefined);
+  }
+
+  /**
+   * The words for an answer `status` (401, 403) that refused this registry: the token set for this
+   * upstream is not taken there, or it wants one and none is set.
+   */
+  refusedWords(status: number, what: string): string {
+    return (
+      'the upstream registry ' + this.url + ' refused this registry (' + status + ') for ' + what + ': ' +
+      (this.token
+        ? 'the token set for the upstream "' + this.name + '" (' + (this.tokenFrom || 'its token') + ') is not accepted there; an admin must renew it'
+        : 'it wants a token and none is set for the upstream "' + this.name + '"; an admin sets one with "tokenEnv" in its UPSTREAMS entry')
+    );
   }
 
   /**
@@ -221,8 +314,7 @@ export class UpstreamRegistry {
   async get(path: string, what: string): Promise<string | null> {
     const signal = AbortSignal.timeout(this.timeoutMs);
     try {
-      const answer = await outboundRequest(new URL(this.url + path), {
-        policy: this.settings.outbound,
+      const answer = await this.request(new URL(this.url + path), {
         headers: { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
         signal,
         maxBytes: this.settings.upstreamMaxPackumentBytes,
@@ -231,6 +323,10 @@ export class UpstreamRegistry {
       if (answer.status === 404) {
         answer.body.resume();
         return null;
+      }
+      if (answer.status === 401 || answer.status === 403) {
+        answer.body.resume();
+        throw new UpstreamUnavailable(this.refusedWords(answer.status, what), answer.status);
       }
       if (answer.status < 200 || answer.status >= 300) {
         answer.body.resume();
@@ -241,6 +337,22 @@ export class UpstreamRegistry {
       if (err instanceof UpstreamUnavailable) throw err;
       throw this.unavailable(signal.aborted ? signal.reason : err);
     }
+  }
+
+  /**
+   * POSTs `body` as JSON to `path` on the upstream (npm's audit and advisory endpoints), its token
+   * with it: the status and the answer's text, at most `maxBytes` decoded. Throws what
+   * `outboundRequest` throws (the caller words it).
+   */
+  async post(path: string, body: unknown, maxBytes: number, timeoutMs = this.timeoutMs): Promise<{ status: number; text: string }> {
+    const answer = await this.request(new URL(this.url + path), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+      maxBytes,
+    });
+    return { status: answer.status, text: (await readAll(answer.body)).toString('utf8') };
   }
 
   /** The upstream's full packument of `name`, or null when it has none (404). */
@@ -270,8 +382,8 @@ export class UpstreamRegistry {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new DOMException('timed out', 'TimeoutError')), this.timeoutMs);
     try {
-      const answer = await outboundRequest(new URL(source), {
-        policy: this.settings.outbound,
+      // The token only when the tarball is on this upstream's origin (`request` decides).
+      const answer = await this.request(new URL(source), {
         headers: { 'accept-encoding': 'identity' },
         signal: abort.signal,
         unencoded: 'a tarball',

@@ -29,8 +29,10 @@ async function main(): Promise<void> {
     '  Fauxton:  ' + registry.fauxtonUrl + '  (CouchDB\'s own port)',
   ];
   const replication = config.replication;
-  if (config.upstreamRegistry) lines.push('  upstream: ' + config.upstreamRegistry + ' (unknown names: ' + config.upstreamMode + ')');
-  if (replication.feed) lines.push('  replicating: change feed ' + replication.feed + ', mode ' + replication.mode + '; status: npm run replication');
+  for (const upstream of config.upstreams) {
+    lines.push('  upstream: ' + upstream.url + ' (' + (config.upstreams.length > 1 ? '"' + upstream.name + '" for ' + upstream.packages.join(' ') + ', ' : '') + 'unknown names: ' + upstream.mode + (upstream.token ? ', with a token' : '') + ')');
+    if (upstream.feed) lines.push('  replicating: change feed ' + upstream.feed + ', mode ' + replication.mode + '; status: npm run replication');
+  }
   if (replication.couchdb) lines.push('  replicating: CouchDB ' + withoutCredentials(replication.couchdb) + '; status: npm run replication');
   // The password itself is never printed: logs (journald, docker logs) would keep it.
   if (!config.couchdbUrl && !config.adminPassword) {

@@ -35,7 +35,7 @@ import { Webhooks } from '../gateway/webhooks';
 import { PolicyStore } from '../gateway/policy';
 import { KeyRing } from '../gateway/signing';
 import { readTrustedRoot } from '../gateway/provenance';
-import { UpstreamRegistry } from '../replication/upstream';
+import { UpstreamRoutes } from '../replication/routes';
 
 export const EMBEDDED_ADMIN = 'admin';
 
@@ -179,10 +179,12 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       baseUrl: '',
       designHash,
       metrics,
+      // Routing of names to upstreams, in place before anything is served (each route's mirror comes with replication).
+      upstreams: new UpstreamRoutes(config),
       log,
     };
-    context.upstream = config.upstreamRegistry ? new UpstreamRegistry(config.upstreamRegistry, config) : undefined;
-    const keys = new KeyRing(couch, config.stateDb, config.dataDir, context.upstream, log);
+    // The signing keys listed for mirrored versions: those of the upstream of every name.
+    const keys = new KeyRing(couch, config.stateDb, config.dataDir, context.upstreams.catchAll?.registry, log);
     await keys.open();
     context.keys = keys;
     // The upstream's keys are fetched in the background at every start and twice a day.
@@ -254,14 +256,20 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         asServed: (doc) => withoutWithheld(doc, withheldOf(context, doc)),
       },
       proxySecret,
+      context.upstreams,
     );
     replication = started;
-    context.mirror = started.mirror;
     context.replication = started;
     metrics.watchReplication(async () => {
-      if (started.follower) {
-        const status = await started.follower.status();
-        return { lagChanges: status.lag.changes, lagSeconds: status.lag.seconds, queue: status.pending.length };
+      if (started.followers.length) {
+        const states = await Promise.all(started.followers.map((follower) => follower.status()));
+        const known = (values: (number | null)[]) => (values.every((v) => typeof v === 'number') ? (values as number[]) : null);
+        const changes = known(states.map((status) => status.lag.changes));
+        return {
+          lagChanges: changes ? changes.reduce((a, b) => a + b, 0) : null,
+          lagSeconds: Math.max(...states.map((status) => status.lag.seconds)),
+          queue: states.reduce((total, status) => total + status.pending.length, 0),
+        };
       }
       if (started.native) {
         const status = await started.native.status();
@@ -269,6 +277,15 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       }
       return null;
     });
+    metrics.watchUpstreams(async () =>
+      Promise.all(
+        context.upstreams.all.map(async (route) => ({
+          name: route.name,
+          stats: route.registry.stats,
+          feedLag: route.follower ? (await route.follower.status()).lag.changes : null,
+        })),
+      ),
+    );
     const couchOrigin = new URL(adminUrl).origin;
     const running = server;
     return {

@@ -67,14 +67,16 @@ async function policyCheck(ctx: Context): Promise<Check | null> {
 }
 
 async function replicationCheck(ctx: Context): Promise<Check | null> {
-  const { follower, native } = ctx.replication || {};
-  if (!follower && !native && !ctx.sites) return null;
+  const { followers = [], native } = ctx.replication || {};
+  if (!followers.length && !native && !ctx.sites) return null;
   const problems: string[] = [];
   const states: string[] = [];
-  if (follower) {
+  for (const follower of followers) {
     const status = await follower.status();
-    states.push('feed ' + status.state);
-    if (status.state === 'upstream-unreachable') problems.push('the change feed cannot be followed: ' + (status.lastError || 'the upstream is unreachable'));
+    // Named by the upstream's name only: /-/health is public, the feeds' addresses may be internal.
+    const which = followers.length > 1 ? ' of the upstream "' + follower.upstreamName + '"' : '';
+    states.push('feed' + which + ' ' + status.state);
+    if (status.state === 'upstream-unreachable') problems.push('the change feed' + which + ' cannot be followed: ' + (status.lastError || 'the upstream is unreachable'));
   }
   if (native) {
     const job = await native.jobState();

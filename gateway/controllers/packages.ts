@@ -30,7 +30,7 @@ import { publishLicenseProblem } from '../../core/licenses';
 import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 import { versionOfTarball } from '../../core/names';
-import { isProvisional } from '../../replication/mirror';
+import { isProvisional, Mirror } from '../../replication/mirror';
 import { StagedStore } from '../staging';
 import { maintainerNames } from '../../core/rules';
 import { orgMayChange } from '../../core/orgs';
@@ -52,36 +52,50 @@ function unpublishedError(doc: PackageDoc): HttpError {
 }
 
 /**
+ * The mirror that pulls `name` through: that of the upstream the name is routed to, when its mode is
+ * `mirror`; undefined for a private scope, a name no upstream is routed, or another mode.
+ */
+function pullThroughFor(ctx: Context, name: string): Mirror | undefined {
+  const route = ctx.upstreams.upstreamFor(name);
+  return route && route.mode === 'mirror' ? route.mirror : undefined;
+}
+
+/**
  * Whether pull-through may take `name` as a package this registry does not have without reading
  * both databases: the search index, current but for a poll, has no document of that name (the mirror
  * then reads the local database while it asks the upstream).
  */
 function unlistedForPull(ctx: Context, name: string): boolean {
-  return !!ctx.mirror && ctx.config.upstreamMode === 'mirror' && !!ctx.search && ctx.search.knowsAbsent(name) && ctx.mirror.mayPull(name);
+  return !!ctx.search && !!pullThroughFor(ctx, name) && ctx.search.knowsAbsent(name);
+}
+
+/** A mirrored package read: compared with its upstream when it is old (pull-through without a feed), by the mirror of its route. */
+function refreshIfStale(ctx: Context, name: string): void {
+  pullThroughFor(ctx, name)?.refreshIfStale(name);
 }
 
 /**
  * The local package for a read, or null when the request was answered elsewhere: a foreign package
- * redirects to the registry that hosts it, a name unknown here goes to the upstream. A name that
- * exists here (even unpublished) is never forwarded.
+ * redirects to the registry that hosts it, a name unknown here goes to the one upstream it is routed
+ * to (pulled through, proxied or redirected). A name that exists here (even unpublished) is never
+ * forwarded; a private scope or a name no upstream is routed is never asked of any.
  */
 async function loadForRead(ctx: Context, req: Request, res: Response, name: string, rest: string[]): Promise<PackageDoc | null> {
   await ctx.access.assertRead(res, name);
   const absent = ctx.cache.isAbsent(name);
   const unlisted = !absent && unlistedForPull(ctx, name);
   let doc = absent || unlisted ? null : await readPackage(ctx, name);
-  if (!doc && ctx.mirror && ctx.config.upstreamMode === 'mirror') {
-    if (!ctx.mirror.mayPull(name)) {
-      throw notFound('Package "' + name + '" is not in this registry; its scope is private here, so it is never fetched from the upstream.');
-    }
-    doc = await ctx.mirror.pull(name, absent ? 'absent' : unlisted ? 'unlisted' : 'nothing');
-    if (!doc) throw notFound('Package "' + name + '" is neither in this registry nor in its upstream ' + ctx.mirror.upstream + '.');
+  const pulling = doc ? undefined : pullThroughFor(ctx, name);
+  if (!doc && pulling) {
+    doc = await pulling.pull(name, absent ? 'absent' : unlisted ? 'unlisted' : 'nothing');
+    if (!doc) throw notFound('Package "' + name + '" is neither in this registry nor in its upstream ' + pulling.upstream + '.');
   }
   if (!doc) {
     if (await forwardToUpstream(ctx, req, res, name, rest)) return null;
-    throw notFoundPackage(name);
+    const unrouted = ctx.upstreams.noRouteMessage(name);
+    throw unrouted ? notFound(unrouted) : notFoundPackage(name);
   }
-  if (ctx.mirror && isMirrored(doc, ctx.origins)) ctx.mirror.refreshIfStale(name);
+  if (isMirrored(doc, ctx.origins)) refreshIfStale(ctx, name);
   // Only a package registered here is foreign: an upstream's document with a `url` never is.
   if (isForeign(doc) && !isMirrored(doc, ctx.origins)) {
     // Its maintainers read the entry itself to change or remove it (`npm unpublish --force`).
@@ -142,14 +156,14 @@ export function packageRoutes(ctx: Context): Router {
     const cached = ctx.cache.get(name);
     ctx.metrics.cache('packument', !!cached, cached ? cached.full.length : 0);
     if (cached) {
-      if (cached.mirrored) ctx.mirror?.refreshIfStale(name);
+      if (cached.mirrored) refreshIfStale(ctx, name);
       return sendPackument(req, res, cached);
     }
     // Concurrent misses share one read: a large packument is parsed and serialized once.
     const entry = await ctx.cache.once(name, async () => {
       const generation = ctx.cache.generation(name);
       if (ctx.cache.isAbsent(name) || unlistedForPull(ctx, name)) return null;
-      const doc = await readPackage(ctx, name, ctx.config.upstreamMode === 'mirror' && !!ctx.mirror);
+      const doc = await readPackage(ctx, name, !!pullThroughFor(ctx, name));
       if (!doc) ctx.cache.setAbsent(name, generation);
       if (!doc || isForeign(doc) || isTombstone(doc)) return null;
       const made = servedBytes(ctx, doc);
@@ -194,8 +208,10 @@ export function packageRoutes(ctx: Context): Router {
     const generation = ctx.tarballs.generation(name);
     // Fetched from the upstream and verified: served at once (and kept) while CouchDB stores it, or,
     // for a large one, stored first and served like any stored tarball.
+    // The mirror of the upstream the name is routed to (every mode: a feed mirrors in proxy mode too).
+    const mirror = ctx.upstreams.mirrorFor(name);
     const fromUpstream = async (doc: PackageDoc): Promise<void> => {
-      const data = await (ctx.mirror as NonNullable<Context['mirror']>).tarball(doc, file);
+      const data = await (mirror as Mirror).tarball(doc, file);
       if (!data) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: true });
       const entry = { etag: md5Etag(data), size: data.length, data };
       void ctx.tarballs.put(name, file, generation, data, entry.etag);
@@ -205,7 +221,7 @@ export function packageRoutes(ctx: Context): Router {
     // Just pulled through (being stored, or the cached packument is of the document this gateway
     // stored) and without this tarball yet: straight to the upstream, without asking CouchDB for what
     // it does not have.
-    const pulled = from || !ctx.mirror ? null : ctx.mirror.inFlight(name) || (packument?.mirrored ? ctx.mirror.recentDoc(name, packument.rev) : null);
+    const pulled = from || !mirror ? null : mirror.inFlight(name) || (packument?.mirrored ? mirror.recentDoc(name, packument.rev) : null);
     if (pulled && !(pulled._attachments && pulled._attachments[file]) && versionOfTarball(pulled, file) !== undefined) return fromUpstream(pulled);
     // A package known to be mirrored (its packument is cached) is looked for in the mirror database first.
     if (!from && packument?.mirrored) from = { db: ctx.config.mirrorDb, pulled: false };
@@ -218,7 +234,9 @@ export function packageRoutes(ctx: Context): Router {
       const doc = await loadForRead(ctx, req, res, name, ['-', file]);
       if (!doc) return;
       if (isMirrored(doc, ctx.origins) && !from) return getTarball(req, res, name, file, { db: ctx.config.mirrorDb, pulled: false });
-      if (ctx.mirror && isMirrored(doc, ctx.origins) && from && !from.pulled) return fromUpstream(doc);
+      // A copy is completed by the mirror of the upstream its name is routed to: readPackage served it,
+      // so it came from that upstream (or from the native replication, whose origin is not a URL).
+      if (mirror && isMirrored(doc, ctx.origins) && from && !from.pulled) return fromUpstream(doc);
       throw notFound('No tarball ' + file + ' for "' + name + '": the version does not exist or was unpublished.');
     }
     if (upstream.statusCode !== 200 && upstream.statusCode !== 304) {
@@ -400,7 +418,7 @@ export function packageRoutes(ctx: Context): Router {
   }
 
   router.post(['/-/npm/v1/security/advisories/bulk', '/-/npm/v1/security/audits/quick'], (req, res, next) => {
-    postToUpstream(ctx.config, req.path, req.body)
+    postToUpstream(ctx, req.path, req.body)
       .then((answer) => res.status(answer.status).json(answer.body))
       .catch(next);
   });

@@ -1,6 +1,7 @@
 /**
  * Replication's part of the HTTP API:
- * - `GET /-/replication`: the state of replication from the upstream (any logged-in user);
+ * - `GET /-/replication`: the state of replication from the upstreams, each upstream with its
+ *   patterns, mode and health (any logged-in user);
  * - `GET /-/replicate` and `GET /-/replicate/_changes?since=<seq>&limit=<n>`: this registry's own
  *   change feed, in the public registry's contract (no documents), so that another instance can
  *   follow it. Packages the caller may not read are left out.
@@ -11,6 +12,7 @@ import { requireUser } from '../auth';
 import { Context } from '../context';
 import { docPath } from '../../couchdb/client';
 import type { Refusal } from '../../replication/mirror';
+import type { UpstreamRoute } from '../../replication/routes';
 import { shadowedNames } from '../../replication/couchdb';
 import { refusedPublishes } from '../resolver';
 import { patternMatches } from '../../core/access';
@@ -132,34 +134,69 @@ export async function replicationStatus(ctx: Context, mayRead: (name: string) =>
     for (const item of items) if (await mayRead(nameOf(item))) kept.push(item);
     return kept;
   };
-  const mirror = ctx.mirror;
+  const routes = ctx.upstreams.all;
+  const mirrors = routes.flatMap((route) => (route.mirror ? [route.mirror] : []));
   // What pull-through served and still holds is stored first: the status counts and reads it.
-  await mirror?.storeNow();
+  await Promise.all(mirrors.map((mirror) => mirror.storeNow()));
   const replication = ctx.replication;
-  const refused = new Map<string, Refusal>(mirror ? mirror.stats.refused : []);
+  const refused = new Map<string, Refusal>(mirrors.flatMap((mirror) => [...mirror.stats.refused]));
   const native = replication?.native ? await replication.native.status() : null;
   if (replication?.native) {
     for (const name of await shadowedNames(ctx.couch, { local: ctx.config.registryDb, mirror: ctx.config.mirrorDb }, ctx.origins)) {
       if (!refused.has(name)) refused.set(name, { kind: 'shadowed', reason: shadowedReason(name) });
     }
   }
+  const upstreams = await Promise.all(routes.map((route) => upstreamStatus(route)));
+  // The upstream of every name (or the only one), and the first feed: as this status said with one upstream.
+  const main = ctx.upstreams.catchAll || routes[0];
+  const sum = (count: (mirror: NonNullable<UpstreamRoute['mirror']>) => number) => mirrors.reduce((total, mirror) => total + count(mirror), 0);
   return {
     registry: ctx.registryId,
-    upstream: ctx.config.upstreamRegistry || null,
-    pullThrough: ctx.config.upstreamRegistry ? ctx.config.upstreamMode : null,
+    upstream: main ? main.url : null,
+    pullThrough: main ? main.mode : null,
     tarballs: ctx.config.upstreamTarballs,
     privateScopes: ctx.config.replication.privateScopes,
-    feed: replication?.follower ? await replication.follower.status() : null,
+    upstreams,
+    feed: upstreams.find((upstream) => upstream.feed)?.feed || null,
     couchdb: native,
     sites: ctx.sites ? { origins: ctx.origins, peers: await ctx.sites.status() } : null,
     // Publishes the merge of conflicting revisions refused (the same version published twice with other bytes).
     refusedPublishes: await readable(await refusedPublishes(ctx.couch, ctx.config.stateDb).catch(() => []), (refusal) => refusal.name),
-    packagesWritten: mirror ? mirror.stats.packagesWritten : 0,
-    tarballsWritten: mirror ? mirror.stats.tarballsWritten : 0,
+    packagesWritten: sum((mirror) => mirror.stats.packagesWritten),
+    tarballsWritten: sum((mirror) => mirror.stats.tarballsWritten),
     shadowed: await readable([...refused].filter(([, refusal]) => refusal.kind === 'shadowed').map(([name]) => name).sort(), (name) => name),
     refused: await readable([...refused].map(([name, refusal]) => ({ name, kind: refusal.kind, reason: refusal.reason })), (refusal) => refusal.name),
-    failures: mirror ? mirror.stats.failures : [],
+    failures: await readable(
+      mirrors.flatMap((mirror) => mirror.stats.failures).sort((a, b) => a.at.localeCompare(b.at)).slice(-50),
+      (failure) => failure.name,
+    ),
     supplyChain: await supplyChainStatus(ctx, (items) => readable(items, (item) => item.name)),
+  };
+}
+
+/**
+ * One upstream as the status shows it: its URL (configured without credentials), mode, patterns and
+ * time limit, whether a token is sent to it and where it comes from (never the token), whether it
+ * answered lately (the last error), its requests and failures, and its feed's position.
+ */
+async function upstreamStatus(route: UpstreamRoute): Promise<Record<string, any>> {
+  const stats = route.registry.stats;
+  return {
+    name: route.name,
+    url: route.url,
+    mode: route.mode,
+    patterns: route.patterns,
+    timeoutMs: route.config.timeoutMs,
+    token: route.config.tokenFrom || null,
+    reachable: stats.reachable,
+    lastError: stats.lastError,
+    lastErrorAt: stats.lastErrorAt,
+    lastOkAt: stats.lastOkAt,
+    requests: stats.requests,
+    failures: stats.failures,
+    packagesWritten: route.mirror ? route.mirror.stats.packagesWritten : 0,
+    tarballsWritten: route.mirror ? route.mirror.stats.tarballsWritten : 0,
+    feed: route.follower ? await route.follower.status() : null,
   };
 }
 

@@ -34,9 +34,10 @@ export function parseSpec(spec: string): { name: string; version: string } | nul
 
 /** The upstream's provenance bundles of `name@version`, as it answers them (JSON). */
 async function fetchAttestations(ctx: Context, name: string, version: string): Promise<string> {
-  const upstream = ctx.mirror?.registry;
+  // The upstream the package is routed to, and no other.
+  const upstream = ctx.upstreams.upstreamFor(name)?.registry;
   const spec = name + '@' + version;
-  if (!upstream) throw notFound('The attestations of ' + spec + ' are not kept here, and there is no upstream registry to ask (UPSTREAM_REGISTRY).');
+  if (!upstream) throw notFound('The attestations of ' + spec + ' are not kept here, and no upstream registry is configured for it (UPSTREAMS, UPSTREAM_REGISTRY).');
   let body: string | null;
   try {
     body = await upstream.get('/-/npm/v1/attestations/' + upstreamPath(name, []).slice(1) + '@' + encodeURIComponent(version), 'the attestations of ' + spec);

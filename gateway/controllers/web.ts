@@ -459,7 +459,9 @@ ${otpField('password-otp')}
     handle(async (req, res, user) => {
       await ctx.access.assertRead(res, parsed.name);
       let doc = await readPackage(ctx, parsed.name);
-      if (!doc && ctx.mirror && ctx.config.upstreamMode === 'mirror' && ctx.mirror.mayPull(parsed.name)) doc = await ctx.mirror.pull(parsed.name);
+      // Pulled through from the upstream the name is routed to, when that one mirrors.
+      const route = doc ? null : ctx.upstreams.upstreamFor(parsed.name);
+      if (!doc && route && route.mode === 'mirror' && route.mirror) doc = await route.mirror.pull(parsed.name);
       if (!doc) return page(req, res, 404, 'Not found', `<h1>“${escape(parsed.name)}” is not in this registry</h1><p><a href="${escape(base)}/-/web/search?q=${encodeURIComponent(parsed.name)}">Search</a> for it.</p>`, user);
       page(req, res, 200, doc.name, packagePage(doc, versionAsked, await stagingOf(doc, user), await signingKeys(), await usageOf(res, doc.name)), user);
     })(req, res, next);

@@ -12,7 +12,11 @@
  * - entries that arrive late, behind the checkpoint, are caught by reading the feed again from a
  *   checkpoint of `recheckSeconds` ago; packages whose entries never arrive are caught by a daily
  *   sweep of the mirrored packages (modes `existing` and `list`);
- * - deletions delete the mirrored copy; an unpublish arrives as a packument without versions.
+ * - deletions delete the mirrored copy; an unpublish arrives as a packument without versions;
+ * - with several upstreams, each with a feed has a follower of its own (its own checkpoint), which
+ *   takes only the names routed to its upstream: a name routed elsewhere (or private) is skipped,
+ *   and a copy of another origin is never refreshed from this feed, only replaced when the name is
+ *   routed here.
  *
  * The parts: `feed-client.ts` asks the feed, `checkpoint.ts` keeps the place, `planner.ts` decides;
  * this file schedules (batches, a pool of `concurrency` workers, bulk writes, retries).
@@ -108,13 +112,18 @@ export class NpmFollower {
     private readonly mirror: Mirror,
     private readonly log: Logger,
   ) {
-    const feed = config.replication.feed as string;
-    this.feed = new ChangeFeed(feed, Math.max(config.upstreamTimeoutMs, 30_000), this.abort.signal, config.outbound);
+    const feed = (mirror.feed || config.replication.feed) as string;
+    this.feed = new ChangeFeed(feed, Math.max(mirror.registry.timeoutMs, 30_000), this.abort.signal, config.outbound);
     this.checkpoints = new CheckpointStore(couch, { state: config.stateDb, tokens: config.tokensDb }, feed);
   }
 
   private get settings() {
     return this.config.replication;
+  }
+
+  /** The name of the upstream this follower mirrors. */
+  get upstreamName(): string {
+    return this.mirror.registry.name;
   }
 
   start(): void {
@@ -183,6 +192,7 @@ export class NpmFollower {
       this.log.error({ err: this.lastError }, 'replication: the package list cannot be read');
       return;
     }
+    names = names.filter((name) => this.mirror.mayPull(name));
     const present = await this.couch.liveRevs(this.config.mirrorDb, names);
     const local = await this.couch.liveRevs(this.config.registryDb, names);
     const missing = names.filter((n) => !present.has(n) && !local.has(n));
@@ -221,7 +231,15 @@ export class NpmFollower {
    * through counts as present (it is about to be stored); its change is applied once it is stored,
    * since the packument being stored may be older than the change.
    */
-  private async apply(entries: unknown[]): Promise<void> {
+  private async apply(all: unknown[]): Promise<void> {
+    // Only the names routed to this follower's upstream (never a private scope).
+    const entries = all.filter((entry) => {
+      const id = entry && typeof entry === 'object' ? (entry as { id?: unknown }).id : undefined;
+      if (typeof id !== 'string' || this.mirror.mayPull(id)) return true;
+      // A private scope is refused, as _design/mirror would; a name routed elsewhere is another follower's.
+      if (this.mirror.isPrivate(id)) this.mirror.refusePrivate(id);
+      return false;
+    });
     const names = entryNames(entries);
     // Asked before the databases: a pull-through that ends meanwhile is then found stored.
     const pulling = names.filter((name) => this.mirror.pullingThrough(name));
@@ -323,7 +341,8 @@ export class NpmFollower {
   private async bringUpToDate(item: Work): Promise<PackageDoc | null> {
     const local = await this.mirror.readLocal(item.name);
     const existing = local || item.present === false ? null : await this.mirror.readMirrored(item.name);
-    const first = firstStep(item, local, existing);
+    // A copy of another origin is not this upstream's: it is replaced, never taken as up to date.
+    const first = firstStep(item, local, existing && existing.origin === this.mirror.upstream ? existing : null);
     if ('shadowed' in first) this.mirror.shadowed(item.name);
     if ('remove' in first) await this.remove(item.name);
     if (!('fetch' in first)) {
@@ -370,14 +389,14 @@ export class NpmFollower {
   private async sweepIfDue(): Promise<void> {
     if (this.settings.mode === 'all' || Date.now() - this.checkpoint.lastSweep < this.settings.sweepSeconds * 1000) return;
     this.checkpoint.lastSweep = Date.now();
-    const names = await this.mirror.mirroredNames();
+    const names = (await this.mirror.mirroredNames()).filter((name) => this.mirror.mayPull(name));
     await this.runAll(names.map((name) => ({ name, deleted: false, present: true })));
   }
 
   async status(): Promise<FollowerStatus> {
     if (!this.head || Date.now() - this.head.at > 2000) {
       // The status answers quickly even when the upstream hangs.
-      const seq = await this.feed.head(Math.min(this.config.upstreamTimeoutMs, 3000));
+      const seq = await this.feed.head(Math.min(this.mirror.registry.timeoutMs, 3000));
       this.head = { seq, at: Date.now() };
     }
     const cp = this.checkpoint;

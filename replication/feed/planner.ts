@@ -102,7 +102,7 @@ export function afterFetch(item: Work, existing: PackageDoc | null, packument: U
   if (rev && revGeneration(packument._rev) < revGeneration(rev)) {
     return { retry: 'the upstream packument of "' + name + '" (' + String(packument._rev) + ') is behind its feed entry (' + rev + ')' };
   }
-  if (existing && existing.origin_rev && existing.origin_rev === packument._rev) return { done: true };
+  if (existing && existing.origin === upstream && existing.origin_rev && existing.origin_rev === packument._rev) return { done: true };
   return { write: mirroredDoc(name, packument, upstream, existing) };
 }
 

@@ -27,11 +27,20 @@ function freePort(): Promise<number> {
   });
 }
 
+export interface VerdaccioOptions {
+  /** `error` for the tests; the benchmarks run it at Verdaccio's default, `http` (a line per request). */
+  logLevel?: string;
+  /** An uplink every package is proxied from. */
+  uplink?: string;
+  /** Package patterns only logged-in users read (`access: $authenticated`), such as `@private/*`; the rest is read by anyone. */
+  authenticated?: string[];
+}
+
 /**
  * Starts Verdaccio on a free port with its own storage and no uplinks. `logLevel` is `error` for the
  * tests; the benchmarks run it at Verdaccio's default, `http` (a line per request).
  */
-export async function startVerdaccio(options: { logLevel?: string; uplink?: string } = {}): Promise<Verdaccio> {
+export async function startVerdaccio(options: VerdaccioOptions = {}): Promise<Verdaccio> {
   const dir = mkdtempSync(join(tmpdir(), 'verdaccio-'));
   const port = await freePort();
   const config = join(dir, 'config.yaml');
@@ -43,6 +52,7 @@ export async function startVerdaccio(options: { logLevel?: string; uplink?: stri
     '    max_users: 100',
     ...(options.uplink ? ['uplinks:', '  upstream:', '    url: ' + options.uplink] : ['uplinks: {}']),
     'packages:',
+    ...(options.authenticated || []).flatMap((pattern) => ["  '" + pattern + "':", '    access: $authenticated', '    publish: $authenticated']),
     "  '**':",
     '    access: $all',
     '    publish: $authenticated',

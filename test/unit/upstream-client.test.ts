@@ -12,6 +12,7 @@ import { Config, loadConfig } from '../../config';
 import { AUDITS_AT_ONCE, AUDITS_WAITING, postToUpstream } from '../../gateway/upstream';
 import { outboundRequest, readAll, UpstreamRegistry } from '../../replication/upstream';
 import { OutboundPolicy } from '../../config/outbound';
+import { UpstreamRoutes } from '../../replication/routes';
 
 let server: http.Server;
 let upstream: UpstreamRegistry;
@@ -153,7 +154,7 @@ describe('the upstream client', () => {
   it('relays at most a few audits at once, lets a few more wait, and answers the rest 503 with Retry-After', async () => {
     const outcomes = await Promise.all(
       Array.from({ length: AUDITS_AT_ONCE + AUDITS_WAITING + 10 }, () =>
-        postToUpstream(config, '/-/npm/v1/security/advisories/bulk', { 'left-pad': ['1.0.0'] }).then(
+        postToUpstream({ config, upstreams: new UpstreamRoutes(config) }, '/-/npm/v1/security/advisories/bulk', { 'left-pad': ['1.0.0'] }).then(
           (answer) => answer.status,
           (err: { status?: number; headers?: Record<string, string> }) => err.status + ' ' + (err.headers || {})['Retry-After'],
         ),
@@ -163,11 +164,11 @@ describe('the upstream client', () => {
     expect(outcomes.filter((o) => o === 200)).toHaveLength(AUDITS_AT_ONCE + AUDITS_WAITING);
     expect(outcomes.filter((o) => o === '503 5')).toHaveLength(10);
     // The turns are all given back.
-    expect(await postToUpstream(config, '/-/npm/v1/security/advisories/bulk', {})).toEqual({ status: 200, body: {} });
+    expect(await postToUpstream({ config, upstreams: new UpstreamRoutes(config) }, '/-/npm/v1/security/advisories/bulk', { 'left-pad': ['1.0.0'] })).toEqual({ status: 200, body: {} });
   });
 
   it('an audit answer of more than a few MB (decoded) is refused with 424 naming the upstream', async () => {
-    const failure = await postToUpstream(config, '/-/npm/v1/security/audits/quick', {}).catch((err: { status: number; message: string }) => err);
+    const failure = await postToUpstream({ config, upstreams: new UpstreamRoutes(config) }, '/-/npm/v1/security/audits/quick', {}).catch((err: { status: number; message: string }) => err);
     expect(failure).toMatchObject({ status: 424, message: expect.stringContaining(url + ' answered the audit with more than') });
   });
 
