@@ -96,6 +96,25 @@ async function replicationCheck(ctx: Context): Promise<Check | null> {
   return problems.length ? { ok: false, critical: false, detail: problems.join('; ') } : { ok: true, critical: false, detail: states.join(', ') };
 }
 
+/**
+ * Each upstream as its last request found it: one that did not answer leaves the registry serving what
+ * it holds (degraded, not down). Named by their names only: /-/health is public, and their addresses
+ * and errors are in /-/replication.
+ */
+function upstreamsCheck(ctx: Context): Check | null {
+  const routes = ctx.upstreams ? ctx.upstreams.all : [];
+  if (!routes.length) return null;
+  const down = routes.filter((route) => route.registry.stats.reachable === false);
+  if (down.length) {
+    return {
+      ok: false,
+      critical: false,
+      detail: down.map((route) => 'the upstream "' + route.name + '" did not answer its last request (since ' + route.registry.stats.lastErrorAt + ')').join('; ') + '; what is here is still served, and /-/replication says why',
+    };
+  }
+  return { ok: true, critical: false, detail: routes.map((route) => '"' + route.name + '" ' + (route.registry.stats.reachable === null ? 'not asked yet' : 'answering')).join(', ') };
+}
+
 /** What `GET /-/health` answers: `ok`, `degraded` (serving, some part not working) or `unhealthy` (503). */
 export type HealthStatus = 'ok' | 'degraded' | 'unhealthy';
 
@@ -111,6 +130,8 @@ export async function health(ctx: Context): Promise<{ healthy: boolean; status: 
     const replication = await replicationCheck(ctx);
     if (replication) checks.replication = replication;
   }
+  const upstreams = upstreamsCheck(ctx);
+  if (upstreams) checks.upstreams = upstreams;
   const live = ctx.cache.enabled;
   checks.caches = { ok: live, critical: false, detail: live ? 'on' : 'off: the databases\' _changes are not followed right now, so every read goes to CouchDB' };
   const healthy = Object.values(checks).every((c) => c.ok || !c.critical);

@@ -205,6 +205,13 @@ describe('routing by package pattern', () => {
     expect(install.stderr).toContain('424');
     expect(install.stderr).toContain('The registry ' + deadUrl + ' is unreachable (ECONNREFUSED)');
     for (const path of ['/@vscope%2fsecret', '/plain-dep', '/shared-plain']) expect([path, (await registry.request('GET', path)).status]).toEqual([path, 200]);
+    // /-/health says so (degraded, by name only: it is public), and still serves.
+    const health = await fetch(registry.url + '/-/health');
+    expect(health.status).toBe(200);
+    const body = (await health.json()) as { status: string; checks: Record<string, { ok: boolean; detail: string }> };
+    expect(body.status).toBe('degraded');
+    expect(body.checks.upstreams).toMatchObject({ ok: false, detail: expect.stringContaining('the upstream "down" did not answer its last request') });
+    expect(JSON.stringify(body)).not.toContain(deadUrl);
   });
 
   it('a private scope is asked of no upstream, though a pattern ("**") would match it', async () => {
