@@ -1,7 +1,7 @@
 /**
  * Registry signatures, as npm verifies them (`npm audit signatures`): every version published here
  * is signed with ECDSA P-256 over `<name>@<version>:<integrity>` (`dist.signatures`), and
- * `GET /-/npm/v1/keys` lists the public keys: this registry's, and the upstream's (fetched and kept,
+ * `GET /-/npm/v1/keys` lists the public keys: this registry's, and each upstream's (fetched and kept,
  * so they are served offline) so that mirrored versions, which keep the upstream's signatures, verify
  * through the mirror too.
  *
@@ -63,7 +63,8 @@ export class KeyRing {
     couch: Couch,
     stateDb: string,
     private readonly dataDir: string,
-    private readonly upstream: UpstreamRegistry | undefined,
+    /** Every upstream: the keys of each are listed (one without a keys endpoint, such as GitHub Packages, adds none). */
+    private readonly upstreams: UpstreamRegistry[],
     private readonly log: Logger,
   ) {
     this.db = couch.db(stateDb);
@@ -104,41 +105,47 @@ export class KeyRing {
     return [{ keyid: this.keyid, sig }];
   }
 
-  /** Fetches the upstream's public keys and keeps them; the kept ones stay when the upstream cannot be asked. Never throws. */
+  /** Fetches every upstream's public keys and keeps them; the kept ones stay when an upstream cannot be asked. Never throws. */
   async refreshUpstream(): Promise<void> {
-    if (!this.upstream) return;
+    await Promise.all(this.upstreams.map((upstream) => this.refreshOne(upstream)));
+  }
+
+  private async refreshOne(upstream: UpstreamRegistry): Promise<void> {
     let keys: RegistryKey[];
     try {
-      const text = await this.upstream.get('/-/npm/v1/keys', 'its signing keys');
+      const text = await upstream.get('/-/npm/v1/keys', 'its signing keys');
       const body = (text === null ? {} : JSON.parse(text)) as { keys?: unknown };
       keys = (Array.isArray(body.keys) ? body.keys : []).filter(
         (k): k is RegistryKey => !!k && typeof k === 'object' && typeof (k as RegistryKey).keyid === 'string' && typeof (k as RegistryKey).key === 'string',
       );
     } catch (err) {
-      this.log.warn({ upstream: this.upstream.url, err: (err as Error).message }, 'signing keys of the upstream could not be fetched; the kept ones are served');
+      this.log.warn({ upstream: upstream.name, err: (err as Error).message }, 'signing keys of an upstream could not be fetched; the kept ones are served');
       return;
     }
+    // The first upstream's under the id older versions kept them under.
+    const id = upstream === this.upstreams[0] ? UPSTREAM_KEYS_ID : UPSTREAM_KEYS_ID + ':' + upstream.name;
     try {
-      const current = (await this.db.get(UPSTREAM_KEYS_ID)) as UpstreamKeysDoc | null;
-      const doc: UpstreamKeysDoc = { _id: UPSTREAM_KEYS_ID, type: 'upstream-keys', upstream: this.upstream.url, keys, fetched: new Date().toISOString() };
+      const current = (await this.db.get(id)) as UpstreamKeysDoc | null;
+      const doc: UpstreamKeysDoc = { _id: id, type: 'upstream-keys', upstream: upstream.url, keys, fetched: new Date().toISOString() };
       if (current) doc._rev = current._rev;
       await this.db.put(doc);
       this.listed = null;
     } catch (err) {
       // Another gateway stored them first, or CouchDB is away: the next refresh tries again.
-      this.log.debug({ err: (err as Error).message }, 'the upstream\'s signing keys could not be kept');
+      this.log.debug({ err: (err as Error).message }, 'an upstream\'s signing keys could not be kept');
     }
   }
 
-  /** Every key to list: this registry's gateways' keys, then the upstream's (kept). */
+  /** Every key to list: this registry's gateways' keys, then the upstreams' (kept), of those configured now. */
   async keys(): Promise<RegistryKey[]> {
     if (this.listed && Date.now() - this.listed.at < 10_000) return this.listed.keys;
     const own = (await this.db.find({ selector: { type: 'signing-key' }, limit: 1000 })) as KeyDoc[];
-    const upstream = (await this.db.get(UPSTREAM_KEYS_ID)) as UpstreamKeysDoc | null;
+    const urls = new Set(this.upstreams.map((upstream) => upstream.url));
+    const upstream = ((await this.db.find({ selector: { type: 'upstream-keys' }, limit: 1000 })) as UpstreamKeysDoc[]).filter((doc) => urls.has(doc.upstream));
     const keys: RegistryKey[] = [];
     const seen = new Set<string>();
     const strip = (k: RegistryKey): RegistryKey => ({ expires: k.expires || null, keyid: k.keyid, keytype: k.keytype, scheme: k.scheme, key: k.key });
-    for (const k of [...own.sort((a, b) => a.created.localeCompare(b.created)), ...(upstream ? upstream.keys : [])]) {
+    for (const k of [...own.sort((a, b) => a.created.localeCompare(b.created)), ...upstream.flatMap((doc) => doc.keys || [])]) {
       if (seen.has(k.keyid)) continue;
       seen.add(k.keyid);
       keys.push(strip(k));

@@ -184,7 +184,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       log,
     };
     // The signing keys listed for mirrored versions: those of the upstream of every name.
-    const keys = new KeyRing(couch, config.stateDb, config.dataDir, context.upstreams.catchAll?.registry, log);
+    const keys = new KeyRing(couch, config.stateDb, config.dataDir, context.upstreams.all.map((route) => route.registry), log);
     await keys.open();
     context.keys = keys;
     // The upstream's keys are fetched in the background at every start and twice a day.
