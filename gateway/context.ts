@@ -54,7 +54,7 @@ export interface Context {
   /** The upstream registry (`UPSTREAM_REGISTRY`) in every mode, asked whether it has a name first published here. */
   upstream?: UpstreamRegistry;
   /** The running replications from the upstream, for their status. */
-  replication?: Pick<Replication, 'follower' | 'native'>;
+  replication?: Pick<Replication, 'follower' | 'native' | 'advisories'>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;
   /** The build of `_design/app` this gateway pushed (its `build_hash`), for the health check. */

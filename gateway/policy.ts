@@ -13,6 +13,7 @@
  */
 import { Logger } from 'pino';
 import { BlockRule, NO_POLICY, Policy, POLICY_ID, policyProblem } from '../core/policy';
+import { advisoryPolicyOf } from '../core/advisories';
 import { Couch, Database } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
 
@@ -25,6 +26,8 @@ export interface PolicyDoc {
   type: 'policy';
   cooldownExceptions?: unknown;
   blocked?: unknown;
+  /** The vulnerability policy (core/advisories.ts). */
+  advisories?: unknown;
   help?: string;
 }
 
@@ -44,6 +47,7 @@ export function policyOf(doc: PolicyDoc | null, minAgeMs: number, stateDb = '<db
     minAgeMs,
     exceptions: (doc.cooldownExceptions as string[] | undefined) || [],
     blocked: (doc.blocked as BlockRule[] | undefined) || [],
+    advisories: advisoryPolicyOf(doc.advisories),
   };
 }
 

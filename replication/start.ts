@@ -2,6 +2,7 @@
 import { NativeReplication, upstreamJob, withoutCredentials } from './couchdb';
 import { NpmFollower } from './feed/follower';
 import { Mirror, MirrorHost } from './mirror';
+import { AdvisoryChecker } from './advisories';
 
 export interface Replication {
   /** Pull-through and storage of mirrored packages, when an npm upstream is configured. */
@@ -10,6 +11,8 @@ export interface Replication {
   follower?: NpmFollower;
   /** The continuous replication from a CouchDB upstream, when one is configured. */
   native?: NativeReplication;
+  /** The periodic check of the mirrored packages at the upstream's advisory endpoint (runs while the vulnerability policy is on). */
+  advisories?: AdvisoryChecker;
   stop(): Promise<void>;
 }
 
@@ -34,11 +37,26 @@ export async function startReplication(host: MirrorHost, proxySecret: string): P
       throw new Error('Cannot set up replication from ' + withoutCredentials(settings.couchdb) + ': ' + (err as Error).message, { cause: err });
     }
   }
+  const advisories = mirror
+    ? new AdvisoryChecker({
+        couch,
+        config,
+        log,
+        client: mirror.advisories,
+        policy: () => (host.advisoryPolicy ? host.advisoryPolicy() : undefined),
+        mirroredNames: () => mirror.mirroredNames(),
+        storeMany: (docs) => mirror.storeMany(docs),
+        changed: (changes) => mirror.advisoriesWritten(changes),
+      })
+    : undefined;
+  advisories?.start();
   return {
     mirror,
     follower,
     native,
+    advisories,
     stop: async () => {
+      await advisories?.stop();
       await follower?.stop();
       await mirror?.stop();
     },

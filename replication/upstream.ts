@@ -243,6 +243,27 @@ export class UpstreamRegistry {
     }
   }
 
+  /**
+   * POSTs `body` as JSON to `path` (the bulk advisory API): the status and the text of the answer
+   * (at most `maxBytes`, decoded). The time limit is for the whole answer.
+   */
+  async post(path: string, body: unknown, maxBytes: number): Promise<{ status: number; text: string }> {
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    try {
+      const answer = await outboundRequest(new URL(this.url + path), {
+        policy: this.settings.outbound,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
+        body: JSON.stringify(body),
+        signal,
+        maxBytes,
+      });
+      return { status: answer.status, text: (await readAll(answer.body)).toString('utf8') };
+    } catch (err) {
+      throw this.unavailable(signal.aborted ? signal.reason : err);
+    }
+  }
+
   /** The upstream's full packument of `name`, or null when it has none (404). */
   async packument(name: string): Promise<UpstreamPackument | null> {
     return (await this.sizedPackument(name))?.body || null;

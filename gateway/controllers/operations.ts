@@ -66,6 +66,20 @@ async function policyCheck(ctx: Context): Promise<Check | null> {
   return problem ? { ok: false, critical: false, detail: problem + '; until then no mirrored package is served' } : { ok: true, critical: false, detail: 'valid' };
 }
 
+/**
+ * The upstream's advisory endpoint, while the vulnerability policy is on: absent (a registry without
+ * the bulk advisory API) or unreachable is degraded, and says what happens to unchecked versions.
+ */
+function advisoriesCheck(ctx: Context): Check | null {
+  const policy = ctx.policy?.current.advisories;
+  if (!policy || !ctx.mirror) return null;
+  const status = ctx.mirror.advisories.status;
+  const meanwhile = policy.unchecked === 'hold' ? 'new mirrored versions are held back until it answers ("unchecked": "hold")' : 'new mirrored versions are served unchecked ("unchecked": "serve")';
+  if (status.state === 'absent') return { ok: false, critical: false, detail: 'the upstream has no advisory endpoint (' + status.lastError + '); ' + meanwhile };
+  if (status.state === 'unreachable') return { ok: false, critical: false, detail: 'the upstream\'s advisory endpoint cannot be asked (' + status.lastError + '); ' + meanwhile };
+  return { ok: true, critical: false, detail: status.state === 'ok' ? 'answering (last ' + status.lastAnswer + ')' : 'not asked yet' };
+}
+
 async function replicationCheck(ctx: Context): Promise<Check | null> {
   const { follower, native } = ctx.replication || {};
   if (!follower && !native && !ctx.sites) return null;
@@ -106,6 +120,8 @@ export async function health(ctx: Context): Promise<{ healthy: boolean; status: 
     checks.accessRules = await accessRulesCheck(ctx);
     const policy = await policyCheck(ctx);
     if (policy) checks.supplyChainPolicy = policy;
+    const advisories = advisoriesCheck(ctx);
+    if (advisories) checks.advisories = advisories;
     const replication = await replicationCheck(ctx);
     if (replication) checks.replication = replication;
   }

@@ -16,6 +16,7 @@ import { refusedPublishes } from '../resolver';
 import { patternMatches } from '../../core/access';
 import { NO_POLICY } from '../../core/policy';
 import { badRequest, HttpError } from '../errors';
+import { heldByAdvisories, HeldByAdvisory } from '../advisories';
 
 const MAX_LIMIT = 10_000;
 
@@ -158,7 +159,7 @@ export async function replicationStatus(ctx: Context, mayRead: (name: string) =>
     shadowed: await readable([...refused].filter(([, refusal]) => refusal.kind === 'shadowed').map(([name]) => name).sort(), (name) => name),
     refused: await readable([...refused].map(([name, refusal]) => ({ name, kind: refusal.kind, reason: refusal.reason })), (refusal) => refusal.name),
     failures: mirror ? mirror.stats.failures : [],
-    supplyChain: await supplyChainStatus(ctx),
+    supplyChain: await supplyChainStatus(ctx, mayRead),
   };
 }
 
@@ -166,7 +167,7 @@ export async function replicationStatus(ctx: Context, mayRead: (name: string) =>
  * The supply-chain policy in force: the cooldown and the mirrored versions it holds back now, with
  * when each becomes available (at most 1,000, newest first), and the blocks.
  */
-async function supplyChainStatus(ctx: Context): Promise<Record<string, unknown>> {
+async function supplyChainStatus(ctx: Context, mayRead: (name: string) => Promise<boolean>): Promise<Record<string, unknown>> {
   const policy = ctx.policy?.current || NO_POLICY;
   const heldBack: { name: string; version: string; publishedAt: string; availableAt: string }[] = [];
   if (policy.minAgeMs > 0) {
@@ -177,5 +178,28 @@ async function supplyChainStatus(ctx: Context): Promise<Record<string, unknown>>
       heldBack.push({ name: row.id, version: row.value, publishedAt: String(row.key), availableAt: new Date(Date.parse(String(row.key)) + policy.minAgeMs).toISOString() });
     }
   }
-  return { minAgeSeconds: Math.round(policy.minAgeMs / 1000), cooldownExceptions: policy.exceptions, heldBack, blocked: policy.blocked };
+  return { minAgeSeconds: Math.round(policy.minAgeMs / 1000), cooldownExceptions: policy.exceptions, heldBack, blocked: policy.blocked, advisories: await advisoriesStatus(ctx, mayRead) };
+}
+
+/**
+ * The vulnerability policy in force (null when off): its settings, the upstream's advisory endpoint
+ * (its state, and what happens while it cannot answer), the last periodic check, and the mirrored
+ * versions an advisory holds back now (those the caller may read, at most 1,000), each with it.
+ */
+async function advisoriesStatus(ctx: Context, mayRead: (name: string) => Promise<boolean>): Promise<Record<string, unknown> | null> {
+  const policy = ctx.policy?.current.advisories;
+  if (!policy) return null;
+  const heldBack: HeldByAdvisory[] = [];
+  for (const held of await heldByAdvisories(ctx, policy).catch(() => [])) if (await mayRead(held.name)) heldBack.push(held);
+  return {
+    severity: policy.severity,
+    unchecked: policy.unchecked,
+    exceptions: policy.exceptions,
+    endpoint: ctx.mirror ? ctx.mirror.advisories.status : null,
+    whenUnavailable: policy.unchecked === 'hold'
+      ? 'versions the advisory endpoint has not answered for are held back until it does'
+      : 'versions the advisory endpoint has not answered for are served unchecked',
+    lastCheck: ctx.replication?.advisories ? await ctx.replication.advisories.lastPass() : null,
+    heldBack,
+  };
 }
