@@ -6,7 +6,7 @@
  * replication user, so that every gateway and every read sees them through the coherent caches.
  *
  * - `AdvisoryClient`: the requests, many packages in one (`ask`); the arrival check, which joins the
- *   checks asked within a few milliseconds into one request (`check`); an in-memory cache of a minute
+ *   checks asked in the same turn of the event loop into one request (`check`); an in-memory cache of a minute
  *   for `UPSTREAM_MODE=proxy` and `redirect`, which store nothing (`recordFor`); and the endpoint's
  *   state for `/-/health` and `/-/replication`: `ok`, `absent` (it answered 404, 405 or 501, as a
  *   registry without audit does) or `unreachable`.
@@ -147,8 +147,8 @@ export class AdvisoryClient {
   }
 
   /**
-   * The arrival check of one package: joined with the others asked within a few milliseconds (a
-   * pull-through and the dependencies fetched ahead with it) into one request. Rejects at once while
+   * The arrival check of one package: joined with the others asked in the same turn of the event
+   * loop (packuments that arrived together) into one request. Rejects at once while
    * the endpoint was found absent or unreachable a moment ago, and after `ARRIVAL_TIMEOUT_MS`.
    */
   check(name: string, versions: string[]): Promise<OriginAdvisories> {
@@ -157,7 +157,8 @@ export class AdvisoryClient {
       this.queue.push({ name, versions, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
-        setTimeout(() => void this.flush(), 3);
+        // The checks of the same turn of the event loop (packuments that arrived together) go in one request.
+        setImmediate(() => void this.flush());
       }
     });
     let timer: NodeJS.Timeout | undefined;

@@ -13,7 +13,11 @@
 import { Response, Router } from 'express';
 import { queryTerms, SearchEntry, SearchHit } from '../../core/search';
 import { Person } from '../../core/types';
-import { Context } from '../context';
+import { Context, readPackage } from '../context';
+import { policyActive, policyCovers } from '../../core/policy';
+import { isForeign, isTombstone } from '../../core/packument';
+import { isProvisional } from '../../replication/mirror';
+import { servedBytes } from '../writes';
 import { badRequest, HttpError } from '../errors';
 import { parsePackagePath } from '../paths';
 
@@ -53,6 +57,28 @@ export async function dependentsOf(ctx: Context, res: Response, name: string, si
   return { dependents: packages, total };
 }
 
+/**
+ * The version a hit names as clients are served it: the latest, unless the supply-chain policy holds
+ * it back (a mirrored package's new version in the cooldown, blocked, or with an advisory): then the
+ * version `latest` falls back to, as in the packument. Read from the packument cache (or once from
+ * CouchDB, then cached) only for names the policy covers.
+ */
+async function servedVersion(ctx: Context, name: string, version: string): Promise<string> {
+  const policy = ctx.policy?.current;
+  if (!version || !policy || !policyActive(policy) || !policyCovers(policy, name)) return version;
+  let entry = ctx.cache.get(name);
+  if (!entry) {
+    const generation = ctx.cache.generation(name);
+    const doc = await readPackage(ctx, name).catch(() => null);
+    if (!doc || isForeign(doc) || isTombstone(doc) || isProvisional(doc)) return version;
+    entry = servedBytes(ctx, doc);
+    ctx.cache.set(name, generation, entry);
+  }
+  if (!entry.withheld || !entry.withheld.has(version)) return version;
+  const tags = (JSON.parse(entry.abbreviated.toString('utf8')) as { 'dist-tags'?: Record<string, string> })['dist-tags'] || {};
+  return tags.latest || '';
+}
+
 export function searchRoutes(ctx: Context): Router {
   const router = Router();
 
@@ -66,13 +92,14 @@ export function searchRoutes(ctx: Context): Router {
       if (!Number.isInteger(from) || from < 0) throw badRequest('"from" must be a whole number of at least 0.');
       const started = Date.now();
       const { found, total } = await searchPackages(ctx, res, text, size, from);
-      const objects = found.map(({ entry, rank, exact }) => {
+      const versions = await Promise.all(found.map(({ entry }) => servedVersion(ctx, entry.name, entry.version)));
+      const objects = found.map(({ entry, rank, exact }, i) => {
         const score = 1 / (1 + rank);
         return {
           package: {
             name: entry.name,
             scope: entry.name.startsWith('@') ? entry.name.slice(1, entry.name.indexOf('/')) : 'unscoped',
-            version: entry.version,
+            version: versions[i],
             description: entry.description,
             keywords: entry.keywords,
             date: entry.date,

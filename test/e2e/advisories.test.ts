@@ -221,7 +221,7 @@ describe('a vulnerability policy on mirrored packages', () => {
     expect(await tarballStatus(second.localUrl, 'vuln-lib', '1.3.0')).toBe(403);
   });
 
-  it('/-/replication lists what is held back and why, the endpoint and the last check; the package page shows it', async () => {
+  it('/-/replication lists what is held back and why, the endpoint and the last check; search and the package page show it', async () => {
     const body = (await mirror.request('GET', '/-/replication', { token: watcher })).body;
     const advisories = body.supplyChain.advisories;
     expect(advisories.severity).toBe('high');
@@ -232,6 +232,9 @@ describe('a vulnerability policy on mirrored packages', () => {
     const held = (advisories.heldBack as { name: string; version: string; advisory: { id: number } }[]).map((h) => h.name + '@' + h.version + ':' + h.advisory.id).sort();
     expect(held).toEqual(expect.arrayContaining(['vuln-lib@1.2.0:1100001', 'vuln-lib@1.3.0:1100006', 'later-lib@1.1.0:1100005', 'excepted-lib@1.0.0:1100003', 'by-id-lib@1.0.0:1100004']));
     expect(held.some((h) => h.startsWith('low-lib'))).toBe(false);
+    // Search names the version clients are served, not the held-back latest (1.3.0).
+    const search = await (await fetch(mirror.url + '/-/v1/search?text=vuln-lib')).json();
+    expect(search.objects.find((o: { package: { name: string } }) => o.package.name === 'vuln-lib').package.version).toBe('1.1.0');
     const page = await (await fetch(mirror.url + '/vuln-lib', { headers: { accept: 'text/html' } })).text();
     expect(page).toContain('Held back');
     expect(page).toContain('href="https://github.com/advisories/GHSA-vuln-0001-rcex"');
