@@ -60,6 +60,8 @@ export interface OriginAdvisories {
   checked: string[];
   advisories: Record<string, Advisory>;
   affected: Record<string, string[]>;
+  /** A digest of what it says (`recordDigest`): the periodic check compares it without reading the document. */
+  digest?: string;
 }
 
 /** An example for the messages that refuse an invalid `advisories` field. */
@@ -172,7 +174,7 @@ export function addAdvisoryWithheld(doc: PackageDoc, policy: AdvisoryPolicy | un
     let worst: Advisory | undefined;
     const ids = Object.prototype.hasOwnProperty.call(affected, version) && Array.isArray(affected[version]) ? affected[version] : [];
     for (const id of ids) {
-      const advisory = advisories[id];
+      const advisory = Object.prototype.hasOwnProperty.call(advisories, id) ? advisories[id] : undefined;
       if (!advisory || !reachesThreshold(policy, advisory) || exceptionFor(policy, doc.name, advisory)) continue;
       if (!worst || severityRank(advisory.severity) > severityRank(worst.severity)) worst = advisory;
     }
@@ -193,11 +195,15 @@ export function addAdvisoryWithheld(doc: PackageDoc, policy: AdvisoryPolicy | un
   }
 }
 
+/** Advisories kept per package at most (the document must stay well below CouchDB's size limit). */
+const MAX_ADVISORIES = 1000;
+
 /** The advisories of one package in a bulk answer, checked: what is not an advisory is left out, missing fields get npm's defaults. */
 export function advisoriesOf(value: unknown): Advisory[] {
   if (!Array.isArray(value)) return [];
   const list: Advisory[] = [];
   for (const item of value) {
+    if (list.length >= MAX_ADVISORIES) break;
     if (!item || typeof item !== 'object' || Array.isArray(item)) continue;
     const a = item as Record<string, unknown>;
     if ((typeof a.id !== 'number' && typeof a.id !== 'string') || String(a.id) === '' || String(a.id).length > 200) continue;
@@ -225,8 +231,9 @@ function covers(range: string, version: string): boolean {
 
 /** The record kept on the document after the upstream answered `advisories` for `versions`. */
 export function advisoryRecord(versions: string[], advisories: Advisory[], now: string): OriginAdvisories {
-  const byId: Record<string, Advisory> = {};
-  const affected: Record<string, string[]> = {};
+  // Without a prototype: an id or a version named "__proto__" is a key like any other.
+  const byId = Object.create(null) as Record<string, Advisory>;
+  const affected = Object.create(null) as Record<string, string[]>;
   for (const advisory of advisories) {
     const id = String(advisory.id);
     byId[id] = advisory;
@@ -236,14 +243,44 @@ export function advisoryRecord(versions: string[], advisories: Advisory[], now: 
       if (affected[version].indexOf(id) === -1) affected[version].push(id);
     }
   }
-  return { changed: now, checked: versions.slice().sort(), advisories: byId, affected };
+  const record: OriginAdvisories = { changed: now, checked: versions.slice().sort(), advisories: byId, affected };
+  record.digest = recordDigest(record);
+  return record;
+}
+
+/** What a record says, as one string (when it was made aside): the versions asked about, the advisories, what each covers. */
+function recordText(r: OriginAdvisories): string {
+  const own = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
+  const advisories = r.advisories || {};
+  const affected = r.affected || {};
+  return JSON.stringify([
+    (Array.isArray(r.checked) ? r.checked : []).slice().sort(),
+    Object.keys(advisories).sort().map((id) => (own(advisories, id) ? [id, advisories[id]] : null)),
+    Object.keys(affected).sort().map((v) => [v, Array.isArray(affected[v]) ? affected[v].slice().sort() : []]),
+  ]);
+}
+
+/** Two 32-bit string hashes (FNV-1a and djb2) of `text`, as 16 hex digits. Pure: runs in CouchDB's views too. */
+function hash64(text: string): string {
+  let fnv = 0x811c9dc5;
+  let djb = 5381;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    fnv = Math.imul(fnv ^ c, 0x01000193) >>> 0;
+    djb = (Math.imul(djb, 33) + c) >>> 0;
+  }
+  return ('0000000' + fnv.toString(16)).slice(-8) + ('0000000' + djb.toString(16)).slice(-8);
+}
+
+/** The digest of what a record says (not when it was made). */
+export function recordDigest(record: OriginAdvisories): string {
+  return hash64(recordText(record));
 }
 
 /** Whether two records say the same (when they were made aside). */
 export function sameRecord(a: OriginAdvisories | undefined, b: OriginAdvisories | undefined): boolean {
   if (!a || !b) return a === b;
-  const key = (r: OriginAdvisories) => JSON.stringify([r.checked.slice().sort(), Object.keys(r.advisories).sort().map((id) => r.advisories[id]), Object.keys(r.affected).sort().map((v) => [v, r.affected[v].slice().sort()])]);
-  return key(a) === key(b);
+  return recordText(a) === recordText(b);
 }
 
 /** Whether every version of `doc` was asked about in its record (else a check is due). */

@@ -115,6 +115,7 @@ export interface ViewParams {
   startkey?: unknown;
   endkey?: unknown;
   limit?: number;
+  skip?: number;
   descending?: boolean;
   reduce?: boolean;
   include_docs?: boolean;

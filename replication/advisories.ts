@@ -11,8 +11,10 @@
  *   state for `/-/health` and `/-/replication`: `ok`, `absent` (it answered 404, 405 or 501, as a
  *   registry without audit does) or `unreachable`.
  * - `AdvisoryChecker`: every `ADVISORIES_CHECK_SECONDS` one gateway (a lease in `<db>-state`,
- *   document `advisory-check`) asks again about every mirrored package, 100 packages a request, and
- *   writes only the results that changed; a pass starts at once when the policy is switched on.
+ *   document `advisory-check`) asks again about every mirrored package, 100 packages a request, paged
+ *   through the `advisoryChecks` view (each package's versions and the digest of the answer kept), and
+ *   reads and writes only the documents whose answer changed; a pass starts at once when the policy
+ *   is switched on.
  *
  * An endpoint that cannot answer leaves the versions it has not answered for unchecked: the policy's
  * `unchecked` decides whether they are held back (`hold`, the default) or served (`serve`).
@@ -34,7 +36,7 @@ const VERSIONS_PER_REQUEST = 20_000;
 const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
 /** How long the proxy modes keep an answer. */
 const PROXY_CACHE_MS = 60_000;
-const PROXY_CACHE_ENTRIES = 5000;
+const PROXY_CACHE_ENTRIES = 1000;
 /** The arrival check skips an endpoint found absent or unreachable this recently (the periodic check asks again). */
 const ABSENT_SKIP_MS = 5 * 60_000;
 const UNREACHABLE_SKIP_MS = 30_000;
@@ -265,8 +267,8 @@ export interface AdvisoryCheckHost {
   client: AdvisoryClient;
   /** The vulnerability policy in force (the check runs only while it is on). */
   policy(): AdvisoryPolicy | undefined;
-  /** The mirrored packages (their names). */
-  mirroredNames(): Promise<string[]>;
+  /** The upstream whose mirrored packages are checked (their `origin`). */
+  origin: string;
   /** Writes documents (JSON) as the replication user; the names not written. */
   storeMany(docs: string[]): Promise<Map<string, unknown>>;
   /** Told of each record written. */
@@ -274,6 +276,8 @@ export interface AdvisoryCheckHost {
 }
 
 const LEASE_MS = 10 * 60_000;
+/** Documents read and written at once by the periodic check. */
+const WRITE_CHUNK = 10;
 const TICK_MS = 2000;
 /** After a failed pass, the next one comes this soon. */
 const RETRY_MS = 60_000;
@@ -286,6 +290,8 @@ export class AdvisoryChecker {
   /** The last pass known (any gateway's), as read from the shared document. */
   private lastPassSeen = 0;
   private lastOutcome = '';
+  /** The shared document as this gateway leased it, while it runs a pass. */
+  private lease?: CheckDoc & { _rev: string };
   running = false;
 
   constructor(private readonly host: AdvisoryCheckHost) {
@@ -343,10 +349,9 @@ export class AdvisoryChecker {
     if (last >= this.onSince - TICK_MS && Date.now() - last < waitShared) return;
     if (doc.leaseUntil && doc.leaseUntil > Date.now()) return; // another gateway is at it
     const started = new Date();
-    let leased: CheckDoc;
     try {
       const lease = { ...doc, leaseUntil: Date.now() + LEASE_MS };
-      leased = { ...lease, _rev: (await this.state.put(lease)).rev };
+      this.lease = { ...lease, _rev: (await this.state.put(lease)).rev };
     } catch {
       return; // another gateway took it
     }
@@ -364,34 +369,73 @@ export class AdvisoryChecker {
     }
     this.lastPassSeen = started.getTime();
     this.lastOutcome = outcome;
+    const leased = this.lease;
+    this.lease = undefined;
     await this.state.put({ ...leased, lastPass: started.toISOString(), outcome, packages, written, leaseUntil: 0 }).catch((err) => {
       this.host.log.warn({ err: (err as Error).message }, 'advisories: the outcome of a periodic check could not be recorded');
     });
   }
 
-  /** One pass over every mirrored package; writes the records that changed. */
+  /**
+   * One pass over every package mirrored from the upstream, `PACKAGES_PER_REQUEST` at a time from the
+   * `advisoryChecks` view (their versions and the digest of the answer kept, without reading the
+   * documents): the endpoint is asked about each page, and only the documents whose answer changed
+   * are read and written.
+   */
   async pass(): Promise<{ packages: number; written: number }> {
-    const names = await this.host.mirroredNames();
     const mirror = this.host.couch.db<PackageDoc>(this.host.config.mirrorDb);
+    const origin = this.host.origin;
     let written = 0;
-    for (let i = 0; i < names.length && !this.loop.stopped; i += PACKAGES_PER_REQUEST) {
-      const docs = [...(await mirror.getMany(names.slice(i, i + PACKAGES_PER_REQUEST))).values()].filter((doc) => !doc._deleted && doc.versions);
-      if (docs.length === 0) continue;
-      const records = await this.host.client.records(docs.map((doc) => ({ name: doc.name, versions: Object.keys(doc.versions) })));
-      const changes: RecordChange[] = [];
-      for (const doc of docs) {
-        const record = records.get(doc.name);
-        const before = doc.origin_advisories as OriginAdvisories | undefined;
-        if (!record || sameRecord(before, record)) continue;
-        changes.push({ before, doc: { ...doc, origin_advisories: record } });
+    let packages = 0;
+    let startkey: unknown = [origin, ''];
+    let skip = 0;
+    while (!this.loop.stopped) {
+      const rows = (await mirror.view<[string[], string | null]>('advisoryChecks', { startkey, endkey: [origin, {}], limit: PACKAGES_PER_REQUEST, skip })).rows;
+      if (rows.length === 0) break;
+      packages += rows.length;
+      const asked = rows.map((row) => ({ name: (row.key as unknown as [string, string])[1], versions: row.value[0], digest: row.value[1] }));
+      const records = await this.host.client.records(asked.map(({ name, versions }) => ({ name, versions })));
+      const changed = asked.filter((p) => records.has(p.name) && (records.get(p.name) as OriginAdvisories).digest !== p.digest);
+      // A few documents at a time: packuments can be megabytes each.
+      for (let i = 0; i < changed.length; i += WRITE_CHUNK) {
+        written += await this.write(mirror, changed.slice(i, i + WRITE_CHUNK).map((p) => ({ name: p.name, versions: p.versions, record: records.get(p.name) as OriginAdvisories })));
       }
-      if (changes.length === 0) continue;
-      // Only what changed is written; one changed meanwhile (409) is asked about again in the next pass.
-      const failed = await this.host.storeMany(changes.map((c) => JSON.stringify(c.doc)));
-      const stored = changes.filter((c) => !failed.has(c.doc.name));
-      written += stored.length;
-      this.host.changed(stored);
+      if (rows.length < PACKAGES_PER_REQUEST) break;
+      startkey = rows[rows.length - 1].key;
+      skip = 1;
+      await this.renewLease();
     }
-    return { packages: names.length, written };
+    return { packages, written };
+  }
+
+  /** A long pass keeps its lease (half of it gone: renewed), so that no other gateway starts one alongside. */
+  private async renewLease(): Promise<void> {
+    const lease = this.lease;
+    if (!lease || (lease.leaseUntil || 0) - Date.now() > LEASE_MS / 2) return;
+    const renewed = { ...lease, leaseUntil: Date.now() + LEASE_MS };
+    this.lease = { ...renewed, _rev: (await this.state.put(renewed)).rev };
+  }
+
+  /**
+   * Writes new records onto their documents, read now; a document whose versions changed since the
+   * view was read is left for the next pass (or its arrival check), as is one changed meanwhile (409).
+   */
+  private async write(mirror: Database<PackageDoc>, found: { name: string; versions: string[]; record: OriginAdvisories }[]): Promise<number> {
+    const docs = await mirror.getMany(found.map((f) => f.name));
+    const changes: RecordChange[] = [];
+    for (const { name, versions, record } of found) {
+      const doc = docs.get(name);
+      if (!doc || doc._deleted || !doc.versions) continue;
+      const now = Object.keys(doc.versions);
+      if (now.length !== versions.length || now.some((v) => versions.indexOf(v) === -1)) continue;
+      const before = doc.origin_advisories as OriginAdvisories | undefined;
+      if (sameRecord(before, record)) continue;
+      changes.push({ before, doc: { ...doc, origin_advisories: record } });
+    }
+    if (changes.length === 0) return 0;
+    const failed = await this.host.storeMany(changes.map((c) => JSON.stringify(c.doc)));
+    const stored = changes.filter((c) => !failed.has(c.doc.name));
+    this.host.changed(stored);
+    return stored.length;
   }
 }

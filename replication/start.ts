@@ -44,7 +44,7 @@ export async function startReplication(host: MirrorHost, proxySecret: string): P
         log,
         client: mirror.advisories,
         policy: () => (host.advisoryPolicy ? host.advisoryPolicy() : undefined),
-        mirroredNames: () => mirror.mirroredNames(),
+        origin: mirror.upstream,
         storeMany: (docs) => mirror.storeMany(docs),
         changed: (changes) => mirror.advisoriesWritten(changes),
       })

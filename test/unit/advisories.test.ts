@@ -5,6 +5,8 @@ import { fullPackument } from '../../core/packument';
 import { Policy, policyActive, policyCovers, policyProblem, withheldVersions, withoutWithheld } from '../../core/policy';
 import { PackageDoc } from '../../core/types';
 import { packageDoc } from './fixtures';
+import advisoriesByVersion from '../../couchapp/views/advisoriesByVersion';
+import advisoryChecks from '../../couchapp/views/advisoryChecks';
 
 const now = Date.parse('2026-12-01T00:00:00.000Z');
 const VERSIONS = ['4.17.19', '4.17.20', '4.17.21', '5.0.0-beta.1'];
@@ -89,6 +91,40 @@ describe('the record of the upstream\'s answer', () => {
     expect(fullPackument(doc, 'http://registry.example')).not.toHaveProperty('origin_advisories');
     expect(recordCovers(doc)).toBe(true);
     expect(recordCovers({ ...doc, versions: { ...doc.versions, '4.17.22': doc.versions['4.17.21'] } })).toBe(false);
+  });
+});
+
+describe('the views of the records', () => {
+  const emitted = (map: (doc: PackageDoc, emit: (k: unknown, v: unknown) => void) => void, doc: PackageDoc) => {
+    const rows: unknown[] = [];
+    map(doc, (k, v) => rows.push([k, v]));
+    return rows;
+  };
+
+  it('advisoryChecks gives the periodic check each mirrored package\'s versions and the digest of its answer, nothing for a local one', () => {
+    const doc = mirrored([PROTO]);
+    expect(emitted(advisoryChecks, doc)).toEqual([[['https://registry.npmjs.org', 'lodash'], [VERSIONS, (doc.origin_advisories as { digest: string }).digest]]]);
+    expect(emitted(advisoryChecks, { ...doc, origin_advisories: undefined })).toEqual([[['https://registry.npmjs.org', 'lodash'], [VERSIONS, null]]]);
+    expect(emitted(advisoryChecks, { ...doc, origin: 'registry-id' })).toEqual([]);
+  });
+
+  it('advisoriesByVersion lists each version an advisory covers, with it', () => {
+    expect(emitted(advisoriesByVersion, mirrored([PROTO, EVIL]))).toEqual([
+      [['lodash', '4.17.19'], { id: 1096755, title: PROTO.title, url: PROTO.url, severity: 'high' }],
+      [['lodash', '4.17.19'], { id: 1100000, title: EVIL.title, url: EVIL.url, severity: 'critical' }],
+      [['lodash', '4.17.20'], { id: 1096755, title: PROTO.title, url: PROTO.url, severity: 'high' }],
+    ]);
+  });
+
+  it('the digest changes with what the answer says, not with when it came; an advisory id "__proto__" is an id like another', () => {
+    const a = advisoryRecord(VERSIONS, advisoriesOf([PROTO]), 'now');
+    expect(advisoryRecord(VERSIONS, advisoriesOf([PROTO]), 'later').digest).toBe(a.digest);
+    expect(advisoryRecord(VERSIONS, advisoriesOf([PROTO, REDOS]), 'now').digest).not.toBe(a.digest);
+    const odd = JSON.parse(JSON.stringify(advisoryRecord(['1.0.0'], advisoriesOf([{ ...PROTO, id: '__proto__', vulnerable_versions: '*' }]), 'now')));
+    expect(Object.keys(odd.advisories)).toEqual(['__proto__']);
+    expect(odd.affected).toEqual({ '1.0.0': ['__proto__'] });
+    const doc = { ...packageDoc('odd', ['1.0.0']), origin: 'https://registry.npmjs.org', origin_advisories: odd };
+    expect(withheldVersions(doc, policy({}), now).get('1.0.0')?.advisory?.id).toBe('__proto__');
   });
 });
 

@@ -58,7 +58,8 @@ it('_design/app, _design/access and _design/mirror load and judge a publish with
     'dist-tags': { latest: '1.0.0' },
     time: { created: '2026-12-07T00:00:00.000Z', modified: '2026-12-07T00:00:00.000Z', '1.0.0': '2026-12-07T00:00:00.000Z' },
     maintainers: [{ name: 'alice' }],
-    origin_advisories: { changed: '2026-12-07T00:00:00.000Z', checked: ['1.0.0'], advisories: { '1': { id: 1, title: 't', url: 'https://x/1', severity: 'high', vulnerable_versions: '<2' } }, affected: { '1.0.0': ['1'] } },
+    origin: 'https://registry.npmjs.org',
+    origin_advisories: { changed: '2026-12-07T00:00:00.000Z', digest: '0123456789abcdef', checked: ['1.0.0'], advisories: { '1': { id: 1, title: 't', url: 'https://x/1', severity: 'high', vulnerable_versions: '<2' } }, affected: { '1.0.0': ['1'] } },
   };
   const app = buildDesignDoc();
   expect(() => outcome(() => compile(app.validate_doc_update)(doc, null, alice, {}))).not.toThrow();
