@@ -157,13 +157,23 @@ export function advisoryWords(advisory: Advisory): string {
 }
 
 /**
+ * Whether `doc` comes from an npm registry, whose advisory endpoint is asked: mirrored from one (its
+ * `origin` is the upstream's URL) or served through from one (no `origin`). A package replicated
+ * natively from another instance of this registry (`REPLICATION_COUCHDB`; its `origin` is that
+ * registry's id) is that registry's own, under its policies.
+ */
+export function fromNpmRegistry(doc: PackageDoc): boolean {
+  return typeof doc.origin !== 'string' || !doc.origin || /^https?:/i.test(doc.origin);
+}
+
+/**
  * Adds to `withheld` the versions of the mirrored `doc` its advisories hold back under `policy`: a
  * version covered by an advisory at or above the severity (the most severe one is named), and, with
  * `unchecked: hold`, a version the upstream's advisory endpoint has not answered for. Versions already
  * held back for another reason keep it.
  */
 export function addAdvisoryWithheld(doc: PackageDoc, policy: AdvisoryPolicy | undefined, withheld: Map<string, Withheld>): void {
-  if (!policy || !advisoriesCover(policy, doc.name)) return;
+  if (!policy || !advisoriesCover(policy, doc.name) || !fromNpmRegistry(doc)) return;
   const record = doc.origin_advisories as OriginAdvisories | undefined;
   const checked: Record<string, boolean> = {};
   if (record && Array.isArray(record.checked)) for (const v of record.checked) checked[v] = true;

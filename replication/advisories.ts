@@ -21,7 +21,7 @@
  */
 import { Logger } from 'pino';
 import { Config } from '../config';
-import { Advisory, advisoriesOf, advisoryRecord, AdvisoryPolicy, OriginAdvisories, recordCovers, sameRecord } from '../core/advisories';
+import { Advisory, advisoriesOf, advisoryRecord, AdvisoryPolicy, fromNpmRegistry, OriginAdvisories, recordCovers, sameRecord } from '../core/advisories';
 import { PackageDoc } from '../core/types';
 import { Couch, Database } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
@@ -222,7 +222,7 @@ export interface RecordChange {
  * the documents as they were (logged).
  */
 export async function checkOnArrival(client: AdvisoryClient, docs: PackageDoc[], log: Logger): Promise<RecordChange[]> {
-  const due = docs.filter((doc) => !recordCovers(doc));
+  const due = docs.filter((doc) => fromNpmRegistry(doc) && !recordCovers(doc));
   if (due.length === 0) return [];
   const changes: RecordChange[] = [];
   try {

@@ -48,6 +48,11 @@ describe('what advisories hold back', () => {
     expect(withheldVersions(mirrored(null), policy({}), now).get('4.17.21')?.reason).toContain('have not been checked for it yet');
   });
 
+  it('a package replicated natively from another instance of this registry (its origin is that registry\'s id) is left to that registry', () => {
+    expect(held({ ...mirrored(null), origin: 'registry-8f3a' }, policy({}))).toEqual([]);
+    expect(held({ ...mirrored(null), origin: undefined }, policy({}))).toHaveLength(4);
+  });
+
   it('the reason names the most severe advisory: id, severity, title and URL; dist-tags fall back', () => {
     const doc = mirrored([REDOS, PROTO, { ...EVIL, vulnerable_versions: '>=4.17.21 <5' }]);
     const withheld = withheldVersions(doc, policy({ severity: 'moderate' }), now);
