@@ -62,6 +62,8 @@ export class AdvisoryEndpointError extends Error {
   constructor(
     message: string,
     readonly absent: boolean,
+    /** Not asked: the endpoint failed a moment ago (already logged). */
+    readonly skipped = false,
   ) {
     super(message);
   }
@@ -154,7 +156,7 @@ export class AdvisoryClient {
    * the endpoint was found absent or unreachable a moment ago, and after `ARRIVAL_TIMEOUT_MS`.
    */
   check(name: string, versions: string[]): Promise<OriginAdvisories> {
-    if (this.recentlyFailed()) return Promise.reject(new AdvisoryEndpointError(this.status.lastError || 'the advisory endpoint failed a moment ago', this.status.state === 'absent'));
+    if (this.recentlyFailed()) return Promise.reject(new AdvisoryEndpointError(this.status.lastError || 'the advisory endpoint failed a moment ago', this.status.state === 'absent', true));
     const asked = new Promise<Advisory[]>((resolve, reject) => {
       this.queue.push({ name, versions, resolve, reject });
       if (!this.flushing) {
@@ -237,7 +239,8 @@ export async function checkOnArrival(client: AdvisoryClient, docs: PackageDoc[],
       changes.push({ before, doc });
     }
   } catch (err) {
-    log.warn({ packages: due.length, err: (err as Error).message }, 'advisories: the upstream\'s advisory endpoint could not be asked about new versions; they stay unchecked until it answers');
+    const skipped = err instanceof AdvisoryEndpointError && err.skipped;
+    log[skipped ? 'debug' : 'warn']({ packages: due.length, err: (err as Error).message }, 'advisories: the upstream\'s advisory endpoint could not be asked about new versions; they stay unchecked until it answers');
   }
   return changes;
 }
@@ -285,14 +288,15 @@ const RETRY_MS = 60_000;
 export class AdvisoryChecker {
   private readonly state: Database<CheckDoc>;
   private readonly loop: BackgroundLoop;
-  /** Since when this gateway has seen the policy on (0: off). */
-  private onSince = 0;
+  /** Whether this gateway saw the policy off (a pass is due as soon as it sees it on). */
+  private seenOff = false;
+  /** When this gateway saw the policy switched on (0: it was on when it started, or is off). */
+  private switchedOnAt = 0;
   /** The last pass known (any gateway's), as read from the shared document. */
   private lastPassSeen = 0;
   private lastOutcome = '';
   /** The shared document as this gateway leased it, while it runs a pass. */
   private lease?: CheckDoc & { _rev: string };
-  running = false;
 
   constructor(private readonly host: AdvisoryCheckHost) {
     this.state = host.couch.db<CheckDoc>(host.config.stateDb);
@@ -334,19 +338,23 @@ export class AdvisoryChecker {
   private async tick(): Promise<void> {
     const policy = this.host.policy();
     if (!policy) {
-      this.onSince = 0;
+      this.seenOff = true;
+      this.switchedOnAt = 0;
       return;
     }
-    if (!this.onSince) this.onSince = Date.now();
+    if (this.seenOff) {
+      this.seenOff = false;
+      this.switchedOnAt = Date.now();
+    }
     const wait = this.lastOutcome && this.lastOutcome !== 'ok' ? Math.min(RETRY_MS, this.intervalMs) : this.intervalMs;
-    // Due: no pass since the policy was seen on, or the last one is older than the interval.
-    if (this.lastPassSeen >= this.onSince - TICK_MS && Date.now() - this.lastPassSeen < wait) return;
+    // Due: no pass since the policy was switched on, or the last one is older than the interval (sooner after a failure).
+    if (this.lastPassSeen >= this.switchedOnAt - TICK_MS && Date.now() - this.lastPassSeen < wait) return;
     const doc: CheckDoc = (await this.state.get(CHECK_ID)) || { _id: CHECK_ID, type: 'advisory-check' };
     const last = doc.lastPass ? Date.parse(doc.lastPass) : 0;
     this.lastPassSeen = last;
     this.lastOutcome = doc.outcome || '';
     const waitShared = doc.outcome && doc.outcome !== 'ok' ? Math.min(RETRY_MS, this.intervalMs) : this.intervalMs;
-    if (last >= this.onSince - TICK_MS && Date.now() - last < waitShared) return;
+    if (last >= this.switchedOnAt - TICK_MS && Date.now() - last < waitShared) return;
     if (doc.leaseUntil && doc.leaseUntil > Date.now()) return; // another gateway is at it
     const started = new Date();
     try {
@@ -355,7 +363,6 @@ export class AdvisoryChecker {
     } catch {
       return; // another gateway took it
     }
-    this.running = true;
     let outcome = 'ok';
     let packages = 0;
     let written = 0;
@@ -364,8 +371,6 @@ export class AdvisoryChecker {
     } catch (err) {
       outcome = (err as Error).message;
       this.host.log.warn({ err: outcome }, 'advisories: a periodic check of the mirrored packages failed; the next one comes within a minute');
-    } finally {
-      this.running = false;
     }
     this.lastPassSeen = started.getTime();
     this.lastOutcome = outcome;
