@@ -120,8 +120,8 @@ export class AdvisoryClient {
     return err;
   }
 
-  /** Whether a client-facing check should not wait for an endpoint that just failed (the periodic check asks again). */
-  private recentlyFailed(): boolean {
+  /** Whether an arrival check should not wait for an endpoint that just failed (the periodic check asks again). */
+  recentlyFailed(): boolean {
     const age = Date.now() - this.failedAt;
     return (this.status.state === 'absent' && age < ABSENT_SKIP_MS) || (this.status.state === 'unreachable' && age < UNREACHABLE_SKIP_MS);
   }
@@ -228,6 +228,7 @@ export async function checkOnArrival(client: AdvisoryClient, docs: PackageDoc[],
   if (due.length === 0) return [];
   const changes: RecordChange[] = [];
   try {
+    if (client.recentlyFailed()) throw new AdvisoryEndpointError(client.status.lastError || 'the advisory endpoint failed a moment ago', client.status.state === 'absent', true);
     const records = due.length === 1
       ? new Map([[due[0].name, await client.check(due[0].name, Object.keys(due[0].versions || {}))]])
       : await client.records(due.map((doc) => ({ name: doc.name, versions: Object.keys(doc.versions || {}) })));
