@@ -5,7 +5,7 @@
  * 403 with the advisory's id, title and URL, dist-tags falling back), with exceptions by package and
  * by advisory; advisories that appear later hold back mirrored versions after the periodic check;
  * new versions are asked about before they are served (pull-through and the feed follower); a
- * change of the policy holds on two gateways of one database within seconds; the proxy mode asks on
+ * change of the policy holds on two gateways of one database within seconds; the proxy and redirect modes ask on
  * the fly; `package:held` webhooks, `/-/replication`, `/-/health` and the package page say what is
  * held back and why; an advisory endpoint that is absent holds back or serves unchecked versions as
  * the policy says.
@@ -242,7 +242,7 @@ describe('a vulnerability policy on mirrored packages', () => {
   });
 });
 
-describe('the proxy mode', () => {
+describe('the proxy and redirect modes', () => {
   it('asks the advisory endpoint on the fly: held-back versions are left out, their tarballs refused with the reason, npm falls back', async () => {
     expect(await setPolicy(proxy, { advisories: { severity: 'high' } })).toBe(201);
     const held = await until('the proxy to apply the policy', async () => {
@@ -260,6 +260,22 @@ describe('the proxy mode', () => {
     const install = await client.npm(['install'], dir);
     expect(install.code).toBe(0);
     expect(JSON.parse(readFileSync(join(dir, 'node_modules/vuln-lib/package.json'), 'utf8')).version).toBe('1.1.0');
+  });
+
+  it('the redirect mode redirects only tarballs of versions without an advisory, and serves packuments filtered', async () => {
+    const redirect = await startTestRegistry({ UPSTREAM_REGISTRY: standIn.url, UPSTREAM_MODE: 'redirect' });
+    try {
+      expect(await setPolicy(redirect, { advisories: { severity: 'high' } })).toBe(201);
+      await until('the redirecting registry to apply the policy', async () => ((await tarballStatus(redirect.url, 'vuln-lib', '1.2.0')) === 403 ? true : null));
+      const allowed = await fetch(redirect.url + '/vuln-lib/-/vuln-lib-1.1.0.tgz', { redirect: 'manual' });
+      expect(allowed.status).toBe(302);
+      expect(allowed.headers.get('location')).toBe(standIn.url + '/vuln-lib/-/vuln-lib-1.1.0.tgz');
+      const full = await (await fetch(redirect.url + '/vuln-lib')).json();
+      expect(full['dist-tags'].latest).toBe('1.1.0');
+      expect(Object.keys(full.versions)).toEqual(['1.0.0', '1.1.0']);
+    } finally {
+      await redirect.stop();
+    }
   });
 });
 
