@@ -151,6 +151,17 @@ describe('a vulnerability policy on mirrored packages', () => {
     expect(JSON.parse(readFileSync(join(dir, 'node_modules/vuln-lib/package.json'), 'utf8')).version).toBe('1.1.0');
   });
 
+  it('a package pulled through for the first time is asked about before its first answer: the advisory\'s version is never served', async () => {
+    standIn.publish('new-vuln', ['1.0.0', '2.0.0']);
+    standIn.addAdvisory('new-vuln', { id: 1100007, title: 'Backdoor in new-vuln', url: 'https://github.com/advisories/GHSA-newv-0007-back', severity: 'critical', vulnerable_versions: '>=2.0.0' });
+    const asked = standIn.advisoryRequests.length;
+    const first = await (await fetch(mirror.url + '/new-vuln')).json();
+    expect(Object.keys(first.versions)).toEqual(['1.0.0']);
+    expect(first['dist-tags'].latest).toBe('1.0.0');
+    expect(standIn.advisoryRequests.slice(asked).some((body) => Object.keys(body).includes('new-vuln'))).toBe(true);
+    expect(await tarballStatus(mirror.url, 'new-vuln', '2.0.0')).toBe(403);
+  });
+
   it('an advisory below the severity is served; exceptions by package and by advisory id let theirs through', async () => {
     const client = freshClient(mirror.url);
     const dir = makeProject(client.home, 'excepted-app', { 'low-lib': '1.0.0', 'excepted-lib': '1.0.0', 'by-id-lib': '1.0.0' });
