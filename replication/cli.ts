@@ -124,6 +124,12 @@ export function summary(status: any): string {
       (supplyChain.heldBack.length ? ', next available ' + supplyChain.heldBack.map((h: { availableAt: string }) => h.availableAt).sort()[0] : ''));
   }
   if (supplyChain && supplyChain.blocked.length) lines.push('blocked       ' + supplyChain.blocked.map((b: { package: string; version?: string }) => b.package + (b.version ? '@' + b.version : '')).join(', '));
+  const advisories = supplyChain && supplyChain.advisories;
+  if (advisories) {
+    const endpoint = advisories.endpoint ? advisories.endpoint.state + (advisories.endpoint.lastError && advisories.endpoint.state !== 'ok' ? ' (' + advisories.endpoint.lastError + ')' : '') : 'none';
+    lines.push('advisories    ' + advisories.severity + ' and above: ' + n(advisories.heldBack.length) + ' versions held back; endpoint ' + endpoint + '; unchecked versions ' + (advisories.unchecked === 'hold' ? 'held back' : 'served'));
+    for (const h of advisories.heldBack.slice(0, 10)) lines.push('  held        ' + h.name + '@' + h.version + ': ' + h.advisory.id + ' (' + h.advisory.severity + ') ' + h.advisory.title);
+  }
   for (const failure of failingJobs(status)) lines.push('FAILING       ' + failure);
   return lines.join('\n');
 }
