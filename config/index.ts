@@ -165,6 +165,12 @@ export interface Config {
    */
   upstreamMinAgeMs: number;
   /**
+   * With the vulnerability policy on (`advisories` in the supply-chain policy document): how often the
+   * upstream's advisory endpoint is asked again about every mirrored package (`ADVISORIES_CHECK_SECONDS`,
+   * default 3600); new versions are asked about when they arrive.
+   */
+  advisoriesCheckSeconds: number;
+  /**
    * The outbound request policy (`config/outbound.ts`): every request the registry makes to another
    * host asks it. From `OUTBOUND_ALLOW_PRIVATE`, `FOREIGN_HOSTS` and the configured upstream, feed and
    * replication source.
@@ -496,5 +502,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     upstreamMaxPackumentBytes: Math.max(1, integer(env, 'UPSTREAM_MAX_PACKUMENT_MB', 64)) * 1024 * 1024,
     upstreamMaxTarballBytes: Math.max(1, integer(env, 'UPSTREAM_MAX_TARBALL_MB', 256)) * 1024 * 1024,
     upstreamMinAgeMs,
+    advisoriesCheckSeconds: Math.max(1, integer(env, 'ADVISORIES_CHECK_SECONDS', 3600)),
   };
 }

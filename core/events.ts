@@ -9,14 +9,16 @@ import { PackageDoc } from './types';
  * `package:publish-refused`: a publish of a version number another copy of the registry published first
  * with other bytes (core/merge.ts). `package:stage`, `package:stage-approve`, `package:stage-reject`: a
  * version staged (`npm stage publish`), approved (its `package:publish` follows) or rejected.
+ * `package:held`: mirrored versions the vulnerability policy holds back from now on, each with the
+ * advisory that holds it back (gateway/advisories.ts).
  */
 export type RegistryEventName =
   | 'package:publish' | 'package:unpublish' | 'package:dist-tag' | 'package:deprecate' | 'package:owner' | 'package:publish-refused'
-  | 'package:stage' | 'package:stage-approve' | 'package:stage-reject';
+  | 'package:stage' | 'package:stage-approve' | 'package:stage-reject' | 'package:held';
 
 export const EVENT_NAMES: RegistryEventName[] = [
   'package:publish', 'package:unpublish', 'package:dist-tag', 'package:deprecate', 'package:owner', 'package:publish-refused',
-  'package:stage', 'package:stage-approve', 'package:stage-reject',
+  'package:stage', 'package:stage-approve', 'package:stage-reject', 'package:held',
 ];
 
 export interface RegistryEvent {

@@ -27,7 +27,7 @@ function sameDist(a: VersionManifest['dist'] | undefined, b: VersionManifest['di
   return !!a && a.integrity === b.integrity && a.shasum === b.shasum;
 }
 
-const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin', 'origin_rev', 'origin_synced'];
+const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin', 'origin_rev', 'origin_synced', 'origin_advisories'];
 
 /**
  * The document mirroring `packument` from `origin`: the upstream's fields as they are (tarball URLs
@@ -62,6 +62,8 @@ export function mirroredDoc(name: string, packument: UpstreamPackument, origin: 
     _attachments: keptAttachments(name, Object.keys(versions), existing),
   } as PackageDoc;
   if (typeof packument._rev === 'string') result.origin_rev = packument._rev;
+  // What the upstream's advisory endpoint said stays until a check writes anew (replication/advisories.ts); a copy of another origin keeps none of it.
+  if (existing && existing.origin_advisories) result.origin_advisories = existing.origin_advisories;
   if (stored && stored._rev) result._rev = stored._rev;
   return result;
 }

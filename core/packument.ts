@@ -101,7 +101,7 @@ function withTarballUrls(doc: PackageDoc, baseUrl: string): Record<string, Versi
 
 /** The full packument served to clients: the document without its attachments, tarball URLs of this registry. */
 export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, unknown> {
-  const { _attachments, _revisions, origin, origin_rev, origin_synced, changed_at, registry_mfa, registry_trust, registry_staging, ...rest } = doc as PackageDoc & { _revisions?: unknown };
+  const { _attachments, _revisions, origin, origin_rev, origin_synced, origin_advisories, changed_at, registry_mfa, registry_trust, registry_staging, ...rest } = doc as PackageDoc & { _revisions?: unknown };
   void changed_at;
   void registry_mfa;
   void registry_trust;
@@ -111,6 +111,7 @@ export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, 
   void origin;
   void origin_rev;
   void origin_synced;
+  void origin_advisories;
   return { ...rest, maintainers: servedPeople(doc.maintainers), versions: withTarballUrls(doc, baseUrl) };
 }
 

@@ -10,6 +10,7 @@ import semver from 'semver';
 import { patternMatches, patternProblem } from './access';
 import { licenseException, licenseHoldReason, LicensePolicy, licensePolicyProblem } from './licenses';
 import { tarballFileName } from './names';
+import { addAdvisoryWithheld, AdvisoryPolicy, advisoriesCover, advisoriesProblem } from './advisories';
 import { PackageDoc } from './types';
 
 /** The id of the policy document in `<db>-state`. */
@@ -31,6 +32,8 @@ export interface Policy {
   blocked: BlockRule[];
   /** The license policy (`licenses` in the policy document), when there is one. */
   licenses?: LicensePolicy;
+  /** The vulnerability policy (`advisories` of the document, `core/advisories.ts`); off when absent. */
+  advisories?: AdvisoryPolicy;
   /** Why the policy document is invalid (then every mirrored package is blocked with this reason). */
   problem?: string;
 }
@@ -39,16 +42,18 @@ export const NO_POLICY: Policy = { minAgeMs: 0, exceptions: [], blocked: [] };
 
 export interface Withheld {
   version: string;
-  kind: 'cooldown' | 'blocked' | 'license';
+  kind: 'cooldown' | 'blocked' | 'license' | 'advisory';
   /** Why, in words for the npm user. */
   reason: string;
   /** For the cooldown: when the version becomes available (ISO). */
   availableAt?: string;
+  /** For an advisory: the one that holds it back (none when the version is not checked yet). */
+  advisory?: { id: number | string; title: string; url: string; severity: string };
 }
 
 /** Whether the policy holds anything back at all (else serving skips it). */
 export function policyActive(policy: Policy): boolean {
-  return policy.minAgeMs > 0 || policy.blocked.length > 0 || !!policy.licenses;
+  return policy.minAgeMs > 0 || policy.blocked.length > 0 || !!policy.licenses || !!policy.advisories;
 }
 
 /** Whether `pattern` (of a block or an exception) names `name`, compared as npm normalizes names: without regard to case. */
@@ -63,6 +68,7 @@ function names(pattern: unknown, name: string): boolean {
 export function policyCovers(policy: Policy, name: string): boolean {
   if (policy.blocked.some((rule) => rule && names(rule.package, name))) return true;
   if (policy.licenses && !licenseException(policy.licenses, name)) return true;
+  if (advisoriesCover(policy.advisories, name)) return true;
   return policy.minAgeMs > 0 && !policy.exceptions.some((pattern) => names(pattern, name));
 }
 
@@ -72,7 +78,7 @@ export function wholePackageBlock(policy: Policy, name: string): BlockRule | und
 }
 
 /** The fields of the policy document (`supply-chain` in `<db>-state`), besides CouchDB's own (`_id`, `_rev`, …). */
-const POLICY_KEYS = ['type', 'help', 'cooldownExceptions', 'blocked', 'licenses'];
+const POLICY_KEYS = ['type', 'help', 'cooldownExceptions', 'blocked', 'licenses', 'advisories'];
 const BLOCK_KEYS = ['package', 'version', 'reason'];
 
 /** An example of a valid policy document's content, for the messages that refuse an invalid one. */
@@ -88,7 +94,7 @@ export function policyProblem(doc: unknown): string | null {
   const policy = doc as Record<string, unknown>;
   for (const key of Object.keys(policy)) {
     if (key.charAt(0) !== '_' && POLICY_KEYS.indexOf(key) === -1) {
-      return 'the unknown field "' + key + '": the policy has "cooldownExceptions" (package patterns), "blocked" (a list of blocks) and "licenses" (the license policy), such as ' + POLICY_EXAMPLE;
+      return 'the unknown field "' + key + '": the policy has "cooldownExceptions" (package patterns), "blocked" (a list of blocks), "licenses" (the license policy) and "advisories" (the vulnerability policy), such as ' + POLICY_EXAMPLE;
     }
   }
   if (policy.type !== undefined && policy.type !== 'policy') return '"type" must be "policy"';
@@ -100,6 +106,10 @@ export function policyProblem(doc: unknown): string | null {
       const problem = patternProblem(exceptions[i]);
       if (problem) return 'entry ' + i + ' of "cooldownExceptions": ' + problem;
     }
+  }
+  if (policy.advisories !== undefined) {
+    const advisories = advisoriesProblem(policy.advisories);
+    if (advisories) return advisories;
   }
   const blocked = policy.blocked;
   if (blocked !== undefined) {
@@ -171,6 +181,7 @@ export function withheldVersions(doc: PackageDoc, policy: Policy, now: number): 
       }
     }
   }
+  addAdvisoryWithheld(doc, policy.advisories, withheld);
   return withheld;
 }
 

@@ -63,6 +63,8 @@ export interface PackageDoc {
   origin_rev?: string;
   /** For a mirrored package: when this copy of the upstream's packument was fetched (not served). */
   origin_synced?: string;
+  /** For a mirrored package: what the upstream's advisory endpoint said of its versions (core/advisories.ts; not served). */
+  origin_advisories?: unknown;
   /** When each dist-tag, deprecation, the maintainers and each star last changed (for core/merge.ts). */
   changed_at?: ChangeTimes;
   /** Its maintainers' two-factor requirement for writes (`npm access set mfa=publish|automation`; not served). */

@@ -115,6 +115,7 @@ export interface ViewParams {
   startkey?: unknown;
   endkey?: unknown;
   limit?: number;
+  skip?: number;
   descending?: boolean;
   reduce?: boolean;
   /** With a reduce: group the rows by the first this many parts of their keys. */

@@ -56,7 +56,7 @@ export interface Context {
    */
   upstreams: UpstreamRoutes;
   /** The running replications from the upstreams, for their status. */
-  replication?: Pick<Replication, 'followers' | 'native'>;
+  replication?: Pick<Replication, 'followers' | 'native' | 'advisories'>;
   /** Base of the URLs the registry hands out (tarballs, login pages). */
   baseUrl: string;
   /** The build of `_design/app` this gateway pushed (its `build_hash`), for the health check. */

@@ -14,6 +14,7 @@
 import { Logger } from 'pino';
 import { LicensePolicy } from '../core/licenses';
 import { BlockRule, NO_POLICY, Policy, POLICY_ID, policyProblem } from '../core/policy';
+import { advisoryPolicyOf } from '../core/advisories';
 import { Couch, Database } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
 
@@ -27,6 +28,8 @@ export interface PolicyDoc {
   cooldownExceptions?: unknown;
   blocked?: unknown;
   licenses?: unknown;
+  /** The vulnerability policy (core/advisories.ts). */
+  advisories?: unknown;
   help?: string;
 }
 
@@ -47,6 +50,7 @@ export function policyOf(doc: PolicyDoc | null, minAgeMs: number, stateDb = '<db
     exceptions: (doc.cooldownExceptions as string[] | undefined) || [],
     blocked: (doc.blocked as BlockRule[] | undefined) || [],
     licenses: (doc.licenses as LicensePolicy | undefined) || undefined,
+    advisories: advisoryPolicyOf(doc.advisories),
   };
 }
 

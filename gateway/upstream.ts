@@ -20,6 +20,7 @@ import { PackageDoc } from '../core/types';
 import { Config } from '../config';
 import { hostOf } from '../config/outbound';
 import { Budget } from '../lib/budget';
+import { advisoriesCover } from '../core/advisories';
 import { capped, fetchFailure, MAX_PACKUMENT_DEPTH, outboundRequest, readAll, UpstreamAnswer, upstreamObject, upstreamPath, UpstreamRegistry } from '../replication/upstream';
 import type { UpstreamRoutes } from '../replication/routes';
 
@@ -29,8 +30,20 @@ export interface ElsewhereHost {
   baseUrl: string;
   /** The supply-chain policy in force. */
   policy?: { current: Policy };
-  /** The upstreams and the names routed to each. */
+  /** The upstreams and the names routed to each (each route's mirror asks its advisory endpoint, with a cache of a minute, for the vulnerability policy). */
   upstreams: UpstreamRoutes;
+}
+
+/**
+ * The upstream's packument as the policy judges it: with the vulnerability policy on, with what the
+ * advisory endpoint of the upstream the name is routed to says of its versions (nothing when it
+ * cannot answer: they are unchecked).
+ */
+async function judged(host: ElsewhereHost, doc: PackageDoc, policy: Policy): Promise<PackageDoc> {
+  if (!policy.advisories || !advisoriesCover(policy.advisories, doc.name)) return doc;
+  const mirror = host.upstreams.upstreamFor(doc.name)?.mirror;
+  const record = mirror ? await mirror.advisories.recordFor(doc.name, Object.keys(doc.versions)) : undefined;
+  return { ...doc, origin_advisories: record };
 }
 
 function unreachable(upstream: string, err: unknown): HttpError {
@@ -204,7 +217,7 @@ function parsePackument(registry: string, name: string, text: Buffer): PackageDo
 /** Refuses (403) the tarball `file` of `name` when the policy holds its version back; 404 when the upstream has no such version. */
 async function assertTarballAllowed(host: ElsewhereHost, registry: string, name: string, file: string, policy: Policy, missing: string, client?: UpstreamRegistry): Promise<void> {
   const doc = await packumentFrom(host, registry, name, missing, client);
-  const held = withheldTarball(name, file, withheldVersions(doc, policy, Date.now()));
+  const held = withheldTarball(name, file, withheldVersions(await judged(host, doc, policy), policy, Date.now()));
   if (held) throw forbidden(held.reason);
   if (!versionOfTarball(doc, file)) throw notFound('No tarball ' + file + ' for "' + name + '" in ' + registry + ': the version does not exist there.');
 }
@@ -255,7 +268,7 @@ export async function proxyRead(host: ElsewhereHost, registry: string, req: Requ
       await assertTarballAllowed(host, registry, name, rest[1], policy, missing, client);
     } else {
       const stored = await packumentFrom(host, registry, name, missing, client);
-      const withheld: Map<string, Withheld> = withheldVersions(stored, policy, Date.now());
+      const withheld: Map<string, Withheld> = withheldVersions(await judged(host, stored, policy), policy, Date.now());
       const served = withoutWithheld(stored, withheld);
       let body: unknown = served;
       if (rest.length === 1) {

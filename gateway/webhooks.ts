@@ -1,6 +1,7 @@
 /**
  * Webhooks: other systems told of publishes, unpublishes, dist-tag changes, deprecations, owner
- * changes and staged publishes (staged, approved, rejected). Hooks are documents of `<db>-state` (admins only; edit them in Fauxton):
+ * changes, staged publishes (staged, approved, rejected) and mirrored versions the vulnerability
+ * policy holds back (`package:held`). Hooks are documents of `<db>-state` (admins only; edit them in Fauxton):
  *
  *   { "_id": "webhook:ci", "type": "webhook", "url": "https://ci.example/npm-hook",
  *     "secret": "…", "events": ["package:publish"], "packages": "@acme/*", "active": true }
@@ -139,6 +140,11 @@ export class Webhooks {
   /** Records a staging event (`package:stage`, `-approve`, `-reject`) of `name` by `actor`. */
   async staging(event: 'package:stage' | 'package:stage-approve' | 'package:stage-reject', name: string, change: Record<string, unknown>, actor: string): Promise<void> {
     await this.record([{ event, name, change }], actor, name);
+  }
+
+  /** Records `package:held`: versions of the mirrored `name` an advisory holds back from now on (`change.versions`). */
+  async held(name: string, change: Record<string, unknown>): Promise<void> {
+    await this.record([{ event: 'package:held', name, change }], '', name);
   }
 
   private async record(events: RegistryEvent[], actor: string, name: string): Promise<void> {

@@ -125,6 +125,15 @@ export function summary(status: any): string {
       (supplyChain.heldBack.length ? ', next available ' + supplyChain.heldBack.map((h: { availableAt: string }) => h.availableAt).sort()[0] : ''));
   }
   if (supplyChain && supplyChain.blocked.length) lines.push('blocked       ' + supplyChain.blocked.map((b: { package: string; version?: string }) => b.package + (b.version ? '@' + b.version : '')).join(', '));
+  const advisories = supplyChain && supplyChain.advisories;
+  if (advisories) {
+    const endpoints = (advisories.endpoints || []) as { upstream: string; state: string; lastError?: string | null }[];
+    const endpoint = endpoints.length
+      ? endpoints.map((e) => (endpoints.length > 1 ? e.upstream + ' ' : '') + e.state + (e.lastError && e.state !== 'ok' ? ' (' + e.lastError + ')' : '')).join(', ')
+      : 'none';
+    lines.push('advisories    ' + advisories.severity + ' and above: ' + n(advisories.heldBack.length) + ' versions held back; endpoint ' + endpoint + '; unchecked versions ' + (advisories.unchecked === 'hold' ? 'held back' : 'served'));
+    for (const h of advisories.heldBack.slice(0, 10)) lines.push('  held        ' + h.name + '@' + h.version + ': ' + h.advisory.id + ' (' + h.advisory.severity + ') ' + h.advisory.title);
+  }
   for (const failure of failingJobs(status)) lines.push('FAILING       ' + failure);
   return lines.join('\n');
 }

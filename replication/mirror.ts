@@ -25,6 +25,8 @@ import { linear, retry } from '../lib/retry';
 import { SingleFlight } from '../lib/single-flight';
 import { Dependency, Prefetcher, versionFor } from './prefetch';
 import { readAll, UpstreamAnswer, UpstreamRegistry } from './upstream';
+import { AdvisoryClient, checkOnArrival, RecordChange } from './advisories';
+import { AdvisoryPolicy } from '../core/advisories';
 
 /** Tarballs up to this size are served from memory as soon as they are verified, while they are stored. */
 const SERVE_WHILE_STORING = 8 * 1024 * 1024;
@@ -106,6 +108,13 @@ export interface MirrorHost {
    * what npm picks from, so what pull-through fetches ahead for it.
    */
   asServed?(doc: PackageDoc): PackageDoc;
+  /**
+   * The vulnerability policy in force (`advisories` of the supply-chain policy): while it is on,
+   * versions are asked about at the upstream's advisory endpoint when they arrive.
+   */
+  advisoryPolicy?(): AdvisoryPolicy | undefined;
+  /** Told of advisory records that changed (the gateway tells the webhooks what they hold back). */
+  advisoriesChanged?(changes: RecordChange[]): void;
 }
 
 /** Why a package of the upstream is not mirrored: a local package of that name, or a refusal by `_design/mirror`. */
@@ -162,6 +171,8 @@ export class Mirror {
   readonly stats: MirrorStats = { packagesWritten: 0, tarballsWritten: 0, refused: new Map(), failures: [] };
   readonly upstream: string;
   readonly registry: UpstreamRegistry;
+  /** The upstream's bulk advisory endpoint (the vulnerability policy). */
+  readonly advisories: AdvisoryClient;
   private readonly pulls = new SingleFlight<PackageDoc | null>();
   private readonly tarballPulls = new SingleFlight<Buffer | null>();
   /** Tarballs being fetched ahead of the client (`tarballAhead`), by package and file. */
@@ -206,6 +217,7 @@ export class Mirror {
     this.mode = route.mode || host.config.upstreamMode;
     this.feed = route.registry ? route.feed : route.feed || host.config.replication.feed;
     this.routesHere = route.routesHere || (() => true);
+    this.advisories = new AdvisoryClient(this.registry, this.registry.timeoutMs);
     this.prefetch = new Prefetcher(
       host.config.upstreamPrefetch,
       (name) => !!host.unlisted && this.mayPull(name) && !this.pulls.has(name) && !this.storing.has(name) && host.unlisted(name),
@@ -275,11 +287,31 @@ export class Mirror {
    * replication user. Returns the stored document, or null when the database refused it (a private
    * scope); the refusal is recorded.
    */
-  store(name: string, packument: UpstreamPackument, existing: PackageDoc | null): Promise<PackageDoc | null> {
-    return this.storeDoc(name, mirroredDoc(name, packument, this.upstream, existing)).catch((err) => {
+  async store(name: string, packument: UpstreamPackument, existing: PackageDoc | null): Promise<PackageDoc | null> {
+    const doc = mirroredDoc(name, packument, this.upstream, existing);
+    await this.checkAdvisories([doc]);
+    return this.storeDoc(name, doc).catch((err) => {
       if (couchFailure(err).statusCode !== 403) throw err;
       return null;
     });
+  }
+
+  /**
+   * With the vulnerability policy on, the arrival check: the documents whose versions were not all
+   * asked about at the upstream's advisory endpoint get its answer as their `origin_advisories` (in
+   * place), before they are stored and served. The changes are told to the host (the webhooks) unless
+   * `quiet` (the caller tells them once they are written, `advisoriesWritten`).
+   */
+  async checkAdvisories(docs: PackageDoc[], quiet = false): Promise<RecordChange[]> {
+    if (!this.host.advisoryPolicy || !this.host.advisoryPolicy()) return [];
+    const changes = await checkOnArrival(this.advisories, docs, this.host.log);
+    if (!quiet) this.advisoriesWritten(changes);
+    return changes;
+  }
+
+  /** Tells the host of advisory records written. */
+  advisoriesWritten(changes: RecordChange[]): void {
+    if (changes.length && this.host.advisoriesChanged) this.host.advisoriesChanged(changes);
   }
 
   /** Writes a mirrored document as the replication user; a refusal (403) is recorded and thrown. */
@@ -424,7 +456,7 @@ export class Mirror {
     }
     const { packument, bytes } = fetched;
     if (!packument) return null;
-    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return this.storeBehind(name, packument, bytes);
+    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return await this.storeBehind(name, packument, bytes);
     if (known !== 'unlisted') {
       const shadowing = await this.readLocal(name);
       if (shadowing) {
@@ -445,8 +477,10 @@ export class Mirror {
    * the others pull-through brings (`STORE_QUIET_MS`), its tarballs with it. A failure to store is
    * logged and recorded; the next request fetches the package again, as after a crash.
    */
-  private storeBehind(name: string, packument: UpstreamPackument, bytes: number): PackageDoc {
+  private async storeBehind(name: string, packument: UpstreamPackument, bytes: number): Promise<PackageDoc> {
     const doc = mirroredDoc(name, packument, this.upstream, null);
+    // Served at once: with the vulnerability policy on, not before its versions were asked about.
+    await this.checkAdvisories([doc]);
     const digest = createHash('sha1').update(JSON.stringify([doc.time, doc['dist-tags'], Object.keys(doc.versions)])).digest('hex');
     const served = { ...doc, _rev: PROVISIONAL + digest };
     let resolve: (doc: PackageDoc | null) => void = () => undefined;
@@ -518,7 +552,10 @@ export class Mirror {
     try {
       const existing = await this.readMirrored(entry.name);
       const newer = !!existing && existing.origin === this.upstream && revGeneration(existing.origin_rev) > revGeneration(entry.packument._rev);
-      stored = newer ? (existing as PackageDoc) : await this.storeDoc(entry.name, mirroredDoc(entry.name, entry.packument, this.upstream, existing));
+      const next = mirroredDoc(entry.name, entry.packument, this.upstream, existing);
+      // The arrival check's answer, newer than what the document had.
+      if (entry.doc.origin_advisories) next.origin_advisories = entry.doc.origin_advisories;
+      stored = newer ? (existing as PackageDoc) : await this.storeDoc(entry.name, next);
       entry.stored(stored);
     } catch (err) {
       this.notStored(entry, (err as Error).message);

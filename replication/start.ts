@@ -7,6 +7,7 @@ import { NativeReplication, upstreamJob, withoutCredentials } from './couchdb';
 import { NpmFollower } from './feed/follower';
 import { Mirror, MirrorHost } from './mirror';
 import { UpstreamRoutes } from './routes';
+import { AdvisoryChecker } from './advisories';
 
 export interface Replication {
   /** The upstreams, each with its mirror and follower. */
@@ -15,6 +16,8 @@ export interface Replication {
   followers: NpmFollower[];
   /** The continuous replication from a CouchDB upstream, when one is configured. */
   native?: NativeReplication;
+  /** The periodic checks of the mirrored packages at each upstream's advisory endpoint (they run while the vulnerability policy is on). */
+  advisories: AdvisoryChecker[];
   stop(): Promise<void>;
 }
 
@@ -51,5 +54,31 @@ export async function startReplication(host: MirrorHost, proxySecret: string, ro
       throw new Error('Cannot set up replication from ' + withoutCredentials(settings.couchdb) + ': ' + (err as Error).message, { cause: err });
     }
   }
-  return { routes, followers, native, stop: stopAll };
+  // The periodic advisory check of each mirrored upstream's packages, at its own advisory endpoint.
+  const advisories = routes.all.map((route, i) => {
+    const mirror = route.mirror as Mirror;
+    return new AdvisoryChecker({
+      couch,
+      config,
+      log,
+      client: mirror.advisories,
+      policy: () => (host.advisoryPolicy ? host.advisoryPolicy() : undefined),
+      origin: mirror.upstream,
+      // The first upstream's check is the one older versions kept.
+      checkId: i === 0 ? undefined : route.name,
+      storeMany: (docs) => mirror.storeMany(docs),
+      changed: (changes) => mirror.advisoriesWritten(changes),
+    });
+  });
+  for (const checker of advisories) checker.start();
+  return {
+    routes,
+    followers,
+    native,
+    advisories,
+    stop: async () => {
+      for (const checker of advisories) await checker.stop();
+      await stopAll();
+    },
+  };
 }

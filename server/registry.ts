@@ -33,6 +33,7 @@ import { TokenStore } from '../gateway/tokens';
 import { SingleSignOn } from '../gateway/sso';
 import { Webhooks } from '../gateway/webhooks';
 import { PolicyStore } from '../gateway/policy';
+import { announceHeld } from '../gateway/advisories';
 import { KeyRing } from '../gateway/signing';
 import { readTrustedRoot } from '../gateway/provenance';
 import { UpstreamRoutes } from '../replication/routes';
@@ -191,7 +192,17 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     void keys.refreshUpstream();
     keyRefresh = setInterval(() => void keys.refreshUpstream(), 12 * 3_600_000);
     keyRefresh.unref();
-    policy = new PolicyStore(couch, config.stateDb, config.upstreamMinAgeMs, () => cache.clear(), log);
+    policy = new PolicyStore(
+      couch,
+      config.stateDb,
+      config.upstreamMinAgeMs,
+      () => {
+        cache.clear();
+        // The vulnerability policy switched on: the periodic check of the mirrored packages starts at once.
+        for (const checker of context.replication?.advisories || []) checker.wake();
+      },
+      log,
+    );
     await policy.refresh();
     policy.start();
     context.policy = policy;
@@ -254,6 +265,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         },
         unlisted: (name) => !!context.search && context.search.knowsAbsent(name),
         asServed: (doc) => withoutWithheld(doc, withheldOf(context, doc)),
+        advisoryPolicy: () => context.policy?.current.advisories,
+        advisoriesChanged: (changes) => announceHeld(context, changes),
       },
       proxySecret,
       context.upstreams,

@@ -8,6 +8,7 @@ import { timingSafeEqual } from 'crypto';
 import { Request, Response, Router } from 'express';
 import { DESIGN, designId } from '../../couchapp/design';
 import { authenticate, currentUser } from '../auth';
+import type { Mirror } from '../../replication/mirror';
 import { Context } from '../context';
 import { forbidden, HttpError, notFound, unauthorized } from '../errors';
 
@@ -64,6 +65,27 @@ async function policyCheck(ctx: Context): Promise<Check | null> {
   }
   const problem = ctx.policy.current.problem;
   return problem ? { ok: false, critical: false, detail: problem + '; until then no mirrored package is served' } : { ok: true, critical: false, detail: 'valid' };
+}
+
+/**
+ * Each upstream's advisory endpoint, while the vulnerability policy is on: absent (a registry without
+ * the bulk advisory API) or unreachable is degraded, and says what happens to unchecked versions.
+ * Upstreams by name only: /-/health is public, and /-/replication has their addresses and errors.
+ */
+function advisoriesCheck(ctx: Context): Check | null {
+  const policy = ctx.policy?.current.advisories;
+  const routes = ctx.upstreams ? ctx.upstreams.all.filter((route) => route.mirror) : [];
+  if (!policy || !routes.length) return null;
+  const meanwhile = policy.unchecked === 'hold' ? 'new mirrored versions are held back until it answers ("unchecked": "hold")' : 'new mirrored versions are served unchecked ("unchecked": "serve")';
+  const problems: string[] = [];
+  const states: string[] = [];
+  for (const route of routes) {
+    const status = (route.mirror as Mirror).advisories.status;
+    if (status.state === 'absent') problems.push('the upstream "' + route.name + '" has no advisory endpoint; ' + meanwhile);
+    else if (status.state === 'unreachable') problems.push('the advisory endpoint of the upstream "' + route.name + '" cannot be asked (since ' + status.lastFailure + '); ' + meanwhile);
+    else states.push('"' + route.name + '" ' + (status.state === 'ok' ? 'answering (last ' + status.lastAnswer + ')' : 'not asked yet'));
+  }
+  return problems.length ? { ok: false, critical: false, detail: problems.join('; ') + '; /-/replication says why' } : { ok: true, critical: false, detail: states.join(', ') };
 }
 
 async function replicationCheck(ctx: Context): Promise<Check | null> {
@@ -127,6 +149,8 @@ export async function health(ctx: Context): Promise<{ healthy: boolean; status: 
     checks.accessRules = await accessRulesCheck(ctx);
     const policy = await policyCheck(ctx);
     if (policy) checks.supplyChainPolicy = policy;
+    const advisories = advisoriesCheck(ctx);
+    if (advisories) checks.advisories = advisories;
     const replication = await replicationCheck(ctx);
     if (replication) checks.replication = replication;
   }

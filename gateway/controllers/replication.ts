@@ -11,7 +11,7 @@ import { shadowedReason } from '../../core/provenance';
 import { requireUser } from '../auth';
 import { Context } from '../context';
 import { docPath } from '../../couchdb/client';
-import type { Refusal } from '../../replication/mirror';
+import type { Mirror, Refusal } from '../../replication/mirror';
 import type { UpstreamRoute } from '../../replication/routes';
 import { shadowedNames } from '../../replication/couchdb';
 import { refusedPublishes } from '../resolver';
@@ -19,6 +19,7 @@ import { patternMatches } from '../../core/access';
 import { NO_POLICY } from '../../core/policy';
 import { licenseException, LicensePolicy, licenseVerdict } from '../../core/licenses';
 import { badRequest, HttpError } from '../errors';
+import { heldByAdvisories, HeldByAdvisory } from '../advisories';
 
 const MAX_LIMIT = 10_000;
 
@@ -223,6 +224,7 @@ async function supplyChainStatus(ctx: Context, readable: <T extends { name: stri
     heldBack: await readable(heldBack),
     blocked: policy.blocked,
     licenses: policy.licenses ? { policy: policy.licenses, heldBack: await readable(await licenseHolds(ctx, policy.licenses)) } : null,
+    advisories: await advisoriesStatus(ctx, readable),
   };
 }
 
@@ -250,4 +252,30 @@ async function licenseHolds(ctx: Context, licenses: LicensePolicy): Promise<{ na
     if (held.length >= LICENSE_HOLDS_LISTED) break;
   }
   return held;
+}
+
+/**
+ * The vulnerability policy in force (null when off): its settings, the upstream's advisory endpoint
+ * (its state, and what happens while it cannot answer), the last periodic check, and the mirrored
+ * versions an advisory holds back now (those the caller may read, at most 1,000), each with it.
+ */
+async function advisoriesStatus(ctx: Context, readable: <T extends { name: string }>(items: T[]) => Promise<T[]>): Promise<Record<string, unknown> | null> {
+  const policy = ctx.policy?.current.advisories;
+  if (!policy) return null;
+  const heldBack: HeldByAdvisory[] = await readable(await heldByAdvisories(ctx, policy).catch(() => []));
+  return {
+    severity: policy.severity,
+    unchecked: policy.unchecked,
+    exceptions: policy.exceptions,
+    // Each upstream's advisory endpoint, and its periodic check's last pass.
+    endpoints: await Promise.all(ctx.upstreams.all.filter((route) => route.mirror).map(async (route, i) => ({
+      upstream: route.name,
+      ...(route.mirror as Mirror).advisories.status,
+      lastCheck: ctx.replication?.advisories[i] ? await ctx.replication.advisories[i].lastPass() : null,
+    }))),
+    whenUnavailable: policy.unchecked === 'hold'
+      ? 'versions the advisory endpoint has not answered for are held back until it does'
+      : 'versions the advisory endpoint has not answered for are served unchecked',
+    heldBack,
+  };
 }

@@ -15,7 +15,9 @@ import { queryTerms, SearchEntry, SearchHit } from '../../core/search';
 import { Person } from '../../core/types';
 import { Context, readPackage } from '../context';
 import { policyActive, policyCovers, withoutWithheld } from '../../core/policy';
-import { withheldOf } from '../writes';
+import { isForeign, isTombstone } from '../../core/packument';
+import { isProvisional } from '../../replication/mirror';
+import { servedBytes, withheldOf } from '../writes';
 import { badRequest, HttpError } from '../errors';
 import { parsePackagePath } from '../paths';
 
@@ -50,11 +52,14 @@ async function asServed(ctx: Context, hits: SearchHit[]): Promise<SearchHit[]> {
   if (!policy || !policyActive(policy)) return hits;
   const served = await Promise.all(hits.map(async (hit) => {
     const { entry } = hit;
-    if (!policyCovers(policy, entry.name)) return hit;
+    if (!entry.version || !policyCovers(policy, entry.name)) return hit;
     const cached = ctx.cache.get(entry.name);
-    if (cached && (!cached.mirrored || !cached.withheld || !cached.withheld.has(entry.version))) return hit;
-    const doc = await readPackage(ctx, entry.name);
-    if (!doc) return hit;
+    if (cached && (!cached.withheld || !cached.withheld.has(entry.version))) return hit;
+    const generation = ctx.cache.generation(entry.name);
+    const doc = await readPackage(ctx, entry.name).catch(() => null);
+    if (!doc || isForeign(doc) || isTombstone(doc)) return hit;
+    // Cached as a read of the packument would (the next search, and the install after it, find it).
+    if (!cached && !isProvisional(doc)) ctx.cache.set(entry.name, generation, servedBytes(ctx, doc));
     const withheld = withheldOf(ctx, doc);
     if (!withheld.has(entry.version)) return hit;
     const latest = withoutWithheld(doc, withheld)['dist-tags'].latest;
@@ -65,13 +70,6 @@ async function asServed(ctx: Context, hits: SearchHit[]): Promise<SearchHit[]> {
   return served.filter((hit): hit is SearchHit => hit !== null);
 }
 
-/**
- * The packages whose latest version depends on `name` (dependencies, optional or peer ones) that the
- * caller may read, in name order: `size` of them from `from`, and how many in all. Throws 401/403 when
- * the caller may not read `name` itself. While the search index loads it waits (up to 15 s, then 503),
- * or with `wait: false` answers null at once. For the package page:
- * `await dependentsOf(ctx, res, name, 20, 0, { wait: false })`.
- */
 export async function dependentsOf(ctx: Context, res: Response, name: string, size: number, from: number, options: { wait?: boolean } = {}): Promise<{ dependents: SearchEntry[]; total: number } | null> {
   if (!ctx.search) throw new HttpError(503, 'Search is not running on this gateway.');
   await ctx.access.assertRead(res, name);

@@ -514,7 +514,7 @@ ${otpField('password-otp')}
     const withheld = withheldOf(ctx, stored);
     const doc = withoutWithheld(stored, withheld);
     const heldBack = [...withheld.values()]
-      .map((w) => `<tr><td>${escape(w.version)}</td><td>${w.kind === 'cooldown' ? 'until ' + escape(when(w.availableAt) + ' ' + String(w.availableAt || '').slice(11, 16) + ' UTC') : escape(HELD_KIND[w.kind] || w.kind)}</td></tr><tr><td colspan="2" class="muted">${escape(w.reason)}</td></tr>`)
+      .map((w) => `<tr><td>${escape(w.version)}</td><td>${w.kind === 'cooldown' ? 'until ' + escape(when(w.availableAt) + ' ' + String(w.availableAt || '').slice(11, 16) + ' UTC') : w.kind === 'advisory' ? (w.advisory ? 'advisory ' + externalLink(w.advisory.url, String(w.advisory.id)) + ' (' + escape(w.advisory.severity) + ')' : 'not checked for advisories yet') : escape(HELD_KIND[w.kind] || w.kind)}</td></tr><tr><td colspan="2" class="muted">${escape(w.reason)}</td></tr>`)
       .join('');
     if (foreignHere(ctx, doc)) {
       return `<h1>${escape(name)}${provenance(ctx, doc)}</h1><p>${escape(doc.description || '')}</p>

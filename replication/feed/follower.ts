@@ -287,7 +287,12 @@ export class NpmFollower {
       const chunk = writes;
       writes = [];
       bytes = 0;
-      if (chunk.length > 0) await this.write(chunk);
+      if (chunk.length === 0) return;
+      // With the vulnerability policy on, new versions are asked about before they are stored (one request for the chunk).
+      const changes = await this.mirror.checkAdvisories(chunk.map((w) => w.doc), true);
+      for (const w of chunk) if (changes.some((c) => c.doc === w.doc)) w.json = JSON.stringify(w.doc);
+      const failed = await this.write(chunk);
+      this.mirror.advisoriesWritten(changes.filter((c) => !failed.has(c.doc.name)));
     };
     await this.pool(items, async (item) => {
       let doc: PackageDoc | null;
@@ -308,7 +313,7 @@ export class NpmFollower {
   }
 
   /** Writes planned documents in one bulk request; what failed for now waits for another attempt. */
-  private async write(chunk: PlannedWrite[]): Promise<void> {
+  private async write(chunk: PlannedWrite[]): Promise<Map<string, unknown>> {
     const failures = await this.mirror.storeMany(chunk.map((w) => w.json));
     for (const { item } of chunk) {
       const failure = failures.get(item.name);
@@ -322,6 +327,7 @@ export class NpmFollower {
     if (this.config.upstreamTarballs === 'eager') {
       for (const { item, doc } of chunk) if (!failures.has(item.name)) await this.mirror.fetchAllTarballs(doc);
     }
+    return failures;
   }
 
   private postpone(item: Work, reason: string): void {

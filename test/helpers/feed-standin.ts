@@ -6,12 +6,17 @@
  * the contract's quirks on demand: gaps in the sequence, entries that show up late behind the head,
  * changes without any entry, and packuments that lag behind their feed entry. Like the public
  * registry, it sends packuments gzipped to whoever accepts it; on demand it redirects tarball
- * requests to where the bytes are, or never answers a packument.
+ * requests to where the bytes are, or never answers a packument. It is the upstream's advisory endpoint
+ * too: `POST /-/npm/v1/security/advisories/bulk` with `{"<name>": ["<version>", …]}` answers, as the
+ * public registry does, `{"<name>": [{id, url, title, severity, vulnerable_versions, cwe, cvss}]}` with
+ * the advisories (added and removed with `addAdvisory` / `removeAdvisory`) that cover a version asked
+ * about; on demand the endpoint is absent (404, as a registry without audit) or down (503).
  */
 import { createHash } from 'crypto';
 import http from 'http';
 import { AddressInfo } from 'net';
-import { gzipSync } from 'zlib';
+import { gunzipSync, gzipSync } from 'zlib';
+import semver from 'semver';
 
 interface Entry {
   n: number;
@@ -25,6 +30,17 @@ interface Package {
   packument: Record<string, any>;
   /** Older packuments served first, one per request (a packument lagging its feed entry). */
   stale: Record<string, any>[];
+}
+
+/** An advisory as npm's bulk advisory API answers it. */
+export interface StandInAdvisory {
+  id: number;
+  title: string;
+  url: string;
+  severity: 'info' | 'low' | 'moderate' | 'high' | 'critical';
+  vulnerable_versions: string;
+  cwe?: string[];
+  cvss?: { score: number; vectorString: string | null };
 }
 
 export interface FeedStandIn {
@@ -52,6 +68,14 @@ export interface FeedStandIn {
   gzipped: number;
   /** How many packument requests each package got. */
   packumentRequests: Map<string, number>;
+  /** Adds an advisory of `name` to the advisory endpoint. */
+  addAdvisory(name: string, advisory: StandInAdvisory): void;
+  /** Removes the advisory `id` (of every package). */
+  removeAdvisory(id: number): void;
+  /** The advisory endpoint from now on: `up`, `absent` (404) or `down` (503). */
+  advisoryEndpoint(state: 'up' | 'absent' | 'down'): void;
+  /** The bodies of the bulk advisory requests, in order. */
+  advisoryRequests: Record<string, string[]>[];
   close(): Promise<void>;
 }
 
@@ -92,6 +116,9 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
   let next = 0;
   let url = '';
 
+  const advisories = new Map<string, StandInAdvisory[]>();
+  let advisoryState: 'up' | 'absent' | 'down' = 'up';
+
   const server = http.createServer((req, res) => {
     const parsed = new URL(req.url || '/', 'http://standin');
     const send = (status: number, body: unknown) => {
@@ -99,6 +126,30 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
       res.writeHead(status, { 'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json', 'content-length': data.length });
       res.end(data);
     };
+    if (req.method === 'POST' && parsed.pathname === '/-/npm/v1/security/advisories/bulk') {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        if (advisoryState === 'absent') return send(404, { error: 'Not found' });
+        if (advisoryState === 'down') return send(503, { error: 'Service Unavailable' });
+        let raw = Buffer.concat(chunks);
+        if (/gzip/.test(String(req.headers['content-encoding'] || ''))) raw = gunzipSync(raw);
+        let query: Record<string, string[]>;
+        try {
+          query = JSON.parse(raw.toString('utf8'));
+        } catch {
+          return send(400, { error: 'not JSON' });
+        }
+        standIn.advisoryRequests.push(query);
+        const answer: Record<string, StandInAdvisory[]> = {};
+        for (const [name, versions] of Object.entries(query)) {
+          const found = (advisories.get(name) || []).filter((a) => versions.some((v) => semver.satisfies(v, a.vulnerable_versions)));
+          if (found.length) answer[name] = found;
+        }
+        send(200, answer);
+      });
+      return;
+    }
     if (parsed.pathname === '/feed/' || parsed.pathname === '/feed') {
       return send(200, { db_name: 'registry', update_seq: seqOf(entries.length ? Math.max(...entries.map((e) => e.n)) : 0) });
     }
@@ -145,6 +196,16 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
     feedUrl: url + '/feed',
     packumentRequests,
     gzipped: 0,
+    advisoryRequests: [],
+    addAdvisory(name, advisory) {
+      advisories.set(name, [...(advisories.get(name) || []).filter((a) => a.id !== advisory.id), { cwe: ['CWE-1321'], cvss: { score: 7.5, vectorString: null }, ...advisory }]);
+    },
+    removeAdvisory(id) {
+      for (const [name, list] of advisories) advisories.set(name, list.filter((a) => a.id !== id));
+    },
+    advisoryEndpoint(state) {
+      advisoryState = state;
+    },
     publish(name, versions, options = {}) {
       const previous = packages.get(name);
       const generation = previous ? parseInt(previous.rev, 10) + 1 : 1;

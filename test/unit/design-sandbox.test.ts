@@ -47,6 +47,10 @@ it('_design/config checks the supply-chain policy (with version ranges) without 
   // The license policy's SPDX parser and its license lists run there too.
   expect(outcome(() => validate({ _id: 'supply-chain', type: 'policy', licenses: { allowed: ['MIT', 'Apache-2.0 WITH LLVM-exception'], denied: ['AGPL-3.0-only'] } }, null, admin, {}))).toBe('accepted');
   expect(outcome(() => validate({ _id: 'supply-chain', type: 'policy', licenses: { allowed: ['Apache 2.0'] } }, null, admin, {}))).toBe('refused');
+  const advisories = { severity: 'high', unchecked: 'serve', exceptions: [{ package: '@types/*', reason: 'types only' }, { advisory: 1096755, reason: 'patched' }, { advisory: 'GHSA-35jh-r3h4-6jhm', package: 'lodash', reason: 'not reachable' }] };
+  expect(outcome(() => validate({ _id: 'supply-chain', type: 'policy', advisories }, null, admin, {}))).toBe('accepted');
+  expect(outcome(() => validate({ _id: 'supply-chain', type: 'policy', advisories: { ...advisories, severity: 'severe' } }, null, admin, {}))).toBe('refused');
+  expect(outcome(() => validate({ _id: 'supply-chain', type: 'policy', advisories: { ...advisories, exceptions: [{ advisory: 1 }] } }, null, admin, {}))).toBe('refused');
 });
 
 it('_design/app, _design/access and _design/mirror load and judge a publish without typed arrays', () => {
@@ -57,6 +61,8 @@ it('_design/app, _design/access and _design/mirror load and judge a publish with
     'dist-tags': { latest: '1.0.0' },
     time: { created: '2026-12-07T00:00:00.000Z', modified: '2026-12-07T00:00:00.000Z', '1.0.0': '2026-12-07T00:00:00.000Z' },
     maintainers: [{ name: 'alice' }],
+    origin: 'https://registry.npmjs.org',
+    origin_advisories: { changed: '2026-12-07T00:00:00.000Z', digest: '0123456789abcdef', checked: ['1.0.0'], advisories: { '1': { id: 1, title: 't', url: 'https://x/1', severity: 'high', vulnerable_versions: '<2' } }, affected: { '1.0.0': ['1'] } },
   };
   const app = buildDesignDoc();
   expect(() => outcome(() => compile(app.validate_doc_update)(doc, null, alice, {}))).not.toThrow();

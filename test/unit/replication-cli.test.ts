@@ -93,6 +93,18 @@ describe('replication CLI', () => {
     expect(feed).toContain('checkpoint  saved 2026-12-06T21:00:00.000Z');
   });
 
+  it('shows the vulnerability policy: what it holds back, and its advisory endpoint', () => {
+    const advisories = {
+      severity: 'high', unchecked: 'hold', exceptions: [],
+      endpoints: [{ upstream: 'default', endpoint: 'https://up.example/-/npm/v1/security/advisories/bulk', state: 'absent', lastError: 'the upstream registry https://up.example has no bulk advisory endpoint (it answered 404 to /-/npm/v1/security/advisories/bulk)' }],
+      heldBack: [{ name: 'lodash', version: '4.17.20', advisory: { id: 1096755, title: 'Prototype Pollution in lodash', url: 'https://github.com/advisories/GHSA-35jh-r3h4-6jhm', severity: 'high' } }],
+    };
+    const text = summary({ ...feedStatus(null), supplyChain: { minAgeSeconds: 0, heldBack: [], blocked: [], advisories } });
+    expect(text).toContain('advisories    high and above: 1 versions held back; endpoint absent (the upstream registry https://up.example has no bulk advisory endpoint');
+    expect(text).toContain('unchecked versions held back');
+    expect(text).toContain('  held        lodash@4.17.20: 1096755 (high) Prototype Pollution in lodash');
+  });
+
   it('counts packages without the design documents on either side', () => {
     // The upstream has 3 design documents, the mirror 2: document counts would never meet.
     const couchdb = { source: 'http://up/db', state: 'running', upstream: { docCount: 203, packageCount: 200 }, local: { docCount: 152, packageCount: 150 }, changesPending: null, error: null };
