@@ -136,12 +136,12 @@ export class KeyRing {
     }
   }
 
-  /** Every key to list: this registry's gateways' keys, then the upstreams' (kept), of those configured now. */
+  /** Every key to list: this registry's gateways' keys, then the upstreams' (kept). */
   async keys(): Promise<RegistryKey[]> {
     if (this.listed && Date.now() - this.listed.at < 10_000) return this.listed.keys;
     const own = (await this.db.find({ selector: { type: 'signing-key' }, limit: 1000 })) as KeyDoc[];
-    const urls = new Set(this.upstreams.map((upstream) => upstream.url));
-    const upstream = ((await this.db.find({ selector: { type: 'upstream-keys' }, limit: 1000 })) as UpstreamKeysDoc[]).filter((doc) => urls.has(doc.upstream));
+    // Every upstream's kept keys, also of one no longer configured: its mirrored versions still verify (an offline copy too).
+    const upstream = (await this.db.find({ selector: { type: 'upstream-keys' }, limit: 1000 })) as UpstreamKeysDoc[];
     const keys: RegistryKey[] = [];
     const seen = new Set<string>();
     const strip = (k: RegistryKey): RegistryKey => ({ expires: k.expires || null, keyid: k.keyid, keytype: k.keytype, scheme: k.scheme, key: k.key });
