@@ -201,8 +201,13 @@ export function upstreamsOf(env: NodeJS.ProcessEnv, defaults: UpstreamDefaults):
   return upstreams;
 }
 
-/** The upstream `name` is routed to (the first whose patterns match), or null; private scopes are the caller's to check. */
+/**
+ * The upstream `name` is routed to (the first whose patterns match), or null; private scopes are the
+ * caller's to check. Compared without regard to case, as npm normalizes names (and as the private
+ * scopes and the supply-chain policy compare them): `@Company-GH/x` goes where `@company-gh/*` goes.
+ */
 export function routeOf<T extends Pick<UpstreamConfig, 'packages'>>(upstreams: readonly T[], name: string): T | null {
-  for (const upstream of upstreams) if (upstream.packages.some((pattern) => patternMatches(pattern, name))) return upstream;
+  const lower = name.toLowerCase();
+  for (const upstream of upstreams) if (upstream.packages.some((pattern) => patternMatches(pattern.toLowerCase(), lower))) return upstream;
   return null;
 }
