@@ -55,6 +55,8 @@ export const LICENSES_EXAMPLE = '{"allowed": ["MIT", "ISC", "Apache-2.0"], "deni
 const MAX_EXPRESSION = 512;
 /** Most ways of taking one expression looked at (an expression of many `AND`s of `OR`s multiplies them). */
 const MAX_CHOICES = 256;
+/** Most licenses in one expression looked at (each is matched against the lists once; real ones name a few). */
+const MAX_LEAVES = 32;
 
 /** Why `entry` cannot be one entry of `allowed` or `denied`, or null. */
 function singleLicenseProblem(entry: unknown): string | null {
@@ -111,6 +113,13 @@ export function licensePolicyProblem(value: unknown): string | null {
 
 type Leaf = parse.LicenseInfo;
 
+/** The number of licenses named in `info`, counted up to `MAX_LEAVES + 1`. */
+function leafCount(info: parse.Info): number {
+  if (!('conjunction' in info)) return 1;
+  const left = leafCount(info.left);
+  return left > MAX_LEAVES ? left : left + leafCount(info.right);
+}
+
 /** Every way of taking `info`: one side of each OR, every part of an AND; null beyond `MAX_CHOICES`. */
 function choices(info: parse.Info): Leaf[][] | null {
   if (!('conjunction' in info)) return [[info]];
@@ -152,23 +161,41 @@ function judge(policy: LicensePolicy, license: string | null): LicenseVerdict {
   if (/^SEE LICEN[CS]E IN /i.test(license)) return unknownVerdict(policy, 'its license is not an SPDX expression ("' + license.slice(0, 100) + '")');
   let ways: Leaf[][] | null = null;
   if (license.length <= MAX_EXPRESSION) {
+    let info: parse.Info;
     try {
-      ways = choices(parse(license));
+      info = parse(license);
     } catch {
       return unknownVerdict(policy, 'its license "' + license.slice(0, 100) + '" is not an SPDX expression');
     }
+    if (leafCount(info) <= MAX_LEAVES) ways = choices(info);
   }
   if (!ways) return unknownVerdict(policy, 'its license expression is too long or too complex to check');
   const allowed = policy.allowed && policy.allowed.length ? policy.allowed : null;
   const denied = policy.denied && policy.denied.length ? policy.denied : [];
+  // Each license of the expression is matched once: the ways of taking it share them.
+  const deniedLeaves = new Map<Leaf, boolean>();
+  const allowedLeaves = new Map<Leaf, boolean>();
+  const isDenied = (leaf: Leaf): boolean => {
+    let hit = deniedLeaves.get(leaf);
+    if (hit === undefined) {
+      hit = satisfiedBy(leafText(leaf, false), denied) || (leaf.exception !== undefined && satisfiedBy(leafText({ license: leaf.license }, false), denied));
+      deniedLeaves.set(leaf, hit);
+    }
+    return hit;
+  };
+  const isAllowed = (leaf: Leaf): boolean => {
+    let hit = allowedLeaves.get(leaf);
+    if (hit === undefined) allowedLeaves.set(leaf, (hit = satisfiedBy(leafText(leaf), allowed || [])));
+    return hit;
+  };
   let deniedHit: string | null = null;
   for (const way of ways) {
-    const deniedLeaf = way.find((leaf) => satisfiedBy(leafText(leaf, false), denied) || (leaf.exception !== undefined && satisfiedBy(leafText({ license: leaf.license }, false), denied)));
+    const deniedLeaf = way.find(isDenied);
     if (deniedLeaf) {
       deniedHit = deniedHit || leafText(deniedLeaf);
       continue;
     }
-    if (!allowed || way.every((leaf) => satisfiedBy(leafText(leaf), allowed))) return OK;
+    if (!allowed || way.every(isAllowed)) return OK;
   }
   if (deniedHit && (!allowed || ways.length === 1)) return { ok: false, why: 'its license "' + license + '" includes ' + deniedHit + ', which is denied here' };
   return { ok: false, why: 'its license "' + license + '" is not among those allowed here (' + (allowed || []).join(', ') + ')' + (deniedHit ? ', and ' + deniedHit + ' is denied' : '') };
