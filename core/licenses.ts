@@ -19,6 +19,9 @@
  */
 import parse from 'spdx-expression-parse';
 import satisfies from 'spdx-satisfies';
+import spdxExceptions from 'spdx-exceptions/index.json';
+import spdxDeprecated from 'spdx-license-ids/deprecated.json';
+import spdxLicenses from 'spdx-license-ids/index.json';
 import semver from 'semver';
 import { patternMatches, patternProblem } from './access';
 import { declaredLicense } from './license-field';
@@ -120,6 +123,23 @@ function leafCount(info: parse.Info): number {
   return left > MAX_LEAVES ? left : left + leafCount(info.right);
 }
 
+/** The SPDX identifiers (licenses, deprecated ones, exceptions) by their lower case, made when first needed. */
+let canonicalIds: Map<string, string> | null = null;
+
+/**
+ * `license` with every SPDX identifier in the case SPDX spells it: identifiers are matched without
+ * regard to case (SPDX specification, annex D), and the parser knows them in one case only, so
+ * `agpl-3.0-only` would otherwise be no SPDX expression, and served where AGPL-3.0-only is denied.
+ */
+function canonicalCase(license: string): string {
+  if (!canonicalIds) {
+    canonicalIds = new Map();
+    for (const id of ([] as string[]).concat(spdxLicenses, spdxDeprecated, spdxExceptions)) canonicalIds.set(id.toLowerCase(), id);
+  }
+  const ids = canonicalIds;
+  return license.replace(/[A-Za-z0-9.-]+/g, (token) => ids.get(token.toLowerCase()) || token);
+}
+
 /** Every way of taking `info`: one side of each OR, every part of an AND; null beyond `MAX_CHOICES`. */
 function choices(info: parse.Info): Leaf[][] | null {
   if (!('conjunction' in info)) return [[info]];
@@ -163,7 +183,7 @@ function judge(policy: LicensePolicy, license: string | null): LicenseVerdict {
   if (license.length <= MAX_EXPRESSION) {
     let info: parse.Info;
     try {
-      info = parse(license);
+      info = parse(canonicalCase(license));
     } catch {
       return unknownVerdict(policy, 'its license "' + license.slice(0, 100) + '" is not an SPDX expression');
     }

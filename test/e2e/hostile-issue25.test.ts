@@ -6,6 +6,7 @@
 import http from 'http';
 import { AddressInfo } from 'net';
 import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { makePackage, npmClient } from '../helpers/npm';
 import { eventually } from '../helpers/wait';
 
 interface Seen {
@@ -189,4 +190,34 @@ describe('a hostile upstream under a license policy', () => {
     // Before: about 40 ms of the gateway's time per version (12 s and more for these), every other request waiting.
     expect(ms).toBeLessThan(5000);
   }, 60_000);
+});
+
+describe('a denied license written in another case', () => {
+  beforeAll(async () => {
+    await setLicenses({ denied: ['AGPL-3.0-only'], checkPublishes: true });
+    const watcher = await registry.signup('case-watcher');
+    await eventually(async () => ((await registry.request('GET', '/-/replication', { token: watcher })).body.supplyChain?.licenses?.policy?.checkPublishes ? true : null), 15_000, 'the license policy');
+  });
+
+  it('is held back from what an upstream serves through, as SPDX identifiers are matched without regard to case', async () => {
+    const name = 'case-licenses';
+    const licenses: Record<string, string> = { '1.0.0': 'MIT', '1.1.0': 'agpl-3.0-only', '1.2.0': 'AGPL-3.0-ONLY', '1.3.0': 'mit and Agpl-3.0-Only' };
+    const versions = Object.fromEntries(Object.entries(licenses).map(([v, license]) => [v, manifestOf(everything, name, v, { license })]));
+    everything.answers.set('/' + name, { name, 'dist-tags': { latest: '1.3.0' }, versions, time: Object.fromEntries(Object.keys(licenses).map((v) => [v, '2020-01-01T00:00:00.000Z'])) });
+    const packument = await registry.request('GET', '/' + name);
+    expect(packument.status).toBe(200);
+    expect(Object.keys(packument.body.versions)).toEqual(['1.0.0']);
+    expect(packument.body['dist-tags'].latest).toBe('1.0.0');
+    const tarball = await registry.request('GET', '/' + name + '/-/' + name + '-1.1.0.tgz');
+    expect(tarball.status).toBe(403);
+    expect(tarball.body.error).toContain('includes AGPL-3.0-only, which is denied here');
+  });
+
+  it('is refused when published here', async () => {
+    const local = npmClient(registry.url, await registry.signup('case-publisher'));
+    const refused = await local.npm(['publish'], makePackage(local.home, { name: 'case-local', version: '1.0.0', license: 'Agpl-3.0-Only' }));
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('case-local@1.0.0 cannot be published here');
+    expect((await registry.request('GET', '/case-local')).status).toBe(404);
+  });
 });
