@@ -63,7 +63,8 @@ export interface UpstreamDefaults {
 export function patternCovers(earlier: string, later: string): boolean {
   if (earlier === '**') return true;
   if (later.includes('**')) return false;
-  return patternMatches(earlier, later);
+  // Names are routed without regard to case (`routeOf`).
+  return patternMatches(earlier.toLowerCase(), later.toLowerCase());
 }
 
 /** An http(s) URL setting, checked: no credentials, query or fragment; without trailing slashes. */

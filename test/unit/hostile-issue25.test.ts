@@ -25,6 +25,14 @@ describe('routing', () => {
     expect(routes().upstreamFor('@CORP/tool')).toBeNull();
   });
 
+  it('refuses at start a pattern that an earlier one covers in another case (it could never be used)', () => {
+    const upstreams = [
+      { name: 'github', url: 'https://npm.pkg.github.com', packages: ['@company-gh/*'] },
+      { name: 'other', url: 'https://other.example.com', packages: ['@Company-GH/*'] },
+    ];
+    expect(() => loadConfig({ UPSTREAMS: JSON.stringify(upstreams) })).toThrow('"@company-gh/*" of the upstream "github" comes first and matches every name it matches');
+  });
+
   it('routes nothing that is not a package name', () => {
     for (const name of ['@company-gh/../x', '@company-gh/x/../../y', '%40corp%2Fx', ' @corp/x', '@company-gh /x', '../x']) {
       expect([name, routes().upstreamFor(name)]).toEqual([name, null]);
