@@ -3,10 +3,13 @@
  * that try to reach the wrong upstream or a private scope through case and percent-encoding, and a
  * hostile upstream whose license fields try to take the gateway's time from other users.
  */
+import { createHash } from 'crypto';
+import { readFileSync } from 'fs';
 import http from 'http';
+import { join } from 'path';
 import { AddressInfo } from 'net';
 import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
-import { makePackage, npmClient } from '../helpers/npm';
+import { makePackage, npmClient, run } from '../helpers/npm';
 import { eventually } from '../helpers/wait';
 
 interface Seen {
@@ -211,6 +214,29 @@ describe('a denied license written in another case', () => {
     const tarball = await registry.request('GET', '/' + name + '/-/' + name + '-1.1.0.tgz');
     expect(tarball.status).toBe(403);
     expect(tarball.body.error).toContain('includes AGPL-3.0-only, which is denied here');
+  });
+
+  it('is refused when the package.json in the tarball declares it and the publish says otherwise, staged or not', async () => {
+    const token = await registry.signup('tarball-liar');
+    const local = npmClient(registry.url, token);
+    expect((await local.npm(['publish'], makePackage(local.home, { name: 'liar-local', version: '1.0.0', license: 'MIT' }))).code).toBe(0);
+    const dir = makePackage(join(local.home, 'liar'), { name: 'liar-local', version: '1.1.0', license: 'AGPL-3.0-only' });
+    const packed = await run('npm', ['pack', '--json'], { cwd: dir, env: local.env });
+    expect(packed.code).toBe(0);
+    const file = JSON.parse(packed.stdout)[0].filename as string;
+    const tgz = readFileSync(join(dir, file));
+    const bodyOf = (version: string) => ({
+      _id: 'liar-local', name: 'liar-local', 'dist-tags': { latest: version },
+      versions: { [version]: { name: 'liar-local', version, license: 'MIT', dist: { shasum: createHash('sha1').update(tgz).digest('hex'), integrity: 'sha512-' + createHash('sha512').update(tgz).digest('base64'), tarball: registry.url + '/liar-local/-/liar-local-' + version + '.tgz' } } },
+      _attachments: { ['liar-local-' + version + '.tgz']: { content_type: 'application/octet-stream', data: tgz.toString('base64'), length: tgz.length } },
+    });
+    const published = await registry.request('PUT', '/liar-local', { token, body: bodyOf('1.1.0') });
+    expect(published.status).toBe(403);
+    expect(published.body.error).toContain('The package.json in the tarball declares another license than the publish says: liar-local@1.1.0 cannot be published here: its license "AGPL-3.0-only" includes AGPL-3.0-only, which is denied here');
+    const staged = await registry.request('POST', '/-/stage/package/liar-local', { token, body: bodyOf('1.1.0') });
+    expect(staged.status).toBe(403);
+    expect(staged.body.error).toContain('The package.json in the tarball declares another license');
+    expect(Object.keys((await registry.request('GET', '/liar-local')).body.versions)).toEqual(['1.0.0']);
   });
 
   it('is refused when published here', async () => {

@@ -2,8 +2,10 @@
  * Hostile unit tests of issue 25: names that try to route to the wrong upstream through case or
  * names that are not package names, and license expressions built to take the gateway's time.
  */
+import { gzipSync } from 'zlib';
 import { loadConfig } from '../../config';
 import { licenseVerdict } from '../../core/licenses';
+import { packageJsonOf, tarballLicenseProblem } from '../../gateway/tarball-license';
 import { UpstreamRoutes } from '../../replication/routes';
 
 const routes = () =>
@@ -79,5 +81,41 @@ describe('license identifiers in another case', () => {
     expect(licenseVerdict({ allowed: ['GPL-2.0-only WITH Classpath-exception-2.0'] }, 'gpl-2.0-only with classpath-exception-2.0')).toEqual({ ok: true });
     // A license of one's own keeps its name as written.
     expect(licenseVerdict({ allowed: ['LicenseRef-Acme'] }, 'licenseref-acme').ok).toBe(false);
+  });
+});
+
+/** A gzipped tar of `entries` (path and text), in order. */
+function tgzOf(entries: [string, string][]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const [path, text] of entries) {
+    const header = Buffer.alloc(512);
+    header.write(path, 0, 100);
+    header.write('0000644\0', 100);
+    header.write(Buffer.byteLength(text).toString(8).padStart(11, '0') + '\0', 124);
+    header.write('0', 156);
+    header.write('ustar\0', 257);
+    const body = Buffer.alloc(Math.ceil(Buffer.byteLength(text) / 512) * 512);
+    body.write(text);
+    blocks.push(header, body);
+  }
+  blocks.push(Buffer.alloc(1024));
+  return gzipSync(Buffer.concat(blocks));
+}
+
+describe('the package.json in a published tarball', () => {
+  it('is read as an extraction leaves it: the last entry of package/package.json', () => {
+    const tgz = tgzOf([['package/package.json', JSON.stringify({ license: 'MIT' })], ['package/index.js', 'x'], ['package/package.json', JSON.stringify({ license: 'AGPL-3.0-only' })]]);
+    expect(packageJsonOf(tgz)).toEqual({ license: 'AGPL-3.0-only' });
+    expect(packageJsonOf(Buffer.from('not a tarball'))).toBeNull();
+    expect(packageJsonOf(tgzOf([['package/lib/package.json', '{"license": "AGPL-3.0-only"}']]))).toBeNull();
+  });
+
+  it('refuses a publish whose tarball declares a license the policy holds back, only when the policy checks publishes', () => {
+    const tgz = tgzOf([['package/package.json', JSON.stringify({ name: 'x', version: '1.0.0', license: 'AGPL-3.0-only' })]]);
+    const versions = { '1.0.0': { name: 'x', version: '1.0.0', license: 'MIT' } };
+    const attachments = { 'x-1.0.0.tgz': { data: tgz.toString('base64') } };
+    expect(tarballLicenseProblem({ denied: ['AGPL-3.0-only'], checkPublishes: true }, 'x', versions, attachments)).toContain('x@1.0.0 cannot be published here');
+    expect(tarballLicenseProblem({ denied: ['AGPL-3.0-only'] }, 'x', versions, attachments)).toBeNull();
+    expect(tarballLicenseProblem({ denied: ['GPL-3.0-only'], checkPublishes: true }, 'x', versions, attachments)).toBeNull();
   });
 });
