@@ -58,6 +58,8 @@ export const LICENSES_EXAMPLE = '{"allowed": ["MIT", "ISC", "Apache-2.0"], "deni
 const MAX_EXPRESSION = 512;
 /** Most ways of taking one expression looked at (an expression of many `AND`s of `OR`s multiplies them). */
 const MAX_CHOICES = 256;
+/** The end of SPDX's deprecated identifiers of a license with an exception (`GPL-2.0-with-classpath-exception`). */
+const DEPRECATED_WITH = /-with-[A-Za-z]+-exception$/;
 /** Most licenses in one expression looked at (each is matched against the lists once; real ones name a few). */
 const MAX_LEAVES = 32;
 
@@ -198,7 +200,11 @@ function judge(policy: LicensePolicy, license: string | null): LicenseVerdict {
   const isDenied = (leaf: Leaf): boolean => {
     let hit = deniedLeaves.get(leaf);
     if (hit === undefined) {
-      hit = satisfiedBy(leafText(leaf, false), denied) || (leaf.exception !== undefined && satisfiedBy(leafText({ license: leaf.license }, false), denied));
+      hit =
+        satisfiedBy(leafText(leaf, false), denied) ||
+        (leaf.exception !== undefined && satisfiedBy(leafText({ license: leaf.license }, false), denied)) ||
+        // The deprecated identifiers of a license with an exception (`GPL-3.0-with-GCC-exception`) extend it too.
+        (DEPRECATED_WITH.test(leaf.license) && satisfiedBy(leaf.license.replace(DEPRECATED_WITH, ''), denied));
       deniedLeaves.set(leaf, hit);
     }
     return hit;

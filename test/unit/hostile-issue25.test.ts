@@ -102,6 +102,17 @@ function tgzOf(entries: [string, string][]): Buffer {
   return gzipSync(Buffer.concat(blocks));
 }
 
+describe('deprecated identifiers of a license with an exception', () => {
+  it('are denied where the license they extend is, as "GPL-3.0-only WITH GCC-exception-3.1" is', () => {
+    expect(licenseVerdict({ denied: ['GPL-3.0-only'] }, 'GPL-3.0-only WITH GCC-exception-3.1').ok).toBe(false);
+    for (const license of ['GPL-3.0-with-GCC-exception', 'gpl-3.0-with-autoconf-exception', 'MIT AND GPL-3.0-with-GCC-exception']) {
+      expect([license, licenseVerdict({ denied: ['GPL-3.0-only'] }, license).ok]).toEqual([license, false]);
+    }
+    expect(licenseVerdict({ denied: ['GPL-2.0-or-later'] }, 'GPL-2.0-with-classpath-exception').ok).toBe(false);
+    expect(licenseVerdict({ denied: ['GPL-3.0-only'] }, 'GPL-2.0-with-classpath-exception')).toEqual({ ok: true });
+  });
+});
+
 describe('the package.json in a published tarball', () => {
   it('is read as an extraction leaves it: the last entry of package/package.json', () => {
     const tgz = tgzOf([['package/package.json', JSON.stringify({ license: 'MIT' })], ['package/index.js', 'x'], ['package/package.json', JSON.stringify({ license: 'AGPL-3.0-only' })]]);
