@@ -92,6 +92,21 @@ describe('names routed to an upstream', () => {
     expect(asked(scoped, a)).toEqual(['/-/npm/v1/security/advisories/bulk']);
   });
 
+  it('an audit split by route takes of each upstream only what it was asked: one cannot hide nor invent advisories of names routed to another', async () => {
+    const bulk = '/-/npm/v1/security/advisories/bulk';
+    const advisory = (id: number, title: string) => ({ id, title, severity: 'critical', vulnerable_versions: '<5.0.0', url: 'https://example.com/' + id });
+    everything.answers.set(bulk, { lodash: [advisory(1, 'real lodash advisory')] });
+    scoped.answers.set(bulk, { '@vscope/x': [], lodash: [], 'left-pad': [advisory(2, 'invented')] });
+    try {
+      const audit = await fetch(registry.url + bulk, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ lodash: ['4.0.0'], 'left-pad': ['1.0.0'], '@vscope/x': ['1.0.0'] }) });
+      expect(audit.status).toBe(200);
+      expect(await audit.json()).toEqual({ lodash: [advisory(1, 'real lodash advisory')], '@vscope/x': [] });
+    } finally {
+      everything.answers.delete(bulk);
+      scoped.answers.delete(bulk);
+    }
+  });
+
   it('what is not a package name (a ".." part, a percent sign, spaces) is asked of no upstream, and said so', async () => {
     for (const path of ['/@vscope%2F..%2Fx', '/@vscope/..%2Fcorp%2Fx', '/@vscope%2Fx%2F..%2F..%2Fy', '/%2540corp%252fx', '/@vscope%20/x', '/%20%40corp%2Fx']) {
       const [a, b] = [scoped.seen.length, everything.seen.length];
