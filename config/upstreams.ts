@@ -63,7 +63,8 @@ export interface UpstreamDefaults {
 export function patternCovers(earlier: string, later: string): boolean {
   if (earlier === '**') return true;
   if (later.includes('**')) return false;
-  return patternMatches(earlier, later);
+  // Names are routed without regard to case (`routeOf`).
+  return patternMatches(earlier.toLowerCase(), later.toLowerCase());
 }
 
 /** An http(s) URL setting, checked: no credentials, query or fragment; without trailing slashes. */
@@ -201,8 +202,13 @@ export function upstreamsOf(env: NodeJS.ProcessEnv, defaults: UpstreamDefaults):
   return upstreams;
 }
 
-/** The upstream `name` is routed to (the first whose patterns match), or null; private scopes are the caller's to check. */
+/**
+ * The upstream `name` is routed to (the first whose patterns match), or null; private scopes are the
+ * caller's to check. Compared without regard to case, as npm normalizes names (and as the private
+ * scopes and the supply-chain policy compare them): `@Company-GH/x` goes where `@company-gh/*` goes.
+ */
 export function routeOf<T extends Pick<UpstreamConfig, 'packages'>>(upstreams: readonly T[], name: string): T | null {
-  for (const upstream of upstreams) if (upstream.packages.some((pattern) => patternMatches(pattern, name))) return upstream;
+  const lower = name.toLowerCase();
+  for (const upstream of upstreams) if (upstream.packages.some((pattern) => patternMatches(pattern.toLowerCase(), lower))) return upstream;
   return null;
 }

@@ -19,6 +19,9 @@
  */
 import parse from 'spdx-expression-parse';
 import satisfies from 'spdx-satisfies';
+import spdxExceptions from 'spdx-exceptions/index.json';
+import spdxDeprecated from 'spdx-license-ids/deprecated.json';
+import spdxLicenses from 'spdx-license-ids/index.json';
 import semver from 'semver';
 import { patternMatches, patternProblem } from './access';
 import { declaredLicense } from './license-field';
@@ -55,6 +58,10 @@ export const LICENSES_EXAMPLE = '{"allowed": ["MIT", "ISC", "Apache-2.0"], "deni
 const MAX_EXPRESSION = 512;
 /** Most ways of taking one expression looked at (an expression of many `AND`s of `OR`s multiplies them). */
 const MAX_CHOICES = 256;
+/** The end of SPDX's deprecated identifiers of a license with an exception (`GPL-2.0-with-classpath-exception`). */
+const DEPRECATED_WITH = /-with-[A-Za-z]+-exception$/;
+/** Most licenses in one expression looked at (each is matched against the lists once; real ones name a few). */
+const MAX_LEAVES = 32;
 
 /** Why `entry` cannot be one entry of `allowed` or `denied`, or null. */
 function singleLicenseProblem(entry: unknown): string | null {
@@ -111,6 +118,30 @@ export function licensePolicyProblem(value: unknown): string | null {
 
 type Leaf = parse.LicenseInfo;
 
+/** The number of licenses named in `info`, counted up to `MAX_LEAVES + 1`. */
+function leafCount(info: parse.Info): number {
+  if (!('conjunction' in info)) return 1;
+  const left = leafCount(info.left);
+  return left > MAX_LEAVES ? left : left + leafCount(info.right);
+}
+
+/** The SPDX identifiers (licenses, deprecated ones, exceptions) by their lower case, made when first needed. */
+let canonicalIds: Map<string, string> | null = null;
+
+/**
+ * `license` with every SPDX identifier in the case SPDX spells it: identifiers are matched without
+ * regard to case (SPDX specification, annex D), and the parser knows them in one case only, so
+ * `agpl-3.0-only` would otherwise be no SPDX expression, and served where AGPL-3.0-only is denied.
+ */
+function canonicalCase(license: string): string {
+  if (!canonicalIds) {
+    canonicalIds = new Map();
+    for (const id of ([] as string[]).concat(spdxLicenses, spdxDeprecated, spdxExceptions)) canonicalIds.set(id.toLowerCase(), id);
+  }
+  const ids = canonicalIds;
+  return license.replace(/[A-Za-z0-9.-]+/g, (token) => ids.get(token.toLowerCase()) || token);
+}
+
 /** Every way of taking `info`: one side of each OR, every part of an AND; null beyond `MAX_CHOICES`. */
 function choices(info: parse.Info): Leaf[][] | null {
   if (!('conjunction' in info)) return [[info]];
@@ -152,23 +183,45 @@ function judge(policy: LicensePolicy, license: string | null): LicenseVerdict {
   if (/^SEE LICEN[CS]E IN /i.test(license)) return unknownVerdict(policy, 'its license is not an SPDX expression ("' + license.slice(0, 100) + '")');
   let ways: Leaf[][] | null = null;
   if (license.length <= MAX_EXPRESSION) {
+    let info: parse.Info;
     try {
-      ways = choices(parse(license));
+      info = parse(canonicalCase(license));
     } catch {
       return unknownVerdict(policy, 'its license "' + license.slice(0, 100) + '" is not an SPDX expression');
     }
+    if (leafCount(info) <= MAX_LEAVES) ways = choices(info);
   }
   if (!ways) return unknownVerdict(policy, 'its license expression is too long or too complex to check');
   const allowed = policy.allowed && policy.allowed.length ? policy.allowed : null;
   const denied = policy.denied && policy.denied.length ? policy.denied : [];
+  // Each license of the expression is matched once: the ways of taking it share them.
+  const deniedLeaves = new Map<Leaf, boolean>();
+  const allowedLeaves = new Map<Leaf, boolean>();
+  const isDenied = (leaf: Leaf): boolean => {
+    let hit = deniedLeaves.get(leaf);
+    if (hit === undefined) {
+      hit =
+        satisfiedBy(leafText(leaf, false), denied) ||
+        (leaf.exception !== undefined && satisfiedBy(leafText({ license: leaf.license }, false), denied)) ||
+        // The deprecated identifiers of a license with an exception (`GPL-3.0-with-GCC-exception`) extend it too.
+        (DEPRECATED_WITH.test(leaf.license) && satisfiedBy(leaf.license.replace(DEPRECATED_WITH, ''), denied));
+      deniedLeaves.set(leaf, hit);
+    }
+    return hit;
+  };
+  const isAllowed = (leaf: Leaf): boolean => {
+    let hit = allowedLeaves.get(leaf);
+    if (hit === undefined) allowedLeaves.set(leaf, (hit = satisfiedBy(leafText(leaf), allowed || [])));
+    return hit;
+  };
   let deniedHit: string | null = null;
   for (const way of ways) {
-    const deniedLeaf = way.find((leaf) => satisfiedBy(leafText(leaf, false), denied) || (leaf.exception !== undefined && satisfiedBy(leafText({ license: leaf.license }, false), denied)));
+    const deniedLeaf = way.find(isDenied);
     if (deniedLeaf) {
       deniedHit = deniedHit || leafText(deniedLeaf);
       continue;
     }
-    if (!allowed || way.every((leaf) => satisfiedBy(leafText(leaf), allowed))) return OK;
+    if (!allowed || way.every(isAllowed)) return OK;
   }
   if (deniedHit && (!allowed || ways.length === 1)) return { ok: false, why: 'its license "' + license + '" includes ' + deniedHit + ', which is denied here' };
   return { ok: false, why: 'its license "' + license + '" is not among those allowed here (' + (allowed || []).join(', ') + ')' + (deniedHit ? ', and ' + deniedHit + ' is denied' : '') };

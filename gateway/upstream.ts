@@ -391,7 +391,11 @@ export async function postToUpstream(host: Pick<ElsewhereHost, 'config' | 'upstr
       if (answer.status !== 200 || !answer.body || typeof answer.body !== 'object' || Array.isArray(answer.body)) {
         throw new HttpError(UPSTREAM_FAILED, 'The upstream registry ' + client.url + ' answered the audit of the packages routed to it with ' + answer.status + '; the audit is incomplete without it. Try again later.');
       }
-      Object.assign(merged, answer.body);
+      // Only what it was asked: an upstream's word on a name routed to another is not taken (it could hide or invent advisories).
+      const asked = parts.get(client) || {};
+      for (const [name, advisories] of Object.entries(answer.body as Record<string, unknown>)) {
+        if (Object.prototype.hasOwnProperty.call(asked, name)) Object.defineProperty(merged, name, { value: advisories, enumerable: true, writable: true, configurable: true });
+      }
     }
     return { status: 200, body: merged };
   });

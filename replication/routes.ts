@@ -12,6 +12,7 @@
  * is the whole mirror database when no upstream is configured (an offline copy).
  */
 import { Config, routeOf, UpstreamConfig, UpstreamMode } from '../config';
+import { packageNameProblem } from '../core/names';
 import { inPrivateScope } from '../core/provenance';
 import { PackageDoc } from '../core/types';
 import type { NpmFollower } from './feed/follower';
@@ -72,9 +73,13 @@ export class UpstreamRoutes {
     return inPrivateScope(name, this.privateScopes);
   }
 
-  /** The route of `name`: the first upstream whose pattern matches it; null for a private scope or a name no pattern matches. */
+  /**
+   * The route of `name`: the first upstream whose pattern matches it; null for a private scope, a name
+   * no pattern matches, or one that is not a package name (`@scope/../x`, `%40scope%2Fx`: an upstream
+   * that normalizes or decodes it again might read another name than the one routed).
+   */
   upstreamFor(name: string): UpstreamRoute | null {
-    if (this.isPrivate(name)) return null;
+    if (this.isPrivate(name) || packageNameProblem(name, false)) return null;
     const found = routeOf(this.configs, name);
     return found ? this.all.find((route) => route.config === found) || null : null;
   }
@@ -98,6 +103,7 @@ export class UpstreamRoutes {
   noRouteMessage(name: string): string | null {
     if (this.isPrivate(name)) return 'Package "' + name + '" is not in this registry; its scope is private here, so it is never fetched from an upstream.';
     if (this.upstreamFor(name)) return null;
+    if (packageNameProblem(name, false)) return 'Package "' + name + '" is not here, and it is never asked of an upstream: ' + packageNameProblem(name, false) + '.';
     return 'Package "' + name + '" is not here, and no upstream is configured for it (no pattern of UPSTREAMS matches the name).';
   }
 

@@ -27,6 +27,7 @@ import { parsePackagePath } from '../paths';
 import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
 import { foreignBaseUrl, foreignUrlProblem, forwardToUpstream, postToUpstream, readForeign } from '../upstream';
 import { publishLicenseProblem } from '../../core/licenses';
+import { tarballLicenseProblem } from '../tarball-license';
 import { servedBytes, withheldOf, writeWithRetry } from '../writes';
 import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 import { versionOfTarball } from '../../core/names';
@@ -334,7 +335,7 @@ export function packageRoutes(ctx: Context): Router {
     if (publishes) {
       await assertMayTakeName(ctx, user, name);
       await assertNotStaged(user, name, body.versions);
-      const licenseProblem = publishLicenseProblem(ctx.policy?.current.licenses, name, body.versions);
+      const licenseProblem = publishLicenseProblem(ctx.policy?.current.licenses, name, body.versions) || tarballLicenseProblem(ctx.policy?.current.licenses, name, body.versions, body._attachments);
       if (licenseProblem) throw forbidden(licenseProblem);
       const trusted = user.trustedPublisher;
       let created = false;

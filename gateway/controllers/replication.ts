@@ -230,26 +230,40 @@ async function supplyChainStatus(ctx: Context, readable: <T extends { name: stri
 
 /** Most versions held back by the license policy listed in the status. */
 const LICENSE_HOLDS_LISTED = 1000;
+/**
+ * Most distinct licenses not allowed whose versions are listed, and how many of their queries run at
+ * once: each is a query of the view, and an upstream can publish a license of its own for every
+ * version (a status read made a thousand queries one after the other, for ten seconds and more).
+ */
+const LICENSE_GROUPS_LISTED = 100;
+const LICENSE_QUERIES_AT_ONCE = 8;
 
 /**
  * The mirrored versions the license policy holds back, with their license and why (at most
- * `LICENSE_HOLDS_LISTED`): each distinct license is judged once (`versionsByLicense`, grouped), and the
- * versions of those not allowed are listed.
+ * `LICENSE_HOLDS_LISTED`, of at most `LICENSE_GROUPS_LISTED` licenses): each distinct license is judged
+ * once (`versionsByLicense`, grouped), and the versions of those not allowed are listed.
  */
 async function licenseHolds(ctx: Context, licenses: LicensePolicy): Promise<{ name: string; version: string; license: string | null; reason: string }[]> {
   const held: { name: string; version: string; license: string | null; reason: string }[] = [];
   const groups = (await ctx.mirrored.view<number>('versionsByLicense', { group_level: 1 })).rows;
+  const notAllowed: { license: string | null; why: string }[] = [];
   for (const group of groups) {
     const license = (group.key as string[])[0] || null;
     const verdict = licenseVerdict(licenses, license);
-    if (verdict.ok) continue;
-    const key = license || '';
-    const rows = (await ctx.mirrored.view<null>('versionsByLicense', { startkey: [key], endkey: [key, {}], reduce: false, limit: LICENSE_HOLDS_LISTED - held.length })).rows;
-    for (const row of rows) {
-      const version = (row.key as string[])[1];
-      if (!licenseException(licenses, row.id, version)) held.push({ name: row.id, version, license, reason: verdict.why });
-    }
-    if (held.length >= LICENSE_HOLDS_LISTED) break;
+    if (!verdict.ok) notAllowed.push({ license, why: verdict.why });
+    if (notAllowed.length >= LICENSE_GROUPS_LISTED) break;
+  }
+  for (let at = 0; at < notAllowed.length && held.length < LICENSE_HOLDS_LISTED; at += LICENSE_QUERIES_AT_ONCE) {
+    const batch = notAllowed.slice(at, at + LICENSE_QUERIES_AT_ONCE);
+    const answers = await Promise.all(
+      batch.map(({ license }) => ctx.mirrored.view<null>('versionsByLicense', { startkey: [license || ''], endkey: [license || '', {}], reduce: false, limit: LICENSE_HOLDS_LISTED })),
+    );
+    answers.forEach((answer, i) => {
+      for (const row of answer.rows) {
+        const version = (row.key as string[])[1];
+        if (held.length < LICENSE_HOLDS_LISTED && !licenseException(licenses, row.id, version)) held.push({ name: row.id, version, license: batch[i].license, reason: batch[i].why });
+      }
+    });
   }
   return held;
 }

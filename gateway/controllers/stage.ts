@@ -23,6 +23,7 @@
  * staged once at a time, at every site.
  */
 import { publishLicenseProblem } from '../../core/licenses';
+import { tarballLicenseProblem } from '../tarball-license';
 import { assertTrustStands } from './trust';
 import { Request, Response, Router } from 'express';
 import { applyPublish, assertValidName, isTombstone, parsePublish, PublishBody, PublishInput } from '../../core/packument';
@@ -107,7 +108,7 @@ export function stageRoutes(ctx: Context): Router {
     }
     await ctx.access.assertPublish(user, name);
     await assertMayTakeName(ctx, user, name);
-    const licenseProblem = publishLicenseProblem(ctx.policy?.current.licenses, name, body.versions);
+    const licenseProblem = publishLicenseProblem(ctx.policy?.current.licenses, name, body.versions) || tarballLicenseProblem(ctx.policy?.current.licenses, name, body.versions, body._attachments);
     if (licenseProblem) throw forbidden(licenseProblem);
     const input: PublishInput = { name, body, user, now: new Date().toISOString(), baseUrl: ctx.baseUrl, checkDigests };
     const versions = parsePublish(input);
@@ -210,10 +211,11 @@ export function stageRoutes(ctx: Context): Router {
     await ctx.access.assertPublish(user, name);
     await requireApprovalFactor(res, user, name);
     // The license policy may have changed since the version was staged.
-    const licenseProblem = publishLicenseProblem(ctx.policy?.current.licenses, name, staged.body.versions);
-    if (licenseProblem) throw forbidden(licenseProblem + ' Reject the staged version with `npm stage reject ' + id + '`.');
     const data = await store.tarballData(staged);
     if (data === null) throw noSuchStaged(id);
+    const licenseProblem =
+      publishLicenseProblem(ctx.policy?.current.licenses, name, staged.body.versions) || tarballLicenseProblem(ctx.policy?.current.licenses, name, staged.body.versions, { [staged.file]: { data } });
+    if (licenseProblem) throw forbidden(licenseProblem + ' Reject the staged version with `npm stage reject ' + id + '`.');
     const body: PublishBody = { ...staged.body, _attachments: { [staged.file]: { content_type: 'application/octet-stream', data, length: staged.size } } };
     const now = new Date().toISOString();
     const sign = ctx.keys ? (n: string, v: string, i: string) => ctx.keys!.sign(n, v, i) : undefined;
