@@ -653,7 +653,8 @@ async function measurePolicyCost(work: string, upstream: string, direct: Record<
     const gated = await startOurs({ UPSTREAM_REGISTRY: upstream, UPSTREAM_MODE: 'mirror' });
     const peer = await startPeer(upstream);
     try {
-      await setPolicy(gated, BENCH_POLICY);
+      // `BENCH_POLICY` (JSON) measures another policy, e.g. one of the two alone.
+      await setPolicy(gated, process.env.BENCH_POLICY ? JSON.parse(process.env.BENCH_POLICY) : BENCH_POLICY);
       const pids = [plain.pid, gated.pid, peer.pid];
       const cold = async (url: string, name: string, side?: 'plain' | 'gated' | 'peer', pid?: number) => {
         await quiet(pids);

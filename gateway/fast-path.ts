@@ -11,6 +11,7 @@ import { policyActive, withheldTarball } from '../core/policy';
 import { requestDone } from './access-log';
 import { Context } from './context';
 import { IMMUTABLE } from './http-cache';
+import { withheldOf } from './writes';
 import { parsePackagePath } from './paths';
 
 /** Answers the request and returns true, or returns false (and touches nothing) for Express to answer it. */
@@ -37,7 +38,13 @@ export function tarballFastPath(ctx: Context): (req: IncomingMessage, res: Serve
     const policy = ctx.policy?.current;
     if (policy && policyActive(policy)) {
       const entry = ctx.cache.get(name);
-      if (!entry || (entry.withheld && withheldTarball(name, file, entry.withheld))) return false;
+      if (entry) {
+        if (entry.withheld && withheldTarball(name, file, entry.withheld)) return false;
+      } else {
+        // Just pulled through and still being stored (its packument is not cached until it is): judged on that document.
+        const pulled = ctx.upstreams.mirrorFor(name)?.inFlight(name);
+        if (!pulled || withheldTarball(name, file, withheldOf(ctx, pulled))) return false;
+      }
     }
     const started = process.hrtime.bigint();
     ctx.metrics.cache('tarball', true, cached.size);

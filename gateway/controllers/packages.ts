@@ -290,7 +290,9 @@ export function packageRoutes(ctx: Context): Router {
     if (!policy || !policyActive(policy)) return undefined;
     const entry = ctx.cache.get(name);
     if (entry) return entry.withheld ? withheldTarball(name, file, entry.withheld) : undefined;
-    const doc = await readPackage(ctx, name);
+    // Just pulled through and still being stored: that document is what is served (getTarball takes
+    // it too), so it is judged without asking CouchDB for the two documents it does not have yet.
+    const doc = ctx.upstreams.mirrorFor(name)?.inFlight(name) || (await readPackage(ctx, name));
     return doc ? withheldTarball(name, file, withheldOf(ctx, doc)) : undefined;
   }
 
