@@ -2,7 +2,7 @@
  * The benchmark harness at tiny sizes, so that it cannot rot: both registries start, take the same
  * data, and every measure yields a number for both. No targets are checked here (see bench/).
  */
-import { markdownTable, runBenchmarks } from '../bench/harness';
+import { markdownTable, runBenchmarks, runPolicies } from '../bench/harness';
 import { runScale, scaleTable } from '../bench/scale';
 
 it('runs every benchmark against this registry and Verdaccio', async () => {
@@ -23,6 +23,13 @@ it('runs every benchmark against this registry and Verdaccio', async () => {
   expect(table).toMatch(/\| Tarball \d+ KB of the small package \(3 versions\), (wrk|autocannon)/);
   expect(table).toMatch(/\| Tarball \d+ KB \(small\) against (nginx \(sendfile\)|Express static)/);
   expect(table.split('\n')).toHaveLength(rows.length + 2);
+}, 300_000);
+
+it('measures the policies\' cost at a tiny size: the policy is accepted, every install succeeds, and every row has both figures', async () => {
+  const rows = await runPolicies('smoke', 1);
+  expect(rows.map((row) => row.unit)).toEqual(['ms', 'req/s', 'req/s']);
+  for (const row of rows) expect([row.metric, row.ours > 0 && row.peer !== null && row.peer > 0]).toEqual([row.metric, true]);
+  expect(markdownTable(rows)).toMatch(/without the policies \d+ ms \(with them [\d.]+×\)/);
 }, 300_000);
 
 it('runs the scale series at a tiny size: every measure yields a number, and searches for whole names find them first', async () => {
