@@ -208,6 +208,16 @@ export function addAdvisoryWithheld(doc: PackageDoc, policy: AdvisoryPolicy | un
 /** Advisories kept per package at most (the document must stay well below CouchDB's size limit). */
 const MAX_ADVISORIES = 1000;
 
+/**
+ * `text` without control characters (C0, DEL, C1) or bidirectional overrides: an advisory's words
+ * reach terminals (npm's 403 messages, `npm run replication`), where an escape sequence of a hostile
+ * endpoint could clear the screen, rewrite what it shows or hide a link.
+ */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what is looked for
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '');
+}
+
 /** The advisories of one package in a bulk answer, checked: what is not an advisory is left out, missing fields get npm's defaults. */
 export function advisoriesOf(value: unknown): Advisory[] {
   if (!Array.isArray(value)) return [];
@@ -218,12 +228,16 @@ export function advisoriesOf(value: unknown): Advisory[] {
     const a = item as Record<string, unknown>;
     if ((typeof a.id !== 'number' && typeof a.id !== 'string') || String(a.id) === '' || String(a.id).length > 200) continue;
     const range = typeof a.vulnerable_versions === 'string' && a.vulnerable_versions.trim() ? a.vulnerable_versions : '*';
+    const id = typeof a.id === 'string' ? printable(a.id) : a.id;
+    if (id === '') continue;
     const advisory: Advisory = {
-      id: a.id,
-      title: typeof a.title === 'string' ? a.title.slice(0, 500) : '',
-      url: typeof a.url === 'string' && /^https?:\/\//.test(a.url) ? a.url.slice(0, 2000) : '',
+      id,
+      title: typeof a.title === 'string' ? printable(a.title).slice(0, 500) : '',
+      // An address as it is written, without spaces or control characters, or none.
+      // eslint-disable-next-line no-control-regex -- control characters are what is looked for
+      url: typeof a.url === 'string' && /^https?:\/\/[^\s\u0000-\u001f\u007f-\u009f]+$/.test(a.url) ? a.url.slice(0, 2000) : '',
       // As npm reads an advisory without one (metavuln-calculator).
-      severity: typeof a.severity === 'string' ? a.severity.toLowerCase() : 'high',
+      severity: typeof a.severity === 'string' ? printable(a.severity).toLowerCase() : 'high',
       vulnerable_versions: range.slice(0, 2000),
     };
     if (a.cwe !== undefined) advisory.cwe = a.cwe;

@@ -36,9 +36,16 @@ beforeAll(async () => {
         const asked = JSON.parse(Buffer.concat(chunks).toString() || '{}') as Record<string, string[]>;
         const answer: Record<string, unknown[]> = {};
         for (const name of Object.keys(asked)) {
+          if (name === 'escape-lib') {
+            answer[name] = [{ id: 'GHSA-\u001b[31mred', title: 'Pwned\u001b[2J\u001b]8;;https://evil.example/\u0007click\u001b]8;;\u0007\r\u009b6n\u202e', url: 'https://example.test/a\n\u001b[1Ab', severity: 'crit\u001bical', vulnerable_versions: '*' }];
+            continue;
+          }
           answer[name] = VERSIONS.map((_v, i) => ({ id: 5000 + i, title: 'costly ' + i, url: 'https://example.test/GHSA-' + i, severity: 'low', vulnerable_versions: rangeOf(i) }));
         }
         body = answer;
+        status = 200;
+      } else if (req.method === 'GET' && path === '/escape-lib') {
+        body = { ...packument('escape-lib'), versions: { '1.0.0': { name: 'escape-lib', version: '1.0.0', dist: { tarball: upstreamUrl + '/escape-lib/-/escape-lib-1.0.0.tgz', shasum: '0'.repeat(40) } } }, 'dist-tags': { latest: '1.0.0' } };
         status = 200;
       } else if (req.method === 'GET' && /^\/costly-ranges(-\d+)?$/.test(path)) {
         body = packument(path.slice(1));
@@ -59,6 +66,8 @@ beforeAll(async () => {
     body: JSON.stringify({ _id: 'supply-chain', type: 'policy', ...(current && current._rev ? { _rev: current._rev } : {}), advisories: { severity: 'high' } }),
   });
   expect(res.status).toBe(201);
+  // The policy reaches the gateway within seconds.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
 });
 
 afterAll(async () => {
@@ -68,8 +77,6 @@ afterAll(async () => {
 
 describe('a hostile advisory endpoint', () => {
   it('a thousand distinct ranges of many sets for each of a thousand versions neither stall the gateway nor the packument (minutes before)', async () => {
-    // The policy reaches the gateway within seconds.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
     const started = Date.now();
     const packuments = ['costly-ranges', 'costly-ranges-2'].map((name) =>
       fetch(proxy.url + '/' + name, { signal: AbortSignal.timeout(60_000) }).then(async (r) => ({ status: r.status, body: await r.json(), ms: Date.now() - started })),
@@ -89,5 +96,20 @@ describe('a hostile advisory endpoint', () => {
       expect(answer.ms).toBeLessThan(15_000);
     }
     expect(slowest).toBeLessThan(2000);
+  });
+
+  it('an advisory\'s title, id, URL and severity reach npm users\' terminals without control characters (escape sequences could clear, rewrite or link their screen)', async () => {
+    const res = await fetch(proxy.url + '/escape-lib/-/escape-lib-1.0.0.tgz');
+    expect(res.status).toBe(403);
+    const reason = ((await res.json()) as { error: string }).error;
+    expect(reason).toContain('Pwned');
+    expect(reason).toContain('GHSA-');
+    // No C0 or C1 control character, nor a bidirectional override.
+    // eslint-disable-next-line no-control-regex -- control characters are what is looked for
+    expect(reason).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
+    const manifest = await fetch(proxy.url + '/escape-lib/1.0.0');
+    expect(manifest.status).toBeLessThan(500);
+    // eslint-disable-next-line no-control-regex -- control characters are what is looked for
+    expect(await manifest.text()).not.toMatch(/\\u001b|\u001b/);
   });
 });

@@ -41,3 +41,12 @@ describe('a hostile advisory endpoint\'s ranges', () => {
     expect({ ...record.affected }).toEqual({ '1.0.0': ['7'], '2.0.0': ['7'] });
   });
 });
+
+describe('a hostile advisory endpoint\'s words', () => {
+  it('keep no control characters or bidirectional overrides, and an address with spaces or control characters is none', () => {
+    const [advisory] = advisoriesOf([{ id: 'GHSA-\u001b[31mx', title: 'a\u001b[2Jb\u0007c\u009bd\u202ee', url: 'https://example.test/x\n\u001b[1A', severity: 'HIGH\u0000' }]);
+    expect(advisory).toEqual({ id: 'GHSA-[31mx', title: 'a[2Jbcde', url: '', severity: 'high', vulnerable_versions: '*' });
+    expect(advisoriesOf([{ id: '\u001b\u0007', title: 'only controls as its id' }])).toEqual([]);
+    expect(advisoriesOf([{ id: 5, url: 'https://github.com/advisories/GHSA-35jh-r3h4-6jhm' }])[0].url).toBe('https://github.com/advisories/GHSA-35jh-r3h4-6jhm');
+  });
+});
