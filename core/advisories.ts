@@ -207,6 +207,13 @@ export function addAdvisoryWithheld(doc: PackageDoc, policy: AdvisoryPolicy | un
 
 /** Advisories kept per package at most (the document must stay well below CouchDB's size limit). */
 const MAX_ADVISORIES = 1000;
+/**
+ * Advisories kept per package, counted once for each version each covers, at most: a hostile
+ * endpoint's thousand advisories of every version of a package of a thousand versions made a record
+ * of 10 MB (more than CouchDB takes in a document) and a million rows of `advisoriesByVersion`.
+ * Versions past it are left unchecked.
+ */
+const MAX_AFFECTED = 100_000;
 
 /**
  * `text` without control characters (C0, DEL, C1) or bidirectional overrides: an advisory's words
@@ -240,8 +247,12 @@ export function advisoriesOf(value: unknown): Advisory[] {
       severity: typeof a.severity === 'string' ? printable(a.severity).toLowerCase() : 'high',
       vulnerable_versions: range.slice(0, 2000),
     };
-    if (a.cwe !== undefined) advisory.cwe = a.cwe;
-    if (a.cvss !== undefined) advisory.cvss = a.cvss;
+    // Kept as npm sends them, when they are that (a hostile endpoint's megabytes here went on the document).
+    if (Array.isArray(a.cwe) && a.cwe.length <= 20 && a.cwe.every((c) => typeof c === 'string' && c.length <= 100)) advisory.cwe = (a.cwe as string[]).map(printable);
+    const cvss = a.cvss as Record<string, unknown> | undefined;
+    if (cvss && typeof cvss === 'object' && !Array.isArray(cvss) && typeof cvss.score === 'number' && (cvss.vectorString === null || (typeof cvss.vectorString === 'string' && cvss.vectorString.length <= 200))) {
+      advisory.cvss = { score: cvss.score, vectorString: typeof cvss.vectorString === 'string' ? printable(cvss.vectorString) : null };
+    }
     list.push(advisory);
   }
   return list;
@@ -337,7 +348,19 @@ export function advisoryRecord(versions: string[], advisories: Advisory[], now: 
       if (!again || affected[version].indexOf(id) === -1) affected[version].push(id);
     }
   }
-  const record: OriginAdvisories = { changed: now, checked: versions.slice().sort(), advisories: byId, affected };
+  // The versions whose advisories fit in the record; the rest are left unchecked (as when the endpoint does not answer).
+  let pairs = 0;
+  const checked: string[] = [];
+  for (const version of versions) {
+    const ids = Object.prototype.hasOwnProperty.call(affected, version) ? affected[version] : [];
+    if (pairs + ids.length > MAX_AFFECTED) {
+      delete affected[version];
+      continue;
+    }
+    pairs += ids.length;
+    checked.push(version);
+  }
+  const record: OriginAdvisories = { changed: now, checked: checked.sort(), advisories: byId, affected };
   record.digest = recordDigest(record);
   return record;
 }

@@ -50,3 +50,26 @@ describe('a hostile advisory endpoint\'s words', () => {
     expect(advisoriesOf([{ id: 5, url: 'https://github.com/advisories/GHSA-35jh-r3h4-6jhm' }])[0].url).toBe('https://github.com/advisories/GHSA-35jh-r3h4-6jhm');
   });
 });
+
+describe('a hostile advisory endpoint\'s size', () => {
+  it('a thousand advisories of every version of a thousand versions make a record of a few MB at most; the versions past it stay unchecked', () => {
+    const versions = versionsOf(1000);
+    const advisories = advisoriesOf(Array.from({ length: 1000 }, (_, i) => ({ id: 1000000 + i, title: 'x'.repeat(100), url: 'https://github.com/advisories/GHSA-aaaa-bbbb-' + i, severity: 'low', vulnerable_versions: '*' })));
+    const record = advisoryRecord(versions, advisories, 'now');
+    expect(JSON.stringify(record).length).toBeLessThan(3_000_000);
+    expect(record.checked.length).toBeGreaterThan(0);
+    expect(record.checked.length).toBeLessThan(versions.length);
+    for (const version of versions) expect(!!record.affected[version]).toBe(record.checked.indexOf(version) !== -1);
+  });
+
+  it('keeps cwe and cvss only as npm sends them (a list of CWE ids, a score and a vector), not megabytes of anything', () => {
+    const big = { score: 9.8, vectorString: 'x'.repeat(1_000_000) };
+    const [odd, usual] = advisoriesOf([
+      { id: 1, cwe: Array.from({ length: 100000 }, () => 'CWE-1'), cvss: big },
+      { id: 2, cwe: ['CWE-1321'], cvss: { score: 7.5, vectorString: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H' } },
+    ]);
+    expect(odd.cwe).toBeUndefined();
+    expect(odd.cvss).toBeUndefined();
+    expect(usual).toMatchObject({ cwe: ['CWE-1321'], cvss: { score: 7.5, vectorString: 'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H' } });
+  });
+});
