@@ -207,6 +207,23 @@ export function addAdvisoryWithheld(doc: PackageDoc, policy: AdvisoryPolicy | un
 
 /** Advisories kept per package at most (the document must stay well below CouchDB's size limit). */
 const MAX_ADVISORIES = 1000;
+/**
+ * Advisories kept per package, counted once for each version each covers, at most: a hostile
+ * endpoint's thousand advisories of every version of a package of a thousand versions made a record
+ * of 10 MB (more than CouchDB takes in a document) and a million rows of `advisoriesByVersion`.
+ * Versions past it are left unchecked.
+ */
+const MAX_AFFECTED = 100_000;
+
+/**
+ * `text` without control characters (C0, DEL, C1) or bidirectional overrides: an advisory's words
+ * reach terminals (npm's 403 messages, `npm run replication`), where an escape sequence of a hostile
+ * endpoint could clear the screen, rewrite what it shows or hide a link.
+ */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- control characters are what is looked for
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '');
+}
 
 /** The advisories of one package in a bulk answer, checked: what is not an advisory is left out, missing fields get npm's defaults. */
 export function advisoriesOf(value: unknown): Advisory[] {
@@ -218,25 +235,101 @@ export function advisoriesOf(value: unknown): Advisory[] {
     const a = item as Record<string, unknown>;
     if ((typeof a.id !== 'number' && typeof a.id !== 'string') || String(a.id) === '' || String(a.id).length > 200) continue;
     const range = typeof a.vulnerable_versions === 'string' && a.vulnerable_versions.trim() ? a.vulnerable_versions : '*';
+    const id = typeof a.id === 'string' ? printable(a.id) : a.id;
+    if (id === '') continue;
     const advisory: Advisory = {
-      id: a.id,
-      title: typeof a.title === 'string' ? a.title.slice(0, 500) : '',
-      url: typeof a.url === 'string' && /^https?:\/\//.test(a.url) ? a.url.slice(0, 2000) : '',
+      id,
+      title: typeof a.title === 'string' ? printable(a.title).slice(0, 500) : '',
+      // An address as it is written, without spaces or control characters, or none.
+      // eslint-disable-next-line no-control-regex -- control characters are what is looked for
+      url: typeof a.url === 'string' && /^https?:\/\/[^\s\u0000-\u001f\u007f-\u009f]+$/.test(a.url) ? a.url.slice(0, 2000) : '',
       // As npm reads an advisory without one (metavuln-calculator).
-      severity: typeof a.severity === 'string' ? a.severity.toLowerCase() : 'high',
+      severity: typeof a.severity === 'string' ? printable(a.severity).toLowerCase() : 'high',
       vulnerable_versions: range.slice(0, 2000),
     };
-    if (a.cwe !== undefined) advisory.cwe = a.cwe;
-    if (a.cvss !== undefined) advisory.cvss = a.cvss;
+    // Kept as npm sends them, when they are that (a hostile endpoint's megabytes here went on the document).
+    if (Array.isArray(a.cwe) && a.cwe.length <= 20 && a.cwe.every((c) => typeof c === 'string' && c.length <= 100)) advisory.cwe = (a.cwe as string[]).map(printable);
+    const cvss = a.cvss as Record<string, unknown> | undefined;
+    if (cvss && typeof cvss === 'object' && !Array.isArray(cvss) && typeof cvss.score === 'number' && (cvss.vectorString === null || (typeof cvss.vectorString === 'string' && cvss.vectorString.length <= 200))) {
+      advisory.cvss = { score: cvss.score, vectorString: typeof cvss.vectorString === 'string' ? printable(cvss.vectorString) : null };
+    }
     list.push(advisory);
   }
   return list;
 }
 
-/** Whether `version` is in an advisory's range; a range that cannot be read covers every version. */
-function covers(range: string, version: string): boolean {
-  if (semver.validRange(range) === null) return true;
-  return semver.satisfies(version, range, { includePrerelease: true, loose: true });
+const RANGE_OPTIONS = { includePrerelease: true, loose: true };
+/** Ranges joined by `||` an advisory's range may have (real ones have a handful): one with more is not read, and covers every version. */
+const MAX_RANGE_SETS = 64;
+/** The longest advisory range read (as semver's longest version): reading a range costs about a microsecond a character. */
+const MAX_RANGE_LENGTH = 256;
+
+/** Versions in semver's order, for finding those a range covers by bisection. */
+interface SortedVersions {
+  /** The versions semver can read, ordered. */
+  order: { version: string; parsed: semver.SemVer }[];
+}
+
+function sortedVersions(versions: string[]): SortedVersions {
+  const order: { version: string; parsed: semver.SemVer }[] = [];
+  for (const version of versions) {
+    try {
+      order.push({ version, parsed: new semver.SemVer(version, RANGE_OPTIONS) });
+    } catch {
+      // not a version semver reads: no range covers it
+    }
+  }
+  order.sort((a, b) => a.parsed.compare(b.parsed));
+  return { order };
+}
+
+/** The first index of `order` whose version compares above `bound` (or at or above it, with `inclusive`). */
+function firstFrom(order: SortedVersions['order'], bound: semver.SemVer, inclusive: boolean): number {
+  let low = 0;
+  let high = order.length;
+  while (low < high) {
+    const mid = (low + high) >> 1;
+    const c = order[mid].parsed.compare(bound);
+    if (c > 0 || (inclusive && c === 0)) high = mid;
+    else low = mid + 1;
+  }
+  return low;
+}
+
+/**
+ * The versions an advisory's range covers; a range that cannot be read covers every version. Each
+ * of the range's sets (the parts joined by `||`) is, with prereleases included, one stretch of the
+ * versions in semver's order, found by bisection: a hostile endpoint's thousand distinct ranges of
+ * 64 sets, tested against each of a thousand versions, stalled the gateway for more than a minute.
+ */
+function covered(range: string, versions: string[], sorted: SortedVersions): string[] {
+  let matcher: semver.Range;
+  try {
+    if (range.length > MAX_RANGE_LENGTH || range.split('||').length > MAX_RANGE_SETS) throw new Error('not read');
+    // Strictly a range, or it cannot be read; prereleases included.
+    matcher = new semver.Range(range, { includePrerelease: true });
+  } catch {
+    return versions;
+  }
+  const order = sorted.order;
+  const marked = new Uint8Array(order.length);
+  for (const set of matcher.set) {
+    let from = 0;
+    let to = order.length;
+    for (const comparator of set) {
+      const bound = comparator.semver;
+      if (!(bound instanceof semver.SemVer)) continue; // any version
+      const op = comparator.operator;
+      if (op === '>=' || op === '' || op === '=') from = Math.max(from, firstFrom(order, bound, true));
+      if (op === '>') from = Math.max(from, firstFrom(order, bound, false));
+      if (op === '<') to = Math.min(to, firstFrom(order, bound, true));
+      if (op === '<=' || op === '' || op === '=') to = Math.min(to, firstFrom(order, bound, false));
+    }
+    for (let i = from; i < to; i++) marked[i] = 1;
+  }
+  const list: string[] = [];
+  for (let i = 0; i < order.length; i++) if (marked[i]) list.push(order[i].version);
+  return list;
 }
 
 /** The record kept on the document after the upstream answered `advisories` for `versions`. */
@@ -244,16 +337,30 @@ export function advisoryRecord(versions: string[], advisories: Advisory[], now: 
   // Without a prototype: an id or a version named "__proto__" is a key like any other.
   const byId = Object.create(null) as Record<string, Advisory>;
   const affected = Object.create(null) as Record<string, string[]>;
+  const sorted = sortedVersions(versions);
   for (const advisory of advisories) {
     const id = String(advisory.id);
+    // An id met again: its versions are added to those of the first (each id once per version).
+    const again = Object.prototype.hasOwnProperty.call(byId, id);
     byId[id] = advisory;
-    for (const version of versions) {
-      if (!covers(advisory.vulnerable_versions, version)) continue;
+    for (const version of covered(advisory.vulnerable_versions, versions, sorted)) {
       if (!affected[version]) affected[version] = [];
-      if (affected[version].indexOf(id) === -1) affected[version].push(id);
+      if (!again || affected[version].indexOf(id) === -1) affected[version].push(id);
     }
   }
-  const record: OriginAdvisories = { changed: now, checked: versions.slice().sort(), advisories: byId, affected };
+  // The versions whose advisories fit in the record; the rest are left unchecked (as when the endpoint does not answer).
+  let pairs = 0;
+  const checked: string[] = [];
+  for (const version of versions) {
+    const ids = Object.prototype.hasOwnProperty.call(affected, version) ? affected[version] : [];
+    if (pairs + ids.length > MAX_AFFECTED) {
+      delete affected[version];
+      continue;
+    }
+    pairs += ids.length;
+    checked.push(version);
+  }
+  const record: OriginAdvisories = { changed: now, checked: checked.sort(), advisories: byId, affected };
   record.digest = recordDigest(record);
   return record;
 }

@@ -27,6 +27,9 @@ import { Couch, Database } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
 import { UpstreamRegistry, upstreamObject } from './upstream';
 
+/** Waits for the next turn of the event loop (other requests are answered meanwhile). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** The path of npm's bulk advisory API on a registry. */
 export const BULK_ADVISORIES_PATH = '/-/npm/v1/security/advisories/bulk';
 /** Packages asked about in one request, and versions at most (npm audit asks for whole trees in one). */
@@ -137,7 +140,11 @@ export class AdvisoryClient {
       for (const p of batch) query[p.name] = p.versions;
       const answer = await this.ask(query);
       const now = new Date().toISOString();
-      for (const p of batch) records.set(p.name, advisoryRecord(p.versions, answer[p.name] || [], now));
+      for (const p of batch) {
+        // One record a turn of the event loop: each can take a few hundred ms of a hostile endpoint's answer.
+        await nextTurn();
+        records.set(p.name, advisoryRecord(p.versions, answer[p.name] || [], now));
+      }
       batch = [];
       versions = 0;
     };
@@ -184,7 +191,11 @@ export class AdvisoryClient {
       for (const q of chunk) query[q.name] = Array.from(new Set([...(query[q.name] || []), ...q.versions]));
       try {
         const answer = await this.ask(query);
-        for (const q of chunk) q.resolve(answer[q.name] || []);
+        for (const q of chunk) {
+          q.resolve(answer[q.name] || []);
+          // Its record is made before the next turn: one a turn (each can take a few hundred ms).
+          await nextTurn();
+        }
       } catch (err) {
         for (const q of chunk) q.reject(err);
       }
