@@ -45,22 +45,56 @@ export interface HeldByAdvisory {
   advisory: { id: number | string; title: string; url: string; severity: string };
 }
 
+/** Rows of `advisoriesByVersion` read per request, and at most in all, by one listing. */
+const PAGE_ROWS = 500;
+const MAX_ROWS = 20_000;
+/** Versions of one package listed at most: past them, the listing goes on with the next package. */
+const PER_PACKAGE = 50;
+
 /**
  * The mirrored versions the advisories hold back under `policy` (at most `limit`), from the
- * `advisoriesByVersion` view of the mirror database: only versions some advisory covers are in it.
+ * `advisoriesByVersion` view of the mirror database (only versions some advisory covers are in it),
+ * of the packages `mayRead` lets the caller read. Read a page at a time, at most `MAX_ROWS` rows, and
+ * at most `PER_PACKAGE` versions of one package, so that one package with many advisories and
+ * versions neither makes the listing large nor leaves the others out of it.
  */
-export async function heldByAdvisories(ctx: Pick<Context, 'mirrored'>, policy: AdvisoryPolicy, limit = 1000): Promise<HeldByAdvisory[]> {
-  const rows = (await ctx.mirrored.view<Advisory>('advisoriesByVersion', { limit: 20_000 })).rows;
+export async function heldByAdvisories(ctx: Pick<Context, 'mirrored'>, policy: AdvisoryPolicy, mayRead: (name: string) => Promise<boolean> = async () => true, limit = 1000): Promise<HeldByAdvisory[]> {
   const held = new Map<string, HeldByAdvisory>();
-  for (const row of rows) {
-    const [name, version] = row.key as unknown as [string, string];
-    const advisory = row.value;
-    if (!advisory || !reachesThreshold(policy, advisory) || exceptionFor(policy, name, advisory)) continue;
-    const key = name + '@' + version;
-    const known = held.get(key);
-    if (known && severityRank(known.advisory.severity) >= severityRank(advisory.severity)) continue;
-    held.set(key, { name, version, advisory: { id: advisory.id, title: advisory.title, url: advisory.url, severity: advisory.severity } });
-    if (held.size >= limit) break;
+  const readable = new Map<string, boolean>();
+  let startkey: unknown;
+  let skip = 0;
+  let read = 0;
+  let current = '';
+  let ofCurrent = 0;
+  while (read < MAX_ROWS && held.size < limit) {
+    const rows = (await ctx.mirrored.view<Advisory>('advisoriesByVersion', { ...(startkey === undefined ? {} : { startkey }), skip, limit: PAGE_ROWS })).rows;
+    read += rows.length;
+    skip += rows.length;
+    let jump: string | null = null;
+    for (const row of rows) {
+      const [name, version] = row.key as unknown as [string, string];
+      if (name !== current) {
+        current = name;
+        ofCurrent = 0;
+      }
+      if (!readable.has(name)) readable.set(name, await mayRead(name));
+      const advisory = row.value;
+      if (!readable.get(name) || !advisory || !reachesThreshold(policy, advisory) || exceptionFor(policy, name, advisory)) continue;
+      const key = name + '@' + version;
+      const known = held.get(key);
+      if (known && severityRank(known.advisory.severity) >= severityRank(advisory.severity)) continue;
+      if (!known && ++ofCurrent > PER_PACKAGE) {
+        jump = name;
+        break;
+      }
+      held.set(key, { name, version, advisory: { id: advisory.id, title: advisory.title, url: advisory.url, severity: advisory.severity } });
+      if (held.size >= limit) break;
+    }
+    if (jump !== null) {
+      // The rest of this package is skipped: on with the next one.
+      startkey = [jump, {}];
+      skip = 0;
+    } else if (rows.length < PAGE_ROWS) break;
   }
   return [...held.values()];
 }

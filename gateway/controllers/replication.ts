@@ -171,7 +171,7 @@ export async function replicationStatus(ctx: Context, mayRead: (name: string) =>
       mirrors.flatMap((mirror) => mirror.stats.failures).sort((a, b) => a.at.localeCompare(b.at)).slice(-50),
       (failure) => failure.name,
     ),
-    supplyChain: await supplyChainStatus(ctx, (items) => readable(items, (item) => item.name)),
+    supplyChain: await supplyChainStatus(ctx, (items) => readable(items, (item) => item.name), mayRead),
   };
 }
 
@@ -206,7 +206,7 @@ async function upstreamStatus(route: UpstreamRoute): Promise<Record<string, any>
  * when each becomes available (at most 1,000, newest first), the blocks, and the license policy with
  * the mirrored versions it holds back.
  */
-async function supplyChainStatus(ctx: Context, readable: <T extends { name: string }>(items: T[]) => Promise<T[]>): Promise<Record<string, unknown>> {
+async function supplyChainStatus(ctx: Context, readable: <T extends { name: string }>(items: T[]) => Promise<T[]>, mayRead: (name: string) => Promise<boolean>): Promise<Record<string, unknown>> {
   const policy = ctx.policy?.current || NO_POLICY;
   const heldBack: { name: string; version: string; publishedAt: string; availableAt: string }[] = [];
   if (policy.minAgeMs > 0) {
@@ -224,7 +224,7 @@ async function supplyChainStatus(ctx: Context, readable: <T extends { name: stri
     heldBack: await readable(heldBack),
     blocked: policy.blocked,
     licenses: policy.licenses ? { policy: policy.licenses, heldBack: await readable(await licenseHolds(ctx, policy.licenses)) } : null,
-    advisories: await advisoriesStatus(ctx, readable),
+    advisories: await advisoriesStatus(ctx, mayRead),
   };
 }
 
@@ -273,10 +273,11 @@ async function licenseHolds(ctx: Context, licenses: LicensePolicy): Promise<{ na
  * (its state, and what happens while it cannot answer), the last periodic check, and the mirrored
  * versions an advisory holds back now (those the caller may read, at most 1,000), each with it.
  */
-async function advisoriesStatus(ctx: Context, readable: <T extends { name: string }>(items: T[]) => Promise<T[]>): Promise<Record<string, unknown> | null> {
+async function advisoriesStatus(ctx: Context, mayRead: (name: string) => Promise<boolean>): Promise<Record<string, unknown> | null> {
   const policy = ctx.policy?.current.advisories;
   if (!policy) return null;
-  const heldBack: HeldByAdvisory[] = await readable(await heldByAdvisories(ctx, policy).catch(() => []));
+  // Only what the caller may read, filtered before the list is cut.
+  const heldBack: HeldByAdvisory[] = await heldByAdvisories(ctx, policy, mayRead).catch(() => []);
   return {
     severity: policy.severity,
     unchecked: policy.unchecked,

@@ -113,3 +113,34 @@ describe('a hostile advisory endpoint', () => {
     expect(await manifest.text()).not.toMatch(/\\u001b|\u001b/);
   });
 });
+
+describe('the status page\'s list of what advisories hold back', () => {
+  it('one package with advisories on a thousand versions neither fills the list nor leaves the other packages out of it', async () => {
+    const advisory = (id: number) => ({ id, title: 'flooded ' + id, url: 'https://example.test/GHSA-' + id, severity: 'critical', vulnerable_versions: '*' });
+    const mirrored = async (name: string, versions: string[]) => {
+      const affected: Record<string, string[]> = {};
+      for (const v of versions) affected[v] = ['1'];
+      const doc = {
+        ...packument(name),
+        versions: Object.fromEntries(versions.map((v) => [v, { name, version: v, dist: { tarball: upstreamUrl + '/' + name + '/-/' + name + '-' + v + '.tgz', shasum: '0'.repeat(40) } }])),
+        'dist-tags': { latest: versions[versions.length - 1] },
+        origin: upstreamUrl,
+        origin_advisories: { changed: '2026-12-01T00:00:00.000Z', checked: versions, affected, advisories: { 1: advisory(1) } },
+      };
+      const res = await fetch(new URL('/' + proxy.registryDb + '-mirror/' + name, new URL(proxy.adminCouchUrl).origin), {
+        method: 'PUT',
+        headers: { authorization: basicAuthOf(proxy.adminCouchUrl), 'content-type': 'application/json' },
+        body: JSON.stringify(doc),
+      });
+      expect(res.status).toBe(201);
+    };
+    await mirrored('aaa-flood', Array.from({ length: 1200 }, (_, i) => '1.' + i + '.0'));
+    await mirrored('zzz-one', ['1.0.0']);
+    const user = await proxy.signup('held-lister');
+    const status = await proxy.request('GET', '/-/replication', { token: user });
+    expect(status.status).toBe(200);
+    const held = status.body.supplyChain.advisories.heldBack as { name: string; version: string }[];
+    expect(held.filter((h) => h.name === 'zzz-one')).toEqual([expect.objectContaining({ version: '1.0.0' })]);
+    expect(held.filter((h) => h.name === 'aaa-flood').length).toBeLessThanOrEqual(50);
+  });
+});
