@@ -99,7 +99,13 @@ function withTarballUrls(doc: PackageDoc, baseUrl: string): Record<string, Versi
   return versions;
 }
 
-/** The full packument served to clients: the document without its attachments, tarball URLs of this registry. */
+/**
+ * The full packument served to clients: the document without its attachments, tarball URLs of this
+ * registry, and, as npm's registry serves it, the readme once at the top (the latest version's) rather
+ * than a copy in every version: a package of many versions with a long readme would otherwise be sent
+ * that readme as many times to every install. A version's own readme stays in its manifest
+ * (`GET /<name>/<version>`) and on its page.
+ */
 export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, unknown> {
   const { _attachments, _revisions, origin, origin_rev, origin_synced, origin_advisories, changed_at, registry_mfa, registry_trust, registry_staging, ...rest } = doc as PackageDoc & { _revisions?: unknown };
   void changed_at;
@@ -112,7 +118,16 @@ export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, 
   void origin_rev;
   void origin_synced;
   void origin_advisories;
-  return { ...rest, maintainers: servedPeople(doc.maintainers), versions: withTarballUrls(doc, baseUrl) };
+  const versions = withTarballUrls(doc, baseUrl);
+  for (const v of Object.keys(versions)) {
+    if (versions[v].readme === undefined) continue;
+    const { readme, ...manifest } = versions[v];
+    void readme;
+    versions[v] = manifest as VersionManifest;
+  }
+  const latest = doc.versions[doc['dist-tags'].latest];
+  const readme = typeof doc.readme === 'string' ? doc.readme : latest && typeof latest.readme === 'string' ? latest.readme : undefined;
+  return { ...rest, ...(readme !== undefined ? { readme } : {}), maintainers: servedPeople(doc.maintainers), versions };
 }
 
 /**

@@ -130,6 +130,16 @@ describe('served shapes', () => {
     expect(full._attachments).toBeUndefined();
     expect(full.versions['1.0.0'].dist.tarball).toBe(base + '/@acme/widget/-/widget-1.0.0.tgz');
   });
+  it('full packument carries the readme once, at the top (the latest version\'s), as npm\'s registry serves it; a version keeps its own in its manifest', () => {
+    const three = packageDoc('readmes', ['1.0.0', '1.1.0', '2.0.0']);
+    for (const v of Object.keys(three.versions)) (three.versions[v] as any).readme = '# readmes ' + v + ' ' + 'x'.repeat(10_000);
+    const full = fullPackument({ ...three, readme: undefined }, base) as any;
+    for (const v of Object.keys(full.versions)) expect([v, full.versions[v].readme]).toEqual([v, undefined]);
+    expect(full.readme).toContain('# readmes 2.0.0');
+    expect(JSON.stringify(full).length).toBeLessThan(15_000);
+    expect((fullPackument({ ...three, readme: '# top' }, base) as any).readme).toBe('# top');
+    expect((three.versions['1.0.0'] as any).readme).toContain('# readmes 1.0.0');
+  });
   it('abbreviated packument keeps what installers need, and time', () => {
     const corgi = abbreviatedPackument({ ...doc, readme: 'long' }, base) as any;
     expect(Object.keys(corgi).sort()).toEqual(['dist-tags', 'modified', 'name', 'time', 'versions']);
