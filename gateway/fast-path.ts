@@ -7,11 +7,10 @@
  * Express, which makes the same checks the slow way.
  */
 import { IncomingMessage, ServerResponse } from 'http';
-import { policyActive, withheldTarball } from '../core/policy';
 import { requestDone } from './access-log';
 import { Context } from './context';
 import { IMMUTABLE } from './http-cache';
-import { withheldOf } from './writes';
+import { withheldTarballKnown } from './writes';
 import { parsePackagePath } from './paths';
 
 /** Answers the request and returns true, or returns false (and touches nothing) for Express to answer it. */
@@ -35,17 +34,8 @@ export function tarballFastPath(ctx: Context): (req: IncomingMessage, res: Serve
     const file = parsed.rest[1];
     const cached = ctx.tarballs.get(name, file);
     if (!cached || !cached.data || !ctx.access.anonymousMayReadNow(name)) return false;
-    const policy = ctx.policy?.current;
-    if (policy && policyActive(policy)) {
-      const entry = ctx.cache.get(name);
-      if (entry) {
-        if (entry.withheld && withheldTarball(name, file, entry.withheld)) return false;
-      } else {
-        // Just pulled through and still being stored (its packument is not cached until it is): judged on that document.
-        const pulled = ctx.upstreams.mirrorFor(name)?.inFlight(name);
-        if (!pulled || withheldTarball(name, file, withheldOf(ctx, pulled))) return false;
-      }
-    }
+    // Held back, or not known without reading CouchDB: Express answers it.
+    if (withheldTarballKnown(ctx, name, file) !== undefined) return false;
     const started = process.hrtime.bigint();
     ctx.metrics.cache('tarball', true, cached.size);
     if (req.headers['if-none-match'] === cached.etag) {

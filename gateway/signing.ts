@@ -107,7 +107,9 @@ export class KeyRing {
 
   /** Fetches every upstream's public keys and keeps them; the kept ones stay when an upstream cannot be asked. Never throws. */
   async refreshUpstream(): Promise<void> {
-    await Promise.all(this.upstreams.map((upstream) => this.refreshOne(upstream)));
+    // Once per registry: several routes may name the same upstream URL (one mirrored, another proxied).
+    const distinct = this.upstreams.filter((upstream, i) => this.upstreams.findIndex((other) => other.url === upstream.url) === i);
+    await Promise.all(distinct.map((upstream) => this.refreshOne(upstream)));
   }
 
   private async refreshOne(upstream: UpstreamRegistry): Promise<void> {

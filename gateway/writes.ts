@@ -10,7 +10,7 @@ import { asHttpError, forbidden } from './errors';
 import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
 import { couchFailure } from '../couchdb/client';
 import { createHash } from 'crypto';
-import { nextRelease, policyActive, Withheld, withheldVersions, withoutWithheld } from '../core/policy';
+import { nextRelease, policyActive, Withheld, withheldTarball, withheldVersions, withoutWithheld } from '../core/policy';
 import { md5Etag } from './digests';
 import { retry } from '../lib/retry';
 import { abbreviatedPackument, fullPackument, isForeign, isTombstone, stampChanges } from '../core/packument';
@@ -101,6 +101,20 @@ export function withheldOf(ctx: Pick<Context, 'policy' | 'origins'>, doc: Packag
   const policy = ctx.policy?.current;
   if (!policy || !policyActive(policy) || !isMirrored(doc, ctx.origins)) return new Map();
   return withheldVersions(doc, policy, Date.now());
+}
+
+/**
+ * What the supply-chain policy says of the tarball `file` of `name` as far as this gateway knows
+ * without reading CouchDB: from its cached packument, or from the document pull-through is storing
+ * (not cached until it is stored); `unknown` when it has neither. Undefined: not held back.
+ */
+export function withheldTarballKnown(ctx: Pick<Context, 'policy' | 'origins' | 'cache' | 'upstreams'>, name: string, file: string): Withheld | undefined | 'unknown' {
+  const policy = ctx.policy?.current;
+  if (!policy || !policyActive(policy)) return undefined;
+  const entry = ctx.cache.get(name);
+  if (entry) return entry.withheld ? withheldTarball(name, file, entry.withheld) : undefined;
+  const pulled = ctx.upstreams.mirrorFor(name)?.inFlight(name);
+  return pulled ? withheldTarball(name, file, withheldOf(ctx, pulled)) : 'unknown';
 }
 
 /**

@@ -28,8 +28,8 @@ import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
 import { foreignBaseUrl, foreignUrlProblem, forwardToUpstream, postToUpstream, readForeign } from '../upstream';
 import { publishLicenseProblem } from '../../core/licenses';
 import { tarballLicenseProblem } from '../tarball-license';
-import { servedBytes, withheldOf, writeWithRetry } from '../writes';
-import { policyActive, Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
+import { servedBytes, withheldOf, withheldTarballKnown, writeWithRetry } from '../writes';
+import { Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 import { versionOfTarball } from '../../core/names';
 import { isProvisional, Mirror } from '../../replication/mirror';
 import { StagedStore } from '../staging';
@@ -286,13 +286,9 @@ export function packageRoutes(ctx: Context): Router {
 
   /** The held-back or blocked version whose tarball `file` is, or undefined (always, without a policy). */
   async function withheldTarballOf(name: string, file: string): Promise<Withheld | undefined> {
-    const policy = ctx.policy?.current;
-    if (!policy || !policyActive(policy)) return undefined;
-    const entry = ctx.cache.get(name);
-    if (entry) return entry.withheld ? withheldTarball(name, file, entry.withheld) : undefined;
-    // Just pulled through and still being stored: that document is what is served (getTarball takes
-    // it too), so it is judged without asking CouchDB for the two documents it does not have yet.
-    const doc = ctx.upstreams.mirrorFor(name)?.inFlight(name) || (await readPackage(ctx, name));
+    const known = withheldTarballKnown(ctx, name, file);
+    if (known !== 'unknown') return known;
+    const doc = await readPackage(ctx, name);
     return doc ? withheldTarball(name, file, withheldOf(ctx, doc)) : undefined;
   }
 
