@@ -22,8 +22,8 @@ import satisfies from 'spdx-satisfies';
 import spdxExceptions from 'spdx-exceptions/index.json';
 import spdxDeprecated from 'spdx-license-ids/deprecated.json';
 import spdxLicenses from 'spdx-license-ids/index.json';
-import semver from 'semver';
-import { patternMatches, patternProblem } from './access';
+import { patternMatches } from './access';
+import { EntryWords, packageEntryProblem, versionMatches } from './policy-entries';
 import { declaredLicense } from './license-field';
 import { VersionManifest } from './types';
 
@@ -51,6 +51,13 @@ export interface LicensePolicy {
 
 const POLICY_KEYS = ['allowed', 'denied', 'unknown', 'exceptions', 'checkPublishes'];
 const EXCEPTION_KEYS = ['package', 'version', 'reason'];
+const EXCEPTION_WORDS: EntryWords = {
+  example: '{"package": "caniuse-lite", "reason": "cleared by legal"}',
+  fields: 'an exception has "package", "reason" and, for only some versions, "version"',
+  pattern: '@company/*',
+  reason: ', such as "cleared by legal on 2026-11-02"',
+  version: '',
+};
 
 export const LICENSES_EXAMPLE = '{"allowed": ["MIT", "ISC", "Apache-2.0"], "denied": ["AGPL-3.0-only"], "unknown": "hold", "exceptions": [{"package": "caniuse-lite", "reason": "CC-BY-4.0 cleared by legal"}]}';
 
@@ -98,19 +105,8 @@ export function licensePolicyProblem(value: unknown): string | null {
   if (exceptions !== undefined) {
     if (!Array.isArray(exceptions)) return '"licenses.exceptions" must be a list such as [{"package": "caniuse-lite", "reason": "cleared by legal"}]';
     for (let i = 0; i < exceptions.length; i++) {
-      const exception = exceptions[i] as Record<string, unknown>;
-      const where = 'exception ' + i + ' of "licenses.exceptions"';
-      if (!exception || typeof exception !== 'object' || Array.isArray(exception)) return where + ' must be an object such as {"package": "caniuse-lite", "reason": "cleared by legal"}';
-      for (const key of Object.keys(exception)) {
-        if (EXCEPTION_KEYS.indexOf(key) === -1) return where + ' has the unknown field "' + key + '": an exception has "package", "reason" and, for only some versions, "version"';
-      }
-      if (exception.package === undefined) return where + ' needs a "package": a name or a pattern such as "@company/*"';
-      const pattern = patternProblem(exception.package);
-      if (pattern) return where + ': ' + pattern;
-      if (typeof exception.reason !== 'string' || !exception.reason.trim()) return where + ' needs a "reason", such as "cleared by legal on 2026-11-02"';
-      if (exception.version !== undefined && (typeof exception.version !== 'string' || !exception.version.trim() || semver.validRange(exception.version) === null)) {
-        return where + ': "version" ' + JSON.stringify(exception.version) + ' is neither a version nor a semver range';
-      }
+      const problem = packageEntryProblem(exceptions[i], 'exception ' + i + ' of "licenses.exceptions"', EXCEPTION_KEYS, EXCEPTION_WORDS);
+      if (problem) return problem;
     }
   }
   return null;
@@ -249,7 +245,7 @@ export function licenseException(policy: LicensePolicy, name: string, version?: 
     if (!e || !names(e.package, name)) return false;
     if (!(typeof e.version === 'string' && e.version)) return true;
     if (version === undefined) return false;
-    return e.version === version || (semver.valid(version) !== null && semver.satisfies(version, e.version, { includePrerelease: true }));
+    return versionMatches(e.version, version);
   });
 }
 

@@ -8,6 +8,7 @@
  */
 import semver from 'semver';
 import { patternMatches, patternProblem } from './access';
+import { EntryWords, packageEntryProblem, versionMatches } from './policy-entries';
 import { licenseException, licenseHoldReason, LicensePolicy, licensePolicyProblem } from './licenses';
 import { tarballFileName } from './names';
 import { addAdvisoryWithheld, AdvisoryPolicy, advisoriesCover, advisoriesProblem } from './advisories';
@@ -80,6 +81,13 @@ export function wholePackageBlock(policy: Policy, name: string): BlockRule | und
 /** The fields of the policy document (`supply-chain` in `<db>-state`), besides CouchDB's own (`_id`, `_rev`, …). */
 const POLICY_KEYS = ['type', 'help', 'cooldownExceptions', 'blocked', 'licenses', 'advisories'];
 const BLOCK_KEYS = ['package', 'version', 'reason'];
+const BLOCK_WORDS: EntryWords = {
+  example: '{"package": "event-stream", "version": "3.3.6", "reason": "malicious"}',
+  fields: 'a block has "package", "reason" and, to block only some versions, "version"',
+  pattern: '@evil/*',
+  reason: ' (shown to npm users), such as "malicious (flatmap-stream)"',
+  version: ': write "1.2.3", "<2.0.0" or "1.2.3 || 1.2.4", or leave "version" out to block every version',
+};
 
 /** An example of a valid policy document's content, for the messages that refuse an invalid one. */
 export const POLICY_EXAMPLE = '{"cooldownExceptions": ["@types/*", "typescript"], "blocked": [{"package": "event-stream", "version": "3.3.6", "reason": "malicious (flatmap-stream)"}]}';
@@ -115,21 +123,8 @@ export function policyProblem(doc: unknown): string | null {
   if (blocked !== undefined) {
     if (!Array.isArray(blocked)) return '"blocked" must be a list of blocks, such as [{"package": "event-stream", "version": "3.3.6", "reason": "malicious"}]';
     for (let i = 0; i < blocked.length; i++) {
-      const block = blocked[i] as Record<string, unknown>;
-      const where = 'block ' + i + ' of "blocked"';
-      if (!block || typeof block !== 'object' || Array.isArray(block)) return where + ' must be an object such as {"package": "event-stream", "version": "3.3.6", "reason": "malicious"}';
-      for (const key of Object.keys(block)) {
-        if (BLOCK_KEYS.indexOf(key) === -1) return where + ' has the unknown field "' + key + '": a block has "package", "reason" and, to block only some versions, "version"';
-      }
-      if (block.package === undefined) return where + ' needs a "package": a name or a pattern such as "@evil/*"';
-      const pattern = patternProblem(block.package);
-      if (pattern) return where + ': ' + pattern;
-      if (typeof block.reason !== 'string' || !block.reason.trim()) return where + ' needs a "reason" (shown to npm users), such as "malicious (flatmap-stream)"';
-      if (block.version !== undefined) {
-        if (typeof block.version !== 'string' || !block.version.trim() || semver.validRange(block.version) === null) {
-          return where + ': "version" ' + JSON.stringify(block.version) + ' is neither a version nor a semver range: write "1.2.3", "<2.0.0" or "1.2.3 || 1.2.4", or leave "version" out to block every version';
-        }
-      }
+      const problem = packageEntryProblem(blocked[i], 'block ' + i + ' of "blocked"', BLOCK_KEYS, BLOCK_WORDS);
+      if (problem) return problem;
     }
   }
   if (policy.licenses !== undefined) return licensePolicyProblem(policy.licenses);
@@ -138,10 +133,8 @@ export function policyProblem(doc: unknown): string | null {
 
 /** The versions among `versions` that `rule` blocks: its one version, those in its range, or all of them. */
 function blockedVersions(rule: BlockRule, versions: string[]): string[] {
-  if (!(typeof rule.version === 'string' && rule.version)) return versions;
-  const exact = semver.valid(rule.version);
-  if (exact || semver.validRange(rule.version) === null) return versions.filter((v) => v === rule.version || (!!exact && semver.valid(v) === exact));
-  return versions.filter((v) => semver.valid(v) !== null && semver.satisfies(v, rule.version as string, { includePrerelease: true }));
+  const spec = rule.version;
+  return typeof spec === 'string' && spec ? versions.filter((v) => versionMatches(spec, v)) : versions;
 }
 
 /** The versions of a mirrored package that are not served, by version, under `policy` at `now` (ms). */
