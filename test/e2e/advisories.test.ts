@@ -10,15 +10,14 @@
  * held back and why; an advisory endpoint that is absent holds back or serves unchecked versions as
  * the policy says.
  */
-import { createServer, IncomingMessage, Server } from 'http';
-import { AddressInfo } from 'net';
 import { readFileSync } from 'fs';
 import { join } from 'path';
 import { FeedStandIn, StandInAdvisory, startFeedStandIn } from '../helpers/feed-standin';
 import { makeProject, npmClient, NpmClient } from '../helpers/npm';
-import { anotherGateway, basicAuthOf, couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { anotherGateway, couchGet, couchPut, mirroredDoc, setSupplyChainPolicy, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 import { RunningRegistry } from '../../server/registry';
+import { startHookReceiver } from '../helpers/servers';
 
 const RCE: StandInAdvisory = { id: 1100001, title: 'Remote code execution in vuln-lib', url: 'https://github.com/advisories/GHSA-vuln-0001-rcex', severity: 'critical', vulnerable_versions: '>=1.2.0 <1.3.0' };
 const LOW: StandInAdvisory = { id: 1100002, title: 'Information exposure in low-lib', url: 'https://github.com/advisories/GHSA-low0-0002-info', severity: 'low', vulnerable_versions: '<2.0.0' };
@@ -31,19 +30,11 @@ let standIn: FeedStandIn;
 let mirror: TestRegistry;
 let second: RunningRegistry;
 let proxy: TestRegistry;
-let receiver: { server: Server; url: string; received: { event: string; name: string; change: any }[] };
+let receiver: Awaited<ReturnType<typeof startHookReceiver>>;
 let watcher: string;
 
-async function adminPut(registry: TestRegistry, path: string, body: unknown): Promise<number> {
-  const res = await fetch(new URL(path, new URL(registry.adminCouchUrl).origin), { method: 'PUT', headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return res.status;
-}
-
 /** Writes the supply-chain policy document of `registry` (through CouchDB, as an admin in Fauxton would). */
-async function setPolicy(registry: TestRegistry, policy: Record<string, unknown>): Promise<number> {
-  const current = (await couchGet(registry, '/' + registry.registryDb + '-state/supply-chain')).body;
-  return adminPut(registry, '/' + registry.registryDb + '-state/supply-chain', { _id: 'supply-chain', type: 'policy', ...(current && current._rev ? { _rev: current._rev } : {}), ...policy });
-}
+const setPolicy = async (registry: TestRegistry, policy: Record<string, unknown>): Promise<number> => (await setSupplyChainPolicy(registry, policy)).status;
 
 const status = (url: string, path: string) => fetch(url + path).then((r) => r.status);
 const tarballStatus = (url: string, name: string, version: string) => status(url, '/' + name + '/-/' + name + '-' + version + '.tgz');
@@ -54,19 +45,6 @@ const whenStatus = (url: string, name: string, version: string, wanted: number) 
 /** A fresh npm (its own cache) in front of `url`. */
 const freshClient = (url: string): NpmClient => npmClient(url);
 
-async function startReceiver() {
-  const received: { event: string; name: string; change: any }[] = [];
-  const server = createServer((req: IncomingMessage, res) => {
-    let raw = '';
-    req.on('data', (chunk) => (raw += chunk));
-    req.on('end', () => {
-      received.push(JSON.parse(raw));
-      res.end('ok');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, received, url: 'http://127.0.0.1:' + (server.address() as AddressInfo).port + '/hook' };
-}
 
 beforeAll(async () => {
   standIn = await startFeedStandIn();
@@ -79,7 +57,7 @@ beforeAll(async () => {
   standIn.addAdvisory('low-lib', LOW);
   standIn.addAdvisory('excepted-lib', EXCEPTED);
   standIn.addAdvisory('by-id-lib', BY_ID);
-  receiver = await startReceiver();
+  receiver = await startHookReceiver();
   const env = {
     UPSTREAM_REGISTRY: standIn.url,
     REPLICATION_FEED: standIn.feedUrl,
@@ -93,7 +71,7 @@ beforeAll(async () => {
   second = await anotherGateway(mirror, 'second', env);
   proxy = await startTestRegistry({ UPSTREAM_REGISTRY: standIn.url, UPSTREAM_MODE: 'proxy' });
   watcher = await mirror.signup('watcher');
-  expect(await adminPut(mirror, '/' + mirror.registryDb + '-state/webhook:held', { type: 'webhook', url: receiver.url, secret: 'held-secret', events: ['package:held'] })).toBe(201);
+  expect((await couchPut(mirror, '/' + mirror.registryDb + '-state/webhook:held', { type: 'webhook', url: receiver.url, secret: 'held-secret', events: ['package:held'] })).status).toBe(201);
 });
 
 afterAll(async () => {
@@ -101,7 +79,7 @@ afterAll(async () => {
   await mirror?.stop();
   await proxy?.stop();
   await standIn?.close();
-  await new Promise<void>((resolve) => (receiver ? receiver.server.close(() => resolve()) : resolve()));
+  await receiver?.stop();
 });
 
 describe('a vulnerability policy on mirrored packages', () => {

@@ -6,11 +6,10 @@
  * manifest, and no flapping (a bounded number of revisions).
  */
 import { createHash } from 'crypto';
-import { createServer, Server } from 'http';
-import { AddressInfo } from 'net';
 import { sha1, sha512 } from '../helpers/npm';
 import { publishBody } from '../helpers/principals';
-import { anotherGateway, basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { anotherGateway, basicAuthOf, couchGet, couchPut, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { startHookReceiver } from '../helpers/servers';
 import { RunningRegistry } from '../../server/registry';
 
 const METRICS_TOKEN = 'conflicts-metrics-token';
@@ -19,35 +18,22 @@ const env = { METRICS: 'token', METRICS_TOKEN, WEBHOOK_BACKOFF_MS: '200', OUTBOU
 let registry: TestRegistry;
 let second: RunningRegistry;
 /** A webhook receiver: the events delivered to it. */
-const events: any[] = [];
-let receiver: Server;
+let receiver: Awaited<ReturnType<typeof startHookReceiver>>;
+let events: any[] = [];
 
 beforeAll(async () => {
-  receiver = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (chunk) => (raw += chunk));
-    req.on('end', () => {
-      events.push(JSON.parse(raw));
-      res.end('ok');
-    });
-  });
-  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  receiver = await startHookReceiver();
+  events = receiver.received;
   registry = await startTestRegistry(env);
   second = await anotherGateway(registry, 'second', env);
-  const hook = { type: 'webhook', url: 'http://127.0.0.1:' + (receiver.address() as AddressInfo).port + '/hook', secret: 'conflicts-hook-secret' };
-  const stored = await fetch(new URL('/' + registry.registryDb + '-state/webhook%3Aconflicts', new URL(registry.adminCouchUrl).origin), {
-    method: 'PUT',
-    headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' },
-    body: JSON.stringify(hook),
-  });
-  expect(stored.status).toBe(201);
+  const hook = { type: 'webhook', url: receiver.url, secret: 'conflicts-hook-secret' };
+  expect((await couchPut(registry, '/' + registry.registryDb + '-state/webhook%3Aconflicts', hook)).status).toBe(201);
 });
 
 afterAll(async () => {
   await second?.close();
   await registry?.stop();
-  receiver?.closeAllConnections();
-  await new Promise<void>((resolve) => (receiver ? receiver.close(() => resolve()) : resolve()));
+  await receiver?.stop();
 });
 
 const bytes = (label: string) => Buffer.from('tarball ' + label + ' ' + 'x'.repeat(200));

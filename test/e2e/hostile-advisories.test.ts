@@ -4,7 +4,7 @@
  */
 import { createServer, Server } from 'http';
 import { AddressInfo } from 'net';
-import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { couchPut, setSupplyChainPolicy, startTestRegistry, TestRegistry } from '../helpers/registry';
 
 const VERSIONS = Array.from({ length: 1000 }, (_, i) => '1.' + i + '.0');
 /** A distinct range of many sets, as long as semver's longest version: a thousand of them per package. */
@@ -59,13 +59,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   upstreamUrl = 'http://127.0.0.1:' + (upstream.address() as AddressInfo).port;
   proxy = await startTestRegistry({ UPSTREAM_REGISTRY: upstreamUrl, UPSTREAM_MODE: 'proxy', OUTBOUND_ALLOW_PRIVATE: '127.0.0.1' });
-  const current = (await couchGet(proxy, '/' + proxy.registryDb + '-state/supply-chain')).body;
-  const res = await fetch(new URL('/' + proxy.registryDb + '-state/supply-chain', new URL(proxy.adminCouchUrl).origin), {
-    method: 'PUT',
-    headers: { authorization: basicAuthOf(proxy.adminCouchUrl), 'content-type': 'application/json' },
-    body: JSON.stringify({ _id: 'supply-chain', type: 'policy', ...(current && current._rev ? { _rev: current._rev } : {}), advisories: { severity: 'high' } }),
-  });
-  expect(res.status).toBe(201);
+  expect((await setSupplyChainPolicy(proxy, { advisories: { severity: 'high' } })).status).toBe(201);
   // The policy reaches the gateway within seconds.
   await new Promise((resolve) => setTimeout(resolve, 3000));
 });
@@ -127,12 +121,7 @@ describe('the status page\'s list of what advisories hold back', () => {
         origin: upstreamUrl,
         origin_advisories: { changed: '2026-12-01T00:00:00.000Z', checked: versions, affected, advisories: { 1: advisory(1) } },
       };
-      const res = await fetch(new URL('/' + proxy.registryDb + '-mirror/' + name, new URL(proxy.adminCouchUrl).origin), {
-        method: 'PUT',
-        headers: { authorization: basicAuthOf(proxy.adminCouchUrl), 'content-type': 'application/json' },
-        body: JSON.stringify(doc),
-      });
-      expect(res.status).toBe(201);
+      expect((await couchPut(proxy, '/' + proxy.registryDb + '-mirror/' + name, doc)).status).toBe(201);
     };
     await mirrored('aaa-flood', Array.from({ length: 1200 }, (_, i) => '1.' + i + '.0'));
     await mirrored('zzz-one', ['1.0.0']);

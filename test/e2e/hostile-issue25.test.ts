@@ -7,9 +7,9 @@ import { createHash } from 'crypto';
 import { readFileSync } from 'fs';
 import http from 'http';
 import { join } from 'path';
-import { AddressInfo } from 'net';
-import { basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { setSupplyChainPolicy, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { makePackage, npmClient, run } from '../helpers/npm';
+import { listenOnLoopback } from '../helpers/servers';
 import { eventually } from '../helpers/wait';
 
 interface Seen {
@@ -41,12 +41,7 @@ async function fakeUpstream(): Promise<FakeUpstream> {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  upstream.url = 'http://127.0.0.1:' + (server.address() as AddressInfo).port;
-  upstream.stop = async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  };
+  Object.assign(upstream, await listenOnLoopback(server));
   return upstream;
 }
 
@@ -123,14 +118,7 @@ describe('names routed to an upstream', () => {
 });
 
 async function setLicenses(licenses: unknown): Promise<void> {
-  const path = '/' + registry.registryDb + '-state/supply-chain';
-  const current = (await couchGet(registry, path)).body;
-  const res = await fetch(new URL(path, new URL(registry.adminCouchUrl).origin), {
-    method: 'PUT',
-    headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' },
-    body: JSON.stringify({ ...(current && current._id ? current : { type: 'policy' }), licenses }),
-  });
-  expect(res.status).toBe(201);
+  expect((await setSupplyChainPolicy(registry, { licenses })).status).toBe(201);
 }
 
 /** A version manifest of `name` as an upstream sends it, with `fields` (its license). */
@@ -280,14 +268,7 @@ describe('the status of a mirror of an upstream with a license of its own for ev
       time['1.0.' + i] = '2020-01-01T00:00:00.000Z';
     }
     everything.answers.set('/' + name, { name, 'dist-tags': { latest: '1.0.0' }, versions, time });
-    const path = '/' + mirror.registryDb + '-state/supply-chain';
-    const current = (await couchGet(mirror, path)).body;
-    const put = await fetch(new URL(path, new URL(mirror.adminCouchUrl).origin), {
-      method: 'PUT',
-      headers: { authorization: basicAuthOf(mirror.adminCouchUrl), 'content-type': 'application/json' },
-      body: JSON.stringify({ ...(current && current._id ? current : { type: 'policy' }), licenses: { allowed: ['MIT'] } }),
-    });
-    expect(put.status).toBe(201);
+    expect((await setSupplyChainPolicy(mirror, { licenses: { allowed: ['MIT'] } })).status).toBe(201);
     expect((await mirror.request('GET', '/' + name)).status).toBe(200);
     const token = await mirror.signup('status-reader');
     // Once the policy is in force and the view is built.

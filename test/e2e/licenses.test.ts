@@ -9,7 +9,7 @@ import { readFileSync } from 'fs';
 import { join } from 'path';
 import { RunningRegistry } from '../../server/registry';
 import { makePackage, makeProject, npmClient, NpmClient } from '../helpers/npm';
-import { anotherGateway, basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { anotherGateway, setSupplyChainPolicy, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
 let upstream: TestRegistry;
@@ -20,14 +20,7 @@ let second: RunningRegistry;
 let publisher: NpmClient;
 
 async function setLicenses(registry: TestRegistry, licenses: unknown): Promise<void> {
-  const path = '/' + registry.registryDb + '-state/supply-chain';
-  const current = (await couchGet(registry, path)).body;
-  const res = await fetch(new URL(path, new URL(registry.adminCouchUrl).origin), {
-    method: 'PUT',
-    headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' },
-    body: JSON.stringify({ ...(current && current._id ? current : { type: 'policy' }), licenses }),
-  });
-  expect(res.status).toBe(201);
+  expect((await setSupplyChainPolicy(registry, { licenses })).status).toBe(201);
 }
 
 const versionsOf = async (client: NpmClient, name: string): Promise<string[]> => JSON.parse((await client.npm(['view', name, 'versions', '--json', '--prefer-online'])).stdout);
@@ -181,14 +174,8 @@ describe('publishes here', () => {
   });
 
   it('an invalid license policy is refused when written, with what to fix', async () => {
-    const path = '/' + mirror.registryDb + '-state/supply-chain';
-    const current = (await couchGet(mirror, path)).body;
-    const res = await fetch(new URL(path, new URL(mirror.adminCouchUrl).origin), {
-      method: 'PUT',
-      headers: { authorization: basicAuthOf(mirror.adminCouchUrl), 'content-type': 'application/json' },
-      body: JSON.stringify({ ...current, licenses: { allowed: ['Apache 2.0'] } }),
-    });
+    const res = await setSupplyChainPolicy(mirror, { licenses: { allowed: ['Apache 2.0'] } });
     expect(res.status).toBe(403);
-    expect(((await res.json()) as { reason: string }).reason).toContain('"Apache 2.0" is not an SPDX license identifier');
+    expect(res.body.reason).toContain('"Apache 2.0" is not an SPDX license identifier');
   });
 });

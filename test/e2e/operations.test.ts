@@ -3,7 +3,7 @@
  * path prefix, and `npm start` from a built tree.
  */
 import { createServer as createHttpServer } from 'http';
-import { AddressInfo, createServer } from 'net';
+import { AddressInfo } from 'net';
 import { join } from 'path';
 import pino from 'pino';
 import { Writable } from 'stream';
@@ -13,6 +13,7 @@ import { makePackage, makeProject, npmClient } from '../helpers/npm';
 import { killProcess, startRegistryProcess } from '../helpers/process';
 import { publishBody } from '../helpers/principals';
 import { anotherGateway, basicAuthOf, removeDatabases, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { freePort } from '../helpers/servers';
 import { eventually } from '../helpers/wait';
 
 let registry: TestRegistry;
@@ -213,16 +214,6 @@ describe('access log', () => {
     expect(all).not.toContain('secret-query');
   });
 });
-
-/** A port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('a registry URL with a path prefix', () => {
   let prefixed: RunningRegistry;

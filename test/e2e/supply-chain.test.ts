@@ -17,7 +17,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient, sha1, sha512 } from '../helpers/npm';
 import { RunningRegistry } from '../../server/registry';
-import { basicAuthOf, couchGet, restartTestRegistry, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { couchGet, couchPut, restartTestRegistry, setSupplyChainPolicy, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
 const pacote = require(join(execSync('npm root -g').toString().trim(), 'npm', 'node_modules', 'pacote'));
@@ -48,14 +48,10 @@ async function verifyAsNpm(registryUrl: string, spec: string): Promise<{ _signat
   });
 }
 
-async function adminPut(registry: TestRegistry, path: string, body: unknown): Promise<number> {
-  const res = await fetch(new URL(path, new URL(registry.adminCouchUrl).origin), { method: 'PUT', headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return res.status;
-}
+const adminPut = async (registry: TestRegistry, path: string, body: unknown): Promise<number> => (await couchPut(registry, path, body)).status;
 
 async function setPolicy(registry: TestRegistry, policy: Record<string, unknown>): Promise<void> {
-  const current = (await couchGet(registry, '/' + registry.registryDb + '-state/supply-chain')).body;
-  expect(await adminPut(registry, '/' + registry.registryDb + '-state/supply-chain', { ...current, ...policy })).toBe(201);
+  expect((await setSupplyChainPolicy(registry, policy)).status).toBe(201);
 }
 
 beforeAll(async () => {

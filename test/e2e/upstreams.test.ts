@@ -12,11 +12,11 @@
  * changed is not served from the wrong upstream.
  */
 import { readFileSync } from 'fs';
-import { createServer } from 'net';
 import { join } from 'path';
 import { CountingProxy, startCountingProxy } from '../helpers/counting-proxy';
 import { makePackage, makeProject, npmClient, NpmClient, run } from '../helpers/npm';
 import { anotherGateway, basicAuthOf, couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { freePort } from '../helpers/servers';
 import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
 import { eventually } from '../helpers/wait';
 
@@ -39,16 +39,6 @@ const BULK = '/-/npm/v1/security/advisories/bulk';
 const advisoryFor = (from: string) => (body: Record<string, string[]>) =>
   Object.fromEntries(Object.keys(body).map((name, i) => [name, [{ id: i + 1, title: 'advisory of ' + name + ' from ' + from, severity: 'high', vulnerable_versions: '<2.0.0', url: 'https://example.com/' + i }]]));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /** Publishes `manifest` with an index.js that says where it was published. */
 async function publishAt(client: NpmClient, manifest: Record<string, unknown>, where: string): Promise<void> {

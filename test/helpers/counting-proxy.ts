@@ -5,8 +5,8 @@
  * as a stand-in for the upstream's advisory service.
  */
 import http from 'http';
-import { AddressInfo } from 'net';
 import { gunzipSync } from 'zlib';
+import { listenOnLoopback } from './servers';
 
 export interface SeenRequest {
   method: string;
@@ -78,11 +78,6 @@ export async function startCountingProxy(target = '', options: CountingProxyOpti
     });
     req.pipe(forward);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  proxy.url = 'http://127.0.0.1:' + (server.address() as AddressInfo).port;
-  proxy.stop = async () => {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  };
+  Object.assign(proxy, await listenOnLoopback(server));
   return proxy;
 }

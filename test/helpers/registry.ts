@@ -187,6 +187,24 @@ export function mirroredDoc(registry: TestRegistry, name: string): Promise<{ sta
   return couchGet(registry, '/' + registry.registryDb + '-mirror/' + encodeURIComponent(name));
 }
 
+/** Writes a document straight to CouchDB as admin (as in Fauxton): CouchDB's status and answer. */
+export async function couchPut(registry: Pick<TestRegistry, 'adminCouchUrl'>, path: string, body: unknown): Promise<{ status: number; body: any }> {
+  const target = new URL(path, new URL(registry.adminCouchUrl).origin);
+  const response = await fetch(target, { method: 'PUT', headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: response.status, body: await response.json() };
+}
+
+/**
+ * Sets `fields` of the supply-chain policy document of `registry` (`supply-chain` in `<db>-state`),
+ * keeping the rest of it, as an admin does in Fauxton: CouchDB's status and answer (403 with the
+ * reason for an invalid policy).
+ */
+export async function setSupplyChainPolicy(registry: TestRegistry, fields: Record<string, unknown>): Promise<{ status: number; body: any }> {
+  const path = '/' + registry.registryDb + '-state/supply-chain';
+  const current = (await couchGet(registry, path)).body;
+  return couchPut(registry, path, { _id: 'supply-chain', type: 'policy', ...(current && current._id ? current : {}), ...fields });
+}
+
 /** Reads a document straight from CouchDB as admin. */
 export async function couchGet(registry: TestRegistry, path: string): Promise<{ status: number; body: any }> {
   const target = new URL(path, new URL(registry.adminCouchUrl).origin);

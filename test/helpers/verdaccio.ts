@@ -1,9 +1,9 @@
 /** A real Verdaccio 6.8.0 (installed from npm) on loopback, as an upstream registry for the tests. */
 import { spawn, ChildProcess } from 'child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'fs';
-import { createServer } from 'net';
 import { tmpdir } from 'os';
 import { dirname, join } from 'path';
+import { freePort } from './servers';
 
 export interface Verdaccio {
   url: string;
@@ -14,17 +14,6 @@ export interface Verdaccio {
   /** Creates a user and returns its token. */
   adduser(name: string, password: string): Promise<string>;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
 }
 
 export interface VerdaccioOptions {
