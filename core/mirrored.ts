@@ -1,10 +1,10 @@
 /**
  * Mirrored packages as documents: the upstream's packument stored as it is, with its `origin` (the
  * upstream), `origin_rev` (the upstream revision it copies) and `origin_synced` (when that copy was
- * made). Pure: the replication code fetches, this decides what is written.
+ * made), and `origin_validators` (how to ask the upstream whether it changed since). Pure: the replication code fetches, this decides what is written.
  */
 import { keptAttachments } from './rules';
-import { PackageDoc, VersionManifest } from './types';
+import { OriginValidators, PackageDoc, VersionManifest } from './types';
 
 /** A packument as an npm registry serves it (full form). */
 export interface UpstreamPackument {
@@ -27,7 +27,7 @@ function sameDist(a: VersionManifest['dist'] | undefined, b: VersionManifest['di
   return !!a && a.integrity === b.integrity && a.shasum === b.shasum;
 }
 
-const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin', 'origin_rev', 'origin_synced', 'origin_advisories'];
+const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin', 'origin_rev', 'origin_synced', 'origin_advisories', 'origin_validators'];
 
 /**
  * The document mirroring `packument` from `origin`: the upstream's fields as they are (tarball URLs
@@ -36,8 +36,10 @@ const TOP_LEVEL_DROPPED = ['_id', '_rev', '_attachments', '_revisions', 'origin'
  * `syncedAt` is when the packument was fetched (shown on the package page). A copy of another origin
  * (the name was routed to another upstream since it was stored) is replaced whole: nothing of it is
  * kept but its revision, so no tarball or `dist` of one upstream is ever served as another's.
+ * `validators`: how the upstream named the packument (its ETag, Last-Modified, digest), kept to
+ * revalidate the copy.
  */
-export function mirroredDoc(name: string, packument: UpstreamPackument, origin: string, stored: PackageDoc | null, syncedAt = new Date().toISOString()): PackageDoc {
+export function mirroredDoc(name: string, packument: UpstreamPackument, origin: string, stored: PackageDoc | null, syncedAt = new Date().toISOString(), validators?: OriginValidators): PackageDoc {
   const existing = stored && stored.origin === origin ? stored : null;
   const doc: Record<string, unknown> = {};
   for (const key of Object.keys(packument)) if (TOP_LEVEL_DROPPED.indexOf(key) === -1) doc[key] = packument[key];
@@ -62,6 +64,7 @@ export function mirroredDoc(name: string, packument: UpstreamPackument, origin: 
     _attachments: keptAttachments(name, Object.keys(versions), existing),
   } as PackageDoc;
   if (typeof packument._rev === 'string') result.origin_rev = packument._rev;
+  if (validators) result.origin_validators = validators;
   // What the upstream's advisory endpoint said stays until a check writes anew (replication/advisories.ts); a copy of another origin keeps none of it.
   if (existing && existing.origin_advisories) result.origin_advisories = existing.origin_advisories;
   if (stored && stored._rev) result._rev = stored._rev;

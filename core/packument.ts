@@ -107,7 +107,7 @@ function withTarballUrls(doc: PackageDoc, baseUrl: string): Record<string, Versi
  * (`GET /<name>/<version>`) and on its page.
  */
 export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, unknown> {
-  const { _attachments, _revisions, origin, origin_rev, origin_synced, origin_advisories, changed_at, registry_mfa, registry_trust, registry_staging, ...rest } = doc as PackageDoc & { _revisions?: unknown };
+  const { _attachments, _revisions, origin, origin_rev, origin_synced, origin_advisories, origin_validators, changed_at, registry_mfa, registry_trust, registry_staging, ...rest } = doc as PackageDoc & { _revisions?: unknown };
   void changed_at;
   void registry_mfa;
   void registry_trust;
@@ -118,6 +118,7 @@ export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, 
   void origin_rev;
   void origin_synced;
   void origin_advisories;
+  void origin_validators;
   const versions = withTarballUrls(doc, baseUrl);
   for (const v of Object.keys(versions)) {
     if (versions[v].readme === undefined) continue;

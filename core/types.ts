@@ -65,6 +65,8 @@ export interface PackageDoc {
   origin_synced?: string;
   /** For a mirrored package: what the upstream's advisory endpoint said of its versions (core/advisories.ts; not served). */
   origin_advisories?: unknown;
+  /** For a mirrored package: how the upstream named the packument copied (its validators and a digest; core/mirrored.ts; not served). */
+  origin_validators?: OriginValidators;
   /** When each dist-tag, deprecation, the maintainers and each star last changed (for core/merge.ts). */
   changed_at?: ChangeTimes;
   /** Its maintainers' two-factor requirement for writes (`npm access set mfa=publish|automation`; not served). */
@@ -116,3 +118,16 @@ export const TIME_KEYS = ['created', 'modified', 'unpublished'];
 
 /** Whether a parsed JSON value is an object (not null, not an array). */
 export const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * What a mirrored copy keeps of the upstream's answer it was made from, to ask the upstream whether the
+ * packument changed since (`If-None-Match`, `If-Modified-Since`) and to tell an answer that repeats it.
+ */
+export interface OriginValidators {
+  /** The upstream's `ETag` for the packument, as it sent it. */
+  etag?: string;
+  /** The upstream's `Last-Modified`, as it sent it. */
+  lastModified?: string;
+  /** The SHA-1 (hex) of the packument's JSON as the upstream sent it (decoded). */
+  digest: string;
+}

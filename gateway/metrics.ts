@@ -142,6 +142,8 @@ export interface UpstreamGauges {
   name: string;
   stats: { requests: number; failures: number; reachable: boolean | null };
   feedLag: number | null;
+  /** Mirrored packuments compared with it when read: answered 304, answered with the same bytes, changed (replication/mirror.ts). */
+  revalidations: { notModified: number; unchanged: number; changed: number } | null;
 }
 
 export class Metrics {
@@ -218,6 +220,21 @@ export class Metrics {
         for (const upstream of await upstreamsRead) {
           this.inc({ upstream: upstream.name, outcome: 'ok' }, upstream.stats.requests - upstream.stats.failures);
           this.inc({ upstream: upstream.name, outcome: 'failed' }, upstream.stats.failures);
+        }
+      },
+    });
+    new Counter({
+      name: 'registry_upstream_revalidations_total',
+      help: 'Mirrored packuments compared with their upstream when read (pull-through without a feed), by outcome: not_modified (304), unchanged (the same bytes again; nothing written), changed (written).',
+      labelNames: ['upstream', 'outcome'],
+      registers,
+      async collect() {
+        this.reset();
+        for (const upstream of await upstreamsRead) {
+          if (!upstream.revalidations) continue;
+          this.inc({ upstream: upstream.name, outcome: 'not_modified' }, upstream.revalidations.notModified);
+          this.inc({ upstream: upstream.name, outcome: 'unchanged' }, upstream.revalidations.unchanged);
+          this.inc({ upstream: upstream.name, outcome: 'changed' }, upstream.revalidations.changed);
         }
       },
     });

@@ -18,13 +18,13 @@ import { mirroredDoc, revGeneration, UpstreamPackument } from '../core/mirrored'
 import { tarballFileName, versionOfTarball } from '../core/names';
 import { inPrivateScope, REPLICATOR_ROLE, shadowedReason } from '../core/provenance';
 import { TARBALL_CONTENT_TYPE } from '../core/rules';
-import { PackageDoc, VersionManifest } from '../core/types';
+import { OriginValidators, PackageDoc, VersionManifest } from '../core/types';
 import { Couch, couchFailure, Database, docPath, Identity } from '../couchdb/client';
 import { Batcher } from '../lib/batcher';
 import { linear, retry } from '../lib/retry';
 import { SingleFlight } from '../lib/single-flight';
 import { Dependency, Prefetcher, versionFor } from './prefetch';
-import { readAll, UpstreamAnswer, UpstreamRegistry } from './upstream';
+import { NOT_MODIFIED, readAll, UpstreamAnswer, UpstreamRegistry } from './upstream';
 import { AdvisoryClient, checkOnArrival, RecordChange } from './advisories';
 import { AdvisoryPolicy } from '../core/advisories';
 
@@ -152,6 +152,12 @@ export interface MirrorStats {
   refused: Map<string, Refusal>;
   /** The latest failures, newest last. */
   failures: { name: string; reason: string; at: string }[];
+  /**
+   * Mirrored packuments compared with the upstream when read (pull-through without a feed): answered
+   * 304 (`notModified`), answered in full with what the copy holds (`unchanged`: nothing written), or
+   * changed (written).
+   */
+  revalidations: { notModified: number; unchanged: number; changed: number };
 }
 
 /** What a mirror knows of its upstream's route (replication/routes.ts); the single-upstream settings otherwise. */
@@ -168,7 +174,7 @@ export interface MirrorRoute {
 
 /** Pull-through and storage of mirrored packages from the npm registry `upstream`. */
 export class Mirror {
-  readonly stats: MirrorStats = { packagesWritten: 0, tarballsWritten: 0, refused: new Map(), failures: [] };
+  readonly stats: MirrorStats = { packagesWritten: 0, tarballsWritten: 0, refused: new Map(), failures: [], revalidations: { notModified: 0, unchanged: 0, changed: 0 } };
   readonly upstream: string;
   readonly registry: UpstreamRegistry;
   /** The upstream's bulk advisory endpoint (the vulnerability policy). */
@@ -177,8 +183,13 @@ export class Mirror {
   private readonly tarballPulls = new SingleFlight<Buffer | null>();
   /** Tarballs being fetched ahead of the client (`tarballAhead`), by package and file. */
   private readonly tarballsAhead = new SingleFlight<void>();
-  /** When each mirrored packument was last compared with the upstream (pull-through without a feed). */
-  private readonly checkedAt = new Map<string, number>();
+  /**
+   * When each mirrored packument was last compared with the upstream (pull-through without a feed),
+   * and the validators of the copy then held, so that the next comparison asks without reading it.
+   */
+  private readonly checked = new Map<string, { at: number; validators?: OriginValidators }>();
+  /** Mirrored packuments being compared with the upstream now. */
+  private readonly revalidating = new Set<string>();
   private readonly local: Database<PackageDoc>;
   private readonly mirrored: Database<PackageDoc>;
   /**
@@ -287,8 +298,8 @@ export class Mirror {
    * replication user. Returns the stored document, or null when the database refused it (a private
    * scope); the refusal is recorded.
    */
-  async store(name: string, packument: UpstreamPackument, existing: PackageDoc | null): Promise<PackageDoc | null> {
-    const doc = mirroredDoc(name, packument, this.upstream, existing);
+  async store(name: string, packument: UpstreamPackument, existing: PackageDoc | null, validators?: OriginValidators): Promise<PackageDoc | null> {
+    const doc = mirroredDoc(name, packument, this.upstream, existing, undefined, validators);
     await this.checkAdvisories([doc]);
     return this.storeDoc(name, doc).catch((err) => {
       if (couchFailure(err).statusCode !== 403) throw err;
@@ -442,7 +453,7 @@ export class Mirror {
     // A name the index has not seen: the local database is asked while the upstream is.
     const [fetched, local] = await Promise.all([
       this.registry.sizedPackument(name).then(
-        (sized) => ({ packument: sized ? sized.body : null, bytes: sized ? sized.bytes : 0 }),
+        (sized) => ({ packument: sized ? sized.body : null, bytes: sized ? sized.bytes : 0, validators: sized ? sized.validators : undefined }),
         (err: Error) => ({ err }),
       ),
       known === 'unlisted' ? this.readLocal(name) : null,
@@ -454,9 +465,10 @@ export class Mirror {
     if ('err' in fetched) {
       throw upstreamFailed('Package "' + name + '" is not here yet and ' + fetched.err.message + '; packages already mirrored are still served. Try again later.');
     }
-    const { packument, bytes } = fetched;
+    const { packument, bytes, validators } = fetched;
     if (!packument) return null;
-    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return await this.storeBehind(name, packument, bytes);
+    this.checked.set(name, { at: Date.now(), validators });
+    if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return await this.storeBehind(name, packument, bytes, validators);
     if (known !== 'unlisted') {
       const shadowing = await this.readLocal(name);
       if (shadowing) {
@@ -464,8 +476,8 @@ export class Mirror {
         return shadowing;
       }
     }
-    const stored = await this.store(name, packument, await this.readMirrored(name));
-    this.checkedAt.set(name, Date.now());
+    const stored = await this.store(name, packument, await this.readMirrored(name), validators);
+    this.checked.set(name, { at: Date.now(), validators });
     if (stored && this.config.upstreamTarballs === 'eager') void this.fetchAllTarballs(stored);
     return stored || this.readMirrored(name);
   }
@@ -477,8 +489,8 @@ export class Mirror {
    * the others pull-through brings (`STORE_QUIET_MS`), its tarballs with it. A failure to store is
    * logged and recorded; the next request fetches the package again, as after a crash.
    */
-  private async storeBehind(name: string, packument: UpstreamPackument, bytes: number): Promise<PackageDoc> {
-    const doc = mirroredDoc(name, packument, this.upstream, null);
+  private async storeBehind(name: string, packument: UpstreamPackument, bytes: number, validators?: OriginValidators): Promise<PackageDoc> {
+    const doc = mirroredDoc(name, packument, this.upstream, null, undefined, validators);
     // Served at once: with the vulnerability policy on, not before its versions were asked about.
     await this.checkAdvisories([doc]);
     const digest = createHash('sha1').update(JSON.stringify([doc.time, doc['dist-tags'], Object.keys(doc.versions)])).digest('hex');
@@ -486,7 +498,7 @@ export class Mirror {
     let resolve: (doc: PackageDoc | null) => void = () => undefined;
     const stored = new Promise<PackageDoc | null>((r) => (resolve = r)).finally(() => {
       this.storing.delete(name);
-      this.checkedAt.set(name, Date.now());
+      this.checked.set(name, { at: Date.now(), validators });
     });
     const entry: Waiting = { name, doc, packument, tarballs: new Map(), stored: resolve };
     this.storing.set(name, { doc: served, stored });
@@ -552,7 +564,7 @@ export class Mirror {
     try {
       const existing = await this.readMirrored(entry.name);
       const newer = !!existing && existing.origin === this.upstream && revGeneration(existing.origin_rev) > revGeneration(entry.packument._rev);
-      const next = mirroredDoc(entry.name, entry.packument, this.upstream, existing);
+      const next = mirroredDoc(entry.name, entry.packument, this.upstream, existing, undefined, entry.doc.origin_validators);
       // The arrival check's answer, newer than what the document had.
       if (entry.doc.origin_advisories) next.origin_advisories = entry.doc.origin_advisories;
       stored = newer ? (existing as PackageDoc) : await this.storeDoc(entry.name, next);
@@ -595,22 +607,64 @@ export class Mirror {
 
   /**
    * Without a change feed, a mirrored packument is compared with the upstream when it is read and
-   * older than `maxAgeMs`; the stored copy is served meanwhile and whenever the upstream is down.
+   * older than `UPSTREAM_MAX_AGE_SECONDS`, off the client's path: the stored copy is served meanwhile
+   * and whenever the upstream is down. `held`: the copy the reader has, when it has the document.
    */
-  refreshIfStale(name: string): void {
+  refreshIfStale(name: string, held?: PackageDoc): void {
     const { config } = this;
     if (this.feed || this.mode !== 'mirror' || !this.mayPull(name)) return;
-    const last = this.checkedAt.get(name) || 0;
-    if (Date.now() - last < config.upstreamMaxAgeSeconds * 1000 || this.pulls.has(name)) return;
-    this.checkedAt.set(name, Date.now());
-    this.refresh(name).catch((err) => this.host.log.warn({ package: name, err: (err as Error).message }, 'refreshing a mirrored package failed'));
+    const last = this.checked.get(name);
+    if ((last && Date.now() - last.at < config.upstreamMaxAgeSeconds * 1000) || this.pulls.has(name) || this.storing.has(name) || this.revalidating.has(name)) return;
+    const validators = held && held.origin === this.upstream ? held.origin_validators : last && last.validators;
+    this.checked.set(name, { at: Date.now(), validators });
+    this.revalidating.add(name);
+    this.revalidate(name, validators)
+      .catch((err) => this.host.log.warn({ package: name, err: (err as Error).message }, 'comparing a mirrored package with the upstream failed'))
+      .finally(() => this.revalidating.delete(name));
   }
 
-  /** Pulls `name` again, unless its mirrored copy came from another origin: that is never refreshed from this upstream. */
-  private async refresh(name: string): Promise<void> {
-    const existing = await this.readMirrored(name);
+  /**
+   * Asks the upstream whether the packument of `name` changed since the copy held here was made
+   * (`If-None-Match` / `If-Modified-Since` with the copy's validators), and stores it only when it
+   * did: an answer of 304, or a full answer with the bytes the copy was made from, writes nothing.
+   * A copy from another origin is never refreshed from this upstream; a name the upstream no longer
+   * has keeps its copy (as before).
+   */
+  private async revalidate(name: string, known: OriginValidators | undefined): Promise<void> {
+    let validators = known;
+    if (!validators) {
+      const existing = await this.readMirrored(name);
+      if (!existing) {
+        await this.pull(name);
+        return;
+      }
+      if (existing.origin !== this.upstream) return;
+      validators = existing.origin_validators;
+    }
+    const fetched = await this.registry.packumentSince(name, validators);
+    if (fetched === NOT_MODIFIED) {
+      this.stats.revalidations.notModified++;
+      return;
+    }
+    if (fetched === null) return;
+    const unchanged = (held: OriginValidators | undefined) => !!held && held.digest === fetched.validators.digest;
+    if (unchanged(validators)) {
+      this.stats.revalidations.unchanged++;
+      this.checked.set(name, { at: Date.now(), validators: fetched.validators });
+      return;
+    }
+    // What this gateway knew may be older than the copy stored (another gateway, the routes' change).
+    const [existing, local] = await Promise.all([this.readMirrored(name), this.readLocal(name)]);
+    if (local) return this.shadowed(name);
     if (existing && existing.origin !== this.upstream) return;
-    await this.pull(name);
+    if (existing && unchanged(existing.origin_validators)) {
+      this.stats.revalidations.unchanged++;
+      this.checked.set(name, { at: Date.now(), validators: existing.origin_validators });
+      return;
+    }
+    await this.store(name, fetched.body, existing, fetched.validators);
+    this.stats.revalidations.changed++;
+    this.checked.set(name, { at: Date.now(), validators: fetched.validators });
   }
 
   /**

@@ -5,11 +5,13 @@
  * feed follower) and by the gateway's forwarding. `outboundRequest` is the one client of every
  * request of the registry to another host.
  */
+import { createHash } from 'crypto';
 import http, { IncomingMessage } from 'http';
 import https from 'https';
 import { Readable, Transform } from 'stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'zlib';
 import { UpstreamPackument } from '../core/mirrored';
+import { OriginValidators } from '../core/types';
 import { jsonDepth } from '../lib/json-depth';
 import { Config, OutboundPolicy, UpstreamConfig } from '../config';
 
@@ -36,7 +38,24 @@ export interface UpstreamAnswer {
   length: number | null;
   /** Where a redirect not followed points (`redirects: 0`). */
   location?: string;
+  /** The answer's headers (absent on answers made here). */
+  headers?: IncomingMessage['headers'];
   body: Readable;
+}
+
+/** The upstream answered 304: the packument did not change since the validators sent. */
+export const NOT_MODIFIED = Symbol('not modified');
+
+/** A packument fetched from the upstream: the object, the length of its JSON, and its validators. */
+export interface FetchedPackument {
+  body: UpstreamPackument;
+  bytes: number;
+  validators: OriginValidators;
+}
+
+/** A validator header (`ETag`, `Last-Modified`) worth keeping: a short line of printable characters. */
+function validator(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' && value.length <= 200 && /^[\x20-\x7e]+$/.test(value) ? value : undefined;
 }
 
 const ignore = (): void => undefined;
@@ -154,7 +173,7 @@ export function outboundRequest(url: URL, options: OutboundRequest, redirects = 
         decoder.on('close', () => response.destroy());
       }
       if (options.maxBytes !== undefined) body = capped(body, options.maxBytes, 'an answer', options.maxBytesSetting);
-      resolve({ status, length, body });
+      resolve({ status, length, headers: response.headers, body });
     });
     request.on('error', reject);
     request.end(options.body);
@@ -312,10 +331,22 @@ export class UpstreamRegistry {
    * limit is for the whole answer.
    */
   async get(path: string, what: string): Promise<string | null> {
+    const answer = await this.getText(path, what);
+    return answer === null || answer === NOT_MODIFIED ? null : answer.text;
+  }
+
+  /**
+   * `get`, with the answer's validators, and asked conditionally when `since` is given: `NOT_MODIFIED`
+   * when the upstream answered 304.
+   */
+  private async getText(path: string, what: string, since?: Pick<OriginValidators, 'etag' | 'lastModified'>): Promise<{ text: string; etag?: string; lastModified?: string } | null | typeof NOT_MODIFIED> {
     const signal = AbortSignal.timeout(this.timeoutMs);
+    const headers: Record<string, string> = { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' };
+    if (since && since.etag) headers['if-none-match'] = since.etag;
+    if (since && since.lastModified) headers['if-modified-since'] = since.lastModified;
     try {
       const answer = await this.request(new URL(this.url + path), {
-        headers: { accept: 'application/json', 'accept-encoding': 'gzip, deflate, br' },
+        headers,
         signal,
         maxBytes: this.settings.upstreamMaxPackumentBytes,
         maxBytesSetting: 'UPSTREAM_MAX_PACKUMENT_MB',
@@ -323,6 +354,10 @@ export class UpstreamRegistry {
       if (answer.status === 404) {
         answer.body.resume();
         return null;
+      }
+      if (answer.status === 304 && since && (since.etag || since.lastModified)) {
+        answer.body.resume();
+        return NOT_MODIFIED;
       }
       if (answer.status === 401 || answer.status === 403) {
         answer.body.resume();
@@ -332,7 +367,8 @@ export class UpstreamRegistry {
         answer.body.resume();
         throw new UpstreamUnavailable('the upstream registry ' + this.url + ' answered ' + answer.status + ' for ' + what, answer.status);
       }
-      return (await readAll(answer.body)).toString('utf8');
+      const text = (await readAll(answer.body)).toString('utf8');
+      return { text, etag: validator(answer.headers && answer.headers.etag), lastModified: validator(answer.headers && answer.headers['last-modified']) };
     } catch (err) {
       if (err instanceof UpstreamUnavailable) throw err;
       throw this.unavailable(signal.aborted ? signal.reason : err);
@@ -361,14 +397,27 @@ export class UpstreamRegistry {
   }
 
   /** The upstream's full packument of `name` and the size of its JSON, or null when it has none (404). */
-  async sizedPackument(name: string): Promise<{ body: UpstreamPackument; bytes: number } | null> {
-    const text = await this.get(upstreamPath(name, []), '"' + name + '"');
-    if (text === null) return null;
-    const body = upstreamObject(text) as UpstreamPackument | null;
+  async sizedPackument(name: string): Promise<FetchedPackument | null> {
+    const fetched = await this.packumentSince(name);
+    return fetched === NOT_MODIFIED ? null : fetched;
+  }
+
+  /**
+   * The upstream's full packument of `name`, its size and validators; asked conditionally when
+   * `since` (the validators of the copy held here) is given, and then `NOT_MODIFIED` when the
+   * upstream answered 304. Null when it has none (404).
+   */
+  async packumentSince(name: string, since?: OriginValidators): Promise<FetchedPackument | null | typeof NOT_MODIFIED> {
+    const answer = await this.getText(upstreamPath(name, []), '"' + name + '"', since);
+    if (answer === null || answer === NOT_MODIFIED) return answer;
+    const body = upstreamObject(answer.text) as UpstreamPackument | null;
     if (!body || (body.name !== undefined && body.name !== name)) {
       throw new UpstreamUnavailable('the upstream registry ' + this.url + ' sent something that is not the packument of "' + name + '" (not a JSON object, or nested deeper than ' + MAX_PACKUMENT_DEPTH + ' levels)');
     }
-    return { body, bytes: text.length };
+    const validators: OriginValidators = { digest: createHash('sha1').update(answer.text).digest('hex') };
+    if (answer.etag) validators.etag = answer.etag;
+    if (answer.lastModified) validators.lastModified = answer.lastModified;
+    return { body, bytes: answer.text.length, validators };
   }
 
   /**

@@ -296,6 +296,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           name: route.name,
           stats: route.registry.stats,
           feedLag: route.follower ? (await route.follower.status()).lag.changes : null,
+          revalidations: route.mirror ? route.mirror.stats.revalidations : null,
         })),
       ),
     );

@@ -71,8 +71,8 @@ function unlistedForPull(ctx: Context, name: string): boolean {
 }
 
 /** A mirrored package read: compared with its upstream when it is old (pull-through without a feed), by the mirror of its route. */
-function refreshIfStale(ctx: Context, name: string): void {
-  pullThroughFor(ctx, name)?.refreshIfStale(name);
+function refreshIfStale(ctx: Context, name: string, held?: PackageDoc): void {
+  pullThroughFor(ctx, name)?.refreshIfStale(name, held);
 }
 
 /**
@@ -96,7 +96,7 @@ async function loadForRead(ctx: Context, req: Request, res: Response, name: stri
     const unrouted = ctx.upstreams.noRouteMessage(name);
     throw unrouted ? notFound(unrouted) : notFoundPackage(name);
   }
-  if (isMirrored(doc, ctx.origins)) refreshIfStale(ctx, name);
+  if (isMirrored(doc, ctx.origins)) refreshIfStale(ctx, name, doc);
   // Only a package registered here is foreign: an upstream's document with a `url` never is.
   if (isForeign(doc) && !isMirrored(doc, ctx.origins)) {
     // Its maintainers read the entry itself to change or remove it (`npm unpublish --force`).
@@ -167,6 +167,7 @@ export function packageRoutes(ctx: Context): Router {
       const doc = await readPackage(ctx, name, !!pullThroughFor(ctx, name));
       if (!doc) ctx.cache.setAbsent(name, generation);
       if (!doc || isForeign(doc) || isTombstone(doc)) return null;
+      if (isMirrored(doc, ctx.origins)) refreshIfStale(ctx, name, doc);
       const made = servedBytes(ctx, doc);
       // Not a document being stored by pull-through: the stored one is cached.
       if (!isProvisional(doc)) ctx.cache.set(name, generation, made);

@@ -197,6 +197,8 @@ async function upstreamStatus(route: UpstreamRoute): Promise<Record<string, any>
     failures: stats.failures,
     packagesWritten: route.mirror ? route.mirror.stats.packagesWritten : 0,
     tarballsWritten: route.mirror ? route.mirror.stats.tarballsWritten : 0,
+    // Copies compared with it when read: 304, the same bytes again (nothing written), changed.
+    revalidations: route.mirror ? { ...route.mirror.stats.revalidations } : null,
     feed: route.follower ? await route.follower.status() : null,
   };
 }

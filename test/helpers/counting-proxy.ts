@@ -15,6 +15,11 @@ export interface SeenRequest {
   authorization?: string;
   /** The JSON body of a bulk advisory request answered here. */
   body?: Record<string, string[]>;
+  /** The conditional headers it came with (`If-None-Match`, `If-Modified-Since`). */
+  ifNoneMatch?: string;
+  ifModifiedSince?: string;
+  /** The status the upstream answered (once it did). */
+  status?: number;
 }
 
 export interface CountingProxy {
@@ -34,6 +39,10 @@ export interface CountingProxyOptions {
   advisories?: (body: Record<string, string[]>) => Record<string, unknown>;
   /** Paths answered 404 here instead of being passed on. */
   notFound?: (path: string) => boolean;
+  /** Answers pass without `ETag` and `Last-Modified`, and conditional headers do not reach the upstream (an upstream without validators). */
+  noValidators?: boolean;
+  /** How long a request for `path` is held before it is passed on (a slow upstream): 0 by default. */
+  delayMs?: (path: string) => number;
 }
 
 export async function startCountingProxy(target = '', options: CountingProxyOptions = {}): Promise<CountingProxy> {
@@ -52,6 +61,13 @@ export async function startCountingProxy(target = '', options: CountingProxyOpti
       /* kept as asked */
     }
     const seen: SeenRequest = { method: req.method || 'GET', path, authorization: req.headers.authorization };
+    if (typeof req.headers['if-none-match'] === 'string') seen.ifNoneMatch = req.headers['if-none-match'];
+    if (typeof req.headers['if-modified-since'] === 'string') seen.ifModifiedSince = req.headers['if-modified-since'];
+    const headers = { ...req.headers };
+    if (options.noValidators) {
+      delete headers['if-none-match'];
+      delete headers['if-modified-since'];
+    }
     proxy.requests.push(seen);
     if (options.advisories && req.method === 'POST' && req.url === BULK) {
       const chunks: Buffer[] = [];
@@ -68,15 +84,26 @@ export async function startCountingProxy(target = '', options: CountingProxyOpti
       res.writeHead(404, { 'content-type': 'application/json' });
       return void res.end('{"error":"not found"}');
     }
-    const forward = http.request(proxy.target + (req.url || ''), { method: req.method, headers: req.headers }, (answer) => {
-      res.writeHead(answer.statusCode || 502, answer.headers);
-      answer.pipe(res);
-    });
-    forward.on('error', () => {
-      res.writeHead(502);
-      res.end();
-    });
-    req.pipe(forward);
+    const pass = (): void => {
+      const forward = http.request(proxy.target + (req.url || ''), { method: req.method, headers }, (answer) => {
+        seen.status = answer.statusCode;
+        const answered = { ...answer.headers };
+        if (options.noValidators) {
+          delete answered.etag;
+          delete answered['last-modified'];
+        }
+        res.writeHead(answer.statusCode || 502, answered);
+        answer.pipe(res);
+      });
+      forward.on('error', () => {
+        res.writeHead(502);
+        res.end();
+      });
+      req.pipe(forward);
+    };
+    const delay = options.delayMs ? options.delayMs(path) : 0;
+    if (delay > 0) setTimeout(pass, delay);
+    else pass();
   });
   Object.assign(proxy, await listenOnLoopback(server));
   return proxy;
