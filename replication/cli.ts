@@ -155,7 +155,11 @@ function feedLines(lines: string[], feed: any): void {
 /** Whether an upstream answers, with its counts and its last error. */
 function reachability(upstream: any): string {
   const state = upstream.reachable === null ? 'not asked yet' : upstream.reachable ? 'reachable' : 'UNREACHABLE';
-  return state + ', ' + n(upstream.requests) + ' requests, ' + n(upstream.failures) + ' failed' + (upstream.lastError ? '; last error ' + (upstream.lastErrorAt || '') + ': ' + upstream.lastError : '');
+  const compared = upstream.revalidations as { notModified: number; unchanged: number; changed: number } | null | undefined;
+  const revalidated = compared && compared.notModified + compared.unchanged + compared.changed > 0
+    ? '; copies compared ' + n(compared.notModified + compared.unchanged + compared.changed) + ' times (' + n(compared.notModified) + ' not modified, ' + n(compared.unchanged) + ' unchanged, ' + n(compared.changed) + ' changed)'
+    : '';
+  return state + ', ' + n(upstream.requests) + ' requests, ' + n(upstream.failures) + ' failed' + revalidated + (upstream.lastError ? '; last error ' + (upstream.lastErrorAt || '') + ': ' + upstream.lastError : '');
 }
 
 /** Packages on one side of a native replication: its documents without design documents (older registries: all documents). */

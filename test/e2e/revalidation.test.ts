@@ -7,8 +7,9 @@
  * upstream without them); a second gateway on the same database, whose memory is empty as after a
  * restart, asks conditionally with the validators stored on the copy.
  */
+import { join } from 'path';
 import { CountingProxy, startCountingProxy } from '../helpers/counting-proxy';
-import { makePackage, npmClient, NpmClient } from '../helpers/npm';
+import { makePackage, npmClient, NpmClient, run } from '../helpers/npm';
 import { anotherGateway, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { eventually } from '../helpers/wait';
 
@@ -80,6 +81,8 @@ describe('a mirrored packument past UPSTREAM_MAX_AGE_SECONDS', () => {
     expect((await mirroredDoc(mirror, 'reval-a')).body._rev).toBe(copy._rev);
     const metrics = await (await fetch(mirror.localUrl + '/-/metrics', { headers: { authorization: 'Bearer ' + (await mirror.adminToken()) } })).text();
     expect(metrics).toMatch(/registry_upstream_revalidations_total\{upstream="default",outcome="not_modified"\} [1-9]/);
+    const cli = await run(process.execPath, [join(__dirname, '..', '..', 'dist', 'replication', 'cli.js'), '--registry', mirror.url], { env: { ...process.env, REGISTRY_TOKEN: await mirror.adminToken() } });
+    expect(cli.stdout).toMatch(/health {6}reachable, \d+ requests, 0 failed; copies compared \d+ times \([1-9]\d* not modified, \d+ unchanged, \d+ changed\)/);
   });
 
   it('takes a change of the upstream on the next read', async () => {
