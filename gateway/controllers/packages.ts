@@ -12,7 +12,6 @@ import {
 } from '../../core/packument';
 import { isMirrored } from '../../core/provenance';
 import { PackageDoc } from '../../core/types';
-import { docPath } from '../../couchdb/client';
 import { requireUser, requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
 import { packageMfaOf, stagingRequiredMessage } from './package-access';
@@ -229,7 +228,7 @@ export function packageRoutes(ctx: Context): Router {
     const db = from ? from.db : ctx.config.registryDb;
     const headers: Record<string, string> = {};
     if (typeof req.headers['if-none-match'] === 'string') headers['if-none-match'] = req.headers['if-none-match'];
-    const upstream = await ctx.couch.streamGet(docPath(db, name, file), headers);
+    const upstream = await ctx.couch.attachment(db, name, file, headers);
     if (upstream.statusCode === 404) {
       upstream.resume();
       const doc = await loadForRead(ctx, req, res, name, ['-', file]);
