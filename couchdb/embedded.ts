@@ -697,8 +697,8 @@ interface Opened {
   mine: ReadableDb;
   stubs: Map<string, { rev: string; attachments: Record<string, AttachmentStub>; count: number }>;
   stubCount: number;
-  /** Whether a call of PouchDB's public API has waited for the database to be open (the adapter's own reads need it). */
-  ready?: boolean;
+  /** A call of PouchDB's public API, which waits for the database to be open (the adapter's own reads need it). */
+  ready?: Promise<unknown>;
 }
 
 const isNotFound = (err: unknown): boolean => !!err && (err as { status?: number }).status === 404;
@@ -709,15 +709,12 @@ const pouchNotFound = (reason: string): Error => Object.assign(new Error(reason)
  * The winning revision of document `id` and whether it is deleted, as PouchDB picks it (leaves not
  * deleted first, then the longest, then the greatest hash): from the revision tree alone, which
  * reads no document and no index (`allDocs` opened and closed a LevelDB iterator for each, a third of
- * the CPU of a tarball's first read). Null when there is no such document. The first read of a
- * database handle goes through `allDocs`, which waits for the database to be open.
+ * the CPU of a tarball's first read). Null when there is no such document.
  */
 async function winningRevision(db: Opened, id: string): Promise<{ rev: string; deleted: boolean } | null> {
-  if (!db.ready) {
-    const row = (await db.mine.allDocs({ key: id })).rows[0];
-    db.ready = true;
-    return row && row.value ? { rev: row.value.rev, deleted: !!row.value.deleted } : null;
-  }
+  // The adapter's own reads need the database open: a call of the public API waits for that.
+  if (!db.ready) db.ready = db.mine.info();
+  await db.ready;
   const tree = await new Promise<RevisionRoot[] | null>((resolve, reject) =>
     db.mine._getRevisionTree(id, (err, found) => (found ? resolve(found) : isNotFound(err) ? resolve(null) : reject(err || new Error('no revision tree')))),
   );
