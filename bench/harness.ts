@@ -974,3 +974,52 @@ export function markdownTable(rows: Row[]): string {
   }
   return lines.join('\n');
 }
+
+/**
+ * `--restart [--runs 5]`: only the cold install from this registry just restarted (its packument and
+ * tarball caches empty, every read a first read), beside the same install straight from nginx, in
+ * turn in each round, medians; as the full run's row.
+ */
+export async function runRestart(scaleName: 'full' | 'smoke', runs: number): Promise<Row[]> {
+  const scale = SCALES[scaleName];
+  const work = mkdtempSync(join(tmpdir(), 'bench-'));
+  let ours: Ours | undefined;
+  const { server: treeServer, tree, tarballs } = await staticTree(work, scale);
+  try {
+    ours = await startOurs();
+    for (const { manifest, tarball } of tarballs) await publish(ours, publishBody(manifest, tarball, ours.url));
+    const installers = [
+      {
+        name: 'this registry just restarted',
+        url: () => (ours as Ours).url,
+        before: async () => {
+          const running = ours as Ours;
+          await running.halt();
+          ours = await startOurs({}, running);
+        },
+        times: [] as number[],
+      },
+      { name: treeServer.name, url: () => treeServer.url, before: async () => undefined, times: [] as number[] },
+    ];
+    for (let round = 0; round < runs; round++) {
+      for (const i of inTurn(installers.length, round)) {
+        const installer = installers[i];
+        log('npm install, round ' + (round + 1) + ' of ' + runs + ': ' + installer.name);
+        await installer.before();
+        await quiet([(ours as Ours).pid]);
+        installer.times.push((await installTimes(work, installer.url(), tree.direct, installer.name, false)).cold);
+        log('  ' + Math.round(installer.times[installer.times.length - 1]) + ' ms');
+      }
+    }
+    const [restarted, ceiling] = installers.map((installer) => median(installer.times));
+    return [{
+      metric: 'npm install, ' + scale.treePackages + ' packages, cold cache, from this registry just restarted (its caches empty), against the same tree from ' + treeServer.name + ': ' + Math.round(ceiling) + ' ms (median of ' + runs + ' rounds)',
+      unit: '× nginx', ours: restarted / ceiling, peer: null, higherIsBetter: false, target: '≤ 1.05 (ours)', met: restarted <= 1.05 * ceiling,
+      note: Math.round(restarted) + ' ms; rounds ' + installers.map((installer) => installer.name + ' ' + installer.times.map(Math.round).join('/')).join(', '),
+    }];
+  } finally {
+    await ours?.stop().catch(() => undefined);
+    await treeServer.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}

@@ -1,6 +1,8 @@
 /**
  * `npm run bench`: runs the benchmarks at full size, prints the table and writes bench/RESULTS.md.
- * `npm run bench:scale` (`--scale [--sizes 1000,10000]`): the scale series, written to bench/SCALE.md.
+ * `npm run bench:scale` (`--scale [--sizes 1000,10000] [--first-reads]`): the scale series, written to bench/SCALE.md
+ * (`--first-reads`: only the reads, first and again, of packuments, tarballs and unknown names).
+ * `--restart [--runs 5]`: only the cold install from this registry just restarted, beside nginx, in rounds (medians).
  * `--pull-through [--runs 3]`: only the cold install through pull-through mirroring, beside Verdaccio, in rounds (medians).
  * `--sites [--samples 40]`: only the convergence between two sites (p50, p95).
  * `--policies [--runs 3]`: what the license and vulnerability policies cost: the cold pull-through install and mirrored packuments with and without them, beside Verdaccio.
@@ -8,7 +10,7 @@
 import { cpus, totalmem } from 'os';
 import { writeFileSync } from 'fs';
 import { join } from 'path';
-import { markdownTable, measureSiteConvergence, runBenchmarks, runPolicies, runPullThrough } from './harness';
+import { markdownTable, measureSiteConvergence, runBenchmarks, runPolicies, runPullThrough, runRestart } from './harness';
 import { runScale, scaleTable } from './scale';
 
 function argument(name: string): string | undefined {
@@ -25,10 +27,11 @@ async function main(): Promise<void> {
     (process.env.COUCHDB_URL ? ', on a real CouchDB (COUCHDB_URL)' : ', on the embedded CouchDB') + '.\n\n';
   if (process.argv.includes('--scale')) {
     const sizes = (argument('--sizes') || (smoke ? '200' : '1000,10000,100000')).split(',').map(Number);
-    const rows = await runScale({ sizes, seconds: smoke ? 1 : 10, connections: smoke ? 5 : 50 });
-    const report = header('Scale series', 'sizes ' + sizes.join(', ')) + scaleTable(sizes, rows) + '\n';
+    const readsOnly = process.argv.includes('--first-reads');
+    const rows = await runScale({ sizes, seconds: smoke ? 1 : 10, connections: smoke ? 5 : 50, readsOnly });
+    const report = header('Scale series', 'sizes ' + sizes.join(', ') + (readsOnly ? ', reads only' : '')) + scaleTable(sizes, rows) + '\n';
     process.stdout.write(report);
-    if (!smoke && !argument('--sizes')) writeFileSync(join(__dirname, '..', '..', 'bench', 'SCALE.md'), report);
+    if (!smoke && !readsOnly && !argument('--sizes')) writeFileSync(join(__dirname, '..', '..', 'bench', 'SCALE.md'), report);
     return;
   }
   if (process.argv.includes('--sites')) {
@@ -40,6 +43,11 @@ async function main(): Promise<void> {
   if (process.argv.includes('--policies')) {
     const rows = await runPolicies(smoke ? 'smoke' : 'full', Number(argument('--runs') || 3));
     process.stdout.write(header('The policies\' cost', 'the full tree') + markdownTable(rows) + '\n');
+    return;
+  }
+  if (process.argv.includes('--restart')) {
+    const rows = await runRestart(smoke ? 'smoke' : 'full', Number(argument('--runs') || 5));
+    process.stdout.write(header('Install after a restart', 'the full tree') + markdownTable(rows) + '\n');
     return;
   }
   if (process.argv.includes('--pull-through')) {

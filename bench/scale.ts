@@ -19,6 +19,11 @@ export interface ScaleOptions {
   /** Seconds each rate is measured for. */
   seconds: number;
   connections: number;
+  /**
+   * Only the reads (first read of each, then again: packuments, tarballs, unknown names), without the
+   * searches and the start without the index's snapshot (`--first-reads`).
+   */
+  readsOnly?: boolean;
 }
 
 export interface ScaleRow {
@@ -251,6 +256,15 @@ async function measureSize(count: number, options: ScaleOptions): Promise<SizeRe
     const packuments = await measureBoth('packuments', spread(data.names).map((n) => '/' + n), corgi);
     const tarballs = await measureBoth('tarballs', spread(data.tarballs));
     const unknowns = await measureBoth('unknown names', spread(data.names).map((n) => '/' + n + '-not-here'), corgi);
+    const reads = { packument: packuments.warm, packumentCold: packuments.cold, tarball: tarballs.warm, tarballCold: tarballs.cold, unknown: unknowns.warm, unknownCold: unknowns.cold };
+    if (options.readsOnly) {
+      const none = { rps: NaN, p50: NaN, p99: NaN, non2xx: 0 };
+      return {
+        writeRate: count / data.seconds, databasesMb: disk.databases / 2 ** 20, dataDirMb: disk.dataDir / 2 ** 20, startupMs: ours.startedInMs, searchReadyMs,
+        rssMb: memoryOf(ours.pid, 'VmRSS') / 2 ** 20, peakRssMb: peakRss(ours.pid) / 2 ** 20, ...reads,
+        search: none, searchAlone: none, searchHits: searchHits / named.length, searchColdMs: NaN,
+      };
+    }
     log('  searches');
     const queries = data.queries.map((q) => '/-/v1/search?size=20&text=' + encodeURIComponent(q));
     const searchAlone = await rate(ours.url, queries.slice(0, 20_000), options.seconds, 1);
@@ -263,8 +277,7 @@ async function measureSize(count: number, options: ScaleOptions): Promise<SizeRe
       searchReadyMs,
       rssMb: memoryOf(ours.pid, 'VmRSS') / 2 ** 20,
       peakRssMb: peakRss(ours.pid) / 2 ** 20,
-      packument: packuments.warm, packumentCold: packuments.cold, tarball: tarballs.warm, tarballCold: tarballs.cold,
-      unknown: unknowns.warm, unknownCold: unknowns.cold, search, searchAlone,
+      ...reads, search, searchAlone,
       searchHits: searchHits / named.length,
       searchColdMs: await (async () => {
         // Once more without the index's snapshot: the whole index is read from CouchDB.
@@ -295,7 +308,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleRow[]> {
     row('Disk, data folder', 'MB', (r) => r.dataDirMb, false, { note: 'the embedded CouchDB\'s files; with COUCHDB_URL only the caches' }),
     row('Start-up to ready', 'ms', (r) => r.startupMs, false),
     row('Start-up until search answers', 'ms', (r) => r.searchReadyMs, false, { note: 'the index from the snapshot the gateway saved when it stopped, then the changes since' }),
-    row('Start-up until search answers, without the snapshot', 'ms', (r) => r.searchColdMs, false, { note: 'the whole index read from both databases\' `_changes`, as at a gateway\'s first start' }),
+    ...(options.readsOnly ? [] : [row('Start-up until search answers, without the snapshot', 'ms', (r) => r.searchColdMs, false, { note: 'the whole index read from both databases\' `_changes`, as at a gateway\'s first start' })]),
     row('RSS after the measures', 'MB', (r) => r.rssMb, false),
     row('Peak RSS', 'MB', (r) => r.peakRssMb, false),
     row('Abbreviated packument, first read of each', 'req/s', (r) => r.packumentCold.rps, true, { note: 'p99 ' + results.map((r) => r.packumentCold.p99).join(' / ') + ' ms; ' + errors((r) => r.packumentCold) }),
@@ -304,12 +317,14 @@ export async function runScale(options: ScaleOptions): Promise<ScaleRow[]> {
     row('Tarball, read again', 'req/s', (r) => r.tarball.rps, true, { note: 'p99 ' + results.map((r) => r.tarball.p99).join(' / ') + ' ms; ' + errors((r) => r.tarball) }),
     row('Unknown name (404), first ask', 'req/s', (r) => r.unknownCold.rps, true, { note: 'p99 ' + results.map((r) => r.unknownCold.p99).join(' / ') + ' ms' }),
     row('Unknown name (404), asked again', 'req/s', (r) => r.unknown.rps, true, { note: 'p99 ' + results.map((r) => r.unknown.p99).join(' / ') + ' ms' }),
+    ...(options.readsOnly ? [] : [
     row('Search, one client at a time: p50', 'ms', (r) => r.searchAlone.p50, false),
     row('Search, one client at a time: p99', 'ms', (r) => r.searchAlone.p99, false, { target: '≤ 20 ms', met: last.searchAlone.p99 <= 20 && last.searchAlone.non2xx === 0, note: errors((r) => r.searchAlone) }),
     row('Search, 10 clients at once', 'req/s', (r) => r.search.rps, true, { note: errors((r) => r.search) }),
     row('Search, 10 clients at once: p50', 'ms', (r) => r.search.p50, false),
     row('Search, 10 clients at once: p99', 'ms', (r) => r.search.p99, false, { target: '≤ 20 ms', met: last.search.p99 <= 20 && last.search.non2xx === 0 }),
     row('Searches for a whole name that list it first', '%', (r) => r.searchHits * 100, true),
+    ]),
   ];
 }
 

@@ -8,6 +8,7 @@
 import http from 'http';
 import https from 'https';
 import { createReadStream, statSync } from 'fs';
+import { PassThrough, Readable } from 'stream';
 import Nano from 'nano';
 import { DESIGN } from '../couchapp/design';
 import { GATEWAY_ROLE } from '../core/provenance';
@@ -103,6 +104,30 @@ function documentPath(db: string, id: string): string {
   return docPath(db) + '/' + (special ? special[1] + '/' + encodeURIComponent(special[2]) : encodeURIComponent(id));
 }
 
+/**
+ * Reads the embedded server answers in this process (`EmbeddedCouch.local`): the server admin's plain
+ * read of a document and of an attachment, as it answers them over HTTP. Each returns undefined when
+ * it cannot answer that one here (then it is asked over HTTP), null when there is no such document or
+ * attachment (or a deleted document).
+ */
+export interface LocalReads {
+  document(db: string, id: string): Promise<Record<string, unknown> | null> | undefined;
+  attachment(db: string, id: string, file: string): Promise<{ data: Buffer; etag: string; contentType: string } | null> | undefined;
+}
+
+/** An attachment's answer as it streams: CouchDB's over HTTP, or one read in this process. */
+export type AttachmentAnswer = Readable & { statusCode?: number; headers: http.IncomingHttpHeaders; complete: boolean };
+
+/** An answer made in this process, shaped like the HTTP answer it stands for. */
+function answerInMemory(statusCode: number, headers: http.IncomingHttpHeaders, data?: Buffer): AttachmentAnswer {
+  const stream = new PassThrough() as PassThrough & { statusCode?: number; headers: http.IncomingHttpHeaders; complete: boolean };
+  stream.statusCode = statusCode;
+  stream.headers = headers;
+  stream.complete = true;
+  stream.end(data);
+  return stream;
+}
+
 /** A row of a view: its document id, key and value. */
 export interface ViewRow<V> {
   id: string;
@@ -140,6 +165,9 @@ export class Database<T extends object> {
 
   /** The document `id`, or null when there is none (or a deleted one). */
   get(id: string, params?: { attachments?: boolean; revs?: boolean; conflicts?: boolean; r?: number }): Promise<Stored<T> | null> {
+    // A plain read of the embedded server runs in this process, where it can.
+    const local = params || !this.couch.local ? undefined : this.couch.local.document(this.name, id);
+    if (local) return this.couch.timed('get', () => local.then((doc) => doc as Stored<T> | null, () => this.get(id, {})));
     const query = params ? Object.entries(params).map(([key, value]) => key + '=' + String(value)).join('&') : '';
     return this.couch.timed('get', async () => {
       const path = this.path(id);
@@ -228,6 +256,12 @@ export class Couch {
     this.server = Nano({ url: parsed.origin, headers: this.adminHeaders } as Nano.Configuration);
     this.passwords = new Authenticator({ secret: proxySecret, adminHash: (name) => this.adminHash(name), readUser: (name) => this.readUserDoc(name) });
   }
+
+  /**
+   * The embedded server's reads in this process, when the gateway runs in the same process as the
+   * server (never with COUCHDB_URL): plain document and attachment reads as the admin skip HTTP.
+   */
+  local?: LocalReads;
 
   /** Told of every request to CouchDB: what it was, how long it took, whether it succeeded (for metrics). */
   observe?: (operation: string, seconds: number, ok: boolean) => void;
@@ -459,6 +493,19 @@ export class Couch {
   /** A request to CouchDB as admin, answered as a fetch Response (for streams and long polls). */
   adminFetch(path: string, init: RequestInit = {}): Promise<Response> {
     return fetch(new URL(path, this.url.origin), { ...init, headers: { accept: 'application/json', ...(init.headers as Record<string, string>), ...this.adminHeaders } });
+  }
+
+  /**
+   * Attachment `file` of document `id` of `db`, as the admin: read in this process from the embedded
+   * server (answering 304 to a matching `If-None-Match`, as it does over HTTP), else streamed from CouchDB.
+   */
+  async attachment(db: string, id: string, file: string, headers: Record<string, string> = {}): Promise<AttachmentAnswer> {
+    const local = this.local?.attachment(db, id, file);
+    const found = local ? await this.timed('attachment-get', () => local).catch(() => undefined) : undefined;
+    if (found === undefined) return this.streamGet(docPath(db, id, file), headers) as Promise<AttachmentAnswer>;
+    if (found === null) return answerInMemory(404, { 'content-type': 'application/json' }, Buffer.from('{"error":"not_found","reason":"missing"}\n'));
+    if (headers['if-none-match'] === found.etag) return answerInMemory(304, { etag: found.etag });
+    return answerInMemory(200, { etag: found.etag, 'content-type': found.contentType, 'content-length': String(found.data.length) }, found.data);
   }
 
   /** Opens a GET of a CouchDB path as admin and hands back the raw response for streaming. */

@@ -15,6 +15,7 @@ import { hostOf } from '../core/hosts';
 import { isReplicator } from '../core/provenance';
 import { SecurityObject } from '../core/types';
 import { proxyHeaders } from './proxy-auth';
+import type { LocalReads } from './client';
 import {
   adminHashIsCurrent, adminPasswordMatches, Authenticator, hashAdminPassword, hashUserPassword, identify,
   pinnedSession, sessionCookie, StoredUser,
@@ -64,6 +65,8 @@ export interface RemotePolicy {
 export interface EmbeddedCouch {
   url: string;
   port: number;
+  /** The admin's plain reads of documents and attachments in this process (see `inProcessReads`). */
+  local: LocalReads;
   close(): Promise<void>;
 }
 
@@ -678,6 +681,8 @@ interface ReadableDb {
    */
   _get(id: string, options: Record<string, never>, callback: (err: unknown, result?: { doc: StoredDoc }) => void): void;
   _getAttachment(id: string, file: string, stub: AttachmentStub, options: { binary: true }, callback: (err: unknown, data?: Buffer) => void): void;
+  /** The adapter's revision tree of a document (its index entry, no document read): 404 when there is none. */
+  _getRevisionTree(id: string, callback: (err: unknown, tree?: RevisionRoot[]) => void): void;
   info(): Promise<Record<string, unknown>>;
   /** pouchdb-size's: `info()` reports the database's `disk_size` too, as express-pouchdb's databases do. */
   installSizeWrapper(): void;
@@ -692,21 +697,60 @@ interface Opened {
   mine: ReadableDb;
   stubs: Map<string, { rev: string; attachments: Record<string, AttachmentStub>; count: number }>;
   stubCount: number;
+  /** A call of PouchDB's public API, which waits for the database to be open (the adapter's own reads need it). */
+  ready?: Promise<unknown>;
 }
+
+const isNotFound = (err: unknown): boolean => !!err && (err as { status?: number }).status === 404;
 
 const pouchNotFound = (reason: string): Error => Object.assign(new Error(reason), { status: 404, name: 'not_found' });
 
 /**
- * The stubs of document `id`'s attachments at its current revision. The revision is looked up in
- * the index of documents (`allDocs`), which reads no document; the document itself is read (and
+ * The winning revision of document `id` and whether it is deleted, as PouchDB picks it (leaves not
+ * deleted first, then the longest, then the greatest hash): from the revision tree alone, which
+ * reads no document and no index (`allDocs` opened and closed a LevelDB iterator for each, a third of
+ * the CPU of a tarball's first read). Null when there is no such document.
+ */
+async function winningRevision(db: Opened, id: string): Promise<{ rev: string; deleted: boolean } | null> {
+  // The adapter's own reads need the database open: a call of the public API waits for that.
+  if (!db.ready) db.ready = db.mine.info();
+  await db.ready;
+  const tree = await new Promise<RevisionRoot[] | null>((resolve, reject) =>
+    db.mine._getRevisionTree(id, (err, found) => (found ? resolve(found) : isNotFound(err) ? resolve(null) : reject(err || new Error('no revision tree')))),
+  );
+  if (!tree) return null;
+  let best: { pos: number; hash: string; deleted: boolean } | null = null;
+  const toVisit: { pos: number; node: RevisionNode }[] = tree.map((root) => ({ pos: root.pos, node: root.ids }));
+  for (let next = toVisit.pop(); next; next = toVisit.pop()) {
+    const [hash, options, children] = next.node;
+    if (children.length) {
+      for (const child of children) toVisit.push({ pos: next.pos + 1, node: child });
+      continue;
+    }
+    const deleted = !!(options as { deleted?: boolean } | null)?.deleted;
+    if (!best || (best.deleted !== deleted ? best.deleted : best.pos !== next.pos ? best.pos < next.pos : best.hash < hash)) best = { pos: next.pos, hash, deleted };
+  }
+  return best ? { rev: best.pos + '-' + best.hash, deleted: best.deleted } : null;
+}
+
+/** PouchDB's revision tree: nodes `[hash, options, children]` from a root at `pos`. */
+type RevisionNode = [string, unknown, RevisionNode[]];
+interface RevisionRoot {
+  pos: number;
+  ids: RevisionNode;
+}
+
+/**
+ * The stubs of document `id`'s attachments at its current revision. The revision is taken from the
+ * document's revision tree (`winningRevision`), which reads no document; the document itself is read (and
  * parsed: a packument of thousands of versions is megabytes of JSON) only when its revision is not
  * the one remembered.
  */
 async function attachmentsOf(db: Opened, id: string): Promise<Record<string, AttachmentStub>> {
-  const row = (await db.mine.allDocs({ key: id })).rows[0];
-  if (!row || !row.value || row.value.deleted) throw pouchNotFound(row && row.value ? 'deleted' : 'missing');
+  const current = await winningRevision(db, id);
+  if (!current || current.deleted) throw pouchNotFound(current ? 'deleted' : 'missing');
   const known = db.stubs.get(id);
-  if (known && known.rev === row.value.rev) {
+  if (known && known.rev === current.rev) {
     // Most recently used last.
     db.stubs.delete(id);
     db.stubs.set(id, known);
@@ -732,6 +776,76 @@ async function attachmentsOf(db: Opened, id: string): Promise<Record<string, Att
 }
 
 /**
+ * The databases express-pouchdb has open (so they exist: a deleted one leaves its cache at once),
+ * each with a PouchDB handle of this module's own and the stubs of attachments read lately; null
+ * for any other name (opening a PouchDB database would create it).
+ */
+interface LocalDatabases {
+  open(name: string): Opened | null;
+}
+
+function localDatabases(LocalPouch: new (name: string) => ReadableDb): LocalDatabases {
+  const opened = new Map<string, Opened>();
+  return {
+    open(name) {
+      if (!DATABASE_NAME.test(name)) return null;
+      const theirs = (LocalPouch as unknown as { __dbCacheMap?: Map<string, unknown> }).__dbCacheMap?.get(name);
+      if (!theirs) return null;
+      let db = opened.get(name);
+      if (!db || db.theirs !== theirs) {
+        const mine = new LocalPouch(name);
+        mine.installSizeWrapper();
+        opened.set(name, (db = { theirs, mine, stubs: new Map(), stubCount: 0 }));
+      }
+      return db;
+    },
+  };
+}
+
+/** An attachment's bytes with the ETag and type express-pouchdb sends it with; null when the document has no such attachment. */
+async function attachmentOf(db: Opened, id: string, file: string): Promise<{ data: Buffer; etag: string; contentType: string } | null> {
+  const attachments = await attachmentsOf(db, id);
+  const stub = Object.prototype.hasOwnProperty.call(attachments, file) ? attachments[file] : undefined;
+  if (!stub) return null;
+  const data = await new Promise<Buffer>((resolve, reject) => db.mine._getAttachment(id, file, stub, { binary: true }, (err, bytes) => (bytes ? resolve(bytes) : reject(err || new Error('no attachment')))));
+  return { data, etag: JSON.stringify(stub.digest.slice(4)), contentType: stub.content_type };
+}
+
+
+/**
+ * The server admin's plain reads of a document and of an attachment, in this process, for the gateway
+ * that runs in it (`Couch.local`): the same reads, with the same answers, as `adminReads` gives the
+ * admin over HTTP, without the request (a client request, a server request, the authentication's
+ * HMAC, express's routing, the document serialized to be parsed again). Only what `adminReads` would
+ * answer itself: databases express-pouchdb has open, ids that do not start with `_`; undefined for
+ * the rest, which the caller asks over HTTP. Who may read a package is the gateway's decision, made
+ * before it reads, as before: over HTTP too it reads as the admin.
+ */
+function inProcessReads(databases: LocalDatabases): LocalReads {
+  return {
+    document(dbName, id) {
+      const db = id.startsWith('_') ? null : databases.open(dbName);
+      if (!db) return undefined;
+      return db.mine.get(id).then(
+        (doc) => doc as Record<string, unknown>,
+        (err) => {
+          if (isNotFound(err)) return null;
+          throw err;
+        },
+      );
+    },
+    attachment(dbName, id, file) {
+      const db = id.startsWith('_') ? null : databases.open(dbName);
+      if (!db) return undefined;
+      return attachmentOf(db, id, file).catch((err) => {
+        if (isNotFound(err)) return null;
+        throw err;
+      });
+    },
+  };
+}
+
+/**
  * Reads by a server admin answered from PouchDB directly (the gateway's reads: a document,
  * `GET /{db}/{id}`, and an attachment, `GET /{db}/{id}/{file}`, without a query), without the rest
  * of express-pouchdb's handling of a request (a session built again, the database's `_security`
@@ -752,22 +866,13 @@ async function attachmentsOf(db: Opened, id: string): Promise<Record<string, Att
  * express-pouchdb's, `instance_start_time` included once `instanceStartTime` knows express-pouchdb's
  * (replication compares it with the one `_ensure_full_commit` reports); until then it goes the usual way.
  */
-function adminReads(LocalPouch: new (name: string) => ReadableDb, instanceStartTime: () => string | undefined): express.Router {
-  const opened = new Map<string, Opened>();
+function adminReads(databases: LocalDatabases, instanceStartTime: () => string | undefined): express.Router {
   /** The database of an admin's plain read, or null when the request goes the usual way. */
   const databaseFor = (req: express.Request): Opened | null => {
     const { db: name, id = '' } = req.params as { db: string; id?: string };
-    if (req.method !== 'GET' || req.url.includes('?') || id.startsWith('_') || !DATABASE_NAME.test(name)) return null;
+    if (req.method !== 'GET' || req.url.includes('?') || id.startsWith('_')) return null;
     if (!(pinnedSession(req).userCtx.roles || []).includes('_admin')) return null;
-    const theirs = (LocalPouch as unknown as { __dbCacheMap?: Map<string, unknown> }).__dbCacheMap?.get(name);
-    if (!theirs) return null;
-    let db = opened.get(name);
-    if (!db || db.theirs !== theirs) {
-      const mine = new LocalPouch(name);
-      mine.installSizeWrapper();
-      opened.set(name, (db = { theirs, mine, stubs: new Map(), stubCount: 0 }));
-    }
-    return db;
+    return databases.open(name);
   };
   const notFound = (req: express.Request, res: express.Response, next: express.NextFunction) => (err: { status?: number; name?: string; message?: string } | null | undefined) => {
     if (!err || err.status !== 404) return next();
@@ -791,15 +896,12 @@ function adminReads(LocalPouch: new (name: string) => ReadableDb, instanceStartT
   router.get('/:db/:id/:file', (req, res, next) => {
     const db = databaseFor(req);
     if (!db) return next();
-    const { id, file } = req.params;
-    attachmentsOf(db, id)
-      .then(async (attachments) => {
-        const stub = Object.prototype.hasOwnProperty.call(attachments, file) ? attachments[file] : undefined;
-        if (!stub) return answerJson(req, res, 404, { error: 'not_found', reason: 'missing' });
-        const data = await new Promise<Buffer>((resolve, reject) => db.mine._getAttachment(id, file, stub, { binary: true }, (err, bytes) => (bytes ? resolve(bytes) : reject(err || new Error('no attachment')))));
-        res.setHeader('ETag', JSON.stringify(stub.digest.slice(4)));
-        res.setHeader('Content-Type', stub.content_type);
-        res.status(200).send(data);
+    attachmentOf(db, req.params.id, req.params.file)
+      .then((found) => {
+        if (!found) return answerJson(req, res, 404, { error: 'not_found', reason: 'missing' });
+        res.setHeader('ETag', found.etag);
+        res.setHeader('Content-Type', found.contentType);
+        res.status(200).send(found.data);
       })
       .catch(notFound(req, res, next));
   });
@@ -894,7 +996,8 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   // `open_revs` (multipart for CouchDB's replicator), `_bulk_get` and `latest` as CouchDB answers them.
   app.use(documentRevisions(LocalPouch as unknown as RevisionsPouch));
   let startTime: string | undefined = undefined; // until the server has told it (below)
-  app.use(adminReads(LocalPouch, () => startTime));
+  const databases = localDatabases(LocalPouch);
+  app.use(adminReads(databases, () => startTime));
   app.use(couchApp);
   // Whatever fails in a request is answered as CouchDB would, never with an HTML page or a crash.
   app.use((err: { status?: number; statusCode?: number; message?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
@@ -918,6 +1021,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   return {
     url: 'http://' + host + ':' + port,
     port,
+    local: inProcessReads(databases),
     close: async () => {
       await replications.cancelAll();
       await new Promise<void>((resolve) => {

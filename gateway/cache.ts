@@ -45,13 +45,26 @@ export interface CachedPackument {
   validUntil?: number;
 }
 
-/** How many names known to be in neither package database are remembered. */
+/** How many names known to be in neither package database are remembered (and as many the upstream had not either). */
 const ABSENT_NAMES = 100_000;
+
+/**
+ * How long a name that neither package database nor its upstream (pull-through) had is answered 404
+ * without asking the upstream again: 30 s. A package published upstream meanwhile is found after at
+ * most that long (npm's own registry takes seconds to show a new package everywhere, and npm retries a
+ * failed fetch after 10 s and more); meanwhile a tree with a missing dependency, retried, or a script
+ * asking for names that do not exist costs the upstream one request per name and half-minute. A
+ * publish here, or the package arriving in the mirror (through this gateway or any other on the same
+ * database), ends it at once, as it ends a name's absence.
+ */
+export const UNKNOWN_UPSTREAM_MS = 30_000;
 
 export class PackumentCache {
   private readonly entries = new Map<string, CachedPackument>();
   /** Names in neither package database, as read (a negative cache, kept coherent like the entries). */
   private readonly absent = new Set<string>();
+  /** Names the upstream did not have either when pull-through asked, until when (epoch ms). */
+  private readonly unknownUpstream = new Map<string, number>();
   private readonly generations = new Generations();
   private bytes = 0;
   private live = false;
@@ -109,6 +122,27 @@ export class PackumentCache {
   }
 
   /**
+   * Remembers for `UNKNOWN_UPSTREAM_MS` that the upstream had no `name` either, unless the package
+   * changed since `generation` (read before the databases and the upstream were asked).
+   */
+  setUnknownUpstream(name: string, generation: string): void {
+    if (!this.enabled || generation !== this.generation(name)) return;
+    this.unknownUpstream.delete(name);
+    this.unknownUpstream.set(name, Date.now() + UNKNOWN_UPSTREAM_MS);
+    if (this.unknownUpstream.size > ABSENT_NAMES) this.unknownUpstream.delete(this.unknownUpstream.keys().next().value as string);
+  }
+
+  /** Whether the upstream had no `name` either less than `UNKNOWN_UPSTREAM_MS` ago, and nothing changed it here since. */
+  isUnknownUpstream(name: string): boolean {
+    if (!this.enabled) return false;
+    const until = this.unknownUpstream.get(name);
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    this.unknownUpstream.delete(name);
+    return false;
+  }
+
+  /**
    * A package changed: drop its entry, and whatever reads of it are under way will not be stored.
    * When the change is `rev` and the entry already holds `rev` (this gateway stored it on writing),
    * the entry stays.
@@ -116,6 +150,7 @@ export class PackumentCache {
   invalidate(name: string, rev?: string): void {
     this.generations.bump(name);
     this.absent.delete(name);
+    this.unknownUpstream.delete(name);
     if (rev === undefined || this.entries.get(name)?.rev !== rev) this.remove(name);
   }
 
@@ -131,6 +166,7 @@ export class PackumentCache {
     this.generations.reset();
     this.entries.clear();
     this.absent.clear();
+    this.unknownUpstream.clear();
     this.bytes = 0;
   }
 

@@ -8,6 +8,12 @@
  * other leaves: one revision again. Tarballs a leaf other than the one written
  * on carries are sent along with the merge.
  *
+ * Where the feed was read up to with every conflict in it resolved is kept in the database
+ * (`_local/registry-conflict-resolver`, which replication does not copy and which goes with the
+ * database): a gateway starts there, not at the start of the feed (reading 100,000 changes at every
+ * start took the CPU that the first reads after a restart need). A change whose merge failed keeps
+ * the position from passing it, so that the next start tries it again.
+ *
  * Any number of gateways run it at once: they read the same leaves, make the same merge on the same
  * leaf, and a 409 means another one wrote it first (the leaves are read again). A merge that changes
  * nothing of the greatest leaf is not written: the merges end. What is refused (the
@@ -26,6 +32,10 @@ const POLL_MS = 500;
 const BATCH = 500;
 /** Attempts at one document whose leaves keep changing under the merge. */
 const ATTEMPTS = 5;
+/** Where the feed was read up to with every conflict resolved (shared by the gateways of the database). */
+export const RESOLVER_CHECKPOINT = '_local/registry-conflict-resolver';
+/** How often, at most, that position is written while the feed moves. */
+const CHECKPOINT_MS = 10_000;
 
 export interface ResolverEvents {
   /** A merge this gateway stored, with the publishes it refused. */
@@ -68,9 +78,51 @@ export class ConflictResolver {
     return this.couch.request<R>('GET', docPath(this.db) + path, undefined, this.abort.signal);
   }
 
-  /** Reads the feed from the start (conflicts made while no gateway ran are resolved too), then follows it. */
+  /** The position read from the database, once. */
+  private checkpointRead = false;
+  /** The position as last written, and its document's revision. */
+  private checkpoint: { since: unknown; rev?: string; at: number } = { since: 0, at: 0 };
+  /** Whether a merge failed in this run: the position written stays before it. */
+  private failed = false;
+  private caughtUpOnce = false;
+
+  private async readCheckpoint(): Promise<void> {
+    if (this.checkpointRead) return;
+    const doc = await this.request<{ _rev?: string; since?: unknown }>('/' + RESOLVER_CHECKPOINT).catch((err: { statusCode?: number }) => {
+      if (err.statusCode === 404) return null;
+      throw err;
+    });
+    this.checkpointRead = true;
+    if (doc && doc.since !== undefined) {
+      this.since = doc.since;
+      this.checkpoint = { since: doc.since, rev: doc._rev, at: Date.now() };
+    }
+  }
+
+  /** Writes the position (`since`, all conflicts before it resolved) now and then; a failure waits for the next time. */
+  private async writeCheckpoint(since: unknown, force: boolean): Promise<void> {
+    if (String(since) === String(this.checkpoint.since) || (!force && Date.now() - this.checkpoint.at < CHECKPOINT_MS)) return;
+    try {
+      this.abort = new AbortController();
+      const body = { ...(this.checkpoint.rev ? { _rev: this.checkpoint.rev } : {}), since };
+      const written = await this.couch.request<{ rev: string }>('PUT', docPath(this.db) + '/' + RESOLVER_CHECKPOINT, body, this.abort.signal);
+      this.checkpoint = { since, rev: written.rev, at: Date.now() };
+    } catch (err) {
+      // Another gateway wrote it meanwhile (409): its revision is taken for the next time.
+      if (this.loop.stopped) return;
+      const current = await this.request<{ _rev?: string }>('/' + RESOLVER_CHECKPOINT).catch(() => null);
+      this.checkpoint = { since: this.checkpoint.since, rev: current?._rev, at: Date.now() };
+      this.log.debug({ err: (err as Error).message }, 'resolving conflicts: the feed position could not be kept; kept next time');
+    }
+  }
+
+  /**
+   * Reads the feed from where it was read up to with every conflict resolved (the start, the first
+   * time: conflicts made while no gateway ran are resolved too), then follows it.
+   */
   private async follow(healthy: () => void): Promise<void> {
     let position: unknown;
+    await this.readCheckpoint();
     while (!this.loop.stopped) {
       const batch = await this.request<{ results?: { id: string; changes?: { rev: string }[]; deleted?: boolean }[]; last_seq?: unknown }>(
         '/_changes?style=all_docs&limit=' + BATCH + '&since=' + encodeURIComponent(String(this.since)),
@@ -80,9 +132,16 @@ export class ConflictResolver {
       for (const change of batch.results) {
         if (this.loop.stopped) return;
         if (change.id.startsWith('_') || !change.changes || change.changes.length < 2) continue;
-        await this.resolve(change.id).catch((err) => this.log.warn({ package: change.id, err: (err as Error).message }, 'resolving conflicts: a package could not be merged; it is tried again at its next change or restart'));
+        await this.resolve(change.id).catch((err) => {
+          this.failed = true;
+          this.log.warn({ package: change.id, err: (err as Error).message }, 'resolving conflicts: a package could not be merged; it is tried again at its next change or restart');
+        });
       }
       this.since = batch.last_seq;
+      // Written at once when the feed is first read to its end (the reading a restart would do again), then now and then.
+      const caughtUp = batch.results.length < BATCH;
+      if (!this.failed) await this.writeCheckpoint(batch.last_seq, caughtUp && !this.caughtUpOnce);
+      if (caughtUp) this.caughtUpOnce = true;
       if (batch.results.length === BATCH) continue;
       // Until the database moves, its feed is not read again.
       while (!this.loop.stopped) {

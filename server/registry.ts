@@ -118,6 +118,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   }
 
   const couch = new Couch(adminUrl, proxySecret);
+  // The gateway runs in the embedded server's process: its plain reads skip HTTP (never with COUCHDB_URL).
+  if (embedded) couch.local = embedded.local;
   // The registry never requests its own CouchDB as an upstream, a foreign registry or a webhook receiver.
   await config.outbound.denyCouchDB(new URL(adminUrl).origin);
   let server: Server | undefined;

@@ -2,7 +2,7 @@
  * The benchmark harness at tiny sizes, so that it cannot rot: both registries start, take the same
  * data, and every measure yields a number for both. No targets are checked here (see bench/).
  */
-import { markdownTable, runBenchmarks, runPolicies } from '../bench/harness';
+import { markdownTable, runBenchmarks, runPolicies, runRestart } from '../bench/harness';
 import { runScale, scaleTable } from '../bench/scale';
 
 it('runs every benchmark against this registry and Verdaccio', async () => {
@@ -39,4 +39,22 @@ it('runs the scale series at a tiny size: every measure yields a number, and sea
   const found = rows.find((row) => row.metric.startsWith('Searches for a whole name'))!;
   expect(found.values[0]).toBe(100);
   expect(scaleTable([200], rows)).toMatch(/\| Search, one client at a time: p99 .*\| ms \| [\d.]+ \|/);
+}, 300_000);
+
+it('measures the install after a restart alone at a tiny size, beside nginx (--restart)', async () => {
+  const rows = await runRestart('smoke', 1);
+  expect(rows.map((row) => row.unit)).toEqual(['× nginx']);
+  expect(Number.isFinite(rows[0].ours) && rows[0].ours > 0).toBe(true);
+  expect(markdownTable(rows)).toMatch(/just restarted .*: \d+ ms \(median of 1 rounds\)/);
+}, 300_000);
+
+it('runs only the reads of the scale series at a tiny size (--first-reads)', async () => {
+  const rows = await runScale({ sizes: [200], seconds: 1, connections: 5, readsOnly: true });
+  const reads = rows.filter((row) => /read (of each|again)|^Unknown name/.test(row.metric));
+  expect(reads.map((row) => row.metric)).toEqual([
+    'Abbreviated packument, first read of each', 'Abbreviated packument, read again', 'Tarball, first read of each', 'Tarball, read again',
+    'Unknown name (404), first ask', 'Unknown name (404), asked again',
+  ]);
+  for (const row of reads) expect([row.metric, row.values[0] > 0]).toEqual([row.metric, true]);
+  expect(rows.some((row) => row.metric.startsWith('Search'))).toBe(false);
 }, 300_000);

@@ -12,7 +12,6 @@ import {
 } from '../../core/packument';
 import { isMirrored } from '../../core/provenance';
 import { PackageDoc } from '../../core/types';
-import { docPath } from '../../couchdb/client';
 import { requireUser, requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
 import { packageMfaOf, stagingRequiredMessage } from './package-access';
@@ -83,13 +82,21 @@ function refreshIfStale(ctx: Context, name: string, held?: PackageDoc): void {
  */
 async function loadForRead(ctx: Context, req: Request, res: Response, name: string, rest: string[]): Promise<PackageDoc | null> {
   await ctx.access.assertRead(res, name);
+  // Taken before anything is read: a change of the name meanwhile keeps what is learnt below from being remembered.
+  const generation = ctx.cache.generation(name);
   const absent = ctx.cache.isAbsent(name);
   const unlisted = !absent && unlistedForPull(ctx, name);
   let doc = absent || unlisted ? null : await readPackage(ctx, name);
   const pulling = doc ? undefined : pullThroughFor(ctx, name);
   if (!doc && pulling) {
+    const missing = () => notFound('Package "' + name + '" is neither in this registry nor in its upstream ' + pulling.upstream + '.');
+    // Asked of the upstream a moment ago, in vain: not again until UNKNOWN_UPSTREAM_MS passed, or the name changed here.
+    if (ctx.cache.isUnknownUpstream(name)) throw missing();
     doc = await pulling.pull(name, absent ? 'absent' : unlisted ? 'unlisted' : 'nothing');
-    if (!doc) throw notFound('Package "' + name + '" is neither in this registry nor in its upstream ' + pulling.upstream + '.');
+    if (!doc) {
+      ctx.cache.setUnknownUpstream(name, generation);
+      throw missing();
+    }
   }
   if (!doc) {
     if (await forwardToUpstream(ctx, req, res, name, rest)) return null;
@@ -230,7 +237,7 @@ export function packageRoutes(ctx: Context): Router {
     const db = from ? from.db : ctx.config.registryDb;
     const headers: Record<string, string> = {};
     if (typeof req.headers['if-none-match'] === 'string') headers['if-none-match'] = req.headers['if-none-match'];
-    const upstream = await ctx.couch.streamGet(docPath(db, name, file), headers);
+    const upstream = await ctx.couch.attachment(db, name, file, headers);
     if (upstream.statusCode === 404) {
       upstream.resume();
       const doc = await loadForRead(ctx, req, res, name, ['-', file]);

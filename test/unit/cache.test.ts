@@ -1,7 +1,7 @@
 import { mkdtempSync, existsSync, readdirSync, readFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { PackumentCache } from '../../gateway/cache';
+import { PackumentCache, UNKNOWN_UPSTREAM_MS } from '../../gateway/cache';
 import { changedElsewhere } from '../../gateway/context';
 import { MEMORY_TARBALL_BYTES, TarballCache } from '../../gateway/tarball-cache';
 
@@ -27,6 +27,36 @@ describe('packument cache', () => {
     cache.invalidate('a');
     cache.set('a', generation, entry('1-old'));
     expect(cache.get('a')).toBeUndefined();
+  });
+
+  it('remembers a name the upstream did not have either for UNKNOWN_UPSTREAM_MS, until a change of that name, and only while the feed is followed', () => {
+    const cache = new PackumentCache(1000);
+    cache.setUnknownUpstream('ghost', cache.generation('ghost'));
+    expect(cache.isUnknownUpstream('ghost')).toBe(false);
+    cache.setLive(true);
+    const now = Date.now();
+    const clock = jest.spyOn(Date, 'now').mockReturnValue(now);
+    try {
+      cache.setUnknownUpstream('ghost', cache.generation('ghost'));
+      expect(cache.isUnknownUpstream('ghost')).toBe(true);
+      clock.mockReturnValue(now + UNKNOWN_UPSTREAM_MS - 1);
+      expect(cache.isUnknownUpstream('ghost')).toBe(true);
+      // Asked again after that: a package published upstream meanwhile is found.
+      clock.mockReturnValue(now + UNKNOWN_UPSTREAM_MS);
+      expect(cache.isUnknownUpstream('ghost')).toBe(false);
+      // A change of the name (a publish here, the package arriving in the mirror) ends it at once.
+      cache.setUnknownUpstream('ghost', cache.generation('ghost'));
+      expect(cache.isUnknownUpstream('ghost')).toBe(true);
+      changedElsewhere({ cache, tarballs: new TarballCache(mkdtempSync(join(tmpdir(), 'unknown-')), 0), ownWrites: new Map() }, 'ghost', '1-a');
+      expect(cache.isUnknownUpstream('ghost')).toBe(false);
+      // A read that a change overtook does not remember the name.
+      const generation = cache.generation('ghost');
+      cache.invalidate('ghost');
+      cache.setUnknownUpstream('ghost', generation);
+      expect(cache.isUnknownUpstream('ghost')).toBe(false);
+    } finally {
+      clock.mockRestore();
+    }
   });
 
   it('remembers names in neither database until a change of that name, and only while the feed is followed', () => {
