@@ -4,11 +4,14 @@
  * `--pull-through [--runs 3]`: only the cold install through pull-through mirroring, beside Verdaccio, in rounds (medians).
  * `--sites [--samples 40]`: only the convergence between two sites (p50, p95).
  * `--policies [--runs 3]`: what the license and vulnerability policies cost: the cold pull-through install and mirrored packuments with and without them, beside Verdaccio.
+ * `--ingest [--packages 10000] [--runs 3] [--native]`: only the replication ingest through the npm change feed (and natively with `--native`), in runs (medians);
+ * `BENCH_REGISTRY_MAIN=<other build>/dist/server/main.js` alternates that build's runs with this one's.
+ * `BENCH_REGISTRY_NODE_ARGS` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): Node options of the registry processes the bench starts.
  */
 import { cpus, totalmem } from 'os';
 import { writeFileSync } from 'fs';
 import { join } from 'path';
-import { markdownTable, measureSiteConvergence, runBenchmarks, runPolicies, runPullThrough } from './harness';
+import { ingestTable, markdownTable, measureNativeIngest, measureSiteConvergence, runBenchmarks, runIngest, runPolicies, runPullThrough } from './harness';
 import { runScale, scaleTable } from './scale';
 
 function argument(name: string): string | undefined {
@@ -40,6 +43,18 @@ async function main(): Promise<void> {
   if (process.argv.includes('--policies')) {
     const rows = await runPolicies(smoke ? 'smoke' : 'full', Number(argument('--runs') || 3));
     process.stdout.write(header('The policies\' cost', 'the full tree') + markdownTable(rows) + '\n');
+    return;
+  }
+  if (process.argv.includes('--ingest')) {
+    const packages = Number(argument('--packages') || (smoke ? 50 : 10_000));
+    const runs = Number(argument('--runs') || (smoke ? 1 : 3));
+    const results = await runIngest(packages, runs);
+    let report = header('Replication ingest', packages.toLocaleString('en-US') + ' packages through the npm change feed (stand-in upstream)') + ingestTable(packages, results) + '\n';
+    if (process.argv.includes('--native')) {
+      const native = await measureNativeIngest(packages);
+      report += '\nNative CouchDB replication: ' + Math.round(native.docsPerSecond) + ' docs/s, registry CPU ' + native.cpuSeconds.toFixed(1) + ' s, peak RSS ' + Math.round(native.peakRss / 2 ** 20) + ' MiB\n';
+    }
+    process.stdout.write(report);
     return;
   }
   if (process.argv.includes('--pull-through')) {

@@ -345,7 +345,9 @@ export class NpmFollower {
    * document to write (null when there is nothing to write). A retry is recorded in `pending`.
    */
   private async bringUpToDate(item: Work): Promise<PackageDoc | null> {
-    const local = await this.mirror.readLocal(item.name);
+    // Known absent from the package database when its feed batch was read a moment ago (a package
+    // published here since is still served first: the gateway reads the package database first).
+    const local = item.local === false ? null : await this.mirror.readLocal(item.name);
     const existing = local || item.present === false ? null : await this.mirror.readMirrored(item.name);
     // A copy of another origin is not this upstream's: it is replaced, never taken as up to date.
     const first = firstStep(item, local, existing && existing.origin === this.mirror.upstream ? existing : null);
