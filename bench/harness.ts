@@ -313,8 +313,8 @@ async function ingestRun(count: number, env: Record<string, string>): Promise<In
 }
 
 /** A stand-in upstream with a feed of `count` generated packages (3 versions each), serving from memory. */
-async function ingestStandIn(count: number): Promise<Awaited<ReturnType<typeof startFeedStandIn>>> {
-  const standIn = await startFeedStandIn();
+async function ingestStandIn(count: number, packumentLatencyMs = 0): Promise<Awaited<ReturnType<typeof startFeedStandIn>>> {
+  const standIn = await startFeedStandIn({ packumentLatencyMs });
   for (let i = 0; i < count; i++) standIn.publish('ingest-' + i, ['1.0.0', '1.1.0', '2.0.0']);
   return standIn;
 }
@@ -326,15 +326,17 @@ const feedEnv = (standIn: { url: string; feedUrl: string }): Record<string, stri
 
 /**
  * Only the ingest through the npm change feed (`--ingest`): `runs` fresh instances, one after the
- * other, each mirroring the same stand-in's `count` packages. With `BENCH_REGISTRY_MAIN` set to
- * another build's `server/main.js`, its runs alternate with this build's (a before/after in one run).
+ * other, each mirroring the same stand-in's `count` packages (each packument answered
+ * `packumentLatencyMs` after it is asked: the public registry is that far away). With
+ * `BENCH_REGISTRY_MAIN` set to another build's `server/main.js`, its runs alternate with this
+ * build's (a before/after in one run). `env`: more settings of the registry (`REPLICATION_CONCURRENCY`).
  */
-export async function runIngest(count: number, runs: number): Promise<{ build: string; runs: IngestRun[] }[]> {
+export async function runIngest(count: number, runs: number, packumentLatencyMs = 0, env: Record<string, string> = {}): Promise<{ build: string; runs: IngestRun[] }[]> {
   const builds = [{ build: 'this build', main: undefined as string | undefined }];
   const other = process.env.BENCH_REGISTRY_MAIN;
   if (other) builds.unshift({ build: other, main: other });
   const results = builds.map((b) => ({ build: b.build, runs: [] as IngestRun[] }));
-  const standIn = await ingestStandIn(count);
+  const standIn = await ingestStandIn(count, packumentLatencyMs);
   try {
     for (let round = 0; round < runs; round++) {
       for (let i = 0; i < builds.length; i++) {
@@ -342,7 +344,7 @@ export async function runIngest(count: number, runs: number): Promise<{ build: s
         if (b.main) process.env.BENCH_REGISTRY_MAIN = b.main;
         else delete process.env.BENCH_REGISTRY_MAIN;
         try {
-          const run = await ingestRun(count, feedEnv(standIn));
+          const run = await ingestRun(count, { ...feedEnv(standIn), ...env });
           results[(i + round) % builds.length].runs.push(run);
           log('  ' + b.build + ': ' + Math.round(run.docsPerSecond) + ' docs/s (' + Math.round(run.afterReady) + ' after its start in ' + run.startedInMs + ' ms), CPU ' + run.cpuSeconds.toFixed(1) + ' s, peak RSS ' + Math.round(run.peakRss / 2 ** 20) + ' MiB');
         } finally {
