@@ -120,8 +120,11 @@ export async function startOurs(extraEnv: Record<string, string> = {}, again?: P
   const store = couchFor(again?.db);
   const spawnedAt = Date.now();
   // The compiled gateway, whether the harness runs compiled (dist/bench) or from source (ts-jest).
-  const main = basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', 'server', 'main.js') : join(__dirname, '..', 'dist', 'server', 'main.js');
-  const child = spawn(process.execPath, [main], {
+  // `BENCH_REGISTRY_MAIN`: another build's `server/main.js` (a before/after comparison in one harness).
+  const main = process.env.BENCH_REGISTRY_MAIN || (basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', 'server', 'main.js') : join(__dirname, '..', 'dist', 'server', 'main.js'));
+  // `BENCH_REGISTRY_NODE_ARGS`: Node's options for the registry process only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, not allowed in NODE_OPTIONS).
+  const nodeArgs = (process.env.BENCH_REGISTRY_NODE_ARGS || '').split(/\s+/).filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, main], {
     // Its defaults, as users run it: an access-log line per request at info, like Verdaccio's `http` level.
     env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_DB: store.db, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'info', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -284,16 +287,85 @@ async function waitForPackages(registry: string, count: number): Promise<void> {
   }
 }
 
-/** Documents per second for a fresh instance started with `env` to hold `count` packages. */
-async function ingestRate(count: number, env: Record<string, string>): Promise<number> {
+/** What one ingest cost: documents per second, and the registry's CPU seconds and peak RSS (bytes) over it. */
+export interface IngestRun {
+  docsPerSecond: number;
+  /** Milliseconds from the process's start until it said it was ready (within the run's time). */
+  startedInMs: number;
+  /** Documents per second from its readiness on. */
+  afterReady: number;
+  cpuSeconds: number;
+  peakRss: number;
+}
+
+/** Documents per second for a fresh instance started with `env` to hold `count` packages (its start included). */
+async function ingestRun(count: number, env: Record<string, string>): Promise<IngestRun> {
   const started = process.hrtime.bigint();
   const downstream = await startOurs(env);
   try {
     await waitForPackages(downstream.url, count);
-    return count / (Number(process.hrtime.bigint() - started) / 1e9);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const docsPerSecond = count / seconds;
+    return { docsPerSecond, startedInMs: downstream.startedInMs, afterReady: count / (seconds - downstream.startedInMs / 1000), cpuSeconds: cpuSeconds(downstream.pid), peakRss: peakRss(downstream.pid) };
   } finally {
     await downstream.stop();
   }
+}
+
+/** A stand-in upstream with a feed of `count` generated packages (3 versions each), serving from memory. */
+async function ingestStandIn(count: number, packumentLatencyMs = 0): Promise<Awaited<ReturnType<typeof startFeedStandIn>>> {
+  const standIn = await startFeedStandIn({ packumentLatencyMs });
+  for (let i = 0; i < count; i++) standIn.publish('ingest-' + i, ['1.0.0', '1.1.0', '2.0.0']);
+  return standIn;
+}
+
+/** The environment of a fresh instance that mirrors everything from the stand-in's feed. */
+const feedEnv = (standIn: { url: string; feedUrl: string }): Record<string, string> => ({
+  UPSTREAM_REGISTRY: standIn.url, REPLICATION_FEED: standIn.feedUrl, REPLICATION_MODE: 'all', REPLICATION_POLL_MS: '200',
+});
+
+/**
+ * Only the ingest through the npm change feed (`--ingest`): `runs` fresh instances, one after the
+ * other, each mirroring the same stand-in's `count` packages (each packument answered
+ * `packumentLatencyMs` after it is asked: the public registry is that far away). With
+ * `BENCH_REGISTRY_MAIN` set to another build's `server/main.js`, its runs alternate with this
+ * build's (a before/after in one run). `env`: more settings of the registry (`REPLICATION_CONCURRENCY`).
+ */
+export async function runIngest(count: number, runs: number, packumentLatencyMs = 0, env: Record<string, string> = {}): Promise<{ build: string; runs: IngestRun[] }[]> {
+  const builds = [{ build: 'this build', main: undefined as string | undefined }];
+  const other = process.env.BENCH_REGISTRY_MAIN;
+  if (other) builds.unshift({ build: other, main: other });
+  const results = builds.map((b) => ({ build: b.build, runs: [] as IngestRun[] }));
+  const standIn = await ingestStandIn(count, packumentLatencyMs);
+  try {
+    for (let round = 0; round < runs; round++) {
+      for (let i = 0; i < builds.length; i++) {
+        const b = builds[(i + round) % builds.length];
+        if (b.main) process.env.BENCH_REGISTRY_MAIN = b.main;
+        else delete process.env.BENCH_REGISTRY_MAIN;
+        try {
+          const run = await ingestRun(count, { ...feedEnv(standIn), ...env });
+          results[(i + round) % builds.length].runs.push(run);
+          log('  ' + b.build + ': ' + Math.round(run.docsPerSecond) + ' docs/s (' + Math.round(run.afterReady) + ' after its start in ' + run.startedInMs + ' ms), CPU ' + run.cpuSeconds.toFixed(1) + ' s, peak RSS ' + Math.round(run.peakRss / 2 ** 20) + ' MiB');
+        } finally {
+          if (other) process.env.BENCH_REGISTRY_MAIN = other;
+        }
+      }
+    }
+  } finally {
+    await standIn.close();
+  }
+  return results;
+}
+
+/** The median run of each build as a table. */
+export function ingestTable(count: number, results: { build: string; runs: IngestRun[] }[]): string {
+  const lines = ['| Build | Packages | Runs | docs/s (median) | docs/s (each) | docs/s after its start (median) | registry CPU s (median) | peak RSS MiB (median) |', '|---|---:|---:|---:|---|---:|---:|---:|'];
+  for (const { build, runs } of results) {
+    lines.push('| ' + build + ' | ' + count + ' | ' + runs.length + ' | ' + Math.round(median(runs.map((r) => r.docsPerSecond))) + ' | ' + runs.map((r) => Math.round(r.docsPerSecond)).join(', ') + ' | ' + Math.round(median(runs.map((r) => r.afterReady))) + ' | ' +
+      median(runs.map((r) => r.cpuSeconds)).toFixed(1) + ' | ' + Math.round(median(runs.map((r) => r.peakRss)) / 2 ** 20) + ' |');
+  }
+  return lines.join('\n');
 }
 
 /**
@@ -303,15 +375,20 @@ async function ingestRate(count: number, env: Record<string, string>): Promise<n
  * figure is the follower's), and natively from a CouchDB (an instance of this registry).
  */
 export async function measureIngest(count: number): Promise<{ feed: number; native: number }> {
-  const standIn = await startFeedStandIn();
+  const standIn = await ingestStandIn(count);
   let feed: number;
   try {
-    for (let i = 0; i < count; i++) standIn.publish('ingest-' + i, ['1.0.0', '1.1.0', '2.0.0']);
     log('replication ingest: npm change feed');
-    feed = await ingestRate(count, { UPSTREAM_REGISTRY: standIn.url, REPLICATION_FEED: standIn.feedUrl, REPLICATION_MODE: 'all', REPLICATION_POLL_MS: '200' });
+    feed = (await ingestRun(count, feedEnv(standIn))).docsPerSecond;
   } finally {
     await standIn.close();
   }
+  const native = (await measureNativeIngest(count)).docsPerSecond;
+  return { feed, native };
+}
+
+/** Native replication from a CouchDB (an instance of this registry holding `count` generated packages) into a fresh instance. */
+export async function measureNativeIngest(count: number): Promise<IngestRun> {
   const upstream = await startOurs();
   try {
     const now = new Date().toISOString();
@@ -335,8 +412,7 @@ export async function measureIngest(count: number): Promise<{ feed: number; nati
       if (res.status !== 201) throw new Error('loading the ingest upstream failed: ' + res.status);
     }
     log('replication ingest: native CouchDB replication');
-    const native = await ingestRate(count, { REPLICATION_COUCHDB: upstream.adminCouch + '/' + upstream.db });
-    return { feed, native };
+    return await ingestRun(count, { REPLICATION_COUCHDB: upstream.adminCouch + '/' + upstream.db });
   } finally {
     await upstream.stop();
   }

@@ -6,11 +6,15 @@
  * `--pull-through [--runs 3]`: only the cold install through pull-through mirroring, beside Verdaccio, in rounds (medians).
  * `--sites [--samples 40]`: only the convergence between two sites (p50, p95).
  * `--policies [--runs 3]`: what the license and vulnerability policies cost: the cold pull-through install and mirrored packuments with and without them, beside Verdaccio.
+ * `--ingest [--packages 10000] [--runs 3] [--latency ms] [--concurrency n] [--native]`: only the replication ingest through the npm change feed
+ *   (packuments answered after `--latency` ms; the registry's REPLICATION_CONCURRENCY), and natively with `--native`, in runs (medians);
+ * `BENCH_REGISTRY_MAIN=<other build>/dist/server/main.js` alternates that build's runs with this one's.
+ * `BENCH_REGISTRY_NODE_ARGS` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): Node options of the registry processes the bench starts.
  */
 import { cpus, totalmem } from 'os';
 import { writeFileSync } from 'fs';
 import { join } from 'path';
-import { markdownTable, measureSiteConvergence, runBenchmarks, runPolicies, runPullThrough, runRestart } from './harness';
+import { ingestTable, markdownTable, measureNativeIngest, measureSiteConvergence, runBenchmarks, runIngest, runPolicies, runPullThrough, runRestart } from './harness';
 import { runScale, scaleTable } from './scale';
 
 function argument(name: string): string | undefined {
@@ -48,6 +52,21 @@ async function main(): Promise<void> {
   if (process.argv.includes('--restart')) {
     const rows = await runRestart(smoke ? 'smoke' : 'full', Number(argument('--runs') || 5));
     process.stdout.write(header('Install after a restart', 'the full tree') + markdownTable(rows) + '\n');
+    return;
+  }
+  if (process.argv.includes('--ingest')) {
+    const packages = Number(argument('--packages') || (smoke ? 50 : 10_000));
+    const runs = Number(argument('--runs') || (smoke ? 1 : 3));
+    const latency = Number(argument('--latency') || 0);
+    const concurrency = argument('--concurrency');
+    const results = await runIngest(packages, runs, latency, concurrency ? { REPLICATION_CONCURRENCY: concurrency } : {});
+    const what = packages.toLocaleString('en-US') + ' packages through the npm change feed (stand-in upstream' + (latency ? ', packuments answered after ' + latency + ' ms' : '') + ')' + (concurrency ? ', REPLICATION_CONCURRENCY=' + concurrency : '');
+    let report = header('Replication ingest', what) + ingestTable(packages, results) + '\n';
+    if (process.argv.includes('--native')) {
+      const native = await measureNativeIngest(packages);
+      report += '\nNative CouchDB replication: ' + Math.round(native.docsPerSecond) + ' docs/s, registry CPU ' + native.cpuSeconds.toFixed(1) + ' s, peak RSS ' + Math.round(native.peakRss / 2 ** 20) + ' MiB\n';
+    }
+    process.stdout.write(report);
     return;
   }
   if (process.argv.includes('--pull-through')) {

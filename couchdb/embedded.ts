@@ -461,6 +461,153 @@ function cacheCompiledDesignFunctions(): void {
 }
 
 /**
+ * pouchdb-validation reads every design document of the database (all of `_design/`, with their
+ * bundled code) for every document it validates: a `_bulk_docs` of 100 mirrored packages read
+ * `_design/app` and `_design/mirror` 100 times. That read (exactly its options) is answered from
+ * memory, kept per database until any write of a design document to it (before and after the write,
+ * whichever instance or path writes it: every PouchDB write goes through `bulkDocs`) or its deletion.
+ * Only pouchdb-validation asks with exactly these options (express-pouchdb adds the caller's to
+ * every HTTP read), and it only reads what it is given.
+ */
+function cacheDesignDocumentReads(): void {
+  const proto = PouchDB.prototype as {
+    allDocs: (...args: any[]) => Promise<unknown>;
+    bulkDocs: (...args: any[]) => Promise<unknown>;
+    destroy: (...args: any[]) => Promise<unknown>;
+    __registryDesignCache?: boolean;
+  };
+  if (proto.__registryDesignCache) return;
+  type Db = { name?: string; __opts?: { prefix?: string } };
+  const keyOf = (db: Db) => String((db.__opts && db.__opts.prefix) || '') + '\n' + String(db.name);
+  /** Per database: bumped by every write of a design document (and by its deletion). */
+  const generations = new Map<string, number>();
+  const cached = new Map<string, { generation: number; answer: Promise<unknown> }>();
+  const changed = (db: Db) => {
+    const key = keyOf(db);
+    generations.set(key, (generations.get(key) || 0) + 1);
+    cached.delete(key);
+  };
+  const isDesignRead = (opts: unknown) => {
+    if (!opts || typeof opts !== 'object') return false;
+    const o = opts as Record<string, unknown>;
+    const keys = Object.keys(o);
+    return keys.length === 3 && o.startkey === '_design/' && o.endkey === '_design0' && o.include_docs === true;
+  };
+  const allDocs = proto.allDocs;
+  proto.allDocs = function (this: Db, ...args: any[]) {
+    if (args.length !== 1 || !isDesignRead(args[0])) return allDocs.apply(this, args);
+    const key = keyOf(this);
+    const generation = generations.get(key) || 0;
+    const hit = cached.get(key);
+    if (hit && hit.generation === generation) return hit.answer;
+    const answer = allDocs.apply(this, args);
+    cached.set(key, { generation, answer });
+    answer.catch(() => {
+      if (cached.get(key)?.answer === answer) cached.delete(key);
+    });
+    return answer;
+  };
+  const bulkDocs = proto.bulkDocs;
+  proto.bulkDocs = function (this: Db, ...args: any[]) {
+    const req = args[0] as { docs?: unknown } | unknown[] | undefined;
+    const docs = Array.isArray(req) ? req : req && Array.isArray((req as { docs?: unknown }).docs) ? ((req as { docs: unknown[] }).docs) : [];
+    const design = docs.some((doc) => !!doc && typeof doc === 'object' && String((doc as { _id?: unknown })._id).startsWith('_design/'));
+    if (!design) return bulkDocs.apply(this, args);
+    changed(this);
+    const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (err: unknown, result?: unknown) => void) : null;
+    const written = bulkDocs.apply(this, args).finally(() => changed(this));
+    if (!callback) return written;
+    written.then((result) => callback(null, result), (err) => callback(err));
+    return written.catch(() => undefined);
+  };
+  const destroy = proto.destroy;
+  proto.destroy = function (this: Db, ...args: any[]) {
+    changed(this);
+    return destroy.apply(this, args);
+  };
+  proto.__registryDesignCache = true;
+}
+
+/** PouchDB's revision tree: nodes `[hash, options, children]` from a root at `pos`. */
+type RevisionNode = [string, { deleted?: boolean }, RevisionNode[]];
+
+/** The winning revision of a revision tree and whether it is deleted, as PouchDB (and CouchDB) pick it. */
+export function winningRevision(tree: { pos: number; ids: RevisionNode }[]): { rev: string; deleted: boolean } {
+  let id: string | undefined;
+  let pos = 0;
+  let deleted = false;
+  const toVisit = tree.slice();
+  let node: { pos: number; ids: RevisionNode } | undefined;
+  while ((node = toVisit.pop())) {
+    const [hash, options, branches] = node.ids;
+    if (branches.length) {
+      for (const branch of branches) toVisit.push({ pos: node.pos + 1, ids: branch });
+      continue;
+    }
+    const leafDeleted = !!(options && options.deleted);
+    // Live before deleted, then the longest, then the highest hash.
+    if (id === undefined || (deleted !== leafDeleted ? deleted : pos !== node.pos ? pos < node.pos : id < hash)) {
+      id = hash;
+      pos = node.pos;
+      deleted = leafDeleted;
+    }
+  }
+  return { rev: pos + '-' + id, deleted };
+}
+
+/**
+ * PouchDB answers `_all_docs` with `keys` by opening a LevelDB iterator per key: the feed follower
+ * asks which of 500 names each of the two package databases has for every batch of its feed, and
+ * those iterators were about a fifteenth of the registry's CPU while it mirrored. Asked with `keys`
+ * alone (express-pouchdb adds the caller's `secObj` and `userCtx`), each key's revision tree is read
+ * instead (one read of the document's metadata, as `revisions.ts` does), and the answer is PouchDB's:
+ * `{id, key, value: {rev}}`, `value.deleted` and `doc: null` for a deleted document, `{key, error:
+ * "not_found"}` for a missing one, with the database's `total_rows` and `offset` 0.
+ */
+function answerKeyedAllDocsFromMetadata(): void {
+  const proto = PouchDB.prototype as { allDocs: (...args: any[]) => Promise<unknown>; __registryKeyedAllDocs?: boolean };
+  if (proto.__registryKeyedAllDocs) return;
+  type Db = {
+    adapter?: string;
+    _closed?: boolean;
+    _destroyed?: boolean;
+    taskqueue?: { isReady?: boolean };
+    _getRevisionTree?: (id: string, callback: (err: { status?: number } | null, tree?: { pos: number; ids: RevisionNode }[]) => void) => void;
+  };
+  const ALLOWED = new Set(['keys', 'secObj', 'userCtx']);
+  const allDocs = proto.allDocs;
+  const rowOf = (db: Db, key: string) =>
+    new Promise<Record<string, unknown>>((resolve, reject) =>
+      db._getRevisionTree!(key, (err, tree) => {
+        if (err) return err.status === 404 ? resolve({ key, error: 'not_found' }) : reject(err);
+        const winner = winningRevision(tree || []);
+        resolve(winner.deleted ? { id: key, key, value: { rev: winner.rev, deleted: true }, doc: null } : { id: key, key, value: { rev: winner.rev } });
+      }),
+    );
+  proto.allDocs = function (this: Db, ...args: any[]) {
+    const opts = args[0] as Record<string, unknown> | undefined;
+    const callback = args.length === 2 && typeof args[1] === 'function' ? (args[1] as (err: unknown, result?: unknown) => void) : null;
+    const plain =
+      (args.length === 1 || callback) && !!opts && typeof opts === 'object' && Array.isArray(opts.keys) && opts.keys.length > 0 &&
+      (opts.keys as unknown[]).every((key) => typeof key === 'string' && !key.startsWith('_local/')) &&
+      Object.keys(opts).every((key) => ALLOWED.has(key)) &&
+      this.adapter === 'leveldb' && typeof this._getRevisionTree === 'function' && !this._closed && !this._destroyed && !!this.taskqueue && this.taskqueue.isReady === true;
+    if (!plain) return allDocs.apply(this, args);
+    const answer = (async () => {
+      const [count, rows] = await Promise.all([
+        allDocs.call(this, { limit: 0 }) as Promise<{ total_rows: number }>,
+        Promise.all((opts.keys as string[]).map((key) => rowOf(this, key))),
+      ]);
+      return { offset: 0, total_rows: count.total_rows, rows };
+    })();
+    if (!callback) return answer;
+    answer.then((result) => callback(null, result), (err) => callback(err));
+    return answer.catch(() => undefined);
+  };
+  proto.__registryKeyedAllDocs = true;
+}
+
+/**
  * pouchdb-size adds `disk_size` to every `info()` by walking the database's folder, and express-pouchdb
  * asks `_users` for its info on every request (to build the session). The size is kept for 10 s.
  */
@@ -706,35 +853,20 @@ const isNotFound = (err: unknown): boolean => !!err && (err as { status?: number
 const pouchNotFound = (reason: string): Error => Object.assign(new Error(reason), { status: 404, name: 'not_found' });
 
 /**
- * The winning revision of document `id` and whether it is deleted, as PouchDB picks it (leaves not
- * deleted first, then the longest, then the greatest hash): from the revision tree alone, which
- * reads no document and no index (`allDocs` opened and closed a LevelDB iterator for each, a third of
- * the CPU of a tarball's first read). Null when there is no such document.
+ * The winning revision of document `id` and whether it is deleted (`winningRevision`): from the
+ * revision tree alone, which reads no document and no index (`allDocs` opened and closed a LevelDB
+ * iterator for each, a third of the CPU of a tarball's first read). Null when there is no such document.
  */
-async function winningRevision(db: Opened, id: string): Promise<{ rev: string; deleted: boolean } | null> {
+async function currentRevision(db: Opened, id: string): Promise<{ rev: string; deleted: boolean } | null> {
   // The adapter's own reads need the database open: a call of the public API waits for that.
   if (!db.ready) db.ready = db.mine.info();
   await db.ready;
   const tree = await new Promise<RevisionRoot[] | null>((resolve, reject) =>
     db.mine._getRevisionTree(id, (err, found) => (found ? resolve(found) : isNotFound(err) ? resolve(null) : reject(err || new Error('no revision tree')))),
   );
-  if (!tree) return null;
-  let best: { pos: number; hash: string; deleted: boolean } | null = null;
-  const toVisit: { pos: number; node: RevisionNode }[] = tree.map((root) => ({ pos: root.pos, node: root.ids }));
-  for (let next = toVisit.pop(); next; next = toVisit.pop()) {
-    const [hash, options, children] = next.node;
-    if (children.length) {
-      for (const child of children) toVisit.push({ pos: next.pos + 1, node: child });
-      continue;
-    }
-    const deleted = !!(options as { deleted?: boolean } | null)?.deleted;
-    if (!best || (best.deleted !== deleted ? best.deleted : best.pos !== next.pos ? best.pos < next.pos : best.hash < hash)) best = { pos: next.pos, hash, deleted };
-  }
-  return best ? { rev: best.pos + '-' + best.hash, deleted: best.deleted } : null;
+  return tree && tree.length ? winningRevision(tree) : null;
 }
 
-/** PouchDB's revision tree: nodes `[hash, options, children]` from a root at `pos`. */
-type RevisionNode = [string, unknown, RevisionNode[]];
 interface RevisionRoot {
   pos: number;
   ids: RevisionNode;
@@ -742,12 +874,12 @@ interface RevisionRoot {
 
 /**
  * The stubs of document `id`'s attachments at its current revision. The revision is taken from the
- * document's revision tree (`winningRevision`), which reads no document; the document itself is read (and
+ * document's revision tree (`currentRevision`), which reads no document; the document itself is read (and
  * parsed: a packument of thousands of versions is megabytes of JSON) only when its revision is not
  * the one remembered.
  */
 async function attachmentsOf(db: Opened, id: string): Promise<Record<string, AttachmentStub>> {
-  const current = await winningRevision(db, id);
+  const current = await currentRevision(db, id);
   if (!current || current.deleted) throw pouchNotFound(current ? 'deleted' : 'missing');
   const known = db.stubs.get(id);
   if (known && known.rev === current.rev) {
@@ -933,6 +1065,8 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   await writeServerConfig(configPath, options.adminName, options.adminPassword);
   hashUserPasswordsStrongly();
   cacheCompiledDesignFunctions();
+  cacheDesignDocumentReads();
+  answerKeyedAllDocsFromMetadata();
   cacheDiskSizes();
   removeUploadedFiles();
   let ownHosts = new Set<string>();

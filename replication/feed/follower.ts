@@ -31,16 +31,26 @@ import { exponential, repeat, retry } from '../../lib/retry';
 import { Mirror } from '../mirror';
 import { UpstreamUnavailable } from '../upstream';
 import { Checkpoint, CheckpointStore, newCheckpoint } from './checkpoint';
-import { ChangeFeed } from './feed-client';
+import { ChangeFeed, FeedBatch } from './feed-client';
 import {
   afterFetch, dueRetries, entryNames, firstStep, MAX_ATTEMPTS, namesFromLockfile, postponed, recheckFrom, remembered,
   selectWork, syncProgress, seqNumber, Work,
 } from './planner';
 
-const BATCH = 500;
-/** Documents written to CouchDB in one `_bulk_docs`, at most. */
-const WRITE_BATCH = 100;
+/**
+ * Feed entries read at once. While a batch is applied, the next one is read (`ahead`): at most two
+ * batches of entries (ids and revisions, about 200 bytes each) are held.
+ */
+const BATCH = 2000;
+/**
+ * Documents written to CouchDB in one `_bulk_docs`, at most (and at most `WRITE_BATCH_BYTES` of
+ * JSON). Memory held: the packuments of the `concurrency` fetches under way, and the documents of the
+ * bulk writes being gathered or under way (each worker waits for the write it filled).
+ */
+const WRITE_BATCH = 250;
 const WRITE_BATCH_BYTES = 16 * 1024 * 1024;
+/** The most feed entries one re-check for late entries reads again. */
+const RECHECK_ENTRIES = 50_000;
 
 export interface FollowerStatus {
   feed: string;
@@ -105,6 +115,8 @@ export class NpmFollower {
   private lastError: string | null = null;
   private head: { seq: unknown; at: number } | null = null;
   private lastRecheck = Date.now();
+  /** The next batch of the feed, read while the one before it is applied: where it starts, and the answer. */
+  private ahead: { since: unknown; batch: Promise<FeedBatch> } | null = null;
 
   constructor(
     private readonly couch: Couch,
@@ -201,8 +213,10 @@ export class NpmFollower {
 
   /** One pass: a batch of the feed, or, when caught up, the retries and the periodic re-checks. */
   private async cycle(): Promise<void> {
-    const batch = await this.feed.changes(this.checkpoint.since, BATCH);
+    const batch = await this.nextBatch(this.checkpoint.since);
     this.state = !this.checkpoint.initial || this.checkpoint.initial.done ? 'following' : 'initial-sync';
+    // A full batch: the feed goes on, and its next batch is read while this one is applied.
+    if (batch.results.length >= BATCH && batch.last_seq !== undefined && batch.last_seq !== null) this.readAhead(batch.last_seq);
     await this.apply(batch.results);
     // Stopped in the middle of the batch: the checkpoint stays before it, so it is read again.
     if (this.stopped) return;
@@ -224,6 +238,21 @@ export class NpmFollower {
       this.lastError = null;
       await this.sleeper.for(this.settings.pollMs);
     }
+  }
+
+  /** The feed's batch after `since`: the one read ahead when it starts there, else read now. */
+  private nextBatch(since: unknown): Promise<FeedBatch> {
+    const ahead = this.ahead;
+    this.ahead = null;
+    if (ahead && JSON.stringify(ahead.since) === JSON.stringify(since)) return ahead.batch;
+    return this.feed.changes(since, BATCH);
+  }
+
+  /** Starts reading the batch after `since` (used by the next cycle if it starts there; a failure is that cycle's). */
+  private readAhead(since: unknown): void {
+    const batch = this.feed.changes(since, BATCH);
+    batch.catch(() => undefined);
+    this.ahead = { since, batch };
   }
 
   /**
@@ -345,7 +374,9 @@ export class NpmFollower {
    * document to write (null when there is nothing to write). A retry is recorded in `pending`.
    */
   private async bringUpToDate(item: Work): Promise<PackageDoc | null> {
-    const local = await this.mirror.readLocal(item.name);
+    // Known absent from the package database when its feed batch was read a moment ago (a package
+    // published here since is still served first: the gateway reads the package database first).
+    const local = item.local === false ? null : await this.mirror.readLocal(item.name);
     const existing = local || item.present === false ? null : await this.mirror.readMirrored(item.name);
     // A copy of another origin is not this upstream's: it is replaced, never taken as up to date.
     const first = firstStep(item, local, existing && existing.origin === this.mirror.upstream ? existing : null);
@@ -383,7 +414,7 @@ export class NpmFollower {
     this.lastRecheck = Date.now();
     let since = recheckFrom(this.checkpoint.history, Date.now(), this.settings.recheckSeconds);
     if (since === null) return;
-    for (let pages = 0; pages < 100 && !this.stopped; pages++) {
+    for (let read = 0; read < RECHECK_ENTRIES && !this.stopped; read += BATCH) {
       const batch = await this.feed.changes(since, BATCH);
       await this.apply(batch.results);
       since = batch.last_seq;

@@ -18,12 +18,17 @@ export interface FeedEntry {
 /** What the follower mirrors: every package of the feed, the mirrored ones only, or a list. */
 export type FeedMode = 'all' | 'existing' | 'list';
 
-/** A package to bring up to date: the feed's revision, whether it was deleted, whether it is here (when known). */
+/**
+ * A package to bring up to date: the feed's revision, whether it was deleted, whether it is here
+ * (when known), and `local: false` when the package database was just read (with the rest of its
+ * feed batch) and has no package of that name.
+ */
 export interface Work {
   name: string;
   rev?: string;
   deleted: boolean;
   present?: boolean;
+  local?: false;
 }
 
 /** A package waiting for another attempt. */
@@ -61,7 +66,7 @@ export function selectWork(
       continue;
     }
     if (mode !== 'all' && !known.present.has(name)) continue;
-    work.push({ name, rev: entry.changes && entry.changes[0] ? entry.changes[0].rev : undefined, deleted: !!entry.deleted, present: known.present.has(name) });
+    work.push({ name, rev: entry.changes && entry.changes[0] ? entry.changes[0].rev : undefined, deleted: !!entry.deleted, present: known.present.has(name), local: false });
   }
   return { work, shadowed };
 }

@@ -162,6 +162,62 @@ describe('validate_doc_update inside CouchDB', () => {
     expect(view.rows.map((r) => r.id)).toEqual(['from-upstream']);
   });
 
+  it('a validate_doc_update written, changed (in a _bulk_docs) or deleted decides the very next write', async () => {
+    const mirrorDb = registry.registryDb + '-mirror';
+    const admin = { 'content-type': 'application/json', ...asAdmin() };
+    const replicator = { 'content-type': 'application/json', ...proxyHeaders(secret, 'registry-replicator', ['registry-replicator']) };
+    const guard = (field: string) => ({ _id: '_design/test-guard', validate_doc_update: 'function (newDoc) { if (newDoc.' + field + ') throw({ forbidden: "blocked by the test guard (' + field + ')" }); }' });
+    let n = 0;
+    /** The status of a replicator's write of a new mirrored package with `fields`. */
+    const write = async (fields: Record<string, unknown>) => {
+      const doc = { ...newPackage('guarded-' + ++n, '1.0.0', 'someone'), origin: 'https://elsewhere.example', _attachments: {}, ...fields };
+      return (await fetch(registry.couchUrl + '/' + mirrorDb + '/' + doc._id, { method: 'PUT', headers: replicator, body: JSON.stringify(doc) })).status;
+    };
+    const put = await fetch(registry.couchUrl + '/' + mirrorDb + '/_design/test-guard', { method: 'PUT', headers: admin, body: JSON.stringify(guard('first')) });
+    expect(put.status).toBe(201);
+    expect(await write({ first: true })).toBe(403);
+    expect(await write({ second: true })).toBe(201);
+    const rev = ((await put.json()) as { rev: string }).rev;
+    const bulk = await fetch(registry.couchUrl + '/' + mirrorDb + '/_bulk_docs', { method: 'POST', headers: admin, body: JSON.stringify({ docs: [{ ...guard('second'), _rev: rev }] }) });
+    const changed = ((await bulk.json()) as { rev: string }[])[0].rev;
+    expect(await write({ first: true })).toBe(201);
+    expect(await write({ second: true })).toBe(403);
+    const removed = await fetch(registry.couchUrl + '/' + mirrorDb + '/_design/test-guard?rev=' + changed, { method: 'DELETE', headers: admin });
+    expect(removed.status).toBe(200);
+    expect(await write({ second: true })).toBe(201);
+  });
+
+  it('_all_docs with keys: a live, a deleted, a missing and a conflicted document, in the order asked (repeats too), with the winning revision', async () => {
+    const mirrorDb = registry.registryDb + '-mirror';
+    const admin = { 'content-type': 'application/json', ...asAdmin() };
+    const post = async (path: string, body: unknown) => (await fetch(registry.couchUrl + '/' + mirrorDb + path, { method: 'POST', headers: admin, body: JSON.stringify(body) })).json() as Promise<any>;
+    const doc = (id: string) => ({ ...newPackage(id, '1.0.0', 'someone'), origin: 'https://elsewhere.example', _attachments: {} });
+    const [live, gone] = (await post('/_bulk_docs', { docs: [doc('keyed-live'), doc('keyed-gone')] })) as { rev: string }[];
+    const [deleted] = (await post('/_bulk_docs', { docs: [{ _id: 'keyed-gone', _rev: gone.rev, _deleted: true }] })) as { rev: string }[];
+    const a = 'a'.repeat(32);
+    const b = 'b'.repeat(32);
+    const c = 'c'.repeat(32);
+    // Two branches: 2-b… (live) wins over 1-c… (live) by length, and over 3-… (deleted) by being live.
+    await post('/_bulk_docs', {
+      new_edits: false,
+      docs: [
+        { ...doc('keyed-conflict'), _rev: '2-' + b, _revisions: { start: 2, ids: [b, a] } },
+        { ...doc('keyed-conflict'), _rev: '1-' + c, _revisions: { start: 1, ids: [c] } },
+        { _id: 'keyed-conflict', _deleted: true, _rev: '3-' + c, _revisions: { start: 3, ids: [c, 'd'.repeat(32), a] } },
+      ],
+    });
+    const answer = await post('/_all_docs', { keys: ['keyed-live', 'keyed-gone', 'keyed-missing', 'keyed-conflict', 'keyed-live'] });
+    expect(answer.rows).toMatchObject([
+      { id: 'keyed-live', key: 'keyed-live', value: { rev: live.rev } },
+      { id: 'keyed-gone', key: 'keyed-gone', value: { rev: deleted.rev, deleted: true } },
+      { key: 'keyed-missing', error: 'not_found' },
+      { id: 'keyed-conflict', key: 'keyed-conflict', value: { rev: '2-' + b } },
+      { id: 'keyed-live', key: 'keyed-live', value: { rev: live.rev } },
+    ]);
+    expect(answer.rows[0].value.deleted).toBeUndefined();
+    expect(typeof answer.total_rows).toBe('number');
+  });
+
   it('answers the views, and a design push without changes does nothing', async () => {
     await putAs('carol', newPackage('@carol/views', '1.0.0', 'carol'));
     const response = await fetch(registry.couchUrl + '/' + registry.registryDb + '/_design/app/_view/byMaintainer?key=%22carol%22', { headers: asAdmin() });

@@ -104,12 +104,19 @@ export function manifestTarball(manifest: object): Buffer {
 
 const tarball = (name: string, version: string): Buffer => manifestTarball({ name, version });
 
-export async function startFeedStandIn(): Promise<FeedStandIn> {
+/**
+ * `packumentLatencyMs`: every packument is answered that long after it is asked (the public
+ * registry is tens of milliseconds away; the benchmark measures the follower with such a wait).
+ */
+export async function startFeedStandIn(options: { packumentLatencyMs?: number } = {}): Promise<FeedStandIn> {
+  const latency = options.packumentLatencyMs || 0;
   const packages = new Map<string, Package>();
   const tarballs = new Map<string, Buffer>();
   const streamed = new Set<string>();
   const fileOf = (name: string, version: string) => name + '/' + name.replace(/^@[^/]+\//, '') + '-' + version + '.tgz';
   const entries: Entry[] = [];
+  /** Whether `entries` are in the order of their sequence numbers (appended ones are; a late one is not). */
+  let inOrder = true;
   const packumentRequests = new Map<string, number>();
   const stalled = new Set<string>();
   let redirecting = false;
@@ -151,12 +158,23 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
       return;
     }
     if (parsed.pathname === '/feed/' || parsed.pathname === '/feed') {
-      return send(200, { db_name: 'registry', update_seq: seqOf(entries.length ? Math.max(...entries.map((e) => e.n)) : 0) });
+      return send(200, { db_name: 'registry', update_seq: seqOf(entries.reduce((most, e) => Math.max(most, e.n), 0)) });
     }
     if (parsed.pathname === '/feed/_changes') {
       const since = parseSeq(parsed.searchParams.get('since'));
       const limit = Number(parsed.searchParams.get('limit') || 1000);
-      const results = entries.filter((e) => e.n > since).sort((a, b) => a.n - b.n).slice(0, limit);
+      // In order of their sequence (a late entry is inserted behind the head), from the first after `since`.
+      if (!inOrder) {
+        entries.sort((a, b) => a.n - b.n);
+        inOrder = true;
+      }
+      let first = 0;
+      for (let last = entries.length; first < last; ) {
+        const middle = (first + last) >> 1;
+        if (entries[middle].n > since) last = middle;
+        else first = middle + 1;
+      }
+      const results = entries.slice(first, first + limit);
       return send(200, {
         results: results.map((e) => ({ seq: seqOf(e.n), id: e.id, changes: [{ rev: e.rev }], ...(e.deleted ? { deleted: true } : {}) })),
         last_seq: seqOf(results.length ? results[results.length - 1].n : since),
@@ -177,16 +195,20 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
       res.write(data.subarray(0, data.length >> 1));
       return void setTimeout(() => res.end(data.subarray(data.length >> 1)), 10);
     }
-    const pkg = packages.get(path);
-    packumentRequests.set(path, (packumentRequests.get(path) || 0) + 1);
-    if (stalled.has(path)) return;
-    if (!pkg) return send(404, { error: 'Not found' });
-    const packument = pkg.stale.length ? pkg.stale.shift() : pkg.packument;
-    if (!/\bgzip\b/.test(String(req.headers['accept-encoding'] || ''))) return send(200, packument);
-    const data = gzipSync(JSON.stringify(packument));
-    standIn.gzipped++;
-    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': data.length });
-    res.end(data);
+    const answerPackument = () => {
+      const pkg = packages.get(path);
+      packumentRequests.set(path, (packumentRequests.get(path) || 0) + 1);
+      if (stalled.has(path)) return;
+      if (!pkg) return send(404, { error: 'Not found' });
+      const packument = pkg.stale.length ? pkg.stale.shift() : pkg.packument;
+      if (!/\bgzip\b/.test(String(req.headers['accept-encoding'] || ''))) return send(200, packument);
+      const data = gzipSync(JSON.stringify(packument));
+      standIn.gzipped++;
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': data.length });
+      res.end(data);
+    };
+    if (latency > 0) setTimeout(answerPackument, latency);
+    else answerPackument();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   url = 'http://127.0.0.1:' + (server.address() as AddressInfo).port;
@@ -235,7 +257,14 @@ export async function startFeedStandIn(): Promise<FeedStandIn> {
       const reserved = next - 2;
       const entry = options.entry || 'normal';
       if (entry === 'normal') entries.push({ n: next, id: name, rev });
-      return { rev, release: () => void (entry === 'late' && entries.push({ n: reserved, id: name, rev })) };
+      return {
+        rev,
+        release: () => {
+          if (entry !== 'late') return;
+          entries.push({ n: reserved, id: name, rev });
+          inOrder = false;
+        },
+      };
     },
     remove(name) {
       const pkg = packages.get(name);

@@ -69,6 +69,17 @@ beforeAll(async () => {
         // The same server under another origin (localhost instead of 127.0.0.1).
         res.writeHead(302, { location: url.replace('127.0.0.1', 'localhost') + '/echo-authorization' });
         return void res.end();
+      case '/gzipped-bomb':
+        // A packument of 2 MB in about 2 KB, its length declared (decoded in one call).
+        res.writeHead(200, { 'content-encoding': 'gzip', 'content-type': 'application/json', 'content-length': gzipSync('{"name":"x","a":"' + 'a'.repeat(2_000_000) + '"}').length });
+        return void res.end(gzipSync('{"name":"x","a":"' + 'a'.repeat(2_000_000) + '"}'));
+      case '/gzipped-cut': {
+        // Declares more than it sends, then hangs up.
+        const whole = gzipSync(JSON.stringify({ name: 'cut', versions: {} }));
+        res.writeHead(200, { 'content-encoding': 'gzip', 'content-type': 'application/json', 'content-length': whole.length + 100 });
+        res.write(whole);
+        return void setTimeout(() => res.socket?.destroy(), 50);
+      }
       case '/compress':
         res.writeHead(200, { 'content-encoding': 'compress' });
         return void res.end('x');
@@ -110,6 +121,15 @@ const settle = () => new Promise((resolve) => setTimeout(resolve, 150));
 describe('the upstream client', () => {
   it('reads a gzipped packument', async () => {
     expect(await upstream.packument('gzipped')).toEqual({ name: 'gzipped', versions: {} });
+  });
+
+  it('a small gzipped answer of a declared length (decoded in one call) is bounded as a streamed one is, and one cut off fails', async () => {
+    const small = new UpstreamRegistry(url, { ...config, upstreamMaxPackumentBytes: 1_000_000 });
+    await expect(small.get('/gzipped-bomb', 'it')).rejects.toThrow('larger than 1000000 bytes (UPSTREAM_MAX_PACKUMENT_MB)');
+    expect((await upstream.get('/gzipped-bomb', 'it'))?.length).toBe(2_000_000 + '{"name":"x","a":""}'.length);
+    await expect(upstream.get('/gzipped-cut', 'it')).rejects.toThrow();
+    await settle();
+    expect(escaped).toEqual([]);
   });
 
   it('an error answer with a body that is not what it claims is that answer, and its body is dropped quietly', async () => {
