@@ -24,7 +24,7 @@ import { Batcher } from '../lib/batcher';
 import { linear, retry } from '../lib/retry';
 import { SingleFlight } from '../lib/single-flight';
 import { Dependency, Prefetcher, versionFor } from './prefetch';
-import { NOT_MODIFIED, readAll, UpstreamAnswer, UpstreamRegistry } from './upstream';
+import { FetchedPackument, NOT_MODIFIED, readAll, UpstreamAnswer, UpstreamRegistry } from './upstream';
 import { AdvisoryClient, checkOnArrival, RecordChange } from './advisories';
 import { AdvisoryPolicy } from '../core/advisories';
 
@@ -251,9 +251,13 @@ export class Mirror {
     if (this.stats.failures.length > 50) this.stats.failures.shift();
   }
 
-  /** The upstream's full packument of `name`, or null when it has none (404). */
-  fetchPackument(name: string): Promise<UpstreamPackument | null> {
-    return this.registry.packument(name);
+  /**
+   * The upstream's full packument of `name` with its validators, or null when it has none (404);
+   * asked conditionally with `since` (the validators of the copy held here), and then `NOT_MODIFIED`
+   * when the upstream answered 304.
+   */
+  fetchPackument(name: string, since?: OriginValidators): Promise<FetchedPackument | null | typeof NOT_MODIFIED> {
+    return this.registry.packumentSince(name, since);
   }
 
   /** Bookkeeping after replication wrote revision `rev` of a package. */

@@ -29,7 +29,7 @@ import { Couch } from '../../couchdb/client';
 import { Pause } from '../../lib/pause';
 import { exponential, repeat, retry } from '../../lib/retry';
 import { Mirror } from '../mirror';
-import { UpstreamUnavailable } from '../upstream';
+import { NOT_MODIFIED, UpstreamUnavailable } from '../upstream';
 import { Checkpoint, CheckpointStore, newCheckpoint } from './checkpoint';
 import { ChangeFeed, FeedBatch } from './feed-client';
 import {
@@ -386,13 +386,20 @@ export class NpmFollower {
       delete this.checkpoint.pending[item.name];
       return null;
     }
-    const packument = await retry(() => this.mirror.fetchPackument(item.name), {
+    // A sweep (no feed entry, no revision to reach) asks with the copy's validators: a 304 is "up to
+    // date". A feed entry asks in full: the packument may lag the entry, which only its `_rev` shows.
+    const since = !item.rev && existing && existing.origin === this.mirror.upstream ? existing.origin_validators : undefined;
+    const fetched = await retry(() => this.mirror.fetchPackument(item.name, since), {
       attempts: 3,
       delay: exponential(500, 2000),
       retryable: (err) => err instanceof UpstreamUnavailable,
       stopped: () => this.stopped,
     });
-    const next = afterFetch(item, existing, packument, this.mirror.upstream);
+    if (fetched === NOT_MODIFIED) {
+      delete this.checkpoint.pending[item.name];
+      return null;
+    }
+    const next = afterFetch(item, existing, fetched ? fetched.body : null, this.mirror.upstream, fetched ? fetched.validators : undefined);
     if ('retry' in next) {
       this.postpone(item, next.retry);
       return null;

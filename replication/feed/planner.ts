@@ -5,7 +5,7 @@
  * `test/unit/feed-planner.test.ts`; `follower.ts` carries the decisions out.
  */
 import { mirroredDoc, revGeneration, UpstreamPackument } from '../../core/mirrored';
-import { PackageDoc } from '../../core/types';
+import { OriginValidators, PackageDoc } from '../../core/types';
 
 /** An entry of an npm change feed. */
 export interface FeedEntry {
@@ -98,7 +98,7 @@ export function firstStep(item: Work, local: PackageDoc | null, existing: Packag
 /** What to do about one package with the upstream's packument (null: the upstream has none). */
 export type NextStep = { done: true } | { remove: true } | { retry: string } | { write: PackageDoc };
 
-export function afterFetch(item: Work, existing: PackageDoc | null, packument: UpstreamPackument | null, upstream: string): NextStep {
+export function afterFetch(item: Work, existing: PackageDoc | null, packument: UpstreamPackument | null, upstream: string, validators?: OriginValidators): NextStep {
   const { name, rev } = item;
   if (!packument) {
     // Gone upstream (deleted or unpublished without a tombstone), or not readable yet.
@@ -108,7 +108,7 @@ export function afterFetch(item: Work, existing: PackageDoc | null, packument: U
     return { retry: 'the upstream packument of "' + name + '" (' + String(packument._rev) + ') is behind its feed entry (' + rev + ')' };
   }
   if (existing && existing.origin === upstream && existing.origin_rev && existing.origin_rev === packument._rev) return { done: true };
-  return { write: mirroredDoc(name, packument, upstream, existing) };
+  return { write: mirroredDoc(name, packument, upstream, existing, undefined, validators) };
 }
 
 /**

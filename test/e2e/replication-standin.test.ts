@@ -214,6 +214,14 @@ describe('mode existing', () => {
         return d.body.versions && d.body.versions['1.2.0'] ? true : null;
       });
       expect((await docAt(partial, 'not-wanted')).status).toBe(404);
+      // Later sweeps ask with the copy's ETag: answered 304, nothing written.
+      const copy = await eventually(async () => {
+        const d = await docAt(partial, 'wanted');
+        return d.body.origin_validators && d.body.origin_validators.etag ? d.body : null;
+      });
+      const before = standIn.notModified;
+      await eventually(async () => (standIn.notModified > before ? true : null), 10_000, 'a sweep answered 304');
+      expect((await docAt(partial, 'wanted')).body._rev).toBe(copy._rev);
     } finally {
       await partial.stop();
     }

@@ -66,6 +66,8 @@ export interface FeedStandIn {
   stall(name: string): void;
   /** How many packuments were sent gzipped (as the public registry sends them to whoever accepts it). */
   gzipped: number;
+  /** How many packument requests were answered 304 (they named the packument's ETag). */
+  notModified: number;
   /** How many packument requests each package got. */
   packumentRequests: Map<string, number>;
   /** Adds an advisory of `name` to the advisory endpoint. */
@@ -200,11 +202,22 @@ export async function startFeedStandIn(options: { packumentLatencyMs?: number } 
       packumentRequests.set(path, (packumentRequests.get(path) || 0) + 1);
       if (stalled.has(path)) return;
       if (!pkg) return send(404, { error: 'Not found' });
-      const packument = pkg.stale.length ? pkg.stale.shift() : pkg.packument;
-      if (!/\bgzip\b/.test(String(req.headers['accept-encoding'] || ''))) return send(200, packument);
+      const packument = pkg.stale.shift() || pkg.packument;
+      // As npm's registry: an ETag per revision, and 304 to a request that names it.
+      const etag = '"' + String(packument._rev) + '"';
+      if (req.headers['if-none-match'] === etag) {
+        standIn.notModified++;
+        res.writeHead(304, { etag });
+        return void res.end();
+      }
+      if (!/\bgzip\b/.test(String(req.headers['accept-encoding'] || ''))) {
+        const json = Buffer.from(JSON.stringify(packument));
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': json.length, etag });
+        return void res.end(json);
+      }
       const data = gzipSync(JSON.stringify(packument));
       standIn.gzipped++;
-      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': data.length });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': data.length, etag });
       res.end(data);
     };
     if (latency > 0) setTimeout(answerPackument, latency);
@@ -218,6 +231,7 @@ export async function startFeedStandIn(options: { packumentLatencyMs?: number } 
     feedUrl: url + '/feed',
     packumentRequests,
     gzipped: 0,
+    notModified: 0,
     advisoryRequests: [],
     addAdvisory(name, advisory) {
       advisories.set(name, [...(advisories.get(name) || []).filter((a) => a.id !== advisory.id), { cwe: ['CWE-1321'], cvss: { score: 7.5, vectorString: null }, ...advisory }]);
