@@ -55,7 +55,12 @@ interface Waiting {
   stored(doc: PackageDoc | null): void;
   /** Its dependencies were queued to be fetched ahead (once a client had it: prefetching runs one level ahead of clients). */
   expanded?: boolean;
+  /** The ranges its dependents asked for (a few): the versions whose dependencies are fetched ahead, as npm will pick them. */
+  specs?: Set<string>;
 }
+
+/** Ranges of a waiting package's dependents kept at most. */
+const MAX_SPECS = 8;
 
 /** A waiting package's document with its tarballs as attachments, each described by `attachment` (inline bytes, or a stub once stored). */
 function withTarballs(entry: Waiting, attachment: (data: Buffer) => Record<string, unknown>): PackageDoc {
@@ -235,7 +240,10 @@ export class Mirror {
       // Shared with a client's pull of the same name, but not expanded: that waits for a client.
       (dependency) =>
         this.pullOnce(dependency.name, 'unlisted')
-          .then((doc) => doc && this.tarballAhead(doc, dependency))
+          .then((doc) => {
+            this.wantedWith(dependency);
+            return doc && this.tarballAhead(doc, dependency);
+          })
           .catch((err) => host.log.debug({ package: dependency.name, err: (err as Error).message }, 'prefetching a dependency failed')),
     );
     this.local = host.couch.db<PackageDoc>(host.config.registryDb);
@@ -428,7 +436,21 @@ export class Mirror {
     if (!entry || entry.expanded) return;
     entry.expanded = true;
     // Once the client's answer is on its way: starting the fetches would otherwise delay it.
-    setImmediate(() => this.prefetch.dependenciesOf(this.asServed(entry.doc) as UpstreamPackument));
+    setImmediate(() => {
+      const served = this.asServed(entry.doc) as UpstreamPackument;
+      // The versions its dependents' ranges pick (npm picks the same), else its latest: expanding the
+      // latest of a package the tree pins to an older major fetched what npm never asks for.
+      const picked = entry.specs ? [...entry.specs].map((spec) => versionFor(served, spec)).filter((version): version is string => !!version) : [];
+      for (const dependency of this.prefetch.dependenciesOf(served, [...new Set(picked)])) this.wantedWith(dependency);
+    });
+  }
+
+  /** Records the range a dependent asks `dependency` with, while that package waits to be expanded. */
+  private wantedWith(dependency: Dependency): void {
+    const entry = this.waiting.get(dependency.name);
+    if (!entry || entry.expanded) return;
+    if (!entry.specs) entry.specs = new Set();
+    if (entry.specs.size < MAX_SPECS) entry.specs.add(dependency.spec);
   }
 
   private asServed(doc: PackageDoc): PackageDoc {

@@ -29,17 +29,28 @@ export interface Dependency {
 }
 
 /**
- * The packages the latest version of `packument` depends on (`dependencies`, `optionalDependencies`,
- * `peerDependencies`, all of which npm reads), as the registry names them, each once: an alias
+ * The packages `versions` of `packument` depend on (by default its latest version; a package
+ * fetched for a dependent: the versions its dependents' ranges pick, as npm will), reading
+ * `dependencies`, `optionalDependencies` and `peerDependencies`, all of which npm reads, as the
+ * registry names them, each once: an alias
  * `npm:x@1` is `x`, and specs that do not come from a registry (git, URLs, files, `user/repo`) are
  * left out. As in npm, an optional dependency overrides a plain one of the same name, and a peer
  * adds only names the others do not have.
  */
-export function dependenciesOf(packument: UpstreamPackument): Dependency[] {
+export function dependenciesOf(packument: UpstreamPackument, versions?: string[]): Dependency[] {
   const latest = packument['dist-tags'] && packument['dist-tags'].latest;
-  const manifest = typeof latest === 'string' && packument.versions ? packument.versions[latest] : undefined;
-  if (!manifest || typeof manifest !== 'object') return [];
-  const fields = manifest as Record<string, unknown>;
+  const found = new Map<string, Dependency>();
+  for (const version of versions && versions.length ? versions : typeof latest === 'string' ? [latest] : []) {
+    const manifest = packument.versions && Object.prototype.hasOwnProperty.call(packument.versions, version) ? packument.versions[version] : undefined;
+    if (!manifest || typeof manifest !== 'object') continue;
+    // A name two versions depend on keeps the first version's range.
+    for (const dependency of dependenciesOfVersion(manifest as Record<string, unknown>)) if (!found.has(dependency.name)) found.set(dependency.name, dependency);
+  }
+  return [...found.values()];
+}
+
+/** What one version's manifest (`fields`) depends on (see `dependenciesOf`). */
+function dependenciesOfVersion(fields: Record<string, unknown>): Dependency[] {
   const peersMeta = fields.peerDependenciesMeta && typeof fields.peerDependenciesMeta === 'object' ? (fields.peerDependenciesMeta as Record<string, { optional?: unknown }>) : {};
   const found = new Map<string, Dependency>();
   for (const field of ['dependencies', 'optionalDependencies', 'peerDependencies'] as const) {
@@ -104,15 +115,17 @@ export class Prefetcher {
     private readonly fetch: (dependency: Dependency) => Promise<unknown>,
   ) {}
 
-  /** Queues the packages the latest version of `packument` depends on. */
-  dependenciesOf(packument: UpstreamPackument): void {
-    if (this.limit <= 0 || this.stopped) return;
-    for (const dependency of dependenciesOf(packument)) {
+  /** Queues the packages `versions` of `packument` (its latest by default) depend on; returns them all (queued or not). */
+  dependenciesOf(packument: UpstreamPackument, versions?: string[]): Dependency[] {
+    if (this.limit <= 0 || this.stopped) return [];
+    const dependencies = dependenciesOf(packument, versions);
+    for (const dependency of dependencies) {
       if (this.queued.has(dependency.name) || this.queue.length >= MAX_QUEUED || !this.wanted(dependency.name)) continue;
       this.queued.add(dependency.name);
       this.queue.push(dependency);
     }
     this.next();
+    return dependencies;
   }
 
   /** Fetches nothing more (the registry stops: what waits to be stored must not grow after its last store). */

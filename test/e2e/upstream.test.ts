@@ -247,6 +247,27 @@ describe('mirror mode: what pull-through does ahead of the client and while it r
     }
   });
 
+  it('a dependency fetched ahead brings the dependencies of the version its parent\'s range picks, not of its latest', async () => {
+    await publishWith(upstreamPublisher, { name: 'major-old-dep', version: '1.0.0' });
+    await publishWith(upstreamPublisher, { name: 'major-new-dep', version: '1.0.0' });
+    await publishWith(upstreamPublisher, { name: 'major-child', version: '1.0.0', dependencies: { 'major-old-dep': '^1.0.0' } });
+    await publishWith(upstreamPublisher, { name: 'major-child', version: '2.0.0', dependencies: { 'major-new-dep': '^1.0.0' } });
+    await publishWith(upstreamPublisher, { name: 'major-parent', version: '1.0.0', dependencies: { 'major-child': '^1.0.0' } });
+    const gateway = await mirroringGateway('major-gateway');
+    try {
+      expect((await fetch(gateway.localUrl + '/major-parent')).status).toBe(200);
+      // Fetched ahead by now, and waiting to be stored (pull-through stores after a quiet second).
+      await new Promise((r) => setTimeout(r, 300));
+      // npm reads the child next, and picks 1.0.0 for ^1.0.0: its dependency is what comes ahead.
+      expect((await fetch(gateway.localUrl + '/major-child')).status).toBe(200);
+      expect((await storedSoon('major-old-dep')).origin).toBe(verdaccio.url);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect((await mirroredDoc(mirroring, 'major-new-dep')).status).toBe(404);
+    } finally {
+      await gateway.close();
+    }
+  });
+
   it('a dependency fetched ahead brings the tarball its parent\'s range picks, as npm picks it; not for an optional dependency or one for some platforms only', async () => {
     for (const version of ['1.0.0', '1.1.0', '2.0.0']) await publishWith(upstreamPublisher, { name: 'ahead-tgz-child', version });
     await publishWith(upstreamPublisher, { name: 'ahead-tgz-platform', version: '1.0.0', os: ['aix'], cpu: ['ppc64'] });

@@ -133,3 +133,25 @@ describe('Prefetcher', () => {
     expect(gate.asked).toEqual([]);
   });
 });
+
+describe('dependenciesOf the versions a range picks', () => {
+  const child: UpstreamPackument = {
+    name: 'child',
+    'dist-tags': { latest: '2.0.0' },
+    versions: {
+      '1.0.0': { name: 'child', version: '1.0.0', dependencies: { old: '^1.0.0', both: '^1.0.0' } } as never,
+      '2.0.0': { name: 'child', version: '2.0.0', dependencies: { fresh: '^1.0.0', both: '^2.0.0' } } as never,
+    },
+  };
+
+  it('reads the latest version by default, and the versions given otherwise; a name both depend on keeps the first version\'s range', () => {
+    expect(dependenciesOf(child).map((d) => d.name).sort()).toEqual(['both', 'fresh']);
+    expect(dependenciesOf(child, ['1.0.0']).map((d) => d.name).sort()).toEqual(['both', 'old']);
+    expect(dependenciesOf(child, ['1.0.0', '2.0.0'])).toEqual([
+      { name: 'old', spec: '^1.0.0', optional: false },
+      { name: 'both', spec: '^1.0.0', optional: false },
+      { name: 'fresh', spec: '^1.0.0', optional: false },
+    ]);
+    expect(dependenciesOf(child, ['9.9.9'])).toEqual([]);
+  });
+});
