@@ -4,11 +4,13 @@
  * `--pull-through [--runs 3]`: only the cold install through pull-through mirroring, beside Verdaccio, in rounds (medians).
  * `--sites [--samples 40]`: only the convergence between two sites (p50, p95).
  * `--policies [--runs 3]`: what the license and vulnerability policies cost: the cold pull-through install and mirrored packuments with and without them, beside Verdaccio.
+ * `--real-tree [--runs 5] [--cpu-prof DIR]`: installs of a real tree (bench/real-tree) from nginx, this registry and Verdaccio, cold, warm and after a restart; writes bench/REAL-TREE.md.
  */
 import { cpus, totalmem } from 'os';
 import { writeFileSync } from 'fs';
 import { join } from 'path';
 import { markdownTable, measureSiteConvergence, runBenchmarks, runPolicies, runPullThrough } from './harness';
+import { runRealTree } from './real-tree';
 import { runScale, scaleTable } from './scale';
 
 function argument(name: string): string | undefined {
@@ -40,6 +42,20 @@ async function main(): Promise<void> {
   if (process.argv.includes('--policies')) {
     const rows = await runPolicies(smoke ? 'smoke' : 'full', Number(argument('--runs') || 3));
     process.stdout.write(header('The policies\' cost', 'the full tree') + markdownTable(rows) + '\n');
+    return;
+  }
+  if (process.argv.includes('--real-tree')) {
+    if (smoke) {
+      // The tree is prepared from registry.npmjs.org and each install takes tens of seconds: not for --smoke.
+      process.stdout.write('real tree: skipped in --smoke (it needs registry.npmjs.org to prepare its cache, and minutes per round); run `node dist/bench/run.js --real-tree --runs 5`\n');
+      return;
+    }
+    const runs = Number(argument('--runs') || 5);
+    const profiles = argument('--cpu-prof');
+    const report = header('Real-tree installs', runs + ' rounds') + (await runRealTree(runs, { cpuProfileDir: profiles }));
+    process.stdout.write(report);
+    // A profiled run measures the profiler too: its table is printed, not written.
+    if (!profiles) writeFileSync(join(__dirname, '..', '..', 'bench', 'REAL-TREE.md'), report);
     return;
   }
   if (process.argv.includes('--pull-through')) {
