@@ -383,7 +383,12 @@ function realTreeReport(
     const target = targets[measure];
     const counts = upstream[measure];
     const countKeys = counts ? [...new Set(counts.flatMap((c) => Object.keys(c)))].sort() : [];
-    const countText = counts ? (countKeys.length ? countKeys.map((key) => median(counts.map((c) => c[key] || 0)) + ' × ' + key).join(', ') : 'none') : '';
+    // The median, and each round's count where they differ (revalidation depends on how long the install before took).
+    const countOf = (key: string) => {
+      const each = counts!.map((c) => c[key] || 0);
+      return median(each) + ' × ' + key + (new Set(each).size > 1 ? ' (' + each.join(', ') + ')' : '');
+    };
+    const countText = counts ? (countKeys.length ? countKeys.map(countOf).join(', ') : 'none') : '';
     lines.push('| ' + LABELS[measure] + ' | ' + seconds(time) + ' s | ' + times[measure].map(seconds).join(', ') + ' | ' + (time / nginx).toFixed(2) + ' | ' + (peer ? (time / m(peer)).toFixed(2) : '') + ' | ' + (target ? '≤ ' + target.toFixed(2) : '') + ' | ' +
       (target ? (time / nginx <= target ? 'yes' : 'no') : '') + ' | ' + (cpu[measure] ? median(cpu[measure]!).toFixed(1) + ' s (' + cpu[measure]!.map((c) => c.toFixed(1)).join(', ') + ')' : '') + ' | ' + countText + ' |');
   }
