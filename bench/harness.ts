@@ -113,9 +113,10 @@ export type Ours = Target & {
 
 /**
  * Starts this registry as users run it. `again` starts it on the data of an instance stopped with
- * `halt` (its data folder and databases); `stop` removes them.
+ * `halt` (its data folder and databases); `stop` removes them. `nodeArgs` go to Node before the
+ * script (`--cpu-prof`, which NODE_OPTIONS does not take).
  */
-export async function startOurs(extraEnv: Record<string, string> = {}, again?: Pick<Ours, 'dataDir' | 'db'>): Promise<Ours> {
+export async function startOurs(extraEnv: Record<string, string> = {}, again?: Pick<Ours, 'dataDir' | 'db'>, nodeArgs: string[] = []): Promise<Ours> {
   const dataDir = again ? again.dataDir : mkdtempSync(join(tmpdir(), 'bench-registry-'));
   const store = couchFor(again?.db);
   const spawnedAt = Date.now();
@@ -123,8 +124,8 @@ export async function startOurs(extraEnv: Record<string, string> = {}, again?: P
   // `BENCH_REGISTRY_MAIN`: another build's `server/main.js` (a before/after comparison in one harness).
   const main = process.env.BENCH_REGISTRY_MAIN || (basename(dirname(__dirname)) === 'dist' ? join(__dirname, '..', 'server', 'main.js') : join(__dirname, '..', 'dist', 'server', 'main.js'));
   // `BENCH_REGISTRY_NODE_ARGS`: Node's options for the registry process only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, not allowed in NODE_OPTIONS).
-  const nodeArgs = (process.env.BENCH_REGISTRY_NODE_ARGS || '').split(/\s+/).filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, main], {
+  const allNodeArgs = [...(process.env.BENCH_REGISTRY_NODE_ARGS || '').split(/\s+/).filter(Boolean), ...nodeArgs];
+  const child = spawn(process.execPath, [...allNodeArgs, main], {
     // Its defaults, as users run it: an access-log line per request at info, like Verdaccio's `http` level.
     env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_DB: store.db, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'info', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -185,7 +186,7 @@ const ADVISORIES_ANSWER = '{}';
  * Debian's defaults where they matter (a worker per core, sendfile, tcp_nopush, an access log);
  * Express's static middleware where nginx is not installed (said in the table).
  */
-async function startStaticServer(dir: string, fill?: (url: string) => void): Promise<{ url: string; name: string; stop(): Promise<void> }> {
+export async function startStaticServer(dir: string, fill?: (url: string) => void): Promise<{ url: string; name: string; stop(): Promise<void> }> {
   mkdirSync(dir, { recursive: true });
   // nginx's workers run as another user (nobody, when started as root): the folders must be readable.
   for (let folder = dir; folder !== dirname(folder) && folder.startsWith(tmpdir() + '/'); folder = dirname(folder)) chmodSync(folder, 0o755);
@@ -251,7 +252,7 @@ async function startBareNode(file: string): Promise<{ url: string; pid: number; 
   return { url: 'http://127.0.0.1:' + port, pid: child.pid as number, stop: () => new Promise<void>((resolve) => { child.once('exit', () => resolve()); child.kill(); }) };
 }
 
-async function startPeer(uplink?: string): Promise<Target> {
+export async function startPeer(uplink?: string): Promise<Target> {
   const verdaccio: Verdaccio = await startVerdaccio({ logLevel: 'http', uplink });
   const token = await verdaccio.adduser('bench', 'bench-password');
   return {
@@ -522,7 +523,7 @@ export function memoryOf(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 export const peakRss = (pid: number): number => memoryOf(pid, 'VmHWM');
 
 /** CPU seconds (user and system) a process has used, from /proc; NaN where there is none. */
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   try {
     const stat = readFileSync('/proc/' + pid + '/stat', 'utf8');
     // After the command's closing parenthesis, the fields from the third on: utime and stime are the 14th and 15th, in ticks of 1/100 s.
@@ -539,7 +540,7 @@ function cpuSeconds(pid: number): number {
  * queued (Verdaccio answers the 40 MB packument for a long while after its clients gave up) would
  * otherwise take the CPU from the next server measured.
  */
-async function quiet(pids: number[]): Promise<void> {
+export async function quiet(pids: number[]): Promise<void> {
   const started = Date.now();
   for (;;) {
     const before = pids.map(cpuSeconds);
@@ -613,16 +614,17 @@ function backgroundLoad(url: string, connections: number, seconds: number): Prom
 /**
  * `npm install` of a project depending on `direct` from `registry`, `--prefer-online`: with an empty
  * client cache and no lockfile, then (unless `warmToo` is false) again with the cache and the
- * lockfile kept and node_modules removed. Milliseconds.
+ * lockfile kept and node_modules removed. Milliseconds. `options.args` are added to npm's (the
+ * real-tree bench's `--ignore-scripts`); `options.timeoutMs` for installs longer than two minutes.
  */
-async function installTimes(work: string, registry: string, direct: Record<string, string>, name: string, warmToo = true): Promise<{ cold: number; warm: number }> {
+export async function installTimes(work: string, registry: string, direct: Record<string, string>, name: string, warmToo = true, options: { args?: string[]; timeoutMs?: number } = {}): Promise<{ cold: number; warm: number }> {
   const home = mkdtempSync(join(work, 'install-'));
   const env = npmEnv(home, registry);
   const project = join(home, 'project');
   mkdirSync(project);
   writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'bench-project', version: '1.0.0', private: true, dependencies: direct }));
   const install = async () => {
-    const result = await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-online'], { cwd: project, env });
+    const result = await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-online', ...(options.args || [])], { cwd: project, env, timeoutMs: options.timeoutMs });
     if (result.code !== 0) throw new Error(name + ': npm install failed: ' + result.stderr);
   };
   const cold = await timed(install);
@@ -632,11 +634,11 @@ async function installTimes(work: string, registry: string, direct: Record<strin
 }
 
 /** The order of `count` contenders in `round`: each goes first in turn, so that none always runs right after the same one. */
-function inTurn(count: number, round: number): number[] {
+export function inTurn(count: number, round: number): number[] {
   return Array.from({ length: count }, (_, i) => (i + round) % count);
 }
 
-function median(values: number[]): number {
+export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
 }

@@ -10,11 +10,13 @@
  *   (packuments answered after `--latency` ms; the registry's REPLICATION_CONCURRENCY), and natively with `--native`, in runs (medians);
  * `BENCH_REGISTRY_MAIN=<other build>/dist/server/main.js` alternates that build's runs with this one's.
  * `BENCH_REGISTRY_NODE_ARGS` (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): Node options of the registry processes the bench starts.
+ * `--real-tree [--runs 5] [--cpu-prof DIR]`: installs of a real tree (bench/real-tree) from nginx, this registry and Verdaccio, cold, warm and after a restart; writes bench/REAL-TREE.md.
  */
 import { cpus, totalmem } from 'os';
 import { writeFileSync } from 'fs';
 import { join } from 'path';
 import { ingestTable, markdownTable, measureNativeIngest, measureSiteConvergence, runBenchmarks, runIngest, runPolicies, runPullThrough, runRestart } from './harness';
+import { runRealTree } from './real-tree';
 import { runScale, scaleTable } from './scale';
 
 function argument(name: string): string | undefined {
@@ -67,6 +69,21 @@ async function main(): Promise<void> {
       report += '\nNative CouchDB replication: ' + Math.round(native.docsPerSecond) + ' docs/s, registry CPU ' + native.cpuSeconds.toFixed(1) + ' s, peak RSS ' + Math.round(native.peakRss / 2 ** 20) + ' MiB\n';
     }
     process.stdout.write(report);
+    return;
+  }
+  if (process.argv.includes('--real-tree')) {
+    if (smoke) {
+      // The tree is prepared from registry.npmjs.org and each install takes tens of seconds: not for --smoke.
+      process.stdout.write('real tree: skipped in --smoke (it needs registry.npmjs.org to prepare its cache, and minutes per round); run `node dist/bench/run.js --real-tree --runs 5`\n');
+      return;
+    }
+    const runs = Number(argument('--runs') || 5);
+    const profiles = argument('--cpu-prof');
+    const table = await runRealTree(runs, { cpuProfileDir: profiles });
+    const report = header('Real-tree installs', runs + ' rounds') + table;
+    process.stdout.write(report);
+    // A profiled run measures the profiler too: its table is printed, not written.
+    if (!profiles) writeFileSync(join(__dirname, '..', '..', 'bench', 'REAL-TREE.md'), report);
     return;
   }
   if (process.argv.includes('--pull-through')) {
