@@ -8,7 +8,7 @@
  */
 import autocannon from 'autocannon';
 import { createHash } from 'crypto';
-import { readdirSync, rmSync } from 'fs';
+import { readdirSync, rmSync, statSync } from 'fs';
 import { join } from 'path';
 import { execFileSync } from 'child_process';
 import { memoryOf, peakRss, startOurs, Ours } from './harness';
@@ -67,63 +67,136 @@ function vocabulary(next: () => number): { words: string[]; pick(): string } {
 
 interface Generated {
   names: string[];
-  /** A tarball path of each package. */
+  /** A tarball path of each package (its latest version); only the packages the rates read have one stored (see `isRead`). */
   tarballs: string[];
   queries: string[];
+  /** Versions written in all, and the most one package has. */
+  versions: number;
+  mostVersions: number;
+  /** Bytes of the documents as sent (JSON, the tarballs' base64 included). */
+  bytes: number;
 }
 
-/** Writes `count` packages of 3 versions each into the registry database, as an admin restoring a backup would. */
+/**
+ * How many versions package `i` has: a long tail, as on npm (most packages 1–10 versions, some
+ * hundreds, a few thousands): Pareto with shape 1.43 (P(more than v) = v^-1.43: 96% have at most 10,
+ * 0.14% more than 100), capped at 5,000; and every 100,000th package from the 18th has 2,000 to
+ * 4,999, so every size has at least one package of thousands.
+ */
+export function versionCount(i: number, u: number): number {
+  if (i % 100_000 === 17) return 2000 + ((i * 7919) % 3000);
+  return Math.min(5000, Math.floor(1 / Math.pow(1 - u, 0.7)));
+}
+
+/** The `k`th version of a package: 0.0.1, 0.0.2 … 0.0.9, 0.1.0 …, so that a few thousand stay distinct. */
+function versionName(k: number): string {
+  const n = k + 1;
+  return Math.floor(n / 100) + '.' + (Math.floor(n / 10) % 10) + '.' + (n % 10);
+}
+
+/** The packages the rates read (`spread` in `measureSize`): only these have their tarballs stored. */
+function isRead(i: number, count: number): boolean {
+  const step = Math.max(1, Math.floor(count / DISTINCT));
+  return i % step === 0 && i / step < DISTINCT;
+}
+
+/** Batches of at most this many packages or bytes, this many written at once. */
+const BATCH_DOCS = 1000;
+const BATCH_BYTES = 8 * 2 ** 20;
+const IN_FLIGHT = 3;
+
+/**
+ * Writes `count` packages into the registry database, as an admin restoring a backup would: each
+ * with its number of versions (`versionCount`) and a readme of 100 bytes to a few KB, so packument
+ * sizes spread as versions do. Tarballs are stored only for the latest version of the packages the
+ * rates read (1,000 at every size); the other versions' `dist` names a tarball that is not stored,
+ * which no measure reads (storing them would make the load of a million packages the measure).
+ */
 async function fill(ours: Ours, count: number): Promise<Generated & { seconds: number }> {
   const next = random(42);
   const words = vocabulary(next);
   const mirrorDesign = (await (await fetch(ours.couch + '/' + ours.db + '/_design/mirror', { headers: { authorization: ours.adminAuth } })).json()) as { registry: string };
   const origin = mirrorDesign.registry;
-  const generated: Generated = { names: [], tarballs: [], queries: [] };
+  const generated: Generated = { names: [], tarballs: [], queries: [], versions: 0, mostVersions: 0, bytes: 0 };
   const started = Date.now();
-  const BATCH = 500;
-  for (let from = 0; from < count; from += BATCH) {
-    const docs: object[] = [];
-    for (let i = from; i < Math.min(count, from + BATCH); i++) {
-      const name = words.pick() + '-' + words.pick() + '-' + i.toString(36);
-      const description = Array.from({ length: 5 + Math.floor(next() * 8) }, () => words.pick()).join(' ');
-      const keywords = Array.from({ length: 1 + Math.floor(next() * 3) }, () => words.pick());
-      const when = new Date(Date.UTC(2024, 0, 1) + i * 60_000).toISOString();
-      const doc: Record<string, any> = {
-        _id: name, name, description, keywords, origin,
-        'dist-tags': { latest: '1.2.0' }, versions: {}, time: { created: when, modified: when },
-        maintainers: [{ name: 'bench', email: 'bench@example.com' }], readme: '# ' + name + '\n\n' + description, _attachments: {},
-      };
-      // Up to 4 dependencies on packages written before, skewed toward the first ones (as on npm), for the dependents index.
-      const dependencies: Record<string, string> = {};
-      for (let d = Math.floor(next() * 5); d > 0 && generated.names.length; d--) dependencies[generated.names[Math.floor(generated.names.length * next() ** 2)]] = '^1.0.0';
-      for (const version of ['1.0.0', '1.1.0', '1.2.0']) {
-        const manifest = { name, version, description, keywords, main: 'index.js', license: 'MIT', dependencies };
-        const data = manifestTarball(manifest);
-        const file = name + '-' + version + '.tgz';
-        doc.versions[version] = {
-          ...manifest, _id: name + '@' + version,
-          _npmUser: { name: 'bench', email: 'bench@example.com' },
-          dist: {
-            shasum: createHash('sha1').update(data).digest('hex'),
-            integrity: 'sha512-' + createHash('sha512').update(data).digest('base64'),
-            tarball: ours.url + '/' + name + '/-/' + file,
-          },
-        };
-        doc.time[version] = when;
-        doc._attachments[file] = { content_type: 'application/octet-stream', data: data.toString('base64') };
-      }
-      docs.push(doc);
-      generated.names.push(name);
-      generated.tarballs.push('/' + name + '/-/' + name + '-1.1.0.tgz');
-    }
+  const inFlight = new Set<Promise<void>>();
+  let written = 0;
+  let reported = 0;
+  const send = async (body: string, docs: number) => {
     const res = await fetch(ours.couch + '/' + ours.db + '/_bulk_docs', {
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: ours.adminAuth }, body: JSON.stringify({ docs }),
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: ours.adminAuth }, body,
     });
     const results = (await res.json()) as { error?: string; reason?: string }[];
     const failed = Array.isArray(results) ? results.filter((r) => r.error) : [results];
     if (!res.ok || failed.length) throw new Error('bulk write failed: ' + res.status + ' ' + JSON.stringify(failed[0]));
-    if ((from / BATCH) % 20 === 19) log('  ' + (from + BATCH) + ' written');
+    written += docs;
+    if (written - reported >= 50_000) {
+      reported = written;
+      log('  ' + written + ' written (' + Math.round(written / ((Date.now() - started) / 1000)) + '/s)');
+    }
+  };
+  let batch: string[] = [];
+  let batchBytes = 0;
+  const flush = async () => {
+    if (!batch.length) return;
+    const body = '{"docs":[' + batch.join(',') + ']}';
+    const docs = batch.length;
+    generated.bytes += body.length;
+    batch = [];
+    batchBytes = 0;
+    const sending = send(body, docs);
+    const tracked = sending.finally(() => inFlight.delete(tracked));
+    // Its failure is thrown by the race or the wait below, not reported as unhandled in between.
+    tracked.catch(() => undefined);
+    inFlight.add(tracked);
+    if (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
+  };
+  for (let i = 0; i < count; i++) {
+    const name = words.pick() + '-' + words.pick() + '-' + i.toString(36);
+    const description = Array.from({ length: 5 + Math.floor(next() * 8) }, () => words.pick()).join(' ');
+    const keywords = Array.from({ length: 1 + Math.floor(next() * 3) }, () => words.pick());
+    const when = new Date(Date.UTC(2024, 0, 1) + i * 60_000).toISOString();
+    const versions = versionCount(i, next());
+    const latest = versionName(versions - 1);
+    // A readme of 100 bytes to a few KB (longer for packages with more versions, as they are).
+    const readme = '# ' + name + '\n\n' + (description + '\n').repeat(1 + Math.floor(next() * 4 * Math.log2(1 + versions)));
+    const doc: Record<string, any> = {
+      _id: name, name, description, keywords, origin,
+      'dist-tags': { latest }, versions: {}, time: { created: when, modified: when },
+      maintainers: [{ name: 'bench', email: 'bench@example.com' }], readme, _attachments: {},
+    };
+    // Up to 4 dependencies on packages written before, skewed toward the first ones (as on npm), for the dependents index.
+    const dependencies: Record<string, string> = {};
+    for (let d = Math.floor(next() * 5); d > 0 && generated.names.length; d--) dependencies[generated.names[Math.floor(generated.names.length * next() ** 2)]] = '^1.0.0';
+    const stored = isRead(i, count);
+    for (let k = 0; k < versions; k++) {
+      const version = versionName(k);
+      const manifest = { name, version, description, keywords, main: 'index.js', license: 'MIT', dependencies };
+      const file = name + '-' + version + '.tgz';
+      const data = stored && version === latest ? manifestTarball(manifest) : Buffer.from(name + '@' + version);
+      doc.versions[version] = {
+        ...manifest, _id: name + '@' + version,
+        _npmUser: { name: 'bench', email: 'bench@example.com' },
+        dist: {
+          shasum: createHash('sha1').update(data).digest('hex'),
+          integrity: 'sha512-' + createHash('sha512').update(data).digest('base64'),
+          tarball: ours.url + '/' + name + '/-/' + file,
+        },
+      };
+      doc.time[version] = when;
+      if (stored && version === latest) doc._attachments[file] = { content_type: 'application/octet-stream', data: data.toString('base64') };
+    }
+    generated.names.push(name);
+    generated.tarballs.push('/' + name + '/-/' + name + '-' + latest + '.tgz');
+    generated.versions += versions;
+    generated.mostVersions = Math.max(generated.mostVersions, versions);
+    const json = JSON.stringify(doc);
+    if (batch.length && (batch.length >= BATCH_DOCS || batchBytes + json.length > BATCH_BYTES)) await flush();
+    batch.push(json);
+    batchBytes += json.length;
   }
+  await flush();
+  await Promise.all(inFlight);
   const seconds = (Date.now() - started) / 1000;
   // Queries as people type them: a common word, two words, the start of a word, a whole package name,
   // a word with a typo (one letter replaced), a keyword qualifier. Enough that no query repeats within a
@@ -193,6 +266,11 @@ async function untilSearchAnswers(ours: Ours, query: string): Promise<number> {
 
 interface SizeResult {
   writeRate: number;
+  versionsPerPackage: number;
+  mostVersions: number;
+  writtenMb: number;
+  /** Bytes of the search index's snapshot in the data folder. */
+  snapshotMb: number;
   databasesMb: number;
   dataDirMb: number;
   startupMs: number;
@@ -229,6 +307,7 @@ async function measureSize(count: number, options: ScaleOptions): Promise<SizeRe
     const searchReadyMs = await untilSearchAnswers(ours, data.queries[0]);
     log('  ready in ' + ours.startedInMs + ' ms, search in ' + searchReadyMs + ' ms');
     const disk = await diskBytes(ours);
+    const snapshotMb = readdirSync(join(ours.dataDir, 'cache')).filter((file) => file.startsWith('search-')).reduce((sum, file) => sum + statSync(join(ours.dataDir, 'cache', file)).size, 0) / 2 ** 20;
     // Every query must find something that it asks for by name.
     const named = data.queries.slice(0, 400).filter((_q, i) => i % 6 === 3);
     let searchHits = 0;
@@ -257,6 +336,10 @@ async function measureSize(count: number, options: ScaleOptions): Promise<SizeRe
     const search = await rate(ours.url, queries.slice(20_000), options.seconds, 10);
     return {
       writeRate: count / data.seconds,
+      versionsPerPackage: data.versions / count,
+      mostVersions: data.mostVersions,
+      writtenMb: data.bytes / 2 ** 20,
+      snapshotMb,
       databasesMb: disk.databases / 2 ** 20,
       dataDirMb: disk.dataDir / 2 ** 20,
       startupMs: ours.startedInMs,
@@ -290,12 +373,15 @@ export async function runScale(options: ScaleOptions): Promise<ScaleRow[]> {
   const last = results[results.length - 1];
   const errors = (pick: (r: SizeResult) => Rate) => 'non-2xx or errors: ' + results.map((r) => pick(r).non2xx).join(' / ');
   return [
-    row('Bulk write (admin `_bulk_docs`, 3 versions and tarballs each)', 'packages/s', (r) => r.writeRate, true),
+    row('Versions per package, mean', 'versions', (r) => r.versionsPerPackage, false, { note: 'most in one package ' + results.map((r) => r.mostVersions).join(' / ') }),
+    row('Documents written', 'MB', (r) => r.writtenMb, false),
+    row('Bulk write (admin `_bulk_docs`, ' + IN_FLIGHT + ' batches at once; tarballs only of the packages read)', 'packages/s', (r) => r.writeRate, true),
     ...(results.some((r) => r.databasesMb > 0) ? [row('Disk, package databases (`sizes.file`)', 'MB', (r) => r.databasesMb, false)] : []),
     row('Disk, data folder', 'MB', (r) => r.dataDirMb, false, { note: 'the embedded CouchDB\'s files; with COUCHDB_URL only the caches' }),
     row('Start-up to ready', 'ms', (r) => r.startupMs, false),
     row('Start-up until search answers', 'ms', (r) => r.searchReadyMs, false, { note: 'the index from the snapshot the gateway saved when it stopped, then the changes since' }),
     row('Start-up until search answers, without the snapshot', 'ms', (r) => r.searchColdMs, false, { note: 'the whole index read from both databases\' `_changes`, as at a gateway\'s first start' }),
+    row('Search index snapshot file', 'MB', (r) => r.snapshotMb, false),
     row('RSS after the measures', 'MB', (r) => r.rssMb, false),
     row('Peak RSS', 'MB', (r) => r.peakRssMb, false),
     row('Abbreviated packument, first read of each', 'req/s', (r) => r.packumentCold.rps, true, { note: 'p99 ' + results.map((r) => r.packumentCold.p99).join(' / ') + ' ms; ' + errors((r) => r.packumentCold) }),

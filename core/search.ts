@@ -478,7 +478,7 @@ export class SearchIndex {
           this.people.set(person, numbers(list, n * 4, 'a person\'s packages'));
           return;
         }
-        if ((at -= counts.people) < counts.keywords) {
+        if (at - counts.people < counts.keywords) {
           const [keyword, list] = named(row, 'a keyword');
           this.keywordIds.set(keyword, numbers(list, n, 'a keyword\'s packages'));
           return;
