@@ -1,6 +1,8 @@
 /**
- * How cost grows with size: this registry with 1,000, 10,000 and 100,000 generated packages stored,
- * each measured the same way. Per size: how fast the packages were bulk-written, the disk they take,
+ * How cost grows with size: this registry with generated packages stored (`--sizes`, up to a
+ * million), each size measured the same way. The packages have a long-tailed number of versions
+ * (`versionCount`) and packuments of the sizes that go with it. Per size: how fast the packages were
+ * bulk-written, the disk they take, the search index's snapshot,
  * the start-up time (to ready, and until search answers), RSS, and the rates of packuments, tarballs,
  * unknown names and searches over names spread across the whole set (so caches help only as much as
  * they would in use). Ours only: Verdaccio stores one folder per package and has no bulk load; loading
@@ -79,7 +81,7 @@ interface Generated {
 
 /**
  * How many versions package `i` has: a long tail, as on npm (most packages 1–10 versions, some
- * hundreds, a few thousands): Pareto with shape 1.43 (P(more than v) = v^-1.43: 96% have at most 10,
+ * hundreds, a few thousands): Pareto with shape 1.43 (P(more than v) = v^-1.43: 97% have at most 10,
  * 0.14% more than 100), capped at 5,000; and every 100,000th package from the 18th has 2,000 to
  * 4,999, so every size has at least one package of thousands.
  */
