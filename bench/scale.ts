@@ -1,6 +1,8 @@
 /**
- * How cost grows with size: this registry with 1,000, 10,000 and 100,000 generated packages stored,
- * each measured the same way. Per size: how fast the packages were bulk-written, the disk they take,
+ * How cost grows with size: this registry with generated packages stored (`--sizes`, up to a
+ * million), each size measured the same way. The packages have a long-tailed number of versions
+ * (`versionCount`) and packuments of the sizes that go with it. Per size: how fast the packages were
+ * bulk-written, the disk they take, the search index's snapshot,
  * the start-up time (to ready, and until search answers), RSS, and the rates of packuments, tarballs,
  * unknown names and searches over names spread across the whole set (so caches help only as much as
  * they would in use). Ours only: Verdaccio stores one folder per package and has no bulk load; loading
@@ -8,7 +10,7 @@
  */
 import autocannon from 'autocannon';
 import { createHash } from 'crypto';
-import { readdirSync, rmSync } from 'fs';
+import { readdirSync, rmSync, statSync } from 'fs';
 import { join } from 'path';
 import { execFileSync } from 'child_process';
 import { memoryOf, peakRss, startOurs, Ours } from './harness';
@@ -72,63 +74,136 @@ function vocabulary(next: () => number): { words: string[]; pick(): string } {
 
 interface Generated {
   names: string[];
-  /** A tarball path of each package. */
+  /** A tarball path of each package (its latest version); only the packages the rates read have one stored (see `isRead`). */
   tarballs: string[];
   queries: string[];
+  /** Versions written in all, and the most one package has. */
+  versions: number;
+  mostVersions: number;
+  /** Bytes of the documents as sent (JSON, the tarballs' base64 included). */
+  bytes: number;
 }
 
-/** Writes `count` packages of 3 versions each into the registry database, as an admin restoring a backup would. */
+/**
+ * How many versions package `i` has: a long tail, as on npm (most packages 1–10 versions, some
+ * hundreds, a few thousands): Pareto with shape 1.43 (P(more than v) = v^-1.43: 97% have at most 10,
+ * 0.14% more than 100), capped at 5,000; and every 100,000th package from the 18th has 2,000 to
+ * 4,999, so every size has at least one package of thousands.
+ */
+export function versionCount(i: number, u: number): number {
+  if (i % 100_000 === 17) return 2000 + ((i * 7919) % 3000);
+  return Math.min(5000, Math.floor(1 / Math.pow(1 - u, 0.7)));
+}
+
+/** The `k`th version of a package: 0.0.1, 0.0.2 … 0.0.9, 0.1.0 …, so that a few thousand stay distinct. */
+function versionName(k: number): string {
+  const n = k + 1;
+  return Math.floor(n / 100) + '.' + (Math.floor(n / 10) % 10) + '.' + (n % 10);
+}
+
+/** The packages the rates read (`spread` in `measureSize`): only these have their tarballs stored. */
+function isRead(i: number, count: number): boolean {
+  const step = Math.max(1, Math.floor(count / DISTINCT));
+  return i % step === 0 && i / step < DISTINCT;
+}
+
+/** Batches of at most this many packages or bytes, this many written at once. */
+const BATCH_DOCS = 1000;
+const BATCH_BYTES = 8 * 2 ** 20;
+const IN_FLIGHT = 3;
+
+/**
+ * Writes `count` packages into the registry database, as an admin restoring a backup would: each
+ * with its number of versions (`versionCount`) and a readme of 100 bytes to a few KB, so packument
+ * sizes spread as versions do. Tarballs are stored only for the latest version of the packages the
+ * rates read (1,000 at every size); the other versions' `dist` names a tarball that is not stored,
+ * which no measure reads (storing them would make the load of a million packages the measure).
+ */
 async function fill(ours: Ours, count: number): Promise<Generated & { seconds: number }> {
   const next = random(42);
   const words = vocabulary(next);
   const mirrorDesign = (await (await fetch(ours.couch + '/' + ours.db + '/_design/mirror', { headers: { authorization: ours.adminAuth } })).json()) as { registry: string };
   const origin = mirrorDesign.registry;
-  const generated: Generated = { names: [], tarballs: [], queries: [] };
+  const generated: Generated = { names: [], tarballs: [], queries: [], versions: 0, mostVersions: 0, bytes: 0 };
   const started = Date.now();
-  const BATCH = 500;
-  for (let from = 0; from < count; from += BATCH) {
-    const docs: object[] = [];
-    for (let i = from; i < Math.min(count, from + BATCH); i++) {
-      const name = words.pick() + '-' + words.pick() + '-' + i.toString(36);
-      const description = Array.from({ length: 5 + Math.floor(next() * 8) }, () => words.pick()).join(' ');
-      const keywords = Array.from({ length: 1 + Math.floor(next() * 3) }, () => words.pick());
-      const when = new Date(Date.UTC(2024, 0, 1) + i * 60_000).toISOString();
-      const doc: Record<string, any> = {
-        _id: name, name, description, keywords, origin,
-        'dist-tags': { latest: '1.2.0' }, versions: {}, time: { created: when, modified: when },
-        maintainers: [{ name: 'bench', email: 'bench@example.com' }], readme: '# ' + name + '\n\n' + description, _attachments: {},
-      };
-      // Up to 4 dependencies on packages written before, skewed toward the first ones (as on npm), for the dependents index.
-      const dependencies: Record<string, string> = {};
-      for (let d = Math.floor(next() * 5); d > 0 && generated.names.length; d--) dependencies[generated.names[Math.floor(generated.names.length * next() ** 2)]] = '^1.0.0';
-      for (const version of ['1.0.0', '1.1.0', '1.2.0']) {
-        const manifest = { name, version, description, keywords, main: 'index.js', license: 'MIT', dependencies };
-        const data = manifestTarball(manifest);
-        const file = name + '-' + version + '.tgz';
-        doc.versions[version] = {
-          ...manifest, _id: name + '@' + version,
-          _npmUser: { name: 'bench', email: 'bench@example.com' },
-          dist: {
-            shasum: createHash('sha1').update(data).digest('hex'),
-            integrity: 'sha512-' + createHash('sha512').update(data).digest('base64'),
-            tarball: ours.url + '/' + name + '/-/' + file,
-          },
-        };
-        doc.time[version] = when;
-        doc._attachments[file] = { content_type: 'application/octet-stream', data: data.toString('base64') };
-      }
-      docs.push(doc);
-      generated.names.push(name);
-      generated.tarballs.push('/' + name + '/-/' + name + '-1.1.0.tgz');
-    }
+  const inFlight = new Set<Promise<void>>();
+  let written = 0;
+  let reported = 0;
+  const send = async (body: string, docs: number) => {
     const res = await fetch(ours.couch + '/' + ours.db + '/_bulk_docs', {
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: ours.adminAuth }, body: JSON.stringify({ docs }),
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: ours.adminAuth }, body,
     });
     const results = (await res.json()) as { error?: string; reason?: string }[];
     const failed = Array.isArray(results) ? results.filter((r) => r.error) : [results];
     if (!res.ok || failed.length) throw new Error('bulk write failed: ' + res.status + ' ' + JSON.stringify(failed[0]));
-    if ((from / BATCH) % 20 === 19) log('  ' + (from + BATCH) + ' written');
+    written += docs;
+    if (written - reported >= 50_000) {
+      reported = written;
+      log('  ' + written + ' written (' + Math.round(written / ((Date.now() - started) / 1000)) + '/s)');
+    }
+  };
+  let batch: string[] = [];
+  let batchBytes = 0;
+  const flush = async () => {
+    if (!batch.length) return;
+    const body = '{"docs":[' + batch.join(',') + ']}';
+    const docs = batch.length;
+    generated.bytes += body.length;
+    batch = [];
+    batchBytes = 0;
+    const sending = send(body, docs);
+    const tracked = sending.finally(() => inFlight.delete(tracked));
+    // Its failure is thrown by the race or the wait below, not reported as unhandled in between.
+    tracked.catch(() => undefined);
+    inFlight.add(tracked);
+    if (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight);
+  };
+  for (let i = 0; i < count; i++) {
+    const name = words.pick() + '-' + words.pick() + '-' + i.toString(36);
+    const description = Array.from({ length: 5 + Math.floor(next() * 8) }, () => words.pick()).join(' ');
+    const keywords = Array.from({ length: 1 + Math.floor(next() * 3) }, () => words.pick());
+    const when = new Date(Date.UTC(2024, 0, 1) + i * 60_000).toISOString();
+    const versions = versionCount(i, next());
+    const latest = versionName(versions - 1);
+    // A readme of 100 bytes to a few KB (longer for packages with more versions, as they are).
+    const readme = '# ' + name + '\n\n' + (description + '\n').repeat(1 + Math.floor(next() * 4 * Math.log2(1 + versions)));
+    const doc: Record<string, any> = {
+      _id: name, name, description, keywords, origin,
+      'dist-tags': { latest }, versions: {}, time: { created: when, modified: when },
+      maintainers: [{ name: 'bench', email: 'bench@example.com' }], readme, _attachments: {},
+    };
+    // Up to 4 dependencies on packages written before, skewed toward the first ones (as on npm), for the dependents index.
+    const dependencies: Record<string, string> = {};
+    for (let d = Math.floor(next() * 5); d > 0 && generated.names.length; d--) dependencies[generated.names[Math.floor(generated.names.length * next() ** 2)]] = '^1.0.0';
+    const stored = isRead(i, count);
+    for (let k = 0; k < versions; k++) {
+      const version = versionName(k);
+      const manifest = { name, version, description, keywords, main: 'index.js', license: 'MIT', dependencies };
+      const file = name + '-' + version + '.tgz';
+      const data = stored && version === latest ? manifestTarball(manifest) : Buffer.from(name + '@' + version);
+      doc.versions[version] = {
+        ...manifest, _id: name + '@' + version,
+        _npmUser: { name: 'bench', email: 'bench@example.com' },
+        dist: {
+          shasum: createHash('sha1').update(data).digest('hex'),
+          integrity: 'sha512-' + createHash('sha512').update(data).digest('base64'),
+          tarball: ours.url + '/' + name + '/-/' + file,
+        },
+      };
+      doc.time[version] = when;
+      if (stored && version === latest) doc._attachments[file] = { content_type: 'application/octet-stream', data: data.toString('base64') };
+    }
+    generated.names.push(name);
+    generated.tarballs.push('/' + name + '/-/' + name + '-' + latest + '.tgz');
+    generated.versions += versions;
+    generated.mostVersions = Math.max(generated.mostVersions, versions);
+    const json = JSON.stringify(doc);
+    if (batch.length && (batch.length >= BATCH_DOCS || batchBytes + json.length > BATCH_BYTES)) await flush();
+    batch.push(json);
+    batchBytes += json.length;
   }
+  await flush();
+  await Promise.all(inFlight);
   const seconds = (Date.now() - started) / 1000;
   // Queries as people type them: a common word, two words, the start of a word, a whole package name,
   // a word with a typo (one letter replaced), a keyword qualifier. Enough that no query repeats within a
@@ -185,24 +260,36 @@ async function diskBytes(ours: Ours): Promise<{ databases: number; dataDir: numb
   return { databases, dataDir };
 }
 
-/** Milliseconds from the process's start until a search answers 200. */
-async function untilSearchAnswers(ours: Ours, query: string): Promise<number> {
+/**
+ * Milliseconds from the process's start until a search answers 200, and how many 502s it answered
+ * first (the gateway could not reach the embedded CouchDB in time while the index loads: counted, not a failure).
+ */
+async function untilSearchAnswers(ours: Ours, query: string): Promise<{ ms: number; badGateway: number }> {
   const spawned = Date.now() - ours.startedInMs;
+  let badGateway = 0;
   for (;;) {
     const res = await fetch(ours.url + '/-/v1/search?text=' + encodeURIComponent(query));
     await res.arrayBuffer();
-    if (res.status === 200) return Date.now() - spawned;
-    if (res.status !== 503) throw new Error('search answered ' + res.status);
+    if (res.status === 200) return { ms: Date.now() - spawned, badGateway };
+    if (res.status === 502 && badGateway++ < 100) await new Promise((resolve) => setTimeout(resolve, 500));
+    else if (res.status !== 503) throw new Error('search answered ' + res.status);
   }
 }
 
 interface SizeResult {
   writeRate: number;
+  versionsPerPackage: number;
+  mostVersions: number;
+  writtenMb: number;
+  /** Bytes of the search index's snapshot in the data folder. */
+  snapshotMb: number;
   databasesMb: number;
   dataDirMb: number;
   startupMs: number;
   searchReadyMs: number;
   searchColdMs: number;
+  /** 502s answered while waiting for search, with the snapshot and without. */
+  badGateway: number;
   rssMb: number;
   peakRssMb: number;
   packument: Rate;
@@ -231,9 +318,11 @@ async function measureSize(count: number, options: ScaleOptions): Promise<SizeRe
     log('  written in ' + data.seconds.toFixed(1) + ' s; restarting');
     await ours.halt();
     ours = await startOurs({ LOG_LEVEL: 'warn' }, ours);
-    const searchReadyMs = await untilSearchAnswers(ours, data.queries[0]);
-    log('  ready in ' + ours.startedInMs + ' ms, search in ' + searchReadyMs + ' ms');
+    const warmStart = await untilSearchAnswers(ours, data.queries[0]);
+    const startupMs = ours.startedInMs;
+    log('  ready in ' + startupMs + ' ms, search in ' + warmStart.ms + ' ms');
     const disk = await diskBytes(ours);
+    const snapshotMb = readdirSync(join(ours.dataDir, 'cache')).filter((file) => file.startsWith('search-')).reduce((sum, file) => sum + statSync(join(ours.dataDir, 'cache', file)).size, 0) / 2 ** 20;
     // Every query must find something that it asks for by name.
     const named = data.queries.slice(0, 400).filter((_q, i) => i % 6 === 3);
     let searchHits = 0;
@@ -260,7 +349,8 @@ async function measureSize(count: number, options: ScaleOptions): Promise<SizeRe
     if (options.readsOnly) {
       const none = { rps: NaN, p50: NaN, p99: NaN, non2xx: 0 };
       return {
-        writeRate: count / data.seconds, databasesMb: disk.databases / 2 ** 20, dataDirMb: disk.dataDir / 2 ** 20, startupMs: ours.startedInMs, searchReadyMs,
+        writeRate: count / data.seconds, versionsPerPackage: data.versions / count, mostVersions: data.mostVersions, writtenMb: data.bytes / 2 ** 20, snapshotMb,
+        databasesMb: disk.databases / 2 ** 20, dataDirMb: disk.dataDir / 2 ** 20, startupMs, searchReadyMs: warmStart.ms, badGateway: warmStart.badGateway,
         rssMb: memoryOf(ours.pid, 'VmRSS') / 2 ** 20, peakRssMb: peakRss(ours.pid) / 2 ** 20, ...reads,
         search: none, searchAlone: none, searchHits: searchHits / named.length, searchColdMs: NaN,
       };
@@ -269,25 +359,30 @@ async function measureSize(count: number, options: ScaleOptions): Promise<SizeRe
     const queries = data.queries.map((q) => '/-/v1/search?size=20&text=' + encodeURIComponent(q));
     const searchAlone = await rate(ours.url, queries.slice(0, 20_000), options.seconds, 1);
     const search = await rate(ours.url, queries.slice(20_000), options.seconds, 10);
+    const rssMb = memoryOf(ours.pid, 'VmRSS') / 2 ** 20;
+    const peakRssMb = peakRss(ours.pid) / 2 ** 20;
+    // Once more without the index's snapshot: the whole index is read from CouchDB.
+    await ours.halt();
+    for (const file of readdirSync(join(ours.dataDir, 'cache'))) if (file.startsWith('search-')) rmSync(join(ours.dataDir, 'cache', file));
+    ours = await startOurs({ LOG_LEVEL: 'warn' }, ours);
+    const cold = await untilSearchAnswers(ours, data.queries[0]);
+    log('  without the snapshot, search in ' + cold.ms + ' ms');
     return {
       writeRate: count / data.seconds,
+      versionsPerPackage: data.versions / count,
+      mostVersions: data.mostVersions,
+      writtenMb: data.bytes / 2 ** 20,
+      snapshotMb,
       databasesMb: disk.databases / 2 ** 20,
       dataDirMb: disk.dataDir / 2 ** 20,
-      startupMs: ours.startedInMs,
-      searchReadyMs,
-      rssMb: memoryOf(ours.pid, 'VmRSS') / 2 ** 20,
-      peakRssMb: peakRss(ours.pid) / 2 ** 20,
+      startupMs,
+      searchReadyMs: warmStart.ms,
+      searchColdMs: cold.ms,
+      badGateway: warmStart.badGateway + cold.badGateway,
+      rssMb,
+      peakRssMb,
       ...reads, search, searchAlone,
       searchHits: searchHits / named.length,
-      searchColdMs: await (async () => {
-        // Once more without the index's snapshot: the whole index is read from CouchDB.
-        await ours.halt();
-        for (const file of readdirSync(join(ours.dataDir, 'cache'))) if (file.startsWith('search-')) rmSync(join(ours.dataDir, 'cache', file));
-        ours = await startOurs({ LOG_LEVEL: 'warn' }, ours);
-        const ms = await untilSearchAnswers(ours, data.queries[0]);
-        log('  without the snapshot, search in ' + ms + ' ms');
-        return ms;
-      })(),
     };
   } finally {
     await ours.stop();
@@ -303,12 +398,15 @@ export async function runScale(options: ScaleOptions): Promise<ScaleRow[]> {
   const last = results[results.length - 1];
   const errors = (pick: (r: SizeResult) => Rate) => 'non-2xx or errors: ' + results.map((r) => pick(r).non2xx).join(' / ');
   return [
-    row('Bulk write (admin `_bulk_docs`, 3 versions and tarballs each)', 'packages/s', (r) => r.writeRate, true),
+    row('Versions per package, mean', 'versions', (r) => r.versionsPerPackage, false, { note: 'most in one package ' + results.map((r) => r.mostVersions).join(' / ') }),
+    row('Documents written', 'MB', (r) => r.writtenMb, false),
+    row('Bulk write (admin `_bulk_docs`, ' + IN_FLIGHT + ' batches at once; tarballs only of the packages read)', 'packages/s', (r) => r.writeRate, true),
     ...(results.some((r) => r.databasesMb > 0) ? [row('Disk, package databases (`sizes.file`)', 'MB', (r) => r.databasesMb, false)] : []),
     row('Disk, data folder', 'MB', (r) => r.dataDirMb, false, { note: 'the embedded CouchDB\'s files; with COUCHDB_URL only the caches' }),
     row('Start-up to ready', 'ms', (r) => r.startupMs, false),
     row('Start-up until search answers', 'ms', (r) => r.searchReadyMs, false, { note: 'the index from the snapshot the gateway saved when it stopped, then the changes since' }),
-    ...(options.readsOnly ? [] : [row('Start-up until search answers, without the snapshot', 'ms', (r) => r.searchColdMs, false, { note: 'the whole index read from both databases\' `_changes`, as at a gateway\'s first start' })]),
+    ...(options.readsOnly ? [] : [row('Start-up until search answers, without the snapshot', 'ms', (r) => r.searchColdMs, false, { note: 'the whole index read from both databases\' `_changes`, as at a gateway\'s first start; 502s while waiting, both starts: ' + results.map((r) => r.badGateway).join(' / ') })]),
+    row('Search index snapshot file', 'MB', (r) => r.snapshotMb, false),
     row('RSS after the measures', 'MB', (r) => r.rssMb, false),
     row('Peak RSS', 'MB', (r) => r.peakRssMb, false),
     row('Abbreviated packument, first read of each', 'req/s', (r) => r.packumentCold.rps, true, { note: 'p99 ' + results.map((r) => r.packumentCold.p99).join(' / ') + ' ms; ' + errors((r) => r.packumentCold) }),

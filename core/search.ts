@@ -42,6 +42,34 @@ export interface SearchEntry {
   url?: string;
 }
 
+/**
+ * A summary as the index keeps it: one string, the JSON of `[version, description, keywords, date,
+ * publisher, maintainers, origin, url]` with each person as `[name, email]` and the name left out
+ * (the index has it). One string per package instead of a dozen objects and strings: a third of the
+ * memory, and nothing for the garbage collector to walk.
+ */
+export type PackedEntry = string;
+
+const packPerson = (p: Person | undefined): [string, string?] | null => (p ? (p.email === undefined ? [p.name] : [p.name, p.email]) : null);
+
+export function packEntry(entry: SearchEntry): PackedEntry {
+  const { version, description, keywords, date, publisher, maintainers, origin, url } = entry;
+  return JSON.stringify([version, description ?? null, keywords ?? null, date ?? null, packPerson(publisher), maintainers.map(packPerson), origin ?? null, url ?? null]);
+}
+
+const unpackPerson = (p: [string, string?] | null): Person | undefined => (p ? { name: p[0], email: p[1] ?? undefined } : undefined);
+
+/** The summary that `packEntry` packed, as `searchEntry` made it. */
+export function unpackEntry(name: string, packed: PackedEntry): SearchEntry {
+  const [version, description, keywords, date, publisher, maintainers, origin, url] = JSON.parse(packed);
+  return {
+    name, version,
+    description: description ?? undefined, keywords: keywords ?? undefined, date: date ?? undefined,
+    publisher: unpackPerson(publisher), maintainers: (maintainers as [string, string?][]).map((p) => unpackPerson(p) as Person),
+    origin: origin ?? undefined, url: url ?? undefined,
+  };
+}
+
 /** Where a package document lives: published here, or mirrored from the upstream. */
 export type SearchSource = 'local' | 'mirrored';
 
@@ -227,7 +255,7 @@ interface Held {
   rev: number;
   /** Whether the document exists (not deleted); it may exist with nothing to find (a tombstone). */
   exists: boolean;
-  entry: SearchEntry | null;
+  entry: PackedEntry | null;
   /** What its latest version depends on (ids of `dependencyNames`), null for none. */
   deps: number[] | null;
 }
@@ -238,7 +266,7 @@ interface Slot {
   local?: Held;
   mirrored?: Held;
   /** The entry found (the local one, else the mirrored one); its terms are what the package is indexed under. */
-  visible: SearchEntry | null;
+  visible: PackedEntry | null;
   /** The dependencies it is listed under in `dependents`: those of the visible one. */
   visibleDeps: number[] | null;
 }
@@ -248,10 +276,14 @@ function visibleOf(slot: Slot): Held | null {
   return slot.local && slot.local.exists ? slot.local : slot.mirrored && slot.mirrored.exists ? slot.mirrored : null;
 }
 
-type SnapshotHeld = [rev: number, exists: boolean, entry: SearchEntry | null, dependencies?: string[]];
-
-/** One package in a snapshot: its name, and what each database holds of it. */
-export type SearchSnapshotEntry = [name: string, local: SnapshotHeld | null, mirrored: SnapshotHeld | null];
+/** The first line of a snapshot: how many lines of each kind follow. */
+interface SnapshotCounts {
+  packages: number;
+  dependencies: number;
+  terms: number;
+  people: number;
+  keywords: number;
+}
 
 /** New terms wait in a small sorted list; past this many they are merged into the large one. */
 const FRESH_TERMS = 8192;
@@ -268,10 +300,13 @@ const TYPO = 8;
 /** Kinds of people in `people` (maintainers and publishers), by `id * 4 + kind`. */
 const MAINTAINER = 1;
 const PUBLISHER = 2;
+/** Bits of `found`: the package can be found; its latest version is below 1.0.0 (`is:unstable`). */
+const FOUND = 1;
+const UNSTABLE = 2;
 
 export class SearchIndex {
   private readonly slots: Slot[] = [];
-  /** The name of each slot, and whether it can be found (1), by id: what a query reads of thousands of packages. */
+  /** The name of each slot, and whether it can be found (`FOUND`, and `UNSTABLE`), by id: what a query reads of thousands of packages. */
   private readonly names: string[] = [];
   private found = new Uint8Array(1024);
   private readonly ids = new Map<string, number>();
@@ -312,6 +347,8 @@ export class SearchIndex {
   private current = new Int32Array(0);
   /** How many more spellings one edit away the current query may look up. */
   private typoBudget = 0;
+  /** Packages indexed again since the lists were last trimmed (`compact`). */
+  private changedSinceCompact = 0;
 
   /** How many packages can be found. */
   get size(): number {
@@ -326,22 +363,133 @@ export class SearchIndex {
     return !!((slot.local && slot.local.exists) || (slot.mirrored && slot.mirrored.exists));
   }
 
-  /** Everything the index holds, as plain data (for a snapshot that `restore` reads back). */
-  snapshot(): SearchSnapshotEntry[] {
-    const held = (h: Held | undefined): SnapshotHeld | null => (h ? (h.deps ? [h.rev, h.exists, h.entry, h.deps.map((d) => this.depNames[d])] : [h.rev, h.exists, h.entry]) : null);
-    return this.slots.map((slot) => [slot.name, held(slot.local), held(slot.mirrored)]);
+  /** Everything the index holds, as lines of JSON (`snapshotLines`), for `restore` to read back. */
+  snapshot(): string[] {
+    return [...this.snapshotLines()];
   }
 
   /** Puts back what `snapshot` gave (into an empty index). */
-  restore(entries: SearchSnapshotEntry[]): void {
-    for (const [name, local, mirrored] of entries) {
-      if (typeof name !== 'string' || this.ids.has(name)) continue;
-      const id = this.newSlot(name);
-      const slot = this.slots[id];
-      if (local) slot.local = { rev: local[0], exists: local[1], entry: local[2], deps: this.depsOf(local[3]) };
-      if (mirrored) slot.mirrored = { rev: mirrored[0], exists: mirrored[1], entry: mirrored[2], deps: this.depsOf(mirrored[3]) };
-      this.reindex(id, slot, visibleOf(slot));
-    }
+  restore(lines: Iterable<string>): void {
+    const reader = this.restoreLines();
+    for (const line of lines) reader.line(line);
+    reader.end();
+  }
+
+  /**
+   * The index as lines of JSON, one at a time (a snapshot of a million packages is written without
+   * holding it all): a line of counts; a line per package (its name, and what each database holds of
+   * it: revision, whether it exists, packed summary, dependencies by number); the name order; a line
+   * per dependency name (with the packages that depend on it), per term (sorted, with its postings),
+   * per person and per keyword. What the index computed is read back as it is: no package is indexed
+   * again (a tenth of the time).
+   */
+  *snapshotLines(): Generator<string> {
+    this.settle();
+    const [terms, lists] = merge(this.sorted, this.fresh, this.postings);
+    const counts: SnapshotCounts = { packages: this.slots.length, dependencies: this.depNames.length, terms: terms.length, people: this.people.size, keywords: this.keywordIds.size };
+    yield JSON.stringify(counts);
+    const held = (h: Held | undefined) => (h ? [h.rev, h.exists, h.entry, h.deps || 0] : null);
+    for (const slot of this.slots) yield JSON.stringify([slot.name, held(slot.local), held(slot.mirrored)]);
+    yield JSON.stringify(this.byName);
+    for (let d = 0; d < this.depNames.length; d++) yield JSON.stringify([this.depNames[d], this.dependents[d]]);
+    for (let t = 0; t < terms.length; t++) yield JSON.stringify([terms[t], lists[t]]);
+    for (const [person, list] of this.people) yield JSON.stringify([person, list]);
+    for (const [keyword, list] of this.keywordIds) yield JSON.stringify([keyword, list]);
+  }
+
+  /**
+   * Reads the lines of `snapshotLines` into this empty index, one at a time (`line`), then `end`.
+   * Throws on a line that is not as written there, or on too few or too many lines: the caller then
+   * drops this index and reads the packages from CouchDB.
+   */
+  restoreLines(): { line(text: string): void; end(): void } {
+    if (this.slots.length) throw new Error('a snapshot is read only into an empty search index');
+    const unreadable = (what: string): never => {
+      throw new Error('the search index snapshot is unreadable (' + what + '); it is not used');
+    };
+    let counts: SnapshotCounts | null = null;
+    let read = 0;
+    let lastTerm = '';
+    /** A list of the line as it was parsed (kept, not copied: its length is exact), each number checked. */
+    const numbers = (list: unknown, below: number, what: string): number[] => {
+      if (!Array.isArray(list)) return unreadable(what);
+      for (const n of list) if (!Number.isInteger(n) || n < 0 || n >= below) unreadable(what);
+      return list as number[];
+    };
+    const named = (row: unknown, what: string): [string, unknown, unknown?] => (Array.isArray(row) && typeof row[0] === 'string' ? (row as [string, unknown]) : unreadable(what));
+    const heldOf = (h: unknown, dependencies: number): Held | undefined => {
+      if (h === null) return undefined;
+      if (!Array.isArray(h) || typeof h[0] !== 'number' || typeof h[1] !== 'boolean' || (h[2] !== null && typeof h[2] !== 'string')) return unreadable('a package');
+      const deps = h[3] === 0 ? null : numbers(h[3], dependencies, 'dependencies');
+      return { rev: h[0], exists: h[1], entry: h[2], deps: deps && deps.length ? deps : null };
+    };
+    return {
+      line: (text) => {
+        const row = JSON.parse(text) as unknown;
+        if (!counts) {
+          const c = row as SnapshotCounts;
+          if (!c || typeof c !== 'object' || !(['packages', 'dependencies', 'terms', 'people', 'keywords'] as const).every((k) => Number.isInteger(c[k]) && c[k] >= 0)) unreadable('its counts');
+          counts = c;
+          return;
+        }
+        const n = counts.packages;
+        let at = read++;
+        if (at < n) {
+          const [name, local, mirrored] = named(row, 'a package');
+          if (this.ids.has(name)) unreadable('a package twice');
+          const id = this.newSlot(name);
+          const slot = this.slots[id];
+          slot.local = heldOf(local, counts.dependencies);
+          slot.mirrored = heldOf(mirrored, counts.dependencies);
+          const held = visibleOf(slot);
+          const entry = held ? held.entry : null;
+          slot.visible = entry;
+          slot.visibleDeps = entry && held ? held.deps : null;
+          // The packed summary starts with the version: `["0.` is a version below 1.0.0.
+          this.found[id] = entry === null ? 0 : entry.startsWith('["0.') ? FOUND | UNSTABLE : FOUND;
+          if (entry !== null) this.visibleCount++;
+          return;
+        }
+        if ((at -= n) === 0) {
+          if (!Array.isArray(row) || row.length !== n) unreadable('the name order');
+          this.byName = numbers(row, n, 'the name order');
+          this.unordered = [];
+          return;
+        }
+        if ((at -= 1) < counts.dependencies) {
+          const [name, list] = named(row, 'a dependency');
+          this.depIds.set(name, this.depNames.length);
+          this.depNames.push(name);
+          this.dependents.push(numbers(list, n, 'dependents'));
+          return;
+        }
+        if ((at -= counts.dependencies) < counts.terms) {
+          const [term, list] = named(row, 'a term');
+          if (term <= lastTerm && this.sorted.length) unreadable('the terms\' order');
+          lastTerm = term;
+          const postings = numbers(list, n * 4, 'postings');
+          this.postings.set(term, postings);
+          this.sorted.push(term);
+          this.sortedLists.push(postings);
+          return;
+        }
+        if ((at -= counts.terms) < counts.people) {
+          const [person, list] = named(row, 'a person');
+          this.people.set(person, numbers(list, n * 4, 'a person\'s packages'));
+          return;
+        }
+        if (at - counts.people < counts.keywords) {
+          const [keyword, list] = named(row, 'a keyword');
+          this.keywordIds.set(keyword, numbers(list, n, 'a keyword\'s packages'));
+          return;
+        }
+        unreadable('more lines than it counts');
+      },
+      end: () => {
+        if (!counts || read !== counts.packages + 1 + counts.dependencies + counts.terms + counts.people + counts.keywords) unreadable('it ends early');
+        for (let k = 0; k < this.byName.length; k++) this.nameOrder[this.byName[k]] = k;
+      },
+    };
   }
 
   private newSlot(name: string): number {
@@ -378,8 +526,10 @@ export class SearchIndex {
     const known = slot[source];
     if (known && generation < known.rev) return;
     const entry = doc ? searchEntry(doc) : null;
-    slot[source] = { rev: generation, exists: !!doc, entry, deps: doc && entry ? this.depsOf(dependencyNames(doc)) : null };
-    this.reindex(id, slot, visibleOf(slot));
+    const packed = entry ? packEntry(entry) : null;
+    slot[source] = { rev: generation, exists: !!doc, entry: packed, deps: doc && entry ? this.depsOf(dependencyNames(doc)) : null };
+    const held = visibleOf(slot);
+    this.reindex(id, slot, held, held && held.entry === packed ? entry : undefined);
   }
 
   /** The numbers of dependency names (each name numbered once), null for none. */
@@ -397,7 +547,8 @@ export class SearchIndex {
       }
       ids.push(dep);
     }
-    return ids.length ? ids : null;
+    // A copy of exact length: one grown by pushing keeps room for 17.
+    return ids.length ? ids.slice() : null;
   }
 
   /** The terms a package is listed under in `postings`: all but its whole name, which `byName` finds. */
@@ -408,18 +559,22 @@ export class SearchIndex {
     return all;
   }
 
-  private reindex(id: number, slot: Slot, held: Held | null): void {
+  /** Lists package `id` under what its visible summary has (`held`'s; `known`: that summary unpacked, when the caller has it). */
+  private reindex(id: number, slot: Slot, held: Held | null, known?: SearchEntry | null): void {
+    this.changedSinceCompact++;
     const visible = held ? held.entry : null;
     const deps = visible && held ? held.deps : null;
+    const entryBefore = slot.visible ? unpackEntry(slot.name, slot.visible) : null;
+    const entryAfter = !visible ? null : known ? known : visible === slot.visible ? entryBefore : unpackEntry(slot.name, visible);
     if (!sameList(slot.visibleDeps, deps)) {
       // A list may be long (a name thousands depend on): taken out of only when the dependencies changed.
       for (const dep of slot.visibleDeps || []) removeFrom(this.dependents[dep], id);
       for (const dep of deps || []) this.dependents[dep].push(id);
     }
     slot.visibleDeps = deps;
-    updateLists(this.keywordIds, keywordsOf(slot.visible), keywordsOf(visible), id);
-    const peopleBefore = peopleOf(slot.visible);
-    const peopleAfter = peopleOf(visible);
+    updateLists(this.keywordIds, keywordsOf(entryBefore), keywordsOf(entryAfter), id);
+    const peopleBefore = peopleOf(entryBefore);
+    const peopleAfter = peopleOf(entryAfter);
     if (peopleBefore.join('\n') !== peopleAfter.join('\n')) {
       for (const [person, kind] of peopleBefore) {
         const list = this.people.get(person);
@@ -433,8 +588,8 @@ export class SearchIndex {
         list.push(id * 4 + kind);
       }
     }
-    const before = this.postedTerms(id, slot.visible);
-    const after = this.postedTerms(id, visible);
+    const before = this.postedTerms(id, entryBefore);
+    const after = this.postedTerms(id, entryAfter);
     for (const [term, place] of before) {
       if (after.get(term) === place) continue;
       const list = this.postings.get(term) as number[];
@@ -455,7 +610,7 @@ export class SearchIndex {
     }
     if (!slot.visible !== !visible) this.visibleCount += visible ? 1 : -1;
     slot.visible = visible;
-    this.found[id] = visible ? 1 : 0;
+    this.found[id] = entryAfter ? (entryAfter.version.startsWith('0.') ? FOUND | UNSTABLE : FOUND) : 0;
   }
 
   private addTerm(term: string): void {
@@ -467,6 +622,24 @@ export class SearchIndex {
    * large one when it has grown long (leaving out terms nothing has any more). Done before a query,
    * so a bulk load sorts once.
    */
+  /**
+   * Gives every list of the index the length it has and no room to grow: a list grown by pushing keeps
+   * room for at least 17 numbers, and most terms, dependency names and people have a few packages
+   * (this is most of the index's memory). Done once a load is done; lists grow again as packages change.
+   */
+  compact(): void {
+    this.settle();
+    // Lists read from a snapshot have their length already; a few changes since leave little room.
+    if (this.changedSinceCompact < 1000) return;
+    this.changedSinceCompact = 0;
+    for (const lists of [this.postings, this.people, this.keywordIds]) for (const [key, list] of lists) lists.set(key, list.slice());
+    for (let i = 0; i < this.dependents.length; i++) this.dependents[i] = this.dependents[i].slice();
+    // The sorted terms' lists are the same lists as `postings`'.
+    this.sortedLists = this.sorted.map((term) => this.postings.get(term) || []);
+    this.freshLists = this.fresh.map((term) => this.postings.get(term) || []);
+    this.byName = this.byName.slice();
+  }
+
   settle(): void {
     if (this.unordered.length) this.orderNames();
     if (this.pending.length === 0) return;
@@ -631,7 +804,7 @@ export class SearchIndex {
 
   /** Whether a package passes a query's qualifiers (people through `people`, not by reading every candidate's). */
   private filterOf(filters: SearchFilters): (id: number) => boolean {
-    const { slots, lowerNames } = this;
+    const { found, lowerNames } = this;
     const peopleOfKind = (name: string | undefined, kind: number): Set<number> | null => {
       if (name === undefined) return null;
       const ids = new Set<number>();
@@ -647,7 +820,7 @@ export class SearchIndex {
       if (scope !== null && !lowerNames[id].startsWith(scope)) return false;
       if ((authors && !authors.has(id)) || (maintainers && !maintainers.has(id))) return false;
       if (keywords && !keywords.passes(id)) return false;
-      return unstable === undefined || (slots[id].visible as SearchEntry).version.startsWith('0.') === unstable;
+      return unstable === undefined || ((found[id] & UNSTABLE) !== 0) === unstable;
     };
   }
 
@@ -679,7 +852,7 @@ export class SearchIndex {
     const { found, names, slots } = this;
     const shown = this.dependents[dep].filter((id) => found[id] && (!readable || readable(names[id])));
     const page = smallestByName(shown, from + size, this.nameOrder).slice(from);
-    return { packages: page.map((id) => slots[id].visible as SearchEntry), total: shown.length };
+    return { packages: page.map((id) => unpackEntry(names[id], slots[id].visible as PackedEntry)), total: shown.length };
   }
 
   /**
@@ -721,7 +894,7 @@ export class SearchIndex {
       const group = groups[key];
       if (!group) continue;
       for (const id of smallestByName(group, skip + size - hits.length, this.nameOrder).slice(skip)) {
-        hits.push({ entry: slots[id].visible as SearchEntry, rank: sum[id] / 2, exact: id === exactId });
+        hits.push({ entry: unpackEntry(slots[id].name, slots[id].visible as PackedEntry), rank: sum[id] / 2, exact: id === exactId });
       }
       skip = 0;
     }

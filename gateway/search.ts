@@ -6,12 +6,14 @@
  * A snapshot of the index and of where each feed was is written to the data folder when the gateway
  * stops (and after a long first load, and now and then as changes add up), so the next start reads it
  * and then only the changes since. A snapshot of another database (another registry id, or a feed
- * position the database never reached) is ignored.
+ * position the database never reached) is ignored. The snapshot is lines of JSON, written and read
+ * a megabyte at a time (a million packages are some hundreds of MB: never one string), and it holds
+ * the index as computed, so reading it back indexes nothing again.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'fs';
+import { closeSync, mkdirSync, openSync, readSync, renameSync, writeSync } from 'fs';
 import { dirname } from 'path';
 import { Logger } from 'pino';
-import { SearchIndex, SearchSnapshotEntry, SearchSource } from '../core/search';
+import { SearchIndex, SearchSource } from '../core/search';
 import { PackageDoc } from '../core/types';
 import { Couch } from '../couchdb/client';
 import { ChangesFollower, databasePosition } from './changes';
@@ -24,15 +26,17 @@ const SAVE_AFTER_LOAD_MS = 5_000;
 /** Saved again when this many changes came in and the last save is this old. */
 const SAVE_AFTER_CHANGES = 5_000;
 const SAVE_EVERY_MS = 10 * 60_000;
-/** 2: each package's dependencies too. */
-const FORMAT = 2;
+/** 2: each package's dependencies too. 3: lines of JSON, the index as computed (`SearchIndex.snapshotLines`). */
+const FORMAT = 3;
+/** Bytes read or written at a time; a longer first line is not a snapshot of this format. */
+const CHUNK = 1 << 20;
 
-interface Snapshot {
+/** The first line of the snapshot file; the index's lines follow. */
+interface SnapshotHeader {
   format: number;
   /** The registry id of the databases the index was read from. */
   identity: string;
   since: Record<SearchSource, unknown>;
-  entries: SearchSnapshotEntry[];
 }
 
 const SOURCES: SearchSource[] = ['local', 'mirrored'];
@@ -40,8 +44,15 @@ const SOURCES: SearchSource[] = ['local', 'mirrored'];
 /** The number a feed position starts with (CouchDB's `12-g1AAAA…`, PouchDB's 12). */
 const seqNumber = (seq: unknown): number => parseInt(String(seq), 10) || 0;
 
+/** Writes all of `text` (a write may take part of it). */
+function writeAll(fd: number, text: string): void {
+  const bytes = Buffer.from(text);
+  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+}
+
 export class SearchService {
-  readonly index = new SearchIndex();
+  /** Replaced once, by an empty one, when a snapshot turns out unreadable half-way. */
+  index = new SearchIndex();
   private followers = new Map<SearchSource, ChangesFollower>();
   private readonly loading = new Set<SearchSource>(SOURCES);
   /** The databases whose change feed cannot be read right now. */
@@ -52,6 +63,8 @@ export class SearchService {
   private savedAt = Date.now();
   private stopped = false;
   private starting?: Promise<void>;
+  /** Whether the snapshot is being read into the index (which takes nothing else meanwhile). */
+  private restoring = false;
 
   constructor(
     private readonly couch: Couch,
@@ -89,8 +102,9 @@ export class SearchService {
     return !this.index.holds(name);
   }
 
-  /** A document this gateway has just written. */
+  /** A document this gateway has just written (while the snapshot is read, its feed brings it after). */
   wrote(source: SearchSource, doc: PackageDoc): void {
+    if (this.restoring) return;
     this.index.apply(source, doc._id || doc.name, doc._rev, doc);
   }
 
@@ -111,11 +125,8 @@ export class SearchService {
   }
 
   private async begin(): Promise<void> {
-    const snapshot = await this.usableSnapshot();
-    if (snapshot) {
-      this.index.restore(snapshot.entries);
-      this.log.info({ packages: this.index.size }, 'search index read from its snapshot; following the changes since');
-    }
+    const snapshot = await this.readSnapshot();
+    if (snapshot) this.log.info({ packages: this.index.size, ms: Date.now() - this.startedAt }, 'search index read from its snapshot; following the changes since');
     if (this.stopped) return;
     for (const source of SOURCES) {
       const follower = new ChangesFollower(
@@ -134,26 +145,72 @@ export class SearchService {
     }
   }
 
-  /** The snapshot in the data folder, when there is one of these databases. */
-  private async usableSnapshot(): Promise<Snapshot | null> {
+  /**
+   * Reads the snapshot in the data folder into the index, when there is one of these databases;
+   * its header (where each feed was), or null when there is none to use (the index is then empty).
+   */
+  private async readSnapshot(): Promise<SnapshotHeader | null> {
     if (!this.snapshotFile) return null;
-    let snapshot: Snapshot;
+    let fd: number;
     try {
-      snapshot = JSON.parse(readFileSync(this.snapshotFile, 'utf8')) as Snapshot;
+      fd = openSync(this.snapshotFile, 'r');
     } catch (err) {
       if ((err as { code?: string }).code !== 'ENOENT') this.log.warn({ err: (err as Error).message }, 'the search index snapshot is unreadable; the index is read from CouchDB');
       return null;
     }
-    if (!snapshot || snapshot.format !== FORMAT || snapshot.identity !== this.identity || !Array.isArray(snapshot.entries) || !snapshot.since) return null;
     try {
-      for (const source of SOURCES) {
-        // A position past the database's own: the snapshot is of another copy of it.
-        if (seqNumber(snapshot.since[source]) > seqNumber(await databasePosition(this.couch, this.databases[source]))) return null;
+      const buffer = Buffer.alloc(CHUNK);
+      let rest = Buffer.alloc(0);
+      /** The next complete lines of the file (null at its end), a megabyte at a time. */
+      const nextLines = (): string[] | null => {
+        const got = readSync(fd, buffer, 0, CHUNK, null);
+        if (got === 0) {
+          if (rest.length) throw new Error('the search index snapshot ends in the middle of a line');
+          return null;
+        }
+        const bytes = rest.length ? Buffer.concat([rest, buffer.subarray(0, got)]) : buffer.subarray(0, got);
+        const end = bytes.lastIndexOf(10);
+        // Lines are split at the byte 10 (a newline), which UTF-8 never uses within a character.
+        rest = Buffer.from(bytes.subarray(end + 1));
+        return end === -1 ? [] : bytes.toString('utf8', 0, end).split('\n');
+      };
+      let lines = nextLines();
+      // A first line longer than a chunk is no header of this format (format 2 was one JSON document).
+      if (!lines || !lines.length) return null;
+      let header: SnapshotHeader;
+      try {
+        header = JSON.parse(lines[0]) as SnapshotHeader;
+      } catch {
+        return null;
       }
-    } catch {
+      if (!header || header.format !== FORMAT || header.identity !== this.identity || !header.since) return null;
+      try {
+        for (const source of SOURCES) {
+          // A position past the database's own: the snapshot is of another copy of it.
+          if (seqNumber(header.since[source]) > seqNumber(await databasePosition(this.couch, this.databases[source]))) return null;
+        }
+      } catch {
+        return null;
+      }
+      const reader = this.index.restoreLines();
+      this.restoring = true;
+      lines = lines.slice(1);
+      for (; lines && !this.stopped; lines = nextLines()) {
+        for (const line of lines) reader.line(line);
+        // Other requests are answered between chunks.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      if (this.stopped) return null;
+      reader.end();
+      return header;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'the search index snapshot is unreadable; the index is read from CouchDB');
+      this.index = new SearchIndex();
       return null;
+    } finally {
+      this.restoring = false;
+      closeSync(fd);
     }
-    return snapshot;
   }
 
   private changed(): void {
@@ -166,11 +223,24 @@ export class SearchService {
     if (!this.snapshotFile || !this.loaded || this.followers.size !== SOURCES.length) return;
     const since = {} as Record<SearchSource, unknown>;
     for (const source of SOURCES) since[source] = (this.followers.get(source) as ChangesFollower).position;
-    const snapshot: Snapshot = { format: FORMAT, identity: this.identity, since, entries: this.index.snapshot() };
+    const header: SnapshotHeader = { format: FORMAT, identity: this.identity, since };
     try {
       mkdirSync(dirname(this.snapshotFile), { recursive: true, mode: 0o700 });
       const temp = this.snapshotFile + '.' + process.pid + '.tmp';
-      writeFileSync(temp, JSON.stringify(snapshot), { mode: 0o600 });
+      const fd = openSync(temp, 'w', 0o600);
+      try {
+        let chunk = JSON.stringify(header) + '\n';
+        for (const line of this.index.snapshotLines()) {
+          chunk += line + '\n';
+          if (chunk.length >= CHUNK) {
+            writeAll(fd, chunk);
+            chunk = '';
+          }
+        }
+        writeAll(fd, chunk);
+      } finally {
+        closeSync(fd);
+      }
       renameSync(temp, this.snapshotFile);
       this.changesSinceSave = 0;
       this.savedAt = Date.now();
@@ -182,8 +252,8 @@ export class SearchService {
   private caughtUp(source: SearchSource): void {
     this.loading.delete(source);
     if (!this.loaded) return;
-    // The terms of the whole load are sorted now rather than by the first search.
-    this.index.settle();
+    // The terms of the whole load are sorted now rather than by the first search, and its lists trimmed.
+    this.index.compact();
     const ms = Date.now() - this.startedAt;
     this.log.info({ packages: this.index.size, ms }, 'search index loaded');
     for (const wake of this.waiting.splice(0)) wake();

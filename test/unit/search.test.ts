@@ -365,3 +365,53 @@ describe('search index: dependents', () => {
     expect(copy.dependentsOf('lib', null, 0, 20).total).toBe(0);
   });
 });
+
+describe('search index: snapshot', () => {
+  const words = ['fast', 'json', 'parser', 'tiny', 'http', 'client', 'server', 'stream', 'colour', 'logger'];
+  /** 300 packages of every kind: scoped, below 1.0.0, with keywords, people, dependencies, published here and mirrored, a few deleted or replaced. */
+  function filled(): SearchIndex {
+    const index = new SearchIndex();
+    for (let i = 0; i < 300; i++) {
+      const w = (k: number) => words[(i * 7 + k * 3) % words.length];
+      const name = (i % 5 === 0 ? '@scope' + (i % 3) + '/' : '') + w(0) + '-' + w(1) + '-' + i;
+      const doc = made(name, {
+        version: i % 4 === 0 ? '0.' + i + '.0' : '1.' + i + '.0', keywords: [w(2), w(3).toUpperCase()], description: 'A ' + w(4) + ' ' + w(5) + ' library',
+        publisher: 'pub' + (i % 7), maintainers: ['m' + (i % 4), 'm' + (i % 9)], dependencies: i > 10 ? [w(0) + '-' + w(1) + '-' + (i % 10), 'lib' + (i % 3)] : undefined,
+        origin: i % 6 === 0 ? 'https://up' : undefined,
+      });
+      index.apply(i % 6 === 0 ? 'mirrored' : 'local', name, '1-a', doc);
+      if (i % 11 === 0) index.apply('local', name, '2-b', made(name, { description: 'replaced ' + w(6), keywords: [w(7)] }));
+      if (i % 13 === 0) index.apply(i % 6 === 0 ? 'mirrored' : 'local', name, '3-c', null);
+    }
+    return index;
+  }
+  const queries = ['fast', 'json parser', 'htt', 'clinet', 'colour-logger-17', '@scope1/', 'keywords:tiny', 'keywords:json,-http', 'author:pub3', 'maintainer:m2 json', 'scope:scope2', 'is:unstable stream', 'not:unstable', 'replaced', 'library'];
+  const answers = (index: SearchIndex) =>
+    queries.map((q) => ({ q, ...search(index, q, { size: 50 }) })).map(({ q, hits, total }) => ({ q, total, hits: hits.map((h) => [h.entry, h.rank, h.exact]) }));
+
+  it('reads back into an index that answers every query, ranking and summary as the one it was written from, and goes on changing the same', () => {
+    const index = filled();
+    const copy = new SearchIndex();
+    copy.restore(JSON.parse(JSON.stringify(index.snapshot())));
+    expect(copy.size).toBe(index.size);
+    expect(answers(index).filter((a) => a.total > 0).length).toBeGreaterThanOrEqual(queries.length - 1);
+    expect(answers(copy)).toEqual(answers(index));
+    for (const dep of ['lib0', 'lib2', 'fast-json-3']) expect(copy.dependentsOf(dep, null, 0, 50)).toEqual(index.dependentsOf(dep, null, 0, 50));
+    for (const name of ['fast-json-0', 'json-http-1', 'never']) expect(copy.holds(name)).toBe(index.holds(name));
+    // Changes after it: the same in both.
+    for (const target of [index, copy]) {
+      target.apply('local', 'json-http-1', '9-z', made('json-http-1', { description: 'now a stream thing', maintainers: ['m2'] }));
+      target.apply('local', 'brand-new', '1-a', made('brand-new', { keywords: ['tiny'], dependencies: ['lib0'] }));
+      target.apply('local', 'tiny-client-2', '9-z', null);
+    }
+    expect(answers(copy)).toEqual(answers(index));
+    expect(copy.dependentsOf('lib0', null, 0, 50)).toEqual(index.dependentsOf('lib0', null, 0, 50));
+  });
+
+  it('refuses a snapshot cut short or changed, rather than reading part of it', () => {
+    const lines = filled().snapshot();
+    expect(() => new SearchIndex().restore(lines.slice(0, -1))).toThrow(/snapshot is unreadable \(it ends early\)/);
+    const wrongPosting = lines.map((line) => (line.startsWith('["json",') ? '["json",[999999]]' : line));
+    expect(() => new SearchIndex().restore(wrongPosting)).toThrow(/snapshot is unreadable \(postings\)/);
+  });
+});
