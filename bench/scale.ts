@@ -406,7 +406,7 @@ export async function runScale(options: ScaleOptions): Promise<ScaleRow[]> {
     row('Start-up to ready', 'ms', (r) => r.startupMs, false),
     row('Start-up until search answers', 'ms', (r) => r.searchReadyMs, false, { note: 'the index from the snapshot the gateway saved when it stopped, then the changes since' }),
     ...(options.readsOnly ? [] : [row('Start-up until search answers, without the snapshot', 'ms', (r) => r.searchColdMs, false, { note: 'the whole index read from both databases\' `_changes`, as at a gateway\'s first start; 502s while waiting, both starts: ' + results.map((r) => r.badGateway).join(' / ') })]),
-    row('Search index snapshot file', 'MB', (r) => r.snapshotMb, false),
+    row('Snapshot of the search index (file)', 'MB', (r) => r.snapshotMb, false),
     row('RSS after the measures', 'MB', (r) => r.rssMb, false),
     row('Peak RSS', 'MB', (r) => r.peakRssMb, false),
     row('Abbreviated packument, first read of each', 'req/s', (r) => r.packumentCold.rps, true, { note: 'p99 ' + results.map((r) => r.packumentCold.p99).join(' / ') + ' ms; ' + errors((r) => r.packumentCold) }),
