@@ -8,6 +8,7 @@
  * registry has a registry of its own (several run in one test process).
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { RevalidationCounts } from '../replication/mirror';
 import { parsePackagePath } from './paths';
 
 /** The route of a request, as a label with a bounded set of values. */
@@ -143,7 +144,7 @@ export interface UpstreamGauges {
   stats: { requests: number; failures: number; reachable: boolean | null };
   feedLag: number | null;
   /** Mirrored packuments compared with it when read: answered 304, answered with the same bytes, changed (replication/mirror.ts). */
-  revalidations: { notModified: number; unchanged: number; changed: number } | null;
+  revalidations: RevalidationCounts | null;
 }
 
 export class Metrics {

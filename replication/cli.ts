@@ -6,6 +6,7 @@
  * Exits 0 when replication works, 3 when a job is failing (a CouchDB job crashing, failed or missing,
  * another site's replication among them, a change feed that cannot be followed), 2 for a wrong command line, 1 when the registry cannot be asked.
  */
+import type { RevalidationCounts } from './mirror';
 
 /** The exit code when a replication job is failing. */
 export const JOB_FAILING = 3;
@@ -155,7 +156,7 @@ function feedLines(lines: string[], feed: any): void {
 /** Whether an upstream answers, with its counts and its last error. */
 function reachability(upstream: any): string {
   const state = upstream.reachable === null ? 'not asked yet' : upstream.reachable ? 'reachable' : 'UNREACHABLE';
-  const compared = upstream.revalidations as { notModified: number; unchanged: number; changed: number } | null | undefined;
+  const compared = upstream.revalidations as RevalidationCounts | null | undefined;
   const revalidated = compared && compared.notModified + compared.unchanged + compared.changed > 0
     ? '; copies compared ' + n(compared.notModified + compared.unchanged + compared.changed) + ' times (' + n(compared.notModified) + ' not modified, ' + n(compared.unchanged) + ' unchanged, ' + n(compared.changed) + ' changed)'
     : '';

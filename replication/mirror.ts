@@ -157,12 +157,18 @@ export interface MirrorStats {
   refused: Map<string, Refusal>;
   /** The latest failures, newest last. */
   failures: { name: string; reason: string; at: string }[];
-  /**
-   * Mirrored packuments compared with the upstream when read (pull-through without a feed): answered
-   * 304 (`notModified`), answered in full with what the copy holds (`unchanged`: nothing written), or
-   * changed (written).
-   */
-  revalidations: { notModified: number; unchanged: number; changed: number };
+  revalidations: RevalidationCounts;
+}
+
+/**
+ * Mirrored packuments compared with the upstream when read (pull-through without a feed): answered
+ * 304 (`notModified`), answered in full with what the copy holds (`unchanged`: nothing written), or
+ * changed (written).
+ */
+export interface RevalidationCounts {
+  notModified: number;
+  unchanged: number;
+  changed: number;
 }
 
 /** What a mirror knows of its upstream's route (replication/routes.ts); the single-upstream settings otherwise. */
@@ -493,7 +499,6 @@ export class Mirror {
     }
     const { packument, bytes, validators } = fetched;
     if (!packument) return null;
-    this.checked.set(name, { at: Date.now(), validators });
     if (known !== 'nothing' && this.config.upstreamTarballs !== 'eager') return await this.storeBehind(name, packument, bytes, validators);
     if (known !== 'unlisted') {
       const shadowing = await this.readLocal(name);
@@ -503,7 +508,7 @@ export class Mirror {
       }
     }
     const stored = await this.store(name, packument, await this.readMirrored(name), validators);
-    this.checked.set(name, { at: Date.now(), validators });
+    this.checkedNow(name, validators);
     if (stored && this.config.upstreamTarballs === 'eager') void this.fetchAllTarballs(stored);
     return stored || this.readMirrored(name);
   }
@@ -524,7 +529,7 @@ export class Mirror {
     let resolve: (doc: PackageDoc | null) => void = () => undefined;
     const stored = new Promise<PackageDoc | null>((r) => (resolve = r)).finally(() => {
       this.storing.delete(name);
-      this.checked.set(name, { at: Date.now(), validators });
+      this.checkedNow(name, validators);
     });
     const entry: Waiting = { name, doc, packument, tarballs: new Map(), stored: resolve };
     this.storing.set(name, { doc: served, stored });
@@ -642,7 +647,7 @@ export class Mirror {
     const last = this.checked.get(name);
     if ((last && Date.now() - last.at < config.upstreamMaxAgeSeconds * 1000) || this.pulls.has(name) || this.storing.has(name) || this.revalidating.has(name)) return;
     const validators = held && held.origin === this.upstream ? held.origin_validators : last && last.validators;
-    this.checked.set(name, { at: Date.now(), validators });
+    this.checkedNow(name, validators);
     this.revalidating.add(name);
     this.revalidate(name, validators)
       .catch((err) => this.host.log.warn({ package: name, err: (err as Error).message }, 'comparing a mirrored package with the upstream failed'))
@@ -676,7 +681,7 @@ export class Mirror {
     const unchanged = (held: OriginValidators | undefined) => !!held && held.digest === fetched.validators.digest;
     if (unchanged(validators)) {
       this.stats.revalidations.unchanged++;
-      this.checked.set(name, { at: Date.now(), validators: fetched.validators });
+      this.checkedNow(name, fetched.validators);
       return;
     }
     // What this gateway knew may be older than the copy stored (another gateway, the routes' change).
@@ -685,12 +690,17 @@ export class Mirror {
     if (existing && existing.origin !== this.upstream) return;
     if (existing && unchanged(existing.origin_validators)) {
       this.stats.revalidations.unchanged++;
-      this.checked.set(name, { at: Date.now(), validators: existing.origin_validators });
+      this.checkedNow(name, existing.origin_validators);
       return;
     }
     await this.store(name, fetched.body, existing, fetched.validators);
     this.stats.revalidations.changed++;
-    this.checked.set(name, { at: Date.now(), validators: fetched.validators });
+    this.checkedNow(name, fetched.validators);
+  }
+
+  /** Records that the packument of `name` was compared with the upstream now, and the validators of the copy held. */
+  private checkedNow(name: string, validators: OriginValidators | undefined): void {
+    this.checked.set(name, { at: Date.now(), validators });
   }
 
   /**
