@@ -20,7 +20,7 @@ import {
   adminHashIsCurrent, adminPasswordMatches, Authenticator, hashAdminPassword, hashUserPassword, identify,
   pinnedSession, sessionCookie, StoredUser,
 } from './authentication';
-import { documentRevisions, RevisionsPouch } from './revisions';
+import { documentRevisions, revisionTree, RevisionsDb, RevisionsPouch, winningRevision } from './revisions';
 import { authorize, Caller, DATABASE_NAME, databaseOf, isServerAdmin, isSiteCaller, pathSegments, SECURITY_DOCUMENT } from './authorization';
 
 // pouchdb and express-pouchdb ship no types; they are loaded as untyped CommonJS modules.
@@ -461,6 +461,16 @@ function cacheCompiledDesignFunctions(): void {
 }
 
 /**
+ * A wrapped PouchDB call's answer, as PouchDB gives it: the promise, and the Node-style `callback`
+ * told too when the caller passed one (the promise then never rejects unhandled).
+ */
+function answered<T>(answer: Promise<T>, callback: ((err: unknown, result?: T) => void) | null): Promise<T | undefined> {
+  if (!callback) return answer;
+  answer.then((result) => callback(null, result), (err) => callback(err));
+  return answer.catch(() => undefined);
+}
+
+/**
  * pouchdb-validation reads every design document of the database (all of `_design/`, with their
  * bundled code) for every document it validates: a `_bulk_docs` of 100 mirrored packages read
  * `_design/app` and `_design/mirror` 100 times. That read (exactly its options) is answered from
@@ -516,9 +526,7 @@ function cacheDesignDocumentReads(): void {
     changed(this);
     const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (err: unknown, result?: unknown) => void) : null;
     const written = bulkDocs.apply(this, args).finally(() => changed(this));
-    if (!callback) return written;
-    written.then((result) => callback(null, result), (err) => callback(err));
-    return written.catch(() => undefined);
+    return answered(written, callback);
   };
   const destroy = proto.destroy;
   proto.destroy = function (this: Db, ...args: any[]) {
@@ -526,33 +534,6 @@ function cacheDesignDocumentReads(): void {
     return destroy.apply(this, args);
   };
   proto.__registryDesignCache = true;
-}
-
-/** PouchDB's revision tree: nodes `[hash, options, children]` from a root at `pos`. */
-type RevisionNode = [string, { deleted?: boolean }, RevisionNode[]];
-
-/** The winning revision of a revision tree and whether it is deleted, as PouchDB (and CouchDB) pick it. */
-export function winningRevision(tree: { pos: number; ids: RevisionNode }[]): { rev: string; deleted: boolean } {
-  let id: string | undefined;
-  let pos = 0;
-  let deleted = false;
-  const toVisit = tree.slice();
-  let node: { pos: number; ids: RevisionNode } | undefined;
-  while ((node = toVisit.pop())) {
-    const [hash, options, branches] = node.ids;
-    if (branches.length) {
-      for (const branch of branches) toVisit.push({ pos: node.pos + 1, ids: branch });
-      continue;
-    }
-    const leafDeleted = !!(options && options.deleted);
-    // Live before deleted, then the longest, then the highest hash.
-    if (id === undefined || (deleted !== leafDeleted ? deleted : pos !== node.pos ? pos < node.pos : id < hash)) {
-      id = hash;
-      pos = node.pos;
-      deleted = leafDeleted;
-    }
-  }
-  return { rev: pos + '-' + id, deleted };
 }
 
 /**
@@ -572,18 +553,16 @@ function answerKeyedAllDocsFromMetadata(): void {
     _closed?: boolean;
     _destroyed?: boolean;
     taskqueue?: { isReady?: boolean };
-    _getRevisionTree?: (id: string, callback: (err: { status?: number } | null, tree?: { pos: number; ids: RevisionNode }[]) => void) => void;
+    _getRevisionTree?: RevisionsDb['_getRevisionTree'];
   };
   const ALLOWED = new Set(['keys', 'secObj', 'userCtx']);
   const allDocs = proto.allDocs;
-  const rowOf = (db: Db, key: string) =>
-    new Promise<Record<string, unknown>>((resolve, reject) =>
-      db._getRevisionTree!(key, (err, tree) => {
-        if (err) return err.status === 404 ? resolve({ key, error: 'not_found' }) : reject(err);
-        const winner = winningRevision(tree || []);
-        resolve(winner.deleted ? { id: key, key, value: { rev: winner.rev, deleted: true }, doc: null } : { id: key, key, value: { rev: winner.rev } });
-      }),
-    );
+  const rowOf = async (db: Db, key: string): Promise<Record<string, unknown>> => {
+    const tree = await revisionTree(db as Pick<RevisionsDb, '_getRevisionTree'>, key);
+    const winner = tree && winningRevision(tree);
+    if (!winner) return { key, error: 'not_found' };
+    return winner.deleted ? { id: key, key, value: { rev: winner.rev, deleted: true }, doc: null } : { id: key, key, value: { rev: winner.rev } };
+  };
   proto.allDocs = function (this: Db, ...args: any[]) {
     const opts = args[0] as Record<string, unknown> | undefined;
     const callback = args.length === 2 && typeof args[1] === 'function' ? (args[1] as (err: unknown, result?: unknown) => void) : null;
@@ -600,9 +579,7 @@ function answerKeyedAllDocsFromMetadata(): void {
       ]);
       return { offset: 0, total_rows: count.total_rows, rows };
     })();
-    if (!callback) return answer;
-    answer.then((result) => callback(null, result), (err) => callback(err));
-    return answer.catch(() => undefined);
+    return answered(answer, callback);
   };
   proto.__registryKeyedAllDocs = true;
 }
@@ -829,7 +806,7 @@ interface ReadableDb {
   _get(id: string, options: Record<string, never>, callback: (err: unknown, result?: { doc: StoredDoc }) => void): void;
   _getAttachment(id: string, file: string, stub: AttachmentStub, options: { binary: true }, callback: (err: unknown, data?: Buffer) => void): void;
   /** The adapter's revision tree of a document (its index entry, no document read): 404 when there is none. */
-  _getRevisionTree(id: string, callback: (err: unknown, tree?: RevisionRoot[]) => void): void;
+  _getRevisionTree: RevisionsDb['_getRevisionTree'];
   info(): Promise<Record<string, unknown>>;
   /** pouchdb-size's: `info()` reports the database's `disk_size` too, as express-pouchdb's databases do. */
   installSizeWrapper(): void;
@@ -861,15 +838,8 @@ async function currentRevision(db: Opened, id: string): Promise<{ rev: string; d
   // The adapter's own reads need the database open: a call of the public API waits for that.
   if (!db.ready) db.ready = db.mine.info();
   await db.ready;
-  const tree = await new Promise<RevisionRoot[] | null>((resolve, reject) =>
-    db.mine._getRevisionTree(id, (err, found) => (found ? resolve(found) : isNotFound(err) ? resolve(null) : reject(err || new Error('no revision tree')))),
-  );
-  return tree && tree.length ? winningRevision(tree) : null;
-}
-
-interface RevisionRoot {
-  pos: number;
-  ids: RevisionNode;
+  const tree = await revisionTree(db.mine, id);
+  return tree && winningRevision(tree);
 }
 
 /**

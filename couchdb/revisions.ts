@@ -42,10 +42,38 @@ interface Stub {
 type Doc = Record<string, unknown> & { _id: string; _rev: string; _revisions?: { start: number; ids: string[] }; _attachments?: Record<string, Stub> };
 
 /** PouchDB's revision tree: nodes `[hash, options, children]` from a root at `pos`. */
-type TreeNode = [string, unknown, TreeNode[]];
-interface TreeRoot {
+export type TreeNode = [string, unknown, TreeNode[]];
+export interface TreeRoot {
   pos: number;
   ids: TreeNode;
+}
+
+/** The revision tree of document `id` (the adapter's own read: the database must be open), or null when there is no such document. */
+export function revisionTree(db: Pick<RevisionsDb, '_getRevisionTree'>, id: string): Promise<TreeRoot[] | null> {
+  return new Promise((resolve, reject) =>
+    db._getRevisionTree(id, (err, tree) => {
+      if (!err) return resolve(tree || []);
+      if ((err as { status?: number }).status === 404) return resolve(null);
+      reject(err);
+    }),
+  );
+}
+
+/** The winning revision of a revision tree and whether it is deleted, as PouchDB (and CouchDB) pick it; null for an empty tree. */
+export function winningRevision(tree: TreeRoot[]): { rev: string; deleted: boolean } | null {
+  let best: { pos: number; hash: string; deleted: boolean } | null = null;
+  const toVisit: { pos: number; node: TreeNode }[] = tree.map((root) => ({ pos: root.pos, node: root.ids }));
+  for (let next = toVisit.pop(); next; next = toVisit.pop()) {
+    const [hash, options, children] = next.node;
+    if (children.length) {
+      for (const child of children) toVisit.push({ pos: next.pos + 1, node: child });
+      continue;
+    }
+    const deleted = !!(options as { deleted?: boolean } | null)?.deleted;
+    // Live before deleted, then the longest, then the highest hash.
+    if (!best || (best.deleted !== deleted ? best.deleted : best.pos !== next.pos ? best.pos < next.pos : best.hash < hash)) best = { pos: next.pos, hash, deleted };
+  }
+  return best ? { rev: best.pos + '-' + best.hash, deleted: best.deleted } : null;
 }
 
 /** A PouchDB database, as far as reading revisions goes (the adapter's own reads: after the database is open). */
@@ -164,20 +192,9 @@ function knownAncestor(doc: Doc, attsSince: string[]): { pos: number; rev: strin
 class Reader {
   constructor(private readonly db: RevisionsDb) {}
 
-  /** The revision tree of `id`, or null when there is no such document. */
-  private tree(id: string): Promise<TreeRoot[] | null> {
-    return new Promise((resolve, reject) =>
-      this.db._getRevisionTree(id, (err, tree) => {
-        if (!err) return resolve(tree || []);
-        if ((err as { status?: number }).status === 404) return resolve(null);
-        reject(err);
-      }),
-    );
-  }
-
   /** The outcomes of reading `asked` (`all`: every leaf) of `id`, one per revision found, in the order asked. */
   async read(id: string, asked: string[] | 'all', latest: boolean, revs: boolean): Promise<Outcome[] | null> {
-    const tree = await this.tree(id);
+    const tree = await revisionTree(this.db, id);
     if (!tree) return asked === 'all' ? null : asked.map((rev) => ({ missing: rev }));
     const leaves = leavesOf(tree);
     const outcomes: Outcome[] = [];
