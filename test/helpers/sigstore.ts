@@ -19,7 +19,13 @@ function der(tag: number, content: Buffer): Buffer {
   return Buffer.concat([Buffer.from([tag]), length, content]);
 }
 const sequence = (...parts: Buffer[]) => der(0x30, Buffer.concat(parts));
-const integer = (bytes: Buffer) => der(0x02, bytes[0] & 0x80 ? Buffer.concat([Buffer.from([0]), bytes]) : bytes);
+/** A DER INTEGER of the unsigned big-endian `bytes`, minimal as DER requires (a serial that began with a zero byte made a certificate Node refuses, one time in 256). */
+function integer(bytes: Buffer): Buffer {
+  let start = 0;
+  while (start < bytes.length - 1 && bytes[start] === 0) start++;
+  const minimal = bytes.subarray(start);
+  return der(0x02, minimal[0] & 0x80 ? Buffer.concat([Buffer.from([0]), minimal]) : minimal);
+}
 function oid(dotted: string): Buffer {
   const [a, b, ...rest] = dotted.split('.').map(Number);
   const bytes = [40 * a + b];
