@@ -4,7 +4,7 @@
  */
 import { spawn } from 'child_process';
 import { createHash } from 'crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 
@@ -25,6 +25,22 @@ export interface NpmClient {
 
 const BIN = join(__dirname, '..', '..', 'node_modules', '.bin');
 
+/**
+ * The npm clients' homes of this test file, under one folder removed after its tests (each held a
+ * 2 MB cache, and a full run left thousands behind); outside Jest, when the process exits.
+ */
+let clientsRoot: string | undefined;
+const removeClients = () => {
+  if (clientsRoot) rmSync(clientsRoot, { recursive: true, force: true });
+  clientsRoot = undefined;
+};
+if (typeof afterAll === 'function') afterAll(removeClients);
+else process.once('exit', removeClients);
+function clientHome(): string {
+  clientsRoot ||= mkdtempSync(join(tmpdir(), 'npm-clients-'));
+  return mkdtempSync(join(clientsRoot, 'npm-client-'));
+}
+
 export function run(command: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ['pipe', 'pipe', 'pipe'] });
@@ -44,7 +60,7 @@ export function run(command: string, args: string[], options: { cwd?: string; en
 
 /** An npm client of its own for `registryUrl`, logged in with `token` when given. */
 export function npmClient(registryUrl: string, token?: string): NpmClient {
-  const home = mkdtempSync(join(tmpdir(), 'npm-client-'));
+  const home = clientHome();
   const userconfig = join(home, '.npmrc');
   const auth = token ? registryUrl.replace(/^https?:/, '') + '/:_authToken=' + token + '\n' : '';
   writeFileSync(userconfig, 'registry=' + registryUrl + '/\n' + auth);
