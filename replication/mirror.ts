@@ -40,6 +40,15 @@ const SERVE_WHILE_STORING = 8 * 1024 * 1024;
 const STORE_QUIET_MS = 1_000;
 const STORE_MAX_WAIT_MS = 10_000;
 const STORE_MAX_BYTES = 32 * 1024 * 1024;
+/**
+ * A package none of whose tarballs is held yet waits this long at most (or until a tarball comes):
+ * npm reads packuments for a while before it downloads tarballs, and a tarball added to a package
+ * already stored is a new revision of the whole document, which CouchDB validates, writes and hands
+ * to every reader of its changes again.
+ */
+const STORE_HOLD_MS = 30_000;
+/** ...unless pull-through was quiet this long: then no client is at work, and what waits is stored. */
+const STORE_HOLD_QUIET_MS = 3_000;
 /** Tarballs up to this size are written inside their package's first write; larger ones are attached after it. */
 const INLINE_TARBALL_BYTES = 1024 * 1024;
 /** About this much JSON per `_bulk_docs` of waiting packages. */
@@ -215,10 +224,11 @@ export class Mirror {
   private readonly waiting = new Map<string, Waiting>();
   private readonly behind = new Batcher<Waiting>(
     (batch) => this.storeWaiting(batch),
-    { quietMs: STORE_QUIET_MS, maxWaitMs: STORE_MAX_WAIT_MS, maxBytes: STORE_MAX_BYTES },
+    { quietMs: STORE_QUIET_MS, maxWaitMs: STORE_MAX_WAIT_MS, maxBytes: STORE_MAX_BYTES, holdMs: STORE_HOLD_MS, holdQuietMs: STORE_HOLD_QUIET_MS },
     (batch) => {
       for (const entry of batch) this.waiting.delete(entry.name);
     },
+    (entry) => entry.tarballs.size > 0,
   );
 
   /** The dependencies of pulled packages, fetched ahead of the client. */
@@ -517,7 +527,8 @@ export class Mirror {
    * A package neither database had a moment ago: its document is handed back at once, to be served
    * until CouchDB has stored it (with a revision of its own making until then: `0-` and a digest of
    * what it holds), and the tarball requests that follow find it here. It waits to be stored with
-   * the others pull-through brings (`STORE_QUIET_MS`), its tarballs with it. A failure to store is
+   * the others pull-through brings (`STORE_QUIET_MS`), its tarballs with it: until it holds a tarball,
+   * it is left waiting while pull-through is busy (at most `STORE_HOLD_MS`). A failure to store is
    * logged and recorded; the next request fetches the package again, as after a crash.
    */
   private async storeBehind(name: string, packument: UpstreamPackument, bytes: number, validators?: OriginValidators): Promise<PackageDoc> {
@@ -628,7 +639,14 @@ export class Mirror {
   /** Resolves once the pull-through of `name` under way is over: stored, or given up (at once when none is). */
   async pulledThrough(name: string): Promise<void> {
     await this.pulls.current(name)?.catch(() => undefined);
+    this.storeOneNow(name);
     await this.storing.get(name)?.stored;
+  }
+
+  /** Stores `name` now if it waits to be stored (alone: the others wait on). */
+  private storeOneNow(name: string): void {
+    const entry = this.waiting.get(name);
+    if (entry) void this.behind.flush((waiting) => waiting === entry);
   }
 
   /** The mirrored document of `name` being stored now (its tarballs are fetched from the upstream meanwhile). */
@@ -748,7 +766,7 @@ export class Mirror {
       // Not taken to be written meanwhile: stored with its package.
       if (this.waiting.get(doc.name) !== entry) return;
       entry.tarballs.set(file, data);
-      this.behind.grow(data.length);
+      this.behind.grow(data.length, entry);
     });
   }
 
@@ -822,7 +840,7 @@ export class Mirror {
     const waiting = this.waiting.get(name);
     if (waiting && data.length <= INLINE_TARBALL_BYTES) {
       waiting.tarballs.set(file, data);
-      this.behind.grow(data.length);
+      this.behind.grow(data.length, waiting);
       return data;
     }
     this.storeTarball(name, file, data).catch((err) => {
@@ -864,7 +882,7 @@ export class Mirror {
   private async storeTarball(name: string, file: string, source: string | Buffer): Promise<void> {
     // A document being stored is waited for (one still waiting is stored now); the one this gateway
     // stored last is tried first, and a conflict reads the current one.
-    if (this.waiting.has(name)) void this.behind.flush();
+    this.storeOneNow(name);
     await this.storing.get(name)?.stored;
     let known = this.recent.get(name) || null;
     const stored = await retry(

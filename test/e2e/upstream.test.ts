@@ -208,6 +208,30 @@ describe('mirror mode: what pull-through does ahead of the client and while it r
     }
   });
 
+  it('while an install keeps reading packuments for longer than the longest wait, a package whose tarball is asked for later is still stored once, with it', async () => {
+    // As npm reads the packuments of a whole tree before it downloads a tarball.
+    const names = ['held-first', ...Array.from({ length: 8 }, (_, i) => 'held-busy-' + i)];
+    for (const name of names) await publishWith(upstreamPublisher, { name, version: '1.0.0' });
+    const gateway = await mirroringGateway('holding-gateway');
+    try {
+      expect((await fetch(gateway.localUrl + '/held-first')).status).toBe(200);
+      // Busy for 12 s (longer than the 10 s a package waits at most when nothing holds it back).
+      const until = Date.now() + 12_000;
+      for (let i = 0; Date.now() < until; i++) {
+        expect((await fetch(gateway.localUrl + '/' + names[1 + (i % 8)])).status).toBe(200);
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      expect((await mirroredDoc(mirroring, 'held-first')).status).toBe(404);
+      expect((await fetch(gateway.localUrl + '/held-first/-/held-first-1.0.0.tgz')).status).toBe(200);
+      const doc = await storedSoon('held-first');
+      expect({ rev: doc._rev.split('-')[0], tarballs: Object.keys(doc._attachments || {}) }).toEqual({ rev: '1', tarballs: ['held-first-1.0.0.tgz'] });
+      // The packages never asked for a tarball are stored too once pull-through is quiet.
+      expect(Object.keys((await storedSoon('held-busy-7'))._attachments || {})).toEqual([]);
+    } finally {
+      await gateway.close();
+    }
+  });
+
   it('a package pulled through brings the packages its latest version depends on, aliases included, before anyone asks, and no further; never a name published here', async () => {
     // Published here first (a name the upstream has cannot be published here), then upstream too.
     const publisher = npmClient(mirroring.url, await mirroring.signup('ahead-publisher'));

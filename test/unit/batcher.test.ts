@@ -86,4 +86,85 @@ describe('Batcher', () => {
     await b.flush();
     expect(runs).toEqual([['bad'], ['good']]);
   });
+
+  describe('items that are not ready yet (holdMs)', () => {
+    type Item = { name: string; ready: boolean };
+    function holding(options = { quietMs: 100, maxWaitMs: 1000, maxBytes: 1000, holdMs: 5000, holdQuietMs: 2000 }) {
+      const runs: string[][] = [];
+      const b = new Batcher<Item>(
+        async (items) => void runs.push(items.map((i) => i.name)),
+        options,
+        undefined,
+        (item) => item.ready,
+      );
+      return { b, runs };
+    }
+
+    it('the quiet time runs the ready items and leaves the others waiting, until they become ready', async () => {
+      const { b, runs } = holding();
+      const a = { name: 'a', ready: false };
+      const c = { name: 'c', ready: true };
+      b.add(a);
+      b.add(c);
+      await jest.advanceTimersByTimeAsync(150);
+      expect(runs).toEqual([['c']]);
+      expect(b.size).toBe(1);
+      // A tarball comes for it: it is ready, and runs after the next quiet time.
+      a.ready = true;
+      b.grow(10, a);
+      await jest.advanceTimersByTimeAsync(50);
+      expect(runs).toEqual([['c']]);
+      await jest.advanceTimersByTimeAsync(60);
+      expect(runs).toEqual([['c'], ['a']]);
+      expect(b.size).toBe(0);
+    });
+
+    it('an item that never becomes ready runs once nothing more came for holdQuietMs', async () => {
+      const { b, runs } = holding();
+      b.add({ name: 'never', ready: false });
+      await jest.advanceTimersByTimeAsync(1900);
+      expect(runs).toEqual([]);
+      await jest.advanceTimersByTimeAsync(200);
+      expect(runs).toEqual([['never']]);
+    });
+
+    it('while work keeps coming, an item that is not ready waits holdMs at most', async () => {
+      const { b, runs } = holding();
+      b.add({ name: 'held', ready: false });
+      for (let t = 0; t < 6000; t += 500) {
+        b.add({ name: 'at ' + t, ready: true });
+        await jest.advanceTimersByTimeAsync(500);
+      }
+      const ran = runs.flat();
+      expect(ran).toContain('held');
+      // The ready ones ran after each quiet time; it ran at its 5 s, not before.
+      const batch = runs.findIndex((r) => r.includes('held'));
+      expect(runs.slice(0, batch).flat()).toEqual(Array.from({ length: 10 }, (_, i) => 'at ' + i * 500));
+    });
+
+    it('at the byte limit, the ready items run with the oldest held ones until what is left is under half of it', async () => {
+      const { b, runs } = holding();
+      b.add({ name: 'old', ready: false }, 300);
+      await jest.advanceTimersByTimeAsync(10);
+      b.add({ name: 'middle', ready: false }, 300);
+      await jest.advanceTimersByTimeAsync(10);
+      b.add({ name: 'young', ready: false }, 300);
+      b.add({ name: 'done', ready: true }, 100);
+      await jest.advanceTimersByTimeAsync(0);
+      // 1000 bytes: 'done' (ready) and 'old' go; 600 left is not under 500, so 'middle' too.
+      expect(runs).toEqual([['old', 'middle', 'done']]);
+      expect(b.size).toBe(1);
+    });
+
+    it('flush with a choice runs only the chosen item, ready or not; flush without one runs everything', async () => {
+      const { b, runs } = holding();
+      const one = { name: 'one', ready: false };
+      b.add(one);
+      b.add({ name: 'two', ready: false });
+      await b.flush((item) => item === one);
+      expect(runs).toEqual([['one']]);
+      await b.flush();
+      expect(runs).toEqual([['one'], ['two']]);
+    });
+  });
 });
