@@ -61,6 +61,8 @@ interface Waiting {
   packument: UpstreamPackument;
   /** Its verified tarballs served so far, written with it (one served after it was taken to be written is attached after it). */
   tarballs: Map<string, Buffer>;
+  /** When the upstream answered with it. */
+  fetchedAt: number;
   stored(doc: PackageDoc | null): void;
   /** Its dependencies were queued to be fetched ahead (once a client had it: prefetching runs one level ahead of clients). */
   expanded?: boolean;
@@ -540,9 +542,10 @@ export class Mirror {
     let resolve: (doc: PackageDoc | null) => void = () => undefined;
     const stored = new Promise<PackageDoc | null>((r) => (resolve = r)).finally(() => {
       this.storing.delete(name);
-      this.checkedNow(name, validators);
+      // As old as the upstream's answer it was made from, however long it waited to be stored.
+      this.checked.set(name, { at: entry.fetchedAt, validators });
     });
-    const entry: Waiting = { name, doc, packument, tarballs: new Map(), stored: resolve };
+    const entry: Waiting = { name, doc, packument, fetchedAt: Date.now(), tarballs: new Map(), stored: resolve };
     this.storing.set(name, { doc: served, stored });
     this.waiting.set(name, entry);
     // Held until stored: its packument counts towards what may wait, as its tarballs do.
@@ -662,8 +665,13 @@ export class Mirror {
   refreshIfStale(name: string, held?: PackageDoc): void {
     const { config } = this;
     if (this.feed || this.mode !== 'mirror' || !this.mayPull(name)) return;
+    const maxAge = config.upstreamMaxAgeSeconds * 1000;
     const last = this.checked.get(name);
-    if ((last && Date.now() - last.at < config.upstreamMaxAgeSeconds * 1000) || this.pulls.has(name) || this.storing.has(name) || this.revalidating.has(name)) return;
+    if ((last && Date.now() - last.at < maxAge) || this.pulls.has(name) || this.revalidating.has(name)) return;
+    // Held for a tarball no client asks for (npm view, again and again) longer than a copy may be old: stored now, compared on a read once it is.
+    const waiting = this.waiting.get(name);
+    if (waiting && Date.now() - waiting.fetchedAt >= maxAge) this.storeOneNow(name);
+    if (this.storing.has(name)) return;
     const validators = held && held.origin === this.upstream ? held.origin_validators : last && last.validators;
     this.checkedNow(name, validators);
     this.revalidating.add(name);
