@@ -2,14 +2,14 @@
 import express, { NextFunction, Request, Response } from 'express';
 import { IncomingMessage, ServerResponse } from 'http';
 import { redactedPath, requestDone } from './access-log';
-import { tarballFastPath } from './fast-path';
+import { fastPath } from './fast-path';
 import { authenticate } from './auth';
 import { Context } from './context';
 import { distTagRoutes } from './controllers/dist-tags';
 import { stageRoutes } from './controllers/stage';
 import { packageAccessRoutes } from './controllers/package-access';
 import { orgRoutes } from './controllers/orgs';
-import { packageRoutes } from './controllers/packages';
+import { packageRoutes, refreshIfStale } from './controllers/packages';
 import { replicationRoutes } from './controllers/replication';
 import { searchRoutes } from './controllers/search';
 import { downloadRoutes } from './controllers/downloads';
@@ -60,12 +60,12 @@ export function couchUnreachable(err: unknown): boolean {
 }
 
 /**
- * What the registry's HTTP server runs for every request: the fast path of the hottest one (an
- * anonymous tarball download held in memory), else the Express application.
+ * What the registry's HTTP server runs for every request: the fast path of the hottest ones (an
+ * anonymous read of a tarball or a packument held in memory), else the Express application.
  */
 export function createHandler(ctx: Context): (req: IncomingMessage, res: ServerResponse) => void {
   const app = createApp(ctx);
-  const fast = tarballFastPath(ctx);
+  const fast = fastPath(ctx, (name) => refreshIfStale(ctx, name));
   return (req, res) => {
     if (!fast(req, res)) app(req, res);
   };

@@ -45,6 +45,18 @@ export interface CachedPackument {
   validUntil?: number;
 }
 
+const ABBREVIATED = 'application/vnd.npm.install-v1+json';
+
+/** What a packument is served as for a client's `Accept`: abbreviated (npm's install shape) or full, with its ETag and type. */
+export function packumentShape(entry: CachedPackument, accept: string | undefined): { etag: string; body: Buffer; type: string } {
+  const abbreviated = String(accept || '').includes(ABBREVIATED);
+  return {
+    etag: '"' + entry.rev + (entry.variant ? '-' + entry.variant : '') + (abbreviated ? '-a"' : '-f"'),
+    body: abbreviated ? entry.abbreviated : entry.full,
+    type: abbreviated ? ABBREVIATED : 'application/json',
+  };
+}
+
 /** How many names known to be in neither package database are remembered (and as many the upstream had not either). */
 const ABSENT_NAMES = 100_000;
 

@@ -1,20 +1,29 @@
 /**
- * The fast path of the hottest request, an anonymous download of a public tarball held in memory:
- * answered by the HTTP server itself, before Express (no routing, body parsing or authentication to
- * run), with the same checks: the access rules (as read less than two seconds ago), the supply-chain
- * policy, and `If-None-Match`; a download is counted in memory (gateway/downloads.ts). Anything else
- * (a login, a private or held-back package, a tarball not in memory, rules not read lately) goes to
- * Express, which makes the same checks the slow way.
+ * The fast path of the hottest requests, anonymous reads of what is held in memory: a public
+ * tarball, and a public packument. They are answered by the HTTP server itself, before Express (no
+ * routing, body parsing or authentication to run), with the same checks and the same answer: the
+ * access rules (as read less than two seconds ago), the supply-chain policy, and `If-None-Match`; a
+ * tarball download is counted in memory (gateway/downloads.ts), a stale mirrored packument is
+ * compared with its upstream. Anything else (a login, a query, a browser asking for a page, a
+ * private or held-back package, something not in memory, rules not read lately) goes to Express,
+ * which makes the same checks the slow way.
  */
 import { IncomingMessage, ServerResponse } from 'http';
 import { requestDone } from './access-log';
+import { packumentShape } from './cache';
 import { Context } from './context';
-import { IMMUTABLE } from './http-cache';
+import { IMMUTABLE, REVALIDATE } from './http-cache';
 import { withheldTarballKnown } from './writes';
 import { parsePackagePath } from './paths';
 
-/** Answers the request and returns true, or returns false (and touches nothing) for Express to answer it. */
-export function tarballFastPath(ctx: Context): (req: IncomingMessage, res: ServerResponse) => boolean {
+/** Single-segment paths other routes answer before the package routes (a package of that name is read through Express). */
+const OTHER_ROUTES = new Set(['favicon.ico', 'robots.txt']);
+
+/**
+ * Answers the request and returns true, or returns false (and touches nothing) for Express to answer
+ * it. `refreshIfStale` is the package route's: a mirrored packument read is compared with its upstream when old.
+ */
+export function fastPath(ctx: Context, refreshIfStale: (name: string) => void): (req: IncomingMessage, res: ServerResponse) => boolean {
   const base = ctx.config.basePath;
   return (req, res) => {
     const method = req.method;
@@ -22,16 +31,23 @@ export function tarballFastPath(ctx: Context): (req: IncomingMessage, res: Serve
     const url = req.url || '';
     const query = url.indexOf('?');
     const path = query === -1 ? url : url.slice(0, query);
-    if (!path.endsWith('.tgz') || (base && !path.startsWith(base + '/'))) return false;
+    if (base && !path.startsWith(base + '/')) return false;
     let parsed;
     try {
       parsed = parsePackagePath(base ? path.slice(base.length) : path);
     } catch {
       return false;
     }
-    if (!parsed || parsed.rest.length !== 2 || parsed.rest[0] !== '-') return false;
-    const { name } = parsed;
-    const file = parsed.rest[1];
+    if (!parsed || parsed.name.startsWith('-') || parsed.name.startsWith('_')) return false;
+    const { name, rest } = parsed;
+    if (rest.length === 2 && rest[0] === '-' && path.endsWith('.tgz')) return tarball(req, res, method, path, name, rest[1]);
+    // A query (`?write=true`), a browser's page or its cookies: Express.
+    const plain = query === -1 && !req.headers.cookie && !String(req.headers.accept || '').includes('text/html');
+    if (rest.length === 0 && plain && !OTHER_ROUTES.has(name)) return packument(req, res, method, path, name);
+    return false;
+  };
+
+  function tarball(req: IncomingMessage, res: ServerResponse, method: string, path: string, name: string, file: string): boolean {
     const cached = ctx.tarballs.get(name, file);
     if (!cached || !cached.data || !ctx.access.anonymousMayReadNow(name)) return false;
     // Held back, or not known without reading CouchDB: Express answers it.
@@ -51,5 +67,26 @@ export function tarballFastPath(ctx: Context): (req: IncomingMessage, res: Serve
     }
     requestDone(ctx, method, path, res.statusCode, started, undefined, 'tarball');
     return true;
-  };
+  }
+
+  function packument(req: IncomingMessage, res: ServerResponse, method: string, path: string, name: string): boolean {
+    const cached = ctx.cache.get(name);
+    if (!cached || !ctx.access.anonymousMayReadNow(name)) return false;
+    // A mirrored package while the supply-chain policy cannot be read: Express refuses it.
+    if (cached.mirrored && ctx.policy?.current.problem) return false;
+    const started = process.hrtime.bigint();
+    ctx.metrics.cache('packument', true, cached.full.length);
+    if (cached.mirrored) refreshIfStale(name);
+    const shape = packumentShape(cached, req.headers.accept);
+    if (req.headers['if-none-match'] === shape.etag) {
+      res.writeHead(304, { Vary: 'Accept', ETag: shape.etag, 'Cache-Control': REVALIDATE });
+      res.end();
+    } else {
+      res.writeHead(200, { Vary: 'Accept', ETag: shape.etag, 'Cache-Control': REVALIDATE, 'Content-Type': shape.type, 'Content-Length': shape.body.length });
+      if (method === 'HEAD') res.end();
+      else res.end(shape.body);
+    }
+    requestDone(ctx, method, path, res.statusCode, started, undefined, 'packument');
+    return true;
+  }
 }

@@ -15,7 +15,7 @@ import { PackageDoc } from '../../core/types';
 import { requireUser, requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
 import { packageMfaOf, stagingRequiredMessage } from './package-access';
-import { CachedPackument } from '../cache';
+import { CachedPackument, packumentShape } from '../cache';
 import { Context, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
 import { checkProvenanceBundle } from '../provenance';
@@ -37,7 +37,6 @@ import { orgMayChange } from '../../core/orgs';
 import { grantDevelopers } from '../orgs';
 import { assertTrustStands } from './trust';
 
-const ABBREVIATED = 'application/vnd.npm.install-v1+json';
 
 function notFoundPackage(name: string): HttpError {
   return notFound('Package "' + name + '" is not in this registry. Check the name, or publish it with `npm publish`.');
@@ -70,7 +69,7 @@ function unlistedForPull(ctx: Context, name: string): boolean {
 }
 
 /** A mirrored package read: compared with its upstream when it is old (pull-through without a feed), by the mirror of its route. */
-function refreshIfStale(ctx: Context, name: string, held?: PackageDoc): void {
+export function refreshIfStale(ctx: Context, name: string, held?: PackageDoc): void {
   pullThroughFor(ctx, name)?.refreshIfStale(name, held);
 }
 
@@ -141,12 +140,11 @@ export function packageRoutes(ctx: Context): Router {
   function sendPackument(req: Request, res: Response, entry: CachedPackument): void {
     const broken = entry.mirrored && ctx.policy?.current.problem;
     if (broken) throw new HttpError(503, 'This mirrored package cannot be served: ' + broken + '.');
-    const abbreviated = String(req.headers.accept || '').includes(ABBREVIATED);
-    const etag = '"' + entry.rev + (entry.variant ? '-' + entry.variant : '') + (abbreviated ? '-a"' : '-f"');
+    const shape = packumentShape(entry, req.headers.accept);
     res.setHeader('Vary', 'Accept');
-    if (answeredNotModified(req, res, etag, revalidate(res))) return;
-    const body = abbreviated ? entry.abbreviated : entry.full;
-    res.setHeader('Content-Type', abbreviated ? ABBREVIATED : 'application/json');
+    if (answeredNotModified(req, res, shape.etag, revalidate(res))) return;
+    const body = shape.body;
+    res.setHeader('Content-Type', shape.type);
     res.setHeader('Content-Length', body.length);
     if (req.method === 'HEAD') res.end();
     else res.end(body);

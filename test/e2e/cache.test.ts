@@ -55,6 +55,33 @@ it('a publish through this gateway is visible at once, and through another gatew
   expect(await eventually(() => versionsAt(second.localUrl, 'cached'), (v) => v.length === 2)).toEqual(['1.0.0', '1.1.0']);
 });
 
+it('a packument held in memory is answered before Express exactly as Express answers it: the same bytes and headers, full and abbreviated, 200, HEAD and 304', async () => {
+  expect((await registry.request('PUT', '/fast-read', { token, body: publishBody('fast-read', '1.0.0', 'read from memory') })).status).toBe(201);
+  const url = registry.url + '/fast-read';
+  const shown = async (response: Response) => ({
+    status: response.status,
+    body: await response.text(),
+    headers: Object.fromEntries(['etag', 'cache-control', 'vary', 'content-type', 'content-length'].map((h) => [h, response.headers.get(h)])),
+  });
+  for (const accept of ['application/json', 'application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*']) {
+    await fetch(url, { headers: { accept } });
+    // In memory now: the plain read is the fast path's; one with a query is Express's.
+    const fast = await shown(await fetch(url, { headers: { accept } }));
+    const express = await shown(await fetch(url + '?via=express', { headers: { accept } }));
+    expect(fast).toEqual(express);
+    expect(fast.status).toBe(200);
+    expect(JSON.parse(fast.body).versions['1.0.0'].name).toBe('fast-read');
+    expect(fast.headers['cache-control']).toBe('max-age=0, must-revalidate');
+    for (const method of ['HEAD']) {
+      expect(await shown(await fetch(url, { method, headers: { accept } }))).toEqual(await shown(await fetch(url + '?via=express', { method, headers: { accept } })));
+    }
+    const etag = fast.headers.etag as string;
+    const notModified = await shown(await fetch(url, { headers: { accept, 'if-none-match': etag } }));
+    expect(notModified).toEqual(await shown(await fetch(url + '?via=express', { headers: { accept, 'if-none-match': etag } })));
+    expect(notModified.status).toBe(304);
+  }
+});
+
 it('a name asked for before it existed is found once published, on this gateway at once and on another soon after', async () => {
   for (const url of [registry.localUrl, second.localUrl]) {
     for (let i = 0; i < 2; i++) expect((await fetch(url + '/later')).status).toBe(404);
