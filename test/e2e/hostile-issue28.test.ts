@@ -445,3 +445,59 @@ describe('the pull-through hold', () => {
     expect((await storedDoc(registry, 'twice')).status).toBe(404);
   });
 });
+
+describe('the pull-through hold under an anonymous flood', () => {
+  it('packuments pulled through without a tarball are held up to 32 MB: past it the oldest are stored while the requests keep coming', async () => {
+    // An upstream whose packages are 3 MB each (a long readme), without tarballs anyone asks for.
+    const readme = 'x'.repeat(3 * 1024 * 1024);
+    const served = new Map<string, Buffer>();
+    const packumentOf = (name: string) => {
+      let body = served.get(name);
+      if (!body) {
+        const tarball = Buffer.from('flood ' + name);
+        const dist = { tarball: 'http://upstream.invalid/' + name + '/-/' + name + '-1.0.0.tgz', shasum: createHash('sha1').update(tarball).digest('hex'), integrity: sha512(tarball) };
+        body = Buffer.from(JSON.stringify({
+          _id: name, _rev: '1-' + createHash('md5').update(name).digest('hex'), name, readme, 'dist-tags': { latest: '1.0.0' },
+          versions: { '1.0.0': { name, version: '1.0.0', dist } }, time: { created: '2020-01-01T00:00:00.000Z', modified: '2020-01-01T00:00:00.000Z', '1.0.0': '2020-01-01T00:00:00.000Z' },
+        }));
+        served.set(name, body);
+      }
+      return body;
+    };
+    const server = (await import('http')).createServer((req, res) => {
+      const name = decodeURIComponent((req.url || '/').slice(1).split('?')[0]);
+      if (!/^flood-\d+$/.test(name)) return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not_found"}');
+      const body = packumentOf(name);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length, etag: '"' + name + '"' }).end(body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const upstreamUrl = 'http://127.0.0.1:' + (server.address() as { port: number }).port;
+    const flooded = await startTestRegistry({ UPSTREAM_REGISTRY: upstreamUrl, UPSTREAM_MODE: 'mirror', UPSTREAM_PREFETCH: '0' });
+    try {
+      const names = Array.from({ length: 14 }, (_, i) => 'flood-' + i);
+      for (const name of names) expect([name, (await raw(flooded.localUrl, 'GET', '/' + name)).status]).toEqual([name, 200]);
+      // Busy: the held packages are read again and again (each read counts as activity), never 3 s quiet.
+      const storedNames = async () => {
+        const all = await couchGet(flooded, '/' + flooded.registryDb + '-mirror/_all_docs');
+        return ((all.body.rows || []) as { id: string }[]).map((row) => row.id).filter((id) => id.startsWith('flood-'));
+      };
+      let stored: string[] = [];
+      const until = Date.now() + 12_000;
+      for (let i = 0; Date.now() < until; i++) {
+        await raw(flooded.localUrl, 'GET', '/' + names[names.length - 1 - (i % 3)]);
+        stored = await storedNames();
+        // 14 x 3 MB is 42 MB: what is held must fall to 32 MB or less.
+        if (stored.length >= 4) break;
+        await sleep(300);
+      }
+      expect(stored.length).toBeGreaterThanOrEqual(4);
+      // The oldest were stored first.
+      expect(stored).toContain('flood-0');
+      // Nothing was lost: once quiet, every one is stored.
+      expect((await eventually(storedNames, (s) => s.length === names.length, 20_000)).sort()).toEqual([...names].sort());
+    } finally {
+      await flooded.stop();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }, 60_000);
+});
