@@ -65,11 +65,11 @@ async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function putRules(rules: unknown[]): Promise<void> {
-  const origin = new URL(registry.adminCouchUrl).origin;
-  const design = await couchGet(registry, '/' + registry.registryDb + '/_design/access');
-  const put = await fetch(origin + '/' + registry.registryDb + '/_design/access', {
-    method: 'PUT', headers: { 'content-type': 'application/json', authorization: basicAuthOf(registry.adminCouchUrl) }, body: JSON.stringify({ ...design.body, rules }),
+async function putRules(rules: unknown[], on: TestRegistry = registry): Promise<void> {
+  const origin = new URL(on.adminCouchUrl).origin;
+  const design = await couchGet(on, '/' + on.registryDb + '/_design/access');
+  const put = await fetch(origin + '/' + on.registryDb + '/_design/access', {
+    method: 'PUT', headers: { 'content-type': 'application/json', authorization: basicAuthOf(on.adminCouchUrl) }, body: JSON.stringify({ ...design.body, rules }),
   });
   expect(put.status).toBe(201);
 }
@@ -444,6 +444,62 @@ describe('the pull-through hold', () => {
     }
     expect((await storedDoc(registry, 'twice')).status).toBe(404);
   });
+});
+
+describe('the fast path under a base path (REGISTRY_PUBLIC_URL with a path)', () => {
+  it('a private package held in memory is refused to anonymous reads on every spelling with and without the base path, as a name that does not exist; a public one is answered as Express does', async () => {
+    const based = await startTestRegistry({ REGISTRY_PUBLIC_URL: 'http://registry.invalid/npm' });
+    try {
+      await putRules(RULES, based);
+      expect((await raw(based.localUrl, 'GET', '/npm/-/ping')).status).toBe(200);
+      const made = await fetch(based.localUrl + '/npm/-/user/org.couchdb.user:carol', {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ _id: 'org.couchdb.user:carol', name: 'carol', password: 'password-carol', email: 'carol@example.com', type: 'user', roles: [] }),
+      });
+      expect(made.status).toBe(201);
+      const carol = ((await made.json()) as { token: string }).token;
+      await sleep(2100);
+      const publish = (name: string, tarball: string) => fetch(based.localUrl + '/npm/' + name.replace('/', '%2f'), {
+        method: 'PUT', headers: { 'content-type': 'application/json', authorization: 'Bearer ' + carol }, body: JSON.stringify(publishBody(name, '1.0.0', Buffer.from(tarball))),
+      });
+      expect((await publish('@priv/secret', SECRET_WORD)).status).toBe(201);
+      expect((await publish('based-pub', 'public')).status).toBe(201);
+      let etag = '';
+      for (let i = 0; i < 3; i++) {
+        const read = await raw(based.localUrl, 'GET', '/npm/@priv/secret', { authorization: 'Bearer ' + carol });
+        expect(read.status).toBe(200);
+        etag = String(read.headers.etag);
+      }
+      const prefixes = ['/npm', '/NPM', '/npm/', '/npm/.', '', '/npm%2f', '/x/../npm'];
+      for (const prefix of prefixes) {
+        const secrets = spellings('priv', 'secret');
+        const nones = spellings('priv', 'nothing');
+        for (let i = 0; i < secrets.length; i++) {
+          for (const method of ['GET', 'HEAD']) {
+            const headers = { 'if-none-match': etag };
+            const secret = await raw(based.localUrl, method, prefix + secrets[i], headers);
+            const none = await raw(based.localUrl, method, prefix + nones[i], headers);
+            const what = [method, prefix + secrets[i]];
+            expect([what, secret.status]).toEqual([what, none.status]);
+            expect([what, secret.status >= 400 && secret.status < 500]).toEqual([what, true]);
+            expect(secret.body).not.toContain(SECRET_WORD);
+            expect(secret.body).not.toContain('1.0.0');
+            expect(secret.headers.etag).toBeUndefined();
+          }
+        }
+      }
+      // A public package: the fast path's answer under the base path is Express's; without it, Express's 404.
+      for (let i = 0; i < 2; i++) expect((await raw(based.localUrl, 'GET', '/npm/based-pub')).status).toBe(200);
+      for (const path of ['/npm/based-pub', '/based-pub', '/NPM/based-pub', '/npm//based-pub']) {
+        for (const method of ['GET', 'HEAD']) {
+          expect([path, method, shown(await raw(based.localUrl, method, path))]).toEqual([path, method, shown(await raw(based.localUrl, method, path + '?via=express'))]);
+        }
+      }
+      const plain = JSON.parse((await raw(based.localUrl, 'GET', '/npm/based-pub')).body);
+      expect(plain.versions['1.0.0'].dist.tarball).toBe('http://registry.invalid/npm/based-pub/-/based-pub-1.0.0.tgz');
+    } finally {
+      await based.stop();
+    }
+  }, 60_000);
 });
 
 describe('the pull-through hold under an anonymous flood', () => {
