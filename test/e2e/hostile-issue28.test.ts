@@ -108,6 +108,14 @@ beforeAll(async () => {
     expect((await up(name, version, Buffer.from('upstream tarball of ' + name + '@' + version + ' ' + SECRET_WORD))).status).toBe(201);
   }
   expect((await up('blk', '1.1.0')).status).toBe(201);
+  // cool-pkg@1.0.0 as if published ten days ago, 2.0.0 just now (an admin's edit of the upstream's document).
+  expect((await up('cool-pkg', '1.0.0')).status).toBe(201);
+  expect((await up('cool-pkg', '2.0.0')).status).toBe(201);
+  const cool = (await couchGet(upstream, '/' + upstream.registryDb + '/cool-pkg')).body;
+  cool.time['1.0.0'] = new Date(Date.now() - 10 * 86_400_000).toISOString();
+  cool.time.created = cool.time['1.0.0'];
+  const origin = new URL(upstream.adminCouchUrl).origin;
+  expect((await fetch(origin + '/' + upstream.registryDb + '/cool-pkg', { method: 'PUT', headers: { 'content-type': 'application/json', authorization: basicAuthOf(upstream.adminCouchUrl) }, body: JSON.stringify(cool) })).status).toBe(201);
   const env = { UPSTREAM_REGISTRY: upstream.url, UPSTREAM_MODE: 'mirror', REPLICATION_PRIVATE_SCOPES: '@corp', UPSTREAM_PREFETCH: '0' };
   registry = await startTestRegistry(env);
   second = await anotherGateway(registry, 'second', env);
@@ -305,6 +313,42 @@ describe('the supply-chain policy and the fast path', () => {
       // The ETag of the unblocked answer no longer matches.
       expect((await raw(url, 'GET', '/blk', { 'if-none-match': etag })).status).toBe(200);
       expect((await raw(url, 'GET', '/blk/-/blk-1.1.0.tgz')).status).toBe(403);
+    }
+  });
+
+  it('versions in cooldown (UPSTREAM_MIN_AGE) are left out while the package is held and once it is stored and answered from memory, as Express leaves them out', async () => {
+    const cooled = await anotherGateway(registry, 'cooled', { UPSTREAM_REGISTRY: upstream.url, UPSTREAM_MODE: 'mirror', REPLICATION_PRIVATE_SCOPES: '@corp', UPSTREAM_PREFETCH: '0', UPSTREAM_MIN_AGE: '3d' });
+    try {
+      const seen = async (path: string, accept = 'application/json') => {
+        const answer = await raw(cooled.localUrl, 'GET', path, { accept });
+        const body = answer.status === 200 ? JSON.parse(answer.body) : {};
+        return [answer.status, Object.keys(body.versions || {}).sort(), body['dist-tags']];
+      };
+      const only = [200, ['1.0.0'], { latest: '1.0.0' }];
+      // Held: not stored yet.
+      expect(await seen('/cool-pkg')).toEqual(only);
+      expect((await mirroredDoc(registry, 'cool-pkg')).status).toBe(404);
+      for (const path of ['/cool-pkg', '/cool-pkg?via=express', '/%63ool-pkg']) {
+        for (const accept of ['application/json', 'application/vnd.npm.install-v1+json']) expect([path, accept, await seen(path, accept)]).toEqual([path, accept, only]);
+      }
+      expect((await raw(cooled.localUrl, 'GET', '/cool-pkg/-/cool-pkg-2.0.0.tgz')).status).toBe(403);
+      expect((await raw(cooled.localUrl, 'GET', '/cool-pkg/2.0.0')).status).toBe(403);
+      // Its tarball asked for: stored; then held in memory and answered by the fast path.
+      expect((await raw(cooled.localUrl, 'GET', '/cool-pkg/-/cool-pkg-1.0.0.tgz')).status).toBe(200);
+      await eventually(() => mirroredDoc(registry, 'cool-pkg'), (d) => d.status === 200, 15_000);
+      for (let i = 0; i < 3; i++) {
+        for (const accept of ['application/json', 'application/vnd.npm.install-v1+json']) {
+          expect(await seen('/cool-pkg', accept)).toEqual(only);
+          for (const method of ['GET', 'HEAD']) {
+            expect(shown(await raw(cooled.localUrl, method, '/cool-pkg', { accept }))).toEqual(shown(await raw(cooled.localUrl, method, '/cool-pkg?via=express', { accept })));
+          }
+        }
+      }
+      expect((await raw(cooled.localUrl, 'GET', '/cool-pkg/-/cool-pkg-2.0.0.tgz')).status).toBe(403);
+      // The gateways without a cooldown serve both.
+      expect(Object.keys(JSON.parse((await raw(registry.localUrl, 'GET', '/cool-pkg')).body).versions).sort()).toEqual(['1.0.0', '2.0.0']);
+    } finally {
+      await cooled.close();
     }
   });
 
