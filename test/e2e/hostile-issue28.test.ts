@@ -366,7 +366,7 @@ describe('the supply-chain policy and the fast path', () => {
     try {
       for (const url of [registry.localUrl, second.localUrl]) {
         for (const method of ['GET', 'HEAD']) {
-          for (const headers of [{}, { 'if-none-match': etag }, { accept: 'application/vnd.npm.install-v1+json' }]) {
+          for (const headers of [{}, { 'if-none-match': etag }, { accept: 'application/vnd.npm.install-v1+json' }] as Record<string, string>[]) {
             const fast = shown(await raw(url, method, '/blk', headers));
             expect([url, method, headers, fast.status]).toEqual([url, method, headers, 503]);
             expect(fast).toEqual(shown(await raw(url, method, '/blk?via=express', headers)));
@@ -386,7 +386,7 @@ describe('the supply-chain policy and the fast path', () => {
 describe('the pull-through hold', () => {
   it('a name of a private scope (REPLICATION_PRIVATE_SCOPES) is never pulled through, for anyone, on either gateway', async () => {
     for (const url of [registry.localUrl, second.localUrl]) {
-      for (const headers of [{}, { authorization: 'Bearer ' + alice }, { authorization: 'Bearer ' + admin }]) {
+      for (const headers of [{}, { authorization: 'Bearer ' + alice }, { authorization: 'Bearer ' + admin }] as Record<string, string>[]) {
         for (const path of ['/@corp/leak', '/@corp%2fleak', '/%40corp%2Fleak', '/@corp/leak/-/leak-1.0.0.tgz', '/@corp/leak/1.0.0']) {
           const answer = await raw(url, 'GET', path, headers);
           expect([url, path, answer.status]).toEqual([url, path, 404]);
