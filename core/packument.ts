@@ -128,7 +128,10 @@ export function fullPackument(doc: PackageDoc, baseUrl: string): Record<string, 
   }
   const latest = doc.versions[doc['dist-tags'].latest];
   const readme = typeof doc.readme === 'string' ? doc.readme : latest && typeof latest.readme === 'string' ? latest.readme : undefined;
-  return { ...rest, ...(readme !== undefined ? { readme } : {}), maintainers: servedPeople(doc.maintainers), versions };
+  // `_id` and `_rev` first, where a read from CouchDB has them: the bytes of one revision are the same
+  // whether made from the document a gateway wrote or from the one it read (one ETag, one body).
+  const { _id, _rev, ...body } = rest;
+  return { _id, _rev, ...body, ...(readme !== undefined ? { readme } : {}), maintainers: servedPeople(doc.maintainers), versions };
 }
 
 /**

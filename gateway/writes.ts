@@ -7,7 +7,7 @@ import { isMirrored, mirroredReason } from '../core/provenance';
 import { PackageDoc } from '../core/types';
 import { CachedPackument } from './cache';
 import { asHttpError, forbidden } from './errors';
-import { changedHere, Context, fromCouch, isConflict, readPackage } from './context';
+import { changedHere, Context, fromCouch, getPackageDoc, isConflict, readPackage } from './context';
 import { couchFailure } from '../couchdb/client';
 import { createHash } from 'crypto';
 import { nextRelease, policyActive, Withheld, withheldTarball, withheldVersions, withoutWithheld } from '../core/policy';
@@ -142,12 +142,27 @@ export function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
  * Work done at write time: the packument just written is put in the cache as served bytes, and the
  * tarballs that came with it onto the disk cache, so that the first reads after a publish are hits.
  */
-export function warm(ctx: Context, doc: PackageDoc): void {
+export function warm(ctx: Context, doc: PackageDoc, generations = { cache: ctx.cache.generation(doc.name), tarballs: ctx.tarballs.generation(doc.name) }): void {
   if (isTombstone(doc) || isForeign(doc)) return;
-  ctx.cache.set(doc.name, ctx.cache.generation(doc.name), servedBytes(ctx, doc));
+  ctx.cache.set(doc.name, generations.cache, servedBytes(ctx, doc));
   for (const [file, attachment] of Object.entries(doc._attachments || {})) {
     if (typeof attachment.data !== 'string' || !file.endsWith('.tgz')) continue; // provenance bundles are not tarballs
     const data = Buffer.from(attachment.data, 'base64');
-    void ctx.tarballs.put(doc.name, file, ctx.tarballs.generation(doc.name), data, md5Etag(data));
+    void ctx.tarballs.put(doc.name, file, generations.tarballs, data, md5Etag(data));
   }
+}
+
+/**
+ * `warm` for a document replication wrote to the mirror database, unless a package of that name is
+ * published here: that one is what clients are served (a publish meanwhile changes the generations,
+ * and the caches keep nothing of this one).
+ */
+export function warmMirrored(ctx: Context, doc: PackageDoc): void {
+  const generations = { cache: ctx.cache.generation(doc.name), tarballs: ctx.tarballs.generation(doc.name) };
+  void getPackageDoc(ctx.registry, doc.name).then(
+    (local) => {
+      if (!local) warm(ctx, doc, generations);
+    },
+    () => undefined,
+  );
 }

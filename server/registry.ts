@@ -12,7 +12,7 @@ import { PackageDoc } from '../core/types';
 import { EmbeddedCouch, startEmbeddedCouch } from '../couchdb/embedded';
 import { createHandler } from '../gateway/app';
 import { changedElsewhere, changedHere, Context } from '../gateway/context';
-import { warm, withheldOf } from '../gateway/writes';
+import { warmMirrored, withheldOf } from '../gateway/writes';
 import { withoutWithheld } from '../core/policy';
 import { startReplication } from '../replication/start';
 import { Config } from '../config';
@@ -261,7 +261,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         written: (name, rev, doc, tarballOnly) => {
           changedHere(context, name, rev, tarballOnly);
           if (doc) {
-            warm(context, doc);
+            warmMirrored(context, doc);
             context.search?.wrote('mirrored', doc);
           }
         },

@@ -16,7 +16,7 @@ import { requireUser, requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
 import { packageMfaOf, stagingRequiredMessage } from './package-access';
 import { CachedPackument, packumentShape } from '../cache';
-import { Context, readPackage } from '../context';
+import { Context, getPackageDoc, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
 import { checkProvenanceBundle } from '../provenance';
 import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
@@ -227,8 +227,8 @@ export function packageRoutes(ctx: Context): Router {
     const packument = ctx.cache.get(name);
     // Just pulled through (being stored, or the cached packument is of the document this gateway
     // stored) and without this tarball yet: straight to the upstream, without asking CouchDB for what
-    // it does not have.
-    const pulled = from || !mirror ? null : mirror.inFlight(name) || (packument?.mirrored ? mirror.recentDoc(name, packument.rev) : null);
+    // it does not have. Never when a package of that name is published here: it is served instead.
+    const pulled = from || !mirror ? null : await pulledNotShadowed(mirror, name, packument);
     if (pulled && !(pulled._attachments && pulled._attachments[file]) && versionOfTarball(pulled, file) !== undefined) return fromUpstream(pulled);
     // A package known to be mirrored (its packument is cached) is looked for in the mirror database first.
     if (!from && packument?.mirrored) from = { db: ctx.config.mirrorDb, pulled: false };
@@ -288,6 +288,17 @@ export function packageRoutes(ctx: Context): Router {
         upstream.destroy();
       }
     });
+  }
+
+  /**
+   * The document pull-through has just brought for `name` (being stored, or the one this gateway
+   * stored if the cached packument is of it), unless a package of that name is published here.
+   */
+  async function pulledNotShadowed(mirror: Mirror, name: string, packument: CachedPackument | undefined): Promise<PackageDoc | null> {
+    if (packument && !packument.mirrored) return null;
+    const inFlight = mirror.inFlight(name);
+    if (packument) return inFlight || mirror.recentDoc(name, packument.rev);
+    return inFlight && !(await getPackageDoc(ctx.registry, name)) ? inFlight : null;
   }
 
   /** The held-back or blocked version whose tarball `file` is, or undefined (always, without a policy). */
