@@ -98,6 +98,9 @@ export function docPath(db: string, id?: string, attachment?: string): string {
   return '/' + encodeURIComponent(db) + (id === undefined ? '' : '/' + encodeURIComponent(id)) + (attachment === undefined ? '' : '/' + encodeURIComponent(attachment));
 }
 
+/** Whether `name` is a dot segment, which URLs resolve away (`.` and `..`, also escaped as `%2E`): no request can name such a document or attachment. */
+const unaddressable = (name: string): boolean => name === '.' || name === '..';
+
 /** The path of document `id`: `_design/x` and `_local/x` keep their slash, as CouchDB names them; any other id is escaped whole. */
 function documentPath(db: string, id: string): string {
   const special = /^(_design|_local)\/([^/]+)$/.exec(id);
@@ -165,6 +168,8 @@ export class Database<T extends object> {
 
   /** The document `id`, or null when there is none (or a deleted one). */
   get(id: string, params?: { attachments?: boolean; revs?: boolean; conflicts?: boolean; r?: number }): Promise<Stored<T> | null> {
+    // No URL names these ids (`/db/.`, even `/db/%2E`, is the database itself): no document has them.
+    if (unaddressable(id)) return Promise.resolve(null);
     // A plain read of the embedded server runs in this process, where it can.
     const local = params || !this.couch.local ? undefined : this.couch.local.document(this.name, id);
     if (local) return this.couch.timed('get', () => local.then((doc) => doc as Stored<T> | null, () => this.get(id, {})));
@@ -500,6 +505,7 @@ export class Couch {
    * server (answering 304 to a matching `If-None-Match`, as it does over HTTP), else streamed from CouchDB.
    */
   async attachment(db: string, id: string, file: string, headers: Record<string, string> = {}): Promise<AttachmentAnswer> {
+    if (unaddressable(id) || unaddressable(file)) return answerInMemory(404, { 'content-type': 'application/json' }, Buffer.from('{"error":"not_found","reason":"missing"}\n'));
     const local = this.local?.attachment(db, id, file);
     const found = local ? await this.timed('attachment-get', () => local).catch(() => undefined) : undefined;
     if (found === undefined) return this.streamGet(docPath(db, id, file), headers) as Promise<AttachmentAnswer>;

@@ -236,6 +236,20 @@ describe('the packument fast path and the access rules', () => {
   });
 });
 
+describe('dot segments as package names', () => {
+  // URLs resolve `.` and `..` away (`%2E` too): a read of such a "document" asked a real CouchDB for
+  // the database itself, and the registry answered 500.
+  it('a package named "." or ".." (packument, version, tarball; escaped or not) is a 404 with a JSON error, on the embedded server and on a real CouchDB', async () => {
+    for (const path of ['/.', '/..', '/%2e', '/%2E%2E', '/./latest', '/./-/x-1.0.0.tgz', '/ok/-/.', '/ok/-/..']) {
+      for (const method of ['GET', 'HEAD']) {
+        const answer = await raw(registry.localUrl, method, path);
+        expect([method, path, answer.status]).toEqual([method, path, 404]);
+        if (method === 'GET') expect([path, typeof JSON.parse(answer.body).error]).toEqual([path, 'string']);
+      }
+    }
+  });
+});
+
 describe('the fast path answers as Express does', () => {
   it('the same status, headers and bytes for every Accept, method and If-None-Match, for a public package held in memory; Cache-Control public for it, private for a private one', async () => {
     for (let i = 0; i < 2; i++) await raw(registry.localUrl, 'GET', '/fastpub');
