@@ -298,7 +298,7 @@ describe('cooldown of new upstream versions', () => {
     }
     expect((await fetch(cooled.url + '/ahead-cooled-parent')).status).toBe(200);
     const mirrored = (name: string) => couchGet(cooled, '/' + cooled.registryDb + '-mirror/' + name);
-    const child = await eventually(async () => ((await mirrored('ahead-cooled-child')).status === 200 ? (await mirrored('ahead-cooled-child')).body : null), 10_000, 'the child stored');
+    const child = await eventually(async () => ((await mirrored('ahead-cooled-child')).status === 200 ? (await mirrored('ahead-cooled-child')).body : null), 20_000, 'the child stored');
     // 1.1.0 is the upstream's latest and in the range, but held back: npm gets 1.0.0.
     expect(Object.keys(child._attachments || {})).toEqual(['ahead-cooled-child-1.0.0.tgz']);
     // Only the held-back 2.0.0 of the parent depends on it.

@@ -186,7 +186,7 @@ describe('mirror mode: packages pulled through are stored once pull-through is q
 });
 
 describe('mirror mode: what pull-through does ahead of the client and while it reads', () => {
-  const storedSoon = (name: string) => eventually(async () => ((await mirroredDoc(mirroring, name)).status === 200 ? (await mirroredDoc(mirroring, name)).body : null), 10_000, name + ' stored');
+  const storedSoon = (name: string) => eventually(async () => ((await mirroredDoc(mirroring, name)).status === 200 ? (await mirroredDoc(mirroring, name)).body : null), 20_000, name + ' stored');
 
   it('a package read again and again while it waits is not stored until the reads stop; then once, with the tarball asked for after them', async () => {
     await publishWith(upstreamPublisher, { name: 'read-while-waiting', version: '1.0.0' });
