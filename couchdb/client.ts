@@ -118,6 +118,9 @@ export interface LocalReads {
   attachment(db: string, id: string, file: string): Promise<{ data: Buffer; etag: string; contentType: string } | null> | undefined;
 }
 
+/** CouchDB's answer for an attachment (or document) that is not there, made in this process. */
+const missingAttachment = (): AttachmentAnswer => answerInMemory(404, { 'content-type': 'application/json' }, Buffer.from('{"error":"not_found","reason":"missing"}\n'));
+
 /** An attachment's answer as it streams: CouchDB's over HTTP, or one read in this process. */
 export type AttachmentAnswer = Readable & { statusCode?: number; headers: http.IncomingHttpHeaders; complete: boolean };
 
@@ -505,11 +508,11 @@ export class Couch {
    * server (answering 304 to a matching `If-None-Match`, as it does over HTTP), else streamed from CouchDB.
    */
   async attachment(db: string, id: string, file: string, headers: Record<string, string> = {}): Promise<AttachmentAnswer> {
-    if (unaddressable(id) || unaddressable(file)) return answerInMemory(404, { 'content-type': 'application/json' }, Buffer.from('{"error":"not_found","reason":"missing"}\n'));
+    if (unaddressable(id) || unaddressable(file)) return missingAttachment();
     const local = this.local?.attachment(db, id, file);
     const found = local ? await this.timed('attachment-get', () => local).catch(() => undefined) : undefined;
     if (found === undefined) return this.streamGet(docPath(db, id, file), headers) as Promise<AttachmentAnswer>;
-    if (found === null) return answerInMemory(404, { 'content-type': 'application/json' }, Buffer.from('{"error":"not_found","reason":"missing"}\n'));
+    if (found === null) return missingAttachment();
     if (headers['if-none-match'] === found.etag) return answerInMemory(304, { etag: found.etag });
     return answerInMemory(200, { etag: found.etag, 'content-type': found.contentType, 'content-length': String(found.data.length) }, found.data);
   }

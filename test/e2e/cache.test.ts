@@ -11,6 +11,7 @@ import { PackageDoc } from '../../core/types';
 import { RunningRegistry } from '../../server/registry';
 import { sha1, sha512 } from '../helpers/npm';
 import { anotherGateway, basicAuthOf, couchGet, databasesOf, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { settled } from '../helpers/wait';
 
 let registry: TestRegistry;
 let second: RunningRegistry;
@@ -25,14 +26,6 @@ function publishBody(name: string, version: string, description?: string) {
   };
 }
 
-async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms = 5000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (ok(value) || Date.now() > deadline) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const versionsAt = async (url: string, name: string) => Object.keys(((await (await fetch(url + '/' + name)).json()) as any).versions || {});
 
@@ -52,7 +45,7 @@ it('a publish through this gateway is visible at once, and through another gatew
   expect(await versionsAt(second.localUrl, 'cached')).toEqual(['1.0.0']);
   expect((await registry.request('PUT', '/cached', { token, body: publishBody('cached', '1.1.0') })).status).toBe(201);
   expect(await versionsAt(registry.localUrl, 'cached')).toEqual(['1.0.0', '1.1.0']);
-  expect(await eventually(() => versionsAt(second.localUrl, 'cached'), (v) => v.length === 2)).toEqual(['1.0.0', '1.1.0']);
+  expect(await settled(() => versionsAt(second.localUrl, 'cached'), (v) => v.length === 2, 5000)).toEqual(['1.0.0', '1.1.0']);
 });
 
 it('a packument held in memory is answered before Express exactly as Express answers it: the same bytes and headers, full and abbreviated, 200, HEAD and 304', async () => {
@@ -88,7 +81,7 @@ it('a name asked for before it existed is found once published, on this gateway 
   }
   expect((await registry.request('PUT', '/later', { token, body: publishBody('later', '1.0.0') })).status).toBe(201);
   expect((await fetch(registry.localUrl + '/later')).status).toBe(200);
-  expect(await eventually(async () => (await fetch(second.localUrl + '/later')).status, (s) => s === 200)).toBe(200);
+  expect(await settled(async () => (await fetch(second.localUrl + '/later')).status, (s) => s === 200, 5000)).toBe(200);
 });
 
 it('search finds what another gateway published and what an admin changed in CouchDB, and forgets what was unpublished', async () => {
@@ -98,7 +91,7 @@ it('search finds what another gateway published and what an admin changed in Cou
   expect((await registry.request('PUT', '/findable-widget', { token, body })).status).toBe(201);
   // The gateway that wrote it finds it at once; the other when its feed brings it.
   expect(await names(registry.localUrl, 'widget')).toEqual(['findable-widget']);
-  expect(await eventually(() => names(second.localUrl, 'widget'), (n) => n.length === 1)).toEqual(['findable-widget']);
+  expect(await settled(() => names(second.localUrl, 'widget'), (n) => n.length === 1, 5000)).toEqual(['findable-widget']);
   const doc = (await couchGet(registry, '/' + registry.registryDb + '/findable-widget')).body;
   const edited = await fetch(new URL('/' + registry.registryDb + '/findable-widget', new URL(registry.adminCouchUrl).origin), {
     method: 'PUT', headers: { 'content-type': 'application/json', authorization: basicAuthOf(registry.adminCouchUrl) },
@@ -106,14 +99,14 @@ it('search finds what another gateway published and what an admin changed in Cou
   });
   expect(edited.status).toBe(201);
   for (const url of [registry.localUrl, second.localUrl]) {
-    expect(await eventually(() => names(url, 'gadget'), (n) => n.length === 1)).toEqual(['findable-widget']);
+    expect(await settled(() => names(url, 'gadget'), (n) => n.length === 1, 5000)).toEqual(['findable-widget']);
     expect(await names(url, 'widget')).toEqual(['findable-widget']);
     expect(await names(url, 'find')).toContain('findable-widget');
   }
   const current = (await couchGet(registry, '/' + registry.registryDb + '/findable-widget')).body;
   expect((await registry.request('DELETE', '/findable-widget/-rev/' + current._rev, { token })).status).toBe(200);
   expect(await names(registry.localUrl, 'gadget')).toEqual([]);
-  expect(await eventually(() => names(second.localUrl, 'gadget'), (n) => n.length === 0)).toEqual([]);
+  expect(await settled(() => names(second.localUrl, 'gadget'), (n) => n.length === 0, 5000)).toEqual([]);
 });
 
 it('a gateway starts its search index from the snapshot it saved when it stopped, then catches up with what changed meanwhile', async () => {
@@ -123,7 +116,7 @@ it('a gateway starts its search index from the snapshot it saved when it stopped
   const capture = () => pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line).msg) });
   expect((await registry.request('PUT', '/snap-one', { token, body: publishBody('snap-one', '1.0.0', 'snapshotted thing') })).status).toBe(201);
   let third = await anotherGateway(registry, 'third', {}, capture());
-  expect(await eventually(() => names(third.localUrl, 'snapshotted'), (n) => n.length === 1)).toEqual(['snap-one']);
+  expect(await settled(() => names(third.localUrl, 'snapshotted'), (n) => n.length === 1, 5000)).toEqual(['snap-one']);
   expect(logged).not.toContain('search index read from its snapshot; following the changes since');
   await third.close();
   const folder = join(registry.dataDir, 'third', 'cache');
@@ -187,7 +180,7 @@ it('a change made straight in CouchDB (as an admin in Fauxton) reaches the cache
     body: JSON.stringify({ ...doc, description: 'edited in Fauxton' }),
   });
   expect(response.status).toBe(201);
-  const seen = await eventually(async () => ((await (await fetch(registry.localUrl + '/cached')).json()) as any).description, (d) => d === 'edited in Fauxton');
+  const seen = await settled(async () => ((await (await fetch(registry.localUrl + '/cached')).json()) as any).description, (d) => d === 'edited in Fauxton', 5000);
   expect(seen).toBe('edited in Fauxton');
 });
 
@@ -202,7 +195,7 @@ it('an unpublished tarball is not served from the disk cache, on any gateway', a
   const removed = await registry.request('PUT', '/cached/-rev/' + doc._rev, { token, body: { ...doc, versions, 'dist-tags': { latest: '1.0.0' } } });
   expect(removed.status).toBe(200);
   expect((await fetch(registry.localUrl + path)).status).toBe(404);
-  expect(await eventually(async () => (await fetch(second.localUrl + path)).status, (s) => s === 404)).toBe(404);
+  expect(await settled(async () => (await fetch(second.localUrl + path)).status, (s) => s === 404, 5000)).toBe(404);
 });
 
 it('tarballs read from CouchDB are kept: a small one in memory without a file, a large one as a file', async () => {
@@ -222,7 +215,7 @@ it('tarballs read from CouchDB are kept: a small one in memory without a file, a
     const admin = { authorization: basicAuthOf(registry.adminCouchUrl) };
     // Its caches are on once it follows the databases' changes.
     const health = async () => ((await (await fetch(third.localUrl + '/-/health', { headers: admin })).json()) as any).checks?.caches?.ok;
-    expect(await eventually(health, (ok) => ok === true)).toBe(true);
+    expect(await settled(health, (ok) => ok === true, 5000)).toBe(true);
     // Tarballs and downloads under way (`.part`); the search index keeps its snapshot there too.
     const cacheDir = join(registry.dataDir, 'third', 'cache');
     const files = () => readdirSync(cacheDir, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile() && /\.(tgz|part)$/.test(entry.name)).map((entry) => entry.name);
@@ -236,7 +229,7 @@ it('tarballs read from CouchDB are kept: a small one in memory without a file, a
     const [misses, hits] = [await metric(third, 'miss'), await metric(third, 'hit')];
     await readAll();
     // The large one is listed once its file is written.
-    expect(await eventually(async () => files(), (names) => names.includes('kept-2.0.0.tgz'))).toEqual(['kept-2.0.0.tgz']);
+    expect(await settled(async () => files(), (names) => names.includes('kept-2.0.0.tgz'), 5000)).toEqual(['kept-2.0.0.tgz']);
     await readAll();
     await readAll();
     // Each read CouchDB once; the two reads after were the cache's.

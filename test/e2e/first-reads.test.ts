@@ -10,6 +10,7 @@ import { RunningRegistry } from '../../server/registry';
 import { FeedStandIn, startFeedStandIn } from '../helpers/feed-standin';
 import { publishBody } from '../helpers/principals';
 import { anotherGateway, basicAuthOf, couchGet, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { settled } from '../helpers/wait';
 
 let upstream: FeedStandIn;
 let registry: TestRegistry;
@@ -18,14 +19,6 @@ let second: RunningRegistry;
 let alice: string;
 let bob: string;
 
-async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (ok(value) || Date.now() > deadline) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const statusOf = async (url: string, path: string, token?: string) => (await fetch(url + path, { headers: token ? { authorization: 'Bearer ' + token } : {} })).status;
 const asked = (name: string) => upstream.packumentRequests.get(name) || upstream.packumentRequests.get('/' + name) || 0;
@@ -72,7 +65,7 @@ describe('a read in process answers as the read over HTTP', () => {
     expect(changed.status).toBe(201);
     const rev = ((await changed.json()) as { rev: string }).rev;
     for (const url of [registry.localUrl, second.localUrl]) {
-      expect(await eventually(async () => String((await fetch(url + '/plain')).headers.get('etag')), (etag) => etag.includes(rev))).toContain(rev);
+      expect(await settled(async () => String((await fetch(url + '/plain')).headers.get('etag')), (etag) => etag.includes(rev), 10_000)).toContain(rev);
     }
     for (const accept of ['application/json', 'application/vnd.npm.install-v1+json']) {
       const [here, there] = await Promise.all([registry.localUrl, second.localUrl].map((url) => fetch(url + '/plain', { headers: { accept } })));
@@ -142,13 +135,13 @@ describe('names neither here nor upstream', () => {
     for (const url of [registry.localUrl, second.localUrl]) for (let i = 0; i < 2; i++) expect(await statusOf(url, '/ghost-two')).toBe(404);
     expect((await registry.request('PUT', '/ghost-two', { token: bob, body: publishBody('ghost-two', '1.0.0') })).status).toBe(201);
     expect(await statusOf(registry.localUrl, '/ghost-two')).toBe(200);
-    expect(await eventually(() => statusOf(second.localUrl, '/ghost-two'), (s) => s === 200)).toBe(200);
+    expect(await settled(() => statusOf(second.localUrl, '/ghost-two'), (s) => s === 200, 10_000)).toBe(200);
     // And the other way round: published through the gateway on HTTP.
     for (const url of [registry.localUrl, second.localUrl]) expect(await statusOf(url, '/ghost-three')).toBe(404);
     const published = await fetch(second.localUrl + '/ghost-three', { method: 'PUT', headers: { authorization: 'Bearer ' + bob, 'content-type': 'application/json' }, body: JSON.stringify(publishBody('ghost-three', '1.0.0')) });
     expect(published.status).toBe(201);
     expect(await statusOf(second.localUrl, '/ghost-three')).toBe(200);
-    expect(await eventually(() => statusOf(registry.localUrl, '/ghost-three'), (s) => s === 200)).toBe(200);
+    expect(await settled(() => statusOf(registry.localUrl, '/ghost-three'), (s) => s === 200, 10_000)).toBe(200);
   });
 
   it('are served by every gateway as soon as another gateway mirrored the package, published upstream meanwhile', async () => {
@@ -161,7 +154,7 @@ describe('names neither here nor upstream', () => {
     const third = await anotherGateway(registry, 'third', { UPSTREAM_REGISTRY: upstream.url });
     try {
       expect(await statusOf(third.localUrl, '/ghost-four')).toBe(200);
-      for (const url of [registry.localUrl, second.localUrl]) expect(await eventually(() => statusOf(url, '/ghost-four'), (s) => s === 200)).toBe(200);
+      for (const url of [registry.localUrl, second.localUrl]) expect(await settled(() => statusOf(url, '/ghost-four'), (s) => s === 200, 10_000)).toBe(200);
       const served = (await (await fetch(registry.localUrl + '/ghost-four')).json()) as { versions: Record<string, unknown> };
       expect(Object.keys(served.versions)).toEqual(['1.0.0']);
     } finally {

@@ -10,8 +10,10 @@
 import { createHash } from 'crypto';
 import { request as httpRequest } from 'http';
 import { RunningRegistry } from '../../server/registry';
+import { sha512 } from '../helpers/npm';
 import { publishBody } from '../helpers/principals';
 import { anotherGateway, basicAuthOf, couchGet, mirroredDoc, setSupplyChainPolicy, startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { settled } from '../helpers/wait';
 
 let upstream: TestRegistry;
 let registry: TestRegistry;
@@ -52,16 +54,7 @@ const shown = (answer: Raw) => {
   return { status: answer.status, headers, body: answer.body };
 };
 
-const sha512 = (data: Buffer) => 'sha512-' + createHash('sha512').update(data).digest('base64');
 
-async function eventually<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await read();
-    if (ok(value) || Date.now() > deadline) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -306,9 +299,9 @@ describe('the supply-chain policy and the fast path', () => {
 
   it('a version blocked after its package was held in memory is gone from the fast path\'s answer as soon as from Express\'s, on both gateways', async () => {
     expect((await raw(registry.localUrl, 'GET', '/blk')).status).toBe(200);
-    await eventually(() => mirroredDoc(registry, 'blk'), (d) => d.status === 200, 15_000);
+    await settled(() => mirroredDoc(registry, 'blk'), (d) => d.status === 200, 15_000, 100);
     for (const url of [registry.localUrl, second.localUrl]) {
-      expect(await eventually(() => versionsOf(url), (v) => v.length === 2)).toEqual(['1.0.0', '1.1.0']);
+      expect(await settled(() => versionsOf(url), (v) => v.length === 2, 10_000, 100)).toEqual(['1.0.0', '1.1.0']);
       for (let i = 0; i < 2; i++) await raw(url, 'GET', '/blk');
     }
     const etag = String((await raw(registry.localUrl, 'GET', '/blk')).headers.etag);
@@ -349,7 +342,7 @@ describe('the supply-chain policy and the fast path', () => {
       expect((await raw(cooled.localUrl, 'GET', '/cool-pkg/2.0.0')).status).toBe(403);
       // Its tarball asked for: stored; then held in memory and answered by the fast path.
       expect((await raw(cooled.localUrl, 'GET', '/cool-pkg/-/cool-pkg-1.0.0.tgz')).status).toBe(200);
-      await eventually(() => mirroredDoc(registry, 'cool-pkg'), (d) => d.status === 200, 15_000);
+      await settled(() => mirroredDoc(registry, 'cool-pkg'), (d) => d.status === 200, 15_000, 100);
       for (let i = 0; i < 3; i++) {
         for (const accept of ['application/json', 'application/vnd.npm.install-v1+json']) {
           expect(await seen('/cool-pkg', accept)).toEqual(only);
@@ -427,7 +420,7 @@ describe('the pull-through hold', () => {
     }
     // Its tarball asked for by alice: stored, and still refused to anonymous readers.
     expect((await raw(registry.localUrl, 'GET', '/@held/thing/-/thing-1.0.0.tgz', { authorization: 'Bearer ' + alice })).status).toBe(200);
-    expect((await eventually(() => mirroredDoc(registry, '@held/thing'), (d) => d.status === 200, 15_000)).status).toBe(200);
+    expect((await settled(() => mirroredDoc(registry, '@held/thing'), (d) => d.status === 200, 15_000, 100)).status).toBe(200);
     for (const url of [registry.localUrl, second.localUrl]) {
       for (let i = 0; i < 2; i++) expect((await raw(url, 'GET', '/@held/thing')).status).toBe(401);
       expect((await raw(url, 'GET', '/@held/thing/-/thing-1.0.0.tgz')).status).toBe(401);
@@ -449,17 +442,17 @@ describe('the pull-through hold', () => {
     });
     expect(put.status).toBe(201);
     for (const url of [second.localUrl, registry.localUrl]) {
-      const integrity = await eventually(async () => {
+      const integrity = await settled(async () => {
         const answer = await raw(url, 'GET', '/shadowed');
         return answer.status === 200 ? JSON.parse(answer.body).versions['1.0.0'].dist.integrity : '';
-      }, (i) => i === sha512(ours), 3000);
+      }, (i) => i === sha512(ours), 3000, 100);
       expect([url, integrity]).toEqual([url, sha512(ours)]);
       // The tarball is ours too: the one the packument's integrity names.
       const tarball = await fetch(url + '/shadowed/-/shadowed-1.0.0.tgz');
       expect([url, tarball.status, sha512(Buffer.from(await tarball.arrayBuffer()))]).toEqual([url, 200, sha512(ours)]);
     }
     // Once the upstream's copy is stored, ours is still what both gateways serve, from memory too.
-    await eventually(() => mirroredDoc(registry, 'shadowed'), (d) => d.status === 200, 15_000);
+    await settled(() => mirroredDoc(registry, 'shadowed'), (d) => d.status === 200, 15_000, 100);
     for (const url of [second.localUrl, registry.localUrl]) {
       for (let i = 0; i < 2; i++) {
         const packument = await raw(url, 'GET', '/shadowed');
@@ -489,7 +482,7 @@ describe('the pull-through hold', () => {
     // One tarball through each gateway.
     expect((await raw(registry.localUrl, 'GET', '/twice/-/twice-1.0.0.tgz')).status).toBe(200);
     expect((await raw(second.localUrl, 'GET', '/twice/-/twice-1.0.0.tgz')).status).toBe(200);
-    const stored = await eventually(() => couchGet(registry, '/' + registry.registryDb + '-mirror/twice?conflicts=true'), (d) => d.status === 200 && !!d.body._attachments, 15_000);
+    const stored = await settled(() => couchGet(registry, '/' + registry.registryDb + '-mirror/twice?conflicts=true'), (d) => d.status === 200 && !!d.body._attachments, 15_000, 100);
     expect(stored.status).toBe(200);
     await sleep(4000); // the other gateway's copy is written too
     const after = await couchGet(registry, '/' + registry.registryDb + '-mirror/twice?conflicts=true');
@@ -608,7 +601,7 @@ describe('the pull-through hold under an anonymous flood', () => {
       // The oldest were stored first.
       expect(stored).toContain('flood-0');
       // Nothing was lost: once quiet, every one is stored.
-      expect((await eventually(storedNames, (s) => s.length === names.length, 20_000)).sort()).toEqual([...names].sort());
+      expect((await settled(storedNames, (s) => s.length === names.length, 20_000, 100)).sort()).toEqual([...names].sort());
     } finally {
       await flooded.stop();
       await new Promise((resolve) => server.close(resolve));

@@ -17,3 +17,16 @@ export async function eventually<T>(read: () => Promise<T | null>, ms = 20_000, 
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * Calls `read` until `ok` takes its value, every `pollMs`; at the deadline, the last value read, for
+ * the caller's `expect` to show what it was.
+ */
+export async function settled<T>(read: () => Promise<T>, ok: (value: T) => boolean, ms: number, pollMs = 50): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (ok(value) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
