@@ -9,7 +9,8 @@
  * `events` (default: all) and `packages` (a pattern of the access rules, default all) choose what is
  * sent. Each event becomes a delivery document in the same database before it is sent, so a restart
  * loses nothing: a worker in every gateway sends what is due, one gateway at a time per delivery (a
- * lease taken with the document's revision), as JSON signed with HMAC-SHA256 of the hook's secret
+ * lease taken with the document's revision, held only while it is the winning revision without a
+ * conflict: see `lease`), as JSON signed with HMAC-SHA256 of the hook's secret
  * (`x-npm-signature: sha256=<hex>`, as npm's hooks sign), and tries again with growing waits. Every
  * delivery passes the outbound request policy: a receiver on a loopback or private address is
  * refused (and the refusal recorded as the delivery's error) unless OUTBOUND_ALLOW_PRIVATE allows it;
@@ -192,24 +193,68 @@ export class Webhooks {
       return 0;
     }
     let tried = 0;
-    for (const delivery of due) {
+    for (const found of due) {
       if (this.loop.stopped) break;
-      // The query matched the index, which may be older than the document it returns (another gateway
-      // recorded the outcome meanwhile, and took its lease off): what the document says now decides.
-      if (delivery.state !== 'pending' || delivery.next > now) continue;
-      if (delivery.leaseUntil && delivery.leaseUntil > now) continue;
-      // The lease: whoever writes it first (by revision) sends this delivery.
-      let leased: Delivery;
-      try {
-        const lease = { ...delivery, leaseUntil: now + LEASE_MS };
-        leased = { ...lease, _rev: (await this.db.put(lease)).rev };
-      } catch {
-        continue; // another gateway took it
-      }
+      if (found.leaseUntil && found.leaseUntil > now) continue;
+      const leased = await this.lease(found._id, now);
+      if (!leased) continue;
       tried++;
       await this.send(leased);
     }
     return tried;
+  }
+
+  /**
+   * Takes the lease of delivery `id` when it is due: whoever writes it first (by revision) sends it.
+   * The query that found it read one copy of its index (on a cluster, one copy of each shard), which
+   * may be older than the document: what the document says now, read with `r` = the write quorum,
+   * decides. On a cluster, a lease written on a revision that was already replaced is taken on that
+   * copy (`202`), read-repaired into a conflicting branch and confirmed: so the lease holds only when,
+   * read again after it, it is the winning revision with no conflict. Returns the leased delivery, or
+   * null when another gateway has it, it is not due, or it was done on another branch.
+   */
+  private async lease(id: string, now: number): Promise<Delivery | null> {
+    const current = (await this.db.winner(id)) as (Delivery & { _conflicts?: string[] }) | null;
+    if (!current || current.state !== 'pending' || current.next > now) return null;
+    if (current.leaseUntil && current.leaseUntil > now) return null;
+    const { _conflicts: conflicts, ...delivery } = current;
+    if (conflicts && conflicts.length) {
+      await this.settle(delivery, conflicts, now);
+      return null;
+    }
+    let rev: string;
+    try {
+      rev = (await this.db.put({ ...delivery, leaseUntil: now + LEASE_MS })).rev;
+    } catch {
+      return null; // another gateway took it
+    }
+    const after = await this.db.winner(id);
+    if (after && after._rev === rev && !(after._conflicts && after._conflicts.length)) return { ...delivery, leaseUntil: now + LEASE_MS, _rev: rev };
+    // Another gateway leased the same revision on another copy: the loser's branch goes, and the winner's
+    // lease runs out unsent (settled on a later look), so that neither sends it twice.
+    if (after && after._rev !== rev) await this.db.remove(id, rev).catch(() => undefined);
+    return null;
+  }
+
+  /**
+   * Settles a delivery stored with conflicting revisions (`winner` and the losing `conflicts`): an
+   * outcome recorded on any branch (delivered, or failed for good) is the delivery's outcome; a branch
+   * whose lease is still running is left to its gateway; the other losing branches are removed.
+   */
+  private async settle(winner: Delivery, conflicts: string[], now: number): Promise<void> {
+    const losers: Delivery[] = [];
+    for (const rev of conflicts) {
+      const loser = await this.db.request<Delivery>('GET', encodeURIComponent(winner._id) + '?rev=' + encodeURIComponent(rev)).catch(() => null);
+      if (loser) losers.push(loser);
+    }
+    if (losers.some((loser) => loser.leaseUntil && loser.leaseUntil > now)) return;
+    const done = losers.find((loser) => loser.state !== 'pending');
+    if (done) {
+      const { _rev: _doneRev, ...outcome } = done;
+      await this.db.put({ ...outcome, _rev: winner._rev, leaseUntil: undefined });
+    }
+    for (const loser of losers) await this.db.remove(winner._id, loser._rev as string);
+    this.log.info({ delivery: winner._id, branches: losers.length + 1 }, 'webhooks: a delivery stored on conflicting branches was settled');
   }
 
   private async send(delivery: Delivery): Promise<void> {

@@ -273,8 +273,13 @@ describe('cooldown of new upstream versions', () => {
     expect((await client.npm(['install'], dir)).code).toBe(0);
     expect(readFileSync(join(dir, 'node_modules/cool-down/index.js'), 'utf8')).toContain('cool-down@1.0.0');
     // The status says what is held back and until when; the package page shows it too.
-    const status = await cooled.request('GET', '/-/replication', { token: await cooled.signup('watcher') });
-    const held = status.body.supplyChain.heldBack.find((h: { name: string; version: string }) => h.name === 'cool-down' && h.version === '2.0.0');
+    // Read from a view: on a CouchDB cluster it answers from one copy of each shard, which may lag the
+    // write of what pull-through stored a moment ago.
+    const watcher = await cooled.signup('watcher');
+    const held = await eventually(async () => {
+      const status = await cooled.request('GET', '/-/replication', { token: watcher });
+      return status.body.supplyChain.heldBack.find((h: { name: string; version: string }) => h.name === 'cool-down' && h.version === '2.0.0') || null;
+    }, 5_000, 'the status to name the held-back version');
     expect(Date.parse(held.availableAt) - Date.parse(held.publishedAt)).toBe(3 * DAY);
     const page = await (await fetch(cooled.url + '/cool-down', { headers: { accept: 'text/html' } })).text();
     expect(page).toContain('Held back');

@@ -10,7 +10,7 @@ import { AddressInfo } from 'net';
 import { RunningRegistry } from '../../server/registry';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
 import { basicAuthOf, restartTestRegistry, startTestRegistry, TestRegistry } from '../helpers/registry';
-import { eventually } from '../helpers/wait';
+import { eventually, settled } from '../helpers/wait';
 
 interface Received {
   headers: IncomingMessage['headers'];
@@ -131,6 +131,42 @@ describe('webhooks', () => {
     const delivery = await eventually(async () => (await deliveries(registry.registryDb, registry.adminCouchUrl)).find((d) => d._id === got.body.delivery && d.state === 'delivered') || null);
     expect(delivery.attempts).toBe(3);
     expect(delivery.lastStatus).toBe(200);
+  });
+
+  it('a delivery stored on conflicting branches, as a cluster leaves a lease taken on a stale copy, is sent once and settled', async () => {
+    // What a three-node CouchDB leaves when a gateway's query read a copy that lagged: the delivery was
+    // made on one branch (2-000…) while a lease on its previous revision made another (2-fff…), which
+    // wins by its revision id and still reads "pending". And a delivery never made, on two pending branches.
+    const state = new URL('/' + registry.registryDb + '-state/', new URL(registry.adminCouchUrl).origin);
+    const headers = { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' };
+    const delivery = (id: string, name: string) => ({
+      _id: id, type: 'delivery', hook: 'webhook:ci', event: 'package:publish', name, state: 'pending', attempts: 0, next: 0, created: new Date().toISOString(),
+      body: JSON.stringify({ event: 'package:publish', type: 'package', name, change: { versions: ['1.0.0'] }, actor: 'alice', delivery: id, hook: 'ci' }),
+    });
+    const branch = (doc: object, rev: string, fields: object) => ({ ...doc, ...fields, _rev: '2-' + rev, _revisions: { start: 2, ids: [rev, 'a'.repeat(32)] } });
+    const made = delivery('delivery:2026-01-01T00:00:00.000Z:madeonebranch', 'made-on-a-branch');
+    const never = delivery('delivery:2026-01-01T00:00:00.000Z:nevermade', 'never-made');
+    const docs = [
+      branch(made, '0'.repeat(32), { state: 'delivered', attempts: 1, delivered: new Date().toISOString(), lastStatus: 200 }),
+      branch(made, 'f'.repeat(32), { leaseUntil: 1 }),
+      branch(never, '0'.repeat(32), { leaseUntil: 1 }),
+      branch(never, 'f'.repeat(32), { leaseUntil: 2 }),
+    ];
+    const written = await fetch(new URL('_bulk_docs', state), { method: 'POST', headers, body: JSON.stringify({ docs, new_edits: false }) });
+    expect(written.status).toBe(201);
+    const read = async (id: string) => (await fetch(new URL(encodeURIComponent(id) + '?conflicts=true', state), { headers })).json() as Promise<any>;
+    expect(await read(made._id)).toMatchObject({ _rev: '2-' + 'f'.repeat(32), state: 'pending', _conflicts: ['2-' + '0'.repeat(32)] });
+
+    await receiver.find('package:publish', 'never-made');
+    const settledMade = await settled(() => read(made._id), (doc) => doc.state === 'delivered' && !doc._conflicts, 15_000);
+    expect(settledMade).toMatchObject({ state: 'delivered', attempts: 1, lastStatus: 200 });
+    expect(settledMade._conflicts).toBeUndefined();
+    const settledNever = await settled(() => read(never._id), (doc) => doc.state === 'delivered' && !doc._conflicts, 15_000);
+    expect(settledNever).toMatchObject({ state: 'delivered', attempts: 1 });
+    expect(settledNever._conflicts).toBeUndefined();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(receiver.received.filter((r) => r.body.name === 'made-on-a-branch')).toEqual([]);
+    expect(receiver.received.filter((r) => r.body.name === 'never-made').length).toBe(1);
   });
 
   it('with every delivery made and nothing changing, no gateway queries CouchDB for due deliveries', async () => {
