@@ -859,8 +859,17 @@ async function attachmentsOf(db: Opened, id: string): Promise<Record<string, Att
     return known.attachments;
   }
   const { doc } = await new Promise<{ doc: StoredDoc }>((resolve, reject) => db.mine._get(id, {}, (err, result) => (result ? resolve(result) : reject(err || new Error('no document')))));
+  return rememberStubs(db, id, doc);
+}
+
+/**
+ * Remembers the attachments' stubs of `doc` (document `id` at its winning revision) for `attachmentsOf`,
+ * most recently used last, within `REMEMBERED_STUBS`; returns them.
+ */
+function rememberStubs(db: Opened, id: string, doc: StoredDoc): Record<string, AttachmentStub> {
   const attachments = doc._attachments || {};
   const count = Object.keys(attachments).length;
+  const known = db.stubs.get(id);
   if (known) {
     db.stubs.delete(id);
     db.stubCount -= known.count;
@@ -929,7 +938,14 @@ function inProcessReads(databases: LocalDatabases): LocalReads {
       const db = id.startsWith('_') ? null : databases.open(dbName);
       if (!db) return undefined;
       return db.mine.get(id).then(
-        (doc) => doc as Record<string, unknown>,
+        (doc) => {
+          // npm reads a package's tarballs after its packument: their first read then needs no read of
+          // the document again (a packument of a few MB parsed once more). A copy: the caller may change the document.
+          const stubs: Record<string, AttachmentStub> = {};
+          for (const [file, stub] of Object.entries(doc._attachments || {})) stubs[file] = { content_type: stub.content_type, digest: stub.digest };
+          rememberStubs(db, id, { _rev: doc._rev, _attachments: stubs });
+          return doc as Record<string, unknown>;
+        },
         (err) => {
           if (isNotFound(err)) return null;
           throw err;
