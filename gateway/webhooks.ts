@@ -25,6 +25,7 @@ import { PackageDoc } from '../core/types';
 import { Couch, Database } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
 import { OutboundPolicy } from '../config';
+import { seqNumber } from '../replication/feed/planner';
 import { outboundRequest } from '../replication/upstream';
 import { databasePosition } from './changes';
 
@@ -162,7 +163,10 @@ export class Webhooks {
           recorded++;
         }
       }
-      if (recorded) this.loop.wake();
+      if (recorded) {
+        this.quiet = undefined;
+        this.loop.wake();
+      }
     } catch (err) {
       this.log.error({ err: (err as Error).message, package: name }, 'webhooks: the deliveries of a change could not be recorded');
     }
@@ -179,7 +183,10 @@ export class Webhooks {
   /** Sends the deliveries that are due; returns how many it tried. */
   private async sendDue(): Promise<number> {
     const now = Date.now();
-    const position = String(await databasePosition(this.couch, this.db.name));
+    // Its leading number: on a CouchDB cluster the rest names the shard copies that answered, and
+    // changes from one read to the next with nothing written.
+    const raw = await databasePosition(this.couch, this.db.name);
+    const position = String(seqNumber(raw) ?? raw);
     if (this.quiet && this.quiet.position === position && (this.quiet.dueAt === null || now < this.quiet.dueAt)) return 0;
     this.quiet = undefined;
     const due = (await this.db.find({ selector: { type: 'delivery', state: 'pending', next: { $lte: now } }, limit: 20 })) as Delivery[];
