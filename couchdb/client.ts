@@ -116,6 +116,8 @@ function documentPath(db: string, id: string): string {
 export interface LocalReads {
   document(db: string, id: string): Promise<Record<string, unknown> | null> | undefined;
   attachment(db: string, id: string, file: string): Promise<{ data: Buffer; etag: string; contentType: string } | null> | undefined;
+  /** The database's `update_seq`, as `GET /{db}` answers it. */
+  position(db: string): Promise<number> | undefined;
 }
 
 /** CouchDB's answer for an attachment (or document) that is not there, made in this process. */

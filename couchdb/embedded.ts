@@ -808,6 +808,8 @@ interface ReadableDb {
   /** The adapter's revision tree of a document (its index entry, no document read): 404 when there is none. */
   _getRevisionTree: RevisionsDb['_getRevisionTree'];
   info(): Promise<Record<string, unknown>>;
+  /** The adapter's own `info`: `update_seq` and `doc_count` from memory. Called only once the database is open. */
+  _info(callback: (err: unknown, info?: { update_seq: number }) => void): void;
   /** pouchdb-size's: `info()` reports the database's `disk_size` too, as express-pouchdb's databases do. */
   installSizeWrapper(): void;
 }
@@ -934,6 +936,14 @@ async function attachmentOf(db: Opened, id: string, file: string): Promise<{ dat
  */
 function inProcessReads(databases: LocalDatabases): LocalReads {
   return {
+    position(dbName) {
+      const db = databases.open(dbName);
+      if (!db) return undefined;
+      // The adapter's own answer, from memory (express-pouchdb's `GET /{db}` adds the size of every
+      // file of the database, a stat of each: the gateway's followers ask several times a second).
+      if (!db.ready) db.ready = db.mine.info();
+      return db.ready.then(() => new Promise<number>((resolve, reject) => db.mine._info((err, info) => (info ? resolve(info.update_seq) : reject(err || new Error('no info'))))));
+    },
     document(dbName, id) {
       const db = id.startsWith('_') ? null : databases.open(dbName);
       if (!db) return undefined;

@@ -25,6 +25,7 @@ import { compareRevs, mergeRevisions, RefusedPublish, sameContent } from '../cor
 import { PackageDoc } from '../core/types';
 import { Couch, docPath } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
+import { databasePosition } from './changes';
 
 /** How often the database's position is read while nothing changes. */
 const POLL_MS = 500;
@@ -146,7 +147,7 @@ export class ConflictResolver {
       // Until the database moves, its feed is not read again.
       while (!this.loop.stopped) {
         this.abort = new AbortController();
-        const now = (await this.couch.request<{ update_seq?: unknown }>('GET', docPath(this.db), undefined, this.abort.signal)).update_seq;
+        const now = await databasePosition(this.couch, this.db, this.abort.signal);
         if (position === undefined) position = now;
         if (String(now) !== String(position)) {
           position = now;
