@@ -343,7 +343,7 @@ export class NpmFollower {
 
   /** Writes planned documents in one bulk request; what failed for now waits for another attempt. */
   private async write(chunk: PlannedWrite[]): Promise<Map<string, unknown>> {
-    const failures = await this.mirror.storeMany(chunk.map((w) => w.json));
+    const failures = await this.mirror.storeMany(chunk.map((w) => w.json), chunk.map((w) => w.doc));
     for (const { item } of chunk) {
       const failure = failures.get(item.name);
       if (failure && !failure.refused) {
