@@ -445,16 +445,19 @@ function cacheCompiledDesignFunctions(): void {
   const couchEval = require('couchdb-eval') as { evaluate: (...args: any[]) => unknown; __registryCached?: boolean };
   if (couchEval.__registryCached) return;
   const evaluate = couchEval.evaluate;
-  const compiled = new Map<string, unknown>();
+  // By design document and revision, then by the source itself: a key made of the source (tens of
+  // kilobytes) was a new string to hash for every document validated.
+  const compiled = new Map<string, { program: string; func: unknown }[]>();
   couchEval.evaluate = function (this: unknown, context: { _id?: string; _rev?: string } | undefined, extraVars: object | undefined, program: string) {
     if (extraVars && Object.keys(extraVars).length) return evaluate.call(this, context, extraVars, program);
-    const key = String(context && context._id) + '@' + String(context && context._rev) + '\n' + program;
-    let func = compiled.get(key);
-    if (!func) {
-      func = evaluate.call(this, context, extraVars, program);
-      if (compiled.size > 100) compiled.clear();
-      compiled.set(key, func);
-    }
+    const key = String(context && context._id) + '@' + String(context && context._rev);
+    let known = compiled.get(key);
+    const hit = known && known.find((entry) => entry.program === program);
+    if (hit) return hit.func;
+    const func = evaluate.call(this, context, extraVars, program);
+    if (compiled.size > 100) compiled.clear();
+    if (!known || !compiled.has(key)) compiled.set(key, (known = []));
+    known.push({ program, func });
     return func;
   };
   couchEval.__registryCached = true;
@@ -656,18 +659,17 @@ function cacheSecurityReads(): void {
  * each. Its errors say what failed by `status`, `name` and `reason`; their stack is now that line,
  * written only when read (an error given a stack keeps it).
  */
-function plainPouchErrorStacks(): void {
-  let proto: object | null = null;
+async function plainPouchErrorStacks(): Promise<void> {
   const probe = Object.create(PouchDB.prototype) as { taskqueue: { isReady: boolean } };
   probe.taskqueue = { isReady: true };
-  try {
-    // A bulk write without documents is refused at once, with PouchDB's own error, before any storage is used.
-    (PouchDB.prototype as { bulkDocs: (...args: unknown[]) => unknown }).bulkDocs.call(probe, {}, (err: unknown) => {
-      if (err && (err as { status?: unknown }).status === 400 && err instanceof Error) proto = Object.getPrototypeOf(err) as object;
-    });
-  } catch {
-    proto = null;
-  }
+  // A bulk write without documents is refused with PouchDB's own error, before any storage is used.
+  const refusal = await Promise.resolve()
+    .then(() => (PouchDB.prototype as { bulkDocs: (...args: unknown[]) => Promise<unknown> }).bulkDocs.call(probe, {}))
+    .then(
+      () => null,
+      (err: unknown) => err,
+    );
+  const proto = refusal instanceof Error && (refusal as { status?: unknown }).status === 400 ? (Object.getPrototypeOf(refusal) as object) : null;
   if (!proto || proto === Error.prototype || Object.prototype.hasOwnProperty.call(proto, 'stack') || !Object.prototype.hasOwnProperty.call(proto, 'toString')) return;
   Object.defineProperty(proto, 'stack', {
     configurable: true,
@@ -1134,7 +1136,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   cacheDesignDocumentReads();
   answerKeyedAllDocsFromMetadata();
   cacheSecurityReads();
-  plainPouchErrorStacks();
+  await plainPouchErrorStacks();
   cacheDiskSizes();
   removeUploadedFiles();
   let ownHosts = new Set<string>();
