@@ -112,10 +112,10 @@ export interface FollowOptions {
   onCaughtUp?: () => void;
   /**
    * For a `fromStart` follower: whether revision `rev` of `id` was handed over already (this gateway
-   * wrote it and gave its document). Once caught up, the feed is then read without the documents,
-   * such a change is not reported, and the documents of the others are read in one `_all_docs`
-   * (`include_docs` made CouchDB send, and the gateway parse, every document the gateway itself had
-   * just written: the replication follower's whole ingest, again).
+   * wrote it and gave its document): such a change is not reported again. Once caught up, while most
+   * changes are such, the feed is read without the documents and those of the others are read in one
+   * `_all_docs` (`include_docs` made CouchDB send, and the gateway parse, every document the gateway
+   * itself had just written: the replication follower's whole ingest, again).
    */
   told?: (id: string, rev: string) => boolean;
 }
@@ -207,6 +207,8 @@ export class ChangesFollower {
     });
   }
 
+  /** Whether most of the last batch's changes were handed over already (see `told`). */
+  private mostlyTold = true;
   /** Where a `fromStart` follower is in the feed (kept across rounds). */
   private since: unknown;
   private caughtUp = false;
@@ -220,8 +222,10 @@ export class ChangesFollower {
     healthy();
     while (!this.loop.stopped) {
       // Documents can be large (mirrored packuments): fewer of them per batch. Once caught up, a
-      // follower told of this gateway's writes reads ids and revisions, and then the documents it lacks.
-      const apart = !!this.options.told && this.caughtUp;
+      // follower told of this gateway's writes reads ids and revisions, and then the documents it
+      // lacks, while the last batch was mostly this gateway's writes (else with the documents).
+      const told = this.caughtUp ? this.options.told : undefined;
+      const apart = !!told && this.mostlyTold;
       const withDocs = !!this.options.fromStart && !apart;
       const limit = withDocs ? 100 : 1000;
       const batch = await this.request('/_changes?limit=' + limit + (withDocs ? '&include_docs=true' : '') + '&since=' + encodeURIComponent(String(since)));
@@ -229,10 +233,13 @@ export class ChangesFollower {
       const results = batch.results;
       if (apart) await this.reportApart(results);
       else {
+        let known = 0;
         for (const change of results) {
           const rev = change.changes && change.changes[0] ? change.changes[0].rev : undefined;
-          this.onChange(change.id, rev, change.deleted ? null : change.doc);
+          if (told && !change.deleted && rev !== undefined && told(change.id, rev)) known++;
+          else this.onChange(change.id, rev, change.deleted ? null : change.doc);
         }
+        if (told && results.length) this.mostlyTold = known * 2 >= results.length;
       }
       since = batch.last_seq;
       this.since = since;
@@ -269,6 +276,8 @@ export class ChangesFollower {
       if (change.deleted) this.onChange(change.id, rev, null);
       else if (rev === undefined || !told(change.id, rev)) wanted.push(change.id);
     }
+    // Mostly others' writes: the next batch is read with its documents.
+    if (results.length) this.mostlyTold = wanted.length * 2 <= results.length;
     for (let at = 0; at < wanted.length && !this.loop.stopped; at += DOCS_PER_READ) {
       const keys = wanted.slice(at, at + DOCS_PER_READ);
       this.abort = new AbortController();

@@ -68,6 +68,24 @@ describe('the search index during a feed ingest', () => {
   });
 });
 
+describe('the search index after the ingest', () => {
+  it('lists every package of a bulk write made straight into CouchDB (writes this gateway did not make, read with their documents again)', async () => {
+    const docs = Array.from({ length: 150 }, (_, i) => {
+      const name = 'straight-lynx-' + String(i).padStart(3, '0');
+      return { _id: name, name, description: 'written behind the gateway', 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': { name, version: '1.0.0', dist: { tarball: 'http://example.invalid/' + name + '.tgz', shasum: '0'.repeat(40) } } }, time: {} };
+    });
+    for (let at = 0; at < docs.length; at += 50) {
+      const written = await fetch(new URL('/' + registry.registryDb + '/_bulk_docs', new URL(registry.adminCouchUrl).origin), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: basicAuthOf(registry.adminCouchUrl) },
+        body: JSON.stringify({ docs: docs.slice(at, at + 50) }),
+      });
+      expect(written.status).toBe(201);
+    }
+    expect(await settled(() => names('straight-lynx'), (found) => found.length === docs.length, 15_000)).toEqual(docs.map((d) => d.name));
+  });
+});
+
 describe('a database\'s _security between bulk writes', () => {
   it('a role an admin adds to the members may write at once, after a member\'s writes', async () => {
     const couch = new URL(registry.adminCouchUrl).origin;
