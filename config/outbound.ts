@@ -111,6 +111,12 @@ export class OutboundPolicy {
   private readonly allowedBlocks = new BlockList();
   /** CouchDB's own addresses and port: never requested unless its exact host is configured. */
   private readonly couchdb: { hostname: string; addresses: Set<string>; port: string }[] = [];
+  /**
+   * What `refusal` answered, by scheme, host, port and address (a feed follower asks the same
+   * upstream address for every packument; each answer took a dozen address-block checks). The
+   * policy is fixed once made, but for CouchDB's address (`denyCouchDB`), which empties this.
+   */
+  private readonly refusals = new Map<string, string | null>();
   /** Foreign registries' hosts (`FOREIGN_HOSTS`): `name:port`, or a name for any port. */
   private readonly foreignHosts = new Set<string>();
   private readonly foreignNames = new Set<string>();
@@ -164,6 +170,7 @@ export class OutboundPolicy {
       for (const a of found) entry.addresses.add(a.address);
     }
     this.couchdb.push(entry);
+    this.refusals.clear();
   }
 
   /** Whether `url`'s exact host was configured by the admin (it may then be private, even CouchDB's). */
@@ -173,6 +180,16 @@ export class OutboundPolicy {
 
   /** Why connecting to `address` for `url` is refused, or null. */
   private refusal(url: URL, address: string): string | null {
+    const key = url.protocol + '//' + url.host + '\n' + address;
+    const known = this.refusals.get(key);
+    if (known !== undefined) return known;
+    const why = this.decide(url, address);
+    if (this.refusals.size >= 1000) this.refusals.clear();
+    this.refusals.set(key, why);
+    return why;
+  }
+
+  private decide(url: URL, address: string): string | null {
     const configured = this.configuredHost(url);
     const port = url.port || (url.protocol === 'https:' ? '443' : '80');
     const loopback = LOOPBACK.check(address, familyOf(address));

@@ -445,16 +445,19 @@ function cacheCompiledDesignFunctions(): void {
   const couchEval = require('couchdb-eval') as { evaluate: (...args: any[]) => unknown; __registryCached?: boolean };
   if (couchEval.__registryCached) return;
   const evaluate = couchEval.evaluate;
-  const compiled = new Map<string, unknown>();
+  // By design document and revision, then by the source itself: a key made of the source (tens of
+  // kilobytes) was a new string to hash for every document validated.
+  const compiled = new Map<string, { program: string; func: unknown }[]>();
   couchEval.evaluate = function (this: unknown, context: { _id?: string; _rev?: string } | undefined, extraVars: object | undefined, program: string) {
     if (extraVars && Object.keys(extraVars).length) return evaluate.call(this, context, extraVars, program);
-    const key = String(context && context._id) + '@' + String(context && context._rev) + '\n' + program;
-    let func = compiled.get(key);
-    if (!func) {
-      func = evaluate.call(this, context, extraVars, program);
-      if (compiled.size > 100) compiled.clear();
-      compiled.set(key, func);
-    }
+    const key = String(context && context._id) + '@' + String(context && context._rev);
+    let known = compiled.get(key);
+    const hit = known && known.find((entry) => entry.program === program);
+    if (hit) return hit.func;
+    const func = evaluate.call(this, context, extraVars, program);
+    if (compiled.size > 100) compiled.clear();
+    if (!known || !compiled.has(key)) compiled.set(key, (known = []));
+    known.push({ program, func });
     return func;
   };
   couchEval.__registryCached = true;
@@ -582,6 +585,101 @@ function answerKeyedAllDocsFromMetadata(): void {
     return answered(answer, callback);
   };
   proto.__registryKeyedAllDocs = true;
+}
+
+/**
+ * pouchdb-security reads the database's `_local/_security` for every document of a `_bulk_docs` (to
+ * check that the writer is a member, and for validate_doc_update's `secObj`): 250 reads for one bulk
+ * write of the feed follower. That read is answered from memory, kept per database until any write
+ * of that document (put, post, remove or `bulkDocs`, whichever instance: before and after it) or the
+ * database's deletion; each caller gets a copy of its own (the caller fills it in).
+ */
+function cacheSecurityReads(): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const security = require('pouchdb-security') as { getSecurity: (...args: any[]) => Promise<unknown>; __registryCached?: boolean };
+  const proto = PouchDB.prototype as Record<string, (...args: any[]) => Promise<unknown>> & { __registrySecurityCache?: boolean };
+  if (security.__registryCached || proto.__registrySecurityCache) return;
+  type Db = { name?: string; __opts?: { prefix?: string }; type?: () => string };
+  const keyOf = (db: Db) => String((db.__opts && db.__opts.prefix) || '') + '\n' + String(db.name);
+  const generations = new Map<string, number>();
+  const cached = new Map<string, { generation: number; answer: Promise<unknown> }>();
+  const changed = (db: Db) => {
+    const key = keyOf(db);
+    generations.set(key, (generations.get(key) || 0) + 1);
+    cached.delete(key);
+  };
+  const getSecurity = security.getSecurity;
+  security.getSecurity = function (this: Db, ...args: any[]) {
+    const type = typeof this.type === 'function' ? this.type() : '';
+    if (args.length || type === 'http' || type === 'https') return getSecurity.apply(this, args);
+    const key = keyOf(this);
+    const generation = generations.get(key) || 0;
+    let hit = cached.get(key);
+    if (!hit || hit.generation !== generation) {
+      const answer = getSecurity.apply(this, args);
+      hit = { generation, answer };
+      cached.set(key, hit);
+      const entry = hit;
+      answer.catch(() => {
+        if (cached.get(key) === entry) cached.delete(key);
+      });
+    }
+    return hit.answer.then((secObj) => structuredClone(secObj));
+  };
+  const touches = (doc: unknown) => !!doc && typeof doc === 'object' && (doc as { _id?: unknown })._id === SECURITY_DOCUMENT;
+  const writing = (args: any[]): boolean => {
+    const first = args[0] as unknown;
+    if (first === SECURITY_DOCUMENT || touches(first)) return true;
+    const docs = Array.isArray(first) ? first : first && typeof first === 'object' && Array.isArray((first as { docs?: unknown }).docs) ? (first as { docs: unknown[] }).docs : null;
+    return !!docs && docs.some(touches);
+  };
+  for (const method of ['put', 'post', 'remove', 'bulkDocs']) {
+    const original = proto[method];
+    proto[method] = function (this: Db, ...args: any[]) {
+      if (!writing(args)) return original.apply(this, args);
+      changed(this);
+      const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (err: unknown, result?: unknown) => void) : null;
+      const written = original.apply(this, args).finally(() => changed(this));
+      return answered(written, callback);
+    };
+  }
+  const destroy = proto.destroy;
+  proto.destroy = function (this: Db, ...args: any[]) {
+    changed(this);
+    return destroy.apply(this, args);
+  };
+  security.__registryCached = true;
+  proto.__registrySecurityCache = true;
+}
+
+/**
+ * PouchDB makes every error it answers with (a missing document is one: the feed follower asks for
+ * thousands that are not there yet, validation reads each new document's previous revision) format
+ * a stack trace of its own internals at once (`(new Error()).stack`), about a tenth of a millisecond
+ * each. Its errors say what failed by `status`, `name` and `reason`; their stack is now that line,
+ * written only when read (an error given a stack keeps it).
+ */
+async function plainPouchErrorStacks(): Promise<void> {
+  const probe = Object.create(PouchDB.prototype) as { taskqueue: { isReady: boolean } };
+  probe.taskqueue = { isReady: true };
+  // A bulk write without documents is refused with PouchDB's own error, before any storage is used.
+  const refusal = await Promise.resolve()
+    .then(() => (PouchDB.prototype as { bulkDocs: (...args: unknown[]) => Promise<unknown> }).bulkDocs.call(probe, {}))
+    .then(
+      () => null,
+      (err: unknown) => err,
+    );
+  const proto = refusal instanceof Error && (refusal as { status?: unknown }).status === 400 ? (Object.getPrototypeOf(refusal) as object) : null;
+  if (!proto || proto === Error.prototype || Object.prototype.hasOwnProperty.call(proto, 'stack') || !Object.prototype.hasOwnProperty.call(proto, 'toString')) return;
+  Object.defineProperty(proto, 'stack', {
+    configurable: true,
+    get(this: { name?: unknown; reason?: unknown; message?: unknown }) {
+      return String(this.name) + ': ' + String(this.reason || this.message || '');
+    },
+    set(this: object, value: unknown) {
+      Object.defineProperty(this, 'stack', { value, writable: true, configurable: true, enumerable: false });
+    },
+  });
 }
 
 /**
@@ -1063,6 +1161,8 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   cacheCompiledDesignFunctions();
   cacheDesignDocumentReads();
   answerKeyedAllDocsFromMetadata();
+  cacheSecurityReads();
+  await plainPouchErrorStacks();
   cacheDiskSizes();
   removeUploadedFiles();
   let ownHosts = new Set<string>();

@@ -94,6 +94,8 @@ export async function databasePosition(couch: Couch, db: string, signal?: AbortS
 }
 
 const watches = new WeakMap<Couch, Map<string, PositionWatch>>();
+/** The reads of feeds under way, by CouchDB and by database and path (see `ChangesFollower.request`). */
+const reads = new WeakMap<Couch, Map<string, Promise<any>>>();
 
 function watchOf(couch: Couch, db: string): PositionWatch {
   let byDb = watches.get(couch);
@@ -110,7 +112,18 @@ export interface FollowOptions {
   since?: unknown;
   /** Called once, when the feed has been read up to the database's position at the start. */
   onCaughtUp?: () => void;
+  /**
+   * For a `fromStart` follower: whether revision `rev` of `id` was handed over already (this gateway
+   * wrote it and gave its document): such a change is not reported again. Once caught up, while most
+   * changes are such, the feed is read without the documents and those of the others are read in one
+   * `_all_docs` (`include_docs` made CouchDB send, and the gateway parse, every document the gateway
+   * itself had just written: the replication follower's whole ingest, again).
+   */
+  told?: (id: string, rev: string) => boolean;
 }
+
+/** The documents of a follower that knows some of them are read at most this many at a time. */
+const DOCS_PER_READ = 100;
 
 export class ChangesFollower {
   private abort?: AbortController;
@@ -158,11 +171,46 @@ export class ChangesFollower {
     return this.loop.stop();
   }
 
+  /**
+   * A read of the database's feed at `path`, shared with the other followers of the database asking
+   * the very same while it is under way (the caches' follower and the search index's, woken by the
+   * same move of the position, ask for the same batch); each stops waiting for it when it stops.
+   */
   private request(path: string): Promise<any> {
-    this.abort = new AbortController();
-    return this.couch.request('GET', docPath(this.db) + path, undefined, this.abort.signal);
+    const abort = (this.abort = new AbortController());
+    let byPath = reads.get(this.couch);
+    if (!byPath) reads.set(this.couch, (byPath = new Map()));
+    const key = this.db + '\n' + path;
+    let read = byPath.get(key);
+    if (!read) {
+      const shared = byPath;
+      const started: Promise<any> = this.couch.request('GET', docPath(this.db) + path);
+      read = started;
+      const forget = () => {
+        if (shared.get(key) === started) shared.delete(key);
+      };
+      started.then(forget, forget);
+      byPath.set(key, started);
+    }
+    return new Promise((resolve, reject) => {
+      const aborted = () => reject(abort.signal.reason);
+      if (abort.signal.aborted) return aborted();
+      abort.signal.addEventListener('abort', aborted, { once: true });
+      (read as Promise<any>).then(
+        (answer) => {
+          abort.signal.removeEventListener('abort', aborted);
+          resolve(answer);
+        },
+        (err) => {
+          abort.signal.removeEventListener('abort', aborted);
+          reject(err);
+        },
+      );
+    });
   }
 
+  /** Whether most of the last batch's changes were handed over already (see `told`). */
+  private mostlyTold = true;
   /** Where a `fromStart` follower is in the feed (kept across rounds). */
   private since: unknown;
   private caughtUp = false;
@@ -174,16 +222,26 @@ export class ChangesFollower {
     let since = this.options.fromStart ? this.since : position;
     this.onLive(true);
     healthy();
-    // Documents can be large (mirrored packuments): fewer of them per batch.
-    const limit = this.options.fromStart ? 100 : 1000;
-    const docs = this.options.fromStart ? '&include_docs=true' : '';
     while (!this.loop.stopped) {
-      const batch = await this.request('/_changes?limit=' + limit + docs + '&since=' + encodeURIComponent(String(since)));
+      // Documents can be large (mirrored packuments): fewer of them per batch. Once caught up, a
+      // follower told of this gateway's writes reads ids and revisions, and then the documents it
+      // lacks, while the last batch was mostly this gateway's writes (else with the documents).
+      const told = this.caughtUp ? this.options.told : undefined;
+      const apart = !!told && this.mostlyTold;
+      const withDocs = !!this.options.fromStart && !apart;
+      const limit = withDocs ? 100 : 1000;
+      const batch = await this.request('/_changes?limit=' + limit + (withDocs ? '&include_docs=true' : '') + '&since=' + encodeURIComponent(String(since)));
       if (!Array.isArray(batch.results) || batch.last_seq === undefined) throw new Error('CouchDB sent an unreadable _changes answer for ' + this.db);
       const results = batch.results;
-      for (const change of results) {
-        const rev = change.changes && change.changes[0] ? change.changes[0].rev : undefined;
-        this.onChange(change.id, rev, change.deleted ? null : change.doc);
+      if (apart) await this.reportApart(results);
+      else {
+        let known = 0;
+        for (const change of results) {
+          const rev = change.changes && change.changes[0] ? change.changes[0].rev : undefined;
+          if (told && !change.deleted && rev !== undefined && told(change.id, rev)) known++;
+          else this.onChange(change.id, rev, change.deleted ? null : change.doc);
+        }
+        if (told && results.length) this.mostlyTold = known * 2 >= results.length;
       }
       since = batch.last_seq;
       this.since = since;
@@ -202,6 +260,37 @@ export class ChangesFollower {
         } finally {
           this.waiting = false;
         }
+      }
+    }
+  }
+
+  /**
+   * Reports changes read without their documents: those handed over already (`told`) are not
+   * reported; the documents of the others are read, `DOCS_PER_READ` at a time, each reported with
+   * the document as read (its revision may be later than the change's: a later change reports it
+   * again) or as deleted.
+   */
+  private async reportApart(results: { id: string; changes?: { rev: string }[]; deleted?: boolean }[]): Promise<void> {
+    const told = this.options.told as (id: string, rev: string) => boolean;
+    const wanted: string[] = [];
+    for (const change of results) {
+      const rev = change.changes && change.changes[0] ? change.changes[0].rev : undefined;
+      if (change.deleted) this.onChange(change.id, rev, null);
+      else if (rev === undefined || !told(change.id, rev)) wanted.push(change.id);
+    }
+    // Mostly others' writes: the next batch is read with its documents.
+    if (results.length) this.mostlyTold = wanted.length * 2 <= results.length;
+    for (let at = 0; at < wanted.length && !this.loop.stopped; at += DOCS_PER_READ) {
+      const keys = wanted.slice(at, at + DOCS_PER_READ);
+      this.abort = new AbortController();
+      const answer = await this.couch.request<{ rows?: { key: string; value?: { rev: string; deleted?: boolean }; doc?: unknown }[] }>(
+        'POST', docPath(this.db) + '/_all_docs?include_docs=true', { keys }, this.abort.signal,
+      );
+      if (!answer || !Array.isArray(answer.rows)) throw new Error('CouchDB sent an unreadable _all_docs answer for ' + this.db);
+      for (const row of answer.rows) {
+        if (typeof row.key !== 'string') continue;
+        if (row.value && !row.value.deleted && row.doc) this.onChange(row.key, row.value.rev, row.doc);
+        else this.onChange(row.key, row.value ? row.value.rev : undefined, null);
       }
     }
   }

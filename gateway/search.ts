@@ -28,6 +28,11 @@ const SAVE_AFTER_CHANGES = 5_000;
 const SAVE_EVERY_MS = 10 * 60_000;
 /** 2: each package's dependencies too. 3: lines of JSON, the index as computed (`SearchIndex.snapshotLines`). */
 const FORMAT = 3;
+/**
+ * The most revisions of this gateway's writes remembered until the feed reports them (about 100
+ * bytes each); beyond, they are forgotten and their documents read from the feed's database again.
+ */
+const TOLD_MAX = 50_000;
 /** Bytes read or written at a time; a longer first line is not a snapshot of this format. */
 const CHUNK = 1 << 20;
 
@@ -65,6 +70,8 @@ export class SearchService {
   private starting?: Promise<void>;
   /** Whether the snapshot is being read into the index (which takes nothing else meanwhile). */
   private restoring = false;
+  /** The revisions `wrote` applied whose feed entries have not come yet, by source and name. */
+  private readonly told = new Map<string, string>();
 
   constructor(
     private readonly couch: Couch,
@@ -102,10 +109,26 @@ export class SearchService {
     return !this.index.holds(name);
   }
 
-  /** A document this gateway has just written (while the snapshot is read, its feed brings it after). */
+  /**
+   * A document this gateway has just written (while the snapshot is read, its feed brings it after).
+   * Its revision is remembered: the feed's report of it then needs no document (`told`).
+   */
   wrote(source: SearchSource, doc: PackageDoc): void {
     if (this.restoring) return;
-    this.index.apply(source, doc._id || doc.name, doc._rev, doc);
+    const name = doc._id || doc.name;
+    this.index.apply(source, name, doc._rev, doc);
+    if (typeof name !== 'string' || typeof doc._rev !== 'string') return;
+    if (this.told.size >= TOLD_MAX) this.told.clear();
+    this.told.set(source + '\n' + name, doc._rev);
+  }
+
+  /** Whether the feed's revision `rev` of `name` is one `wrote` applied (each is taken once). */
+  private toldOf(source: SearchSource, name: string, rev: string): boolean {
+    const key = source + '\n' + name;
+    if (this.told.get(key) !== rev) return false;
+    this.told.delete(key);
+    this.changed();
+    return true;
   }
 
   /** Resolves once the index is loaded; a 503 to come back later when that takes too long. */
@@ -138,7 +161,7 @@ export class SearchService {
         },
         (live) => (live ? this.failing.delete(source) : this.failing.add(source)),
         this.log,
-        { fromStart: true, since: snapshot ? snapshot.since[source] : 0, onCaughtUp: () => this.caughtUp(source) },
+        { fromStart: true, since: snapshot ? snapshot.since[source] : 0, onCaughtUp: () => this.caughtUp(source), told: (id, rev) => this.toldOf(source, id, rev) },
       );
       this.followers.set(source, follower);
       follower.start();

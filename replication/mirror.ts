@@ -115,6 +115,12 @@ export interface MirrorHost {
    */
   written(name: string, rev: string, doc?: PackageDoc, tarballOnly?: boolean): void;
   /**
+   * Told of each document the feed follower stored in bulk (`storeMany`), as stored (its revision
+   * set), after `written`: the gateway's search index takes it, so its feed brings only the revision.
+   * The caches are not warmed with it (an ingest is not what clients read next).
+   */
+  indexed?(doc: PackageDoc): void;
+  /**
    * Whether neither package database has `name`, as far as the gateway knows without reading them
    * (its search index, current but for a poll): pull-through then fetches it ahead of the client.
    */
@@ -372,9 +378,10 @@ export class Mirror {
 
   /**
    * Writes mirrored documents (JSON) in one `_bulk_docs` as the replication user. Returns the packages
-   * that were not written: refused for good (recorded with the reason), or failed for now.
+   * that were not written: refused for good (recorded with the reason), or failed for now. `objects`:
+   * the same documents parsed, for the host's `indexed`.
    */
-  async storeMany(docs: string[]): Promise<Map<string, StoreFailure>> {
+  async storeMany(docs: string[], objects?: PackageDoc[]): Promise<Map<string, StoreFailure>> {
     const path = docPath(this.config.mirrorDb) + '/_bulk_docs';
     const results = (await this.host.couch.requestAs(REPLICATOR, 'POST', path, '{"docs":[' + docs.join(',') + ']}', 'application/json')) as {
       id: string;
@@ -383,9 +390,12 @@ export class Mirror {
       reason?: string;
     }[];
     const failed = new Map<string, StoreFailure>();
+    const byName = objects && this.host.indexed ? new Map(objects.map((doc) => [doc._id, doc])) : null;
     for (const result of results) {
       if (!result.error && result.rev) {
         this.written(result.id, result.rev);
+        const doc = byName && byName.get(result.id);
+        if (doc) (this.host.indexed as (doc: PackageDoc) => void)({ ...doc, _rev: result.rev });
       } else if (result.error === 'forbidden') {
         const reason = result.reason || 'refused by _design/mirror';
         this.stats.refused.set(result.id, { kind: 'refused', reason });

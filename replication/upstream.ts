@@ -98,6 +98,15 @@ const DECODE_AT_ONCE_BYTES = 64 * 1024;
 function decodedAtOnce(response: IncomingMessage, encoding: 'gzip' | 'deflate' | 'br', maxBytes: number | undefined, setting: string | undefined): Readable {
   const decoded = new PassThrough();
   decoded.on('error', ignore);
+  let settle!: { resolve: (data: Buffer) => void; reject: (err: Error) => void };
+  const whole = new Promise<Buffer>((resolve, reject) => (settle = { resolve, reject }));
+  whole.catch(ignore);
+  wholeBodies.set(decoded, whole);
+  const destroy = decoded.destroy.bind(decoded);
+  decoded.destroy = (err?: Error) => {
+    settle.reject(err || new Error('the answer was dropped'));
+    return destroy(err);
+  };
   const chunks: Buffer[] = [];
   response.on('data', (chunk: Buffer) => chunks.push(chunk));
   response.on('error', (err) => decoded.destroy(err));
@@ -105,17 +114,19 @@ function decodedAtOnce(response: IncomingMessage, encoding: 'gzip' | 'deflate' |
     if (!response.complete) decoded.destroy(new Error('the connection closed before the whole answer arrived'));
   });
   response.on('end', () => {
-    // One byte more than allowed is enough to know it is too large (`capped` then says so).
+    // One byte more than allowed is enough to know it is too large.
     const limit = maxBytes !== undefined ? { maxOutputLength: maxBytes + 1 } : {};
     let data: Buffer;
     try {
       const raw = Buffer.concat(chunks);
       data = encoding === 'gzip' ? gunzipSync(raw, limit) : encoding === 'deflate' ? inflateSync(raw, limit) : brotliDecompressSync(raw, limit);
+      if (maxBytes !== undefined && data.length > maxBytes) throw Object.assign(new Error('too large'), { code: 'ERR_BUFFER_TOO_LARGE' });
     } catch (err) {
       const tooLarge = (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE';
       decoded.destroy(tooLarge ? new AnswerTooLarge('sent an answer larger than ' + maxBytes + ' bytes' + (setting ? ' (' + setting + ')' : '')) : (err as Error));
       return;
     }
+    settle.resolve(data);
     decoded.end(data);
   });
   // Dropping the decoded body drops the connection's answer too.
@@ -216,7 +227,8 @@ export function outboundRequest(url: URL, options: OutboundRequest, redirects = 
         // Dropping the decoded body drops the connection's answer too.
         decoder.on('close', () => response.destroy());
       }
-      if (options.maxBytes !== undefined) body = capped(body, options.maxBytes, 'an answer', options.maxBytesSetting);
+      // Decoded at once, the body is bounded by the decoding itself.
+      if (options.maxBytes !== undefined && !(kind && atOnce)) body = capped(body, options.maxBytes, 'an answer', options.maxBytesSetting);
       resolve({ status, length, headers: response.headers, body });
     });
     request.on('error', reject);
@@ -224,8 +236,17 @@ export function outboundRequest(url: URL, options: OutboundRequest, redirects = 
   });
 }
 
+/**
+ * The decoded bytes of a body decoded at once (`decodedAtOnce`), for `readAll`: they are all there
+ * when they are, so a read of the whole needs no stream (its pipes and async iteration cost about
+ * as much as the decoding, for every packument the follower fetched).
+ */
+const wholeBodies = new WeakMap<Readable, Promise<Buffer>>();
+
 /** The whole of `body`. */
 export async function readAll(body: Readable): Promise<Buffer> {
+  const whole = wholeBodies.get(body);
+  if (whole) return whole;
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
@@ -281,7 +302,18 @@ const failedStatus = (status: number) => status >= 500 || status === 401 || stat
  * host elsewhere, never across a redirect to another origin (`outboundRequest` drops it there).
  */
 export class UpstreamRegistry {
-  readonly stats: UpstreamStats = { requests: 0, failures: 0, reachable: null, lastError: null, lastErrorAt: null, lastOkAt: null };
+  /** When the last good answer came (ms), written out only when the stats are read (a date formatted for every packument fetched cost as much as its digest). */
+  private okAt = 0;
+  readonly stats: UpstreamStats = ((client: { okAt: number }) => ({
+    requests: 0,
+    failures: 0,
+    reachable: null,
+    lastError: null,
+    lastErrorAt: null,
+    get lastOkAt(): string | null {
+      return client.okAt ? new Date(client.okAt).toISOString() : null;
+    },
+  }))(this as unknown as { okAt: number });
   /** Its name in the status and metrics (`UPSTREAMS`' `name`; `default` for `UPSTREAM_REGISTRY`). */
   readonly name: string;
   private readonly origin: string;
@@ -340,7 +372,7 @@ export class UpstreamRegistry {
 
   private succeeded(): void {
     this.stats.reachable = true;
-    this.stats.lastOkAt = new Date().toISOString();
+    this.okAt = Date.now();
   }
 
   private failed(words: string): void {

@@ -265,6 +265,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
             context.search?.wrote('mirrored', doc);
           }
         },
+        indexed: (doc) => context.search?.wrote('mirrored', doc),
         unlisted: (name) => !!context.search && context.search.knowsAbsent(name),
         asServed: (doc) => withoutWithheld(doc, withheldOf(context, doc)),
         advisoryPolicy: () => context.policy?.current.advisories,

@@ -272,9 +272,10 @@ export class NpmFollower {
     const names = entryNames(entries);
     // Asked before the databases: a pull-through that ends meanwhile is then found stored.
     const pulling = names.filter((name) => this.mirror.pullingThrough(name));
-    const present = new Set((await this.couch.liveRevs(this.config.mirrorDb, names)).keys());
+    // Both databases at once: no packument is fetched meanwhile.
+    const [mirrored, local] = await Promise.all([this.couch.liveRevs(this.config.mirrorDb, names), this.couch.liveRevs(this.config.registryDb, names)]);
+    const present = new Set(mirrored.keys());
     for (const name of pulling) present.add(name);
-    const local = await this.couch.liveRevs(this.config.registryDb, names);
     const { work, shadowed } = selectWork(entries, { local, present }, this.settings.mode);
     for (const name of shadowed) this.mirror.shadowed(name);
     await this.runAll(work.filter((item) => !this.afterPullThrough(item)));
@@ -343,7 +344,7 @@ export class NpmFollower {
 
   /** Writes planned documents in one bulk request; what failed for now waits for another attempt. */
   private async write(chunk: PlannedWrite[]): Promise<Map<string, unknown>> {
-    const failures = await this.mirror.storeMany(chunk.map((w) => w.json));
+    const failures = await this.mirror.storeMany(chunk.map((w) => w.json), chunk.map((w) => w.doc));
     for (const { item } of chunk) {
       const failure = failures.get(item.name);
       if (failure && !failure.refused) {

@@ -120,6 +120,12 @@ export async function startFeedStandIn(options: { packumentLatencyMs?: number } 
   /** Whether `entries` are in the order of their sequence numbers (appended ones are; a late one is not). */
   let inOrder = true;
   const packumentRequests = new Map<string, number>();
+  /**
+   * Each packument's gzipped bytes, made once (a packument is never changed once published: a new
+   * revision is a new object), as the public registry's CDN keeps them: compressing again for every
+   * request took the CPU of the follower measured beside it on a small machine.
+   */
+  const compressed = new WeakMap<object, Buffer>();
   const stalled = new Set<string>();
   let redirecting = false;
   let next = 0;
@@ -215,7 +221,8 @@ export async function startFeedStandIn(options: { packumentLatencyMs?: number } 
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': json.length, etag });
         return void res.end(json);
       }
-      const data = gzipSync(JSON.stringify(packument));
+      let data = compressed.get(packument);
+      if (!data) compressed.set(packument, (data = gzipSync(JSON.stringify(packument))));
       standIn.gzipped++;
       res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': data.length, etag });
       res.end(data);

@@ -69,6 +69,12 @@ beforeAll(async () => {
         // The same server under another origin (localhost instead of 127.0.0.1).
         res.writeHead(302, { location: url.replace('127.0.0.1', 'localhost') + '/echo-authorization' });
         return void res.end();
+      case '/gzipped-1000': {
+        // An answer of exactly 1,000 bytes decoded, its length declared (decoded in one call).
+        const body = gzipSync('{"name":"x","a":"' + 'a'.repeat(1000 - '{"name":"x","a":""}'.length) + '"}');
+        res.writeHead(200, { 'content-encoding': 'gzip', 'content-type': 'application/json', 'content-length': body.length });
+        return void res.end(body);
+      }
       case '/gzipped-bomb':
         // A packument of 2 MB in about 2 KB, its length declared (decoded in one call).
         res.writeHead(200, { 'content-encoding': 'gzip', 'content-type': 'application/json', 'content-length': gzipSync('{"name":"x","a":"' + 'a'.repeat(2_000_000) + '"}').length });
@@ -128,6 +134,13 @@ describe('the upstream client', () => {
     await expect(small.get('/gzipped-bomb', 'it')).rejects.toThrow('larger than 1000000 bytes (UPSTREAM_MAX_PACKUMENT_MB)');
     expect((await upstream.get('/gzipped-bomb', 'it'))?.length).toBe(2_000_000 + '{"name":"x","a":""}'.length);
     await expect(upstream.get('/gzipped-cut', 'it')).rejects.toThrow();
+    await settle();
+    expect(escaped).toEqual([]);
+  });
+
+  it('an answer decoded in one call is bounded to the byte: one byte over the limit is refused, the limit itself read', async () => {
+    expect((await new UpstreamRegistry(url, { ...config, upstreamMaxPackumentBytes: 1000 }).get('/gzipped-1000', 'it'))?.length).toBe(1000);
+    await expect(new UpstreamRegistry(url, { ...config, upstreamMaxPackumentBytes: 999 }).get('/gzipped-1000', 'it')).rejects.toThrow('larger than 999 bytes (UPSTREAM_MAX_PACKUMENT_MB)');
     await settle();
     expect(escaped).toEqual([]);
   });
