@@ -153,15 +153,19 @@ export function warm(ctx: Context, doc: PackageDoc, generations = { cache: ctx.c
 }
 
 /**
- * `warm` for a document replication wrote to the mirror database, unless a package of that name is
- * published here: that one is what clients are served (a publish meanwhile changes the generations,
- * and the caches keep nothing of this one).
+ * `warm` for a document replication wrote to the mirror database, with the verified bytes of the
+ * `tarballs` written with it, unless a package of that name is published here: that one is what
+ * clients are served (a publish meanwhile changes the generations, and the caches keep nothing of this one).
  */
-export function warmMirrored(ctx: Context, doc: PackageDoc): void {
+export function warmMirrored(ctx: Context, doc: PackageDoc, tarballs?: ReadonlyMap<string, Buffer>): void {
   const generations = { cache: ctx.cache.generation(doc.name), tarballs: ctx.tarballs.generation(doc.name) };
   void getPackageDoc(ctx.registry, doc.name).then(
     (local) => {
-      if (!local) warm(ctx, doc, generations);
+      if (local) return;
+      warm(ctx, doc, generations);
+      for (const [file, data] of tarballs || []) {
+        if (!ctx.tarballs.get(doc.name, file)) void ctx.tarballs.put(doc.name, file, generations.tarballs, data, md5Etag(data));
+      }
     },
     () => undefined,
   );

@@ -80,6 +80,20 @@ function withTarballs(entry: Waiting, attachment: (data: Buffer) => Record<strin
   return { ...entry.doc, _attachments: attachments } as PackageDoc;
 }
 
+/**
+ * What `recentDoc` keeps of a stored document: its identity, revision, origin and attachments, and of
+ * each version only its `dist` (where its tarball comes from, and its integrity), all that serving and
+ * fetching a tarball read (a whole packument can be megabytes).
+ */
+function thinned(doc: PackageDoc): PackageDoc {
+  const versions: Record<string, VersionManifest> = {};
+  for (const [version, manifest] of Object.entries(doc.versions || {})) {
+    versions[version] = { name: manifest.name, version: manifest.version, dist: manifest.dist } as VersionManifest;
+  }
+  const { _id, _rev, name, origin, _attachments } = doc;
+  return { _id, _rev, name, origin, 'dist-tags': doc['dist-tags'], time: doc.time, maintainers: doc.maintainers, versions, _attachments } as PackageDoc;
+}
+
 /** The start of the revision a pulled-through document is served with while CouchDB stores it (CouchDB's start at 1-). */
 const PROVISIONAL = '0-';
 
@@ -97,8 +111,15 @@ export function isProvisional(doc: PackageDoc): boolean {
  */
 export type Known = 'nothing' | 'absent' | 'unlisted';
 
-/** How many documents this gateway stored lately are kept for the tarball requests that follow. */
-const RECENT_DOCS = 500;
+/**
+ * What this gateway keeps of the documents it stored lately, for the tarball requests that follow
+ * (`recentDoc`, `thinned`): at most this many documents, and this many versions in all (a few hundred
+ * bytes each). npm asks for the tarballs of a tree once it has read all of its packuments: with the
+ * 500 whole documents kept before, a cold install of a tree of 888 packages read about a hundred of
+ * them back from CouchDB, whole, to learn where a tarball comes from.
+ */
+const RECENT_DOCS = 10_000;
+const RECENT_VERSIONS = 200_000;
 
 /** The user replication writes as: not an admin, recognised by `_design/mirror` through its role. */
 export const REPLICATOR: Identity = { name: 'registry-replicator', roles: [REPLICATOR_ROLE] };
@@ -111,9 +132,10 @@ export interface MirrorHost {
   /**
    * Told after replication wrote revision `rev` of a package (the gateway drops it from its caches),
    * with the whole document when replication has it (the gateway then serves it from memory at once);
-   * `tarballOnly` when the write only added a tarball (the tarballs already served stay valid).
+   * `tarballOnly` when the write only added a tarball (the tarballs already served stay valid);
+   * `tarballs`: the verified bytes of the tarballs written with it (the gateway keeps them to serve).
    */
-  written(name: string, rev: string, doc?: PackageDoc, tarballOnly?: boolean): void;
+  written(name: string, rev: string, doc?: PackageDoc, tarballOnly?: boolean, tarballs?: ReadonlyMap<string, Buffer>): void;
   /**
    * Told of each document the feed follower stored in bulk (`storeMany`), as stored (its revision
    * set), after `written`: the gateway's search index takes it, so its feed brings only the revision.
@@ -226,6 +248,7 @@ export class Mirror {
    * the revision it wants (from its coherent packument cache) uses one.
    */
   private readonly recent = new Map<string, PackageDoc>();
+  private recentVersions = 0;
   /** Documents handed out by pull-through while CouchDB stores them. */
   private readonly storing = new Map<string, { doc: PackageDoc; stored: Promise<PackageDoc | null> }>();
   /** Pulled-through packages not written yet, by name. */
@@ -293,10 +316,10 @@ export class Mirror {
   }
 
   /** Bookkeeping after replication wrote revision `rev` of a package. */
-  private written(name: string, rev: string, doc?: PackageDoc, tarballOnly = false): void {
+  private written(name: string, rev: string, doc?: PackageDoc, tarballOnly = false, tarballs?: ReadonlyMap<string, Buffer>): void {
     this.stats.packagesWritten++;
     this.stats.refused.delete(name);
-    this.host.written(name, rev, doc, tarballOnly);
+    this.host.written(name, rev, doc, tarballOnly, tarballs);
   }
 
   /** Stores at once what pull-through still holds (for a status read from the database, and at stop); resolves once it is written. */
@@ -492,9 +515,21 @@ export class Mirror {
   }
 
   private remember(doc: PackageDoc): void {
-    this.recent.delete(doc.name);
-    this.recent.set(doc.name, doc);
-    if (this.recent.size > RECENT_DOCS) this.recent.delete(this.recent.keys().next().value as string);
+    this.forget(doc.name);
+    const kept = thinned(doc);
+    this.recent.set(doc.name, kept);
+    this.recentVersions += Object.keys(kept.versions).length;
+    for (const oldest of this.recent.keys()) {
+      if (this.recent.size <= RECENT_DOCS && this.recentVersions <= RECENT_VERSIONS) break;
+      this.forget(oldest);
+    }
+  }
+
+  private forget(name: string): void {
+    const kept = this.recent.get(name);
+    if (!kept) return;
+    this.recent.delete(name);
+    this.recentVersions -= Object.keys(kept.versions).length;
   }
 
   private async fetchAndStore(name: string, known: Known): Promise<PackageDoc | null> {
@@ -596,8 +631,9 @@ export class Mirror {
         const stored = { ...withTarballs(entry, (data) => ({ length: data.length, stub: true })), _rev: result.rev };
         this.remember(stored);
         this.stats.tarballsWritten += entry.tarballs.size;
-        // The tarballs served meanwhile are the ones written: they stay in the caches.
-        this.written(entry.name, result.rev, stored, true);
+        // The tarballs served meanwhile are the ones written: they stay in the caches, with those
+        // fetched ahead that no client asked for yet (npm asks once it has read the whole tree).
+        this.written(entry.name, result.rev, stored, true, entry.tarballs);
         entry.stored(stored);
       } else if (result && result.error === 'conflict') {
         await this.storeOver(entry);
@@ -925,7 +961,7 @@ export class Mirror {
       throw unavailable('The tarball ' + file + ' was fetched and verified but could not be stored (' + couchFailure(err).reason + '). Try again.');
     });
     if (!stored) return;
-    this.recent.delete(name);
+    this.forget(name);
     this.stats.tarballsWritten++;
     this.host.written(name, stored.rev, undefined, true);
   }

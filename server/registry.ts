@@ -258,10 +258,10 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         couch,
         config,
         log,
-        written: (name, rev, doc, tarballOnly) => {
+        written: (name, rev, doc, tarballOnly, tarballs) => {
           changedHere(context, name, rev, tarballOnly);
           if (doc) {
-            warmMirrored(context, doc);
+            warmMirrored(context, doc, tarballs);
             context.search?.wrote('mirrored', doc);
           }
         },

@@ -8,7 +8,7 @@
 import { copyFileSync, mkdirSync, readFileSync } from 'fs';
 import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient, publishWith, sha1, sha512 } from '../helpers/npm';
-import { anotherGateway, couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
+import { anotherGateway, basicAuthOf, couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
 import { eventually } from '../helpers/wait';
 
@@ -138,6 +138,12 @@ describe('mirror mode (pull-through)', () => {
 });
 
 /** A gateway in front of `mirroring`'s CouchDB, mirroring Verdaccio, with its search index loaded. */
+/** How many tarballs (attachments) a gateway has read from CouchDB, by its metrics. */
+async function attachmentReads(url: string): Promise<number> {
+  const text = await (await fetch(url + '/-/metrics', { headers: { authorization: basicAuthOf(mirroring.adminCouchUrl) } })).text();
+  return Number((/registry_couchdb_request_duration_seconds_count\{operation="attachment-get",outcome="ok"\} (\d+)/.exec(text) || [])[1] || 0);
+}
+
 async function mirroringGateway(folder: string, env: Record<string, string> = {}) {
   const gateway = await anotherGateway(mirroring, folder, { UPSTREAM_REGISTRY: verdaccio.url, UPSTREAM_MODE: 'mirror', UPSTREAM_TIMEOUT_MS: '3000', ...env });
   // Names it has not seen go straight to the upstream once its index is loaded: a search waits for that.
@@ -308,9 +314,12 @@ describe('mirror mode: what pull-through does ahead of the client and while it r
       const child = await storedSoon('ahead-tgz-child');
       expect(Object.keys(child._attachments || {})).toEqual(['ahead-tgz-child-1.1.0.tgz']);
       for (const name of ['ahead-tgz-platform', 'ahead-tgz-optional', 'ahead-tgz-parent']) expect((await storedSoon(name))._attachments || {}).toEqual({});
-      // Served as the upstream has it.
+      // Served as the upstream has it, from the gateway's memory: stored before anyone asked for it
+      // (npm asks for tarballs once it has read the whole tree), it is not read back from CouchDB.
+      const reads = await attachmentReads(gateway.localUrl);
       const served = Buffer.from(await (await fetch(gateway.localUrl + '/ahead-tgz-child/-/ahead-tgz-child-1.1.0.tgz')).arrayBuffer());
       expect(sha512(served)).toBe(child.versions['1.1.0'].dist.integrity);
+      expect((await attachmentReads(gateway.localUrl)) - reads).toBe(0);
     } finally {
       await gateway.close();
     }
