@@ -31,6 +31,55 @@ export class Generations {
   }
 }
 
+/** How many names the local package database was seen without are remembered. */
+const LOCAL_ABSENT_NAMES = 100_000;
+
+/**
+ * Names the package database of this registry (the local one, read before the mirror) was seen
+ * without, each until that name changes there: its change feed reports it (any gateway, Fauxton, a
+ * site's replication) or this gateway writes it. Pull-through asks whether a local package shadows
+ * the upstream's for every package it stores and every tarball it serves; this answers that without
+ * a read, with the coherence of the caches (see changes.ts): in use only while the feed is followed,
+ * and a read that started before a change cannot record what it read.
+ */
+export class LocalAbsence {
+  private readonly generations = new Generations();
+  private readonly absent = new Map<string, string>();
+  private live = false;
+
+  /** A token to pass to `seen`, taken before the read. */
+  generation(name: string): string {
+    return this.generations.of(name);
+  }
+
+  /** The local database did not have `name` when read (the read started at `generation`). */
+  seen(name: string, generation: string): void {
+    if (!this.live || generation !== this.generations.of(name)) return;
+    if (this.absent.size >= LOCAL_ABSENT_NAMES) this.absent.clear();
+    this.absent.set(name, generation);
+  }
+
+  /** Whether the local database is known not to have `name` now. */
+  knows(name: string): boolean {
+    return this.live && this.absent.get(name) === this.generations.of(name);
+  }
+
+  /** `name` changed in the local database (or this gateway is writing it). */
+  changed(name: string): void {
+    this.generations.bump(name);
+    this.absent.delete(name);
+  }
+
+  /** Whether the local database's feed is followed; while it is not, nothing is known. */
+  setLive(live: boolean): void {
+    if (!live) {
+      this.generations.reset();
+      this.absent.clear();
+    }
+    this.live = live;
+  }
+}
+
 export interface CachedPackument {
   rev: string;
   /** Part of the ETag: what the supply-chain policy leaves out ('' for nothing). */

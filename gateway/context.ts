@@ -6,7 +6,7 @@ import { Couch, couchFailure, Database } from '../couchdb/client';
 import { HttpError } from './errors';
 import { Accounts } from './accounts';
 import { AccessRules } from './access';
-import { PackumentCache } from './cache';
+import { LocalAbsence, PackumentCache } from './cache';
 import { TarballCache } from './tarball-cache';
 import { Metrics } from './metrics';
 import { PolicyStore } from './policy';
@@ -31,6 +31,8 @@ export interface Context {
   tarballs: TarballCache;
   /** The last revision this gateway wrote of each package, until the feed reports it. */
   ownWrites: Map<string, string>;
+  /** Names the local package database is known not to have (kept coherent by its feed). */
+  localAbsence: LocalAbsence;
   /** The packages published here. */
   registry: Database<PackageDoc>;
   /** The packages mirrored from an upstream (`<db>-mirror`), read after `registry`. */
@@ -76,6 +78,18 @@ export interface Context {
 }
 
 /** A document of one package database, or null when it has none (or a deleted one). */
+/**
+ * The package published here under `name`, or null: read unless the local database is known not to
+ * have it (`LocalAbsence`), and its absence recorded.
+ */
+export async function localPackage(ctx: Pick<Context, 'registry' | 'localAbsence'>, name: string): Promise<PackageDoc | null> {
+  if (ctx.localAbsence.knows(name)) return null;
+  const generation = ctx.localAbsence.generation(name);
+  const local = await getPackageDoc(ctx.registry, name);
+  if (!local) ctx.localAbsence.seen(name, generation);
+  return local;
+}
+
 export async function getPackageDoc(db: Database<PackageDoc>, name: string): Promise<PackageDoc | null> {
   if (name.startsWith('_')) return null; // reserved ids (`_design/…`, `_local/…`) are never packages
   try {

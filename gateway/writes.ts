@@ -7,7 +7,7 @@ import { isMirrored, mirroredReason } from '../core/provenance';
 import { PackageDoc } from '../core/types';
 import { CachedPackument } from './cache';
 import { asHttpError, forbidden } from './errors';
-import { changedHere, Context, fromCouch, getPackageDoc, isConflict, readPackage } from './context';
+import { changedHere, Context, fromCouch, isConflict, localPackage, readPackage } from './context';
 import { couchFailure } from '../couchdb/client';
 import { createHash } from 'crypto';
 import { nextRelease, policyActive, Withheld, withheldTarball, withheldVersions, withoutWithheld } from '../core/policy';
@@ -72,10 +72,13 @@ export async function writeWithRetry(
     const next = stampChanges(existing, changed, new Date().toISOString());
     // A package created here is marked as local; _design/mirror keeps replication off it.
     if (!existing) next.origin = ctx.registryId;
+    // Known absent no longer: whoever reads it from now on, or read it as this is written, reads again.
+    ctx.localAbsence.changed(name);
     const written = await ctx.couch.putAs(user, ctx.config.registryDb, next).catch(async (err) => {
       if (couchFailure(err).statusCode === 403 && (await movedOn(ctx, name, existing))) throw Object.assign(new Error(CONFLICT.reason), CONFLICT);
       throw err;
     });
+    ctx.localAbsence.changed(name);
     changedHere(ctx, name, written.rev);
     warm(ctx, { ...next, _rev: written.rev });
     ctx.search?.wrote('local', { ...next, _rev: written.rev });
@@ -159,7 +162,7 @@ export function warm(ctx: Context, doc: PackageDoc, generations = { cache: ctx.c
  */
 export function warmMirrored(ctx: Context, doc: PackageDoc, tarballs?: ReadonlyMap<string, Buffer>): void {
   const generations = { cache: ctx.cache.generation(doc.name), tarballs: ctx.tarballs.generation(doc.name) };
-  void getPackageDoc(ctx.registry, doc.name).then(
+  void localPackage(ctx, doc.name).then(
     (local) => {
       if (local) return;
       warm(ctx, doc, generations);

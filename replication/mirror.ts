@@ -137,6 +137,11 @@ export interface MirrorHost {
    */
   written(name: string, rev: string, doc?: PackageDoc, tarballOnly?: boolean, tarballs?: ReadonlyMap<string, Buffer>): void;
   /**
+   * The package published here under `name`, or null, as the gateway knows it (`LocalAbsence`: a name
+   * known not to be there is not read again); without it, the local database is read.
+   */
+  readLocal?(name: string): Promise<PackageDoc | null>;
+  /**
    * Told of each document the feed follower stored in bulk (`storeMany`), as stored (its revision
    * set), after `written`: the gateway's search index takes it, so its feed brings only the revision.
    * The caches are not warmed with it (an ingest is not what clients read next).
@@ -344,7 +349,8 @@ export class Mirror {
 
   /** The package published here under `name` (a tombstone too), or null: it shadows the upstream's. */
   readLocal(name: string): Promise<PackageDoc | null> {
-    return name.startsWith('_') ? Promise.resolve(null) : this.local.get(name);
+    if (name.startsWith('_')) return Promise.resolve(null);
+    return this.host.readLocal ? this.host.readLocal(name) : this.local.get(name);
   }
 
   /** Records that the upstream's `name` is not served because a local package has the name. */

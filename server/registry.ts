@@ -11,7 +11,7 @@ import pino, { Logger } from 'pino';
 import { PackageDoc } from '../core/types';
 import { EmbeddedCouch, startEmbeddedCouch } from '../couchdb/embedded';
 import { createHandler } from '../gateway/app';
-import { changedElsewhere, changedHere, Context } from '../gateway/context';
+import { changedElsewhere, changedHere, Context, localPackage } from '../gateway/context';
 import { warmMirrored, withheldOf } from '../gateway/writes';
 import { withoutWithheld } from '../core/policy';
 import { startReplication } from '../replication/start';
@@ -20,7 +20,7 @@ import { Couch, readProxySecret } from '../couchdb/client';
 import { setupDatabases } from './setup';
 import { Accounts } from '../gateway/accounts';
 import { AccessRules } from '../gateway/access';
-import { PackumentCache } from '../gateway/cache';
+import { LocalAbsence, PackumentCache } from '../gateway/cache';
 import { ChangesFollower } from '../gateway/changes';
 import { Sites } from '../replication/sites';
 import { ConflictResolver, recordRefused } from '../gateway/resolver';
@@ -141,6 +141,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const cache = new PackumentCache(config.packumentCacheBytes);
     const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')), config.tarballMemoryBytes);
     const ownWrites = new Map<string, string>();
+    const localAbsence = new LocalAbsence();
     // Both package databases are followed; the caches are on only while both feeds are.
     const live = new Map<string, boolean>();
     followers = [config.registryDb, config.mirrorDb].map(
@@ -148,8 +149,12 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         new ChangesFollower(
           couch,
           db,
-          (id, rev) => changedElsewhere({ cache, tarballs, ownWrites }, id, rev),
+          (id, rev) => {
+            if (db === config.registryDb) localAbsence.changed(id);
+            changedElsewhere({ cache, tarballs, ownWrites }, id, rev);
+          },
           (isLive) => {
+            if (db === config.registryDb) localAbsence.setLive(isLive);
             live.set(db, isLive);
             const all = live.size === 2 && [...live.values()].every(Boolean);
             cache.setLive(all);
@@ -172,6 +177,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       cache,
       tarballs,
       ownWrites,
+      localAbsence,
       registry: registryDb,
       mirrored: couch.db<PackageDoc>(config.mirrorDb),
       registryId,
@@ -266,6 +272,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           }
         },
         indexed: (doc) => context.search?.wrote('mirrored', doc),
+        readLocal: (name) => localPackage(context, name),
         unlisted: (name) => !!context.search && context.search.knowsAbsent(name),
         asServed: (doc) => withoutWithheld(doc, withheldOf(context, doc)),
         advisoryPolicy: () => context.policy?.current.advisories,

@@ -16,7 +16,7 @@ import { requireUser, requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
 import { packageMfaOf, stagingRequiredMessage } from './package-access';
 import { CachedPackument, packumentShape } from '../cache';
-import { Context, getPackageDoc, readPackage } from '../context';
+import { Context, localPackage, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
 import { checkProvenanceBundle } from '../provenance';
 import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
@@ -298,7 +298,7 @@ export function packageRoutes(ctx: Context): Router {
     if (packument && !packument.mirrored) return null;
     const inFlight = mirror.inFlight(name);
     if (packument) return inFlight || mirror.recentDoc(name, packument.rev);
-    return inFlight && !(await getPackageDoc(ctx.registry, name)) ? inFlight : null;
+    return inFlight && !(await localPackage(ctx, name)) ? inFlight : null;
   }
 
   /** The held-back or blocked version whose tarball `file` is, or undefined (always, without a policy). */
