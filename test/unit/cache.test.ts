@@ -1,7 +1,7 @@
 import { mkdtempSync, existsSync, readdirSync, readFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { PackumentCache, UNKNOWN_UPSTREAM_MS } from '../../gateway/cache';
+import { LocalAbsence, PackumentCache, UNKNOWN_UPSTREAM_MS } from '../../gateway/cache';
 import { changedElsewhere } from '../../gateway/context';
 import { MEMORY_TARBALL_BYTES, TarballCache } from '../../gateway/tarball-cache';
 
@@ -108,6 +108,31 @@ describe('packument cache', () => {
     changedElsewhere({ cache, tarballs, ownWrites }, 'a', '3-theirs');
     expect(cache.get('a')).toBeUndefined();
     expect(tarballs.get('a', 'a-1.0.0.tgz')).toBeUndefined();
+  });
+});
+
+describe('what the local database is known not to have', () => {
+  it('is known only while its feed is followed, until the name changes there; a read a change overtook records nothing', () => {
+    const absence = new LocalAbsence();
+    absence.seen('left-pad', absence.generation('left-pad'));
+    expect(absence.knows('left-pad')).toBe(false); // not followed yet
+    absence.setLive(true);
+    absence.seen('left-pad', absence.generation('left-pad'));
+    expect(absence.knows('left-pad')).toBe(true);
+    expect(absence.knows('right-pad')).toBe(false);
+    // Published here (by this gateway, or reported by the feed): read again.
+    absence.changed('left-pad');
+    expect(absence.knows('left-pad')).toBe(false);
+    // A read that started before a change cannot record what it read.
+    const before = absence.generation('is-odd');
+    absence.changed('is-odd');
+    absence.seen('is-odd', before);
+    expect(absence.knows('is-odd')).toBe(false);
+    absence.seen('is-even', absence.generation('is-even'));
+    absence.setLive(false);
+    expect(absence.knows('is-even')).toBe(false);
+    absence.setLive(true);
+    expect(absence.knows('is-even')).toBe(false);
   });
 });
 
