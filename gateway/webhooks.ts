@@ -64,6 +64,15 @@ interface Delivery {
 /** Attempts before a delivery is given up (state `failed`, kept for an admin to see). */
 export const MAX_DELIVERY_ATTEMPTS = 10;
 const LEASE_MS = 30_000;
+
+/**
+ * Whether a lease ending at `leaseUntil` is running at `now`. No gateway takes one for longer than
+ * `LEASE_MS` (twice that allows for a gateway whose clock is ahead): one ending later was not written
+ * by a gateway (an admin's edit, a restored backup) and holds nothing, or the delivery would never go.
+ */
+function leaseRunning(leaseUntil: number | undefined, now: number): boolean {
+  return !!leaseUntil && leaseUntil > now && leaseUntil <= now + 2 * LEASE_MS;
+}
 const SEND_TIMEOUT_MS = 10_000;
 const POLL_MS = 1000;
 
@@ -202,7 +211,7 @@ export class Webhooks {
     let tried = 0;
     for (const found of due) {
       if (this.loop.stopped) break;
-      if (found.leaseUntil && found.leaseUntil > now) continue;
+      if (leaseRunning(found.leaseUntil, now)) continue;
       const leased = await this.lease(found._id, now);
       if (!leased) continue;
       tried++;
@@ -223,7 +232,7 @@ export class Webhooks {
   private async lease(id: string, now: number): Promise<Delivery | null> {
     const current = (await this.db.winner(id)) as (Delivery & { _conflicts?: string[] }) | null;
     if (!current || current.state !== 'pending' || current.next > now) return null;
-    if (current.leaseUntil && current.leaseUntil > now) return null;
+    if (leaseRunning(current.leaseUntil, now)) return null;
     const { _conflicts: conflicts, ...delivery } = current;
     if (conflicts && conflicts.length) {
       await this.settle(delivery, conflicts, now);
@@ -254,7 +263,7 @@ export class Webhooks {
       const loser = await this.db.request<Delivery>('GET', encodeURIComponent(winner._id) + '?rev=' + encodeURIComponent(rev)).catch(() => null);
       if (loser) losers.push(loser);
     }
-    if (losers.some((loser) => loser.leaseUntil && loser.leaseUntil > now)) return;
+    if (losers.some((loser) => leaseRunning(loser.leaseUntil, now))) return;
     const done = losers.find((loser) => loser.state !== 'pending');
     if (done) {
       const { _rev: _doneRev, ...outcome } = done;
