@@ -45,8 +45,8 @@ beforeAll(async () => {
 
   upstream = await startTestRegistry();
   const upToken = await upstream.signup('upstreamer');
-  for (const name of ['shadow-a', 'shadow-b', 'shadow-d', 'shadow-e', 'shadow-f']) {
-    const put = await upstream.request('PUT', '/' + name, { token: upToken, body: publishBody(name, '1.0.0', Buffer.from('UPSTREAM bytes of ' + name)) });
+  for (const name of ['shadow-a', 'shadow-b', 'shadow-d', 'shadow-e', 'shadow-f', '@up/shadow-g']) {
+    const put = await upstream.request('PUT', '/' + name.replace('/', '%2f'), { token: upToken, body: publishBody(name, '1.0.0', Buffer.from('UPSTREAM bytes of ' + name)) });
     expect(put.status).toBe(201);
   }
   const env = { UPSTREAM_REGISTRY: upstream.url, UPSTREAM_MODE: 'mirror', UPSTREAM_PREFETCH: '0', WEBHOOK_BACKOFF_MS: '200', OUTBOUND_ALLOW_PRIVATE: '127.0.0.1' };
@@ -112,6 +112,42 @@ const ok = (status: number) => status >= 200 && status < 300;
     }
   });
 
+  it('a validate_doc_update reading its own fields of _security (secObj) sees every change of it at once, and cannot change what the next write sees', async () => {
+    const vdb = '/hostile-vdu';
+    expect(await asCouchUser('PUT', vdb, null)).toBe(201);
+    // An open database (no members) whose design document lets only the names in _security's own
+    // "writers" field write, and which scribbles on the secObj it is handed (a copy must be handed).
+    const validate = 'function (newDoc, oldDoc, userCtx, secObj) { var w = secObj.writers || []; var ok = w.indexOf(userCtx.name) >= 0; w.push(userCtx.name); secObj.writers = w; if (!ok) throw({ forbidden: "not a writer" }); }';
+    expect(await asCouchUser('PUT', vdb + '/_design/writers', null, { validate_doc_update: validate })).toBe(201);
+    const writers = (names: string[]) => ({ admins: { names: [], roles: [] }, members: { names: [], roles: [] }, writers: names });
+    const write = async (user: string) => asCouchUser('POST', vdb, user, { by: user, at: Math.random() });
+    const bulk = async (user: string) => asCouchUser('POST', vdb + '/_bulk_docs', user, { docs: [{ by: user, at: Math.random() }] });
+    const ways: [string, (names: string[]) => Promise<number>][] = [
+      ['PUT /{db}/_security', (names) => asCouchUser('PUT', vdb + '/_security', null, writers(names))],
+      ['PUT /{db}/_local/_security', async (names) => {
+        const current = await couchGet(registry, vdb + '/_local/_security');
+        return asCouchUser('PUT', vdb + '/_local/_security', null, { ...(current.status === 200 ? current.body : {}), security: writers(names) });
+      }],
+      ['POST /{db}/_bulk_docs of _local/_security', async (names) => {
+        const current = await couchGet(registry, vdb + '/_local/_security');
+        return asCouchUser('POST', vdb + '/_bulk_docs', null, { docs: [{ ...(current.status === 200 ? current.body : { _id: '_local/_security' }), security: writers(names) }] });
+      }],
+    ];
+    for (const [way, set] of ways) {
+      expect([way, ok(await set(['alice']))]).toEqual([way, true]);
+      for (let i = 0; i < 3; i++) {
+        expect([way, i, await write('alice'), await write('bob')]).toEqual([way, i, 201, 403]);
+        const bulkBob = await fetch(new URL(vdb + '/_bulk_docs', new URL(registry.adminCouchUrl).origin), {
+          method: 'POST', headers: { authorization: 'Basic ' + Buffer.from('bob:password-bob').toString('base64'), 'content-type': 'application/json' }, body: JSON.stringify({ docs: [{ by: 'bob' }] }),
+        });
+        expect([way, i, JSON.stringify(await bulkBob.json())]).toEqual([way, i, expect.stringContaining('forbidden')]);
+        expect([way, i, await bulk('alice')]).toEqual([way, i, 201]);
+      }
+      expect([way, ok(await set(['bob']))]).toEqual([way, true]);
+      expect([way, 'after', await write('alice'), await write('bob')]).toEqual([way, 'after', 403, 201]);
+    }
+  });
+
   it('a database deleted and made again with the same name has the new database\'s members, not the old one\'s', async () => {
     expect(ok(await asCouchUser('PUT', db + '/_security', null, members(['alice'])))).toBe(true);
     expect(await access('alice')).toEqual([true, true]);
@@ -143,15 +179,16 @@ const ok = (status: number) => status >= 200 && status < 300;
 
 describe('pull-through: a name the local database was seen without, then published here', () => {
   const upstreamBytes = (name: string) => Buffer.from('UPSTREAM bytes of ' + name);
+  const tarballPath = (name: string) => '/' + name + '/-/' + name.split('/').pop() + '-1.0.0.tgz';
   /** Pulls `name` through `registry` and asks for its tarball, so that it is stored and its absence here recorded. */
   async function pull(name: string, storeIt: boolean): Promise<void> {
     const packument = await registry.request('GET', '/' + name);
     expect(packument.status).toBe(200);
     expect(packument.body.versions['1.0.0'].dist.integrity).toBe(sha512(upstreamBytes(name)));
     if (storeIt) {
-      const tarball = await fetch(registry.url + '/' + name + '/-/' + name + '-1.0.0.tgz');
+      const tarball = await fetch(registry.url + tarballPath(name));
       expect(sha512(Buffer.from(await tarball.arrayBuffer()))).toBe(sha512(upstreamBytes(name)));
-      await settled(() => couchGet(registry, '/' + registry.registryDb + '-mirror/' + name), (d) => d.status === 200, 15_000, 100);
+      await settled(() => couchGet(registry, '/' + registry.registryDb + '-mirror/' + encodeURIComponent(name)), (d) => d.status === 200, 15_000, 100);
       // Read again: answered with the absence recorded.
       expect((await registry.request('GET', '/' + name)).status).toBe(200);
     }
@@ -168,7 +205,7 @@ describe('pull-through: a name the local database was seen without, then publish
           const body = (await packument.json()) as any;
           expect([name, i, accept, !!token, body.versions['1.0.0'].dist.integrity]).toEqual([name, i, accept, !!token, sha512(ours)]);
         }
-        const tarball = await fetch(registry.url + '/' + name + '/-/' + name + '-1.0.0.tgz', { headers });
+        const tarball = await fetch(registry.url + tarballPath(name), { headers });
         expect([name, i, !!token, tarball.status, sha512(Buffer.from(await tarball.arrayBuffer()))]).toEqual([name, i, !!token, 200, sha512(ours)]);
       }
     }
@@ -207,13 +244,17 @@ describe('pull-through: a name the local database was seen without, then publish
   // The tarball asked for first (no packument read since the change, as npm asks for a tarball its
   // lockfile names): answered from what the gateway knows of the local database (LocalAbsence), which
   // must have heard of the change from the feed, while the upstream's copy is still held here.
-  it('while the upstream\'s copy is held, a tarball asked for first is ours within a moment, published through another gateway (e) or written by an admin (f)', async () => {
+  it('while the upstream\'s copy is held, a tarball asked for first is ours within a moment, published through another gateway (e, and a scoped name g) or written by an admin (f)', async () => {
     const cases: [string, (name: string, ours: Buffer) => Promise<void>][] = [
       ['shadow-e', async (name, ours) => {
         const put = await fetch(second.localUrl + '/' + name, { method: 'PUT', headers: { authorization: 'Bearer ' + admin, 'content-type': 'application/json' }, body: JSON.stringify(publishBody(name, '1.0.0', ours)) });
         expect(put.status).toBe(201);
       }],
       ['shadow-f', adminWrite],
+      ['@up/shadow-g', async (name, ours) => {
+        const put = await fetch(second.localUrl + '/' + name.replace('/', '%2f'), { method: 'PUT', headers: { authorization: 'Bearer ' + admin, 'content-type': 'application/json' }, body: JSON.stringify(publishBody(name, '1.0.0', ours)) });
+        expect(put.status).toBe(201);
+      }],
     ];
     for (const [name, publish] of cases) {
       await pull(name, false);
@@ -222,7 +263,7 @@ describe('pull-through: a name the local database was seen without, then publish
       for (const token of [undefined, alice]) {
         const headers: Record<string, string> = token ? { authorization: 'Bearer ' + token } : {};
         const bytes = await settled(async () => {
-          const tarball = await fetch(registry.url + '/' + name + '/-/' + name + '-1.0.0.tgz', { headers });
+          const tarball = await fetch(registry.url + tarballPath(name), { headers });
           return sha512(Buffer.from(await tarball.arrayBuffer()));
         }, (digest) => digest === sha512(ours), 2000, 50);
         expect([name, !!token, bytes]).toEqual([name, !!token, sha512(ours)]);
