@@ -235,7 +235,10 @@ export class Webhooks {
     if (leaseRunning(current.leaseUntil, now)) return null;
     const { _conflicts: conflicts, ...delivery } = current;
     if (conflicts && conflicts.length) {
-      await this.settle(delivery, conflicts, now);
+      // Whatever the branches hold, settling one delivery never stops the round (and the ones after it).
+      await this.settle(delivery, conflicts, now).catch((err) => {
+        this.log.warn({ err: (err as Error).message, delivery: id }, 'webhooks: a delivery stored on conflicting branches could not be settled; tried again later');
+      });
       return null;
     }
     let rev: string;
@@ -266,8 +269,9 @@ export class Webhooks {
     if (losers.some((loser) => leaseRunning(loser.leaseUntil, now))) return;
     const done = losers.find((loser) => loser.state !== 'pending');
     if (done) {
-      const { _rev: _doneRev, ...outcome } = done;
-      await this.db.put({ ...outcome, _rev: winner._rev, leaseUntil: undefined });
+      // The outcome only (the rest of that branch, such as an attachment the winner has not, is not the delivery's).
+      const { state, attempts, delivered, lastStatus, lastError } = done;
+      await this.db.put({ ...winner, state, attempts, delivered, lastStatus, lastError, leaseUntil: undefined });
     }
     for (const loser of losers) await this.db.remove(winner._id, loser._rev as string);
     this.log.info({ delivery: winner._id, branches: losers.length + 1 }, 'webhooks: a delivery stored on conflicting branches was settled');
