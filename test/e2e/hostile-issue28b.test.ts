@@ -19,7 +19,7 @@ let registry: TestRegistry;
 let second: RunningRegistry;
 let admin: string;
 let alice: string;
-let received: { name: string; hook: string }[] = [];
+const received: { name: string; hook: string }[] = [];
 let receiverServer: Server;
 let receiverUrl = '';
 
@@ -343,5 +343,27 @@ describe('webhook deliveries on conflicting branches crafted by an admin', () =>
     await settled(async () => received.filter((r) => r.name === 'later-one').length, (n) => n === 1, 15_000, 200);
     await sleep(1000);
     expect(received.filter((r) => r.name === 'later-one').length).toBe(1);
+  });
+
+  // BUG (1a032bd), on CouchDB (COUCHDB_URL; PouchDB takes the stub): a done branch was copied whole onto
+  // the winner, with its attachment as a stub the winning revision has not, which CouchDB refuses (412);
+  // settle threw out of the worker's round at every look, so no delivery after it ever went out.
+  it('a done branch carrying an attachment does not stop the deliveries after it', async () => {
+    const trap = delivery('delivery:2026-01-01T00:00:00.000Z:attachmenttrap', 'attachment-trap');
+    const docs = [
+      branch(trap, 'f'.repeat(32), {}),
+      branch(trap, '0'.repeat(32), { state: 'failed', attempts: 9, _attachments: { 'note.txt': { content_type: 'text/plain', data: Buffer.from('hello').toString('base64') } } }),
+    ];
+    const written = await fetch(new URL('_bulk_docs', state()), { method: 'POST', headers: headers(), body: JSON.stringify({ docs, new_edits: false }) });
+    expect(written.status).toBe(201);
+    const after = delivery('delivery:2026-01-01T00:00:00.000Z:zafterthetrap', 'after-the-trap');
+    expect((await fetch(new URL(encodeURIComponent(after._id), state()), { method: 'PUT', headers: headers(), body: JSON.stringify(after) })).status).toBe(201);
+    const sent = await settled(async () => received.filter((r) => r.name === 'after-the-trap').length, (n) => n === 1, 10_000, 200);
+    expect(sent).toBe(1);
+    // And the trap itself is settled: the branch's outcome (failed) is the delivery's, one branch left.
+    const trapped = await settled(() => read(trap._id), (doc) => doc.state === 'failed' && !doc._conflicts, 10_000, 200);
+    expect([trapped.state, trapped.attempts, trapped._conflicts]).toEqual(['failed', 9, undefined]);
+    expect(received.filter((r) => r.name === 'attachment-trap').length).toBeLessThanOrEqual(1);
+    for (const url of [registry.url, second.url]) expect([url, await health(url)]).toEqual([url, 200]);
   });
 });
