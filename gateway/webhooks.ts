@@ -64,6 +64,15 @@ interface Delivery {
 /** Attempts before a delivery is given up (state `failed`, kept for an admin to see). */
 export const MAX_DELIVERY_ATTEMPTS = 10;
 const LEASE_MS = 30_000;
+
+/**
+ * Whether a lease ending at `leaseUntil` is running at `now`. No gateway takes one for longer than
+ * `LEASE_MS` (twice that allows for a gateway whose clock is ahead): one ending later was not written
+ * by a gateway (an admin's edit, a restored backup) and holds nothing, or the delivery would never go.
+ */
+function leaseRunning(leaseUntil: number | undefined, now: number): boolean {
+  return !!leaseUntil && leaseUntil > now && leaseUntil <= now + 2 * LEASE_MS;
+}
 const SEND_TIMEOUT_MS = 10_000;
 const POLL_MS = 1000;
 
@@ -202,7 +211,7 @@ export class Webhooks {
     let tried = 0;
     for (const found of due) {
       if (this.loop.stopped) break;
-      if (found.leaseUntil && found.leaseUntil > now) continue;
+      if (leaseRunning(found.leaseUntil, now)) continue;
       const leased = await this.lease(found._id, now);
       if (!leased) continue;
       tried++;
@@ -223,10 +232,13 @@ export class Webhooks {
   private async lease(id: string, now: number): Promise<Delivery | null> {
     const current = (await this.db.winner(id)) as (Delivery & { _conflicts?: string[] }) | null;
     if (!current || current.state !== 'pending' || current.next > now) return null;
-    if (current.leaseUntil && current.leaseUntil > now) return null;
+    if (leaseRunning(current.leaseUntil, now)) return null;
     const { _conflicts: conflicts, ...delivery } = current;
     if (conflicts && conflicts.length) {
-      await this.settle(delivery, conflicts, now);
+      // Whatever the branches hold, settling one delivery never stops the round (and the ones after it).
+      await this.settle(delivery, conflicts, now).catch((err) => {
+        this.log.warn({ err: (err as Error).message, delivery: id }, 'webhooks: a delivery stored on conflicting branches could not be settled; tried again later');
+      });
       return null;
     }
     let rev: string;
@@ -254,11 +266,12 @@ export class Webhooks {
       const loser = await this.db.request<Delivery>('GET', encodeURIComponent(winner._id) + '?rev=' + encodeURIComponent(rev)).catch(() => null);
       if (loser) losers.push(loser);
     }
-    if (losers.some((loser) => loser.leaseUntil && loser.leaseUntil > now)) return;
+    if (losers.some((loser) => leaseRunning(loser.leaseUntil, now))) return;
     const done = losers.find((loser) => loser.state !== 'pending');
     if (done) {
-      const { _rev: _doneRev, ...outcome } = done;
-      await this.db.put({ ...outcome, _rev: winner._rev, leaseUntil: undefined });
+      // The outcome only (the rest of that branch, such as an attachment the winner has not, is not the delivery's).
+      const { state, attempts, delivered, lastStatus, lastError } = done;
+      await this.db.put({ ...winner, state, attempts, delivered, lastStatus, lastError, leaseUntil: undefined });
     }
     for (const loser of losers) await this.db.remove(winner._id, loser._rev as string);
     this.log.info({ delivery: winner._id, branches: losers.length + 1 }, 'webhooks: a delivery stored on conflicting branches was settled');
