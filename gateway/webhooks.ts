@@ -74,6 +74,8 @@ function leaseRunning(leaseUntil: number | undefined, now: number): boolean {
   return !!leaseUntil && leaseUntil > now && leaseUntil <= now + 2 * LEASE_MS;
 }
 const SEND_TIMEOUT_MS = 10_000;
+/** How long at most this gateway looks for a delivery it recorded at every poll (`unseen`). */
+const RECORDED_LOOK_MS = 10_000;
 const POLL_MS = 1000;
 
 /** The signature of `body` with `secret`, as sent in `x-npm-signature`. */
@@ -99,6 +101,14 @@ export class Webhooks {
    * the embedded server, and it was made every second of an idle registry.
    */
   private quiet?: { position: string; dueAt: number | null };
+  /**
+   * The deliveries this gateway recorded that no look has found yet, with when: until a look finds
+   * them (or `RECORDED_LOOK_MS` passed), due deliveries are looked for at every poll whatever the
+   * position says. On a CouchDB cluster the query reads one copy of each shard, which may not have
+   * the delivery yet when the position already counts it; the position then stays, and the delivery
+   * would wait for the next change of the database.
+   */
+  private readonly unseen = new Map<string, number>();
 
   constructor(
     private readonly couch: Couch,
@@ -169,6 +179,7 @@ export class Webhooks {
           const id = 'delivery:' + time + ':' + randomBytes(6).toString('hex');
           const body = JSON.stringify({ event: event.event, type: 'package', name: event.name, change: event.change, actor, time, registry: this.registryUrl(), hook: hook._id.replace(/^webhook:/, ''), delivery: id });
           await this.db.put({ _id: id, type: 'delivery', hook: hook._id, event: event.event, name: event.name, body, state: 'pending', attempts: 0, next: 0, created: time });
+          this.unseen.set(id, Date.now());
           recorded++;
         }
       }
@@ -196,9 +207,11 @@ export class Webhooks {
     // changes from one read to the next with nothing written.
     const raw = await databasePosition(this.couch, this.db.name);
     const position = String(seqNumber(raw) ?? raw);
-    if (this.quiet && this.quiet.position === position && (this.quiet.dueAt === null || now < this.quiet.dueAt)) return 0;
+    for (const [id, at] of this.unseen) if (now - at > RECORDED_LOOK_MS) this.unseen.delete(id);
+    if (this.quiet && this.quiet.position === position && (this.quiet.dueAt === null || now < this.quiet.dueAt) && this.unseen.size === 0) return 0;
     this.quiet = undefined;
     const due = (await this.db.find({ selector: { type: 'delivery', state: 'pending', next: { $lte: now } }, limit: 20 })) as Delivery[];
+    for (const delivery of due) this.unseen.delete(delivery._id);
     if (due.length === 0) {
       const upcoming = (await this.db.find({
         selector: { type: 'delivery', state: 'pending', next: { $gt: now } },
