@@ -520,23 +520,38 @@ function cacheDesignDocumentReads(): void {
     });
     return answer;
   };
-  const bulkDocs = proto.bulkDocs;
-  proto.bulkDocs = function (this: Db, ...args: any[]) {
+  const writesDesign = (args: any[]) => {
     const req = args[0] as { docs?: unknown } | unknown[] | undefined;
     const docs = Array.isArray(req) ? req : req && Array.isArray((req as { docs?: unknown }).docs) ? ((req as { docs: unknown[] }).docs) : [];
-    const design = docs.some((doc) => !!doc && typeof doc === 'object' && String((doc as { _id?: unknown })._id).startsWith('_design/'));
-    if (!design) return bulkDocs.apply(this, args);
-    changed(this);
-    const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (err: unknown, result?: unknown) => void) : null;
-    const written = bulkDocs.apply(this, args).finally(() => changed(this));
-    return answered(written, callback);
+    return docs.some((doc) => !!doc && typeof doc === 'object' && String((doc as { _id?: unknown })._id).startsWith('_design/'));
   };
+  onWrites(proto as unknown as WritableProto, ['bulkDocs'], writesDesign, changed);
+  proto.__registryDesignCache = true;
+}
+
+type WritableProto = Record<string, (...args: any[]) => Promise<unknown>>;
+
+/**
+ * Has `changed(db)` run before and after each call of the write `methods` of PouchDB's prototype
+ * that `writes` says concerns a cache (whichever instance or path makes it), and at a database's
+ * deletion: the caches of database reads above are kept coherent this way.
+ */
+function onWrites(proto: WritableProto, methods: string[], writes: (args: any[]) => boolean, changed: (db: never) => void): void {
+  for (const method of methods) {
+    const original = proto[method];
+    proto[method] = function (this: never, ...args: any[]) {
+      if (!writes(args)) return original.apply(this, args);
+      changed(this);
+      const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (err: unknown, result?: unknown) => void) : null;
+      const written = original.apply(this, args).finally(() => changed(this));
+      return answered(written, callback);
+    };
+  }
   const destroy = proto.destroy;
-  proto.destroy = function (this: Db, ...args: any[]) {
+  proto.destroy = function (this: never, ...args: any[]) {
     changed(this);
     return destroy.apply(this, args);
   };
-  proto.__registryDesignCache = true;
 }
 
 /**
@@ -633,21 +648,8 @@ function cacheSecurityReads(): void {
     const docs = Array.isArray(first) ? first : first && typeof first === 'object' && Array.isArray((first as { docs?: unknown }).docs) ? (first as { docs: unknown[] }).docs : null;
     return !!docs && docs.some(touches);
   };
-  for (const method of ['put', 'post', 'remove', 'bulkDocs']) {
-    const original = proto[method];
-    proto[method] = function (this: Db, ...args: any[]) {
-      if (!writing(args)) return original.apply(this, args);
-      changed(this);
-      const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (err: unknown, result?: unknown) => void) : null;
-      const written = original.apply(this, args).finally(() => changed(this));
-      return answered(written, callback);
-    };
-  }
-  const destroy = proto.destroy;
-  proto.destroy = function (this: Db, ...args: any[]) {
-    changed(this);
-    return destroy.apply(this, args);
-  };
+  // `_local/_security` is a local document: PouchDB writes it without `bulkDocs`.
+  onWrites(proto, ['put', 'post', 'remove', 'bulkDocs'], writing, changed);
   security.__registryCached = true;
   proto.__registrySecurityCache = true;
 }
