@@ -491,15 +491,8 @@ function cacheDesignDocumentReads(): void {
   };
   if (proto.__registryDesignCache) return;
   type Db = { name?: string; __opts?: { prefix?: string } };
-  const keyOf = (db: Db) => String((db.__opts && db.__opts.prefix) || '') + '\n' + String(db.name);
-  /** Per database: bumped by every write of a design document (and by its deletion). */
-  const generations = new Map<string, number>();
-  const cached = new Map<string, { generation: number; answer: Promise<unknown> }>();
-  const changed = (db: Db) => {
-    const key = keyOf(db);
-    generations.set(key, (generations.get(key) || 0) + 1);
-    cached.delete(key);
-  };
+  /** Per database: forgotten at every write of a design document (and at its deletion). */
+  const reads = new ReadPerDatabase();
   const isDesignRead = (opts: unknown) => {
     if (!opts || typeof opts !== 'object') return false;
     const o = opts as Record<string, unknown>;
@@ -509,24 +502,48 @@ function cacheDesignDocumentReads(): void {
   const allDocs = proto.allDocs;
   proto.allDocs = function (this: Db, ...args: any[]) {
     if (args.length !== 1 || !isDesignRead(args[0])) return allDocs.apply(this, args);
-    const key = keyOf(this);
-    const generation = generations.get(key) || 0;
-    const hit = cached.get(key);
-    if (hit && hit.generation === generation) return hit.answer;
-    const answer = allDocs.apply(this, args);
-    cached.set(key, { generation, answer });
-    answer.catch(() => {
-      if (cached.get(key)?.answer === answer) cached.delete(key);
-    });
-    return answer;
+    return reads.read(this, () => allDocs.apply(this, args));
   };
   const writesDesign = (args: any[]) => {
     const req = args[0] as { docs?: unknown } | unknown[] | undefined;
     const docs = Array.isArray(req) ? req : req && Array.isArray((req as { docs?: unknown }).docs) ? ((req as { docs: unknown[] }).docs) : [];
     return docs.some((doc) => !!doc && typeof doc === 'object' && String((doc as { _id?: unknown })._id).startsWith('_design/'));
   };
-  onWrites(proto as unknown as WritableProto, ['bulkDocs'], writesDesign, changed);
+  onWrites(proto as unknown as WritableProto, ['bulkDocs'], writesDesign, reads.changed);
   proto.__registryDesignCache = true;
+}
+
+/**
+ * One read per PouchDB database (by its prefix and name) kept in memory until `changed` says the
+ * database changed in what the read answers; a read that fails is not kept, and one a change
+ * overtook is answered but not kept for the next caller.
+ */
+class ReadPerDatabase {
+  private readonly generations = new Map<string, number>();
+  private readonly cached = new Map<string, { generation: number; answer: Promise<unknown> }>();
+
+  private static keyOf(db: { name?: string; __opts?: { prefix?: string } }): string {
+    return String((db.__opts && db.__opts.prefix) || '') + '\n' + String(db.name);
+  }
+
+  read(db: { name?: string; __opts?: { prefix?: string } }, load: () => Promise<unknown>): Promise<unknown> {
+    const key = ReadPerDatabase.keyOf(db);
+    const generation = this.generations.get(key) || 0;
+    const hit = this.cached.get(key);
+    if (hit && hit.generation === generation) return hit.answer;
+    const entry = { generation, answer: load() };
+    this.cached.set(key, entry);
+    entry.answer.catch(() => {
+      if (this.cached.get(key) === entry) this.cached.delete(key);
+    });
+    return entry.answer;
+  }
+
+  readonly changed = (db: { name?: string; __opts?: { prefix?: string } }): void => {
+    const key = ReadPerDatabase.keyOf(db);
+    this.generations.set(key, (this.generations.get(key) || 0) + 1);
+    this.cached.delete(key);
+  };
 }
 
 type WritableProto = Record<string, (...args: any[]) => Promise<unknown>>;
@@ -615,31 +632,12 @@ function cacheSecurityReads(): void {
   const proto = PouchDB.prototype as Record<string, (...args: any[]) => Promise<unknown>> & { __registrySecurityCache?: boolean };
   if (security.__registryCached || proto.__registrySecurityCache) return;
   type Db = { name?: string; __opts?: { prefix?: string }; type?: () => string };
-  const keyOf = (db: Db) => String((db.__opts && db.__opts.prefix) || '') + '\n' + String(db.name);
-  const generations = new Map<string, number>();
-  const cached = new Map<string, { generation: number; answer: Promise<unknown> }>();
-  const changed = (db: Db) => {
-    const key = keyOf(db);
-    generations.set(key, (generations.get(key) || 0) + 1);
-    cached.delete(key);
-  };
+  const reads = new ReadPerDatabase();
   const getSecurity = security.getSecurity;
   security.getSecurity = function (this: Db, ...args: any[]) {
     const type = typeof this.type === 'function' ? this.type() : '';
     if (args.length || type === 'http' || type === 'https') return getSecurity.apply(this, args);
-    const key = keyOf(this);
-    const generation = generations.get(key) || 0;
-    let hit = cached.get(key);
-    if (!hit || hit.generation !== generation) {
-      const answer = getSecurity.apply(this, args);
-      hit = { generation, answer };
-      cached.set(key, hit);
-      const entry = hit;
-      answer.catch(() => {
-        if (cached.get(key) === entry) cached.delete(key);
-      });
-    }
-    return hit.answer.then((secObj) => structuredClone(secObj));
+    return reads.read(this, () => getSecurity.apply(this, args)).then((secObj) => structuredClone(secObj));
   };
   const touches = (doc: unknown) => !!doc && typeof doc === 'object' && (doc as { _id?: unknown })._id === SECURITY_DOCUMENT;
   const writing = (args: any[]): boolean => {
@@ -649,7 +647,7 @@ function cacheSecurityReads(): void {
     return !!docs && docs.some(touches);
   };
   // `_local/_security` is a local document: PouchDB writes it without `bulkDocs`.
-  onWrites(proto, ['put', 'post', 'remove', 'bulkDocs'], writing, changed);
+  onWrites(proto, ['put', 'post', 'remove', 'bulkDocs'], writing, reads.changed);
   security.__registryCached = true;
   proto.__registrySecurityCache = true;
 }
