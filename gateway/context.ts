@@ -77,7 +77,6 @@ export interface Context {
   log: Logger;
 }
 
-/** A document of one package database, or null when it has none (or a deleted one). */
 /**
  * The package published here under `name`, or null: read unless the local database is known not to
  * have it (`LocalAbsence`), and its absence recorded.
@@ -90,6 +89,7 @@ export async function localPackage(ctx: Pick<Context, 'registry' | 'localAbsence
   return local;
 }
 
+/** A document of one package database, or null when it has none (or a deleted one). */
 export async function getPackageDoc(db: Database<PackageDoc>, name: string): Promise<PackageDoc | null> {
   if (name.startsWith('_')) return null; // reserved ids (`_design/…`, `_local/…`) are never packages
   try {
