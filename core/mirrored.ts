@@ -3,8 +3,10 @@
  * upstream), `origin_rev` (the upstream revision it copies) and `origin_synced` (when that copy was
  * made), and `origin_validators` (how to ask the upstream whether it changed since). Pure: the replication code fetches, this decides what is written.
  */
+import { compareRevs, MergeResult } from './merge';
+import { versionFileNames } from './names';
 import { keptAttachments } from './rules';
-import { OriginValidators, PackageDoc, VersionManifest } from './types';
+import { AttachmentStub, OriginValidators, PackageDoc, VersionManifest } from './types';
 
 /** A packument as an npm registry serves it (full form). */
 export interface UpstreamPackument {
@@ -69,4 +71,52 @@ export function mirroredDoc(name: string, packument: UpstreamPackument, origin: 
   if (existing && existing.origin_advisories) result.origin_advisories = existing.origin_advisories;
   if (stored && stored._rev) result._rev = stored._rev;
   return result;
+}
+
+/** Orders two leaves of a mirrored document: the copy of the later upstream revision first. */
+function laterCopy(a: PackageDoc, b: PackageDoc): number {
+  if (a.origin === b.origin) {
+    const generations = revGeneration(b.origin_rev) - revGeneration(a.origin_rev);
+    if (generations) return generations;
+  }
+  const synced = String(b.origin_synced || '').localeCompare(String(a.origin_synced || ''));
+  if (synced) return synced;
+  const versions = Object.keys(b.versions || {}).length - Object.keys(a.versions || {}).length;
+  return versions || compareRevs(b._rev || '', a._rev || '');
+}
+
+/**
+ * Merges the leaf revisions of one mirrored document (at least one): a CouchDB cluster keeps two
+ * when two gateways store the same package at once, each on a copy of its own. The copy of the later
+ * upstream revision (its `origin_rev`, then the later fetch) is kept whole, with every tarball any
+ * leaf stored for a version it keeps with the same `dist` (the tarballs are the same bytes; which
+ * gateway fetched one does not matter). Nothing is refused: a mirror only copies.
+ */
+export function mergeMirrored(leaves: PackageDoc[]): MergeResult {
+  if (leaves.length === 0) throw new Error('mergeMirrored needs at least one revision');
+  const ranked = [...leaves].sort(laterCopy);
+  const kept = ranked[0];
+  const { _rev, _revisions, _conflicts, _deleted_conflicts, _attachments, ...content } = kept as PackageDoc & Record<string, unknown>;
+  void _rev;
+  void _revisions;
+  void _conflicts;
+  void _deleted_conflicts;
+  void _attachments;
+  const doc = content as PackageDoc;
+  const versions = doc.versions || {};
+  const versionOfFile = new Map<string, string>();
+  for (const version of Object.keys(versions)) for (const file of versionFileNames(doc.name, version)) versionOfFile.set(file, version);
+  const attachments: Record<string, AttachmentStub> = {};
+  const attachmentSources: Record<string, string> = {};
+  for (const leaf of ranked) {
+    for (const [file, stub] of Object.entries(leaf._attachments || {})) {
+      const version = versionOfFile.get(file);
+      if (!version || attachments[file]) continue;
+      const dist = (leaf.versions || {})[version]?.dist;
+      if (leaf !== kept && !(dist && sameDist(dist, versions[version].dist))) continue;
+      attachments[file] = { content_type: stub.content_type, digest: stub.digest, length: stub.length, stub: true };
+      attachmentSources[file] = leaf._rev || '';
+    }
+  }
+  return { doc: { ...doc, _attachments: attachments }, refused: [], attachmentSources };
 }

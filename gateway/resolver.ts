@@ -19,9 +19,13 @@
  * nothing of the greatest leaf is not written: the merges end. What is refused (the
  * same version with other bytes) is counted in the metrics and sent as a `package:publish-refused`
  * webhook event by the gateway whose merge was stored.
+ *
+ * The mirror database has one too, merging with `mergeMirrored` (core/mirrored.ts): two gateways that
+ * pull the same new package through at once each store it, and on a cluster both writes can be taken.
+ * The copy of the later upstream revision is kept, with the tarballs either leaf stored.
  */
 import { Logger } from 'pino';
-import { compareRevs, mergeRevisions, RefusedPublish, sameContent } from '../core/merge';
+import { compareRevs, MergeResult, mergeRevisions, RefusedPublish, sameContent } from '../core/merge';
 import { PackageDoc } from '../core/types';
 import { Couch, docPath } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
@@ -43,6 +47,9 @@ export interface ResolverEvents {
   resolved?: (name: string, leaves: number, refused: RefusedPublish[]) => void;
 }
 
+/** How the leaves of one document are merged: the registry's packages (core/merge.ts) by default, mirrored copies with `mergeMirrored`. */
+export type MergeLeaves = (leaves: PackageDoc[]) => MergeResult;
+
 export class ConflictResolver {
   private readonly loop: BackgroundLoop;
   private abort?: AbortController;
@@ -58,6 +65,7 @@ export class ConflictResolver {
     private readonly db: string,
     private readonly log: Logger,
     private readonly events: ResolverEvents = {},
+    private readonly merge: MergeLeaves = mergeRevisions,
   ) {
     this.loop = new BackgroundLoop((healthy) => this.follow(healthy), {
       delay: exponential(500, 10_000),
@@ -170,10 +178,10 @@ export class ConflictResolver {
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const leaves = await this.leaves(id);
       if (leaves.length < 2) return wrote;
-      const { doc, refused, attachmentSources } = mergeRevisions(leaves);
+      const { doc, refused, attachmentSources } = this.merge(leaves);
       const base = leaves.reduce((a, b) => (compareRevs(b._rev as string, a._rev as string) > 0 ? b : a));
       const others = leaves.filter((leaf) => leaf !== base);
-      if (sameContent(mergeRevisions([base]).doc, doc)) {
+      if (sameContent(this.merge([base]).doc, doc)) {
         // The greatest leaf holds it all: the others go (a 409 on one: it changed, and is merged at its change).
         const docs = others.map((leaf) => ({ _id: id, _rev: leaf._rev, _deleted: true }));
         await this.couch.request('POST', docPath(this.db) + '/_bulk_docs', { docs });

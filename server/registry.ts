@@ -8,6 +8,7 @@ import { createServer, Server } from 'http';
 import { AddressInfo } from 'net';
 import { join } from 'path';
 import pino, { Logger } from 'pino';
+import { mergeMirrored } from '../core/mirrored';
 import { PackageDoc } from '../core/types';
 import { EmbeddedCouch, startEmbeddedCouch } from '../couchdb/embedded';
 import { createHandler } from '../gateway/app';
@@ -130,6 +131,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
   let webhooks: Webhooks | undefined;
   let policy: PolicyStore | undefined;
   let resolver: ConflictResolver | undefined;
+  let mirrorResolver: ConflictResolver | undefined;
   let sites: Sites | undefined;
   let keyRefresh: NodeJS.Timeout | undefined;
   try {
@@ -229,6 +231,9 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       },
     });
     resolver.start();
+    // And of mirrored packages: two gateways pulling one new package through at once each store it.
+    mirrorResolver = new ConflictResolver(couch, config.mirrorDb, log, { resolved: () => metrics.conflictResolved(0) }, mergeMirrored);
+    mirrorResolver.start();
     // The other sites of this registry (SITE_PEERS): their ids are local origins here, their packages pulled.
     sites = new Sites(couch, config.registryDb, { ...config.sites, accounts: !config.couchdbUrl }, config.outbound, log, (ids) => {
       context.origins = [registryId, ...ids];
@@ -331,6 +336,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
         await replication?.stop();
         await sites?.stop();
         await resolver?.stop();
+        await mirrorResolver?.stop();
         await webhooks?.stop();
         await policy?.stop();
         if (keyRefresh) clearInterval(keyRefresh);
@@ -343,6 +349,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     await replication?.stop();
     await sites?.stop();
     await resolver?.stop();
+    await mirrorResolver?.stop();
     await webhooks?.stop();
     await policy?.stop();
     if (keyRefresh) clearInterval(keyRefresh);

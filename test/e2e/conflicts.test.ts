@@ -134,3 +134,71 @@ it('two gateways merge conflicting leaves into one revision: the union, the firs
   expect((await registry.request('PUT', '/' + name, { token, body: publishBody(name, '2.0.1', bytes('2.0.1')) })).status).toBe(201);
   expect(events.filter((e) => e.event === 'package:publish-refused')).toHaveLength(1);
 });
+
+it('two gateways merge the conflicting leaves of a mirrored package, as two gateways pulling it through at once leave them on a cluster: the later upstream copy, with the tarballs either stored', async () => {
+  const name = 'mirrored-twice';
+  const mirrorDb = registry.registryDb + '-mirror';
+  const before = (await metric(registry.localUrl, 'registry_conflicts_resolved_total')) + (await metric(second.localUrl, 'registry_conflicts_resolved_total'));
+  const bytesOf: Record<string, Buffer> = { a0: bytes('1.0.0'), a1: bytes('1.1.0'), b2: bytes('1.2.0'), c1: bytes('1.1.0 republished upstream') };
+  const manifest = (version: string, key: string) => ({ name, version, dist: { shasum: sha1(bytesOf[key]), integrity: sha512(bytesOf[key]), tarball: 'https://upstream.invalid/' + name + '/-/' + name + '-' + version + '.tgz' } });
+  /** A copy of upstream revision `originRev`, stored by some gateway as revision `1-<hash>` with the tarballs `stored`. */
+  const copy = (hash: string, originRev: string, versions: Record<string, string>, stored: [string, string][]) => ({
+    _id: name,
+    _rev: '1-' + hash.repeat(32),
+    name,
+    versions: Object.fromEntries(Object.entries(versions).map(([version, key]) => [version, manifest(version, key)])),
+    'dist-tags': { latest: Object.keys(versions).pop() },
+    time: Object.fromEntries(Object.keys(versions).map((version, i) => [version, '2026-01-0' + (i + 1) + 'T00:00:00.000Z'])),
+    maintainers: [],
+    origin: 'https://upstream.invalid',
+    origin_rev: originRev,
+    origin_synced: '2026-12-01T00:00:00.000Z',
+    _attachments: Object.fromEntries(stored.map(([version, key]) => [name + '-' + version + '.tgz', { content_type: 'application/octet-stream', data: bytesOf[key].toString('base64') }])),
+  });
+  // A: upstream revision 4, with 1.0.0's tarball; B: revision 5 (1.2.0 added), with 1.2.0's;
+  // C: revision 2, whose 1.1.0 the upstream later republished with other bytes, with that tarball.
+  const a = copy('a', '4-aaaa', { '1.0.0': 'a0', '1.1.0': 'a1' }, [['1.0.0', 'a0']]);
+  const b = copy('b', '5-bbbb', { '1.0.0': 'a0', '1.1.0': 'a1', '1.2.0': 'b2' }, [['1.2.0', 'b2']]);
+  const c = copy('c', '2-cccc', { '1.0.0': 'a0', '1.1.0': 'c1' }, [['1.1.0', 'c1']]);
+  const written = await fetch(new URL('/' + mirrorDb + '/_bulk_docs', new URL(registry.adminCouchUrl).origin), {
+    method: 'POST',
+    headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' },
+    body: JSON.stringify({ docs: [a, b, c], new_edits: false }),
+  });
+  expect(written.status).toBe(201);
+
+  const merged = await waitFor('the merge', async () => {
+    const doc = (await couchGet(registry, '/' + mirrorDb + '/' + name + '?conflicts=true')).body;
+    return doc._rev && !doc._conflicts && Object.keys(doc._attachments || {}).length === 2 ? doc : undefined;
+  });
+  expect(merged.origin_rev).toBe('5-bbbb');
+  expect(Object.keys(merged.versions)).toEqual(['1.0.0', '1.1.0', '1.2.0']);
+  expect(merged.versions['1.1.0'].dist.integrity).toBe(sha512(bytesOf.a1));
+  expect(Object.keys(merged._attachments).sort()).toEqual([name + '-1.0.0.tgz', name + '-1.2.0.tgz']);
+
+  // Served alike by both gateways, each tarball stored matching its manifest; the republished bytes are not served as 1.1.0.
+  for (const url of [registry.localUrl, second.localUrl]) {
+    const packument = await waitFor('the merged packument at ' + url, async () => {
+      const body = (await (await fetch(url + '/' + name)).json()) as any;
+      return Object.keys(body.versions || {}).length === 3 ? body : undefined;
+    });
+    for (const version of ['1.0.0', '1.2.0']) {
+      const tarball = await fetch(url + '/' + name + '/-/' + name + '-' + version + '.tgz');
+      expect([version, tarball.status]).toEqual([version, 200]);
+      const data = Buffer.from(await tarball.arrayBuffer());
+      expect('sha512-' + createHash('sha512').update(data).digest('base64')).toBe(packument.versions[version].dist.integrity);
+    }
+    const republished = await fetch(url + '/' + name + '/-/' + name + '-1.1.0.tgz');
+    expect(Buffer.from(await republished.arrayBuffer()).equals(bytesOf.c1)).toBe(false);
+  }
+
+  // No flapping: a while later one live leaf, the others deleted; merged once whichever gateway did it.
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const after = (await couchGet(registry, '/' + mirrorDb + '/' + name + '?conflicts=true')).body;
+  expect(after._rev).toBe(merged._rev);
+  expect(after._conflicts).toBeUndefined();
+  const leaves = (await couchGet(registry, '/' + mirrorDb + '/' + name + '?open_revs=all')).body as { ok: any }[];
+  expect(leaves.filter((l) => !l.ok._deleted).map((l) => l.ok._rev)).toEqual([merged._rev]);
+  const resolved = (await metric(registry.localUrl, 'registry_conflicts_resolved_total')) + (await metric(second.localUrl, 'registry_conflicts_resolved_total'));
+  expect(resolved - before).toBe(1);
+});

@@ -2,7 +2,7 @@ import validateMirror from '../../couchapp/mirror/validate_doc_update';
 import validateApp from '../../couchapp/validate_doc_update';
 import { GATEWAY_ROLE, inPrivateScope, isMirrored, localOrigins, parseScopes, REPLICATOR_ROLE, SITE_ROLE } from '../../core/provenance';
 import { PackageDoc } from '../../core/types';
-import { mirroredDoc, revGeneration } from '../../core/mirrored';
+import { mergeMirrored, mirroredDoc, revGeneration } from '../../core/mirrored';
 import { fullPackument } from '../../core/packument';
 import { expectedIntegrity } from '../../replication/mirror';
 import ssri from 'ssri';
@@ -188,5 +188,43 @@ describe('package lists', () => {
     writeFileSync(join(dir, 'package-lock.json'), JSON.stringify(v3));
     expect(listedNames(['left-pad', join(dir, 'package-lock.json')]).sort()).toEqual(['@s/c', 'a', 'b', 'left-pad']);
     expect(() => listedNames([join(dir, 'missing.json')])).toThrow(/cannot read the lockfile/);
+  });
+});
+
+describe('mergeMirrored: the leaves of one mirrored document', () => {
+  const tgz = (n: number) => ({ content_type: 'application/octet-stream', digest: 'md5-' + n, length: n, stub: true as const });
+  const dist = (key: string) => ({ integrity: 'sha512-' + key, shasum: key, tarball: 'x' });
+  const leaf = (rev: string, originRev: string | undefined, synced: string, versions: Record<string, string>, files: Record<string, number>): PackageDoc =>
+    ({
+      _id: 'p',
+      _rev: rev,
+      name: 'p',
+      versions: Object.fromEntries(Object.entries(versions).map(([v, key]) => [v, { name: 'p', version: v, dist: dist(key) }])),
+      'dist-tags': { latest: Object.keys(versions).pop() as string },
+      time: {},
+      origin: 'https://up.example',
+      ...(originRev ? { origin_rev: originRev } : {}),
+      origin_synced: synced,
+      _attachments: Object.fromEntries(Object.entries(files).map(([v, n]) => ['p-' + v + '.tgz', tgz(n)])),
+    }) as unknown as PackageDoc;
+
+  it('keeps the later upstream copy, then the later fetch, with every tarball whose dist it keeps, whatever order the leaves come in', () => {
+    const older = leaf('1-a', '3-x', '2026-12-02T00:00:00.000Z', { '1.0.0': 'a', '1.1.0': 'b' }, { '1.0.0': 1, '1.1.0': 2 });
+    const later = leaf('1-b', '4-y', '2026-12-01T00:00:00.000Z', { '1.0.0': 'a', '1.1.0': 'B', '2.0.0': 'c' }, { '2.0.0': 3 });
+    for (const leaves of [[older, later], [later, older]]) {
+      const { doc, attachmentSources, refused } = mergeMirrored(leaves);
+      expect(doc.origin_rev).toBe('4-y');
+      expect(Object.keys(doc.versions)).toEqual(['1.0.0', '1.1.0', '2.0.0']);
+      // 1.1.0 was republished upstream with other bytes: the older copy's tarball is not its tarball.
+      expect(attachmentSources).toEqual({ 'p-2.0.0.tgz': '1-b', 'p-1.0.0.tgz': '1-a' });
+      expect(doc._attachments).toEqual({ 'p-2.0.0.tgz': tgz(3), 'p-1.0.0.tgz': tgz(1) });
+      expect(refused).toEqual([]);
+    }
+    // Without upstream revisions (a registry that names none): the later fetch.
+    const first = leaf('2-a', undefined, '2026-12-01T00:00:00.000Z', { '1.0.0': 'a' }, {});
+    const second = leaf('1-b', undefined, '2026-12-03T00:00:00.000Z', { '1.0.0': 'a', '1.1.0': 'b' }, { '1.0.0': 1 });
+    expect(Object.keys(mergeMirrored([first, second]).doc.versions)).toEqual(['1.0.0', '1.1.0']);
+    // A merge of one leaf is that leaf: the resolver's test that nothing is left to merge.
+    expect(mergeMirrored([later]).doc).toEqual({ ...mergeMirrored([later, older]).doc, _attachments: { 'p-2.0.0.tgz': tgz(3) } });
   });
 });
