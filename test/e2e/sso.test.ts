@@ -78,6 +78,15 @@ async function setRules(rules: unknown, at: TestRegistry = registry) {
   await sleep(RULE_CACHE_MS);
 }
 
+/** `promise`, or a failure naming `step` once `ms` have passed. */
+function within<T>(step: string, promise: Promise<T>, ms = 30_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(step + ' did not finish within ' + ms / 1000 + ' s')), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 /** A binding cookie a hostile user chooses for their own requests (the registry keeps a well-formed one). */
 const bindingKey = () => require('crypto').randomBytes(32).toString('base64url') as string;
 
@@ -443,20 +452,22 @@ describeBrowser('single sign-on with a real OpenID provider', () => {
   });
 
   it('a discovery document naming a token endpoint elsewhere (this registry\'s CouchDB) is not followed: the outbound policy allows only SSO_ISSUER\'s own host', async () => {
-    const other = await startTestRegistry({ SSO_ISSUER: provider.issuer, SSO_CLIENT_ID: CLIENT_ID, SSO_CLIENT_SECRET: CLIENT_SECRET });
+    // Each step bounded and named: a step that hangs (seen once on CI, 180 s) says which one it was.
+    const other = await within('starting the second registry', startTestRegistry({ SSO_ISSUER: provider.issuer, SSO_CLIENT_ID: CLIENT_ID, SSO_CLIENT_SECRET: CLIENT_SECRET }));
     try {
       // Read at its first sign-on: the discovery document names its CouchDB as the token endpoint.
-      await provider.setMischief({ tokenEndpoint: new URL(other.adminCouchUrl).origin + '/_session' });
-      await provider.setClient({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [registry.url + '/-/sso/callback', other.url + '/-/sso/callback'] });
+      await within('setting the provider\'s mischief', provider.setMischief({ tokenEndpoint: new URL(other.adminCouchUrl).origin + '/_session' }));
+      await within('setting the provider\'s client', provider.setClient({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [registry.url + '/-/sso/callback', other.url + '/-/sso/callback'] }));
       const key = bindingKey();
-      const callback = await codeFromProvider(context, (await startSignOn(key, '/', other)).href);
-      const answer = await deliver(callback, key, other);
+      const authorization = await within('starting the sign-on', startSignOn(key, '/', other));
+      const callback = await within('the browser at the provider', codeFromProvider(context, authorization.href), 60_000);
+      const answer = await within('delivering the callback', deliver(callback, key, other));
       expect(answer.status).toBe(424);
       expect(answer.text).toContain('outbound request policy');
       expect(answer.cookies).not.toContain('registry_session=');
     } finally {
-      await provider.setMischief(null);
-      await other.stop();
+      await within('clearing the provider\'s mischief', provider.setMischief(null));
+      await within('stopping the second registry', other.stop());
     }
   });
 });
