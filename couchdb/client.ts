@@ -118,6 +118,12 @@ export interface LocalReads {
   attachment(db: string, id: string, file: string): Promise<{ data: Buffer; etag: string; contentType: string } | null> | undefined;
   /** The database's `update_seq`, as `GET /{db}` answers it. */
   position(db: string): Promise<number> | undefined;
+  /**
+   * The writes to the database that can leave conflicting revisions (`new_edits: false`): under way,
+   * and done since this process started. Read after the position, they say whether any such write
+   * may be in what the position counts.
+   */
+  conflictingWrites(db: string): { running: number; done: number } | undefined;
 }
 
 /** CouchDB's answer for an attachment (or document) that is not there, made in this process. */

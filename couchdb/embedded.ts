@@ -571,6 +571,39 @@ function onWrites(proto: WritableProto, methods: string[], writes: (args: any[])
   };
 }
 
+/** Per database name, the writes that can leave conflicting revisions: under way, and done. */
+const conflictingWrites = new Map<string, { running: number; done: number }>();
+
+/**
+ * Counts, per database, the writes that can leave conflicting revisions. On this server only a write
+ * with `new_edits: false` can (a replication's, an admin's `_bulk_docs`: every path goes through
+ * `bulkDocs`); any other write meeting another revision is refused with 409. A conflict resolver
+ * that reads the database's position and then these counts (`LocalReads.conflictingWrites`) knows
+ * whether anything it has not read yet could have made a conflict: it then need not read the
+ * change feed, which here parses every document written (a mirror's whole ingest, once more).
+ */
+function countConflictingWrites(): void {
+  const proto = PouchDB.prototype as { bulkDocs: (...args: any[]) => Promise<unknown>; __registryConflictCount?: boolean };
+  if (proto.__registryConflictCount) return;
+  const bulkDocs = proto.bulkDocs;
+  const replicated = (value: unknown) => !!value && typeof value === 'object' && !Array.isArray(value) && (value as { new_edits?: unknown }).new_edits === false;
+  proto.bulkDocs = function (this: { name?: unknown }, ...args: any[]) {
+    const name = this.name;
+    if (typeof name !== 'string' || !(replicated(args[0]) || replicated(args[1]))) return bulkDocs.apply(this, args);
+    let count = conflictingWrites.get(name);
+    if (!count) conflictingWrites.set(name, (count = { running: 0, done: 0 }));
+    const counted = count;
+    counted.running++;
+    const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (err: unknown, result?: unknown) => void) : null;
+    const written = bulkDocs.apply(this, args).finally(() => {
+      counted.running--;
+      counted.done++;
+    });
+    return answered(written, callback);
+  };
+  proto.__registryConflictCount = true;
+}
+
 /**
  * PouchDB answers `_all_docs` with `keys` by opening a LevelDB iterator per key: the feed follower
  * asks which of 500 names each of the two package databases has for every batch of its feed, and
@@ -1042,6 +1075,11 @@ function inProcessReads(databases: LocalDatabases): LocalReads {
       if (!db.ready) db.ready = db.mine.info();
       return db.ready.then(() => new Promise<number>((resolve, reject) => db.mine._info((err, info) => (info ? resolve(info.update_seq) : reject(err || new Error('no info'))))));
     },
+    conflictingWrites(dbName) {
+      if (!databases.open(dbName)) return undefined;
+      const count = conflictingWrites.get(dbName);
+      return count ? { ...count } : { running: 0, done: 0 };
+    },
     document(dbName, id) {
       const db = id.startsWith('_') ? null : databases.open(dbName);
       if (!db) return undefined;
@@ -1162,6 +1200,7 @@ export async function startEmbeddedCouch(options: EmbeddedOptions): Promise<Embe
   cacheDesignDocumentReads();
   answerKeyedAllDocsFromMetadata();
   cacheSecurityReads();
+  countConflictingWrites();
   await plainPouchErrorStacks();
   cacheDiskSizes();
   removeUploadedFiles();

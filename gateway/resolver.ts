@@ -94,6 +94,12 @@ export class ConflictResolver {
   /** Whether a merge failed in this run: the position written stays before it. */
   private failed = false;
   private caughtUpOnce = false;
+  /**
+   * On the embedded server, how many writes that can conflict (`new_edits: false`) were done when a
+   * reading of the feed to its end began with none under way: all of them are read. While the count
+   * stays, the feed is not read: nothing else can make a conflict there.
+   */
+  private conflictingRead?: number;
 
   private async readCheckpoint(): Promise<void> {
     if (this.checkpointRead) return;
@@ -132,6 +138,8 @@ export class ConflictResolver {
   private async follow(healthy: () => void): Promise<void> {
     let position: unknown;
     await this.readCheckpoint();
+    /** On the embedded server, its count of writes that can conflict, read before the feed is (see `conflictingRead`). */
+    let counted = this.couch.local?.conflictingWrites(this.db);
     while (!this.loop.stopped) {
       const batch = await this.request<{ results?: { id: string; changes?: { rev: string }[]; deleted?: boolean }[]; last_seq?: unknown }>(
         '/_changes?style=all_docs&limit=' + BATCH + '&since=' + encodeURIComponent(String(this.since)),
@@ -150,16 +158,25 @@ export class ConflictResolver {
       // Written at once when the feed is first read to its end (the reading a restart would do again), then now and then.
       const caughtUp = batch.results.length < BATCH;
       if (!this.failed) await this.writeCheckpoint(batch.last_seq, caughtUp && !this.caughtUpOnce);
-      if (caughtUp) this.caughtUpOnce = true;
+      if (caughtUp) {
+        this.caughtUpOnce = true;
+        // Every write that could conflict and was done before this reading began is read.
+        this.conflictingRead = counted && counted.running === 0 ? counted.done : undefined;
+      }
       if (batch.results.length === BATCH) continue;
-      // Until the database moves, its feed is not read again.
+      // Until the database moves, its feed is not read again; on the embedded server, not until a
+      // write that can conflict was made (`conflictingWrites`): else the position is taken as read.
       while (!this.loop.stopped) {
         this.abort = new AbortController();
         const now = await databasePosition(this.couch, this.db, this.abort.signal);
         if (position === undefined) position = now;
         if (String(now) !== String(position)) {
           position = now;
-          break;
+          counted = this.couch.local?.conflictingWrites(this.db);
+          if (!counted || counted.running > 0 || counted.done !== this.conflictingRead) break;
+          this.since = now;
+          if (!this.failed) await this.writeCheckpoint(now, false);
+          continue;
         }
         await this.loop.pause.for(POLL_MS);
       }

@@ -135,13 +135,17 @@ it('two gateways merge conflicting leaves into one revision: the union, the firs
   expect(events.filter((e) => e.event === 'package:publish-refused')).toHaveLength(1);
 });
 
-it('two gateways merge the conflicting leaves of a mirrored package, as two gateways pulling it through at once leave them on a cluster: the later upstream copy, with the tarballs either stored', async () => {
-  const name = 'mirrored-twice';
-  const mirrorDb = registry.registryDb + '-mirror';
-  const before = (await metric(registry.localUrl, 'registry_conflicts_resolved_total')) + (await metric(second.localUrl, 'registry_conflicts_resolved_total'));
-  const bytesOf: Record<string, Buffer> = { a0: bytes('1.0.0'), a1: bytes('1.1.0'), b2: bytes('1.2.0'), c1: bytes('1.1.0 republished upstream') };
+/** Tarballs of the mirrored package below: 1.0.0, 1.1.0, 1.2.0, and 1.1.0 as the upstream republished it. */
+const bytesOf: Record<string, Buffer> = { a0: bytes('1.0.0'), a1: bytes('1.1.0'), b2: bytes('1.2.0'), c1: bytes('1.1.0 republished upstream') };
+
+/**
+ * Three conflicting leaves of mirrored package `name` written into `target`'s mirror database as a
+ * cluster leaves them: A copies upstream revision 4, with 1.0.0's tarball; B revision 5 (1.2.0
+ * added), with 1.2.0's; C revision 2, whose 1.1.0 the upstream later republished with other bytes,
+ * with that tarball. The status of the write.
+ */
+async function writeMirroredLeaves(target: Pick<TestRegistry, 'adminCouchUrl' | 'registryDb'>, name: string): Promise<number> {
   const manifest = (version: string, key: string) => ({ name, version, dist: { shasum: sha1(bytesOf[key]), integrity: sha512(bytesOf[key]), tarball: 'https://upstream.invalid/' + name + '/-/' + name + '-' + version + '.tgz' } });
-  /** A copy of upstream revision `originRev`, stored by some gateway as revision `1-<hash>` with the tarballs `stored`. */
   const copy = (hash: string, originRev: string, versions: Record<string, string>, stored: [string, string][]) => ({
     _id: name,
     _rev: '1-' + hash.repeat(32),
@@ -155,17 +159,22 @@ it('two gateways merge the conflicting leaves of a mirrored package, as two gate
     origin_synced: '2026-12-01T00:00:00.000Z',
     _attachments: Object.fromEntries(stored.map(([version, key]) => [name + '-' + version + '.tgz', { content_type: 'application/octet-stream', data: bytesOf[key].toString('base64') }])),
   });
-  // A: upstream revision 4, with 1.0.0's tarball; B: revision 5 (1.2.0 added), with 1.2.0's;
-  // C: revision 2, whose 1.1.0 the upstream later republished with other bytes, with that tarball.
   const a = copy('a', '4-aaaa', { '1.0.0': 'a0', '1.1.0': 'a1' }, [['1.0.0', 'a0']]);
   const b = copy('b', '5-bbbb', { '1.0.0': 'a0', '1.1.0': 'a1', '1.2.0': 'b2' }, [['1.2.0', 'b2']]);
   const c = copy('c', '2-cccc', { '1.0.0': 'a0', '1.1.0': 'c1' }, [['1.1.0', 'c1']]);
-  const written = await fetch(new URL('/' + mirrorDb + '/_bulk_docs', new URL(registry.adminCouchUrl).origin), {
+  const written = await fetch(new URL('/' + target.registryDb + '-mirror/_bulk_docs', new URL(target.adminCouchUrl).origin), {
     method: 'POST',
-    headers: { authorization: basicAuthOf(registry.adminCouchUrl), 'content-type': 'application/json' },
+    headers: { authorization: basicAuthOf(target.adminCouchUrl), 'content-type': 'application/json' },
     body: JSON.stringify({ docs: [a, b, c], new_edits: false }),
   });
-  expect(written.status).toBe(201);
+  return written.status;
+}
+
+it('two gateways merge the conflicting leaves of a mirrored package, as two gateways pulling it through at once leave them on a cluster: the later upstream copy, with the tarballs either stored', async () => {
+  const name = 'mirrored-twice';
+  const mirrorDb = registry.registryDb + '-mirror';
+  const before = (await metric(registry.localUrl, 'registry_conflicts_resolved_total')) + (await metric(second.localUrl, 'registry_conflicts_resolved_total'));
+  expect(await writeMirroredLeaves(registry, name)).toBe(201);
 
   const merged = await waitFor('the merge', async () => {
     const doc = (await couchGet(registry, '/' + mirrorDb + '/' + name + '?conflicts=true')).body;
@@ -201,4 +210,25 @@ it('two gateways merge the conflicting leaves of a mirrored package, as two gate
   expect(leaves.filter((l) => !l.ok._deleted).map((l) => l.ok._rev)).toEqual([merged._rev]);
   const resolved = (await metric(registry.localUrl, 'registry_conflicts_resolved_total')) + (await metric(second.localUrl, 'registry_conflicts_resolved_total'));
   expect(resolved - before).toBe(1);
+});
+
+it('a registry alone on its embedded server, which reads its mirror\'s feed only after a write that can conflict, merges conflicting leaves written after a while of ordinary writes', async () => {
+  const alone = await startTestRegistry(env);
+  try {
+    const token = await alone.signup('carol');
+    // Ordinary writes move both databases' positions while the resolvers wait: none can conflict.
+    for (const version of ['1.0.0', '1.0.1']) {
+      expect((await alone.request('PUT', '/carols-' + version, { token, body: publishBody('carols-' + version, version, bytes(version)) })).status).toBe(201);
+    }
+    expect((await couchPut(alone, '/' + alone.registryDb + '-mirror/plain-copy', { name: 'plain-copy', versions: {}, 'dist-tags': {}, time: {}, origin: 'https://upstream.invalid' })).status).toBe(201);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await writeMirroredLeaves(alone, 'mirrored-alone')).toBe(201);
+    const merged = await waitFor('the merge', async () => {
+      const doc = (await couchGet(alone, '/' + alone.registryDb + '-mirror/mirrored-alone?conflicts=true')).body;
+      return doc._rev && !doc._conflicts ? doc : undefined;
+    }, 10_000);
+    expect([merged.origin_rev, Object.keys(merged._attachments).sort()]).toEqual(['5-bbbb', ['mirrored-alone-1.0.0.tgz', 'mirrored-alone-1.2.0.tgz']]);
+  } finally {
+    await alone.stop();
+  }
 });
