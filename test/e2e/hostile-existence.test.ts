@@ -9,8 +9,10 @@
  */
 import { readFileSync } from 'fs';
 import { makePackage, npmClient, NpmClient } from '../helpers/npm';
-import { basic, send } from '../helpers/principals';
+import { FeedStandIn, startFeedStandIn } from '../helpers/feed-standin';
+import { basic, publishBody as principalsPublishBody, send } from '../helpers/principals';
 import { startTestRegistry, storedDoc, TestRegistry } from '../helpers/registry';
+import { settled } from '../helpers/wait';
 
 let registry: TestRegistry;
 const tokens: Record<string, string> = {};
@@ -208,5 +210,47 @@ describe('with npm itself', () => {
     const installed = await clients.bob.npm(['install', '@acme/' + PRIVATE], dir);
     expect([installed.code, installed.stderr]).toEqual([0, expect.any(String)]);
     expect(JSON.parse(readFileSync(dir + '/node_modules/@acme/' + PRIVATE + '/package.json', 'utf8')).version).toBe('1.0.0');
+  });
+});
+
+describe('with an upstream that pulls names through', () => {
+  let upstream: FeedStandIn;
+  let pulling: TestRegistry;
+  const who: Record<string, string> = {};
+  const askedFor = (short: string) => [...upstream.packumentRequests.entries()].filter(([path]) => path.includes(short)).reduce((sum, [, n]) => sum + n, 0);
+  const read = (token: string | null, name: string) => ask('GET', pulling.localUrl + '/@acme%2f' + name, token ? { authorization: 'Bearer ' + token } : {});
+
+  beforeAll(async () => {
+    upstream = await startFeedStandIn();
+    upstream.publish('@acme/upstreamed', ['1.0.0']);
+    pulling = await startTestRegistry({ UPSTREAM_REGISTRY: upstream.url });
+    for (const name of ['alice', 'bob', 'mallory']) who[name] = await pulling.signup(name);
+    expect((await pulling.request('PUT', '/-/org/acme/user', { token: who.alice, body: { user: 'alice' } })).status).toBe(200);
+    expect((await pulling.request('PUT', '/-/org/acme/user', { token: who.alice, body: { user: 'bob' } })).status).toBe(200);
+    expect((await pulling.request('PUT', '/@acme%2f' + PRIVATE, { token: who.alice, body: principalsPublishBody('@acme/' + PRIVATE, '1.0.0') })).status).toBe(201);
+    expect((await pulling.request('POST', '/-/package/@acme%2f' + PRIVATE + '/access', { token: who.alice, body: { access: 'restricted' } })).status).toBe(200);
+  }, 60_000);
+  afterAll(async () => {
+    await pulling?.stop();
+    await upstream?.close();
+  });
+
+  it('a name of the org\'s scope with no package here is, to a non-member, the private package\'s answer, and the upstream is not asked (it would take longer, or answer otherwise); a member pulls it through, then anyone reads it', async () => {
+    // (Publishing it asked the upstream whether the name was taken there.)
+    const before = [MISSING, 'upstreamed', PRIVATE].map(askedFor);
+    for (const token of [who.mallory, null]) {
+      const [secret, none, notYet] = await Promise.all([PRIVATE, MISSING, 'upstreamed'].map((name) => read(token, name)));
+      expect(secret).toEqual(none);
+      // (A longer name: only the length of the words differs.)
+      const unsized = (answer: Answer) => ({ ...answer, headers: { ...answer.headers, 'content-length': null }, body: answer.body.split('upstreamed').join('NAME') });
+      expect(unsized(notYet)).toEqual(unsized(secret));
+    }
+    expect([MISSING, 'upstreamed', PRIVATE].map(askedFor)).toEqual(before);
+    // A member's read of the missing name is asked of the upstream; the upstream's package is pulled through.
+    expect((await read(who.bob, MISSING)).status).toBe(404);
+    expect(askedFor(MISSING)).toBe(before[0] + 1);
+    expect((await read(who.bob, 'upstreamed')).status).toBe(200);
+    // Once the mirror's feed reports it (within a poll of 250 ms), it is a package like any other.
+    for (const token of [who.mallory, null]) expect((await settled(() => read(token, 'upstreamed'), (answer) => answer.status === 200, 5000)).status).toBe(200);
   });
 });
