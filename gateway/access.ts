@@ -13,7 +13,7 @@
 import { Response } from 'express';
 import { AccessRule, allowed, rulesAllow, rulesProblem } from '../core/access';
 import { PackageDoc } from '../core/types';
-import { Org, Orgs, orgOf, orgsProblem, roleIn, scopeOf } from '../core/orgs';
+import { notInOrgMessage, Org, Orgs, orgOf, orgsProblem, roleIn, scopeOf } from '../core/orgs';
 import { DESIGN, designId } from '../couchapp/design';
 import { Database } from '../couchdb/client';
 import { AuthenticatedUser, currentUser } from './auth';
@@ -186,6 +186,17 @@ export class AccessRules {
     if (user.roles.includes('_admin')) return;
     if (!rules) throw brokenRules(problem);
     if (!allowed(rules, name, 'publish', user, orgs || undefined)) throw forbidden('User "' + user.name + '" may not publish "' + name + '" by this registry\'s access rules; ask an admin.');
+  }
+
+  /**
+   * Throws 403 when an org owns the scope of `name` and `user` is not one of its members (nor an
+   * admin): in the scope only members publish (what validate_doc_update refuses with the same words),
+   * said before anything that depends on whether `name` exists (is it here, is it the upstream's).
+   */
+  async assertOrgMember(user: { name: string; roles: string[] }, name: string): Promise<void> {
+    if (user.roles.includes('_admin')) return;
+    const org = orgOf((await this.load()).orgs || undefined, name);
+    if (org && !roleIn(org, user.name)) throw forbidden(notInOrgMessage(user.name, name));
   }
 
   /** Whether anyone, anonymous included, may read `name` by the rules (`npm access get status`). */

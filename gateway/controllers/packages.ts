@@ -340,6 +340,8 @@ export function packageRoutes(ctx: Context): Router {
     // A change of a package (not a publish, nor a foreign entry: those make it) is for those who may read it.
     const registersForeign = !rev && typeof body === 'object' && body !== null && body.url !== undefined;
     if (!publishes && !registersForeign) await assertReadable(ctx, res, name);
+    // A publish or a foreign entry in an org's scope by a non-member: refused before anything tells whether the name is taken.
+    else await ctx.access.assertOrgMember(user, name);
     await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body must be a JSON object.');
     assertValidName(name);

@@ -101,7 +101,7 @@ describe('reads: a private package of an org and a name with no package answer a
     expect([path(PRIVATE), owner.status]).toEqual([path(PRIVATE), ownerStatus]);
     for (const who of OUTSIDERS) {
       for (const method of methods) {
-        for (const etag of [{}, owner.headers.etag ? { 'if-none-match': owner.headers.etag } : {}]) {
+        for (const etag of [{}, owner.headers.etag ? { 'if-none-match': owner.headers.etag } : {}] as Record<string, string>[]) {
           const [secret, none] = await Promise.all(names.map((name) => ask(method, registry.localUrl + path(name), { ...headers, ...authOf(who), ...etag })));
           expect([who, method, path(PRIVATE), secret]).toEqual([who, method, path(PRIVATE), none]);
           // Nobody is asked to log in; the others are told what to do.
@@ -152,7 +152,7 @@ describe('reads: a private package of an org and a name with no package answer a
 });
 
 describe('writes to a package: refused alike, before anything tells the private package apart, and nothing changes', () => {
-  interface Write { what: string; method: string; path: (name: string) => string; body?: (name: string) => unknown }
+  interface Write { what: string; method: string; path: (name: string) => string; body?: (name: string) => unknown; refused?: number }
   const writes: Write[] = [
     { what: 'dist-tag add', method: 'PUT', path: (n) => '/-/package/@acme%2f' + n + '/dist-tags/evil', body: () => '1.0.0' },
     { what: 'dist-tag rm', method: 'DELETE', path: (n) => '/-/package/@acme%2f' + n + '/dist-tags/evil' },
@@ -163,15 +163,20 @@ describe('writes to a package: refused alike, before anything tells the private 
     { what: 'npm access set mfa', method: 'POST', path: (n) => '/-/package/@acme%2f' + n + '/access', body: () => ({ publish_requires_tfa: false }) },
     { what: 'npm access set status', method: 'POST', path: (n) => '/-/package/@acme%2f' + n + '/access', body: () => ({ access: 'public' }) },
     { what: 'staging required', method: 'PUT', path: (n) => '/-/package/@acme%2f' + n + '/staging', body: () => ({ required: true }) },
+    { what: 'npm stage publish', method: 'POST', path: (n) => '/-/stage/package/@acme%2f' + n, body: (n) => principalsPublishBody('@acme/' + n, '9.9.9') },
+    // Only members publish in the scope, new names or not: refused as such, before anything tells whether the name is taken.
+    { what: 'publish', method: 'PUT', path: (n) => '/@acme%2f' + n, body: (n) => principalsPublishBody('@acme/' + n, '9.9.9'), refused: 403 },
+    { what: 'a foreign entry', method: 'PUT', path: (n) => '/@acme%2f' + n, body: (n) => ({ _id: '@acme/' + n, name: '@acme/' + n, url: 'https://registry.example.com', maintainers: [{ name: 'mallory' }] }), refused: 403 },
   ];
 
-  it.each(writes)('$what', async ({ method, path, body }) => {
+  it.each(writes)('$what', async ({ method, path, body, refused = 404 }) => {
     const before = (await storedDoc(registry, '@acme/' + PRIVATE)).body._rev;
     for (const who of OUTSIDERS) {
       const [secret, none] = await Promise.all(names.map((name) => ask(method, registry.localUrl + path(name), authOf(who), body && body(name))));
       expect([who, method, path(PRIVATE), secret]).toEqual([who, method, path(PRIVATE), none]);
       // A limited token is refused for the name it does not cover (403, both alike).
-      expect([who, secret.status]).toEqual([who, who === 'anonymous' ? 401 : who === 'limited' ? 403 : 404]);
+      expect([who, secret.status]).toEqual([who, who === 'anonymous' ? 401 : who === 'limited' ? 403 : refused]);
+      if (refused === 403 && who !== 'anonymous' && who !== 'limited') expect(JSON.parse(secret.body).error).toContain('is not a member of the org @acme');
     }
     expect((await storedDoc(registry, '@acme/' + PRIVATE)).body._rev).toBe(before);
     const design = await registry.request('GET', '/-/package/@acme%2f' + PRIVATE + '/visibility', { token: tokens.alice });
@@ -245,6 +250,9 @@ describe('with an upstream that pulls names through', () => {
       const unsized = (answer: Answer) => ({ ...answer, headers: { ...answer.headers, 'content-length': null }, body: answer.body.split('upstreamed').join('NAME') });
       expect(unsized(notYet)).toEqual(unsized(secret));
     }
+    // A non-member's publish of either: refused alike, the upstream not asked whether it has the name.
+    const [published, publishedNone] = await Promise.all([PRIVATE, MISSING].map((name) => ask('PUT', pulling.localUrl + '/@acme%2f' + name, { authorization: 'Bearer ' + who.mallory }, principalsPublishBody('@acme/' + name, '9.9.9'))));
+    expect([published.status, published]).toEqual([403, publishedNone]);
     expect([MISSING, 'upstreamed', PRIVATE].map(askedFor)).toEqual(before);
     // A member's read of the missing name is asked of the upstream; the upstream's package is pulled through.
     expect((await read(who.bob, MISSING)).status).toBe(404);
