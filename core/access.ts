@@ -140,6 +140,15 @@ export function isAdminUser(user: AccessUser): boolean {
 export function allowed(rules: AccessRule[], name: string, action: 'read' | 'publish', user: AccessUser, orgs?: Orgs): boolean {
   if (isAdminUser(user)) return true;
   if (orgAllows(orgs, name, action, user) === false) return false;
+  return rulesAllow(rules, name, action, user, orgs);
+}
+
+/**
+ * Whether the rules alone (without what an org adds: its private packages, its members-only
+ * publishing) let `user` `action` the package `name`: what does not depend on which packages exist.
+ */
+export function rulesAllow(rules: AccessRule[], name: string, action: 'read' | 'publish', user: AccessUser, orgs?: Orgs): boolean {
+  if (isAdminUser(user)) return true;
   const rule = ruleFor(rules, name);
   const principals = (rule && rule[action]) || [];
   for (const principal of principals) {

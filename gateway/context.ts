@@ -1,5 +1,7 @@
 /** What every controller works with: configuration, CouchDB access, the token store and the logger. */
+import type { Response } from 'express';
 import { Logger } from 'pino';
+import { isTombstone } from '../core/packument';
 import { PackageDoc } from '../core/types';
 import { Config } from '../config';
 import { Couch, couchFailure, Database } from '../couchdb/client';
@@ -115,6 +117,20 @@ export async function readPackage(ctx: Pick<Context, 'registry' | 'mirrored' | '
     : (await getPackageDoc(ctx.registry, name)) || routed(await getPackageDoc(ctx.mirrored, name));
   // A package pull-through has just served is found while CouchDB stores it.
   return found || ctx.upstreams.mirrorFor(name)?.inFlight(name) || null;
+}
+
+/**
+ * Throws unless the caller may read `name` (`AccessRules.assertRead`) and, when the org of its scope
+ * hides from them which packages exist there (`AccessRules.hidden`), unless a live package of that
+ * name is here: before anything that answers otherwise for a name that exists (a second factor asked
+ * for, a revision compared), so that a private package and a name with no package answer alike.
+ */
+export async function assertReadable(ctx: Context, res: Response, name: string): Promise<void> {
+  await ctx.access.assertRead(res, name);
+  const hidden = await ctx.access.hidden(res, name);
+  if (!hidden) return;
+  const doc = await readPackage(ctx, name);
+  if (!doc || isTombstone(doc)) throw hidden;
 }
 
 /**

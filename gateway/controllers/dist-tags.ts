@@ -8,7 +8,7 @@ import { PackageDoc } from '../../core/types';
 import { requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
 import { packageMfaOf } from './package-access';
-import { Context, readPackage } from '../context';
+import { assertReadable, Context, readPackage } from '../context';
 import { withheldOf, writeWithRetry } from '../writes';
 import { withoutWithheld } from '../../core/policy';
 import { badRequest, forbidden, HttpError, notFound } from '../errors';
@@ -20,14 +20,15 @@ const PATH = /^\/-\/package\/(.+)\/dist-tags(?:\/([^/]+))?\/?$/;
 export function distTagRoutes(ctx: Context): Router {
   const router = Router();
 
-  async function live(name: string): Promise<PackageDoc> {
+  async function live(res: Response, name: string): Promise<PackageDoc> {
     const doc = await readPackage(ctx, name);
-    if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
+    if (!doc || isTombstone(doc)) throw await ctx.access.missing(res, name, notFound('Package "' + name + '" is not in this registry.'));
     return doc;
   }
 
   async function change(res: Response, name: string, edit: (tags: Record<string, string>, doc: PackageDoc) => void): Promise<void> {
     const user = requireWriter(res, name);
+    await assertReadable(ctx, res, name);
     await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     let tags: Record<string, string> = {};
     await writeWithRetry(ctx, user, name, (doc) => {
@@ -46,7 +47,7 @@ export function distTagRoutes(ctx: Context): Router {
     if (req.method === 'GET' || req.method === 'HEAD') {
       await ctx.access.assertRead(res, name);
       // As the packument is served: a tag never names a version the supply-chain policy holds back.
-      const stored = await live(name);
+      const stored = await live(res, name);
       const doc = withoutWithheld(stored, withheldOf(ctx, stored));
       if (tag === undefined) res.json(doc['dist-tags']);
       else if (doc['dist-tags'][tag]) res.json(doc['dist-tags'][tag]);

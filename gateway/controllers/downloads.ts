@@ -39,7 +39,7 @@ export async function downloadCounts(ctx: Context, res: Response, name: string, 
   if (typeof days === 'string') throw badRequest(days);
   if (packageNameProblem(name, false)) throw notFound('package ' + name + ' not found');
   await ctx.access.assertRead(res, name);
-  if (!(await packageExists(ctx, name))) throw notFound('package ' + name + ' not found');
+  if (!(await packageExists(ctx, name))) throw await ctx.access.missing(res, name, notFound('package ' + name + ' not found'));
   return ctx.downloads.read(name, days);
 }
 

@@ -25,7 +25,7 @@ import { AuthenticatedUser, requireUser, requireWriter } from '../auth';
 import { managesTeams, orgOf, Permission, roleIn, scopeOf, teamGrant } from '../../core/orgs';
 import { maintainerNames } from '../../core/rules';
 import { OrgStore } from '../orgs';
-import { Context, getPackageDoc, readPackage } from '../context';
+import { assertReadable, Context, getPackageDoc, readPackage } from '../context';
 import { badRequest, forbidden, HttpError, notFound } from '../errors';
 import { decodeSegment } from '../paths';
 import { credentialOf, PackageMfa, requireWriteFactor } from '../second-factor';
@@ -54,14 +54,14 @@ export function packageAccessRoutes(ctx: Context): Router {
   async function visibility(res: Response, name: string): Promise<void> {
     await ctx.access.assertRead(res, name);
     const doc = await readPackage(ctx, name);
-    if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
+    if (!doc || isTombstone(doc)) throw await ctx.access.missing(res, name, notFound('Package "' + name + '" is not in this registry.'));
     res.json({ public: await ctx.access.anyoneMayRead(name) });
   }
 
   async function setAccess(req: Request, res: Response, name: string): Promise<void> {
     const user = requireWriter(res, name);
     // A package the access rules hide from the caller answers as one that does not exist would.
-    await ctx.access.assertRead(res, name);
+    await assertReadable(ctx, res, name);
     const body = (req.body || {}) as Record<string, unknown>;
     if (body.access !== undefined) return setStatus(res, user, name, body.access);
     if (typeof body.publish_requires_tfa !== 'boolean') throw badRequest('Send {"publish_requires_tfa": true|false, "automation_token_overrides_tfa": true|false} (npm access set mfa=none|publish|automation).');
@@ -115,7 +115,7 @@ export function packageAccessRoutes(ctx: Context): Router {
     const user = requireUser(res);
     await ctx.access.assertRead(res, name);
     const doc = await readPackage(ctx, name);
-    if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
+    if (!doc || isTombstone(doc)) throw await ctx.access.missing(res, name, notFound('Package "' + name + '" is not in this registry.'));
     const list: Record<string, Permission> = {};
     const org = orgOf(await new OrgStore(ctx.registry, ctx.access).current(), name);
     // The org's members and their grants are for its members (and server admins) to see, as `npm org ls` and `npm team ls` are.
@@ -132,13 +132,13 @@ export function packageAccessRoutes(ctx: Context): Router {
   async function staging(res: Response, name: string): Promise<void> {
     await ctx.access.assertRead(res, name);
     const doc = await readPackage(ctx, name);
-    if (!doc || isTombstone(doc)) throw notFound('Package "' + name + '" is not in this registry.');
+    if (!doc || isTombstone(doc)) throw await ctx.access.missing(res, name, notFound('Package "' + name + '" is not in this registry.'));
     res.json({ required: doc.registry_staging === 'required' });
   }
 
   async function setStaging(req: Request, res: Response, name: string): Promise<void> {
     const user = requireWriter(res, name);
-    await ctx.access.assertRead(res, name);
+    await assertReadable(ctx, res, name);
     const body = (req.body || {}) as Record<string, unknown>;
     if (typeof body.required !== 'boolean' || Object.keys(body).length !== 1) throw badRequest('Send {"required": true|false}: whether every version of "' + name + '" must be staged and approved.');
     // CI may stage, only people approve: an automation token changes neither this nor the rule it guards.

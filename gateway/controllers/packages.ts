@@ -16,7 +16,7 @@ import { requireUser, requireWriter } from '../auth';
 import { requireWriteFactor } from '../second-factor';
 import { packageMfaOf, stagingRequiredMessage } from './package-access';
 import { CachedPackument, packumentShape } from '../cache';
-import { Context, localPackage, readPackage } from '../context';
+import { assertReadable, Context, localPackage, readPackage } from '../context';
 import { checkDigests, md5Etag } from '../digests';
 import { checkProvenanceBundle } from '../provenance';
 import { badRequest, conflict, forbidden, HttpError, notFound } from '../errors';
@@ -86,6 +86,10 @@ async function loadForRead(ctx: Context, req: Request, res: Response, name: stri
   const absent = ctx.cache.isAbsent(name);
   const unlisted = !absent && unlistedForPull(ctx, name);
   let doc = absent || unlisted ? null : await readPackage(ctx, name);
+  // No package here, for a caller the org of its scope hides which exist from: answered as a private
+  // one is, never asked of an upstream (which would take longer, or answer otherwise).
+  const hidden = doc ? null : await ctx.access.hidden(res, name);
+  if (hidden) throw hidden;
   const pulling = doc ? undefined : pullThroughFor(ctx, name);
   if (!doc && pulling) {
     const missing = () => notFound('Package "' + name + '" is neither in this registry nor in its upstream ' + pulling.upstream + '.');
@@ -110,7 +114,7 @@ async function loadForRead(ctx: Context, req: Request, res: Response, name: stri
     await readForeign(ctx, req, res, name, rest, String(doc.url));
     return null;
   }
-  if (isTombstone(doc)) throw unpublishedError(doc);
+  if (isTombstone(doc)) throw await ctx.access.missing(res, name, unpublishedError(doc));
   return doc;
 }
 
@@ -333,6 +337,11 @@ export function packageRoutes(ctx: Context): Router {
     const body = req.body as Record<string, unknown>;
     const publishes = !rev && typeof body === 'object' && body !== null && !Array.isArray(body) && body._attachments !== undefined;
     const user = requireWriter(res, name, publishes ? 'publish' : 'change');
+    // A change of a package (not a publish, nor a foreign entry: those make it) is for those who may read it.
+    const registersForeign = !rev && typeof body === 'object' && body !== null && body.url !== undefined;
+    if (!publishes && !registersForeign) await assertReadable(ctx, res, name);
+    // A publish or a foreign entry in an org's scope by a non-member: refused before anything tells whether the name is taken.
+    else await ctx.access.assertOrgMember(user, name);
     await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     if (typeof body !== 'object' || body === null || Array.isArray(body)) throw badRequest('The body must be a JSON object.');
     assertValidName(name);
@@ -412,6 +421,7 @@ export function packageRoutes(ctx: Context): Router {
 
   async function unpublishAll(res: Response, name: string, rev: string): Promise<void> {
     const user = requireWriter(res, name);
+    await assertReadable(ctx, res, name);
     await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     const now = new Date().toISOString();
     await writeWithRetry(ctx, user, name, (existing) => {
@@ -425,6 +435,7 @@ export function packageRoutes(ctx: Context): Router {
 
   async function deleteTarball(res: Response, name: string, file: string): Promise<void> {
     const user = requireWriter(res, name);
+    await assertReadable(ctx, res, name);
     await requireWriteFactor(ctx.accounts, ctx.config, res, user, await packageMfaOf(ctx, name), name);
     await writeWithRetry(ctx, user, name, (existing) => {
       if (!existing) throw notFoundPackage(name);

@@ -73,6 +73,9 @@ async function asServed(ctx: Context, hits: SearchHit[]): Promise<SearchHit[]> {
 export async function dependentsOf(ctx: Context, res: Response, name: string, size: number, from: number, options: { wait?: boolean } = {}): Promise<{ dependents: SearchEntry[]; total: number } | null> {
   if (!ctx.search) throw new HttpError(503, 'Search is not running on this gateway.');
   await ctx.access.assertRead(res, name);
+  // Of a name with no package, to a caller the org of its scope hides which exist from: as of a private one.
+  const hidden = await ctx.access.hidden(res, name);
+  if (hidden && !(await readPackage(ctx, name))) throw hidden;
   if (options.wait === false && !ctx.search.loaded) return null;
   const index = await ctx.search.ready();
   const readable = await ctx.access.reader(res);

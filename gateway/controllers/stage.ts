@@ -99,7 +99,7 @@ export function stageRoutes(ctx: Context): Router {
     await ctx.access.assertRead(res, name);
     const existing = await readPackage(ctx, name);
     if (!existing || isTombstone(existing)) {
-      throw notFound('"' + name + '" is not published here yet: only versions of an existing package are staged. Publish its first version with `npm publish`.');
+      throw await ctx.access.missing(res, name, notFound('"' + name + '" is not published here yet: only versions of an existing package are staged. Publish its first version with `npm publish`.'));
     }
     if (isMirrored(existing, ctx.origins)) throw forbidden(mirroredReason(existing));
     assertTrustStands(user, name, existing);

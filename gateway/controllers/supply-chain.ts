@@ -106,7 +106,8 @@ export function supplyChainRoutes(ctx: Context): Router {
       await ctx.access.assertRead(res, spec.name);
       const doc = await readPackage(ctx, spec.name);
       const manifest = doc && doc.versions[spec.version];
-      if (!doc || !manifest) throw notFound('"' + spec.name + '@' + spec.version + '" is not in this registry.');
+      if (!doc) throw await ctx.access.missing(res, spec.name, notFound('"' + spec.name + '@' + spec.version + '" is not in this registry.'));
+      if (!manifest) throw notFound('"' + spec.name + '@' + spec.version + '" is not in this registry.');
       const held = withheldOf(ctx, doc).get(spec.version);
       if (held) throw forbidden(held.reason);
       const own = await keptBundle(ctx, doc, spec.version);

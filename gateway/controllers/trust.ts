@@ -48,7 +48,7 @@ async function maintainedPackage(ctx: Context, res: Response, user: Authenticate
   await ctx.access.assertRead(res, name);
   const doc = await getPackageDoc(ctx.registry, name);
   if (!doc || isTombstone(doc)) {
-    throw notFound('Package "' + name + '" is not published on this registry: publish its first version with `npm publish`, then set up trusted publishing for it.');
+    throw await ctx.access.missing(res, name, notFound('Package "' + name + '" is not published on this registry: publish its first version with `npm publish`, then set up trusted publishing for it.'));
   }
   if (!isAdminUser(user) && maintainerNames(doc).indexOf(user.name) === -1) {
     throw forbidden('Only the maintainers of "' + name + '" may see or change its trusted publishers (maintainers: ' + maintainerNames(doc).join(', ') + ').');

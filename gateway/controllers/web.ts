@@ -459,6 +459,9 @@ ${otpField('password-otp')}
     handle(async (req, res, user) => {
       await ctx.access.assertRead(res, parsed.name);
       let doc = await readPackage(ctx, parsed.name);
+      // No package, to a caller the org of its scope hides which exist from: the page of a private one.
+      const hidden = doc ? null : await ctx.access.hidden(res, parsed.name);
+      if (hidden) throw hidden;
       // Pulled through from the upstream the name is routed to, when that one mirrors.
       const route = doc ? null : ctx.upstreams.upstreamFor(parsed.name);
       if (!doc && route && route.mode === 'mirror' && route.mirror) doc = await route.mirror.pull(parsed.name);

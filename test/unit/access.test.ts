@@ -1,4 +1,5 @@
-import { accessDesignProblem, allowed, patternMatches, rulesProblem, AccessRule } from '../../core/access';
+import { accessDesignProblem, allowed, patternMatches, rulesAllow, rulesProblem, AccessRule } from '../../core/access';
+import { Orgs } from '../../core/orgs';
 import validateAccess from '../../couchapp/access/validate_doc_update';
 import { packageDoc } from './fixtures';
 
@@ -70,6 +71,16 @@ describe('access patterns and principals', () => {
     const orgs = { acme: { members: { alice: 'owner' }, teams: { developers: { members: ['alice'] } } } };
     expect(accessDesignProblem({ rules: withOrgs, orgs }, { rules: withOrgs })).toBeNull();
     expect(accessDesignProblem({ rules: withOrgs, orgs: { acme: { members: { alice: 'king' }, teams: {} } } }, { rules: withOrgs, orgs })).toContain('The orgs in _design/access were not saved');
+  });
+
+  it('rulesAllow is what the rules alone say, without an org\'s private packages: what does not depend on which packages exist', () => {
+    const open: AccessRule[] = [{ package: '**', read: ['$all'], publish: ['$authenticated'] }];
+    const orgs: Orgs = { acme: { members: { alice: 'owner' }, teams: {}, packages: { '@acme/widget': { status: 'private' } } } };
+    expect([allowed(open, '@acme/widget', 'read', bob, orgs), rulesAllow(open, '@acme/widget', 'read', bob, orgs)]).toEqual([false, true]);
+    expect([allowed(open, '@acme/gizmos', 'read', bob, orgs), rulesAllow(open, '@acme/gizmos', 'read', bob, orgs)]).toEqual([true, true]);
+    expect(allowed(open, '@acme/widget', 'read', alice, orgs)).toBe(true);
+    // The rules' own refusals stay refusals.
+    expect(rulesAllow(rules, '@acme/widget', 'read', anonymous, orgs)).toBe(false);
   });
 });
 
