@@ -13,12 +13,13 @@
 import { Logger } from 'pino';
 import { Couch, docPath } from '../couchdb/client';
 import { BackgroundLoop, exponential } from '../lib/retry';
+import { seqNumber } from '../replication/feed/planner';
 
 export const POLL_MS = 250;
 
 interface Waiter {
   since: string;
-  resolve: () => void;
+  resolve: (position: string) => void;
   reject: (err: unknown) => void;
 }
 
@@ -36,15 +37,15 @@ class PositionWatch {
     private readonly db: string,
   ) {}
 
-  /** Resolves once the database's position is no longer `since`; rejects when `signal` aborts or the position cannot be read. */
-  moved(since: unknown, signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  /** Resolves with the database's position once it is no longer `since`; rejects when `signal` aborts or the position cannot be read. */
+  moved(since: unknown, signal: AbortSignal): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
       if (signal.aborted) return reject(signal.reason);
       const waiter: Waiter = {
         since: String(since),
-        resolve: () => {
+        resolve: (position) => {
           signal.removeEventListener('abort', aborted);
-          resolve();
+          resolve(position);
         },
         reject: (err) => {
           signal.removeEventListener('abort', aborted);
@@ -73,7 +74,7 @@ class PositionWatch {
       for (const waiter of waiters) {
         if (waiter.since === position || !this.waiting.has(waiter)) continue;
         this.waiting.delete(waiter);
-        waiter.resolve();
+        waiter.resolve(position);
       }
     } catch (err) {
       for (const waiter of waiters) {
@@ -160,12 +161,23 @@ export class ChangesFollower {
   /**
    * Whether the follower has reported every change up to the database's position as last read (at
    * most a poll ago), and waits for it to move: what it reported is then current but for that poll.
+   * Also while it reads the feed only to check a position that did not count a write (`checking`).
    */
   get current(): boolean {
-    return this.waiting && !this.loop.stopped;
+    return (this.waiting || this.checking) && !this.loop.stopped;
   }
 
   private waiting = false;
+  /**
+   * Reading the feed after a position whose leading number is that of the position read before the
+   * last read: no write was counted since. On a CouchDB cluster the position reads differently from
+   * one poll to the next with nothing written (its opaque part names the shard copies that
+   * answered), and its number stays above the feed's after a `_security` write (which has no
+   * change), so the feed is read again at every poll; a change it brings is reported, but none is
+   * known to be missing meanwhile. Counted as not current, the search index's followers were not
+   * current during most polls' reads, and pull-through fetched a dependency ahead or not at random.
+   */
+  private checking = false;
 
   stop(): Promise<void> {
     return this.loop.stop();
@@ -217,9 +229,19 @@ export class ChangesFollower {
 
   /** One round: the database's position, then its changes from there until it fails or the follower stops. */
   private async follow(healthy: () => void): Promise<void> {
+    try {
+      await this.followFeed(healthy);
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private async followFeed(healthy: () => void): Promise<void> {
     this.abort = new AbortController();
     const position = await databasePosition(this.couch, this.db, this.abort.signal);
     let since = this.options.fromStart ? this.since : position;
+    // The position read before the last read of the feed: that read reported every change up to it.
+    let readTo = String(position);
     this.onLive(true);
     healthy();
     while (!this.loop.stopped) {
@@ -233,6 +255,8 @@ export class ChangesFollower {
       const batch = await this.request('/_changes?limit=' + limit + (withDocs ? '&include_docs=true' : '') + '&since=' + encodeURIComponent(String(since)));
       if (!Array.isArray(batch.results) || batch.last_seq === undefined) throw new Error('CouchDB sent an unreadable _changes answer for ' + this.db);
       const results = batch.results;
+      // Changes to report: not current until they are.
+      if (results.length) this.checking = false;
       if (apart) await this.reportApart(results);
       else {
         let known = 0;
@@ -256,7 +280,10 @@ export class ChangesFollower {
         this.abort = new AbortController();
         this.waiting = true;
         try {
-          await watchOf(this.couch, this.db).moved(since, this.abort.signal);
+          const moved = await watchOf(this.couch, this.db).moved(since, this.abort.signal);
+          const number = seqNumber(moved);
+          this.checking = number !== null && number === seqNumber(readTo);
+          readTo = moved;
         } finally {
           this.waiting = false;
         }

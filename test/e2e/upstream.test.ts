@@ -10,7 +10,7 @@ import { join } from 'path';
 import { makePackage, makeProject, npmClient, NpmClient, publishWith, sha1, sha512 } from '../helpers/npm';
 import { anotherGateway, basicAuthOf, couchGet, mirroredDoc, startTestRegistry, TestRegistry } from '../helpers/registry';
 import { startVerdaccio, Verdaccio } from '../helpers/verdaccio';
-import { eventually } from '../helpers/wait';
+import { eventually, settled } from '../helpers/wait';
 
 let verdaccio: Verdaccio;
 let proxied: TestRegistry;
@@ -258,6 +258,30 @@ describe('mirror mode: what pull-through does ahead of the client and while it r
       expect((await mirroredDoc(mirroring, 'ahead-alias')).status).toBe(404);
       // One level ahead of clients, never further: nobody read the child while it waited.
       expect((await mirroredDoc(mirroring, 'ahead-grandchild')).status).toBe(404);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('each of eight packages read one after another brings the package it depends on before anyone asks, however the reads fall between the gateway\'s polls of the database', async () => {
+    // On a CouchDB cluster the database's position reads differently from one poll to the next with
+    // nothing written (its opaque part names the shard copies that answered): a dependency was
+    // fetched ahead, or not, by when in the poll the client's read came.
+    const parents = Array.from({ length: 8 }, (_, i) => 'polled-parent-' + i);
+    const children = parents.map((name) => name.replace('parent', 'child'));
+    for (let at = 0; at < parents.length; at += 4) {
+      await Promise.all(children.slice(at, at + 4).map((name) => publishWith(upstreamPublisher, { name, version: '1.0.0' })));
+      await Promise.all(parents.slice(at, at + 4).map((name, i) => publishWith(upstreamPublisher, { name, version: '1.0.0', dependencies: { [children[at + i]]: '^1.0.0' } })));
+    }
+    const gateway = await mirroringGateway('polled-gateway');
+    try {
+      for (const name of parents) {
+        expect((await fetch(gateway.localUrl + '/' + name)).status).toBe(200);
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      // Stored once pull-through is quiet: the names not fetched ahead are missing (null).
+      const storedChildren = () => Promise.all(children.map(async (name) => ((await mirroredDoc(mirroring, name)).status === 200 ? name : null)));
+      expect(await settled(storedChildren, (found) => found.every((name) => name !== null), 20_000, 250)).toEqual(children);
     } finally {
       await gateway.close();
     }
