@@ -336,8 +336,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           running.close(() => resolve());
           running.closeAllConnections();
         });
-        // Served no more: what the packument cache holds is kept for the next start.
-        await copies
+        // Served no more: what the packument cache holds is kept for the next start (where revisions are read in process: the embedded server).
+        if (embedded) await copies
           .save({ entries: () => cache.held(), checkedAt: (name) => context.upstreams.mirrorFor(name)?.lastChecked(name) })
           .then((count) => log.info({ packuments: count }, 'the served packuments were kept for the next start'))
           .catch((err) => log.warn({ err: (err as Error).message }, 'the served packuments could not be kept for the next start'));

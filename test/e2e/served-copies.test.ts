@@ -108,7 +108,11 @@ afterAll(async () => {
   await proxy?.stop();
 });
 
-describe('a restarted gateway', () => {
+// Copies are used where revisions are read without the documents: on the embedded server (a gateway
+// on COUCHDB_URL neither keeps nor uses them, and reads every first read from CouchDB as before).
+const onEmbedded = process.env.COUCHDB_URL ? describe.skip : describe;
+
+onEmbedded('a restarted gateway', () => {
   const names = ['copy-local', 'copy-mirrored'];
   const before: Record<string, { status: number; etag: string | null; body: string }> = {};
 
