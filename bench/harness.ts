@@ -116,7 +116,7 @@ export type Ours = Target & {
  * `halt` (its data folder and databases); `stop` removes them. `nodeArgs` go to Node before the
  * script (`--cpu-prof`, which NODE_OPTIONS does not take).
  */
-export async function startOurs(extraEnv: Record<string, string> = {}, again?: Pick<Ours, 'dataDir' | 'db'>, nodeArgs: string[] = []): Promise<Ours> {
+export async function startOurs(extraEnv: Record<string, string> = {}, again?: Pick<Ours, 'dataDir' | 'db'> & { url?: string }, nodeArgs: string[] = []): Promise<Ours> {
   const dataDir = again ? again.dataDir : mkdtempSync(join(tmpdir(), 'bench-registry-'));
   const store = couchFor(again?.db);
   const spawnedAt = Date.now();
@@ -127,7 +127,8 @@ export async function startOurs(extraEnv: Record<string, string> = {}, again?: P
   const allNodeArgs = [...(process.env.BENCH_REGISTRY_NODE_ARGS || '').split(/\s+/).filter(Boolean), ...nodeArgs];
   const child = spawn(process.execPath, [...allNodeArgs, main], {
     // Its defaults, as users run it: an access-log line per request at info, like Verdaccio's `http` level.
-    env: { ...process.env, PORT: '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_DB: store.db, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'info', ...extraEnv },
+    // Started again on its data, on its port (as a deployed registry restarts on its address: the tarball URLs it serves stay the same).
+    env: { ...process.env, PORT: again?.url ? new URL(again.url).port : '0', COUCHDB_PORT: '0', DATA_DIR: dataDir, REGISTRY_DB: store.db, REGISTRY_ADMIN_PASSWORD: 'bench-admin', LOG_LEVEL: 'info', ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

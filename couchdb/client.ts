@@ -124,6 +124,17 @@ export interface LocalReads {
    * may be in what the position counts.
    */
   conflictingWrites(db: string): { running: number; done: number } | undefined;
+  /**
+   * The winning revision of document `id` from its revision tree alone (no document read), null when
+   * there is none or it is deleted; undefined where it is not read in this process.
+   */
+  revision?(db: string, id: string): Promise<string | null> | undefined;
+  /**
+   * What the caller knows of the attachments of document `id` at revision `rev` (their stubs: type
+   * and digest), kept for the first read of each, unless they are known already. Only ever used for
+   * that revision; an attachment the store does not have under that digest is read the usual way.
+   */
+  knowAttachments?(db: string, id: string, rev: string, stubs: Record<string, { content_type: string; digest: string }>): void;
 }
 
 /** CouchDB's answer for an attachment (or document) that is not there, made in this process. */
@@ -193,6 +204,20 @@ export class Database<T extends object> {
       if (status < 200 || status >= 300) throw refusal(status, answer as { error?: string; reason?: string });
       return answer as Stored<T>;
     });
+  }
+
+  /**
+   * The winning revision of `id` (null when there is none, or a deleted one) where it can be read
+   * without reading the document (the embedded server, in this process); undefined elsewhere.
+   */
+  revision(id: string): Promise<string | null> | undefined {
+    if (unaddressable(id) || id.startsWith('_')) return undefined;
+    return this.couch.local?.revision?.(this.name, id);
+  }
+
+  /** Hands the stubs of `id`'s attachments at `rev` to the in-process reads (see `LocalReads.knowAttachments`). */
+  knowAttachments(id: string, rev: string, stubs: Record<string, { content_type: string; digest: string }>): void {
+    this.couch.local?.knowAttachments?.(this.name, id, rev, stubs);
   }
 
   /**

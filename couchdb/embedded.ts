@@ -6,6 +6,7 @@
  */
 import express from 'express';
 import { existsSync, mkdirSync, readFileSync, renameSync, unlink, writeFileSync } from 'fs';
+import { createHash } from 'crypto';
 import http, { Server } from 'http';
 import https from 'https';
 import { AddressInfo, isIP } from 'net';
@@ -952,7 +953,7 @@ const REMEMBERED_STUBS = 20_000;
 interface Opened {
   theirs: unknown;
   mine: ReadableDb;
-  stubs: Map<string, { rev: string; attachments: Record<string, AttachmentStub>; count: number }>;
+  stubs: Map<string, { rev: string; attachments: Record<string, AttachmentStub>; count: number; handed?: boolean }>;
   stubCount: number;
   /** A call of PouchDB's public API, which waits for the database to be open (the adapter's own reads need it). */
   ready?: Promise<unknown>;
@@ -1050,9 +1051,48 @@ function localDatabases(LocalPouch: new (name: string) => ReadableDb): LocalData
 async function attachmentOf(db: Opened, id: string, file: string): Promise<{ data: Buffer; etag: string; contentType: string } | null> {
   const attachments = await attachmentsOf(db, id);
   const stub = Object.prototype.hasOwnProperty.call(attachments, file) ? attachments[file] : undefined;
-  if (!stub) return null;
-  const data = await new Promise<Buffer>((resolve, reject) => db.mine._getAttachment(id, file, stub, { binary: true }, (err, bytes) => (bytes ? resolve(bytes) : reject(err || new Error('no attachment')))));
+  const known = db.stubs.get(id);
+  if (!stub) {
+    // Stubs handed over by the gateway (`knowAttachments`) may lack a file the document has: read it.
+    if (known?.handed && known.attachments === attachments) return forgetHanded(db, id, file);
+    return null;
+  }
+  const read = () => new Promise<Buffer>((resolve, reject) => db.mine._getAttachment(id, file, stub, { binary: true }, (err, bytes) => (bytes ? resolve(bytes) : reject(err || new Error('no attachment')))));
+  const handed = !!known?.handed && known.attachments === attachments;
+  let data: Buffer;
+  try {
+    data = await read();
+  } catch (err) {
+    if (handed) return forgetHanded(db, id, file);
+    throw err;
+  }
+  // A stub handed over by the gateway is trusted for its bytes only: LevelDB answers a digest it does
+  // not hold with no bytes at all, so what it sent must have that digest, else the document says.
+  if (handed && 'md5-' + createHash('md5').update(data).digest('base64') !== stub.digest) return forgetHanded(db, id, file);
   return { data, etag: JSON.stringify(stub.digest.slice(4)), contentType: stub.content_type };
+}
+
+/** Forgets stubs the gateway handed over for `id` and reads `file` by the document's own. */
+function forgetHanded(db: Opened, id: string, file: string): Promise<{ data: Buffer; etag: string; contentType: string } | null> {
+  const known = db.stubs.get(id);
+  if (known) {
+    db.stubs.delete(id);
+    db.stubCount -= known.count;
+  }
+  return attachmentOf(db, id, file);
+}
+
+/**
+ * Stubs of `id`'s attachments at `rev` from the gateway (its disk copy of a packument's served bytes
+ * knows them), kept as if the document had been read, unless stubs are remembered already. They serve
+ * only while `rev` is the document's current revision (`attachmentsOf` checks); a file missing from
+ * them, or a digest the store does not hold, is read by the document's own stubs.
+ */
+function handAttachments(db: Opened, id: string, rev: string, stubs: Record<string, AttachmentStub>): void {
+  if (db.stubs.has(id)) return;
+  rememberStubs(db, id, { _rev: rev, _attachments: stubs });
+  const known = db.stubs.get(id);
+  if (known) known.handed = true;
 }
 
 
@@ -1105,6 +1145,15 @@ function inProcessReads(databases: LocalDatabases): LocalReads {
         if (isNotFound(err)) return null;
         throw err;
       });
+    },
+    revision(dbName, id) {
+      const db = id.startsWith('_') ? null : databases.open(dbName);
+      if (!db) return undefined;
+      return currentRevision(db, id).then((current) => (current && !current.deleted ? current.rev : null));
+    },
+    knowAttachments(dbName, id, rev, stubs) {
+      const db = id.startsWith('_') ? null : databases.open(dbName);
+      if (db) handAttachments(db, id, rev, stubs);
     },
   };
 }

@@ -6,6 +6,7 @@
  * a change cannot store what it read.
  */
 import { Withheld } from '../core/policy';
+import { OriginValidators } from '../core/types';
 import { SingleFlight } from '../lib/single-flight';
 
 /**
@@ -92,6 +93,15 @@ export interface CachedPackument {
   withheld?: Map<string, Withheld>;
   /** Epoch ms when these bytes go stale: a held-back version becomes available then. */
   validUntil?: number;
+  /**
+   * What the bytes were made from, for their copy on disk (served-copies.ts): the fingerprint of the
+   * policy applied ('' for none), the document's origin and upstream validators, and its
+   * attachments' stubs where known.
+   */
+  policy?: string;
+  origin?: string;
+  validators?: OriginValidators;
+  attachments?: Record<string, { content_type: string; digest: string }>;
 }
 
 const ABBREVIATED = 'application/vnd.npm.install-v1+json';
@@ -235,6 +245,13 @@ export class PackumentCache {
   setLive(live: boolean): void {
     if (!live) this.clear();
     this.live = live;
+  }
+
+  /** The entries held now, least recently used first (none while the cache is off). */
+  *held(): IterableIterator<[string, CachedPackument]> {
+    if (!this.enabled) return;
+    const now = Date.now();
+    for (const [name, entry] of this.entries) if (entry.validUntil === undefined || now < entry.validUntil) yield [name, entry];
   }
 
   get size(): { entries: number; bytes: number } {

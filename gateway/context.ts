@@ -10,6 +10,7 @@ import { Accounts } from './accounts';
 import { AccessRules } from './access';
 import { LocalAbsence, PackumentCache } from './cache';
 import { TarballCache } from './tarball-cache';
+import type { ServedCopies } from './served-copies';
 import { Metrics } from './metrics';
 import { PolicyStore } from './policy';
 import { SearchService } from './search';
@@ -30,6 +31,8 @@ export interface Context {
   accounts: Accounts;
   access: AccessRules;
   cache: PackumentCache;
+  /** The served bytes of the packuments the cache held when the gateway last stopped (its data folder). */
+  copies?: ServedCopies;
   tarballs: TarballCache;
   /** The last revision this gateway wrote of each package, until the feed reports it. */
   ownWrites: Map<string, string>;

@@ -160,6 +160,7 @@ export class Metrics {
   private readonly upstreamErrors: Counter;
   private readonly conflictsResolved: Counter;
   private readonly publishesRefused: Counter;
+  private readonly copies: Counter<'outcome'>;
   private readonly couchLatency: Histogram<'operation' | 'outcome'>;
   private replication?: () => Promise<ReplicationGauges | null>;
   private sites?: () => Promise<{ peer: string; state: string }[]>;
@@ -173,6 +174,12 @@ export class Metrics {
     this.upstreamErrors = new Counter({ name: 'registry_upstream_errors_total', help: 'Requests that failed because an upstream registry did not answer well.', registers });
     this.conflictsResolved = new Counter({ name: 'registry_conflicts_resolved_total', help: 'Package documents whose conflicting revisions this gateway merged into one (gateway/resolver.ts).', registers });
     this.publishesRefused = new Counter({ name: 'registry_publishes_refused_total', help: 'Publishes of a version number published first elsewhere with other bytes, refused by the merge of conflicting revisions.', registers });
+    this.copies = new Counter({
+      name: 'registry_packument_copies_total',
+      help: 'First reads of a packument the gateway had served before it last stopped (gateway/served-copies.ts), by outcome: used (its copy on disk served), outdated (the package, the policy or the time moved on: the document was read), damaged (the copy failed its check and was not used).',
+      labelNames: ['outcome'],
+      registers,
+    });
     this.couchLatency = new Histogram({
       name: 'registry_couchdb_request_duration_seconds',
       help: 'Time of requests to CouchDB, by operation and outcome.',
@@ -300,6 +307,11 @@ export class Metrics {
   conflictResolved(refused: number): void {
     this.conflictsResolved.inc();
     if (refused > 0) this.publishesRefused.inc(refused);
+  }
+
+  /** A first read looked for a packument's copy on disk (served-copies.ts). */
+  copy(outcome: 'used' | 'outdated' | 'damaged'): void {
+    this.copies.inc({ outcome });
   }
 
   upstreamError(): void {

@@ -12,6 +12,7 @@ import { couchFailure } from '../couchdb/client';
 import { createHash } from 'crypto';
 import { nextRelease, policyActive, Withheld, withheldTarball, withheldVersions, withoutWithheld } from '../core/policy';
 import { md5Etag } from './digests';
+import { policyFingerprint, ServedCopy } from './served-copies';
 import { retry } from '../lib/retry';
 import { abbreviatedPackument, fullPackument, isForeign, isTombstone, stampChanges } from '../core/packument';
 
@@ -130,14 +131,24 @@ export function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
   const served = withoutWithheld(doc, withheld);
   const next = nextRelease(withheld);
   const variant = withheld.size ? createHash('sha1').update([...withheld.keys()].sort().join(',')).digest('hex').slice(0, 12) : '';
+  const mirrored = isMirrored(doc, ctx.origins);
+  // The stubs of the attachments as stored (a document read from CouchDB); those written with it are added by `warm`.
+  const attachments: NonNullable<CachedPackument['attachments']> = {};
+  for (const [file, stub] of Object.entries(doc._attachments || {})) {
+    if (typeof stub.digest === 'string' && typeof stub.content_type === 'string' && stub.data === undefined) attachments[file] = { content_type: stub.content_type, digest: stub.digest };
+  }
   return {
     rev: doc._rev as string,
     variant,
     full: Buffer.from(JSON.stringify(fullPackument(served, ctx.baseUrl))),
     abbreviated: Buffer.from(JSON.stringify(abbreviatedPackument(served, ctx.baseUrl))),
-    mirrored: isMirrored(doc, ctx.origins),
+    mirrored,
     withheld: withheld.size ? withheld : undefined,
     validUntil: next === null ? undefined : next,
+    policy: policyFingerprint(ctx.policy?.current, mirrored),
+    origin: typeof doc.origin === 'string' ? doc.origin : undefined,
+    validators: doc.origin_validators,
+    attachments,
   };
 }
 
@@ -147,12 +158,25 @@ export function servedBytes(ctx: Context, doc: PackageDoc): CachedPackument {
  */
 export function warm(ctx: Context, doc: PackageDoc, generations = { cache: ctx.cache.generation(doc.name), tarballs: ctx.tarballs.generation(doc.name) }): void {
   if (isTombstone(doc) || isForeign(doc)) return;
-  ctx.cache.set(doc.name, generations.cache, servedBytes(ctx, doc));
+  const served = servedBytes(ctx, doc);
+  ctx.cache.set(doc.name, generations.cache, served);
   for (const [file, attachment] of Object.entries(doc._attachments || {})) {
     if (typeof attachment.data !== 'string' || !file.endsWith('.tgz')) continue; // provenance bundles are not tarballs
     const data = Buffer.from(attachment.data, 'base64');
-    void ctx.tarballs.put(doc.name, file, generations.tarballs, data, md5Etag(data));
+    const etag = md5Etag(data);
+    knownDigest(served, file, attachment.content_type, etag);
+    void ctx.tarballs.put(doc.name, file, generations.tarballs, data, etag);
   }
+}
+
+/**
+ * Notes the stub of attachment `file` written with the package (CouchDB's digest is the MD5 of its
+ * bytes, as in `md5Etag`): a first read of it after a restart needs no read of the document. The
+ * embedded server checks the bytes it reads against it.
+ */
+function knownDigest(served: CachedPackument, file: string, contentType: string | undefined, etag: string): void {
+  if (!served.attachments || served.attachments[file]) return;
+  served.attachments[file] = { content_type: contentType || 'application/octet-stream', digest: 'md5-' + etag.slice(1, -1) };
 }
 
 /**
@@ -166,10 +190,43 @@ export function warmMirrored(ctx: Context, doc: PackageDoc, tarballs?: ReadonlyM
     (local) => {
       if (local) return;
       warm(ctx, doc, generations);
+      const served = ctx.cache.get(doc.name);
       for (const [file, data] of tarballs || []) {
-        if (!ctx.tarballs.get(doc.name, file)) void ctx.tarballs.put(doc.name, file, generations.tarballs, data, md5Etag(data));
+        const known = ctx.tarballs.get(doc.name, file);
+        const etag = known ? known.etag : md5Etag(data);
+        if (served && served.rev === doc._rev) knownDigest(served, file, doc._attachments?.[file]?.content_type, etag);
+        if (!known) void ctx.tarballs.put(doc.name, file, generations.tarballs, data, etag);
       }
     },
     () => undefined,
   );
+}
+
+/**
+ * The served bytes of `name` from its copy on disk (served-copies.ts), when the copy is of the
+ * revision clients are served now, as `readPackage` finds it: the local package's, else the mirrored
+ * one's (of the upstream the name is routed to). The revisions are read from the revision trees, not
+ * the documents; null when there is no such copy, or where the revisions cannot be read that way (a
+ * real CouchDB). The stubs of the document's attachments go to the in-process reads, so that the first
+ * read of each tarball needs no read of the document either.
+ */
+export async function packumentFromCopy(ctx: Context, name: string): Promise<ServedCopy | null> {
+  const copies = ctx.copies;
+  if (!copies || !copies.has(name)) return null;
+  const local = ctx.localAbsence.knows(name) ? Promise.resolve(null) : ctx.registry.revision(name);
+  const mirrored = ctx.mirrored.revision(name);
+  if (local === undefined || mirrored === undefined) return null;
+  const [localRev, mirroredRev] = await Promise.all([local, mirrored]);
+  const rev = localRev || mirroredRev || '';
+  const copy = await copies.take(name, rev, ctx.origins, ctx.policy?.current);
+  if (copy === null) return null;
+  // A mirrored copy of an upstream the name is not routed to (any more) is not served (`readPackage`).
+  if (typeof copy === 'string' || (!localRev && !ctx.upstreams.serves({ name, origin: copy.origin } as PackageDoc))) {
+    ctx.metrics.copy(typeof copy === 'string' ? copy : 'outdated');
+    if (typeof copy !== 'string') copies.forget(name);
+    return null;
+  }
+  if (copy.attachments) (localRev ? ctx.registry : ctx.mirrored).knowAttachments(name, rev, copy.attachments);
+  ctx.metrics.copy('used');
+  return copy;
 }

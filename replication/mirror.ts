@@ -714,7 +714,7 @@ export class Mirror {
    * older than `UPSTREAM_MAX_AGE_SECONDS`, off the client's path: the stored copy is served meanwhile
    * and whenever the upstream is down. `held`: the copy the reader has, when it has the document.
    */
-  refreshIfStale(name: string, held?: PackageDoc): void {
+  refreshIfStale(name: string, held?: Pick<PackageDoc, 'origin' | 'origin_validators'>): void {
     const { config } = this;
     if (this.feed || this.mode !== 'mirror' || !this.mayPull(name)) return;
     const maxAge = config.upstreamMaxAgeSeconds * 1000;
@@ -774,6 +774,20 @@ export class Mirror {
     await this.store(name, fetched.body, existing, fetched.validators);
     this.stats.revalidations.changed++;
     this.checkedNow(name, fetched.validators);
+  }
+
+  /** When the packument of `name` was last fetched from the upstream or compared with it (epoch ms), if this gateway knows. */
+  lastChecked(name: string): number | undefined {
+    return this.checked.get(name)?.at;
+  }
+
+  /**
+   * The packument of `name` was compared with the upstream at `at`, before this gateway started (its
+   * copy on disk says so): it is compared again once that is `UPSTREAM_MAX_AGE_SECONDS` old, as if the
+   * gateway had not stopped, rather than at its first read. Unless this gateway knows of a comparison already.
+   */
+  checkedBefore(name: string, at: number, validators: OriginValidators | undefined): void {
+    if (!this.checked.has(name) && Number.isFinite(at) && at <= Date.now()) this.checked.set(name, { at, validators });
   }
 
   /** Records that the packument of `name` was compared with the upstream now, and the validators of the copy held. */

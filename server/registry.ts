@@ -22,6 +22,7 @@ import { setupDatabases } from './setup';
 import { Accounts } from '../gateway/accounts';
 import { AccessRules } from '../gateway/access';
 import { LocalAbsence, PackumentCache } from '../gateway/cache';
+import { copiesPath, ServedCopies } from '../gateway/served-copies';
 import { ChangesFollower } from '../gateway/changes';
 import { Sites } from '../replication/sites';
 import { ConflictResolver, recordRefused } from '../gateway/resolver';
@@ -141,6 +142,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const tokens = new TokenStore(couch, config.tokensDb, config.sites.peers.length > 0);
     const registryDb = couch.db<PackageDoc>(config.registryDb);
     const cache = new PackumentCache(config.packumentCacheBytes);
+    const copies = new ServedCopies(copiesPath(config.dataDir, config.registryDb));
     const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')), config.tarballMemoryBytes);
     const ownWrites = new Map<string, string>();
     const localAbsence = new LocalAbsence();
@@ -177,6 +179,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
       accounts: new Accounts(couch, LOGIN_THROTTLE, (ok) => metrics.login(ok)),
       access: new AccessRules(registryDb),
       cache,
+      copies,
       tarballs,
       ownWrites,
       localAbsence,
@@ -264,6 +267,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const hostForUrl = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     const url = 'http://' + (hostForUrl.includes(':') ? '[' + hostForUrl + ']' : hostForUrl) + ':' + port;
     context.baseUrl = config.publicUrl || url;
+    // The packuments served when the gateway last stopped, for the first reads of this run.
+    copies.load(context.baseUrl);
     const started = await startReplication(
       {
         couch,
@@ -331,6 +336,11 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           running.close(() => resolve());
           running.closeAllConnections();
         });
+        // Served no more: what the packument cache holds is kept for the next start (where revisions are read in process: the embedded server).
+        if (embedded) await copies
+          .save({ entries: () => cache.held(), checkedAt: (name) => context.upstreams.mirrorFor(name)?.lastChecked(name) })
+          .then((count) => log.info({ packuments: count }, 'the served packuments were kept for the next start'))
+          .catch((err) => log.warn({ err: (err as Error).message }, 'the served packuments could not be kept for the next start'));
         // Served no more: what was counted is written while CouchDB is still there.
         await downloads?.stop();
         await replication?.stop();

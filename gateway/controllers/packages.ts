@@ -27,7 +27,7 @@ import { CachedTarball, MEMORY_TARBALL_BYTES } from '../tarball-cache';
 import { foreignBaseUrl, foreignUrlProblem, forwardToUpstream, postToUpstream, readForeign } from '../upstream';
 import { publishLicenseProblem } from '../../core/licenses';
 import { tarballLicenseProblem } from '../tarball-license';
-import { servedBytes, withheldOf, withheldTarballKnown, writeWithRetry } from '../writes';
+import { packumentFromCopy, servedBytes, withheldOf, withheldTarballKnown, writeWithRetry } from '../writes';
 import { Withheld, withheldTarball, withoutWithheld } from '../../core/policy';
 import { versionOfTarball } from '../../core/names';
 import { isProvisional, Mirror } from '../../replication/mirror';
@@ -69,7 +69,7 @@ function unlistedForPull(ctx: Context, name: string): boolean {
 }
 
 /** A mirrored package read: compared with its upstream when it is old (pull-through without a feed), by the mirror of its route. */
-export function refreshIfStale(ctx: Context, name: string, held?: PackageDoc): void {
+export function refreshIfStale(ctx: Context, name: string, held?: Pick<PackageDoc, 'origin' | 'origin_validators'>): void {
   pullThroughFor(ctx, name)?.refreshIfStale(name, held);
 }
 
@@ -173,6 +173,16 @@ export function packageRoutes(ctx: Context): Router {
     const entry = await ctx.cache.once(name, async () => {
       const generation = ctx.cache.generation(name);
       if (ctx.cache.isAbsent(name) || unlistedForPull(ctx, name)) return null;
+      // The bytes served before the gateway last stopped, if the package is still at that revision.
+      const copied = await packumentFromCopy(ctx, name);
+      if (copied) {
+        if (copied.entry.mirrored) {
+          if (copied.checkedAt !== undefined) pullThroughFor(ctx, name)?.checkedBefore(name, copied.checkedAt, copied.validators);
+          refreshIfStale(ctx, name, { origin: copied.origin, origin_validators: copied.validators });
+        }
+        ctx.cache.set(name, generation, copied.entry);
+        return copied.entry;
+      }
       const doc = await readPackage(ctx, name, !!pullThroughFor(ctx, name));
       if (!doc) ctx.cache.setAbsent(name, generation);
       if (!doc || isForeign(doc) || isTombstone(doc)) return null;

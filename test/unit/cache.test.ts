@@ -1,9 +1,11 @@
-import { mkdtempSync, existsSync, readdirSync, readFileSync } from 'fs';
+import { mkdtempSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { LocalAbsence, PackumentCache, UNKNOWN_UPSTREAM_MS } from '../../gateway/cache';
 import { changedElsewhere } from '../../gateway/context';
 import { MEMORY_TARBALL_BYTES, TarballCache } from '../../gateway/tarball-cache';
+import { ServedCopies } from '../../gateway/served-copies';
+import { NO_POLICY } from '../../core/policy';
 
 const entry = (rev: string, size = 10) => ({ rev, full: Buffer.alloc(size), abbreviated: Buffer.alloc(size) });
 
@@ -189,5 +191,55 @@ describe('tarball cache', () => {
     const cached = tarballs.get('p', 'p-1.0.0.tgz');
     expect(cached?.data).toBeUndefined();
     expect(readFileSync(cached!.path!).equals(bytes)).toBe(true);
+  });
+});
+
+describe('copies of served packuments (served-copies.ts)', () => {
+  const made = (rev: string, text: string) => ({ rev, variant: '', full: Buffer.from('{"full":"' + text + '"}'), abbreviated: Buffer.from('{"a":"' + text + '"}'), policy: '', origin: 'https://upstream.example', mirrored: true });
+  const source = (entries: [string, ReturnType<typeof made>][]) => ({ entries: () => entries, checkedAt: () => 1234 });
+  const origins = ['this-registry'];
+
+  async function saved(entries: [string, ReturnType<typeof made>][], baseUrl = 'http://registry.example'): Promise<string> {
+    const path = join(mkdtempSync(join(tmpdir(), 'copies-')), 'cache', 'packuments-registry.idx');
+    const copies = new ServedCopies(path);
+    copies.load(baseUrl);
+    expect(await copies.save(source(entries))).toBe(entries.length);
+    return path;
+  }
+
+  it('gives back the bytes of a copy of the revision asked, with what it was made with; another revision is outdated', async () => {
+    const path = await saved([['a', made('1-a', 'A')], ['b', made('2-b', 'B')]]);
+    const copies = new ServedCopies(path);
+    copies.load('http://registry.example');
+    const copy = await copies.take('b', '2-b', origins, NO_POLICY);
+    expect(copy && typeof copy === 'object' && [copy.entry.full.toString(), copy.entry.abbreviated.toString(), copy.checkedAt, copy.entry.mirrored]).toEqual(['{"full":"B"}', '{"a":"B"}', 1234, true]);
+    expect(await copies.take('a', '2-a', origins, NO_POLICY)).toBe('outdated');
+    // An outdated copy is forgotten.
+    expect(await copies.take('a', '1-a', origins, NO_POLICY)).toBeNull();
+  });
+
+  it('keeps none made for another address, and none of an index that cannot be read', async () => {
+    const path = await saved([['a', made('1-a', 'A')]]);
+    const elsewhere = new ServedCopies(path);
+    elsewhere.load('http://other.example');
+    expect(elsewhere.size).toBe(0);
+    writeFileSync(path, 'not json\n' + readFileSync(path, 'utf8').split('\n').slice(1).join('\n'));
+    const broken = new ServedCopies(path);
+    broken.load('http://registry.example');
+    expect(broken.size).toBe(0);
+  });
+
+  it('does not use a copy under another policy, or one whose bytes changed', async () => {
+    const path = await saved([['a', made('1-a', 'A')], ['b', made('1-b', 'B')]]);
+    const copies = new ServedCopies(path);
+    copies.load('http://registry.example');
+    const blocking = { ...NO_POLICY, blocked: [{ package: 'a', reason: 'no' }] };
+    expect(await copies.take('a', '1-a', origins, blocking)).toBe('outdated');
+    const bin = path.replace(/\.idx$/, '.bin');
+    const bytes = readFileSync(bin);
+    bytes[bytes.length - 3] ^= 1;
+    writeFileSync(bin, bytes);
+    expect(await copies.take('b', '1-b', origins, NO_POLICY)).toBe('damaged');
+    await copies.close();
   });
 });
