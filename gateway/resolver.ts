@@ -178,6 +178,8 @@ export class ConflictResolver {
           if (!this.failed) await this.writeCheckpoint(now, false);
           continue;
         }
+        // Quiet: the position reached is kept (at most every CHECKPOINT_MS), for a restart to start there.
+        if (!this.failed) await this.writeCheckpoint(this.since, false);
         await this.loop.pause.for(POLL_MS);
       }
     }
