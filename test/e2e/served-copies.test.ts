@@ -165,9 +165,9 @@ onEmbedded('a restarted gateway', () => {
     expect(JSON.parse((await packument('copy-tagged')).body)['dist-tags']).toEqual({ latest: '1.0.0', next: '1.0.0' });
     expect((await packument('copy-removed')).status).toBe(404);
     expect(Object.keys(JSON.parse((await packument('copy-published', true)).body).versions)).toEqual(['1.0.0', '1.1.0']);
-    const after = await copiesCounted();
-    expect(after.used).toBe(counted.used);
-    expect(after.outdated).toBeGreaterThanOrEqual(counted.outdated + 3);
+    // No copy was served for them. Whether each was found outdated at its read or dropped before, as
+    // the feed reported the write, depends on when the feed was read: not counted.
+    expect((await copiesCounted()).used).toBe(counted.used);
   }, 60_000);
 
   it('applies a supply-chain policy set after the stop to the first read of a mirrored package', async () => {
