@@ -108,6 +108,7 @@ export class ServedCopies {
   private readonly format = buildFingerprint();
   private readonly records = new Map<string, CopyRecord>();
   private file?: Promise<FileHandle | null>;
+  private closed = false;
   private baseUrl = '';
 
   /** `path`: the copies' index; their bytes are in the file beside it (`.bin`). */
@@ -164,7 +165,7 @@ export class ServedCopies {
    * `damaged` (a file cut short or changed) when there is a copy that cannot be used, which is forgotten.
    */
   async take(name: string, rev: string, origins: readonly string[], policy: Policy | undefined): Promise<ServedCopy | 'outdated' | 'damaged' | null> {
-    const record = this.records.get(name);
+    const record = this.closed ? undefined : this.records.get(name);
     if (!record) return null;
     const mirrored = isMirrored({ origin: record.origin } as Parameters<typeof isMirrored>[0], origins);
     const usable = record.rev === rev && record.policy === policyFingerprint(policy, mirrored) && (record.validUntil === undefined || Date.now() < record.validUntil);
@@ -196,6 +197,8 @@ export class ServedCopies {
   }
 
   private async read(offset: number, length: number): Promise<Buffer | null> {
+    // Closed at the stop: a read after it would open the file again, and nothing would close it.
+    if (this.closed) return null;
     if (!this.file) this.file = open(this.data, 'r').catch(() => null);
     const handle = await this.file;
     if (!handle) return null;
@@ -214,6 +217,8 @@ export class ServedCopies {
    * either the old copies or the new ones (a mismatch between them fails the SHA-1s).
    */
   async save(source: CopySource): Promise<number> {
+    // At the stop: the copies read so far are not read again, whatever fails below.
+    await this.close();
     await mkdir(dirname(this.index), { recursive: true, mode: 0o700 });
     const header: CopiesHeader = { format: this.format, baseUrl: this.baseUrl, written: new Date().toISOString() };
     const lines = [JSON.stringify(header)];
@@ -254,14 +259,14 @@ export class ServedCopies {
       await out.close();
     }
     await writeFile(this.index + suffix, lines.join('\n') + '\n', { mode: 0o600 });
-    await this.close();
     await rename(this.data + suffix, this.data);
     await rename(this.index + suffix, this.index);
     return lines.length - 1;
   }
 
-  /** Closes the copies' file (at the stop). */
+  /** Closes the copies' file (at the stop): none is read after it. */
   async close(): Promise<void> {
+    this.closed = true;
     const handle = await this.file;
     this.file = undefined;
     await handle?.close().catch(() => undefined);

@@ -216,6 +216,9 @@ describe('copies of served packuments (served-copies.ts)', () => {
     expect(await copies.take('a', '2-a', origins, NO_POLICY)).toBe('outdated');
     // An outdated copy is forgotten.
     expect(await copies.take('a', '1-a', origins, NO_POLICY)).toBeNull();
+    // Closed at the stop: no copy is read after it (nor its file opened again).
+    await copies.close();
+    expect(await copies.take('b', '2-b', origins, NO_POLICY)).toBeNull();
   });
 
   it('keeps none made for another address, and none of an index that cannot be read', async () => {
