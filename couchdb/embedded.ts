@@ -510,7 +510,7 @@ function cacheDesignDocumentReads(): void {
     const docs = Array.isArray(req) ? req : req && Array.isArray((req as { docs?: unknown }).docs) ? ((req as { docs: unknown[] }).docs) : [];
     return docs.some((doc) => !!doc && typeof doc === 'object' && String((doc as { _id?: unknown })._id).startsWith('_design/'));
   };
-  onWrites(proto as unknown as WritableProto, ['bulkDocs'], writesDesign, reads.changed);
+  onWrites(proto as unknown as WritableProto, ['bulkDocs'], writesDesign, reads.around);
   proto.__registryDesignCache = true;
 }
 
@@ -545,29 +545,36 @@ class ReadPerDatabase {
     this.generations.set(key, (this.generations.get(key) || 0) + 1);
     this.cached.delete(key);
   };
+
+  /** For `onWrites`: the database changed before the write and again after it. */
+  readonly around = (db: { name?: string; __opts?: { prefix?: string } }): (() => void) => {
+    this.changed(db);
+    return () => this.changed(db);
+  };
 }
 
 type WritableProto = Record<string, (...args: any[]) => Promise<unknown>>;
 
 /**
- * Has `changed(db)` run before and after each call of the write `methods` of PouchDB's prototype
- * that `writes` says concerns a cache (whichever instance or path makes it), and at a database's
- * deletion: the caches of database reads above are kept coherent this way.
+ * Has `around(db)` run before each call of the write `methods` of PouchDB's prototype that `writes`
+ * says concerns it (whichever instance or path makes it), and what it returns once the write is
+ * over; at a database's deletion, both before it. The caches of database reads above are kept
+ * coherent this way, and the writes that can conflict are counted.
  */
-function onWrites(proto: WritableProto, methods: string[], writes: (args: any[]) => boolean, changed: (db: never) => void): void {
+function onWrites(proto: WritableProto, methods: string[], writes: (args: any[]) => boolean, around: (db: never) => () => void): void {
   for (const method of methods) {
     const original = proto[method];
     proto[method] = function (this: never, ...args: any[]) {
       if (!writes(args)) return original.apply(this, args);
-      changed(this);
+      const after = around(this);
       const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (err: unknown, result?: unknown) => void) : null;
-      const written = original.apply(this, args).finally(() => changed(this));
+      const written = original.apply(this, args).finally(after);
       return answered(written, callback);
     };
   }
   const destroy = proto.destroy;
   proto.destroy = function (this: never, ...args: any[]) {
-    changed(this);
+    around(this)();
     return destroy.apply(this, args);
   };
 }
@@ -584,24 +591,21 @@ const conflictingWrites = new Map<string, { running: number; done: number }>();
  * change feed, which here parses every document written (a mirror's whole ingest, once more).
  */
 function countConflictingWrites(): void {
-  const proto = PouchDB.prototype as { bulkDocs: (...args: any[]) => Promise<unknown>; __registryConflictCount?: boolean };
+  const proto = PouchDB.prototype as unknown as WritableProto & { __registryConflictCount?: boolean };
   if (proto.__registryConflictCount) return;
-  const bulkDocs = proto.bulkDocs;
   const replicated = (value: unknown) => !!value && typeof value === 'object' && !Array.isArray(value) && (value as { new_edits?: unknown }).new_edits === false;
-  proto.bulkDocs = function (this: { name?: unknown }, ...args: any[]) {
-    const name = this.name;
-    if (typeof name !== 'string' || !(replicated(args[0]) || replicated(args[1]))) return bulkDocs.apply(this, args);
-    let count = conflictingWrites.get(name);
-    if (!count) conflictingWrites.set(name, (count = { running: 0, done: 0 }));
+  const counting = (db: { name?: unknown }) => {
+    if (typeof db.name !== 'string') return () => undefined;
+    let count = conflictingWrites.get(db.name);
+    if (!count) conflictingWrites.set(db.name, (count = { running: 0, done: 0 }));
     const counted = count;
     counted.running++;
-    const callback = typeof args[args.length - 1] === 'function' ? (args.pop() as (err: unknown, result?: unknown) => void) : null;
-    const written = bulkDocs.apply(this, args).finally(() => {
+    return () => {
       counted.running--;
       counted.done++;
-    });
-    return answered(written, callback);
+    };
   };
+  onWrites(proto, ['bulkDocs'], (args) => replicated(args[0]) || replicated(args[1]), counting);
   proto.__registryConflictCount = true;
 }
 
@@ -681,7 +685,7 @@ function cacheSecurityReads(): void {
     return !!docs && docs.some(touches);
   };
   // `_local/_security` is a local document: PouchDB writes it without `bulkDocs`.
-  onWrites(proto, ['put', 'post', 'remove', 'bulkDocs'], writing, reads.changed);
+  onWrites(proto, ['put', 'post', 'remove', 'bulkDocs'], writing, reads.around);
   security.__registryCached = true;
   proto.__registrySecurityCache = true;
 }
