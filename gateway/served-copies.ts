@@ -58,10 +58,9 @@ interface CopiesHeader {
 
 /** A copy found for a package's current revision, its bytes checked. */
 export interface ServedCopy {
+  /** The served bytes with what they were made from (origin, validators, attachments' stubs). */
   entry: CachedPackument;
-  origin?: string;
-  validators?: OriginValidators;
-  attachments?: AttachmentStubs;
+  /** When the mirror last compared the package with its upstream (epoch ms). */
   checkedAt?: number;
 }
 
@@ -184,9 +183,6 @@ export class ServedCopies {
     const withheld = record.withheld && record.withheld.length ? new Map(record.withheld.map((w) => [w.version, w])) : undefined;
     return {
       entry: { rev: record.rev, variant: record.variant, full, abbreviated, mirrored, withheld, validUntil: record.validUntil, policy: record.policy, origin: record.origin, validators: record.validators, attachments: record.attachments },
-      origin: record.origin,
-      validators: record.validators,
-      attachments: record.attachments,
       checkedAt: record.checkedAt,
     };
   }

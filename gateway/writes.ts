@@ -221,12 +221,12 @@ export async function packumentFromCopy(ctx: Context, name: string): Promise<Ser
   const copy = await copies.take(name, rev, ctx.origins, ctx.policy?.current);
   if (copy === null) return null;
   // A mirrored copy of an upstream the name is not routed to (any more) is not served (`readPackage`).
-  if (typeof copy === 'string' || (!localRev && !ctx.upstreams.serves({ name, origin: copy.origin } as PackageDoc))) {
+  if (typeof copy === 'string' || (!localRev && !ctx.upstreams.serves({ name, origin: copy.entry.origin } as PackageDoc))) {
     ctx.metrics.copy(typeof copy === 'string' ? copy : 'outdated');
     if (typeof copy !== 'string') copies.forget(name);
     return null;
   }
-  if (copy.attachments) (localRev ? ctx.registry : ctx.mirrored).knowAttachments(name, rev, copy.attachments);
+  if (copy.entry.attachments) (localRev ? ctx.registry : ctx.mirrored).knowAttachments(name, rev, copy.entry.attachments);
   ctx.metrics.copy('used');
   return copy;
 }

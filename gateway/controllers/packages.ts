@@ -176,12 +176,13 @@ export function packageRoutes(ctx: Context): Router {
       // The bytes served before the gateway last stopped, if the package is still at that revision.
       const copied = await packumentFromCopy(ctx, name);
       if (copied) {
-        if (copied.entry.mirrored) {
-          if (copied.checkedAt !== undefined) pullThroughFor(ctx, name)?.checkedBefore(name, copied.checkedAt, copied.validators);
-          refreshIfStale(ctx, name, { origin: copied.origin, origin_validators: copied.validators });
+        const { entry } = copied;
+        if (entry.mirrored) {
+          if (copied.checkedAt !== undefined) pullThroughFor(ctx, name)?.checkedBefore(name, copied.checkedAt, entry.validators);
+          refreshIfStale(ctx, name, { origin: entry.origin, origin_validators: entry.validators });
         }
-        ctx.cache.set(name, generation, copied.entry);
-        return copied.entry;
+        ctx.cache.set(name, generation, entry);
+        return entry;
       }
       const doc = await readPackage(ctx, name, !!pullThroughFor(ctx, name));
       if (!doc) ctx.cache.setAbsent(name, generation);
