@@ -142,7 +142,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const tokens = new TokenStore(couch, config.tokensDb, config.sites.peers.length > 0);
     const registryDb = couch.db<PackageDoc>(config.registryDb);
     const cache = new PackumentCache(config.packumentCacheBytes);
-    const copies = new ServedCopies(copiesPath(config.dataDir, config.registryDb));
+    // Copies of served packuments across restarts: used where revisions are read in process (the embedded server).
+    const copies = embedded ? new ServedCopies(copiesPath(config.dataDir, config.registryDb)) : undefined;
     const tarballs = new TarballCache(join(config.dataDir, 'cache', 'tarballs-' + config.registryDb.replace(/[^a-z0-9_-]/g, '_')), config.tarballMemoryBytes);
     const ownWrites = new Map<string, string>();
     const localAbsence = new LocalAbsence();
@@ -268,7 +269,7 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
     const url = 'http://' + (hostForUrl.includes(':') ? '[' + hostForUrl + ']' : hostForUrl) + ':' + port;
     context.baseUrl = config.publicUrl || url;
     // The packuments served when the gateway last stopped, for the first reads of this run.
-    copies.load(context.baseUrl);
+    copies?.load(context.baseUrl);
     const started = await startReplication(
       {
         couch,
@@ -336,8 +337,8 @@ export async function startRegistry(config: Config, log: Logger = pino({ level: 
           running.close(() => resolve());
           running.closeAllConnections();
         });
-        // Served no more: what the packument cache holds is kept for the next start (where revisions are read in process: the embedded server).
-        if (embedded) await copies
+        // Served no more: what the packument cache holds is kept for the next start.
+        if (copies) await copies
           .save({ entries: () => cache.held(), checkedAt: (name) => context.upstreams.mirrorFor(name)?.lastChecked(name) })
           .then((count) => log.info({ packuments: count }, 'the served packuments were kept for the next start'))
           .catch((err) => log.warn({ err: (err as Error).message }, 'the served packuments could not be kept for the next start'));
