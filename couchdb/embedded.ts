@@ -1056,16 +1056,12 @@ async function attachmentOf(db: Opened, id: string, file: string): Promise<{ dat
   const attachments = await attachmentsOf(db, id);
   const stub = Object.prototype.hasOwnProperty.call(attachments, file) ? attachments[file] : undefined;
   const known = db.stubs.get(id);
-  if (!stub) {
-    // Stubs handed over by the gateway (`knowAttachments`) may lack a file the document has: read it.
-    if (known?.handed && known.attachments === attachments) return forgetHanded(db, id, file);
-    return null;
-  }
-  const read = () => new Promise<Buffer>((resolve, reject) => db.mine._getAttachment(id, file, stub, { binary: true }, (err, bytes) => (bytes ? resolve(bytes) : reject(err || new Error('no attachment')))));
   const handed = !!known?.handed && known.attachments === attachments;
+  // Stubs handed over by the gateway (`knowAttachments`) may lack a file the document has: read it.
+  if (!stub) return handed ? forgetHanded(db, id, file) : null;
   let data: Buffer;
   try {
-    data = await read();
+    data = await new Promise<Buffer>((resolve, reject) => db.mine._getAttachment(id, file, stub, { binary: true }, (err, bytes) => (bytes ? resolve(bytes) : reject(err || new Error('no attachment')))));
   } catch (err) {
     if (handed) return forgetHanded(db, id, file);
     throw err;
@@ -1110,6 +1106,8 @@ function handAttachments(db: Opened, id: string, rev: string, stubs: Record<stri
  * before it reads, as before: over HTTP too it reads as the admin.
  */
 function inProcessReads(databases: LocalDatabases): LocalReads {
+  /** The open database of a document read here: none for a reserved id (`_design/`, `_local/`). */
+  const openFor = (dbName: string, id: string) => (id.startsWith('_') ? null : databases.open(dbName));
   return {
     position(dbName) {
       const db = databases.open(dbName);
@@ -1125,7 +1123,7 @@ function inProcessReads(databases: LocalDatabases): LocalReads {
       return count ? { ...count } : { running: 0, done: 0 };
     },
     document(dbName, id) {
-      const db = id.startsWith('_') ? null : databases.open(dbName);
+      const db = openFor(dbName, id);
       if (!db) return undefined;
       return db.mine.get(id).then(
         (doc) => {
@@ -1143,7 +1141,7 @@ function inProcessReads(databases: LocalDatabases): LocalReads {
       );
     },
     attachment(dbName, id, file) {
-      const db = id.startsWith('_') ? null : databases.open(dbName);
+      const db = openFor(dbName, id);
       if (!db) return undefined;
       return attachmentOf(db, id, file).catch((err) => {
         if (isNotFound(err)) return null;
@@ -1151,12 +1149,12 @@ function inProcessReads(databases: LocalDatabases): LocalReads {
       });
     },
     revision(dbName, id) {
-      const db = id.startsWith('_') ? null : databases.open(dbName);
+      const db = openFor(dbName, id);
       if (!db) return undefined;
       return currentRevision(db, id).then((current) => (current && !current.deleted ? current.rev : null));
     },
     knowAttachments(dbName, id, rev, stubs) {
-      const db = id.startsWith('_') ? null : databases.open(dbName);
+      const db = openFor(dbName, id);
       if (db) handAttachments(db, id, rev, stubs);
     },
   };
